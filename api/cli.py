@@ -1,0 +1,19 @@
+"""The `twin` command line: one entry point, one sub-command group per area."""
+
+from __future__ import annotations
+
+import typer
+
+from api.commands import ontology as ontology_commands
+
+app = typer.Typer(
+    name="twin",
+    help="Enterprise Twin: a knowledge-graph digital twin of the enterprise.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(ontology_commands.app, name="ontology")
+
+
+if __name__ == "__main__":
+    app()

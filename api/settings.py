@@ -1,0 +1,66 @@
+"""The one place configuration is read: environment variables with the TWIN_ prefix (or a .env file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Enterprise Twin settings; every backend is chosen by URL."""
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path(".twin"), description="Where embedded databases, keys and artefacts live.")
+    graph_url: str | None = Field(
+        None,
+        description="Twin graph backend: falkordb+embedded:///PATH (default: DATA_DIR/graph), "
+        "falkordb://host:port, neo4j://, neo4j+s://, bolt://.",
+    )
+    graph_name: str = Field("twin", description="Graph (FalkorDB) or database (Neo4j) name.")
+    graph_user: str | None = Field(None, description="User for Neo4j or a password-protected FalkorDB server.")
+    graph_password: SecretStr | None = Field(None, description="Password for the graph backend.")
+    graph_fsync: Literal["always", "everysec", "no"] = Field(
+        "always", description="Embedded FalkorDB append-only fsync policy (always = no acknowledged write lost)."
+    )
+    database_url: str | None = Field(
+        None, description="Relational store: sqlite:///PATH (default: DATA_DIR/twin.db) or postgresql://..."
+    )
+    ontology_paths: list[Path] = Field(
+        default_factory=list, description="Extra OWL/DTDL files or folders merged into the core ontology."
+    )
+    oidc_issuer: str | None = Field(None, description="OIDC issuer URL; unset = trust only locally issued tokens.")
+    oidc_audience: str = Field("enterprise-twin", description="Expected `aud` of bearer tokens.")
+    oidc_jwks_url: str | None = Field(None, description="JWKS URL when the issuer has no discovery document.")
+    api_host: str = Field("127.0.0.1", description="Address `twin serve` binds to.")
+    api_port: int = Field(8000, description="Port `twin serve` listens on.")
+
+    @field_validator("graph_url")
+    @classmethod
+    def _known_graph_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        schemes = ("falkordb+embedded://", "falkordb://", "neo4j://", "neo4j+s://", "neo4j+ssc://", "bolt://", "bolt+s://")
+        if not value.startswith(schemes):
+            raise ValueError(f"graph_url {value!r} must start with one of {', '.join(schemes)}")
+        return value
+
+    @property
+    def resolved_graph_url(self) -> str:
+        """The graph URL, defaulting to an embedded FalkorDB inside the data directory."""
+        return self.graph_url or f"falkordb+embedded://{(self.data_dir / 'graph').resolve()}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The relational store URL, defaulting to SQLite inside the data directory."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'twin.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,246 @@
+"""Cypher backends chosen by URL: embedded FalkorDB, a FalkorDB server, Neo4j."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from graph.dialect import Dialect, FalkorDialect, Neo4jDialect
+from graph.errors import GraphError, GraphUnavailable, QueryError, ReadOnlyViolation
+
+Row = list[Any]
+
+
+class CypherBackend(ABC):
+    """A graph database that runs Cypher: read and write entry points, schema set-up, a query counter."""
+
+    dialect: Dialect
+    url: str
+
+    def __init__(self) -> None:
+        self._count_lock = threading.Lock()
+        self.queries = 0  # every round trip, so tests can catch N+1 patterns
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.queries += 1
+
+    @abstractmethod
+    def read(self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None) -> list[Row]:
+        """Run a read-only query; the backend itself refuses writes."""
+
+    @abstractmethod
+    def write(self, cypher: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run a query that may change the graph, atomically."""
+
+    @abstractmethod
+    def ensure_schema(self) -> None:
+        """Create the uid uniqueness constraint and indexes if missing."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Delete every node and relationship (tests and `twin graph reset`)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections (an embedded server stays up for other processes)."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True when the backend answers."""
+
+
+class FalkorBackend(CypherBackend):
+    """FalkorDB through its Python client, over a unix socket (embedded) or TCP (server)."""
+
+    dialect = FalkorDialect()
+
+    def __init__(self, client: Any, graph_name: str, url: str, on_close: Any = None) -> None:
+        super().__init__()
+        self._client = client
+        self._graph = client.select_graph(graph_name)
+        self.graph_name = graph_name
+        self.url = url
+        self._on_close = on_close
+
+    def read(self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None) -> list[Row]:
+        """Run through GRAPH.RO_QUERY, which FalkorDB refuses to execute when the query writes."""
+        self._count()
+        try:
+            return self._graph.ro_query(cypher, params, timeout=timeout_ms).result_set
+        except Exception as exc:  # the client raises redis errors; translate once, here
+            raise self._translate(exc, cypher) from None
+
+    def write(self, cypher: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run through GRAPH.QUERY (each query is atomic in FalkorDB)."""
+        self._count()
+        try:
+            return self._graph.query(cypher, params).result_set
+        except Exception as exc:
+            raise self._translate(exc, cypher) from None
+
+    def _translate(self, exc: Exception, cypher: str) -> GraphError:
+        message = str(exc)
+        kind = type(exc).__name__
+        if "ConnectionError" in kind or "Connection refused" in message or "No such file" in message:
+            return GraphUnavailable(f"FalkorDB at {self.url} is not reachable: {message}")
+        if "read-only" in message.lower() or "RO_QUERY" in message:
+            return ReadOnlyViolation(f"query tries to write: {message}")
+        if "timed out" in message.lower() or "timeout" in message.lower():
+            return QueryError(f"query timed out: {message}")
+        return QueryError(f"FalkorDB refused the query: {message}")
+
+    def ensure_schema(self) -> None:
+        """Create indexes and the unique constraint on :Twin(uid); existing ones are left alone."""
+        for statement in self.dialect.schema_statements():
+            try:
+                self.write(statement)
+            except QueryError as exc:
+                if "already" not in str(exc).lower():
+                    raise
+        try:
+            self._graph.create_node_unique_constraint("Twin", "uid")
+        except Exception as exc:
+            if "already" not in str(exc).lower() and "exists" not in str(exc).lower():
+                raise QueryError(f"cannot create the uid uniqueness constraint: {exc}") from None
+
+    def clear(self) -> None:
+        """Delete the whole graph; the schema is re-created on next use."""
+        try:
+            self._graph.delete()
+        except Exception as exc:
+            if "empty key" not in str(exc).lower() and "invalid graph" not in str(exc).lower():
+                raise self._translate(exc, "GRAPH.DELETE") from None
+        self._graph = self._client.select_graph(self.graph_name)
+
+    def close(self) -> None:
+        """Close the client connection; the embedded server's lifetime is managed by graph.embedded."""
+        if self._on_close is not None:
+            self._on_close()
+        else:
+            self._client.close()
+
+    def ping(self) -> bool:
+        """PING the server."""
+        try:
+            return bool(self._client.connection.ping())
+        except Exception:
+            return False
+
+
+class Neo4jBackend(CypherBackend):
+    """Neo4j 5 through the official driver; reads in READ transactions, writes in WRITE transactions."""
+
+    dialect = Neo4jDialect()
+
+    def __init__(self, url: str, user: str | None, password: str | None, database: str | None) -> None:
+        super().__init__()
+        import neo4j
+
+        self.url = url
+        self._database = database
+        auth = (user, password) if user else None
+        try:
+            self._driver = neo4j.GraphDatabase.driver(url, auth=auth)
+        except Exception as exc:
+            raise GraphUnavailable(f"cannot create a Neo4j driver for {_redact(url)}: {type(exc).__name__}") from None
+
+    def _run(self, cypher: str, params: dict[str, Any] | None, access: str, timeout_ms: int | None) -> list[Row]:
+        import neo4j
+        from neo4j.exceptions import ClientError, ServiceUnavailable
+
+        self._count()
+        query = neo4j.Query(cypher, timeout=timeout_ms / 1000 if timeout_ms else None)
+        try:
+            with self._driver.session(database=self._database, default_access_mode=access) as session:
+                runner = session.execute_read if access == neo4j.READ_ACCESS else session.execute_write
+                return runner(lambda tx: [list(r.values()) for r in tx.run(query, params or {})])
+        except ServiceUnavailable as exc:
+            raise GraphUnavailable(f"Neo4j at {_redact(self.url)} is not reachable: {exc}") from None
+        except ClientError as exc:
+            if "AccessMode" in (exc.code or "") or "read access mode" in str(exc).lower():
+                raise ReadOnlyViolation(f"query tries to write: {exc.message}") from None
+            raise QueryError(f"Neo4j refused the query: {exc.message}") from None
+
+    def read(self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None) -> list[Row]:
+        """Run in a READ transaction, which Neo4j refuses to let write."""
+        import neo4j
+
+        return [_neo4j_values(r) for r in self._run(cypher, params, neo4j.READ_ACCESS, timeout_ms)]
+
+    def write(self, cypher: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run in a WRITE transaction."""
+        import neo4j
+
+        return [_neo4j_values(r) for r in self._run(cypher, params, neo4j.WRITE_ACCESS, None)]
+
+    def ensure_schema(self) -> None:
+        """Create the constraint and indexes (IF NOT EXISTS)."""
+        for statement in self.dialect.schema_statements():
+            self.write(statement)
+
+    def clear(self) -> None:
+        """Delete every node in batches."""
+        self.write("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS")
+
+    def close(self) -> None:
+        """Close the driver."""
+        self._driver.close()
+
+    def ping(self) -> bool:
+        """Verify connectivity."""
+        try:
+            self._driver.verify_connectivity()
+            return True
+        except Exception:
+            return False
+
+
+def _neo4j_values(row: list[Any]) -> list[Any]:
+    """Convert neo4j temporal and path values into the plain Python values the store expects."""
+    return [v.to_native() if hasattr(v, "to_native") else v for v in row]
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+def open_backend(
+    url: str,
+    *,
+    graph_name: str = "twin",
+    user: str | None = None,
+    password: str | None = None,
+    fsync: str = "always",
+) -> CypherBackend:
+    """Open the backend a URL names: falkordb+embedded:///PATH, falkordb://host:port, neo4j://, bolt://."""
+    parsed = urlparse(url)
+    scheme = parsed.scheme
+    if scheme == "falkordb+embedded":
+        from graph.embedded import open_embedded
+
+        data_dir = Path(unquote(parsed.path))
+        handle = open_embedded(data_dir, fsync=fsync)  # type: ignore[arg-type]
+        return FalkorBackend(handle.client, graph_name, url, on_close=handle.close)
+    if scheme in ("falkordb", "redis"):
+        import falkordb
+
+        client = falkordb.FalkorDB(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 6379,
+            username=parsed.username or user,
+            password=parsed.password or password,
+        )
+        backend = FalkorBackend(client, graph_name, url)
+        if not backend.ping():
+            raise GraphUnavailable(f"FalkorDB server at {_redact(url)} does not answer")
+        return backend
+    if scheme in ("neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"):
+        return Neo4jBackend(url, parsed.username or user, parsed.password or password, None if graph_name == "twin" else graph_name)
+    raise GraphError(f"graph URL {_redact(url)!r}: unknown scheme {scheme!r} (use falkordb+embedded://, falkordb://, neo4j://)")

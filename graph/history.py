@@ -1,0 +1,184 @@
+"""The change history of the twin graph, kept in the relational store: who/what/when, before and after."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    or_,
+    select,
+)
+
+from graph.relational import relational_engine
+
+metadata = MetaData()
+
+twin_history = Table(
+    "twin_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("uid", String(512), nullable=False),
+    Column("kind", String(8), nullable=False),  # twin | link
+    Column("op", String(8), nullable=False),  # create | update | delete
+    Column("link_type", String(128)),
+    Column("target", String(512)),
+    Column("cls", String(256)),
+    Column("actor", String(256), nullable=False),
+    Column("source", String(256)),
+    Column("run_id", String(64)),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Index("ix_twin_history_uid_at", "uid", "at"),
+    Index("ix_twin_history_target", "target"),
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to record: a twin or a link, the operation, and the state before and after."""
+
+    uid: str
+    kind: str
+    op: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    cls: str | None = None
+    link_type: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeContext:
+    """Who made a change and from where."""
+
+    actor: str = "system"
+    source: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One recorded change, as read back."""
+
+    id: int
+    uid: str
+    kind: str
+    op: str
+    cls: str | None
+    link_type: str | None
+    target: str | None
+    actor: str
+    source: str | None
+    run_id: str | None
+    at: dt.datetime
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class HistoryStore:
+    """Append-only change log of twins and links with `history(uid)` and `as_of(uid, time)`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = relational_engine(url)
+        metadata.create_all(self.engine)
+
+    def record(self, changes: Sequence[Change], context: ChangeContext, at: dt.datetime | None = None) -> int:
+        """Append `changes` in one transaction; returns how many were written."""
+        if not changes:
+            return 0
+        when = at or dt.datetime.now(dt.UTC)
+        rows = [
+            {
+                "uid": c.uid,
+                "kind": c.kind,
+                "op": c.op,
+                "cls": c.cls,
+                "link_type": c.link_type,
+                "target": c.target,
+                "actor": context.actor,
+                "source": context.source,
+                "run_id": context.run_id,
+                "at": when,
+                "before": None if c.before is None else json.dumps(c.before, sort_keys=True, default=str),
+                "after": None if c.after is None else json.dumps(c.after, sort_keys=True, default=str),
+            }
+            for c in changes
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(twin_history), rows)
+        return len(rows)
+
+    def history(self, uid: str, limit: int = 1000) -> list[HistoryEntry]:
+        """Changes of the twin `uid` and of links touching it, oldest first."""
+        query = (
+            select(twin_history)
+            .where(or_(twin_history.c.uid == uid, twin_history.c.target == uid))
+            .order_by(twin_history.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_entry(row) for row in conn.execute(query)]
+
+    def as_of(self, uid: str, when: dt.datetime) -> dict[str, Any] | None:
+        """The twin's properties (with `_class`) as they were at `when`; None if it did not exist then."""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        query = (
+            select(twin_history)
+            .where(twin_history.c.uid == uid, twin_history.c.kind == "twin", twin_history.c.at <= when)
+            .order_by(twin_history.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row.op == "delete":
+            return None
+        state = json.loads(row.after) if row.after else {}
+        return {**state, "_class": row.cls}
+
+    def erase_values(self, uid: str) -> int:
+        """Blank the before/after states recorded for `uid` (right to erasure); the change rows stay."""
+        from sqlalchemy import update
+
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(twin_history)
+                .where(twin_history.c.uid == uid, twin_history.c.kind == "twin")
+                .values(before=None, after=json.dumps({"erased": True}))
+            )
+        return result.rowcount or 0
+
+
+def _entry(row: Any) -> HistoryEntry:
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
+    return HistoryEntry(
+        id=row.id,
+        uid=row.uid,
+        kind=row.kind,
+        op=row.op,
+        cls=row.cls,
+        link_type=row.link_type,
+        target=row.target,
+        actor=row.actor,
+        source=row.source,
+        run_id=row.run_id,
+        at=at,
+        before=json.loads(row.before) if row.before else None,
+        after=json.loads(row.after) if row.after else None,
+    )

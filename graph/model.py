@@ -1,0 +1,188 @@
+"""Typed objects that cross the graph layer's boundary: twins, links, filters, pages, paths, aggregates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["out", "in", "both"]
+Operator = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "starts_with", "exists", "is_null"]
+Metric = Literal["count", "sum", "avg", "min", "max"]
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A twin to write: stable uid, its ontology class, and typed property values."""
+
+    uid: str
+    cls: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A relationship to write: type, source uid, target uid, and its own properties."""
+
+    type: str
+    source: str
+    target: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TwinRecord:
+    """A twin as read back: uid, class name, all labels and decoded properties."""
+
+    uid: str
+    cls: str
+    labels: tuple[str, ...]
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    """A relationship as read back."""
+
+    type: str
+    source: str
+    target: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One filter condition on a twin property (or, with op='exists', on a relationship type)."""
+
+    field: str
+    op: Operator
+    value: Any = None
+    direction: Direction = "out"  # for op='exists': which way the relationship points
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    """A sort key."""
+
+    field: str
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of twins plus the total number matching."""
+
+    items: list[TwinRecord]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Subgraph:
+    """Twins and links around a starting twin."""
+
+    nodes: list[TwinRecord]
+    links: list[LinkRecord]
+
+
+@dataclass(frozen=True)
+class ImpactHit:
+    """A twin affected when the start twin fails, at a distance, with one shortest chain of uids leading to it."""
+
+    twin: TwinRecord
+    depth: int
+    path: tuple[str, ...]
+    via: tuple[str, ...]  # relationship types along the path
+
+
+@dataclass(frozen=True)
+class PathResult:
+    """A path: the twins in order and the relationship types between them."""
+
+    nodes: list[TwinRecord]
+    types: list[str]
+
+    @property
+    def length(self) -> int:
+        """Number of relationships in the path."""
+        return len(self.types)
+
+
+@dataclass(frozen=True)
+class AggregateRow:
+    """One group of an aggregate: the group's key values and the metric results."""
+
+    group: dict[str, Any]
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A full-text search result with its score."""
+
+    twin: TwinRecord
+    score: float
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """What a write did."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def __add__(self, other: "WriteSummary") -> "WriteSummary":
+        return WriteSummary(
+            self.created + other.created,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+            self.deleted + other.deleted,
+        )
+
+
+@dataclass(frozen=True)
+class GraphStats:
+    """Counts of the twin graph."""
+
+    twins: int
+    links: int
+    by_class: dict[str, int]
+    by_type: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """Restrictions a policy puts on reads: a row predicate over `{n}` and fields that may not be touched.
+
+    `predicate` is a Cypher boolean expression in which `{n}` stands for the node variable; `params` are its
+    parameters (names must start with `scope_`). `hidden` maps a class name to fields that may not be read, filtered,
+    sorted, aggregated or searched on for twins carrying that label.
+    """
+
+    predicate: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    hidden: dict[str, frozenset[str]] = field(default_factory=dict)
+    readable_classes: frozenset[str] | None = None  # None = all
+
+    def render(self, var: str) -> str:
+        """The predicate for node variable `var`, or 'true' when unrestricted."""
+        clauses = []
+        if self.readable_classes is not None:
+            if not self.readable_classes:
+                return "false"
+            clauses.append("(" + " OR ".join(f"{var}:`{c}`" for c in sorted(self.readable_classes)) + ")")
+        if self.predicate:
+            clauses.append("(" + self.predicate.replace("{n}", var) + ")")
+        return " AND ".join(clauses) if clauses else "true"
+
+    def hidden_for(self, labels: tuple[str, ...] | list[str]) -> frozenset[str]:
+        """Fields hidden for a twin carrying `labels`."""
+        result: set[str] = set()
+        for label in labels:
+            result |= self.hidden.get(label, frozenset())
+        return frozenset(result)
+
+
+UNRESTRICTED = ReadScope()

@@ -1,0 +1,58 @@
+"""The relational side store of the twin (history, audit, lineage, sync state, results): engines by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from graph.errors import GraphError
+
+
+class RelationalStoreError(GraphError):
+    """The relational store URL is malformed or the database cannot be reached."""
+
+
+_engines: dict[str, Engine] = {}
+
+
+def relational_engine(url: str) -> Engine:
+    """A shared SQLAlchemy engine for `url` (sqlite:///PATH or postgresql://...), configured for safe concurrent use."""
+    if url in _engines:
+        return _engines[url]
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise RelationalStoreError(f"relational store URL {url!r} is not a valid database URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    elif parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(parsed, pool_pre_ping=True)
+    else:
+        raise RelationalStoreError(
+            f"relational store URL scheme {parsed.drivername!r} is not supported; use sqlite:/// or postgresql://"
+        )
+    _engines[url] = engine
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests and shutdown)."""
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()

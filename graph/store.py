@@ -1,0 +1,115 @@
+"""GraphStore: the one interface to the twin graph that every other layer uses, whatever the backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from graph.backends import CypherBackend, open_backend
+from graph.errors import TwinNotFound
+from graph.history import ChangeContext, HistoryEntry, HistoryStore
+from graph.model import Link, Twin, TwinRecord, WriteSummary
+from graph.reads import TwinReader
+from graph.writes import TwinWriter
+from ontology.model import Ontology
+
+
+class GraphStore(TwinReader):
+    """Validated writes, scoped reads and history of the twin graph over one Cypher backend."""
+
+    def __init__(self, backend: CypherBackend, ontology: Ontology, history: HistoryStore | None = None) -> None:
+        super().__init__(backend, ontology)
+        self.history = history
+        self._writer = TwinWriter(backend, ontology, history)
+        backend.ensure_schema()
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        ontology: Ontology,
+        *,
+        history_url: str | None = None,
+        graph_name: str = "twin",
+        user: str | None = None,
+        password: str | None = None,
+        fsync: str = "always",
+    ) -> "GraphStore":
+        """Open the store a URL names, with history in the relational store at `history_url`."""
+        backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync)
+        history = HistoryStore(history_url) if history_url else None
+        return cls(backend, ontology, history)
+
+    @property
+    def url(self) -> str:
+        """The backend URL."""
+        return self.backend.url
+
+    # ------------------------------------------------------------------ writes
+
+    def upsert_twins(
+        self, twins: Sequence[Twin], *, actor: str = "system", source: str | None = None, run_id: str | None = None
+    ) -> WriteSummary:
+        """Create or update twins (idempotent); rejects the whole batch on any ontology violation."""
+        return self._writer.upsert_twins(twins, ChangeContext(actor, source, run_id))
+
+    def upsert_links(
+        self, links: Sequence[Link], *, actor: str = "system", source: str | None = None, run_id: str | None = None
+    ) -> WriteSummary:
+        """Create or update links (idempotent); rejects the whole batch on any ontology violation."""
+        return self._writer.upsert_links(links, ChangeContext(actor, source, run_id))
+
+    def delete_twins(
+        self, uids: Iterable[str], *, actor: str = "system", source: str | None = None, run_id: str | None = None
+    ) -> WriteSummary:
+        """Delete twins with their relationships."""
+        return self._writer.delete_twins(uids, ChangeContext(actor, source, run_id))
+
+    def delete_links(
+        self,
+        links: Iterable[tuple[str, str, str]],
+        *,
+        actor: str = "system",
+        source: str | None = None,
+        run_id: str | None = None,
+    ) -> WriteSummary:
+        """Delete links given as (type, source uid, target uid)."""
+        return self._writer.delete_links(links, ChangeContext(actor, source, run_id))
+
+    # ------------------------------------------------------------------ history
+
+    def require(self, uid: str) -> TwinRecord:
+        """The twin with this uid; TwinNotFound otherwise."""
+        record = self.get(uid)
+        if record is None:
+            raise TwinNotFound(f"no twin with uid {uid!r}")
+        return record
+
+    def history_of(self, uid: str, limit: int = 1000) -> list[HistoryEntry]:
+        """Every recorded change of the twin and its links, oldest first."""
+        return self._history().history(uid, limit)
+
+    def as_of(self, uid: str, when: dt.datetime) -> dict[str, Any] | None:
+        """The twin's recorded state at `when`, or None if it did not exist then."""
+        return self._history().as_of(uid, when)
+
+    def _history(self) -> HistoryStore:
+        if self.history is None:
+            raise TwinNotFound("this store keeps no history (open it with a history_url)")
+        return self.history
+
+    def clear(self) -> None:
+        """Delete every twin and link (history is kept)."""
+        self.backend.clear()
+        self.backend.ensure_schema()
+
+    def close(self) -> None:
+        """Release the backend connection."""
+        self.backend.close()
+
+    def __enter__(self) -> "GraphStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,314 @@
+"""Validated, idempotent, batched writes of twins and links, with every change recorded in history."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from graph.backends import CypherBackend
+from graph.cypher import ident, labels_clause
+from graph.errors import BatchRejected, QueryError
+from graph.history import Change, ChangeContext, HistoryStore
+from graph.model import Link, Twin, WriteSummary
+from graph.values import encode
+from ontology.errors import UnknownTerm, Violation
+from ontology.model import Ontology
+
+CHUNK = 20_000  # rows per Cypher statement
+RETRIES = 3  # a concurrent writer may create the same uid between our read and our CREATE
+
+
+class TwinWriter:
+    """Writes twins and links after validating the whole batch against the ontology."""
+
+    def __init__(self, backend: CypherBackend, ontology: Ontology, history: HistoryStore | None) -> None:
+        self.backend = backend
+        self.ontology = ontology
+        self.history = history
+
+    # ------------------------------------------------------------------ twins
+
+    def upsert_twins(self, twins: Sequence[Twin], context: ChangeContext) -> WriteSummary:
+        """Create or update twins; a batch with any violation writes nothing and lists every offending item."""
+        batch, required = self._validated_twins(twins)
+        for attempt in range(RETRIES):
+            try:
+                return self._write_twins(batch, required, context)
+            except QueryError as exc:
+                if not _is_uniqueness_conflict(exc) or attempt == RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _validated_twins(
+        self, twins: Sequence[Twin]
+    ) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, list[Violation]]]:
+        """The batch merged by uid, and the required-property violations that matter only for new twins."""
+        violations: list[Violation] = []
+        required: dict[str, list[Violation]] = defaultdict(list)
+        batch: dict[str, tuple[str, dict[str, Any]]] = {}
+        for i, twin in enumerate(twins):
+            where = f"twins[{i}]"
+            if not isinstance(twin, Twin):
+                violations.append(Violation(where, "type", f"expected a Twin, got {type(twin).__name__}"))
+                continue
+            if not isinstance(twin.uid, str) or not twin.uid.strip():
+                violations.append(Violation(f"{where}.uid", "uid", f"uid must be non-empty text, got {twin.uid!r}"))
+                continue
+            try:
+                cls = self.ontology.get(twin.cls)
+            except UnknownTerm as exc:
+                violations.append(Violation(f"{where}({twin.uid})", "unknown-class", str(exc)))
+                continue
+            for problem in self.ontology.validate(cls.id, twin.properties, path=f"{where}({twin.uid})"):
+                (required[twin.uid] if problem.rule == "required" else violations).append(problem)
+            previous = batch.get(twin.uid)
+            if previous is not None and previous[0] != cls.id:
+                violations.append(
+                    Violation(f"{where}({twin.uid})", "duplicate-uid", f"uid given twice with classes {previous[0]} and {cls.id}")
+                )
+                continue
+            merged = {**(previous[1] if previous else {}), **twin.properties}
+            batch[twin.uid] = (cls.id, merged)
+        if violations:
+            raise BatchRejected(violations)
+        for uid, (cls_id, props) in batch.items():  # a later item of the batch may supply what an earlier lacked
+            if uid in required:
+                required[uid] = [v for v in required[uid] if props.get(v.path.rsplit(".", 1)[-1]) is None]
+        return batch, {uid: found for uid, found in required.items() if found}
+
+    def _write_twins(
+        self,
+        batch: dict[str, tuple[str, dict[str, Any]]],
+        required: dict[str, list[Violation]],
+        context: ChangeContext,
+    ) -> WriteSummary:
+        existing = self._fetch_twins(list(batch))
+        missing = [v for uid, found in required.items() if uid not in existing for v in found]
+        if missing:
+            raise BatchRejected(missing)
+        creates: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        updates: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        changes: list[Change] = []
+        unchanged = 0
+        for uid, (cls_id, props) in batch.items():
+            cls = self.ontology.get(cls_id)
+            defs = self.ontology.properties(cls_id)
+            encoded = {k: encode(v, defs[k].schema) for k, v in props.items()}
+            old = existing.get(uid)
+            if old is None:
+                stored = {k: v for k, v in encoded.items() if v is not None}
+                creates[cls_id].append({"uid": uid, "_class": cls.name, **stored})
+                changes.append(Change(uid, "twin", "create", None, stored, cls=cls.name))
+                continue
+            old_class, old_props = old
+            delta = {k: v for k, v in encoded.items() if old_props.get(k) != v}
+            if not delta and old_class == cls.name:
+                unchanged += 1
+                continue
+            after = {k: v for k, v in {**old_props, **delta}.items() if v is not None}
+            updates[(old_class, cls_id)].append({"uid": uid, "p": {**delta, "_class": cls.name}})
+            changes.append(Change(uid, "twin", "update", old_props, after, cls=cls.name))
+        for cls_id, rows in creates.items():
+            labels = labels_clause(self.ontology.labels(cls_id))
+            for chunk in _chunks(rows):
+                self.backend.write(f"UNWIND $rows AS r CREATE (n{labels}) SET n = r", {"rows": chunk})
+        for (old_class, cls_id), rows in updates.items():
+            relabel = self._relabel(old_class, cls_id)
+            for chunk in _chunks(rows):
+                self.backend.write(f"UNWIND $rows AS r MATCH (n:Twin {{uid: r.uid}}) {relabel}SET n += r.p", {"rows": chunk})
+        if self.history is not None:
+            self.history.record(changes, context)
+        created = sum(len(rows) for rows in creates.values())
+        return WriteSummary(created=created, updated=len(changes) - created, unchanged=unchanged)
+
+    def _relabel(self, old_class: str, cls_id: str) -> str:
+        new_labels = self.ontology.labels(cls_id)
+        try:
+            old_labels = self.ontology.labels(old_class)
+        except UnknownTerm:
+            old_labels = (old_class,)
+        removed = [label for label in old_labels if label not in new_labels]
+        added = [label for label in new_labels if label not in old_labels]
+        clause = ""
+        if removed:
+            clause += "REMOVE n" + "".join(f":{ident(label)}" for label in removed) + " "
+        if added:
+            clause += "SET n" + "".join(f":{ident(label)}" for label in added) + " "
+        return clause
+
+    def _fetch_twins(self, uids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for chunk in _chunks(uids):
+            for uid, cls, props in self.backend.read(
+                "UNWIND $uids AS u MATCH (n:Twin {uid: u}) RETURN n.uid, n._class, properties(n)", {"uids": chunk}
+            ):
+                props = dict(props)
+                props.pop("uid", None)
+                props.pop("_class", None)
+                found[uid] = (cls, props)
+        return found
+
+    def delete_twins(self, uids: Iterable[str], context: ChangeContext) -> WriteSummary:
+        """Delete twins and every relationship touching them; unknown uids are ignored."""
+        uids = list(dict.fromkeys(uids))
+        existing = self._fetch_twins(uids)
+        if not existing:
+            return WriteSummary()
+        changes: list[Change] = []
+        for chunk in _chunks(list(existing)):
+            for source, rel_type, target, props in self.backend.read(
+                "UNWIND $uids AS u MATCH (n:Twin {uid: u})-[r]-(m:Twin) "
+                "RETURN DISTINCT startNode(r).uid, type(r), endNode(r).uid, properties(r)",
+                {"uids": chunk},
+            ):
+                changes.append(Change(source, "link", "delete", dict(props), None, link_type=rel_type, target=target))
+        changes += [Change(uid, "twin", "delete", props, None, cls=cls) for uid, (cls, props) in existing.items()]
+        for chunk in _chunks(list(existing)):
+            self.backend.write("UNWIND $uids AS u MATCH (n:Twin {uid: u}) DETACH DELETE n", {"uids": chunk})
+        if self.history is not None:
+            self.history.record(changes, context)
+        return WriteSummary(deleted=len(existing))
+
+    # ------------------------------------------------------------------ links
+
+    def upsert_links(self, links: Sequence[Link], context: ChangeContext) -> WriteSummary:
+        """Create or update links; every link is checked for endpoints, domain, range, properties, multiplicity."""
+        classes = self._classes_of({u for link in links if isinstance(link, Link) for u in (link.source, link.target)})
+        violations: list[Violation] = []
+        batch: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for i, link in enumerate(links):
+            where = f"links[{i}]"
+            if not isinstance(link, Link):
+                violations.append(Violation(where, "type", f"expected a Link, got {type(link).__name__}"))
+                continue
+            where = f"{where}({link.source}-[{link.type}]->{link.target})"
+            missing = [u for u in (link.source, link.target) if u not in classes]
+            if missing:
+                violations.append(Violation(where, "missing-endpoint", f"no twin with uid {', '.join(map(repr, missing))}"))
+                continue
+            problems = self.ontology.validate_relationship(
+                link.type, classes[link.source], classes[link.target], link.properties, path=where
+            )
+            violations += problems
+            key = (link.type, link.source, link.target)
+            batch[key] = {**batch.get(key, {}), **link.properties}
+        if not violations:
+            violations += self._multiplicity_violations(batch, classes)
+        if violations:
+            raise BatchRejected(violations)
+        return self._write_links(batch, classes, context)
+
+    def _classes_of(self, uids: set[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(uids)):
+            for uid, cls in self.backend.read(
+                "UNWIND $uids AS u MATCH (n:Twin {uid: u}) RETURN n.uid, n._class", {"uids": chunk}
+            ):
+                found[uid] = cls
+        return found
+
+    def _multiplicity_violations(
+        self, batch: dict[tuple[str, str, str], dict[str, Any]], classes: dict[str, str]
+    ) -> list[Violation]:
+        targets: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for rel_type, source, target in batch:
+            rel = self.ontology.relationships(classes[source]).get(rel_type)
+            if rel is not None and rel.max is not None:
+                targets[(rel_type, source)].add(target)
+        if not targets:
+            return []
+        by_type: dict[str, list[str]] = defaultdict(list)
+        for rel_type, source in targets:
+            by_type[rel_type].append(source)
+        for rel_type, sources in by_type.items():
+            for chunk in _chunks(sources):
+                for source, existing in self.backend.read(
+                    f"UNWIND $uids AS u MATCH (n:Twin {{uid: u}})-[:{ident(rel_type)}]->(m:Twin) RETURN u, collect(m.uid)",
+                    {"uids": chunk},
+                ):
+                    targets[(rel_type, source)].update(existing)
+        violations = []
+        for (rel_type, source), linked in targets.items():
+            violations += self.ontology.validate_multiplicity(
+                rel_type, classes[source], len(linked), path=f"{source}.{rel_type}"
+            )
+        return [v for v in violations if "at most" in v.message]
+
+    def _write_links(
+        self, batch: dict[tuple[str, str, str], dict[str, Any]], classes: dict[str, str], context: ChangeContext
+    ) -> WriteSummary:
+        by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
+        for (rel_type, source, target), props in batch.items():
+            rel = self.ontology.relationships(classes[source])[rel_type]
+            encoded = {k: encode(v, rel.property(k).schema if rel.property(k) else None) for k, v in props.items()}
+            by_type[rel_type].append((source, target, encoded))
+        changes: list[Change] = []
+        created = unchanged = 0
+        for rel_type, rows in by_type.items():
+            existing: dict[tuple[str, str], dict[str, Any]] = {}
+            typed = ident(rel_type)
+            for chunk in _chunks(rows):
+                for source, target, props in self.backend.read(
+                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}})-[e:{typed}]->(b:Twin {{uid: r.t}}) "
+                    "RETURN r.s, r.t, properties(e)",
+                    {"rows": [{"s": s, "t": t} for s, t, _ in chunk]},
+                ):
+                    existing[(source, target)] = dict(props)
+            new_rows, changed_rows = [], []
+            for source, target, props in rows:
+                old = existing.get((source, target))
+                if old is None:
+                    stored = {k: v for k, v in props.items() if v is not None}
+                    new_rows.append({"s": source, "t": target, "p": stored})
+                    changes.append(Change(source, "link", "create", None, stored, link_type=rel_type, target=target))
+                    continue
+                delta = {k: v for k, v in props.items() if old.get(k) != v}
+                if not delta:
+                    unchanged += 1
+                    continue
+                changed_rows.append({"s": source, "t": target, "p": delta})
+                after = {k: v for k, v in {**old, **delta}.items() if v is not None}
+                changes.append(Change(source, "link", "update", old, after, link_type=rel_type, target=target))
+            match = "UNWIND $rows AS r MATCH (a:Twin {uid: r.s}), (b:Twin {uid: r.t}) "
+            for chunk in _chunks(new_rows):
+                # MERGE, not CREATE: two concurrent writers must not create the same link twice.
+                self.backend.write(match + f"MERGE (a)-[e:{typed}]->(b) SET e += r.p", {"rows": chunk})
+            for chunk in _chunks(changed_rows):
+                self.backend.write(
+                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}})-[e:{typed}]->(b:Twin {{uid: r.t}}) SET e += r.p",
+                    {"rows": chunk},
+                )
+            created += len(new_rows)
+        if self.history is not None:
+            self.history.record(changes, context)
+        return WriteSummary(created=created, updated=len(changes) - created, unchanged=unchanged)
+
+    def delete_links(self, links: Iterable[tuple[str, str, str]], context: ChangeContext) -> WriteSummary:
+        """Delete links given as (type, source uid, target uid); missing ones are ignored."""
+        by_type: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for rel_type, source, target in links:
+            by_type[rel_type].append({"s": source, "t": target})
+        changes: list[Change] = []
+        for rel_type, rows in by_type.items():
+            typed = ident(rel_type)
+            for chunk in _chunks(rows):
+                for source, target, props in self.backend.write(
+                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}})-[e:{typed}]->(b:Twin {{uid: r.t}}) "
+                    "WITH r, e, properties(e) AS p DELETE e RETURN r.s, r.t, p",
+                    {"rows": chunk},
+                ):
+                    changes.append(Change(source, "link", "delete", dict(props), None, link_type=rel_type, target=target))
+        if self.history is not None:
+            self.history.record(changes, context)
+        return WriteSummary(deleted=len(changes))
+
+
+def _chunks(rows: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _is_uniqueness_conflict(exc: QueryError) -> bool:
+    text = str(exc).lower()
+    return "unique" in text and ("constraint" in text or "violat" in text)
