@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from api.commands import graph as graph_commands
 from api.commands import ontology as ontology_commands
 
 app = typer.Typer(
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(ontology_commands.app, name="ontology")
+app.add_typer(graph_commands.app, name="graph")
 
 
 if __name__ == "__main__":

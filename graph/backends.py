@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from enum import Enum
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ class FalkorBackend(CypherBackend):
         """Run through GRAPH.RO_QUERY, which FalkorDB refuses to execute when the query writes."""
         self._count()
         try:
-            return self._graph.ro_query(cypher, params, timeout=timeout_ms).result_set
+            return self._graph.ro_query(falkor_params(params) + cypher, None, timeout=timeout_ms).result_set
         except Exception as exc:  # the client raises redis errors; translate once, here
             raise self._translate(exc, cypher) from None
 
@@ -78,7 +79,7 @@ class FalkorBackend(CypherBackend):
         """Run through GRAPH.QUERY (each query is atomic in FalkorDB)."""
         self._count()
         try:
-            return self._graph.query(cypher, params).result_set
+            return self._graph.query(falkor_params(params) + cypher).result_set
         except Exception as exc:
             raise self._translate(exc, cypher) from None
 
@@ -129,6 +130,49 @@ class FalkorBackend(CypherBackend):
             return bool(self._client.connection.ping())
         except Exception:
             return False
+
+
+def falkor_params(params: dict[str, Any] | None) -> str:
+    """The `CYPHER name=value ...` header through which FalkorDB takes parameters (a faster, stricter encoder
+    than the client's: bulk writes spend much of their time here)."""
+    if not params:
+        return ""
+    return "CYPHER " + " ".join(f"{_key(k)}={_literal(v)}" for k, v in params.items()) + " "
+
+
+def _key(name: str) -> str:
+    if not name or "`" in name:
+        raise QueryError(f"{name!r} cannot be used as a parameter or map key")
+    return name
+
+
+def _literal(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if kind is int:
+        return str(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise QueryError(f"{value} cannot be stored in the graph")
+        return repr(value)
+    if value is None:
+        return "null"
+    if kind is list or kind is tuple:
+        return "[" + ",".join([_literal(v) for v in value]) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join([f"`{_key(k)}`:{_literal(v)}" for k, v in value.items()]) + "}"
+    if isinstance(value, Enum):
+        return _literal(value.value)
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return _literal(float(value))
+    if isinstance(value, str):
+        return _literal(str.__str__(value))
+    raise QueryError(f"a {kind.__name__} value cannot be sent to the graph")
 
 
 class Neo4jBackend(CypherBackend):

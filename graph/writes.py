@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from graph.backends import CypherBackend
@@ -174,30 +175,48 @@ class TwinWriter:
 
     def upsert_links(self, links: Sequence[Link], context: ChangeContext) -> WriteSummary:
         """Create or update links; every link is checked for endpoints, domain, range, properties, multiplicity."""
-        classes = self._classes_of({u for link in links if isinstance(link, Link) for u in (link.source, link.target)})
-        violations: list[Violation] = []
         batch: dict[tuple[str, str, str], dict[str, Any]] = {}
+        violations: list[Violation] = []
         for i, link in enumerate(links):
-            where = f"links[{i}]"
             if not isinstance(link, Link):
-                violations.append(Violation(where, "type", f"expected a Link, got {type(link).__name__}"))
+                violations.append(Violation(f"links[{i}]", "type", f"expected a Link, got {type(link).__name__}"))
                 continue
-            where = f"{where}({link.source}-[{link.type}]->{link.target})"
-            missing = [u for u in (link.source, link.target) if u not in classes]
-            if missing:
-                violations.append(Violation(where, "missing-endpoint", f"no twin with uid {', '.join(map(repr, missing))}"))
-                continue
-            problems = self.ontology.validate_relationship(
-                link.type, classes[link.source], classes[link.target], link.properties, path=where
-            )
-            violations += problems
             key = (link.type, link.source, link.target)
             batch[key] = {**batch.get(key, {}), **link.properties}
+        state = self._link_state(list(batch))
+        for i, link in enumerate(links):
+            if not isinstance(link, Link):
+                continue
+            where = f"links[{i}]({link.source}-[{link.type}]->{link.target})"
+            found = state.get((link.source, link.target))
+            if found is None:
+                classes = self._classes_of({link.source, link.target})
+                missing = [u for u in (link.source, link.target) if u not in classes]
+                violations.append(Violation(where, "missing-endpoint", f"no twin with uid {', '.join(map(repr, missing))}"))
+                continue
+            violations += self.ontology.validate_relationship(link.type, found.source_class, found.target_class,
+                                                              link.properties, path=where)
         if not violations:
-            violations += self._multiplicity_violations(batch, classes)
+            violations += self._multiplicity_violations(batch, state)
         if violations:
             raise BatchRejected(violations)
-        return self._write_links(batch, classes, context)
+        return self._write_links(batch, state, context)
+
+    def _link_state(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str], "_PairState"]:
+        """Endpoint classes and the links already between each (source, target) pair, in one read per chunk."""
+        pairs = list(dict.fromkeys((source, target) for _, source, target in keys))
+        state: dict[tuple[str, str], _PairState] = {}
+        for chunk in _chunks(pairs):
+            for source, target, source_class, target_class, rel_type, props in self.backend.read(
+                "UNWIND $rows AS r MATCH (a:Twin {uid: r.s}) MATCH (b:Twin {uid: r.t}) "
+                "OPTIONAL MATCH (a)-[e]->(b) "
+                "RETURN r.s, r.t, a._class, b._class, type(e), properties(e)",
+                {"rows": [{"s": s, "t": t} for s, t in chunk]},
+            ):
+                pair = state.setdefault((source, target), _PairState(source_class, target_class, {}))
+                if rel_type is not None:
+                    pair.existing[rel_type] = dict(props)
+        return state
 
     def _classes_of(self, uids: set[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -209,11 +228,13 @@ class TwinWriter:
         return found
 
     def _multiplicity_violations(
-        self, batch: dict[tuple[str, str, str], dict[str, Any]], classes: dict[str, str]
+        self, batch: dict[tuple[str, str, str], dict[str, Any]], state: dict[tuple[str, str], "_PairState"]
     ) -> list[Violation]:
         targets: dict[tuple[str, str], set[str]] = defaultdict(set)
+        source_class: dict[str, str] = {}
         for rel_type, source, target in batch:
-            rel = self.ontology.relationships(classes[source]).get(rel_type)
+            source_class[source] = state[(source, target)].source_class
+            rel = self.ontology.relationships(source_class[source]).get(rel_type)
             if rel is not None and rel.max is not None:
                 targets[(rel_type, source)].add(target)
         if not targets:
@@ -230,58 +251,60 @@ class TwinWriter:
                     targets[(rel_type, source)].update(existing)
         violations = []
         for (rel_type, source), linked in targets.items():
-            violations += self.ontology.validate_multiplicity(
-                rel_type, classes[source], len(linked), path=f"{source}.{rel_type}"
-            )
-        return [v for v in violations if "at most" in v.message]
+            rel = self.ontology.relationships(source_class[source])[rel_type]
+            if rel.max is not None and len(linked) > rel.max:
+                violations += self.ontology.validate_multiplicity(
+                    rel_type, source_class[source], len(linked), path=f"{source}.{rel_type}"
+                )
+        return violations
 
     def _write_links(
-        self, batch: dict[tuple[str, str, str], dict[str, Any]], classes: dict[str, str], context: ChangeContext
+        self,
+        batch: dict[tuple[str, str, str], dict[str, Any]],
+        state: dict[tuple[str, str], "_PairState"],
+        context: ChangeContext,
     ) -> WriteSummary:
-        by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
-        for (rel_type, source, target), props in batch.items():
-            rel = self.ontology.relationships(classes[source])[rel_type]
-            encoded = {k: encode(v, rel.property(k).schema if rel.property(k) else None) for k, v in props.items()}
-            by_type[rel_type].append((source, target, encoded))
+        new_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        changed_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         changes: list[Change] = []
-        created = unchanged = 0
-        for rel_type, rows in by_type.items():
-            existing: dict[tuple[str, str], dict[str, Any]] = {}
+        unchanged = 0
+        for (rel_type, source, target), props in batch.items():
+            pair = state[(source, target)]
+            rel = self.ontology.relationships(pair.source_class)[rel_type]
+            encoded = {k: encode(v, rel.property(k).schema) for k, v in props.items()}  # type: ignore[union-attr]
+            old = pair.existing.get(rel_type)
+            if old is None:
+                stored = {k: v for k, v in encoded.items() if v is not None}
+                new_rows[rel_type].append({"s": source, "t": target, "p": stored} if stored else {"s": source, "t": target})
+                changes.append(Change(source, "link", "create", None, stored, link_type=rel_type, target=target))
+                continue
+            delta = {k: v for k, v in encoded.items() if old.get(k) != v}
+            if not delta:
+                unchanged += 1
+                continue
+            changed_rows[rel_type].append({"s": source, "t": target, "p": delta})
+            after = {k: v for k, v in {**old, **delta}.items() if v is not None}
+            changes.append(Change(source, "link", "update", old, after, link_type=rel_type, target=target))
+        match = "UNWIND $rows AS r MATCH (a:Twin {uid: r.s}), (b:Twin {uid: r.t}) "
+        for rel_type, rows in new_rows.items():
             typed = ident(rel_type)
-            for chunk in _chunks(rows):
-                for source, target, props in self.backend.read(
-                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}})-[e:{typed}]->(b:Twin {{uid: r.t}}) "
-                    "RETURN r.s, r.t, properties(e)",
-                    {"rows": [{"s": s, "t": t} for s, t, _ in chunk]},
-                ):
-                    existing[(source, target)] = dict(props)
-            new_rows, changed_rows = [], []
-            for source, target, props in rows:
-                old = existing.get((source, target))
-                if old is None:
-                    stored = {k: v for k, v in props.items() if v is not None}
-                    new_rows.append({"s": source, "t": target, "p": stored})
-                    changes.append(Change(source, "link", "create", None, stored, link_type=rel_type, target=target))
-                    continue
-                delta = {k: v for k, v in props.items() if old.get(k) != v}
-                if not delta:
-                    unchanged += 1
-                    continue
-                changed_rows.append({"s": source, "t": target, "p": delta})
-                after = {k: v for k, v in {**old, **delta}.items() if v is not None}
-                changes.append(Change(source, "link", "update", old, after, link_type=rel_type, target=target))
-            match = "UNWIND $rows AS r MATCH (a:Twin {uid: r.s}), (b:Twin {uid: r.t}) "
-            for chunk in _chunks(new_rows):
-                # MERGE, not CREATE: two concurrent writers must not create the same link twice.
+            plain = [r for r in rows if "p" not in r]
+            with_props = [r for r in rows if "p" in r]
+            # MERGE, not CREATE: two concurrent writers must not create the same link twice.
+            for chunk in _chunks(plain):
+                self.backend.write(match + f"MERGE (a)-[:{typed}]->(b)", {"rows": chunk})
+            for chunk in _chunks(with_props):
                 self.backend.write(match + f"MERGE (a)-[e:{typed}]->(b) SET e += r.p", {"rows": chunk})
-            for chunk in _chunks(changed_rows):
+        for rel_type, rows in changed_rows.items():
+            for chunk in _chunks(rows):
                 self.backend.write(
-                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}})-[e:{typed}]->(b:Twin {{uid: r.t}}) SET e += r.p",
+                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}})-[e:{ident(rel_type)}]->(b:Twin {{uid: r.t}}) "
+                    "SET e += r.p",
                     {"rows": chunk},
                 )
-            created += len(new_rows)
         if self.history is not None:
             self.history.record(changes, context)
+        created = sum(len(rows) for rows in new_rows.values())
         return WriteSummary(created=created, updated=len(changes) - created, unchanged=unchanged)
 
     def delete_links(self, links: Iterable[tuple[str, str, str]], context: ChangeContext) -> WriteSummary:
@@ -302,6 +325,15 @@ class TwinWriter:
         if self.history is not None:
             self.history.record(changes, context)
         return WriteSummary(deleted=len(changes))
+
+
+@dataclass(frozen=True)
+class _PairState:
+    """What the graph holds for one (source, target) pair: endpoint classes and existing links by type."""
+
+    source_class: str
+    target_class: str
+    existing: dict[str, dict[str, Any]]
 
 
 def _chunks(rows: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:

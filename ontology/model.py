@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from ontology.errors import OntologyConflict, OntologyError, UnknownTerm, Violation
@@ -137,6 +138,7 @@ class Ontology:
         self.version = version
         self._classes: dict[str, ClassDef] = {}
         self._schemas: dict[str, Schema] = {}
+        self._memo: dict[tuple[str, str], Any] = {}  # (what, class) -> derived value; cleared on change
         for schema in schemas:
             self.add_schema(schema)
         for cls in classes:
@@ -186,6 +188,7 @@ class Ontology:
     def _invalidate(self) -> None:
         for attr in ("_by_name", "_children", "_ancestors"):
             self.__dict__.pop(attr, None)
+        self._memo: dict[tuple[str, str], Any] = {}
 
     # ----------------------------------------------------------------- lookups
 
@@ -295,30 +298,54 @@ class Ontology:
 
     def labels(self, name_or_id: str) -> tuple[str, ...]:
         """Graph labels for a twin of this class: its name and every ancestor's name."""
+        key = ("labels", name_or_id)
+        if key not in self._memo:
+            self._memo[key] = self._labels(name_or_id)
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def _labels(self, name_or_id: str) -> tuple[str, ...]:
         names: list[str] = []
         for cls in self.lineage(name_or_id):
             if cls.name not in names:
                 names.append(cls.name)
         return tuple(names)
 
-    def properties(self, name_or_id: str) -> dict[str, PropertyDef]:
+    def properties(self, name_or_id: str) -> Mapping[str, PropertyDef]:
         """Every property of the class, inherited ones included (the nearest definition wins)."""
+        key = ("properties", name_or_id)
+        if key not in self._memo:
+            self._memo[key] = MappingProxyType(self._properties(name_or_id))
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def _properties(self, name_or_id: str) -> dict[str, PropertyDef]:
         result: dict[str, PropertyDef] = {}
         for cls in self.lineage(name_or_id):
             for prop in cls.properties:
                 result.setdefault(prop.name, prop)
         return result
 
-    def relationships(self, name_or_id: str) -> dict[str, RelationshipDef]:
+    def relationships(self, name_or_id: str) -> Mapping[str, RelationshipDef]:
         """Every relationship the class may have as source, inherited ones included."""
+        key = ("relationships", name_or_id)
+        if key not in self._memo:
+            self._memo[key] = MappingProxyType(self._relationships(name_or_id))
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def _relationships(self, name_or_id: str) -> dict[str, RelationshipDef]:
         result: dict[str, RelationshipDef] = {}
         for cls in self.lineage(name_or_id):
             for rel in cls.relationships:
                 result.setdefault(rel.name, rel)
         return result
 
-    def relationship_types(self) -> dict[str, list[tuple[str, RelationshipDef]]]:
+    def relationship_types(self) -> Mapping[str, list[tuple[str, RelationshipDef]]]:
         """Every relationship name with the (class id, definition) pairs that declare it."""
+        key = ("relationship_types", "")
+        if key not in self._memo:
+            self._memo[key] = MappingProxyType(self._relationship_types())
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def _relationship_types(self) -> dict[str, list[tuple[str, RelationshipDef]]]:
         result: dict[str, list[tuple[str, RelationshipDef]]] = {}
         for cls in self._classes.values():
             for rel in cls.relationships:

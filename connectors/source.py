@@ -1,0 +1,55 @@
+"""The contract every data source fulfils: records in batches, a change watermark, the full key set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far a source has been read: the newest change time seen, as an aware UTC datetime."""
+
+    value: datetime
+
+    def __post_init__(self) -> None:
+        if self.value.tzinfo is None:
+            raise ValueError(f"watermark {self.value.isoformat()} has no time zone; give an aware UTC datetime")
+        object.__setattr__(self, "value", self.value.astimezone(timezone.utc))
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One record as read from a source: its stable key, plain JSON-able field values and its change time."""
+
+    key: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    watermark: datetime | None = None
+    deleted: bool = False
+
+
+class SourceError(Exception):
+    """A source could not be read; names the source operation (model, method) that failed, never credentials."""
+
+    def __init__(self, message: str, *, model: str | None = None, method: str | None = None) -> None:
+        self.model = model
+        self.method = method
+        where = ".".join(part for part in (model, method) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A readable system of record: full or incremental batches of records, plus the keys that exist now."""
+
+    name: str
+
+    def read(self, since: Watermark | None) -> Iterator[list[SourceRecord]]:
+        """Batches of records changed after `since`, or every record when `since` is None."""
+        ...
+
+    def all_keys(self) -> set[str]:
+        """Every key the source holds now, so a full run can detect deletions."""
+        ...

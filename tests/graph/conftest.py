@@ -1,0 +1,53 @@
+"""Fixtures for graph tests: data dirs whose FalkorDB servers are always stopped, and a leak check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from graph.embedded import EmbeddedHandle, open_embedded, stop_embedded
+
+
+def falkordb_processes_under(path: Path) -> list[psutil.Process]:
+    """Live redis-server processes whose working directory (their data dir) lies under `path`."""
+    root = path.resolve()
+    found = []
+    for process in psutil.process_iter(["name", "status"]):
+        if process.info["name"] != "redis-server" or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if Path(process.cwd()).is_relative_to(root):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_orphaned_falkordb_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session, fail if any FalkorDB server of a pytest temp dir is still running (and kill it)."""
+    yield
+    leftovers = falkordb_processes_under(tmp_path_factory.getbasetemp())
+    for process in leftovers:
+        process.kill()
+    assert not leftovers, f"orphaned FalkorDB servers after the test session: {[p.pid for p in leftovers]}"
+
+
+@pytest.fixture
+def graph_data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A fresh graph data dir; its server is stopped afterwards and no server process may remain."""
+    data_dir = tmp_path / "graph"
+    yield data_dir
+    stop_embedded(data_dir)
+    assert falkordb_processes_under(tmp_path) == [], "a FalkorDB server outlived its test"
+
+
+@pytest.fixture
+def embedded_graph(graph_data_dir: Path) -> Iterator[EmbeddedHandle]:
+    """An open embedded FalkorDB (fsync=always) on a fresh data dir."""
+    handle = open_embedded(graph_data_dir)
+    yield handle
+    handle.close()
