@@ -1,0 +1,673 @@
+"""The tamper-evident audit log: an append-only, SHA-256-chained table with signed Ed25519 checkpoints."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time as _time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+
+from governance.canonical import canonical_json, parse_utc_text, sha256_digest, utc_text
+from governance.errors import AuditError, AuditTamperDetected
+from governance.identity import Subject
+from graph.relational import relational_engine
+
+GENESIS_HASH = "0" * 64
+_HASH_FORMAT = 1
+_Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+audit_log_table = Table(
+    "audit_log",
+    metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=False),
+    Column("time", String(32), nullable=False),
+    Column("subject", String(512), nullable=False),
+    Column("roles", Text, nullable=False),
+    Column("operation", String(512), nullable=False),
+    Column("variables_digest", String(64), nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("policy_version", String(128), nullable=False),
+    Column("rows_returned", BigInteger, nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_time", "time"),
+    Index("ix_audit_log_subject", "subject"),
+)
+
+audit_head_table = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", _Seq, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_checkpoint_table = Table(
+    "audit_checkpoint",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", _Seq, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("time", String(32), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+
+class Decision(StrEnum):
+    """The outcome of an audited operation."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class TamperKind(StrEnum):
+    """What verification found wrong with the chain."""
+
+    ALTERED = "altered"
+    DELETED = "deleted"
+    INSERTED = "inserted"
+    REORDERED = "reordered"
+    TRUNCATED = "truncated"
+    REWRITTEN = "rewritten"
+    BAD_CHECKPOINT = "bad_checkpoint"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """Something to audit: who did which operation, with what (digested) variables, and the decision."""
+
+    subject: str
+    operation: str
+    decision: Decision | str
+    roles: Collection[str] = ()
+    variables: Mapping[str, Any] | None = None
+    policy_version: str = ""
+    rows_returned: int | None = None
+    detail: str = ""
+    time: datetime | None = None
+
+    @classmethod
+    def for_subject(cls, subject: Subject, operation: str, decision: Decision | str, **fields: Any) -> AuditEvent:
+        """An event for an authenticated `Subject` (its id and roles recorded)."""
+        return cls(subject=subject.sub, roles=subject.roles, operation=operation, decision=decision, **fields)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One stored, chained audit record."""
+
+    seq: int
+    time: datetime
+    subject: str
+    roles: tuple[str, ...]
+    operation: str
+    variables_digest: str
+    decision: Decision
+    policy_version: str
+    rows_returned: int | None
+    detail: str
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON-ready fields (the export form)."""
+        return {
+            "seq": self.seq, "time": utc_text(self.time), "subject": self.subject, "roles": list(self.roles),
+            "operation": self.operation, "variables_digest": self.variables_digest,
+            "decision": str(self.decision), "policy_version": self.policy_version,
+            "rows_returned": self.rows_returned, "detail": self.detail, "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+def _stored_hash_holds(row: Mapping[str, Any]) -> bool:
+    """Whether a stored row's hash matches its content (False also when the content cannot be encoded)."""
+    try:
+        return _record_hash(row) == row["hash"]
+    except (TypeError, ValueError):
+        return False
+
+
+def _record_hash(row: Mapping[str, Any]) -> str:
+    """SHA-256 over the canonical encoding of a record's fields and its predecessor's hash."""
+    document = {
+        "v": _HASH_FORMAT, "seq": int(row["seq"]), "time": row["time"], "subject": row["subject"],
+        "roles": row["roles"], "operation": row["operation"], "variables_digest": row["variables_digest"],
+        "decision": row["decision"], "policy_version": row["policy_version"],
+        "rows_returned": None if row["rows_returned"] is None else int(row["rows_returned"]),
+        "detail": row["detail"], "prev_hash": row["prev_hash"],
+    }
+    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement 'the chain had `seq` records ending in `head_hash` at `time`', kept off the box."""
+
+    seq: int
+    head_hash: str
+    time: datetime
+    key_id: str
+    public_key: str
+    signature: str
+
+    @staticmethod
+    def payload(seq: int, head_hash: str, time: datetime, key_id: str) -> bytes:
+        """The exact bytes signed for a checkpoint."""
+        document = {"v": _HASH_FORMAT, "seq": seq, "head_hash": head_hash, "time": utc_text(time), "key_id": key_id}
+        return canonical_json(document).encode("utf-8")
+
+    def verify_signature(self, trusted_key: Ed25519PublicKey | None = None) -> bool:
+        """Whether the signature holds, against `trusted_key` (recommended) or else the embedded public key."""
+        try:
+            key = trusted_key or Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.public_key))
+            if trusted_key is not None and _public_hex(trusted_key) != self.public_key:
+                return False
+            key.verify(base64.b64decode(self.signature), self.payload(self.seq, self.head_hash, self.time, self.key_id))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint as JSON-ready fields."""
+        return {
+            "seq": self.seq, "head_hash": self.head_hash, "time": utc_text(self.time), "key_id": self.key_id,
+            "public_key": self.public_key, "signature": self.signature,
+        }
+
+    def to_json(self) -> str:
+        """The checkpoint as a JSON document to store off the box."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | Mapping[str, Any]) -> Checkpoint:
+        """A checkpoint read back from its JSON form."""
+        try:
+            data = json.loads(text) if isinstance(text, str) else dict(text)
+            return cls(
+                seq=int(data["seq"]), head_hash=str(data["head_hash"]), time=parse_utc_text(data["time"]),
+                key_id=str(data["key_id"]), public_key=str(data["public_key"]), signature=str(data["signature"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise AuditError(f"checkpoint JSON is malformed: {type(error).__name__}: {error}") from None
+
+
+def _public_hex(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """The result of verifying the chain: ok, or the first tampered record (by seq) and what kind of tampering."""
+
+    ok: bool
+    records_checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    tampering: TamperKind | None = None
+    message: str = "audit chain verifies"
+    checkpoints_checked: int = 0
+
+    def raise_if_tampered(self) -> None:
+        """Raise AuditTamperDetected unless the chain verified."""
+        if not self.ok:
+            raise AuditTamperDetected(self.message, seq=self.first_bad_seq, kind=str(self.tampering))
+
+
+@dataclass
+class _Walk:
+    """State of a verification walk."""
+
+    checked: int = 0
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    hashes_at: dict[int, str] = field(default_factory=dict)
+
+
+_COLUMNS = [c.name for c in audit_log_table.columns]
+
+
+@dataclass(frozen=True)
+class _SqliteStatements:
+    """The compiled SQL of the SQLite append path."""
+
+    head: str
+    insert: str
+    insert_order: tuple[str, ...]
+    move_head: str
+
+
+class AuditLog:
+    """The append-only audit log of one relational store (sqlite:/// or postgresql:// URL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = relational_engine(url)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._statements: _SqliteStatements | None = None
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        """Create the tables and the head row, tolerating another process doing the same at the same time."""
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                with self.engine.begin() as conn:
+                    if conn.execute(select(audit_head_table.c.id)).first() is None:
+                        conn.execute(insert(audit_head_table).values(id=1, seq=0, hash=GENESIS_HASH))
+                return
+            except (OperationalError, IntegrityError, ProgrammingError):
+                if attempt == 4:
+                    raise
+                _time.sleep(0.05 * (attempt + 1))
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """A read transaction that sees one consistent state of the log while appends go on."""
+        if self._sqlite:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    conn.exec_driver_sql("ROLLBACK")
+        else:
+            with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+                with conn.begin():
+                    yield conn
+
+    def _head(self, conn: Connection, *, lock: bool) -> tuple[int, str]:
+        query = select(audit_head_table.c.seq, audit_head_table.c.hash).where(audit_head_table.c.id == 1)
+        if lock and not self._sqlite:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise AuditTamperDetected("the audit head row is missing", seq=None, kind=str(TamperKind.DELETED))
+        return int(row[0]), str(row[1])
+
+    @staticmethod
+    def _row(event: AuditEvent, seq: int, prev_hash: str, now: datetime) -> dict[str, Any]:
+        try:
+            decision = Decision(event.decision)
+        except ValueError:
+            raise AuditError(f"audit decision {event.decision!r} is not one of allow/deny") from None
+        if not event.subject or not event.operation:
+            raise AuditError("an audit event needs a subject and an operation")
+        row = {
+            "seq": seq,
+            "time": utc_text(event.time or now),
+            "subject": event.subject,
+            "roles": canonical_json(sorted(set(event.roles))),
+            "operation": event.operation,
+            "variables_digest": sha256_digest(dict(event.variables or {})),
+            "decision": decision.value,
+            "policy_version": event.policy_version,
+            "rows_returned": event.rows_returned,
+            "detail": event.detail,
+            "prev_hash": prev_hash,
+        }
+        row["hash"] = _record_hash(row)
+        return row
+
+    def append(self, event: AuditEvent) -> AuditRecord:
+        """Append one event to the chain and return the stored record."""
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Append events in order in one transaction (the fast path for batches)."""
+        if not events:
+            return []
+        now = datetime.now(UTC)
+        try:
+            if self._sqlite:
+                rows = self._append_sqlite(events, now)
+            else:
+                with self.engine.begin() as conn:  # the head row lock (FOR UPDATE) serialises writers
+                    seq, prev_hash = self._head(conn, lock=True)
+                    rows = self._chain(events, seq, prev_hash, now)
+                    conn.execute(insert(audit_log_table), rows)
+                    conn.execute(
+                        update(audit_head_table)
+                        .where(audit_head_table.c.id == 1)
+                        .values(seq=rows[-1]["seq"], hash=rows[-1]["hash"])
+                    )
+        except DBAPIError as error:
+            raise AuditError(f"audit append to {self._safe_url()} failed: {type(error.orig).__name__}") from error
+        return [_to_record(row) for row in rows]
+
+    def _chain(self, events: Sequence[AuditEvent], seq: int, prev_hash: str, now: datetime) -> list[dict[str, Any]]:
+        """The stored rows for `events`, numbered and chained after (`seq`, `prev_hash`)."""
+        rows = []
+        for event in events:
+            seq += 1
+            row = self._row(event, seq, prev_hash, now)
+            prev_hash = row["hash"]
+            rows.append(row)
+        return rows
+
+    def _append_sqlite(self, events: Sequence[AuditEvent], now: datetime) -> list[dict[str, Any]]:
+        """SQLite append under BEGIN IMMEDIATE on the pooled DBAPI connection.
+
+        The statements are SQLAlchemy's own compilations, executed on the driver cursor: per-append Core
+        overhead was three times the database work, and single appends are the common case.
+        """
+        sql = self._sqlite_statements()
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            previous = driver.isolation_level
+            driver.isolation_level = None
+            cursor = driver.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    head = cursor.execute(sql.head).fetchone()
+                    if head is None:
+                        raise AuditTamperDetected("the audit head row is missing", seq=None, kind="deleted")
+                    rows = self._chain(events, int(head[0]), str(head[1]), now)
+                    cursor.executemany(sql.insert, [tuple(row[name] for name in sql.insert_order) for row in rows])
+                    cursor.execute(sql.move_head, (rows[-1]["seq"], rows[-1]["hash"]))
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+            finally:
+                cursor.close()
+                driver.isolation_level = previous
+        finally:
+            raw.close()
+        return rows
+
+    def _sqlite_statements(self) -> _SqliteStatements:
+        if self._statements is None:
+            dialect = self.engine.dialect
+            compiled_insert = insert(audit_log_table).compile(dialect=dialect, column_keys=_COLUMNS)
+            compiled_head = select(audit_head_table.c.seq, audit_head_table.c.hash).where(
+                audit_head_table.c.id == 1
+            ).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+            compiled_move = (
+                update(audit_head_table)
+                .where(audit_head_table.c.id == literal_column("1"))
+                .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+                .compile(dialect=dialect)
+            )
+            move_sql = str(compiled_move)
+            if tuple(compiled_move.positiontup or ()) != ("new_seq", "new_hash"):
+                raise AuditError("unexpected parameter order compiling the audit head update")
+            self._statements = _SqliteStatements(
+                head=str(compiled_head), insert=str(compiled_insert),
+                insert_order=tuple(compiled_insert.positiontup or ()), move_head=move_sql,
+            )
+        return self._statements
+
+    def _safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def query(
+        self,
+        *,
+        subject: str | None = None,
+        operation: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        decision: Decision | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[AuditRecord]:
+        """Records matching every given filter (time range is [since, until)), ordered by seq."""
+        t = audit_log_table
+        query = select(t)
+        if subject is not None:
+            query = query.where(t.c.subject == subject)
+        if operation is not None:
+            query = query.where(t.c.operation == operation)
+        if since is not None:
+            query = query.where(t.c.time >= utc_text(since))
+        if until is not None:
+            query = query.where(t.c.time < utc_text(until))
+        if decision is not None:
+            query = query.where(t.c.decision == Decision(decision).value)
+        query = query.order_by(t.c.seq.desc() if newest_first else t.c.seq).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            return [_to_record(row._mapping) for row in conn.execute(query)]
+
+    def head(self) -> tuple[int, str]:
+        """The (seq, hash) of the newest record as the head row records it ((0, GENESIS_HASH) when empty)."""
+        with self.engine.connect() as conn:
+            return self._head(conn, lock=False)
+
+    def checkpoint(self, signing_key: Ed25519PrivateKey) -> Checkpoint:
+        """Sign the current head (seq + hash + time) with Ed25519, store the checkpoint and return it."""
+        with self._snapshot() as conn:
+            seq, head_hash = self._head(conn, lock=False)
+            last = conn.execute(
+                select(audit_log_table.c.seq, audit_log_table.c.hash).order_by(audit_log_table.c.seq.desc()).limit(1)
+            ).first()
+        actual = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS_HASH)
+        if actual != (seq, head_hash):
+            raise AuditTamperDetected(
+                f"refusing to sign: head row says seq {seq} but the newest record is seq {actual[0]}; run verify",
+                seq=min(seq, actual[0]) + 1, kind=str(TamperKind.ALTERED),
+            )
+        public_hex = _public_hex(signing_key.public_key())
+        key_id = hashlib.sha256(bytes.fromhex(public_hex)).hexdigest()[:16]
+        moment = datetime.now(UTC)
+        signature = signing_key.sign(Checkpoint.payload(seq, head_hash, moment, key_id))
+        checkpoint = Checkpoint(
+            seq=seq, head_hash=head_hash, time=parse_utc_text(utc_text(moment)), key_id=key_id,
+            public_key=public_hex, signature=base64.b64encode(signature).decode("ascii"),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit_checkpoint_table).values(**checkpoint.to_dict()))
+        return checkpoint
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints stored next to the log, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(audit_checkpoint_table).order_by(audit_checkpoint_table.c.seq))
+            return [Checkpoint.from_json(dict(row._mapping)) for row in rows]
+
+    def verify(
+        self,
+        checkpoints: Iterable[Checkpoint] | None = None,
+        trusted_key: Ed25519PublicKey | None = None,
+    ) -> AuditVerification:
+        """Walk the chain and name the first altered, deleted, inserted or reordered record (by seq).
+
+        `checkpoints` (default: the stored ones) also catch a truncated or rewritten tail; pass the copies kept
+        off the box and the trusted public key for that to hold against someone who can write the database.
+        """
+        marks = sorted(checkpoints if checkpoints is not None else self.checkpoints(), key=lambda c: c.seq)
+        walk = _Walk()
+        wanted = {c.seq for c in marks}
+        with self._snapshot() as conn:
+            head_seq, head_hash = self._head(conn, lock=False)
+            finding = self._walk(conn, walk, wanted)
+        if finding is None:
+            finding = self._check_head(walk, head_seq, head_hash)
+        if finding is None:
+            finding = self._check_checkpoints(walk, marks, trusted_key)
+        base = {"records_checked": walk.checked, "head_seq": walk.last_seq, "head_hash": walk.last_hash,
+                "checkpoints_checked": len(marks)}
+        if finding is None:
+            return AuditVerification(ok=True, **base)
+        kind, seq, message = finding
+        return AuditVerification(ok=False, first_bad_seq=seq, tampering=kind, message=message, **base)
+
+    def _walk(self, conn: Connection, walk: _Walk, wanted: set[int]) -> tuple[TamperKind, int, str] | None:
+        t = audit_log_table
+        result = conn.execution_options(stream_results=True, yield_per=2000).execute(select(t).order_by(t.c.seq))
+        anomaly: dict[str, Any] | None = None
+        prev_seq, prev_hash = 0, GENESIS_HASH
+        for raw in result:
+            row = dict(raw._mapping)
+            seq = int(row["seq"])
+            if seq != prev_seq + 1 or row["prev_hash"] != prev_hash or not _stored_hash_holds(row):
+                anomaly = row
+                break
+            prev_seq, prev_hash = seq, row["hash"]
+            walk.checked += 1
+            if seq in wanted:
+                walk.hashes_at[seq] = row["hash"]
+        result.close()
+        walk.last_seq, walk.last_hash = prev_seq, prev_hash
+        if anomaly is None:
+            return None
+        return self._diagnose(conn, anomaly, prev_seq, prev_hash)
+
+    @staticmethod
+    def _diagnose(
+        conn: Connection, row: Mapping[str, Any], prev_seq: int, prev_hash: str
+    ) -> tuple[TamperKind, int, str]:
+        """Classify the first broken link: `row` follows the last good record (`prev_seq`, `prev_hash`)."""
+        t = audit_log_table
+        seq = int(row["seq"])
+        if seq > prev_seq + 1:
+            first, last = prev_seq + 1, seq - 1
+            span = f"record {first} is" if first == last else f"records {first}..{last} are"
+            return TamperKind.DELETED, first, f"{span} missing from the audit log (deleted)"
+        content_ok = _stored_hash_holds(row)
+        link_ok = row["prev_hash"] == prev_hash
+        found = conn.execute(select(t.c.seq).where(t.c.hash == row["prev_hash"]).limit(1)).first()
+        chained_to = int(found[0]) if found is not None else None
+        if chained_to is not None and chained_to > seq:
+            return TamperKind.REORDERED, seq, (
+                f"record at seq {seq} was moved: it chains to the record now at seq {chained_to} (rows reordered)"
+            )
+        if chained_to is not None and chained_to < prev_seq:
+            return TamperKind.INSERTED, chained_to + 1, (
+                f"records {chained_to + 1}..{seq - 1} were inserted: record {seq} chains to record {chained_to}"
+            )
+        following = conn.execute(select(t.c.prev_hash).where(t.c.seq > seq).order_by(t.c.seq).limit(1)).first()
+        if following is not None and following[0] == prev_hash:
+            return TamperKind.INSERTED, seq, (
+                f"record at seq {seq} was inserted: the next record chains directly to record {prev_seq}"
+            )
+        if not content_ok and link_ok:
+            return TamperKind.ALTERED, seq, f"record {seq} was altered: its content no longer matches its hash"
+        if content_ok and not link_ok:
+            if chained_to is None and prev_seq > 0:
+                return TamperKind.ALTERED, prev_seq, (
+                    f"record {prev_seq} was altered and its hash recomputed: record {seq} chains to its old hash"
+                )
+            return TamperKind.ALTERED, seq, f"record {seq} was altered: it does not chain to record {prev_seq}"
+        if chained_to is None:
+            return TamperKind.DELETED, seq, (
+                f"the record(s) before seq {seq} were deleted and later records renumbered: record {seq} chains "
+                "to a record that no longer exists"
+            )
+        return TamperKind.ALTERED, seq, f"record {seq} was altered: neither its hash nor its link holds"
+
+    @staticmethod
+    def _check_head(walk: _Walk, head_seq: int, head_hash: str) -> tuple[TamperKind, int, str] | None:
+        if head_seq > walk.last_seq:
+            return TamperKind.TRUNCATED, walk.last_seq + 1, (
+                f"records {walk.last_seq + 1}..{head_seq} were deleted from the end of the log (head says {head_seq})"
+            )
+        if head_seq < walk.last_seq:
+            return TamperKind.INSERTED, head_seq + 1, (
+                f"records {head_seq + 1}..{walk.last_seq} were written past the head without going through the log"
+            )
+        if head_hash != walk.last_hash:
+            return TamperKind.ALTERED, walk.last_seq, (
+                f"record {walk.last_seq} does not match the head hash: the tail was altered and rehashed"
+            )
+        return None
+
+    @staticmethod
+    def _check_checkpoints(
+        walk: _Walk, marks: Sequence[Checkpoint], trusted_key: Ed25519PublicKey | None
+    ) -> tuple[TamperKind, int, str] | None:
+        good_until = 0
+        for mark in marks:
+            if not mark.verify_signature(trusted_key):
+                return TamperKind.BAD_CHECKPOINT, mark.seq, f"checkpoint at seq {mark.seq} has an invalid signature"
+            if mark.seq > walk.last_seq:
+                return TamperKind.TRUNCATED, walk.last_seq + 1, (
+                    f"records {walk.last_seq + 1}..{mark.seq} were deleted: a signed checkpoint covers seq "
+                    f"{mark.seq} but the log ends at {walk.last_seq}"
+                )
+            if mark.seq > 0 and walk.hashes_at.get(mark.seq) != mark.head_hash:
+                return TamperKind.REWRITTEN, good_until + 1, (
+                    f"records {good_until + 1}..{mark.seq} were rewritten: the chain no longer matches the signed "
+                    f"checkpoint at seq {mark.seq}"
+                )
+            good_until = mark.seq
+        return None
+
+    def export(self, path: Path | str, format: str = "jsonl") -> int:
+        """Write every record (oldest first) to `path` as JSON lines; returns the number written."""
+        if format != "jsonl":
+            raise AuditError(f"audit export format {format!r} is not supported; use 'jsonl'")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        count = 0
+        t = audit_log_table
+        with self._snapshot() as conn, target.open("w", encoding="utf-8") as out:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(select(t).order_by(t.c.seq))
+            for row in result:
+                out.write(json.dumps(_to_record(row._mapping).to_dict(), ensure_ascii=False) + "\n")
+                count += 1
+        return count
+
+    def export_checkpoints(self, path: Path | str) -> int:
+        """Write the stored checkpoints to `path` as a JSON array (to keep off the box); returns how many."""
+        marks = self.checkpoints()
+        Path(path).write_text(json.dumps([m.to_dict() for m in marks], indent=2), encoding="utf-8")
+        return len(marks)
+
+
+def load_checkpoints(path: Path | str) -> list[Checkpoint]:
+    """Checkpoints read back from a file written by `export_checkpoints` (or single JSON documents per line)."""
+    text = Path(path).read_text(encoding="utf-8").strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return [Checkpoint.from_json(item) for item in json.loads(text)]
+    return [Checkpoint.from_json(line) for line in text.splitlines() if line.strip()]
+
+
+def _to_record(row: Mapping[str, Any]) -> AuditRecord:
+    return AuditRecord(
+        seq=int(row["seq"]), time=parse_utc_text(row["time"]), subject=row["subject"],
+        roles=tuple(json.loads(row["roles"])), operation=row["operation"],
+        variables_digest=row["variables_digest"], decision=Decision(row["decision"]),
+        policy_version=row["policy_version"],
+        rows_returned=None if row["rows_returned"] is None else int(row["rows_returned"]),
+        detail=row["detail"], prev_hash=row["prev_hash"], hash=row["hash"],
+    )

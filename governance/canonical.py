@@ -1,0 +1,51 @@
+"""Canonical JSON and SHA-256 digests: one byte encoding per value, so hashes agree across processes and databases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from governance.errors import GovernanceError
+
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _encode_extra(value: Any) -> Any:
+    """JSON form of the non-JSON scalars that twin values and query variables carry."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"value of type {type(value).__name__} has no canonical JSON form")
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text of `value`: sorted keys, no whitespace, UTF-8 characters kept, NaN refused."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_encode_extra
+    )
+
+
+def sha256_digest(value: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of `value` (the digest stored instead of, or next to, a value)."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def utc_text(moment: datetime) -> str:
+    """The fixed-width UTC text of an aware time as stored and hashed (it sorts like the time itself)."""
+    if moment.tzinfo is None:
+        raise GovernanceError(f"time {moment.isoformat()} has no timezone; give an aware datetime")
+    return moment.astimezone(UTC).strftime(_UTC_FORMAT)
+
+
+def parse_utc_text(text: str) -> datetime:
+    """The aware UTC time of a text written by `utc_text`."""
+    return datetime.strptime(text, _UTC_FORMAT).replace(tzinfo=UTC)
