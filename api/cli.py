@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from api.commands import audit as audit_commands
 from api.commands import graph as graph_commands
 from api.commands import ontology as ontology_commands
+from api.commands.erase import erase
+from api.commands.token import token
 
 app = typer.Typer(
     name="twin",
@@ -15,6 +18,9 @@ app = typer.Typer(
 )
 app.add_typer(ontology_commands.app, name="ontology")
 app.add_typer(graph_commands.app, name="graph")
+app.add_typer(audit_commands.app, name="audit")
+app.command()(token)
+app.command()(erase)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import getpass
+
 from api.settings import Settings, get_settings
+from governance.audit import AuditLog
+from governance.identity import Subject
+from governance.lineage import LineageStore
+from governance.policy import Policy, load_policy
 from graph.store import GraphStore
 from ontology.loader import load_ontology
 from ontology.model import Ontology
@@ -35,6 +41,26 @@ class Runtime:
             password=s.graph_password.get_secret_value() if s.graph_password else None,
             fsync=s.graph_fsync,
         )
+
+    @cached_property
+    def policy(self) -> Policy:
+        """The access policy (bundled default, or TWIN_POLICY_PATH)."""
+        return load_policy(self.ontology, self.settings.policy_path)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        """The tamper-evident audit log in the relational store."""
+        return AuditLog(self.settings.resolved_database_url)
+
+    @cached_property
+    def lineage(self) -> LineageStore:
+        """The lineage and provenance store in the relational store."""
+        return LineageStore(self.settings.resolved_database_url)
+
+    @staticmethod
+    def operator() -> Subject:
+        """The subject of a local command: whoever can run `twin` on this data directory is its operator."""
+        return Subject(sub=f"cli:{getpass.getuser()}", roles=frozenset({"admin"}))
 
     def close(self) -> None:
         """Release the graph connection (the last user of an embedded server stops it)."""

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     ontology_paths: list[Path] = Field(
         default_factory=list, description="Extra OWL/DTDL files or folders merged into the core ontology."
     )
+    policy_path: Path | None = Field(None, description="Policy YAML; default: the bundled governance policy.")
     oidc_issuer: str | None = Field(None, description="OIDC issuer URL; unset = trust only locally issued tokens.")
     oidc_audience: str = Field("enterprise-twin", description="Expected `aud` of bearer tokens.")
     oidc_jwks_url: str | None = Field(None, description="JWKS URL when the issuer has no discovery document.")

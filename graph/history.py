@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     or_,
     select,
+    update,
 )
 
 from graph.relational import relational_engine
@@ -154,17 +155,25 @@ class HistoryStore:
         state = json.loads(row.after) if row.after else {}
         return {**state, "_class": row.cls}
 
-    def erase_values(self, uid: str) -> int:
-        """Blank the before/after states recorded for `uid` (right to erasure); the change rows stay."""
-        from sqlalchemy import update
-
+    def erase_values(self, uid: str, fields: Iterable[str]) -> int:
+        """Drop `fields` from every recorded state of twin `uid` (right to erasure); the change rows stay."""
+        erased = set(fields)
+        t = twin_history
+        changed = 0
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(twin_history)
-                .where(twin_history.c.uid == uid, twin_history.c.kind == "twin")
-                .values(before=None, after=json.dumps({"erased": True}))
-            )
-        return result.rowcount or 0
+            rows = conn.execute(select(t.c.id, t.c.before, t.c.after).where(t.c.uid == uid, t.c.kind == "twin"))
+            for row_id, before, after in rows.all():
+                states = [json.loads(state) if state else None for state in (before, after)]
+                if not any(state and erased & state.keys() for state in states):
+                    continue
+                cleaned = [
+                    None if state is None else json.dumps({k: v for k, v in state.items() if k not in erased},
+                                                          sort_keys=True)
+                    for state in states
+                ]
+                conn.execute(update(t).where(t.c.id == row_id).values(before=cleaned[0], after=cleaned[1]))
+                changed += 1
+        return changed
 
 
 def _entry(row: Any) -> HistoryEntry:

@@ -1,0 +1,30 @@
+"""`twin erase UID`: remove a person's personal data (right to erasure)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from api.runtime import Runtime
+from governance.erasure import erase_personal_data
+from governance.errors import GovernanceError
+from graph.errors import GraphError
+
+console = Console()
+
+
+def erase(uid: Annotated[str, typer.Argument(help="The person's twin uid.")]) -> None:
+    """Blank the twin's PII fields in the graph, its history and lineage values; the audit chain still verifies."""
+    runtime = Runtime()
+    try:
+        report = erase_personal_data(uid, store=runtime.store, lineage=runtime.lineage, audit=runtime.audit,
+                                     policy=runtime.policy, subject=runtime.operator())
+    except (GovernanceError, GraphError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+    console.print(f"erased {', '.join(report.fields) or 'no personal fields'} of {uid}; blanked "
+                  f"{report.history_entries} history entries and {report.lineage_values} lineage values")

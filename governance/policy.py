@@ -1,0 +1,328 @@
+"""Role and attribute policy: one decision function, row rules compiled to Cypher, field masks from classifications."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from governance.errors import GovernanceError, PolicyDenied
+from governance.identity import Subject
+from graph.model import ReadScope, TwinRecord
+from ontology.errors import UnknownTerm
+from ontology.model import Ontology
+
+MaskMode = Literal["show", "partial", "hash", "redact", "null"]
+Action = Literal["read", "write", "delete", "operation"]
+CLASSIFICATIONS = ("Public", "Internal", "Confidential", "PII")
+DEFAULT_CLASSIFICATION = "Internal"
+OPERATIONS = frozenset(
+    {"audit.read", "audit.verify", "lineage.read", "history.read", "scenario.run", "scenario.read",
+     "connector.run", "graph.cypher", "erase"}
+)
+# From most to least revealing: with several roles, the most revealing mode any of them allows wins.
+_MODE_ORDER: tuple[MaskMode, ...] = ("show", "partial", "hash", "redact", "null")
+REDACTED = "***"
+
+
+class PolicyError(GovernanceError):
+    """The policy file is malformed or refers to unknown classes, classifications or operations."""
+
+
+class _RowRuleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    classes: list[str]
+    predicate: str
+    needs: list[Literal["org_unit"]] = Field(default_factory=list)
+
+    @field_validator("predicate")
+    @classmethod
+    def _mentions_node(cls, value: str) -> str:
+        if "{n}" not in value:
+            raise ValueError("a row predicate must refer to the twin as {n}")
+        return value
+
+
+class _RoleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    read: list[str] = Field(default_factory=list)
+    write: list[str] = Field(default_factory=list)
+    fields: dict[str, MaskMode] = Field(default_factory=dict)
+    rows: list[_RowRuleSpec] = Field(default_factory=list)
+    operations: list[str] = Field(default_factory=list)
+
+
+class _PolicySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str
+    roles: dict[str, _RoleSpec]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, (int, float)) else value
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one policy check: allowed or not, the rule that decided, and why."""
+
+    allowed: bool
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MaskedTwin:
+    """A twin as a subject may see it: masked property values, and which fields were masked how."""
+
+    uid: str
+    cls: str
+    labels: tuple[str, ...]
+    properties: dict[str, Any]
+    masked: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _RowRule:
+    classes: tuple[str, ...]
+    predicate: str
+    needs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Role:
+    name: str
+    description: str
+    read: frozenset[str] | None  # class names incl. subclasses; None = every class
+    read_or_above: frozenset[str] | None  # readable classes and their ancestors: field rules apply to these labels
+    write: frozenset[str] | None
+    operations: frozenset[str]  # "*" = all
+    fields: Mapping[str, MaskMode]
+    rows: tuple[_RowRule, ...]
+
+    def mode_for(self, classification: str | None) -> MaskMode:
+        return self.fields.get(classification or DEFAULT_CLASSIFICATION, "show")
+
+
+class Policy:
+    """Compiled rules for every role; the one place read, write and operation decisions are made."""
+
+    def __init__(self, spec: Mapping[str, Any], ontology: Ontology, source: str = "<policy>") -> None:
+        try:
+            parsed = _PolicySpec.model_validate(spec)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise PolicyError(f"policy {source} is invalid: {problems}") from None
+        self.version = parsed.version
+        self.source = source
+        self.ontology = ontology
+        self.roles: dict[str, _Role] = {name: self._compile(name, role, source) for name, role in parsed.roles.items()}
+        self._scopes: dict[tuple[frozenset[str], str | None], ReadScope] = {}
+
+    # ------------------------------------------------------------------ compile
+
+    def _classes(self, names: Iterable[str], where: str) -> frozenset[str] | None:
+        result: set[str] = set()
+        for name in names:
+            if name == "*":
+                return None
+            try:
+                cls = self.ontology.get(name)
+            except UnknownTerm:
+                raise PolicyError(f"{where}: unknown class {name!r}") from None
+            result.add(cls.name)
+            result.update(self.ontology.classes[d].name for d in self.ontology.descendants(cls.id))
+        return frozenset(result)
+
+    def _compile(self, name: str, spec: _RoleSpec, source: str) -> _Role:
+        where = f"policy {source}, role {name}"
+        for classification in spec.fields:
+            if classification not in CLASSIFICATIONS:
+                raise PolicyError(f"{where}: unknown classification {classification!r} (use {', '.join(CLASSIFICATIONS)})")
+        unknown_ops = [op for op in spec.operations if op != "*" and op not in OPERATIONS]
+        if unknown_ops:
+            raise PolicyError(f"{where}: unknown operations {unknown_ops} (known: {', '.join(sorted(OPERATIONS))})")
+        rows = tuple(
+            _RowRule(tuple(sorted(self._classes(rule.classes, where) or ())), rule.predicate, tuple(rule.needs))
+            for rule in spec.rows
+        )
+        read = self._classes(spec.read, where)
+        above = None if read is None else frozenset(
+            {*read, *(self.ontology.classes[a].name for c in read for a in self.ontology.ancestors(c))}
+        )
+        return _Role(
+            name=name,
+            description=spec.description,
+            read=read,
+            read_or_above=above,
+            write=self._classes(spec.write, where),
+            operations=frozenset(spec.operations),
+            fields=dict(spec.fields),
+            rows=rows,
+        )
+
+    def _roles_of(self, subject: Subject) -> list[_Role]:
+        return [self.roles[r] for r in sorted(subject.roles) if r in self.roles]
+
+    # ------------------------------------------------------------------ decisions
+
+    def decide(self, subject: Subject, action: Action, resource: str) -> Decision:
+        """Whether `subject` may do `action` on `resource` (a class name, or an operation name)."""
+        roles = self._roles_of(subject)
+        if not roles:
+            return Decision(False, "default-deny", f"{subject.sub} holds no role this policy knows")
+        if action == "operation":
+            if resource not in OPERATIONS:
+                return Decision(False, "default-deny", f"unknown operation {resource!r}")
+            for role in roles:
+                if "*" in role.operations or resource in role.operations:
+                    return Decision(True, f"role:{role.name} operation {resource}", "granted")
+            return Decision(False, "default-deny", f"no role of {subject.sub} may {resource}")
+        try:
+            cls = self.ontology.get(resource).name
+        except UnknownTerm:
+            return Decision(False, "default-deny", f"unknown class {resource!r}")
+        for role in roles:
+            allowed = role.read if action == "read" else role.write
+            if allowed is None or cls in allowed:
+                return Decision(True, f"role:{role.name} {action} {cls}", "granted")
+        return Decision(False, "default-deny", f"no role of {subject.sub} may {action} {cls}")
+
+    def require(self, subject: Subject, action: Action, resource: str) -> Decision:
+        """The granting decision; PolicyDenied when the subject may not."""
+        decision = self.decide(subject, action, resource)
+        if not decision.allowed:
+            raise PolicyDenied(f"denied: {decision.reason}")
+        return decision
+
+    # ------------------------------------------------------------------ reads
+
+    def read_scope(self, subject: Subject) -> ReadScope:
+        """The restrictions every read path applies for `subject`: rows by class and rule, hidden fields."""
+        key = (frozenset(subject.roles), subject.org_unit)
+        if key not in self._scopes:
+            self._scopes[key] = self._scope(subject)
+        return self._scopes[key]
+
+    def _scope(self, subject: Subject) -> ReadScope:
+        roles = self._roles_of(subject)
+        if not roles:
+            return ReadScope(readable_classes=frozenset())
+        params: dict[str, Any] = {}
+        if subject.org_unit is not None:
+            params["scope_org_unit"] = subject.org_unit
+        alternatives: list[str] = []
+        readable: set[str] | None = set()
+        for role in roles:
+            clauses = []
+            if role.read is not None:
+                if not role.read:
+                    continue
+                clauses.append("(" + " OR ".join(f"{{n}}:`{c}`" for c in sorted(role.read)) + ")")
+            for rule in role.rows:
+                guard = " OR ".join(f"{{n}}:`{c}`" for c in rule.classes) or "false"
+                satisfied = rule.predicate if all(self._has(subject, need) for need in rule.needs) else "false"
+                clauses.append(f"(NOT ({guard}) OR ({satisfied}))")
+            alternatives.append(" AND ".join(clauses) if clauses else "true")
+            if readable is not None:
+                readable = None if role.read is None else readable | role.read
+        if not alternatives:
+            return ReadScope(readable_classes=frozenset())
+        predicate = None if "true" in alternatives else " OR ".join(f"({a})" for a in alternatives)
+        hidden = {
+            cls.name: frozenset(
+                prop for prop, definition in self.ontology.properties(cls.id).items()
+                if self._mode(roles, cls.name, definition.classification) != "show"
+            )
+            for cls in self.ontology.classes.values()
+        }
+        return ReadScope(
+            predicate=predicate,
+            params=params,
+            hidden={name: fields for name, fields in hidden.items() if fields},
+            readable_classes=None if readable is None else frozenset(readable),
+        )
+
+    @staticmethod
+    def _has(subject: Subject, need: str) -> bool:
+        return need == "org_unit" and bool(subject.org_unit)
+
+    def _mode(self, roles: list[_Role], cls: str, classification: str | None) -> MaskMode:
+        modes = [
+            role.mode_for(classification) for role in roles if role.read_or_above is None or cls in role.read_or_above
+        ]
+        if not modes:
+            return "null"
+        return min(modes, key=_MODE_ORDER.index)
+
+    def field_mode(self, subject: Subject, cls: str, field_name: str) -> MaskMode:
+        """How `field_name` of a `cls` twin is shown to `subject`."""
+        definition = self.ontology.properties(cls).get(field_name)
+        classification = definition.classification if definition else DEFAULT_CLASSIFICATION
+        return self._mode(self._roles_of(subject), self.ontology.get(cls).name, classification)
+
+    def mask(self, subject: Subject, record: TwinRecord) -> MaskedTwin:
+        """The twin with every field masked as the subject's roles require."""
+        roles = self._roles_of(subject)
+        try:
+            defs = self.ontology.properties(record.cls)
+            cls = self.ontology.get(record.cls).name
+        except UnknownTerm:
+            defs, cls = {}, record.cls
+        shown: dict[str, Any] = {}
+        masked: dict[str, str] = {}
+        for name, value in record.properties.items():
+            definition = defs.get(name)
+            mode = self._mode(roles, cls, definition.classification if definition else DEFAULT_CLASSIFICATION)
+            if mode == "show":
+                shown[name] = value
+                continue
+            masked[name] = mode
+            if mode != "null":
+                shown[name] = mask_value(value, mode)
+        return MaskedTwin(record.uid, record.cls, record.labels, shown, masked)
+
+
+def mask_value(value: Any, mode: MaskMode) -> Any:
+    """One value masked: redact -> '***', hash -> 'sha256:<12 hex>', partial -> first and last characters."""
+    if mode == "show" or value is None:
+        return value
+    if mode == "null":
+        return None
+    if mode == "hash":
+        return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()[:12]
+    if mode == "partial" and isinstance(value, str) and len(value) > 4:
+        return f"{value[0]}{REDACTED}{value[-2:]}"
+    return REDACTED
+
+
+def load_policy(ontology: Ontology | None = None, path: Path | str | None = None) -> Policy:
+    """The policy from a YAML file (default: the bundled governance/policies/default.yaml)."""
+    if ontology is None:
+        from ontology.core import load_core
+
+        ontology = load_core()
+    if path is None:
+        text = resources.files("governance").joinpath("policies/default.yaml").read_text(encoding="utf-8")
+        source = "default.yaml"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+        source = str(path)
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy {source} is not valid YAML: {exc}") from None
+    if not isinstance(spec, dict):
+        raise PolicyError(f"policy {source} must be a mapping with `version` and `roles`")
+    return Policy(spec, ontology, source)
