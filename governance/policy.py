@@ -126,6 +126,7 @@ class Policy:
         self.ontology = ontology
         self.roles: dict[str, _Role] = {name: self._compile(name, role, source) for name, role in parsed.roles.items()}
         self._scopes: dict[tuple[frozenset[str], str | None], ReadScope] = {}
+        self._modes: dict[tuple[frozenset[str], str], dict[str, MaskMode]] = {}
 
     # ------------------------------------------------------------------ compile
 
@@ -269,19 +270,35 @@ class Policy:
         classification = definition.classification if definition else DEFAULT_CLASSIFICATION
         return self._mode(self._roles_of(subject), self.ontology.get(cls).name, classification)
 
+    def _field_modes(self, subject: Subject, cls: str) -> dict[str, MaskMode]:
+        """Mode per property of `cls` for the subject's roles (only the fields that are not shown)."""
+        key = (frozenset(subject.roles), cls)
+        modes = self._modes.get(key)
+        if modes is None:
+            roles = self._roles_of(subject)
+            try:
+                defs = self.ontology.properties(cls)
+                name = self.ontology.get(cls).name
+            except UnknownTerm:
+                defs, name = {}, cls
+            modes = {
+                prop: mode for prop, definition in defs.items()
+                if (mode := self._mode(roles, name, definition.classification)) != "show"
+            }
+            modes[""] = self._mode(roles, name, DEFAULT_CLASSIFICATION)  # for fields the ontology does not know
+            self._modes[key] = modes
+        return modes
+
     def mask(self, subject: Subject, record: TwinRecord) -> MaskedTwin:
         """The twin with every field masked as the subject's roles require."""
-        roles = self._roles_of(subject)
-        try:
-            defs = self.ontology.properties(record.cls)
-            cls = self.ontology.get(record.cls).name
-        except UnknownTerm:
-            defs, cls = {}, record.cls
+        modes = self._field_modes(subject, record.cls)
+        if len(modes) == 1 and modes[""] == "show":
+            return MaskedTwin(record.uid, record.cls, record.labels, dict(record.properties))
+        defs = self.ontology.properties(record.cls) if record.cls in self.ontology else {}
         shown: dict[str, Any] = {}
         masked: dict[str, str] = {}
         for name, value in record.properties.items():
-            definition = defs.get(name)
-            mode = self._mode(roles, cls, definition.classification if definition else DEFAULT_CLASSIFICATION)
+            mode = modes.get(name, "show") if name in defs else modes[""]
             if mode == "show":
                 shown[name] = value
                 continue

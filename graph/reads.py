@@ -109,7 +109,7 @@ class TwinReader:
             raise QueryError(f"offset must not be negative, got {offset}")
         label = self._class_label(cls)
         clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
-        condition = " AND ".join([scope.render("n"), *clauses])
+        condition = " AND ".join([*clauses, scope.render("n")])  # cheap filters first: AND short-circuits
         order = compile_order(self.ontology, cls, list(order_by), scope)
         rows = self._read(
             f"MATCH (n:{label}) WHERE {condition} WITH count(n) AS total "
@@ -246,7 +246,7 @@ class TwinReader:
         label = self._class_label(cls)
         labels = self.ontology.labels(cls)
         clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
-        condition = " AND ".join([scope.render("n"), *clauses])
+        condition = " AND ".join([*clauses, scope.render("n")])  # cheap filters first: AND short-circuits
         keys, values = [], []
         for i, field in enumerate(group_by):
             check_readable(scope, labels, field, "grouped by")
