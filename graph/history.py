@@ -100,7 +100,8 @@ class HistoryStore:
         self.url = url
         self.engine = relational_engine(url)
         metadata.create_all(self.engine)
-        self._bind_time = twin_history.c.at.type.bind_processor(self.engine.dialect)
+        dialect = self.engine.dialect
+        self._bind_time = twin_history.c.at.type.dialect_impl(dialect).bind_processor(dialect)
         marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._insert_sql = (
             f"INSERT INTO twin_history ({', '.join(_COLUMNS)}) VALUES ({', '.join([marker] * len(_COLUMNS))})"
