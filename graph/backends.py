@@ -207,7 +207,7 @@ class Neo4jBackend(CypherBackend):
         except ClientError as exc:
             if "AccessMode" in (exc.code or "") or "read access mode" in str(exc).lower():
                 raise ReadOnlyViolation(f"query tries to write: {exc.message}") from None
-            raise QueryError(f"Neo4j refused the query: {exc.message}") from None
+            raise QueryError(f"Neo4j refused the query ({exc.code}): {exc.message}") from None
 
     def read(self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None) -> list[Row]:
         """Run in a READ transaction, which Neo4j refuses to let write."""
@@ -227,8 +227,10 @@ class Neo4jBackend(CypherBackend):
             self.write(statement)
 
     def clear(self) -> None:
-        """Delete every node in batches."""
-        self.write("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS")
+        """Delete every node in batches (CALL ... IN TRANSACTIONS needs an auto-commit transaction)."""
+        self._count()
+        with self._driver.session(database=self._database) as session:
+            session.run("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
 
     def close(self) -> None:
         """Close the driver."""

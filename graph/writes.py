@@ -342,5 +342,6 @@ def _chunks(rows: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
 
 
 def _is_uniqueness_conflict(exc: QueryError) -> bool:
+    """True for the uid uniqueness violation of either backend (FalkorDB or Neo4j wording)."""
     text = str(exc).lower()
-    return "unique" in text and ("constraint" in text or "violat" in text)
+    return ("unique" in text and ("constraint" in text or "violat" in text)) or "constraintvalidationfailed" in text
