@@ -33,13 +33,14 @@ class TwinWriter:
     def upsert_twins(self, twins: Sequence[Twin], context: ChangeContext) -> WriteSummary:
         """Create or update twins; a batch with any violation writes nothing and lists every offending item."""
         batch, required = self._validated_twins(twins)
-        for attempt in range(RETRIES):
+        attempt = 1
+        while True:
             try:
                 return self._write_twins(batch, required, context)
             except QueryError as exc:
-                if not _is_uniqueness_conflict(exc) or attempt == RETRIES - 1:
+                if not _is_uniqueness_conflict(exc) or attempt == RETRIES:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                attempt += 1
 
     def _validated_twins(
         self, twins: Sequence[Twin]

@@ -443,3 +443,24 @@ def _eventually(probe, timeout: float = 5.0):  # type: ignore[no-untyped-def]
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.05)
+
+
+def test_a_uid_created_between_our_read_and_our_create_is_retried_as_an_update(store: GraphStore) -> None:
+    writer = store._writer
+    original = writer._fetch_twins
+    raced = []
+
+    def fetch_then_lose_the_race(uids: list[str]):  # type: ignore[no-untyped-def]
+        found = original(uids)
+        if not raced:  # another writer creates the twin right after our read
+            raced.append(True)
+            store.backend.write("CREATE (:Twin:Machine:Entity {uid: 'race', _class: 'Machine', name: 'theirs'})")
+        return found
+
+    writer._fetch_twins = fetch_then_lose_the_race  # type: ignore[method-assign]
+    try:
+        summary = store.upsert_twins([Twin("race", "Machine", {"name": "ours"})])
+    finally:
+        writer._fetch_twins = original  # type: ignore[method-assign]
+    assert summary.updated == 1 and summary.created == 0
+    assert store.query("MATCH (n:Twin {uid: 'race'}) RETURN count(n), n.name") == [[1, "ours"]]
