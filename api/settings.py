@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = Field(None, description="JWKS URL when the issuer has no discovery document.")
     api_host: str = Field("127.0.0.1", description="Address `twin serve` binds to.")
     api_port: int = Field(8000, description="Port `twin serve` listens on.")
+    api_graphiql: bool = Field(True, description="Serve the GraphiQL IDE at GET /graphql (development).")
+    api_query_timeout_ms: int = Field(10_000, description="Time limit of one graph query sent by the API (ms).")
+    api_max_depth: int = Field(15, description="Deepest GraphQL selection the API accepts.")
+    api_max_tokens: int = Field(5_000, description="Most tokens a GraphQL document may have.")
+    api_max_aliases: int = Field(30, description="Most aliases a GraphQL document may use.")
+    api_workers: int = Field(1, description="Worker processes of `twin serve` (the app keeps no state of its own).")
 
     @field_validator("graph_url")
     @classmethod

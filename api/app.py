@@ -1,0 +1,180 @@
+"""The FastAPI application: the governed GraphQL endpoint (POST /graphql, GraphiQL on GET) and the REST operations."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from graphql import GraphQLError, OperationDefinitionNode, parse
+from strawberry.http.ides import get_graphql_ide_html
+
+from api.audit_hook import AuditTrail, root_fields
+from api.auth import Authenticator
+from api.compiler import RootQueries
+from api.context import RequestContext
+from api.errors import ApiError
+from api.jobs import JobRunner
+from api.limits import limit_extensions
+from api.metrics import ApiMetrics
+from api.mutations import RESOLVERS as MUTATION_RESOLVERS
+from api.records import RESOLVERS as RECORD_RESOLVERS
+from api.runtime import Runtime
+from api.schema import TwinSchema, build_schema
+from governance.audit import Decision
+
+API_VERSION = "1.0.0"
+
+
+@dataclass
+class ApiServices:
+    """What the endpoints share: runtime (ontology, store, policy, audit, lineage), schema, auth, audit trail."""
+
+    runtime: Runtime
+    schema: TwinSchema
+    authenticator: Authenticator
+    trail: AuditTrail
+    metrics: ApiMetrics
+    jobs: JobRunner
+
+    @property
+    def policy(self) -> Any:
+        """The access policy."""
+        return self.runtime.policy
+
+
+def create_app(runtime: Runtime | None = None) -> FastAPI:
+    """The API over `runtime` (default: one opened from the settings, closed when the app stops)."""
+    owned = runtime is None
+    runtime = runtime or Runtime()
+    settings = runtime.settings
+    schema = build_schema(runtime.ontology, limit_extensions(settings.api_max_depth, settings.api_max_tokens,
+                                                             settings.api_max_aliases))
+    _bind(schema)
+    runtime.store  # noqa: B018 - open the graph now, not on the first request
+    services = ApiServices(
+        runtime=runtime, schema=schema, authenticator=Authenticator.from_settings(settings),
+        trail=AuditTrail(runtime.audit), metrics=ApiMetrics(), jobs=JobRunner(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.jobs.close()
+        services.trail.close()
+        if owned:
+            runtime.close()
+
+    app = FastAPI(
+        title="Enterprise Twin API", version=API_VERSION, lifespan=lifespan,
+        description="Governed GraphQL over the twin graph (POST /graphql) and REST operations.",
+    )
+    app.state.services = services
+    from api.console import mount_console
+    from api.operations import operations_router
+
+    app.include_router(operations_router(services))
+    _graphql_routes(app, services, settings.api_graphiql, settings.api_query_timeout_ms)
+    mount_console(app)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        label = getattr(route, "path", "other")
+        services.metrics.requests.labels(label, request.method, str(response.status_code)).inc()
+        services.metrics.latency.labels(label).observe(time.perf_counter() - started)
+        return response
+
+    return app
+
+
+def _bind(schema: TwinSchema) -> None:
+    roots = RootQueries(schema.plan)
+    for name, resolver in {**roots.resolvers, **RECORD_RESOLVERS}.items():
+        schema.bind("Query", name, resolver)
+    for name, resolver in MUTATION_RESOLVERS.items():
+        schema.bind("Mutation", name, resolver)
+
+
+@lru_cache(maxsize=512)
+def _operation_kind(query: str, operation_name: str | None) -> tuple[str, str]:
+    """('query' | 'mutation' | 'invalid', operation name or '-') of the operation a request runs; cached."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return "invalid", operation_name or "-"
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = next((o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)),
+                  None)
+    if chosen is None:
+        return "invalid", operation_name or "-"
+    return chosen.operation.value, chosen.name.value if chosen.name else "-"
+
+
+def _error_body(message: str, extensions: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"errors": [{"message": message, **({"extensions": extensions} if extensions else {})}]}
+
+
+def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout_ms: int) -> None:
+    @app.get("/graphql", response_class=HTMLResponse, include_in_schema=False)
+    async def ide() -> Response:
+        if not graphiql:
+            return JSONResponse(_error_body("GraphiQL is disabled; POST GraphQL requests to /graphql"), 404)
+        return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+
+    @app.post("/graphql", summary="Run a GraphQL operation (bearer token required)")
+    async def graphql(request: Request) -> Response:
+        policy = services.policy
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse(_error_body("the request body must be JSON: {\"query\": ..., \"variables\": {...}}",
+                                            {"code": "BAD_REQUEST"}), 400)
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return JSONResponse(_error_body("the request needs a `query` string", {"code": "BAD_REQUEST"}), 400)
+        query: str = body["query"]
+        variables = body.get("variables") or {}
+        operation_name = body.get("operationName")
+        if not isinstance(variables, dict) or not (operation_name is None or isinstance(operation_name, str)):
+            return JSONResponse(_error_body("`variables` must be an object and `operationName` a string",
+                                            {"code": "BAD_REQUEST"}), 400)
+        kind, name = _operation_kind(query, operation_name)
+        label = f"graphql.{kind}:{name}"
+        detail: dict[str, Any] = {"query_sha256": hashlib.sha256(query.encode()).hexdigest()}
+        try:
+            subject = services.authenticator.authenticate(request.headers.get("authorization"))
+        except ApiError as exc:
+            services.trail.record(None, label, decision=Decision.DENY, policy_version=policy.version,
+                                  variables=variables, detail={**detail, "error": exc.extensions.get("code")})
+            services.metrics.operations.labels("deny").inc()
+            return JSONResponse(_error_body(exc.message, exc.extensions), exc.status,
+                                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+        ctx = RequestContext(subject=subject, policy=policy, scope=policy.read_scope(subject),
+                             store=services.runtime.store, services=services, timeout_ms=timeout_ms)
+        result = await services.schema.strawberry.execute(
+            query, variable_values=variables, context_value=ctx, operation_name=operation_name)
+        errors = [e.formatted for e in result.errors or []]
+        extensions: dict[str, Any] = {"policyVersion": policy.version, "masked": ctx.masked_report()}
+        decision = Decision.DENY if ctx.denied else Decision.ALLOW
+        services.trail.record(
+            subject, f"{label}:{root_fields(ctx.fields)}"[:500], decision=decision, policy_version=policy.version,
+            variables=variables, rows=ctx.rows,
+            detail={**detail, "errors": len(errors), "round_trips": ctx.round_trips},
+        )
+        services.metrics.operations.labels(decision.value).inc()
+        services.metrics.round_trips.inc(ctx.round_trips)
+        services.metrics.rows.inc(ctx.rows)
+        payload: dict[str, Any] = {"data": result.data}
+        if errors:
+            payload["errors"] = errors
+        payload["extensions"] = extensions
+        request_error = result.data is None and bool(errors) and not any(e.get("path") for e in errors)
+        return JSONResponse(payload, 400 if request_error else 200)

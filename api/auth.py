@@ -1,0 +1,89 @@
+"""Bearer token -> `Subject`: locally issued development tokens (key in the data directory) and an optional OIDC issuer."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from api.errors import ServiceUnavailable, Unauthenticated
+from api.settings import Settings
+from governance.errors import AuthenticationError, IdentityProviderUnavailable
+from governance.identity import OidcVerifier, Subject
+from governance.tokens import LocalIssuer
+
+HOW_TO_GET_A_TOKEN = "send 'Authorization: Bearer <token>' (a development token: `twin token --role viewer`)"
+
+
+class Authenticator:
+    """Verifies bearer tokens against the trusted issuers; verified tokens are remembered until they expire."""
+
+    def __init__(self, verifiers: Sequence[OidcVerifier], cache_size: int = 4096) -> None:
+        if not verifiers:
+            raise ValueError("an authenticator needs at least one trusted issuer")
+        self.verifiers = {v.issuer: v for v in verifiers}
+        self._cache: OrderedDict[str, tuple[Subject, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        """Trust the local development key of the data directory and, when configured, one OIDC issuer."""
+        verifiers = [LocalIssuer(settings.data_dir).verifier()]
+        if settings.oidc_issuer:
+            verifiers.append(OidcVerifier(settings.oidc_issuer, settings.oidc_audience,
+                                          jwks_url=settings.oidc_jwks_url, discovery=settings.oidc_jwks_url is None))
+        return cls(verifiers)
+
+    def authenticate(self, authorization: str | None) -> Subject:
+        """The subject of an `Authorization` header; Unauthenticated with the reason otherwise."""
+        if not authorization or not authorization.strip():
+            raise Unauthenticated(f"missing bearer token: {HOW_TO_GET_A_TOKEN}")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated(f"the Authorization header must use the Bearer scheme: {HOW_TO_GET_A_TOKEN}")
+        key = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        now = time.time()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[1] > now:
+                self._cache.move_to_end(key)
+                return cached[0]
+        claims = _unverified_claims(token)
+        issuer = claims.get("iss")
+        verifier = self.verifiers.get(issuer) if isinstance(issuer, str) else None
+        if verifier is None:
+            raise Unauthenticated(f"token issuer {str(issuer)[:120]!r} is not trusted by this server")
+        try:
+            subject = verifier.verify(token)
+        except AuthenticationError as exc:
+            raise Unauthenticated(f"bearer token refused: {exc}") from None
+        except IdentityProviderUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from None
+        expires = claims.get("exp")
+        if isinstance(expires, (int, float)):
+            with self._lock:
+                self._cache[key] = (subject, float(expires))
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return subject
+
+
+def _unverified_claims(token: str) -> dict[str, object]:
+    """The payload of a compact JWS, only to choose the verifier (which then checks everything)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthenticated("bearer token is not a JWT (expected three dot-separated parts)")
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError):
+        raise Unauthenticated("bearer token payload cannot be decoded") from None
+    if not isinstance(claims, dict):
+        raise Unauthenticated("bearer token payload is not a JSON object")
+    return claims

@@ -1,0 +1,134 @@
+"""The root fields over the relational stores — history, lineage, audit log — governed like the graph reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from graphql import get_named_type
+
+from api.compiler import PAGE_MAX, Selection, governed
+from api.context import RequestContext
+from api.errors import BadUserInput, NotFound
+from governance.canonical import utc_text
+from governance.policy import mask_value
+from graph.model import TwinRecord
+
+
+def _limit(first: Any, default: int = 100) -> int:
+    limit = default if first is None else first
+    if not 1 <= limit <= PAGE_MAX:
+        raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {limit}")
+    return limit
+
+
+async def _visible_class(ctx: RequestContext, uid: str) -> str:
+    """The class of a twin the caller may see; NotFound otherwise (absent and hidden look the same)."""
+    record = await anyio.to_thread.run_sync(lambda: ctx.store.get(uid, ctx.scope))
+    ctx.round_trips += 1
+    if record is None:
+        raise NotFound(f"no twin {uid!r} that you may see")
+    return record.cls
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return utc_text(value)
+    except Exception:
+        return value.isoformat()
+
+
+async def history(root: Any, info: Any, uid: str, first: Any = None) -> list[dict[str, Any]]:
+    """Recorded changes of a visible twin, with values masked like a read of the twin."""
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "history.read")
+    limit = _limit(first)
+    cls = await _visible_class(ctx, uid)
+    entries = await anyio.to_thread.run_sync(lambda: ctx.store.history_of(uid, limit))
+    labels = ctx.store.ontology.labels(cls)
+    sel = Selection(info)
+    entry_type = get_named_type(info.return_type)
+    result = []
+    for entry in entries[:limit]:
+        before, after = entry.before, entry.after
+        if entry.kind == "twin":
+            before, after = (_masked(ctx, uid, entry.cls or cls, labels, state) for state in (entry.before, entry.after))
+        values = {
+            "id": entry.id, "uid": entry.uid, "kind": entry.kind, "op": entry.op, "className": entry.cls,
+            "linkType": entry.link_type, "target": entry.target, "actor": entry.actor, "source": entry.source,
+            "runId": entry.run_id, "at": _iso(entry.at), "before": before, "after": after,
+        }
+        result.append(sel.flat(entry_type, info.field_nodes, values))
+    ctx.rows += len(result)
+    return result
+
+
+def _masked(ctx: RequestContext, uid: str, cls: str, labels: tuple[str, ...], state: dict[str, Any] | None) -> Any:
+    if state is None:
+        return None
+    view = ctx.policy.mask(ctx.subject, TwinRecord(uid, cls, labels, dict(state)))
+    if view.masked:
+        ctx.note_masked(cls, view.masked)
+    return view.properties
+
+
+async def lineage(root: Any, info: Any, uid: str, property: Any = None, first: Any = None) -> list[dict[str, Any]]:
+    """Where a visible twin's values came from; the stored value is masked as the property would be."""
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "lineage.read")
+    limit = _limit(first)
+    cls = await _visible_class(ctx, uid)
+    store = ctx.services.runtime.lineage
+    records = await anyio.to_thread.run_sync(lambda: store.where_from(uid, property, limit))
+    sel = Selection(info)
+    record_type = get_named_type(info.return_type)
+    result = []
+    for r in records:
+        mode = ctx.policy.field_mode(ctx.subject, cls, r.property)
+        value = r.value if r.has_value else None
+        if mode != "show":
+            ctx.note_masked(cls, {r.property: mode})
+            value = mask_value(value, mode)
+        values = {
+            "twinUid": r.twin_uid, "property": r.property, "valueDigest": r.value_digest, "value": value,
+            "erased": r.erased, "sourceSystem": r.source_system, "sourceObject": r.source_object,
+            "recordKey": r.record_key, "sourceField": r.source_field, "runId": r.run_id,
+            "mappingRule": r.mapping_rule, "transform": r.transform, "recordedAt": _iso(r.recorded_at),
+        }
+        result.append(sel.flat(record_type, info.field_nodes, values))
+    ctx.rows += len(result)
+    return result
+
+
+async def audit_log(root: Any, info: Any, subject: Any = None, operation: Any = None, decision: Any = None,
+                    first: Any = None, offset: Any = None) -> list[dict[str, Any]]:
+    """The audit log, newest first (compliance and admin)."""
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "audit.read")
+    limit = _limit(first)
+    start = offset or 0
+    if start < 0:
+        raise BadUserInput(f"`offset` must not be negative, got {start}")
+    if decision is not None and decision not in ("allow", "deny"):
+        raise BadUserInput(f"`decision` must be allow or deny, got {decision!r}")
+    trail = ctx.services.trail
+    await anyio.to_thread.run_sync(trail.flush)
+    records = await anyio.to_thread.run_sync(lambda: trail.log.query(
+        subject=subject, operation=operation, decision=decision, limit=limit, offset=start, newest_first=True))
+    sel = Selection(info)
+    record_type = get_named_type(info.return_type)
+    result = []
+    for r in records:
+        values = {
+            "seq": r.seq, "time": _iso(r.time), "subject": r.subject, "roles": list(r.roles), "operation": r.operation,
+            "variablesDigest": r.variables_digest, "decision": str(r.decision), "policyVersion": r.policy_version,
+            "rowsReturned": r.rows_returned, "detail": r.detail, "hash": r.hash,
+        }
+        result.append(sel.flat(record_type, info.field_nodes, values))
+    ctx.rows += len(result)
+    return result
+
+
+RESOLVERS = {"history": governed(history), "lineage": governed(lineage), "auditLog": governed(audit_log)}
