@@ -290,8 +290,10 @@ class TwinReader:
         class_filter = ""
         if classes:
             class_filter = " AND (" + " OR ".join(f"node:{self._class_label(c)}" for c in classes) + ")"
+        # Re-match each hit by uid: FalkorDB cannot evaluate pattern predicates on nodes yielded by a procedure.
         rows = self._read(
-            f"{self.backend.dialect.fulltext_query()} WITH node, score WHERE {scope.render('node')}{class_filter} "
+            f"{self.backend.dialect.fulltext_query()} WITH node.uid AS hit, score "
+            f"MATCH (node:Twin {{uid: hit}}) WHERE {scope.render('node')}{class_filter} "
             f"RETURN node.uid, labels(node), properties(node), score ORDER BY score DESC LIMIT $limit",
             {"text": _fulltext_terms(text), "limit": limit * 3, **scope.params},
         )

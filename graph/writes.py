@@ -72,12 +72,16 @@ class TwinWriter:
                 continue
             merged = {**(previous[1] if previous else {}), **twin.properties}
             batch[twin.uid] = (cls.id, merged)
-        if violations:
-            raise BatchRejected(violations)
         for uid, (cls_id, props) in batch.items():  # a later item of the batch may supply what an earlier lacked
             if uid in required:
                 required[uid] = [v for v in required[uid] if props.get(v.path.rsplit(".", 1)[-1]) is None]
-        return batch, {uid: found for uid, found in required.items() if found}
+        required = {uid: found for uid, found in required.items() if found}
+        if violations:
+            # Report every problem at once: missing required properties count for twins that do not exist yet.
+            existing = self._fetch_twins([uid for uid in required]) if required else {}
+            violations += [v for uid, found in required.items() if uid not in existing for v in found]
+            raise BatchRejected(violations)
+        return batch, required
 
     def _write_twins(
         self,

@@ -216,3 +216,13 @@ def test_bad_policies_are_refused_with_the_reason(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(PolicyError, match=message.replace("{", r"\{").replace("}", r"\}").replace("(", r"\(")):
             load_policy(load_core(), path)
+
+
+def test_hr_search_applies_the_row_rule(store: GraphStore, policy) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + 5
+    while not store.search("berg") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {h.twin.uid for h in store.search("berg", scope=policy.read_scope(subject("hr", org="ou-b")))} == {"e-bo"}
+    assert store.search("berg", scope=policy.read_scope(subject("hr", org="ou-a"))) == []

@@ -464,3 +464,9 @@ def test_a_uid_created_between_our_read_and_our_create_is_retried_as_an_update(s
         writer._fetch_twins = original  # type: ignore[method-assign]
     assert summary.updated == 1 and summary.created == 0
     assert store.query("MATCH (n:Twin {uid: 'race'}) RETURN count(n), n.name") == [[1, "ours"]]
+
+
+def test_type_errors_and_missing_required_properties_are_reported_together(store: GraphStore) -> None:
+    with pytest.raises(BatchRejected) as caught:
+        store.upsert_twins([Twin("x1", "Machine", {"capacity": "big"}), Twin("x2", "Employee", {"name": "No Id"})])
+    assert {v.rule for v in caught.value.violations} == {"type", "required"}
