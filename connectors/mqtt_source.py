@@ -1,0 +1,176 @@
+"""MQTT telemetry as a Source (paho-mqtt): messages of a topic filter become records, acknowledged after the sync
+has taken them.
+
+Each message's JSON object becomes the record's fields, plus ``topic`` and the topic's levels ``topic_0``,
+``topic_1``, ... (so a uid rule can use ``{topic_2}``). The record key is ``<topic>@<time field>`` (or the
+message id when the payload has no time). A payload that is not a JSON object is handed on marked invalid, so the
+sync quarantines it with the reason.
+
+Delivery: the client uses a persistent session (fixed client id, clean_session=False) and QoS 1 with manual
+acknowledgement. A message is acknowledged only when the consumer asks for the next batch, i.e. after the sync
+committed the batch holding it; the broker redelivers unacknowledged messages to the next session, and the
+telemetry table ignores re-delivered readings, so a crash loses nothing and duplicates nothing.
+
+A read drains what arrives until the topic has been quiet for `idle_timeout` seconds or `duration` seconds passed
+(a bounded run for `twin connect run`; call it in a loop for a long-running listener).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from connectors.quarantine import INVALID_FIELD
+from connectors.source import SourceError, SourceRecord, Watermark
+
+
+def _as_utc(value: Any) -> dt.datetime | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    return None
+
+
+class MqttSource:
+    """Messages of one topic filter on an MQTT broker, drained in batches."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        topic: str,
+        client_id: str,
+        time_field: str = "ts",
+        qos: int = 1,
+        batch_size: int = 500,
+        idle_timeout: float = 1.0,
+        duration: float = 30.0,
+        connect_timeout: float = 5.0,
+        username: str | None = None,
+        password: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.topic = topic
+        self.client_id = client_id
+        self.time_field = time_field
+        self.qos = qos
+        self.batch_size = batch_size
+        self.idle_timeout = idle_timeout
+        self.duration = duration
+        self.connect_timeout = connect_timeout
+        self.name = name or f"mqtt:{topic}"
+        self._credentials = (username, password)
+
+    def __repr__(self) -> str:
+        return f"MqttSource(name={self.name!r}, broker={self.host}:{self.port})"
+
+    def _client(self, inbox: "queue.Queue[mqtt.MQTTMessage]", ready: threading.Event,
+                failure: list[str]) -> mqtt.Client:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
+                             manual_ack=True)
+        if self._credentials[0]:
+            client.username_pw_set(*self._credentials)
+
+        def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+            if reason.is_failure:
+                failure.append(str(reason))
+                ready.set()
+                return
+            client.subscribe(self.topic, qos=self.qos)
+
+        def on_subscribe(client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+            ready.set()
+
+        def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+            inbox.put(message)
+
+        client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
+        client.on_message = on_message
+        return client
+
+    def read(self, since: Watermark | None) -> Iterator[list[SourceRecord]]:
+        """Batches of the messages that arrive (and those queued for this session); `since` is not used."""
+        inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        ready = threading.Event()
+        failure: list[str] = []
+        client = self._client(inbox, ready, failure)
+        try:
+            client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise SourceError(f"cannot reach the MQTT broker at {self.host}:{self.port}: {exc.strerror or exc}",
+                              model=self.name, method="connect") from None
+        client.loop_start()
+        try:
+            if not ready.wait(self.connect_timeout) or failure:
+                raise SourceError(f"the broker refused the session: {failure[0] if failure else 'timeout'}",
+                                  model=self.name, method="connect")
+            deadline = time.monotonic() + self.duration
+            while time.monotonic() < deadline:
+                batch: list[mqtt.MQTTMessage] = []
+                while len(batch) < self.batch_size:
+                    try:
+                        batch.append(inbox.get(timeout=self.idle_timeout))
+                    except queue.Empty:
+                        break
+                if not batch:
+                    return
+                yield [self._record(m) for m in batch]
+                for message in batch:  # the consumer committed the batch: acknowledge it
+                    if message.qos > 0:
+                        client.ack(message.mid, message.qos)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+    def _record(self, message: mqtt.MQTTMessage) -> SourceRecord:
+        levels = message.topic.split("/")
+        fields: dict[str, Any] = {"topic": message.topic, **{f"topic_{i}": level for i, level in enumerate(levels)}}
+        try:
+            payload = json.loads(message.payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            payload = None
+            fields[INVALID_FIELD] = f"payload is not JSON: {exc}"
+            fields["payload"] = message.payload[:500].decode("utf-8", "replace")
+        if payload is not None and not isinstance(payload, dict):
+            fields[INVALID_FIELD] = f"payload is a JSON {type(payload).__name__}, not an object"
+            fields["payload"] = payload
+        elif isinstance(payload, dict):
+            fields.update(payload)
+        changed = _as_utc(fields.get(self.time_field))
+        key = f"{message.topic}@{changed.isoformat() if changed else message.mid}"
+        return SourceRecord(key, fields, changed)
+
+    def all_keys(self) -> set[str]:
+        """Telemetry has no key set to compare (messages are events): always empty."""
+        return set()
+
+
+def publish(host: str, port: int, topic: str, payloads: list[dict[str, Any] | bytes], *, qos: int = 1,
+            client_id: str = "") -> None:
+    """Publish messages and wait until the broker has them (a helper for tools and tests)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    try:
+        for payload in payloads:
+            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+            info = client.publish(topic, body, qos=qos)
+            info.wait_for_publish(timeout=10)
+    finally:
+        client.loop_stop()
+        client.disconnect()

@@ -1,0 +1,913 @@
+"""The sync engine: reads a connector's sources, maps records through its mapping, resolves identities, and writes
+validated twins and links to the graph with property-level lineage, quarantining what it cannot take.
+
+Guarantees (see also connectors/sync_state.py):
+
+* **Full and incremental runs.** A full run reads every record; an incremental run reads records changed at or
+  after the entity's committed watermark. A full run also writes unchanged records again (repairing the graph
+  after outside edits) but records lineage only for values that changed.
+* **Idempotent, resumable.** Each page of records is one batch: graph writes first (idempotent upserts), then
+  lineage, then — in one relational transaction — the ledger, pending links, quarantine rows and telemetry. The
+  watermark is committed only after the entity's last batch is durable. A process killed anywhere loses nothing
+  (the watermark was not advanced, so the records are read again) and duplicates nothing (twins and links are
+  upserts by uid; the ledger recognises records already written; a batch whose lineage became durable before a
+  crash is found in the batch journal and the lineage store, and its lineage is not written twice).
+* **Deletions** are detected on full runs (ledger keys the source no longer has) and from records a source marks
+  deleted. Rule: the twin a deleted record fed is deleted only when no other ledger entry (of any connector or
+  entity) still feeds it; otherwise only the links that record produced are removed and the twin stays, with the
+  values other sources gave it. Association records (``link:`` entities) delete their link.
+* **Quarantine.** A record is quarantined with its key, field, rule, message and raw content when its key is empty
+  or repeated, a transform refuses a value, its uid rule cannot be filled, or the graph refuses it
+  (graph.errors.BatchRejected: the offending items are split out by their violation paths and the rest of the
+  batch is retried). Links whose endpoint twin does not exist yet wait in a pending table and are retried at the
+  end of every run.
+* **Dry run** computes the same plan (would create / update / delete, with examples) and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from connectors.identity import IdentityResolver, Resolution, candidate
+from connectors.mapping import EntityMapping, LinkRule, PropertyRule, SourceMapping
+from connectors.quarantine import INVALID_FIELD, QuarantinedRow, QuarantineStore
+from connectors.source import Source, SourceRecord, Watermark
+from connectors.sync_state import LedgerEntry, PendingLink, SyncState, payload_text
+from connectors.telemetry import Reading, TelemetryStore
+from connectors.transforms import TransformError, cast_value
+from governance.lineage import DatasetRef, LineageStore, ProvenanceRecord, RunKind, RunStatus, lineage_record_table
+from graph.errors import BatchRejected
+from graph.model import Link, Twin
+from graph.store import GraphStore
+from ontology.errors import Violation
+
+Mode = Literal["full", "incremental"]
+EXAMPLES = 5
+
+__all__ = ["Connector", "EntityReport", "SyncEngine", "SyncReport", "SyncError"]
+
+
+class SyncError(RuntimeError):
+    """A sync could not run at all (bad configuration, unreachable source); names the connector and entity."""
+
+
+@dataclass(frozen=True)
+class Connector:
+    """A named source system: its mapping and a factory opening the Source of each entity."""
+
+    name: str
+    mapping: SourceMapping
+    open_source: Callable[[EntityMapping], Source]
+    description: str = ""
+    close: Callable[[], None] = lambda: None  # releases what the sources share (e.g. an RPC session)
+
+
+@dataclass
+class EntityReport:
+    """What a run did (or, dry, would do) with one entity."""
+
+    entity: str
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    pending_links: int = 0
+    links_written: int = 0
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def example(self, kind: str, text: str) -> None:
+        """Keep a few examples per kind of change for the report."""
+        if len(self.examples[kind]) < EXAMPLES:
+            self.examples[kind].append(text)
+
+
+@dataclass
+class SyncReport:
+    """The outcome of a run: counts per entity and in total, timings, quarantined rows, and the run id."""
+
+    run_id: str
+    connector: str
+    mode: Mode
+    dry_run: bool
+    status: str = "running"
+    entities: list[EntityReport] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    quarantined_rows: list[QuarantinedRow] = field(default_factory=list)
+    error: str | None = None
+    resumed_from: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Totals over the entities: read, created, updated, unchanged, deleted, quarantined, pending_links."""
+        keys = ("read", "created", "updated", "unchanged", "deleted", "quarantined", "pending_links", "links_written")
+        return {k: sum(getattr(e, k) for e in self.entities) for k in keys}
+
+    def entity(self, name: str) -> EntityReport:
+        """The report of one entity."""
+        return next(e for e in self.entities if e.entity == name)
+
+
+@dataclass
+class _Item:
+    """One mapped record on its way to the graph."""
+
+    record: SourceRecord
+    natural_uid: str
+    uid: str
+    cls: str | None
+    props: dict[str, Any]
+    links: list[tuple[str, str, str, dict[str, Any]]]  # (type, source uid, target uid, properties)
+    link_rules: dict[str, LinkRule]
+    readings: list[Reading] = field(default_factory=list)
+    status: str = "created"
+    old: LedgerEntry | None = None
+    digest: str = ""
+    accepted: bool = True
+    own_cls: str | None = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        self.own_cls = self.cls
+
+    def payload(self) -> dict[str, Any]:
+        """What the ledger keeps of this record: uid fed, class written, properties, links, own uid and class."""
+        return {"u": self.uid, "c": self.cls, "p": self.props, "l": sorted([list(link) for link in self.links]),
+                "n": self.natural_uid, "nc": self.own_cls}
+
+
+class _Rejected(Exception):
+    """A record cannot be mapped: which field, which rule, why."""
+
+    def __init__(self, field_name: str | None, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+        self.rule = rule
+        self.message = message
+
+
+_TWIN_PATH = re.compile(r"^twins\[(\d+)\]")
+_LINK_PATH = re.compile(r"^links\[(\d+)\]")
+
+
+def _digest(payload: Mapping[str, Any], text: str | None = None) -> str:
+    text = text if text is not None else payload_text(payload)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+class _RecordMapper:
+    """Applies one entity mapping to source records."""
+
+    def __init__(self, entity: EntityMapping, system: str) -> None:
+        self.entity = entity
+        self.system = system
+        self.rules: tuple[PropertyRule, ...] = entity.properties
+        self.link_rules = {rule.type: rule for rule in entity.links}
+
+    def map(self, record: SourceRecord) -> _Item:
+        fields = record.fields
+        entity = self.entity
+        if entity.link is not None:
+            return self._association(record)
+        assert entity.uid is not None
+        try:
+            natural = entity.uid.render(fields)
+        except TransformError as exc:
+            raise _Rejected(",".join(entity.uid.fields), "uid", f"uid rule {entity.uid.source!r}: {exc.message}") from None
+        props: dict[str, Any] = {}
+        for rule in self.rules:
+            try:
+                props[rule.name] = rule.compute(fields)
+            except TransformError as exc:
+                raise _Rejected(rule.name, exc.rule, f"{rule.name}: {exc.message}") from None
+        links: list[tuple[str, str, str, dict[str, Any]]] = []
+        for rule in entity.links:
+            try:
+                target = rule.target_of(fields)
+                if target is None:
+                    continue
+                link_props = {p.name: v for p in rule.properties if (v := p.compute(fields)) is not None}
+            except TransformError as exc:
+                raise _Rejected(rule.type, exc.rule, f"link {rule.type}: {exc.message}") from None
+            links.append((rule.type, natural, target, link_props))
+        readings: list[Reading] = []
+        if entity.telemetry is not None:
+            stamp = fields.get(entity.telemetry.time)
+            try:
+                ts = cast_value(stamp, "dateTime")
+            except TransformError as exc:
+                raise _Rejected(entity.telemetry.time, "telemetry.time", exc.message) from None
+            if ts is None:
+                raise _Rejected(entity.telemetry.time, "telemetry.time", f"time field {entity.telemetry.time!r} is empty")
+            for source_field, metric in entity.telemetry.metrics:
+                value = fields.get(source_field)
+                if value is None:
+                    continue
+                try:
+                    number = cast_value(value, "double")
+                except TransformError as exc:
+                    raise _Rejected(source_field, "telemetry.metric", exc.message) from None
+                readings.append(Reading(natural, metric, ts, number, self.system))
+        return _Item(record, natural, natural, entity.cls, props, links, self.link_rules, readings)
+
+    def _association(self, record: SourceRecord) -> _Item:
+        rule = self.entity.link
+        assert rule is not None and rule.source is not None
+        fields = record.fields
+        try:
+            source = rule.source.render(fields)
+            target = rule.target_of(fields)
+            if target is None:
+                raise _Rejected(",".join(rule.target_fields), "link.target", f"link {rule.type}: the target is empty")
+            props = {p.name: v for p in rule.properties if (v := p.compute(fields)) is not None}
+        except TransformError as exc:
+            raise _Rejected(rule.type, exc.rule, f"link {rule.type}: {exc.message}") from None
+        natural = f"link:{rule.type}:{source}->{target}"
+        return _Item(record, natural, natural, None, {}, [(rule.type, source, target, props)], {rule.type: rule})
+
+
+@dataclass
+class _Run:
+    """State of one run."""
+
+    connector: Connector
+    mode: Mode
+    dry_run: bool
+    run_id: str
+    report: SyncReport
+    progress: Callable[[str, int, int | None], None] | None
+    has_merges: bool
+    open_quarantine: dict[str, set[str]]
+
+
+class SyncEngine:
+    """Runs connectors into one twin graph, keeping sync state, quarantine, identities, telemetry and lineage."""
+
+    def __init__(
+        self,
+        store: GraphStore,
+        state_url: str,
+        *,
+        lineage: LineageStore | None = None,
+        audit_url: str | None = None,
+        actor: str = "connector",
+        keep_values: bool = True,
+    ) -> None:
+        self.store = store
+        self.ontology = store.ontology
+        self.state = SyncState(state_url)
+        self.quarantine = QuarantineStore(state_url)
+        self.identity = IdentityResolver(state_url)
+        self.telemetry = TelemetryStore(state_url)
+        self.lineage = lineage or LineageStore(state_url)
+        self.audit_url = audit_url
+        self.actor = actor
+        self.keep_values = keep_values
+
+    # ------------------------------------------------------------------------------------------------ run
+    def run(
+        self,
+        connector: Connector,
+        mode: Mode = "incremental",
+        *,
+        dry_run: bool = False,
+        entities: Sequence[str] | None = None,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> SyncReport:
+        """Sync a connector (full or incremental; dry: compute the plan only) and return the run's report."""
+        if mode not in ("full", "incremental"):
+            raise SyncError(f"{connector.name}: mode must be 'full' or 'incremental', not {mode!r}")
+        run_id = str(uuid.uuid4())
+        report = SyncReport(run_id, connector.name, mode, dry_run)
+        chosen = [e for e in connector.mapping.entities if entities is None or e.name in entities]
+        if entities is not None:
+            unknown = sorted(set(entities) - {e.name for e in connector.mapping.entities})
+            if unknown:
+                raise SyncError(f"{connector.name}: no entity {', '.join(unknown)} in {connector.mapping.path}")
+        started = time.perf_counter()
+        if not dry_run:
+            report.resumed_from = self.state.interrupted_runs(connector.name)
+            self.state.mark_interrupted(report.resumed_from)
+            self.lineage.start_run(
+                RunKind.CONNECTOR, connector.name, run_id=run_id,
+                inputs=[DatasetRef(connector.mapping.system, e.name) for e in chosen],
+                outputs=[DatasetRef("twin", self.store.url)],
+            )
+            self.state.start_run(run_id, connector.name, mode, resumed=bool(report.resumed_from))
+        ctx = _Run(connector, mode, dry_run, run_id, report, progress, self.identity.has_merges(),
+                   self.quarantine.open_keys(connector.name))
+        try:
+            for entity in chosen:
+                self._sync_entity(ctx, entity)
+            if not dry_run:
+                self._retry_pending(ctx)
+                self.state.clear_journal(connector.name)
+            report.status = "completed"
+        except BaseException as exc:
+            report.status = "failed"
+            report.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            report.timings["total"] = time.perf_counter() - started
+            if not dry_run:
+                self._finish(ctx)
+        return report
+
+    def _finish(self, ctx: _Run) -> None:
+        report = ctx.report
+        counts = report.counts
+        counts["pending_links"] = len(self.state.pending(ctx.connector.name))
+        status = RunStatus.COMPLETED if report.status == "completed" else RunStatus.FAILED
+        self.lineage.finish_run(ctx.run_id, status, counts, error=report.error)
+        self.state.finish_run(ctx.run_id, report.status, counts, report.timings, report.error)
+        if self.audit_url:
+            from governance.audit import AuditEvent, AuditLog, Decision
+
+            AuditLog(self.audit_url).append(AuditEvent(
+                subject=self.actor, operation=f"connect.run {ctx.connector.name}",
+                decision=Decision.ALLOW if status is RunStatus.COMPLETED else Decision.DENY,
+                variables={"mode": ctx.mode, "run_id": ctx.run_id}, rows_returned=counts["read"],
+                detail=json.dumps({"status": report.status, "counts": counts, "error": report.error}, sort_keys=True),
+            ))
+
+    # --------------------------------------------------------------------------------------------- entity
+    def _sync_entity(self, ctx: _Run, entity: EntityMapping) -> None:
+        report = EntityReport(entity.name)
+        ctx.report.entities.append(report)
+        since = self.state.watermark(ctx.connector.name, entity.name) if ctx.mode == "incremental" else None
+        try:
+            source = ctx.connector.open_source(entity)
+        except Exception as exc:
+            raise SyncError(f"{ctx.connector.name}/{entity.name}: cannot open the source: {exc}") from exc
+        total = None
+        counter = getattr(source, "count", None)
+        if ctx.progress is not None and callable(counter):
+            total = counter(since)
+        mapper = _RecordMapper(entity, ctx.connector.mapping.system)
+        seen: set[str] = set()
+        newest: datetime | None = since.value if since else None
+        timings = ctx.report.timings
+        clock = time.perf_counter()
+        try:
+            for page in source.read(since):
+                timings["read"] += time.perf_counter() - clock
+                report.read += len(page)
+                for record in page:
+                    if record.watermark is not None and (newest is None or record.watermark > newest):
+                        newest = record.watermark
+                self._page(ctx, entity, mapper, page, seen, report)
+                if ctx.progress is not None:
+                    ctx.progress(entity.name, report.read, total)
+                clock = time.perf_counter()
+            if ctx.mode == "full" and entity.ledger:
+                gone = sorted(self.state.ledger_keys(ctx.connector.name, entity.name) - seen)
+                if gone:
+                    self._delete(ctx, entity, gone, report)
+        finally:
+            closer = getattr(source, "close", None)
+            if callable(closer):
+                closer()
+        if not ctx.dry_run and newest is not None and entity.watermark is not None:
+            with self.state.engine.begin() as conn:
+                self.state.commit_watermark(conn, ctx.connector.name, entity.name, Watermark(newest), ctx.run_id)
+
+    # ----------------------------------------------------------------------------------------------- page
+    def _page(self, ctx: _Run, entity: EntityMapping, mapper: _RecordMapper, page: list[SourceRecord],
+              seen: set[str], report: EntityReport) -> None:
+        timings = ctx.report.timings
+        clock = time.perf_counter()
+        name = ctx.connector.name
+        rejected: list[QuarantinedRow] = []
+        deleted: list[str] = []
+        items: list[_Item] = []
+
+        def reject(record: SourceRecord, field_name: str | None, rule: str, message: str) -> None:
+            rejected.append(QuarantinedRow(name, entity.name, record.key, field_name, rule, message,
+                                           dict(record.fields)))
+            report.example("quarantine", f"{record.key}: {message}")
+
+        for record in page:
+            if record.deleted:
+                deleted.append(record.key)
+                continue
+            fields = record.fields
+            if INVALID_FIELD in fields:
+                reject(record, None, "source", str(fields[INVALID_FIELD]))
+                continue
+            empty = [k for k in entity.key if fields.get(k) is None or fields.get(k) == ""]
+            if empty:
+                reject(record, empty[0], "missing-key", f"key field {empty[0]!r} is empty")
+                continue
+            if record.key in seen:
+                reject(record, ",".join(entity.key) or None, "duplicate-key",
+                       f"key {record.key!r} occurs more than once in {entity.name}; the first occurrence was taken")
+                continue
+            seen.add(record.key)
+            try:
+                items.append(mapper.map(record))
+            except _Rejected as exc:
+                reject(record, exc.field, exc.rule, exc.message)
+        timings["map"] += time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        if entity.identity is not None and items:
+            self._resolve_identities(ctx, entity, items)
+        if ctx.has_merges and items:
+            self._canonical_links(items, skip_own=entity.link is None)
+        timings["identity"] += time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        if entity.ledger:
+            ledger = self.state.ledger(name, entity.name, [it.record.key for it in items])
+            for item in items:
+                item.text = payload_text(item.payload())
+                item.digest = _digest({}, item.text)
+                item.old = ledger.get(item.record.key)
+                if item.old is None:
+                    item.status = "created"
+                elif item.old.digest == item.digest:
+                    item.status = "unchanged"
+                else:
+                    item.status = "updated"
+        else:
+            for item in items:
+                item.status = "updated"
+        timings["ledger"] += time.perf_counter() - clock
+
+        if ctx.dry_run:
+            self._dry(ctx, entity, items, rejected, report)
+            if deleted:
+                self._delete(ctx, entity, deleted, report)
+            return
+        self._write(ctx, entity, items, rejected, report)
+        if deleted:
+            self._delete(ctx, entity, deleted, report)
+
+    def _resolve_identities(self, ctx: _Run, entity: EntityMapping, items: list[_Item]) -> None:
+        rule = entity.identity
+        assert rule is not None
+        system = ctx.connector.mapping.system
+        candidates = []
+        for item in items:
+            fields = item.record.fields
+            org = rule.fuzzy.organisation.render_or_none(fields) if rule.fuzzy and rule.fuzzy.organisation else None
+            candidates.append(candidate(
+                item.natural_uid, system, exact={p: item.props.get(p) for p in rule.exact},
+                email=item.props.get(rule.email) if rule.email else None, plus_domains=rule.plus_domains,
+                name=item.props.get(rule.fuzzy.name) if rule.fuzzy else None, organisation=org,
+            ))
+        resolutions: dict[str, Resolution] = self.identity.resolve(
+            rule.domain, candidates, threshold=rule.fuzzy.threshold if rule.fuzzy else None, dry_run=ctx.dry_run)
+        for item in items:
+            item.uid = resolutions[item.natural_uid].canonical_uid
+        merged = [item for item in items if resolutions[item.natural_uid].merged]
+        if merged:
+            ctx.has_merges = True
+        # twins fed by more than one record: merged into another, or others merged into them
+        shared_uids = {item.uid for item in merged} | self.identity.shared([item.uid for item in items])
+        shared = [item for item in items if item.uid in shared_uids]
+        if not shared:
+            return
+        existing = self._twin_state(sorted(shared_uids))
+        previous = {} if rule.authoritative else self.state.ledger(
+            ctx.connector.name, entity.name, [item.record.key for item in shared])
+        report = ctx.report.entity(entity.name)
+        for item in shared:
+            canonical = item.uid
+            if item.natural_uid != canonical:
+                item.links = [(t, canonical if s == item.natural_uid else s, d, p) for t, s, d, p in item.links]
+                item.readings = [Reading(canonical, r.metric, r.ts, r.value, r.source) for r in item.readings]
+                report.example("merge", f"{item.natural_uid} -> {canonical} ({resolutions[item.natural_uid].rule})")
+            state = existing.get(canonical)
+            if state is None:
+                continue
+            if item.cls is not None:
+                item.cls = self._winning_class(item.cls, state[0], rule.authoritative)
+            if not rule.authoritative:
+                # a non-authoritative source fills gaps: it never overwrites what another source gave the twin
+                old = previous.get(item.record.key)
+                owned = old.payload.get("p", {}) if old is not None and old.payload.get("u") == canonical else {}
+                for prop in list(item.props):
+                    current = state[1].get(prop)
+                    if current is not None and current != item.props[prop] and owned.get(prop) != current:
+                        del item.props[prop]
+
+    def _winning_class(self, incoming: str, current: str, authoritative: bool) -> str:
+        """The class of a merged twin: the more specific of the two; for unrelated classes the authoritative one."""
+        if current not in self.ontology:
+            return incoming
+        if self.ontology.is_a(incoming, current):
+            return incoming
+        if self.ontology.is_a(current, incoming):
+            return current
+        return incoming if authoritative else current
+
+    def _canonical_links(self, items: list[_Item], skip_own: bool) -> None:
+        endpoints = {s for it in items for _, s, _, _ in it.links} | {t for it in items for _, _, t, _ in it.links}
+        canonical = self.identity.canonical_of(endpoints)
+        if not canonical:
+            return
+        for item in items:
+            item.links = [(t, canonical.get(s, s), canonical.get(d, d), p) for t, s, d, p in item.links]
+
+    def _twin_state(self, uids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Class and stored properties of these twins (those that exist)."""
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for start in range(0, len(uids), 10_000):
+            rows = self.store.backend.read(
+                "UNWIND $uids AS u MATCH (n:Twin {uid: u}) RETURN n.uid, n._class, properties(n)",
+                {"uids": uids[start:start + 10_000]})
+            found.update({uid: (cls, dict(props)) for uid, cls, props in rows})
+        return found
+
+    def _classes(self, uids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(uids), 10_000):
+            rows = self.store.backend.read("UNWIND $uids AS u MATCH (n:Twin {uid: u}) RETURN n.uid, n._class",
+                                           {"uids": uids[start:start + 10_000]})
+            found.update({uid: cls for uid, cls in rows})
+        return found
+
+    # ------------------------------------------------------------------------------------------------ dry
+    def _dry(self, ctx: _Run, entity: EntityMapping, items: list[_Item], rejected: list[QuarantinedRow],
+             report: EntityReport) -> None:
+        report.quarantined += len(rejected)
+        ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
+        for item in items:
+            setattr(report, item.status, getattr(report, item.status) + 1)
+            if item.status == "created":
+                report.example("create", f"{item.uid} ({item.cls or item.links[0][0]})")
+            elif item.status == "updated":
+                old = dict(item.old.payload.get("p", {})) if item.old else {}
+                changed = sorted(k for k, v in item.props.items() if old.get(k) != v)
+                report.example("update", f"{item.uid}: {', '.join(changed) or 'links'}")
+
+    # ---------------------------------------------------------------------------------------------- write
+    def _write(self, ctx: _Run, entity: EntityMapping, items: list[_Item], rejected: list[QuarantinedRow],
+               report: EntityReport) -> None:
+        timings = ctx.report.timings
+        name = ctx.connector.name
+        system = ctx.connector.mapping.system
+        writing = [it for it in items if it.status != "unchanged" or (ctx.mode == "full" and entity.ledger)]
+        changed = [it for it in items if it.status != "unchanged"]
+        report.unchanged += sum(1 for it in items if it.status == "unchanged")
+
+        # the batch journal: a crashed attempt at this very batch may have made its lineage durable already
+        batch_id = None
+        lineage_done = False
+        if changed and entity.ledger:
+            batch_id = _digest({"c": name, "e": entity.name,
+                                "i": [[it.record.key, it.old.digest if it.old else "", it.digest] for it in changed]})
+            previous = self.state.journal(batch_id)
+            if previous is not None:
+                lineage_done = self._lineage_exists(previous[0], system, [it.record.key for it in changed])
+            else:
+                self.state.open_batch(batch_id, name, entity.name, ctx.run_id, [it.record.key for it in changed])
+
+        clock = time.perf_counter()
+        removed: list[tuple[str, str, str]] = []
+        for item in changed:
+            if item.old is not None:
+                before = {(t, s, d) for t, s, d, _ in item.old.payload.get("l", [])}
+                after = {(t, s, d) for t, s, d, _ in item.links}
+                removed += sorted(before - after)
+        if removed:
+            self.store.delete_links(removed, actor=self.actor, source=name, run_id=ctx.run_id)
+        pending: list[PendingLink] = []
+        if entity.link is None:
+            twins_to_write = writing
+            if entity.update_only:
+                present = self._classes(list({it.uid for it in writing}))
+                for item in writing:
+                    if item.uid not in present:
+                        item.accepted = False
+                        rejected.append(QuarantinedRow(name, entity.name, item.record.key, None, "unknown-twin",
+                                                       f"no twin {item.uid!r} to update (update_only)",
+                                                       dict(item.record.fields)))
+                    elif item.cls is not None:
+                        item.cls = self._winning_class(item.cls, present[item.uid], False)
+                twins_to_write = [it for it in writing if it.accepted]
+            elif entity.cls is not None and self.ontology.descendants(entity.cls):
+                # another mapping may have given these twins a more specific class: keep it (no flip-flopping)
+                present = self._classes(list({it.uid for it in writing}))
+                for item in writing:
+                    current = present.get(item.uid)
+                    if current is not None and item.cls is not None and current != item.cls:
+                        item.cls = self._winning_class(item.cls, current, False)
+            self._upsert_twins(ctx, entity, twins_to_write, rejected)
+        link_items = [it for it in writing if it.accepted and it.links]
+        unwritten: set[tuple[str, str, str]] = set()
+        report.links_written += self._upsert_links(ctx, entity, link_items, rejected, pending, unwritten)
+        timings["graph"] += time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        if not lineage_done:
+            records = self._provenance(ctx, entity, [it for it in changed if it.accepted], unwritten)
+            if records:
+                self.lineage.record(records)
+        timings["lineage"] += time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        accepted = [it for it in changed if it.accepted]
+        for item in accepted:
+            setattr(report, item.status, getattr(report, item.status) + 1)
+            if len(report.examples[item.status]) < EXAMPLES:
+                report.example(item.status, f"{item.uid} ({item.cls or item.links[0][0]})")
+        report.quarantined += len(rejected)
+        report.pending_links += len(pending)
+        ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
+        with self.state.engine.begin() as conn:
+            if entity.ledger:
+                self.state.write_ledger(conn, [
+                    LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.payload(),
+                                it.text if it.cls == it.own_cls or it.cls is None else None) for it in accepted
+                ], ctx.run_id)
+            if removed:
+                self.state.drop_pending(conn, removed)
+            self.state.add_pending(conn, pending)
+            self.quarantine.add(conn, rejected, ctx.run_id)
+            readings = [r for it in items if it.accepted for r in it.readings]
+            self.telemetry.append(conn, readings, ctx.run_id)
+            open_keys = ctx.open_quarantine.get(entity.name)
+            if open_keys:
+                taken = [it.record.key for it in accepted if it.record.key in open_keys]
+                if taken:
+                    self.quarantine.resolve(conn, name, entity.name, taken, ctx.run_id)
+            if batch_id is not None:
+                self.state.close_batch(conn, batch_id)
+        timings["commit"] += time.perf_counter() - clock
+
+    def _lineage_exists(self, run_id: str, system: str, keys: Sequence[str]) -> bool:
+        """Whether a crashed attempt (run `run_id`) stored lineage for any of these record keys."""
+        from sqlalchemy import select
+
+        t = lineage_record_table
+        with self.lineage.engine.connect() as conn:
+            for start in range(0, len(keys), 1_000):
+                hit = conn.execute(select(t.c.id).where(
+                    t.c.run_id == run_id, t.c.source_system == system,
+                    t.c.record_key.in_(list(keys[start:start + 1_000]))).limit(1)).first()
+                if hit is not None:
+                    return True
+        return False
+
+    def _upsert_twins(self, ctx: _Run, entity: EntityMapping, items: list[_Item],
+                      rejected: list[QuarantinedRow]) -> None:
+        """Write the items' twins; items the graph refuses are quarantined and the rest retried."""
+        todo = [it for it in items if it.accepted]
+        while todo:
+            twins = [Twin(it.uid, it.cls or "", it.props) for it in todo]
+            try:
+                self.store.upsert_twins(twins, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
+                return
+            except BatchRejected as exc:
+                offenders = self._offending_twins(exc.violations, todo)
+                for index, violations in offenders.items():
+                    item = todo[index]
+                    item.accepted = False
+                    first = violations[0]
+                    rejected.append(QuarantinedRow(
+                        ctx.connector.name, entity.name, item.record.key, first.path.rsplit(".", 1)[-1]
+                        if "." in first.path else None, f"graph:{first.rule}",
+                        "; ".join(v.message for v in violations), dict(item.record.fields)))
+                todo = [it for it in todo if it.accepted]
+
+    @staticmethod
+    def _offending_twins(violations: list[Violation], todo: list[_Item]) -> dict[int, list[Violation]]:
+        found: dict[int, list[Violation]] = defaultdict(list)
+        by_uid: dict[str, list[int]] = defaultdict(list)
+        for index, item in enumerate(todo):
+            by_uid[item.uid].append(index)
+        for violation in violations:
+            match = _TWIN_PATH.match(violation.path)
+            if match and int(match.group(1)) < len(todo):
+                index = int(match.group(1))
+                # the writer merges twins by uid: every item feeding that uid shares the fate
+                for sibling in by_uid[todo[index].uid]:
+                    found[sibling].append(violation)
+                continue
+            for uid, indexes in by_uid.items():  # a path without an index names the uid
+                if f"({uid})" in violation.path or violation.path.startswith(uid):
+                    for index in indexes:
+                        found[index].append(violation)
+        if not found:  # nothing attributable: refuse the whole batch rather than loop
+            for index in range(len(todo)):
+                found[index] = list(violations)
+        return found
+
+    def _upsert_links(self, ctx: _Run, entity: EntityMapping, items: list[_Item], rejected: list[QuarantinedRow],
+                      pending: list[PendingLink], unwritten: set[tuple[str, str, str]]) -> int:
+        """Write the items' links; missing endpoints wait in `pending`, other refusals are quarantined."""
+        system = ctx.connector.mapping.system
+        todo: list[tuple[_Item, tuple[str, str, str, dict[str, Any]]]] = [(it, l) for it in items for l in it.links]
+        while todo:
+            links = [Link(t, s, d, p) for _, (t, s, d, p) in todo]
+            try:
+                self.store.upsert_links(links, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
+                return len(todo)
+            except BatchRejected as exc:
+                drop: set[int] = set()
+                for violation in exc.violations:
+                    hits = self._offending_links(violation, todo)
+                    for index in hits:
+                        if index in drop:
+                            continue
+                        drop.add(index)
+                        item, (t, s, d, p) = todo[index]
+                        unwritten.add((t, s, d))
+                        rule = entity.rule_name(f"links.{t}")
+                        if violation.rule == "missing-endpoint":
+                            pending.append(PendingLink(t, s, d, ctx.connector.name, system, entity.name,
+                                                       item.record.key, rule, p, violation.message))
+                        else:
+                            rejected.append(QuarantinedRow(ctx.connector.name, entity.name, item.record.key, t,
+                                                           f"graph:{violation.rule}", violation.message,
+                                                           dict(item.record.fields)))
+                if not drop:
+                    for item, (t, s, d, p) in todo:
+                        unwritten.add((t, s, d))
+                        rejected.append(QuarantinedRow(ctx.connector.name, entity.name, item.record.key, t,
+                                                       "graph:links", str(exc), dict(item.record.fields)))
+                    return 0
+                todo = [entry for i, entry in enumerate(todo) if i not in drop]
+        return 0
+
+    @staticmethod
+    def _offending_links(violation: Violation, todo: list[tuple[_Item, tuple[str, str, str, dict[str, Any]]]]
+                         ) -> list[int]:
+        match = _LINK_PATH.match(violation.path)
+        if match and int(match.group(1)) < len(todo):
+            return [int(match.group(1))]
+        # multiplicity: "<source uid>.<type>" names every link of that type from that source
+        return [i for i, (_, (t, s, _, _)) in enumerate(todo) if violation.path == f"{s}.{t}"]
+
+    def _provenance(self, ctx: _Run, entity: EntityMapping, items: list[_Item],
+                    unwritten: set[tuple[str, str, str]]) -> list[ProvenanceRecord]:
+        """One provenance record per property value (and link) this batch wrote that differs from last time."""
+        system = ctx.connector.mapping.system
+        run_id = ctx.run_id
+        keep = self.keep_values
+        rules = {rule.name: rule for rule in entity.properties}
+        meta = {name: (",".join(rule.source_fields) or None, entity.rule_name(name), rule.transform_text)
+                for name, rule in rules.items()}
+        records: list[ProvenanceRecord] = []
+        for item in items:
+            old_props: Mapping[str, Any] = item.old.payload.get("p", {}) if item.old else {}
+            old_links = {(t, s, d): p for t, s, d, p in item.old.payload.get("l", [])} if item.old else {}
+            key = item.record.key
+            for prop, value in item.props.items():
+                if value is None or (prop in old_props and old_props[prop] == value and item.old is not None
+                                     and item.old.payload.get("u") == item.uid):
+                    continue
+                source_field, rule_name, transform = meta[prop]
+                records.append(ProvenanceRecord.of(
+                    item.uid, prop, value, source_system=system, source_object=entity.name, record_key=key,
+                    run_id=run_id, source_field=source_field, mapping_rule=rule_name, transform=transform,
+                    keep_value=keep))
+            for t, s, d, p in item.links:
+                if old_links.get((t, s, d)) == p or (t, s, d) in unwritten:
+                    continue
+                link_rule = item.link_rules.get(t)
+                fields = ",".join(link_rule.target_fields) if link_rule else None
+                records.append(ProvenanceRecord.of(
+                    s, f"link:{t}", {"target": d, **p}, source_system=system, source_object=entity.name,
+                    record_key=key, run_id=run_id, source_field=fields,
+                    mapping_rule=entity.rule_name(f"links.{t}"),
+                    transform=f"target:{link_rule.target_text}" if link_rule else None, keep_value=keep))
+        return records
+
+    # --------------------------------------------------------------------------------------------- delete
+    def _delete(self, ctx: _Run, entity: EntityMapping, keys: Sequence[str], report: EntityReport) -> None:
+        """Remove what deleted source records fed (see the deletion rule in the module docstring)."""
+        name = ctx.connector.name
+        entries = self.state.ledger(name, entity.name, keys)
+        if not entries:
+            return
+        report.deleted += len(entries)
+        for entry in list(entries.values())[:EXAMPLES]:
+            report.example("delete", f"{entry.uid} (record {entry.record_key})")
+        if ctx.dry_run:
+            return
+        gone = set(entries)
+        links = [(t, s, d) for e in entries.values() for t, s, d, _ in e.payload.get("l", [])]
+        twin_uids = {e.uid for e in entries.values() if entity.link is None}
+        contributors = self.state.entries_for_uids(twin_uids)
+        doomed = sorted(uid for uid in twin_uids if not any(
+            not (e.connector == name and e.entity == entity.name and e.record_key in gone)
+            for e in contributors.get(uid, [])))
+        surviving_links = [link for link in links if link[1] not in doomed and link[2] not in doomed]
+        if surviving_links:
+            self.store.delete_links(surviving_links, actor=self.actor, source=name, run_id=ctx.run_id)
+        if doomed:
+            self.store.delete_twins(doomed, actor=self.actor, source=name, run_id=ctx.run_id)
+            self.identity.forget(doomed)
+        merged_away = [e.payload["n"] for e in entries.values() if e.payload.get("n") not in (None, e.uid)]
+        if merged_away:
+            self.identity.forget_source(merged_away)
+        with self.state.engine.begin() as conn:
+            self.state.drop_ledger(conn, name, entity.name, list(entries))
+            self.state.drop_pending(conn, links)
+
+    # -------------------------------------------------------------------------------------------- pending
+    def _retry_pending(self, ctx: _Run) -> None:
+        """Write pending links (of every connector) whose endpoints exist now."""
+        pending = self.state.pending()
+        if not pending:
+            return
+        clock = time.perf_counter()
+        canonical = self.identity.canonical_of({p.source for p in pending} | {p.target for p in pending}) \
+            if ctx.has_merges else {}
+        todo = [(p, Link(p.type, canonical.get(p.source, p.source), canonical.get(p.target, p.target),
+                         dict(p.properties))) for p in pending]
+        quarantined: list[QuarantinedRow] = []
+        still: set[int] = set()
+        while todo:
+            try:
+                self.store.upsert_links([link for _, link in todo], actor=self.actor, source=ctx.connector.name,
+                                        run_id=ctx.run_id)
+                break
+            except BatchRejected as exc:
+                drop: set[int] = set()
+                for violation in exc.violations:
+                    match = _LINK_PATH.match(violation.path)
+                    hits = [int(match.group(1))] if match else [
+                        i for i, (_, l) in enumerate(todo) if violation.path == f"{l.source}.{l.type}"]
+                    for index in hits:
+                        if index in drop or index >= len(todo):
+                            continue
+                        drop.add(index)
+                        entry, _ = todo[index]
+                        if violation.rule == "missing-endpoint":
+                            still.add(id(entry))
+                        else:
+                            quarantined.append(QuarantinedRow(entry.connector, entry.entity, entry.record_key,
+                                                              entry.type, f"graph:{violation.rule}",
+                                                              violation.message, {"link": [entry.type, entry.source,
+                                                                                           entry.target]}))
+                if not drop:
+                    raise
+                todo = [entry for i, entry in enumerate(todo) if i not in drop]
+        written = [entry for entry, _ in todo]
+        if written:
+            records = [ProvenanceRecord.of(
+                link.source, f"link:{link.type}", {"target": link.target, **link.properties},
+                source_system=entry.system, source_object=entry.entity, record_key=entry.record_key,
+                run_id=ctx.run_id, mapping_rule=entry.rule, transform="pending link resolved",
+                keep_value=self.keep_values) for entry, link in todo]
+            self.lineage.record(records)
+        with self.state.engine.begin() as conn:
+            done = [(p.type, p.source, p.target) for p in pending if id(p) not in still]
+            self.state.drop_pending(conn, done)
+            self.quarantine.add(conn, quarantined, ctx.run_id)
+        ctx.report.timings["pending"] += time.perf_counter() - clock
+
+    # -------------------------------------------------------------------------------------------- unmerge
+    def unmerge(self, natural_uid: str, *, label: str = "unmerge") -> str:
+        """Split a merged record back into its own twin (rebuilt from its ledger payload); returns its uid.
+
+        The merge is ended and the pair blocked from merging again; the record's links move to the restored twin.
+        Values the record had written onto the canonical twin stay there until their owning source writes again.
+        """
+        link = self.identity.unmerge(natural_uid)
+        entries = self.state.entries_for_uids([link.canonical_uid]).get(link.canonical_uid, [])
+        mine = [e for e in entries if e.payload.get("n") == natural_uid]
+        run = self.lineage.start_run(RunKind.CONNECTOR, label)
+        try:
+            for entry in mine:
+                payload = entry.payload
+                cls = payload.get("nc") or payload.get("c") or "Entity"
+                props = {k: v for k, v in payload.get("p", {}).items() if v is not None}
+                self.store.upsert_twins([Twin(natural_uid, cls, props)], actor=self.actor, source=label,
+                                        run_id=run.run_id)
+                moved = [(t, natural_uid if s == link.canonical_uid else s, d, p) for t, s, d, p in payload.get("l", [])]
+                old_links = [(t, s, d) for t, s, d, _ in payload.get("l", [])]
+                if old_links:
+                    self.store.delete_links(old_links, actor=self.actor, source=label, run_id=run.run_id)
+                if moved:
+                    self.store.upsert_links([Link(t, s, d, p) for t, s, d, p in moved], actor=self.actor,
+                                            source=label, run_id=run.run_id)
+                self.lineage.record([ProvenanceRecord.of(
+                    natural_uid, prop, value, source_system=entry.connector, source_object=entry.entity,
+                    record_key=entry.record_key, run_id=run.run_id, mapping_rule="unmerge",
+                    transform="restored from the sync ledger", keep_value=self.keep_values)
+                    for prop, value in props.items()])
+                new_payload = {**payload, "u": natural_uid, "c": cls, "l": sorted([list(m) for m in moved])}
+                with self.state.engine.begin() as conn:
+                    self.state.write_ledger(conn, [LedgerEntry(entry.connector, entry.entity, entry.record_key,
+                                                               natural_uid, _digest(new_payload), new_payload)],
+                                            run.run_id)
+            self.lineage.finish_run(run.run_id, RunStatus.COMPLETED, {"unmerged": len(mine)})
+        except BaseException as exc:
+            self.lineage.finish_run(run.run_id, RunStatus.FAILED, {}, error=f"{type(exc).__name__}: {exc}")
+            raise
+        return natural_uid

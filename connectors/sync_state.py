@@ -1,0 +1,409 @@
+"""Durable sync state in the relational store: watermarks, the per-record ledger, the batch journal, pending links,
+and sync run records (counts and timings).
+
+The ledger holds, per (connector, entity, record key), the twin uid the record feeds, the digest of what the record
+was mapped to and that mapped payload (class, properties, links). It is what makes runs idempotent and resumable:
+a replayed record whose digest is unchanged is skipped, links a record no longer produces are found by comparing
+payloads, deletions are the ledger keys a full read did not see, and a twin is deleted only when no ledger entry
+of any connector feeds it any more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from connectors.source import Watermark
+from graph.relational import relational_engine
+
+metadata = MetaData()
+
+sync_watermark_table = Table(
+    "sync_watermark",
+    metadata,
+    Column("connector", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("value", String(40), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
+sync_record_table = Table(
+    "sync_record",
+    metadata,
+    Column("connector", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("record_key", String(512), primary_key=True),
+    Column("uid", String(512), nullable=False),
+    Column("digest", String(40), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Index("ix_sync_record_uid", "uid"),
+)
+
+sync_batch_table = Table(
+    "sync_batch",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("connector", String(128), nullable=False),
+    Column("entity", String(128), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("keys", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+sync_pending_link_table = Table(
+    "sync_pending_link",
+    metadata,
+    Column("type", String(128), primary_key=True),
+    Column("source", String(512), primary_key=True),
+    Column("target", String(512), primary_key=True),
+    Column("connector", String(128), nullable=False),
+    Column("system", String(128), nullable=False),
+    Column("entity", String(128), nullable=False),
+    Column("record_key", String(512), nullable=False),
+    Column("rule", String(256), nullable=False),
+    Column("properties", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("since", String(40), nullable=False),
+)
+
+sync_run_table = Table(
+    "sync_run",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("connector", String(128), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("ended_at", String(40), nullable=True),
+    Column("counts", Text, nullable=False),
+    Column("timings", Text, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("resumed", Boolean, nullable=False, default=False),
+    Index("ix_sync_run_connector", "connector", "started_at"),
+)
+
+_CHUNK = 2_000  # keys per IN (...) query
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What one source record was last mapped to: the uid it feeds, the payload's digest and the payload."""
+
+    connector: str
+    entity: str
+    record_key: str
+    uid: str
+    digest: str
+    payload: Mapping[str, Any]
+    payload_text: str | None = None  # the payload's canonical JSON when the caller already has it
+
+
+def payload_text(payload: Mapping[str, Any]) -> str:
+    """The canonical JSON of a ledger payload (the text its digest is taken of)."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class PendingLink:
+    """A link whose endpoint twin did not exist yet when its record was synced; retried at the end of each run."""
+
+    type: str
+    source: str
+    target: str
+    connector: str
+    system: str
+    entity: str
+    record_key: str
+    rule: str
+    properties: Mapping[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class SyncRunRecord:
+    """One sync run: mode, status, counts (read, created, updated, unchanged, deleted, quarantined ...), timings."""
+
+    run_id: str
+    connector: str
+    mode: str
+    status: str
+    started_at: str
+    ended_at: str | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def now_text() -> str:
+    """The current UTC time as ISO 8601 text."""
+    return datetime.now(UTC).isoformat()
+
+
+def create_tables(engine: Engine, table_metadata: MetaData) -> None:
+    """Create `table_metadata`'s tables if missing (tolerating a concurrent creator)."""
+    for attempt in range(5):
+        try:
+            table_metadata.create_all(engine, checkfirst=True)
+            return
+        except (OperationalError, IntegrityError, ProgrammingError):
+            if attempt == 4:
+                raise
+
+
+def upsert_statement(engine: Engine, table: Table, keys: Sequence[str], columns: Sequence[str]) -> Any:
+    """An INSERT that updates `columns` when a row with the same `keys` exists (SQLite and PostgreSQL)."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={c: statement.excluded[c] for c in columns}
+    )
+
+
+def insert_ignore_statement(engine: Engine, table: Table, keys: Sequence[str]) -> Any:
+    """An INSERT that skips rows whose `keys` already exist (SQLite and PostgreSQL)."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class SyncState:
+    """Watermarks, ledger, batch journal, pending links and run records of every connector in one store."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = relational_engine(url)
+        create_tables(self.engine, metadata)
+        self._ledger_upsert = upsert_statement(self.engine, sync_record_table, ["connector", "entity", "record_key"],
+                                               ["uid", "digest", "payload", "run_id"])
+        self._pending_upsert = upsert_statement(
+            self.engine, sync_pending_link_table, ["type", "source", "target"],
+            ["connector", "system", "entity", "record_key", "rule", "properties", "reason"],
+        )
+
+    # --------------------------------------------------------------------------------------- watermarks
+    def watermark(self, connector: str, entity: str) -> Watermark | None:
+        """The committed watermark of a connector's entity, or None before its first complete read."""
+        t = sync_watermark_table
+        with self.engine.connect() as conn:
+            value = conn.scalar(select(t.c.value).where(t.c.connector == connector, t.c.entity == entity))
+        return Watermark(datetime.fromisoformat(value)) if value else None
+
+    def watermarks(self, connector: str) -> dict[str, Watermark]:
+        """Every committed watermark of a connector, by entity."""
+        t = sync_watermark_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.entity, t.c.value).where(t.c.connector == connector)).all()
+        return {entity: Watermark(datetime.fromisoformat(value)) for entity, value in rows}
+
+    def commit_watermark(self, conn: Connection, connector: str, entity: str, value: Watermark, run_id: str) -> None:
+        """Store the watermark inside the caller's transaction (only after everything before it is durable)."""
+        statement = upsert_statement(self.engine, sync_watermark_table, ["connector", "entity"],
+                                     ["value", "run_id", "updated_at"])
+        conn.execute(statement, {"connector": connector, "entity": entity, "value": value.value.isoformat(),
+                                 "run_id": run_id, "updated_at": now_text()})
+
+    def clear_watermarks(self, connector: str) -> None:
+        """Forget a connector's watermarks (the next incremental run reads everything)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(sync_watermark_table).where(sync_watermark_table.c.connector == connector))
+
+    # ------------------------------------------------------------------------------------------- ledger
+    def ledger(self, connector: str, entity: str, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Ledger entries of these record keys (missing keys: never synced)."""
+        t = sync_record_table
+        found: dict[str, LedgerEntry] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                rows = conn.execute(
+                    select(t.c.record_key, t.c.uid, t.c.digest, t.c.payload).where(
+                        t.c.connector == connector, t.c.entity == entity, t.c.record_key.in_(chunk)
+                    )
+                )
+                for key, uid, digest, payload in rows:
+                    found[key] = LedgerEntry(connector, entity, key, uid, digest, json.loads(payload))
+        return found
+
+    def ledger_keys(self, connector: str, entity: str) -> set[str]:
+        """Every record key of the entity the ledger holds."""
+        t = sync_record_table
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(t.c.record_key).where(t.c.connector == connector, t.c.entity == entity)))
+
+    def ledger_count(self, connector: str | None = None) -> int:
+        """Number of ledger entries (of one connector, or all)."""
+        t = sync_record_table
+        query = select(func.count()).select_from(t)
+        if connector is not None:
+            query = query.where(t.c.connector == connector)
+        with self.engine.connect() as conn:
+            return int(conn.scalar(query) or 0)
+
+    def entries_for_uids(self, uids: Iterable[str]) -> dict[str, list[LedgerEntry]]:
+        """Every ledger entry (any connector) feeding each of these twins."""
+        t = sync_record_table
+        found: dict[str, list[LedgerEntry]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(uids))):
+                rows = conn.execute(select(t).where(t.c.uid.in_(chunk)))
+                for row in rows:
+                    m = row._mapping
+                    found.setdefault(m["uid"], []).append(
+                        LedgerEntry(m["connector"], m["entity"], m["record_key"], m["uid"], m["digest"],
+                                    json.loads(m["payload"]))
+                    )
+        return found
+
+    def write_ledger(self, conn: Connection, entries: Sequence[LedgerEntry], run_id: str) -> None:
+        """Upsert ledger entries inside the caller's transaction."""
+        if not entries:
+            return
+        rows = [
+            {"connector": e.connector, "entity": e.entity, "record_key": e.record_key, "uid": e.uid,
+             "digest": e.digest, "payload": e.payload_text or payload_text(e.payload), "run_id": run_id}
+            for e in entries
+        ]
+        for chunk in _chunks(rows, 5_000):
+            conn.execute(self._ledger_upsert, list(chunk))
+
+    def drop_ledger(self, conn: Connection, connector: str, entity: str, keys: Sequence[str]) -> None:
+        """Remove ledger entries inside the caller's transaction."""
+        t = sync_record_table
+        for chunk in _chunks(list(keys)):
+            conn.execute(delete(t).where(t.c.connector == connector, t.c.entity == entity, t.c.record_key.in_(chunk)))
+
+    def forget_entry(self, connector: str, entity: str, key: str) -> None:
+        """Remove one ledger entry so the record is written afresh by the next run."""
+        with self.engine.begin() as conn:
+            self.drop_ledger(conn, connector, entity, [key])
+
+    # ------------------------------------------------------------------------------------------ journal
+    def journal(self, batch_id: str) -> tuple[str, list[str]] | None:
+        """(run id, record keys) of an uncommitted attempt at this batch, if a crashed run left one."""
+        t = sync_batch_table
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.c.run_id, t.c["keys"]).where(t.c.batch_id == batch_id)).first()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def open_batch(self, batch_id: str, connector: str, entity: str, run_id: str, keys: Sequence[str]) -> None:
+        """Note that a batch is about to be written (its lineage may become durable before its ledger)."""
+        statement = insert_ignore_statement(self.engine, sync_batch_table, ["batch_id"])
+        with self.engine.begin() as conn:
+            conn.execute(statement, {"batch_id": batch_id, "connector": connector, "entity": entity,
+                                     "run_id": run_id, "keys": json.dumps(list(keys)), "created_at": now_text()})
+
+    def close_batch(self, conn: Connection, batch_id: str) -> None:
+        """Forget the batch's journal entry inside the committing transaction."""
+        conn.execute(delete(sync_batch_table).where(sync_batch_table.c.batch_id == batch_id))
+
+    def clear_journal(self, connector: str) -> int:
+        """Drop journal entries a connector's crashed runs left behind (after a complete run)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(sync_batch_table).where(sync_batch_table.c.connector == connector))
+        return int(result.rowcount or 0)
+
+    # ------------------------------------------------------------------------------------ pending links
+    def add_pending(self, conn: Connection, links: Sequence[PendingLink]) -> None:
+        """Remember links whose endpoints are missing, inside the caller's transaction."""
+        if not links:
+            return
+        since = now_text()
+        rows = [{"type": p.type, "source": p.source, "target": p.target, "connector": p.connector,
+                 "system": p.system, "entity": p.entity, "record_key": p.record_key, "rule": p.rule,
+                 "properties": json.dumps(dict(p.properties), sort_keys=True), "reason": p.reason, "since": since}
+                for p in links]
+        for chunk in _chunks(rows, 5_000):
+            conn.execute(self._pending_upsert, list(chunk))
+
+    def pending(self, connector: str | None = None) -> list[PendingLink]:
+        """Links still waiting for an endpoint (of one connector, or all)."""
+        t = sync_pending_link_table
+        query = select(t)
+        if connector is not None:
+            query = query.where(t.c.connector == connector)
+        with self.engine.connect() as conn:
+            return [
+                PendingLink(r.type, r.source, r.target, r.connector, r.system, r.entity, r.record_key, r.rule,
+                            json.loads(r.properties), r.reason)
+                for r in conn.execute(query.order_by(t.c.since, t.c.source))
+            ]
+
+    def drop_pending(self, conn: Connection, links: Iterable[tuple[str, str, str]]) -> None:
+        """Forget pending links given as (type, source, target), inside the caller's transaction."""
+        t = sync_pending_link_table
+        keys = list(links)
+        for chunk in _chunks(keys, 500):
+            conn.execute(delete(t).where(tuple_(t.c.type, t.c.source, t.c.target).in_(list(chunk))))
+
+    # --------------------------------------------------------------------------------------------- runs
+    def start_run(self, run_id: str, connector: str, mode: str, resumed: bool = False) -> None:
+        """Record that a run started."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(sync_run_table).values(
+                run_id=run_id, connector=connector, mode=mode, status="running", started_at=now_text(),
+                counts="{}", timings="{}", resumed=resumed,
+            ))
+
+    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int], timings: Mapping[str, float],
+                   error: str | None = None) -> None:
+        """Record how a run ended."""
+        with self.engine.begin() as conn:
+            conn.execute(update(sync_run_table).where(sync_run_table.c.run_id == run_id).values(
+                status=status, ended_at=now_text(), counts=json.dumps(dict(counts), sort_keys=True),
+                timings=json.dumps({k: round(v, 4) for k, v in timings.items()}, sort_keys=True), error=error,
+            ))
+
+    def runs(self, connector: str | None = None, limit: int = 50) -> list[SyncRunRecord]:
+        """Runs, newest first."""
+        t = sync_run_table
+        query = select(t).order_by(t.c.started_at.desc()).limit(limit)
+        if connector is not None:
+            query = query.where(t.c.connector == connector)
+        with self.engine.connect() as conn:
+            return [
+                SyncRunRecord(r.run_id, r.connector, r.mode, r.status, r.started_at, r.ended_at,
+                              json.loads(r.counts), json.loads(r.timings), r.error)
+                for r in conn.execute(query)
+            ]
+
+    def interrupted_runs(self, connector: str) -> list[str]:
+        """Ids of this connector's runs still marked running (their process died)."""
+        t = sync_run_table
+        with self.engine.connect() as conn:
+            return list(conn.scalars(select(t.c.run_id).where(t.c.connector == connector, t.c.status == "running")))
+
+    def mark_interrupted(self, run_ids: Sequence[str]) -> None:
+        """Mark runs whose process died as aborted."""
+        if not run_ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(sync_run_table).where(sync_run_table.c.run_id.in_(list(run_ids))).values(
+                status="aborted", ended_at=now_text(), error="the run's process ended before it finished"))

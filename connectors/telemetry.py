@@ -1,0 +1,71 @@
+"""The telemetry time series in the relational store: one row per (asset twin, metric, time), written idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Column, Connection, Float, Index, MetaData, String, Table, func, select
+
+from connectors.sync_state import create_tables, insert_ignore_statement
+from graph.relational import relational_engine
+
+metadata = MetaData()
+
+telemetry_table = Table(
+    "telemetry",
+    metadata,
+    Column("asset_uid", String(512), primary_key=True),
+    Column("metric", String(128), primary_key=True),
+    Column("ts", String(40), primary_key=True),
+    Column("value", Float, nullable=True),
+    Column("source", String(256), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Index("ix_telemetry_metric_ts", "metric", "ts"),
+)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One measured value of an asset's metric at a time (UTC ISO 8601)."""
+
+    asset_uid: str
+    metric: str
+    ts: str
+    value: float | None
+    source: str = ""
+
+
+class TelemetryStore:
+    """Appends readings (a replayed reading is ignored, so re-delivery never duplicates) and reads series back."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = relational_engine(url)
+        create_tables(self.engine, metadata)
+        self._insert = insert_ignore_statement(self.engine, telemetry_table, ["asset_uid", "metric", "ts"])
+
+    def append(self, conn: Connection, readings: Sequence[Reading], run_id: str) -> None:
+        """Store readings inside the caller's transaction."""
+        if readings:
+            conn.execute(self._insert, [{"asset_uid": r.asset_uid, "metric": r.metric, "ts": r.ts, "value": r.value,
+                                         "source": r.source, "run_id": run_id} for r in readings])
+
+    def series(self, asset_uid: str, metric: str, since: datetime | None = None, limit: int = 10_000) -> list[Reading]:
+        """Readings of one asset's metric in time order."""
+        t = telemetry_table
+        query = select(t).where(t.c.asset_uid == asset_uid, t.c.metric == metric)
+        if since is not None:
+            query = query.where(t.c.ts >= since.isoformat())
+        with self.engine.connect() as conn:
+            return [Reading(r.asset_uid, r.metric, r.ts, r.value, r.source)
+                    for r in conn.execute(query.order_by(t.c.ts).limit(limit))]
+
+    def count(self, asset_uid: str | None = None) -> int:
+        """Number of stored readings (of one asset, or all)."""
+        t = telemetry_table
+        query = select(func.count()).select_from(t)
+        if asset_uid is not None:
+            query = query.where(t.c.asset_uid == asset_uid)
+        with self.engine.connect() as conn:
+            return int(conn.scalar(query) or 0)

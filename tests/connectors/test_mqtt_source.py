@@ -1,0 +1,105 @@
+"""MQTT telemetry through the running Mosquitto: real messages update machine status on the twin and append to the
+telemetry time series; bad messages are quarantined; acknowledged messages are not read again."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from connectors.mapping import parse_mapping
+from connectors.mqtt_source import MqttSource, publish
+from connectors.quarantine import QuarantineStore
+from connectors.source import SourceError
+from connectors.sync import Connector
+from connectors.telemetry import TelemetryStore
+from governance.lineage import LineageStore
+from graph.model import Twin
+from ontology.model import Ontology
+from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
+
+HOST, PORT = "127.0.0.1", 1883
+
+
+@pytest.fixture
+def topic_root() -> Iterator[tuple[str, str]]:
+    """A private topic tree and client id; the broker's persistent session is removed afterwards."""
+    with socket.socket() as probe:
+        if probe.connect_ex((HOST, PORT)) != 0:
+            pytest.skip(f"no MQTT broker at {HOST}:{PORT}")
+    token = uuid.uuid4().hex[:8]
+    client_id = f"twin-test-{token}"
+    yield f"twin-test-{token}", client_id
+    cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    cleaner.connect(HOST, PORT)
+    cleaner.disconnect()
+
+
+MAPPING = """\
+system: telemetry
+entities:
+  - name: machine_telemetry
+    class: Machine
+    uid: "erp:machine:{topic_2}"
+    update_only: true
+    ledger: false
+    properties:
+      status:
+        field: state
+        lookup: {map: {running: operational, idle: operational, down: down}}
+    telemetry:
+      time: ts
+      metrics: {temperature_c: temperature, power_kw: power}
+"""
+
+
+def test_telemetry_messages_update_the_twin_and_the_time_series(
+    core: Ontology, twin: TwinEnv, topic_root: tuple[str, str]
+) -> None:
+    root, client_id = topic_root
+    twin.store.upsert_twins([Twin("erp:machine:MC-1", "Machine", {"name": "Lathe", "status": "operational"}),
+                             Twin("erp:machine:MC-2", "Machine", {"name": "Mill", "status": "operational"})])
+    mapping = parse_mapping(MAPPING, core, "telemetry.yaml")
+    connector = Connector("telemetry", mapping, lambda e: MqttSource(
+        HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=0.7, duration=10))
+    engine = twin.engine()
+    assert engine.run(connector).counts["read"] == 0  # opens the persistent session: later messages are queued
+
+    publish(HOST, PORT, f"{root}/telemetry/MC-1", [
+        {"ts": "2025-06-30T10:00:00Z", "state": "running", "temperature_c": 61.5, "power_kw": 27.0},
+        {"ts": "2025-06-30T10:05:00Z", "state": "down", "temperature_c": 40.25, "power_kw": 0.0},
+    ])
+    publish(HOST, PORT, f"{root}/telemetry/MC-2", [{"ts": "2025-06-30T10:00:00Z", "state": "idle",
+                                                    "temperature_c": 25.0}])
+    publish(HOST, PORT, f"{root}/telemetry/MC-9", [{"ts": "2025-06-30T10:00:00Z", "state": "running"}])
+    publish(HOST, PORT, f"{root}/telemetry/MC-2", [b"temperature=25"])
+
+    report = engine.run(connector)
+    assert report.counts["read"] == 5 and report.counts["quarantined"] == 2
+    assert twin.store.require("erp:machine:MC-1").properties["status"] == "down"
+    assert twin.store.get("erp:machine:MC-9") is None  # telemetry never creates twins
+    telemetry = TelemetryStore(twin.state_url)
+    series = telemetry.series("erp:machine:MC-1", "temperature")
+    assert [(r.ts, r.value) for r in series] == [("2025-06-30T10:00:00+00:00", 61.5),
+                                                  ("2025-06-30T10:05:00+00:00", 40.25)]
+    assert telemetry.count("erp:machine:MC-2") == 1
+    rules = sorted(q.rule for q in QuarantineStore(twin.state_url).rows("telemetry"))
+    assert rules == ["source", "unknown-twin"]
+    status = LineageStore(twin.state_url).where_from("erp:machine:MC-1", "status")
+    assert status[0].source_system == "telemetry" and status[0].record_key.startswith(f"{root}/telemetry/MC-1@")
+
+    again = engine.run(connector)  # acknowledged messages are not delivered again
+    assert again.counts["read"] == 0
+    publish(HOST, PORT, f"{root}/telemetry/MC-1", [  # a re-delivered reading does not duplicate the series
+        {"ts": "2025-06-30T10:05:00Z", "state": "down", "temperature_c": 40.25, "power_kw": 0.0}])
+    engine.run(connector)
+    assert telemetry.count("erp:machine:MC-1") == 4
+
+
+def test_unreachable_broker_is_a_source_error() -> None:
+    source = MqttSource("127.0.0.1", 9, topic="x/#", client_id=f"twin-test-{uuid.uuid4().hex[:6]}")
+    with pytest.raises(SourceError, match="cannot reach the MQTT broker"):
+        list(source.read(None))
