@@ -5,9 +5,12 @@ from __future__ import annotations
 import typer
 
 from api.commands import audit as audit_commands
+from api.commands import connect as connect_commands
 from api.commands import graph as graph_commands
 from api.commands import ontology as ontology_commands
+from api.commands import scenario as scenario_commands
 from api.commands.erase import erase
+from api.commands.serve import serve
 from api.commands.token import token
 
 app = typer.Typer(
@@ -18,9 +21,13 @@ app = typer.Typer(
 )
 app.add_typer(ontology_commands.app, name="ontology")
 app.add_typer(graph_commands.app, name="graph")
+app.add_typer(connect_commands.app, name="connect")
+app.add_typer(connect_commands.lineage_app, name="lineage")
+app.add_typer(scenario_commands.app, name="scenario")
 app.add_typer(audit_commands.app, name="audit")
 app.command()(token)
 app.command()(erase)
+app.command()(serve)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,229 @@
+"""`twin scenario ...`: run what-if studies from YAML, list, show and compare stored studies, export, chart."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.runtime import Runtime
+from governance.lineage import LineageStore
+from graph.errors import GraphError
+from ontology.errors import OntologyError
+from simulation.charts import study_charts
+from simulation.errors import SimulationError
+from simulation.results import ResultsStore, StoredStudy
+from simulation.runner import executor_named
+from simulation.scenario import read_spec
+from simulation.statistics import KpiSummary
+from simulation.study import conduct_study, rerun_study
+
+app = typer.Typer(help="What-if studies on the twin: run scenarios, compare them against baseline.",
+                  no_args_is_help=True)
+console = Console()
+BUNDLED = Path(__file__).resolve().parents[2] / "simulation" / "scenarios"
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    raise typer.Exit(1) from None
+
+
+def _results(runtime: Runtime) -> ResultsStore:
+    return ResultsStore(runtime.settings.resolved_database_url)
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def _summary_table(title: str, summaries: list[KpiSummary]) -> Table:
+    table = Table(title=title)
+    for name in ("scenario", "KPI", "mean", "95 % CI", "P10", "P90", "vs baseline (95 % CI)", "P(breach)"):
+        table.add_column(name, justify="left" if name in ("scenario", "KPI") else "right")
+    for s in summaries:
+        diff = "-" if s.diff_mean is None else (
+            f"{_number(s.diff_mean)} [{_number(s.diff_low)}, {_number(s.diff_high)}]")
+        table.add_row(s.scenario, s.kpi, _number(s.mean), f"[{_number(s.ci_low)}, {_number(s.ci_high)}]",
+                      _number(s.p10), _number(s.p90), diff, _number(s.p_breach, 2))
+    return table
+
+
+def _study_json(study: StoredStudy) -> dict[str, Any]:
+    r = study.record
+    return {
+        "study_id": r.study_id, "name": r.name, "created_at": r.created_at, "model_version": r.model_version,
+        "twin_state_time": r.twin_state_time, "slice_digest": r.slice_digest, "seed": r.seed,
+        "replications": r.replications, "executor": r.executor, "wall_seconds": r.wall_seconds,
+        "agent_steps": r.agent_steps, "run_id": r.run_id, "calibration_sources": r.calibration,
+        "summaries": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(s).items()}
+                      for s in study.summaries],
+    }
+
+
+def _write_csv(path: Path, summaries: list[KpiSummary], study_id: str) -> None:
+    buffer = io.StringIO()
+    fields = ["study_id", *asdict(summaries[0]).keys()] if summaries else ["study_id"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for s in summaries:
+        writer.writerow({"study_id": study_id, **asdict(s)})
+    path.write_text(buffer.getvalue())
+
+
+def _outputs(study: StoredStudy, as_json: bool, csv_path: Path | None, charts: Path | None, step_days: int) -> None:
+    if as_json:
+        typer.echo(json.dumps(_study_json(study), default=str))
+    else:
+        r = study.record
+        console.print(f"study [bold]{r.study_id}[/bold] {r.name}: {r.replications} replications, seed {r.seed}, "
+                      f"{r.executor} executor, {r.wall_seconds:.1f} s, twin read {r.twin_state_time}, "
+                      f"model {r.model_version}", highlight=False)
+        console.print(_summary_table(r.name, study.summaries))
+    if csv_path is not None:
+        _write_csv(csv_path, study.summaries, study.record.study_id)
+        if not as_json:
+            console.print(f"summaries written to {csv_path}")
+    if charts is not None:
+        written = study_charts(study.runs, study.summaries, charts, step_days=step_days)
+        if not as_json:
+            console.print(f"{len(written)} chart files written to {charts}")
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="A study spec (YAML); `bundled:NAME` for a bundled example.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored study as JSON.")] = False,
+    replications: Annotated[int | None, typer.Option("--replications", "-n", help="Override the spec's.")] = None,
+    executor: Annotated[str, typer.Option(help="local (process pool), dask, or serial.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPU count).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster).")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the summaries as CSV.")] = None,
+    charts: Annotated[Path | None, typer.Option(help="Write PNG and SVG charts into this folder.")] = None,
+) -> None:
+    """Run a study: baseline and scenarios, N replications with common random numbers; store and print it."""
+    runtime = Runtime()
+    try:
+        path = BUNDLED / f"{str(file)[8:]}.yaml" if str(file).startswith("bundled:") else file
+        parsed = read_spec(path)
+        results = _results(runtime)
+        chosen = executor_named(executor, workers, scheduler)
+        try:
+            done = conduct_study(parsed, runtime.store, results, executor=chosen,
+                                 lineage=LineageStore(runtime.settings.resolved_database_url),
+                                 replications=replications, progress=not as_json)
+        finally:
+            close = getattr(chosen, "close", None)
+            if close is not None:
+                close()
+        _outputs(results.get(done.study_id), as_json, csv_path, charts, parsed.spec.step_days)
+    except (SimulationError, GraphError, OntologyError) as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+
+
+@app.command("list")
+def list_studies(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    bundled: Annotated[bool, typer.Option("--bundled", help="List the bundled example specs instead.")] = False,
+) -> None:
+    """Stored studies, newest first (or the bundled example specs)."""
+    if bundled:
+        for path in sorted(BUNDLED.glob("*.yaml")):
+            typer.echo(f"bundled:{path.stem}\t{path}")
+        return
+    runtime = Runtime()
+    try:
+        studies = _results(runtime).studies()
+    finally:
+        runtime.close()
+    if as_json:
+        for r in studies:
+            typer.echo(json.dumps({"study_id": r.study_id, "name": r.name, "created_at": r.created_at,
+                                   "replications": r.replications, "model_version": r.model_version}))
+        return
+    table = Table()
+    for name in ("id", "name", "created", "replications", "executor", "seconds"):
+        table.add_column(name)
+    for r in studies:
+        table.add_row(r.study_id, r.name, r.created_at, str(r.replications), r.executor, f"{r.wall_seconds:.1f}")
+    console.print(table)
+
+
+@app.command()
+def show(
+    study_id: Annotated[str, typer.Argument(help="A stored study id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the summaries as CSV.")] = None,
+    charts: Annotated[Path | None, typer.Option(help="Write PNG and SVG charts into this folder.")] = None,
+) -> None:
+    """Show a stored study: settings, per KPI mean, CI, P10/P90, difference to baseline, breach probability."""
+    runtime = Runtime()
+    try:
+        _outputs(_results(runtime).get(study_id), as_json, csv_path, charts, 1)
+    except SimulationError as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+
+
+@app.command()
+def compare(
+    study_ids: Annotated[list[str], typer.Argument(help="Stored study ids.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare stored studies side by side: each scenario's KPI means and differences to its baseline."""
+    runtime = Runtime()
+    try:
+        studies = [_results(runtime).get(i) for i in study_ids]
+    except SimulationError as exc:
+        _fail(exc)
+        return
+    finally:
+        runtime.close()
+    if as_json:
+        typer.echo(json.dumps([_study_json(s) for s in studies], default=str))
+        return
+    rows = [(s.record.study_id, s.record.name, x) for s in studies for x in s.summaries]
+    table = Table(title="studies compared")
+    for name in ("study", "scenario", "KPI", "mean", "vs baseline", "95 % CI of difference"):
+        table.add_column(name)
+    for study_id, name, s in rows:
+        table.add_row(f"{study_id} {name}", s.scenario, s.kpi, _number(s.mean), _number(s.diff_mean),
+                      "-" if s.diff_mean is None else f"[{_number(s.diff_low)}, {_number(s.diff_high)}]")
+    console.print(table)
+
+
+@app.command()
+def rerun(
+    study_id: Annotated[str, typer.Argument(help="A stored study id.")],
+    executor: Annotated[str, typer.Option(help="local, dask or serial.")] = "local",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run a stored study again on its stored slice and seeds; its numbers come out the same."""
+    runtime = Runtime()
+    try:
+        results = _results(runtime)
+        chosen = executor_named(executor)
+        try:
+            done = rerun_study(study_id, results, chosen, LineageStore(runtime.settings.resolved_database_url))
+        finally:
+            close = getattr(chosen, "close", None)
+            if close is not None:
+                close()
+        _outputs(results.get(done.study_id), as_json, None, None, 1)
+    except SimulationError as exc:
+        _fail(exc)
+    finally:
+        runtime.close()

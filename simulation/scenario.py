@@ -1,0 +1,609 @@
+"""Scenario specs: YAML studies (slice, horizon, KPIs, scenarios with interventions), validated with line numbers.
+
+A study file holds the baseline's settings and one or more scenarios; each scenario is a list of interventions
+(supplier outage, demand shock, workforce change, capacity change, parameter override) whose targets are twins named
+by uid or found by a query (class + filters, optionally `within` a site, unit or work centre). `parse_spec` refuses a
+bad file with every problem at its line; `plan_study` resolves the targets against the twin graph and the slice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from graph.errors import GraphError
+from graph.model import Condition, Operator
+from graph.store import GraphStore
+from ontology.errors import OntologyError
+from simulation.calibration import OVERRIDABLE, Defaults, ParameterOverride
+from simulation.errors import SpecError
+from simulation.slice import EnterpriseSlice
+
+KpiName = Literal["throughput", "demand", "shipped", "fill_rate", "service_level", "backlog", "lost_sales",
+                  "utilisation", "overtime_hours", "headcount", "availability", "material_stock"]
+KPI_NAMES: tuple[str, ...] = KpiName.__args__  # type: ignore[attr-defined]
+
+_STRICT = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Filter(BaseModel):
+    """One condition of a twin query: field, operator (graph.model.Operator), value."""
+
+    model_config = _STRICT
+    field: str
+    op: Operator = "eq"
+    value: Any = None
+
+
+class TwinSelector(BaseModel):
+    """Twins named by uid, or found by class + filters, optionally only those within a container twin."""
+
+    model_config = _STRICT
+    uids: list[str] | None = None
+    cls: str | None = Field(None, alias="class")
+    where: list[Filter] = []
+    within: str | TwinSelector | None = None
+
+    @model_validator(mode="after")
+    def _uids_or_class(self) -> TwinSelector:
+        if not self.uids and not self.cls:
+            raise ValueError("name the twins with `uids:` or find them with `class:` (plus `where:` / `within:`)")
+        return self
+
+
+class SliceSpec(BaseModel):
+    """The part of the twin a study loads: around root twins (uids or a query); the whole twin when empty."""
+
+    model_config = _STRICT
+    roots: list[str] = []
+    query: TwinSelector | None = None
+
+
+class KpiSpec(BaseModel):
+    """A KPI to report, optionally over some twins only, with a threshold whose breach probability is reported."""
+
+    model_config = _STRICT
+    name: KpiName
+    of: TwinSelector | None = None
+    label: str | None = None
+    threshold_below: float | None = None
+    threshold_above: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def key(self) -> str:
+        """The KPI's name in results (its label, else its name)."""
+        return self.label or self.name
+
+
+class _Window(BaseModel):
+    """When an intervention applies: from `start_day` for `duration_days` (or up to `end_day`; else to the end)."""
+
+    model_config = _STRICT
+    start_day: int = Field(0, ge=0)
+    end_day: int | None = None
+    duration_days: int | None = Field(None, gt=0)
+
+    def bounds(self, horizon_days: int) -> tuple[int, int]:
+        """[start, end) in days."""
+        if self.duration_days is not None:
+            return self.start_day, self.start_day + self.duration_days
+        return self.start_day, self.end_day if self.end_day is not None else horizon_days
+
+
+class SupplierOutage(_Window):
+    """The target suppliers deliver nothing in the window; what falls due is delivered after it."""
+
+    kind: Literal["supplier_outage"]
+    target: TwinSelector
+
+
+class DemandShock(_Window):
+    """Demand of the target products (or customers' demand) is multiplied by `factor` in the window."""
+
+    kind: Literal["demand_shock"]
+    target: TwinSelector
+    factor: float = Field(gt=0)
+
+
+class WorkforceChange(_Window):
+    """Attrition of the target people changes (added or multiplied), and/or `hires` extra people join."""
+
+    kind: Literal["workforce_change"]
+    target: TwinSelector
+    attrition_add: float = Field(0.0, ge=-1, le=1)
+    attrition_factor: float = Field(1.0, ge=0)
+    hires: int = Field(0, ge=0)
+    hiring_delay_days: float | None = Field(None, ge=0)
+
+
+class CapacityChange(_Window):
+    """Capacity of the target lines (or lines of target work centres, machines, sites) times `factor`/new shifts."""
+
+    kind: Literal["capacity_change"]
+    target: TwinSelector
+    factor: float | None = Field(None, ge=0)
+    shifts: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _factor_or_shifts(self) -> CapacityChange:
+        if (self.factor is None) == (self.shifts is None):
+            raise ValueError("give exactly one of `factor` or `shifts`")
+        return self
+
+
+class ParameterOverrideSpec(BaseModel):
+    """A fixed value for a model parameter, for the target twins or all of them."""
+
+    model_config = _STRICT
+    kind: Literal["parameter_override"]
+    parameter: Literal[OVERRIDABLE]  # type: ignore[valid-type]
+    value: float
+    target: TwinSelector | None = None
+
+
+Intervention = Annotated[
+    SupplierOutage | DemandShock | WorkforceChange | CapacityChange | ParameterOverrideSpec,
+    Field(discriminator="kind"),
+]
+
+
+class ScenarioDef(BaseModel):
+    """A named what-if: interventions applied on top of the baseline."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    description: str = ""
+    interventions: list[Intervention] = Field(min_length=1)
+
+
+class StudySpec(BaseModel):
+    """A study: what to load, how long and how often to run, what to measure, which scenarios against baseline."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    description: str = ""
+    slice: SliceSpec = SliceSpec()
+    horizon_days: int = Field(gt=0)
+    step_days: int = Field(1, gt=0)
+    replications: int = Field(10, ge=2)
+    seed: int = Field(0, ge=0)
+    kpis: list[KpiSpec] = Field(min_length=1)
+    defaults: dict[str, float] = {}
+    scenarios: list[ScenarioDef] = Field(min_length=1)
+
+    @field_validator("defaults")
+    @classmethod
+    def _known_defaults(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(Defaults.names()))
+        if unknown:
+            raise ValueError(f"unknown default(s) {', '.join(unknown)}; known: {', '.join(Defaults.names())}")
+        return value
+
+    @property
+    def steps(self) -> int:
+        """Number of model steps."""
+        return math.ceil(self.horizon_days / self.step_days)
+
+    def model_defaults(self) -> Defaults:
+        """The documented defaults with this study's overrides."""
+        base = Defaults()
+        values = {k: type(getattr(base, k))(v) for k, v in self.defaults.items()}
+        return Defaults(**{**base.__dict__, **values})
+
+
+@dataclass(frozen=True)
+class StudyLimits:
+    """How big a study may be: replications, horizon, and total agent-steps over all runs."""
+
+    max_replications: int = 1000
+    max_horizon_days: int = 3650
+    max_agent_steps: int = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    """A validated spec with the line of every field, for errors found later (unknown uid, study too big)."""
+
+    spec: StudySpec
+    source: str
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+    text: str = ""
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        """The line of the deepest part of `path` the file has (tags pydantic adds are skipped)."""
+        return _line_of(self.lines, path)
+
+    def problem(self, path: Sequence[str | int], message: str) -> str:
+        """`message` prefixed with the file, line and dotted path."""
+        line = self.line_of(path)
+        where = ".".join(str(p) for p in path)
+        return f"line {line}: {where}: {message}" if line else f"{where}: {message}"
+
+    def fail(self, path: Sequence[str | int], message: str) -> SpecError:
+        """A SpecError for one problem at `path`."""
+        return SpecError([self.problem(path, message)], self.source)
+
+
+def _line_map(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, key.value)
+            lines.update(_line_map(value, sub))
+            lines[sub] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_map(item, (*path, i)))
+    return lines
+
+
+def _line_of(lines: dict[tuple[str | int, ...], int], path: Sequence[str | int]) -> int | None:
+    current: tuple[str | int, ...] = ()
+    for part in path:
+        if (*current, part) in lines:
+            current = (*current, part)
+    return lines.get(current)
+
+
+def parse_spec(text: str, source: str = "<spec>") -> ParsedSpec:
+    """A validated study spec from YAML text; SpecError lists every problem with its line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise SpecError([f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"], source) from None
+    if not isinstance(data, dict) or node is None:
+        raise SpecError(["line 1: a study spec is a mapping (name, horizon_days, kpis, scenarios, ...)"], source)
+    lines = _line_map(node)
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            line = _line_of(lines, loc)
+            where = ".".join(str(p) for p in loc) or "(top)"
+            message = error["msg"]
+            if error["type"] == "literal_error" and "expected" in error.get("ctx", {}):
+                message = f"{error.get('input')!r} is not allowed; expected {error['ctx']['expected']}"
+            problems.append(f"line {line}: {where}: {message}" if line else f"{where}: {message}")
+        raise SpecError(problems, source) from None
+    parsed = ParsedSpec(spec, source, lines, text)
+    problems = _window_problems(parsed)
+    if problems:
+        raise SpecError(problems, source)
+    return parsed
+
+
+def read_spec(path: Path) -> ParsedSpec:
+    """A validated study spec from a YAML file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError([f"cannot read the file: {exc.strerror}"], str(path)) from None
+    return parse_spec(text, str(path))
+
+
+def _window_problems(parsed: ParsedSpec) -> list[str]:
+    """Interventions that start or end outside the horizon, or end before they start."""
+    spec = parsed.spec
+    problems = []
+    for s, scenario in enumerate(spec.scenarios):
+        for i, intervention in enumerate(scenario.interventions):
+            if not isinstance(intervention, _Window):
+                continue
+            path: tuple[str | int, ...] = ("scenarios", s, "interventions", i)
+            start, end = intervention.bounds(spec.horizon_days)
+            if start >= spec.horizon_days:
+                problems.append(parsed.problem((*path, "start_day"),
+                                               f"starts on day {start}, outside the horizon of "
+                                               f"{spec.horizon_days} days"))
+            elif end > spec.horizon_days:
+                field_name = "duration_days" if intervention.duration_days is not None else "end_day"
+                problems.append(parsed.problem((*path, field_name),
+                                               f"ends on day {end}, after the horizon of {spec.horizon_days} days"))
+            elif end <= start:
+                problems.append(parsed.problem((*path, "end_day"), f"ends (day {end}) before it starts (day {start})"))
+    return problems
+
+
+def check_limits(parsed: ParsedSpec, agents: int, limits: StudyLimits, replications: int | None = None) -> None:
+    """Refuse a study larger than the limits allow (naming the line of what to shrink)."""
+    spec = parsed.spec
+    reps = replications or spec.replications
+    if reps > limits.max_replications:
+        raise parsed.fail(("replications",), f"{reps} replications exceed the limit of {limits.max_replications}")
+    if spec.horizon_days > limits.max_horizon_days:
+        raise parsed.fail(("horizon_days",),
+                          f"a horizon of {spec.horizon_days} days exceeds the limit of {limits.max_horizon_days}")
+    work = reps * (len(spec.scenarios) + 1) * spec.steps * agents
+    if work > limits.max_agent_steps:
+        raise parsed.fail(
+            ("replications",),
+            f"the study is too big: {reps} replications x {len(spec.scenarios) + 1} runs x {spec.steps} steps x "
+            f"{agents} agents = {work:,} agent-steps, over the limit of {limits.max_agent_steps:,}",
+        )
+
+
+# ------------------------------------------------------------------------------------------ resolved plans
+
+
+@dataclass(frozen=True)
+class OutagePlan:
+    """Suppliers down from step `start` (inclusive) to `end` (exclusive)."""
+
+    suppliers: frozenset[str]
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class DemandShockPlan:
+    """Demand of products (from all customers, or only the given customers) times `factor` in [start, end)."""
+
+    products: frozenset[str]
+    customers: frozenset[str] | None
+    factor: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class WorkforcePlan:
+    """Attrition of people changed in [start, end), `hires` extra people from `start` staffing the same lines."""
+
+    persons: frozenset[str]
+    attrition_add: float
+    attrition_factor: float
+    hires: int
+    hiring_delay_days: float | None
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """Capacity of lines times `factor` in [start, end)."""
+
+    processes: frozenset[str]
+    factor: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ScenarioPlan:
+    """A scenario resolved against the slice: interventions in steps and uids, parameter overrides."""
+
+    name: str
+    outages: tuple[OutagePlan, ...] = ()
+    demand_shocks: tuple[DemandShockPlan, ...] = ()
+    workforce: tuple[WorkforcePlan, ...] = ()
+    capacity: tuple[CapacityPlan, ...] = ()
+    overrides: tuple[ParameterOverride, ...] = ()
+
+
+@dataclass(frozen=True)
+class KpiPlan:
+    """A KPI resolved to the lines, products, assets, people and materials it is computed over (None = all)."""
+
+    key: str
+    name: str
+    processes: frozenset[str] | None = None
+    products: frozenset[str] | None = None
+    assets: frozenset[str] | None = None
+    persons: frozenset[str] | None = None
+    materials: frozenset[str] | None = None
+    threshold_below: float | None = None
+    threshold_above: float | None = None
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything a runner needs: horizon, seeds, KPI and scenario plans (the baseline is the empty scenario)."""
+
+    name: str
+    steps: int
+    step_days: int
+    replications: int
+    seed: int
+    defaults: Defaults
+    kpis: tuple[KpiPlan, ...]
+    scenarios: tuple[ScenarioPlan, ...]
+
+
+class TargetResolver:
+    """Finds the twins a selector names, in the graph (uids must exist, queries run read-only) and in the slice."""
+
+    def __init__(self, store: GraphStore | None, twin: EnterpriseSlice, parsed: ParsedSpec) -> None:
+        self.store = store
+        self.twin = twin
+        self.parsed = parsed
+
+    def uids(self, selector: TwinSelector, path: tuple[str | int, ...]) -> frozenset[str]:
+        """The uids the selector names; SpecError naming the line when one does not exist or the query is bad."""
+        found: set[str] = set()
+        if selector.uids:
+            missing = [u for u in selector.uids if u not in self.twin.classes]
+            if missing and self.store is not None:
+                present = set(self.store.get_many(missing))
+                missing = [u for u in missing if u not in present]
+            if missing:
+                raise self.parsed.fail((*path, "uids"), f"unknown twin uid(s): {', '.join(map(repr, missing))}")
+            found.update(selector.uids)
+        if selector.cls:
+            found.update(self._query(selector, path))
+        if selector.within is not None:
+            if isinstance(selector.within, str):
+                if selector.within not in self.twin.classes and not self._exists(selector.within):
+                    raise self.parsed.fail((*path, "within"), f"unknown twin uid {selector.within!r}")
+                containers = {selector.within}
+            else:
+                containers = set(self.uids(selector.within, (*path, "within")))
+                if not containers:
+                    raise self.parsed.fail((*path, "within"), "the query finds no twins")
+            found = {u for u in found if any(self.twin.within(u, c) for c in containers)}
+        return frozenset(found)
+
+    def _exists(self, uid: str) -> bool:
+        return self.store is not None and self.store.get(uid) is not None
+
+    def _query(self, selector: TwinSelector, path: tuple[str | int, ...]) -> set[str]:
+        if self.store is None:
+            if selector.where:
+                raise self.parsed.fail((*path, "where"), "a query with filters needs the twin graph")
+            return {u for u, c in self.twin.classes.items() if c == selector.cls}
+        conditions = [Condition(f.field, f.op, f.value) for f in selector.where]
+        found: set[str] = set()
+        offset = 0
+        try:
+            while True:
+                page = self.store.find(selector.cls or "Twin", where=conditions, limit=1000, offset=offset)
+                found.update(item.uid for item in page.items)
+                offset += len(page.items)
+                if offset >= page.total or not page.items:
+                    break
+        except (GraphError, OntologyError) as exc:
+            raise self.parsed.fail((*path, "class" if "class" in str(exc).lower() else "where"), str(exc)) from None
+        return found
+
+
+def slice_roots(parsed: ParsedSpec, store: GraphStore) -> tuple[str, ...]:
+    """The uids the spec's slice starts from (empty = the whole twin), checked against the graph."""
+    spec = parsed.spec.slice
+    roots = list(spec.roots)
+    if roots:
+        present = set(store.get_many(roots))
+        missing = [u for u in roots if u not in present]
+        if missing:
+            raise parsed.fail(("slice", "roots"), f"unknown twin uid(s): {', '.join(map(repr, missing))}")
+    if spec.query is not None:
+        resolver = TargetResolver(store, EnterpriseSlice(read_at=dt.datetime.now(dt.UTC), roots=()), parsed)
+        query = spec.query.model_copy(update={"within": None})
+        found = sorted(resolver.uids(query, ("slice", "query")))
+        if not found:
+            raise parsed.fail(("slice", "query"), "the query finds no twins")
+        roots += found
+    return tuple(dict.fromkeys(roots))
+
+
+def plan_study(parsed: ParsedSpec, twin: EnterpriseSlice, store: GraphStore | None) -> StudyPlan:
+    """The study with every target resolved (SpecError naming the line of an unknown uid or a bad query)."""
+    spec = parsed.spec
+    resolver = TargetResolver(store, twin, parsed)
+    kpis = tuple(_plan_kpi(k, i, resolver) for i, k in enumerate(spec.kpis))
+    keys = [k.key for k in kpis]
+    duplicate = next((k for k in keys if keys.count(k) > 1), None)
+    if duplicate:
+        raise parsed.fail(("kpis",), f"KPI {duplicate!r} appears twice; give one of them a `label`")
+    scenarios = tuple(_plan_scenario(s, i, spec, resolver) for i, s in enumerate(spec.scenarios))
+    names = [s.name for s in scenarios]
+    if "baseline" in names or len(set(names)) != len(names):
+        raise parsed.fail(("scenarios",), "scenario names must be unique and not 'baseline'")
+    return StudyPlan(spec.name, spec.steps, spec.step_days, spec.replications, spec.seed, spec.model_defaults(),
+                     kpis, (ScenarioPlan("baseline"), *scenarios))
+
+
+def _expand(twin: EnterpriseSlice, uids: frozenset[str]) -> dict[str, set[str]]:
+    """The lines, products, assets, people and materials a set of twins stands for."""
+    out: dict[str, set[str]] = {k: set() for k in ("processes", "products", "assets", "persons", "materials")}
+    for uid in uids:
+        if uid in twin.processes:
+            out["processes"].add(uid)
+        if uid in twin.products:
+            out["products"].add(uid)
+        if uid in twin.assets:
+            out["assets"].add(uid)
+        if uid in twin.persons:
+            out["persons"].add(uid)
+        if uid in twin.materials:
+            out["materials"].add(uid)
+    for uid in uids:
+        for j, process in twin.processes.items():
+            if uid in process.machines or any(twin.within(w, uid) for w in process.work_centers):
+                out["processes"].add(j)
+        for p, person in twin.persons.items():
+            if person.unit and twin.within(person.unit, uid):
+                out["persons"].add(p)
+    if out["processes"] and not out["products"]:
+        out["products"] = {p for j in out["processes"] for p in twin.processes[j].produces}
+    if out["processes"] and not out["assets"]:
+        out["assets"] = {m for j in out["processes"] for m in twin.processes[j].machines}
+    if out["processes"] and not out["materials"]:
+        out["materials"] = {m for j in out["processes"] for m in twin.processes[j].consumes}
+    if out["products"] and not out["processes"]:
+        out["processes"] = {j for j, p in twin.processes.items() if set(p.produces) & out["products"]}
+    return out
+
+
+def _plan_kpi(kpi: KpiSpec, index: int, resolver: TargetResolver) -> KpiPlan:
+    if kpi.of is None:
+        return KpiPlan(kpi.key, kpi.name, threshold_below=kpi.threshold_below, threshold_above=kpi.threshold_above)
+    path: tuple[str | int, ...] = ("kpis", index, "of")
+    uids = resolver.uids(kpi.of, path)
+    parts = _expand(resolver.twin, uids)
+    if not any(parts.values()):
+        raise resolver.parsed.fail(path, "selects no line, product, asset, person or material of the slice")
+    return KpiPlan(kpi.key, kpi.name, *(frozenset(parts[k]) for k in
+                                        ("processes", "products", "assets", "persons", "materials")),
+                   threshold_below=kpi.threshold_below, threshold_above=kpi.threshold_above)
+
+
+def _plan_scenario(scenario: ScenarioDef, index: int, spec: StudySpec, resolver: TargetResolver) -> ScenarioPlan:
+    twin = resolver.twin
+    outages, shocks, workforce, capacity, overrides = [], [], [], [], []
+    for i, item in enumerate(scenario.interventions):
+        path: tuple[str | int, ...] = ("scenarios", index, "interventions", i)
+        if isinstance(item, ParameterOverrideSpec):
+            uids = resolver.uids(item.target, (*path, "target")) if item.target else None
+            overrides.append(ParameterOverride(item.parameter, item.value, uids))
+            continue
+        uids = resolver.uids(item.target, (*path, "target"))
+        start, end = (math.floor(d / spec.step_days) for d in item.bounds(spec.horizon_days))
+        end = max(end, start + 1)
+        parts = _expand(twin, uids)
+        if isinstance(item, SupplierOutage):
+            suppliers = frozenset(u for u in uids if u in twin.suppliers)
+            if not suppliers:
+                raise resolver.parsed.fail((*path, "target"), "selects no supplier of the slice")
+            outages.append(OutagePlan(suppliers, start, end))
+        elif isinstance(item, DemandShock):
+            customers = frozenset(u for u in uids if u in twin.customers) or None
+            products = frozenset(parts["products"]) or frozenset(
+                line.product for line in twin.order_lines if customers and line.customer in customers)
+            if not products:
+                raise resolver.parsed.fail((*path, "target"), "selects no product (or customer) of the slice")
+            shocks.append(DemandShockPlan(products, customers, item.factor, start, end))
+        elif isinstance(item, WorkforceChange):
+            persons = frozenset(parts["persons"])
+            if not persons:
+                raise resolver.parsed.fail((*path, "target"), "selects no person of the slice")
+            workforce.append(WorkforcePlan(persons, item.attrition_add, item.attrition_factor, item.hires,
+                                           item.hiring_delay_days, start, end))
+        elif isinstance(item, CapacityChange):
+            processes = frozenset(parts["processes"])
+            if not processes:
+                raise resolver.parsed.fail((*path, "target"), "selects no production line of the slice")
+            if item.factor is not None:
+                factor = item.factor
+            else:
+                current = [twin.work_centers[w].shifts_per_day or spec.model_defaults().shifts_per_day
+                           for j in processes for w in twin.processes[j].work_centers if w in twin.work_centers]
+                factor = (item.shifts or 0) / (max(current) if current else spec.model_defaults().shifts_per_day)
+            capacity.append(CapacityPlan(processes, factor, start, end))
+    return ScenarioPlan(scenario.name, tuple(outages), tuple(shocks), tuple(workforce), tuple(capacity),
+                        tuple(overrides))

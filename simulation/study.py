@@ -1,0 +1,128 @@
+"""A study's life: read the slice, resolve the spec, run, store the results and record the run in lineage.
+
+The live graph is only read (the slice loader and target queries use read-only entry points). `rerun_study` runs a
+stored study again from its stored spec, slice and seeds, which reproduces its numbers exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from governance.lineage import DatasetRef, LineageStore, RunKind, RunStatus
+from pydantic import TypeAdapter
+
+from graph.model import UNRESTRICTED, ReadScope
+from graph.store import GraphStore
+from simulation.calibration import calibrate
+from simulation.model import MODEL_VERSION
+from simulation.results import ResultsStore, StoredStudy
+from simulation.runner import Executor, StudyResult, run_study
+from simulation.scenario import (
+    ParsedSpec,
+    StudyLimits,
+    StudyPlan,
+    check_limits,
+    parse_spec,
+    plan_study,
+    slice_roots,
+)
+from simulation.slice import EnterpriseSlice, load_slice
+
+
+_PLAN = TypeAdapter(StudyPlan)
+
+
+@dataclass(frozen=True)
+class CompletedStudy:
+    """A study that ran: its stored id, its results and the slice it ran on."""
+
+    study_id: str
+    result: StudyResult
+    twin: EnterpriseSlice
+
+
+def conduct_study(
+    parsed: ParsedSpec,
+    store: GraphStore,
+    results: ResultsStore,
+    *,
+    executor: Executor | None = None,
+    lineage: LineageStore | None = None,
+    replications: int | None = None,
+    limits: StudyLimits | None = None,
+    scope: ReadScope = UNRESTRICTED,
+    progress: bool = False,
+) -> CompletedStudy:
+    """Run a study on the live twin (read-only), store it and record it as a scenario run in lineage."""
+    if replications is not None:
+        parsed = parse_spec(_with_replications(parsed, replications), parsed.source)
+    twin = load_slice(store, slice_roots(parsed, store), scope)
+    check_limits(parsed, twin.agent_count, limits or StudyLimits())
+    plan = plan_study(parsed, twin, store)
+    run = None
+    if lineage is not None:
+        run = lineage.start_run(RunKind.SCENARIO, parsed.spec.name,
+                                inputs=[DatasetRef(_safe_url(store.url), "twin-graph")],
+                                outputs=[DatasetRef(_safe_url(results.url), "sim_study")])
+    try:
+        result = run_study(twin, plan, executor, progress=progress)
+        study_id = _save(results, parsed, twin, result, run.run_id if run else None)
+    except BaseException as exc:
+        if lineage is not None and run is not None:
+            lineage.finish_run(run.run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    if lineage is not None and run is not None:
+        lineage.finish_run(run.run_id, RunStatus.COMPLETED, counts={
+            "replications": len(result.seeds), "scenarios": len(plan.scenarios) - 1, "runs": len(result.runs),
+            "agent_steps": result.agent_steps, "twins_read": len(twin.classes)})
+    return CompletedStudy(study_id, result, twin)
+
+
+def rerun_study(study_id: str, results: ResultsStore, executor: Executor | None = None,
+                lineage: LineageStore | None = None) -> CompletedStudy:
+    """Run a stored study again on its stored slice and seeds (same numbers), storing it as a new study."""
+    stored: StoredStudy = results.get(study_id)
+    parsed = parse_spec(stored.record.spec, stored.record.source)
+    slice_json, plan_json = results.inputs(study_id)
+    twin = EnterpriseSlice.from_json(slice_json)
+    plan = _PLAN.validate_json(plan_json)
+    run = None
+    if lineage is not None:
+        run = lineage.start_run(RunKind.SCENARIO, parsed.spec.name,
+                                inputs=[DatasetRef(_safe_url(results.url), f"sim_study/{study_id}")])
+    result = run_study(twin, plan, executor, seeds=stored.record.seeds)
+    new_id = _save(results, parsed, twin, result, run.run_id if run else None)
+    if lineage is not None and run is not None:
+        lineage.finish_run(run.run_id, RunStatus.COMPLETED, counts={"runs": len(result.runs)})
+    return CompletedStudy(new_id, result, twin)
+
+
+def _save(results: ResultsStore, parsed: ParsedSpec, twin: EnterpriseSlice, result: StudyResult,
+          run_id: str | None) -> str:
+    plan = result.plan
+    calibration = calibrate(twin, plan.defaults).source_counts()
+    return results.save(
+        name=plan.name, spec=parsed.text, source=parsed.source, model_version=MODEL_VERSION,
+        twin_state_time=twin.read_at, slice_json=twin.to_json(), plan_json=_PLAN.dump_json(plan).decode(),
+        slice_digest=twin.digest, seed=plan.seed,
+        seeds=result.seeds, executor=result.executor, wall_seconds=result.wall_seconds,
+        agent_steps=result.agent_steps, calibration=calibration, runs=result.runs, summaries=result.summaries,
+        run_id=run_id,
+    )
+
+
+def _safe_url(url: str) -> str:
+    """A store URL without credentials or query, fit for lineage records."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _with_replications(parsed: ParsedSpec, replications: int) -> str:
+    """The spec text with `replications` replaced (so the stored spec says what ran)."""
+    import yaml
+
+    data = yaml.safe_load(parsed.text)
+    data["replications"] = replications
+    return yaml.safe_dump(data, sort_keys=False)
