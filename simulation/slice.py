@@ -375,6 +375,22 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
         if asset.work_center:
             machines_of_wc[asset.work_center].append(asset.uid)
 
+    def bill_of_materials(product: str) -> set[str]:
+        """Purchased materials that go into `product`: its components (Material partOf Product), through any
+        in-house subassemblies (Material partOf Material), down to the materials some supplier delivers."""
+        purchased: set[str] = set()
+        seen: set[str] = set()
+        queue = deque(s for s in into[product]["partOf"] if cls_of(s) == "Material")
+        while queue:
+            material = queue.popleft()
+            if material in seen:
+                continue
+            seen.add(material)
+            if into[material]["supplies"]:
+                purchased.add(material)
+            queue.extend(s for s in into[material]["partOf"] if cls_of(s) == "Material")
+        return purchased
+
     processes: dict[str, ProcessTwin] = {}
     for uid in kept:
         cls = cls_of(uid)
@@ -392,7 +408,9 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
         p = props_of(uid)
         processes[uid] = ProcessTwin(
             uid, name_of(uid), cls, _num(p, "throughputPerDay") if is_process else _num(p, "capacityPerDay"),
-            _num(p, "cycleTimeHours"), tuple(sorted(t for t in targets(uid, "consumes") if cls_of(t) == "Material")),
+            _num(p, "cycleTimeHours"),
+            tuple(sorted({*(t for t in targets(uid, "consumes") if cls_of(t) == "Material"),
+                          *(m for product in produces for m in bill_of_materials(product))})),
             tuple(produces), tuple(machines), tuple(skills), tuple(wcs),
         )
 
