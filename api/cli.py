@@ -9,6 +9,7 @@ from api.commands import connect as connect_commands
 from api.commands import graph as graph_commands
 from api.commands import ontology as ontology_commands
 from api.commands import scenario as scenario_commands
+from api.commands.demo import demo
 from api.commands.erase import erase
 from api.commands.serve import serve
 from api.commands.token import token
@@ -28,6 +29,7 @@ app.add_typer(audit_commands.app, name="audit")
 app.command()(token)
 app.command()(erase)
 app.command()(serve)
+app.command()(demo)
 
 
 if __name__ == "__main__":
