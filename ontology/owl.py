@@ -118,7 +118,8 @@ _XSD_KINDS: dict[URIRef, str] = {
     XSD.base64Binary: "bytes",
     XSD.hexBinary: "bytes",
 }
-_KIND_XSD: dict[str, URIRef] = {
+KIND_XSD: dict[str, URIRef] = {
+    # the XSD datatype of each primitive schema kind (OWL ranges, SHACL sh:datatype, typed literals)
     "string": XSD.string,
     "integer": XSD.integer,
     "long": XSD.long,
@@ -739,8 +740,8 @@ def _reads_back_exactly(schema: Schema) -> bool:
     """True when the XSD range written for `schema` reads back as an equal Schema, so no twin:schema is needed."""
     if schema.display_name or schema.description:
         return False
-    if schema.kind in _KIND_XSD:
-        return _XSD_KINDS[_KIND_XSD[schema.kind]] == schema.kind
+    if schema.kind in KIND_XSD:
+        return _XSD_KINDS[KIND_XSD[schema.kind]] == schema.kind
     if schema.kind != "enum" or schema.id or not schema.enum_values:
         return False
     values = [v.value for v in schema.enum_values]
@@ -860,7 +861,7 @@ class _OwlWriter:
             g.add((datatype, OWL.oneOf, items))
             g.add((node, RDFS.range, datatype))
         else:
-            g.add((node, RDFS.range, _KIND_XSD.get(schema.kind, XSD.string)))
+            g.add((node, RDFS.range, KIND_XSD.get(schema.kind, XSD.string)))
             if not _reads_back_exactly(schema):
                 g.add((node, TWIN.schema, _json_literal(schema_to_json(schema))))
         if prop.classification:

@@ -29,7 +29,7 @@ from rdflib.namespace import RDF, RDFS, SH, XSD
 
 from ontology.errors import UnknownTerm
 from ontology.model import ClassDef, Ontology, PropertyDef, RelationshipDef
-from ontology.owl import local_name, property_iri, rdf_term, relationship_iri
+from ontology.owl import KIND_XSD, local_name, property_iri, rdf_term, relationship_iri
 from ontology.schema import Schema, check_value
 
 TWIN_DATA_NS = "urn:enterprise-twin:twin:"
@@ -38,26 +38,6 @@ TWIN_DATA_NS = "urn:enterprise-twin:twin:"
 SHAPE_NS = "urn:enterprise-twin:shape:"
 """Prefix of generated shape IRIs."""
 
-_XSD_OF_KIND: dict[str, URIRef] = {
-    "string": XSD.string,
-    "integer": XSD.integer,
-    "long": XSD.long,
-    "short": XSD.short,
-    "byte": XSD.byte,
-    "unsignedByte": XSD.unsignedByte,
-    "unsignedShort": XSD.unsignedShort,
-    "unsignedInteger": XSD.unsignedInt,
-    "unsignedLong": XSD.unsignedLong,
-    "double": XSD.double,
-    "float": XSD.float,
-    "decimal": XSD.decimal,
-    "boolean": XSD.boolean,
-    "date": XSD.date,
-    "dateTime": XSD.dateTime,
-    "time": XSD.time,
-    "duration": XSD.duration,
-    "bytes": XSD.base64Binary,
-}
 
 
 @dataclass
@@ -144,8 +124,8 @@ def _property_shape(g: rdflib.Graph, shape: URIRef, path: URIRef, prop: Property
         items = BNode()
         Collection(g, items, [Literal(v.value) for v in schema.enum_values])
         g.add((node, SH["in"], items))
-    elif schema.kind in _XSD_OF_KIND:
-        g.add((node, SH.datatype, _XSD_OF_KIND[schema.kind]))
+    elif schema.kind in KIND_XSD:
+        g.add((node, SH.datatype, KIND_XSD[schema.kind]))
     else:
         g.add((node, SH.nodeKind, SH.Literal))
     if schema.kind != "array":
@@ -258,18 +238,18 @@ def _literal(value: Any, schema: Schema) -> Literal:
         return Literal(value)
     kind = schema.kind
     if kind in ("double", "float", "decimal"):
-        return Literal(float(value), datatype=_XSD_OF_KIND[kind])
+        return Literal(float(value), datatype=KIND_XSD[kind])
     if kind == "bytes":
         text = base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
         return Literal(text, datatype=XSD.base64Binary)
     if kind in ("date", "dateTime", "time"):
         if isinstance(value, (dt.date, dt.time)):
-            return Literal(value.isoformat(), datatype=_XSD_OF_KIND[kind])
-        return Literal(value, datatype=_XSD_OF_KIND[kind])
+            return Literal(value.isoformat(), datatype=KIND_XSD[kind])
+        return Literal(value, datatype=KIND_XSD[kind])
     if kind == "duration" and isinstance(value, dt.timedelta):
         return Literal(value)
-    if kind in _XSD_OF_KIND:
-        return Literal(value, datatype=_XSD_OF_KIND[kind])
+    if kind in KIND_XSD:
+        return Literal(value, datatype=KIND_XSD[kind])
     if isinstance(value, (dict, list, tuple)):
         return Literal(json.dumps(value, default=str))
     return Literal(value)

@@ -18,7 +18,8 @@ from governance.lineage import LineageStore
 from graph.embedded import stop_embedded
 from ontology.model import Ontology
 from tests.connectors.crash_sync_run import run
-from tests.connectors.twin_fixtures import core, falkordb_servers_under, open_twin, snapshot  # noqa: F401
+from tests.connectors.twin_fixtures import core, open_twin, snapshot  # noqa: F401
+from tests.server_leaks import falkordb_processes_under
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_PAGES = """\
@@ -104,6 +105,6 @@ def test_killed_sync_resumes_to_the_same_graph_and_lineage(core: Ontology, tmp_p
         clean_store.close()
         for d in (crashed, clean):
             stop_embedded(d / "graph")
-        assert falkordb_servers_under(tmp_path) == []
+        assert falkordb_processes_under(tmp_path) == []
     assert lineage_facts(f"sqlite:///{state}") == lineage_facts(f"sqlite:///{clean / 'state.db'}")
     assert ledger_rows(state) == ledger_rows(clean / "state.db")

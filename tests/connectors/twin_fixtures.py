@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from connectors.sync import SyncEngine
@@ -18,6 +17,7 @@ from graph.embedded import stop_embedded
 from graph.store import GraphStore
 from ontology.core import load_core
 from ontology.model import Ontology
+from tests.server_leaks import falkordb_processes_under
 
 
 @dataclass
@@ -33,19 +33,6 @@ class TwinEnv:
         return SyncEngine(self.store, self.state_url, **options)
 
 
-def falkordb_servers_under(path: Path) -> list[psutil.Process]:
-    """Live FalkorDB (redis-server) processes whose working directory lies under `path`."""
-    root = path.resolve()
-    found = []
-    for process in psutil.process_iter(["name", "status"]):
-        if process.info["name"] != "redis-server" or process.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            if Path(process.cwd()).is_relative_to(root):
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +55,7 @@ def twin(tmp_path: Path, core: Ontology) -> Iterator[TwinEnv]:
     finally:
         store.close()
         stop_embedded(tmp_path / "graph")
-        assert falkordb_servers_under(tmp_path) == [], "a FalkorDB server outlived its test"
+        assert falkordb_processes_under(tmp_path) == [], "a FalkorDB server outlived its test"
 
 
 def snapshot(store: GraphStore) -> tuple[dict[str, tuple[str, dict[str, Any]]], set[tuple[str, str, str, str]]]:

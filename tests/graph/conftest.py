@@ -5,25 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from graph.embedded import EmbeddedHandle, open_embedded, stop_embedded
-
-
-def falkordb_processes_under(path: Path) -> list[psutil.Process]:
-    """Live redis-server processes whose working directory (their data dir) lies under `path`."""
-    root = path.resolve()
-    found = []
-    for process in psutil.process_iter(["name", "status"]):
-        if process.info["name"] != "redis-server" or process.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            if Path(process.cwd()).is_relative_to(root):
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
+from tests.server_leaks import falkordb_processes_under
 
 
 @pytest.fixture(scope="session", autouse=True)
