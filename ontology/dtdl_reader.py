@@ -553,7 +553,7 @@ class _Reader:
             writable=bool(writable),
             required=bool(meta.get("required", False)),
             classification=meta.get("classification"),
-            unit=unit,
+            unit=unit if unit is not None else meta.get("unit"),
             semantic_types=semantic,
             iri=meta.get("iri"),
             display_name=self._text(node, "displayName", path, source, version.max_display_name),

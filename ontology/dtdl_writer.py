@@ -190,8 +190,10 @@ class _Writer:
             meta["schema"] = encode_schema(prop.schema)
         else:
             element["schema"] = self._schema_value(prop.schema, local, owner, meta)
-        if prop.unit:
+        if prop.unit and prop.semantic_types:
             element["unit"] = prop.unit
+        elif prop.unit:  # DTDL allows a unit only with a semantic-type co-type (e.g. OWL-sourced properties lack one)
+            meta["unit"] = prop.unit
         if kind == "Property" and prop.writable:
             element["writable"] = True
         if prop.required:

@@ -1,0 +1,53 @@
+"""`twin graph stats|query|impact|stop` from the command line, on a real embedded graph in a data directory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from api.cli import app
+from api.settings import get_settings
+from graph.model import Link, Twin
+from graph.store import GraphStore
+from ontology.core import load_core
+from tests.server_leaks import falkordb_processes_under
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    data = tmp_path / "twin"
+    monkeypatch.setenv("TWIN_DATA_DIR", str(data))
+    get_settings.cache_clear()
+    store = GraphStore.open(f"falkordb+embedded://{data / 'graph'}", load_core())
+    store.upsert_twins([Twin("s1", "Supplier", {"name": "Acme Castings"}),
+                        Twin("m1", "Material", {"name": "Housing"}),
+                        Twin("p1", "Product", {"name": "Pump", "sku": "HP-1"})])
+    store.upsert_links([Link("supplies", "s1", "m1"), Link("partOf", "m1", "p1")])
+    store.close()
+    yield data
+    get_settings.cache_clear()
+    assert falkordb_processes_under(tmp_path) == [], "a command left the embedded server running"
+
+
+def test_stats_query_and_impact(data_dir: Path) -> None:
+    stats = json.loads(runner.invoke(app, ["graph", "stats", "--json"]).output)
+    assert stats["twins"] == 3 and stats["by_type"] == {"supplies": 1, "partOf": 1}
+    rows = runner.invoke(app, ["graph", "query", "MATCH (n:Item) RETURN n.uid ORDER BY n.uid"])
+    assert rows.exit_code == 0 and rows.output.split() == ['["m1"]', '["p1"]']
+    impact = json.loads(runner.invoke(app, ["graph", "impact", "s1", "--json"]).output)
+    assert [(h["uid"], h["depth"], h["via"]) for h in impact] == [("m1", 1, ["supplies"]),
+                                                                  ("p1", 2, ["supplies", "partOf"])]
+
+
+def test_refusals_exit_1_with_a_message(data_dir: Path) -> None:
+    write = runner.invoke(app, ["graph", "query", "MATCH (n) DETACH DELETE n"])
+    assert write.exit_code == 1 and "read-only" in write.output
+    missing = runner.invoke(app, ["graph", "impact", "nobody"])
+    assert missing.exit_code == 1 and "nobody" in missing.output
+    assert json.loads(runner.invoke(app, ["graph", "stats", "--json"]).output)["twins"] == 3
