@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,8 +21,9 @@ from api.compiler import RootQueries
 from api.context import RequestContext
 from api.errors import ApiError
 from api.jobs import JobRunner
+from api.json_codec import JsonResponse, loads
 from api.limits import limit_extensions
-from api.metrics import ApiMetrics
+from api.metrics import ApiMetrics, RequestMetrics
 from api.mutations import RESOLVERS as MUTATION_RESOLVERS
 from api.records import RESOLVERS as RECORD_RESOLVERS
 from api.runtime import Runtime
@@ -65,6 +66,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The ontology, schema and policy live as long as the app: keeping their ~200k objects out of the garbage
+        # collector's full passes removes ~100 ms pauses that stalled every request in flight.
+        gc.freeze()
         yield
         services.jobs.close()
         services.trail.close()
@@ -83,15 +87,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     _graphql_routes(app, services, settings.api_graphiql, settings.api_query_timeout_ms)
     mount_console(app)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        label = getattr(route, "path", "other")
-        services.metrics.requests.labels(label, request.method, str(response.status_code)).inc()
-        services.metrics.latency.labels(label).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(RequestMetrics, metrics=services.metrics)
 
     return app
 
@@ -134,7 +130,7 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
     async def graphql(request: Request) -> Response:
         policy = services.policy
         try:
-            body = await request.json()
+            body = loads(await request.body())
         except ValueError:
             return JSONResponse(_error_body("the request body must be JSON: {\"query\": ..., \"variables\": {...}}",
                                             {"code": "BAD_REQUEST"}), 400)
@@ -177,4 +173,4 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
             payload["errors"] = errors
         payload["extensions"] = extensions
         request_error = result.data is None and bool(errors) and not any(e.get("path") for e in errors)
-        return JSONResponse(payload, 400 if request_error else 200)
+        return JsonResponse(payload, 400 if request_error else 200)

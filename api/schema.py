@@ -16,7 +16,8 @@ Shape of the generated schema (see tests/api/snapshots/schema.graphql for the co
 
 Resolution does not go through Strawberry resolvers: each root field is compiled into one Cypher query
 (api/compiler.py) whose result is already shaped like the response, so every nested field reads its value by
-response key (`info.path.key`). `TwinSchema.bind` attaches the root resolvers.
+response key (`info.path.key`). `TwinSchema.bind` attaches the root resolvers. The schema executes with
+`api.completion.CompletedExecutionContext`, which completes such results without a graphql-core call per field.
 """
 
 from __future__ import annotations
@@ -808,8 +809,11 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
         b.field("deleteLinks", "WriteResult", args=[("links", "List[LinkKeyInput]")],
                 description="Delete relationships."),
     ])
+    from api.completion import CompletedExecutionContext  # it reads this module's resolvers: imported late
+
     schema = _QuietSchema(query=query, mutation=mutation, types=object_types, extensions=list(extensions),
-                          config=StrawberryConfig(scalar_map=SCALAR_MAP))
+                          config=StrawberryConfig(scalar_map=SCALAR_MAP),
+                          execution_context_class=CompletedExecutionContext)
     result = TwinSchema(schema, plan)
     _install_resolvers(result)
     return result

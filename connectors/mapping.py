@@ -61,6 +61,7 @@ import datetime as dt
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -315,7 +316,12 @@ class EntityMapping:
 
     def rule_name(self, prop: str) -> str:
         """The mapping rule id recorded in lineage, e.g. 'sample_hr.yaml#employees.salary'."""
-        return f"{Path(self.file).name}#{self.name}.{prop}"
+        return f"{self._rule_prefix}.{prop}"
+
+    @cached_property
+    def _rule_prefix(self) -> str:
+        """'<mapping file name>#<entity>' (computed once: rule ids are asked for per written value)."""
+        return f"{Path(self.file).name}#{self.name}"
 
 
 @dataclass(frozen=True)
@@ -336,6 +342,12 @@ class SourceMapping:
 
 
 # ---------------------------------------------------------------------------------------------------- loading
+# (file, text) -> (ontology, its class and schema counts, the checked mapping): a file read again unchanged against
+# the same, unchanged ontology is not parsed and checked again (the ontology only ever grows, so counts name its state)
+_checked: dict[tuple[str, str], tuple[Ontology, int, int, SourceMapping]] = {}
+_CHECKED_MAX = 64
+
+
 def load_mapping(path: Path | str, ontology: Ontology) -> SourceMapping:
     """Read and check a mapping file; MappingError lists every problem with file, line and term."""
     path = Path(path)
@@ -343,7 +355,15 @@ def load_mapping(path: Path | str, ontology: Ontology) -> SourceMapping:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError([MappingProblem(str(path), 0, "file", f"cannot read the mapping: {exc.strerror}")]) from None
-    return parse_mapping(text, ontology, str(path))
+    key = (str(path), text)
+    known = _checked.get(key)
+    if known is not None and known[0] is ontology and known[1:3] == (len(ontology.classes), len(ontology.schemas)):
+        return known[3]
+    mapping = parse_mapping(text, ontology, str(path))
+    if len(_checked) >= _CHECKED_MAX:
+        _checked.clear()
+    _checked[key] = (ontology, len(ontology.classes), len(ontology.schemas), mapping)
+    return mapping
 
 
 def parse_mapping(text: str, ontology: Ontology, file: str = "<mapping>") -> SourceMapping:

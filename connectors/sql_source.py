@@ -25,6 +25,10 @@ from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 from connectors.source import SourceError, SourceRecord, Watermark
 
 _engines: dict[str, Engine] = {}
+# (SQLite URL, table) -> (the table's CREATE statement, the table reflected): reflection costs several queries per
+# read, and a table whose CREATE statement is unchanged (ALTER TABLE rewrites it) has the same columns
+_reflected: dict[tuple[str, str], tuple[str, Table]] = {}
+_REFLECTED_MAX = 256
 
 
 def source_engine(url: str) -> Engine:
@@ -47,6 +51,9 @@ def dispose_source_engine(url: str) -> None:
     engine = _engines.pop(url, None)
     if engine is not None:
         engine.dispose()
+
+
+_PLAIN = frozenset({str, int, float, bool})  # types handed on as they are (checked inline: one call less per value)
 
 
 def plain_value(value: Any) -> Any:
@@ -126,7 +133,7 @@ class SqlSource:
             return self._selectable
         try:
             if self._table_name is not None:
-                selectable = Table(self._table_name, MetaData(), schema=self._schema, autoload_with=self.engine)
+                selectable = self._reflect_table()
             else:
                 with self.engine.connect() as conn:
                     names = list(conn.execute(text(f"SELECT * FROM ({self._query}) q WHERE 1 = 0")).keys())
@@ -144,6 +151,25 @@ class SqlSource:
                               model=self.name)
         self._selectable = selectable
         return selectable
+
+    def _reflect_table(self) -> Table:
+        """The table as reflected; on SQLite reused while the table's CREATE statement stays the same."""
+        assert self._table_name is not None
+        if self.engine.dialect.name != "sqlite" or self._schema is not None:
+            return Table(self._table_name, MetaData(), schema=self._schema, autoload_with=self.engine)
+        with self.engine.connect() as conn:
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                       (self._table_name,)).scalar()
+        key = (self.url, self._table_name)
+        known = _reflected.get(key)
+        if ddl is not None and known is not None and known[0] == ddl:
+            return known[1]
+        table = Table(self._table_name, MetaData(), schema=self._schema, autoload_with=self.engine)
+        if ddl is not None:
+            if len(_reflected) >= _REFLECTED_MAX:
+                _reflected.clear()
+            _reflected[key] = (ddl, table)
+        return table
 
     def _base(self) -> Any:
         source = self.selectable
@@ -186,7 +212,8 @@ class SqlSource:
                 return
             batch = []
             for row in rows:
-                fields = {name: plain_value(value) for name, value in zip(names, row)}
+                fields = {name: value if value is None or type(value) in _PLAIN else plain_value(value)
+                          for name, value in zip(names, row)}
                 key = "|".join(str(row[i]) for i in key_index)
                 batch.append(SourceRecord(key, fields, _as_utc(row[wm_index]) if wm_index is not None else None))
             yield batch

@@ -6,12 +6,15 @@ Guarantees (see also connectors/sync_state.py):
 * **Full and incremental runs.** A full run reads every record; an incremental run reads records changed at or
   after the entity's committed watermark. A full run also writes unchanged records again (repairing the graph
   after outside edits) but records lineage only for values that changed.
-* **Idempotent, resumable.** Each page of records is one batch: graph writes first (idempotent upserts), then
-  lineage, then — in one relational transaction — the ledger, pending links, quarantine rows and telemetry. The
-  watermark is committed only after the entity's last batch is durable. A process killed anywhere loses nothing
-  (the watermark was not advanced, so the records are read again) and duplicates nothing (twins and links are
-  upserts by uid; the ledger recognises records already written; a batch whose lineage became durable before a
-  crash is found in the batch journal and the lineage store, and its lineage is not written twice).
+* **Idempotent, resumable.** Each page of records is one batch: graph writes first (idempotent upserts), then —
+  in one relational transaction — its lineage, ledger entries, pending links, quarantine rows and telemetry. (When
+  the lineage store lives in another database its records are stored just before that transaction, under a batch
+  journal entry.) Batches are committed in order on a background thread while the next page is mapped and written
+  to the graph; the watermark is committed only after the entity's last batch is durable. A process killed
+  anywhere loses nothing (the watermark was not advanced, so the records are read again) and duplicates nothing
+  (twins and links are upserts by uid; the ledger recognises records already written; lineage commits with the
+  ledger, or — in another database — a batch whose lineage became durable before a crash is found in the batch
+  journal and the lineage store, and its lineage is not written twice).
 * **Deletions** are detected on full runs (ledger keys the source no longer has) and from records a source marks
   deleted. Rule: the twin a deleted record fed is deleted only when no other ledger entry (of any connector or
   entity) still feeds it; otherwise only the links that record produced are removed and the twin stays, with the
@@ -26,13 +29,16 @@ Guarantees (see also connectors/sync_state.py):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
+import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -44,7 +50,16 @@ from connectors.source import Source, SourceRecord, Watermark
 from connectors.sync_state import LedgerEntry, PendingLink, SyncState, payload_text
 from connectors.telemetry import Reading, TelemetryStore
 from connectors.transforms import TransformError, cast_value
-from governance.lineage import DatasetRef, LineageStore, ProvenanceRecord, RunKind, RunStatus, lineage_record_table
+from governance.lineage import (
+    DatasetRef,
+    FedValue,
+    FedValues,
+    LineageStore,
+    ProvenanceRecord,
+    RunKind,
+    RunStatus,
+    lineage_record_table,
+)
 from graph.errors import BatchRejected
 from graph.model import Link, Twin
 from graph.store import GraphStore
@@ -135,7 +150,9 @@ class _Item:
     digest: str = ""
     accepted: bool = True
     own_cls: str | None = None
-    text: str | None = None
+    text: str | None = None  # the canonical text of `stored`
+    stored: dict[str, Any] | None = None  # the ledger payload as digested (while the class stays `stored_cls`)
+    stored_cls: str | None = None
 
     def __post_init__(self) -> None:
         self.own_cls = self.cls
@@ -236,6 +253,103 @@ class _RecordMapper:
         return _Item(record, natural, natural, None, {}, [(rule.type, source, target, props)], {rule.type: rule})
 
 
+class _CollectorPacing:
+    """While runs are going on, the cyclic garbage collector scans less often and skips the heap that existed before.
+
+    A run allocates millions of short-lived containers (records, mapped items, rows); with the default thresholds
+    the collector re-scanned the whole long-lived heap (ontology, drivers) dozens of times per 100k records — a third
+    of a full run's time. Only collection timing changes: reference counting still frees almost everything at once,
+    and cycles are collected a little later. Nested and concurrent runs share one setting; the last one restores it.
+    """
+
+    _lock = threading.Lock()
+    _active = 0
+    _saved: tuple[int, int, int] = (700, 10, 10)
+    GEN0 = 10_000
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if _CollectorPacing._active == 0:
+                saved = gc.get_threshold()
+                _CollectorPacing._saved = (saved[0], saved[1], saved[2])
+                gc.freeze()  # what exists before the run is not garbage of the run: do not rescan it
+                gc.set_threshold(max(saved[0], self.GEN0), saved[1], saved[2])
+            _CollectorPacing._active += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            _CollectorPacing._active -= 1
+            if _CollectorPacing._active == 0:
+                gc.set_threshold(*_CollectorPacing._saved)
+                gc.unfreeze()
+
+
+@dataclass
+class _Batch:
+    """A page the graph has taken, waiting to be made durable: what the ledger, lineage and side tables get."""
+
+    entity: EntityMapping
+    accepted: list[_Item]  # changed items the graph took (ledger entries, lineage)
+    unwritten: set[tuple[str, str, str]]  # links not written (no lineage for them)
+    with_lineage: bool  # False when a crashed attempt at this batch already stored its lineage
+    removed: list[tuple[str, str, str]]  # links the records no longer produce (dropped from pending)
+    pending: list[PendingLink]
+    rejected: list[QuarantinedRow]
+    readings: list[Reading]
+    batch_id: str | None  # the batch journal entry to close (lineage in another database only)
+
+
+class _Committer:
+    """Commits a run's batches in order on one background thread, while the run maps and writes the next page.
+
+    The relational commit (lineage digests and inserts, ledger upserts) then overlaps the graph round trips of the
+    next batch. Order and crash safety are those of committing inline: every batch is made durable in one
+    transaction after its graph writes; a watermark is submitted after its entity's batches, and once one commit
+    fails no later work (no watermark) is committed. `drain()` waits for everything submitted and raises the first
+    failure; the run drains before deletions, pending links and its end.
+    """
+
+    DEPTH = 2  # batches in flight at most (bounds memory)
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-commit")
+        self._queued: deque[Future[None]] = deque()
+        self._failed = False
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Queue `work` after everything submitted before; raises a failure of earlier work."""
+        self._collect_done()
+        while len(self._queued) >= self.DEPTH:
+            self._queued.popleft().result()
+        self._queued.append(self._pool.submit(self._guarded, work))
+
+    def _guarded(self, work: Callable[[], None]) -> None:
+        if self._failed:  # an earlier commit failed: commit nothing after it
+            return
+        try:
+            work()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _collect_done(self) -> None:
+        while self._queued and self._queued[0].done():
+            self._queued.popleft().result()
+
+    def drain(self) -> None:
+        """Wait until everything submitted is committed; raises the first failure."""
+        while self._queued:
+            self._queued.popleft().result()
+
+    def close(self) -> None:
+        """Drain (raising a failure) and stop the thread."""
+        try:
+            self.drain()
+        finally:
+            self._queued.clear()
+            self._pool.shutdown(wait=True)
+
+
 @dataclass
 class _Run:
     """State of one run."""
@@ -248,6 +362,7 @@ class _Run:
     progress: Callable[[str, int, int | None], None] | None
     has_merges: bool
     open_quarantine: dict[str, set[str]]
+    committer: _Committer | None = None
 
 
 class SyncEngine:
@@ -270,6 +385,8 @@ class SyncEngine:
         self.identity = IdentityResolver(state_url)
         self.telemetry = TelemetryStore(state_url)
         self.lineage = lineage or LineageStore(state_url)
+        # lineage in the sync state's own database commits in the batch's ledger transaction (no batch journal)
+        self._lineage_with_state = self.lineage.engine is self.state.engine
         self.audit_url = audit_url
         self.actor = actor
         self.keep_values = keep_values
@@ -305,13 +422,20 @@ class SyncEngine:
             )
             self.state.start_run(run_id, connector.name, mode, resumed=bool(report.resumed_from))
         ctx = _Run(connector, mode, dry_run, run_id, report, progress, self.identity.has_merges(),
-                   self.quarantine.open_keys(connector.name))
+                   self.quarantine.open_keys(connector.name), None if dry_run else _Committer())
         try:
-            for entity in chosen:
-                self._sync_entity(ctx, entity)
-            if not dry_run:
-                self._retry_pending(ctx)
-                self.state.clear_journal(connector.name)
+            try:
+                with _CollectorPacing():
+                    for entity in chosen:
+                        self._sync_entity(ctx, entity)
+                    if ctx.committer is not None:
+                        ctx.committer.drain()
+                    if not dry_run:
+                        self._retry_pending(ctx)
+                        self.state.clear_journal(connector.name)
+            finally:
+                if ctx.committer is not None:  # what was submitted is committed (or failed) before the run ends
+                    ctx.committer.close()
             report.status = "completed"
         except BaseException as exc:
             report.status = "failed"
@@ -370,6 +494,7 @@ class SyncEngine:
                     ctx.progress(entity.name, report.read, total)
                 clock = time.perf_counter()
             if ctx.mode == "full" and entity.ledger:
+                # keys of batches still being committed are in `seen`: the difference needs no drain
                 gone = sorted(self.state.ledger_keys(ctx.connector.name, entity.name) - seen)
                 if gone:
                     self._delete(ctx, entity, gone, report)
@@ -378,8 +503,14 @@ class SyncEngine:
             if callable(closer):
                 closer()
         if not ctx.dry_run and newest is not None and entity.watermark is not None:
-            with self.state.engine.begin() as conn:
-                self.state.commit_watermark(conn, ctx.connector.name, entity.name, Watermark(newest), ctx.run_id)
+            assert ctx.committer is not None
+            mark = Watermark(newest)
+            ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, mark))
+
+    def _commit_watermark(self, ctx: _Run, entity: EntityMapping, mark: Watermark) -> None:
+        """Advance an entity's watermark (submitted after its batches, so committed only after they are)."""
+        with self.state.engine.begin() as conn:
+            self.state.commit_watermark(conn, ctx.connector.name, entity.name, mark, ctx.run_id)
 
     # ----------------------------------------------------------------------------------------------- page
     def _page(self, ctx: _Run, entity: EntityMapping, mapper: _RecordMapper, page: list[SourceRecord],
@@ -430,7 +561,9 @@ class SyncEngine:
         if entity.ledger:
             ledger = self.state.ledger(name, entity.name, [it.record.key for it in items])
             for item in items:
-                item.text = payload_text(item.payload())
+                item.stored = item.payload()
+                item.stored_cls = item.cls
+                item.text = payload_text(item.stored)
                 item.digest = _digest({}, item.text)
                 item.old = ledger.get(item.record.key)
                 if item.old is None:
@@ -565,7 +698,7 @@ class SyncEngine:
         # the batch journal: a crashed attempt at this very batch may have made its lineage durable already
         batch_id = None
         lineage_done = False
-        if changed and entity.ledger:
+        if changed and entity.ledger and not self._lineage_with_state:
             batch_id = _digest({"c": name, "e": entity.name,
                                 "i": [[it.record.key, it.old.digest if it.old else "", it.digest] for it in changed]})
             previous = self.state.journal(batch_id)
@@ -610,14 +743,6 @@ class SyncEngine:
         report.links_written += self._upsert_links(ctx, entity, link_items, rejected, pending, unwritten)
         timings["graph"] += time.perf_counter() - clock
 
-        clock = time.perf_counter()
-        if not lineage_done:
-            records = self._provenance(ctx, entity, [it for it in changed if it.accepted], unwritten)
-            if records:
-                self.lineage.record(records)
-        timings["lineage"] += time.perf_counter() - clock
-
-        clock = time.perf_counter()
         accepted = [it for it in changed if it.accepted]
         for item in accepted:
             setattr(report, item.status, getattr(report, item.status) + 1)
@@ -626,25 +751,52 @@ class SyncEngine:
         report.quarantined += len(rejected)
         report.pending_links += len(pending)
         ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
+        readings = [r for it in items if it.accepted for r in it.readings]
+        batch = _Batch(entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id)
+        assert ctx.committer is not None
+        ctx.committer.submit(lambda: self._commit(ctx, batch))
+
+    def _commit(self, ctx: _Run, batch: _Batch) -> None:
+        """Make a batch the graph has taken durable: its lineage, then in one transaction its ledger entries,
+        pending links, quarantine rows and readings (with lineage too when it lives in the same database)."""
+        timings = ctx.report.timings
+        name = ctx.connector.name
+        entity = batch.entity
+        accepted = batch.accepted
+        clock = time.perf_counter()
+        fed = self._provenance(ctx, entity, accepted, batch.unwritten) if batch.with_lineage else None
+        if fed is not None and not self._lineage_with_state:
+            self.lineage.record_values(fed)
+            fed = None
+        timings["lineage"] += time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        removed = batch.removed
         with self.state.engine.begin() as conn:
+            if fed is not None:  # the batch's lineage and its ledger entries commit together, or neither does
+                started = time.perf_counter()
+                self.lineage.record_values(fed, conn)
+                timings["lineage"] += time.perf_counter() - started
+                clock += time.perf_counter() - started
             if entity.ledger:
                 self.state.write_ledger(conn, [
-                    LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.payload(),
-                                it.text if it.cls == it.own_cls or it.cls is None else None) for it in accepted
+                    LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.stored, it.text)
+                    if it.stored is not None and it.cls == it.stored_cls else
+                    LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.payload())
+                    for it in accepted
                 ], ctx.run_id)
             if removed:
                 self.state.drop_pending(conn, removed)
-            self.state.add_pending(conn, pending)
-            self.quarantine.add(conn, rejected, ctx.run_id)
-            readings = [r for it in items if it.accepted for r in it.readings]
-            self.telemetry.append(conn, readings, ctx.run_id)
+            self.state.add_pending(conn, batch.pending)
+            self.quarantine.add(conn, batch.rejected, ctx.run_id)
+            self.telemetry.append(conn, batch.readings, ctx.run_id)
             open_keys = ctx.open_quarantine.get(entity.name)
             if open_keys:
                 taken = [it.record.key for it in accepted if it.record.key in open_keys]
                 if taken:
                     self.quarantine.resolve(conn, name, entity.name, taken, ctx.run_id)
-            if batch_id is not None:
-                self.state.close_batch(conn, batch_id)
+            if batch.batch_id is not None:
+                self.state.close_batch(conn, batch.batch_id)
         timings["commit"] += time.perf_counter() - clock
 
     def _lineage_exists(self, run_id: str, system: str, keys: Sequence[str]) -> bool:
@@ -752,44 +904,47 @@ class SyncEngine:
         return [i for i, (_, (t, s, _, _)) in enumerate(todo) if violation.path == f"{s}.{t}"]
 
     def _provenance(self, ctx: _Run, entity: EntityMapping, items: list[_Item],
-                    unwritten: set[tuple[str, str, str]]) -> list[ProvenanceRecord]:
+                    unwritten: set[tuple[str, str, str]]) -> FedValues | None:
         """One provenance record per property value (and link) this batch wrote that differs from last time."""
-        system = ctx.connector.mapping.system
-        run_id = ctx.run_id
-        keep = self.keep_values
-        rules = {rule.name: rule for rule in entity.properties}
-        meta = {name: (",".join(rule.source_fields) or None, entity.rule_name(name), rule.transform_text)
-                for name, rule in rules.items()}
-        records: list[ProvenanceRecord] = []
+        # (source field, mapping rule, transform) of each property and link type, worked out once per batch
+        meta = {rule.name: (",".join(rule.source_fields) or None, entity.rule_name(rule.name), rule.transform_text)
+                for rule in entity.properties}
+        link_meta: dict[str, tuple[str | None, str, str | None]] = {}
+        values: list[FedValue] = []
+        add = values.append
         for item in items:
-            old_props: Mapping[str, Any] = item.old.payload.get("p", {}) if item.old else {}
-            old_links = {(t, s, d): p for t, s, d, p in item.old.payload.get("l", [])} if item.old else {}
+            uid = item.uid
             key = item.record.key
+            old = item.old
+            old_props: Mapping[str, Any] = old.payload.get("p", {}) if old is not None and old.payload.get("u") == uid \
+                else {}
             for prop, value in item.props.items():
-                if value is None or (prop in old_props and old_props[prop] == value and item.old is not None
-                                     and item.old.payload.get("u") == item.uid):
+                if value is None or (prop in old_props and old_props[prop] == value):
                     continue
-                source_field, rule_name, transform = meta[prop]
-                records.append(ProvenanceRecord.of(
-                    item.uid, prop, value, source_system=system, source_object=entity.name, record_key=key,
-                    run_id=run_id, source_field=source_field, mapping_rule=rule_name, transform=transform,
-                    keep_value=keep))
+                add(FedValue(uid, prop, value, key, *meta[prop]))
+            if not item.links:
+                continue
+            old_links = {(t, s, d): p for t, s, d, p in old.payload.get("l", [])} if old is not None else {}
             for t, s, d, p in item.links:
                 if old_links.get((t, s, d)) == p or (t, s, d) in unwritten:
                     continue
-                link_rule = item.link_rules.get(t)
-                fields = ",".join(link_rule.target_fields) if link_rule else None
-                records.append(ProvenanceRecord.of(
-                    s, f"link:{t}", {"target": d, **p}, source_system=system, source_object=entity.name,
-                    record_key=key, run_id=run_id, source_field=fields,
-                    mapping_rule=entity.rule_name(f"links.{t}"),
-                    transform=f"target:{link_rule.target_text}" if link_rule else None, keep_value=keep))
-        return records
+                about = link_meta.get(t)
+                if about is None:
+                    link_rule = item.link_rules.get(t)
+                    about = link_meta[t] = (
+                        ",".join(link_rule.target_fields) if link_rule else None, entity.rule_name(f"links.{t}"),
+                        f"target:{link_rule.target_text}" if link_rule else None)
+                add(FedValue(s, f"link:{t}", {"target": d, **p}, key, *about))
+        if not values:
+            return None
+        return FedValues(ctx.run_id, ctx.connector.mapping.system, entity.name, values, self.keep_values)
 
     # --------------------------------------------------------------------------------------------- delete
     def _delete(self, ctx: _Run, entity: EntityMapping, keys: Sequence[str], report: EntityReport) -> None:
         """Remove what deleted source records fed (see the deletion rule in the module docstring)."""
         name = ctx.connector.name
+        if ctx.committer is not None:  # decide on committed ledger entries only
+            ctx.committer.drain()
         entries = self.state.ledger(name, entity.name, keys)
         if not entries:
             return

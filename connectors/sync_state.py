@@ -108,6 +108,7 @@ sync_run_table = Table(
 )
 
 _CHUNK = 2_000  # keys per IN (...) query
+_LEDGER_COLUMNS = ("connector", "entity", "record_key", "uid", "digest", "payload", "run_id")
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,11 @@ class SyncState:
         create_tables(self.engine, metadata)
         self._ledger_upsert = upsert_statement(self.engine, sync_record_table, ["connector", "entity", "record_key"],
                                                ["uid", "digest", "payload", "run_id"])
+        self._ledger_upsert_sql: str | None = None
+        if self.engine.dialect.name == "sqlite":  # compiled once, run as one driver executemany of row tuples
+            compiled = self._ledger_upsert.compile(dialect=self.engine.dialect, column_keys=list(_LEDGER_COLUMNS))
+            if tuple(compiled.positiontup or ()) == _LEDGER_COLUMNS:
+                self._ledger_upsert_sql = str(compiled)
         self._pending_upsert = upsert_statement(
             self.engine, sync_pending_link_table, ["type", "source", "target"],
             ["connector", "system", "entity", "record_key", "rule", "properties", "reason"],
@@ -286,13 +292,13 @@ class SyncState:
         """Upsert ledger entries inside the caller's transaction."""
         if not entries:
             return
-        rows = [
-            {"connector": e.connector, "entity": e.entity, "record_key": e.record_key, "uid": e.uid,
-             "digest": e.digest, "payload": e.payload_text or payload_text(e.payload), "run_id": run_id}
-            for e in entries
-        ]
+        rows = [(e.connector, e.entity, e.record_key, e.uid, e.digest, e.payload_text or payload_text(e.payload), run_id)
+                for e in entries]
         for chunk in _chunks(rows, 5_000):
-            conn.execute(self._ledger_upsert, list(chunk))
+            if self._ledger_upsert_sql is not None:
+                conn.exec_driver_sql(self._ledger_upsert_sql, list(chunk))
+            else:
+                conn.execute(self._ledger_upsert, [dict(zip(_LEDGER_COLUMNS, row)) for row in chunk])
 
     def drop_ledger(self, conn: Connection, connector: str, entity: str, keys: Sequence[str]) -> None:
         """Remove ledger entries inside the caller's transaction."""

@@ -453,15 +453,14 @@ class Template:
 
     def render(self, record: Mapping[str, Any]) -> str:
         """The template filled from the record; a missing or empty field raises TransformError naming it."""
-        values: dict[str, str] = {}
-        for name in self.fields:
+        out = self.source
+        for name in self.fields:  # (replacing as we go: a later empty field raises before `out` is used)
             value = record.get(name)
             if value is None or value == "":
                 raise TransformError("template", f"field {name!r} of {self.source!r} is empty")
-            values[name] = _to_string(value)
-        out = self.source
-        for name, value in values.items():
-            out = out.replace("{" + name + "}", value)
+            kind = type(value)
+            out = out.replace("{" + name + "}", value if kind is str else str(value) if kind is int else
+                              _to_string(value))
         return out.replace("{{", "{").replace("}}", "}")
 
     def render_or_none(self, record: Mapping[str, Any]) -> str | None:

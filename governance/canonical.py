@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 from uuid import UUID
 
@@ -27,11 +29,46 @@ def _encode_extra(value: Any) -> Any:
     raise TypeError(f"value of type {type(value).__name__} has no canonical JSON form")
 
 
+def _scalar_json(value: Any) -> str | None:
+    """The JSON text json.dumps gives a str, int, bool, None or finite float; None for anything else."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
+
+
 def canonical_json(value: Any) -> str:
     """The canonical JSON text of `value`: sorted keys, no whitespace, UTF-8 characters kept, NaN refused."""
+    # Scalars (most twin values) and flat maps of them (link values) take a fast path giving byte for byte what
+    # json.dumps gives them; everything else goes through json.dumps.
+    text = _scalar_json(value)
+    if text is not None:
+        return text
+    if type(value) is dict and all(type(key) is str for key in value):
+        parts = []
+        for key in sorted(value):
+            item = _scalar_json(value[key])
+            if item is None:
+                break
+            parts.append(f"{encode_basestring(key)}:{item}")
+        else:
+            return "{" + ",".join(parts) + "}"
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_encode_extra
     )
+
+
+def text_digest(text: str) -> str:
+    """Hex SHA-256 of a canonical JSON text (for callers that keep the text too: encode once, hash once)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sha256_digest(value: Any) -> str:

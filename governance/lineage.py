@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
-from governance.canonical import canonical_json, parse_utc_text, sha256_digest, utc_text
+from governance.canonical import canonical_json, parse_utc_text, sha256_digest, text_digest, utc_text
 from governance.errors import LineageError
 from graph.relational import relational_engine
 
@@ -167,6 +168,32 @@ class ProvenanceRecord:
         return sha256_digest(value) == self.value_digest
 
 
+class FedValue(NamedTuple):
+    """One value a source record fed into a twin property (or a link), with the mapping rule that produced it."""
+
+    twin_uid: str
+    property: str
+    value: Any
+    record_key: str
+    source_field: str | None = None
+    mapping_rule: str | None = None
+    transform: str | None = None
+
+
+@dataclass(frozen=True)
+class FedValues:
+    """The values one run took from one source object (a connector's batch): their shared provenance and each value.
+
+    Stored as one ProvenanceRecord per value, exactly as `ProvenanceRecord.of` would make it, only cheaper.
+    """
+
+    run_id: str
+    source_system: str
+    source_object: str
+    values: Sequence[FedValue]
+    keep_values: bool = True
+
+
 class FedProperty(NamedTuple):
     """A twin property fed by a source record."""
 
@@ -175,6 +202,9 @@ class FedProperty(NamedTuple):
 
 
 _INSERT_CHUNK = 10_000
+# lineage_record's columns (all but the id) in the order record rows are built as tuples
+_COLUMNS = ("twin_uid", "property", "value_digest", "value", "erased_at", "source_system", "source_object",
+            "record_key", "source_field", "run_id", "mapping_rule", "transform", "recorded_at")
 
 
 class LineageStore:
@@ -190,12 +220,11 @@ class LineageStore:
             except (OperationalError, IntegrityError, ProgrammingError):
                 if attempt == 4:
                     raise
-        self._insert_sql: tuple[str, tuple[str, ...]] | None = None
+        self._insert_sql: str | None = None
         if self.engine.dialect.name == "sqlite":
-            compiled = insert(lineage_record_table).compile(
-                dialect=self.engine.dialect, column_keys=[c.name for c in lineage_record_table.columns if c.name != "id"]
-            )
-            self._insert_sql = (str(compiled), tuple(compiled.positiontup or ()))
+            compiled = insert(lineage_record_table).compile(dialect=self.engine.dialect, column_keys=list(_COLUMNS))
+            if tuple(compiled.positiontup or ()) == _COLUMNS:  # rows are built as tuples in this order
+                self._insert_sql = str(compiled)
 
     def start_run(
         self,
@@ -282,25 +311,52 @@ class LineageStore:
         if not records:
             return 0
         now = utc_text(datetime.now(UTC))
-        run_ids = {r.run_id for r in records}
-        t = lineage_run_table
-        try:
-            with self.engine.begin() as conn:
-                known = set(conn.scalars(select(t.c.run_id).where(t.c.run_id.in_(run_ids))))
-                missing = sorted(run_ids - known)
-                if missing:
-                    raise LineageError(f"provenance refers to unknown run id(s) {missing[:5]}; start_run first")
-                for start in range(0, len(records), _INSERT_CHUNK):
-                    rows = [_record_row(r, now) for r in records[start:start + _INSERT_CHUNK]]
-                    if self._insert_sql is not None:
-                        # SQLite: SQLAlchemy's compiled INSERT run as one driver executemany (≈1.7x Core's rate).
-                        sql, order = self._insert_sql
-                        conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
-                    else:
-                        conn.execute(insert(lineage_record_table), rows)
-        except DBAPIError as error:
-            raise LineageError(f"storing {len(records)} provenance records failed: {type(error.orig).__name__}") from error
+        rows = [_record_row(r, now) for r in records]
+        self._store(None, {r.run_id for r in records}, rows)
         return len(records)
+
+    def record_values(self, fed: FedValues, conn: Connection | None = None) -> int:
+        """Store one record per fed value (digest of its canonical JSON, the value too when kept); returns how many.
+
+        With `conn` (a transaction on this store's database) the records commit with the caller's other writes —
+        a connector commits its batch's lineage and its sync ledger at once; without, in a transaction of their own.
+        """
+        if not fed.values:
+            return 0
+        now = utc_text(datetime.now(UTC))
+        run_id, system, obj, keep = fed.run_id, fed.source_system, fed.source_object, fed.keep_values
+        rows = []
+        for uid, prop, value, key, source_field, rule, transform in fed.values:
+            text = canonical_json(value)  # encoded once: hashed, and stored when kept
+            rows.append((uid, prop, text_digest(text), text if keep else None, None, system, obj, key, source_field,
+                         run_id, rule, transform, now))
+        self._store(conn, {run_id}, rows)
+        return len(rows)
+
+    def _store(self, conn: Connection | None, run_ids: set[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert record rows (tuples in `_COLUMNS` order) after checking their runs exist."""
+        try:
+            if conn is None:
+                with self.engine.begin() as own:
+                    self._insert(own, run_ids, rows)
+            else:
+                self._insert(conn, run_ids, rows)
+        except DBAPIError as error:
+            raise LineageError(f"storing {len(rows)} provenance records failed: {type(error.orig).__name__}") from error
+
+    def _insert(self, conn: Connection, run_ids: set[str], rows: list[tuple[Any, ...]]) -> None:
+        t = lineage_run_table
+        known = set(conn.scalars(select(t.c.run_id).where(t.c.run_id.in_(run_ids))))
+        missing = sorted(run_ids - known)
+        if missing:
+            raise LineageError(f"provenance refers to unknown run id(s) {missing[:5]}; start_run first")
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start:start + _INSERT_CHUNK]
+            if self._insert_sql is not None:
+                # SQLite: SQLAlchemy's compiled INSERT run as one driver executemany (≈1.7x Core's rate).
+                conn.exec_driver_sql(self._insert_sql, chunk)
+            else:
+                conn.execute(insert(lineage_record_table), [dict(zip(_COLUMNS, row)) for row in chunk])
 
     def where_from(self, twin_uid: str, property: str | None = None, limit: int | None = None) -> list[ProvenanceRecord]:
         """Where a twin's values (or one property's) came from, latest first."""
@@ -373,15 +429,14 @@ def _to_run(row: Mapping[str, Any]) -> RunRecord:
     )
 
 
-def _record_row(record: ProvenanceRecord, now: str) -> dict[str, Any]:
-    return {
-        "twin_uid": record.twin_uid, "property": record.property, "value_digest": record.value_digest,
-        "value": canonical_json(record.value) if record.has_value else None, "erased_at": None,
-        "source_system": record.source_system, "source_object": record.source_object,
-        "record_key": record.record_key, "source_field": record.source_field, "run_id": record.run_id,
-        "mapping_rule": record.mapping_rule, "transform": record.transform,
-        "recorded_at": utc_text(record.recorded_at) if record.recorded_at else now,
-    }
+def _record_row(record: ProvenanceRecord, now: str) -> tuple[Any, ...]:
+    """The record as a row tuple in `_COLUMNS` order."""
+    return (
+        record.twin_uid, record.property, record.value_digest,
+        canonical_json(record.value) if record.has_value else None, None,
+        record.source_system, record.source_object, record.record_key, record.source_field, record.run_id,
+        record.mapping_rule, record.transform, utc_text(record.recorded_at) if record.recorded_at else now,
+    )
 
 
 def _to_record(row: Mapping[str, Any]) -> ProvenanceRecord:

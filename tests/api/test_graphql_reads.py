@@ -128,3 +128,20 @@ def test_viewer_sees_no_people_and_hr_only_its_subtree(api: ApiHarness) -> None:
     assert all("@" in n["email"] for n in hr["nodes"])
     assert api.data('{ twin(uid: "emp-01") { uid } }', role="hr", org_unit="u-eng")["twin"] is None
     assert api.data('{ twin(uid: "emp-01") { uid } }', role="hr")["twin"] is None  # no org unit in the token
+
+
+def test_variables_inside_the_selection_set_are_honoured(api: ApiHarness) -> None:
+    query = """
+    query Nested($n: Int, $withParent: Boolean!) {
+      orgUnits(first: 10, orderBy: [{field: uid}]) {
+        nodes { uid hasMember(first: $n) { totalCount nodes { uid } } partOf @include(if: $withParent) { totalCount } }
+      }
+    }"""
+    one = api.data(query, {"n": 1, "withParent": False})["orgUnits"]["nodes"]
+    crowded = [u for u in one if u["hasMember"]["totalCount"] > 1]
+    assert crowded, "the sample needs a unit with several members"
+    assert all(len(u["hasMember"]["nodes"]) == 1 for u in crowded)
+    assert all("partOf" not in u for u in one)
+    more = api.data(query, {"n": 50, "withParent": True})["orgUnits"]["nodes"]
+    assert all(len(u["hasMember"]["nodes"]) == u["hasMember"]["totalCount"] for u in more)
+    assert all("partOf" in u for u in more)

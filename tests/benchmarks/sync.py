@@ -13,15 +13,18 @@ import cProfile
 import json
 import pstats
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from connectors.registry import ConnectorRegistry
-from connectors.sample_enterprise import generate_sample, mutate_sample
-from connectors.sync import SyncEngine
-from graph.store import GraphStore
-from ontology.core import load_core
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
+
+from connectors.registry import ConnectorRegistry  # noqa: E402
+from connectors.sample_enterprise import generate_sample, mutate_sample  # noqa: E402
+from connectors.sync import SyncEngine  # noqa: E402
+from graph.store import GraphStore  # noqa: E402
+from ontology.core import load_core  # noqa: E402
 
 CONNECTORS = ("sample-erp", "sample-hr", "sample-crm")
 ROWS_PER_PERSON = 19.7  # the sample enterprise's source rows per employee
