@@ -26,6 +26,8 @@ from api.limits import limit_extensions
 from api.metrics import ApiMetrics, RequestMetrics
 from api.mutations import RESOLVERS as MUTATION_RESOLVERS
 from api.records import RESOLVERS as RECORD_RESOLVERS
+from api.scenarios import MUTATION_RESOLVERS as SCENARIO_MUTATIONS
+from api.scenarios import QUERY_RESOLVERS as SCENARIO_QUERIES
 from api.runtime import Runtime
 from api.schema import TwinSchema, build_schema
 from governance.audit import Decision
@@ -94,9 +96,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
 def _bind(schema: TwinSchema) -> None:
     roots = RootQueries(schema.plan)
-    for name, resolver in {**roots.resolvers, **RECORD_RESOLVERS}.items():
+    for name, resolver in {**roots.resolvers, **RECORD_RESOLVERS, **SCENARIO_QUERIES}.items():
         schema.bind("Query", name, resolver)
-    for name, resolver in MUTATION_RESOLVERS.items():
+    for name, resolver in {**MUTATION_RESOLVERS, **SCENARIO_MUTATIONS}.items():
         schema.bind("Mutation", name, resolver)
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from api.errors import api_error
+
 log = logging.getLogger(__name__)
 
 
@@ -79,3 +81,16 @@ class JobRunner:
     def close(self) -> None:
         """Stop accepting jobs; wait for the running ones."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def describe_job_error(exc: Exception) -> str | None:
+    """The message of an error a job may report to its caller (domain errors), None for internal ones."""
+    from connectors.registry import RegistryError
+    from connectors.source import SourceError
+    from connectors.sync import SyncError
+    from simulation.errors import SimulationError
+
+    if isinstance(exc, (RegistryError, SourceError, SyncError, SimulationError)):
+        return str(exc)
+    error = api_error(exc)
+    return error.message if error else None

@@ -12,7 +12,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.errors import ApiError, api_error
+from api.errors import ApiError
+from api.jobs import describe_job_error
+from api.scenarios import start_study
 from api.metrics import CONTENT_TYPE
 from governance.audit import Decision
 from governance.identity import Subject
@@ -123,7 +125,7 @@ def operations_router(services: Any) -> APIRouter:
             report = engine.run(connector, body.mode, dry_run=body.dry_run, entities=body.entities)
             return {"runId": report.run_id, "status": report.status, "counts": report.counts, "error": report.error}
 
-        job = services.jobs.start("connector", name, subject.sub, "connector.run", work, _describe)
+        job = services.jobs.start("connector", name, subject.sub, "connector.run", work, describe_job_error)
         audit(subject, label, Decision.ALLOW, variables, detail={"job": job.id})
         return job.to_dict()
 
@@ -134,29 +136,12 @@ def operations_router(services: Any) -> APIRouter:
         label = "rest:scenario.run"
         allow(subject, "scenario.run", label, variables)
         from simulation.errors import SimulationError
-        from simulation.results import ResultsStore
-        from simulation.runner import executor_named
-        from simulation.scenario import parse_spec
-        from simulation.study import conduct_study
 
         try:
-            parsed = parse_spec(body.spec, "<api request>")
+            job = start_study(services, subject, body.spec, body.replications, body.executor)
         except SimulationError as exc:
             audit(subject, label, Decision.ALLOW, variables, detail={"error": "invalid spec"})
             raise HTTPException(422, detail=str(exc)) from None
-        scope = services.policy.read_scope(subject)
-
-        def work() -> dict[str, Any]:
-            completed = conduct_study(
-                parsed, runtime.store, ResultsStore(runtime.settings.resolved_database_url),
-                executor=executor_named(body.executor), lineage=runtime.lineage,
-                replications=body.replications, scope=scope,
-            )
-            return {"studyId": completed.study_id, "executor": completed.result.executor,
-                    "wallSeconds": completed.result.wall_seconds,
-                    "summaries": [_summary(s) for s in completed.result.summaries]}
-
-        job = services.jobs.start("scenario", parsed.spec.name, subject.sub, "scenario.read", work, _describe)
         audit(subject, label, Decision.ALLOW, variables, detail={"job": job.id})
         return job.to_dict()
 
@@ -172,23 +157,3 @@ def operations_router(services: Any) -> APIRouter:
         return job.to_dict()
 
     return router
-
-
-def _describe(exc: Exception) -> str | None:
-    """The message of an error a job may report to its caller (domain errors), None for internal ones."""
-    from connectors.registry import RegistryError
-    from connectors.source import SourceError
-    from connectors.sync import SyncError
-    from simulation.errors import SimulationError
-
-    if isinstance(exc, (RegistryError, SourceError, SyncError, SimulationError)):
-        return str(exc)
-    error = api_error(exc)
-    return error.message if error else None
-
-
-def _summary(summary: Any) -> dict[str, Any]:
-    from dataclasses import asdict, is_dataclass
-
-    data = asdict(summary) if is_dataclass(summary) else dict(vars(summary))
-    return {k: (v if isinstance(v, (int, float, str, bool, type(None), list, dict)) else str(v)) for k, v in data.items()}

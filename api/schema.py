@@ -12,7 +12,7 @@ Shape of the generated schema (see tests/api/snapshots/schema.graphql for the co
   inverse name when the ontology declares one (`hasMember`) or `<name>Inverse`; both take
   `where`/`orderBy`/`first`/`after`, and their edges carry the relationship's own properties.
 * Root fields: `twin(uid)`, one connection per class (`employees`, `assets`, ...), `search`, `impact`, `path`,
-  `aggregate`, `history`, `lineage`, `auditLog`; mutations are declared here and resolved in api/mutations.py.
+  `aggregate`, `history`, `lineage`, `auditLog`, `scenarios`, `scenarioRun`; mutations are declared here and resolved in api/mutations.py.
 
 Resolution does not go through Strawberry resolvers: each root field is compiled into one Cypher query
 (api/compiler.py) whose result is already shaped like the response, so every nested field reads its value by
@@ -265,6 +265,54 @@ class AuditRecord:
     hash: str
 
 
+@strawberry.type(description="One KPI of one scenario over the replications, and its difference to baseline.")
+class ScenarioSummary:
+    """Mean, 95 % confidence interval, P10/P90, paired difference to baseline, probability of a breach."""
+
+    scenario: str
+    kpi: str
+    n: int
+    mean: float
+    ciLow: float
+    ciHigh: float
+    p10: float
+    p90: float
+    diffMean: float | None
+    diffLow: float | None
+    diffHigh: float | None
+    pBreach: float | None
+
+
+@strawberry.type(description="A stored what-if study: its spec, seeds and results.")
+class ScenarioStudy:
+    """A study the results store keeps (re-running it reproduces these numbers)."""
+
+    id: strawberry.ID
+    name: str
+    createdAt: DateTime
+    replications: int
+    seed: int
+    modelVersion: str
+    twinStateTime: DateTime
+    executor: str
+    wallSeconds: float
+    spec: str
+    summaries: list[ScenarioSummary]
+
+
+@strawberry.type(description="A study started through the API (or a stored one): its status and, when done, results.")
+class ScenarioRun:
+    """Status of a background study; `study` is set once it has completed."""
+
+    id: strawberry.ID
+    name: str
+    status: str
+    startedAt: DateTime | None
+    finishedAt: DateTime | None
+    error: str | None
+    study: ScenarioStudy | None
+
+
 @strawberry.type(description="What a write did.")
 class WriteResult:
     """Counts of a write."""
@@ -335,13 +383,15 @@ _STATIC = {
     "AggregateMetric": AggregateMetric, "MetricValue": MetricValue, "AggregateRow": AggregateRow,
     "SearchHit": SearchHit, "ImpactHit": ImpactHit, "PathResult": PathResult, "HistoryEntry": HistoryEntry,
     "LineageRecord": LineageRecord, "AuditRecord": AuditRecord, "WriteResult": WriteResult, "TwinInput": TwinInput,
+    "ScenarioSummary": ScenarioSummary, "ScenarioStudy": ScenarioStudy, "ScenarioRun": ScenarioRun,
     "LinkInput": LinkInput, "LinkKeyInput": LinkKeyInput, "StringFilter": StringFilter, "IntFilter": IntFilter,
     "FloatFilter": FloatFilter, "BooleanFilter": BooleanFilter, "DateFilter": DateFilter,
     "DateTimeFilter": DateTimeFilter, "TimeFilter": TimeFilter, "DurationFilter": DurationFilter,
     "Date": Date, "DateTime": DateTime, "Time": Time, "Duration": Duration, "JSON": JSON,
 }
 SYSTEM_FIELDS = ("uid", "className", "labels")
-ROOT_FIELDS = ("twin", "search", "impact", "path", "aggregate", "history", "lineage", "auditLog")
+ROOT_FIELDS = ("twin", "search", "impact", "path", "aggregate", "history", "lineage", "auditLog", "scenarios",
+               "scenarioRun")
 
 # ------------------------------------------------------------------------------------------------------------- plan
 
@@ -797,6 +847,10 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
                 args=[("subject", "Optional[str]"), ("operation", "Optional[str]"), ("decision", "Optional[str]"),
                       ("first", "Optional[int]"), ("offset", "Optional[int]")],
                 description="The audit log, newest first (needs audit.read: compliance and admin)."),
+        b.field("scenarios", "List[ScenarioStudy]", args=[("first", "Optional[int]")],
+                description="Stored what-if studies, newest first (needs scenario.read)."),
+        b.field("scenarioRun", "Optional[ScenarioRun]", args=[("id", "strawberry.ID")],
+                description="A study started with runScenario (by its run id) or a stored study (by its id)."),
     ]
     query = b.make("Query", query_fields)
     mutation = b.make("Mutation", [
@@ -808,6 +862,8 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
                 description="Create or update relationships."),
         b.field("deleteLinks", "WriteResult", args=[("links", "List[LinkKeyInput]")],
                 description="Delete relationships."),
+        b.field("runScenario", "ScenarioRun", args=[("spec", "str"), ("replications", "Optional[int]")],
+                description="Start a what-if study (YAML spec) in the background; poll scenarioRun(id) for results."),
     ])
     from api.completion import CompletedExecutionContext  # it reads this module's resolvers: imported late
 

@@ -1,0 +1,151 @@
+"""What-if studies over the API: start one in the background, list the stored ones, read a run's status and results."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import anyio.to_thread
+from graphql import get_named_type
+
+from api.compiler import PAGE_MAX, Selection, governed
+from api.context import RequestContext
+from api.errors import BadUserInput, NotFound
+from api.jobs import Job, describe_job_error
+from governance.identity import Subject
+
+
+def start_study(services: Any, subject: Subject, spec: str, replications: int | None, executor: str) -> Job:
+    """Parse and check the spec now (errors name the line), then run the study as a background job."""
+    from simulation.results import ResultsStore
+    from simulation.runner import executor_named
+    from simulation.scenario import parse_spec
+    from simulation.study import conduct_study
+
+    parsed = parse_spec(spec, "<api request>")  # SimulationError for a bad spec
+    runtime = services.runtime
+    scope = services.policy.read_scope(subject)
+
+    def work() -> dict[str, Any]:
+        completed = conduct_study(
+            parsed, runtime.store, ResultsStore(runtime.settings.resolved_database_url),
+            executor=executor_named(executor), lineage=runtime.lineage, replications=replications, scope=scope,
+        )
+        return {"studyId": completed.study_id, "executor": completed.result.executor,
+                "wallSeconds": completed.result.wall_seconds,
+                "summaries": [summary_json(s) for s in completed.result.summaries]}
+
+    return services.jobs.start("scenario", parsed.spec.name, subject.sub, "scenario.read", work, describe_job_error)
+
+
+def summary_json(summary: Any) -> dict[str, Any]:
+    """A KPI summary as plain JSON values."""
+    return {k: v for k, v in asdict(summary).items()}
+
+
+def _results(ctx: RequestContext) -> Any:
+    from simulation.results import ResultsStore
+
+    return ResultsStore(ctx.services.runtime.settings.resolved_database_url)
+
+
+def _study_values(stored: Any) -> dict[str, Any]:
+    record = stored.record
+    return {
+        "id": record.study_id, "name": record.name, "createdAt": record.created_at,
+        "replications": record.replications, "seed": record.seed, "modelVersion": record.model_version,
+        "twinStateTime": record.twin_state_time, "executor": record.executor, "wallSeconds": record.wall_seconds,
+        "spec": record.spec,
+        "summaries": [
+            {"scenario": s.scenario, "kpi": s.kpi, "n": s.n, "mean": s.mean, "ciLow": s.ci_low, "ciHigh": s.ci_high,
+             "p10": s.p10, "p90": s.p90, "diffMean": s.diff_mean, "diffLow": s.diff_low, "diffHigh": s.diff_high,
+             "pBreach": s.p_breach}
+            for s in stored.summaries
+        ],
+    }
+
+
+def _shaped(sel: Selection, type_: Any, nodes: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` keyed by response key at every level, as the completed result expects."""
+    named = get_named_type(type_)
+    result: dict[str, Any] = {}
+    for key, sub in sel.fields(named, nodes).items():
+        name = sub[0].name.value
+        value = values.get(name)
+        field_type = named.fields[name].type if name in named.fields else None
+        if isinstance(value, dict) and field_type is not None:
+            value = _shaped(sel, field_type, sub, value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict) and field_type is not None:
+            value = [_shaped(sel, field_type, sub, item) for item in value]
+        result[key] = value
+    return result
+
+
+def _run_values(job: Job | None, stored: Any | None) -> dict[str, Any]:
+    if job is None:
+        return {"id": stored.record.study_id, "name": stored.record.name, "status": "completed",
+                "startedAt": stored.record.created_at, "finishedAt": stored.record.created_at, "error": None,
+                "study": _study_values(stored)}
+    return {"id": job.id, "name": job.name, "status": job.status, "startedAt": job.started_at.isoformat(),
+            "finishedAt": job.finished_at.isoformat() if job.finished_at else None, "error": job.error,
+            "study": _study_values(stored) if stored is not None else None}
+
+
+async def scenarios(root: Any, info: Any, first: Any = None) -> list[dict[str, Any]]:
+    """Stored studies, newest first, with their summaries."""
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "scenario.read")
+    limit = 20 if first is None else first
+    if not 1 <= limit <= PAGE_MAX:
+        raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {limit}")
+    store = _results(ctx)
+
+    def load() -> list[Any]:
+        return [store.get(record.study_id) for record in store.studies(limit)]
+
+    studies = await anyio.to_thread.run_sync(load)
+    sel = Selection(info)
+    ctx.rows += len(studies)
+    return [_shaped(sel, info.return_type, info.field_nodes, _study_values(s)) for s in studies]
+
+
+async def scenario_run(root: Any, info: Any, id: str) -> dict[str, Any]:
+    """A background study by run id (status, then results), or a stored study by its id."""
+    from simulation.errors import StudyNotFound
+
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "scenario.read")
+    job = ctx.services.jobs.get(id)
+    if job is not None and job.kind != "scenario":
+        job = None
+    study_id = (job.result or {}).get("studyId") if job is not None else id
+    stored = None
+    if study_id:
+        try:
+            stored = await anyio.to_thread.run_sync(lambda: _results(ctx).get(study_id))
+        except StudyNotFound:
+            stored = None
+    if job is None and stored is None:
+        raise NotFound(f"no scenario run or stored study {id!r}")
+    ctx.rows += 1
+    return _shaped(Selection(info), info.return_type, info.field_nodes, _run_values(job, stored))
+
+
+async def run_scenario(root: Any, info: Any, spec: str, replications: Any = None) -> dict[str, Any]:
+    """Start a study in the background; the returned run's id is what scenarioRun(id) takes."""
+    from simulation.errors import SimulationError
+
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "scenario.run")
+    if replications is not None and not 1 <= replications <= 10_000:
+        raise BadUserInput(f"`replications` must be between 1 and 10000, got {replications}")
+    try:
+        job = start_study(ctx.services, ctx.subject, spec, replications, "serial")
+    except SimulationError as exc:
+        raise BadUserInput(str(exc)) from None
+    ctx.rows += 1
+    return _shaped(Selection(info), info.return_type, info.field_nodes, _run_values(job, None))
+
+
+QUERY_RESOLVERS = {"scenarios": governed(scenarios), "scenarioRun": governed(scenario_run)}
+MUTATION_RESOLVERS = {"runScenario": governed(run_scenario)}
