@@ -41,7 +41,8 @@ from sqlalchemy import (
     update,
 )
 
-from connectors.sync_state import create_tables, insert_ignore_statement, now_text
+from connectors.sync_state import insert_ignore_statement, now_text
+from graph.relational import create_tables
 from connectors.transforms import normalise_email
 from graph.relational import relational_engine
 

@@ -782,7 +782,7 @@ class _Checker:
         for prop in ([email] if email else []) + exact:
             if prop not in defs:
                 self.problem(self.line_of(doc, "email" if prop == email else "exact", line), str(prop),
-                             f"identity refers to a property the class does not have")
+                             "identity refers to a property the class does not have")
         fuzzy = None
         fuzzy_doc = doc.get("fuzzy")
         if fuzzy_doc is not None:

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, Index, Integer, MetaData, String, Table, Text, func, select, update
 
-from connectors.sync_state import create_tables, now_text
+from connectors.sync_state import now_text
+from graph.relational import create_tables
 from graph.relational import relational_engine
 
 metadata = MetaData()

@@ -34,10 +34,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from connectors.source import Watermark
-from graph.relational import relational_engine
+from graph.relational import create_tables, relational_engine
 
 metadata = MetaData()
 
@@ -163,17 +162,6 @@ class SyncRunRecord:
 def now_text() -> str:
     """The current UTC time as ISO 8601 text."""
     return datetime.now(UTC).isoformat()
-
-
-def create_tables(engine: Engine, table_metadata: MetaData) -> None:
-    """Create `table_metadata`'s tables if missing (tolerating a concurrent creator)."""
-    for attempt in range(5):
-        try:
-            table_metadata.create_all(engine, checkfirst=True)
-            return
-        except (OperationalError, IntegrityError, ProgrammingError):
-            if attempt == 4:
-                raise
 
 
 def upsert_statement(engine: Engine, table: Table, keys: Sequence[str], columns: Sequence[str]) -> Any:

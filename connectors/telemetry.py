@@ -8,7 +8,8 @@ from datetime import datetime
 
 from sqlalchemy import Column, Connection, Float, Index, MetaData, String, Table, func, select
 
-from connectors.sync_state import create_tables, insert_ignore_statement
+from connectors.sync_state import insert_ignore_statement
+from graph.relational import create_tables
 from graph.relational import relational_engine
 
 metadata = MetaData()

@@ -26,11 +26,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from governance.canonical import canonical_json, parse_utc_text, sha256_digest, text_digest, utc_text
 from governance.errors import LineageError
-from graph.relational import relational_engine
+from graph.relational import create_tables, relational_engine
 
 metadata = MetaData()
 
@@ -213,13 +213,7 @@ class LineageStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = relational_engine(url)
-        for attempt in range(5):
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-                break
-            except (OperationalError, IntegrityError, ProgrammingError):
-                if attempt == 4:
-                    raise
+        create_tables(self.engine, metadata)
         self._insert_sql: str | None = None
         if self.engine.dialect.name == "sqlite":
             compiled = insert(lineage_record_table).compile(dialect=self.engine.dialect, column_keys=list(_COLUMNS))

@@ -23,7 +23,7 @@ from sqlalchemy import (
     update,
 )
 
-from graph.relational import relational_engine
+from graph.relational import create_tables, relational_engine
 
 metadata = MetaData()
 
@@ -99,7 +99,7 @@ class HistoryStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = relational_engine(url)
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
         dialect = self.engine.dialect
         self._bind_time = twin_history.c.at.type.dialect_impl(dialect).bind_processor(dialect)
         marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"

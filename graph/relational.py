@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from graph.errors import GraphError
 
@@ -41,6 +41,17 @@ def relational_engine(url: str) -> Engine:
         )
     _engines[url] = engine
     return engine
+
+
+def create_tables(engine: Engine, table_metadata: MetaData, attempts: int = 5) -> None:
+    """Create `table_metadata`'s tables if missing, tolerating another process creating them at the same moment."""
+    for attempt in range(attempts):
+        try:
+            table_metadata.create_all(engine, checkfirst=True)
+            return
+        except (OperationalError, IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -12,9 +12,8 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, delete, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from graph.relational import relational_engine
+from graph.relational import create_tables, relational_engine
 from simulation.errors import StudyNotFound
 from simulation.runner import RunResult
 from simulation.statistics import KpiSummary
@@ -102,13 +101,7 @@ class ResultsStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = relational_engine(url)
-        for attempt in range(5):
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-                break
-            except (OperationalError, IntegrityError, ProgrammingError):
-                if attempt == 4:
-                    raise
+        create_tables(self.engine, metadata)
 
     def save(self, *, name: str, spec: str, source: str, model_version: str, twin_state_time: dt.datetime,
              slice_json: str, plan_json: str, slice_digest: str, seed: int, seeds: list[int], executor: str,
