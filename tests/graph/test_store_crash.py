@@ -103,3 +103,27 @@ def test_a_rerun_after_a_crash_completes_without_duplicates(graph_data_dir: Path
         ) == [[0]]
     finally:
         store.close()
+
+
+def test_a_cleared_graph_reopens_after_every_restart(graph_data_dir: Path) -> None:
+    """Clearing must not leave an append-only file that FalkorDB cannot replay (GRAPH.DELETE then re-creating the
+    graph did: the server crashed in GraphContext_GetSchemaByID on the next start)."""
+    from graph.model import Link, Twin
+
+    url = f"falkordb+embedded://{graph_data_dir}"
+    for cycle in range(12):
+        store = GraphStore.open(url, contract_ontology())
+        try:
+            assert store.stats().twins in (0, 31)
+            store.clear()
+            store.upsert_twins([Twin(f"m{i}", "Machine", {"name": f"m{i}-{cycle}"}) for i in range(30)]
+                               + [Twin("u", "Unit", {"name": "u"})])
+            store.upsert_links([Link("dependsOn", f"m{i}", f"m{i - 1}") for i in range(1, 30)])
+        finally:
+            store.close()
+    store = GraphStore.open(url, contract_ontology())
+    try:
+        assert store.stats().twins == 31
+        assert store.get("m5").properties["name"] == "m5-11"  # type: ignore[union-attr]
+    finally:
+        store.close()
