@@ -11,16 +11,6 @@ from graph.embedded import EmbeddedHandle, open_embedded, stop_embedded
 from tests.server_leaks import falkordb_processes_under
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_orphaned_falkordb_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """After the session, fail if any FalkorDB server of a pytest temp dir is still running (and kill it)."""
-    yield
-    leftovers = falkordb_processes_under(tmp_path_factory.getbasetemp())
-    for process in leftovers:
-        process.kill()
-    assert not leftovers, f"orphaned FalkorDB servers after the test session: {[p.pid for p in leftovers]}"
-
-
 @pytest.fixture
 def graph_data_dir(tmp_path: Path) -> Iterator[Path]:
     """A fresh graph data dir; its server is stopped afterwards and no server process may remain."""
