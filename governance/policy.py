@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from governance.errors import GovernanceError, PolicyDenied
 from governance.identity import Subject
-from graph.model import ReadScope, TwinRecord
+from graph.model import ReadScope, ScopeJoin, TwinRecord
 from ontology.errors import UnknownTerm
 from ontology.model import Ontology
 
@@ -35,11 +35,27 @@ class PolicyError(GovernanceError):
     """The policy file is malformed or refers to unknown classes, classifications or operations."""
 
 
+class _ScanSpec(BaseModel):
+    """The same row rule as a join, for scans: a `via` link from the twin to a twin the `anchor` pattern finds."""
+
+    model_config = ConfigDict(extra="forbid")
+    via: str
+    anchor: str
+
+    @field_validator("anchor")
+    @classmethod
+    def _names_the_member(cls, value: str) -> str:
+        if "scope_member" not in value:
+            raise ValueError("a scan anchor must name the twins it finds `scope_member`")
+        return value
+
+
 class _RowRuleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     classes: list[str]
     predicate: str
     needs: list[Literal["org_unit"]] = Field(default_factory=list)
+    scan: _ScanSpec | None = None
 
     @field_validator("predicate")
     @classmethod
@@ -95,6 +111,7 @@ class _RowRule:
     classes: tuple[str, ...]
     predicate: str
     needs: tuple[str, ...]
+    scan: ScopeJoin | None = None
 
 
 @dataclass(frozen=True)
@@ -151,10 +168,15 @@ class Policy:
         unknown_ops = [op for op in spec.operations if op != "*" and op not in OPERATIONS]
         if unknown_ops:
             raise PolicyError(f"{where}: unknown operations {unknown_ops} (known: {', '.join(sorted(OPERATIONS))})")
-        rows = tuple(
-            _RowRule(tuple(sorted(self._classes(rule.classes, where) or ())), rule.predicate, tuple(rule.needs))
-            for rule in spec.rows
-        )
+        rows = []
+        for rule in spec.rows:
+            classes = tuple(sorted(self._classes(rule.classes, where) or ()))
+            scan = None
+            if rule.scan is not None:
+                if rule.scan.via not in self.ontology.relationship_types():
+                    raise PolicyError(f"{where}: unknown relationship {rule.scan.via!r} in a scan rule")
+                scan = ScopeJoin(classes, rule.scan.via, rule.scan.anchor)
+            rows.append(_RowRule(classes, rule.predicate, tuple(rule.needs), scan))
         read = self._classes(spec.read, where)
         above = None if read is None else frozenset(
             {*read, *(self.ontology.classes[a].name for c in read for a in self.ontology.ancestors(c))}
@@ -167,7 +189,7 @@ class Policy:
             write=self._classes(spec.write, where),
             operations=frozenset(spec.operations),
             fields=dict(spec.fields),
-            rows=rows,
+            rows=tuple(rows),
         )
 
     def _roles_of(self, subject: Subject) -> list[_Role]:
@@ -221,18 +243,26 @@ class Policy:
         if subject.org_unit is not None:
             params["scope_org_unit"] = subject.org_unit
         alternatives: list[str] = []
+        scan_alternatives: list[str] = []
+        joins: list[ScopeJoin] = []
         readable: set[str] | None = set()
         for role in roles:
-            clauses = []
+            clauses, scan_clauses = [], []
             if role.read is not None:
                 if not role.read:
                     continue
                 clauses.append("(" + " OR ".join(f"{{n}}:`{c}`" for c in sorted(role.read)) + ")")
+                scan_clauses.append(clauses[-1])
             for rule in role.rows:
                 guard = " OR ".join(f"{{n}}:`{c}`" for c in rule.classes) or "false"
-                satisfied = rule.predicate if all(self._has(subject, need) for need in rule.needs) else "false"
-                clauses.append(f"(NOT ({guard}) OR ({satisfied}))")
+                satisfied = all(self._has(subject, need) for need in rule.needs)
+                clauses.append(f"(NOT ({guard}) OR ({rule.predicate if satisfied else 'false'}))")
+                if satisfied and rule.scan is not None:
+                    joins.append(rule.scan)  # scans evaluate this rule as a join instead
+                else:
+                    scan_clauses.append(clauses[-1])
             alternatives.append(" AND ".join(clauses) if clauses else "true")
+            scan_alternatives.append(" AND ".join(scan_clauses) if scan_clauses else "true")
             if readable is not None:
                 readable = None if role.read is None else readable | role.read
         if not alternatives:
@@ -245,11 +275,15 @@ class Policy:
             )
             for cls in self.ontology.classes.values()
         }
+        # A join narrows every alternative at once, so it stands in for its rule only when one role decides.
+        use_joins = bool(joins) and len(alternatives) == 1
         return ReadScope(
             predicate=predicate,
             params=params,
             hidden={name: fields for name, fields in hidden.items() if fields},
             readable_classes=None if readable is None else frozenset(readable),
+            joins=tuple(joins) if use_joins else (),
+            scan_predicate=(None if scan_alternatives[0] == "true" else scan_alternatives[0]) if use_joins else None,
         )
 
     @staticmethod

@@ -109,8 +109,18 @@ class TwinReader:
             raise QueryError(f"offset must not be negative, got {offset}")
         label = self._class_label(cls)
         clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
-        condition = " AND ".join([*clauses, scope.render("n")])  # cheap filters first: AND short-circuits
         order = compile_order(self.ontology, cls, list(order_by), scope)
+        prelude, joined = self._scope_joins(cls, scope)
+        if joined:
+            condition = " AND ".join([*clauses, scope.render_scan("n")])
+            rows = self._read(
+                f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}WITH n {order} WITH collect(n) AS matched "
+                "RETURN size(matched), [m IN matched[$offset..($offset + $limit)] | [m.uid, labels(m), properties(m)]]",
+                {**params, **scope.params, "offset": offset, "limit": limit},
+            )
+            total, page = rows[0] if rows else (0, [])
+            return Page(items=[self.record(*row) for row in page], total=total, offset=offset, limit=limit)
+        condition = " AND ".join([*clauses, scope.render("n")])  # cheap filters first: AND short-circuits
         rows = self._read(
             f"MATCH (n:{label}) WHERE {condition} WITH count(n) AS total "
             f"MATCH (n:{label}) WHERE {condition} WITH total, n {order} SKIP $offset LIMIT $limit "
@@ -124,6 +134,26 @@ class TwinReader:
         else:
             total = 0
         return Page(items=[self.record(*row[1:]) for row in rows], total=total, offset=offset, limit=limit)
+
+    def _scope_joins(self, cls: str, scope: ReadScope) -> tuple[str, str]:
+        """Cypher for the scope's join-form row rules that can touch twins of `cls`: a prelude that collects each
+        rule's anchor uids, and the OPTIONAL MATCH/WITH filter to put after a scan's MATCH of `n` ('' when none)."""
+        relevant = set(self.ontology.labels(cls)) | {self.ontology.classes[d].name for d in self.ontology.descendants(cls)}
+        joins = [j for j in scope.joins if relevant & set(j.labels)]
+        if not joins:
+            return "", ""
+        prelude, joined, carried = "", "", []
+        for i, join in enumerate(joins):
+            members = f"scope_members_{i}"
+            prelude += (f"OPTIONAL MATCH {join.anchor} "
+                        f"WITH {', '.join([*carried, f'collect(DISTINCT scope_member.uid) AS {members}'])} ")
+            carried.append(members)
+        for i, join in enumerate(joins):
+            guard = " OR ".join(f"n:{ident(label)}" for label in join.labels)
+            joined += (f"OPTIONAL MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
+                       f"WITH {', '.join(carried)}, n, collect(scope_via_{i}.uid) AS scope_vias_{i} "
+                       f"WHERE NOT ({guard}) OR any(x IN scope_vias_{i} WHERE x IN scope_members_{i}) ")
+        return prelude, joined
 
     # ------------------------------------------------------------------ traversals
 
@@ -246,7 +276,8 @@ class TwinReader:
         label = self._class_label(cls)
         labels = self.ontology.labels(cls)
         clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
-        condition = " AND ".join([*clauses, scope.render("n")])  # cheap filters first: AND short-circuits
+        prelude, joined = self._scope_joins(cls, scope)
+        condition = " AND ".join([*clauses, scope.render_scan("n") if joined else scope.render("n")])
         keys, values = [], []
         for i, field in enumerate(group_by):
             check_readable(scope, labels, field, "grouped by")
@@ -266,7 +297,7 @@ class TwinReader:
         if not values:
             raise QueryError("an aggregate needs at least one metric")
         rows = self._read(
-            f"MATCH (n:{label}) WHERE {condition} RETURN {', '.join(keys + values)} "
+            f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}RETURN {', '.join(keys + values)} "
             f"ORDER BY {', '.join([f'g{i}' for i in range(len(keys))] or ['m0 DESC'])}",
             {**params, **scope.params},
         )

@@ -226,3 +226,34 @@ def test_hr_search_applies_the_row_rule(store: GraphStore, policy) -> None:  # t
         time.sleep(0.05)
     assert {h.twin.uid for h in store.search("berg", scope=policy.read_scope(subject("hr", org="ou-b")))} == {"e-bo"}
     assert store.search("berg", scope=policy.read_scope(subject("hr", org="ou-a"))) == []
+
+
+@pytest.mark.parametrize("org", ["ou-a", "ou-b", "ou-root", "ou-a-weld"])
+def test_scans_evaluate_the_hr_rule_as_a_join_with_the_same_answers(store: GraphStore, policy, org: str) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    joined = policy.read_scope(subject("hr", org=org))
+    assert joined.joins and joined.joins[0].via == "worksIn"
+    predicate_only = replace(joined, joins=())
+    for cls in ("Employee", "Person", "Entity", "OrgUnit"):
+        for offset in (0, 1):
+            a = store.find(cls, order_by=[OrderBy("name")], limit=2, offset=offset, scope=joined)
+            b = store.find(cls, order_by=[OrderBy("name")], limit=2, offset=offset, scope=predicate_only)
+            assert (a.total, [t.uid for t in a.items]) == (b.total, [t.uid for t in b.items])
+        assert store.aggregate(cls, [("count", None)], scope=joined) == \
+            store.aggregate(cls, [("count", None)], scope=predicate_only)
+    assert store.find("Employee", [Condition("jobTitle", "eq", "Welder")], scope=joined).total == \
+        store.find("Employee", [Condition("jobTitle", "eq", "Welder")], scope=predicate_only).total
+
+
+def test_a_scan_rule_must_name_its_anchor_and_relationship(tmp_path: Path) -> None:
+    base = "version: 1\nroles: {x: {read: [Person], rows: [{classes: [Person], predicate: '({n})-[:worksIn]->()', "
+    cases = {
+        base + "scan: {via: worksIn, anchor: '(u:OrgUnit)'}}]}}": "scope_member",
+        base + "scan: {via: teleports, anchor: '(scope_member:OrgUnit)'}}]}}": "teleports",
+    }
+    for text, message in cases.items():
+        path = tmp_path / "policy.yaml"
+        path.write_text(text)
+        with pytest.raises(PolicyError, match=message):
+            load_policy(load_core(), path)
