@@ -67,7 +67,9 @@ class CompletedExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 try:
                     return self._walk(return_type, field_details_list, value, {})
                 except _GiveUp:
-                    pass
+                    result = value  # a shape the fast walk does not cover: graphql-core completes it below
+                    return super().complete_value(return_type, field_details_list, info, path, result,
+                                                  position_context)
             result = value
         return super().complete_value(return_type, field_details_list, info, path, result, position_context)
 

@@ -299,10 +299,9 @@ def wait_until_ready(files: ServerFiles, listener: Listener, timeout: float, pid
                 try:
                     if client.ping():
                         return pid
-                except redis.BusyLoadingError:
-                    pass
-                except (redis.ConnectionError, redis.TimeoutError):
-                    pass
+                except (redis.BusyLoadingError, redis.ConnectionError, redis.TimeoutError):
+                    time.sleep(0.01)  # still replaying its append-only file, or not listening yet
+                    continue
             time.sleep(0.01)
     finally:
         client.close()
