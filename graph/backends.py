@@ -139,6 +139,14 @@ def falkor_params(params: dict[str, Any] | None) -> str:
     return "CYPHER " + " ".join(f"{_key(k)}={_literal(v)}" for k, v in params.items()) + " "
 
 
+_KEYS: dict[str, str] = {}  # map keys already checked
+
+
+def _known_key(name: str) -> str:
+    _KEYS[name] = _key(name)
+    return name
+
+
 def _key(name: str) -> str:
     if not name or "`" in name:
         raise QueryError(f"{name!r} cannot be used as a parameter or map key")
@@ -161,6 +169,13 @@ def _literal(value: Any) -> str:
         return "null"
     if kind is list or kind is tuple:
         return "[" + ",".join([_literal(v) for v in value]) + "]"
+    if kind is dict:
+        # rows of a batch: text values inline, the rest through the general path; keys checked once each
+        return "{" + ",".join([
+            f"`{_KEYS.get(k) or _known_key(k)}`:"
+            + ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' if type(v) is str else _literal(v))
+            for k, v in value.items()
+        ]) + "}"
     if isinstance(value, dict):
         return "{" + ",".join([f"`{_key(k)}`:{_literal(v)}" for k, v in value.items()]) + "}"
     if isinstance(value, Enum):
