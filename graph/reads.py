@@ -148,8 +148,13 @@ class TwinReader:
             prelude += (f"OPTIONAL MATCH {join.anchor} "
                         f"WITH {', '.join([*carried, f'collect(DISTINCT scope_member.uid) AS {members}'])} ")
             carried.append(members)
+        own = set(self.ontology.labels(cls))
         for i, join in enumerate(joins):
-            guard = " OR ".join(f"n:{ident(label)}" for label in join.labels)
+            if own & set(join.labels):  # every twin of `cls` falls under the rule: a plain join
+                joined += (f"MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
+                           f"WHERE scope_via_{i}.uid IN scope_members_{i} WITH DISTINCT {', '.join(carried)}, n ")
+                continue
+            guard = " OR ".join(f"n:{ident(label)}" for label in join.labels)  # only some do: keep the others
             joined += (f"OPTIONAL MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
                        f"WITH {', '.join(carried)}, n, collect(scope_via_{i}.uid) AS scope_vias_{i} "
                        f"WHERE NOT ({guard}) OR any(x IN scope_vias_{i} WHERE x IN scope_members_{i}) ")
