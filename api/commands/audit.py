@@ -49,7 +49,7 @@ def verify(
 
 @app.command()
 def checkpoint(
-    output: Annotated[Path | None, typer.Option(help="Also append the checkpoint to this file.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the checkpoints to this file.")] = None,
 ) -> None:
     """Sign the current head of the chain with the data directory's Ed25519 key."""
     runtime = Runtime()
