@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graph.errors import GraphError
-from graph.model import Condition, Operator
+from graph.model import Condition, Operator, ReadScope, UNRESTRICTED
 from graph.store import GraphStore
 from ontology.errors import OntologyError
 from simulation.calibration import OVERRIDABLE, Defaults, ParameterOverride
@@ -429,10 +429,12 @@ class StudyPlan:
 class TargetResolver:
     """Finds the twins a selector names, in the graph (uids must exist, queries run read-only) and in the slice."""
 
-    def __init__(self, store: GraphStore | None, twin: EnterpriseSlice, parsed: ParsedSpec) -> None:
+    def __init__(self, store: GraphStore | None, twin: EnterpriseSlice, parsed: ParsedSpec,
+                 scope: ReadScope = UNRESTRICTED) -> None:
         self.store = store
         self.twin = twin
         self.parsed = parsed
+        self.scope = scope  # the caller's read scope: a spec can name and filter only what the caller may read
 
     def uids(self, selector: TwinSelector, path: tuple[str | int, ...]) -> frozenset[str]:
         """The uids the selector names; SpecError naming the line when one does not exist or the query is bad."""
@@ -440,7 +442,7 @@ class TargetResolver:
         if selector.uids:
             missing = [u for u in selector.uids if u not in self.twin.classes]
             if missing and self.store is not None:
-                present = set(self.store.get_many(missing))
+                present = set(self.store.get_many(missing, self.scope))
                 missing = [u for u in missing if u not in present]
             if missing:
                 raise self.parsed.fail((*path, "uids"), f"unknown twin uid(s): {', '.join(map(repr, missing))}")
@@ -460,7 +462,7 @@ class TargetResolver:
         return frozenset(found)
 
     def _exists(self, uid: str) -> bool:
-        return self.store is not None and self.store.get(uid) is not None
+        return self.store is not None and self.store.get(uid, self.scope) is not None
 
     def _query(self, selector: TwinSelector, path: tuple[str | int, ...]) -> set[str]:
         if self.store is None:
@@ -472,7 +474,8 @@ class TargetResolver:
         offset = 0
         try:
             while True:
-                page = self.store.find(selector.cls or "Twin", where=conditions, limit=1000, offset=offset)
+                page = self.store.find(selector.cls or "Twin", where=conditions, limit=1000, offset=offset,
+                                       scope=self.scope)
                 found.update(item.uid for item in page.items)
                 offset += len(page.items)
                 if offset >= page.total or not page.items:
@@ -482,17 +485,17 @@ class TargetResolver:
         return found
 
 
-def slice_roots(parsed: ParsedSpec, store: GraphStore) -> tuple[str, ...]:
-    """The uids the spec's slice starts from (empty = the whole twin), checked against the graph."""
+def slice_roots(parsed: ParsedSpec, store: GraphStore, scope: ReadScope = UNRESTRICTED) -> tuple[str, ...]:
+    """The uids the spec's slice starts from (empty = the whole twin), checked against the graph within `scope`."""
     spec = parsed.spec.slice
     roots = list(spec.roots)
     if roots:
-        present = set(store.get_many(roots))
+        present = set(store.get_many(roots, scope))
         missing = [u for u in roots if u not in present]
         if missing:
             raise parsed.fail(("slice", "roots"), f"unknown twin uid(s): {', '.join(map(repr, missing))}")
     if spec.query is not None:
-        resolver = TargetResolver(store, EnterpriseSlice(read_at=dt.datetime.now(dt.UTC), roots=()), parsed)
+        resolver = TargetResolver(store, EnterpriseSlice(read_at=dt.datetime.now(dt.UTC), roots=()), parsed, scope)
         query = spec.query.model_copy(update={"within": None})
         found = sorted(resolver.uids(query, ("slice", "query")))
         if not found:
@@ -501,10 +504,11 @@ def slice_roots(parsed: ParsedSpec, store: GraphStore) -> tuple[str, ...]:
     return tuple(dict.fromkeys(roots))
 
 
-def plan_study(parsed: ParsedSpec, twin: EnterpriseSlice, store: GraphStore | None) -> StudyPlan:
+def plan_study(parsed: ParsedSpec, twin: EnterpriseSlice, store: GraphStore | None,
+               scope: ReadScope = UNRESTRICTED) -> StudyPlan:
     """The study with every target resolved (SpecError naming the line of an unknown uid or a bad query)."""
     spec = parsed.spec
-    resolver = TargetResolver(store, twin, parsed)
+    resolver = TargetResolver(store, twin, parsed, scope)
     kpis = tuple(_plan_kpi(k, i, resolver) for i, k in enumerate(spec.kpis))
     keys = [k.key for k in kpis]
     duplicate = next((k for k in keys if keys.count(k) > 1), None)

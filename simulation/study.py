@@ -57,9 +57,9 @@ def conduct_study(
     """Run a study on the live twin (read-only), store it and record it as a scenario run in lineage."""
     if replications is not None:
         parsed = parse_spec(_with_replications(parsed, replications), parsed.source)
-    twin = load_slice(store, slice_roots(parsed, store), scope)
+    twin = load_slice(store, slice_roots(parsed, store, scope), scope)
     check_limits(parsed, twin.agent_count, limits or StudyLimits())
-    plan = plan_study(parsed, twin, store)
+    plan = plan_study(parsed, twin, store, scope)
     run = None
     if lineage is not None:
         run = lineage.start_run(RunKind.SCENARIO, parsed.spec.name,
