@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
 from connectors.source import SourceError, SourceRecord, Watermark
+from graph.urls import redact_url
 
 _engines: dict[str, Engine] = {}
 # (SQLite URL, table) -> (the table's CREATE statement, the table reflected): reflection costs several queries per
@@ -37,7 +38,7 @@ def source_engine(url: str) -> Engine:
         try:
             parsed = make_url(url)
         except ArgumentError:
-            raise SourceError(f"source database URL is not valid: {url.split('@')[-1]!r}") from None
+            raise SourceError(f"source database URL is not valid: {redact_url(url)!r}") from None
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         elif parsed.drivername in ("mysql", "mariadb"):

@@ -54,6 +54,7 @@ from typing import Any
 import httpx
 
 from connectors.source import SourceError, SourceRecord, Watermark
+from graph.urls import redact_url
 
 __all__ = [
     "TrytonAuthenticationError",
@@ -202,7 +203,7 @@ class TrytonClient:
     ) -> None:
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"Tryton URL {url!r} is not an http(s) URL")
+            raise ValueError(f"Tryton URL {redact_url(url)!r} is not an http(s) URL")
         # Never keep credentials that might sit in the URL's user-info part: they would end up in messages.
         self.url = str(parsed.copy_with(username=None, password=None)).rstrip("/")
         self.database = database
@@ -216,7 +217,7 @@ class TrytonClient:
         self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
-        return f"TrytonClient(url={self.url!r}, database={self.database!r}, username={self.username!r})"
+        return f"TrytonClient(url={redact_url(self.url)!r}, database={self.database!r}, username={self.username!r})"
 
     def __enter__(self) -> TrytonClient:
         return self
@@ -361,7 +362,7 @@ class TrytonClient:
             response = self._http.post(path, content=body.encode("utf-8"), headers=headers)
         except httpx.HTTPError as exc:
             raise SourceError(
-                f"cannot reach Tryton at {self.url}: {type(exc).__name__}", model=model, method=method_name
+                f"cannot reach Tryton at {redact_url(self.url)}: {type(exc).__name__}", model=model, method=method_name
             ) from None
         status = response.status_code
         if status == 401:
@@ -376,7 +377,7 @@ class TrytonClient:
         if status == 403:
             raise SourceError("method is not exposed over RPC (HTTP 403)", model=model, method=method_name)
         if status == 404:
-            raise SourceError(f"database {self.database!r} not found on {self.url}", model=model, method=method_name)
+            raise SourceError(f"database {self.database!r} not found on {redact_url(self.url)}", model=model, method=method_name)
         if status == 429:
             raise SourceError("Tryton is rate-limiting this client (HTTP 429)", model=model, method=method_name)
         if status != 200:

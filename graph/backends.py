@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlparse
 
 from graph.dialect import Dialect, FalkorDialect, Neo4jDialect
 from graph.errors import GraphError, GraphUnavailable, QueryError, ReadOnlyViolation
+from graph.urls import redact_url
 
 Row = list[Any]
 
@@ -87,7 +88,7 @@ class FalkorBackend(CypherBackend):
         message = str(exc)
         kind = type(exc).__name__
         if "ConnectionError" in kind or "Connection refused" in message or "No such file" in message:
-            return GraphUnavailable(f"FalkorDB at {self.url} is not reachable: {message}")
+            return GraphUnavailable(f"FalkorDB at {redact_url(self.url)} is not reachable: {message}")
         if "read-only" in message.lower() or "RO_QUERY" in message:
             return ReadOnlyViolation(f"query tries to write: {message}")
         if "timed out" in message.lower() or "timeout" in message.lower():
@@ -204,7 +205,7 @@ class Neo4jBackend(CypherBackend):
         try:
             self._driver = neo4j.GraphDatabase.driver(url, auth=auth)
         except Exception as exc:
-            raise GraphUnavailable(f"cannot create a Neo4j driver for {_redact(url)}: {type(exc).__name__}") from None
+            raise GraphUnavailable(f"cannot create a Neo4j driver for {redact_url(url)}: {type(exc).__name__}") from None
 
     def _run(self, cypher: str, params: dict[str, Any] | None, access: str, timeout_ms: int | None) -> list[Row]:
         import neo4j
@@ -217,7 +218,7 @@ class Neo4jBackend(CypherBackend):
                 runner = session.execute_read if access == neo4j.READ_ACCESS else session.execute_write
                 return runner(lambda tx: [list(r.values()) for r in tx.run(query, params or {})])
         except ServiceUnavailable as exc:
-            raise GraphUnavailable(f"Neo4j at {_redact(self.url)} is not reachable: {exc}") from None
+            raise GraphUnavailable(f"Neo4j at {redact_url(self.url)} is not reachable: {exc}") from None
         except ClientError as exc:
             if "AccessMode" in (exc.code or "") or "read access mode" in str(exc).lower():
                 raise ReadOnlyViolation(f"query tries to write: {exc.message}") from None
@@ -264,13 +265,6 @@ def _neo4j_values(row: list[Any]) -> list[Any]:
     return [v.to_native() if hasattr(v, "to_native") else v for v in row]
 
 
-def _redact(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
-
-
 def open_backend(
     url: str,
     *,
@@ -291,16 +285,20 @@ def open_backend(
     if scheme in ("falkordb", "redis"):
         import falkordb
 
-        client = falkordb.FalkorDB(
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 6379,
-            username=parsed.username or user,
-            password=parsed.password or password,
-        )
+        try:
+            client = falkordb.FalkorDB(
+                host=parsed.hostname or "127.0.0.1",
+                port=parsed.port or 6379,
+                username=parsed.username or user,
+                password=parsed.password or password,
+            )
+        except Exception as exc:  # the client connects at once: refused, unknown host, bad credentials
+            raise GraphUnavailable(f"FalkorDB server at {redact_url(url)} is not reachable: {type(exc).__name__}") from None
         backend = FalkorBackend(client, graph_name, url)
         if not backend.ping():
-            raise GraphUnavailable(f"FalkorDB server at {_redact(url)} does not answer")
+            backend.close()
+            raise GraphUnavailable(f"FalkorDB server at {redact_url(url)} does not answer")
         return backend
     if scheme in ("neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"):
         return Neo4jBackend(url, parsed.username or user, parsed.password or password, None if graph_name == "twin" else graph_name)
-    raise GraphError(f"graph URL {_redact(url)!r}: unknown scheme {scheme!r} (use falkordb+embedded://, falkordb://, neo4j://)")
+    raise GraphError(f"graph URL {redact_url(url)!r}: unknown scheme {scheme!r} (use falkordb+embedded://, falkordb://, neo4j://)")

@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from graph.errors import GraphError
+from graph.urls import redact_url
 
 
 class RelationalStoreError(GraphError):
@@ -24,8 +25,8 @@ def relational_engine(url: str) -> Engine:
         return _engines[url]
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise RelationalStoreError(f"relational store URL {url!r} is not a valid database URL") from None
+    except (ArgumentError, ValueError):
+        raise RelationalStoreError(f"relational store URL {redact_url(url)!r} is not a valid database URL") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,12 @@ class GraphStore(TwinReader):
     ) -> "GraphStore":
         """Open the store a URL names, with history in the relational store at `history_url`."""
         backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync)
-        history = HistoryStore(history_url) if history_url else None
-        return cls(backend, ontology, history)
+        try:
+            history = HistoryStore(history_url) if history_url else None
+            return cls(backend, ontology, history)
+        except BaseException:
+            backend.close()  # an embedded server started for this store must not outlive the failure
+            raise
 
     @property
     def url(self) -> str:

@@ -7,13 +7,13 @@ stored study again from its stored spec, slice and seeds, which reproduces its n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from governance.lineage import DatasetRef, LineageStore, RunKind, RunStatus
 from pydantic import TypeAdapter
 
 from graph.model import UNRESTRICTED, ReadScope
 from graph.store import GraphStore
+from graph.urls import url_without_credentials
 from simulation.calibration import calibrate
 from simulation.model import MODEL_VERSION
 from simulation.results import ResultsStore, StoredStudy
@@ -63,8 +63,8 @@ def conduct_study(
     run = None
     if lineage is not None:
         run = lineage.start_run(RunKind.SCENARIO, parsed.spec.name,
-                                inputs=[DatasetRef(_safe_url(store.url), "twin-graph")],
-                                outputs=[DatasetRef(_safe_url(results.url), "sim_study")])
+                                inputs=[DatasetRef(url_without_credentials(store.url), "twin-graph")],
+                                outputs=[DatasetRef(url_without_credentials(results.url), "sim_study")])
     try:
         result = run_study(twin, plan, executor, progress=progress)
         study_id = _save(results, parsed, twin, result, run.run_id if run else None)
@@ -90,7 +90,7 @@ def rerun_study(study_id: str, results: ResultsStore, executor: Executor | None 
     run = None
     if lineage is not None:
         run = lineage.start_run(RunKind.SCENARIO, parsed.spec.name,
-                                inputs=[DatasetRef(_safe_url(results.url), f"sim_study/{study_id}")])
+                                inputs=[DatasetRef(url_without_credentials(results.url), f"sim_study/{study_id}")])
     result = run_study(twin, plan, executor, seeds=stored.record.seeds)
     new_id = _save(results, parsed, twin, result, run.run_id if run else None)
     if lineage is not None and run is not None:
@@ -110,13 +110,6 @@ def _save(results: ResultsStore, parsed: ParsedSpec, twin: EnterpriseSlice, resu
         agent_steps=result.agent_steps, calibration=calibration, runs=result.runs, summaries=result.summaries,
         run_id=run_id,
     )
-
-
-def _safe_url(url: str) -> str:
-    """A store URL without credentials or query, fit for lineage records."""
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _with_replications(parsed: ParsedSpec, replications: int) -> str:
