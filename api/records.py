@@ -47,11 +47,19 @@ async def history(root: Any, info: Any, uid: str, first: Any = None) -> list[dic
     limit = _limit(first)
     cls = await _visible_class(ctx, uid)
     entries = await anyio.to_thread.run_sync(lambda: ctx.store.history_of(uid, limit))
+    others = {e.target if e.uid == uid else e.uid for e in entries if e.kind == "link"}
+    visible: set[str] = set()
+    if others:  # a link is shown only when the twin at its other end is one the caller may see
+        found = await anyio.to_thread.run_sync(lambda: ctx.store.get_many(sorted(o for o in others if o), ctx.scope))
+        ctx.round_trips += 1
+        visible = set(found)
     labels = ctx.store.ontology.labels(cls)
     sel = Selection(info)
     entry_type = get_named_type(info.return_type)
     result = []
     for entry in entries[:limit]:
+        if entry.kind == "link" and (entry.target if entry.uid == uid else entry.uid) not in visible:
+            continue
         before, after = entry.before, entry.after
         if entry.kind == "twin":
             before, after = (_masked(ctx, uid, entry.cls or cls, labels, state) for state in (entry.before, entry.after))

@@ -23,6 +23,10 @@ class BatchRejected(GraphError):
         super().__init__(f"batch rejected, nothing written: {len(violations)} violation(s){shown}{more}")
 
 
+class HistoryUnavailable(GraphError):
+    """The store was opened without a relational history store."""
+
+
 class TwinNotFound(GraphError):
     """No twin has the given uid (or the caller may not see it)."""
 

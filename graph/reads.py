@@ -174,6 +174,8 @@ class TwinReader:
         """Twins within `depth` hops of `uid` over `types` (all types when empty), with the links between them."""
         if not 1 <= depth <= MAX_DEPTH:
             raise QueryError(f"depth must be between 1 and {MAX_DEPTH}, got {depth}")
+        if not 1 <= limit <= MAX_PAGE:
+            raise QueryError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         rel = self._rel_pattern(types, f"*1..{depth}")
         left, right = {"out": ("-", "->"), "in": ("<-", "-"), "both": ("-", "-")}[direction]
         rows = self._read(
@@ -333,13 +335,14 @@ class TwinReader:
             f"RETURN node.uid, labels(node), properties(node), score ORDER BY score DESC LIMIT $limit",
             {"text": _fulltext_terms(text), "limit": limit * 3, **scope.params},
         )
-        terms = [t.lower() for t in text.split() if t.strip()]
+        terms = _fulltext_terms(text).replace("*", "").lower().split()  # the words the index was asked for
         hits = []
         for uid, labels, props, score in rows:
             hidden = scope.hidden_for(labels)
             if hidden & {"name", "description"}:
                 visible = " ".join(str(props.get(f, "")) for f in ("name", "description") if f not in hidden).lower()
-                if not all(term.strip("*") in visible for term in terms):
+                visible = "".join(ch for ch in visible if ch.isalnum() or ch.isspace())  # as the index sees it
+                if not all(term in visible for term in terms):
                     continue
             hits.append(SearchHit(self.record(uid, labels, props), float(score)))
             if len(hits) == limit:

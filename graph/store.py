@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from graph.backends import CypherBackend, open_backend
-from graph.errors import TwinNotFound
+from graph.errors import HistoryUnavailable, TwinNotFound
 from graph.history import ChangeContext, HistoryEntry, HistoryStore
 from graph.model import Link, Twin, TwinRecord, WriteSummary
 from graph.reads import TwinReader
@@ -100,7 +100,7 @@ class GraphStore(TwinReader):
 
     def _history(self) -> HistoryStore:
         if self.history is None:
-            raise TwinNotFound("this store keeps no history (open it with a history_url)")
+            raise HistoryUnavailable("this store keeps no history (open it with a history_url)")
         return self.history
 
     def clear(self) -> None:

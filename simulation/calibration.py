@@ -208,14 +208,14 @@ def calibrate(
             wc_users[wc] += 1
     capacities: dict[str, float] = {}
     for uid, process in sorted(twin.processes.items()):
-        machine_caps = [twin.assets[m].capacity_per_day for m in process.machines if m in twin.assets]
+        machine_caps = [(twin.assets[m].capacity_per_day, m) for m in process.machines if m in twin.assets]
         wc_caps = [twin.work_centers[w].capacity_per_day for w in process.work_centers
                    if w in twin.work_centers and twin.work_centers[w].capacity_per_day]
         if process.throughput_per_day:
             field_name = "throughputPerDay" if process.cls != "WorkCenter" else "capacityPerDay"
             capacities[uid] = note(uid, "capacity_per_day", process.throughput_per_day, "twin", field_name)
-        elif machine_caps and all(c for c in machine_caps):
-            total = sum(c / machine_users[m] for c, m in zip(machine_caps, process.machines, strict=False) if c)
+        elif machine_caps and all(c for c, _ in machine_caps):
+            total = sum(c / machine_users[m] for c, m in machine_caps)  # type: ignore[operator]
             capacities[uid] = note(uid, "capacity_per_day", total, "twin", "sum of its machines' capacityPerDay")
         elif wc_caps:
             total = sum(twin.work_centers[w].capacity_per_day / wc_users[w]  # type: ignore[operator]
