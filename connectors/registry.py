@@ -71,16 +71,16 @@ class ConnectorConfig:
 
 def _fill(value: Any, variables: Mapping[str, str], secrets: Mapping[str, str], where: str) -> Any:
     if isinstance(value, str):
-        def secret(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in secrets:
-                raise RegistryError(f"{where}: secret ${{{name}}} is not set")
-            return secrets[name]
+        def fill(match: re.Match[str]) -> str:
+            dollar, name = match.group(1), match.group(2)
+            if dollar:
+                if name not in secrets:
+                    raise RegistryError(f"{where}: secret ${{{name}}} is not set")
+                return secrets[name]
+            return variables.get(name, match.group(0))
 
-        value = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", secret, value)
-        for name, replacement in variables.items():
-            value = value.replace("{" + name + "}", replacement)
-        return value
+        # one pass, so a secret's own text is never read as a placeholder
+        return re.sub(r"(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}", fill, value)
     if isinstance(value, dict):
         return {k: _fill(v, variables, secrets, where) for k, v in value.items()}
     if isinstance(value, list):

@@ -177,3 +177,13 @@ def test_templates_fill_fields_and_refuse_empty_ones() -> None:
     with pytest.raises(TransformError, match="'employee_id'"):
         template.render({"employee_id": ""})
     assert template.render_or_none({}) is None
+
+
+def test_connector_settings_fill_secrets_and_variables_in_one_pass() -> None:
+    from connectors.registry import RegistryError, _fill
+
+    filled = _fill({"url": "postgresql://u:${PW}@db/{data_dir}", "other": ["{unknown}"]}, {"data_dir": "twin"},
+                   {"PW": "p{data_dir}w"}, "connectors.yaml: hr")
+    assert filled == {"url": "postgresql://u:p{data_dir}w@db/twin", "other": ["{unknown}"]}
+    with pytest.raises(RegistryError, match=r"connectors.yaml: hr: secret \$\{MISSING\} is not set"):
+        _fill("${MISSING}", {}, {}, "connectors.yaml: hr")
