@@ -61,10 +61,15 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                                                              settings.api_max_aliases))
     _bind(schema)
     runtime.store  # noqa: B018 - open the graph now, not on the first request
-    services = ApiServices(
-        runtime=runtime, schema=schema, authenticator=Authenticator.from_settings(settings),
-        trail=AuditTrail(runtime.audit), metrics=ApiMetrics(), jobs=JobRunner(),
-    )
+    try:
+        services = ApiServices(
+            runtime=runtime, schema=schema, authenticator=Authenticator.from_settings(settings),
+            trail=AuditTrail(runtime.audit), metrics=ApiMetrics(), jobs=JobRunner(),
+        )
+    except BaseException:
+        if owned:
+            runtime.close()  # the graph opened above must not outlive an app that never starts
+        raise
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
