@@ -37,7 +37,7 @@ def source_engine(url: str) -> Engine:
     if url not in _engines:
         try:
             parsed = make_url(url)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # a malformed port, for one, is a ValueError
             raise SourceError(f"source database URL is not valid: {redact_url(url)!r}") from None
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -17,12 +18,18 @@ class RelationalStoreError(GraphError):
 
 
 _engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
 
 
 def relational_engine(url: str) -> Engine:
     """A shared SQLAlchemy engine for `url` (sqlite:///PATH or postgresql://...), configured for safe concurrent use."""
-    if url in _engines:
+    with _engines_lock:  # two threads asking at once must share one engine (and one pool)
+        if url not in _engines:
+            _engines[url] = _new_engine(url)
         return _engines[url]
+
+
+def _new_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -40,7 +47,6 @@ def relational_engine(url: str) -> Engine:
         raise RelationalStoreError(
             f"relational store URL scheme {parsed.drivername!r} is not supported; use sqlite:/// or postgresql://"
         )
-    _engines[url] = engine
     return engine
 
 

@@ -189,3 +189,12 @@ def test_sync_from_each_backend(core: Ontology, twin: TwinEnv, database_url: str
     assert twin.store.require("plant:B:4").properties["powerKw"] == 9.25
     full = engine.run(connector, "full")
     assert full.counts["deleted"] == 1 and twin.store.get("plant:A:7") is None
+
+
+def test_a_malformed_source_url_is_refused_by_name_without_its_password() -> None:
+    from connectors.source import SourceError
+    from connectors.sql_source import source_engine
+
+    with pytest.raises(SourceError, match="not valid") as refused:
+        source_engine("postgresql://reader:s3cret@db:notaport/hr")
+    assert "s3cret" not in str(refused.value) and "db:notaport" in str(refused.value)
