@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from enum import Enum
 from abc import ABC, abstractmethod
@@ -137,7 +138,20 @@ def falkor_params(params: dict[str, Any] | None) -> str:
     than the client's: bulk writes spend much of their time here)."""
     if not params:
         return ""
-    return "CYPHER " + " ".join(f"{_key(k)}={_literal(v)}" for k, v in params.items()) + " "
+    return "CYPHER " + " ".join(f"{_key(k)}={_parameter(v)}" for k, v in params.items()) + " "
+
+
+def _parameter(value: Any) -> str:
+    """A list of rows of text and numbers goes through the C JSON encoder when its output is also valid Cypher
+    (no escapes, no maps); anything else through the literal writer."""
+    if type(value) is list:
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, check_circular=False)
+        except (TypeError, ValueError):
+            return _literal(value)
+        if "\\" not in text and "{" not in text:
+            return text
+    return _literal(value)
 
 
 _KEYS: dict[str, str] = {}  # map keys already checked

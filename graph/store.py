@@ -106,6 +106,7 @@ class GraphStore(TwinReader):
     def clear(self) -> None:
         """Delete every twin and link (history is kept)."""
         self.backend.clear()
+        self._writer.forget()
         self.backend.ensure_schema()
 
     def close(self) -> None:

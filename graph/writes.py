@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from graph.backends import CypherBackend
@@ -18,6 +18,7 @@ from ontology.model import Ontology
 
 CHUNK = 20_000  # rows per Cypher statement
 RETRIES = 3  # a concurrent writer may create the same uid between our read and our CREATE
+CLASS_CACHE = 2_000_000  # twin classes a writer remembers (about 200 MB at most); forgotten all at once when full
 
 
 class TwinWriter:
@@ -27,6 +28,7 @@ class TwinWriter:
         self.backend = backend
         self.ontology = ontology
         self.history = history
+        self._classes: dict[str, str] = {}  # uid -> class name, as this writer last wrote or read it
 
     # ------------------------------------------------------------------ twins
 
@@ -123,6 +125,8 @@ class TwinWriter:
             relabel = self._relabel(old_class, cls_id)
             for chunk in _chunks(rows):
                 self.backend.write(f"UNWIND $rows AS r MATCH (n:Twin {{uid: r.uid}}) {relabel}SET n += r.p", {"rows": chunk})
+        for uid, (cls_id, _) in batch.items():  # written: remember each twin's class for the links that follow
+            self._remember(uid, self.ontology.get(cls_id).name)
         if self.history is not None:
             self.history.record(changes, context)
         created = sum(len(rows) for rows in creates.values())
@@ -153,6 +157,7 @@ class TwinWriter:
                 props.pop("uid", None)
                 props.pop("_class", None)
                 found[uid] = (cls, props)
+                self._remember(uid, cls)
         return found
 
     def delete_twins(self, uids: Iterable[str], context: ChangeContext) -> WriteSummary:
@@ -170,6 +175,8 @@ class TwinWriter:
             ):
                 changes.append(Change(source, "link", "delete", dict(props), None, link_type=rel_type, target=target))
         changes += [Change(uid, "twin", "delete", props, None, cls=cls) for uid, (cls, props) in existing.items()]
+        for uid in existing:
+            self._classes.pop(uid, None)
         for chunk in _chunks(list(existing)):
             self.backend.write("UNWIND $uids AS u MATCH (n:Twin {uid: u}) DETACH DELETE n", {"uids": chunk})
         if self.history is not None:
@@ -178,7 +185,7 @@ class TwinWriter:
 
     # ------------------------------------------------------------------ links
 
-    def upsert_links(self, links: Sequence[Link], context: ChangeContext) -> WriteSummary:
+    def upsert_links(self, links: Sequence[Link], context: ChangeContext, attempt: int = 1) -> WriteSummary:
         """Create or update links; every link is checked for endpoints, domain, range, properties, multiplicity."""
         batch: dict[tuple[str, str, str], dict[str, Any]] = {}
         violations: list[Violation] = []
@@ -188,58 +195,87 @@ class TwinWriter:
                 continue
             key = (link.type, link.source, link.target)
             batch[key] = {**batch.get(key, {}), **link.properties}
-        state = self._link_state(list(batch))
+        classes = self._endpoint_classes({uid for _, source, target in batch for uid in (source, target)})
+        verdicts: dict[tuple[str, str, str], list[Violation]] = {}  # property-less links: one check per class pair
         for i, link in enumerate(links):
             if not isinstance(link, Link):
                 continue
             where = f"links[{i}]({link.source}-[{link.type}]->{link.target})"
-            found = state.get((link.source, link.target))
-            if found is None:
-                classes = self._classes_of({link.source, link.target})
-                missing = [u for u in (link.source, link.target) if u not in classes]
+            missing = [u for u in (link.source, link.target) if u not in classes]
+            if missing:
                 violations.append(Violation(where, "missing-endpoint", f"no twin with uid {', '.join(map(repr, missing))}"))
                 continue
-            violations += self.ontology.validate_relationship(link.type, found.source_class, found.target_class,
-                                                              link.properties, path=where)
+            source_class, target_class = classes[link.source], classes[link.target]
+            if link.properties:
+                violations += self.ontology.validate_relationship(link.type, source_class, target_class,
+                                                                  link.properties, path=where)
+                continue
+            verdict_key = (link.type, source_class, target_class)
+            if verdict_key not in verdicts:
+                verdicts[verdict_key] = self.ontology.validate_relationship(link.type, source_class, target_class, {})
+            violations += [replace(v, path=where) for v in verdicts[verdict_key]]
         if not violations:
-            violations += self._multiplicity_violations(batch, state)
+            violations += self._multiplicity_violations(batch, classes)
         if violations:
             raise BatchRejected(violations)
-        return self._write_links(batch, state, context)
+        summary = self._write_links(batch, classes, context)
+        if summary is not None:
+            return summary
+        # An endpoint changed class or vanished, or another writer created one of the links, after this writer
+        # last saw it: the batch's links were taken back; check and write it again from the graph's present state.
+        if attempt == RETRIES:
+            raise QueryError("the twins these links join kept changing while they were written; nothing was written")
+        for _, source, target in batch:
+            self._classes.pop(source, None)
+            self._classes.pop(target, None)
+        return self.upsert_links(links, context, attempt + 1)
 
-    def _link_state(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str], "_PairState"]:
-        """Endpoint classes and the links already between each (source, target) pair, in one read per chunk."""
-        pairs = list(dict.fromkeys((source, target) for _, source, target in keys))
-        state: dict[tuple[str, str], _PairState] = {}
-        for chunk in _chunks(pairs):
-            for source, target, source_class, target_class, rel_type, props in self.backend.read(
-                "UNWIND $rows AS r MATCH (a:Twin {uid: r.s}) MATCH (b:Twin {uid: r.t}) "
-                "OPTIONAL MATCH (a)-[e]->(b) "
-                "RETURN r.s, r.t, a._class, b._class, type(e), properties(e)",
-                {"rows": [{"s": s, "t": t} for s, t in chunk]},
-            ):
-                pair = state.setdefault((source, target), _PairState(source_class, target_class, {}))
-                if rel_type is not None:
-                    pair.existing[rel_type] = dict(props)
-        return state
-
-    def _classes_of(self, uids: set[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for chunk in _chunks(sorted(uids)):
+    def _endpoint_classes(self, uids: set[str]) -> dict[str, str]:
+        """The class of each uid that names a twin: from what this writer has seen, else one read."""
+        known = self._classes
+        found = {uid: known[uid] for uid in uids if uid in known}
+        unknown = [uid for uid in uids if uid not in found]
+        for chunk in _chunks(unknown):
             for uid, cls in self.backend.read(
                 "UNWIND $uids AS u MATCH (n:Twin {uid: u}) RETURN n.uid, n._class", {"uids": chunk}
             ):
                 found[uid] = cls
+                self._remember(uid, cls)
         return found
 
+    def _remember(self, uid: str, cls: str) -> None:
+        if len(self._classes) >= CLASS_CACHE:
+            self._classes.clear()
+        self._classes[uid] = cls
+
+    def forget(self) -> None:
+        """Drop what this writer remembers of twin classes (after the graph was cleared or replaced)."""
+        self._classes.clear()
+
+    def _existing_links(self, batch: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The links of the batch that already exist, with their properties."""
+        by_type: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        for key in batch:
+            by_type[key[0]].append(key)
+        existing: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for rel_type, keys in by_type.items():
+            typed = ident(rel_type)
+            for chunk in _chunks(keys):
+                rows = [[source, target, i] for i, (_, source, target) in enumerate(chunk)]
+                for i, props in self.backend.read(
+                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{typed}]->(b:Twin) WHERE b.uid = r[1] "
+                    "RETURN r[2], properties(e)",
+                    {"rows": rows},
+                ):
+                    existing[chunk[i]] = dict(props)
+        return existing
+
     def _multiplicity_violations(
-        self, batch: dict[tuple[str, str, str], dict[str, Any]], state: dict[tuple[str, str], "_PairState"]
+        self, batch: dict[tuple[str, str, str], dict[str, Any]], classes: dict[str, str]
     ) -> list[Violation]:
         targets: dict[tuple[str, str], set[str]] = defaultdict(set)
-        source_class: dict[str, str] = {}
         for rel_type, source, target in batch:
-            source_class[source] = state[(source, target)].source_class
-            rel = self.ontology.relationships(source_class[source]).get(rel_type)
+            rel = self.ontology.relationships(classes[source]).get(rel_type)
             if rel is not None and rel.max is not None:
                 targets[(rel_type, source)].add(target)
         if not targets:
@@ -256,61 +292,87 @@ class TwinWriter:
                     targets[(rel_type, source)].update(existing)
         violations = []
         for (rel_type, source), linked in targets.items():
-            rel = self.ontology.relationships(source_class[source])[rel_type]
+            rel = self.ontology.relationships(classes[source])[rel_type]
             if rel.max is not None and len(linked) > rel.max:
                 violations += self.ontology.validate_multiplicity(
-                    rel_type, source_class[source], len(linked), path=f"{source}.{rel_type}"
+                    rel_type, classes[source], len(linked), path=f"{source}.{rel_type}"
                 )
         return violations
 
     def _write_links(
         self,
         batch: dict[tuple[str, str, str], dict[str, Any]],
-        state: dict[tuple[str, str], "_PairState"],
+        classes: dict[str, str],
         context: ChangeContext,
-    ) -> WriteSummary:
-        new_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        changed_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    ) -> WriteSummary | None:
+        """Write the validated batch; None (and nothing written) when the graph no longer matches what was checked."""
+        existing = self._existing_links(batch)
+        new_rows: dict[str, list[list[Any]]] = defaultdict(list)
+        changed_rows: dict[str, list[list[Any]]] = defaultdict(list)
         changes: list[Change] = []
         unchanged = 0
-        for (rel_type, source, target), props in batch.items():
-            pair = state[(source, target)]
-            rel = self.ontology.relationships(pair.source_class)[rel_type]
+        for key, props in batch.items():
+            rel_type, source, target = key
+            rel = self.ontology.relationships(classes[source])[rel_type]
             encoded = {k: encode(v, rel.property(k).schema) for k, v in props.items()}  # type: ignore[union-attr]
-            old = pair.existing.get(rel_type)
+            old = existing.get(key)
             if old is None:
                 stored = {k: v for k, v in encoded.items() if v is not None}
-                new_rows[rel_type].append({"s": source, "t": target, "p": stored} if stored else {"s": source, "t": target})
-                changes.append(Change(source, "link", "create", None, stored, link_type=rel_type, target=target))
+                new_rows[rel_type].append([source, target, classes[source], classes[target], stored])
                 continue
             delta = {k: v for k, v in encoded.items() if old.get(k) != v}
             if not delta:
                 unchanged += 1
                 continue
-            changed_rows[rel_type].append({"s": source, "t": target, "p": delta})
+            changed_rows[rel_type].append([source, target, delta])
             after = {k: v for k, v in {**old, **delta}.items() if v is not None}
             changes.append(Change(source, "link", "update", old, after, link_type=rel_type, target=target))
-        match = "UNWIND $rows AS r MATCH (a:Twin {uid: r.s}), (b:Twin {uid: r.t}) "
+        created: list[tuple[str, str, str]] = []
         for rel_type, rows in new_rows.items():
             typed = ident(rel_type)
-            plain = [r for r in rows if "p" not in r]
-            with_props = [r for r in rows if "p" in r]
-            # MERGE, not CREATE: two concurrent writers must not create the same link twice.
-            for chunk in _chunks(plain):
-                self.backend.write(match + f"MERGE (a)-[:{typed}]->(b)", {"rows": chunk})
-            for chunk in _chunks(with_props):
-                self.backend.write(match + f"MERGE (a)-[e:{typed}]->(b) SET e += r.p", {"rows": chunk})
+            plain = [row[:4] for row in rows if not row[4]]  # lists of text only: the fast parameter path
+            with_props = [row for row in rows if row[4]]
+            groups = [(chunk, "") for chunk in _chunks(plain)] + [(chunk, " SET e = r[4]") for chunk in _chunks(with_props)]
+            for chunk, set_props in groups:
+                # The endpoint classes were checked as this writer last saw them; the write checks them again and
+                # refuses to duplicate a link another writer created meanwhile (FalkorDB runs one query at a time).
+                written = self.backend.write(
+                    "UNWIND $rows AS r MATCH (a:Twin {uid: r[0]}) MATCH (b:Twin {uid: r[1]}) "
+                    f"WHERE a._class = r[2] AND b._class = r[3] AND NOT (a)-[:{typed}]->(b) "
+                    f"CREATE (a)-[e:{typed}]->(b){set_props} RETURN count(e)",
+                    {"rows": chunk},
+                )[0][0]
+                keys = [(rel_type, row[0], row[1]) for row in chunk]
+                if written != len(chunk):
+                    landed = self._existing_links(dict.fromkeys(keys, {}))
+                    self._take_back(created + list(landed))
+                    return None
+                created += keys
+                changes += [Change(row[0], "link", "create", None, row[4] if len(row) > 4 else {},
+                                   link_type=rel_type, target=row[1]) for row in chunk]
         for rel_type, rows in changed_rows.items():
             for chunk in _chunks(rows):
                 self.backend.write(
-                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}})-[e:{ident(rel_type)}]->(b:Twin {{uid: r.t}}) "
-                    "SET e += r.p",
+                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{ident(rel_type)}]->(b:Twin) WHERE b.uid = r[1] "
+                    "SET e += r[2]",
                     {"rows": chunk},
                 )
         if self.history is not None:
             self.history.record(changes, context)
-        created = sum(len(rows) for rows in new_rows.values())
-        return WriteSummary(created=created, updated=len(changes) - created, unchanged=unchanged)
+        return WriteSummary(created=len(created), updated=len(changes) - len(created), unchanged=unchanged)
+
+    def _take_back(self, keys: list[tuple[str, str, str]]) -> None:
+        """Delete links this batch created before it found the graph changed under it."""
+        by_type: dict[str, list[list[str]]] = defaultdict(list)
+        for rel_type, source, target in keys:
+            by_type[rel_type].append([source, target])
+        for rel_type, rows in by_type.items():
+            for chunk in _chunks(rows):
+                self.backend.write(
+                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{ident(rel_type)}]->(b:Twin) WHERE b.uid = r[1] "
+                    "DELETE e",
+                    {"rows": chunk},
+                )
 
     def delete_links(self, links: Iterable[tuple[str, str, str]], context: ChangeContext) -> WriteSummary:
         """Delete links given as (type, source uid, target uid); missing ones are ignored."""
@@ -330,15 +392,6 @@ class TwinWriter:
         if self.history is not None:
             self.history.record(changes, context)
         return WriteSummary(deleted=len(changes))
-
-
-@dataclass(frozen=True)
-class _PairState:
-    """What the graph holds for one (source, target) pair: endpoint classes and existing links by type."""
-
-    source_class: str
-    target_class: str
-    existing: dict[str, dict[str, Any]]
 
 
 def _chunks(rows: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:

@@ -466,6 +466,57 @@ def test_a_uid_created_between_our_read_and_our_create_is_retried_as_an_update(s
     assert store.query("MATCH (n:Twin {uid: 'race'}) RETURN count(n), n.name") == [[1, "ours"]]
 
 
+def other_writer(store: GraphStore, tmp_path: Path) -> GraphStore:
+    """A second store on the same graph, as another process would hold it."""
+    return GraphStore.open(store.url, store.ontology, history_url=f"sqlite:///{tmp_path / 'other.db'}",
+                           user=os.environ.get("NEO4J_USER"), password=os.environ.get("NEO4J_PASSWORD"))
+
+
+def test_a_class_changed_by_another_writer_is_checked_again_before_linking(store: GraphStore, tmp_path: Path) -> None:
+    small_enterprise(store)  # this store now remembers m-mill as a Machine
+    with other_writer(store, tmp_path) as other:
+        other.upsert_twins([Twin("m-mill", "Unit", {"name": "Mill hall"})])  # no longer a Machine
+    with pytest.raises(BatchRejected) as caught:
+        store.upsert_links([Link("operates", "e-bob", "m-mill"), Link("operates", "e-bob", "m-lathe")])
+    assert [v.rule for v in caught.value.violations] == ["range"]
+    assert "m-mill" in caught.value.violations[0].path
+    assert store.neighbours("e-bob", ["operates"], direction="out").links == []  # nothing written
+    store.upsert_links([Link("worksIn", "e-ann", "u-line"), Link("partOf", "m-mill", "u-plant")])
+    assert [n.uid for n in store.neighbours("m-mill", ["partOf"], direction="out").nodes] == ["m-mill", "u-plant"]
+
+
+def test_a_twin_deleted_by_another_writer_is_a_missing_endpoint(store: GraphStore, tmp_path: Path) -> None:
+    small_enterprise(store)
+    with other_writer(store, tmp_path) as other:
+        other.delete_twins(["m-mill"])
+    with pytest.raises(BatchRejected) as caught:
+        store.upsert_links([Link("operates", "e-bob", "m-mill")])
+    assert [v.rule for v in caught.value.violations] == ["missing-endpoint"]
+
+
+def test_a_link_created_between_our_read_and_our_write_is_not_duplicated(store: GraphStore) -> None:
+    small_enterprise(store)
+    writer = store._writer
+    original = writer._existing_links
+    raced = []
+
+    def read_then_lose_the_race(batch):  # type: ignore[no-untyped-def]
+        found = original(batch)
+        if not raced:  # another writer links Bob to the mill right after our read
+            raced.append(True)
+            store.backend.write("MATCH (a:Twin {uid: 'e-bob'}), (b:Twin {uid: 'm-mill'}) CREATE (a)-[:operates]->(b)")
+        return found
+
+    writer._existing_links = read_then_lose_the_race  # type: ignore[method-assign]
+    try:
+        summary = store.upsert_links([Link("operates", "e-bob", "m-mill"), Link("operates", "e-ceo", "m-mill")])
+    finally:
+        writer._existing_links = original  # type: ignore[method-assign]
+    assert summary.created == 2
+    assert store.query("MATCH (:Twin {uid: 'e-bob'})-[e:operates]->(:Twin {uid: 'm-mill'}) RETURN count(e)") == [[1]]
+    assert store.query("MATCH (:Twin {uid: 'e-ceo'})-[e:operates]->(:Twin {uid: 'm-mill'}) RETURN count(e)") == [[1]]
+
+
 def test_type_errors_and_missing_required_properties_are_reported_together(store: GraphStore) -> None:
     with pytest.raises(BatchRejected) as caught:
         store.upsert_twins([Twin("x1", "Machine", {"capacity": "big"}), Twin("x2", "Employee", {"name": "No Id"})])
