@@ -34,10 +34,13 @@ class FalkorDialect(Dialect):
     name: str = "falkordb"
 
     def schema_statements(self) -> list[str]:
-        """Range index on :Twin(uid); the unique constraint is a separate GRAPH.CONSTRAINT command."""
+        """Range index on :Twin(uid); the unique constraint is a separate GRAPH.CONSTRAINT command.
+
+        No index on _class: classes are labels, and FalkorDB would intersect a _class index with the uid index for
+        `{uid: ...} WHERE n._class = ...`, which halves the speed of the guarded link writes.
+        """
         return [
             "CREATE INDEX FOR (n:Twin) ON (n.uid)",
-            "CREATE INDEX FOR (n:Twin) ON (n._class)",
             f"CALL db.idx.fulltext.createNodeIndex('Twin', {', '.join(repr(f) for f in TEXT_FIELDS)})",
         ]
 
@@ -66,10 +69,9 @@ class Neo4jDialect(Dialect):
     name: str = "neo4j"
 
     def schema_statements(self) -> list[str]:
-        """Unique constraint on :Twin(uid), class index and a full-text index over names and descriptions."""
+        """Unique constraint on :Twin(uid) and a full-text index over names and descriptions (classes are labels)."""
         return [
             "CREATE CONSTRAINT twin_uid IF NOT EXISTS FOR (n:Twin) REQUIRE n.uid IS UNIQUE",
-            "CREATE INDEX twin_class IF NOT EXISTS FOR (n:Twin) ON (n._class)",
             "CREATE FULLTEXT INDEX twin_text IF NOT EXISTS FOR (n:Twin) ON EACH "
             f"[{', '.join('n.' + f for f in TEXT_FIELDS)}]",
         ]
