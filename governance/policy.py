@@ -251,8 +251,8 @@ class Policy:
             if role.read is not None:
                 if not role.read:
                     continue
+                # scans of a single role leave the class check to readable_classes, which can skip it
                 clauses.append("(" + " OR ".join(f"{{n}}:`{c}`" for c in sorted(role.read)) + ")")
-                scan_clauses.append(clauses[-1])
             for rule in role.rows:
                 guard = " OR ".join(f"{{n}}:`{c}`" for c in rule.classes) or "false"
                 satisfied = all(self._has(subject, need) for need in rule.needs)

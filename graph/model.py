@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -180,22 +181,25 @@ class ReadScope:
     hidden: dict[str, frozenset[str]] = field(default_factory=dict)
     readable_classes: frozenset[str] | None = None  # None = all
     joins: tuple[ScopeJoin, ...] = ()
-    scan_predicate: str | None = None  # the predicate without the rules `joins` evaluate (used with them only)
+    scan_predicate: str | None = None  # the predicate without the rules `joins` evaluate and without the class check
+    # that `readable_classes` makes (used with `joins` only)
 
-    def render(self, var: str) -> str:
-        """The predicate for node variable `var`, or 'true' when unrestricted."""
-        return self._render(var, self.predicate)
+    def render(self, var: str, within: Collection[str] | None = None) -> str:
+        """The predicate for node variable `var`, or 'true' when unrestricted; `within` names every class `var` can
+        have, when the caller knows it (a scan of one class): if all are readable, the class check is left out."""
+        return self._render(var, self.predicate, within)
 
-    def render_scan(self, var: str) -> str:
+    def render_scan(self, var: str, within: Collection[str] | None = None) -> str:
         """The predicate a scan applies next to its `joins` (the whole predicate when there are none)."""
-        return self._render(var, self.scan_predicate if self.joins else self.predicate)
+        return self._render(var, self.scan_predicate if self.joins else self.predicate, within)
 
-    def _render(self, var: str, predicate: str | None) -> str:
+    def _render(self, var: str, predicate: str | None, within: Collection[str] | None) -> str:
         clauses = []
         if self.readable_classes is not None:
             if not self.readable_classes:
                 return "false"
-            clauses.append("(" + " OR ".join(f"{var}:`{c}`" for c in sorted(self.readable_classes)) + ")")
+            if within is None or not self.readable_classes.issuperset(within):
+                clauses.append("(" + " OR ".join(f"{var}:`{c}`" for c in sorted(self.readable_classes)) + ")")
         if predicate:
             clauses.append("(" + predicate.replace("{n}", var) + ")")
         return " AND ".join(clauses) if clauses else "true"

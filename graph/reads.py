@@ -52,6 +52,7 @@ class TwinReader:
         types = self.ontology.relationship_types()
         self.dependency_types = sorted(t for t, defs in types.items() if any(d.dependency for _, d in defs))
         self.supports_types = sorted(t for t, defs in types.items() if any(d.supports for _, d in defs))
+        self._under: dict[str, frozenset[str]] = {}
 
     def _read(self, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
         return self.backend.read(cypher, params, timeout_ms=self.timeout_ms)
@@ -111,8 +112,9 @@ class TwinReader:
         clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
         order = compile_order(self.ontology, cls, list(order_by), scope)
         prelude, joined = self._scope_joins(cls, scope)
+        within = self._names_under(cls)
         if joined:
-            condition = " AND ".join([*clauses, scope.render_scan("n")])
+            condition = " AND ".join([*clauses, scope.render_scan("n", within)])
             rows = self._read(
                 f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}WITH n {order} WITH collect(n) AS matched "
                 "RETURN size(matched), [m IN matched[$offset..($offset + $limit)] | [m.uid, labels(m), properties(m)]]",
@@ -120,7 +122,7 @@ class TwinReader:
             )
             total, page = rows[0] if rows else (0, [])
             return Page(items=[self.record(*row) for row in page], total=total, offset=offset, limit=limit)
-        condition = " AND ".join([*clauses, scope.render("n")])  # cheap filters first: AND short-circuits
+        condition = " AND ".join([*clauses, scope.render("n", within)])  # cheap filters first: AND short-circuits
         rows = self._read(
             f"MATCH (n:{label}) WHERE {condition} WITH count(n) AS total "
             f"MATCH (n:{label}) WHERE {condition} WITH total, n {order} SKIP $offset LIMIT $limit "
@@ -135,10 +137,17 @@ class TwinReader:
             total = 0
         return Page(items=[self.record(*row[1:]) for row in rows], total=total, offset=offset, limit=limit)
 
+    def _names_under(self, cls: str) -> frozenset[str]:
+        """The class names a scan of `cls` can meet: the class and its subclasses."""
+        if cls not in self._under:
+            cls_id = self.ontology.get(cls).id
+            self._under[cls] = frozenset(self.ontology.classes[c].name for c in {cls_id, *self.ontology.descendants(cls_id)})
+        return self._under[cls]
+
     def _scope_joins(self, cls: str, scope: ReadScope) -> tuple[str, str]:
         """Cypher for the scope's join-form row rules that can touch twins of `cls`: a prelude that collects each
-        rule's anchor uids, and the OPTIONAL MATCH/WITH filter to put after a scan's MATCH of `n` ('' when none)."""
-        relevant = set(self.ontology.labels(cls)) | {self.ontology.classes[d].name for d in self.ontology.descendants(cls)}
+        rule's anchor twins, and the MATCH/WITH filter to put after a scan's MATCH of `n` ('' when none)."""
+        relevant = set(self.ontology.labels(cls)) | self._names_under(cls)
         joins = [j for j in scope.joins if relevant & set(j.labels)]
         if not joins:
             return "", ""
@@ -146,18 +155,20 @@ class TwinReader:
         for i, join in enumerate(joins):
             members = f"scope_members_{i}"
             prelude += (f"OPTIONAL MATCH {join.anchor} "
-                        f"WITH {', '.join([*carried, f'collect(DISTINCT scope_member.uid) AS {members}'])} ")
+                        f"WITH {', '.join([*carried, f'collect(DISTINCT scope_member) AS {members}'])} ")
             carried.append(members)
         own = set(self.ontology.labels(cls))
         for i, join in enumerate(joins):
+            still = ", ".join([*carried[i + 1:], "n"])  # the member lists later joins need, and the twin
             if own & set(join.labels):  # every twin of `cls` falls under the rule: a plain join
                 joined += (f"MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
-                           f"WHERE scope_via_{i}.uid IN scope_members_{i} WITH DISTINCT {', '.join(carried)}, n ")
+                           f"WHERE scope_via_{i} IN scope_members_{i} WITH DISTINCT {still} ")
                 continue
             guard = " OR ".join(f"n:{ident(label)}" for label in join.labels)  # only some do: keep the others
             joined += (f"OPTIONAL MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
-                       f"WITH {', '.join(carried)}, n, collect(scope_via_{i}.uid) AS scope_vias_{i} "
-                       f"WHERE NOT ({guard}) OR any(x IN scope_vias_{i} WHERE x IN scope_members_{i}) ")
+                       f"WITH {', '.join(carried[i:])}, n, collect(scope_via_{i}) AS scope_vias_{i} "
+                       f"WHERE NOT ({guard}) OR any(x IN scope_vias_{i} WHERE x IN scope_members_{i}) "
+                       f"WITH {still} ")
         return prelude, joined
 
     # ------------------------------------------------------------------ traversals
@@ -284,7 +295,8 @@ class TwinReader:
         labels = self.ontology.labels(cls)
         clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
         prelude, joined = self._scope_joins(cls, scope)
-        condition = " AND ".join([*clauses, scope.render_scan("n") if joined else scope.render("n")])
+        within = self._names_under(cls)
+        condition = " AND ".join([*clauses, scope.render_scan("n", within) if joined else scope.render("n", within)])
         keys, values = [], []
         for i, field in enumerate(group_by):
             check_readable(scope, labels, field, "grouped by")
