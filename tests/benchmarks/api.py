@@ -1,7 +1,7 @@
 """Benchmark: the governed GraphQL API over HTTP (uvicorn in a subprocess) on a sample-sized twin graph.
 
 Usage: python tests/benchmarks/api.py [--twins 3000] [--requests 1500] [--concurrency 16] [--rounds 3]
-       [--workers N] [--http auto|h11] [--loop auto|asyncio]   (workers default to TWIN_API_WORKERS)
+       [--workers N] [--http auto|h11] [--loop auto|asyncio] [--driver streams|httpx]   (workers default to TWIN_API_WORKERS)
 Prints one JSON line per figure: p50/p99 latency and requests/s at concurrency 16 for a by-uid lookup, a 3-level
 20-row query, an impact query and an aggregate; the 3-level query's latency against the same data fetched with
 direct Cypher; and policy on (architect token) against an admin token.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib.util
 import json
@@ -22,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -58,31 +61,76 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _drive(url: str, token: str, bodies: list[dict[str, object]], requests: int, concurrency: int) -> dict[str, float]:
-    """Send `requests` POSTs (cycling through `bodies`) with `concurrency` in flight; latencies in ms."""
+async def _drive(url: str, token: str, bodies: list[dict[str, object]], requests: int, concurrency: int,
+                 driver: str = "streams") -> dict[str, float]:
+    """Send `requests` POSTs (cycling through `bodies`) with `concurrency` in flight; latencies in ms.
+
+    The default driver writes HTTP/1.1 on keep-alive asyncio streams, as load generators such as wrk do: on this
+    2-core machine httpx's own CPU per request (it shares the cores with the server and FalkorDB) more than doubled
+    the measured p99. `--driver httpx` measures through httpx instead.
+    """
+    send = _stream_sender if driver == "streams" else _httpx_sender
     latencies: list[float] = []
     errors = 0
     counter = iter(range(requests))
-    headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+    async with send(url, token, concurrency) as post:
         for body in bodies[:concurrency]:  # warm-up: parse/validation caches, connections
-            await client.post("/graphql", json=body)
+            await post(body)
 
         async def worker() -> None:
             nonlocal errors
-            for i in counter:
-                started = time.perf_counter()
-                response = await client.post("/graphql", json=bodies[i % len(bodies)])
-                latencies.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200 or "errors" in response.json():
-                    errors += 1
+            async with send(url, token, 1) as own:
+                for i in counter:
+                    started = time.perf_counter()
+                    status, answer = await own(bodies[i % len(bodies)])
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    if status != 200 or "errors" in answer:
+                        errors += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
     return {"p50_ms": round(statistics.median(latencies), 2), "p99_ms": round(_percentile(latencies, 0.99), 2),
             "requests_per_s": round(len(latencies) / wall, 1), "requests": len(latencies), "errors": errors}
+
+
+Post = Callable[[dict[str, object]], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+@contextlib.asynccontextmanager
+async def _stream_sender(url: str, token: str, _connections: int) -> AsyncIterator[Post]:
+    """POST /graphql over one keep-alive connection, written and read by hand (Content-Length responses)."""
+    address = httpx.URL(url)
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    head = f"POST /graphql HTTP/1.1\r\nHost: {address.host}\r\nAuthorization: Bearer {token}\r\n" \
+           "Content-Type: application/json\r\n"
+
+    async def post(body: dict[str, object]) -> tuple[int, dict[str, Any]]:
+        payload = json.dumps(body).encode()
+        writer.write(f"{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        status_line, *headers = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        length = next((int(h.split(":", 1)[1]) for h in headers if h.lower().startswith("content-length:")), None)
+        if length is None:
+            raise SystemExit(f"the server answered without Content-Length: {status_line}")
+        return int(status_line.split()[1]), json.loads(await reader.readexactly(length))
+
+    try:
+        yield post
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def _httpx_sender(url: str, token: str, connections: int) -> AsyncIterator[Post]:
+    """POST /graphql through an httpx.AsyncClient."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
+                                 timeout=30) as client:
+        async def post(body: dict[str, object]) -> tuple[int, dict[str, Any]]:
+            response = await client.post("/graphql", json=body)
+            return response.status_code, response.json()
+
+        yield post
 
 
 def main() -> None:
@@ -95,6 +143,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="uvicorn workers (default: TWIN_API_WORKERS)")
     parser.add_argument("--http", default="auto", help="uvicorn HTTP protocol: auto (httptools when installed), h11")
     parser.add_argument("--loop", default="auto", help="uvicorn event loop: auto (uvloop when installed), asyncio")
+    parser.add_argument("--driver", default="streams", choices=["streams", "httpx"],
+                        help="load driver: hand-written HTTP/1.1 on asyncio streams (lean), or httpx")
     args = parser.parse_args()
     workers = args.workers or Settings().api_workers
     data_dir = Path(tempfile.mkdtemp(prefix="twin-api-bench-"))
@@ -109,7 +159,7 @@ def main() -> None:
         for chunk in batches(enterprise.links, 5000):
             store.upsert_links(chunk)
         emit(figure="graph", twins=len(enterprise.twins), links=len(enterprise.links))
-        emit(figure="server", workers=workers, http=_resolved(args.http, "httptools", "h11"),
+        emit(figure="server", workers=workers, driver=args.driver, http=_resolved(args.http, "httptools", "h11"),
              loop=_resolved(args.loop, "uvloop", "asyncio"), load_average=[round(x, 2) for x in os.getloadavg()])
         port = _free_port()
         env = {**os.environ, "TWIN_DATA_DIR": str(data_dir), "TWIN_GRAPH_URL": f"falkordb+embedded://{graph_dir}",
@@ -149,7 +199,7 @@ def main() -> None:
         }
         results: dict[str, dict[str, float]] = {}
         for name, bodies in workloads.items():
-            results[name] = asyncio.run(_drive(url, admin, bodies, args.requests, args.concurrency))
+            results[name] = asyncio.run(_drive(url, admin, bodies, args.requests, args.concurrency, args.driver))
             emit(figure=name, token="admin", concurrency=args.concurrency, **results[name])
         # Policy on vs off: admin and architect runs alternate, so that the load other processes put on the machine
         # weighs on both alike; the ratio is taken between the medians of the rounds.
@@ -157,7 +207,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for token_name, token in (("admin", admin), ("architect", architect)):
                 paired[token_name].append(asyncio.run(_drive(url, token, workloads["three_level_20_rows"],
-                                                             args.requests, args.concurrency)))
+                                                             args.requests, args.concurrency, args.driver)))
         medians = {name: {k: statistics.median(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "requests_per_s")}
                    for name, runs in paired.items()}
         emit(figure="three_level_20_rows", token="architect", concurrency=args.concurrency, rounds=args.rounds,
