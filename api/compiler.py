@@ -1,8 +1,10 @@
 """Compiles the selection set of one GraphQL root field into ONE Cypher query, with the caller's policy compiled in.
 
-* Nested relationship connections become `CALL { WITH parent MATCH ... ORDER BY ... SKIP ... LIMIT ... RETURN
-  collect(...) }` subqueries (and a counting subquery when `totalCount` is asked for), so a query nested three levels
-  deep costs one round trip, not one per parent (no N+1).
+* Nested relationship connections of a root list are fetched for the whole page at once: one OPTIONAL MATCH per
+  relationship, grouped back per parent, sorted and paged (`Compiler.batched`). Elsewhere (one twin, search, impact,
+  path) and for connections filtered by relationship existence they become `CALL { WITH parent MATCH ... ORDER BY ...
+  SKIP ... LIMIT ... RETURN collect(...) }` subqueries (`Compiler.call`). Either way a query nested three levels deep
+  costs one round trip, not one per parent (no N+1).
 * The policy's row predicate (`ReadScope.render(var)`) is applied to EVERY node variable: root, nested connection
   nodes, and the twins a relationship filter (`worksInExists`, `worksInSome`) looks at, so neither rows nor their
   existence leak.
@@ -555,36 +557,93 @@ class Compiler:
     # ------------------------------------------------------------------ Cypher rendering
 
     def calls(self, proj: NodeProjection) -> list[str]:
-        """The subqueries that fetch the connections under `proj` (after its variable is bound)."""
-        clauses: list[str] = []
-        for rel in proj.relations.values():
-            node = rel.node
-            edge = self.var("r")
-            pattern = _pattern(proj.var, edge, rel.relation, node.var)
-            body = self.filtered_match(pattern, node.var, rel.relation.node_class, rel.page.where, [edge, node.var])
-            order = self.order_clause(node.var, rel.relation.node_class, rel.page.order)
-            item = self.row_expr(node)
-            if rel.edge_props:
-                item = f"[{item}, [{', '.join(f'{edge}.{ident(p)}' for p in rel.edge_props)}]]"
-            clauses.append(
-                f"CALL {{ WITH {proj.var} {' '.join(body)} "
-                f"WITH {edge}, {node.var} {order} SKIP {rel.page.offset} LIMIT {rel.page.limit + 1} "
-                f"{' '.join(self.calls(node))} "
-                f"RETURN collect({item}) AS {rel.key} }}"
-            )
-            if rel.need_total:
-                other = self.var("x")
-                count_body = self.filtered_match(_pattern(proj.var, None, rel.relation, other), other,
-                                                 rel.relation.node_class, rel.page.where, [other])
-                clauses.append(f"CALL {{ WITH {proj.var} {' '.join(count_body)} RETURN count({other}) AS {rel.total_key} }}")
+        """The subqueries that fetch the connections under `proj` (after its variable is bound), one per row."""
+        return [clause for rel in proj.relations.values() for clause in self.call(proj, rel)]
+
+    def call(self, proj: NodeProjection, rel: RelationProjection) -> list[str]:
+        """A subquery fetching one connection under `proj` for the current row (and one counting it, if asked)."""
+        node = rel.node
+        edge = self.var("r")
+        pattern = _pattern(proj.var, edge, rel.relation, node.var)
+        body = self.filtered_match(pattern, node.var, rel.relation.node_class, rel.page.where, [edge, node.var])
+        order = self.order_clause(node.var, rel.relation.node_class, rel.page.order)
+        clauses = [
+            f"CALL {{ WITH {proj.var} {' '.join(body)} "
+            f"WITH {edge}, {node.var} {order} SKIP {rel.page.offset} LIMIT {rel.page.limit + 1} "
+            f"{' '.join(self.calls(node))} "
+            f"RETURN collect({self.item_expr(rel, node.var, edge)}) AS {rel.key} }}"
+        ]
+        if rel.need_total:
+            other = self.var("x")
+            count_body = self.filtered_match(_pattern(proj.var, None, rel.relation, other), other,
+                                             rel.relation.node_class, rel.page.where, [other])
+            clauses.append(f"CALL {{ WITH {proj.var} {' '.join(count_body)} RETURN count({other}) AS {rel.total_key} }}")
         return clauses
 
-    def row_expr(self, proj: NodeProjection) -> str:
-        """The Cypher list a node variable is returned as (`row` turns it back into a map).
+    def batched(self, proj: NodeProjection, keys: list[str]) -> tuple[list[str], list[str]]:
+        """Clauses fetching the connections under `proj` for every row of the stream at once, and the variables each
+        row carries afterwards (`keys`, which must identify the row, plus each connection's).
 
-        Lists rather than maps: the graph serialises and the client parses them markedly faster.
+        A subquery per row makes the graph traverse once per row; here each relationship is traversed once for all
+        rows (an OPTIONAL MATCH), then grouped back per row, sorted, paged and, for deeper connections, unwound again
+        in page order. Filters go into the grouping's CASE where they can, since a WHERE on the OPTIONAL MATCH turns
+        the batched traversal back into one per row in FalkorDB. A connection filtered by relationship existence keeps
+        its subquery.
         """
-        v = proj.var
+        clauses: list[str] = []
+        for rel in proj.relations.values():
+            node, cls = rel.node, rel.relation.node_class
+            state = _FilterState()
+            expr = self.where_expr(node.var, cls, rel.page.where, state) if rel.page.where else "true"
+            totals = [rel.total_key] if rel.need_total else []
+            if state.calls:
+                clauses += self.call(proj, rel)
+                keys = [*keys, *totals, rel.key]
+                continue
+            edge, found, carried = self.var("r"), self.var("a"), ", ".join(keys)
+            condition = " AND ".join(c for c in (self.scope.render(node.var), expr) if c != "true")
+            pattern = _pattern(proj.var, edge, rel.relation, node.var)
+            if condition and _has_pattern(condition):  # FalkorDB evaluates a pattern in CASE as a list
+                clauses.append(f"OPTIONAL MATCH {pattern} WHERE {condition}")
+                keep = f"{node.var} IS NOT NULL"
+            else:
+                clauses.append(f"OPTIONAL MATCH {pattern}")
+                keep = f"{node.var} IS NOT NULL" + (f" AND {condition}" if condition else "")
+            clauses.append(f"WITH {carried}, {edge}, {node.var} {self.order_clause(node.var, cls, rel.page.order)}")
+            clauses.append(f"WITH {carried}, collect(CASE WHEN {keep} THEN [{edge}, {node.var}] END) AS {found}")
+            total = f", size({found}) AS {rel.total_key}" if rel.need_total else ""
+            window = f"{found}[{rel.page.offset}..{rel.page.offset + rel.page.limit + 1}]"
+            if not node.relations and not node.extra:
+                clauses.append(f"WITH {carried}{total}, [q IN {window} | {self.item_expr(rel, 'q[1]', 'q[0]')}] "
+                               f"AS {rel.key}")
+            else:
+                page, index, item = self.var("l"), self.var("i"), self.var("o")
+                outer = [*keys, *totals]
+                clauses.append(f"WITH {carried}{total}, {window} AS {page}")
+                clauses.append(f"UNWIND CASE WHEN size({page}) = 0 THEN [null] ELSE range(0, size({page}) - 1) END "
+                               f"AS {index}")
+                clauses.append(f"WITH {', '.join(outer)}, {index}, {page}[{index}][0] AS {edge}, "
+                               f"{page}[{index}][1] AS {node.var}")
+                inner, inner_keys = self.batched(node, [*outer, index, edge, node.var])
+                clauses += inner
+                clauses.append(f"WITH {', '.join(inner_keys)}, CASE WHEN {index} IS NULL THEN null "
+                               f"ELSE {self.item_expr(rel, node.var, edge)} END AS {item} ORDER BY {index}")
+                clauses.append(f"WITH {', '.join(outer)}, collect({item}) AS {rel.key}")
+            keys = [*keys, *totals, rel.key]
+        return clauses, keys
+
+    def item_expr(self, rel: RelationProjection, node: str, edge: str) -> str:
+        """The Cypher list one item of a connection is returned as: the node's list, with the edge's properties."""
+        item = self.row_expr(rel.node, node)
+        if rel.edge_props:
+            item = f"[{item}, [{', '.join(f'{edge}.{ident(p)}' for p in rel.edge_props)}]]"
+        return item
+
+    def row_expr(self, proj: NodeProjection, ref: str | None = None) -> str:
+        """The Cypher list a node variable (or the expression `ref` for it) is returned as (`row` turns it back into a
+        map). Lists rather than maps: the graph serialises and the client parses them markedly faster.
+        """
+        v = ref or proj.var
         columns = {"_u": f"{v}.uid", "_c": f"{v}._class"}
         columns.update((key, f"{v}.{ident(prop)}") for prop, key in proj.props.items())
         for rel in proj.relations.values():
@@ -706,6 +765,11 @@ class Compiler:
         return await anyio.to_thread.run_sync(lambda: backend.read(cypher, params, timeout_ms=timeout))
 
 
+def _has_pattern(condition: str) -> bool:
+    """True when a rendered condition holds a graph pattern (a policy row rule such as `(n)-[:worksIn]->(...)`)."""
+    return ")-[" in condition or "]-(" in condition or ")<-[" in condition
+
+
 def _pattern(var: str, edge: str | None, relation: RelationField, other: str) -> str:
     rel = f"[{edge or ''}:{ident(relation.rel_type)}]"
     if relation.direction == "out":
@@ -760,7 +824,13 @@ class RootQueries:
             label = ident(self.plan.ontology.get(cls).name)
             lines = c.filtered_match(f"({v}:{label})", v, cls, page.where, [v])
             lines.append(f"WITH {v} {c.order_clause(v, cls, page.order)} SKIP {page.offset} LIMIT {page.limit + 1}")
-            lines += c.calls(proj)
+            if proj.relations:  # number the page's rows, fetch their connections for all at once, restore the order
+                rows_var, index = c.var("s"), c.var("i")
+                lines.append(f"WITH collect({v}) AS {rows_var} UNWIND range(0, size({rows_var}) - 1) AS {index} "
+                             f"WITH {index}, {rows_var}[{index}] AS {v}")
+                nested, keys = c.batched(proj, [index, v])
+                lines += nested
+                lines.append(f"WITH {', '.join(keys)} ORDER BY {index}")
             lines.append(f"WITH collect({c.row_expr(proj)}) AS items")
             if need_total:
                 t = c.var("t")
