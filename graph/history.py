@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -111,11 +113,23 @@ class HistoryStore:
         """Append `changes` in one transaction; returns how many were written."""
         if not changes:
             return 0
+        rows = self._rows(changes, context, at)
+        # The driver's executemany directly: this sits on the hot path of every graph write.
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(self._insert_sql, rows)
+        return len(rows)
+
+    def begin(self, changes: Sequence[Change], context: ChangeContext) -> "PendingChanges":
+        """Start appending `changes` in a transaction of their own, in a thread, while the caller writes the graph;
+        the caller then commits them (the graph took the write) or rolls them back (it did not)."""
+        return PendingChanges(self, self._rows(changes, context, None) if changes else [])
+
+    def _rows(self, changes: Sequence[Change], context: ChangeContext, at: dt.datetime | None) -> list[tuple[Any, ...]]:
         when = at or dt.datetime.now(dt.UTC)
         stamp = self._bind_time(when) if self._bind_time else when
         actor, source, run_id = context.actor, context.source, context.run_id
         dumps = json.dumps
-        rows = [
+        return [
             (
                 c.uid, c.kind, c.op, c.cls, c.link_type, c.target, actor, source, run_id, stamp,
                 None if c.before is None else dumps(c.before, sort_keys=True, default=str),
@@ -123,10 +137,6 @@ class HistoryStore:
             )
             for c in changes
         ]
-        # The driver's executemany directly: this sits on the hot path of every graph write.
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_sql, rows)
-        return len(rows)
 
     def history(self, uid: str, limit: int = 1000) -> list[HistoryEntry]:
         """Changes of the twin `uid` and of links touching it, oldest first."""
@@ -194,3 +204,61 @@ def _entry(row: Any) -> HistoryEntry:
         before=json.loads(row.before) if row.before else None,
         after=json.loads(row.after) if row.after else None,
     )
+
+
+class PendingChanges:
+    """History rows inserted by a worker thread in an open transaction, waiting for the graph write's outcome.
+
+    The insert (the costly part) overlaps the graph's round trips; the commit waits for the graph to acknowledge,
+    so history never records a change the graph refused, and a failed history insert fails the caller's write call.
+    """
+
+    def __init__(self, store: HistoryStore, rows: list[tuple[Any, ...]]) -> None:
+        self.count = len(rows)
+        self._decision: queue.Queue[bool] = queue.Queue(maxsize=1)
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if rows:
+            self._thread = threading.Thread(target=self._run, args=(store, rows), name="history-insert", daemon=True)
+            self._thread.start()
+        else:
+            self._done.set()
+
+    def _run(self, store: HistoryStore, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            with store.engine.connect() as conn:
+                transaction = conn.begin()
+                try:
+                    conn.exec_driver_sql(store._insert_sql, rows)
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                if self._decision.get():
+                    transaction.commit()
+                else:
+                    transaction.rollback()
+        except BaseException as exc:  # handed to the caller's commit()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def commit(self) -> int:
+        """Make the rows durable once the graph has taken the write; returns how many were written."""
+        self._finish(True)
+        if self._error is not None:
+            raise self._error
+        return self.count
+
+    def rollback(self) -> None:
+        """Drop the rows (the graph write failed)."""
+        self._finish(False)
+
+    def _finish(self, keep: bool) -> None:
+        if self._thread is None:
+            return
+        if not self._done.is_set():
+            self._decision.put(keep)
+        self._done.wait()
+        self._thread.join()
+        self._thread = None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 from graph.backends import CypherBackend
@@ -117,18 +118,18 @@ class TwinWriter:
             after = {k: v for k, v in {**old_props, **delta}.items() if v is not None}
             updates[(old_class, cls_id)].append({"uid": uid, "p": {**delta, "_class": cls.name}})
             changes.append(Change(uid, "twin", "update", old_props, after, cls=cls.name))
-        for cls_id, rows in creates.items():
-            labels = labels_clause(self.ontology.labels(cls_id))
-            for chunk in _chunks(rows):
-                self.backend.write(f"UNWIND $rows AS r CREATE (n{labels}) SET n = r", {"rows": chunk})
-        for (old_class, cls_id), rows in updates.items():
-            relabel = self._relabel(old_class, cls_id)
-            for chunk in _chunks(rows):
-                self.backend.write(f"UNWIND $rows AS r MATCH (n:Twin {{uid: r.uid}}) {relabel}SET n += r.p", {"rows": chunk})
+        with self._recording(changes, context):
+            for cls_id, rows in creates.items():
+                labels = labels_clause(self.ontology.labels(cls_id))
+                for chunk in _chunks(rows):
+                    self.backend.write(f"UNWIND $rows AS r CREATE (n{labels}) SET n = r", {"rows": chunk})
+            for (old_class, cls_id), rows in updates.items():
+                relabel = self._relabel(old_class, cls_id)
+                for chunk in _chunks(rows):
+                    self.backend.write(f"UNWIND $rows AS r MATCH (n:Twin {{uid: r.uid}}) {relabel}SET n += r.p",
+                                       {"rows": chunk})
         for uid, (cls_id, _) in batch.items():  # written: remember each twin's class for the links that follow
             self._remember(uid, self.ontology.get(cls_id).name)
-        if self.history is not None:
-            self.history.record(changes, context)
         created = sum(len(rows) for rows in creates.values())
         return WriteSummary(created=created, updated=len(changes) - created, unchanged=unchanged)
 
@@ -327,39 +328,60 @@ class TwinWriter:
             changed_rows[rel_type].append([source, target, delta])
             after = {k: v for k, v in {**old, **delta}.items() if v is not None}
             changes.append(Change(source, "link", "update", old, after, link_type=rel_type, target=target))
-        created: list[tuple[str, str, str]] = []
         for rel_type, rows in new_rows.items():
-            typed = ident(rel_type)
-            plain = [row[:4] for row in rows if not row[4]]  # lists of text only: the fast parameter path
-            with_props = [row for row in rows if row[4]]
-            groups = [(chunk, "") for chunk in _chunks(plain)] + [(chunk, " SET e = r[4]") for chunk in _chunks(with_props)]
-            for chunk, set_props in groups:
-                # The endpoint classes were checked as this writer last saw them; the write checks them again and
-                # refuses to duplicate a link another writer created meanwhile (FalkorDB runs one query at a time).
-                written = self.backend.write(
-                    "UNWIND $rows AS r MATCH (a:Twin {uid: r[0]}) MATCH (b:Twin {uid: r[1]}) "
-                    f"WHERE a._class = r[2] AND b._class = r[3] AND NOT (a)-[:{typed}]->(b) "
-                    f"CREATE (a)-[e:{typed}]->(b){set_props} RETURN count(e)",
-                    {"rows": chunk},
-                )[0][0]
-                keys = [(rel_type, row[0], row[1]) for row in chunk]
-                if written != len(chunk):
-                    landed = self._existing_links(dict.fromkeys(keys, {}))
-                    self._take_back(created + list(landed))
-                    return None
-                created += keys
-                changes += [Change(row[0], "link", "create", None, row[4] if len(row) > 4 else {},
-                                   link_type=rel_type, target=row[1]) for row in chunk]
-        for rel_type, rows in changed_rows.items():
-            for chunk in _chunks(rows):
-                self.backend.write(
-                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{ident(rel_type)}]->(b:Twin) WHERE b.uid = r[1] "
-                    "SET e += r[2]",
-                    {"rows": chunk},
-                )
-        if self.history is not None:
-            self.history.record(changes, context)
+            changes += [Change(row[0], "link", "create", None, row[4], link_type=rel_type, target=row[1]) for row in rows]
+        created: list[tuple[str, str, str]] = []
+        with self._recording(changes, context) as outcome:
+            for rel_type, rows in new_rows.items():
+                typed = ident(rel_type)
+                plain = [row[:4] for row in rows if not row[4]]  # lists of text only: the fast parameter path
+                with_props = [row for row in rows if row[4]]
+                groups = [(chunk, "") for chunk in _chunks(plain)] + \
+                         [(chunk, " SET e = r[4]") for chunk in _chunks(with_props)]
+                for chunk, set_props in groups:
+                    # The endpoint classes were checked as this writer last saw them; the write checks them again
+                    # and refuses to duplicate a link another writer created meanwhile (FalkorDB runs one query at
+                    # a time).
+                    written = self.backend.write(
+                        "UNWIND $rows AS r MATCH (a:Twin {uid: r[0]}) MATCH (b:Twin {uid: r[1]}) "
+                        f"WHERE a._class = r[2] AND b._class = r[3] AND NOT (a)-[:{typed}]->(b) "
+                        f"CREATE (a)-[e:{typed}]->(b){set_props} RETURN count(e)",
+                        {"rows": chunk},
+                    )[0][0]
+                    keys = [(rel_type, row[0], row[1]) for row in chunk]
+                    if written != len(chunk):
+                        landed = self._existing_links(dict.fromkeys(keys, {}))
+                        self._take_back(created + list(landed))
+                        outcome.keep = False
+                        return None
+                    created += keys
+            for rel_type, rows in changed_rows.items():
+                for chunk in _chunks(rows):
+                    self.backend.write(
+                        f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{ident(rel_type)}]->(b:Twin) "
+                        "WHERE b.uid = r[1] SET e += r[2]",
+                        {"rows": chunk},
+                    )
         return WriteSummary(created=len(created), updated=len(changes) - len(created), unchanged=unchanged)
+
+    @contextmanager
+    def _recording(self, changes: list[Change], context: ChangeContext) -> Iterator["_Outcome"]:
+        """History of `changes`, inserted while the block writes the graph; committed when the block ends normally
+        and keeps them, rolled back when it raises or sets `keep` to False."""
+        outcome = _Outcome()
+        if self.history is None:
+            yield outcome
+            return
+        pending = self.history.begin(changes, context)
+        try:
+            yield outcome
+        except BaseException:
+            pending.rollback()
+            raise
+        if outcome.keep:
+            pending.commit()
+        else:
+            pending.rollback()
 
     def _take_back(self, keys: list[tuple[str, str, str]]) -> None:
         """Delete links this batch created before it found the graph changed under it."""
@@ -392,6 +414,13 @@ class TwinWriter:
         if self.history is not None:
             self.history.record(changes, context)
         return WriteSummary(deleted=len(changes))
+
+
+@dataclass
+class _Outcome:
+    """Whether the changes of a write block are to be kept in history."""
+
+    keep: bool = True
 
 
 def _chunks(rows: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:

@@ -517,6 +517,30 @@ def test_a_link_created_between_our_read_and_our_write_is_not_duplicated(store: 
     assert store.query("MATCH (:Twin {uid: 'e-ceo'})-[e:operates]->(:Twin {uid: 'm-mill'}) RETURN count(e)") == [[1]]
 
 
+def test_history_keeps_nothing_of_a_write_the_graph_refused(store: GraphStore) -> None:
+    small_enterprise(store)
+    backend = store.backend
+    original = backend.write
+
+    def refuse_links(cypher, params=None):  # type: ignore[no-untyped-def]
+        if "CREATE (a)-[e:operates]" in cypher or "CREATE (n:Twin:Machine" in cypher:
+            raise QueryError("the graph refused the write")
+        return original(cypher, params)
+
+    backend.write = refuse_links  # type: ignore[method-assign]
+    try:
+        with pytest.raises(QueryError):
+            store.upsert_links([Link("operates", "e-bob", "m-mill")])
+        with pytest.raises(QueryError):
+            store.upsert_twins([Twin("m-drill", "Machine", {"name": "Drill"})])
+    finally:
+        backend.write = original  # type: ignore[method-assign]
+    assert [h.op for h in store.history_of("e-bob") if h.link_type == "operates"] == []
+    assert store.history_of("m-drill") == []
+    store.upsert_links([Link("operates", "e-bob", "m-mill")])
+    assert [h.op for h in store.history_of("e-bob") if h.link_type == "operates"] == ["create"]
+
+
 def test_type_errors_and_missing_required_properties_are_reported_together(store: GraphStore) -> None:
     with pytest.raises(BatchRejected) as caught:
         store.upsert_twins([Twin("x1", "Machine", {"capacity": "big"}), Twin("x2", "Employee", {"name": "No Id"})])
