@@ -122,7 +122,7 @@ class HistoryStore:
     def begin(self, changes: Sequence[Change], context: ChangeContext) -> "PendingChanges":
         """Start appending `changes` in a transaction of their own, in a thread, while the caller writes the graph;
         the caller then commits them (the graph took the write) or rolls them back (it did not)."""
-        return PendingChanges(self, self._rows(changes, context, None) if changes else [])
+        return PendingChanges(self, changes, context)
 
     def _rows(self, changes: Sequence[Change], context: ChangeContext, at: dt.datetime | None) -> list[tuple[Any, ...]]:
         when = at or dt.datetime.now(dt.UTC)
@@ -213,20 +213,23 @@ class PendingChanges:
     so history never records a change the graph refused, and a failed history insert fails the caller's write call.
     """
 
-    def __init__(self, store: HistoryStore, rows: list[tuple[Any, ...]]) -> None:
-        self.count = len(rows)
+    def __init__(self, store: HistoryStore, changes: Sequence[Change], context: ChangeContext) -> None:
+        self.count = len(changes)
         self._decision: queue.Queue[bool] = queue.Queue(maxsize=1)
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        if rows:
-            self._thread = threading.Thread(target=self._run, args=(store, rows), name="history-insert", daemon=True)
+        if changes:
+            when = dt.datetime.now(dt.UTC)  # the time of the call, not of the thread's start
+            self._thread = threading.Thread(target=self._run, args=(store, changes, context, when),
+                                            name="history-insert", daemon=True)
             self._thread.start()
         else:
             self._done.set()
 
-    def _run(self, store: HistoryStore, rows: list[tuple[Any, ...]]) -> None:
+    def _run(self, store: HistoryStore, changes: Sequence[Change], context: ChangeContext, when: dt.datetime) -> None:
         try:
+            rows = store._rows(changes, context, when)  # encoded here too: off the writer's thread
             with store.engine.connect() as conn:
                 transaction = conn.begin()
                 try:

@@ -120,9 +120,14 @@ class TwinWriter:
             changes.append(Change(uid, "twin", "update", old_props, after, cls=cls.name))
         with self._recording(changes, context):
             for cls_id, rows in creates.items():
+                # rows as lists, one column per property (a missing one is null, which CREATE leaves unset):
+                # lists of text and numbers take the fast parameter path
+                columns = list(dict.fromkeys(key for row in rows for key in row))
                 labels = labels_clause(self.ontology.labels(cls_id))
+                props = ", ".join(f"{ident(key)}: r[{i}]" for i, key in enumerate(columns))
                 for chunk in _chunks(rows):
-                    self.backend.write(f"UNWIND $rows AS r CREATE (n{labels}) SET n = r", {"rows": chunk})
+                    self.backend.write(f"UNWIND $rows AS r CREATE (n{labels} {{{props}}})",
+                                       {"rows": [[row.get(key) for key in columns] for row in chunk]})
             for (old_class, cls_id), rows in updates.items():
                 relabel = self._relabel(old_class, cls_id)
                 for chunk in _chunks(rows):
