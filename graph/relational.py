@@ -66,6 +66,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Lineage, history and audit append to several indexes at once: a 32 MB page cache (default 2 MB) keeps their
+    # B-trees in memory, and checkpointing the WAL every 40 MB (default 4 MB) writes each hot page back less often.
+    cursor.execute("PRAGMA cache_size=-32768")
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
 
