@@ -111,6 +111,7 @@ class GraphStore(TwinReader):
 
     def close(self) -> None:
         """Release the backend connection."""
+        self._writer.close()
         self.backend.close()
 
     def __enter__(self) -> "GraphStore":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,6 +31,7 @@ class TwinWriter:
         self.ontology = ontology
         self.history = history
         self._classes: dict[str, str] = {}  # uid -> class name, as this writer last wrote or read it
+        self._reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="twin-write-reads")
 
     # ------------------------------------------------------------------ twins
 
@@ -202,29 +204,35 @@ class TwinWriter:
             key = (link.type, link.source, link.target)
             batch[key] = {**batch.get(key, {}), **link.properties}
         classes = self._endpoint_classes({uid for _, source, target in batch for uid in (source, target)})
+        # The graph reads the write needs run while the batch is checked (they are wasted only if it is rejected).
+        existing = self._reads.submit(self._existing_links, batch)
+        linked = self._reads.submit(self._linked_targets, batch, classes)
         verdicts: dict[tuple[str, str, str], list[Violation]] = {}  # property-less links: one check per class pair
         for i, link in enumerate(links):
             if not isinstance(link, Link):
                 continue
-            where = f"links[{i}]({link.source}-[{link.type}]->{link.target})"
-            missing = [u for u in (link.source, link.target) if u not in classes]
-            if missing:
-                violations.append(Violation(where, "missing-endpoint", f"no twin with uid {', '.join(map(repr, missing))}"))
+            source_class, target_class = classes.get(link.source), classes.get(link.target)
+            if source_class is None or target_class is None:
+                missing = [u for u in (link.source, link.target) if u not in classes]
+                violations.append(Violation(_where(i, link), "missing-endpoint",
+                                            f"no twin with uid {', '.join(map(repr, missing))}"))
                 continue
-            source_class, target_class = classes[link.source], classes[link.target]
             if link.properties:
                 violations += self.ontology.validate_relationship(link.type, source_class, target_class,
-                                                                  link.properties, path=where)
+                                                                  link.properties, path=_where(i, link))
                 continue
             verdict_key = (link.type, source_class, target_class)
-            if verdict_key not in verdicts:
-                verdicts[verdict_key] = self.ontology.validate_relationship(link.type, source_class, target_class, {})
-            violations += [replace(v, path=where) for v in verdicts[verdict_key]]
+            verdict = verdicts.get(verdict_key)
+            if verdict is None:
+                verdict = verdicts[verdict_key] = self.ontology.validate_relationship(
+                    link.type, source_class, target_class, {})
+            if verdict:
+                violations += [replace(v, path=_where(i, link)) for v in verdict]
         if not violations:
-            violations += self._multiplicity_violations(batch, classes)
+            violations += self._multiplicity_violations(batch, classes, linked.result())
         if violations:
             raise BatchRejected(violations)
-        summary = self._write_links(batch, classes, context)
+        summary = self._write_links(batch, classes, context, existing.result())
         if summary is not None:
             return summary
         # An endpoint changed class or vanished, or another writer created one of the links, after this writer
@@ -254,6 +262,10 @@ class TwinWriter:
             self._classes.clear()
         self._classes[uid] = cls
 
+    def close(self) -> None:
+        """Stop the threads that run a batch's reads."""
+        self._reads.shutdown(wait=True)
+
     def forget(self) -> None:
         """Drop what this writer remembers of twin classes (after the graph was cleared or replaced)."""
         self._classes.clear()
@@ -276,33 +288,44 @@ class TwinWriter:
                     existing[chunk[i]] = dict(props)
         return existing
 
-    def _multiplicity_violations(
+    def _linked_targets(
         self, batch: dict[tuple[str, str, str], dict[str, Any]], classes: dict[str, str]
+    ) -> dict[tuple[str, str], set[str]]:
+        """For each (type, source) of the batch whose relationship has a maximum: the targets linked already."""
+        by_type: dict[str, set[str]] = defaultdict(set)
+        for rel_type, source, _ in batch:
+            cls = classes.get(source)
+            rel = self.ontology.relationships(cls).get(rel_type) if cls is not None else None
+            if rel is not None and rel.max is not None:
+                by_type[rel_type].add(source)
+        linked: dict[tuple[str, str], set[str]] = {}
+        for rel_type, sources in by_type.items():
+            for chunk in _chunks(sorted(sources)):
+                for source, targets in self.backend.read(
+                    f"UNWIND $uids AS u MATCH (n:Twin {{uid: u}})-[:{ident(rel_type)}]->(m:Twin) RETURN u, collect(m.uid)",
+                    {"uids": chunk},
+                ):
+                    linked[(rel_type, source)] = set(targets)
+        return linked
+
+    def _multiplicity_violations(
+        self,
+        batch: dict[tuple[str, str, str], dict[str, Any]],
+        classes: dict[str, str],
+        linked: dict[tuple[str, str], set[str]],
     ) -> list[Violation]:
         targets: dict[tuple[str, str], set[str]] = defaultdict(set)
         for rel_type, source, target in batch:
             rel = self.ontology.relationships(classes[source]).get(rel_type)
             if rel is not None and rel.max is not None:
                 targets[(rel_type, source)].add(target)
-        if not targets:
-            return []
-        by_type: dict[str, list[str]] = defaultdict(list)
-        for rel_type, source in targets:
-            by_type[rel_type].append(source)
-        for rel_type, sources in by_type.items():
-            for chunk in _chunks(sources):
-                for source, existing in self.backend.read(
-                    f"UNWIND $uids AS u MATCH (n:Twin {{uid: u}})-[:{ident(rel_type)}]->(m:Twin) RETURN u, collect(m.uid)",
-                    {"uids": chunk},
-                ):
-                    targets[(rel_type, source)].update(existing)
         violations = []
-        for (rel_type, source), linked in targets.items():
+        for (rel_type, source), batch_targets in targets.items():
             rel = self.ontology.relationships(classes[source])[rel_type]
-            if rel.max is not None and len(linked) > rel.max:
-                violations += self.ontology.validate_multiplicity(
-                    rel_type, classes[source], len(linked), path=f"{source}.{rel_type}"
-                )
+            count = len(batch_targets | linked.get((rel_type, source), set()))
+            if rel.max is not None and count > rel.max:
+                violations += self.ontology.validate_multiplicity(rel_type, classes[source], count,
+                                                                  path=f"{source}.{rel_type}")
         return violations
 
     def _write_links(
@@ -310,9 +333,10 @@ class TwinWriter:
         batch: dict[tuple[str, str, str], dict[str, Any]],
         classes: dict[str, str],
         context: ChangeContext,
+        existing: dict[tuple[str, str, str], dict[str, Any]],
     ) -> WriteSummary | None:
-        """Write the validated batch; None (and nothing written) when the graph no longer matches what was checked."""
-        existing = self._existing_links(batch)
+        """Write the validated batch (`existing`: its links the graph holds already); None, and nothing written,
+        when the graph no longer matches what was checked."""
         new_rows: dict[str, list[list[Any]]] = defaultdict(list)
         changed_rows: dict[str, list[list[Any]]] = defaultdict(list)
         changes: list[Change] = []
@@ -426,6 +450,11 @@ class _Outcome:
     """Whether the changes of a write block are to be kept in history."""
 
     keep: bool = True
+
+
+def _where(i: int, link: Link) -> str:
+    """How a violation names the link at index `i` of a batch."""
+    return f"links[{i}]({link.source}-[{link.type}]->{link.target})"
 
 
 def _chunks(rows: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
