@@ -37,11 +37,14 @@ class TwinWriter:
 
     def upsert_twins(self, twins: Sequence[Twin], context: ChangeContext) -> WriteSummary:
         """Create or update twins; a batch with any violation writes nothing and lists every offending item."""
+        uids = list(dict.fromkeys(t.uid for t in twins if isinstance(t, Twin) and isinstance(t.uid, str)))
+        stored = self._reads.submit(self._fetch_twins, uids)  # read while the batch is checked
         batch, required = self._validated_twins(twins)
         attempt = 1
         while True:
             try:
-                return self._write_twins(batch, required, context)
+                existing = stored.result() if attempt == 1 else self._fetch_twins(list(batch))
+                return self._write_twins(batch, required, context, existing)
             except QueryError as exc:
                 if not _is_uniqueness_conflict(exc) or attempt == RETRIES:
                     raise
@@ -93,8 +96,8 @@ class TwinWriter:
         batch: dict[str, tuple[str, dict[str, Any]]],
         required: dict[str, list[Violation]],
         context: ChangeContext,
+        existing: dict[str, tuple[str, dict[str, Any]]],
     ) -> WriteSummary:
-        existing = self._fetch_twins(list(batch))
         missing = [v for uid, found in required.items() if uid not in existing for v in found]
         if missing:
             raise BatchRejected(missing)
