@@ -344,10 +344,15 @@ class TwinWriter:
         changed_rows: dict[str, list[list[Any]]] = defaultdict(list)
         changes: list[Change] = []
         unchanged = 0
+        schemas: dict[tuple[str, str], Any] = {}  # (source class, type) -> relationship definition
         for key, props in batch.items():
             rel_type, source, target = key
-            rel = self.ontology.relationships(classes[source])[rel_type]
-            encoded = {k: encode(v, rel.property(k).schema) for k, v in props.items()}  # type: ignore[union-attr]
+            encoded: dict[str, Any] = {}
+            if props:
+                rel = schemas.get((classes[source], rel_type))
+                if rel is None:
+                    rel = schemas[(classes[source], rel_type)] = self.ontology.relationships(classes[source])[rel_type]
+                encoded = {k: encode(v, rel.property(k).schema) for k, v in props.items()}
             old = existing.get(key)
             if old is None:
                 stored = {k: v for k, v in encoded.items() if v is not None}
