@@ -176,6 +176,8 @@ def _key(name: str) -> str:
 def _literal(value: Any) -> str:
     kind = type(value)
     if kind is str:
+        if "\x00" in value:
+            raise QueryError(f"text with a NUL character cannot be stored in the graph: {value[:40]!r}")
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if kind is int:
         return str(value)
@@ -193,7 +195,8 @@ def _literal(value: Any) -> str:
         # rows of a batch: text values inline, the rest through the general path; keys checked once each
         return "{" + ",".join([
             f"`{_KEYS.get(k) or _known_key(k)}`:"
-            + ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' if type(v) is str else _literal(v))
+            + ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' if type(v) is str and "\x00" not in v
+               else _literal(v))
             for k, v in value.items()
         ]) + "}"
     if isinstance(value, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -119,9 +120,11 @@ def check_value(value: Any, schema: Schema, path: str = "") -> list[tuple[str, s
     if kind in FLOAT_KINDS:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return [(path, f"expected {kind}, got {_kind_of(value)}")]
-        return []
+        return [] if math.isfinite(value) else [(path, f"{value} is not a finite number")]
     if kind == "string":
-        return [] if isinstance(value, str) else [(path, f"expected string, got {_kind_of(value)}")]
+        if not isinstance(value, str):
+            return [(path, f"expected string, got {_kind_of(value)}")]
+        return [(path, "text may not contain the NUL character (\\x00)")] if "\x00" in value else []
     if kind == "uuid":
         return _check_parse(value, path, kind, lambda s: uuid.UUID(s))
     if kind == "bytes":

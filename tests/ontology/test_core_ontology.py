@@ -252,6 +252,13 @@ def test_validation_names_the_wrongly_typed_property(core):
     assert {(p.path, p.rule) for p in problems} == {("hireDate", "type"), ("salary", "type")}
 
 
+def test_values_no_graph_can_hold_fail_validation(core):
+    problems = core.validate("Employee", {"name": "Ada\x00", "employeeId": "E-1", "salary": float("nan")})
+    assert {(p.path, p.rule) for p in problems} == {("name", "type"), ("salary", "type")}
+    assert any("NUL" in p.message for p in problems) and any("finite" in p.message for p in problems)
+    assert core.validate("Employee", {"name": "Ada", "employeeId": "E-1", "salary": float("-inf")})[0].path == "salary"
+
+
 def test_validation_reports_missing_required_and_bad_enum(core):
     problems = core.validate("Employee", {"name": "Ada"})
     assert [(p.path, p.rule) for p in problems] == [("employeeId", "required")]
