@@ -280,14 +280,9 @@ class TwinWriter:
             by_type[key[0]].append(key)
         existing: dict[tuple[str, str, str], dict[str, Any]] = {}
         for rel_type, keys in by_type.items():
-            typed = ident(rel_type)
             for chunk in _chunks(keys):
                 rows = [[source, target, i] for i, (_, source, target) in enumerate(chunk)]
-                for i, props in self.backend.read(
-                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{typed}]->(b:Twin) WHERE b.uid = r[1] "
-                    "RETURN r[2], properties(e)",
-                    {"rows": rows},
-                ):
+                for i, props in self.backend.read(_each_link(rel_type) + "RETURN r[2], properties(e)", {"rows": rows}):
                     existing[chunk[i]] = dict(props)
         return existing
 
@@ -394,11 +389,7 @@ class TwinWriter:
                     created += keys
             for rel_type, rows in changed_rows.items():
                 for chunk in _chunks(rows):
-                    self.backend.write(
-                        f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{ident(rel_type)}]->(b:Twin) "
-                        "WHERE b.uid = r[1] SET e += r[2]",
-                        {"rows": chunk},
-                    )
+                    self.backend.write(_each_link(rel_type) + "SET e += r[2]", {"rows": chunk})
         return WriteSummary(created=len(created), updated=len(changes) - len(created), unchanged=unchanged)
 
     @contextmanager
@@ -427,24 +418,18 @@ class TwinWriter:
             by_type[rel_type].append([source, target])
         for rel_type, rows in by_type.items():
             for chunk in _chunks(rows):
-                self.backend.write(
-                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{ident(rel_type)}]->(b:Twin) WHERE b.uid = r[1] "
-                    "DELETE e",
-                    {"rows": chunk},
-                )
+                self.backend.write(_each_link(rel_type) + "DELETE e", {"rows": chunk})
 
     def delete_links(self, links: Iterable[tuple[str, str, str]], context: ChangeContext) -> WriteSummary:
         """Delete links given as (type, source uid, target uid); missing ones are ignored."""
-        by_type: dict[str, list[dict[str, str]]] = defaultdict(list)
+        by_type: dict[str, list[list[str]]] = defaultdict(list)
         for rel_type, source, target in links:
-            by_type[rel_type].append({"s": source, "t": target})
+            by_type[rel_type].append([source, target])
         changes: list[Change] = []
         for rel_type, rows in by_type.items():
-            typed = ident(rel_type)
             for chunk in _chunks(rows):
                 for source, target, props in self.backend.write(
-                    f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}})-[e:{typed}]->(b:Twin {{uid: r.t}}) "
-                    "WITH r, e, properties(e) AS p DELETE e RETURN r.s, r.t, p",
+                    _each_link(rel_type) + "WITH r, e, properties(e) AS p DELETE e RETURN r[0], r[1], p",
                     {"rows": chunk},
                 ):
                     changes.append(Change(source, "link", "delete", dict(props), None, link_type=rel_type, target=target))
@@ -458,6 +443,11 @@ class _Outcome:
     """Whether the changes of a write block are to be kept in history."""
 
     keep: bool = True
+
+
+def _each_link(rel_type: str) -> str:
+    """Cypher binding `e` to the link of type `rel_type` between the uids of each row `r` ([source, target, ...])."""
+    return f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}})-[e:{ident(rel_type)}]->(b:Twin) WHERE b.uid = r[1] "
 
 
 def _where(i: int, link: Link) -> str:

@@ -46,50 +46,41 @@ def load(store: GraphStore, twins: list[Twin], links: list[Link], batch: int) ->
 
 def raw_merge(graph, ontology, twins: list[Twin], links: list[Link], batch: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """The baseline: plain UNWIND ... MERGE through the raw falkordb client; returns (node s, edge s)."""
-    graph.query("CREATE INDEX FOR (n:Twin) ON (n.uid)")
-    by_class: dict[str, list[dict[str, object]]] = {}
-    for t in twins:
-        by_class.setdefault(t.cls, []).append({"uid": t.uid, "p": t.properties})
-    start = time.perf_counter()
-    for cls, rows in by_class.items():
-        labels = labels_clause(ontology.labels(cls))
-        for chunk in batches(rows, batch):
-            graph.query(f"UNWIND $rows AS r MERGE (n{labels} {{uid: r.uid}}) SET n += r.p", {"rows": chunk})
-    nodes_s = time.perf_counter() - start
-    by_type: dict[str, list[dict[str, str]]] = {}
-    for link in links:
-        by_type.setdefault(link.type, []).append({"s": link.source, "t": link.target})
-    start = time.perf_counter()
-    for rel, rows in by_type.items():
-        for chunk in batches(rows, batch):
-            graph.query(
-                f"UNWIND $rows AS r MATCH (a:Twin {{uid: r.s}}), (b:Twin {{uid: r.t}}) MERGE (a)-[:{rel}]->(b)",
-                {"rows": chunk},
-            )
-    return nodes_s, time.perf_counter() - start
+    return _raw_load(graph, ontology, twins, links, batch,
+                     "UNWIND $rows AS r MERGE (n{labels} {{uid: r.uid}}) SET n += r",
+                     "UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}}), (b:Twin {{uid: r[1]}}) MERGE (a)-[:{rel}]->(b)")
 
 
 def raw_create(graph, ontology, twins: list[Twin], links: list[Link], batch: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """The ceiling of plain Cypher: UNWIND ... CREATE of nodes, then of edges between nodes found by uid (no
     validation, no existence check, no history); returns (node s, edge s)."""
+    return _raw_load(graph, ontology, twins, links, batch,
+                     "UNWIND $rows AS r CREATE (n{labels}) SET n = r",
+                     "UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}}) MATCH (b:Twin {{uid: r[1]}}) CREATE (a)-[:{rel}]->(b)")
+
+
+def _raw_load(graph, ontology, twins: list[Twin], links: list[Link], batch: int,  # type: ignore[no-untyped-def]
+              node_query: str, edge_query: str) -> tuple[float, float]:
+    """Nodes by class, then edges by type, through the raw client with `node_query` / `edge_query` (templates
+    with {labels} / {rel}); returns (node s, edge s)."""
     graph.query("CREATE INDEX FOR (n:Twin) ON (n.uid)")
     by_class: dict[str, list[dict[str, object]]] = {}
     for t in twins:
         by_class.setdefault(t.cls, []).append({"uid": t.uid, **t.properties})
     start = time.perf_counter()
     for cls, rows in by_class.items():
-        labels = labels_clause(ontology.labels(cls))
+        query = node_query.format(labels=labels_clause(ontology.labels(cls)))
         for chunk in batches(rows, batch):
-            graph.query(f"UNWIND $rows AS r CREATE (n{labels}) SET n = r", {"rows": chunk})
+            graph.query(query, {"rows": chunk})
     nodes_s = time.perf_counter() - start
     by_type: dict[str, list[list[str]]] = {}
     for link in links:
         by_type.setdefault(link.type, []).append([link.source, link.target])
     start = time.perf_counter()
     for rel, rows in by_type.items():
+        query = edge_query.format(rel=rel)
         for chunk in batches(rows, batch):
-            graph.query(f"UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}}) MATCH (b:Twin {{uid: r[1]}}) "
-                        f"CREATE (a)-[:{rel}]->(b)", {"rows": chunk})
+            graph.query(query, {"rows": chunk})
     return nodes_s, time.perf_counter() - start
 
 
