@@ -334,14 +334,13 @@ class TwinWriter:
         existing: dict[tuple[str, str, str], dict[str, Any]],
     ) -> WriteSummary | None:
         """Write the validated batch (`existing`: its links the graph holds already); None, and nothing written,
-        when the graph no longer matches what was checked."""
-        new_rows: dict[str, list[list[Any]]] = defaultdict(list)
-        changed_rows: dict[str, list[list[Any]]] = defaultdict(list)
-        changes: list[Change] = []
+        when an endpoint no longer has the class it was checked with."""
+        new: dict[tuple[str, str, str], dict[str, Any]] = {}  # key -> properties to create the link with
+        updates: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}  # key -> (stored, delta)
         unchanged = 0
         schemas: dict[tuple[str, str], Any] = {}  # (source class, type) -> relationship definition
         for key, props in batch.items():
-            rel_type, source, target = key
+            rel_type, source, _ = key
             encoded: dict[str, Any] = {}
             if props:
                 rel = schemas.get((classes[source], rel_type))
@@ -350,47 +349,83 @@ class TwinWriter:
                 encoded = {k: encode(v, rel.property(k).schema) for k, v in props.items()}
             old = existing.get(key)
             if old is None:
-                stored = {k: v for k, v in encoded.items() if v is not None}
-                new_rows[rel_type].append([source, target, classes[source], classes[target], stored])
+                new[key] = {k: v for k, v in encoded.items() if v is not None}
                 continue
             delta = {k: v for k, v in encoded.items() if old.get(k) != v}
-            if not delta:
+            if delta:
+                updates[key] = (old, delta)
+            else:
                 unchanged += 1
-                continue
-            changed_rows[rel_type].append([source, target, delta])
-            after = {k: v for k, v in {**old, **delta}.items() if v is not None}
-            changes.append(Change(source, "link", "update", old, after, link_type=rel_type, target=target))
-        for rel_type, rows in new_rows.items():
-            changes += [Change(row[0], "link", "create", None, row[4], link_type=rel_type, target=row[1]) for row in rows]
+        with self._recording(_link_changes(new, updates), context) as outcome:
+            created, raced = self._create_links(new, classes)
+            if raced:
+                outcome.keep = False  # recorded below, from what happened
+            else:
+                self._update_links(updates)
+        if raced:
+            # Not created as checked: another writer created the link first, or an endpoint changed class or vanished.
+            landed = self._existing_links(dict.fromkeys(raced, {}))
+            if len(landed) < len(raced):
+                self._take_back(created)  # exactly the links this call created
+                return None
+            for key, stored in landed.items():  # another writer's link: ours updates it where they differ
+                delta = {k: v for k, v in raced[key].items() if stored.get(k) != v}
+                if delta:
+                    updates[key] = (stored, delta)
+                else:
+                    unchanged += 1
+            with self._recording(_link_changes({key: new[key] for key in created}, updates), context):
+                self._update_links(updates)
+        return WriteSummary(created=len(created), updated=len(updates), unchanged=unchanged)
+
+    def _create_links(
+        self, new: dict[tuple[str, str, str], dict[str, Any]], classes: dict[str, str]
+    ) -> tuple[list[tuple[str, str, str]], dict[tuple[str, str, str], dict[str, Any]]]:
+        """Create the links; returns those created and those that were not (with their properties).
+
+        The endpoint classes were checked as this writer last saw them: the write checks them again, and leaves a
+        link another writer created meanwhile alone (FalkorDB runs one query at a time). It returns the positions
+        of the rows it created, so a race is settled row by row.
+        """
+        by_type: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        for key in new:
+            by_type[key[0]].append(key)
         created: list[tuple[str, str, str]] = []
-        with self._recording(changes, context) as outcome:
-            for rel_type, rows in new_rows.items():
-                typed = ident(rel_type)
-                plain = [row[:4] for row in rows if not row[4]]  # lists of text only: the fast parameter path
-                with_props = [row for row in rows if row[4]]
-                groups = [(chunk, "") for chunk in _chunks(plain)] + \
-                         [(chunk, " SET e = r[4]") for chunk in _chunks(with_props)]
-                for chunk, set_props in groups:
-                    # The endpoint classes were checked as this writer last saw them; the write checks them again
-                    # and refuses to duplicate a link another writer created meanwhile (FalkorDB runs one query at
-                    # a time).
-                    written = self.backend.write(
-                        "UNWIND $rows AS r MATCH (a:Twin {uid: r[0]}) MATCH (b:Twin {uid: r[1]}) "
-                        f"WHERE a._class = r[2] AND b._class = r[3] AND NOT (a)-[:{typed}]->(b) "
-                        f"CREATE (a)-[e:{typed}]->(b){set_props} RETURN count(e)",
-                        {"rows": chunk},
-                    )[0][0]
-                    keys = [(rel_type, row[0], row[1]) for row in chunk]
-                    if written != len(chunk):
-                        landed = self._existing_links(dict.fromkeys(keys, {}))
-                        self._take_back(created + list(landed))
-                        outcome.keep = False
-                        return None
-                    created += keys
-            for rel_type, rows in changed_rows.items():
-                for chunk in _chunks(rows):
-                    self.backend.write(_each_link(rel_type) + "SET e += r[2]", {"rows": chunk})
-        return WriteSummary(created=len(created), updated=len(changes) - len(created), unchanged=unchanged)
+        raced: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for rel_type, keys in by_type.items():
+            typed = ident(rel_type)
+            plain = [key for key in keys if not new[key]]  # rows of text and numbers only: the fast parameter path
+            with_props = [key for key in keys if new[key]]
+            groups = [(chunk, "") for chunk in _chunks(plain)] + \
+                     [(chunk, " SET e = r[5]") for chunk in _chunks(with_props)]
+            for chunk, set_props in groups:
+                rows = [[s, t, classes[s], classes[t], i, *([new[(rel_type, s, t)]] if set_props else [])]
+                        for i, (_, s, t) in enumerate(chunk)]
+                done = self.backend.write(
+                    "UNWIND $rows AS r MATCH (a:Twin {uid: r[0]}) MATCH (b:Twin {uid: r[1]}) "
+                    f"WHERE a._class = r[2] AND b._class = r[3] AND NOT (a)-[:{typed}]->(b) "
+                    f"CREATE (a)-[e:{typed}]->(b){set_props} RETURN collect(r[4])",
+                    {"rows": rows},
+                )[0][0]
+                if len(done) == len(chunk):
+                    created += chunk
+                    continue
+                made = set(done)
+                for i, key in enumerate(chunk):
+                    if i in made:
+                        created.append(key)
+                    else:
+                        raced[key] = new[key]
+        return created, raced
+
+    def _update_links(self, updates: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        """Set the changed properties of existing links."""
+        by_type: dict[str, list[list[Any]]] = defaultdict(list)
+        for (rel_type, source, target), (_, delta) in updates.items():
+            by_type[rel_type].append([source, target, delta])
+        for rel_type, rows in by_type.items():
+            for chunk in _chunks(rows):
+                self.backend.write(_each_link(rel_type) + "SET e += r[2]", {"rows": chunk})
 
     @contextmanager
     def _recording(self, changes: list[Change], context: ChangeContext) -> Iterator["_Outcome"]:
@@ -443,6 +478,19 @@ class _Outcome:
     """Whether the changes of a write block are to be kept in history."""
 
     keep: bool = True
+
+
+def _link_changes(
+    created: dict[tuple[str, str, str], dict[str, Any]],
+    updated: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]],
+) -> list[Change]:
+    """History entries for links created (with their properties) and updated (stored properties and delta)."""
+    changes = [Change(source, "link", "create", None, props, link_type=rel_type, target=target)
+               for (rel_type, source, target), props in created.items()]
+    for (rel_type, source, target), (stored, delta) in updated.items():
+        after = {k: v for k, v in {**stored, **delta}.items() if v is not None}
+        changes.append(Change(source, "link", "update", stored, after, link_type=rel_type, target=target))
+    return changes
 
 
 def _each_link(rel_type: str) -> str:

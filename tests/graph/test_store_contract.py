@@ -512,9 +512,33 @@ def test_a_link_created_between_our_read_and_our_write_is_not_duplicated(store: 
         summary = store.upsert_links([Link("operates", "e-bob", "m-mill"), Link("operates", "e-ceo", "m-mill")])
     finally:
         writer._existing_links = original  # type: ignore[method-assign]
-    assert summary.created == 2
+    assert (summary.created, summary.unchanged) == (1, 1)  # theirs is left alone, ours is created
     assert store.query("MATCH (:Twin {uid: 'e-bob'})-[e:operates]->(:Twin {uid: 'm-mill'}) RETURN count(e)") == [[1]]
+    assert [h.op for h in store.history_of("e-bob") if h.link_type == "operates" and h.target == "m-mill"] == []
+    assert [h.op for h in store.history_of("e-ceo") if h.link_type == "operates"] == ["create"]
     assert store.query("MATCH (:Twin {uid: 'e-ceo'})-[e:operates]->(:Twin {uid: 'm-mill'}) RETURN count(e)") == [[1]]
+
+
+def test_a_link_another_writer_created_meanwhile_gets_our_properties(store: GraphStore) -> None:
+    small_enterprise(store)
+    store.upsert_twins([Twin("mat-iron", "Material", {"name": "Iron"})])
+    writer = store._writer
+    original = writer._existing_links
+
+    def read_then_lose_the_race(batch):  # type: ignore[no-untyped-def]
+        found = original(batch)
+        writer._existing_links = original  # type: ignore[method-assign]
+        store.backend.write("MATCH (a:Twin {uid: 's-acme'}), (b:Twin {uid: 'mat-iron'}) "
+                            "CREATE (a)-[:supplies {leadTimeDays: 5}]->(b)")
+        return found
+
+    writer._existing_links = read_then_lose_the_race  # type: ignore[method-assign]
+    summary = store.upsert_links([Link("supplies", "s-acme", "mat-iron", {"leadTimeDays": 12})])
+    assert (summary.created, summary.updated) == (0, 1)
+    assert store.query("MATCH (:Twin {uid: 's-acme'})-[e:supplies]->(:Twin {uid: 'mat-iron'}) "
+                       "RETURN count(e), max(e.leadTimeDays)") == [[1, 12]]
+    changes = [h for h in store.history_of("s-acme") if h.target == "mat-iron"]
+    assert [(h.op, h.before, h.after) for h in changes] == [("update", {"leadTimeDays": 5}, {"leadTimeDays": 12})]
 
 
 def test_history_keeps_nothing_of_a_write_the_graph_refused(store: GraphStore) -> None:
