@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from enum import Enum
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from redis.exceptions import WatchError
+
+from graph.bulk import EdgeGroup, NodeGroup, bulk_commands
 from graph.dialect import Dialect, FalkorDialect, Neo4jDialect
 from graph.errors import GraphError, GraphUnavailable, QueryError, ReadOnlyViolation
 from graph.urls import redact_url
@@ -42,6 +47,15 @@ class CypherBackend(ABC):
     @abstractmethod
     def ensure_schema(self) -> None:
         """Create the uid uniqueness constraint and indexes if missing."""
+
+    def can_bulk_create(self) -> bool:
+        """Whether `bulk_create` would write: this backend has a bulk path and the graph does not exist yet."""
+        return False
+
+    def bulk_create(self, nodes: Sequence[NodeGroup], edges: Sequence[EdgeGroup]) -> bool:
+        """Create the graph, which must not exist yet, from node groups (ids 0, 1, ... in order) and edge groups in
+        one write; False, with nothing written, when this backend cannot or the graph exists (then upsert)."""
+        return False
 
     @abstractmethod
     def clear(self) -> None:
@@ -96,6 +110,33 @@ class FalkorBackend(CypherBackend):
             return QueryError(f"query timed out: {message}")
         return QueryError(f"FalkorDB refused the query: {message}")
 
+    def can_bulk_create(self) -> bool:
+        """True while the graph key does not exist."""
+        try:
+            return not self._client.connection.exists(self.graph_name)
+        except Exception as exc:
+            raise self._translate(exc, "EXISTS") from None
+
+    def bulk_create(self, nodes: Sequence[NodeGroup], edges: Sequence[EdgeGroup]) -> bool:
+        """GRAPH.BULK in one MULTI/EXEC, watched: if the graph key exists, or comes to exist before EXEC, nothing
+        runs (node ids are only predictable in a graph the load itself creates)."""
+        commands = bulk_commands(self.graph_name, nodes, edges)
+        self._count()
+        with self._client.connection.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.graph_name)
+                if pipe.exists(self.graph_name):
+                    return False
+                pipe.multi()
+                for command in commands:
+                    pipe.execute_command(*command)
+                pipe.execute()
+            except WatchError:
+                return False
+            except Exception as exc:
+                raise self._translate(exc, "GRAPH.BULK") from None
+        return True
+
     def ensure_schema(self) -> None:
         """Create indexes and the unique constraint on :Twin(uid); existing ones are left alone."""
         try:  # graphs made by earlier builds carry a _class index that slows every guarded link write
@@ -114,6 +155,25 @@ class FalkorBackend(CypherBackend):
         except Exception as exc:
             if "already" not in str(exc).lower() and "exists" not in str(exc).lower():
                 raise QueryError(f"cannot create the uid uniqueness constraint: {exc}") from None
+        self._await_schema()
+
+    def _await_schema(self, timeout: float = 600.0) -> None:
+        """Wait until FalkorDB has built the indexes and the constraint (it does so in the background).
+
+        A query planned while an index is under construction scans instead, and FalkorDB keeps that plan in its
+        cache: uid lookups then cost a label scan each, for as long as the server runs.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [row[0] for row in self.read("CALL db.indexes() YIELD status RETURN status")]
+            states += [row[0] for row in self.read("CALL db.constraints() YIELD status RETURN status")]
+            if "FAILED" in states:
+                raise QueryError("FalkorDB could not build the uid uniqueness constraint: some uids are not unique")
+            if all(state == "OPERATIONAL" for state in states):
+                return
+            if time.monotonic() > deadline:
+                raise QueryError(f"FalkorDB was still building the graph's indexes after {timeout:.0f} s")
+            time.sleep(0.02)
 
     def clear(self) -> None:
         """Delete every node and relationship, keeping the graph, its indexes and its constraint.

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from graph.relational import create_tables, relational_engine
 
 metadata = MetaData()
+_STATE_ENCODER = json.JSONEncoder(sort_keys=True, default=str)  # one encoder for every state, not one per call
 
 twin_history = Table(
     "twin_history",
@@ -128,12 +129,12 @@ class HistoryStore:
         when = at or dt.datetime.now(dt.UTC)
         stamp = self._bind_time(when) if self._bind_time else when
         actor, source, run_id = context.actor, context.source, context.run_id
-        dumps = json.dumps
+        dumps = _STATE_ENCODER.encode
         return [
             (
                 c.uid, c.kind, c.op, c.cls, c.link_type, c.target, actor, source, run_id, stamp,
-                None if c.before is None else dumps(c.before, sort_keys=True, default=str),
-                None if c.after is None else ("{}" if not c.after else dumps(c.after, sort_keys=True, default=str)),
+                None if c.before is None else dumps(c.before),
+                None if c.after is None else ("{}" if not c.after else dumps(c.after)),
             )
             for c in changes
         ]

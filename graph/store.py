@@ -18,11 +18,14 @@ from ontology.model import Ontology
 class GraphStore(TwinReader):
     """Validated writes, scoped reads and history of the twin graph over one Cypher backend."""
 
-    def __init__(self, backend: CypherBackend, ontology: Ontology, history: HistoryStore | None = None) -> None:
+    def __init__(
+        self, backend: CypherBackend, ontology: Ontology, history: HistoryStore | None = None, *, schema: bool = True
+    ) -> None:
         super().__init__(backend, ontology)
         self.history = history
         self._writer = TwinWriter(backend, ontology, history)
-        backend.ensure_schema()
+        if schema:
+            backend.ensure_schema()
 
     @classmethod
     def open(
@@ -44,6 +47,45 @@ class GraphStore(TwinReader):
         except BaseException:
             backend.close()  # an embedded server started for this store must not outlive the failure
             raise
+
+    @classmethod
+    def load(
+        cls,
+        url: str,
+        ontology: Ontology,
+        twins: Sequence[Twin],
+        links: Sequence[Link],
+        *,
+        history_url: str | None = None,
+        graph_name: str = "twin",
+        user: str | None = None,
+        password: str | None = None,
+        fsync: str = "always",
+        actor: str = "system",
+        source: str | None = None,
+        run_id: str | None = None,
+    ) -> tuple["GraphStore", WriteSummary]:
+        """Open a graph and write `twins`, then `links`, with the checks and history of upserts.
+
+        A FalkorDB graph that does not exist yet is created in one bulk write (GRAPH.BULK), all or nothing; any
+        other graph gets upserts (the twins, then the links, each all or nothing). Returns the open store.
+        """
+        backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync)
+        try:
+            store = cls(backend, ontology, HistoryStore(history_url) if history_url else None, schema=False)
+        except BaseException:
+            backend.close()
+            raise
+        try:
+            context = ChangeContext(actor, source, run_id)
+            summary = store._writer.load_new(twins, links, context)
+            backend.ensure_schema()  # indexes and the uid constraint, over what the bulk write created
+            if summary is None:
+                summary = store._writer.upsert_twins(twins, context) + store._writer.upsert_links(links, context)
+        except BaseException:
+            store.close()
+            raise
+        return store, summary
 
     @property
     def url(self) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from graph.backends import CypherBackend
+from graph.bulk import EdgeGroup, NodeGroup
 from graph.cypher import ident, labels_clause
 from graph.errors import BatchRejected, QueryError
 from graph.history import Change, ChangeContext, HistoryStore
@@ -51,9 +52,10 @@ class TwinWriter:
                 attempt += 1
 
     def _validated_twins(
-        self, twins: Sequence[Twin]
+        self, twins: Sequence[Twin], new_graph: bool = False
     ) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, list[Violation]]]:
-        """The batch merged by uid, and the required-property violations that matter only for new twins."""
+        """The batch merged by uid, and the required-property violations that matter only for new twins (all of
+        them, and rejected here, for a graph that does not exist yet)."""
         violations: list[Violation] = []
         required: dict[str, list[Violation]] = defaultdict(list)
         batch: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -84,9 +86,9 @@ class TwinWriter:
             if uid in required:
                 required[uid] = [v for v in required[uid] if props.get(v.path.rsplit(".", 1)[-1]) is None]
         required = {uid: found for uid, found in required.items() if found}
-        if violations:
+        if violations or (new_graph and required):
             # Report every problem at once: missing required properties count for twins that do not exist yet.
-            existing = self._fetch_twins([uid for uid in required]) if required else {}
+            existing = self._fetch_twins([uid for uid in required]) if required and not new_graph else {}
             violations += [v for uid, found in required.items() if uid not in existing for v in found]
             raise BatchRejected(violations)
         return batch, required
@@ -194,22 +196,96 @@ class TwinWriter:
             self.history.record(changes, context)
         return WriteSummary(deleted=len(existing))
 
+    # ------------------------------------------------------------------ a new graph
+
+    def load_new(self, twins: Sequence[Twin], links: Sequence[Link], context: ChangeContext) -> WriteSummary | None:
+        """Create a graph that does not exist yet from `twins` and `links` in one bulk write, all or nothing, after
+        the checks upserts make; None, with nothing written, when the backend cannot or the graph exists."""
+        if not self.backend.can_bulk_create():
+            return None
+        try:
+            batch, _ = self._validated_twins(twins, new_graph=True)
+            violations: list[Violation] = []
+        except BatchRejected as rejected:  # go on to the links, so that one error lists every problem
+            batch, violations = {}, list(rejected.violations)
+        classes = {uid: self.ontology.get(cls_id).name for uid, (cls_id, _) in batch.items()} if batch else \
+            self._known_classes(twins)
+        link_batch, link_problems = _link_batch(links)
+        violations += link_problems + self._link_violations(links, classes)
+        if not violations:
+            violations += self._multiplicity_violations(link_batch, classes, {})
+        if violations:
+            raise BatchRejected(violations)
+        changes: list[Change] = []
+        ids: dict[str, int] = {}
+        nodes: list[NodeGroup] = []
+        by_class: dict[str, list[str]] = defaultdict(list)
+        for uid, (cls_id, _) in batch.items():
+            by_class[cls_id].append(uid)
+        for cls_id, uids in by_class.items():
+            defs = self.ontology.properties(cls_id)
+            rows = []
+            for uid in uids:
+                stored = {k: v for k, v in ((k, encode(v, defs[k].schema)) for k, v in batch[uid][1].items())
+                          if v is not None}
+                ids[uid] = len(ids)  # the order FalkorDB gives ids in a graph the load creates
+                rows.append(stored)
+                changes.append(Change(uid, "twin", "create", None, stored, cls=classes[uid]))
+            columns = tuple(dict.fromkeys(key for row in rows for key in row))
+            nodes.append(NodeGroup(
+                ("Twin", *self.ontology.labels(cls_id)), ("uid", "_class", *columns),
+                [[uid, classes[uid], *(row.get(key) for key in columns)] for uid, row in zip(uids, rows)],
+            ))
+        by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
+        for (rel_type, source, target), props in link_batch.items():
+            if props:
+                rel = self.ontology.relationships(classes[source])[rel_type]
+                props = {k: v for k, v in ((k, encode(v, rel.property(k).schema)) for k, v in props.items())  # type: ignore[union-attr]
+                         if v is not None}
+            by_type[rel_type].append((source, target, props))
+            changes.append(Change(source, "link", "create", None, props, link_type=rel_type, target=target))
+        edges = []
+        for rel_type, rows in by_type.items():
+            columns = tuple(dict.fromkeys(key for _, _, props in rows for key in props))
+            edges.append(EdgeGroup(rel_type, columns, [[ids[s], ids[t], *(p.get(key) for key in columns)]
+                                                       for s, t, p in rows]))
+        with self._recording(changes, context) as outcome:
+            if not self.backend.bulk_create(nodes, edges):
+                outcome.keep = False
+                return None
+        for uid, cls in classes.items():
+            self._remember(uid, cls)
+        return WriteSummary(created=len(batch) + len(link_batch))
+
     # ------------------------------------------------------------------ links
 
     def upsert_links(self, links: Sequence[Link], context: ChangeContext, attempt: int = 1) -> WriteSummary:
         """Create or update links; every link is checked for endpoints, domain, range, properties, multiplicity."""
-        batch: dict[tuple[str, str, str], dict[str, Any]] = {}
-        violations: list[Violation] = []
-        for i, link in enumerate(links):
-            if not isinstance(link, Link):
-                violations.append(Violation(f"links[{i}]", "type", f"expected a Link, got {type(link).__name__}"))
-                continue
-            key = (link.type, link.source, link.target)
-            batch[key] = {**batch.get(key, {}), **link.properties}
+        batch, violations = _link_batch(links)
         classes = self._endpoint_classes({uid for _, source, target in batch for uid in (source, target)})
         # The graph reads the write needs run while the batch is checked (they are wasted only if it is rejected).
         existing = self._reads.submit(self._existing_links, batch)
         linked = self._reads.submit(self._linked_targets, batch, classes)
+        violations += self._link_violations(links, classes)
+        if not violations:
+            violations += self._multiplicity_violations(batch, classes, linked.result())
+        if violations:
+            raise BatchRejected(violations)
+        summary = self._write_links(batch, classes, context, existing.result())
+        if summary is not None:
+            return summary
+        # An endpoint changed class or vanished after this writer last saw it: the links this call created were
+        # taken back; check the batch and write it again from the graph's present state.
+        if attempt == RETRIES:
+            raise QueryError("the twins these links join kept changing while they were written; nothing was written")
+        for _, source, target in batch:
+            self._classes.pop(source, None)
+            self._classes.pop(target, None)
+        return self.upsert_links(links, context, attempt + 1)
+
+    def _link_violations(self, links: Sequence[Link], classes: dict[str, str]) -> list[Violation]:
+        """Endpoint, domain, range and property violations of each link, given the class of every known uid."""
+        violations: list[Violation] = []
         verdicts: dict[tuple[str, str, str], list[Violation]] = {}  # property-less links: one check per class pair
         for i, link in enumerate(links):
             if not isinstance(link, Link):
@@ -231,21 +307,7 @@ class TwinWriter:
                     link.type, source_class, target_class, {})
             if verdict:
                 violations += [replace(v, path=_where(i, link)) for v in verdict]
-        if not violations:
-            violations += self._multiplicity_violations(batch, classes, linked.result())
-        if violations:
-            raise BatchRejected(violations)
-        summary = self._write_links(batch, classes, context, existing.result())
-        if summary is not None:
-            return summary
-        # An endpoint changed class or vanished, or another writer created one of the links, after this writer
-        # last saw it: the batch's links were taken back; check and write it again from the graph's present state.
-        if attempt == RETRIES:
-            raise QueryError("the twins these links join kept changing while they were written; nothing was written")
-        for _, source, target in batch:
-            self._classes.pop(source, None)
-            self._classes.pop(target, None)
-        return self.upsert_links(links, context, attempt + 1)
+        return violations
 
     def _endpoint_classes(self, uids: set[str]) -> dict[str, str]:
         """The class of each uid that names a twin: from what this writer has seen, else one read."""
@@ -258,6 +320,17 @@ class TwinWriter:
             ):
                 found[uid] = cls
                 self._remember(uid, cls)
+        return found
+
+    def _known_classes(self, twins: Sequence[Twin]) -> dict[str, str]:
+        """uid -> class name of each twin whose class the ontology knows (to check links next to rejected twins)."""
+        found: dict[str, str] = {}
+        for twin in twins:
+            if isinstance(twin, Twin) and isinstance(twin.uid, str):
+                try:
+                    found[twin.uid] = self.ontology.get(twin.cls).name
+                except UnknownTerm:
+                    continue
         return found
 
     def _remember(self, uid: str, cls: str) -> None:
@@ -478,6 +551,19 @@ class _Outcome:
     """Whether the changes of a write block are to be kept in history."""
 
     keep: bool = True
+
+
+def _link_batch(links: Sequence[Link]) -> tuple[dict[tuple[str, str, str], dict[str, Any]], list[Violation]]:
+    """The links merged by (type, source, target), and the items that are not links at all."""
+    batch: dict[tuple[str, str, str], dict[str, Any]] = {}
+    violations: list[Violation] = []
+    for i, link in enumerate(links):
+        if not isinstance(link, Link):
+            violations.append(Violation(f"links[{i}]", "type", f"expected a Link, got {type(link).__name__}"))
+            continue
+        key = (link.type, link.source, link.target)
+        batch[key] = {**batch.get(key, {}), **link.properties}
+    return batch, violations
 
 
 def _link_changes(

@@ -11,6 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from api.runtime import Runtime
+from governance.audit import AuditEvent
+from graph.store import GraphStore
+from graph.transfer import TransferError, export_graph, read_graph_file
 from graph.errors import GraphError
 from ontology.errors import OntologyError
 
@@ -96,6 +99,50 @@ def impact(
             chain = h.path[0] + "".join(f" -{t}- {u}" for t, u in zip(h.via, h.path[1:], strict=True))
             table.add_row(str(h.depth), h.twin.uid, h.twin.cls, str(h.twin.properties.get("name", "")), chain)
         console.print(table)
+
+    _run(action)
+
+
+@app.command("export")
+def export_(path: Annotated[Path, typer.Argument(help="JSON Lines file to write.")]) -> None:
+    """Write every twin and link to a JSON Lines file (to move the graph to another backend, or keep a copy)."""
+
+    def action(runtime: Runtime) -> None:
+        try:
+            with path.open("w", encoding="utf-8") as out:
+                written = export_graph(runtime.store, out)
+        except OSError as exc:
+            raise TransferError(f"cannot write {path}: {exc.strerror or exc}") from None
+        runtime.audit.append(AuditEvent.for_subject(
+            runtime.operator(), "graph.export", "allow", variables={"file": str(path)},
+            policy_version=runtime.policy.version, rows_returned=written.twins + written.links,
+        ))
+        console.print(f"{written.twins} twins and {written.links} links written to {path}", highlight=False)
+
+    _run(action)
+
+
+@app.command("import")
+def import_(path: Annotated[Path, typer.Argument(help="JSON Lines file written by `twin graph export`.")]) -> None:
+    """Load a JSON Lines file: a graph that does not exist yet in one bulk write, any other by upserts."""
+
+    def action(runtime: Runtime) -> None:
+        twins, links = read_graph_file(path)
+        s = runtime.settings
+        operator = runtime.operator()
+        store, summary = GraphStore.load(
+            s.resolved_graph_url, runtime.ontology, twins, links, history_url=s.resolved_database_url,
+            graph_name=s.graph_name, user=s.graph_user,
+            password=s.graph_password.get_secret_value() if s.graph_password else None, fsync=s.graph_fsync,
+            actor=operator.sub, source=f"import:{path.name}",
+        )
+        store.close()
+        runtime.audit.append(AuditEvent.for_subject(
+            operator, "graph.import", "allow", variables={"file": str(path)}, policy_version=runtime.policy.version,
+            rows_returned=summary.created + summary.updated, detail=f"{len(twins)} twins, {len(links)} links",
+        ))
+        console.print(f"{summary.created} created, {summary.updated} updated, {summary.unchanged} unchanged "
+                      f"({len(twins)} twins, {len(links)} links from {path})", highlight=False)
 
     _run(action)
 

@@ -51,3 +51,41 @@ def test_refusals_exit_1_with_a_message(data_dir: Path) -> None:
     missing = runner.invoke(app, ["graph", "impact", "nobody"])
     assert missing.exit_code == 1 and "nobody" in missing.output
     assert json.loads(runner.invoke(app, ["graph", "stats", "--json"]).output)["twins"] == 3
+
+
+def test_export_then_import_moves_the_graph_to_a_new_data_directory(data_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    with GraphStore.open(f"falkordb+embedded://{data_dir / 'graph'}", load_core()) as store:
+        store.upsert_links([Link("supplies", "s1", "m1", {"leadTimeDays": 9})])
+        store.upsert_twins([Twin("m1", "Material", {"name": "Housing", "unitCost": 12.5})])
+    exported = runner.invoke(app, ["graph", "export", str(tmp_path / "twin.jsonl")])
+    assert exported.exit_code == 0, exported.output
+    assert "3 twins and 2 links" in exported.output
+    lines = [json.loads(line) for line in (tmp_path / "twin.jsonl").read_text().splitlines()]
+    assert {"link": {"type": "supplies", "source": "s1", "target": "m1", "properties": {"leadTimeDays": 9}}} in lines
+
+    moved = tmp_path / "moved"
+    monkeypatch.setenv("TWIN_DATA_DIR", str(moved))
+    get_settings.cache_clear()
+    imported = runner.invoke(app, ["graph", "import", str(tmp_path / "twin.jsonl")])
+    assert imported.exit_code == 0, imported.output
+    assert "5 created" in imported.output
+    with GraphStore.open(f"falkordb+embedded://{moved / 'graph'}", load_core(),
+                         history_url=f"sqlite:///{moved / 'twin.db'}") as store:
+        assert store.get("m1").properties == {"name": "Housing", "unitCost": 12.5}  # type: ignore[union-attr]
+        assert store.query("MATCH (:Twin {uid: 's1'})-[e:supplies]->() RETURN e.leadTimeDays") == [[9]]
+        assert [h.op for h in store.history_of("p1")] == ["create", "create"]  # the twin and its partOf link
+    again = runner.invoke(app, ["graph", "import", str(tmp_path / "twin.jsonl")])  # now an upsert: nothing new
+    assert again.exit_code == 0 and "0 created, 0 updated, 5 unchanged" in again.output
+
+
+def test_import_names_the_bad_line_and_writes_nothing(data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"twin": {"uid": "x1", "class": "Supplier", "properties": {"name": "X"}}}\n{"twin": {"uid": ""}}\n')
+    result = runner.invoke(app, ["graph", "import", str(bad)])
+    assert result.exit_code == 1 and "bad.jsonl:2" in result.output and "uid, class" in result.output
+    bad.write_text('{"twin": {"uid": "x1", "class": "Spaceship", "properties": {}}}\n')
+    result = runner.invoke(app, ["graph", "import", str(bad)])
+    assert result.exit_code == 1 and "Spaceship" in result.output
+    stats = json.loads(runner.invoke(app, ["graph", "stats", "--json"]).output)
+    assert stats["twins"] == 3
