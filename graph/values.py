@@ -21,6 +21,14 @@ def _stored_as_json(schema: Schema) -> bool:
     return False
 
 
+_AS_IS = frozenset({"boolean", "integer", "long", "double", "float", "string", "enum", "uuid"})
+
+
+def stored_as_is(schema: Schema | None) -> bool:
+    """Whether values of `schema` are stored unchanged (text, numbers, booleans): `encode` would return them."""
+    return schema is not None and schema.kind in _AS_IS
+
+
 def encode(value: Any, schema: Schema | None) -> Any:
     """The graph property value for `value`: temporal values as ISO 8601 text, nested values as JSON text."""
     if value is None:

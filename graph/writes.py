@@ -15,7 +15,7 @@ from graph.cypher import ident, labels_clause
 from graph.errors import BatchRejected, QueryError
 from graph.history import Change, ChangeContext, HistoryStore
 from graph.model import Link, Twin, WriteSummary
-from graph.values import encode
+from graph.values import encode, stored_as_is
 from ontology.errors import UnknownTerm, Violation
 from ontology.model import Ontology
 
@@ -33,6 +33,7 @@ class TwinWriter:
         self.history = history
         self._classes: dict[str, str] = {}  # uid -> class name, as this writer last wrote or read it
         self._reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="twin-write-reads")
+        self._as_is: dict[str, frozenset[str]] = {}  # class id -> properties stored unchanged
 
     # ------------------------------------------------------------------ twins
 
@@ -109,8 +110,8 @@ class TwinWriter:
         unchanged = 0
         for uid, (cls_id, props) in batch.items():
             cls = self.ontology.get(cls_id)
-            defs = self.ontology.properties(cls_id)
-            encoded = {k: encode(v, defs[k].schema) for k, v in props.items()}
+            defs, as_is = self.ontology.properties(cls_id), self._stored_as_is(cls_id)
+            encoded = {k: v if k in as_is else encode(v, defs[k].schema) for k, v in props.items()}
             old = existing.get(uid)
             if old is None:
                 stored = {k: v for k, v in encoded.items() if v is not None}
@@ -223,10 +224,10 @@ class TwinWriter:
         for uid, (cls_id, _) in batch.items():
             by_class[cls_id].append(uid)
         for cls_id, uids in by_class.items():
-            defs = self.ontology.properties(cls_id)
+            defs, as_is = self.ontology.properties(cls_id), self._stored_as_is(cls_id)
             rows = []
             for uid in uids:
-                stored = {k: v for k, v in ((k, encode(v, defs[k].schema)) for k, v in batch[uid][1].items())
+                stored = {k: v if k in as_is else encode(v, defs[k].schema) for k, v in batch[uid][1].items()
                           if v is not None}
                 ids[uid] = len(ids)  # the order FalkorDB gives ids in a graph the load creates
                 rows.append(stored)
@@ -320,6 +321,14 @@ class TwinWriter:
             ):
                 found[uid] = cls
                 self._remember(uid, cls)
+        return found
+
+    def _stored_as_is(self, cls_id: str) -> frozenset[str]:
+        """The properties of a class whose values the graph stores unchanged (no `encode` needed)."""
+        found = self._as_is.get(cls_id)
+        if found is None:
+            defs = self.ontology.properties(cls_id)
+            found = self._as_is[cls_id] = frozenset(k for k, d in defs.items() if stored_as_is(d.schema))
         return found
 
     def _known_classes(self, twins: Sequence[Twin]) -> dict[str, str]:
