@@ -74,8 +74,8 @@ async def _drive(url: str, token: str, bodies: list[dict[str, object]], requests
     errors = 0
     counter = iter(range(requests))
     async with send(url, token, concurrency) as post:
-        for body in bodies[:concurrency]:  # warm-up: parse/validation caches, connections
-            await post(body)
+        for i in range(concurrency):  # warm-up: parse/validation and plan caches, connections
+            await post(bodies[i % len(bodies)])
 
         async def worker() -> None:
             nonlocal errors
@@ -230,8 +230,11 @@ def main() -> None:
         emit(figure="direct_cypher_three_level", p50_ms=round(direct_p50, 3),
              api_over_direct_p50=round(base["p50_ms"] / direct_p50, 1),
              api_single_request_p50_ms=_single(url, admin))
-        emit(figure="goals", load_average=[round(x, 2) for x in os.getloadavg()], three_level_p99_ms=base["p99_ms"],
-             three_level_requests_per_s=base["requests_per_s"], p99_goal_ms=50, throughput_goal=300)
+        emit(figure="goals", load_average=[round(x, 2) for x in os.getloadavg()],
+             three_level_p99_ms_first_run=base["p99_ms"], three_level_requests_per_s_first_run=base["requests_per_s"],
+             three_level_p99_ms_median_of_rounds=medians["admin"]["p99_ms"],
+             three_level_requests_per_s_median_of_rounds=medians["admin"]["requests_per_s"],
+             p99_goal_ms=50, throughput_goal=300)
     finally:
         if server is not None:
             server.terminate()
