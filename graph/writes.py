@@ -218,11 +218,25 @@ class TwinWriter:
         if violations:
             raise BatchRejected(violations)
         changes: list[Change] = []
-        ids: dict[str, int] = {}
-        nodes: list[NodeGroup] = []
+        nodes, ids = self._node_groups(batch, classes, changes)
+        edges = self._edge_groups(link_batch, classes, ids, changes)
+        with self._recording(changes, context) as outcome:
+            if not self.backend.bulk_create(nodes, edges):
+                outcome.keep = False
+                return None
+        for uid, cls in classes.items():
+            self._remember(uid, cls)
+        return WriteSummary(created=len(batch) + len(link_batch))
+
+    def _node_groups(
+        self, batch: dict[str, tuple[str, dict[str, Any]]], classes: dict[str, str], changes: list[Change]
+    ) -> tuple[list[NodeGroup], dict[str, int]]:
+        """Twins as bulk node groups (one per class), the id each will get, and their history (into `changes`)."""
         by_class: dict[str, list[str]] = defaultdict(list)
         for uid, (cls_id, _) in batch.items():
             by_class[cls_id].append(uid)
+        ids: dict[str, int] = {}
+        nodes: list[NodeGroup] = []
         for cls_id, uids in by_class.items():
             defs, as_is = self.ontology.properties(cls_id), self._stored_as_is(cls_id)
             rows = []
@@ -237,8 +251,18 @@ class TwinWriter:
                 ("Twin", *self.ontology.labels(cls_id)), ("uid", "_class", *columns),
                 [[uid, classes[uid], *(row.get(key) for key in columns)] for uid, row in zip(uids, rows)],
             ))
+        return nodes, ids
+
+    def _edge_groups(
+        self,
+        batch: dict[tuple[str, str, str], dict[str, Any]],
+        classes: dict[str, str],
+        ids: dict[str, int],
+        changes: list[Change],
+    ) -> list[EdgeGroup]:
+        """Links as bulk edge groups (one per type) between node ids, and their history (into `changes`)."""
         by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
-        for (rel_type, source, target), props in link_batch.items():
+        for (rel_type, source, target), props in batch.items():
             if props:
                 rel = self.ontology.relationships(classes[source])[rel_type]
                 props = {k: v for k, v in ((k, encode(v, rel.property(k).schema)) for k, v in props.items())  # type: ignore[union-attr]
@@ -250,13 +274,7 @@ class TwinWriter:
             columns = tuple(dict.fromkeys(key for _, _, props in rows for key in props))
             edges.append(EdgeGroup(rel_type, columns, [[ids[s], ids[t], *(p.get(key) for key in columns)]
                                                        for s, t, p in rows]))
-        with self._recording(changes, context) as outcome:
-            if not self.backend.bulk_create(nodes, edges):
-                outcome.keep = False
-                return None
-        for uid, cls in classes.items():
-            self._remember(uid, cls)
-        return WriteSummary(created=len(batch) + len(link_batch))
+        return edges
 
     # ------------------------------------------------------------------ links
 
