@@ -46,6 +46,9 @@ def bulk_commands(graph: str, nodes: Sequence[NodeGroup], edges: Sequence[EdgeGr
     """The GRAPH.BULK commands that create `nodes` (ids in the order given, from 0) then `edges` in a new graph."""
     tokens: list[tuple[bool, int, bytes]] = []
     for group in nodes:
+        colons = [label for label in group.labels if ":" in label]
+        if colons:  # the header separates labels with colons
+            raise QueryError(f"labels with a colon cannot be bulk-loaded: {', '.join(colons)}")
         rows = ((1, b"".join(_value(v) for v in row)) for row in group.rows)
         tokens += [(True, count, token) for count, token in _tokens(_header(":".join(group.labels), group.columns), rows)]
     for edge_group in edges:

@@ -130,6 +130,8 @@ def test_the_bulk_format_refuses_what_it_cannot_carry() -> None:
         bulk.bulk_commands("g", [bulk.NodeGroup(("Twin",), ("uid",), [["a\x00"]])], [])
     with pytest.raises(QueryError, match="64-bit"):
         bulk.bulk_commands("g", [bulk.NodeGroup(("Twin",), ("n",), [[2**70]])], [])
+    with pytest.raises(QueryError, match="colon"):
+        bulk.bulk_commands("g", [bulk.NodeGroup(("Twin", "a:b"), ("uid",), [["u"]])], [])
     with pytest.raises(QueryError, match="dict"):
         bulk.bulk_commands("g", [bulk.NodeGroup(("Twin",), ("n",), [[{"a": 1}]])], [])
     (command,) = bulk.bulk_commands("g", [bulk.NodeGroup(("Twin", "Unit"), ("uid",), [["u"], ["v"]])],
