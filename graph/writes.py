@@ -81,8 +81,8 @@ class TwinWriter:
                     Violation(f"{where}({twin.uid})", "duplicate-uid", f"uid given twice with classes {previous[0]} and {cls.id}")
                 )
                 continue
-            merged = {**(previous[1] if previous else {}), **twin.properties}
-            batch[twin.uid] = (cls.id, merged)
+            merged = twin.properties if previous is None else {**previous[1], **twin.properties}
+            batch[twin.uid] = (cls.id, merged)  # the caller's dict, unchanged, unless merged
         for uid, (cls_id, props) in batch.items():  # a later item of the batch may supply what an earlier lacked
             if uid in required:
                 required[uid] = [v for v in required[uid] if props.get(v.path.rsplit(".", 1)[-1]) is None]
@@ -589,7 +589,8 @@ def _link_batch(links: Sequence[Link]) -> tuple[dict[tuple[str, str, str], dict[
             violations.append(Violation(f"links[{i}]", "type", f"expected a Link, got {type(link).__name__}"))
             continue
         key = (link.type, link.source, link.target)
-        batch[key] = {**batch.get(key, {}), **link.properties}
+        earlier = batch.get(key)  # the caller's dict is kept as is (nothing here changes it) unless merged
+        batch[key] = link.properties if earlier is None else {**earlier, **link.properties}
     return batch, violations
 
 
