@@ -374,16 +374,18 @@ class TwinWriter:
         self._classes.clear()
 
     def _existing_links(self, batch: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-        """The links of the batch that already exist, with their properties."""
-        by_type: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-        for key in batch:
-            by_type[key[0]].append(key)
+        """The links of the batch that already exist, with their stored properties where the batch gives some (a
+        link given without properties cannot change them, so for those only existence is read: {})."""
+        groups: dict[tuple[str, bool], list[tuple[str, str, str]]] = defaultdict(list)
+        for key, props in batch.items():
+            groups[(key[0], bool(props))].append(key)
         existing: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for rel_type, keys in by_type.items():
+        for (rel_type, with_props), keys in groups.items():
+            returned = "RETURN r[2], properties(e)" if with_props else "RETURN r[2]"
             for chunk in _chunks(keys):
                 rows = [[source, target, i] for i, (_, source, target) in enumerate(chunk)]
-                for i, props in self.backend.read(_each_link(rel_type) + "RETURN r[2], properties(e)", {"rows": rows}):
-                    existing[chunk[i]] = dict(props)
+                for row in self.backend.read(_each_link(rel_type) + returned, {"rows": rows}):
+                    existing[chunk[row[0]]] = dict(row[1]) if with_props else {}
         return existing
 
     def _linked_targets(
@@ -464,7 +466,7 @@ class TwinWriter:
                 self._update_links(updates)
         if raced:
             # Not created as checked: another writer created the link first, or an endpoint changed class or vanished.
-            landed = self._existing_links(dict.fromkeys(raced, {}))
+            landed = self._existing_links(raced)
             if len(landed) < len(raced):
                 self._take_back(created)  # exactly the links this call created
                 return None
