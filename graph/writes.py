@@ -110,8 +110,7 @@ class TwinWriter:
         unchanged = 0
         for uid, (cls_id, props) in batch.items():
             cls = self.ontology.get(cls_id)
-            defs, as_is = self.ontology.properties(cls_id), self._stored_as_is(cls_id)
-            encoded = {k: v if k in as_is else encode(v, defs[k].schema) for k, v in props.items()}
+            encoded = self._twin_values(cls_id, props)
             old = existing.get(uid)
             if old is None:
                 stored = {k: v for k, v in encoded.items() if v is not None}
@@ -238,11 +237,9 @@ class TwinWriter:
         ids: dict[str, int] = {}
         nodes: list[NodeGroup] = []
         for cls_id, uids in by_class.items():
-            defs, as_is = self.ontology.properties(cls_id), self._stored_as_is(cls_id)
             rows = []
             for uid in uids:
-                stored = {k: v if k in as_is else encode(v, defs[k].schema) for k, v in batch[uid][1].items()
-                          if v is not None}
+                stored = {k: v for k, v in self._twin_values(cls_id, batch[uid][1]).items() if v is not None}
                 ids[uid] = len(ids)  # the order FalkorDB gives ids in a graph the load creates
                 rows.append(stored)
                 changes.append(Change(uid, "twin", "create", None, stored, cls=classes[uid]))
@@ -264,9 +261,7 @@ class TwinWriter:
         by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
         for (rel_type, source, target), props in batch.items():
             if props:
-                rel = self.ontology.relationships(classes[source])[rel_type]
-                props = {k: v for k, v in ((k, encode(v, rel.property(k).schema)) for k, v in props.items())  # type: ignore[union-attr]
-                         if v is not None}
+                props = {k: v for k, v in self._link_values(classes[source], rel_type, props).items() if v is not None}
             by_type[rel_type].append((source, target, props))
             changes.append(Change(source, "link", "create", None, props, link_type=rel_type, target=target))
         edges = []
@@ -341,13 +336,18 @@ class TwinWriter:
                 self._remember(uid, cls)
         return found
 
-    def _stored_as_is(self, cls_id: str) -> frozenset[str]:
-        """The properties of a class whose values the graph stores unchanged (no `encode` needed)."""
-        found = self._as_is.get(cls_id)
-        if found is None:
-            defs = self.ontology.properties(cls_id)
-            found = self._as_is[cls_id] = frozenset(k for k, d in defs.items() if stored_as_is(d.schema))
-        return found
+    def _twin_values(self, cls_id: str, props: dict[str, Any]) -> dict[str, Any]:
+        """A twin's validated properties as the graph stores them (None kept: it removes a property)."""
+        as_is = self._as_is.get(cls_id)
+        defs = self.ontology.properties(cls_id)
+        if as_is is None:  # properties whose values the graph stores unchanged: no `encode` call for them
+            as_is = self._as_is[cls_id] = frozenset(k for k, d in defs.items() if stored_as_is(d.schema))
+        return {k: v if k in as_is else encode(v, defs[k].schema) for k, v in props.items()}
+
+    def _link_values(self, source_class: str, rel_type: str, props: dict[str, Any]) -> dict[str, Any]:
+        """A link's validated properties as the graph stores them (None kept: it removes a property)."""
+        rel = self.ontology.relationships(source_class)[rel_type]
+        return {k: encode(v, rel.property(k).schema) for k, v in props.items()}  # type: ignore[union-attr]
 
     def _known_classes(self, twins: Sequence[Twin]) -> dict[str, str]:
         """uid -> class name of each twin whose class the ontology knows (to check links next to rejected twins)."""
@@ -440,15 +440,9 @@ class TwinWriter:
         new: dict[tuple[str, str, str], dict[str, Any]] = {}  # key -> properties to create the link with
         updates: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}  # key -> (stored, delta)
         unchanged = 0
-        schemas: dict[tuple[str, str], Any] = {}  # (source class, type) -> relationship definition
         for key, props in batch.items():
             rel_type, source, _ = key
-            encoded: dict[str, Any] = {}
-            if props:
-                rel = schemas.get((classes[source], rel_type))
-                if rel is None:
-                    rel = schemas[(classes[source], rel_type)] = self.ontology.relationships(classes[source])[rel_type]
-                encoded = {k: encode(v, rel.property(k).schema) for k, v in props.items()}
+            encoded = self._link_values(classes[source], rel_type, props) if props else {}
             old = existing.get(key)
             if old is None:
                 new[key] = {k: v for k, v in encoded.items() if v is not None}
