@@ -16,12 +16,10 @@ from governance.errors import GovernanceError, PolicyDenied
 from governance.identity import Subject
 from graph.model import ReadScope, ScopeJoin, TwinRecord
 from ontology.errors import UnknownTerm
-from ontology.model import Ontology
+from ontology.model import CLASSIFICATIONS, DEFAULT_CLASSIFICATION, Ontology
 
 MaskMode = Literal["show", "partial", "hash", "redact", "null"]
 Action = Literal["read", "write", "delete", "operation"]
-CLASSIFICATIONS = ("Public", "Internal", "Confidential", "PII")
-DEFAULT_CLASSIFICATION = "Internal"
 OPERATIONS = frozenset(
     {"audit.read", "audit.verify", "lineage.read", "history.read", "scenario.run", "scenario.read",
      "connector.run", "graph.cypher", "erase"}
@@ -126,7 +124,9 @@ class _Role:
     rows: tuple[_RowRule, ...]
 
     def mode_for(self, classification: str | None) -> MaskMode:
-        return self.fields.get(classification or DEFAULT_CLASSIFICATION, "show")
+        level = classification or DEFAULT_CLASSIFICATION
+        # an unknown classification (Ontology.check refuses them) is masked as the most sensitive one
+        return self.fields.get(level if level in CLASSIFICATIONS else CLASSIFICATIONS[-1], "show")
 
 
 class Policy:

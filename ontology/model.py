@@ -11,6 +11,12 @@ from typing import Any
 from ontology.errors import OntologyConflict, OntologyError, UnknownTerm, Violation
 from ontology.schema import Schema, check_value
 
+CLASSIFICATIONS = ("Public", "Internal", "Confidential", "PII")
+"""Allowed values of a property's classification (twin:classification, DTDL metadata), least to most sensitive."""
+
+DEFAULT_CLASSIFICATION = "Internal"
+"""The classification of a property that has none (PropertyDef.classification is None)."""
+
 LangText = tuple[tuple[str, str], ...]
 """Localised text as ((language, text), ...), e.g. (("en", "Employee"),)."""
 
@@ -361,6 +367,12 @@ class Ontology:
             for parent in cls.parents:
                 if parent not in self._classes:
                     problems.append(Violation(cls.id, "dangling-extends", f"extends unknown {parent}", cls.source))
+            for prop in cls.properties:  # an unknown one would match no field rule and be shown to every role
+                if prop.classification is not None and prop.classification not in CLASSIFICATIONS:
+                    problems.append(Violation(
+                        f"{cls.id}/{prop.name}", "classification",
+                        f"unknown classification {prop.classification!r} (use {', '.join(CLASSIFICATIONS)})", cls.source,
+                    ))
             for rel in cls.relationships:
                 if rel.target and rel.target not in self._classes:
                     problems.append(

@@ -42,7 +42,16 @@ from rdflib.collection import Collection
 from rdflib.namespace import OWL, RDF, RDFS, XSD
 
 from ontology.errors import OntologyError, Violation
-from ontology.model import ClassDef, CommandDef, ComponentDef, LangText, Ontology, PropertyDef, RelationshipDef
+from ontology.model import (  # noqa: F401 - CLASSIFICATIONS is part of this module's public vocabulary too
+    CLASSIFICATIONS,
+    ClassDef,
+    CommandDef,
+    ComponentDef,
+    LangText,
+    Ontology,
+    PropertyDef,
+    RelationshipDef,
+)
 from ontology.schema import EnumValue, Field, Schema
 
 TWIN = rdflib.Namespace("https://enterprise-twin.dev/ontology/core#")
@@ -50,12 +59,6 @@ TWIN = rdflib.Namespace("https://enterprise-twin.dev/ontology/core#")
 
 CORE_ONTOLOGY_IRI = "https://enterprise-twin.dev/ontology/core"
 """IRI of the core ontology (ontology/core.ttl)."""
-
-CLASSIFICATIONS = ("Public", "Internal", "Confidential", "PII")
-"""Allowed values of twin:classification, least to most sensitive."""
-
-DEFAULT_CLASSIFICATION = "Internal"
-"""The classification of a property that has none (PropertyDef.classification is None)."""
 
 FORMATS_BY_SUFFIX = {
     ".ttl": "turtle",

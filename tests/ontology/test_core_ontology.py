@@ -279,3 +279,23 @@ def test_load_core_is_cached(core):
     assert load_core() is core
     assert isinstance(core_graph().value(URIRef(CORE_IRI), OWL.versionIRI), URIRef)
     assert not isinstance(core_graph().value(URIRef(CORE_IRI), OWL.versionIRI), BNode)
+
+
+def test_an_unknown_classification_is_a_structural_problem_and_masked_as_the_most_sensitive(core):
+    from governance.identity import Subject
+    from governance.policy import load_policy
+    from graph.model import TwinRecord
+    from ontology.model import ClassDef, Ontology, PropertyDef
+    from ontology.schema import primitive
+
+    card = ClassDef("dtmi:acme:Card;1", "Card", parents=(core.get("Entity").id,), properties=(
+        PropertyDef("holderEmail", primitive("string"), classification="pii"),
+        PropertyDef("holderPhone", primitive("string"), classification="PII"),
+    ))
+    merged = core.merge(Ontology([card]))
+    problems = [p for p in merged.check() if p.rule == "classification"]
+    assert [(p.path, "'pii'" in p.message) for p in problems] == [("dtmi:acme:Card;1/holderEmail", True)]
+    viewer = Subject("v", frozenset({"executive"}))
+    view = load_policy(merged).mask(viewer, TwinRecord("c1", "Card", ("Card", "Entity"),
+                                                       {"holderEmail": "a@b.test", "holderPhone": "+49 1"}))
+    assert view.properties["holderEmail"] == view.properties["holderPhone"] != "a@b.test"
