@@ -37,16 +37,15 @@ def erase_personal_data(
     twin = store.get(uid)
     if twin is None:
         raise TwinNotFound(f"no twin with uid {uid!r} to erase")
-    personal = tuple(
-        sorted(
-            name for name, prop in store.ontology.properties(twin.cls).items()
-            if prop.classification == PERSONAL and name in twin.properties
-        )
+    every_personal = sorted(
+        name for name, prop in store.ontology.properties(twin.cls).items() if prop.classification == PERSONAL
     )
+    personal = tuple(name for name in every_personal if name in twin.properties)  # what the twin holds now
     if personal:
         store.upsert_twins([Twin(uid, twin.cls, {name: None for name in personal})], actor=subject.sub,
                            source="erasure")
-    history_entries = store.history.erase_values(uid, personal) if store.history is not None else 0
+    # history may hold personal values the twin no longer has (cleared earlier, or erased before)
+    history_entries = store.history.erase_values(uid, every_personal) if store.history is not None else 0
     lineage_values = lineage.erase_values(uid)
     audit.append(
         AuditEvent.for_subject(

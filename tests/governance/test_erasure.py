@@ -64,6 +64,16 @@ def test_erasure_removes_personal_data_everywhere_and_keeps_the_chain(twin_env) 
     assert [r.operation for r in audit.query(operation="erase")] == ["erase"]
 
 
+def test_erasure_reaches_personal_values_the_twin_no_longer_holds(twin_env) -> None:  # type: ignore[no-untyped-def]
+    store, lineage, audit, _ = twin_env
+    store.upsert_twins([Twin("e-ann", "Employee", {"phone": None})])  # cleared before the erasure request
+    report = erase_personal_data("e-ann", store=store, lineage=lineage, audit=audit, policy=load_policy(),
+                                 subject=ADMIN)
+    assert report.fields == ("email",)
+    history_text = json.dumps([(e.before, e.after) for e in store.history_of("e-ann")])
+    assert "+44 1" not in history_text and "ann@acme.test" not in history_text
+
+
 def test_erasure_needs_the_permission_and_a_real_twin(twin_env) -> None:  # type: ignore[no-untyped-def]
     store, lineage, audit, _ = twin_env
     with pytest.raises(PolicyDenied):
