@@ -6,6 +6,7 @@ stored study again from its stored spec, slice and seeds, which reproduces its n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from governance.lineage import DatasetRef, LineageStore, RunKind, RunStatus
@@ -60,22 +61,19 @@ def conduct_study(
     twin = load_slice(store, slice_roots(parsed, store, scope), scope)
     check_limits(parsed, twin.agent_count, limits or StudyLimits())
     plan = plan_study(parsed, twin, store, scope)
-    run = None
-    if lineage is not None:
-        run = lineage.start_run(RunKind.SCENARIO, parsed.spec.name,
-                                inputs=[DatasetRef(url_without_credentials(store.url), "twin-graph")],
-                                outputs=[DatasetRef(url_without_credentials(results.url), "sim_study")])
-    try:
+
+    def work(run_id: str | None) -> tuple[str, StudyResult]:
         result = run_study(twin, plan, executor, progress=progress)
-        study_id = _save(results, parsed, twin, result, run.run_id if run else None)
-    except BaseException as exc:
-        if lineage is not None and run is not None:
-            lineage.finish_run(run.run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
-    if lineage is not None and run is not None:
-        lineage.finish_run(run.run_id, RunStatus.COMPLETED, counts={
-            "replications": len(result.seeds), "scenarios": len(plan.scenarios) - 1, "runs": len(result.runs),
-            "agent_steps": result.agent_steps, "twins_read": len(twin.classes)})
+        return _save(results, parsed, twin, result, run_id), result
+
+    study_id, result = _recorded(
+        lineage, parsed.spec.name, work,
+        inputs=[DatasetRef(url_without_credentials(store.url), "twin-graph")],
+        outputs=[DatasetRef(url_without_credentials(results.url), "sim_study")],
+        counts=lambda done: {"replications": len(done.seeds), "scenarios": len(plan.scenarios) - 1,
+                             "runs": len(done.runs), "agent_steps": done.agent_steps,
+                             "twins_read": len(twin.classes)},
+    )
     return CompletedStudy(study_id, result, twin)
 
 
@@ -87,15 +85,39 @@ def rerun_study(study_id: str, results: ResultsStore, executor: Executor | None 
     slice_json, plan_json = results.inputs(study_id)
     twin = EnterpriseSlice.from_json(slice_json)
     plan = _PLAN.validate_json(plan_json)
-    run = None
-    if lineage is not None:
-        run = lineage.start_run(RunKind.SCENARIO, parsed.spec.name,
-                                inputs=[DatasetRef(url_without_credentials(results.url), f"sim_study/{study_id}")])
-    result = run_study(twin, plan, executor, seeds=stored.record.seeds)
-    new_id = _save(results, parsed, twin, result, run.run_id if run else None)
-    if lineage is not None and run is not None:
-        lineage.finish_run(run.run_id, RunStatus.COMPLETED, counts={"runs": len(result.runs)})
+
+    def work(run_id: str | None) -> tuple[str, StudyResult]:
+        result = run_study(twin, plan, executor, seeds=stored.record.seeds)
+        return _save(results, parsed, twin, result, run_id), result
+
+    new_id, result = _recorded(
+        lineage, parsed.spec.name, work,
+        inputs=[DatasetRef(url_without_credentials(results.url), f"sim_study/{study_id}")], outputs=[],
+        counts=lambda done: {"runs": len(done.runs)},
+    )
     return CompletedStudy(new_id, result, twin)
+
+
+def _recorded(
+    lineage: LineageStore | None,
+    name: str,
+    work: Callable[[str | None], tuple[str, StudyResult]],
+    *,
+    inputs: list[DatasetRef],
+    outputs: list[DatasetRef],
+    counts: Callable[[StudyResult], dict[str, int]],
+) -> tuple[str, StudyResult]:
+    """Do `work` (given its lineage run id) as a scenario run in lineage, finished as completed or failed."""
+    run = lineage.start_run(RunKind.SCENARIO, name, inputs=inputs, outputs=outputs) if lineage is not None else None
+    try:
+        study_id, result = work(run.run_id if run else None)
+    except BaseException as exc:
+        if lineage is not None and run is not None:
+            lineage.finish_run(run.run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    if lineage is not None and run is not None:
+        lineage.finish_run(run.run_id, RunStatus.COMPLETED, counts=counts(result))
+    return study_id, result
 
 
 def _save(results: ResultsStore, parsed: ParsedSpec, twin: EnterpriseSlice, result: StudyResult,
