@@ -1061,9 +1061,14 @@ class _Reader:
             return {}
         try:
             meta = json.loads(comment[len(TWIN_META_PREFIX):])
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            # it carries classification and required flags: a broken one must not pass unnoticed
+            self._add(f"{path}.comment", "annotation", f"twin metadata is not valid JSON: {exc}", source)
             return {}
-        return meta if isinstance(meta, dict) else {}
+        if not isinstance(meta, dict):
+            self._add(f"{path}.comment", "annotation", "twin metadata must be a JSON object", source)
+            return {}
+        return meta
 
     def _many(self, value: Any, path: str) -> Iterator[tuple[Any, str]]:
         if value is None:

@@ -378,3 +378,16 @@ def test_top_level_must_be_interface_object(tmp_path: Path) -> None:
 def test_missing_path_is_reported(tmp_path: Path) -> None:
     report = read_dtdl_report([tmp_path / "nowhere"])
     assert [(v.rule, Path(v.source).name) for v in report.violations] == [("not-json", "nowhere")]
+
+
+def test_broken_twin_metadata_in_a_comment_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, "card.json", interface(
+        "dtmi:ex:Card;1",
+        {"@type": "Property", "name": "holder", "schema": "string", "comment": 'twin:{"classification": "PII"'},
+        {"@type": "Property", "name": "pin", "schema": "string", "comment": "twin:[1, 2]"},
+    ))
+    with pytest.raises(DtdlError) as info:
+        read_dtdl([tmp_path])
+    found = [(v.rule, v.message) for v in info.value.violations]
+    assert [rule for rule, _ in found] == ["annotation", "annotation"]
+    assert "not valid JSON" in found[0][1] and "JSON object" in found[1][1]
