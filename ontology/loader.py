@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ontology.errors import OntologyError, Violation
+from ontology.formats import DTDL_SUFFIXES, FOLDER_OWL_SUFFIXES, FORMATS_BY_SUFFIX
 from ontology.model import Ontology
-
-OWL_SUFFIXES = {".ttl": "turtle", ".owl": "xml", ".rdf": "xml", ".jsonld": "json-ld", ".nt": "nt", ".n3": "n3"}
-DTDL_SUFFIXES = {".json"}
 
 
 @dataclass
@@ -62,9 +60,11 @@ def discover(paths: Iterable[Path | str]) -> tuple[list[Path], list[Path], list[
             problems.append(Violation(str(path), "missing-file", "no such file or folder", str(path)))
             continue
         candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        # a file named directly may have any OWL suffix; in a folder, .xml files are not taken for RDF
+        owl_suffixes = FOLDER_OWL_SUFFIXES if path.is_dir() else FORMATS_BY_SUFFIX.keys() - DTDL_SUFFIXES
         for candidate in candidates:
             suffix = candidate.suffix.lower()
-            if suffix in OWL_SUFFIXES:
+            if suffix in owl_suffixes:
                 owl.append(candidate)
             elif suffix in DTDL_SUFFIXES:
                 dtdl.append(candidate)
@@ -88,7 +88,7 @@ def load_report(paths: Iterable[Path | str], *, include_core: bool = False) -> L
         parts.append(load_core())
     for path in owl_files:
         try:
-            parts.append(read_owl(path, OWL_SUFFIXES[path.suffix.lower()]))
+            parts.append(read_owl(path, FORMATS_BY_SUFFIX[path.suffix.lower()]))
         except OntologyError as exc:
             errors += exc.violations or [Violation(str(path), "owl", str(exc), str(path))]
     interfaces = 0

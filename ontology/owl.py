@@ -42,6 +42,7 @@ from rdflib.collection import Collection
 from rdflib.namespace import OWL, RDF, RDFS, XSD
 
 from ontology.errors import OntologyError, Violation
+from ontology.formats import FORMATS_BY_SUFFIX
 from ontology.model import (  # noqa: F401 - CLASSIFICATIONS is part of this module's public vocabulary too
     CLASSIFICATIONS,
     ClassDef,
@@ -60,17 +61,6 @@ TWIN = rdflib.Namespace("https://enterprise-twin.dev/ontology/core#")
 CORE_ONTOLOGY_IRI = "https://enterprise-twin.dev/ontology/core"
 """IRI of the core ontology (ontology/core.ttl)."""
 
-FORMATS_BY_SUFFIX = {
-    ".ttl": "turtle",
-    ".turtle": "turtle",
-    ".owl": "xml",
-    ".rdf": "xml",
-    ".xml": "xml",
-    ".jsonld": "json-ld",
-    ".json": "json-ld",
-    ".nt": "nt",
-    ".n3": "n3",
-}
 _WRITE_FORMATS = {
     "turtle": "turtle",
     "ttl": "turtle",

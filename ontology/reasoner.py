@@ -18,7 +18,8 @@ from rdflib.namespace import OWL, RDF
 
 from ontology.errors import OntologyError, ReasonerUnavailable
 from ontology.model import Ontology
-from ontology.owl import FORMATS_BY_SUFFIX, ontology_graph
+from ontology.formats import FORMATS_BY_SUFFIX
+from ontology.owl import ontology_graph
 
 REASONERS = ("hermit",)
 """Reasoners that run here (through owlready2, on Java)."""

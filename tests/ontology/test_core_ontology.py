@@ -299,3 +299,18 @@ def test_an_unknown_classification_is_a_structural_problem_and_masked_as_the_mos
     view = load_policy(merged).mask(viewer, TwinRecord("c1", "Card", ("Card", "Entity"),
                                                        {"holderEmail": "a@b.test", "holderPhone": "+49 1"}))
     assert view.properties["holderEmail"] == view.properties["holderPhone"] != "a@b.test"
+
+
+def test_the_loader_reads_every_owl_suffix_the_owl_reader_knows(tmp_path, core):
+    from importlib.resources import files
+
+    from ontology.loader import load_ontology
+
+    text = files("ontology").joinpath("core.ttl").read_text(encoding="utf-8")
+    for name in ("core.turtle", "core.ttl"):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert len(load_ontology([tmp_path / name])) == len(core)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "core.turtle").write_text(text, encoding="utf-8")
+    (tmp_path / "folder" / "pom.xml").write_text("<project/>")  # not RDF: a folder's .xml files are left alone
+    assert len(load_ontology([tmp_path / "folder"])) == len(core)
