@@ -20,16 +20,18 @@ def start_study(services: Any, subject: Subject, spec: str, replications: int | 
     from simulation.results import ResultsStore
     from simulation.runner import executor_named
     from simulation.scenario import parse_spec
-    from simulation.study import conduct_study
+    from simulation.study import conduct_study, with_replications
 
-    parsed = parse_spec(spec, "<api request>")  # SimulationError for a bad spec
+    parsed = parse_spec(spec, "<api request>")  # SimulationError for a bad spec, or a bad replication count
+    if replications is not None:
+        parsed = with_replications(parsed, replications)
     runtime = services.runtime
     scope = services.policy.read_scope(subject)
 
     def work() -> dict[str, Any]:
         completed = conduct_study(
             parsed, runtime.store, ResultsStore(runtime.settings.resolved_database_url),
-            executor=executor_named(executor), lineage=runtime.lineage, replications=replications, scope=scope,
+            executor=executor_named(executor), lineage=runtime.lineage, scope=scope,
         )
         return {"studyId": completed.study_id, "executor": completed.result.executor,
                 "wallSeconds": completed.result.wall_seconds,

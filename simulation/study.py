@@ -57,7 +57,7 @@ def conduct_study(
 ) -> CompletedStudy:
     """Run a study on the live twin (read-only), store it and record it as a scenario run in lineage."""
     if replications is not None:
-        parsed = parse_spec(_with_replications(parsed, replications), parsed.source)
+        parsed = with_replications(parsed, replications)
     twin = load_slice(store, slice_roots(parsed, store, scope), scope)
     check_limits(parsed, twin.agent_count, limits or StudyLimits())
     plan = plan_study(parsed, twin, store, scope)
@@ -134,10 +134,11 @@ def _save(results: ResultsStore, parsed: ParsedSpec, twin: EnterpriseSlice, resu
     )
 
 
-def _with_replications(parsed: ParsedSpec, replications: int) -> str:
-    """The spec text with `replications` replaced (so the stored spec says what ran)."""
+def with_replications(parsed: ParsedSpec, replications: int) -> ParsedSpec:
+    """The spec with `replications` replaced, checked again (so the stored spec says what ran, and a bad count is
+    refused as the spec's own field would be)."""
     import yaml
 
     data = yaml.safe_load(parsed.text)
     data["replications"] = replications
-    return yaml.safe_dump(data, sort_keys=False)
+    return parse_spec(yaml.safe_dump(data, sort_keys=False), parsed.source)

@@ -52,3 +52,6 @@ def test_scenario_fields_follow_the_policy_and_refuse_bad_specs(api: ApiHarness)
     assert status == 200 and "horizon" in body["errors"][0]["message"]
     status, body = api.gql('{ scenarioRun(id: "nope") { id } }', role="executive")
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    one = "mutation Run($spec: String!) { runScenario(spec: $spec, replications: 1) { id status } }"
+    status, body = api.gql(one, {"spec": SPEC}, role="executive")  # refused now, not by the background job
+    assert status == 200 and body["data"] is None and "replications" in body["errors"][0]["message"]
