@@ -63,7 +63,10 @@ def query(
     """Run read-only Cypher and print the rows as JSON lines (writes are refused)."""
     params: dict[str, Any] = {}
     for item in param or []:
-        name, _, raw = item.partition("=")
+        name, equals, raw = item.partition("=")
+        if not equals or not name:
+            raise typer.BadParameter(f"{item!r} must be NAME=JSON (text that is not JSON is taken as text)",
+                                     param_hint="--param")
         try:
             params[name] = json.loads(raw)
         except ValueError:
@@ -108,11 +111,15 @@ def export_(path: Annotated[Path, typer.Argument(help="JSON Lines file to write.
     """Write every twin and link to a JSON Lines file (to move the graph to another backend, or keep a copy)."""
 
     def action(runtime: Runtime) -> None:
+        partial = path.with_name(path.name + ".partial")  # the file appears whole or not at all
         try:
-            with path.open("w", encoding="utf-8") as out:
+            with partial.open("w", encoding="utf-8") as out:
                 written = export_graph(runtime.store, out)
+            partial.replace(path)
         except OSError as exc:
             raise TransferError(f"cannot write {path}: {exc.strerror or exc}") from None
+        finally:
+            partial.unlink(missing_ok=True)
         runtime.audit.append(AuditEvent.for_subject(
             runtime.operator(), "graph.export", "allow", variables={"file": str(path)},
             policy_version=runtime.policy.version, rows_returned=written.twins + written.links,

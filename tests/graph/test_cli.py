@@ -89,3 +89,14 @@ def test_import_names_the_bad_line_and_writes_nothing(data_dir: Path, tmp_path: 
     assert result.exit_code == 1 and "Spaceship" in result.output
     stats = json.loads(runner.invoke(app, ["graph", "stats", "--json"]).output)
     assert stats["twins"] == 3
+
+
+def test_malformed_query_parameters_and_unwritable_exports_are_refused(data_dir: Path, tmp_path: Path) -> None:
+    for bad in ("limit", "=3"):
+        result = runner.invoke(app, ["graph", "query", "RETURN $limit", "--param", bad])
+        assert result.exit_code == 2 and "NAME=JSON" in result.output
+    ok = runner.invoke(app, ["graph", "query", "RETURN $limit", "--param", "limit=3"])
+    assert ok.exit_code == 0 and ok.output.strip() == "[3]"
+    result = runner.invoke(app, ["graph", "export", str(tmp_path / "missing" / "twin.jsonl")])
+    assert result.exit_code == 1 and "cannot write" in result.output
+    assert not list(tmp_path.glob("**/*.partial"))
