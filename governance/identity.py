@@ -92,7 +92,7 @@ class ClaimMapping:
             org_unit=str(org_unit) if org_unit is not None else None,
             attributes=MappingProxyType({k: v for k, v in attributes.items() if v is not None}),
             token_id=str(claims["jti"]) if claims.get("jti") is not None else None,
-            issuer=str(claims.get("iss")),
+            issuer=str(claims["iss"]) if claims.get("iss") is not None else None,
         )
 
 
