@@ -133,6 +133,19 @@ class ConnectorRegistry:
         return Connector(name, mapping, factory, config.description, factory.close)
 
 
+_CONNECTOR_OPTIONS: dict[str, tuple[str, ...]] = {  # what each kind of source cannot open without
+    "sql": ("url",), "rest": ("base_url",), "tryton": ("url", "database", "username", "password"),
+}
+_ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
+    "sql": {"table", "query", "schema", "columns", "page_size"},
+    "file": {"path", "format", "sheet"},
+    "rest": {"endpoint", "records_path", "pagination", "page_size", "page_param", "size_param", "offset_param",
+             "limit_param", "cursor_param", "cursor_path", "since_param", "params", "timeout", "max_pages"},
+    "tryton": {"model", "fields", "domain", "page_size", "overlap_seconds"},
+    "mqtt": {"topic", "time_field", "batch_size"},
+}
+
+
 class _SourceFactory:
     """Opens the Source of one entity of a connector from the connector's and the entity's options."""
 
@@ -151,6 +164,13 @@ class _SourceFactory:
     def __call__(self, entity: EntityMapping) -> Source:
         opts = dict(entity.source)
         where = f"connector {self.connector}, entity {entity.name}"
+        missing = [name for name in _CONNECTOR_OPTIONS.get(self.kind, ()) if name not in self.options]
+        if missing:
+            raise RegistryError(f"connector {self.connector}: a {self.kind} source needs {', '.join(missing)}")
+        unknown = sorted(set(opts) - _ENTITY_OPTIONS.get(self.kind, set()))
+        if unknown:  # a typo must not quietly read another table or endpoint
+            raise RegistryError(f"{where}: unknown source option(s) {', '.join(unknown)}; a {self.kind} entity takes "
+                                f"{', '.join(sorted(_ENTITY_OPTIONS.get(self.kind, set()))) or 'none'}")
         if self.kind == "sql":
             return SqlSource(self.options["url"], table=opts.get("table", None if "query" in opts else entity.name),
                              query=opts.get("query"), key=entity.key or ("id",), watermark=entity.watermark,

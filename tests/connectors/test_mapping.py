@@ -187,3 +187,19 @@ def test_connector_settings_fill_secrets_and_variables_in_one_pass() -> None:
     assert filled == {"url": "postgresql://u:p{data_dir}w@db/twin", "other": ["{unknown}"]}
     with pytest.raises(RegistryError, match=r"connectors.yaml: hr: secret \$\{MISSING\} is not set"):
         _fill("${MISSING}", {}, {}, "connectors.yaml: hr")
+
+
+def test_a_source_option_typo_or_a_missing_connection_setting_is_refused_by_name(core: Ontology) -> None:
+    from dataclasses import replace
+
+    from connectors.registry import RegistryError, _SourceFactory
+
+    mapping = load_mapping(MAPPINGS / "sample_hr.yaml", core)
+    entity = mapping.entities[0]
+    typo = replace(entity, source={"tabel": "employees"})
+    with pytest.raises(RegistryError, match=r"entity .*: unknown source option\(s\) tabel; a sql entity takes"):
+        _SourceFactory("sql", {"url": "sqlite://"}, "hr")(typo)
+    with pytest.raises(RegistryError, match="connector hr: a sql source needs url"):
+        _SourceFactory("sql", {}, "hr")(entity)
+    with pytest.raises(RegistryError, match="needs url, database, username, password"):
+        _SourceFactory("tryton", {}, "erp")(entity)
