@@ -475,6 +475,25 @@ class _Checker:
                 extra = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(sorted(allowed))}"
                 self.problem(self.line_of(doc, key), str(key), f"unknown key in {where}{extra}")
 
+    def names(self, doc: Mapping[str, Any], key: str, where: str, line: int) -> list[str]:
+        """A field that takes one name or a list of names; a problem (and []) for anything else."""
+        value = doc.get(key)
+        if value is None:
+            return []
+        values = [value] if isinstance(value, str) else value if isinstance(value, list) else None
+        if values is None or any(not isinstance(v, str) or not v for v in values):
+            self.problem(self.line_of(doc, key, line), f"{where}.{key}", f"{key} must be a name or a list of names")
+            return []
+        return list(values)
+
+    def flag(self, doc: Mapping[str, Any], key: str, default: bool, where: str, line: int) -> bool:
+        """A yes/no field: YAML true or false only (the text "no" is not false)."""
+        value = doc.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(self.line_of(doc, key, line), f"{where}.{key}", f"{key} must be true or false, not {value!r}")
+            return default
+        return value
+
     # ----------------------------------------------------------------------------------------- entities
     def entity(self, doc: Mapping[str, Any], line: int) -> EntityMapping | None:
         self.unknown_keys(doc, {"name", "class", "uid", "key", "watermark", "source", "properties", "links", "link",
@@ -483,10 +502,7 @@ class _Checker:
         if not isinstance(name, str) or not name:
             self.problem(line, "name", "every entity needs a `name`")
             return None
-        key = doc.get("key") or ()
-        keys = (key,) if isinstance(key, str) else tuple(key)
-        if any(not isinstance(k, str) for k in keys):
-            self.problem(self.line_of(doc, "key"), f"{name}.key", "key must be a field name or a list of names")
+        keys = tuple(self.names(doc, "key", name, line))
         watermark = doc.get("watermark")
         if watermark is not None and not isinstance(watermark, str):
             self.problem(self.line_of(doc, "watermark"), f"{name}.watermark", "watermark must be a field name")
@@ -495,8 +511,8 @@ class _Checker:
             self.problem(self.line_of(doc, "source"), f"{name}.source", "source must be a mapping of options")
             source = {}
         common = dict(name=name, file=self.file, line=line, key=keys, watermark=watermark,
-                      source=dict(source), update_only=bool(doc.get("update_only", False)),
-                      ledger=bool(doc.get("ledger", True)))
+                      source=dict(source), update_only=self.flag(doc, "update_only", False, name, line),
+                      ledger=self.flag(doc, "ledger", True, name, line))
         if "link" in doc:
             for forbidden in ("class", "uid", "properties", "links", "identity", "telemetry"):
                 if forbidden in doc:
@@ -777,8 +793,10 @@ class _Checker:
             self.problem(line, f"{where}.identity.domain", "identity needs a domain (e.g. person)")
             return None
         email = doc.get("email")
-        exact = doc.get("exact") or []
-        exact = [exact] if isinstance(exact, str) else list(exact)
+        if email is not None and not isinstance(email, str):
+            self.problem(self.line_of(doc, "email", line), f"{where}.identity.email", "email must be a property name")
+            email = None
+        exact = self.names(doc, "exact", f"{where}.identity", line)
         for prop in ([email] if email else []) + exact:
             if prop not in defs:
                 self.problem(self.line_of(doc, "email" if prop == email else "exact", line), str(prop),
@@ -802,9 +820,10 @@ class _Checker:
                 fuzzy = FuzzyRule(str(fuzzy_doc["name"]), org, float(threshold))
         if not email and not exact and fuzzy is None:
             self.problem(line, f"{where}.identity", "identity needs at least one of email, exact, fuzzy")
-        plus = doc.get("plus_domains")
-        plus_domains = frozenset(str(d).lower() for d in plus) if plus is not None else None
-        return IdentityRule(domain, email, tuple(exact), fuzzy, plus_domains, bool(doc.get("authoritative", False)))
+        plus = self.names(doc, "plus_domains", f"{where}.identity", line)
+        plus_domains = frozenset(d.lower() for d in plus) if doc.get("plus_domains") is not None else None
+        return IdentityRule(domain, email, tuple(exact), fuzzy, plus_domains,
+                            self.flag(doc, "authoritative", False, f"{where}.identity", line))
 
     def telemetry(self, doc: Any, where: str, line: int) -> TelemetryRule | None:
         if doc is None:
@@ -813,7 +832,10 @@ class _Checker:
             self.problem(line, f"{where}.telemetry", "telemetry needs {time: FIELD, metrics: [FIELD] or {FIELD: NAME}}")
             return None
         metrics = doc["metrics"]
-        pairs = [(m, m) for m in metrics] if isinstance(metrics, list) else [(k, str(v)) for k, v in metrics.items()]
+        if isinstance(metrics, dict):
+            pairs = [(k, str(v)) for k, v in metrics.items()]
+        else:
+            pairs = [(m, m) for m in self.names(doc, "metrics", f"{where}.telemetry", line)]
         return TelemetryRule(doc["time"], tuple((str(a), str(b)) for a, b in pairs))
 
 

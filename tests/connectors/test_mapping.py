@@ -203,3 +203,21 @@ def test_a_source_option_typo_or_a_missing_connection_setting_is_refused_by_name
         _SourceFactory("sql", {}, "hr")(entity)
     with pytest.raises(RegistryError, match="needs url, database, username, password"):
         _SourceFactory("tryton", {}, "erp")(entity)
+
+
+def test_names_and_flags_of_the_wrong_shape_are_refused(core: Ontology) -> None:
+    text = GOOD.replace("    key: employee_id\n", "    key: 5\n    update_only: \"no\"\n") + (
+        "    identity:\n      domain: person\n      email: email\n      exact: 7\n"
+        "      plus_domains: {a: 1}\n      authoritative: \"no\"\n"
+        "    telemetry: {time: ts, metrics: 3}\n"
+    )
+    problems = {term: message for _, term, message in _problems(core, text)}
+    assert problems["employees.key"] == "key must be a name or a list of names"
+    assert problems["employees.update_only"] == "update_only must be true or false, not 'no'"
+    assert problems["employees.identity.exact"] == "exact must be a name or a list of names"
+    assert problems["employees.identity.plus_domains"] == "plus_domains must be a name or a list of names"
+    assert problems["employees.identity.authoritative"] == "authoritative must be true or false, not 'no'"
+    assert problems["employees.telemetry.metrics"] == "metrics must be a name or a list of names"
+    single = parse_mapping(GOOD.replace("    watermark", "    identity: {domain: person, email: email, "
+                                        "plus_domains: acme.test}\n    watermark"), core, "ok.yaml")
+    assert single.entities[0].identity.plus_domains == frozenset({"acme.test"})  # type: ignore[union-attr]
