@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import getpass
 
@@ -31,16 +32,18 @@ class Runtime:
     @cached_property
     def store(self) -> GraphStore:
         """The twin graph, with history in the relational store."""
+        return GraphStore.open(self.settings.resolved_graph_url, self.ontology, **self.graph_options())
+
+    def graph_options(self) -> dict[str, Any]:
+        """How the settings open the graph (history, graph name, credentials, fsync), for GraphStore.open/load."""
         s = self.settings
-        return GraphStore.open(
-            s.resolved_graph_url,
-            self.ontology,
-            history_url=s.resolved_database_url,
-            graph_name=s.graph_name,
-            user=s.graph_user,
-            password=s.graph_password.get_secret_value() if s.graph_password else None,
-            fsync=s.graph_fsync,
-        )
+        return {
+            "history_url": s.resolved_database_url,
+            "graph_name": s.graph_name,
+            "user": s.graph_user,
+            "password": s.graph_password.get_secret_value() if s.graph_password else None,
+            "fsync": s.graph_fsync,
+        }
 
     @cached_property
     def policy(self) -> Policy:

@@ -135,12 +135,9 @@ def import_(path: Annotated[Path, typer.Argument(help="JSON Lines file written b
 
     def action(runtime: Runtime) -> None:
         twins, links = read_graph_file(path)
-        s = runtime.settings
         operator = runtime.operator()
         store, summary = GraphStore.load(
-            s.resolved_graph_url, runtime.ontology, twins, links, history_url=s.resolved_database_url,
-            graph_name=s.graph_name, user=s.graph_user,
-            password=s.graph_password.get_secret_value() if s.graph_password else None, fsync=s.graph_fsync,
+            runtime.settings.resolved_graph_url, runtime.ontology, twins, links, **runtime.graph_options(),
             actor=operator.sub, source=f"import:{path.name}",
         )
         store.close()
