@@ -389,6 +389,23 @@ class Compiler:
                 raise BadUserInput(f"{cls or 'Twin'} has no filterable field {key!r}")
         return " AND ".join(parts) if parts else "true"
 
+    def filters_relations(self, cls: str | None, where: Any) -> bool:
+        """Whether a where-input filters on relationships (`…Exists`, `…Some`), which takes counting subqueries."""
+        if not isinstance(where, Mapping):
+            return False
+        relations = self.plan.plan_for(cls).relations
+        for key, value in where.items():
+            if key in ("AND", "OR") and isinstance(value, list):
+                if any(self.filters_relations(cls, item) for item in value):
+                    return True
+            elif key == "NOT":
+                if self.filters_relations(cls, value):
+                    return True
+            elif (key.endswith("Exists") and key[: -len("Exists")] in relations) or \
+                    (key.endswith("Some") and key[: -len("Some")] in relations):
+                return True
+        return False
+
     def existence(self, var: str, relation: RelationField, where: Any, state: _FilterState) -> str:
         """Bind the number of visible twins reached over `relation` (matching `where`) to a fresh variable."""
         other = self.var("x")
@@ -593,13 +610,12 @@ class Compiler:
         clauses: list[str] = []
         for rel in proj.relations.values():
             node, cls = rel.node, rel.relation.node_class
-            state = _FilterState()
-            expr = self.where_expr(node.var, cls, rel.page.where, state) if rel.page.where else "true"
             totals = [rel.total_key] if rel.need_total else []
-            if state.calls:
+            if self.filters_relations(cls, rel.page.where):
                 clauses += self.call(proj, rel)
                 keys = [*keys, *totals, rel.key]
                 continue
+            expr = self.where_expr(node.var, cls, rel.page.where, _FilterState()) if rel.page.where else "true"
             edge, found, carried = self.var("r"), self.var("a"), ", ".join(keys)
             condition = " AND ".join(c for c in (self.scope.render(node.var), expr) if c != "true")
             pattern = _pattern(proj.var, edge, rel.relation, node.var)
