@@ -17,7 +17,6 @@ A read drains what arrives until the topic has been quiet for `idle_timeout` sec
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import queue
 import threading
@@ -28,19 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from connectors.quarantine import INVALID_FIELD
-from connectors.source import SourceError, SourceRecord, Watermark
-
-
-def _as_utc(value: Any) -> dt.datetime | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
-    if isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-    return None
+from connectors.source import SourceError, SourceRecord, Watermark, change_time
 
 
 class MqttSource:
@@ -151,7 +138,7 @@ class MqttSource:
             fields["payload"] = payload
         elif isinstance(payload, dict):
             fields.update(payload)
-        changed = _as_utc(fields.get(self.time_field))
+        changed = change_time(fields.get(self.time_field))
         key = f"{message.topic}@{changed.isoformat() if changed else message.mid}"
         return SourceRecord(key, fields, changed)
 

@@ -14,13 +14,12 @@ the URL's path, never credentials.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
 
-from connectors.source import SourceError, SourceRecord, Watermark
+from connectors.source import SourceError, SourceRecord, Watermark, change_time
 
 Pagination = Literal["page", "offset", "cursor"]
 
@@ -36,16 +35,6 @@ def _at(document: Any, path: str) -> Any:
         else:
             return None
     return value
-
-
-def _as_utc(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 class RestSource:
@@ -156,7 +145,7 @@ class RestSource:
                 if not isinstance(raw, Mapping):
                     raise SourceError(f"a record is a {type(raw).__name__}, not a JSON object", model=self.name)
                 fields = dict(raw)
-                changed = _as_utc(fields.get(self.watermark_field)) if self.watermark_field else None
+                changed = change_time(fields.get(self.watermark_field)) if self.watermark_field else None
                 if since is not None and changed is not None and changed < since.value:
                     continue
                 parts = [fields.get(k) for k in self.keys]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -18,6 +18,23 @@ class Watermark:
         if self.value.tzinfo is None:
             raise ValueError(f"watermark {self.value.isoformat()} has no time zone; give an aware UTC datetime")
         object.__setattr__(self, "value", self.value.astimezone(timezone.utc))
+
+
+def change_time(value: Any) -> datetime | None:
+    """A record's change time as an aware UTC datetime: ISO 8601 text (Z allowed), a datetime (naive = UTC), a
+    date (its midnight), or seconds since the epoch; None for anything else (the record then counts as changed)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return None
 
 
 @dataclass(frozen=True)

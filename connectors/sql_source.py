@@ -22,7 +22,7 @@ from sqlalchemy.types import NullType
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
-from connectors.source import SourceError, SourceRecord, Watermark
+from connectors.source import SourceError, SourceRecord, Watermark, change_time
 from graph.urls import redact_url
 
 _engines: dict[str, Engine] = {}
@@ -72,21 +72,6 @@ def plain_value(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     return str(value)
-
-
-def _as_utc(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-    return None
 
 
 class SqlSource:
@@ -216,7 +201,7 @@ class SqlSource:
                 fields = {name: value if value is None or type(value) in _PLAIN else plain_value(value)
                           for name, value in zip(names, row)}
                 key = "|".join(str(row[i]) for i in key_index)
-                batch.append(SourceRecord(key, fields, _as_utc(row[wm_index]) if wm_index is not None else None))
+                batch.append(SourceRecord(key, fields, change_time(row[wm_index]) if wm_index is not None else None))
             yield batch
             last = tuple(rows[-1][i] for i in key_index)
             if len(rows) < self.page_size:

@@ -19,6 +19,8 @@ from typing import Any
 
 import simpleeval
 
+from connectors.source import change_time
+
 __all__ = [
     "CASTS", "EXPRESSION_FUNCTIONS", "NAMED_FUNCTIONS", "UNITS", "Cast", "Expression", "Lookup", "Named",
     "Template", "Transform", "TransformError", "UnitConversion", "cast_value", "convert_unit", "normalise_email",
@@ -104,19 +106,10 @@ def _to_boolean(value: Any) -> bool:
 
 
 def _to_datetime(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, dt.date):
-        moment = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        moment = dt.datetime.fromtimestamp(value, dt.UTC)
-    elif isinstance(value, str):
-        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    else:
-        raise ValueError(f"cannot read a date-time from a {type(value).__name__}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)  # sources keep naive times in UTC (documented per source)
-    return moment.astimezone(dt.UTC).isoformat()
+    moment = change_time(value)  # sources keep naive times in UTC (documented per source)
+    if moment is None:
+        raise ValueError(f"cannot read a date-time from {value!r}")
+    return moment.isoformat()
 
 
 def _to_date(value: Any) -> str:

@@ -53,7 +53,7 @@ from typing import Any
 
 import httpx
 
-from connectors.source import SourceError, SourceRecord, Watermark
+from connectors.source import SourceError, SourceRecord, Watermark, change_time
 from graph.urls import redact_url
 
 __all__ = [
@@ -141,11 +141,6 @@ def _iso_duration(value: dt.timedelta) -> str:
     return f"{sign}P{f'{days}D' if days else ''}{f'T{time_part}' if time_part else ''}"
 
 
-def _as_utc(value: dt.datetime) -> dt.datetime:
-    """Tryton stores naive datetimes in UTC; make that explicit."""
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
-
-
 def tryton_value(value: Any) -> Any:
     """Convert one decoded Tryton value into the plain JSON-able form documented in this module."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -153,7 +148,7 @@ def tryton_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, dt.datetime):
-        return _as_utc(value).isoformat()
+        return change_time(value).isoformat()  # type: ignore[union-attr] - Tryton's naive times are UTC
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -523,7 +518,7 @@ class TrytonSource:
         return SourceRecord(
             key=str(row["id"]),
             fields={f: tryton_value(_pluck(row, f.split("."))) for f in self.fields},
-            watermark=_as_utc(changed_at) if isinstance(changed_at, dt.datetime) else None,
+            watermark=change_time(changed_at) if isinstance(changed_at, dt.datetime) else None,
         )
 
 

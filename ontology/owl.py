@@ -43,16 +43,7 @@ from rdflib.namespace import OWL, RDF, RDFS, XSD
 
 from ontology.errors import OntologyError, Violation
 from ontology.formats import FORMATS_BY_SUFFIX
-from ontology.model import (  # noqa: F401 - CLASSIFICATIONS is part of this module's public vocabulary too
-    CLASSIFICATIONS,
-    ClassDef,
-    CommandDef,
-    ComponentDef,
-    LangText,
-    Ontology,
-    PropertyDef,
-    RelationshipDef,
-)
+from ontology.model import ClassDef, CommandDef, ComponentDef, LangText, Ontology, PropertyDef, RelationshipDef
 from ontology.schema import EnumValue, Field, Schema
 
 TWIN = rdflib.Namespace("https://enterprise-twin.dev/ontology/core#")

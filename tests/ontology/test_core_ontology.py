@@ -9,7 +9,8 @@ from rdflib import namespace
 from rdflib.namespace import OWL, RDF, RDFS
 
 from ontology.core import CORE_IRI, core_graph, load_core
-from ontology.owl import CLASSIFICATIONS, IMPACT_VALUES, TWIN
+from ontology.model import CLASSIFICATIONS
+from ontology.owl import IMPACT_VALUES, TWIN
 
 EXPECTED_CLASSES = {
     "Entity", "Organization", "OrgUnit", "Person", "Employee", "Contact", "Role", "Position", "Skill", "Location",
