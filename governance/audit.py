@@ -170,7 +170,7 @@ def _record_hash(row: Mapping[str, Any]) -> str:
         "rows_returned": None if row["rows_returned"] is None else int(row["rows_returned"]),
         "detail": row["detail"], "prev_hash": row["prev_hash"],
     }
-    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+    return sha256_digest(document)
 
 
 @dataclass(frozen=True)

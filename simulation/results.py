@@ -11,7 +11,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, delete, insert, select
+from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, insert, select
 
 from graph.relational import create_tables, relational_engine
 from simulation.errors import StudyNotFound
@@ -163,12 +163,6 @@ class ResultsStore:
         if row is None:
             raise StudyNotFound(f"no stored study with id {study_id!r}")
         return str(row[0]), str(row[1])
-
-    def delete(self, study_id: str) -> None:
-        """Remove a study and its runs."""
-        with self.engine.begin() as conn:
-            for table in (summary_table, run_table, study_table):
-                conn.execute(delete(table).where(table.c.study_id == study_id))
 
 
 def _record(row) -> StudyRecord:  # type: ignore[no-untyped-def]

@@ -321,10 +321,10 @@ def _window_problems(parsed: ParsedSpec) -> list[str]:
     return problems
 
 
-def check_limits(parsed: ParsedSpec, agents: int, limits: StudyLimits, replications: int | None = None) -> None:
+def check_limits(parsed: ParsedSpec, agents: int, limits: StudyLimits) -> None:
     """Refuse a study larger than the limits allow (naming the line of what to shrink)."""
     spec = parsed.spec
-    reps = replications or spec.replications
+    reps = spec.replications
     if reps > limits.max_replications:
         raise parsed.fail(("replications",), f"{reps} replications exceed the limit of {limits.max_replications}")
     if spec.horizon_days > limits.max_horizon_days:
