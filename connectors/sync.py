@@ -554,7 +554,7 @@ class SyncEngine:
         if entity.identity is not None and items:
             self._resolve_identities(ctx, entity, items)
         if ctx.has_merges and items:
-            self._canonical_links(items, skip_own=entity.link is None)
+            self._canonical_links(items)
         timings["identity"] += time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -645,7 +645,8 @@ class SyncEngine:
             return current
         return incoming if authoritative else current
 
-    def _canonical_links(self, items: list[_Item], skip_own: bool) -> None:
+    def _canonical_links(self, items: list[_Item]) -> None:
+        """Point the items' links at the canonical uid of each merged identity."""
         endpoints = {s for it in items for _, s, _, _ in it.links} | {t for it in items for _, _, t, _ in it.links}
         canonical = self.identity.canonical_of(endpoints)
         if not canonical:
