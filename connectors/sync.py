@@ -958,10 +958,11 @@ class SyncEngine:
         links = [(t, s, d) for e in entries.values() for t, s, d, _ in e.payload.get("l", [])]
         twin_uids = {e.uid for e in entries.values() if entity.link is None}
         contributors = self.state.entries_for_uids(twin_uids)
-        doomed = sorted(uid for uid in twin_uids if not any(
-            not (e.connector == name and e.entity == entity.name and e.record_key in gone)
+        doomed = sorted(uid for uid in twin_uids if all(  # twins no other record contributes to
+            e.connector == name and e.entity == entity.name and e.record_key in gone
             for e in contributors.get(uid, [])))
-        surviving_links = [link for link in links if link[1] not in doomed and link[2] not in doomed]
+        doomed_set = set(doomed)
+        surviving_links = [link for link in links if link[1] not in doomed_set and link[2] not in doomed_set]
         if surviving_links:
             self.store.delete_links(surviving_links, actor=self.actor, source=name, run_id=ctx.run_id)
         if doomed:
