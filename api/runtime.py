@@ -16,6 +16,7 @@ from governance.policy import Policy, load_policy
 from graph.store import GraphStore
 from ontology.loader import load_ontology
 from ontology.model import Ontology
+from simulation.results import ResultsStore
 
 
 @dataclass
@@ -44,6 +45,11 @@ class Runtime:
             "password": s.graph_password.get_secret_value() if s.graph_password else None,
             "fsync": s.graph_fsync,
         }
+
+    @cached_property
+    def results(self) -> ResultsStore:
+        """Stored what-if studies in the relational store."""
+        return ResultsStore(self.settings.resolved_database_url)
 
     @cached_property
     def policy(self) -> Policy:

@@ -17,7 +17,6 @@ from governance.identity import Subject
 
 def start_study(services: Any, subject: Subject, spec: str, replications: int | None, executor: str) -> Job:
     """Parse and check the spec now (errors name the line), then run the study as a background job."""
-    from simulation.results import ResultsStore
     from simulation.runner import executor_named
     from simulation.scenario import parse_spec
     from simulation.study import conduct_study, with_replications
@@ -30,7 +29,7 @@ def start_study(services: Any, subject: Subject, spec: str, replications: int | 
 
     def work() -> dict[str, Any]:
         completed = conduct_study(
-            parsed, runtime.store, ResultsStore(runtime.settings.resolved_database_url),
+            parsed, runtime.store, runtime.results,
             executor=executor_named(executor), lineage=runtime.lineage, scope=scope,
         )
         return {"studyId": completed.study_id, "executor": completed.result.executor,
@@ -45,14 +44,7 @@ def summary_json(summary: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(summary).items()}
 
 
-def _results(ctx: RequestContext) -> Any:
-    from simulation.results import ResultsStore
-
-    return ResultsStore(ctx.services.runtime.settings.resolved_database_url)
-
-
-def _study_values(stored: Any) -> dict[str, Any]:
-    record = stored.record
+def _study_values(record: Any, summaries: list[Any]) -> dict[str, Any]:
     return {
         "id": record.study_id, "name": record.name, "createdAt": record.created_at,
         "replications": record.replications, "seed": record.seed, "modelVersion": record.model_version,
@@ -62,7 +54,7 @@ def _study_values(stored: Any) -> dict[str, Any]:
             {"scenario": s.scenario, "kpi": s.kpi, "n": s.n, "mean": s.mean, "ciLow": s.ci_low, "ciHigh": s.ci_high,
              "p10": s.p10, "p90": s.p90, "diffMean": s.diff_mean, "diffLow": s.diff_low, "diffHigh": s.diff_high,
              "pBreach": s.p_breach}
-            for s in stored.summaries
+            for s in summaries
         ],
     }
 
@@ -87,10 +79,10 @@ def _run_values(job: Job | None, stored: Any | None) -> dict[str, Any]:
     if job is None:
         return {"id": stored.record.study_id, "name": stored.record.name, "status": "completed",
                 "startedAt": stored.record.created_at, "finishedAt": stored.record.created_at, "error": None,
-                "study": _study_values(stored)}
+                "study": _study_values(stored.record, stored.summaries)}
     return {"id": job.id, "name": job.name, "status": job.status, "startedAt": job.started_at.isoformat(),
             "finishedAt": job.finished_at.isoformat() if job.finished_at else None, "error": job.error,
-            "study": _study_values(stored) if stored is not None else None}
+            "study": _study_values(stored.record, stored.summaries) if stored is not None else None}
 
 
 async def scenarios(root: Any, info: Any, first: Any = None) -> list[dict[str, Any]]:
@@ -100,15 +92,17 @@ async def scenarios(root: Any, info: Any, first: Any = None) -> list[dict[str, A
     limit = 20 if first is None else first
     if not 1 <= limit <= PAGE_MAX:
         raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {limit}")
-    store = _results(ctx)
+    store = ctx.services.runtime.results
 
-    def load() -> list[Any]:
-        return [store.get(record.study_id) for record in store.studies(limit)]
+    def load() -> list[tuple[Any, list[Any]]]:  # two queries, whatever the number of studies
+        records = store.studies(limit)
+        summaries = store.summaries_of([record.study_id for record in records])
+        return [(record, summaries[record.study_id]) for record in records]
 
     studies = await anyio.to_thread.run_sync(load)
     sel = Selection(info)
     ctx.rows += len(studies)
-    return [_shaped(sel, info.return_type, info.field_nodes, _study_values(s)) for s in studies]
+    return [_shaped(sel, info.return_type, info.field_nodes, _study_values(*study)) for study in studies]
 
 
 async def scenario_run(root: Any, info: Any, id: str) -> dict[str, Any]:
@@ -124,7 +118,7 @@ async def scenario_run(root: Any, info: Any, id: str) -> dict[str, Any]:
     stored = None
     if study_id:
         try:
-            stored = await anyio.to_thread.run_sync(lambda: _results(ctx).get(study_id))
+            stored = await anyio.to_thread.run_sync(lambda: ctx.services.runtime.results.get(study_id))
         except StudyNotFound:
             stored = None
     if job is None and stored is None:

@@ -155,6 +155,19 @@ class ResultsStore:
             [KpiSummary(**json.loads(s.summary)) for s in summaries],
         )
 
+    def summaries_of(self, study_ids: list[str]) -> dict[str, list[KpiSummary]]:
+        """The KPI summaries of several studies, in one query (for lists of studies)."""
+        found: dict[str, list[KpiSummary]] = {study_id: [] for study_id in study_ids}
+        if not study_ids:
+            return found
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(summary_table.c.study_id, summary_table.c.summary)
+                                .where(summary_table.c.study_id.in_(study_ids))
+                                .order_by(summary_table.c.study_id, summary_table.c.position)).all()
+        for study_id, summary in rows:
+            found[study_id].append(KpiSummary(**json.loads(summary)))
+        return found
+
     def inputs(self, study_id: str) -> tuple[str, str]:
         """The slice a study ran on and its resolved plan, as stored JSON."""
         with self.engine.connect() as conn:

@@ -20,7 +20,7 @@ from graph.errors import GraphError
 from ontology.errors import OntologyError
 from simulation.charts import study_charts
 from simulation.errors import SimulationError
-from simulation.results import ResultsStore, StoredStudy
+from simulation.results import StoredStudy
 from simulation.runner import executor_named
 from simulation.scenario import read_spec
 from simulation.statistics import KpiSummary
@@ -35,10 +35,6 @@ BUNDLED = Path(__file__).resolve().parents[2] / "simulation" / "scenarios"
 def _fail(exc: Exception) -> None:
     console.print(f"[red]error:[/red] {exc}", highlight=False)
     raise typer.Exit(1) from None
-
-
-def _results(runtime: Runtime) -> ResultsStore:
-    return ResultsStore(runtime.settings.resolved_database_url)
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -116,7 +112,7 @@ def run(
     try:
         path = BUNDLED / f"{str(file)[8:]}.yaml" if str(file).startswith("bundled:") else file
         parsed = read_spec(path)
-        results = _results(runtime)
+        results = runtime.results
         chosen = executor_named(executor, workers, scheduler)
         try:
             done = conduct_study(parsed, runtime.store, results, executor=chosen,
@@ -145,7 +141,7 @@ def list_studies(
         return
     runtime = Runtime()
     try:
-        studies = _results(runtime).studies()
+        studies = runtime.results.studies()
     finally:
         runtime.close()
     if as_json:
@@ -171,7 +167,7 @@ def show(
     """Show a stored study: settings, per KPI mean, CI, P10/P90, difference to baseline, breach probability."""
     runtime = Runtime()
     try:
-        _outputs(_results(runtime).get(study_id), as_json, csv_path, charts, 1)
+        _outputs(runtime.results.get(study_id), as_json, csv_path, charts, 1)
     except SimulationError as exc:
         _fail(exc)
     finally:
@@ -186,7 +182,7 @@ def compare(
     """Compare stored studies side by side: each scenario's KPI means and differences to its baseline."""
     runtime = Runtime()
     try:
-        studies = [_results(runtime).get(i) for i in study_ids]
+        studies = [runtime.results.get(i) for i in study_ids]
     except SimulationError as exc:
         _fail(exc)
         return
@@ -214,7 +210,7 @@ def rerun(
     """Run a stored study again on its stored slice and seeds; its numbers come out the same."""
     runtime = Runtime()
     try:
-        results = _results(runtime)
+        results = runtime.results
         chosen = executor_named(executor)
         try:
             done = rerun_study(study_id, results, chosen, LineageStore(runtime.settings.resolved_database_url))

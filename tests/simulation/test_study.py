@@ -85,6 +85,8 @@ def test_study_is_stored_reproducible_recorded_and_leaves_the_graph_alone(
     assert [(r.scenario, r.replication, r.values, r.series) for r in repeated.runs] == \
         [(r.scenario, r.replication, r.values, r.series) for r in stored.runs]
     assert repeated.summaries == stored.summaries
+    assert results_store.summaries_of([done.study_id, again.study_id, "none"]) == \
+        {done.study_id: stored.summaries, again.study_id: stored.summaries, "none": []}
 
     written = study_charts(stored.runs, stored.summaries, tmp_path / "charts")
     names = {p.name for p in written}
