@@ -312,8 +312,7 @@ class Compiler:
         readable = self.scope.readable_classes
         if readable is None:
             return
-        names = {cls, *(self.ontology.classes[d].name for d in self.ontology.descendants(cls))}
-        if not names & readable:
+        if not self.ctx.store.names_under(cls) & readable:
             raise Forbidden(f"denied: {self.ctx.subject.sub} may not read {cls} twins")
 
     # ------------------------------------------------------------------ arguments
@@ -336,11 +335,11 @@ class Compiler:
     # ------------------------------------------------------------------ filters
 
     def filtered_match(self, pattern: str, var: str, cls: str | None, where: Mapping[str, Any] | None,
-                       carried: Sequence[str]) -> list[str]:
+                       carried: Sequence[str], within: frozenset[str] | None = None) -> list[str]:
         """MATCH `pattern` WHERE scope(var) AND filters; relationship filters become counting subqueries."""
         state = _FilterState()
         expr = self.where_expr(var, cls, where, state) if where else "true"
-        conditions = [self.scope.render(var)]
+        conditions = [self.scope.render(var, within)]  # within: the classes a class-labelled MATCH can meet
         if not state.calls:
             if expr != "true":
                 conditions.append(expr)
@@ -838,7 +837,8 @@ class RootQueries:
             shape = c.connection(get_named_type(info.return_type), info.field_nodes, None, proj, max(page.limit, 1))
             need_total = any(kind == "totalCount" for _, kind, _ in shape)
             label = ident(self.plan.ontology.get(cls).name)
-            lines = c.filtered_match(f"({v}:{label})", v, cls, page.where, [v])
+            within = c.ctx.store.names_under(cls)
+            lines = c.filtered_match(f"({v}:{label})", v, cls, page.where, [v], within)
             lines.append(f"WITH {v} {c.order_clause(v, cls, page.order)} SKIP {page.offset} LIMIT {page.limit + 1}")
             if proj.relations:  # number the page's rows, fetch their connections for all at once, restore the order
                 rows_var, index = c.var("s"), c.var("i")
@@ -850,7 +850,7 @@ class RootQueries:
             lines.append(f"WITH collect({c.row_expr(proj)}) AS items")
             if need_total:
                 t = c.var("t")
-                lines.append(f"CALL {{ {' '.join(c.filtered_match(f'({t}:{label})', t, cls, page.where, [t]))} "
+                lines.append(f"CALL {{ {' '.join(c.filtered_match(f'({t}:{label})', t, cls, page.where, [t], within))} "
                              f"RETURN count({t}) AS total }} RETURN items, total")
             else:
                 lines.append("RETURN items, 0")
@@ -1047,7 +1047,7 @@ class RootQueries:
                 values.append(f"{fn}({v}.{ident(prop.prop.name)}) AS m{i}")
             described.append((f"{fn}_{name}" if name else fn, fn, name))
         label = ident(self.plan.ontology.get(cls).name)
-        lines = c.filtered_match(f"({v}:{label})", v, cls, where if where else None, [v])
+        lines = c.filtered_match(f"({v}:{label})", v, cls, where if where else None, [v], c.ctx.store.names_under(cls))
         order = ", ".join([f"g{i}" for i in range(len(keys))] or ["m0 DESC"])
         lines.append(f"RETURN {', '.join(keys + values)} ORDER BY {order} LIMIT {PAGE_MAX * 10}")
         rows = await c.run(" ".join(lines))

@@ -112,7 +112,7 @@ class TwinReader:
         clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
         order = compile_order(self.ontology, cls, list(order_by), scope)
         prelude, joined = self._scope_joins(cls, scope)
-        within = self._names_under(cls)
+        within = self.names_under(cls)
         if joined:
             condition = " AND ".join([*clauses, scope.render_scan("n", within)])
             rows = self._read(
@@ -137,7 +137,7 @@ class TwinReader:
             total = 0
         return Page(items=[self.record(*row[1:]) for row in rows], total=total, offset=offset, limit=limit)
 
-    def _names_under(self, cls: str) -> frozenset[str]:
+    def names_under(self, cls: str) -> frozenset[str]:
         """The class names a scan of `cls` can meet: the class and its subclasses."""
         if cls not in self._under:
             cls_id = self.ontology.get(cls).id
@@ -147,7 +147,7 @@ class TwinReader:
     def _scope_joins(self, cls: str, scope: ReadScope) -> tuple[str, str]:
         """Cypher for the scope's join-form row rules that can touch twins of `cls`: a prelude that collects each
         rule's anchor twins, and the MATCH/WITH filter to put after a scan's MATCH of `n` ('' when none)."""
-        relevant = set(self.ontology.labels(cls)) | self._names_under(cls)
+        relevant = set(self.ontology.labels(cls)) | self.names_under(cls)
         joins = [j for j in scope.joins if relevant & set(j.labels)]
         if not joins:
             return "", ""
@@ -295,7 +295,7 @@ class TwinReader:
         labels = self.ontology.labels(cls)
         clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
         prelude, joined = self._scope_joins(cls, scope)
-        within = self._names_under(cls)
+        within = self.names_under(cls)
         condition = " AND ".join([*clauses, scope.render_scan("n", within) if joined else scope.render("n", within)])
         keys, values = [], []
         for i, field in enumerate(group_by):
