@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -297,15 +298,19 @@ class OidcVerifier:
                 return key
         return None
 
-    def _check_claims(self, claims: Mapping[str, Any]) -> None:
-        registry = jwt.JWTClaimsRegistry(
+    @cached_property
+    def _claims_registry(self) -> jwt.JWTClaimsRegistry:
+        """The claim rules, which depend on configuration only (the registry reads the clock when it validates)."""
+        return jwt.JWTClaimsRegistry(
             leeway=self.leeway,
             iss={"essential": "iss" in self._required, "value": self.issuer},
             aud={"essential": "aud" in self._required, "value": self.audience},
             **{name: {"essential": True} for name in self._required if name not in ("iss", "aud")},
         )
+
+    def _check_claims(self, claims: Mapping[str, Any]) -> None:
         try:
-            registry.validate(dict(claims))
+            self._claims_registry.validate(dict(claims))
         except ExpiredTokenError:
             raise AuthenticationError("token has expired (exp is in the past)") from None
         except MissingClaimError as error:

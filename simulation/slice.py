@@ -161,6 +161,11 @@ class MaintenanceRecord:
     downtime_hours: float | None
 
 
+def slice_digest(slice_json: str) -> str:
+    """SHA-256 of a slice's JSON (`EnterpriseSlice.to_json`)."""
+    return hashlib.sha256(slice_json.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class EnterpriseSlice:
     """The operational network a model is built from; read-only data, keyed by twin uid."""
@@ -203,7 +208,7 @@ class EnterpriseSlice:
     @property
     def digest(self) -> str:
         """SHA-256 of the canonical JSON: identifies the data a study ran on."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        return slice_digest(self.to_json())
 
 
 _ADAPTER = TypeAdapter(EnterpriseSlice)

@@ -28,7 +28,7 @@ from simulation.scenario import (
     plan_study,
     slice_roots,
 )
-from simulation.slice import EnterpriseSlice, load_slice
+from simulation.slice import EnterpriseSlice, load_slice, slice_digest
 
 
 _PLAN = TypeAdapter(StudyPlan)
@@ -124,10 +124,11 @@ def _save(results: ResultsStore, parsed: ParsedSpec, twin: EnterpriseSlice, resu
           run_id: str | None) -> str:
     plan = result.plan
     calibration = calibrate(twin, plan.defaults).source_counts()
+    slice_json = twin.to_json()  # serialised once: stored and digested
     return results.save(
         name=plan.name, spec=parsed.text, source=parsed.source, model_version=MODEL_VERSION,
-        twin_state_time=twin.read_at, slice_json=twin.to_json(), plan_json=_PLAN.dump_json(plan).decode(),
-        slice_digest=twin.digest, seed=plan.seed,
+        twin_state_time=twin.read_at, slice_json=slice_json, plan_json=_PLAN.dump_json(plan).decode(),
+        slice_digest=slice_digest(slice_json), seed=plan.seed,
         seeds=result.seeds, executor=result.executor, wall_seconds=result.wall_seconds,
         agent_steps=result.agent_steps, calibration=calibration, runs=result.runs, summaries=result.summaries,
         run_id=run_id,
