@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from governance.errors import AuthenticationError, GovernanceError, IdentityProviderUnavailable, PolicyDenied
-from graph.errors import BatchRejected, FieldNotReadable, GraphError, GraphUnavailable, QueryError, TwinNotFound
+from graph.errors import (
+    BackendRefused,
+    BatchRejected,
+    FieldNotReadable,
+    GraphError,
+    GraphUnavailable,
+    QueryError,
+    QueryTimedOut,
+    TwinNotFound,
+)
 from ontology.errors import OntologyError
 
 
@@ -75,9 +84,6 @@ class ServiceUnavailable(ApiError):
     status = 503
 
 
-_BACKEND_REFUSALS = ("FalkorDB refused the query", "Neo4j refused the query")
-
-
 def api_error(exc: BaseException) -> ApiError | None:
     """The client-facing error for a domain exception, or None when it is internal (and must stay masked)."""
     if isinstance(exc, ApiError):
@@ -98,11 +104,11 @@ def api_error(exc: BaseException) -> ApiError | None:
         return NotFound(message)
     if isinstance(exc, (GraphUnavailable, IdentityProviderUnavailable)):
         return ServiceUnavailable(message)
+    if isinstance(exc, QueryTimedOut):
+        return QueryTimeout("the query exceeded its time limit; narrow it down (filters, smaller pages)")
+    if isinstance(exc, BackendRefused):
+        return None  # the compiler's query was refused: an internal error, masked
     if isinstance(exc, QueryError):
-        if "timed out" in message.lower() or "timeout" in message.lower():
-            return QueryTimeout("the query exceeded its time limit; narrow it down (filters, smaller pages)")
-        if message.startswith(_BACKEND_REFUSALS):
-            return None
         return BadUserInput(message)
     if isinstance(exc, (OntologyError, GovernanceError, GraphError)):
         return BadUserInput(message)

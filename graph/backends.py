@@ -16,7 +16,7 @@ from redis.exceptions import WatchError
 
 from graph.bulk import EdgeGroup, NodeGroup, bulk_commands
 from graph.dialect import Dialect, FalkorDialect, Neo4jDialect
-from graph.errors import GraphError, GraphUnavailable, QueryError, ReadOnlyViolation
+from graph.errors import BackendRefused, GraphError, GraphUnavailable, QueryError, QueryTimedOut, ReadOnlyViolation
 from graph.urls import redact_url
 
 Row = list[Any]
@@ -107,8 +107,8 @@ class FalkorBackend(CypherBackend):
         if "read-only" in message.lower() or "RO_QUERY" in message:
             return ReadOnlyViolation(f"query tries to write: {message}")
         if "timed out" in message.lower() or "timeout" in message.lower():
-            return QueryError(f"query timed out: {message}")
-        return QueryError(f"FalkorDB refused the query: {message}")
+            return QueryTimedOut(f"query timed out: {message}")
+        return BackendRefused(f"FalkorDB refused the query: {message}")
 
     def can_bulk_create(self) -> bool:
         """True while the graph key does not exist."""
@@ -304,7 +304,9 @@ class Neo4jBackend(CypherBackend):
         except ClientError as exc:
             if "AccessMode" in (exc.code or "") or "read access mode" in str(exc).lower():
                 raise ReadOnlyViolation(f"query tries to write: {exc.message}") from None
-            raise QueryError(f"Neo4j refused the query ({exc.code}): {exc.message}") from None
+            if "TimedOut" in (exc.code or ""):
+                raise QueryTimedOut(f"query timed out ({exc.code}): {exc.message}") from None
+            raise BackendRefused(f"Neo4j refused the query ({exc.code}): {exc.message}") from None
 
     def read(self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None) -> list[Row]:
         """Run in a READ transaction, which Neo4j refuses to let write."""

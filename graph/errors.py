@@ -41,3 +41,11 @@ class FieldNotReadable(GraphError):
 
 class QueryError(GraphError):
     """The backend refused a query (syntax, timeout, bad parameters)."""
+
+
+class QueryTimedOut(QueryError):
+    """The query ran past its time limit."""
+
+
+class BackendRefused(QueryError):
+    """The graph database refused a query: the query's own fault, not a value the caller gave."""

@@ -72,3 +72,12 @@ def test_values_the_graph_cannot_hold_are_refused_by_name() -> None:
         falkor_params({"v": [[float("inf")]]})
     with pytest.raises(QueryError, match="set"):
         falkor_params({"v": [{1, 2}]})
+
+
+def test_falkordb_failures_are_typed_where_they_are_known(backend: CypherBackend) -> None:
+    from graph.errors import BackendRefused, QueryTimedOut
+
+    with pytest.raises(BackendRefused, match="refused the query"):
+        backend.read("RETURN nonsense(")
+    with pytest.raises(QueryTimedOut):
+        backend.read("UNWIND range(1, 50000000) AS x WITH x WHERE x % 7 = 3 RETURN count(x)", timeout_ms=1)
