@@ -450,7 +450,7 @@ class SyncEngine:
     def _finish(self, ctx: _Run) -> None:
         report = ctx.report
         counts = report.counts
-        counts["pending_links"] = len(self.state.pending(ctx.connector.name))
+        counts["pending_links"] = self.state.pending_count(ctx.connector.name)
         status = RunStatus.COMPLETED if report.status == "completed" else RunStatus.FAILED
         self.lineage.finish_run(ctx.run_id, status, counts, error=report.error)
         self.state.finish_run(ctx.run_id, report.status, counts, report.timings, report.error)

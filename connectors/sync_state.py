@@ -254,10 +254,16 @@ class SyncState:
 
     def ledger_count(self, connector: str | None = None) -> int:
         """Number of ledger entries (of one connector, or all)."""
-        t = sync_record_table
-        query = select(func.count()).select_from(t)
+        return self._count(sync_record_table, connector)
+
+    def pending_count(self, connector: str | None = None) -> int:
+        """Number of links waiting for an endpoint (of one connector, or all)."""
+        return self._count(sync_pending_link_table, connector)
+
+    def _count(self, table: Table, connector: str | None) -> int:
+        query = select(func.count()).select_from(table)
         if connector is not None:
-            query = query.where(t.c.connector == connector)
+            query = query.where(table.c.connector == connector)
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
 
