@@ -8,11 +8,12 @@ import queue
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
 )
 
 from graph.relational import create_tables, relational_engine
+from graph.row_appender import RowAppender
 
 metadata = MetaData()
 _STATE_ENCODER = json.JSONEncoder(sort_keys=True, default=str)  # one encoder for every state, not one per call
@@ -51,12 +53,16 @@ twin_history = Table(
 )
 
 
-_COLUMNS = ("uid", "kind", "op", "cls", "link_type", "target", "actor", "source", "run_id", "at", "before", "after")
+_ROW_COLUMNS = ("uid", "kind", "op", "cls", "link_type", "target", "before", "after")  # one value per change
+_CALL_COLUMNS = ("actor", "source", "run_id", "at")  # one value per call
 
 
-@dataclass(frozen=True)
-class Change:
-    """One change to record: a twin or a link, the operation, and the state before and after."""
+class Change(NamedTuple):
+    """One change to record: a twin or a link, the operation, and the state before and after.
+
+    A named tuple rather than a frozen dataclass: a bulk load makes one per twin and link (millions), and a tuple is
+    built several times faster.
+    """
 
     uid: str
     kind: str
@@ -105,39 +111,31 @@ class HistoryStore:
         create_tables(self.engine, metadata)
         dialect = self.engine.dialect
         self._bind_time = twin_history.c.at.type.dialect_impl(dialect).bind_processor(dialect)
-        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        self._insert_sql = (
-            f"INSERT INTO twin_history ({', '.join(_COLUMNS)}) VALUES ({', '.join([marker] * len(_COLUMNS))})"
-        )
+        self._appender = RowAppender(self.engine, twin_history, _ROW_COLUMNS, _CALL_COLUMNS)
 
     def record(self, changes: Sequence[Change], context: ChangeContext, at: dt.datetime | None = None) -> int:
         """Append `changes` in one transaction; returns how many were written."""
         if not changes:
             return 0
-        rows = self._rows(changes, context, at)
-        # The driver's executemany directly: this sits on the hot path of every graph write.
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_sql, rows)
-        return len(rows)
+            return self._append(conn, changes, context, at or dt.datetime.now(dt.UTC))
 
     def begin(self, changes: Sequence[Change], context: ChangeContext) -> "PendingChanges":
-        """Start appending `changes` in a transaction of their own, in a thread, while the caller writes the graph;
-        the caller then commits them (the graph took the write) or rolls them back (it did not)."""
+        """Start appending `changes` (more may follow through `add`) in a transaction of their own, in a thread, while
+        the caller writes the graph; the caller then commits them (the graph took the write) or rolls them back."""
         return PendingChanges(self, changes, context)
 
-    def _rows(self, changes: Sequence[Change], context: ChangeContext, at: dt.datetime | None) -> list[tuple[Any, ...]]:
-        when = at or dt.datetime.now(dt.UTC)
-        stamp = self._bind_time(when) if self._bind_time else when
-        actor, source, run_id = context.actor, context.source, context.run_id
+    def _append(self, conn: Connection, changes: Sequence[Change], context: ChangeContext, when: dt.datetime) -> int:
+        """Insert the rows of `changes` made at `when` (uncommitted, in `conn`'s transaction)."""
         dumps = _STATE_ENCODER.encode
-        return [
-            (
-                c.uid, c.kind, c.op, c.cls, c.link_type, c.target, actor, source, run_id, stamp,
-                None if c.before is None else dumps(c.before),
-                None if c.after is None else ("{}" if not c.after else dumps(c.after)),
-            )
+        rows = [
+            (c.uid, c.kind, c.op, c.cls, c.link_type, c.target,
+             None if c.before is None else dumps(c.before),
+             None if c.after is None else ("{}" if not c.after else dumps(c.after)))
             for c in changes
         ]
+        stamp = self._bind_time(when) if self._bind_time else when
+        return self._appender.append(conn, rows, (context.actor, context.source, context.run_id, stamp))
 
     def history(self, uid: str, limit: int = 1000) -> list[HistoryEntry]:
         """Changes of the twin `uid` and of links touching it, oldest first."""
@@ -210,35 +208,47 @@ def _entry(row: Any) -> HistoryEntry:
 class PendingChanges:
     """History rows inserted by a worker thread in an open transaction, waiting for the graph write's outcome.
 
-    The insert (the costly part) overlaps the graph's round trips; the commit waits for the graph to acknowledge,
-    so history never records a change the graph refused, and a failed history insert fails the caller's write call.
+    The caller hands changes over as it makes them (`add`), so the insert (the costly part) overlaps the rest of its
+    work and the graph's round trips; the commit waits for the graph to acknowledge, so history never records a
+    change the graph refused, and a failed history insert fails the caller's write call.
     """
 
     def __init__(self, store: HistoryStore, changes: Sequence[Change], context: ChangeContext) -> None:
-        self.count = len(changes)
-        self._decision: queue.Queue[bool] = queue.Queue(maxsize=1)
+        self.count = 0
+        self._store = store
+        self._context = context
+        self._when = dt.datetime.now(dt.UTC)  # the time of the call, for every change it hands over
+        self._work: queue.Queue[Sequence[Change] | bool] = queue.Queue()  # changes, then the decision
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        if changes:
-            when = dt.datetime.now(dt.UTC)  # the time of the call, not of the thread's start
-            self._thread = threading.Thread(target=self._run, args=(store, changes, context, when),
-                                            name="history-insert", daemon=True)
-            self._thread.start()
-        else:
-            self._done.set()
+        self._finished = False
+        self.add(changes)
 
-    def _run(self, store: HistoryStore, changes: Sequence[Change], context: ChangeContext, when: dt.datetime) -> None:
+    def add(self, changes: Sequence[Change]) -> None:
+        """Hand over more changes of the same write; they commit or roll back with the rest."""
+        if self._finished:
+            raise RuntimeError("history changes were added after their write was committed or rolled back")
+        if not changes:
+            return
+        self.count += len(changes)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="history-insert", daemon=True)
+            self._thread.start()
+        self._work.put(changes)
+
+    def _run(self) -> None:
+        store = self._store
         try:
-            rows = store._rows(changes, context, when)  # encoded here too: off the writer's thread
             with store.engine.connect() as conn:
                 transaction = conn.begin()
                 try:
-                    conn.exec_driver_sql(store._insert_sql, rows)
+                    while not isinstance(item := self._work.get(), bool):
+                        store._append(conn, item, self._context, self._when)  # encoded here: off the writer's thread
                 except BaseException:
                     transaction.rollback()
                     raise
-                if self._decision.get():
+                if item:
                     transaction.commit()
                 else:
                     transaction.rollback()
@@ -259,10 +269,12 @@ class PendingChanges:
         self._finish(False)
 
     def _finish(self, keep: bool) -> None:
+        if self._finished:
+            return
+        self._finished = True
         if self._thread is None:
             return
-        if not self._done.is_set():
-            self._decision.put(keep)
+        self._work.put(keep)  # read unless the thread has already stopped on an error
         self._done.wait()
         self._thread.join()
         self._thread = None

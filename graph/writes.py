@@ -13,7 +13,7 @@ from graph.backends import CypherBackend
 from graph.bulk import EdgeGroup, NodeGroup
 from graph.cypher import ident, labels_clause
 from graph.errors import BatchRejected, QueryError
-from graph.history import Change, ChangeContext, HistoryStore
+from graph.history import Change, ChangeContext, HistoryStore, PendingChanges
 from graph.model import Link, Twin, WriteSummary
 from graph.values import encode, stored_as_is
 from ontology.errors import UnknownTerm, Violation
@@ -211,15 +211,16 @@ class TwinWriter:
         classes = {uid: self.ontology.get(cls_id).name for uid, (cls_id, _) in batch.items()} if batch else \
             self._known_classes(twins)
         link_batch, link_problems = _link_batch(links)
-        violations += link_problems + self._link_violations(links, classes)
-        if not violations:
-            violations += self._multiplicity_violations(link_batch, classes, {})
-        if violations:
-            raise BatchRejected(violations)
-        changes: list[Change] = []
-        nodes, ids = self._node_groups(batch, classes, changes)
-        edges = self._edge_groups(link_batch, classes, ids, changes)
-        with self._recording(changes, context) as outcome:
+        if violations:  # one error lists every problem: the links' too
+            raise BatchRejected(violations + link_problems + self._link_violations(links, classes))
+        with self._recording([], context) as outcome:  # history is inserted while the rest is checked and written
+            nodes, ids = self._node_groups(batch, outcome)
+            violations = link_problems + self._link_violations(links, classes)
+            if not violations:
+                violations = self._multiplicity_violations(link_batch, classes, {})
+            if violations:
+                raise BatchRejected(violations)  # the twins' history is rolled back
+            edges = self._edge_groups(link_batch, classes, ids, outcome)
             if not self.backend.bulk_create(nodes, edges):
                 outcome.keep = False
                 return None
@@ -228,9 +229,9 @@ class TwinWriter:
         return WriteSummary(created=len(batch) + len(link_batch))
 
     def _node_groups(
-        self, batch: dict[str, tuple[str, dict[str, Any]]], classes: dict[str, str], changes: list[Change]
+        self, batch: dict[str, tuple[str, dict[str, Any]]], history: _Outcome
     ) -> tuple[list[NodeGroup], dict[str, int]]:
-        """Twins as bulk node groups (one per class), the id each will get, and their history (into `changes`)."""
+        """Twins as bulk node groups (one per class), the id each will get; their history goes to `history`."""
         by_class: dict[str, list[str]] = defaultdict(list)
         for uid, (cls_id, _) in batch.items():
             by_class[cls_id].append(uid)
@@ -238,15 +239,18 @@ class TwinWriter:
         nodes: list[NodeGroup] = []
         for cls_id, uids in by_class.items():
             rows = []
+            changes: list[Change] = []
+            name = self.ontology.get(cls_id).name
             for uid in uids:
                 stored = {k: v for k, v in self._twin_values(cls_id, batch[uid][1]).items() if v is not None}
                 ids[uid] = len(ids)  # the order FalkorDB gives ids in a graph the load creates
                 rows.append(stored)
-                changes.append(Change(uid, "twin", "create", None, stored, cls=classes[uid]))
+                changes.append(Change(uid, "twin", "create", None, stored, name))
+            history.add(changes)
             columns = tuple(dict.fromkeys(key for row in rows for key in row))
             nodes.append(NodeGroup(
                 ("Twin", *self.ontology.labels(cls_id)), ("uid", "_class", *columns),
-                [[uid, classes[uid], *(row.get(key) for key in columns)] for uid, row in zip(uids, rows)],
+                [[uid, name, *(row.get(key) for key in columns)] for uid, row in zip(uids, rows)],
             ))
         return nodes, ids
 
@@ -255,15 +259,20 @@ class TwinWriter:
         batch: dict[tuple[str, str, str], dict[str, Any]],
         classes: dict[str, str],
         ids: dict[str, int],
-        changes: list[Change],
+        history: _Outcome,
     ) -> list[EdgeGroup]:
-        """Links as bulk edge groups (one per type) between node ids, and their history (into `changes`)."""
+        """Links as bulk edge groups (one per type) between node ids; their history goes to `history` in pieces."""
         by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
+        changes: list[Change] = []
         for (rel_type, source, target), props in batch.items():
             if props:
                 props = {k: v for k, v in self._link_values(classes[source], rel_type, props).items() if v is not None}
             by_type[rel_type].append((source, target, props))
-            changes.append(Change(source, "link", "create", None, props, link_type=rel_type, target=target))
+            changes.append(Change(source, "link", "create", None, props, None, rel_type, target))
+            if len(changes) == CHUNK:
+                history.add(changes)
+                changes = []
+        history.add(changes)
         edges = []
         for rel_type, rows in by_type.items():
             columns = tuple(dict.fromkeys(key for _, _, props in rows for key in props))
@@ -531,7 +540,7 @@ class TwinWriter:
         if self.history is None:
             yield outcome
             return
-        pending = self.history.begin(changes, context)
+        pending = outcome.pending = self.history.begin(changes, context)
         try:
             yield outcome
         except BaseException:
@@ -571,9 +580,15 @@ class TwinWriter:
 
 @dataclass
 class _Outcome:
-    """Whether the changes of a write block are to be kept in history."""
+    """Whether the changes of a write block are to be kept in history, and where more of them go."""
 
     keep: bool = True
+    pending: PendingChanges | None = None
+
+    def add(self, changes: list[Change]) -> None:
+        """Record more changes of the block's write (kept or dropped with the rest when the block ends)."""
+        if self.pending is not None:
+            self.pending.add(changes)
 
 
 def _link_batch(links: Sequence[Link]) -> tuple[dict[tuple[str, str, str], dict[str, Any]], list[Violation]]:

@@ -1,56 +1,22 @@
-"""Fixtures of the governance tests: SQLite and fresh PostgreSQL databases, and a real OIDC issuer over HTTP."""
+"""Fixtures of the governance tests: SQLite and PostgreSQL (tests/conftest.py) stores, and a real OIDC issuer over HTTP."""
 
 from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import psycopg
 import pytest
 from joserfc.jwk import ECKey, Key, RSAKey
-
-from graph.relational import relational_engine
-
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_reason() -> str | None:
-    try:
-        with psycopg.connect(POSTGRES_ADMIN, connect_timeout=3):
-            return None
-    except psycopg.OperationalError as error:
-        return f"PostgreSQL is not reachable at 127.0.0.1:5432 ({str(error).splitlines()[0]})"
-
-
-_PG_ABSENT = _postgres_reason()
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite database file."""
     return f"sqlite:///{tmp_path / 'governance.db'}"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database on the local server (random name), dropped afterwards."""
-    if _PG_ABSENT:
-        pytest.skip(_PG_ABSENT)
-    name = f"twin_gov_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    try:
-        yield url
-    finally:
-        relational_engine(url).dispose()
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
