@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from governance.canonical import canonical_json, parse_utc_text, sha256_digest, text_digest, utc_text
 from governance.errors import LineageError
 from graph.relational import create_tables, relational_engine
+from graph.row_appender import RowAppender
 
 metadata = MetaData()
 
@@ -202,9 +203,13 @@ class FedProperty(NamedTuple):
 
 
 _INSERT_CHUNK = 10_000
-# lineage_record's columns (all but the id) in the order record rows are built as tuples
-_COLUMNS = ("twin_uid", "property", "value_digest", "value", "erased_at", "source_system", "source_object",
-            "record_key", "source_field", "run_id", "mapping_rule", "transform", "recorded_at")
+# lineage_record's columns (all but the id and erased_at) in the order record rows are built as tuples
+_COLUMNS = ("twin_uid", "property", "value_digest", "value", "source_system", "source_object", "record_key",
+            "source_field", "run_id", "mapping_rule", "transform", "recorded_at")
+# of a FedValues batch: what each value has of its own, and what the batch's values share
+_FED_COLUMNS = ("twin_uid", "property", "value_digest", "value", "record_key", "source_field", "mapping_rule",
+                "transform")
+_SHARED_COLUMNS = ("run_id", "source_system", "source_object", "recorded_at")
 
 
 class LineageStore:
@@ -214,11 +219,8 @@ class LineageStore:
         self.url = url
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
-        self._insert_sql: str | None = None
-        if self.engine.dialect.name == "sqlite":
-            compiled = insert(lineage_record_table).compile(dialect=self.engine.dialect, column_keys=list(_COLUMNS))
-            if tuple(compiled.positiontup or ()) == _COLUMNS:  # rows are built as tuples in this order
-                self._insert_sql = str(compiled)
+        self._records = RowAppender(self.engine, lineage_record_table, _COLUMNS)
+        self._fed = RowAppender(self.engine, lineage_record_table, _FED_COLUMNS, _SHARED_COLUMNS)
 
     def start_run(
         self,
@@ -306,7 +308,7 @@ class LineageStore:
             return 0
         now = utc_text(datetime.now(UTC))
         rows = [_record_row(r, now) for r in records]
-        self._store(None, {r.run_id for r in records}, rows)
+        self._store(None, {r.run_id for r in records}, lambda conn, chunk: self._records.append(conn, chunk), rows)
         return len(records)
 
     def record_values(self, fed: FedValues, conn: Connection | None = None) -> int:
@@ -317,40 +319,36 @@ class LineageStore:
         """
         if not fed.values:
             return 0
-        now = utc_text(datetime.now(UTC))
-        run_id, system, obj, keep = fed.run_id, fed.source_system, fed.source_object, fed.keep_values
+        shared = (fed.run_id, fed.source_system, fed.source_object, utc_text(datetime.now(UTC)))
+        keep = fed.keep_values
         rows = []
         for uid, prop, value, key, source_field, rule, transform in fed.values:
             text = canonical_json(value)  # encoded once: hashed, and stored when kept
-            rows.append((uid, prop, text_digest(text), text if keep else None, None, system, obj, key, source_field,
-                         run_id, rule, transform, now))
-        self._store(conn, {run_id}, rows)
+            rows.append((uid, prop, text_digest(text), text if keep else None, key, source_field, rule, transform))
+        self._store(conn, {fed.run_id}, lambda conn, chunk: self._fed.append(conn, chunk, shared), rows)
         return len(rows)
 
-    def _store(self, conn: Connection | None, run_ids: set[str], rows: list[tuple[Any, ...]]) -> None:
-        """Insert record rows (tuples in `_COLUMNS` order) after checking their runs exist."""
+    def _store(self, conn: Connection | None, run_ids: set[str],
+               append: Callable[[Connection, list[tuple[Any, ...]]], int], rows: list[tuple[Any, ...]]) -> None:
+        """Insert record rows with `append`, in chunks, after checking their runs exist."""
         try:
             if conn is None:
                 with self.engine.begin() as own:
-                    self._insert(own, run_ids, rows)
+                    self._insert(own, run_ids, append, rows)
             else:
-                self._insert(conn, run_ids, rows)
+                self._insert(conn, run_ids, append, rows)
         except DBAPIError as error:
             raise LineageError(f"storing {len(rows)} provenance records failed: {type(error.orig).__name__}") from error
 
-    def _insert(self, conn: Connection, run_ids: set[str], rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, conn: Connection, run_ids: set[str],
+                append: Callable[[Connection, list[tuple[Any, ...]]], int], rows: list[tuple[Any, ...]]) -> None:
         t = lineage_run_table
         known = set(conn.scalars(select(t.c.run_id).where(t.c.run_id.in_(run_ids))))
         missing = sorted(run_ids - known)
         if missing:
             raise LineageError(f"provenance refers to unknown run id(s) {missing[:5]}; start_run first")
         for start in range(0, len(rows), _INSERT_CHUNK):
-            chunk = rows[start:start + _INSERT_CHUNK]
-            if self._insert_sql is not None:
-                # SQLite: SQLAlchemy's compiled INSERT run as one driver executemany (≈1.7x Core's rate).
-                conn.exec_driver_sql(self._insert_sql, chunk)
-            else:
-                conn.execute(insert(lineage_record_table), [dict(zip(_COLUMNS, row)) for row in chunk])
+            append(conn, rows[start:start + _INSERT_CHUNK])
 
     def where_from(self, twin_uid: str, property: str | None = None, limit: int | None = None) -> list[ProvenanceRecord]:
         """Where a twin's values (or one property's) came from, latest first."""
@@ -427,7 +425,7 @@ def _record_row(record: ProvenanceRecord, now: str) -> tuple[Any, ...]:
     """The record as a row tuple in `_COLUMNS` order."""
     return (
         record.twin_uid, record.property, record.value_digest,
-        canonical_json(record.value) if record.has_value else None, None,
+        canonical_json(record.value) if record.has_value else None,
         record.source_system, record.source_object, record.record_key, record.source_field, record.run_id,
         record.mapping_rule, record.transform, utc_text(record.recorded_at) if record.recorded_at else now,
     )
