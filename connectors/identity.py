@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import batched
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -34,7 +35,6 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
-    func,
     insert,
     or_,
     select,
@@ -42,9 +42,8 @@ from sqlalchemy import (
 )
 
 from connectors.sync_state import insert_ignore_statement, now_text
-from graph.relational import create_tables
 from connectors.transforms import normalise_email
-from graph.relational import relational_engine
+from graph.relational import create_tables, relational_engine
 
 metadata = MetaData()
 
@@ -223,16 +222,14 @@ class IdentityResolver:
         found: dict[tuple[str, str], list[tuple[str, str, str | None]]] = {}
         with self.engine.connect() as conn:
             for kind, values in wanted.items():
-                items = sorted(values)
-                for start in range(0, len(items), 2_000):
+                for chunk in batched(sorted(values), 2_000):
                     rows = conn.execute(select(t.c.kind, t.c.value, t.c.uid, t.c.system, t.c.org).where(
-                        t.c.domain == domain, t.c.kind == kind, t.c.value.in_(items[start:start + 2_000])))
+                        t.c.domain == domain, t.c.kind == kind, t.c.value.in_(chunk)))
                     for k, v, uid, system, org in rows:
                         found.setdefault((k, v), []).append((uid, system, org))
-            org_list = sorted(orgs)
-            for start in range(0, len(org_list), 2_000):
+            for chunk in batched(sorted(orgs), 2_000):
                 rows = conn.execute(select(t.c.kind, t.c.value, t.c.uid, t.c.system, t.c.org).where(
-                    t.c.domain == domain, t.c.kind == "name", t.c.org.in_(org_list[start:start + 2_000])))
+                    t.c.domain == domain, t.c.kind == "name", t.c.org.in_(chunk)))
                 for k, v, uid, system, org in rows:
                     found.setdefault(("org", org or ""), []).append((uid, system, v))
         return found
@@ -269,12 +266,10 @@ class IdentityResolver:
     def _blocked(self, naturals: Sequence[str]) -> dict[str, set[str]]:
         t = identity_block_table
         found: dict[str, set[str]] = {}
-        items = list(naturals)
         with self.engine.connect() as conn:
-            if conn.scalar(select(func.count()).select_from(t)) == 0:
+            if conn.scalar(select(t.c.uid_a).limit(1)) is None:  # no pair was ever unmerged
                 return found
-            for start in range(0, len(items), 1_000):
-                chunk = items[start:start + 1_000]
+            for chunk in batched(naturals, 1_000):
                 for a, b in conn.execute(select(t.c.uid_a, t.c.uid_b).where(or_(t.c.uid_a.in_(chunk),
                                                                                  t.c.uid_b.in_(chunk)))):
                     found.setdefault(a, set()).add(b)
@@ -287,9 +282,9 @@ class IdentityResolver:
         items = sorted(set(naturals))
         found: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(items), 2_000):
+            for chunk in batched(items, 2_000):
                 rows = conn.execute(select(t.c.source_key, t.c.canonical_uid).where(
-                    t.c.active.is_(True), t.c.source_key.in_(items[start:start + 2_000])))
+                    t.c.active.is_(True), t.c.source_key.in_(chunk)))
                 found.update({source: canonical for source, canonical in rows})
         return found
 
@@ -299,9 +294,9 @@ class IdentityResolver:
         items = sorted(set(uids))
         found: set[str] = set()
         with self.engine.connect() as conn:
-            for start in range(0, len(items), 2_000):
+            for chunk in batched(items, 2_000):
                 found.update(conn.scalars(select(t.c.canonical_uid).where(
-                    t.c.active.is_(True), t.c.canonical_uid.in_(items[start:start + 2_000]))))
+                    t.c.active.is_(True), t.c.canonical_uid.in_(chunk))))
         return found
 
     def has_merges(self) -> bool:
@@ -348,8 +343,7 @@ class IdentityResolver:
         t = identity_link_table
         k = identity_key_table
         with self.engine.begin() as conn:
-            for start in range(0, len(items), 1_000):
-                chunk = items[start:start + 1_000]
+            for chunk in batched(items, 1_000):
                 conn.execute(delete(k).where(k.c.uid.in_(chunk)))
                 conn.execute(update(t).where(t.c.active.is_(True), or_(t.c.canonical_uid.in_(chunk),
                                                                         t.c.source_key.in_(chunk)))
@@ -360,6 +354,6 @@ class IdentityResolver:
         items = sorted(set(natural_uids))
         t = identity_link_table
         with self.engine.begin() as conn:
-            for start in range(0, len(items), 1_000):
-                conn.execute(update(t).where(and_(t.c.active.is_(True), t.c.source_key.in_(items[start:start + 1_000])))
+            for chunk in batched(items, 1_000):
+                conn.execute(update(t).where(and_(t.c.active.is_(True), t.c.source_key.in_(chunk)))
                              .values(active=False, ended_at=now_text(), ended_reason=reason))

@@ -6,13 +6,13 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import batched
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, Index, Integer, MetaData, String, Table, Text, func, select, update
 
 from connectors.sync_state import now_text
-from graph.relational import create_tables
-from graph.relational import relational_engine
+from graph.relational import create_tables, relational_engine
 
 metadata = MetaData()
 
@@ -83,10 +83,10 @@ class QuarantineStore:
     def resolve(self, conn: Connection, connector: str, entity: str, keys: Sequence[str], run_id: str) -> None:
         """Mark open entries of these record keys resolved (their records were taken by `run_id`)."""
         t = quarantine_table
-        for start in range(0, len(keys), 2_000):
+        for chunk in batched(keys, 2_000):
             conn.execute(update(t).where(
                 t.c.connector == connector, t.c.entity == entity, t.c.resolved_at.is_(None),
-                t.c.record_key.in_(list(keys[start:start + 2_000])), t.c.run_id != run_id,
+                t.c.record_key.in_(chunk), t.c.run_id != run_id,
             ).values(resolved_at=now_text(), resolved_by=run_id))
 
     def open_keys(self, connector: str) -> dict[str, set[str]]:

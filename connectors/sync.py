@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import batched
 from typing import Any, Literal
 
 from connectors.identity import IdentityResolver, Resolution, candidate
@@ -656,21 +657,19 @@ class SyncEngine:
 
     def _twin_state(self, uids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Class and stored properties of these twins (those that exist)."""
-        found: dict[str, tuple[str, dict[str, Any]]] = {}
-        for start in range(0, len(uids), 10_000):
-            rows = self.store.backend.read(
-                "UNWIND $uids AS u MATCH (n:Twin {uid: u}) RETURN n.uid, n._class, properties(n)",
-                {"uids": uids[start:start + 10_000]})
-            found.update({uid: (cls, dict(props)) for uid, cls, props in rows})
-        return found
+        return {uid: (cls, dict(props)) for uid, cls, props in self._stored(uids, "n._class, properties(n)")}
 
     def _classes(self, uids: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for start in range(0, len(uids), 10_000):
-            rows = self.store.backend.read("UNWIND $uids AS u MATCH (n:Twin {uid: u}) RETURN n.uid, n._class",
-                                           {"uids": uids[start:start + 10_000]})
-            found.update({uid: cls for uid, cls in rows})
-        return found
+        """The class of each of these twins that exists."""
+        return {uid: cls for uid, cls in self._stored(uids, "n._class")}
+
+    def _stored(self, uids: list[str], returns: str) -> list[list[Any]]:
+        """Rows of (uid, `returns`) for the twins of `uids` that exist, 10,000 uids a query."""
+        rows: list[list[Any]] = []
+        for chunk in batched(uids, 10_000):
+            rows += self.store.backend.read(f"UNWIND $uids AS u MATCH (n:Twin {{uid: u}}) RETURN n.uid, {returns}",
+                                            {"uids": list(chunk)})
+        return rows
 
     # ------------------------------------------------------------------------------------------------ dry
     def _dry(self, ctx: _Run, entity: EntityMapping, items: list[_Item], rejected: list[QuarantinedRow],
@@ -806,10 +805,9 @@ class SyncEngine:
 
         t = lineage_record_table
         with self.lineage.engine.connect() as conn:
-            for start in range(0, len(keys), 1_000):
+            for chunk in batched(keys, 1_000):
                 hit = conn.execute(select(t.c.id).where(
-                    t.c.run_id == run_id, t.c.source_system == system,
-                    t.c.record_key.in_(list(keys[start:start + 1_000]))).limit(1)).first()
+                    t.c.run_id == run_id, t.c.source_system == system, t.c.record_key.in_(chunk)).limit(1)).first()
                 if hit is not None:
                     return True
         return False
@@ -870,9 +868,9 @@ class SyncEngine:
                 return len(todo)
             except BatchRejected as exc:
                 drop: set[int] = set()
+                ends = [(s, t) for _, (t, s, _, _) in todo]
                 for violation in exc.violations:
-                    hits = self._offending_links(violation, todo)
-                    for index in hits:
+                    for index in self._offending_links(violation, ends):
                         if index in drop:
                             continue
                         drop.add(index)
@@ -896,13 +894,13 @@ class SyncEngine:
         return 0
 
     @staticmethod
-    def _offending_links(violation: Violation, todo: list[tuple[_Item, tuple[str, str, str, dict[str, Any]]]]
-                         ) -> list[int]:
+    def _offending_links(violation: Violation, ends: Sequence[tuple[str, str]]) -> list[int]:
+        """Indexes of the links a violation names: `links[i]`, or (multiplicity, "<source uid>.<type>") every link
+        of that type from that source; `ends` holds each link's (source uid, type)."""
         match = _LINK_PATH.match(violation.path)
-        if match and int(match.group(1)) < len(todo):
+        if match and int(match.group(1)) < len(ends):
             return [int(match.group(1))]
-        # multiplicity: "<source uid>.<type>" names every link of that type from that source
-        return [i for i, (_, (t, s, _, _)) in enumerate(todo) if violation.path == f"{s}.{t}"]
+        return [i for i, (source, rel_type) in enumerate(ends) if violation.path == f"{source}.{rel_type}"]
 
     def _provenance(self, ctx: _Run, entity: EntityMapping, items: list[_Item],
                     unwritten: set[tuple[str, str, str]]) -> FedValues | None:
@@ -995,12 +993,10 @@ class SyncEngine:
                 break
             except BatchRejected as exc:
                 drop: set[int] = set()
+                ends = [(link.source, link.type) for _, link in todo]
                 for violation in exc.violations:
-                    match = _LINK_PATH.match(violation.path)
-                    hits = [int(match.group(1))] if match else [
-                        i for i, (_, l) in enumerate(todo) if violation.path == f"{l.source}.{l.type}"]
-                    for index in hits:
-                        if index in drop or index >= len(todo):
+                    for index in self._offending_links(violation, ends):
+                        if index in drop:
                             continue
                         drop.add(index)
                         entry, _ = todo[index]

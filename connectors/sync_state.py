@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import batched
 from typing import Any
 
 import orjson
@@ -190,11 +191,6 @@ def insert_ignore_statement(engine: Engine, table: Table, keys: Sequence[str]) -
     return dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 class SyncState:
     """Watermarks, ledger, batch journal, pending links and run records of every connector in one store."""
 
@@ -243,7 +239,7 @@ class SyncState:
         t = sync_record_table
         found: dict[str, LedgerEntry] = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(keys)):
+            for chunk in batched(keys, _CHUNK):
                 rows = conn.execute(
                     select(t.c.record_key, t.c.uid, t.c.digest, t.c.payload).where(
                         t.c.connector == connector, t.c.entity == entity, t.c.record_key.in_(chunk)
@@ -279,7 +275,7 @@ class SyncState:
         t = sync_record_table
         found: dict[str, list[LedgerEntry]] = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(sorted(set(uids))):
+            for chunk in batched(sorted(set(uids)), _CHUNK):
                 rows = conn.execute(select(t).where(t.c.uid.in_(chunk)))
                 for row in rows:
                     m = row._mapping
@@ -295,13 +291,13 @@ class SyncState:
             return
         rows = [(e.connector, e.entity, e.record_key, e.uid, e.digest, e.payload_text or payload_text(e.payload))
                 for e in entries]
-        for chunk in _chunks(rows, 5_000):
+        for chunk in batched(rows, 5_000):
             self._ledger.append(conn, chunk, (run_id,))
 
     def drop_ledger(self, conn: Connection, connector: str, entity: str, keys: Sequence[str]) -> None:
         """Remove ledger entries inside the caller's transaction."""
         t = sync_record_table
-        for chunk in _chunks(list(keys)):
+        for chunk in batched(keys, _CHUNK):
             conn.execute(delete(t).where(t.c.connector == connector, t.c.entity == entity, t.c.record_key.in_(chunk)))
 
     def forget_entry(self, connector: str, entity: str, key: str) -> None:
@@ -344,7 +340,7 @@ class SyncState:
                  "system": p.system, "entity": p.entity, "record_key": p.record_key, "rule": p.rule,
                  "properties": json.dumps(dict(p.properties), sort_keys=True), "reason": p.reason, "since": since}
                 for p in links]
-        for chunk in _chunks(rows, 5_000):
+        for chunk in batched(rows, 5_000):
             conn.execute(self._pending_upsert, list(chunk))
 
     def pending(self, connector: str | None = None) -> list[PendingLink]:
@@ -363,8 +359,7 @@ class SyncState:
     def drop_pending(self, conn: Connection, links: Iterable[tuple[str, str, str]]) -> None:
         """Forget pending links given as (type, source, target), inside the caller's transaction."""
         t = sync_pending_link_table
-        keys = list(links)
-        for chunk in _chunks(keys, 500):
+        for chunk in batched(links, 500):
             conn.execute(delete(t).where(tuple_(t.c.type, t.c.source, t.c.target).in_(list(chunk))))
 
     # --------------------------------------------------------------------------------------------- runs
