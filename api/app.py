@@ -70,6 +70,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         if owned:
             runtime.close()  # the graph opened above must not outlive an app that never starts
         raise
+    services.metrics.watch_audit(lambda: services.trail.failed)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -66,6 +66,14 @@ _ORDERED_SCALARS = frozenset({"String", "ID", "Int", "Float", "Date", "DateTime"
 # ------------------------------------------------------------------------------------------------- cursors, values
 
 
+def list_limit(first: Any, default: int) -> int:
+    """The `first` of a plain list field (search, history, lineage, audit, scenarios): 1 to PAGE_MAX, else `default`."""
+    limit = default if first is None else first
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= PAGE_MAX:
+        raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {limit!r}")
+    return limit
+
+
 def encode_cursor(offset: int) -> str:
     """The opaque cursor of the item at `offset`."""
     return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{offset}".encode()).decode("ascii")
@@ -887,9 +895,7 @@ class RootQueries:
     async def search(self, root: Any, info: Any, text: str, classes: Any = None, first: Any = None) -> Any:
         """Full-text hits; a twin matched only through a field the caller may not read is not returned."""
         c = Compiler(info, info.context, self.plan)
-        limit = SEARCH_DEFAULT if first is None else first
-        if not 1 <= limit <= PAGE_MAX:
-            raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {limit}")
+        limit = list_limit(first, SEARCH_DEFAULT)
         terms = [w for w in ("".join(ch for ch in word if ch.isalnum()) for word in text.split()) if w]
         if not terms:
             raise BadUserInput("search text has no words to look for")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -25,6 +26,12 @@ class ApiMetrics:
         self.round_trips = Counter("twin_graph_round_trips_total", "Graph backend queries sent by the API",
                                    registry=self.registry)
         self.rows = Counter("twin_api_twins_returned_total", "Twins returned", registry=self.registry)
+        self.audit_lost = Gauge("twin_audit_events_lost", "Audit events not appended even after retries (logged)",
+                                registry=self.registry)
+
+    def watch_audit(self, lost: Callable[[], int]) -> None:
+        """Report the audit trail's lost events, read at each scrape (an alert should fire on any)."""
+        self.audit_lost.set_function(lost)
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""

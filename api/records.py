@@ -7,19 +7,12 @@ from typing import Any
 import anyio.to_thread
 from graphql import get_named_type
 
-from api.compiler import PAGE_MAX, Selection, governed
+from api.compiler import Selection, governed, list_limit
 from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
 from governance.canonical import utc_text
 from governance.policy import mask_value
 from graph.model import TwinRecord
-
-
-def _limit(first: Any, default: int = 100) -> int:
-    limit = default if first is None else first
-    if not 1 <= limit <= PAGE_MAX:
-        raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {limit}")
-    return limit
 
 
 async def _visible_class(ctx: RequestContext, uid: str) -> str:
@@ -44,7 +37,7 @@ async def history(root: Any, info: Any, uid: str, first: Any = None) -> list[dic
     """Recorded changes of a visible twin, with values masked like a read of the twin."""
     ctx: RequestContext = info.context
     ctx.policy.require(ctx.subject, "operation", "history.read")
-    limit = _limit(first)
+    limit = list_limit(first, 100)
     cls = await _visible_class(ctx, uid)
     entries = await anyio.to_thread.run_sync(lambda: ctx.store.history_of(uid, limit))
     others = {e.target if e.uid == uid else e.uid for e in entries if e.kind == "link"}
@@ -86,7 +79,7 @@ async def lineage(root: Any, info: Any, uid: str, property: Any = None, first: A
     """Where a visible twin's values came from; the stored value is masked as the property would be."""
     ctx: RequestContext = info.context
     ctx.policy.require(ctx.subject, "operation", "lineage.read")
-    limit = _limit(first)
+    limit = list_limit(first, 100)
     cls = await _visible_class(ctx, uid)
     store = ctx.services.runtime.lineage
     records = await anyio.to_thread.run_sync(lambda: store.where_from(uid, property, limit))
@@ -115,7 +108,7 @@ async def audit_log(root: Any, info: Any, subject: Any = None, operation: Any = 
     """The audit log, newest first (compliance and admin)."""
     ctx: RequestContext = info.context
     ctx.policy.require(ctx.subject, "operation", "audit.read")
-    limit = _limit(first)
+    limit = list_limit(first, 100)
     start = offset or 0
     if start < 0:
         raise BadUserInput(f"`offset` must not be negative, got {start}")

@@ -8,7 +8,7 @@ from typing import Any
 import anyio.to_thread
 from graphql import get_named_type
 
-from api.compiler import PAGE_MAX, Selection, governed
+from api.compiler import Selection, governed, list_limit
 from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
 from api.jobs import Job, describe_job_error
@@ -89,9 +89,7 @@ async def scenarios(root: Any, info: Any, first: Any = None) -> list[dict[str, A
     """Stored studies, newest first, with their summaries."""
     ctx: RequestContext = info.context
     ctx.policy.require(ctx.subject, "operation", "scenario.read")
-    limit = 20 if first is None else first
-    if not 1 <= limit <= PAGE_MAX:
-        raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {limit}")
+    limit = list_limit(first, 20)
     store = ctx.services.runtime.results
 
     def load() -> list[tuple[Any, list[Any]]]:  # two queries, whatever the number of studies

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time as _time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,12 +32,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from governance.canonical import canonical_json, parse_utc_text, sha256_digest, utc_text
 from governance.errors import AuditError, AuditTamperDetected
 from governance.identity import Subject
-from graph.relational import relational_engine
+from graph.relational import create_tables, relational_engine
 
 GENESIS_HASH = "0" * 64
 _HASH_FORMAT = 1
@@ -283,17 +282,13 @@ class AuditLog:
 
     def _create_schema(self) -> None:
         """Create the tables and the head row, tolerating another process doing the same at the same time."""
-        for attempt in range(5):
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-                with self.engine.begin() as conn:
-                    if conn.execute(select(audit_head_table.c.id)).first() is None:
-                        conn.execute(insert(audit_head_table).values(id=1, seq=0, hash=GENESIS_HASH))
-                return
-            except (OperationalError, IntegrityError, ProgrammingError):
-                if attempt == 4:
-                    raise
-                _time.sleep(0.05 * (attempt + 1))
+        create_tables(self.engine, metadata)
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(select(audit_head_table.c.id)).first() is None:
+                    conn.execute(insert(audit_head_table).values(id=1, seq=0, hash=GENESIS_HASH))
+        except IntegrityError:
+            pass  # another process inserted the head row first: the same row
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:

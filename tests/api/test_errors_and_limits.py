@@ -55,6 +55,22 @@ def test_bad_arguments_get_clear_errors(api: ApiHarness, query: str, variables: 
     assert fragment in body["errors"][0]["message"], body
 
 
+@pytest.mark.parametrize("field", [
+    'search(text: "plant", first: {n}) { score }',
+    'history(uid: "x", first: {n}) { op }',
+    'lineage(uid: "x", first: {n}) { property }',
+    "auditLog(first: {n}) { operation }",
+    "scenarios(first: {n}) { name }",
+])
+@pytest.mark.parametrize("first", [0, -3, 1001])
+def test_list_fields_refuse_a_first_out_of_range(api: ApiHarness, field: str, first: int) -> None:
+    status, body = api.gql("{ " + field.replace("{n}", str(first)) + " }")
+    assert status in (200, 400)
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"] == f"`first` must be between 1 and 1000, got {first}", error
+
+
 def test_depth_alias_and_token_limits(api: ApiHarness) -> None:
     deep = "{ employees { nodes { " + "reportsTo { nodes { " * 8 + "uid" + " } }" * 8 + " } } }"
     status, body = api.gql(deep)

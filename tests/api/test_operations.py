@@ -12,7 +12,7 @@ def test_health_ready_metrics_openapi_and_graphiql(api: ApiHarness) -> None:
     api.data("{ employees { totalCount } }")
     metrics = api.client.get("/metrics")
     assert metrics.status_code == 200 and 'twin_api_requests_total{method="POST",route="/graphql",status="200"}' in metrics.text
-    assert "twin_graph_round_trips_total" in metrics.text
+    assert "twin_graph_round_trips_total" in metrics.text and "twin_audit_events_lost 0.0" in metrics.text
     spec = api.client.get("/openapi.json").json()
     assert {"/health", "/ready", "/metrics", "/operations/audit/verify", "/operations/connectors/{name}/runs",
             "/operations/scenarios", "/operations/jobs/{job_id}"} <= set(spec["paths"])
