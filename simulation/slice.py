@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,10 @@ CONTAINER_TYPES = frozenset({"worksIn", "partOf", "locatedAt"})
 
 HUB_CLASSES = frozenset({"Supplier", "Customer", "Skill", "OrgUnit", "Location", "Site", "SalesOrder"})
 """Twins that connect unrelated lines; a slice walks through them only when they are roots."""
+
+SLICE_KINDS = ("WorkCenter", "Employee", "Material", "Product", "Supplier", "Customer", "SalesOrder",
+               "MaintenanceEvent", "Skill", "OrgUnit", "Site", "Location")
+"""Core classes a slice tells apart; a twin of a subclass (an ontology extension's) counts as the first it is a."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class ProcessTwin:
 
     uid: str
     name: str
-    cls: str
+    cls: str  # the Process's own class; "WorkCenter" for a work center (of any subclass) that produces directly
     throughput_per_day: float | None
     cycle_time_hours: float | None
     consumes: tuple[str, ...]
@@ -218,7 +222,8 @@ _ADAPTER = TypeAdapter(EnterpriseSlice)
 class _Raw:
     """Nodes and edges as read, before they are turned into typed twins."""
 
-    nodes: dict[str, tuple[str, dict[str, Any]]]
+    nodes: dict[str, tuple[str, dict[str, Any]]]  # uid -> (class, properties)
+    kinds: dict[str, str]  # uid -> the slice kind of its class (SLICE_KINDS), or the class itself
     edges: list[tuple[str, str, str, dict[str, Any]]]
     asset_classes: frozenset[str]
     process_classes: frozenset[str]
@@ -252,11 +257,14 @@ def _read(store: GraphStore, scope: ReadScope) -> _Raw:
         f"MATCH (n:Twin) WHERE ({label_test}) AND {scope.render('n')} RETURN n.uid, labels(n), properties(n)",
         dict(scope.params),
     )
+    kind_of = _kind_namer(ontology)
     nodes: dict[str, tuple[str, dict[str, Any]]] = {}
+    kinds: dict[str, str] = {}
     for uid, node_labels, props in rows:
         record = store.record(uid, node_labels, props)
         hidden = scope.hidden_for(record.labels)
         nodes[uid] = (record.cls, {k: v for k, v in record.properties.items() if k not in hidden})
+        kinds[uid] = kind_of(record.cls)
     edge_rows = store.query(
         f"MATCH (a:Twin)-[r]->(b:Twin) WHERE type(r) IN $types AND {scope.render('a')} AND {scope.render('b')} "
         "RETURN type(r), a.uid, b.uid, properties(r), a._class, b._class",
@@ -267,10 +275,24 @@ def _read(store: GraphStore, scope: ReadScope) -> _Raw:
         for uid, cls in ((source, source_cls), (target, target_cls)):
             if uid not in nodes:
                 nodes[uid] = (cls or "Twin", {"_outside": True})
+                kinds[uid] = kind_of(cls or "Twin")
         edges.append((rel, source, target, dict(props or {})))
     edges.sort(key=lambda e: (e[0], e[1], e[2]))
-    return _Raw(nodes=nodes, edges=edges, asset_classes=_names(ontology, "Asset"),
+    return _Raw(nodes=nodes, kinds=kinds, edges=edges, asset_classes=_names(ontology, "Asset"),
                 process_classes=_names(ontology, "Process"))
+
+
+def _kind_namer(ontology: Ontology) -> Callable[[str], str]:
+    """The slice kind of a class name: the first of SLICE_KINDS it is (or inherits from), else the name itself."""
+    known = [kind for kind in SLICE_KINDS if kind in ontology]
+    memo: dict[str, str] = {}
+
+    def kind_of(cls: str) -> str:
+        if cls not in memo:
+            memo[cls] = next((k for k in known if ontology.is_a(cls, k)), cls) if cls in ontology else cls
+        return memo[cls]
+
+    return kind_of
 
 
 def _names(ontology: Ontology, root: str) -> frozenset[str]:
@@ -289,8 +311,7 @@ def _reachable(raw: _Raw, roots: Sequence[str]) -> set[str]:
     queue = deque(roots)
     while queue:
         uid = queue.popleft()
-        cls = raw.nodes.get(uid, ("Twin", {}))[0]
-        if uid not in root_set and cls in HUB_CLASSES:
+        if uid not in root_set and raw.kinds.get(uid, "Twin") in HUB_CLASSES:
             continue
         for other in sorted(neighbours[uid]):
             if other not in seen:
@@ -344,7 +365,10 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
             out[source][rel].append((target, props))
             into[target][rel].append(source)
 
-    def cls_of(uid: str) -> str:
+    def cls_of(uid: str) -> str:  # the slice kind: a work center of an extension's subclass is a WorkCenter
+        return raw.kinds.get(uid, "Twin")
+
+    def class_of(uid: str) -> str:  # the twin's own class
         return raw.nodes.get(uid, ("Twin", {}))[0]
 
     def props_of(uid: str) -> dict[str, Any]:
@@ -368,8 +392,8 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
     }
     assets: dict[str, AssetTwin] = {}
     for uid in kept:
-        cls = cls_of(uid)
-        if cls == "WorkCenter" or cls not in raw.asset_classes:
+        cls = class_of(uid)
+        if cls_of(uid) == "WorkCenter" or cls not in raw.asset_classes:
             continue
         wc = next((t for t in targets(uid, "partOf") if cls_of(t) == "WorkCenter"), None)
         p = props_of(uid)
@@ -398,9 +422,9 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
 
     processes: dict[str, ProcessTwin] = {}
     for uid in kept:
-        cls = cls_of(uid)
+        is_process = class_of(uid) in raw.process_classes
+        cls = class_of(uid) if is_process else cls_of(uid)  # a line a work center runs itself: "WorkCenter"
         produces = sorted(t for t in targets(uid, "produces") if cls_of(t) == "Product")
-        is_process = cls in raw.process_classes
         if not produces or not (is_process or cls == "WorkCenter"):
             continue
         required = targets(uid, "requires")
