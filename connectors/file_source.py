@@ -83,14 +83,28 @@ class FileSource:
         self.name = name or f"file:{self.path.name}"
         self.page_size = page_size
         self.dtype = dtype or {}
+        self._parsed: tuple[tuple[int, int], pd.DataFrame] | None = None  # (file size, mtime) -> its frame
 
     def __repr__(self) -> str:
         return f"FileSource(path={str(self.path)!r}, keys={list(self.keys)!r})"
 
     def frame(self) -> pd.DataFrame:
-        """The file as a DataFrame (SourceError naming the file when it cannot be read)."""
-        if not self.path.is_file():
+        """The file as a DataFrame (SourceError naming the file when it cannot be read); parsed once while the
+        file stays the same (a run with progress bars counts the rows, then reads them)."""
+        try:
+            stat = self.path.stat()
+        except OSError:
+            stat = None
+        if stat is None or not self.path.is_file():
             raise SourceError(f"{self.path}: file not found", model=self.name)
+        signature = (stat.st_size, stat.st_mtime_ns)
+        if self._parsed is not None and self._parsed[0] == signature:
+            return self._parsed[1]
+        frame = self._parse()
+        self._parsed = (signature, frame)
+        return frame
+
+    def _parse(self) -> pd.DataFrame:
         key_types = {k: "string" for k in self.keys}
         try:
             if self.format == "csv":

@@ -57,6 +57,19 @@ def test_each_format_reads_as_plain_records(tmp_path: Path, suffix: str) -> None
     assert later == ["P-2", "P-3"]
 
 
+def test_the_file_is_parsed_once_while_it_stays_the_same_and_again_when_it_changes(tmp_path: Path) -> None:
+    path = write(tmp_path / "products.csv")
+    source = FileSource(path, key="sku")
+    assert source.count() == 3
+    assert source.frame() is source.frame()  # counting for a progress bar, then reading: one parse
+    FRAME.iloc[:2].to_csv(path, index=False)  # the file changes between two runs of the same source
+    assert source.count() == 2
+    assert sorted(r.key for page in source.read(None) for r in page) == ["P-1", "P-2"]
+    path.unlink()
+    with pytest.raises(SourceError, match="file not found"):
+        source.count()
+
+
 def test_malformed_and_incomplete_files_are_refused_naming_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"this is not parquet")
