@@ -454,11 +454,8 @@ class SchemaPlan:
     ontology: Ontology
     classes: dict[str, ClassPlan]  # class name -> plan
     twin: ClassPlan  # the plan for "any twin"
-    by_type: dict[str, ClassPlan]  # GraphQL object/interface name -> plan
     by_object: dict[str, str]  # GraphQL object type name -> class name
     root_lists: dict[str, str]  # root field -> class name
-    connections: set[str]
-    edges: dict[str, dict[str, PropertyField]]  # edge type -> its relationship properties
 
     def plan_for(self, cls: str | None) -> ClassPlan:
         """The plan of class `cls` (None = any twin)."""
@@ -538,7 +535,6 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
         defs[cls.name] = cls
     has_children = {ontology.classes[p].name for c in ontology.classes.values() for p in c.parents if p in ontology.classes}
     classes: dict[str, ClassPlan] = {}
-    by_type: dict[str, ClassPlan] = {}
     by_object: dict[str, str] = {}
     twin = ClassPlan(None, "Twin", None, None, "TwinWhere", "TwinSortField", "TwinOrderBy", "TwinConnection",
                      "TwinEdge", description="Any twin.")
@@ -559,24 +555,17 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
             edge=names.take(f"{base}Edge"), description=_describe(cls.display_name, cls.description),
         )
         classes[name] = plan
-        by_type[type_name] = plan
         by_object[type_name] = name
-        if interface:
-            by_type[interface] = plan
         root_lists[list_field] = name
-    by_type["Twin"] = twin
-    connections: dict[tuple[str, str | None], tuple[str, str]] = {}
-    edges: dict[str, dict[str, PropertyField]] = {}
+    connections: dict[tuple[str, str | None], tuple[str, str]] = {}  # (field, node class) -> (connection, edge)
 
-    def connection_for(field_name: str, node_class: str | None, props: Mapping[str, PropertyField]) -> tuple[str, str]:
+    def connection_for(field_name: str, node_class: str | None) -> tuple[str, str]:
         key = (field_name, node_class)
         if key not in connections:
             base = _upper_first(graphql_name(field_name))
             if any(k[0] == field_name for k in connections):
                 base += classes[node_class].type_name if node_class else "Twin"
-            pair = (names.take(f"{base}Connection"), names.take(f"{base}Edge"))
-            connections[key] = pair
-            edges[pair[1]] = dict(props)
+            connections[key] = (names.take(f"{base}Connection"), names.take(f"{base}Edge"))
         return connections[key]
 
     rel_types = ontology.relationship_types()
@@ -595,7 +584,7 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
                 continue
             target = ontology.classes[rel.target].name if rel.target in ontology.classes else None
             props = _edge_props([rel])
-            conn, edge = connection_for(gname, target, props)
+            conn, edge = connection_for(gname, target)
             plan.relations[gname] = RelationField(gname, rel_name, "out", target, props, conn, edge)
             taken.add(gname)
         for rel_name, declared in sorted(rel_types.items()):
@@ -612,12 +601,11 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
                 continue
             node_class = _common_ancestor(ontology, [owner for owner, _ in sources])
             props = _edge_props([rel for _, rel in sources])
-            conn, edge = connection_for(gname, node_class, props)
+            conn, edge = connection_for(gname, node_class)
             plan.relations[gname] = RelationField(gname, rel_name, "in", node_class, props, conn, edge)
             taken.add(gname)
     return SchemaPlan(
-        ontology=ontology, classes=classes, twin=twin, by_type=by_type, by_object=by_object,
-        root_lists=root_lists, connections={c for c, _ in connections.values()}, edges=edges,
+        ontology=ontology, classes=classes, twin=twin, by_object=by_object, root_lists=root_lists,
     )
 
 
