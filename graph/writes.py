@@ -393,6 +393,16 @@ class TwinWriter:
             returned = "RETURN r[2], properties(e)" if with_props else "RETURN r[2]"
             for chunk in _chunks(keys):
                 rows = [[source, target, i] for i, (_, source, target) in enumerate(chunk)]
+                if not with_props:
+                    # First only how many exist: none (a first load) or all (a re-sync) is the usual answer, and
+                    # then no row per link has to come back and be parsed.
+                    ((found,),) = self.backend.read(_each_link(rel_type) + "RETURN count(DISTINCT r[2])",
+                                                    {"rows": rows})
+                    if found == 0:
+                        continue
+                    if found == len(chunk):
+                        existing.update((key, {}) for key in chunk)
+                        continue
                 for row in self.backend.read(_each_link(rel_type) + returned, {"rows": rows}):
                     existing[chunk[row[0]]] = dict(row[1]) if with_props else {}
         return existing
