@@ -126,6 +126,22 @@ def test_upsert_is_idempotent_and_updates_only_changes(store: GraphStore) -> Non
     assert store.stats().links == 10
 
 
+def test_a_batch_of_old_and_new_links_creates_and_records_only_the_new(store: GraphStore) -> None:
+    small_enterprise(store)
+    batch = [Link("operates", "e-ann", "m-lathe"), Link("operates", "e-bob", "m-lathe"),
+             Link("operates", "e-bob", "m-mill"), Link("operates", "e-ann", "m-lathe")]
+    summary = store.upsert_links(batch)
+    assert (summary.created, summary.unchanged) == (2, 1)
+    assert sorted(store.query("MATCH (a)-[:operates]->(b) RETURN a.uid, b.uid")) == [
+        ["e-ann", "m-lathe"], ["e-bob", "m-lathe"], ["e-bob", "m-mill"]]
+    created = [(e.uid, e.target) for e in store.history_of("m-lathe") + store.history_of("m-mill")
+               if e.kind == "link" and e.link_type == "operates" and e.op == "create"]
+    assert sorted(created) == [("e-ann", "m-lathe"), ("e-bob", "m-lathe"), ("e-bob", "m-mill")]
+    again = store.upsert_links(batch)  # every link of the batch exists now
+    assert (again.created, again.unchanged) == (0, 3)
+    assert store.stats().links == 12
+
+
 def test_typed_values_round_trip(store: GraphStore) -> None:
     store.upsert_twins(
         [
