@@ -38,6 +38,7 @@ from governance.canonical import canonical_json, parse_utc_text, sha256_digest, 
 from governance.errors import AuditError, AuditTamperDetected
 from governance.identity import Subject
 from graph.relational import create_tables, relational_engine
+from graph.row_appender import RowAppender
 
 GENESIS_HASH = "0" * 64
 _HASH_FORMAT = 1
@@ -265,8 +266,6 @@ class _SqliteStatements:
     """The compiled SQL of the SQLite append path."""
 
     head: str
-    insert: str
-    insert_order: tuple[str, ...]
     move_head: str
 
 
@@ -278,6 +277,7 @@ class AuditLog:
         self.engine = relational_engine(url)
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._statements: _SqliteStatements | None = None
+        self._appender = RowAppender(self.engine, audit_log_table, _COLUMNS)
         self._create_schema()
 
     def _create_schema(self) -> None:
@@ -394,7 +394,9 @@ class AuditLog:
                     if head is None:
                         raise AuditTamperDetected("the audit head row is missing", seq=None, kind="deleted")
                     rows = self._chain(events, int(head[0]), str(head[1]), now)
-                    cursor.executemany(sql.insert, [tuple(row[name] for name in sql.insert_order) for row in rows])
+                    # one statement, not executemany: the API appends from a thread beside busy request handlers,
+                    # and a row-by-row insert would wait for the GIL after every row (see graph/row_appender.py)
+                    cursor.execute(*self._appender.sqlite_statement([[row[name] for name in _COLUMNS] for row in rows]))
                     cursor.execute(sql.move_head, (rows[-1]["seq"], rows[-1]["hash"]))
                     cursor.execute("COMMIT")
                 except BaseException:
@@ -410,7 +412,6 @@ class AuditLog:
     def _sqlite_statements(self) -> _SqliteStatements:
         if self._statements is None:
             dialect = self.engine.dialect
-            compiled_insert = insert(audit_log_table).compile(dialect=dialect, column_keys=_COLUMNS)
             compiled_head = select(audit_head_table.c.seq, audit_head_table.c.hash).where(
                 audit_head_table.c.id == 1
             ).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
@@ -423,10 +424,7 @@ class AuditLog:
             move_sql = str(compiled_move)
             if tuple(compiled_move.positiontup or ()) != ("new_seq", "new_hash"):
                 raise AuditError("unexpected parameter order compiling the audit head update")
-            self._statements = _SqliteStatements(
-                head=str(compiled_head), insert=str(compiled_insert),
-                insert_order=tuple(compiled_insert.positiontup or ()), move_head=move_sql,
-            )
+            self._statements = _SqliteStatements(head=str(compiled_head), move_head=move_sql)
         return self._statements
 
     def _safe_url(self) -> str:

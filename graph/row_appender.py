@@ -68,6 +68,14 @@ class RowAppender:
             conn.execute(self._statement, [dict(zip(names, (*row, *fixed))) for row in rows])
         return len(rows)
 
+    def sqlite_statement(self, rows: Sequence[Sequence[str | int | float | None]],
+                         fixed: Sequence[Any] = ()) -> tuple[str, tuple[Any, ...]]:
+        """The one SQLite statement and its parameters that insert `rows`, for a caller that runs it on a driver
+        cursor of its own (inside a BEGIN IMMEDIATE it manages)."""
+        if self._sql is None:
+            raise ValueError(f"the appender of {self.table.name} is not on SQLite")
+        return self._sql, (*fixed, _json_array(rows))
+
 
 def _json_array(rows: Sequence[Sequence[Any]]) -> str:
     """The rows as one JSON array of arrays, UTF-8 text as is (orjson: a tenth of the standard library's time)."""
