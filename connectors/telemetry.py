@@ -8,9 +8,8 @@ from datetime import datetime
 
 from sqlalchemy import Column, Connection, Float, Index, MetaData, String, Table, func, select
 
-from connectors.sync_state import insert_ignore_statement
-from graph.relational import create_tables
-from graph.relational import relational_engine
+from graph.relational import create_tables, relational_engine
+from graph.row_appender import RowAppender
 
 metadata = MetaData()
 
@@ -44,13 +43,12 @@ class TelemetryStore:
     def __init__(self, url: str) -> None:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
-        self._insert = insert_ignore_statement(self.engine, telemetry_table, ["asset_uid", "metric", "ts"])
+        self._appender = RowAppender(self.engine, telemetry_table, ("asset_uid", "metric", "ts", "value", "source"),
+                                     ("run_id",), conflict_keys=("asset_uid", "metric", "ts"))
 
     def append(self, conn: Connection, readings: Sequence[Reading], run_id: str) -> None:
-        """Store readings inside the caller's transaction."""
-        if readings:
-            conn.execute(self._insert, [{"asset_uid": r.asset_uid, "metric": r.metric, "ts": r.ts, "value": r.value,
-                                         "source": r.source, "run_id": run_id} for r in readings])
+        """Store readings (finite values: the mapping's cast refuses others) inside the caller's transaction."""
+        self._appender.append(conn, [(r.asset_uid, r.metric, r.ts, r.value, r.source) for r in readings], (run_id,))
 
     def series(self, asset_uid: str, metric: str, since: datetime | None = None, limit: int = 10_000) -> list[Reading]:
         """Readings of one asset's metric in time order."""

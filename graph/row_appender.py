@@ -10,7 +10,6 @@ Elsewhere (PostgreSQL) the rows go through SQLAlchemy's executemany, which pipel
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -19,14 +18,13 @@ import orjson
 from sqlalchemy import Connection, Engine, Table, insert
 from sqlalchemy.dialects import postgresql
 
-# for what orjson refuses (integers beyond 64 bits): the same JSON from the standard library
-_FALLBACK = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False)
 _JSON_ARROW = sqlite3.sqlite_version_info >= (3, 38, 0)  # `->>` (older SQLite: json_extract)
 
 
 class RowAppender:
     """Inserts rows of `row_columns` values, plus `fixed_columns` values shared by every row of one call; with
-    `conflict_keys`, a row whose keys exist updates that row's `update_columns` instead (an upsert)."""
+    `conflict_keys`, a row whose keys exist updates that row's `update_columns` instead (an upsert), or is skipped
+    when there are none."""
 
     def __init__(self, engine: Engine, table: Table, row_columns: Sequence[str], fixed_columns: Sequence[str] = (),
                  *, conflict_keys: Sequence[str] = (), update_columns: Sequence[str] = ()) -> None:
@@ -47,15 +45,18 @@ class RowAppender:
                          f"{''.join(', ?' for _ in self.fixed_columns)} FROM json_each(?)")
             if conflict_keys:  # `WHERE true` keeps SQLite from reading ON as a join's
                 updates = ", ".join(f"{c} = excluded.{c}" for c in update_columns)
-                self._sql += f" WHERE true ON CONFLICT ({', '.join(conflict_keys)}) DO UPDATE SET {updates}"
+                action = f"DO UPDATE SET {updates}" if update_columns else "DO NOTHING"
+                self._sql += f" WHERE true ON CONFLICT ({', '.join(conflict_keys)}) {action}"
         elif conflict_keys:
             statement = postgresql.insert(table)
             self._statement = statement.on_conflict_do_update(
-                index_elements=list(conflict_keys), set_={c: statement.excluded[c] for c in update_columns})
+                index_elements=list(conflict_keys), set_={c: statement.excluded[c] for c in update_columns},
+            ) if update_columns else statement.on_conflict_do_nothing(index_elements=list(conflict_keys))
 
     def append(self, conn: Connection, rows: Sequence[Sequence[str | int | float | None]],
                fixed: Sequence[Any] = ()) -> int:
-        """Insert `rows` (text, numbers or None, in `row_columns` order) with the `fixed` values; returns the count.
+        """Insert `rows` (text, finite numbers or None, in `row_columns` order) with the `fixed` values; returns the
+        number of rows given.
 
         Rows are stored in the order given (ascending ids).
         """
@@ -78,8 +79,11 @@ class RowAppender:
 
 
 def _json_array(rows: Sequence[Sequence[Any]]) -> str:
-    """The rows as one JSON array of arrays, UTF-8 text as is (orjson: a tenth of the standard library's time)."""
+    """The rows as one JSON array of arrays, UTF-8 text as is (orjson: a tenth of the standard library's time).
+
+    An integer beyond 64 bits is refused, as the driver refuses it: SQLite's JSON would read it as a float.
+    """
     try:
         return orjson.dumps(rows).decode()  # text, not bytes: SQLite would take a BLOB for JSONB
-    except (orjson.JSONEncodeError, TypeError):
-        return _FALLBACK.encode(rows)
+    except orjson.JSONEncodeError as error:
+        raise OverflowError(f"a row value cannot be stored: {error}") from None
