@@ -44,6 +44,7 @@ from sqlalchemy import (
 from connectors.sync_state import insert_ignore_statement, now_text
 from connectors.transforms import normalise_email
 from graph.relational import create_tables, relational_engine
+from graph.row_appender import RowAppender
 
 metadata = MetaData()
 
@@ -160,7 +161,8 @@ class IdentityResolver:
     def __init__(self, url: str) -> None:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
-        self._key_insert = insert_ignore_statement(self.engine, identity_key_table, ["domain", "kind", "value", "uid"])
+        self._keys = RowAppender(self.engine, identity_key_table, ("kind", "value", "uid", "system", "org"), ("domain",),
+                                 conflict_keys=("domain", "kind", "value", "uid"))
 
     def resolve(self, domain: str, candidates: Sequence[IdentityCandidate], *, threshold: float | None = None,
                 dry_run: bool = False) -> dict[str, Resolution]:
@@ -171,7 +173,7 @@ class IdentityResolver:
         keys = self._lookup(domain, candidates, threshold is not None)
         results: dict[str, Resolution] = {}
         new_links: list[dict[str, Any]] = []
-        new_keys: list[dict[str, Any]] = []
+        new_keys: list[tuple[str, str, str, str, str | None]] = []
         batch_index: dict[tuple[str, str], tuple[str, str]] = {}  # keys registered within this batch
         for cand in candidates:
             natural = cand.natural_uid
@@ -188,14 +190,12 @@ class IdentityResolver:
             canonical = resolution.canonical_uid
             for kind, value in self._keys_of(cand):
                 batch_index.setdefault((kind, value), (canonical, cand.system))
-                new_keys.append({"domain": domain, "kind": kind, "value": value, "uid": canonical,
-                                 "system": cand.system, "org": cand.organisation if kind == "name" else None})
+                new_keys.append((kind, value, canonical, cand.system, cand.organisation if kind == "name" else None))
         if not dry_run:
             with self.engine.begin() as conn:
                 if new_links:
                     conn.execute(insert(identity_link_table), new_links)
-                if new_keys:
-                    conn.execute(self._key_insert, new_keys)
+                self._keys.append(conn, new_keys, (domain,))
         return results
 
     @staticmethod

@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Column, Connection, Index, Integer, MetaData,
 
 from connectors.sync_state import now_text
 from graph.relational import create_tables, relational_engine
+from graph.row_appender import RowAppender
 
 metadata = MetaData()
 
@@ -66,19 +67,18 @@ class QuarantineStore:
     def __init__(self, url: str) -> None:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
+        self._appender = RowAppender(
+            self.engine, quarantine_table,
+            ("connector", "entity", "record_key", "field", "rule", "message", "raw_digest", "raw"),
+            ("run_id", "created_at"))
 
     def add(self, conn: Connection, rows: Sequence[QuarantinedRow], run_id: str) -> None:
         """Store quarantined rows inside the caller's transaction."""
-        if not rows:
-            return
-        now = now_text()
-        values = [
-            {"connector": r.connector, "entity": r.entity, "run_id": run_id, "record_key": r.record_key,
-             "field": r.field, "rule": r.rule, "message": r.message[:4000], "raw_digest": raw_digest(r.raw),
-             "raw": json.dumps(r.raw, sort_keys=True, default=str), "created_at": now}
+        self._appender.append(conn, [
+            (r.connector, r.entity, r.record_key, r.field, r.rule, r.message[:4000], raw_digest(r.raw),
+             json.dumps(r.raw, sort_keys=True, default=str))
             for r in rows
-        ]
-        conn.execute(quarantine_table.insert(), values)
+        ], (run_id, now_text()))
 
     def resolve(self, conn: Connection, connector: str, entity: str, keys: Sequence[str], run_id: str) -> None:
         """Mark open entries of these record keys resolved (their records were taken by `run_id`)."""

@@ -111,6 +111,8 @@ sync_run_table = Table(
 
 _CHUNK = 2_000  # keys per IN (...) query
 _LEDGER_COLUMNS = ("connector", "entity", "record_key", "uid", "digest", "payload")  # and the run id, shared
+_PENDING_COLUMNS = ("type", "source", "target", "connector", "system", "entity", "record_key", "rule", "properties",
+                    "reason")  # and the time they began to wait, shared
 
 
 @dataclass(frozen=True)
@@ -201,10 +203,9 @@ class SyncState:
         self._ledger = RowAppender(self.engine, sync_record_table, _LEDGER_COLUMNS, ("run_id",),
                                    conflict_keys=("connector", "entity", "record_key"),
                                    update_columns=("uid", "digest", "payload", "run_id"))
-        self._pending_upsert = upsert_statement(
-            self.engine, sync_pending_link_table, ["type", "source", "target"],
-            ["connector", "system", "entity", "record_key", "rule", "properties", "reason"],
-        )
+        self._pending = RowAppender(
+            self.engine, sync_pending_link_table, _PENDING_COLUMNS, ("since",), conflict_keys=("type", "source", "target"),
+            update_columns=("connector", "system", "entity", "record_key", "rule", "properties", "reason"))
 
     # --------------------------------------------------------------------------------------- watermarks
     def watermark(self, connector: str, entity: str) -> Watermark | None:
@@ -335,13 +336,11 @@ class SyncState:
         """Remember links whose endpoints are missing, inside the caller's transaction."""
         if not links:
             return
+        rows = [(p.type, p.source, p.target, p.connector, p.system, p.entity, p.record_key, p.rule,
+                 json.dumps(dict(p.properties), sort_keys=True), p.reason) for p in links]
         since = now_text()
-        rows = [{"type": p.type, "source": p.source, "target": p.target, "connector": p.connector,
-                 "system": p.system, "entity": p.entity, "record_key": p.record_key, "rule": p.rule,
-                 "properties": json.dumps(dict(p.properties), sort_keys=True), "reason": p.reason, "since": since}
-                for p in links]
         for chunk in batched(rows, 5_000):
-            conn.execute(self._pending_upsert, list(chunk))
+            self._pending.append(conn, chunk, (since,))
 
     def pending(self, connector: str | None = None) -> list[PendingLink]:
         """Links still waiting for an endpoint (of one connector, or all)."""
