@@ -21,6 +21,7 @@ from ontology.model import Ontology
 
 CHUNK = 20_000  # rows per Cypher statement
 RETRIES = 3  # a concurrent writer may create the same uid between our read and our CREATE
+COUNT_FIRST = 1_000  # property-less links of one type from which existence is counted before it is listed
 CLASS_CACHE = 2_000_000  # twin classes a writer remembers (about 200 MB at most); forgotten all at once when full
 
 
@@ -393,9 +394,9 @@ class TwinWriter:
             returned = "RETURN r[2], properties(e)" if with_props else "RETURN r[2]"
             for chunk in _chunks(keys):
                 rows = [[source, target, i] for i, (_, source, target) in enumerate(chunk)]
-                if not with_props:
-                    # First only how many exist: none (a first load) or all (a re-sync) is the usual answer, and
-                    # then no row per link has to come back and be parsed.
+                if not with_props and len(chunk) >= COUNT_FIRST:
+                    # First only how many exist: none (a first load) or all (a re-sync) is the usual answer for a
+                    # large batch, and then no row per link has to come back and be parsed.
                     ((found,),) = self.backend.read(_each_link(rel_type) + "RETURN count(DISTINCT r[2])",
                                                     {"rows": rows})
                     if found == 0:
