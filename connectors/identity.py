@@ -161,8 +161,8 @@ class IdentityResolver:
     def __init__(self, url: str) -> None:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
-        self._keys = RowAppender(self.engine, identity_key_table, ("kind", "value", "uid", "system", "org"), ("domain",),
-                                 conflict_keys=("domain", "kind", "value", "uid"))
+        self._keys = RowAppender(self.engine, identity_key_table, ("kind", "value", "uid", "system", "org"),
+                                 ("domain",), conflict_keys=("domain", "kind", "value", "uid"))
 
     def resolve(self, domain: str, candidates: Sequence[IdentityCandidate], *, threshold: float | None = None,
                 dry_run: bool = False) -> dict[str, Resolution]:

@@ -204,8 +204,8 @@ class SyncState:
                                    conflict_keys=("connector", "entity", "record_key"),
                                    update_columns=("uid", "digest", "payload", "run_id"))
         self._pending = RowAppender(
-            self.engine, sync_pending_link_table, _PENDING_COLUMNS, ("since",), conflict_keys=("type", "source", "target"),
-            update_columns=("connector", "system", "entity", "record_key", "rule", "properties", "reason"))
+            self.engine, sync_pending_link_table, _PENDING_COLUMNS, ("since",),
+            conflict_keys=("type", "source", "target"), update_columns=_PENDING_COLUMNS[3:])
 
     # --------------------------------------------------------------------------------------- watermarks
     def watermark(self, connector: str, entity: str) -> Watermark | None:

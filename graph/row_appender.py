@@ -1,11 +1,12 @@
-"""Appending many rows to a relational table (history, lineage, the sync ledger) in one statement, without the GIL.
+"""Appending many rows to a relational table (history, lineage, ledger, audit...) in one statement, without the GIL.
 
-History and lineage rows are inserted on a background thread while the writer's thread keeps working in Python.
-With the driver's `executemany`, the inserting thread gives up the GIL for each row's `sqlite3_step` and then waits
-for it again, up to the interpreter's switch interval (5 ms) while the other thread computes: the two threads
-convoy: a 540k-row insert that takes 4 s alone had not finished after 45 s next to a busy thread. On SQLite the rows therefore
-go in as one JSON array read by `json_each`: one statement, one step, the whole insert in C with the GIL released.
-Elsewhere (PostgreSQL) the rows go through SQLAlchemy's executemany, which pipelines them.
+These rows are inserted on a thread while another thread keeps working in Python (a writer's history thread, the
+sync's committer, the API's audit trail). With the driver's `executemany`, the inserting thread gives up the GIL
+for each row's `sqlite3_step` and then waits for it again, up to the interpreter's switch interval (5 ms), while
+the other thread computes: the two convoy. A 540k-row insert that takes 4 s alone had not finished after 45 s
+next to a busy thread; the API's audit trail appended 683 events/s instead of thousands. On SQLite the rows
+therefore go in as one JSON array read by `json_each`: one statement, the whole insert in C with the GIL released.
+Elsewhere (PostgreSQL) they go through SQLAlchemy's executemany, which pipelines them.
 """
 
 from __future__ import annotations

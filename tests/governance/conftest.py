@@ -1,4 +1,4 @@
-"""Fixtures of the governance tests: SQLite and PostgreSQL (tests/conftest.py) stores, and a real OIDC issuer over HTTP."""
+"""Fixtures of the governance tests: SQLite and PostgreSQL stores (tests/conftest.py), a real OIDC issuer over HTTP."""
 
 from __future__ import annotations
 

@@ -39,5 +39,6 @@ def test_twins_of_extension_subclasses_take_part_in_the_slice(tmp_path: Path) ->
     line = twin.processes["cell"]
     assert (line.produces, line.consumes, line.work_centers) == (("pump",), ("housing",), ("cell",))
     assert set(twin.products) == {"pump"} and set(twin.materials) == {"housing"}
-    assert set(twin.suppliers) == {"foundry"} and [(l.supplier, l.material) for l in twin.lanes] == [("foundry", "housing")]
+    assert set(twin.suppliers) == {"foundry"}
+    assert [(lane.supplier, lane.material) for lane in twin.lanes] == [("foundry", "housing")]
     assert set(twin.persons) == {"ada"} and twin.persons["ada"].hours_per_week == 30.0
