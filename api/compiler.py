@@ -47,7 +47,7 @@ from api.context import RequestContext
 from api.errors import BadUserInput, FieldForbidden, Forbidden, api_error
 from api.schema import STRING_LIKE, PropertyField, RelationField, SchemaPlan
 from governance.identity import Subject
-from governance.policy import Policy
+from governance.policy import Policy, mask_value
 from graph.cypher import ident
 from graph.model import TwinRecord
 from graph.values import decode, encode
@@ -58,6 +58,7 @@ DEFAULT_PAGE = 100
 DEFAULT_NESTED_PAGE = 50
 MAX_ESTIMATED_TWINS = 1_000_000
 SEARCH_DEFAULT = 20
+CURSOR_MAX = 2**31  # offsets this API could issue; larger ones would overflow the graph's SKIP arithmetic
 _CURSOR_PREFIX = "twin-cursor:"
 _OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "isNull", "contains", "startsWith")
 _COMPARE = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -86,7 +87,7 @@ def decode_cursor(cursor: str) -> int:
         if not text.startswith(_CURSOR_PREFIX):
             raise ValueError(text)
         offset = int(text[len(_CURSOR_PREFIX):])
-        if offset < 0:
+        if not 0 <= offset < CURSOR_MAX:
             raise ValueError(text)
     except (ValueError, UnicodeError, binascii.Error):
         raise BadUserInput(f"`after` cursor {cursor[:60]!r} is not a cursor this API issued") from None
@@ -574,7 +575,8 @@ class Compiler:
                     elif rel is not None and edge_field in rel.relation.edge_props:
                         prop = rel.relation.edge_props[edge_field]
                         map_key = rel.edge_props.setdefault(prop.prop.name, f"e{len(rel.edge_props)}")
-                        edge_shape.append((edge_key, "prop", (prop, map_key)))
+                        mode = self.ctx.policy.relationship_field_mode(self.ctx.subject, prop.prop.classification)
+                        edge_shape.append((edge_key, "prop", (prop, map_key, mode, rel.relation.rel_type)))
                 shape.append((key, "edges", edge_shape))
         return shape
 
@@ -766,8 +768,12 @@ class Compiler:
                             if edge[edge_key] is None:
                                 break
                         else:
-                            prop, map_key = edge_payload
-                            edge[edge_key] = decode((r.get("e") or {}).get(map_key), prop.prop.schema)
+                            prop, map_key, mode, rel_type = edge_payload
+                            value = decode((r.get("e") or {}).get(map_key), prop.prop.schema)
+                            if mode != "show" and value is not None:
+                                self.ctx.note_masked(rel_type, {prop.prop.name: mode})
+                                value = mask_value(value, mode)
+                            edge[edge_key] = value
                     else:
                         edges.append(edge)
                 out[key] = edges
@@ -993,11 +999,13 @@ class RootQueries:
         dialect = info.context.store.backend.dialect
         base = dialect.shortest_path("|".join(rel_types), depth, directed is not False)
         base = base.replace("$source", c.param(source)).replace("$target", c.param(target))
-        i = c.var("i")
+        i, u = c.var("i"), c.var("u")
+        # each node is matched again by uid: a row rule's graph pattern cannot be evaluated on a list element
         cypher = base.replace(
             "RETURN p",
-            f"WITH [r IN relationships(p) | type(r)] AS types, nodes(p) AS ns "
-            f"UNWIND range(0, size(ns) - 1) AS {i} WITH types, {i}, ns[{i}] AS {v} WHERE {c.scope.render(v)} "
+            f"WITH [r IN relationships(p) | type(r)] AS types, [x IN nodes(p) | x.uid] AS ns "
+            f"UNWIND range(0, size(ns) - 1) AS {i} WITH types, {i}, ns[{i}] AS {u} "
+            f"MATCH ({v}:Twin {{uid: {u}}}) WHERE {c.scope.render(v)} "
             f"{' '.join(c.calls(proj))} WITH types, {i}, {c.row_expr(proj)} AS m ORDER BY {i} "
             "RETURN types, collect(m)",
         )

@@ -93,7 +93,8 @@ async def lineage(root: Any, info: Any, uid: str, property: Any = None, first: A
             ctx.note_masked(cls, {r.property: mode})
             value = mask_value(value, mode)
         values = {
-            "twinUid": r.twin_uid, "property": r.property, "valueDigest": r.value_digest, "value": value,
+            "twinUid": r.twin_uid, "property": r.property, "value": value,
+            "valueDigest": r.value_digest if mode in ("show", "hash") else None,
             "erased": r.erased, "sourceSystem": r.source_system, "sourceObject": r.source_object,
             "recordKey": r.record_key, "sourceField": r.source_field, "runId": r.run_id,
             "mappingRule": r.mapping_rule, "transform": r.transform, "recordedAt": _iso(r.recorded_at),

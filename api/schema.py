@@ -235,7 +235,9 @@ class LineageRecord:
 
     twinUid: strawberry.ID
     property: str
-    valueDigest: str
+    valueDigest: str | None = strawberry.field(
+        description="SHA-256 of the value's canonical JSON; null unless the caller may see the value or its hash "
+                    "(an unsalted digest of a short value gives the value away).")
     value: JSON | None
     erased: bool
     sourceSystem: str

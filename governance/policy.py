@@ -291,18 +291,41 @@ class Policy:
         return need == "org_unit" and bool(subject.org_unit)
 
     def _mode(self, roles: list[_Role], cls: str, classification: str | None) -> MaskMode:
-        modes = [
-            role.mode_for(classification) for role in roles if role.read_or_above is None or cls in role.read_or_above
-        ]
-        if not modes:
+        """The most revealing mode among the roles that read `cls` twins, with one exception for row rules.
+
+        A role whose row rules restrict `cls` (hr: people of its own unit) may see fields of those rows only. Field
+        modes are decided per class, not per row, so when another role admits `cls` rows without such a rule, only
+        the unrestricted roles' modes count, and a role combination never shows a row-ruled role's fields on rows
+        outside its rule. Several row-ruled roles alone get the most restrictive of their modes.
+        """
+        readers = [role for role in roles if role.read_or_above is None or cls in role.read_or_above]
+        if not readers:
             return "null"
-        return min(modes, key=_MODE_ORDER.index)
+        if len(readers) > 1:
+            ruled = [role for role in readers if self._rules_rows_of(role, cls)]
+            if ruled and len(ruled) < len(readers):
+                readers = [role for role in readers if role not in ruled]
+            elif ruled:
+                return max((role.mode_for(classification) for role in readers), key=_MODE_ORDER.index)
+        return min((role.mode_for(classification) for role in readers), key=_MODE_ORDER.index)
+
+    def _rules_rows_of(self, role: _Role, cls: str) -> bool:
+        """Whether a row rule of `role` restricts twins of class `cls` (or of one of its subclasses)."""
+        if not role.rows or cls not in self.ontology:
+            return bool(role.rows)
+        return any(rule_cls in self.ontology and (self.ontology.is_a(cls, rule_cls) or self.ontology.is_a(rule_cls, cls))
+                   for rule in role.rows for rule_cls in rule.classes)
 
     def field_mode(self, subject: Subject, cls: str, field_name: str) -> MaskMode:
         """How `field_name` of a `cls` twin is shown to `subject`."""
         definition = self.ontology.properties(cls).get(field_name)
         classification = definition.classification if definition else DEFAULT_CLASSIFICATION
         return self._mode(self._roles_of(subject), self.ontology.get(cls).name, classification)
+
+    def relationship_field_mode(self, subject: Subject, classification: str | None) -> MaskMode:
+        """How a property of a relationship (a link between two twins the subject may see) is shown to `subject`."""
+        modes = [role.mode_for(classification) for role in self._roles_of(subject)]
+        return min(modes, key=_MODE_ORDER.index) if modes else "null"
 
     def _field_modes(self, subject: Subject, cls: str) -> dict[str, MaskMode]:
         """Mode per property of `cls` for the subject's roles (only the fields that are not shown)."""

@@ -191,7 +191,7 @@ class TwinReader:
         left, right = {"out": ("-", "->"), "in": ("<-", "-"), "both": ("-", "-")}[direction]
         rows = self._read(
             f"MATCH (a:Twin {{uid: $uid}}) WHERE {scope.render('a')} "
-            f"MATCH p = (a){left}{rel}{right}(m:Twin) WHERE all(x IN nodes(p) WHERE {scope.render('x')}) "
+            f"MATCH p = (a){left}{rel}{right}(m:Twin) {_all_visible(scope, 'p')}"
             "WITH p LIMIT $limit "
             "RETURN [x IN nodes(p) | [x.uid, labels(x), properties(x)]], "
             "[r IN relationships(p) | [type(r), startNode(r).uid, endNode(r).uid, properties(r)]]",
@@ -271,7 +271,7 @@ class TwinReader:
         base = self.backend.dialect.shortest_path(rel_types, max_depth, directed)
         query = base.replace(
             "RETURN p",
-            f"WITH p WHERE all(x IN nodes(p) WHERE {scope.render('x')}) "
+            f"{_all_visible(scope, 'p')}"
             "RETURN [x IN nodes(p) | [x.uid, labels(x), properties(x)]], [r IN relationships(p) | type(r)]",
         )
         rows = self._read(query, {"source": source, "target": target, **scope.params})
@@ -380,3 +380,17 @@ def _fulltext_terms(text: str) -> str:
     """Query text for the full-text index: each word as a prefix match, special characters dropped."""
     words = ["".join(ch for ch in word if ch.isalnum()) for word in text.split()]
     return " ".join(f"{w}*" for w in words if w)
+
+
+def _all_visible(scope: ReadScope, path: str) -> str:
+    """Cypher (a WITH clause) that keeps path `path` only when the caller may see every twin on it.
+
+    A row rule may hold a graph pattern, which FalkorDB cannot evaluate on a node taken out of a path or a list;
+    the twins of the path are then matched again by uid and counted.
+    """
+    if scope.predicate is None:
+        return f"WITH {path} WHERE all(x IN nodes({path}) WHERE {scope.render('x')}) "
+    return (f"WITH {path}, [y IN nodes({path}) | y.uid] AS path_uids "
+            f"CALL {{ WITH path_uids UNWIND path_uids AS u MATCH (x:Twin {{uid: u}}) WHERE {scope.render('x')} "
+            "RETURN count(x) AS path_visible } "
+            f"WITH {path}, path_uids, path_visible WHERE path_visible = size(path_uids) ")

@@ -17,7 +17,7 @@ function chain(record) {
   return h("ol", { class: "chain", dataset: { property: record.property, run: record.runId } },
     step("value", `${record.property}`,
       h("div", {}, record.erased ? h("span", { class: "mask-badge" }, "erased") : valueView(record.value, record.mode)),
-      field("digest", record.valueDigest.slice(0, 16) + "…"), field("recorded", record.recordedAt)),
+      field("digest", record.valueDigest ? record.valueDigest.slice(0, 16) + "…" : "—"), field("recorded", record.recordedAt)),
     step("mapping", record.mappingRule || "(direct mapping)", field("transform", record.transform)),
     step("source field", `${record.sourceObject}.${record.sourceField || "?"}`, field("system", record.sourceSystem)),
     step("source record", record.recordKey, field("in", `${record.sourceSystem} / ${record.sourceObject}`)),
