@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from enum import Enum
@@ -206,15 +207,20 @@ def falkor_params(params: dict[str, Any] | None) -> str:
     return "CYPHER " + " ".join(f"{_key(k)}={_parameter(v)}" for k, v in params.items()) + " "
 
 
+# A number of 19 or more digits in the JSON of a list (it may not fit 64 bits); text that looks alike only costs
+# the slower literal writer, which checks every integer.
+_LONG_NUMBER = re.compile(r"(?:\[|, )-?\d{19}")
+
+
 def _parameter(value: Any) -> str:
     """A list of rows of text and numbers goes through the C JSON encoder when its output is also valid Cypher
-    (no escapes, no maps); anything else through the literal writer."""
+    (no escapes, no maps, no integer that might not fit 64 bits); anything else through the literal writer."""
     if type(value) is list:
         try:
             text = json.dumps(value, ensure_ascii=False, allow_nan=False, check_circular=False)
         except (TypeError, ValueError):
             return _literal(value)
-        if "\\" not in text and "{" not in text:
+        if "\\" not in text and "{" not in text and not _LONG_NUMBER.search(text):
             return text
     return _literal(value)
 
@@ -240,7 +246,7 @@ def _literal(value: Any) -> str:
             raise QueryError(f"text with a NUL character cannot be stored in the graph: {value[:40]!r}")
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if kind is int:
-        return str(value)
+        return str(value) if -9223372036854775808 <= value <= 9223372036854775807 else _integer(value)
     if kind is bool:
         return "true" if value else "false"
     if kind is float:
@@ -264,12 +270,19 @@ def _literal(value: Any) -> str:
     if isinstance(value, Enum):
         return _literal(value.value)
     if isinstance(value, int):
-        return str(int(value))
+        return _integer(int(value))
     if isinstance(value, float):
         return _literal(float(value))
     if isinstance(value, str):
         return _literal(str.__str__(value))
     raise QueryError(f"a {kind.__name__} value cannot be sent to the graph")
+
+
+def _integer(value: int) -> str:
+    """Cypher text of an integer the graph can hold: FalkorDB would clamp one beyond 64 bits to the nearest end."""
+    if not -(2**63) <= value < 2**63:
+        raise QueryError(f"{value} does not fit a 64-bit integer and cannot be stored in the graph")
+    return str(value)
 
 
 class Neo4jBackend(CypherBackend):

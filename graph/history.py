@@ -134,6 +134,7 @@ class HistoryStore:
              None if c.after is None else ("{}" if not c.after else dumps(c.after)))
             for c in changes
         ]
+        when = _utc(when, "the time of the changes (record's `at`)")  # SQLite keeps only the wall-clock digits
         stamp = self._bind_time(when) if self._bind_time else when
         return self._appender.append(conn, rows, (context.actor, context.source, context.run_id, stamp))
 
@@ -150,8 +151,7 @@ class HistoryStore:
 
     def as_of(self, uid: str, when: dt.datetime) -> dict[str, Any] | None:
         """The twin's properties (with `_class`) as they were at `when`; None if it did not exist then."""
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
+        when = _utc(when, "as_of's `when`")
         query = (
             select(twin_history)
             .where(twin_history.c.uid == uid, twin_history.c.kind == "twin", twin_history.c.at <= when)
@@ -184,6 +184,13 @@ class HistoryStore:
                 conn.execute(update(t).where(t.c.id == row_id).values(before=cleaned[0], after=cleaned[1]))
                 changed += 1
         return changed
+
+
+def _utc(when: dt.datetime, name: str) -> dt.datetime:
+    """`when` in UTC (naive means UTC): SQLite compares stored times as text, so every time must be in one zone."""
+    if not isinstance(when, dt.datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(when).__name__}: {when!r}")
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
 def _entry(row: Any) -> HistoryEntry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 from ontology.schema import Schema
@@ -69,11 +70,35 @@ def _json_default(value: Any) -> Any:
 
 
 def _iso_duration(delta: dt.timedelta) -> str:
-    total = delta.total_seconds()
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
+    """ISO 8601 text for `delta`, exact to the microsecond (integer arithmetic: no rounding, no exponent)."""
+    sign = "-" if delta < dt.timedelta(0) else ""
+    delta = abs(delta)
+    hours, rest = divmod(delta.seconds, 3600)
     minutes, seconds = divmod(rest, 60)
-    out = f"{sign}P{int(days)}DT{int(hours)}H{int(minutes)}M"
-    return out + (f"{seconds:g}S" if seconds else "0S")
+    fraction = f".{delta.microseconds:06d}".rstrip("0") if delta.microseconds else ""
+    return f"{sign}P{delta.days}DT{hours}H{minutes}M{seconds}{fraction}S"
+
+
+_DURATION_PARTS = re.compile(
+    r"(?P<sign>-)?P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)(?:\.(?P<fraction>\d{1,6}))?S)?)?"
+)
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """The timedelta of ISO 8601 duration text as `encode` writes it (inverse of the stored form).
+
+    Years and months have no fixed length and fractions beyond the microsecond cannot be held, so such text is
+    refused rather than approximated.
+    """
+    match = _DURATION_PARTS.fullmatch(text) if isinstance(text, str) else None
+    if match is None or text.rstrip("T").endswith("P"):
+        raise ValueError(f"{text!r} is not an ISO 8601 duration in weeks, days, hours, minutes and seconds "
+                         "(at most 6 decimals)")
+    parts = match.groupdict()
+    delta = dt.timedelta(
+        weeks=int(parts["weeks"] or 0), days=int(parts["days"] or 0), hours=int(parts["hours"] or 0),
+        minutes=int(parts["minutes"] or 0), seconds=int(parts["seconds"] or 0),
+        microseconds=int((parts["fraction"] or "").ljust(6, "0") or 0),
+    )
+    return -delta if parts["sign"] else delta
