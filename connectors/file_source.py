@@ -22,6 +22,11 @@ FORMATS = {".csv": "csv", ".tsv": "csv", ".xlsx": "excel", ".xlsm": "excel", ".p
            ".pq": "parquet", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
+_CSV_NA_VALUES = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                            "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+"""The cells pandas reads as missing by default (kept for every column but the keys)."""
+
+
 def _plain(value: Any) -> Any:
     if value is None:
         return None
@@ -109,16 +114,22 @@ class FileSource:
         try:
             if self.format == "csv":
                 sep = "\t" if self.path.suffix.lower() == ".tsv" else ","
-                frame = pd.read_csv(self.path, sep=sep, dtype={**key_types, **self.dtype}, keep_default_na=True)
+                # key cells keep their literal text (a country code 'NA' is Namibia); other columns keep pandas'
+                # missing-value markers (an empty cell, 'NA', 'NULL' become None)
+                header = pd.read_csv(self.path, sep=sep, nrows=0).columns
+                na_values = {c: sorted(_CSV_NA_VALUES) for c in header if c not in self.keys}
+                frame = pd.read_csv(self.path, sep=sep, dtype={**key_types, **self.dtype}, keep_default_na=False,
+                                    na_values=na_values)
             elif self.format == "excel":
                 frame = pd.read_excel(self.path, sheet_name=self.sheet if self.sheet is not None else 0,
                                       dtype={**key_types, **self.dtype})
             elif self.format == "parquet":
                 frame = pd.read_parquet(self.path)
-            elif self.format == "json":
-                frame = pd.read_json(self.path, orient="records", dtype={**key_types, **self.dtype})
-            elif self.format == "jsonl":
-                frame = pd.read_json(self.path, orient="records", lines=True, dtype={**key_types, **self.dtype})
+            elif self.format in ("json", "jsonl"):
+                # dtype=False: JSON values keep the types written ("00123" stays text); keys and `dtype` cast after
+                frame = pd.read_json(self.path, orient="records", lines=self.format == "jsonl", dtype=False)
+                cast = {c: t for c, t in {**key_types, **self.dtype}.items() if c in frame.columns}
+                frame = frame.astype(cast) if cast else frame
             else:
                 raise SourceError(f"{self.path}: unsupported format {self.format!r}", model=self.name)
         except SourceError:

@@ -186,7 +186,7 @@ class PropertyRule:
         if self.template is not None:
             return self.template.fields
         if self.expression is not None:
-            return tuple(sorted(self.expression.names() - {"value"}))
+            return tuple(sorted(self.expression.names()))  # top level: `value` is a record field
         return ()
 
     @property

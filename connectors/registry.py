@@ -16,7 +16,7 @@ Per kind, the connector's `source:` holds the connection and each mapping entity
 kind     connector `source:`                              entity `source:`
 =======  ===============================================  =========================================================
 sql      url                                              table | query, schema, columns, page_size
-file     directory                                        path, format, sheet
+file     directory                                        path, format, sheet, dtype
 rest     base_url, headers                                endpoint, records_path, pagination, page_size, ... params
 tryton   url, database, username, password                model, fields, domain, page_size
 mqtt     host, port, client_id, duration, idle_timeout     topic, time_field, batch_size
@@ -138,7 +138,7 @@ _CONNECTOR_OPTIONS: dict[str, tuple[str, ...]] = {  # what each kind of source c
 }
 _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
     "sql": {"table", "query", "schema", "columns", "page_size"},
-    "file": {"path", "format", "sheet"},
+    "file": {"path", "format", "sheet", "dtype"},
     "rest": {"endpoint", "records_path", "pagination", "page_size", "page_param", "size_param", "offset_param",
              "limit_param", "cursor_param", "cursor_path", "since_param", "params", "timeout", "max_pages"},
     "tryton": {"model", "fields", "domain", "page_size", "overlap_seconds"},
@@ -180,9 +180,14 @@ class _SourceFactory:
         if self.kind == "file":
             base = Path(self.options.get("directory", "."))
             path = Path(opts.get("path", entity.name))
+            dtype = opts.get("dtype")
+            if dtype is not None and not (isinstance(dtype, dict) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in dtype.items())):
+                raise RegistryError(f"{where}: source.dtype must map column names to type names, "
+                                    f"e.g. {{zip: string}}; got {dtype!r}")
             return FileSource(path if path.is_absolute() else base / path, key=entity.key or ("id",),
                               watermark=entity.watermark, format=opts.get("format"), sheet=opts.get("sheet"),
-                              name=f"{self.connector}:{entity.name}")
+                              name=f"{self.connector}:{entity.name}", dtype=dtype)
         if self.kind == "rest":
             extra = {k: v for k, v in opts.items() if k not in ("endpoint",)}
             return RestSource(self.options["base_url"], opts.get("endpoint", f"/{entity.name}"),

@@ -1,9 +1,10 @@
 """Any SQL database SQLAlchemy reaches (SQLite, PostgreSQL, MariaDB/MySQL, ...) as a Source: one table or query.
 
 Reads page by key (keyset pagination: ``WHERE key > :last ORDER BY key LIMIT n``, composite keys as row-value
-comparison), so a page costs the same at any depth. Incremental reads take rows whose watermark column is at or
-after the watermark minus `overlap` (inclusive, so rows sharing the watermark's timestamp are never skipped; the
-sync ledger recognises the re-read rows as unchanged). Naive timestamps in the database are taken as UTC.
+comparison), so a page costs the same at any depth. Incremental reads take rows whose watermark column (a timestamp,
+or numeric seconds since the epoch) is at or after the watermark minus `overlap` (inclusive, so rows sharing the
+watermark's timestamp are never skipped; the sync ledger recognises the re-read rows as unchanged). Naive timestamps
+in the database are taken as UTC.
 
 Values handed on are plain JSON-able types: dates and times as ISO 8601 text, Decimal as fixed-point text,
 bytes as base64 text; everything else as the driver returns it.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, Table, and_, column, create_engine, func, select, text, tuple_
-from sqlalchemy.types import NullType
+from sqlalchemy.types import Float, Integer, NullType, Numeric
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
@@ -201,7 +203,7 @@ class SqlSource:
                 fields = {name: value if value is None or type(value) in _PLAIN else plain_value(value)
                           for name, value in zip(names, row)}
                 key = "|".join(str(row[i]) for i in key_index)
-                batch.append(SourceRecord(key, fields, change_time(row[wm_index]) if wm_index is not None else None))
+                batch.append(SourceRecord(key, fields, _change_time(row[wm_index]) if wm_index is not None else None))
             yield batch
             last = tuple(rows[-1][i] for i in key_index)
             if len(rows) < self.page_size:
@@ -226,8 +228,18 @@ class SqlSource:
             return int(conn.scalar(query) or 0)
 
 
+def _change_time(value: Any) -> dt.datetime | None:
+    """A row's change time; a DECIMAL/NUMERIC epoch-seconds value (a Decimal) counts as seconds too."""
+    return change_time(float(value) if isinstance(value, Decimal) else value)
+
+
 def _bound(wm_column: Any, after: dt.datetime, dialect: str) -> Any:
-    """The watermark as the column compares it: aware, naive UTC, or (SQLite query columns) ISO text."""
+    """The watermark as the column compares it: epoch seconds (numeric columns), aware, naive UTC, or (SQLite
+    query columns) ISO text."""
+    if isinstance(wm_column.type, Integer):  # epoch seconds; floor keeps the bound inclusive
+        return math.floor(after.timestamp())
+    if isinstance(wm_column.type, (Numeric, Float)):  # (Float is no Numeric subclass in SQLAlchemy 2.1)
+        return after.timestamp()
     if getattr(wm_column.type, "timezone", False):
         return after
     naive = after.astimezone(dt.UTC).replace(tzinfo=None)

@@ -356,6 +356,14 @@ def _concat(*values: Any) -> str:
     return "".join(_to_string(v) for v in values if v is not None)
 
 
+def _part(text: Any, sep: str, index: int) -> str | None:
+    """The index-th piece of `text` split on `sep` (negative counts from the end); None when out of range."""
+    if text is None:
+        return None
+    parts = str(text).split(sep)
+    return parts[index] if -len(parts) <= index < len(parts) else None
+
+
 EXPRESSION_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "str": _to_string, "int": _to_integer, "float": _to_double, "bool": _to_boolean,
     "round": round, "abs": abs, "min": min, "max": max, "len": len,
@@ -365,14 +373,18 @@ EXPRESSION_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "coalesce": _coalesce, "concat": _concat,
     "date": _to_date, "datetime": _to_datetime,
     "email": lambda s: normalise_email(s),
-    "part": lambda s, sep, index: None if s is None else (str(s).split(sep) + [None] * (abs(index) + 1))[index],
+    "part": _part,
 }
 """Functions an expression may call (nothing else is callable)."""
 
 
+_TOP_LEVEL: Any = object()
+"""Marks a top-level evaluation: `value` then names the record's field, not a pipeline value."""
+
+
 @dataclass(frozen=True)
 class Expression(Transform):
-    """A safe expression over the record's fields and `value` (the pipeline's current value)."""
+    """A safe expression over the record's fields; in a pipeline step `value` is the pipeline's current value."""
 
     source: str
     _parsed: Any = field(default=None, compare=False, repr=False)
@@ -399,10 +411,11 @@ class Expression(Transform):
             EXPRESSION_FUNCTIONS
         ) - {"None", "True", "False", "field"}
 
-    def evaluate(self, record: Mapping[str, Any], value: Any = None) -> Any:
-        """The expression's value for this record."""
+    def evaluate(self, record: Mapping[str, Any], value: Any = _TOP_LEVEL) -> Any:
+        """The expression's value for this record; `value` is the pipeline value only when one is passed."""
         names = dict(record)
-        names["value"] = value
+        if value is not _TOP_LEVEL:  # a pipeline step: `value` is the current value, not a record field
+            names["value"] = value
         functions = {**EXPRESSION_FUNCTIONS, "field": lambda name: record.get(name)}
         evaluator = simpleeval.SimpleEval(functions=functions, names=names)
         try:
