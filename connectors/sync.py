@@ -715,6 +715,11 @@ class SyncEngine:
                 after = {(t, s, d) for t, s, d, _ in item.links}
                 removed += sorted(before - after)
         if removed:
+            assert ctx.committer is not None
+            ctx.committer.drain()  # decide on committed ledger entries only
+            fed = self._links_fed_by_others(removed, {(name, entity.name, it.record.key) for it in changed})
+            removed = [link for link in removed if link not in fed]
+        if removed:
             self.store.delete_links(removed, actor=self.actor, source=name, run_id=ctx.run_id)
         pending: list[PendingLink] = []
         if entity.link is None:
@@ -960,6 +965,8 @@ class SyncEngine:
             e.connector == name and e.entity == entity.name and e.record_key in gone
             for e in contributors.get(uid, [])))
         doomed_set = set(doomed)
+        fed = self._links_fed_by_others(links, {(name, entity.name, key) for key in gone})
+        links = [link for link in links if link not in fed]  # another record still produces these: they stay
         surviving_links = [link for link in links if link[1] not in doomed_set and link[2] not in doomed_set]
         if surviving_links:
             self.store.delete_links(surviving_links, actor=self.actor, source=name, run_id=ctx.run_id)
@@ -972,6 +979,21 @@ class SyncEngine:
         with self.state.engine.begin() as conn:
             self.state.drop_ledger(conn, name, entity.name, list(entries))
             self.state.drop_pending(conn, links)
+
+    def _links_fed_by_others(self, links: Sequence[tuple[str, str, str]],
+                             leaving: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+        """Those of `links` (type, source, target) that a committed ledger entry other than the `leaving` ones
+        (connector, entity, record key) still lists: another record, source or association row produces them."""
+        wanted = set(links)
+        if not wanted:
+            return set()
+        feeders = {s for _, s, _ in wanted} | {f"link:{t}:{s}->{d}" for t, s, d in wanted}
+        fed: set[tuple[str, str, str]] = set()
+        for entries in self.state.entries_for_uids(feeders).values():
+            for entry in entries:
+                if (entry.connector, entry.entity, entry.record_key) not in leaving:
+                    fed.update(link for t, s, d, _ in entry.payload.get("l", []) if (link := (t, s, d)) in wanted)
+        return fed
 
     # -------------------------------------------------------------------------------------------- pending
     def _retry_pending(self, ctx: _Run) -> None:

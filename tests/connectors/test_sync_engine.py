@@ -348,3 +348,35 @@ def test_sync_state_on_postgresql_gives_the_same_twin_as_on_sqlite(
         assert snapshot(twin.store) == snapshot(fresh_store)
     finally:
         fresh_store.close()
+
+
+def test_a_link_another_record_still_produces_survives_the_deletion_of_its_first_record(
+    core: Ontology, twin: TwinEnv, tmp_path: Path
+) -> None:
+    """A machine row deleted and re-inserted under a new surrogate key: the twin stays (the new record feeds it) and
+    so does its link, which the new record produces too; a changed record that stops producing a link another
+    record still lists does not remove it either."""
+    url = plant(tmp_path, [("M1", "Press", "1", "down", "S1")], [("S1", "Plant 1")])
+    engine = twin.engine()
+    connector = plant_connector(core, url)
+
+    def located() -> list[list[str]]:
+        return twin.store.backend.read("MATCH (:Twin {uid: 'plant:machine:M1'})-[:locatedAt]->(b) RETURN b.uid")
+
+    engine.run(connector, "full")
+    assert located() == [["plant:site:S1"]]
+    with create_engine(url).begin() as conn:
+        conn.execute(text("UPDATE machines SET id = 7"))  # the same row, deleted and inserted again
+    report = engine.run(connector, "full")
+    assert (report.entity("machines").created, report.entity("machines").deleted) == (1, 1)
+    assert twin.store.get("plant:machine:M1") is not None
+    assert located() == [["plant:site:S1"]]
+
+    with create_engine(url).begin() as conn:  # a second row for the same machine, then the first moves away
+        conn.execute(text("INSERT INTO machines (id, code, name, power, state, site, updated_at) "
+                          "VALUES (8, 'M1', 'Press', '1', 'down', 'S1', '2030-01-01 00:00:00')"))
+    engine.run(connector, "full")
+    with create_engine(url).begin() as conn:
+        conn.execute(text("UPDATE machines SET site = NULL, updated_at = '2030-01-02 00:00:00' WHERE id = 7"))
+    engine.run(connector, "incremental")
+    assert located() == [["plant:site:S1"]]  # record 8 still places the machine there
