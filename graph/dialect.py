@@ -13,6 +13,18 @@ class Dialect(ABC):
     """Cypher that differs between backends; everything else is shared."""
 
     name: str
+    read_float_digits: int | None = None  # significant digits a double has when read back (None: all of them)
+
+    def as_read(self, value: object) -> object:
+        """`value` as the backend will read it back (a stored double may come back with fewer digits)."""
+        digits = self.read_float_digits
+        if digits is None:
+            return value
+        if type(value) is float:
+            return float(f"{value:.{digits}g}")
+        if type(value) is list:
+            return [self.as_read(item) for item in value]
+        return value
 
     @abstractmethod
     def schema_statements(self) -> list[str]:
@@ -32,6 +44,7 @@ class FalkorDialect(Dialect):
     """FalkorDB: its own constraint commands, db.idx.fulltext, shortestPath only in WITH/RETURN and directed."""
 
     name: str = "falkordb"
+    read_float_digits: int | None = 15  # FalkorDB stores doubles exactly but replies with 15 significant digits
 
     def schema_statements(self) -> list[str]:
         """Range index on :Twin(uid); the unique constraint is a separate GRAPH.CONSTRAINT command.

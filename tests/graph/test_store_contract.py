@@ -142,6 +142,17 @@ def test_a_batch_of_old_and_new_links_creates_and_records_only_the_new(store: Gr
     assert store.stats().links == 12
 
 
+def test_rewriting_a_double_with_more_digits_than_the_backend_returns_changes_nothing(store: GraphStore) -> None:
+    third = Twin("m-third", "Machine", {"name": "Third", "capacity": 1 / 3})
+    assert store.upsert_twins([third]).created == 1
+    for _ in range(2):
+        again = store.upsert_twins([third])
+        assert (again.updated, again.unchanged) == (0, 1)
+    assert [e.op for e in store.history_of("m-third")] == ["create"]
+    assert abs(store.get("m-third").properties["capacity"] - 1 / 3) < 1e-14
+    assert store.upsert_twins([Twin("m-third", "Machine", {"capacity": 2 / 3})]).updated == 1  # a real change
+
+
 def test_typed_values_round_trip(store: GraphStore) -> None:
     store.upsert_twins(
         [
