@@ -91,7 +91,7 @@ class TwinWriter:
         if violations or (new_graph and required):
             # Report every problem at once: missing required properties count for twins that do not exist yet.
             existing = self._fetch_twins([uid for uid in required]) if required and not new_graph else {}
-            violations += [v for uid, found in required.items() if uid not in existing for v in found]
+            violations += _unmet(required, batch, existing)
             raise BatchRejected(violations)
         return batch, required
 
@@ -102,7 +102,7 @@ class TwinWriter:
         context: ChangeContext,
         existing: dict[str, tuple[str, dict[str, Any]]],
     ) -> WriteSummary:
-        missing = [v for uid, found in required.items() if uid not in existing for v in found]
+        missing = _unmet(required, batch, existing)
         if missing:
             raise BatchRejected(missing)
         creates: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -619,6 +619,24 @@ def _link_batch(links: Sequence[Link]) -> tuple[dict[tuple[str, str, str], dict[
         earlier = batch.get(key)  # the caller's dict is kept as is (nothing here changes it) unless merged
         batch[key] = link.properties if earlier is None else {**earlier, **link.properties}
     return batch, violations
+
+
+def _unmet(
+    required: dict[str, list[Violation]],
+    batch: dict[str, tuple[str, dict[str, Any]]],
+    existing: dict[str, tuple[str, dict[str, Any]]],
+) -> list[Violation]:
+    """The required-property violations that hold after the write: all of a new twin's; of an existing twin, those
+    its stored properties do not make good (a None in the batch removes a stored value)."""
+    unmet: list[Violation] = []
+    for uid, found in required.items():
+        if uid not in existing:
+            unmet += found
+            continue
+        given = batch[uid][1] if uid in batch else {}
+        after = {**existing[uid][1], **given}
+        unmet += [v for v in found if after.get(v.path.rsplit(".", 1)[-1]) is None]
+    return unmet
 
 
 def _link_changes(

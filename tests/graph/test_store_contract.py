@@ -153,6 +153,20 @@ def test_rewriting_a_double_with_more_digits_than_the_backend_returns_changes_no
     assert store.upsert_twins([Twin("m-third", "Machine", {"capacity": 2 / 3})]).updated == 1  # a real change
 
 
+def test_an_existing_twin_cannot_lose_a_required_property(store: GraphStore) -> None:
+    small_enterprise(store)
+    store.upsert_twins([Twin("p-guest", "Person", {"name": "Guest"})])
+    with pytest.raises(BatchRejected) as removed:
+        store.upsert_twins([Twin("e-ann", "Employee", {"employeeId": None})])  # None removes a stored value
+    assert [(v.rule, v.path.rsplit(".", 1)[-1]) for v in removed.value.violations] == [("required", "employeeId")]
+    with pytest.raises(BatchRejected) as promoted:
+        store.upsert_twins([Twin("p-guest", "Employee", {"name": "Guest"})])  # an Employee needs an employeeId
+    assert [v.rule for v in promoted.value.violations] == ["required"]
+    assert store.get("e-ann").properties["employeeId"] == "E2" and store.get("p-guest").cls == "Person"
+    assert store.upsert_twins([Twin("e-ann", "Employee", {"age": 32})]).updated == 1  # the stored id still counts
+    assert store.upsert_twins([Twin("p-guest", "Employee", {"employeeId": "E9"})]).updated == 1
+
+
 def test_typed_values_round_trip(store: GraphStore) -> None:
     store.upsert_twins(
         [
