@@ -440,34 +440,38 @@ class Template:
 
     source: str
     fields: tuple[str, ...] = ()
+    parts: tuple[tuple[str, str | None], ...] = ()  # (literal text, field name or None), in order
 
     @classmethod
     def compile(cls, source: str) -> "Template":
         """Parse `source`; only plain `{field}` placeholders are allowed (no attributes, indexes or conversions)."""
         names: list[str] = []
         try:
-            parts = list(string.Formatter().parse(source))
+            parsed = list(string.Formatter().parse(source))
         except ValueError as exc:
             raise TransformError("template", f"{source!r} is not a valid template: {exc}") from None
-        for _, name, spec, conversion in parts:
+        for _, name, spec, conversion in parsed:
             if name is None:
                 continue
             if not name or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) or spec or conversion:
                 raise TransformError("template", f"{source!r}: placeholder {{{name}}} must be a plain field name")
             names.append(name)
-        return cls(source, tuple(dict.fromkeys(names)))
+        return cls(source, tuple(dict.fromkeys(names)), tuple((literal, name) for literal, name, _, _ in parsed))
 
     def render(self, record: Mapping[str, Any]) -> str:
-        """The template filled from the record; a missing or empty field raises TransformError naming it."""
-        out = self.source
-        for name in self.fields:  # (replacing as we go: a later empty field raises before `out` is used)
+        """The template filled from the record in one pass (a value's own braces stay as they are); a missing or
+        empty field raises TransformError naming it."""
+        out: list[str] = []
+        for literal, name in self.parts:
+            out.append(literal)
+            if name is None:
+                continue
             value = record.get(name)
             if value is None or value == "":
                 raise TransformError("template", f"field {name!r} of {self.source!r} is empty")
             kind = type(value)
-            out = out.replace("{" + name + "}", value if kind is str else str(value) if kind is int else
-                              _to_string(value))
-        return out.replace("{{", "{").replace("}}", "}")
+            out.append(value if kind is str else str(value) if kind is int else _to_string(value))
+        return "".join(out)
 
     def render_or_none(self, record: Mapping[str, Any]) -> str | None:
         """The filled template, or None when one of its fields is empty (an optional reference)."""

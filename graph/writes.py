@@ -20,6 +20,7 @@ from ontology.errors import UnknownTerm, Violation
 from ontology.model import Ontology
 
 CHUNK = 20_000  # rows per Cypher statement
+UID_MAX = 512  # characters of a uid (the history, ledger and lineage columns hold this many)
 RETRIES = 3  # a concurrent writer may create the same uid between our read and our CREATE
 COUNT_FIRST = 1_000  # property-less links of one type from which existence is counted before it is listed
 CLASS_CACHE = 2_000_000  # twin classes a writer remembers (about 200 MB at most); forgotten all at once when full
@@ -68,6 +69,10 @@ class TwinWriter:
                 continue
             if not isinstance(twin.uid, str) or not twin.uid.strip():
                 violations.append(Violation(f"{where}.uid", "uid", f"uid must be non-empty text, got {twin.uid!r}"))
+                continue
+            if len(twin.uid) > UID_MAX:  # the relational stores (history, ledger, lineage) keep uids this long
+                violations.append(Violation(f"{where}.uid", "uid", f"uid is {len(twin.uid)} characters long, "
+                                            f"at most {UID_MAX} are kept: {twin.uid[:40]!r}..."))
                 continue
             try:
                 cls = self.ontology.get(twin.cls)
@@ -579,7 +584,7 @@ class TwinWriter:
     def delete_links(self, links: Iterable[tuple[str, str, str]], context: ChangeContext) -> WriteSummary:
         """Delete links given as (type, source uid, target uid); missing ones are ignored."""
         by_type: dict[str, list[list[str]]] = defaultdict(list)
-        for rel_type, source, target in links:
+        for rel_type, source, target in dict.fromkeys(links):  # a link named twice is deleted (and recorded) once
             by_type[rel_type].append([source, target])
         changes: list[Change] = []
         for rel_type, rows in by_type.items():

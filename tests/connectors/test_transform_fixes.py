@@ -1,11 +1,12 @@
-"""Expression fixes: `part` with negative indexes, and a record field named `value` in a top-level expression."""
+"""Expression and template fixes: `part` with negative indexes, a record field named `value` in a top-level
+expression, templates filled in one pass."""
 
 from __future__ import annotations
 
 import pytest
 
 from connectors.mapping import parse_mapping
-from connectors.transforms import Expression
+from connectors.transforms import Expression, Template, TransformError
 from ontology.model import Ontology
 from tests.connectors.twin_fixtures import core  # noqa: F401
 
@@ -49,3 +50,13 @@ def test_in_a_pipeline_step_value_is_still_the_pipeline_value(core: Ontology) ->
     assert rule.compute({"code": "M1", "name": "Press", "value": 7500}) == "Press #M1"
     assert Expression.compile("value * 2").evaluate({"value": 21}) == 42
     assert Expression.compile("value * 2").evaluate({"value": 21}, 5) == 10
+
+
+def test_templates_fill_in_one_pass_so_values_with_braces_stay_as_they_are() -> None:
+    uid = Template.compile("crm:{region}:{code}")
+    assert uid.render({"region": "{code}", "code": "X1"}) == "crm:{code}:X1"  # not crm:X1:X1
+    assert uid.render({"region": "EU", "code": "A{{B}}"}) == "crm:EU:A{{B}}"
+    assert Template.compile("lit:{{a}}:{a}").render({"a": "v"}) == "lit:{a}:v"
+    assert Template.compile("hr:employee:{id}").render({"id": 42}) == "hr:employee:42"
+    with pytest.raises(TransformError, match="field 'code'"):
+        uid.render({"region": "EU", "code": ""})

@@ -167,6 +167,18 @@ def test_an_existing_twin_cannot_lose_a_required_property(store: GraphStore) -> 
     assert store.upsert_twins([Twin("p-guest", "Employee", {"employeeId": "E9"})]).updated == 1
 
 
+def test_an_overlong_uid_is_refused_and_a_link_named_twice_is_deleted_once(store: GraphStore) -> None:
+    small_enterprise(store)
+    with pytest.raises(BatchRejected) as rejected:
+        store.upsert_twins([Twin("u-" + "x" * 600, "Unit", {"name": "Long"}), Twin("u-ok", "Unit", {"name": "Ok"})])
+    assert [(v.rule, v.path) for v in rejected.value.violations] == [("uid", "twins[0].uid")]
+    assert store.get("u-ok") is None  # nothing of the refused batch
+    twice = store.delete_links([("worksIn", "e-ann", "u-line"), ("worksIn", "e-ann", "u-line")])
+    assert twice.deleted == 1
+    assert [e.op for e in store.history_of("u-line") if e.link_type == "worksIn" and e.uid == "e-ann"] == [
+        "create", "delete"]
+
+
 def test_typed_values_round_trip(store: GraphStore) -> None:
     store.upsert_twins(
         [
