@@ -13,6 +13,7 @@ from api.errors import BadUserInput, NotFound
 from governance.canonical import utc_text
 from governance.policy import mask_value
 from graph.model import TwinRecord
+from ontology.model import RelationshipDef
 
 
 async def _visible_class(ctx: RequestContext, uid: str) -> str:
@@ -41,11 +42,11 @@ async def history(root: Any, info: Any, uid: str, first: Any = None) -> list[dic
     cls = await _visible_class(ctx, uid)
     entries = await anyio.to_thread.run_sync(lambda: ctx.store.history_of(uid, limit))
     others = {e.target if e.uid == uid else e.uid for e in entries if e.kind == "link"}
-    visible: set[str] = set()
+    found: dict[str, TwinRecord] = {}
     if others:  # a link is shown only when the twin at its other end is one the caller may see
         found = await anyio.to_thread.run_sync(lambda: ctx.store.get_many(sorted(o for o in others if o), ctx.scope))
         ctx.round_trips += 1
-        visible = set(found)
+    visible = set(found)
     labels = ctx.store.ontology.labels(cls)
     sel = Selection(info)
     entry_type = get_named_type(info.return_type)
@@ -53,9 +54,14 @@ async def history(root: Any, info: Any, uid: str, first: Any = None) -> list[dic
     for entry in entries[:limit]:
         if entry.kind == "link" and (entry.target if entry.uid == uid else entry.uid) not in visible:
             continue
-        before, after = entry.before, entry.after
+        states = (entry.before, entry.after)
         if entry.kind == "twin":
-            before, after = (_masked(ctx, uid, entry.cls or cls, labels, state) for state in (entry.before, entry.after))
+            before, after = (_masked(ctx, uid, entry.cls or cls, labels, state) for state in states)
+        else:  # a link's properties, masked by their classification
+            ontology = ctx.store.ontology
+            source_cls = cls if entry.uid == uid else found[entry.uid].cls
+            rel = ontology.relationships(source_cls).get(entry.link_type or "") if source_cls in ontology else None
+            before, after = (_masked_link(ctx, entry.link_type or "", rel, state) for state in states)
         values = {
             "id": entry.id, "uid": entry.uid, "kind": entry.kind, "op": entry.op, "className": entry.cls,
             "linkType": entry.link_type, "target": entry.target, "actor": entry.actor, "source": entry.source,
@@ -73,6 +79,24 @@ def _masked(ctx: RequestContext, uid: str, cls: str, labels: tuple[str, ...], st
     if view.masked:
         ctx.note_masked(cls, view.masked)
     return view.properties
+
+
+def _masked_link(ctx: RequestContext, link_type: str, rel: RelationshipDef | None,
+                 state: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not state:
+        return state
+    shown: dict[str, Any] = {}
+    masked: dict[str, str] = {}
+    for key, value in state.items():
+        prop = rel.property(key) if rel is not None else None
+        mode = ctx.policy.relationship_field_mode(ctx.subject, prop.classification if prop is not None else None)
+        if mode != "show":
+            masked[key] = mode
+            value = mask_value(value, mode)
+        shown[key] = value
+    if masked:
+        ctx.note_masked(link_type, masked)
+    return shown
 
 
 async def lineage(root: Any, info: Any, uid: str, property: Any = None, first: Any = None) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ properties, row-ruled roles combined with others, paths for row-ruled roles, and
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +41,8 @@ def test_relationship_properties_are_masked_like_twin_properties(api: ApiHarness
     status, body = api.gql(query, role="viewer")
     assert status == 200 and "errors" not in body
     assert [e["leadTimeDays"] for n in body["data"]["materials"]["nodes"] for e in n["suppliedBy"]["edges"]] == [None]
-    assert {"className": "supplies", "field": "leadTimeDays", "mode": "null", "count": 1} in body["extensions"]["masked"]
+    masked = body["extensions"]["masked"]
+    assert {"className": "supplies", "field": "leadTimeDays", "mode": "null", "count": 1} in masked
 
 
 def test_a_row_ruled_role_shows_its_fields_only_where_no_other_role_widens_the_rows(api: ApiHarness) -> None:
@@ -72,3 +74,29 @@ def test_cursors_no_one_issued_are_refused_clearly(api: ApiHarness, offset: int)
         status, body = api.gql(query, {"c": cursor})
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
         assert "not a cursor this API issued" in body["errors"][0]["message"]
+
+
+def test_link_properties_in_history_are_masked_by_their_classification(api: ApiHarness, tmp_path: Path) -> None:
+    """A policy that redacts Internal values for a role with history.read: the link entries of a twin's history
+    show the link's properties masked, as the edges of a connection do."""
+    from api.context import RequestContext
+    from api.records import _masked_link
+    from governance.identity import Subject
+    from governance.policy import load_policy
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        "version: test\nroles:\n  auditor:\n    description: history, Internal values redacted\n"
+        "    read: ['*']\n    fields: {Internal: redact}\n    operations: [history.read]\n", encoding="utf-8")
+    ontology = api.store.ontology
+    rel = ontology.relationships("Supplier")["supplies"]
+
+    def context(policy_path: object, role: str) -> RequestContext:
+        policy = load_policy(ontology, policy_path)  # type: ignore[arg-type]
+        subject = Subject(f"test-{role}", frozenset({role}))
+        return RequestContext(subject, policy, policy.read_scope(subject), api.store, None)
+
+    auditor = context(policy_file, "auditor")
+    assert _masked_link(auditor, "supplies", rel, {"leadTimeDays": 14}) == {"leadTimeDays": "***"}
+    assert auditor.masked_report() == [{"className": "supplies", "field": "leadTimeDays", "mode": "redact", "count": 1}]
+    assert _masked_link(context(None, "admin"), "supplies", rel, {"leadTimeDays": 14}) == {"leadTimeDays": 14}
