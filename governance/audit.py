@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -283,12 +283,9 @@ class AuditLog:
     def _create_schema(self) -> None:
         """Create the tables and the head row, tolerating another process doing the same at the same time."""
         create_tables(self.engine, metadata)
-        try:
-            with self.engine.begin() as conn:
-                if conn.execute(select(audit_head_table.c.id)).first() is None:
-                    conn.execute(insert(audit_head_table).values(id=1, seq=0, hash=GENESIS_HASH))
-        except IntegrityError:
-            pass  # another process inserted the head row first: the same row
+        with suppress(IntegrityError), self.engine.begin() as conn:  # another process may insert the same row first
+            if conn.execute(select(audit_head_table.c.id)).first() is None:
+                conn.execute(insert(audit_head_table).values(id=1, seq=0, hash=GENESIS_HASH))
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:
