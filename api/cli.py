@@ -1,35 +1,89 @@
-"""The `twin` command line: one entry point, one sub-command group per area."""
+"""The `twin` command line: one entry point, one sub-command group per area, each imported only when it runs."""
 
 from __future__ import annotations
 
-import typer
+import importlib
+from dataclasses import dataclass
 
-from api.commands import audit as audit_commands
-from api.commands import connect as connect_commands
-from api.commands import graph as graph_commands
-from api.commands import ontology as ontology_commands
-from api.commands import scenario as scenario_commands
-from api.commands.demo import demo
-from api.commands.erase import erase
-from api.commands.serve import serve
-from api.commands.token import token
+import click
+import typer
+from typer.core import TyperGroup
+
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """Where a top-level command lives and what `twin --help` says of it, so listing it imports nothing."""
+
+    target: str  # "module:attribute" — a Typer app (a group) or a function (a single command)
+    help: str
+
+
+COMMANDS: dict[str, LazyCommand] = {
+    "ontology": LazyCommand("api.commands.ontology:app", "Inspect, check and export the ontology."),
+    "graph": LazyCommand("api.commands.graph:app", "Query and inspect the twin graph."),
+    "connect": LazyCommand("api.commands.connect:app",
+                           "Connect source systems: list connectors, run syncs, inspect quarantine and lineage."),
+    "lineage": LazyCommand("api.commands.connect:lineage_app", "Property-level lineage of twins."),
+    "scenario": LazyCommand("api.commands.scenario:app",
+                            "What-if studies on the twin: run scenarios, compare them against baseline."),
+    "audit": LazyCommand("api.commands.audit:app", "Verify and export the audit log."),
+    "token": LazyCommand("api.commands.token:token", "Print a bearer token the local API server trusts (development; use an OIDC provider in production)."),
+    "erase": LazyCommand("api.commands.erase:erase", "Blank the twin's PII fields in the graph, its history and lineage values; the audit chain still verifies."),
+    "serve": LazyCommand("api.commands.serve:serve", "Serve the governed GraphQL API (POST /graphql, GraphiQL on GET) and the REST operations (/docs)."),
+    "demo": LazyCommand("api.commands.demo:demo", "Build the sample enterprise's sources, sync them with lineage and "
+                        "audit, print tokens and example queries, then serve the API with GraphiQL (re-running "
+                        "reuses the data directory and duplicates nothing)."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """The real Click command behind a top-level name (imports its module)."""
+    module_name, _, attribute = COMMANDS[name].target.partition(":")
+    target = getattr(importlib.import_module(module_name), attribute)
+    if isinstance(target, typer.Typer):
+        command: click.Command = typer.main.get_group(target)
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """Lists commands from `COMMANDS` (help text only) and imports a command's module when it is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every top-level command, in the order `COMMANDS` gives."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A placeholder carrying the help line: enough for `twin --help` and completion."""
+        entry = COMMANDS.get(cmd_name)
+        return None if entry is None else click.Command(cmd_name, help=entry.help, short_help=entry.help)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """The command about to run, imported now."""
+        name, placeholder, rest = super().resolve_command(ctx, args)
+        if name is None or placeholder is None:
+            return name, placeholder, rest
+        return name, load_command(name), rest
+
 
 app = typer.Typer(
     name="twin",
+    cls=LazyGroup,
     help="Enterprise Twin: a knowledge-graph digital twin of the enterprise.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(ontology_commands.app, name="ontology")
-app.add_typer(graph_commands.app, name="graph")
-app.add_typer(connect_commands.app, name="connect")
-app.add_typer(connect_commands.lineage_app, name="lineage")
-app.add_typer(scenario_commands.app, name="scenario")
-app.add_typer(audit_commands.app, name="audit")
-app.command()(token)
-app.command()(erase)
-app.command()(serve)
-app.command()(demo)
+
+
+@app.callback()
+def twin() -> None:
+    """Enterprise Twin: a knowledge-graph digital twin of the enterprise."""
 
 
 if __name__ == "__main__":

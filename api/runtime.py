@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import getpass
 
@@ -16,7 +16,9 @@ from governance.policy import Policy, load_policy
 from graph.store import GraphStore
 from ontology.loader import load_ontology
 from ontology.model import Ontology
-from simulation.results import ResultsStore
+
+if TYPE_CHECKING:  # the results store imports Mesa; commands that never read studies start without it
+    from simulation.results import ResultsStore
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Runtime:
     @cached_property
     def results(self) -> ResultsStore:
         """Stored what-if studies in the relational store."""
+        from simulation.results import ResultsStore
+
         return ResultsStore(self.settings.resolved_database_url)
 
     @cached_property
