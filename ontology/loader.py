@@ -10,15 +10,21 @@ from ontology.errors import OntologyError, Violation
 from ontology.formats import DTDL_SUFFIXES, FOLDER_OWL_SUFFIXES, FORMATS_BY_SUFFIX
 from ontology.model import Ontology
 
+# Non-dependent references in DTDL's sense: a model stays valid when their target is not among the files read
+# (a relationship may target an interface defined elsewhere). Dependent ones (extends, schemas, component
+# schemas) are errors. The twin itself still needs every relationship target: `load_ontology` refuses both.
+NON_DEPENDENT_RULES = frozenset({"dangling-target"})
+
 
 @dataclass
 class LoadReport:
-    """What a load found: the merged ontology (possibly partial), counts, and every error."""
+    """What a load found: the merged ontology (possibly partial), counts, every error and every warning."""
 
     ontology: Ontology
     files: list[Path] = field(default_factory=list)
     interfaces: int = 0
     errors: list[Violation] = field(default_factory=list)
+    warnings: list[Violation] = field(default_factory=list)
 
     @property
     def classes(self) -> int:
@@ -43,10 +49,14 @@ class LoadReport:
             "classes": self.classes,
             "properties": self.properties,
             "relationships": self.relationships,
-            "errors": [
-                {"source": v.source, "path": v.path, "rule": v.rule, "message": v.message} for v in self.errors
-            ],
+            "errors": [_described(v) for v in self.errors],
+            "warnings": [_described(v) for v in self.warnings],
         }
+
+
+def _described(violation: Violation) -> dict[str, str]:
+    """A violation as JSON: source file, path inside it, rule and message."""
+    return {"source": violation.source, "path": violation.path, "rule": violation.rule, "message": violation.message}
 
 
 def discover(paths: Iterable[Path | str]) -> tuple[list[Path], list[Path], list[Violation]]:
@@ -104,14 +114,19 @@ def load_report(paths: Iterable[Path | str], *, include_core: bool = False) -> L
         except OntologyError as exc:
             errors += exc.violations
             merged = parts[0]
+    warnings: list[Violation] = []
     if not errors:
-        errors += merged.check()
-    return LoadReport(ontology=merged, files=[*owl_files, *dtdl_files], interfaces=interfaces, errors=errors)
+        for problem in merged.check():
+            (warnings if problem.rule in NON_DEPENDENT_RULES else errors).append(problem)
+    return LoadReport(ontology=merged, files=[*owl_files, *dtdl_files], interfaces=interfaces, errors=errors,
+                      warnings=warnings)
 
 
 def load_ontology(paths: Iterable[Path | str] = (), *, include_core: bool = True) -> Ontology:
-    """The core ontology merged with `paths`; raises OntologyError listing every problem."""
+    """The core ontology merged with `paths`; raises OntologyError listing every problem (a twin cannot hold
+    relationships to classes it does not know, so dangling targets are refused here too)."""
     report = load_report(paths, include_core=include_core)
-    if report.errors:
-        raise OntologyError(f"{len(report.errors)} ontology error(s)", report.errors)
+    if report.errors or report.warnings:
+        problems = report.errors + report.warnings
+        raise OntologyError(f"{len(problems)} ontology error(s)", problems)
     return report.ontology

@@ -89,17 +89,25 @@ def check(
     paths: Annotated[list[Path], typer.Argument(help="OWL and/or DTDL files and folders.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary object.")] = False,
 ) -> None:
-    """Read OWL/DTDL sources, report counts and every error; exit code 1 when there are errors."""
+    """Read OWL/DTDL sources, report counts, every error and every warning; exit code 1 when there are errors.
+
+    As the DTDL specification says, a dangling dependent reference (extends, a schema, a component's schema) is an
+    error, and a dangling non-dependent one (a relationship's target) is a warning: the files are valid, but the
+    twin loads them only beside a model that defines the target.
+    """
     report = load_report(paths)
     if as_json:
-        typer.echo(json.dumps(report.summary()))
+        typer.echo(json.dumps(report.summary(), ensure_ascii=False))
     else:
         console.print(
             f"{len(report.files)} files: {report.classes} classes ({report.interfaces} DTDL interfaces), "
-            f"{report.properties} properties, {report.relationships} relationships, {len(report.errors)} errors"
+            f"{report.properties} properties, {report.relationships} relationships, {len(report.errors)} errors, "
+            f"{len(report.warnings)} warnings", markup=False, highlight=False,
         )
         for violation in report.errors:
-            console.print(f"[red]✗[/red] {violation}", markup=False, highlight=False)
+            console.print(f"✗ {violation}", style="red", markup=False, highlight=False)
+        for violation in report.warnings:
+            console.print(f"! {violation}", style="yellow", markup=False, highlight=False)
     if report.errors:
         raise typer.Exit(1)
 

@@ -65,3 +65,34 @@ def test_export_dtdl_reads_back_to_the_same_classes(tmp_path: Path) -> None:
     core = load_core()
     assert len(back) == 38
     assert {cid: back.classes[cid] for cid in core.classes} == dict(core.classes)  # units and IRIs included
+
+
+def test_check_follows_the_dtdl_severities_dangling_targets_warn_dangling_dependents_fail(tmp_path: Path) -> None:
+    corpus = CORPORA / "realestatecore-building"
+    for name in ("Asset", "Furniture", "Chair"):  # Asset's relationships target Space, Agent, ... not copied
+        (tmp_path / f"{name}.json").write_bytes(next(corpus.rglob(f"{name}.json")).read_bytes())
+    partial = runner.invoke(app, ["ontology", "check", str(tmp_path), "--json"])
+    assert partial.exit_code == 0, partial.output
+    summary = json.loads(partial.output)
+    assert summary["errors"] == []
+    assert {w["rule"] for w in summary["warnings"]} == {"dangling-target"}
+    assert any("dtmi:digitaltwins:rec_3_3:core:Space;1" in w["message"] for w in summary["warnings"])
+    assert "warnings" in runner.invoke(app, ["ontology", "check", str(tmp_path)]).output
+
+    (tmp_path / "Pump.json").write_text(json.dumps({
+        "@id": "dtmi:com:example:Pump;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3",
+        "contents": [{"@type": "Component", "name": "motor", "schema": "dtmi:com:example:Motor;1"}]}))
+    dependent = runner.invoke(app, ["ontology", "check", str(tmp_path), "--json"])
+    assert dependent.exit_code == 1
+    assert [e["rule"] for e in json.loads(dependent.output)["errors"]] == ["dangling-reference"]
+
+
+def test_the_twin_still_refuses_to_load_relationships_to_unknown_classes(tmp_path: Path) -> None:
+    from ontology.errors import OntologyError
+    from ontology.loader import load_ontology
+
+    corpus = CORPORA / "realestatecore-building"
+    (tmp_path / "Asset.json").write_bytes(next(corpus.rglob("Asset.json")).read_bytes())
+    with pytest.raises(OntologyError) as refused:
+        load_ontology([tmp_path])
+    assert {v.rule for v in refused.value.violations} == {"dangling-target"}
