@@ -23,7 +23,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "graph": LazyCommand("api.commands.graph:app", "Query and inspect the twin graph."),
     "connect": LazyCommand("api.commands.connect:app",
                            "Connect source systems: list connectors, run syncs, inspect quarantine and lineage."),
-    "lineage": LazyCommand("api.commands.connect:lineage_app", "Property-level lineage of twins."),
+    "lineage": LazyCommand("api.commands.lineage:app", "Property-level lineage of twins."),
     "scenario": LazyCommand("api.commands.scenario:app",
                             "What-if studies on the twin: run scenarios, compare them against baseline."),
     "audit": LazyCommand("api.commands.audit:app", "Verify and export the audit log."),

@@ -6,7 +6,7 @@ import os
 from typing import Any, Literal
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -17,7 +17,9 @@ from api.jobs import describe_job_error
 from api.scenarios import start_study
 from api.metrics import CONTENT_TYPE
 from governance.audit import Decision
+from governance.errors import LineageError, PolicyDenied, RunNotFound
 from governance.identity import Subject
+from governance.lineage_export import MAX_RUNS, LineageExport, LineageFormat, export_lineage
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the local issuer (`twin token`) or the OIDC issuer.")
 
@@ -100,6 +102,27 @@ def operations_router(services: Any) -> APIRouter:
             "tampering": str(result.tampering) if result.tampering else None, "message": result.message,
             "checkpointsChecked": result.checkpoints_checked,
         }
+
+    @router.get("/operations/lineage/export", tags=["operations"],
+                summary="Export runs and their provenance as PROV-O (Turtle) or OpenLineage (JSON lines) (lineage.export)")
+    async def lineage_export(format: LineageFormat, run: list[str] | None = Query(None, max_length=MAX_RUNS),
+                             latest: int = Query(1, ge=1, le=MAX_RUNS),
+                             subject: Subject = Depends(caller)) -> Response:
+        def work() -> LineageExport:
+            return export_lineage(runtime.lineage, runtime.audit, services.policy, subject, format, tuple(run or ()),
+                                  latest=latest)
+
+        try:
+            result = await anyio.to_thread.run_sync(work)
+        except PolicyDenied as exc:
+            raise HTTPException(403, detail=str(exc)) from None
+        except RunNotFound as exc:
+            raise HTTPException(404, detail=str(exc)) from None
+        except LineageError as exc:
+            raise HTTPException(400, detail=str(exc)) from None
+        return Response(result.text, media_type=result.media_type,
+                        headers={"X-Lineage-Runs": str(len(result.run_ids)), "X-Lineage-Records": str(result.records),
+                                 "X-Lineage-Values": "included" if result.values_included else "omitted"})
 
     @router.post("/operations/connectors/{name}/runs", status_code=202, tags=["operations"],
                  summary="Start a connector sync (connector.run); returns a job to poll")

@@ -38,3 +38,7 @@ class AuditTamperDetected(AuditError):
 
 class LineageError(GovernanceError):
     """A lineage record or run is invalid or refers to something unknown."""
+
+
+class RunNotFound(LineageError):
+    """No run with the given id is recorded."""

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from governance.canonical import canonical_json, parse_utc_text, sha256_digest, text_digest, utc_text
-from governance.errors import LineageError
+from governance.errors import LineageError, RunNotFound
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
 
@@ -287,7 +287,7 @@ class LineageStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(lineage_run_table).where(lineage_run_table.c.run_id == run_id)).first()
         if row is None:
-            raise LineageError(f"run {run_id!r} does not exist")
+            raise RunNotFound(f"run {run_id[:80]!r} does not exist")
         return _to_run(row._mapping)
 
     def runs(self, kind: RunKind | str | None = None, name: str | None = None, limit: int = 100) -> list[RunRecord]:

@@ -21,7 +21,7 @@ from ontology.model import CLASSIFICATIONS, DEFAULT_CLASSIFICATION, Ontology
 MaskMode = Literal["show", "partial", "hash", "redact", "null"]
 Action = Literal["read", "write", "delete", "operation"]
 OPERATIONS = frozenset(
-    {"audit.read", "audit.verify", "lineage.read", "history.read", "scenario.run", "scenario.read",
+    {"audit.read", "audit.verify", "lineage.read", "lineage.export", "history.read", "scenario.run", "scenario.read",
      "connector.run", "graph.cypher", "erase"}
 )
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.
