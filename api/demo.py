@@ -10,6 +10,7 @@ from pathlib import Path
 from api.runtime import Runtime
 from connectors.registry import ConnectorRegistry
 from connectors.sample_enterprise import SampleEnterpriseError, SampleManifest, generate_sample
+from connectors.service import run_connector
 from connectors.sync import SyncEngine, SyncReport
 from governance.audit import AuditEvent
 from governance.roles import BUILT_IN_ROLES
@@ -63,12 +64,13 @@ def run_demo(
     result = DemoResult(manifest=manifest, generated=generated)
     registry = ConnectorRegistry.load(runtime.ontology, data_dir=data_dir)
     engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
-                        audit_url=runtime.settings.resolved_database_url, actor="twin demo")
+                        actor="twin demo")
+    subject = runtime.operator()
     for name in SAMPLE_CONNECTORS:
         connector = registry.connector(name)
         try:
-            report = engine.run(
-                connector, "incremental",
+            report = run_connector(
+                engine, connector, subject=subject, policy=runtime.policy, audit=runtime.audit, mode="incremental",
                 progress=(lambda entity, done, total, n=name: progress(n, entity, done, total)) if progress else None,
             )
         finally:
@@ -79,7 +81,6 @@ def run_demo(
         org = result.examples.plant if role.name == "hr" else None
         result.tokens[role.name] = issue_token(data_dir, role.name, sub=f"demo-{role.name}", org_unit=org)
     result.seconds = time.perf_counter() - started
-    subject = runtime.operator()
     runtime.audit.append(AuditEvent.for_subject(
         subject, "demo", "allow", policy_version=runtime.policy.version,
         variables={"size": str(size), "generated": generated},

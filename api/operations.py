@@ -133,6 +133,7 @@ def operations_router(services: Any) -> APIRouter:
         label = f"rest:connector.run:{name}"[:200]
         allow(subject, "connector.run", label, variables)
         from connectors.registry import ConnectorRegistry, RegistryError
+        from connectors.service import run_connector
         from connectors.sync import SyncEngine
 
         try:
@@ -144,8 +145,10 @@ def operations_router(services: Any) -> APIRouter:
             raise HTTPException(404, detail=str(exc)) from None
 
         def work() -> dict[str, Any]:
-            engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor=f"api:{subject.sub}")
-            report = engine.run(connector, body.mode, dry_run=body.dry_run, entities=body.entities)
+            engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
+                                actor=f"api:{subject.sub}")
+            report = run_connector(engine, connector, subject=subject, policy=services.policy, audit=runtime.audit,
+                                   mode=body.mode, dry_run=body.dry_run, entities=body.entities)
             return {"runId": report.run_id, "status": report.status, "counts": report.counts, "error": report.error}
 
         job = services.jobs.start("connector", name, subject.sub, "connector.run", work, describe_job_error)

@@ -19,18 +19,18 @@ def start_study(services: Any, subject: Subject, spec: str, replications: int | 
     """Parse and check the spec now (errors name the line), then run the study as a background job."""
     from simulation.runner import executor_named
     from simulation.scenario import parse_spec
-    from simulation.study import conduct_study, with_replications
+    from simulation.service import run_scenario_study
+    from simulation.study import with_replications
 
     parsed = parse_spec(spec, "<api request>")  # SimulationError for a bad spec, or a bad replication count
     if replications is not None:
         parsed = with_replications(parsed, replications)
     runtime = services.runtime
-    scope = services.policy.read_scope(subject)
 
     def work() -> dict[str, Any]:
-        completed = conduct_study(
-            parsed, runtime.store, runtime.results,
-            executor=executor_named(executor), lineage=runtime.lineage, scope=scope,
+        completed = run_scenario_study(
+            parsed, runtime.store, runtime.results, subject=subject, policy=services.policy, audit=runtime.audit,
+            executor=executor_named(executor), lineage=runtime.lineage,
         )
         return {"studyId": completed.study_id, "executor": completed.result.executor,
                 "wallSeconds": completed.result.wall_seconds,

@@ -375,7 +375,6 @@ class SyncEngine:
         state_url: str,
         *,
         lineage: LineageStore | None = None,
-        audit_url: str | None = None,
         actor: str = "connector",
         keep_values: bool = True,
     ) -> None:
@@ -388,7 +387,6 @@ class SyncEngine:
         self.lineage = lineage or LineageStore(state_url)
         # lineage in the sync state's own database commits in the batch's ledger transaction (no batch journal)
         self._lineage_with_state = self.lineage.engine is self.state.engine
-        self.audit_url = audit_url
         self.actor = actor
         self.keep_values = keep_values
 
@@ -455,15 +453,6 @@ class SyncEngine:
         status = RunStatus.COMPLETED if report.status == "completed" else RunStatus.FAILED
         self.lineage.finish_run(ctx.run_id, status, counts, error=report.error)
         self.state.finish_run(ctx.run_id, report.status, counts, report.timings, report.error)
-        if self.audit_url:
-            from governance.audit import AuditEvent, AuditLog, Decision
-
-            AuditLog(self.audit_url).append(AuditEvent(
-                subject=self.actor, operation=f"connect.run {ctx.connector.name}",
-                decision=Decision.ALLOW if status is RunStatus.COMPLETED else Decision.DENY,
-                variables={"mode": ctx.mode, "run_id": ctx.run_id}, rows_returned=counts["read"],
-                detail=json.dumps({"status": report.status, "counts": counts, "error": report.error}, sort_keys=True),
-            ))
 
     # --------------------------------------------------------------------------------------------- entity
     def _sync_entity(self, ctx: _Run, entity: EntityMapping) -> None:

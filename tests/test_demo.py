@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from api.settings import get_settings
+from governance.audit import AuditLog
 
 
 @pytest.fixture
@@ -43,6 +44,12 @@ def test_demo_builds_the_twin_and_a_rerun_duplicates_nothing(data_dir: Path) -> 
     after_second = json.loads(CliRunner().invoke(app, ["graph", "stats", "--json"]).output)
     assert after_second == after_first  # same twins and links, per class and type
     assert after_first["by_class"]["Employee"] == 50
+    connect = CliRunner().invoke(app, ["connect", "run", "sample-hr", "--json"])
+    assert connect.exit_code == 0, connect.output
+    run_id = json.loads(connect.output.strip().splitlines()[-1])["run_id"]
+    runs = AuditLog(f"sqlite:///{data_dir / 'twin.db'}").query(operation="connector.run", limit=100)
+    assert len(runs) == 7  # three connectors per demo, then `twin connect run`
+    assert runs[-1].subject.startswith("cli:") and json.loads(runs[-1].detail)["run_id"] == run_id
     assert CliRunner().invoke(app, ["audit", "verify"]).exit_code == 0
 
 

@@ -16,9 +16,10 @@ from connectors.identity import IdentityError
 from connectors.mapping import MappingError
 from connectors.quarantine import QuarantineStore
 from connectors.registry import ConnectorRegistry, RegistryError
+from connectors.service import run_connector
 from connectors.source import SourceError
 from connectors.sync import SyncEngine, SyncError, SyncReport
-from governance.errors import LineageError
+from governance.errors import GovernanceError
 from governance.lineage import LineageStore
 from graph.errors import GraphError
 from ontology.errors import OntologyError
@@ -26,7 +27,8 @@ from ontology.errors import OntologyError
 app = typer.Typer(help="Connect source systems: list connectors, run syncs, inspect quarantine and lineage.",
                   no_args_is_help=True)
 console = Console()
-_ERRORS = (RegistryError, MappingError, SourceError, SyncError, GraphError, OntologyError, LineageError, IdentityError)
+_ERRORS = (RegistryError, MappingError, SourceError, SyncError, GraphError, OntologyError, GovernanceError,
+           IdentityError)
 
 
 def _registry(runtime: Runtime) -> ConnectorRegistry:
@@ -117,7 +119,8 @@ def run(
 
     def action(runtime: Runtime) -> None:
         connector = _registry(runtime).connector(name)
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor="twin connect")
+        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
+                            actor="twin connect")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=as_json, disable=as_json) as progress:
             tasks: dict[str, Any] = {}
@@ -128,8 +131,9 @@ def run(
                 progress.update(tasks[entity_name], completed=done, total=total if total is not None else done)
 
             try:
-                report = engine.run(connector, "full" if full else "incremental", dry_run=dry_run,
-                                    entities=entity or None, progress=advance)
+                report = run_connector(engine, connector, subject=runtime.operator(), policy=runtime.policy,
+                                       audit=runtime.audit, mode="full" if full else "incremental", dry_run=dry_run,
+                                       entities=entity or None, progress=advance)
             finally:
                 connector.close()
         if as_json:
@@ -180,7 +184,8 @@ def unmerge(natural_uid: Annotated[str, typer.Argument(help="The merged record's
     """Split a record that identity resolution merged into another twin back into its own twin."""
 
     def action(runtime: Runtime) -> None:
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor="twin connect")
+        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
+                            actor="twin connect")
         uid = engine.unmerge(natural_uid)
         console.print(f"{uid} is its own twin again", highlight=False)
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.runtime import Runtime
-from governance.lineage import LineageStore
+from governance.errors import GovernanceError
 from graph.errors import GraphError
 from ontology.errors import OntologyError
 from simulation.charts import study_charts
@@ -24,7 +24,7 @@ from simulation.results import StoredStudy
 from simulation.runner import executor_named
 from simulation.scenario import read_spec
 from simulation.statistics import KpiSummary
-from simulation.study import conduct_study, rerun_study
+from simulation.service import rerun_scenario_study, run_scenario_study
 
 app = typer.Typer(help="What-if studies on the twin: run scenarios, compare them against baseline.",
                   no_args_is_help=True)
@@ -115,15 +115,15 @@ def run(
         results = runtime.results
         chosen = executor_named(executor, workers, scheduler)
         try:
-            done = conduct_study(parsed, runtime.store, results, executor=chosen,
-                                 lineage=LineageStore(runtime.settings.resolved_database_url),
-                                 replications=replications, progress=not as_json)
+            done = run_scenario_study(parsed, runtime.store, results, subject=runtime.operator(),
+                                      policy=runtime.policy, audit=runtime.audit, lineage=runtime.lineage,
+                                      executor=chosen, replications=replications, progress=not as_json)
         finally:
             close = getattr(chosen, "close", None)
             if close is not None:
                 close()
         _outputs(results.get(done.study_id), as_json, csv_path, charts, parsed.spec.step_days)
-    except (SimulationError, GraphError, OntologyError) as exc:
+    except (SimulationError, GraphError, OntologyError, GovernanceError) as exc:
         _fail(exc)
     finally:
         runtime.close()
@@ -213,13 +213,14 @@ def rerun(
         results = runtime.results
         chosen = executor_named(executor)
         try:
-            done = rerun_study(study_id, results, chosen, LineageStore(runtime.settings.resolved_database_url))
+            done = rerun_scenario_study(study_id, results, subject=runtime.operator(), policy=runtime.policy,
+                                        audit=runtime.audit, lineage=runtime.lineage, executor=chosen)
         finally:
             close = getattr(chosen, "close", None)
             if close is not None:
                 close()
         _outputs(results.get(done.study_id), as_json, None, None, 1)
-    except SimulationError as exc:
+    except (SimulationError, GovernanceError) as exc:
         _fail(exc)
     finally:
         runtime.close()

@@ -18,7 +18,6 @@ from connectors.source import SourceError
 from connectors.sql_source import SqlSource
 from connectors.sync import Connector, SyncEngine
 from connectors.sync_state import SyncState
-from governance.audit import AuditLog
 from governance.lineage import LineageStore, RunStatus
 from ontology.model import Ontology
 from tests.connectors.twin_fixtures import TwinEnv, core, open_twin, snapshot, twin  # noqa: F401
@@ -308,15 +307,6 @@ def test_refused_runs_leave_the_graph_unchanged(core: Ontology, twin: TwinEnv, t
     assert snapshot(twin.store) == before
     failed = LineageStore(twin.state_url).runs(name="plant")[0]
     assert failed.status is RunStatus.FAILED and "no_such_table" in (failed.error or "")
-
-
-def test_runs_are_audited_when_an_audit_log_is_given(core: Ontology, twin: TwinEnv, tmp_path: Path) -> None:
-    url = plant(tmp_path, [("M1", "Press", "1", "down", None)])
-    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
-    report = twin.engine(audit_url=audit_url, actor="steward").run(plant_connector(core, url), "full")
-    (record,) = AuditLog(audit_url).query(operation="connect.run plant")
-    assert record.subject == "steward" and record.rows_returned == report.counts["read"]
-    assert report.run_id in record.detail or '"created": 1' in record.detail
 
 
 def test_sync_state_on_postgresql_gives_the_same_twin_as_on_sqlite(

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from api.settings import get_settings
+from governance.audit import AuditLog
 from graph.store import GraphStore
 
 runner = CliRunner()
@@ -53,6 +54,9 @@ def test_run_show_list_compare_and_rerun(twin_env: Path, enterprise_store: Graph
     assert again["summaries"] == study["summaries"]
     compared = runner.invoke(app, ["scenario", "compare", study["study_id"], again["study_id"], "--json"])
     assert [s["summaries"] for s in json.loads(compared.output)] == [study["summaries"], study["summaries"]]
+    runs = AuditLog(f"sqlite:///{twin_env / 'twin.db'}").query(operation="scenario.run", limit=10)
+    assert [(r.subject.startswith("cli:"), str(r.decision), json.loads(r.detail)["study_id"]) for r in runs] == [
+        (True, "allow", study["study_id"]), (True, "allow", again["study_id"])]
 
 
 def test_bad_spec_and_unknown_study_fail_cleanly(twin_env: Path) -> None:

@@ -1,0 +1,58 @@
+"""The connector-run service: every edge (CLI, REST, demo, the runtime to come) runs a connector through here, so
+the policy decision and the audit record cannot be forgotten."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from connectors.sync import Connector, Mode, SyncEngine, SyncReport
+from governance.audit import AuditEvent, AuditLog, Decision
+from governance.errors import PolicyDenied
+from governance.identity import Subject
+from governance.policy import Policy
+
+OPERATION = "connector.run"
+
+
+def run_connector(
+    engine: SyncEngine,
+    connector: Connector,
+    *,
+    subject: Subject,
+    policy: Policy,
+    audit: AuditLog,
+    mode: Mode = "incremental",
+    dry_run: bool = False,
+    entities: Sequence[str] | None = None,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> SyncReport:
+    """Sync `connector` as `subject` and append the audit record of the run, whether it completed or failed."""
+    variables = {"connector": connector.name, "mode": mode, "dry_run": dry_run,
+                 "entities": list(entities) if entities is not None else None}
+    decision = policy.decide(subject, "operation", OPERATION)
+    if not decision.allowed:
+        audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.DENY, variables=variables,
+                                            policy_version=policy.version, detail=decision.reason))
+        raise PolicyDenied(f"{subject.sub} may not run connectors: {decision.reason}")
+    try:
+        report = engine.run(connector, mode, dry_run=dry_run, entities=entities, progress=progress)
+    except BaseException as exc:
+        _record(audit, subject, policy, variables, None, {"status": "failed", "error": _short(exc)})
+        raise
+    _record(audit, subject, policy, variables, report.counts.get("read"),
+            {"status": report.status, "run_id": report.run_id, "counts": report.counts})
+    return report
+
+
+def _record(audit: AuditLog, subject: Subject, policy: Policy, variables: dict[str, object], rows: int | None,
+            outcome: dict[str, object]) -> None:
+    """The run's audit record: who ran what, and how it ended."""
+    audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.ALLOW, variables=variables,
+                                        policy_version=policy.version, rows_returned=rows,
+                                        detail=json.dumps(outcome, sort_keys=True, default=str)))
+
+
+def _short(exc: BaseException) -> str:
+    """An error as the audit keeps it: its type and the start of its message."""
+    return f"{type(exc).__name__}: {str(exc)[:300]}"

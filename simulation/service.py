@@ -1,0 +1,90 @@
+"""The study services: every edge (CLI, REST, GraphQL, the runtime to come) runs or re-runs a what-if study through
+here, so the policy decision, the caller's read scope and the audit record cannot be forgotten."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from governance.audit import AuditEvent, AuditLog, Decision
+from governance.errors import PolicyDenied
+from governance.identity import Subject
+from governance.lineage import LineageStore
+from governance.policy import Policy
+from graph.store import GraphStore
+from simulation.results import ResultsStore
+from simulation.runner import Executor
+from simulation.scenario import ParsedSpec, StudyLimits
+from simulation.study import CompletedStudy, conduct_study, rerun_study
+
+OPERATION = "scenario.run"
+
+
+def run_scenario_study(
+    parsed: ParsedSpec,
+    store: GraphStore,
+    results: ResultsStore,
+    *,
+    subject: Subject,
+    policy: Policy,
+    audit: AuditLog,
+    lineage: LineageStore | None = None,
+    executor: Executor | None = None,
+    replications: int | None = None,
+    limits: StudyLimits | None = None,
+    progress: bool = False,
+) -> CompletedStudy:
+    """Run a study on the twin as `subject` sees it (the policy's read scope shapes the slice), store it, audit it."""
+    variables = {"study": parsed.spec.name, "source": parsed.source, "replications": replications}
+    _require(policy, subject, audit, variables)
+    scope = policy.read_scope(subject)
+    return _audited(audit, subject, policy, variables, lambda: conduct_study(
+        parsed, store, results, executor=executor, lineage=lineage, replications=replications, limits=limits,
+        scope=scope, progress=progress))
+
+
+def rerun_scenario_study(
+    study_id: str,
+    results: ResultsStore,
+    *,
+    subject: Subject,
+    policy: Policy,
+    audit: AuditLog,
+    lineage: LineageStore | None = None,
+    executor: Executor | None = None,
+) -> CompletedStudy:
+    """Run a stored study again on its stored slice and seeds as `subject`, and audit it."""
+    variables = {"rerun_of": study_id}
+    _require(policy, subject, audit, variables)
+    return _audited(audit, subject, policy, variables, lambda: rerun_study(study_id, results, executor, lineage))
+
+
+def _require(policy: Policy, subject: Subject, audit: AuditLog, variables: dict[str, object]) -> None:
+    """Refuse (and audit the refusal) unless the subject may run studies."""
+    decision = policy.decide(subject, "operation", OPERATION)
+    if not decision.allowed:
+        audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.DENY, variables=variables,
+                                            policy_version=policy.version, detail=decision.reason))
+        raise PolicyDenied(f"{subject.sub} may not run studies: {decision.reason}")
+
+
+def _audited(audit: AuditLog, subject: Subject, policy: Policy, variables: dict[str, object],
+             work: Callable[[], CompletedStudy]) -> CompletedStudy:
+    """Do `work` and append its audit record, whether the study completed or failed."""
+    try:
+        done = work()
+    except BaseException as exc:
+        _record(audit, subject, policy, variables, None,
+                {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        raise
+    _record(audit, subject, policy, variables, len(done.result.runs),
+            {"status": "completed", "study_id": done.study_id, "runs": len(done.result.runs)})
+    return done
+
+
+def _record(audit: AuditLog, subject: Subject, policy: Policy, variables: dict[str, object], rows: int | None,
+            outcome: dict[str, object]) -> None:
+    """The study's audit record: who ran what, and how it ended."""
+    audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.ALLOW, variables=variables,
+                                        policy_version=policy.version, rows_returned=rows,
+                                        detail=json.dumps(outcome, sort_keys=True)))
