@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -32,6 +32,9 @@ from api.runtime import Runtime
 from api.schema import TwinSchema, build_schema
 from governance.audit import Decision
 
+if TYPE_CHECKING:
+    from connectors.sync_runtime import SyncRuntime
+
 API_VERSION = "1.0.0"
 
 
@@ -45,6 +48,7 @@ class ApiServices:
     trail: AuditTrail
     metrics: ApiMetrics
     jobs: JobRunner
+    live: SyncRuntime | None = None  # the scheduled syncs, when this app runs them
 
     @property
     def policy(self) -> Any:
@@ -52,8 +56,10 @@ class ApiServices:
         return self.runtime.policy
 
 
-def create_app(runtime: Runtime | None = None) -> FastAPI:
-    """The API over `runtime` (default: one opened from the settings, closed when the app stops)."""
+def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> FastAPI:
+    """The API over `runtime` (default: one opened from the settings, closed when the app stops); with `live` (default:
+    TWIN_RUNTIME_ENABLED for an app that opens its own runtime, as `twin serve` does) it also runs the scheduled
+    connector syncs while it serves."""
     owned = runtime is None
     runtime = runtime or Runtime()
     settings = runtime.settings
@@ -71,13 +77,20 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
             runtime.close()  # the graph opened above must not outlive an app that never starts
         raise
     services.metrics.watch_audit(lambda: services.trail.failed)
+    if settings.runtime_enabled if live is None and owned else bool(live):
+        services.live = runtime.sync_runtime()
+        services.metrics.watch_connectors(services.live)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The ontology, schema and policy live as long as the app: keeping their ~200k objects out of the garbage
         # collector's full passes removes ~100 ms pauses that stalled every request in flight.
         gc.freeze()
+        if services.live is not None:
+            services.live.start()
         yield
+        if services.live is not None:
+            services.live.stop()
         services.jobs.close()
         services.trail.close()
         if owned:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -32,6 +33,10 @@ class ApiMetrics:
     def watch_audit(self, lost: Callable[[], int]) -> None:
         """Report the audit trail's lost events, read at each scrape (an alert should fire on any)."""
         self.audit_lost.set_function(lost)
+
+    def watch_connectors(self, live: Any) -> None:
+        """Report each scheduled connector of the runtime `live` (a SyncRuntime), read at each scrape."""
+        self.registry.register(_ConnectorCollector(live))
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""
@@ -68,3 +73,39 @@ class RequestMetrics:
             label = getattr(scope.get("route"), "path", "other")
             self.metrics.requests.labels(label, scope["method"], str(status)).inc()
             self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+
+class _ConnectorCollector:
+    """Per-connector gauges of the sync runtime: lag, consecutive failures, runs, last success, lease."""
+
+    def __init__(self, live: Any) -> None:
+        self.live = live
+
+    def describe(self) -> list[Any]:
+        """No fixed descriptions: the connectors are known only at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        """One sample per connector for each gauge."""
+        families = {
+            "lag": GaugeMetricFamily("twin_connector_lag_seconds",
+                                     "Seconds since the start of the connector's last completed sync", labels=["connector"]),
+            "failures": GaugeMetricFamily("twin_connector_failures", "Consecutive failed syncs", labels=["connector"]),
+            "runs": CounterMetricFamily("twin_connector_runs", "Syncs run by this runtime", labels=["connector"]),
+            "success": GaugeMetricFamily("twin_connector_last_success_timestamp_seconds",
+                                         "Start of the last completed sync (epoch seconds)", labels=["connector"]),
+            "held": GaugeMetricFamily("twin_connector_lease_held", "1 if this runtime holds the connector's lease",
+                                      labels=["connector"]),
+            "quarantined": GaugeMetricFamily("twin_connector_quarantined_rows", "Rows the last sync quarantined",
+                                             labels=["connector"]),
+        }
+        for status in self.live.status():
+            name = [status.connector]
+            families["lag"].add_metric(name, status.lag_seconds(self.live.started_at))
+            families["failures"].add_metric(name, status.failures)
+            families["runs"].add_metric(name, status.runs)
+            if status.last_success is not None:
+                families["success"].add_metric(name, status.last_success.timestamp())
+            families["held"].add_metric(name, 1.0 if status.held else 0.0)
+            families["quarantined"].add_metric(name, status.quarantined)
+        yield from families.values()

@@ -83,7 +83,15 @@ def operations_router(services: Any) -> APIRouter:
 
         status = await anyio.to_thread.run_sync(check)
         ok = all(v == "ok" for v in status.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", **status}, 200 if ok else 503)
+        body: dict[str, Any] = {"status": "ready" if ok else "not ready", **status}
+        if services.live is not None:  # reported, not gating: a failing source does not make the API unready
+            body["connectors"] = {
+                s.connector: {"schedule": s.schedule, "leaseHeld": s.held, "running": s.running, "runs": s.runs,
+                              "failures": s.failures, "lagSeconds": round(s.lag_seconds(services.live.started_at), 3),
+                              "lastSuccess": s.last_success.isoformat() if s.last_success else None,
+                              "lastError": s.last_error}
+                for s in services.live.status()}
+        return JSONResponse(body, 200 if ok else 503)
 
     @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:

@@ -18,6 +18,7 @@ from ontology.loader import load_ontology
 from ontology.model import Ontology
 
 if TYPE_CHECKING:  # the results store imports Mesa; commands that never read studies start without it
+    from connectors.sync_runtime import SyncRuntime
     from simulation.results import ResultsStore
 
 
@@ -69,6 +70,30 @@ class Runtime:
     def lineage(self) -> LineageStore:
         """The lineage and provenance store in the relational store."""
         return LineageStore(self.settings.resolved_database_url)
+
+    def sync_runtime(self, only: list[str] | None = None) -> SyncRuntime:
+        """The runtime that keeps the scheduled connectors in sync (not started; `only` limits it to some)."""
+        import os
+
+        from connectors.leases import LeaseStore
+        from connectors.registry import ConnectorRegistry, RegistryError
+        from connectors.sync import SyncEngine
+        from connectors.sync_runtime import SyncRuntime
+
+        # secrets referenced as ${NAME} in connectors.yaml come from the process environment
+        registry = ConnectorRegistry.load(self.ontology, data_dir=self.settings.data_dir, secrets=dict(os.environ))
+        unknown = sorted(set(only or ()) - set(registry.names()))
+        if unknown:
+            raise RegistryError(f"no connector named {', '.join(map(repr, unknown))}; known: "
+                                f"{', '.join(registry.names())}")
+        schedules = {name: registry.config(name).schedule for name in registry.names() if not only or name in only}
+        url = self.settings.resolved_database_url
+        return SyncRuntime(
+            schedules, registry.connector,
+            lambda: SyncEngine(self.store, url, lineage=self.lineage, actor="twin runtime"),
+            LeaseStore(url), policy=self.policy, audit=self.audit,
+            lease_seconds=self.settings.runtime_lease_seconds,
+        )
 
     @staticmethod
     def operator() -> Subject:

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     api_max_tokens: int = Field(5_000, description="Most tokens a GraphQL document may have.")
     api_max_aliases: int = Field(30, description="Most aliases a GraphQL document may use.")
     api_workers: int = Field(1, description="Worker processes of `twin serve` (the app keeps no state of its own).")
+    runtime_enabled: bool = Field(
+        True, description="Run scheduled connector syncs inside `twin serve` and `twin demo` (`twin run` always does)."
+    )
+    runtime_lease_seconds: float = Field(
+        30.0, ge=3.0, description="Connector lease period: a dead runtime's connectors move to another within it."
+    )
 
     @field_validator("graph_url")
     @classmethod

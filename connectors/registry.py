@@ -6,6 +6,7 @@ Format::
       sample-hr:
         description: HR system of the sample enterprise
         mapping: mappings/sample_hr.yaml          # relative to this file; else the package's connectors/mappings/
+        schedule: 30s                             # the runtime's own syncs: 30s | {cron: ...} | continuous | off
         source:
           kind: sql                               # sql | file | rest | tryton | mqtt
           url: "sqlite:///{data_dir}/sample/hr.sqlite"
@@ -43,6 +44,7 @@ from connectors.file_source import FileSource
 from connectors.mapping import EntityMapping, SourceMapping, load_mapping
 from connectors.mqtt_source import MqttSource
 from connectors.rest_source import RestSource
+from connectors.schedule import OFF, Schedule, ScheduleError, parse_schedule
 from connectors.source import Source
 from connectors.sql_source import SqlSource
 from connectors.sync import Connector
@@ -67,6 +69,7 @@ class ConnectorConfig:
     mapping_path: Path
     description: str = ""
     defined_in: Path = field(default=PACKAGE_REGISTRY)
+    schedule: Schedule = field(default=OFF)
 
 
 def _fill(value: Any, variables: Mapping[str, str], secrets: Mapping[str, str], where: str) -> Any:
@@ -239,5 +242,10 @@ def _read_registry(path: Path) -> dict[str, ConnectorConfig]:
         if not mapping.is_file():
             raise RegistryError(f"{path}: connector {name!r}: mapping file {body['mapping']} not found")
         options = {k: v for k, v in body["source"].items() if k != "kind"}
-        configs[str(name)] = ConnectorConfig(str(name), kind, options, mapping, str(body.get("description", "")), path)
+        try:
+            schedule = parse_schedule(body.get("schedule"), kind, f"{path}: connector {name!r}")
+        except ScheduleError as exc:
+            raise RegistryError(str(exc)) from None
+        configs[str(name)] = ConnectorConfig(str(name), kind, options, mapping, str(body.get("description", "")), path,
+                                             schedule)
     return configs

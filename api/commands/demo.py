@@ -66,8 +66,12 @@ def demo(
     settings = runtime.settings
     console.print(f"\nserving on http://{settings.api_host}:{settings.api_port}  (GraphiQL: /graphql, console: "
                   "/console, REST: /docs) — Ctrl-C stops")
+    if settings.runtime_enabled:
+        console.print("the sources are synced by themselves while it serves (schedules in connectors.yaml; "
+                      "TWIN_RUNTIME_ENABLED=false turns that off); /ready shows each connector's lag")
     try:
-        uvicorn.run(create_app(runtime), host=settings.api_host, port=settings.api_port, log_level="warning")
+        uvicorn.run(create_app(runtime, live=settings.runtime_enabled), host=settings.api_host,
+                    port=settings.api_port, log_level="warning")
     finally:
         runtime.close()
 
