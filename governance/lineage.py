@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from governance.canonical import canonical_json, parse_utc_text, sha256_digest, text_digest, utc_text
@@ -159,7 +162,7 @@ class ProvenanceRecord:
             has_value=keep_value, recorded_at=recorded_at,
         )
 
-    @property
+    @builtins.property  # the class has a field named `property`
     def erased(self) -> bool:
         """Whether the stored value was erased (the digest remains)."""
         return self.erased_at is not None
@@ -409,7 +412,7 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def _to_run(row: Mapping[str, Any]) -> RunRecord:
+def _to_run(row: RowMapping) -> RunRecord:
     return RunRecord(
         run_id=row["run_id"], kind=RunKind(row["kind"]), name=row["name"],
         started_at=parse_utc_text(row["started_at"]), status=RunStatus(row["status"]),
@@ -431,7 +434,7 @@ def _record_row(record: ProvenanceRecord, now: str) -> tuple[Any, ...]:
     )
 
 
-def _to_record(row: Mapping[str, Any]) -> ProvenanceRecord:
+def _to_record(row: RowMapping) -> ProvenanceRecord:
     stored = row["value"]
     return ProvenanceRecord(
         twin_uid=row["twin_uid"], property=row["property"], value_digest=row["value_digest"],

@@ -15,7 +15,7 @@ from enum import StrEnum
 from governance.audit import AuditEvent, AuditLog, Decision
 from governance.errors import LineageError, PolicyDenied
 from governance.identity import Subject
-from governance.lineage import LineageStore, RunRecord
+from governance.lineage import LineageStore, ProvenanceRecord, RunRecord
 from governance.policy import Policy
 from governance.provenance_export import to_openlineage, to_prov_o
 from ontology.model import CLASSIFICATIONS
@@ -87,7 +87,8 @@ def sees_everything_in_clear(policy: Policy, subject: Subject) -> bool:
     return all(policy.relationship_field_mode(subject, c) == "show" for c in CLASSIFICATIONS)
 
 
-def _render(fmt: LineageFormat, runs: list[RunRecord], records: dict[str, list], clear: bool) -> tuple[str, str]:
+def _render(fmt: LineageFormat, runs: list[RunRecord], records: dict[str, list[ProvenanceRecord]],
+            clear: bool) -> tuple[str, str]:
     """The export text and its media type."""
     if fmt is LineageFormat.PROV_O:
         every = [record for run in runs for record in records[run.run_id]]

@@ -155,13 +155,13 @@ def to_prov_o(
             graph.add((derivation, LINEAGE.mappingRule, rule))
             graph.add((rule, RDF.type, PROV.Plan))
             graph.add((rule, RDFS.label, Literal(record.mapping_rule)))
-            run = runs_by_id.get(record.run_id)
-            if run is not None and (record.run_id, record.mapping_rule) not in plans:
+            planned = runs_by_id.get(record.run_id)
+            if planned is not None and (record.run_id, record.mapping_rule) not in plans:
                 plans.add((record.run_id, record.mapping_rule))
                 association = BNode()
                 graph.add((activity, PROV.qualifiedAssociation, association))
                 graph.add((association, RDF.type, PROV.Association))
-                graph.add((association, PROV.agent, _iri("agent", run.kind.value, run.name)))
+                graph.add((association, PROV.agent, _iri("agent", planned.kind.value, planned.name)))
                 graph.add((association, PROV.hadPlan, rule))
     return graph
 

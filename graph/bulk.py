@@ -52,11 +52,13 @@ def bulk_commands(graph: str, nodes: Sequence[NodeGroup], edges: Sequence[EdgeGr
         rows = ((1, b"".join(_value(v) for v in row)) for row in group.rows)
         tokens += [(True, count, token) for count, token in _tokens(_header(":".join(group.labels), group.columns), rows)]
     for edge_group in edges:
+        edge_rows: Iterator[tuple[int, bytes]]
         if edge_group.columns:
-            rows = ((1, _ends(row[0], row[1]) + b"".join(_value(v) for v in row[2:])) for row in edge_group.rows)
+            edge_rows = ((1, _ends(row[0], row[1]) + b"".join(_value(v) for v in row[2:])) for row in edge_group.rows)
         else:  # ends only: packed many edges a call
-            rows = _packed_ends(edge_group.rows)
-        tokens += [(False, count, token) for count, token in _tokens(_header(edge_group.type, edge_group.columns), rows)]
+            edge_rows = _packed_ends(edge_group.rows)
+        tokens += [(False, count, token)
+                   for count, token in _tokens(_header(edge_group.type, edge_group.columns), edge_rows)]
     commands: list[list[Any]] = []
     batch: list[tuple[bool, int, bytes]] = []
     size = 0

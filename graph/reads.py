@@ -151,7 +151,7 @@ class TwinReader:
         joins = [j for j in scope.joins if relevant & set(j.labels)]
         if not joins:
             return "", ""
-        prelude, joined, carried = "", "", []
+        prelude, joined, carried = "", "", list[str]()
         for i, join in enumerate(joins):
             members = f"scope_members_{i}"
             prelude += (f"OPTIONAL MATCH {join.anchor} "
@@ -302,17 +302,17 @@ class TwinReader:
             check_readable(scope, labels, field, "grouped by")
             field_schema(self.ontology, cls, field)
             keys.append(f"n.{ident(field)} AS g{i}")
-        for i, (metric, field) in enumerate(metrics):
+        for i, (metric, measured) in enumerate(metrics):
             if metric not in _METRICS:
                 raise QueryError(f"unknown aggregate {metric!r}; use one of {', '.join(_METRICS)}")
-            if field is None:
+            if measured is None:
                 if metric != "count":
                     raise QueryError(f"aggregate {metric} needs a field")
                 values.append(f"count(n) AS m{i}")
                 continue
-            check_readable(scope, labels, field, "aggregated")
-            field_schema(self.ontology, cls, field)
-            values.append(f"{_METRICS[metric]}(n.{ident(field)}) AS m{i}")
+            check_readable(scope, labels, measured, "aggregated")
+            field_schema(self.ontology, cls, measured)
+            values.append(f"{_METRICS[metric]}(n.{ident(measured)}) AS m{i}")
         if not values:
             raise QueryError("an aggregate needs at least one metric")
         rows = self._read(

@@ -74,7 +74,7 @@ def read_graph_file(path: Path) -> tuple[list[Twin], list[Link]]:
 def _parse(line: str, where: str) -> dict[str, Any]:
     try:
         item = json.loads(line)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise TransferError(f"{where}: not JSON ({exc.msg})") from None
     if not isinstance(item, dict) or len(item) != 1 or not ({"twin", "link"} & item.keys()):
         raise TransferError(f'{where}: expected {{"twin": ...}} or {{"link": ...}}')
@@ -122,6 +122,6 @@ def _links(reader: TwinReader) -> Iterator[tuple[str, str, str, dict[str, Any]]]
                 rel = ontology.relationships(cls).get(rel_type)
             except UnknownTerm:  # a class the ontology no longer has: its values go out as stored
                 rel = None
-            values = {k: decode(v, rel.property(k).schema if rel and rel.property(k) else None)
+            values = {k: decode(v, edge_property.schema if rel and (edge_property := rel.property(k)) else None)
                       for k, v in dict(props).items()}
             yield rel_type, source, target, values

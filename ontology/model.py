@@ -128,6 +128,10 @@ class ClassDef:
         """The English display name, falling back to the class name."""
         return text(self.display_name) or self.name
 
+    def members(self) -> tuple[PropertyDef | RelationshipDef | CommandDef | ComponentDef, ...]:
+        """Everything the class itself defines by name: properties, relationships, commands, components."""
+        return (*self.properties, *self.relationships, *self.commands, *self.components)
+
 
 class Ontology:
     """A set of classes with inheritance, typed properties and relationships; validates twin data."""
@@ -194,7 +198,7 @@ class Ontology:
     def _invalidate(self) -> None:
         for attr in ("_by_name", "_children", "_ancestors"):
             self.__dict__.pop(attr, None)
-        self._memo: dict[tuple[str, str], Any] = {}
+        self._memo = {}
 
     # ----------------------------------------------------------------- lookups
 
@@ -390,7 +394,7 @@ class Ontology:
         for cid in self._classes:
             seen: dict[str, str] = {}
             for cls in self.lineage(cid):
-                for item in (*cls.properties, *cls.relationships, *cls.commands, *cls.components):
+                for item in cls.members():
                     owner = seen.get(item.name)
                     if owner is not None and owner != cls.id and self._conflicting(item.name, owner, cls.id):
                         problems.append(
@@ -407,11 +411,11 @@ class Ontology:
     def _conflicting(self, name: str, first: str, second: str) -> bool:
         """True when two classes of one lineage define the member `name` differently."""
         a, b = (self._member(owner, name) for owner in (first, second))
-        return a != b
+        return bool(a != b)
 
     def _member(self, class_id: str, name: str) -> Any:
         cls = self._classes[class_id]
-        return next(i for i in (*cls.properties, *cls.relationships, *cls.commands, *cls.components) if i.name == name)
+        return next(i for i in cls.members() if i.name == name)
 
     def validate(self, name_or_id: str, properties: Mapping[str, Any], path: str = "") -> list[Violation]:
         """Every violation of the class's property types and required properties by `properties`."""

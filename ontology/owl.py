@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import rdflib
 from rdflib import BNode, Literal, URIRef
+from rdflib.term import Node
 from rdflib.collection import Collection
 from rdflib.namespace import OWL, RDF, RDFS, XSD
 
@@ -417,7 +418,7 @@ class _OwlReader:
             name=self.name(prop),
             schema=self.schema(prop),
             kind=str(kind) if kind is not None else "property",
-            writable=bool(self.g.value(prop, TWIN.writable, default=Literal(False)).toPython()),
+            writable=_flag(self.g.value(prop, TWIN.writable)),
             classification=str(classification) if classification is not None else None,
             unit=str(unit) if unit is not None else None,
             semantic_types=tuple(self.json(prop, TWIN.semanticTypes) or ()),
@@ -430,9 +431,11 @@ class _OwlReader:
         """Datatype properties carried by each object property's edges."""
         result: dict[URIRef, set[URIRef]] = {}
         for dp, op in self.g.subject_objects(TWIN.appliesToRelationship):
-            result.setdefault(op, set()).add(dp)
+            if isinstance(dp, URIRef) and isinstance(op, URIRef):
+                result.setdefault(op, set()).add(dp)
         for op, dp in self.g.subject_objects(TWIN.relationshipProperty):
-            result.setdefault(op, set()).add(dp)
+            if isinstance(dp, URIRef) and isinstance(op, URIRef):
+                result.setdefault(op, set()).add(dp)
         return {op: sorted(dps) for op, dps in result.items()}
 
     def inverse_name(self, prop: URIRef) -> str | None:
@@ -504,6 +507,7 @@ class _OwlReader:
             if not domain and not restricted:
                 continue
             range_classes = self.class_set(g.value(op, RDFS.range), op, "range")
+            target: str | None
             if len(range_classes) == 1:
                 target = self.model_id(range_classes[0])
             elif range_classes:
@@ -516,10 +520,10 @@ class _OwlReader:
             base = RelationshipDef(
                 name=self.name(op),
                 target=target,
-                min=int(min_links) if min_links is not None else None,
-                max=1 if "functional" in characteristics else (int(max_links) if max_links is not None else None),
+                min=_count(min_links),
+                max=1 if "functional" in characteristics else _count(max_links),
                 properties=tuple(self.property_def(dp) for dp in edge_props.get(op, [])),
-                writable=bool(g.value(op, TWIN.writable, default=Literal(False)).toPython()),
+                writable=_flag(g.value(op, TWIN.writable)),
                 inverse=self.inverse_name(op),
                 characteristics=characteristics,
                 iri=self.term_iri(op),
@@ -527,16 +531,16 @@ class _OwlReader:
                 description=self.lang_text(op, RDFS.comment),
             )
             for cls in dict.fromkeys([*domain, *restricted]):
-                rule = restrictions.get((cls, op))
-                if rule is None:
+                link_rule = restrictions.get((cls, op))
+                if link_rule is None:
                     rels[cls].append(base)
                     continue
-                upper = [m for m in (base.max, rule.max) if m is not None]
+                upper = [m for m in (base.max, link_rule.max) if m is not None]
                 rels[cls].append(
                     replace(
                         base,
-                        target=rule.target or base.target,
-                        min=rule.min if rule.min is not None else base.min,
+                        target=link_rule.target or base.target,
+                        min=link_rule.min if link_rule.min is not None else base.min,
                         max=min(upper) if upper else None,
                     )
                 )
@@ -575,6 +579,16 @@ class _OwlReader:
             semantic_types=tuple(self.json(cls, TWIN.semanticTypes) or ()),
             source=self.source,
         )
+
+
+def _flag(node: Node | None) -> bool:
+    """A boolean literal's value (absent or not a literal: false)."""
+    return bool(node.toPython()) if isinstance(node, Literal) else False
+
+
+def _count(node: Node | None) -> int | None:
+    """An integer literal's value (absent: None)."""
+    return int(node.toPython()) if isinstance(node, Literal) else None
 
 
 def _ordered(items: list[Any], key: Any, order: list[str] | None) -> list[Any]:
@@ -826,7 +840,7 @@ class _OwlWriter:
 
     def union(self, members: list[URIRef]) -> BNode:
         node, items = BNode(), BNode()
-        Collection(self.g, items, members)
+        Collection(self.g, items, list[Node](members))
         self.g.add((node, RDF.type, OWL.Class))
         self.g.add((node, OWL.unionOf, items))
         return node

@@ -26,6 +26,7 @@ import rdflib
 from rdflib import BNode, Literal, URIRef
 from rdflib.collection import Collection
 from rdflib.namespace import RDF, RDFS, SH, XSD
+from rdflib.term import Node
 
 from ontology.errors import UnknownTerm
 from ontology.model import ClassDef, Ontology, PropertyDef, RelationshipDef
@@ -164,7 +165,7 @@ def _domain_shape(g: rdflib.Graph, path: URIRef, name: str, owners: list[ClassDe
         g.add((alternative, SH["class"], rdf_term(owner.id)))
         alternatives.append(alternative)
     items = BNode()
-    Collection(g, items, alternatives)
+    Collection(g, items, list[Node](alternatives))
     g.add((shape, SH["or"], items))
 
 
