@@ -1,0 +1,119 @@
+"""History survives a kill -9 between a graph write and its history: the writer is killed (SIGKILL, in a subprocess)
+exactly after the graph took the write and before its history was committed/confirmed; the next open of the store
+recovers the history of what the graph holds, and drops the intent of a write that never reached the graph."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from graph.embedded import stop_embedded
+from graph.history import HistoryStore, twin_history_write
+from graph.store import GraphStore
+from tests.graph.contract_ontology import contract_ontology
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Writes a few twins and links normally, then kills itself (SIGKILL) at the first history commit of STEP: after the
+# graph write, before its history is durable. STEP "never" kills itself after the intent, before the graph write.
+WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from graph import history
+    from graph.model import Link, Twin
+    from graph.store import GraphStore
+    from tests.graph.contract_ontology import contract_ontology
+
+    data_dir, history_url, step = sys.argv[1], sys.argv[2], sys.argv[3]
+    store = GraphStore.open(f"falkordb+embedded://{data_dir}", contract_ontology(), history_url=history_url)
+    if step == "twins":
+        store.upsert_twins([Twin(f"m{i}", "Machine", {"name": f"m{i}", "capacity": 1.0}) for i in range(3)])
+    else:
+        store.upsert_twins([Twin(f"m{i}", "Machine", {"name": f"m{i}", "capacity": 1.0}) for i in range(5)])
+        store.upsert_links([Link("dependsOn", "m1", "m0")])
+    kill = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+    if step == "never":
+        history.PendingChanges.seal = lambda self, _seal=history.PendingChanges.seal: (_seal(self), kill())
+    else:
+        history.PendingChanges.commit = kill  # called once the graph has taken the write
+    if step == "twins":  # creates and an update in one write
+        store.upsert_twins([Twin("m0", "Machine", {"name": "m0", "capacity": 2.5}),
+                            *(Twin(f"m{i}", "Machine", {"name": f"m{i}", "capacity": 1.0}) for i in range(3, 2003))])
+    elif step == "links":
+        store.upsert_links([Link("dependsOn", f"m{i}", f"m{i - 1}") for i in range(2, 5)])
+    elif step == "delete":
+        store.delete_twins(["m1"])
+    elif step == "never":
+        store.upsert_twins([Twin("m9", "Machine", {"name": "m9", "capacity": 1.0})])
+    print("not killed", flush=True)
+    """
+)
+
+
+def _killed_at(step: str, data_dir: Path, history_url: str) -> None:
+    writer = subprocess.run([sys.executable, "-c", WRITER, str(data_dir), history_url, step], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert writer.returncode == -signal.SIGKILL, writer.stdout + writer.stderr
+
+
+def _ops(store: GraphStore, uid: str) -> list[tuple[str, str, str | None]]:
+    return [(e.kind, e.op, e.target) for e in store.history_of(uid)]
+
+
+def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_open(tmp_path: Path) -> None:
+    history_url = f"sqlite:///{tmp_path / 'history.db'}"
+    graph = tmp_path / "graph"
+    try:
+        _killed_at("twins", graph, history_url)
+        store = GraphStore.open(f"falkordb+embedded://{graph}", contract_ontology(), history_url=history_url)
+        try:
+            assert store.get("m0").properties["capacity"] == 2.5  # the graph took the write
+            assert _ops(store, "m0") == [("twin", "create", None), ("twin", "update", None)]
+            assert store.history_of("m0")[1].after["capacity"] == 2.5
+            assert all(_ops(store, f"m{i}") == [("twin", "create", None)] for i in range(3, 2003))
+        finally:
+            store.close()
+        stop_embedded(graph)
+
+        for step in ("links", "delete"):
+            _killed_at(step, graph, history_url)
+        store = GraphStore.open(f"falkordb+embedded://{graph}", contract_ontology(), history_url=history_url)
+        try:
+            for i in range(2, 5):  # the links of the killed write
+                assert ("link", "create", f"m{i - 1}") in _ops(store, f"m{i}")
+            assert store.get("m1") is None
+            m1 = _ops(store, "m1")
+            assert m1[-1] == ("twin", "delete", None)  # the killed delete, with the links it took along
+            assert ("link", "delete", "m0") in m1 and m1.count(("link", "delete", "m1")) == 1  # m2 -> m1
+        finally:
+            store.close()
+    finally:
+        stop_embedded(graph)
+    with sqlite3.connect(tmp_path / "history.db") as db:  # every write confirmed, with gap-free sequence numbers
+        writes = db.execute(f"SELECT state, seq_start, count FROM {twin_history_write.name} ORDER BY seq_start").fetchall()
+    assert {state for state, _, _ in writes} == {"confirmed"}
+    assert [seq for _, seq, _ in writes] == [1 + sum(c for _, _, c in writes[:i]) for i in range(len(writes))]
+
+
+def test_an_intent_whose_graph_write_never_happened_is_dropped(tmp_path: Path) -> None:
+    history_url = f"sqlite:///{tmp_path / 'history.db'}"
+    graph = tmp_path / "graph"
+    try:
+        _killed_at("never", graph, history_url)
+        with sqlite3.connect(tmp_path / "history.db") as db:
+            assert db.execute("SELECT count(*) FROM twin_history WHERE uid = 'm9'").fetchone() == (1,)  # the intent
+        store = GraphStore.open(f"falkordb+embedded://{graph}", contract_ontology(), history_url=history_url)
+        try:
+            assert store.get("m9") is None
+            assert store.history_of("m9") == []
+            assert _ops(store, "m0") == [("twin", "create", None), ("link", "create", "m0")]  # confirmed writes stay
+            assert HistoryStore(history_url).unsettled() == []
+        finally:
+            store.close()
+    finally:
+        stop_embedded(graph)
