@@ -100,7 +100,7 @@ async def upsert_twins(root: Any, info: Any, twins: Any) -> dict[str, Any]:
         if not isinstance(props, dict):
             raise BadUserInput(f"properties of twin {item.get('uid')!r} must be an object")
         ctx.policy.require(ctx.subject, "write", cls)
-        hidden = ctx.scope.hidden_for(ctx.store.ontology.labels(cls)) & set(props)
+        hidden = ctx.policy.unreadable(ctx.subject, cls, props)  # also one a former class defined, to remove
         if hidden:
             raise FieldForbidden(f"field(s) {sorted(hidden)} of {cls} may not be written by this caller")
         items.append(Twin(str(item["uid"]), cls, props))

@@ -364,6 +364,12 @@ class Policy:
             self._modes[key] = modes
         return modes
 
+    def unreadable(self, subject: Subject, cls: str, names: Iterable[str]) -> set[str]:
+        """The properties among `names` of a `cls` twin that `subject` may not read (nor write, nor remove)."""
+        modes = self._field_modes(subject, cls)
+        known = self._strictest
+        return {name for name in names if (modes.get(name, "show") if name in known else modes[""]) != "show"}
+
     def mask(self, subject: Subject, record: TwinRecord) -> MaskedTwin:
         """The twin with every field masked as the subject's roles require."""
         modes = self._field_modes(subject, record.cls)

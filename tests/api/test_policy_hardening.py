@@ -47,6 +47,10 @@ def test_a_class_change_that_strands_properties_is_refused(api: ApiHarness) -> N
     assert error["extensions"]["code"] == "BATCH_REJECTED", body
     stranded = {v["path"].rsplit(".", 1)[-1] for v in error["extensions"]["violations"] if v["rule"] == "stranded"}
     assert stranded == {"employeeId", "salary", "email"}
+    removing = {"employeeId": None, "salary": None, "email": None}  # values the architect may not read
+    status, body = api.gql(UPSERT, {"t": [{"uid": "cc-emp-1", "className": "Machine", "properties": removing}]},
+                           role="architect")
+    assert body["errors"][0]["extensions"]["code"] == "FIELD_NOT_READABLE", body
     assert api.data('{ twin(uid: "cc-emp-1") { className } }')["twin"]["className"] == "Employee"
 
 

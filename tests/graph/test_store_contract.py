@@ -533,7 +533,7 @@ def other_writer(store: GraphStore, tmp_path: Path) -> GraphStore:
 def test_a_class_changed_by_another_writer_is_checked_again_before_linking(store: GraphStore, tmp_path: Path) -> None:
     small_enterprise(store)  # this store now remembers m-mill as a Machine
     with other_writer(store, tmp_path) as other:
-        other.upsert_twins([Twin("m-mill", "Unit", {"name": "Mill hall", "status": None, "capacity": None})])  # a Unit now
+        other.upsert_twins([Twin("m-mill", "Unit", {"name": "Mill hall", "status": None, "capacity": None})])
     with pytest.raises(BatchRejected) as caught:
         store.upsert_links([Link("operates", "e-bob", "m-mill"), Link("operates", "e-bob", "m-lathe")])
     assert [v.rule for v in caught.value.violations] == ["range"]
