@@ -22,6 +22,7 @@ import dataclasses
 import enum
 import itertools
 import json
+import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ CURSOR_MAX = 2**31  # offsets this API could issue; larger ones would overflow t
 _CURSOR_PREFIX = "twin-cursor:"
 _OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "isNull", "contains", "startsWith")
 _COMPARE = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_WORD = re.compile(r"\w+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ORDERED_SCALARS = frozenset({"String", "ID", "Int", "Float", "Date", "DateTime", "Time"})
 
 # ------------------------------------------------------------------------------------------------- cursors, values
@@ -794,6 +797,12 @@ class Compiler:
         return await anyio.to_thread.run_sync(lambda: backend.read(cypher, params, timeout_ms=timeout))
 
 
+def _words(text: str) -> list[str]:
+    """The words of `text` as the full-text index keeps them (lower case, split at anything but letters and digits),
+    which a search term matches by prefix."""
+    return _WORD.findall(text.lower())
+
+
 def _has_pattern(condition: str) -> bool:
     """True when a rendered condition holds a graph pattern (a policy row rule such as `(n)-[:worksIn]->(...)`)."""
     return ")-[" in condition or "]-(" in condition or ")<-[" in condition
@@ -809,6 +818,23 @@ def _pattern(var: str, edge: str | None, relation: RelationField, other: str) ->
 # ------------------------------------------------------------------------------------------------- root fields
 
 
+def check_text(value: Any, name: str) -> None:
+    """Refuse text no store can hold as given, anywhere in argument `name`: a NUL (the graph and SQLite cut text
+    there, so a uid or filter value would match another) or a lone surrogate (not encodable as UTF-8)."""
+    if isinstance(value, str):
+        problem = ("holds a NUL character" if "\x00" in value
+                   else "holds a lone surrogate (not valid Unicode text)" if _SURROGATE.search(value) else None)
+        if problem:
+            raise BadUserInput(f"argument `{name}` {problem}: {value[:40]!r}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_text(item, f"{name}.{key}")
+            check_text(key, f"{name} (a key)")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_text(item, f"{name}[{index}]")
+
+
 def governed(resolver: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a root resolver: domain errors become client errors (policy refusals mark the request denied).
 
@@ -819,6 +845,8 @@ def governed(resolver: Callable[..., Any]) -> Callable[..., Any]:
         ctx: RequestContext = info.context
         ctx.fields.append(info.field_name)
         try:
+            for name, value in args.items():
+                check_text(plain(value), name)
             return Compiled(await resolver(root, info, **args))
         except Exception as exc:
             error = api_error(exc)
@@ -934,10 +962,10 @@ class RootQueries:
             hidden = c.scope.hidden_for(self.plan.ontology.labels(row["_c"])) if row.get("_c") in self.plan.classes else frozenset()
             if hidden & {"name", "description"}:
                 name, description = row.get("_text") or [None, None]
-                visible = " ".join(str(val) for f, val in (("name", name), ("description", description))
-                                   if f not in hidden and val is not None).lower()
-                if not all(term in visible for term in lowered):
-                    continue
+                visible = _words(" ".join(str(val) for f, val in (("name", name), ("description", description))
+                                          if f not in hidden and val is not None))
+                if not all(any(word.startswith(term) for word in visible) for term in lowered):
+                    continue  # the index matched a word prefix only in a field the caller may not read
             twin = c.shape_node(row, twin_shape) if twin_shape else {"__typename": None}
             if twin is None:
                 continue

@@ -45,9 +45,32 @@ async def _existing(ctx: RequestContext, uids: Iterable[str]) -> dict[str, tuple
     return found
 
 
-def _require_visible(found: Mapping[str, tuple[str, bool]], uid: str) -> None:
-    if uid in found and not found[uid][1]:
-        raise Forbidden(f"denied: twin {uid!r} is outside what you may see, so you may not change it")
+def _require_writer(ctx: RequestContext) -> None:
+    """Refuse, before any lookup, a caller who may write no class: what exists is none of their business."""
+    if not ctx.policy.writes_anything(ctx.subject):
+        raise Forbidden(f"denied: {ctx.subject.sub} may not change twins or links")
+
+
+def _unseen(uid: str) -> Forbidden:
+    """The one answer for a twin the caller may not see and for one that does not exist (no existence oracle)."""
+    return Forbidden(f"denied: twin {uid!r} would be outside what you may see, so you may not write it")
+
+
+def _visible(found: Mapping[str, tuple[str, bool]], uid: str) -> bool:
+    return uid in found and found[uid][1]
+
+
+async def _reaching_outside(ctx: RequestContext, uids: list[str]) -> list[str]:
+    """The twins among `uids` linked to a twin the caller may not see (a delete would remove those links)."""
+    outside = ctx.scope.render("m")
+    if not uids or outside == "true":
+        return []
+    cypher = (f"MATCH (n:Twin) WHERE n.uid IN $uids MATCH (n)--(m:Twin) WHERE NOT ({outside}) "
+              "RETURN DISTINCT n.uid")
+    rows = await anyio.to_thread.run_sync(
+        lambda: ctx.store.backend.read(cypher, {"uids": uids, **ctx.scope.params}, timeout_ms=ctx.timeout_ms))
+    ctx.round_trips += 1
+    return sorted(uid for (uid,) in rows)
 
 
 def _class_name(ctx: RequestContext, cls: Any) -> str:
@@ -66,7 +89,8 @@ def _result(info: Any, summary: WriteSummary) -> dict[str, Any]:
 
 
 async def upsert_twins(root: Any, info: Any, twins: Any) -> dict[str, Any]:
-    """Create or update twins; each class needs `write`, and existing twins must be within the caller's scope."""
+    """Create or update twins; each class needs `write`, and each twin must be one the caller sees (or would see once
+    created): a hidden twin and an absent one the caller could not see get the same refusal."""
     ctx: RequestContext = info.context
     batch = _batch(twins, "twins")
     items = []
@@ -76,15 +100,18 @@ async def upsert_twins(root: Any, info: Any, twins: Any) -> dict[str, Any]:
         if not isinstance(props, dict):
             raise BadUserInput(f"properties of twin {item.get('uid')!r} must be an object")
         ctx.policy.require(ctx.subject, "write", cls)
-        hidden = ctx.scope.hidden_for(ctx.store.ontology.labels(cls)) & set(props)
+        hidden = ctx.policy.unreadable(ctx.subject, cls, props)  # also one a former class defined, to remove
         if hidden:
             raise FieldForbidden(f"field(s) {sorted(hidden)} of {cls} may not be written by this caller")
         items.append(Twin(str(item["uid"]), cls, props))
     found = await _existing(ctx, (t.uid for t in items))
     for twin in items:
-        _require_visible(found, twin.uid)
         if twin.uid in found:
+            if not found[twin.uid][1]:
+                raise _unseen(twin.uid)
             ctx.policy.require(ctx.subject, "write", found[twin.uid][0])
+        elif not ctx.policy.sees_created(ctx.subject, twin.cls):
+            raise _unseen(twin.uid)  # the caller could not see it once created
     summary = await anyio.to_thread.run_sync(
         lambda: ctx.store.upsert_twins(items, actor=ctx.subject.sub, source="api"))
     ctx.round_trips += 1
@@ -92,15 +119,21 @@ async def upsert_twins(root: Any, info: Any, twins: Any) -> dict[str, Any]:
 
 
 async def delete_twins(root: Any, info: Any, uids: Any) -> dict[str, Any]:
-    """Delete twins the caller may see and whose class they may delete."""
+    """Delete twins the caller may see and whose class they may delete; hidden ones count as absent (not deleted).
+
+    A twin linked to twins the caller may not see is not deleted: that would remove those links too.
+    """
     ctx: RequestContext = info.context
     wanted = [str(u) for u in _batch(uids, "uids")]
+    _require_writer(ctx)
     found = await _existing(ctx, wanted)
-    for uid in wanted:
-        _require_visible(found, uid)
-        if uid in found:
-            ctx.policy.require(ctx.subject, "delete", found[uid][0])
-    present = [u for u in wanted if u in found]
+    present = [u for u in dict.fromkeys(wanted) if _visible(found, u)]
+    for uid in present:
+        ctx.policy.require(ctx.subject, "delete", found[uid][0])
+    reaching = await _reaching_outside(ctx, present)
+    if reaching:
+        raise Forbidden(f"denied: twin(s) {reaching[:10]} are linked to twins outside what you may see; "
+                        "deleting them would remove those links")
     summary = WriteSummary()
     if present:
         summary = await anyio.to_thread.run_sync(
@@ -109,17 +142,17 @@ async def delete_twins(root: Any, info: Any, uids: Any) -> dict[str, Any]:
     return _result(info, summary)
 
 
-async def _link_checks(ctx: RequestContext, pairs: list[tuple[str, str]], action: str) -> None:
+async def _visible_links(ctx: RequestContext, pairs: list[tuple[str, str]]) -> list[bool]:
+    """Per (source, target): whether the caller sees both ends (the source's class must then allow `write`)."""
+    _require_writer(ctx)
     found = await _existing(ctx, (u for pair in pairs for u in pair))
+    seen = []
     for source, target in pairs:
-        for uid in (source, target):
-            if uid not in found:
-                continue
-            _require_visible(found, uid)
-        if source in found:
-            ctx.policy.require(ctx.subject, action, found[source][0])  # type: ignore[arg-type]
-        elif action == "write":
-            raise BadUserInput(f"link source {source!r} does not exist")
+        both = _visible(found, source) and _visible(found, target)
+        if both:
+            ctx.policy.require(ctx.subject, "write", found[source][0])
+        seen.append(both)
+    return seen
 
 
 async def upsert_links(root: Any, info: Any, links: Any) -> dict[str, Any]:
@@ -132,7 +165,10 @@ async def upsert_links(root: Any, info: Any, links: Any) -> dict[str, Any]:
         if not isinstance(props, dict):
             raise BadUserInput("link properties must be an object")
         items.append(Link(str(item["type"]), str(item["source"]), str(item["target"]), props))
-    await _link_checks(ctx, [(link.source, link.target) for link in items], "write")
+    seen = await _visible_links(ctx, [(link.source, link.target) for link in items])
+    unseen = sorted({uid for link, ok in zip(items, seen, strict=True) if not ok for uid in (link.source, link.target)})
+    if unseen:  # absent and hidden endpoints get the same answer, before the graph is asked
+        raise BadUserInput(f"link endpoint(s) {unseen[:10]} are not twins you may see (or do not exist)")
     summary = await anyio.to_thread.run_sync(
         lambda: ctx.store.upsert_links(items, actor=ctx.subject.sub, source="api"))
     ctx.round_trips += 1
@@ -140,10 +176,13 @@ async def upsert_links(root: Any, info: Any, links: Any) -> dict[str, Any]:
 
 
 async def delete_links(root: Any, info: Any, links: Any) -> dict[str, Any]:
-    """Delete links between twins the caller may see; the source's class needs `write`."""
+    """Delete links between twins the caller may see (others count as absent); the source's class needs `write`."""
     ctx: RequestContext = info.context
     keys = [(str(i["type"]), str(i["source"]), str(i["target"])) for i in _batch(links, "links")]
-    await _link_checks(ctx, [(s, t) for _, s, t in keys], "write")
+    seen = await _visible_links(ctx, [(s, t) for _, s, t in keys])
+    keys = [key for key, ok in zip(keys, seen, strict=True) if ok]  # links to hidden twins count as absent
+    if not keys:
+        return _result(info, WriteSummary())
     summary = await anyio.to_thread.run_sync(
         lambda: ctx.store.delete_links(keys, actor=ctx.subject.sub, source="api"))
     ctx.round_trips += 1

@@ -11,9 +11,12 @@ from api.compiler import Selection, governed, list_limit
 from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
 from governance.canonical import utc_text
+from governance.lineage import ProvenanceRecord
 from governance.policy import mask_value
 from graph.model import TwinRecord
 from ontology.model import RelationshipDef
+
+LINK_PREFIX = "link:"  # lineage records of links are named `link:<type>` (connectors/sync.py)
 
 
 async def _visible_class(ctx: RequestContext, uid: str) -> str:
@@ -107,6 +110,7 @@ async def lineage(root: Any, info: Any, uid: str, property: Any = None, first: A
     cls = await _visible_class(ctx, uid)
     store = ctx.services.runtime.lineage
     records = await anyio.to_thread.run_sync(lambda: store.where_from(uid, property, limit))
+    records = await _within_scope(ctx, records)
     sel = Selection(info)
     record_type = get_named_type(info.return_type)
     result = []
@@ -126,6 +130,27 @@ async def lineage(root: Any, info: Any, uid: str, property: Any = None, first: A
         result.append(sel.flat(record_type, info.field_nodes, values))
     ctx.rows += len(result)
     return result
+
+
+def _link_target(record: ProvenanceRecord) -> str | None:
+    """The uid a link's lineage record points to (its value is `{"target": uid, ...}`); None when not known."""
+    value = record.value if record.has_value else None
+    target = value.get("target") if isinstance(value, dict) else None
+    return target if isinstance(target, str) else None
+
+
+async def _within_scope(ctx: RequestContext, records: list[ProvenanceRecord]) -> list[ProvenanceRecord]:
+    """The records without links to twins the caller may not see: the row rules that hide such a link in a connection
+    or in history hide its lineage too (a link record whose target is no longer known is left out)."""
+    links = [r for r in records if r.property.startswith(LINK_PREFIX)]
+    if not links or ctx.scope.render("n") == "true":
+        return records
+    targets = sorted({t for r in links if (t := _link_target(r)) is not None})
+    seen: set[str] = set()
+    if targets:
+        seen = set(await anyio.to_thread.run_sync(lambda: ctx.store.get_many(targets, ctx.scope)))
+        ctx.round_trips += 1
+    return [r for r in records if not r.property.startswith(LINK_PREFIX) or _link_target(r) in seen]
 
 
 async def audit_log(root: Any, info: Any, subject: Any = None, operation: Any = None, decision: Any = None,

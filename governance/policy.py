@@ -142,6 +142,7 @@ class Policy:
         self.source = source
         self.ontology = ontology
         self.roles: dict[str, _Role] = {name: self._compile(name, role, source) for name, role in parsed.roles.items()}
+        self._strictest = _strictest_classifications(ontology)
         self._scopes: dict[tuple[frozenset[str], str | None], ReadScope] = {}
         self._modes: dict[tuple[frozenset[str], str], dict[str, MaskMode]] = {}
 
@@ -226,6 +227,19 @@ class Policy:
             raise PolicyDenied(f"denied: {decision.reason}")
         return decision
 
+    def writes_anything(self, subject: Subject) -> bool:
+        """Whether `subject` may write or delete twins of some class (else a write is refused before any lookup)."""
+        return any(role.write is None or role.write for role in self._roles_of(subject))
+
+    def sees_created(self, subject: Subject, cls: str) -> bool:
+        """Whether `subject` would see a twin of `cls` just created (no links yet): some role reads the class and no
+        row rule of that role restricts it (a rule's predicate is not decided for a twin that is not written yet)."""
+        name = self.ontology.get(cls).name
+        return any(
+            (role.read is None or name in role.read) and not any(name in rule.classes for rule in role.rows)
+            for role in self._roles_of(subject)
+        )
+
     # ------------------------------------------------------------------ reads
 
     def read_scope(self, subject: Subject) -> ReadScope:
@@ -270,8 +284,8 @@ class Policy:
         predicate = None if "true" in alternatives else " OR ".join(f"({a})" for a in alternatives)
         hidden = {
             cls.name: frozenset(
-                prop for prop, definition in self.ontology.properties(cls.id).items()
-                if self._mode(roles, cls.name, definition.classification) != "show"
+                prop for prop in self.ontology.properties(cls.id)
+                if self._mode(roles, cls.name, self.classification(prop)) != "show"
             )
             for cls in self.ontology.classes.values()
         }
@@ -316,11 +330,18 @@ class Policy:
         return any(rule_cls in self.ontology and (self.ontology.is_a(cls, rule_cls) or self.ontology.is_a(rule_cls, cls))
                    for rule in role.rows for rule_cls in rule.classes)
 
+    def classification(self, field_name: str) -> str:
+        """The classification a value of property `field_name` is masked by, whichever class holds it.
+
+        A value keeps its classification when its twin changes class, and history and lineage keep values written under
+        former classes: so a property name is classified as strictly as any class of the ontology classifies it (a name
+        no class defines counts as Internal).
+        """
+        return self._strictest.get(field_name, DEFAULT_CLASSIFICATION)
+
     def field_mode(self, subject: Subject, cls: str, field_name: str) -> MaskMode:
         """How `field_name` of a `cls` twin is shown to `subject`."""
-        definition = self.ontology.properties(cls).get(field_name)
-        classification = definition.classification if definition else DEFAULT_CLASSIFICATION
-        return self._mode(self._roles_of(subject), self.ontology.get(cls).name, classification)
+        return self._mode(self._roles_of(subject), self.ontology.get(cls).name, self.classification(field_name))
 
     def relationship_field_mode(self, subject: Subject, classification: str | None) -> MaskMode:
         """How a property of a relationship (a link between two twins the subject may see) is shown to `subject`."""
@@ -333,29 +354,32 @@ class Policy:
         modes = self._modes.get(key)
         if modes is None:
             roles = self._roles_of(subject)
-            try:
-                defs = self.ontology.properties(cls)
-                name = self.ontology.get(cls).name
-            except UnknownTerm:
-                defs, name = {}, cls
+            name = self.ontology.get(cls).name if cls in self.ontology else cls
+            # every property name any class defines: a twin may hold one its class does not (a former class's)
             modes = {
-                prop: mode for prop, definition in defs.items()
-                if (mode := self._mode(roles, name, definition.classification)) != "show"
+                prop: mode for prop, classification in self._strictest.items()
+                if (mode := self._mode(roles, name, classification)) != "show"
             }
             modes[""] = self._mode(roles, name, DEFAULT_CLASSIFICATION)  # for fields the ontology does not know
             self._modes[key] = modes
         return modes
+
+    def unreadable(self, subject: Subject, cls: str, names: Iterable[str]) -> set[str]:
+        """The properties among `names` of a `cls` twin that `subject` may not read (nor write, nor remove)."""
+        modes = self._field_modes(subject, cls)
+        known = self._strictest
+        return {name for name in names if (modes.get(name, "show") if name in known else modes[""]) != "show"}
 
     def mask(self, subject: Subject, record: TwinRecord) -> MaskedTwin:
         """The twin with every field masked as the subject's roles require."""
         modes = self._field_modes(subject, record.cls)
         if len(modes) == 1 and modes[""] == "show":
             return MaskedTwin(record.uid, record.cls, record.labels, dict(record.properties))
-        defs = self.ontology.properties(record.cls) if record.cls in self.ontology else {}
+        known = self._strictest
         shown: dict[str, Any] = {}
         masked: dict[str, str] = {}
         for name, value in record.properties.items():
-            mode = modes.get(name, "show") if name in defs else modes[""]
+            mode = modes.get(name, "show") if name in known else modes[""]
             if mode == "show":
                 shown[name] = value
                 continue
@@ -363,6 +387,21 @@ class Policy:
             if mode != "null":
                 shown[name] = mask_value(value, mode)
         return MaskedTwin(record.uid, record.cls, record.labels, shown, masked)
+
+
+def _strictest_classifications(ontology: Ontology) -> dict[str, str]:
+    """Property name -> the strictest classification any class of `ontology` gives it (absent = Internal)."""
+    rank = {level: i for i, level in enumerate(CLASSIFICATIONS)}
+    strictest: dict[str, str] = {}
+    for cls in ontology.classes.values():
+        for name, definition in ontology.properties(cls.id).items():
+            level = definition.classification or DEFAULT_CLASSIFICATION
+            level = level if level in rank else CLASSIFICATIONS[-1]  # unknown: the most sensitive
+            if rank[level] > rank.get(strictest.get(name, CLASSIFICATIONS[0]), 0):
+                strictest[name] = level
+            else:
+                strictest.setdefault(name, level)
+    return strictest
 
 
 def mask_value(value: Any, mode: MaskMode) -> Any:

@@ -36,7 +36,8 @@ class Dialect(ABC):
 
     @abstractmethod
     def shortest_path(self, types: str, max_depth: int, directed: bool) -> str:
-        """A query returning one shortest path `p` from (a {uid:$source}) to (b {uid:$target})."""
+        """A query returning one shortest path `p` from (a {uid:$source}) to (b {uid:$target}); it ends with `RETURN p`,
+        which callers replace by what they return of the path."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class FalkorDialect(Dialect):
             )
         return (
             f"MATCH p = (a:Twin {{uid: $source}})-{rel}-(b:Twin {{uid: $target}}) "
-            "RETURN p ORDER BY length(p) LIMIT 1"
+            "WITH p ORDER BY length(p) LIMIT 1 RETURN p"
         )
 
 

@@ -109,7 +109,7 @@ class TwinWriter:
         context: ChangeContext,
         existing: dict[str, tuple[str, dict[str, Any]]],
     ) -> WriteSummary:
-        missing = _unmet(required, batch, existing)
+        missing = _unmet(required, batch, existing) + self._stranded(batch, existing)
         if missing:
             raise BatchRejected(missing)
         creates: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -152,6 +152,26 @@ class TwinWriter:
             self._remember(uid, self.ontology.get(cls_id).name)
         created = sum(len(rows) for rows in creates.values())
         return WriteSummary(created=created, updated=len(changes) - created, unchanged=unchanged)
+
+    def _stranded(self, batch: dict[str, tuple[str, dict[str, Any]]],
+                  existing: dict[str, tuple[str, dict[str, Any]]]) -> list[Violation]:
+        """Properties a class change would leave on a twin whose new class does not define them: refused (their
+        values would lose the classification that protects them) unless the same write removes them (None)."""
+        stranded: list[Violation] = []
+        for uid, (cls_id, props) in batch.items():
+            old = existing.get(uid)
+            if old is None or old[0] == self.ontology.get(cls_id).name:
+                continue
+            defs = self.ontology.properties(cls_id)
+            new_name = self.ontology.get(cls_id).name
+            stranded += [
+                Violation(f"twins({uid}).{key}", "stranded",
+                          f"{new_name} does not define {key!r}, which {uid} holds as a {old[0]}; "
+                          "remove it (set it to null) in the same write to change the class")
+                for key, value in old[1].items()
+                if value is not None and key not in defs and (key not in props or props[key] is not None)
+            ]
+        return stranded
 
     def _relabel(self, old_class: str, cls_id: str) -> str:
         new_labels = self.ontology.labels(cls_id)
@@ -365,7 +385,7 @@ class TwinWriter:
         defs = self.ontology.properties(cls_id)
         if as_is is None:  # properties whose values the graph stores unchanged: no `encode` call for them
             as_is = self._as_is[cls_id] = frozenset(k for k, d in defs.items() if stored_as_is(d.schema))
-        return {k: v if k in as_is else encode(v, defs[k].schema) for k, v in props.items()}
+        return {k: v if k in as_is or v is None else encode(v, defs[k].schema) for k, v in props.items()}
 
     def _link_values(self, source_class: str, rel_type: str, props: dict[str, Any]) -> dict[str, Any]:
         """A link's validated properties as the graph stores them (None kept: it removes a property)."""

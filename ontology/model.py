@@ -428,10 +428,10 @@ class Ontology:
         problems: list[Violation] = []
         for key, value in properties.items():
             prop = defs.get(key)
+            if value is None:  # removes a value; of a property the class lacks, one a former class left (class change)
+                continue
             if prop is None:
                 problems.append(Violation(f"{prefix}{key}", "unknown-property", f"{cls.name} has no property {key!r}"))
-                continue
-            if value is None:
                 continue
             for where, message in check_value(value, prop.schema, f"{prefix}{key}"):
                 problems.append(Violation(where, "type", message))

@@ -201,7 +201,12 @@ def test_class_change_relabels(store: GraphStore) -> None:
     record = store.get("x")
     assert record is not None and record.labels == ("Employee", "Person", "Entity")
     assert store.find("Employee").total == 1
-    store.upsert_twins([Twin("x", "Person", {})])
+    with pytest.raises(BatchRejected) as caught:  # employeeId would be left on a Person, unclassified
+        store.upsert_twins([Twin("x", "Person", {})])
+    assert [(v.path, v.rule) for v in caught.value.violations] == [("twins(x).employeeId", "stranded")]
+    assert store.find("Employee").total == 1
+    store.upsert_twins([Twin("x", "Person", {"employeeId": None})])  # removed in the same write: allowed
+    assert store.get("x").properties == {"name": "X"}  # type: ignore[union-attr]
     assert store.find("Employee").total == 0
     assert store.find("Person").total == 1
 
@@ -528,7 +533,7 @@ def other_writer(store: GraphStore, tmp_path: Path) -> GraphStore:
 def test_a_class_changed_by_another_writer_is_checked_again_before_linking(store: GraphStore, tmp_path: Path) -> None:
     small_enterprise(store)  # this store now remembers m-mill as a Machine
     with other_writer(store, tmp_path) as other:
-        other.upsert_twins([Twin("m-mill", "Unit", {"name": "Mill hall"})])  # no longer a Machine
+        other.upsert_twins([Twin("m-mill", "Unit", {"name": "Mill hall", "status": None, "capacity": None})])
     with pytest.raises(BatchRejected) as caught:
         store.upsert_links([Link("operates", "e-bob", "m-mill"), Link("operates", "e-bob", "m-lathe")])
     assert [v.rule for v in caught.value.violations] == ["range"]
