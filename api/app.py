@@ -25,6 +25,7 @@ from api.json_codec import JsonResponse, loads
 from api.limits import limit_extensions
 from api.metrics import ApiMetrics, RequestMetrics
 from api.mutations import RESOLVERS as MUTATION_RESOLVERS
+from api.changes import RESOLVERS as CHANGE_RESOLVERS
 from api.records import RESOLVERS as RECORD_RESOLVERS
 from api.scenarios import MUTATION_RESOLVERS as SCENARIO_MUTATIONS
 from api.scenarios import QUERY_RESOLVERS as SCENARIO_QUERIES
@@ -115,7 +116,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
 
 def _bind(schema: TwinSchema) -> None:
     roots = RootQueries(schema.plan)
-    for name, resolver in {**roots.resolvers, **RECORD_RESOLVERS, **SCENARIO_QUERIES}.items():
+    for name, resolver in {**roots.resolvers, **RECORD_RESOLVERS, **CHANGE_RESOLVERS, **SCENARIO_QUERIES}.items():
         schema.bind("Query", name, resolver)
     for name, resolver in {**MUTATION_RESOLVERS, **SCENARIO_MUTATIONS}.items():
         schema.bind("Mutation", name, resolver)

@@ -179,6 +179,23 @@ class Selection:
             self._untyped[key] = result
         return result
 
+    def shaped(self, type_: Any, nodes: Sequence[FieldNode], values: dict[str, Any]) -> dict[str, Any]:
+        """`values` (keyed by field name) keyed by response key at every level of object types, as the completed
+        result expects; scalar values (JSON included) are left as they are."""
+        named = get_named_type(type_)
+        result: dict[str, Any] = {}
+        for key, sub in self.fields(named, nodes).items():
+            name = sub[0].name.value
+            value = values.get(name)
+            field_type = get_named_type(named.fields[name].type) if name in named.fields else None
+            if isinstance(field_type, GraphQLObjectType):
+                if isinstance(value, dict):
+                    value = self.shaped(field_type, sub, value)
+                elif isinstance(value, list):
+                    value = [self.shaped(field_type, sub, item) if isinstance(item, dict) else item for item in value]
+            result[key] = value
+        return result
+
     def _collect(self, type_: GraphQLObjectType, selection_set: SelectionSetNode,
                  result: dict[str, list[FieldNode]], visited: set[str]) -> None:
         for selection in selection_set.selections:

@@ -6,7 +6,6 @@ from dataclasses import asdict
 from typing import Any
 
 import anyio.to_thread
-from graphql import get_named_type
 
 from api.compiler import Selection, governed, list_limit
 from api.context import RequestContext
@@ -59,22 +58,6 @@ def _study_values(record: Any, summaries: list[Any]) -> dict[str, Any]:
     }
 
 
-def _shaped(sel: Selection, type_: Any, nodes: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """`values` keyed by response key at every level, as the completed result expects."""
-    named = get_named_type(type_)
-    result: dict[str, Any] = {}
-    for key, sub in sel.fields(named, nodes).items():
-        name = sub[0].name.value
-        value = values.get(name)
-        field_type = named.fields[name].type if name in named.fields else None
-        if isinstance(value, dict) and field_type is not None:
-            value = _shaped(sel, field_type, sub, value)
-        elif isinstance(value, list) and value and isinstance(value[0], dict) and field_type is not None:
-            value = [_shaped(sel, field_type, sub, item) for item in value]
-        result[key] = value
-    return result
-
-
 def _run_values(job: Job | None, stored: Any | None) -> dict[str, Any]:
     if job is None:
         return {"id": stored.record.study_id, "name": stored.record.name, "status": "completed",
@@ -100,7 +83,7 @@ async def scenarios(root: Any, info: Any, first: Any = None) -> list[dict[str, A
     studies = await anyio.to_thread.run_sync(load)
     sel = Selection(info)
     ctx.rows += len(studies)
-    return [_shaped(sel, info.return_type, info.field_nodes, _study_values(*study)) for study in studies]
+    return [sel.shaped(info.return_type, info.field_nodes, _study_values(*study)) for study in studies]
 
 
 async def scenario_run(root: Any, info: Any, id: str) -> dict[str, Any]:
@@ -122,7 +105,7 @@ async def scenario_run(root: Any, info: Any, id: str) -> dict[str, Any]:
     if job is None and stored is None:
         raise NotFound(f"no scenario run or stored study {id!r}")
     ctx.rows += 1
-    return _shaped(Selection(info), info.return_type, info.field_nodes, _run_values(job, stored))
+    return Selection(info).shaped(info.return_type, info.field_nodes, _run_values(job, stored))
 
 
 async def run_scenario(root: Any, info: Any, spec: str, replications: Any = None) -> dict[str, Any]:
@@ -138,7 +121,7 @@ async def run_scenario(root: Any, info: Any, spec: str, replications: Any = None
     except SimulationError as exc:
         raise BadUserInput(str(exc)) from None
     ctx.rows += 1
-    return _shaped(Selection(info), info.return_type, info.field_nodes, _run_values(job, None))
+    return Selection(info).shaped(info.return_type, info.field_nodes, _run_values(job, None))
 
 
 QUERY_RESOLVERS = {"scenarios": governed(scenarios), "scenarioRun": governed(scenario_run)}

@@ -229,6 +229,35 @@ class HistoryEntry:
     after: JSON | None
 
 
+@strawberry.type(description="One change of the change feed, with its gap-free sequence number (values masked by policy).")
+class Change:
+    """A committed change of a twin or a link."""
+
+    seq: int
+    uid: strawberry.ID
+    kind: str
+    op: str
+    className: str | None
+    linkType: str | None
+    target: str | None
+    actor: str
+    source: str | None
+    runId: str | None
+    at: DateTime
+    before: JSON | None
+    after: JSON | None
+
+
+@strawberry.type(description="A page of the change feed: the changes the caller may see, and where to go on from.")
+class ChangePage:
+    """Changes after a cursor; `cursor` is the sequence number to pass as `after` next (it passes hidden changes
+    too), `head` the newest sequence number in the feed."""
+
+    changes: list[Change]
+    cursor: int
+    head: int
+
+
 @strawberry.type(description="Where one property value came from (value masked by policy).")
 class LineageRecord:
     """A provenance record of the lineage store."""
@@ -384,7 +413,7 @@ _STATIC = {
     "Twin": Twin, "PageInfo": PageInfo, "SortDirection": SortDirection, "AggregateFunction": AggregateFunction,
     "AggregateMetric": AggregateMetric, "MetricValue": MetricValue, "AggregateRow": AggregateRow,
     "SearchHit": SearchHit, "ImpactHit": ImpactHit, "PathResult": PathResult, "HistoryEntry": HistoryEntry,
-    "LineageRecord": LineageRecord, "AuditRecord": AuditRecord, "WriteResult": WriteResult, "TwinInput": TwinInput,
+    "Change": Change, "ChangePage": ChangePage, "LineageRecord": LineageRecord, "AuditRecord": AuditRecord, "WriteResult": WriteResult, "TwinInput": TwinInput,
     "ScenarioSummary": ScenarioSummary, "ScenarioStudy": ScenarioStudy, "ScenarioRun": ScenarioRun,
     "LinkInput": LinkInput, "LinkKeyInput": LinkKeyInput, "StringFilter": StringFilter, "IntFilter": IntFilter,
     "FloatFilter": FloatFilter, "BooleanFilter": BooleanFilter, "DateFilter": DateFilter,
@@ -392,8 +421,8 @@ _STATIC = {
     "Date": Date, "DateTime": DateTime, "Time": Time, "Duration": Duration, "JSON": JSON,
 }
 SYSTEM_FIELDS = ("uid", "className", "labels")
-ROOT_FIELDS = ("twin", "search", "impact", "path", "aggregate", "history", "lineage", "auditLog", "scenarios",
-               "scenarioRun")
+ROOT_FIELDS = ("twin", "search", "impact", "path", "aggregate", "history", "changes", "lineage", "auditLog",
+               "scenarios", "scenarioRun")
 
 # ------------------------------------------------------------------------------------------------------------- plan
 
@@ -830,6 +859,9 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
                 description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON."),
         b.field("history", "List[HistoryEntry]", args=[("uid", "strawberry.ID"), ("first", "Optional[int]")],
                 description="Recorded changes of a twin (needs history.read)."),
+        b.field("changes", "ChangePage", args=[("after", "Optional[int]"), ("first", "Optional[int]")],
+                description="The change feed after the sequence number `after` (default 0), oldest first: changes of "
+                            "twins and links the caller may see, values masked (needs history.read)."),
         b.field("lineage", "List[LineageRecord]",
                 args=[("uid", "strawberry.ID"), ("property", "Optional[str]"), ("first", "Optional[int]")],
                 description="Where a twin's values came from (needs lineage.read)."),

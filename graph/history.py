@@ -245,7 +245,7 @@ class HistoryStore:
             bounds = conn.execute(select(w.c.after_id, w.c.last_id, w.c.state).where(w.c.id == write_id)).first()
             if bounds is None or bounds.state == CONFIRMED:
                 return 0, 0
-            rows = [_entry(row) for row in conn.execute(
+            rows = [entry_of(row) for row in conn.execute(
                 select(twin_history).where(*_rows_of(write_id, bounds.after_id, bounds.last_id))
                 .order_by(twin_history.c.id))]
         keep = landed(rows)
@@ -282,7 +282,7 @@ class HistoryStore:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [_entry(row) for row in conn.execute(query)]
+            return [entry_of(row) for row in conn.execute(query)]
 
     def as_of(self, uid: str, when: dt.datetime) -> dict[str, Any] | None:
         """The twin's properties (with `_class`) as they were at `when`; None if it did not exist then."""
@@ -393,7 +393,8 @@ def _utc(when: dt.datetime, name: str) -> dt.datetime:
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
-def _entry(row: Any) -> HistoryEntry:
+def entry_of(row: Any) -> HistoryEntry:
+    """A history row as read back (times in UTC, states decoded)."""
     at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
     return HistoryEntry(
         id=row.id,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from typing import Any
 
 from graph.backends import CypherBackend, open_backend
 from graph.errors import HistoryUnavailable, TwinNotFound
+from graph.feed import ChangeFeed
 from graph.history import ChangeContext, HistoryEntry, HistoryStore
 from graph.model import Link, Twin, TwinRecord, WriteSummary
 from graph.reads import TwinReader
@@ -146,6 +148,11 @@ class GraphStore(TwinReader):
     def as_of(self, uid: str, when: dt.datetime) -> dict[str, Any] | None:
         """The twin's recorded state at `when`, or None if it did not exist then."""
         return self._history().as_of(uid, when)
+
+    @cached_property
+    def feed(self) -> ChangeFeed:
+        """The change feed: every confirmed change in one gap-free sequence (needs history)."""
+        return ChangeFeed(self._history())
 
     def _history(self) -> HistoryStore:
         if self.history is None:

@@ -1,0 +1,112 @@
+"""The change feed: every confirmed change of the twin in one gap-free sequence, read from history itself.
+
+History is the outbox: a graph write's history rows are committed as pending before the graph is written and
+confirmed after it (graph/history.py), and confirmation gives the write's rows the next sequence numbers while it
+holds the sequence row's lock. So writes are confirmed in sequence order, a reader never sees a number before the
+ones below it are committed, and a change that reached the graph is in the feed exactly once, with no second
+write to forget. A write's rows take the numbers `seq_start .. seq_start + count - 1` in the order of their ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from graph.errors import GraphError
+from graph.history import (
+    CONFIRMED,
+    HistoryEntry,
+    HistoryStore,
+    entry_of,
+    twin_history,
+    twin_history_sequence,
+    twin_history_write,
+)
+
+MAX_PAGE = 10_000  # changes one read returns at most
+_SEQUENCE = "history"
+
+
+class FeedError(GraphError):
+    """A feed read was asked for something it cannot give (a cursor beyond the feed's end, a bad page size)."""
+
+
+@dataclass(frozen=True)
+class FeedChange:
+    """One committed change with its place in the feed."""
+
+    seq: int
+    uid: str  # the twin, or a link's source
+    kind: str  # twin | link
+    op: str  # create | update | delete
+    cls: str | None  # the twin's class when the change was made (links: None)
+    link_type: str | None
+    target: str | None  # a link's target
+    actor: str
+    source: str | None
+    run_id: str | None
+    at: dt.datetime
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, seq: int, entry: HistoryEntry) -> FeedChange:
+        """The change `entry` at sequence number `seq`."""
+        return cls(seq, entry.uid, entry.kind, entry.op, entry.cls, entry.link_type, entry.target, entry.actor,
+                   entry.source, entry.run_id, entry.at, entry.before, entry.after)
+
+
+class ChangeFeed:
+    """Reads the feed of one history store: the head, and pages of changes after a cursor (a sequence number)."""
+
+    def __init__(self, history: HistoryStore) -> None:
+        self.history = history
+        self.engine = history.engine
+        with contextlib.suppress(OperationalError, ProgrammingError), self.engine.begin() as conn:
+            # a history table created before the feed existed lacks this index; every page read needs it
+            conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_twin_history_write_id ON twin_history (write_id)")
+
+    def head(self) -> int:
+        """The sequence number of the newest confirmed change (0 when the feed is empty)."""
+        with self.engine.connect() as conn:
+            last = conn.execute(select(twin_history_sequence.c.last)
+                                .where(twin_history_sequence.c.name == _SEQUENCE)).scalar_one_or_none()
+        return int(last or 0)
+
+    def read(self, after: int = 0, limit: int = 1_000) -> list[FeedChange]:
+        """The changes numbered after `after`, oldest first, at most `limit`; FeedError for a cursor past the head."""
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise FeedError(f"a feed cursor is a sequence number >= 0, got {str(after)[:40]!r}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+            raise FeedError(f"a feed page holds 1 to {MAX_PAGE} changes, got {str(limit)[:40]!r}")
+        w = twin_history_write
+        with self.engine.connect() as conn:
+            head = conn.execute(select(twin_history_sequence.c.last)
+                                .where(twin_history_sequence.c.name == _SEQUENCE)).scalar_one_or_none() or 0
+            if after > head:
+                raise FeedError(f"cursor {after} is beyond the feed's end ({head})")
+            writes = conn.execute(
+                select(w.c.id, w.c.seq_start, w.c.count, w.c.after_id, w.c.last_id)
+                .where(w.c.state == CONFIRMED, w.c.seq_start + w.c.count > after + 1, w.c.count > 0)
+                .order_by(w.c.seq_start).limit(limit)
+            ).all()
+            changes: list[FeedChange] = []
+            for write in writes:
+                skip = max(0, after + 1 - write.seq_start)  # rows of this write the cursor has passed
+                wanted = min(write.count - skip, limit - len(changes))
+                rows = conn.execute(
+                    select(twin_history)
+                    .where(twin_history.c.write_id == write.id, twin_history.c.id > write.after_id,
+                           *((twin_history.c.id <= write.last_id,) if write.last_id is not None else ()))
+                    .order_by(twin_history.c.id).offset(skip).limit(wanted)
+                ).all()
+                changes += [FeedChange.of(write.seq_start + skip + i, entry_of(row)) for i, row in enumerate(rows)]
+                if len(changes) >= limit:
+                    break
+        return changes
+
