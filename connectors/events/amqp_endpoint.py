@@ -34,6 +34,8 @@ class AmqpEndpoint(AsyncClientEndpoint):
         if len(address.path_parts) > 1:
             raise EndpointConfigError(address.redacted, "expected amqp://user:pass@host:port/VHOST?exchange=X")
         self._exchange = address.query.get("exchange", "")
+        # declare=False: the exchange is looked up passively, never created or redeclared with another type
+        self._exchange_ref: RabbitExchange | str = RabbitExchange(self._exchange, declare=False) if self._exchange else ""
         self._routing_key = address.query.get("routing_key")
         if not self._exchange and not self._routing_key:
             raise EndpointConfigError(
@@ -61,7 +63,7 @@ class AmqpEndpoint(AsyncClientEndpoint):
             raise EndpointUnreachable(self.url, f"RabbitMQ not reachable: {self._error_text(exc)}") from None
         if self._exchange:
             try:
-                await self._broker.declare_exchange(RabbitExchange(self._exchange, passive=True))
+                await self._broker.declare_exchange(self._exchange_ref)  # type: ignore[arg-type]
             except (ChannelNotFoundEntity, ChannelClosed):
                 raise EndpointRefused(self.url, f"exchange {self._exchange!r} does not exist") from None
 
@@ -74,7 +76,7 @@ class AmqpEndpoint(AsyncClientEndpoint):
         try:
             await self._broker.publish(
                 to_cloudevent_json(event),
-                exchange=self._exchange,
+                exchange=self._exchange_ref,
                 routing_key=routing_key,
                 persist=True,
                 mandatory=True,

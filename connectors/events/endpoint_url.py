@@ -84,6 +84,8 @@ def parse_endpoint_url(url: str) -> EndpointAddress:
         raise EndpointConfigError(shown, f"malformed URL ({exc})") from None
     if not parts.scheme or "://" not in url:
         raise EndpointConfigError(shown, "malformed URL: expected scheme://host[:port]/...")
+    if "#" in url:
+        raise EndpointConfigError(shown, "malformed URL: '#' starts a fragment (topic prefixes hold no wildcards)")
     host = parts.hostname
     if not host:
         raise EndpointConfigError(shown, "malformed URL: no host")
