@@ -68,7 +68,7 @@ class AmqpEndpoint(AsyncClientEndpoint):
                 raise EndpointRefused(self.url, f"exchange {self._exchange!r} does not exist") from None
 
     async def _send(self, events: list[TwinEvent]) -> None:
-        await gather_in_window([self._publish_one(e) for e in events], self._options.max_in_flight)
+        await gather_in_window(self._publish_one, events, self._options.max_in_flight)
 
     async def _publish_one(self, event: TwinEvent) -> None:
         assert self._broker is not None

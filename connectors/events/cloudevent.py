@@ -5,11 +5,14 @@ A ``TwinEvent`` is one entry of the change feed as it leaves the twin: ``id`` is
 ``twin.deleted``, ``link.created``, ``link.deleted``, ...), ``subject`` the twin uid, ``time`` an aware
 datetime and ``data`` a JSON-able dict (a JSON Patch or the full twin).
 
-The encoding uses the CNCF CloudEvents SDK (``cloudevents`` on PyPI, ``cloudevents.core``): it validates
-the required context attributes of the 1.0 spec (``id``, ``source``, ``specversion``, ``type``; ``subject``
-non-empty, ``time`` timezone-aware) and writes the structured JSON format with ``time`` as RFC 3339 (``Z``
-for UTC). Taking it rather than writing ``json.dumps`` by hand keeps the output checked against the
-spec by the project that owns it, at the cost of one small pure-Python dependency.
+The CNCF CloudEvents SDK (``cloudevents`` on PyPI, ``cloudevents.core``) is the reference: decoding
+(``from_cloudevent_json``) goes through it, so what a receiver reads is checked against the spec's rules
+(required ``id``, ``source``, ``specversion``, ``type``; ``subject`` non-empty; ``time`` timezone-aware), and
+the tests assert our encoding reads back through it and equals its own writer's output. The hot path,
+``to_cloudevent_json``, writes the same structured JSON with orjson instead: the SDK's writer (attribute
+validation plus stdlib json) took about 23 us per event, a third of the time a JetStream publish costs here
+(tests/benchmarks/event_endpoints.py), while ``TwinEvent`` already enforces the same attribute rules when it
+is built. ``time`` is RFC 3339 with ``Z`` for UTC, exactly as the SDK writes it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
@@ -67,6 +71,24 @@ class TwinEvent:
 
 def to_cloudevent_json(event: TwinEvent) -> bytes:
     """Encode one event as CloudEvents 1.0 structured-mode JSON (UTF-8 bytes)."""
+    document = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "time": event.time,
+        "datacontenttype": DATA_CONTENT_TYPE,
+        "data": event.data if isinstance(event.data, dict) else dict(event.data),
+    }
+    try:
+        return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidEventError(f"event {event.id!r:.40} has data that is not JSON-able: {exc}") from None
+
+
+def to_cloudevent_json_via_sdk(event: TwinEvent) -> bytes:
+    """The same encoding through the CloudEvents SDK's own writer (the reference the fast path is tested against)."""
     attributes = {
         "specversion": "1.0",
         "id": event.id,
@@ -77,12 +99,9 @@ def to_cloudevent_json(event: TwinEvent) -> bytes:
         "datacontenttype": DATA_CONTENT_TYPE,
     }
     try:
-        cloud_event = CloudEvent(attributes, dict(event.data))
-        return _FORMAT.write(cloud_event)
+        return _FORMAT.write(CloudEvent(attributes, dict(event.data)))
     except BaseCloudEventException as exc:
         raise InvalidEventError(f"event {event.id!r:.40} is not a valid CloudEvent: {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        raise InvalidEventError(f"event {event.id!r:.40} has data that is not JSON-able: {exc}") from exc
 
 
 def from_cloudevent_json(body: bytes | str) -> TwinEvent:

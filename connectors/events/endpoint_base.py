@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
@@ -173,17 +173,27 @@ class AsyncClientEndpoint(EndpointBase):
         """Close the connection."""
 
 
-async def gather_in_window(coros: Sequence[Coroutine[Any, Any, T]], window: int) -> list[T]:
-    """Await coroutines with at most `window` pending at once, started in order; the first failure raises."""
-    semaphore = asyncio.Semaphore(window)
+async def gather_in_window(
+    make: Callable[[TwinEvent], Awaitable[T]], events: Sequence[TwinEvent], window: int
+) -> list[T]:
+    """Run make(event) for every event with at most `window` pending, started in list order; first failure raises.
 
-    async def limited(coro: Coroutine[Any, Any, T]) -> T:
-        async with semaphore:
-            return await coro
+    `window` workers take the next event in turn, so sends leave in order without a semaphore's waiter scans.
+    """
+    results: list[T | None] = [None] * len(events)
+    next_index = 0
 
-    tasks = [asyncio.ensure_future(limited(c)) for c in coros]
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < len(events):
+            index = next_index
+            next_index += 1
+            results[index] = await make(events[index])
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(window, len(events)))]
     try:
-        return list(await asyncio.gather(*tasks))
+        await asyncio.gather(*workers)
     finally:
-        for task in tasks:
+        for task in workers:
             task.cancel()
+    return results  # type: ignore[return-value]

@@ -95,6 +95,19 @@ def test_structured_encoding_carries_every_required_attribute_and_round_trips() 
     assert json.loads(to_cloudevent_json(offset))["time"] == "2026-01-02T03:04:05+02:00"
 
 
+def test_fast_encoding_equals_the_cloudevents_sdk_writer() -> None:
+    from connectors.events.cloudevent import to_cloudevent_json_via_sdk
+
+    events = [
+        TwinEvent("1", SOURCE, "twin.created", "Employee:ü/7", datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+                  {"name": "Zoë", "salary": 51234.5, "tags": ["a", None, True], "nested": {"k": [1, 2]}}),
+        TwinEvent("2", "https://twin.example/acme", "link.deleted", "Team:1",
+                  datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=-5))), {}),
+    ]
+    for event in events:
+        assert json.loads(to_cloudevent_json(event)) == json.loads(to_cloudevent_json_via_sdk(event))
+
+
 @pytest.mark.parametrize(
     ("field", "value", "says"),
     [
