@@ -13,7 +13,12 @@ Opening checks the exchange exists (passive declare) so a missing exchange is re
 
 from __future__ import annotations
 
-from aio_pika.exceptions import AMQPConnectionError, ChannelClosed, DeliveryError, ProbableAuthenticationError
+from aio_pika.exceptions import (
+    AMQPConnectionError,
+    ChannelClosed,
+    DeliveryError,
+    ProbableAuthenticationError,
+)
 from aiormq.exceptions import ChannelNotFoundEntity, PublishError
 from faststream.rabbit import RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel

@@ -173,14 +173,14 @@ class AsyncClientEndpoint(EndpointBase):
         """Close the connection."""
 
 
-async def gather_in_window(
-    make: Callable[[TwinEvent], Awaitable[T]], events: Sequence[TwinEvent], window: int
-) -> list[T]:
+async def gather_in_window[R](
+    make: Callable[[TwinEvent], Awaitable[R]], events: Sequence[TwinEvent], window: int
+) -> list[R]:
     """Run make(event) for every event with at most `window` pending, started in list order; first failure raises.
 
     `window` workers take the next event in turn, so sends leave in order without a semaphore's waiter scans.
     """
-    results: list[T | None] = [None] * len(events)
+    results: list[R | None] = [None] * len(events)
     next_index = 0
 
     async def worker() -> None:

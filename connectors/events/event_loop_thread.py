@@ -7,8 +7,8 @@ NATS, Kafka and RabbitMQ brokers) live on this loop, and ``run`` hands a corouti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar

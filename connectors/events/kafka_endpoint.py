@@ -16,13 +16,23 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, RequestTimedOutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    RequestTimedOutError,
+)
 from faststream.kafka import KafkaBroker
 
 from .cloudevent import STRUCTURED_CONTENT_TYPE, TwinEvent, to_cloudevent_json
 from .endpoint_base import AsyncClientEndpoint, EndpointOptions
 from .endpoint_url import EndpointAddress
-from .errors import EndpointConfigError, EndpointRefused, EndpointTimeout, EndpointUnreachable
+from .errors import (
+    EndpointConfigError,
+    EndpointRefused,
+    EndpointTimeout,
+    EndpointUnreachable,
+)
 
 
 class KafkaEndpoint(AsyncClientEndpoint):

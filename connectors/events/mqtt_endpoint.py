@@ -26,7 +26,12 @@ from paho.mqtt.properties import Properties
 from .cloudevent import STRUCTURED_CONTENT_TYPE, TwinEvent, to_cloudevent_json
 from .endpoint_base import EndpointBase, EndpointOptions
 from .endpoint_url import EndpointAddress
-from .errors import EndpointConfigError, EndpointRefused, EndpointTimeout, EndpointUnreachable
+from .errors import (
+    EndpointConfigError,
+    EndpointRefused,
+    EndpointTimeout,
+    EndpointUnreachable,
+)
 
 
 def mqtt_topic(prefix: str, event_type: str) -> str:

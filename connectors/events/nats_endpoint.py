@@ -32,7 +32,12 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from .cloudevent import STRUCTURED_CONTENT_TYPE, TwinEvent, to_cloudevent_json
 from .endpoint_base import AsyncClientEndpoint, EndpointOptions, gather_in_window
 from .endpoint_url import EndpointAddress
-from .errors import EndpointConfigError, EndpointRefused, EndpointTimeout, EndpointUnreachable
+from .errors import (
+    EndpointConfigError,
+    EndpointRefused,
+    EndpointTimeout,
+    EndpointUnreachable,
+)
 
 _SUBJECT_TOKEN_FORBIDDEN = set(" \t\r\n*>")
 

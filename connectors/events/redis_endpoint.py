@@ -14,13 +14,24 @@ faststream consumer can read; an event route must be readable by any Redis clien
 from __future__ import annotations
 
 import redis
-from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .cloudevent import STRUCTURED_CONTENT_TYPE, TwinEvent, to_cloudevent_json
 from .endpoint_base import EndpointBase, EndpointOptions
 from .endpoint_url import EndpointAddress
-from .errors import EndpointConfigError, EndpointError, EndpointRefused, EndpointTimeout, EndpointUnreachable
+from .errors import (
+    EndpointConfigError,
+    EndpointError,
+    EndpointRefused,
+    EndpointTimeout,
+    EndpointUnreachable,
+)
 
 
 class RedisStreamEndpoint(EndpointBase):

@@ -19,8 +19,18 @@ import httpx
 from .cloudevent import STRUCTURED_CONTENT_TYPE, TwinEvent, to_cloudevent_json
 from .endpoint_base import EndpointBase, EndpointOptions
 from .endpoint_url import EndpointAddress
-from .errors import EndpointConfigError, EndpointRefused, EndpointTimeout, EndpointUnreachable
-from .webhook_signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
+from .errors import (
+    EndpointConfigError,
+    EndpointRefused,
+    EndpointTimeout,
+    EndpointUnreachable,
+)
+from .webhook_signature import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    webhook_signature,
+)
 
 
 class WebhookEndpoint(EndpointBase):

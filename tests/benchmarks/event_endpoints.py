@@ -23,9 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
 
-import nats  # noqa: E402
+import nats
 
-from connectors.events import EndpointOptions, TwinEvent, open_endpoint, to_cloudevent_json  # noqa: E402
+from connectors.events import (
+    EndpointOptions,
+    TwinEvent,
+    open_endpoint,
+    to_cloudevent_json,
+)
 
 NATS_URL = "nats://127.0.0.1:4222"
 

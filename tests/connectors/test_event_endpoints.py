@@ -430,7 +430,8 @@ def test_rabbitmq_topic_exchange_routes_by_event_type(rabbit_queue: str) -> None
     try:
         with open_endpoint(f"amqp://guest:guest@{HOST}:5672/?exchange={exchange}") as endpoint:
             endpoint.publish(make_events(2, kind="link.created"))
-            with pytest.raises(EndpointRefused, match="'twin.updated'.*NO_ROUTE"):
+            refused = pytest.raises(EndpointRefused, match="'twin.updated'.*NO_ROUTE")
+            with refused:
                 endpoint.publish(make_events(1, first=3))  # no queue binds twin.*: returned, not lost silently
     finally:
         asyncio.run(bind(False))
@@ -442,9 +443,9 @@ def test_rabbitmq_topic_exchange_routes_by_event_type(rabbit_queue: str) -> None
 
 
 def test_rabbitmq_refusals_are_typed_and_hide_the_password(rabbit_queue: str) -> None:
-    with open_endpoint(f"amqp://guest:guest@{HOST}:5672/?routing_key=no-queue-{uuid.uuid4().hex}") as endpoint:
-        with pytest.raises(EndpointRefused, match="NO_ROUTE"):
-            endpoint.publish(make_events(1))
+    unroutable = f"amqp://guest:guest@{HOST}:5672/?routing_key=no-queue-{uuid.uuid4().hex}"
+    with open_endpoint(unroutable) as endpoint, pytest.raises(EndpointRefused, match="NO_ROUTE"):
+        endpoint.publish(make_events(1))
     with pytest.raises(EndpointRefused, match="exchange 'no-such-exchange' does not exist"):
         open_endpoint(f"amqp://guest:guest@{HOST}:5672/?exchange=no-such-exchange")
     with pytest.raises(EndpointRefused, match="refused the login") as caught:
@@ -538,7 +539,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 if receiver.behaviour == "hang":
                     time.sleep(4)
@@ -585,9 +586,9 @@ def test_webhook_posts_signed_events_the_receiver_verifies(webhook_receiver: Web
         endpoint.publish(events)
     assert webhook_receiver.accepted == events
     assert webhook_receiver.rejected == []
-    with open_endpoint(webhook_receiver.url, EndpointOptions(webhook_secret="another-secret")) as endpoint:
-        with pytest.raises(EndpointRefused, match="HTTP 401"):
-            endpoint.publish(make_events(1, first=4))
+    wrong_secret = EndpointOptions(webhook_secret="another-secret")
+    with open_endpoint(webhook_receiver.url, wrong_secret) as endpoint, pytest.raises(EndpointRefused, match="HTTP 401"):
+        endpoint.publish(make_events(1, first=4))
     assert webhook_receiver.rejected == ["signature does not match the body and timestamp"]
 
 
