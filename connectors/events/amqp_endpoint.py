@@ -7,7 +7,7 @@ delivery, ``message_id`` = event id (consumers dedup redeliveries by it), ``cont
 ``mandatory``: publish() returns when RabbitMQ has confirmed every message, and a message no queue would
 take (returned as NO_ROUTE) fails the batch instead of vanishing.
 
-Client: faststream's ``RabbitBroker`` (over aio-pika), the same abstraction as the NATS and Kafka endpoints.
+Client: faststream's ``RabbitBroker`` (over aio-pika), the same abstraction as the Kafka endpoint.
 Opening checks the exchange exists (passive declare) so a missing exchange is reported at open.
 """
 
@@ -55,7 +55,6 @@ class AmqpEndpoint(AsyncClientEndpoint):
         self._broker = RabbitBroker(
             base,
             timeout=self._options.connect_timeout_s,
-            client_properties={"connection_name": self._options.client_name},
             default_channel=Channel(publisher_confirms=True, on_return_raises=True),
             logger=None,
             apply_types=False,

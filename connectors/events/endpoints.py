@@ -5,7 +5,7 @@
 ============================  ===========================================  ==============================
 scheme                        what publish() does                          client
 ============================  ===========================================  ==============================
-``nats://``                   JetStream publish, ``Nats-Msg-Id`` = id      faststream (nats-py)
+``nats://``                   JetStream publish, ``Nats-Msg-Id`` = id      nats-py
 ``kafka://``                  produce, key = uid, acks=all                 faststream (aiokafka)
 ``amqp://`` ``amqps://``      confirmed persistent publish, message_id=id  faststream (aio-pika)
 ``redis://`` ``rediss://``    XADD (pipelined), optional MAXLEN ~          redis-py

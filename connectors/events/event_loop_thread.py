@@ -1,7 +1,7 @@
 """An asyncio event loop owned by one endpoint and run in its own daemon thread.
 
-The delivery loop calls endpoints synchronously from a worker thread; the asyncio clients (faststream's
-NATS, Kafka and RabbitMQ brokers) live on this loop, and ``run`` hands a coroutine over and waits.
+The delivery loop calls endpoints synchronously from a worker thread; the asyncio clients (nats-py, and
+faststream's Kafka and RabbitMQ brokers) live on this loop, and ``run`` hands a coroutine over and waits.
 """
 
 from __future__ import annotations

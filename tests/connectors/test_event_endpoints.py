@@ -627,3 +627,62 @@ def test_publish_after_close_is_refused(redis_stream: str) -> None:
     with pytest.raises(EndpointClosed):
         endpoint.publish(make_events(1))
     assert isinstance(EndpointClosed("x", "y"), EndpointError)
+
+
+# --- a broker that goes away and comes back ----------------------------------------------------------------------
+
+
+def start_nats_server(port: int, store: str) -> subprocess.Popen:
+    """A private nats-server with JetStream on a file store, listening on port."""
+    process = subprocess.Popen(
+        ["nats-server", "-a", HOST, "-p", str(port), "-js", "-sd", store],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while service_missing(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.timeout(60)
+def test_nats_endpoint_fails_while_the_server_is_down_and_reconnects_after(tmp_path) -> None:
+    import shutil
+
+    import nats
+
+    if shutil.which("nats-server") is None:
+        pytest.skip("nats-server is not installed")
+    port, store = closed_port(), str(tmp_path / "js")
+    server = start_nats_server(port, store)
+    url = f"nats://{HOST}:{port}"
+
+    async def create_stream() -> None:
+        nc = await nats.connect(url)
+        await nc.jetstream().add_stream(name="RESTART", subjects=["restart.>"])
+        await nc.close()
+
+    try:
+        asyncio.run(create_stream())
+        with open_endpoint(f"{url}/RESTART/restart", EndpointOptions(timeout_s=2, connect_timeout_s=2)) as endpoint:
+            endpoint.publish(make_events(2))
+            server.terminate()
+            server.wait(10)
+            with pytest.raises(EndpointUnreachable):
+                endpoint.publish(make_events(2, first=3))
+            server = start_nats_server(port, store)
+            endpoint.publish(make_events(3, first=2))  # the batch is resent from 2: id 2 is deduped by the stream
+
+        async def read() -> list[str]:
+            nc = await nats.connect(url)
+            sub = await nc.jetstream().subscribe("restart.>", stream="RESTART", ordered_consumer=True)
+            ids = []
+            with contextlib.suppress(Exception):
+                while True:
+                    ids.append((await sub.next_msg(timeout=1)).headers["Nats-Msg-Id"])
+            await nc.close()
+            return ids
+
+        assert asyncio.run(read()) == ["1", "2", "3", "4"]
+    finally:
+        server.terminate()
+        server.wait(10)
