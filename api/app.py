@@ -34,6 +34,7 @@ from api.schema import TwinSchema, build_schema
 from governance.audit import Decision
 
 if TYPE_CHECKING:
+    from connectors.route_delivery import RouteRuntime
     from connectors.sync_runtime import SyncRuntime
 
 API_VERSION = "1.0.0"
@@ -50,6 +51,7 @@ class ApiServices:
     metrics: ApiMetrics
     jobs: JobRunner
     live: SyncRuntime | None = None  # the scheduled syncs, when this app runs them
+    routes: RouteRuntime | None = None  # the event routes' deliveries, when this app runs them
 
     @property
     def policy(self) -> Any:
@@ -80,18 +82,22 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
     services.metrics.watch_audit(lambda: services.trail.failed)
     if settings.runtime_enabled if live is None and owned else bool(live):
         services.live = runtime.sync_runtime()
+        services.routes = runtime.route_runtime(holder=services.live.holder)
         services.metrics.watch_connectors(services.live)
+        services.metrics.watch_routes(services.routes)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The ontology, schema and policy live as long as the app: keeping their ~200k objects out of the garbage
         # collector's full passes removes ~100 ms pauses that stalled every request in flight.
         gc.freeze()
-        if services.live is not None:
-            services.live.start()
+        for background in (services.live, services.routes):
+            if background is not None:
+                background.start()
         yield
-        if services.live is not None:
-            services.live.stop()
+        for background in (services.live, services.routes):
+            if background is not None:
+                background.stop()
         services.jobs.close()
         services.trail.close()
         if owned:

@@ -29,6 +29,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "audit": LazyCommand("api.commands.audit:app", "Verify and export the audit log."),
     "token": LazyCommand("api.commands.token:token", "Print a bearer token the local API server trusts (development; use an OIDC provider in production)."),
     "erase": LazyCommand("api.commands.erase:erase", "Blank the twin's PII fields in the graph, its history and lineage values; the audit chain still verifies."),
+    "routes": LazyCommand("api.commands.routes:app", "Event routes: where the twin's changes go "
+                          "(DATA_DIR/routes.yaml)."),
     "run": LazyCommand("api.commands.run:run", "Keep every scheduled connector in sync by itself (schedules in "
                        "connectors.yaml; one runtime per connector)."),
     "serve": LazyCommand("api.commands.serve:serve", "Serve the governed GraphQL API (POST /graphql, GraphiQL on GET) and the REST operations (/docs)."),

@@ -38,6 +38,10 @@ class ApiMetrics:
         """Report each scheduled connector of the runtime `live` (a SyncRuntime), read at each scrape."""
         self.registry.register(_ConnectorCollector(live))
 
+    def watch_routes(self, routes: Any) -> None:
+        """Report each event route of `routes` (a RouteRuntime), read at each scrape."""
+        self.registry.register(_RouteCollector(routes))
+
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""
         return generate_latest(self.registry)
@@ -109,3 +113,28 @@ class _ConnectorCollector:
             families["held"].add_metric(name, 1.0 if status.held else 0.0)
             families["quarantined"].add_metric(name, status.quarantined)
         yield from families.values()
+
+
+class _RouteCollector:
+    """Per-route figures of the event routes: cursor, events delivered, failures, suspension."""
+
+    def __init__(self, routes: Any) -> None:
+        self.routes = routes
+
+    def describe(self) -> list[Any]:
+        """No fixed descriptions: the routes are known only at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        """One sample per route for each figure."""
+        cursor = GaugeMetricFamily("twin_route_cursor", "Last change sequence number the route dealt with",
+                                   labels=["route"])
+        delivered = CounterMetricFamily("twin_route_events_delivered", "Events the route published", labels=["route"])
+        failures = GaugeMetricFamily("twin_route_failures", "Consecutive failed deliveries", labels=["route"])
+        suspended = GaugeMetricFamily("twin_route_suspended", "1 while the route keeps failing", labels=["route"])
+        for status in self.routes.status():
+            cursor.add_metric([status.route], status.cursor)
+            delivered.add_metric([status.route], status.delivered)
+            failures.add_metric([status.route], status.failures)
+            suspended.add_metric([status.route], 1.0 if status.suspended else 0.0)
+        yield from (cursor, delivered, failures, suspended)

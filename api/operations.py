@@ -91,6 +91,11 @@ def operations_router(services: Any) -> APIRouter:
                               "lastSuccess": s.last_success.isoformat() if s.last_success else None,
                               "lastError": s.last_error}
                 for s in services.live.status()}
+        if services.routes is not None and services.routes.routes:
+            body["routes"] = {
+                s.route: {"endpoint": s.endpoint, "leaseHeld": s.held, "cursor": s.cursor, "delivered": s.delivered,
+                          "failures": s.failures, "suspended": s.suspended, "lastError": s.last_error}
+                for s in services.routes.status()}
         return JSONResponse(body, 200 if ok else 503)
 
     @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")

@@ -18,6 +18,8 @@ from ontology.loader import load_ontology
 from ontology.model import Ontology
 
 if TYPE_CHECKING:  # the results store imports Mesa; commands that never read studies start without it
+    from connectors.route_delivery import RouteRuntime
+    from connectors.routes import Route
     from connectors.sync_runtime import SyncRuntime
     from simulation.results import ResultsStore
 
@@ -94,6 +96,23 @@ class Runtime:
             LeaseStore(url), policy=self.policy, audit=self.audit,
             lease_seconds=self.settings.runtime_lease_seconds,
         )
+
+    def routes(self) -> list[Route]:
+        """The event routes of DATA_DIR/routes.yaml, checked (secrets from the process environment)."""
+        from connectors.routes import load_routes
+
+        return load_routes(self.settings.data_dir / "routes.yaml", self.ontology)
+
+    def route_runtime(self, holder: str | None = None) -> RouteRuntime:
+        """The runtime that delivers the change feed to every event route (not started)."""
+        from connectors.leases import LeaseStore
+        from connectors.route_delivery import RouteCursors, RouteRuntime
+        from connectors.sync_runtime import runtime_holder
+
+        url = self.settings.resolved_database_url
+        return RouteRuntime(self.routes(), self.store, self.policy, RouteCursors(url), LeaseStore(url),
+                            source=self.settings.event_source, holder=holder or runtime_holder(), audit=self.audit,
+                            lease_seconds=self.settings.runtime_lease_seconds)
 
     @staticmethod
     def operator() -> Subject:

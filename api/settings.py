@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     runtime_enabled: bool = Field(
         True, description="Run scheduled connector syncs inside `twin serve` and `twin demo` (`twin run` always does)."
     )
+    event_source: str = Field(
+        "urn:enterprise-twin:twin", description="CloudEvents `source` of the twin's change events on every route."
+    )
     runtime_lease_seconds: float = Field(
         30.0, ge=3.0, description="Connector lease period: a dead runtime's connectors move to another within it."
     )

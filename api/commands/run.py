@@ -11,6 +11,7 @@ from rich.console import Console
 
 from api.runtime import Runtime
 from connectors.registry import RegistryError
+from connectors.routes import RouteError
 from connectors.sync import SyncReport
 from connectors.sync_runtime import ConnectorStatus
 
@@ -21,17 +22,20 @@ def run(
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only this connector (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing per run.")] = False,
 ) -> None:
-    """Keep every scheduled connector in sync by itself (schedules in connectors.yaml; one runtime per connector)."""
+    """Keep every scheduled connector in sync by itself (schedules in connectors.yaml; one runtime per connector)
+    and deliver the change feed to every event route (routes.yaml)."""
     runtime = Runtime()
     try:
         live = runtime.sync_runtime(only)
-    except RegistryError as exc:
+        routes = runtime.route_runtime(holder=live.holder)
+    except (RegistryError, RouteError) as exc:
         runtime.close()
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    if not live.schedules:
+    if not live.schedules and not routes.routes:
         runtime.close()
-        console.print("no connector has a schedule; set `schedule:` in connectors.yaml", highlight=False)
+        console.print("no connector has a schedule and no event route is configured; set `schedule:` in "
+                      "connectors.yaml or add routes.yaml", highlight=False)
         raise typer.Exit(1)
 
     def report(status: ConnectorStatus, sync: SyncReport | None) -> None:
@@ -50,12 +54,15 @@ def run(
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    console.print(f"runtime {live.holder}: " + ", ".join(f"{n} ({s.describe()})" for n, s in live.schedules.items()),
-                  highlight=False, markup=False)
+    console.print(f"runtime {live.holder}: " + ", ".join(f"{n} ({s.describe()})" for n, s in live.schedules.items())
+                  + "".join(f", route {name} -> {status.endpoint}" for name, status in
+                            ((s.route, s) for s in routes.status())), highlight=False, markup=False)
     live.start()
+    routes.start()
     try:
         stopping.wait()
     finally:
-        console.print("stopping: finishing running syncs, releasing leases", highlight=False)
+        console.print("stopping: finishing running syncs and deliveries, releasing leases", highlight=False)
         live.stop()
+        routes.stop()
         runtime.close()
