@@ -52,6 +52,7 @@ class ApiServices:
     jobs: JobRunner
     live: SyncRuntime | None = None  # the scheduled syncs, when this app runs them
     routes: RouteRuntime | None = None  # the event routes' deliveries, when this app runs them
+    feed_watcher: Any = None  # wakes the GraphQL subscriptions when the change feed moves
 
     @property
     def policy(self) -> Any:
@@ -98,6 +99,8 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
         for background in (services.live, services.routes):
             if background is not None:
                 background.stop()
+        if services.feed_watcher is not None:
+            await services.feed_watcher.close()
         services.jobs.close()
         services.trail.close()
         if owned:
@@ -113,6 +116,10 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
 
     app.include_router(operations_router(services))
     _graphql_routes(app, services, settings.api_graphiql, settings.api_query_timeout_ms)
+    from api.subscriptions import FeedWatcher, subscription_route
+
+    services.feed_watcher = FeedWatcher(services)
+    subscription_route(app, services)
     mount_console(app)
 
     app.add_middleware(RequestMetrics, metrics=services.metrics)

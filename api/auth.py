@@ -74,6 +74,13 @@ class Authenticator:
         return subject
 
 
+def token_expiry(authorization: str) -> float | None:
+    """When an already verified bearer token expires (its `exp`, epoch seconds), for connections that outlive a
+    request; None when it has no `exp`."""
+    expires = _unverified_claims(authorization.strip().partition(" ")[2].strip()).get("exp")
+    return float(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool) else None
+
+
 def _unverified_claims(token: str) -> dict[str, object]:
     """The payload of a compact JWS, only to choose the verifier (which then checks everything)."""
     parts = token.split(".")

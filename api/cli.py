@@ -32,7 +32,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "routes": LazyCommand("api.commands.routes:app", "Event routes: where the twin's changes go "
                           "(DATA_DIR/routes.yaml)."),
     "run": LazyCommand("api.commands.run:run", "Keep every scheduled connector in sync by itself (schedules in "
-                       "connectors.yaml; one runtime per connector)."),
+                       "connectors.yaml; one runtime per connector) and deliver the change feed to every event "
+                       "route (routes.yaml)."),
     "serve": LazyCommand("api.commands.serve:serve", "Serve the governed GraphQL API (POST /graphql, GraphiQL on GET) and the REST operations (/docs)."),
     "demo": LazyCommand("api.commands.demo:demo", "Build the sample enterprise's sources, sync them with lineage and "
                         "audit, print tokens and example queries, then serve the API with GraphiQL (re-running "

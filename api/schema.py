@@ -887,9 +887,18 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
         b.field("runScenario", "ScenarioRun", args=[("spec", "str"), ("replications", "Optional[int]")],
                 description="Start a what-if study (YAML spec) in the background; poll scenarioRun(id) for results."),
     ])
+    subscription = b.make("Subscription", [
+        b.field("changes", "Change",
+                args=[("after", "Optional[int]"), ("classNames", "Optional[List[TwinClass]]"),
+                      ("uid", "Optional[strawberry.ID]")],
+                description="Changes as they are committed (over WebSocket, graphql-transport-ws): after the sequence "
+                            "number `after` (default: from now), of twins of these classes (and links touching "
+                            "them) or of one twin; filtered and masked like `changes` (needs history.read)."),
+    ])
     from api.completion import CompletedExecutionContext  # it reads this module's resolvers: imported late
 
-    schema = _QuietSchema(query=query, mutation=mutation, types=object_types, extensions=list(extensions),
+    schema = _QuietSchema(query=query, mutation=mutation, subscription=subscription, types=object_types,
+                          extensions=list(extensions),
                           config=StrawberryConfig(scalar_map=SCALAR_MAP),
                           execution_context_class=CompletedExecutionContext)
     result = TwinSchema(schema, plan)
