@@ -95,6 +95,8 @@ def _print_report(report: SyncReport) -> None:
                                                                 "quarantined")))
     console.print(table)
     for e in report.entities:
+        if e.skipped:
+            console.print(f"  {e.entity} skipped: {e.skipped}", highlight=False, markup=False)
         for kind, examples in e.examples.items():
             for example in examples:
                 console.print(f"  {e.entity} {verb}{kind}: {example}", highlight=False)
@@ -136,7 +138,8 @@ def run(
             typer.echo(json.dumps({"run_id": report.run_id, "status": report.status, "mode": report.mode,
                                    "dry_run": report.dry_run, "counts": report.counts,
                                    "entities": {e.entity: {k: getattr(e, k) for k in ("read", "created", "updated",
-                                                "unchanged", "deleted", "quarantined")} for e in report.entities},
+                                                "unchanged", "deleted", "quarantined", "skipped")}
+                                                for e in report.entities},
                                    "examples": {e.entity: dict(e.examples) for e in report.entities},
                                    "timings": dict(report.timings)}))
             return
