@@ -23,7 +23,7 @@ app = typer.Typer(
 app.add_typer(ontology_commands.app, name="ontology")
 app.add_typer(graph_commands.app, name="graph")
 app.add_typer(connect_commands.app, name="connect")
-app.add_typer(connect_commands.lineage_app, name="lineage")
+app.command("lineage")(connect_commands.lineage)  # a command, not a group: its arguments parse as written
 app.add_typer(scenario_commands.app, name="scenario")
 app.add_typer(audit_commands.app, name="audit")
 app.command()(token)
