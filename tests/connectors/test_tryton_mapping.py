@@ -5,11 +5,17 @@ an unknown field after a dot."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
+
+from api.cli import app
+from api.settings import get_settings
 
 from connectors.mapping import parse_mapping
 from connectors.source import SourceError, SourceObjectMissing
@@ -19,6 +25,7 @@ from ontology.model import Ontology
 from tests.connectors.test_tryton_sync import assert_matches_tryton, tryton_connector
 from tests.connectors.tryton_server import TrytonServer
 from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
+from tests.server_leaks import falkordb_processes_under
 
 OPTIONAL = {"product_suppliers", "purchase_suppliers", "purchases", "purchase_lines", "work_centers", "productions",
             "production_work_centers"}
@@ -100,6 +107,18 @@ def test_bundled_mapping_syncs_a_tryton_without_purchase_and_production(
     assert again.status == "completed" and again.counts["quarantined"] == 0
     assert {e.entity for e in again.entities if e.skipped} == OPTIONAL
     assert_matches_tryton(twin, plain)
+
+    # a party first synced as an Organization becomes an Employee twin when it is hired
+    (recruit,) = plain.create("party.party", [{"name": "Zofia Źrebięta"}])
+    engine.run(connector, "incremental")
+    assert twin.store.require(f"tryton:party:{recruit}").cls == "Organization"
+    company = plain.read("company.employee", [ids["lead"]], ["company"])[0]["company"]
+    (hired,) = plain.create("company.employee", [{"party": recruit, "company": company, "supervisor": ids["lead"]}])
+    hiring = engine.run(connector, "incremental")
+    assert hiring.status == "completed" and hiring.counts["quarantined"] == 0
+    assert_matches_tryton(twin, plain)
+    recruit_twin = twin.store.require(f"tryton:party:{recruit}")
+    assert (recruit_twin.cls, recruit_twin.properties["employeeId"]) == ("Employee", str(hired))
 
 
 MISSING_REQUIRED = """
@@ -197,3 +216,31 @@ def test_unknown_model_is_a_missing_source_object(plain: TrytonClient) -> None:
     with pytest.raises(SourceError, match=r"unknown field\(s\) shoe_size") as caught:
         read_all(TrytonSource(plain, "party.party", ["name", "shoe_size"]))
     assert not isinstance(caught.value, SourceObjectMissing)
+
+
+def test_connect_run_reports_the_skipped_entities(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain_tryton_server: TrytonServer,
+        plain_enterprise: dict[str, Any]) -> None:
+    server = plain_tryton_server
+    data = tmp_path / "twin"
+    data.mkdir()
+    (data / "connectors.yaml").write_text(
+        "connectors:\n  tryton:\n    mapping: mappings/tryton.yaml\n"
+        f"    source: {{kind: tryton, url: \"{server.url}\", database: {server.database}, "
+        f"username: {server.username}, password: \"${{TRYTON_PASSWORD}}\"}}\n", encoding="utf-8")
+    monkeypatch.setenv("TWIN_DATA_DIR", str(data))
+    monkeypatch.setenv("TRYTON_PASSWORD", server.password)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["connect", "run", "tryton", "--full"], env={"COLUMNS": "200"})
+        as_json = CliRunner().invoke(app, ["connect", "run", "tryton", "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "quarantined 0" in result.output
+    assert "purchases skipped: purchase.purchase.fields_get: unknown model 'purchase.purchase'" in result.output
+    assert as_json.exit_code == 0, as_json.output
+    entities = json.loads(as_json.output)["entities"]
+    assert {name for name, counts in entities.items() if counts["skipped"]} == OPTIONAL
+    assert entities["employees"]["skipped"] is None
+    assert falkordb_processes_under(tmp_path) == [], "a command left the embedded server running"
