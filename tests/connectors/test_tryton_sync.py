@@ -102,7 +102,8 @@ def build_enterprise(c: TrytonClient) -> dict[str, Any]:
     (fastener_supplier,) = c.create("party.party", [{"name": "Schrauben Łódź Sp. z o.o."}])
     c.create("purchase.product_supplier", [{"template": bolt_template, "product": bolt,
                                             "party": fastener_supplier}])
-    return {"task": task, "bolt": bolt, "fastener_supplier": fastener_supplier,"company": company, "chief": chief, "fitter": fitter, "welder": welder, "temp": temp,
+    return {"task": task, "bolt": bolt, "fastener_supplier": fastener_supplier,
+            "company": company, "chief": chief, "fitter": fitter, "welder": welder, "temp": temp,
             "supplier": supplier, "customer": customer, "product": product, "purchase": purchase,
             "opportunity": opportunity, "work_center": work_center, "production": production, "project": project,
             "people": people}
