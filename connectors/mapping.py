@@ -33,6 +33,9 @@ A mapping file describes one source system. Format (every key except those marke
           authoritative: true               # on a shared twin: this mapping's class and values win; a
                                             # non-authoritative source only fills properties still empty
         update_only: false                  # true: only update existing twins (telemetry), never create
+        optional: false                     # true: a source without this object (an ERP module not activated)
+                                            # skips the entity with a note in the run report; false: the
+                                            # other entities still run, then the run fails naming it
         ledger: true                        # false: stream (no per-key state, no deletion detection)
         telemetry: {time: ts, metrics: {temperature_c: temperature}}   # append readings to the time series
       - name: employee_skills               # an association row becomes one link, not a twin
@@ -308,11 +311,31 @@ class EntityMapping:
     telemetry: TelemetryRule | None = None
     update_only: bool = False
     ledger: bool = True
+    optional: bool = False
+    source_line: int = 0
 
     @property
     def is_association(self) -> bool:
         """True when each record becomes a link rather than a twin."""
         return self.link is not None
+
+    def line_of_field(self, source_field: str) -> int:
+        """The mapping line that reads `source_field`: the first rule using it, else the `source:` line."""
+        rules = [*self.properties, *self.links, *([self.link] if self.link else [])]
+        for rule in rules:
+            if isinstance(rule, PropertyRule):
+                if source_field in rule.source_fields:
+                    return rule.line
+                continue
+            for prop in rule.properties:
+                if source_field in prop.source_fields:
+                    return prop.line
+            source_fields = rule.source.fields if rule.source is not None else ()
+            if source_field in (*rule.target_fields, *source_fields):
+                return rule.line
+        if self.uid is not None and source_field in self.uid.fields:
+            return self.line
+        return self.source_line or self.line
 
     def rule_name(self, prop: str) -> str:
         """The mapping rule id recorded in lineage, e.g. 'sample_hr.yaml#employees.salary'."""
@@ -497,7 +520,7 @@ class _Checker:
     # ----------------------------------------------------------------------------------------- entities
     def entity(self, doc: Mapping[str, Any], line: int) -> EntityMapping | None:
         self.unknown_keys(doc, {"name", "class", "uid", "key", "watermark", "source", "properties", "links", "link",
-                                "identity", "telemetry", "update_only", "ledger"}, "entity")
+                                "identity", "telemetry", "update_only", "ledger", "optional"}, "entity")
         name = doc.get("name")
         if not isinstance(name, str) or not name:
             self.problem(line, "name", "every entity needs a `name`")
@@ -512,7 +535,9 @@ class _Checker:
             source = {}
         common = dict(name=name, file=self.file, line=line, key=keys, watermark=watermark,
                       source=dict(source), update_only=self.flag(doc, "update_only", False, name, line),
-                      ledger=self.flag(doc, "ledger", True, name, line))
+                      ledger=self.flag(doc, "ledger", True, name, line),
+                      optional=self.flag(doc, "optional", False, name, line),
+                      source_line=self.line_of(doc, "source", line))
         if "link" in doc:
             for forbidden in ("class", "uid", "properties", "links", "identity", "telemetry"):
                 if forbidden in doc:

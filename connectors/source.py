@@ -57,6 +57,18 @@ class SourceError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class SourceObjectMissing(SourceError):
+    """The source has no such object (table, model, endpoint), e.g. an ERP module that is not activated there."""
+
+
+class UnknownSourceField(SourceError):
+    """A field a mapping reads does not exist in the source object; `field` names it as the mapping wrote it."""
+
+    def __init__(self, message: str, *, field: str, model: str | None = None, method: str | None = None) -> None:
+        self.field = field
+        super().__init__(message, model=model, method=method)
+
+
 @runtime_checkable
 class Source(Protocol):
     """A readable system of record: full or incremental batches of records, plus the keys that exist now."""

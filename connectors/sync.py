@@ -47,7 +47,7 @@ from typing import Any, Literal
 from connectors.identity import IdentityResolver, Resolution, candidate
 from connectors.mapping import EntityMapping, LinkRule, PropertyRule, SourceMapping
 from connectors.quarantine import INVALID_FIELD, QuarantinedRow, QuarantineStore
-from connectors.source import Source, SourceRecord, Watermark
+from connectors.source import Source, SourceObjectMissing, SourceRecord, UnknownSourceField, Watermark
 from connectors.sync_state import LedgerEntry, PendingLink, SyncState, payload_text
 from connectors.telemetry import Reading, TelemetryStore
 from connectors.transforms import TransformError, cast_value
@@ -100,6 +100,7 @@ class EntityReport:
     quarantined: int = 0
     pending_links: int = 0
     links_written: int = 0
+    skipped: str | None = None  # why the entity was not synced (its source object does not exist)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def example(self, kind: str, text: str) -> None:
@@ -425,13 +426,29 @@ class SyncEngine:
         try:
             try:
                 with _CollectorPacing():
+                    missing: list[str] = []
                     for entity in chosen:
-                        self._sync_entity(ctx, entity)
+                        try:
+                            self._sync_entity(ctx, entity)
+                        except SourceObjectMissing as exc:  # a missing object never aborts the other entities
+                            if report.entity(entity.name).read:
+                                raise
+                            report.entity(entity.name).skipped = str(exc)
+                            if not entity.optional:
+                                missing.append(f"{entity.name} ({exc})")
+                        except UnknownSourceField as exc:
+                            raise SyncError(
+                                f"{connector.name}/{entity.name}: {entity.file}:{entity.line_of_field(exc.field)}: "
+                                f"source field {exc.field!r}: {exc}") from exc
                     if ctx.committer is not None:
                         ctx.committer.drain()
                     if not dry_run:
                         self._retry_pending(ctx)
                         self.state.clear_journal(connector.name)
+                    if missing:
+                        raise SyncError(f"{connector.name}: the source lacks what these entities read (the others "
+                                        f"were synced; mark an entity `optional: true` to skip it): "
+                                        f"{'; '.join(missing)}")
             finally:
                 if ctx.committer is not None:  # what was submitted is committed (or failed) before the run ends
                     ctx.committer.close()

@@ -53,13 +53,21 @@ from typing import Any
 
 import httpx
 
-from connectors.source import SourceError, SourceRecord, Watermark, change_time
+from connectors.source import (
+    SourceError,
+    SourceObjectMissing,
+    SourceRecord,
+    UnknownSourceField,
+    Watermark,
+    change_time,
+)
 from graph.urls import redact_url
 
 __all__ = [
     "TrytonAuthenticationError",
     "TrytonClient",
     "TrytonSource",
+    "TrytonUnavailableError",
     "tryton_value",
 ]
 
@@ -68,6 +76,10 @@ Domain = list[Any]
 
 class TrytonAuthenticationError(SourceError):
     """Tryton refused the credentials or the session (wrong user/password, expired or revoked session)."""
+
+
+class TrytonUnavailableError(SourceError):
+    """The server cannot be reached, or it does not serve the database: nothing about a model can be known."""
 
 
 def _encode(value: Any) -> Any:
@@ -356,7 +368,7 @@ class TrytonClient:
         try:
             response = self._http.post(path, content=body.encode("utf-8"), headers=headers)
         except httpx.HTTPError as exc:
-            raise SourceError(
+            raise TrytonUnavailableError(
                 f"cannot reach Tryton at {redact_url(self.url)}: {type(exc).__name__}", model=model, method=method_name
             ) from None
         status = response.status_code
@@ -372,9 +384,13 @@ class TrytonClient:
         if status == 403:
             raise SourceError("method is not exposed over RPC (HTTP 403)", model=model, method=method_name)
         if status == 404:
-            raise SourceError(f"database {self.database!r} not found on {redact_url(self.url)}", model=model, method=method_name)
+            raise TrytonUnavailableError(
+                f"database {self.database!r} not found on {redact_url(self.url)}", model=model, method=method_name
+            )
         if status == 429:
             raise SourceError("Tryton is rate-limiting this client (HTTP 429)", model=model, method=method_name)
+        if status >= 500:
+            raise TrytonUnavailableError(f"Tryton answered HTTP {status}", model=model, method=method_name)
         if status != 200:
             raise SourceError(f"Tryton answered HTTP {status}", model=model, method=method_name)
         try:
@@ -386,7 +402,10 @@ class TrytonClient:
         if payload.get("error") is not None:
             message = _error_message(payload["error"])
             if model and message == repr(model):  # trytond answers a bare KeyError for a model it does not have
-                message = f"unknown model {model!r}"
+                raise SourceObjectMissing(
+                    f"unknown model {model!r}: no module activated on database {self.database!r} defines it",
+                    model=model, method=method_name,
+                )
             raise SourceError(f"Tryton reported an error: {message}", model=model, method=method_name)
         return payload.get("result")
 
@@ -487,23 +506,17 @@ class TrytonSource:
         return domain
 
     def _check_fields(self) -> None:
-        """Fail early, naming the model and fields, when the model or a field does not exist on the server."""
+        """Fail early, naming the model and field, when the model or a field (or a dotted path's next step) does
+        not exist on the server; an unreachable server, unknown database or refused login is reported as such."""
         if self._checked:
             return
         top_level = sorted({f.split(".", 1)[0] for f in (*self.fields, self.watermark_field)})
-        try:
-            known = self.client.fields_get(self.model, top_level, context=self.context)
-        except TrytonAuthenticationError:
-            raise
-        except SourceError as exc:
-            raise SourceError(
-                f"cannot describe model {self.model!r} (unknown model or no read access): {exc}",
-                model=self.model,
-                method="fields_get",
-            ) from None
+        known = self._describe(self.model, top_level)
         missing = [f for f in top_level if f not in known and f != "id"]
         if missing:
-            raise SourceError(f"unknown field(s) {', '.join(missing)}", model=self.model, method="fields_get")
+            raise UnknownSourceField(
+                f"unknown field(s) {', '.join(missing)}", field=missing[0], model=self.model, method="fields_get"
+            )
         kind = known[self.watermark_field].get("type") if self.watermark_field in known else None
         if kind not in ("datetime", "timestamp"):
             raise SourceError(
@@ -511,7 +524,38 @@ class TrytonSource:
                 model=self.model,
                 method="fields_get",
             )
+        for path in self.fields:
+            if "." in path:
+                self._check_path(path, known)
         self._checked = True
+
+    def _describe(self, model: str, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """fields_get of `names` on `model`; connection, database and login failures pass through unchanged."""
+        try:
+            return self.client.fields_get(model, names, context=self.context)
+        except (TrytonAuthenticationError, TrytonUnavailableError, SourceObjectMissing):
+            raise
+        except SourceError as exc:
+            raise SourceError(
+                f"cannot describe model {model!r} (no read access?): {exc}", model=model, method="fields_get"
+            ) from None
+
+    def _check_path(self, path: str, root: Mapping[str, Mapping[str, Any]]) -> None:
+        """Follow a dotted path ('party.name') through the relations it crosses; refuse a step that does not exist."""
+        steps = path.split(".")
+        known, model = root, self.model
+        for depth, step in enumerate(steps):
+            if step not in known and step != "id":
+                raise UnknownSourceField(
+                    f"unknown field {step!r} of {model} in {path!r}", field=path, model=self.model, method="fields_get"
+                )
+            if depth == len(steps) - 1:
+                return
+            relation = known.get(step, {}).get("relation")
+            if not relation:  # a Reference or non-relational field: the server decides what follows
+                return
+            model = str(relation)
+            known = self._describe(model, [steps[depth + 1]])
 
     def _record(self, row: Mapping[str, Any]) -> SourceRecord:
         changed_at = row.get(self.watermark_field) or row.get("create_date")
