@@ -18,6 +18,7 @@ from api.scenarios import start_study
 from api.metrics import CONTENT_TYPE
 from governance.audit import Decision
 from governance.identity import Subject
+from ontology.errors import quoted
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the local issuer (`twin token`) or the OIDC issuer.")
 
@@ -151,7 +152,7 @@ def operations_router(services: Any) -> APIRouter:
         label = f"rest:job.read:{job_id}"[:200]
         if job is None:
             audit(subject, label, Decision.ALLOW, detail={"error": "unknown job"})
-            raise HTTPException(404, detail=f"no job {job_id!r} on this server")
+            raise HTTPException(404, detail=f"no job {quoted(job_id)} on this server")
         allow(subject, job.operation, label)
         audit(subject, label, Decision.ALLOW)
         return job.to_dict()

@@ -13,6 +13,7 @@ from api.errors import BadUserInput, NotFound
 from governance.canonical import utc_text
 from governance.policy import mask_value
 from graph.model import TwinRecord
+from ontology.errors import quoted
 from ontology.model import RelationshipDef
 
 
@@ -21,7 +22,7 @@ async def _visible_class(ctx: RequestContext, uid: str) -> str:
     record = await anyio.to_thread.run_sync(lambda: ctx.store.get(uid, ctx.scope))
     ctx.round_trips += 1
     if record is None:
-        raise NotFound(f"no twin {uid!r} that you may see")
+        raise NotFound(f"no twin {quoted(uid)} that you may see")
     return record.cls
 
 
@@ -138,7 +139,7 @@ async def audit_log(root: Any, info: Any, subject: Any = None, operation: Any = 
     if start < 0:
         raise BadUserInput(f"`offset` must not be negative, got {start}")
     if decision is not None and decision not in ("allow", "deny"):
-        raise BadUserInput(f"`decision` must be allow or deny, got {decision!r}")
+        raise BadUserInput(f"`decision` must be allow or deny, got {quoted(decision)}")
     trail = ctx.services.trail
     await anyio.to_thread.run_sync(trail.flush)
     records = await anyio.to_thread.run_sync(lambda: trail.log.query(

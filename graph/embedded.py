@@ -36,6 +36,7 @@ from falkordb import FalkorDB
 
 from graph.errors import GraphUnavailable
 from graph.server_process import (
+    DEFAULT_THREADS,
     FSYNC_POLICIES,
     FsyncPolicy,
     Listener,
@@ -156,8 +157,10 @@ def open_embedded(
     fsync: FsyncPolicy = "always",
     binaries: ServerBinaries | None = None,
     start_timeout: float = DEFAULT_START_TIMEOUT,
+    threads: int = DEFAULT_THREADS,
 ) -> EmbeddedHandle:
-    """Start or attach to the embedded server of `data_dir` and return a handle with a connected client."""
+    """Start or attach to the embedded server of `data_dir` and return a handle with a connected client (a server
+    this call starts gets `threads` query threads; a running one keeps its own)."""
     check_fsync(fsync)
     files = _prepare(data_dir)
     with _start_lock(files, start_timeout):
@@ -170,7 +173,7 @@ def open_embedded(
             )
         if record is None:
             listener = Listener(socket=files.socket)
-            pid = launch_server(files, binaries or ServerBinaries.bundled(), listener, fsync, start_timeout)
+            pid = launch_server(files, binaries or ServerBinaries.bundled(), listener, fsync, start_timeout, threads)
             record = ServerRecord(pid=pid, fsync=fsync, started_at=time.time(), socket=str(listener.socket))
             _write_record(files, record)
             started = True

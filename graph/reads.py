@@ -33,7 +33,7 @@ from graph.model import (
     TwinRecord,
 )
 from graph.values import decode
-from ontology.errors import UnknownTerm
+from ontology.errors import UnknownTerm, quoted
 from ontology.model import Ontology
 
 NODE = "{n}.uid, labels({n}), properties({n})"
@@ -214,7 +214,7 @@ class TwinReader:
         known = self.ontology.relationship_types()
         for rel_type in types:
             if rel_type not in known:
-                raise QueryError(f"unknown relationship type {rel_type!r}")
+                raise QueryError(f"unknown relationship type {quoted(rel_type)}")
         return f"[{':' + '|'.join(ident(t) for t in types) if types else ''}{length}]"
 
     def impact(self, uid: str, max_depth: int = 3, scope: ReadScope = UNRESTRICTED) -> list[ImpactHit]:
@@ -304,7 +304,7 @@ class TwinReader:
             keys.append(f"n.{ident(field)} AS g{i}")
         for i, (metric, field) in enumerate(metrics):
             if metric not in _METRICS:
-                raise QueryError(f"unknown aggregate {metric!r}; use one of {', '.join(_METRICS)}")
+                raise QueryError(f"unknown aggregate {quoted(metric)}; use one of {', '.join(_METRICS)}")
             if field is None:
                 if metric != "count":
                     raise QueryError(f"aggregate {metric} needs a field")
