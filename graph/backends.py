@@ -469,12 +469,15 @@ def open_backend(
     if scheme in ("falkordb", "redis"):
         import falkordb
 
+        from graph.server_process import no_retry
+
         try:
             client = falkordb.FalkorDB(
                 host=parsed.hostname or "127.0.0.1",
                 port=parsed.port or 6379,
                 username=parsed.username or user,
                 password=parsed.password or password,
+                retry=no_retry(),  # a resent write could apply twice; the backend reconnects, and retries reads
             )
         except Exception as exc:  # the client connects at once: refused, unknown host, bad credentials
             raise GraphUnavailable(f"FalkorDB server at {redact_url(url)} is not reachable: {type(exc).__name__}") from None

@@ -129,3 +129,37 @@ def test_twin_graph_stop_while_the_api_runs(harness: ApiHarness) -> None:
     assert served < RECOVERY_SECONDS and ready < RECOVERY_SECONDS
     after = embedded_status(data_dir / "graph")
     assert after is not None and after.pid != before.pid
+
+
+def test_a_postgresql_outage_is_503_and_heals_without_a_restart(tmp_path: Path, postgres_url: str) -> None:
+    """The relational store drops every connection and refuses new ones for a while (as during a PostgreSQL
+    restart): requests that need it get SERVICE_UNAVAILABLE and /ready 503, then both recover by themselves."""
+    import psycopg
+
+    from tests.conftest import POSTGRES_ADMIN
+
+    settings = _settings(tmp_path).model_copy(update={"database_url": postgres_url})
+    runtime = Runtime(settings=settings)
+    name = postgres_url.rsplit("/", 1)[1]
+    try:
+        twins, links = sample_twins()
+        runtime.store.upsert_twins(twins, actor="test")
+        with TestClient(create_app(runtime)) as client:
+            harness = ApiHarness(client, runtime, LocalIssuer(tmp_path))
+            history = '{ history(uid: "machine-1") { op } }'
+            assert harness.data(history)["history"][0]["op"] == "create"
+            with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+                try:
+                    status, body = harness.gql(history)
+                    assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE", body
+                    assert "postgres" not in body["errors"][0]["message"]  # no URL or credentials in the error
+                    assert client.get("/ready").status_code == 503
+                finally:
+                    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            assert client.get("/ready").status_code == 200
+            assert harness.data(history)["history"][0]["op"] == "create"
+    finally:
+        runtime.close()
+        stop_embedded(tmp_path / "graph")

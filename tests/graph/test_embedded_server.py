@@ -379,3 +379,60 @@ def test_tcp_server_serves_on_loopback_and_persists(graph_data_dir: Path) -> Non
 def test_tcp_server_refuses_a_data_dir_already_served(embedded_graph, graph_data_dir: Path) -> None:
     with pytest.raises(GraphUnavailable, match="already has a running server"):
         start_tcp_server(graph_data_dir)
+
+
+# --- reconnecting backends (issue 23 item 3) ---------------------------------------------------------------------
+
+
+def _until(condition, seconds: float = 10.0) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s")
+
+
+def _answers(backend) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return backend.read("MATCH (n:N) RETURN count(n)") == [[1]]
+    except GraphUnavailable:
+        return False
+
+
+def test_the_embedded_backend_restarts_its_killed_server(graph_data_dir: Path) -> None:
+    from graph.backends import open_backend
+
+    backend = open_backend(f"falkordb+embedded://{graph_data_dir}")
+    try:
+        backend.write("CREATE (:N {i: 1})")
+        old = embedded_status(graph_data_dir)
+        assert old is not None
+        os.kill(old.pid, signal.SIGKILL)
+        with pytest.raises(GraphUnavailable):
+            backend.write("CREATE (:N {i: 2})")  # a write is never resent: it fails, clearly
+        print(f"\n  embedded server back after {_until(lambda: _answers(backend)):.2f} s")
+        new = embedded_status(graph_data_dir)
+        assert new is not None and new.pid != old.pid and backend.ping()
+    finally:
+        backend.close()
+    assert falkordb_processes_under(graph_data_dir) == []  # the last client out still stops the restarted server
+
+
+def test_a_server_backend_reconnects_to_its_restarted_server(graph_data_dir: Path) -> None:
+    from graph.backends import open_backend
+
+    server = start_tcp_server(graph_data_dir)
+    backend = open_backend(server.url)
+    try:
+        backend.write("CREATE (:N {i: 1})")
+        server.stop()
+        with pytest.raises(GraphUnavailable):
+            backend.read("MATCH (n) RETURN count(n)")
+        assert not backend.ping()
+        server = start_tcp_server(graph_data_dir, port=server.port)
+        print(f"\n  server backend answers again after {_until(lambda: _answers(backend)):.2f} s")
+        assert backend.ping()
+    finally:
+        backend.close()
+        server.stop()
