@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     api_max_filter_depth: int = Field(5, ge=1, description="Deepest nesting of AND/OR/NOT/...Some in one `where`.")
     api_max_filter_conditions: int = Field(200, ge=1, description="Most conditions one `where` may hold.")
     api_reads_per_caller: int = Field(
-        2, ge=1, description="Graph reads one caller may have running at once in one API process (a read past its "
+        4, ge=1, description="Graph reads one caller may have running at once in one API process (a read past its "
         "time limit keeps its place until the graph server is done with it).")
     graph_threads: int = Field(
         8, ge=1, le=64, description="Query threads of the embedded FalkorDB server (set when it starts).")

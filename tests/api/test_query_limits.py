@@ -147,3 +147,54 @@ def test_the_embedded_server_runs_the_configured_query_threads(limited: ApiHarne
     connection = limited.store.backend._client.connection  # noqa: SLF001 - the server's own config is the evidence
     assert connection.execute_command("GRAPH.CONFIG", "GET", "THREAD_COUNT") == ["THREAD_COUNT",
                                                                                  limited.runtime.settings.graph_threads]
+
+
+def test_reads_past_the_bound_wait_in_line_and_leave_no_place_behind() -> None:
+    """Six reads of one caller with two places run two at a time in arrival order; reads given up on (time limit,
+    or the request cancelled while waiting) give every place back."""
+    import anyio
+
+    from api.read_gate import ReadGate
+    from graph.errors import QueryTimedOut
+
+    gate = ReadGate(per_caller=2)
+    finished: list[int] = []
+    outcomes: dict[int, Any] = {}
+
+    def work(i: int, seconds: float) -> Any:
+        def read() -> int:
+            finished.append(i)  # when it started: reads start in pairs, in arrival order
+            time.sleep(seconds)
+            return i
+        return read
+
+    async def one(i: int, seconds: float, timeout_ms: int) -> None:
+        try:
+            outcomes[i] = await gate.run("caller", work(i, seconds), timeout_ms)
+        except QueryTimedOut:
+            outcomes[i] = "TIMEOUT"
+
+    async def scenario() -> list[int]:
+        async with anyio.create_task_group() as group:
+            for i in range(6):
+                group.start_soon(one, i, 0.1, 10_000)
+                await anyio.sleep(0.005)
+        in_line = list(finished)
+        outcomes.clear()
+        async with anyio.create_task_group() as group:
+            for i in range(4):
+                group.start_soon(one, i, 0.6, 200)
+        async with anyio.create_task_group() as group:  # requests cancelled while their reads wait in line
+            for i in range(10, 14):
+                group.start_soon(one, i, 0.3, 10_000)
+            await anyio.sleep(0.05)
+            group.cancel_scope.cancel()
+        return in_line
+
+    in_line = anyio.run(scenario)
+    assert [sorted(in_line[k:k + 2]) for k in (0, 2, 4)] == [[0, 1], [2, 3], [4, 5]]
+    assert [outcomes[i] for i in range(4)] == ["TIMEOUT"] * 4
+    deadline = time.monotonic() + 10
+    while gate.running("caller") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gate.running("caller") == 0 and not gate._waiting  # noqa: SLF001 - no place or waiter left behind
