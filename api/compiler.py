@@ -25,7 +25,7 @@ import json
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from graphql import (
@@ -54,6 +54,7 @@ from graph.values import decode, encode
 from ontology.errors import quoted
 from ontology.schema import Schema
 
+T = TypeVar("T")
 PAGE_MAX = 1000
 DEFAULT_PAGE = 100
 DEFAULT_NESTED_PAGE = 50
@@ -827,10 +828,15 @@ class Compiler:
         params = self.params
         timeout = self.ctx.timeout_ms
         self.ctx.round_trips += 1
+        return await self.read(lambda: backend.read(cypher, params, timeout_ms=timeout))
+
+    async def read(self, work: Callable[[], T]) -> T:
+        """Run a blocking graph read in a worker thread, within the caller's share of concurrent reads and the
+        request's time limit."""
         gate = self.ctx.services.reads if self.ctx.services is not None else None
         if gate is None:
-            return await anyio.to_thread.run_sync(lambda: backend.read(cypher, params, timeout_ms=timeout))
-        return await gate.run(self.ctx.subject.sub, lambda: backend.read(cypher, params, timeout_ms=timeout), timeout)
+            return await anyio.to_thread.run_sync(work)
+        return await gate.run(self.ctx.subject.sub, work, self.ctx.timeout_ms)
 
 
 def _has_pattern(condition: str) -> bool:
@@ -993,7 +999,7 @@ class RootQueries:
         store = info.context.store
         ctx: RequestContext = info.context
         before = store.backend.queries
-        hits = await anyio.to_thread.run_sync(lambda: store.impact(uid, max_depth=depth, scope=ctx.scope))
+        hits = await c.read(lambda: store.impact(uid, max_depth=depth, scope=ctx.scope))
         ctx.round_trips += store.backend.queries - before
         hit_type = get_named_type(info.return_type)
         hit_fields = c.sel.fields(hit_type, info.field_nodes)
