@@ -12,7 +12,7 @@ from api.compiler import Selection, governed, plain
 from api.context import RequestContext
 from api.errors import BadUserInput, FieldForbidden, Forbidden
 from graph.model import Link, Twin, WriteSummary
-from ontology.errors import UnknownTerm, quoted
+from ontology.errors import UnknownTerm
 
 MAX_BATCH = 1000
 
@@ -47,7 +47,7 @@ async def _existing(ctx: RequestContext, uids: Iterable[str]) -> dict[str, tuple
 
 def _require_visible(found: Mapping[str, tuple[str, bool]], uid: str) -> None:
     if uid in found and not found[uid][1]:
-        raise Forbidden(f"denied: twin {quoted(uid)} is outside what you may see, so you may not change it")
+        raise Forbidden(f"denied: twin {uid!r} is outside what you may see, so you may not change it")
 
 
 def _class_name(ctx: RequestContext, cls: Any) -> str:
@@ -56,7 +56,7 @@ def _class_name(ctx: RequestContext, cls: Any) -> str:
     try:
         return ctx.store.ontology.get(cls).name
     except UnknownTerm:
-        raise BadUserInput(f"unknown class {quoted(cls)}") from None
+        raise BadUserInput(f"unknown class {cls!r}") from None
 
 
 def _result(info: Any, summary: WriteSummary) -> dict[str, Any]:
@@ -74,7 +74,7 @@ async def upsert_twins(root: Any, info: Any, twins: Any) -> dict[str, Any]:
         cls = _class_name(ctx, item.get("className"))
         props = item.get("properties")
         if not isinstance(props, dict):
-            raise BadUserInput(f"properties of twin {quoted(item.get('uid'))} must be an object")
+            raise BadUserInput(f"properties of twin {item.get('uid')!r} must be an object")
         ctx.policy.require(ctx.subject, "write", cls)
         hidden = ctx.scope.hidden_for(ctx.store.ontology.labels(cls)) & set(props)
         if hidden:
@@ -119,7 +119,7 @@ async def _link_checks(ctx: RequestContext, pairs: list[tuple[str, str]], action
         if source in found:
             ctx.policy.require(ctx.subject, action, found[source][0])  # type: ignore[arg-type]
         elif action == "write":
-            raise BadUserInput(f"link source {quoted(source)} does not exist")
+            raise BadUserInput(f"link source {source!r} does not exist")
 
 
 async def upsert_links(root: Any, info: Any, links: Any) -> dict[str, Any]:

@@ -13,8 +13,6 @@ HUGE = "u" * 1_000_000
 @pytest.mark.parametrize("query,variables", [
     ("query($u: ID!) { history(uid: $u) { op } }", {"u": HUGE}),
     ("query($u: ID!) { lineage(uid: $u) { property } }", {"u": HUGE}),
-    ('mutation($u: ID!) { upsertLinks(links: [{type: "locatedAt", source: $u, target: "site-1"}]) { created } }',
-     {"u": HUGE}),
     ("query($u: ID!) { scenarioRun(id: $u) { id } }", {"u": HUGE}),
     ("query($w: JSON) { aggregate(className: Machine, where: $w) { group } }", {"w": {HUGE: {"eq": 1}}}),
     ("query($w: JSON) { aggregate(className: Machine, where: $w) { group } }", {"w": {"name": {HUGE: 1}}}),
