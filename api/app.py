@@ -44,9 +44,9 @@ class ApiServices:
     schema: TwinSchema
     authenticator: Authenticator
     trail: AuditTrail
+    reads: ReadGate
     metrics: ApiMetrics
     jobs: JobRunner
-    reads: ReadGate
 
     @property
     def policy(self) -> Any:

@@ -304,7 +304,7 @@ class TwinReader:
             keys.append(f"n.{ident(field)} AS g{i}")
         for i, (metric, field) in enumerate(metrics):
             if metric not in _METRICS:
-                raise QueryError(f"unknown aggregate {quoted(metric)}; use one of {', '.join(_METRICS)}")
+                raise QueryError(f"unknown aggregate {metric!r}; use one of {', '.join(_METRICS)}")
             if field is None:
                 if metric != "count":
                     raise QueryError(f"aggregate {metric} needs a field")
