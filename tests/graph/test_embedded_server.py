@@ -436,3 +436,23 @@ def test_a_server_backend_reconnects_to_its_restarted_server(graph_data_dir: Pat
     finally:
         backend.close()
         server.stop()
+
+
+def test_a_server_that_dies_while_a_client_attaches_is_replaced(graph_data_dir: Path) -> None:
+    """The server is alive when a client finds its record and dies before it answers (killed a moment ago): the
+    client starts a new one instead of failing with 'exited during start-up'."""
+    import threading
+
+    first = open_embedded(graph_data_dir)
+    first.client.select_graph("g").query("CREATE (:N {i: 1})")
+    os.kill(first.pid, signal.SIGSTOP)  # alive, but not answering
+    killer = threading.Timer(0.5, os.kill, (first.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        with open_embedded(graph_data_dir) as second:
+            assert second.pid != first.pid and second.started
+            assert second.client.select_graph("g").query("MATCH (n:N) RETURN n.i").result_set == [[1]]
+    finally:
+        killer.join()
+        first.close()
+    assert falkordb_processes_under(graph_data_dir) == []
