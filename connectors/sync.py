@@ -15,8 +15,9 @@ Guarantees (see also connectors/sync_state.py):
   (twins and links are upserts by uid; the ledger recognises records already written; lineage commits with the
   ledger, or — in another database — a batch whose lineage became durable before a crash is found in the batch
   journal and the lineage store, and its lineage is not written twice).
-* **Deletions** are detected on full runs (ledger keys the source no longer has) and from records a source marks
-  deleted. Rule: the twin a deleted record fed is deleted only when no other ledger entry (of any connector or
+* **Deletions** are detected on every run: ledger keys the source no longer has (a full run: the keys it did not
+  read; an incremental run: the keys missing from the source's key list, for sources that list keys cheaply — SQL,
+  Tryton, files; see connectors.source.lists_keys), and records a source marks deleted. Rule: the twin a deleted record fed is deleted only when no other ledger entry (of any connector or
   entity) still feeds it; otherwise only the links that record produced are removed and the twin stays, with the
   values other sources gave it. Association records (``link:`` entities) delete their link.
 * **Quarantine.** A record is quarantined with its key, field, rule, message and raw content when its key is empty
@@ -25,6 +26,8 @@ Guarantees (see also connectors/sync_state.py):
   batch is retried). Links whose endpoint twin does not exist yet wait in a pending table and are retried at the
   end of every run.
 * **Dry run** computes the same plan (would create / update / delete, with examples) and writes nothing.
+* **Counts** (created / updated / unchanged / deleted) count twins and links as the graph took them, not records:
+  two records feeding one twin create it once, and a record whose twin another record still feeds deletes nothing.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from typing import Any, Literal
 from connectors.identity import IdentityResolver, Resolution, candidate
 from connectors.mapping import EntityMapping, LinkRule, PropertyRule, SourceMapping
 from connectors.quarantine import INVALID_FIELD, QuarantinedRow, QuarantineStore
-from connectors.source import Source, SourceRecord, Watermark
+from connectors.source import Source, SourceRecord, Watermark, lists_keys
 from connectors.sync_state import LedgerEntry, PendingLink, SyncState, payload_text
 from connectors.telemetry import Reading, TelemetryStore
 from connectors.transforms import TransformError, cast_value
@@ -62,7 +65,7 @@ from governance.lineage import (
     lineage_record_table,
 )
 from graph.errors import BatchRejected
-from graph.model import Link, Twin
+from graph.model import Link, Twin, WriteSummary
 from graph.store import GraphStore
 from ontology.errors import Violation
 
@@ -89,7 +92,8 @@ class Connector:
 
 @dataclass
 class EntityReport:
-    """What a run did (or, dry, would do) with one entity."""
+    """What a run did (or, dry, would do) with one entity: records read; twins and links created, updated,
+    unchanged and deleted; records quarantined; links waiting for an endpoint."""
 
     entity: str
     read: int = 0
@@ -364,6 +368,7 @@ class _Run:
     has_merges: bool
     open_quarantine: dict[str, set[str]]
     committer: _Committer | None = None
+    planned: set[str] = field(default_factory=set)  # dry run: uids an earlier page would have created or updated
 
 
 class SyncEngine:
@@ -494,9 +499,14 @@ class SyncEngine:
                 if ctx.progress is not None:
                     ctx.progress(entity.name, report.read, total)
                 clock = time.perf_counter()
-            if ctx.mode == "full" and entity.ledger:
-                # keys of batches still being committed are in `seen`: the difference needs no drain
-                gone = sorted(self.state.ledger_keys(ctx.connector.name, entity.name) - seen)
+            if entity.ledger and (ctx.mode == "full" or lists_keys(source)):
+                # the deletion set: ledger keys the source no longer has. A full run read every key (`seen`); an
+                # incremental run asks for the key list after its read (a record deleted meanwhile is gone too).
+                # Keys of batches still being committed are in `seen`: the difference needs no drain.
+                clock = time.perf_counter()
+                present = seen if ctx.mode == "full" else source.all_keys()
+                gone = sorted((self.state.ledger_keys(ctx.connector.name, entity.name) | seen) - present)
+                timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self._delete(ctx, entity, gone, report)
         finally:
@@ -674,10 +684,27 @@ class SyncEngine:
     # ------------------------------------------------------------------------------------------------ dry
     def _dry(self, ctx: _Run, entity: EntityMapping, items: list[_Item], rejected: list[QuarantinedRow],
              report: EntityReport) -> None:
+        """Count what writing these items would do to twins and links (twins the graph or an earlier page of this
+        dry run has are updated, not created), with examples."""
         report.quarantined += len(rejected)
         ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
+        changed_uids = {it.uid for it in items if it.status != "unchanged" and entity.link is None}
+        same_uids = {it.uid for it in items if it.status == "unchanged" and entity.link is None} - changed_uids
+        present = set(self._classes(sorted(changed_uids))) | ctx.planned if changed_uids else set()
+        report.created += len(changed_uids - present)
+        report.updated += len(changed_uids & present)
+        report.unchanged += len(same_uids)
+        ctx.planned |= changed_uids
         for item in items:
-            setattr(report, item.status, getattr(report, item.status) + 1)
+            old_links = {(t, s, d): p for t, s, d, p in item.old.payload.get("l", [])} if item.old else {}
+            for t, s, d, p in item.links:
+                if (t, s, d) not in old_links:
+                    report.created += 1
+                elif old_links[(t, s, d)] != p:
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+            report.deleted += len(set(old_links) - {(t, s, d) for t, s, d, _ in item.links})
             if item.status == "created":
                 report.example("create", f"{item.uid} ({item.cls or item.links[0][0]})")
             elif item.status == "updated":
@@ -693,7 +720,10 @@ class SyncEngine:
         system = ctx.connector.mapping.system
         writing = [it for it in items if it.status != "unchanged" or (ctx.mode == "full" and entity.ledger)]
         changed = [it for it in items if it.status != "unchanged"]
-        report.unchanged += sum(1 for it in items if it.status == "unchanged")
+        if len(writing) < len(items):  # not written again: their twins and links stay as they are
+            skipped = [it for it in items if it.status == "unchanged"]
+            report.unchanged += len({it.uid for it in skipped if entity.link is None}) + \
+                len({(t, s, d) for it in skipped for t, s, d, _ in it.links})
 
         # the batch journal: a crashed attempt at this very batch may have made its lineage durable already
         batch_id = None
@@ -720,7 +750,8 @@ class SyncEngine:
             fed = self._links_fed_by_others(removed, {(name, entity.name, it.record.key) for it in changed})
             removed = [link for link in removed if link not in fed]
         if removed:
-            self.store.delete_links(removed, actor=self.actor, source=name, run_id=ctx.run_id)
+            report.deleted += self.store.delete_links(removed, actor=self.actor, source=name,
+                                                      run_id=ctx.run_id).deleted
         pending: list[PendingLink] = []
         if entity.link is None:
             twins_to_write = writing
@@ -742,15 +773,16 @@ class SyncEngine:
                     current = present.get(item.uid)
                     if current is not None and item.cls is not None and current != item.cls:
                         item.cls = self._winning_class(item.cls, current, False)
-            self._upsert_twins(ctx, entity, twins_to_write, rejected)
+            self._count(report, self._upsert_twins(ctx, entity, twins_to_write, rejected))
         link_items = [it for it in writing if it.accepted and it.links]
         unwritten: set[tuple[str, str, str]] = set()
-        report.links_written += self._upsert_links(ctx, entity, link_items, rejected, pending, unwritten)
+        links = self._upsert_links(ctx, entity, link_items, rejected, pending, unwritten)
+        self._count(report, links)
+        report.links_written += links.created + links.updated + links.unchanged
         timings["graph"] += time.perf_counter() - clock
 
         accepted = [it for it in changed if it.accepted]
         for item in accepted:
-            setattr(report, item.status, getattr(report, item.status) + 1)
             if len(report.examples[item.status]) < EXAMPLES:
                 report.example(item.status, f"{item.uid} ({item.cls or item.links[0][0]})")
         report.quarantined += len(rejected)
@@ -817,15 +849,22 @@ class SyncEngine:
                     return True
         return False
 
+    @staticmethod
+    def _count(report: EntityReport, summary: WriteSummary) -> None:
+        """Add what the graph did (twins or links created, updated, unchanged) to an entity's counts."""
+        report.created += summary.created
+        report.updated += summary.updated
+        report.unchanged += summary.unchanged
+
     def _upsert_twins(self, ctx: _Run, entity: EntityMapping, items: list[_Item],
-                      rejected: list[QuarantinedRow]) -> None:
-        """Write the items' twins; items the graph refuses are quarantined and the rest retried."""
+                      rejected: list[QuarantinedRow]) -> WriteSummary:
+        """Write the items' twins; items the graph refuses are quarantined and the rest retried. Returns what the
+        graph did with the twins it took."""
         todo = [it for it in items if it.accepted]
         while todo:
             twins = [Twin(it.uid, it.cls or "", it.props) for it in todo]
             try:
-                self.store.upsert_twins(twins, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
-                return
+                return self.store.upsert_twins(twins, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
             except BatchRejected as exc:
                 offenders = self._offending_twins(exc.violations, todo)
                 for index, violations in offenders.items():
@@ -837,6 +876,7 @@ class SyncEngine:
                         if "." in first.path else None, f"graph:{first.rule}",
                         "; ".join(v.message for v in violations), dict(item.record.fields)))
                 todo = [it for it in todo if it.accepted]
+        return WriteSummary()
 
     @staticmethod
     def _offending_twins(violations: list[Violation], todo: list[_Item]) -> dict[int, list[Violation]]:
@@ -862,15 +902,15 @@ class SyncEngine:
         return found
 
     def _upsert_links(self, ctx: _Run, entity: EntityMapping, items: list[_Item], rejected: list[QuarantinedRow],
-                      pending: list[PendingLink], unwritten: set[tuple[str, str, str]]) -> int:
-        """Write the items' links; missing endpoints wait in `pending`, other refusals are quarantined."""
+                      pending: list[PendingLink], unwritten: set[tuple[str, str, str]]) -> WriteSummary:
+        """Write the items' links; missing endpoints wait in `pending`, other refusals are quarantined. Returns what
+        the graph did with the links it took."""
         system = ctx.connector.mapping.system
         todo: list[tuple[_Item, tuple[str, str, str, dict[str, Any]]]] = [(it, l) for it in items for l in it.links]
         while todo:
             links = [Link(t, s, d, p) for _, (t, s, d, p) in todo]
             try:
-                self.store.upsert_links(links, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
-                return len(todo)
+                return self.store.upsert_links(links, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
             except BatchRejected as exc:
                 drop: set[int] = set()
                 ends = [(s, t) for _, (t, s, _, _) in todo]
@@ -894,9 +934,9 @@ class SyncEngine:
                         unwritten.add((t, s, d))
                         rejected.append(QuarantinedRow(ctx.connector.name, entity.name, item.record.key, t,
                                                        "graph:links", str(exc), dict(item.record.fields)))
-                    return 0
+                    return WriteSummary()
                 todo = [entry for i, entry in enumerate(todo) if i not in drop]
-        return 0
+        return WriteSummary()
 
     @staticmethod
     def _offending_links(violation: Violation, ends: Sequence[tuple[str, str]]) -> list[int]:
@@ -945,17 +985,13 @@ class SyncEngine:
 
     # --------------------------------------------------------------------------------------------- delete
     def _delete(self, ctx: _Run, entity: EntityMapping, keys: Sequence[str], report: EntityReport) -> None:
-        """Remove what deleted source records fed (see the deletion rule in the module docstring)."""
+        """Remove what deleted source records fed (see the deletion rule in the module docstring); counts and
+        names the twins and links actually removed (a twin other records still feed stays, and is not counted)."""
         name = ctx.connector.name
         if ctx.committer is not None:  # decide on committed ledger entries only
             ctx.committer.drain()
         entries = self.state.ledger(name, entity.name, keys)
         if not entries:
-            return
-        report.deleted += len(entries)
-        for entry in list(entries.values())[:EXAMPLES]:
-            report.example("delete", f"{entry.uid} (record {entry.record_key})")
-        if ctx.dry_run:
             return
         gone = set(entries)
         links = [(t, s, d) for e in entries.values() for t, s, d, _ in e.payload.get("l", [])]
@@ -967,11 +1003,22 @@ class SyncEngine:
         doomed_set = set(doomed)
         fed = self._links_fed_by_others(links, {(name, entity.name, key) for key in gone})
         links = [link for link in links if link not in fed]  # another record still produces these: they stay
-        surviving_links = [link for link in links if link[1] not in doomed_set and link[2] not in doomed_set]
+        surviving_links = sorted(set(link for link in links if link[1] not in doomed_set and link[2] not in doomed_set))
+        if ctx.dry_run:  # what would go: the doomed twins that exist, and the links of theirs that exist
+            present = self._classes(doomed) if doomed else {}
+            report.deleted += len(present) + self._existing_links(surviving_links)
+            for uid in list(present)[:EXAMPLES]:
+                report.example("delete", uid)
+            return
+        for uid in doomed[:EXAMPLES]:
+            report.example("delete", uid)
+        for t, s, d in surviving_links[:max(0, EXAMPLES - len(doomed))]:
+            report.example("delete", f"link {t} {s} -> {d}")
         if surviving_links:
-            self.store.delete_links(surviving_links, actor=self.actor, source=name, run_id=ctx.run_id)
+            report.deleted += self.store.delete_links(surviving_links, actor=self.actor, source=name,
+                                                      run_id=ctx.run_id).deleted
         if doomed:
-            self.store.delete_twins(doomed, actor=self.actor, source=name, run_id=ctx.run_id)
+            report.deleted += self.store.delete_twins(doomed, actor=self.actor, source=name, run_id=ctx.run_id).deleted
             self.identity.forget(doomed)
         merged_away = [e.payload["n"] for e in entries.values() if e.payload.get("n") not in (None, e.uid)]
         if merged_away:
@@ -979,6 +1026,16 @@ class SyncEngine:
         with self.state.engine.begin() as conn:
             self.state.drop_ledger(conn, name, entity.name, list(entries))
             self.state.drop_pending(conn, links)
+
+    def _existing_links(self, links: Sequence[tuple[str, str, str]]) -> int:
+        """How many of these links (type, source uid, target uid) the graph holds."""
+        found = 0
+        for chunk in batched(links, 10_000):
+            rows = self.store.backend.read(
+                "UNWIND $links AS l MATCH (a:Twin {uid: l[1]})-[r]->(b:Twin {uid: l[2]}) WHERE type(r) = l[0] "
+                "RETURN count(r)", {"links": [list(link) for link in chunk]})
+            found += int(rows[0][0]) if rows else 0
+        return found
 
     def _links_fed_by_others(self, links: Sequence[tuple[str, str, str]],
                              leaving: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
