@@ -302,6 +302,7 @@ class _Batch:
     rejected: list[QuarantinedRow]
     readings: list[Reading]
     batch_id: str | None  # the batch journal entry to close (lineage in another database only)
+    new_keys: int = 0  # records the ledger did not have (its entries grow by as many when committed)
 
 
 class _Committer:
@@ -369,6 +370,8 @@ class _Run:
     open_quarantine: dict[str, set[str]]
     committer: _Committer | None = None
     planned: set[str] = field(default_factory=set)  # dry run: uids an earlier page would have created or updated
+    new_keys: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per entity: records new to the
+    committed_new: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ledger: submitted, committed
 
 
 class SyncEngine:
@@ -501,11 +504,16 @@ class SyncEngine:
                 clock = time.perf_counter()
             if entity.ledger and (ctx.mode == "full" or lists_keys(source)):
                 # the deletion set: ledger keys the source no longer has. A full run read every key (`seen`); an
-                # incremental run asks for the key list after its read (a record deleted meanwhile is gone too).
-                # Keys of batches still being committed are in `seen`: the difference needs no drain.
+                # incremental run asks for the key list after its read (a record deleted meanwhile is gone too),
+                # unless the counts show that no ledger key can be missing. Keys of batches still being committed
+                # are in `seen`: the difference needs no drain.
                 clock = time.perf_counter()
-                present = seen if ctx.mode == "full" else source.all_keys()
-                gone = sorted((self.state.ledger_keys(ctx.connector.name, entity.name) | seen) - present)
+                gone: list[str] = []
+                if ctx.mode == "full":
+                    gone = sorted(self.state.ledger_keys(ctx.connector.name, entity.name) - seen)
+                elif not self._none_deleted(ctx, entity, source, report):
+                    gone = sorted((self.state.ledger_keys(ctx.connector.name, entity.name) | seen) -
+                                  source.all_keys())
                 timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self._delete(ctx, entity, gone, report)
@@ -517,6 +525,24 @@ class SyncEngine:
             assert ctx.committer is not None
             mark = Watermark(newest)
             ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, mark))
+
+    def _none_deleted(self, ctx: _Run, entity: EntityMapping, source: Source, report: EntityReport) -> bool:
+        """Whether a count proves that the source still has every ledger key of the entity (so listing its keys can
+        be skipped): it holds at least as many records as the ledger has keys plus the records that are not in the
+        ledger because they are quarantined (open before the run, or this run). Every other record of the source
+        was read and is in the ledger, so fewer ledger keys than that would mean a deleted one. A record no run has
+        read (a NULL watermark, say; full runs read it) could hide a deletion from the count until the next full
+        run. Sources without a count always list their keys."""
+        counter = getattr(source, "count", None)
+        if not callable(counter):
+            return False
+        # the ledger once this run's batches are committed: the committed count plus the new records not yet
+        # committed (`committed_new` is read first: a batch committed meanwhile is counted twice, never missed)
+        committed = ctx.committed_new[entity.name]
+        ledger = self.state.ledger_entity_count(ctx.connector.name, entity.name) + \
+            ctx.new_keys[entity.name] - committed
+        unledgered = len(ctx.open_quarantine.get(entity.name, ())) + report.quarantined
+        return int(counter(None)) >= ledger + unledgered
 
     def _commit_watermark(self, ctx: _Run, entity: EntityMapping, mark: Watermark) -> None:
         """Advance an entity's watermark (submitted after its batches, so committed only after they are)."""
@@ -789,7 +815,9 @@ class SyncEngine:
         report.pending_links += len(pending)
         ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
         readings = [r for it in items if it.accepted for r in it.readings]
-        batch = _Batch(entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id)
+        batch = _Batch(entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id,
+                       sum(1 for it in accepted if it.status == "created") if entity.ledger else 0)
+        ctx.new_keys[entity.name] += batch.new_keys
         assert ctx.committer is not None
         ctx.committer.submit(lambda: self._commit(ctx, batch))
 
@@ -834,6 +862,7 @@ class SyncEngine:
                     self.quarantine.resolve(conn, name, entity.name, taken, ctx.run_id)
             if batch.batch_id is not None:
                 self.state.close_batch(conn, batch.batch_id)
+        ctx.committed_new[entity.name] += batch.new_keys
         timings["commit"] += time.perf_counter() - clock
 
     def _lineage_exists(self, run_id: str, system: str, keys: Sequence[str]) -> bool:

@@ -260,6 +260,13 @@ class SyncState:
         """Number of ledger entries (of one connector, or all)."""
         return self._count(sync_record_table, connector)
 
+    def ledger_entity_count(self, connector: str, entity: str) -> int:
+        """Number of ledger entries of one entity of a connector (an index-only count)."""
+        t = sync_record_table
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(t).where(
+                t.c.connector == connector, t.c.entity == entity)) or 0)
+
     def pending_count(self, connector: str | None = None) -> int:
         """Number of links waiting for an endpoint (of one connector, or all)."""
         return self._count(sync_pending_link_table, connector)
