@@ -21,7 +21,8 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, and_, column, create_engine, func, or_, select, text, tuple_
+from sqlalchemy import (BigInteger, Engine, MetaData, Table, and_, cast, column, create_engine, func, or_,
+                        select, text, tuple_)
 from sqlalchemy.types import Float, Integer, NullType, Numeric
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
@@ -239,6 +240,37 @@ class SqlSource:
         with self.engine.connect() as conn:
             return {"|".join(str(v) for v in row) for row in conn.execute(select(*key_cols))}
 
+    def key_range(self) -> tuple[int, int] | None:
+        """The smallest and largest key when the source has one integer key column (for comparing key sets by
+        ranges, see `key_buckets`); None for other keys or an empty source."""
+        if len(self.keys) != 1:
+            return None
+        source, _ = self._base()
+        col = source.c[self.keys[0]]
+        with self.engine.connect() as conn:
+            low, high = conn.execute(select(func.min(col), func.max(col))).one()
+        if type(low) is not int or type(high) is not int:
+            return None
+        return low, high
+
+    def key_buckets(self, low: int, width: int) -> dict[int, int]:
+        """How many keys fall in each bucket ``(key - low) // width`` (an integer key column; see `key_range`)."""
+        source, _ = self._base()
+        bucket = _bucket(source.c[self.keys[0]], low, width)
+        with self.engine.connect() as conn:
+            return {int(b): int(n) for b, n in conn.execute(select(bucket, func.count()).group_by(bucket))}
+
+    def keys_in_buckets(self, low: int, width: int, buckets: Sequence[int]) -> set[str]:
+        """The keys in these buckets (as `key_buckets` numbers them)."""
+        source, _ = self._base()
+        col = source.c[self.keys[0]]
+        found: set[str] = set()
+        with self.engine.connect() as conn:  # as key ranges, which the key's index serves (no key is below `low`)
+            for chunk in _chunks(sorted(buckets), 200):
+                ranges = [col.between(low + b * width, low + (b + 1) * width - 1) for b in chunk]
+                found.update(str(v) for v in conn.execute(select(col).where(or_(*ranges))).scalars())
+        return found
+
     def count(self, since: Watermark | None = None) -> int:
         """How many records `read(since)` would return (for progress bars)."""
         source, _ = self._base()
@@ -247,6 +279,17 @@ class SqlSource:
             query = query.where(self._changed_since(source, since))
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
+
+
+def _bucket(key: Any, low: int, width: int) -> Any:
+    """``(key - low) // width`` as SQL over an integer key (or key text, cast): the same numbering on every dialect
+    for keys at or above `low` (lower keys, gone from the source, fall in bucket 0 or below)."""
+    return (cast(key, BigInteger) - low) // width
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _change_time(value: Any) -> dt.datetime | None:

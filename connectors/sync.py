@@ -47,6 +47,8 @@ from datetime import datetime
 from itertools import batched
 from typing import Any, Literal
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from connectors.identity import IdentityResolver, Resolution, candidate
 from connectors.mapping import EntityMapping, LinkRule, PropertyRule, SourceMapping
 from connectors.quarantine import INVALID_FIELD, QuarantinedRow, QuarantineStore
@@ -179,6 +181,22 @@ class _Rejected(Exception):
 
 
 _TWIN_PATH = re.compile(r"^twins\[(\d+)\]")
+_KEY_RANGES = 256  # key ranges an incremental deletion check compares by count before listing keys
+
+
+def _integer(key: str) -> bool:
+    """Whether a record key is an integer's text (as a source with an integer key column gives it)."""
+    try:
+        int(key)
+    except ValueError:
+        return False
+    return True
+
+
+def _truncated(offset: int, width: int) -> int:
+    """`offset // width` rounded toward zero, as SQL integer division does."""
+    quotient = abs(offset) // width
+    return quotient if offset >= 0 else -quotient
 _LINK_PATH = re.compile(r"^links\[(\d+)\]")
 
 
@@ -372,6 +390,8 @@ class _Run:
     planned: set[str] = field(default_factory=set)  # dry run: uids an earlier page would have created or updated
     new_keys: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per entity: records new to the
     committed_new: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ledger: submitted, committed
+    unledgered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # keys quarantined this run
+    created_keys: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # keys new to the ledger
 
 
 class SyncEngine:
@@ -512,8 +532,7 @@ class SyncEngine:
                 if ctx.mode == "full":
                     gone = sorted(self.state.ledger_keys(ctx.connector.name, entity.name) - seen)
                 elif not self._none_deleted(ctx, entity, source, report):
-                    gone = sorted((self.state.ledger_keys(ctx.connector.name, entity.name) | seen) -
-                                  source.all_keys())
+                    gone = self._missing_keys(ctx, entity, source, seen)
                 timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self._delete(ctx, entity, gone, report)
@@ -543,6 +562,35 @@ class SyncEngine:
             ctx.new_keys[entity.name] - committed
         unledgered = len(ctx.open_quarantine.get(entity.name, ())) + report.quarantined
         return int(counter(None)) >= ledger + unledgered
+
+    def _missing_keys(self, ctx: _Run, entity: EntityMapping, source: Source, seen: set[str]) -> list[str]:
+        """The ledger keys (and keys read this run) the source no longer has. A source with one integer key is
+        compared by key ranges first: only ranges whose key counts differ, or that hold a key the ledger may lack
+        (quarantined, or new this run and perhaps not committed yet), are listed on both sides; every other range
+        has as many source keys as ledger keys and no source key outside the ledger, so it lost none. Other
+        sources list every key."""
+        name = ctx.connector.name
+        ranged = getattr(source, "key_range", None)
+        span = ranged() if callable(ranged) else None
+        unsure = ctx.open_quarantine.get(entity.name, set()) | ctx.unledgered[entity.name] | \
+            ctx.created_keys[entity.name]
+        if span is not None and all(_integer(key) for key in unsure):
+            low, high = span
+            width = max(1, (high - low) // _KEY_RANGES + 1)
+            try:
+                here = source.key_buckets(low, width)  # type: ignore[attr-defined]
+                kept = self.state.ledger_key_buckets(name, entity.name, low, width)
+            except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
+                span = None
+            else:
+                dirty = {b for b in here.keys() | kept.keys() if here.get(b, 0) != kept.get(b, 0)}
+                dirty |= {_truncated(int(key) - low, width) for key in unsure}
+                if not dirty:
+                    return []
+                ledger = self.state.ledger_keys_in_buckets(name, entity.name, low, width, sorted(dirty))
+                ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
+                return sorted(ledger - source.keys_in_buckets(low, width, sorted(dirty)))  # type: ignore[attr-defined]
+        return sorted((self.state.ledger_keys(name, entity.name) | seen) - source.all_keys())
 
     def _commit_watermark(self, ctx: _Run, entity: EntityMapping, mark: Watermark) -> None:
         """Advance an entity's watermark (submitted after its batches, so committed only after they are)."""
@@ -812,12 +860,15 @@ class SyncEngine:
             if len(report.examples[item.status]) < EXAMPLES:
                 report.example(item.status, f"{item.uid} ({item.cls or item.links[0][0]})")
         report.quarantined += len(rejected)
+        ctx.unledgered[entity.name].update(row.record_key for row in rejected if row.record_key is not None)
         report.pending_links += len(pending)
         ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
         readings = [r for it in items if it.accepted for r in it.readings]
         batch = _Batch(entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id,
                        sum(1 for it in accepted if it.status == "created") if entity.ledger else 0)
         ctx.new_keys[entity.name] += batch.new_keys
+        if entity.ledger:
+            ctx.created_keys[entity.name].update(it.record.key for it in accepted if it.status == "created")
         assert ctx.committer is not None
         ctx.committer.submit(lambda: self._commit(ctx, batch))
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    cast,
     delete,
     func,
     insert,
@@ -259,6 +261,27 @@ class SyncState:
     def ledger_count(self, connector: str | None = None) -> int:
         """Number of ledger entries (of one connector, or all)."""
         return self._count(sync_record_table, connector)
+
+    def ledger_key_buckets(self, connector: str, entity: str, low: int, width: int) -> dict[int, int]:
+        """How many ledger keys of the entity fall in each bucket ``(int(key) - low) // width`` (integer keys; see
+        connectors.sql_source.SqlSource.key_buckets, which numbers the source's keys the same way)."""
+        t = sync_record_table
+        bucket = (cast(t.c.record_key, BigInteger) - low) // width
+        with self.engine.connect() as conn:
+            return {int(b): int(n) for b, n in conn.execute(select(bucket, func.count()).where(
+                t.c.connector == connector, t.c.entity == entity).group_by(bucket))}
+
+    def ledger_keys_in_buckets(self, connector: str, entity: str, low: int, width: int,
+                               buckets: Sequence[int]) -> set[str]:
+        """The ledger keys of the entity in these buckets (numbered as by `ledger_key_buckets`)."""
+        t = sync_record_table
+        bucket = (cast(t.c.record_key, BigInteger) - low) // width
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in batched(sorted(buckets), 500):
+                found.update(conn.scalars(select(t.c.record_key).where(
+                    t.c.connector == connector, t.c.entity == entity, bucket.in_(chunk))))
+        return found
 
     def ledger_entity_count(self, connector: str, entity: str) -> int:
         """Number of ledger entries of one entity of a connector (an index-only count)."""

@@ -5,6 +5,7 @@ record by record (uids, names, values, links)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,3 +202,46 @@ entities:
     assert "reads 'party.code' but source.fields does not fetch it" in problem.message
     assert "the rule reads: party.code" in problem.message
     parse_mapping(mapping.replace("fields: [id, party.name]", "fields: [id, party.name, party.code]"), core)
+
+
+def test_an_incremental_run_finds_a_deletion_a_new_quarantined_row_hides_from_the_counts(
+        core: Ontology, twin: TwinEnv, tmp_path: Path) -> None:
+    """1,000 machines; one is deleted and a new one that cannot be mapped is inserted, so the table still has
+    1,000 rows: the run must not take equal counts for "nothing deleted"."""
+    url = f"sqlite:///{tmp_path / 'plant.sqlite'}"
+    with create_engine(url).begin() as conn:
+        conn.execute(text("CREATE TABLE machines (machine_id integer PRIMARY KEY, asset_tag text, name text, "
+                          "updated_at timestamp NOT NULL)"))
+        conn.execute(text("INSERT INTO machines VALUES (:i, :tag, :name, :t)"),
+                     [{"i": i, "tag": f"M{i}", "name": f"Machine {i}", "t": BASE.isoformat(sep=" ")} for i in range(1, 1001)])
+    mapping = parse_mapping("""\
+system: plant
+entities:
+  - name: machines
+    class: Machine
+    uid: "plant:machine:{asset_tag}"
+    key: machine_id
+    watermark: updated_at
+    source: {table: machines}
+    properties: {name: name}
+""", core, "plant.yaml")
+    connector = Connector("plant", mapping, lambda e: SqlSource(url, table="machines", key="machine_id",
+                                                                watermark="updated_at"))
+    engine = twin.engine()
+    try:
+        assert engine.run(connector, "incremental").counts["created"] == 1000
+        with create_engine(url).begin() as conn:
+            conn.execute(text("DELETE FROM machines WHERE machine_id = 500"))
+            conn.execute(text("INSERT INTO machines VALUES (1001, NULL, 'No tag', :t)"),
+                         {"t": (BASE + dt.timedelta(hours=1)).isoformat(sep=" ")})  # no asset tag: no uid, quarantined
+        run = engine.run(connector, "incremental")
+        assert (run.counts["quarantined"], run.counts["deleted"]) == (1, 1)
+        assert twin.store.get("plant:machine:M500") is None and twin.store.get("plant:machine:M499") is not None
+        assert twin.store.stats().by_class == {"Machine": 999}
+        # the next run: the quarantined row is still there (open), another row goes
+        with create_engine(url).begin() as conn:
+            conn.execute(text("DELETE FROM machines WHERE machine_id = 7"))
+        again = engine.run(connector, "incremental")
+        assert again.counts["deleted"] == 1 and twin.store.stats().by_class == {"Machine": 998}
+    finally:
+        dispose_source_engine(url)
