@@ -388,8 +388,9 @@ class _Run:
     open_quarantine: dict[str, set[str]]
     committer: _Committer | None = None
     planned: set[str] = field(default_factory=set)  # dry run: uids an earlier page would have created or updated
-    new_keys: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per entity: records new to the
-    committed_new: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ledger: submitted, committed
+    ledger_counts: dict[str, int] = field(default_factory=dict)  # per entity: ledger entries when the run began,
+    new_keys: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # records new to the ledger since,
+    dropped: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # and ledger entries dropped since
     unledgered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # keys quarantined this run
     created_keys: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # keys new to the ledger
 
@@ -452,6 +453,8 @@ class SyncEngine:
             self.state.start_run(run_id, connector.name, mode, resumed=bool(report.resumed_from))
         ctx = _Run(connector, mode, dry_run, run_id, report, progress, self.identity.has_merges(),
                    self.quarantine.open_keys(connector.name), None if dry_run else _Committer())
+        if mode == "incremental":  # for the deletion check's counts (see _none_deleted)
+            ctx.ledger_counts = self.state.ledger_entity_counts(connector.name)
         try:
             try:
                 with _CollectorPacing():
@@ -551,15 +554,13 @@ class SyncEngine:
         ledger because they are quarantined (open before the run, or this run). Every other record of the source
         was read and is in the ledger, so fewer ledger keys than that would mean a deleted one. A record no run has
         read (a NULL watermark, say; full runs read it) could hide a deletion from the count until the next full
-        run. Sources without a count always list their keys."""
+        run. The ledger's count is the run's start count plus the run's own changes (one query per run; a
+        connector's runs do not overlap). Sources without a count always list their keys."""
         counter = getattr(source, "count", None)
         if not callable(counter):
             return False
-        # the ledger once this run's batches are committed: the committed count plus the new records not yet
-        # committed (`committed_new` is read first: a batch committed meanwhile is counted twice, never missed)
-        committed = ctx.committed_new[entity.name]
-        ledger = self.state.ledger_entity_count(ctx.connector.name, entity.name) + \
-            ctx.new_keys[entity.name] - committed
+        # the ledger once this run's batches are committed: as the run began, plus new records, minus deletions
+        ledger = ctx.ledger_counts.get(entity.name, 0) + ctx.new_keys[entity.name] - ctx.dropped[entity.name]
         unledgered = len(ctx.open_quarantine.get(entity.name, ())) + report.quarantined
         return int(counter(None)) >= ledger + unledgered
 
@@ -913,7 +914,6 @@ class SyncEngine:
                     self.quarantine.resolve(conn, name, entity.name, taken, ctx.run_id)
             if batch.batch_id is not None:
                 self.state.close_batch(conn, batch.batch_id)
-        ctx.committed_new[entity.name] += batch.new_keys
         timings["commit"] += time.perf_counter() - clock
 
     def _lineage_exists(self, run_id: str, system: str, keys: Sequence[str]) -> bool:
@@ -1106,6 +1106,7 @@ class SyncEngine:
         with self.state.engine.begin() as conn:
             self.state.drop_ledger(conn, name, entity.name, list(entries))
             self.state.drop_pending(conn, links)
+        ctx.dropped[entity.name] += len(entries)
 
     def _existing_links(self, links: Sequence[tuple[str, str, str]]) -> int:
         """How many of these links (type, source uid, target uid) the graph holds."""

@@ -283,12 +283,12 @@ class SyncState:
                     t.c.connector == connector, t.c.entity == entity, bucket.in_(chunk))))
         return found
 
-    def ledger_entity_count(self, connector: str, entity: str) -> int:
-        """Number of ledger entries of one entity of a connector (an index-only count)."""
+    def ledger_entity_counts(self, connector: str) -> dict[str, int]:
+        """Number of ledger entries of each entity of a connector (one index-only query)."""
         t = sync_record_table
         with self.engine.connect() as conn:
-            return int(conn.scalar(select(func.count()).select_from(t).where(
-                t.c.connector == connector, t.c.entity == entity)) or 0)
+            return {entity: int(n) for entity, n in conn.execute(
+                select(t.c.entity, func.count()).where(t.c.connector == connector).group_by(t.c.entity))}
 
     def pending_count(self, connector: str | None = None) -> int:
         """Number of links waiting for an endpoint (of one connector, or all)."""
