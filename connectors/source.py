@@ -68,7 +68,8 @@ class Source(Protocol):
         ...
 
     def all_keys(self) -> set[str]:
-        """Every key the source holds now, so a full run can detect deletions."""
+        """Every key the source holds now, so runs can detect deletions (full runs always, incremental runs when
+        the source `lists_keys`)."""
         ...
 
 

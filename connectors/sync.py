@@ -320,7 +320,6 @@ class _Batch:
     rejected: list[QuarantinedRow]
     readings: list[Reading]
     batch_id: str | None  # the batch journal entry to close (lineage in another database only)
-    new_keys: int = 0  # records the ledger did not have (its entries grow by as many when committed)
 
 
 class _Committer:
@@ -865,11 +864,11 @@ class SyncEngine:
         report.pending_links += len(pending)
         ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
         readings = [r for it in items if it.accepted for r in it.readings]
-        batch = _Batch(entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id,
-                       sum(1 for it in accepted if it.status == "created") if entity.ledger else 0)
-        ctx.new_keys[entity.name] += batch.new_keys
-        if entity.ledger:
-            ctx.created_keys[entity.name].update(it.record.key for it in accepted if it.status == "created")
+        batch = _Batch(entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id)
+        if entity.ledger:  # records new to the ledger (for the incremental deletion check)
+            created = [it.record.key for it in accepted if it.status == "created"]
+            ctx.new_keys[entity.name] += len(created)
+            ctx.created_keys[entity.name].update(created)
         assert ctx.committer is not None
         ctx.committer.submit(lambda: self._commit(ctx, batch))
 
