@@ -144,6 +144,15 @@ def payload_text(payload: Mapping[str, Any]) -> str:
         return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str, ensure_ascii=False)
 
 
+def payload_of(text: str) -> Any:
+    """A ledger payload read back from its JSON text (orjson; the standard library for what orjson refuses, such as
+    integers beyond 64 bits): incremental runs read one per record they re-read."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 @dataclass(frozen=True)
 class PendingLink:
     """A link whose endpoint twin did not exist yet when its record was synced; retried at the end of each run."""
@@ -249,7 +258,7 @@ class SyncState:
                     )
                 )
                 for key, uid, digest, payload in rows:
-                    found[key] = LedgerEntry(connector, entity, key, uid, digest, json.loads(payload))
+                    found[key] = LedgerEntry(connector, entity, key, uid, digest, payload_of(payload))
         return found
 
     def ledger_keys(self, connector: str, entity: str) -> set[str]:
@@ -312,7 +321,7 @@ class SyncState:
                     m = row._mapping
                     found.setdefault(m["uid"], []).append(
                         LedgerEntry(m["connector"], m["entity"], m["record_key"], m["uid"], m["digest"],
-                                    json.loads(m["payload"]))
+                                    payload_of(m["payload"]))
                     )
         return found
 
