@@ -288,6 +288,7 @@ def _bucket(key: Any, low: int, width: int) -> Any:
 
 
 def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    """`values` in slices of at most `size` (bounded statement size)."""
     for start in range(0, len(values), size):
         yield values[start:start + size]
 
