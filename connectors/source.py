@@ -80,5 +80,14 @@ class Source(Protocol):
         ...
 
     def all_keys(self) -> set[str]:
-        """Every key the source holds now, so a full run can detect deletions."""
+        """Every key the source holds now, so runs can detect deletions (full runs always, incremental runs when
+        the source `lists_keys`)."""
         ...
+
+
+def lists_keys(source: object) -> bool:
+    """Whether listing a source's keys costs far less than reading its records (a class attribute `lists_keys`
+    says so: SQL and Tryton fetch keys only, a file is parsed once), so every incremental run compares the key set
+    with the ledger to find deleted records. Streams (MQTT) and paged APIs (REST) do not; their deletions are seen
+    by full runs and by records marked deleted."""
+    return getattr(source, "lists_keys", False) is True

@@ -413,6 +413,8 @@ class TrytonClient:
 class TrytonSource:
     """One Tryton model as a Source: full and incremental batches by id, change time from write/create date."""
 
+    lists_keys = True  # keys only, cheaply: incremental runs detect deletions (connectors.source.lists_keys)
+
     def __init__(
         self,
         client: TrytonClient,
@@ -451,14 +453,32 @@ class TrytonSource:
     def __repr__(self) -> str:
         return f"TrytonSource(name={self.name!r}, model={self.model!r}, fields={list(self.fields)!r})"
 
+    @property
+    def related_paths(self) -> tuple[str, ...]:
+        """The related records the fields read through: every proper prefix of a dotted field, e.g. 'company' and
+        'company.party' for 'company.party.name' (their changes change the value read)."""
+        paths: dict[str, None] = {}
+        for name in self.fields:
+            parts = name.split(".")
+            for end in range(1, len(parts)):
+                paths[".".join(parts[:end])] = None
+        return tuple(paths)
+
     def read(self, since: Watermark | None) -> Iterator[list[SourceRecord]]:
-        """Batches of records (ascending id) changed after `since` (minus `overlap`), or all when None."""
+        """Batches of records (ascending id) changed after `since` (minus `overlap`), or all when None.
+
+        A record counts as changed when it or a record one of its dotted fields reads through (``party`` of
+        ``party.name``, ``company`` and ``company.party`` of ``company.party.name``) was created or written after
+        the watermark, so renaming a party re-reads the employees that show its name. A record's change time is
+        the newest of those times. Not seen by an incremental read: a target removed from an x2many path (the
+        root and the remaining targets keep their write dates); a full run sees it.
+        """
         self._check_fields()
         changed: Domain = []
         if since is not None:
             after = since.value - self.overlap
             if self.watermark_field == "create_date":
-                changed = [("create_date", ">", after)]
+                changed = ["OR", ("create_date", ">", after)]
             else:
                 # write_date is NULL for records never written since creation: fall back to create_date.
                 changed = [
@@ -466,7 +486,10 @@ class TrytonSource:
                     (self.watermark_field, ">", after),
                     [(self.watermark_field, "=", None), ("create_date", ">", after)],
                 ]
-        wanted = list(dict.fromkeys(["id", "create_date", self.watermark_field, *self.fields]))
+            for path in self.related_paths:  # Tryton resolves a dotted domain through the relation, at any depth
+                changed += [(f"{path}.write_date", ">", after), (f"{path}.create_date", ">", after)]
+        related_times = [f"{path}.{stamp}" for path in self.related_paths for stamp in ("write_date", "create_date")]
+        wanted = list(dict.fromkeys(["id", "create_date", self.watermark_field, *self.fields, *related_times]))
         last_id = 0
         while True:
             domain = self._domain(changed, last_id)
@@ -559,10 +582,14 @@ class TrytonSource:
 
     def _record(self, row: Mapping[str, Any]) -> SourceRecord:
         changed_at = row.get(self.watermark_field) or row.get("create_date")
+        times = [changed_at] if isinstance(changed_at, dt.datetime) else []
+        for path in self.related_paths:  # the newest change of a related record read through counts too
+            for stamp in ("write_date", "create_date"):
+                times += [t for t in _flatten(_pluck(row, [*path.split("."), stamp])) if isinstance(t, dt.datetime)]
         return SourceRecord(
             key=str(row["id"]),
             fields={f: tryton_value(_pluck(row, f.split("."))) for f in self.fields},
-            watermark=change_time(changed_at) if isinstance(changed_at, dt.datetime) else None,
+            watermark=change_time(max(times)) if times else None,
         )
 
 
@@ -577,3 +604,10 @@ def _pluck(row: Mapping[str, Any], path: list[str]) -> Any:
     if isinstance(nested, list):
         return [_pluck(item, rest) for item in nested]
     return _pluck(nested, rest)
+
+
+def _flatten(value: Any) -> list[Any]:
+    """The values at a dotted path as one flat list (an x2many step gives a list, possibly of lists)."""
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _flatten(item)]
+    return [value]

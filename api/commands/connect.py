@@ -84,9 +84,9 @@ def _print_report(report: SyncReport) -> None:
     verb = "would " if report.dry_run else ""
     counts = report.counts
     console.print(
-        f"[bold]{report.connector}[/bold] {report.mode}{' (dry run)' if report.dry_run else ''}: read {counts['read']}, "
-        f"{verb}create {counts['created']}, {verb}update {counts['updated']}, unchanged {counts['unchanged']}, "
-        f"{verb}delete {counts['deleted']}, quarantined {counts['quarantined']}, "
+        f"[bold]{report.connector}[/bold] {report.mode}{' (dry run)' if report.dry_run else ''}: read {counts['read']} "
+        f"records; twins and links: {verb}create {counts['created']}, {verb}update {counts['updated']}, "
+        f"unchanged {counts['unchanged']}, {verb}delete {counts['deleted']}; quarantined {counts['quarantined']}, "
         f"pending links {counts['pending_links']}  ({report.timings.get('total', 0):.2f}s, run {report.run_id})",
         highlight=False,
     )
