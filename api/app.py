@@ -29,6 +29,7 @@ from api.changes import RESOLVERS as CHANGE_RESOLVERS
 from api.records import RESOLVERS as RECORD_RESOLVERS
 from api.scenarios import MUTATION_RESOLVERS as SCENARIO_MUTATIONS
 from api.scenarios import QUERY_RESOLVERS as SCENARIO_QUERIES
+from api.read_gate import ReadGate
 from api.runtime import Runtime
 from api.schema import TwinSchema, build_schema
 from governance.audit import Decision
@@ -48,6 +49,7 @@ class ApiServices:
     schema: TwinSchema
     authenticator: Authenticator
     trail: AuditTrail
+    reads: ReadGate
     metrics: ApiMetrics
     jobs: JobRunner
     live: SyncRuntime | None = None  # the scheduled syncs, when this app runs them
@@ -75,6 +77,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
         services = ApiServices(
             runtime=runtime, schema=schema, authenticator=Authenticator.from_settings(settings),
             trail=AuditTrail(runtime.audit), metrics=ApiMetrics(), jobs=JobRunner(),
+            reads=ReadGate(settings.api_reads_per_caller),
         )
     except BaseException:
         if owned:
@@ -189,7 +192,9 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
             return JSONResponse(_error_body(exc.message, exc.extensions), exc.status,
                                 headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
         ctx = RequestContext(subject=subject, policy=policy, scope=policy.read_scope(subject),
-                             store=services.runtime.store, services=services, timeout_ms=timeout_ms)
+                             store=services.runtime.store, services=services, timeout_ms=timeout_ms,
+                             max_filter_depth=services.runtime.settings.api_max_filter_depth,
+                             max_filter_conditions=services.runtime.settings.api_max_filter_conditions)
         result = await services.schema.strawberry.execute(
             query, variable_values=variables, context_value=ctx, operation_name=operation_name)
         errors = [e.formatted for e in result.errors or []]

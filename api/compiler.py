@@ -26,7 +26,7 @@ import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from graphql import (
@@ -52,8 +52,10 @@ from governance.policy import Policy, mask_value
 from graph.cypher import ident
 from graph.model import TwinRecord
 from graph.values import decode, encode
+from ontology.errors import quoted
 from ontology.schema import Schema
 
+T = TypeVar("T")
 PAGE_MAX = 1000
 DEFAULT_PAGE = 100
 DEFAULT_NESTED_PAGE = 50
@@ -74,7 +76,7 @@ def list_limit(first: Any, default: int) -> int:
     """The `first` of a plain list field (search, history, lineage, audit, scenarios): 1 to PAGE_MAX, else `default`."""
     limit = default if first is None else first
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= PAGE_MAX:
-        raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {limit!r}")
+        raise BadUserInput(f"`first` must be between 1 and {PAGE_MAX}, got {quoted(limit)}")
     return limit
 
 
@@ -93,7 +95,7 @@ def decode_cursor(cursor: str) -> int:
         if not 0 <= offset < CURSOR_MAX:
             raise ValueError(text)
     except (ValueError, UnicodeError, binascii.Error):
-        raise BadUserInput(f"`after` cursor {cursor[:60]!r} is not a cursor this API issued") from None
+        raise BadUserInput(f"`after` cursor {quoted(cursor)} is not a cursor this API issued") from None
     return offset
 
 
@@ -352,12 +354,13 @@ class Compiler:
         if first is None:
             first = default_first
         if not isinstance(first, int) or isinstance(first, bool) or not 0 <= first <= PAGE_MAX:
-            raise BadUserInput(f"`first` must be between 0 and {PAGE_MAX}, got {first!r}")
+            raise BadUserInput(f"`first` must be between 0 and {PAGE_MAX}, got {quoted(first)}")
         after = args.get("after")
         offset = decode_cursor(after) + 1 if after is not None else 0
         where = args.get("where")
         if where is not None and not isinstance(where, Mapping):
             raise BadUserInput("`where` must be an object")
+        self.check_filter_shape(where)
         order = args.get("orderBy") or []
         return PageArgs(dict(where) if where else None, list(order), offset, first)
 
@@ -376,6 +379,36 @@ class Compiler:
         return [f"MATCH {pattern} WHERE {' AND '.join(conditions)}", *state.calls,
                 f"WITH {', '.join([*carried, *state.binds])} WHERE {expr}"]
 
+    def check_filter_shape(self, where: Any) -> None:
+        """Refuse a `where` nested deeper or holding more conditions than the settings allow, before compiling it.
+
+        FalkorDB's parser takes time exponential in nested `NOT (...)` (x4 a level: 10 levels ran 20-30 s, beyond
+        any query time limit, since a query's TIMEOUT starts after parsing), so the nesting must stay shallow.
+        """
+        max_depth, max_conditions = self.ctx.max_filter_depth, self.ctx.max_filter_conditions
+        deepest, conditions = 0, 0
+        pending: list[tuple[Any, int]] = [(where, 0)]
+        while pending:
+            node, depth = pending.pop()
+            if isinstance(node, list):
+                pending.extend((item, depth) for item in node)
+                continue
+            if not isinstance(node, Mapping):
+                continue
+            for key, value in node.items():
+                if value is None:
+                    continue
+                if key in ("AND", "OR", "NOT") or (isinstance(key, str) and key.endswith("Some")):
+                    deepest = max(deepest, depth + 1)
+                    if deepest > max_depth:
+                        raise BadUserInput(f"`where` nests AND/OR/NOT/...Some more than {max_depth} levels deep; "
+                                           f"at most {max_depth} are allowed (write the filter flatter)")
+                    pending.append((value, depth + 1))
+                else:
+                    conditions += len(value) if isinstance(value, Mapping) and value else 1
+        if conditions > max_conditions:
+            raise BadUserInput(f"`where` holds {conditions} conditions; at most {max_conditions} are allowed")
+
     def where_expr(self, var: str, cls: str | None, where: Mapping[str, Any], state: _FilterState) -> str:
         """A boolean Cypher expression for a where-input over node `var` of class `cls`."""
         if not isinstance(where, Mapping):
@@ -388,11 +421,14 @@ class Compiler:
             if key in ("AND", "OR"):
                 if not isinstance(value, list):
                     raise BadUserInput(f"`{key}` takes a list of filters")
+                # each item is a conjunction, and AND binds tighter than OR: one pair of parentheses is enough
                 inner = [self.where_expr(var, cls, item, state) for item in value]
-                joined = f" {key} ".join(f"({p})" for p in inner)
+                joined = f" {key} ".join(inner)
                 parts.append(f"({joined})" if inner else ("true" if key == "AND" else "false"))
             elif key == "NOT":
-                parts.append(f"NOT ({self.where_expr(var, cls, value, state)})")
+                # `(x) = false` is NOT x in Cypher's three-valued logic (null stays null); FalkorDB parses nested
+                # `NOT (...)` in time exponential in its depth, the comparison in linear time
+                parts.append(f"({self.where_expr(var, cls, value, state)}) = false")
             elif key == "uid":
                 parts.append(self.scalar_expr(f"{var}.uid", "uid", value, None, "ID"))
             elif key == "className":
@@ -400,9 +436,9 @@ class Compiler:
             elif key in plan.properties:
                 prop = plan.properties[key]
                 if not prop.filterable:
-                    raise BadUserInput(f"field {key!r} of {cls} cannot be filtered on (it is a list or JSON value)")
+                    raise BadUserInput(f"field {quoted(key)} of {cls} cannot be filtered on (it is a list or JSON value)")
                 if prop.prop.name in self.hidden(cls):
-                    raise FieldForbidden(f"field {key!r} of {cls} may not be filtered on by this caller")
+                    raise FieldForbidden(f"field {quoted(key)} of {cls} may not be filtered on by this caller")
                 ref = f"{var}.{ident(prop.prop.name)}"
                 parts.append(self.scalar_expr(ref, key, value, prop.prop.schema, prop.scalar))
             elif key.endswith("Exists") and key[: -len("Exists")] in plan.relations:
@@ -414,7 +450,7 @@ class Compiler:
                 bind = self.existence(var, plan.relations[key[: -len("Some")]], value, state)
                 parts.append(f"{bind} > 0")
             else:
-                raise BadUserInput(f"{cls or 'Twin'} has no filterable field {key!r}")
+                raise BadUserInput(f"{cls or 'Twin'} has no filterable field {quoted(key)}")
         return " AND ".join(parts) if parts else "true"
 
     def filters_relations(self, cls: str | None, where: Any) -> bool:
@@ -447,12 +483,12 @@ class Compiler:
     def scalar_expr(self, ref: str, name: str, condition: Any, schema: Schema | None, scalar: str) -> str:
         """Conditions on one property (`{eq: 3, lt: 5}`), ANDed."""
         if not isinstance(condition, Mapping):
-            raise BadUserInput(f"filter on {name!r} must be an object such as {{eq: ...}}")
+            raise BadUserInput(f"filter on {quoted(name)} must be an object such as {{eq: ...}}")
         parts = []
         for op, value in condition.items():
             op = "in" if op == "in_" else op
             if op not in _OPERATORS:
-                raise BadUserInput(f"unknown filter operator {op!r} on {name!r}; use {', '.join(_OPERATORS)}")
+                raise BadUserInput(f"unknown filter operator {quoted(op)} on {quoted(name)}; use {', '.join(_OPERATORS)}")
             if op == "isNull":
                 if value is None:
                     continue
@@ -486,7 +522,7 @@ class Compiler:
             "Boolean": isinstance(value, bool),
         }.get(scalar, isinstance(value, str))
         if not ok:
-            raise BadUserInput(f"filter value {str(value)[:40]!r} does not fit {scalar} field {name!r}")
+            raise BadUserInput(f"filter value {quoted(str(value))} does not fit {scalar} field {quoted(name)}")
         if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
             raise BadUserInput(f"filter value on {name!r} must be a finite number")
         return encode(value, schema)
@@ -501,13 +537,13 @@ class Compiler:
                 raise BadUserInput("each orderBy item needs a `field`")
             name, direction = item["field"], item.get("direction") or "ASC"
             if direction not in ("ASC", "DESC"):
-                raise BadUserInput(f"sort direction must be ASC or DESC, got {direction!r}")
+                raise BadUserInput(f"sort direction must be ASC or DESC, got {quoted(direction)}")
             if name == "uid":
                 uid_desc = direction == "DESC"
                 continue
             prop = plan.properties.get(name)
             if prop is None or not prop.filterable:
-                raise BadUserInput(f"{cls or 'Twin'} cannot be sorted on {name!r}")
+                raise BadUserInput(f"{cls or 'Twin'} cannot be sorted on {quoted(name)}")
             if prop.prop.name in self.hidden(cls):
                 raise FieldForbidden(f"field {name!r} of {cls} may not be sorted on by this caller")
             keys.append(f"{var}.{ident(prop.prop.name)}{' DESC' if direction == 'DESC' else ''}")
@@ -806,12 +842,21 @@ class Compiler:
     # ------------------------------------------------------------------ running
 
     async def run(self, cypher: str) -> list[list[Any]]:
-        """One round trip to the graph (in a worker thread, with the request's time limit)."""
+        """One round trip to the graph (in a worker thread, with the request's time limit, within the caller's
+        share of concurrent reads)."""
         backend = self.ctx.store.backend
         params = self.params
         timeout = self.ctx.timeout_ms
         self.ctx.round_trips += 1
-        return await anyio.to_thread.run_sync(lambda: backend.read(cypher, params, timeout_ms=timeout))
+        return await self.read(lambda: backend.read(cypher, params, timeout_ms=timeout))
+
+    async def read(self, work: Callable[[], T]) -> T:
+        """Run a blocking graph read in a worker thread, within the caller's share of concurrent reads and the
+        request's time limit."""
+        gate = self.ctx.services.reads if self.ctx.services is not None else None
+        if gate is None:
+            return await anyio.to_thread.run_sync(work)
+        return await gate.run(self.ctx.subject.sub, work, self.ctx.timeout_ms)
 
 
 def _words(text: str) -> list[str]:
@@ -999,7 +1044,7 @@ class RootQueries:
         store = info.context.store
         ctx: RequestContext = info.context
         before = store.backend.queries
-        hits = await anyio.to_thread.run_sync(lambda: store.impact(uid, max_depth=depth, scope=ctx.scope))
+        hits = await c.read(lambda: store.impact(uid, max_depth=depth, scope=ctx.scope))
         ctx.round_trips += store.backend.queries - before
         hit_type = get_named_type(info.return_type)
         hit_fields = c.sel.fields(hit_type, info.field_nodes)
@@ -1082,7 +1127,7 @@ class RootQueries:
         for i, name in enumerate(plain(groupBy or [])):
             prop = plan.properties.get(name)
             if prop is None or not prop.filterable:
-                raise BadUserInput(f"{cls} cannot be grouped by {name!r}")
+                raise BadUserInput(f"{cls} cannot be grouped by {quoted(name)}")
             if prop.prop.name in hidden:
                 raise FieldForbidden(f"field {name!r} of {cls} may not be grouped by by this caller")
             keys.append(f"{v}.{ident(prop.prop.name)} AS g{i}")
@@ -1098,7 +1143,7 @@ class RootQueries:
             else:
                 prop = plan.properties.get(name)
                 if prop is None or not prop.filterable:
-                    raise BadUserInput(f"{cls} has no field {name!r} to aggregate")
+                    raise BadUserInput(f"{cls} has no field {quoted(name)} to aggregate")
                 if fn in ("sum", "avg") and prop.scalar not in ("Int", "Float"):
                     raise BadUserInput(f"{fn.upper()} needs a numeric field; {name!r} is {prop.scalar}")
                 if prop.prop.name in hidden:
@@ -1106,6 +1151,7 @@ class RootQueries:
                 values.append(f"{fn}({v}.{ident(prop.prop.name)}) AS m{i}")
             described.append((f"{fn}_{name}" if name else fn, fn, name))
         label = ident(self.plan.ontology.get(cls).name)
+        c.check_filter_shape(where)
         lines = c.filtered_match(f"({v}:{label})", v, cls, where if where else None, [v], c.ctx.store.names_under(cls))
         order = ", ".join([f"g{i}" for i in range(len(keys))] or ["m0 DESC"])
         lines.append(f"RETURN {', '.join(keys + values)} ORDER BY {order} LIMIT {PAGE_MAX * 10}")

@@ -22,6 +22,8 @@ class RequestContext:
     store: GraphStore
     services: Any  # api.app.ApiServices (typed loosely to keep this module free of the app)
     timeout_ms: int | None = None
+    max_filter_depth: int = 5
+    max_filter_conditions: int = 200
     masked: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     rows: int = 0
     round_trips: int = 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from governance.errors import AuthenticationError, GovernanceError, IdentityProviderUnavailable, PolicyDenied
 from graph.errors import (
     BackendRefused,
@@ -104,6 +106,8 @@ def api_error(exc: BaseException) -> ApiError | None:
         return NotFound(message)
     if isinstance(exc, (GraphUnavailable, IdentityProviderUnavailable)):
         return ServiceUnavailable(message)
+    if isinstance(exc, (OperationalError, InterfaceError)):  # the pool reconnects (pre-ping) once it is back
+        return ServiceUnavailable("the relational store (history, audit, lineage) is not reachable; try again shortly")
     if isinstance(exc, QueryTimedOut):
         return QueryTimeout("the query exceeded its time limit; narrow it down (filters, smaller pages)")
     if isinstance(exc, BackendRefused):

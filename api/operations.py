@@ -20,6 +20,7 @@ from governance.audit import Decision
 from governance.errors import LineageError, PolicyDenied, RunNotFound
 from governance.identity import Subject
 from governance.lineage_export import MAX_RUNS, LineageExport, LineageFormat, export_lineage
+from ontology.errors import quoted
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the local issuer (`twin token`) or the OIDC issuer.")
 
@@ -190,7 +191,7 @@ def operations_router(services: Any) -> APIRouter:
         label = f"rest:job.read:{job_id}"[:200]
         if job is None:
             audit(subject, label, Decision.ALLOW, detail={"error": "unknown job"})
-            raise HTTPException(404, detail=f"no job {job_id!r} on this server")
+            raise HTTPException(404, detail=f"no job {quoted(job_id)} on this server")
         allow(subject, job.operation, label)
         audit(subject, label, Decision.ALLOW)
         return job.to_dict()

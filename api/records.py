@@ -14,6 +14,7 @@ from governance.canonical import utc_text
 from governance.lineage import ProvenanceRecord
 from governance.policy import mask_value
 from graph.model import TwinRecord
+from ontology.errors import quoted
 from ontology.model import RelationshipDef
 
 LINK_PREFIX = "link:"  # lineage records of links are named `link:<type>` (connectors/sync.py)
@@ -24,7 +25,7 @@ async def _visible_class(ctx: RequestContext, uid: str) -> str:
     record = await anyio.to_thread.run_sync(lambda: ctx.store.get(uid, ctx.scope))
     ctx.round_trips += 1
     if record is None:
-        raise NotFound(f"no twin {uid!r} that you may see")
+        raise NotFound(f"no twin {quoted(uid)} that you may see")
     return record.cls
 
 
@@ -163,7 +164,7 @@ async def audit_log(root: Any, info: Any, subject: Any = None, operation: Any = 
     if start < 0:
         raise BadUserInput(f"`offset` must not be negative, got {start}")
     if decision is not None and decision not in ("allow", "deny"):
-        raise BadUserInput(f"`decision` must be allow or deny, got {decision!r}")
+        raise BadUserInput(f"`decision` must be allow or deny, got {quoted(decision)}")
     trail = ctx.services.trail
     await anyio.to_thread.run_sync(trail.flush)
     records = await anyio.to_thread.run_sync(lambda: trail.log.query(

@@ -41,7 +41,8 @@ class Runtime:
         return GraphStore.open(self.settings.resolved_graph_url, self.ontology, **self.graph_options())
 
     def graph_options(self) -> dict[str, Any]:
-        """How the settings open the graph (history, graph name, credentials, fsync), for GraphStore.open/load."""
+        """How the settings open the graph (history, graph name, credentials, fsync, server threads), for
+        GraphStore.open/load."""
         s = self.settings
         return {
             "history_url": s.resolved_database_url,
@@ -49,6 +50,7 @@ class Runtime:
             "user": s.graph_user,
             "password": s.graph_password.get_secret_value() if s.graph_password else None,
             "fsync": s.graph_fsync,
+            "threads": s.graph_threads,
         }
 
     @cached_property

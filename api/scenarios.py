@@ -12,6 +12,7 @@ from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
 from api.jobs import Job, describe_job_error
 from governance.identity import Subject
+from ontology.errors import quoted
 
 
 def start_study(services: Any, subject: Subject, spec: str, replications: int | None, executor: str) -> Job:
@@ -103,7 +104,7 @@ async def scenario_run(root: Any, info: Any, id: str) -> dict[str, Any]:
         except StudyNotFound:
             stored = None
     if job is None and stored is None:
-        raise NotFound(f"no scenario run or stored study {id!r}")
+        raise NotFound(f"no scenario run or stored study {quoted(id)}")
     ctx.rows += 1
     return Selection(info).shaped(info.return_type, info.field_nodes, _run_values(job, stored))
 

@@ -42,6 +42,7 @@ from strawberry.scalars import JSON
 from strawberry.types.arguments import StrawberryArgument
 from strawberry.types.field import StrawberryField
 
+from ontology.errors import quoted
 from ontology.model import ClassDef, Ontology, PropertyDef, RelationshipDef, text
 from ontology.schema import INTEGER_RANGES, Schema
 
@@ -55,7 +56,7 @@ def _iso_parser(kind: str, parse: Callable[[str], object]) -> Callable[[object],
         try:
             parse(value)
         except ValueError:
-            raise ValueError(f"{value[:40]!r} is not an ISO 8601 {kind}") from None
+            raise ValueError(f"{quoted(value)} is not an ISO 8601 {kind}") from None
         return value
 
     return parse_value

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     api_max_depth: int = Field(15, description="Deepest GraphQL selection the API accepts.")
     api_max_tokens: int = Field(5_000, description="Most tokens a GraphQL document may have.")
     api_max_aliases: int = Field(30, description="Most aliases a GraphQL document may use.")
+    api_max_filter_depth: int = Field(5, ge=1, description="Deepest nesting of AND/OR/NOT/...Some in one `where`.")
+    api_max_filter_conditions: int = Field(200, ge=1, description="Most conditions one `where` may hold.")
+    api_reads_per_caller: int = Field(
+        4, ge=1, description="Graph reads one caller may have running at once in one API process (a read past its "
+        "time limit keeps its place until the graph server is done with it).")
+    graph_threads: int = Field(
+        8, ge=1, le=64, description="Query threads of the embedded FalkorDB server (set when it starts).")
     api_workers: int = Field(1, description="Worker processes of `twin serve` (the app keeps no state of its own).")
     runtime_enabled: bool = Field(
         True, description="Run scheduled connector syncs inside `twin serve` and `twin demo` (`twin run` always does)."

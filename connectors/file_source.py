@@ -63,6 +63,8 @@ def _as_utc(value: Any) -> dt.datetime | None:
 class FileSource:
     """One file (CSV, Excel sheet, Parquet, JSON) as a Source keyed by one or more columns."""
 
+    lists_keys = True  # the file is parsed once: incremental runs detect deletions (connectors.source.lists_keys)
+
     def __init__(
         self,
         path: Path | str,

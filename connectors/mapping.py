@@ -10,7 +10,10 @@ A mapping file describes one source system. Format (every key except those marke
         uid: "hr:employee:{employee_id}"    # uid rule: a template over source fields
         key: employee_id                    # source key field(s) (optional for sources with their own keys)
         watermark: updated_at               # change watermark field (optional: full reads only)
-        source: {table: employees}          # where to read, interpreted by the connector's source kind
+        source: {table: employees}          # where to read, interpreted by the connector's source kind; a
+                                            # `fields` (Tryton) or `columns` (SQL) list must fetch every field
+                                            # a rule reads; a SQL `query` that joins tables lists the joined
+                                            # tables' change-time columns in `related_watermarks`
         properties:                         # ontology property: rule
           employeeId: employee_id           #   a field name = rename
           name: {template: "{first_name} {last_name}"}
@@ -33,6 +36,9 @@ A mapping file describes one source system. Format (every key except those marke
           authoritative: true               # on a shared twin: this mapping's class and values win; a
                                             # non-authoritative source only fills properties still empty
         update_only: false                  # true: only update existing twins (telemetry), never create
+        optional: false                     # true: a source without this object (an ERP module not activated)
+                                            # skips the entity with a note in the run report; false: the
+                                            # other entities still run, then the run fails naming it
         ledger: true                        # false: stream (no per-key state, no deletion detection)
         telemetry: {time: ts, metrics: {temperature_c: temperature}}   # append readings to the time series
       - name: employee_skills               # an association row becomes one link, not a twin
@@ -59,6 +65,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -190,6 +197,18 @@ class PropertyRule:
         return ()
 
     @property
+    def reads(self) -> tuple[str, ...]:
+        """Every source field the rule reads: its field, template or expression, and expression steps (`field("a.b")`
+        calls with a literal name included), for the check that the source fetches them."""
+        found = list(self.source_fields)
+        if self.expression is not None:
+            found += _expression_reads(self.expression)
+        for step in self.steps:
+            if isinstance(step, Expression):
+                found += [name for name in _expression_reads(step) if name != "value"]
+        return tuple(dict.fromkeys(found))
+
+    @property
     def transform_text(self) -> str | None:
         """The pipeline as text for lineage, e.g. 'template:{a} {b} | cast:double'; None for a plain rename."""
         parts: list[str] = []
@@ -259,6 +278,16 @@ class LinkRule:
             return self.target.fields
         return tuple(sorted(self.target_expr.names())) if self.target_expr else ()
 
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Every source field the link reads: source and target rules and the link's properties."""
+        found = [*(self.source.fields if self.source is not None else ()), *self.target_fields]
+        if self.target_expr is not None:
+            found += _expression_reads(self.target_expr)
+        for rule in self.properties:
+            found += rule.reads
+        return tuple(dict.fromkeys(found))
+
 
 @dataclass(frozen=True)
 class FuzzyRule:
@@ -308,11 +337,52 @@ class EntityMapping:
     telemetry: TelemetryRule | None = None
     update_only: bool = False
     ledger: bool = True
+    optional: bool = False
+    source_line: int = 0
+
+    @property
+    def reads(self) -> dict[str, tuple[str, ...]]:
+        """The source fields each rule reads, by rule ('uid', 'key', a property, 'links.<type>', 'link',
+        'identity', 'telemetry'): what the source must fetch for the rule to see a value."""
+        found: dict[str, tuple[str, ...]] = {}
+        if self.key:
+            found["key"] = self.key
+        if self.uid is not None:
+            found["uid"] = self.uid.fields
+        for rule in self.properties:
+            found[rule.name] = rule.reads
+        for link in self.links:
+            found[f"links.{link.type}"] = link.reads
+        if self.link is not None:
+            found["link"] = self.link.reads
+        if self.identity is not None and self.identity.fuzzy is not None and self.identity.fuzzy.organisation:
+            found["identity"] = self.identity.fuzzy.organisation.fields
+        if self.telemetry is not None:
+            found["telemetry"] = (self.telemetry.time, *(f for f, _ in self.telemetry.metrics))
+        return {rule: fields for rule, fields in found.items() if fields}
 
     @property
     def is_association(self) -> bool:
         """True when each record becomes a link rather than a twin."""
         return self.link is not None
+
+    def line_of_field(self, source_field: str) -> int:
+        """The mapping line that reads `source_field`: the first rule using it, else the `source:` line."""
+        rules = [*self.properties, *self.links, *([self.link] if self.link else [])]
+        for rule in rules:
+            if isinstance(rule, PropertyRule):
+                if source_field in rule.source_fields:
+                    return rule.line
+                continue
+            for prop in rule.properties:
+                if source_field in prop.source_fields:
+                    return prop.line
+            source_fields = rule.source.fields if rule.source is not None else ()
+            if source_field in (*rule.target_fields, *source_fields):
+                return rule.line
+        if self.uid is not None and source_field in self.uid.fields:
+            return self.line
+        return self.source_line or self.line
 
     def rule_name(self, prop: str) -> str:
         """The mapping rule id recorded in lineage, e.g. 'sample_hr.yaml#employees.salary'."""
@@ -340,6 +410,20 @@ class SourceMapping:
                 return entity
         raise KeyError(f"{self.path}: no entity {name!r} (known: {', '.join(e.name for e in self.entities)})")
 
+
+def _expression_reads(expression: Expression) -> list[str]:
+    """The record fields an expression reads: its names, and the literal names it passes to `field(...)`."""
+    import ast
+
+    found = sorted(expression.names())
+    for node in ast.walk(ast.parse(expression.source, mode="eval")):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "field":
+            found += [arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+    return found
+
+
+# a query that reads more than one table: a JOIN, or a comma between tables in FROM
+_JOIN = re.compile(r"\bjoin\b|\bfrom\s+[\w.\"`]+(\s+(as\s+)?\w+)?\s*,", re.IGNORECASE)
 
 # ---------------------------------------------------------------------------------------------------- loading
 # (file, text) -> (ontology, its class and schema counts, the checked mapping): a file read again unchanged against
@@ -497,7 +581,7 @@ class _Checker:
     # ----------------------------------------------------------------------------------------- entities
     def entity(self, doc: Mapping[str, Any], line: int) -> EntityMapping | None:
         self.unknown_keys(doc, {"name", "class", "uid", "key", "watermark", "source", "properties", "links", "link",
-                                "identity", "telemetry", "update_only", "ledger"}, "entity")
+                                "identity", "telemetry", "update_only", "ledger", "optional"}, "entity")
         name = doc.get("name")
         if not isinstance(name, str) or not name:
             self.problem(line, "name", "every entity needs a `name`")
@@ -512,14 +596,16 @@ class _Checker:
             source = {}
         common = dict(name=name, file=self.file, line=line, key=keys, watermark=watermark,
                       source=dict(source), update_only=self.flag(doc, "update_only", False, name, line),
-                      ledger=self.flag(doc, "ledger", True, name, line))
+                      ledger=self.flag(doc, "ledger", True, name, line),
+                      optional=self.flag(doc, "optional", False, name, line),
+                      source_line=self.line_of(doc, "source", line))
         if "link" in doc:
             for forbidden in ("class", "uid", "properties", "links", "identity", "telemetry"):
                 if forbidden in doc:
                     self.problem(self.line_of(doc, forbidden), f"{name}.{forbidden}",
                                  "an association entity (`link:`) maps each record to one link only")
             link = self.association(doc["link"], name, self.line_of(doc, "link"))
-            return EntityMapping(link=link, **common) if link else None
+            return self.fetched(EntityMapping(link=link, **common), doc) if link else None
         cls_name = doc.get("class")
         cls_line = self.line_of(doc, "class", line)
         try:
@@ -541,8 +627,41 @@ class _Checker:
         links = self.link_rules(doc.get("links") or [], cls.id, name, self.line_of(doc, "links", line))
         identity = self.identity(doc.get("identity"), defs, name, self.line_of(doc, "identity", line))
         telemetry = self.telemetry(doc.get("telemetry"), name, self.line_of(doc, "telemetry", line))
-        return EntityMapping(cls=cls.name, uid=uid, properties=properties, links=links, identity=identity,
-                             telemetry=telemetry, **common)
+        return self.fetched(EntityMapping(cls=cls.name, uid=uid, properties=properties, links=links,
+                                          identity=identity, telemetry=telemetry, **common), doc)
+
+    def fetched(self, entity: EntityMapping, doc: Mapping[str, Any]) -> EntityMapping:
+        """Refuse rules that read a field the entity's source does not fetch (a Tryton `source.fields` or SQL
+        `source.columns` list: anything else would come out empty for every record, silently), and a SQL `query`
+        that joins tables without the joined tables' change times (incremental runs could not see their changes)."""
+        source = entity.source
+        line = self.line_of(doc, "source", entity.line)
+        related = source.get("related_watermarks") or []
+        if not isinstance(related, list) or any(not isinstance(c, str) or not c for c in related):
+            self.problem(line, f"{entity.name}.source.related_watermarks", "must be a list of column names")
+            related = []
+        listed, option = (source.get("fields"), "fields") if "fields" in source else (source.get("columns"), "columns")
+        if isinstance(listed, list) and all(isinstance(f, str) for f in listed):
+            fetched = set(listed)
+            if option == "columns":  # a SQL source fetches its key and watermark columns as well
+                fetched |= {*entity.key, *([entity.watermark] if entity.watermark else []), *related}
+            for rule, fields in entity.reads.items():
+                missing = [f for f in fields if f not in fetched]
+                if missing:
+                    rule_line = next((r.line for r in entity.properties if r.name == rule), 0) or line
+                    self.problem(rule_line, f"{entity.name}.{rule}",
+                                 f"reads {', '.join(repr(f) for f in missing)} but source.{option} does not fetch "
+                                 f"{'it' if len(missing) == 1 else 'them'} (the rule reads: {', '.join(fields)}; "
+                                 f"fetched: {', '.join(listed)}); add {'it' if len(missing) == 1 else 'them'} "
+                                 f"to source.{option}")
+        query = source.get("query")
+        if isinstance(query, str) and entity.watermark and not related and _JOIN.search(query):
+            self.problem(line, f"{entity.name}.source.query",
+                         f"the query joins tables, but an incremental run reads only rows whose {entity.watermark!r} "
+                         f"changed, so changes to a joined table would be missed: select each joined table's change "
+                         f"time as a column and list those columns in source.related_watermarks (or drop `watermark` "
+                         f"to read the query fully every run)")
+        return entity
 
     def template(self, value: Any, term: str, line: int, *, required: bool = False) -> Template | None:
         if value is None:

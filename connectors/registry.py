@@ -16,7 +16,8 @@ Per kind, the connector's `source:` holds the connection and each mapping entity
 =======  ===============================================  =========================================================
 kind     connector `source:`                              entity `source:`
 =======  ===============================================  =========================================================
-sql      url                                              table | query, schema, columns, page_size
+sql      url                                              table | query, schema, columns, page_size,
+                                                          related_watermarks (joined tables' change times)
 file     directory                                        path, format, sheet, dtype
 rest     base_url, headers                                endpoint, records_path, pagination, page_size, ... params
 tryton   url, database, username, password                model, fields, domain, page_size
@@ -140,7 +141,7 @@ _CONNECTOR_OPTIONS: dict[str, tuple[str, ...]] = {  # what each kind of source c
     "sql": ("url",), "rest": ("base_url",), "tryton": ("url", "database", "username", "password"),
 }
 _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
-    "sql": {"table", "query", "schema", "columns", "page_size"},
+    "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks"},
     "file": {"path", "format", "sheet", "dtype"},
     "rest": {"endpoint", "records_path", "pagination", "page_size", "page_param", "size_param", "offset_param",
              "limit_param", "cursor_param", "cursor_path", "since_param", "params", "timeout", "max_pages"},
@@ -178,6 +179,7 @@ class _SourceFactory:
             return SqlSource(self.options["url"], table=opts.get("table", None if "query" in opts else entity.name),
                              query=opts.get("query"), key=entity.key or ("id",), watermark=entity.watermark,
                              schema=opts.get("schema"), columns=opts.get("columns"),
+                             related_watermarks=opts.get("related_watermarks") or (),
                              page_size=int(opts.get("page_size", self.options.get("page_size", 5_000))),
                              name=f"{self.connector}:{entity.name}")
         if self.kind == "file":

@@ -57,6 +57,18 @@ class SourceError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class SourceObjectMissing(SourceError):
+    """The source has no such object (table, model, endpoint), e.g. an ERP module that is not activated there."""
+
+
+class UnknownSourceField(SourceError):
+    """A field a mapping reads does not exist in the source object; `field` names it as the mapping wrote it."""
+
+    def __init__(self, message: str, *, field: str, model: str | None = None, method: str | None = None) -> None:
+        self.field = field
+        super().__init__(message, model=model, method=method)
+
+
 @runtime_checkable
 class Source(Protocol):
     """A readable system of record: full or incremental batches of records, plus the keys that exist now."""
@@ -68,5 +80,14 @@ class Source(Protocol):
         ...
 
     def all_keys(self) -> set[str]:
-        """Every key the source holds now, so a full run can detect deletions."""
+        """Every key the source holds now, so runs can detect deletions (full runs always, incremental runs when
+        the source `lists_keys`)."""
         ...
+
+
+def lists_keys(source: object) -> bool:
+    """Whether listing a source's keys costs far less than reading its records (a class attribute `lists_keys`
+    says so: SQL and Tryton fetch keys only, a file is parsed once), so every incremental run compares the key set
+    with the ledger to find deleted records. Streams (MQTT) and paged APIs (REST) do not; their deletions are seen
+    by full runs and by records marked deleted."""
+    return getattr(source, "lists_keys", False) is True

@@ -4,7 +4,9 @@ Reads page by key (keyset pagination: ``WHERE key > :last ORDER BY key LIMIT n``
 comparison), so a page costs the same at any depth. Incremental reads take rows whose watermark column (a timestamp,
 or numeric seconds since the epoch) is at or after the watermark minus `overlap` (inclusive, so rows sharing the
 watermark's timestamp are never skipped; the sync ledger recognises the re-read rows as unchanged). Naive timestamps
-in the database are taken as UTC.
+in the database are taken as UTC. A query that joins tables names each joined table's change-time column as an output
+column in `related_watermarks`: a row counts as changed when any of them is at or after the bound (so renaming a site
+re-reads the work centres that show its code), and its change time is the newest of them.
 
 Values handed on are plain JSON-able types: dates and times as ISO 8601 text, Decimal as fixed-point text,
 bytes as base64 text; everything else as the driver returns it.
@@ -19,7 +21,8 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, and_, column, create_engine, func, select, text, tuple_
+from sqlalchemy import (BigInteger, Engine, MetaData, Table, and_, cast, column, create_engine, func, or_,
+                        select, text, tuple_)
 from sqlalchemy.types import Float, Integer, NullType, Numeric
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
@@ -79,6 +82,8 @@ def plain_value(value: Any) -> Any:
 class SqlSource:
     """One table (or SELECT query) of a SQL database, read in key order, fully or since a watermark."""
 
+    lists_keys = True  # keys only, cheaply: incremental runs detect deletions (connectors.source.lists_keys)
+
     def __init__(
         self,
         url: str,
@@ -92,6 +97,7 @@ class SqlSource:
         page_size: int = 5_000,
         overlap: dt.timedelta = dt.timedelta(seconds=1),
         columns: Sequence[str] | None = None,
+        related_watermarks: Sequence[str] = (),
     ) -> None:
         if (table is None) == (query is None):
             raise SourceError("a SQL source needs exactly one of `table` or `query`")
@@ -102,6 +108,9 @@ class SqlSource:
         self.engine = source_engine(url)
         self.keys = keys
         self.watermark_column = watermark
+        self.related_watermarks = tuple(related_watermarks)
+        if self.related_watermarks and watermark is None:
+            raise SourceError("related_watermarks need the row's own watermark column", model=name or table or "query")
         self.name = name or f"sql:{table or 'query'}"
         self.page_size = page_size
         self.overlap = overlap
@@ -132,7 +141,7 @@ class SqlSource:
             raise SourceError(f"cannot read {self._table_name or 'the query'}: {type(exc).__name__}",
                               model=self.name) from None
         known = set(selectable.c.keys())
-        wanted = (*self.keys, *([self.watermark_column] if self.watermark_column else []), *(self._columns or ()))
+        wanted = (*self.keys, *self._change_columns, *(self._columns or ()))
         missing = [c for c in wanted if c not in known]
         if missing:
             raise SourceError(f"unknown column(s) {', '.join(missing)} (has: {', '.join(sorted(known))})",
@@ -162,7 +171,7 @@ class SqlSource:
     def _base(self) -> Any:
         source = self.selectable
         columns = [source.c[c] for c in self._columns] if self._columns else list(source.c)
-        for name in (*self.keys, *([self.watermark_column] if self.watermark_column else [])):
+        for name in (*self.keys, *self._change_columns):
             if name not in [c.name for c in columns]:
                 columns.append(source.c[name])
         return source, columns
@@ -175,13 +184,12 @@ class SqlSource:
         if since is not None:
             if self.watermark_column is None:
                 raise SourceError("incremental read asked of a source without a watermark column", model=self.name)
-            after = since.value - self.overlap
-            wm_col = source.c[self.watermark_column]
-            conditions.append(wm_col >= _bound(wm_col, after, self.engine.dialect.name))
+            conditions.append(self._changed_since(source, since))
         last: tuple[Any, ...] | None = None
         names = [c.name for c in columns]
         key_index = [names.index(k) for k in self.keys]
         wm_index = names.index(self.watermark_column) if self.watermark_column else None
+        related_index = [names.index(c) for c in self.related_watermarks]
         while True:
             query = select(*columns)
             where = list(conditions)
@@ -203,11 +211,27 @@ class SqlSource:
                 fields = {name: value if value is None or type(value) in _PLAIN else plain_value(value)
                           for name, value in zip(names, row)}
                 key = "|".join(str(row[i]) for i in key_index)
-                batch.append(SourceRecord(key, fields, _change_time(row[wm_index]) if wm_index is not None else None))
+                changed_at = _change_time(row[wm_index]) if wm_index is not None else None
+                if related_index:  # the newest change of the row or of a joined row
+                    times = [t for i in related_index if (t := _change_time(row[i])) is not None]
+                    changed_at = max([changed_at, *times] if changed_at is not None else times, default=None)
+                batch.append(SourceRecord(key, fields, changed_at))
             yield batch
             last = tuple(rows[-1][i] for i in key_index)
             if len(rows) < self.page_size:
                 return
+
+    @property
+    def _change_columns(self) -> tuple[str, ...]:
+        """The row's own watermark column and those of joined rows."""
+        return (*([self.watermark_column] if self.watermark_column else []), *self.related_watermarks)
+
+    def _changed_since(self, source: Any, since: Watermark) -> Any:
+        """Rows whose own or a joined row's change time is at or after `since` minus the overlap."""
+        after = since.value - self.overlap
+        dialect = self.engine.dialect.name
+        tests = [source.c[c] >= _bound(source.c[c], after, dialect) for c in self._change_columns]
+        return tests[0] if len(tests) == 1 else or_(*tests)
 
     def all_keys(self) -> set[str]:
         """Every key in the table or query now."""
@@ -216,16 +240,57 @@ class SqlSource:
         with self.engine.connect() as conn:
             return {"|".join(str(v) for v in row) for row in conn.execute(select(*key_cols))}
 
+    def key_range(self) -> tuple[int, int] | None:
+        """The smallest and largest key when the source has one integer key column (for comparing key sets by
+        ranges, see `key_buckets`); None for other keys or an empty source."""
+        if len(self.keys) != 1:
+            return None
+        source, _ = self._base()
+        col = source.c[self.keys[0]]
+        with self.engine.connect() as conn:
+            low, high = conn.execute(select(func.min(col), func.max(col))).one()
+        if type(low) is not int or type(high) is not int:
+            return None
+        return low, high
+
+    def key_buckets(self, low: int, width: int) -> dict[int, int]:
+        """How many keys fall in each bucket ``(key - low) // width`` (an integer key column; see `key_range`)."""
+        source, _ = self._base()
+        bucket = _bucket(source.c[self.keys[0]], low, width)
+        with self.engine.connect() as conn:
+            return {int(b): int(n) for b, n in conn.execute(select(bucket, func.count()).group_by(bucket))}
+
+    def keys_in_buckets(self, low: int, width: int, buckets: Sequence[int]) -> set[str]:
+        """The keys in these buckets (as `key_buckets` numbers them)."""
+        source, _ = self._base()
+        col = source.c[self.keys[0]]
+        found: set[str] = set()
+        with self.engine.connect() as conn:  # as key ranges, which the key's index serves (no key is below `low`)
+            for chunk in _chunks(sorted(buckets), 200):
+                ranges = [col.between(low + b * width, low + (b + 1) * width - 1) for b in chunk]
+                found.update(str(v) for v in conn.execute(select(col).where(or_(*ranges))).scalars())
+        return found
+
     def count(self, since: Watermark | None = None) -> int:
         """How many records `read(since)` would return (for progress bars)."""
         source, _ = self._base()
         query = select(func.count()).select_from(source)
         if since is not None and self.watermark_column:
-            wm_col = source.c[self.watermark_column]
-            after = since.value - self.overlap
-            query = query.where(wm_col >= _bound(wm_col, after, self.engine.dialect.name))
+            query = query.where(self._changed_since(source, since))
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
+
+
+def _bucket(key: Any, low: int, width: int) -> Any:
+    """``(key - low) // width`` as SQL over an integer key (or key text, cast): the same numbering on every dialect
+    for keys at or above `low` (lower keys, gone from the source, fall in bucket 0 or below)."""
+    return (cast(key, BigInteger) - low) // width
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    """`values` in slices of at most `size` (bounded statement size)."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _change_time(value: Any) -> dt.datetime | None:

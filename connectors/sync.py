@@ -15,8 +15,9 @@ Guarantees (see also connectors/sync_state.py):
   (twins and links are upserts by uid; the ledger recognises records already written; lineage commits with the
   ledger, or — in another database — a batch whose lineage became durable before a crash is found in the batch
   journal and the lineage store, and its lineage is not written twice).
-* **Deletions** are detected on full runs (ledger keys the source no longer has) and from records a source marks
-  deleted. Rule: the twin a deleted record fed is deleted only when no other ledger entry (of any connector or
+* **Deletions** are detected on every run: ledger keys the source no longer has (a full run: the keys it did not
+  read; an incremental run: the keys missing from the source's key list, for sources that list keys cheaply — SQL,
+  Tryton, files; see connectors.source.lists_keys), and records a source marks deleted. Rule: the twin a deleted record fed is deleted only when no other ledger entry (of any connector or
   entity) still feeds it; otherwise only the links that record produced are removed and the twin stays, with the
   values other sources gave it. Association records (``link:`` entities) delete their link.
 * **Quarantine.** A record is quarantined with its key, field, rule, message and raw content when its key is empty
@@ -25,6 +26,8 @@ Guarantees (see also connectors/sync_state.py):
   batch is retried). Links whose endpoint twin does not exist yet wait in a pending table and are retried at the
   end of every run.
 * **Dry run** computes the same plan (would create / update / delete, with examples) and writes nothing.
+* **Counts** (created / updated / unchanged / deleted) count twins and links as the graph took them, not records:
+  two records feeding one twin create it once, and a record whose twin another record still feeds deletes nothing.
 """
 
 from __future__ import annotations
@@ -44,10 +47,12 @@ from datetime import datetime
 from itertools import batched
 from typing import Any, Literal
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from connectors.identity import IdentityResolver, Resolution, candidate
 from connectors.mapping import EntityMapping, LinkRule, PropertyRule, SourceMapping
 from connectors.quarantine import INVALID_FIELD, QuarantinedRow, QuarantineStore
-from connectors.source import Source, SourceRecord, Watermark
+from connectors.source import Source, SourceObjectMissing, SourceRecord, UnknownSourceField, Watermark, lists_keys
 from connectors.sync_state import LedgerEntry, PendingLink, SyncState, payload_text
 from connectors.telemetry import Reading, TelemetryStore
 from connectors.transforms import TransformError, cast_value
@@ -62,7 +67,7 @@ from governance.lineage import (
     lineage_record_table,
 )
 from graph.errors import BatchRejected
-from graph.model import Link, Twin
+from graph.model import Link, Twin, WriteSummary
 from graph.store import GraphStore
 from ontology.errors import Violation
 
@@ -89,7 +94,8 @@ class Connector:
 
 @dataclass
 class EntityReport:
-    """What a run did (or, dry, would do) with one entity."""
+    """What a run did (or, dry, would do) with one entity: records read; twins and links created, updated,
+    unchanged and deleted; records quarantined; links waiting for an endpoint."""
 
     entity: str
     read: int = 0
@@ -100,6 +106,7 @@ class EntityReport:
     quarantined: int = 0
     pending_links: int = 0
     links_written: int = 0
+    skipped: str | None = None  # why the entity was not synced (its source object does not exist)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def example(self, kind: str, text: str) -> None:
@@ -175,6 +182,22 @@ class _Rejected(Exception):
 
 
 _TWIN_PATH = re.compile(r"^twins\[(\d+)\]")
+_KEY_RANGES = 256  # key ranges an incremental deletion check compares by count before listing keys
+
+
+def _integer(key: str) -> bool:
+    """Whether a record key is an integer's text (as a source with an integer key column gives it)."""
+    try:
+        int(key)
+    except ValueError:
+        return False
+    return True
+
+
+def _truncated(offset: int, width: int) -> int:
+    """`offset // width` rounded toward zero, as SQL integer division does."""
+    quotient = abs(offset) // width
+    return quotient if offset >= 0 else -quotient
 _LINK_PATH = re.compile(r"^links\[(\d+)\]")
 
 
@@ -364,6 +387,12 @@ class _Run:
     has_merges: bool
     open_quarantine: dict[str, set[str]]
     committer: _Committer | None = None
+    planned: set[str] = field(default_factory=set)  # dry run: uids an earlier page would have created or updated
+    ledger_counts: dict[str, int] = field(default_factory=dict)  # per entity: ledger entries when the run began,
+    new_keys: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # records new to the ledger since,
+    dropped: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # and ledger entries dropped since
+    unledgered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # keys quarantined this run
+    created_keys: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # keys new to the ledger
 
 
 class SyncEngine:
@@ -422,16 +451,34 @@ class SyncEngine:
             self.state.start_run(run_id, connector.name, mode, resumed=bool(report.resumed_from))
         ctx = _Run(connector, mode, dry_run, run_id, report, progress, self.identity.has_merges(),
                    self.quarantine.open_keys(connector.name), None if dry_run else _Committer())
+        if mode == "incremental":  # for the deletion check's counts (see _none_deleted)
+            ctx.ledger_counts = self.state.ledger_entity_counts(connector.name)
         try:
             try:
                 with _CollectorPacing():
+                    missing: list[str] = []
                     for entity in chosen:
-                        self._sync_entity(ctx, entity)
+                        try:
+                            self._sync_entity(ctx, entity)
+                        except SourceObjectMissing as exc:  # a missing object never aborts the other entities
+                            if report.entity(entity.name).read:
+                                raise
+                            report.entity(entity.name).skipped = str(exc)
+                            if not entity.optional:
+                                missing.append(f"{entity.name} ({exc})")
+                        except UnknownSourceField as exc:
+                            raise SyncError(
+                                f"{connector.name}/{entity.name}: {entity.file}:{entity.line_of_field(exc.field)}: "
+                                f"source field {exc.field!r}: {exc}") from exc
                     if ctx.committer is not None:
                         ctx.committer.drain()
                     if not dry_run:
                         self._retry_pending(ctx)
                         self.state.clear_journal(connector.name)
+                    if missing:
+                        raise SyncError(f"{connector.name}: the source lacks what these entities read (the others "
+                                        f"were synced; mark an entity `optional: true` to skip it): "
+                                        f"{'; '.join(missing)}")
             finally:
                 if ctx.committer is not None:  # what was submitted is committed (or failed) before the run ends
                     ctx.committer.close()
@@ -483,9 +530,18 @@ class SyncEngine:
                 if ctx.progress is not None:
                     ctx.progress(entity.name, report.read, total)
                 clock = time.perf_counter()
-            if ctx.mode == "full" and entity.ledger:
-                # keys of batches still being committed are in `seen`: the difference needs no drain
-                gone = sorted(self.state.ledger_keys(ctx.connector.name, entity.name) - seen)
+            if entity.ledger and (ctx.mode == "full" or lists_keys(source)):
+                # the deletion set: ledger keys the source no longer has. A full run read every key (`seen`); an
+                # incremental run asks for the key list after its read (a record deleted meanwhile is gone too),
+                # unless the counts show that no ledger key can be missing. Keys of batches still being committed
+                # are in `seen`: the difference needs no drain.
+                clock = time.perf_counter()
+                gone: list[str] = []
+                if ctx.mode == "full":
+                    gone = sorted(self.state.ledger_keys(ctx.connector.name, entity.name) - seen)
+                elif not self._none_deleted(ctx, entity, source, report):
+                    gone = self._missing_keys(ctx, entity, source, seen)
+                timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self._delete(ctx, entity, gone, report)
         finally:
@@ -496,6 +552,51 @@ class SyncEngine:
             assert ctx.committer is not None
             mark = Watermark(newest)
             ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, mark))
+
+    def _none_deleted(self, ctx: _Run, entity: EntityMapping, source: Source, report: EntityReport) -> bool:
+        """Whether a count proves that the source still has every ledger key of the entity (so listing its keys can
+        be skipped): it holds at least as many records as the ledger has keys plus the records that are not in the
+        ledger because they are quarantined (open before the run, or this run). Every other record of the source
+        was read and is in the ledger, so fewer ledger keys than that would mean a deleted one. A record no run has
+        read (a NULL watermark, say; full runs read it) could hide a deletion from the count until the next full
+        run. The ledger's count is the run's start count plus the run's own changes (one query per run; a
+        connector's runs do not overlap). Sources without a count always list their keys."""
+        counter = getattr(source, "count", None)
+        if not callable(counter):
+            return False
+        # the ledger once this run's batches are committed: as the run began, plus new records, minus deletions
+        ledger = ctx.ledger_counts.get(entity.name, 0) + ctx.new_keys[entity.name] - ctx.dropped[entity.name]
+        unledgered = len(ctx.open_quarantine.get(entity.name, ())) + report.quarantined
+        return int(counter(None)) >= ledger + unledgered
+
+    def _missing_keys(self, ctx: _Run, entity: EntityMapping, source: Source, seen: set[str]) -> list[str]:
+        """The ledger keys (and keys read this run) the source no longer has. A source with one integer key is
+        compared by key ranges first: only ranges whose key counts differ, or that hold a key the ledger may lack
+        (quarantined, or new this run and perhaps not committed yet), are listed on both sides; every other range
+        has as many source keys as ledger keys and no source key outside the ledger, so it lost none. Other
+        sources list every key."""
+        name = ctx.connector.name
+        ranged = getattr(source, "key_range", None)
+        span = ranged() if callable(ranged) else None
+        unsure = ctx.open_quarantine.get(entity.name, set()) | ctx.unledgered[entity.name] | \
+            ctx.created_keys[entity.name]
+        if span is not None and all(_integer(key) for key in unsure):
+            low, high = span
+            width = max(1, (high - low) // _KEY_RANGES + 1)
+            try:
+                here = source.key_buckets(low, width)  # type: ignore[attr-defined]
+                kept = self.state.ledger_key_buckets(name, entity.name, low, width)
+            except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
+                span = None
+            else:
+                dirty = {b for b in here.keys() | kept.keys() if here.get(b, 0) != kept.get(b, 0)}
+                dirty |= {_truncated(int(key) - low, width) for key in unsure}
+                if not dirty:
+                    return []
+                ledger = self.state.ledger_keys_in_buckets(name, entity.name, low, width, sorted(dirty))
+                ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
+                return sorted(ledger - source.keys_in_buckets(low, width, sorted(dirty)))  # type: ignore[attr-defined]
+        return sorted((self.state.ledger_keys(name, entity.name) | seen) - source.all_keys())
 
     def _commit_watermark(self, ctx: _Run, entity: EntityMapping, mark: Watermark) -> None:
         """Advance an entity's watermark (submitted after its batches, so committed only after they are)."""
@@ -663,10 +764,27 @@ class SyncEngine:
     # ------------------------------------------------------------------------------------------------ dry
     def _dry(self, ctx: _Run, entity: EntityMapping, items: list[_Item], rejected: list[QuarantinedRow],
              report: EntityReport) -> None:
+        """Count what writing these items would do to twins and links (twins the graph or an earlier page of this
+        dry run has are updated, not created), with examples."""
         report.quarantined += len(rejected)
         ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
+        changed_uids = {it.uid for it in items if it.status != "unchanged" and entity.link is None}
+        same_uids = {it.uid for it in items if it.status == "unchanged" and entity.link is None} - changed_uids
+        present = set(self._classes(sorted(changed_uids))) | ctx.planned if changed_uids else set()
+        report.created += len(changed_uids - present)
+        report.updated += len(changed_uids & present)
+        report.unchanged += len(same_uids)
+        ctx.planned |= changed_uids
         for item in items:
-            setattr(report, item.status, getattr(report, item.status) + 1)
+            old_links = {(t, s, d): p for t, s, d, p in item.old.payload.get("l", [])} if item.old else {}
+            for t, s, d, p in item.links:
+                if (t, s, d) not in old_links:
+                    report.created += 1
+                elif old_links[(t, s, d)] != p:
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+            report.deleted += len(set(old_links) - {(t, s, d) for t, s, d, _ in item.links})
             if item.status == "created":
                 report.example("create", f"{item.uid} ({item.cls or item.links[0][0]})")
             elif item.status == "updated":
@@ -682,7 +800,10 @@ class SyncEngine:
         system = ctx.connector.mapping.system
         writing = [it for it in items if it.status != "unchanged" or (ctx.mode == "full" and entity.ledger)]
         changed = [it for it in items if it.status != "unchanged"]
-        report.unchanged += sum(1 for it in items if it.status == "unchanged")
+        if len(writing) < len(items):  # not written again: their twins and links stay as they are
+            skipped = [it for it in items if it.status == "unchanged"]
+            report.unchanged += len({it.uid for it in skipped if entity.link is None}) + \
+                len({(t, s, d) for it in skipped for t, s, d, _ in it.links})
 
         # the batch journal: a crashed attempt at this very batch may have made its lineage durable already
         batch_id = None
@@ -709,7 +830,8 @@ class SyncEngine:
             fed = self._links_fed_by_others(removed, {(name, entity.name, it.record.key) for it in changed})
             removed = [link for link in removed if link not in fed]
         if removed:
-            self.store.delete_links(removed, actor=self.actor, source=name, run_id=ctx.run_id)
+            report.deleted += self.store.delete_links(removed, actor=self.actor, source=name,
+                                                      run_id=ctx.run_id).deleted
         pending: list[PendingLink] = []
         if entity.link is None:
             twins_to_write = writing
@@ -731,22 +853,28 @@ class SyncEngine:
                     current = present.get(item.uid)
                     if current is not None and item.cls is not None and current != item.cls:
                         item.cls = self._winning_class(item.cls, current, False)
-            self._upsert_twins(ctx, entity, twins_to_write, rejected)
+            self._count(report, self._upsert_twins(ctx, entity, twins_to_write, rejected))
         link_items = [it for it in writing if it.accepted and it.links]
         unwritten: set[tuple[str, str, str]] = set()
-        report.links_written += self._upsert_links(ctx, entity, link_items, rejected, pending, unwritten)
+        links = self._upsert_links(ctx, entity, link_items, rejected, pending, unwritten)
+        self._count(report, links)
+        report.links_written += links.created + links.updated + links.unchanged
         timings["graph"] += time.perf_counter() - clock
 
         accepted = [it for it in changed if it.accepted]
         for item in accepted:
-            setattr(report, item.status, getattr(report, item.status) + 1)
             if len(report.examples[item.status]) < EXAMPLES:
                 report.example(item.status, f"{item.uid} ({item.cls or item.links[0][0]})")
         report.quarantined += len(rejected)
+        ctx.unledgered[entity.name].update(row.record_key for row in rejected if row.record_key is not None)
         report.pending_links += len(pending)
         ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
         readings = [r for it in items if it.accepted for r in it.readings]
         batch = _Batch(entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id)
+        if entity.ledger:  # records new to the ledger (for the incremental deletion check)
+            created = [it.record.key for it in accepted if it.status == "created"]
+            ctx.new_keys[entity.name] += len(created)
+            ctx.created_keys[entity.name].update(created)
         assert ctx.committer is not None
         ctx.committer.submit(lambda: self._commit(ctx, batch))
 
@@ -806,15 +934,22 @@ class SyncEngine:
                     return True
         return False
 
+    @staticmethod
+    def _count(report: EntityReport, summary: WriteSummary) -> None:
+        """Add what the graph did (twins or links created, updated, unchanged) to an entity's counts."""
+        report.created += summary.created
+        report.updated += summary.updated
+        report.unchanged += summary.unchanged
+
     def _upsert_twins(self, ctx: _Run, entity: EntityMapping, items: list[_Item],
-                      rejected: list[QuarantinedRow]) -> None:
-        """Write the items' twins; items the graph refuses are quarantined and the rest retried."""
+                      rejected: list[QuarantinedRow]) -> WriteSummary:
+        """Write the items' twins; items the graph refuses are quarantined and the rest retried. Returns what the
+        graph did with the twins it took."""
         todo = [it for it in items if it.accepted]
         while todo:
             twins = [Twin(it.uid, it.cls or "", it.props) for it in todo]
             try:
-                self.store.upsert_twins(twins, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
-                return
+                return self.store.upsert_twins(twins, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
             except BatchRejected as exc:
                 offenders = self._offending_twins(exc.violations, todo)
                 for index, violations in offenders.items():
@@ -826,6 +961,7 @@ class SyncEngine:
                         if "." in first.path else None, f"graph:{first.rule}",
                         "; ".join(v.message for v in violations), dict(item.record.fields)))
                 todo = [it for it in todo if it.accepted]
+        return WriteSummary()
 
     @staticmethod
     def _offending_twins(violations: list[Violation], todo: list[_Item]) -> dict[int, list[Violation]]:
@@ -851,15 +987,15 @@ class SyncEngine:
         return found
 
     def _upsert_links(self, ctx: _Run, entity: EntityMapping, items: list[_Item], rejected: list[QuarantinedRow],
-                      pending: list[PendingLink], unwritten: set[tuple[str, str, str]]) -> int:
-        """Write the items' links; missing endpoints wait in `pending`, other refusals are quarantined."""
+                      pending: list[PendingLink], unwritten: set[tuple[str, str, str]]) -> WriteSummary:
+        """Write the items' links; missing endpoints wait in `pending`, other refusals are quarantined. Returns what
+        the graph did with the links it took."""
         system = ctx.connector.mapping.system
         todo: list[tuple[_Item, tuple[str, str, str, dict[str, Any]]]] = [(it, l) for it in items for l in it.links]
         while todo:
             links = [Link(t, s, d, p) for _, (t, s, d, p) in todo]
             try:
-                self.store.upsert_links(links, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
-                return len(todo)
+                return self.store.upsert_links(links, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id)
             except BatchRejected as exc:
                 drop: set[int] = set()
                 ends = [(s, t) for _, (t, s, _, _) in todo]
@@ -883,9 +1019,9 @@ class SyncEngine:
                         unwritten.add((t, s, d))
                         rejected.append(QuarantinedRow(ctx.connector.name, entity.name, item.record.key, t,
                                                        "graph:links", str(exc), dict(item.record.fields)))
-                    return 0
+                    return WriteSummary()
                 todo = [entry for i, entry in enumerate(todo) if i not in drop]
-        return 0
+        return WriteSummary()
 
     @staticmethod
     def _offending_links(violation: Violation, ends: Sequence[tuple[str, str]]) -> list[int]:
@@ -934,17 +1070,13 @@ class SyncEngine:
 
     # --------------------------------------------------------------------------------------------- delete
     def _delete(self, ctx: _Run, entity: EntityMapping, keys: Sequence[str], report: EntityReport) -> None:
-        """Remove what deleted source records fed (see the deletion rule in the module docstring)."""
+        """Remove what deleted source records fed (see the deletion rule in the module docstring); counts and
+        names the twins and links actually removed (a twin other records still feed stays, and is not counted)."""
         name = ctx.connector.name
         if ctx.committer is not None:  # decide on committed ledger entries only
             ctx.committer.drain()
         entries = self.state.ledger(name, entity.name, keys)
         if not entries:
-            return
-        report.deleted += len(entries)
-        for entry in list(entries.values())[:EXAMPLES]:
-            report.example("delete", f"{entry.uid} (record {entry.record_key})")
-        if ctx.dry_run:
             return
         gone = set(entries)
         links = [(t, s, d) for e in entries.values() for t, s, d, _ in e.payload.get("l", [])]
@@ -956,11 +1088,22 @@ class SyncEngine:
         doomed_set = set(doomed)
         fed = self._links_fed_by_others(links, {(name, entity.name, key) for key in gone})
         links = [link for link in links if link not in fed]  # another record still produces these: they stay
-        surviving_links = [link for link in links if link[1] not in doomed_set and link[2] not in doomed_set]
+        surviving_links = sorted(set(link for link in links if link[1] not in doomed_set and link[2] not in doomed_set))
+        if ctx.dry_run:  # what would go: the doomed twins that exist, and the links of theirs that exist
+            present = self._classes(doomed) if doomed else {}
+            report.deleted += len(present) + self._existing_links(surviving_links)
+            for uid in list(present)[:EXAMPLES]:
+                report.example("delete", uid)
+            return
+        for uid in doomed[:EXAMPLES]:
+            report.example("delete", uid)
+        for t, s, d in surviving_links[:max(0, EXAMPLES - len(doomed))]:
+            report.example("delete", f"link {t} {s} -> {d}")
         if surviving_links:
-            self.store.delete_links(surviving_links, actor=self.actor, source=name, run_id=ctx.run_id)
+            report.deleted += self.store.delete_links(surviving_links, actor=self.actor, source=name,
+                                                      run_id=ctx.run_id).deleted
         if doomed:
-            self.store.delete_twins(doomed, actor=self.actor, source=name, run_id=ctx.run_id)
+            report.deleted += self.store.delete_twins(doomed, actor=self.actor, source=name, run_id=ctx.run_id).deleted
             self.identity.forget(doomed)
         merged_away = [e.payload["n"] for e in entries.values() if e.payload.get("n") not in (None, e.uid)]
         if merged_away:
@@ -968,6 +1111,17 @@ class SyncEngine:
         with self.state.engine.begin() as conn:
             self.state.drop_ledger(conn, name, entity.name, list(entries))
             self.state.drop_pending(conn, links)
+        ctx.dropped[entity.name] += len(entries)
+
+    def _existing_links(self, links: Sequence[tuple[str, str, str]]) -> int:
+        """How many of these links (type, source uid, target uid) the graph holds."""
+        found = 0
+        for chunk in batched(links, 10_000):
+            rows = self.store.backend.read(
+                "UNWIND $links AS l MATCH (a:Twin {uid: l[1]})-[r]->(b:Twin {uid: l[2]}) WHERE type(r) = l[0] "
+                "RETURN count(r)", {"links": [list(link) for link in chunk]})
+            found += int(rows[0][0]) if rows else 0
+        return found
 
     def _links_fed_by_others(self, links: Sequence[tuple[str, str, str]],
                              leaving: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:

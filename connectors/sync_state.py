@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    cast,
     delete,
     func,
     insert,
@@ -142,6 +144,15 @@ def payload_text(payload: Mapping[str, Any]) -> str:
         return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str, ensure_ascii=False)
 
 
+def payload_of(text: str) -> Any:
+    """A ledger payload read back from its JSON text (orjson; the standard library for what orjson refuses, such as
+    integers beyond 64 bits): incremental runs read one per record they re-read."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 @dataclass(frozen=True)
 class PendingLink:
     """A link whose endpoint twin did not exist yet when its record was synced; retried at the end of each run."""
@@ -247,7 +258,7 @@ class SyncState:
                     )
                 )
                 for key, uid, digest, payload in rows:
-                    found[key] = LedgerEntry(connector, entity, key, uid, digest, json.loads(payload))
+                    found[key] = LedgerEntry(connector, entity, key, uid, digest, payload_of(payload))
         return found
 
     def ledger_keys(self, connector: str, entity: str) -> set[str]:
@@ -259,6 +270,34 @@ class SyncState:
     def ledger_count(self, connector: str | None = None) -> int:
         """Number of ledger entries (of one connector, or all)."""
         return self._count(sync_record_table, connector)
+
+    def ledger_key_buckets(self, connector: str, entity: str, low: int, width: int) -> dict[int, int]:
+        """How many ledger keys of the entity fall in each bucket ``(int(key) - low) // width`` (integer keys; see
+        connectors.sql_source.SqlSource.key_buckets, which numbers the source's keys the same way)."""
+        t = sync_record_table
+        bucket = (cast(t.c.record_key, BigInteger) - low) // width
+        with self.engine.connect() as conn:
+            return {int(b): int(n) for b, n in conn.execute(select(bucket, func.count()).where(
+                t.c.connector == connector, t.c.entity == entity).group_by(bucket))}
+
+    def ledger_keys_in_buckets(self, connector: str, entity: str, low: int, width: int,
+                               buckets: Sequence[int]) -> set[str]:
+        """The ledger keys of the entity in these buckets (numbered as by `ledger_key_buckets`)."""
+        t = sync_record_table
+        bucket = (cast(t.c.record_key, BigInteger) - low) // width
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in batched(sorted(buckets), 500):
+                found.update(conn.scalars(select(t.c.record_key).where(
+                    t.c.connector == connector, t.c.entity == entity, bucket.in_(chunk))))
+        return found
+
+    def ledger_entity_counts(self, connector: str) -> dict[str, int]:
+        """Number of ledger entries of each entity of a connector (one index-only query)."""
+        t = sync_record_table
+        with self.engine.connect() as conn:
+            return {entity: int(n) for entity, n in conn.execute(
+                select(t.c.entity, func.count()).where(t.c.connector == connector).group_by(t.c.entity))}
 
     def pending_count(self, connector: str | None = None) -> int:
         """Number of links waiting for an endpoint (of one connector, or all)."""
@@ -282,7 +321,7 @@ class SyncState:
                     m = row._mapping
                     found.setdefault(m["uid"], []).append(
                         LedgerEntry(m["connector"], m["entity"], m["record_key"], m["uid"], m["digest"],
-                                    json.loads(m["payload"]))
+                                    payload_of(m["payload"]))
                     )
         return found
 

@@ -53,13 +53,21 @@ from typing import Any
 
 import httpx
 
-from connectors.source import SourceError, SourceRecord, Watermark, change_time
+from connectors.source import (
+    SourceError,
+    SourceObjectMissing,
+    SourceRecord,
+    UnknownSourceField,
+    Watermark,
+    change_time,
+)
 from graph.urls import redact_url
 
 __all__ = [
     "TrytonAuthenticationError",
     "TrytonClient",
     "TrytonSource",
+    "TrytonUnavailableError",
     "tryton_value",
 ]
 
@@ -68,6 +76,10 @@ Domain = list[Any]
 
 class TrytonAuthenticationError(SourceError):
     """Tryton refused the credentials or the session (wrong user/password, expired or revoked session)."""
+
+
+class TrytonUnavailableError(SourceError):
+    """The server cannot be reached, or it does not serve the database: nothing about a model can be known."""
 
 
 def _encode(value: Any) -> Any:
@@ -356,7 +368,7 @@ class TrytonClient:
         try:
             response = self._http.post(path, content=body.encode("utf-8"), headers=headers)
         except httpx.HTTPError as exc:
-            raise SourceError(
+            raise TrytonUnavailableError(
                 f"cannot reach Tryton at {redact_url(self.url)}: {type(exc).__name__}", model=model, method=method_name
             ) from None
         status = response.status_code
@@ -372,9 +384,13 @@ class TrytonClient:
         if status == 403:
             raise SourceError("method is not exposed over RPC (HTTP 403)", model=model, method=method_name)
         if status == 404:
-            raise SourceError(f"database {self.database!r} not found on {redact_url(self.url)}", model=model, method=method_name)
+            raise TrytonUnavailableError(
+                f"database {self.database!r} not found on {redact_url(self.url)}", model=model, method=method_name
+            )
         if status == 429:
             raise SourceError("Tryton is rate-limiting this client (HTTP 429)", model=model, method=method_name)
+        if status >= 500:
+            raise TrytonUnavailableError(f"Tryton answered HTTP {status}", model=model, method=method_name)
         if status != 200:
             raise SourceError(f"Tryton answered HTTP {status}", model=model, method=method_name)
         try:
@@ -386,13 +402,18 @@ class TrytonClient:
         if payload.get("error") is not None:
             message = _error_message(payload["error"])
             if model and message == repr(model):  # trytond answers a bare KeyError for a model it does not have
-                message = f"unknown model {model!r}"
+                raise SourceObjectMissing(
+                    f"unknown model {model!r}: no module activated on database {self.database!r} defines it",
+                    model=model, method=method_name,
+                )
             raise SourceError(f"Tryton reported an error: {message}", model=model, method=method_name)
         return payload.get("result")
 
 
 class TrytonSource:
     """One Tryton model as a Source: full and incremental batches by id, change time from write/create date."""
+
+    lists_keys = True  # keys only, cheaply: incremental runs detect deletions (connectors.source.lists_keys)
 
     def __init__(
         self,
@@ -432,14 +453,32 @@ class TrytonSource:
     def __repr__(self) -> str:
         return f"TrytonSource(name={self.name!r}, model={self.model!r}, fields={list(self.fields)!r})"
 
+    @property
+    def related_paths(self) -> tuple[str, ...]:
+        """The related records the fields read through: every proper prefix of a dotted field, e.g. 'company' and
+        'company.party' for 'company.party.name' (their changes change the value read)."""
+        paths: dict[str, None] = {}
+        for name in self.fields:
+            parts = name.split(".")
+            for end in range(1, len(parts)):
+                paths[".".join(parts[:end])] = None
+        return tuple(paths)
+
     def read(self, since: Watermark | None) -> Iterator[list[SourceRecord]]:
-        """Batches of records (ascending id) changed after `since` (minus `overlap`), or all when None."""
+        """Batches of records (ascending id) changed after `since` (minus `overlap`), or all when None.
+
+        A record counts as changed when it or a record one of its dotted fields reads through (``party`` of
+        ``party.name``, ``company`` and ``company.party`` of ``company.party.name``) was created or written after
+        the watermark, so renaming a party re-reads the employees that show its name. A record's change time is
+        the newest of those times. Not seen by an incremental read: a target removed from an x2many path (the
+        root and the remaining targets keep their write dates); a full run sees it.
+        """
         self._check_fields()
         changed: Domain = []
         if since is not None:
             after = since.value - self.overlap
             if self.watermark_field == "create_date":
-                changed = [("create_date", ">", after)]
+                changed = ["OR", ("create_date", ">", after)]
             else:
                 # write_date is NULL for records never written since creation: fall back to create_date.
                 changed = [
@@ -447,7 +486,10 @@ class TrytonSource:
                     (self.watermark_field, ">", after),
                     [(self.watermark_field, "=", None), ("create_date", ">", after)],
                 ]
-        wanted = list(dict.fromkeys(["id", "create_date", self.watermark_field, *self.fields]))
+            for path in self.related_paths:  # Tryton resolves a dotted domain through the relation, at any depth
+                changed += [(f"{path}.write_date", ">", after), (f"{path}.create_date", ">", after)]
+        related_times = [f"{path}.{stamp}" for path in self.related_paths for stamp in ("write_date", "create_date")]
+        wanted = list(dict.fromkeys(["id", "create_date", self.watermark_field, *self.fields, *related_times]))
         last_id = 0
         while True:
             domain = self._domain(changed, last_id)
@@ -487,23 +529,17 @@ class TrytonSource:
         return domain
 
     def _check_fields(self) -> None:
-        """Fail early, naming the model and fields, when the model or a field does not exist on the server."""
+        """Fail early, naming the model and field, when the model or a field (or a dotted path's next step) does
+        not exist on the server; an unreachable server, unknown database or refused login is reported as such."""
         if self._checked:
             return
         top_level = sorted({f.split(".", 1)[0] for f in (*self.fields, self.watermark_field)})
-        try:
-            known = self.client.fields_get(self.model, top_level, context=self.context)
-        except TrytonAuthenticationError:
-            raise
-        except SourceError as exc:
-            raise SourceError(
-                f"cannot describe model {self.model!r} (unknown model or no read access): {exc}",
-                model=self.model,
-                method="fields_get",
-            ) from None
+        known = self._describe(self.model, top_level)
         missing = [f for f in top_level if f not in known and f != "id"]
         if missing:
-            raise SourceError(f"unknown field(s) {', '.join(missing)}", model=self.model, method="fields_get")
+            raise UnknownSourceField(
+                f"unknown field(s) {', '.join(missing)}", field=missing[0], model=self.model, method="fields_get"
+            )
         kind = known[self.watermark_field].get("type") if self.watermark_field in known else None
         if kind not in ("datetime", "timestamp"):
             raise SourceError(
@@ -511,14 +547,49 @@ class TrytonSource:
                 model=self.model,
                 method="fields_get",
             )
+        for path in self.fields:
+            if "." in path:
+                self._check_path(path, known)
         self._checked = True
+
+    def _describe(self, model: str, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """fields_get of `names` on `model`; connection, database and login failures pass through unchanged."""
+        try:
+            return self.client.fields_get(model, names, context=self.context)
+        except (TrytonAuthenticationError, TrytonUnavailableError, SourceObjectMissing):
+            raise
+        except SourceError as exc:
+            raise SourceError(
+                f"cannot describe model {model!r} (no read access?): {exc}", model=model, method="fields_get"
+            ) from None
+
+    def _check_path(self, path: str, root: Mapping[str, Mapping[str, Any]]) -> None:
+        """Follow a dotted path ('party.name') through the relations it crosses; refuse a step that does not exist."""
+        steps = path.split(".")
+        known, model = root, self.model
+        for depth, step in enumerate(steps):
+            if step not in known and step != "id":
+                raise UnknownSourceField(
+                    f"unknown field {step!r} of {model} in {path!r}", field=path, model=self.model, method="fields_get"
+                )
+            if depth == len(steps) - 1:
+                return
+            relation = known.get(step, {}).get("relation")
+            if not relation:  # a Reference or non-relational field: the server decides what follows
+                return
+            model = str(relation)
+            known = self._describe(model, [steps[depth + 1]])
 
     def _record(self, row: Mapping[str, Any]) -> SourceRecord:
         changed_at = row.get(self.watermark_field) or row.get("create_date")
+        times = [changed_at] if isinstance(changed_at, dt.datetime) else []
+        for path in self.related_paths:  # the newest change of a related record read through counts too
+            for stamp in ("write_date", "create_date"):
+                times += [t for t in _flatten(_pluck(row, [*path.split("."), stamp])) if isinstance(t, dt.datetime)]
         return SourceRecord(
             key=str(row["id"]),
             fields={f: tryton_value(_pluck(row, f.split("."))) for f in self.fields},
-            watermark=change_time(changed_at) if isinstance(changed_at, dt.datetime) else None,
+            watermark=change_time(max(times)) if times else None,
         )
 
 
@@ -533,3 +604,10 @@ def _pluck(row: Mapping[str, Any], path: list[str]) -> Any:
     if isinstance(nested, list):
         return [_pluck(item, rest) for item in nested]
     return _pluck(nested, rest)
+
+
+def _flatten(value: Any) -> list[Any]:
+    """The values at a dotted path as one flat list (an x2many step gives a list, possibly of lists)."""
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _flatten(item)]
+    return [value]

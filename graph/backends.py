@@ -8,9 +8,9 @@ import threading
 import time
 from enum import Enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from redis.exceptions import WatchError
@@ -19,8 +19,10 @@ from graph.bulk import EdgeGroup, NodeGroup, bulk_commands
 from graph.dialect import Dialect, FalkorDialect, Neo4jDialect
 from graph.errors import BackendRefused, GraphError, GraphUnavailable, QueryError, QueryTimedOut, ReadOnlyViolation
 from graph.urls import redact_url
+from ontology.errors import quoted
 
 Row = list[Any]
+T = TypeVar("T")
 
 
 class CypherBackend(ABC):
@@ -71,39 +73,108 @@ class CypherBackend(ABC):
         """True when the backend answers."""
 
 
+# Back-off between attempts to reach (or restart) a graph server that stopped answering: first retry at once, then
+# doubling up to the maximum, so a restarted server is found within seconds and a dead one is not hammered.
+_BACKOFF_FIRST = 0.2
+_BACKOFF_MAX = 3.0
+
+Connect = Callable[[], tuple[Any, Callable[[], None] | None]]
+
+
 class FalkorBackend(CypherBackend):
-    """FalkorDB through its Python client, over a unix socket (embedded) or TCP (server)."""
+    """FalkorDB through its Python client, over a unix socket (embedded) or TCP (server).
+
+    When the server stops answering (killed, `twin graph stop`, restarted), the failing call raises GraphUnavailable
+    and the backend reconnects with back-off: `connect` (given for the embedded server) opens the data directory's
+    server again, starting it when none runs (one owner per data directory, as `graph.embedded` arranges); a server
+    at a URL is waited for until it answers. A write is never resent (it may have been applied); a read is, once.
+    """
 
     dialect = FalkorDialect()
 
-    def __init__(self, client: Any, graph_name: str, url: str, on_close: Any = None) -> None:
+    def __init__(self, client: Any, graph_name: str, url: str, on_close: Any = None,
+                 connect: Connect | None = None) -> None:
         super().__init__()
-        self._client = client
-        self._graph = client.select_graph(graph_name)
         self.graph_name = graph_name
         self.url = url
+        self._connect = connect
+        self._use(client, on_close)
+        self._health = threading.Lock()
+        self._down = False
+        self._next_attempt = 0.0
+        self._backoff = _BACKOFF_FIRST
+
+    def _use(self, client: Any, on_close: Any) -> None:
+        self._client = client
+        self._graph = client.select_graph(self.graph_name)
         self._on_close = on_close
 
     def read(self, cypher: str, params: dict[str, Any] | None = None, timeout_ms: int | None = None) -> list[Row]:
         """Run through GRAPH.RO_QUERY, which FalkorDB refuses to execute when the query writes."""
-        self._count()
+        query = falkor_params(params) + cypher
         try:
-            return self._graph.ro_query(falkor_params(params) + cypher, None, timeout=timeout_ms).result_set
-        except Exception as exc:  # the client raises redis errors; translate once, here
-            raise self._translate(exc, cypher) from None
+            return self._call(lambda: self._graph.ro_query(query, None, timeout=timeout_ms).result_set, cypher)
+        except GraphUnavailable:
+            if not self._recover(wait=False):
+                raise
+        return self._call(lambda: self._graph.ro_query(query, None, timeout=timeout_ms).result_set, cypher)
 
     def write(self, cypher: str, params: dict[str, Any] | None = None) -> list[Row]:
         """Run through GRAPH.QUERY (each query is atomic in FalkorDB)."""
+        query = falkor_params(params) + cypher
+        return self._call(lambda: self._graph.query(query).result_set, cypher)
+
+    def _call(self, action: Callable[[], T], cypher: str) -> T:
+        """One round trip: refused at once while the server is down and not due for another attempt."""
         self._count()
+        if self._down and not self._recover(wait=False):
+            raise GraphUnavailable(f"FalkorDB at {redact_url(self.url)} is not reachable; reconnecting "
+                                   f"(next attempt in {max(self._next_attempt - time.monotonic(), 0):.1f} s)")
         try:
-            return self._graph.query(falkor_params(params) + cypher).result_set
-        except Exception as exc:
-            raise self._translate(exc, cypher) from None
+            return action()
+        except Exception as exc:  # the client raises redis errors; translate once, here
+            error = self._translate(exc, cypher)
+            if isinstance(error, GraphUnavailable):
+                self._mark_down()
+            raise error from None
+
+    def _mark_down(self) -> None:
+        with self._health:
+            if not self._down:
+                self._down, self._next_attempt, self._backoff = True, time.monotonic(), _BACKOFF_FIRST
+
+    def _recover(self, *, wait: bool) -> bool:
+        """Try to reach the server again (restarting an embedded one) if an attempt is due; True once it answers."""
+        if not self._health.acquire(blocking=wait):
+            return False  # another thread is reconnecting right now
+        try:
+            if not self._down:
+                return True
+            if time.monotonic() < self._next_attempt:
+                return False
+            try:
+                if self._connect is not None:
+                    old_close = self._on_close
+                    client, on_close = self._connect()  # starts the data directory's server when none runs
+                    self._use(client, on_close)
+                    if old_close is not None:
+                        old_close()  # after the new hold: the server this process now uses is never stopped here
+                if not self._client.connection.ping():
+                    raise GraphUnavailable("no answer to PING")
+            except Exception:
+                self._next_attempt = time.monotonic() + self._backoff
+                self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+                return False
+            self._down, self._backoff = False, _BACKOFF_FIRST
+            return True
+        finally:
+            self._health.release()
 
     def _translate(self, exc: Exception, cypher: str) -> GraphError:
         message = str(exc)
         kind = type(exc).__name__
-        if "ConnectionError" in kind or "Connection refused" in message or "No such file" in message:
+        if ("ConnectionError" in kind or "Connection refused" in message or "No such file" in message
+                or "BusyLoading" in kind or "Connection reset" in message or "Broken pipe" in message):
             return GraphUnavailable(f"FalkorDB at {redact_url(self.url)} is not reachable: {message}")
         if "read-only" in message.lower() or "RO_QUERY" in message:
             return ReadOnlyViolation(f"query tries to write: {message}")
@@ -113,16 +184,15 @@ class FalkorBackend(CypherBackend):
 
     def can_bulk_create(self) -> bool:
         """True while the graph key does not exist."""
-        try:
-            return not self._client.connection.exists(self.graph_name)
-        except Exception as exc:
-            raise self._translate(exc, "EXISTS") from None
+        return not self._call(lambda: self._client.connection.exists(self.graph_name), "EXISTS")
 
     def bulk_create(self, nodes: Sequence[NodeGroup], edges: Sequence[EdgeGroup]) -> bool:
         """GRAPH.BULK in one MULTI/EXEC, watched: if the graph key exists, or comes to exist before EXEC, nothing
         runs (node ids are only predictable in a graph the load itself creates)."""
         commands = bulk_commands(self.graph_name, nodes, edges)
         self._count()
+        if self._down and not self._recover(wait=False):
+            raise GraphUnavailable(f"FalkorDB at {redact_url(self.url)} is not reachable; reconnecting")
         with self._client.connection.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(self.graph_name)
@@ -135,7 +205,10 @@ class FalkorBackend(CypherBackend):
             except WatchError:
                 return False
             except Exception as exc:
-                raise self._translate(exc, "GRAPH.BULK") from None
+                error = self._translate(exc, "GRAPH.BULK")
+                if isinstance(error, GraphUnavailable):
+                    self._mark_down()
+                raise error from None
         return True
 
     def ensure_schema(self) -> None:
@@ -186,17 +259,21 @@ class FalkorBackend(CypherBackend):
 
     def close(self) -> None:
         """Close the client connection; the embedded server's lifetime is managed by graph.embedded."""
+        self._connect = None
         if self._on_close is not None:
             self._on_close()
         else:
             self._client.close()
 
     def ping(self) -> bool:
-        """PING the server."""
+        """PING the server; a server found down is reconnected (restarted, if embedded) as the back-off allows."""
+        if self._down:
+            return self._recover(wait=True)
         try:
             return bool(self._client.connection.ping())
         except Exception:
-            return False
+            self._mark_down()
+            return self._recover(wait=True)
 
 
 def falkor_params(params: dict[str, Any] | None) -> str:
@@ -235,7 +312,7 @@ def _known_key(name: str) -> str:
 
 def _key(name: str) -> str:
     if not name or "`" in name:
-        raise QueryError(f"{name!r} cannot be used as a parameter or map key")
+        raise QueryError(f"{quoted(name)} cannot be used as a parameter or map key")
     return name
 
 
@@ -243,7 +320,7 @@ def _literal(value: Any) -> str:
     kind = type(value)
     if kind is str:
         if "\x00" in value:
-            raise QueryError(f"text with a NUL character cannot be stored in the graph: {value[:40]!r}")
+            raise QueryError(f"text with a NUL character cannot be stored in the graph: {quoted(value)}")
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if kind is int:
         return str(value) if -9223372036854775808 <= value <= 9223372036854775807 else _integer(value)
@@ -369,18 +446,30 @@ def open_backend(
     user: str | None = None,
     password: str | None = None,
     fsync: str = "always",
+    threads: int | None = None,
 ) -> CypherBackend:
-    """Open the backend a URL names: falkordb+embedded:///PATH, falkordb://host:port, neo4j://, bolt://."""
+    """Open the backend a URL names: falkordb+embedded:///PATH, falkordb://host:port, neo4j://, bolt://.
+
+    `threads`: query threads of an embedded server this process starts (default: graph.server_process's).
+    """
     parsed = urlparse(url)
     scheme = parsed.scheme
     if scheme == "falkordb+embedded":
         from graph.embedded import open_embedded
+        from graph.server_process import DEFAULT_THREADS
 
         data_dir = Path(unquote(parsed.path))
-        handle = open_embedded(data_dir, fsync=fsync)  # type: ignore[arg-type]
-        return FalkorBackend(handle.client, graph_name, url, on_close=handle.close)
+
+        def connect() -> tuple[Any, Callable[[], None] | None]:
+            handle = open_embedded(data_dir, fsync=fsync, threads=threads or DEFAULT_THREADS)  # type: ignore[arg-type]
+            return handle.client, handle.close
+
+        client, on_close = connect()
+        return FalkorBackend(client, graph_name, url, on_close=on_close, connect=connect)
     if scheme in ("falkordb", "redis"):
         import falkordb
+
+        from graph.server_process import no_retry
 
         try:
             client = falkordb.FalkorDB(
@@ -388,6 +477,7 @@ def open_backend(
                 port=parsed.port or 6379,
                 username=parsed.username or user,
                 password=parsed.password or password,
+                retry=no_retry(),  # a resent write could apply twice; the backend reconnects, and retries reads
             )
         except Exception as exc:  # the client connects at once: refused, unknown host, bad credentials
             raise GraphUnavailable(f"FalkorDB server at {redact_url(url)} is not reachable: {type(exc).__name__}") from None

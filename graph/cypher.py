@@ -8,7 +8,7 @@ from typing import Any
 from graph.errors import FieldNotReadable, QueryError
 from graph.model import Condition, OrderBy, ReadScope
 from graph.values import encode
-from ontology.errors import UnknownTerm
+from ontology.errors import UnknownTerm, quoted
 from ontology.model import Ontology
 from ontology.schema import Schema
 
@@ -20,7 +20,7 @@ _COMPARISON = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": 
 def ident(name: str) -> str:
     """`name` quoted as a Cypher identifier (labels, relationship types, property keys); refuses odd names."""
     if not name or "`" in name or len(name) > 256:
-        raise QueryError(f"{name!r} is not a usable label, type or property name")
+        raise QueryError(f"{quoted(name)} is not a usable label, type or property name")
     return name if _IDENTIFIER.match(name) else f"`{name}`"
 
 
@@ -38,20 +38,20 @@ def field_schema(ontology: Ontology, cls: str | None, field: str) -> Schema | No
             prop = next((p for p in klass.properties if p.name == field), None)
             if prop is not None:
                 return prop.schema
-        raise QueryError(f"no class has a property {field!r}")
+        raise QueryError(f"no class has a property {quoted(field)}")
     try:
         props = ontology.properties(cls)
     except UnknownTerm as exc:
         raise QueryError(str(exc)) from None
     if field not in props:
-        raise QueryError(f"{ontology.get(cls).name} has no property {field!r}")
+        raise QueryError(f"{ontology.get(cls).name} has no property {quoted(field)}")
     return props[field].schema
 
 
 def check_readable(scope: ReadScope, labels: tuple[str, ...], field: str, use: str) -> None:
     """FieldNotReadable when `scope` hides `field` for twins of these labels."""
     if field in scope.hidden_for(labels):
-        raise FieldNotReadable(f"field {field!r} may not be {use} by this caller")
+        raise FieldNotReadable(f"field {quoted(field)} may not be {use} by this caller")
 
 
 def compile_conditions(
@@ -70,7 +70,7 @@ def compile_conditions(
         name = f"{prefix}{i}"
         if cond.op == "exists":
             if cond.field not in ontology.relationship_types():
-                raise QueryError(f"unknown relationship {cond.field!r} in an exists filter")
+                raise QueryError(f"unknown relationship {quoted(cond.field)} in an exists filter")
             left, right = ("<-", "-") if cond.direction == "in" else ("-", "->" if cond.direction == "out" else "-")
             pattern = f"({var}){left}[:{ident(cond.field)}]{right}()"
             clauses.append(pattern if cond.value in (None, True) else f"NOT {pattern}")
@@ -95,7 +95,7 @@ def compile_conditions(
         elif cond.op == "is_null":
             clauses.append(f"{ref} IS NULL" if cond.value in (None, True) else f"{ref} IS NOT NULL")
         else:
-            raise QueryError(f"unknown filter operator {cond.op!r}")
+            raise QueryError(f"unknown filter operator {quoted(cond.op)}")
     return clauses, params
 
 

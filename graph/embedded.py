@@ -36,6 +36,7 @@ from falkordb import FalkorDB
 
 from graph.errors import GraphUnavailable
 from graph.server_process import (
+    DEFAULT_THREADS,
     FSYNC_POLICIES,
     FsyncPolicy,
     Listener,
@@ -156,8 +157,10 @@ def open_embedded(
     fsync: FsyncPolicy = "always",
     binaries: ServerBinaries | None = None,
     start_timeout: float = DEFAULT_START_TIMEOUT,
+    threads: int = DEFAULT_THREADS,
 ) -> EmbeddedHandle:
-    """Start or attach to the embedded server of `data_dir` and return a handle with a connected client."""
+    """Start or attach to the embedded server of `data_dir` and return a handle with a connected client (a server
+    this call starts gets `threads` query threads; a running one keeps its own)."""
     check_fsync(fsync)
     files = _prepare(data_dir)
     with _start_lock(files, start_timeout):
@@ -169,13 +172,16 @@ def open_embedded(
                 f"(pid {record.pid}); stop that server before opening it embedded"
             )
         if record is None:
-            listener = Listener(socket=files.socket)
-            pid = launch_server(files, binaries or ServerBinaries.bundled(), listener, fsync, start_timeout)
-            record = ServerRecord(pid=pid, fsync=fsync, started_at=time.time(), socket=str(listener.socket))
-            _write_record(files, record)
-            started = True
+            record, started = _launch_embedded(files, binaries, fsync, start_timeout, threads), True
         else:
-            wait_until_ready(files, record.listener, start_timeout, pid=record.pid)
+            try:
+                wait_until_ready(files, record.listener, start_timeout, pid=record.pid)
+            except GraphUnavailable:
+                if is_our_server(record.pid, files):
+                    raise
+                # it died as we attached (killed a moment ago): clear its state and start a server afresh
+                _clear_state(files, record)
+                record, started = _launch_embedded(files, binaries, fsync, start_timeout, threads), True
             if FSYNC_POLICIES.index(fsync) > FSYNC_POLICIES.index(record.fsync):
                 record = _raise_fsync(files, record, fsync)
         hold_fd = _hold_clients_lock(files)
@@ -184,6 +190,17 @@ def open_embedded(
         except redis.RedisError as exc:
             os.close(hold_fd)
             raise GraphUnavailable(f"cannot connect to the FalkorDB server of {files.data_dir}: {exc}") from None
+
+
+def _launch_embedded(
+    files: ServerFiles, binaries: ServerBinaries | None, fsync: FsyncPolicy, start_timeout: float, threads: int
+) -> ServerRecord:
+    """Start the data directory's server on its unix socket and record it (the start lock is held)."""
+    listener = Listener(socket=files.socket)
+    pid = launch_server(files, binaries or ServerBinaries.bundled(), listener, fsync, start_timeout, threads)
+    record = ServerRecord(pid=pid, fsync=fsync, started_at=time.time(), socket=str(listener.socket))
+    _write_record(files, record)
+    return record
 
 
 def stop_embedded(data_dir: Path, *, timeout: float = _STOP_TIMEOUT) -> bool:

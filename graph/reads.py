@@ -33,7 +33,7 @@ from graph.model import (
     TwinRecord,
 )
 from graph.values import decode
-from ontology.errors import UnknownTerm
+from ontology.errors import UnknownTerm, quoted
 from ontology.model import Ontology
 
 NODE = "{n}.uid, labels({n}), properties({n})"
@@ -214,7 +214,7 @@ class TwinReader:
         known = self.ontology.relationship_types()
         for rel_type in types:
             if rel_type not in known:
-                raise QueryError(f"unknown relationship type {rel_type!r}")
+                raise QueryError(f"unknown relationship type {quoted(rel_type)}")
         return f"[{':' + '|'.join(ident(t) for t in types) if types else ''}{length}]"
 
     def impact(self, uid: str, max_depth: int = 3, scope: ReadScope = UNRESTRICTED) -> list[ImpactHit]:

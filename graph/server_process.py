@@ -34,6 +34,7 @@ _LOG_TAIL_LINES = 25
 _SERVER_NAME = "redis-server"
 _LOG_ROTATE_BYTES = 8 * 1024 * 1024
 _PIDFILE_GRACE = 3.0  # seconds a daemonizing server may take to write its pid file
+DEFAULT_THREADS = 8  # query threads: a few slow queries must not hold every other one (settings: graph_threads)
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,14 @@ def check_fsync(fsync: str) -> None:
         raise ValueError(f"fsync policy {fsync!r} is not one of {', '.join(FSYNC_POLICIES)}")
 
 
-def render_config(files: ServerFiles, binaries: ServerBinaries, listener: Listener, fsync: FsyncPolicy) -> str:
-    """The redis.conf text: daemonized, append-only persistence with the given fsync policy, all files in data_dir."""
+def render_config(
+    files: ServerFiles, binaries: ServerBinaries, listener: Listener, fsync: FsyncPolicy, threads: int = DEFAULT_THREADS
+) -> str:
+    """The redis.conf text: daemonized, append-only persistence with the given fsync policy, all files in data_dir,
+    and `threads` query threads (FalkorDB's default is one per core: two slow queries then held every other one)."""
     check_fsync(fsync)
+    if not 1 <= threads <= 64:
+        raise ValueError(f"graph server threads must be between 1 and 64, got {threads}")
     lines = [
         "daemonize yes",
         f"dir {_quote(files.data_dir)}",
@@ -176,7 +182,7 @@ def render_config(files: ServerFiles, binaries: ServerBinaries, listener: Listen
         'save ""',
         f"dbfilename {_quote(files.rdb_name)}",
         "protected-mode yes",
-        f"loadmodule {_quote(binaries.falkordb_module)}",
+        f"loadmodule {_quote(binaries.falkordb_module)} THREAD_COUNT {threads}",
     ]
     if listener.socket is not None:
         lines += ["port 0", f"unixsocket {_quote(listener.socket)}", "unixsocketperm 700"]
@@ -237,11 +243,12 @@ def connect(listener: Listener, timeout: float | None = None) -> redis.Redis:
 
 
 def launch_server(
-    files: ServerFiles, binaries: ServerBinaries, listener: Listener, fsync: FsyncPolicy, timeout: float
+    files: ServerFiles, binaries: ServerBinaries, listener: Listener, fsync: FsyncPolicy, timeout: float,
+    threads: int = DEFAULT_THREADS,
 ) -> int:
     """Start a daemonized server for `files.data_dir`, wait until it answers PING, and return its pid."""
     binaries.check()
-    files.config.write_text(render_config(files, binaries, listener, fsync))
+    files.config.write_text(render_config(files, binaries, listener, fsync, threads))
     files.pidfile.unlink(missing_ok=True)
     _rotate_log(files)
     if listener.socket is not None:

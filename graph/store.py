@@ -14,6 +14,7 @@ from graph.history import ChangeContext, HistoryEntry, HistoryStore
 from graph.model import Link, Twin, TwinRecord, WriteSummary
 from graph.reads import TwinReader
 from graph.writes import TwinWriter
+from ontology.errors import quoted
 from ontology.model import Ontology
 
 
@@ -41,9 +42,11 @@ class GraphStore(TwinReader):
         user: str | None = None,
         password: str | None = None,
         fsync: str = "always",
+        threads: int | None = None,
     ) -> "GraphStore":
-        """Open the store a URL names, with history in the relational store at `history_url`."""
-        backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync)
+        """Open the store a URL names, with history in the relational store at `history_url` (`threads`: query
+        threads of an embedded server this opening starts)."""
+        backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync, threads=threads)
         try:
             history = HistoryStore(history_url) if history_url else None
             return cls(backend, ontology, history)
@@ -64,6 +67,7 @@ class GraphStore(TwinReader):
         user: str | None = None,
         password: str | None = None,
         fsync: str = "always",
+        threads: int | None = None,
         actor: str = "system",
         source: str | None = None,
         run_id: str | None = None,
@@ -73,7 +77,7 @@ class GraphStore(TwinReader):
         A FalkorDB graph that does not exist yet is created in one bulk write (GRAPH.BULK), all or nothing; any
         other graph gets upserts (the twins, then the links, each all or nothing). Returns the open store.
         """
-        backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync)
+        backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync, threads=threads)
         try:
             store = cls(backend, ontology, HistoryStore(history_url) if history_url else None, schema=False)
         except BaseException:
@@ -138,7 +142,7 @@ class GraphStore(TwinReader):
         """The twin with this uid; TwinNotFound otherwise."""
         record = self.get(uid)
         if record is None:
-            raise TwinNotFound(f"no twin with uid {uid!r}")
+            raise TwinNotFound(f"no twin with uid {quoted(uid)}")
         return record
 
     def history_of(self, uid: str, limit: int = 1000) -> list[HistoryEntry]:

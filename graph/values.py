@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from ontology.errors import quoted
 from ontology.schema import Schema
 
 # Stored as JSON text: the graph backends hold only primitives and flat arrays as property values.
@@ -93,7 +94,7 @@ def parse_duration(text: str) -> dt.timedelta:
     """
     match = _DURATION_PARTS.fullmatch(text) if isinstance(text, str) else None
     if match is None or text.rstrip("T").endswith("P"):
-        raise ValueError(f"{text!r} is not an ISO 8601 duration in weeks, days, hours, minutes and seconds "
+        raise ValueError(f"{quoted(text)} is not an ISO 8601 duration in weeks, days, hours, minutes and seconds "
                          "(at most 6 decimals)")
     parts = match.groupdict()
     delta = dt.timedelta(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -111,6 +112,11 @@ VERSIONS: dict[int, DtdlVersion] = {
 }
 
 
+# Ancestors an interface may have before the reader stops collecting them: a valid model has at most 1024 extends
+# values (v3/v4) or 2 direct extends over 10 levels (v2: 2046 ancestors).
+_MAX_ANCESTORS = 2048
+
+
 class DtdlError(OntologyError):
     """DTDL input is invalid; `violations` lists every problem found across all files."""
 
@@ -193,6 +199,10 @@ def read_dtdl_report(paths: Iterable[Path | str], *, require_targets: bool = Fal
             problems.append(
                 Violation("$", "not-json", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source)
             )
+        except RecursionError:  # the JSON parser's own nesting bound: far beyond any valid model's depth
+            problems.append(Violation("$", "not-json", "JSON nests too deep to read (more than about "
+                                      f"{sys.getrecursionlimit()} levels); valid DTDL nests far less (extends depth "
+                                      "at most 10-12, complex schemas 5-8)", source))
     report = parse_dtdl_report(documents, require_targets=require_targets)
     report.files += len(problems)
     report.violations[:0] = problems
@@ -282,6 +292,7 @@ class _Reader:
         self.report = DtdlReport(Ontology(), files=len(documents))
         self._schema_cache: dict[tuple[str, str], Schema | None] = {}
         self.iri_of: dict[str, str] = {}
+        self._crowded: set[str] = set()  # interfaces with more ancestors than any valid model has
 
     # ----------------------------------------------------------------- driver
 
@@ -362,13 +373,20 @@ class _Reader:
     # ----------------------------------------------------------------- index
 
     def _index(self, node: Any, source: str, path: str, version: DtdlVersion, partition: str | None) -> None:
-        """Record every element with an @id, with its partition (the enclosing interface)."""
-        if isinstance(node, list):
-            for i, item in enumerate(node):
-                self._index(item, source, f"{path}[{i}]", version, partition)
-            return
-        if not isinstance(node, dict):
-            return
+        """Record every element with an @id, with its partition (the enclosing interface); iterative, so documents
+        given as Python objects of any depth cannot exhaust the stack."""
+        pending: list[tuple[Any, str, DtdlVersion, str | None]] = [(node, path, version, partition)]
+        while pending:
+            node, path, version, partition = pending.pop()
+            if isinstance(node, list):
+                pending.extend((item, f"{path}[{i}]", version, partition) for i, item in reversed(list(enumerate(node))))
+            elif isinstance(node, dict):
+                pending.extend(reversed(self._index_one(node, source, path, version, partition)))
+
+    def _index_one(
+        self, node: dict[str, Any], source: str, path: str, version: DtdlVersion, partition: str | None
+    ) -> list[tuple[Any, str, DtdlVersion, str | None]]:
+        """Index one object; the nested values still to visit."""
         if "@context" in node and partition is not None:
             raw = node["@context"]
             for v in raw if isinstance(raw, list) else [raw]:
@@ -385,14 +403,19 @@ class _Reader:
             elif existing.node != node:
                 self._add(_key(path, "@id"), "duplicate-id",
                           f"{ident} is already defined differently at {existing.source}: {existing.path}", source)
-        for key, value in node.items():
-            if isinstance(value, (dict, list)) and key not in ("@context", "displayName", "description"):
-                self._index(value, source, _key(path, key), version, partition)
+        return [(value, _key(path, key), version, partition) for key, value in node.items()
+                if isinstance(value, (dict, list)) and key not in ("@context", "displayName", "description")]
 
     # ----------------------------------------------------------------- interfaces
 
-    def _interface(self, node: dict[str, Any], source: str, path: str, version: DtdlVersion) -> str | None:
-        """Parse one Interface element into a ClassDef; its DTMI, or None when it has no usable @id."""
+    def _interface(
+        self, node: dict[str, Any], source: str, path: str, version: DtdlVersion, inline: tuple[str, ...] = ()
+    ) -> str | None:
+        """Parse one Interface element into a ClassDef; its DTMI, or None when it has no usable @id.
+
+        `inline` holds the interfaces this one is written inside of (inline `extends` values): the nesting stops at
+        the version's extends depth, so an inline chain never recurses without bound.
+        """
         node = _members(node)
         ident = node.get("@id")
         if ident is None:
@@ -418,8 +441,15 @@ class _Reader:
         parents: list[str] = []
         for value, where in self._many(node.get("extends"), _key(path, "extends")):
             if isinstance(value, dict):
+                if len(inline) + 1 > version.max_extends_depth:
+                    chain = [*inline, ident, value.get("@id") if isinstance(value.get("@id"), str) else "(inline)"]
+                    self._add(where, "extends-depth",
+                              f"inline extends nest more than {version.max_extends_depth} deep "
+                              f"({_chain_text(chain)}); DTDL v{version.number} allows "
+                              f"{version.max_extends_depth}; deeper interfaces were not read", source)
+                    continue
                 sub_version = self._context(value, version, where, source) or version
-                parent = self._interface(value, source, where, sub_version)
+                parent = self._interface(value, source, where, sub_version, (*inline, str(ident)))
                 if parent:
                     parents.append(parent)
                     info.extends.append((parent, where))
@@ -1120,44 +1150,22 @@ class _Reader:
                 if target not in infos:
                     self._add(where, "dangling-reference", f"relationship target {target} is not a defined Interface",
                               info.source)
-        depth: dict[str, int] = {}
-        closure: dict[str, frozenset[str]] = {}
-        state: dict[str, int] = {}
-        cyclic: set[str] = set()
-
-        def visit(cid: str, stack: list[str]) -> None:
-            state[cid] = 1
-            stack.append(cid)
-            best, reach = 0, set()
-            for parent in infos[cid].cls.parents:
-                if parent not in infos:
-                    continue
-                if state.get(parent) == 1:
-                    cycle = stack[stack.index(parent):] + [parent]
-                    if parent not in cyclic:
-                        cyclic.update(cycle)
-                        info = infos[cid]
-                        where = next(w for p, w in info.extends if p == parent)
-                        self._add(where, "extends-cycle", "inheritance cycle: " + " -> ".join(cycle), info.source)
-                    continue
-                if parent not in state:
-                    visit(parent, stack)
-                best = max(best, depth.get(parent, 0) + 1)
-                reach |= {parent} | closure.get(parent, frozenset())
-            depth[cid], closure[cid] = best, frozenset(reach)
-            stack.pop()
-            state[cid] = 2
-
-        for ident in self.order:
-            if ident not in state:
-                visit(ident, [])
+        depth, closure, cyclic = self._hierarchy()
         for ident in self.order:
             info = infos[ident]
             version = info.version
             if depth[ident] > version.max_extends_depth:
-                self._add(_key(info.path, "extends"), "extends-depth",
-                          f"inheritance chain is {depth[ident]} deep; DTDL v{version.number} allows "
-                          f"{version.max_extends_depth}", info.source)
+                if depth[ident] == version.max_extends_depth + 1:  # deeper ones extend a chain reported here
+                    self._add(_key(info.path, "extends"), "extends-depth",
+                              f"inheritance chain is {depth[ident]} deep ({_chain_text(self._longest_chain(ident, depth))})"
+                              f"; DTDL v{version.number} allows {version.max_extends_depth}; interfaces extending "
+                              f"{ident} are deeper still and not listed separately", info.source)
+                continue
+            if ident not in closure:
+                if ident in self._crowded:
+                    self._add(_key(info.path, "extends"), "extends-count",
+                              f"more than {_MAX_ANCESTORS} interfaces in the hierarchy of {ident}", info.source)
+                continue
             if version.max_extends_total is not None:
                 total = sum(len(infos[a].cls.parents) for a in closure[ident]) + len(info.cls.parents)
                 if total > version.max_extends_total:
@@ -1182,13 +1190,79 @@ class _Reader:
         for ident in self.order:
             info = infos[ident]
             for target, where in info.components:
-                if target not in infos or target in cyclic:
+                if target not in infos or target in cyclic or target not in closure:
                     continue
                 nested = [c for c in (target, *closure[target]) if infos[c].components]
                 if nested:
                     self._add(where, "component-nesting",
                               f"component schema {target} has components itself (via {nested[0]}); "
                               "DTDL does not allow components inside components", info.source)
+
+    def _hierarchy(self) -> tuple[dict[str, int], dict[str, frozenset[str]], set[str]]:
+        """Depth of every interface's inheritance chain, the ancestors of those within their version's limits, and
+        the interfaces on a cycle (each cycle reported once). Iterative: a chain of any length is walked in O(n)."""
+        infos = self.infos
+        depth: dict[str, int] = {}
+        closure: dict[str, frozenset[str]] = {}
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+        cyclic: set[str] = set()
+        for root in self.order:
+            if root in state:
+                continue
+            state[root] = 1
+            path = [root]
+            walks = [iter(infos[root].cls.parents)]
+            while walks:
+                cid = path[-1]
+                parent = next(walks[-1], None)
+                if parent is None:
+                    walks.pop()
+                    path.pop()
+                    state[cid] = 2
+                    self._finish_hierarchy(cid, depth, closure)
+                    continue
+                if parent not in infos:
+                    continue
+                if state.get(parent) == 1:
+                    if parent not in cyclic:
+                        cycle = path[path.index(parent):] + [parent]
+                        cyclic.update(cycle)
+                        info = infos[cid]
+                        where = next(w for p, w in info.extends if p == parent)
+                        self._add(where, "extends-cycle", "inheritance cycle: " + _chain_text(cycle), info.source)
+                    continue
+                if parent not in state:
+                    state[parent] = 1
+                    path.append(parent)
+                    walks.append(iter(infos[parent].cls.parents))
+        return depth, closure, cyclic
+
+    def _finish_hierarchy(self, cid: str, depth: dict[str, int], closure: dict[str, frozenset[str]]) -> None:
+        """Depth and ancestors of `cid` from its parents' (ancestors only while within the limits: past them the
+        interface is reported, and a long chain would otherwise cost quadratic time and memory)."""
+        info = self.infos[cid]
+        parents = [p for p in info.cls.parents if p in self.infos]
+        depth[cid] = max((depth.get(p, 0) + 1 for p in parents), default=0)
+        if depth[cid] > info.version.max_extends_depth:
+            return
+        reach: set[str] = set()
+        for parent in parents:
+            if parent in depth and parent not in closure:
+                return  # a parent past the limits: this one is reported through it
+            reach |= {parent} | closure.get(parent, frozenset())
+            if len(reach) > _MAX_ANCESTORS:
+                self._crowded.add(cid)
+                return
+        closure[cid] = frozenset(reach)
+
+    def _longest_chain(self, ident: str, depth: dict[str, int]) -> list[str]:
+        """`ident` and the ancestors along its deepest inheritance path."""
+        chain = [ident]
+        while True:
+            parents = [p for p in self.infos[chain[-1]].cls.parents if p in depth and p not in chain]
+            if not parents:
+                return chain
+            chain.append(max(parents, key=lambda p: depth[p]))
 
     def _check_names(self, info: _InterfaceInfo, ancestors: frozenset[str]) -> None:
         seen: dict[str, tuple[str, str]] = {}
@@ -1233,6 +1307,13 @@ class _Reader:
         self.report.interfaces = len(self.order)
         self.report.violations = self.violations
         return self.report
+
+
+def _chain_text(chain: list[str], shown: int = 14) -> str:
+    """An inheritance chain for a message, `A -> B -> C`, with the middle of a very long one left out."""
+    if len(chain) > shown:
+        chain = [*chain[: shown - 3], f"... {len(chain) - shown + 1} more ...", *chain[-2:]]
+    return " -> ".join(chain)
 
 
 def _translate(cls: ClassDef, iri_of: dict[str, str]) -> ClassDef:

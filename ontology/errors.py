@@ -5,6 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+QUOTE_LIMIT = 40  # characters of an input an error message quotes
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """An input as an error message quotes it: its repr, cut to a prefix of `limit` characters when longer, so a
+    1 MB uid or key is named, not echoed back whole (every layer's errors quote inputs through this)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= limit + 2 else f"{text[:limit]}... ({len(text)} characters)"
+
+
 @dataclass(frozen=True)
 class Violation:
     """One broken rule: where (source file and JSON/property path), which rule, and what is wrong."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -83,9 +84,9 @@ def _print_report(report: SyncReport) -> None:
     verb = "would " if report.dry_run else ""
     counts = report.counts
     console.print(
-        f"[bold]{report.connector}[/bold] {report.mode}{' (dry run)' if report.dry_run else ''}: read {counts['read']}, "
-        f"{verb}create {counts['created']}, {verb}update {counts['updated']}, unchanged {counts['unchanged']}, "
-        f"{verb}delete {counts['deleted']}, quarantined {counts['quarantined']}, "
+        f"[bold]{report.connector}[/bold] {report.mode}{' (dry run)' if report.dry_run else ''}: read {counts['read']} "
+        f"records; twins and links: {verb}create {counts['created']}, {verb}update {counts['updated']}, "
+        f"unchanged {counts['unchanged']}, {verb}delete {counts['deleted']}; quarantined {counts['quarantined']}, "
         f"pending links {counts['pending_links']}  ({report.timings.get('total', 0):.2f}s, run {report.run_id})",
         highlight=False,
     )
@@ -97,6 +98,8 @@ def _print_report(report: SyncReport) -> None:
                                                                 "quarantined")))
     console.print(table)
     for e in report.entities:
+        if e.skipped:
+            console.print(f"  {e.entity} skipped: {e.skipped}", highlight=False, markup=False)
         for kind, examples in e.examples.items():
             for example in examples:
                 console.print(f"  {e.entity} {verb}{kind}: {example}", highlight=False)
@@ -140,7 +143,8 @@ def run(
             typer.echo(json.dumps({"run_id": report.run_id, "status": report.status, "mode": report.mode,
                                    "dry_run": report.dry_run, "counts": report.counts,
                                    "entities": {e.entity: {k: getattr(e, k) for k in ("read", "created", "updated",
-                                                "unchanged", "deleted", "quarantined")} for e in report.entities},
+                                                "unchanged", "deleted", "quarantined", "skipped")}
+                                                for e in report.entities},
                                    "examples": {e.entity: dict(e.examples) for e in report.entities},
                                    "timings": dict(report.timings)}))
             return
@@ -212,21 +216,20 @@ def lineage(
                                       default=str))
             return
         if not records:
-            console.print(f"no lineage recorded for {uid}{' ' + prop if prop else ''}", highlight=False)
+            console.print(f"no lineage recorded for {uid}{' ' + prop if prop else ''}", highlight=False, markup=False)
             return
-        table = Table(title=f"lineage of {uid}{' ' + prop if prop else ''}")
+        table = Table(title=escape(f"lineage of {uid}{' ' + prop if prop else ''}"))
         for column in ("property", "value", "source", "record", "field", "rule", "transform", "run", "recorded"):
             table.add_column(column)
         for r in records:
-            table.add_row(r.property, json.dumps(r.value, default=str)[:40] if r.has_value else "(digest only)",
-                          f"{r.source_system}/{r.source_object}", r.record_key, r.source_field or "",
-                          r.mapping_rule or "", r.transform or "", r.run_id[:8],
-                          r.recorded_at.isoformat()[:19] if r.recorded_at else "")
+            value = json.dumps(r.value, default=str, ensure_ascii=False)[:40] if r.has_value else "(digest only)"
+            cells = (r.property, value, f"{r.source_system}/{r.source_object}", r.record_key, r.source_field or "",
+                     r.mapping_rule or "", r.transform or "", r.run_id[:8],
+                     r.recorded_at.isoformat()[:19] if r.recorded_at else "")
+            table.add_row(*(escape(cell) for cell in cells))  # source data is text, never Rich markup
         console.print(table)
 
     _guard(action)
 
 
-lineage_app = typer.Typer(help="Property-level lineage of twins.", invoke_without_command=True)
-lineage_app.callback(invoke_without_command=True)(lineage)
 app.command("lineage")(lineage)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api.runtime import Runtime
@@ -47,9 +48,9 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         table.add_column("class / relationship")
         table.add_column("count", justify="right")
         for name, count in sorted(result.by_class.items(), key=lambda kv: -kv[1]):
-            table.add_row(name, str(count))
+            table.add_row(escape(name), str(count))
         for name, count in sorted(result.by_type.items(), key=lambda kv: -kv[1]):
-            table.add_row(f"-[{name}]->", str(count))
+            table.add_row(escape(f"-[{name}]->"), str(count))  # brackets are not Rich markup here
         console.print(table)
 
     _run(action)

@@ -7,7 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from connectors.tryton import TrytonClient
-from tests.connectors.tryton_server import TrytonServer, missing_tryton, running_server, template_database
+from tests.connectors.tryton_server import (
+    PLAIN_MODULES,
+    TrytonServer,
+    missing_tryton,
+    running_server,
+    template_database,
+)
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +34,13 @@ def tryton_client(tryton_server: TrytonServer) -> Iterator[TrytonClient]:
     client.login()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def plain_tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
+    """A trytond with only company, party, product, sale_opportunity, project and timesheet activated."""
+    reason = missing_tryton(PLAIN_MODULES)
+    if reason is not None:
+        pytest.skip(reason)
+    with running_server(tmp_path_factory.mktemp("tryton-plain"), template_database(PLAIN_MODULES)) as server:
+        yield server

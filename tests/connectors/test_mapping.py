@@ -221,3 +221,34 @@ def test_names_and_flags_of_the_wrong_shape_are_refused(core: Ontology) -> None:
     single = parse_mapping(GOOD.replace("    watermark", "    identity: {domain: person, email: email, "
                                         "plus_domains: acme.test}\n    watermark"), core, "ok.yaml")
     assert single.entities[0].identity.plus_domains == frozenset({"acme.test"})  # type: ignore[union-attr]
+
+
+OPTIONAL_ENTITY = """
+system: erp
+entities:
+  - name: purchases
+    optional: true
+    class: PurchaseOrder
+    uid: "erp:purchase:{id}"
+    source: {model: purchase.purchase, fields: [id, rec_name, party.name]}
+    properties:
+      name: rec_name
+      description: {template: "{party.name}"}
+  - name: parties
+    class: Organization
+    uid: "erp:party:{id}"
+    source: {model: party.party, fields: [id, name]}
+    properties:
+      name: name
+"""
+
+
+def test_optional_entities_and_the_lines_that_read_a_source_field(core: Ontology) -> None:
+    mapping = parse_mapping(OPTIONAL_ENTITY, core, "erp.yaml")
+    purchases, parties = mapping.entities
+    assert (purchases.optional, parties.optional) == (True, False)
+    assert purchases.line_of_field("party.name") == 11  # the rule that reads it
+    assert purchases.line_of_field("id") == 4  # read by the uid rule: the entity's line
+    assert purchases.line_of_field("not_read") == 8  # only fetched: the `source:` line
+    with pytest.raises(MappingError, match=r"erp\.yaml:5: purchases\.optional: optional must be true or false"):
+        parse_mapping(OPTIONAL_ENTITY.replace("optional: true", "optional: maybe"), core, "erp.yaml")

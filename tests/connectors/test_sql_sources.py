@@ -187,8 +187,10 @@ def test_sync_from_each_backend(core: Ontology, twin: TwinEnv, database_url: str
     incremental = engine.run(connector, "incremental")
     assert incremental.counts["updated"] == 1 and incremental.counts["read"] < 12
     assert twin.store.require("plant:B:4").properties["powerKw"] == 9.25
+    # the incremental run saw the deletion too (key list against the ledger), without reading every row
+    assert incremental.counts["deleted"] == 1 and twin.store.get("plant:A:7") is None
     full = engine.run(connector, "full")
-    assert full.counts["deleted"] == 1 and twin.store.get("plant:A:7") is None
+    assert full.counts["deleted"] == 0 and full.counts["unchanged"] == 11
 
 
 def test_a_malformed_source_url_is_refused_by_name_without_its_password() -> None:

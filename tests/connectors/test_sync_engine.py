@@ -107,10 +107,19 @@ def test_second_run_is_idempotent_and_records_no_new_lineage(core: Ontology, twi
     before = snapshot(twin.store)
     lineage_before = len(LineageStore(twin.state_url).records_of_run(
         SyncState(twin.state_url).runs("sample-hr")[0].run_id))
+    state = SyncState(twin.state_url)
+    entries = [e for entity in reg.mapping("sample-hr").entities for e in state.ledger(
+        "sample-hr", entity.name, sorted(state.ledger_keys("sample-hr", entity.name))).values()]
+    hr_twins = {e.uid for e in entries if not e.uid.startswith("link:")}
+    hr_links = {tuple(link[:3]) for e in entries for link in e.payload.get("l", [])}
     for mode in ("full", "incremental"):
         again = engine.run(reg.connector("sample-hr"), mode)  # type: ignore[arg-type]
         assert again.counts["created"] == again.counts["updated"] == again.counts["deleted"] == 0
-        assert again.counts["unchanged"] == again.counts["read"]
+        # counts are twins and links, not records: every twin and link the connector feeds, once
+        if mode == "full":
+            assert again.counts["unchanged"] == len(hr_twins) + len(hr_links) != again.counts["read"]
+        else:  # the records re-read at the watermark (inclusive): their twins and links
+            assert 0 < again.counts["unchanged"] < len(hr_twins) + len(hr_links)
         assert LineageStore(twin.state_url).records_of_run(again.run_id) == []
     assert snapshot(twin.store) == before
     assert lineage_before > 0
@@ -124,12 +133,14 @@ def test_incremental_then_full_matches_a_fresh_sync_of_the_changed_sources(
     sync_all(engine, reg)
     summary = mutate_sample(sample, fraction=0.1, seed=3)
     incremental = sync_all(engine, reg, "incremental")
+    after_incremental = snapshot(twin.store)
     read = sum(r.counts["read"] for r in incremental.values())  # type: ignore[attr-defined]
     assert 0 < read < SampleManifest.read(sample).total_rows / 2
     assert sum(r.counts["updated"] + r.counts["created"] for r in incremental.values()) > 0  # type: ignore[attr-defined]
     full = sync_all(engine, reg, "full")
     deleted = sum(t.deleted for t in summary.tables.values())
-    assert sum(r.counts["deleted"] for r in full.values()) >= min(deleted, 1)  # type: ignore[attr-defined]
+    # the incremental run already removed what the deleted rows fed
+    assert sum(r.counts["deleted"] for r in incremental.values()) >= min(deleted, 1)  # type: ignore[attr-defined]
 
     fresh_dir = tmp_path / "fresh"
     fresh_dir.mkdir()
@@ -138,7 +149,18 @@ def test_incremental_then_full_matches_a_fresh_sync_of_the_changed_sources(
     try:
         fresh_engine = SyncEngine(fresh_store, f"sqlite:///{fresh_dir / 'state.db'}")
         sync_all(fresh_engine, ConnectorRegistry.load(core, data_dir=fresh_dir))
-        assert snapshot(twin.store) == snapshot(fresh_store)
+        fresh = snapshot(fresh_store)
+        assert snapshot(twin.store) == fresh
+        # the incremental run alone already gave the same twin (joined rows' changes, deletions included), but for
+        # the Customer twins ERP `customers` and CRM `customer_accounts` both write: there the last writer wins
+        shared = "customer:"
+        assert {u: t for u, t in after_incremental[0].items() if not u.startswith(shared)} == \
+            {u: t for u, t in fresh[0].items() if not u.startswith(shared)}
+        # links: all of them; their properties too, except `orders` quantities, where two lines of one order for
+        # one product write the same link (the last writer wins, and an incremental run writes fewer)
+        assert {link[:3] for link in after_incremental[1]} == {link[:3] for link in fresh[1]}
+        assert {link for link in after_incremental[1] if link[0] != "orders"} == \
+            {link for link in fresh[1] if link[0] != "orders"}
     finally:
         fresh_store.close()
 
@@ -148,11 +170,12 @@ def test_dry_run_reports_the_diff_and_writes_nothing(core: Ontology, twin: TwinE
     reg = registry(core, twin)
     engine.run(reg.connector("sample-erp"), "full")
     dry = engine.run(reg.connector("sample-hr"), "full", dry_run=True)
-    assert dry.dry_run and dry.counts["created"] == dry.counts["read"] > 0
+    assert dry.dry_run and dry.counts["created"] > 0
     assert dry.entity("employees").examples["create"][0].startswith("hr:employee:")
     assert twin.store.stats().by_class.get("Employee", 0) == 0
     assert SyncState(twin.state_url).runs("sample-hr") == []
-    engine.run(reg.connector("sample-hr"), "full")
+    real = engine.run(reg.connector("sample-hr"), "full")
+    assert {e.entity: e.created for e in dry.entities} == {e.entity: e.created for e in real.entities}
     before = snapshot(twin.store)
     with sqlite3.connect(sample / "hr.sqlite") as con:
         con.execute("UPDATE employees SET salary = salary + 1, updated_at = '2030-01-01 00:00:00' "
@@ -285,8 +308,9 @@ def test_a_twin_fed_by_two_connectors_survives_the_deletion_in_one(core: Ontolog
     with create_engine(url_a).begin() as conn:
         conn.execute(text("DELETE FROM machines"))
     gone = engine.run(a, "full")
-    assert gone.entity("machines").deleted == 1
-    assert twin.store.get("plant:machine:M1") is not None  # plant-b still feeds it
+    assert gone.entity("machines").deleted == 0  # nothing was deleted: plant-b still feeds the twin
+    assert gone.entity("machines").examples.get("delete", []) == []
+    assert twin.store.get("plant:machine:M1") is not None
     with create_engine(url_b).begin() as conn:
         conn.execute(text("DELETE FROM machines WHERE code = 'M1'"))
     engine.run(b, "full")
@@ -325,8 +349,10 @@ def test_sync_state_on_postgresql_gives_the_same_twin_as_on_sqlite(
     sync_all(on_postgres, reg, "incremental")
     sync_all(on_postgres, reg, "full")
     again = sync_all(on_postgres, reg, "full")
-    assert all(r.counts["created"] == r.counts["updated"] == r.counts["deleted"] == 0  # type: ignore[attr-defined]
-               for r in again.values())
+    # ERP `customers` and CRM `customer_accounts` both write the same Customer twins ("customer:{number}", no
+    # identity rule): where the mutation made their names differ, every full run writes each one over the other
+    changing = {e.entity for r in again.values() for e in r.entities if e.created or e.updated or e.deleted}
+    assert changing <= {"customers", "customer_accounts"}
 
     fresh_dir = tmp_path / "fresh"
     fresh_dir.mkdir()
@@ -358,7 +384,8 @@ def test_a_link_another_record_still_produces_survives_the_deletion_of_its_first
     with create_engine(url).begin() as conn:
         conn.execute(text("UPDATE machines SET id = 7"))  # the same row, deleted and inserted again
     report = engine.run(connector, "full")
-    assert (report.entity("machines").created, report.entity("machines").deleted) == (1, 1)
+    machines = report.entity("machines")  # the twin and its link stay: nothing created or deleted in the graph
+    assert (machines.created, machines.deleted, machines.unchanged) == (0, 0, 2)
     assert twin.store.get("plant:machine:M1") is not None
     assert located() == [["plant:site:S1"]]
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.source import Source, SourceError, SourceRecord, Watermark
+from connectors.source import Source, SourceError, SourceObjectMissing, SourceRecord, Watermark
 from connectors.tryton import TrytonAuthenticationError, TrytonClient, TrytonSource, tryton_value
 from tests.connectors.tryton_server import TrytonServer
 
@@ -284,7 +284,7 @@ def test_unknown_field_is_refused_naming_model_and_field(tryton_client: TrytonCl
 
 
 def test_unknown_model_is_refused_naming_the_model(tryton_client: TrytonClient) -> None:
-    with pytest.raises(SourceError, match=r"cannot describe model 'hr\.nothing'"):
+    with pytest.raises(SourceObjectMissing, match=r"unknown model 'hr\.nothing'"):
         read_all(TrytonSource(tryton_client, "hr.nothing", ["name"]))
 
 

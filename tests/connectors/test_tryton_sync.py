@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from connectors.mapping import EntityMapping, load_mapping
+from connectors.source import SourceObjectMissing
 from connectors.sync import Connector, SyncEngine
-from connectors.tryton import TrytonClient, TrytonSource
+from connectors.tryton import TrytonClient, TrytonSource, tryton_value
 from governance.lineage import LineageStore
 from ontology.model import Ontology
 from tests.connectors.tryton_server import missing_tryton, running_server, template_database
@@ -87,7 +88,22 @@ def build_enterprise(c: TrytonClient) -> dict[str, Any]:
     (timesheet_work,) = c.read("project.work", [project], ["timesheet_works"])[0]["timesheet_works"]
     c.create("timesheet.line", [{"company": company, "employee": welder, "work": timesheet_work,
                                  "date": dt.date(2025, 4, 2), "duration": dt.timedelta(hours=6)}])
-    return {"company": company, "chief": chief, "fitter": fitter, "welder": welder, "temp": temp,
+    (task,) = c.create("project.work", [{"name": "Rewire cabinet", "company": company, "type": "task",
+                                          "parent": project, "timesheet_available": True, "progress": 0.25,
+                                          "effort_duration": dt.timedelta(hours=16)}])
+    (task_work,) = c.read("project.work", [task], ["timesheet_works"])[0]["timesheet_works"]
+    c.create("timesheet.line", [{"company": company, "employee": fitter, "work": task_work,
+                                 "date": dt.date(2025, 4, 3), "duration": dt.timedelta(hours=3)}])
+    # a product without a code, and a supplier known only from its product supplier record (no purchase yet)
+    (bolt_template,) = c.create("product.template", [{
+        "name": "Hex Bolt M12", "type": "goods", "default_uom": unit, "list_price": Decimal("0.40"),
+        "purchasable": True, "purchase_uom": unit, "products": [("create", [{}])]}])
+    (bolt,) = c.search("product.product", [("template", "=", bolt_template)])
+    (fastener_supplier,) = c.create("party.party", [{"name": "Schrauben Łódź Sp. z o.o."}])
+    c.create("purchase.product_supplier", [{"template": bolt_template, "product": bolt,
+                                            "party": fastener_supplier}])
+    return {"task": task, "bolt": bolt, "fastener_supplier": fastener_supplier,
+            "company": company, "chief": chief, "fitter": fitter, "welder": welder, "temp": temp,
             "supplier": supplier, "customer": customer, "product": product, "purchase": purchase,
             "opportunity": opportunity, "work_center": work_center, "production": production, "project": project,
             "people": people}
@@ -104,31 +120,48 @@ def tryton_connector(core: Ontology, client: TrytonClient) -> Connector:
     return Connector("tryton", mapping, open_source)
 
 
+def has_model(c: TrytonClient, model: str) -> bool:
+    """Whether a module activated on the server defines `model`."""
+    try:
+        c.fields_get(model, ["id"])
+    except SourceObjectMissing:
+        return False
+    return True
+
+
 def expected_state(c: TrytonClient) -> tuple[dict[str, tuple[str, dict[str, Any]]], set[tuple[str, str, str]]]:
-    """What the twin must hold, computed independently from Tryton's current records."""
+    """What the twin must hold, computed independently from Tryton's current records (purchase and production
+    records only where those modules are activated)."""
     twins: dict[str, tuple[str, dict[str, Any]]] = {}
     links: set[tuple[str, str, str]] = set()
     ctx = {"active_test": False}
     for p in c.search_read("party.party", [], ["name", "code"], context=ctx):
         twins[f"tryton:party:{p['id']}"] = ("Organization", {"name": p["name"], "description": p["code"]})
-    for e in c.search_read("company.employee", [], ["party.name", "supervisor"], context=ctx):
-        uid = f"tryton:employee:{e['id']}"
-        twins[uid] = ("Employee", {"name": e["party."]["name"], "employeeId": str(e["id"])})
+    for e in c.search_read("company.employee", [], ["party", "supervisor", "supervisor.party"], context=ctx):
+        uid = f"tryton:party:{e['party']}"  # an employee's party is the Employee twin
+        twins[uid] = ("Employee", {**twins[uid][1], "employeeId": str(e["id"])})
         if e["supervisor"]:
-            links.add(("reportsTo", uid, f"tryton:employee:{e['supervisor']}"))
+            links.add(("reportsTo", uid, f"tryton:party:{e['supervisor.']['party']}"))
     for p in c.search_read("product.product", [], ["code", "template.name", "template.list_price"], context=ctx):
         twins[f"tryton:product:{p['id']}"] = ("Product", {
-            "name": p["template."]["name"], "sku": p["code"], "unitPrice": float(p["template."]["list_price"])})
-    for o in c.search_read("purchase.purchase", [], ["party", "number", "rec_name", "state", "purchase_date",
-                                                      "total_amount"], context=ctx):
-        twins[f"tryton:party:{o['party']}"] = ("Supplier", twins[f"tryton:party:{o['party']}"][1])
-        props = {"name": o["rec_name"], "orderNumber": o["number"], "amount": float(o["total_amount"]),
-                 "orderStatus": ORDER_STATES[o["state"]],
-                 "orderDate": o["purchase_date"].isoformat() if o["purchase_date"] else None}
-        twins[f"tryton:purchase:{o['id']}"] = ("PurchaseOrder", {k: v for k, v in props.items() if v is not None})
-        links.add(("placedWith", f"tryton:purchase:{o['id']}", f"tryton:party:{o['party']}"))
-    for line in c.search_read("purchase.line", [("product", "!=", None)], ["purchase", "product"], context=ctx):
-        links.add(("orders", f"tryton:purchase:{line['purchase']}", f"tryton:product:{line['product']}"))
+            "name": p["template."]["name"], "sku": p["code"] or f"TRYTON-{p['id']}",
+            "unitPrice": float(p["template."]["list_price"])})
+    if has_model(c, "purchase.product_supplier"):
+        for s in c.search_read("purchase.product_supplier", [], ["party", "product"], context=ctx):
+            twins[f"tryton:party:{s['party']}"] = ("Supplier", twins[f"tryton:party:{s['party']}"][1])
+            if s["product"]:
+                links.add(("supplies", f"tryton:party:{s['party']}", f"tryton:product:{s['product']}"))
+    if has_model(c, "purchase.purchase"):
+        for o in c.search_read("purchase.purchase", [], ["party", "number", "rec_name", "state", "purchase_date",
+                                                          "total_amount"], context=ctx):
+            twins[f"tryton:party:{o['party']}"] = ("Supplier", twins[f"tryton:party:{o['party']}"][1])
+            props = {"name": o["rec_name"], "orderNumber": o["number"], "amount": float(o["total_amount"]),
+                     "orderStatus": ORDER_STATES[o["state"]],
+                     "orderDate": o["purchase_date"].isoformat() if o["purchase_date"] else None}
+            twins[f"tryton:purchase:{o['id']}"] = ("PurchaseOrder", {k: v for k, v in props.items() if v is not None})
+            links.add(("placedWith", f"tryton:purchase:{o['id']}", f"tryton:party:{o['party']}"))
+        for line in c.search_read("purchase.line", [("product", "!=", None)], ["purchase", "product"], context=ctx):
+            links.add(("orders", f"tryton:purchase:{line['purchase']}", f"tryton:product:{line['product']}"))
     for o in c.search_read("sale.opportunity", [], ["party", "description", "amount", "conversion_probability",
                                                      "state", "end_date"], context=ctx):
         twins[f"tryton:party:{o['party']}"] = ("Customer", twins[f"tryton:party:{o['party']}"][1])
@@ -137,27 +170,33 @@ def expected_state(c: TrytonClient) -> tuple[dict[str, tuple[str, dict[str, Any]
                  "closeDate": o["end_date"].isoformat() if o["end_date"] else None}
         twins[f"tryton:opportunity:{o['id']}"] = ("Opportunity", {k: v for k, v in props.items() if v is not None})
         links.add(("forCustomer", f"tryton:opportunity:{o['id']}", f"tryton:party:{o['party']}"))
-    for w in c.search_read("production.work.center", [], ["name", "parent"], context=ctx):
-        twins[f"tryton:work_center:{w['id']}"] = ("WorkCenter", {"name": w["name"]})
-        if w["parent"]:
-            links.add(("partOf", f"tryton:work_center:{w['id']}", f"tryton:work_center:{w['parent']}"))
-    for p in c.search_read("production", [], ["rec_name", "product", "quantity", "state", "work_center"],
+    if has_model(c, "production.work.center"):
+        for w in c.search_read("production.work.center", [], ["name", "parent"], context=ctx):
+            twins[f"tryton:work_center:{w['id']}"] = ("WorkCenter", {"name": w["name"]})
+            if w["parent"]:
+                links.add(("partOf", f"tryton:work_center:{w['id']}", f"tryton:work_center:{w['parent']}"))
+        for p in c.search_read("production", [], ["rec_name", "product", "quantity", "state", "work_center"],
+                               context=ctx):
+            uid = f"tryton:production:{p['id']}"
+            twins[uid] = ("Process", {"name": p["rec_name"], "throughputPerDay": float(p["quantity"]),
+                                      "description": p["state"]})
+            if p["product"]:
+                links.add(("produces", uid, f"tryton:product:{p['product']}"))
+            if p["work_center"]:
+                links.add(("performs", f"tryton:work_center:{p['work_center']}", uid))
+    for w in c.search_read("project.work", [], ["name", "type", "parent", "effort_duration", "progress"],
                            context=ctx):
-        uid = f"tryton:production:{p['id']}"
-        twins[uid] = ("Process", {"name": p["rec_name"], "throughputPerDay": float(p["quantity"]),
-                                  "description": p["state"]})
-        if p["product"]:
-            links.add(("produces", uid, f"tryton:product:{p['product']}"))
-        if p["work_center"]:
-            links.add(("performs", f"tryton:work_center:{p['work_center']}", uid))
-    for w in c.search_read("project.work", [("type", "=", "project")], ["name", "parent"], context=ctx):
-        twins[f"tryton:project:{w['id']}"] = ("Project", {"name": w["name"]})
+        props = {"name": w["name"], "progress": w["progress"],
+                 "effort": tryton_value(w["effort_duration"])}
+        twins[f"tryton:project:{w['id']}"] = ("Project" if w["type"] == "project" else "Task",
+                                              {k: v for k, v in props.items() if v is not None})
         if w["parent"]:
             links.add(("partOf", f"tryton:project:{w['id']}", f"tryton:project:{w['parent']}"))
-    for t in c.search_read("timesheet.line", [], ["employee", "work.origin"], context=ctx):
+    for t in c.search_read("timesheet.line", [], ["employee.party", "work.origin"], context=ctx):
         origin = (t.get("work.") or {}).get("origin")
         if origin and origin.startswith("project.work,"):
-            links.add(("assignedTo", f"tryton:employee:{t['employee']}", f"tryton:project:{origin.split(',')[1]}"))
+            links.add(("assignedTo", f"tryton:party:{t['employee.']['party']}",
+                       f"tryton:project:{origin.split(',')[1]}"))
     return twins, links
 
 
@@ -198,8 +237,11 @@ def test_tryton_sync_end_to_end(core: Ontology, twin: TwinEnv, client: TrytonCli
     first = engine.run(connector, "full")
     assert first.status == "completed" and first.counts["quarantined"] == 0 and first.counts["pending_links"] == 0
     assert_matches_tryton(twin, c)
-    welder = twin.store.require(f"tryton:employee:{ids['welder']}")
-    assert welder.properties["name"] == "Gina Welder"
+    welder = twin.store.require(f"tryton:party:{ids['people'][2]}")
+    assert (welder.cls, welder.properties["name"]) == ("Employee", "Gina Welder")
+    assert twin.store.require(f"tryton:product:{ids['bolt']}").properties["sku"] == f"TRYTON-{ids['bolt']}"
+    assert twin.store.require(f"tryton:party:{ids['fastener_supplier']}").cls == "Supplier"
+    assert twin.store.require(f"tryton:project:{ids['task']}").cls == "Task"
     (salary_like,) = LineageStore(twin.state_url).where_from(
         f"tryton:product:{ids['product']}", "unitPrice")
     assert (salary_like.source_object, salary_like.record_key, salary_like.source_field, salary_like.transform) == (
@@ -213,23 +255,28 @@ def test_tryton_sync_end_to_end(core: Ontology, twin: TwinEnv, client: TrytonCli
     c.write("product.template", [c.read("product.product", [ids["product"]], ["template"])[0]["template"]],
             {"list_price": Decimal("155.00")})
     c.delete("company.employee", [ids["temp"]])
+    c.delete("party.party", [ids["people"][3]])  # the person left: their party goes too
     (second_opportunity,) = c.create("sale.opportunity", [{
         "company": ids["company"], "party": ids["customer"], "description": "Spare wheelsets",
         "amount": Decimal("8000"), "employee": ids["chief"], "start_date": dt.date(2025, 6, 1)}])
 
     incremental = engine.run(connector, "incremental")
-    assert incremental.counts["updated"] >= 4 and incremental.counts["created"] >= 1
-    assert twin.store.get(f"tryton:employee:{ids['temp']}") is not None  # deletions need a full run
+    # Gina's rename and new supervisor reach one twin (her party is her Employee twin), the opportunity its own
+    assert incremental.counts["updated"] >= 3 and incremental.counts["created"] >= 1
+    # incremental runs see deletions (the source's key list against the ledger): the person who left (employee and
+    # party) is gone with their links, and the welder's old reportsTo link; the twin equals Tryton again
+    assert twin.store.get(f"tryton:party:{ids['people'][3]}") is None and incremental.counts["deleted"] >= 2
+    assert_matches_tryton(twin, c)
     c.execute("sale.opportunity", "cancel", [second_opportunity])
     c.delete("sale.opportunity", [second_opportunity])
     full = engine.run(connector, "full")
-    assert full.entity("employees").deleted == 1 and full.entity("opportunities").deleted == 1
+    assert full.entity("employees").deleted == 0 and full.entity("opportunities").deleted == 1
     assert_matches_tryton(twin, c)
-    welder = twin.store.require(f"tryton:employee:{ids['welder']}")
+    welder = twin.store.require(f"tryton:party:{ids['people'][2]}")
     assert welder.properties["name"] == "Gina Weldmaster"
     bosses = [n.uid for n in twin.store.neighbours(welder.uid, ["reportsTo"], "out", depth=1).nodes
               if n.uid != welder.uid]
-    assert bosses == [f"tryton:employee:{ids['fitter']}"]
+    assert bosses == [f"tryton:party:{ids['people'][1]}"]
     history = LineageStore(twin.state_url).where_from(f"tryton:opportunity:{ids['opportunity']}", "expectedRevenue")
     assert [h.value for h in history] == [135000.0, 120000.0]
     assert history[0].run_id == incremental.run_id

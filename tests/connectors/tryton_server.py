@@ -34,6 +34,9 @@ TRYTON_MODULES: tuple[str, ...] = (
     "project",
     "timesheet",
 )
+# What a plain Tryton for sales and projects has (no purchase, no production): the bundled mapping must still sync
+# it, skipping its optional purchase and production entities.
+PLAIN_MODULES: tuple[str, ...] = ("company", "party", "product", "sale_opportunity", "project", "timesheet")
 DATABASE_NAME = "twin"
 ADMIN_LOGIN = "admin"
 ADMIN_EMAIL = "admin@twin.example"

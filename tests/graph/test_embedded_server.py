@@ -379,3 +379,80 @@ def test_tcp_server_serves_on_loopback_and_persists(graph_data_dir: Path) -> Non
 def test_tcp_server_refuses_a_data_dir_already_served(embedded_graph, graph_data_dir: Path) -> None:
     with pytest.raises(GraphUnavailable, match="already has a running server"):
         start_tcp_server(graph_data_dir)
+
+
+# --- reconnecting backends (issue 23 item 3) ---------------------------------------------------------------------
+
+
+def _until(condition, seconds: float = 10.0) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s")
+
+
+def _answers(backend) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return backend.read("MATCH (n:N) RETURN count(n)") == [[1]]
+    except GraphUnavailable:
+        return False
+
+
+def test_the_embedded_backend_restarts_its_killed_server(graph_data_dir: Path) -> None:
+    from graph.backends import open_backend
+
+    backend = open_backend(f"falkordb+embedded://{graph_data_dir}")
+    try:
+        backend.write("CREATE (:N {i: 1})")
+        old = embedded_status(graph_data_dir)
+        assert old is not None
+        os.kill(old.pid, signal.SIGKILL)
+        with pytest.raises(GraphUnavailable):
+            backend.write("CREATE (:N {i: 2})")  # a write is never resent: it fails, clearly
+        print(f"\n  embedded server back after {_until(lambda: _answers(backend)):.2f} s")
+        new = embedded_status(graph_data_dir)
+        assert new is not None and new.pid != old.pid and backend.ping()
+    finally:
+        backend.close()
+    assert falkordb_processes_under(graph_data_dir) == []  # the last client out still stops the restarted server
+
+
+def test_a_server_backend_reconnects_to_its_restarted_server(graph_data_dir: Path) -> None:
+    from graph.backends import open_backend
+
+    server = start_tcp_server(graph_data_dir)
+    backend = open_backend(server.url)
+    try:
+        backend.write("CREATE (:N {i: 1})")
+        server.stop()
+        with pytest.raises(GraphUnavailable):
+            backend.read("MATCH (n) RETURN count(n)")
+        assert not backend.ping()
+        server = start_tcp_server(graph_data_dir, port=server.port)
+        print(f"\n  server backend answers again after {_until(lambda: _answers(backend)):.2f} s")
+        assert backend.ping()
+    finally:
+        backend.close()
+        server.stop()
+
+
+def test_a_server_that_dies_while_a_client_attaches_is_replaced(graph_data_dir: Path) -> None:
+    """The server is alive when a client finds its record and dies before it answers (killed a moment ago): the
+    client starts a new one instead of failing with 'exited during start-up'."""
+    import threading
+
+    first = open_embedded(graph_data_dir)
+    first.client.select_graph("g").query("CREATE (:N {i: 1})")
+    os.kill(first.pid, signal.SIGSTOP)  # alive, but not answering
+    killer = threading.Timer(0.5, os.kill, (first.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        with open_embedded(graph_data_dir) as second:
+            assert second.pid != first.pid and second.started
+            assert second.client.select_graph("g").query("MATCH (n:N) RETURN n.i").result_set == [[1]]
+    finally:
+        killer.join()
+        first.close()
+    assert falkordb_processes_under(graph_data_dir) == []

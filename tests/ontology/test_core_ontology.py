@@ -16,7 +16,7 @@ EXPECTED_CLASSES = {
     "Entity", "Organization", "OrgUnit", "Person", "Employee", "Contact", "Role", "Position", "Skill", "Location",
     "Site", "Asset", "Machine", "Vehicle", "ITSystem", "Application", "Facility", "WorkCenter", "Process",
     "Activity", "Capability", "Item", "Product", "Material", "Customer", "Supplier", "Contract", "Order",
-    "PurchaseOrder", "SalesOrder", "Opportunity", "Project", "KPI", "Risk", "Control", "Regulation", "DataSource",
+    "PurchaseOrder", "SalesOrder", "Opportunity", "Project", "Task", "KPI", "Risk", "Control", "Regulation", "DataSource",
     "MaintenanceEvent",
 }  # fmt: skip
 
@@ -42,7 +42,8 @@ def test_every_expected_class_is_defined_with_its_parents(core):
     assert core.labels("PurchaseOrder") == ("PurchaseOrder", "Order", "Entity")
     for sub, parent in [("Contact", "Person"), ("Position", "Role"), ("Site", "Location"), ("Customer", "Organization"),
                         ("Supplier", "Organization"), ("SalesOrder", "Order"), ("Activity", "Process"),
-                        ("WorkCenter", "Asset"), ("Product", "Item"), ("Material", "Item")]:  # fmt: skip
+                        ("WorkCenter", "Asset"), ("Product", "Item"), ("Material", "Item"),
+                        ("Task", "Project")]:  # fmt: skip
         assert core.is_a(sub, parent), (sub, parent)
     for asset in ("Machine", "Vehicle", "ITSystem", "Application", "Facility", "WorkCenter"):
         assert core.is_a(asset, "Asset")

@@ -391,3 +391,60 @@ def test_broken_twin_metadata_in_a_comment_is_reported(tmp_path: Path) -> None:
     found = [(v.rule, v.message) for v in info.value.violations]
     assert [rule for rule, _ in found] == ["annotation", "annotation"]
     assert "not valid JSON" in found[0][1] and "JSON object" in found[1][1]
+
+
+# ------------------------------------------------------------------------------------------ depth limits (issue 23)
+
+
+def _timed_violations(tmp_path: Path) -> list[Any]:
+    import time
+
+    started = time.perf_counter()
+    report = read_dtdl_report([tmp_path])
+    print(f"\n  read {report.files} file(s), {len(report.violations)} violation(s) in "
+          f"{time.perf_counter() - started:.3f} s")
+    return report.violations
+
+
+def test_a_10000_deep_extends_chain_is_one_clear_error_naming_file_and_chain(tmp_path: Path) -> None:
+    depth = 10_000
+    chain = [interface(f"dtmi:ex:L{i};1", **({"extends": f"dtmi:ex:L{i - 1};1"} if i else {})) for i in range(depth)]
+    write(tmp_path, "deep.json", chain)
+    found = _timed_violations(tmp_path)
+    assert [(Path(v.source).name, v.path, v.rule) for v in found] == [("deep.json", "$[11].extends", "extends-depth")]
+    message = found[0].message
+    assert "dtmi:ex:L11;1 -> dtmi:ex:L10;1" in message and "dtmi:ex:L0;1" in message and "allows 10" in message
+    assert len(message) < 2_000
+
+
+def test_a_10000_deep_inline_extends_chain_is_refused_without_recursing(tmp_path: Path) -> None:
+    depth = 10_000
+    head = "".join('{"@id": "dtmi:ex:L%d;1", "@type": "Interface", %s"extends": ' % (i, f'"@context": "{V3}", '
+                                                                                      if i == depth - 1 else "")
+                   for i in range(depth - 1, 0, -1))
+    (tmp_path / "inline.json").write_text(head + '{"@id": "dtmi:ex:L0;1", "@type": "Interface"}' + "}" * (depth - 1))
+    found = _timed_violations(tmp_path)
+    assert [(Path(v.source).name, v.rule) for v in found] == [("inline.json", "not-json")]
+    assert "nest" in found[0].message and len(found[0].message) < 300
+
+
+def test_inline_extends_deeper_than_the_limit_name_the_chain(tmp_path: Path) -> None:
+    node: dict[str, Any] = {"@id": "dtmi:ex:L0;1", "@type": "Interface"}
+    for i in range(1, 14):
+        node = {"@id": f"dtmi:ex:L{i};1", "@type": "Interface", "extends": node}
+    node["@context"] = V3
+    write(tmp_path, "inline.json", node)
+    found = violations(tmp_path)
+    assert [rule for _, _, rule in found] == ["extends-depth"]
+    assert found[0][1] == "$" + ".extends" * 11
+
+
+def test_a_wide_deep_parsed_document_never_recurses_without_bound() -> None:
+    """Documents handed over as Python objects (parse_dtdl) may nest deeper than the JSON reader allows."""
+    node: dict[str, Any] = {"@id": "dtmi:ex:L0;1", "@type": "Interface"}
+    for i in range(1, 5_000):
+        node = {"@id": f"dtmi:ex:L{i};1", "@type": "Interface", "extends": [node]}
+    node["@context"] = V3
+    report = parse_dtdl_report([("objects", node)])
+    assert [v.rule for v in report.violations] == ["extends-depth"]
+    assert report.violations[0].path == "$" + ".extends[0]" * 11
