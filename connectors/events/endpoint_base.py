@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ T = TypeVar("T")
 
 @runtime_checkable
 class EventEndpoint(Protocol):
-    """A destination for twin events: publish delivers a whole batch (at least once) or raises EndpointError."""
+    """A destination for twin events: publish delivers a whole batch (at least once) or raises EndpointError.
+
+    Safe to share between threads: batches are delivered one at a time.
+    """
 
     @property
     def url(self) -> str:
@@ -75,6 +79,7 @@ class EndpointBase(ABC):
         self._address = address
         self._options = options
         self._closed = False
+        self._lock = threading.Lock()  # one batch at a time: a batch's order must not interleave with another's
 
     @property
     def url(self) -> str:
@@ -92,16 +97,18 @@ class EndpointBase(ABC):
 
     def publish(self, events: Sequence[TwinEvent]) -> None:
         """Deliver every event of the batch or raise EndpointError."""
-        if self._closed:
-            raise EndpointClosed(self.url, "publish() after close()")
-        if events:
-            self._publish(list(events))
+        with self._lock:
+            if self._closed:
+                raise EndpointClosed(self.url, "publish() after close()")
+            if events:
+                self._publish(list(events))
 
     def close(self) -> None:
-        """Release the endpoint's resources once."""
-        if not self._closed:
-            self._closed = True
-            self._close()
+        """Release the endpoint's resources once (waits for a publish() in progress)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close()
 
     def _error_text(self, exc: BaseException) -> str:
         """A library exception as text fit for an error message: type and message, credentials removed."""
