@@ -15,14 +15,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.audit_hook import AuditTrail, root_fields
+from api.audit_hook import AuditTrail, AuditUnavailable, root_fields
 from api.auth import Authenticator
 from api.compiler import RootQueries
 from api.context import RequestContext
 from api.errors import ApiError
 from api.jobs import JobRunner
 from api.json_codec import JsonResponse, loads
-from api.limits import limit_extensions
+from api.limits import describe_unstorable, limit_extensions, unstorable_input
 from api.metrics import ApiMetrics, RequestMetrics
 from api.mutations import RESOLVERS as MUTATION_RESOLVERS
 from api.records import RESOLVERS as RECORD_RESOLVERS
@@ -31,6 +31,7 @@ from api.scenarios import QUERY_RESOLVERS as SCENARIO_QUERIES
 from api.runtime import Runtime
 from api.schema import TwinSchema, build_schema
 from governance.audit import Decision
+from governance.errors import AuditError
 
 API_VERSION = "1.0.0"
 
@@ -161,6 +162,19 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
             services.metrics.operations.labels("deny").inc()
             return JSONResponse(_error_body(exc.message, exc.extensions), exc.status,
                                 headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+        try:  # fail closed: a request whose audit record cannot be made is not run
+            entry = services.trail.prepare(subject, label, decision=Decision.ALLOW, policy_version=policy.version,
+                                           variables=variables, detail=detail)
+        except AuditError as exc:
+            return JSONResponse(_error_body(f"the request cannot be audited, so it is not run: {exc}",
+                                            {"code": "BAD_REQUEST"}), 400)
+        unstorable = unstorable_input(query, variables)
+        if unstorable is not None:
+            message = describe_unstorable(unstorable)
+            services.trail.submit(services.trail.finish(entry, operation=label, decision=Decision.DENY, rows=None,
+                                                        detail={**detail, "error": "BAD_USER_INPUT"}))
+            services.metrics.operations.labels("deny").inc()
+            return JSONResponse(_error_body(message, {"code": "BAD_USER_INPUT"}), 400)
         ctx = RequestContext(subject=subject, policy=policy, scope=policy.read_scope(subject),
                              store=services.runtime.store, services=services, timeout_ms=timeout_ms)
         result = await services.schema.strawberry.execute(
@@ -168,11 +182,17 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
         errors = [e.formatted for e in result.errors or []]
         extensions: dict[str, Any] = {"policyVersion": policy.version, "masked": ctx.masked_report()}
         decision = Decision.DENY if ctx.denied else Decision.ALLOW
-        services.trail.record(
-            subject, f"{label}:{root_fields(ctx.fields)}"[:500], decision=decision, policy_version=policy.version,
-            variables=variables, rows=ctx.rows,
-            detail={**detail, "errors": len(errors), "round_trips": ctx.round_trips},
-        )
+        entry = services.trail.finish(
+            entry, operation=f"{label}:{root_fields(ctx.fields)}", decision=decision, rows=ctx.rows,
+            detail={**detail, "errors": len(errors), "round_trips": ctx.round_trips})
+        if kind == "mutation":  # a state change is acknowledged only once its record is stored
+            try:
+                await services.trail.record_durably(entry)
+            except AuditUnavailable:
+                return JSONResponse(_error_body("the audit log could not record this mutation, so it is not "
+                                                "acknowledged; retry later", {"code": "AUDIT_UNAVAILABLE"}), 503)
+        else:
+            services.trail.submit(entry)
         services.metrics.operations.labels(decision.value).inc()
         services.metrics.round_trips.inc(ctx.round_trips)
         services.metrics.rows.inc(ctx.rows)
