@@ -149,7 +149,8 @@ def operations_router(services: Any) -> APIRouter:
         from simulation.errors import SimulationError
 
         try:
-            job = start_study(services, subject, body.spec, body.replications, body.executor)
+            job = await anyio.to_thread.run_sync(  # the spec's YAML is parsed off the event loop
+                lambda: start_study(services, subject, body.spec, body.replications, body.executor))
         except SimulationError as exc:
             audit(subject, label, Decision.ALLOW, variables, detail={"error": "invalid spec"})
             raise HTTPException(422, detail=str(exc)) from None

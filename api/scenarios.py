@@ -134,7 +134,8 @@ async def run_scenario(root: Any, info: Any, spec: str, replications: Any = None
     if replications is not None and not 1 <= replications <= 10_000:
         raise BadUserInput(f"`replications` must be between 1 and 10000, got {replications}")
     try:
-        job = start_study(ctx.services, ctx.subject, spec, replications, "serial")
+        job = await anyio.to_thread.run_sync(  # the spec's YAML is parsed off the event loop
+            lambda: start_study(ctx.services, ctx.subject, spec, replications, "serial"))
     except SimulationError as exc:
         raise BadUserInput(str(exc)) from None
     ctx.rows += 1

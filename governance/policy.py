@@ -17,6 +17,7 @@ from governance.identity import Subject
 from graph.model import ReadScope, ScopeJoin, TwinRecord
 from ontology.errors import UnknownTerm
 from ontology.model import CLASSIFICATIONS, DEFAULT_CLASSIFICATION, Ontology
+from ontology.safe_yaml import load_yaml
 
 MaskMode = Literal["show", "partial", "hash", "redact", "null"]
 Action = Literal["read", "write", "delete", "operation"]
@@ -394,7 +395,7 @@ def load_policy(ontology: Ontology | None = None, path: Path | str | None = None
             raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
         source = str(path)
     try:
-        spec = yaml.safe_load(text)
+        spec = load_yaml(text, source)
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy {source} is not valid YAML: {exc}") from None
     if not isinstance(spec, dict):
