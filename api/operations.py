@@ -132,7 +132,8 @@ def operations_router(services: Any) -> APIRouter:
             raise HTTPException(404, detail=str(exc)) from None
 
         def work() -> dict[str, Any]:
-            engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor=f"api:{subject.sub}")
+            engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
+                                actor=f"api:{subject.sub}")
             report = engine.run(connector, body.mode, dry_run=body.dry_run, entities=body.entities)
             return {"runId": report.run_id, "status": report.status, "counts": report.counts, "error": report.error}
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from governance.canonical import canonical_json, parse_utc_text, sha256_digest, text_digest, utc_text
+from governance.digest_key import keyed_text_digest
 from governance.errors import LineageError
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
@@ -215,8 +216,9 @@ _SHARED_COLUMNS = ("run_id", "source_system", "source_object", "recorded_at")
 class LineageStore:
     """Property-level provenance and runs in one relational store (sqlite:/// or postgresql:// URL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, digest_key: bytes | None = None) -> None:
         self.url = url
+        self.digest_key = digest_key  # keys the value digests (see governance/digest_key.py)
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
         self._records = RowAppender(self.engine, lineage_record_table, _COLUMNS)
@@ -324,9 +326,14 @@ class LineageStore:
         rows = []
         for uid, prop, value, key, source_field, rule, transform in fed.values:
             text = canonical_json(value)  # encoded once: hashed, and stored when kept
-            rows.append((uid, prop, text_digest(text), text if keep else None, key, source_field, rule, transform))
+            digest = keyed_text_digest(text, self.digest_key)
+            rows.append((uid, prop, digest, text if keep else None, key, source_field, rule, transform))
         self._store(conn, {fed.run_id}, lambda conn, chunk: self._fed.append(conn, chunk, shared), rows)
         return len(rows)
+
+    def matches(self, record: ProvenanceRecord, value: Any) -> bool:
+        """Whether `value` is the value `record` was made for, by this store's (keyed) digest; works after erasure."""
+        return keyed_text_digest(canonical_json(value), self.digest_key) == record.value_digest
 
     def _store(self, conn: Connection | None, run_ids: set[str],
                append: Callable[[Connection, list[tuple[Any, ...]]], int], rows: list[tuple[Any, ...]]) -> None:

@@ -117,7 +117,8 @@ def run(
 
     def action(runtime: Runtime) -> None:
         connector = _registry(runtime).connector(name)
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor="twin connect")
+        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
+                            actor="twin connect")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=as_json, disable=as_json) as progress:
             tasks: dict[str, Any] = {}
@@ -180,7 +181,8 @@ def unmerge(natural_uid: Annotated[str, typer.Argument(help="The merged record's
     """Split a record that identity resolution merged into another twin back into its own twin."""
 
     def action(runtime: Runtime) -> None:
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor="twin connect")
+        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
+                            actor="twin connect")
         uid = engine.unmerge(natural_uid)
         console.print(f"{uid} is its own twin again", highlight=False)
 

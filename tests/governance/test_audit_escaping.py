@@ -10,8 +10,7 @@ from sqlalchemy import text
 
 from api.audit_hook import AuditTrail
 from governance.audit import AuditEvent, AuditLog, Decision, TamperKind
-import governance.audit as _audit
-original_text = getattr(_audit, "original_text", lambda s: s)
+from governance.audit import original_text
 from governance.errors import AuditError
 from governance.identity import Subject
 
