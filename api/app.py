@@ -22,7 +22,7 @@ from api.context import RequestContext
 from api.errors import ApiError
 from api.jobs import JobRunner
 from api.json_codec import JsonResponse, loads
-from api.limits import describe_unstorable, limit_extensions, unstorable_input
+from api.limits import BodyLimit, describe_unstorable, limit_extensions, unstorable_input
 from api.metrics import ApiMetrics, RequestMetrics
 from api.mutations import RESOLVERS as MUTATION_RESOLVERS
 from api.records import RESOLVERS as RECORD_RESOLVERS
@@ -96,6 +96,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     _graphql_routes(app, services, settings.api_graphiql, settings.api_query_timeout_ms)
     mount_console(app)
 
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=services.metrics)
 
     return app
@@ -117,11 +118,22 @@ def _operation_kind(query: str, operation_name: str | None) -> tuple[str, str]:
     except GraphQLError:
         return "invalid", operation_name or "-"
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None and len(operations) > 1:
+        return "invalid", "-"  # GraphQL over HTTP: several operations need an operationName
     chosen = next((o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)),
                   None)
     if chosen is None:
         return "invalid", operation_name or "-"
     return chosen.operation.value, chosen.name.value if chosen.name else "-"
+
+
+@lru_cache(maxsize=512)
+def _several_operations(query: str) -> bool:
+    """Whether a document defines more than one operation."""
+    try:
+        return sum(isinstance(d, OperationDefinitionNode) for d in parse(query).definitions) > 1
+    except GraphQLError:
+        return False
 
 
 def _error_body(message: str, extensions: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -153,6 +165,7 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
                                             {"code": "BAD_REQUEST"}), 400)
         kind, name = _operation_kind(query, operation_name)
         label = f"graphql.{kind}:{name}"
+        several = kind == "invalid" and operation_name is None and _several_operations(query)
         detail: dict[str, Any] = {"query_sha256": hashlib.sha256(query.encode()).hexdigest()}
         try:
             subject = services.authenticator.authenticate(request.headers.get("authorization"))
@@ -169,8 +182,9 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
             return JSONResponse(_error_body(f"the request cannot be audited, so it is not run: {exc}",
                                             {"code": "BAD_REQUEST"}), 400)
         unstorable = unstorable_input(query, variables)
-        if unstorable is not None:
-            message = describe_unstorable(unstorable)
+        if unstorable is not None or several:
+            message = (describe_unstorable(unstorable) if unstorable is not None else
+                       "the document holds several operations: name the one to run in `operationName`")
             services.trail.submit(services.trail.finish(entry, operation=label, decision=Decision.DENY, rows=None,
                                                         detail={**detail, "error": "BAD_USER_INPUT"}))
             services.metrics.operations.labels("deny").inc()

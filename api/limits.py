@@ -109,3 +109,55 @@ def _literal_unstorable(document: DocumentNode) -> bool:
 
     visit(document, _Strings())
     return bool(found)
+
+
+class _BodyTooLarge(Exception):
+    """The request body grew past the limit while it was read."""
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than `max_bytes` is refused with 413, whether it declares its length
+    (Content-Length) or streams (chunked); nothing past the limit is read."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Pass the request on, counting its body bytes."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def watched_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = (f'{{"errors":[{{"message":"the request body is larger than {self.max_bytes} bytes '
+                f'(TWIN_API_MAX_BODY_BYTES)","extensions":{{"code":"PAYLOAD_TOO_LARGE"}}}}]}}').encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -160,7 +160,7 @@ def operations_router(services: Any) -> APIRouter:
 
     @router.get("/operations/jobs/{job_id}", tags=["operations"], summary="Status and result of a started job")
     async def job_status(job_id: str, subject: Subject = Depends(caller)) -> dict[str, Any]:
-        job = services.jobs.get(job_id)
+        job = services.jobs.get_for(job_id, subject)
         label = f"rest:job.read:{job_id}"[:200]
         if job is None:
             audit(subject, label, Decision.ALLOW, detail={"error": "unknown job"})

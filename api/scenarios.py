@@ -109,7 +109,7 @@ async def scenario_run(root: Any, info: Any, id: str) -> dict[str, Any]:
 
     ctx: RequestContext = info.context
     ctx.policy.require(ctx.subject, "operation", "scenario.read")
-    job = ctx.services.jobs.get(id)
+    job = ctx.services.jobs.get_for(id, ctx.subject)
     if job is not None and job.kind != "scenario":
         job = None
     study_id = (job.result or {}).get("studyId") if job is not None else id

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     api_max_tokens: int = Field(5_000, description="Most tokens a GraphQL document may have.")
     api_max_aliases: int = Field(30, description="Most aliases a GraphQL document may use.")
     api_workers: int = Field(1, description="Worker processes of `twin serve` (the app keeps no state of its own).")
+    api_max_body_bytes: int = Field(1_048_576, ge=1, description="Largest request body the API reads (413 beyond).")
+    api_max_token_lifetime_s: int = Field(
+        86_400, ge=1, description="Longest lifetime (exp - iat) of a bearer token the API accepts, in seconds."
+    )
 
     @field_validator("graph_url")
     @classmethod

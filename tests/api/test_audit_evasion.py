@@ -82,6 +82,7 @@ def test_a_mutation_is_answered_only_after_its_audit_record_is_stored(api: ApiHa
             {"s": start})]
     assert any(op.startswith("graphql.mutation:U") for op in operations), operations
     services.trail.flush()
+    api.store.delete_twins(["audit-durable-1"])  # the session's graph stays as other tests expect it
 
 
 def test_a_mutation_whose_record_cannot_be_stored_is_not_acknowledged(api: ApiHarness) -> None:
@@ -100,6 +101,7 @@ def test_a_mutation_whose_record_cannot_be_stored_is_not_acknowledged(api: ApiHa
             trail.flush()
             with api.runtime.audit.engine.begin() as conn:
                 conn.execute(text("ALTER TABLE audit_log_away RENAME TO audit_log"))
+        api.store.delete_twins(["audit-durable-2"])
         assert answer.status_code == 503, answer.text
         assert answer.json().get("data") is None
         assert "audit" in answer.text
