@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from api.errors import ServiceUnavailable, Unauthenticated
 from api.settings import Settings
 from governance.errors import AuthenticationError, IdentityProviderUnavailable
-from governance.identity import OidcVerifier, Subject
+from governance.identity import ClaimMapping, OidcVerifier, Subject
 from governance.tokens import LocalIssuer
 
 HOW_TO_GET_A_TOKEN = "send 'Authorization: Bearer <token>' (a development token: `twin token --role viewer`)"
@@ -38,7 +38,8 @@ class Authenticator:
         verifiers = [LocalIssuer(settings.data_dir).verifier()]
         if settings.oidc_issuer:
             verifiers.append(OidcVerifier(settings.oidc_issuer, settings.oidc_audience,
-                                          jwks_url=settings.oidc_jwks_url, discovery=settings.oidc_jwks_url is None))
+                                          jwks_url=settings.oidc_jwks_url, discovery=settings.oidc_jwks_url is None,
+                                          claim_mapping=ClaimMapping(role_claims=tuple(settings.oidc_role_claims))))
         return cls(verifiers, max_lifetime_s=settings.api_max_token_lifetime_s)
 
     def authenticate(self, authorization: str | None) -> Subject:
