@@ -128,12 +128,19 @@ def _operation_kind(query: str, operation_name: str | None) -> tuple[str, str]:
 
 
 @lru_cache(maxsize=512)
-def _several_operations(query: str) -> bool:
-    """Whether a document defines more than one operation."""
+def _unrunnable_operation(query: str, operation_name: str | None) -> str | None:
+    """Why a document that parses has no operation to run (several and no operationName, or none of that name);
+    None when it does not parse (the executor reports the syntax error)."""
     try:
-        return sum(isinstance(d, OperationDefinitionNode) for d in parse(query).definitions) > 1
+        document = parse(query)
     except GraphQLError:
-        return False
+        return None
+    names = [d.name.value if d.name else "" for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if not names:
+        return "the document holds no operation"
+    if operation_name is None:
+        return "the document holds several operations: name the one to run in `operationName`"
+    return f"operationName {operation_name[:60]!r} names no operation of the document"
 
 
 def _error_body(message: str, extensions: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -165,7 +172,7 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
                                             {"code": "BAD_REQUEST"}), 400)
         kind, name = _operation_kind(query, operation_name)
         label = f"graphql.{kind}:{name}"
-        several = kind == "invalid" and operation_name is None and _several_operations(query)
+        unrunnable = _unrunnable_operation(query, operation_name) if kind == "invalid" else None
         detail: dict[str, Any] = {"query_sha256": hashlib.sha256(query.encode()).hexdigest()}
         try:
             subject = services.authenticator.authenticate(request.headers.get("authorization"))
@@ -182,9 +189,8 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
             return JSONResponse(_error_body(f"the request cannot be audited, so it is not run: {exc}",
                                             {"code": "BAD_REQUEST"}), 400)
         unstorable = unstorable_input(query, variables)
-        if unstorable is not None or several:
-            message = (describe_unstorable(unstorable) if unstorable is not None else
-                       "the document holds several operations: name the one to run in `operationName`")
+        if unstorable is not None or unrunnable is not None:
+            message = describe_unstorable(unstorable) if unstorable is not None else str(unrunnable)
             services.trail.submit(services.trail.finish(entry, operation=label, decision=Decision.DENY, rows=None,
                                                         detail={**detail, "error": "BAD_USER_INPUT"}))
             services.metrics.operations.labels("deny").inc()
