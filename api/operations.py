@@ -110,6 +110,7 @@ def operations_router(services: Any) -> APIRouter:
             "headHash": result.head_hash, "firstBadSeq": result.first_bad_seq,
             "tampering": str(result.tampering) if result.tampering else None, "message": result.message,
             "checkpointsChecked": result.checkpoints_checked,
+            "problems": [{"seq": p.seq, "tampering": str(p.kind), "message": p.message} for p in result.problems],
         }
 
     @router.post("/operations/connectors/{name}/runs", status_code=202, tags=["operations"],

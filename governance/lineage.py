@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from governance.canonical import canonical_json, parse_utc_text, sha256_digest, text_digest, utc_text
+from governance.canonical import canonical_json, parse_utc_text, sha256_digest, utc_text
 from governance.digest_key import keyed_text_digest
 from governance.errors import LineageError
 from graph.relational import create_tables, relational_engine

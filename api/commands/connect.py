@@ -19,7 +19,6 @@ from connectors.registry import ConnectorRegistry, RegistryError
 from connectors.source import SourceError
 from connectors.sync import SyncEngine, SyncError, SyncReport
 from governance.errors import LineageError
-from governance.lineage import LineageStore
 from graph.errors import GraphError
 from ontology.errors import OntologyError
 
@@ -198,7 +197,7 @@ def lineage(
     """Where a twin's values came from: source system, object, record, field, run, mapping rule, transform."""
 
     def action(runtime: Runtime) -> None:
-        records = LineageStore(runtime.settings.resolved_database_url).where_from(uid, prop, limit=limit)
+        records = runtime.lineage.where_from(uid, prop, limit=limit)
         if as_json:
             for r in records:
                 typer.echo(json.dumps({"property": r.property, "value": r.value, "value_digest": r.value_digest,
