@@ -19,6 +19,7 @@ from connectors.registry import ConnectorRegistry, RegistryError
 from connectors.source import SourceError
 from connectors.sync import SyncEngine, SyncError, SyncReport
 from governance.errors import LineageError
+from governance.lineage import LineageStore
 from graph.errors import GraphError
 from ontology.errors import OntologyError
 
@@ -116,8 +117,7 @@ def run(
 
     def action(runtime: Runtime) -> None:
         connector = _registry(runtime).connector(name)
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
-                            actor="twin connect")
+        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor="twin connect")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=as_json, disable=as_json) as progress:
             tasks: dict[str, Any] = {}
@@ -180,8 +180,7 @@ def unmerge(natural_uid: Annotated[str, typer.Argument(help="The merged record's
     """Split a record that identity resolution merged into another twin back into its own twin."""
 
     def action(runtime: Runtime) -> None:
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
-                            actor="twin connect")
+        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor="twin connect")
         uid = engine.unmerge(natural_uid)
         console.print(f"{uid} is its own twin again", highlight=False)
 
@@ -197,7 +196,7 @@ def lineage(
     """Where a twin's values came from: source system, object, record, field, run, mapping rule, transform."""
 
     def action(runtime: Runtime) -> None:
-        records = runtime.lineage.where_from(uid, prop, limit=limit)
+        records = LineageStore(runtime.settings.resolved_database_url).where_from(uid, prop, limit=limit)
         if as_json:
             for r in records:
                 typer.echo(json.dumps({"property": r.property, "value": r.value, "value_digest": r.value_digest,

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.runtime import Runtime
+from governance.lineage import LineageStore
 from graph.errors import GraphError
 from ontology.errors import OntologyError
 from simulation.charts import study_charts
@@ -115,7 +116,7 @@ def run(
         chosen = executor_named(executor, workers, scheduler)
         try:
             done = conduct_study(parsed, runtime.store, results, executor=chosen,
-                                 lineage=runtime.lineage,
+                                 lineage=LineageStore(runtime.settings.resolved_database_url),
                                  replications=replications, progress=not as_json)
         finally:
             close = getattr(chosen, "close", None)
@@ -212,7 +213,7 @@ def rerun(
         results = runtime.results
         chosen = executor_named(executor)
         try:
-            done = rerun_study(study_id, results, chosen, runtime.lineage)
+            done = rerun_study(study_id, results, chosen, LineageStore(runtime.settings.resolved_database_url))
         finally:
             close = getattr(chosen, "close", None)
             if close is not None:
