@@ -173,7 +173,8 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
         kind, name = _operation_kind(query, operation_name)
         label = f"graphql.{kind}:{name}"
         unrunnable = _unrunnable_operation(query, operation_name) if kind == "invalid" else None
-        detail: dict[str, Any] = {"query_sha256": hashlib.sha256(query.encode()).hexdigest()}
+        query_digest = hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()  # any str, surrogates too
+        detail: dict[str, Any] = {"query_sha256": query_digest}
         try:
             subject = services.authenticator.authenticate(request.headers.get("authorization"))
         except ApiError as exc:

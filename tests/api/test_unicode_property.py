@@ -8,7 +8,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from api.limits import INTERNAL_ERROR
@@ -27,6 +27,7 @@ TARGETS = {
     "operation_name": lambda s: {"query": "query Q { __typename }", "operationName": s},
     "where": lambda s: {"query": "query W($v: String) { machines(where: {name: {contains: $v}}) { nodes { uid } } }",
                         "variables": {"v": s}},
+    "query_text": lambda s: {"query": "query Q { __typename } # " + s},
     "inline_uid": lambda s: {"query": "{ twin(uid: %s) { uid } }" % json.dumps(s)},
     "upsert_uid": lambda s: {"query": "mutation U($t: [TwinInput!]!) { upsertTwins(twins: $t) { created } }",
                              "variables": {"t": [{"uid": s, "className": "Skill", "properties": {"name": s}}]}},
@@ -49,6 +50,11 @@ def _check(api: ApiHarness, status: int, body: Any, before: int, what: str) -> N
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(text=awkward_text, target=st.sampled_from(sorted(TARGETS)), as_admin=st.booleans())
+@example(text="\ud800", target="query_text", as_admin=False)  # a raw lone surrogate in the query text: was a 500
+@example(text="", target="operation_name", as_admin=False)  # an operationName naming no operation: was a 500
+@example(text="x\x00y", target="variable", as_admin=True)
+@example(text="\udfff", target="where", as_admin=False)
+@example(text="\ud800", target="upsert_uid", as_admin=True)
 def test_arbitrary_unicode_is_refused_or_audited(api: ApiHarness, text: str, target: str, as_admin: bool) -> None:
     token = api.token("admin" if as_admin else "viewer")
     before = _count(api)
@@ -62,6 +68,7 @@ def test_arbitrary_unicode_is_refused_or_audited(api: ApiHarness, text: str, tar
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=awkward_text)
+@example(text="a\x00b")
 def test_arbitrary_unicode_in_rest_paths_is_refused_or_audited(api: ApiHarness, text: str) -> None:
     before = _count(api)
     path = quote(text.encode("utf-8", "surrogatepass"), safe="")
