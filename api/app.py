@@ -11,8 +11,11 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from graphql import GraphQLError, OperationDefinitionNode, parse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from strawberry.http.ides import get_graphql_ide_html
 
 from api.audit_hook import AuditTrail, AuditUnavailable, root_fields
@@ -89,6 +92,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         description="Governed GraphQL over the twin graph (POST /graphql) and REST operations.",
     )
     app.state.services = services
+    _json_error_handlers(app)
     from api.console import mount_console
     from api.operations import operations_router
 
@@ -100,6 +104,19 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=services.metrics)
 
     return app
+
+
+def _json_error_handlers(app: FastAPI) -> None:
+    """HTTP and validation errors rendered by `JsonResponse`, which writes any str (an echoed lone surrogate as a
+    \\u escape) where Starlette's JSONResponse failed with a 500."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return JsonResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
+        return JsonResponse({"detail": jsonable_encoder(exc.errors())}, 422)
 
 
 def _bind(schema: TwinSchema) -> None:

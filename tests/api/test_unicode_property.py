@@ -77,6 +77,19 @@ def test_arbitrary_unicode_in_rest_paths_is_refused_or_audited(api: ApiHarness, 
     assert answer.status_code >= 400 or _count(api) > before, "the job read was served but not audited"
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=awkward_text, field=st.sampled_from(["spec", "replications", "executor"]))
+@example(text="\ud800", field="replications")  # the validation error echoed it: a 500
+def test_arbitrary_unicode_in_rest_bodies_is_refused_or_audited(api: ApiHarness, text: str, field: str) -> None:
+    before = _count(api)
+    body = {"spec": "name: x\n", field: text}
+    answer = api.client.post("/operations/scenarios", content=json.dumps(body).encode("ascii"),
+                             headers={"Authorization": f"Bearer {api.token('executive')}",
+                                      "Content-Type": "application/json"})
+    assert answer.status_code < 500, answer.text
+    assert answer.status_code >= 400 or _count(api) > before, "the study was started but not audited"
+
+
 def test_the_audit_chain_verifies_after_the_properties(api: ApiHarness) -> None:
     """Runs after the two properties above (file order): everything they recorded chains and verifies."""
     _count(api)
