@@ -19,7 +19,7 @@ from connectors.sync_state import LedgerEntry, SyncState
 from governance.canonical import sha256_digest
 from governance.erasure import erase_personal_data
 from governance.identity import Subject
-from governance.lineage import FedValues
+from governance.lineage import FedValues, ProvenanceRecord
 from governance.policy import mask_value
 from graph.embedded import stop_embedded
 from graph.model import Twin
@@ -60,9 +60,12 @@ def test_lineage_digests_are_keyed(runtime: Runtime) -> None:
     run = lineage.start_run("connector", "hr")
     lineage.record_values(FedValues(run.run_id, "hr", "employees",
                                     [("e-1", "birthDate", BIRTH, "E1", "dob", "employee", None)], False))
-    record = lineage.where_from("e-1")[0]
-    assert record.value_digest != sha256_digest(BIRTH)
-    assert lineage.matches(record, BIRTH) and not lineage.matches(record, "1980-03-01")
+    lineage.record([ProvenanceRecord.of("e-2", "birthDate", BIRTH, source_system="hr", source_object="employees",
+                                        record_key="E2", run_id=run.run_id, keep_value=False)])
+    for uid in ("e-1", "e-2"):  # fed values and single records alike
+        record = lineage.where_from(uid)[0]
+        assert record.value_digest != sha256_digest(BIRTH)
+        assert lineage.matches(record, BIRTH) and not lineage.matches(record, "1980-03-01")
 
 
 def test_data_directory_and_files_are_owner_only(runtime: Runtime) -> None:
