@@ -11,18 +11,21 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from graphql import GraphQLError, OperationDefinitionNode, parse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.audit_hook import AuditTrail, root_fields
+from api.audit_hook import AuditTrail, AuditUnavailable, root_fields
 from api.auth import Authenticator
 from api.compiler import RootQueries
 from api.context import RequestContext
 from api.errors import ApiError
 from api.jobs import JobRunner
 from api.json_codec import JsonResponse, loads
-from api.limits import limit_extensions
+from api.limits import BodyLimit, describe_unstorable, limit_extensions, unstorable_input
 from api.metrics import ApiMetrics, RequestMetrics
 from api.mutations import RESOLVERS as MUTATION_RESOLVERS
 from api.changes import RESOLVERS as CHANGE_RESOLVERS
@@ -33,6 +36,7 @@ from api.read_gate import ReadGate
 from api.runtime import Runtime
 from api.schema import TwinSchema, build_schema
 from governance.audit import Decision
+from governance.errors import AuditError
 
 if TYPE_CHECKING:
     from connectors.route_delivery import RouteRuntime
@@ -114,6 +118,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
         description="Governed GraphQL over the twin graph (POST /graphql) and REST operations.",
     )
     app.state.services = services
+    _json_error_handlers(app)
     from api.console import mount_console
     from api.operations import operations_router
 
@@ -125,9 +130,23 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
     subscription_route(app, services)
     mount_console(app)
 
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=services.metrics)
 
     return app
+
+
+def _json_error_handlers(app: FastAPI) -> None:
+    """HTTP and validation errors rendered by `JsonResponse`, which writes any str (an echoed lone surrogate as a
+    \\u escape) where Starlette's JSONResponse failed with a 500."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return JsonResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
+        return JsonResponse({"detail": jsonable_encoder(exc.errors())}, 422)
 
 
 def _bind(schema: TwinSchema) -> None:
@@ -146,11 +165,29 @@ def _operation_kind(query: str, operation_name: str | None) -> tuple[str, str]:
     except GraphQLError:
         return "invalid", operation_name or "-"
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None and len(operations) > 1:
+        return "invalid", "-"  # GraphQL over HTTP: several operations need an operationName
     chosen = next((o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)),
                   None)
     if chosen is None:
         return "invalid", operation_name or "-"
     return chosen.operation.value, chosen.name.value if chosen.name else "-"
+
+
+@lru_cache(maxsize=512)
+def _unrunnable_operation(query: str, operation_name: str | None) -> str | None:
+    """Why a document that parses has no operation to run (several and no operationName, or none of that name);
+    None when it does not parse (the executor reports the syntax error)."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    names = [d.name.value if d.name else "" for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if not names:
+        return "the document holds no operation"
+    if operation_name is None:
+        return "the document holds several operations: name the one to run in `operationName`"
+    return f"operationName {operation_name[:60]!r} names no operation of the document"
 
 
 def _error_body(message: str, extensions: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -182,7 +219,9 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
                                             {"code": "BAD_REQUEST"}), 400)
         kind, name = _operation_kind(query, operation_name)
         label = f"graphql.{kind}:{name}"
-        detail: dict[str, Any] = {"query_sha256": hashlib.sha256(query.encode()).hexdigest()}
+        unrunnable = _unrunnable_operation(query, operation_name) if kind == "invalid" else None
+        query_digest = hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()  # any str, surrogates too
+        detail: dict[str, Any] = {"query_sha256": query_digest}
         try:
             subject = services.authenticator.authenticate(request.headers.get("authorization"))
         except ApiError as exc:
@@ -191,6 +230,19 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
             services.metrics.operations.labels("deny").inc()
             return JSONResponse(_error_body(exc.message, exc.extensions), exc.status,
                                 headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+        try:  # fail closed: a request whose audit record cannot be made is not run
+            entry = services.trail.prepare(subject, label, decision=Decision.ALLOW, policy_version=policy.version,
+                                           variables=variables, detail=detail)
+        except AuditError as exc:
+            return JSONResponse(_error_body(f"the request cannot be audited, so it is not run: {exc}",
+                                            {"code": "BAD_REQUEST"}), 400)
+        unstorable = unstorable_input(query, variables)
+        if unstorable is not None or unrunnable is not None:
+            message = describe_unstorable(unstorable) if unstorable is not None else str(unrunnable)
+            services.trail.submit(services.trail.finish(entry, operation=label, decision=Decision.DENY, rows=None,
+                                                        detail={**detail, "error": "BAD_USER_INPUT"}))
+            services.metrics.operations.labels("deny").inc()
+            return JSONResponse(_error_body(message, {"code": "BAD_USER_INPUT"}), 400)
         ctx = RequestContext(subject=subject, policy=policy, scope=policy.read_scope(subject),
                              store=services.runtime.store, services=services, timeout_ms=timeout_ms,
                              max_filter_depth=services.runtime.settings.api_max_filter_depth,
@@ -200,11 +252,17 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
         errors = [e.formatted for e in result.errors or []]
         extensions: dict[str, Any] = {"policyVersion": policy.version, "masked": ctx.masked_report()}
         decision = Decision.DENY if ctx.denied else Decision.ALLOW
-        services.trail.record(
-            subject, f"{label}:{root_fields(ctx.fields)}"[:500], decision=decision, policy_version=policy.version,
-            variables=variables, rows=ctx.rows,
-            detail={**detail, "errors": len(errors), "round_trips": ctx.round_trips},
-        )
+        entry = services.trail.finish(
+            entry, operation=f"{label}:{root_fields(ctx.fields)}", decision=decision, rows=ctx.rows,
+            detail={**detail, "errors": len(errors), "round_trips": ctx.round_trips})
+        if kind == "mutation":  # a state change is acknowledged only once its record is stored
+            try:
+                await services.trail.record_durably(entry)
+            except AuditUnavailable:
+                return JSONResponse(_error_body("the audit log could not record this mutation, so it is not "
+                                                "acknowledged; retry later", {"code": "AUDIT_UNAVAILABLE"}), 503)
+        else:
+            services.trail.submit(entry)
         services.metrics.operations.labels(decision.value).inc()
         services.metrics.round_trips.inc(ctx.round_trips)
         services.metrics.rows.inc(ctx.rows)

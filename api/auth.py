@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from api.errors import ServiceUnavailable, Unauthenticated
 from api.settings import Settings
 from governance.errors import AuthenticationError, IdentityProviderUnavailable
-from governance.identity import OidcVerifier, Subject
+from governance.identity import ClaimMapping, OidcVerifier, Subject
 from governance.tokens import LocalIssuer
 
 HOW_TO_GET_A_TOKEN = "send 'Authorization: Bearer <token>' (a development token: `twin token --role viewer`)"
@@ -22,9 +22,11 @@ HOW_TO_GET_A_TOKEN = "send 'Authorization: Bearer <token>' (a development token:
 class Authenticator:
     """Verifies bearer tokens against the trusted issuers; verified tokens are remembered until they expire."""
 
-    def __init__(self, verifiers: Sequence[OidcVerifier], cache_size: int = 4096) -> None:
+    def __init__(self, verifiers: Sequence[OidcVerifier], cache_size: int = 4096,
+                 max_lifetime_s: int | None = None) -> None:
         if not verifiers:
             raise ValueError("an authenticator needs at least one trusted issuer")
+        self.max_lifetime_s = max_lifetime_s
         self.verifiers = {v.issuer: v for v in verifiers}
         self._cache: OrderedDict[str, tuple[Subject, float]] = OrderedDict()
         self._cache_size = cache_size
@@ -36,8 +38,9 @@ class Authenticator:
         verifiers = [LocalIssuer(settings.data_dir).verifier()]
         if settings.oidc_issuer:
             verifiers.append(OidcVerifier(settings.oidc_issuer, settings.oidc_audience,
-                                          jwks_url=settings.oidc_jwks_url, discovery=settings.oidc_jwks_url is None))
-        return cls(verifiers)
+                                          jwks_url=settings.oidc_jwks_url, discovery=settings.oidc_jwks_url is None,
+                                          claim_mapping=ClaimMapping(role_claims=tuple(settings.oidc_role_claims))))
+        return cls(verifiers, max_lifetime_s=settings.api_max_token_lifetime_s)
 
     def authenticate(self, authorization: str | None) -> Subject:
         """The subject of an `Authorization` header; Unauthenticated with the reason otherwise."""
@@ -66,12 +69,27 @@ class Authenticator:
         except IdentityProviderUnavailable as exc:
             raise ServiceUnavailable(str(exc)) from None
         expires = claims.get("exp")
+        self._check_lifetime(claims, now)
         if isinstance(expires, (int, float)):
             with self._lock:
                 self._cache[key] = (subject, float(expires))
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return subject
+
+
+    def _check_lifetime(self, claims: dict[str, object], now: float) -> None:
+        """Refuse a verified token meant to live longer than the maximum (a stolen one would stay useful for long)."""
+        if self.max_lifetime_s is None:
+            return
+        expires, issued = claims.get("exp"), claims.get("iat")
+        if not isinstance(expires, (int, float)):
+            return  # the verifier requires `exp`
+        start = issued if isinstance(issued, (int, float)) else now
+        lifetime = float(expires) - float(start)
+        if lifetime > self.max_lifetime_s:
+            raise Unauthenticated(f"bearer token refused: its lifetime ({int(lifetime)} s) exceeds the maximum of "
+                                  f"{self.max_lifetime_s} s (TWIN_API_MAX_TOKEN_LIFETIME_S)")
 
 
 def token_expiry(authorization: str) -> float | None:

@@ -48,7 +48,7 @@ from api.context import RequestContext
 from api.errors import BadUserInput, FieldForbidden, Forbidden, api_error
 from api.schema import STRING_LIKE, PropertyField, RelationField, SchemaPlan
 from governance.identity import Subject
-from governance.policy import Policy, mask_value
+from governance.policy import Policy
 from graph.cypher import ident
 from graph.model import TwinRecord
 from graph.values import decode, encode
@@ -828,7 +828,7 @@ class Compiler:
                             value = decode((r.get("e") or {}).get(map_key), prop.prop.schema)
                             if mode != "show" and value is not None:
                                 self.ctx.note_masked(rel_type, {prop.prop.name: mode})
-                                value = mask_value(value, mode)
+                                value = self.ctx.policy.mask_value(value, mode)
                             edge[edge_key] = value
                     else:
                         edges.append(edge)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api.errors import api_error
+from governance.identity import Subject
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,14 @@ class JobRunner:
         """The job with this id, if this process started it."""
         with self._lock:
             return self._jobs.get(job_id)
+
+    def get_for(self, job_id: str, caller: Subject) -> Job | None:
+        """The job with this id if `caller` started it or is an admin; None otherwise, as for an unknown id (a job's
+        status, result and errors are its starter's)."""
+        job = self.get(job_id)
+        if job is None or (job.subject != caller.sub and "admin" not in caller.roles):
+            return None
+        return job
 
     def close(self) -> None:
         """Stop accepting jobs; wait for the running ones."""

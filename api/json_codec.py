@@ -22,7 +22,11 @@ def dumps(payload: Any) -> bytes:
     try:
         return orjson.dumps(payload)
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (echoed input): \u escapes are the JSON form of any str
+            return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class JsonResponse(Response):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError, StringValueNode, parse, visit
+from graphql.language import Visitor
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -55,3 +58,106 @@ def limit_extensions(
         lambda: ValidationCache(maxsize=cache_size),
         lambda: MaskErrors(should_mask_error=should_mask, error_message=INTERNAL_ERROR),
     ]
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_input(query: str, variables: dict[str, Any]) -> str | None:
+    """Where a request holds text no store keeps (NUL or a lone surrogate), e.g. "variable `u`"; None if nowhere.
+
+    Such text can match nothing stored and would be cut or refused by the databases, so it is refused up front.
+    """
+    for path, value in _strings(variables, ()):
+        if _UNSTORABLE.search(value):
+            return f"variable `{'.'.join(map(str, path))}`"
+    if not _UNSTORABLE.search(query) and "\\u" not in query:
+        return None
+    if _UNSTORABLE.search(query):
+        return "the query text"
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None  # the syntax error is reported by the executor
+    return "a string in the query" if _literal_unstorable(document) else None
+
+
+def describe_unstorable(where: str) -> str:
+    """The message of a request refused by `unstorable_input`."""
+    return f"{where} holds a NUL character or a lone surrogate, which no stored text can contain"
+
+
+def _strings(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(str(key), (*path, "<key>"))
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+def _literal_unstorable(document: DocumentNode) -> bool:
+    found = []
+
+    class _Strings(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+            if _UNSTORABLE.search(node.value):
+                found.append(node)
+
+    visit(document, _Strings())
+    return bool(found)
+
+
+class _BodyTooLarge(Exception):
+    """The request body grew past the limit while it was read."""
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than `max_bytes` is refused with 413, whether it declares its length
+    (Content-Length) or streams (chunked); nothing past the limit is read."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Pass the request on, counting its body bytes."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def watched_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = (f'{{"errors":[{{"message":"the request body is larger than {self.max_bytes} bytes '
+                f'(TWIN_API_MAX_BODY_BYTES)","extensions":{{"code":"PAYLOAD_TOO_LARGE"}}}}]}}').encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

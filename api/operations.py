@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from api.audit_hook import AuditUnavailable
 from api.errors import ApiError
 from api.jobs import describe_job_error
 from api.scenarios import start_study
@@ -50,6 +51,16 @@ def operations_router(services: Any) -> APIRouter:
               rows: int | None = None, detail: dict[str, Any] | None = None) -> None:
         services.trail.record(subject, operation, decision=decision, policy_version=services.policy.version,
                               variables=variables, rows=rows, detail=detail)
+
+    async def audit_durably(subject: Subject, operation: str, variables: dict[str, Any],
+                            detail: dict[str, Any]) -> None:
+        """Record a state change and wait until it is stored: it is acknowledged only then (503 otherwise)."""
+        entry = services.trail.prepare(subject, operation, decision=Decision.ALLOW,
+                                       policy_version=services.policy.version, variables=variables, detail=detail)
+        try:
+            await services.trail.record_durably(entry)
+        except AuditUnavailable:
+            raise HTTPException(503, detail="the audit log could not record this operation; retry later") from None
 
     def caller(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Subject:
         header = request.headers.get("authorization")
@@ -115,6 +126,7 @@ def operations_router(services: Any) -> APIRouter:
             "headHash": result.head_hash, "firstBadSeq": result.first_bad_seq,
             "tampering": str(result.tampering) if result.tampering else None, "message": result.message,
             "checkpointsChecked": result.checkpoints_checked,
+            "problems": [{"seq": p.seq, "tampering": str(p.kind), "message": p.message} for p in result.problems],
         }
 
     @router.get("/operations/lineage/export", tags=["operations"],
@@ -166,7 +178,7 @@ def operations_router(services: Any) -> APIRouter:
             return {"runId": report.run_id, "status": report.status, "counts": report.counts, "error": report.error}
 
         job = services.jobs.start("connector", name, subject.sub, "connector.run", work, describe_job_error)
-        audit(subject, label, Decision.ALLOW, variables, detail={"job": job.id})
+        await audit_durably(subject, label, variables, {"job": job.id})
         return job.to_dict()
 
     @router.post("/operations/scenarios", status_code=202, tags=["operations"],
@@ -178,16 +190,17 @@ def operations_router(services: Any) -> APIRouter:
         from simulation.errors import SimulationError
 
         try:
-            job = start_study(services, subject, body.spec, body.replications, body.executor)
+            job = await anyio.to_thread.run_sync(  # the spec's YAML is parsed off the event loop
+                lambda: start_study(services, subject, body.spec, body.replications, body.executor))
         except SimulationError as exc:
             audit(subject, label, Decision.ALLOW, variables, detail={"error": "invalid spec"})
             raise HTTPException(422, detail=str(exc)) from None
-        audit(subject, label, Decision.ALLOW, variables, detail={"job": job.id})
+        await audit_durably(subject, label, variables, {"job": job.id})
         return job.to_dict()
 
     @router.get("/operations/jobs/{job_id}", tags=["operations"], summary="Status and result of a started job")
     async def job_status(job_id: str, subject: Subject = Depends(caller)) -> dict[str, Any]:
-        job = services.jobs.get(job_id)
+        job = services.jobs.get_for(job_id, subject)
         label = f"rest:job.read:{job_id}"[:200]
         if job is None:
             audit(subject, label, Decision.ALLOW, detail={"error": "unknown job"})

@@ -12,7 +12,6 @@ from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
 from governance.canonical import utc_text
 from governance.lineage import ProvenanceRecord
-from governance.policy import mask_value
 from graph.model import TwinRecord
 from ontology.errors import quoted
 from ontology.model import RelationshipDef
@@ -96,7 +95,7 @@ def _masked_link(ctx: RequestContext, link_type: str, rel: RelationshipDef | Non
         mode = ctx.policy.relationship_field_mode(ctx.subject, prop.classification if prop is not None else None)
         if mode != "show":
             masked[key] = mode
-            value = mask_value(value, mode)
+            value = ctx.policy.mask_value(value, mode)
         shown[key] = value
     if masked:
         ctx.note_masked(link_type, masked)
@@ -120,7 +119,7 @@ async def lineage(root: Any, info: Any, uid: str, property: Any = None, first: A
         value = r.value if r.has_value else None
         if mode != "show":
             ctx.note_masked(cls, {r.property: mode})
-            value = mask_value(value, mode)
+            value = ctx.policy.mask_value(value, mode)
         values = {
             "twinUid": r.twin_uid, "property": r.property, "value": value,
             "valueDigest": r.value_digest if mode in ("show", "hash") else None,

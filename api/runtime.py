@@ -10,6 +10,7 @@ import getpass
 
 from api.settings import Settings, get_settings
 from governance.audit import AuditLog
+from governance.digest_key import deployment_digest_key, owner_only_data_dir
 from governance.identity import Subject
 from governance.lineage import LineageStore
 from governance.policy import Policy, load_policy
@@ -29,6 +30,14 @@ class Runtime:
     """Opens what a command or the API server needs, once, from the settings."""
 
     settings: Settings = field(default_factory=get_settings)
+
+    def __post_init__(self) -> None:
+        owner_only_data_dir(self.settings.data_dir)
+
+    @cached_property
+    def digest_key(self) -> bytes:
+        """The deployment's secret for keyed digests (`hash` masks, lineage value digests)."""
+        return deployment_digest_key(self.settings.data_dir)
 
     @cached_property
     def ontology(self) -> Ontology:
@@ -63,7 +72,7 @@ class Runtime:
     @cached_property
     def policy(self) -> Policy:
         """The access policy (bundled default, or TWIN_POLICY_PATH)."""
-        return load_policy(self.ontology, self.settings.policy_path)
+        return load_policy(self.ontology, self.settings.policy_path, self.digest_key)
 
     @cached_property
     def audit(self) -> AuditLog:
@@ -73,7 +82,7 @@ class Runtime:
     @cached_property
     def lineage(self) -> LineageStore:
         """The lineage and provenance store in the relational store."""
-        return LineageStore(self.settings.resolved_database_url)
+        return LineageStore(self.settings.resolved_database_url, self.digest_key)
 
     def sync_runtime(self, only: list[str] | None = None) -> SyncRuntime:
         """The runtime that keeps the scheduled connectors in sync (not started; `only` limits it to some)."""

@@ -93,7 +93,7 @@ async def scenario_run(root: Any, info: Any, id: str) -> dict[str, Any]:
 
     ctx: RequestContext = info.context
     ctx.policy.require(ctx.subject, "operation", "scenario.read")
-    job = ctx.services.jobs.get(id)
+    job = ctx.services.jobs.get_for(id, ctx.subject)
     if job is not None and job.kind != "scenario":
         job = None
     study_id = (job.result or {}).get("studyId") if job is not None else id
@@ -118,7 +118,8 @@ async def run_scenario(root: Any, info: Any, spec: str, replications: Any = None
     if replications is not None and not 1 <= replications <= 10_000:
         raise BadUserInput(f"`replications` must be between 1 and 10000, got {replications}")
     try:
-        job = start_study(ctx.services, ctx.subject, spec, replications, "serial")
+        job = await anyio.to_thread.run_sync(  # the spec's YAML is parsed off the event loop
+            lambda: start_study(ctx.services, ctx.subject, spec, replications, "serial"))
     except SimulationError as exc:
         raise BadUserInput(str(exc)) from None
     ctx.rows += 1

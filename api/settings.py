@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = Field(None, description="OIDC issuer URL; unset = trust only locally issued tokens.")
     oidc_audience: str = Field("enterprise-twin", description="Expected `aud` of bearer tokens.")
     oidc_jwks_url: str | None = Field(None, description="JWKS URL when the issuer has no discovery document.")
+    oidc_role_claims: list[str] = Field(
+        default_factory=lambda: ["roles", "realm_access.roles"],
+        description="Claims (dotted paths) whose values are roles; `groups` only when listed here.",
+    )
     api_host: str = Field("127.0.0.1", description="Address `twin serve` binds to.")
     api_port: int = Field(8000, description="Port `twin serve` listens on.")
     api_graphiql: bool = Field(True, description="Serve the GraphiQL IDE at GET /graphql (development).")
@@ -60,6 +64,10 @@ class Settings(BaseSettings):
     )
     runtime_lease_seconds: float = Field(
         30.0, ge=3.0, description="Connector lease period: a dead runtime's connectors move to another within it."
+    )
+    api_max_body_bytes: int = Field(1_048_576, ge=1, description="Largest request body the API reads (413 beyond).")
+    api_max_token_lifetime_s: int = Field(
+        86_400, ge=1, description="Longest lifetime (exp - iat) of a bearer token the API accepts, in seconds."
     )
 
     @field_validator("graph_url")

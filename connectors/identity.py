@@ -288,6 +288,16 @@ class IdentityResolver:
                 found.update({source: canonical for source, canonical in rows})
         return found
 
+    def erase_personal(self, uid: str, fields: Sequence[str], values: Sequence[Any]) -> int:
+        """Delete twin `uid`'s match keys that hold personal data (e-mail, name, or one of `values`); returns how
+        many (right to erasure; a later sync of the source record adds them back only if the source still has them)."""
+        t = identity_key_table
+        texts = [str(value) for value in values if value is not None]
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(t).where(t.c.uid == uid, or_(t.c.kind.in_(["email", "name"]),
+                                                                      t.c.value.in_(texts))))
+        return int(result.rowcount or 0)
+
     def shared(self, uids: Iterable[str]) -> set[str]:
         """Those of `uids` that other records are merged into (twins fed by more than one source record)."""
         t = identity_link_table

@@ -90,6 +90,7 @@ from connectors.transforms import (
 )
 from ontology.errors import UnknownTerm
 from ontology.model import Ontology, PropertyDef
+from ontology.safe_yaml import load_yaml
 from ontology.schema import Schema, check_value
 
 __all__ = [
@@ -453,7 +454,7 @@ def load_mapping(path: Path | str, ontology: Ontology) -> SourceMapping:
 def parse_mapping(text: str, ontology: Ontology, file: str = "<mapping>") -> SourceMapping:
     """Check mapping YAML `text` (named `file` in messages) against the ontology."""
     try:
-        document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        document = load_yaml(text, file, loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 0

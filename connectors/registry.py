@@ -50,6 +50,7 @@ from connectors.source import Source
 from connectors.sql_source import SqlSource
 from connectors.sync import Connector
 from ontology.model import Ontology
+from ontology.safe_yaml import load_yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE_REGISTRY = PACKAGE_DIR / "connectors.yaml"
@@ -224,7 +225,7 @@ class _SourceFactory:
 
 def _read_registry(path: Path) -> dict[str, ConnectorConfig]:
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except (OSError, yaml.YAMLError) as exc:
         raise RegistryError(f"{path}: cannot read the connector registry: {exc}") from None
     connectors = (document or {}).get("connectors")

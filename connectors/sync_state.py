@@ -437,6 +437,25 @@ class SyncState:
         with self.engine.connect() as conn:
             return list(conn.scalars(select(t.c.run_id).where(t.c.connector == connector, t.c.status == "running")))
 
+    def erase_personal(self, uid: str, fields: Sequence[str], values: Sequence[Any]) -> int:
+        """Blank `fields` in the ledger payloads of the records feeding twin `uid` (right to erasure); returns how
+        many payloads changed. The source digest stays, so an unchanged source record is not synced back in."""
+        t = sync_record_table
+        changed = 0
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(t.c.connector, t.c.entity, t.c.record_key, t.c.payload).where(t.c.uid == uid))
+            for connector, entity, key, text in rows.all():
+                payload = json.loads(text)
+                props = payload.get("p") if isinstance(payload, dict) else None
+                hit = [name for name in fields if isinstance(props, dict) and props.get(name) is not None]
+                if not hit:
+                    continue
+                payload["p"] = {**props, **dict.fromkeys(hit)}
+                conn.execute(update(t).where(t.c.connector == connector, t.c.entity == entity,
+                                             t.c.record_key == key).values(payload=payload_text(payload)))
+                changed += 1
+        return changed
+
     def mark_interrupted(self, run_ids: Sequence[str]) -> None:
         """Mark runs whose process died as aborted."""
         if not run_ids:

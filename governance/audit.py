@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -105,6 +106,25 @@ class TamperKind(StrEnum):
     BAD_CHECKPOINT = "bad_checkpoint"
 
 
+_UNSTORABLE = re.compile("[\\\\\x00\ud800-\udfff]")
+_ESCAPE = re.compile(r"\\(\\|u[0-9a-f]{4})")
+_TEXT_LIMITS = {"subject": 512, "operation": 512, "policy_version": 128}
+
+
+def storable_text(text: str) -> str:
+    """The stored form of an audit text: backslash doubled, NUL and lone surrogates as \\uXXXX (one-to-one).
+
+    Every database stores the result byte for byte (valid UTF-8, no NUL), so a record holds exactly what was hashed
+    whatever a caller sent; `original_text` reverses it.
+    """
+    return _UNSTORABLE.sub(lambda m: "\\\\" if m.group() == "\\" else f"\\u{ord(m.group()):04x}", text)
+
+
+def original_text(stored: str) -> str:
+    """The text a stored audit field was made from (the inverse of `storable_text`)."""
+    return _ESCAPE.sub(lambda m: "\\" if m.group(1) == "\\" else chr(int(m.group(1)[1:], 16)), stored)
+
+
 @dataclass(frozen=True)
 class AuditEvent:
     """Something to audit: who did which operation, with what (digested) variables, and the decision."""
@@ -118,6 +138,7 @@ class AuditEvent:
     rows_returned: int | None = None
     detail: str = ""
     time: datetime | None = None
+    variables_digest: str | None = None  # given instead of `variables` by callers that digested them already
 
     @classmethod
     def for_subject(cls, subject: Subject, operation: str, decision: Decision | str, **fields: Any) -> AuditEvent:
@@ -126,8 +147,23 @@ class AuditEvent:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    """An event in its stored form (texts escaped, variables digested), checked and ready to chain."""
+
+    time: str
+    subject: str
+    roles: str
+    operation: str
+    variables_digest: str
+    decision: str
+    policy_version: str
+    rows_returned: int | None
+    detail: str
+
+
+@dataclass(frozen=True)
 class AuditRecord:
-    """One stored, chained audit record."""
+    """One stored, chained audit record (text fields in their stored form: see `original_text`)."""
 
     seq: int
     time: datetime
@@ -230,8 +266,18 @@ def _public_hex(key: Ed25519PublicKey) -> str:
 
 
 @dataclass(frozen=True)
+class AuditProblem:
+    """One broken place in the chain: where it starts, what kind of tampering, in words."""
+
+    seq: int
+    kind: TamperKind
+    message: str
+
+
+@dataclass(frozen=True)
 class AuditVerification:
-    """The result of verifying the chain: ok, or the first tampered record (by seq) and what kind of tampering."""
+    """The result of verifying the chain: ok, or every broken place (`problems`), the first also as
+    `first_bad_seq`/`tampering`/`message`."""
 
     ok: bool
     records_checked: int
@@ -241,6 +287,7 @@ class AuditVerification:
     tampering: TamperKind | None = None
     message: str = "audit chain verifies"
     checkpoints_checked: int = 0
+    problems: tuple[AuditProblem, ...] = ()
 
     def raise_if_tampered(self) -> None:
         """Raise AuditTamperDetected unless the chain verified."""
@@ -256,9 +303,12 @@ class _Walk:
     last_seq: int = 0
     last_hash: str = GENESIS_HASH
     hashes_at: dict[int, str] = field(default_factory=dict)
+    intact: bool = True
 
 
 _COLUMNS = [c.name for c in audit_log_table.columns]
+_DIAGNOSED_PROBLEMS = 1000  # a wholesale rewrite is summarised after this many
+_REPORTED_PROBLEMS = 20  # broken places spelled out in the one-line message
 
 
 @dataclass(frozen=True)
@@ -312,34 +362,53 @@ class AuditLog:
         return int(row[0]), str(row[1])
 
     @staticmethod
-    def _row(event: AuditEvent, seq: int, prev_hash: str, now: datetime) -> dict[str, Any]:
+    def entry(event: AuditEvent | AuditEntry, now: datetime | None = None) -> AuditEntry:
+        """`event` checked and in its stored form; AuditError names what cannot be recorded."""
+        if isinstance(event, AuditEntry):
+            return event
         try:
             decision = Decision(event.decision)
         except ValueError:
-            raise AuditError(f"audit decision {event.decision!r} is not one of allow/deny") from None
+            raise AuditError(f"audit decision {str(event.decision)[:40]!r} is not one of allow/deny") from None
         if not event.subject or not event.operation:
             raise AuditError("an audit event needs a subject and an operation")
+        try:
+            entry = AuditEntry(
+                time=utc_text(event.time or now or datetime.now(UTC)),
+                subject=storable_text(event.subject),
+                roles=storable_text(canonical_json(sorted(set(event.roles)))),
+                operation=storable_text(event.operation),
+                variables_digest=event.variables_digest or sha256_digest(dict(event.variables or {})),
+                decision=decision.value,
+                policy_version=storable_text(event.policy_version),
+                rows_returned=None if event.rows_returned is None else int(event.rows_returned),
+                detail=storable_text(event.detail),
+            )
+        except (TypeError, ValueError) as error:
+            raise AuditError(f"audit event cannot be recorded: {str(error)[:200]}") from None
+        for name, limit in _TEXT_LIMITS.items():
+            if len(getattr(entry, name)) > limit:
+                raise AuditError(f"audit {name} is longer than {limit} characters once escaped: "
+                                 f"{getattr(entry, name)[:40]!r}...")
+        return entry
+
+    @classmethod
+    def _row(cls, event: AuditEvent | AuditEntry, seq: int, prev_hash: str, now: datetime) -> dict[str, Any]:
+        entry = cls.entry(event, now)
         row = {
-            "seq": seq,
-            "time": utc_text(event.time or now),
-            "subject": event.subject,
-            "roles": canonical_json(sorted(set(event.roles))),
-            "operation": event.operation,
-            "variables_digest": sha256_digest(dict(event.variables or {})),
-            "decision": decision.value,
-            "policy_version": event.policy_version,
-            "rows_returned": event.rows_returned,
-            "detail": event.detail,
+            "seq": seq, "time": entry.time, "subject": entry.subject, "roles": entry.roles,
+            "operation": entry.operation, "variables_digest": entry.variables_digest, "decision": entry.decision,
+            "policy_version": entry.policy_version, "rows_returned": entry.rows_returned, "detail": entry.detail,
             "prev_hash": prev_hash,
         }
         row["hash"] = _record_hash(row)
         return row
 
-    def append(self, event: AuditEvent) -> AuditRecord:
+    def append(self, event: AuditEvent | AuditEntry) -> AuditRecord:
         """Append one event to the chain and return the stored record."""
         return self.append_many([event])[0]
 
-    def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+    def append_many(self, events: Sequence[AuditEvent | AuditEntry]) -> list[AuditRecord]:
         """Append events in order in one transaction (the fast path for batches)."""
         if not events:
             return []
@@ -361,7 +430,7 @@ class AuditLog:
             raise AuditError(f"audit append to {self._safe_url()} failed: {type(error.orig).__name__}") from error
         return [_to_record(row) for row in rows]
 
-    def _chain(self, events: Sequence[AuditEvent], seq: int, prev_hash: str, now: datetime) -> list[dict[str, Any]]:
+    def _chain(self, events: Sequence[AuditEvent | AuditEntry], seq: int, prev_hash: str, now: datetime) -> list[dict[str, Any]]:
         """The stored rows for `events`, numbered and chained after (`seq`, `prev_hash`)."""
         rows = []
         for event in events:
@@ -371,7 +440,7 @@ class AuditLog:
             rows.append(row)
         return rows
 
-    def _append_sqlite(self, events: Sequence[AuditEvent], now: datetime) -> list[dict[str, Any]]:
+    def _append_sqlite(self, events: Sequence[AuditEvent | AuditEntry], now: datetime) -> list[dict[str, Any]]:
         """SQLite append under BEGIN IMMEDIATE on the pooled DBAPI connection.
 
         The statements are SQLAlchemy's own compilations, executed on the driver cursor: per-append Core
@@ -443,9 +512,9 @@ class AuditLog:
         t = audit_log_table
         query = select(t)
         if subject is not None:
-            query = query.where(t.c.subject == subject)
+            query = query.where(t.c.subject == storable_text(subject))
         if operation is not None:
-            query = query.where(t.c.operation == operation)
+            query = query.where(t.c.operation == storable_text(operation))
         if since is not None:
             query = query.where(t.c.time >= utc_text(since))
         if until is not None:
@@ -507,38 +576,54 @@ class AuditLog:
         wanted = {c.seq for c in marks}
         with self._snapshot() as conn:
             head_seq, head_hash = self._head(conn, lock=False)
-            finding = self._walk(conn, walk, wanted)
-        if finding is None:
-            finding = self._check_head(walk, head_seq, head_hash)
-        if finding is None:
-            finding = self._check_checkpoints(walk, marks, trusted_key)
+            findings = self._walk(conn, walk, wanted)
+        head_finding = self._check_head(walk, head_seq, head_hash)
+        if head_finding is not None and (walk.intact or head_finding[0] is not TamperKind.ALTERED):
+            findings.append(head_finding)
+        if walk.intact:  # checkpoints compare hashes of an intact chain; a broken one is already reported
+            mark_finding = self._check_checkpoints(walk, marks, trusted_key)
+            if mark_finding is not None:
+                findings.append(mark_finding)
         base = {"records_checked": walk.checked, "head_seq": walk.last_seq, "head_hash": walk.last_hash,
                 "checkpoints_checked": len(marks)}
-        if finding is None:
+        if not findings:
             return AuditVerification(ok=True, **base)
-        kind, seq, message = finding
-        return AuditVerification(ok=False, first_bad_seq=seq, tampering=kind, message=message, **base)
+        problems = tuple(AuditProblem(seq, kind, message) for kind, seq, message in findings)
+        first = problems[0]
+        message = first.message if len(problems) == 1 else (
+            f"{len(problems)} broken places: " + "; ".join(p.message for p in problems[:_REPORTED_PROBLEMS])
+            + ("; ..." if len(problems) > _REPORTED_PROBLEMS else ""))
+        return AuditVerification(ok=False, first_bad_seq=first.seq, tampering=first.kind, message=message,
+                                 problems=problems, **base)
 
-    def _walk(self, conn: Connection, walk: _Walk, wanted: set[int]) -> tuple[TamperKind, int, str] | None:
+    def _walk(self, conn: Connection, walk: _Walk, wanted: set[int]) -> list[tuple[TamperKind, int, str]]:
+        """Every broken link along the chain: after one, the walk goes on from the record found there."""
         t = audit_log_table
         result = conn.execution_options(stream_results=True, yield_per=2000).execute(select(t).order_by(t.c.seq))
-        anomaly: dict[str, Any] | None = None
+        anomalies: list[tuple[dict[str, Any], int, str]] = []
         prev_seq, prev_hash = 0, GENESIS_HASH
         for raw in result:
             row = dict(raw._mapping)
             seq = int(row["seq"])
             if seq != prev_seq + 1 or row["prev_hash"] != prev_hash or not _stored_hash_holds(row):
-                anomaly = row
-                break
+                anomalies.append((row, prev_seq, prev_hash))
             prev_seq, prev_hash = seq, row["hash"]
             walk.checked += 1
             if seq in wanted:
                 walk.hashes_at[seq] = row["hash"]
         result.close()
         walk.last_seq, walk.last_hash = prev_seq, prev_hash
-        if anomaly is None:
-            return None
-        return self._diagnose(conn, anomaly, prev_seq, prev_hash)
+        walk.intact = not anomalies
+        findings: list[tuple[TamperKind, int, str]] = []
+        for row, seq, hash_ in anomalies[:_DIAGNOSED_PROBLEMS]:
+            finding = self._diagnose(conn, row, seq, hash_)
+            if finding not in findings:
+                findings.append(finding)
+        if len(anomalies) > _DIAGNOSED_PROBLEMS:
+            findings.append((TamperKind.ALTERED, int(anomalies[_DIAGNOSED_PROBLEMS][0]["seq"]),
+                             f"{len(anomalies) - _DIAGNOSED_PROBLEMS} more broken links from record "
+                             f"{anomalies[_DIAGNOSED_PROBLEMS][0]['seq']} on (not diagnosed one by one)"))
+        return findings
 
     @staticmethod
     def _diagnose(

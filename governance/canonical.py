@@ -66,14 +66,20 @@ def canonical_json(value: Any) -> str:
     )
 
 
+def digest_bytes(text: str) -> bytes:
+    """The bytes a text is hashed as: UTF-8, a lone surrogate kept as its own three bytes (so any str has a digest,
+    and distinct texts distinct ones; valid text hashes as before)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def text_digest(text: str) -> str:
     """Hex SHA-256 of a canonical JSON text (for callers that keep the text too: encode once, hash once)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(digest_bytes(text)).hexdigest()
 
 
 def sha256_digest(value: Any) -> str:
     """Hex SHA-256 of the canonical JSON of `value` (the digest stored instead of, or next to, a value)."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+    return hashlib.sha256(digest_bytes(canonical_json(value))).hexdigest()
 
 
 def utc_text(moment: datetime) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from governance.identity import Subject
-from governance.policy import Policy, mask_value
+from governance.policy import Policy
 from graph.feed import FeedChange
 from graph.model import TwinRecord
 from graph.reads import TwinReader
@@ -98,7 +98,7 @@ class ChangeGate:
                     masked[key] = mode
                     if mode == "null":
                         continue
-                    value = mask_value(value, mode)
+                    value = self.policy.mask_value(value, mode)
                 shown[key] = value
             states.append(shown)
         return ChangeView(replace(change, before=states[0], after=states[1]), masked)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from governance.audit import AuditEvent, AuditLog
 from governance.identity import Subject
@@ -23,12 +25,24 @@ class ErasureReport:
     fields: tuple[str, ...]
     history_entries: int
     lineage_values: int
+    other_copies: int = 0  # sync ledger payloads, identity match keys and other holders' copies blanked
+    graph_log_compacted: bool = False
+
+
+class PersonalDataHolder(Protocol):
+    """A store that keeps copies of twin values elsewhere (the sync ledger, identity match keys, ...)."""
+
+    def erase_personal(self, uid: str, fields: Sequence[str], values: Sequence[Any]) -> int:
+        """Blank the copies of `fields` (whose values were `values`) held for twin `uid`; returns how many."""
+        ...
 
 
 def erase_personal_data(
-    uid: str, *, store: GraphStore, lineage: LineageStore, audit: AuditLog, policy: Policy, subject: Subject
+    uid: str, *, store: GraphStore, lineage: LineageStore, audit: AuditLog, policy: Policy, subject: Subject,
+    holders: Sequence[PersonalDataHolder] = (),
 ) -> ErasureReport:
-    """Blank every PII property of twin `uid` in the graph, its recorded history and stored lineage values.
+    """Blank every PII property of twin `uid` in the graph, its recorded history, stored lineage values and the copies
+    `holders` keep; then rewrite the graph server's append-only log so the old values leave the disk.
 
     Digests in lineage and the audit chain stay, so provenance and tamper evidence still verify; the erasure itself
     is recorded in the audit log.
@@ -41,16 +55,19 @@ def erase_personal_data(
         name for name, prop in store.ontology.properties(twin.cls).items() if prop.classification == PERSONAL
     )
     personal = tuple(name for name in every_personal if name in twin.properties)  # what the twin holds now
+    values = [twin.properties[name] for name in personal]
     if personal:
         store.upsert_twins([Twin(uid, twin.cls, {name: None for name in personal})], actor=subject.sub,
                            source="erasure")
     # history may hold personal values the twin no longer has (cleared earlier, or erased before)
     history_entries = store.history.erase_values(uid, every_personal) if store.history is not None else 0
     lineage_values = lineage.erase_values(uid)
+    other_copies = sum(holder.erase_personal(uid, every_personal, values) for holder in holders)
+    compacted = store.compact_log()
     audit.append(
         AuditEvent.for_subject(
             subject, "erase", "allow", variables={"uid": uid}, policy_version=policy.version,
             rows_returned=len(personal), detail=f"erased fields: {', '.join(personal) or 'none'}",
         )
     )
-    return ErasureReport(uid, personal, history_entries, lineage_values)
+    return ErasureReport(uid, personal, history_entries, lineage_values, other_copies, compacted)

@@ -7,7 +7,7 @@ import builtins
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -31,7 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from governance.canonical import canonical_json, parse_utc_text, sha256_digest, text_digest, utc_text
+from governance.canonical import canonical_json, parse_utc_text, sha256_digest, utc_text
+from governance.digest_key import keyed_text_digest
 from governance.errors import LineageError, RunNotFound
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
@@ -136,6 +137,7 @@ class ProvenanceRecord:
     recorded_at: datetime | None = None
     erased_at: datetime | None = None
     record_id: int | None = None
+    canonical_value: str | None = field(default=None, repr=False, compare=False)  # what a keyed store digests
 
     @classmethod
     def of(
@@ -154,9 +156,12 @@ class ProvenanceRecord:
         keep_value: bool = True,
         recorded_at: datetime | None = None,
     ) -> ProvenanceRecord:
-        """A record for `value`, its digest computed; `keep_value=False` stores the digest only."""
+        """A record for `value`, its digest computed; `keep_value=False` stores the digest only (a store with a
+        deployment digest key stores its keyed digest instead)."""
+        text = canonical_json(value)
         return cls(
-            twin_uid=twin_uid, property=property, value_digest=sha256_digest(value), source_system=source_system,
+            twin_uid=twin_uid, property=property, value_digest=keyed_text_digest(text, None), canonical_value=text,
+            source_system=source_system,
             source_object=source_object, record_key=record_key, run_id=run_id, source_field=source_field,
             mapping_rule=mapping_rule, transform=transform, value=value if keep_value else None,
             has_value=keep_value, recorded_at=recorded_at,
@@ -168,7 +173,8 @@ class ProvenanceRecord:
         return self.erased_at is not None
 
     def matches(self, value: Any) -> bool:
-        """Whether `value` is the value this record was made for (checked by digest, so works after erasure)."""
+        """Whether `value` is the value this record was made for (checked by its plain digest, so works after erasure;
+        records of a store with a digest key: `LineageStore.matches`)."""
         return sha256_digest(value) == self.value_digest
 
 
@@ -218,8 +224,9 @@ _SHARED_COLUMNS = ("run_id", "source_system", "source_object", "recorded_at")
 class LineageStore:
     """Property-level provenance and runs in one relational store (sqlite:/// or postgresql:// URL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, digest_key: bytes | None = None) -> None:
         self.url = url
+        self.digest_key = digest_key  # keys the value digests (see governance/digest_key.py)
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
         self._records = RowAppender(self.engine, lineage_record_table, _COLUMNS)
@@ -310,7 +317,7 @@ class LineageStore:
         if not records:
             return 0
         now = utc_text(datetime.now(UTC))
-        rows = [_record_row(r, now) for r in records]
+        rows = [_record_row(self._keyed(r), now) for r in records]
         self._store(None, {r.run_id for r in records}, lambda conn, chunk: self._records.append(conn, chunk), rows)
         return len(records)
 
@@ -327,9 +334,20 @@ class LineageStore:
         rows = []
         for uid, prop, value, key, source_field, rule, transform in fed.values:
             text = canonical_json(value)  # encoded once: hashed, and stored when kept
-            rows.append((uid, prop, text_digest(text), text if keep else None, key, source_field, rule, transform))
+            digest = keyed_text_digest(text, self.digest_key)
+            rows.append((uid, prop, digest, text if keep else None, key, source_field, rule, transform))
         self._store(conn, {fed.run_id}, lambda conn, chunk: self._fed.append(conn, chunk, shared), rows)
         return len(rows)
+
+    def _keyed(self, record: ProvenanceRecord) -> ProvenanceRecord:
+        """`record` with its digest keyed by this store's digest key (as it is without one)."""
+        if self.digest_key is None or record.canonical_value is None:
+            return record
+        return replace(record, value_digest=keyed_text_digest(record.canonical_value, self.digest_key))
+
+    def matches(self, record: ProvenanceRecord, value: Any) -> bool:
+        """Whether `value` is the value `record` was made for, by this store's (keyed) digest; works after erasure."""
+        return keyed_text_digest(canonical_json(value), self.digest_key) == record.value_digest
 
     def _store(self, conn: Connection | None, run_ids: set[str],
                append: Callable[[Connection, list[tuple[Any, ...]]], int], rows: list[tuple[Any, ...]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -13,10 +12,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from governance.errors import GovernanceError, PolicyDenied
+from governance.digest_key import keyed_text_digest
 from governance.identity import Subject
 from graph.model import ReadScope, ScopeJoin, TwinRecord
 from ontology.errors import UnknownTerm
 from ontology.model import CLASSIFICATIONS, DEFAULT_CLASSIFICATION, Ontology
+from ontology.safe_yaml import load_yaml
 
 MaskMode = Literal["show", "partial", "hash", "redact", "null"]
 Action = Literal["read", "write", "delete", "operation"]
@@ -132,7 +133,9 @@ class _Role:
 class Policy:
     """Compiled rules for every role; the one place read, write and operation decisions are made."""
 
-    def __init__(self, spec: Mapping[str, Any], ontology: Ontology, source: str = "<policy>") -> None:
+    def __init__(self, spec: Mapping[str, Any], ontology: Ontology, source: str = "<policy>",
+                 digest_key: bytes | None = None) -> None:
+        self.digest_key = digest_key  # keys the `hash` mask (see governance/digest_key.py)
         try:
             parsed = _PolicySpec.model_validate(spec)
         except ValidationError as exc:
@@ -370,6 +373,10 @@ class Policy:
         known = self._strictest
         return {name for name in names if (modes.get(name, "show") if name in known else modes[""]) != "show"}
 
+    def mask_value(self, value: Any, mode: MaskMode) -> Any:
+        """One value masked as `mask_value` does, `hash` keyed with this deployment's digest key."""
+        return mask_value(value, mode, self.digest_key)
+
     def mask(self, subject: Subject, record: TwinRecord) -> MaskedTwin:
         """The twin with every field masked as the subject's roles require."""
         modes = self._field_modes(subject, record.cls)
@@ -385,7 +392,7 @@ class Policy:
                 continue
             masked[name] = mode
             if mode != "null":
-                shown[name] = mask_value(value, mode)
+                shown[name] = mask_value(value, mode, self.digest_key)
         return MaskedTwin(record.uid, record.cls, record.labels, shown, masked)
 
 
@@ -404,20 +411,22 @@ def _strictest_classifications(ontology: Ontology) -> dict[str, str]:
     return strictest
 
 
-def mask_value(value: Any, mode: MaskMode) -> Any:
-    """One value masked: redact -> '***', hash -> 'sha256:<12 hex>', partial -> first and last characters."""
+def mask_value(value: Any, mode: MaskMode, digest_key: bytes | None = None) -> Any:
+    """One value masked: redact -> '***', hash -> 'sha256:<12 hex>' (HMAC under the deployment's digest key),
+    partial -> first and last characters."""
     if mode == "show" or value is None:
         return value
     if mode == "null":
         return None
     if mode == "hash":
-        return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()[:12]
+        return "sha256:" + keyed_text_digest(str(value), digest_key)[:12]
     if mode == "partial" and isinstance(value, str) and len(value) > 4:
         return f"{value[0]}{REDACTED}{value[-2:]}"
     return REDACTED
 
 
-def load_policy(ontology: Ontology | None = None, path: Path | str | None = None) -> Policy:
+def load_policy(ontology: Ontology | None = None, path: Path | str | None = None,
+                digest_key: bytes | None = None) -> Policy:
     """The policy from a YAML file (default: the bundled governance/policies/default.yaml)."""
     if ontology is None:
         from ontology.core import load_core
@@ -433,9 +442,9 @@ def load_policy(ontology: Ontology | None = None, path: Path | str | None = None
             raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
         source = str(path)
     try:
-        spec = yaml.safe_load(text)
+        spec = load_yaml(text, source)
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy {source} is not valid YAML: {exc}") from None
     if not isinstance(spec, dict):
         raise PolicyError(f"policy {source} must be a mapping with `version` and `roles`")
-    return Policy(spec, ontology, source)
+    return Policy(spec, ontology, source, digest_key)

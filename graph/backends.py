@@ -72,6 +72,10 @@ class CypherBackend(ABC):
     def ping(self) -> bool:
         """True when the backend answers."""
 
+    def compact_log(self) -> bool:
+        """Rewrite the server's append-only log from the current data (erased values leave it); False if it has none."""
+        return False
+
 
 # Back-off between attempts to reach (or restart) a graph server that stopped answering: first retry at once, then
 # doubling up to the maximum, so a restarted server is found within seconds and a dead one is not hammered.
@@ -274,6 +278,27 @@ class FalkorBackend(CypherBackend):
         except Exception:
             self._mark_down()
             return self._recover(wait=True)
+
+    def compact_log(self, timeout: float = 60.0) -> bool:
+        """BGREWRITEAOF, waiting until the rewritten log has replaced the old one (which held overwritten values)."""
+        connection = self._client.connection
+        if not int(connection.info("persistence").get("aof_enabled", 0)):
+            return False
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                connection.execute_command("BGREWRITEAOF")
+                break
+            except Exception as exc:  # a rewrite or a snapshot is already running: wait for it and try again
+                if time.monotonic() > deadline:
+                    raise GraphError(f"the graph server did not rewrite its append-only log: {exc}") from None
+                time.sleep(0.05)
+        while time.monotonic() < deadline:
+            info = connection.info("persistence")
+            if not int(info.get("aof_rewrite_in_progress", 0)) and not int(info.get("aof_rewrite_scheduled", 0)):
+                return True
+            time.sleep(0.05)
+        raise GraphError("the graph server's append-only log rewrite did not finish in time")
 
 
 def falkor_params(params: dict[str, Any] | None) -> str:

@@ -169,6 +169,10 @@ class GraphStore(TwinReader):
         self._writer.forget()
         self.backend.ensure_schema()
 
+    def compact_log(self) -> bool:
+        """Rewrite the graph server's append-only log from the current data, so overwritten values leave the disk."""
+        return self.backend.compact_log()
+
     def close(self) -> None:
         """Release the backend connection."""
         self._writer.close()

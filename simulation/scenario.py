@@ -22,6 +22,7 @@ from graph.errors import GraphError
 from graph.model import Condition, Operator, ReadScope, UNRESTRICTED
 from graph.store import GraphStore
 from ontology.errors import OntologyError
+from ontology.safe_yaml import compose_yaml
 from simulation.calibration import OVERRIDABLE, Defaults, ParameterOverride
 from simulation.errors import SpecError
 from simulation.slice import EnterpriseSlice
@@ -260,8 +261,8 @@ def _line_of(lines: dict[tuple[str | int, ...], int], path: Sequence[str | int])
 def parse_spec(text: str, source: str = "<spec>") -> ParsedSpec:
     """A validated study spec from YAML text; SpecError lists every problem with its line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = compose_yaml(text, source)
+        data = None if node is None else yaml.SafeLoader("").construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

@@ -140,6 +140,8 @@ def with_replications(parsed: ParsedSpec, replications: int) -> ParsedSpec:
     refused as the spec's own field would be)."""
     import yaml
 
-    data = yaml.safe_load(parsed.text)
+    from ontology.safe_yaml import load_yaml
+
+    data = load_yaml(parsed.text, parsed.source)
     data["replications"] = replications
     return parse_spec(yaml.safe_dump(data, sort_keys=False), parsed.source)

@@ -26,7 +26,7 @@ def verify(
     checkpoints: Annotated[Path | None, typer.Option(help="Checkpoints exported earlier (kept off the box).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check the hash chain; name the first altered, deleted, inserted or reordered record. Exit 1 on tampering."""
+    """Check the hash chain; name every altered, deleted, inserted or reordered record. Exit 1 on tampering."""
     runtime = Runtime()
     trusted = None
     loaded = None
@@ -38,11 +38,15 @@ def verify(
         typer.echo(json.dumps({"ok": result.ok, "records_checked": result.records_checked,
                                "first_bad_seq": result.first_bad_seq,
                                "tampering": str(result.tampering) if result.tampering else None,
-                               "message": result.message}))
+                               "message": result.message,
+                               "problems": [{"seq": p.seq, "tampering": str(p.kind), "message": p.message}
+                                            for p in result.problems]}))
     elif result.ok:
         console.print(f"[green]audit chain intact[/green]: {result.records_checked} records, head {result.head_seq}")
     else:
-        console.print(f"[red]audit chain broken[/red]: {result.message}", highlight=False)
+        console.print(f"[red]audit chain broken[/red] in {len(result.problems)} place(s):", highlight=False)
+        for problem in result.problems:
+            console.print(f"  seq {problem.seq} ({problem.kind}): {problem.message}", highlight=False)
     if not result.ok:
         raise typer.Exit(1)
 

@@ -6,6 +6,8 @@ Prints one JSON line per figure: p50/p99 latency and requests/s at concurrency 1
 20-row query, an impact query and an aggregate; the 3-level query's latency against the same data fetched with
 direct Cypher; and policy on (architect token) against an admin token.
 Goals (issue 7): 3-level p99 <= 50 ms and >= 300 requests/s; policy overhead <= 10 %.
+Also the p50 of a one-twin `upsertTwins` mutation, answered only once its audit record is stored (issue 23), sent one
+at a time and at concurrency 16; `--only-mutation` measures just that figure.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="uvicorn workers (default: TWIN_API_WORKERS)")
     parser.add_argument("--http", default="auto", help="uvicorn HTTP protocol: auto (httptools when installed), h11")
     parser.add_argument("--loop", default="auto", help="uvicorn event loop: auto (uvloop when installed), asyncio")
+    parser.add_argument("--only-mutation", action="store_true", help="measure only the mutation figure")
     parser.add_argument("--driver", default="streams", choices=["streams", "httpx"],
                         help="load driver: hand-written HTTP/1.1 on asyncio streams (lean), or httpx")
     args = parser.parse_args()
@@ -188,6 +191,9 @@ def main() -> None:
         issuer = LocalIssuer(data_dir)
         admin, architect = issuer.issue_token("admin", sub="bench-admin"), issuer.issue_token("architect", sub="bench-arch")
         emps, machines = enterprise.uids["Employee"], enterprise.uids["Machine"]
+        _mutation_figures(url, admin, machines, args)
+        if args.only_mutation:
+            return
         workloads = {
             "by_uid": [{"query": "query ByUid($u: ID!) { twin(uid: $u) { uid className ... on Employee { name "
                                  "employeeId } } }", "variables": {"u": u}} for u in emps[:200]],
@@ -241,6 +247,30 @@ def main() -> None:
             server.wait(timeout=30)
         store.close()
         stop_embedded(graph_dir)
+
+
+MUTATION = ("mutation Rename($t: [TwinInput!]!) { upsertTwins(twins: $t) { created updated unchanged } }")
+
+
+def _mutation_figures(url: str, token: str, machines: list[str], args: argparse.Namespace) -> None:
+    """p50 of a one-twin upsert (a real change each time), one at a time and at the benchmark's concurrency."""
+    bodies = [{"query": MUTATION, "variables": {"t": [{"uid": m, "className": "Machine",
+                                                       "properties": {"name": f"bench {m} {i}"}}]}}
+              for i in range(4) for m in machines[:100]]
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+        times = []
+        for body in bodies[:300]:
+            started = time.perf_counter()
+            answer = client.post("/graphql", json=body).json()
+            times.append((time.perf_counter() - started) * 1000)
+            if "errors" in answer:
+                raise SystemExit(f"the mutation failed: {answer['errors'][0]['message'][:200]}")
+    emit(figure="mutation_upsert_one_twin_single", p50_ms=round(statistics.median(times), 2),
+         p99_ms=round(_percentile(times, 0.99), 2), requests=len(times),
+         load_average=[round(x, 2) for x in os.getloadavg()])
+    result = asyncio.run(_drive(url, token, bodies, min(args.requests, 800), args.concurrency, args.driver))
+    emit(figure="mutation_upsert_one_twin", token="admin", concurrency=args.concurrency, **result,
+         load_average=[round(x, 2) for x in os.getloadavg()])
 
 
 def _resolved(choice: str, fast: str, fallback: str) -> str:
