@@ -77,7 +77,6 @@ class Authenticator:
                     self._cache.popitem(last=False)
         return subject
 
-
     def _check_lifetime(self, claims: dict[str, object], now: float) -> None:
         """Refuse a verified token meant to live longer than the maximum (a stolen one would stay useful for long)."""
         if self.max_lifetime_s is None:
