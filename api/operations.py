@@ -28,6 +28,11 @@ class ConnectorRunRequest(BaseModel):
     mode: Literal["incremental", "full"] = "incremental"
     dry_run: bool = False
     entities: list[str] | None = None
+    allow_deletions: float | None = Field(
+        None, alias="allowDeletions", ge=0, le=100,
+        description="Percent of an entity's records the run may delete (default: TWIN_SYNC_MAX_DELETE_SHARE).")
+
+    model_config = {"populate_by_name": True}
 
 
 class ScenarioRunRequest(BaseModel):
@@ -110,6 +115,7 @@ def operations_router(services: Any) -> APIRouter:
         label = f"rest:connector.run:{name}"[:200]
         allow(subject, "connector.run", label, variables)
         from connectors.registry import ConnectorRegistry, RegistryError
+        from connectors.limits import SizeLimits
         from connectors.sync import SyncEngine
 
         try:
@@ -121,8 +127,15 @@ def operations_router(services: Any) -> APIRouter:
             raise HTTPException(404, detail=str(exc)) from None
 
         def work() -> dict[str, Any]:
-            engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor=f"api:{subject.sub}")
-            report = engine.run(connector, body.mode, dry_run=body.dry_run, entities=body.entities)
+            settings = runtime.settings
+            engine = SyncEngine(runtime.store, settings.resolved_database_url, actor=f"api:{subject.sub}",
+                                limits=SizeLimits(settings.sync_max_value_bytes, settings.sync_max_row_bytes,
+                                                  settings.sync_max_file_bytes),
+                                deletion_limit=settings.sync_max_delete_share,
+                                deletion_floor=settings.sync_delete_floor)
+            share = None if body.allow_deletions is None else body.allow_deletions / 100
+            report = engine.run(connector, body.mode, dry_run=body.dry_run, entities=body.entities,
+                                allow_deletions=share)
             return {"runId": report.run_id, "status": report.status, "counts": report.counts, "error": report.error}
 
         job = services.jobs.start("connector", name, subject.sub, "connector.run", work, describe_job_error)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from api.runtime import Runtime
 from connectors.identity import IdentityError
+from connectors.limits import SizeLimits
 from connectors.mapping import MappingError
 from connectors.quarantine import QuarantineStore
 from connectors.registry import ConnectorRegistry, RegistryError
@@ -43,6 +44,29 @@ def _guard(action: Any) -> None:
         raise typer.Exit(1) from None
     finally:
         runtime.close()
+
+
+def _engine(runtime: Runtime) -> SyncEngine:
+    """A sync engine with the size limits and deletion share of the settings."""
+    settings = runtime.settings
+    return SyncEngine(runtime.store, settings.resolved_database_url, actor="twin connect",
+                      limits=SizeLimits(settings.sync_max_value_bytes, settings.sync_max_row_bytes,
+                                        settings.sync_max_file_bytes),
+                      deletion_limit=settings.sync_max_delete_share,
+                      deletion_floor=settings.sync_delete_floor)
+
+
+def _share(text: str | None) -> float | None:
+    """A share given as N% (or N) of 0..100, as a fraction."""
+    if text is None:
+        return None
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise typer.BadParameter(f"expected a percentage such as 35%, got {text[:20]!r}") from None
+    if not 0 <= value <= 100:
+        raise typer.BadParameter(f"a percentage from 0% to 100%, got {text[:20]!r}")
+    return value / 100
 
 
 @app.command("list")
@@ -109,15 +133,19 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
     entity: Annotated[list[str] | None, typer.Option("--entity", help="Only these entities.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    allow_deletions: Annotated[str | None, typer.Option(
+        "--allow-deletions", help="Let this run delete up to N% of an entity's records (default: "
+        "TWIN_SYNC_MAX_DELETE_SHARE, 20%); 100% also lets a full run that reads 0 rows delete everything.")] = None,
 ) -> None:
     """Run a sync with progress bars and print its report (counts, examples, quarantined rows)."""
+    share = _share(allow_deletions)
     if full and incremental:
         console.print("[red]error:[/red] give --full or --incremental, not both")
         raise typer.Exit(2)
 
     def action(runtime: Runtime) -> None:
         connector = _registry(runtime).connector(name)
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, actor="twin connect")
+        engine = _engine(runtime)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=as_json, disable=as_json) as progress:
             tasks: dict[str, Any] = {}
@@ -129,7 +157,7 @@ def run(
 
             try:
                 report = engine.run(connector, "full" if full else "incremental", dry_run=dry_run,
-                                    entities=entity or None, progress=advance)
+                                    entities=entity or None, progress=advance, allow_deletions=share)
             finally:
                 connector.close()
         if as_json:
