@@ -108,3 +108,37 @@ def test_oversized_rows_and_files_are_refused_by_name(core: Ontology, twin: Twin
     assert row.rule == "size" and row.field is None and "the row is" in row.message
     with pytest.raises(SyncError, match=r"catalogue/products: the file products.csv is \d+ bytes, more than the 100"):
         twin.engine(limits=SizeLimits(file_bytes=100)).run(catalogue(core, path), "full")
+
+
+def test_twin_connect_run_stops_a_mass_deletion_and_allow_deletions_lets_it_through(
+        core: Ontology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from api.settings import get_settings
+    from graph.embedded import stop_embedded
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "catalogue.yaml").write_text(MAPPING + "    source: {path: products.csv}\n")
+    path = products(data / "products.csv", range(40))
+    (data / "connectors.yaml").write_text(
+        f"connectors:\n  catalogue:\n    mapping: catalogue.yaml\n    source: {{kind: file, directory: \"{data}\"}}\n")
+    monkeypatch.setenv("TWIN_DATA_DIR", str(data))
+    monkeypatch.setenv("TWIN_GRAPH_FSYNC", "no")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        assert runner.invoke(app, ["connect", "run", "catalogue", "--full", "--json"]).exit_code == 0
+        products(path, range(20))
+        blocked = runner.invoke(app, ["connect", "run", "catalogue", "--full", "--json"])
+        assert blocked.exit_code == 1
+        assert "would delete 20 of its 40 records (50%)" in " ".join(blocked.output.split())
+        bad = runner.invoke(app, ["connect", "run", "catalogue", "--full", "--allow-deletions", "half"])
+        assert bad.exit_code == 2 and "percentage" in bad.output
+        allowed = runner.invoke(app, ["connect", "run", "catalogue", "--full", "--json", "--allow-deletions", "50%"])
+        assert allowed.exit_code == 0, allowed.output
+        assert '"deleted": 20' in allowed.output
+    finally:
+        get_settings.cache_clear()
+        stop_embedded(data / "graph")
