@@ -154,6 +154,7 @@ def _killed(crashed: Path, env: dict[str, str], rng: random.Random, at_commit: i
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_twenty_kills_at_random_points_leave_every_twin_and_link_with_its_history(core: Ontology,
                                                                                   tmp_path: Path) -> None:
     sample = tmp_path / "generated"
@@ -164,6 +165,7 @@ def test_twenty_kills_at_random_points_leave_every_twin_and_link_with_its_histor
     outcomes = []
     for kill in range(20):  # every other kill exactly between a graph write and its history
         outcomes.append(_killed(crashed, env, rng, rng.randint(1, 12) if kill % 2 == 0 else None))
+    print("kills:", outcomes)
     assert sum(o.startswith("commit") for o in outcomes) >= 8, outcomes  # most self-kills came before the end
 
     run(crashed, 0.0)  # recovery and the rerun, to completion

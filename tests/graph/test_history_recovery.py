@@ -117,3 +117,49 @@ def test_an_intent_whose_graph_write_never_happened_is_dropped(tmp_path: Path) -
             store.close()
     finally:
         stop_embedded(graph)
+
+
+BULK_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from graph import history
+    from graph.model import Link, Twin
+    from graph.store import GraphStore
+    from tests.graph.contract_ontology import contract_ontology
+
+    data_dir, history_url, step = sys.argv[1], sys.argv[2], sys.argv[3]
+    kill = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+    if step == "sealed":  # the intent is durable, the bulk write never started
+        history.PendingChanges.seal = lambda self, _seal=history.PendingChanges.seal: (_seal(self), kill())
+    elif step == "written":  # the bulk write created the graph, its history is not confirmed
+        history.PendingChanges.commit = kill
+    twins = [Twin(f"b{i}", "Machine", {"name": f"b{i}", "capacity": 1.0}) for i in range(500)]
+    links = [Link("dependsOn", f"b{i}", f"b{i - 1}") for i in range(1, 500)]
+    store, _ = GraphStore.load(f"falkordb+embedded://{data_dir}", contract_ontology(), twins, links,
+                               history_url=history_url)
+    store.close()
+    print("not killed", flush=True)
+    """
+)
+
+
+def test_a_bulk_load_killed_before_or_after_it_created_the_graph_leaves_exactly_its_history(tmp_path: Path) -> None:
+    for step in ("sealed", "written"):
+        history_url = f"sqlite:///{tmp_path / step / 'history.db'}"
+        graph = tmp_path / step / "graph"
+        graph.mkdir(parents=True)
+        try:
+            killed = subprocess.run([sys.executable, "-c", BULK_WRITER, str(graph), history_url, step], cwd=REPO,
+                                    env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                                    timeout=120)
+            assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+            rerun = subprocess.run([sys.executable, "-c", BULK_WRITER, str(graph), history_url, "-"], cwd=REPO,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                                   timeout=120)  # sealed: the load again; written: an upsert of the same, no change
+            assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        finally:
+            stop_embedded(graph)
+        with sqlite3.connect(tmp_path / step / "history.db") as db:
+            ops = db.execute("SELECT kind, op, count(*) FROM twin_history GROUP BY kind, op").fetchall()
+            assert sorted(ops) == [("link", "create", 499), ("twin", "create", 500)], step
+            assert db.execute("SELECT DISTINCT state FROM twin_history_write").fetchall() == [("confirmed",)]
