@@ -1033,7 +1033,7 @@ class SyncEngine:
             raise MassDeletion(
                 f"{ctx.connector.name}/{entity.name}: the run {why}, more than the {limit:.0%} a run may delete; "
                 f"nothing was deleted. If the deletions are intended, run again with --allow-deletions "
-                f"{math.ceil(share * 100)}% (REST: allowDeletions) or raise TWIN_SYNC_MAX_DELETE_SHARE")
+                f"{math.ceil(share * 100)}% (REST: allow_deletions) or raise TWIN_SYNC_MAX_DELETE_SHARE")
         ctx.deleting[entity.name] = (known, done + count)
 
     def _links_fed_by_others(self, links: Sequence[tuple[str, str, str]],
