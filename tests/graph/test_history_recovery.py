@@ -12,8 +12,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from sqlalchemy import func, select
+
 from graph.embedded import stop_embedded
-from graph.history import HistoryStore, twin_history_write
+from graph.history import HistoryStore, twin_history, twin_history_write
 from graph.store import GraphStore
 from tests.graph.contract_ontology import contract_ontology
 
@@ -65,8 +68,16 @@ def _ops(store: GraphStore, uid: str) -> list[tuple[str, str, str | None]]:
     return [(e.kind, e.op, e.target) for e in store.history_of(uid)]
 
 
-def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_open(tmp_path: Path) -> None:
-    history_url = f"sqlite:///{tmp_path / 'history.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh history database: a SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_open(tmp_path: Path,
+                                                                                    history_url: str) -> None:
     graph = tmp_path / "graph"
     try:
         _killed_at("twins", graph, history_url)
@@ -94,19 +105,19 @@ def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_o
             store.close()
     finally:
         stop_embedded(graph)
-    with sqlite3.connect(tmp_path / "history.db") as db:  # every write confirmed, with gap-free sequence numbers
-        writes = db.execute(f"SELECT state, seq_start, count FROM {twin_history_write.name} ORDER BY seq_start").fetchall()
+    w = twin_history_write
+    with HistoryStore(history_url).engine.connect() as db:  # every write confirmed, with gap-free sequence numbers
+        writes = db.execute(select(w.c.state, w.c.seq_start, w.c.count).order_by(w.c.seq_start)).all()
     assert {state for state, _, _ in writes} == {"confirmed"}
     assert [seq for _, seq, _ in writes] == [1 + sum(c for _, _, c in writes[:i]) for i in range(len(writes))]
 
 
-def test_an_intent_whose_graph_write_never_happened_is_dropped(tmp_path: Path) -> None:
-    history_url = f"sqlite:///{tmp_path / 'history.db'}"
+def test_an_intent_whose_graph_write_never_happened_is_dropped(tmp_path: Path, history_url: str) -> None:
     graph = tmp_path / "graph"
     try:
         _killed_at("never", graph, history_url)
-        with sqlite3.connect(tmp_path / "history.db") as db:
-            assert db.execute("SELECT count(*) FROM twin_history WHERE uid = 'm9'").fetchone() == (1,)  # the intent
+        with HistoryStore(history_url).engine.connect() as db:  # the intent
+            assert db.execute(select(func.count()).where(twin_history.c.uid == "m9")).scalar_one() == 1
         store = GraphStore.open(f"falkordb+embedded://{graph}", contract_ontology(), history_url=history_url)
         try:
             assert store.get("m9") is None
