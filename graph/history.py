@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import queue
+import socket
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -21,10 +24,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
+    func,
+    inspect,
+    insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
@@ -48,13 +56,46 @@ twin_history = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("before", Text),
     Column("after", Text),
+    Column("write_id", BigInteger),  # the twin_history_write this row belongs to (None: rows from before writes)
     Index("ix_twin_history_uid_at", "uid", "at"),
     Index("ix_twin_history_target", "target"),
 )
 
+# One row per graph write: its history rows are committed first, as the write's intent ("pending"), and confirmed
+# once the graph has taken the write. A confirmed write holds the gap-free sequence numbers of its rows:
+# seq_start .. seq_start + count - 1, in the order of their ids (a change feed follows `seq_start`). Its rows are
+# those with its write_id and an id in (after_id, last_id].
+twin_history_write = Table(
+    "twin_history_write",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("state", String(12), nullable=False),  # pending | unsettled | confirmed
+    Column("owner", String(320), nullable=False),  # host/pid/process start of the writer
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("after_id", BigInteger, nullable=False),
+    Column("last_id", BigInteger),
+    Column("count", Integer, nullable=False, default=0),
+    Column("seq_start", BigInteger, unique=True),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Index("ix_twin_history_write_state", "state"),
+)
+
+twin_history_sequence = Table(  # the last sequence number given to a confirmed history row (one row)
+    "twin_history_sequence",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last", BigInteger, nullable=False),
+)
 
 _ROW_COLUMNS = ("uid", "kind", "op", "cls", "link_type", "target", "before", "after")  # one value per change
-_CALL_COLUMNS = ("actor", "source", "run_id", "at")  # one value per call
+_CALL_COLUMNS = ("actor", "source", "run_id", "at", "write_id")  # one value per call
+_SEQUENCE = "history"
+PENDING, UNSETTLED, CONFIRMED = "pending", "unsettled", "confirmed"
+STALE_ELSEWHERE = dt.timedelta(minutes=30)  # a pending write of another host's process is settled after this long
+
+
+class HistoryUnsettled(RuntimeError):
+    """A write's history was settled by recovery while its writer still meant to confirm it."""
 
 
 class Change(NamedTuple):
@@ -109,23 +150,117 @@ class HistoryStore:
         self.url = url
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
+        _add_write_column(self.engine)
+        _start_sequence(self.engine)
         dialect = self.engine.dialect
         self._bind_time = twin_history.c.at.type.dialect_impl(dialect).bind_processor(dialect)
         self._appender = RowAppender(self.engine, twin_history, _ROW_COLUMNS, _CALL_COLUMNS)
 
     def record(self, changes: Sequence[Change], context: ChangeContext, at: dt.datetime | None = None) -> int:
-        """Append `changes` in one transaction; returns how many were written."""
+        """Append `changes` as one confirmed write in one transaction (for changes already made); returns how many
+        were written."""
         if not changes:
             return 0
+        when = at or dt.datetime.now(dt.UTC)
         with self.engine.begin() as conn:
-            return self._append(conn, changes, context, at or dt.datetime.now(dt.UTC))
+            write_id, _ = self._open_write(conn, when)
+            count = self._append(conn, changes, context, when, write_id)
+            self._close_write(conn, write_id, count)
+            self._confirm(conn, write_id, count)
+        return count
 
     def begin(self, changes: Sequence[Change], context: ChangeContext) -> "PendingChanges":
-        """Start appending `changes` (more may follow through `add`) in a transaction of their own, in a thread, while
-        the caller writes the graph; the caller then commits them (the graph took the write) or rolls them back."""
+        """Start recording the intent of a graph write: `changes` (more may follow through `add`) are inserted in a
+        thread while the caller prepares the write; `seal` makes them durable as pending before the graph is
+        written, then the caller confirms them (`commit`), drops them (`rollback`, nothing was written) or
+        settles them against the graph (`settle`, the write failed part-way)."""
         return PendingChanges(self, changes, context)
 
-    def _append(self, conn: Connection, changes: Sequence[Change], context: ChangeContext, when: dt.datetime) -> int:
+    # ------------------------------------------------------------------ writes and their recovery
+
+    def _open_write(self, conn: Connection, when: dt.datetime) -> tuple[int, int]:
+        """Insert a pending write (in `conn`'s transaction); returns its id and the id its rows come after."""
+        w = twin_history_write
+        write_id = conn.execute(insert(w).values(
+            state=PENDING, owner=_owner(), started_at=_utc(when, "the time of the write"), after_id=0, count=0,
+        ).returning(w.c.id)).scalar_one()
+        # Read after the insert above took the write lock (SQLite): every row appended from here has a greater id.
+        after_id = conn.execute(select(func.coalesce(func.max(twin_history.c.id), 0))).scalar_one()
+        conn.execute(update(w).where(w.c.id == write_id).values(after_id=after_id))
+        return write_id, after_id
+
+    def _close_write(self, conn: Connection, write_id: int, count: int) -> None:
+        """Note the last id and the number of a write's rows (in the transaction that appended them)."""
+        last_id = conn.execute(select(func.coalesce(func.max(twin_history.c.id), 0))).scalar_one()
+        conn.execute(update(twin_history_write).where(twin_history_write.c.id == write_id)
+                     .values(last_id=last_id, count=count))
+
+    def _confirm(self, conn: Connection, write_id: int, count: int) -> None:
+        """Give a write's `count` rows the next sequence numbers and mark it confirmed (in `conn`'s transaction).
+
+        The sequence row is locked until the transaction ends, so writes are confirmed (committed) in sequence
+        order: a reader following `seq_start` never sees a number before the ones below it are committed."""
+        s, w = twin_history_sequence, twin_history_write
+        last = conn.execute(update(s).where(s.c.name == _SEQUENCE).values(last=s.c.last + count)
+                            .returning(s.c.last)).scalar_one()
+        done = conn.execute(update(w).where(w.c.id == write_id, w.c.state != CONFIRMED).values(
+            state=CONFIRMED, count=count, seq_start=last - count + 1, confirmed_at=dt.datetime.now(dt.UTC),
+        )).rowcount
+        if done != 1:
+            raise HistoryUnsettled(f"history write {write_id} was settled by a recovery before its writer confirmed it")
+
+    def confirm(self, write_id: int, count: int) -> None:
+        """Confirm a sealed write whose graph write succeeded."""
+        with self.engine.begin() as conn:
+            self._confirm(conn, write_id, count)
+
+    def drop(self, write_id: int) -> None:
+        """Delete a sealed write and its rows (the graph took none of it)."""
+        w = twin_history_write
+        with self.engine.begin() as conn:
+            bounds = conn.execute(select(w.c.after_id, w.c.last_id).where(w.c.id == write_id)).first()
+            if bounds is not None:
+                conn.execute(delete(twin_history).where(*_rows_of(write_id, *bounds)))
+            conn.execute(delete(w).where(w.c.id == write_id))
+
+    def abandon(self, write_id: int) -> None:
+        """Mark a sealed write whose outcome is unknown for the next recovery (whoever runs it)."""
+        w = twin_history_write
+        with self.engine.begin() as conn:
+            conn.execute(update(w).where(w.c.id == write_id, w.c.state == PENDING).values(state=UNSETTLED))
+
+    def unsettled(self) -> list[int]:
+        """Pending writes no live writer will confirm: marked unsettled, or their writer's process is gone."""
+        w = twin_history_write
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(w.c.id, w.c.state, w.c.owner, w.c.started_at)
+                                .where(w.c.state.in_((PENDING, UNSETTLED))).order_by(w.c.id)).all()  # indexed
+        return [row.id for row in rows if row.state == UNSETTLED or _owner_gone(row.owner, row.started_at)]
+
+    def settle(self, write_id: int, landed: Callable[[list[HistoryEntry]], set[int]]) -> tuple[int, int]:
+        """Reconcile a pending write with the graph: `landed` names the ids of its rows whose change the graph holds;
+        those are confirmed, the others deleted. Returns (confirmed, dropped)."""
+        w = twin_history_write
+        with self.engine.connect() as conn:
+            bounds = conn.execute(select(w.c.after_id, w.c.last_id, w.c.state).where(w.c.id == write_id)).first()
+            if bounds is None or bounds.state == CONFIRMED:
+                return 0, 0
+            rows = [_entry(row) for row in conn.execute(
+                select(twin_history).where(*_rows_of(write_id, bounds.after_id, bounds.last_id))
+                .order_by(twin_history.c.id))]
+        keep = landed(rows)
+        dropped = [row.id for row in rows if row.id not in keep]
+        with self.engine.begin() as conn:
+            for start in range(0, len(dropped), 1_000):
+                conn.execute(delete(twin_history).where(twin_history.c.id.in_(dropped[start:start + 1_000])))
+            if len(dropped) < len(rows):
+                self._confirm(conn, write_id, len(rows) - len(dropped))
+            else:
+                conn.execute(delete(w).where(w.c.id == write_id))
+        return len(rows) - len(dropped), len(dropped)
+
+    def _append(self, conn: Connection, changes: Sequence[Change], context: ChangeContext, when: dt.datetime,
+                write_id: int) -> int:
         """Insert the rows of `changes` made at `when` (uncommitted, in `conn`'s transaction)."""
         dumps = _STATE_ENCODER.encode
         rows = [
@@ -136,7 +271,7 @@ class HistoryStore:
         ]
         when = _utc(when, "the time of the changes (record's `at`)")  # SQLite keeps only the wall-clock digits
         stamp = self._bind_time(when) if self._bind_time else when
-        return self._appender.append(conn, rows, (context.actor, context.source, context.run_id, stamp))
+        return self._appender.append(conn, rows, (context.actor, context.source, context.run_id, stamp, write_id))
 
     def history(self, uid: str, limit: int = 1000) -> list[HistoryEntry]:
         """Changes of the twin `uid` and of links touching it, oldest first."""
@@ -186,6 +321,71 @@ class HistoryStore:
         return changed
 
 
+def as_recorded(value: Any) -> Any:
+    """`value` as a history state holds it once read back (the JSON round trip), to compare with recorded states."""
+    return json.loads(_STATE_ENCODER.encode(value))
+
+
+def _rows_of(write_id: int, after_id: int, last_id: int | None) -> tuple[Any, ...]:
+    """Conditions selecting the history rows of one write (its id range bounds the scan)."""
+    t = twin_history
+    bounded = (t.c.id > after_id,) if last_id is None else (t.c.id > after_id, t.c.id <= last_id)
+    return (*bounded, t.c.write_id == write_id)
+
+
+def _add_write_column(engine: Any) -> None:
+    """Add `write_id` to a history table created before writes were recorded (tolerating a concurrent adder)."""
+    if "write_id" in {c["name"] for c in inspect(engine).get_columns("twin_history")}:
+        return
+    with contextlib.suppress(OperationalError, ProgrammingError), engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE twin_history ADD COLUMN write_id BIGINT")
+
+
+def _start_sequence(engine: Any) -> None:
+    """Create the sequence row at 0 if missing (tolerating a concurrent creator)."""
+    s = twin_history_sequence
+    with engine.connect() as conn:
+        if conn.execute(select(s.c.last).where(s.c.name == _SEQUENCE)).first() is not None:
+            return
+    with contextlib.suppress(IntegrityError), engine.begin() as conn:
+        conn.execute(insert(s).values(name=_SEQUENCE, last=0))
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), None if there is no such process: with the pid, it
+    names one process even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+_HOST = socket.gethostname()
+_owners: dict[int, str] = {}
+
+
+def _owner() -> str:
+    """This process as the owner of the writes it begins: host/pid/start (worked out again in a forked child)."""
+    pid = os.getpid()
+    if pid not in _owners:
+        _owners[pid] = f"{_HOST}/{pid}/{_process_start(pid)}"
+    return _owners[pid]
+
+
+def _owner_gone(owner: str, started_at: dt.datetime) -> bool:
+    """Whether the process that began a write is gone (so no one will confirm it); a process on another host is
+    presumed gone once the write is older than STALE_ELSEWHERE."""
+    host, _, rest = owner.partition("/")
+    pid, _, start = rest.partition("/")
+    if host != _HOST or not pid.isdigit():
+        begun = started_at if started_at.tzinfo else started_at.replace(tzinfo=dt.UTC)
+        return dt.datetime.now(dt.UTC) - begun > STALE_ELSEWHERE
+    if owner == _owner():
+        return False
+    return _process_start(int(pid)) != start
+
+
 def _utc(when: dt.datetime, name: str) -> dt.datetime:
     """`when` in UTC (naive means UTC): SQLite compares stored times as text, so every time must be in one zone."""
     if not isinstance(when, dt.datetime):
@@ -213,15 +413,19 @@ def _entry(row: Any) -> HistoryEntry:
 
 
 class PendingChanges:
-    """History rows inserted by a worker thread in an open transaction, waiting for the graph write's outcome.
+    """The intent of one graph write: its history rows, inserted by a worker thread while the caller prepares the
+    write, committed as pending (`seal`) before the graph is written, and confirmed after.
 
     The caller hands changes over as it makes them (`add`), so the insert (the costly part) overlaps the rest of its
-    work and the graph's round trips; the commit waits for the graph to acknowledge, so history never records a
-    change the graph refused, and a failed history insert fails the caller's write call.
+    work. Because the rows are durable before the graph write starts, a process killed at any point leaves either
+    no trace (killed before `seal`: nothing was written to the graph either) or a pending write that the recovery
+    (`HistoryStore.unsettled` and `settle`) reconciles with the graph: history never misses a change the graph took
+    and never keeps one it did not.
     """
 
     def __init__(self, store: HistoryStore, changes: Sequence[Change], context: ChangeContext) -> None:
         self.count = 0
+        self.write_id: int | None = None
         self._store = store
         self._context = context
         self._when = dt.datetime.now(dt.UTC)  # the time of the call, for every change it hands over
@@ -229,13 +433,19 @@ class PendingChanges:
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._sealed = False
         self._finished = False
         self.add(changes)
 
+    @property
+    def sealed(self) -> bool:
+        """Whether the rows were made durable as pending (the graph may have been written since)."""
+        return self._sealed
+
     def add(self, changes: Sequence[Change]) -> None:
-        """Hand over more changes of the same write; they commit or roll back with the rest."""
-        if self._finished:
-            raise RuntimeError("history changes were added after their write was committed or rolled back")
+        """Hand over more changes of the same write, before it is sealed."""
+        if self._sealed or self._finished:
+            raise RuntimeError("history changes were added after their write was committed or sealed")
         if not changes:
             return
         self.count += len(changes)
@@ -250,35 +460,74 @@ class PendingChanges:
             with store.engine.connect() as conn:
                 transaction = conn.begin()
                 try:
+                    write_id, _ = store._open_write(conn, self._when)
                     while not isinstance(item := self._work.get(), bool):
-                        store._append(conn, item, self._context, self._when)  # encoded here: off the writer's thread
+                        store._append(conn, item, self._context, self._when, write_id)  # encoded off the writer
+                    if item:
+                        store._close_write(conn, write_id, self.count)
                 except BaseException:
                     transaction.rollback()
                     raise
                 if item:
                     transaction.commit()
+                    self.write_id = write_id
                 else:
                     transaction.rollback()
-        except BaseException as exc:  # handed to the caller's commit()
+        except BaseException as exc:  # handed to the caller's seal()
             self._error = exc
         finally:
             self._done.set()
 
-    def commit(self) -> int:
-        """Make the rows durable once the graph has taken the write; returns how many were written."""
-        self._finish(True)
+    def seal(self) -> None:
+        """Make the rows durable as a pending write; call before writing the graph (raises if they could not be)."""
+        if self._sealed:
+            return
+        self._sealed = True
+        self._stop(True)
         if self._error is not None:
             raise self._error
+
+    def commit(self) -> int:
+        """Confirm the rows once the graph has taken the write; returns how many there are."""
+        self.seal()
+        if not self._finished:
+            self._finished = True
+            if self.write_id is not None:
+                self._store.confirm(self.write_id, self.count)
         return self.count
 
     def rollback(self) -> None:
-        """Drop the rows (the graph write failed)."""
-        self._finish(False)
-
-    def _finish(self, keep: bool) -> None:
+        """Drop the rows: the graph took nothing of the write."""
         if self._finished:
             return
         self._finished = True
+        if not self._sealed:
+            self._sealed = True
+            self._stop(False)
+        elif self.write_id is not None:
+            self._store.drop(self.write_id)
+
+    def settle(self, landed: Callable[[list[HistoryEntry]], set[int]]) -> None:
+        """After a failed graph write: keep the rows of what the graph holds (`landed`: their ids), drop the rest;
+        if that cannot be done now, leave the write to the next recovery."""
+        if self._finished:
+            return
+        self._finished = True
+        if not self._sealed:  # the graph was not written
+            self._sealed = True
+            self._stop(False)
+            return
+        if self.write_id is None:
+            return
+        try:
+            self._store.settle(self.write_id, landed)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._store.abandon(self.write_id)  # else its process's end makes it unsettled anyway
+            raise
+
+    def _stop(self, keep: bool) -> None:
+        """Hand the worker its decision (commit the pending rows or roll them back) and wait for it to end."""
         if self._thread is None:
             return
         self._work.put(keep)  # read unless the thread has already stopped on an error

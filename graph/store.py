@@ -27,6 +27,7 @@ class GraphStore(TwinReader):
         self._writer = TwinWriter(backend, ontology, history)
         if schema:
             backend.ensure_schema()
+            self.recover_history()
 
     @classmethod
     def open(
@@ -82,6 +83,7 @@ class GraphStore(TwinReader):
             raise
         try:
             context = ChangeContext(actor, source, run_id)
+            store.recover_history()  # an earlier load killed part-way left its history pending
             summary = store._writer.load_new(twins, links, context)
             backend.ensure_schema()  # indexes and the uid constraint, over what the bulk write created
             if summary is None:
@@ -128,6 +130,11 @@ class GraphStore(TwinReader):
         return self._writer.delete_links(links, ChangeContext(actor, source, run_id))
 
     # ------------------------------------------------------------------ history
+
+    def recover_history(self) -> int:
+        """Settle the history of writes a crashed or failed writer left pending (confirm what the graph holds, drop
+        the rest); runs at open and at the start of each sync run. Returns the rows confirmed."""
+        return self._writer.recover_history()
 
     def require(self, uid: str) -> TwinRecord:
         """The twin with this uid; TwinNotFound otherwise."""

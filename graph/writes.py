@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +15,7 @@ from graph.backends import CypherBackend
 from graph.bulk import EdgeGroup, NodeGroup
 from graph.cypher import ident, labels_clause
 from graph.errors import BatchRejected, QueryError
-from graph.history import Change, ChangeContext, HistoryStore, PendingChanges
+from graph.history import Change, ChangeContext, HistoryEntry, HistoryStore, PendingChanges, as_recorded
 from graph.model import Link, Twin, WriteSummary
 from graph.values import encode, stored_as_is
 from ontology.errors import UnknownTerm, Violation
@@ -216,10 +218,9 @@ class TwinWriter:
         changes += [Change(uid, "twin", "delete", props, None, cls=cls) for uid, (cls, props) in existing.items()]
         for uid in existing:
             self._classes.pop(uid, None)
-        for chunk in _chunks(list(existing)):
-            self.backend.write("UNWIND $uids AS u MATCH (n:Twin {uid: u}) DETACH DELETE n", {"uids": chunk})
-        if self.history is not None:
-            self.history.record(changes, context)
+        with self._recording(changes, context):
+            for chunk in _chunks(list(existing)):
+                self.backend.write("UNWIND $uids AS u MATCH (n:Twin {uid: u}) DETACH DELETE n", {"uids": chunk})
         return WriteSummary(deleted=len(existing))
 
     def _same(self, stored: Any, value: Any) -> bool:
@@ -244,7 +245,8 @@ class TwinWriter:
         link_batch, link_problems = _link_batch(links)
         if violations:  # one error lists every problem: the links' too
             raise BatchRejected(violations + link_problems + self._link_violations(links, classes))
-        with self._recording([], context) as outcome:  # history is inserted while the rest is checked and written
+        # history is inserted while the rest is checked, and made durable (pending) before the graph is written
+        with self._recording([], context, seal=False) as outcome:
             nodes, ids = self._node_groups(batch, outcome)
             violations = link_problems + self._link_violations(links, classes)
             if not violations:
@@ -252,6 +254,7 @@ class TwinWriter:
             if violations:
                 raise BatchRejected(violations)  # the twins' history is rolled back
             edges = self._edge_groups(link_batch, classes, ids, outcome)
+            outcome.seal()
             if not self.backend.bulk_create(nodes, edges):
                 outcome.keep = False
                 return None
@@ -574,23 +577,75 @@ class TwinWriter:
                 self.backend.write(_each_link(rel_type) + "SET e += r[2]", {"rows": chunk})
 
     @contextmanager
-    def _recording(self, changes: list[Change], context: ChangeContext) -> Iterator["_Outcome"]:
-        """History of `changes`, inserted while the block writes the graph; committed when the block ends normally
-        and keeps them, rolled back when it raises or sets `keep` to False."""
+    def _recording(self, changes: list[Change], context: ChangeContext, seal: bool = True) -> Iterator["_Outcome"]:
+        """History of `changes` as the intent of the graph write the block makes: durable (pending) before the block
+        writes the graph (at once, or when it calls `seal` on the outcome), confirmed when the block ends normally
+        and keeps them, dropped when it sets `keep` to False, and reconciled with the graph when it raises (the
+        write may have landed in part)."""
         outcome = _Outcome()
         if self.history is None:
             yield outcome
             return
         pending = outcome.pending = self.history.begin(changes, context)
         try:
+            if seal:
+                pending.seal()
             yield outcome
         except BaseException:
-            pending.rollback()
+            with contextlib.suppress(Exception):  # what cannot be settled now is left to the next recovery
+                pending.settle(self._landed)
             raise
         if outcome.keep:
             pending.commit()
         else:
             pending.rollback()
+
+    def recover_history(self) -> int:
+        """Settle the history of graph writes whose writer died or gave up between recording their intent and
+        confirming it: rows whose change the graph holds are confirmed, the others dropped. Returns the rows
+        confirmed."""
+        if self.history is None:
+            return 0
+        confirmed = 0
+        for write_id in self.history.unsettled():
+            confirmed += self.history.settle(write_id, self._landed)[0]
+        return confirmed
+
+    def _landed(self, rows: list[HistoryEntry]) -> set[int]:
+        """The ids of those history rows whose change the graph holds now (a created twin or link exists, a deleted
+        one does not, an update's changed values are stored)."""
+        if self.backend.can_bulk_create():  # the graph does not exist (a bulk load was killed before it created it)
+            return {row.id for row in rows if row.op == "delete"}
+        uids = list(dict.fromkeys(row.uid for row in rows if row.kind == "twin"))
+        twins = self._fetch_twins(uids) if uids else {}
+        wanted: dict[str, list[list[str]]] = defaultdict(list)
+        for row in rows:
+            if row.kind == "link" and row.link_type is not None and row.target is not None:
+                wanted[row.link_type].append([row.uid, row.target])
+        links: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for rel_type, pairs in wanted.items():
+            for chunk in _chunks(list(map(list, dict.fromkeys(map(tuple, pairs))))):
+                for source, target, props in self.backend.read(
+                        _each_link(rel_type) + "RETURN r[0], r[1], properties(e)", {"rows": chunk}):
+                    links[(rel_type, source, target)] = dict(props)
+        landed: set[int] = set()
+        for row in rows:
+            if row.kind == "twin":
+                twin = twins.get(row.uid)
+                stored = None if twin is None else twin[1]
+                same_class = twin is not None and twin[0] == row.cls
+            else:
+                stored = links.get((row.link_type or "", row.uid, row.target or ""))
+                same_class = True
+            if row.op == "delete":
+                held = stored is None
+            elif row.op == "create":
+                held = stored is not None
+            else:
+                held = stored is not None and same_class and _holds(stored, row.before or {}, row.after or {})
+            if held:
+                landed.add(row.id)
+        return landed
 
     def _take_back(self, keys: list[tuple[str, str, str]]) -> None:
         """Delete links this batch created before it found the graph changed under it."""
@@ -607,15 +662,18 @@ class TwinWriter:
         for rel_type, source, target in dict.fromkeys(links):  # a link named twice is deleted (and recorded) once
             by_type[rel_type].append([source, target])
         changes: list[Change] = []
-        for rel_type, rows in by_type.items():
+        found: dict[str, list[list[str]]] = defaultdict(list)
+        for rel_type, rows in by_type.items():  # the links and their properties, recorded before they are deleted
             for chunk in _chunks(rows):
-                for source, target, props in self.backend.write(
-                    _each_link(rel_type) + "WITH r, e, properties(e) AS p DELETE e RETURN r[0], r[1], p",
-                    {"rows": chunk},
-                ):
-                    changes.append(Change(source, "link", "delete", dict(props), None, link_type=rel_type, target=target))
-        if self.history is not None:
-            self.history.record(changes, context)
+                for source, target, props in self.backend.read(
+                        _each_link(rel_type) + "RETURN r[0], r[1], properties(e)", {"rows": chunk}):
+                    changes.append(Change(source, "link", "delete", dict(props), None, link_type=rel_type,
+                                          target=target))
+                    found[rel_type].append([source, target])
+        with self._recording(changes, context):
+            for rel_type, rows in found.items():
+                for chunk in _chunks(list(map(list, dict.fromkeys(map(tuple, rows))))):
+                    self.backend.write(_each_link(rel_type) + "DELETE e", {"rows": chunk})
         return WriteSummary(deleted=len(changes))
 
 
@@ -630,6 +688,11 @@ class _Outcome:
         """Record more changes of the block's write (kept or dropped with the rest when the block ends)."""
         if self.pending is not None:
             self.pending.add(changes)
+
+    def seal(self) -> None:
+        """Make the changes durable as the write's intent; the block calls it before it writes the graph."""
+        if self.pending is not None:
+            self.pending.seal()
 
 
 def _link_batch(links: Sequence[Link]) -> tuple[dict[tuple[str, str, str], dict[str, Any]], list[Violation]]:
@@ -675,6 +738,25 @@ def _link_changes(
         after = {k: v for k, v in {**stored, **delta}.items() if v is not None}
         changes.append(Change(source, "link", "update", stored, after, link_type=rel_type, target=target))
     return changes
+
+
+def _holds(stored: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether `stored` properties (as read from the graph) carry every value an update changed from `before` to
+    `after` (recorded states; a double reads back with fewer digits)."""
+    for key in before.keys() | after.keys():
+        want = after.get(key)
+        if before.get(key) == want:
+            continue
+        have = stored.get(key)
+        if have is None or want is None:
+            if have is not want:
+                return False
+            continue
+        have = as_recorded(have)
+        if have != want and not (isinstance(have, float) and isinstance(want, (int, float))
+                                 and math.isclose(have, want, rel_tol=1e-12)):
+            return False
+    return True
 
 
 def _each_link(rel_type: str) -> str:
