@@ -28,7 +28,9 @@ COMMANDS: dict[str, LazyCommand] = {
                             "What-if studies on the twin: run scenarios, compare them against baseline."),
     "audit": LazyCommand("api.commands.audit:app", "Verify and export the audit log."),
     "token": LazyCommand("api.commands.token:token", "Print a bearer token the local API server trusts (development; use an OIDC provider in production)."),
-    "erase": LazyCommand("api.commands.erase:erase", "Blank the twin's PII fields in the graph, its history and lineage values; the audit chain still verifies."),
+    "erase": LazyCommand("api.commands.erase:erase", "Blank the twin's PII fields in the graph, its history, lineage "
+                         "values, sync ledger and identity match keys, and compact the graph's append-only log; the "
+                         "audit chain still verifies."),
     "routes": LazyCommand("api.commands.routes:app", "Event routes: where the twin's changes go "
                           "(DATA_DIR/routes.yaml)."),
     "run": LazyCommand("api.commands.run:run", "Keep every scheduled connector in sync by itself (schedules in "

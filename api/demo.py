@@ -11,7 +11,7 @@ from api.runtime import Runtime
 from connectors.registry import ConnectorRegistry
 from connectors.sample_enterprise import SampleEnterpriseError, SampleManifest, generate_sample
 from connectors.service import run_connector
-from connectors.sync import SyncEngine, SyncReport
+from connectors.sync import SyncReport
 from governance.audit import AuditEvent
 from governance.roles import BUILT_IN_ROLES
 from governance.tokens import issue_token
@@ -63,8 +63,7 @@ def run_demo(
     manifest, generated = prepare_sample(data_dir / "sample", size)
     result = DemoResult(manifest=manifest, generated=generated)
     registry = ConnectorRegistry.load(runtime.ontology, data_dir=data_dir)
-    engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
-                        actor="twin demo")
+    engine = runtime.sync_engine("twin demo")
     subject = runtime.operator()
     for name in SAMPLE_CONNECTORS:
         connector = registry.connector(name)

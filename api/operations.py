@@ -32,6 +32,11 @@ class ConnectorRunRequest(BaseModel):
     mode: Literal["incremental", "full"] = "incremental"
     dry_run: bool = False
     entities: list[str] | None = None
+    allow_deletions: float | None = Field(
+        None, alias="allowDeletions", ge=0, le=100,
+        description="Percent of an entity's records the run may delete (default: TWIN_SYNC_MAX_DELETE_SHARE).")
+
+    model_config = {"populate_by_name": True}
 
 
 class ScenarioRunRequest(BaseModel):
@@ -160,7 +165,6 @@ def operations_router(services: Any) -> APIRouter:
         allow(subject, "connector.run", label, variables)
         from connectors.registry import ConnectorRegistry, RegistryError
         from connectors.service import run_connector
-        from connectors.sync import SyncEngine
 
         try:
             registry = ConnectorRegistry.load(runtime.ontology, data_dir=runtime.settings.data_dir,
@@ -171,10 +175,11 @@ def operations_router(services: Any) -> APIRouter:
             raise HTTPException(404, detail=str(exc)) from None
 
         def work() -> dict[str, Any]:
-            engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
-                                actor=f"api:{subject.sub}")
+            engine = runtime.sync_engine(f"api:{subject.sub}")
+            share = None if body.allow_deletions is None else body.allow_deletions / 100
             report = run_connector(engine, connector, subject=subject, policy=services.policy, audit=runtime.audit,
-                                   mode=body.mode, dry_run=body.dry_run, entities=body.entities)
+                                   mode=body.mode, dry_run=body.dry_run, entities=body.entities,
+                                   allow_deletions=share)
             return {"runId": report.run_id, "status": report.status, "counts": report.counts, "error": report.error}
 
         job = services.jobs.start("connector", name, subject.sub, "connector.run", work, describe_job_error)

@@ -81,14 +81,23 @@ class ReadGate:
                 self._give_back(caller, in_loop=False)
 
         remaining = None if deadline is None else max(deadline - anyio.current_time(), 0.0)
-        with anyio.move_on_after(remaining):
-            return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)
+        try:
+            with anyio.move_on_after(remaining):
+                return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)
+        except BaseException:  # the request was cancelled from outside (client gone, a sibling field failed)
+            self._abandon(caller, read)
+            raise
+        self._abandon(caller, read)
+        raise QueryTimedOut(f"the query did not finish within its time limit of {timeout_ms} ms")
+
+    def _abandon(self, caller: str, read: _Read) -> None:
+        """Stop waiting for `read`: its place is given back now if it never started (a worker that starts it later
+        refuses it), else by the worker when the server has finished it."""
         with self._lock:
             if not read.started:
                 read.abandoned = True
         if read.abandoned:
             self._give_back(caller, in_loop=True)
-        raise QueryTimedOut(f"the query did not finish within its time limit of {timeout_ms} ms")
 
     async def _enter(self, caller: str, deadline: float | None) -> None:
         """Take one of `caller`'s places, waiting in line until `deadline`."""

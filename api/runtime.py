@@ -21,6 +21,7 @@ from ontology.model import Ontology
 if TYPE_CHECKING:  # the results store imports Mesa; commands that never read studies start without it
     from connectors.route_delivery import RouteRuntime
     from connectors.routes import Route
+    from connectors.sync import SyncEngine
     from connectors.sync_runtime import SyncRuntime
     from simulation.results import ResultsStore
 
@@ -84,13 +85,22 @@ class Runtime:
         """The lineage and provenance store in the relational store."""
         return LineageStore(self.settings.resolved_database_url, self.digest_key)
 
+    def sync_engine(self, actor: str) -> SyncEngine:
+        """A sync engine over the twin with the settings' size limits and mass-delete guard, recording as `actor`."""
+        from connectors.limits import SizeLimits
+        from connectors.sync import SyncEngine
+
+        s = self.settings
+        return SyncEngine(self.store, s.resolved_database_url, lineage=self.lineage, actor=actor,
+                          limits=SizeLimits(s.sync_max_value_bytes, s.sync_max_row_bytes, s.sync_max_file_bytes),
+                          deletion_limit=s.sync_max_delete_share, deletion_floor=s.sync_delete_floor)
+
     def sync_runtime(self, only: list[str] | None = None) -> SyncRuntime:
         """The runtime that keeps the scheduled connectors in sync (not started; `only` limits it to some)."""
         import os
 
         from connectors.leases import LeaseStore
         from connectors.registry import ConnectorRegistry, RegistryError
-        from connectors.sync import SyncEngine
         from connectors.sync_runtime import SyncRuntime
 
         # secrets referenced as ${NAME} in connectors.yaml come from the process environment
@@ -103,7 +113,7 @@ class Runtime:
         url = self.settings.resolved_database_url
         return SyncRuntime(
             schedules, registry.connector,
-            lambda: SyncEngine(self.store, url, lineage=self.lineage, actor="twin runtime"),
+            lambda: self.sync_engine("twin runtime"),
             LeaseStore(url), policy=self.policy, audit=self.audit,
             lease_seconds=self.settings.runtime_lease_seconds,
         )

@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     api_max_token_lifetime_s: int = Field(
         86_400, ge=1, description="Longest lifetime (exp - iat) of a bearer token the API accepts, in seconds."
     )
+    sync_max_delete_share: float = Field(
+        0.2, ge=0, le=1, description="Most of an entity's records one sync run may delete (a share; more stops the "
+        "run before it deletes, as does a full run reading 0 rows; `twin connect run --allow-deletions N%` overrides).")
+    sync_delete_floor: int = Field(10, ge=0, description="Deletions a sync run may always make per entity, "
+                                   "whatever their share (small sources).")
+    sync_max_value_bytes: int = Field(1_000_000, gt=0, description="Largest source value a sync takes (bytes; a "
+                                      "larger one quarantines its row).")
+    sync_max_row_bytes: int = Field(8_000_000, gt=0, description="Largest source row a sync takes (bytes, all its "
+                                    "values; a larger one is quarantined).")
+    sync_max_file_bytes: int = Field(2_000_000_000, gt=0, description="Largest source file a sync reads (bytes; a "
+                                     "larger one fails the run before it is read).")
 
     @field_validator("graph_url")
     @classmethod

@@ -26,17 +26,20 @@ def run_connector(
     dry_run: bool = False,
     entities: Sequence[str] | None = None,
     progress: Callable[[str, int, int | None], None] | None = None,
+    allow_deletions: float | None = None,
 ) -> SyncReport:
-    """Sync `connector` as `subject` and append the audit record of the run, whether it completed or failed."""
+    """Sync `connector` as `subject` and append the audit record of the run, whether it completed or failed
+    (`allow_deletions`: the share of an entity's records this run may delete, past the mass-delete guard)."""
     variables = {"connector": connector.name, "mode": mode, "dry_run": dry_run,
-                 "entities": list(entities) if entities is not None else None}
+                 "entities": list(entities) if entities is not None else None, "allow_deletions": allow_deletions}
     decision = policy.decide(subject, "operation", OPERATION)
     if not decision.allowed:
         audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.DENY, variables=variables,
                                             policy_version=policy.version, detail=decision.reason))
         raise PolicyDenied(f"{subject.sub} may not run connectors: {decision.reason}")
     try:
-        report = engine.run(connector, mode, dry_run=dry_run, entities=entities, progress=progress)
+        report = engine.run(connector, mode, dry_run=dry_run, entities=entities, progress=progress,
+                            allow_deletions=allow_deletions)
     except BaseException as exc:
         _record(audit, subject, policy, variables, None, {"status": "failed", "error": _short(exc)})
         raise

@@ -35,6 +35,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -45,11 +46,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import batched
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.identity import IdentityResolver, Resolution, candidate
+from connectors.limits import SizeLimits, excerpt
 from connectors.mapping import EntityMapping, LinkRule, PropertyRule, SourceMapping
 from connectors.quarantine import INVALID_FIELD, QuarantinedRow, QuarantineStore
 from connectors.source import Source, SourceObjectMissing, SourceRecord, UnknownSourceField, Watermark, lists_keys
@@ -74,11 +77,16 @@ from ontology.errors import Violation
 Mode = Literal["full", "incremental"]
 EXAMPLES = 5
 
-__all__ = ["Connector", "EntityReport", "SyncEngine", "SyncReport", "SyncError"]
+__all__ = ["Connector", "EntityReport", "MassDeletion", "SyncEngine", "SyncReport", "SyncError"]
 
 
 class SyncError(RuntimeError):
     """A sync could not run at all (bad configuration, unreachable source); names the connector and entity."""
+
+
+class MassDeletion(SyncError):
+    """A run would delete more of an entity's records than allowed (or all of them after reading none); it stopped
+    before deleting anything."""
 
 
 @dataclass(frozen=True)
@@ -393,6 +401,8 @@ class _Run:
     dropped: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # and ledger entries dropped since
     unledgered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # keys quarantined this run
     created_keys: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # keys new to the ledger
+    allow_deletions: float | None = None  # the share of an entity's records this run may delete (None: the default)
+    deleting: dict[str, tuple[int, int]] = field(default_factory=dict)  # entity -> (records known, deleted so far)
 
 
 class SyncEngine:
@@ -406,6 +416,9 @@ class SyncEngine:
         lineage: LineageStore | None = None,
         actor: str = "connector",
         keep_values: bool = True,
+        limits: SizeLimits = SizeLimits(),
+        deletion_limit: float = 0.2,
+        deletion_floor: int = 10,
     ) -> None:
         self.store = store
         self.ontology = store.ontology
@@ -418,6 +431,9 @@ class SyncEngine:
         self._lineage_with_state = self.lineage.engine is self.state.engine
         self.actor = actor
         self.keep_values = keep_values
+        self.limits = limits
+        self.deletion_limit = deletion_limit  # the share of an entity's records a run may delete unless allowed more
+        self.deletion_floor = deletion_floor  # a run may always delete this many records of an entity (small sources)
 
     # ------------------------------------------------------------------------------------------------ run
     def run(
@@ -428,8 +444,13 @@ class SyncEngine:
         dry_run: bool = False,
         entities: Sequence[str] | None = None,
         progress: Callable[[str, int, int | None], None] | None = None,
+        allow_deletions: float | None = None,
     ) -> SyncReport:
-        """Sync a connector (full or incremental; dry: compute the plan only) and return the run's report."""
+        """Sync a connector (full or incremental; dry: compute the plan only) and return the run's report.
+
+        A run that would delete more than `allow_deletions` (a share, default: the engine's `deletion_limit`) of an
+        entity's records, or all of them after reading none, stops before deleting (MassDeletion; status
+        "blocked")."""
         if mode not in ("full", "incremental"):
             raise SyncError(f"{connector.name}: mode must be 'full' or 'incremental', not {mode!r}")
         run_id = str(uuid.uuid4())
@@ -441,6 +462,7 @@ class SyncEngine:
                 raise SyncError(f"{connector.name}: no entity {', '.join(unknown)} in {connector.mapping.path}")
         started = time.perf_counter()
         if not dry_run:
+            self.store.recover_history()  # a crashed writer's graph writes get their history (or lose their intent)
             report.resumed_from = self.state.interrupted_runs(connector.name)
             self.state.mark_interrupted(report.resumed_from)
             self.lineage.start_run(
@@ -450,7 +472,8 @@ class SyncEngine:
             )
             self.state.start_run(run_id, connector.name, mode, resumed=bool(report.resumed_from))
         ctx = _Run(connector, mode, dry_run, run_id, report, progress, self.identity.has_merges(),
-                   self.quarantine.open_keys(connector.name), None if dry_run else _Committer())
+                   self.quarantine.open_keys(connector.name), None if dry_run else _Committer(),
+                   allow_deletions=allow_deletions)
         if mode == "incremental":  # for the deletion check's counts (see _none_deleted)
             ctx.ledger_counts = self.state.ledger_entity_counts(connector.name)
         try:
@@ -484,7 +507,7 @@ class SyncEngine:
                     ctx.committer.close()
             report.status = "completed"
         except BaseException as exc:
-            report.status = "failed"
+            report.status = "blocked" if isinstance(exc, MassDeletion) else "failed"
             report.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
@@ -520,6 +543,7 @@ class SyncEngine:
         timings = ctx.report.timings
         clock = time.perf_counter()
         try:
+            self._check_file_size(ctx, entity, source)
             for page in source.read(since):
                 timings["read"] += time.perf_counter() - clock
                 report.read += len(page)
@@ -598,6 +622,13 @@ class SyncEngine:
                 return sorted(ledger - source.keys_in_buckets(low, width, sorted(dirty)))  # type: ignore[attr-defined]
         return sorted((self.state.ledger_keys(name, entity.name) | seen) - source.all_keys())
 
+    def _check_file_size(self, ctx: _Run, entity: EntityMapping, source: Source) -> None:
+        """Refuse a source file larger than the limit before it is read."""
+        path = getattr(source, "path", None)
+        if isinstance(path, Path) and path.is_file() and (size := path.stat().st_size) > self.limits.file_bytes:
+            raise SyncError(f"{ctx.connector.name}/{entity.name}: the file {path.name} is {size:,} bytes, more than "
+                            f"the {self.limits.file_bytes:,} a source file may have (TWIN_SYNC_MAX_FILE_BYTES)")
+
     def _commit_watermark(self, ctx: _Run, entity: EntityMapping, mark: Watermark) -> None:
         """Advance an entity's watermark (submitted after its batches, so committed only after they are)."""
         with self.state.engine.begin() as conn:
@@ -632,9 +663,16 @@ class SyncEngine:
                 continue
             if record.key in seen:
                 reject(record, ",".join(entity.key) or None, "duplicate-key",
-                       f"key {record.key!r} occurs more than once in {entity.name}; the first occurrence was taken")
+                       f"key {excerpt(record.key)} occurs more than once in {entity.name}; the first occurrence was "
+                       "taken")
                 continue
-            seen.add(record.key)
+            seen.add(record.key)  # an oversized record still exists in the source: its twin is not deleted
+            oversized = self.limits.oversized(fields)
+            if oversized is not None:
+                rejected.append(QuarantinedRow(name, entity.name, record.key[:512], oversized[0], "size", oversized[1],
+                                               self.limits.trimmed(fields)))
+                report.example("quarantine", f"{excerpt(record.key)}: {oversized[1]}")
+                continue
             try:
                 items.append(mapper.map(record))
             except _Rejected as exc:
@@ -1078,6 +1116,8 @@ class SyncEngine:
         entries = self.state.ledger(name, entity.name, keys)
         if not entries:
             return
+        if not ctx.dry_run:
+            self._allow_deletion(ctx, entity, len(entries), report)
         gone = set(entries)
         links = [(t, s, d) for e in entries.values() for t, s, d, _ in e.payload.get("l", [])]
         twin_uids = {e.uid for e in entries.values() if entity.link is None}
@@ -1122,6 +1162,23 @@ class SyncEngine:
                 "RETURN count(r)", {"links": [list(link) for link in chunk]})
             found += int(rows[0][0]) if rows else 0
         return found
+
+    def _allow_deletion(self, ctx: _Run, entity: EntityMapping, count: int, report: EntityReport) -> None:
+        """Raise MassDeletion, before anything is deleted, when deleting `count` more records would take the run past
+        its share of the entity's records (and past the floor of deletions always allowed), or when a full run read
+        none of them; every run kind's deletions pass here."""
+        known, done = ctx.deleting.get(entity.name) or (len(self.state.ledger_keys(ctx.connector.name, entity.name)), 0)
+        limit = self.deletion_limit if ctx.allow_deletions is None else ctx.allow_deletions
+        share = (done + count) / max(known, 1)
+        emptied = report.read == 0 and ctx.mode == "full" and (ctx.allow_deletions is None or ctx.allow_deletions < 1)
+        if (share > limit and done + count > self.deletion_floor) or emptied:
+            why = (f"read 0 rows from a source that had {known:,} records" if report.read == 0 and ctx.mode == "full"
+                   else f"would delete {done + count:,} of its {known:,} records ({share:.0%})")
+            raise MassDeletion(
+                f"{ctx.connector.name}/{entity.name}: the run {why}, more than the {limit:.0%} a run may delete; "
+                f"nothing was deleted. If the deletions are intended, run again with --allow-deletions "
+                f"{math.ceil(share * 100)}% (REST: allow_deletions) or raise TWIN_SYNC_MAX_DELETE_SHARE")
+        ctx.deleting[entity.name] = (known, done + count)
 
     def _links_fed_by_others(self, links: Sequence[tuple[str, str, str]],
                              leaving: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:

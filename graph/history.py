@@ -234,7 +234,7 @@ class HistoryStore:
         w = twin_history_write
         with self.engine.connect() as conn:
             rows = conn.execute(select(w.c.id, w.c.state, w.c.owner, w.c.started_at)
-                                .where(w.c.state != CONFIRMED).order_by(w.c.id)).all()
+                                .where(w.c.state.in_((PENDING, UNSETTLED))).order_by(w.c.id)).all()  # indexed
         return [row.id for row in rows if row.state == UNSETTLED or _owner_gone(row.owner, row.started_at)]
 
     def settle(self, write_id: int, landed: Callable[[list[HistoryEntry]], set[int]]) -> tuple[int, int]:

@@ -614,6 +614,8 @@ class TwinWriter:
     def _landed(self, rows: list[HistoryEntry]) -> set[int]:
         """The ids of those history rows whose change the graph holds now (a created twin or link exists, a deleted
         one does not, an update's changed values are stored)."""
+        if self.backend.can_bulk_create():  # the graph does not exist (a bulk load was killed before it created it)
+            return {row.id for row in rows if row.op == "delete"}
         uids = list(dict.fromkeys(row.uid for row in rows if row.kind == "twin"))
         twins = self._fetch_twins(uids) if uids else {}
         wanted: dict[str, list[list[str]]] = defaultdict(list)

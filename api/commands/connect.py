@@ -19,7 +19,7 @@ from connectors.quarantine import QuarantineStore
 from connectors.registry import ConnectorRegistry, RegistryError
 from connectors.service import run_connector
 from connectors.source import SourceError
-from connectors.sync import SyncEngine, SyncError, SyncReport
+from connectors.sync import SyncError, SyncReport
 from governance.errors import GovernanceError
 from governance.lineage import LineageStore
 from graph.errors import GraphError
@@ -46,6 +46,19 @@ def _guard(action: Any) -> None:
         raise typer.Exit(1) from None
     finally:
         runtime.close()
+
+
+def _share(text: str | None) -> float | None:
+    """A share given as N% (or N) of 0..100, as a fraction."""
+    if text is None:
+        return None
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise typer.BadParameter(f"expected a percentage such as 35%, got {text[:20]!r}") from None
+    if not 0 <= value <= 100:
+        raise typer.BadParameter(f"a percentage from 0% to 100%, got {text[:20]!r}")
+    return value / 100
 
 
 @app.command("list")
@@ -114,16 +127,19 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
     entity: Annotated[list[str] | None, typer.Option("--entity", help="Only these entities.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    allow_deletions: Annotated[str | None, typer.Option(
+        "--allow-deletions", help="Let this run delete up to N% of an entity's records (default: "
+        "TWIN_SYNC_MAX_DELETE_SHARE, 20%); 100% also lets a full run that reads 0 rows delete everything.")] = None,
 ) -> None:
     """Run a sync with progress bars and print its report (counts, examples, quarantined rows)."""
+    share = _share(allow_deletions)
     if full and incremental:
         console.print("[red]error:[/red] give --full or --incremental, not both")
         raise typer.Exit(2)
 
     def action(runtime: Runtime) -> None:
         connector = _registry(runtime).connector(name)
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
-                            actor="twin connect")
+        engine = runtime.sync_engine("twin connect")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=as_json, disable=as_json) as progress:
             tasks: dict[str, Any] = {}
@@ -136,7 +152,7 @@ def run(
             try:
                 report = run_connector(engine, connector, subject=runtime.operator(), policy=runtime.policy,
                                        audit=runtime.audit, mode="full" if full else "incremental", dry_run=dry_run,
-                                       entities=entity or None, progress=advance)
+                                       entities=entity or None, progress=advance, allow_deletions=share)
             finally:
                 connector.close()
         if as_json:
@@ -188,9 +204,7 @@ def unmerge(natural_uid: Annotated[str, typer.Argument(help="The merged record's
     """Split a record that identity resolution merged into another twin back into its own twin."""
 
     def action(runtime: Runtime) -> None:
-        engine = SyncEngine(runtime.store, runtime.settings.resolved_database_url, lineage=runtime.lineage,
-                            actor="twin connect")
-        uid = engine.unmerge(natural_uid)
+        uid = runtime.sync_engine("twin connect").unmerge(natural_uid)
         console.print(f"{uid} is its own twin again", highlight=False)
 
     _guard(action)

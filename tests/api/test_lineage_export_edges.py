@@ -46,8 +46,7 @@ def test_rest_export_is_governed_and_omits_values_below_admin(api: ApiHarness) -
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
     assert api.client.get(f"/operations/lineage/export?format=csv&run={run_id}",
                           headers={"Authorization": f"Bearer {api.token('admin')}"}).status_code == 422
-    exports = [(r.subject, str(r.decision)) for r in api.runtime.audit.query(limit=1000)
-               if r.operation == "lineage.export"]
+    exports = [(r.subject, str(r.decision)) for r in api.runtime.audit.query(operation="lineage.export", limit=1000)]
     assert ("test-compliance", "allow") in exports and ("test-viewer", "deny") in exports
 
 

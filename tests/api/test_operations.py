@@ -37,3 +37,13 @@ def test_scenario_spec_errors_are_422_with_the_problems(api: ApiHarness) -> None
     response = api.client.post("/operations/scenarios", json={"spec": "name: x"},
                                headers={"Authorization": f"Bearer {api.token('hr')}"})
     assert response.status_code == 403
+
+
+def test_a_connector_run_takes_a_deletion_allowance_in_percent(api: ApiHarness) -> None:
+    headers = {"Authorization": f"Bearer {api.token('data_steward')}"}
+    response = api.client.post("/operations/connectors/no-such-connector/runs", headers=headers,
+                               json={"mode": "full", "allow_deletions": 150})
+    assert response.status_code == 422 and "allow_deletions" in response.text
+    response = api.client.post("/operations/connectors/no-such-connector/runs", headers=headers,
+                               json={"mode": "full", "allowDeletions": 35})
+    assert response.status_code == 404  # accepted, then the connector is looked up

@@ -182,4 +182,6 @@ def test_nul_and_lone_surrogates_are_refused_naming_the_input(api: ApiHarness, o
         assert status in (200, 400), body
         error = body["errors"][0]
         assert error.get("extensions", {}).get("code") == "BAD_USER_INPUT", (query, body)
-        assert name in error["message"] and ("NUL" in error["message"] or "surrogate" in error["message"])
+        # refused at the edge naming the variable (before it is recorded), or by the resolver naming the argument
+        assert ("`v`" in error["message"] or name in error["message"]) and (
+            "NUL" in error["message"] or "surrogate" in error["message"])

@@ -307,7 +307,7 @@ def test_a_twin_fed_by_two_connectors_survives_the_deletion_in_one(core: Ontolog
     assert twin.store.stats().by_class == {"Machine": 2}
     with create_engine(url_a).begin() as conn:
         conn.execute(text("DELETE FROM machines"))
-    gone = engine.run(a, "full")
+    gone = engine.run(a, "full", allow_deletions=1.0)  # an emptied source deletes only when the run is told to
     assert gone.entity("machines").deleted == 0  # nothing was deleted: plant-b still feeds the twin
     assert gone.entity("machines").examples.get("delete", []) == []
     assert twin.store.get("plant:machine:M1") is not None

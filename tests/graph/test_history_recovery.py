@@ -12,8 +12,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from sqlalchemy import func, select
+
 from graph.embedded import stop_embedded
-from graph.history import HistoryStore, twin_history_write
+from graph.history import HistoryStore, twin_history, twin_history_write
 from graph.store import GraphStore
 from tests.graph.contract_ontology import contract_ontology
 
@@ -65,8 +68,16 @@ def _ops(store: GraphStore, uid: str) -> list[tuple[str, str, str | None]]:
     return [(e.kind, e.op, e.target) for e in store.history_of(uid)]
 
 
-def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_open(tmp_path: Path) -> None:
-    history_url = f"sqlite:///{tmp_path / 'history.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh history database: a SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_open(tmp_path: Path,
+                                                                                    history_url: str) -> None:
     graph = tmp_path / "graph"
     try:
         _killed_at("twins", graph, history_url)
@@ -94,19 +105,19 @@ def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_o
             store.close()
     finally:
         stop_embedded(graph)
-    with sqlite3.connect(tmp_path / "history.db") as db:  # every write confirmed, with gap-free sequence numbers
-        writes = db.execute(f"SELECT state, seq_start, count FROM {twin_history_write.name} ORDER BY seq_start").fetchall()
+    w = twin_history_write
+    with HistoryStore(history_url).engine.connect() as db:  # every write confirmed, with gap-free sequence numbers
+        writes = db.execute(select(w.c.state, w.c.seq_start, w.c.count).order_by(w.c.seq_start)).all()
     assert {state for state, _, _ in writes} == {"confirmed"}
     assert [seq for _, seq, _ in writes] == [1 + sum(c for _, _, c in writes[:i]) for i in range(len(writes))]
 
 
-def test_an_intent_whose_graph_write_never_happened_is_dropped(tmp_path: Path) -> None:
-    history_url = f"sqlite:///{tmp_path / 'history.db'}"
+def test_an_intent_whose_graph_write_never_happened_is_dropped(tmp_path: Path, history_url: str) -> None:
     graph = tmp_path / "graph"
     try:
         _killed_at("never", graph, history_url)
-        with sqlite3.connect(tmp_path / "history.db") as db:
-            assert db.execute("SELECT count(*) FROM twin_history WHERE uid = 'm9'").fetchone() == (1,)  # the intent
+        with HistoryStore(history_url).engine.connect() as db:  # the intent
+            assert db.execute(select(func.count()).where(twin_history.c.uid == "m9")).scalar_one() == 1
         store = GraphStore.open(f"falkordb+embedded://{graph}", contract_ontology(), history_url=history_url)
         try:
             assert store.get("m9") is None
@@ -117,3 +128,49 @@ def test_an_intent_whose_graph_write_never_happened_is_dropped(tmp_path: Path) -
             store.close()
     finally:
         stop_embedded(graph)
+
+
+BULK_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from graph import history
+    from graph.model import Link, Twin
+    from graph.store import GraphStore
+    from tests.graph.contract_ontology import contract_ontology
+
+    data_dir, history_url, step = sys.argv[1], sys.argv[2], sys.argv[3]
+    kill = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+    if step == "sealed":  # the intent is durable, the bulk write never started
+        history.PendingChanges.seal = lambda self, _seal=history.PendingChanges.seal: (_seal(self), kill())
+    elif step == "written":  # the bulk write created the graph, its history is not confirmed
+        history.PendingChanges.commit = kill
+    twins = [Twin(f"b{i}", "Machine", {"name": f"b{i}", "capacity": 1.0}) for i in range(500)]
+    links = [Link("dependsOn", f"b{i}", f"b{i - 1}") for i in range(1, 500)]
+    store, _ = GraphStore.load(f"falkordb+embedded://{data_dir}", contract_ontology(), twins, links,
+                               history_url=history_url)
+    store.close()
+    print("not killed", flush=True)
+    """
+)
+
+
+def test_a_bulk_load_killed_before_or_after_it_created_the_graph_leaves_exactly_its_history(tmp_path: Path) -> None:
+    for step in ("sealed", "written"):
+        history_url = f"sqlite:///{tmp_path / step / 'history.db'}"
+        graph = tmp_path / step / "graph"
+        graph.mkdir(parents=True)
+        try:
+            killed = subprocess.run([sys.executable, "-c", BULK_WRITER, str(graph), history_url, step], cwd=REPO,
+                                    env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                                    timeout=120)
+            assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+            rerun = subprocess.run([sys.executable, "-c", BULK_WRITER, str(graph), history_url, "-"], cwd=REPO,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                                   timeout=120)  # sealed: the load again; written: an upsert of the same, no change
+            assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        finally:
+            stop_embedded(graph)
+        with sqlite3.connect(tmp_path / step / "history.db") as db:
+            ops = db.execute("SELECT kind, op, count(*) FROM twin_history GROUP BY kind, op").fetchall()
+            assert sorted(ops) == [("link", "create", 499), ("twin", "create", 500)], step
+            assert db.execute("SELECT DISTINCT state FROM twin_history_write").fetchall() == [("confirmed",)]
