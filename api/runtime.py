@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from ontology.model import Ontology
 if TYPE_CHECKING:  # the results store imports Mesa; commands that never read studies start without it
     from connectors.route_delivery import RouteRuntime
     from connectors.routes import Route
+    from connectors.schedule import Schedule
     from connectors.sync import SyncEngine
     from connectors.sync_runtime import SyncRuntime
     from simulation.results import ResultsStore
@@ -95,8 +97,10 @@ class Runtime:
                           limits=SizeLimits(s.sync_max_value_bytes, s.sync_max_row_bytes, s.sync_max_file_bytes),
                           deletion_limit=s.sync_max_delete_share, deletion_floor=s.sync_delete_floor)
 
-    def sync_runtime(self, only: list[str] | None = None) -> SyncRuntime:
-        """The runtime that keeps the scheduled connectors in sync (not started; `only` limits it to some)."""
+    def sync_runtime(self, only: list[str] | None = None,
+                     schedules: Mapping[str, Schedule] | None = None) -> SyncRuntime:
+        """The runtime that keeps the scheduled connectors in sync (not started; `only` limits it to some,
+        `schedules` replaces the configured schedule of the connectors it names)."""
         import os
 
         from connectors.leases import LeaseStore
@@ -109,10 +113,11 @@ class Runtime:
         if unknown:
             raise RegistryError(f"no connector named {', '.join(map(repr, unknown))}; known: "
                                 f"{', '.join(registry.names())}")
-        schedules = {name: registry.config(name).schedule for name in registry.names() if not only or name in only}
+        chosen = {name: (schedules or {}).get(name, registry.config(name).schedule)
+                  for name in registry.names() if not only or name in only}
         url = self.settings.resolved_database_url
         return SyncRuntime(
-            schedules, registry.connector,
+            chosen, registry.connector,
             lambda: self.sync_engine("twin runtime"),
             LeaseStore(url), policy=self.policy, audit=self.audit,
             lease_seconds=self.settings.runtime_lease_seconds,

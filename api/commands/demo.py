@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from api.demo import DemoResult, run_demo
+from api.demo import SAMPLE_CONNECTORS, DemoResult, run_demo
 from api.runtime import Runtime
 from connectors.mapping import MappingError
 from connectors.registry import RegistryError
+from connectors.schedule import DEFAULT_INTERVAL_SECONDS, Schedule
 from connectors.sample_enterprise import SampleEnterpriseError
 from connectors.source import SourceError
 from connectors.sync import SyncError
@@ -70,7 +71,8 @@ def demo(
         console.print("the sources are synced by themselves while it serves (schedules in connectors.yaml; "
                       "TWIN_RUNTIME_ENABLED=false turns that off); /ready shows each connector's lag")
     try:
-        uvicorn.run(create_app(runtime, live=settings.runtime_enabled), host=settings.api_host,
+        sample_schedules = {name: Schedule("every", DEFAULT_INTERVAL_SECONDS) for name in SAMPLE_CONNECTORS}
+        uvicorn.run(create_app(runtime, live=settings.runtime_enabled, schedules=sample_schedules), host=settings.api_host,
                     port=settings.api_port, log_level="warning")
     finally:
         runtime.close()
