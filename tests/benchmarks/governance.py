@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -27,8 +28,9 @@ from tests.benchmarks.synthetic_enterprise import batches, build  # noqa: E402
 
 
 def emit(**figures: object) -> None:
-    """Print one JSON line."""
-    print(json.dumps({"benchmark": "governance", **figures}), flush=True)
+    """Print one JSON line, with the load average it was measured under."""
+    print(json.dumps({"benchmark": "governance", **figures, "load_average": [round(x, 2) for x in os.getloadavg()]}),
+          flush=True)
 
 
 def median_ms(action: Callable[[], object], repeat: int) -> float:
