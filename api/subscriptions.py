@@ -30,9 +30,9 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
+from api.auth import token_expiry
 from api.changes import change_values
 from api.compiler import Selection
-from api.auth import token_expiry
 from api.errors import ApiError, Unauthenticated
 from governance.audit import Decision
 from governance.change_view import ChangeGate

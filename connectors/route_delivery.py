@@ -7,13 +7,12 @@ moves its cursor past the page. A crash between publishing and moving the cursor
 ids; nothing is skipped. A failing endpoint backs off (1 s, 2 s, ... up to a minute) and the route is marked
 suspended after five failures in a row — its events stay in the feed and it resumes from its cursor as soon as the
 endpoint takes them. Routes never wait for each other. Among several runtimes on one store each route is delivered
-by exactly one, through the same leases as connectors (`route:NAME`).
+by exactly one, through the same leased workers as connectors (`route:NAME`; connectors/leased_workers.py).
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, insert, select, update
@@ -22,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from connectors.events.endpoint_base import EndpointOptions, EventEndpoint
 from connectors.events.endpoints import open_endpoint
 from connectors.events.errors import EndpointError
+from connectors.leased_workers import LeasedWorkers
 from connectors.leases import LeaseStore
 from connectors.routes import Route
 from governance.audit import AuditEvent, AuditLog, Decision
@@ -97,7 +97,7 @@ class RouteStatus:
     last_delivery: datetime | None = None
 
 
-class RouteRuntime:
+class RouteRuntime(LeasedWorkers[RouteStatus]):
     """Delivers the feed to every route, each in its own thread, while this runtime holds the route's lease."""
 
     def __init__(
@@ -113,78 +113,33 @@ class RouteRuntime:
         audit: AuditLog,
         lease_seconds: float = 30.0,
     ) -> None:
+        super().__init__({r.name: RouteStatus(r.name, redacted(r.endpoint)) for r in routes}, leases, holder,
+                         lease_seconds, lease_prefix="route:", thread_prefix="route")
         self.routes = {route.name: route for route in routes}
         self.store = store
         self.policy = policy
         self.cursors = cursors
-        self.leases = leases
         self.source = source
-        self.holder = holder
         self.audit = audit
-        self.lease_seconds = lease_seconds
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._status = {r.name: RouteStatus(r.name, redacted(r.endpoint)) for r in routes}
-        self._threads: list[threading.Thread] = []
 
-    def start(self) -> None:
-        """Start one delivery thread per route and the lease keeper (returns at once)."""
-        if self._threads or not self.routes:
-            return
-        self._keep_leases()
-        self._threads = [threading.Thread(target=self._keeper, name="routes-leases", daemon=True)]
-        self._threads += [threading.Thread(target=self._deliver, args=(name,), name=f"route-{name}", daemon=True)
-                          for name in self.routes]
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Finish the batches in flight, then release this runtime's route leases."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout)
-        for name in self.routes:
-            try:
-                self.leases.release(f"route:{name}", self.holder)
-            except Exception:  # noqa: BLE001 - a store that is down releases by expiry instead
-                continue
-        self._threads = []
-
-    def status(self) -> list[RouteStatus]:
-        """Every route's status, by name."""
-        with self._lock:
-            return [self._status[name] for name in sorted(self._status)]
-
-    # ------------------------------------------------------------------------------------------------ threads
-    def _keeper(self) -> None:
-        while not self._stop.wait(self.lease_seconds / 3):
-            self._keep_leases()
-
-    def _keep_leases(self) -> None:
-        for name in self.routes:
-            try:
-                held = self.leases.acquire(f"route:{name}", self.holder, self.lease_seconds)
-            except Exception:  # noqa: BLE001 - the store is down: deliver nothing until it answers again
-                held = False
-            self._update(name, held=held)
-
-    def _deliver(self, name: str) -> None:
+    def work(self, name: str) -> None:
+        """Follow the feed from the route's cursor and publish what its role and filter let through."""
         route = self.routes[name]
         subject = Subject(sub=f"route:{name}", roles=frozenset({route.role}), org_unit=route.org_unit)
         gate = ChangeGate(self.policy, subject, self.store)
         endpoint: EventEndpoint | None = None
         failures = 0
         try:
-            while not self._stop.is_set():
-                if not self._current(name).held:
-                    self._stop.wait(min(1.0, self.lease_seconds / 3))
+            while not self.stopping.is_set():
+                if not self.held(name):
+                    self.stopping.wait(min(1.0, self.lease_seconds / 3))
                     continue
                 try:
                     cursor, _ = self.cursors.get(name)
                     page = self.store.feed.read(cursor, route.batch)
                     if not page:
-                        self._update(name, cursor=cursor)
-                        self._stop.wait(IDLE_POLL_SECONDS)
+                        self.update(name, cursor=cursor)
+                        self.stopping.wait(IDLE_POLL_SECONDS)
                         continue
                     events = [route.event(view, self.source) for view in gate.view(page) if route.filter.passes(view)]
                     if events:
@@ -198,28 +153,19 @@ class RouteRuntime:
                     self.cursors.advance(name, page[-1].seq, len(events))
                     failures = 0
                     seq, delivered = self.cursors.get(name)
-                    self._update(name, cursor=seq, delivered=delivered, failures=0, suspended=False, last_error=None,
-                                 last_delivery=datetime.now(UTC) if events else self._current(name).last_delivery)
+                    self.update(name, cursor=seq, delivered=delivered, failures=0, suspended=False, last_error=None,
+                                 last_delivery=datetime.now(UTC) if events else self.current(name).last_delivery)
                 except (EndpointError, FeedError, OSError) as exc:
                     failures += 1
                     if endpoint is not None:  # a fresh connection on the next try
                         _close_quietly(endpoint)
                         endpoint = None
-                    self._update(name, failures=failures, suspended=failures >= SUSPEND_AFTER,
+                    self.update(name, failures=failures, suspended=failures >= SUSPEND_AFTER,
                                  last_error=f"{type(exc).__name__}: {str(exc)[:300]}")
-                    self._stop.wait(min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1)))
+                    self.stopping.wait(min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1)))
         finally:
             if endpoint is not None:
                 _close_quietly(endpoint)
-
-    def _current(self, name: str) -> RouteStatus:
-        with self._lock:
-            return self._status[name]
-
-    def _update(self, name: str, **changes: object) -> RouteStatus:
-        with self._lock:
-            self._status[name] = updated = replace(self._status[name], **changes)  # type: ignore[arg-type]
-            return updated
 
 
 def open_route_endpoint(route: Route) -> EventEndpoint:

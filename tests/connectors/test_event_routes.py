@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,26 +15,17 @@ from typer.testing import CliRunner
 from api.cli import app
 from api.runtime import Runtime
 from api.settings import Settings, get_settings
+from connectors.events.webhook_signature import verify_webhook_signature
 from connectors.route_delivery import RouteCursors
 from connectors.routes import RouteError, load_routes
-from connectors.events.webhook_signature import verify_webhook_signature
 from governance.identity import Subject
 from graph.embedded import stop_embedded
 from graph.model import Link, Twin
 from ontology.core import load_core
 from tests.connectors.test_event_endpoints import jetstream_stream, read_jetstream, service_missing  # noqa: F401
+from tests.waiting import wait_for
 
 SECRET = "route-test-secret"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    """Whether `condition` holds within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 class Receiver:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,18 +22,9 @@ from connectors.schedule import Schedule, ScheduleError, parse_schedule
 from connectors.sync_runtime import FIRST_BACKOFF_SECONDS, SyncRuntime
 from graph.embedded import stop_embedded
 from tests.connectors.test_sync_engine import MAPPING, plant
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    """Whether `condition` holds within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 # ------------------------------------------------------------------------------------------------ schedules
