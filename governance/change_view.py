@@ -64,7 +64,7 @@ class ChangeGate:
             return None
         labels = self.ontology.labels(cls)
         masked: dict[str, str] = {}
-        states = []
+        states: list[dict[str, Any] | None] = []
         for state in (change.before, change.after):
             if state is None:
                 states.append(None)
