@@ -31,6 +31,8 @@ class Runtime:
     """Opens what a command or the API server needs, once, from the settings."""
 
     settings: Settings = field(default_factory=get_settings)
+    schedule_every: dict[str, float] = field(default_factory=dict)
+    """Connectors whose runtime schedule is replaced by 'every N seconds' (`twin demo` shortens the sample's)."""
 
     def __post_init__(self) -> None:
         owner_only_data_dir(self.settings.data_dir)
@@ -101,6 +103,7 @@ class Runtime:
 
         from connectors.leases import LeaseStore
         from connectors.registry import ConnectorRegistry, RegistryError
+        from connectors.schedule import Schedule
         from connectors.sync_runtime import SyncRuntime
 
         # secrets referenced as ${NAME} in connectors.yaml come from the process environment
@@ -110,6 +113,9 @@ class Runtime:
             raise RegistryError(f"no connector named {', '.join(map(repr, unknown))}; known: "
                                 f"{', '.join(registry.names())}")
         schedules = {name: registry.config(name).schedule for name in registry.names() if not only or name in only}
+        for name, seconds in self.schedule_every.items():
+            if name in schedules:
+                schedules[name] = Schedule("every", seconds=seconds)
         url = self.settings.resolved_database_url
         return SyncRuntime(
             schedules, registry.connector,
