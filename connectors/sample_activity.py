@@ -8,6 +8,7 @@ newest in their table), so the connectors' incremental syncs pick it up on their
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 import threading
@@ -20,6 +21,8 @@ from connectors.sample_enterprise import FIRST_NAMES, LAST_NAMES, SampleEnterpri
 KINDS = ("sales order", "hire", "purchase order", "transfer", "rename", "leaver")
 """The changes the driver makes, in the order it takes turns."""
 MIN_EVERY_SECONDS = 0.1
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class SampleActivity:
                 self.step()
             except (sqlite3.Error, SampleEnterpriseError) as exc:  # a locked or changed database: try next turn
                 self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                logger.warning("sample activity: %s", self.errors[-1])
 
     # ------------------------------------------------------------------------------------------- changes
     def step(self) -> ActivityChange:
