@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,7 +40,6 @@ from governance.errors import AuditError
 
 if TYPE_CHECKING:
     from connectors.route_delivery import RouteRuntime
-    from connectors.schedule import Schedule
     from connectors.sync_runtime import SyncRuntime
 
 API_VERSION = "1.0.0"
@@ -67,11 +66,10 @@ class ApiServices:
         return self.runtime.policy
 
 
-def create_app(runtime: Runtime | None = None, *, live: bool | None = None,
-               schedules: Mapping[str, Schedule] | None = None) -> FastAPI:
+def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> FastAPI:
     """The API over `runtime` (default: one opened from the settings, closed when the app stops); with `live` (default:
     TWIN_RUNTIME_ENABLED for an app that opens its own runtime, as `twin serve` does) it also runs the scheduled
-    connector syncs while it serves (`schedules` replaces the configured schedule of the connectors it names)."""
+    connector syncs while it serves (on the schedules of connectors.yaml and the runtime's `schedule_every`)."""
     owned = runtime is None
     runtime = runtime or Runtime()
     settings = runtime.settings
@@ -91,7 +89,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None,
         raise
     services.metrics.watch_audit(lambda: services.trail.failed)
     if settings.runtime_enabled if live is None and owned else bool(live):
-        services.live = runtime.sync_runtime(schedules=schedules)
+        services.live = runtime.sync_runtime()
         services.routes = runtime.route_runtime(holder=services.live.holder)
         services.metrics.watch_connectors(services.live)
         services.metrics.watch_routes(services.routes)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from api.runtime import Runtime
 from connectors.registry import ConnectorRegistry
+from connectors.sample_activity import SampleActivity
 from connectors.sample_enterprise import SampleEnterpriseError, SampleManifest, generate_sample
 from connectors.service import run_connector
 from connectors.sync import SyncReport
@@ -87,6 +88,16 @@ def run_demo(
         detail=f"synced {', '.join(SAMPLE_CONNECTORS)}",
     ))
     return result
+
+
+def living_sample(runtime: Runtime) -> SampleActivity:
+    """Make the served demo move: the sample connectors synced every TWIN_DEMO_SYNC_SECONDS and a driver (started
+    here) writing a business change into the sample's HR or ERP database every TWIN_DEMO_ACTIVITY_SECONDS."""
+    settings = runtime.settings
+    runtime.schedule_every.update({name: settings.demo_sync_seconds for name in SAMPLE_CONNECTORS})
+    activity = SampleActivity(settings.data_dir / "sample", every_seconds=settings.demo_activity_seconds)
+    activity.start()
+    return activity
 
 
 def find_examples(runtime: Runtime) -> DemoExamples:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,6 @@ from ontology.model import Ontology
 if TYPE_CHECKING:  # the results store imports Mesa; commands that never read studies start without it
     from connectors.route_delivery import RouteRuntime
     from connectors.routes import Route
-    from connectors.schedule import Schedule
     from connectors.sync import SyncEngine
     from connectors.sync_runtime import SyncRuntime
     from simulation.results import ResultsStore
@@ -33,6 +31,8 @@ class Runtime:
     """Opens what a command or the API server needs, once, from the settings."""
 
     settings: Settings = field(default_factory=get_settings)
+    schedule_every: dict[str, float] = field(default_factory=dict)
+    """Connectors whose runtime schedule is replaced by 'every N seconds' (`twin demo` shortens the sample's)."""
 
     def __post_init__(self) -> None:
         owner_only_data_dir(self.settings.data_dir)
@@ -97,14 +97,14 @@ class Runtime:
                           limits=SizeLimits(s.sync_max_value_bytes, s.sync_max_row_bytes, s.sync_max_file_bytes),
                           deletion_limit=s.sync_max_delete_share, deletion_floor=s.sync_delete_floor)
 
-    def sync_runtime(self, only: list[str] | None = None,
-                     schedules: Mapping[str, Schedule] | None = None) -> SyncRuntime:
-        """The runtime that keeps the scheduled connectors in sync (not started; `only` limits it to some,
-        `schedules` replaces the configured schedule of the connectors it names)."""
+    def sync_runtime(self, only: list[str] | None = None) -> SyncRuntime:
+        """The runtime that keeps the scheduled connectors in sync (not started; `only` limits it to some;
+        `schedule_every` replaces the configured schedule of the connectors it names)."""
         import os
 
         from connectors.leases import LeaseStore
         from connectors.registry import ConnectorRegistry, RegistryError
+        from connectors.schedule import Schedule
         from connectors.sync_runtime import SyncRuntime
 
         # secrets referenced as ${NAME} in connectors.yaml come from the process environment
@@ -113,11 +113,13 @@ class Runtime:
         if unknown:
             raise RegistryError(f"no connector named {', '.join(map(repr, unknown))}; known: "
                                 f"{', '.join(registry.names())}")
-        chosen = {name: (schedules or {}).get(name, registry.config(name).schedule)
-                  for name in registry.names() if not only or name in only}
+        schedules = {name: registry.config(name).schedule for name in registry.names() if not only or name in only}
+        for name, seconds in self.schedule_every.items():
+            if name in schedules:
+                schedules[name] = Schedule("every", seconds=seconds)
         url = self.settings.resolved_database_url
         return SyncRuntime(
-            chosen, registry.connector,
+            schedules, registry.connector,
             lambda: self.sync_engine("twin runtime"),
             LeaseStore(url), policy=self.policy, audit=self.audit,
             lease_seconds=self.settings.runtime_lease_seconds,

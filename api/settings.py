@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     runtime_enabled: bool = Field(
         True, description="Run scheduled connector syncs inside `twin serve` and `twin demo` (`twin run` always does)."
     )
+    demo_activity_seconds: float = Field(
+        3.0, ge=0.1, description="`twin demo` (serving): one business change written into the sample's HR or ERP "
+        "database every this many seconds (`--still` turns it off).")
+    demo_sync_seconds: float = Field(
+        5.0, ge=1.0, description="`twin demo` (serving): the sample connectors are synced every this many seconds "
+        "(instead of their connectors.yaml schedule), so a change shows in the twin within seconds.")
     event_source: str = Field(
         "urn:enterprise-twin:twin", description="CloudEvents `source` of the twin's change events on every route."
     )

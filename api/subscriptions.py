@@ -297,7 +297,7 @@ class _Connection:
             raise GraphQLError("a subscription selects exactly one root field")
         root = roots[0]
         field_def = schema.subscription_type.fields[root.name.value]  # type: ignore[union-attr]
-        coerced = get_variable_values(schema, chosen.variable_definitions, variables)
+        coerced = get_variable_values(schema, chosen.variable_definitions or (), variables)  # None without any
         if isinstance(coerced, list):
             raise coerced[0]
         args = get_argument_values(field_def, root, coerced)

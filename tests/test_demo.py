@@ -4,6 +4,7 @@ answer through the real API."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +81,35 @@ def test_the_printed_example_queries_answer_through_the_api(data_dir: Path) -> N
             assert record["value"].startswith("sha256:")  # compliance sees personal values only as hashes
     finally:
         runtime.close()
+
+
+def test_the_served_demo_moves_its_sample_and_syncs_it_often(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from api.demo import SAMPLE_CONNECTORS, living_sample
+    from api.runtime import Runtime
+
+    _demo()
+    monkeypatch.setenv("TWIN_DEMO_ACTIVITY_SECONDS", "0.2")
+    monkeypatch.setenv("TWIN_DEMO_SYNC_SECONDS", "2")
+    get_settings.cache_clear()
+    runtime = Runtime()
+    try:
+        with sqlite3.connect(data_dir / "sample" / "erp.sqlite") as con:
+            (orders,) = con.execute("SELECT COUNT(*) FROM sales_orders").fetchone()
+        activity = living_sample(runtime)
+        try:
+            deadline = time.monotonic() + 20
+            while len(activity.changes) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            activity.stop()
+        assert [c.kind for c in activity.changes[:3]] == ["sales order", "hire", "purchase order"]
+        with sqlite3.connect(data_dir / "sample" / "erp.sqlite") as con:
+            assert con.execute("SELECT COUNT(*) FROM sales_orders").fetchone()[0] == orders + 1
+        live = runtime.sync_runtime()
+        assert {name: live.schedules[name].describe() for name in SAMPLE_CONNECTORS} == \
+            {name: "every 2 s" for name in SAMPLE_CONNECTORS}
+    finally:
+        runtime.close()
+

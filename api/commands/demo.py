@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from api.demo import SAMPLE_CONNECTORS, DemoResult, run_demo
+from api.demo import SAMPLE_CONNECTORS, DemoResult, living_sample, run_demo
 from api.runtime import Runtime
 from connectors.mapping import MappingError
 from connectors.registry import RegistryError
-from connectors.schedule import DEFAULT_INTERVAL_SECONDS, Schedule
+from connectors.schedule import DEFAULT_INTERVAL_SECONDS
 from connectors.sample_enterprise import SampleEnterpriseError
 from connectors.source import SourceError
 from connectors.sync import SyncError
@@ -33,6 +33,8 @@ def demo(
     = "small",
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards (default).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the tour.")] = False,
+    still: Annotated[bool, typer.Option("--still", help="While serving, do not write new orders and HR changes "
+                                        "into the sample's databases.")] = False,
 ) -> None:
     """Build the sample enterprise's sources, sync them with lineage and audit, print tokens and example queries,
     then serve the API with GraphiQL (re-running reuses the data directory and duplicates nothing)."""
@@ -65,16 +67,24 @@ def demo(
     from api.app import create_app
 
     settings = runtime.settings
+    # the sample connectors are scheduled only here (connectors.yaml keeps them off): every 30 s, faster when living
+    runtime.schedule_every.update({name: DEFAULT_INTERVAL_SECONDS for name in SAMPLE_CONNECTORS})
+    activity = None if still else living_sample(runtime)
     console.print(f"\nserving on http://{settings.api_host}:{settings.api_port}  (GraphiQL: /graphql, console: "
                   "/console, REST: /docs) — Ctrl-C stops")
     if settings.runtime_enabled:
         console.print("the sources are synced by themselves while it serves (schedules in connectors.yaml; "
                       "TWIN_RUNTIME_ENABLED=false turns that off); /ready shows each connector's lag")
+    if activity is not None:
+        console.print(f"the sample enterprise moves: a new order or HR change every {activity.every_seconds:g} s, "
+                      f"the sample connectors synced every {settings.demo_sync_seconds:g} s (--still turns that off; "
+                      "the console's Activity view shows it)")
     try:
-        sample_schedules = {name: Schedule("every", DEFAULT_INTERVAL_SECONDS) for name in SAMPLE_CONNECTORS}
-        uvicorn.run(create_app(runtime, live=settings.runtime_enabled, schedules=sample_schedules), host=settings.api_host,
+        uvicorn.run(create_app(runtime, live=settings.runtime_enabled), host=settings.api_host,
                     port=settings.api_port, log_level="warning")
     finally:
+        if activity is not None:
+            activity.stop()
         runtime.close()
 
 

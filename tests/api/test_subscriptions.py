@@ -123,3 +123,20 @@ def test_a_connection_without_the_subprotocol_is_refused(served) -> None:  # typ
     with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/graphql") as socket:
         socket.receive_json()
     assert closed.value.code == 4406
+
+
+def test_a_subscription_without_variable_definitions_streams_too(served) -> None:  # type: ignore[no-untyped-def]
+    # `subscription { changes { ... } }` (no variables, what the console sends) once failed with an internal error
+    client, runtime, issuer = served
+    ws, socket = _connect(client, issuer.issue_token("architect", sub="ari"))
+    try:
+        socket.send_json({"id": "1", "type": "subscribe",
+                          "payload": {"query": "subscription { changes { seq uid op className } }"}})
+        time.sleep(0.3)  # subscribed (from the head) before the write below
+        runtime.store.upsert_twins([Twin("m9", "Machine", {"name": "Lathe"})])
+        message = socket.receive_json()
+    finally:
+        ws.__exit__(None, None, None)
+    assert message["type"] == "next" and message["id"] == "1"
+    assert message["payload"]["data"]["changes"]["uid"] == "m9"
+    assert message["payload"]["data"]["changes"]["op"] == "create"

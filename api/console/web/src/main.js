@@ -5,6 +5,7 @@ import { h, notice, replace } from "./dom.js";
 import { resetSchemaCache, schemaOverview } from "./schema.js";
 import { currentSession, signOut } from "./session.js";
 import { signInView } from "./signIn.js";
+import { activityView } from "./views/activity.js";
 import { auditView } from "./views/audit.js";
 import { graphView } from "./views/graph.js";
 import { lineageView } from "./views/lineage.js";
@@ -15,6 +16,7 @@ const VIEWS = {
   scenarios: { title: "Scenarios", render: scenariosView },
   lineage: { title: "Lineage", render: lineageView },
   audit: { title: "Audit", render: auditView },
+  activity: { title: "Activity", render: activityView },
 };
 const HOME_BY_ROLE = { executive: "scenarios", compliance: "audit" };
 
