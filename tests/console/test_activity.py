@@ -46,7 +46,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSer
     thread: threading.Thread | None = None
     try:
         run_demo(runtime, "tiny")
-        runtime.schedule_every["sample-hr"] = 1.0
+        # as `twin demo` schedules the sample connectors (connectors.yaml keeps them off), HR every second
+        runtime.schedule_every.update({"sample-hr": 1.0, "sample-crm": 30.0, "sample-erp": 30.0})
         app = create_app(runtime, live=True)
         mount_console(app)
         port = _free_port()
