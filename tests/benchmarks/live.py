@@ -259,7 +259,7 @@ def throughput_figures(bench: Bench, changes: int, rounds: int, batch: int, wind
         started = time.perf_counter()
         routes.start()
         try:
-            wait_for(lambda: routes.status()[0].cursor >= head, 600, "the route to reach the feed's head")
+            wait_for(lambda r=routes, h=head: r.status()[0].cursor >= h, 600, "the route to reach the feed's head")
             elapsed = time.perf_counter() - started
         finally:
             routes.stop()
@@ -292,7 +292,7 @@ def fanout_figure(bench: Bench, subscribers: int, changes: int) -> None:
     (bench.data / "routes.yaml").unlink(missing_ok=True)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(bench.runtime, live=False), host="127.0.0.1", port=port,
-                                           log_level="warning", ws="websockets"))
+                                           log_level="warning", ws="websockets-sansio"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 60, "uvicorn to start")
@@ -329,7 +329,7 @@ async def _fanout(bench: Bench, port: int, tokens: list[str], changes: int) -> l
         for i in range(changes):
             uid = f"fanout:{i}"
 
-            async def receive(ws) -> float:  # type: ignore[no-untyped-def]
+            async def receive(ws, uid: str = uid) -> float:  # type: ignore[no-untyped-def]
                 while True:
                     message = json.loads(await ws.recv())
                     if message.get("type") != "next":
