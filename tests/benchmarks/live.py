@@ -1,0 +1,393 @@
+"""Benchmark: the living twin end to end, against the real services running here. One JSON line per figure.
+
+    .venv/bin/python -m tests.benchmarks.live [--samples 30] [--mqtt-idle-timeout 0.02] [--changes 5000]
+        [--rounds 3] [--batch 500] [--window 256] [--subscribers 100] [--fanout-changes 5] [--only mqtt|sql|...]
+
+- mqtt_to_event_p99_ms: a machine reading published to Mosquitto (127.0.0.1:1883) -> synced by the runtime (an MQTT
+  connector on a `continuous` schedule, the telemetry mapping's status update of an existing machine twin) -> the
+  change's CloudEvent received from a NATS JetStream route (an ordered JetStream consumer). One reading at a time.
+  The MQTT source syncs a batch once no message came for `idle_timeout` (connector option, default 1 s, which alone
+  puts every reading >= 1 s behind); the benchmark sets 0.02 s and prints it.
+- sql_poll_change_to_event_p99_ms: a row committed in a PostgreSQL source (127.0.0.1:5432, db `test`) -> synced by
+  the runtime polling every 1 s -> the event received from the same route. (The push option, LISTEN/NOTIFY, is not
+  built, so `sql_change_to_event_p99_ms` is not printed.)
+- feed_to_nats_events_per_s, raw_nats_publish_per_s, feed_to_nats_ratio: N changes written to the graph in bulk,
+  then a RouteRuntime delivering all of them to NATS (policy gate, filter, CloudEvents, PubAcks, cursor), timed from
+  its start until its cursor reaches the feed's head; against a plain nats-py JetStream publisher with the same
+  in-flight window and batch (tests/benchmarks/event_endpoints.py) in the same run. Median of the rounds.
+- subscription_fanout_p99_ms: 100 WebSocket subscribers (graphql-transport-ws, `websockets` client) on a real
+  uvicorn server, one change committed -> p99 over subscribers and changes of the time from the start of the write
+  until a subscriber received the change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
+
+import nats
+import psycopg
+from nats.errors import TimeoutError as NatsTimeout
+
+from api.runtime import Runtime
+from api.settings import Settings
+from connectors.route_delivery import RouteCursors
+from graph.embedded import stop_embedded
+from graph.model import Twin
+from tests.benchmarks.event_endpoints import make_events, raw_publish
+
+NATS_URL = "nats://127.0.0.1:4222"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+MQTT_MAPPING = """\
+system: benchtelemetry
+entities:
+  - name: machine_telemetry
+    class: Machine
+    uid: "bench:machine:{{topic_2}}"
+    update_only: true
+    ledger: false
+    source: {{topic: "{topic}/+", time_field: ts}}
+    properties:
+      status:
+        field: state
+        lookup: {{map: {{running: operational, idle: operational, down: down, maintenance: maintenance}}}}
+"""
+SQL_MAPPING = """\
+system: benchplant
+entities:
+  - name: machines
+    class: Machine
+    uid: "benchsql:machine:{{code}}"
+    key: code
+    watermark: updated_at
+    source: {{table: {table}}}
+    properties:
+      name: name
+      status: status
+"""
+
+
+def emit(figure: str, value: float, **extra: object) -> None:
+    """One JSON line per figure, with the load average."""
+    load = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    print(json.dumps({"benchmark": "live", "figure": figure, "value": round(value, 3), **extra,
+                      "load_average": load}), flush=True)
+
+
+def p99(samples: list[float]) -> float:
+    """The 99th percentile (nearest rank) of `samples`."""
+    ordered = sorted(samples)
+    return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until `condition` holds; RuntimeError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+async def manage_stream(stream: str, prefix: str, create: bool) -> None:
+    """Create (or delete) a JetStream stream capturing PREFIX.>."""
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        if create:
+            await js.add_stream(name=stream, subjects=[f"{prefix}.>"])
+        else:
+            await js.delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+class Bench:
+    """A fresh data directory, its runtime and the NATS streams of one benchmark run."""
+
+    def __init__(self, root: Path) -> None:
+        self.data = root / "twin"
+        self.data.mkdir()
+        self.runtime = Runtime(settings=Settings(data_dir=self.data, runtime_lease_seconds=3))
+        tag = uuid.uuid4().hex[:8]
+        self.stream, self.prefix = f"LIVE_{tag.upper()}", f"live-{tag}"
+        self.raw_stream, self.raw_prefix = f"LIVERAW_{tag.upper()}", f"live-raw-{tag}"
+
+    def routes(self, name: str, batch: int = 200) -> None:
+        """routes.yaml with one route `name` to this run's stream."""
+        (self.data / "routes.yaml").write_text(
+            f"routes:\n  {name}:\n    endpoint: {NATS_URL}/{self.stream}/{self.prefix}\n    role: architect\n"
+            f"    batch: {batch}\n")
+
+    def close(self) -> None:
+        """Close the runtime and stop its embedded graph."""
+        self.runtime.close()
+        stop_embedded(self.data / "graph")
+
+
+async def await_event(sub, subject: str, status: str, timeout: float = 10.0) -> float:  # type: ignore[no-untyped-def]
+    """perf_counter() when the event setting `subject`'s status to `status` arrives (other events are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = await sub.next_msg(timeout=max(0.01, deadline - time.monotonic()))
+        event = json.loads(msg.data)
+        if event["subject"] == subject and {"op": "replace" if event["type"] == "twin.updated" else "add",
+                                            "path": "/status", "value": status} in event["data"]["patch"]:
+            return time.perf_counter()
+
+
+async def connector_latencies(bench: Bench, connector: str, samples: int,
+                              change: Callable[[int], tuple[str, str]]) -> list[float]:
+    """Run `connector` and the route; `change(i)` makes one source change and returns the uid it must change and
+    the status it must give the twin."""
+    live = bench.runtime.sync_runtime([connector])
+    routes = bench.runtime.route_runtime(holder=live.holder)
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    sub = await js.subscribe(f"{bench.prefix}.>", stream=bench.stream, ordered_consumer=True,
+                             deliver_policy=nats.js.api.DeliverPolicy.NEW)
+    live.start()
+    routes.start()
+    wait_for(lambda: routes.status()[0].cursor >= bench.runtime.store.feed.head(), 60, "the route to catch up")
+    latencies: list[float] = []
+    try:
+        for i in range(samples + 3):  # three to warm up
+            await asyncio.sleep(0.1 + (i % 5) * 0.05)  # readings at uneven moments against the poll and the runs
+            start = time.perf_counter()
+            uid, status = await asyncio.to_thread(change, i)
+            committed = time.perf_counter() if connector == "bench-sql" else start
+            try:
+                received = await await_event(sub, uid, status)
+            except NatsTimeout:
+                raise RuntimeError(f"no event for {uid} within 10 s; connector status "
+                                   f"{live.status()}, routes {routes.status()}") from None
+            if i >= 3:
+                latencies.append((received - committed) * 1000)
+    finally:
+        live.stop()
+        routes.stop()
+        await nc.close()
+    return latencies
+
+
+def mqtt_figure(bench: Bench, samples: int, idle: float) -> None:
+    """mqtt_to_event_p99_ms, the connector closing a batch after `idle` seconds without a message."""
+    import paho.mqtt.client as mqtt
+
+    topic = f"bench/{uuid.uuid4().hex[:8]}"
+    (bench.data / "bench_telemetry.yaml").write_text(MQTT_MAPPING.format(topic=topic))
+    (bench.data / "connectors.yaml").write_text(
+        "connectors:\n  bench-mqtt:\n    mapping: bench_telemetry.yaml\n    schedule: continuous\n"
+        f"    source: {{kind: mqtt, host: 127.0.0.1, port: 1883, client_id: 'bench-{uuid.uuid4().hex[:8]}', "
+        f"idle_timeout: {idle}, duration: 30}}\n")
+    bench.runtime.store.upsert_twins([Twin("bench:machine:M1", "Machine", {"name": "Press", "status": "down"})])
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="")
+    client.connect("127.0.0.1", 1883, keepalive=30)
+    client.loop_start()
+
+    def reading(i: int) -> str:
+        body = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{i % 1000:03d}Z",
+                "state": "running" if i % 2 == 0 else "down", "temperature_c": 40 + i % 7}
+        client.publish(f"{topic}/M1", json.dumps(body).encode(), qos=1).wait_for_publish(5)
+        return "bench:machine:M1", "operational" if i % 2 == 0 else "down"
+
+    try:
+        latencies = asyncio.run(connector_latencies(bench, "bench-mqtt", samples, reading))
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    emit("mqtt_to_event_p99_ms", p99(latencies), goal_ms=250, samples=len(latencies),
+         median_ms=round(statistics.median(latencies), 1), mqtt_idle_timeout_s=idle, schedule="continuous")
+
+
+def sql_figure(bench: Bench, samples: int) -> None:
+    """sql_poll_change_to_event_p99_ms."""
+    table = f"bench_machines_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, code text, name text, status text, "
+                     "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())")
+    (bench.data / "bench_sql.yaml").write_text(SQL_MAPPING.format(table=table))
+    (bench.data / "connectors.yaml").write_text(
+        f"connectors:\n  bench-sql:\n    mapping: bench_sql.yaml\n    schedule: 1s\n"
+        f"    source: {{kind: sql, url: '{POSTGRES_URL}'}}\n")
+    source = psycopg.connect(POSTGRES_URL, autocommit=True)
+
+    def row(i: int) -> str:
+        source.execute(f"INSERT INTO {table} (code, name, status) VALUES (%s, %s, %s)",
+                       (f"S{i}", f"Saw {i}", "maintenance"))
+        return f"benchsql:machine:S{i}", "maintenance"
+
+    try:
+        latencies = asyncio.run(connector_latencies(bench, "bench-sql", samples, row))
+    finally:
+        source.close()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    emit("sql_poll_change_to_event_p99_ms", p99(latencies), goal_ms=1500, samples=len(latencies),
+         median_ms=round(statistics.median(latencies), 1), poll_interval_s=1)
+
+
+def throughput_figures(bench: Bench, changes: int, rounds: int, batch: int, window: int) -> None:
+    """feed_to_nats_events_per_s, raw_nats_publish_per_s and feed_to_nats_ratio."""
+    if window != 256:
+        raise SystemExit("--window: the route endpoint's in-flight window is 256 (EndpointOptions.max_in_flight)")
+    bench.routes("bulk", batch)
+    cursors = RouteCursors(bench.runtime.settings.resolved_database_url)
+    feed_rates, raw_rates = [], []
+    for round_no in range(rounds):
+        before = bench.runtime.store.feed.head()
+        for start in range(0, changes, 1_000):  # the burst, in bulk writes of 1,000
+            bench.runtime.store.upsert_twins([
+                Twin(f"bulk:{round_no}:{i}", "Machine", {"name": f"Machine {i}", "status": "operational"})
+                for i in range(start, min(changes, start + 1_000))])
+        head = bench.runtime.store.feed.head()
+        cursors.rewind("bulk", before)
+        routes = bench.runtime.route_runtime()
+        started = time.perf_counter()
+        routes.start()
+        try:
+            wait_for(lambda r=routes, h=head: r.status()[0].cursor >= h, 600, "the route to reach the feed's head")
+            elapsed = time.perf_counter() - started
+        finally:
+            routes.stop()
+        if routes.status()[0].failures:
+            raise RuntimeError(f"the route failed: {routes.status()[0].last_error}")
+        feed_rates.append((head - before) / elapsed)
+        events = make_events(changes, round_no * changes + 1)
+        raw_rates.append(changes / asyncio.run(raw_publish(events, bench.raw_prefix, window, batch)))
+    common = {"changes": changes, "batch": batch, "window": window, "rounds": rounds}
+    feed_rate, raw_rate = statistics.median(feed_rates), statistics.median(raw_rates)
+    emit("feed_to_nats_events_per_s", feed_rate, **common)
+    emit("raw_nats_publish_per_s", raw_rate, **common)
+    emit("feed_to_nats_ratio", feed_rate / raw_rate, goal=0.75, **common)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fanout_figure(bench: Bench, subscribers: int, changes: int) -> None:
+    """subscription_fanout_p99_ms."""
+    import uvicorn
+
+    from api.app import create_app
+    from governance.tokens import LocalIssuer
+
+    (bench.data / "routes.yaml").unlink(missing_ok=True)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(bench.runtime, live=False), host="127.0.0.1", port=port,
+                                           log_level="warning", ws="websockets-sansio"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 60, "uvicorn to start")
+    issuer = LocalIssuer(bench.data)
+    tokens = [issuer.issue_token("architect", sub=f"bench-subscriber-{i}") for i in range(subscribers)]
+    try:
+        latencies = asyncio.run(_fanout(bench, port, tokens, changes))
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    emit("subscription_fanout_p99_ms", p99(latencies), goal_ms=250, subscribers=subscribers, changes=changes,
+         samples=len(latencies), median_ms=round(statistics.median(latencies), 1))
+
+
+async def _fanout(bench: Bench, port: int, tokens: list[str], changes: int) -> list[float]:
+    import websockets
+
+    query = "subscription($a: Int) { changes(after: $a) { seq uid op } }"
+    head = bench.runtime.store.feed.head()
+    sockets = []
+    try:
+        for token in tokens:
+            ws = await websockets.connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-transport-ws"],
+                                          max_queue=None)
+            sockets.append(ws)
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+            ack = json.loads(await ws.recv())
+            if ack != {"type": "connection_ack"}:
+                raise RuntimeError(f"subscriber refused: {ack}")
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": query, "variables": {"a": head}}}))
+        await asyncio.sleep(1.0)  # every subscription is registered before the first change
+        latencies: list[float] = []
+        for i in range(changes):
+            uid = f"fanout:{i}"
+
+            async def receive(ws, uid: str = uid) -> float:  # type: ignore[no-untyped-def]
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message.get("type") != "next":
+                        raise RuntimeError(f"subscriber got {message}")
+                    if message["payload"]["data"]["changes"]["uid"] == uid:
+                        return time.perf_counter()
+
+            waiting = [asyncio.create_task(receive(ws)) for ws in sockets]
+            await asyncio.sleep(0.05)
+            start = time.perf_counter()
+            await asyncio.to_thread(bench.runtime.store.upsert_twins,
+                                    [Twin(uid, "Machine", {"name": f"Fan {i}", "status": "operational"})])
+            received = await asyncio.wait_for(asyncio.gather(*waiting), 30)
+            latencies += [(t - start) * 1000 for t in received]
+            await asyncio.sleep(0.3)
+        return latencies
+    finally:
+        for ws in sockets:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=30, help="readings / rows timed per connector figure")
+    parser.add_argument("--mqtt-idle-timeout", type=float, default=0.02,
+                        help="the MQTT connector's idle_timeout: a batch is synced after this long without a message")
+    parser.add_argument("--changes", type=int, default=5_000, help="changes per throughput round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=500, help="route batch and raw publisher batch")
+    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--fanout-changes", type=int, default=5)
+    parser.add_argument("--only", choices=["mqtt", "sql", "throughput", "fanout"], action="append")
+    args = parser.parse_args()
+    only = set(args.only or ["mqtt", "sql", "throughput", "fanout"])
+    with tempfile.TemporaryDirectory(prefix="twin-live-bench-") as tmp:
+        bench = Bench(Path(tmp))
+        asyncio.run(manage_stream(bench.stream, bench.prefix, True))
+        asyncio.run(manage_stream(bench.raw_stream, bench.raw_prefix, True))
+        try:
+            if "mqtt" in only:
+                bench.routes("live")
+                mqtt_figure(bench, args.samples, args.mqtt_idle_timeout)
+            if "sql" in only:
+                bench.routes("live")
+                sql_figure(bench, args.samples)
+            if "throughput" in only:
+                throughput_figures(bench, args.changes, args.rounds, args.batch, args.window)
+            if "fanout" in only:
+                fanout_figure(bench, args.subscribers, args.fanout_changes)
+        finally:
+            asyncio.run(manage_stream(bench.stream, bench.prefix, False))
+            asyncio.run(manage_stream(bench.raw_stream, bench.raw_prefix, False))
+            bench.close()
+    os._exit(0)  # daemon threads of the stopped runtimes need not be waited for
+
+
+if __name__ == "__main__":
+    main()
