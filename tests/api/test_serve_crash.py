@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from governance.audit import AuditLog
 from graph.embedded import stop_embedded
 from graph.store import GraphStore
 from governance.tokens import issue_token
@@ -51,7 +52,7 @@ def _post(port: int, token: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-def _serve_and_kill(data_dir: Path, token: str, round_no: int, acknowledged: set[str]) -> int:
+def _serve_and_kill(data_dir: Path, token: str, round_no: int, acknowledged: set[str], answered: list[int]) -> int:
     """Start `twin serve`, let 4 clients send mutations, kill -9 the server; returns how many mutations were sent."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "TWIN_DATA_DIR": str(data_dir), "TWIN_GRAPH_FSYNC": "always"}
@@ -83,6 +84,7 @@ def _serve_and_kill(data_dir: Path, token: str, round_no: int, acknowledged: set
                     return  # the server is gone
                 if body.get("data") and body["data"].get("upsertTwins"):
                     acknowledged.update(uids)
+                    answered[0] += 1
 
         clients = [threading.Thread(target=client, args=(n,)) for n in range(4)]
         for thread in clients:
@@ -105,9 +107,10 @@ def test_kill_9_of_twin_serve_during_mutations_leaves_every_twin_with_its_histor
     data_dir.mkdir()
     token = issue_token(data_dir, ["architect"], sub="crash-test")
     acknowledged: set[str] = set()
+    answered = [0]  # mutations the server answered with a result
     try:
         for round_no in range(4):
-            assert _serve_and_kill(data_dir, token, round_no, acknowledged) > 10
+            assert _serve_and_kill(data_dir, token, round_no, acknowledged, answered) > 10
         store = GraphStore.open(f"falkordb+embedded://{data_dir / 'graph'}", load_core(),
                                 history_url=f"sqlite:///{data_dir / 'twin.db'}")  # the recovery runs here
         try:
@@ -124,3 +127,10 @@ def test_kill_9_of_twin_serve_during_mutations_leaves_every_twin_with_its_histor
         assert in_graph - recorded == set()  # every twin a mutation created has its history
         assert recorded <= in_graph  # and no history of a twin the graph does not hold
         assert {state for (state,) in db.execute("SELECT DISTINCT state FROM twin_history_write")} == {"confirmed"}
+    # a mutation is answered only once its audit record is stored: every answered one has its record, and the chain
+    # the killed servers left verifies
+    log = AuditLog(f"sqlite:///{data_dir / 'twin.db'}")
+    audited = [r for r in log.query(subject="crash-test", limit=1_000_000)
+               if r.operation.startswith("graphql.mutation") and str(r.decision) == "allow"]
+    assert answered[0] > 0 and len(audited) >= answered[0]
+    assert log.verify().ok
