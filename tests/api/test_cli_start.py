@@ -16,12 +16,10 @@ HEAVY = ("mesa", "matplotlib", "scipy", "pandas", "dask", "networkx")
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
-import json, sys
+import contextlib, json, sys
 from api.cli import app
-try:
+with contextlib.suppress(SystemExit):
     app(sys.argv[1:], standalone_mode=False)
-except SystemExit:
-    pass
 print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)
 """
 
