@@ -238,7 +238,10 @@ class SqlSource:
         source, _ = self._base()
         key_cols = [source.c[k] for k in self.keys]
         with self.engine.connect() as conn:
-            return {"|".join(str(v) for v in row) for row in conn.execute(select(*key_cols))}
+            rows = conn.execute(select(*key_cols)).all()  # in one fetch: iterating fetches row by row
+        if len(key_cols) == 1:
+            return {str(row[0]) for row in rows}
+        return {"|".join(str(v) for v in row) for row in rows}
 
     def key_range(self) -> tuple[int, int] | None:
         """The smallest and largest key when the source has one integer key column (for comparing key sets by

@@ -265,7 +265,9 @@ class SyncState:
         """Every record key of the entity the ledger holds."""
         t = sync_record_table
         with self.engine.connect() as conn:
-            return set(conn.scalars(select(t.c.record_key).where(t.c.connector == connector, t.c.entity == entity)))
+            # .all() fetches in one call; iterating fetches row by row (a ledger may hold hundreds of thousands)
+            return set(conn.scalars(select(t.c.record_key).where(t.c.connector == connector, t.c.entity == entity))
+                       .all())
 
     def ledger_count(self, connector: str | None = None) -> int:
         """Number of ledger entries (of one connector, or all)."""
