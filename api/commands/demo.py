@@ -67,6 +67,10 @@ def demo(
     from api.app import create_app
 
     settings = runtime.settings
+    if settings.runtime_enabled:
+        from api.commands.serve import check_live_configuration
+
+        check_live_configuration()
     # the sample connectors are scheduled only here (connectors.yaml keeps them off): every 30 s, faster when living
     runtime.schedule_every.update({name: DEFAULT_INTERVAL_SECONDS for name in SAMPLE_CONNECTORS})
     activity = None if still else living_sample(runtime)

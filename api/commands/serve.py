@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from api.settings import get_settings
 
@@ -19,7 +20,29 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    if settings.runtime_enabled:
+        check_live_configuration()
     uvicorn.run(
         "api.app:create_app", factory=True, host=host or settings.api_host, port=port or settings.api_port,
         workers=workers or settings.api_workers, log_level=log_level, access_log=False,
     )
+
+
+def check_live_configuration() -> None:
+    """Refuse to start, with the problem named, when connectors.yaml or routes.yaml is wrong (the runtime that serves
+    them would fail inside the server's start-up)."""
+    import os
+
+    from api.runtime import Runtime
+    from connectors.registry import ConnectorRegistry, RegistryError
+    from connectors.routes import RouteError
+
+    runtime = Runtime()
+    try:
+        ConnectorRegistry.load(runtime.ontology, data_dir=runtime.settings.data_dir, secrets=dict(os.environ))
+        runtime.routes()
+    except (RegistryError, RouteError) as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()

@@ -198,3 +198,17 @@ def test_cli_lists_checks_and_replays_routes(twin: Runtime, receiver: Receiver, 
         assert unknown.exit_code == 1 and "no route named 'nope'" in unknown.output
     finally:
         get_settings.cache_clear()
+
+
+def test_serve_refuses_to_start_on_a_broken_routes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "twin"
+    data.mkdir()
+    (data / "routes.yaml").write_text("routes:\n  a:\n    endpoint: nats://h:4222/S/p\n    role: janitor\n")
+    monkeypatch.setenv("TWIN_DATA_DIR", str(data))
+    get_settings.cache_clear()
+    try:
+        refused = CliRunner().invoke(app, ["serve", "--port", "1"])
+    finally:
+        get_settings.cache_clear()
+    assert refused.exit_code == 1 and "routes.yaml:2: route 'a': role: unknown role 'janitor'" in refused.output
+    assert "Traceback" not in refused.output
