@@ -4,7 +4,9 @@ routes, subscriptions), so none of them can show a change, or a value in it, tha
 A twin's change is shown when the subject may read the twin's class as it was then and may see the twin now (row
 rules are decided on the graph as it is, in one scoped read per page). A twin that is gone (deleted, or moved out
 of the subject's rows) keeps its changes visible only to a subject whose roles read its class without row rules:
-whether it was inside a row rule cannot be decided any more. A link's change is shown when both of its twins are
+whether it was inside a row rule cannot be decided any more. Row rules are decided when a page is read, so a reader
+following the feed live does not see the creation of a twin that enters its rows only later (a new employee's
+`worksIn` link written after the employee); `changes(after:)` read afterwards does. A link's change is shown when both of its twins are
 visible now (or the subject reads every row of every class). Values are masked as a read of the twin masks them,
 link properties by their classification.
 """
