@@ -10,6 +10,7 @@ releases the leases so another runtime takes over at once instead of after expir
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -19,7 +20,7 @@ from connectors.leases import LeaseStore
 S = TypeVar("S")
 
 
-class LeasedWorkers(Generic[S]):
+class LeasedWorkers(ABC, Generic[S]):
     """A worker thread per name, working only while this process holds the name's lease."""
 
     def __init__(self, statuses: Mapping[str, S], leases: LeaseStore, holder: str, lease_seconds: float, *,
@@ -34,9 +35,9 @@ class LeasedWorkers(Generic[S]):
         self._status = dict(statuses)
         self._threads: list[threading.Thread] = []
 
+    @abstractmethod
     def work(self, name: str) -> None:
-        """The loop of one name's worker (runs until `stopping`); subclasses say what it does."""
-        raise NotImplementedError
+        """The loop of one name's worker (runs until `stopping`); each runtime says what it does."""
 
     @property
     def stopping(self) -> threading.Event:

@@ -112,7 +112,8 @@ _TEXT_LIMITS = {"subject": 512, "operation": 512, "policy_version": 128}
 
 
 def storable_text(text: str) -> str:
-    """The stored form of an audit text: backslash doubled, NUL and lone surrogates as \\uXXXX (one-to-one).
+    """The stored form of an audit text: backslash doubled, NUL and lone surrogates as \\u and four hex digits
+    (one-to-one).
 
     Every database stores the result byte for byte (valid UTF-8, no NUL), so a record holds exactly what was hashed
     whatever a caller sent; `original_text` reverses it.
