@@ -94,11 +94,24 @@ def test(route: Annotated[str, typer.Argument(help="Route name.")]) -> None:
             finally:
                 endpoint.close()
         except EndpointError as exc:
+            _audit_test(runtime, chosen, event.id, f"failed: {exc}")
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(1) from None
+        _audit_test(runtime, chosen, event.id, "delivered")
     finally:
         runtime.close()
     console.print(f"route {chosen.name}: test event {event.id} delivered", highlight=False)
+
+
+def _audit_test(runtime: Runtime, route: Route, event_id: str, outcome: str) -> None:
+    """The audit record of a test event sent through a route's endpoint (credentials redacted)."""
+    from connectors.route_delivery import redacted
+    from governance.audit import AuditEvent, Decision
+
+    runtime.audit.append(AuditEvent.for_subject(runtime.operator(), "route.test", Decision.ALLOW,
+                                                variables={"route": route.name, "event": event_id},
+                                                policy_version=runtime.policy.version,
+                                                detail=f"{redacted(route.endpoint)}: {outcome}"[:500]))
 
 
 @app.command()

@@ -190,6 +190,7 @@ def test_cli_lists_checks_and_replays_routes(twin: Runtime, receiver: Receiver, 
         assert SECRET not in runner.invoke(app, ["routes", "list"]).output
         tested = runner.invoke(app, ["routes", "test", "people"])
         assert tested.exit_code == 0 and receiver.events[-1]["type"] == "route.test"
+        assert [r.operation for r in twin.audit.query(operation="route.test", limit=10)] == ["route.test"]
         past = runner.invoke(app, ["routes", "replay", "people", "--from", "9"])
         assert past.exit_code == 1 and "past the feed's end (head 3)" in past.output
         assert runner.invoke(app, ["routes", "replay", "people", "--from", "2"]).exit_code == 0
