@@ -20,7 +20,7 @@ class RequestContext:
     policy: Policy
     scope: ReadScope
     store: GraphStore
-    services: Any  # api.app.ApiServices (typed loosely to keep this module free of the app)
+    services: Any  # api.http.app.ApiServices (typed loosely to keep this module free of the app)
     timeout_ms: int | None = None
     max_filter_depth: int = 5
     max_filter_conditions: int = 200

@@ -30,7 +30,7 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from api.auth import token_expiry
+from api.http.auth import token_expiry
 from api.changes import change_values
 from api.compiler import Selection
 from api.errors import ApiError, Unauthenticated

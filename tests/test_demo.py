@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.app import app
 from api.settings import get_settings
 from governance.audit import AuditLog
 
@@ -55,7 +55,7 @@ def test_demo_builds_the_twin_and_a_rerun_duplicates_nothing(data_dir: Path) -> 
 
 
 def test_the_printed_example_queries_answer_through_the_api(data_dir: Path) -> None:
-    from api.app import create_app
+    from api.http.app import create_app
     from api.runtime import Runtime
     from governance.tokens import issue_token
 
@@ -86,7 +86,7 @@ def test_the_printed_example_queries_answer_through_the_api(data_dir: Path) -> N
 def test_the_served_demo_moves_its_sample_and_syncs_it_often(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
-    from api.demo import SAMPLE_CONNECTORS, living_sample
+    from api.cli.demo_run import SAMPLE_CONNECTORS, living_sample
     from api.runtime import Runtime
 
     _demo()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from api.audit_hook import AuditTrail
-from api.metrics import ApiMetrics
+from api.http.audit_hook import AuditTrail
+from api.http.metrics import ApiMetrics
 from governance.audit import AuditLog, Decision
 from graph.relational import relational_engine
 
@@ -29,7 +29,7 @@ def test_lost_audit_events_are_counted_logged_and_exported(tmp_path: Path, caplo
 
         with relational_engine(url).begin() as conn:  # the store loses its table under the running trail
             conn.exec_driver_sql("DROP TABLE audit_log")
-        with caplog.at_level(logging.ERROR, logger="api.audit_hook"):
+        with caplog.at_level(logging.ERROR, logger="api.http.audit_hook"):
             trail.record(None, "query lost", decision=Decision.DENY, policy_version="v1")
             trail.flush()
         assert trail.failed == 1

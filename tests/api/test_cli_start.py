@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import COMMANDS, app, load_command
+from api.cli.app import COMMANDS, app, load_command
 
 HEAVY = ("mesa", "matplotlib", "scipy", "pandas", "dask", "networkx")
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import contextlib, json, sys
-from api.cli import app
+from api.cli.app import app
 with contextlib.suppress(SystemExit):
     app(sys.argv[1:], standalone_mode=False)
 print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)

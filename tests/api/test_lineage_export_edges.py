@@ -10,7 +10,7 @@ from rdflib import Graph
 from rdflib.namespace import PROV
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.app import app
 from api.settings import get_settings
 from governance.audit import AuditLog
 from governance.lineage import LineageStore, ProvenanceRecord

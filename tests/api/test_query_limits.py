@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.runtime import Runtime
 from governance.tokens import LocalIssuer
 from graph.embedded import stop_embedded
@@ -105,7 +105,7 @@ def test_slow_reads_stop_at_the_limit_keep_their_place_and_leave_server_threads_
     let through, and another caller's read answers within 1 s meanwhile (the server has threads to spare)."""
     import anyio
 
-    from api.read_gate import ReadGate
+    from api.http.read_gate import ReadGate
     from graph.errors import QueryTimedOut
 
     backend = limited.store.backend
@@ -154,7 +154,7 @@ def test_reads_past_the_bound_wait_in_line_and_leave_no_place_behind() -> None:
     or the request cancelled while waiting) give every place back."""
     import anyio
 
-    from api.read_gate import ReadGate
+    from api.http.read_gate import ReadGate
     from graph.errors import QueryTimedOut
 
     gate = ReadGate(per_caller=2)

@@ -33,7 +33,7 @@ import sys, time
 from graph import history
 commit = history.PendingChanges.commit
 history.PendingChanges.commit = lambda self: (time.sleep(0.05), commit(self))[1]
-from api.cli import app
+from api.cli.app import app
 app(["serve", "--port", sys.argv[1], "--log-level", "warning"])
 """
 UPSERT = "mutation($t: [TwinInput!]!) { upsertTwins(twins: $t) { created updated } }"

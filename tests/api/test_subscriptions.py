@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import api.subscriptions
-from api.app import create_app
+from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
 from governance.tokens import LocalIssuer

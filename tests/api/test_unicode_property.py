@@ -11,7 +11,7 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from api.limits import INTERNAL_ERROR
+from api.http.limits import INTERNAL_ERROR
 from tests.api.conftest import ApiHarness
 
 AWKWARD = ["\ud800", "\udfff", "\udbff\udc00", "\x00", "\x01", "\x1b[2J", "\x7f", "\u202e", "\ufeff", "\\", '"', "é"]

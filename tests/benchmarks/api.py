@@ -169,7 +169,7 @@ def main() -> None:
                "TWIN_DATABASE_URL": f"sqlite:///{data_dir / 'twin.db'}", "TWIN_GRAPH_FSYNC": "no",
                "PYTHONPATH": str(ROOT)}
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "api.http.app:create_app", "--factory", "--host", "127.0.0.1",
              "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", str(workers),
              "--http", args.http, "--loop", args.loop],
             cwd=ROOT, env=env,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from api.audit_hook import AuditTrail  # noqa: E402
+from api.http.audit_hook import AuditTrail  # noqa: E402
 from governance.audit import AuditEvent, AuditLog, Decision  # noqa: E402
 from governance.identity import Subject  # noqa: E402
 from governance.lineage import LineageStore, ProvenanceRecord  # noqa: E402

@@ -287,7 +287,7 @@ def fanout_figure(bench: Bench, subscribers: int, changes: int) -> None:
     """subscription_fanout_p99_ms."""
     import uvicorn
 
-    from api.app import create_app
+    from api.http.app import create_app
     from governance.tokens import LocalIssuer
 
     (bench.data / "routes.yaml").unlink(missing_ok=True)

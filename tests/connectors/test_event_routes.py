@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.app import app
 from api.runtime import Runtime
 from api.settings import Settings, get_settings
 from connectors.events.webhook_signature import verify_webhook_signature

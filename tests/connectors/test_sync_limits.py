@@ -114,7 +114,7 @@ def test_twin_connect_run_stops_a_mass_deletion_and_allow_deletions_lets_it_thro
         core: Ontology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from api.cli.app import app
     from api.settings import get_settings
     from graph.embedded import stop_embedded
 

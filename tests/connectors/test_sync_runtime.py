@@ -156,7 +156,7 @@ def test_two_runtimes_share_connectors_and_a_killed_one_is_taken_over_within_a_l
 def test_a_served_api_runs_the_schedules_and_reports_each_connector(plant_twin: tuple[Runtime, str]) -> None:
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from api.http.app import create_app
 
     runtime, _ = plant_twin
     with TestClient(create_app(runtime, live=True)) as client:

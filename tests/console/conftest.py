@@ -88,7 +88,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     """The real app (create_app + mount_console) served by uvicorn on a free port over a seeded data dir."""
     import uvicorn
 
-    from api.app import create_app
+    from api.http.app import create_app
     from api.console import mount_console
     from api.runtime import Runtime
 

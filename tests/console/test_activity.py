@@ -35,9 +35,9 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSer
     """`twin demo --size tiny` served: sample synced, connector runtime live with sample-hr every second."""
     import uvicorn
 
-    from api.app import create_app
+    from api.http.app import create_app
     from api.console import mount_console
-    from api.demo import run_demo
+    from api.cli.demo_run import run_demo
     from api.runtime import Runtime
 
     data_dir = tmp_path_factory.mktemp("demo-twin")

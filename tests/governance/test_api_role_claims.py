@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.auth import Authenticator
+from api.http.auth import Authenticator
 from api.settings import Settings
 from tests.governance.conftest import OidcProvider
 from tests.governance.test_identity import AUDIENCE, _claims, _sign

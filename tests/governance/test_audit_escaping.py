@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from api.audit_hook import AuditTrail
+from api.http.audit_hook import AuditTrail
 from governance.audit import AuditEvent, AuditLog, Decision, TamperKind
 from governance.audit import original_text
 from governance.errors import AuditError

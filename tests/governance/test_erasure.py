@@ -85,7 +85,7 @@ def test_erasure_needs_the_permission_and_a_real_twin(twin_env) -> None:  # type
 
 
 def test_cli_token_audit_and_erase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from api.cli import app
+    from api.cli.app import app
     from api.settings import get_settings
 
     monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.app import app
 from api.settings import get_settings
 from graph.model import Link, Twin
 from graph.store import GraphStore

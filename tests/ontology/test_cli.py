@@ -9,7 +9,7 @@ import pytest
 from rdflib import Graph
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.app import app
 from ontology.core import load_core
 from ontology.dtdl_reader import read_dtdl
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.app import app
 from api.settings import get_settings
 from governance.audit import AuditLog
 from graph.store import GraphStore

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from api.demo import SAMPLE_CONNECTORS, DemoResult, living_sample, run_demo
+from api.cli.demo_run import SAMPLE_CONNECTORS, DemoResult, living_sample, run_demo
 from api.runtime import Runtime
 from connectors.mapping import MappingError
 from connectors.registry import RegistryError
@@ -64,11 +64,11 @@ def demo(
         return
     import uvicorn
 
-    from api.app import create_app
+    from api.http.app import create_app
 
     settings = runtime.settings
     if settings.runtime_enabled:
-        from api.commands.serve import check_live_configuration
+        from api.cli.serve import check_live_configuration
 
         check_live_configuration()
     # the sample connectors are scheduled only here (connectors.yaml keeps them off): every 30 s, faster when living

@@ -18,21 +18,21 @@ from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.audit_hook import AuditTrail, AuditUnavailable, root_fields
-from api.auth import Authenticator
+from api.http.audit_hook import AuditTrail, AuditUnavailable, root_fields
+from api.http.auth import Authenticator
 from api.compiler import RootQueries
 from api.context import RequestContext
 from api.errors import ApiError
-from api.jobs import JobRunner
-from api.json_codec import JsonResponse, loads
-from api.limits import BodyLimit, describe_unstorable, limit_extensions, unstorable_input
-from api.metrics import ApiMetrics, RequestMetrics
+from api.http.jobs import JobRunner
+from api.http.json_codec import JsonResponse, loads
+from api.http.limits import BodyLimit, describe_unstorable, limit_extensions, unstorable_input
+from api.http.metrics import ApiMetrics, RequestMetrics
 from api.mutations import RESOLVERS as MUTATION_RESOLVERS
 from api.changes import RESOLVERS as CHANGE_RESOLVERS
 from api.records import RESOLVERS as RECORD_RESOLVERS
-from api.scenarios import MUTATION_RESOLVERS as SCENARIO_MUTATIONS
-from api.scenarios import QUERY_RESOLVERS as SCENARIO_QUERIES
-from api.read_gate import ReadGate
+from api.graphql.scenarios import MUTATION_RESOLVERS as SCENARIO_MUTATIONS
+from api.graphql.scenarios import QUERY_RESOLVERS as SCENARIO_QUERIES
+from api.http.read_gate import ReadGate
 from api.runtime import Runtime
 from api.schema import TwinSchema, build_schema
 from governance.audit import Decision
@@ -120,7 +120,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
     app.state.services = services
     _json_error_handlers(app)
     from api.console import mount_console
-    from api.operations import operations_router
+    from api.http.operations import operations_router
 
     app.include_router(operations_router(services))
     _graphql_routes(app, services, settings.api_graphiql, settings.api_query_timeout_ms)

@@ -12,11 +12,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.audit_hook import AuditUnavailable
 from api.errors import ApiError
-from api.jobs import describe_job_error
-from api.scenarios import start_study
-from api.metrics import CONTENT_TYPE
+from api.http.audit_hook import AuditUnavailable
+from api.http.jobs import describe_job_error
+from api.http.metrics import CONTENT_TYPE
+from api.http.studies import start_study
 from governance.audit import Decision
 from governance.errors import LineageError, PolicyDenied, RunNotFound
 from governance.identity import Subject
@@ -48,7 +48,7 @@ class ScenarioRunRequest(BaseModel):
 
 
 def operations_router(services: Any) -> APIRouter:
-    """The REST routes over `services` (an api.app.ApiServices)."""
+    """The REST routes over `services` (an api.http.app.ApiServices)."""
     router = APIRouter()
     runtime = services.runtime
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from api.commands.connect import lineage as show_lineage
+from api.cli.connect import lineage as show_lineage
 from api.runtime import Runtime
 from governance.errors import GovernanceError
 from governance.lineage_export import LineageFormat, export_lineage

@@ -19,25 +19,25 @@ class LazyCommand:
 
 
 COMMANDS: dict[str, LazyCommand] = {
-    "ontology": LazyCommand("api.commands.ontology:app", "Inspect, check and export the ontology."),
-    "graph": LazyCommand("api.commands.graph:app", "Query and inspect the twin graph."),
-    "connect": LazyCommand("api.commands.connect:app",
+    "ontology": LazyCommand("api.cli.ontology:app", "Inspect, check and export the ontology."),
+    "graph": LazyCommand("api.cli.graph:app", "Query and inspect the twin graph."),
+    "connect": LazyCommand("api.cli.connect:app",
                            "Connect source systems: list connectors, run syncs, inspect quarantine and lineage."),
-    "lineage": LazyCommand("api.commands.lineage:app", "Property-level lineage of twins."),
-    "scenario": LazyCommand("api.commands.scenario:app",
+    "lineage": LazyCommand("api.cli.lineage:app", "Property-level lineage of twins."),
+    "scenario": LazyCommand("api.cli.scenario:app",
                             "What-if studies on the twin: run scenarios, compare them against baseline."),
-    "audit": LazyCommand("api.commands.audit:app", "Verify and export the audit log."),
-    "token": LazyCommand("api.commands.token:token", "Print a bearer token the local API server trusts (development; use an OIDC provider in production)."),
-    "erase": LazyCommand("api.commands.erase:erase", "Blank the twin's PII fields in the graph, its history, lineage "
+    "audit": LazyCommand("api.cli.audit:app", "Verify and export the audit log."),
+    "token": LazyCommand("api.cli.token:token", "Print a bearer token the local API server trusts (development; use an OIDC provider in production)."),
+    "erase": LazyCommand("api.cli.erase:erase", "Blank the twin's PII fields in the graph, its history, lineage "
                          "values, sync ledger and identity match keys, and compact the graph's append-only log; the "
                          "audit chain still verifies."),
-    "routes": LazyCommand("api.commands.routes:app", "Event routes: where the twin's changes go "
+    "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go "
                           "(DATA_DIR/routes.yaml)."),
-    "run": LazyCommand("api.commands.run:run", "Keep every scheduled connector in sync by itself (schedules in "
+    "run": LazyCommand("api.cli.run:run", "Keep every scheduled connector in sync by itself (schedules in "
                        "connectors.yaml; one runtime per connector) and deliver the change feed to every event "
                        "route (routes.yaml)."),
-    "serve": LazyCommand("api.commands.serve:serve", "Serve the governed GraphQL API (POST /graphql, GraphiQL on GET) and the REST operations (/docs)."),
-    "demo": LazyCommand("api.commands.demo:demo", "Build the sample enterprise's sources, sync them with lineage and "
+    "serve": LazyCommand("api.cli.serve:serve", "Serve the governed GraphQL API (POST /graphql, GraphiQL on GET) and the REST operations (/docs)."),
+    "demo": LazyCommand("api.cli.demo:demo", "Build the sample enterprise's sources, sync them with lineage and "
                         "audit, print tokens and example queries, then serve the API with GraphiQL (re-running "
                         "reuses the data directory and duplicates nothing)."),
 }

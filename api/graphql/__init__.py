@@ -1,0 +1,1 @@
+"""The GraphQL edge: the schema generated from the ontology and its resolvers."""
