@@ -86,8 +86,9 @@ def test_the_printed_example_queries_answer_through_the_api(data_dir: Path) -> N
 def test_the_served_demo_moves_its_sample_and_syncs_it_often(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
-    from api.cli.demo_run import SAMPLE_CONNECTORS, living_sample
+    from api.cli.demo_run import living_sample
     from api.runtime import Runtime
+    from connectors.sample.demo import SAMPLE_CONNECTORS
 
     _demo()
     monkeypatch.setenv("TWIN_DEMO_ACTIVITY_SECONDS", "0.2")

@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from api.cli.demo_run import SAMPLE_CONNECTORS, DemoResult, living_sample, run_demo
+from api.cli.demo_run import DemoResult, living_sample, run_demo
 from api.runtime import Runtime
 from connectors.mapping import MappingError
 from connectors.registry import RegistryError
 from connectors.schedule import DEFAULT_INTERVAL_SECONDS
-from connectors.sample_enterprise import SampleEnterpriseError
+from connectors.sample.enterprise import SampleEnterpriseError
 from connectors.source import SourceError
 from connectors.sync import SyncError
 from governance.errors import GovernanceError

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from api.runtime import Runtime
 from connectors.registry import ConnectorRegistry
-from connectors.sample_activity import SampleActivity
-from connectors.sample_enterprise import SampleEnterpriseError, SampleManifest, generate_sample
-from connectors.service import run_connector
+from connectors.sample.activity import SampleActivity
+from connectors.sample.demo import SAMPLE_CONNECTORS, SyncProgress, prepare_sample, sync_sample
+from connectors.sample.enterprise import SampleManifest
 from connectors.sync import SyncReport
 from governance.audit import AuditEvent
 from governance.roles import BUILT_IN_ROLES
 from governance.tokens import issue_token
-
-SAMPLE_CONNECTORS = ("sample-hr", "sample-crm", "sample-erp")
 
 
 @dataclass(frozen=True)
@@ -41,22 +37,10 @@ class DemoResult:
     seconds: float = 0.0
 
 
-def prepare_sample(sample_dir: Path, size: str | int) -> tuple[SampleManifest, bool]:
-    """The sample's source systems in `sample_dir`: reused when already there in that size, generated otherwise."""
-    try:
-        manifest = SampleManifest.read(sample_dir)
-    except (SampleEnterpriseError, OSError, ValueError):
-        manifest = None
-    wanted = size if isinstance(size, str) else "custom"
-    if manifest is not None and manifest.size == wanted and (isinstance(size, str) or manifest.people == size):
-        return manifest, False
-    return generate_sample(sample_dir, size), True
-
-
 def run_demo(
     runtime: Runtime,
     size: str | int = "small",
-    progress: Callable[[str, str, int, int | None], None] | None = None,
+    progress: SyncProgress | None = None,
 ) -> DemoResult:
     """Generate (or reuse) the sample, sync it through the real connectors with lineage and audit, issue tokens."""
     started = time.perf_counter()
@@ -64,18 +48,9 @@ def run_demo(
     manifest, generated = prepare_sample(data_dir / "sample", size)
     result = DemoResult(manifest=manifest, generated=generated)
     registry = ConnectorRegistry.load(runtime.ontology, data_dir=data_dir)
-    engine = runtime.sync_engine("twin demo")
     subject = runtime.operator()
-    for name in SAMPLE_CONNECTORS:
-        connector = registry.connector(name)
-        try:
-            report = run_connector(
-                engine, connector, subject=subject, policy=runtime.policy, audit=runtime.audit, mode="incremental",
-                progress=(lambda entity, done, total, n=name: progress(n, entity, done, total)) if progress else None,
-            )
-        finally:
-            connector.close()
-        result.reports.append(report)
+    result.reports = sync_sample(registry, runtime.sync_engine("twin demo"), subject=subject, policy=runtime.policy,
+                                 audit=runtime.audit, progress=progress)
     result.examples = find_examples(runtime)
     for role in BUILT_IN_ROLES:
         org = result.examples.plant if role.name == "hr" else None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from connectors.sample_enterprise import SIZE_PEOPLE, generate_sample, mutate_sample  # noqa: E402
+from connectors.sample.enterprise import SIZE_PEOPLE, generate_sample, mutate_sample  # noqa: E402
 
 
 def emit(figure: str, **values: object) -> None:

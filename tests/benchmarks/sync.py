@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
 
 from connectors.registry import ConnectorRegistry  # noqa: E402
-from connectors.sample_enterprise import generate_sample, mutate_sample  # noqa: E402
+from connectors.sample.enterprise import generate_sample, mutate_sample  # noqa: E402
 from connectors.sync import SyncEngine  # noqa: E402
 from graph.store import GraphStore  # noqa: E402
 from ontology.core import load_core  # noqa: E402

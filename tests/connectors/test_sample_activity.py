@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from connectors.registry import ConnectorRegistry
-from connectors.sample_activity import KINDS, SampleActivity
-from connectors.sample_enterprise import SampleEnterpriseError, generate_sample
+from connectors.sample.activity import KINDS, SampleActivity
+from connectors.sample.enterprise import SampleEnterpriseError, generate_sample
 from ontology.model import Ontology
 from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
 

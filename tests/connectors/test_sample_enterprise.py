@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, inspect, select
 
-from connectors.sample_enterprise import (
+from connectors.sample.enterprise import (
     AS_OF,
     SIZE_PEOPLE,
     SampleEnterpriseError,
@@ -21,7 +21,7 @@ from connectors.sample_enterprise import (
     generate_sample,
     mutate_sample,
 )
-from connectors.sample_enterprise_schema import SYSTEMS
+from connectors.sample.tables import SYSTEMS
 
 
 @pytest.fixture(scope="module")

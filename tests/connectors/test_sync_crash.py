@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sample_enterprise import generate_sample
+from connectors.sample.enterprise import generate_sample
 from connectors.sync_state import SyncState
 from governance.lineage import LineageStore
 from graph.embedded import stop_embedded

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from connectors.mapping import MappingError, parse_mapping
 from connectors.quarantine import QuarantineStore
 from connectors.registry import ConnectorRegistry
-from connectors.sample_enterprise import SampleManifest, generate_sample, mutate_sample
+from connectors.sample.enterprise import SampleManifest, generate_sample, mutate_sample
 from connectors.source import SourceError
 from connectors.sql_source import SqlSource
 from connectors.sync import Connector, SyncEngine

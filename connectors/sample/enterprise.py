@@ -1,7 +1,7 @@
 """The sample enterprise: a deterministic, synthetic manufacturer's HR, CRM and ERP systems as SQLite and files.
 
 `generate_sample(out_dir, size, seed)` writes `hr.sqlite`, `crm.sqlite`, `erp.sqlite` (tables in
-`connectors.sample_enterprise_schema`), the file-source exports `erp_products.csv`, `crm_accounts.xlsx`,
+`connectors.sample.tables`), the file-source exports `erp_products.csv`, `crm_accounts.xlsx`,
 `telemetry_sample.parquet`, `hr_skills.json`, and `manifest.json`. The same seed and size always give the same
 table contents. `mutate_sample(out_dir, fraction, seed)` then edits about `fraction` of each system's rows
 (updates with a newer `updated_at`, inserts, deletes) for incremental-sync tests and benchmarks.
@@ -29,7 +29,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from connectors.sample_enterprise_schema import CRM, ERP, HR, SYSTEMS
+from connectors.sample.tables import CRM, ERP, HR, SYSTEMS
 
 SampleSize = Literal["tiny", "small", "medium", "large"]
 SIZE_PEOPLE: dict[str, int] = {"tiny": 50, "small": 300, "medium": 5_000, "large": 50_000}

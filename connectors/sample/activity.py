@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from connectors.sample_enterprise import FIRST_NAMES, LAST_NAMES, SampleEnterpriseError
+from connectors.sample.enterprise import FIRST_NAMES, LAST_NAMES, SampleEnterpriseError
 
 KINDS = ("sales order", "hire", "purchase order", "transfer", "rename", "leaver")
 """The changes the driver makes, in the order it takes turns."""
