@@ -63,6 +63,7 @@ file, the line and the offending term, all problems at once.
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import difflib
 import re
@@ -414,8 +415,6 @@ class SourceMapping:
 
 def _expression_reads(expression: Expression) -> list[str]:
     """The record fields an expression reads: its names, and the literal names it passes to `field(...)`."""
-    import ast
-
     found = sorted(expression.names())
     for node in ast.walk(ast.parse(expression.source, mode="eval")):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "field":

@@ -7,6 +7,7 @@ attribute access to dunder names, no imports and no calls outside that list, and
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime as dt
 import math
@@ -405,8 +406,6 @@ class Expression(Transform):
 
     def names(self) -> set[str]:
         """The names (record fields or `value`) the expression reads."""
-        import ast
-
         return {node.id for node in ast.walk(ast.parse(self.source, mode="eval")) if isinstance(node, ast.Name)} - set(
             EXPRESSION_FUNCTIONS
         ) - {"None", "True", "False", "field"}

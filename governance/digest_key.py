@@ -13,6 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
+from governance.errors import KeyMaterialError
 from governance.key_files import read_private_file, write_private_file
 
 DIGEST_KEY_FILE = Path("keys") / "digest.key"
@@ -25,8 +26,6 @@ def deployment_digest_key(data_dir: Path) -> bytes:
         write_private_file(path, secrets.token_bytes(32))
     key = read_private_file(path)
     if len(key) < 32:
-        from governance.errors import KeyMaterialError
-
         raise KeyMaterialError(f"digest key file {path} holds {len(key)} bytes; 32 are needed")
     return key
 

@@ -428,7 +428,7 @@ def mask_value(value: Any, mode: MaskMode, digest_key: bytes | None = None) -> A
 def load_policy(ontology: Ontology | None = None, path: Path | str | None = None,
                 digest_key: bytes | None = None) -> Policy:
     """The policy from a YAML file (default: the bundled governance/policies/default.yaml)."""
-    if ontology is None:
+    if ontology is None:  # the core is parsed with rdflib (slow to import): only when no ontology is given
         from ontology.core import load_core
 
         ontology = load_core()

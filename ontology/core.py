@@ -1,23 +1,20 @@
-"""The packaged Enterprise Twin core ontology (ontology/core.ttl), loaded once."""
+"""The packaged Enterprise Twin core ontology (ontology/core.ttl), loaded once.
+
+Its RDF (`core_graph`) and IRI live in ontology/owl.py, whose reader resolves an owl:imports of the core from them;
+this module builds the shared in-memory model from that graph.
+"""
 
 from __future__ import annotations
 
 from functools import cache
-from importlib.resources import files
-
-import rdflib
 
 from ontology.model import Ontology
-from ontology.owl import CORE_ONTOLOGY_IRI, parse_owl_graph
+from ontology.owl import CORE_ONTOLOGY_IRI, core_graph, parse_owl_graph
+
+__all__ = ["CORE_IRI", "core_graph", "load_core"]
 
 CORE_IRI = CORE_ONTOLOGY_IRI
 """The core ontology's IRI; its terms live in CORE_IRI + '#'."""
-
-
-def core_graph() -> rdflib.Graph:
-    """A fresh RDF graph of the packaged core.ttl (callers may modify it)."""
-    resource = files("ontology").joinpath("core.ttl")
-    return rdflib.Graph().parse(data=resource.read_text(encoding="utf-8"), format="turtle")
 
 
 @cache

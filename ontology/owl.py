@@ -32,6 +32,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -52,6 +53,12 @@ TWIN = rdflib.Namespace("https://enterprise-twin.dev/ontology/core#")
 
 CORE_ONTOLOGY_IRI = "https://enterprise-twin.dev/ontology/core"
 """IRI of the core ontology (ontology/core.ttl)."""
+
+
+def core_graph() -> rdflib.Graph:
+    """A fresh RDF graph of the packaged core.ttl (callers may modify it): what an owl:imports of the core reads."""
+    resource = files("ontology").joinpath("core.ttl")
+    return rdflib.Graph().parse(data=resource.read_text(encoding="utf-8"), format="turtle")
 
 _WRITE_FORMATS = {
     "turtle": "turtle",
@@ -223,8 +230,6 @@ def parse_owl_graph(graph: rdflib.Graph, source: str = "") -> Ontology:
     """
     imports = {str(o) for o in graph.objects(None, OWL.imports)}
     if imports & {CORE_ONTOLOGY_IRI, f"{CORE_ONTOLOGY_IRI}/1.0.0"}:
-        from ontology.core import core_graph
-
         graph = graph + core_graph()
     return _OwlReader(graph, source or "<graph>").read()
 

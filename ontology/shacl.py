@@ -28,6 +28,7 @@ from rdflib.collection import Collection
 from rdflib.namespace import RDF, RDFS, SH, XSD
 from rdflib.term import Node
 
+from ontology.core import load_core
 from ontology.errors import UnknownTerm
 from ontology.model import ClassDef, Ontology, PropertyDef, RelationshipDef
 from ontology.owl import KIND_XSD, local_name, property_iri, rdf_term, relationship_iri
@@ -175,8 +176,6 @@ def _domain_shape(g: rdflib.Graph, path: URIRef, name: str, owners: list[ClassDe
 def instance_graph(twins: Iterable[TwinRecord], ontology: Ontology | None = None) -> rdflib.Graph:
     """RDF data for twin records (typed by `ontology`, the core ontology by default); unknown terms raise UnknownTerm."""
     if ontology is None:
-        from ontology.core import load_core
-
         ontology = load_core()
     members = _member_index(ontology)
     g = rdflib.Graph()

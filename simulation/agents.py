@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -193,8 +194,6 @@ def _poisson_from_uniform(lam: float, u: np.ndarray) -> np.ndarray:
     if lam <= 0:
         return np.zeros_like(u)
     if lam > 50:
-        from statistics import NormalDist
-
         z = np.asarray([NormalDist().inv_cdf(min(max(x, 1e-12), 1 - 1e-12)) for x in u])
         return np.maximum(0.0, np.round(lam + np.sqrt(lam) * z))
     k_max = int(lam + 12 * math.sqrt(lam) + 20)

@@ -177,6 +177,7 @@ class DaskExecutor:
 
     def map(self, study: StudyInput, tasks: Sequence[tuple[int, int]]) -> Iterator[list[RunResult]]:
         """Results as the cluster finishes them."""
+        # Dask is heavy to import: only a study on the Dask executor needs it
         from dask.distributed import Client, LocalCluster, as_completed as dask_completed
 
         cluster = None
@@ -285,6 +286,7 @@ def run_study(
 
 
 def _progress_bar(plan: StudyPlan, total: int):  # type: ignore[no-untyped-def]
+    # only a study run from a terminal shows a bar; the worker processes that import this module never need rich
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn(f"[bold]{plan.name}[/bold] replications"), BarColumn(), MofNCompleteColumn(),

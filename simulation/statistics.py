@@ -11,7 +11,7 @@ import numpy as np
 
 def t_quantile(q: float, df: int) -> float:
     """The q-quantile of Student's t with df degrees of freedom (scipy when installed, else an expansion)."""
-    try:
+    try:  # scipy takes seconds to import: only when a summary is made
         from scipy.stats import t as student_t
     except ImportError:
         return _t_quantile_expansion(q, df)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from governance.lineage import DatasetRef, LineageStore, RunKind, RunStatus
+import yaml
 from pydantic import TypeAdapter
 
+from governance.lineage import DatasetRef, LineageStore, RunKind, RunStatus
 from graph.model import UNRESTRICTED, ReadScope
 from graph.store import GraphStore
 from graph.urls import url_without_credentials
+from ontology.safe_yaml import load_yaml
 from simulation.calibration import calibrate
 from simulation.model import MODEL_VERSION
 from simulation.results import ResultsStore, StoredStudy
@@ -138,10 +140,6 @@ def _save(results: ResultsStore, parsed: ParsedSpec, twin: EnterpriseSlice, resu
 def with_replications(parsed: ParsedSpec, replications: int) -> ParsedSpec:
     """The spec with `replications` replaced, checked again (so the stored spec says what ran, and a bad count is
     refused as the spec's own field would be)."""
-    import yaml
-
-    from ontology.safe_yaml import load_yaml
-
     data = load_yaml(parsed.text, parsed.source)
     data["replications"] = replications
     return parse_spec(yaml.safe_dump(data, sort_keys=False), parsed.source)

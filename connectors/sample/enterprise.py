@@ -1566,7 +1566,7 @@ def _write_database(path: Path, metadata: MetaData, tables: dict[str, Columns]) 
 def _write_files(out_dir: Path, hr: dict[str, Columns], crm: dict[str, Columns], erp: dict[str, Columns],
                  seed: int, as_of_day: int) -> tuple[dict[str, Path], dict[str, str], dict[str, int]]:
     """The file-source exports: CSV, Excel (if openpyxl), Parquet (if pyarrow) and JSON; paths, skips, rows."""
-    import pandas as pd
+    import pandas as pd  # heavy (about a second): only when the file exports are written
 
     files: dict[str, Path] = {}
     skipped: dict[str, str] = {}
@@ -1607,7 +1607,7 @@ XLSX_MAX_ROWS = 5_000
 
 def _write_accounts_workbook(path: Path, accounts: Columns) -> int:
     """The CRM accounts as an Excel sheet named "Accounts" (header row + data); returns the data rows."""
-    from openpyxl import Workbook
+    from openpyxl import Workbook  # only for the Excel export
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("Accounts")
@@ -1625,7 +1625,7 @@ TELEMETRY_INTERVAL_S = 300
 
 def _telemetry(erp: dict[str, Columns], seed: int, as_of_day: int) -> Any:
     """Machine readings every 5 minutes over the last day before `as_of` for the first 50 machines."""
-    import pandas as pd
+    import pandas as pd  # heavy (about a second): only when the telemetry export is written
 
     rng = _rng(seed, "files.telemetry")
     machines = erp["machines"]
