@@ -42,6 +42,7 @@ from strawberry.scalars import JSON
 from strawberry.types.arguments import StrawberryArgument
 from strawberry.types.field import StrawberryField
 
+from ontology.durations import read_duration
 from ontology.errors import quoted
 from ontology.model import ClassDef, Ontology, PropertyDef, RelationshipDef, text
 from ontology.schema import INTEGER_RANGES, Schema
@@ -62,12 +63,8 @@ def _iso_parser(kind: str, parse: Callable[[str], object]) -> Callable[[object],
     return parse_value
 
 
-_DURATION = re.compile(r"^-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
-
-
 def _parse_duration(value: str) -> None:
-    if not _DURATION.match(value):
-        raise ValueError(value)
+    read_duration(value)  # DurationError (a ValueError) when it is not ISO 8601 duration text
 
 
 Date = NewType("Date", str)

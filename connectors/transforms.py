@@ -21,6 +21,7 @@ from typing import Any
 import simpleeval
 
 from connectors.source import change_time
+from ontology.durations import canonical_duration, format_duration
 
 __all__ = [
     "CASTS", "EXPRESSION_FUNCTIONS", "NAMED_FUNCTIONS", "UNITS", "Cast", "Expression", "Lookup", "Named",
@@ -40,7 +41,6 @@ class TransformError(ValueError):
 # ----------------------------------------------------------------------------------------------------- casts
 _TRUE = {"true", "t", "yes", "y", "1", "on"}
 _FALSE = {"false", "f", "no", "n", "0", "off"}
-_ISO_DURATION = re.compile(r"^-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 
 
 def _to_string(value: Any) -> str:
@@ -127,19 +127,16 @@ def _to_date(value: Any) -> str:
 
 
 def _to_duration(value: Any) -> str:
+    """Canonical ISO 8601 duration text of a timedelta, a number of seconds or duration text."""
     if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and _ISO_DURATION.match(value.strip()):
-        return value.strip()
-    else:
-        raise ValueError(f"{value!r} is not a duration (ISO 8601 text or seconds)")
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{sign}PT{int(hours)}H{int(minutes)}M{secs:g}S"
+        return format_duration(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a number of seconds")
+        return format_duration(dt.timedelta(seconds=value))
+    if isinstance(value, str):
+        return canonical_duration(value.strip())
+    raise ValueError(f"{value!r} is not a duration (ISO 8601 text or seconds)")
 
 
 CASTS: dict[str, Callable[[Any], Any]] = {

@@ -62,6 +62,7 @@ from connectors.source import (
     change_time,
 )
 from graph.urls import redact_url
+from ontology.durations import format_duration
 
 __all__ = [
     "TrytonAuthenticationError",
@@ -133,26 +134,6 @@ def _decode(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def _iso_duration(value: dt.timedelta) -> str:
-    """An ISO 8601 duration for a timedelta, e.g. 'P1DT2H30M', 'PT0S', '-PT15M'."""
-    sign = "-" if value < dt.timedelta(0) else ""
-    micros = abs(value) // dt.timedelta(microseconds=1)
-    seconds, micros = divmod(micros, 1_000_000)
-    days, seconds = divmod(seconds, 86_400)
-    hours, seconds = divmod(seconds, 3_600)
-    minutes, seconds = divmod(seconds, 60)
-    time_part = ""
-    if hours:
-        time_part += f"{hours}H"
-    if minutes:
-        time_part += f"{minutes}M"
-    if seconds or micros:
-        time_part += f"{seconds}.{micros:06d}".rstrip("0").rstrip(".") + "S"
-    if not days and not time_part:
-        return "PT0S"
-    return f"{sign}P{f'{days}D' if days else ''}{f'T{time_part}' if time_part else ''}"
-
-
 def tryton_value(value: Any) -> Any:
     """Convert one decoded Tryton value into the plain JSON-able form documented in this module."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -164,7 +145,7 @@ def tryton_value(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
-        return _iso_duration(value)
+        return format_duration(value)
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, Mapping):

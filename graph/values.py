@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Any
 
-from ontology.errors import quoted
+from ontology.durations import format_duration
 from ontology.schema import Schema
 
 # Stored as JSON text: the graph backends hold only primitives and flat arrays as property values.
@@ -42,7 +41,7 @@ def encode(value: Any, schema: Schema | None) -> Any:
 
 def _scalar(value: Any) -> Any:
     if isinstance(value, dt.timedelta):
-        return _iso_duration(value)
+        return format_duration(value)  # canonical ISO 8601, exact to the microsecond
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
@@ -68,38 +67,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.time, dt.timedelta)):
         return _scalar(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _iso_duration(delta: dt.timedelta) -> str:
-    """ISO 8601 text for `delta`, exact to the microsecond (integer arithmetic: no rounding, no exponent)."""
-    sign = "-" if delta < dt.timedelta(0) else ""
-    delta = abs(delta)
-    hours, rest = divmod(delta.seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    fraction = f".{delta.microseconds:06d}".rstrip("0") if delta.microseconds else ""
-    return f"{sign}P{delta.days}DT{hours}H{minutes}M{seconds}{fraction}S"
-
-
-_DURATION_PARTS = re.compile(
-    r"(?P<sign>-)?P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)(?:\.(?P<fraction>\d{1,6}))?S)?)?"
-)
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """The timedelta of ISO 8601 duration text as `encode` writes it (inverse of the stored form).
-
-    Years and months have no fixed length and fractions beyond the microsecond cannot be held, so such text is
-    refused rather than approximated.
-    """
-    match = _DURATION_PARTS.fullmatch(text) if isinstance(text, str) else None
-    if match is None or text.rstrip("T").endswith("P"):
-        raise ValueError(f"{quoted(text)} is not an ISO 8601 duration in weeks, days, hours, minutes and seconds "
-                         "(at most 6 decimals)")
-    parts = match.groupdict()
-    delta = dt.timedelta(
-        weeks=int(parts["weeks"] or 0), days=int(parts["days"] or 0), hours=int(parts["hours"] or 0),
-        minutes=int(parts["minutes"] or 0), seconds=int(parts["seconds"] or 0),
-        microseconds=int((parts["fraction"] or "").ljust(6, "0") or 0),
-    )
-    return -delta if parts["sign"] else delta

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from ontology.durations import is_duration
 
 # Primitive schema names as DTDL spells them; OWL/XSD datatypes map onto these.
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
@@ -34,9 +35,6 @@ PRIMITIVES = frozenset(
 )
 COMPLEX_KINDS = frozenset({"enum", "object", "map", "array"})
 
-_DURATION = re.compile(
-    r"^-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
-)
 _GEO_TYPES = {
     "point": "Point",
     "lineString": "LineString",
@@ -144,7 +142,7 @@ def check_value(value: Any, schema: Schema, path: str = "") -> list[tuple[str, s
     if kind == "duration":
         if isinstance(value, dt.timedelta):
             return []
-        if isinstance(value, str) and _DURATION.match(value):
+        if is_duration(value):
             return []
         return [(path, f"expected an ISO 8601 duration such as 'P1DT2H', got {value!r}")]
     if kind == "scaledDecimal":
