@@ -27,22 +27,21 @@ from ontology.dtmi import INTERFACE_ID_MAX_LENGTH, dtmi_name, dtmi_problem
 from ontology.errors import OntologyConflict, OntologyError, Violation
 from ontology.model import ClassDef, CommandDef, ComponentDef, LangText, Ontology, PropertyDef, RelationshipDef
 from ontology.schema import EnumValue, Field, Schema
+from ontology.schema_codec import (
+    DTDL_PRIMITIVES,
+    DTDL_SCHEMA_TYPES,
+    DTDL_V4_PRIMITIVES,
+    GEOSPATIAL,
+    schema_from_json,
+)
 
 TWIN_META_PREFIX = "twin:"
 """An element comment starting with this prefix holds JSON metadata written by ontology.dtdl_writer."""
 
 _NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?$")
 _LANG = re.compile(r"^[a-z]{2,4}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$")
-_BASE_PRIMITIVES = frozenset(
-    {"boolean", "date", "dateTime", "double", "duration", "float", "integer", "long", "string", "time"}
-)
-_V4_PRIMITIVES = frozenset(
-    {"byte", "bytes", "decimal", "short", "unsignedByte", "unsignedInteger", "unsignedLong", "unsignedShort", "uuid",
-     "scaledDecimal"}
-)
-GEOSPATIAL = frozenset({"point", "lineString", "polygon", "multiPoint", "multiLineString", "multiPolygon"})
 CONTENT_TYPES = ("Command", "Component", "Property", "Relationship", "Telemetry")
-SCHEMA_TYPES = ("Array", "Enum", "Map", "Object")
+SCHEMA_TYPES = tuple(DTDL_SCHEMA_TYPES)
 _MATERIAL = frozenset(
     {"Interface", *CONTENT_TYPES, *SCHEMA_TYPES, "CommandPayload", "CommandRequest", "CommandResponse", "EnumValue",
      "Field", "MapKey", "MapValue"}
@@ -99,13 +98,13 @@ class DtdlVersion:
 
 
 VERSIONS: dict[int, DtdlVersion] = {
-    2: DtdlVersion(2, _BASE_PRIMITIVES, frozenset({"dtmi:iotcentral:context;2"}), 10, 2, None, 300, 100, 30, 1, 1, 5,
+    2: DtdlVersion(2, DTDL_PRIMITIVES, frozenset({"dtmi:iotcentral:context;2"}), 10, 2, None, 300, 100, 30, 1, 1, 5,
                    False, 64, 64, 512, 500, False, None, False),
-    3: DtdlVersion(3, _BASE_PRIMITIVES, frozenset(
+    3: DtdlVersion(3, DTDL_PRIMITIVES, frozenset(
         f"dtmi:dtdl:extension:{e};1" for e in ("quantitativeTypes", "historization", "annotation", "overriding", "mqtt")
     ) | {"dtmi:dtdl:extension:mqtt;2"}, 10, None, 1024, None, None, None, 0, 0, 5, False, 512, 512, 512, None, True,
         100_000, False),
-    4: DtdlVersion(4, _BASE_PRIMITIVES | _V4_PRIMITIVES, frozenset(
+    4: DtdlVersion(4, DTDL_PRIMITIVES | DTDL_V4_PRIMITIVES, frozenset(
         f"dtmi:dtdl:extension:{e};2" for e in ("quantitativeTypes", "historization", "annotation", "overriding", "mqtt")
     ) | {"dtmi:dtdl:extension:mqtt;3", "dtmi:dtdl:extension:requirement;1", "dtmi:dtdl:limit:onvif;1"}, 12, None,
         1024, None, None, None, 0, 0, 8, True, 512, 512, 512, None, True, 100_000, True),
@@ -566,8 +565,7 @@ class _Reader:
                               in_property=kind == "Property")
         if schema is None:
             return None
-        if isinstance(meta.get("schema"), dict):
-            schema = decode_schema(meta["schema"])
+        schema = self._meta_schema(meta, schema, path, source)
         writable = self._literal(node, "writable", bool, path, source, default=False) if kind == "Property" else False
         unit = node.get("unit")
         if isinstance(unit, list) and len(unit) == 1:
@@ -709,8 +707,7 @@ class _Reader:
                 continue
             schema = self._schema(raw["schema"], _key(where, "schema"), source, owner, version, 0, (),
                                   in_property=False)
-            if isinstance(payload_meta.get("schema"), dict):
-                schema = decode_schema(payload_meta["schema"])
+            schema = self._meta_schema(payload_meta, schema, where, source)
             if payload_name is not None and schema is not None:
                 payloads[member] = (str(payload_meta.get("name", payload_name)), schema)
         return CommandDef(
@@ -805,7 +802,7 @@ class _Reader:
                     )
                 return self._schema_cache[key]
             hint = ""
-            if term in _V4_PRIMITIVES:
+            if term in DTDL_V4_PRIMITIVES:
                 hint = f" ({term!r} is a DTDL v4 schema; use '@context': 'dtmi:dtdl:context;4')"
             self._add(path, "unknown-schema", f"unknown schema {raw!r} in DTDL v{version.number}{hint}", source)
             return None
@@ -832,8 +829,8 @@ class _Reader:
         if ident:
             trail = trail + (ident,)
         meta = self._meta(raw, path, source)
-        if isinstance(meta.get("schema"), dict):  # written by ontology.dtdl_writer for a schema DTDL cannot hold
-            return decode_schema(meta["schema"])
+        if "schema" in meta:  # written by ontology.dtdl_writer for a schema DTDL cannot hold
+            return self._meta_schema(meta, None, path, source)
         display = self._text(raw, "displayName", path, source, version.max_display_name)
         description = self._text(raw, "description", path, source, version.max_description)
         sid = meta.get("id", ident) if ident else None
@@ -1100,6 +1097,18 @@ class _Reader:
             return {}
         return meta
 
+    def _meta_schema(self, meta: dict[str, Any], schema: Schema | None, path: str, source: str) -> Schema | None:
+        """The exact schema the writer recorded in the metadata, else `schema` (an annotation violation when the
+        recorded one does not describe a schema)."""
+        if "schema" not in meta:
+            return schema
+        try:
+            return schema_from_json(meta["schema"])
+        except (KeyError, TypeError, ValueError) as exc:
+            self._add(f"{path}.comment", "annotation", f"twin metadata 'schema' does not describe a schema: {exc}",
+                      source)
+            return schema
+
     def _many(self, value: Any, path: str) -> Iterator[tuple[Any, str]]:
         if value is None:
             return
@@ -1328,20 +1337,6 @@ def _translate(cls: ClassDef, iri_of: dict[str, str]) -> ClassDef:
         parents=tuple(t(p) for p in cls.parents),
         relationships=tuple(replace(r, target=t(r.target) if r.target else r.target) for r in cls.relationships),
         components=tuple(replace(c, schema=t(c.schema)) for c in cls.components),
-    )
-
-
-def decode_schema(data: dict[str, Any]) -> Schema:
-    """A Schema from the compact JSON form written by ontology.dtdl_writer.encode_schema."""
-    return Schema(
-        kind=data["kind"],
-        id=data.get("id"),
-        enum_value_kind=data.get("enum_value_kind"),
-        enum_values=tuple(EnumValue(v["name"], v["value"]) for v in data.get("enum_values", ())),
-        fields=tuple(Field(f["name"], decode_schema(f["schema"])) for f in data.get("fields", ())),
-        element=decode_schema(data["element"]) if data.get("element") else None,
-        map_key=data.get("map_key"),
-        map_value=data.get("map_value"),
     )
 
 

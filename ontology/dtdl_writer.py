@@ -18,18 +18,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ontology.dtdl_reader import GEOSPATIAL, TWIN_META_PREFIX, VERSIONS, DtdlError, DtdlVersion, parse_dtdl_report
+from ontology.dtdl_reader import TWIN_META_PREFIX, VERSIONS, DtdlError, DtdlVersion, parse_dtdl_report
 from ontology.dtmi import INTERFACE_ID_MAX_LENGTH, dtmi_name, dtmi_problem, iri_to_dtmi, parse_dtmi, to_segment
 from ontology.errors import Violation
 from ontology.model import ClassDef, CommandDef, LangText, Ontology, PropertyDef, RelationshipDef
 from ontology.schema import Schema
+from ontology.schema_codec import DTDL_FALLBACK, GEOSPATIAL, enum_value_kind, schema_to_json
 
 _QUANTITATIVE = {3: "dtmi:dtdl:extension:quantitativeTypes;1", 4: "dtmi:dtdl:extension:quantitativeTypes;2"}
-_FALLBACK = {
-    "byte": "integer", "short": "integer", "unsignedByte": "integer", "unsignedShort": "integer",
-    "unsignedInteger": "long", "unsignedLong": "long", "decimal": "double", "uuid": "string", "bytes": "string",
-    "scaledDecimal": "string",
-}
 _COMMENT_LIMIT = 512
 
 
@@ -68,26 +64,6 @@ def dump_dtdl(ontology: Ontology, path: Path | str, version: int = 3) -> list[Pa
         file.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(file)
     return written
-
-
-def encode_schema(schema: Schema) -> dict[str, Any]:
-    """A compact JSON form of a Schema (display texts left out), read back by dtdl_reader.decode_schema."""
-    data: dict[str, Any] = {"kind": schema.kind}
-    if schema.id:
-        data["id"] = schema.id
-    if schema.enum_value_kind:
-        data["enum_value_kind"] = schema.enum_value_kind
-    if schema.enum_values:
-        data["enum_values"] = [{"name": v.name, "value": v.value} for v in schema.enum_values]
-    if schema.fields:
-        data["fields"] = [{"name": f.name, "schema": encode_schema(f.schema)} for f in schema.fields]
-    if schema.element is not None:
-        data["element"] = encode_schema(schema.element)
-    if schema.map_key is not None:
-        data["map_key"] = schema.map_key
-    if schema.map_value is not None:
-        data["map_value"] = schema.map_value
-    return data
 
 
 def _holds_array(schema: Schema) -> bool:
@@ -187,7 +163,7 @@ class _Writer:
                                    "name": self._name(prop.name, meta)}
         if kind == "Property" and not self.version.property_allows_array and _holds_array(prop.schema):
             element["schema"] = "string"  # DTDL v2 Properties cannot hold arrays or geospatial values
-            meta["schema"] = encode_schema(prop.schema)
+            meta["schema"] = schema_to_json(prop.schema, texts=False)
         else:
             element["schema"] = self._schema_value(prop.schema, local, owner, meta)
         if prop.unit and prop.semantic_types:
@@ -262,7 +238,7 @@ class _Writer:
         if schema.id and schema.id in local:
             return self._schema_id(schema.id)
         if schema.is_primitive and not self._representable(schema):
-            meta["schema"] = encode_schema(schema)
+            meta["schema"] = schema_to_json(schema, texts=False)
         return self.schema(schema, local, owner)
 
     def _representable(self, schema: Schema, *, top: bool = False) -> bool:
@@ -290,9 +266,9 @@ class _Writer:
     def schema(self, schema: Schema, local: set[str], owner: str, *, top: bool = False) -> Any:
         """A schema written in the target version (unsupported primitives fall back to the nearest one)."""
         if schema.is_primitive:
-            if schema.kind in self.version.primitives or schema.kind not in _FALLBACK:
+            if schema.kind in self.version.primitives or schema.kind not in DTDL_FALLBACK:
                 return schema.kind
-            return _FALLBACK[schema.kind]
+            return DTDL_FALLBACK[schema.kind]
         if schema.id and schema.id in local and not top:
             return self._schema_id(schema.id)
         element: dict[str, Any] = {}
@@ -301,9 +277,7 @@ class _Writer:
             element["@id"] = self._schema_id(schema.id)
             self.emitted_schema_ids.add(schema.id)
         if schema.kind == "enum":
-            kind = schema.enum_value_kind or (
-                "integer" if all(isinstance(v.value, int) for v in schema.enum_values) else "string"
-            )
+            kind = schema.enum_value_kind or enum_value_kind(v.value for v in schema.enum_values)
             element.update({"@type": "Enum", "valueSchema": kind, "enumValues": [
                 self._texts({"name": to_segment(v.name), "enumValue": v.value if kind == "integer" else str(v.value)},
                             v.display_name, v.description)
@@ -327,7 +301,7 @@ class _Writer:
         else:
             self.problems.append(Violation(owner, "unknown-schema", f"schema kind {schema.kind!r} has no DTDL form"))
         self._texts(element, schema.display_name, schema.description)
-        self._comment(element, {} if exact else {"schema": encode_schema(schema)}, owner)
+        self._comment(element, {} if exact else {"schema": schema_to_json(schema, texts=False)}, owner)
         return element
 
     # ----------------------------------------------------------------- members

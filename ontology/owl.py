@@ -46,7 +46,8 @@ from rdflib.namespace import OWL, RDF, RDFS, XSD
 from ontology.errors import OntologyError, Violation
 from ontology.formats import FORMATS_BY_SUFFIX
 from ontology.model import ClassDef, CommandDef, ComponentDef, LangText, Ontology, PropertyDef, RelationshipDef
-from ontology.schema import EnumValue, Field, Schema
+from ontology.schema import EnumValue, Schema
+from ontology.schema_codec import enum_value_kind, lang_from_json, lang_to_json, schema_from_json, schema_to_json
 
 TWIN = rdflib.Namespace("https://enterprise-twin.dev/ontology/core#")
 """The core ontology's namespace; also holds the annotation properties the writer uses."""
@@ -333,6 +334,16 @@ class _OwlReader:
             return Schema(kind="string")
         return self.range_schema(ranges[0], prop, set())
 
+    def schemas(self, node: Any) -> list[Schema]:
+        """The named schemas a twin:schemas annotation of `node` holds (an annotation problem for each bad one)."""
+        found = []
+        for encoded in self.json(node, TWIN.schemas) or ():
+            try:
+                found.append(schema_from_json(encoded))
+            except (KeyError, TypeError, ValueError) as exc:
+                self.problem(node, "annotation", f"twin:schemas holds something that is not a schema: {exc}")
+        return found
+
     def range_schema(self, node: Any, prop: URIRef, seen: set[Any]) -> Schema:
         if node in seen:
             self.problem(prop, "range", f"datatype {node} is defined in terms of itself")
@@ -350,9 +361,9 @@ class _OwlReader:
         one_of = self.g.value(node, OWL.oneOf)
         if one_of is not None:
             values = [lit.toPython() for lit in self.members(one_of) if isinstance(lit, Literal)]
-            integer = bool(values) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-            members = tuple(EnumValue(name=str(v), value=v if integer else str(v)) for v in values)
-            return Schema(kind="enum", enum_value_kind="integer" if integer else "string", enum_values=members)
+            kind = enum_value_kind(values)
+            members = tuple(EnumValue(name=str(v), value=v if kind == "integer" else str(v)) for v in values)
+            return Schema(kind="enum", enum_value_kind=kind, enum_values=members)
         base = self.g.value(node, OWL.onDatatype)
         if base is not None:
             return self.range_schema(base, prop, seen)
@@ -551,7 +562,7 @@ class _OwlReader:
                 )
 
         classes = [self.class_def(cls, parents[cls], props[cls], rels[cls]) for cls in sorted(self.classes)]
-        schemas = [schema_from_json(s) for s in (self.json(ontology_node, TWIN.schemas) or [])] if ontology_node else []
+        schemas = self.schemas(ontology_node) if ontology_node else []
         if self.problems:
             raise OntologyError(f"{self.source}: the OWL ontology has {len(self.problems)} problem(s)", self.problems)
         version = g.value(ontology_node, OWL.versionInfo) if ontology_node is not None else None
@@ -578,7 +589,7 @@ class _OwlReader:
             relationships=tuple(_ordered(rels, lambda r: r.name, order.get("relationships"))),
             commands=tuple(command_from_json(c) for c in self.json(cls, TWIN.commands) or ()),
             components=tuple(component_from_json(c) for c in self.json(cls, TWIN.components) or ()),
-            schemas=tuple(schema_from_json(s) for s in self.json(cls, TWIN.schemas) or ()),
+            schemas=tuple(self.schemas(cls)),
             display_name=self.lang_text(cls, RDFS.label),
             description=self.lang_text(cls, RDFS.comment),
             semantic_types=tuple(self.json(cls, TWIN.semanticTypes) or ()),
@@ -609,66 +620,6 @@ def _short(iri: Any) -> str:
 # ===================================================================================================== JSON codecs
 
 
-def _lang_json(text: LangText) -> list[list[str]]:
-    return [[lang, value] for lang, value in text]
-
-
-def _lang_from(data: Any) -> LangText:
-    return tuple((str(lang), str(value)) for lang, value in data or ())
-
-
-def schema_to_json(schema: Schema) -> dict[str, Any]:
-    """A JSON-ready description of a Schema (all parts, display names included)."""
-    out: dict[str, Any] = {"kind": schema.kind}
-    if schema.id:
-        out["id"] = schema.id
-    if schema.enum_value_kind:
-        out["enumValueKind"] = schema.enum_value_kind
-    if schema.enum_values:
-        out["enumValues"] = [
-            {"name": v.name, "value": v.value, "displayName": _lang_json(v.display_name), "description": _lang_json(v.description)}
-            for v in schema.enum_values
-        ]
-    if schema.fields:
-        out["fields"] = [
-            {"name": f.name, "schema": schema_to_json(f.schema), "displayName": _lang_json(f.display_name), "description": _lang_json(f.description)}
-            for f in schema.fields
-        ]
-    if schema.element is not None:
-        out["element"] = schema_to_json(schema.element)
-    if schema.map_key:
-        out["mapKey"] = schema.map_key
-    if schema.map_value:
-        out["mapValue"] = schema.map_value
-    if schema.display_name:
-        out["displayName"] = _lang_json(schema.display_name)
-    if schema.description:
-        out["description"] = _lang_json(schema.description)
-    return out
-
-
-def schema_from_json(data: dict[str, Any]) -> Schema:
-    """The Schema described by `schema_to_json` output."""
-    return Schema(
-        kind=data["kind"],
-        id=data.get("id"),
-        enum_value_kind=data.get("enumValueKind"),
-        enum_values=tuple(
-            EnumValue(v["name"], v["value"], _lang_from(v.get("displayName")), _lang_from(v.get("description")))
-            for v in data.get("enumValues", ())
-        ),
-        fields=tuple(
-            Field(f["name"], schema_from_json(f["schema"]), _lang_from(f.get("displayName")), _lang_from(f.get("description")))
-            for f in data.get("fields", ())
-        ),
-        element=schema_from_json(data["element"]) if "element" in data else None,
-        map_key=data.get("mapKey"),
-        map_value=data.get("mapValue"),
-        display_name=_lang_from(data.get("displayName")),
-        description=_lang_from(data.get("description")),
-    )
-
-
 def _payload_json(payload: tuple[str, Schema] | None) -> Any:
     return None if payload is None else {"name": payload[0], "schema": schema_to_json(payload[1])}
 
@@ -683,8 +634,8 @@ def command_to_json(command: CommandDef) -> dict[str, Any]:
         "name": command.name,
         "request": _payload_json(command.request),
         "response": _payload_json(command.response),
-        "displayName": _lang_json(command.display_name),
-        "description": _lang_json(command.description),
+        "displayName": lang_to_json(command.display_name),
+        "description": lang_to_json(command.description),
     }
 
 
@@ -694,8 +645,8 @@ def command_from_json(data: dict[str, Any]) -> CommandDef:
         name=data["name"],
         request=_payload_from(data.get("request")),
         response=_payload_from(data.get("response")),
-        display_name=_lang_from(data.get("displayName")),
-        description=_lang_from(data.get("description")),
+        display_name=lang_from_json(data.get("displayName")),
+        description=lang_from_json(data.get("description")),
     )
 
 
@@ -704,8 +655,8 @@ def component_to_json(component: ComponentDef) -> dict[str, Any]:
     return {
         "name": component.name,
         "schema": component.schema,
-        "displayName": _lang_json(component.display_name),
-        "description": _lang_json(component.description),
+        "displayName": lang_to_json(component.display_name),
+        "description": lang_to_json(component.description),
     }
 
 
@@ -714,8 +665,8 @@ def component_from_json(data: dict[str, Any]) -> ComponentDef:
     return ComponentDef(
         name=data["name"],
         schema=data["schema"],
-        display_name=_lang_from(data.get("displayName")),
-        description=_lang_from(data.get("description")),
+        display_name=lang_from_json(data.get("displayName")),
+        description=lang_from_json(data.get("description")),
     )
 
 
@@ -748,8 +699,8 @@ def _reads_back_exactly(schema: Schema) -> bool:
     if schema.kind != "enum" or schema.id or not schema.enum_values:
         return False
     values = [v.value for v in schema.enum_values]
-    integer = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-    expected_kind = "integer" if integer else "string"
+    expected_kind = enum_value_kind(values)
+    integer = expected_kind == "integer"
     return (
         schema.enum_value_kind == expected_kind
         and (integer or all(isinstance(v, str) for v in values))
