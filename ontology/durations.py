@@ -28,7 +28,7 @@ class DurationError(OntologyError, ValueError):
 
 @dataclass(frozen=True)
 class Duration:
-    """An ISO 8601 duration as written: its sign and each part (`fraction` holds the digits after the seconds' point)."""
+    """An ISO 8601 duration as written: its sign and parts (`fraction`: the digits after the seconds' point)."""
 
     negative: bool = False
     years: int = 0

@@ -87,7 +87,7 @@ def discover(paths: Iterable[Path | str]) -> tuple[list[Path], list[Path], list[
 
 def load_report(paths: Iterable[Path | str], *, include_core: bool = False) -> LoadReport:
     """Read every OWL and DTDL file under `paths`, merge them (and the core ontology if asked), collect all errors."""
-    # the readers load when a load runs (rdflib alone takes ~0.3 s): `twin token` and the API's settings start without
+    # the readers are imported when a load runs (rdflib alone takes ~0.3 s): commands that read no ontology start faster
     from ontology.dtdl_reader import read_dtdl_report
     from ontology.owl import read_owl
 
