@@ -11,8 +11,20 @@ from ontology.errors import quoted
 from ontology.schema import Schema
 
 # Stored as JSON text: the graph backends hold only primitives and flat arrays as property values.
-_JSON_KINDS = frozenset({"object", "map", "scaledDecimal", "point", "lineString", "polygon", "multiPoint",
-                         "multiLineString", "multiPolygon", "bytes"})
+_JSON_KINDS = frozenset(
+    {
+        "object",
+        "map",
+        "scaledDecimal",
+        "point",
+        "lineString",
+        "polygon",
+        "multiPoint",
+        "multiLineString",
+        "multiPolygon",
+        "bytes",
+    }
+)
 
 
 def _stored_as_json(schema: Schema) -> bool:
@@ -94,12 +106,17 @@ def parse_duration(text: str) -> dt.timedelta:
     """
     match = _DURATION_PARTS.fullmatch(text) if isinstance(text, str) else None
     if match is None or text.rstrip("T").endswith("P"):
-        raise ValueError(f"{quoted(text)} is not an ISO 8601 duration in weeks, days, hours, minutes and seconds "
-                         "(at most 6 decimals)")
+        raise ValueError(
+            f"{quoted(text)} is not an ISO 8601 duration in weeks, days, hours, minutes and seconds "
+            "(at most 6 decimals)"
+        )
     parts = match.groupdict()
     delta = dt.timedelta(
-        weeks=int(parts["weeks"] or 0), days=int(parts["days"] or 0), hours=int(parts["hours"] or 0),
-        minutes=int(parts["minutes"] or 0), seconds=int(parts["seconds"] or 0),
+        weeks=int(parts["weeks"] or 0),
+        days=int(parts["days"] or 0),
+        hours=int(parts["hours"] or 0),
+        minutes=int(parts["minutes"] or 0),
+        seconds=int(parts["seconds"] or 0),
         microseconds=int((parts["fraction"] or "").ljust(6, "0") or 0),
     )
     return -delta if parts["sign"] else delta
