@@ -328,7 +328,7 @@ class IdentityResolver:
                 rows = conn.execute(
                     select(t.c.source_key, t.c.canonical_uid).where(t.c.active.is_(True), t.c.source_key.in_(chunk))
                 )
-                found.update(dict(rows.tuples()))
+                found.update(rows.tuples().all())  # pairs: dict(result) would read the Result as a mapping
         return found
 
     def erase_personal(self, uid: str, fields: Sequence[str], values: Sequence[Any]) -> int:
