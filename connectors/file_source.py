@@ -18,12 +18,42 @@ import pandas as pd
 
 from connectors.source import SourceError, SourceRecord, Watermark
 
-FORMATS = {".csv": "csv", ".tsv": "csv", ".xlsx": "excel", ".xlsm": "excel", ".parquet": "parquet",
-           ".pq": "parquet", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
 
 
-_CSV_NA_VALUES = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-                            "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+_CSV_NA_VALUES = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
 """The cells pandas reads as missing by default (kept for every column but the keys)."""
 
 
@@ -54,7 +84,7 @@ def _as_utc(value: Any) -> dt.datetime | None:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError):
         return None
-    if stamp is pd.NaT:
+    if pd.isna(stamp):
         return None
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.to_pydatetime()
@@ -84,8 +114,10 @@ class FileSource:
         self.watermark_column = watermark
         self.format = format or FORMATS.get(self.path.suffix.lower())
         if self.format is None:
-            raise SourceError(f"{self.path}: unknown file type {self.path.suffix!r}; give format= "
-                              f"({', '.join(sorted(set(FORMATS.values())))})")
+            raise SourceError(
+                f"{self.path}: unknown file type {self.path.suffix!r}; give format= "
+                f"({', '.join(sorted(set(FORMATS.values())))})"
+            )
         self.sheet = sheet
         self.name = name or f"file:{self.path.name}"
         self.page_size = page_size
@@ -112,7 +144,7 @@ class FileSource:
         return frame
 
     def _parse(self) -> pd.DataFrame:
-        key_types = {k: "string" for k in self.keys}
+        key_types = dict.fromkeys(self.keys, "string")
         try:
             if self.format == "csv":
                 sep = "\t" if self.path.suffix.lower() == ".tsv" else ","
@@ -120,11 +152,13 @@ class FileSource:
                 # missing-value markers (an empty cell, 'NA', 'NULL' become None)
                 header = pd.read_csv(self.path, sep=sep, nrows=0).columns
                 na_values = {c: sorted(_CSV_NA_VALUES) for c in header if c not in self.keys}
-                frame = pd.read_csv(self.path, sep=sep, dtype={**key_types, **self.dtype}, keep_default_na=False,
-                                    na_values=na_values)
+                frame = pd.read_csv(
+                    self.path, sep=sep, dtype={**key_types, **self.dtype}, keep_default_na=False, na_values=na_values
+                )
             elif self.format == "excel":
-                frame = pd.read_excel(self.path, sheet_name=self.sheet if self.sheet is not None else 0,
-                                      dtype={**key_types, **self.dtype})
+                frame = pd.read_excel(
+                    self.path, sheet_name=self.sheet if self.sheet is not None else 0, dtype={**key_types, **self.dtype}
+                )
             elif self.format == "parquet":
                 frame = pd.read_parquet(self.path)
             elif self.format in ("json", "jsonl"):
@@ -139,11 +173,16 @@ class FileSource:
         except (ValueError, TypeError, OSError, ImportError, KeyError, pd.errors.ParserError) as exc:
             message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise SourceError(f"{self.path}: cannot be read as {self.format}: {message}", model=self.name) from None
-        missing = [c for c in (*self.keys, *([self.watermark_column] if self.watermark_column else []))
-                   if c not in frame.columns]
+        missing = [
+            c
+            for c in (*self.keys, *([self.watermark_column] if self.watermark_column else []))
+            if c not in frame.columns
+        ]
         if missing:
-            raise SourceError(f"{self.path}: missing column(s) {', '.join(missing)} "
-                              f"(has: {', '.join(map(str, frame.columns))})", model=self.name)
+            raise SourceError(
+                f"{self.path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})",
+                model=self.name,
+            )
         return frame
 
     def read(self, since: Watermark | None) -> Iterator[list[SourceRecord]]:
@@ -152,7 +191,7 @@ class FileSource:
         columns = [str(c) for c in frame.columns]
         records: list[SourceRecord] = []
         for row_number, values in enumerate(frame.itertuples(index=False, name=None), start=2):
-            fields = {name: _plain(value) for name, value in zip(columns, values)}
+            fields = {name: _plain(value) for name, value in zip(columns, values, strict=True)}
             key_parts = [fields.get(k) for k in self.keys]
             changed = _as_utc(fields.get(self.watermark_column)) if self.watermark_column else None
             if since is not None and self.watermark_column and changed is not None and changed < since.value:

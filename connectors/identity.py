@@ -142,12 +142,20 @@ def _name_key(name: str | None) -> str | None:
     return " ".join(name.lower().split())
 
 
-def candidate(natural_uid: str, system: str, *, exact: dict[str, Any] | None = None, email: Any = None,
-              plus_domains: frozenset[str] | None = None, name: Any = None, organisation: Any = None
-              ) -> IdentityCandidate:
+def candidate(
+    natural_uid: str,
+    system: str,
+    *,
+    exact: dict[str, Any] | None = None,
+    email: Any = None,
+    plus_domains: frozenset[str] | None = None,
+    name: Any = None,
+    organisation: Any = None,
+) -> IdentityCandidate:
     """An IdentityCandidate with its values normalised (e-mail, whitespace and case of names)."""
     return IdentityCandidate(
-        natural_uid, system,
+        natural_uid,
+        system,
         tuple((k, str(v)) for k, v in sorted((exact or {}).items()) if v is not None and v != ""),
         normalise_email(email, plus_domains) if email else None,
         _name_key(str(name)) if name else None,
@@ -161,11 +169,22 @@ class IdentityResolver:
     def __init__(self, url: str) -> None:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
-        self._keys = RowAppender(self.engine, identity_key_table, ("kind", "value", "uid", "system", "org"),
-                                 ("domain",), conflict_keys=("domain", "kind", "value", "uid"))
+        self._keys = RowAppender(
+            self.engine,
+            identity_key_table,
+            ("kind", "value", "uid", "system", "org"),
+            ("domain",),
+            conflict_keys=("domain", "kind", "value", "uid"),
+        )
 
-    def resolve(self, domain: str, candidates: Sequence[IdentityCandidate], *, threshold: float | None = None,
-                dry_run: bool = False) -> dict[str, Resolution]:
+    def resolve(
+        self,
+        domain: str,
+        candidates: Sequence[IdentityCandidate],
+        *,
+        threshold: float | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Resolution]:
         """The twin each candidate feeds; new merges and match keys are recorded unless `dry_run`."""
         naturals = [c.natural_uid for c in candidates]
         existing = self.canonical_of(naturals)
@@ -182,9 +201,18 @@ class IdentityResolver:
             else:
                 resolution = self._match(cand, keys, batch_index, blocked.get(natural, set()), threshold)
                 if resolution.merged:
-                    new_links.append({"domain": domain, "canonical_uid": resolution.canonical_uid,
-                                      "source_system": cand.system, "source_key": natural, "rule": resolution.rule,
-                                      "score": resolution.score, "created_at": now_text(), "active": True})
+                    new_links.append(
+                        {
+                            "domain": domain,
+                            "canonical_uid": resolution.canonical_uid,
+                            "source_system": cand.system,
+                            "source_key": natural,
+                            "rule": resolution.rule,
+                            "score": resolution.score,
+                            "created_at": now_text(),
+                            "active": True,
+                        }
+                    )
                     existing[natural] = resolution.canonical_uid
             results[natural] = resolution
             canonical = resolution.canonical_uid
@@ -207,8 +235,9 @@ class IdentityResolver:
             keys.append(("name", cand.name))
         return keys
 
-    def _lookup(self, domain: str, candidates: Sequence[IdentityCandidate], fuzzy: bool
-                ) -> dict[tuple[str, str], list[tuple[str, str, str | None]]]:
+    def _lookup(
+        self, domain: str, candidates: Sequence[IdentityCandidate], fuzzy: bool
+    ) -> dict[tuple[str, str], list[tuple[str, str, str | None]]]:
         """Registered keys matching any candidate: (kind, value) -> [(uid, system, org)]."""
         wanted: dict[str, set[str]] = {}
         orgs: set[str] = set()
@@ -223,26 +252,38 @@ class IdentityResolver:
         with self.engine.connect() as conn:
             for kind, values in wanted.items():
                 for chunk in batched(sorted(values), 2_000):
-                    rows = conn.execute(select(t.c.kind, t.c.value, t.c.uid, t.c.system, t.c.org).where(
-                        t.c.domain == domain, t.c.kind == kind, t.c.value.in_(chunk)))
+                    rows = conn.execute(
+                        select(t.c.kind, t.c.value, t.c.uid, t.c.system, t.c.org).where(
+                            t.c.domain == domain, t.c.kind == kind, t.c.value.in_(chunk)
+                        )
+                    )
                     for k, v, uid, system, org in rows:
                         found.setdefault((k, v), []).append((uid, system, org))
             for chunk in batched(sorted(orgs), 2_000):
-                rows = conn.execute(select(t.c.kind, t.c.value, t.c.uid, t.c.system, t.c.org).where(
-                    t.c.domain == domain, t.c.kind == "name", t.c.org.in_(chunk)))
-                for k, v, uid, system, org in rows:
+                rows = conn.execute(
+                    select(t.c.kind, t.c.value, t.c.uid, t.c.system, t.c.org).where(
+                        t.c.domain == domain, t.c.kind == "name", t.c.org.in_(chunk)
+                    )
+                )
+                for _kind, v, uid, system, org in rows:
                     found.setdefault(("org", org or ""), []).append((uid, system, v))
         return found
 
     @staticmethod
-    def _match(cand: IdentityCandidate, keys: dict[tuple[str, str], list[tuple[str, str, str | None]]],
-               batch_index: dict[tuple[str, str], tuple[str, str]], blocked: set[str],
-               threshold: float | None) -> Resolution:
+    def _match(
+        cand: IdentityCandidate,
+        keys: dict[tuple[str, str], list[tuple[str, str, str | None]]],
+        batch_index: dict[tuple[str, str], tuple[str, str]],
+        blocked: set[str],
+        threshold: float | None,
+    ) -> Resolution:
         def usable(uid: str, system: str) -> bool:
             return system != cand.system and uid != cand.natural_uid and uid not in blocked
 
-        for kind, value, rule in [*((f"exact:{p}", v, f"exact:{p}") for p, v in cand.exact),
-                                  *((("email", cand.email, "email"),) if cand.email else ())]:
+        for kind, value, rule in [
+            *((f"exact:{p}", v, f"exact:{p}") for p, v in cand.exact),
+            *((("email", cand.email, "email"),) if cand.email else ()),
+        ]:
             for uid, system, _ in keys.get((kind, value), []):
                 if usable(uid, system):
                     return Resolution(cand.natural_uid, uid, rule, 1.0)
@@ -270,8 +311,9 @@ class IdentityResolver:
             if conn.scalar(select(t.c.uid_a).limit(1)) is None:  # no pair was ever unmerged
                 return found
             for chunk in batched(naturals, 1_000):
-                for a, b in conn.execute(select(t.c.uid_a, t.c.uid_b).where(or_(t.c.uid_a.in_(chunk),
-                                                                                 t.c.uid_b.in_(chunk)))):
+                for a, b in conn.execute(
+                    select(t.c.uid_a, t.c.uid_b).where(or_(t.c.uid_a.in_(chunk), t.c.uid_b.in_(chunk)))
+                ):
                     found.setdefault(a, set()).add(b)
                     found.setdefault(b, set()).add(a)
         return found
@@ -283,9 +325,10 @@ class IdentityResolver:
         found: dict[str, str] = {}
         with self.engine.connect() as conn:
             for chunk in batched(items, 2_000):
-                rows = conn.execute(select(t.c.source_key, t.c.canonical_uid).where(
-                    t.c.active.is_(True), t.c.source_key.in_(chunk)))
-                found.update({source: canonical for source, canonical in rows})
+                rows = conn.execute(
+                    select(t.c.source_key, t.c.canonical_uid).where(t.c.active.is_(True), t.c.source_key.in_(chunk))
+                )
+                found.update(rows.tuples().all())  # pairs: dict(result) would read the Result as a mapping
         return found
 
     def erase_personal(self, uid: str, fields: Sequence[str], values: Sequence[Any]) -> int:
@@ -294,8 +337,9 @@ class IdentityResolver:
         t = identity_key_table
         texts = [str(value) for value in values if value is not None]
         with self.engine.begin() as conn:
-            result = conn.execute(delete(t).where(t.c.uid == uid, or_(t.c.kind.in_(["email", "name"]),
-                                                                      t.c.value.in_(texts))))
+            result = conn.execute(
+                delete(t).where(t.c.uid == uid, or_(t.c.kind.in_(["email", "name"]), t.c.value.in_(texts)))
+            )
         return int(result.rowcount or 0)
 
     def shared(self, uids: Iterable[str]) -> set[str]:
@@ -305,8 +349,9 @@ class IdentityResolver:
         found: set[str] = set()
         with self.engine.connect() as conn:
             for chunk in batched(items, 2_000):
-                found.update(conn.scalars(select(t.c.canonical_uid).where(
-                    t.c.active.is_(True), t.c.canonical_uid.in_(chunk))))
+                found.update(
+                    conn.scalars(select(t.c.canonical_uid).where(t.c.active.is_(True), t.c.canonical_uid.in_(chunk)))
+                )
         return found
 
     def has_merges(self) -> bool:
@@ -324,9 +369,22 @@ class IdentityResolver:
         if not include_ended:
             query = query.where(t.c.active.is_(True))
         with self.engine.connect() as conn:
-            return [IdentityLink(r.id, r.domain, r.canonical_uid, r.source_system, r.source_key, r.rule, r.score,
-                                 r.created_at, r.active, r.ended_at, r.ended_reason)
-                    for r in conn.execute(query.order_by(t.c.id))]
+            return [
+                IdentityLink(
+                    r.id,
+                    r.domain,
+                    r.canonical_uid,
+                    r.source_system,
+                    r.source_key,
+                    r.rule,
+                    r.score,
+                    r.created_at,
+                    r.active,
+                    r.ended_at,
+                    r.ended_reason,
+                )
+                for r in conn.execute(query.order_by(t.c.id))
+            ]
 
     def unmerge(self, natural_uid: str, reason: str = "unmerged by a data steward") -> IdentityLink:
         """End the merge of `natural_uid`, and block the pair from merging again; returns the ended link."""
@@ -337,13 +395,26 @@ class IdentityResolver:
                 raise IdentityError(f"{natural_uid!r} is not merged into another twin")
             ended = now_text()
             conn.execute(update(t).where(t.c.id == row.id).values(active=False, ended_at=ended, ended_reason=reason))
-            conn.execute(insert_ignore_statement(self.engine, identity_block_table, ["uid_a", "uid_b"]),
-                         {"uid_a": row.canonical_uid, "uid_b": natural_uid, "created_at": ended})
+            conn.execute(
+                insert_ignore_statement(self.engine, identity_block_table, ["uid_a", "uid_b"]),
+                {"uid_a": row.canonical_uid, "uid_b": natural_uid, "created_at": ended},
+            )
             # keys the record registered under the canonical uid no longer lead there
             k = identity_key_table
             conn.execute(delete(k).where(k.c.uid == row.canonical_uid, k.c.system == row.source_system))
-        return IdentityLink(row.id, row.domain, row.canonical_uid, row.source_system, natural_uid, row.rule,
-                            row.score, row.created_at, False, ended, reason)
+        return IdentityLink(
+            row.id,
+            row.domain,
+            row.canonical_uid,
+            row.source_system,
+            natural_uid,
+            row.rule,
+            row.score,
+            row.created_at,
+            False,
+            ended,
+            reason,
+        )
 
     def forget(self, uids: Iterable[str], reason: str = "twin deleted") -> None:
         """Drop match keys of deleted twins and end merges into or out of them."""
@@ -355,9 +426,11 @@ class IdentityResolver:
         with self.engine.begin() as conn:
             for chunk in batched(items, 1_000):
                 conn.execute(delete(k).where(k.c.uid.in_(chunk)))
-                conn.execute(update(t).where(t.c.active.is_(True), or_(t.c.canonical_uid.in_(chunk),
-                                                                        t.c.source_key.in_(chunk)))
-                             .values(active=False, ended_at=now_text(), ended_reason=reason))
+                conn.execute(
+                    update(t)
+                    .where(t.c.active.is_(True), or_(t.c.canonical_uid.in_(chunk), t.c.source_key.in_(chunk)))
+                    .values(active=False, ended_at=now_text(), ended_reason=reason)
+                )
 
     def forget_source(self, natural_uids: Iterable[str], reason: str = "source record deleted") -> None:
         """End the merges of natural uids whose source records are gone (the canonical twin stays)."""
@@ -365,5 +438,8 @@ class IdentityResolver:
         t = identity_link_table
         with self.engine.begin() as conn:
             for chunk in batched(items, 1_000):
-                conn.execute(update(t).where(and_(t.c.active.is_(True), t.c.source_key.in_(chunk)))
-                             .values(active=False, ended_at=now_text(), ended_reason=reason))
+                conn.execute(
+                    update(t)
+                    .where(and_(t.c.active.is_(True), t.c.source_key.in_(chunk)))
+                    .values(active=False, ended_at=now_text(), ended_reason=reason)
+                )

@@ -48,18 +48,25 @@ class LeaseStore:
         moment = time.time() if now is None else now
         t = connector_lease_table
         with self.engine.begin() as conn:
-            renewed = conn.execute(update(t).where(t.c.connector == connector, t.c.holder == holder)
-                                   .values(expires_at=moment + seconds))
+            renewed = conn.execute(
+                update(t).where(t.c.connector == connector, t.c.holder == holder).values(expires_at=moment + seconds)
+            )
             if renewed.rowcount == 1:
                 return True
-            taken = conn.execute(update(t).where(t.c.connector == connector, t.c.expires_at < moment)
-                                 .values(holder=holder, expires_at=moment + seconds, acquired_at=moment))
+            taken = conn.execute(
+                update(t)
+                .where(t.c.connector == connector, t.c.expires_at < moment)
+                .values(holder=holder, expires_at=moment + seconds, acquired_at=moment)
+            )
             if taken.rowcount == 1:
                 return True
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(t).values(connector=connector, holder=holder, expires_at=moment + seconds,
-                                              acquired_at=moment))
+                conn.execute(
+                    insert(t).values(
+                        connector=connector, holder=holder, expires_at=moment + seconds, acquired_at=moment
+                    )
+                )
             return True
         except IntegrityError:  # another holder has it (or took it between our update and insert)
             return False

@@ -34,8 +34,10 @@ class SizeLimits:
             size = self._size(value)
             if size > self.value_bytes:
                 shown = value if isinstance(value, str) else repr(value)
-                return name, (f"{name}: the value is {size:,} bytes, more than the {self.value_bytes:,} a value may "
-                              f"have; it begins {excerpt(shown)}")
+                return name, (
+                    f"{name}: the value is {size:,} bytes, more than the {self.value_bytes:,} a value may "
+                    f"have; it begins {excerpt(shown)}"
+                )
             total += size
         if total > self.row_bytes:
             return None, f"the row is {total:,} bytes, more than the {self.row_bytes:,} a row may have"
@@ -43,8 +45,12 @@ class SizeLimits:
 
     def trimmed(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The row as quarantine keeps an oversized one: each long value cut to a short excerpt."""
-        return {name: excerpt(value if isinstance(value, str) else repr(value)) if self._size(value) > 4 * EXCERPT
-                else value for name, value in fields.items()}
+        return {
+            name: excerpt(value if isinstance(value, str) else repr(value))
+            if self._size(value) > 4 * EXCERPT
+            else value
+            for name, value in fields.items()
+        }
 
     def _size(self, value: Any) -> int:
         """Bytes of a value as text (UTF-8) — counted exactly only where characters alone cannot decide."""

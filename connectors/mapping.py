@@ -68,7 +68,7 @@ import datetime as dt
 import difflib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -95,8 +95,16 @@ from ontology.safe_yaml import load_yaml
 from ontology.schema import Schema, check_value
 
 __all__ = [
-    "EntityMapping", "IdentityRule", "LinkRule", "MappingError", "MappingProblem", "PropertyRule", "SourceMapping",
-    "TelemetryRule", "load_mapping", "parse_mapping",
+    "EntityMapping",
+    "IdentityRule",
+    "LinkRule",
+    "MappingError",
+    "MappingProblem",
+    "PropertyRule",
+    "SourceMapping",
+    "TelemetryRule",
+    "load_mapping",
+    "parse_mapping",
 ]
 
 
@@ -125,14 +133,14 @@ class MappingError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ YAML with lines
-class _LocatedMap(dict):  # type: ignore[type-arg]
+class _LocatedMap(dict[Any, Any]):
     """A YAML mapping that remembers its own line and the line of each key."""
 
     line: int = 0
     lines: dict[Any, int]
 
 
-class _LocatedList(list):  # type: ignore[type-arg]
+class _LocatedList(list[Any]):
     """A YAML sequence that remembers its own line and the line of each item."""
 
     line: int = 0
@@ -370,7 +378,7 @@ class EntityMapping:
 
     def line_of_field(self, source_field: str) -> int:
         """The mapping line that reads `source_field`: the first rule using it, else the `source:` line."""
-        rules = [*self.properties, *self.links, *([self.link] if self.link else [])]
+        rules: list[PropertyRule | LinkRule] = [*self.properties, *self.links, *([self.link] if self.link else [])]
         for rule in rules:
             if isinstance(rule, PropertyRule):
                 if source_field in rule.source_fields:
@@ -463,16 +471,41 @@ def parse_mapping(text: str, ontology: Ontology, file: str = "<mapping>") -> Sou
 
 
 _CAST_FAMILY = {
-    "string": "text", "integer": "integer", "long": "integer", "double": "number", "float": "number",
-    "decimal": "number", "boolean": "boolean", "date": "date", "dateTime": "dateTime", "duration": "duration",
+    "string": "text",
+    "integer": "integer",
+    "long": "integer",
+    "double": "number",
+    "float": "number",
+    "decimal": "number",
+    "boolean": "boolean",
+    "date": "date",
+    "dateTime": "dateTime",
+    "duration": "duration",
 }
 _SCHEMA_FAMILY = {
-    "string": "text", "uuid": "text", "anyURI": "text", "integer": "integer", "long": "integer", "int": "integer",
-    "short": "integer", "byte": "integer", "double": "number", "float": "number", "decimal": "number",
-    "boolean": "boolean", "date": "date", "dateTime": "dateTime", "duration": "duration", "enum": "enum",
+    "string": "text",
+    "uuid": "text",
+    "anyURI": "text",
+    "integer": "integer",
+    "long": "integer",
+    "int": "integer",
+    "short": "integer",
+    "byte": "integer",
+    "double": "number",
+    "float": "number",
+    "decimal": "number",
+    "boolean": "boolean",
+    "date": "date",
+    "dateTime": "dateTime",
+    "duration": "duration",
+    "enum": "enum",
 }
 _COMPATIBLE = {
-    ("integer", "number"), ("number", "integer"), ("date", "dateTime"), ("dateTime", "date"), ("text", "enum"),
+    ("integer", "number"),
+    ("number", "integer"),
+    ("date", "dateTime"),
+    ("dateTime", "date"),
+    ("text", "enum"),
     ("integer", "enum"),
 }
 
@@ -486,8 +519,17 @@ def _conformer(schema: Schema | None) -> Callable[[Any], Any] | None:
         return lambda v: v if type(v) is str else cast_value(v, "string")
     if kind in ("double", "float", "decimal"):
         return lambda v: v if type(v) is float else (float(v) if type(v) is int else cast_value(v, "double"))
-    if kind in ("integer", "long", "int", "short", "byte", "unsignedInt", "unsignedLong", "unsignedShort",
-                "unsignedByte"):
+    if kind in (
+        "integer",
+        "long",
+        "int",
+        "short",
+        "byte",
+        "unsignedInt",
+        "unsignedLong",
+        "unsignedShort",
+        "unsignedByte",
+    ):
         return lambda v: v if type(v) is int else cast_value(v, "integer")
     if kind == "boolean":
         return lambda v: v if type(v) is bool else cast_value(v, "boolean")
@@ -580,8 +622,26 @@ class _Checker:
 
     # ----------------------------------------------------------------------------------------- entities
     def entity(self, doc: Mapping[str, Any], line: int) -> EntityMapping | None:
-        self.unknown_keys(doc, {"name", "class", "uid", "key", "watermark", "source", "properties", "links", "link",
-                                "identity", "telemetry", "update_only", "ledger", "optional"}, "entity")
+        self.unknown_keys(
+            doc,
+            {
+                "name",
+                "class",
+                "uid",
+                "key",
+                "watermark",
+                "source",
+                "properties",
+                "links",
+                "link",
+                "identity",
+                "telemetry",
+                "update_only",
+                "ledger",
+                "optional",
+            },
+            "entity",
+        )
         name = doc.get("name")
         if not isinstance(name, str) or not name:
             self.problem(line, "name", "every entity needs a `name`")
@@ -594,18 +654,28 @@ class _Checker:
         if not isinstance(source, dict):
             self.problem(self.line_of(doc, "source"), f"{name}.source", "source must be a mapping of options")
             source = {}
-        common = dict(name=name, file=self.file, line=line, key=keys, watermark=watermark,
-                      source=dict(source), update_only=self.flag(doc, "update_only", False, name, line),
-                      ledger=self.flag(doc, "ledger", True, name, line),
-                      optional=self.flag(doc, "optional", False, name, line),
-                      source_line=self.line_of(doc, "source", line))
+        common = EntityMapping(
+            name=name,
+            file=self.file,
+            line=line,
+            key=keys,
+            watermark=watermark,
+            source=dict(source),
+            update_only=self.flag(doc, "update_only", False, name, line),
+            ledger=self.flag(doc, "ledger", True, name, line),
+            optional=self.flag(doc, "optional", False, name, line),
+            source_line=self.line_of(doc, "source", line),
+        )
         if "link" in doc:
             for forbidden in ("class", "uid", "properties", "links", "identity", "telemetry"):
                 if forbidden in doc:
-                    self.problem(self.line_of(doc, forbidden), f"{name}.{forbidden}",
-                                 "an association entity (`link:`) maps each record to one link only")
+                    self.problem(
+                        self.line_of(doc, forbidden),
+                        f"{name}.{forbidden}",
+                        "an association entity (`link:`) maps each record to one link only",
+                    )
             link = self.association(doc["link"], name, self.line_of(doc, "link"))
-            return self.fetched(EntityMapping(link=link, **common), doc) if link else None
+            return self.fetched(replace(common, link=link), doc) if link else None
         cls_name = doc.get("class")
         cls_line = self.line_of(doc, "class", line)
         try:
@@ -616,19 +686,33 @@ class _Checker:
             return None
         uid = self.template(doc.get("uid"), f"{name}.uid", self.line_of(doc, "uid", line), required=True)
         defs = self.ontology.properties(cls.id)
-        properties = self.property_rules(doc.get("properties") or {}, defs, f"{name}", cls.name,
-                                         self.line_of(doc, "properties", line))
+        properties = self.property_rules(
+            doc.get("properties") or {}, defs, f"{name}", cls.name, self.line_of(doc, "properties", line)
+        )
         mapped = {rule.name for rule in properties}
-        if not common["update_only"]:
+        if not common.update_only:
             for prop in defs.values():
                 if prop.required and prop.name not in mapped:
-                    self.problem(self.line_of(doc, "properties", line), f"{name}.{prop.name}",
-                                 f"{cls.name} requires {prop.name!r} but the mapping sets no rule for it")
+                    self.problem(
+                        self.line_of(doc, "properties", line),
+                        f"{name}.{prop.name}",
+                        f"{cls.name} requires {prop.name!r} but the mapping sets no rule for it",
+                    )
         links = self.link_rules(doc.get("links") or [], cls.id, name, self.line_of(doc, "links", line))
         identity = self.identity(doc.get("identity"), defs, name, self.line_of(doc, "identity", line))
         telemetry = self.telemetry(doc.get("telemetry"), name, self.line_of(doc, "telemetry", line))
-        return self.fetched(EntityMapping(cls=cls.name, uid=uid, properties=properties, links=links,
-                                          identity=identity, telemetry=telemetry, **common), doc)
+        return self.fetched(
+            replace(
+                common,
+                cls=cls.name,
+                uid=uid,
+                properties=properties,
+                links=links,
+                identity=identity,
+                telemetry=telemetry,
+            ),
+            doc,
+        )
 
     def fetched(self, entity: EntityMapping, doc: Mapping[str, Any]) -> EntityMapping:
         """Refuse rules that read a field the entity's source does not fetch (a Tryton `source.fields` or SQL
@@ -649,27 +733,33 @@ class _Checker:
                 missing = [f for f in fields if f not in fetched]
                 if missing:
                     rule_line = next((r.line for r in entity.properties if r.name == rule), 0) or line
-                    self.problem(rule_line, f"{entity.name}.{rule}",
-                                 f"reads {', '.join(repr(f) for f in missing)} but source.{option} does not fetch "
-                                 f"{'it' if len(missing) == 1 else 'them'} (the rule reads: {', '.join(fields)}; "
-                                 f"fetched: {', '.join(listed)}); add {'it' if len(missing) == 1 else 'them'} "
-                                 f"to source.{option}")
+                    self.problem(
+                        rule_line,
+                        f"{entity.name}.{rule}",
+                        f"reads {', '.join(repr(f) for f in missing)} but source.{option} does not fetch "
+                        f"{'it' if len(missing) == 1 else 'them'} (the rule reads: {', '.join(fields)}; "
+                        f"fetched: {', '.join(listed)}); add {'it' if len(missing) == 1 else 'them'} "
+                        f"to source.{option}",
+                    )
         query = source.get("query")
         if isinstance(query, str) and entity.watermark and not related and _JOIN.search(query):
-            self.problem(line, f"{entity.name}.source.query",
-                         f"the query joins tables, but an incremental run reads only rows whose {entity.watermark!r} "
-                         f"changed, so changes to a joined table would be missed: select each joined table's change "
-                         f"time as a column and list those columns in source.related_watermarks (or drop `watermark` "
-                         f"to read the query fully every run)")
+            self.problem(
+                line,
+                f"{entity.name}.source.query",
+                f"the query joins tables, but an incremental run reads only rows whose {entity.watermark!r} "
+                f"changed, so changes to a joined table would be missed: select each joined table's change "
+                f"time as a column and list those columns in source.related_watermarks (or drop `watermark` "
+                f"to read the query fully every run)",
+            )
         return entity
 
     def template(self, value: Any, term: str, line: int, *, required: bool = False) -> Template | None:
         if value is None:
             if required:
-                self.problem(line, term, "needs a uid rule such as \"system:kind:{key_field}\"")
+                self.problem(line, term, 'needs a uid rule such as "system:kind:{key_field}"')
             return None
         if not isinstance(value, str):
-            self.problem(line, term, "must be a template text such as \"hr:employee:{employee_id}\"")
+            self.problem(line, term, 'must be a template text such as "hr:employee:{employee_id}"')
             return None
         try:
             template = Template.compile(value)
@@ -681,8 +771,9 @@ class _Checker:
         return template
 
     # --------------------------------------------------------------------------------------- properties
-    def property_rules(self, doc: Any, defs: Mapping[str, PropertyDef], where: str, owner: str,
-                       line: int) -> tuple[PropertyRule, ...]:
+    def property_rules(
+        self, doc: Any, defs: Mapping[str, PropertyDef], where: str, owner: str, line: int
+    ) -> tuple[PropertyRule, ...]:
         if not isinstance(doc, dict):
             self.problem(line, f"{where}.properties", "properties must be a mapping of property: rule")
             return ()
@@ -692,8 +783,11 @@ class _Checker:
             prop = defs.get(prop_name)
             if prop is None:
                 hint = difflib.get_close_matches(str(prop_name), sorted(defs), n=1)
-                self.problem(prop_line, str(prop_name),
-                             f"{owner} has no property {prop_name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+                self.problem(
+                    prop_line,
+                    str(prop_name),
+                    f"{owner} has no property {prop_name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
+                )
                 continue
             rule = self.property_rule(prop, spec, f"{where}.{prop_name}", prop_line)
             if rule is not None:
@@ -707,12 +801,19 @@ class _Checker:
         if not isinstance(spec, dict):
             self.problem(line, term, "a rule is a field name or a mapping with field/template/expr/const")
             return None
-        self.unknown_keys(spec, {"field", "template", "expr", "const", "transform", "cast", "unit", "lookup",
-                                 "default"}, f"rule {term}")
+        self.unknown_keys(
+            spec,
+            {"field", "template", "expr", "const", "transform", "cast", "unit", "lookup", "default"},
+            f"rule {term}",
+        )
         sources = [k for k in ("field", "template", "expr", "const") if k in spec]
         if len(sources) != 1:
-            self.problem(line, term, "give exactly one of field, template, expr, const" +
-                         (f" (got {', '.join(sources)})" if sources else ""))
+            self.problem(
+                line,
+                term,
+                "give exactly one of field, template, expr, const"
+                + (f" (got {', '.join(sources)})" if sources else ""),
+            )
             return None
         kwargs: dict[str, Any] = {}
         if "field" in spec:
@@ -742,10 +843,17 @@ class _Checker:
         self.check_output(steps, kwargs, schema, term, line)
         default = spec.get("default")
         if default is not None:
-            for where, message in check_value(default, schema, term):
+            for _where, message in check_value(default, schema, term):
                 self.problem(self.line_of(spec, "default", line), f"{term}.default", message)
-        return PropertyRule(prop.name, steps=tuple(steps), default=default, schema=schema, line=line,
-                            _conform=_conformer(schema), **kwargs)
+        return PropertyRule(
+            prop.name,
+            steps=tuple(steps),
+            default=default,
+            schema=schema,
+            line=line,
+            _conform=_conformer(schema),
+            **kwargs,
+        )
 
     def expression(self, source: Any, term: str, line: int) -> Expression | None:
         if not isinstance(source, str):
@@ -761,13 +869,21 @@ class _Checker:
         if isinstance(item, str):
             if item not in NAMED_FUNCTIONS:
                 hint = difflib.get_close_matches(item, sorted(NAMED_FUNCTIONS), n=1)
-                self.problem(line, item, f"unknown transform in {term}" + (f"; did you mean {hint[0]!r}?" if hint else
-                                                                           f"; known: {', '.join(NAMED_FUNCTIONS)}"))
+                self.problem(
+                    line,
+                    item,
+                    f"unknown transform in {term}"
+                    + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(NAMED_FUNCTIONS)}"),
+                )
                 return None
             return Named(item)
         if not isinstance(item, dict) or len(item) != 1:
-            self.problem(line, term, "a transform step is a name or one of {cast: T}, {unit: {from, to}}, "
-                                     "{lookup: {map, default}}, {expr: ...}")
+            self.problem(
+                line,
+                term,
+                "a transform step is a name or one of {cast: T}, {unit: {from, to}}, "
+                "{lookup: {map, default}}, {expr: ...}",
+            )
             return None
         ((kind, arg),) = item.items()
         if kind == "cast":
@@ -797,21 +913,24 @@ class _Checker:
         self.problem(line, str(kind), f"unknown transform step in {term}")
         return None
 
-    def check_output(self, steps: list[Transform], kwargs: dict[str, Any], schema: Schema, term: str,
-                     line: int) -> None:
+    def check_output(
+        self, steps: list[Transform], kwargs: dict[str, Any], schema: Schema, term: str, line: int
+    ) -> None:
         """Refuse rules whose last explicit cast, lookup values or constant cannot fit the property's type."""
         want = _SCHEMA_FAMILY.get(schema.kind)
         last = next((s for s in reversed(steps) if isinstance(s, (Cast, Lookup))), None)
         if isinstance(last, Cast) and want is not None:
             got = _CAST_FAMILY[last.target]
             if got != want and (got, want) not in _COMPATIBLE and want != "text":
-                self.problem(line, f"cast:{last.target}",
-                             f"{term} is {schema.describe()} but the rule casts to {last.target}")
+                self.problem(
+                    line, f"cast:{last.target}", f"{term} is {schema.describe()} but the rule casts to {last.target}"
+                )
         if isinstance(last, Lookup) and last is steps[-1]:
             for code, value in last.table.items():
                 if value is not None and check_value(value, schema, term):
-                    self.problem(line, str(value), f"lookup value for {code!r} does not fit {term} "
-                                                   f"({schema.describe()})")
+                    self.problem(
+                        line, str(value), f"lookup value for {code!r} does not fit {term} ({schema.describe()})"
+                    )
         if kwargs.get("has_const") and not steps and kwargs["const"] is not None:
             const = kwargs["const"]
             if isinstance(const, (dt.date, dt.datetime)):
@@ -841,24 +960,30 @@ class _Checker:
         if not isinstance(doc, dict):
             self.problem(line, f"{where}.link", "link must be a mapping with type, source, target and classes")
             return None
-        self.unknown_keys(doc, {"type", "source", "target", "source_class", "target_class", "properties"},
-                          f"link of {where}")
+        self.unknown_keys(
+            doc, {"type", "source", "target", "source_class", "target_class", "properties"}, f"link of {where}"
+        )
         source_class = doc.get("source_class")
         try:
             source_id = self.ontology.get(str(source_class)).id
         except UnknownTerm:
-            self.problem(self.line_of(doc, "source_class", line), str(source_class),
-                         "unknown class (an association needs source_class)")
+            self.problem(
+                self.line_of(doc, "source_class", line),
+                str(source_class),
+                "unknown class (an association needs source_class)",
+            )
             return None
-        source = self.template(doc.get("source"), f"{where}.link.source", self.line_of(doc, "source", line),
-                               required=True)
+        source = self.template(
+            doc.get("source"), f"{where}.link.source", self.line_of(doc, "source", line), required=True
+        )
         rule = self.link_rule(doc, source_id, source, f"{where}.link", line)
         if rule is not None and rule.target_class is None:
             self.problem(line, f"{where}.link.target_class", "an association needs target_class")
         return rule
 
-    def link_rule(self, doc: Mapping[str, Any], cls_id: str, source: Template | None, term: str,
-                  line: int) -> LinkRule | None:
+    def link_rule(
+        self, doc: Mapping[str, Any], cls_id: str, source: Template | None, term: str, line: int
+    ) -> LinkRule | None:
         rel_type = doc.get("type")
         rel = self.ontology.relationships(cls_id).get(str(rel_type))
         cls_name = self.ontology.get(cls_id).name
@@ -868,8 +993,9 @@ class _Checker:
                 self.problem(type_line, str(rel_type), f"{cls_name} may not have relationship {rel_type!r}")
             else:
                 hint = difflib.get_close_matches(str(rel_type), sorted(self.ontology.relationship_types()), n=1)
-                self.problem(type_line, str(rel_type),
-                             "unknown relationship" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+                self.problem(
+                    type_line, str(rel_type), "unknown relationship" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                )
             return None
         raw_target = doc.get("target")
         target_expr = None
@@ -891,12 +1017,21 @@ class _Checker:
                 self.problem(self.line_of(doc, "target_class", line), str(target_class), v.message)
         props_doc = doc.get("properties") or {}
         rel_props = {p.name: p for p in rel.properties}
-        properties = self.property_rules(props_doc, rel_props, term, f"relationship {rel_type}",
-                                         self.line_of(doc, "properties", line))
+        properties = self.property_rules(
+            props_doc, rel_props, term, f"relationship {rel_type}", self.line_of(doc, "properties", line)
+        )
         if target is None and target_expr is None:
             return None
-        return LinkRule(str(rel_type), target, source, target_name, cls_name if source is not None else None,
-                        properties, line, target_expr)
+        return LinkRule(
+            str(rel_type),
+            target,
+            source,
+            target_name,
+            cls_name if source is not None else None,
+            properties,
+            line,
+            target_expr,
+        )
 
     # ------------------------------------------------------------------------------------------ identity
     def identity(self, doc: Any, defs: Mapping[str, PropertyDef], where: str, line: int) -> IdentityRule | None:
@@ -905,8 +1040,9 @@ class _Checker:
         if not isinstance(doc, dict):
             self.problem(line, f"{where}.identity", "identity must be a mapping")
             return None
-        self.unknown_keys(doc, {"domain", "email", "exact", "fuzzy", "plus_domains", "authoritative"},
-                          f"identity of {where}")
+        self.unknown_keys(
+            doc, {"domain", "email", "exact", "fuzzy", "plus_domains", "authoritative"}, f"identity of {where}"
+        )
         domain = doc.get("domain")
         if not isinstance(domain, str) or not domain:
             self.problem(line, f"{where}.identity.domain", "identity needs a domain (e.g. person)")
@@ -918,31 +1054,49 @@ class _Checker:
         exact = self.names(doc, "exact", f"{where}.identity", line)
         for prop in ([email] if email else []) + exact:
             if prop not in defs:
-                self.problem(self.line_of(doc, "email" if prop == email else "exact", line), str(prop),
-                             "identity refers to a property the class does not have")
+                self.problem(
+                    self.line_of(doc, "email" if prop == email else "exact", line),
+                    str(prop),
+                    "identity refers to a property the class does not have",
+                )
         fuzzy = None
         fuzzy_doc = doc.get("fuzzy")
         if fuzzy_doc is not None:
             if not isinstance(fuzzy_doc, dict) or "name" not in fuzzy_doc:
-                self.problem(self.line_of(doc, "fuzzy", line), f"{where}.identity.fuzzy",
-                             "fuzzy needs {name: PROPERTY, organisation: TEMPLATE, threshold: 0-100}")
+                self.problem(
+                    self.line_of(doc, "fuzzy", line),
+                    f"{where}.identity.fuzzy",
+                    "fuzzy needs {name: PROPERTY, organisation: TEMPLATE, threshold: 0-100}",
+                )
             else:
                 if fuzzy_doc["name"] not in defs:
-                    self.problem(self.line_of(doc, "fuzzy", line), str(fuzzy_doc["name"]),
-                                 "identity refers to a property the class does not have")
+                    self.problem(
+                        self.line_of(doc, "fuzzy", line),
+                        str(fuzzy_doc["name"]),
+                        "identity refers to a property the class does not have",
+                    )
                 threshold = fuzzy_doc.get("threshold", 90)
                 if not isinstance(threshold, (int, float)) or not 0 < threshold <= 100:
                     self.problem(self.line_of(doc, "fuzzy", line), str(threshold), "threshold must be in (0, 100]")
                     threshold = 90
-                org = self.template(fuzzy_doc.get("organisation"), f"{where}.identity.fuzzy.organisation",
-                                    self.line_of(doc, "fuzzy", line))
+                org = self.template(
+                    fuzzy_doc.get("organisation"),
+                    f"{where}.identity.fuzzy.organisation",
+                    self.line_of(doc, "fuzzy", line),
+                )
                 fuzzy = FuzzyRule(str(fuzzy_doc["name"]), org, float(threshold))
         if not email and not exact and fuzzy is None:
             self.problem(line, f"{where}.identity", "identity needs at least one of email, exact, fuzzy")
         plus = self.names(doc, "plus_domains", f"{where}.identity", line)
         plus_domains = frozenset(d.lower() for d in plus) if doc.get("plus_domains") is not None else None
-        return IdentityRule(domain, email, tuple(exact), fuzzy, plus_domains,
-                            self.flag(doc, "authoritative", False, f"{where}.identity", line))
+        return IdentityRule(
+            domain,
+            email,
+            tuple(exact),
+            fuzzy,
+            plus_domains,
+            self.flag(doc, "authoritative", False, f"{where}.identity", line),
+        )
 
     def telemetry(self, doc: Any, where: str, line: int) -> TelemetryRule | None:
         if doc is None:
@@ -956,5 +1110,3 @@ class _Checker:
         else:
             pairs = [(m, m) for m in self.names(doc, "metrics", f"{where}.telemetry", line)]
         return TelemetryRule(doc["time"], tuple((str(a), str(b)) for a, b in pairs))
-
-

@@ -9,7 +9,20 @@ from dataclasses import dataclass
 from itertools import batched
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Index, Integer, MetaData, String, Table, Text, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
 
 from connectors.sync_state import now_text
 from graph.relational import create_tables, relational_engine
@@ -68,40 +81,65 @@ class QuarantineStore:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
         self._appender = RowAppender(
-            self.engine, quarantine_table,
+            self.engine,
+            quarantine_table,
             ("connector", "entity", "record_key", "field", "rule", "message", "raw_digest", "raw"),
-            ("run_id", "created_at"))
+            ("run_id", "created_at"),
+        )
 
     def add(self, conn: Connection, rows: Sequence[QuarantinedRow], run_id: str) -> None:
         """Store quarantined rows inside the caller's transaction."""
-        self._appender.append(conn, [
-            (r.connector, r.entity, r.record_key, r.field, r.rule, r.message[:4000], raw_digest(r.raw),
-             json.dumps(r.raw, sort_keys=True, default=str))
-            for r in rows
-        ], (run_id, now_text()))
+        self._appender.append(
+            conn,
+            [
+                (
+                    r.connector,
+                    r.entity,
+                    r.record_key,
+                    r.field,
+                    r.rule,
+                    r.message[:4000],
+                    raw_digest(r.raw),
+                    json.dumps(r.raw, sort_keys=True, default=str),
+                )
+                for r in rows
+            ],
+            (run_id, now_text()),
+        )
 
     def resolve(self, conn: Connection, connector: str, entity: str, keys: Sequence[str], run_id: str) -> None:
         """Mark open entries of these record keys resolved (their records were taken by `run_id`)."""
         t = quarantine_table
         for chunk in batched(keys, 2_000):
-            conn.execute(update(t).where(
-                t.c.connector == connector, t.c.entity == entity, t.c.resolved_at.is_(None),
-                t.c.record_key.in_(chunk), t.c.run_id != run_id,
-            ).values(resolved_at=now_text(), resolved_by=run_id))
+            conn.execute(
+                update(t)
+                .where(
+                    t.c.connector == connector,
+                    t.c.entity == entity,
+                    t.c.resolved_at.is_(None),
+                    t.c.record_key.in_(chunk),
+                    t.c.run_id != run_id,
+                )
+                .values(resolved_at=now_text(), resolved_by=run_id)
+            )
 
     def open_keys(self, connector: str) -> dict[str, set[str]]:
         """Record keys with open entries, by entity (so a run resolves only what needs it)."""
         t = quarantine_table
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t.c.entity, t.c.record_key).where(
-                t.c.connector == connector, t.c.resolved_at.is_(None)).distinct())
+            rows = conn.execute(
+                select(t.c.entity, t.c.record_key)
+                .where(t.c.connector == connector, t.c.resolved_at.is_(None))
+                .distinct()
+            )
             found: dict[str, set[str]] = {}
             for entity, key in rows:
                 found.setdefault(entity, set()).add(key)
             return found
 
-    def rows(self, connector: str, *, include_resolved: bool = False, run_id: str | None = None,
-             limit: int = 1000) -> list[QuarantinedRow]:
+    def rows(
+        self, connector: str, *, include_resolved: bool = False, run_id: str | None = None, limit: int = 1000
+    ) -> list[QuarantinedRow]:
         """Quarantined rows of a connector, newest first (open ones only unless `include_resolved`)."""
         t = quarantine_table
         query = select(t).where(t.c.connector == connector)
@@ -111,8 +149,20 @@ class QuarantineStore:
             query = query.where(t.c.run_id == run_id)
         with self.engine.connect() as conn:
             return [
-                QuarantinedRow(r.connector, r.entity, r.record_key, r.field, r.rule, r.message, json.loads(r.raw),
-                               r.run_id, r.raw_digest, r.created_at, r.resolved_at, r.id)
+                QuarantinedRow(
+                    r.connector,
+                    r.entity,
+                    r.record_key,
+                    r.field,
+                    r.rule,
+                    r.message,
+                    json.loads(r.raw),
+                    r.run_id,
+                    r.raw_digest,
+                    r.created_at,
+                    r.resolved_at,
+                    r.id,
+                )
                 for r in conn.execute(query.order_by(t.c.id.desc()).limit(limit))
             ]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from datetime import UTC, date, datetime
+from typing import Any, Protocol, overload, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,13 @@ class Watermark:
     def __post_init__(self) -> None:
         if self.value.tzinfo is None:
             raise ValueError(f"watermark {self.value.isoformat()} has no time zone; give an aware UTC datetime")
-        object.__setattr__(self, "value", self.value.astimezone(timezone.utc))
+        object.__setattr__(self, "value", self.value.astimezone(UTC))
 
 
+@overload
+def change_time(value: datetime) -> datetime: ...
+@overload
+def change_time(value: Any) -> datetime | None: ...
 def change_time(value: Any) -> datetime | None:
     """A record's change time as an aware UTC datetime: ISO 8601 text (Z allowed), a datetime (naive = UTC), a
     date (its midnight), or seconds since the epoch; None for anything else (the record then counts as changed)."""
@@ -29,11 +33,11 @@ def change_time(value: Any) -> datetime | None:
         except ValueError:
             return None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc)
+        return datetime.fromtimestamp(value, UTC)
     return None
 
 

@@ -43,8 +43,13 @@ class TelemetryStore:
     def __init__(self, url: str) -> None:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
-        self._appender = RowAppender(self.engine, telemetry_table, ("asset_uid", "metric", "ts", "value", "source"),
-                                     ("run_id",), conflict_keys=("asset_uid", "metric", "ts"))
+        self._appender = RowAppender(
+            self.engine,
+            telemetry_table,
+            ("asset_uid", "metric", "ts", "value", "source"),
+            ("run_id",),
+            conflict_keys=("asset_uid", "metric", "ts"),
+        )
 
     def append(self, conn: Connection, readings: Sequence[Reading], run_id: str) -> None:
         """Store readings (finite values: the mapping's cast refuses others) inside the caller's transaction."""
@@ -57,8 +62,10 @@ class TelemetryStore:
         if since is not None:
             query = query.where(t.c.ts >= since.isoformat())
         with self.engine.connect() as conn:
-            return [Reading(r.asset_uid, r.metric, r.ts, r.value, r.source)
-                    for r in conn.execute(query.order_by(t.c.ts).limit(limit))]
+            return [
+                Reading(r.asset_uid, r.metric, r.ts, r.value, r.source)
+                for r in conn.execute(query.order_by(t.c.ts).limit(limit))
+            ]
 
     def count(self, asset_uid: str | None = None) -> int:
         """Number of stored readings (of one asset, or all)."""

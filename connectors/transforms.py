@@ -24,8 +24,21 @@ from connectors.source import change_time
 from ontology.durations import canonical_duration, format_duration
 
 __all__ = [
-    "CASTS", "EXPRESSION_FUNCTIONS", "NAMED_FUNCTIONS", "UNITS", "Cast", "Expression", "Lookup", "Named",
-    "Template", "Transform", "TransformError", "UnitConversion", "cast_value", "convert_unit", "normalise_email",
+    "CASTS",
+    "EXPRESSION_FUNCTIONS",
+    "NAMED_FUNCTIONS",
+    "UNITS",
+    "Cast",
+    "Expression",
+    "Lookup",
+    "Named",
+    "Template",
+    "Transform",
+    "TransformError",
+    "UnitConversion",
+    "cast_value",
+    "convert_unit",
+    "normalise_email",
 ]
 
 
@@ -171,28 +184,55 @@ def cast_value(value: Any, target: str) -> Any:
 # ----------------------------------------------------------------------------------------------------- units
 UNITS: dict[str, tuple[str, float, float]] = {
     # name: (dimension, factor to the dimension's base unit, offset added after scaling)
-    "second": ("time", 1.0, 0.0), "s": ("time", 1.0, 0.0),
-    "minute": ("time", 60.0, 0.0), "min": ("time", 60.0, 0.0),
-    "hour": ("time", 3600.0, 0.0), "h": ("time", 3600.0, 0.0),
-    "day": ("time", 86400.0, 0.0), "d": ("time", 86400.0, 0.0),
+    "second": ("time", 1.0, 0.0),
+    "s": ("time", 1.0, 0.0),
+    "minute": ("time", 60.0, 0.0),
+    "min": ("time", 60.0, 0.0),
+    "hour": ("time", 3600.0, 0.0),
+    "h": ("time", 3600.0, 0.0),
+    "day": ("time", 86400.0, 0.0),
+    "d": ("time", 86400.0, 0.0),
     "week": ("time", 604800.0, 0.0),
-    "millimetre": ("length", 0.001, 0.0), "mm": ("length", 0.001, 0.0),
-    "centimetre": ("length", 0.01, 0.0), "cm": ("length", 0.01, 0.0),
-    "metre": ("length", 1.0, 0.0), "m": ("length", 1.0, 0.0),
-    "kilometre": ("length", 1000.0, 0.0), "km": ("length", 1000.0, 0.0),
-    "inch": ("length", 0.0254, 0.0), "foot": ("length", 0.3048, 0.0), "mile": ("length", 1609.344, 0.0),
-    "square_metre": ("area", 1.0, 0.0), "m2": ("area", 1.0, 0.0), "square_foot": ("area", 0.09290304, 0.0),
-    "gram": ("mass", 0.001, 0.0), "g": ("mass", 0.001, 0.0),
-    "kilogram": ("mass", 1.0, 0.0), "kg": ("mass", 1.0, 0.0),
-    "tonne": ("mass", 1000.0, 0.0), "t": ("mass", 1000.0, 0.0), "pound": ("mass", 0.45359237, 0.0),
-    "watt": ("power", 1.0, 0.0), "W": ("power", 1.0, 0.0),
-    "kilowatt": ("power", 1000.0, 0.0), "kW": ("power", 1000.0, 0.0),
-    "megawatt": ("power", 1e6, 0.0), "MW": ("power", 1e6, 0.0), "horsepower": ("power", 745.69987158, 0.0),
-    "kelvin": ("temperature", 1.0, 0.0), "K": ("temperature", 1.0, 0.0),
-    "celsius": ("temperature", 1.0, 273.15), "degC": ("temperature", 1.0, 273.15),
-    "fahrenheit": ("temperature", 5 / 9, 459.67 * 5 / 9), "degF": ("temperature", 5 / 9, 459.67 * 5 / 9),
-    "percent": ("ratio", 0.01, 0.0), "%": ("ratio", 0.01, 0.0), "fraction": ("ratio", 1.0, 0.0),
-    "cent": ("money", 0.01, 0.0), "unit": ("money", 1.0, 0.0), "thousand": ("money", 1000.0, 0.0),
+    "millimetre": ("length", 0.001, 0.0),
+    "mm": ("length", 0.001, 0.0),
+    "centimetre": ("length", 0.01, 0.0),
+    "cm": ("length", 0.01, 0.0),
+    "metre": ("length", 1.0, 0.0),
+    "m": ("length", 1.0, 0.0),
+    "kilometre": ("length", 1000.0, 0.0),
+    "km": ("length", 1000.0, 0.0),
+    "inch": ("length", 0.0254, 0.0),
+    "foot": ("length", 0.3048, 0.0),
+    "mile": ("length", 1609.344, 0.0),
+    "square_metre": ("area", 1.0, 0.0),
+    "m2": ("area", 1.0, 0.0),
+    "square_foot": ("area", 0.09290304, 0.0),
+    "gram": ("mass", 0.001, 0.0),
+    "g": ("mass", 0.001, 0.0),
+    "kilogram": ("mass", 1.0, 0.0),
+    "kg": ("mass", 1.0, 0.0),
+    "tonne": ("mass", 1000.0, 0.0),
+    "t": ("mass", 1000.0, 0.0),
+    "pound": ("mass", 0.45359237, 0.0),
+    "watt": ("power", 1.0, 0.0),
+    "W": ("power", 1.0, 0.0),
+    "kilowatt": ("power", 1000.0, 0.0),
+    "kW": ("power", 1000.0, 0.0),
+    "megawatt": ("power", 1e6, 0.0),
+    "MW": ("power", 1e6, 0.0),
+    "horsepower": ("power", 745.69987158, 0.0),
+    "kelvin": ("temperature", 1.0, 0.0),
+    "K": ("temperature", 1.0, 0.0),
+    "celsius": ("temperature", 1.0, 273.15),
+    "degC": ("temperature", 1.0, 273.15),
+    "fahrenheit": ("temperature", 5 / 9, 459.67 * 5 / 9),
+    "degF": ("temperature", 5 / 9, 459.67 * 5 / 9),
+    "percent": ("ratio", 0.01, 0.0),
+    "%": ("ratio", 0.01, 0.0),
+    "fraction": ("ratio", 1.0, 0.0),
+    "cent": ("money", 0.01, 0.0),
+    "unit": ("money", 1.0, 0.0),
+    "thousand": ("money", 1000.0, 0.0),
 }
 """Units the `unit` transform knows, by dimension; conversions only within one dimension."""
 
@@ -218,7 +258,7 @@ def convert_unit(value: Any, source: str, target: str) -> Any:
 
 # ----------------------------------------------------------------------------------------------------- email
 def normalise_email(value: Any, plus_domains: frozenset[str] | None = None) -> str | None:
-    """An e-mail address lower-cased and trimmed; `+tag` removed from the local part for `plus_domains` (all if None)."""
+    """An e-mail address lower-cased and trimmed, without the local part's `+tag` for `plus_domains` (all if None)."""
     if value is None:
         return None
     text = str(value).strip().lower()
@@ -363,13 +403,22 @@ def _part(text: Any, sep: str, index: int) -> str | None:
 
 
 EXPRESSION_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "str": _to_string, "int": _to_integer, "float": _to_double, "bool": _to_boolean,
-    "round": round, "abs": abs, "min": min, "max": max, "len": len,
+    "str": _to_string,
+    "int": _to_integer,
+    "float": _to_double,
+    "bool": _to_boolean,
+    "round": round,
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "len": len,
     "lower": lambda s: None if s is None else str(s).lower(),
     "upper": lambda s: None if s is None else str(s).upper(),
     "trim": lambda s: None if s is None else str(s).strip(),
-    "coalesce": _coalesce, "concat": _concat,
-    "date": _to_date, "datetime": _to_datetime,
+    "coalesce": _coalesce,
+    "concat": _concat,
+    "date": _to_date,
+    "datetime": _to_datetime,
     "email": lambda s: normalise_email(s),
     "part": _part,
 }
@@ -388,7 +437,7 @@ class Expression(Transform):
     _parsed: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def compile(cls, source: str) -> "Expression":
+    def compile(cls, source: str) -> Expression:
         """Parse `source` once; a syntax error or a forbidden construct raises TransformError."""
         evaluator = simpleeval.SimpleEval(functions={**EXPRESSION_FUNCTIONS, "field": lambda name: None})
         try:
@@ -403,9 +452,11 @@ class Expression(Transform):
 
     def names(self) -> set[str]:
         """The names (record fields or `value`) the expression reads."""
-        return {node.id for node in ast.walk(ast.parse(self.source, mode="eval")) if isinstance(node, ast.Name)} - set(
-            EXPRESSION_FUNCTIONS
-        ) - {"None", "True", "False", "field"}
+        return (
+            {node.id for node in ast.walk(ast.parse(self.source, mode="eval")) if isinstance(node, ast.Name)}
+            - set(EXPRESSION_FUNCTIONS)
+            - {"None", "True", "False", "field"}
+        )
 
     def evaluate(self, record: Mapping[str, Any], value: Any = _TOP_LEVEL) -> Any:
         """The expression's value for this record; `value` is the pipeline value only when one is passed."""
@@ -439,7 +490,7 @@ class Template:
     parts: tuple[tuple[str, str | None], ...] = ()  # (literal text, field name or None), in order
 
     @classmethod
-    def compile(cls, source: str) -> "Template":
+    def compile(cls, source: str) -> Template:
         """Parse `source`; only plain `{field}` placeholders are allowed (no attributes, indexes or conversions)."""
         names: list[str] = []
         try:

@@ -87,17 +87,25 @@ def _encode(value: Any) -> Any:
     """Tag a Python value the way trytond's JSON decoder expects (json.dumps `default` hook)."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return {
-            "__class__": "datetime", "year": value.year, "month": value.month, "day": value.day,
-            "hour": value.hour, "minute": value.minute, "second": value.second,
+            "__class__": "datetime",
+            "year": value.year,
+            "month": value.month,
+            "day": value.day,
+            "hour": value.hour,
+            "minute": value.minute,
+            "second": value.second,
             "microsecond": value.microsecond,
         }
     if isinstance(value, dt.date):
         return {"__class__": "date", "year": value.year, "month": value.month, "day": value.day}
     if isinstance(value, dt.time):
         return {
-            "__class__": "time", "hour": value.hour, "minute": value.minute, "second": value.second,
+            "__class__": "time",
+            "hour": value.hour,
+            "minute": value.minute,
+            "second": value.second,
             "microsecond": value.microsecond,
         }
     if isinstance(value, dt.timedelta):
@@ -118,7 +126,12 @@ def _decode(obj: dict[str, Any]) -> Any:
         return obj
     if kind == "datetime":
         return dt.datetime(
-            obj["year"], obj["month"], obj["day"], obj["hour"], obj["minute"], obj["second"],
+            obj["year"],
+            obj["month"],
+            obj["day"],
+            obj["hour"],
+            obj["minute"],
+            obj["second"],
             obj["microsecond"],
         )
     if kind == "date":
@@ -141,7 +154,7 @@ def tryton_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, dt.datetime):
-        return change_time(value).isoformat()  # type: ignore[union-attr] - Tryton's naive times are UTC
+        return change_time(value).isoformat()  # Tryton's naive times are UTC
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -385,7 +398,8 @@ class TrytonClient:
             if model and message == repr(model):  # trytond answers a bare KeyError for a model it does not have
                 raise SourceObjectMissing(
                     f"unknown model {model!r}: no module activated on database {self.database!r} defines it",
-                    model=model, method=method_name,
+                    model=model,
+                    method=method_name,
                 )
             raise SourceError(f"Tryton reported an error: {message}", model=model, method=method_name)
         return payload.get("result")

@@ -6,13 +6,14 @@ import base64
 import hashlib
 import json
 import re
+import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -182,10 +183,17 @@ class AuditRecord:
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON-ready fields (the export form)."""
         return {
-            "seq": self.seq, "time": utc_text(self.time), "subject": self.subject, "roles": list(self.roles),
-            "operation": self.operation, "variables_digest": self.variables_digest,
-            "decision": str(self.decision), "policy_version": self.policy_version,
-            "rows_returned": self.rows_returned, "detail": self.detail, "prev_hash": self.prev_hash,
+            "seq": self.seq,
+            "time": utc_text(self.time),
+            "subject": self.subject,
+            "roles": list(self.roles),
+            "operation": self.operation,
+            "variables_digest": self.variables_digest,
+            "decision": str(self.decision),
+            "policy_version": self.policy_version,
+            "rows_returned": self.rows_returned,
+            "detail": self.detail,
+            "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
 
@@ -193,7 +201,7 @@ class AuditRecord:
 def _stored_hash_holds(row: Mapping[str, Any]) -> bool:
     """Whether a stored row's hash matches its content (False also when the content cannot be encoded)."""
     try:
-        return _record_hash(row) == row["hash"]
+        return bool(_record_hash(row) == row["hash"])
     except (TypeError, ValueError):
         return False
 
@@ -201,11 +209,18 @@ def _stored_hash_holds(row: Mapping[str, Any]) -> bool:
 def _record_hash(row: Mapping[str, Any]) -> str:
     """SHA-256 over the canonical encoding of a record's fields and its predecessor's hash."""
     document = {
-        "v": _HASH_FORMAT, "seq": int(row["seq"]), "time": row["time"], "subject": row["subject"],
-        "roles": row["roles"], "operation": row["operation"], "variables_digest": row["variables_digest"],
-        "decision": row["decision"], "policy_version": row["policy_version"],
+        "v": _HASH_FORMAT,
+        "seq": int(row["seq"]),
+        "time": row["time"],
+        "subject": row["subject"],
+        "roles": row["roles"],
+        "operation": row["operation"],
+        "variables_digest": row["variables_digest"],
+        "decision": row["decision"],
+        "policy_version": row["policy_version"],
         "rows_returned": None if row["rows_returned"] is None else int(row["rows_returned"]),
-        "detail": row["detail"], "prev_hash": row["prev_hash"],
+        "detail": row["detail"],
+        "prev_hash": row["prev_hash"],
     }
     return sha256_digest(document)
 
@@ -241,8 +256,12 @@ class Checkpoint:
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint as JSON-ready fields."""
         return {
-            "seq": self.seq, "head_hash": self.head_hash, "time": utc_text(self.time), "key_id": self.key_id,
-            "public_key": self.public_key, "signature": self.signature,
+            "seq": self.seq,
+            "head_hash": self.head_hash,
+            "time": utc_text(self.time),
+            "key_id": self.key_id,
+            "public_key": self.public_key,
+            "signature": self.signature,
         }
 
     def to_json(self) -> str:
@@ -255,8 +274,12 @@ class Checkpoint:
         try:
             data = json.loads(text) if isinstance(text, str) else dict(text)
             return cls(
-                seq=int(data["seq"]), head_hash=str(data["head_hash"]), time=parse_utc_text(data["time"]),
-                key_id=str(data["key_id"]), public_key=str(data["public_key"]), signature=str(data["signature"]),
+                seq=int(data["seq"]),
+                head_hash=str(data["head_hash"]),
+                time=parse_utc_text(data["time"]),
+                key_id=str(data["key_id"]),
+                public_key=str(data["public_key"]),
+                signature=str(data["signature"]),
             )
         except (ValueError, KeyError, TypeError) as error:
             raise AuditError(f"checkpoint JSON is malformed: {type(error).__name__}: {error}") from None
@@ -349,9 +372,11 @@ class AuditLog:
                 finally:
                     conn.exec_driver_sql("ROLLBACK")
         else:
-            with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-                with conn.begin():
-                    yield conn
+            with (
+                self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+                conn.begin(),
+            ):
+                yield conn
 
     def _head(self, conn: Connection, *, lock: bool) -> tuple[int, str]:
         query = select(audit_head_table.c.seq, audit_head_table.c.hash).where(audit_head_table.c.id == 1)
@@ -389,17 +414,25 @@ class AuditLog:
             raise AuditError(f"audit event cannot be recorded: {str(error)[:200]}") from None
         for name, limit in _TEXT_LIMITS.items():
             if len(getattr(entry, name)) > limit:
-                raise AuditError(f"audit {name} is longer than {limit} characters once escaped: "
-                                 f"{getattr(entry, name)[:40]!r}...")
+                raise AuditError(
+                    f"audit {name} is longer than {limit} characters once escaped: {getattr(entry, name)[:40]!r}..."
+                )
         return entry
 
     @classmethod
     def _row(cls, event: AuditEvent | AuditEntry, seq: int, prev_hash: str, now: datetime) -> dict[str, Any]:
         entry = cls.entry(event, now)
         row = {
-            "seq": seq, "time": entry.time, "subject": entry.subject, "roles": entry.roles,
-            "operation": entry.operation, "variables_digest": entry.variables_digest, "decision": entry.decision,
-            "policy_version": entry.policy_version, "rows_returned": entry.rows_returned, "detail": entry.detail,
+            "seq": seq,
+            "time": entry.time,
+            "subject": entry.subject,
+            "roles": entry.roles,
+            "operation": entry.operation,
+            "variables_digest": entry.variables_digest,
+            "decision": entry.decision,
+            "policy_version": entry.policy_version,
+            "rows_returned": entry.rows_returned,
+            "detail": entry.detail,
             "prev_hash": prev_hash,
         }
         row["hash"] = _record_hash(row)
@@ -431,7 +464,9 @@ class AuditLog:
             raise AuditError(f"audit append to {self._safe_url()} failed: {type(error.orig).__name__}") from error
         return [_to_record(row) for row in rows]
 
-    def _chain(self, events: Sequence[AuditEvent | AuditEntry], seq: int, prev_hash: str, now: datetime) -> list[dict[str, Any]]:
+    def _chain(
+        self, events: Sequence[AuditEvent | AuditEntry], seq: int, prev_hash: str, now: datetime
+    ) -> list[dict[str, Any]]:
         """The stored rows for `events`, numbered and chained after (`seq`, `prev_hash`)."""
         rows = []
         for event in events:
@@ -450,7 +485,7 @@ class AuditLog:
         sql = self._sqlite_statements()
         raw = self.engine.raw_connection()
         try:
-            driver = raw.driver_connection
+            driver = cast(sqlite3.Connection, raw.driver_connection)  # this path runs on SQLite only
             previous = driver.isolation_level
             driver.isolation_level = None
             cursor = driver.cursor()
@@ -479,9 +514,11 @@ class AuditLog:
     def _sqlite_statements(self) -> _SqliteStatements:
         if self._statements is None:
             dialect = self.engine.dialect
-            compiled_head = select(audit_head_table.c.seq, audit_head_table.c.hash).where(
-                audit_head_table.c.id == 1
-            ).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+            compiled_head = (
+                select(audit_head_table.c.seq, audit_head_table.c.hash)
+                .where(audit_head_table.c.id == 1)
+                .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+            )
             compiled_move = (
                 update(audit_head_table)
                 .where(audit_head_table.c.id == literal_column("1"))
@@ -542,15 +579,20 @@ class AuditLog:
         if actual != (seq, head_hash):
             raise AuditTamperDetected(
                 f"refusing to sign: head row says seq {seq} but the newest record is seq {actual[0]}; run verify",
-                seq=min(seq, actual[0]) + 1, kind=str(TamperKind.ALTERED),
+                seq=min(seq, actual[0]) + 1,
+                kind=str(TamperKind.ALTERED),
             )
         public_hex = _public_hex(signing_key.public_key())
         key_id = hashlib.sha256(bytes.fromhex(public_hex)).hexdigest()[:16]
         moment = datetime.now(UTC)
         signature = signing_key.sign(Checkpoint.payload(seq, head_hash, moment, key_id))
         checkpoint = Checkpoint(
-            seq=seq, head_hash=head_hash, time=parse_utc_text(utc_text(moment)), key_id=key_id,
-            public_key=public_hex, signature=base64.b64encode(signature).decode("ascii"),
+            seq=seq,
+            head_hash=head_hash,
+            time=parse_utc_text(utc_text(moment)),
+            key_id=key_id,
+            public_key=public_hex,
+            signature=base64.b64encode(signature).decode("ascii"),
         )
         with self.engine.begin() as conn:
             conn.execute(insert(audit_checkpoint_table).values(**checkpoint.to_dict()))
@@ -585,17 +627,29 @@ class AuditLog:
             mark_finding = self._check_checkpoints(walk, marks, trusted_key)
             if mark_finding is not None:
                 findings.append(mark_finding)
-        base = {"records_checked": walk.checked, "head_seq": walk.last_seq, "head_hash": walk.last_hash,
-                "checkpoints_checked": len(marks)}
+        verified = AuditVerification(
+            ok=True,
+            records_checked=walk.checked,
+            head_seq=walk.last_seq,
+            head_hash=walk.last_hash,
+            checkpoints_checked=len(marks),
+        )
         if not findings:
-            return AuditVerification(ok=True, **base)
+            return verified
         problems = tuple(AuditProblem(seq, kind, message) for kind, seq, message in findings)
         first = problems[0]
-        message = first.message if len(problems) == 1 else (
-            f"{len(problems)} broken places: " + "; ".join(p.message for p in problems[:_REPORTED_PROBLEMS])
-            + ("; ..." if len(problems) > _REPORTED_PROBLEMS else ""))
-        return AuditVerification(ok=False, first_bad_seq=first.seq, tampering=first.kind, message=message,
-                                 problems=problems, **base)
+        message = (
+            first.message
+            if len(problems) == 1
+            else (
+                f"{len(problems)} broken places: "
+                + "; ".join(p.message for p in problems[:_REPORTED_PROBLEMS])
+                + ("; ..." if len(problems) > _REPORTED_PROBLEMS else "")
+            )
+        )
+        return replace(
+            verified, ok=False, first_bad_seq=first.seq, tampering=first.kind, message=message, problems=problems
+        )
 
     def _walk(self, conn: Connection, walk: _Walk, wanted: set[int]) -> list[tuple[TamperKind, int, str]]:
         """Every broken link along the chain: after one, the walk goes on from the record found there."""
@@ -621,9 +675,14 @@ class AuditLog:
             if finding not in findings:
                 findings.append(finding)
         if len(anomalies) > _DIAGNOSED_PROBLEMS:
-            findings.append((TamperKind.ALTERED, int(anomalies[_DIAGNOSED_PROBLEMS][0]["seq"]),
-                             f"{len(anomalies) - _DIAGNOSED_PROBLEMS} more broken links from record "
-                             f"{anomalies[_DIAGNOSED_PROBLEMS][0]['seq']} on (not diagnosed one by one)"))
+            findings.append(
+                (
+                    TamperKind.ALTERED,
+                    int(anomalies[_DIAGNOSED_PROBLEMS][0]["seq"]),
+                    f"{len(anomalies) - _DIAGNOSED_PROBLEMS} more broken links from record "
+                    f"{anomalies[_DIAGNOSED_PROBLEMS][0]['seq']} on (not diagnosed one by one)",
+                )
+            )
         return findings
 
     @staticmethod
@@ -642,46 +701,64 @@ class AuditLog:
         found = conn.execute(select(t.c.seq).where(t.c.hash == row["prev_hash"]).limit(1)).first()
         chained_to = int(found[0]) if found is not None else None
         if chained_to is not None and chained_to > seq:
-            return TamperKind.REORDERED, seq, (
-                f"record at seq {seq} was moved: it chains to the record now at seq {chained_to} (rows reordered)"
+            return (
+                TamperKind.REORDERED,
+                seq,
+                (f"record at seq {seq} was moved: it chains to the record now at seq {chained_to} (rows reordered)"),
             )
         if chained_to is not None and chained_to < prev_seq:
-            return TamperKind.INSERTED, chained_to + 1, (
-                f"records {chained_to + 1}..{seq - 1} were inserted: record {seq} chains to record {chained_to}"
+            return (
+                TamperKind.INSERTED,
+                chained_to + 1,
+                (f"records {chained_to + 1}..{seq - 1} were inserted: record {seq} chains to record {chained_to}"),
             )
         following = conn.execute(select(t.c.prev_hash).where(t.c.seq > seq).order_by(t.c.seq).limit(1)).first()
         if following is not None and following[0] == prev_hash:
-            return TamperKind.INSERTED, seq, (
-                f"record at seq {seq} was inserted: the next record chains directly to record {prev_seq}"
+            return (
+                TamperKind.INSERTED,
+                seq,
+                (f"record at seq {seq} was inserted: the next record chains directly to record {prev_seq}"),
             )
         if not content_ok and link_ok:
             return TamperKind.ALTERED, seq, f"record {seq} was altered: its content no longer matches its hash"
         if content_ok and not link_ok:
             if chained_to is None and prev_seq > 0:
-                return TamperKind.ALTERED, prev_seq, (
-                    f"record {prev_seq} was altered and its hash recomputed: record {seq} chains to its old hash"
+                return (
+                    TamperKind.ALTERED,
+                    prev_seq,
+                    (f"record {prev_seq} was altered and its hash recomputed: record {seq} chains to its old hash"),
                 )
             return TamperKind.ALTERED, seq, f"record {seq} was altered: it does not chain to record {prev_seq}"
         if chained_to is None:
-            return TamperKind.DELETED, seq, (
-                f"the record(s) before seq {seq} were deleted and later records renumbered: record {seq} chains "
-                "to a record that no longer exists"
+            return (
+                TamperKind.DELETED,
+                seq,
+                (
+                    f"the record(s) before seq {seq} were deleted and later records renumbered: record {seq} chains "
+                    "to a record that no longer exists"
+                ),
             )
         return TamperKind.ALTERED, seq, f"record {seq} was altered: neither its hash nor its link holds"
 
     @staticmethod
     def _check_head(walk: _Walk, head_seq: int, head_hash: str) -> tuple[TamperKind, int, str] | None:
         if head_seq > walk.last_seq:
-            return TamperKind.TRUNCATED, walk.last_seq + 1, (
-                f"records {walk.last_seq + 1}..{head_seq} were deleted from the end of the log (head says {head_seq})"
+            return (
+                TamperKind.TRUNCATED,
+                walk.last_seq + 1,
+                f"records {walk.last_seq + 1}..{head_seq} were deleted from the end of the log (head says {head_seq})",
             )
         if head_seq < walk.last_seq:
-            return TamperKind.INSERTED, head_seq + 1, (
-                f"records {head_seq + 1}..{walk.last_seq} were written past the head without going through the log"
+            return (
+                TamperKind.INSERTED,
+                head_seq + 1,
+                (f"records {head_seq + 1}..{walk.last_seq} were written past the head without going through the log"),
             )
         if head_hash != walk.last_hash:
-            return TamperKind.ALTERED, walk.last_seq, (
-                f"record {walk.last_seq} does not match the head hash: the tail was altered and rehashed"
+            return (
+                TamperKind.ALTERED,
+                walk.last_seq,
+                (f"record {walk.last_seq} does not match the head hash: the tail was altered and rehashed"),
             )
         return None
 
@@ -694,14 +771,22 @@ class AuditLog:
             if not mark.verify_signature(trusted_key):
                 return TamperKind.BAD_CHECKPOINT, mark.seq, f"checkpoint at seq {mark.seq} has an invalid signature"
             if mark.seq > walk.last_seq:
-                return TamperKind.TRUNCATED, walk.last_seq + 1, (
-                    f"records {walk.last_seq + 1}..{mark.seq} were deleted: a signed checkpoint covers seq "
-                    f"{mark.seq} but the log ends at {walk.last_seq}"
+                return (
+                    TamperKind.TRUNCATED,
+                    walk.last_seq + 1,
+                    (
+                        f"records {walk.last_seq + 1}..{mark.seq} were deleted: a signed checkpoint covers seq "
+                        f"{mark.seq} but the log ends at {walk.last_seq}"
+                    ),
                 )
             if mark.seq > 0 and walk.hashes_at.get(mark.seq) != mark.head_hash:
-                return TamperKind.REWRITTEN, good_until + 1, (
-                    f"records {good_until + 1}..{mark.seq} were rewritten: the chain no longer matches the signed "
-                    f"checkpoint at seq {mark.seq}"
+                return (
+                    TamperKind.REWRITTEN,
+                    good_until + 1,
+                    (
+                        f"records {good_until + 1}..{mark.seq} were rewritten: the chain no longer matches the signed "
+                        f"checkpoint at seq {mark.seq}"
+                    ),
                 )
             good_until = mark.seq
         return None
@@ -738,12 +823,18 @@ def load_checkpoints(path: Path | str) -> list[Checkpoint]:
     return [Checkpoint.from_json(line) for line in text.splitlines() if line.strip()]
 
 
-def _to_record(row: Mapping[str, Any]) -> AuditRecord:
+def _to_record(row: Mapping[Any, Any]) -> AuditRecord:
     return AuditRecord(
-        seq=int(row["seq"]), time=parse_utc_text(row["time"]), subject=row["subject"],
-        roles=tuple(json.loads(row["roles"])), operation=row["operation"],
-        variables_digest=row["variables_digest"], decision=Decision(row["decision"]),
+        seq=int(row["seq"]),
+        time=parse_utc_text(row["time"]),
+        subject=row["subject"],
+        roles=tuple(json.loads(row["roles"])),
+        operation=row["operation"],
+        variables_digest=row["variables_digest"],
+        decision=Decision(row["decision"]),
         policy_version=row["policy_version"],
         rows_returned=None if row["rows_returned"] is None else int(row["rows_returned"]),
-        detail=row["detail"], prev_hash=row["prev_hash"], hash=row["hash"],
+        detail=row["detail"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )

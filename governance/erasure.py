@@ -38,7 +38,13 @@ class PersonalDataHolder(Protocol):
 
 
 def erase_personal_data(
-    uid: str, *, store: GraphStore, lineage: LineageStore, audit: AuditLog, policy: Policy, subject: Subject,
+    uid: str,
+    *,
+    store: GraphStore,
+    lineage: LineageStore,
+    audit: AuditLog,
+    policy: Policy,
+    subject: Subject,
     holders: Sequence[PersonalDataHolder] = (),
 ) -> ErasureReport:
     """Blank every PII property of twin `uid` in the graph, its recorded history, stored lineage values and the copies
@@ -57,8 +63,7 @@ def erase_personal_data(
     personal = tuple(name for name in every_personal if name in twin.properties)  # what the twin holds now
     values = [twin.properties[name] for name in personal]
     if personal:
-        store.upsert_twins([Twin(uid, twin.cls, {name: None for name in personal})], actor=subject.sub,
-                           source="erasure")
+        store.upsert_twins([Twin(uid, twin.cls, dict.fromkeys(personal))], actor=subject.sub, source="erasure")
     # history may hold personal values the twin no longer has (cleared earlier, or erased before)
     history_entries = store.history.erase_values(uid, every_personal) if store.history is not None else 0
     lineage_values = lineage.erase_values(uid)
@@ -66,8 +71,13 @@ def erase_personal_data(
     compacted = store.compact_log()
     audit.append(
         AuditEvent.for_subject(
-            subject, "erase", "allow", variables={"uid": uid}, policy_version=policy.version,
-            rows_returned=len(personal), detail=f"erased fields: {', '.join(personal) or 'none'}",
+            subject,
+            "erase",
+            "allow",
+            variables={"uid": uid},
+            policy_version=policy.version,
+            rows_returned=len(personal),
+            detail=f"erased fields: {', '.join(personal) or 'none'}",
         )
     )
     return ErasureReport(uid, personal, history_entries, lineage_values, other_copies, compacted)

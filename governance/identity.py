@@ -30,10 +30,17 @@ log = logging.getLogger(__name__)
 #: are absent on purpose: a verifier that holds only public keys must never accept a MAC or an unsigned token.
 ASYMMETRIC_ALGORITHMS: Mapping[str, str] = MappingProxyType(
     {
-        "RS256": "RSA", "RS384": "RSA", "RS512": "RSA",
-        "PS256": "RSA", "PS384": "RSA", "PS512": "RSA",
-        "ES256": "EC", "ES384": "EC", "ES512": "EC",
-        "EdDSA": "OKP", "Ed25519": "OKP",
+        "RS256": "RSA",
+        "RS384": "RSA",
+        "RS512": "RSA",
+        "PS256": "RSA",
+        "PS384": "RSA",
+        "PS512": "RSA",
+        "ES256": "EC",
+        "ES384": "EC",
+        "ES512": "EC",
+        "EdDSA": "OKP",
+        "Ed25519": "OKP",
     }
 )
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
@@ -67,7 +74,7 @@ def _claim_at(claims: Mapping[str, Any], path: str) -> Any:
 
 @dataclass(frozen=True)
 class ClaimMapping:
-    """Which claims carry roles, org unit and attributes (roles from `roles`, `groups`, Keycloak `realm_access.roles`...)."""
+    """Which claims carry roles, org unit and attributes (roles: `roles`, `groups`, Keycloak `realm_access.roles`)."""
 
     role_claims: tuple[str, ...] = ("roles", "groups", "realm_access.roles")
     org_unit_claim: str = "org_unit"
@@ -150,8 +157,11 @@ class JwksCache:
             keys = KeySet.import_key_set(response.json())
         except (httpx.HTTPError, ValueError, JoseError, KeyError, TypeError) as error:
             if keep_stale and self._keys is not None:
-                log.warning("JWKS of issuer %s could not be refreshed (%s); keeping the cached keys",
-                            self.issuer, type(error).__name__)
+                log.warning(
+                    "JWKS of issuer %s could not be refreshed (%s); keeping the cached keys",
+                    self.issuer,
+                    type(error).__name__,
+                )
                 self._fetched_at = self._clock()
                 return
             raise IdentityProviderUnavailable(
@@ -227,7 +237,11 @@ class OidcVerifier:
             StaticKeys(keys)
             if keys is not None
             else JwksCache(
-                issuer, jwks_url, discovery=discovery, ttl=jwks_ttl, refresh_cooldown=refresh_cooldown,
+                issuer,
+                jwks_url,
+                discovery=discovery,
+                ttl=jwks_ttl,
+                refresh_cooldown=refresh_cooldown,
                 client=http_client,
             )
         )
@@ -301,12 +315,10 @@ class OidcVerifier:
     @cached_property
     def _claims_registry(self) -> jwt.JWTClaimsRegistry:
         """The claim rules, which depend on configuration only (the registry reads the clock when it validates)."""
-        return jwt.JWTClaimsRegistry(
-            leeway=self.leeway,
-            iss={"essential": "iss" in self._required, "value": self.issuer},
-            aud={"essential": "aud" in self._required, "value": self.audience},
-            **{name: {"essential": True} for name in self._required if name not in ("iss", "aud")},
-        )
+        options: dict[str, jwt.ClaimsOption] = {name: {"essential": True} for name in self._required}
+        options["iss"] = {"essential": "iss" in self._required, "value": self.issuer}
+        options["aud"] = {"essential": "aud" in self._required, "value": self.audience}
+        return jwt.JWTClaimsRegistry(now=None, leeway=self.leeway, **options)
 
     def _check_claims(self, claims: Mapping[str, Any]) -> None:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -160,11 +159,20 @@ class ProvenanceRecord:
         deployment digest key stores its keyed digest instead)."""
         text = canonical_json(value)
         return cls(
-            twin_uid=twin_uid, property=property, value_digest=keyed_text_digest(text, None), canonical_value=text,
+            twin_uid=twin_uid,
+            property=property,
+            value_digest=keyed_text_digest(text, None),
+            canonical_value=text,
             source_system=source_system,
-            source_object=source_object, record_key=record_key, run_id=run_id, source_field=source_field,
-            mapping_rule=mapping_rule, transform=transform, value=value if keep_value else None,
-            has_value=keep_value, recorded_at=recorded_at,
+            source_object=source_object,
+            record_key=record_key,
+            run_id=run_id,
+            source_field=source_field,
+            mapping_rule=mapping_rule,
+            transform=transform,
+            value=value if keep_value else None,
+            has_value=keep_value,
+            recorded_at=recorded_at,
         )
 
     @builtins.property  # the class has a field named `property`
@@ -213,11 +221,31 @@ class FedProperty(NamedTuple):
 
 _INSERT_CHUNK = 10_000
 # lineage_record's columns (all but the id and erased_at) in the order record rows are built as tuples
-_COLUMNS = ("twin_uid", "property", "value_digest", "value", "source_system", "source_object", "record_key",
-            "source_field", "run_id", "mapping_rule", "transform", "recorded_at")
+_COLUMNS = (
+    "twin_uid",
+    "property",
+    "value_digest",
+    "value",
+    "source_system",
+    "source_object",
+    "record_key",
+    "source_field",
+    "run_id",
+    "mapping_rule",
+    "transform",
+    "recorded_at",
+)
 # of a FedValues batch: what each value has of its own, and what the batch's values share
-_FED_COLUMNS = ("twin_uid", "property", "value_digest", "value", "record_key", "source_field", "mapping_rule",
-                "transform")
+_FED_COLUMNS = (
+    "twin_uid",
+    "property",
+    "value_digest",
+    "value",
+    "record_key",
+    "source_field",
+    "mapping_rule",
+    "transform",
+)
 _SHARED_COLUMNS = ("run_id", "source_system", "source_object", "recorded_at")
 
 
@@ -250,8 +278,12 @@ class LineageStore:
         if not name:
             raise LineageError("a run needs a name (the connector or scenario it belongs to)")
         run = RunRecord(
-            run_id=run_id or str(uuid.uuid4()), kind=run_kind, name=name,
-            started_at=_truncate(started_at or datetime.now(UTC)), inputs=tuple(inputs), outputs=tuple(outputs),
+            run_id=run_id or str(uuid.uuid4()),
+            kind=run_kind,
+            name=name,
+            started_at=_truncate(started_at or datetime.now(UTC)),
+            inputs=tuple(inputs),
+            outputs=tuple(outputs),
         )
         try:
             with self.engine.begin() as conn:
@@ -275,8 +307,10 @@ class LineageStore:
         if final is RunStatus.RUNNING:
             raise LineageError(f"run {run_id!r} cannot finish with status 'running'")
         values: dict[str, Any] = {
-            "status": final.value, "ended_at": utc_text(ended_at or datetime.now(UTC)),
-            "counts": canonical_json({k: int(v) for k, v in (counts or {}).items()}), "error": error,
+            "status": final.value,
+            "ended_at": utc_text(ended_at or datetime.now(UTC)),
+            "counts": canonical_json({k: int(v) for k, v in (counts or {}).items()}),
+            "error": error,
         }
         if outputs is not None:
             values["outputs"] = _datasets_json(outputs)
@@ -349,8 +383,13 @@ class LineageStore:
         """Whether `value` is the value `record` was made for, by this store's (keyed) digest; works after erasure."""
         return keyed_text_digest(canonical_json(value), self.digest_key) == record.value_digest
 
-    def _store(self, conn: Connection | None, run_ids: set[str],
-               append: Callable[[Connection, list[tuple[Any, ...]]], int], rows: list[tuple[Any, ...]]) -> None:
+    def _store(
+        self,
+        conn: Connection | None,
+        run_ids: set[str],
+        append: Callable[[Connection, list[tuple[Any, ...]]], int],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
         """Insert record rows with `append`, in chunks, after checking their runs exist."""
         try:
             if conn is None:
@@ -361,17 +400,24 @@ class LineageStore:
         except DBAPIError as error:
             raise LineageError(f"storing {len(rows)} provenance records failed: {type(error.orig).__name__}") from error
 
-    def _insert(self, conn: Connection, run_ids: set[str],
-                append: Callable[[Connection, list[tuple[Any, ...]]], int], rows: list[tuple[Any, ...]]) -> None:
+    def _insert(
+        self,
+        conn: Connection,
+        run_ids: set[str],
+        append: Callable[[Connection, list[tuple[Any, ...]]], int],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
         t = lineage_run_table
         known = set(conn.scalars(select(t.c.run_id).where(t.c.run_id.in_(run_ids))))
         missing = sorted(run_ids - known)
         if missing:
             raise LineageError(f"provenance refers to unknown run id(s) {missing[:5]}; start_run first")
         for start in range(0, len(rows), _INSERT_CHUNK):
-            append(conn, rows[start:start + _INSERT_CHUNK])
+            append(conn, rows[start : start + _INSERT_CHUNK])
 
-    def where_from(self, twin_uid: str, property: str | None = None, limit: int | None = None) -> list[ProvenanceRecord]:
+    def where_from(
+        self, twin_uid: str, property: str | None = None, limit: int | None = None
+    ) -> list[ProvenanceRecord]:
         """Where a twin's values (or one property's) came from, latest first."""
         t = lineage_record_table
         query = select(t).where(t.c.twin_uid == twin_uid)
@@ -423,17 +469,26 @@ def _datasets_json(datasets: Iterable[DatasetRef]) -> str:
 
 def _run_row(run: RunRecord) -> dict[str, Any]:
     return {
-        "run_id": run.run_id, "kind": run.kind.value, "name": run.name, "started_at": utc_text(run.started_at),
-        "ended_at": utc_text(run.ended_at) if run.ended_at else None, "status": run.status.value,
-        "counts": canonical_json(dict(run.counts)), "inputs": _datasets_json(run.inputs),
-        "outputs": _datasets_json(run.outputs), "error": run.error,
+        "run_id": run.run_id,
+        "kind": run.kind.value,
+        "name": run.name,
+        "started_at": utc_text(run.started_at),
+        "ended_at": utc_text(run.ended_at) if run.ended_at else None,
+        "status": run.status.value,
+        "counts": canonical_json(dict(run.counts)),
+        "inputs": _datasets_json(run.inputs),
+        "outputs": _datasets_json(run.outputs),
+        "error": run.error,
     }
 
 
 def _to_run(row: RowMapping) -> RunRecord:
     return RunRecord(
-        run_id=row["run_id"], kind=RunKind(row["kind"]), name=row["name"],
-        started_at=parse_utc_text(row["started_at"]), status=RunStatus(row["status"]),
+        run_id=row["run_id"],
+        kind=RunKind(row["kind"]),
+        name=row["name"],
+        started_at=parse_utc_text(row["started_at"]),
+        status=RunStatus(row["status"]),
         ended_at=parse_utc_text(row["ended_at"]) if row["ended_at"] else None,
         counts=MappingProxyType(json.loads(row["counts"])),
         inputs=tuple(DatasetRef(ns, name) for ns, name in json.loads(row["inputs"])),
@@ -445,20 +500,37 @@ def _to_run(row: RowMapping) -> RunRecord:
 def _record_row(record: ProvenanceRecord, now: str) -> tuple[Any, ...]:
     """The record as a row tuple in `_COLUMNS` order."""
     return (
-        record.twin_uid, record.property, record.value_digest,
+        record.twin_uid,
+        record.property,
+        record.value_digest,
         canonical_json(record.value) if record.has_value else None,
-        record.source_system, record.source_object, record.record_key, record.source_field, record.run_id,
-        record.mapping_rule, record.transform, utc_text(record.recorded_at) if record.recorded_at else now,
+        record.source_system,
+        record.source_object,
+        record.record_key,
+        record.source_field,
+        record.run_id,
+        record.mapping_rule,
+        record.transform,
+        utc_text(record.recorded_at) if record.recorded_at else now,
     )
 
 
 def _to_record(row: RowMapping) -> ProvenanceRecord:
     stored = row["value"]
     return ProvenanceRecord(
-        twin_uid=row["twin_uid"], property=row["property"], value_digest=row["value_digest"],
-        source_system=row["source_system"], source_object=row["source_object"], record_key=row["record_key"],
-        run_id=row["run_id"], source_field=row["source_field"], mapping_rule=row["mapping_rule"],
-        transform=row["transform"], value=json.loads(stored) if stored is not None else None,
-        has_value=stored is not None, recorded_at=parse_utc_text(row["recorded_at"]),
-        erased_at=parse_utc_text(row["erased_at"]) if row["erased_at"] else None, record_id=int(row["id"]),
+        twin_uid=row["twin_uid"],
+        property=row["property"],
+        value_digest=row["value_digest"],
+        source_system=row["source_system"],
+        source_object=row["source_object"],
+        record_key=row["record_key"],
+        run_id=row["run_id"],
+        source_field=row["source_field"],
+        mapping_rule=row["mapping_rule"],
+        transform=row["transform"],
+        value=json.loads(stored) if stored is not None else None,
+        has_value=stored is not None,
+        recorded_at=parse_utc_text(row["recorded_at"]),
+        erased_at=parse_utc_text(row["erased_at"]) if row["erased_at"] else None,
+        record_id=int(row["id"]),
     )

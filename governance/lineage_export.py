@@ -59,14 +59,23 @@ def export_lineage(
     decision = policy.decide(subject, "operation", OPERATION)
     variables = {"format": str(fmt), "runs": list(run_ids), "latest": latest}
     if not decision.allowed:
-        audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.DENY, variables=variables,
-                                            policy_version=policy.version, detail=decision.reason))
+        audit.append(
+            AuditEvent.for_subject(
+                subject,
+                OPERATION,
+                Decision.DENY,
+                variables=variables,
+                policy_version=policy.version,
+                detail=decision.reason,
+            )
+        )
         raise PolicyDenied(f"{subject.sub} may not export lineage: {decision.reason}")
     try:
         chosen_format = LineageFormat(fmt)
     except ValueError:
-        raise LineageError(f"unknown lineage export format {str(fmt)[:40]!r}; use "
-                           f"{' or '.join(f.value for f in LineageFormat)}") from None
+        raise LineageError(
+            f"unknown lineage export format {str(fmt)[:40]!r}; use {' or '.join(f.value for f in LineageFormat)}"
+        ) from None
     if not 1 <= latest <= MAX_RUNS or len(run_ids) > MAX_RUNS:
         raise LineageError(f"an export covers 1 to {MAX_RUNS} runs")
     runs = [lineage.get_run(run_id) for run_id in dict.fromkeys(run_ids)] if run_ids else lineage.runs(limit=latest)
@@ -76,9 +85,17 @@ def export_lineage(
     if total > MAX_RECORDS:
         raise LineageError(f"the export would hold more than {MAX_RECORDS:,} provenance records; name fewer runs")
     text, media_type = _render(chosen_format, runs, records, clear)
-    audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.ALLOW, variables=variables,
-                                        policy_version=policy.version, rows_returned=total,
-                                        detail="values included" if clear else "structure only"))
+    audit.append(
+        AuditEvent.for_subject(
+            subject,
+            OPERATION,
+            Decision.ALLOW,
+            variables=variables,
+            policy_version=policy.version,
+            rows_returned=total,
+            detail="values included" if clear else "structure only",
+        )
+    )
     return LineageExport(chosen_format, text, media_type, tuple(run.run_id for run in runs), total, clear)
 
 
@@ -87,8 +104,9 @@ def sees_everything_in_clear(policy: Policy, subject: Subject) -> bool:
     return all(policy.relationship_field_mode(subject, c) == "show" for c in CLASSIFICATIONS)
 
 
-def _render(fmt: LineageFormat, runs: list[RunRecord], records: dict[str, list[ProvenanceRecord]],
-            clear: bool) -> tuple[str, str]:
+def _render(
+    fmt: LineageFormat, runs: list[RunRecord], records: dict[str, list[ProvenanceRecord]], clear: bool
+) -> tuple[str, str]:
     """The export text and its media type."""
     if fmt is LineageFormat.PROV_O:
         every = [record for run in runs for record in records[run.run_id]]

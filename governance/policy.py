@@ -11,8 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from governance.errors import GovernanceError, PolicyDenied
 from governance.digest_key import keyed_text_digest
+from governance.errors import GovernanceError, PolicyDenied
 from governance.identity import Subject
 from graph.model import ReadScope, ScopeJoin, TwinRecord
 from ontology.errors import UnknownTerm

@@ -17,16 +17,30 @@ class RoleDefinition:
 
 BUILT_IN_ROLES: tuple[RoleDefinition, ...] = (
     RoleDefinition("admin", "Everything, including personal and restricted fields, policy and key administration."),
-    RoleDefinition("architect", "The whole model of the enterprise (assets, processes, systems, org structure); "
-                   "no personal or HR fields of people."),
-    RoleDefinition("executive", "Aggregates, KPIs, risks and scenario results across the enterprise; people only "
-                   "as counts and aggregates, no individual personal fields."),
-    RoleDefinition("compliance", "Audit log, lineage and provenance of every value, controls and regulations; "
-                   "personal fields masked unless the policy grants them for an investigation."),
-    RoleDefinition("hr", "People, positions, skills and org units of their own org-unit subtree, including "
-                   "personal fields; no access outside that subtree."),
-    RoleDefinition("data_steward", "Data sources, mappings, sync runs, rejected rows and lineage; values of "
-                   "personal fields masked."),
+    RoleDefinition(
+        "architect",
+        "The whole model of the enterprise (assets, processes, systems, org structure); "
+        "no personal or HR fields of people.",
+    ),
+    RoleDefinition(
+        "executive",
+        "Aggregates, KPIs, risks and scenario results across the enterprise; people only "
+        "as counts and aggregates, no individual personal fields.",
+    ),
+    RoleDefinition(
+        "compliance",
+        "Audit log, lineage and provenance of every value, controls and regulations; "
+        "personal fields masked unless the policy grants them for an investigation.",
+    ),
+    RoleDefinition(
+        "hr",
+        "People, positions, skills and org units of their own org-unit subtree, including "
+        "personal fields; no access outside that subtree.",
+    ),
+    RoleDefinition(
+        "data_steward",
+        "Data sources, mappings, sync runs, rejected rows and lineage; values of personal fields masked.",
+    ),
     RoleDefinition("viewer", "Public, non-classified fields of non-personal classes only; read only."),
 )
 

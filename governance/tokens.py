@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,12 @@ LOCAL_ISSUER = "urn:enterprise-twin:local"
 DEFAULT_AUDIENCE = "enterprise-twin"
 KEY_FILE_NAME = "local-signing-key.jwk.json"
 
-_GENERATORS = {
+_GENERATORS: dict[str, Callable[[], ECKey | RSAKey | OKPKey]] = {
     "ES256": lambda: ECKey.generate_key("P-256", auto_kid=True),
     "RS256": lambda: RSAKey.generate_key(2048, auto_kid=True),
     "Ed25519": lambda: OKPKey.generate_key("Ed25519", auto_kid=True),
 }
+_KEY_TYPES: dict[str, type[ECKey] | type[RSAKey] | type[OKPKey]] = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}
 
 
 class LocalIssuer:
@@ -75,7 +76,7 @@ class LocalIssuer:
         try:
             document = json.loads(raw)
             algorithm = document["alg"]
-            key = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}[document["key"]["kty"]].import_key(document["key"])
+            key = _KEY_TYPES[document["key"]["kty"]].import_key(document["key"])
         except (ValueError, KeyError, TypeError, JoseError):
             raise KeyMaterialError(f"key file {self.key_path} is not a valid local signing key") from None
         if algorithm not in _GENERATORS or not key.is_private:
@@ -118,8 +119,14 @@ class LocalIssuer:
         now = int(time.time())
         claims: dict[str, Any] = dict(attributes or {})
         claims.update(
-            iss=self.issuer, aud=audience or self.audience, sub=sub, roles=sorted(role_set),
-            iat=now, nbf=now, exp=now + seconds, jti=str(uuid.uuid4()),
+            iss=self.issuer,
+            aud=audience or self.audience,
+            sub=sub,
+            roles=sorted(role_set),
+            iat=now,
+            nbf=now,
+            exp=now + seconds,
+            jti=str(uuid.uuid4()),
         )
         if org_unit is not None:
             claims["org_unit"] = org_unit

@@ -6,9 +6,9 @@ import json
 import re
 import threading
 import time
-from enum import Enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
@@ -96,8 +96,9 @@ class FalkorBackend(CypherBackend):
 
     dialect = FalkorDialect()
 
-    def __init__(self, client: Any, graph_name: str, url: str, on_close: Any = None,
-                 connect: Connect | None = None) -> None:
+    def __init__(
+        self, client: Any, graph_name: str, url: str, on_close: Any = None, connect: Connect | None = None
+    ) -> None:
         super().__init__()
         self.graph_name = graph_name
         self.url = url
@@ -132,8 +133,10 @@ class FalkorBackend(CypherBackend):
         """One round trip: refused at once while the server is down and not due for another attempt."""
         self._count()
         if self._down and not self._recover(wait=False):
-            raise GraphUnavailable(f"FalkorDB at {redact_url(self.url)} is not reachable; reconnecting "
-                                   f"(next attempt in {max(self._next_attempt - time.monotonic(), 0):.1f} s)")
+            raise GraphUnavailable(
+                f"FalkorDB at {redact_url(self.url)} is not reachable; reconnecting "
+                f"(next attempt in {max(self._next_attempt - time.monotonic(), 0):.1f} s)"
+            )
         try:
             return action()
         except Exception as exc:  # the client raises redis errors; translate once, here
@@ -177,8 +180,14 @@ class FalkorBackend(CypherBackend):
     def _translate(self, exc: Exception, cypher: str) -> GraphError:
         message = str(exc)
         kind = type(exc).__name__
-        if ("ConnectionError" in kind or "Connection refused" in message or "No such file" in message
-                or "BusyLoading" in kind or "Connection reset" in message or "Broken pipe" in message):
+        if (
+            "ConnectionError" in kind
+            or "Connection refused" in message
+            or "No such file" in message
+            or "BusyLoading" in kind
+            or "Connection reset" in message
+            or "Broken pipe" in message
+        ):
             return GraphUnavailable(f"FalkorDB at {redact_url(self.url)} is not reachable: {message}")
         if "read-only" in message.lower() or "RO_QUERY" in message:
             return ReadOnlyViolation(f"query tries to write: {message}")
@@ -344,9 +353,10 @@ def _key(name: str) -> str:
 def _literal(value: Any) -> str:
     kind = type(value)
     if kind is str:
-        if "\x00" in value:
+        text: str = value
+        if "\x00" in text:
             raise QueryError(f"text with a NUL character cannot be stored in the graph: {quoted(value)}")
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if kind is int:
         return str(value) if -9223372036854775808 <= value <= 9223372036854775807 else _integer(value)
     if kind is bool:
@@ -361,12 +371,21 @@ def _literal(value: Any) -> str:
         return "[" + ",".join([_literal(v) for v in value]) + "]"
     if kind is dict:
         # rows of a batch: text values inline, the rest through the general path; keys checked once each
-        return "{" + ",".join([
-            f"`{_KEYS.get(k) or _known_key(k)}`:"
-            + ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' if type(v) is str and "\x00" not in v
-               else _literal(v))
-            for k, v in value.items()
-        ]) + "}"
+        return (
+            "{"
+            + ",".join(
+                [
+                    f"`{_KEYS.get(k) or _known_key(k)}`:"
+                    + (
+                        '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                        if type(v) is str and "\x00" not in v
+                        else _literal(v)
+                    )
+                    for k, v in value.items()
+                ]
+            )
+            + "}"
+        )
     if isinstance(value, dict):
         return "{" + ",".join([f"`{_key(k)}`:{_literal(v)}" for k, v in value.items()]) + "}"
     if isinstance(value, Enum):
@@ -398,22 +417,29 @@ class Neo4jBackend(CypherBackend):
 
         self.url = url
         self._database = database
-        auth = (user, password) if user else None
+        auth = (user, password or "") if user else None
         try:
             self._driver = neo4j.GraphDatabase.driver(url, auth=auth)
         except Exception as exc:
-            raise GraphUnavailable(f"cannot create a Neo4j driver for {redact_url(url)}: {type(exc).__name__}") from None
+            raise GraphUnavailable(
+                f"cannot create a Neo4j driver for {redact_url(url)}: {type(exc).__name__}"
+            ) from None
 
     def _run(self, cypher: str, params: dict[str, Any] | None, access: str, timeout_ms: int | None) -> list[Row]:
         import neo4j
         from neo4j.exceptions import ClientError, ServiceUnavailable
 
         self._count()
-        query = neo4j.Query(cypher, timeout=timeout_ms / 1000 if timeout_ms else None)
+
+        # the timeout goes on the transaction function: `tx.run` refuses a `neo4j.Query` (only `session.run` takes one)
+        @neo4j.unit_of_work(timeout=timeout_ms / 1000 if timeout_ms else None)
+        def work(tx: neo4j.ManagedTransaction) -> list[Row]:
+            return [list(r.values()) for r in tx.run(cypher, params or {})]
+
         try:
             with self._driver.session(database=self._database, default_access_mode=access) as session:
                 runner = session.execute_read if access == neo4j.READ_ACCESS else session.execute_write
-                return runner(lambda tx: [list(r.values()) for r in tx.run(query, params or {})])
+                return runner(work)
         except ServiceUnavailable as exc:
             raise GraphUnavailable(f"Neo4j at {redact_url(self.url)} is not reachable: {exc}") from None
         except ClientError as exc:
@@ -505,12 +531,18 @@ def open_backend(
                 retry=no_retry(),  # a resent write could apply twice; the backend reconnects, and retries reads
             )
         except Exception as exc:  # the client connects at once: refused, unknown host, bad credentials
-            raise GraphUnavailable(f"FalkorDB server at {redact_url(url)} is not reachable: {type(exc).__name__}") from None
+            raise GraphUnavailable(
+                f"FalkorDB server at {redact_url(url)} is not reachable: {type(exc).__name__}"
+            ) from None
         backend = FalkorBackend(client, graph_name, url)
         if not backend.ping():
             backend.close()
             raise GraphUnavailable(f"FalkorDB server at {redact_url(url)} does not answer")
         return backend
     if scheme in ("neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"):
-        return Neo4jBackend(url, parsed.username or user, parsed.password or password, None if graph_name == "twin" else graph_name)
-    raise GraphError(f"graph URL {redact_url(url)!r}: unknown scheme {scheme!r} (use falkordb+embedded://, falkordb://, neo4j://)")
+        return Neo4jBackend(
+            url, parsed.username or user, parsed.password or password, None if graph_name == "twin" else graph_name
+        )
+    raise GraphError(
+        f"graph URL {redact_url(url)!r}: unknown scheme {scheme!r} (use falkordb+embedded://, falkordb://, neo4j://)"
+    )

@@ -20,8 +20,12 @@ TOKEN_BYTES = 16 * 2**20  # rows per token until this size
 COMMAND_BYTES = 64 * 2**20  # tokens per command until this size
 
 _NULL, _BOOL, _DOUBLE, _STRING, _LONG, _ARRAY = b"\x00", b"\x01", b"\x02", b"\x03", b"\x04", b"\x05"
-_double, _long, _count, _ends = struct.Struct("<d").pack, struct.Struct("<q").pack, struct.Struct("<I").pack, \
-    struct.Struct("<QQ").pack
+_double, _long, _count, _ends = (
+    struct.Struct("<d").pack,
+    struct.Struct("<q").pack,
+    struct.Struct("<I").pack,
+    struct.Struct("<QQ").pack,
+)
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,18 @@ def bulk_commands(graph: str, nodes: Sequence[NodeGroup], edges: Sequence[EdgeGr
         if colons:  # the header separates labels with colons
             raise QueryError(f"labels with a colon cannot be bulk-loaded: {', '.join(colons)}")
         rows = ((1, b"".join(_value(v) for v in row)) for row in group.rows)
-        tokens += [(True, count, token) for count, token in _tokens(_header(":".join(group.labels), group.columns), rows)]
+        tokens += [
+            (True, count, token) for count, token in _tokens(_header(":".join(group.labels), group.columns), rows)
+        ]
     for edge_group in edges:
         edge_rows: Iterator[tuple[int, bytes]]
         if edge_group.columns:
             edge_rows = ((1, _ends(row[0], row[1]) + b"".join(_value(v) for v in row[2:])) for row in edge_group.rows)
         else:  # ends only: packed many edges a call
             edge_rows = _packed_ends(edge_group.rows)
-        tokens += [(False, count, token)
-                   for count, token in _tokens(_header(edge_group.type, edge_group.columns), edge_rows)]
+        tokens += [
+            (False, count, token) for count, token in _tokens(_header(edge_group.type, edge_group.columns), edge_rows)
+        ]
     commands: list[list[Any]] = []
     batch: list[tuple[bool, int, bytes]] = []
     size = 0
@@ -76,8 +83,17 @@ def bulk_commands(graph: str, nodes: Sequence[NodeGroup], edges: Sequence[EdgeGr
 def _command(graph: str, tokens: list[tuple[bool, int, bytes]], begin: bool) -> list[Any]:
     nodes = [t for t in tokens if t[0]]
     edges = [t for t in tokens if not t[0]]
-    return ["GRAPH.BULK", graph, *(["BEGIN"] if begin else []), sum(t[1] for t in nodes), sum(t[1] for t in edges),
-            len(nodes), len(edges), *(t[2] for t in nodes), *(t[2] for t in edges)]
+    return [
+        "GRAPH.BULK",
+        graph,
+        *(["BEGIN"] if begin else []),
+        sum(t[1] for t in nodes),
+        sum(t[1] for t in edges),
+        len(nodes),
+        len(edges),
+        *(t[2] for t in nodes),
+        *(t[2] for t in edges),
+    ]
 
 
 def _tokens(header: bytes, rows: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
@@ -99,7 +115,7 @@ def _packed_ends(rows: Sequence[Sequence[Any]]) -> Iterator[tuple[int, bytes]]:
     """(source id, target id) of edges without properties as 16-byte records, up to a token's size a piece."""
     step = max(1, TOKEN_BYTES // 16)
     for start in range(0, len(rows), step):
-        piece = rows[start:start + step]
+        piece = rows[start : start + step]
         yield len(piece), struct.pack(f"<{2 * len(piece)}Q", *(end for row in piece for end in (row[0], row[1])))
 
 

@@ -367,8 +367,12 @@ def _raise_fsync(files: ServerFiles, record: ServerRecord, fsync: FsyncPolicy) -
     finally:
         admin.close()
     updated = ServerRecord(
-        pid=record.pid, fsync=fsync, started_at=record.started_at, socket=record.socket,
-        host=record.host, port=record.port,
+        pid=record.pid,
+        fsync=fsync,
+        started_at=record.started_at,
+        socket=record.socket,
+        host=record.host,
+        port=record.port,
     )
     _write_record(files, updated)
     return updated

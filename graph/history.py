@@ -26,8 +26,8 @@ from sqlalchemy import (
     Text,
     delete,
     func,
-    inspect,
     insert,
+    inspect,
     or_,
     select,
     update,
@@ -169,7 +169,7 @@ class HistoryStore:
             self._confirm(conn, write_id, count)
         return count
 
-    def begin(self, changes: Sequence[Change], context: ChangeContext) -> "PendingChanges":
+    def begin(self, changes: Sequence[Change], context: ChangeContext) -> PendingChanges:
         """Start recording the intent of a graph write: `changes` (more may follow through `add`) are inserted in a
         thread while the caller prepares the write; `seal` makes them durable as pending before the graph is
         written, then the caller confirms them (`commit`), drops them (`rollback`, nothing was written) or
@@ -181,9 +181,17 @@ class HistoryStore:
     def _open_write(self, conn: Connection, when: dt.datetime) -> tuple[int, int]:
         """Insert a pending write (in `conn`'s transaction); returns its id and the id its rows come after."""
         w = twin_history_write
-        write_id = conn.execute(insert(w).values(
-            state=PENDING, owner=_owner(), started_at=_utc(when, "the time of the write"), after_id=0, count=0,
-        ).returning(w.c.id)).scalar_one()
+        write_id = conn.execute(
+            insert(w)
+            .values(
+                state=PENDING,
+                owner=_owner(),
+                started_at=_utc(when, "the time of the write"),
+                after_id=0,
+                count=0,
+            )
+            .returning(w.c.id)
+        ).scalar_one()
         # Read after the insert above took the write lock (SQLite): every row appended from here has a greater id.
         after_id = conn.execute(select(func.coalesce(func.max(twin_history.c.id), 0))).scalar_one()
         conn.execute(update(w).where(w.c.id == write_id).values(after_id=after_id))
@@ -192,8 +200,9 @@ class HistoryStore:
     def _close_write(self, conn: Connection, write_id: int, count: int) -> None:
         """Note the last id and the number of a write's rows (in the transaction that appended them)."""
         last_id = conn.execute(select(func.coalesce(func.max(twin_history.c.id), 0))).scalar_one()
-        conn.execute(update(twin_history_write).where(twin_history_write.c.id == write_id)
-                     .values(last_id=last_id, count=count))
+        conn.execute(
+            update(twin_history_write).where(twin_history_write.c.id == write_id).values(last_id=last_id, count=count)
+        )
 
     def _confirm(self, conn: Connection, write_id: int, count: int) -> None:
         """Give a write's `count` rows the next sequence numbers and mark it confirmed (in `conn`'s transaction).
@@ -201,11 +210,19 @@ class HistoryStore:
         The sequence row is locked until the transaction ends, so writes are confirmed (committed) in sequence
         order: a reader following `seq_start` never sees a number before the ones below it are committed."""
         s, w = twin_history_sequence, twin_history_write
-        last = conn.execute(update(s).where(s.c.name == _SEQUENCE).values(last=s.c.last + count)
-                            .returning(s.c.last)).scalar_one()
-        done = conn.execute(update(w).where(w.c.id == write_id, w.c.state != CONFIRMED).values(
-            state=CONFIRMED, count=count, seq_start=last - count + 1, confirmed_at=dt.datetime.now(dt.UTC),
-        )).rowcount
+        last = conn.execute(
+            update(s).where(s.c.name == _SEQUENCE).values(last=s.c.last + count).returning(s.c.last)
+        ).scalar_one()
+        done = conn.execute(
+            update(w)
+            .where(w.c.id == write_id, w.c.state != CONFIRMED)
+            .values(
+                state=CONFIRMED,
+                count=count,
+                seq_start=last - count + 1,
+                confirmed_at=dt.datetime.now(dt.UTC),
+            )
+        ).rowcount
         if done != 1:
             raise HistoryUnsettled(f"history write {write_id} was settled by a recovery before its writer confirmed it")
 
@@ -233,8 +250,11 @@ class HistoryStore:
         """Pending writes no live writer will confirm: marked unsettled, or their writer's process is gone."""
         w = twin_history_write
         with self.engine.connect() as conn:
-            rows = conn.execute(select(w.c.id, w.c.state, w.c.owner, w.c.started_at)
-                                .where(w.c.state.in_((PENDING, UNSETTLED))).order_by(w.c.id)).all()  # indexed
+            rows = conn.execute(
+                select(w.c.id, w.c.state, w.c.owner, w.c.started_at)
+                .where(w.c.state.in_((PENDING, UNSETTLED)))
+                .order_by(w.c.id)
+            ).all()  # indexed
         return [row.id for row in rows if row.state == UNSETTLED or _owner_gone(row.owner, row.started_at)]
 
     def settle(self, write_id: int, landed: Callable[[list[HistoryEntry]], set[int]]) -> tuple[int, int]:
@@ -245,28 +265,41 @@ class HistoryStore:
             bounds = conn.execute(select(w.c.after_id, w.c.last_id, w.c.state).where(w.c.id == write_id)).first()
             if bounds is None or bounds.state == CONFIRMED:
                 return 0, 0
-            rows = [entry_of(row) for row in conn.execute(
-                select(twin_history).where(*_rows_of(write_id, bounds.after_id, bounds.last_id))
-                .order_by(twin_history.c.id))]
+            rows = [
+                entry_of(row)
+                for row in conn.execute(
+                    select(twin_history)
+                    .where(*_rows_of(write_id, bounds.after_id, bounds.last_id))
+                    .order_by(twin_history.c.id)
+                )
+            ]
         keep = landed(rows)
         dropped = [row.id for row in rows if row.id not in keep]
         with self.engine.begin() as conn:
             for start in range(0, len(dropped), 1_000):
-                conn.execute(delete(twin_history).where(twin_history.c.id.in_(dropped[start:start + 1_000])))
+                conn.execute(delete(twin_history).where(twin_history.c.id.in_(dropped[start : start + 1_000])))
             if len(dropped) < len(rows):
                 self._confirm(conn, write_id, len(rows) - len(dropped))
             else:
                 conn.execute(delete(w).where(w.c.id == write_id))
         return len(rows) - len(dropped), len(dropped)
 
-    def _append(self, conn: Connection, changes: Sequence[Change], context: ChangeContext, when: dt.datetime,
-                write_id: int) -> int:
+    def _append(
+        self, conn: Connection, changes: Sequence[Change], context: ChangeContext, when: dt.datetime, write_id: int
+    ) -> int:
         """Insert the rows of `changes` made at `when` (uncommitted, in `conn`'s transaction)."""
         dumps = _STATE_ENCODER.encode
         rows = [
-            (c.uid, c.kind, c.op, c.cls, c.link_type, c.target,
-             None if c.before is None else dumps(c.before),
-             None if c.after is None else ("{}" if not c.after else dumps(c.after)))
+            (
+                c.uid,
+                c.kind,
+                c.op,
+                c.cls,
+                c.link_type,
+                c.target,
+                None if c.before is None else dumps(c.before),
+                None if c.after is None else ("{}" if not c.after else dumps(c.after)),
+            )
             for c in changes
         ]
         when = _utc(when, "the time of the changes (record's `at`)")  # SQLite keeps only the wall-clock digits
@@ -312,8 +345,9 @@ class HistoryStore:
                 if not any(state and erased & state.keys() for state in states):
                     continue
                 cleaned = [
-                    None if state is None else json.dumps({k: v for k, v in state.items() if k not in erased},
-                                                          sort_keys=True)
+                    None
+                    if state is None
+                    else json.dumps({k: v for k, v in state.items() if k not in erased}, sort_keys=True)
                     for state in states
                 ]
                 conn.execute(update(t).where(t.c.id == row_id).values(before=cleaned[0], after=cleaned[1]))

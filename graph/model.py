@@ -134,7 +134,7 @@ class WriteSummary:
     unchanged: int = 0
     deleted: int = 0
 
-    def __add__(self, other: "WriteSummary") -> "WriteSummary":
+    def __add__(self, other: WriteSummary) -> WriteSummary:
         return WriteSummary(
             self.created + other.created,
             self.updated + other.updated,

@@ -27,35 +27,54 @@ class RowAppender:
     `conflict_keys`, a row whose keys exist updates that row's `update_columns` instead (an upsert), or is skipped
     when there are none."""
 
-    def __init__(self, engine: Engine, table: Table, row_columns: Sequence[str], fixed_columns: Sequence[str] = (),
-                 *, conflict_keys: Sequence[str] = (), update_columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        table: Table,
+        row_columns: Sequence[str],
+        fixed_columns: Sequence[str] = (),
+        *,
+        conflict_keys: Sequence[str] = (),
+        update_columns: Sequence[str] = (),
+    ) -> None:
         self.table = table
         self.row_columns = tuple(row_columns)
         self.fixed_columns = tuple(fixed_columns)
-        unknown = [c for c in (*self.row_columns, *self.fixed_columns, *conflict_keys, *update_columns)
-                   if c not in table.c]
+        unknown = [
+            c for c in (*self.row_columns, *self.fixed_columns, *conflict_keys, *update_columns) if c not in table.c
+        ]
         if unknown:
             raise ValueError(f"table {table.name} has no column(s) {', '.join(unknown)}")
         self._sql: str | None = None
         self._statement: Any = insert(table)
         if engine.dialect.name == "sqlite":
-            picks = [f"value ->> {i}" if _JSON_ARROW else f"json_extract(value, '$[{i}]')"
-                     for i in range(len(self.row_columns))]
+            picks = [
+                f"value ->> {i}" if _JSON_ARROW else f"json_extract(value, '$[{i}]')"
+                for i in range(len(self.row_columns))
+            ]
             names = ", ".join((*self.row_columns, *self.fixed_columns))
-            self._sql = (f"INSERT INTO {table.name} ({names}) SELECT {', '.join(picks)}"
-                         f"{''.join(', ?' for _ in self.fixed_columns)} FROM json_each(?)")
+            self._sql = (
+                f"INSERT INTO {table.name} ({names}) SELECT {', '.join(picks)}"
+                f"{''.join(', ?' for _ in self.fixed_columns)} FROM json_each(?)"
+            )
             if conflict_keys:  # `WHERE true` keeps SQLite from reading ON as a join's
                 updates = ", ".join(f"{c} = excluded.{c}" for c in update_columns)
                 action = f"DO UPDATE SET {updates}" if update_columns else "DO NOTHING"
                 self._sql += f" WHERE true ON CONFLICT ({', '.join(conflict_keys)}) {action}"
         elif conflict_keys:
             statement = postgresql.insert(table)
-            self._statement = statement.on_conflict_do_update(
-                index_elements=list(conflict_keys), set_={c: statement.excluded[c] for c in update_columns},
-            ) if update_columns else statement.on_conflict_do_nothing(index_elements=list(conflict_keys))
+            self._statement = (
+                statement.on_conflict_do_update(
+                    index_elements=list(conflict_keys),
+                    set_={c: statement.excluded[c] for c in update_columns},
+                )
+                if update_columns
+                else statement.on_conflict_do_nothing(index_elements=list(conflict_keys))
+            )
 
-    def append(self, conn: Connection, rows: Sequence[Sequence[str | int | float | None]],
-               fixed: Sequence[Any] = ()) -> int:
+    def append(
+        self, conn: Connection, rows: Sequence[Sequence[str | int | float | None]], fixed: Sequence[Any] = ()
+    ) -> int:
         """Insert `rows` (text, finite numbers or None, in `row_columns` order) with the `fixed` values; returns the
         number of rows given.
 
@@ -67,11 +86,12 @@ class RowAppender:
             conn.exec_driver_sql(self._sql, (*fixed, _json_array(rows)))
         else:
             names = (*self.row_columns, *self.fixed_columns)
-            conn.execute(self._statement, [dict(zip(names, (*row, *fixed))) for row in rows])
+            conn.execute(self._statement, [dict(zip(names, (*row, *fixed), strict=True)) for row in rows])
         return len(rows)
 
-    def sqlite_statement(self, rows: Sequence[Sequence[str | int | float | None]],
-                         fixed: Sequence[Any] = ()) -> tuple[str, tuple[Any, ...]]:
+    def sqlite_statement(
+        self, rows: Sequence[Sequence[str | int | float | None]], fixed: Sequence[Any] = ()
+    ) -> tuple[str, tuple[Any, ...]]:
         """The one SQLite statement and its parameters that insert `rows`, for a caller that runs it on a driver
         cursor of its own (inside a BEGIN IMMEDIATE it manages)."""
         if self._sql is None:

@@ -171,7 +171,7 @@ def render_config(
         f"logfile {_quote(files.log)}",
         "loglevel notice",
         "always-show-logo no",
-        "proc-title-template \"{title} {listen-addr} {config-file}\"",
+        'proc-title-template "{title} {listen-addr} {config-file}"',
         "appendonly yes",
         f"appendfsync {fsync}",
         f"appenddirname {_quote(files.aof_dir_name)}",
@@ -237,13 +237,19 @@ def connect(listener: Listener, timeout: float | None = None) -> redis.Redis:
         return redis.Redis(
             unix_socket_path=str(listener.socket), socket_timeout=timeout, decode_responses=True, retry=no_retry()
         )
+    if listener.host is None or listener.port is None:
+        raise GraphUnavailable(f"{listener.describe()} names neither a unix socket nor a TCP host and port")
     return redis.Redis(
         host=listener.host, port=listener.port, socket_timeout=timeout, decode_responses=True, retry=no_retry()
     )
 
 
 def launch_server(
-    files: ServerFiles, binaries: ServerBinaries, listener: Listener, fsync: FsyncPolicy, timeout: float,
+    files: ServerFiles,
+    binaries: ServerBinaries,
+    listener: Listener,
+    fsync: FsyncPolicy,
+    timeout: float,
     threads: int = DEFAULT_THREADS,
 ) -> int:
     """Start a daemonized server for `files.data_dir`, wait until it answers PING, and return its pid."""
@@ -258,7 +264,11 @@ def launch_server(
             # The binary forks and exits at once; its stdout/stderr (config errors) go to the log.
             result = subprocess.run(
                 [str(binaries.redis_server), str(files.config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=files.data_dir, timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=files.data_dir,
+                timeout=timeout,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise GraphUnavailable(f"could not run {binaries.redis_server}: {exc}") from None

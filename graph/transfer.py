@@ -44,8 +44,12 @@ def export_graph(reader: TwinReader, out: TextIO) -> Transferred:
         out.write(json.dumps({"twin": {"uid": uid, "class": cls, "properties": properties}}, default=str) + "\n")
         twins += 1
     for rel_type, source, target, properties in _links(reader):
-        out.write(json.dumps({"link": {"type": rel_type, "source": source, "target": target,
-                                       "properties": properties}}, default=str) + "\n")
+        out.write(
+            json.dumps(
+                {"link": {"type": rel_type, "source": source, "target": target, "properties": properties}}, default=str
+            )
+            + "\n"
+        )
         links += 1
     return Transferred(twins, links)
 
@@ -122,6 +126,8 @@ def _links(reader: TwinReader) -> Iterator[tuple[str, str, str, dict[str, Any]]]
                 rel = ontology.relationships(cls).get(rel_type)
             except UnknownTerm:  # a class the ontology no longer has: its values go out as stored
                 rel = None
-            values = {k: decode(v, edge_property.schema if rel and (edge_property := rel.property(k)) else None)
-                      for k, v in dict(props).items()}
+            values = {
+                k: decode(v, edge_property.schema if rel and (edge_property := rel.property(k)) else None)
+                for k, v in dict(props).items()
+            }
             yield rel_type, source, target, values

@@ -10,8 +10,20 @@ from ontology.durations import format_duration
 from ontology.schema import Schema
 
 # Stored as JSON text: the graph backends hold only primitives and flat arrays as property values.
-_JSON_KINDS = frozenset({"object", "map", "scaledDecimal", "point", "lineString", "polygon", "multiPoint",
-                         "multiLineString", "multiPolygon", "bytes"})
+_JSON_KINDS = frozenset(
+    {
+        "object",
+        "map",
+        "scaledDecimal",
+        "point",
+        "lineString",
+        "polygon",
+        "multiPoint",
+        "multiLineString",
+        "multiPolygon",
+        "bytes",
+    }
+)
 
 
 def _stored_as_json(schema: Schema) -> bool:

@@ -73,8 +73,13 @@ class TwinWriter:
                 violations.append(Violation(f"{where}.uid", "uid", f"uid must be non-empty text, got {twin.uid!r}"))
                 continue
             if len(twin.uid) > UID_MAX:  # the relational stores (history, ledger, lineage) keep uids this long
-                violations.append(Violation(f"{where}.uid", "uid", f"uid is {len(twin.uid)} characters long, "
-                                            f"at most {UID_MAX} are kept: {twin.uid[:40]!r}..."))
+                violations.append(
+                    Violation(
+                        f"{where}.uid",
+                        "uid",
+                        f"uid is {len(twin.uid)} characters long, at most {UID_MAX} are kept: {twin.uid[:40]!r}...",
+                    )
+                )
                 continue
             try:
                 cls = self.ontology.get(twin.cls)
@@ -86,18 +91,22 @@ class TwinWriter:
             previous = batch.get(twin.uid)
             if previous is not None and previous[0] != cls.id:
                 violations.append(
-                    Violation(f"{where}({twin.uid})", "duplicate-uid", f"uid given twice with classes {previous[0]} and {cls.id}")
+                    Violation(
+                        f"{where}({twin.uid})",
+                        "duplicate-uid",
+                        f"uid given twice with classes {previous[0]} and {cls.id}",
+                    )
                 )
                 continue
             merged = twin.properties if previous is None else {**previous[1], **twin.properties}
             batch[twin.uid] = (cls.id, merged)  # the caller's dict, unchanged, unless merged
-        for uid, (cls_id, props) in batch.items():  # a later item of the batch may supply what an earlier lacked
+        for uid, (_cls_id, props) in batch.items():  # a later item of the batch may supply what an earlier lacked
             if uid in required:
                 required[uid] = [v for v in required[uid] if props.get(v.path.rsplit(".", 1)[-1]) is None]
         required = {uid: found for uid, found in required.items() if found}
         if violations or (new_graph and required):
             # Report every problem at once: missing required properties count for twins that do not exist yet.
-            existing = self._fetch_twins([uid for uid in required]) if required and not new_graph else {}
+            existing = self._fetch_twins(list(required)) if required and not new_graph else {}
             violations += _unmet(required, batch, existing)
             raise BatchRejected(violations)
         return batch, required
@@ -139,22 +148,26 @@ class TwinWriter:
                 # lists of text and numbers take the fast parameter path
                 columns = list(dict.fromkeys(key for row in rows for key in row))
                 labels = labels_clause(self.ontology.labels(cls_id))
-                props = ", ".join(f"{ident(key)}: r[{i}]" for i, key in enumerate(columns))
+                assignments = ", ".join(f"{ident(key)}: r[{i}]" for i, key in enumerate(columns))
                 for chunk in _chunks(rows):
-                    self.backend.write(f"UNWIND $rows AS r CREATE (n{labels} {{{props}}})",
-                                       {"rows": [[row.get(key) for key in columns] for row in chunk]})
+                    self.backend.write(
+                        f"UNWIND $rows AS r CREATE (n{labels} {{{assignments}}})",
+                        {"rows": [[row.get(key) for key in columns] for row in chunk]},
+                    )
             for (old_class, cls_id), rows in updates.items():
                 relabel = self._relabel(old_class, cls_id)
                 for chunk in _chunks(rows):
-                    self.backend.write(f"UNWIND $rows AS r MATCH (n:Twin {{uid: r.uid}}) {relabel}SET n += r.p",
-                                       {"rows": chunk})
+                    self.backend.write(
+                        f"UNWIND $rows AS r MATCH (n:Twin {{uid: r.uid}}) {relabel}SET n += r.p", {"rows": chunk}
+                    )
         for uid, (cls_id, _) in batch.items():  # written: remember each twin's class for the links that follow
             self._remember(uid, self.ontology.get(cls_id).name)
         created = sum(len(rows) for rows in creates.values())
         return WriteSummary(created=created, updated=len(changes) - created, unchanged=unchanged)
 
-    def _stranded(self, batch: dict[str, tuple[str, dict[str, Any]]],
-                  existing: dict[str, tuple[str, dict[str, Any]]]) -> list[Violation]:
+    def _stranded(
+        self, batch: dict[str, tuple[str, dict[str, Any]]], existing: dict[str, tuple[str, dict[str, Any]]]
+    ) -> list[Violation]:
         """Properties a class change would leave on a twin whose new class does not define them: refused (their
         values would lose the classification that protects them) unless the same write removes them (None)."""
         stranded: list[Violation] = []
@@ -165,9 +178,12 @@ class TwinWriter:
             defs = self.ontology.properties(cls_id)
             new_name = self.ontology.get(cls_id).name
             stranded += [
-                Violation(f"twins({uid}).{key}", "stranded",
-                          f"{new_name} does not define {key!r}, which {uid} holds as a {old[0]}; "
-                          "remove it (set it to null) in the same write to change the class")
+                Violation(
+                    f"twins({uid}).{key}",
+                    "stranded",
+                    f"{new_name} does not define {key!r}, which {uid} holds as a {old[0]}; "
+                    "remove it (set it to null) in the same write to change the class",
+                )
                 for key, value in old[1].items()
                 if value is not None and key not in defs and (key not in props or props[key] is not None)
             ]
@@ -240,8 +256,11 @@ class TwinWriter:
             violations: list[Violation] = []
         except BatchRejected as rejected:  # go on to the links, so that one error lists every problem
             batch, violations = {}, list(rejected.violations)
-        classes = {uid: self.ontology.get(cls_id).name for uid, (cls_id, _) in batch.items()} if batch else \
-            self._known_classes(twins)
+        classes = (
+            {uid: self.ontology.get(cls_id).name for uid, (cls_id, _) in batch.items()}
+            if batch
+            else self._known_classes(twins)
+        )
         link_batch, link_problems = _link_batch(links)
         if violations:  # one error lists every problem: the links' too
             raise BatchRejected(violations + link_problems + self._link_violations(links, classes))
@@ -282,10 +301,13 @@ class TwinWriter:
                 changes.append(Change(uid, "twin", "create", None, stored, name))
             history.add(changes)
             columns = tuple(dict.fromkeys(key for row in rows for key in row))
-            nodes.append(NodeGroup(
-                ("Twin", *self.ontology.labels(cls_id)), ("uid", "_class", *columns),
-                [[uid, name, *(row.get(key) for key in columns)] for uid, row in zip(uids, rows)],
-            ))
+            nodes.append(
+                NodeGroup(
+                    ("Twin", *self.ontology.labels(cls_id)),
+                    ("uid", "_class", *columns),
+                    [[uid, name, *(row.get(key) for key in columns)] for uid, row in zip(uids, rows, strict=True)],
+                )
+            )
         return nodes, ids
 
     def _edge_groups(
@@ -310,8 +332,9 @@ class TwinWriter:
         edges = []
         for rel_type, rows in by_type.items():
             columns = tuple(dict.fromkeys(key for _, _, props in rows for key in props))
-            edges.append(EdgeGroup(rel_type, columns, [[ids[s], ids[t], *(p.get(key) for key in columns)]
-                                                       for s, t, p in rows]))
+            edges.append(
+                EdgeGroup(rel_type, columns, [[ids[s], ids[t], *(p.get(key) for key in columns)] for s, t, p in rows])
+            )
         return edges
 
     # ------------------------------------------------------------------ links
@@ -350,18 +373,21 @@ class TwinWriter:
             source_class, target_class = classes.get(link.source), classes.get(link.target)
             if source_class is None or target_class is None:
                 missing = [u for u in (link.source, link.target) if u not in classes]
-                violations.append(Violation(_where(i, link), "missing-endpoint",
-                                            f"no twin with uid {', '.join(map(repr, missing))}"))
+                violations.append(
+                    Violation(_where(i, link), "missing-endpoint", f"no twin with uid {', '.join(map(repr, missing))}")
+                )
                 continue
             if link.properties:
-                violations += self.ontology.validate_relationship(link.type, source_class, target_class,
-                                                                  link.properties, path=_where(i, link))
+                violations += self.ontology.validate_relationship(
+                    link.type, source_class, target_class, link.properties, path=_where(i, link)
+                )
                 continue
             verdict_key = (link.type, source_class, target_class)
             verdict = verdicts.get(verdict_key)
             if verdict is None:
                 verdict = verdicts[verdict_key] = self.ontology.validate_relationship(
-                    link.type, source_class, target_class, {})
+                    link.type, source_class, target_class, {}
+                )
             if verdict:
                 violations += [replace(v, path=_where(i, link)) for v in verdict]
         return violations
@@ -416,7 +442,9 @@ class TwinWriter:
         """Drop what this writer remembers of twin classes (after the graph was cleared or replaced)."""
         self._classes.clear()
 
-    def _existing_links(self, batch: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    def _existing_links(
+        self, batch: dict[tuple[str, str, str], dict[str, Any]]
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
         """The links of the batch that already exist, with their stored properties where the batch gives some (a
         link given without properties cannot change them, so for those only existence is read: {})."""
         groups: dict[tuple[str, bool], list[tuple[str, str, str]]] = defaultdict(list)
@@ -430,8 +458,9 @@ class TwinWriter:
                 if not with_props and len(chunk) >= COUNT_FIRST:
                     # First only how many exist: none (a first load) or all (a re-sync) is the usual answer for a
                     # large batch, and then no row per link has to come back and be parsed.
-                    ((found,),) = self.backend.read(_each_link(rel_type) + "RETURN count(DISTINCT r[2])",
-                                                    {"rows": rows})
+                    ((found,),) = self.backend.read(
+                        _each_link(rel_type) + "RETURN count(DISTINCT r[2])", {"rows": rows}
+                    )
                     if found == 0:
                         continue
                     if found == len(chunk):
@@ -455,7 +484,8 @@ class TwinWriter:
         for rel_type, sources in by_type.items():
             for chunk in _chunks(sorted(sources)):
                 for source, targets in self.backend.read(
-                    f"UNWIND $uids AS u MATCH (n:Twin {{uid: u}})-[:{ident(rel_type)}]->(m:Twin) RETURN u, collect(m.uid)",
+                    f"UNWIND $uids AS u MATCH (n:Twin {{uid: u}})-[:{ident(rel_type)}]->(m:Twin) "
+                    "RETURN u, collect(m.uid)",
                     {"uids": chunk},
                 ):
                     linked[(rel_type, source)] = set(targets)
@@ -477,8 +507,9 @@ class TwinWriter:
             rel = self.ontology.relationships(classes[source])[rel_type]
             count = len(batch_targets | linked.get((rel_type, source), set()))
             if rel.max is not None and count > rel.max:
-                violations += self.ontology.validate_multiplicity(rel_type, classes[source], count,
-                                                                  path=f"{source}.{rel_type}")
+                violations += self.ontology.validate_multiplicity(
+                    rel_type, classes[source], count, path=f"{source}.{rel_type}"
+                )
         return violations
 
     def _write_links(
@@ -545,11 +576,14 @@ class TwinWriter:
             typed = ident(rel_type)
             plain = [key for key in keys if not new[key]]  # rows of text and numbers only: the fast parameter path
             with_props = [key for key in keys if new[key]]
-            groups = [(chunk, "") for chunk in _chunks(plain)] + \
-                     [(chunk, " SET e = r[5]") for chunk in _chunks(with_props)]
+            groups = [(chunk, "") for chunk in _chunks(plain)] + [
+                (chunk, " SET e = r[5]") for chunk in _chunks(with_props)
+            ]
             for chunk, set_props in groups:
-                rows = [[s, t, classes[s], classes[t], i, *([new[(rel_type, s, t)]] if set_props else [])]
-                        for i, (_, s, t) in enumerate(chunk)]
+                rows = [
+                    [s, t, classes[s], classes[t], i, *([new[(rel_type, s, t)]] if set_props else [])]
+                    for i, (_, s, t) in enumerate(chunk)
+                ]
                 done = self.backend.write(
                     "UNWIND $rows AS r MATCH (a:Twin {uid: r[0]}) MATCH (b:Twin {uid: r[1]}) "
                     f"WHERE a._class = r[2] AND b._class = r[3] AND NOT (a)-[:{typed}]->(b) "
@@ -577,7 +611,7 @@ class TwinWriter:
                 self.backend.write(_each_link(rel_type) + "SET e += r[2]", {"rows": chunk})
 
     @contextmanager
-    def _recording(self, changes: list[Change], context: ChangeContext, seal: bool = True) -> Iterator["_Outcome"]:
+    def _recording(self, changes: list[Change], context: ChangeContext, seal: bool = True) -> Iterator[_Outcome]:
         """History of `changes` as the intent of the graph write the block makes: durable (pending) before the block
         writes the graph (at once, or when it calls `seal` on the outcome), confirmed when the block ends normally
         and keeps them, dropped when it sets `keep` to False, and reconciled with the graph when it raises (the
@@ -626,7 +660,8 @@ class TwinWriter:
         for rel_type, pairs in wanted.items():
             for chunk in _chunks(list(map(list, dict.fromkeys(map(tuple, pairs))))):
                 for source, target, props in self.backend.read(
-                        _each_link(rel_type) + "RETURN r[0], r[1], properties(e)", {"rows": chunk}):
+                    _each_link(rel_type) + "RETURN r[0], r[1], properties(e)", {"rows": chunk}
+                ):
                     links[(rel_type, source, target)] = dict(props)
         landed: set[int] = set()
         for row in rows:
@@ -666,9 +701,11 @@ class TwinWriter:
         for rel_type, rows in by_type.items():  # the links and their properties, recorded before they are deleted
             for chunk in _chunks(rows):
                 for source, target, props in self.backend.read(
-                        _each_link(rel_type) + "RETURN r[0], r[1], properties(e)", {"rows": chunk}):
-                    changes.append(Change(source, "link", "delete", dict(props), None, link_type=rel_type,
-                                          target=target))
+                    _each_link(rel_type) + "RETURN r[0], r[1], properties(e)", {"rows": chunk}
+                ):
+                    changes.append(
+                        Change(source, "link", "delete", dict(props), None, link_type=rel_type, target=target)
+                    )
                     found[rel_type].append([source, target])
         with self._recording(changes, context):
             for rel_type, rows in found.items():
@@ -732,8 +769,10 @@ def _link_changes(
     updated: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]],
 ) -> list[Change]:
     """History entries for links created (with their properties) and updated (stored properties and delta)."""
-    changes = [Change(source, "link", "create", None, props, link_type=rel_type, target=target)
-               for (rel_type, source, target), props in created.items()]
+    changes = [
+        Change(source, "link", "create", None, props, link_type=rel_type, target=target)
+        for (rel_type, source, target), props in created.items()
+    ]
     for (rel_type, source, target), (stored, delta) in updated.items():
         after = {k: v for k, v in {**stored, **delta}.items() if v is not None}
         changes.append(Change(source, "link", "update", stored, after, link_type=rel_type, target=target))
@@ -753,8 +792,9 @@ def _holds(stored: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
                 return False
             continue
         have = as_recorded(have)
-        if have != want and not (isinstance(have, float) and isinstance(want, (int, float))
-                                 and math.isclose(have, want, rel_tol=1e-12)):
+        if have != want and not (
+            isinstance(have, float) and isinstance(want, (int, float)) and math.isclose(have, want, rel_tol=1e-12)
+        ):
             return False
     return True
 

@@ -441,7 +441,7 @@ class _Reader:
         for value, where in self._many(node.get("extends"), _key(path, "extends")):
             if isinstance(value, dict):
                 if len(inline) + 1 > version.max_extends_depth:
-                    chain = [*inline, ident, value.get("@id") if isinstance(value.get("@id"), str) else "(inline)"]
+                    chain = [*inline, ident, value["@id"] if isinstance(value.get("@id"), str) else "(inline)"]
                     self._add(where, "extends-depth",
                               f"inline extends nest more than {version.max_extends_depth} deep "
                               f"({_chain_text(chain)}); DTDL v{version.number} allows "
@@ -795,9 +795,9 @@ class _Reader:
                     return None
                 key = (raw, str(in_property))
                 if key not in self._schema_cache:
-                    element = self.index[raw]
+                    indexed = self.index[raw]
                     self._schema_cache[key] = self._schema(
-                        target, element.path, element.source, owner, element.version, depth, trail,
+                        target, indexed.path, indexed.source, owner, indexed.version, depth, trail,
                         in_property=in_property,
                     )
                 return self._schema_cache[key]
@@ -1013,7 +1013,7 @@ class _Reader:
         if "name" not in node:
             self._add(path, "required-field", "missing name", source)
             return None
-        name = self._literal(node, "name", str, path, source, default=None)
+        name: str | None = self._literal(node, "name", str, path, source, default=None)
         if name is None:
             return None
         if len(name) > version.max_name:

@@ -66,7 +66,9 @@ class Dtmi:
         return self.deversioned + (f";{version}" if version else "")
 
 
-def dtmi_problem(value: object, dtdl_version: int = 3, *, as_id: bool = False, max_length: int | None = None) -> str | None:
+def dtmi_problem(
+    value: object, dtdl_version: int = 3, *, as_id: bool = False, max_length: int | None = None
+) -> str | None:
     """Why `value` is not a valid DTMI under `dtdl_version` (None when it is valid)."""
     if not isinstance(value, str):
         return f"a DTMI must be a string, got {type(value).__name__}"
@@ -88,8 +90,7 @@ def _explain(value: str, dtdl_version: int) -> str:
     for segment in path.split(":"):
         if not SEGMENT.match(segment):
             return (
-                f"segment {segment!r} must start with a letter, hold only letters, digits and '_', "
-                "and not end with '_'"
+                f"segment {segment!r} must start with a letter, hold only letters, digits and '_', and not end with '_'"
             )
     if not version and ";" not in value:
         return "a version (';<n>') is required in DTDL v2" if dtdl_version == 2 else "malformed"

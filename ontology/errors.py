@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 QUOTE_LIMIT = 40  # characters of an input an error message quotes
 
 

@@ -80,7 +80,12 @@ def discover(paths: Iterable[Path | str]) -> tuple[list[Path], list[Path], list[
                 dtdl.append(candidate)
             elif not path.is_dir():
                 problems.append(
-                    Violation(str(candidate), "unknown-format", f"cannot tell OWL or DTDL from suffix {suffix!r}", str(candidate))
+                    Violation(
+                        str(candidate),
+                        "unknown-format",
+                        f"cannot tell OWL or DTDL from suffix {suffix!r}",
+                        str(candidate),
+                    )
                 )
     return owl, dtdl, problems
 
@@ -119,8 +124,9 @@ def load_report(paths: Iterable[Path | str], *, include_core: bool = False) -> L
     if not errors:
         for problem in merged.check():
             (warnings if problem.rule in NON_DEPENDENT_RULES else errors).append(problem)
-    return LoadReport(ontology=merged, files=[*owl_files, *dtdl_files], interfaces=interfaces, errors=errors,
-                      warnings=warnings)
+    return LoadReport(
+        ontology=merged, files=[*owl_files, *dtdl_files], interfaces=interfaces, errors=errors, warnings=warnings
+    )
 
 
 def load_ontology(paths: Iterable[Path | str] = (), *, include_core: bool = True) -> Ontology:

@@ -179,7 +179,7 @@ class Ontology:
             raise OntologyConflict(f"schema {schema.id} is defined twice, differently")
         self._schemas[schema.id] = schema
 
-    def merge(self, *others: "Ontology") -> "Ontology":
+    def merge(self, *others: Ontology) -> Ontology:
         """A new ontology holding this one and `others`; identical duplicates are fine, conflicts raise."""
         merged = Ontology(self._classes.values(), iri=self.iri, version=self.version, schemas=self._schemas.values())
         conflicts: list[Violation] = []
@@ -262,7 +262,7 @@ class Ontology:
             if cid in result:
                 return result[cid]
             if cid in trail:
-                cycle = " -> ".join(trail[trail.index(cid):] + (cid,))
+                cycle = " -> ".join(trail[trail.index(cid) :] + (cid,))
                 raise OntologyError("inheritance cycle", [Violation(cid, "extends-cycle", cycle)])
             cls = self._classes.get(cid)
             order: list[str] = []
@@ -373,14 +373,20 @@ class Ontology:
                     problems.append(Violation(cls.id, "dangling-extends", f"extends unknown {parent}", cls.source))
             for prop in cls.properties:  # an unknown one would match no field rule and be shown to every role
                 if prop.classification is not None and prop.classification not in CLASSIFICATIONS:
-                    problems.append(Violation(
-                        f"{cls.id}/{prop.name}", "classification",
-                        f"unknown classification {prop.classification!r} (use {', '.join(CLASSIFICATIONS)})", cls.source,
-                    ))
+                    problems.append(
+                        Violation(
+                            f"{cls.id}/{prop.name}",
+                            "classification",
+                            f"unknown classification {prop.classification!r} (use {', '.join(CLASSIFICATIONS)})",
+                            cls.source,
+                        )
+                    )
             for rel in cls.relationships:
                 if rel.target and rel.target not in self._classes:
                     problems.append(
-                        Violation(f"{cls.id}/{rel.name}", "dangling-target", f"targets unknown {rel.target}", cls.source)
+                        Violation(
+                            f"{cls.id}/{rel.name}", "dangling-target", f"targets unknown {rel.target}", cls.source
+                        )
                     )
                 if rel.min is not None and rel.max is not None and rel.min > rel.max:
                     problems.append(
@@ -466,7 +472,9 @@ class Ontology:
             return [Violation(where, "unknown-relationship", f"unknown relationship {rel_type!r}")]
         if rel.target and rel.target in self._classes and not self.is_a(target.id, rel.target):
             problems.append(
-                Violation(where, "range", f"{rel_type} must point to a {self._classes[rel.target].name}, not a {target.name}")
+                Violation(
+                    where, "range", f"{rel_type} must point to a {self._classes[rel.target].name}, not a {target.name}"
+                )
             )
         for key, value in (properties or {}).items():
             prop = rel.property(key)

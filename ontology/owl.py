@@ -39,9 +39,9 @@ from urllib.parse import quote
 
 import rdflib
 from rdflib import BNode, Literal, URIRef
-from rdflib.term import Node
 from rdflib.collection import Collection
 from rdflib.namespace import OWL, RDF, RDFS, XSD
+from rdflib.term import Node
 
 from ontology.errors import OntologyError, Violation
 from ontology.formats import FORMATS_BY_SUFFIX
@@ -241,7 +241,7 @@ class _Restriction:
     max: int | None = None
     target: str | None = None
 
-    def narrow(self, other: "_Restriction") -> None:
+    def narrow(self, other: _Restriction) -> None:
         """Combine with another restriction on the same class and property (the tighter bound wins)."""
         if other.min is not None:
             self.min = other.min if self.min is None else max(self.min, other.min)

@@ -1,4 +1,4 @@
-"""OWL 2 DL reasoning over an ontology (HermiT through owlready2): consistency, unsatisfiable classes, inferred hierarchy.
+"""OWL 2 DL reasoning (HermiT through owlready2): consistency, unsatisfiable classes, inferred hierarchy.
 
 Only HermiT is offered: the Pellet jars bundled with owlready2 0.51 are compiled for Java 25 and fail on Java 17.
 HermiT is run with ignore_unsupported_datatypes, because xsd:date and xsd:duration (used by the core ontology)
@@ -17,8 +17,8 @@ import rdflib
 from rdflib.namespace import OWL, RDF
 
 from ontology.errors import OntologyError, ReasonerUnavailable
-from ontology.model import Ontology
 from ontology.formats import FORMATS_BY_SUFFIX
+from ontology.model import Ontology
 from ontology.owl import ontology_graph
 
 REASONERS = ("hermit",)
@@ -66,7 +66,9 @@ def check_consistency(ontology_or_path: Ontology | Path | str, reasoner: str = "
     before = _subclass_pairs(world)
     try:
         with onto:
-            owlready2.sync_reasoner_hermit(world, infer_property_values=False, debug=0, ignore_unsupported_datatypes=True)
+            owlready2.sync_reasoner_hermit(
+                world, infer_property_values=False, debug=0, ignore_unsupported_datatypes=True
+            )
     except owlready2.OwlReadyInconsistentOntologyError as exc:
         return ReasonerReport(consistent=False, reasoner=reasoner, message=str(exc).strip() or "inconsistent")
     except owlready2.OwlReadyJavaError as exc:

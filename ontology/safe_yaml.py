@@ -20,8 +20,13 @@ class YamlLimitError(yaml.YAMLError):
     """A YAML document exceeds a safety limit (size, depth, or alias expansion); the message names the source."""
 
 
-def compose_yaml(text: str, source: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader,
-                 max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> yaml.Node | None:
+def compose_yaml(
+    text: str,
+    source: str,
+    loader: type[yaml.SafeLoader] = yaml.SafeLoader,
+    max_bytes: int = MAX_BYTES,
+    max_nodes: int = MAX_NODES,
+) -> yaml.Node | None:
     """The checked node tree of one YAML document (None when empty); YamlLimitError or YAMLError otherwise."""
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise YamlLimitError(f"{source}: YAML is larger than {max_bytes} bytes")
@@ -38,8 +43,13 @@ def compose_yaml(text: str, source: str, loader: type[yaml.SafeLoader] = yaml.Sa
     return node
 
 
-def load_yaml(text: str, source: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader,
-              max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> Any:
+def load_yaml(
+    text: str,
+    source: str,
+    loader: type[yaml.SafeLoader] = yaml.SafeLoader,
+    max_bytes: int = MAX_BYTES,
+    max_nodes: int = MAX_NODES,
+) -> Any:
     """The Python value of one YAML document after the checks of `compose_yaml` (SafeLoader or a subclass)."""
     reader = loader(text)
     try:

@@ -23,9 +23,7 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
 }
 FLOAT_KINDS = frozenset({"double", "float", "decimal"})
 TEMPORAL_KINDS = frozenset({"date", "dateTime", "time", "duration"})
-GEOSPATIAL_KINDS = frozenset(
-    {"point", "lineString", "polygon", "multiPoint", "multiLineString", "multiPolygon"}
-)
+GEOSPATIAL_KINDS = frozenset({"point", "lineString", "polygon", "multiPoint", "multiLineString", "multiPolygon"})
 PRIMITIVES = frozenset(
     {"boolean", "string", "uuid", "bytes", "scaledDecimal"}
     | set(INTEGER_RANGES)
@@ -60,7 +58,7 @@ class Field:
     """A named field of an Object schema (also used for command payloads)."""
 
     name: str
-    schema: "Schema"
+    schema: Schema
     display_name: tuple[tuple[str, str], ...] = ()
     description: tuple[tuple[str, str], ...] = ()
 
@@ -74,7 +72,7 @@ class Schema:
     enum_value_kind: str | None = None  # "integer" or "string" for enums
     enum_values: tuple[EnumValue, ...] = ()
     fields: tuple[Field, ...] = ()
-    element: "Schema | None" = None  # array element or map value
+    element: Schema | None = None  # array element or map value
     map_key: str | None = None  # name of a map's key
     map_value: str | None = None  # name of a map's value
     display_name: tuple[tuple[str, str], ...] = field(default=(), compare=False)

@@ -41,7 +41,6 @@ SHAPE_NS = "urn:enterprise-twin:shape:"
 """Prefix of generated shape IRIs."""
 
 
-
 @dataclass
 class TwinRecord:
     """A twin as plain data: its uid, class name, property values and outgoing (relationship, target uid) links."""
@@ -86,7 +85,7 @@ def twin_iri(uid: str) -> URIRef:
 def twin_uid(node: Any) -> str:
     """The uid of a twin IRI made by `twin_iri` (other nodes: their text)."""
     text = str(node)
-    return unquote(text[len(TWIN_DATA_NS):]) if text.startswith(TWIN_DATA_NS) else text
+    return unquote(text[len(TWIN_DATA_NS) :]) if text.startswith(TWIN_DATA_NS) else text
 
 
 # ===================================================================================================== shapes
@@ -174,7 +173,7 @@ def _domain_shape(g: rdflib.Graph, path: URIRef, name: str, owners: list[ClassDe
 
 
 def instance_graph(twins: Iterable[TwinRecord], ontology: Ontology | None = None) -> rdflib.Graph:
-    """RDF data for twin records (typed by `ontology`, the core ontology by default); unknown terms raise UnknownTerm."""
+    """Twin records as RDF (typed by `ontology`, the core ontology by default); unknown terms raise UnknownTerm."""
     if ontology is None:
         ontology = load_core()
     members = _member_index(ontology)
@@ -270,8 +269,12 @@ def validate_instances(ontology: Ontology, data_graph: rdflib.Graph) -> ShaclRep
         data, shacl_graph=shapes, inference="none", allow_warnings=True, advanced=False
     )
     names = _names_by_iri(ontology)
-    issues = [_issue(results, shapes, data, result, names) for result in results.subjects(RDF.type, SH.ValidationResult)]
-    return ShaclReport(conforms=bool(conforms), issues=tuple(sorted(set(issues), key=lambda i: (i.focus, i.path, i.message))))
+    issues = [
+        _issue(results, shapes, data, result, names) for result in results.subjects(RDF.type, SH.ValidationResult)
+    ]
+    return ShaclReport(
+        conforms=bool(conforms), issues=tuple(sorted(set(issues), key=lambda i: (i.focus, i.path, i.message)))
+    )
 
 
 def _names_by_iri(ontology: Ontology) -> dict[Any, str]:

@@ -35,8 +35,9 @@ def stream(seed: int, uid: str, purpose: str) -> np.random.Generator:
 class PersonAgent(Agent):
     """An employee who works on some lines, is sometimes absent, may leave, and is replaced after a delay."""
 
-    def __init__(self, model: EnterpriseModel, index: int, params: PersonParams, stream_uid: str,
-                 employed: bool = True) -> None:
+    def __init__(
+        self, model: EnterpriseModel, index: int, params: PersonParams, stream_uid: str, employed: bool = True
+    ) -> None:
         super().__init__(model)
         self.uid = params.uid
         self.index = index

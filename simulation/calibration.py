@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
-from simulation.slice import EnterpriseSlice
+from simulation.slice import EnterpriseSlice, MaintenanceRecord
 
 Source = Literal["twin", "history", "default", "override"]
 MARKET = "market"
@@ -159,9 +159,20 @@ class ParameterOverride:
     uids: frozenset[str] | None = None
 
 
-OVERRIDABLE = ("hours_per_day", "absence_rate", "annual_attrition", "mtbf_hours", "mttr_hours", "capacity_per_day",
-               "labour_hours_per_unit", "initial_stock", "usage_per_day", "lead_time_days", "reliability",
-               "demand_per_day")
+OVERRIDABLE = (
+    "hours_per_day",
+    "absence_rate",
+    "annual_attrition",
+    "mtbf_hours",
+    "mttr_hours",
+    "capacity_per_day",
+    "labour_hours_per_unit",
+    "initial_stock",
+    "usage_per_day",
+    "lead_time_days",
+    "reliability",
+    "demand_per_day",
+)
 """Per-twin parameters a scenario may override."""
 
 
@@ -186,14 +197,19 @@ def calibrate(
             mtbf = note(uid, "mtbf_hours", asset.mtbf_hours, "twin", "mtbfHours")
         elif uid in history and history[uid][0] > 0:
             failures, span_days, _ = history[uid]
-            mtbf = note(uid, "mtbf_hours", span_days * hours / failures, "history",
-                        f"{failures} corrective MaintenanceEvent(s) over {span_days:.0f} days")
+            mtbf = note(
+                uid,
+                "mtbf_hours",
+                span_days * hours / failures,
+                "history",
+                f"{failures} corrective MaintenanceEvent(s) over {span_days:.0f} days",
+            )
         else:
             mtbf = note(uid, "mtbf_hours", d.mtbf_hours, "default")
         if asset.mttr_hours:
             mttr = note(uid, "mttr_hours", asset.mttr_hours, "twin", "mttrHours")
-        elif uid in history and history[uid][2] is not None:
-            mttr = note(uid, "mttr_hours", history[uid][2], "history", "mean downtimeHours of MaintenanceEvents")
+        elif uid in history and (downtime := history[uid][2]) is not None:
+            mttr = note(uid, "mttr_hours", downtime, "history", "mean downtimeHours of MaintenanceEvents")
         else:
             mttr = note(uid, "mttr_hours", d.mttr_hours, "default")
         assets.append(AssetParams(uid, mtbf, mttr, hours))
@@ -209,18 +225,23 @@ def calibrate(
     capacities: dict[str, float] = {}
     for uid, process in sorted(twin.processes.items()):
         machine_caps = [(twin.assets[m].capacity_per_day, m) for m in process.machines if m in twin.assets]
-        wc_caps = [twin.work_centers[w].capacity_per_day for w in process.work_centers
-                   if w in twin.work_centers and twin.work_centers[w].capacity_per_day]
+        wc_caps = [
+            twin.work_centers[w].capacity_per_day
+            for w in process.work_centers
+            if w in twin.work_centers and twin.work_centers[w].capacity_per_day
+        ]
         if process.throughput_per_day:
             field_name = "throughputPerDay" if process.cls != "WorkCenter" else "capacityPerDay"
             capacities[uid] = note(uid, "capacity_per_day", process.throughput_per_day, "twin", field_name)
         elif machine_caps and all(c for c, _ in machine_caps):
-            total = sum(c / machine_users[m] for c, m in machine_caps)  # type: ignore[operator]
+            total = sum((c or 0.0) / machine_users[m] for c, m in machine_caps)  # every c is set (checked above)
             capacities[uid] = note(uid, "capacity_per_day", total, "twin", "sum of its machines' capacityPerDay")
         elif wc_caps:
-            total = sum(twin.work_centers[w].capacity_per_day / wc_users[w]  # type: ignore[operator]
-                        for w in process.work_centers if w in twin.work_centers
-                        and twin.work_centers[w].capacity_per_day)
+            total = sum(
+                (twin.work_centers[w].capacity_per_day or 0.0) / wc_users[w]
+                for w in process.work_centers
+                if w in twin.work_centers and twin.work_centers[w].capacity_per_day
+            )
             capacities[uid] = note(uid, "capacity_per_day", total, "twin", "work centre capacityPerDay")
         else:
             capacities[uid] = note(uid, "capacity_per_day", d.line_capacity_per_day, "default")
@@ -245,12 +266,18 @@ def calibrate(
             product_rate[product] += rate
     for product in products:
         if product in product_rate:
-            note(product, "demand_per_day", product_rate[product], "history",
-                 f"SalesOrder lines over {window:.0f} days")
+            note(
+                product, "demand_per_day", product_rate[product], "history", f"SalesOrder lines over {window:.0f} days"
+            )
             continue
         share = sum(capacities[j] / len(twin.processes[j].produces) for j in producers[product])
-        rate = note(product, "demand_per_day", d.demand_utilisation * share, "default",
-                    f"{d.demand_utilisation:.0%} of the producing lines' capacity")
+        rate = note(
+            product,
+            "demand_per_day",
+            d.demand_utilisation * share,
+            "default",
+            f"{d.demand_utilisation:.0%} of the producing lines' capacity",
+        )
         demand_rates[MARKET][product] = rate
         product_rate[product] = rate
 
@@ -274,11 +301,23 @@ def calibrate(
     for uid, process in sorted(twin.processes.items()):
         present_hours = roster_hours.get(uid, 0.0) * (1 - d.absence_rate)
         hpu = present_hours / (d.labour_share * capacities[uid]) if present_hours > 0 else 0.0
-        note(uid, "labour_hours_per_unit", hpu, "default" if hpu else "twin",
-             "roster hours / (labour_share x capacity)" if hpu else "no staff linked: labour does not limit")
-        processes.append(ProcessParams(uid, capacities[uid], tuple(m for m in process.machines if m in twin.assets),
-                                       tuple(m for m in process.consumes if m in twin.materials),
-                                       tuple(p for p in process.produces if p in products), hpu))
+        note(
+            uid,
+            "labour_hours_per_unit",
+            hpu,
+            "default" if hpu else "twin",
+            "roster hours / (labour_share x capacity)" if hpu else "no staff linked: labour does not limit",
+        )
+        processes.append(
+            ProcessParams(
+                uid,
+                capacities[uid],
+                tuple(m for m in process.machines if m in twin.assets),
+                tuple(m for m in process.consumes if m in twin.materials),
+                tuple(p for p in process.produces if p in products),
+                hpu,
+            )
+        )
 
     # ---- materials and supply
     usage: dict[str, float] = defaultdict(float)
@@ -316,15 +355,26 @@ def calibrate(
             stock = note(uid, "initial_stock", material.stock_level, "twin", "stockLevel")
         else:
             lead = max(lane_leads.get(uid, [d.lead_time_days]))
-            stock = note(uid, "initial_stock", rate * (d.material_safety_days + 1), "default",
-                         f"usage x {d.material_safety_days + 1:.0f} days (lead {lead:.0f} days on order)")
+            stock = note(
+                uid,
+                "initial_stock",
+                rate * (d.material_safety_days + 1),
+                "default",
+                f"usage x {d.material_safety_days + 1:.0f} days (lead {lead:.0f} days on order)",
+            )
         materials.append(MaterialParams(uid, stock, rate))
 
     calibration = Calibration(
-        defaults=d, persons=tuple(persons), assets=tuple(assets), processes=tuple(processes),
-        materials=tuple(materials), lanes=tuple(lanes), suppliers=tuple(suppliers),
+        defaults=d,
+        persons=tuple(persons),
+        assets=tuple(assets),
+        processes=tuple(processes),
+        materials=tuple(materials),
+        lanes=tuple(lanes),
+        suppliers=tuple(suppliers),
         demand=tuple(DemandParams(c, dict(sorted(r.items()))) for c, r in sorted(demand_rates.items())),
-        products=products, sources=tuple(sources),
+        products=products,
+        sources=tuple(sources),
     )
     return apply_overrides(calibration, overrides) if overrides else calibration
 
@@ -346,9 +396,9 @@ def apply_overrides(calibration: Calibration, overrides: tuple[ParameterOverride
             if o.parameter not in names:
                 continue
             for i, item in enumerate(items):
-                if o.uids is None or item.uid in o.uids:  # type: ignore[attr-defined]
+                if o.uids is None or item.uid in o.uids:
                     items[i] = replace(item, **{o.parameter: o.value})
-                    uid = item.uid  # type: ignore[attr-defined]
+                    uid = item.uid
                     sources.append(ParameterSource(uid, o.parameter, o.value, "override"))
         updated[group] = tuple(items)
     lanes = list(calibration.lanes)
@@ -356,17 +406,28 @@ def apply_overrides(calibration: Calibration, overrides: tuple[ParameterOverride
     for o in overrides:
         if o.parameter == "lead_time_days":
             hit = o.uids
-            lanes = [replace(lane, lead_time_days=o.value)
-                     if hit is None or lane.supplier in hit or lane.material in hit else lane for lane in lanes]
+            lanes = [
+                replace(lane, lead_time_days=o.value)
+                if hit is None or lane.supplier in hit or lane.material in hit
+                else lane
+                for lane in lanes
+            ]
         if o.parameter == "demand_per_day":
             total: dict[str, float] = defaultdict(float)
             for dp in demand:
                 for product, rate in dp.rates.items():
                     total[product] += rate
-            demand = [DemandParams(dp.uid, {p: (o.value * r / total[p] if total[p] and (o.uids is None or p in o.uids)
-                                                else r) for p, r in dp.rates.items()}) for dp in demand]
-    return replace(calibration, lanes=tuple(lanes), demand=tuple(demand), sources=tuple(sources),
-                   **updated)  # type: ignore[arg-type]
+            demand = [
+                DemandParams(
+                    dp.uid,
+                    {
+                        p: (o.value * r / total[p] if total[p] and (o.uids is None or p in o.uids) else r)
+                        for p, r in dp.rates.items()
+                    },
+                )
+                for dp in demand
+            ]
+    return replace(calibration, lanes=tuple(lanes), demand=tuple(demand), sources=tuple(sources), **updated)  # type: ignore[arg-type]
 
 
 def _lines_of(twin: EnterpriseSlice, person_uid: str) -> tuple[str, ...]:
@@ -399,10 +460,10 @@ def _history_window_days(twin: EnterpriseSlice) -> float:
 
 def _failure_history(twin: EnterpriseSlice) -> dict[str, tuple[int, float, float | None]]:
     """Per asset: corrective maintenance events, the days of history they span, mean downtime hours."""
-    events: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
+    events: dict[str, list[MaintenanceRecord]] = defaultdict(list)
     for record in twin.maintenance:
         events[record.asset].append(record)
-    moments = [r.scheduled_at or r.completed_at for r in twin.maintenance if (r.scheduled_at or r.completed_at)]
+    moments = [moment for r in twin.maintenance if (moment := r.scheduled_at or r.completed_at)]
     span = max(30.0, (max(moments) - min(moments)).total_seconds() / 86400) if moments else 365.0
     result = {}
     for asset, records in events.items():

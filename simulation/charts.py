@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,6 +15,9 @@ import numpy as np  # noqa: E402
 from simulation.runner import RunResult  # noqa: E402
 from simulation.statistics import KpiSummary, interval_series  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 FORMATS = ("png", "svg")
 
 
@@ -22,8 +26,9 @@ def _series(runs: Sequence[RunResult], scenario: str, kpi: str) -> np.ndarray:
     return np.asarray([r.series[kpi] for r in chosen])
 
 
-def kpi_over_time(runs: Sequence[RunResult], kpi: str, out_dir: Path, title: str = "",
-                  step_days: int = 1) -> list[Path]:
+def kpi_over_time(
+    runs: Sequence[RunResult], kpi: str, out_dir: Path, title: str = "", step_days: int = 1
+) -> list[Path]:
     """One chart of `kpi` over the horizon: per scenario the mean and its 95 % band; written as PNG and SVG."""
     scenarios = list(dict.fromkeys(r.scenario for r in runs))
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -55,8 +60,11 @@ def scenario_comparison(summaries: Sequence[KpiSummary], out_dir: Path, title: s
             s = next(x for x in summaries if x.kpi == kpi and x.scenario == scenario)
             scale = 100.0 / abs(base[kpi]) if base.get(kpi) else 1.0
             diff = (s.diff_mean or 0.0) * scale
-            half = ((s.diff_high - s.diff_low) / 2 * scale) if s.diff_high is not None and s.diff_low is not None \
-                and np.isfinite(s.diff_high) else 0.0
+            half = (
+                ((s.diff_high - s.diff_low) / 2 * scale)
+                if s.diff_high is not None and s.diff_low is not None and np.isfinite(s.diff_high)
+                else 0.0
+            )
             values.append(diff)
             errors.append(half)
         colours = ["#c0392b" if v < 0 else "#2e86c1" for v in values]
@@ -71,8 +79,9 @@ def scenario_comparison(summaries: Sequence[KpiSummary], out_dir: Path, title: s
     return _save(fig, out_dir, "scenario_comparison")
 
 
-def study_charts(runs: Sequence[RunResult], summaries: Sequence[KpiSummary], out_dir: Path,
-                 step_days: int = 1) -> list[Path]:
+def study_charts(
+    runs: Sequence[RunResult], summaries: Sequence[KpiSummary], out_dir: Path, step_days: int = 1
+) -> list[Path]:
     """Every KPI over time plus the comparison chart; the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -87,7 +96,7 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
-def _save(fig, out_dir: Path, stem: str) -> list[Path]:  # type: ignore[no-untyped-def]
+def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in FORMATS:

@@ -36,8 +36,12 @@ def measure(model: EnterpriseModel, kpi: KpiPlan) -> tuple[float, np.ndarray]:
         series = model.overtime[:, lines].sum(1)
         return float(series.sum()), series
     if name in ("demand", "shipped", "lost_sales", "backlog"):
-        source = {"demand": model.demanded, "shipped": model.shipped, "lost_sales": model.lost,
-                  "backlog": model.backlog_units}[name]
+        source = {
+            "demand": model.demanded,
+            "shipped": model.shipped,
+            "lost_sales": model.lost,
+            "backlog": model.backlog_units,
+        }[name]
         series = source[:, products].sum(1)
         return (float(series.mean()) if name == "backlog" else float(series.sum())), series
     if name == "fill_rate":

@@ -32,8 +32,9 @@ MODEL_VERSION = "enterprise-ops/1.0.0"
 class EnterpriseModel(Model):
     """The enterprise's supply, production, workforce and demand as Mesa agents over shared flow arrays."""
 
-    def __init__(self, calibration: Calibration, scenario: ScenarioPlan, steps: int, step_days: int = 1,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, calibration: Calibration, scenario: ScenarioPlan, steps: int, step_days: int = 1, seed: int = 0
+    ) -> None:
         super().__init__(rng=seed)
         self.calibration = calibration
         self.plan = scenario
@@ -54,8 +55,15 @@ class EnterpriseModel(Model):
         by_uid = {p.uid: p for p in c.persons}
         for k, (plan, n) in enumerate(hires):
             template = by_uid[sorted(plan.persons)[n % len(plan.persons)]]
-            person_params.append(PersonParams(f"hire:{plan.start}:{k}", template.hours_per_day, template.processes,
-                                              template.absence_rate, template.annual_attrition))
+            person_params.append(
+                PersonParams(
+                    f"hire:{plan.start}:{k}",
+                    template.hours_per_day,
+                    template.processes,
+                    template.absence_rate,
+                    template.annual_attrition,
+                )
+            )
         n_p = len(person_params)
         self.person_index = {p.uid: i for i, p in enumerate(person_params)}
         self.employed = np.zeros(n_p, dtype=bool)
@@ -70,12 +78,11 @@ class EnterpriseModel(Model):
         spell = max(d.absence_spell_days / step_days, 1.0)
         self.absence_probability = absence / (spell * np.maximum(1 - absence, 1e-9))
         self.person_lines = np.zeros((n_p, n_j))
-        for i, p in enumerate(person_params):
-            for j in p.processes:
-                if j in self.process_index:
-                    self.person_lines[i, self.process_index[j]] = 1 / len(p.processes)
-        self.people = [PersonAgent(self, i, p, p.uid, employed=i < len(c.persons))
-                       for i, p in enumerate(person_params)]
+        for i, person in enumerate(person_params):
+            for process_uid in person.processes:
+                if process_uid in self.process_index:
+                    self.person_lines[i, self.process_index[process_uid]] = 1 / len(person.processes)
+        self.people = [PersonAgent(self, i, p, p.uid, employed=i < len(c.persons)) for i, p in enumerate(person_params)]
 
         # ---- assets
         self.operating_hours = np.zeros(n_a)
@@ -90,16 +97,16 @@ class EnterpriseModel(Model):
         self.consumes = np.zeros((n_j, n_k))
         self.makes = np.zeros((n_j, n_i))
         producers: dict[int, list[int]] = defaultdict(list)
-        for j, p in enumerate(c.processes):
-            for m in p.machines:
-                self.line_assets[j, self.asset_index[m]] = 1 / len(p.machines)
-            for m in p.materials:
-                self.consumes[j, self.material_index[m]] = 1.0
-            for prod in p.products:
-                producers[self.product_index[prod]].append(j)
-        for i, js in producers.items():
-            for j in js:
-                self.makes[j, i] = 1 / len(js)
+        for j, process in enumerate(c.processes):
+            for machine in process.machines:
+                self.line_assets[j, self.asset_index[machine]] = 1 / len(process.machines)
+            for material in process.materials:
+                self.consumes[j, self.material_index[material]] = 1.0
+            for product in process.products:
+                producers[self.product_index[product]].append(j)
+        for i, lines in producers.items():
+            for j in lines:
+                self.makes[j, i] = 1 / len(lines)
         self.has_assets = self.line_assets.sum(1) > 0
         self.labour_per_unit = np.asarray([p.labour_hours_per_unit for p in c.processes]) if n_j else np.zeros(0)
         self.lines = [ProcessAgent(self, j, p) for j, p in enumerate(c.processes)]
@@ -128,7 +135,7 @@ class EnterpriseModel(Model):
         for li in range(n_l):
             k = self.lane_material[li]
             share = 1 / self.lanes_per_material[k]
-            self.pipeline[li, 1:self.lane_lead[li] + 1] = self.usage[k] * share
+            self.pipeline[li, 1 : self.lane_lead[li] + 1] = self.usage[k] * share
 
         # ---- demand
         self.customers = [CustomerDemand(self, dp) for dp in c.demand]
@@ -260,8 +267,9 @@ class EnterpriseModel(Model):
         capacity = self.capacity * availability
         self.nominal[t] = self.capacity
         staffed = self.labour_per_unit > 0
-        labour_limit = np.where(staffed, labour * (1 + self.overtime_cap) / np.where(staffed, self.labour_per_unit,
-                                                                                     1.0), np.inf)
+        labour_limit = np.where(
+            staffed, labour * (1 + self.overtime_cap) / np.where(staffed, self.labour_per_unit, 1.0), np.inf
+        )
         planned = np.minimum(np.minimum(need, capacity), labour_limit)
         request = planned @ self.consumes
         ratio = np.where(request > 0, np.minimum(1.0, self.stock / np.where(request > 0, request, 1.0)), 1.0)
@@ -296,9 +304,11 @@ class EnterpriseModel(Model):
         order = np.maximum(self.usage * self.cover_steps - self.stock - on_order, 0.0)
         open_lanes = self.lane_open.astype(float)
         open_count = np.bincount(self.lane_material, weights=open_lanes, minlength=len(self.stock))
-        weight = np.where(open_count[self.lane_material] > 0,
-                          open_lanes / np.maximum(open_count[self.lane_material], 1.0),
-                          1.0 / self.lanes_per_material[self.lane_material])
+        weight = np.where(
+            open_count[self.lane_material] > 0,
+            open_lanes / np.maximum(open_count[self.lane_material], 1.0),
+            1.0 / self.lanes_per_material[self.lane_material],
+        )
         slots = (t + self.lane_lead) % self.ring_size
         self.pipeline[np.arange(len(slots)), slots] += order[self.lane_material] * weight
 

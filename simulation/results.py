@@ -11,7 +11,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, RowMapping, String, Table, Text, insert, select
 
 from graph.relational import create_tables, relational_engine
 from simulation.errors import StudyNotFound
@@ -21,7 +21,8 @@ from simulation.statistics import KpiSummary
 metadata = MetaData()
 
 study_table = Table(
-    "sim_study", metadata,
+    "sim_study",
+    metadata,
     Column("study_id", String(32), primary_key=True),
     Column("name", String(256), nullable=False),
     Column("created_at", String(32), nullable=False),
@@ -43,7 +44,8 @@ study_table = Table(
 )
 
 run_table = Table(
-    "sim_run", metadata,
+    "sim_run",
+    metadata,
     Column("study_id", String(32), ForeignKey("sim_study.study_id", ondelete="CASCADE"), primary_key=True),
     Column("scenario", String(256), primary_key=True),
     Column("replication", Integer, primary_key=True),
@@ -55,7 +57,8 @@ run_table = Table(
 )
 
 summary_table = Table(
-    "sim_summary", metadata,
+    "sim_summary",
+    metadata,
     Column("study_id", String(32), ForeignKey("sim_study.study_id", ondelete="CASCADE"), primary_key=True),
     Column("scenario", String(256), primary_key=True),
     Column("kpi", String(128), primary_key=True),
@@ -103,39 +106,91 @@ class ResultsStore:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
 
-    def save(self, *, name: str, spec: str, source: str, model_version: str, twin_state_time: dt.datetime,
-             slice_json: str, plan_json: str, slice_digest: str, seed: int, seeds: list[int], executor: str,
-             wall_seconds: float,
-             agent_steps: int, calibration: dict[str, dict[str, int]], runs: list[RunResult],
-             summaries: list[KpiSummary], run_id: str | None = None) -> str:
+    def save(
+        self,
+        *,
+        name: str,
+        spec: str,
+        source: str,
+        model_version: str,
+        twin_state_time: dt.datetime,
+        slice_json: str,
+        plan_json: str,
+        slice_digest: str,
+        seed: int,
+        seeds: list[int],
+        executor: str,
+        wall_seconds: float,
+        agent_steps: int,
+        calibration: dict[str, dict[str, int]],
+        runs: list[RunResult],
+        summaries: list[KpiSummary],
+        run_id: str | None = None,
+    ) -> str:
         """Store a finished study; returns its id."""
         study_id = uuid.uuid4().hex[:12]
         with self.engine.begin() as conn:
-            conn.execute(insert(study_table).values(
-                study_id=study_id, name=name, created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                spec=spec, source=source, model_version=model_version,
-                twin_state_time=twin_state_time.isoformat(), slice=slice_json, plan=plan_json,
-                slice_digest=slice_digest,
-                seed=str(seed), replications=len(seeds), seeds=json.dumps([str(s) for s in seeds]),
-                executor=executor, wall_seconds=wall_seconds, agent_steps=agent_steps,
-                calibration=json.dumps(calibration, sort_keys=True), run_id=run_id,
-            ))
+            conn.execute(
+                insert(study_table).values(
+                    study_id=study_id,
+                    name=name,
+                    created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    spec=spec,
+                    source=source,
+                    model_version=model_version,
+                    twin_state_time=twin_state_time.isoformat(),
+                    slice=slice_json,
+                    plan=plan_json,
+                    slice_digest=slice_digest,
+                    seed=str(seed),
+                    replications=len(seeds),
+                    seeds=json.dumps([str(s) for s in seeds]),
+                    executor=executor,
+                    wall_seconds=wall_seconds,
+                    agent_steps=agent_steps,
+                    calibration=json.dumps(calibration, sort_keys=True),
+                    run_id=run_id,
+                )
+            )
             if runs:
-                conn.execute(insert(run_table), [
-                    {"study_id": study_id, "scenario": r.scenario, "replication": r.replication, "seed": str(r.seed),
-                     "kpi_values": json.dumps(r.values), "kpi_series": json.dumps(r.series), "agents": r.agents,
-                     "seconds": r.seconds} for r in runs])
+                conn.execute(
+                    insert(run_table),
+                    [
+                        {
+                            "study_id": study_id,
+                            "scenario": r.scenario,
+                            "replication": r.replication,
+                            "seed": str(r.seed),
+                            "kpi_values": json.dumps(r.values),
+                            "kpi_series": json.dumps(r.series),
+                            "agents": r.agents,
+                            "seconds": r.seconds,
+                        }
+                        for r in runs
+                    ],
+                )
             if summaries:
-                conn.execute(insert(summary_table), [
-                    {"study_id": study_id, "scenario": s.scenario, "kpi": s.kpi, "position": i,
-                     "summary": json.dumps(asdict(s))} for i, s in enumerate(summaries)])
+                conn.execute(
+                    insert(summary_table),
+                    [
+                        {
+                            "study_id": study_id,
+                            "scenario": s.scenario,
+                            "kpi": s.kpi,
+                            "position": i,
+                            "summary": json.dumps(asdict(s)),
+                        }
+                        for i, s in enumerate(summaries)
+                    ],
+                )
         return study_id
 
     def studies(self, limit: int = 100) -> list[StudyRecord]:
         """Stored studies, newest first."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(study_table).order_by(study_table.c.created_at.desc(),
-                                                             study_table.c.study_id).limit(limit)).all()
+            rows = conn.execute(
+                select(study_table).order_by(study_table.c.created_at.desc(), study_table.c.study_id).limit(limit)
+            ).all()
         return [_record(row._mapping) for row in rows]
 
     def get(self, study_id: str) -> StoredStudy:
@@ -144,14 +199,28 @@ class ResultsStore:
             row = conn.execute(select(study_table).where(study_table.c.study_id == study_id)).first()
             if row is None:
                 raise StudyNotFound(f"no stored study with id {study_id!r} (see `twin scenario list`)")
-            runs = conn.execute(select(run_table).where(run_table.c.study_id == study_id)
-                                .order_by(run_table.c.replication, run_table.c.scenario)).all()
-            summaries = conn.execute(select(summary_table).where(summary_table.c.study_id == study_id)
-                                     .order_by(summary_table.c.position)).all()
+            runs = conn.execute(
+                select(run_table)
+                .where(run_table.c.study_id == study_id)
+                .order_by(run_table.c.replication, run_table.c.scenario)
+            ).all()
+            summaries = conn.execute(
+                select(summary_table).where(summary_table.c.study_id == study_id).order_by(summary_table.c.position)
+            ).all()
         return StoredStudy(
             _record(row._mapping),
-            [RunResult(r.scenario, r.replication, int(r.seed), json.loads(r.kpi_values), json.loads(r.kpi_series),
-                       r.agents, r.seconds) for r in runs],
+            [
+                RunResult(
+                    r.scenario,
+                    r.replication,
+                    int(r.seed),
+                    json.loads(r.kpi_values),
+                    json.loads(r.kpi_series),
+                    r.agents,
+                    r.seconds,
+                )
+                for r in runs
+            ],
             [KpiSummary(**json.loads(s.summary)) for s in summaries],
         )
 
@@ -161,9 +230,11 @@ class ResultsStore:
         if not study_ids:
             return found
         with self.engine.connect() as conn:
-            rows = conn.execute(select(summary_table.c.study_id, summary_table.c.summary)
-                                .where(summary_table.c.study_id.in_(study_ids))
-                                .order_by(summary_table.c.study_id, summary_table.c.position)).all()
+            rows = conn.execute(
+                select(summary_table.c.study_id, summary_table.c.summary)
+                .where(summary_table.c.study_id.in_(study_ids))
+                .order_by(summary_table.c.study_id, summary_table.c.position)
+            ).all()
         for study_id, summary in rows:
             found[study_id].append(KpiSummary(**json.loads(summary)))
         return found
@@ -171,19 +242,30 @@ class ResultsStore:
     def inputs(self, study_id: str) -> tuple[str, str]:
         """The slice a study ran on and its resolved plan, as stored JSON."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(study_table.c.slice, study_table.c.plan)
-                               .where(study_table.c.study_id == study_id)).first()
+            row = conn.execute(
+                select(study_table.c.slice, study_table.c.plan).where(study_table.c.study_id == study_id)
+            ).first()
         if row is None:
             raise StudyNotFound(f"no stored study with id {study_id!r}")
         return str(row[0]), str(row[1])
 
 
-def _record(row) -> StudyRecord:  # type: ignore[no-untyped-def]
+def _record(row: RowMapping) -> StudyRecord:
     return StudyRecord(
-        study_id=row["study_id"], name=row["name"], created_at=row["created_at"], spec=row["spec"],
-        source=row["source"], model_version=row["model_version"], twin_state_time=row["twin_state_time"],
-        slice_digest=row["slice_digest"], seed=int(row["seed"]), replications=row["replications"],
-        seeds=[int(s) for s in json.loads(row["seeds"])], executor=row["executor"],
-        wall_seconds=row["wall_seconds"], agent_steps=row["agent_steps"],
-        calibration=json.loads(row["calibration"]), run_id=row["run_id"],
+        study_id=row["study_id"],
+        name=row["name"],
+        created_at=row["created_at"],
+        spec=row["spec"],
+        source=row["source"],
+        model_version=row["model_version"],
+        twin_state_time=row["twin_state_time"],
+        slice_digest=row["slice_digest"],
+        seed=int(row["seed"]),
+        replications=row["replications"],
+        seeds=[int(s) for s in json.loads(row["seeds"])],
+        executor=row["executor"],
+        wall_seconds=row["wall_seconds"],
+        agent_steps=row["agent_steps"],
+        calibration=json.loads(row["calibration"]),
+        run_id=row["run_id"],
     )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from simulation.model import EnterpriseModel
 from simulation.scenario import StudyPlan
 from simulation.slice import EnterpriseSlice
 from simulation.statistics import KpiSummary, summarise
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 ExecutorName = Literal["serial", "local", "dask"]
 
@@ -80,8 +83,11 @@ def run_replication(study: StudyInput, replication: int, seed: int) -> list[RunR
             value, steps = measure(model, kpi)
             values[kpi.key] = value
             series[kpi.key] = [float(x) for x in steps]
-        results.append(RunResult(scenario.name, replication, seed, values, series, model.agent_total,
-                                 time.perf_counter() - started))
+        results.append(
+            RunResult(
+                scenario.name, replication, seed, values, series, model.agent_total, time.perf_counter() - started
+            )
+        )
     return results
 
 
@@ -171,19 +177,22 @@ class DaskExecutor:
             import dask.distributed  # noqa: F401
         except ImportError:
             raise ExecutorUnavailable(
-                "the dask executor needs dask[distributed] (pip install 'dask[distributed]')") from None
+                "the dask executor needs dask[distributed] (pip install 'dask[distributed]')"
+            ) from None
         self.address = address
         self.workers = workers or os.cpu_count() or 1
 
     def map(self, study: StudyInput, tasks: Sequence[tuple[int, int]]) -> Iterator[list[RunResult]]:
         """Results as the cluster finishes them."""
         # Dask is heavy to import: only a study on the Dask executor needs it
-        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
 
         cluster = None
         if self.address is None:
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)
+            cluster = LocalCluster(
+                n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+            )
         client = Client(self.address or cluster)
         try:
             shared = client.scatter(StudyInput(study.twin, study.plan), broadcast=True)
@@ -239,8 +248,8 @@ def summarise_runs(plan: StudyPlan, runs: list[RunResult]) -> list[KpiSummary]:
     """Per scenario and KPI: mean, CI, P10/P90, paired difference to baseline, breach probability."""
     by: dict[tuple[str, str], dict[int, float]] = {}
     for run in runs:
-        for kpi, value in run.values.items():
-            by.setdefault((run.scenario, kpi), {})[run.replication] = value
+        for kpi_key, value in run.values.items():
+            by.setdefault((run.scenario, kpi_key), {})[run.replication] = value
     summaries = []
     for kpi in plan.kpis:
         base = by.get(("baseline", kpi.key), {})
@@ -248,9 +257,16 @@ def summarise_runs(plan: StudyPlan, runs: list[RunResult]) -> list[KpiSummary]:
         base_values = np.asarray([base[r] for r in reps])
         for scenario in plan.scenarios:
             values = np.asarray([by[(scenario.name, kpi.key)][r] for r in reps])
-            summaries.append(summarise(scenario.name, kpi.key, values,
-                                       None if scenario.name == "baseline" else base_values,
-                                       kpi.threshold_below, kpi.threshold_above))
+            summaries.append(
+                summarise(
+                    scenario.name,
+                    kpi.key,
+                    values,
+                    None if scenario.name == "baseline" else base_values,
+                    kpi.threshold_below,
+                    kpi.threshold_above,
+                )
+            )
     return summaries
 
 
@@ -285,11 +301,16 @@ def run_study(
     return StudyResult(plan, seeds, runs, summarise_runs(plan, runs), executor.name, wall, agent_steps)
 
 
-def _progress_bar(plan: StudyPlan, total: int):  # type: ignore[no-untyped-def]
+def _progress_bar(plan: StudyPlan, total: int) -> tuple[Progress, TaskID]:
     # only a study run from a terminal shows a bar; the worker processes that import this module never need rich
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn(f"[bold]{plan.name}[/bold] replications"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), transient=True)
+    bar = Progress(
+        TextColumn(f"[bold]{plan.name}[/bold] replications"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    )
     bar.start()
     return bar, bar.add_task("replications", total=total)

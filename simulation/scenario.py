@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graph.errors import GraphError
-from graph.model import Condition, Operator, ReadScope, UNRESTRICTED
+from graph.model import UNRESTRICTED, Condition, Operator, ReadScope
 from graph.store import GraphStore
 from ontology.errors import OntologyError
 from ontology.safe_yaml import compose_yaml
@@ -27,8 +27,20 @@ from simulation.calibration import OVERRIDABLE, Defaults, ParameterOverride
 from simulation.errors import SpecError
 from simulation.slice import EnterpriseSlice
 
-KpiName = Literal["throughput", "demand", "shipped", "fill_rate", "service_level", "backlog", "lost_sales",
-                  "utilisation", "overtime_hours", "headcount", "availability", "material_stock"]
+KpiName = Literal[
+    "throughput",
+    "demand",
+    "shipped",
+    "fill_rate",
+    "service_level",
+    "backlog",
+    "lost_sales",
+    "utilisation",
+    "overtime_hours",
+    "headcount",
+    "availability",
+    "material_stock",
+]
 KPI_NAMES: tuple[str, ...] = KpiName.__args__  # type: ignore[attr-defined]
 
 _STRICT = ConfigDict(extra="forbid", populate_by_name=True)
@@ -310,13 +322,18 @@ def _window_problems(parsed: ParsedSpec) -> list[str]:
             path: tuple[str | int, ...] = ("scenarios", s, "interventions", i)
             start, end = intervention.bounds(spec.horizon_days)
             if start >= spec.horizon_days:
-                problems.append(parsed.problem((*path, "start_day"),
-                                               f"starts on day {start}, outside the horizon of "
-                                               f"{spec.horizon_days} days"))
+                problems.append(
+                    parsed.problem(
+                        (*path, "start_day"), f"starts on day {start}, outside the horizon of {spec.horizon_days} days"
+                    )
+                )
             elif end > spec.horizon_days:
                 field_name = "duration_days" if intervention.duration_days is not None else "end_day"
-                problems.append(parsed.problem((*path, field_name),
-                                               f"ends on day {end}, after the horizon of {spec.horizon_days} days"))
+                problems.append(
+                    parsed.problem(
+                        (*path, field_name), f"ends on day {end}, after the horizon of {spec.horizon_days} days"
+                    )
+                )
             elif end <= start:
                 problems.append(parsed.problem((*path, "end_day"), f"ends (day {end}) before it starts (day {start})"))
     return problems
@@ -329,8 +346,9 @@ def check_limits(parsed: ParsedSpec, agents: int, limits: StudyLimits) -> None:
     if reps > limits.max_replications:
         raise parsed.fail(("replications",), f"{reps} replications exceed the limit of {limits.max_replications}")
     if spec.horizon_days > limits.max_horizon_days:
-        raise parsed.fail(("horizon_days",),
-                          f"a horizon of {spec.horizon_days} days exceeds the limit of {limits.max_horizon_days}")
+        raise parsed.fail(
+            ("horizon_days",), f"a horizon of {spec.horizon_days} days exceeds the limit of {limits.max_horizon_days}"
+        )
     work = reps * (len(spec.scenarios) + 1) * spec.steps * agents
     if work > limits.max_agent_steps:
         raise parsed.fail(
@@ -430,8 +448,9 @@ class StudyPlan:
 class TargetResolver:
     """Finds the twins a selector names, in the graph (uids must exist, queries run read-only) and in the slice."""
 
-    def __init__(self, store: GraphStore | None, twin: EnterpriseSlice, parsed: ParsedSpec,
-                 scope: ReadScope = UNRESTRICTED) -> None:
+    def __init__(
+        self, store: GraphStore | None, twin: EnterpriseSlice, parsed: ParsedSpec, scope: ReadScope = UNRESTRICTED
+    ) -> None:
         self.store = store
         self.twin = twin
         self.parsed = parsed
@@ -475,8 +494,9 @@ class TargetResolver:
         offset = 0
         try:
             while True:
-                page = self.store.find(selector.cls or "Twin", where=conditions, limit=1000, offset=offset,
-                                       scope=self.scope)
+                page = self.store.find(
+                    selector.cls or "Twin", where=conditions, limit=1000, offset=offset, scope=self.scope
+                )
                 found.update(item.uid for item in page.items)
                 offset += len(page.items)
                 if offset >= page.total or not page.items:
@@ -505,8 +525,9 @@ def slice_roots(parsed: ParsedSpec, store: GraphStore, scope: ReadScope = UNREST
     return tuple(dict.fromkeys(roots))
 
 
-def plan_study(parsed: ParsedSpec, twin: EnterpriseSlice, store: GraphStore | None,
-               scope: ReadScope = UNRESTRICTED) -> StudyPlan:
+def plan_study(
+    parsed: ParsedSpec, twin: EnterpriseSlice, store: GraphStore | None, scope: ReadScope = UNRESTRICTED
+) -> StudyPlan:
     """The study with every target resolved (SpecError naming the line of an unknown uid or a bad query)."""
     spec = parsed.spec
     resolver = TargetResolver(store, twin, parsed, scope)
@@ -519,8 +540,16 @@ def plan_study(parsed: ParsedSpec, twin: EnterpriseSlice, store: GraphStore | No
     names = [s.name for s in scenarios]
     if "baseline" in names or len(set(names)) != len(names):
         raise parsed.fail(("scenarios",), "scenario names must be unique and not 'baseline'")
-    return StudyPlan(spec.name, spec.steps, spec.step_days, spec.replications, spec.seed, spec.model_defaults(),
-                     kpis, (ScenarioPlan("baseline"), *scenarios))
+    return StudyPlan(
+        spec.name,
+        spec.steps,
+        spec.step_days,
+        spec.replications,
+        spec.seed,
+        spec.model_defaults(),
+        kpis,
+        (ScenarioPlan("baseline"), *scenarios),
+    )
 
 
 def _expand(twin: EnterpriseSlice, uids: frozenset[str]) -> dict[str, set[str]]:
@@ -563,9 +592,17 @@ def _plan_kpi(kpi: KpiSpec, index: int, resolver: TargetResolver) -> KpiPlan:
     parts = _expand(resolver.twin, uids)
     if not any(parts.values()):
         raise resolver.parsed.fail(path, "selects no line, product, asset, person or material of the slice")
-    return KpiPlan(kpi.key, kpi.name, *(frozenset(parts[k]) for k in
-                                        ("processes", "products", "assets", "persons", "materials")),
-                   threshold_below=kpi.threshold_below, threshold_above=kpi.threshold_above)
+    return KpiPlan(
+        kpi.key,
+        kpi.name,
+        processes=frozenset(parts["processes"]),
+        products=frozenset(parts["products"]),
+        assets=frozenset(parts["assets"]),
+        persons=frozenset(parts["persons"]),
+        materials=frozenset(parts["materials"]),
+        threshold_below=kpi.threshold_below,
+        threshold_above=kpi.threshold_above,
+    )
 
 
 def _plan_scenario(scenario: ScenarioDef, index: int, spec: StudySpec, resolver: TargetResolver) -> ScenarioPlan:
@@ -589,7 +626,8 @@ def _plan_scenario(scenario: ScenarioDef, index: int, spec: StudySpec, resolver:
         elif isinstance(item, DemandShock):
             customers = frozenset(u for u in uids if u in twin.customers) or None
             products = frozenset(parts["products"]) or frozenset(
-                line.product for line in twin.order_lines if customers and line.customer in customers)
+                line.product for line in twin.order_lines if customers and line.customer in customers
+            )
             if not products:
                 raise resolver.parsed.fail((*path, "target"), "selects no product (or customer) of the slice")
             shocks.append(DemandShockPlan(products, customers, item.factor, start, end))
@@ -597,8 +635,11 @@ def _plan_scenario(scenario: ScenarioDef, index: int, spec: StudySpec, resolver:
             persons = frozenset(parts["persons"])
             if not persons:
                 raise resolver.parsed.fail((*path, "target"), "selects no person of the slice")
-            workforce.append(WorkforcePlan(persons, item.attrition_add, item.attrition_factor, item.hires,
-                                           item.hiring_delay_days, start, end))
+            workforce.append(
+                WorkforcePlan(
+                    persons, item.attrition_add, item.attrition_factor, item.hires, item.hiring_delay_days, start, end
+                )
+            )
         elif isinstance(item, CapacityChange):
             processes = frozenset(parts["processes"])
             if not processes:
@@ -606,9 +647,14 @@ def _plan_scenario(scenario: ScenarioDef, index: int, spec: StudySpec, resolver:
             if item.factor is not None:
                 factor = item.factor
             else:
-                current = [twin.work_centers[w].shifts_per_day or spec.model_defaults().shifts_per_day
-                           for j in processes for w in twin.processes[j].work_centers if w in twin.work_centers]
+                current = [
+                    twin.work_centers[w].shifts_per_day or spec.model_defaults().shifts_per_day
+                    for j in processes
+                    for w in twin.processes[j].work_centers
+                    if w in twin.work_centers
+                ]
                 factor = (item.shifts or 0) / (max(current) if current else spec.model_defaults().shifts_per_day)
             capacity.append(CapacityPlan(processes, factor, start, end))
-    return ScenarioPlan(scenario.name, tuple(outages), tuple(shocks), tuple(workforce), tuple(capacity),
-                        tuple(overrides))
+    return ScenarioPlan(
+        scenario.name, tuple(outages), tuple(shocks), tuple(workforce), tuple(capacity), tuple(overrides)
+    )

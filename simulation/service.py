@@ -4,7 +4,7 @@ here, so the policy decision, the caller's read scope and the audit record canno
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from governance.audit import AuditEvent, AuditLog, Decision
 from governance.errors import PolicyDenied
@@ -38,9 +38,23 @@ def run_scenario_study(
     variables = {"study": parsed.spec.name, "source": parsed.source, "replications": replications}
     _require(policy, subject, audit, variables)
     scope = policy.read_scope(subject)
-    return _audited(audit, subject, policy, variables, lambda: conduct_study(
-        parsed, store, results, executor=executor, lineage=lineage, replications=replications, limits=limits,
-        scope=scope, progress=progress))
+    return _audited(
+        audit,
+        subject,
+        policy,
+        variables,
+        lambda: conduct_study(
+            parsed,
+            store,
+            results,
+            executor=executor,
+            lineage=lineage,
+            replications=replications,
+            limits=limits,
+            scope=scope,
+            progress=progress,
+        ),
+    )
 
 
 def rerun_scenario_study(
@@ -59,32 +73,71 @@ def rerun_scenario_study(
     return _audited(audit, subject, policy, variables, lambda: rerun_study(study_id, results, executor, lineage))
 
 
-def _require(policy: Policy, subject: Subject, audit: AuditLog, variables: dict[str, object]) -> None:
+def _require(policy: Policy, subject: Subject, audit: AuditLog, variables: Mapping[str, object]) -> None:
     """Refuse (and audit the refusal) unless the subject may run studies."""
     decision = policy.decide(subject, "operation", OPERATION)
     if not decision.allowed:
-        audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.DENY, variables=variables,
-                                            policy_version=policy.version, detail=decision.reason))
+        audit.append(
+            AuditEvent.for_subject(
+                subject,
+                OPERATION,
+                Decision.DENY,
+                variables=variables,
+                policy_version=policy.version,
+                detail=decision.reason,
+            )
+        )
         raise PolicyDenied(f"{subject.sub} may not run studies: {decision.reason}")
 
 
-def _audited(audit: AuditLog, subject: Subject, policy: Policy, variables: dict[str, object],
-             work: Callable[[], CompletedStudy]) -> CompletedStudy:
+def _audited(
+    audit: AuditLog,
+    subject: Subject,
+    policy: Policy,
+    variables: Mapping[str, object],
+    work: Callable[[], CompletedStudy],
+) -> CompletedStudy:
     """Do `work` and append its audit record, whether the study completed or failed."""
     try:
         done = work()
     except BaseException as exc:
-        _record(audit, subject, policy, variables, None,
-                {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        _record(
+            audit,
+            subject,
+            policy,
+            variables,
+            None,
+            {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+        )
         raise
-    _record(audit, subject, policy, variables, len(done.result.runs),
-            {"status": "completed", "study_id": done.study_id, "runs": len(done.result.runs)})
+    _record(
+        audit,
+        subject,
+        policy,
+        variables,
+        len(done.result.runs),
+        {"status": "completed", "study_id": done.study_id, "runs": len(done.result.runs)},
+    )
     return done
 
 
-def _record(audit: AuditLog, subject: Subject, policy: Policy, variables: dict[str, object], rows: int | None,
-            outcome: dict[str, object]) -> None:
+def _record(
+    audit: AuditLog,
+    subject: Subject,
+    policy: Policy,
+    variables: Mapping[str, object],
+    rows: int | None,
+    outcome: dict[str, object],
+) -> None:
     """The study's audit record: who ran what, and how it ended."""
-    audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.ALLOW, variables=variables,
-                                        policy_version=policy.version, rows_returned=rows,
-                                        detail=json.dumps(outcome, sort_keys=True)))
+    audit.append(
+        AuditEvent.for_subject(
+            subject,
+            OPERATION,
+            Decision.ALLOW,
+            variables=variables,
+            policy_version=policy.version,
+            rows_returned=rows,
+            detail=json.dumps(outcome, sort_keys=True),
+        )
+    )

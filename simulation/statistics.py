@@ -109,8 +109,14 @@ class KpiSummary:
     p_breach: float | None = None
 
 
-def summarise(scenario: str, kpi: str, values: np.ndarray, baseline: np.ndarray | None,
-              below: float | None = None, above: float | None = None) -> KpiSummary:
+def summarise(
+    scenario: str,
+    kpi: str,
+    values: np.ndarray,
+    baseline: np.ndarray | None,
+    below: float | None = None,
+    above: float | None = None,
+) -> KpiSummary:
     """Mean, CI, P10/P90, paired difference to baseline (common random numbers), chance of breaching a threshold."""
     ci = mean_interval(values)
     p10, p90 = (float(x) for x in np.percentile(values, [10, 90]))
@@ -123,5 +129,17 @@ def summarise(scenario: str, kpi: str, values: np.ndarray, baseline: np.ndarray 
         if above is not None:
             hit |= values > above
         breach = float(hit.mean())
-    return KpiSummary(scenario, kpi, len(values), ci.mean, ci.low, ci.high, p10, p90,
-                      diff.mean if diff else None, diff.low if diff else None, diff.high if diff else None, breach)
+    return KpiSummary(
+        scenario,
+        kpi,
+        len(values),
+        ci.mean,
+        ci.low,
+        ci.high,
+        p10,
+        p90,
+        diff.mean if diff else None,
+        diff.low if diff else None,
+        diff.high if diff else None,
+        breach,
+    )

@@ -32,7 +32,6 @@ from simulation.scenario import (
 )
 from simulation.slice import EnterpriseSlice, load_slice, slice_digest
 
-
 _PLAN = TypeAdapter(StudyPlan)
 
 
@@ -69,18 +68,25 @@ def conduct_study(
         return _save(results, parsed, twin, result, run_id), result
 
     study_id, result = _recorded(
-        lineage, parsed.spec.name, work,
+        lineage,
+        parsed.spec.name,
+        work,
         inputs=[DatasetRef(url_without_credentials(store.url), "twin-graph")],
         outputs=[DatasetRef(url_without_credentials(results.url), "sim_study")],
-        counts=lambda done: {"replications": len(done.seeds), "scenarios": len(plan.scenarios) - 1,
-                             "runs": len(done.runs), "agent_steps": done.agent_steps,
-                             "twins_read": len(twin.classes)},
+        counts=lambda done: {
+            "replications": len(done.seeds),
+            "scenarios": len(plan.scenarios) - 1,
+            "runs": len(done.runs),
+            "agent_steps": done.agent_steps,
+            "twins_read": len(twin.classes),
+        },
     )
     return CompletedStudy(study_id, result, twin)
 
 
-def rerun_study(study_id: str, results: ResultsStore, executor: Executor | None = None,
-                lineage: LineageStore | None = None) -> CompletedStudy:
+def rerun_study(
+    study_id: str, results: ResultsStore, executor: Executor | None = None, lineage: LineageStore | None = None
+) -> CompletedStudy:
     """Run a stored study again on its stored slice and seeds (same numbers), storing it as a new study."""
     stored: StoredStudy = results.get(study_id)
     parsed = parse_spec(stored.record.spec, stored.record.source)
@@ -93,8 +99,11 @@ def rerun_study(study_id: str, results: ResultsStore, executor: Executor | None 
         return _save(results, parsed, twin, result, run_id), result
 
     new_id, result = _recorded(
-        lineage, parsed.spec.name, work,
-        inputs=[DatasetRef(url_without_credentials(results.url), f"sim_study/{study_id}")], outputs=[],
+        lineage,
+        parsed.spec.name,
+        work,
+        inputs=[DatasetRef(url_without_credentials(results.url), f"sim_study/{study_id}")],
+        outputs=[],
         counts=lambda done: {"runs": len(done.runs)},
     )
     return CompletedStudy(new_id, result, twin)
@@ -122,17 +131,29 @@ def _recorded(
     return study_id, result
 
 
-def _save(results: ResultsStore, parsed: ParsedSpec, twin: EnterpriseSlice, result: StudyResult,
-          run_id: str | None) -> str:
+def _save(
+    results: ResultsStore, parsed: ParsedSpec, twin: EnterpriseSlice, result: StudyResult, run_id: str | None
+) -> str:
     plan = result.plan
     calibration = calibrate(twin, plan.defaults).source_counts()
     slice_json = twin.to_json()  # serialised once: stored and digested
     return results.save(
-        name=plan.name, spec=parsed.text, source=parsed.source, model_version=MODEL_VERSION,
-        twin_state_time=twin.read_at, slice_json=slice_json, plan_json=_PLAN.dump_json(plan).decode(),
-        slice_digest=slice_digest(slice_json), seed=plan.seed,
-        seeds=result.seeds, executor=result.executor, wall_seconds=result.wall_seconds,
-        agent_steps=result.agent_steps, calibration=calibration, runs=result.runs, summaries=result.summaries,
+        name=plan.name,
+        spec=parsed.text,
+        source=parsed.source,
+        model_version=MODEL_VERSION,
+        twin_state_time=twin.read_at,
+        slice_json=slice_json,
+        plan_json=_PLAN.dump_json(plan).decode(),
+        slice_digest=slice_digest(slice_json),
+        seed=plan.seed,
+        seeds=result.seeds,
+        executor=result.executor,
+        wall_seconds=result.wall_seconds,
+        agent_steps=result.agent_steps,
+        calibration=calibration,
+        runs=result.runs,
+        summaries=result.summaries,
         run_id=run_id,
     )
 
