@@ -8,7 +8,7 @@ Format::
         mapping: mappings/sample_hr.yaml          # relative to this file; else the package's connectors/mappings/
         schedule: 30s                             # the runtime's own syncs: 30s | {cron: ...} | continuous | off
         source:
-          kind: sql                               # sql | file | rest | tryton | mqtt
+          kind: sql                               # sql | file | rest | tryton | mqtt | opcua
           url: "sqlite:///{data_dir}/sample/hr.sqlite"
 
 Per kind, the connector's `source:` holds the connection and each mapping entity's `source:` what to read:
@@ -16,12 +16,16 @@ Per kind, the connector's `source:` holds the connection and each mapping entity
 =======  ===============================================  =========================================================
 kind     connector `source:`                              entity `source:`
 =======  ===============================================  =========================================================
-sql      url                                              table | query, schema, columns, page_size,
+sql      url, push (LISTEN/NOTIFY, connectors/sql_push)   table | query, schema, columns, page_size,
                                                           related_watermarks (joined tables' change times)
 file     directory                                        path, format, sheet, dtype
 rest     base_url, headers                                endpoint, records_path, pagination, page_size, ... params
 tryton   url, database, username, password                model, fields, domain, page_size
-mqtt     host, port, client_id, duration, idle_timeout     topic, time_field, batch_size
+mqtt     host, port, client_id, duration, idle_timeout,   topic, time_field, batch_size
+         batch_quiet, max_batch_delay
+opcua    url, username, password, duration, idle_timeout, nodes, sampling_interval, deadband, deadband_type,
+         batch_quiet, max_batch_delay, publishing_interval, batch_size (connectors/opcua_source.py)
+         reconnect_max_delay, timeout
 =======  ===============================================  =========================================================
 
 Text values may use ``{data_dir}`` (the twin's data directory), ``{package}`` (this package's folder) and
@@ -43,10 +47,12 @@ import yaml
 
 from connectors.file_source import FileSource
 from connectors.mapping import EntityMapping, SourceMapping, load_mapping
+from connectors.message_batches import BatchWindowError
 from connectors.mqtt_source import MqttSource
 from connectors.rest_source import RestSource
 from connectors.schedule import OFF, Schedule, ScheduleError, parse_schedule
 from connectors.source import Source
+from connectors.sql_push import PushError, SqlPush, parse_push
 from connectors.sql_source import SqlSource
 from connectors.sync import Connector
 from ontology.model import Ontology
@@ -54,7 +60,7 @@ from ontology.safe_yaml import load_yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE_REGISTRY = PACKAGE_DIR / "connectors.yaml"
-KINDS = ("sql", "file", "rest", "tryton", "mqtt")
+KINDS = ("sql", "file", "rest", "tryton", "mqtt", "opcua")
 
 
 class RegistryError(ValueError):
@@ -139,7 +145,7 @@ class ConnectorRegistry:
 
 
 _CONNECTOR_OPTIONS: dict[str, tuple[str, ...]] = {  # what each kind of source cannot open without
-    "sql": ("url",), "rest": ("base_url",), "tryton": ("url", "database", "username", "password"),
+    "sql": ("url",), "rest": ("base_url",), "tryton": ("url", "database", "username", "password"), "opcua": ("url",),
 }
 _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
     "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks"},
@@ -148,6 +154,8 @@ _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per k
              "limit_param", "cursor_param", "cursor_path", "since_param", "params", "timeout", "max_pages"},
     "tryton": {"model", "fields", "domain", "page_size", "overlap_seconds"},
     "mqtt": {"topic", "time_field", "batch_size"},
+    "opcua": {"nodes", "sampling_interval", "deadband", "deadband_type", "publishing_interval", "batch_size",
+              "queue_size"},
 }
 
 
@@ -160,6 +168,17 @@ class _SourceFactory:
         self.connector = connector
         self._tryton: Any = None
 
+    @property
+    def push(self) -> SqlPush | None:
+        """Where the connector's change notifications come from (a SQL source with `push:`), else None."""
+        if self.kind != "sql":
+            return None
+        try:
+            return parse_push(self.options.get("push"), self.connector, self.options.get("url"),
+                              f"connector {self.connector}")
+        except PushError as exc:
+            raise RegistryError(str(exc)) from None
+
     def close(self) -> None:
         """Log out of a shared Tryton session, if one was opened."""
         if self._tryton is not None:
@@ -167,6 +186,13 @@ class _SourceFactory:
             self._tryton = None
 
     def __call__(self, entity: EntityMapping) -> Source:
+        """The Source of `entity`; RegistryError naming the connector and entity when an option is wrong."""
+        try:
+            return self._open(entity)
+        except BatchWindowError as exc:
+            raise RegistryError(f"connector {self.connector}, entity {entity.name}: {exc}") from None
+
+    def _open(self, entity: EntityMapping) -> Source:
         opts = dict(entity.source)
         where = f"connector {self.connector}, entity {entity.name}"
         missing = [name for name in _CONNECTOR_OPTIONS.get(self.kind, ()) if name not in self.options]
@@ -212,6 +238,14 @@ class _SourceFactory:
                                 domain=opts.get("domain"), page_size=int(opts.get("page_size", 500)),
                                 overlap=dt.timedelta(seconds=float(opts.get("overlap_seconds", 1))),
                                 name=f"{self.connector}:{entity.name}")
+        if self.kind == "opcua":
+            from connectors.opcua_source import OpcUaError, OpcUaSource
+
+            try:
+                return OpcUaSource.from_options(self.options, opts, name=f"{self.connector}:{entity.name}",
+                                                where=f"{entity.file}:{entity.source_line}: entity {entity.name}")
+            except OpcUaError as exc:
+                raise RegistryError(f"connector {self.connector}: {exc}") from None
         if self.kind == "mqtt":
             return MqttSource(self.options.get("host", "127.0.0.1"), int(self.options.get("port", 1883)),
                               topic=opts.get("topic", "#"),
@@ -219,6 +253,8 @@ class _SourceFactory:
                               time_field=opts.get("time_field", "ts"), batch_size=int(opts.get("batch_size", 500)),
                               duration=float(self.options.get("duration", 30)),
                               idle_timeout=float(self.options.get("idle_timeout", 1.0)),
+                              batch_quiet=float(self.options.get("batch_quiet", 0.05)),
+                              max_batch_delay=float(self.options.get("max_batch_delay", 0.25)),
                               name=f"{self.connector}:{entity.name}")
         raise RegistryError(f"{where}: unknown source kind {self.kind!r}")
 
@@ -245,6 +281,13 @@ def _read_registry(path: Path) -> dict[str, ConnectorConfig]:
         if not mapping.is_file():
             raise RegistryError(f"{path}: connector {name!r}: mapping file {body['mapping']} not found")
         options = {k: v for k, v in body["source"].items() if k != "kind"}
+        if kind == "sql":  # checked here so `twin run` refuses a wrong push option before it starts
+            try:
+                parse_push(options.get("push"), str(name), options.get("url"), f"{path}: connector {name!r}")
+            except PushError as exc:
+                raise RegistryError(str(exc)) from None
+        elif "push" in options:
+            raise RegistryError(f"{path}: connector {name!r}: push is an option of PostgreSQL (sql) sources only")
         try:
             schedule = parse_schedule(body.get("schedule"), kind, f"{path}: connector {name!r}")
         except ScheduleError as exc:
