@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
+QUIET_SECONDS = 0.02  # default: a batch closes once no message came for this long
+MAX_DELAY_SECONDS = 0.25  # default: and at the latest this long after its first message
 
 
 class BatchWindowError(ValueError):
@@ -27,8 +29,8 @@ class BatchWindow:
     """When a stream's messages are handed to the sync as a batch, and when the read ends."""
 
     size: int = 500
-    quiet: float = 0.05
-    max_delay: float = 0.25
+    quiet: float = QUIET_SECONDS
+    max_delay: float = MAX_DELAY_SECONDS
     idle_timeout: float = 1.0
     duration: float = 30.0
 

@@ -11,7 +11,7 @@ acknowledgement. A message is acknowledged only when the consumer asks for the n
 committed the batch holding it; the broker redelivers unacknowledged messages to the next session, and the
 telemetry table ignores re-delivered readings, so a crash loses nothing and duplicates nothing.
 
-A read hands on a batch as soon as the flow has been quiet for `batch_quiet` seconds (default 0.05 s), at the latest
+A read hands on a batch as soon as the flow has been quiet for `batch_quiet` seconds (default 0.02 s), at the latest
 `max_batch_delay` seconds (0.25 s) after its first message or at `batch_size` messages, and ends once the topic has
 been quiet for `idle_timeout` seconds or `duration` seconds passed (connectors/message_batches.py): a bounded run for
 `twin connect run`; the runtime's `continuous` schedule starts the next read as one ends.
@@ -27,7 +27,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from connectors.message_batches import BatchWindow
+from connectors.message_batches import MAX_DELAY_SECONDS, QUIET_SECONDS, BatchWindow
 from connectors.quarantine import INVALID_FIELD
 from connectors.source import SourceError, SourceRecord, Watermark, change_time
 
@@ -47,8 +47,8 @@ class MqttSource:
         batch_size: int = 500,
         idle_timeout: float = 1.0,
         duration: float = 30.0,
-        batch_quiet: float = 0.05,
-        max_batch_delay: float = 0.25,
+        batch_quiet: float = QUIET_SECONDS,
+        max_batch_delay: float = MAX_DELAY_SECONDS,
         connect_timeout: float = 5.0,
         username: str | None = None,
         password: str | None = None,

@@ -47,7 +47,7 @@ import yaml
 
 from connectors.file_source import FileSource
 from connectors.mapping import EntityMapping, SourceMapping, load_mapping
-from connectors.message_batches import BatchWindowError
+from connectors.message_batches import MAX_DELAY_SECONDS, QUIET_SECONDS, BatchWindowError
 from connectors.mqtt_source import MqttSource
 from connectors.rest_source import RestSource
 from connectors.schedule import OFF, Schedule, ScheduleError, parse_schedule
@@ -253,8 +253,8 @@ class _SourceFactory:
                               time_field=opts.get("time_field", "ts"), batch_size=int(opts.get("batch_size", 500)),
                               duration=float(self.options.get("duration", 30)),
                               idle_timeout=float(self.options.get("idle_timeout", 1.0)),
-                              batch_quiet=float(self.options.get("batch_quiet", 0.05)),
-                              max_batch_delay=float(self.options.get("max_batch_delay", 0.25)),
+                              batch_quiet=float(self.options.get("batch_quiet", QUIET_SECONDS)),
+                              max_batch_delay=float(self.options.get("max_batch_delay", MAX_DELAY_SECONDS)),
                               name=f"{self.connector}:{entity.name}")
         raise RegistryError(f"{where}: unknown source kind {self.kind!r}")
 
