@@ -24,7 +24,7 @@ tryton   url, database, username, password                model, fields, domain,
 mqtt     host, port, client_id, duration, idle_timeout,   topic, time_field, batch_size
          batch_quiet, max_batch_delay
 opcua    url, username, password, duration, idle_timeout, nodes, sampling_interval, deadband, deadband_type,
-         batch_quiet, max_batch_delay, publishing_interval, batch_size (connectors/opcua_source.py)
+         batch_quiet, max_batch_delay, publishing_interval, batch_size, queue_size (connectors/opcua_source.py)
          reconnect_max_delay, timeout
 =======  ===============================================  =========================================================
 
@@ -108,6 +108,7 @@ class ConnectorRegistry:
         self.ontology = ontology
         self.variables = dict(variables)
         self.secrets = dict(secrets)
+        self._sessions: dict[str, Any] = {}  # connector -> (its options, its OPC-UA session), kept across runs
 
     @classmethod
     def load(cls, ontology: Ontology, *, data_dir: Path | None = None, extra: Path | None = None,
@@ -140,7 +141,7 @@ class ConnectorRegistry:
         config = self.config(name)
         mapping = self.mapping(name)
         options = _fill(dict(config.options), self.variables, self.secrets, f"{config.defined_in}: {name}")
-        factory = _SourceFactory(config.kind, options, name)
+        factory = _SourceFactory(config.kind, options, name, mapping, self._sessions)
         return Connector(name, mapping, factory, config.description, factory.close)
 
 
@@ -154,19 +155,22 @@ _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per k
              "limit_param", "cursor_param", "cursor_path", "since_param", "params", "timeout", "max_pages"},
     "tryton": {"model", "fields", "domain", "page_size", "overlap_seconds"},
     "mqtt": {"topic", "time_field", "batch_size"},
-    "opcua": {"nodes", "sampling_interval", "deadband", "deadband_type", "publishing_interval", "batch_size",
-              "queue_size"},
+    "opcua": {"nodes", "sampling_interval", "deadband", "deadband_type", "batch_size", "queue_size"},
 }
 
 
 class _SourceFactory:
     """Opens the Source of one entity of a connector from the connector's and the entity's options."""
 
-    def __init__(self, kind: str, options: Mapping[str, Any], connector: str) -> None:
+    def __init__(self, kind: str, options: Mapping[str, Any], connector: str,
+                 mapping: SourceMapping | None = None, sessions: dict[str, Any] | None = None) -> None:
         self.kind = kind
         self.options = options
         self.connector = connector
+        self.mapping = mapping
         self._tryton: Any = None
+        self._opcua: Any = None  # the connector's OPC-UA session, shared by its entities
+        self._sessions = sessions  # the registry's sessions, kept across runs (else this factory's own)
 
     @property
     def push(self) -> SqlPush | None:
@@ -180,10 +184,13 @@ class _SourceFactory:
             raise RegistryError(str(exc)) from None
 
     def close(self) -> None:
-        """Log out of a shared Tryton session, if one was opened."""
+        """Log out of a shared Tryton session and close a shared OPC-UA session, if one was opened."""
         if self._tryton is not None:
             self._tryton.close()
             self._tryton = None
+        if self._opcua is not None and self._sessions is None:
+            self._opcua.close()
+        self._opcua = None
 
     def __call__(self, entity: EntityMapping) -> Source:
         """The Source of `entity`; RegistryError naming the connector and entity when an option is wrong."""
@@ -239,13 +246,29 @@ class _SourceFactory:
                                 overlap=dt.timedelta(seconds=float(opts.get("overlap_seconds", 1))),
                                 name=f"{self.connector}:{entity.name}")
         if self.kind == "opcua":
-            from connectors.opcua_source import OpcUaError, OpcUaSource
+            from connectors.opcua_source import OpcUaError, OpcUaSession
 
+            if self._opcua is None:  # one session and subscription for every entity's nodes
+                entities = [e for e in (self.mapping.entities if self.mapping else [entity])
+                            if e.name == entity.name or set(e.source) <= _ENTITY_OPTIONS["opcua"]]
+                settings = repr((sorted(self.options.items()), [(e.name, e.source) for e in entities]))
+                kept = (self._sessions or {}).get(self.connector)
+                if kept is not None and kept[0] == settings:
+                    self._opcua = kept[1]
+                else:
+                    if kept is not None:  # the connector's options or nodes changed
+                        kept[1].close()
+                    try:
+                        self._opcua = OpcUaSession.from_options(self.connector, self.options, [
+                            (e.name, e.source, f"{e.file}:{e.source_line}: entity {e.name}") for e in entities])
+                    except OpcUaError as exc:
+                        raise RegistryError(f"connector {self.connector}: {exc}") from None
+                    if self._sessions is not None:
+                        self._sessions[self.connector] = (settings, self._opcua)
             try:
-                return OpcUaSource.from_options(self.options, opts, name=f"{self.connector}:{entity.name}",
-                                                where=f"{entity.file}:{entity.source_line}: entity {entity.name}")
+                return self._opcua.source(entity.name)
             except OpcUaError as exc:
-                raise RegistryError(f"connector {self.connector}: {exc}") from None
+                raise RegistryError(str(exc)) from None
         if self.kind == "mqtt":
             return MqttSource(self.options.get("host", "127.0.0.1"), int(self.options.get("port", 1883)),
                               topic=opts.get("topic", "#"),

@@ -83,7 +83,15 @@ class PlantServer:
         self._run(write())
 
     def close(self) -> None:
-        """Stop the server and its loop."""
+        """Stop the server, cancel what still runs on its loop, and stop the loop."""
         self.stop()
+
+        async def cancel() -> None:
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._run(cancel())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
