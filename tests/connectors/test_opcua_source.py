@@ -148,8 +148,7 @@ def test_a_restarted_server_is_reconnected_to(plant_twin: Runtime, plant_server:
         live.stop()
 
 
-def test_a_connection_dropped_during_a_read_is_restored_by_the_source(core: Ontology,  # noqa: F811
-                                                                      plant_server: PlantServer) -> None:
+def test_a_connection_dropped_during_a_read_is_restored_by_the_source(plant_server: PlantServer) -> None:
     nodes = parse_nodes({"nodes": [{"node": "ns=2;s=Press2.State", "field": "state"}], "sampling_interval": 50}, "t")
     session = OpcUaSession(plant_server.url, [EntityNodes("states", tuple(nodes))], name="t", idle_timeout=30,
                            duration=60, reconnect_max_delay=1)
