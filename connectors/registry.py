@@ -148,6 +148,10 @@ class ConnectorRegistry:
 _CONNECTOR_OPTIONS: dict[str, tuple[str, ...]] = {  # what each kind of source cannot open without
     "sql": ("url",), "rest": ("base_url",), "tryton": ("url", "database", "username", "password"), "opcua": ("url",),
 }
+_CONNECTOR_KNOWN: dict[str, set[str]] = {  # every option a kind of source takes (kinds listed here are checked)
+    "opcua": {"url", "username", "password", "duration", "idle_timeout", "batch_quiet", "max_batch_delay",
+              "publishing_interval", "reconnect_max_delay", "timeout"},
+}
 _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
     "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks"},
     "file": {"path", "format", "sheet", "dtype"},
@@ -311,6 +315,10 @@ def _read_registry(path: Path) -> dict[str, ConnectorConfig]:
                 raise RegistryError(str(exc)) from None
         elif "push" in options:
             raise RegistryError(f"{path}: connector {name!r}: push is an option of PostgreSQL (sql) sources only")
+        unknown = sorted(set(options) - _CONNECTOR_KNOWN.get(kind, set(options)))
+        if unknown:
+            raise RegistryError(f"{path}: connector {name!r}: unknown source option(s) {', '.join(map(str, unknown))}; "
+                                f"an {kind} source takes {', '.join(sorted(_CONNECTOR_KNOWN[kind]))}")
         try:
             schedule = parse_schedule(body.get("schedule"), kind, f"{path}: connector {name!r}")
         except ScheduleError as exc:

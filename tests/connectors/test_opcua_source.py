@@ -211,6 +211,16 @@ def test_malformed_node_options_name_file_line_and_option(tmp_path: Path, nodes:
         assert "plantfloor.yaml:7: entity states" in str(refused.value)
 
 
+def test_an_unknown_connector_option_names_file_and_connector(tmp_path: Path) -> None:
+    (tmp_path / "plantfloor.yaml").write_text(MAPPING)
+    (tmp_path / "connectors.yaml").write_text(
+        "connectors:\n  plantfloor:\n    mapping: plantfloor.yaml\n"
+        "    source: {kind: opcua, url: 'opc.tcp://h:4840', idle_timout: 2}\n")
+    with pytest.raises(RegistryError, match=r"connectors.yaml: connector 'plantfloor': unknown source option\(s\) "
+                                            r"idle_timout; an opcua source takes .*idle_timeout"):
+        ConnectorRegistry.load(load_core(), data_dir=tmp_path)
+
+
 def test_an_unreachable_server_is_a_source_error_without_the_password() -> None:
     entities = [EntityNodes("e", tuple(parse_nodes({"nodes": [{"node": "ns=2;s=A"}]}, "t")))]
     session = OpcUaSession("opc.tcp://twin:s3cret-pw@127.0.0.1:9/x", entities, name="t", timeout=2)
