@@ -194,7 +194,7 @@ class _Changes:
 
 @dataclass(frozen=True)
 class EntityNodes:
-    """The nodes one mapping entity reads, and its batch size."""
+    """The nodes one mapping entity reads, its batch size and its monitored items' queue size."""
 
     entity: str
     nodes: tuple[NodeMapping, ...]
@@ -208,7 +208,8 @@ _ELSEWHERE = object()  # a change of another entity's node arrived
 
 class OpcUaSession:
     """One connector's connection to an OPC-UA server: one subscription with a monitored item per mapped node of
-    every entity, opened at the first read of a run and closed with the run (`close`)."""
+    every entity, opened by the first read and kept while reads follow each other (closed `linger` seconds after the
+    last one ended, or by `close`)."""
 
     def __init__(
         self,
@@ -245,7 +246,7 @@ class OpcUaSession:
         self._loop: _LoopThread | None = None
         self._client: Client | None = None
         self.linger = linger
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._readers = 0
         self._idle_close: threading.Timer | None = None
 
@@ -295,10 +296,9 @@ class OpcUaSession:
                 self._idle_close.start()
 
     def _close_if_unused(self) -> None:
-        with self._lock:
-            if self._readers:
-                return
-        self.close()
+        with self._lock:  # a read that begins meanwhile waits, then opens the session again
+            if not self._readers:
+                self.close()
 
     def open(self) -> None:
         """Connect, resolve every node and subscribe (once per session); SourceError naming what failed."""
