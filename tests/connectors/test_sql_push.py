@@ -82,8 +82,8 @@ def test_a_committed_row_is_pushed_to_the_twin_and_the_listener_survives_a_kille
                        "'operational', 'S1')")
         # the next scheduled run is an hour away: only the notification can bring the row in
         assert wait_for(lambda: runtime.store.get("plant:machine:M1") is not None, 20), live.status()
-        status = live.status()[0]
-        assert status.pushed_runs >= 1 and status.failures == 0
+        assert wait_for(lambda: live.status()[0].pushed_runs >= 1, 20), live.status()  # the pushed run has ended
+        assert live.status()[0].failures == 0
         assert runs[0] == ["machines", "sites"] and ["machines"] in runs[1:]  # the pushed run: the notified entity
 
         killed = _listener_pids(url)
