@@ -113,9 +113,9 @@ class MqttSource:
                 for message in batch:  # the consumer committed the batch: acknowledge it
                     if message.qos > 0:
                         client.ack(message.mid, message.qos)
-        finally:
+        finally:  # DISCONNECT goes out through the network loop, which then ends; unacknowledged messages stay
+            client.disconnect()  # with the broker's session for the next read
             client.loop_stop()
-            client.disconnect()
 
     def _record(self, message: mqtt.MQTTMessage) -> SourceRecord:
         levels = message.topic.split("/")
