@@ -11,8 +11,10 @@ acknowledgement. A message is acknowledged only when the consumer asks for the n
 committed the batch holding it; the broker redelivers unacknowledged messages to the next session, and the
 telemetry table ignores re-delivered readings, so a crash loses nothing and duplicates nothing.
 
-A read drains what arrives until the topic has been quiet for `idle_timeout` seconds or `duration` seconds passed
-(a bounded run for `twin connect run`; call it in a loop for a long-running listener).
+A read hands on a batch as soon as the flow has been quiet for `batch_quiet` seconds (default 0.02 s), at the latest
+`max_batch_delay` seconds (0.25 s) after its first message or at `batch_size` messages, and ends once the topic has
+been quiet for `idle_timeout` seconds or `duration` seconds passed (connectors/message_batches.py): a bounded run for
+`twin connect run`; the runtime's `continuous` schedule starts the next read as one ends.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from connectors.message_batches import MAX_DELAY_SECONDS, QUIET_SECONDS, BatchWindow
 from connectors.quarantine import INVALID_FIELD
 from connectors.source import SourceError, SourceRecord, Watermark, change_time
 
@@ -45,6 +47,8 @@ class MqttSource:
         batch_size: int = 500,
         idle_timeout: float = 1.0,
         duration: float = 30.0,
+        batch_quiet: float = QUIET_SECONDS,
+        max_batch_delay: float = MAX_DELAY_SECONDS,
         connect_timeout: float = 5.0,
         username: str | None = None,
         password: str | None = None,
@@ -55,9 +59,7 @@ class MqttSource:
         self.client_id = client_id
         self.time_field = time_field
         self.qos = qos
-        self.batch_size = batch_size
-        self.idle_timeout = idle_timeout
-        self.duration = duration
+        self.window = BatchWindow(batch_size, batch_quiet, max_batch_delay, idle_timeout, duration)
         self.connect_timeout = connect_timeout
         self.name = name or f"mqtt:{topic}"
         self._credentials = (username, password)
@@ -106,23 +108,14 @@ class MqttSource:
             if not ready.wait(self.connect_timeout) or failure:
                 raise SourceError(f"the broker refused the session: {failure[0] if failure else 'timeout'}",
                                   model=self.name, method="connect")
-            deadline = time.monotonic() + self.duration
-            while time.monotonic() < deadline:
-                batch: list[mqtt.MQTTMessage] = []
-                while len(batch) < self.batch_size:
-                    try:
-                        batch.append(inbox.get(timeout=self.idle_timeout))
-                    except queue.Empty:
-                        break
-                if not batch:
-                    return
+            for batch in self.window.batches(inbox):
                 yield [self._record(m) for m in batch]
                 for message in batch:  # the consumer committed the batch: acknowledge it
                     if message.qos > 0:
                         client.ack(message.mid, message.qos)
-        finally:
+        finally:  # DISCONNECT goes out through the network loop, which then ends; unacknowledged messages stay
+            client.disconnect()  # with the broker's session for the next read
             client.loop_stop()
-            client.disconnect()
 
     def _record(self, message: mqtt.MQTTMessage) -> SourceRecord:
         levels = message.topic.split("/")

@@ -8,7 +8,7 @@ Format::
         mapping: mappings/sample_hr.yaml          # relative to this file; else the package's connectors/mappings/
         schedule: 30s                             # the runtime's own syncs: 30s | {cron: ...} | continuous | off
         source:
-          kind: sql                               # sql | file | rest | tryton | mqtt
+          kind: sql                               # sql | file | rest | tryton | mqtt | opcua
           url: "sqlite:///{data_dir}/sample/hr.sqlite"
 
 Per kind, the connector's `source:` holds the connection and each mapping entity's `source:` what to read:
@@ -16,12 +16,16 @@ Per kind, the connector's `source:` holds the connection and each mapping entity
 =======  ===============================================  =========================================================
 kind     connector `source:`                              entity `source:`
 =======  ===============================================  =========================================================
-sql      url                                              table | query, schema, columns, page_size,
+sql      url, push (LISTEN/NOTIFY, connectors/sql_push)   table | query, schema, columns, page_size,
                                                           related_watermarks (joined tables' change times)
 file     directory                                        path, format, sheet, dtype
 rest     base_url, headers                                endpoint, records_path, pagination, page_size, ... params
 tryton   url, database, username, password                model, fields, domain, page_size
-mqtt     host, port, client_id, duration, idle_timeout     topic, time_field, batch_size
+mqtt     host, port, client_id, duration, idle_timeout,   topic, time_field, batch_size
+         batch_quiet, max_batch_delay
+opcua    url, username, password, duration, idle_timeout, nodes, sampling_interval, deadband, deadband_type,
+         batch_quiet, max_batch_delay, publishing_interval, batch_size, queue_size (connectors/opcua_source.py)
+         reconnect_max_delay, timeout
 =======  ===============================================  =========================================================
 
 Text values may use ``{data_dir}`` (the twin's data directory), ``{package}`` (this package's folder) and
@@ -43,10 +47,12 @@ import yaml
 
 from connectors.file_source import FileSource
 from connectors.mapping import EntityMapping, SourceMapping, load_mapping
+from connectors.message_batches import MAX_DELAY_SECONDS, QUIET_SECONDS, BatchWindowError
 from connectors.mqtt_source import MqttSource
 from connectors.rest_source import RestSource
 from connectors.schedule import OFF, Schedule, ScheduleError, parse_schedule
 from connectors.source import Source
+from connectors.sql_push import PushError, SqlPush, parse_push
 from connectors.sql_source import SqlSource
 from connectors.sync import Connector
 from ontology.model import Ontology
@@ -54,7 +60,7 @@ from ontology.safe_yaml import load_yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE_REGISTRY = PACKAGE_DIR / "connectors.yaml"
-KINDS = ("sql", "file", "rest", "tryton", "mqtt")
+KINDS = ("sql", "file", "rest", "tryton", "mqtt", "opcua")
 
 
 class RegistryError(ValueError):
@@ -102,6 +108,7 @@ class ConnectorRegistry:
         self.ontology = ontology
         self.variables = dict(variables)
         self.secrets = dict(secrets)
+        self._sessions: dict[str, Any] = {}  # connector -> (its options, its OPC-UA session), kept across runs
 
     @classmethod
     def load(cls, ontology: Ontology, *, data_dir: Path | None = None, extra: Path | None = None,
@@ -134,12 +141,16 @@ class ConnectorRegistry:
         config = self.config(name)
         mapping = self.mapping(name)
         options = _fill(dict(config.options), self.variables, self.secrets, f"{config.defined_in}: {name}")
-        factory = _SourceFactory(config.kind, options, name)
+        factory = _SourceFactory(config.kind, options, name, mapping, self._sessions)
         return Connector(name, mapping, factory, config.description, factory.close)
 
 
 _CONNECTOR_OPTIONS: dict[str, tuple[str, ...]] = {  # what each kind of source cannot open without
-    "sql": ("url",), "rest": ("base_url",), "tryton": ("url", "database", "username", "password"),
+    "sql": ("url",), "rest": ("base_url",), "tryton": ("url", "database", "username", "password"), "opcua": ("url",),
+}
+_CONNECTOR_KNOWN: dict[str, set[str]] = {  # every option a kind of source takes (kinds listed here are checked)
+    "opcua": {"url", "username", "password", "duration", "idle_timeout", "batch_quiet", "max_batch_delay",
+              "publishing_interval", "reconnect_max_delay", "timeout"},
 }
 _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
     "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks"},
@@ -148,25 +159,51 @@ _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per k
              "limit_param", "cursor_param", "cursor_path", "since_param", "params", "timeout", "max_pages"},
     "tryton": {"model", "fields", "domain", "page_size", "overlap_seconds"},
     "mqtt": {"topic", "time_field", "batch_size"},
+    "opcua": {"nodes", "sampling_interval", "deadband", "deadband_type", "batch_size", "queue_size"},
 }
 
 
 class _SourceFactory:
     """Opens the Source of one entity of a connector from the connector's and the entity's options."""
 
-    def __init__(self, kind: str, options: Mapping[str, Any], connector: str) -> None:
+    def __init__(self, kind: str, options: Mapping[str, Any], connector: str,
+                 mapping: SourceMapping | None = None, sessions: dict[str, Any] | None = None) -> None:
         self.kind = kind
         self.options = options
         self.connector = connector
+        self.mapping = mapping
         self._tryton: Any = None
+        self._opcua: Any = None  # the connector's OPC-UA session, shared by its entities
+        self._sessions = sessions  # the registry's sessions, kept across runs (else this factory's own)
+
+    @property
+    def push(self) -> SqlPush | None:
+        """Where the connector's change notifications come from (a SQL source with `push:`), else None."""
+        if self.kind != "sql":
+            return None
+        try:
+            return parse_push(self.options.get("push"), self.connector, self.options.get("url"),
+                              f"connector {self.connector}")
+        except PushError as exc:
+            raise RegistryError(str(exc)) from None
 
     def close(self) -> None:
-        """Log out of a shared Tryton session, if one was opened."""
+        """Log out of a shared Tryton session and close a shared OPC-UA session, if one was opened."""
         if self._tryton is not None:
             self._tryton.close()
             self._tryton = None
+        if self._opcua is not None and self._sessions is None:
+            self._opcua.close()
+        self._opcua = None
 
     def __call__(self, entity: EntityMapping) -> Source:
+        """The Source of `entity`; RegistryError naming the connector and entity when an option is wrong."""
+        try:
+            return self._open(entity)
+        except BatchWindowError as exc:
+            raise RegistryError(f"connector {self.connector}, entity {entity.name}: {exc}") from None
+
+    def _open(self, entity: EntityMapping) -> Source:
         opts = dict(entity.source)
         where = f"connector {self.connector}, entity {entity.name}"
         missing = [name for name in _CONNECTOR_OPTIONS.get(self.kind, ()) if name not in self.options]
@@ -212,6 +249,30 @@ class _SourceFactory:
                                 domain=opts.get("domain"), page_size=int(opts.get("page_size", 500)),
                                 overlap=dt.timedelta(seconds=float(opts.get("overlap_seconds", 1))),
                                 name=f"{self.connector}:{entity.name}")
+        if self.kind == "opcua":
+            from connectors.opcua_source import OpcUaError, OpcUaSession
+
+            if self._opcua is None:  # one session and subscription for every entity's nodes
+                entities = [e for e in (self.mapping.entities if self.mapping else [entity])
+                            if e.name == entity.name or set(e.source) <= _ENTITY_OPTIONS["opcua"]]
+                settings = repr((sorted(self.options.items()), [(e.name, e.source) for e in entities]))
+                kept = (self._sessions or {}).get(self.connector)
+                if kept is not None and kept[0] == settings:
+                    self._opcua = kept[1]
+                else:
+                    if kept is not None:  # the connector's options or nodes changed
+                        kept[1].close()
+                    try:
+                        self._opcua = OpcUaSession.from_options(self.connector, self.options, [
+                            (e.name, e.source, f"{e.file}:{e.source_line}: entity {e.name}") for e in entities])
+                    except OpcUaError as exc:
+                        raise RegistryError(f"connector {self.connector}: {exc}") from None
+                    if self._sessions is not None:
+                        self._sessions[self.connector] = (settings, self._opcua)
+            try:
+                return self._opcua.source(entity.name)
+            except OpcUaError as exc:
+                raise RegistryError(str(exc)) from None
         if self.kind == "mqtt":
             return MqttSource(self.options.get("host", "127.0.0.1"), int(self.options.get("port", 1883)),
                               topic=opts.get("topic", "#"),
@@ -219,6 +280,8 @@ class _SourceFactory:
                               time_field=opts.get("time_field", "ts"), batch_size=int(opts.get("batch_size", 500)),
                               duration=float(self.options.get("duration", 30)),
                               idle_timeout=float(self.options.get("idle_timeout", 1.0)),
+                              batch_quiet=float(self.options.get("batch_quiet", QUIET_SECONDS)),
+                              max_batch_delay=float(self.options.get("max_batch_delay", MAX_DELAY_SECONDS)),
                               name=f"{self.connector}:{entity.name}")
         raise RegistryError(f"{where}: unknown source kind {self.kind!r}")
 
@@ -245,6 +308,17 @@ def _read_registry(path: Path) -> dict[str, ConnectorConfig]:
         if not mapping.is_file():
             raise RegistryError(f"{path}: connector {name!r}: mapping file {body['mapping']} not found")
         options = {k: v for k, v in body["source"].items() if k != "kind"}
+        if kind == "sql":  # checked here so `twin run` refuses a wrong push option before it starts
+            try:
+                parse_push(options.get("push"), str(name), options.get("url"), f"{path}: connector {name!r}")
+            except PushError as exc:
+                raise RegistryError(str(exc)) from None
+        elif "push" in options:
+            raise RegistryError(f"{path}: connector {name!r}: push is an option of PostgreSQL (sql) sources only")
+        unknown = sorted(set(options) - _CONNECTOR_KNOWN.get(kind, set(options)))
+        if unknown:
+            raise RegistryError(f"{path}: connector {name!r}: unknown source option(s) {', '.join(map(str, unknown))}; "
+                                f"an {kind} source takes {', '.join(sorted(_CONNECTOR_KNOWN[kind]))}")
         try:
             schedule = parse_schedule(body.get("schedule"), kind, f"{path}: connector {name!r}")
         except ScheduleError as exc:

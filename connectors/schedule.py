@@ -7,7 +7,8 @@ In `connectors.yaml`, per connector::
     schedule: continuous             # start the next run as soon as one ends (MQTT: keep listening)
     schedule: off                    # only `twin connect run` and the API run it
 
-Without `schedule:`, SQL, file, REST and Tryton sources are synced every 30 s and MQTT sources continuously.
+Without `schedule:`, SQL, file, REST and Tryton sources are synced every 30 s and MQTT and OPC-UA sources
+continuously.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ CONTINUOUS = Schedule("continuous")
 
 
 def default_schedule(source_kind: str) -> Schedule:
-    """The schedule of a connector that names none: MQTT listens continuously, the other kinds poll."""
-    return CONTINUOUS if source_kind == "mqtt" else Schedule("every", DEFAULT_INTERVAL_SECONDS)
+    """The schedule of a connector that names none: MQTT and OPC-UA listen continuously, the other kinds poll."""
+    return CONTINUOUS if source_kind in ("mqtt", "opcua") else Schedule("every", DEFAULT_INTERVAL_SECONDS)
 
 
 def parse_schedule(raw: Any, source_kind: str, where: str) -> Schedule:

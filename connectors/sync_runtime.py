@@ -4,12 +4,17 @@ One worker thread per scheduled connector runs it when due (connectors/schedule.
 service, but only while this runtime holds the connector's lease (connectors/leased_workers.py), so among several
 runtimes on one store each connector runs in exactly one. A failing connector backs off exponentially and never
 delays the others. `stop()` lets each running sync finish, then releases the leases.
+
+A PostgreSQL source with `push:` (connectors/sql_push.py) also wakes its worker when a change is committed: the
+worker runs the entities reading the notified table at once, between the scheduled runs, which keep polling as the
+fall-back while the listener reconnects.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +24,7 @@ from connectors.leased_workers import LeasedWorkers
 from connectors.leases import LeaseStore
 from connectors.schedule import Schedule
 from connectors.service import run_connector
+from connectors.sql_push import ChangeListener, SqlPush
 from connectors.sync import Connector, SyncEngine, SyncReport
 from governance.audit import AuditLog
 from governance.identity import Subject
@@ -43,11 +49,46 @@ class ConnectorStatus:
     last_error: str | None = None
     next_run: datetime | None = None
     quarantined: int = 0  # rows the last completed run quarantined
+    push: str | None = None  # a pushing source's listener: 'listening on CHANNEL' or 'reconnecting: REASON'
+    pushed_runs: int = 0  # runs a change notification started (also counted in `runs`)
 
     def lag_seconds(self, since: datetime, now: datetime | None = None) -> float:
         """How far the twin may be behind this source: since the last good run started (or since `since`)."""
         moment = now or datetime.now(UTC)
         return max(0.0, (moment - (self.last_success or since)).total_seconds())
+
+
+class Wake:
+    """Wakes one connector's worker early: entity names a change notification asked for, or everything."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._entities: set[str] = set()
+        self._everything = False
+
+    def ask(self, entities: tuple[str, ...] | None) -> None:
+        """Ask for a run of `entities` (None: of every entity) as soon as possible."""
+        with self._lock:
+            if entities is None:
+                self._everything = True
+            else:
+                self._entities.update(entities)
+        self._event.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True when woken early."""
+        return self._event.wait(seconds)
+
+    def take(self) -> tuple[bool, tuple[str, ...] | None]:
+        """(whether a run was asked for, the entities asked: None for all), clearing the request."""
+        with self._lock:
+            asked = self._event.is_set()
+            entities = None if self._everything else tuple(sorted(self._entities))
+            self._entities.clear()
+            self._everything = False
+            self._event.clear()
+        return asked, entities
 
 
 def runtime_holder() -> str:
@@ -83,30 +124,79 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         self.max_backoff_seconds = max_backoff_seconds
         self.on_run = on_run
         self.started_at = datetime.now(UTC)
+        self.wakes = {name: Wake() for name in self.schedules}
 
     def start(self) -> None:
         """Start the lease keeper and one worker per scheduled connector (threads; returns at once)."""
         self.started_at = datetime.now(UTC)
         super().start()
 
-    def work(self, name: str) -> None:
-        """Run `name` whenever it is due and this runtime holds its lease."""
-        schedule = self.schedules[name]
-        engine: SyncEngine | None = None
-        due = datetime.now(UTC)
-        while not self.stopping.is_set():
-            delay = (due - datetime.now(UTC)).total_seconds()
-            if delay > 0 and self.stopping.wait(delay):
-                break
-            if not self.held(name):
-                due = datetime.now(UTC) + timedelta(seconds=min(1.0, self.lease_seconds / 3))
-                continue
-            if engine is None:
-                engine = self.open_engine()
-            due = self._run_once(name, schedule, engine)
+    def stop(self, timeout: float | None = None) -> None:
+        """Let each running sync finish (up to `timeout` seconds), then release the leases."""
+        self.stopping.set()
+        for wake in self.wakes.values():
+            wake.ask(None)  # a worker sleeping until its next run returns at once
+        super().stop(timeout)
 
-    def _run_once(self, name: str, schedule: Schedule, engine: SyncEngine) -> datetime:
-        """One run of `name`; returns when the next one is due (backing off after failures)."""
+    def work(self, name: str) -> None:
+        """Run `name` whenever it is due, or a change notification asks for it, while this runtime holds its lease."""
+        schedule = self.schedules[name]
+        wake = self.wakes[name]
+        engine: SyncEngine | None = None
+        listener: ChangeListener | None = None
+        due = datetime.now(UTC)
+        try:
+            while not self.stopping.is_set():
+                delay = (due - datetime.now(UTC)).total_seconds()
+                if delay > 0:
+                    wake.wait(delay)
+                    if self.stopping.is_set():
+                        break
+                if not self.held(name):
+                    wake.take()  # the lease's holder runs what a notification asks for
+                    due = datetime.now(UTC) + timedelta(seconds=min(1.0, self.lease_seconds / 3))
+                    continue
+                if engine is None:
+                    engine = self.open_engine()
+                    listener = self._listen(name)
+                scheduled = datetime.now(UTC) >= due
+                asked, entities = wake.take()
+                if scheduled:  # a scheduled run syncs every entity, including those a notification asked for
+                    due = self._run_once(name, schedule, engine)
+                elif asked and self.current(name).failures == 0:  # pushed: the notified entities now, the
+                    # schedule stays as it was; a failing connector waits for its back-off instead
+                    due = min(due, self._run_once(name, schedule, engine, entities, pushed=True))
+        finally:
+            if listener is not None:
+                listener.stop()
+
+    def _listen(self, name: str) -> ChangeListener | None:
+        """Start listening for `name`'s change notifications when its source pushes (connectors/sql_push.py)."""
+        try:
+            connector = self.open_connector(name)
+        except Exception:  # noqa: BLE001 - the runs report a connector that cannot open; it just gets no push
+            return None
+        try:
+            push: SqlPush | None = getattr(connector.open_source, "push", None)
+        except Exception as exc:  # noqa: BLE001 - a malformed push option is reported like a failed run
+            self.update(name, push=f"off: {str(exc)[:300]}")
+            return None
+        finally:
+            connector.close()
+        if push is None:
+            return None
+        mapping = connector.mapping
+        wake = self.wakes[name]
+        listener = ChangeListener(push, lambda table: wake.ask(None if table is None else
+                                                                push.entities_for(table, mapping)),
+                                  lambda state: self.update(name, push=state))
+        listener.start()
+        return listener
+
+    def _run_once(self, name: str, schedule: Schedule, engine: SyncEngine, entities: tuple[str, ...] | None = None,
+                  *, pushed: bool = False) -> datetime:
+        """One run of `name` (of some `entities` only, when a notification named them); returns when the next
+        scheduled run is due (backing off after failures)."""
         started = datetime.now(UTC)
         self.update(name, running=True, last_started=started)
         report: SyncReport | None = None
@@ -115,7 +205,7 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
             connector = self.open_connector(name)
             try:
                 report = run_connector(engine, connector, subject=self.subject, policy=self.policy,
-                                       audit=self.audit, mode="incremental")
+                                       audit=self.audit, mode="incremental", entities=entities)
             finally:
                 connector.close()
         except Exception as exc:  # noqa: BLE001 - any failure of one connector is its own; the others go on
@@ -124,14 +214,16 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         current = self.current(name)
         if error is None and report is not None:
             due = schedule.next_run(now) or now
-            status = self.update(name, running=False, runs=current.runs + 1, failures=0, last_success=started,
-                                  last_error=None, next_run=due, quarantined=report.counts.get("quarantined", 0))
+            status = self.update(name, running=False, runs=current.runs + 1, failures=0,
+                                  last_success=started if entities is None else current.last_success,
+                                  last_error=None, next_run=due, quarantined=report.counts.get("quarantined", 0),
+                                  pushed_runs=current.pushed_runs + pushed)
         else:
             failures = current.failures + 1
             backoff = min(self.max_backoff_seconds, FIRST_BACKOFF_SECONDS * 2 ** (failures - 1))
             due = max(schedule.next_run(now) or now, now + timedelta(seconds=backoff))
             status = self.update(name, running=False, runs=current.runs + 1, failures=failures, last_error=error,
-                                  next_run=due)
+                                  next_run=due, pushed_runs=current.pushed_runs + pushed)
         if self.on_run is not None:
             self.on_run(status, report)
         return due

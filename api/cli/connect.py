@@ -1,4 +1,4 @@
-"""`twin connect ...` (list, run, quarantine, unmerge) and `twin connect lineage UID [PROPERTY]`."""
+"""`twin connect ...` (list, run, quarantine, unmerge, push-sql) and `twin connect lineage UID [PROPERTY]`."""
 
 from __future__ import annotations
 
@@ -247,3 +247,45 @@ def lineage(
 
 
 app.command("lineage")(lineage)
+
+
+@app.command("push-sql")
+def push_sql(
+    name: Annotated[str, typer.Argument(help="A SQL connector with `push:` in connectors.yaml.")],
+    install: Annotated[bool, typer.Option("--install", help="Run the SQL in the source database (needs the right "
+                                          "to create functions and triggers there).")] = False,
+) -> None:
+    """Print (or install) the PostgreSQL trigger that makes each commit on the connector's tables notify the
+    runtime, which then syncs the changed entity at once instead of at its next scheduled run."""
+
+    def action(runtime: Runtime) -> None:
+        from connectors.sql_push import install_triggers, trigger_sql
+        from governance.audit import AuditEvent, Decision
+
+        registry = _registry(runtime)
+        push = registry.connector(name).open_source.push  # type: ignore[attr-defined]
+        if push is None:
+            raise RegistryError(f"connector {name!r} does not push: give its source `push: true` (a PostgreSQL "
+                                f"source) in connectors.yaml")
+        tables = push.tables(registry.mapping(name))
+        if not tables:
+            raise RegistryError(f"connector {name!r}: no entity reads a table (query entities need triggers on "
+                                f"the tables they join; see `twin connect push-sql` in the README)")
+        if not install:
+            typer.echo(trigger_sql(push, tables), nl=False)
+            return
+        outcome = "installed"
+        try:
+            install_triggers(push, tables)
+        except Exception as exc:
+            outcome = f"failed: {type(exc).__name__}"
+            raise SourceError(f"{name}: installing the triggers failed: {str(exc).splitlines()[0][:300]}") from None
+        finally:
+            runtime.audit.append(AuditEvent.for_subject(
+                runtime.operator(), "connector.push.install", Decision.ALLOW, policy_version=runtime.policy.version,
+                variables={"connector": name, "channel": push.channel, "tables": [t for _, t in tables]},
+                detail=outcome))
+        console.print(f"installed notify triggers on {', '.join(t for _, t in tables)} (channel {push.channel})",
+                      highlight=False, markup=False)
+
+    _guard(action)

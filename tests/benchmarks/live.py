@@ -1,16 +1,18 @@
 """Benchmark: the living twin end to end, against the real services running here. One JSON line per figure.
 
-    .venv/bin/python -m tests.benchmarks.live [--samples 30] [--mqtt-idle-timeout 0.02] [--changes 5000]
-        [--rounds 3] [--batch 500] [--window 256] [--subscribers 100] [--fanout-changes 5] [--only mqtt|sql|...]
+    .venv/bin/python -m tests.benchmarks.live [--samples 30] [--mqtt-idle-timeout S] [--changes 5000]
+        [--rounds 3] [--batch 500] [--window 256] [--subscribers 100] [--fanout-changes 5] [--only mqtt|sql-push|sql|...]
 
 - mqtt_to_event_p99_ms: a machine reading published to Mosquitto (127.0.0.1:1883) -> synced by the runtime (an MQTT
-  connector on a `continuous` schedule, the telemetry mapping's status update of an existing machine twin) -> the
-  change's CloudEvent received from a NATS JetStream route (an ordered JetStream consumer). One reading at a time.
-  The MQTT source syncs a batch once no message came for `idle_timeout` (connector option, default 1 s, which alone
-  puts every reading >= 1 s behind); the benchmark sets 0.02 s and prints it.
-- sql_poll_change_to_event_p99_ms: a row committed in a PostgreSQL source (127.0.0.1:5432, db `test`) -> synced by
-  the runtime polling every 1 s -> the event received from the same route. (The push option, LISTEN/NOTIFY, is not
-  built, so `sql_change_to_event_p99_ms` is not printed.)
+  connector on a `continuous` schedule with the default batch settings: a batch is synced once the flow is quiet for
+  `batch_quiet` 0.02 s, at most `max_batch_delay` 0.25 s after its first message) -> the change's CloudEvent
+  received from a NATS JetStream route (an ordered JetStream consumer). One reading at a time. Then
+  mqtt_runtime_idle_cpu_percent: the process's CPU time over 10 s in which nothing is published (the runtime and the
+  route idle), as a share of one core. `--mqtt-idle-timeout` sets the connector's idle_timeout (default 1 s).
+- sql_change_to_event_p99_ms: a row committed in a PostgreSQL source (127.0.0.1:5432, db `test`) with push (the
+  notify trigger `twin connect push-sql --install` installs; the schedule polls every 30 s, so every change is
+  pushed) -> the event received from the same route, timed from the commit.
+- sql_poll_change_to_event_p99_ms: the same without push, the runtime polling every 1 s.
 - feed_to_nats_events_per_s, raw_nats_publish_per_s, feed_to_nats_ratio: N changes written to the graph in bulk,
   then a RouteRuntime delivering all of them to NATS (policy gate, filter, CloudEvents, PubAcks, cursor), timed from
   its start until its cursor reaches the feed's head; against a plain nats-py JetStream publisher with the same
@@ -45,6 +47,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from api.runtime import Runtime
 from api.settings import Settings
+from connectors.message_batches import MAX_DELAY_SECONDS, QUIET_SECONDS
 from connectors.route_delivery import RouteCursors
 from graph.embedded import stop_embedded
 from graph.model import Twin
@@ -151,9 +154,10 @@ async def await_event(sub, subject: str, status: str, timeout: float = 10.0) -> 
 
 
 async def connector_latencies(bench: Bench, connector: str, samples: int,
-                              change: Callable[[int], tuple[str, str]]) -> list[float]:
+                              change: Callable[[int], tuple[str, str]], idle_seconds: float = 0.0) -> list[float]:
     """Run `connector` and the route; `change(i)` makes one source change and returns the uid it must change and
-    the status it must give the twin."""
+    the status it must give the twin. With `idle_seconds`, the process's CPU share over that long with no change is
+    appended after the latencies."""
     live = bench.runtime.sync_runtime([connector])
     routes = bench.runtime.route_runtime(holder=live.holder)
     nc = await nats.connect(NATS_URL)
@@ -169,7 +173,7 @@ async def connector_latencies(bench: Bench, connector: str, samples: int,
             await asyncio.sleep(0.1 + (i % 5) * 0.05)  # readings at uneven moments against the poll and the runs
             start = time.perf_counter()
             uid, status = await asyncio.to_thread(change, i)
-            committed = time.perf_counter() if connector == "bench-sql" else start
+            committed = time.perf_counter() if connector.startswith("bench-sql") else start
             try:
                 received = await await_event(sub, uid, status)
             except NatsTimeout:
@@ -177,6 +181,10 @@ async def connector_latencies(bench: Bench, connector: str, samples: int,
                                    f"{live.status()}, routes {routes.status()}") from None
             if i >= 3:
                 latencies.append((received - committed) * 1000)
+        if idle_seconds:
+            cpu, wall = time.process_time(), time.perf_counter()
+            await asyncio.sleep(idle_seconds)
+            latencies.append((time.process_time() - cpu) / (time.perf_counter() - wall) * 100)
     finally:
         live.stop()
         routes.stop()
@@ -184,61 +192,74 @@ async def connector_latencies(bench: Bench, connector: str, samples: int,
     return latencies
 
 
-def mqtt_figure(bench: Bench, samples: int, idle: float) -> None:
-    """mqtt_to_event_p99_ms, the connector closing a batch after `idle` seconds without a message."""
+def mqtt_figure(bench: Bench, samples: int, idle: float | None) -> None:
+    """mqtt_to_event_p99_ms with the connector's default batch settings, and mqtt_runtime_idle_cpu_percent."""
     import paho.mqtt.client as mqtt
 
     topic = f"bench/{uuid.uuid4().hex[:8]}"
     (bench.data / "bench_telemetry.yaml").write_text(MQTT_MAPPING.format(topic=topic))
     (bench.data / "connectors.yaml").write_text(
         "connectors:\n  bench-mqtt:\n    mapping: bench_telemetry.yaml\n    schedule: continuous\n"
-        f"    source: {{kind: mqtt, host: 127.0.0.1, port: 1883, client_id: 'bench-{uuid.uuid4().hex[:8]}', "
-        f"idle_timeout: {idle}, duration: 30}}\n")
+        f"    source: {{kind: mqtt, host: 127.0.0.1, port: 1883, client_id: 'bench-{uuid.uuid4().hex[:8]}'"
+        f"{'' if idle is None else f', idle_timeout: {idle}'}}}\n")
     bench.runtime.store.upsert_twins([Twin("bench:machine:M1", "Machine", {"name": "Press", "status": "down"})])
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="")
     client.connect("127.0.0.1", 1883, keepalive=30)
     client.loop_start()
 
-    def reading(i: int) -> str:
+    def reading(i: int) -> tuple[str, str]:
         body = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{i % 1000:03d}Z",
                 "state": "running" if i % 2 == 0 else "down", "temperature_c": 40 + i % 7}
         client.publish(f"{topic}/M1", json.dumps(body).encode(), qos=1).wait_for_publish(5)
         return "bench:machine:M1", "operational" if i % 2 == 0 else "down"
 
     try:
-        latencies = asyncio.run(connector_latencies(bench, "bench-mqtt", samples, reading))
+        measured = asyncio.run(connector_latencies(bench, "bench-mqtt", samples, reading, idle_seconds=10.0))
     finally:
         client.loop_stop()
         client.disconnect()
+    latencies, idle_cpu = measured[:-1], measured[-1]
+    settings = {"mqtt_idle_timeout_s": 1.0 if idle is None else idle, "batch_quiet_s": QUIET_SECONDS,
+                "max_batch_delay_s": MAX_DELAY_SECONDS, "settings": "default" if idle is None else "idle_timeout set"}
     emit("mqtt_to_event_p99_ms", p99(latencies), goal_ms=250, samples=len(latencies),
-         median_ms=round(statistics.median(latencies), 1), mqtt_idle_timeout_s=idle, schedule="continuous")
+         median_ms=round(statistics.median(latencies), 1), schedule="continuous", **settings)
+    emit("mqtt_runtime_idle_cpu_percent", idle_cpu, seconds=10, **settings)
 
 
-def sql_figure(bench: Bench, samples: int) -> None:
-    """sql_poll_change_to_event_p99_ms."""
+def sql_figure(bench: Bench, samples: int, push: bool) -> None:
+    """sql_change_to_event_p99_ms (push) or sql_poll_change_to_event_p99_ms (polling every 1 s)."""
+    from connectors.sql_push import SqlPush, install_triggers
+
     table = f"bench_machines_{uuid.uuid4().hex[:8]}"
+    name = "bench-sql-push" if push else "bench-sql"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, code text, name text, status text, "
                      "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())")
+    if push:
+        install_triggers(SqlPush(name, POSTGRES_URL, f"twin_{name}"), [(None, table)])
     (bench.data / "bench_sql.yaml").write_text(SQL_MAPPING.format(table=table))
     (bench.data / "connectors.yaml").write_text(
-        f"connectors:\n  bench-sql:\n    mapping: bench_sql.yaml\n    schedule: 1s\n"
-        f"    source: {{kind: sql, url: '{POSTGRES_URL}'}}\n")
+        f"connectors:\n  {name}:\n    mapping: bench_sql.yaml\n    schedule: {'30s' if push else '1s'}\n"
+        f"    source: {{kind: sql, url: '{POSTGRES_URL}', push: {'true' if push else 'false'}}}\n")
     source = psycopg.connect(POSTGRES_URL, autocommit=True)
 
-    def row(i: int) -> str:
-        source.execute(f"INSERT INTO {table} (code, name, status) VALUES (%s, %s, %s)",
-                       (f"S{i}", f"Saw {i}", "maintenance"))
-        return f"benchsql:machine:S{i}", "maintenance"
+    def row(i: int) -> tuple[str, str]:
+        code = f"{'P' if push else 'S'}{i}"  # new twins in each figure
+        source.execute(f"INSERT INTO {table} (code, name, status) VALUES (%s, %s, %s)", (code, f"Saw {i}", "maintenance"))
+        return f"benchsql:machine:{code}", "maintenance"
 
     try:
-        latencies = asyncio.run(connector_latencies(bench, "bench-sql", samples, row))
+        latencies = asyncio.run(connector_latencies(bench, name, samples, row))
     finally:
         source.close()
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
-    emit("sql_poll_change_to_event_p99_ms", p99(latencies), goal_ms=1500, samples=len(latencies),
-         median_ms=round(statistics.median(latencies), 1), poll_interval_s=1)
+    if push:
+        emit("sql_change_to_event_p99_ms", p99(latencies), goal_ms=500, samples=len(latencies),
+             median_ms=round(statistics.median(latencies), 1), push="LISTEN/NOTIFY", poll_interval_s=30)
+    else:
+        emit("sql_poll_change_to_event_p99_ms", p99(latencies), goal_ms=1500, samples=len(latencies),
+             median_ms=round(statistics.median(latencies), 1), poll_interval_s=1)
 
 
 def throughput_figures(bench: Bench, changes: int, rounds: int, batch: int, window: int) -> None:
@@ -356,17 +377,17 @@ async def _fanout(bench: Bench, port: int, tokens: list[str], changes: int) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=30, help="readings / rows timed per connector figure")
-    parser.add_argument("--mqtt-idle-timeout", type=float, default=0.02,
-                        help="the MQTT connector's idle_timeout: a batch is synced after this long without a message")
+    parser.add_argument("--mqtt-idle-timeout", type=float, default=None,
+                        help="the MQTT connector's idle_timeout (default: the connector's default, 1 s)")
     parser.add_argument("--changes", type=int, default=5_000, help="changes per throughput round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500, help="route batch and raw publisher batch")
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--fanout-changes", type=int, default=5)
-    parser.add_argument("--only", choices=["mqtt", "sql", "throughput", "fanout"], action="append")
+    parser.add_argument("--only", choices=["mqtt", "sql", "sql-push", "throughput", "fanout"], action="append")
     args = parser.parse_args()
-    only = set(args.only or ["mqtt", "sql", "throughput", "fanout"])
+    only = set(args.only or ["mqtt", "sql", "sql-push", "throughput", "fanout"])
     with tempfile.TemporaryDirectory(prefix="twin-live-bench-") as tmp:
         bench = Bench(Path(tmp))
         asyncio.run(manage_stream(bench.stream, bench.prefix, True))
@@ -375,9 +396,12 @@ def main() -> None:
             if "mqtt" in only:
                 bench.routes("live")
                 mqtt_figure(bench, args.samples, args.mqtt_idle_timeout)
+            if "sql-push" in only:
+                bench.routes("live")
+                sql_figure(bench, args.samples, push=True)
             if "sql" in only:
                 bench.routes("live")
-                sql_figure(bench, args.samples)
+                sql_figure(bench, args.samples, push=False)
             if "throughput" in only:
                 throughput_figures(bench, args.changes, args.rounds, args.batch, args.window)
             if "fanout" in only:

@@ -103,3 +103,18 @@ def test_unreachable_broker_is_a_source_error() -> None:
     source = MqttSource("127.0.0.1", 9, topic="x/#", client_id=f"twin-test-{uuid.uuid4().hex[:6]}")
     with pytest.raises(SourceError, match="cannot reach the MQTT broker"):
         list(source.read(None))
+
+
+def test_a_batch_is_handed_on_once_the_flow_goes_quiet_not_when_the_read_ends(topic_root: tuple[str, str]) -> None:
+    root, client_id = topic_root
+    assert list(MqttSource(HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=0.3,
+                           duration=1).read(None)) == []  # opens the persistent session: later messages are queued
+    source = MqttSource(HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=3, duration=10)
+    batches = source.read(None)
+    publish(HOST, PORT, f"{root}/telemetry/MC-1", [{"ts": "2025-06-30T10:00:00Z", "state": "running"}])
+    first = next(batches)
+    publish(HOST, PORT, f"{root}/telemetry/MC-1", [{"ts": "2025-06-30T10:01:00Z", "state": "down"}])
+    second = next(batches)
+    batches.close()
+    assert [r.fields["state"] for r in first] == ["running"]  # with the read's 3 s idle timeout as the only
+    assert [r.fields["state"] for r in second] == ["down"]  # boundary, both would have come in one batch
