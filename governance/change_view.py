@@ -14,7 +14,7 @@ link properties by their classification.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from governance.identity import Subject
@@ -74,7 +74,7 @@ class ChangeGate:
             view = self.policy.mask(self.subject, TwinRecord(change.uid, cls, labels, dict(state)))
             masked.update(view.masked)
             states.append(view.properties)
-        return ChangeView(replace(change, before=states[0], after=states[1]), masked)
+        return ChangeView(change.seen_as(states[0], states[1]), masked)
 
     def _link(self, change: FeedChange, now: dict[str, TwinRecord]) -> ChangeView | None:
         if not self._every_row and not (change.uid in now and change.target in now):
@@ -103,4 +103,4 @@ class ChangeGate:
                     value = self.policy.mask_value(value, mode)
                 shown[key] = value
             states.append(shown)
-        return ChangeView(replace(change, before=states[0], after=states[1]), masked)
+        return ChangeView(change.seen_as(states[0], states[1]), masked)

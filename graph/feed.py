@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -22,7 +24,6 @@ from graph.history import (
     CONFIRMED,
     HistoryEntry,
     HistoryStore,
-    entry_of,
     twin_history,
     twin_history_sequence,
     twin_history_write,
@@ -59,6 +60,28 @@ class FeedChange:
         """The change `entry` at sequence number `seq`."""
         return cls(seq, entry.uid, entry.kind, entry.op, entry.cls, entry.link_type, entry.target, entry.actor,
                    entry.source, entry.run_id, entry.at, entry.before, entry.after)
+
+    @classmethod
+    def of_row(cls, seq: int, row: Any) -> FeedChange:
+        """The change of a `twin_history` row at sequence number `seq` (states decoded, time in UTC)."""
+        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
+        return cls(seq, row.uid, row.kind, row.op, row.cls, row.link_type, row.target, row.actor, row.source,
+                   row.run_id, at, _state(row.before), _state(row.after))
+
+    def seen_as(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> FeedChange:
+        """The same change with its states as a reader sees them (masked); cheaper than dataclasses.replace."""
+        return FeedChange(self.seq, self.uid, self.kind, self.op, self.cls, self.link_type, self.target, self.actor,
+                          self.source, self.run_id, self.at, before, after)
+
+
+def _state(text: str | None) -> dict[str, Any] | None:
+    """A stored property map (orjson; the standard library for the NaN/Infinity history's encoder may write)."""
+    if not text:
+        return None
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # type: ignore[no-any-return]
 
 
 class ChangeFeed:
@@ -105,7 +128,8 @@ class ChangeFeed:
                            *((twin_history.c.id <= write.last_id,) if write.last_id is not None else ()))
                     .order_by(twin_history.c.id).offset(skip).limit(wanted)
                 ).all()
-                changes += [FeedChange.of(write.seq_start + skip + i, entry_of(row)) for i, row in enumerate(rows)]
+                first = write.seq_start + skip
+                changes += [FeedChange.of_row(first + i, row) for i, row in enumerate(rows)]
                 if len(changes) >= limit:
                     break
         return changes
