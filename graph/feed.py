@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from graph.errors import GraphError
@@ -31,6 +31,10 @@ from graph.history import (
 
 MAX_PAGE = 10_000  # changes one read returns at most
 _SEQUENCE = "history"
+# the columns of a change; `at` as stored (SQLAlchemy's per-row DateTime parsing on SQLite cost more than the rest)
+_COLUMNS = (twin_history.c.uid, twin_history.c.kind, twin_history.c.op, twin_history.c.cls, twin_history.c.link_type,
+            twin_history.c.target, twin_history.c.actor, twin_history.c.source, twin_history.c.run_id,
+            type_coerce(twin_history.c.at, String).label("at"), twin_history.c.before, twin_history.c.after)
 
 
 class FeedError(GraphError):
@@ -62,16 +66,22 @@ class FeedChange:
                    entry.source, entry.run_id, entry.at, entry.before, entry.after)
 
     @classmethod
-    def of_row(cls, seq: int, row: Any) -> FeedChange:
-        """The change of a `twin_history` row at sequence number `seq` (states decoded, time in UTC)."""
-        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)
-        return cls(seq, row.uid, row.kind, row.op, row.cls, row.link_type, row.target, row.actor, row.source,
-                   row.run_id, at, _state(row.before), _state(row.after))
+    def of_row(cls, seq: int, row: tuple[Any, ...]) -> FeedChange:
+        """The change of a row of `_COLUMNS` at sequence number `seq` (states decoded, time in UTC)."""
+        uid, kind, op, class_name, link_type, target, actor, source, run_id, at, before, after = row
+        return cls(seq, uid, kind, op, class_name, link_type, target, actor, source, run_id, _utc(at),
+                   _state(before), _state(after))
 
     def seen_as(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> FeedChange:
         """The same change with its states as a reader sees them (masked); cheaper than dataclasses.replace."""
         return FeedChange(self.seq, self.uid, self.kind, self.op, self.cls, self.link_type, self.target, self.actor,
                           self.source, self.run_id, self.at, before, after)
+
+
+def _utc(at: dt.datetime | str) -> dt.datetime:
+    """A stored time in UTC: PostgreSQL gives a datetime; SQLite's text is parsed here (fromisoformat, in C)."""
+    when = dt.datetime.fromisoformat(at) if isinstance(at, str) else at
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _state(text: str | None) -> dict[str, Any] | None:
@@ -123,13 +133,13 @@ class ChangeFeed:
                 skip = max(0, after + 1 - write.seq_start)  # rows of this write the cursor has passed
                 wanted = min(write.count - skip, limit - len(changes))
                 rows = conn.execute(
-                    select(twin_history)
+                    select(*_COLUMNS)
                     .where(twin_history.c.write_id == write.id, twin_history.c.id > write.after_id,
                            *((twin_history.c.id <= write.last_id,) if write.last_id is not None else ()))
                     .order_by(twin_history.c.id).offset(skip).limit(wanted)
                 ).all()
                 first = write.seq_start + skip
-                changes += [FeedChange.of_row(first + i, row) for i, row in enumerate(rows)]
+                changes += [FeedChange.of_row(first + i, tuple(row)) for i, row in enumerate(rows)]
                 if len(changes) >= limit:
                     break
         return changes
