@@ -230,3 +230,31 @@ def test_a_bad_openlineage_route_is_refused_naming_file_line_and_field(tmp_path:
     path.write_text("routes:\n  lineage:\n" + body)
     with pytest.raises(RouteError, match=rf"routes\.yaml:2: route 'lineage': .*{message}"):
         load_routes(path, load_core(), secrets={})
+
+
+def test_cli_lists_an_openlineage_routes_backlog_and_refuses_what_does_not_apply(
+        plant_twin: Runtime, receiver: LineageReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from api.settings import get_settings
+
+    runtime = plant_twin
+    _lineage_route(runtime, receiver.url)
+    _sync(runtime, "plant")
+    monkeypatch.setenv("TWIN_DATA_DIR", str(runtime.settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        listed = json.loads(runner.invoke(app, ["routes", "list", "--json"]).output)["routes"]
+        assert listed == [{**listed[0], "route": "lineage", "payload": "openlineage", "cursor": 0, "behind": 1}]
+        assert "1 route(s) OK: lineage" in runner.invoke(app, ["routes", "check"]).output
+        for command in (["routes", "test", "lineage"], ["routes", "replay", "lineage", "--from", "1"]):
+            refused = runner.invoke(app, command)
+            assert refused.exit_code == 1 and "applies to change-feed routes only" in refused.output
+        _lineage_route(runtime, receiver.url, role="viewer")
+        denied = runner.invoke(app, ["routes", "check"])
+        assert denied.exit_code == 1 and "'viewer' may not export lineage" in denied.output.replace("\n", "")
+    finally:
+        get_settings.cache_clear()
+    assert receiver.events == []
