@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from connectors.events.cloudevent import TwinEvent
+from connectors.events.cloudevent import InvalidEventError, TwinEvent
 from connectors.events.endpoint_base import EndpointOptions, EventEndpoint
 from connectors.events.endpoints import open_endpoint
 from connectors.events.errors import EndpointError
@@ -221,6 +221,8 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
         if not page:
             return PreparedPage(after, after, 0)
         events = [route.event(view, self.source) for view in gate.view(page) if route.filter.passes(view)]
+        for event in events:
+            event.body  # noqa: B018 - encoded here, off the endpoint's send loop
         return PreparedPage(page[0].seq, page[-1].seq, len(page), events)
 
     def _deliver_feed(self, name: str) -> None:
@@ -261,6 +263,8 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                         self.update(name, cursor=cursor, delivered=total)
                     if ahead is None or ahead[0] != cursor:
                         ahead = (cursor, reader.submit(self._prepare, route, gate, cursor))
+                    if endpoint is None:  # connects while the first page is read
+                        endpoint = open_route_endpoint(route)
                     page = ahead[1].result()
                     ahead = None
                     if not page.size:
@@ -274,8 +278,6 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                         continue
                     ahead = (page.last, reader.submit(self._prepare, route, gate, page.last))  # read on meanwhile
                     if page.events:
-                        if endpoint is None:
-                            endpoint = open_route_endpoint(route)
                         endpoint.publish(page.events)
                         self.audit.append(AuditEvent.for_subject(
                             subject, "route.deliver", Decision.ALLOW, rows_returned=len(page.events),
@@ -287,7 +289,7 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                     failures = 0
                     self._feed_status(name, route, cursor if cursor is not None else stored, failures=0,
                                       delivered=len(page.events))
-                except (EndpointError, FeedError, OSError) as exc:
+                except (EndpointError, FeedError, InvalidEventError, OSError, SQLAlchemyError) as exc:
                     failures += 1
                     cursor, ahead, unsaved = None, None, 0  # resume from the stored cursor (redelivers, same ids)
                     if endpoint is not None:  # a fresh connection on the next try
@@ -352,7 +354,7 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                     current = self.current(name)
                     self.update(name, cursor=self.cursors.sent_runs(name), delivered=current.delivered + len(events),
                                 failures=0, suspended=False, last_error=None, last_delivery=datetime.now(UTC))
-                except (EndpointError, LineageError, OSError) as exc:
+                except (EndpointError, LineageError, OSError, SQLAlchemyError) as exc:
                     failures += 1
                     if endpoint is not None:
                         endpoint.close()
