@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from api.metrics import ApiMetrics
 from api.runtime import Runtime
 from api.settings import Settings
 from connectors.routes import RouteError, load_routes, property_patch
@@ -96,6 +97,11 @@ def test_a_condition_sees_values_only_as_the_role_does_and_errors_count_as_not_m
     assert masked.events == []
     assert status["masked"].condition_errors == 3
     assert not status["masked"].suspended and status["masked"].failures == 0 and status["masked"].cursor == head
+    metrics = ApiMetrics()
+    metrics.watch_routes(routes)
+    exposed = metrics.exposition().decode()
+    assert 'twin_route_condition_errors_total{route="masked"} 3.0' in exposed
+    assert 'twin_route_condition_errors_total{route="clear"} 1.0' in exposed
     warnings = [r.getMessage() for r in caplog.records if "route masked: condition" in r.getMessage()]
     assert len(warnings) == 1 and "counted as not matched" in warnings[0]  # once a minute, not once per change
     assert "50000" not in " ".join(r.getMessage() for r in caplog.records)  # the warning names no value
