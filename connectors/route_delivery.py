@@ -50,7 +50,7 @@ from governance.identity import Subject
 from governance.lineage import LineageStore, RunKind, RunStatus, lineage_run_table
 from governance.policy import Policy
 from governance.provenance_export import to_openlineage
-from graph.feed import FeedError
+from graph.errors import GraphError
 from graph.relational import create_tables, relational_engine
 from graph.store import GraphStore
 
@@ -289,8 +289,13 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                     failures = 0
                     self._feed_status(name, route, cursor if cursor is not None else stored, failures=0,
                                       delivered=len(page.events))
-                except (EndpointError, FeedError, InvalidEventError, OSError, SQLAlchemyError) as exc:
+                except (EndpointError, GraphError, InvalidEventError, OSError, SQLAlchemyError) as exc:
                     failures += 1
+                    try:  # keep what was delivered before the failure
+                        save()
+                    except (OSError, SQLAlchemyError):
+                        log.warning("route %s: cursor not written after a failure; it redelivers from the last "
+                                    "written one", name)
                     cursor, ahead, unsaved = None, None, 0  # resume from the stored cursor (redelivers, same ids)
                     if endpoint is not None:  # a fresh connection on the next try
                         _close_quietly(endpoint)

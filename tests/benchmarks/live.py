@@ -12,9 +12,12 @@
   the runtime polling every 1 s -> the event received from the same route. (The push option, LISTEN/NOTIFY, is not
   built, so `sql_change_to_event_p99_ms` is not printed.)
 - feed_to_nats_events_per_s, raw_nats_publish_per_s, feed_to_nats_ratio: N changes written to the graph in bulk,
-  then a RouteRuntime delivering all of them to NATS (policy gate, filter, CloudEvents, PubAcks, cursor), timed from
-  its start until its cursor reaches the feed's head; against a plain nats-py JetStream publisher with the same
-  in-flight window and batch (tests/benchmarks/event_endpoints.py) in the same run. Median of the rounds.
+  then a fresh RouteRuntime delivering all of them to NATS (lease, connection, feed read, policy gate, filter,
+  CloudEvents, PubAcks, cursor), timed from its start until its cursor reaches the feed's head; against a plain
+  nats-py JetStream publisher with the same in-flight window and batch, its bodies encoded before the clock starts
+  (tests/benchmarks/event_endpoints.py), in the same round. Each round measures both, in the other order every
+  second round; the rates are the medians of the rounds and the ratio the median of the rounds' ratios (per-round
+  values and the 1-minute load average at each round are in the JSON lines: on a shared machine the load moves).
 - subscription_fanout_p99_ms: 100 WebSocket subscribers (graphql-transport-ws, `websockets` client) on a real
   uvicorn server, one change committed -> p99 over subscribers and changes of the time from the start of the write
   until a subscriber received the change.
