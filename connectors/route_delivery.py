@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 SUSPEND_AFTER = 5  # failures in a row after which a route is reported suspended (it keeps retrying)
 MAX_BACKOFF_SECONDS = 60.0
 IDLE_POLL_SECONDS = 0.1  # how often an idle route looks at the feed's head
+FIRST_PAGE = 50  # changes read first after a start, an idle spell or a failure, before full batches
 PERSIST_SECONDS = 0.5  # longest a route behind the head goes without writing its cursor
 LINEAGE_POLL_SECONDS = 1.0  # how often an OpenLineage route looks for new or ended runs
 LINEAGE_RECORDS = 20_000  # provenance records read per run for the column-lineage facet
@@ -215,9 +216,9 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
         else:
             self._deliver_feed(name)
 
-    def _prepare(self, route: Route, gate: ChangeGate, after: int) -> PreparedPage:
+    def _prepare(self, route: Route, gate: ChangeGate, after: int, limit: int) -> PreparedPage:
         """Read the page after `after`, let the route's role see it and build the events its filter passes."""
-        page = self.store.feed.read(after, route.batch)
+        page = self.store.feed.read(after, limit)
         if not page:
             return PreparedPage(after, after, 0)
         events = [route.event(view, self.source) for view in gate.view(page) if route.filter.passes(view)]
@@ -261,8 +262,9 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                         cursor, total = self.cursors.get(name)
                         stored = cursor
                         self.update(name, cursor=cursor, delivered=total)
-                    if ahead is None or ahead[0] != cursor:
-                        ahead = (cursor, reader.submit(self._prepare, route, gate, cursor))
+                    if ahead is None or ahead[0] != cursor:  # a first page is small: publishing starts sooner
+                        first = min(route.batch, FIRST_PAGE)
+                        ahead = (cursor, reader.submit(self._prepare, route, gate, cursor, first))
                     if endpoint is None:  # connects while the first page is read
                         endpoint = open_route_endpoint(route)
                     page = ahead[1].result()
@@ -276,7 +278,8 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                         self._feed_status(name, route, stored, failures=0)
                         self.stopping.wait(IDLE_POLL_SECONDS)
                         continue
-                    ahead = (page.last, reader.submit(self._prepare, route, gate, page.last))  # read on meanwhile
+                    # read on while this page publishes
+                    ahead = (page.last, reader.submit(self._prepare, route, gate, page.last, route.batch))
                     if page.events:
                         endpoint.publish(page.events)
                         self.audit.append(AuditEvent.for_subject(
@@ -284,7 +287,7 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                             variables={"route": name, "from": page.first, "to": page.last},
                             policy_version=self.policy.version, detail=redacted(route.endpoint)))
                     cursor, unsaved = page.last, unsaved + len(page.events)
-                    if page.size < route.batch or time.monotonic() - saved_at >= PERSIST_SECONDS:
+                    if page.size < min(route.batch, FIRST_PAGE) or time.monotonic() - saved_at >= PERSIST_SECONDS:
                         save()
                     failures = 0
                     self._feed_status(name, route, cursor if cursor is not None else stored, failures=0,

@@ -394,6 +394,8 @@ def _openlineage_route(name: str, spec: _RouteSpec, url: str, secrets: Mapping[s
     for field_name in ("org_unit", "secret"):
         if getattr(spec, field_name) is not None:
             raise RouteError(f"{where}: {field_name}: an OpenLineage route takes no {field_name}")
+    if "payload" in spec.model_fields_set:
+        raise RouteError(f"{where}: payload: an OpenLineage route sends OpenLineage run events; it takes no payload")
     if spec.filter != _FilterSpec():
         raise RouteError(f"{where}: filter: an OpenLineage route sends every sync run; it takes no filter")
     resolved = _SECRET.sub(lambda m: _secret(m.group(1), secrets, where), url)

@@ -224,6 +224,7 @@ def test_a_role_that_may_not_export_lineage_sends_nothing_and_says_why(
     ("    openlineage: http://x/api\n    role: compliance\n    filter: {classes: [Employee]}\n",
      "an OpenLineage route sends every sync run; it takes no filter"),
     ("    endpoint: nats://h:4222/S/p\n    role: viewer\n    api_key: k\n", "only OpenLineage routes take an api_key"),
+    ("    openlineage: http://x/api\n    role: compliance\n    payload: twin\n", "payload: an OpenLineage route sends"),
 ])
 def test_a_bad_openlineage_route_is_refused_naming_file_line_and_field(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "routes.yaml"
