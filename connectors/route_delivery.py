@@ -26,7 +26,9 @@ only after the endpoint accepted the events — at-least-once, with the same ret
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -180,6 +182,26 @@ class PreparedPage:
     events: list[TwinEvent] = field(default_factory=list)
 
 
+_frozen = threading.Event()
+_freezing = threading.Lock()
+
+
+def freeze_startup_objects() -> None:
+    """Once per process: collect, then move every object alive now (modules, ontology, policy, clients) out of the
+    cycle collector's way (`gc.freeze`).
+
+    A route allocates a few containers per change; every ~70,000 allocations the collector's full pass scanned all
+    ~185,000 objects of a started twin, 0.1-0.5 s each time, which was a quarter of the route's CPU in the throughput
+    benchmark. Frozen objects are still freed by reference counting; only a reference cycle among them that becomes
+    garbage later is kept, and the objects of a started process live as long as it does.
+    """
+    with _freezing:
+        if not _frozen.is_set():
+            gc.collect()
+            gc.freeze()
+            _frozen.set()
+
+
 class RouteRuntime(LeasedWorkers[RouteStatus]):
     """Delivers the feed to every route, each in its own thread, while this runtime holds the route's lease."""
 
@@ -208,6 +230,12 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
         if lineage is None and any(route.kind == "openlineage" for route in routes):
             lineage = LineageStore(cursors.url)  # runs and their records; no value digests are read
         self.lineage = lineage
+
+    def start(self) -> None:
+        """Start delivering (the process's startup objects frozen first, see `freeze_startup_objects`)."""
+        if self.routes:
+            freeze_startup_objects()
+        super().start()
 
     def work(self, name: str) -> None:
         """Deliver to the route while this runtime holds its lease: the feed, or the sync runs' lineage."""
