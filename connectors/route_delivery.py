@@ -12,8 +12,9 @@ connectors/leased_workers.py).
 
 Throughput: while one page is being published, a second thread of the route already reads, gates and encodes the
 next one (`PreparedPage`), so the feed read, the policy and the CloudEvent encoding overlap the broker's
-acknowledgements. The cursor is written at most every `PERSIST_SECONDS` while the route is behind, and at once
-when it reaches the feed's head or stops; a crash therefore redelivers at most that much (same ids). Writing the
+acknowledgements. The cursor is written after the first page delivered `PERSIST_SECONDS` after the last write while
+the route is behind, and at once when it reaches the feed's head, fails or stops; a crash therefore redelivers about
+that much (same ids). Writing the
 cursor is a compare-and-set against the value this runtime last wrote, so a `twin routes replay` that rewound it
 meanwhile is noticed and delivery restarts from the rewound place.
 
@@ -61,7 +62,7 @@ SUSPEND_AFTER = 5  # failures in a row after which a route is reported suspended
 MAX_BACKOFF_SECONDS = 60.0
 IDLE_POLL_SECONDS = 0.1  # how often an idle route looks at the feed's head
 FIRST_PAGE = 50  # changes read first after a start, an idle spell or a failure, before full batches
-PERSIST_SECONDS = 0.5  # longest a route behind the head goes without writing its cursor
+PERSIST_SECONDS = 0.5  # how long a route behind the head delivers before it writes its cursor again
 LINEAGE_POLL_SECONDS = 1.0  # how often an OpenLineage route looks for new or ended runs
 LINEAGE_RECORDS = 20_000  # provenance records read per run for the column-lineage facet
 LINEAGE_OPERATION = "lineage.export"  # what an OpenLineage route's role must be allowed

@@ -120,7 +120,8 @@ def test_a_bad_condition_is_refused_at_load_naming_file_line_and_expression(
                     "  people:\n    endpoint: nats://h:4222/S/p\n    role: executive\n    filter:\n"
                     f"      classes: [Employee]\n      condition: '{condition}'\n")
     quoted = condition.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*").replace(".", r"\.")
-    with pytest.raises(RouteError, match=rf"routes\.yaml:10: route 'people': filter\.condition: '?{quoted}'? {message}"):
+    expected = rf"routes\.yaml:10: route 'people': filter\.condition: '?{quoted}'? {message}"
+    with pytest.raises(RouteError, match=expected):
         load_routes(path, load_core(), secrets={})
 
 
