@@ -14,7 +14,7 @@ link properties by their classification.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from governance.identity import Subject
@@ -48,33 +48,46 @@ class ChangeGate:
         """The changes of `changes` the subject may see, masked, in feed order (one graph read at most)."""
         uids = sorted({c.uid for c in changes} | {c.target for c in changes if c.kind == "link" and c.target})
         now = self.reader.get_many(uids, self.scope) if uids and not self._every_row else {}
+        classes: dict[str, tuple[str, ...] | None] = {}  # class -> its labels, or None when the subject may not read it
         shown: list[ChangeView] = []
         for change in changes:
             if change.kind == "twin":
-                view = self._twin(change, now)
+                view = self._twin(change, now, classes)
             else:
                 view = self._link(change, now)
             if view is not None:
                 shown.append(view)
         return shown
 
-    def _twin(self, change: FeedChange, now: dict[str, TwinRecord]) -> ChangeView | None:
+    def _readable(self, cls: str | None, classes: dict[str, tuple[str, ...] | None]) -> tuple[str, ...] | None:
+        """The labels of `cls` when the subject may read its twins (None when not), decided once per page."""
+        if cls is None:
+            return None
+        if cls not in classes:
+            allowed = cls in self.ontology and self.policy.decide(self.subject, "read", cls).allowed
+            classes[cls] = tuple(self.ontology.labels(cls)) if allowed else None
+        return classes[cls]
+
+    def _twin(self, change: FeedChange, now: dict[str, TwinRecord],
+              classes: dict[str, tuple[str, ...] | None]) -> ChangeView | None:
         cls = change.cls
-        if cls is None or cls not in self.ontology or not self.policy.decide(self.subject, "read", cls).allowed:
+        labels = self._readable(cls, classes)
+        if labels is None or cls is None:
             return None
         if not self._every_row and change.uid not in now and not self.policy.sees_created(self.subject, cls):
             return None
-        labels = self.ontology.labels(cls)
         masked: dict[str, str] = {}
         states: list[dict[str, Any] | None] = []
         for state in (change.before, change.after):
             if state is None:
                 states.append(None)
                 continue
-            view = self.policy.mask(self.subject, TwinRecord(change.uid, cls, labels, dict(state)))
+            view = self.policy.mask(self.subject, TwinRecord(change.uid, cls, labels, state))
             masked.update(view.masked)
             states.append(view.properties)
-        return ChangeView(replace(change, before=states[0], after=states[1]), masked)
+        if not masked:  # nothing hidden: the states are the stored ones
+            return ChangeView(change)
+        return ChangeView(change.seen_as(states[0], states[1]), masked)
 
     def _link(self, change: FeedChange, now: dict[str, TwinRecord]) -> ChangeView | None:
         if not self._every_row and not (change.uid in now and change.target in now):
@@ -103,4 +116,4 @@ class ChangeGate:
                     value = self.policy.mask_value(value, mode)
                 shown[key] = value
             states.append(shown)
-        return ChangeView(replace(change, before=states[0], after=states[1]), masked)
+        return ChangeView(change.seen_as(states[0], states[1]), masked)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from graph.errors import GraphError
@@ -22,7 +24,6 @@ from graph.history import (
     CONFIRMED,
     HistoryEntry,
     HistoryStore,
-    entry_of,
     twin_history,
     twin_history_sequence,
     twin_history_write,
@@ -30,6 +31,10 @@ from graph.history import (
 
 MAX_PAGE = 10_000  # changes one read returns at most
 _SEQUENCE = "history"
+# the columns of a change; `at` as stored (SQLAlchemy's per-row DateTime parsing on SQLite cost more than the rest)
+_COLUMNS = (twin_history.c.uid, twin_history.c.kind, twin_history.c.op, twin_history.c.cls, twin_history.c.link_type,
+            twin_history.c.target, twin_history.c.actor, twin_history.c.source, twin_history.c.run_id,
+            type_coerce(twin_history.c.at, String).label("at"), twin_history.c.before, twin_history.c.after)
 
 
 class FeedError(GraphError):
@@ -59,6 +64,34 @@ class FeedChange:
         """The change `entry` at sequence number `seq`."""
         return cls(seq, entry.uid, entry.kind, entry.op, entry.cls, entry.link_type, entry.target, entry.actor,
                    entry.source, entry.run_id, entry.at, entry.before, entry.after)
+
+    @classmethod
+    def of_row(cls, seq: int, row: tuple[Any, ...]) -> FeedChange:
+        """The change of a row of `_COLUMNS` at sequence number `seq` (states decoded, time in UTC)."""
+        uid, kind, op, class_name, link_type, target, actor, source, run_id, at, before, after = row
+        return cls(seq, uid, kind, op, class_name, link_type, target, actor, source, run_id, _utc(at),
+                   _state(before), _state(after))
+
+    def seen_as(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> FeedChange:
+        """The same change with its states as a reader sees them (masked); cheaper than dataclasses.replace."""
+        return FeedChange(self.seq, self.uid, self.kind, self.op, self.cls, self.link_type, self.target, self.actor,
+                          self.source, self.run_id, self.at, before, after)
+
+
+def _utc(at: dt.datetime | str) -> dt.datetime:
+    """A stored time in UTC: PostgreSQL gives a datetime; SQLite's text is parsed here (fromisoformat, in C)."""
+    when = dt.datetime.fromisoformat(at) if isinstance(at, str) else at
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _state(text: str | None) -> dict[str, Any] | None:
+    """A stored property map (orjson; the standard library for the NaN/Infinity history's encoder may write)."""
+    if not text:
+        return None
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # type: ignore[no-any-return]
 
 
 class ChangeFeed:
@@ -100,12 +133,13 @@ class ChangeFeed:
                 skip = max(0, after + 1 - write.seq_start)  # rows of this write the cursor has passed
                 wanted = min(write.count - skip, limit - len(changes))
                 rows = conn.execute(
-                    select(twin_history)
+                    select(*_COLUMNS)
                     .where(twin_history.c.write_id == write.id, twin_history.c.id > write.after_id,
                            *((twin_history.c.id <= write.last_id,) if write.last_id is not None else ()))
                     .order_by(twin_history.c.id).offset(skip).limit(wanted)
                 ).all()
-                changes += [FeedChange.of(write.seq_start + skip + i, entry_of(row)) for i, row in enumerate(rows)]
+                first = write.seq_start + skip
+                changes += [FeedChange.of_row(first + i, tuple(row)) for i, row in enumerate(rows)]
                 if len(changes) >= limit:
                     break
         return changes

@@ -47,9 +47,18 @@ def list_routes(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         routes = _routes(runtime)
         cursors = RouteCursors(runtime.settings.resolved_database_url)
         head = runtime.store.feed.head()
-        rows = [{"route": r.name, "endpoint": redacted(r.endpoint), "role": r.role, "payload": r.payload,
-                 "cursor": cursors.get(r.name)[0], "delivered": cursors.get(r.name)[1],
-                 "behind": head - cursors.get(r.name)[0]} for r in routes]
+        if any(r.kind == "openlineage" for r in routes):
+            runtime.lineage  # noqa: B018 - creates the sync-run log an OpenLineage route's backlog is counted in
+        rows = []
+        for r in routes:
+            if r.kind == "openlineage":  # cursor: runs sent; behind: runs whose START or final event is owed
+                rows.append({"route": r.name, "endpoint": redacted(r.endpoint), "role": r.role,
+                             "payload": "openlineage", "cursor": cursors.sent_runs(r.name), "delivered": None,
+                             "behind": len(cursors.unsent_runs(r.name, 1_000_000))})
+                continue
+            seq, delivered = cursors.get(r.name)
+            rows.append({"route": r.name, "endpoint": redacted(r.endpoint), "role": r.role, "payload": r.payload,
+                         "cursor": seq, "delivered": delivered, "behind": head - seq})
     finally:
         runtime.close()
     if as_json:
@@ -65,10 +74,19 @@ def list_routes(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 
 @app.command()
 def check() -> None:
-    """Read and check routes.yaml (classes, relationships, properties, roles, secrets); exit 1 naming the problem."""
+    """Read and check routes.yaml (classes, relationships, properties, conditions, roles, secrets); exit 1 naming the
+    problem."""
+    from governance.identity import Subject
+
     runtime = Runtime()
     try:
         routes = _routes(runtime)
+        for r in routes:
+            subject = Subject(sub=f"route:{r.name}", roles=frozenset({r.role}))
+            if r.kind == "openlineage" and not runtime.policy.decide(subject, "operation", "lineage.export").allowed:
+                console.print(f"[red]error:[/red] {r.file}:{r.line}: route {r.name!r}: role: {r.role!r} may not "
+                              "export lineage (lineage.export), which an OpenLineage route needs", highlight=False)
+                raise typer.Exit(1)
     finally:
         runtime.close()
     console.print(f"{len(routes)} route(s) OK: {', '.join(r.name for r in routes) or 'none configured'}",
@@ -85,6 +103,7 @@ def test(route: Annotated[str, typer.Argument(help="Route name.")]) -> None:
     runtime = Runtime()
     try:
         chosen = _named(runtime, route)
+        _refuse_openlineage(runtime, chosen, "test")
         event = TwinEvent(id=f"test-{uuid.uuid4()}", source=runtime.settings.event_source, type="route.test",
                           subject=f"route:{chosen.name}", time=datetime.now(UTC), data={"route": chosen.name})
         try:
@@ -101,6 +120,15 @@ def test(route: Annotated[str, typer.Argument(help="Route name.")]) -> None:
     finally:
         runtime.close()
     console.print(f"route {chosen.name}: test event {event.id} delivered", highlight=False)
+
+
+def _refuse_openlineage(runtime: Runtime, route: Route, command: str) -> None:
+    """An OpenLineage route carries run events, not the feed: `test` and `replay` do not apply to it."""
+    if route.kind == "openlineage":
+        runtime.close()
+        console.print(f"[red]error:[/red] route {route.name!r} sends OpenLineage run events of sync runs; "
+                      f"`twin routes {command}` applies to change-feed routes only", highlight=False)
+        raise typer.Exit(1)
 
 
 def _audit_test(runtime: Runtime, route: Route, event_id: str, outcome: str) -> None:
@@ -126,6 +154,7 @@ def replay(
     runtime = Runtime()
     try:
         chosen = _named(runtime, route)
+        _refuse_openlineage(runtime, chosen, "replay")
         head = runtime.store.feed.head()
         if from_seq > head + 1:
             console.print(f"[red]error:[/red] --from {from_seq} is past the feed's end (head {head})", highlight=False)

@@ -132,9 +132,12 @@ class _RouteCollector:
         delivered = CounterMetricFamily("twin_route_events_delivered", "Events the route published", labels=["route"])
         failures = GaugeMetricFamily("twin_route_failures", "Consecutive failed deliveries", labels=["route"])
         suspended = GaugeMetricFamily("twin_route_suspended", "1 while the route keeps failing", labels=["route"])
+        condition = CounterMetricFamily("twin_route_condition_errors", "Changes the route's condition could not be "
+                                        "evaluated on (counted as not matched)", labels=["route"])
         for status in self.routes.status():
             cursor.add_metric([status.route], status.cursor)
             delivered.add_metric([status.route], status.delivered)
             failures.add_metric([status.route], status.failures)
             suspended.add_metric([status.route], 1.0 if status.suspended else 0.0)
-        yield from (cursor, delivered, failures, suspended)
+            condition.add_metric([status.route], status.condition_errors)
+        yield from (cursor, delivered, failures, suspended, condition)

@@ -14,9 +14,12 @@
   pushed) -> the event received from the same route, timed from the commit.
 - sql_poll_change_to_event_p99_ms: the same without push, the runtime polling every 1 s.
 - feed_to_nats_events_per_s, raw_nats_publish_per_s, feed_to_nats_ratio: N changes written to the graph in bulk,
-  then a RouteRuntime delivering all of them to NATS (policy gate, filter, CloudEvents, PubAcks, cursor), timed from
-  its start until its cursor reaches the feed's head; against a plain nats-py JetStream publisher with the same
-  in-flight window and batch (tests/benchmarks/event_endpoints.py) in the same run. Median of the rounds.
+  then a fresh RouteRuntime delivering all of them to NATS (lease, connection, feed read, policy gate, filter,
+  CloudEvents, PubAcks, cursor), timed from its start until its cursor reaches the feed's head; against a plain
+  nats-py JetStream publisher with the same in-flight window and batch, its bodies encoded before the clock starts
+  (tests/benchmarks/event_endpoints.py), in the same round. Each round measures both, in the other order every
+  second round; the rates are the medians of the rounds and the ratio the median of the rounds' ratios (per-round
+  values and the 1-minute load average at each round are in the JSON lines: on a shared machine the load moves).
 - subscription_fanout_p99_ms: 100 WebSocket subscribers (graphql-transport-ws, `websockets` client) on a real
   uvicorn server, one change committed -> p99 over subscribers and changes of the time from the start of the write
   until a subscriber received the change.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -268,33 +272,60 @@ def throughput_figures(bench: Bench, changes: int, rounds: int, batch: int, wind
         raise SystemExit("--window: the route endpoint's in-flight window is 256 (EndpointOptions.max_in_flight)")
     bench.routes("bulk", batch)
     cursors = RouteCursors(bench.runtime.settings.resolved_database_url)
-    feed_rates, raw_rates = [], []
+    feed_rates, raw_rates, ratios, loads = [], [], [], []
     for round_no in range(rounds):
-        before = bench.runtime.store.feed.head()
-        for start in range(0, changes, 1_000):  # the burst, in bulk writes of 1,000
-            bench.runtime.store.upsert_twins([
-                Twin(f"bulk:{round_no}:{i}", "Machine", {"name": f"Machine {i}", "status": "operational"})
-                for i in range(start, min(changes, start + 1_000))])
-        head = bench.runtime.store.feed.head()
-        cursors.rewind("bulk", before)
-        routes = bench.runtime.route_runtime()
-        started = time.perf_counter()
-        routes.start()
-        try:
-            wait_for(lambda r=routes, h=head: r.status()[0].cursor >= h, 600, "the route to reach the feed's head")
-            elapsed = time.perf_counter() - started
-        finally:
-            routes.stop()
-        if routes.status()[0].failures:
-            raise RuntimeError(f"the route failed: {routes.status()[0].last_error}")
-        feed_rates.append((head - before) / elapsed)
+        before, head = write_burst(bench, round_no, changes)
         events = make_events(changes, round_no * changes + 1)
-        raw_rates.append(changes / asyncio.run(raw_publish(events, bench.raw_prefix, window, batch)))
+        loads.append(round(os.getloadavg()[0], 2))
+        if round_no % 2:  # the other order every second round, so a load that drifts favours neither
+            raw = raw_rate(events, bench.raw_prefix, window, batch)
+            feed = route_rate(bench, cursors, before, head)
+        else:
+            feed = route_rate(bench, cursors, before, head)
+            raw = raw_rate(events, bench.raw_prefix, window, batch)
+        feed_rates.append(feed)
+        raw_rates.append(raw)
+        ratios.append(feed / raw)
     common = {"changes": changes, "batch": batch, "window": window, "rounds": rounds}
-    feed_rate, raw_rate = statistics.median(feed_rates), statistics.median(raw_rates)
-    emit("feed_to_nats_events_per_s", feed_rate, **common)
-    emit("raw_nats_publish_per_s", raw_rate, **common)
-    emit("feed_to_nats_ratio", feed_rate / raw_rate, goal=0.75, **common)
+    emit("feed_to_nats_events_per_s", statistics.median(feed_rates), **common,
+         per_round=[round(r) for r in feed_rates], load_average_1m_per_round=loads)
+    emit("raw_nats_publish_per_s", statistics.median(raw_rates), **common, per_round=[round(r) for r in raw_rates])
+    emit("feed_to_nats_ratio", statistics.median(ratios), goal=0.75, **common,
+         per_round=[round(r, 3) for r in ratios], note="median of the rounds' ratios (each round measures both)")
+
+
+def write_burst(bench: Bench, round_no: int, changes: int) -> tuple[int, int]:
+    """Write `changes` new twins in bulk writes of 1,000; the feed's head before and after."""
+    before = bench.runtime.store.feed.head()
+    for start in range(0, changes, 1_000):
+        bench.runtime.store.upsert_twins([
+            Twin(f"bulk:{round_no}:{i}", "Machine", {"name": f"Machine {i}", "status": "operational"})
+            for i in range(start, min(changes, start + 1_000))])
+    return before, bench.runtime.store.feed.head()
+
+
+def raw_rate(events: list, prefix: str, window: int, batch: int) -> float:  # type: ignore[type-arg]
+    """Events per second of the plain JetStream publisher (the garbage of what ran before collected first)."""
+    gc.collect()
+    return len(events) / asyncio.run(raw_publish(events, prefix, window, batch))
+
+
+def route_rate(bench: Bench, cursors: RouteCursors, before: int, head: int) -> float:
+    """Changes per second a fresh route runtime delivers from `before` to `head` (start, lease and connection
+    included), timed until its cursor reaches the head (the garbage of the burst's writes collected first)."""
+    cursors.rewind("bulk", before)
+    routes = bench.runtime.route_runtime()
+    gc.collect()
+    started = time.perf_counter()
+    routes.start()
+    try:
+        wait_for(lambda: routes.status()[0].cursor >= head, 600, "the route to reach the feed's head")
+        elapsed = time.perf_counter() - started
+    finally:
+        routes.stop()
+    if routes.status()[0].failures:
+        raise RuntimeError(f"the route failed: {routes.status()[0].last_error}")
+    return (head - before) / elapsed
 
 
 def free_port() -> int:
