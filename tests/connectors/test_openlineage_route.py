@@ -237,7 +237,7 @@ def test_cli_lists_an_openlineage_routes_backlog_and_refuses_what_does_not_apply
         plant_twin: Runtime, receiver: LineageReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from api.cli.app import app
     from api.settings import get_settings
 
     runtime = plant_twin

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from api.metrics import ApiMetrics
+from api.http.metrics import ApiMetrics
 from api.runtime import Runtime
 from api.settings import Settings
 from connectors.routes import RouteError, load_routes, property_patch

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.app import app
 from api.runtime import Runtime
 from api.settings import Settings, get_settings
 from connectors.registry import ConnectorRegistry, RegistryError
