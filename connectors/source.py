@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
+from connectors.errors import ConnectorError
+
 
 @dataclass(frozen=True)
 class Watermark:
@@ -47,7 +49,7 @@ class SourceRecord:
     deleted: bool = False
 
 
-class SourceError(Exception):
+class SourceError(ConnectorError):
     """A source could not be read; names the source operation (model, method) that failed, never credentials."""
 
     def __init__(self, message: str, *, model: str | None = None, method: str | None = None) -> None:
