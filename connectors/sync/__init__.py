@@ -23,8 +23,9 @@ Guarantees (see also connectors/sync_state.py):
 * **Deletions** are detected on every run: ledger keys the source no longer has (a full run: the keys it did not
   read; an incremental run: the keys missing from the source's key list, for sources that list keys cheaply — SQL,
   Tryton, files; see connectors.source.lists_keys), and records a source marks deleted. Rule: the twin a deleted
-  record fed is deleted only when no other ledger entry (of any connector or entity) still feeds it; otherwise only the links that record produced are removed and the twin stays, with the
-  values other sources gave it. Association records (``link:`` entities) delete their link.
+  record fed is deleted only when no other ledger entry (of any connector or entity) still feeds it; otherwise only
+  the links that record produced are removed and the twin stays, with the values other sources gave it. Association
+  records (``link:`` entities) delete their link.
 * **Quarantine.** A record is quarantined with its key, field, rule, message and raw content when its key is empty
   or repeated, a transform refuses a value, its uid rule cannot be filled, or the graph refuses it
   (graph.errors.BatchRejected: the offending items are split out by their violation paths and the rest of the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -105,19 +106,25 @@ class Deletions:
         if span is not None and all(_integer(key) for key in unsure):
             low, high = span
             width = max(1, (high - low) // KEY_RANGES + 1)
-            try:
-                here = source.key_buckets(low, width)  # type: ignore[attr-defined]
-                kept = state.ledger_key_buckets(name, entity.name, low, width)
-            except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
-                span = None
-            else:
-                dirty = {b for b in here.keys() | kept.keys() if here.get(b, 0) != kept.get(b, 0)}
-                dirty |= {_truncated(int(key) - low, width) for key in unsure}
-                if not dirty:
-                    return []
-                ledger = state.ledger_keys_in_buckets(name, entity.name, low, width, sorted(dirty))
-                ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
-                return sorted(ledger - source.keys_in_buckets(low, width, sorted(dirty)))  # type: ignore[attr-defined]
+            # the source's side and the ledger's side are asked at the same time (two databases)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-ledger-keys") as ledger_side:
+                try:
+                    counted = ledger_side.submit(state.ledger_key_buckets, name, entity.name, low, width)
+                    here = source.key_buckets(low, width)  # type: ignore[attr-defined]
+                    kept = counted.result()
+                except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
+                    span = None
+                else:
+                    dirty = {b for b in here.keys() | kept.keys() if here.get(b, 0) != kept.get(b, 0)}
+                    dirty |= {_truncated(int(key) - low, width) for key in unsure}
+                    if not dirty:
+                        return []
+                    listed = ledger_side.submit(state.ledger_keys_in_buckets, name, entity.name, low, width,
+                                                sorted(dirty))
+                    present = source.keys_in_buckets(low, width, sorted(dirty))  # type: ignore[attr-defined]
+                    ledger = listed.result()
+                    ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
+                    return sorted(ledger - present)
         return sorted((state.ledger_keys(name, entity.name) | seen) - source.all_keys())
 
     # -------------------------------------------------------------------------------------------- removal

@@ -202,7 +202,8 @@ class SyncEngine:
             closer = getattr(source, "close", None)
             if callable(closer):
                 closer()
-        if not ctx.dry_run and newest is not None and entity.watermark is not None:
+        if not ctx.dry_run and newest is not None and entity.watermark is not None and \
+                (since is None or newest != since.value):  # an unchanged watermark is not written again
             assert ctx.committer is not None
             mark = Watermark(newest)
             ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, mark))
