@@ -151,7 +151,7 @@ class Deletions:
         doomed_set = set(doomed)
         fed = links_fed_by_others(state, links, {(name, entity.name, key) for key in gone})
         links = [link for link in links if link not in fed]  # another record still produces these: they stay
-        surviving_links = sorted(set(link for link in links if link[1] not in doomed_set and link[2] not in doomed_set))
+        surviving_links = sorted({link for link in links if link[1] not in doomed_set and link[2] not in doomed_set})
         if ctx.dry_run:  # what would go: the doomed twins that exist, and the links of theirs that exist
             present = stores.graph.classes_of(doomed) if doomed else {}
             report.deleted += len(present) + stores.graph.count_links(surviving_links)

@@ -28,6 +28,8 @@ from governance.lineage import DatasetRef, LineageStore, ProvenanceRecord, RunKi
 from graph.model import Link, Twin
 from graph.store import GraphStore
 
+DEFAULT_LIMITS = SizeLimits()
+
 
 class SyncEngine:
     """Runs connectors into one twin graph, keeping sync state, quarantine, identities, telemetry and lineage."""
@@ -41,7 +43,7 @@ class SyncEngine:
         stores: SyncStores | None = None,
         actor: str = "connector",
         keep_values: bool = True,
-        limits: SizeLimits = SizeLimits(),
+        limits: SizeLimits = DEFAULT_LIMITS,
         deletion_limit: float = 0.2,
         deletion_floor: int = 10,
     ) -> None:

@@ -126,15 +126,15 @@ class RecordMapper:
             except TransformError as exc:
                 raise RecordRejected(rule.name, exc.rule, f"{rule.name}: {exc.message}") from None
         links: list[MappedLink] = []
-        for rule in entity.links:
+        for link_rule in entity.links:
             try:
-                target = rule.target_of(fields)
+                target = link_rule.target_of(fields)
                 if target is None:
                     continue
-                link_props = {p.name: v for p in rule.properties if (v := p.compute(fields)) is not None}
+                link_props = {p.name: v for p in link_rule.properties if (v := p.compute(fields)) is not None}
             except TransformError as exc:
-                raise RecordRejected(rule.type, exc.rule, f"link {rule.type}: {exc.message}") from None
-            links.append(MappedLink(rule.type, natural, target, link_props))
+                raise RecordRejected(link_rule.type, exc.rule, f"link {link_rule.type}: {exc.message}") from None
+            links.append(MappedLink(link_rule.type, natural, target, link_props))
         readings: list[Reading] = []
         if entity.telemetry is not None:
             stamp = fields.get(entity.telemetry.time)

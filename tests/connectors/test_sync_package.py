@@ -7,7 +7,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
 from sqlalchemy import event
 
 from connectors.errors import ConnectorError
