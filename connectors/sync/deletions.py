@@ -66,18 +66,19 @@ class Deletions:
 
     # ------------------------------------------------------------------------------------------- detection
     def gone_keys(self, ctx: RunContext, entity: EntityMapping, source: Source, seen: set[str],
-                  report: EntityReport) -> list[str]:
+                  report: EntityReport, count: int | None = None) -> list[str]:
         """The ledger keys the source no longer has. A full run read every key (`seen`); an incremental run asks
         for the key list after its read (a record deleted meanwhile is gone too), unless the counts show that no
-        ledger key can be missing. Keys of batches still being committed are in `seen`: the difference needs no
-        drain."""
+        ledger key can be missing (`count`: the source's count taken after the read, if the caller has it). Keys of
+        batches still being committed are in `seen`: the difference needs no drain."""
         if ctx.mode == "full":
             return sorted(self.stores.state.ledger_keys(ctx.connector.name, entity.name) - seen)
-        if self.none_deleted(ctx, entity, source, report):
+        if self.none_deleted(ctx, entity, source, report, count):
             return []
         return self.missing_keys(ctx, entity, source, seen)
 
-    def none_deleted(self, ctx: RunContext, entity: EntityMapping, source: Source, report: EntityReport) -> bool:
+    def none_deleted(self, ctx: RunContext, entity: EntityMapping, source: Source, report: EntityReport,
+                     count: int | None = None) -> bool:
         """Whether a count proves that the source still has every ledger key of the entity (so listing its keys can
         be skipped): it holds at least as many records as the ledger has keys plus the records that are not in the
         ledger because they are quarantined (open before the run, or this run). Every other record of the source
@@ -85,11 +86,13 @@ class Deletions:
         read (a NULL watermark, say; full runs read it) could hide a deletion from the count until the next full
         run. The ledger's count is the run's start count plus the run's own changes (one query per run; a
         connector's runs do not overlap). Sources without a count always list their keys."""
-        counter = getattr(source, "count", None)
-        if not callable(counter):
-            return False
+        if count is None:
+            counter = getattr(source, "count", None)
+            if not callable(counter):
+                return False
+            count = int(counter(None))
         unledgered = len(ctx.open_quarantine.get(entity.name, ())) + report.quarantined
-        return int(counter(None)) >= ctx.ledger_size(entity.name) + unledgered
+        return count >= ctx.ledger_size(entity.name) + unledgered
 
     def missing_keys(self, ctx: RunContext, entity: EntityMapping, source: Source, seen: set[str]) -> list[str]:
         """The ledger keys (and keys read this run) the source no longer has. A source with one integer key is

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -29,6 +30,21 @@ from graph.model import Link, Twin
 from graph.store import GraphStore
 
 DEFAULT_LIMITS = SizeLimits()
+
+
+def _marking_last(pages: Iterable[list[SourceRecord]], look_ahead: bool) -> Iterator[tuple[list[SourceRecord], bool]]:
+    """Each page with whether it is known to be the last; with `look_ahead` the page after it is read before it is
+    handed on, so the last one is known (a source that ends on a short page reads nothing more for that)."""
+    if not look_ahead:
+        for each in pages:
+            yield each, False
+        return
+    remaining = iter(pages)
+    page: list[SourceRecord] | None = next(remaining, None)
+    while page is not None:
+        following: list[SourceRecord] | None = next(remaining, None)
+        yield page, following is None
+        page = following
 
 
 class SyncEngine:
@@ -180,11 +196,19 @@ class SyncEngine:
         seen: set[str] = set()
         newest: datetime | None = since.value if since else None
         timings = ctx.report.timings
+        checks_deletions = entity.ledger and (ctx.mode == "full" or lists_keys(source))
+        # an incremental deletion check counts the source once its read is over: the count is asked while the last
+        # page is written (the page after it is read first, so the read is known to be over)
+        counts_early = checks_deletions and ctx.mode == "incremental" and callable(counter)
+        counted: Future[int] | None = None
+        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-source-count") if counts_early else None
         clock = time.perf_counter()
         try:
             self._check_file_size(ctx, entity, source)
-            for page in source.read(since):
+            for page, last in _marking_last(source.read(since), counts_early):
                 timings["read"] += time.perf_counter() - clock
+                if last and side is not None and callable(counter):
+                    counted = side.submit(counter, None)
                 report.read += len(page)
                 for record in page:
                     if record.watermark is not None and (newest is None or record.watermark > newest):
@@ -193,14 +217,17 @@ class SyncEngine:
                 if ctx.progress is not None:
                     ctx.progress(entity.name, report.read, total)
                 clock = time.perf_counter()
-            if entity.ledger and (ctx.mode == "full" or lists_keys(source)):
+            if checks_deletions:
                 # the deletion set: ledger keys the source no longer has (connectors/sync/deletions.py)
                 clock = time.perf_counter()
-                gone = self.deletions.gone_keys(ctx, entity, source, seen, report)
+                count = int(counted.result()) if counted is not None else None
+                gone = self.deletions.gone_keys(ctx, entity, source, seen, report, count)
                 timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self.deletions.delete(ctx, entity, gone, report)
         finally:
+            if side is not None:
+                side.shutdown(wait=True)
             closer = getattr(source, "close", None)
             if callable(closer):
                 closer()
