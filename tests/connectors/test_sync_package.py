@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import event
@@ -119,3 +120,55 @@ def test_stores_are_wired_once_on_sqlite(twin: TwinEnv) -> None:  # noqa: F811
 
 def test_stores_are_wired_once_on_postgres(twin: TwinEnv, postgres_url: str) -> None:  # noqa: F811
     _wired_once(twin, postgres_url)
+
+
+PARTS = """\
+system: stock
+entities:
+  - name: parts
+    class: Product
+    uid: "stock:part:{id}"
+    key: id
+    watermark: updated_at
+    source: {table: parts}
+    properties:
+      sku: code
+      name: code
+"""
+
+
+def test_listing_every_key_and_comparing_key_ranges_find_the_same_deletions(
+    core: Ontology, twin: TwinEnv, tmp_path: Path  # noqa: F811
+) -> None:
+    """An incremental deletion check lists every key of a small source and compares key ranges of a large one;
+    both find exactly the records deleted (and not those inserted since)."""
+    from connectors.sql_source import SqlSource
+    from connectors.sync.context import RunContext
+
+    database = tmp_path / "stock.sqlite"
+    with sqlite3.connect(database) as con:
+        con.execute("CREATE TABLE parts (id INTEGER PRIMARY KEY, code TEXT, updated_at TEXT)")
+        con.executemany("INSERT INTO parts VALUES (?, ?, '2025-01-01 00:00:00')",
+                        [(i, f"P{i}") for i in range(1, 2001)])
+    url = f"sqlite:///{database}"
+    mapping = parse_mapping(PARTS, core, "stock.yaml")
+    entity = mapping.entities[0]
+    connector = Connector("stock", mapping, lambda e: SqlSource(url, table="parts", key="id",
+                                                                 watermark="updated_at"))
+    engine = SyncEngine(twin.store, twin.state_url)
+    engine.run(connector, "full")
+    with sqlite3.connect(database) as con:  # 25 deleted across the key space, 5 inserted after the last key
+        con.executemany("DELETE FROM parts WHERE id = ?", [(i,) for i in range(7, 2000, 80)])
+        con.executemany("INSERT INTO parts VALUES (?, ?, '2025-01-02 00:00:00')",
+                        [(i, f"P{i}") for i in range(2001, 2006)])
+    deleted = sorted(str(i) for i in range(7, 2000, 80))
+
+    def missing(list_up_to: int) -> list[str]:
+        ctx = RunContext(connector, "incremental", True, "check", SyncReport("check", "stock", "incremental", True),
+                         None, False, {})
+        ctx.ledger_counts = engine.state.ledger_entity_counts("stock")
+        engine.deletions.list_keys_up_to = list_up_to
+        return engine.deletions.missing_keys(ctx, entity, connector.open_source(entity), set())
+
+    assert missing(50_000) == deleted  # 2,000 ledger keys: every key listed
+    assert missing(0) == deleted  # compared by key ranges first
