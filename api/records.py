@@ -16,7 +16,7 @@ from graph.model import TwinRecord
 from ontology.errors import quoted
 from ontology.model import RelationshipDef
 
-LINK_PREFIX = "link:"  # lineage records of links are named `link:<type>` (connectors/sync.py)
+LINK_PREFIX = "link:"  # lineage records of links are named `link:<type>` (connectors/sync/committer.py)
 
 
 async def _visible_class(ctx: RequestContext, uid: str) -> str:

@@ -41,6 +41,7 @@ from sqlalchemy import (
     update,
 )
 
+from connectors.errors import ConnectorError
 from connectors.sync_state import insert_ignore_statement, now_text
 from connectors.transforms import normalise_email
 from graph.relational import create_tables, relational_engine
@@ -132,7 +133,7 @@ class IdentityLink:
     ended_reason: str | None
 
 
-class IdentityError(ValueError):
+class IdentityError(ConnectorError, ValueError):
     """An identity operation was asked for something that does not exist."""
 
 

@@ -75,6 +75,7 @@ from typing import Any
 
 import yaml
 
+from connectors.errors import ConnectorError
 from connectors.transforms import (
     CASTS,
     NAMED_FUNCTIONS,
@@ -122,7 +123,7 @@ class MappingProblem:
         return f"{self.file}:{self.line}: {self.term}: {self.message}"
 
 
-class MappingError(ValueError):
+class MappingError(ConnectorError, ValueError):
     """A mapping file is malformed or does not fit the ontology; lists every problem with file, line and term."""
 
     def __init__(self, problems: list[MappingProblem]) -> None:

@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from connectors.errors import ConnectorError
 from connectors.file_source import FileSource
 from connectors.mapping import EntityMapping, SourceMapping, load_mapping
 from connectors.message_batches import MAX_DELAY_SECONDS, QUIET_SECONDS, BatchWindowError
@@ -63,7 +64,7 @@ PACKAGE_REGISTRY = PACKAGE_DIR / "connectors.yaml"
 KINDS = ("sql", "file", "rest", "tryton", "mqtt", "opcua")
 
 
-class RegistryError(ValueError):
+class RegistryError(ConnectorError, ValueError):
     """A connectors.yaml is malformed or names something that does not exist; names the file and connector."""
 
 

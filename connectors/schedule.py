@@ -20,13 +20,15 @@ from typing import Any, Literal
 
 from croniter import croniter
 
+from connectors.errors import ConnectorError
+
 DEFAULT_INTERVAL_SECONDS = 30.0
 MIN_INTERVAL_SECONDS = 1.0
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ConnectorError, ValueError):
     """A schedule is malformed; the message names the connector and quotes what was given."""
 
 

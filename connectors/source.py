@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, overload, runtime_checkable
 
+from connectors.errors import ConnectorError
+
 
 @dataclass(frozen=True)
 class Watermark:
@@ -51,7 +53,7 @@ class SourceRecord:
     deleted: bool = False
 
 
-class SourceError(Exception):
+class SourceError(ConnectorError):
     """A source could not be read; names the source operation (model, method) that failed, never credentials."""
 
     def __init__(self, message: str, *, model: str | None = None, method: str | None = None) -> None:

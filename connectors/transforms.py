@@ -20,6 +20,7 @@ from typing import Any
 
 import simpleeval
 
+from connectors.errors import ConnectorError
 from connectors.source import change_time
 from ontology.durations import canonical_duration, format_duration
 
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 
-class TransformError(ValueError):
+class TransformError(ConnectorError, ValueError):
     """A value could not be transformed; `rule` names the transform, the message says what was wrong with what."""
 
     def __init__(self, rule: str, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -19,6 +20,10 @@ class RelationalStoreError(GraphError):
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+# the tables created (or found) through each engine, by metadata: a store opened again at the same URL (a sync engine
+# per run, six stores at one URL) does not inspect the database again
+_tables_made: weakref.WeakKeyDictionary[Engine, weakref.WeakKeyDictionary[MetaData, frozenset[str]]] = \
+    weakref.WeakKeyDictionary()
 
 
 def relational_engine(url: str) -> Engine:
@@ -51,14 +56,22 @@ def _new_engine(url: str) -> Engine:
 
 
 def create_tables(engine: Engine, table_metadata: MetaData, attempts: int = 5) -> None:
-    """Create `table_metadata`'s tables if missing, tolerating another process creating them at the same moment."""
+    """Create `table_metadata`'s tables if missing, tolerating another process creating them at the same moment; once
+    per engine and set of tables in this process (the stores at one URL share the engine and its tables)."""
+    tables = frozenset(table_metadata.tables)
+    with _engines_lock:
+        made = _tables_made.get(engine)
+        if made is not None and made.get(table_metadata) == tables:
+            return
     for attempt in range(attempts):
         try:
             table_metadata.create_all(engine, checkfirst=True)
-            return
+            break
         except (OperationalError, IntegrityError, ProgrammingError):
             if attempt == attempts - 1:
                 raise
+    with _engines_lock:
+        _tables_made.setdefault(engine, weakref.WeakKeyDictionary())[table_metadata] = tables
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -78,3 +91,4 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _tables_made.clear()

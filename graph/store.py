@@ -12,6 +12,7 @@ from graph.errors import HistoryUnavailable, TwinNotFound
 from graph.feed import ChangeFeed
 from graph.history import ChangeContext, HistoryEntry, HistoryStore
 from graph.model import Link, Twin, TwinRecord, WriteSummary
+from graph.presence import existing_link_count, stored_classes, stored_states
 from graph.reads import TwinReader
 from graph.writes import TwinWriter
 from ontology.errors import quoted
@@ -183,3 +184,17 @@ class GraphStore(TwinReader):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ------------------------------------------------------------------ presence (what of a batch the graph holds)
+
+    def classes_of(self, uids: Sequence[str]) -> dict[str, str]:
+        """The class of each of these twins that exists."""
+        return stored_classes(self.backend, uids)
+
+    def states_of(self, uids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The class and stored properties of each of these twins that exists."""
+        return stored_states(self.backend, uids)
+
+    def count_links(self, links: Sequence[tuple[str, str, str]]) -> int:
+        """How many of these links (type, source uid, target uid) the graph holds."""
+        return existing_link_count(self.backend, links)

@@ -29,6 +29,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from connectors.errors import ConnectorError
 from connectors.sample.tables import CRM, ERP, HR, SYSTEMS
 
 SampleSize = Literal["tiny", "small", "medium", "large"]
@@ -45,7 +46,7 @@ INTERNAL_ACCOUNT_ID = "ACC000001"
 CURRENCY = "EUR"
 
 
-class SampleEnterpriseError(ValueError):
+class SampleEnterpriseError(ConnectorError, ValueError):
     """The sample enterprise cannot be generated or mutated with the given input."""
 
 

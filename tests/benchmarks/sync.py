@@ -2,6 +2,9 @@
 lineage), full and incremental after 1 % of rows changed. Prints one JSON line per figure.
 
     .venv/bin/python -m tests.benchmarks.sync [--rows 100000] [--fsync always|everysec|no] [--profile]
+        [--profile-incremental]
+
+Every line carries the load average (`os.getloadavg()`) when the figure was taken: the machine is shared.
 
 Goals (issue 5): >= 50k rows/s end to end; an incremental run after 1 % changed in under 5 % of the full run's time.
 """
@@ -11,12 +14,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
 
@@ -31,8 +36,9 @@ ROWS_PER_PERSON = 19.7  # the sample enterprise's source rows per employee
 
 
 def emit(figure: str, **values: object) -> None:
-    """One JSON line per figure."""
-    print(json.dumps({"benchmark": "sync", "figure": figure, **values}), flush=True)
+    """One JSON line per figure, with the load average of the moment."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps({"benchmark": "sync", "figure": figure, **values, "load_avg": load}), flush=True)
 
 
 def sync_all(engine: SyncEngine, registry: ConnectorRegistry, mode: str) -> tuple[int, float, dict[str, float]]:
@@ -48,12 +54,23 @@ def sync_all(engine: SyncEngine, registry: ConnectorRegistry, mode: str) -> tupl
     return rows, time.perf_counter() - started, {k: round(v, 3) for k, v in phases.items()}
 
 
+def _sampler() -> Any:
+    """A pyinstrument profiler (a sampling profiler: it barely slows the run it watches)."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        raise SystemExit("--profile-incremental needs pyinstrument: pip install pyinstrument") from None
+    return Profiler(interval=0.0005)
+
+
 def main() -> None:
     """Generate, sync fully, mutate 1 %, sync incrementally; print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="source rows (about; default 100000)")
     parser.add_argument("--fsync", default="always", choices=["always", "everysec", "no"])
     parser.add_argument("--profile", action="store_true", help="print the top functions of the full run")
+    parser.add_argument("--profile-incremental", action="store_true",
+                        help="print where the incremental run spends its time (pyinstrument, if installed)")
     parser.add_argument("--history", action="store_true", help="keep graph history (in the state database), as "
                         "`twin connect run` does")
     parser.add_argument("--keep", type=Path, default=None, help="work in this directory and keep it")
@@ -81,13 +98,20 @@ def main() -> None:
              goal=50_000, fsync=args.fsync, history=args.history, phases=phases)
         summary = mutate_sample(work / "sample", fraction=0.01, seed=3)
         changed = summary.changed_rows
+        sampler = _sampler() if args.profile_incremental else None
+        if sampler is not None:
+            sampler.start()
         inc_rows, inc_seconds, inc_phases = sync_all(engine, registry, "incremental")
+        if sampler is not None:
+            sampler.stop()
         emit("incremental_1pct_seconds", changed_rows=changed, rows_read=inc_rows, seconds=round(inc_seconds, 3),
              ratio_to_full=round(inc_seconds / seconds, 4), goal_ratio=0.05, phases=inc_phases)
         stats = store.stats()
         emit("graph", twins=stats.twins, links=stats.links)
         if profiler:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        if sampler is not None:
+            print(sampler.output_text(unicode=True, show_all=False), file=sys.stderr)
     finally:
         store.close()
         if args.keep is None:
