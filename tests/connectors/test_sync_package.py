@@ -14,7 +14,7 @@ from connectors.errors import ConnectorError
 from connectors.identity import IdentityError
 from connectors.mapping import MappingError, parse_mapping
 from connectors.registry import RegistryError
-from connectors.sample_enterprise import SampleEnterpriseError
+from connectors.sample.enterprise import SampleEnterpriseError
 from connectors.schedule import ScheduleError
 from connectors.source import SourceError, SourceObjectMissing, SourceRecord, UnknownSourceField
 from connectors.sync import Connector, EntityReport, MappedLink, MassDeletion, SyncEngine, SyncError, SyncReport
