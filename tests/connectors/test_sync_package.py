@@ -25,7 +25,9 @@ from ontology.model import Ontology
 from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
 
 CONNECTORS = Path(__file__).resolve().parents[2] / "connectors"
-CYPHER = re.compile(r"\b(MATCH|MERGE|CREATE)\b")
+# a Cypher clause keyword followed by a pattern: `MATCH (n`, `MERGE (`, `CREATE (`; SQL statements such as the
+# PostgreSQL push trigger's `CREATE TRIGGER` / `CREATE OR REPLACE FUNCTION` name an object instead
+CYPHER = re.compile(r"\b(MATCH|MERGE|CREATE)\s*\(")
 
 
 def _cypher_literals(path: Path, root: Path = CONNECTORS.parent) -> list[str]:
@@ -48,8 +50,9 @@ def test_connectors_send_no_cypher_text() -> None:
 
 def test_the_scan_sees_a_cypher_literal(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text('"""MATCH in a docstring is prose."""\nQ = f"UNWIND $u AS u MATCH (n {{uid: u}}) RETURN n"\n')
-    assert len(_cypher_literals(sample, tmp_path)) == 1
+    sample.write_text('"""MATCH in a docstring is prose."""\nQ = f"UNWIND $u AS u MATCH (n {{uid: u}}) RETURN n"\n'
+                      'DDL = "CREATE TRIGGER t AFTER INSERT ON orders FOR EACH STATEMENT EXECUTE FUNCTION f()"\n')
+    assert len(_cypher_literals(sample, tmp_path)) == 1  # the Cypher query, not the SQL trigger
 
 
 def test_connector_errors_share_one_base_and_keep_their_own() -> None:
