@@ -7,9 +7,10 @@ from typing import Any
 
 import anyio.to_thread
 
-from api.compiler import Selection, governed, list_limit
 from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
+from api.graphql.governed import governed
+from api.graphql.selection import Selection, list_limit
 from api.jobs import Job, describe_job_error
 from governance.identity import Subject
 from ontology.errors import quoted

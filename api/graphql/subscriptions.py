@@ -31,9 +31,9 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from api.auth import token_expiry
-from api.changes import change_values
-from api.compiler import Selection
 from api.errors import ApiError, Unauthenticated
+from api.graphql.changes import change_values
+from api.graphql.selection import Selection
 from governance.audit import Decision
 from governance.change_view import ChangeGate
 from governance.errors import PolicyDenied
