@@ -91,9 +91,12 @@ class ReadEngine:
 
     # ------------------------------------------------------------------ reads
 
-    def list(self, plan: ListRead, scope: ReadScope, timeout_ms: int | None = None) -> ListRows:
+    def page(self, plan: ListRead, scope: ReadScope, timeout_ms: int | None = None) -> ListRows:
         """A page of twins of `plan.cls`, with their connections, in one round trip."""
         q = _Query(self, scope)
+        prelude, joined = self.scope_joins(plan.cls, scope)
+        if joined and not plan.node.connections and not q.filters_relations(plan.where):
+            return self._scan(q, plan, prelude, joined, timeout_ms)
         v = q.var_of(plan.node)
         label = q.class_label(plan.cls)
         within = self.names_under(plan.cls)
@@ -117,6 +120,24 @@ class ReadEngine:
         rows = q.run(" ".join(lines), timeout_ms)
         items, total = rows[0] if rows else ([], 0 if plan.total else None)
         return ListRows([q.row(plan.node, item) for item in items], total)
+
+    def _scan(self, q: _Query, plan: ListRead, prelude: str, joined: str, timeout_ms: int | None) -> ListRows:
+        """A list read under join-form row rules (`ReadScope.joins`): the rules' anchor twins are collected once and
+        joined, an order of magnitude cheaper than a variable-length pattern per scanned twin."""
+        q.bind(plan.node, "n")
+        label = q.class_label(plan.cls)
+        expr = q.where_expr("n", plan.cls, plan.where, _FilterState()) if plan.where is not None else "true"
+        scan = q.scope.render_scan("n", self.names_under(plan.cls))
+        condition = " AND ".join(c for c in (expr, scan) if c != "true") or "true"
+        window = plan.window
+        rows = q.run(
+            f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}WITH n {q.order_clause('n', plan.cls, plan.order)} "
+            f"WITH collect(n) AS matched RETURN [m IN matched[{window.offset}..{window.offset + window.limit + 1}] | "
+            f"{q.row_expr(plan.node, 'm')}], size(matched)",
+            timeout_ms,
+        )
+        items, total = rows[0] if rows else ([], 0)
+        return ListRows([q.row(plan.node, item) for item in items], total if plan.total else None)
 
     def twin(self, plan: TwinRead, scope: ReadScope, timeout_ms: int | None = None) -> NodeRow | None:
         """One twin by uid; None when absent or outside the scope."""
@@ -333,6 +354,10 @@ class _Query:
         self.params[name] = value
         return "$" + name
 
+    def bind(self, proj: Projection, var: str) -> None:
+        """Bind the twins of `proj` to the variable `var` (a scan under join-form row rules names its twin `n`)."""
+        self._vars[id(proj)] = var
+
     def var_of(self, proj: Projection) -> str:
         """The variable the twins of `proj` are bound to."""
         found = self._vars.get(id(proj))
@@ -386,12 +411,11 @@ class _Query:
         """MATCH `pattern` WHERE scope(var) AND filters; relationship filters become counting subqueries."""
         state = _FilterState()
         expr = self.where_expr(var, cls, where, state) if where is not None else "true"
-        conditions = [self.scope.render(var, within)]  # within: the classes a class-labelled MATCH can meet
-        if not state.calls:
-            if expr != "true":
-                conditions.append(expr)
+        scope = self.scope.render(var, within)  # within: the classes a class-labelled MATCH can meet
+        if not state.calls:  # cheap filters first: AND short-circuits
+            conditions = [c for c in (expr, scope) if c != "true"] or ["true"]
             return [f"MATCH {pattern} WHERE {' AND '.join(conditions)}"]
-        return [f"MATCH {pattern} WHERE {' AND '.join(conditions)}", *state.calls,
+        return [f"MATCH {pattern} WHERE {scope}", *state.calls,
                 f"WITH {', '.join([*carried, *state.binds])} WHERE {expr}"]
 
     def where_expr(self, var: str, cls: str | None, where: Filter, state: _FilterState) -> str:
@@ -602,7 +626,7 @@ class _Query:
             connections[conn] = ConnectionRows(rows, out.get(total_key) if conn.total else None)
         text = out.get("_text")
         labels = tuple(label for label in out.get("_labels") or () if label != "Twin")
-        return NodeRow(out["_u"], cls, decoded, connections, labels, tuple(text) if text else None)  # type: ignore[arg-type]
+        return NodeRow(out["_u"], cls, decoded, connections, labels, (text[0], text[1]) if text else None)
 
     # ------------------------------------------------------------------ running
 

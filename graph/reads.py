@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from graph.backends import CypherBackend
-from graph.cypher import compile_conditions, compile_order, ident, looks_like_write
+from graph.cypher import ident, looks_like_write
 from graph.engine import ReadEngine
 from graph.errors import QueryError, ReadOnlyViolation
 from graph.model import (
@@ -42,10 +42,12 @@ from graph.plan import (
     Related,
     SearchRead,
     SearchRow,
+    Sort,
     Step,
     StepDirection,
     TwinRead,
     TwinsRead,
+    Window,
 )
 from graph.values import decode
 from ontology.errors import UnknownTerm, quoted
@@ -135,6 +137,30 @@ class TwinReader:
         )
         return sorted(uid for (uid,) in rows)
 
+    def twins_of(self, classes: Sequence[str], scope: ReadScope = UNRESTRICTED) -> list[TwinRecord]:
+        """Every twin carrying one of these class labels (subclasses included) inside `scope`, in one round trip,
+        unpaged (for a study that reads a whole part of the twin); a class the graph does not hold finds nothing."""
+        if not classes:
+            return []
+        label_test = " OR ".join(f"n:{ident(cls)}" for cls in classes)
+        rows = self._read(f"MATCH (n:Twin) WHERE ({label_test}) AND {scope.render('n')} RETURN {NODE.format(n='n')}",
+                          dict(scope.params))
+        return [self.record(*row) for row in rows]
+
+    def links_of(self, types: Sequence[str], scope: ReadScope = UNRESTRICTED) -> tuple[list[LinkRecord], dict[str, str]]:
+        """Every link of these types between twins inside `scope`, in one round trip, unpaged; with the class of each
+        twin at their ends."""
+        rows = self._read(
+            f"MATCH (a:Twin)-[r]->(b:Twin) WHERE type(r) IN $types AND {scope.render('a')} AND {scope.render('b')} "
+            "RETURN type(r), a.uid, b.uid, properties(r), a._class, b._class",
+            {"types": list(types), **scope.params},
+        )
+        links, classes = [], {}
+        for rel, source, target, props, source_cls, target_cls in rows:
+            links.append(LinkRecord(rel, source, target, dict(props or {})))
+            classes[source], classes[target] = source_cls or "Twin", target_cls or "Twin"
+        return links, classes
+
     def find(
         self,
         cls: str,
@@ -149,34 +175,12 @@ class TwinReader:
             raise QueryError(f"limit must be between 0 and {MAX_PAGE}, got {limit}")
         if offset < 0:
             raise QueryError(f"offset must not be negative, got {offset}")
-        label = self._class_label(cls)
-        clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
-        order = compile_order(self.ontology, cls, list(order_by), scope)
-        prelude, joined = self.engine.scope_joins(cls, scope)
-        within = self.names_under(cls)
-        if joined:
-            condition = " AND ".join([*clauses, scope.render_scan("n", within)])
-            rows = self._read(
-                f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}WITH n {order} WITH collect(n) AS matched "
-                "RETURN size(matched), [m IN matched[$offset..($offset + $limit)] | [m.uid, labels(m), properties(m)]]",
-                {**params, **scope.params, "offset": offset, "limit": limit},
-            )
-            total, page = rows[0] if rows else (0, [])
-            return Page(items=[self.record(*row) for row in page], total=total, offset=offset, limit=limit)
-        condition = " AND ".join([*clauses, scope.render("n", within)])  # cheap filters first: AND short-circuits
-        rows = self._read(
-            f"MATCH (n:{label}) WHERE {condition} WITH count(n) AS total "
-            f"MATCH (n:{label}) WHERE {condition} WITH total, n {order} SKIP $offset LIMIT $limit "
-            f"RETURN total, {NODE.format(n='n')}",
-            {**params, **scope.params, "offset": offset, "limit": limit},
-        )
-        if rows:
-            total = rows[0][0]
-        elif offset > 0 or limit == 0:
-            total = self._read(f"MATCH (n:{label}) WHERE {condition} RETURN count(n)", {**params, **scope.params})[0][0]
-        else:
-            total = 0
-        return Page(items=[self.record(*row[1:]) for row in rows], total=total, offset=offset, limit=limit)
+        self._class_label(cls)
+        order = tuple(Sort(key.field, key.descending) for key in order_by)
+        plan = ListRead(cls, Projection(everything=True), Window(offset, limit), self._filter(cls, where), order, True)
+        rows = self.read_list(plan, scope, self.timeout_ms)
+        return Page(items=[self._record_of(row) for row in rows.items[:limit]], total=rows.total or 0, offset=offset,
+                    limit=limit)
 
     def names_under(self, cls: str) -> frozenset[str]:
         """The class names a scan of `cls` can meet: the class and its subclasses."""
@@ -313,7 +317,7 @@ class TwinReader:
 
     def read_list(self, plan: ListRead, scope: ReadScope, timeout_ms: int | None = None) -> ListRows:
         """A page of twins with nested connections, in one round trip."""
-        return self.engine.list(plan, scope, timeout_ms)
+        return self.engine.page(plan, scope, timeout_ms)
 
     def read_twin(self, plan: TwinRead, scope: ReadScope, timeout_ms: int | None = None) -> NodeRow | None:
         """One twin with nested connections; None when absent or outside the scope."""
@@ -345,7 +349,8 @@ class TwinReader:
         parts: list[Filter] = []
         for cond in where:
             if cond.op != "exists":
-                parts.append(Compare(cond.field, cond.op, cond.value, schemas.get(cond.field)))
+                value = list(cond.value) if cond.op == "in" and isinstance(cond.value, (set, frozenset)) else cond.value
+                parts.append(Compare(cond.field, cond.op, value, schemas.get(cond.field)))
                 continue
             if cond.field not in self.ontology.relationship_types():
                 raise QueryError(f"unknown relationship {quoted(cond.field)} in an exists filter")

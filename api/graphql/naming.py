@@ -48,7 +48,7 @@ class RelationField:
 
 @dataclass
 class ClassPlan:
-    """Everything the schema and the compiler need to know about one class (or `Twin` when cls is None)."""
+    """Everything the schema and the planner need to know about one class (or `Twin` when cls is None)."""
 
     cls: str | None
     type_name: str  # object type for direct instances

@@ -181,7 +181,8 @@ class RootQueries:
         names = list(plain(groupBy or []))
         group_by = tuple(planner.group_field(class_plan, name, "grouped by").prop.name for name in names)
         wanted = plain(metrics) or [{"fn": "count"}]
-        measured, described = [], []
+        measured: list[tuple[Any, str | None]] = []
+        described: list[tuple[str, Any, Any]] = []
         for metric in wanted:
             fn, name = metric.get("fn"), metric.get("field")
             if name is None:
