@@ -382,7 +382,9 @@ class _Query:
     # ------------------------------------------------------------------ the scope's hidden fields
 
     def hidden(self, cls: str | None) -> frozenset[str]:
-        """Fields hidden for twins of `cls` or any subclass (a filter on the class reaches its subclasses too)."""
+        """Fields hidden on any twin of `cls` (or a subclass) the scope lets through: a filter on the class reaches its
+        subclasses too. A class the scope does not let the caller read adds nothing, since none of its twins can
+        appear."""
         if not self.scope.hidden:
             return frozenset()
         found = self._hidden.get(cls)
@@ -390,9 +392,12 @@ class _Query:
             if cls is None:
                 found = frozenset().union(*self.scope.hidden.values())
             else:
-                result = set(self.scope.hidden_for(self.ontology.labels(cls)))
-                for sub in self.ontology.descendants(cls):
-                    result |= self.scope.hidden_for(self.ontology.labels(sub))
+                readable = self.scope.readable_classes
+                result: set[str] = set()
+                for name in (self.ontology.get(cls).name,
+                             *(self.ontology.classes[sub].name for sub in self.ontology.descendants(cls))):
+                    if readable is None or name in readable:
+                        result |= self.scope.hidden_for(self.ontology.labels(name))
                 found = frozenset(result)
             self._hidden[cls] = found
         return found
@@ -400,7 +405,7 @@ class _Query:
     def check_field(self, cls: str | None, name: str, use: str) -> None:
         """FieldNotReadable when the scope hides `name` on twins of `cls`; QueryError when they have no such field."""
         if name not in ("uid", "_class") and cls is not None and name not in self.engine.schemas(cls):
-            raise QueryError(f"{cls} has no field {quoted(name)}")
+            raise QueryError(f"{cls} has no property {quoted(name)}")
         if name in self.hidden(cls):
             raise FieldNotReadable(f"field {quoted(name)} of {cls or 'a twin'} may not be {use} by this caller")
 
@@ -450,11 +455,11 @@ class _Query:
             return f"{ref} IS NULL" if cond.value in (None, True) else f"{ref} IS NOT NULL"
         if op == "in":
             if not isinstance(cond.value, (list, tuple)):
-                raise QueryError(f"`in` on {quoted(cond.field)} takes a list")
+                raise QueryError(f"filter {cond.field} in: expected a list, got {type(cond.value).__name__}")
             return f"{ref} IN {self.param([encode(v, cond.schema) for v in cond.value])}"
         if op in ("contains", "starts_with"):
             if not isinstance(cond.value, str):
-                raise QueryError(f"`{op}` on {quoted(cond.field)} takes text")
+                raise QueryError(f"filter {cond.field} {op}: expected text, got {type(cond.value).__name__}")
             keyword = "CONTAINS" if op == "contains" else "STARTS WITH"
             return f"toLower({ref}) {keyword} toLower({self.param(cond.value)})"
         if op not in _COMPARE:

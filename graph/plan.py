@@ -17,7 +17,6 @@ from ontology.schema import Schema
 
 StepDirection = Literal["out", "in"]
 CompareOp = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "is_null", "contains", "starts_with"]
-SYSTEM_PROPERTIES = frozenset({"uid", "_class"})
 
 
 @dataclass(frozen=True)
