@@ -101,8 +101,8 @@ class ReadEngine:
         label = q.class_label(plan.cls)
         within = self.names_under(plan.cls)
         lines = q.filtered_match(f"({v}:{label})", v, plan.cls, plan.where, [v], within)
-        window = plan.window
-        lines.append(f"WITH {v} {q.order_clause(v, plan.cls, plan.order)} SKIP {window.offset} LIMIT {window.limit + 1}")
+        window, order = plan.window, q.order_clause(v, plan.cls, plan.order)
+        lines.append(f"WITH {v} {order} SKIP {window.offset} LIMIT {window.limit + 1}")
         if plan.node.connections:  # number the page's rows, fetch their connections for all at once, restore the order
             rows_var, index = q.var("s"), q.var("i")
             lines.append(f"WITH collect({v}) AS {rows_var} UNWIND range(0, size({rows_var}) - 1) AS {index} "
@@ -113,8 +113,8 @@ class ReadEngine:
         lines.append(f"WITH collect({q.row_expr(plan.node)}) AS items")
         if plan.total:
             t = q.var("t")
-            lines.append(f"CALL {{ {' '.join(q.filtered_match(f'({t}:{label})', t, plan.cls, plan.where, [t], within))} "
-                         f"RETURN count({t}) AS total }} RETURN items, total")
+            counted = q.filtered_match(f"({t}:{label})", t, plan.cls, plan.where, [t], within)
+            lines.append(f"CALL {{ {' '.join(counted)} RETURN count({t}) AS total }} RETURN items, total")
         else:
             lines.append("RETURN items, null")
         rows = q.run(" ".join(lines), timeout_ms)

@@ -111,7 +111,9 @@ class TwinReader:
         )
         return {row[0]: self.record(*row) for row in rows}
 
-    def visibility(self, uids: Sequence[str], scope: ReadScope, timeout_ms: int | None = None) -> dict[str, tuple[str, bool]]:
+    def visibility(
+        self, uids: Sequence[str], scope: ReadScope, timeout_ms: int | None = None
+    ) -> dict[str, tuple[str, bool]]:
         """uid -> (class, inside `scope`) for the twins among `uids` that exist, in one round trip (a writer must learn
         whether a twin exists only when it is one they may see)."""
         rows = self.backend.read(
@@ -147,7 +149,9 @@ class TwinReader:
                           dict(scope.params))
         return [self.record(*row) for row in rows]
 
-    def links_of(self, types: Sequence[str], scope: ReadScope = UNRESTRICTED) -> tuple[list[LinkRecord], dict[str, str]]:
+    def links_of(
+        self, types: Sequence[str], scope: ReadScope = UNRESTRICTED
+    ) -> tuple[list[LinkRecord], dict[str, str]]:
         """Every link of these types between twins inside `scope`, in one round trip, unpaged; with the class of each
         twin at their ends."""
         rows = self._read(
@@ -311,7 +315,8 @@ class TwinReader:
     ) -> list[SearchHit]:
         """Full-text search over names and descriptions; a hit found only through a hidden field is dropped."""
         plan = SearchRead(text, Projection(everything=True), limit, tuple(classes))
-        return [SearchHit(self._record_of(hit.node), hit.score) for hit in self.read_search(plan, scope, self.timeout_ms)]
+        hits = self.read_search(plan, scope, self.timeout_ms)
+        return [SearchHit(self._record_of(hit.node), hit.score) for hit in hits]
 
     # ------------------------------------------------------------------ read plans (graph/plan.py, graph/engine.py)
 
@@ -339,7 +344,9 @@ class TwinReader:
         """One shortest path with nested connections, in one round trip."""
         return self.engine.path(plan, scope, timeout_ms)
 
-    def read_aggregate(self, plan: AggregateRead, scope: ReadScope, timeout_ms: int | None = None) -> list[AggregateRow]:
+    def read_aggregate(
+        self, plan: AggregateRead, scope: ReadScope, timeout_ms: int | None = None
+    ) -> list[AggregateRow]:
         """Grouped metrics, in one round trip."""
         return self.engine.aggregate(plan, scope, timeout_ms)
 

@@ -60,4 +60,5 @@ def test_the_check_finds_cypher_in_code(tmp_path: Path) -> None:
     )
     (tmp_path / "graph").mkdir()
     (tmp_path / "graph" / "store.py").write_text('Q = "CREATE (n)"\n', encoding="utf-8")
-    assert [line.split(":")[0:2] for line in cypher_literals(tmp_path)] == [["api/reads.py", "2"], ["api/reads.py", "4"]]
+    found = [line.split(":")[0:2] for line in cypher_literals(tmp_path)]
+    assert found == [["api/reads.py", "2"], ["api/reads.py", "4"]]
