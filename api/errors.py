@@ -111,7 +111,7 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, QueryTimedOut):
         return QueryTimeout("the query exceeded its time limit; narrow it down (filters, smaller pages)")
     if isinstance(exc, BackendRefused):
-        return None  # the compiler's query was refused: an internal error, masked
+        return None  # the read engine's query was refused: an internal error, masked
     if isinstance(exc, QueryError):
         return BadUserInput(message)
     if isinstance(exc, (OntologyError, GovernanceError, GraphError)):

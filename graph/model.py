@@ -111,10 +111,11 @@ class PathResult:
 
 @dataclass(frozen=True)
 class AggregateRow:
-    """One group of an aggregate: the group's key values and the metric results."""
+    """One group of an aggregate: the group's key values and the metric results (by name, and in the order asked)."""
 
     group: dict[str, Any]
     values: dict[str, Any]
+    metrics: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

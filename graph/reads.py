@@ -6,14 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from graph.backends import CypherBackend
-from graph.cypher import (
-    check_readable,
-    compile_conditions,
-    compile_order,
-    field_schema,
-    ident,
-    looks_like_write,
-)
+from graph.cypher import ident, looks_like_write
+from graph.engine import ReadEngine
 from graph.errors import QueryError, ReadOnlyViolation
 from graph.model import (
     UNRESTRICTED,
@@ -32,6 +26,29 @@ from graph.model import (
     Subgraph,
     TwinRecord,
 )
+from graph.plan import (
+    AggregateRead,
+    AllOf,
+    AnyOf,
+    Compare,
+    Filter,
+    ImpactRead,
+    ListRead,
+    ListRows,
+    NodeRow,
+    PathRead,
+    PathRows,
+    Projection,
+    Related,
+    SearchRead,
+    SearchRow,
+    Sort,
+    Step,
+    StepDirection,
+    TwinRead,
+    TwinsRead,
+    Window,
+)
 from graph.values import decode
 from ontology.errors import UnknownTerm, quoted
 from ontology.model import Ontology
@@ -39,7 +56,6 @@ from ontology.model import Ontology
 NODE = "{n}.uid, labels({n}), properties({n})"
 MAX_PAGE = 1000
 MAX_DEPTH = 10
-_METRICS = {"count": "count", "sum": "sum", "avg": "avg", "min": "min", "max": "max"}
 
 
 class TwinReader:
@@ -53,6 +69,7 @@ class TwinReader:
         self.dependency_types = sorted(t for t, defs in types.items() if any(d.dependency for _, d in defs))
         self.supports_types = sorted(t for t, defs in types.items() if any(d.supports for _, d in defs))
         self._under: dict[str, frozenset[str]] = {}
+        self.engine = ReadEngine(backend, ontology, self.names_under, self.impact)
 
     def _read(self, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
         return self.backend.read(cypher, params, timeout_ms=self.timeout_ms)
@@ -94,6 +111,60 @@ class TwinReader:
         )
         return {row[0]: self.record(*row) for row in rows}
 
+    def visibility(
+        self, uids: Sequence[str], scope: ReadScope, timeout_ms: int | None = None
+    ) -> dict[str, tuple[str, bool]]:
+        """uid -> (class, inside `scope`) for the twins among `uids` that exist, in one round trip (a writer must learn
+        whether a twin exists only when it is one they may see)."""
+        rows = self.backend.read(
+            "MATCH (n:Twin) WHERE n.uid IN $uids RETURN n.uid AS uid, n._class AS cls, false AS visible "
+            f"UNION ALL MATCH (n:Twin) WHERE n.uid IN $uids AND {scope.render('n')} "
+            "RETURN n.uid AS uid, n._class AS cls, true AS visible",
+            {"uids": sorted(set(uids)), **scope.params}, timeout_ms=timeout_ms,
+        )
+        found: dict[str, tuple[str, bool]] = {}
+        for uid, cls, visible in rows:
+            seen = found.get(uid)
+            found[uid] = (cls, visible or (seen[1] if seen else False))
+        return found
+
+    def linked_outside(self, uids: Sequence[str], scope: ReadScope, timeout_ms: int | None = None) -> list[str]:
+        """The twins among `uids` linked to a twin outside `scope` (deleting them would remove those links)."""
+        outside = scope.render("m")
+        if not uids or outside == "true":
+            return []
+        rows = self.backend.read(
+            f"MATCH (n:Twin) WHERE n.uid IN $uids MATCH (n)--(m:Twin) WHERE NOT ({outside}) RETURN DISTINCT n.uid",
+            {"uids": list(uids), **scope.params}, timeout_ms=timeout_ms,
+        )
+        return sorted(uid for (uid,) in rows)
+
+    def twins_of(self, classes: Sequence[str], scope: ReadScope = UNRESTRICTED) -> list[TwinRecord]:
+        """Every twin carrying one of these class labels (subclasses included) inside `scope`, in one round trip,
+        unpaged (for a study that reads a whole part of the twin); a class the graph does not hold finds nothing."""
+        if not classes:
+            return []
+        label_test = " OR ".join(f"n:{ident(cls)}" for cls in classes)
+        rows = self._read(f"MATCH (n:Twin) WHERE ({label_test}) AND {scope.render('n')} RETURN {NODE.format(n='n')}",
+                          dict(scope.params))
+        return [self.record(*row) for row in rows]
+
+    def links_of(
+        self, types: Sequence[str], scope: ReadScope = UNRESTRICTED
+    ) -> tuple[list[LinkRecord], dict[str, str]]:
+        """Every link of these types between twins inside `scope`, in one round trip, unpaged; with the class of each
+        twin at their ends."""
+        rows = self._read(
+            f"MATCH (a:Twin)-[r]->(b:Twin) WHERE type(r) IN $types AND {scope.render('a')} AND {scope.render('b')} "
+            "RETURN type(r), a.uid, b.uid, properties(r), a._class, b._class",
+            {"types": list(types), **scope.params},
+        )
+        links, classes = [], {}
+        for rel, source, target, props, source_cls, target_cls in rows:
+            links.append(LinkRecord(rel, source, target, dict(props or {})))
+            classes[source], classes[target] = source_cls or "Twin", target_cls or "Twin"
+        return links, classes
+
     def find(
         self,
         cls: str,
@@ -108,34 +179,12 @@ class TwinReader:
             raise QueryError(f"limit must be between 0 and {MAX_PAGE}, got {limit}")
         if offset < 0:
             raise QueryError(f"offset must not be negative, got {offset}")
-        label = self._class_label(cls)
-        clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
-        order = compile_order(self.ontology, cls, list(order_by), scope)
-        prelude, joined = self._scope_joins(cls, scope)
-        within = self.names_under(cls)
-        if joined:
-            condition = " AND ".join([*clauses, scope.render_scan("n", within)])
-            rows = self._read(
-                f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}WITH n {order} WITH collect(n) AS matched "
-                "RETURN size(matched), [m IN matched[$offset..($offset + $limit)] | [m.uid, labels(m), properties(m)]]",
-                {**params, **scope.params, "offset": offset, "limit": limit},
-            )
-            total, page = rows[0] if rows else (0, [])
-            return Page(items=[self.record(*row) for row in page], total=total, offset=offset, limit=limit)
-        condition = " AND ".join([*clauses, scope.render("n", within)])  # cheap filters first: AND short-circuits
-        rows = self._read(
-            f"MATCH (n:{label}) WHERE {condition} WITH count(n) AS total "
-            f"MATCH (n:{label}) WHERE {condition} WITH total, n {order} SKIP $offset LIMIT $limit "
-            f"RETURN total, {NODE.format(n='n')}",
-            {**params, **scope.params, "offset": offset, "limit": limit},
-        )
-        if rows:
-            total = rows[0][0]
-        elif offset > 0 or limit == 0:
-            total = self._read(f"MATCH (n:{label}) WHERE {condition} RETURN count(n)", {**params, **scope.params})[0][0]
-        else:
-            total = 0
-        return Page(items=[self.record(*row[1:]) for row in rows], total=total, offset=offset, limit=limit)
+        self._class_label(cls)
+        order = tuple(Sort(key.field, key.descending) for key in order_by)
+        plan = ListRead(cls, Projection(everything=True), Window(offset, limit), self._filter(cls, where), order, True)
+        rows = self.read_list(plan, scope, self.timeout_ms)
+        return Page(items=[self._record_of(row) for row in rows.items[:limit]], total=rows.total or 0, offset=offset,
+                    limit=limit)
 
     def names_under(self, cls: str) -> frozenset[str]:
         """The class names a scan of `cls` can meet: the class and its subclasses."""
@@ -143,33 +192,6 @@ class TwinReader:
             cls_id = self.ontology.get(cls).id
             self._under[cls] = frozenset(self.ontology.classes[c].name for c in {cls_id, *self.ontology.descendants(cls_id)})
         return self._under[cls]
-
-    def _scope_joins(self, cls: str, scope: ReadScope) -> tuple[str, str]:
-        """Cypher for the scope's join-form row rules that can touch twins of `cls`: a prelude that collects each
-        rule's anchor twins, and the MATCH/WITH filter to put after a scan's MATCH of `n` ('' when none)."""
-        relevant = set(self.ontology.labels(cls)) | self.names_under(cls)
-        joins = [j for j in scope.joins if relevant & set(j.labels)]
-        if not joins:
-            return "", ""
-        prelude, joined, carried = "", "", list[str]()
-        for i, join in enumerate(joins):
-            members = f"scope_members_{i}"
-            prelude += (f"OPTIONAL MATCH {join.anchor} "
-                        f"WITH {', '.join([*carried, f'collect(DISTINCT scope_member) AS {members}'])} ")
-            carried.append(members)
-        own = set(self.ontology.labels(cls))
-        for i, join in enumerate(joins):
-            still = ", ".join([*carried[i + 1:], "n"])  # the member lists later joins need, and the twin
-            if own & set(join.labels):  # every twin of `cls` falls under the rule: a plain join
-                joined += (f"MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
-                           f"WHERE scope_via_{i} IN scope_members_{i} WITH DISTINCT {still} ")
-                continue
-            guard = " OR ".join(f"n:{ident(label)}" for label in join.labels)  # only some do: keep the others
-            joined += (f"OPTIONAL MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
-                       f"WITH {', '.join(carried[i:])}, n, collect(scope_via_{i}) AS scope_vias_{i} "
-                       f"WHERE NOT ({guard}) OR any(x IN scope_vias_{i} WHERE x IN scope_members_{i}) "
-                       f"WITH {still} ")
-        return prelude, joined
 
     # ------------------------------------------------------------------ traversals
 
@@ -267,18 +289,11 @@ class TwinReader:
         """One shortest path from `source` to `target` over `types`, within `max_depth` hops, or None."""
         if not 1 <= max_depth <= MAX_DEPTH:
             raise QueryError(f"depth must be between 1 and {MAX_DEPTH}, got {max_depth}")
-        rel_types = self._rel_pattern(types)[1:-1].lstrip(":")
-        base = self.backend.dialect.shortest_path(rel_types, max_depth, directed)
-        query = base.replace(
-            "RETURN p",
-            f"{_all_visible(scope, 'p')}"
-            "RETURN [x IN nodes(p) | [x.uid, labels(x), properties(x)]], [r IN relationships(p) | type(r)]",
-        )
-        rows = self._read(query, {"source": source, "target": target, **scope.params})
-        if not rows:
+        found = self.read_path(PathRead(source, target, Projection(everything=True), tuple(types), max_depth, directed),
+                               scope, self.timeout_ms)
+        if found is None:
             return None
-        node_rows, rel_types_found = rows[0]
-        return PathResult(nodes=[self.record(*n) for n in node_rows], types=list(rel_types_found))
+        return PathResult(nodes=[self._record_of(row) for row in found.nodes], types=found.types)
 
     # ------------------------------------------------------------------ aggregates and search
 
@@ -291,75 +306,76 @@ class TwinReader:
         scope: ReadScope = UNRESTRICTED,
     ) -> list[AggregateRow]:
         """Grouped count/sum/avg/min/max over twins of `cls` matching `where`."""
-        label = self._class_label(cls)
-        labels = self.ontology.labels(cls)
-        clauses, params = compile_conditions(self.ontology, cls, list(where), scope)
-        prelude, joined = self._scope_joins(cls, scope)
-        within = self.names_under(cls)
-        condition = " AND ".join([*clauses, scope.render_scan("n", within) if joined else scope.render("n", within)])
-        keys, values = [], []
-        for i, field in enumerate(group_by):
-            check_readable(scope, labels, field, "grouped by")
-            field_schema(self.ontology, cls, field)
-            keys.append(f"n.{ident(field)} AS g{i}")
-        for i, (metric, measured) in enumerate(metrics):
-            if metric not in _METRICS:
-                raise QueryError(f"unknown aggregate {metric!r}; use one of {', '.join(_METRICS)}")
-            if measured is None:
-                if metric != "count":
-                    raise QueryError(f"aggregate {metric} needs a field")
-                values.append(f"count(n) AS m{i}")
-                continue
-            check_readable(scope, labels, measured, "aggregated")
-            field_schema(self.ontology, cls, measured)
-            values.append(f"{_METRICS[metric]}(n.{ident(measured)}) AS m{i}")
-        if not values:
-            raise QueryError("an aggregate needs at least one metric")
-        rows = self._read(
-            f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}RETURN {', '.join(keys + values)} "
-            f"ORDER BY {', '.join([f'g{i}' for i in range(len(keys))] or ['m0 DESC'])}",
-            {**params, **scope.params},
-        )
-        names = [f"{metric}_{field}" if field else metric for metric, field in metrics]
-        return [
-            AggregateRow(
-                group=dict(zip(group_by, row[: len(keys)], strict=True)),
-                values=dict(zip(names, row[len(keys) :], strict=True)),
-            )
-            for row in rows
-        ]
+        self._class_label(cls)
+        plan = AggregateRead(cls, tuple(metrics), tuple(group_by), self._filter(cls, where))
+        return self.read_aggregate(plan, scope, self.timeout_ms)
 
     def search(
         self, text: str, classes: Sequence[str] = (), limit: int = 20, scope: ReadScope = UNRESTRICTED
     ) -> list[SearchHit]:
         """Full-text search over names and descriptions; a hit found only through a hidden field is dropped."""
-        if not text.strip():
-            raise QueryError("search text is empty")
-        if not 1 <= limit <= MAX_PAGE:
-            raise QueryError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-        class_filter = ""
-        if classes:
-            class_filter = " AND (" + " OR ".join(f"node:{self._class_label(c)}" for c in classes) + ")"
-        # Re-match each hit by uid: FalkorDB cannot evaluate pattern predicates on nodes yielded by a procedure.
-        rows = self._read(
-            f"{self.backend.dialect.fulltext_query()} WITH node.uid AS hit, score "
-            f"MATCH (node:Twin {{uid: hit}}) WHERE {scope.render('node')}{class_filter} "
-            f"RETURN node.uid, labels(node), properties(node), score ORDER BY score DESC LIMIT $limit",
-            {"text": _fulltext_terms(text), "limit": limit * 3, **scope.params},
-        )
-        terms = _fulltext_terms(text).replace("*", "").lower().split()  # the words the index was asked for
-        hits = []
-        for uid, labels, props, score in rows:
-            hidden = scope.hidden_for(labels)
-            if hidden & {"name", "description"}:
-                visible = " ".join(str(props.get(f, "")) for f in ("name", "description") if f not in hidden).lower()
-                visible = "".join(ch for ch in visible if ch.isalnum() or ch.isspace())  # as the index sees it
-                if not all(term in visible for term in terms):
-                    continue
-            hits.append(SearchHit(self.record(uid, labels, props), float(score)))
-            if len(hits) == limit:
-                break
-        return hits
+        plan = SearchRead(text, Projection(everything=True), limit, tuple(classes))
+        hits = self.read_search(plan, scope, self.timeout_ms)
+        return [SearchHit(self._record_of(hit.node), hit.score) for hit in hits]
+
+    # ------------------------------------------------------------------ read plans (graph/plan.py, graph/engine.py)
+
+    def read_list(self, plan: ListRead, scope: ReadScope, timeout_ms: int | None = None) -> ListRows:
+        """A page of twins with nested connections, in one round trip."""
+        return self.engine.page(plan, scope, timeout_ms)
+
+    def read_twin(self, plan: TwinRead, scope: ReadScope, timeout_ms: int | None = None) -> NodeRow | None:
+        """One twin with nested connections; None when absent or outside the scope."""
+        return self.engine.twin(plan, scope, timeout_ms)
+
+    def read_twins(self, plan: TwinsRead, scope: ReadScope, timeout_ms: int | None = None) -> dict[str, NodeRow]:
+        """Twins by uid with nested connections, in one round trip."""
+        return self.engine.twins(plan, scope, timeout_ms)
+
+    def read_search(self, plan: SearchRead, scope: ReadScope, timeout_ms: int | None = None) -> list[SearchRow]:
+        """Full-text hits with nested connections, in one round trip."""
+        return self.engine.search(plan, scope, timeout_ms)
+
+    def read_impact(self, plan: ImpactRead, scope: ReadScope) -> list[ImpactHit]:
+        """What depends on a twin, one round trip per level."""
+        return self.engine.impact(plan, scope)
+
+    def read_path(self, plan: PathRead, scope: ReadScope, timeout_ms: int | None = None) -> PathRows | None:
+        """One shortest path with nested connections, in one round trip."""
+        return self.engine.path(plan, scope, timeout_ms)
+
+    def read_aggregate(
+        self, plan: AggregateRead, scope: ReadScope, timeout_ms: int | None = None
+    ) -> list[AggregateRow]:
+        """Grouped metrics, in one round trip."""
+        return self.engine.aggregate(plan, scope, timeout_ms)
+
+    def _filter(self, cls: str, where: Sequence[Condition]) -> Filter | None:
+        """The plan filter of a list of conditions (all must hold); an `exists` condition counts visible twins only."""
+        schemas = self.engine.schemas(cls)
+        parts: list[Filter] = []
+        for cond in where:
+            if cond.op != "exists":
+                value = list(cond.value) if cond.op == "in" and isinstance(cond.value, (set, frozenset)) else cond.value
+                parts.append(Compare(cond.field, cond.op, value, schemas.get(cond.field)))
+                continue
+            if cond.field not in self.ontology.relationship_types():
+                raise QueryError(f"unknown relationship {quoted(cond.field)} in an exists filter")
+            exists = cond.value in (None, True)
+            directions: tuple[StepDirection, ...] = ("out", "in") if cond.direction == "both" else (cond.direction,)
+            related = tuple(Related(Step(cond.field, d, None), None, exists) for d in directions)
+            parts.append(related[0] if len(related) == 1 else AnyOf(related) if exists else AllOf(related))
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+
+    def _record_of(self, row: NodeRow) -> TwinRecord:
+        """The TwinRecord of a row read with a projection of `everything`."""
+        try:
+            labels = self.ontology.labels(row.cls)
+        except UnknownTerm:
+            labels = row.labels
+        return TwinRecord(uid=row.uid, cls=row.cls, labels=labels, properties=row.values)
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
         """Run a power user's read-only Cypher; refuses anything that writes (checked here and by the backend)."""
@@ -374,12 +390,6 @@ class TwinReader:
         return GraphStats(
             twins=sum(by_class.values()), links=sum(by_type.values()), by_class=by_class, by_type=by_type
         )
-
-
-def _fulltext_terms(text: str) -> str:
-    """Query text for the full-text index: each word as a prefix match, special characters dropped."""
-    words = ["".join(ch for ch in word if ch.isalnum()) for word in text.split()]
-    return " ".join(f"{w}*" for w in words if w)
 
 
 def _all_visible(scope: ReadScope, path: str) -> str:

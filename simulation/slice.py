@@ -235,7 +235,7 @@ def load_slice(store: GraphStore, roots: Sequence[str] = (), scope: ReadScope = 
     raw = _read(store, scope)
     missing = [uid for uid in roots if uid not in raw.nodes]
     if missing:
-        known = {row[0] for row in store.query("MATCH (n:Twin) WHERE n.uid IN $uids RETURN n.uid", {"uids": missing})}
+        known = store.get_many(missing)
         unknown = [uid for uid in missing if uid not in known]
         if unknown:
             raise SliceError(f"slice root(s) {', '.join(map(repr, unknown))} are not twins of the graph")
@@ -252,31 +252,21 @@ def load_slice(store: GraphStore, roots: Sequence[str] = (), scope: ReadScope = 
 def _read(store: GraphStore, scope: ReadScope) -> _Raw:
     """Nodes of the slice classes and the edges between any twins, in two read-only round trips."""
     ontology = store.ontology
-    label_test = " OR ".join(f"n:`{label}`" for label in NODE_CLASSES)
-    rows = store.query(
-        f"MATCH (n:Twin) WHERE ({label_test}) AND {scope.render('n')} RETURN n.uid, labels(n), properties(n)",
-        dict(scope.params),
-    )
     kind_of = _kind_namer(ontology)
     nodes: dict[str, tuple[str, dict[str, Any]]] = {}
     kinds: dict[str, str] = {}
-    for uid, node_labels, props in rows:
-        record = store.record(uid, node_labels, props)
+    for record in store.twins_of(NODE_CLASSES, scope):
         hidden = scope.hidden_for(record.labels)
-        nodes[uid] = (record.cls, {k: v for k, v in record.properties.items() if k not in hidden})
-        kinds[uid] = kind_of(record.cls)
-    edge_rows = store.query(
-        f"MATCH (a:Twin)-[r]->(b:Twin) WHERE type(r) IN $types AND {scope.render('a')} AND {scope.render('b')} "
-        "RETURN type(r), a.uid, b.uid, properties(r), a._class, b._class",
-        {"types": list(EDGE_TYPES), **scope.params},
-    )
+        nodes[record.uid] = (record.cls, {k: v for k, v in record.properties.items() if k not in hidden})
+        kinds[record.uid] = kind_of(record.cls)
+    links, classes = store.links_of(EDGE_TYPES, scope)
     edges = []
-    for rel, source, target, props, source_cls, target_cls in edge_rows:
-        for uid, cls in ((source, source_cls), (target, target_cls)):
+    for link in links:
+        for uid in (link.source, link.target):
             if uid not in nodes:
-                nodes[uid] = (cls or "Twin", {"_outside": True})
-                kinds[uid] = kind_of(cls or "Twin")
-        edges.append((rel, source, target, dict(props or {})))
+                nodes[uid] = (classes[uid], {"_outside": True})
+                kinds[uid] = kind_of(classes[uid])
+        edges.append((link.type, link.source, link.target, link.properties))
     edges.sort(key=lambda e: (e[0], e[1], e[2]))
     return _Raw(nodes=nodes, kinds=kinds, edges=edges, asset_classes=_names(ontology, "Asset"),
                 process_classes=_names(ontology, "Process"))

@@ -14,6 +14,8 @@ from connectors.sync import SyncReport
 from governance.audit import AuditEvent
 from governance.roles import BUILT_IN_ROLES
 from governance.tokens import issue_token
+from graph.model import UNRESTRICTED
+from graph.plan import Compare, Connection, ListRead, Projection, Step, Window
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,24 @@ def living_sample(runtime: Runtime) -> SampleActivity:
 
 
 def find_examples(runtime: Runtime) -> DemoExamples:
-    """Twins worth showing: the supplier whose failure reaches furthest, an employee, the unit 'Plant A'."""
+    """Twins worth showing: the supplier whose failure reaches furthest (sole supplier of the most materials), an
+    employee with an email address, the unit 'Plant A'."""
     store = runtime.store
-    rows = store.query(
-        "MATCH (s:Supplier)-[:supplies]->(m:Material) WITH m, collect(s.uid) AS suppliers "
-        "WHERE size(suppliers) = 1 WITH suppliers[0] AS only, count(m) AS sole "
-        "RETURN only ORDER BY sole DESC, only LIMIT 1"
-    ) or store.query("MATCH (s:Supplier) RETURN s.uid ORDER BY s.uid LIMIT 1")
-    employee = store.query("MATCH (e:Employee) WHERE e.email IS NOT NULL RETURN e.uid ORDER BY e.uid LIMIT 1")
-    plant = store.query("MATCH (u:OrgUnit {name: 'Plant A'}) RETURN u.uid LIMIT 1")
+    everything = Window(0, 1_000_000)
+    suppliers_of = Connection(Step("supplies", "in", "Supplier"), Projection(), window=Window(0, 0), total=True)
+    materials = Connection(Step("supplies", "out", "Material"), Projection(connections=[suppliers_of]),
+                           window=everything)
+    supplier_rows = store.read_list(ListRead("Supplier", Projection(connections=[materials]), everything),
+                                    UNRESTRICTED).items
+    sole = {row.uid: sum(1 for item in row.connections[materials].items
+                         if item.node.connections[suppliers_of].total == 1) for row in supplier_rows}
+    supplier = min(sole, key=lambda uid: (-sole[uid], uid), default="")
+    employee = store.read_list(ListRead("Employee", Projection(), Window(0, 1), Compare("email", "is_null", False)),
+                               UNRESTRICTED).items
+    plant = store.read_list(ListRead("OrgUnit", Projection(), Window(0, 1), Compare("name", "eq", "Plant A")),
+                            UNRESTRICTED).items
     return DemoExamples(
-        supplier=rows[0][0] if rows else "",
-        employee=employee[0][0] if employee else "",
-        plant=plant[0][0] if plant else None,
+        supplier=supplier,
+        employee=employee[0].uid if employee else "",
+        plant=plant[0].uid if plant else None,
     )

@@ -6,9 +6,10 @@ from typing import Any
 
 import anyio.to_thread
 
-from api.compiler import Selection, governed, list_limit
 from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
+from api.graphql.governed import governed
+from api.graphql.selection import Selection, list_limit
 from api.http.jobs import Job
 from api.http.studies import start_study
 from ontology.errors import quoted

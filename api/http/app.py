@@ -18,23 +18,23 @@ from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.http.audit_hook import AuditTrail, AuditUnavailable, root_fields
-from api.http.auth import Authenticator
-from api.compiler import RootQueries
 from api.context import RequestContext
 from api.errors import ApiError
+from api.graphql.builder import TwinSchema, build_schema
+from api.graphql.changes import RESOLVERS as CHANGE_RESOLVERS
+from api.graphql.mutations import RESOLVERS as MUTATION_RESOLVERS
+from api.graphql.queries import RootQueries
+from api.graphql.records import RESOLVERS as RECORD_RESOLVERS
+from api.graphql.scenarios import MUTATION_RESOLVERS as SCENARIO_MUTATIONS
+from api.graphql.scenarios import QUERY_RESOLVERS as SCENARIO_QUERIES
+from api.http.audit_hook import AuditTrail, AuditUnavailable, root_fields
+from api.http.auth import Authenticator
 from api.http.jobs import JobRunner
 from api.http.json_codec import JsonResponse, loads
 from api.http.limits import BodyLimit, describe_unstorable, limit_extensions, unstorable_input
 from api.http.metrics import ApiMetrics, RequestMetrics
-from api.mutations import RESOLVERS as MUTATION_RESOLVERS
-from api.changes import RESOLVERS as CHANGE_RESOLVERS
-from api.records import RESOLVERS as RECORD_RESOLVERS
-from api.graphql.scenarios import MUTATION_RESOLVERS as SCENARIO_MUTATIONS
-from api.graphql.scenarios import QUERY_RESOLVERS as SCENARIO_QUERIES
 from api.http.read_gate import ReadGate
 from api.runtime import Runtime
-from api.schema import TwinSchema, build_schema
 from governance.audit import Decision
 from governance.errors import AuditError
 
@@ -124,7 +124,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
 
     app.include_router(operations_router(services))
     _graphql_routes(app, services, settings.api_graphiql, settings.api_query_timeout_ms)
-    from api.subscriptions import FeedWatcher, subscription_route
+    from api.graphql.subscriptions import FeedWatcher, subscription_route
 
     services.feed_watcher = FeedWatcher(services)
     subscription_route(app, services)

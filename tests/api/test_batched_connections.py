@@ -1,8 +1,8 @@
 """Nested connections fetched for all rows at once answer exactly as one subquery per row does.
 
 The root list fields fetch their nested connections with one OPTIONAL MATCH per relationship for the whole page
-(`Compiler.batched`); the other root fields, and connections filtered by relationship existence, use one `CALL`
-subquery per row (`Compiler.call`). This test runs the same requests both ways and compares the whole responses.
+(graph/engine.py `_Query.batched`); the other root fields, and connections filtered by relationship existence, use one
+`CALL` subquery per row (`_Query.call`). This test runs the same requests both ways and compares the whole responses.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.compiler import Compiler, NodeProjection, encode_cursor
+from api.graphql.selection import encode_cursor
+from graph.engine import _Query
+from graph.plan import Projection
 from tests.api.conftest import ApiHarness
 
 QUERIES = [
@@ -45,12 +47,12 @@ ROLES = [("admin", None), ("architect", None), ("hr", "u-eng"), ("viewer", None)
 def per_row(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Make the root list fields use one subquery per row and connection, as the other root fields do."""
 
-    def subqueries(self: Compiler, proj: NodeProjection, keys: list[str]) -> tuple[list[str], list[str]]:
-        added = [key for rel in proj.relations.values()
-                 for key in ([rel.total_key] if rel.need_total else []) + [rel.key]]
+    def subqueries(self: _Query, proj: Projection, keys: list[str]) -> tuple[list[str], list[str]]:
+        added = [key for conn in proj.connections
+                 for key in ([self.keys_of(conn)[1]] if conn.total else []) + [self.keys_of(conn)[0]]]
         return self.calls(proj), [*keys, *added]
 
-    monkeypatch.setattr(Compiler, "batched", subqueries)
+    monkeypatch.setattr(_Query, "batched", subqueries)
     yield
 
 

@@ -80,7 +80,7 @@ def test_link_properties_in_history_are_masked_by_their_classification(api: ApiH
     """A policy that redacts Internal values for a role with history.read: the link entries of a twin's history
     show the link's properties masked, as the edges of a connection do."""
     from api.context import RequestContext
-    from api.records import _masked_link
+    from api.graphql.records import _masked_link
     from governance.identity import Subject
     from governance.policy import load_policy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from api.schema import build_schema
+from api.graphql.builder import build_schema
 from ontology.core import load_core
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "schema.graphql"

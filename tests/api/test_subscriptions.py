@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-import api.subscriptions
+import api.graphql.subscriptions
 from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
@@ -106,7 +106,7 @@ def test_refusals_follow_the_protocol_and_are_audited(served) -> None:  # type: 
 
 def test_an_expired_token_ends_the_connection(served, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     client, _, issuer = served
-    monkeypatch.setattr(api.subscriptions, "TOKEN_CHECK_SECONDS", 0.2)
+    monkeypatch.setattr(api.graphql.subscriptions, "TOKEN_CHECK_SECONDS", 0.2)
     ws, socket = _connect(client, issuer.issue_token("architect", sub="ari", ttl=2))
     try:
         socket.send_json({"id": "1", "type": "subscribe", "payload": {"query": CHANGES}})

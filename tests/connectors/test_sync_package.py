@@ -3,8 +3,6 @@ ledger's format, and stores wired once per URL (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import ast
-import re
 import sqlite3
 from pathlib import Path
 
@@ -23,36 +21,6 @@ from connectors.transforms import TransformError
 from graph.relational import relational_engine
 from ontology.model import Ontology
 from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
-
-CONNECTORS = Path(__file__).resolve().parents[2] / "connectors"
-# a Cypher clause keyword followed by a pattern: `MATCH (n`, `MERGE (`, `CREATE (`; SQL statements such as the
-# PostgreSQL push trigger's `CREATE TRIGGER` / `CREATE OR REPLACE FUNCTION` name an object instead
-CYPHER = re.compile(r"\b(MATCH|MERGE|CREATE)\s*\(")
-
-
-def _cypher_literals(path: Path, root: Path = CONNECTORS.parent) -> list[str]:
-    """String literals (docstrings aside) of a module that hold a Cypher clause keyword."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    docstrings = {
-        id(node.body[0].value) for node in ast.walk(tree)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
-        and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
-    }
-    return [f"{path.relative_to(root)}:{node.lineno}: {node.value[:60]!r}" for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-            and CYPHER.search(node.value)]
-
-
-def test_connectors_send_no_cypher_text() -> None:
-    found = [hit for path in sorted(CONNECTORS.rglob("*.py")) for hit in _cypher_literals(path)]
-    assert found == [], "Cypher belongs in graph/ (typed GraphStore methods):\n" + "\n".join(found)
-
-
-def test_the_scan_sees_a_cypher_literal(tmp_path: Path) -> None:
-    sample = tmp_path / "sample.py"
-    sample.write_text('"""MATCH in a docstring is prose."""\nQ = f"UNWIND $u AS u MATCH (n {{uid: u}}) RETURN n"\n'
-                      'DDL = "CREATE TRIGGER t AFTER INSERT ON orders FOR EACH STATEMENT EXECUTE FUNCTION f()"\n')
-    assert len(_cypher_literals(sample, tmp_path)) == 1  # the Cypher query, not the SQL trigger
 
 
 def test_connector_errors_share_one_base_and_keep_their_own() -> None:

@@ -6,9 +6,10 @@ from typing import Any
 
 import anyio.to_thread
 
-from api.compiler import Selection, governed, list_limit
 from api.context import RequestContext
 from api.errors import BadUserInput
+from api.graphql.governed import governed
+from api.graphql.selection import Selection, list_limit
 from governance.canonical import utc_text
 from governance.change_view import ChangeGate, ChangeView
 from graph.feed import FeedChange, FeedError

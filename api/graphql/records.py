@@ -7,9 +7,10 @@ from typing import Any
 import anyio.to_thread
 from graphql import get_named_type
 
-from api.compiler import Selection, governed, list_limit
 from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
+from api.graphql.governed import governed
+from api.graphql.selection import Selection, list_limit
 from governance.canonical import utc_text
 from governance.lineage import ProvenanceRecord
 from graph.model import TwinRecord

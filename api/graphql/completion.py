@@ -1,14 +1,14 @@
 """Completing compiled root-field results straight into response data, without graphql-core's per-field machinery.
 
-A compiled root field (api/compiler.py) already returns its whole subtree as dicts keyed by response key, so every
-nested field's resolver would only read `source[key]` (`api.schema.by_response_key`). graphql-core still builds a
+A root field read by a plan (api/graphql/queries.py) already returns its whole subtree as dicts keyed by response key,
+so every nested field's resolver only reads `source[key]` (`by_response_key`). graphql-core still builds a
 resolve-info object, coerces (empty) arguments, checks awaitables and tracks a path for each of the hundreds of values
 of such a response; that dominated the cost of a request.
 
 `CompletedExecutionContext` keeps graphql-core for everything else (parsing, validation, variable coercion, root field
 execution, errors, mutations) and only changes how a root field's `Compiled` result is completed: it walks the
 selection set with graphql-core's own (memoised) field collection, coerces every leaf with the schema's own scalar
-serialisers and resolves abstract types by `__typename` with `api.schema.resolve_twin_type`'s rule. Anything this
+serialisers and resolves abstract types by `__typename` with `resolve_twin_type`'s rule. Anything this
 walk does not cover — a null for a non-null field, a value a scalar refuses, a field with another resolver, an
 unknown runtime type, field middleware — makes it give up, and graphql-core completes the same value the normal way,
 so the response (errors included) is the one it would have produced.
@@ -33,7 +33,17 @@ from graphql import (
 from graphql.pyutils import Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from api.schema import by_response_key, resolve_twin_type
+
+def by_response_key(source: Any, info: Any, **_: Any) -> Any:
+    """Default resolver of every non-root field: read results are dicts keyed by response key (alias or field name)."""
+    if isinstance(source, Mapping):
+        return source.get(info.path.key)
+    return getattr(source, info.field_name, None)
+
+
+def resolve_twin_type(value: Any, info: Any, abstract_type: Any) -> str | None:
+    """The concrete GraphQL type of a shaped twin (its `__typename` key, set when it was shaped)."""
+    return value.get("__typename") if isinstance(value, Mapping) else None
 
 
 class Compiled:

@@ -30,10 +30,10 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from api.http.auth import token_expiry
-from api.changes import change_values
-from api.compiler import Selection
 from api.errors import ApiError, Unauthenticated
+from api.graphql.changes import change_values
+from api.graphql.selection import Selection
+from api.http.auth import token_expiry
 from governance.audit import Decision
 from governance.change_view import ChangeGate
 from governance.errors import PolicyDenied

@@ -8,9 +8,10 @@ from typing import Any
 import anyio.to_thread
 from graphql import get_named_type
 
-from api.compiler import Selection, governed, plain
 from api.context import RequestContext
 from api.errors import BadUserInput, FieldForbidden, Forbidden
+from api.graphql.governed import governed
+from api.graphql.selection import Selection, plain
 from graph.model import Link, Twin, WriteSummary
 from ontology.errors import UnknownTerm
 
@@ -28,20 +29,9 @@ def _batch(items: Any, what: str) -> list[dict[str, Any]]:
 
 async def _existing(ctx: RequestContext, uids: Iterable[str]) -> dict[str, tuple[str, bool]]:
     """uid -> (class, visible to the caller) for the twins that exist, in one round trip."""
-    wanted = sorted(set(uids))
-    scope = ctx.scope
-    cypher = (
-        "MATCH (n:Twin) WHERE n.uid IN $uids RETURN n.uid AS uid, n._class AS cls, false AS visible "
-        f"UNION ALL MATCH (n:Twin) WHERE n.uid IN $uids AND {scope.render('n')} "
-        "RETURN n.uid AS uid, n._class AS cls, true AS visible"
-    )
-    rows = await anyio.to_thread.run_sync(
-        lambda: ctx.store.backend.read(cypher, {"uids": wanted, **scope.params}, timeout_ms=ctx.timeout_ms))
+    wanted = list(uids)
+    found = await anyio.to_thread.run_sync(lambda: ctx.store.visibility(wanted, ctx.scope, ctx.timeout_ms))
     ctx.round_trips += 1
-    found: dict[str, tuple[str, bool]] = {}
-    for uid, cls, visible in rows:
-        seen = found.get(uid)
-        found[uid] = (cls, visible or (seen[1] if seen else False))
     return found
 
 
@@ -62,15 +52,11 @@ def _visible(found: Mapping[str, tuple[str, bool]], uid: str) -> bool:
 
 async def _reaching_outside(ctx: RequestContext, uids: list[str]) -> list[str]:
     """The twins among `uids` linked to a twin the caller may not see (a delete would remove those links)."""
-    outside = ctx.scope.render("m")
-    if not uids or outside == "true":
+    if not uids or ctx.scope.render("m") == "true":
         return []
-    cypher = (f"MATCH (n:Twin) WHERE n.uid IN $uids MATCH (n)--(m:Twin) WHERE NOT ({outside}) "
-              "RETURN DISTINCT n.uid")
-    rows = await anyio.to_thread.run_sync(
-        lambda: ctx.store.backend.read(cypher, {"uids": uids, **ctx.scope.params}, timeout_ms=ctx.timeout_ms))
+    reaching = await anyio.to_thread.run_sync(lambda: ctx.store.linked_outside(uids, ctx.scope, ctx.timeout_ms))
     ctx.round_trips += 1
-    return sorted(uid for (uid,) in rows)
+    return reaching
 
 
 def _class_name(ctx: RequestContext, cls: Any) -> str:

@@ -1,0 +1,331 @@
+"""The GraphQL schema, generated from the ontology at start-up with Strawberry's dynamic type creation.
+
+Shape of the generated schema (see tests/api/snapshots/schema.graphql for the core ontology's):
+
+* `interface Twin { uid className labels }` is implemented by every twin type.
+* A class with subclasses becomes an interface named after the class (`Asset`) plus an object type for its direct
+  instances (`AssetTwin`); a leaf class becomes an object type named after the class (`Employee`). Every object type
+  implements `Twin` and the interfaces of all its ancestors; fields are flattened (inherited properties and
+  relationships are repeated), so multiple inheritance (Facility is an Asset and a Location) needs no field merging.
+* Properties become typed fields (String, Int, Float, Boolean, Date, DateTime, Time, Duration, JSON).
+* Every relationship is a connection field in both directions: outgoing by its name (`worksIn`), incoming by the OWL
+  inverse name when the ontology declares one (`hasMember`) or `<name>Inverse`; both take
+  `where`/`orderBy`/`first`/`after`, and their edges carry the relationship's own properties.
+* Root fields: `twin(uid)`, one connection per class (`employees`, `assets`, ...), `search`, `impact`, `path`,
+  `aggregate`, `history`, `lineage`, `auditLog`, `scenarios`, `scenarioRun`; mutations are declared here and resolved
+  in api/graphql/mutations.py.
+
+Resolution does not go through Strawberry resolvers: each root field is read with one plan (api/graphql/planning.py,
+graph/engine.py) whose result is already shaped like the response, so every nested field reads its value by response
+key (`api.graphql.completion.by_response_key`). `TwinSchema.bind` attaches the root resolvers. The schema executes with
+`api.graphql.completion.CompletedExecutionContext`, which completes such results without a graphql-core call per field.
+The names come from the naming plan (api/graphql/naming.py), the fixed types from api/graphql/types.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import itertools
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import GraphQLInterfaceType, GraphQLObjectType, GraphQLSchema
+from strawberry.annotation import StrawberryAnnotation
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.arguments import StrawberryArgument
+from strawberry.types.field import StrawberryField
+
+from api.errors import api_error
+from api.graphql.completion import (
+    CompletedExecutionContext,
+    by_response_key,
+    resolve_twin_type,
+)
+from api.graphql.naming import (
+    ClassPlan,
+    PropertyField,
+    SchemaPlan,
+    describe,
+    plan_schema,
+)
+from api.graphql.scalars import SCALAR_ANNOTATIONS, SCALAR_MAP
+from api.graphql.types import FILTER_TYPES, STATIC, Twin
+from ontology.model import Ontology, PropertyDef
+
+
+class _Builder:
+    """Creates Strawberry types in a private module so that forward references between them resolve."""
+
+    _counter = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.module = types.ModuleType(f"api._generated_schema_{next(self._counter)}")
+        sys.modules[self.module.__name__] = self.module
+        self.ns = self.module.__dict__
+        self.ns.update({"Optional": typing.Optional, "List": list, "strawberry": strawberry, **STATIC})
+
+    def annotation(self, text_: str) -> StrawberryAnnotation:
+        return StrawberryAnnotation(text_, namespace=self.ns)
+
+    def field(self, name: str, annotation: str, *, description: str | None = None,
+              args: Sequence[tuple[str, str]] = (), is_input: bool = False) -> StrawberryField:
+        result = StrawberryField(
+            python_name=name, graphql_name=name, type_annotation=self.annotation(annotation),
+            description=description or None, default=strawberry.UNSET if is_input else dataclass_missing(),
+        )
+        if args:
+            result.arguments = [StrawberryArgument(a, a, self.annotation(t), default=strawberry.UNSET) for a, t in args]
+        return result
+
+    def make(self, name: str, fields: Sequence[StrawberryField], kind: str = "type", bases: tuple[type, ...] = (),
+             description: str | None = None) -> type:
+        body: dict[str, Any] = {f.python_name: f for f in fields}
+        # The annotation text goes into __annotations__ and the field's own annotation is cleared: Strawberry then
+        # resolves it lazily in this module's namespace, so types may refer to types created after them.
+        body["__annotations__"] = {f.python_name: f.type_annotation.raw_annotation for f in fields}  # type: ignore[union-attr]
+        for f in fields:
+            f.type_annotation = None
+        body["__module__"] = self.module.__name__
+        cls = types.new_class(name, bases, {}, lambda ns: ns.update(body))
+        self.ns[name] = cls
+        decorate = {"type": strawberry.type, "interface": strawberry.interface, "input": strawberry.input}[kind]
+        return decorate(cls, name=name, description=description or None)
+
+    def enum(self, name: str, values: Iterable[str], description: str) -> type:
+        members = {v: v for v in values}
+        created = enum.Enum(name, members)  # type: ignore[misc]
+        created.__module__ = self.module.__name__
+        self.ns[name] = strawberry.enum(created, name=name, description=description)
+        return self.ns[name]
+
+
+def dataclass_missing() -> Any:
+    """The dataclasses 'no default' marker (fields of output types need none)."""
+    return dataclasses.MISSING
+
+
+def _connection_args(plan: ClassPlan) -> list[tuple[str, str]]:
+    return [("where", f"Optional[{plan.where}]"), ("orderBy", f"Optional[List[{plan.order_by}]]"),
+            ("first", "Optional[int]"), ("after", "Optional[str]")]
+
+
+@dataclass
+class TwinSchema:
+    """The generated Strawberry schema and its plan; `bind` attaches root resolvers."""
+
+    strawberry: strawberry.Schema
+    plan: SchemaPlan
+
+    @property
+    def graphql(self) -> GraphQLSchema:
+        """The graphql-core schema under the Strawberry one."""
+        return self.strawberry._schema
+
+    def bind(self, type_name: str, field_name: str, resolver: Callable[..., Any]) -> None:
+        """Resolve `type_name.field_name` with `resolver(root, info, **args)`."""
+        self.graphql.type_map[type_name].fields[field_name].resolve = resolver  # type: ignore[union-attr]
+
+    def sdl(self) -> str:
+        """The schema in SDL."""
+        return self.strawberry.as_str() + "\n"
+
+
+def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExtension]] = (),
+                 *, scenarios: bool = False) -> TwinSchema:
+    """Generate the GraphQL schema of `ontology`."""
+    plan = plan_schema(ontology)
+    b = _Builder()
+    b.enum("TwinClass", sorted(plan.classes), "Classes of the ontology.")
+    b.enum("RelationshipType", sorted(ontology.relationship_types()), "Relationship types of the ontology.")
+    all_plans = [plan.twin, *plan.classes.values()]
+    # where / order-by inputs
+    for p in all_plans:
+        sortable = ["uid", *(f.name for f in p.properties.values() if f.filterable)]
+        b.enum(p.sort_field, sortable, f"Fields {p.cls or 'a twin'} can be sorted on.")
+        b.make(p.order_by, [b.field("field", p.sort_field, is_input=True),
+                            b.field("direction", "Optional[SortDirection]", is_input=True)], "input",
+               description="A sort key; uid is always the final tie-breaker.")
+    for p in all_plans:
+        fields = [
+            b.field("uid", "Optional[StringFilter]", is_input=True),
+            b.field("className", "Optional[StringFilter]", is_input=True),
+        ]
+        for f in p.properties.values():
+            if f.filterable:
+                fields.append(b.field(f.name, f"Optional[{FILTER_TYPES[f.scalar]}]", is_input=True))
+        for r in p.relations.values():
+            node = plan.plan_for(r.node_class)
+            fields.append(b.field(f"{r.name}Exists", "Optional[bool]", is_input=True,
+                                  description=f"Whether a {r.name} relationship to a visible twin exists."))
+            fields.append(b.field(f"{r.name}Some", f"Optional[{node.where}]", is_input=True,
+                                  description=f"Some twin reached over {r.name} matches."))
+        fields += [b.field("AND", f"Optional[List[{p.where}]]", is_input=True),
+                   b.field("OR", f"Optional[List[{p.where}]]", is_input=True),
+                   b.field("NOT", f"Optional[{p.where}]", is_input=True)]
+        b.make(p.where, fields, "input", description=f"Filter on {p.cls or 'twins'}.")
+    # connections and edges
+    for p in all_plans:
+        node = p.position_type
+        b.make(p.edge, [b.field("cursor", "str"), b.field("node", node)])
+        b.make(p.connection, [b.field("totalCount", "int"), b.field("edges", f"List[{p.edge}]"),
+                              b.field("nodes", f"List[{node}]"), b.field("pageInfo", "PageInfo")])
+    made: set[str] = set()
+    for p in plan.classes.values():
+        for r in p.relations.values():
+            if r.connection in made:
+                continue
+            made.add(r.connection)
+            node = plan.plan_for(r.node_class).position_type
+            edge_fields = [b.field("cursor", "str"), b.field("node", node)]
+            for f in r.edge_props.values():
+                edge_fields.append(b.field(f.name, _value_annotation(f), description=_prop_description(f.prop)))
+            b.make(r.edge, edge_fields, description=f"A {r.rel_type} relationship ({r.direction}).")
+            b.make(r.connection, [b.field("totalCount", "int"), b.field("edges", f"List[{r.edge}]"),
+                                  b.field("nodes", f"List[{node}]"), b.field("pageInfo", "PageInfo")])
+
+    # twin interfaces and object types, parents first
+    def twin_fields(p: ClassPlan) -> list[StrawberryField]:
+        fields = [b.field("uid", "strawberry.ID"), b.field("className", "str"), b.field("labels", "List[str]")]
+        for f in p.properties.values():
+            fields.append(b.field(f.name, _value_annotation(f), description=_prop_description(f.prop)))
+        for r in p.relations.values():
+            node = plan.plan_for(r.node_class)
+            direction = "outgoing" if r.direction == "out" else "incoming"
+            fields.append(b.field(r.name, r.connection, args=_connection_args(node),
+                                  description=f"Twins linked by {direction} {r.rel_type} relationships."))
+        return fields
+
+    order = sorted(plan.classes.values(), key=lambda p: (len(ontology.ancestors(p.cls or "")), p.cls or ""))
+    interfaces: dict[str, type] = {}
+    object_types: list[type] = []
+    for p in order:
+        cls_id = ontology.get(p.cls or "").id
+        ancestors = [ontology.classes[a].name for a in ontology.ancestors(cls_id)]
+        bases = tuple(interfaces[a] for a in ancestors if a in interfaces) + (Twin,)
+        if p.interface_name:
+            interfaces[p.cls or ""] = b.make(p.interface_name, twin_fields(p), "interface", bases, p.description)
+            object_bases: tuple[type, ...] = (interfaces[p.cls or ""], *bases)
+        else:
+            object_bases = bases
+        object_types.append(b.make(p.type_name, twin_fields(p), "type", _mro_safe(object_bases), p.description))
+    # root fields
+    query_fields = [
+        b.field("twin", "Optional[Twin]", args=[("uid", "strawberry.ID")], description="One twin by uid."),
+    ]
+    for list_field, cls in plan.root_lists.items():
+        p = plan.classes[cls]
+        query_fields.append(b.field(list_field, p.connection, args=_connection_args(p),
+                                    description=f"{cls} twins (subclasses included), filtered, sorted and paged."))
+    query_fields += [
+        b.field("search", "List[SearchHit]", args=[("text", "str"), ("classes", "Optional[List[TwinClass]]"),
+                                                    ("first", "Optional[int]")],
+                description="Full-text search over names and descriptions."),
+        b.field("impact", "List[ImpactHit]", args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]")],
+                description="Everything that transitively depends on a twin."),
+        b.field("path", "Optional[PathResult]",
+                args=[("source", "strawberry.ID"), ("target", "strawberry.ID"),
+                      ("types", "Optional[List[RelationshipType]]"), ("maxDepth", "Optional[int]"),
+                      ("directed", "Optional[bool]")],
+                description="One shortest path between two twins."),
+        b.field("aggregate", "List[AggregateRow]",
+                args=[("className", "TwinClass"), ("metrics", "Optional[List[AggregateMetric]]"),
+                      ("groupBy", "Optional[List[str]]"), ("where", "Optional[JSON]")],
+                description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON."),
+        b.field("history", "List[HistoryEntry]", args=[("uid", "strawberry.ID"), ("first", "Optional[int]")],
+                description="Recorded changes of a twin (needs history.read)."),
+        b.field("changes", "ChangePage", args=[("after", "Optional[int]"), ("first", "Optional[int]")],
+                description="The change feed after the sequence number `after` (default 0), oldest first: changes of "
+                            "twins and links the caller may see, values masked (needs history.read)."),
+        b.field("lineage", "List[LineageRecord]",
+                args=[("uid", "strawberry.ID"), ("property", "Optional[str]"), ("first", "Optional[int]")],
+                description="Where a twin's values came from (needs lineage.read)."),
+        b.field("auditLog", "List[AuditRecord]",
+                args=[("subject", "Optional[str]"), ("operation", "Optional[str]"), ("decision", "Optional[str]"),
+                      ("first", "Optional[int]"), ("offset", "Optional[int]")],
+                description="The audit log, newest first (needs audit.read: compliance and admin)."),
+        b.field("scenarios", "List[ScenarioStudy]", args=[("first", "Optional[int]")],
+                description="Stored what-if studies, newest first (needs scenario.read)."),
+        b.field("scenarioRun", "Optional[ScenarioRun]", args=[("id", "strawberry.ID")],
+                description="A study started with runScenario (by its run id) or a stored study (by its id)."),
+    ]
+    query = b.make("Query", query_fields)
+    mutation = b.make("Mutation", [
+        b.field("upsertTwins", "WriteResult", args=[("twins", "List[TwinInput]")],
+                description="Create or update twins; the batch is validated against the ontology."),
+        b.field("deleteTwins", "WriteResult", args=[("uids", "List[strawberry.ID]")],
+                description="Delete twins with their relationships."),
+        b.field("upsertLinks", "WriteResult", args=[("links", "List[LinkInput]")],
+                description="Create or update relationships."),
+        b.field("deleteLinks", "WriteResult", args=[("links", "List[LinkKeyInput]")],
+                description="Delete relationships."),
+        b.field("runScenario", "ScenarioRun", args=[("spec", "str"), ("replications", "Optional[int]")],
+                description="Start a what-if study (YAML spec) in the background; poll scenarioRun(id) for results."),
+    ])
+    subscription = b.make("Subscription", [
+        b.field("changes", "Change",
+                args=[("after", "Optional[int]"), ("classNames", "Optional[List[TwinClass]]"),
+                      ("uid", "Optional[strawberry.ID]")],
+                description="Changes as they are committed (over WebSocket, graphql-transport-ws): after the sequence "
+                            "number `after` (default: from now), of twins of these classes (and links touching "
+                            "them) or of one twin; filtered and masked like `changes` (needs history.read)."),
+    ])
+    schema = _QuietSchema(query=query, mutation=mutation, subscription=subscription, types=object_types,
+                          extensions=list(extensions),
+                          config=StrawberryConfig(scalar_map=SCALAR_MAP),
+                          execution_context_class=CompletedExecutionContext)
+    result = TwinSchema(schema, plan)
+    _install_resolvers(result)
+    return result
+
+
+class _QuietSchema(strawberry.Schema):
+    """A Strawberry schema that logs only unexpected errors (the caller's own mistakes are not server problems)."""
+
+    def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
+        """Log errors that are not meant for the caller (those are masked in the response)."""
+        unexpected = [e for e in errors if e.original_error is not None and e.path is not None
+                      and api_error(e.original_error) is None]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+def _mro_safe(bases: tuple[type, ...]) -> tuple[type, ...]:
+    """Bases in an order Python's MRO accepts: drop any base another base already inherits from."""
+    kept = [b for b in bases if not any(o is not b and issubclass(o, b) for o in bases)]
+    return tuple(dict.fromkeys(kept))
+
+
+def _value_annotation(f: PropertyField) -> str:
+    base = SCALAR_ANNOTATIONS[f.scalar]
+    return f"Optional[List[Optional[{base}]]]" if f.is_list else f"Optional[{base}]"
+
+
+def _prop_description(prop: PropertyDef) -> str:
+    extra = f"Classification: {prop.classification or 'Internal'}."
+    if prop.unit:
+        extra += f" Unit: {prop.unit}."
+    if prop.schema.kind == "enum":
+        extra += " One of: " + ", ".join(str(v.value) for v in prop.schema.enum_values) + "."
+    return describe(prop.display_name, prop.description, extra)
+
+
+def _install_resolvers(schema: TwinSchema) -> None:
+    """Every non-root field reads its value by response key; abstract types resolve from `__typename`."""
+    gql = schema.graphql
+    roots = {gql.query_type.name, gql.mutation_type.name if gql.mutation_type else ""}
+    for name, gtype in gql.type_map.items():
+        if name.startswith("__"):
+            continue
+        if isinstance(gtype, GraphQLInterfaceType):
+            gtype.resolve_type = resolve_twin_type
+        elif isinstance(gtype, GraphQLObjectType) and name not in roots:
+            gtype.is_type_of = None
+            for f in gtype.fields.values():
+                f.resolve = by_response_key

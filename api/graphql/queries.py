@@ -1,0 +1,222 @@
+"""The root query fields over the twin graph: each translates its selection into one read plan, has the store run it
+with the caller's scope (one round trip; impact one per level plus one), and shapes the rows into the response."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from graphql import get_named_type
+
+from api.context import RequestContext
+from api.errors import BadUserInput
+from api.graphql.governed import governed
+from api.graphql.naming import SchemaPlan
+from api.graphql.planning import DEFAULT_PAGE, NodeShape, Planner
+from api.graphql.selection import PAGE_MAX, list_limit, plain
+from api.graphql.shaping import Shaper
+from graph.plan import (
+    AggregateRead,
+    ImpactRead,
+    ListRead,
+    NodeRow,
+    PathRead,
+    Projection,
+    SearchRead,
+    TwinRead,
+    TwinsRead,
+)
+from ontology.errors import quoted
+
+T = TypeVar("T")
+SEARCH_DEFAULT = 20
+
+
+async def run_read(ctx: RequestContext, work: Callable[[], T], round_trips: int = 1) -> T:
+    """Run a blocking graph read in a worker thread, within the caller's share of concurrent reads and the request's
+    time limit."""
+    gate = ctx.services.reads if ctx.services is not None else None
+    ctx.round_trips += round_trips
+    if gate is None:
+        return await anyio.to_thread.run_sync(work)
+    return await gate.run(ctx.subject.sub, work, ctx.timeout_ms)
+
+
+class RootQueries:
+    """Resolvers of the root fields read by plans."""
+
+    def __init__(self, schema: SchemaPlan) -> None:
+        self.schema = schema
+
+    @property
+    def resolvers(self) -> dict[str, Callable[..., Any]]:
+        """Root field name -> resolver."""
+        result = {name: self.list_field(cls) for name, cls in self.schema.root_lists.items()}
+        result.update(twin=governed(self.twin), search=governed(self.search), impact=governed(self.impact),
+                      path=governed(self.path), aggregate=governed(self.aggregate))
+        return result
+
+    def list_field(self, cls: str) -> Callable[..., Any]:
+        """The resolver of the root connection over `cls`."""
+
+        async def resolve(root: Any, info: Any, **args: Any) -> Any:
+            ctx: RequestContext = info.context
+            planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
+            planner.require_readable(cls)
+            page = planner.page_args(cls, plain(args), DEFAULT_PAGE)
+            planner.estimated = page.limit
+            node = Projection()
+            shape = planner.connection(get_named_type(info.return_type), info.field_nodes, None, node,
+                                       max(page.limit, 1))
+            plan = ListRead(cls, node, page.window, page.where, page.order,
+                            total=any(kind == "totalCount" for _, kind, _ in shape))
+            rows = await run_read(ctx, lambda: ctx.store.read_list(plan, ctx.scope, ctx.timeout_ms))
+            result = shaper.connection(rows.items, rows.total, page, shape)
+            shaper.finish()
+            return result
+
+        resolve.__name__ = f"resolve_{cls}"
+        return governed(resolve)
+
+    async def twin(self, root: Any, info: Any, uid: str) -> Any:
+        """One twin by uid (null when absent or outside the caller's scope)."""
+        ctx: RequestContext = info.context
+        planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
+        node = Projection()
+        shape = planner.node(info.return_type, info.field_nodes, node, 1)
+        plan = TwinRead(uid, node)
+        row = await run_read(ctx, lambda: ctx.store.read_twin(plan, ctx.scope, ctx.timeout_ms))
+        result = shaper.node(row, shape)
+        shaper.finish()
+        return result
+
+    async def search(self, root: Any, info: Any, text: str, classes: Any = None, first: Any = None) -> Any:
+        """Full-text hits; a twin matched only through a field the caller may not read is not returned."""
+        ctx: RequestContext = info.context
+        planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
+        limit = list_limit(first, SEARCH_DEFAULT)
+        hit_type = get_named_type(info.return_type)
+        node = Projection()
+        twin_shape: NodeShape = {}
+        hit_shape = planner.sel.fields(hit_type, info.field_nodes)
+        for subs in hit_shape.values():
+            if subs[0].name.value == "twin":
+                twin_shape = planner.node(hit_type.fields["twin"].type, subs, node, limit * 3)
+        plan = SearchRead(text, node, limit, tuple(self.schema.ontology.get(n).name for n in plain(classes or [])))
+        rows = await run_read(ctx, lambda: ctx.store.read_search(plan, ctx.scope, ctx.timeout_ms))
+        hits = []
+        for row in rows:
+            twin = shaper.node(row.node, twin_shape) if twin_shape else {"__typename": None}
+            if twin is None:
+                continue
+            hits.append({key: (row.score if subs[0].name.value == "score" else twin) for key, subs in hit_shape.items()})
+        shaper.finish()
+        return hits
+
+    async def impact(self, root: Any, info: Any, uid: str, maxDepth: Any = None) -> Any:  # noqa: N803
+        """What depends on `uid`, level by level (scope applied at every step), then one projection read."""
+        ctx: RequestContext = info.context
+        planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
+        store = ctx.store
+        before = store.backend.queries
+        hits = await run_read(ctx, lambda: store.read_impact(ImpactRead(uid, 3 if maxDepth is None else maxDepth),
+                                                              ctx.scope), 0)
+        ctx.round_trips += store.backend.queries - before
+        hit_type = get_named_type(info.return_type)
+        hit_fields = planner.sel.fields(hit_type, info.field_nodes)
+        node = Projection()
+        twin_shape: NodeShape = {}
+        for subs in hit_fields.values():
+            if subs[0].name.value == "twin":
+                twin_shape = planner.node(hit_type.fields["twin"].type, subs, node, max(len(hits), 1))
+        twins: dict[str, NodeRow] = {}
+        if hits and twin_shape:
+            plan = TwinsRead(tuple(h.twin.uid for h in hits), node)
+            twins = await run_read(ctx, lambda: store.read_twins(plan, ctx.scope, ctx.timeout_ms))
+        result = []
+        for hit in hits:
+            twin = shaper.node(twins.get(hit.twin.uid), twin_shape) if twin_shape else None
+            if twin_shape and twin is None:
+                continue
+            values = {"depth": hit.depth, "path": list(hit.path), "via": list(hit.via), "twin": twin}
+            result.append({key: values.get(subs[0].name.value) for key, subs in hit_fields.items()})
+        shaper.seen.update(h.twin.uid for h in hits)
+        shaper.finish()
+        return result
+
+    async def path(self, root: Any, info: Any, source: str, target: str, types: Any = None, maxDepth: Any = None,  # noqa: N803
+                   directed: Any = None) -> Any:
+        """One shortest path; null when none exists or it passes a twin the caller may not see."""
+        ctx: RequestContext = info.context
+        planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
+        depth = 6 if maxDepth is None else maxDepth
+        result_type = get_named_type(info.return_type)
+        fields = planner.sel.fields(result_type, info.field_nodes)
+        node = Projection()
+        node_shape: NodeShape = {}
+        for subs in fields.values():
+            if subs[0].name.value == "nodes":
+                node_shape = planner.node(result_type.fields["nodes"].type, subs, node, depth + 1)
+        plan = PathRead(source, target, node, tuple(plain(types or [])), depth, directed is not False)
+        found = await run_read(ctx, lambda: ctx.store.read_path(plan, ctx.scope, ctx.timeout_ms))
+        if found is None:
+            return None
+        nodes = [shaper.node(row, node_shape) for row in found.nodes] if node_shape else []
+        if node_shape and any(n is None for n in nodes):
+            return None
+        shaper.seen.update(row.uid for row in found.nodes)
+        shaper.finish()
+        values = {"length": len(found.types), "types": list(found.types), "nodes": nodes}
+        return {key: values.get(subs[0].name.value) for key, subs in fields.items()}
+
+    async def aggregate(self, root: Any, info: Any, className: Any, metrics: Any = None,  # noqa: N803
+                        groupBy: Any = None, where: Any = None) -> Any:  # noqa: N803
+        """Grouped metrics over a class; hidden fields may be neither grouped, aggregated nor filtered on."""
+        ctx: RequestContext = info.context
+        planner = Planner(info, ctx, self.schema)
+        cls = plain(className)
+        planner.require_readable(cls)
+        class_plan = self.schema.classes[cls]
+        names = list(plain(groupBy or []))
+        group_by = tuple(planner.group_field(class_plan, name, "grouped by").prop.name for name in names)
+        wanted = plain(metrics) or [{"fn": "count"}]
+        measured: list[tuple[Any, str | None]] = []
+        described: list[tuple[str, Any, Any]] = []
+        for metric in wanted:
+            fn, name = metric.get("fn"), metric.get("field")
+            if name is None:
+                if fn != "count":
+                    raise BadUserInput(f"aggregate {fn.upper()} needs a field")
+                measured.append((fn, None))
+            else:
+                prop = class_plan.properties.get(name)
+                if prop is None or not prop.filterable:
+                    raise BadUserInput(f"{cls} has no field {quoted(name)} to aggregate")
+                if fn in ("sum", "avg") and prop.scalar not in ("Int", "Float"):
+                    raise BadUserInput(f"{fn.upper()} needs a numeric field; {name!r} is {prop.scalar}")
+                measured.append((fn, prop.prop.name))
+            described.append((f"{fn}_{name}" if name else fn, fn, name))
+        planner.check_filter_shape(where)
+        plan = AggregateRead(cls, tuple(measured), group_by, planner.where(cls, where) if where else None,
+                             limit=PAGE_MAX * 10)
+        rows = await run_read(ctx, lambda: ctx.store.read_aggregate(plan, ctx.scope, ctx.timeout_ms))
+        row_type = get_named_type(info.return_type)
+        metric_type = get_named_type(row_type.fields["metrics"].type)
+        selected = planner.sel.fields(row_type, info.field_nodes)
+        result = []
+        for row in rows:
+            group = {name: row.group.get(prop) for name, prop in zip(names, group_by, strict=True)}
+            metric_values = []
+            for (label, fn, name), value in zip(described, row.metrics, strict=True):
+                number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+                metric_values.append({"name": label, "fn": fn, "field": name, "value": number})
+            out: dict[str, Any] = {}
+            for key, subs in selected.items():
+                if subs[0].name.value == "metrics":
+                    out[key] = [planner.sel.flat(metric_type, subs, m) for m in metric_values]
+                else:
+                    out[key] = {"group": group}.get(subs[0].name.value)
+            result.append(out)
+        ctx.rows += len(rows)
+        return result
