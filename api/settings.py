@@ -51,20 +51,30 @@ class Settings(BaseSettings):
     api_max_filter_depth: int = Field(5, ge=1, description="Deepest nesting of AND/OR/NOT/...Some in one `where`.")
     api_max_filter_conditions: int = Field(200, ge=1, description="Most conditions one `where` may hold.")
     api_reads_per_caller: int = Field(
-        4, ge=1, description="Graph reads one caller may have running at once in one API process (a read past its "
-        "time limit keeps its place until the graph server is done with it).")
+        4,
+        ge=1,
+        description="Graph reads one caller may have running at once in one API process (a read past its "
+        "time limit keeps its place until the graph server is done with it).",
+    )
     graph_threads: int = Field(
-        8, ge=1, le=64, description="Query threads of the embedded FalkorDB server (set when it starts).")
+        8, ge=1, le=64, description="Query threads of the embedded FalkorDB server (set when it starts)."
+    )
     api_workers: int = Field(1, description="Worker processes of `twin serve` (the app keeps no state of its own).")
     runtime_enabled: bool = Field(
         True, description="Run scheduled connector syncs inside `twin serve` and `twin demo` (`twin run` always does)."
     )
     demo_activity_seconds: float = Field(
-        3.0, ge=0.1, description="`twin demo` (serving): one business change written into the sample's HR or ERP "
-        "database every this many seconds (`--still` turns it off).")
+        3.0,
+        ge=0.1,
+        description="`twin demo` (serving): one business change written into the sample's HR or ERP "
+        "database every this many seconds (`--still` turns it off).",
+    )
     demo_sync_seconds: float = Field(
-        5.0, ge=1.0, description="`twin demo` (serving): the sample connectors are synced every this many seconds "
-        "(instead of their connectors.yaml schedule), so a change shows in the twin within seconds.")
+        5.0,
+        ge=1.0,
+        description="`twin demo` (serving): the sample connectors are synced every this many seconds "
+        "(instead of their connectors.yaml schedule), so a change shows in the twin within seconds.",
+    )
     event_source: str = Field(
         "urn:enterprise-twin:twin", description="CloudEvents `source` of the twin's change events on every route."
     )
@@ -76,23 +86,43 @@ class Settings(BaseSettings):
         86_400, ge=1, description="Longest lifetime (exp - iat) of a bearer token the API accepts, in seconds."
     )
     sync_max_delete_share: float = Field(
-        0.2, ge=0, le=1, description="Most of an entity's records one sync run may delete (a share; more stops the "
-        "run before it deletes, as does a full run reading 0 rows; `twin connect run --allow-deletions N%` overrides).")
-    sync_delete_floor: int = Field(10, ge=0, description="Deletions a sync run may always make per entity, "
-                                   "whatever their share (small sources).")
-    sync_max_value_bytes: int = Field(1_000_000, gt=0, description="Largest source value a sync takes (bytes; a "
-                                      "larger one quarantines its row).")
-    sync_max_row_bytes: int = Field(8_000_000, gt=0, description="Largest source row a sync takes (bytes, all its "
-                                    "values; a larger one is quarantined).")
-    sync_max_file_bytes: int = Field(2_000_000_000, gt=0, description="Largest source file a sync reads (bytes; a "
-                                     "larger one fails the run before it is read).")
+        0.2,
+        ge=0,
+        le=1,
+        description="Most of an entity's records one sync run may delete (a share; more stops the "
+        "run before it deletes, as does a full run reading 0 rows; `twin connect run --allow-deletions N%` overrides).",
+    )
+    sync_delete_floor: int = Field(
+        10, ge=0, description="Deletions a sync run may always make per entity, whatever their share (small sources)."
+    )
+    sync_max_value_bytes: int = Field(
+        1_000_000, gt=0, description="Largest source value a sync takes (bytes; a larger one quarantines its row)."
+    )
+    sync_max_row_bytes: int = Field(
+        8_000_000,
+        gt=0,
+        description="Largest source row a sync takes (bytes, all its values; a larger one is quarantined).",
+    )
+    sync_max_file_bytes: int = Field(
+        2_000_000_000,
+        gt=0,
+        description="Largest source file a sync reads (bytes; a larger one fails the run before it is read).",
+    )
 
     @field_validator("graph_url")
     @classmethod
     def _known_graph_scheme(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        schemes = ("falkordb+embedded://", "falkordb://", "neo4j://", "neo4j+s://", "neo4j+ssc://", "bolt://", "bolt+s://")
+        schemes = (
+            "falkordb+embedded://",
+            "falkordb://",
+            "neo4j://",
+            "neo4j+s://",
+            "neo4j+ssc://",
+            "bolt://",
+            "bolt+s://",
+        )
         if not value.startswith(schemes):
             raise ValueError(f"graph_url {value!r} must start with one of {', '.join(schemes)}")
         return value

@@ -23,8 +23,16 @@ S = TypeVar("S")
 class LeasedWorkers(ABC, Generic[S]):
     """A worker thread per name, working only while this process holds the name's lease."""
 
-    def __init__(self, statuses: Mapping[str, S], leases: LeaseStore, holder: str, lease_seconds: float, *,
-                 lease_prefix: str, thread_prefix: str) -> None:
+    def __init__(
+        self,
+        statuses: Mapping[str, S],
+        leases: LeaseStore,
+        holder: str,
+        lease_seconds: float,
+        *,
+        lease_prefix: str,
+        thread_prefix: str,
+    ) -> None:
         self.leases = leases
         self.holder = holder
         self.lease_seconds = lease_seconds
@@ -50,8 +58,10 @@ class LeasedWorkers(ABC, Generic[S]):
             return
         self._keep_leases()
         self._threads = [threading.Thread(target=self._keeper, name=f"{self._thread_prefix}-leases", daemon=True)]
-        self._threads += [threading.Thread(target=self.work, args=(name,), name=f"{self._thread_prefix}-{name}",
-                                           daemon=True) for name in self._status]
+        self._threads += [
+            threading.Thread(target=self.work, args=(name,), name=f"{self._thread_prefix}-{name}", daemon=True)
+            for name in self._status
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -74,7 +84,7 @@ class LeasedWorkers(ABC, Generic[S]):
 
     def held(self, name: str) -> bool:
         """Whether this process holds `name`'s lease (as the keeper last found)."""
-        return bool(getattr(self.current(name), "held"))
+        return bool(self.current(name).held)
 
     def current(self, name: str) -> S:
         """`name`'s status now."""

@@ -83,6 +83,7 @@ class ConnectorConfig:
 
 def _fill(value: Any, variables: Mapping[str, str], secrets: Mapping[str, str], where: str) -> Any:
     if isinstance(value, str):
+
         def fill(match: re.Match[str]) -> str:
             dollar, name = match.group(1), match.group(2)
             if dollar:
@@ -103,8 +104,13 @@ def _fill(value: Any, variables: Mapping[str, str], secrets: Mapping[str, str], 
 class ConnectorRegistry:
     """The configured connectors, by name; builds runnable `Connector`s."""
 
-    def __init__(self, configs: Mapping[str, ConnectorConfig], ontology: Ontology,
-                 variables: Mapping[str, str], secrets: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        configs: Mapping[str, ConnectorConfig],
+        ontology: Ontology,
+        variables: Mapping[str, str],
+        secrets: Mapping[str, str],
+    ) -> None:
         self.configs = dict(configs)
         self.ontology = ontology
         self.variables = dict(variables)
@@ -112,8 +118,14 @@ class ConnectorRegistry:
         self._sessions: dict[str, Any] = {}  # connector -> (its options, its OPC-UA session), kept across runs
 
     @classmethod
-    def load(cls, ontology: Ontology, *, data_dir: Path | None = None, extra: Path | None = None,
-             secrets: Mapping[str, str] | None = None) -> "ConnectorRegistry":
+    def load(
+        cls,
+        ontology: Ontology,
+        *,
+        data_dir: Path | None = None,
+        extra: Path | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> ConnectorRegistry:
         """The package's connectors, then those of `data_dir/connectors.yaml` and `extra` (later ones win)."""
         variables = {"package": str(PACKAGE_DIR), "data_dir": str(Path(data_dir or ".").resolve())}
         configs: dict[str, ConnectorConfig] = {}
@@ -147,17 +159,44 @@ class ConnectorRegistry:
 
 
 _CONNECTOR_OPTIONS: dict[str, tuple[str, ...]] = {  # what each kind of source cannot open without
-    "sql": ("url",), "rest": ("base_url",), "tryton": ("url", "database", "username", "password"), "opcua": ("url",),
+    "sql": ("url",),
+    "rest": ("base_url",),
+    "tryton": ("url", "database", "username", "password"),
+    "opcua": ("url",),
 }
 _CONNECTOR_KNOWN: dict[str, set[str]] = {  # every option a kind of source takes (kinds listed here are checked)
-    "opcua": {"url", "username", "password", "duration", "idle_timeout", "batch_quiet", "max_batch_delay",
-              "publishing_interval", "reconnect_max_delay", "timeout"},
+    "opcua": {
+        "url",
+        "username",
+        "password",
+        "duration",
+        "idle_timeout",
+        "batch_quiet",
+        "max_batch_delay",
+        "publishing_interval",
+        "reconnect_max_delay",
+        "timeout",
+    },
 }
 _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
     "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks"},
     "file": {"path", "format", "sheet", "dtype"},
-    "rest": {"endpoint", "records_path", "pagination", "page_size", "page_param", "size_param", "offset_param",
-             "limit_param", "cursor_param", "cursor_path", "since_param", "params", "timeout", "max_pages"},
+    "rest": {
+        "endpoint",
+        "records_path",
+        "pagination",
+        "page_size",
+        "page_param",
+        "size_param",
+        "offset_param",
+        "limit_param",
+        "cursor_param",
+        "cursor_path",
+        "since_param",
+        "params",
+        "timeout",
+        "max_pages",
+    },
     "tryton": {"model", "fields", "domain", "page_size", "overlap_seconds"},
     "mqtt": {"topic", "time_field", "batch_size"},
     "opcua": {"nodes", "sampling_interval", "deadband", "deadband_type", "batch_size", "queue_size"},
@@ -167,8 +206,14 @@ _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per k
 class _SourceFactory:
     """Opens the Source of one entity of a connector from the connector's and the entity's options."""
 
-    def __init__(self, kind: str, options: Mapping[str, Any], connector: str,
-                 mapping: SourceMapping | None = None, sessions: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        options: Mapping[str, Any],
+        connector: str,
+        mapping: SourceMapping | None = None,
+        sessions: dict[str, Any] | None = None,
+    ) -> None:
         self.kind = kind
         self.options = options
         self.connector = connector
@@ -183,8 +228,9 @@ class _SourceFactory:
         if self.kind != "sql":
             return None
         try:
-            return parse_push(self.options.get("push"), self.connector, self.options.get("url"),
-                              f"connector {self.connector}")
+            return parse_push(
+                self.options.get("push"), self.connector, self.options.get("url"), f"connector {self.connector}"
+            )
         except PushError as exc:
             raise RegistryError(str(exc)) from None
 
@@ -212,50 +258,82 @@ class _SourceFactory:
             raise RegistryError(f"connector {self.connector}: a {self.kind} source needs {', '.join(missing)}")
         unknown = sorted(set(opts) - _ENTITY_OPTIONS.get(self.kind, set()))
         if unknown:  # a typo must not quietly read another table or endpoint
-            raise RegistryError(f"{where}: unknown source option(s) {', '.join(unknown)}; a {self.kind} entity takes "
-                                f"{', '.join(sorted(_ENTITY_OPTIONS.get(self.kind, set()))) or 'none'}")
+            raise RegistryError(
+                f"{where}: unknown source option(s) {', '.join(unknown)}; a {self.kind} entity takes "
+                f"{', '.join(sorted(_ENTITY_OPTIONS.get(self.kind, set()))) or 'none'}"
+            )
         if self.kind == "sql":
-            return SqlSource(self.options["url"], table=opts.get("table", None if "query" in opts else entity.name),
-                             query=opts.get("query"), key=entity.key or ("id",), watermark=entity.watermark,
-                             schema=opts.get("schema"), columns=opts.get("columns"),
-                             related_watermarks=opts.get("related_watermarks") or (),
-                             page_size=int(opts.get("page_size", self.options.get("page_size", 5_000))),
-                             name=f"{self.connector}:{entity.name}")
+            return SqlSource(
+                self.options["url"],
+                table=opts.get("table", None if "query" in opts else entity.name),
+                query=opts.get("query"),
+                key=entity.key or ("id",),
+                watermark=entity.watermark,
+                schema=opts.get("schema"),
+                columns=opts.get("columns"),
+                related_watermarks=opts.get("related_watermarks") or (),
+                page_size=int(opts.get("page_size", self.options.get("page_size", 5_000))),
+                name=f"{self.connector}:{entity.name}",
+            )
         if self.kind == "file":
             base = Path(self.options.get("directory", "."))
             path = Path(opts.get("path", entity.name))
             dtype = opts.get("dtype")
-            if dtype is not None and not (isinstance(dtype, dict) and all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in dtype.items())):
-                raise RegistryError(f"{where}: source.dtype must map column names to type names, "
-                                    f"e.g. {{zip: string}}; got {dtype!r}")
-            return FileSource(path if path.is_absolute() else base / path, key=entity.key or ("id",),
-                              watermark=entity.watermark, format=opts.get("format"), sheet=opts.get("sheet"),
-                              name=f"{self.connector}:{entity.name}", dtype=dtype)
+            if dtype is not None and not (
+                isinstance(dtype, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in dtype.items())
+            ):
+                raise RegistryError(
+                    f"{where}: source.dtype must map column names to type names, e.g. {{zip: string}}; got {dtype!r}"
+                )
+            return FileSource(
+                path if path.is_absolute() else base / path,
+                key=entity.key or ("id",),
+                watermark=entity.watermark,
+                format=opts.get("format"),
+                sheet=opts.get("sheet"),
+                name=f"{self.connector}:{entity.name}",
+                dtype=dtype,
+            )
         if self.kind == "rest":
             extra = {k: v for k, v in opts.items() if k not in ("endpoint",)}
-            return RestSource(self.options["base_url"], opts.get("endpoint", f"/{entity.name}"),
-                              key=entity.key or ("id",), watermark=entity.watermark,
-                              headers=self.options.get("headers"), name=f"{self.connector}:{entity.name}", **extra)
+            return RestSource(
+                self.options["base_url"],
+                opts.get("endpoint", f"/{entity.name}"),
+                key=entity.key or ("id",),
+                watermark=entity.watermark,
+                headers=self.options.get("headers"),
+                name=f"{self.connector}:{entity.name}",
+                **extra,
+            )
         if self.kind == "tryton":
             from connectors.tryton import TrytonClient, TrytonSource
 
             if self._tryton is None:
-                self._tryton = TrytonClient(self.options["url"], self.options["database"], self.options["username"],
-                                            self.options["password"])
+                self._tryton = TrytonClient(
+                    self.options["url"], self.options["database"], self.options["username"], self.options["password"]
+                )
             fields = opts.get("fields")
             if not fields or "model" not in opts:
                 raise RegistryError(f"{where}: a Tryton entity needs source.model and source.fields")
-            return TrytonSource(self._tryton, opts["model"], fields, entity.watermark or "write_date",
-                                domain=opts.get("domain"), page_size=int(opts.get("page_size", 500)),
-                                overlap=dt.timedelta(seconds=float(opts.get("overlap_seconds", 1))),
-                                name=f"{self.connector}:{entity.name}")
+            return TrytonSource(
+                self._tryton,
+                opts["model"],
+                fields,
+                entity.watermark or "write_date",
+                domain=opts.get("domain"),
+                page_size=int(opts.get("page_size", 500)),
+                overlap=dt.timedelta(seconds=float(opts.get("overlap_seconds", 1))),
+                name=f"{self.connector}:{entity.name}",
+            )
         if self.kind == "opcua":
             from connectors.opcua_source import OpcUaError, OpcUaSession
 
             if self._opcua is None:  # one session and subscription for every entity's nodes
-                entities = [e for e in (self.mapping.entities if self.mapping else [entity])
-                            if e.name == entity.name or set(e.source) <= _ENTITY_OPTIONS["opcua"]]
+                entities = [
+                    e
+                    for e in (self.mapping.entities if self.mapping else [entity])
+                    if e.name == entity.name or set(e.source) <= _ENTITY_OPTIONS["opcua"]
+                ]
                 settings = repr((sorted(self.options.items()), [(e.name, e.source) for e in entities]))
                 kept = (self._sessions or {}).get(self.connector)
                 if kept is not None and kept[0] == settings:
@@ -264,8 +342,11 @@ class _SourceFactory:
                     if kept is not None:  # the connector's options or nodes changed
                         kept[1].close()
                     try:
-                        self._opcua = OpcUaSession.from_options(self.connector, self.options, [
-                            (e.name, e.source, f"{e.file}:{e.source_line}: entity {e.name}") for e in entities])
+                        self._opcua = OpcUaSession.from_options(
+                            self.connector,
+                            self.options,
+                            [(e.name, e.source, f"{e.file}:{e.source_line}: entity {e.name}") for e in entities],
+                        )
                     except OpcUaError as exc:
                         raise RegistryError(f"connector {self.connector}: {exc}") from None
                     if self._sessions is not None:
@@ -275,15 +356,19 @@ class _SourceFactory:
             except OpcUaError as exc:
                 raise RegistryError(str(exc)) from None
         if self.kind == "mqtt":
-            return MqttSource(self.options.get("host", "127.0.0.1"), int(self.options.get("port", 1883)),
-                              topic=opts.get("topic", "#"),
-                              client_id=str(self.options.get("client_id", f"twin-{self.connector}-{entity.name}")),
-                              time_field=opts.get("time_field", "ts"), batch_size=int(opts.get("batch_size", 500)),
-                              duration=float(self.options.get("duration", 30)),
-                              idle_timeout=float(self.options.get("idle_timeout", 1.0)),
-                              batch_quiet=float(self.options.get("batch_quiet", QUIET_SECONDS)),
-                              max_batch_delay=float(self.options.get("max_batch_delay", MAX_DELAY_SECONDS)),
-                              name=f"{self.connector}:{entity.name}")
+            return MqttSource(
+                self.options.get("host", "127.0.0.1"),
+                int(self.options.get("port", 1883)),
+                topic=opts.get("topic", "#"),
+                client_id=str(self.options.get("client_id", f"twin-{self.connector}-{entity.name}")),
+                time_field=opts.get("time_field", "ts"),
+                batch_size=int(opts.get("batch_size", 500)),
+                duration=float(self.options.get("duration", 30)),
+                idle_timeout=float(self.options.get("idle_timeout", 1.0)),
+                batch_quiet=float(self.options.get("batch_quiet", QUIET_SECONDS)),
+                max_batch_delay=float(self.options.get("max_batch_delay", MAX_DELAY_SECONDS)),
+                name=f"{self.connector}:{entity.name}",
+            )
         raise RegistryError(f"{where}: unknown source kind {self.kind!r}")
 
 
@@ -318,12 +403,15 @@ def _read_registry(path: Path) -> dict[str, ConnectorConfig]:
             raise RegistryError(f"{path}: connector {name!r}: push is an option of PostgreSQL (sql) sources only")
         unknown = sorted(set(options) - _CONNECTOR_KNOWN.get(kind, set(options)))
         if unknown:
-            raise RegistryError(f"{path}: connector {name!r}: unknown source option(s) {', '.join(map(str, unknown))}; "
-                                f"an {kind} source takes {', '.join(sorted(_CONNECTOR_KNOWN[kind]))}")
+            raise RegistryError(
+                f"{path}: connector {name!r}: unknown source option(s) {', '.join(map(str, unknown))}; "
+                f"an {kind} source takes {', '.join(sorted(_CONNECTOR_KNOWN[kind]))}"
+            )
         try:
             schedule = parse_schedule(body.get("schedule"), kind, f"{path}: connector {name!r}")
         except ScheduleError as exc:
             raise RegistryError(str(exc)) from None
-        configs[str(name)] = ConnectorConfig(str(name), kind, options, mapping, str(body.get("description", "")), path,
-                                             schedule)
+        configs[str(name)] = ConnectorConfig(
+            str(name), kind, options, mapping, str(body.get("description", "")), path, schedule
+        )
     return configs

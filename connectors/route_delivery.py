@@ -107,8 +107,9 @@ class RouteCursors:
         t, now = route_cursor_table, datetime.now(UTC)
         with self.engine.begin() as conn:
             where = [t.c.route == route] + ([t.c.seq == expected] if expected is not None else [])
-            moved = conn.execute(update(t).where(*where).values(
-                seq=seq, delivered=t.c.delivered + delivered, updated_at=now)).rowcount
+            moved = conn.execute(
+                update(t).where(*where).values(seq=seq, delivered=t.c.delivered + delivered, updated_at=now)
+            ).rowcount
             if moved:
                 return True
             if expected is not None and conn.execute(select(t.c.seq).where(t.c.route == route)).first() is not None:
@@ -118,8 +119,11 @@ class RouteCursors:
                 with conn.begin_nested():
                     conn.execute(insert(t).values(route=route, seq=seq, delivered=delivered, updated_at=now))
             except IntegrityError:  # created by another runtime an instant ago
-                conn.execute(update(t).where(t.c.route == route).values(
-                    seq=seq, delivered=t.c.delivered + delivered, updated_at=now))
+                conn.execute(
+                    update(t)
+                    .where(t.c.route == route)
+                    .values(seq=seq, delivered=t.c.delivered + delivered, updated_at=now)
+                )
             return True
 
     def rewind(self, route: str, seq: int) -> None:
@@ -134,10 +138,16 @@ class RouteCursors:
         event `route` has not delivered yet, oldest first."""
         r, d = lineage_run_table, openlineage_delivery_table
         joined = r.outerjoin(d, and_(d.c.route == route, d.c.run_id == r.c.run_id))
-        query = (select(r.c.run_id, d.c.sent).select_from(joined)
-                 .where(r.c.kind == RunKind.CONNECTOR.value,
-                        or_(d.c.run_id.is_(None), and_(d.c.sent == "start", r.c.status != RunStatus.RUNNING.value)))
-                 .order_by(r.c.started_at, r.c.run_id).limit(limit))
+        query = (
+            select(r.c.run_id, d.c.sent)
+            .select_from(joined)
+            .where(
+                r.c.kind == RunKind.CONNECTOR.value,
+                or_(d.c.run_id.is_(None), and_(d.c.sent == "start", r.c.status != RunStatus.RUNNING.value)),
+            )
+            .order_by(r.c.started_at, r.c.run_id)
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             return [(row.run_id, row.sent) for row in conn.execute(query)]
 
@@ -146,8 +156,12 @@ class RouteCursors:
         t, now = openlineage_delivery_table, datetime.now(UTC)
         with self.engine.begin() as conn:
             for run_id, what in sent.items():
-                if conn.execute(update(t).where(t.c.route == route, t.c.run_id == run_id)
-                                .values(sent=what, updated_at=now)).rowcount == 0:
+                if (
+                    conn.execute(
+                        update(t).where(t.c.route == route, t.c.run_id == run_id).values(sent=what, updated_at=now)
+                    ).rowcount
+                    == 0
+                ):
                     conn.execute(insert(t).values(route=route, run_id=run_id, sent=what, updated_at=now))
 
     def sent_runs(self, route: str) -> int:
@@ -220,8 +234,14 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
         lease_seconds: float = 30.0,
         lineage: LineageStore | None = None,
     ) -> None:
-        super().__init__({r.name: RouteStatus(r.name, redacted(r.endpoint)) for r in routes}, leases, holder,
-                         lease_seconds, lease_prefix="route:", thread_prefix="route")
+        super().__init__(
+            {r.name: RouteStatus(r.name, redacted(r.endpoint)) for r in routes},
+            leases,
+            holder,
+            lease_seconds,
+            lease_prefix="route:",
+            thread_prefix="route",
+        )
         self.routes = {route.name: route for route in routes}
         self.store = store
         self.policy = policy
@@ -311,29 +331,43 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                     ahead = (page.last, reader.submit(self._prepare, route, gate, page.last, route.batch))
                     if page.events:
                         endpoint.publish(page.events)
-                        self.audit.append(AuditEvent.for_subject(
-                            subject, "route.deliver", Decision.ALLOW, rows_returned=len(page.events),
-                            variables={"route": name, "from": page.first, "to": page.last},
-                            policy_version=self.policy.version, detail=redacted(route.endpoint)))
+                        self.audit.append(
+                            AuditEvent.for_subject(
+                                subject,
+                                "route.deliver",
+                                Decision.ALLOW,
+                                rows_returned=len(page.events),
+                                variables={"route": name, "from": page.first, "to": page.last},
+                                policy_version=self.policy.version,
+                                detail=redacted(route.endpoint),
+                            )
+                        )
                     cursor, unsaved = page.last, unsaved + len(page.events)
                     if page.size < min(route.batch, FIRST_PAGE) or time.monotonic() - saved_at >= PERSIST_SECONDS:
                         save()
                     failures = 0
-                    self._feed_status(name, route, cursor if cursor is not None else stored, failures=0,
-                                      delivered=len(page.events))
+                    self._feed_status(
+                        name, route, cursor if cursor is not None else stored, failures=0, delivered=len(page.events)
+                    )
                 except (EndpointError, GraphError, InvalidEventError, OSError, SQLAlchemyError) as exc:
                     failures += 1
                     try:  # keep what was delivered before the failure
                         save()
                     except (OSError, SQLAlchemyError):
-                        log.warning("route %s: cursor not written after a failure; it redelivers from the last "
-                                    "written one", name)
+                        log.warning(
+                            "route %s: cursor not written after a failure; it redelivers from the last written one",
+                            name,
+                        )
                     cursor, ahead, unsaved = None, None, 0  # resume from the stored cursor (redelivers, same ids)
                     if endpoint is not None:  # a fresh connection on the next try
                         _close_quietly(endpoint)
                         endpoint = None
-                    self.update(name, failures=failures, suspended=failures >= SUSPEND_AFTER,
-                                last_error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                    self.update(
+                        name,
+                        failures=failures,
+                        suspended=failures >= SUSPEND_AFTER,
+                        last_error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                    )
                     self.stopping.wait(min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1)))
         finally:
             if self.held(name):
@@ -349,10 +383,16 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
         """Record a successful step of a feed route in its status."""
         current = self.current(name)
         condition = route.filter.condition
-        self.update(name, cursor=cursor, delivered=current.delivered + delivered, failures=failures,
-                    suspended=False, last_error=None,
-                    last_delivery=datetime.now(UTC) if delivered else current.last_delivery,
-                    condition_errors=condition.errors if condition is not None else 0)
+        self.update(
+            name,
+            cursor=cursor,
+            delivered=current.delivered + delivered,
+            failures=failures,
+            suspended=False,
+            last_error=None,
+            last_delivery=datetime.now(UTC) if delivered else current.last_delivery,
+            condition_errors=condition.errors if condition is not None else 0,
+        )
 
     def _deliver_lineage(self, name: str) -> None:
         """Send the START and final OpenLineage events of every connector run the route has not sent yet."""
@@ -373,31 +413,51 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
                         continue
                     unsent = self.cursors.unsent_runs(name, route.batch)
                     if not unsent:
-                        self.update(name, cursor=self.cursors.sent_runs(name), failures=0, suspended=False,
-                                    last_error=None)
+                        self.update(
+                            name, cursor=self.cursors.sent_runs(name), failures=0, suspended=False, last_error=None
+                        )
                         self.stopping.wait(LINEAGE_POLL_SECONDS)
                         continue
                     events, sent = self._lineage_events(unsent)
                     if endpoint is None:
-                        endpoint = OpenLineageEndpoint(route.endpoint, api_key=route.api_key,
-                                                       client_name=f"enterprise-twin-route-{name}")
+                        endpoint = OpenLineageEndpoint(
+                            route.endpoint, api_key=route.api_key, client_name=f"enterprise-twin-route-{name}"
+                        )
                     endpoint.send(events)
                     self.cursors.mark_sent(name, sent)
-                    self.audit.append(AuditEvent.for_subject(
-                        subject, "route.deliver", Decision.ALLOW, rows_returned=len(events),
-                        variables={"route": name, "runs": sorted(sent)[:50]}, policy_version=self.policy.version,
-                        detail=redacted(route.endpoint)))
+                    self.audit.append(
+                        AuditEvent.for_subject(
+                            subject,
+                            "route.deliver",
+                            Decision.ALLOW,
+                            rows_returned=len(events),
+                            variables={"route": name, "runs": sorted(sent)[:50]},
+                            policy_version=self.policy.version,
+                            detail=redacted(route.endpoint),
+                        )
+                    )
                     failures = 0
                     current = self.current(name)
-                    self.update(name, cursor=self.cursors.sent_runs(name), delivered=current.delivered + len(events),
-                                failures=0, suspended=False, last_error=None, last_delivery=datetime.now(UTC))
+                    self.update(
+                        name,
+                        cursor=self.cursors.sent_runs(name),
+                        delivered=current.delivered + len(events),
+                        failures=0,
+                        suspended=False,
+                        last_error=None,
+                        last_delivery=datetime.now(UTC),
+                    )
                 except (EndpointError, LineageError, OSError, SQLAlchemyError) as exc:
                     failures += 1
                     if endpoint is not None:
                         endpoint.close()
                         endpoint = None
-                    self.update(name, failures=failures, suspended=failures >= SUSPEND_AFTER,
-                                last_error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                    self.update(
+                        name,
+                        failures=failures,
+                        suspended=failures >= SUSPEND_AFTER,
+                        last_error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                    )
                     self.stopping.wait(min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1)))
         finally:
             if endpoint is not None:
@@ -429,8 +489,9 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
 
 def open_route_endpoint(route: Route) -> EventEndpoint:
     """The route's endpoint, connected."""
-    return open_endpoint(route.endpoint, EndpointOptions(webhook_secret=route.secret,
-                                                         client_name=f"enterprise-twin-route-{route.name}"))
+    return open_endpoint(
+        route.endpoint, EndpointOptions(webhook_secret=route.secret, client_name=f"enterprise-twin-route-{route.name}")
+    )
 
 
 def _close_quietly(endpoint: EventEndpoint) -> None:
@@ -449,4 +510,3 @@ def redacted(url: str) -> str:
         return parse_endpoint_url(url).redacted
     except EndpointError:
         return url.split("@")[-1] if "@" in url else url
-

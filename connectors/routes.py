@@ -52,8 +52,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.events.cloudevent import TwinEvent
 from governance.change_view import ChangeView
-from graph.feed import FeedChange
 from governance.roles import ROLE_NAMES
+from graph.feed import FeedChange
 from ontology.errors import UnknownTerm
 from ontology.model import Ontology
 
@@ -108,8 +108,9 @@ class RouteCondition:
         self._warned_at = float("-inf")
 
     @classmethod
-    def compile(cls, expression: str, ontology: Ontology, classes: frozenset[str] | None,
-                route: str = "") -> RouteCondition:
+    def compile(
+        cls, expression: str, ontology: Ontology, classes: frozenset[str] | None, route: str = ""
+    ) -> RouteCondition:
         """Compile `expression`; ConditionError naming the expression and the problem."""
         import cel
 
@@ -121,8 +122,9 @@ class RouteCondition:
         bound = set(_BOUND.findall(expression))
         unknown = sorted(set(program.variables()) - set(CONDITION_VARIABLES) - bound)
         if unknown:
-            raise ConditionError(f"{expression!r} uses unknown variable(s) {', '.join(unknown)}; known: "
-                                 f"{', '.join(CONDITION_VARIABLES)}")
+            raise ConditionError(
+                f"{expression!r} uses unknown variable(s) {', '.join(unknown)}; known: {', '.join(CONDITION_VARIABLES)}"
+            )
         known = _condition_properties(ontology, classes)
         named = {m.group(1) or m.group(3) for m in _SELECTED.finditer(expression)}
         named |= {m.group(2) for m in _IN_CHANGED.finditer(expression)}
@@ -137,9 +139,19 @@ class RouteCondition:
         before, after = change.before or {}, change.after or {}
         changed = [k for k in after if k not in before or before[k] != after[k]]
         changed += [k for k in before if k not in after]
-        context = {"kind": change.kind, "op": change.op, "class": change.cls, "uid": change.uid,
-                   "relationship": change.link_type, "target": change.target, "changed": changed,
-                   "before": before, "after": after, "actor": change.actor, "source": change.source}
+        context = {
+            "kind": change.kind,
+            "op": change.op,
+            "class": change.cls,
+            "uid": change.uid,
+            "relationship": change.link_type,
+            "target": change.target,
+            "changed": changed,
+            "before": before,
+            "after": after,
+            "actor": change.actor,
+            "source": change.source,
+        }
         try:
             result = self.program.execute(context)
         except Exception as exc:  # noqa: BLE001 - the CEL runtime raises KeyError, TypeError, ValueError ...
@@ -156,8 +168,16 @@ class RouteCondition:
         now = time.monotonic()
         if now - self._warned_at >= WARN_EVERY_SECONDS:
             self._warned_at = now
-            log.warning("route %s: condition %r could not be evaluated on change %s (%s): %s; counted as not "
-                        "matched (%d so far)", self.route, self.source, change.seq, change.uid, problem, self.errors)
+            log.warning(
+                "route %s: condition %r could not be evaluated on change %s (%s): %s; counted as not "
+                "matched (%d so far)",
+                self.route,
+                self.source,
+                change.seq,
+                change.uid,
+                problem,
+                self.errors,
+            )
 
 
 def _condition_properties(ontology: Ontology, classes: frozenset[str] | None) -> set[str]:
@@ -179,7 +199,8 @@ class _FilterSpec(BaseModel):
     link_types: list[str] | None = None
     kinds: list[Literal["twin", "link"]] = Field(default_factory=lambda: ["twin", "link"], min_length=1)
     ops: list[Literal["create", "update", "delete"]] = Field(
-        default_factory=lambda: ["create", "update", "delete"], min_length=1)
+        default_factory=lambda: ["create", "update", "delete"], min_length=1
+    )
     properties: list[str] | None = None
     condition: str | None = Field(default=None, min_length=1, max_length=4_000)
 
@@ -247,8 +268,14 @@ class Route:
     def event(self, view: ChangeView, source: str) -> TwinEvent:
         """The CloudEvent of a change: id = its sequence number, type = kind.verb, data = patch or state after."""
         change = view.change
-        data: dict[str, Any] = {"seq": change.seq, "kind": change.kind, "op": change.op, "actor": change.actor,
-                                "runId": change.run_id, "source": change.source}
+        data: dict[str, Any] = {
+            "seq": change.seq,
+            "kind": change.kind,
+            "op": change.op,
+            "actor": change.actor,
+            "runId": change.run_id,
+            "source": change.source,
+        }
         if change.kind == "twin":
             data["className"] = change.cls
         else:
@@ -259,8 +286,14 @@ class Route:
             data["state"] = change.after
         if view.masked:
             data["masked"] = dict(sorted(view.masked.items()))
-        return TwinEvent(id=str(change.seq), source=source, type=f"{change.kind}.{_VERB[change.op]}",
-                         subject=change.uid, time=change.at, data=data)
+        return TwinEvent(
+            id=str(change.seq),
+            source=source,
+            type=f"{change.kind}.{_VERB[change.op]}",
+            subject=change.uid,
+            time=change.at,
+            data=data,
+        )
 
 
 def property_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -293,17 +326,28 @@ def load_routes(path: Path, ontology: Ontology, secrets: Mapping[str, str] | Non
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise RouteError(f"{path}:{mark.line + 1 if mark else 0}: not valid YAML: "
-                         f"{getattr(exc, 'problem', None) or exc}") from None
+        raise RouteError(
+            f"{path}:{mark.line + 1 if mark else 0}: not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        ) from None
     routes = document.get("routes") if isinstance(document, dict) else None
     if not isinstance(routes, dict):
         raise RouteError(f"{path}:1: needs a `routes:` mapping of route name -> route")
     lines = _route_lines(root)
     conditions = _condition_lines(root)
     env = os.environ if secrets is None else secrets
-    return [_route(str(name), body, ontology, env, lines.get(str(name), 0), f"{path}:{lines.get(str(name), 0)}: "
-                   f"route {name!r}", str(path), f"{path}:{conditions.get(str(name), lines.get(str(name), 0))}: "
-                   f"route {name!r}") for name, body in routes.items()]
+    return [
+        _route(
+            str(name),
+            body,
+            ontology,
+            env,
+            lines.get(str(name), 0),
+            f"{path}:{lines.get(str(name), 0)}: route {name!r}",
+            str(path),
+            f"{path}:{conditions.get(str(name), lines.get(str(name), 0))}: route {name!r}",
+        )
+        for name, body in routes.items()
+    ]
 
 
 def _route_lines(root: yaml.Node | None) -> dict[str, int]:
@@ -327,13 +371,22 @@ def _condition_lines(root: yaml.Node | None) -> dict[str, int]:
         for name, body in value.value:
             for field_key, field_value in body.value if isinstance(body, yaml.MappingNode) else ():
                 if field_key.value == "filter" and isinstance(field_value, yaml.MappingNode):
-                    found |= {name.value: k.start_mark.line + 1 for k, _ in field_value.value
-                              if k.value == "condition"}
+                    for condition_key, _ in field_value.value:
+                        if condition_key.value == "condition":
+                            found[name.value] = condition_key.start_mark.line + 1
     return found
 
 
-def _route(name: str, body: Any, ontology: Ontology, secrets: Mapping[str, str], line: int, where: str,
-           file: str = "routes.yaml", condition_where: str | None = None) -> Route:
+def _route(
+    name: str,
+    body: Any,
+    ontology: Ontology,
+    secrets: Mapping[str, str],
+    line: int,
+    where: str,
+    file: str = "routes.yaml",
+    condition_where: str | None = None,
+) -> Route:
     """One route checked against the ontology, the roles and the secrets it names."""
     try:
         spec = _RouteSpec.model_validate(body)
@@ -344,8 +397,10 @@ def _route(name: str, body: Any, ontology: Ontology, secrets: Mapping[str, str],
     if spec.role not in ROLE_NAMES:
         raise RouteError(f"{where}: role: unknown role {spec.role!r}; known: {', '.join(sorted(ROLE_NAMES))}")
     if (spec.endpoint is None) == (spec.openlineage is None):
-        raise RouteError(f"{where}: endpoint: give either `endpoint` (twin change events) or `openlineage` "
-                         "(run events to an OpenLineage HTTP endpoint), not both or neither")
+        raise RouteError(
+            f"{where}: endpoint: give either `endpoint` (twin change events) or `openlineage` "
+            "(run events to an OpenLineage HTTP endpoint), not both or neither"
+        )
     if spec.openlineage is not None:
         return _openlineage_route(name, spec, spec.openlineage, secrets, line, where, file)
     assert spec.endpoint is not None
@@ -378,18 +433,29 @@ def _route(name: str, body: Any, ontology: Ontology, secrets: Mapping[str, str],
     if spec.endpoint.startswith(("http://", "https://")) and not secret:
         raise RouteError(f"{where}: secret: a webhook route needs a secret to sign its requests (secret: ${{NAME}})")
     return Route(
-        name=name, endpoint=_SECRET.sub(lambda m: _secret(m.group(1), secrets, where), spec.endpoint),
-        role=spec.role, org_unit=spec.org_unit,
-        filter=RouteFilter(classes, frozenset(spec.filter.link_types) if spec.filter.link_types is not None else None,
-                           frozenset(spec.filter.kinds), frozenset(spec.filter.ops),
-                           frozenset(spec.filter.properties) if spec.filter.properties is not None else None,
-                           condition),
-        payload=spec.payload, secret=secret, batch=spec.batch, line=line, file=file,
+        name=name,
+        endpoint=_SECRET.sub(lambda m: _secret(m.group(1), secrets, where), spec.endpoint),
+        role=spec.role,
+        org_unit=spec.org_unit,
+        filter=RouteFilter(
+            classes,
+            frozenset(spec.filter.link_types) if spec.filter.link_types is not None else None,
+            frozenset(spec.filter.kinds),
+            frozenset(spec.filter.ops),
+            frozenset(spec.filter.properties) if spec.filter.properties is not None else None,
+            condition,
+        ),
+        payload=spec.payload,
+        secret=secret,
+        batch=spec.batch,
+        line=line,
+        file=file,
     )
 
 
-def _openlineage_route(name: str, spec: _RouteSpec, url: str, secrets: Mapping[str, str], line: int, where: str,
-                       file: str) -> Route:
+def _openlineage_route(
+    name: str, spec: _RouteSpec, url: str, secrets: Mapping[str, str], line: int, where: str, file: str
+) -> Route:
     """An OpenLineage route: run events of every sync run to an OpenLineage HTTP endpoint."""
     for field_name in ("org_unit", "secret"):
         if getattr(spec, field_name) is not None:
@@ -400,12 +466,25 @@ def _openlineage_route(name: str, spec: _RouteSpec, url: str, secrets: Mapping[s
         raise RouteError(f"{where}: filter: an OpenLineage route sends every sync run; it takes no filter")
     resolved = _SECRET.sub(lambda m: _secret(m.group(1), secrets, where), url)
     if not resolved.startswith(("http://", "https://")):
-        raise RouteError(f"{where}: openlineage: expected an http:// or https:// URL of the OpenLineage API "
-                         f"(e.g. http://127.0.0.1:5000/api/v1/lineage), got {url[:80]!r}")
+        raise RouteError(
+            f"{where}: openlineage: expected an http:// or https:// URL of the OpenLineage API "
+            f"(e.g. http://127.0.0.1:5000/api/v1/lineage), got {url[:80]!r}"
+        )
     api_key = _SECRET.sub(lambda m: _secret(m.group(1), secrets, where), spec.api_key) if spec.api_key else None
-    return Route(name=name, endpoint=resolved, role=spec.role, org_unit=None,
-                 filter=RouteFilter(None, None, frozenset(), frozenset(), None), payload="patch", secret=None,
-                 batch=min(spec.batch, 500), line=line, kind="openlineage", api_key=api_key, file=file)
+    return Route(
+        name=name,
+        endpoint=resolved,
+        role=spec.role,
+        org_unit=None,
+        filter=RouteFilter(None, None, frozenset(), frozenset(), None),
+        payload="patch",
+        secret=None,
+        batch=min(spec.batch, 500),
+        line=line,
+        kind="openlineage",
+        api_key=api_key,
+        file=file,
+    )
 
 
 def _under(ontology: Ontology, cls: str) -> list[str]:

@@ -97,8 +97,10 @@ def _seconds(raw: Any, where: str) -> float:
     else:
         match = _INTERVAL.match(str(raw))
         if match is None:
-            raise ScheduleError(f"{where}: schedule {str(raw)[:40]!r} is not an interval such as 30s, 5m, 1h, "
-                                f"{{cron: '*/5 * * * *'}}, continuous or off")
+            raise ScheduleError(
+                f"{where}: schedule {str(raw)[:40]!r} is not an interval such as 30s, 5m, 1h, "
+                f"{{cron: '*/5 * * * *'}}, continuous or off"
+            )
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     if not seconds >= MIN_INTERVAL_SECONDS:
         raise ScheduleError(f"{where}: schedule interval {seconds:g} s is shorter than {MIN_INTERVAL_SECONDS:g} s")
@@ -108,6 +110,7 @@ def _seconds(raw: Any, where: str) -> float:
 def _cron(raw: Any, where: str) -> Schedule:
     """A five-field cron expression, checked."""
     if not isinstance(raw, str) or len(raw.split()) != 5 or not croniter.is_valid(raw):
-        raise ScheduleError(f"{where}: cron {str(raw)[:60]!r} is not a five-field cron expression "
-                            f"(minute hour day month weekday)")
+        raise ScheduleError(
+            f"{where}: cron {str(raw)[:60]!r} is not a five-field cron expression (minute hour day month weekday)"
+        )
     return Schedule("cron", cron=raw.strip())

@@ -30,30 +30,64 @@ def run_connector(
 ) -> SyncReport:
     """Sync `connector` as `subject` and append the audit record of the run, whether it completed or failed
     (`allow_deletions`: the share of an entity's records this run may delete, past the mass-delete guard)."""
-    variables = {"connector": connector.name, "mode": mode, "dry_run": dry_run,
-                 "entities": list(entities) if entities is not None else None, "allow_deletions": allow_deletions}
+    variables = {
+        "connector": connector.name,
+        "mode": mode,
+        "dry_run": dry_run,
+        "entities": list(entities) if entities is not None else None,
+        "allow_deletions": allow_deletions,
+    }
     decision = policy.decide(subject, "operation", OPERATION)
     if not decision.allowed:
-        audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.DENY, variables=variables,
-                                            policy_version=policy.version, detail=decision.reason))
+        audit.append(
+            AuditEvent.for_subject(
+                subject,
+                OPERATION,
+                Decision.DENY,
+                variables=variables,
+                policy_version=policy.version,
+                detail=decision.reason,
+            )
+        )
         raise PolicyDenied(f"{subject.sub} may not run connectors: {decision.reason}")
     try:
-        report = engine.run(connector, mode, dry_run=dry_run, entities=entities, progress=progress,
-                            allow_deletions=allow_deletions)
+        report = engine.run(
+            connector, mode, dry_run=dry_run, entities=entities, progress=progress, allow_deletions=allow_deletions
+        )
     except BaseException as exc:
         _record(audit, subject, policy, variables, None, {"status": "failed", "error": _short(exc)})
         raise
-    _record(audit, subject, policy, variables, report.counts.get("read"),
-            {"status": report.status, "run_id": report.run_id, "counts": report.counts})
+    _record(
+        audit,
+        subject,
+        policy,
+        variables,
+        report.counts.get("read"),
+        {"status": report.status, "run_id": report.run_id, "counts": report.counts},
+    )
     return report
 
 
-def _record(audit: AuditLog, subject: Subject, policy: Policy, variables: dict[str, object], rows: int | None,
-            outcome: dict[str, object]) -> None:
+def _record(
+    audit: AuditLog,
+    subject: Subject,
+    policy: Policy,
+    variables: dict[str, object],
+    rows: int | None,
+    outcome: dict[str, object],
+) -> None:
     """The run's audit record: who ran what, and how it ended."""
-    audit.append(AuditEvent.for_subject(subject, OPERATION, Decision.ALLOW, variables=variables,
-                                        policy_version=policy.version, rows_returned=rows,
-                                        detail=json.dumps(outcome, sort_keys=True, default=str)))
+    audit.append(
+        AuditEvent.for_subject(
+            subject,
+            OPERATION,
+            Decision.ALLOW,
+            variables=variables,
+            policy_version=policy.version,
+            rows_returned=rows,
+            detail=json.dumps(outcome, sort_keys=True, default=str),
+        )
+    )
 
 
 def _short(exc: BaseException) -> str:

@@ -89,15 +89,17 @@ def parse_push(raw: Any, connector: str, url: str | None, where: str) -> SqlPush
     else:
         raise PushError(f"{where}: push must be true, false or {{channel: NAME}}; got {str(raw)[:60]!r}")
     if not _CHANNEL.match(channel):
-        raise PushError(f"{where}: push channel {channel[:70]!r} must be 1-63 letters, digits, _ or -, "
-                        f"starting with a letter or _")
+        raise PushError(
+            f"{where}: push channel {channel[:70]!r} must be 1-63 letters, digits, _ or -, starting with a letter or _"
+        )
     try:
         backend = make_url(url or "").get_backend_name()
     except (ArgumentError, ValueError):
         backend = None
     if backend != "postgresql":
-        raise PushError(f"{where}: push (LISTEN/NOTIFY) needs a postgresql:// source URL; "
-                        f"this source is {redact_url(url or '')!r}")
+        raise PushError(
+            f"{where}: push (LISTEN/NOTIFY) needs a postgresql:// source URL; this source is {redact_url(url or '')!r}"
+        )
     assert url is not None
     return SqlPush(connector, url, channel)
 
@@ -116,9 +118,11 @@ def trigger_sql(push: SqlPush, tables: Sequence[tuple[str | None, str]]) -> str:
     for schema, table in tables:
         qualified = f"{_quoted(schema)}.{_quoted(table)}" if schema else _quoted(table)
         trigger = _quoted(f"twin_push_{push.connector}_{table}"[:63])
-        parts.append(f"DROP TRIGGER IF EXISTS {trigger} ON {qualified};\n"
-                     f"CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {qualified}\n"
-                     f"  FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}('{channel}');")
+        parts.append(
+            f"DROP TRIGGER IF EXISTS {trigger} ON {qualified};\n"
+            f"CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {qualified}\n"
+            f"  FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}('{channel}');"
+        )
     return "\n".join(parts) + "\n"
 
 
@@ -138,8 +142,14 @@ class ChangeListener:
     connection was lost and came back, `on_change(None)` (run everything). `on_state` hears 'listening' or
     'reconnecting: <reason>'."""
 
-    def __init__(self, push: SqlPush, on_change: Callable[[str | None], None],
-                 on_state: Callable[[str], None] = lambda state: None, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        push: SqlPush,
+        on_change: Callable[[str | None], None],
+        on_state: Callable[[str], None] = lambda state: None,
+        *,
+        poll_seconds: float = 1.0,
+    ) -> None:
         self.push = push
         self.on_change = on_change
         self.on_state = on_state
@@ -166,9 +176,16 @@ class ChangeListener:
         lost = False
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.push.conninfo, autocommit=True, connect_timeout=5, keepalives=1,
-                                     keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
-                                     application_name=f"twin-push:{self.push.connector}"[:63]) as conn:
+                with psycopg.connect(
+                    self.push.conninfo,
+                    autocommit=True,
+                    connect_timeout=5,
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=3,
+                    application_name=f"twin-push:{self.push.connector}"[:63],
+                ) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.push.channel)))
                     self.backend_pid = conn.info.backend_pid
                     self.on_state(f"listening on {self.push.channel}")

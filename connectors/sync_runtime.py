@@ -114,8 +114,14 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         on_run: Callable[[ConnectorStatus, SyncReport | None], None] | None = None,
     ) -> None:
         self.schedules = {name: s for name, s in schedules.items() if s.kind != "off"}
-        super().__init__({name: ConnectorStatus(name, s.describe()) for name, s in self.schedules.items()}, leases,
-                         holder or runtime_holder(), lease_seconds, lease_prefix="", thread_prefix="sync-runtime")
+        super().__init__(
+            {name: ConnectorStatus(name, s.describe()) for name, s in self.schedules.items()},
+            leases,
+            holder or runtime_holder(),
+            lease_seconds,
+            lease_prefix="",
+            thread_prefix="sync-runtime",
+        )
         self.open_connector = open_connector
         self.open_engine = open_engine
         self.policy = policy
@@ -187,14 +193,23 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
             return None
         mapping = connector.mapping
         wake = self.wakes[name]
-        listener = ChangeListener(push, lambda table: wake.ask(None if table is None else
-                                                                push.entities_for(table, mapping)),
-                                  lambda state: self.update(name, push=state))
+        listener = ChangeListener(
+            push,
+            lambda table: wake.ask(None if table is None else push.entities_for(table, mapping)),
+            lambda state: self.update(name, push=state),
+        )
         listener.start()
         return listener
 
-    def _run_once(self, name: str, schedule: Schedule, engine: SyncEngine, entities: tuple[str, ...] | None = None,
-                  *, pushed: bool = False) -> datetime:
+    def _run_once(
+        self,
+        name: str,
+        schedule: Schedule,
+        engine: SyncEngine,
+        entities: tuple[str, ...] | None = None,
+        *,
+        pushed: bool = False,
+    ) -> datetime:
         """One run of `name` (of some `entities` only, when a notification named them); returns when the next
         scheduled run is due (backing off after failures)."""
         started = datetime.now(UTC)
@@ -204,8 +219,15 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         try:
             connector = self.open_connector(name)
             try:
-                report = run_connector(engine, connector, subject=self.subject, policy=self.policy,
-                                       audit=self.audit, mode="incremental", entities=entities)
+                report = run_connector(
+                    engine,
+                    connector,
+                    subject=self.subject,
+                    policy=self.policy,
+                    audit=self.audit,
+                    mode="incremental",
+                    entities=entities,
+                )
             finally:
                 connector.close()
         except Exception as exc:  # noqa: BLE001 - any failure of one connector is its own; the others go on
@@ -214,16 +236,30 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         current = self.current(name)
         if error is None and report is not None:
             due = schedule.next_run(now) or now
-            status = self.update(name, running=False, runs=current.runs + 1, failures=0,
-                                  last_success=started if entities is None else current.last_success,
-                                  last_error=None, next_run=due, quarantined=report.counts.get("quarantined", 0),
-                                  pushed_runs=current.pushed_runs + pushed)
+            status = self.update(
+                name,
+                running=False,
+                runs=current.runs + 1,
+                failures=0,
+                last_success=started if entities is None else current.last_success,
+                last_error=None,
+                next_run=due,
+                quarantined=report.counts.get("quarantined", 0),
+                pushed_runs=current.pushed_runs + pushed,
+            )
         else:
             failures = current.failures + 1
             backoff = min(self.max_backoff_seconds, FIRST_BACKOFF_SECONDS * 2 ** (failures - 1))
             due = max(schedule.next_run(now) or now, now + timedelta(seconds=backoff))
-            status = self.update(name, running=False, runs=current.runs + 1, failures=failures, last_error=error,
-                                  next_run=due, pushed_runs=current.pushed_runs + pushed)
+            status = self.update(
+                name,
+                running=False,
+                runs=current.runs + 1,
+                failures=failures,
+                last_error=error,
+                next_run=due,
+                pushed_runs=current.pushed_runs + pushed,
+            )
         if self.on_run is not None:
             self.on_run(status, report)
         return due

@@ -113,8 +113,18 @@ sync_run_table = Table(
 
 _CHUNK = 2_000  # keys per IN (...) query
 _LEDGER_COLUMNS = ("connector", "entity", "record_key", "uid", "digest", "payload")  # and the run id, shared
-_PENDING_COLUMNS = ("type", "source", "target", "connector", "system", "entity", "record_key", "rule", "properties",
-                    "reason")  # and the time they began to wait, shared
+_PENDING_COLUMNS = (
+    "type",
+    "source",
+    "target",
+    "connector",
+    "system",
+    "entity",
+    "record_key",
+    "rule",
+    "properties",
+    "reason",
+)  # and the time they began to wait, shared
 
 
 @dataclass(frozen=True)
@@ -193,9 +203,7 @@ def upsert_statement(engine: Engine, table: Table, keys: Sequence[str], columns:
     """An INSERT that updates `columns` when a row with the same `keys` exists (SQLite and PostgreSQL)."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=list(keys), set_={c: statement.excluded[c] for c in columns}
-    )
+    return statement.on_conflict_do_update(index_elements=list(keys), set_={c: statement.excluded[c] for c in columns})
 
 
 def insert_ignore_statement(engine: Engine, table: Table, keys: Sequence[str]) -> Any:
@@ -211,12 +219,22 @@ class SyncState:
         self.url = url
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
-        self._ledger = RowAppender(self.engine, sync_record_table, _LEDGER_COLUMNS, ("run_id",),
-                                   conflict_keys=("connector", "entity", "record_key"),
-                                   update_columns=("uid", "digest", "payload", "run_id"))
+        self._ledger = RowAppender(
+            self.engine,
+            sync_record_table,
+            _LEDGER_COLUMNS,
+            ("run_id",),
+            conflict_keys=("connector", "entity", "record_key"),
+            update_columns=("uid", "digest", "payload", "run_id"),
+        )
         self._pending = RowAppender(
-            self.engine, sync_pending_link_table, _PENDING_COLUMNS, ("since",),
-            conflict_keys=("type", "source", "target"), update_columns=_PENDING_COLUMNS[3:])
+            self.engine,
+            sync_pending_link_table,
+            _PENDING_COLUMNS,
+            ("since",),
+            conflict_keys=("type", "source", "target"),
+            update_columns=_PENDING_COLUMNS[3:],
+        )
 
     # --------------------------------------------------------------------------------------- watermarks
     def watermark(self, connector: str, entity: str) -> Watermark | None:
@@ -235,10 +253,19 @@ class SyncState:
 
     def commit_watermark(self, conn: Connection, connector: str, entity: str, value: Watermark, run_id: str) -> None:
         """Store the watermark inside the caller's transaction (only after everything before it is durable)."""
-        statement = upsert_statement(self.engine, sync_watermark_table, ["connector", "entity"],
-                                     ["value", "run_id", "updated_at"])
-        conn.execute(statement, {"connector": connector, "entity": entity, "value": value.value.isoformat(),
-                                 "run_id": run_id, "updated_at": now_text()})
+        statement = upsert_statement(
+            self.engine, sync_watermark_table, ["connector", "entity"], ["value", "run_id", "updated_at"]
+        )
+        conn.execute(
+            statement,
+            {
+                "connector": connector,
+                "entity": entity,
+                "value": value.value.isoformat(),
+                "run_id": run_id,
+                "updated_at": now_text(),
+            },
+        )
 
     def clear_watermarks(self, connector: str) -> None:
         """Forget a connector's watermarks (the next incremental run reads everything)."""
@@ -266,8 +293,9 @@ class SyncState:
         t = sync_record_table
         with self.engine.connect() as conn:
             # .all() fetches in one call; iterating fetches row by row (a ledger may hold hundreds of thousands)
-            return set(conn.scalars(select(t.c.record_key).where(t.c.connector == connector, t.c.entity == entity))
-                       .all())
+            return set(
+                conn.scalars(select(t.c.record_key).where(t.c.connector == connector, t.c.entity == entity)).all()
+            )
 
     def ledger_count(self, connector: str | None = None) -> int:
         """Number of ledger entries (of one connector, or all)."""
@@ -279,27 +307,43 @@ class SyncState:
         t = sync_record_table
         bucket = (cast(t.c.record_key, BigInteger) - low) // width
         with self.engine.connect() as conn:
-            return {int(b): int(n) for b, n in conn.execute(select(bucket, func.count()).where(
-                t.c.connector == connector, t.c.entity == entity).group_by(bucket))}
+            return {
+                int(b): int(n)
+                for b, n in conn.execute(
+                    select(bucket, func.count())
+                    .where(t.c.connector == connector, t.c.entity == entity)
+                    .group_by(bucket)
+                )
+            }
 
-    def ledger_keys_in_buckets(self, connector: str, entity: str, low: int, width: int,
-                               buckets: Sequence[int]) -> set[str]:
+    def ledger_keys_in_buckets(
+        self, connector: str, entity: str, low: int, width: int, buckets: Sequence[int]
+    ) -> set[str]:
         """The ledger keys of the entity in these buckets (numbered as by `ledger_key_buckets`)."""
         t = sync_record_table
         bucket = (cast(t.c.record_key, BigInteger) - low) // width
         found: set[str] = set()
         with self.engine.connect() as conn:
             for chunk in batched(sorted(buckets), 500):
-                found.update(conn.scalars(select(t.c.record_key).where(
-                    t.c.connector == connector, t.c.entity == entity, bucket.in_(chunk))))
+                found.update(
+                    conn.scalars(
+                        select(t.c.record_key).where(
+                            t.c.connector == connector, t.c.entity == entity, bucket.in_(chunk)
+                        )
+                    )
+                )
         return found
 
     def ledger_entity_counts(self, connector: str) -> dict[str, int]:
         """Number of ledger entries of each entity of a connector (one index-only query)."""
         t = sync_record_table
         with self.engine.connect() as conn:
-            return {entity: int(n) for entity, n in conn.execute(
-                select(t.c.entity, func.count()).where(t.c.connector == connector).group_by(t.c.entity))}
+            return {
+                entity: int(n)
+                for entity, n in conn.execute(
+                    select(t.c.entity, func.count()).where(t.c.connector == connector).group_by(t.c.entity)
+                )
+            }
 
     def pending_count(self, connector: str | None = None) -> int:
         """Number of links waiting for an endpoint (of one connector, or all)."""
@@ -322,8 +366,14 @@ class SyncState:
                 for row in rows:
                     m = row._mapping
                     found.setdefault(m["uid"], []).append(
-                        LedgerEntry(m["connector"], m["entity"], m["record_key"], m["uid"], m["digest"],
-                                    payload_of(m["payload"]))
+                        LedgerEntry(
+                            m["connector"],
+                            m["entity"],
+                            m["record_key"],
+                            m["uid"],
+                            m["digest"],
+                            payload_of(m["payload"]),
+                        )
                     )
         return found
 
@@ -331,8 +381,10 @@ class SyncState:
         """Upsert ledger entries inside the caller's transaction."""
         if not entries:
             return
-        rows = [(e.connector, e.entity, e.record_key, e.uid, e.digest, e.payload_text or payload_text(e.payload))
-                for e in entries]
+        rows = [
+            (e.connector, e.entity, e.record_key, e.uid, e.digest, e.payload_text or payload_text(e.payload))
+            for e in entries
+        ]
         for chunk in batched(rows, 5_000):
             self._ledger.append(conn, chunk, (run_id,))
 
@@ -359,8 +411,17 @@ class SyncState:
         """Note that a batch is about to be written (its lineage may become durable before its ledger)."""
         statement = insert_ignore_statement(self.engine, sync_batch_table, ["batch_id"])
         with self.engine.begin() as conn:
-            conn.execute(statement, {"batch_id": batch_id, "connector": connector, "entity": entity,
-                                     "run_id": run_id, "keys": json.dumps(list(keys)), "created_at": now_text()})
+            conn.execute(
+                statement,
+                {
+                    "batch_id": batch_id,
+                    "connector": connector,
+                    "entity": entity,
+                    "run_id": run_id,
+                    "keys": json.dumps(list(keys)),
+                    "created_at": now_text(),
+                },
+            )
 
     def close_batch(self, conn: Connection, batch_id: str) -> None:
         """Forget the batch's journal entry inside the committing transaction."""
@@ -377,8 +438,21 @@ class SyncState:
         """Remember links whose endpoints are missing, inside the caller's transaction."""
         if not links:
             return
-        rows = [(p.type, p.source, p.target, p.connector, p.system, p.entity, p.record_key, p.rule,
-                 json.dumps(dict(p.properties), sort_keys=True), p.reason) for p in links]
+        rows = [
+            (
+                p.type,
+                p.source,
+                p.target,
+                p.connector,
+                p.system,
+                p.entity,
+                p.record_key,
+                p.rule,
+                json.dumps(dict(p.properties), sort_keys=True),
+                p.reason,
+            )
+            for p in links
+        ]
         since = now_text()
         for chunk in batched(rows, 5_000):
             self._pending.append(conn, chunk, (since,))
@@ -391,8 +465,18 @@ class SyncState:
             query = query.where(t.c.connector == connector)
         with self.engine.connect() as conn:
             return [
-                PendingLink(r.type, r.source, r.target, r.connector, r.system, r.entity, r.record_key, r.rule,
-                            json.loads(r.properties), r.reason)
+                PendingLink(
+                    r.type,
+                    r.source,
+                    r.target,
+                    r.connector,
+                    r.system,
+                    r.entity,
+                    r.record_key,
+                    r.rule,
+                    json.loads(r.properties),
+                    r.reason,
+                )
                 for r in conn.execute(query.order_by(t.c.since, t.c.source))
             ]
 
@@ -406,19 +490,40 @@ class SyncState:
     def start_run(self, run_id: str, connector: str, mode: str, resumed: bool = False) -> None:
         """Record that a run started."""
         with self.engine.begin() as conn:
-            conn.execute(insert(sync_run_table).values(
-                run_id=run_id, connector=connector, mode=mode, status="running", started_at=now_text(),
-                counts="{}", timings="{}", resumed=resumed,
-            ))
+            conn.execute(
+                insert(sync_run_table).values(
+                    run_id=run_id,
+                    connector=connector,
+                    mode=mode,
+                    status="running",
+                    started_at=now_text(),
+                    counts="{}",
+                    timings="{}",
+                    resumed=resumed,
+                )
+            )
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int], timings: Mapping[str, float],
-                   error: str | None = None) -> None:
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        counts: Mapping[str, int],
+        timings: Mapping[str, float],
+        error: str | None = None,
+    ) -> None:
         """Record how a run ended."""
         with self.engine.begin() as conn:
-            conn.execute(update(sync_run_table).where(sync_run_table.c.run_id == run_id).values(
-                status=status, ended_at=now_text(), counts=json.dumps(dict(counts), sort_keys=True),
-                timings=json.dumps({k: round(v, 4) for k, v in timings.items()}, sort_keys=True), error=error,
-            ))
+            conn.execute(
+                update(sync_run_table)
+                .where(sync_run_table.c.run_id == run_id)
+                .values(
+                    status=status,
+                    ended_at=now_text(),
+                    counts=json.dumps(dict(counts), sort_keys=True),
+                    timings=json.dumps({k: round(v, 4) for k, v in timings.items()}, sort_keys=True),
+                    error=error,
+                )
+            )
 
     def runs(self, connector: str | None = None, limit: int = 50) -> list[SyncRunRecord]:
         """Runs, newest first."""
@@ -428,8 +533,17 @@ class SyncState:
             query = query.where(t.c.connector == connector)
         with self.engine.connect() as conn:
             return [
-                SyncRunRecord(r.run_id, r.connector, r.mode, r.status, r.started_at, r.ended_at,
-                              json.loads(r.counts), json.loads(r.timings), r.error)
+                SyncRunRecord(
+                    r.run_id,
+                    r.connector,
+                    r.mode,
+                    r.status,
+                    r.started_at,
+                    r.ended_at,
+                    json.loads(r.counts),
+                    json.loads(r.timings),
+                    r.error,
+                )
                 for r in conn.execute(query)
             ]
 
@@ -453,8 +567,11 @@ class SyncState:
                 if not hit:
                     continue
                 payload["p"] = {**props, **dict.fromkeys(hit)}
-                conn.execute(update(t).where(t.c.connector == connector, t.c.entity == entity,
-                                             t.c.record_key == key).values(payload=payload_text(payload)))
+                conn.execute(
+                    update(t)
+                    .where(t.c.connector == connector, t.c.entity == entity, t.c.record_key == key)
+                    .values(payload=payload_text(payload))
+                )
                 changed += 1
         return changed
 
@@ -463,5 +580,8 @@ class SyncState:
         if not run_ids:
             return
         with self.engine.begin() as conn:
-            conn.execute(update(sync_run_table).where(sync_run_table.c.run_id.in_(list(run_ids))).values(
-                status="aborted", ended_at=now_text(), error="the run's process ended before it finished"))
+            conn.execute(
+                update(sync_run_table)
+                .where(sync_run_table.c.run_id.in_(list(run_ids)))
+                .values(status="aborted", ended_at=now_text(), error="the run's process ended before it finished")
+            )

@@ -6,9 +6,9 @@ rules are decided on the graph as it is, in one scoped read per page). A twin th
 of the subject's rows) keeps its changes visible only to a subject whose roles read its class without row rules:
 whether it was inside a row rule cannot be decided any more. Row rules are decided when a page is read, so a reader
 following the feed live does not see the creation of a twin that enters its rows only later (a new employee's
-`worksIn` link written after the employee); `changes(after:)` read afterwards does. A link's change is shown when both of its twins are
-visible now (or the subject reads every row of every class). Values are masked as a read of the twin masks them,
-link properties by their classification.
+`worksIn` link written after the employee); `changes(after:)` read afterwards does. A link's change is shown
+when both of its twins are visible now (or the subject reads every row of every class). Values are masked as a
+read of the twin masks them, link properties by their classification.
 """
 
 from __future__ import annotations
@@ -51,10 +51,7 @@ class ChangeGate:
         classes: dict[str, tuple[str, ...] | None] = {}  # class -> its labels, or None when the subject may not read it
         shown: list[ChangeView] = []
         for change in changes:
-            if change.kind == "twin":
-                view = self._twin(change, now, classes)
-            else:
-                view = self._link(change, now)
+            view = self._twin(change, now, classes) if change.kind == "twin" else self._link(change, now)
             if view is not None:
                 shown.append(view)
         return shown
@@ -68,8 +65,9 @@ class ChangeGate:
             classes[cls] = tuple(self.ontology.labels(cls)) if allowed else None
         return classes[cls]
 
-    def _twin(self, change: FeedChange, now: dict[str, TwinRecord],
-              classes: dict[str, tuple[str, ...] | None]) -> ChangeView | None:
+    def _twin(
+        self, change: FeedChange, now: dict[str, TwinRecord], classes: dict[str, tuple[str, ...] | None]
+    ) -> ChangeView | None:
         cls = change.cls
         labels = self._readable(cls, classes)
         if labels is None or cls is None:

@@ -81,8 +81,13 @@ def visible_words(text: str) -> list[str]:
 class ReadEngine:
     """Renders plans to Cypher for one backend and ontology, runs them, and returns typed rows."""
 
-    def __init__(self, backend: CypherBackend, ontology: Ontology, names_under: Callable[[str], frozenset[str]],
-                 impact: Callable[[str, int, ReadScope], list[ImpactHit]]) -> None:
+    def __init__(
+        self,
+        backend: CypherBackend,
+        ontology: Ontology,
+        names_under: Callable[[str], frozenset[str]],
+        impact: Callable[[str, int, ReadScope], list[ImpactHit]],
+    ) -> None:
         self.backend = backend
         self.ontology = ontology
         self.names_under = names_under
@@ -105,8 +110,10 @@ class ReadEngine:
         lines.append(f"WITH {v} {order} SKIP {window.offset} LIMIT {window.limit + 1}")
         if plan.node.connections:  # number the page's rows, fetch their connections for all at once, restore the order
             rows_var, index = q.var("s"), q.var("i")
-            lines.append(f"WITH collect({v}) AS {rows_var} UNWIND range(0, size({rows_var}) - 1) AS {index} "
-                         f"WITH {index}, {rows_var}[{index}] AS {v}")
+            lines.append(
+                f"WITH collect({v}) AS {rows_var} UNWIND range(0, size({rows_var}) - 1) AS {index} "
+                f"WITH {index}, {rows_var}[{index}] AS {v}"
+            )
             nested, keys = q.batched(plan.node, [index, v])
             lines += nested
             lines.append(f"WITH {', '.join(keys)} ORDER BY {index}")
@@ -143,8 +150,10 @@ class ReadEngine:
         """One twin by uid; None when absent or outside the scope."""
         q = _Query(self, scope)
         v = q.var_of(plan.node)
-        cypher = (f"MATCH ({v}:Twin {{uid: {q.param(plan.uid)}}}) WHERE {scope.render(v)} "
-                  f"{' '.join(q.calls(plan.node))} RETURN {q.row_expr(plan.node)}")
+        cypher = (
+            f"MATCH ({v}:Twin {{uid: {q.param(plan.uid)}}}) WHERE {scope.render(v)} "
+            f"{' '.join(q.calls(plan.node))} RETURN {q.row_expr(plan.node)}"
+        )
         rows = q.run(cypher, timeout_ms)
         return q.row(plan.node, rows[0][0]) if rows else None
 
@@ -174,8 +183,13 @@ class ReadEngine:
             hidden = scope.hidden_for(self.labels(row.cls))
             if hidden & set(TEXT_FIELDS):
                 name, description = row.text or (None, None)
-                visible = visible_words(" ".join(str(val) for f, val in (("name", name), ("description", description))
-                                                 if f not in hidden and val is not None))
+                visible = visible_words(
+                    " ".join(
+                        str(val)
+                        for f, val in (("name", name), ("description", description))
+                        if f not in hidden and val is not None
+                    )
+                )
                 if not all(any(word.startswith(term) for word in visible) for term in lowered):
                     continue  # the index matched a word prefix only in a field the caller may not read
             hits.append(SearchRow(row, float(score)))
@@ -190,8 +204,11 @@ class ReadEngine:
         q = _Query(self, scope)
         v = q.var_of(plan.node)
         uids = q.param(list(plan.uids))
-        rows = q.run(f"UNWIND {uids} AS u MATCH ({v}:Twin {{uid: u}}) WHERE {scope.render(v)} "
-                     f"{' '.join(q.calls(plan.node))} RETURN u, {q.row_expr(plan.node)}", timeout_ms)
+        rows = q.run(
+            f"UNWIND {uids} AS u MATCH ({v}:Twin {{uid: u}}) WHERE {scope.render(v)} "
+            f"{' '.join(q.calls(plan.node))} RETURN u, {q.row_expr(plan.node)}",
+            timeout_ms,
+        )
         return {u: q.row(plan.node, values) for u, values in rows}
 
     def impact(self, plan: ImpactRead, scope: ReadScope) -> list[ImpactHit]:
@@ -208,8 +225,7 @@ class ReadEngine:
                 raise QueryError(f"unknown relationship type {quoted(rel_type)}")
         q = _Query(self, scope)
         v = q.var_of(plan.node)
-        base = self.backend.dialect.shortest_path("|".join(ident(t) for t in plan.types), plan.max_depth,
-                                                  plan.directed)
+        base = self.backend.dialect.shortest_path("|".join(ident(t) for t in plan.types), plan.max_depth, plan.directed)
         base = base.replace("$source", q.param(plan.source)).replace("$target", q.param(plan.target))
         i, u = q.var("i"), q.var("u")
         # each twin is matched again by uid: a row rule's graph pattern cannot be evaluated on a list element
@@ -266,8 +282,11 @@ class ReadEngine:
         lines.append(f"RETURN {', '.join(keys + values)} ORDER BY {order}{limit}")
         names = [f"{metric}_{measured}" if measured else metric for metric, measured in plan.metrics]
         return [
-            AggregateRow(group=dict(zip(plan.group_by, row[: len(keys)], strict=True)),
-                         values=dict(zip(names, row[len(keys):], strict=True)), metrics=tuple(row[len(keys):]))
+            AggregateRow(
+                group=dict(zip(plan.group_by, row[: len(keys)], strict=True)),
+                values=dict(zip(names, row[len(keys) :], strict=True)),
+                metrics=tuple(row[len(keys) :]),
+            )
             for row in q.run(" ".join(lines), timeout_ms)
         ]
 
@@ -283,21 +302,27 @@ class ReadEngine:
         prelude, joined, carried = "", "", list[str]()
         for i, join in enumerate(joins):
             members = f"scope_members_{i}"
-            prelude += (f"OPTIONAL MATCH {join.anchor} "
-                        f"WITH {', '.join([*carried, f'collect(DISTINCT scope_member) AS {members}'])} ")
+            prelude += (
+                f"OPTIONAL MATCH {join.anchor} "
+                f"WITH {', '.join([*carried, f'collect(DISTINCT scope_member) AS {members}'])} "
+            )
             carried.append(members)
         own = set(self.ontology.labels(cls))
         for i, join in enumerate(joins):
-            still = ", ".join([*carried[i + 1:], "n"])  # the member lists later joins need, and the twin
+            still = ", ".join([*carried[i + 1 :], "n"])  # the member lists later joins need, and the twin
             if own & set(join.labels):  # every twin of `cls` falls under the rule: a plain join
-                joined += (f"MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
-                           f"WHERE scope_via_{i} IN scope_members_{i} WITH DISTINCT {still} ")
+                joined += (
+                    f"MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
+                    f"WHERE scope_via_{i} IN scope_members_{i} WITH DISTINCT {still} "
+                )
                 continue
             guard = " OR ".join(f"n:{ident(label)}" for label in join.labels)  # only some do: keep the others
-            joined += (f"OPTIONAL MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
-                       f"WITH {', '.join(carried[i:])}, n, collect(scope_via_{i}) AS scope_vias_{i} "
-                       f"WHERE NOT ({guard}) OR any(x IN scope_vias_{i} WHERE x IN scope_members_{i}) "
-                       f"WITH {still} ")
+            joined += (
+                f"OPTIONAL MATCH (n)-[:{ident(join.via)}]->(scope_via_{i}) "
+                f"WITH {', '.join(carried[i:])}, n, collect(scope_via_{i}) AS scope_vias_{i} "
+                f"WHERE NOT ({guard}) OR any(x IN scope_vias_{i} WHERE x IN scope_members_{i}) "
+                f"WITH {still} "
+            )
         return prelude, joined
 
     def labels(self, cls: str) -> tuple[str, ...]:
@@ -394,8 +419,10 @@ class _Query:
             else:
                 readable = self.scope.readable_classes
                 result: set[str] = set()
-                for name in (self.ontology.get(cls).name,
-                             *(self.ontology.classes[sub].name for sub in self.ontology.descendants(cls))):
+                for name in (
+                    self.ontology.get(cls).name,
+                    *(self.ontology.classes[sub].name for sub in self.ontology.descendants(cls)),
+                ):
                     if readable is None or name in readable:
                         result |= self.scope.hidden_for(self.ontology.labels(name))
                 found = frozenset(result)
@@ -411,8 +438,15 @@ class _Query:
 
     # ------------------------------------------------------------------ filters
 
-    def filtered_match(self, pattern: str, var: str, cls: str | None, where: Filter | None,
-                       carried: Sequence[str], within: frozenset[str] | None = None) -> list[str]:
+    def filtered_match(
+        self,
+        pattern: str,
+        var: str,
+        cls: str | None,
+        where: Filter | None,
+        carried: Sequence[str],
+        within: frozenset[str] | None = None,
+    ) -> list[str]:
         """MATCH `pattern` WHERE scope(var) AND filters; relationship filters become counting subqueries."""
         state = _FilterState()
         expr = self.where_expr(var, cls, where, state) if where is not None else "true"
@@ -420,8 +454,11 @@ class _Query:
         if not state.calls:  # cheap filters first: AND short-circuits
             conditions = [c for c in (expr, scope) if c != "true"] or ["true"]
             return [f"MATCH {pattern} WHERE {' AND '.join(conditions)}"]
-        return [f"MATCH {pattern} WHERE {scope}", *state.calls,
-                f"WITH {', '.join([*carried, *state.binds])} WHERE {expr}"]
+        return [
+            f"MATCH {pattern} WHERE {scope}",
+            *state.calls,
+            f"WITH {', '.join([*carried, *state.binds])} WHERE {expr}",
+        ]
 
     def where_expr(self, var: str, cls: str | None, where: Filter, state: _FilterState) -> str:
         """A boolean Cypher expression for a filter over twin `var` of class `cls`."""
@@ -561,20 +598,25 @@ class _Query:
             total = f", size({found}) AS {total_key}" if conn.total else ""
             window = f"{found}[{conn.window.offset}..{conn.window.offset + conn.window.limit + 1}]"
             if not conn.node.connections and not conn.node.text and not conn.node.everything:
-                clauses.append(f"WITH {carried}{total}, [q IN {window} | {self.item_expr(conn, 'q[1]', 'q[0]')}] "
-                               f"AS {key}")
+                clauses.append(
+                    f"WITH {carried}{total}, [q IN {window} | {self.item_expr(conn, 'q[1]', 'q[0]')}] AS {key}"
+                )
             else:
                 page, index, item = self.var("l"), self.var("i"), self.var("o")
                 outer = [*keys, *totals]
                 clauses.append(f"WITH {carried}{total}, {window} AS {page}")
-                clauses.append(f"UNWIND CASE WHEN size({page}) = 0 THEN [null] ELSE range(0, size({page}) - 1) END "
-                               f"AS {index}")
-                clauses.append(f"WITH {', '.join(outer)}, {index}, {page}[{index}][0] AS {edge}, "
-                               f"{page}[{index}][1] AS {node}")
+                clauses.append(
+                    f"UNWIND CASE WHEN size({page}) = 0 THEN [null] ELSE range(0, size({page}) - 1) END AS {index}"
+                )
+                clauses.append(
+                    f"WITH {', '.join(outer)}, {index}, {page}[{index}][0] AS {edge}, {page}[{index}][1] AS {node}"
+                )
                 inner, inner_keys = self.batched(conn.node, [*outer, index, edge, node])
                 clauses += inner
-                clauses.append(f"WITH {', '.join(inner_keys)}, CASE WHEN {index} IS NULL THEN null "
-                               f"ELSE {self.item_expr(conn, node, edge)} END AS {item} ORDER BY {index}")
+                clauses.append(
+                    f"WITH {', '.join(inner_keys)}, CASE WHEN {index} IS NULL THEN null "
+                    f"ELSE {self.item_expr(conn, node, edge)} END AS {item} ORDER BY {index}"
+                )
                 clauses.append(f"WITH {', '.join(outer)}, collect({item}) AS {key}")
             keys = [*keys, *totals, key]
         return clauses, keys
@@ -622,10 +664,13 @@ class _Query:
             items = out.get(key) or []
             if conn.edge_properties:
                 edge_names = list(conn.edge_properties.items())
-                rows = [EdgeRow(self.row(conn.node, node),
-                                {name: decode(value, schema) for (name, schema), value
-                                 in zip(edge_names, edge, strict=True)})
-                        for node, edge in items]
+                rows = [
+                    EdgeRow(
+                        self.row(conn.node, node),
+                        {name: decode(value, schema) for (name, schema), value in zip(edge_names, edge, strict=True)},
+                    )
+                    for node, edge in items
+                ]
             else:
                 rows = [EdgeRow(self.row(conn.node, node), {}) for node in items]
             connections[conn] = ConnectionRows(rows, out.get(total_key) if conn.total else None)

@@ -32,9 +32,20 @@ from graph.history import (
 MAX_PAGE = 10_000  # changes one read returns at most
 _SEQUENCE = "history"
 # the columns of a change; `at` as stored (SQLAlchemy's per-row DateTime parsing on SQLite cost more than the rest)
-_COLUMNS = (twin_history.c.uid, twin_history.c.kind, twin_history.c.op, twin_history.c.cls, twin_history.c.link_type,
-            twin_history.c.target, twin_history.c.actor, twin_history.c.source, twin_history.c.run_id,
-            type_coerce(twin_history.c.at, String).label("at"), twin_history.c.before, twin_history.c.after)
+_COLUMNS = (
+    twin_history.c.uid,
+    twin_history.c.kind,
+    twin_history.c.op,
+    twin_history.c.cls,
+    twin_history.c.link_type,
+    twin_history.c.target,
+    twin_history.c.actor,
+    twin_history.c.source,
+    twin_history.c.run_id,
+    type_coerce(twin_history.c.at, String).label("at"),
+    twin_history.c.before,
+    twin_history.c.after,
+)
 
 
 class FeedError(GraphError):
@@ -62,20 +73,59 @@ class FeedChange:
     @classmethod
     def of(cls, seq: int, entry: HistoryEntry) -> FeedChange:
         """The change `entry` at sequence number `seq`."""
-        return cls(seq, entry.uid, entry.kind, entry.op, entry.cls, entry.link_type, entry.target, entry.actor,
-                   entry.source, entry.run_id, entry.at, entry.before, entry.after)
+        return cls(
+            seq,
+            entry.uid,
+            entry.kind,
+            entry.op,
+            entry.cls,
+            entry.link_type,
+            entry.target,
+            entry.actor,
+            entry.source,
+            entry.run_id,
+            entry.at,
+            entry.before,
+            entry.after,
+        )
 
     @classmethod
     def of_row(cls, seq: int, row: tuple[Any, ...]) -> FeedChange:
         """The change of a row of `_COLUMNS` at sequence number `seq` (states decoded, time in UTC)."""
         uid, kind, op, class_name, link_type, target, actor, source, run_id, at, before, after = row
-        return cls(seq, uid, kind, op, class_name, link_type, target, actor, source, run_id, _utc(at),
-                   _state(before), _state(after))
+        return cls(
+            seq,
+            uid,
+            kind,
+            op,
+            class_name,
+            link_type,
+            target,
+            actor,
+            source,
+            run_id,
+            _utc(at),
+            _state(before),
+            _state(after),
+        )
 
     def seen_as(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> FeedChange:
         """The same change with its states as a reader sees them (masked); cheaper than dataclasses.replace."""
-        return FeedChange(self.seq, self.uid, self.kind, self.op, self.cls, self.link_type, self.target, self.actor,
-                          self.source, self.run_id, self.at, before, after)
+        return FeedChange(
+            self.seq,
+            self.uid,
+            self.kind,
+            self.op,
+            self.cls,
+            self.link_type,
+            self.target,
+            self.actor,
+            self.source,
+            self.run_id,
+            self.at,
+            before,
+            after,
+        )
 
 
 def _utc(at: dt.datetime | str) -> dt.datetime:
@@ -107,8 +157,9 @@ class ChangeFeed:
     def head(self) -> int:
         """The sequence number of the newest confirmed change (0 when the feed is empty)."""
         with self.engine.connect() as conn:
-            last = conn.execute(select(twin_history_sequence.c.last)
-                                .where(twin_history_sequence.c.name == _SEQUENCE)).scalar_one_or_none()
+            last = conn.execute(
+                select(twin_history_sequence.c.last).where(twin_history_sequence.c.name == _SEQUENCE)
+            ).scalar_one_or_none()
         return int(last or 0)
 
     def read(self, after: int = 0, limit: int = 1_000) -> list[FeedChange]:
@@ -119,14 +170,19 @@ class ChangeFeed:
             raise FeedError(f"a feed page holds 1 to {MAX_PAGE} changes, got {str(limit)[:40]!r}")
         w = twin_history_write
         with self.engine.connect() as conn:
-            head = conn.execute(select(twin_history_sequence.c.last)
-                                .where(twin_history_sequence.c.name == _SEQUENCE)).scalar_one_or_none() or 0
+            head = (
+                conn.execute(
+                    select(twin_history_sequence.c.last).where(twin_history_sequence.c.name == _SEQUENCE)
+                ).scalar_one_or_none()
+                or 0
+            )
             if after > head:
                 raise FeedError(f"cursor {after} is beyond the feed's end ({head})")
             writes = conn.execute(
                 select(w.c.id, w.c.seq_start, w.c.count, w.c.after_id, w.c.last_id)
                 .where(w.c.state == CONFIRMED, w.c.seq_start + w.c.count > after + 1, w.c.count > 0)
-                .order_by(w.c.seq_start).limit(limit)
+                .order_by(w.c.seq_start)
+                .limit(limit)
             ).all()
             changes: list[FeedChange] = []
             for write in writes:
@@ -134,13 +190,17 @@ class ChangeFeed:
                 wanted = min(write.count - skip, limit - len(changes))
                 rows = conn.execute(
                     select(*_COLUMNS)
-                    .where(twin_history.c.write_id == write.id, twin_history.c.id > write.after_id,
-                           *((twin_history.c.id <= write.last_id,) if write.last_id is not None else ()))
-                    .order_by(twin_history.c.id).offset(skip).limit(wanted)
+                    .where(
+                        twin_history.c.write_id == write.id,
+                        twin_history.c.id > write.after_id,
+                        *((twin_history.c.id <= write.last_id,) if write.last_id is not None else ()),
+                    )
+                    .order_by(twin_history.c.id)
+                    .offset(skip)
+                    .limit(wanted)
                 ).all()
                 first = write.seq_start + skip
                 changes += [FeedChange.of_row(first + i, tuple(row)) for i, row in enumerate(rows)]
                 if len(changes) >= limit:
                     break
         return changes
-

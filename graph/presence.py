@@ -14,7 +14,7 @@ CHUNK = 10_000  # uids or links per query
 
 def stored_classes(backend: CypherBackend, uids: Sequence[str]) -> dict[str, str]:
     """The class of each of these twins that exists."""
-    return {uid: cls for uid, cls in _rows(backend, uids, "n._class")}
+    return dict(_rows(backend, uids, "n._class"))
 
 
 def stored_states(backend: CypherBackend, uids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -28,7 +28,9 @@ def existing_link_count(backend: CypherBackend, links: Sequence[tuple[str, str, 
     for chunk in batched(links, CHUNK):
         rows = backend.read(
             "UNWIND $links AS l MATCH (a:Twin {uid: l[1]})-[r]->(b:Twin {uid: l[2]}) WHERE type(r) = l[0] "
-            "RETURN count(r)", {"links": [list(link) for link in chunk]})
+            "RETURN count(r)",
+            {"links": [list(link) for link in chunk]},
+        )
         found += int(rows[0][0]) if rows else 0
     return found
 
@@ -37,6 +39,7 @@ def _rows(backend: CypherBackend, uids: Sequence[str], returns: str) -> list[lis
     """Rows of (uid, `returns`) for the twins of `uids` that exist."""
     rows: list[list[Any]] = []
     for chunk in batched(uids, CHUNK):
-        rows += backend.read(f"UNWIND $uids AS u MATCH (n:Twin {{uid: u}}) RETURN n.uid, {returns}",
-                             {"uids": list(chunk)})
+        rows += backend.read(
+            f"UNWIND $uids AS u MATCH (n:Twin {{uid: u}}) RETURN n.uid, {returns}", {"uids": list(chunk)}
+        )
     return rows

@@ -120,7 +120,8 @@ class TwinReader:
             "MATCH (n:Twin) WHERE n.uid IN $uids RETURN n.uid AS uid, n._class AS cls, false AS visible "
             f"UNION ALL MATCH (n:Twin) WHERE n.uid IN $uids AND {scope.render('n')} "
             "RETURN n.uid AS uid, n._class AS cls, true AS visible",
-            {"uids": sorted(set(uids)), **scope.params}, timeout_ms=timeout_ms,
+            {"uids": sorted(set(uids)), **scope.params},
+            timeout_ms=timeout_ms,
         )
         found: dict[str, tuple[str, bool]] = {}
         for uid, cls, visible in rows:
@@ -135,7 +136,8 @@ class TwinReader:
             return []
         rows = self.backend.read(
             f"MATCH (n:Twin) WHERE n.uid IN $uids MATCH (n)--(m:Twin) WHERE NOT ({outside}) RETURN DISTINCT n.uid",
-            {"uids": list(uids), **scope.params}, timeout_ms=timeout_ms,
+            {"uids": list(uids), **scope.params},
+            timeout_ms=timeout_ms,
         )
         return sorted(uid for (uid,) in rows)
 
@@ -145,8 +147,10 @@ class TwinReader:
         if not classes:
             return []
         label_test = " OR ".join(f"n:{ident(cls)}" for cls in classes)
-        rows = self._read(f"MATCH (n:Twin) WHERE ({label_test}) AND {scope.render('n')} RETURN {NODE.format(n='n')}",
-                          dict(scope.params))
+        rows = self._read(
+            f"MATCH (n:Twin) WHERE ({label_test}) AND {scope.render('n')} RETURN {NODE.format(n='n')}",
+            dict(scope.params),
+        )
         return [self.record(*row) for row in rows]
 
     def links_of(
@@ -183,14 +187,20 @@ class TwinReader:
         order = tuple(Sort(key.field, key.descending) for key in order_by)
         plan = ListRead(cls, Projection(everything=True), Window(offset, limit), self._filter(cls, where), order, True)
         rows = self.read_list(plan, scope, self.timeout_ms)
-        return Page(items=[self._record_of(row) for row in rows.items[:limit]], total=rows.total or 0, offset=offset,
-                    limit=limit)
+        return Page(
+            items=[self._record_of(row) for row in rows.items[:limit]],
+            total=rows.total or 0,
+            offset=offset,
+            limit=limit,
+        )
 
     def names_under(self, cls: str) -> frozenset[str]:
         """The class names a scan of `cls` can meet: the class and its subclasses."""
         if cls not in self._under:
             cls_id = self.ontology.get(cls).id
-            self._under[cls] = frozenset(self.ontology.classes[c].name for c in {cls_id, *self.ontology.descendants(cls_id)})
+            self._under[cls] = frozenset(
+                self.ontology.classes[c].name for c in {cls_id, *self.ontology.descendants(cls_id)}
+            )
         return self._under[cls]
 
     # ------------------------------------------------------------------ traversals
@@ -289,8 +299,11 @@ class TwinReader:
         """One shortest path from `source` to `target` over `types`, within `max_depth` hops, or None."""
         if not 1 <= max_depth <= MAX_DEPTH:
             raise QueryError(f"depth must be between 1 and {MAX_DEPTH}, got {max_depth}")
-        found = self.read_path(PathRead(source, target, Projection(everything=True), tuple(types), max_depth, directed),
-                               scope, self.timeout_ms)
+        found = self.read_path(
+            PathRead(source, target, Projection(everything=True), tuple(types), max_depth, directed),
+            scope,
+            self.timeout_ms,
+        )
         if found is None:
             return None
         return PathResult(nodes=[self._record_of(row) for row in found.nodes], types=found.types)
@@ -385,11 +398,9 @@ class TwinReader:
 
     def stats(self) -> GraphStats:
         """Counts of twins and links, by class and by type."""
-        by_class = {cls: count for cls, count in self._read("MATCH (n:Twin) RETURN n._class, count(n)", {})}
-        by_type = {t: count for t, count in self._read("MATCH ()-[r]->() RETURN type(r), count(r)", {})}
-        return GraphStats(
-            twins=sum(by_class.values()), links=sum(by_type.values()), by_class=by_class, by_type=by_type
-        )
+        by_class = dict(self._read("MATCH (n:Twin) RETURN n._class, count(n)", {}))
+        by_type = dict(self._read("MATCH ()-[r]->() RETURN type(r), count(r)", {}))
+        return GraphStats(twins=sum(by_class.values()), links=sum(by_type.values()), by_class=by_class, by_type=by_type)
 
 
 def _all_visible(scope: ReadScope, path: str) -> str:
@@ -400,7 +411,9 @@ def _all_visible(scope: ReadScope, path: str) -> str:
     """
     if scope.predicate is None:
         return f"WITH {path} WHERE all(x IN nodes({path}) WHERE {scope.render('x')}) "
-    return (f"WITH {path}, [y IN nodes({path}) | y.uid] AS path_uids "
-            f"CALL {{ WITH path_uids UNWIND path_uids AS u MATCH (x:Twin {{uid: u}}) WHERE {scope.render('x')} "
-            "RETURN count(x) AS path_visible } "
-            f"WITH {path}, path_uids, path_visible WHERE path_visible = size(path_uids) ")
+    return (
+        f"WITH {path}, [y IN nodes({path}) | y.uid] AS path_uids "
+        f"CALL {{ WITH path_uids UNWIND path_uids AS u MATCH (x:Twin {{uid: u}}) WHERE {scope.render('x')} "
+        "RETURN count(x) AS path_visible } "
+        f"WITH {path}, path_uids, path_visible WHERE path_visible = size(path_uids) "
+    )

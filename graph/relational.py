@@ -22,8 +22,9 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 # the tables created (or found) through each engine, by metadata: a store opened again at the same URL (a sync engine
 # per run, six stores at one URL) does not inspect the database again
-_tables_made: weakref.WeakKeyDictionary[Engine, weakref.WeakKeyDictionary[MetaData, frozenset[str]]] = \
+_tables_made: weakref.WeakKeyDictionary[Engine, weakref.WeakKeyDictionary[MetaData, frozenset[str]]] = (
     weakref.WeakKeyDictionary()
+)
 
 
 def relational_engine(url: str) -> Engine:

@@ -44,7 +44,7 @@ class GraphStore(TwinReader):
         password: str | None = None,
         fsync: str = "always",
         threads: int | None = None,
-    ) -> "GraphStore":
+    ) -> GraphStore:
         """Open the store a URL names, with history in the relational store at `history_url` (`threads`: query
         threads of an embedded server this opening starts)."""
         backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync, threads=threads)
@@ -72,7 +72,7 @@ class GraphStore(TwinReader):
         actor: str = "system",
         source: str | None = None,
         run_id: str | None = None,
-    ) -> tuple["GraphStore", WriteSummary]:
+    ) -> tuple[GraphStore, WriteSummary]:
         """Open a graph and write `twins`, then `links`, with the checks and history of upserts.
 
         A FalkorDB graph that does not exist yet is created in one bulk write (GRAPH.BULK), all or nothing; any
@@ -179,7 +179,7 @@ class GraphStore(TwinReader):
         self._writer.close()
         self.backend.close()
 
-    def __enter__(self) -> "GraphStore":
+    def __enter__(self) -> GraphStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

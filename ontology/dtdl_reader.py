@@ -43,8 +43,18 @@ _LANG = re.compile(r"^[a-z]{2,4}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$")
 CONTENT_TYPES = ("Command", "Component", "Property", "Relationship", "Telemetry")
 SCHEMA_TYPES = tuple(DTDL_SCHEMA_TYPES)
 _MATERIAL = frozenset(
-    {"Interface", *CONTENT_TYPES, *SCHEMA_TYPES, "CommandPayload", "CommandRequest", "CommandResponse", "EnumValue",
-     "Field", "MapKey", "MapValue"}
+    {
+        "Interface",
+        *CONTENT_TYPES,
+        *SCHEMA_TYPES,
+        "CommandPayload",
+        "CommandRequest",
+        "CommandResponse",
+        "EnumValue",
+        "Field",
+        "MapKey",
+        "MapValue",
+    }
 )
 _COMMON = frozenset({"@context", "@id", "@type", "comment", "description", "displayName"})
 _MEMBERS: dict[str, frozenset[str]] = {
@@ -98,16 +108,80 @@ class DtdlVersion:
 
 
 VERSIONS: dict[int, DtdlVersion] = {
-    2: DtdlVersion(2, DTDL_PRIMITIVES, frozenset({"dtmi:iotcentral:context;2"}), 10, 2, None, 300, 100, 30, 1, 1, 5,
-                   False, 64, 64, 512, 500, False, None, False),
-    3: DtdlVersion(3, DTDL_PRIMITIVES, frozenset(
-        f"dtmi:dtdl:extension:{e};1" for e in ("quantitativeTypes", "historization", "annotation", "overriding", "mqtt")
-    ) | {"dtmi:dtdl:extension:mqtt;2"}, 10, None, 1024, None, None, None, 0, 0, 5, False, 512, 512, 512, None, True,
-        100_000, False),
-    4: DtdlVersion(4, DTDL_PRIMITIVES | DTDL_V4_PRIMITIVES, frozenset(
-        f"dtmi:dtdl:extension:{e};2" for e in ("quantitativeTypes", "historization", "annotation", "overriding", "mqtt")
-    ) | {"dtmi:dtdl:extension:mqtt;3", "dtmi:dtdl:extension:requirement;1", "dtmi:dtdl:limit:onvif;1"}, 12, None,
-        1024, None, None, None, 0, 0, 8, True, 512, 512, 512, None, True, 100_000, True),
+    2: DtdlVersion(
+        2,
+        DTDL_PRIMITIVES,
+        frozenset({"dtmi:iotcentral:context;2"}),
+        10,
+        2,
+        None,
+        300,
+        100,
+        30,
+        1,
+        1,
+        5,
+        False,
+        64,
+        64,
+        512,
+        500,
+        False,
+        None,
+        False,
+    ),
+    3: DtdlVersion(
+        3,
+        DTDL_PRIMITIVES,
+        frozenset(
+            f"dtmi:dtdl:extension:{e};1"
+            for e in ("quantitativeTypes", "historization", "annotation", "overriding", "mqtt")
+        )
+        | {"dtmi:dtdl:extension:mqtt;2"},
+        10,
+        None,
+        1024,
+        None,
+        None,
+        None,
+        0,
+        0,
+        5,
+        False,
+        512,
+        512,
+        512,
+        None,
+        True,
+        100_000,
+        False,
+    ),
+    4: DtdlVersion(
+        4,
+        DTDL_PRIMITIVES | DTDL_V4_PRIMITIVES,
+        frozenset(
+            f"dtmi:dtdl:extension:{e};2"
+            for e in ("quantitativeTypes", "historization", "annotation", "overriding", "mqtt")
+        )
+        | {"dtmi:dtdl:extension:mqtt;3", "dtmi:dtdl:extension:requirement;1", "dtmi:dtdl:limit:onvif;1"},
+        12,
+        None,
+        1024,
+        None,
+        None,
+        None,
+        0,
+        0,
+        8,
+        True,
+        512,
+        512,
+        512,
+        None,
+        True,
+        100_000,
+        True,
+    ),
 }
 
 
@@ -199,9 +273,16 @@ def read_dtdl_report(paths: Iterable[Path | str], *, require_targets: bool = Fal
                 Violation("$", "not-json", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source)
             )
         except RecursionError:  # the JSON parser's own nesting bound: far beyond any valid model's depth
-            problems.append(Violation("$", "not-json", "JSON nests too deep to read (more than about "
-                                      f"{sys.getrecursionlimit()} levels); valid DTDL nests far less (extends depth "
-                                      "at most 10-12, complex schemas 5-8)", source))
+            problems.append(
+                Violation(
+                    "$",
+                    "not-json",
+                    "JSON nests too deep to read (more than about "
+                    f"{sys.getrecursionlimit()} levels); valid DTDL nests far less (extends depth "
+                    "at most 10-12, complex schemas 5-8)",
+                    source,
+                )
+            )
     report = parse_dtdl_report(documents, require_targets=require_targets)
     report.files += len(problems)
     report.violations[:0] = problems
@@ -234,7 +315,7 @@ def _key(path: str, key: str) -> str:
 def _normalise_term(value: str, prefix: str) -> str:
     """'dtmi:dtdl:class:Property;3' -> 'Property' (for prefix 'dtmi:dtdl:class:')."""
     if value.startswith(prefix) and ";" in value:
-        return value[len(prefix):].split(";", 1)[0]
+        return value[len(prefix) :].split(";", 1)[0]
     return value
 
 
@@ -302,15 +383,20 @@ class _Reader:
             for i, item in items:
                 path = "$" if i is None else f"$[{i}]"
                 if not isinstance(item, dict):
-                    self._add(path, "not-object", f"a top-level DTDL element must be a JSON object, got {_kind(item)}",
-                              source)
+                    self._add(
+                        path, "not-object", f"a top-level DTDL element must be a JSON object, got {_kind(item)}", source
+                    )
                     continue
                 version = self._context(item, None, path, source, top_level=True)
                 if version is None:
                     continue
                 if "Interface" not in _types(item):
-                    self._add(_key(path, "@type"), "unknown-type",
-                              f"a top-level element must be an Interface, got @type {item.get('@type')!r}", source)
+                    self._add(
+                        _key(path, "@type"),
+                        "unknown-type",
+                        f"a top-level element must be an Interface, got @type {item.get('@type')!r}",
+                        source,
+                    )
                     continue
                 self._index(item, source, path, version, None)
                 tops.append((item, source, path, version))
@@ -345,8 +431,12 @@ class _Reader:
             if value.startswith("dtmi:dtdl:context;"):
                 number = value.rsplit(";", 1)[1]
                 if not number.isdigit() or int(number) not in VERSIONS:
-                    self._add(where, "context", f"unknown DTDL context {value!r}; known: "
-                              + ", ".join(v.context for v in VERSIONS.values()), source)
+                    self._add(
+                        where,
+                        "context",
+                        f"unknown DTDL context {value!r}; known: " + ", ".join(v.context for v in VERSIONS.values()),
+                        source,
+                    )
                     return None
                 if seen_extension:
                     self._add(where, "context", f"{value!r} must precede the extension contexts", source)
@@ -365,8 +455,13 @@ class _Reader:
             return None
         for ext in extensions:
             if ext not in version.extensions and not (version.number == 2 and ext.startswith("dtmi:iotcentral:")):
-                self._add(where, "context", f"unknown language extension {ext!r} for DTDL v{version.number}; known: "
-                          + ", ".join(sorted(version.extensions)), source)
+                self._add(
+                    where,
+                    "context",
+                    f"unknown language extension {ext!r} for DTDL v{version.number}; known: "
+                    + ", ".join(sorted(version.extensions)),
+                    source,
+                )
         return version
 
     # ----------------------------------------------------------------- index
@@ -378,7 +473,9 @@ class _Reader:
         while pending:
             node, path, version, partition = pending.pop()
             if isinstance(node, list):
-                pending.extend((item, f"{path}[{i}]", version, partition) for i, item in reversed(list(enumerate(node))))
+                pending.extend(
+                    (item, f"{path}[{i}]", version, partition) for i, item in reversed(list(enumerate(node)))
+                )
             elif isinstance(node, dict):
                 pending.extend(reversed(self._index_one(node, source, path, version, partition)))
 
@@ -400,10 +497,17 @@ class _Reader:
             if existing is None:
                 self.index[ident] = _Element(node, source, path, partition, version, is_interface)
             elif existing.node != node:
-                self._add(_key(path, "@id"), "duplicate-id",
-                          f"{ident} is already defined differently at {existing.source}: {existing.path}", source)
-        return [(value, _key(path, key), version, partition) for key, value in node.items()
-                if isinstance(value, (dict, list)) and key not in ("@context", "displayName", "description")]
+                self._add(
+                    _key(path, "@id"),
+                    "duplicate-id",
+                    f"{ident} is already defined differently at {existing.source}: {existing.path}",
+                    source,
+                )
+        return [
+            (value, _key(path, key), version, partition)
+            for key, value in node.items()
+            if isinstance(value, (dict, list)) and key not in ("@context", "displayName", "description")
+        ]
 
     # ----------------------------------------------------------------- interfaces
 
@@ -429,9 +533,7 @@ class _Reader:
             return ident
         self._check_members(node, "Interface", path, source, version)
         meta = self._meta(node, path, source)
-        info = _InterfaceInfo(
-            ClassDef(id=ident, name=dtmi_name(ident)), source, path, version, [], [], []
-        )
+        info = _InterfaceInfo(ClassDef(id=ident, name=dtmi_name(ident)), source, path, version, [], [], [])
         self.infos[ident] = info  # registered early so inline self-references terminate
         self.order.append(ident)
         if "id" in meta and isinstance(meta["id"], str):
@@ -442,10 +544,14 @@ class _Reader:
             if isinstance(value, dict):
                 if len(inline) + 1 > version.max_extends_depth:
                     chain = [*inline, ident, value["@id"] if isinstance(value.get("@id"), str) else "(inline)"]
-                    self._add(where, "extends-depth",
-                              f"inline extends nest more than {version.max_extends_depth} deep "
-                              f"({_chain_text(chain)}); DTDL v{version.number} allows "
-                              f"{version.max_extends_depth}; deeper interfaces were not read", source)
+                    self._add(
+                        where,
+                        "extends-depth",
+                        f"inline extends nest more than {version.max_extends_depth} deep "
+                        f"({_chain_text(chain)}); DTDL v{version.number} allows "
+                        f"{version.max_extends_depth}; deeper interfaces were not read",
+                        source,
+                    )
                     continue
                 sub_version = self._context(value, version, where, source) or version
                 parent = self._interface(value, source, where, sub_version, (*inline, str(ident)))
@@ -462,9 +568,13 @@ class _Reader:
             else:
                 self._add(where, "value-type", f"extends must hold DTMIs or Interfaces, got {_kind(value)}", source)
         if version.max_extends_direct is not None and len(parents) > version.max_extends_direct:
-            self._add(_key(path, "extends"), "extends-count",
-                      f"DTDL v{version.number} allows at most {version.max_extends_direct} direct extends, got "
-                      f"{len(parents)}", source)
+            self._add(
+                _key(path, "extends"),
+                "extends-count",
+                f"DTDL v{version.number} allows at most {version.max_extends_direct} direct extends, got "
+                f"{len(parents)}",
+                source,
+            )
 
         schemas: list[Schema] = []
         for value, where in self._many(node.get("schemas"), _key(path, "schemas")):
@@ -473,8 +583,9 @@ class _Reader:
                 if value is None:
                     continue
             if not isinstance(value, dict):
-                self._add(where, "value-type", f"schemas must hold Array/Enum/Map/Object elements, got {_kind(value)}",
-                          source)
+                self._add(
+                    where, "value-type", f"schemas must hold Array/Enum/Map/Object elements, got {_kind(value)}", source
+                )
                 continue
             if "@id" not in value:
                 self._add(where, "required-field", "a schema in an Interface's 'schemas' needs an @id", source)
@@ -524,9 +635,12 @@ class _Reader:
                     components.append(component)
 
         if version.max_contents is not None and len(contents) > version.max_contents:
-            self._add(_key(path, "contents"), "contents-count",
-                      f"DTDL v{version.number} allows at most {version.max_contents} contents, got {len(contents)}",
-                      source)
+            self._add(
+                _key(path, "contents"),
+                "contents-count",
+                f"DTDL v{version.number} allows at most {version.max_contents} contents, got {len(contents)}",
+                source,
+            )
         semantic = tuple(t for t in _types(node) if isinstance(t, str) and t != "Interface")
         info.cls = ClassDef(
             id=ident,
@@ -561,8 +675,9 @@ class _Reader:
         if "schema" not in node:
             self._add(path, "required-field", f"{kind} {name!r} needs a schema", source)
             return None
-        schema = self._schema(node["schema"], _key(path, "schema"), source, owner, version, 0, (),
-                              in_property=kind == "Property")
+        schema = self._schema(
+            node["schema"], _key(path, "schema"), source, owner, version, 0, (), in_property=kind == "Property"
+        )
         if schema is None:
             return None
         schema = self._meta_schema(meta, schema, path, source)
@@ -605,24 +720,36 @@ class _Reader:
         low = self._literal(node, "minMultiplicity", int, path, source, default=None)
         high = self._literal(node, "maxMultiplicity", int, path, source, default=None)
         if low is not None and low != 0:
-            self._add(_key(path, "minMultiplicity"), "multiplicity",
-                      f"minMultiplicity must be 0 in DTDL v{version.number}, got {low}", source)
+            self._add(
+                _key(path, "minMultiplicity"),
+                "multiplicity",
+                f"minMultiplicity must be 0 in DTDL v{version.number}, got {low}",
+                source,
+            )
         if high is not None:
             if high < 1:
-                self._add(_key(path, "maxMultiplicity"), "multiplicity", f"maxMultiplicity must be >= 1, got {high}",
-                          source)
+                self._add(
+                    _key(path, "maxMultiplicity"), "multiplicity", f"maxMultiplicity must be >= 1, got {high}", source
+                )
             elif version.max_max_multiplicity is not None and high > version.max_max_multiplicity:
-                self._add(_key(path, "maxMultiplicity"), "multiplicity",
-                          f"maxMultiplicity must be <= {version.max_max_multiplicity} in DTDL v{version.number}, "
-                          f"got {high}", source)
+                self._add(
+                    _key(path, "maxMultiplicity"),
+                    "multiplicity",
+                    f"maxMultiplicity must be <= {version.max_max_multiplicity} in DTDL v{version.number}, got {high}",
+                    source,
+                )
             elif low is not None and low > high:
                 self._add(path, "multiplicity", f"minMultiplicity {low} > maxMultiplicity {high}", source)
         props: list[PropertyDef] = []
         names: dict[str, str] = {}
         items = list(self._many(node.get("properties"), _key(path, "properties")))
         if version.max_contents is not None and len(items) > version.max_contents:
-            self._add(_key(path, "properties"), "contents-count",
-                      f"DTDL v{version.number} allows at most {version.max_contents} relationship properties", source)
+            self._add(
+                _key(path, "properties"),
+                "contents-count",
+                f"DTDL v{version.number} allows at most {version.max_contents} relationship properties",
+                source,
+            )
         for value, where in items:
             if isinstance(value, str):
                 value = self._resolve(value, where, source, owner, version)
@@ -636,8 +763,12 @@ class _Reader:
             if prop_name is None:
                 continue
             if prop_name in names:
-                self._add(where, "duplicate-name",
-                          f"relationship property name {prop_name!r} is already used at {names[prop_name]}", source)
+                self._add(
+                    where,
+                    "duplicate-name",
+                    f"relationship property name {prop_name!r} is already used at {names[prop_name]}",
+                    source,
+                )
                 continue
             names[prop_name] = where
             prop = self._property(value, "Property", prop_name, where, source, owner, version)
@@ -670,10 +801,12 @@ class _Reader:
             values = command_type if isinstance(command_type, list) else [command_type]
             if len(values) > 1 or any(
                 _normalise_term(v, "dtmi:dtdl:instance:CommandType:") not in allowed
-                for v in values if isinstance(v, str)
+                for v in values
+                if isinstance(v, str)
             ):
-                self._add(_key(path, "commandType"), "value-type", "commandType must be synchronous or asynchronous",
-                          source)
+                self._add(
+                    _key(path, "commandType"), "value-type", "commandType must be synchronous or asynchronous", source
+                )
         payloads: dict[str, tuple[str, Schema] | None] = {"request": None, "response": None}
         for member in payloads:
             raw = node.get(member)
@@ -693,20 +826,28 @@ class _Reader:
             expected = {"request": "CommandRequest", "response": "CommandResponse"}[member]
             types = _types(raw)
             if types and not ({expected, "CommandPayload"} & set(types)):
-                self._add(_key(where, "@type"), "unknown-type",
-                          f"{member} @type must be {expected} (or CommandPayload in v2), got {raw.get('@type')!r}",
-                          source)
+                self._add(
+                    _key(where, "@type"),
+                    "unknown-type",
+                    f"{member} @type must be {expected} (or CommandPayload in v2), got {raw.get('@type')!r}",
+                    source,
+                )
             self._check_members(raw, "CommandPayload", where, source, version)
             if "nullable" in raw and not version.nullable_payloads:
-                self._add(_key(where, "nullable"), "unknown-member",
-                          f"'nullable' is not a DTDL v{version.number} member (it was added in v4)", source)
+                self._add(
+                    _key(where, "nullable"),
+                    "unknown-member",
+                    f"'nullable' is not a DTDL v{version.number} member (it was added in v4)",
+                    source,
+                )
             payload_meta = self._meta(raw, where, source)
             payload_name = self._name(raw, where, source, version)
             if "schema" not in raw:
                 self._add(where, "required-field", f"command {member} needs a schema", source)
                 continue
-            schema = self._schema(raw["schema"], _key(where, "schema"), source, owner, version, 0, (),
-                                  in_property=False)
+            schema = self._schema(
+                raw["schema"], _key(where, "schema"), source, owner, version, 0, (), in_property=False
+            )
             schema = self._meta_schema(payload_meta, schema, where, source)
             if payload_name is not None and schema is not None:
                 payloads[member] = (str(payload_meta.get("name", payload_name)), schema)
@@ -770,25 +911,37 @@ class _Reader:
                 return None
             raw, path = raw[0], f"{path}[0]"
         if isinstance(raw, str):
-            term = _normalise_term(_normalise_term(raw, "dtmi:dtdl:instance:Schema:"),
-                                   "dtmi:standard:schema:geospatial:")
+            term = _normalise_term(
+                _normalise_term(raw, "dtmi:dtdl:instance:Schema:"), "dtmi:standard:schema:geospatial:"
+            )
             if term in version.primitives:
                 return Schema(kind=term)
             if term in GEOSPATIAL:
                 if in_property and not version.property_allows_array:
-                    self._add(path, "schema-not-allowed",
-                              f"a DTDL v{version.number} Property may not use geospatial schema {term!r}", source)
+                    self._add(
+                        path,
+                        "schema-not-allowed",
+                        f"a DTDL v{version.number} Property may not use geospatial schema {term!r}",
+                        source,
+                    )
                     return None
                 return Schema(kind=term)
             if raw.startswith("dtmi:"):
                 if raw in trail:
                     if not version.recursive_schemas:
-                        self._add(path, "schema-cycle",
-                                  f"schema {raw} refers to itself: {' -> '.join(trail[trail.index(raw):] + (raw,))}",
-                                  source)
+                        self._add(
+                            path,
+                            "schema-cycle",
+                            f"schema {raw} refers to itself: {' -> '.join(trail[trail.index(raw) :] + (raw,))}",
+                            source,
+                        )
                     else:
-                        self._add(path, "schema-cycle",
-                                  f"recursive schema {raw} is valid DTDL v4 but cannot be represented", source)
+                        self._add(
+                            path,
+                            "schema-cycle",
+                            f"recursive schema {raw} is valid DTDL v4 but cannot be represented",
+                            source,
+                        )
                     return None
                 target = self._resolve(raw, path, source, owner, version, expect=SCHEMA_TYPES)
                 if target is None:
@@ -797,7 +950,13 @@ class _Reader:
                 if key not in self._schema_cache:
                     indexed = self.index[raw]
                     self._schema_cache[key] = self._schema(
-                        target, indexed.path, indexed.source, owner, indexed.version, depth, trail,
+                        target,
+                        indexed.path,
+                        indexed.source,
+                        owner,
+                        indexed.version,
+                        depth,
+                        trail,
                         in_property=in_property,
                     )
                 return self._schema_cache[key]
@@ -822,9 +981,12 @@ class _Reader:
                 self._add(_key(path, "@id"), "dtmi", problem, source)
                 ident = None
         if depth > version.max_schema_depth:
-            self._add(path, "schema-depth",
-                      f"complex schemas nest more than {version.max_schema_depth} deep (DTDL v{version.number} limit)",
-                      source)
+            self._add(
+                path,
+                "schema-depth",
+                f"complex schemas nest more than {version.max_schema_depth} deep (DTDL v{version.number} limit)",
+                source,
+            )
             return None
         if ident:
             trail = trail + (ident,)
@@ -840,8 +1002,9 @@ class _Reader:
 
         if kind == "Array":
             if in_property and not version.property_allows_array:
-                self._add(path, "schema-not-allowed", f"a DTDL v{version.number} Property may not use an Array schema",
-                          source)
+                self._add(
+                    path, "schema-not-allowed", f"a DTDL v{version.number} Property may not use an Array schema", source
+                )
                 return None
             if "elementSchema" not in raw:
                 self._add(path, "required-field", "an Array needs an elementSchema", source)
@@ -851,7 +1014,10 @@ class _Reader:
                 return None
             return Schema(kind="array", id=sid, element=element, display_name=display, description=description)
         if kind == "Map":
-            key_node, value_node = self._single(raw, "mapKey", path, source), self._single(raw, "mapValue", path, source)
+            key_node, value_node = (
+                self._single(raw, "mapKey", path, source),
+                self._single(raw, "mapValue", path, source),
+            )
             if key_node is None or value_node is None:
                 return None
             key_path, value_path = _key(path, "mapKey"), _key(path, "mapValue")
@@ -868,8 +1034,15 @@ class _Reader:
             element = nested(value_node["schema"], _key(value_path, "schema"))
             if element is None or key_name is None or value_name is None:
                 return None
-            return Schema(kind="map", id=sid, element=element, map_key=key_name, map_value=value_name,
-                          display_name=display, description=description)
+            return Schema(
+                kind="map",
+                id=sid,
+                element=element,
+                map_key=key_name,
+                map_value=value_name,
+                display_name=display,
+                description=description,
+            )
         if kind == "Enum":
             return self._enum(raw, path, source, owner, version, sid, display, description)
         fields: list[Field] = []
@@ -897,25 +1070,43 @@ class _Reader:
                 continue
             schema = nested(value["schema"], _key(where, "schema"))
             if schema is not None:
-                fields.append(Field(name, schema, self._text(value, "displayName", where, source,
-                                                             version.max_display_name),
-                                    self._text(value, "description", where, source, version.max_description)))
+                fields.append(
+                    Field(
+                        name,
+                        schema,
+                        self._text(value, "displayName", where, source, version.max_display_name),
+                        self._text(value, "description", where, source, version.max_description),
+                    )
+                )
         return Schema(kind="object", id=sid, fields=tuple(fields), display_name=display, description=description)
 
     def _enum(
-        self, raw: dict[str, Any], path: str, source: str, owner: str, version: DtdlVersion, sid: str | None,
-        display: LangText, description: LangText,
+        self,
+        raw: dict[str, Any],
+        path: str,
+        source: str,
+        owner: str,
+        version: DtdlVersion,
+        sid: str | None,
+        display: LangText,
+        description: LangText,
     ) -> Schema | None:
         value_schema = raw.get("valueSchema")
         if isinstance(value_schema, list) and len(value_schema) == 1:
             value_schema = value_schema[0]
-        value_kind = _normalise_term(value_schema, "dtmi:dtdl:instance:Schema:") if isinstance(value_schema, str) else None
+        value_kind = (
+            _normalise_term(value_schema, "dtmi:dtdl:instance:Schema:") if isinstance(value_schema, str) else None
+        )
         if value_schema is None:
             self._add(path, "required-field", "an Enum needs a valueSchema ('integer' or 'string')", source)
             return None
         if value_kind not in ("integer", "string"):
-            self._add(_key(path, "valueSchema"), "unknown-schema",
-                      f"an Enum valueSchema must be 'integer' or 'string', got {value_schema!r}", source)
+            self._add(
+                _key(path, "valueSchema"),
+                "unknown-schema",
+                f"an Enum valueSchema must be 'integer' or 'string', got {value_schema!r}",
+                source,
+            )
             return None
         if "enumValues" not in raw:
             self._add(path, "required-field", "an Enum needs enumValues", source)
@@ -932,8 +1123,9 @@ class _Reader:
             value = _members(value)
             self._check_members(value, "EnumValue", where, source, version)
             name = self._name(value, where, source, version)
-            literal = self._literal(value, "enumValue", int if value_kind == "integer" else str, where, source,
-                                    default=None)
+            literal = self._literal(
+                value, "enumValue", int if value_kind == "integer" else str, where, source, default=None
+            )
             if "enumValue" not in value:
                 self._add(where, "required-field", "an EnumValue needs an enumValue", source)
             if name is None or literal is None:
@@ -942,20 +1134,40 @@ class _Reader:
                 self._add(where, "duplicate-name", f"enum value name {name!r} is already used at {names[name]}", source)
                 continue
             if literal in literals:
-                self._add(_key(where, "enumValue"), "enum-value",
-                          f"enumValue {literal!r} is already used at {literals[literal]}", source)
+                self._add(
+                    _key(where, "enumValue"),
+                    "enum-value",
+                    f"enumValue {literal!r} is already used at {literals[literal]}",
+                    source,
+                )
                 continue
             names[name], literals[literal] = where, where
-            values.append(EnumValue(name, literal, self._text(value, "displayName", where, source,
-                                                              version.max_display_name),
-                                    self._text(value, "description", where, source, version.max_description)))
-        return Schema(kind="enum", id=sid, enum_value_kind=value_kind, enum_values=tuple(values),
-                      display_name=display, description=description)
+            values.append(
+                EnumValue(
+                    name,
+                    literal,
+                    self._text(value, "displayName", where, source, version.max_display_name),
+                    self._text(value, "description", where, source, version.max_description),
+                )
+            )
+        return Schema(
+            kind="enum",
+            id=sid,
+            enum_value_kind=value_kind,
+            enum_values=tuple(values),
+            display_name=display,
+            description=description,
+        )
 
     # ----------------------------------------------------------------- member helpers
 
     def _resolve(
-        self, ref: str, path: str, source: str, owner: str, version: DtdlVersion,
+        self,
+        ref: str,
+        path: str,
+        source: str,
+        owner: str,
+        version: DtdlVersion,
         expect: tuple[str, ...] = (),
     ) -> dict[str, Any] | None:
         """The element a dependent reference points to, checking existence and partition scope."""
@@ -968,13 +1180,21 @@ class _Reader:
             self._add(path, "dangling-reference", f"{ref} is not defined in any file read", source)
             return None
         if not element.is_interface and element.partition != owner:
-            self._add(path, "reference-scope",
-                      f"{ref} is defined inside {element.partition} ({element.source}); elements other than "
-                      "Interfaces may only be referenced from the Interface that defines them", source)
+            self._add(
+                path,
+                "reference-scope",
+                f"{ref} is defined inside {element.partition} ({element.source}); elements other than "
+                "Interfaces may only be referenced from the Interface that defines them",
+                source,
+            )
             return None
         if expect and not (set(_types(element.node)) & set(expect)):
-            self._add(path, "unknown-schema",
-                      f"{ref} is a {element.node.get('@type')!r}, expected one of {', '.join(expect)}", source)
+            self._add(
+                path,
+                "unknown-schema",
+                f"{ref} is a {element.node.get('@type')!r}, expected one of {', '.join(expect)}",
+                source,
+            )
             return None
         return element.node
 
@@ -990,9 +1210,12 @@ class _Reader:
             self._add(_key(path, "@type"), "unknown-type", f"invalid @type value(s) {bad!r}", source)
         if len(found) != 1:
             detail = "more than one" if found else "none"
-            self._add(_key(path, "@type"), "unknown-type",
-                      f"@type {node.get('@type')!r} must include exactly one of {', '.join(allowed)} ({detail} found)",
-                      source)
+            self._add(
+                _key(path, "@type"),
+                "unknown-type",
+                f"@type {node.get('@type')!r} must include exactly one of {', '.join(allowed)} ({detail} found)",
+                source,
+            )
             return None
         return found[0]
 
@@ -1005,9 +1228,13 @@ class _Reader:
             if key.startswith("@"):
                 self._add(_key(path, key), "unknown-member", f"keyword {key!r} is not allowed on a {kind}", source)
             elif not co_typed and not key.startswith("dtmi:"):
-                self._add(_key(path, key), "unknown-member",
-                          f"{key!r} is not a member of {kind} (allowed: {', '.join(sorted(allowed - _COMMON))}); "
-                          "add a co-type to @type for extension members", source)
+                self._add(
+                    _key(path, key),
+                    "unknown-member",
+                    f"{key!r} is not a member of {kind} (allowed: {', '.join(sorted(allowed - _COMMON))}); "
+                    "add a co-type to @type for extension members",
+                    source,
+                )
 
     def _name(self, node: dict[str, Any], path: str, source: str, version: DtdlVersion) -> str | None:
         if "name" not in node:
@@ -1017,12 +1244,19 @@ class _Reader:
         if name is None:
             return None
         if len(name) > version.max_name:
-            self._add(_key(path, "name"), "string-length",
-                      f"name is {len(name)} characters, more than {version.max_name} (DTDL v{version.number})", source)
+            self._add(
+                _key(path, "name"),
+                "string-length",
+                f"name is {len(name)} characters, more than {version.max_name} (DTDL v{version.number})",
+                source,
+            )
         if not _NAME.match(name):
-            self._add(_key(path, "name"), "name",
-                      f"name {name!r} must start with a letter, hold only letters, digits and '_', and not end with '_'",
-                      source)
+            self._add(
+                _key(path, "name"),
+                "name",
+                f"name {name!r} must start with a letter, hold only letters, digits and '_', and not end with '_'",
+                source,
+            )
             return None
         return name
 
@@ -1075,8 +1309,9 @@ class _Reader:
             self._add(where, "localized-text", f"{key} must be a string or a language map, got {_kind(value)}", source)
         for lang, text in pairs:
             if len(text) > limit:
-                self._add(where, "string-length", f"{key} ({lang}) is {len(text)} characters, more than {limit}",
-                          source)
+                self._add(
+                    where, "string-length", f"{key} ({lang}) is {len(text)} characters, more than {limit}", source
+                )
         return tuple(pairs)
 
     def _meta(self, node: dict[str, Any], path: str, source: str) -> dict[str, Any]:
@@ -1087,7 +1322,7 @@ class _Reader:
         if not isinstance(comment, str) or not comment.startswith(TWIN_META_PREFIX):
             return {}
         try:
-            meta = json.loads(comment[len(TWIN_META_PREFIX):])
+            meta = json.loads(comment[len(TWIN_META_PREFIX) :])
         except json.JSONDecodeError as exc:
             # it carries classification and required flags: a broken one must not pass unnoticed
             self._add(f"{path}.comment", "annotation", f"twin metadata is not valid JSON: {exc}", source)
@@ -1105,8 +1340,9 @@ class _Reader:
         try:
             return schema_from_json(meta["schema"])
         except (KeyError, TypeError, ValueError) as exc:
-            self._add(f"{path}.comment", "annotation", f"twin metadata 'schema' does not describe a schema: {exc}",
-                      source)
+            self._add(
+                f"{path}.comment", "annotation", f"twin metadata 'schema' does not describe a schema: {exc}", source
+            )
             return schema
 
     def _many(self, value: Any, path: str) -> Iterator[tuple[Any, str]]:
@@ -1136,8 +1372,12 @@ class _Reader:
     ) -> None:
         if len(items) < low or (high is not None and len(items) > high):
             bound = f"{low}..{high}" if high is not None else f"at least {low}"
-            self._add(_key(path, what), "contents-count",
-                      f"DTDL v{version.number} needs {bound} {what}, got {len(items)}", source)
+            self._add(
+                _key(path, what),
+                "contents-count",
+                f"DTDL v{version.number} needs {bound} {what}, got {len(items)}",
+                source,
+            )
 
     # ----------------------------------------------------------------- cross-file checks
 
@@ -1148,39 +1388,62 @@ class _Reader:
             for parent, where in info.extends:
                 if parent not in infos:
                     element = self.index.get(parent)
-                    message = (f"extends {parent}, which is not an Interface" if element else
-                               f"extends {parent}, which is not defined in any file read")
+                    message = (
+                        f"extends {parent}, which is not an Interface"
+                        if element
+                        else f"extends {parent}, which is not defined in any file read"
+                    )
                     self._add(where, "dangling-extends", message, info.source)
             for target, where in info.components:
                 if target not in infos:
-                    self._add(where, "dangling-reference", f"component schema {target} is not a defined Interface",
-                              info.source)
+                    self._add(
+                        where,
+                        "dangling-reference",
+                        f"component schema {target} is not a defined Interface",
+                        info.source,
+                    )
             for target, where in info.targets if self.require_targets else ():
                 if target not in infos:
-                    self._add(where, "dangling-reference", f"relationship target {target} is not a defined Interface",
-                              info.source)
+                    self._add(
+                        where,
+                        "dangling-reference",
+                        f"relationship target {target} is not a defined Interface",
+                        info.source,
+                    )
         depth, closure, cyclic = self._hierarchy()
         for ident in self.order:
             info = infos[ident]
             version = info.version
             if depth[ident] > version.max_extends_depth:
                 if depth[ident] == version.max_extends_depth + 1:  # deeper ones extend a chain reported here
-                    self._add(_key(info.path, "extends"), "extends-depth",
-                              f"inheritance chain is {depth[ident]} deep ({_chain_text(self._longest_chain(ident, depth))})"
-                              f"; DTDL v{version.number} allows {version.max_extends_depth}; interfaces extending "
-                              f"{ident} are deeper still and not listed separately", info.source)
+                    self._add(
+                        _key(info.path, "extends"),
+                        "extends-depth",
+                        f"inheritance chain is {depth[ident]} deep ({_chain_text(self._longest_chain(ident, depth))})"
+                        f"; DTDL v{version.number} allows {version.max_extends_depth}; interfaces extending "
+                        f"{ident} are deeper still and not listed separately",
+                        info.source,
+                    )
                 continue
             if ident not in closure:
                 if ident in self._crowded:
-                    self._add(_key(info.path, "extends"), "extends-count",
-                              f"more than {_MAX_ANCESTORS} interfaces in the hierarchy of {ident}", info.source)
+                    self._add(
+                        _key(info.path, "extends"),
+                        "extends-count",
+                        f"more than {_MAX_ANCESTORS} interfaces in the hierarchy of {ident}",
+                        info.source,
+                    )
                 continue
             if version.max_extends_total is not None:
                 total = sum(len(infos[a].cls.parents) for a in closure[ident]) + len(info.cls.parents)
                 if total > version.max_extends_total:
-                    self._add(_key(info.path, "extends"), "extends-count",
-                              f"{total} extends values in the hierarchy; DTDL v{version.number} allows "
-                              f"{version.max_extends_total}", info.source)
+                    self._add(
+                        _key(info.path, "extends"),
+                        "extends-count",
+                        f"{total} extends values in the hierarchy; DTDL v{version.number} allows "
+                        f"{version.max_extends_total}",
+                        info.source,
+                    )
             if ident in cyclic:
                 continue
             self._check_names(info, closure[ident])
@@ -1188,14 +1451,23 @@ class _Reader:
             if version.max_contents is not None:
                 count = sum(len(infos[c].contents) for c in lineage)
                 if count > version.max_contents:
-                    self._add(_key(info.path, "contents"), "contents-count",
-                              f"{count} contents including inherited ones; DTDL v{version.number} allows "
-                              f"{version.max_contents}", info.source)
+                    self._add(
+                        _key(info.path, "contents"),
+                        "contents-count",
+                        f"{count} contents including inherited ones; DTDL v{version.number} allows "
+                        f"{version.max_contents}",
+                        info.source,
+                    )
             if version.max_total_elements is not None:
                 count = sum(infos[c].elements for c in lineage)
                 if count > version.max_total_elements:
-                    self._add(info.path, "contents-count", f"{count} elements in the contents hierarchy; DTDL "
-                              f"v{version.number} allows {version.max_total_elements}", info.source)
+                    self._add(
+                        info.path,
+                        "contents-count",
+                        f"{count} elements in the contents hierarchy; DTDL "
+                        f"v{version.number} allows {version.max_total_elements}",
+                        info.source,
+                    )
         for ident in self.order:
             info = infos[ident]
             for target, where in info.components:
@@ -1203,9 +1475,13 @@ class _Reader:
                     continue
                 nested = [c for c in (target, *closure[target]) if infos[c].components]
                 if nested:
-                    self._add(where, "component-nesting",
-                              f"component schema {target} has components itself (via {nested[0]}); "
-                              "DTDL does not allow components inside components", info.source)
+                    self._add(
+                        where,
+                        "component-nesting",
+                        f"component schema {target} has components itself (via {nested[0]}); "
+                        "DTDL does not allow components inside components",
+                        info.source,
+                    )
 
     def _hierarchy(self) -> tuple[dict[str, int], dict[str, frozenset[str]], set[str]]:
         """Depth of every interface's inheritance chain, the ancestors of those within their version's limits, and
@@ -1234,7 +1510,7 @@ class _Reader:
                     continue
                 if state.get(parent) == 1:
                     if parent not in cyclic:
-                        cycle = path[path.index(parent):] + [parent]
+                        cycle = path[path.index(parent) :] + [parent]
                         cyclic.update(cycle)
                         info = infos[cid]
                         where = next(w for p, w in info.extends if p == parent)

@@ -121,8 +121,11 @@ class _Writer:
             meta["id"] = cls.id
         if cls.name != dtmi_name(dtmi):
             meta["name"] = cls.name
-        doc: dict[str, Any] = {"@context": self.version.context, "@id": dtmi,
-                               "@type": ["Interface", *cls.semantic_types] if cls.semantic_types else "Interface"}
+        doc: dict[str, Any] = {
+            "@context": self.version.context,
+            "@id": dtmi,
+            "@type": ["Interface", *cls.semantic_types] if cls.semantic_types else "Interface",
+        }
         self._texts(doc, cls.display_name, cls.description)
         if cls.parents:
             parents = [self._ref(p)[0] for p in cls.parents]
@@ -137,8 +140,11 @@ class _Writer:
             contents.append(self.command(command, local, cls.id))
         for component in cls.components:
             component_meta: dict[str, Any] = {}
-            element: dict[str, Any] = {"@type": "Component", "name": self._name(component.name, component_meta),
-                                       "schema": self._ref(component.schema)[0]}
+            element: dict[str, Any] = {
+                "@type": "Component",
+                "name": self._name(component.name, component_meta),
+                "schema": self._ref(component.schema)[0],
+            }
             self._texts(element, component.display_name, component.description)
             self._comment(element, component_meta, f"{cls.id}/{component.name}")
             contents.append(element)
@@ -159,8 +165,10 @@ class _Writer:
     def property(self, prop: PropertyDef, local: set[str], owner: str) -> dict[str, Any]:
         kind = "Telemetry" if prop.kind == "telemetry" else "Property"
         meta: dict[str, Any] = {}
-        element: dict[str, Any] = {"@type": [kind, *prop.semantic_types] if prop.semantic_types else kind,
-                                   "name": self._name(prop.name, meta)}
+        element: dict[str, Any] = {
+            "@type": [kind, *prop.semantic_types] if prop.semantic_types else kind,
+            "name": self._name(prop.name, meta),
+        }
         if kind == "Property" and not self.version.property_allows_array and _holds_array(prop.schema):
             element["schema"] = "string"  # DTDL v2 Properties cannot hold arrays or geospatial values
             meta["schema"] = schema_to_json(prop.schema, texts=False)
@@ -278,23 +286,46 @@ class _Writer:
             self.emitted_schema_ids.add(schema.id)
         if schema.kind == "enum":
             kind = schema.enum_value_kind or enum_value_kind(v.value for v in schema.enum_values)
-            element.update({"@type": "Enum", "valueSchema": kind, "enumValues": [
-                self._texts({"name": to_segment(v.name), "enumValue": v.value if kind == "integer" else str(v.value)},
-                            v.display_name, v.description)
-                for v in schema.enum_values
-            ]})
+            element.update(
+                {
+                    "@type": "Enum",
+                    "valueSchema": kind,
+                    "enumValues": [
+                        self._texts(
+                            {"name": to_segment(v.name), "enumValue": v.value if kind == "integer" else str(v.value)},
+                            v.display_name,
+                            v.description,
+                        )
+                        for v in schema.enum_values
+                    ],
+                }
+            )
         elif schema.kind == "object":
-            element.update({"@type": "Object", "fields": [
-                self._texts({"name": to_segment(f.name), "schema": self.schema(f.schema, local, owner)},
-                            f.display_name, f.description)
-                for f in schema.fields
-            ]})
+            element.update(
+                {
+                    "@type": "Object",
+                    "fields": [
+                        self._texts(
+                            {"name": to_segment(f.name), "schema": self.schema(f.schema, local, owner)},
+                            f.display_name,
+                            f.description,
+                        )
+                        for f in schema.fields
+                    ],
+                }
+            )
         elif schema.kind == "map":
             assert schema.element is not None
-            element.update({"@type": "Map",
-                            "mapKey": {"name": to_segment(schema.map_key or "key"), "schema": "string"},
-                            "mapValue": {"name": to_segment(schema.map_value or "value"),
-                                         "schema": self.schema(schema.element, local, owner)}})
+            element.update(
+                {
+                    "@type": "Map",
+                    "mapKey": {"name": to_segment(schema.map_key or "key"), "schema": "string"},
+                    "mapValue": {
+                        "name": to_segment(schema.map_value or "value"),
+                        "schema": self.schema(schema.element, local, owner),
+                    },
+                }
+            )
         elif schema.kind == "array":
             assert schema.element is not None
             element.update({"@type": "Array", "elementSchema": self.schema(schema.element, local, owner)})
@@ -327,11 +358,14 @@ class _Writer:
             return
         comment = TWIN_META_PREFIX + json.dumps(meta, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
         if len(comment) > _COMMENT_LIMIT:
-            self.problems.append(Violation(
-                where, "string-length",
-                f"the metadata needed to read this element back is {len(comment)} characters, more than the "
-                f"{_COMMENT_LIMIT} a DTDL comment may hold",
-            ))
+            self.problems.append(
+                Violation(
+                    where,
+                    "string-length",
+                    f"the metadata needed to read this element back is {len(comment)} characters, more than the "
+                    f"{_COMMENT_LIMIT} a DTDL comment may hold",
+                )
+            )
         element["comment"] = comment
 
 

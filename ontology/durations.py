@@ -43,16 +43,25 @@ class Duration:
     def to_timedelta(self, text: str) -> dt.timedelta:
         """The exact `timedelta` of this duration; DurationError naming `text` (what was read) when there is none."""
         if self.years or self.months:
-            raise DurationError(f"{quoted(text)} has years or months, which have no fixed length; give the duration "
-                                "in weeks, days, hours, minutes and seconds")
+            raise DurationError(
+                f"{quoted(text)} has years or months, which have no fixed length; give the duration "
+                "in weeks, days, hours, minutes and seconds"
+            )
         if len(self.fraction.rstrip("0")) > 6:
             raise DurationError(f"{quoted(text)} is finer than a microsecond (at most 6 decimals of a second)")
         try:
-            delta = dt.timedelta(weeks=self.weeks, days=self.days, hours=self.hours, minutes=self.minutes,
-                                 seconds=self.seconds, microseconds=int(self.fraction[:6].ljust(6, "0")))
+            delta = dt.timedelta(
+                weeks=self.weeks,
+                days=self.days,
+                hours=self.hours,
+                minutes=self.minutes,
+                seconds=self.seconds,
+                microseconds=int(self.fraction[:6].ljust(6, "0")),
+            )
         except OverflowError:
-            raise DurationError(f"{quoted(text)} is longer than any duration held here "
-                                f"({dt.timedelta.max.days} days)") from None
+            raise DurationError(
+                f"{quoted(text)} is longer than any duration held here ({dt.timedelta.max.days} days)"
+            ) from None
         return -delta if self.negative else delta
 
 
@@ -63,8 +72,9 @@ def read_duration(text: str) -> Duration:
         raise DurationError(f"{quoted(text)} is not an ISO 8601 duration such as 'P1DT2H', 'PT0.5S' or '-PT15M'")
     parts = match.groupdict()
     try:
-        numbers = {name: int(parts[name] or 0)
-                   for name in ("years", "months", "weeks", "days", "hours", "minutes", "seconds")}
+        numbers = {
+            name: int(parts[name] or 0) for name in ("years", "months", "weeks", "days", "hours", "minutes", "seconds")
+        }
     except ValueError:  # a part of thousands of digits (past the interpreter's limit for int())
         raise DurationError(f"{quoted(text)} has a part too long to be a number") from None
     return Duration(negative=parts["sign"] is not None, fraction=parts["fraction"] or "", **numbers)

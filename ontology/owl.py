@@ -61,6 +61,7 @@ def core_graph() -> rdflib.Graph:
     resource = files("ontology").joinpath("core.ttl")
     return rdflib.Graph().parse(data=resource.read_text(encoding="utf-8"), format="turtle")
 
+
 _WRITE_FORMATS = {
     "turtle": "turtle",
     "ttl": "turtle",
@@ -488,7 +489,9 @@ class _OwlReader:
 
     def read(self) -> Ontology:
         g = self.g
-        ontology_node = next(iter(sorted(g.subjects(RDF.type, OWL.Ontology), key=lambda n: (isinstance(n, BNode), str(n)))), None)
+        ontology_node = next(
+            iter(sorted(g.subjects(RDF.type, OWL.Ontology), key=lambda n: (isinstance(n, BNode), str(n)))), None
+        )
         parents: dict[URIRef, list[URIRef]] = {}
         for cls in sorted(self.classes):
             parents[cls] = []
@@ -614,7 +617,7 @@ def _ordered(items: list[Any], key: Any, order: list[str] | None) -> list[Any]:
 
 
 def _short(iri: Any) -> str:
-    return f"twin:{iri[len(str(TWIN)):]}" if str(iri).startswith(str(TWIN)) else str(iri)
+    return f"twin:{iri[len(str(TWIN)) :]}" if str(iri).startswith(str(TWIN)) else str(iri)
 
 
 # ===================================================================================================== JSON codecs
@@ -838,7 +841,9 @@ class _OwlWriter:
             shared = {replace(p, required=False) for _, p in members}
             if len(shared) > 1:
                 owners = ", ".join(c.id for c, _ in members)
-                raise OntologyError(f"property {iri} is defined differently by {owners}; OWL needs one definition per IRI")
+                raise OntologyError(
+                    f"property {iri} is defined differently by {owners}; OWL needs one definition per IRI"
+                )
             node = rdf_term(iri)
             self.datatype_property(node, members[0][1])
             self.domain(node, [c for c, _ in members])
@@ -856,7 +861,9 @@ class _OwlWriter:
             shared = {replace(r, target=None, min=None, max=None) for _, r in members}
             if len(shared) > 1:
                 owners = ", ".join(c.id for c, _ in members)
-                raise OntologyError(f"relationship {iri} is defined differently by {owners}; OWL needs one definition per IRI")
+                raise OntologyError(
+                    f"relationship {iri} is defined differently by {owners}; OWL needs one definition per IRI"
+                )
             rel = members[0][1]
             node = rdf_term(iri)
             g.add((node, RDF.type, OWL.ObjectProperty))
@@ -890,7 +897,11 @@ class _OwlWriter:
             self.multiplicity(node, rel, members, common_target)
 
     def multiplicity(
-        self, node: URIRef, rel: RelationshipDef, members: list[tuple[ClassDef, RelationshipDef]], common_target: str | None
+        self,
+        node: URIRef,
+        rel: RelationshipDef,
+        members: list[tuple[ClassDef, RelationshipDef]],
+        common_target: str | None,
     ) -> None:
         functional = "functional" in rel.characteristics
         bounds = {(r.min, r.max) for _, r in members}

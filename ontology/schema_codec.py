@@ -23,8 +23,18 @@ DTDL_PRIMITIVES = frozenset(
 )
 """The primitive schemas of DTDL v2 and v3."""
 DTDL_V4_PRIMITIVES = frozenset(
-    {"byte", "bytes", "decimal", "short", "unsignedByte", "unsignedInteger", "unsignedLong", "unsignedShort", "uuid",
-     "scaledDecimal"}
+    {
+        "byte",
+        "bytes",
+        "decimal",
+        "short",
+        "unsignedByte",
+        "unsignedInteger",
+        "unsignedLong",
+        "unsignedShort",
+        "uuid",
+        "scaledDecimal",
+    }
 )
 """The primitive schemas DTDL v4 adds."""
 GEOSPATIAL = GEOSPATIAL_KINDS
@@ -32,14 +42,25 @@ GEOSPATIAL = GEOSPATIAL_KINDS
 DTDL_SCHEMA_TYPES: dict[str, str] = {"Array": "array", "Enum": "enum", "Map": "map", "Object": "object"}
 """DTDL's complex schema types and the Schema kind each becomes."""
 DTDL_FALLBACK: dict[str, str] = {
-    "byte": "integer", "short": "integer", "unsignedByte": "integer", "unsignedShort": "integer",
-    "unsignedInteger": "long", "unsignedLong": "long", "decimal": "double", "uuid": "string", "bytes": "string",
+    "byte": "integer",
+    "short": "integer",
+    "unsignedByte": "integer",
+    "unsignedShort": "integer",
+    "unsignedInteger": "long",
+    "unsignedLong": "long",
+    "decimal": "double",
+    "uuid": "string",
+    "bytes": "string",
     "scaledDecimal": "string",
 }
 """The nearest DTDL v2/v3 primitive of each v4 primitive (the exact one then travels in the element's comment)."""
 
-_LEGACY_KEYS = {"enum_value_kind": "enumValueKind", "enum_values": "enumValues", "map_key": "mapKey",
-                "map_value": "mapValue"}
+_LEGACY_KEYS = {
+    "enum_value_kind": "enumValueKind",
+    "enum_values": "enumValues",
+    "map_key": "mapKey",
+    "map_value": "mapValue",
+}
 
 
 def enum_value_kind(values: Iterable[object]) -> str:
@@ -58,11 +79,19 @@ def schema_to_json(schema: Schema, *, texts: bool = True) -> dict[str, Any]:
     if schema.enum_value_kind:
         out["enumValueKind"] = schema.enum_value_kind
     if schema.enum_values:
-        out["enumValues"] = [{"name": v.name, "value": v.value, **_texts(v.display_name, v.description, texts)}
-                             for v in schema.enum_values]
+        out["enumValues"] = [
+            {"name": v.name, "value": v.value, **_texts(v.display_name, v.description, texts)}
+            for v in schema.enum_values
+        ]
     if schema.fields:
-        out["fields"] = [{"name": f.name, "schema": schema_to_json(f.schema, texts=texts),
-                          **_texts(f.display_name, f.description, texts)} for f in schema.fields]
+        out["fields"] = [
+            {
+                "name": f.name,
+                "schema": schema_to_json(f.schema, texts=texts),
+                **_texts(f.display_name, f.description, texts),
+            }
+            for f in schema.fields
+        ]
     if schema.element is not None:
         out["element"] = schema_to_json(schema.element, texts=texts)
     if schema.map_key is not None:
@@ -70,8 +99,9 @@ def schema_to_json(schema: Schema, *, texts: bool = True) -> dict[str, Any]:
     if schema.map_value is not None:
         out["mapValue"] = schema.map_value
     if texts:
-        out.update({key: value for key, value in _texts(schema.display_name, schema.description, True).items()
-                    if value})
+        out.update(
+            {key: value for key, value in _texts(schema.display_name, schema.description, True).items() if value}
+        )
     return out
 
 
@@ -95,8 +125,12 @@ def schema_from_json(data: dict[str, Any]) -> Schema:
             for v in data.get("enumValues", ())
         ),
         fields=tuple(
-            Field(f["name"], schema_from_json(f["schema"]), lang_from_json(f.get("displayName")),
-                  lang_from_json(f.get("description")))
+            Field(
+                f["name"],
+                schema_from_json(f["schema"]),
+                lang_from_json(f.get("displayName")),
+                lang_from_json(f.get("description")),
+            )
             for f in data.get("fields", ())
         ),
         element=schema_from_json(data["element"]) if data.get("element") else None,

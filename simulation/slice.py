@@ -22,12 +22,34 @@ from graph.store import GraphStore
 from ontology.model import Ontology
 from simulation.errors import SliceError
 
-NODE_CLASSES = ("Employee", "Asset", "Process", "Material", "Product", "Supplier", "Customer", "SalesOrder",
-                "MaintenanceEvent")
+NODE_CLASSES = (
+    "Employee",
+    "Asset",
+    "Process",
+    "Material",
+    "Product",
+    "Supplier",
+    "Customer",
+    "SalesOrder",
+    "MaintenanceEvent",
+)
 """Classes (with their subclasses) whose twins a slice reads."""
 
-EDGE_TYPES = ("supplies", "consumes", "produces", "performs", "requires", "partOf", "operates", "hasSkill",
-              "worksIn", "locatedAt", "placedBy", "orders", "maintains")
+EDGE_TYPES = (
+    "supplies",
+    "consumes",
+    "produces",
+    "performs",
+    "requires",
+    "partOf",
+    "operates",
+    "hasSkill",
+    "worksIn",
+    "locatedAt",
+    "placedBy",
+    "orders",
+    "maintains",
+)
 """Relationship types a slice reads."""
 
 CONTAINER_TYPES = frozenset({"worksIn", "partOf", "locatedAt"})
@@ -36,8 +58,20 @@ CONTAINER_TYPES = frozenset({"worksIn", "partOf", "locatedAt"})
 HUB_CLASSES = frozenset({"Supplier", "Customer", "Skill", "OrgUnit", "Location", "Site", "SalesOrder"})
 """Twins that connect unrelated lines; a slice walks through them only when they are roots."""
 
-SLICE_KINDS = ("WorkCenter", "Employee", "Material", "Product", "Supplier", "Customer", "SalesOrder",
-               "MaintenanceEvent", "Skill", "OrgUnit", "Site", "Location")
+SLICE_KINDS = (
+    "WorkCenter",
+    "Employee",
+    "Material",
+    "Product",
+    "Supplier",
+    "Customer",
+    "SalesOrder",
+    "MaintenanceEvent",
+    "Skill",
+    "OrgUnit",
+    "Site",
+    "Location",
+)
 """Core classes a slice tells apart; a twin of a subclass (an ontology extension's) counts as the first it is a."""
 
 
@@ -193,8 +227,9 @@ class EnterpriseSlice:
     @property
     def agent_count(self) -> int:
         """Agents a model of this slice has (people, assets, lines, suppliers, customers + one market)."""
-        return (len(self.persons) + len(self.assets) + len(self.processes) + len(self.suppliers)
-                + len(self.customers) + 1)
+        return (
+            len(self.persons) + len(self.assets) + len(self.processes) + len(self.suppliers) + len(self.customers) + 1
+        )
 
     def within(self, uid: str, container: str) -> bool:
         """Whether `uid` is `container` or lies inside it (worksIn, partOf, locatedAt, performedBy; transitively)."""
@@ -268,8 +303,13 @@ def _read(store: GraphStore, scope: ReadScope) -> _Raw:
                 kinds[uid] = kind_of(classes[uid])
         edges.append((link.type, link.source, link.target, link.properties))
     edges.sort(key=lambda e: (e[0], e[1], e[2]))
-    return _Raw(nodes=nodes, kinds=kinds, edges=edges, asset_classes=_names(ontology, "Asset"),
-                process_classes=_names(ontology, "Process"))
+    return _Raw(
+        nodes=nodes,
+        kinds=kinds,
+        edges=edges,
+        asset_classes=_names(ontology, "Asset"),
+        process_classes=_names(ontology, "Process"),
+    )
 
 
 def _kind_namer(ontology: Ontology) -> Callable[[str], str]:
@@ -376,8 +416,13 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
         by_cls[cls_of(uid)].append(uid)
 
     work_centers = {
-        uid: WorkCenterTwin(uid, name_of(uid), _num(props_of(uid), "capacityPerDay"),
-                            _int(props_of(uid), "shiftsPerDay"), _num(props_of(uid), "oee"))
+        uid: WorkCenterTwin(
+            uid,
+            name_of(uid),
+            _num(props_of(uid), "capacityPerDay"),
+            _int(props_of(uid), "shiftsPerDay"),
+            _num(props_of(uid), "oee"),
+        )
         for uid in by_cls.get("WorkCenter", [])
     }
     assets: dict[str, AssetTwin] = {}
@@ -387,8 +432,16 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
             continue
         wc = next((t for t in targets(uid, "partOf") if cls_of(t) == "WorkCenter"), None)
         p = props_of(uid)
-        assets[uid] = AssetTwin(uid, name_of(uid), cls, _num(p, "capacityPerDay"), _num(p, "mtbfHours"),
-                                _num(p, "mttrHours"), p.get("status"), wc)
+        assets[uid] = AssetTwin(
+            uid,
+            name_of(uid),
+            cls,
+            _num(p, "capacityPerDay"),
+            _num(p, "mtbfHours"),
+            _num(p, "mttrHours"),
+            p.get("status"),
+            wc,
+        )
     machines_of_wc: dict[str, list[str]] = defaultdict(list)
     for asset in assets.values():
         if asset.work_center:
@@ -418,19 +471,36 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
         if not produces or not (is_process or cls == "WorkCenter"):
             continue
         required = targets(uid, "requires")
-        wcs = sorted({*(s for s in into[uid]["performs"] if cls_of(s) == "WorkCenter"),
-                      *(t for t in required if cls_of(t) == "WorkCenter"), *([uid] if cls == "WorkCenter" else [])})
+        wcs = sorted(
+            {
+                *(s for s in into[uid]["performs"] if cls_of(s) == "WorkCenter"),
+                *(t for t in required if cls_of(t) == "WorkCenter"),
+                *([uid] if cls == "WorkCenter" else []),
+            }
+        )
         machines = sorted(t for t in required if t in assets)
         if not machines:
             machines = sorted({m for wc in wcs for m in machines_of_wc.get(wc, [])})
         skills = sorted(t for t in required if cls_of(t) == "Skill")
         p = props_of(uid)
         processes[uid] = ProcessTwin(
-            uid, name_of(uid), cls, _num(p, "throughputPerDay") if is_process else _num(p, "capacityPerDay"),
+            uid,
+            name_of(uid),
+            cls,
+            _num(p, "throughputPerDay") if is_process else _num(p, "capacityPerDay"),
             _num(p, "cycleTimeHours"),
-            tuple(sorted({*(t for t in targets(uid, "consumes") if cls_of(t) == "Material"),
-                          *(m for product in produces for m in bill_of_materials(product))})),
-            tuple(produces), tuple(machines), tuple(skills), tuple(wcs),
+            tuple(
+                sorted(
+                    {
+                        *(t for t in targets(uid, "consumes") if cls_of(t) == "Material"),
+                        *(m for product in produces for m in bill_of_materials(product)),
+                    }
+                )
+            ),
+            tuple(produces),
+            tuple(machines),
+            tuple(skills),
+            tuple(wcs),
         )
 
     persons = {}
@@ -438,8 +508,14 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
         p = props_of(uid)
         skills = {t: int(props.get("level") or 3) for t, props in out[uid]["hasSkill"]}
         unit = next(iter(targets(uid, "worksIn")), None)
-        persons[uid] = PersonTwin(uid, name_of(uid), _num(p, "capacityHoursPerWeek"), skills,
-                                  tuple(sorted(t for t in targets(uid, "operates") if t in assets)), unit)
+        persons[uid] = PersonTwin(
+            uid,
+            name_of(uid),
+            _num(p, "capacityHoursPerWeek"),
+            skills,
+            tuple(sorted(t for t in targets(uid, "operates") if t in assets)),
+            unit,
+        )
 
     materials = {
         uid: MaterialTwin(uid, name_of(uid), _num(props_of(uid), "stockLevel"), _int(props_of(uid), "leadTimeDays"))
@@ -451,11 +527,18 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
     }
     lanes = tuple(
         SupplyLane(uid, t, _int(props, "leadTimeDays"))
-        for uid in sorted(suppliers) for t, props in out[uid]["supplies"] if t in materials
+        for uid in sorted(suppliers)
+        for t, props in out[uid]["supplies"]
+        if t in materials
     )
     products = {
-        uid: ProductTwin(uid, name_of(uid), props_of(uid).get("sku"), _num(props_of(uid), "unitPrice"),
-                         props_of(uid).get("description"))
+        uid: ProductTwin(
+            uid,
+            name_of(uid),
+            props_of(uid).get("sku"),
+            _num(props_of(uid), "unitPrice"),
+            props_of(uid).get("description"),
+        )
         for uid in by_cls.get("Product", [])
     }
     customers = {uid: CustomerTwin(uid, name_of(uid)) for uid in by_cls.get("Customer", [])}
@@ -477,15 +560,33 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
         p = props_of(uid)
         asset = next(iter(targets(uid, "maintains")), None)
         if asset in assets:
-            maintenance.append(MaintenanceRecord(uid, asset, p.get("maintenanceType"), _datetime(p.get("scheduledAt")),
-                                                 _datetime(p.get("completedAt")), _num(p, "downtimeHours")))
+            maintenance.append(
+                MaintenanceRecord(
+                    uid,
+                    asset,
+                    p.get("maintenanceType"),
+                    _datetime(p.get("scheduledAt")),
+                    _datetime(p.get("completedAt")),
+                    _num(p, "downtimeHours"),
+                )
+            )
     return EnterpriseSlice(
-        read_at=read_at, roots=roots, persons=persons, assets=assets, work_centers=work_centers,
-        processes=processes, materials=materials, suppliers=suppliers, lanes=lanes, products=products,
-        customers=customers, order_lines=tuple(order_lines), maintenance=tuple(maintenance),
-        classes={uid: cls_of(uid) for uid in kept}, containers=_containers(raw, keep),
+        read_at=read_at,
+        roots=roots,
+        persons=persons,
+        assets=assets,
+        work_centers=work_centers,
+        processes=processes,
+        materials=materials,
+        suppliers=suppliers,
+        lanes=lanes,
+        products=products,
+        customers=customers,
+        order_lines=tuple(order_lines),
+        maintenance=tuple(maintenance),
+        classes={uid: cls_of(uid) for uid in kept},
+        containers=_containers(raw, keep),
     )
-
 
 
 def _containers(raw: _Raw, keep: set[str]) -> dict[str, tuple[str, ...]]:

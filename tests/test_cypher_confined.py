@@ -1,4 +1,5 @@
-"""Cypher is written only in graph/: no string literal elsewhere holds a Cypher clause (MATCH, MERGE, CREATE on a pattern).
+"""Cypher is written only in graph/: no string literal elsewhere holds a Cypher clause (MATCH, MERGE, CREATE on a
+pattern).
 
 Every other layer asks the GraphStore (a read plan, graph/plan.py, or a named read or write), so the scope is applied
 and the dialect chosen in one place. Docstrings are documentation, not query text, and are not checked. A clause
@@ -38,8 +39,12 @@ def cypher_literals(root: Path) -> list[str]:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         docstrings = _docstrings(tree)
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-                    and KEYWORDS.search(node.value)):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and KEYWORDS.search(node.value)
+            ):
                 found.append(f"{relative}:{node.lineno}: {node.value[:60]!r}")
     return found
 

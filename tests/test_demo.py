@@ -36,8 +36,9 @@ def test_demo_builds_the_twin_and_a_rerun_duplicates_nothing(data_dir: Path) -> 
     after_first = json.loads(CliRunner().invoke(app, ["graph", "stats", "--json"]).output)
     assert first["sample"]["generated"] is True
     assert set(first["syncs"]) == {"sample-hr", "sample-crm", "sample-erp"}
-    assert all(s["status"] == "completed" and s["created"] > 0 and s["quarantined"] == 0
-               for s in first["syncs"].values())
+    assert all(
+        s["status"] == "completed" and s["created"] > 0 and s["quarantined"] == 0 for s in first["syncs"].values()
+    )
     assert first["roles"] == sorted(["admin", "architect", "executive", "compliance", "hr", "data_steward", "viewer"])
     second = _demo()
     assert second["sample"]["generated"] is False
@@ -64,18 +65,23 @@ def test_the_printed_example_queries_answer_through_the_api(data_dir: Path) -> N
     runtime = Runtime()
     try:
         with TestClient(create_app(runtime)) as client:
+
             def ask(role: str, query: str) -> dict:  # type: ignore[type-arg]
                 token = issue_token(data_dir, role, sub=f"test-{role}")
                 response = client.post("/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"})
                 assert response.status_code == 200, response.text
                 return response.json()
 
-            impact = ask("architect", '{ impact(uid: "%s", maxDepth: 3) { depth twin { uid __typename } } }'
-                         % examples["supplier"])
+            impact = ask(
+                "architect",
+                '{ impact(uid: "%s", maxDepth: 3) { depth twin { uid __typename } } }' % examples["supplier"],
+            )
             hits = impact["data"]["impact"]
             assert hits and {h["twin"]["__typename"] for h in hits} >= {"Material", "Product"}
-            lineage = ask("compliance", '{ lineage(uid: "%s", property: "email") { sourceSystem sourceField value } }'
-                          % examples["employee"])
+            lineage = ask(
+                "compliance",
+                '{ lineage(uid: "%s", property: "email") { sourceSystem sourceField value } }' % examples["employee"],
+            )
             record = lineage["data"]["lineage"][0]
             assert record["sourceSystem"] == "hr" and record["sourceField"] == "work_email"
             assert record["value"].startswith("sha256:")  # compliance sees personal values only as hashes
@@ -109,8 +115,8 @@ def test_the_served_demo_moves_its_sample_and_syncs_it_often(data_dir: Path, mon
         with sqlite3.connect(data_dir / "sample" / "erp.sqlite") as con:
             assert con.execute("SELECT COUNT(*) FROM sales_orders").fetchone()[0] == orders + 1
         live = runtime.sync_runtime()
-        assert {name: live.schedules[name].describe() for name in SAMPLE_CONNECTORS} == \
-            {name: "every 2 s" for name in SAMPLE_CONNECTORS}
+        assert {name: live.schedules[name].describe() for name in SAMPLE_CONNECTORS} == dict.fromkeys(
+            SAMPLE_CONNECTORS, "every 2 s"
+        )
     finally:
         runtime.close()
-

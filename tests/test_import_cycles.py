@@ -22,9 +22,12 @@ def module_imports(packages: tuple[str, ...]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        annotation_only = {id(node) for branch in ast.walk(tree)
-                           if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
-                           for node in ast.walk(branch)}
+        annotation_only = {
+            id(node)
+            for branch in ast.walk(tree)
+            if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+            for node in ast.walk(branch)
+        }
         imported: set[str] = set()
         for node in ast.walk(tree):
             if id(node) in annotation_only:

@@ -35,12 +35,20 @@ def verify(
         trusted = ed25519_signing_key(_checkpoint_key(runtime)).public_key()
     result = runtime.audit.verify(checkpoints=loaded, trusted_key=trusted)
     if as_json:
-        typer.echo(json.dumps({"ok": result.ok, "records_checked": result.records_checked,
-                               "first_bad_seq": result.first_bad_seq,
-                               "tampering": str(result.tampering) if result.tampering else None,
-                               "message": result.message,
-                               "problems": [{"seq": p.seq, "tampering": str(p.kind), "message": p.message}
-                                            for p in result.problems]}))
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "records_checked": result.records_checked,
+                    "first_bad_seq": result.first_bad_seq,
+                    "tampering": str(result.tampering) if result.tampering else None,
+                    "message": result.message,
+                    "problems": [
+                        {"seq": p.seq, "tampering": str(p.kind), "message": p.message} for p in result.problems
+                    ],
+                }
+            )
+        )
     elif result.ok:
         console.print(f"[green]audit chain intact[/green]: {result.records_checked} records, head {result.head_seq}")
     else:
@@ -53,7 +61,9 @@ def verify(
 
 @app.command()
 def checkpoint(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the checkpoints to this file.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the checkpoints to this file.")
+    ] = None,
 ) -> None:
     """Sign the current head of the chain with the data directory's Ed25519 key."""
     runtime = Runtime()

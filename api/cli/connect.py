@@ -25,11 +25,20 @@ from governance.lineage import LineageStore
 from graph.errors import GraphError
 from ontology.errors import OntologyError
 
-app = typer.Typer(help="Connect source systems: list connectors, run syncs, inspect quarantine and lineage.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Connect source systems: list connectors, run syncs, inspect quarantine and lineage.", no_args_is_help=True
+)
 console = Console()
-_ERRORS = (RegistryError, MappingError, SourceError, SyncError, GraphError, OntologyError, GovernanceError,
-           IdentityError)
+_ERRORS = (
+    RegistryError,
+    MappingError,
+    SourceError,
+    SyncError,
+    GraphError,
+    OntologyError,
+    GovernanceError,
+    IdentityError,
+)
 
 
 def _registry(runtime: Runtime) -> ConnectorRegistry:
@@ -74,10 +83,21 @@ def list_connectors(as_json: Annotated[bool, typer.Option("--json", help="Print 
         for name in registry.names():
             config = registry.config(name)
             last = state.runs(name, limit=1)
-            rows.append({"name": name, "kind": config.kind, "mapping": str(config.mapping_path),
-                         "description": config.description,
-                         "last_run": {"status": last[0].status, "started_at": last[0].started_at,
-                                      "counts": dict(last[0].counts)} if last else None})
+            rows.append(
+                {
+                    "name": name,
+                    "kind": config.kind,
+                    "mapping": str(config.mapping_path),
+                    "description": config.description,
+                    "last_run": {
+                        "status": last[0].status,
+                        "started_at": last[0].started_at,
+                        "counts": dict(last[0].counts),
+                    }
+                    if last
+                    else None,
+                }
+            )
         if as_json:
             typer.echo(json.dumps(rows))
             return
@@ -86,8 +106,12 @@ def list_connectors(as_json: Annotated[bool, typer.Option("--json", help="Print 
             table.add_column(column)
         for row in rows:
             last = row["last_run"]
-            table.add_row(row["name"], row["kind"], os.path.basename(row["mapping"]),
-                          f"{last['status']} {last['started_at'][:19]}" if last else "never")
+            table.add_row(
+                row["name"],
+                row["kind"],
+                os.path.basename(row["mapping"]),
+                f"{last['status']} {last['started_at'][:19]}" if last else "never",
+            )
         console.print(table)
 
     _guard(action)
@@ -107,8 +131,10 @@ def _print_report(report: SyncReport) -> None:
     for column in ("entity", "read", "created", "updated", "unchanged", "deleted", "quarantined"):
         table.add_column(column, justify="right" if column != "entity" else "left")
     for e in report.entities:
-        table.add_row(e.entity, *(str(getattr(e, k)) for k in ("read", "created", "updated", "unchanged", "deleted",
-                                                                "quarantined")))
+        table.add_row(
+            e.entity,
+            *(str(getattr(e, k)) for k in ("read", "created", "updated", "unchanged", "deleted", "quarantined")),
+        )
     console.print(table)
     for e in report.entities:
         if e.skipped:
@@ -122,14 +148,20 @@ def _print_report(report: SyncReport) -> None:
 def run(
     name: Annotated[str, typer.Argument(help="Connector name (see `twin connect list`).")],
     full: Annotated[bool, typer.Option("--full", help="Read everything and detect deletions.")] = False,
-    incremental: Annotated[bool, typer.Option("--incremental", help="Read changes since the watermark (default).")]
-    = False,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Read changes since the watermark (default).")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
     entity: Annotated[list[str] | None, typer.Option("--entity", help="Only these entities.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    allow_deletions: Annotated[str | None, typer.Option(
-        "--allow-deletions", help="Let this run delete up to N% of an entity's records (default: "
-        "TWIN_SYNC_MAX_DELETE_SHARE, 20%); 100% also lets a full run that reads 0 rows delete everything.")] = None,
+    allow_deletions: Annotated[
+        str | None,
+        typer.Option(
+            "--allow-deletions",
+            help="Let this run delete up to N% of an entity's records (default: "
+            "TWIN_SYNC_MAX_DELETE_SHARE, 20%); 100% also lets a full run that reads 0 rows delete everything.",
+        ),
+    ] = None,
 ) -> None:
     """Run a sync with progress bars and print its report (counts, examples, quarantined rows)."""
     share = _share(allow_deletions)
@@ -140,8 +172,15 @@ def run(
     def action(runtime: Runtime) -> None:
         connector = _registry(runtime).connector(name)
         engine = runtime.sync_engine("twin connect")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=as_json, disable=as_json) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=as_json,
+            disable=as_json,
+        ) as progress:
             tasks: dict[str, Any] = {}
 
             def advance(entity_name: str, done: int, total: int | None) -> None:
@@ -150,19 +189,49 @@ def run(
                 progress.update(tasks[entity_name], completed=done, total=total if total is not None else done)
 
             try:
-                report = run_connector(engine, connector, subject=runtime.operator(), policy=runtime.policy,
-                                       audit=runtime.audit, mode="full" if full else "incremental", dry_run=dry_run,
-                                       entities=entity or None, progress=advance, allow_deletions=share)
+                report = run_connector(
+                    engine,
+                    connector,
+                    subject=runtime.operator(),
+                    policy=runtime.policy,
+                    audit=runtime.audit,
+                    mode="full" if full else "incremental",
+                    dry_run=dry_run,
+                    entities=entity or None,
+                    progress=advance,
+                    allow_deletions=share,
+                )
             finally:
                 connector.close()
         if as_json:
-            typer.echo(json.dumps({"run_id": report.run_id, "status": report.status, "mode": report.mode,
-                                   "dry_run": report.dry_run, "counts": report.counts,
-                                   "entities": {e.entity: {k: getattr(e, k) for k in ("read", "created", "updated",
-                                                "unchanged", "deleted", "quarantined", "skipped")}
-                                                for e in report.entities},
-                                   "examples": {e.entity: dict(e.examples) for e in report.entities},
-                                   "timings": dict(report.timings)}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "run_id": report.run_id,
+                        "status": report.status,
+                        "mode": report.mode,
+                        "dry_run": report.dry_run,
+                        "counts": report.counts,
+                        "entities": {
+                            e.entity: {
+                                k: getattr(e, k)
+                                for k in (
+                                    "read",
+                                    "created",
+                                    "updated",
+                                    "unchanged",
+                                    "deleted",
+                                    "quarantined",
+                                    "skipped",
+                                )
+                            }
+                            for e in report.entities
+                        },
+                        "examples": {e.entity: dict(e.examples) for e in report.entities},
+                        "timings": dict(report.timings),
+                    }
+                )
+            )
             return
         _print_report(report)
 
@@ -180,13 +249,27 @@ def quarantine(
 
     def action(runtime: Runtime) -> None:
         _registry(runtime).config(name)
-        rows = QuarantineStore(runtime.settings.resolved_database_url).rows(name, include_resolved=all_rows,
-                                                                           limit=limit)
+        rows = QuarantineStore(runtime.settings.resolved_database_url).rows(
+            name, include_resolved=all_rows, limit=limit
+        )
         if as_json:
             for r in rows:
-                typer.echo(json.dumps({"entity": r.entity, "record_key": r.record_key, "field": r.field,
-                                       "rule": r.rule, "message": r.message, "raw": r.raw, "run_id": r.run_id,
-                                       "created_at": r.created_at, "resolved_at": r.resolved_at}, default=str))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "entity": r.entity,
+                            "record_key": r.record_key,
+                            "field": r.field,
+                            "rule": r.rule,
+                            "message": r.message,
+                            "raw": r.raw,
+                            "run_id": r.run_id,
+                            "created_at": r.created_at,
+                            "resolved_at": r.resolved_at,
+                        },
+                        default=str,
+                    )
+                )
             return
         table = Table(title=f"quarantine of {name} ({len(rows)} rows)")
         for column in ("entity", "record", "field", "rule", "message"):
@@ -199,8 +282,9 @@ def quarantine(
 
 
 @app.command()
-def unmerge(natural_uid: Annotated[str, typer.Argument(help="The merged record's own uid, e.g. crm:contact:C7.")]
-            ) -> None:
+def unmerge(
+    natural_uid: Annotated[str, typer.Argument(help="The merged record's own uid, e.g. crm:contact:C7.")],
+) -> None:
     """Split a record that identity resolution merged into another twin back into its own twin."""
 
     def action(runtime: Runtime) -> None:
@@ -222,12 +306,24 @@ def lineage(
         records = LineageStore(runtime.settings.resolved_database_url).where_from(uid, prop, limit=limit)
         if as_json:
             for r in records:
-                typer.echo(json.dumps({"property": r.property, "value": r.value, "value_digest": r.value_digest,
-                                       "source_system": r.source_system, "source_object": r.source_object,
-                                       "record_key": r.record_key, "source_field": r.source_field,
-                                       "run_id": r.run_id, "mapping_rule": r.mapping_rule, "transform": r.transform,
-                                       "recorded_at": r.recorded_at.isoformat() if r.recorded_at else None},
-                                      default=str))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "property": r.property,
+                            "value": r.value,
+                            "value_digest": r.value_digest,
+                            "source_system": r.source_system,
+                            "source_object": r.source_object,
+                            "record_key": r.record_key,
+                            "source_field": r.source_field,
+                            "run_id": r.run_id,
+                            "mapping_rule": r.mapping_rule,
+                            "transform": r.transform,
+                            "recorded_at": r.recorded_at.isoformat() if r.recorded_at else None,
+                        },
+                        default=str,
+                    )
+                )
             return
         if not records:
             console.print(f"no lineage recorded for {uid}{' ' + prop if prop else ''}", highlight=False, markup=False)
@@ -237,9 +333,17 @@ def lineage(
             table.add_column(column)
         for r in records:
             value = json.dumps(r.value, default=str, ensure_ascii=False)[:40] if r.has_value else "(digest only)"
-            cells = (r.property, value, f"{r.source_system}/{r.source_object}", r.record_key, r.source_field or "",
-                     r.mapping_rule or "", r.transform or "", r.run_id[:8],
-                     r.recorded_at.isoformat()[:19] if r.recorded_at else "")
+            cells = (
+                r.property,
+                value,
+                f"{r.source_system}/{r.source_object}",
+                r.record_key,
+                r.source_field or "",
+                r.mapping_rule or "",
+                r.transform or "",
+                r.run_id[:8],
+                r.recorded_at.isoformat()[:19] if r.recorded_at else "",
+            )
             table.add_row(*(escape(cell) for cell in cells))  # source data is text, never Rich markup
         console.print(table)
 
@@ -252,8 +356,13 @@ app.command("lineage")(lineage)
 @app.command("push-sql")
 def push_sql(
     name: Annotated[str, typer.Argument(help="A SQL connector with `push:` in connectors.yaml.")],
-    install: Annotated[bool, typer.Option("--install", help="Run the SQL in the source database (needs the right "
-                                          "to create functions and triggers there).")] = False,
+    install: Annotated[
+        bool,
+        typer.Option(
+            "--install",
+            help="Run the SQL in the source database (needs the right to create functions and triggers there).",
+        ),
+    ] = False,
 ) -> None:
     """Print (or install) the PostgreSQL trigger that makes each commit on the connector's tables notify the
     runtime, which then syncs the changed entity at once instead of at its next scheduled run."""
@@ -265,12 +374,16 @@ def push_sql(
         registry = _registry(runtime)
         push = registry.connector(name).open_source.push  # type: ignore[attr-defined]
         if push is None:
-            raise RegistryError(f"connector {name!r} does not push: give its source `push: true` (a PostgreSQL "
-                                f"source) in connectors.yaml")
+            raise RegistryError(
+                f"connector {name!r} does not push: give its source `push: true` (a PostgreSQL "
+                f"source) in connectors.yaml"
+            )
         tables = push.tables(registry.mapping(name))
         if not tables:
-            raise RegistryError(f"connector {name!r}: no entity reads a table (query entities need triggers on "
-                                f"the tables they join; see `twin connect push-sql` in the README)")
+            raise RegistryError(
+                f"connector {name!r}: no entity reads a table (query entities need triggers on "
+                f"the tables they join; see `twin connect push-sql` in the README)"
+            )
         if not install:
             typer.echo(trigger_sql(push, tables), nl=False)
             return
@@ -281,11 +394,20 @@ def push_sql(
             outcome = f"failed: {type(exc).__name__}"
             raise SourceError(f"{name}: installing the triggers failed: {str(exc).splitlines()[0][:300]}") from None
         finally:
-            runtime.audit.append(AuditEvent.for_subject(
-                runtime.operator(), "connector.push.install", Decision.ALLOW, policy_version=runtime.policy.version,
-                variables={"connector": name, "channel": push.channel, "tables": [t for _, t in tables]},
-                detail=outcome))
-        console.print(f"installed notify triggers on {', '.join(t for _, t in tables)} (channel {push.channel})",
-                      highlight=False, markup=False)
+            runtime.audit.append(
+                AuditEvent.for_subject(
+                    runtime.operator(),
+                    "connector.push.install",
+                    Decision.ALLOW,
+                    policy_version=runtime.policy.version,
+                    variables={"connector": name, "channel": push.channel, "tables": [t for _, t in tables]},
+                    detail=outcome,
+                )
+            )
+        console.print(
+            f"installed notify triggers on {', '.join(t for _, t in tables)} (channel {push.channel})",
+            highlight=False,
+            markup=False,
+        )
 
     _guard(action)

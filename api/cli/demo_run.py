@@ -51,19 +51,30 @@ def run_demo(
     result = DemoResult(manifest=manifest, generated=generated)
     registry = ConnectorRegistry.load(runtime.ontology, data_dir=data_dir)
     subject = runtime.operator()
-    result.reports = sync_sample(registry, runtime.sync_engine("twin demo"), subject=subject, policy=runtime.policy,
-                                 audit=runtime.audit, progress=progress)
+    result.reports = sync_sample(
+        registry,
+        runtime.sync_engine("twin demo"),
+        subject=subject,
+        policy=runtime.policy,
+        audit=runtime.audit,
+        progress=progress,
+    )
     result.examples = find_examples(runtime)
     for role in BUILT_IN_ROLES:
         org = result.examples.plant if role.name == "hr" else None
         result.tokens[role.name] = issue_token(data_dir, role.name, sub=f"demo-{role.name}", org_unit=org)
     result.seconds = time.perf_counter() - started
-    runtime.audit.append(AuditEvent.for_subject(
-        subject, "demo", "allow", policy_version=runtime.policy.version,
-        variables={"size": str(size), "generated": generated},
-        rows_returned=sum(r.counts.get("created", 0) + r.counts.get("updated", 0) for r in result.reports),
-        detail=f"synced {', '.join(SAMPLE_CONNECTORS)}",
-    ))
+    runtime.audit.append(
+        AuditEvent.for_subject(
+            subject,
+            "demo",
+            "allow",
+            policy_version=runtime.policy.version,
+            variables={"size": str(size), "generated": generated},
+            rows_returned=sum(r.counts.get("created", 0) + r.counts.get("updated", 0) for r in result.reports),
+            detail=f"synced {', '.join(SAMPLE_CONNECTORS)}",
+        )
+    )
     return result
 
 
@@ -71,7 +82,7 @@ def living_sample(runtime: Runtime) -> SampleActivity:
     """Make the served demo move: the sample connectors synced every TWIN_DEMO_SYNC_SECONDS and a driver (started
     here) writing a business change into the sample's HR or ERP database every TWIN_DEMO_ACTIVITY_SECONDS."""
     settings = runtime.settings
-    runtime.schedule_every.update({name: settings.demo_sync_seconds for name in SAMPLE_CONNECTORS})
+    runtime.schedule_every.update(dict.fromkeys(SAMPLE_CONNECTORS, settings.demo_sync_seconds))
     activity = SampleActivity(settings.data_dir / "sample", every_seconds=settings.demo_activity_seconds)
     activity.start()
     return activity
@@ -83,17 +94,23 @@ def find_examples(runtime: Runtime) -> DemoExamples:
     store = runtime.store
     everything = Window(0, 1_000_000)
     suppliers_of = Connection(Step("supplies", "in", "Supplier"), Projection(), window=Window(0, 0), total=True)
-    materials = Connection(Step("supplies", "out", "Material"), Projection(connections=[suppliers_of]),
-                           window=everything)
-    supplier_rows = store.read_list(ListRead("Supplier", Projection(connections=[materials]), everything),
-                                    UNRESTRICTED).items
-    sole = {row.uid: sum(1 for item in row.connections[materials].items
-                         if item.node.connections[suppliers_of].total == 1) for row in supplier_rows}
+    materials = Connection(
+        Step("supplies", "out", "Material"), Projection(connections=[suppliers_of]), window=everything
+    )
+    supplier_rows = store.read_list(
+        ListRead("Supplier", Projection(connections=[materials]), everything), UNRESTRICTED
+    ).items
+    sole = {
+        row.uid: sum(1 for item in row.connections[materials].items if item.node.connections[suppliers_of].total == 1)
+        for row in supplier_rows
+    }
     supplier = min(sole, key=lambda uid: (-sole[uid], uid), default="")
-    employee = store.read_list(ListRead("Employee", Projection(), Window(0, 1), Compare("email", "is_null", False)),
-                               UNRESTRICTED).items
-    plant = store.read_list(ListRead("OrgUnit", Projection(), Window(0, 1), Compare("name", "eq", "Plant A")),
-                            UNRESTRICTED).items
+    employee = store.read_list(
+        ListRead("Employee", Projection(), Window(0, 1), Compare("email", "is_null", False)), UNRESTRICTED
+    ).items
+    plant = store.read_list(
+        ListRead("OrgUnit", Projection(), Window(0, 1), Compare("name", "eq", "Plant A")), UNRESTRICTED
+    ).items
     return DemoExamples(
         supplier=supplier,
         employee=employee[0].uid if employee else "",

@@ -23,15 +23,23 @@ def erase(uid: Annotated[str, typer.Argument(help="The person's twin uid.")]) ->
     runtime = Runtime()
     url = runtime.settings.resolved_database_url
     try:
-        report = erase_personal_data(uid, store=runtime.store, lineage=runtime.lineage, audit=runtime.audit,
-                                     policy=runtime.policy, subject=runtime.operator(),
-                                     holders=[SyncState(url), IdentityResolver(url)])
+        report = erase_personal_data(
+            uid,
+            store=runtime.store,
+            lineage=runtime.lineage,
+            audit=runtime.audit,
+            policy=runtime.policy,
+            subject=runtime.operator(),
+            holders=[SyncState(url), IdentityResolver(url)],
+        )
     except (GovernanceError, GraphError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         runtime.close()
-    console.print(f"erased {', '.join(report.fields) or 'no personal fields'} of {uid}; blanked "
-                  f"{report.history_entries} history entries, {report.lineage_values} lineage values and "
-                  f"{report.other_copies} ledger/identity copies"
-                  + ("; the graph's append-only log was rewritten" if report.graph_log_compacted else ""))
+    console.print(
+        f"erased {', '.join(report.fields) or 'no personal fields'} of {uid}; blanked "
+        f"{report.history_entries} history entries, {report.lineage_values} lineage values and "
+        f"{report.other_copies} ledger/identity copies"
+        + ("; the graph's append-only log was rewritten" if report.graph_log_compacted else "")
+    )

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from api.runtime import Runtime
 from governance.audit import AuditEvent
+from graph.errors import GraphError
 from graph.store import GraphStore
 from graph.transfer import TransferError, export_graph, read_graph_file
-from graph.errors import GraphError
 from ontology.errors import OntologyError
 
 app = typer.Typer(help="Query and inspect the twin graph.", no_args_is_help=True)
@@ -40,8 +40,16 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     def action(runtime: Runtime) -> None:
         result = runtime.store.stats()
         if as_json:
-            typer.echo(json.dumps({"twins": result.twins, "links": result.links, "by_class": result.by_class,
-                                   "by_type": result.by_type}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "twins": result.twins,
+                        "links": result.links,
+                        "by_class": result.by_class,
+                        "by_type": result.by_type,
+                    }
+                )
+            )
             return
         console.print(f"{result.twins} twins, {result.links} links  ({runtime.store.url})")
         table = Table()
@@ -66,8 +74,9 @@ def query(
     for item in param or []:
         name, equals, raw = item.partition("=")
         if not equals or not name:
-            raise typer.BadParameter(f"{item!r} must be NAME=JSON (text that is not JSON is taken as text)",
-                                     param_hint="--param")
+            raise typer.BadParameter(
+                f"{item!r} must be NAME=JSON (text that is not JSON is taken as text)", param_hint="--param"
+            )
         try:
             params[name] = json.loads(raw)
         except ValueError:
@@ -92,8 +101,14 @@ def impact(
         start = runtime.store.require(uid)
         hits = runtime.store.impact(uid, max_depth=depth)
         if as_json:
-            typer.echo(json.dumps([{"uid": h.twin.uid, "class": h.twin.cls, "depth": h.depth, "path": h.path,
-                                    "via": h.via} for h in hits]))
+            typer.echo(
+                json.dumps(
+                    [
+                        {"uid": h.twin.uid, "class": h.twin.cls, "depth": h.depth, "path": h.path, "via": h.via}
+                        for h in hits
+                    ]
+                )
+            )
             return
         console.print(f"{len(hits)} twins depend on {start.cls} {uid} ({start.properties.get('name', '')})")
         table = Table()
@@ -121,10 +136,16 @@ def export_(path: Annotated[Path, typer.Argument(help="JSON Lines file to write.
             raise TransferError(f"cannot write {path}: {exc.strerror or exc}") from None
         finally:
             partial.unlink(missing_ok=True)
-        runtime.audit.append(AuditEvent.for_subject(
-            runtime.operator(), "graph.export", "allow", variables={"file": str(path)},
-            policy_version=runtime.policy.version, rows_returned=written.twins + written.links,
-        ))
+        runtime.audit.append(
+            AuditEvent.for_subject(
+                runtime.operator(),
+                "graph.export",
+                "allow",
+                variables={"file": str(path)},
+                policy_version=runtime.policy.version,
+                rows_returned=written.twins + written.links,
+            )
+        )
         console.print(f"{written.twins} twins and {written.links} links written to {path}", highlight=False)
 
     _run(action)
@@ -138,16 +159,31 @@ def import_(path: Annotated[Path, typer.Argument(help="JSON Lines file written b
         twins, links = read_graph_file(path)
         operator = runtime.operator()
         store, summary = GraphStore.load(
-            runtime.settings.resolved_graph_url, runtime.ontology, twins, links, **runtime.graph_options(),
-            actor=operator.sub, source=f"import:{path.name}",
+            runtime.settings.resolved_graph_url,
+            runtime.ontology,
+            twins,
+            links,
+            **runtime.graph_options(),
+            actor=operator.sub,
+            source=f"import:{path.name}",
         )
         store.close()
-        runtime.audit.append(AuditEvent.for_subject(
-            operator, "graph.import", "allow", variables={"file": str(path)}, policy_version=runtime.policy.version,
-            rows_returned=summary.created + summary.updated, detail=f"{len(twins)} twins, {len(links)} links",
-        ))
-        console.print(f"{summary.created} created, {summary.updated} updated, {summary.unchanged} unchanged "
-                      f"({len(twins)} twins, {len(links)} links from {path})", highlight=False)
+        runtime.audit.append(
+            AuditEvent.for_subject(
+                operator,
+                "graph.import",
+                "allow",
+                variables={"file": str(path)},
+                policy_version=runtime.policy.version,
+                rows_returned=summary.created + summary.updated,
+                detail=f"{len(twins)} twins, {len(links)} links",
+            )
+        )
+        console.print(
+            f"{summary.created} created, {summary.updated} updated, {summary.unchanged} unchanged "
+            f"({len(twins)} twins, {len(links)} links from {path})",
+            highlight=False,
+        )
 
     _run(action)
 

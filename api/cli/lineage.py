@@ -42,8 +42,9 @@ def export(
     """Export runs and the provenance of every value they wrote, as W3C PROV-O or OpenLineage run events."""
     runtime = Runtime()
     try:
-        result = export_lineage(runtime.lineage, runtime.audit, runtime.policy, runtime.operator(), fmt,
-                                tuple(run or ()), latest=latest)
+        result = export_lineage(
+            runtime.lineage, runtime.audit, runtime.policy, runtime.operator(), fmt, tuple(run or ()), latest=latest
+        )
     except GovernanceError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -53,5 +54,8 @@ def export(
         typer.echo(result.text, nl=False)
     else:
         output.write_text(result.text, encoding="utf-8")
-    console.print(f"exported {len(result.run_ids)} run(s), {result.records} provenance records as {result.format}"
-                  f"{'' if output is None else f' to {output}'}", highlight=False)
+    console.print(
+        f"exported {len(result.run_ids)} run(s), {result.records} provenance records as {result.format}"
+        f"{'' if output is None else f' to {output}'}",
+        highlight=False,
+    )

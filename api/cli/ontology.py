@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +20,7 @@ app = typer.Typer(help="Inspect, check and export the ontology.", no_args_is_hel
 console = Console()
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     """Formats `twin ontology export` writes."""
 
     ttl = "ttl"
@@ -72,7 +72,9 @@ def _print_class(onto: Ontology, name: str) -> None:
     for column in ("name", "type", "kind", "classification", "required", "unit"):
         props.add_column(column)
     for p in onto.properties(c.id).values():
-        props.add_row(p.name, p.schema.describe(), p.kind, p.classification or "", "yes" if p.required else "", p.unit or "")
+        props.add_row(
+            p.name, p.schema.describe(), p.kind, p.classification or "", "yes" if p.required else "", p.unit or ""
+        )
     console.print(props)
     rels = Table(title="relationships")
     for column in ("name", "target", "multiplicity", "characteristics"):
@@ -102,7 +104,9 @@ def check(
         console.print(
             f"{len(report.files)} files: {report.classes} classes ({report.interfaces} DTDL interfaces), "
             f"{report.properties} properties, {report.relationships} relationships, {len(report.errors)} errors, "
-            f"{len(report.warnings)} warnings", markup=False, highlight=False,
+            f"{len(report.warnings)} warnings",
+            markup=False,
+            highlight=False,
         )
         for violation in report.errors:
             console.print(f"✗ {violation}", style="red", markup=False, highlight=False)

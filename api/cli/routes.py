@@ -31,8 +31,10 @@ def _named(runtime: Runtime, name: str) -> Route:
     routes = {r.name: r for r in _routes(runtime)}
     if name not in routes:
         runtime.close()
-        console.print(f"[red]error:[/red] no route named {name[:80]!r}; known: {', '.join(sorted(routes)) or 'none'}",
-                      highlight=False)
+        console.print(
+            f"[red]error:[/red] no route named {name[:80]!r}; known: {', '.join(sorted(routes)) or 'none'}",
+            highlight=False,
+        )
         raise typer.Exit(1)
     return routes[name]
 
@@ -52,13 +54,30 @@ def list_routes(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         rows = []
         for r in routes:
             if r.kind == "openlineage":  # cursor: runs sent; behind: runs whose START or final event is owed
-                rows.append({"route": r.name, "endpoint": redacted(r.endpoint), "role": r.role,
-                             "payload": "openlineage", "cursor": cursors.sent_runs(r.name), "delivered": None,
-                             "behind": len(cursors.unsent_runs(r.name, 1_000_000))})
+                rows.append(
+                    {
+                        "route": r.name,
+                        "endpoint": redacted(r.endpoint),
+                        "role": r.role,
+                        "payload": "openlineage",
+                        "cursor": cursors.sent_runs(r.name),
+                        "delivered": None,
+                        "behind": len(cursors.unsent_runs(r.name, 1_000_000)),
+                    }
+                )
                 continue
             seq, delivered = cursors.get(r.name)
-            rows.append({"route": r.name, "endpoint": redacted(r.endpoint), "role": r.role, "payload": r.payload,
-                         "cursor": seq, "delivered": delivered, "behind": head - seq})
+            rows.append(
+                {
+                    "route": r.name,
+                    "endpoint": redacted(r.endpoint),
+                    "role": r.role,
+                    "payload": r.payload,
+                    "cursor": seq,
+                    "delivered": delivered,
+                    "behind": head - seq,
+                }
+            )
     finally:
         runtime.close()
     if as_json:
@@ -84,13 +103,17 @@ def check() -> None:
         for r in routes:
             subject = Subject(sub=f"route:{r.name}", roles=frozenset({r.role}))
             if r.kind == "openlineage" and not runtime.policy.decide(subject, "operation", "lineage.export").allowed:
-                console.print(f"[red]error:[/red] {r.file}:{r.line}: route {r.name!r}: role: {r.role!r} may not "
-                              "export lineage (lineage.export), which an OpenLineage route needs", highlight=False)
+                console.print(
+                    f"[red]error:[/red] {r.file}:{r.line}: route {r.name!r}: role: {r.role!r} may not "
+                    "export lineage (lineage.export), which an OpenLineage route needs",
+                    highlight=False,
+                )
                 raise typer.Exit(1)
     finally:
         runtime.close()
-    console.print(f"{len(routes)} route(s) OK: {', '.join(r.name for r in routes) or 'none configured'}",
-                  highlight=False)
+    console.print(
+        f"{len(routes)} route(s) OK: {', '.join(r.name for r in routes) or 'none configured'}", highlight=False
+    )
 
 
 @app.command()
@@ -104,8 +127,14 @@ def test(route: Annotated[str, typer.Argument(help="Route name.")]) -> None:
     try:
         chosen = _named(runtime, route)
         _refuse_openlineage(runtime, chosen, "test")
-        event = TwinEvent(id=f"test-{uuid.uuid4()}", source=runtime.settings.event_source, type="route.test",
-                          subject=f"route:{chosen.name}", time=datetime.now(UTC), data={"route": chosen.name})
+        event = TwinEvent(
+            id=f"test-{uuid.uuid4()}",
+            source=runtime.settings.event_source,
+            type="route.test",
+            subject=f"route:{chosen.name}",
+            time=datetime.now(UTC),
+            data={"route": chosen.name},
+        )
         try:
             endpoint = open_route_endpoint(chosen)
             try:
@@ -126,8 +155,11 @@ def _refuse_openlineage(runtime: Runtime, route: Route, command: str) -> None:
     """An OpenLineage route carries run events, not the feed: `test` and `replay` do not apply to it."""
     if route.kind == "openlineage":
         runtime.close()
-        console.print(f"[red]error:[/red] route {route.name!r} sends OpenLineage run events of sync runs; "
-                      f"`twin routes {command}` applies to change-feed routes only", highlight=False)
+        console.print(
+            f"[red]error:[/red] route {route.name!r} sends OpenLineage run events of sync runs; "
+            f"`twin routes {command}` applies to change-feed routes only",
+            highlight=False,
+        )
         raise typer.Exit(1)
 
 
@@ -136,10 +168,16 @@ def _audit_test(runtime: Runtime, route: Route, event_id: str, outcome: str) -> 
     from connectors.route_delivery import redacted
     from governance.audit import AuditEvent, Decision
 
-    runtime.audit.append(AuditEvent.for_subject(runtime.operator(), "route.test", Decision.ALLOW,
-                                                variables={"route": route.name, "event": event_id},
-                                                policy_version=runtime.policy.version,
-                                                detail=f"{redacted(route.endpoint)}: {outcome}"[:500]))
+    runtime.audit.append(
+        AuditEvent.for_subject(
+            runtime.operator(),
+            "route.test",
+            Decision.ALLOW,
+            variables={"route": route.name, "event": event_id},
+            policy_version=runtime.policy.version,
+            detail=f"{redacted(route.endpoint)}: {outcome}"[:500],
+        )
+    )
 
 
 @app.command()
@@ -160,9 +198,15 @@ def replay(
             console.print(f"[red]error:[/red] --from {from_seq} is past the feed's end (head {head})", highlight=False)
             raise typer.Exit(1)
         RouteCursors(runtime.settings.resolved_database_url).rewind(chosen.name, from_seq - 1)
-        runtime.audit.append(AuditEvent.for_subject(runtime.operator(), "route.replay", Decision.ALLOW,
-                                                    variables={"route": chosen.name, "from": from_seq},
-                                                    policy_version=runtime.policy.version))
+        runtime.audit.append(
+            AuditEvent.for_subject(
+                runtime.operator(),
+                "route.replay",
+                Decision.ALLOW,
+                variables={"route": chosen.name, "from": from_seq},
+                policy_version=runtime.policy.version,
+            )
+        )
     finally:
         runtime.close()
     console.print(f"route {chosen.name} will deliver again from {from_seq} (head {head})", highlight=False)

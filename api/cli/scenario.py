@@ -23,11 +23,12 @@ from simulation.errors import SimulationError
 from simulation.results import StoredStudy
 from simulation.runner import executor_named
 from simulation.scenario import read_spec
-from simulation.statistics import KpiSummary
 from simulation.service import rerun_scenario_study, run_scenario_study
+from simulation.statistics import KpiSummary
 
-app = typer.Typer(help="What-if studies on the twin: run scenarios, compare them against baseline.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="What-if studies on the twin: run scenarios, compare them against baseline.", no_args_is_help=True
+)
 console = Console()
 BUNDLED = Path(__file__).resolve().parents[2] / "simulation" / "scenarios"
 
@@ -48,22 +49,42 @@ def _summary_table(title: str, summaries: list[KpiSummary]) -> Table:
     for name in ("scenario", "KPI", "mean", "95 % CI", "P10", "P90", "vs baseline (95 % CI)", "P(breach)"):
         table.add_column(name, justify="left" if name in ("scenario", "KPI") else "right")
     for s in summaries:
-        diff = "-" if s.diff_mean is None else (
-            f"{_number(s.diff_mean)} [{_number(s.diff_low)}, {_number(s.diff_high)}]")
-        table.add_row(s.scenario, s.kpi, _number(s.mean), f"[{_number(s.ci_low)}, {_number(s.ci_high)}]",
-                      _number(s.p10), _number(s.p90), diff, _number(s.p_breach, 2))
+        diff = (
+            "-" if s.diff_mean is None else (f"{_number(s.diff_mean)} [{_number(s.diff_low)}, {_number(s.diff_high)}]")
+        )
+        table.add_row(
+            s.scenario,
+            s.kpi,
+            _number(s.mean),
+            f"[{_number(s.ci_low)}, {_number(s.ci_high)}]",
+            _number(s.p10),
+            _number(s.p90),
+            diff,
+            _number(s.p_breach, 2),
+        )
     return table
 
 
 def _study_json(study: StoredStudy) -> dict[str, Any]:
     r = study.record
     return {
-        "study_id": r.study_id, "name": r.name, "created_at": r.created_at, "model_version": r.model_version,
-        "twin_state_time": r.twin_state_time, "slice_digest": r.slice_digest, "seed": r.seed,
-        "replications": r.replications, "executor": r.executor, "wall_seconds": r.wall_seconds,
-        "agent_steps": r.agent_steps, "run_id": r.run_id, "calibration_sources": r.calibration,
-        "summaries": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(s).items()}
-                      for s in study.summaries],
+        "study_id": r.study_id,
+        "name": r.name,
+        "created_at": r.created_at,
+        "model_version": r.model_version,
+        "twin_state_time": r.twin_state_time,
+        "slice_digest": r.slice_digest,
+        "seed": r.seed,
+        "replications": r.replications,
+        "executor": r.executor,
+        "wall_seconds": r.wall_seconds,
+        "agent_steps": r.agent_steps,
+        "run_id": r.run_id,
+        "calibration_sources": r.calibration,
+        "summaries": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(s).items()}
+            for s in study.summaries
+        ],
     }
 
 
@@ -82,9 +103,12 @@ def _outputs(study: StoredStudy, as_json: bool, csv_path: Path | None, charts: P
         typer.echo(json.dumps(_study_json(study), default=str))
     else:
         r = study.record
-        console.print(f"study [bold]{r.study_id}[/bold] {r.name}: {r.replications} replications, seed {r.seed}, "
-                      f"{r.executor} executor, {r.wall_seconds:.1f} s, twin read {r.twin_state_time}, "
-                      f"model {r.model_version}", highlight=False)
+        console.print(
+            f"study [bold]{r.study_id}[/bold] {r.name}: {r.replications} replications, seed {r.seed}, "
+            f"{r.executor} executor, {r.wall_seconds:.1f} s, twin read {r.twin_state_time}, "
+            f"model {r.model_version}",
+            highlight=False,
+        )
         console.print(_summary_table(r.name, study.summaries))
     if csv_path is not None:
         _write_csv(csv_path, study.summaries, study.record.study_id)
@@ -115,9 +139,18 @@ def run(
         results = runtime.results
         chosen = executor_named(executor, workers, scheduler)
         try:
-            done = run_scenario_study(parsed, runtime.store, results, subject=runtime.operator(),
-                                      policy=runtime.policy, audit=runtime.audit, lineage=runtime.lineage,
-                                      executor=chosen, replications=replications, progress=not as_json)
+            done = run_scenario_study(
+                parsed,
+                runtime.store,
+                results,
+                subject=runtime.operator(),
+                policy=runtime.policy,
+                audit=runtime.audit,
+                lineage=runtime.lineage,
+                executor=chosen,
+                replications=replications,
+                progress=not as_json,
+            )
         finally:
             close = getattr(chosen, "close", None)
             if close is not None:
@@ -146,8 +179,17 @@ def list_studies(
         runtime.close()
     if as_json:
         for r in studies:
-            typer.echo(json.dumps({"study_id": r.study_id, "name": r.name, "created_at": r.created_at,
-                                   "replications": r.replications, "model_version": r.model_version}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "study_id": r.study_id,
+                        "name": r.name,
+                        "created_at": r.created_at,
+                        "replications": r.replications,
+                        "model_version": r.model_version,
+                    }
+                )
+            )
         return
     table = Table()
     for name in ("id", "name", "created", "replications", "executor", "seconds"):
@@ -196,8 +238,14 @@ def compare(
     for name in ("study", "scenario", "KPI", "mean", "vs baseline", "95 % CI of difference"):
         table.add_column(name)
     for study_id, name, s in rows:
-        table.add_row(f"{study_id} {name}", s.scenario, s.kpi, _number(s.mean), _number(s.diff_mean),
-                      "-" if s.diff_mean is None else f"[{_number(s.diff_low)}, {_number(s.diff_high)}]")
+        table.add_row(
+            f"{study_id} {name}",
+            s.scenario,
+            s.kpi,
+            _number(s.mean),
+            _number(s.diff_mean),
+            "-" if s.diff_mean is None else f"[{_number(s.diff_low)}, {_number(s.diff_high)}]",
+        )
     console.print(table)
 
 
@@ -213,8 +261,15 @@ def rerun(
         results = runtime.results
         chosen = executor_named(executor)
         try:
-            done = rerun_scenario_study(study_id, results, subject=runtime.operator(), policy=runtime.policy,
-                                        audit=runtime.audit, lineage=runtime.lineage, executor=chosen)
+            done = rerun_scenario_study(
+                study_id,
+                results,
+                subject=runtime.operator(),
+                policy=runtime.policy,
+                audit=runtime.audit,
+                lineage=runtime.lineage,
+                executor=chosen,
+            )
         finally:
             close = getattr(chosen, "close", None)
             if close is not None:

@@ -33,6 +33,7 @@ def bundled_specs(folder: Path = BUNDLED_DIR) -> list[BundledSpec]:
             continue
         if not isinstance(data, dict):
             continue
-        found.append(BundledSpec(str(data.get("name") or path.stem), path.name, str(data.get("description") or ""),
-                                 text))
+        found.append(
+            BundledSpec(str(data.get("name") or path.stem), path.name, str(data.get("description") or ""), text)
+        )
     return found

@@ -74,18 +74,34 @@ class _Builder:
     def annotation(self, text_: str) -> StrawberryAnnotation:
         return StrawberryAnnotation(text_, namespace=self.ns)
 
-    def field(self, name: str, annotation: str, *, description: str | None = None,
-              args: Sequence[tuple[str, str]] = (), is_input: bool = False) -> StrawberryField:
+    def field(
+        self,
+        name: str,
+        annotation: str,
+        *,
+        description: str | None = None,
+        args: Sequence[tuple[str, str]] = (),
+        is_input: bool = False,
+    ) -> StrawberryField:
         result = StrawberryField(
-            python_name=name, graphql_name=name, type_annotation=self.annotation(annotation),
-            description=description or None, default=strawberry.UNSET if is_input else dataclass_missing(),
+            python_name=name,
+            graphql_name=name,
+            type_annotation=self.annotation(annotation),
+            description=description or None,
+            default=strawberry.UNSET if is_input else dataclass_missing(),
         )
         if args:
             result.arguments = [StrawberryArgument(a, a, self.annotation(t), default=strawberry.UNSET) for a, t in args]
         return result
 
-    def make(self, name: str, fields: Sequence[StrawberryField], kind: str = "type", bases: tuple[type, ...] = (),
-             description: str | None = None) -> type:
+    def make(
+        self,
+        name: str,
+        fields: Sequence[StrawberryField],
+        kind: str = "type",
+        bases: tuple[type, ...] = (),
+        description: str | None = None,
+    ) -> type:
         body: dict[str, Any] = {f.python_name: f for f in fields}
         # The annotation text goes into __annotations__ and the field's own annotation is cleared: Strawberry then
         # resolves it lazily in this module's namespace, so types may refer to types created after them.
@@ -112,8 +128,12 @@ def dataclass_missing() -> Any:
 
 
 def _connection_args(plan: ClassPlan) -> list[tuple[str, str]]:
-    return [("where", f"Optional[{plan.where}]"), ("orderBy", f"Optional[List[{plan.order_by}]]"),
-            ("first", "Optional[int]"), ("after", "Optional[str]")]
+    return [
+        ("where", f"Optional[{plan.where}]"),
+        ("orderBy", f"Optional[List[{plan.order_by}]]"),
+        ("first", "Optional[int]"),
+        ("after", "Optional[str]"),
+    ]
 
 
 @dataclass
@@ -137,8 +157,9 @@ class TwinSchema:
         return self.strawberry.as_str() + "\n"
 
 
-def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExtension]] = (),
-                 *, scenarios: bool = False) -> TwinSchema:
+def build_schema(
+    ontology: Ontology, extensions: Sequence[Callable[[], SchemaExtension]] = (), *, scenarios: bool = False
+) -> TwinSchema:
     """Generate the GraphQL schema of `ontology`."""
     plan = plan_schema(ontology)
     b = _Builder()
@@ -149,9 +170,15 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
     for p in all_plans:
         sortable = ["uid", *(f.name for f in p.properties.values() if f.filterable)]
         b.enum(p.sort_field, sortable, f"Fields {p.cls or 'a twin'} can be sorted on.")
-        b.make(p.order_by, [b.field("field", p.sort_field, is_input=True),
-                            b.field("direction", "Optional[SortDirection]", is_input=True)], "input",
-               description="A sort key; uid is always the final tie-breaker.")
+        b.make(
+            p.order_by,
+            [
+                b.field("field", p.sort_field, is_input=True),
+                b.field("direction", "Optional[SortDirection]", is_input=True),
+            ],
+            "input",
+            description="A sort key; uid is always the final tie-breaker.",
+        )
     for p in all_plans:
         fields = [
             b.field("uid", "Optional[StringFilter]", is_input=True),
@@ -162,20 +189,41 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
                 fields.append(b.field(f.name, f"Optional[{FILTER_TYPES[f.scalar]}]", is_input=True))
         for r in p.relations.values():
             node = plan.plan_for(r.node_class)
-            fields.append(b.field(f"{r.name}Exists", "Optional[bool]", is_input=True,
-                                  description=f"Whether a {r.name} relationship to a visible twin exists."))
-            fields.append(b.field(f"{r.name}Some", f"Optional[{node.where}]", is_input=True,
-                                  description=f"Some twin reached over {r.name} matches."))
-        fields += [b.field("AND", f"Optional[List[{p.where}]]", is_input=True),
-                   b.field("OR", f"Optional[List[{p.where}]]", is_input=True),
-                   b.field("NOT", f"Optional[{p.where}]", is_input=True)]
+            fields.append(
+                b.field(
+                    f"{r.name}Exists",
+                    "Optional[bool]",
+                    is_input=True,
+                    description=f"Whether a {r.name} relationship to a visible twin exists.",
+                )
+            )
+            fields.append(
+                b.field(
+                    f"{r.name}Some",
+                    f"Optional[{node.where}]",
+                    is_input=True,
+                    description=f"Some twin reached over {r.name} matches.",
+                )
+            )
+        fields += [
+            b.field("AND", f"Optional[List[{p.where}]]", is_input=True),
+            b.field("OR", f"Optional[List[{p.where}]]", is_input=True),
+            b.field("NOT", f"Optional[{p.where}]", is_input=True),
+        ]
         b.make(p.where, fields, "input", description=f"Filter on {p.cls or 'twins'}.")
     # connections and edges
     for p in all_plans:
         node = p.position_type
         b.make(p.edge, [b.field("cursor", "str"), b.field("node", node)])
-        b.make(p.connection, [b.field("totalCount", "int"), b.field("edges", f"List[{p.edge}]"),
-                              b.field("nodes", f"List[{node}]"), b.field("pageInfo", "PageInfo")])
+        b.make(
+            p.connection,
+            [
+                b.field("totalCount", "int"),
+                b.field("edges", f"List[{p.edge}]"),
+                b.field("nodes", f"List[{node}]"),
+                b.field("pageInfo", "PageInfo"),
+            ],
+        )
     made: set[str] = set()
     for p in plan.classes.values():
         for r in p.relations.values():
@@ -187,8 +235,15 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
             for f in r.edge_props.values():
                 edge_fields.append(b.field(f.name, _value_annotation(f), description=_prop_description(f.prop)))
             b.make(r.edge, edge_fields, description=f"A {r.rel_type} relationship ({r.direction}).")
-            b.make(r.connection, [b.field("totalCount", "int"), b.field("edges", f"List[{r.edge}]"),
-                                  b.field("nodes", f"List[{node}]"), b.field("pageInfo", "PageInfo")])
+            b.make(
+                r.connection,
+                [
+                    b.field("totalCount", "int"),
+                    b.field("edges", f"List[{r.edge}]"),
+                    b.field("nodes", f"List[{node}]"),
+                    b.field("pageInfo", "PageInfo"),
+                ],
+            )
 
     # twin interfaces and object types, parents first
     def twin_fields(p: ClassPlan) -> list[StrawberryField]:
@@ -198,8 +253,14 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
         for r in p.relations.values():
             node = plan.plan_for(r.node_class)
             direction = "outgoing" if r.direction == "out" else "incoming"
-            fields.append(b.field(r.name, r.connection, args=_connection_args(node),
-                                  description=f"Twins linked by {direction} {r.rel_type} relationships."))
+            fields.append(
+                b.field(
+                    r.name,
+                    r.connection,
+                    args=_connection_args(node),
+                    description=f"Twins linked by {direction} {r.rel_type} relationships.",
+                )
+            )
         return fields
 
     order = sorted(plan.classes.values(), key=lambda p: (len(ontology.ancestors(p.cls or "")), p.cls or ""))
@@ -221,65 +282,156 @@ def build_schema(ontology: Ontology, extensions: Sequence[Callable[[], SchemaExt
     ]
     for list_field, cls in plan.root_lists.items():
         p = plan.classes[cls]
-        query_fields.append(b.field(list_field, p.connection, args=_connection_args(p),
-                                    description=f"{cls} twins (subclasses included), filtered, sorted and paged."))
+        query_fields.append(
+            b.field(
+                list_field,
+                p.connection,
+                args=_connection_args(p),
+                description=f"{cls} twins (subclasses included), filtered, sorted and paged.",
+            )
+        )
     query_fields += [
-        b.field("search", "List[SearchHit]", args=[("text", "str"), ("classes", "Optional[List[TwinClass]]"),
-                                                    ("first", "Optional[int]")],
-                description="Full-text search over names and descriptions."),
-        b.field("impact", "List[ImpactHit]", args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]")],
-                description="Everything that transitively depends on a twin."),
-        b.field("path", "Optional[PathResult]",
-                args=[("source", "strawberry.ID"), ("target", "strawberry.ID"),
-                      ("types", "Optional[List[RelationshipType]]"), ("maxDepth", "Optional[int]"),
-                      ("directed", "Optional[bool]")],
-                description="One shortest path between two twins."),
-        b.field("aggregate", "List[AggregateRow]",
-                args=[("className", "TwinClass"), ("metrics", "Optional[List[AggregateMetric]]"),
-                      ("groupBy", "Optional[List[str]]"), ("where", "Optional[JSON]")],
-                description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON."),
-        b.field("history", "List[HistoryEntry]", args=[("uid", "strawberry.ID"), ("first", "Optional[int]")],
-                description="Recorded changes of a twin (needs history.read)."),
-        b.field("changes", "ChangePage", args=[("after", "Optional[int]"), ("first", "Optional[int]")],
-                description="The change feed after the sequence number `after` (default 0), oldest first: changes of "
-                            "twins and links the caller may see, values masked (needs history.read)."),
-        b.field("lineage", "List[LineageRecord]",
-                args=[("uid", "strawberry.ID"), ("property", "Optional[str]"), ("first", "Optional[int]")],
-                description="Where a twin's values came from (needs lineage.read)."),
-        b.field("auditLog", "List[AuditRecord]",
-                args=[("subject", "Optional[str]"), ("operation", "Optional[str]"), ("decision", "Optional[str]"),
-                      ("first", "Optional[int]"), ("offset", "Optional[int]")],
-                description="The audit log, newest first (needs audit.read: compliance and admin)."),
-        b.field("scenarios", "List[ScenarioStudy]", args=[("first", "Optional[int]")],
-                description="Stored what-if studies, newest first (needs scenario.read)."),
-        b.field("scenarioRun", "Optional[ScenarioRun]", args=[("id", "strawberry.ID")],
-                description="A study started with runScenario (by its run id) or a stored study (by its id)."),
+        b.field(
+            "search",
+            "List[SearchHit]",
+            args=[("text", "str"), ("classes", "Optional[List[TwinClass]]"), ("first", "Optional[int]")],
+            description="Full-text search over names and descriptions.",
+        ),
+        b.field(
+            "impact",
+            "List[ImpactHit]",
+            args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]")],
+            description="Everything that transitively depends on a twin.",
+        ),
+        b.field(
+            "path",
+            "Optional[PathResult]",
+            args=[
+                ("source", "strawberry.ID"),
+                ("target", "strawberry.ID"),
+                ("types", "Optional[List[RelationshipType]]"),
+                ("maxDepth", "Optional[int]"),
+                ("directed", "Optional[bool]"),
+            ],
+            description="One shortest path between two twins.",
+        ),
+        b.field(
+            "aggregate",
+            "List[AggregateRow]",
+            args=[
+                ("className", "TwinClass"),
+                ("metrics", "Optional[List[AggregateMetric]]"),
+                ("groupBy", "Optional[List[str]]"),
+                ("where", "Optional[JSON]"),
+            ],
+            description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON.",
+        ),
+        b.field(
+            "history",
+            "List[HistoryEntry]",
+            args=[("uid", "strawberry.ID"), ("first", "Optional[int]")],
+            description="Recorded changes of a twin (needs history.read).",
+        ),
+        b.field(
+            "changes",
+            "ChangePage",
+            args=[("after", "Optional[int]"), ("first", "Optional[int]")],
+            description="The change feed after the sequence number `after` (default 0), oldest first: changes of "
+            "twins and links the caller may see, values masked (needs history.read).",
+        ),
+        b.field(
+            "lineage",
+            "List[LineageRecord]",
+            args=[("uid", "strawberry.ID"), ("property", "Optional[str]"), ("first", "Optional[int]")],
+            description="Where a twin's values came from (needs lineage.read).",
+        ),
+        b.field(
+            "auditLog",
+            "List[AuditRecord]",
+            args=[
+                ("subject", "Optional[str]"),
+                ("operation", "Optional[str]"),
+                ("decision", "Optional[str]"),
+                ("first", "Optional[int]"),
+                ("offset", "Optional[int]"),
+            ],
+            description="The audit log, newest first (needs audit.read: compliance and admin).",
+        ),
+        b.field(
+            "scenarios",
+            "List[ScenarioStudy]",
+            args=[("first", "Optional[int]")],
+            description="Stored what-if studies, newest first (needs scenario.read).",
+        ),
+        b.field(
+            "scenarioRun",
+            "Optional[ScenarioRun]",
+            args=[("id", "strawberry.ID")],
+            description="A study started with runScenario (by its run id) or a stored study (by its id).",
+        ),
     ]
     query = b.make("Query", query_fields)
-    mutation = b.make("Mutation", [
-        b.field("upsertTwins", "WriteResult", args=[("twins", "List[TwinInput]")],
-                description="Create or update twins; the batch is validated against the ontology."),
-        b.field("deleteTwins", "WriteResult", args=[("uids", "List[strawberry.ID]")],
-                description="Delete twins with their relationships."),
-        b.field("upsertLinks", "WriteResult", args=[("links", "List[LinkInput]")],
-                description="Create or update relationships."),
-        b.field("deleteLinks", "WriteResult", args=[("links", "List[LinkKeyInput]")],
-                description="Delete relationships."),
-        b.field("runScenario", "ScenarioRun", args=[("spec", "str"), ("replications", "Optional[int]")],
-                description="Start a what-if study (YAML spec) in the background; poll scenarioRun(id) for results."),
-    ])
-    subscription = b.make("Subscription", [
-        b.field("changes", "Change",
-                args=[("after", "Optional[int]"), ("classNames", "Optional[List[TwinClass]]"),
-                      ("uid", "Optional[strawberry.ID]")],
+    mutation = b.make(
+        "Mutation",
+        [
+            b.field(
+                "upsertTwins",
+                "WriteResult",
+                args=[("twins", "List[TwinInput]")],
+                description="Create or update twins; the batch is validated against the ontology.",
+            ),
+            b.field(
+                "deleteTwins",
+                "WriteResult",
+                args=[("uids", "List[strawberry.ID]")],
+                description="Delete twins with their relationships.",
+            ),
+            b.field(
+                "upsertLinks",
+                "WriteResult",
+                args=[("links", "List[LinkInput]")],
+                description="Create or update relationships.",
+            ),
+            b.field(
+                "deleteLinks",
+                "WriteResult",
+                args=[("links", "List[LinkKeyInput]")],
+                description="Delete relationships.",
+            ),
+            b.field(
+                "runScenario",
+                "ScenarioRun",
+                args=[("spec", "str"), ("replications", "Optional[int]")],
+                description="Start a what-if study (YAML spec) in the background; poll scenarioRun(id) for results.",
+            ),
+        ],
+    )
+    subscription = b.make(
+        "Subscription",
+        [
+            b.field(
+                "changes",
+                "Change",
+                args=[
+                    ("after", "Optional[int]"),
+                    ("classNames", "Optional[List[TwinClass]]"),
+                    ("uid", "Optional[strawberry.ID]"),
+                ],
                 description="Changes as they are committed (over WebSocket, graphql-transport-ws): after the sequence "
-                            "number `after` (default: from now), of twins of these classes (and links touching "
-                            "them) or of one twin; filtered and masked like `changes` (needs history.read)."),
-    ])
-    schema = _QuietSchema(query=query, mutation=mutation, subscription=subscription, types=object_types,
-                          extensions=list(extensions),
-                          config=StrawberryConfig(scalar_map=SCALAR_MAP),
-                          execution_context_class=CompletedExecutionContext)
+                "number `after` (default: from now), of twins of these classes (and links touching "
+                "them) or of one twin; filtered and masked like `changes` (needs history.read).",
+            ),
+        ],
+    )
+    schema = _QuietSchema(
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        types=object_types,
+        extensions=list(extensions),
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=CompletedExecutionContext,
+    )
     result = TwinSchema(schema, plan)
     _install_resolvers(result)
     return result
@@ -290,8 +442,11 @@ class _QuietSchema(strawberry.Schema):
 
     def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
         """Log errors that are not meant for the caller (those are masked in the response)."""
-        unexpected = [e for e in errors if e.original_error is not None and e.path is not None
-                      and api_error(e.original_error) is None]
+        unexpected = [
+            e
+            for e in errors
+            if e.original_error is not None and e.path is not None and api_error(e.original_error) is None
+        ]
         if unexpected:
             super().process_errors(unexpected, execution_context)
 

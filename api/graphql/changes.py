@@ -36,17 +36,32 @@ async def changes(root: Any, info: Any, after: Any = None, first: Any = None) ->
     for view in shown:
         if view.masked:
             ctx.note_masked(view.change.cls or view.change.link_type or "", view.masked)
-    values = {"changes": [change_values(view.change) for view in shown],
-              "cursor": raw[-1].seq if raw else cursor, "head": head}
+    values = {
+        "changes": [change_values(view.change) for view in shown],
+        "cursor": raw[-1].seq if raw else cursor,
+        "head": head,
+    }
     ctx.rows += len(shown)
     return Selection(info).shaped(info.return_type, info.field_nodes, values)
 
 
 def change_values(change: FeedChange) -> dict[str, Any]:
     """A change as the GraphQL `Change` type names its fields."""
-    return {"seq": change.seq, "uid": change.uid, "kind": change.kind, "op": change.op, "className": change.cls,
-            "linkType": change.link_type, "target": change.target, "actor": change.actor, "source": change.source,
-            "runId": change.run_id, "at": utc_text(change.at), "before": change.before, "after": change.after}
+    return {
+        "seq": change.seq,
+        "uid": change.uid,
+        "kind": change.kind,
+        "op": change.op,
+        "className": change.cls,
+        "linkType": change.link_type,
+        "target": change.target,
+        "actor": change.actor,
+        "source": change.source,
+        "runId": change.run_id,
+        "at": utc_text(change.at),
+        "before": change.before,
+        "after": change.after,
+    }
 
 
 RESOLVERS = {"changes": governed(changes)}

@@ -68,8 +68,9 @@ _ABSTRACT = (GraphQLInterfaceType, GraphQLUnionType)
 class CompletedExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """graphql-core execution whose `complete_value` turns a `Compiled` root result into response data directly."""
 
-    def complete_value(self, return_type: Any, field_details_list: Any, info: Any, path: Any, result: Any,
-                       position_context: Any) -> Any:
+    def complete_value(
+        self, return_type: Any, field_details_list: Any, info: Any, path: Any, result: Any, position_context: Any
+    ) -> Any:
         """Complete `result`; a `Compiled` one by the fast walk, falling back to graphql-core's completion."""
         if type(result) is Compiled:
             value = result.value
@@ -78,8 +79,7 @@ class CompletedExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     return self._walk(return_type, field_details_list, value, {})
                 except _GiveUp:
                     result = value  # a shape the fast walk does not cover: graphql-core completes it below
-                    return super().complete_value(return_type, field_details_list, info, path, result,
-                                                  position_context)
+                    return super().complete_value(return_type, field_details_list, info, path, result, position_context)
             result = value
         return super().complete_value(return_type, field_details_list, info, path, result, position_context)
 

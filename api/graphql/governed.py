@@ -19,8 +19,13 @@ def check_text(value: Any, name: str) -> None:
     """Refuse text no store can hold as given, anywhere in argument `name`: a NUL (the graph and SQLite cut text
     there, so a uid or filter value would match another) or a lone surrogate (not encodable as UTF-8)."""
     if isinstance(value, str):
-        problem = ("holds a NUL character" if "\x00" in value
-                   else "holds a lone surrogate (not valid Unicode text)" if _SURROGATE.search(value) else None)
+        problem = (
+            "holds a NUL character"
+            if "\x00" in value
+            else "holds a lone surrogate (not valid Unicode text)"
+            if _SURROGATE.search(value)
+            else None
+        )
         if problem:
             raise BadUserInput(f"argument `{name}` {problem}: {value[:40]!r}")
     elif isinstance(value, Mapping):

@@ -69,8 +69,12 @@ def _class_name(ctx: RequestContext, cls: Any) -> str:
 
 
 def _result(info: Any, summary: WriteSummary) -> dict[str, Any]:
-    values = {"created": summary.created, "updated": summary.updated, "unchanged": summary.unchanged,
-              "deleted": summary.deleted}
+    values = {
+        "created": summary.created,
+        "updated": summary.updated,
+        "unchanged": summary.unchanged,
+        "deleted": summary.deleted,
+    }
     return Selection(info).flat(get_named_type(info.return_type), info.field_nodes, values)
 
 
@@ -98,8 +102,7 @@ async def upsert_twins(root: Any, info: Any, twins: Any) -> dict[str, Any]:
             ctx.policy.require(ctx.subject, "write", found[twin.uid][0])
         elif not ctx.policy.sees_created(ctx.subject, twin.cls):
             raise _unseen(twin.uid)  # the caller could not see it once created
-    summary = await anyio.to_thread.run_sync(
-        lambda: ctx.store.upsert_twins(items, actor=ctx.subject.sub, source="api"))
+    summary = await anyio.to_thread.run_sync(lambda: ctx.store.upsert_twins(items, actor=ctx.subject.sub, source="api"))
     ctx.round_trips += 1
     return _result(info, summary)
 
@@ -118,12 +121,15 @@ async def delete_twins(root: Any, info: Any, uids: Any) -> dict[str, Any]:
         ctx.policy.require(ctx.subject, "delete", found[uid][0])
     reaching = await _reaching_outside(ctx, present)
     if reaching:
-        raise Forbidden(f"denied: twin(s) {reaching[:10]} are linked to twins outside what you may see; "
-                        "deleting them would remove those links")
+        raise Forbidden(
+            f"denied: twin(s) {reaching[:10]} are linked to twins outside what you may see; "
+            "deleting them would remove those links"
+        )
     summary = WriteSummary()
     if present:
         summary = await anyio.to_thread.run_sync(
-            lambda: ctx.store.delete_twins(present, actor=ctx.subject.sub, source="api"))
+            lambda: ctx.store.delete_twins(present, actor=ctx.subject.sub, source="api")
+        )
         ctx.round_trips += 1
     return _result(info, summary)
 
@@ -155,8 +161,7 @@ async def upsert_links(root: Any, info: Any, links: Any) -> dict[str, Any]:
     unseen = sorted({uid for link, ok in zip(items, seen, strict=True) if not ok for uid in (link.source, link.target)})
     if unseen:  # absent and hidden endpoints get the same answer, before the graph is asked
         raise BadUserInput(f"link endpoint(s) {unseen[:10]} are not twins you may see (or do not exist)")
-    summary = await anyio.to_thread.run_sync(
-        lambda: ctx.store.upsert_links(items, actor=ctx.subject.sub, source="api"))
+    summary = await anyio.to_thread.run_sync(lambda: ctx.store.upsert_links(items, actor=ctx.subject.sub, source="api"))
     ctx.round_trips += 1
     return _result(info, summary)
 
@@ -169,13 +174,14 @@ async def delete_links(root: Any, info: Any, links: Any) -> dict[str, Any]:
     keys = [key for key, ok in zip(keys, seen, strict=True) if ok]  # links to hidden twins count as absent
     if not keys:
         return _result(info, WriteSummary())
-    summary = await anyio.to_thread.run_sync(
-        lambda: ctx.store.delete_links(keys, actor=ctx.subject.sub, source="api"))
+    summary = await anyio.to_thread.run_sync(lambda: ctx.store.delete_links(keys, actor=ctx.subject.sub, source="api"))
     ctx.round_trips += 1
     return _result(info, summary)
 
 
 RESOLVERS = {
-    "upsertTwins": governed(upsert_twins), "deleteTwins": governed(delete_twins),
-    "upsertLinks": governed(upsert_links), "deleteLinks": governed(delete_links),
+    "upsertTwins": governed(upsert_twins),
+    "deleteTwins": governed(delete_twins),
+    "upsertLinks": governed(upsert_links),
+    "deleteLinks": governed(delete_links),
 }

@@ -13,9 +13,19 @@ from api.graphql.types import STATIC
 from ontology.model import ClassDef, Ontology, PropertyDef, RelationshipDef, text
 
 SYSTEM_FIELDS = ("uid", "className", "labels")
-ROOT_FIELDS = ("twin", "search", "impact", "path", "aggregate", "history", "changes", "lineage", "auditLog",
-               "scenarios", "scenarioRun")
-
+ROOT_FIELDS = (
+    "twin",
+    "search",
+    "impact",
+    "path",
+    "aggregate",
+    "history",
+    "changes",
+    "lineage",
+    "auditLog",
+    "scenarios",
+    "scenarioRun",
+)
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,8 @@ def _lower_first(name: str) -> str:
         return name
     run = match.group(0)
     if len(run) == len(name) or len(run) == 1:
-        return name[: len(run)].lower() + name[len(run):]
-    return run[:-1].lower() + name[len(run) - 1:]
+        return name[: len(run)].lower() + name[len(run) :]
+    return run[:-1].lower() + name[len(run) - 1 :]
 
 
 def plural(name: str) -> str:
@@ -149,18 +159,42 @@ class _Names:
 
 def plan_schema(ontology: Ontology) -> SchemaPlan:
     """Map every class, property and relationship of `ontology` to GraphQL names."""
-    names = _Names([*STATIC, "Query", "Mutation", "TwinClass", "RelationshipType", "TwinWhere", "TwinSortField",
-                    "TwinOrderBy", "TwinConnection", "TwinEdge"])
+    names = _Names(
+        [
+            *STATIC,
+            "Query",
+            "Mutation",
+            "TwinClass",
+            "RelationshipType",
+            "TwinWhere",
+            "TwinSortField",
+            "TwinOrderBy",
+            "TwinConnection",
+            "TwinEdge",
+        ]
+    )
     defs: dict[str, ClassDef] = {}
     for cls in sorted(ontology.classes.values(), key=lambda c: c.name):
         if cls.name in defs:
             continue  # an ambiguous class name (two DTDL ids): the first one wins
         defs[cls.name] = cls
-    has_children = {ontology.classes[p].name for c in ontology.classes.values() for p in c.parents if p in ontology.classes}
+    has_children = {
+        ontology.classes[p].name for c in ontology.classes.values() for p in c.parents if p in ontology.classes
+    }
     classes: dict[str, ClassPlan] = {}
     by_object: dict[str, str] = {}
-    twin = ClassPlan(None, "Twin", None, None, "TwinWhere", "TwinSortField", "TwinOrderBy", "TwinConnection",
-                     "TwinEdge", description="Any twin.")
+    twin = ClassPlan(
+        None,
+        "Twin",
+        None,
+        None,
+        "TwinWhere",
+        "TwinSortField",
+        "TwinOrderBy",
+        "TwinConnection",
+        "TwinEdge",
+        description="Any twin.",
+    )
     root_names = set(ROOT_FIELDS)
     root_lists: dict[str, str] = {}
     for name, cls in defs.items():
@@ -172,10 +206,16 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
             list_field += "List"
         root_names.add(list_field)
         plan = ClassPlan(
-            cls=name, type_name=type_name, interface_name=interface, list_field=list_field,
-            where=names.take(f"{base}Where"), sort_field=names.take(f"{base}SortField"),
-            order_by=names.take(f"{base}OrderBy"), connection=names.take(f"{base}Connection"),
-            edge=names.take(f"{base}Edge"), description=describe(cls.display_name, cls.description),
+            cls=name,
+            type_name=type_name,
+            interface_name=interface,
+            list_field=list_field,
+            where=names.take(f"{base}Where"),
+            sort_field=names.take(f"{base}SortField"),
+            order_by=names.take(f"{base}OrderBy"),
+            connection=names.take(f"{base}Connection"),
+            edge=names.take(f"{base}Edge"),
+            description=describe(cls.display_name, cls.description),
         )
         classes[name] = plan
         by_object[type_name] = name
@@ -212,7 +252,8 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
             taken.add(gname)
         for rel_name, declared in sorted(rel_types.items()):
             sources = [
-                (owner, rel) for owner, rel in declared
+                (owner, rel)
+                for owner, rel in declared
                 if rel.target is None or (rel.target in ontology.classes and ontology.is_a(cls.id, rel.target))
             ]
             if not sources:
@@ -228,7 +269,11 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
             plan.relations[gname] = RelationField(gname, rel_name, "in", node_class, props, conn, edge)
             taken.add(gname)
     return SchemaPlan(
-        ontology=ontology, classes=classes, twin=twin, by_object=by_object, root_lists=root_lists,
+        ontology=ontology,
+        classes=classes,
+        twin=twin,
+        by_object=by_object,
+        root_lists=root_lists,
     )
 
 

@@ -101,8 +101,9 @@ class Planner:
         if where is not None and not isinstance(where, Mapping):
             raise BadUserInput("`where` must be an object")
         self.check_filter_shape(where)
-        return PageArgs(self.where(cls, where) if where else None, self.order(cls, args.get("orderBy") or []),
-                        offset, first)
+        return PageArgs(
+            self.where(cls, where) if where else None, self.order(cls, args.get("orderBy") or []), offset, first
+        )
 
     def check_filter_shape(self, where: Any) -> None:
         """Refuse a `where` nested deeper or holding more conditions than the settings allow, before reading it.
@@ -126,8 +127,10 @@ class Planner:
                 if key in ("AND", "OR", "NOT") or (isinstance(key, str) and key.endswith("Some")):
                     deepest = max(deepest, depth + 1)
                     if deepest > max_depth:
-                        raise BadUserInput(f"`where` nests AND/OR/NOT/...Some more than {max_depth} levels deep; "
-                                           f"at most {max_depth} are allowed (write the filter flatter)")
+                        raise BadUserInput(
+                            f"`where` nests AND/OR/NOT/...Some more than {max_depth} levels deep; "
+                            f"at most {max_depth} are allowed (write the filter flatter)"
+                        )
                     pending.append((value, depth + 1))
                 else:
                     conditions += len(value) if isinstance(value, Mapping) and value else 1
@@ -157,7 +160,9 @@ class Planner:
             elif key in plan.properties:
                 prop = plan.properties[key]
                 if not prop.filterable:
-                    raise BadUserInput(f"field {quoted(key)} of {cls} cannot be filtered on (it is a list or JSON value)")
+                    raise BadUserInput(
+                        f"field {quoted(key)} of {cls} cannot be filtered on (it is a list or JSON value)"
+                    )
                 parts.append(self.conditions(prop.prop.name, key, value, prop.prop.schema, prop.scalar))
             elif key.endswith("Exists") and key[: -len("Exists")] in plan.relations:
                 if not isinstance(value, bool):
@@ -178,7 +183,9 @@ class Planner:
         for op, value in condition.items():
             op = "in" if op == "in_" else op
             if op not in _OPERATORS:
-                raise BadUserInput(f"unknown filter operator {quoted(op)} on {quoted(name)}; use {', '.join(_OPERATORS)}")
+                raise BadUserInput(
+                    f"unknown filter operator {quoted(op)} on {quoted(name)}; use {', '.join(_OPERATORS)}"
+                )
             if op == "isNull":
                 if value is None:
                     continue
@@ -267,14 +274,25 @@ class Planner:
                     relation = plan.relations[name]
                     conn, page = self.connection_of(proj, relation, self.sel.args(object_type, subs[0]), parent_rows)
                     connection_type = get_named_type(object_type.fields[name].type)
-                    items.append((key, ("conn", conn, page,
-                                        self.connection(connection_type, subs, conn, conn.node,
-                                                        parent_rows * max(page.limit, 1), relation))))
+                    items.append(
+                        (
+                            key,
+                            (
+                                "conn",
+                                conn,
+                                page,
+                                self.connection(
+                                    connection_type, subs, conn, conn.node, parent_rows * max(page.limit, 1), relation
+                                ),
+                            ),
+                        )
+                    )
             shape[object_type.name] = items
         return shape
 
-    def connection_of(self, proj: Projection, relation: RelationField, args: dict[str, Any],
-                      parent_rows: int) -> tuple[Connection, PageArgs]:
+    def connection_of(
+        self, proj: Projection, relation: RelationField, args: dict[str, Any], parent_rows: int
+    ) -> tuple[Connection, PageArgs]:
         """The (shared) connection under `proj` for a relationship field with these arguments."""
         identity = (id(proj), relation.name, json.dumps(args, sort_keys=True, default=str))
         existing = self._shared.get(identity)
@@ -287,14 +305,22 @@ class Planner:
                 f"this query could return up to {self.estimated:,} twins (limit {MAX_ESTIMATED_TWINS:,}); "
                 "ask for smaller pages with `first`"
             )
-        conn = Connection(step=_step(relation), node=Projection(), where=page.where, order=page.order,
-                          window=page.window)
+        conn = Connection(
+            step=_step(relation), node=Projection(), where=page.where, order=page.order, window=page.window
+        )
         proj.connections.append(conn)
         self._shared[identity] = (conn, page)
         return conn, page
 
-    def connection(self, connection_type: Any, nodes: Sequence[FieldNode], conn: Connection | None,
-                   node_proj: Projection, rows: int, relation: RelationField | None = None) -> ConnectionShape:
+    def connection(
+        self,
+        connection_type: Any,
+        nodes: Sequence[FieldNode],
+        conn: Connection | None,
+        node_proj: Projection,
+        rows: int,
+        relation: RelationField | None = None,
+    ) -> ConnectionShape:
         """The shape of a connection (totalCount, edges, nodes, pageInfo); `conn` and `relation` are None for a root
         list."""
         shape: ConnectionShape = []
@@ -306,7 +332,9 @@ class Planner:
                 shape.append((key, "totalCount", None))
             elif name == "pageInfo":
                 info_type = get_named_type(connection_type.fields["pageInfo"].type)
-                shape.append((key, "pageInfo", [(k, s[0].name.value) for k, s in self.sel.fields(info_type, subs).items()]))
+                shape.append(
+                    (key, "pageInfo", [(k, s[0].name.value) for k, s in self.sel.fields(info_type, subs).items()])
+                )
             elif name == "nodes":
                 node_type = connection_type.fields["nodes"].type
                 shape.append((key, "nodes", self.node(node_type, subs, node_proj, rows)))
@@ -318,8 +346,9 @@ class Planner:
                     if edge_field == "cursor":
                         edge_shape.append((edge_key, "cursor", None))
                     elif edge_field == "node":
-                        edge_shape.append((edge_key, "node",
-                                           self.node(edge_type.fields["node"].type, edge_subs, node_proj, rows)))
+                        edge_shape.append(
+                            (edge_key, "node", self.node(edge_type.fields["node"].type, edge_subs, node_proj, rows))
+                        )
                     elif conn is not None and relation is not None and edge_field in relation.edge_props:
                         prop = relation.edge_props[edge_field]
                         conn.edge_properties[prop.prop.name] = prop.prop.schema

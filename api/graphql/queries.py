@@ -53,8 +53,13 @@ class RootQueries:
     def resolvers(self) -> dict[str, Callable[..., Any]]:
         """Root field name -> resolver."""
         result = {name: self.list_field(cls) for name, cls in self.schema.root_lists.items()}
-        result.update(twin=governed(self.twin), search=governed(self.search), impact=governed(self.impact),
-                      path=governed(self.path), aggregate=governed(self.aggregate))
+        result.update(
+            twin=governed(self.twin),
+            search=governed(self.search),
+            impact=governed(self.impact),
+            path=governed(self.path),
+            aggregate=governed(self.aggregate),
+        )
         return result
 
     def list_field(self, cls: str) -> Callable[..., Any]:
@@ -67,10 +72,12 @@ class RootQueries:
             page = planner.page_args(cls, plain(args), DEFAULT_PAGE)
             planner.estimated = page.limit
             node = Projection()
-            shape = planner.connection(get_named_type(info.return_type), info.field_nodes, None, node,
-                                       max(page.limit, 1))
-            plan = ListRead(cls, node, page.window, page.where, page.order,
-                            total=any(kind == "totalCount" for _, kind, _ in shape))
+            shape = planner.connection(
+                get_named_type(info.return_type), info.field_nodes, None, node, max(page.limit, 1)
+            )
+            plan = ListRead(
+                cls, node, page.window, page.where, page.order, total=any(kind == "totalCount" for _, kind, _ in shape)
+            )
             rows = await run_read(ctx, lambda: ctx.store.read_list(plan, ctx.scope, ctx.timeout_ms))
             result = shaper.connection(rows.items, rows.total, page, shape)
             shaper.finish()
@@ -110,7 +117,9 @@ class RootQueries:
             twin = shaper.node(row.node, twin_shape) if twin_shape else {"__typename": None}
             if twin is None:
                 continue
-            hits.append({key: (row.score if subs[0].name.value == "score" else twin) for key, subs in hit_shape.items()})
+            hits.append(
+                {key: (row.score if subs[0].name.value == "score" else twin) for key, subs in hit_shape.items()}
+            )
         shaper.finish()
         return hits
 
@@ -120,8 +129,9 @@ class RootQueries:
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
         store = ctx.store
         before = store.backend.queries
-        hits = await run_read(ctx, lambda: store.read_impact(ImpactRead(uid, 3 if maxDepth is None else maxDepth),
-                                                              ctx.scope), 0)
+        hits = await run_read(
+            ctx, lambda: store.read_impact(ImpactRead(uid, 3 if maxDepth is None else maxDepth), ctx.scope), 0
+        )
         ctx.round_trips += store.backend.queries - before
         hit_type = get_named_type(info.return_type)
         hit_fields = planner.sel.fields(hit_type, info.field_nodes)
@@ -145,8 +155,16 @@ class RootQueries:
         shaper.finish()
         return result
 
-    async def path(self, root: Any, info: Any, source: str, target: str, types: Any = None, maxDepth: Any = None,  # noqa: N803
-                   directed: Any = None) -> Any:
+    async def path(
+        self,
+        root: Any,
+        info: Any,
+        source: str,
+        target: str,
+        types: Any = None,
+        maxDepth: Any = None,  # noqa: N803
+        directed: Any = None,
+    ) -> Any:
         """One shortest path; null when none exists or it passes a twin the caller may not see."""
         ctx: RequestContext = info.context
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
@@ -170,8 +188,15 @@ class RootQueries:
         values = {"length": len(found.types), "types": list(found.types), "nodes": nodes}
         return {key: values.get(subs[0].name.value) for key, subs in fields.items()}
 
-    async def aggregate(self, root: Any, info: Any, className: Any, metrics: Any = None,  # noqa: N803
-                        groupBy: Any = None, where: Any = None) -> Any:  # noqa: N803
+    async def aggregate(
+        self,
+        root: Any,
+        info: Any,
+        className: Any,
+        metrics: Any = None,  # noqa: N803
+        groupBy: Any = None,
+        where: Any = None,
+    ) -> Any:  # noqa: N803
         """Grouped metrics over a class; hidden fields may be neither grouped, aggregated nor filtered on."""
         ctx: RequestContext = info.context
         planner = Planner(info, ctx, self.schema)
@@ -198,8 +223,9 @@ class RootQueries:
                 measured.append((fn, prop.prop.name))
             described.append((f"{fn}_{name}" if name else fn, fn, name))
         planner.check_filter_shape(where)
-        plan = AggregateRead(cls, tuple(measured), group_by, planner.where(cls, where) if where else None,
-                             limit=PAGE_MAX * 10)
+        plan = AggregateRead(
+            cls, tuple(measured), group_by, planner.where(cls, where) if where else None, limit=PAGE_MAX * 10
+        )
         rows = await run_read(ctx, lambda: ctx.store.read_aggregate(plan, ctx.scope, ctx.timeout_ms))
         row_type = get_named_type(info.return_type)
         metric_type = get_named_type(row_type.fields["metrics"].type)

@@ -67,9 +67,19 @@ async def history(root: Any, info: Any, uid: str, first: Any = None) -> list[dic
             rel = ontology.relationships(source_cls).get(entry.link_type or "") if source_cls in ontology else None
             before, after = (_masked_link(ctx, entry.link_type or "", rel, state) for state in states)
         values = {
-            "id": entry.id, "uid": entry.uid, "kind": entry.kind, "op": entry.op, "className": entry.cls,
-            "linkType": entry.link_type, "target": entry.target, "actor": entry.actor, "source": entry.source,
-            "runId": entry.run_id, "at": _iso(entry.at), "before": before, "after": after,
+            "id": entry.id,
+            "uid": entry.uid,
+            "kind": entry.kind,
+            "op": entry.op,
+            "className": entry.cls,
+            "linkType": entry.link_type,
+            "target": entry.target,
+            "actor": entry.actor,
+            "source": entry.source,
+            "runId": entry.run_id,
+            "at": _iso(entry.at),
+            "before": before,
+            "after": after,
         }
         result.append(sel.flat(entry_type, info.field_nodes, values))
     ctx.rows += len(result)
@@ -85,8 +95,9 @@ def _masked(ctx: RequestContext, uid: str, cls: str, labels: tuple[str, ...], st
     return view.properties
 
 
-def _masked_link(ctx: RequestContext, link_type: str, rel: RelationshipDef | None,
-                 state: dict[str, Any] | None) -> dict[str, Any] | None:
+def _masked_link(
+    ctx: RequestContext, link_type: str, rel: RelationshipDef | None, state: dict[str, Any] | None
+) -> dict[str, Any] | None:
     if not state:
         return state
     shown: dict[str, Any] = {}
@@ -122,11 +133,19 @@ async def lineage(root: Any, info: Any, uid: str, property: Any = None, first: A
             ctx.note_masked(cls, {r.property: mode})
             value = ctx.policy.mask_value(value, mode)
         values = {
-            "twinUid": r.twin_uid, "property": r.property, "value": value,
+            "twinUid": r.twin_uid,
+            "property": r.property,
+            "value": value,
             "valueDigest": r.value_digest if mode in ("show", "hash") else None,
-            "erased": r.erased, "sourceSystem": r.source_system, "sourceObject": r.source_object,
-            "recordKey": r.record_key, "sourceField": r.source_field, "runId": r.run_id,
-            "mappingRule": r.mapping_rule, "transform": r.transform, "recordedAt": _iso(r.recorded_at),
+            "erased": r.erased,
+            "sourceSystem": r.source_system,
+            "sourceObject": r.source_object,
+            "recordKey": r.record_key,
+            "sourceField": r.source_field,
+            "runId": r.run_id,
+            "mappingRule": r.mapping_rule,
+            "transform": r.transform,
+            "recordedAt": _iso(r.recorded_at),
         }
         result.append(sel.flat(record_type, info.field_nodes, values))
     ctx.rows += len(result)
@@ -154,8 +173,15 @@ async def _within_scope(ctx: RequestContext, records: list[ProvenanceRecord]) ->
     return [r for r in records if not r.property.startswith(LINK_PREFIX) or _link_target(r) in seen]
 
 
-async def audit_log(root: Any, info: Any, subject: Any = None, operation: Any = None, decision: Any = None,
-                    first: Any = None, offset: Any = None) -> list[dict[str, Any]]:
+async def audit_log(
+    root: Any,
+    info: Any,
+    subject: Any = None,
+    operation: Any = None,
+    decision: Any = None,
+    first: Any = None,
+    offset: Any = None,
+) -> list[dict[str, Any]]:
     """The audit log, newest first (compliance and admin)."""
     ctx: RequestContext = info.context
     ctx.policy.require(ctx.subject, "operation", "audit.read")
@@ -167,16 +193,27 @@ async def audit_log(root: Any, info: Any, subject: Any = None, operation: Any = 
         raise BadUserInput(f"`decision` must be allow or deny, got {quoted(decision)}")
     trail = ctx.services.trail
     await anyio.to_thread.run_sync(trail.flush)
-    records = await anyio.to_thread.run_sync(lambda: trail.log.query(
-        subject=subject, operation=operation, decision=decision, limit=limit, offset=start, newest_first=True))
+    records = await anyio.to_thread.run_sync(
+        lambda: trail.log.query(
+            subject=subject, operation=operation, decision=decision, limit=limit, offset=start, newest_first=True
+        )
+    )
     sel = Selection(info)
     record_type = get_named_type(info.return_type)
     result = []
     for r in records:
         values = {
-            "seq": r.seq, "time": _iso(r.time), "subject": r.subject, "roles": list(r.roles), "operation": r.operation,
-            "variablesDigest": r.variables_digest, "decision": str(r.decision), "policyVersion": r.policy_version,
-            "rowsReturned": r.rows_returned, "detail": r.detail, "hash": r.hash,
+            "seq": r.seq,
+            "time": _iso(r.time),
+            "subject": r.subject,
+            "roles": list(r.roles),
+            "operation": r.operation,
+            "variablesDigest": r.variables_digest,
+            "decision": str(r.decision),
+            "policyVersion": r.policy_version,
+            "rowsReturned": r.rows_returned,
+            "detail": r.detail,
+            "hash": r.hash,
         }
         result.append(sel.flat(record_type, info.field_nodes, values))
     ctx.rows += len(result)

@@ -27,8 +27,6 @@ def _iso_parser(kind: str, parse: Callable[[str], object]) -> Callable[[object],
     return parse_value
 
 
-
-
 def _parse_duration(value: str) -> None:
     read_duration(value)  # DurationError (a ValueError) when it is not ISO 8601 duration text
 
@@ -38,19 +36,43 @@ DateTime = NewType("DateTime", str)
 Time = NewType("Time", str)
 Duration = NewType("Duration", str)
 SCALAR_MAP = {
-    Date: strawberry.scalar(name="Date", description="A calendar date, ISO 8601 (2025-06-30).",
-                            serialize=str, parse_value=_iso_parser("date", dt.date.fromisoformat)),
-    DateTime: strawberry.scalar(name="DateTime", description="A date and time, ISO 8601 (2025-06-30T08:00:00).",
-                                serialize=str, parse_value=_iso_parser("date-time", dt.datetime.fromisoformat)),
-    Time: strawberry.scalar(name="Time", description="A time of day, ISO 8601 (08:30:00).",
-                            serialize=str, parse_value=_iso_parser("time", dt.time.fromisoformat)),
-    Duration: strawberry.scalar(name="Duration", description="A duration, ISO 8601 (P1DT2H).",
-                                serialize=str, parse_value=_iso_parser("duration", _parse_duration)),
+    Date: strawberry.scalar(
+        name="Date",
+        description="A calendar date, ISO 8601 (2025-06-30).",
+        serialize=str,
+        parse_value=_iso_parser("date", dt.date.fromisoformat),
+    ),
+    DateTime: strawberry.scalar(
+        name="DateTime",
+        description="A date and time, ISO 8601 (2025-06-30T08:00:00).",
+        serialize=str,
+        parse_value=_iso_parser("date-time", dt.datetime.fromisoformat),
+    ),
+    Time: strawberry.scalar(
+        name="Time",
+        description="A time of day, ISO 8601 (08:30:00).",
+        serialize=str,
+        parse_value=_iso_parser("time", dt.time.fromisoformat),
+    ),
+    Duration: strawberry.scalar(
+        name="Duration",
+        description="A duration, ISO 8601 (P1DT2H).",
+        serialize=str,
+        parse_value=_iso_parser("duration", _parse_duration),
+    ),
 }
 
 SCALAR_ANNOTATIONS = {
-    "String": "str", "Int": "int", "Float": "float", "Boolean": "bool", "ID": "strawberry.ID",
-    "Date": "Date", "DateTime": "DateTime", "Time": "Time", "Duration": "Duration", "JSON": "JSON",
+    "String": "str",
+    "Int": "int",
+    "Float": "float",
+    "Boolean": "bool",
+    "ID": "strawberry.ID",
+    "Date": "Date",
+    "DateTime": "DateTime",
+    "Time": "Time",
+    "Duration": "Duration",
+    "JSON": "JSON",
 }
 _FLOATS = frozenset({"double", "float", "decimal", "long", "unsignedInteger", "unsignedLong"})
 _TEMPORAL = {"date": "Date", "dateTime": "DateTime", "time": "Time", "duration": "Duration"}

@@ -17,14 +17,31 @@ from ontology.errors import quoted
 
 def _study_values(record: Any, summaries: list[Any]) -> dict[str, Any]:
     return {
-        "id": record.study_id, "name": record.name, "createdAt": record.created_at,
-        "replications": record.replications, "seed": record.seed, "modelVersion": record.model_version,
-        "twinStateTime": record.twin_state_time, "executor": record.executor, "wallSeconds": record.wall_seconds,
+        "id": record.study_id,
+        "name": record.name,
+        "createdAt": record.created_at,
+        "replications": record.replications,
+        "seed": record.seed,
+        "modelVersion": record.model_version,
+        "twinStateTime": record.twin_state_time,
+        "executor": record.executor,
+        "wallSeconds": record.wall_seconds,
         "spec": record.spec,
         "summaries": [
-            {"scenario": s.scenario, "kpi": s.kpi, "n": s.n, "mean": s.mean, "ciLow": s.ci_low, "ciHigh": s.ci_high,
-             "p10": s.p10, "p90": s.p90, "diffMean": s.diff_mean, "diffLow": s.diff_low, "diffHigh": s.diff_high,
-             "pBreach": s.p_breach}
+            {
+                "scenario": s.scenario,
+                "kpi": s.kpi,
+                "n": s.n,
+                "mean": s.mean,
+                "ciLow": s.ci_low,
+                "ciHigh": s.ci_high,
+                "p10": s.p10,
+                "p90": s.p90,
+                "diffMean": s.diff_mean,
+                "diffLow": s.diff_low,
+                "diffHigh": s.diff_high,
+                "pBreach": s.p_breach,
+            }
             for s in summaries
         ],
     }
@@ -32,12 +49,24 @@ def _study_values(record: Any, summaries: list[Any]) -> dict[str, Any]:
 
 def _run_values(job: Job | None, stored: Any | None) -> dict[str, Any]:
     if job is None:
-        return {"id": stored.record.study_id, "name": stored.record.name, "status": "completed",
-                "startedAt": stored.record.created_at, "finishedAt": stored.record.created_at, "error": None,
-                "study": _study_values(stored.record, stored.summaries)}
-    return {"id": job.id, "name": job.name, "status": job.status, "startedAt": job.started_at.isoformat(),
-            "finishedAt": job.finished_at.isoformat() if job.finished_at else None, "error": job.error,
-            "study": _study_values(stored.record, stored.summaries) if stored is not None else None}
+        return {
+            "id": stored.record.study_id,
+            "name": stored.record.name,
+            "status": "completed",
+            "startedAt": stored.record.created_at,
+            "finishedAt": stored.record.created_at,
+            "error": None,
+            "study": _study_values(stored.record, stored.summaries),
+        }
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": job.status,
+        "startedAt": job.started_at.isoformat(),
+        "finishedAt": job.finished_at.isoformat() if job.finished_at else None,
+        "error": job.error,
+        "study": _study_values(stored.record, stored.summaries) if stored is not None else None,
+    }
 
 
 async def scenarios(root: Any, info: Any, first: Any = None) -> list[dict[str, Any]]:
@@ -90,7 +119,8 @@ async def run_scenario(root: Any, info: Any, spec: str, replications: Any = None
         raise BadUserInput(f"`replications` must be between 1 and 10000, got {replications}")
     try:
         job = await anyio.to_thread.run_sync(  # the spec's YAML is parsed off the event loop
-            lambda: start_study(ctx.services, ctx.subject, spec, replications, "serial"))
+            lambda: start_study(ctx.services, ctx.subject, spec, replications, "serial")
+        )
     except SimulationError as exc:
         raise BadUserInput(str(exc)) from None
     ctx.rows += 1

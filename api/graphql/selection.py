@@ -55,7 +55,7 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
         if not text.startswith(_CURSOR_PREFIX):
             raise ValueError(text)
-        offset = int(text[len(_CURSOR_PREFIX):])
+        offset = int(text[len(_CURSOR_PREFIX) :])
         if not 0 <= offset < CURSOR_MAX:
             raise ValueError(text)
     except (ValueError, UnicodeError, binascii.Error):
@@ -72,8 +72,11 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not _unset(getattr(value, f.name))}
+        return {
+            f.name: plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not _unset(getattr(value, f.name))
+        }
     return value
 
 
@@ -90,8 +93,11 @@ class Selection:
         # Strawberry hands resolvers the coerced variables as a plain dict; graphql-core's argument and directive
         # coercion wants its VariableValues (the sources only matter for fragment variables, which are not enabled).
         variables = info.variable_values
-        self.variables = (variables if isinstance(variables, VariableValues)
-                          else VariableValues(sources={}, coerced=dict(variables or {})))
+        self.variables = (
+            variables
+            if isinstance(variables, VariableValues)
+            else VariableValues(sources={}, coerced=dict(variables or {}))
+        )
         self._untyped: dict[tuple[int, ...], dict[str, list[FieldNode]]] = {}
 
     def fields(self, type_: GraphQLObjectType, nodes: Sequence[FieldNode]) -> dict[str, list[FieldNode]]:
@@ -107,8 +113,12 @@ class Selection:
         for node in nodes:
             if node.selection_set is not None:
                 self._collect(type_, node.selection_set, result, set())
-        if all(isinstance(sel, FieldNode) for node in nodes if node.selection_set is not None
-               for sel in node.selection_set.selections):
+        if all(
+            isinstance(sel, FieldNode)
+            for node in nodes
+            if node.selection_set is not None
+            for sel in node.selection_set.selections
+        ):
             self._untyped[key] = result
         return result
 
@@ -129,8 +139,13 @@ class Selection:
             result[key] = value
         return result
 
-    def _collect(self, type_: GraphQLObjectType, selection_set: SelectionSetNode,
-                 result: dict[str, list[FieldNode]], visited: set[str]) -> None:
+    def _collect(
+        self,
+        type_: GraphQLObjectType,
+        selection_set: SelectionSetNode,
+        result: dict[str, list[FieldNode]],
+        visited: set[str],
+    ) -> None:
         for selection in selection_set.selections:
             if not self._included(selection):
                 continue

@@ -30,8 +30,9 @@ class MaskPlans:
         self.size = size
         self._plans: weakref.WeakKeyDictionary[Policy, dict[tuple[Any, ...], bool]] = weakref.WeakKeyDictionary()
 
-    def may_mask(self, policy: Policy, subject: Subject, cls: str, labels: tuple[str, ...],
-                 props: Mapping[str, Any]) -> bool:
+    def may_mask(
+        self, policy: Policy, subject: Subject, cls: str, labels: tuple[str, ...], props: Mapping[str, Any]
+    ) -> bool:
         """False when `policy` shows every one of `props` of a `cls` twin to `subject`."""
         plans = self._plans.setdefault(policy, {})
         key = (policy.version, frozenset(subject.roles), subject.org_unit, cls, frozenset(props))
@@ -88,19 +89,22 @@ class Shaper:
             elif kind == "prop":
                 prop: PropertyField = item[1]
                 value = props.get(prop.prop.name)
-                if prop.prop.name in masked and not (prop.scalar in STRING_LIKE and not prop.is_list
-                                                     and (value is None or isinstance(value, str))):
+                if prop.prop.name in masked and not (
+                    prop.scalar in STRING_LIKE and not prop.is_list and (value is None or isinstance(value, str))
+                ):
                     value = None  # a masked value that no longer fits the field's type is left out
                 out[key] = value
             else:
                 _, conn, page, conn_shape = item
                 found = row.connections.get(conn)
-                out[key] = self.connection(found.items if found else [], found.total if found else None, page,
-                                           conn_shape)
+                out[key] = self.connection(
+                    found.items if found else [], found.total if found else None, page, conn_shape
+                )
         return out
 
-    def connection(self, items: Sequence[EdgeRow | NodeRow], total: int | None, page: PageArgs,
-                   shape: ConnectionShape) -> dict[str, Any]:
+    def connection(
+        self, items: Sequence[EdgeRow | NodeRow], total: int | None, page: PageArgs, shape: ConnectionShape
+    ) -> dict[str, Any]:
         """The response object of a connection page (`items` holds one extra row when there is a next page)."""
         rows = list(items[: page.limit])
         out: dict[str, Any] = {}

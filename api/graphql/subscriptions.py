@@ -171,11 +171,17 @@ class _Connection:
         header = payload.get("Authorization") or payload.get("authorization") if isinstance(payload, dict) else None
         trail, policy = self.services.trail, self.services.policy
         try:
-            self.subject = await anyio.to_thread.run_sync(self.services.authenticator.authenticate,
-                                                          header if isinstance(header, str) else None)
+            self.subject = await anyio.to_thread.run_sync(
+                self.services.authenticator.authenticate, header if isinstance(header, str) else None
+            )
         except ApiError as exc:
-            trail.record(None, "graphql.subscription:connect", decision=Decision.DENY, policy_version=policy.version,
-                         detail={"error": exc.extensions.get("code")})
+            trail.record(
+                None,
+                "graphql.subscription:connect",
+                decision=Decision.DENY,
+                policy_version=policy.version,
+                detail={"error": exc.extensions.get("code")},
+            )
             raise _Closed(4403, "Forbidden") from None
         self.authorization = header
         self.expires = token_expiry(header) if isinstance(header, str) else None
@@ -184,8 +190,11 @@ class _Connection:
     async def _check_token(self) -> None:
         """End the connection once its token is no longer valid (expired, or its issuer's key rotated away)."""
         while True:
-            wait = TOKEN_CHECK_SECONDS if self.expires is None else min(TOKEN_CHECK_SECONDS,
-                                                                          max(0.0, self.expires - time.time()))
+            wait = (
+                TOKEN_CHECK_SECONDS
+                if self.expires is None
+                else min(TOKEN_CHECK_SECONDS, max(0.0, self.expires - time.time()))
+            )
             await asyncio.sleep(wait)
             try:
                 if self.expires is not None and time.time() >= self.expires:
@@ -193,9 +202,15 @@ class _Connection:
                 await anyio.to_thread.run_sync(self.services.authenticator.authenticate, self.authorization)
             except ApiError:
                 for sub_id in list(self.running):
-                    await self._emit({"type": "error", "id": sub_id,
-                                      "payload": [{"message": "the bearer token expired",
-                                                   "extensions": {"code": "UNAUTHENTICATED"}}]})
+                    await self._emit(
+                        {
+                            "type": "error",
+                            "id": sub_id,
+                            "payload": [
+                                {"message": "the bearer token expired", "extensions": {"code": "UNAUTHENTICATED"}}
+                            ],
+                        }
+                    )
                 with contextlib.suppress(Exception):
                     await self.ws.close(code=4403, reason="Forbidden: the bearer token expired")
                 return
@@ -242,15 +257,26 @@ class _Connection:
             else:
                 logger.exception("subscribe failed")
                 code, exc = "INTERNAL_SERVER_ERROR", GraphQLError("internal error: the subscription could not start")
-            trail.record(subject, "graphql.subscription:changes", decision=Decision.DENY,
-                         policy_version=policy.version, variables=variables if isinstance(variables, dict) else None,
-                         detail={"error": code})
-            await self._emit({"type": "error", "id": sub_id,
-                              "payload": [{"message": str(exc), "extensions": {"code": code}}]})
+            trail.record(
+                subject,
+                "graphql.subscription:changes",
+                decision=Decision.DENY,
+                policy_version=policy.version,
+                variables=variables if isinstance(variables, dict) else None,
+                detail={"error": code},
+            )
+            await self._emit(
+                {"type": "error", "id": sub_id, "payload": [{"message": str(exc), "extensions": {"code": code}}]}
+            )
             self.running.pop(sub_id, None)
             return
-        trail.record(subject, "graphql.subscription:changes", decision=Decision.ALLOW, policy_version=policy.version,
-                     variables=variables)
+        trail.record(
+            subject,
+            "graphql.subscription:changes",
+            decision=Decision.ALLOW,
+            policy_version=policy.version,
+            variables=variables,
+        )
         watcher: FeedWatcher = services.feed_watcher
         watcher.ensure_running()
         store = services.runtime.store
@@ -308,9 +334,17 @@ class _Connection:
         classes = None
         if names:
             ontology = self.services.runtime.ontology
-            classes = frozenset(c.name for n in names for c in ontology.classes.values()
-                                if ontology.is_a(c.id, ontology.get(n).id))
+            classes = frozenset(
+                c.name for n in names for c in ontology.classes.values() if ontology.is_a(c.id, ontology.get(n).id)
+            )
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
         selection = Selection(SimpleNamespace(schema=schema, fragments=fragments, variable_values=coerced))
-        return _Request(after, classes, args.get("uid"), selection, field_def.type, root,
-                        root.alias.value if root.alias else root.name.value)
+        return _Request(
+            after,
+            classes,
+            args.get("uid"),
+            selection,
+            field_def.type,
+            root,
+            root.alias.value if root.alias else root.name.value,
+        )

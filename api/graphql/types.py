@@ -124,7 +124,9 @@ class HistoryEntry:
     after: JSON | None
 
 
-@strawberry.type(description="One change of the change feed, with its gap-free sequence number (values masked by policy).")
+@strawberry.type(
+    description="One change of the change feed, with its gap-free sequence number (values masked by policy)."
+)
 class Change:
     """A committed change of a twin or a link."""
 
@@ -161,7 +163,8 @@ class LineageRecord:
     property: str
     valueDigest: str | None = strawberry.field(
         description="SHA-256 of the value's canonical JSON; null unless the caller may see the value or its hash "
-                    "(an unsalted digest of a short value gives the value away).")
+        "(an unsalted digest of a short value gives the value away)."
+    )
     value: JSON | None
     erased: bool
     sourceSystem: str
@@ -290,8 +293,12 @@ def _filter_input(name: str, annotation: type, ops: Sequence[str], description: 
 
 
 _ORDERED = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "isNull")
-StringFilter = _filter_input("StringFilter", str, (*_ORDERED, "contains", "startsWith"),
-                             "Conditions on a text field (contains/startsWith ignore case).")
+StringFilter = _filter_input(
+    "StringFilter",
+    str,
+    (*_ORDERED, "contains", "startsWith"),
+    "Conditions on a text field (contains/startsWith ignore case).",
+)
 IntFilter = _filter_input("IntFilter", int, _ORDERED, "Conditions on an integer field.")
 FloatFilter = _filter_input("FloatFilter", float, _ORDERED, "Conditions on a number field.")
 BooleanFilter = _filter_input("BooleanFilter", bool, ("eq", "ne", "isNull"), "Conditions on a boolean field.")
@@ -300,18 +307,50 @@ DateTimeFilter = _filter_input("DateTimeFilter", DateTime, _ORDERED, "Conditions
 TimeFilter = _filter_input("TimeFilter", Time, _ORDERED, "Conditions on a time field.")
 DurationFilter = _filter_input("DurationFilter", Duration, ("eq", "ne", "in", "isNull"), "Conditions on a duration.")
 FILTER_TYPES = {
-    "String": "StringFilter", "ID": "StringFilter", "Int": "IntFilter", "Float": "FloatFilter",
-    "Boolean": "BooleanFilter", "Date": "DateFilter", "DateTime": "DateTimeFilter", "Time": "TimeFilter",
+    "String": "StringFilter",
+    "ID": "StringFilter",
+    "Int": "IntFilter",
+    "Float": "FloatFilter",
+    "Boolean": "BooleanFilter",
+    "Date": "DateFilter",
+    "DateTime": "DateTimeFilter",
+    "Time": "TimeFilter",
     "Duration": "DurationFilter",
 }
 STATIC = {
-    "Twin": Twin, "PageInfo": PageInfo, "SortDirection": SortDirection, "AggregateFunction": AggregateFunction,
-    "AggregateMetric": AggregateMetric, "MetricValue": MetricValue, "AggregateRow": AggregateRow,
-    "SearchHit": SearchHit, "ImpactHit": ImpactHit, "PathResult": PathResult, "HistoryEntry": HistoryEntry,
-    "Change": Change, "ChangePage": ChangePage, "LineageRecord": LineageRecord, "AuditRecord": AuditRecord, "WriteResult": WriteResult, "TwinInput": TwinInput,
-    "ScenarioSummary": ScenarioSummary, "ScenarioStudy": ScenarioStudy, "ScenarioRun": ScenarioRun,
-    "LinkInput": LinkInput, "LinkKeyInput": LinkKeyInput, "StringFilter": StringFilter, "IntFilter": IntFilter,
-    "FloatFilter": FloatFilter, "BooleanFilter": BooleanFilter, "DateFilter": DateFilter,
-    "DateTimeFilter": DateTimeFilter, "TimeFilter": TimeFilter, "DurationFilter": DurationFilter,
-    "Date": Date, "DateTime": DateTime, "Time": Time, "Duration": Duration, "JSON": JSON,
+    "Twin": Twin,
+    "PageInfo": PageInfo,
+    "SortDirection": SortDirection,
+    "AggregateFunction": AggregateFunction,
+    "AggregateMetric": AggregateMetric,
+    "MetricValue": MetricValue,
+    "AggregateRow": AggregateRow,
+    "SearchHit": SearchHit,
+    "ImpactHit": ImpactHit,
+    "PathResult": PathResult,
+    "HistoryEntry": HistoryEntry,
+    "Change": Change,
+    "ChangePage": ChangePage,
+    "LineageRecord": LineageRecord,
+    "AuditRecord": AuditRecord,
+    "WriteResult": WriteResult,
+    "TwinInput": TwinInput,
+    "ScenarioSummary": ScenarioSummary,
+    "ScenarioStudy": ScenarioStudy,
+    "ScenarioRun": ScenarioRun,
+    "LinkInput": LinkInput,
+    "LinkKeyInput": LinkKeyInput,
+    "StringFilter": StringFilter,
+    "IntFilter": IntFilter,
+    "FloatFilter": FloatFilter,
+    "BooleanFilter": BooleanFilter,
+    "DateFilter": DateFilter,
+    "DateTimeFilter": DateTimeFilter,
+    "TimeFilter": TimeFilter,
+    "DurationFilter": DurationFilter,
+    "Date": Date,
+    "DateTime": DateTime,
+    "Time": Time,
+    "Duration": Duration,
+    "JSON": JSON,
 }

@@ -57,23 +57,31 @@ class AuditTrail:
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
         """The checked, stored form of one event for `subject` (None = unauthenticated); AuditError if impossible."""
-        return self.log.entry(AuditEvent(
-            subject=subject.sub if subject else ANONYMOUS,
-            roles=tuple(subject.roles) if subject else (),
-            operation=_fitted(operation),
-            decision=decision,
-            variables_digest=_variables_digest(variables or {}),
-            policy_version=policy_version,
-            rows_returned=rows,
-            detail=canonical_json(dict(detail or {}))[:DETAIL_LIMIT],
-        ))
+        return self.log.entry(
+            AuditEvent(
+                subject=subject.sub if subject else ANONYMOUS,
+                roles=tuple(subject.roles) if subject else (),
+                operation=_fitted(operation),
+                decision=decision,
+                variables_digest=_variables_digest(variables or {}),
+                policy_version=policy_version,
+                rows_returned=rows,
+                detail=canonical_json(dict(detail or {}))[:DETAIL_LIMIT],
+            )
+        )
 
     @staticmethod
-    def finish(entry: AuditEntry, *, operation: str, decision: Decision, rows: int | None,
-               detail: Mapping[str, Any]) -> AuditEntry:
+    def finish(
+        entry: AuditEntry, *, operation: str, decision: Decision, rows: int | None, detail: Mapping[str, Any]
+    ) -> AuditEntry:
         """A prepared entry completed with what the request did (its variables digest and subject kept)."""
-        return replace(entry, operation=storable_text(_fitted(operation)), decision=Decision(decision).value,
-                       rows_returned=rows, detail=storable_text(canonical_json(dict(detail))[:DETAIL_LIMIT]))
+        return replace(
+            entry,
+            operation=storable_text(_fitted(operation)),
+            decision=Decision(decision).value,
+            rows_returned=rows,
+            detail=storable_text(canonical_json(dict(detail))[:DETAIL_LIMIT]),
+        )
 
     def record(
         self,
@@ -87,8 +95,17 @@ class AuditTrail:
         detail: Mapping[str, Any] | None = None,
     ) -> Future[None]:
         """Queue one audit event for `subject` (None = an unauthenticated caller); done once it is stored."""
-        return self.submit(self.prepare(subject, operation, decision=decision, policy_version=policy_version,
-                                        variables=variables, rows=rows, detail=detail))
+        return self.submit(
+            self.prepare(
+                subject,
+                operation,
+                decision=decision,
+                policy_version=policy_version,
+                variables=variables,
+                rows=rows,
+                detail=detail,
+            )
+        )
 
     def submit(self, entry: AuditEntry) -> Future[None]:
         """Queue a prepared entry; the future completes when it is stored (or fails with AuditUnavailable)."""

@@ -1,4 +1,5 @@
-"""Bearer token -> `Subject`: locally issued development tokens (key in the data directory) and an optional OIDC issuer."""
+"""Bearer token -> `Subject`: locally issued development tokens (key in the data directory) and an optional OIDC
+issuer."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ HOW_TO_GET_A_TOKEN = "send 'Authorization: Bearer <token>' (a development token:
 class Authenticator:
     """Verifies bearer tokens against the trusted issuers; verified tokens are remembered until they expire."""
 
-    def __init__(self, verifiers: Sequence[OidcVerifier], cache_size: int = 4096,
-                 max_lifetime_s: int | None = None) -> None:
+    def __init__(
+        self, verifiers: Sequence[OidcVerifier], cache_size: int = 4096, max_lifetime_s: int | None = None
+    ) -> None:
         if not verifiers:
             raise ValueError("an authenticator needs at least one trusted issuer")
         self.max_lifetime_s = max_lifetime_s
@@ -37,9 +39,15 @@ class Authenticator:
         """Trust the local development key of the data directory and, when configured, one OIDC issuer."""
         verifiers = [LocalIssuer(settings.data_dir).verifier()]
         if settings.oidc_issuer:
-            verifiers.append(OidcVerifier(settings.oidc_issuer, settings.oidc_audience,
-                                          jwks_url=settings.oidc_jwks_url, discovery=settings.oidc_jwks_url is None,
-                                          claim_mapping=ClaimMapping(role_claims=tuple(settings.oidc_role_claims))))
+            verifiers.append(
+                OidcVerifier(
+                    settings.oidc_issuer,
+                    settings.oidc_audience,
+                    jwks_url=settings.oidc_jwks_url,
+                    discovery=settings.oidc_jwks_url is None,
+                    claim_mapping=ClaimMapping(role_claims=tuple(settings.oidc_role_claims)),
+                )
+            )
         return cls(verifiers, max_lifetime_s=settings.api_max_token_lifetime_s)
 
     def authenticate(self, authorization: str | None) -> Subject:
@@ -87,8 +95,10 @@ class Authenticator:
         start = issued if isinstance(issued, (int, float)) else now
         lifetime = float(expires) - float(start)
         if lifetime > self.max_lifetime_s:
-            raise Unauthenticated(f"bearer token refused: its lifetime ({int(lifetime)} s) exceeds the maximum of "
-                                  f"{self.max_lifetime_s} s (TWIN_API_MAX_TOKEN_LIFETIME_S)")
+            raise Unauthenticated(
+                f"bearer token refused: its lifetime ({int(lifetime)} s) exceeds the maximum of "
+                f"{self.max_lifetime_s} s (TWIN_API_MAX_TOKEN_LIFETIME_S)"
+            )
 
 
 def token_expiry(authorization: str) -> float | None:

@@ -35,10 +35,15 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """The job as JSON."""
         return {
-            "id": self.id, "kind": self.kind, "name": self.name, "subject": self.subject, "status": self.status,
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "subject": self.subject,
+            "status": self.status,
             "startedAt": self.started_at.isoformat(),
             "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
-            "result": self.result, "error": self.error,
+            "result": self.result,
+            "error": self.error,
         }
 
 
@@ -50,8 +55,15 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def start(self, kind: str, name: str, subject: str, operation: str,
-              work: Callable[[], dict[str, Any]], describe_error: Callable[[Exception], str | None]) -> Job:
+    def start(
+        self,
+        kind: str,
+        name: str,
+        subject: str,
+        operation: str,
+        work: Callable[[], dict[str, Any]],
+        describe_error: Callable[[Exception], str | None],
+    ) -> Job:
         """Queue `work`; its returned dict becomes the job's result. Errors `describe_error` knows are kept as text."""
         job = Job(uuid.uuid4().hex, kind, name, subject, operation)
         with self._lock:

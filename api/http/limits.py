@@ -49,8 +49,10 @@ def limit_extensions(
     The depth and alias limits are validation rules; their rule classes are made once so that the validation cache
     (keyed by document and rules) hits across requests. Strawberry keeps the parse/validation caches global.
     """
-    rules = [*QueryDepthLimiter(max_depth=max_depth).validation_rules,
-             *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules]
+    rules = [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
+    ]
     return [
         lambda: ParserCache(maxsize=cache_size),
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
@@ -156,8 +158,15 @@ class BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
-        body = (f'{{"errors":[{{"message":"the request body is larger than {self.max_bytes} bytes '
-                f'(TWIN_API_MAX_BODY_BYTES)","extensions":{{"code":"PAYLOAD_TOO_LARGE"}}}}]}}').encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = (
+            f'{{"errors":[{{"message":"the request body is larger than {self.max_bytes} bytes '
+            f'(TWIN_API_MAX_BODY_BYTES)","extensions":{{"code":"PAYLOAD_TOO_LARGE"}}}}]}}'
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -18,17 +18,26 @@ class ApiMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("twin_api_requests_total", "HTTP requests", ["route", "method", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("twin_api_request_seconds", "HTTP request latency", ["route"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
-        self.operations = Counter("twin_graphql_operations_total", "GraphQL operations", ["decision"],
-                                  registry=self.registry)
-        self.round_trips = Counter("twin_graph_round_trips_total", "Graph backend queries sent by the API",
-                                   registry=self.registry)
+        self.requests = Counter(
+            "twin_api_requests_total", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "twin_api_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.operations = Counter(
+            "twin_graphql_operations_total", "GraphQL operations", ["decision"], registry=self.registry
+        )
+        self.round_trips = Counter(
+            "twin_graph_round_trips_total", "Graph backend queries sent by the API", registry=self.registry
+        )
         self.rows = Counter("twin_api_twins_returned_total", "Twins returned", registry=self.registry)
-        self.audit_lost = Gauge("twin_audit_events_lost", "Audit events not appended even after retries (logged)",
-                                registry=self.registry)
+        self.audit_lost = Gauge(
+            "twin_audit_events_lost", "Audit events not appended even after retries (logged)", registry=self.registry
+        )
 
     def watch_audit(self, lost: Callable[[], int]) -> None:
         """Report the audit trail's lost events, read at each scrape (an alert should fire on any)."""
@@ -92,16 +101,24 @@ class _ConnectorCollector:
     def collect(self) -> Iterator[Any]:
         """One sample per connector for each gauge."""
         families = {
-            "lag": GaugeMetricFamily("twin_connector_lag_seconds",
-                                     "Seconds since the start of the connector's last completed sync", labels=["connector"]),
+            "lag": GaugeMetricFamily(
+                "twin_connector_lag_seconds",
+                "Seconds since the start of the connector's last completed sync",
+                labels=["connector"],
+            ),
             "failures": GaugeMetricFamily("twin_connector_failures", "Consecutive failed syncs", labels=["connector"]),
             "runs": CounterMetricFamily("twin_connector_runs", "Syncs run by this runtime", labels=["connector"]),
-            "success": GaugeMetricFamily("twin_connector_last_success_timestamp_seconds",
-                                         "Start of the last completed sync (epoch seconds)", labels=["connector"]),
-            "held": GaugeMetricFamily("twin_connector_lease_held", "1 if this runtime holds the connector's lease",
-                                      labels=["connector"]),
-            "quarantined": GaugeMetricFamily("twin_connector_quarantined_rows", "Rows the last sync quarantined",
-                                             labels=["connector"]),
+            "success": GaugeMetricFamily(
+                "twin_connector_last_success_timestamp_seconds",
+                "Start of the last completed sync (epoch seconds)",
+                labels=["connector"],
+            ),
+            "held": GaugeMetricFamily(
+                "twin_connector_lease_held", "1 if this runtime holds the connector's lease", labels=["connector"]
+            ),
+            "quarantined": GaugeMetricFamily(
+                "twin_connector_quarantined_rows", "Rows the last sync quarantined", labels=["connector"]
+            ),
         }
         for status in self.live.status():
             name = [status.connector]
@@ -127,13 +144,17 @@ class _RouteCollector:
 
     def collect(self) -> Iterator[Any]:
         """One sample per route for each figure."""
-        cursor = GaugeMetricFamily("twin_route_cursor", "Last change sequence number the route dealt with",
-                                   labels=["route"])
+        cursor = GaugeMetricFamily(
+            "twin_route_cursor", "Last change sequence number the route dealt with", labels=["route"]
+        )
         delivered = CounterMetricFamily("twin_route_events_delivered", "Events the route published", labels=["route"])
         failures = GaugeMetricFamily("twin_route_failures", "Consecutive failed deliveries", labels=["route"])
         suspended = GaugeMetricFamily("twin_route_suspended", "1 while the route keeps failing", labels=["route"])
-        condition = CounterMetricFamily("twin_route_condition_errors", "Changes the route's condition could not be "
-                                        "evaluated on (counted as not matched)", labels=["route"])
+        condition = CounterMetricFamily(
+            "twin_route_condition_errors",
+            "Changes the route's condition could not be evaluated on (counted as not matched)",
+            labels=["route"],
+        )
         for status in self.routes.status():
             cursor.add_metric([status.route], status.cursor)
             delivered.add_metric([status.route], status.delivered)

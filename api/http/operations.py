@@ -33,8 +33,12 @@ class ConnectorRunRequest(BaseModel):
     dry_run: bool = False
     entities: list[str] | None = None
     allow_deletions: float | None = Field(
-        None, alias="allowDeletions", ge=0, le=100,
-        description="Percent of an entity's records the run may delete (default: TWIN_SYNC_MAX_DELETE_SHARE).")
+        None,
+        alias="allowDeletions",
+        ge=0,
+        le=100,
+        description="Percent of an entity's records the run may delete (default: TWIN_SYNC_MAX_DELETE_SHARE).",
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -52,16 +56,36 @@ def operations_router(services: Any) -> APIRouter:
     router = APIRouter()
     runtime = services.runtime
 
-    def audit(subject: Subject | None, operation: str, decision: Decision, variables: dict[str, Any] | None = None,
-              rows: int | None = None, detail: dict[str, Any] | None = None) -> None:
-        services.trail.record(subject, operation, decision=decision, policy_version=services.policy.version,
-                              variables=variables, rows=rows, detail=detail)
+    def audit(
+        subject: Subject | None,
+        operation: str,
+        decision: Decision,
+        variables: dict[str, Any] | None = None,
+        rows: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        services.trail.record(
+            subject,
+            operation,
+            decision=decision,
+            policy_version=services.policy.version,
+            variables=variables,
+            rows=rows,
+            detail=detail,
+        )
 
-    async def audit_durably(subject: Subject, operation: str, variables: dict[str, Any],
-                            detail: dict[str, Any]) -> None:
+    async def audit_durably(
+        subject: Subject, operation: str, variables: dict[str, Any], detail: dict[str, Any]
+    ) -> None:
         """Record a state change and wait until it is stored: it is acknowledged only then (503 otherwise)."""
-        entry = services.trail.prepare(subject, operation, decision=Decision.ALLOW,
-                                       policy_version=services.policy.version, variables=variables, detail=detail)
+        entry = services.trail.prepare(
+            subject,
+            operation,
+            decision=Decision.ALLOW,
+            policy_version=services.policy.version,
+            variables=variables,
+            detail=detail,
+        )
         try:
             await services.trail.record_durably(entry)
         except AuditUnavailable:
@@ -72,9 +96,15 @@ def operations_router(services: Any) -> APIRouter:
         try:
             return services.authenticator.authenticate(header)
         except ApiError as exc:
-            audit(None, f"rest:{request.method} {request.url.path}", Decision.DENY, detail={"error": exc.extensions["code"]})
-            raise HTTPException(exc.status, detail=exc.message,
-                                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
+            audit(
+                None,
+                f"rest:{request.method} {request.url.path}",
+                Decision.DENY,
+                detail={"error": exc.extensions["code"]},
+            )
+            raise HTTPException(
+                exc.status, detail=exc.message, headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            ) from None
 
     def allow(subject: Subject, operation: str, label: str, variables: dict[str, Any] | None = None) -> None:
         decision = services.policy.decide(subject, "operation", operation)
@@ -103,16 +133,31 @@ def operations_router(services: Any) -> APIRouter:
         body: dict[str, Any] = {"status": "ready" if ok else "not ready", **status}
         if services.live is not None:  # reported, not gating: a failing source does not make the API unready
             body["connectors"] = {
-                s.connector: {"schedule": s.schedule, "leaseHeld": s.held, "running": s.running, "runs": s.runs,
-                              "failures": s.failures, "lagSeconds": round(s.lag_seconds(services.live.started_at), 3),
-                              "lastSuccess": s.last_success.isoformat() if s.last_success else None,
-                              "lastError": s.last_error}
-                for s in services.live.status()}
+                s.connector: {
+                    "schedule": s.schedule,
+                    "leaseHeld": s.held,
+                    "running": s.running,
+                    "runs": s.runs,
+                    "failures": s.failures,
+                    "lagSeconds": round(s.lag_seconds(services.live.started_at), 3),
+                    "lastSuccess": s.last_success.isoformat() if s.last_success else None,
+                    "lastError": s.last_error,
+                }
+                for s in services.live.status()
+            }
         if services.routes is not None and services.routes.routes:
             body["routes"] = {
-                s.route: {"endpoint": s.endpoint, "leaseHeld": s.held, "cursor": s.cursor, "delivered": s.delivered,
-                          "failures": s.failures, "suspended": s.suspended, "lastError": s.last_error}
-                for s in services.routes.status()}
+                s.route: {
+                    "endpoint": s.endpoint,
+                    "leaseHeld": s.held,
+                    "cursor": s.cursor,
+                    "delivered": s.delivered,
+                    "failures": s.failures,
+                    "suspended": s.suspended,
+                    "lastError": s.last_error,
+                }
+                for s in services.routes.status()
+            }
         return JSONResponse(body, 200 if ok else 503)
 
     @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
@@ -127,21 +172,32 @@ def operations_router(services: Any) -> APIRouter:
         result = await anyio.to_thread.run_sync(services.trail.log.verify)
         audit(subject, label, Decision.ALLOW, rows=result.records_checked, detail={"ok": result.ok})
         return {
-            "ok": result.ok, "recordsChecked": result.records_checked, "headSeq": result.head_seq,
-            "headHash": result.head_hash, "firstBadSeq": result.first_bad_seq,
-            "tampering": str(result.tampering) if result.tampering else None, "message": result.message,
+            "ok": result.ok,
+            "recordsChecked": result.records_checked,
+            "headSeq": result.head_seq,
+            "headHash": result.head_hash,
+            "firstBadSeq": result.first_bad_seq,
+            "tampering": str(result.tampering) if result.tampering else None,
+            "message": result.message,
             "checkpointsChecked": result.checkpoints_checked,
             "problems": [{"seq": p.seq, "tampering": str(p.kind), "message": p.message} for p in result.problems],
         }
 
-    @router.get("/operations/lineage/export", tags=["operations"],
-                summary="Export runs and their provenance as PROV-O (Turtle) or OpenLineage (JSON lines) (lineage.export)")
-    async def lineage_export(format: LineageFormat, run: list[str] | None = Query(None, max_length=MAX_RUNS),
-                             latest: int = Query(1, ge=1, le=MAX_RUNS),
-                             subject: Subject = Depends(caller)) -> Response:
+    @router.get(
+        "/operations/lineage/export",
+        tags=["operations"],
+        summary="Export runs and their provenance as PROV-O (Turtle) or OpenLineage (JSON lines) (lineage.export)",
+    )
+    async def lineage_export(
+        format: LineageFormat,
+        run: list[str] | None = Query(None, max_length=MAX_RUNS),
+        latest: int = Query(1, ge=1, le=MAX_RUNS),
+        subject: Subject = Depends(caller),
+    ) -> Response:
         def work() -> LineageExport:
-            return export_lineage(runtime.lineage, runtime.audit, services.policy, subject, format, tuple(run or ()),
-                                  latest=latest)
+            return export_lineage(
+                runtime.lineage, runtime.audit, services.policy, subject, format, tuple(run or ()), latest=latest
+            )
 
         try:
             result = await anyio.to_thread.run_sync(work)
@@ -151,14 +207,25 @@ def operations_router(services: Any) -> APIRouter:
             raise HTTPException(404, detail=str(exc)) from None
         except LineageError as exc:
             raise HTTPException(400, detail=str(exc)) from None
-        return Response(result.text, media_type=result.media_type,
-                        headers={"X-Lineage-Runs": str(len(result.run_ids)), "X-Lineage-Records": str(result.records),
-                                 "X-Lineage-Values": "included" if result.values_included else "omitted"})
+        return Response(
+            result.text,
+            media_type=result.media_type,
+            headers={
+                "X-Lineage-Runs": str(len(result.run_ids)),
+                "X-Lineage-Records": str(result.records),
+                "X-Lineage-Values": "included" if result.values_included else "omitted",
+            },
+        )
 
-    @router.post("/operations/connectors/{name}/runs", status_code=202, tags=["operations"],
-                 summary="Start a connector sync (connector.run); returns a job to poll")
-    async def run_connector(name: str, body: ConnectorRunRequest | None = None,
-                            subject: Subject = Depends(caller)) -> dict[str, Any]:
+    @router.post(
+        "/operations/connectors/{name}/runs",
+        status_code=202,
+        tags=["operations"],
+        summary="Start a connector sync (connector.run); returns a job to poll",
+    )
+    async def run_connector(
+        name: str, body: ConnectorRunRequest | None = None, subject: Subject = Depends(caller)
+    ) -> dict[str, Any]:
         body = body or ConnectorRunRequest()
         variables = {"name": name, **body.model_dump()}
         label = f"rest:connector.run:{name}"[:200]
@@ -167,8 +234,9 @@ def operations_router(services: Any) -> APIRouter:
         from connectors.service import run_connector
 
         try:
-            registry = ConnectorRegistry.load(runtime.ontology, data_dir=runtime.settings.data_dir,
-                                              secrets=dict(os.environ))
+            registry = ConnectorRegistry.load(
+                runtime.ontology, data_dir=runtime.settings.data_dir, secrets=dict(os.environ)
+            )
             connector = registry.connector(name)
         except RegistryError as exc:
             audit(subject, label, Decision.ALLOW, variables, detail={"error": "unknown connector"})
@@ -177,17 +245,29 @@ def operations_router(services: Any) -> APIRouter:
         def work() -> dict[str, Any]:
             engine = runtime.sync_engine(f"api:{subject.sub}")
             share = None if body.allow_deletions is None else body.allow_deletions / 100
-            report = run_connector(engine, connector, subject=subject, policy=services.policy, audit=runtime.audit,
-                                   mode=body.mode, dry_run=body.dry_run, entities=body.entities,
-                                   allow_deletions=share)
+            report = run_connector(
+                engine,
+                connector,
+                subject=subject,
+                policy=services.policy,
+                audit=runtime.audit,
+                mode=body.mode,
+                dry_run=body.dry_run,
+                entities=body.entities,
+                allow_deletions=share,
+            )
             return {"runId": report.run_id, "status": report.status, "counts": report.counts, "error": report.error}
 
         job = services.jobs.start("connector", name, subject.sub, "connector.run", work, describe_job_error)
         await audit_durably(subject, label, variables, {"job": job.id})
         return job.to_dict()
 
-    @router.post("/operations/scenarios", status_code=202, tags=["operations"],
-                 summary="Start a scenario study (scenario.run); returns a job to poll")
+    @router.post(
+        "/operations/scenarios",
+        status_code=202,
+        tags=["operations"],
+        summary="Start a scenario study (scenario.run); returns a job to poll",
+    )
     async def run_scenario(body: ScenarioRunRequest, subject: Subject = Depends(caller)) -> dict[str, Any]:
         variables = body.model_dump()
         label = "rest:scenario.run"
@@ -196,7 +276,8 @@ def operations_router(services: Any) -> APIRouter:
 
         try:
             job = await anyio.to_thread.run_sync(  # the spec's YAML is parsed off the event loop
-                lambda: start_study(services, subject, body.spec, body.replications, body.executor))
+                lambda: start_study(services, subject, body.spec, body.replications, body.executor)
+            )
         except SimulationError as exc:
             audit(subject, label, Decision.ALLOW, variables, detail={"error": "invalid spec"})
             raise HTTPException(422, detail=str(exc)) from None

@@ -117,8 +117,10 @@ class ReadGate:
                 self._give_back(caller, in_loop=True)
             raise
         if self._leave_line(caller, waiter):
-            raise QueryTimedOut(f"{self.per_caller} earlier queries of this caller are still running on the graph "
-                                "server; try again when they have finished")
+            raise QueryTimedOut(
+                f"{self.per_caller} earlier queries of this caller are still running on the graph "
+                "server; try again when they have finished"
+            )
         # the place was handed over just as the wait ran out: keep it
 
     def _leave_line(self, caller: str, waiter: _Waiter) -> bool:

@@ -24,16 +24,25 @@ def start_study(services: Any, subject: Subject, spec: str, replications: int | 
 
     def work() -> dict[str, Any]:
         completed = run_scenario_study(
-            parsed, runtime.store, runtime.results, subject=subject, policy=services.policy, audit=runtime.audit,
-            executor=executor_named(executor), lineage=runtime.lineage,
+            parsed,
+            runtime.store,
+            runtime.results,
+            subject=subject,
+            policy=services.policy,
+            audit=runtime.audit,
+            executor=executor_named(executor),
+            lineage=runtime.lineage,
         )
-        return {"studyId": completed.study_id, "executor": completed.result.executor,
-                "wallSeconds": completed.result.wall_seconds,
-                "summaries": [summary_json(s) for s in completed.result.summaries]}
+        return {
+            "studyId": completed.study_id,
+            "executor": completed.result.executor,
+            "wallSeconds": completed.result.wall_seconds,
+            "summaries": [summary_json(s) for s in completed.result.summaries],
+        }
 
     return services.jobs.start("scenario", parsed.spec.name, subject.sub, "scenario.read", work, describe_job_error)
 
 
 def summary_json(summary: Any) -> dict[str, Any]:
     """A KPI summary as plain JSON values."""
-    return {k: v for k, v in asdict(summary).items()}
+    return dict(asdict(summary).items())

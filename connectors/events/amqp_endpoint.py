@@ -40,7 +40,9 @@ class AmqpEndpoint(AsyncClientEndpoint):
             raise EndpointConfigError(address.redacted, "expected amqp://user:pass@host:port/VHOST?exchange=X")
         self._exchange = address.query.get("exchange", "")
         # declare=False: the exchange is looked up passively, never created or redeclared with another type
-        self._exchange_ref: RabbitExchange | str = RabbitExchange(self._exchange, declare=False) if self._exchange else ""
+        self._exchange_ref: RabbitExchange | str = (
+            RabbitExchange(self._exchange, declare=False) if self._exchange else ""
+        )
         self._routing_key = address.query.get("routing_key")
         if not self._exchange and not self._routing_key:
             raise EndpointConfigError(

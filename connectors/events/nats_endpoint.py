@@ -124,7 +124,8 @@ class NatsJetStreamEndpoint(AsyncClientEndpoint):
         subject = nats_subject(self._prefix, event.type)
         try:
             return await self._js.publish(
-                subject, to_cloudevent_json(event), headers={**self._headers, "Nats-Msg-Id": event.id})
+                subject, to_cloudevent_json(event), headers={**self._headers, "Nats-Msg-Id": event.id}
+            )
         except NoStreamResponseError:
             raise EndpointRefused(self.url, f"no JetStream stream answered for subject {subject!r}") from None
         except APIError as exc:

@@ -27,8 +27,15 @@ from .errors import EndpointConfigError, EndpointRefused, EndpointTimeout, Endpo
 class OpenLineageEndpoint:
     """POSTs OpenLineage run events (spec JSON dicts) to one OpenLineage HTTP API, in order."""
 
-    def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 10.0,
-                 connect_timeout_s: float = 5.0, client_name: str = "enterprise-twin") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        client_name: str = "enterprise-twin",
+    ) -> None:
         address = parse_endpoint_url(url)
         if address.scheme not in ("http", "https"):
             raise EndpointConfigError(address.redacted, "an OpenLineage endpoint is an http:// or https:// URL")
@@ -40,8 +47,9 @@ class OpenLineageEndpoint:
         headers = {"user-agent": client_name, "content-type": "application/json"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-                                    follow_redirects=False, headers=headers)
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s), follow_redirects=False, headers=headers
+        )
 
     def send(self, events: Sequence[Mapping[str, Any]]) -> None:
         """POST every event, in order; EndpointError on the first that is not accepted."""
@@ -59,8 +67,9 @@ class OpenLineageEndpoint:
                 problem = scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
                 raise EndpointUnreachable(self.url, f"{what}: {problem}") from None
             if not 200 <= response.status_code < 300:
-                raise EndpointRefused(self.url, f"the {what} answered HTTP {response.status_code} "
-                                                f"{response.reason_phrase}")
+                raise EndpointRefused(
+                    self.url, f"the {what} answered HTTP {response.status_code} {response.reason_phrase}"
+                )
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -46,8 +46,9 @@ class SampleActivity:
         self.sample_dir = Path(sample_dir)
         for system in ("hr", "erp"):
             if not (self.sample_dir / f"{system}.sqlite").is_file():
-                raise SampleEnterpriseError(f"{self.sample_dir / f'{system}.sqlite'}: no sample database here; "
-                                            "run generate_sample first")
+                raise SampleEnterpriseError(
+                    f"{self.sample_dir / f'{system}.sqlite'}: no sample database here; run generate_sample first"
+                )
         self.every_seconds = every_seconds
         self.changes: list[ActivityChange] = []
         self.errors: list[str] = []
@@ -117,26 +118,42 @@ class SampleActivity:
         products = con.execute("SELECT product_id, unit_price FROM products WHERE is_active = 1").fetchall()
         if not products:
             raise SampleEnterpriseError("the sample has no active product to sell")
-        lines = [(line_id + n + 1, so_id, n + 1, product, self._rng.randint(1, 20), round(price, 2))
-                 for n, (product, price) in enumerate(self._rng.sample(products, min(len(products),
-                                                                                     self._rng.randint(1, 3))))]
+        lines = [
+            (line_id + n + 1, so_id, n + 1, product, self._rng.randint(1, 20), round(price, 2))
+            for n, (product, price) in enumerate(
+                self._rng.sample(products, min(len(products), self._rng.randint(1, 3)))
+            )
+        ]
         total = round(sum(q * p for *_, q, p in lines), 2)
         today = date.today()
         number = f"SO-{so_id:07d}"
-        con.execute("INSERT INTO sales_orders (so_id, so_number, customer_number, site_id, order_date, requested_date,"
-                    " shipped_date, status, total_amount, currency, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, 'open',"
-                    " ?, 'EUR', ?)", (so_id, number, customer, site, today.isoformat(),
-                                      (today + timedelta(days=14)).isoformat(), total, stamp))
-        con.executemany("INSERT INTO sales_order_lines (so_line_id, so_id, line_no, product_id, quantity, unit_price,"
-                        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", [(*line, stamp) for line in lines])
-        return ActivityChange("sales order", "erp", "sales_orders", number, stamp,
-                              f"{number} for {customer}: {len(lines)} lines, {total:.2f} EUR")
+        con.execute(
+            "INSERT INTO sales_orders (so_id, so_number, customer_number, site_id, order_date, requested_date,"
+            " shipped_date, status, total_amount, currency, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, 'open',"
+            " ?, 'EUR', ?)",
+            (so_id, number, customer, site, today.isoformat(), (today + timedelta(days=14)).isoformat(), total, stamp),
+        )
+        con.executemany(
+            "INSERT INTO sales_order_lines (so_line_id, so_id, line_no, product_id, quantity, unit_price,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*line, stamp) for line in lines],
+        )
+        return ActivityChange(
+            "sales order",
+            "erp",
+            "sales_orders",
+            number,
+            stamp,
+            f"{number} for {customer}: {len(lines)} lines, {total:.2f} EUR",
+        )
 
     def _purchase_order(self, con: sqlite3.Connection) -> ActivityChange:
         stamp = self._stamp(con, "purchase_orders", "purchase_order_lines")
         supplier, material, price, lead, minimum = self._pick(
-            con, "SELECT supplier_id, material_id, unit_price, lead_time_days, min_order_qty FROM supplier_materials",
-            "supplier material")
+            con,
+            "SELECT supplier_id, material_id, unit_price, lead_time_days, min_order_qty FROM supplier_materials",
+            "supplier material",
+        )
         (site,) = self._pick(con, "SELECT site_id FROM sites WHERE kind = 'plant'", "plant")
         po_id = con.execute("SELECT COALESCE(MAX(po_id), 0) + 1 FROM purchase_orders").fetchone()[0]
         line_id = con.execute("SELECT COALESCE(MAX(po_line_id), 0) + 1 FROM purchase_order_lines").fetchone()[0]
@@ -144,31 +161,69 @@ class SampleActivity:
         total = round(quantity * price, 2)
         today = date.today()
         number = f"PO-{po_id:07d}"
-        con.execute("INSERT INTO purchase_orders (po_id, po_number, supplier_id, site_id, order_date, expected_date,"
-                    " received_date, status, total_amount, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, 'open', ?, ?)",
-                    (po_id, number, supplier, site, today.isoformat(), (today + timedelta(days=int(lead))).isoformat(),
-                     total, stamp))
-        con.execute("INSERT INTO purchase_order_lines (po_line_id, po_id, line_no, material_id, quantity, unit_price,"
-                    " updated_at) VALUES (?, ?, 1, ?, ?, ?, ?)", (line_id, po_id, material, quantity, price, stamp))
-        return ActivityChange("purchase order", "erp", "purchase_orders", number, stamp,
-                              f"{number} to supplier {supplier}: {quantity:g} of material {material}")
+        con.execute(
+            "INSERT INTO purchase_orders (po_id, po_number, supplier_id, site_id, order_date, expected_date,"
+            " received_date, status, total_amount, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, 'open', ?, ?)",
+            (
+                po_id,
+                number,
+                supplier,
+                site,
+                today.isoformat(),
+                (today + timedelta(days=int(lead))).isoformat(),
+                total,
+                stamp,
+            ),
+        )
+        con.execute(
+            "INSERT INTO purchase_order_lines (po_line_id, po_id, line_no, material_id, quantity, unit_price,"
+            " updated_at) VALUES (?, ?, 1, ?, ?, ?, ?)",
+            (line_id, po_id, material, quantity, price, stamp),
+        )
+        return ActivityChange(
+            "purchase order",
+            "erp",
+            "purchase_orders",
+            number,
+            stamp,
+            f"{number} to supplier {supplier}: {quantity:g} of material {material}",
+        )
 
     def _hire(self, con: sqlite3.Connection) -> ActivityChange:
         stamp = self._stamp(con, "employees")
         unit, position, manager, hours, salary = self._pick(
-            con, "SELECT org_unit_id, position_id, manager_id, capacity_hours_per_week, salary FROM employees "
-                 "WHERE status = 'active' AND manager_id IS NOT NULL", "employee with a manager")
+            con,
+            "SELECT org_unit_id, position_id, manager_id, capacity_hours_per_week, salary FROM employees "
+            "WHERE status = 'active' AND manager_id IS NOT NULL",
+            "employee with a manager",
+        )
         number = con.execute("SELECT MAX(CAST(SUBSTR(employee_id, 2) AS INTEGER)) FROM employees").fetchone()[0] + 1
         employee = f"E{number:06d}"
         first, last = self._rng.choice(FIRST_NAMES), self._rng.choice(LAST_NAMES)
         email = self._free_email(con, first, last)
         phone = f"+1 {self._rng.randint(200, 989)} 555 {self._rng.randint(0, 9999):04d}"
         birth = date.today() - timedelta(days=self._rng.randint(22 * 365, 55 * 365))
-        con.execute("INSERT INTO employees (employee_id, first_name, last_name, work_email, phone, birth_date, "
-                    "hire_date, termination_date, salary, org_unit_id, position_id, manager_id, "
-                    "capacity_hours_per_week, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, "
-                    "'active', ?)", (employee, first, last, email, phone, birth.isoformat(), date.today().isoformat(),
-                                     round(salary, -2), unit, position, manager, hours, stamp))
+        con.execute(
+            "INSERT INTO employees (employee_id, first_name, last_name, work_email, phone, birth_date, "
+            "hire_date, termination_date, salary, org_unit_id, position_id, manager_id, "
+            "capacity_hours_per_week, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, "
+            "'active', ?)",
+            (
+                employee,
+                first,
+                last,
+                email,
+                phone,
+                birth.isoformat(),
+                date.today().isoformat(),
+                round(salary, -2),
+                unit,
+                position,
+                manager,
+                hours,
+                stamp,
+            ),
+        )
         return ActivityChange("hire", "hr", "employees", employee, stamp, f"{first} {last} joins {unit}")
 
     def _free_email(self, con: sqlite3.Connection, first: str, last: str) -> str:
@@ -183,33 +238,49 @@ class SampleActivity:
     def _transfer(self, con: sqlite3.Connection) -> ActivityChange:
         stamp = self._stamp(con, "employees")
         employee, unit = self._pick(
-            con, "SELECT e.employee_id, e.org_unit_id FROM employees e WHERE e.status = 'active' AND "
-                 "e.manager_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM employees r WHERE r.manager_id = "
-                 "e.employee_id)", "employee without reports")
+            con,
+            "SELECT e.employee_id, e.org_unit_id FROM employees e WHERE e.status = 'active' AND "
+            "e.manager_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM employees r WHERE r.manager_id = "
+            "e.employee_id)",
+            "employee without reports",
+        )
         target, manager = self._pick(
-            con, "SELECT e.org_unit_id, e.manager_id FROM employees e WHERE e.status = 'active' AND e.manager_id IS "
-                 "NOT NULL AND e.org_unit_id <> ? AND e.manager_id <> ?", "other unit", (unit, employee))
-        con.execute("UPDATE employees SET org_unit_id = ?, manager_id = ?, updated_at = ? WHERE employee_id = ?",
-                    (target, manager, stamp, employee))
+            con,
+            "SELECT e.org_unit_id, e.manager_id FROM employees e WHERE e.status = 'active' AND e.manager_id IS "
+            "NOT NULL AND e.org_unit_id <> ? AND e.manager_id <> ?",
+            "other unit",
+            (unit, employee),
+        )
+        con.execute(
+            "UPDATE employees SET org_unit_id = ?, manager_id = ?, updated_at = ? WHERE employee_id = ?",
+            (target, manager, stamp, employee),
+        )
         return ActivityChange("transfer", "hr", "employees", employee, stamp, f"{employee} moves {unit} -> {target}")
 
     def _rename(self, con: sqlite3.Connection) -> ActivityChange:
         stamp = self._stamp(con, "employees")
         employee, first, last = self._pick(
-            con, "SELECT employee_id, first_name, last_name FROM employees WHERE status = 'active'", "employee")
+            con, "SELECT employee_id, first_name, last_name FROM employees WHERE status = 'active'", "employee"
+        )
         new_last = self._rng.choice([n for n in LAST_NAMES if n != last])
-        con.execute("UPDATE employees SET last_name = ?, updated_at = ? WHERE employee_id = ?",
-                    (new_last, stamp, employee))
+        con.execute(
+            "UPDATE employees SET last_name = ?, updated_at = ? WHERE employee_id = ?", (new_last, stamp, employee)
+        )
         return ActivityChange("rename", "hr", "employees", employee, stamp, f"{first} {last} is now {first} {new_last}")
 
     def _leaver(self, con: sqlite3.Connection) -> ActivityChange:
         stamp = self._stamp(con, "employees")
         employee, first, last = self._pick(
-            con, "SELECT e.employee_id, e.first_name, e.last_name FROM employees e WHERE e.status = 'active' AND "
-                 "e.manager_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM employees r WHERE r.manager_id = "
-                 "e.employee_id AND r.status = 'active')", "employee without reports")
-        con.execute("UPDATE employees SET status = 'terminated', termination_date = ?, updated_at = ? "
-                    "WHERE employee_id = ?", (date.today().isoformat(), stamp, employee))
+            con,
+            "SELECT e.employee_id, e.first_name, e.last_name FROM employees e WHERE e.status = 'active' AND "
+            "e.manager_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM employees r WHERE r.manager_id = "
+            "e.employee_id AND r.status = 'active')",
+            "employee without reports",
+        )
+        con.execute(
+            "UPDATE employees SET status = 'terminated', termination_date = ?, updated_at = ? WHERE employee_id = ?",
+            (date.today().isoformat(), stamp, employee),
+        )
         return ActivityChange("leaver", "hr", "employees", employee, stamp, f"{first} {last} leaves")
 
 

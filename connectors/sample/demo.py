@@ -49,10 +49,19 @@ def sync_sample(
     for name in SAMPLE_CONNECTORS:
         connector = registry.connector(name)
         try:
-            reports.append(run_connector(
-                engine, connector, subject=subject, policy=policy, audit=audit, mode="incremental",
-                progress=(lambda entity, done, total, n=name: progress(n, entity, done, total)) if progress else None,
-            ))
+            reports.append(
+                run_connector(
+                    engine,
+                    connector,
+                    subject=subject,
+                    policy=policy,
+                    audit=audit,
+                    mode="incremental",
+                    progress=(lambda entity, done, total, n=name: progress(n, entity, done, total))
+                    if progress
+                    else None,
+                )
+            )
         finally:
             connector.close()
     return reports

@@ -152,31 +152,261 @@ class MutationSummary:
 
 
 # --------------------------------------------------------------------------------------------- vocabulary
-FIRST_NAMES = (
-    "Anna Ben Carla David Elena Felix Greta Hugo Ines Jonas Klara Lukas Maria Noah Olivia Paul Rosa Samuel "
-    "Tara Uwe Vera William Xenia Yusuf Zoe Amir Bianca Chen Daria Emil Fatima Georg Hanna Ivan Julia Kenji "
-    "Lena Mateo Nina Oskar Priya Rafael Sofia Tomas Ulla Viktor Wen Yara Aiko Bruno Chiara Dmitri Eva Finn "
-    "Giulia Henrik Isabel Jakub Katarina Leon Mila Nils Omar Petra Quentin Ruth Stefan Tereza Valentina "
-    "Wojciech Ximena Yannick Zofia Adriana Bastian Clara Diego Emma Fabian Helena Igor Jana Karl Lucia Marek "
-    "Nora Pablo Rania Simon Theo Marta Lars Ingrid Aleksandra Marco Sara Tobias Alice Mohammed"
-).split()
-LAST_NAMES = (
-    "Schmidt Novak Rossi Garcia Nielsen Kowalski Bauer Dubois Silva Jensen Horvat Fischer Weber Meyer Wagner "
-    "Becker Hoffmann Schulz Koch Richter Klein Wolf Neumann Schwarz Zimmermann Braun Krueger Hartmann Lange "
-    "Werner Krause Lehmann Koehler Maier Vogel Jung Frank Berger Kaiser Fuchs Peters Lang Scholz Moeller "
-    "Weiss Jahn Roth Beck Lorenz Baumann Franke Albrecht Ludwig Winter Kraus Martin Dvorak Svoboda Cerny "
-    "Prochazka Kucera Horak Nemec Pokorny Pospisil Hajek Jelinek Ruzicka Benes Fiala Sedlacek Dolezal Zeman "
-    "Kolar Navratil Cermak Bianchi Romano Colombo Ricci Marino Greco Gallo Conti DeLuca Costa Giordano "
-    "Mancini Rizzo Lombardi Moretti Lopez Martinez Sanchez Perez Gomez Fernandez Ruiz Diaz Moreno Alvarez "
-    "Romero Andersen Pedersen Hansen Larsen Olsen Berg Lund Holm Dahl Eriksson Lindqvist Nyberg Smith Taylor "
-    "Brown Wilson Evans Walker Wright Thompson Khan Patel Singh Tanaka Sato Kim Park Nguyen Wang Li Zhang "
-    "Okafor Mensah Haddad Yilmaz Demir Kaya"
-).split()
+FIRST_NAMES = [
+    "Anna",
+    "Ben",
+    "Carla",
+    "David",
+    "Elena",
+    "Felix",
+    "Greta",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Klara",
+    "Lukas",
+    "Maria",
+    "Noah",
+    "Olivia",
+    "Paul",
+    "Rosa",
+    "Samuel",
+    "Tara",
+    "Uwe",
+    "Vera",
+    "William",
+    "Xenia",
+    "Yusuf",
+    "Zoe",
+    "Amir",
+    "Bianca",
+    "Chen",
+    "Daria",
+    "Emil",
+    "Fatima",
+    "Georg",
+    "Hanna",
+    "Ivan",
+    "Julia",
+    "Kenji",
+    "Lena",
+    "Mateo",
+    "Nina",
+    "Oskar",
+    "Priya",
+    "Rafael",
+    "Sofia",
+    "Tomas",
+    "Ulla",
+    "Viktor",
+    "Wen",
+    "Yara",
+    "Aiko",
+    "Bruno",
+    "Chiara",
+    "Dmitri",
+    "Eva",
+    "Finn",
+    "Giulia",
+    "Henrik",
+    "Isabel",
+    "Jakub",
+    "Katarina",
+    "Leon",
+    "Mila",
+    "Nils",
+    "Omar",
+    "Petra",
+    "Quentin",
+    "Ruth",
+    "Stefan",
+    "Tereza",
+    "Valentina",
+    "Wojciech",
+    "Ximena",
+    "Yannick",
+    "Zofia",
+    "Adriana",
+    "Bastian",
+    "Clara",
+    "Diego",
+    "Emma",
+    "Fabian",
+    "Helena",
+    "Igor",
+    "Jana",
+    "Karl",
+    "Lucia",
+    "Marek",
+    "Nora",
+    "Pablo",
+    "Rania",
+    "Simon",
+    "Theo",
+    "Marta",
+    "Lars",
+    "Ingrid",
+    "Aleksandra",
+    "Marco",
+    "Sara",
+    "Tobias",
+    "Alice",
+    "Mohammed",
+]
+LAST_NAMES = [
+    "Schmidt",
+    "Novak",
+    "Rossi",
+    "Garcia",
+    "Nielsen",
+    "Kowalski",
+    "Bauer",
+    "Dubois",
+    "Silva",
+    "Jensen",
+    "Horvat",
+    "Fischer",
+    "Weber",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Hoffmann",
+    "Schulz",
+    "Koch",
+    "Richter",
+    "Klein",
+    "Wolf",
+    "Neumann",
+    "Schwarz",
+    "Zimmermann",
+    "Braun",
+    "Krueger",
+    "Hartmann",
+    "Lange",
+    "Werner",
+    "Krause",
+    "Lehmann",
+    "Koehler",
+    "Maier",
+    "Vogel",
+    "Jung",
+    "Frank",
+    "Berger",
+    "Kaiser",
+    "Fuchs",
+    "Peters",
+    "Lang",
+    "Scholz",
+    "Moeller",
+    "Weiss",
+    "Jahn",
+    "Roth",
+    "Beck",
+    "Lorenz",
+    "Baumann",
+    "Franke",
+    "Albrecht",
+    "Ludwig",
+    "Winter",
+    "Kraus",
+    "Martin",
+    "Dvorak",
+    "Svoboda",
+    "Cerny",
+    "Prochazka",
+    "Kucera",
+    "Horak",
+    "Nemec",
+    "Pokorny",
+    "Pospisil",
+    "Hajek",
+    "Jelinek",
+    "Ruzicka",
+    "Benes",
+    "Fiala",
+    "Sedlacek",
+    "Dolezal",
+    "Zeman",
+    "Kolar",
+    "Navratil",
+    "Cermak",
+    "Bianchi",
+    "Romano",
+    "Colombo",
+    "Ricci",
+    "Marino",
+    "Greco",
+    "Gallo",
+    "Conti",
+    "DeLuca",
+    "Costa",
+    "Giordano",
+    "Mancini",
+    "Rizzo",
+    "Lombardi",
+    "Moretti",
+    "Lopez",
+    "Martinez",
+    "Sanchez",
+    "Perez",
+    "Gomez",
+    "Fernandez",
+    "Ruiz",
+    "Diaz",
+    "Moreno",
+    "Alvarez",
+    "Romero",
+    "Andersen",
+    "Pedersen",
+    "Hansen",
+    "Larsen",
+    "Olsen",
+    "Berg",
+    "Lund",
+    "Holm",
+    "Dahl",
+    "Eriksson",
+    "Lindqvist",
+    "Nyberg",
+    "Smith",
+    "Taylor",
+    "Brown",
+    "Wilson",
+    "Evans",
+    "Walker",
+    "Wright",
+    "Thompson",
+    "Khan",
+    "Patel",
+    "Singh",
+    "Tanaka",
+    "Sato",
+    "Kim",
+    "Park",
+    "Nguyen",
+    "Wang",
+    "Li",
+    "Zhang",
+    "Okafor",
+    "Mensah",
+    "Haddad",
+    "Yilmaz",
+    "Demir",
+    "Kaya",
+]
 
 # country -> (legal form, cities with latitude/longitude, phone prefix)
 COUNTRIES: dict[str, tuple[str, tuple[tuple[str, float, float], ...]]] = {
-    "DE": ("GmbH", (("Stuttgart", 48.78, 9.18), ("Munich", 48.14, 11.58), ("Hamburg", 53.55, 9.99),
-                    ("Cologne", 50.94, 6.96), ("Leipzig", 51.34, 12.37))),
+    "DE": (
+        "GmbH",
+        (
+            ("Stuttgart", 48.78, 9.18),
+            ("Munich", 48.14, 11.58),
+            ("Hamburg", 53.55, 9.99),
+            ("Cologne", 50.94, 6.96),
+            ("Leipzig", 51.34, 12.37),
+        ),
+    ),
     "CZ": ("s.r.o.", (("Brno", 49.20, 16.61), ("Prague", 50.08, 14.44), ("Ostrava", 49.82, 18.26))),
     "PL": ("Sp. z o.o.", (("Wroclaw", 51.11, 17.04), ("Poznan", 52.41, 16.93))),
     "AT": ("GmbH", (("Linz", 48.31, 14.29), ("Vienna", 48.21, 16.37))),
@@ -195,40 +425,152 @@ COUNTRIES: dict[str, tuple[str, tuple[tuple[str, float, float], ...]]] = {
 }
 COUNTRY_CODES = tuple(COUNTRIES)
 COUNTRY_WEIGHTS = np.array([24, 8, 6, 6, 7, 5, 7, 5, 3, 2, 4, 6, 9, 4, 2, 2], dtype=float)
-PLANT_LOCATIONS = (("DE", 0), ("CZ", 0), ("PL", 0), ("AT", 0), ("IT", 0), ("ES", 0), ("US", 0), ("CN", 0),
-                   ("FR", 0), ("GB", 0), ("DE", 4), ("CZ", 2), ("US", 1), ("BR", 0), ("JP", 0), ("NL", 0))
+PLANT_LOCATIONS = (
+    ("DE", 0),
+    ("CZ", 0),
+    ("PL", 0),
+    ("AT", 0),
+    ("IT", 0),
+    ("ES", 0),
+    ("US", 0),
+    ("CN", 0),
+    ("FR", 0),
+    ("GB", 0),
+    ("DE", 4),
+    ("CZ", 2),
+    ("US", 1),
+    ("BR", 0),
+    ("JP", 0),
+    ("NL", 0),
+)
 
-COMPANY_PREFIXES = tuple(
-    "Atlas Nordic Alpen Vector Summit Meridian Granite Iron Cobalt Polar Falcon Orion Lumen Sterling Apex "
-    "Harbor Crest Titan Cedar Delta Quantum Vertex Horizon Silver Redwood Keystone Pioneer Triton Aurora "
-    "Basalt Summitview Northgate Eastbrook Westfield Southport Highland Riverside Oakridge Sunvale".split()
+COMPANY_PREFIXES = (
+    "Atlas",
+    "Nordic",
+    "Alpen",
+    "Vector",
+    "Summit",
+    "Meridian",
+    "Granite",
+    "Iron",
+    "Cobalt",
+    "Polar",
+    "Falcon",
+    "Orion",
+    "Lumen",
+    "Sterling",
+    "Apex",
+    "Harbor",
+    "Crest",
+    "Titan",
+    "Cedar",
+    "Delta",
+    "Quantum",
+    "Vertex",
+    "Horizon",
+    "Silver",
+    "Redwood",
+    "Keystone",
+    "Pioneer",
+    "Triton",
+    "Aurora",
+    "Basalt",
+    "Summitview",
+    "Northgate",
+    "Eastbrook",
+    "Westfield",
+    "Southport",
+    "Highland",
+    "Riverside",
+    "Oakridge",
+    "Sunvale",
 )
 COMPANY_SECTORS = (
-    "Mechanics", "Energy", "Foods", "Logistics", "Mining", "Automotive", "Construction", "Water Systems",
-    "Chemicals", "Agritech", "Packaging", "Pharma", "Paper", "Textiles", "Shipbuilding", "Rail", "Steelworks",
-    "Utilities", "Brewing", "Plastics", "Aerospace", "Cement", "Recycling", "Marine", "Hydro",
+    "Mechanics",
+    "Energy",
+    "Foods",
+    "Logistics",
+    "Mining",
+    "Automotive",
+    "Construction",
+    "Water Systems",
+    "Chemicals",
+    "Agritech",
+    "Packaging",
+    "Pharma",
+    "Paper",
+    "Textiles",
+    "Shipbuilding",
+    "Rail",
+    "Steelworks",
+    "Utilities",
+    "Brewing",
+    "Plastics",
+    "Aerospace",
+    "Cement",
+    "Recycling",
+    "Marine",
+    "Hydro",
 )
 INDUSTRIES = (
-    "Automotive", "Food & Beverage", "Chemicals", "Energy", "Mining", "Water & Wastewater", "Construction",
-    "Logistics", "Pharmaceuticals", "Pulp & Paper", "Marine", "Machinery",
+    "Automotive",
+    "Food & Beverage",
+    "Chemicals",
+    "Energy",
+    "Mining",
+    "Water & Wastewater",
+    "Construction",
+    "Logistics",
+    "Pharmaceuticals",
+    "Pulp & Paper",
+    "Marine",
+    "Machinery",
 )
 CONTACT_TITLES = (
-    "Purchasing Manager", "Plant Engineer", "Maintenance Manager", "Technical Director", "Buyer",
-    "Operations Manager", "Project Engineer", "CEO", "Procurement Lead", "Production Manager",
+    "Purchasing Manager",
+    "Plant Engineer",
+    "Maintenance Manager",
+    "Technical Director",
+    "Buyer",
+    "Operations Manager",
+    "Project Engineer",
+    "CEO",
+    "Procurement Lead",
+    "Production Manager",
 )
 OPPORTUNITY_KINDS = ("retrofit", "expansion", "framework agreement", "replacement", "new line")
 STAGES = ("prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost")
-STAGE_PROBABILITY = {"prospecting": 0.1, "qualification": 0.2, "proposal": 0.5, "negotiation": 0.75,
-                     "closed_won": 1.0, "closed_lost": 0.0}
+STAGE_PROBABILITY = {
+    "prospecting": 0.1,
+    "qualification": 0.2,
+    "proposal": 0.5,
+    "negotiation": 0.75,
+    "closed_won": 1.0,
+    "closed_lost": 0.0,
+}
 CASE_ISSUES = (
-    "Leak reported", "Noise during operation", "Delivery delayed", "Wrong part delivered", "Warranty claim",
-    "Invoice query", "Commissioning support", "Spare part request", "Performance below spec",
+    "Leak reported",
+    "Noise during operation",
+    "Delivery delayed",
+    "Wrong part delivered",
+    "Warranty claim",
+    "Invoice query",
+    "Commissioning support",
+    "Spare part request",
+    "Performance below spec",
     "Documentation request",
 )
 CASE_PRIORITIES = ("low", "medium", "high", "critical")
 CASE_STATUSES = ("new", "open", "pending", "closed")
-FAILURE_MODES = ("mechanical wear", "electrical fault", "hydraulic leak", "sensor failure", "software fault",
-                 "tooling breakage", "overheating")
+FAILURE_MODES = (
+    "mechanical wear",
+    "electrical fault",
+    "hydraulic leak",
+    "sensor failure",
+    "software fault",
+    "tooling breakage",
+    "overheating",
+)
 
 
 @dataclass(frozen=True)
@@ -277,21 +619,49 @@ POSITIONS = (
 POSITION_INDEX = {p.title: i for i, p in enumerate(POSITIONS)}
 
 SKILLS: tuple[tuple[str, str], ...] = (
-    ("CNC Programming", "Machining"), ("Lathe Operation", "Machining"), ("Milling", "Machining"),
-    ("MIG Welding", "Welding"), ("TIG Welding", "Welding"), ("Spray Painting", "Surface Treatment"),
-    ("Mechanical Assembly", "Assembly"), ("Electrical Assembly", "Assembly"), ("Hydraulics", "Technical"),
-    ("Pneumatics", "Technical"), ("PLC Programming", "Automation"), ("Preventive Maintenance", "Maintenance"),
-    ("Electrical Troubleshooting", "Maintenance"), ("Forklift Operation", "Logistics"),
-    ("Inventory Management", "Logistics"), ("Quality Inspection", "Quality"), ("Metrology", "Quality"),
-    ("Six Sigma", "Quality"), ("Lean Manufacturing", "Operations"), ("ISO 9001 Auditing", "Quality"),
-    ("Negotiation", "Commercial"), ("Strategic Sourcing", "Procurement"), ("Production Scheduling", "Planning"),
-    ("Key Account Management", "Sales"), ("Technical Sales", "Sales"), ("Market Analysis", "Marketing"),
-    ("Customer Support", "Service"), ("CAD Design", "Engineering"), ("FEM Simulation", "Engineering"),
-    ("Test Automation", "Engineering"), ("Financial Accounting", "Finance"), ("Controlling", "Finance"),
-    ("Recruiting", "Human Resources"), ("Labour Law", "Legal"), ("Network Administration", "IT"),
-    ("Python Programming", "IT"), ("Data Analysis", "IT"), ("Contract Law", "Legal"),
-    ("Data Protection", "Legal"), ("Project Management", "Management"), ("Leadership", "Management"),
-    ("English", "Language"), ("German", "Language"),
+    ("CNC Programming", "Machining"),
+    ("Lathe Operation", "Machining"),
+    ("Milling", "Machining"),
+    ("MIG Welding", "Welding"),
+    ("TIG Welding", "Welding"),
+    ("Spray Painting", "Surface Treatment"),
+    ("Mechanical Assembly", "Assembly"),
+    ("Electrical Assembly", "Assembly"),
+    ("Hydraulics", "Technical"),
+    ("Pneumatics", "Technical"),
+    ("PLC Programming", "Automation"),
+    ("Preventive Maintenance", "Maintenance"),
+    ("Electrical Troubleshooting", "Maintenance"),
+    ("Forklift Operation", "Logistics"),
+    ("Inventory Management", "Logistics"),
+    ("Quality Inspection", "Quality"),
+    ("Metrology", "Quality"),
+    ("Six Sigma", "Quality"),
+    ("Lean Manufacturing", "Operations"),
+    ("ISO 9001 Auditing", "Quality"),
+    ("Negotiation", "Commercial"),
+    ("Strategic Sourcing", "Procurement"),
+    ("Production Scheduling", "Planning"),
+    ("Key Account Management", "Sales"),
+    ("Technical Sales", "Sales"),
+    ("Market Analysis", "Marketing"),
+    ("Customer Support", "Service"),
+    ("CAD Design", "Engineering"),
+    ("FEM Simulation", "Engineering"),
+    ("Test Automation", "Engineering"),
+    ("Financial Accounting", "Finance"),
+    ("Controlling", "Finance"),
+    ("Recruiting", "Human Resources"),
+    ("Labour Law", "Legal"),
+    ("Network Administration", "IT"),
+    ("Python Programming", "IT"),
+    ("Data Analysis", "IT"),
+    ("Contract Law", "Legal"),
+    ("Data Protection", "Legal"),
+    ("Project Management", "Management"),
+    ("Leadership", "Management"),
+    ("English", "Language"),
+    ("German", "Language"),
 )
 SKILL_INDEX = {name: i for i, (name, _) in enumerate(SKILLS)}
 SKILL_CATEGORIES = tuple(sorted({c for _, c in SKILLS}))
@@ -308,14 +678,30 @@ class _TeamTemplate:
 
 
 PLANT_TEAMS = (
-    _TeamTemplate("Assembly", ("Assembly Technician", "Machine Operator"),
-                  ("Mechanical Assembly", "Electrical Assembly", "Hydraulics", "Pneumatics"), 0.28),
-    _TeamTemplate("Machining", ("CNC Machinist", "Machine Operator"),
-                  ("CNC Programming", "Lathe Operation", "Milling", "Metrology"), 0.22),
-    _TeamTemplate("Maintenance", ("Maintenance Technician",),
-                  ("Preventive Maintenance", "Electrical Troubleshooting", "Hydraulics", "PLC Programming"), 0.10),
-    _TeamTemplate("Quality Control", ("Quality Inspector",),
-                  ("Quality Inspection", "Metrology", "ISO 9001 Auditing", "Six Sigma"), 0.10),
+    _TeamTemplate(
+        "Assembly",
+        ("Assembly Technician", "Machine Operator"),
+        ("Mechanical Assembly", "Electrical Assembly", "Hydraulics", "Pneumatics"),
+        0.28,
+    ),
+    _TeamTemplate(
+        "Machining",
+        ("CNC Machinist", "Machine Operator"),
+        ("CNC Programming", "Lathe Operation", "Milling", "Metrology"),
+        0.22,
+    ),
+    _TeamTemplate(
+        "Maintenance",
+        ("Maintenance Technician",),
+        ("Preventive Maintenance", "Electrical Troubleshooting", "Hydraulics", "PLC Programming"),
+        0.10,
+    ),
+    _TeamTemplate(
+        "Quality Control",
+        ("Quality Inspector",),
+        ("Quality Inspection", "Metrology", "ISO 9001 Auditing", "Six Sigma"),
+        0.10,
+    ),
     _TeamTemplate("Warehouse", ("Warehouse Operator",), ("Forklift Operation", "Inventory Management"), 0.13),
     _TeamTemplate("Welding", ("Welder",), ("MIG Welding", "TIG Welding", "Metrology"), 0.10),
     _TeamTemplate("Painting", ("Painter",), ("Spray Painting", "Quality Inspection"), 0.07),
@@ -330,45 +716,141 @@ def _teams(names: str, positions: tuple[str, ...], skills: tuple[str, ...]) -> t
 # division -> (share of headcount, departments with their teams); plants are generated for Manufacturing
 DIVISIONS: tuple[tuple[str, float, tuple[tuple[str, tuple[_TeamTemplate, ...]], ...]], ...] = (
     ("Manufacturing", 0.55, ()),
-    ("Supply Chain", 0.10, (
-        ("Procurement", _teams("Strategic Sourcing|Operational Purchasing", ("Buyer",),
-                               ("Negotiation", "Strategic Sourcing", "Inventory Management"))),
-        ("Logistics", _teams("Inbound Logistics|Outbound Logistics", ("Logistics Coordinator",),
-                             ("Inventory Management", "Forklift Operation", "Lean Manufacturing"))),
-        ("Production Planning", _teams("Master Planning|Shop Floor Scheduling", ("Production Planner",),
-                                       ("Production Scheduling", "Lean Manufacturing", "Data Analysis"))),
-    )),
-    ("Sales & Marketing", 0.12, (
-        ("Sales Europe", _teams("DACH|Nordics|UK & Ireland|Southern Europe|Central & Eastern Europe",
-                                ("Account Manager", "Sales Representative"),
-                                ("Key Account Management", "Technical Sales", "Negotiation"))),
-        ("Customer Service", _teams("Service Desk|Field Service Coordination", ("Customer Service Agent",),
-                                    ("Customer Support", "Technical Sales"))),
-        ("Sales International", _teams("Americas|Asia-Pacific", ("Account Manager", "Sales Representative"),
-                                       ("Key Account Management", "Technical Sales", "Negotiation"))),
-        ("Marketing", _teams("Product Marketing|Digital Marketing", ("Marketing Specialist",),
-                             ("Market Analysis", "Data Analysis"))),
-    )),
-    ("Engineering", 0.10, (
-        ("Product Development", _teams("Mechanical Design|Electronics Design", ("Design Engineer",),
-                                       ("CAD Design", "FEM Simulation", "PLC Programming"))),
-        ("Process Engineering", _teams("Industrial Engineering|Automation", ("Process Engineer",),
-                                       ("Lean Manufacturing", "PLC Programming", "Six Sigma"))),
-        ("Quality Engineering", _teams("Supplier Quality|Product Quality", ("Quality Engineer",),
-                                       ("ISO 9001 Auditing", "Six Sigma", "Metrology"))),
-        ("Test Lab", _teams("Test Lab", ("Test Engineer",), ("Test Automation", "Metrology", "Hydraulics"))),
-    )),
-    ("Corporate Services", 0.13, (
-        ("Finance", _teams("Accounting|Controlling", ("Accountant", "Controller"),
-                           ("Financial Accounting", "Controlling", "Data Analysis"))),
-        ("Human Resources", _teams("HR Operations|Talent Acquisition", ("HR Generalist", "Recruiter"),
-                                   ("Recruiting", "Labour Law"))),
-        ("IT", _teams("IT Service Desk|Business Applications|Data & Analytics",
-                      ("IT Support Specialist", "Software Engineer", "Data Analyst"),
-                      ("Network Administration", "Python Programming", "Data Analysis"))),
-        ("Legal & Compliance", _teams("Legal|Compliance", ("Legal Counsel", "Compliance Officer"),
-                                      ("Contract Law", "Data Protection", "Labour Law"))),
-    )),
+    (
+        "Supply Chain",
+        0.10,
+        (
+            (
+                "Procurement",
+                _teams(
+                    "Strategic Sourcing|Operational Purchasing",
+                    ("Buyer",),
+                    ("Negotiation", "Strategic Sourcing", "Inventory Management"),
+                ),
+            ),
+            (
+                "Logistics",
+                _teams(
+                    "Inbound Logistics|Outbound Logistics",
+                    ("Logistics Coordinator",),
+                    ("Inventory Management", "Forklift Operation", "Lean Manufacturing"),
+                ),
+            ),
+            (
+                "Production Planning",
+                _teams(
+                    "Master Planning|Shop Floor Scheduling",
+                    ("Production Planner",),
+                    ("Production Scheduling", "Lean Manufacturing", "Data Analysis"),
+                ),
+            ),
+        ),
+    ),
+    (
+        "Sales & Marketing",
+        0.12,
+        (
+            (
+                "Sales Europe",
+                _teams(
+                    "DACH|Nordics|UK & Ireland|Southern Europe|Central & Eastern Europe",
+                    ("Account Manager", "Sales Representative"),
+                    ("Key Account Management", "Technical Sales", "Negotiation"),
+                ),
+            ),
+            (
+                "Customer Service",
+                _teams(
+                    "Service Desk|Field Service Coordination",
+                    ("Customer Service Agent",),
+                    ("Customer Support", "Technical Sales"),
+                ),
+            ),
+            (
+                "Sales International",
+                _teams(
+                    "Americas|Asia-Pacific",
+                    ("Account Manager", "Sales Representative"),
+                    ("Key Account Management", "Technical Sales", "Negotiation"),
+                ),
+            ),
+            (
+                "Marketing",
+                _teams(
+                    "Product Marketing|Digital Marketing",
+                    ("Marketing Specialist",),
+                    ("Market Analysis", "Data Analysis"),
+                ),
+            ),
+        ),
+    ),
+    (
+        "Engineering",
+        0.10,
+        (
+            (
+                "Product Development",
+                _teams(
+                    "Mechanical Design|Electronics Design",
+                    ("Design Engineer",),
+                    ("CAD Design", "FEM Simulation", "PLC Programming"),
+                ),
+            ),
+            (
+                "Process Engineering",
+                _teams(
+                    "Industrial Engineering|Automation",
+                    ("Process Engineer",),
+                    ("Lean Manufacturing", "PLC Programming", "Six Sigma"),
+                ),
+            ),
+            (
+                "Quality Engineering",
+                _teams(
+                    "Supplier Quality|Product Quality",
+                    ("Quality Engineer",),
+                    ("ISO 9001 Auditing", "Six Sigma", "Metrology"),
+                ),
+            ),
+            ("Test Lab", _teams("Test Lab", ("Test Engineer",), ("Test Automation", "Metrology", "Hydraulics"))),
+        ),
+    ),
+    (
+        "Corporate Services",
+        0.13,
+        (
+            (
+                "Finance",
+                _teams(
+                    "Accounting|Controlling",
+                    ("Accountant", "Controller"),
+                    ("Financial Accounting", "Controlling", "Data Analysis"),
+                ),
+            ),
+            (
+                "Human Resources",
+                _teams(
+                    "HR Operations|Talent Acquisition", ("HR Generalist", "Recruiter"), ("Recruiting", "Labour Law")
+                ),
+            ),
+            (
+                "IT",
+                _teams(
+                    "IT Service Desk|Business Applications|Data & Analytics",
+                    ("IT Support Specialist", "Software Engineer", "Data Analyst"),
+                    ("Network Administration", "Python Programming", "Data Analysis"),
+                ),
+            ),
+            (
+                "Legal & Compliance",
+                _teams(
+                    "Legal|Compliance",
+                    ("Legal Counsel", "Compliance Officer"),
+                    ("Contract Law", "Data Protection", "Labour Law"),
+                ),
+            ),
+        ),
+    ),
 )
 SALES_DIVISION = [name for name, _, _ in DIVISIONS].index("Sales & Marketing")
 
@@ -389,34 +871,123 @@ class _ProductLine:
 
 
 PRODUCT_LINES = (
-    _ProductLine("Hydraulic Pumps", "HP", ("HydroFlow", "PressurePro", "AquaDrive"), 2400.0, 4.0, 0.30, 110,
-                 0.18, 0.18, ("Impeller", "Pump housing casting", "Mechanical seal", "Motor 4kW", "Pump shaft"),
-                 ("Machining", "Assembly", "Testing", "Packaging")),
-    _ProductLine("Industrial Valves", "IV", ("FlowGuard", "SealTite", "ProValve"), 650.0, 12.0, 0.12, 200,
-                 0.20, 0.22, ("Valve body casting", "Valve stem", "Actuator", "Seat ring", "Gland packing"),
-                 ("Machining", "Welding", "Testing", "Painting", "Packaging")),
-    _ProductLine("Gearboxes", "GB", ("TorqueMax", "DriveLine", "GearStar"), 3800.0, 3.0, 0.20, 280,
-                 0.14, 0.12, ("Gear wheel", "Pinion shaft", "Gearbox housing", "Taper bearing", "Oil seal"),
-                 ("Machining", "Assembly", "Testing", "Painting", "Packaging")),
-    _ProductLine("Conveyor Systems", "CS", ("RollerLine", "BeltMaster", "FlexConvey"), 18500.0, 1.3, 0.35,
-                 320, 0.08, 0.05, ("Conveyor belt", "Roller", "Drive motor 7.5kW", "Frame profile", "Idler"),
-                 ("Welding", "Assembly", "Painting", "Testing")),
-    _ProductLine("Control Units", "CU", ("NovaControl", "LogicBox", "SmartDrive"), 1200.0, 6.0, 0.15, 60,
-                 0.14, 0.13, ("Control board PCB", "Touch display", "Power supply 24V", "Enclosure",
-                              "Relay module"), ("Assembly", "Testing", "Packaging")),
-    _ProductLine("Spare Parts", "SP", ("Seal Kit", "Bearing Set", "Impeller Kit", "Filter Cartridge",
-                                       "Drive Belt", "Gasket Set", "Shaft Coupling", "Pressure Sensor"),
-                 85.0, 25.0, 0.25, 15, 0.26, 0.30,
-                 ("Seal kit blank", "Bearing blank", "Filter media", "Belt blank", "Gasket sheet"),
-                 ("Machining", "Packaging")),
+    _ProductLine(
+        "Hydraulic Pumps",
+        "HP",
+        ("HydroFlow", "PressurePro", "AquaDrive"),
+        2400.0,
+        4.0,
+        0.30,
+        110,
+        0.18,
+        0.18,
+        ("Impeller", "Pump housing casting", "Mechanical seal", "Motor 4kW", "Pump shaft"),
+        ("Machining", "Assembly", "Testing", "Packaging"),
+    ),
+    _ProductLine(
+        "Industrial Valves",
+        "IV",
+        ("FlowGuard", "SealTite", "ProValve"),
+        650.0,
+        12.0,
+        0.12,
+        200,
+        0.20,
+        0.22,
+        ("Valve body casting", "Valve stem", "Actuator", "Seat ring", "Gland packing"),
+        ("Machining", "Welding", "Testing", "Painting", "Packaging"),
+    ),
+    _ProductLine(
+        "Gearboxes",
+        "GB",
+        ("TorqueMax", "DriveLine", "GearStar"),
+        3800.0,
+        3.0,
+        0.20,
+        280,
+        0.14,
+        0.12,
+        ("Gear wheel", "Pinion shaft", "Gearbox housing", "Taper bearing", "Oil seal"),
+        ("Machining", "Assembly", "Testing", "Painting", "Packaging"),
+    ),
+    _ProductLine(
+        "Conveyor Systems",
+        "CS",
+        ("RollerLine", "BeltMaster", "FlexConvey"),
+        18500.0,
+        1.3,
+        0.35,
+        320,
+        0.08,
+        0.05,
+        ("Conveyor belt", "Roller", "Drive motor 7.5kW", "Frame profile", "Idler"),
+        ("Welding", "Assembly", "Painting", "Testing"),
+    ),
+    _ProductLine(
+        "Control Units",
+        "CU",
+        ("NovaControl", "LogicBox", "SmartDrive"),
+        1200.0,
+        6.0,
+        0.15,
+        60,
+        0.14,
+        0.13,
+        ("Control board PCB", "Touch display", "Power supply 24V", "Enclosure", "Relay module"),
+        ("Assembly", "Testing", "Packaging"),
+    ),
+    _ProductLine(
+        "Spare Parts",
+        "SP",
+        (
+            "Seal Kit",
+            "Bearing Set",
+            "Impeller Kit",
+            "Filter Cartridge",
+            "Drive Belt",
+            "Gasket Set",
+            "Shaft Coupling",
+            "Pressure Sensor",
+        ),
+        85.0,
+        25.0,
+        0.25,
+        15,
+        0.26,
+        0.30,
+        ("Seal kit blank", "Bearing blank", "Filter media", "Belt blank", "Gasket sheet"),
+        ("Machining", "Packaging"),
+    ),
 )
 SUBASSEMBLY_WORDS = ("Drive", "Housing", "Control", "Frame", "Sealing", "Power")
-RAW_MATERIALS = (("Steel bar", "kg", 1.2), ("Stainless steel sheet", "kg", 3.5), ("Aluminium profile", "kg", 4.2),
-                 ("Copper wire", "kg", 9.0), ("Cast iron blank", "kg", 1.8), ("Polymer granulate", "kg", 2.3),
-                 ("Hydraulic oil", "l", 4.0), ("Industrial paint", "l", 12.0), ("Rubber compound", "kg", 3.1),
-                 ("Brass rod", "kg", 7.5))
-MATERIAL_SPECS = ("Type A", "Type B", "Type C", "Grade 1", "Grade 2", "S235", "S355", "DN25", "DN50", "M8",
-                  "M12", "20mm", "40mm", "60mm")
+RAW_MATERIALS = (
+    ("Steel bar", "kg", 1.2),
+    ("Stainless steel sheet", "kg", 3.5),
+    ("Aluminium profile", "kg", 4.2),
+    ("Copper wire", "kg", 9.0),
+    ("Cast iron blank", "kg", 1.8),
+    ("Polymer granulate", "kg", 2.3),
+    ("Hydraulic oil", "l", 4.0),
+    ("Industrial paint", "l", 12.0),
+    ("Rubber compound", "kg", 3.1),
+    ("Brass rod", "kg", 7.5),
+)
+MATERIAL_SPECS = (
+    "Type A",
+    "Type B",
+    "Type C",
+    "Grade 1",
+    "Grade 2",
+    "S235",
+    "S355",
+    "DN25",
+    "DN50",
+    "M8",
+    "M12",
+    "20mm",
+    "40mm",
+    "60mm",
+)
 WORK_CENTER_KINDS = ("Machining", "Assembly", "Testing", "Packaging", "Welding", "Painting")
 MACHINE_TYPES: dict[str, tuple[tuple[str, ...], float, float, float]] = {
     # kind -> (machine types, mean MTBF hours, mean MTTR hours, acquisition cost)
@@ -427,10 +998,18 @@ MACHINE_TYPES: dict[str, tuple[tuple[str, ...], float, float, float]] = {
     "Welding": (("Welding Robot", "Laser Cutter"), 800.0, 5.0, 260_000.0),
     "Painting": (("Paint Booth", "Curing Oven"), 1000.0, 6.0, 150_000.0),
 }
-MACHINE_MAKERS = ("Kessler Maschinenbau", "Orbis Robotics", "Tanaka Seiki", "Vanguard Automation", "Nordtek",
-                  "Precisa Systems")
-SUPPLIER_WORDS = {"raw": ("Steel", "Metals", "Alloys", "Polymers", "Chemicals", "Castings"),
-                  "component": ("Components", "Electronics", "Bearings", "Drives", "Seals", "Precision Parts")}
+MACHINE_MAKERS = (
+    "Kessler Maschinenbau",
+    "Orbis Robotics",
+    "Tanaka Seiki",
+    "Vanguard Automation",
+    "Nordtek",
+    "Precisa Systems",
+)
+SUPPLIER_WORDS = {
+    "raw": ("Steel", "Metals", "Alloys", "Polymers", "Chemicals", "Castings"),
+    "component": ("Components", "Electronics", "Bearings", "Drives", "Seals", "Precision Parts"),
+}
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -506,12 +1085,11 @@ def _allocate(total: int, weights: np.ndarray, minimum: int = 0) -> np.ndarray:
     return base + part
 
 
-def _unique_emails(first: Sequence[str], last: Sequence[str], domains: Sequence[str],
-                   taken: set[str]) -> list[str]:
+def _unique_emails(first: Sequence[str], last: Sequence[str], domains: Sequence[str], taken: set[str]) -> list[str]:
     """first.last@domain in lower case, numbered where the address is already taken."""
     out = []
-    for f, l, d in zip(first, last, domains):
-        local = f"{f}.{l}".lower()
+    for given, family, d in zip(first, last, domains, strict=True):
+        local = f"{given}.{family}".lower()
         email = f"{local}@{d}"
         n = 2
         while email in taken:
@@ -526,7 +1104,7 @@ def _phones(rng: np.random.Generator, count: int) -> list[str]:
     """Invented phone numbers in the fictional 555 exchange."""
     area = rng.integers(200, 990, count).tolist()
     line = rng.integers(0, 10000, count).tolist()
-    return [f"+1 {a} 555 {n:04d}" for a, n in zip(area, line)]
+    return [f"+1 {a} 555 {n:04d}" for a, n in zip(area, line, strict=True)]
 
 
 def _weighted_days(weights: np.ndarray, rng: np.random.Generator, count: int, first_day: int) -> np.ndarray:
@@ -642,8 +1220,16 @@ def _build_hr(plan: _Plan, seed: int, as_of_day: int) -> tuple[dict[str, Columns
     units: list[tuple[str, str, int | None, str, int, int, _TeamTemplate | None]] = []
     team_weights: list[float] = []
 
-    def add(name: str, kind: str, parent: int | None, site: str, div: int, plant: int,
-            template: _TeamTemplate | None = None, weight: float = 0.0) -> int:
+    def add(
+        name: str,
+        kind: str,
+        parent: int | None,
+        site: str,
+        div: int,
+        plant: int,
+        template: _TeamTemplate | None = None,
+        weight: float = 0.0,
+    ) -> int:
         units.append((name, kind, parent, site, div, plant, template))
         team_weights.append(weight)
         return len(units) - 1
@@ -675,8 +1261,9 @@ def _build_hr(plan: _Plan, seed: int, as_of_day: int) -> tuple[dict[str, Columns
         raise SampleEnterpriseError(f"size {plan.people}: too few people for the organisation's {n_units} units")
     team_idx = np.array([i for i, u in enumerate(units) if u[1] == "team"])
     team_templates = [t for *_, t in units if t is not None]
-    members = _allocate(members_total, np.array([team_weights[i] for i in team_idx]),
-                        minimum=1 if members_total >= len(team_idx) else 0)
+    members = _allocate(
+        members_total, np.array([team_weights[i] for i in team_idx]), minimum=1 if members_total >= len(team_idx) else 0
+    )
 
     org_ids = _ids("OU", 5, n_units)
     org_rng = _rng(seed, "hr.org_units.stamps")
@@ -700,15 +1287,19 @@ def _build_hr(plan: _Plan, seed: int, as_of_day: int) -> tuple[dict[str, Columns
         unit_of[i] = i
         is_head[i] = True
         manager[i] = parent if parent is not None else -1
-        title = {"company": "Chief Executive Officer", "division": "Vice President",
-                 "department": "Plant Manager" if plant >= 0 else "Department Head", "team": "Team Lead"}[kind]
+        title = {
+            "company": "Chief Executive Officer",
+            "division": "Vice President",
+            "department": "Plant Manager" if plant >= 0 else "Department Head",
+            "team": "Team Lead",
+        }[kind]
         position[i] = POSITION_INDEX[title]
     cursor = n_units
-    for t_unit, template, m in zip(team_idx.tolist(), team_templates, members.tolist()):
+    for t_unit, template, m in zip(team_idx.tolist(), team_templates, members.tolist(), strict=True):
         choices = np.array([POSITION_INDEX[p] for p in template.positions])
-        unit_of[cursor:cursor + m] = t_unit
-        manager[cursor:cursor + m] = t_unit  # the team lead is employee number t_unit
-        position[cursor:cursor + m] = rng.choice(choices, m) if m else choices[:0]
+        unit_of[cursor : cursor + m] = t_unit
+        manager[cursor : cursor + m] = t_unit  # the team lead is employee number t_unit
+        position[cursor : cursor + m] = rng.choice(choices, m) if m else choices[:0]
         cursor += m
 
     erng = _rng(seed, "hr.employees")
@@ -726,7 +1317,7 @@ def _build_hr(plan: _Plan, seed: int, as_of_day: int) -> tuple[dict[str, Columns
     hire = np.maximum(hire, birth + int(18 * 365.25) + 1)
     grade = np.array([POSITIONS[p].grade for p in position.tolist()])
     capacity = np.where(is_head | (erng.random(n) < 0.88), 40.0, erng.choice([20.0, 24.0, 30.0, 32.0], n))
-    salary = np.round(30000 + 5500 * grade ** 1.4 * erng.lognormal(0, 0.1, n) * capacity / 40, -2)
+    salary = np.round(30000 + 5500 * grade**1.4 * erng.lognormal(0, 0.1, n) * capacity / 40, -2)
     changed_from = np.maximum(hire, as_of_day - 365)
     changed_day = changed_from + np.floor(erng.random(n) * (as_of_day - changed_from)).astype(np.int64)
     changed_day = np.where(terminated, term_day + 1, changed_day)
@@ -780,8 +1371,8 @@ def _build_hr(plan: _Plan, seed: int, as_of_day: int) -> tuple[dict[str, Columns
             own = template.skills + (("Leadership",) if is_head[e] else ())
             generic = GENERIC_SKILLS
         names = list(dict.fromkeys(own + generic))[:width]
-        pool[e, :len(names)] = [SKILL_INDEX[s] for s in names]
-        weight[e, :len(names)] = [3.0 if s in own else 1.0 for s in names]
+        pool[e, : len(names)] = [SKILL_INDEX[s] for s in names]
+        weight[e, : len(names)] = [3.0 if s in own else 1.0 for s in names]
     kr = _rng(seed, "hr.employee_skills")
     with np.errstate(divide="ignore"):
         keys = np.log(weight) + kr.gumbel(size=(n, width))
@@ -805,14 +1396,22 @@ def _build_hr(plan: _Plan, seed: int, as_of_day: int) -> tuple[dict[str, Columns
     }
 
     people = _People(
-        emails=emails, first=first, last=last, active=~terminated,
+        emails=emails,
+        first=first,
+        last=last,
+        active=~terminated,
         division=np.array([units[u][4] for u in unit_of.tolist()]),
         plant=np.array([units[u][5] for u in unit_of.tolist()]),
         position=position,
         team_name=[units[u][0] for u in unit_of.tolist()],
     )
-    tables = {"org_units": org_units, "positions": positions_cols, "employees": employees,
-              "skills": skills_cols, "employee_skills": employee_skills}
+    tables = {
+        "org_units": org_units,
+        "positions": positions_cols,
+        "employees": employees,
+        "skills": skills_cols,
+        "employee_skills": employee_skills,
+    }
     return tables, people
 
 
@@ -835,15 +1434,16 @@ def _build_companies(plan: _Plan, seed: int) -> _Companies:
     n_crm = plan.accounts - 1  # the internal account is added separately
     n_erp_only = max(1, round(n_crm * 0.05))
     n = n_crm + n_erp_only
-    country = [COUNTRY_CODES[i] for i in rng.choice(len(COUNTRY_CODES), n, p=COUNTRY_WEIGHTS /
-                                                    COUNTRY_WEIGHTS.sum()).tolist()]
+    country = [
+        COUNTRY_CODES[i] for i in rng.choice(len(COUNTRY_CODES), n, p=COUNTRY_WEIGHTS / COUNTRY_WEIGHTS.sum()).tolist()
+    ]
     city_pick = rng.integers(0, 1000, n).tolist()
-    city = [COUNTRIES[c][1][k % len(COUNTRIES[c][1])][0] for c, k in zip(country, city_pick)]
+    city = [COUNTRIES[c][1][k % len(COUNTRIES[c][1])][0] for c, k in zip(country, city_pick, strict=True)]
     prefix = rng.integers(0, len(COMPANY_PREFIXES), n).tolist()
     sector = rng.integers(0, len(COMPANY_SECTORS), n).tolist()
     seen: dict[str, int] = {}
     names = []
-    for p, s, c in zip(prefix, sector, city):
+    for p, s, c in zip(prefix, sector, city, strict=True):
         name = f"{COMPANY_PREFIXES[p]} {COMPANY_SECTORS[s]}"
         if name in seen:
             name = f"{name} {c}"
@@ -854,7 +1454,7 @@ def _build_companies(plan: _Plan, seed: int) -> _Companies:
         names.append(name)
     digits = rng.integers(100_000_000, 1_000_000_000, n).tolist()
     vats, taken = [], set()
-    for c, d in zip(country, digits):
+    for c, d in zip(country, digits, strict=True):
         while f"{c}{d}" in taken:
             d += 1
         taken.add(f"{c}{d}")
@@ -877,16 +1477,23 @@ def _legal_name(base: str, country: str) -> str:
     return f"{base} {COUNTRIES[country][0]}"
 
 
-def _build_crm(plan: _Plan, seed: int, as_of_day: int, people: _People, companies: _Companies,
-               products: Columns) -> tuple[dict[str, Columns], int]:
+def _build_crm(
+    plan: _Plan, seed: int, as_of_day: int, people: _People, companies: _Companies, products: Columns
+) -> tuple[dict[str, Columns], int]:
     """Accounts, contacts (incl. internal contacts that are HR employees), opportunities and cases."""
     rng = _rng(seed, "crm.accounts")
     position_titles = [POSITIONS[p].title for p in people.position.tolist()]
-    active_emails = [e for e, a in zip(people.emails, people.active.tolist()) if a]
-    sellers = [e for e, t, a in zip(people.emails, position_titles, people.active.tolist())
-               if a and t in ("Account Manager", "Sales Representative")] or active_emails
-    service = [e for e, t, a in zip(people.emails, position_titles, people.active.tolist())
-               if a and t == "Customer Service Agent"] or sellers
+    active_emails = [e for e, a in zip(people.emails, people.active.tolist(), strict=True) if a]
+    sellers = [
+        e
+        for e, t, a in zip(people.emails, position_titles, people.active.tolist(), strict=True)
+        if a and t in ("Account Manager", "Sales Representative")
+    ] or active_emails
+    service = [
+        e
+        for e, t, a in zip(people.emails, position_titles, people.active.tolist(), strict=True)
+        if a and t == "Customer Service Agent"
+    ] or sellers
 
     crm_rows = [i for i, k in enumerate(companies.account_type) if k != "erp_only"]
     n_acc = len(crm_rows) + 1
@@ -894,7 +1501,8 @@ def _build_crm(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     with_form = rng.random(len(crm_rows)) < 0.4
     crm_names = [COMPANY_NAME + " (internal)"] + [
         _legal_name(companies.base_name[i], companies.country[i]) if f else companies.base_name[i]
-        for i, f in zip(crm_rows, with_form.tolist())]
+        for i, f in zip(crm_rows, with_form.tolist(), strict=True)
+    ]
     owner = [sellers[i] for i in rng.integers(0, len(sellers), n_acc).tolist()]
     owner[0] = people.emails[0]
     revenue = np.round(rng.lognormal(np.log(40e6), 1.2, n_acc), -3)
@@ -917,12 +1525,12 @@ def _build_crm(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     sales = SALES_DIVISION
     sales_people = [e for e in range(len(people.emails)) if people.active[e] and people.division[e] == sales]
     others = [e for e in range(len(people.emails)) if people.active[e] and people.division[e] != sales]
-    chosen = list(crng.permutation(sales_people))[:plan.identity_overlap]
+    chosen = list(crng.permutation(sales_people))[: plan.identity_overlap]
     if len(chosen) < plan.identity_overlap:
-        chosen += list(crng.permutation(others))[:plan.identity_overlap - len(chosen)]
+        chosen += list(crng.permutation(others))[: plan.identity_overlap - len(chosen)]
     chosen = sorted(int(e) for e in chosen)
     variants = crng.integers(0, len(_EMAIL_SPELLINGS), len(chosen)).tolist()
-    internal_emails = [_EMAIL_SPELLINGS[v](people.emails[e]) for e, v in zip(chosen, variants)]
+    internal_emails = [_EMAIL_SPELLINGS[v](people.emails[e]) for e, v in zip(chosen, variants, strict=True)]
     n_ext_per = 1 + crng.poisson(2.0, n_acc - 1)
     ext_account = np.repeat(np.arange(1, n_acc), n_ext_per)
     n_ext = len(ext_account)
@@ -966,8 +1574,10 @@ def _build_crm(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     opportunities: Columns = {
         "opportunity_id": _ids("OPP", 7, n_opp),
         "account_id": [acc_ids[a] for a in opp_acc.tolist()],
-        "name": [f"{crm_names[a]} - {PRODUCT_LINES[pl].name} {OPPORTUNITY_KINDS[k]}"
-                 for a, pl, k in zip(opp_acc.tolist(), line.tolist(), kind)],
+        "name": [
+            f"{crm_names[a]} - {PRODUCT_LINES[pl].name} {OPPORTUNITY_KINDS[k]}"
+            for a, pl, k in zip(opp_acc.tolist(), line.tolist(), kind, strict=True)
+        ],
         "product_line": [PRODUCT_LINES[pl].name for pl in line.tolist()],
         "stage": stage,
         "amount": amount.tolist(),
@@ -997,16 +1607,21 @@ def _build_crm(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     status = np.where(is_closed, "closed", krng.choice(["new", "open", "pending"], n_cases, p=[0.3, 0.5, 0.2]))
     priority = krng.choice(CASE_PRIORITIES, n_cases, p=[0.35, 0.40, 0.20, 0.05])
     issue = krng.integers(0, len(CASE_ISSUES), n_cases).tolist()
-    updated = np.where(is_closed, closed_at, np.minimum(opened + krng.integers(0, 86400 * 3, n_cases),
-                                                        as_of_s - 60))
+    updated = np.where(is_closed, closed_at, np.minimum(opened + krng.integers(0, 86400 * 3, n_cases), as_of_s - 60))
     cases: Columns = {
         "case_id": _ids("CS", 7, n_cases),
         "account_id": [acc_ids[a] for a in case_acc.tolist()],
-        "contact_id": [None if nc else con_ids[c] for c, nc in zip(contact_index.tolist(), no_contact.tolist())],
-        "subject": [f"{CASE_ISSUES[i]}: {products['name'][p]}" if hp else CASE_ISSUES[i]
-                    for i, p, hp in zip(issue, product_pick.tolist(), has_product.tolist())],
-        "product_sku": [products["sku"][p] if hp else None for p, hp in zip(product_pick.tolist(),
-                                                                           has_product.tolist())],
+        "contact_id": [
+            None if nc else con_ids[c] for c, nc in zip(contact_index.tolist(), no_contact.tolist(), strict=True)
+        ],
+        "subject": [
+            f"{CASE_ISSUES[i]}: {products['name'][p]}" if hp else CASE_ISSUES[i]
+            for i, p, hp in zip(issue, product_pick.tolist(), has_product.tolist(), strict=True)
+        ],
+        "product_sku": [
+            products["sku"][p] if hp else None
+            for p, hp in zip(product_pick.tolist(), has_product.tolist(), strict=True)
+        ],
         "priority": priority.tolist(),
         "status": status.tolist(),
         "opened_at": _stamps(opened),
@@ -1047,8 +1662,8 @@ def _build_sites(plan: _Plan, seed: int, as_of_day: int) -> Columns:
         "kind": [r[2] for r in rows],
         "city": [c[0] for c in cities],
         "country": [r[3] for r in rows],
-        "latitude": np.round([c[1] + j for c, j in zip(cities, jitter[:, 0])], 4).tolist(),
-        "longitude": np.round([c[2] + j for c, j in zip(cities, jitter[:, 1])], 4).tolist(),
+        "latitude": np.round([c[1] + j for c, j in zip(cities, jitter[:, 0], strict=True)], 4).tolist(),
+        "longitude": np.round([c[2] + j for c, j in zip(cities, jitter[:, 1], strict=True)], 4).tolist(),
         "updated_at": _stamps(_business_seconds(rng, as_of_day - rng.integers(200, 900, len(rows)))),
     }
 
@@ -1071,7 +1686,7 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     shifts = rng.choice([1, 2, 3], n_wc, p=[0.2, 0.5, 0.3])
     kind_seq: dict[tuple[int, str], int] = {}
     wc_names, wc_codes = [], []
-    for p, kind in zip(wc_plant, wc_kind):
+    for p, kind in zip(wc_plant, wc_kind, strict=True):
         kind_seq[(p, kind)] = kind_seq.get((p, kind), 0) + 1
         plant_letter = _plant_name(p)[1].split("-")[1]
         wc_names.append(f"{_plant_name(p)[0]} {kind} {kind_seq[(p, kind)]}")
@@ -1092,8 +1707,10 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     m_wc = np.repeat(np.arange(n_wc), machines_per)
     n_m = len(m_wc)
     m_kind = [wc_kind[w] for w in m_wc.tolist()]
-    m_type = [MACHINE_TYPES[k][0][i % len(MACHINE_TYPES[k][0])] for k, i in
-              zip(m_kind, mrng.integers(0, 12, n_m).tolist())]
+    m_type = [
+        MACHINE_TYPES[k][0][i % len(MACHINE_TYPES[k][0])]
+        for k, i in zip(m_kind, mrng.integers(0, 12, n_m).tolist(), strict=True)
+    ]
     mtbf = np.round(np.array([MACHINE_TYPES[k][1] for k in m_kind]) * mrng.lognormal(0, 0.35, n_m), 1)
     mttr = np.round(np.array([MACHINE_TYPES[k][2] for k in m_kind]) * mrng.lognormal(0, 0.3, n_m), 2)
     cost = np.round(np.array([MACHINE_TYPES[k][3] for k in m_kind]) * mrng.lognormal(0, 0.3, n_m), -2)
@@ -1111,8 +1728,12 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
         up = frng.exponential(mtbf[:, None], (n_m, k))
         down = frng.lognormal(np.log(mttr)[:, None] - 0.125, 0.5, (n_m, k))
         phase = frng.uniform(0, mtbf)[:, None]
-        start = window_start - phase + np.cumsum(up, axis=1) + np.concatenate(
-            [np.zeros((n_m, 1)), np.cumsum(down, axis=1)[:, :-1]], axis=1)
+        start = (
+            window_start
+            - phase
+            + np.cumsum(up, axis=1)
+            + np.concatenate([np.zeros((n_m, 1)), np.cumsum(down, axis=1)[:, :-1]], axis=1)
+        )
         if (start[:, -1] >= as_of_h).all():
             break
         k *= 2
@@ -1127,11 +1748,15 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
         "machine_id": list(range(1, n_m + 1)),
         "asset_tag": [f"MC-{i:06d}" for i in range(1, n_m + 1)],
         "work_center_id": (m_wc + 1).tolist(),
-        "name": [f"{ty} {wc_codes[w]}-{i % 100:02d}" for i, (ty, w) in enumerate(zip(m_type, m_wc.tolist()))],
+        "name": [
+            f"{ty} {wc_codes[w]}-{i % 100:02d}" for i, (ty, w) in enumerate(zip(m_type, m_wc.tolist(), strict=True))
+        ],
         "machine_type": m_type,
         "manufacturer": [MACHINE_MAKERS[m] for m in maker],
-        "serial_number": [f"{MACHINE_MAKERS[m][:3].upper()}-{y[:4]}-{(i * 7919 + 104729) % 1_000_000:06d}"
-                          for i, (m, y) in enumerate(zip(maker, years))],
+        "serial_number": [
+            f"{MACHINE_MAKERS[m][:3].upper()}-{y[:4]}-{(i * 7919 + 104729) % 1_000_000:06d}"
+            for i, (m, y) in enumerate(zip(maker, years, strict=True))
+        ],
         "mtbf_hours": mtbf.tolist(),
         "mttr_hours": mttr.tolist(),
         "acquisition_cost": cost.tolist(),
@@ -1141,8 +1766,9 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     }
     # technicians: maintenance people of the machine's plant
     techs: dict[int, list[str]] = {}
-    for e, (team, plant, active) in enumerate(zip(people.team_name, people.plant.tolist(),
-                                                 people.active.tolist())):
+    for e, (team, plant, active) in enumerate(
+        zip(people.team_name, people.plant.tolist(), people.active.tolist(), strict=True)
+    ):
         if active and plant >= 0 and team.startswith("Maintenance"):
             techs.setdefault(plant, []).append(people.emails[e])
     tech_pick = frng.integers(0, 1 << 30, len(f_machine)).tolist()
@@ -1157,10 +1783,13 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
         "failure_mode": [FAILURE_MODES[i] for i in frng.integers(0, len(FAILURE_MODES), n_f).tolist()],
         "started_at": _stamps(start_s),
         "ended_at": _stamps(end_s, open_repair),
-        "downtime_hours": [None if o else round(float(d), 2) for d, o in
-                           zip(down[f_machine, f_col].tolist(), open_repair.tolist())],
-        "technician_email": [_pick(techs.get(wc_plant[m_wc[m]], []), pk)
-                             for m, pk in zip(f_machine.tolist(), tech_pick)],
+        "downtime_hours": [
+            None if o else round(float(d), 2)
+            for d, o in zip(down[f_machine, f_col].tolist(), open_repair.tolist(), strict=True)
+        ],
+        "technician_email": [
+            _pick(techs.get(wc_plant[m_wc[m]], []), pk) for m, pk in zip(f_machine.tolist(), tech_pick, strict=True)
+        ],
         "updated_at": _stamps(np.minimum(log_updated, as_of_day * 86400 - 1)),
     }
     # order the log by time, ids follow
@@ -1180,14 +1809,16 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     base_price = np.array([pl.price for pl in PRODUCT_LINES])[p_line]
     price = np.round(base_price * prng.lognormal(0, 0.35, n_p), 2)
     names = []
-    for li, r in zip(p_line.tolist(), p_rank.tolist()):
+    for li, r in zip(p_line.tolist(), p_rank.tolist(), strict=True):
         pl = PRODUCT_LINES[li]
         series = pl.series[r % len(pl.series)]
         names.append(f"{series} {100 + 10 * (r // len(pl.series))}")
     p_updated = as_of_day - prng.integers(1, 365, n_p)
     t["products"] = {
         "product_id": list(range(1, n_p + 1)),
-        "sku": [f"{PRODUCT_LINES[li].sku_prefix}-{1000 + r}" for li, r in zip(p_line.tolist(), p_rank.tolist())],
+        "sku": [
+            f"{PRODUCT_LINES[li].sku_prefix}-{1000 + r}" for li, r in zip(p_line.tolist(), p_rank.tolist(), strict=True)
+        ],
         "name": names,
         "product_line": [PRODUCT_LINES[li].name for li in p_line.tolist()],
         "unit_price": price.tolist(),
@@ -1209,8 +1840,9 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     for i in range(n_raw):
         base, uom, c = RAW_MATERIALS[i % len(RAW_MATERIALS)]
         j = i // len(RAW_MATERIALS)
-        spec = MATERIAL_SPECS[j % len(MATERIAL_SPECS)] + (f" v{j // len(MATERIAL_SPECS) + 1}"
-                                                          if j >= len(MATERIAL_SPECS) else "")
+        spec = MATERIAL_SPECS[j % len(MATERIAL_SPECS)] + (
+            f" v{j // len(MATERIAL_SPECS) + 1}" if j >= len(MATERIAL_SPECS) else ""
+        )
         m_name.append(f"{base} {spec}")
         m_cat.append("raw")
         m_line.append(None)
@@ -1228,8 +1860,9 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     for li, count in enumerate(sub_per_line.tolist()):
         pl = PRODUCT_LINES[li]
         for i in range(count):
-            m_name.append(f"{pl.series[0]} {SUBASSEMBLY_WORDS[i % len(SUBASSEMBLY_WORDS)]} module "
-                          f"{pl.sku_prefix}-{500 + i}")
+            m_name.append(
+                f"{pl.series[0]} {SUBASSEMBLY_WORDS[i % len(SUBASSEMBLY_WORDS)]} module {pl.sku_prefix}-{500 + i}"
+            )
             m_cat.append("subassembly")
             m_line.append(li)
             m_uom.append("pcs")
@@ -1250,7 +1883,7 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     raw_ids = np.arange(n_raw)
     comp_ids = {li: [] for li in range(len(PRODUCT_LINES))}
     sub_ids = {li: [] for li in range(len(PRODUCT_LINES))}
-    for m, (cat, li) in enumerate(zip(m_cat, m_line)):
+    for m, (cat, li) in enumerate(zip(m_cat, m_line, strict=True)):
         if cat == "component":
             comp_ids[li].append(m)
         elif cat == "subassembly":
@@ -1265,8 +1898,7 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
         picks: list[int] = []
         if n_sub_take and sub_ids[li]:
             picks += brng.choice(sub_ids[li], min(n_sub_take, len(sub_ids[li])), replace=False).tolist()
-        picks += brng.choice(comp_ids[li], min(int(brng.integers(2, 5)), len(comp_ids[li])),
-                             replace=False).tolist()
+        picks += brng.choice(comp_ids[li], min(int(brng.integers(2, 5)), len(comp_ids[li])), replace=False).tolist()
         picks += brng.choice(raw_ids, int(brng.integers(1, 4)), replace=False).tolist()
         for m in picks:
             qty = round(float(brng.uniform(0.5, 40)), 1) if m_cat[m] == "raw" else float(brng.integers(1, 9))
@@ -1299,10 +1931,12 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     srng = _rng(seed, "erp.suppliers")
     n_s = plan.suppliers
     s_cat = np.where(np.arange(n_s) % 10 < 3, "raw", "component")
-    s_country = [COUNTRY_CODES[i] for i in srng.choice(len(COUNTRY_CODES), n_s,
-                                                        p=COUNTRY_WEIGHTS / COUNTRY_WEIGHTS.sum()).tolist()]
+    s_country = [
+        COUNTRY_CODES[i]
+        for i in srng.choice(len(COUNTRY_CODES), n_s, p=COUNTRY_WEIGHTS / COUNTRY_WEIGHTS.sum()).tolist()
+    ]
     s_names, seen_s = [], set()
-    for i, (cat, country) in enumerate(zip(s_cat.tolist(), s_country)):
+    for i, (cat, country) in enumerate(zip(s_cat.tolist(), s_country, strict=True)):
         words = SUPPLIER_WORDS[cat]
         name = f"{COMPANY_PREFIXES[(i * 7 + 3) % len(COMPANY_PREFIXES)]} {words[i % len(words)]}"
         if name in seen_s:
@@ -1360,10 +1994,10 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     # --- routings: the line's sequence of work-centre kinds, at the producing plant
     rrng = _rng(seed, "erp.routings")
     wc_by = {}
-    for w, (p, kind) in enumerate(zip(wc_plant, wc_kind)):
+    for w, (p, kind) in enumerate(zip(wc_plant, wc_kind, strict=True)):
         wc_by.setdefault((p, kind), []).append(w)
     r_prod, r_step, r_wc = [], [], []
-    for p, (li, plant) in enumerate(zip(p_line.tolist(), p_plant.tolist())):
+    for p, (li, plant) in enumerate(zip(p_line.tolist(), p_plant.tolist(), strict=True)):
         step = 0
         for kind in PRODUCT_LINES[li].routing:
             options = wc_by.get((plant, kind))
@@ -1394,7 +2028,7 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     t["customers"] = {
         "customer_id": list(range(1, n_c + 1)),
         "customer_number": [companies.number[i] for i in cust_rows],
-        "name": [n.upper() if u else n for n, u in zip(legal, upper.tolist())],
+        "name": [n.upper() if u else n for n, u in zip(legal, upper.tolist(), strict=True)],
         "vat_id": [companies.vat[i] for i in cust_rows],
         "country": [companies.country[i] for i in cust_rows],
         "city": [companies.city[i] for i in cust_rows],
@@ -1442,8 +2076,11 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     shipped_day = o_day_a + ship_lead
     cancelled = orng.random(n_o) < 0.02
     is_shipped = (~cancelled) & (shipped_day < as_of_day)
-    o_status = np.where(cancelled, "cancelled", np.where(~is_shipped, "open",
-                        np.where(shipped_day >= as_of_day - 30, "shipped", "invoiced")))
+    o_status = np.where(
+        cancelled,
+        "cancelled",
+        np.where(~is_shipped, "open", np.where(shipped_day >= as_of_day - 30, "shipped", "invoiced")),
+    )
     o_site = np.array(t["products"]["site_id"])[l_prod[np.concatenate([[0], np.cumsum(n_lines)[:-1]])]]
     o_update_day = np.where(is_shipped, shipped_day, o_day_a)
     o_update_day = np.where(o_status == "invoiced", np.minimum(shipped_day + 3, as_of_day - 1), o_update_day)
@@ -1483,8 +2120,11 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     po_day = np.sort(_weighted_days(_weekday_factor(days), qrng, n_po, first_day))
     po_lead = lead[po_sup]
     late = qrng.random(n_po) > reliability[po_sup]
-    actual = po_day + np.round(po_lead * qrng.uniform(0.85, 1.1, n_po)).astype(np.int64) + np.where(
-        late, qrng.integers(3, 21, n_po), 0)
+    actual = (
+        po_day
+        + np.round(po_lead * qrng.uniform(0.85, 1.1, n_po)).astype(np.int64)
+        + np.where(late, qrng.integers(3, 21, n_po), 0)
+    )
     po_cancel = qrng.random(n_po) < 0.015
     received = (~po_cancel) & (actual < as_of_day)
     po_status = np.where(po_cancel, "cancelled", np.where(received, "received", "open"))
@@ -1498,8 +2138,7 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
             pl_no.append(j + 1)
             pl_sm.append(row)
     pl_po_a, pl_sm_a = np.array(pl_po), np.array(pl_sm)
-    pl_qty = np.maximum(sm_moq[pl_sm_a], np.round(sm_moq[pl_sm_a] * qrng.lognormal(1.5, 0.8, len(pl_po)) / 10)
-                        * 10)
+    pl_qty = np.maximum(sm_moq[pl_sm_a], np.round(sm_moq[pl_sm_a] * qrng.lognormal(1.5, 0.8, len(pl_po)) / 10) * 10)
     pl_price = sm_price[pl_sm_a]
     po_total = np.round(np.bincount(pl_po_a, weights=pl_qty * pl_price, minlength=n_po), 2)
     po_update_day = np.minimum(np.where(received, actual, po_day + qrng.integers(0, 3, n_po)), as_of_day - 1)
@@ -1547,12 +2186,13 @@ def _write_database(path: Path, metadata: MetaData, tables: dict[str, Columns]) 
             names = [c.name for c in table.columns]
             if columns is None or set(columns) != set(names):
                 raise SampleEnterpriseError(
-                    f"table {table.name}: generated columns {sorted(columns or [])} do not match schema {names}")
+                    f"table {table.name}: generated columns {sorted(columns or [])} do not match schema {names}"
+                )
             lengths = {len(columns[n]) for n in names}
             if len(lengths) != 1:
                 raise SampleEnterpriseError(f"table {table.name}: columns have different lengths {lengths}")
             sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-            con.executemany(sql, zip(*(columns[n] for n in names)))
+            con.executemany(sql, zip(*(columns[n] for n in names), strict=True))
             counts[table.name] = lengths.pop()
         for table in metadata.sorted_tables:
             for index in sorted(table.indexes, key=lambda i: str(i.name)):
@@ -1564,15 +2204,16 @@ def _write_database(path: Path, metadata: MetaData, tables: dict[str, Columns]) 
     return counts
 
 
-def _write_files(out_dir: Path, hr: dict[str, Columns], crm: dict[str, Columns], erp: dict[str, Columns],
-                 seed: int, as_of_day: int) -> tuple[dict[str, Path], dict[str, str], dict[str, int]]:
+def _write_files(
+    out_dir: Path, hr: dict[str, Columns], crm: dict[str, Columns], erp: dict[str, Columns], seed: int, as_of_day: int
+) -> tuple[dict[str, Path], dict[str, str], dict[str, int]]:
     """The file-source exports: CSV, Excel (if openpyxl), Parquet (if pyarrow) and JSON; paths, skips, rows."""
     import pandas as pd  # heavy (about a second): only when the file exports are written
 
     files: dict[str, Path] = {}
     skipped: dict[str, str] = {}
     rows: dict[str, int] = {}
-    site_code = dict(zip(erp["sites"]["site_id"], erp["sites"]["site_code"]))
+    site_code = dict(zip(erp["sites"]["site_id"], erp["sites"]["site_code"], strict=True))
     products = pd.DataFrame(erp["products"]).drop(columns=["site_id"])
     products.insert(len(products.columns) - 1, "currency", CURRENCY)
     products.insert(len(products.columns) - 1, "site_code", [site_code[s] for s in erp["products"]["site_id"]])
@@ -1594,8 +2235,16 @@ def _write_files(out_dir: Path, hr: dict[str, Columns], crm: dict[str, Columns],
     else:
         skipped["telemetry_sample.parquet"] = "pyarrow is not installed"
 
-    skills = [{"skill_id": i, "name": n, "category": c, "updated_at": u} for i, n, c, u in
-              zip(hr["skills"]["skill_id"], hr["skills"]["name"], hr["skills"]["category"], hr["skills"]["updated_at"])]
+    skills = [
+        {"skill_id": i, "name": n, "category": c, "updated_at": u}
+        for i, n, c, u in zip(
+            hr["skills"]["skill_id"],
+            hr["skills"]["name"],
+            hr["skills"]["category"],
+            hr["skills"]["updated_at"],
+            strict=True,
+        )
+    ]
     files["hr_skills.json"] = out_dir / "hr_skills.json"
     files["hr_skills.json"].write_text(json.dumps(skills, indent=1))
     rows["hr_skills.json"] = len(skills)
@@ -1614,7 +2263,7 @@ def _write_accounts_workbook(path: Path, accounts: Columns) -> int:
     sheet = book.create_sheet("Accounts")
     sheet.append(list(accounts))
     n = min(XLSX_MAX_ROWS, len(accounts["account_id"]))
-    for row in zip(*(values[:n] for values in accounts.values())):
+    for row in zip(*(values[:n] for values in accounts.values()), strict=True):
         sheet.append(row)
     book.save(path)
     return n
@@ -1640,16 +2289,18 @@ def _telemetry(erp: dict[str, Columns], seed: int, as_of_day: int) -> Any:
     idle = (~down) & ((hour < 6) | (hour >= 22)) & (rng.random(len(m)) < 0.7)
     state = np.where(down, "down", np.where(idle, "idle", "running"))
     load = np.where(state == "running", 1.0, np.where(state == "idle", 0.2, 0.0))
-    return pd.DataFrame({
-        "reading_id": np.arange(1, len(m) + 1),
-        "machine_id": np.array(machines["machine_id"][:n_m])[m],
-        "asset_tag": np.array(machines["asset_tag"][:n_m])[m],
-        "ts": pd.to_datetime(t, unit="s"),
-        "state": state,
-        "temperature_c": np.round(22 + 38 * load + rng.normal(0, 1.5, len(m)), 2),
-        "vibration_mm_s": np.round(np.abs(0.3 + 3.2 * load + rng.normal(0, 0.4, len(m))), 3),
-        "power_kw": np.round(np.maximum(0, 1.5 + 28 * load + rng.normal(0, 1.0, len(m))), 2),
-    })
+    return pd.DataFrame(
+        {
+            "reading_id": np.arange(1, len(m) + 1),
+            "machine_id": np.array(machines["machine_id"][:n_m])[m],
+            "asset_tag": np.array(machines["asset_tag"][:n_m])[m],
+            "ts": pd.to_datetime(t, unit="s"),
+            "state": state,
+            "temperature_c": np.round(22 + 38 * load + rng.normal(0, 1.5, len(m)), 2),
+            "vibration_mm_s": np.round(np.abs(0.3 + 3.2 * load + rng.normal(0, 0.4, len(m))), 3),
+            "power_kw": np.round(np.maximum(0, 1.5 + 28 * load + rng.normal(0, 1.0, len(m))), 2),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------- generate
@@ -1672,10 +2323,20 @@ def generate_sample(out_dir: Path, size: SampleSize | int = "small", seed: int =
         for table, n in _write_database(databases[system], metadata, tables).items():
             counts[f"{system}.{table}"] = n
     files, skipped, file_rows = _write_files(out_dir, hr, crm, erp.tables, seed, as_of_day)
-    manifest = SampleManifest(out_dir=out_dir, size=size_name, people=people, seed=seed, as_of=AS_OF,
-                              databases=databases, files=files, skipped_files=skipped, row_counts=counts,
-                              file_rows=file_rows,
-                              identity_overlap=overlap, single_sourced_materials=erp.single_sourced)
+    manifest = SampleManifest(
+        out_dir=out_dir,
+        size=size_name,
+        people=people,
+        seed=seed,
+        as_of=AS_OF,
+        databases=databases,
+        files=files,
+        skipped_files=skipped,
+        row_counts=counts,
+        file_rows=file_rows,
+        identity_overlap=overlap,
+        single_sourced_materials=erp.single_sourced,
+    )
     (out_dir / "manifest.json").write_text(manifest.to_json())
     return manifest
 
@@ -1714,6 +2375,7 @@ class _Rule:
 
 def _fresh_person(email_column: str) -> Callable[[Row, np.random.Generator, set[str]], None]:
     """A clone becomes a different person: new name, e-mail (same domain) and phone."""
+
     def fresh(row: Row, rng: np.random.Generator, taken: set[str]) -> None:
         row["first_name"] = FIRST_NAMES[int(rng.integers(0, len(FIRST_NAMES)))]
         row["last_name"] = LAST_NAMES[int(rng.integers(0, len(LAST_NAMES)))]
@@ -1723,6 +2385,7 @@ def _fresh_person(email_column: str) -> Callable[[Row, np.random.Generator, set[
         if "termination_date" in row:
             row["termination_date"] = None
             row["status"] = "active"
+
     return fresh
 
 
@@ -1743,63 +2406,112 @@ def _derive_case(_: Row, row: Row) -> None:
 def _derive_work_center(before: Row, row: Row) -> None:
     """Capacity scales with the number of shifts."""
     row["capacity_hours_per_day"] = round(
-        before["capacity_hours_per_day"] / before["shift_count"] * row["shift_count"], 1)
+        before["capacity_hours_per_day"] / before["shift_count"] * row["shift_count"], 1
+    )
 
 
 RULES: dict[str, tuple[_Rule, ...]] = {
     "hr": (
         _Rule("positions", "position_id", (_Change("grade", "choice", tuple(range(1, 11))),)),
         _Rule("skills", "skill_id", (_Change("category", "choice", SKILL_CATEGORIES),)),
-        _Rule("employees", "employee_id",
-              (_Change("salary", "scale", spread=0.04, decimals=-2), _Change("phone", "phone"),
-               _Change("capacity_hours_per_week", "choice", (20.0, 24.0, 30.0, 32.0, 40.0))),
-              key_prefix="E", key_width=6, insert_where="manager_id IS NOT NULL AND status = 'active'",
-              fresh=_fresh_person("work_email")),
-        _Rule("employee_skills", "employee_skill_id",
-              (_Change("level", "choice", (1, 2, 3, 4, 5)),), delete_where="1 = 1"),
+        _Rule(
+            "employees",
+            "employee_id",
+            (
+                _Change("salary", "scale", spread=0.04, decimals=-2),
+                _Change("phone", "phone"),
+                _Change("capacity_hours_per_week", "choice", (20.0, 24.0, 30.0, 32.0, 40.0)),
+            ),
+            key_prefix="E",
+            key_width=6,
+            insert_where="manager_id IS NOT NULL AND status = 'active'",
+            fresh=_fresh_person("work_email"),
+        ),
+        _Rule(
+            "employee_skills", "employee_skill_id", (_Change("level", "choice", (1, 2, 3, 4, 5)),), delete_where="1 = 1"
+        ),
     ),
     "crm": (
-        _Rule("accounts", "account_id",
-              (_Change("annual_revenue", "scale", spread=0.08, decimals=-3), _Change("industry", "choice", INDUSTRIES)),
-              ),
-        _Rule("contacts", "contact_id",
-              (_Change("phone", "phone"), _Change("title", "choice", CONTACT_TITLES)),
-              key_prefix="CON", key_width=7, insert_where=f"account_id <> '{INTERNAL_ACCOUNT_ID}'",
-              fresh=_fresh_person("email")),
-        _Rule("opportunities", "opportunity_id",
-              (_Change("stage", "choice", STAGES), _Change("amount", "scale", spread=0.1)),
-              key_prefix="OPP", key_width=7, insert_where="1 = 1", delete_where="1 = 1",
-              derive=_derive_opportunity),
-        _Rule("cases", "case_id",
-              (_Change("status", "choice", CASE_STATUSES), _Change("priority", "choice", CASE_PRIORITIES)),
-              key_prefix="CS", key_width=7, insert_where="1 = 1", delete_where="1 = 1", derive=_derive_case),
+        _Rule(
+            "accounts",
+            "account_id",
+            (_Change("annual_revenue", "scale", spread=0.08, decimals=-3), _Change("industry", "choice", INDUSTRIES)),
+        ),
+        _Rule(
+            "contacts",
+            "contact_id",
+            (_Change("phone", "phone"), _Change("title", "choice", CONTACT_TITLES)),
+            key_prefix="CON",
+            key_width=7,
+            insert_where=f"account_id <> '{INTERNAL_ACCOUNT_ID}'",
+            fresh=_fresh_person("email"),
+        ),
+        _Rule(
+            "opportunities",
+            "opportunity_id",
+            (_Change("stage", "choice", STAGES), _Change("amount", "scale", spread=0.1)),
+            key_prefix="OPP",
+            key_width=7,
+            insert_where="1 = 1",
+            delete_where="1 = 1",
+            derive=_derive_opportunity,
+        ),
+        _Rule(
+            "cases",
+            "case_id",
+            (_Change("status", "choice", CASE_STATUSES), _Change("priority", "choice", CASE_PRIORITIES)),
+            key_prefix="CS",
+            key_width=7,
+            insert_where="1 = 1",
+            delete_where="1 = 1",
+            derive=_derive_case,
+        ),
     ),
     "erp": (
-        _Rule("work_centers", "work_center_id", (_Change("shift_count", "choice", (1, 2, 3)),),
-              derive=_derive_work_center),
-        _Rule("machines", "machine_id",
-              (_Change("mtbf_hours", "scale", spread=0.1, decimals=1), _Change("mttr_hours", "scale", spread=0.1))),
-        _Rule("products", "product_id",
-              (_Change("unit_price", "scale", spread=0.05), _Change("unit_cost", "scale", spread=0.05))),
+        _Rule(
+            "work_centers", "work_center_id", (_Change("shift_count", "choice", (1, 2, 3)),), derive=_derive_work_center
+        ),
+        _Rule(
+            "machines",
+            "machine_id",
+            (_Change("mtbf_hours", "scale", spread=0.1, decimals=1), _Change("mttr_hours", "scale", spread=0.1)),
+        ),
+        _Rule(
+            "products",
+            "product_id",
+            (_Change("unit_price", "scale", spread=0.05), _Change("unit_cost", "scale", spread=0.05)),
+        ),
         _Rule("materials", "material_id", (_Change("standard_cost", "scale", spread=0.05),)),
         _Rule("bill_of_materials", "bom_line_id", (_Change("quantity", "scale", spread=0.2, decimals=1),)),
-        _Rule("suppliers", "supplier_id",
-              (_Change("reliability", "scale", spread=0.03, decimals=3, upper=0.999),
-               _Change("lead_time_days", "scale", spread=0.2, decimals=0))),
+        _Rule(
+            "suppliers",
+            "supplier_id",
+            (
+                _Change("reliability", "scale", spread=0.03, decimals=3, upper=0.999),
+                _Change("lead_time_days", "scale", spread=0.2, decimals=0),
+            ),
+        ),
         _Rule("supplier_materials", "supplier_material_id", (_Change("unit_price", "scale", spread=0.05),)),
         _Rule("routings", "routing_step_id", (_Change("minutes_per_unit", "scale", spread=0.1),)),
         _Rule("customers", "customer_id", (_Change("credit_limit", "scale", spread=0.1, decimals=-3),)),
         _Rule("purchase_orders", "po_id", (_Change("expected_date", "shift_days"),)),
         _Rule("purchase_order_lines", "po_line_id", (_Change("quantity", "scale", spread=0.2, decimals=0),)),
-        _Rule("sales_orders", "so_id", (_Change("requested_date", "shift_days"),),
-              insert_where="1 = 1", delete_where="status IN ('open', 'cancelled')",
-              children=(("sales_order_lines", "so_id", "so_line_id"),)),
+        _Rule(
+            "sales_orders",
+            "so_id",
+            (_Change("requested_date", "shift_days"),),
+            insert_where="1 = 1",
+            delete_where="status IN ('open', 'cancelled')",
+            children=(("sales_order_lines", "so_id", "so_line_id"),),
+        ),
         _Rule("sales_order_lines", "so_line_id", (_Change("quantity", "scale", spread=0.3, decimals=0),)),
         _Rule("maintenance_logs", "log_id", (_Change("failure_mode", "choice", FAILURE_MODES),)),
     ),
 }
-ORDER_TOTALS = (("sales_orders", "so_id", "sales_order_lines", "so_line_id"),
-                ("purchase_orders", "po_id", "purchase_order_lines", "po_line_id"))
+ORDER_TOTALS = (
+    ("sales_orders", "so_id", "sales_order_lines", "so_line_id"),
+    ("purchase_orders", "po_id", "purchase_order_lines", "po_line_id"),
+)
 UNIQUE_EMAIL_COLUMNS = {"employees": "work_email", "contacts": "email"}
 
 
@@ -1816,7 +2528,7 @@ def _changed_value(change: _Change, value: Any, rng: np.random.Generator) -> Any
     new = round(value * factor, change.decimals)
     if change.upper is not None:
         new = min(new, change.upper)
-    step = 10.0 ** -change.decimals
+    step = 10.0**-change.decimals
     if new == value:
         new = value - step if change.upper is not None and value + step > change.upper else value + step
     new = max(new, step)  # quantities, prices and rates stay positive
@@ -1828,8 +2540,9 @@ def _changed_value(change: _Change, value: Any, rng: np.random.Generator) -> Any
 def _next_key(con: sqlite3.Connection, rule: _Rule) -> int:
     """The number after the highest key in use."""
     if rule.key_prefix:
-        row = con.execute(f"SELECT MAX(CAST(SUBSTR({rule.key}, {len(rule.key_prefix) + 1}) AS INTEGER)) "
-                          f"FROM {rule.table}").fetchone()
+        row = con.execute(
+            f"SELECT MAX(CAST(SUBSTR({rule.key}, {len(rule.key_prefix) + 1}) AS INTEGER)) FROM {rule.table}"
+        ).fetchone()
     else:
         row = con.execute(f"SELECT MAX({rule.key}) FROM {rule.table}").fetchone()
     return int(row[0] or 0) + 1
@@ -1840,11 +2553,10 @@ def _fetch(con: sqlite3.Connection, table: str, key: str, keys: Iterable[Any]) -
     keys = list(keys)
     out: list[Row] = []
     for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        cur = con.execute(f"SELECT * FROM {table} WHERE {key} IN ({', '.join('?' * len(chunk))}) ORDER BY {key}",
-                          chunk)
+        chunk = keys[i : i + 500]
+        cur = con.execute(f"SELECT * FROM {table} WHERE {key} IN ({', '.join('?' * len(chunk))}) ORDER BY {key}", chunk)
         names = [d[0] for d in cur.description]
-        out += [dict(zip(names, r)) for r in cur.fetchall()]
+        out += [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     return out
 
 
@@ -1852,8 +2564,10 @@ def _insert(con: sqlite3.Connection, table: str, rows: list[Row]) -> None:
     """Insert whole rows."""
     if rows:
         names = list(rows[0])
-        con.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                        [tuple(r[n] for n in names) for r in rows])
+        con.executemany(
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [tuple(r[n] for n in names) for r in rows],
+        )
 
 
 def _split(total: int, rule: _Rule) -> tuple[int, int, int]:
@@ -1863,11 +2577,14 @@ def _split(total: int, rule: _Rule) -> tuple[int, int, int]:
     return total - inserts - deletes, inserts, deletes
 
 
-def _mutate_system(con: sqlite3.Connection, system: str, fraction: float, rng: np.random.Generator,
-                   watermark: str) -> dict[str, TableMutation]:
+def _mutate_system(
+    con: sqlite3.Connection, system: str, fraction: float, rng: np.random.Generator, watermark: str
+) -> dict[str, TableMutation]:
     """Apply one system's share of updates, inserts and deletes, stamping `watermark`."""
-    counts = {name: con.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
-              for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+    counts = {
+        name: con.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    }
     updated: dict[str, set[Any]] = {t: set() for t in counts}
     inserted: dict[str, int] = dict.fromkeys(counts, 0)
     deleted: dict[str, int] = dict.fromkeys(counts, 0)
@@ -1876,23 +2593,34 @@ def _mutate_system(con: sqlite3.Connection, system: str, fraction: float, rng: n
         total = int(np.floor(expected + rng.random()))
         n_update, n_insert, n_delete = _split(total, rule)
         if n_delete:
-            candidates = [r[0] for r in con.execute(
-                f"SELECT {rule.key} FROM {rule.table} WHERE {rule.delete_where} ORDER BY {rule.key}")]
-            victims = sorted(rng.choice(candidates, min(n_delete, len(candidates)), replace=False).tolist()) \
-                if candidates else []
+            candidates = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT {rule.key} FROM {rule.table} WHERE {rule.delete_where} ORDER BY {rule.key}"
+                )
+            ]
+            victims = (
+                sorted(rng.choice(candidates, min(n_delete, len(candidates)), replace=False).tolist())
+                if candidates
+                else []
+            )
             n_update += n_delete - len(victims)
             for child, fk, _ in rule.children:
                 for i in range(0, len(victims), 500):
-                    chunk = victims[i:i + 500]
+                    chunk = victims[i : i + 500]
                     cur = con.execute(f"DELETE FROM {child} WHERE {fk} IN ({', '.join('?' * len(chunk))})", chunk)
                     deleted[child] += cur.rowcount
             for i in range(0, len(victims), 500):
-                chunk = victims[i:i + 500]
+                chunk = victims[i : i + 500]
                 con.execute(f"DELETE FROM {rule.table} WHERE {rule.key} IN ({', '.join('?' * len(chunk))})", chunk)
             deleted[rule.table] += len(victims)
         if n_update and rule.changes:
-            keys = [r[0] for r in con.execute(  # rows this run has not touched yet
-                f"SELECT {rule.key} FROM {rule.table} WHERE updated_at <> ? ORDER BY {rule.key}", (watermark,))]
+            keys = [
+                r[0]
+                for r in con.execute(  # rows this run has not touched yet
+                    f"SELECT {rule.key} FROM {rule.table} WHERE updated_at <> ? ORDER BY {rule.key}", (watermark,)
+                )
+            ]
             picked = sorted(rng.choice(keys, min(n_update, len(keys)), replace=False).tolist()) if keys else []
             rows = _fetch(con, rule.table, rule.key, picked)
             for row in rows:
@@ -1903,19 +2631,30 @@ def _mutate_system(con: sqlite3.Connection, system: str, fraction: float, rng: n
                 if rule.derive:
                     rule.derive(before, row)
                 assignments = ", ".join(f"{c} = ?" for c in row if c != rule.key)
-                con.execute(f"UPDATE {rule.table} SET {assignments} WHERE {rule.key} = ?",
-                            [v for c, v in row.items() if c != rule.key] + [row[rule.key]])
+                con.execute(
+                    f"UPDATE {rule.table} SET {assignments} WHERE {rule.key} = ?",
+                    [v for c, v in row.items() if c != rule.key] + [row[rule.key]],
+                )
                 updated[rule.table].add(row[rule.key])
         if n_insert:
-            sources = [r[0] for r in con.execute(
-                f"SELECT {rule.key} FROM {rule.table} WHERE {rule.insert_where} ORDER BY {rule.key}")]
+            sources = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT {rule.key} FROM {rule.table} WHERE {rule.insert_where} ORDER BY {rule.key}"
+                )
+            ]
             picked = rng.choice(sources, min(n_insert, len(sources)), replace=True).tolist() if sources else []
             next_key = _next_key(con, rule)
             email_column = UNIQUE_EMAIL_COLUMNS.get(rule.table)
-            taken = {r[0].strip().lower() for r in con.execute(f"SELECT {email_column} FROM {rule.table}")} \
-                if email_column else set()
-            child_next = {child: con.execute(f"SELECT COALESCE(MAX({ck}), 0) + 1 FROM {child}").fetchone()[0]
-                          for child, _, ck in rule.children}
+            taken = (
+                {r[0].strip().lower() for r in con.execute(f"SELECT {email_column} FROM {rule.table}")}
+                if email_column
+                else set()
+            )
+            child_next = {
+                child: con.execute(f"SELECT COALESCE(MAX({ck}), 0) + 1 FROM {child}").fetchone()[0]
+                for child, _, ck in rule.children
+            }
             new_rows = []
             for source in picked:
                 row = _fetch(con, rule.table, rule.key, [source])[0]
@@ -1940,15 +2679,17 @@ def _mutate_system(con: sqlite3.Connection, system: str, fraction: float, rng: n
             _insert(con, rule.table, new_rows)
             inserted[rule.table] += len(new_rows)
     _refresh_totals(con, updated, watermark)
-    return {f"{system}.{t}": TableMutation(f"{system}.{t}", counts[t], len(updated[t]), inserted[t], deleted[t])
-            for t in counts}
+    return {
+        f"{system}.{t}": TableMutation(f"{system}.{t}", counts[t], len(updated[t]), inserted[t], deleted[t])
+        for t in counts
+    }
 
 
 def _fetch_children(con: sqlite3.Connection, child: str, fk: str, parent: Any, child_key: str) -> list[Row]:
     """The child rows of one parent, in key order."""
     cur = con.execute(f"SELECT * FROM {child} WHERE {fk} = ? ORDER BY {child_key}", (parent,))
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def _refresh_totals(con: sqlite3.Connection, updated: dict[str, set[Any]], watermark: str) -> None:
@@ -1959,15 +2700,21 @@ def _refresh_totals(con: sqlite3.Connection, updated: dict[str, set[Any]], water
         changed = sorted(updated[lines])
         parents: set[Any] = set()
         for i in range(0, len(changed), 500):
-            chunk = changed[i:i + 500]
-            parents |= {r[0] for r in con.execute(
-                f"SELECT DISTINCT {key} FROM {lines} WHERE {line_key} IN ({', '.join('?' * len(chunk))})", chunk)}
+            chunk = changed[i : i + 500]
+            parents |= {
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT {key} FROM {lines} WHERE {line_key} IN ({', '.join('?' * len(chunk))})", chunk
+                )
+            }
         for parent in sorted(parents):
             (stamp,) = con.execute(f"SELECT updated_at FROM {header} WHERE {key} = ?", (parent,)).fetchone()
             inserted_now = stamp == watermark and parent not in updated[header]
-            con.execute(f"UPDATE {header} SET total_amount = (SELECT ROUND(COALESCE(SUM(quantity * unit_price), 0), 2)"
-                        f" FROM {lines} WHERE {lines}.{key} = ?), updated_at = ? WHERE {key} = ?",
-                        (parent, watermark, parent))
+            con.execute(
+                f"UPDATE {header} SET total_amount = (SELECT ROUND(COALESCE(SUM(quantity * unit_price), 0), 2)"
+                f" FROM {lines} WHERE {lines}.{key} = ?), updated_at = ? WHERE {key} = ?",
+                (parent, watermark, parent),
+            )
             if not inserted_now:
                 updated[header].add(parent)
 
@@ -2008,6 +2755,14 @@ def mutate_sample(out_dir: Path, fraction: float = 0.01, seed: int = 1) -> Mutat
 
 
 __all__ = [
-    "AS_OF", "COMPANY_DOMAIN", "MutationSummary", "SIZE_PEOPLE", "SampleEnterpriseError", "SampleManifest",
-    "SampleSize", "TableMutation", "generate_sample", "mutate_sample",
+    "AS_OF",
+    "COMPANY_DOMAIN",
+    "MutationSummary",
+    "SIZE_PEOPLE",
+    "SampleEnterpriseError",
+    "SampleManifest",
+    "SampleSize",
+    "TableMutation",
+    "generate_sample",
+    "mutate_sample",
 ]

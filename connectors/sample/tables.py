@@ -252,9 +252,7 @@ bill_of_materials = _table(
     Column("parent_material_id", Integer, ForeignKey("materials.material_id"), index=True),
     Column("component_material_id", Integer, ForeignKey("materials.material_id"), nullable=False, index=True),
     Column("quantity", Float, nullable=False),
-    CheckConstraint(
-        "(parent_product_id IS NULL) <> (parent_material_id IS NULL)", name="ck_bom_exactly_one_parent"
-    ),
+    CheckConstraint("(parent_product_id IS NULL) <> (parent_material_id IS NULL)", name="ck_bom_exactly_one_parent"),
 )
 
 suppliers = _table(
@@ -340,9 +338,7 @@ sales_orders = _table(
     ERP,
     Column("so_id", Integer, primary_key=True),
     Column("so_number", String(16), nullable=False, unique=True),
-    Column(
-        "customer_number", String(12), ForeignKey("customers.customer_number"), nullable=False, index=True
-    ),
+    Column("customer_number", String(12), ForeignKey("customers.customer_number"), nullable=False, index=True),
     Column("site_id", Integer, ForeignKey("sites.site_id"), nullable=False, index=True),  # shipping plant
     Column("order_date", Date, nullable=False, index=True),
     Column("requested_date", Date, nullable=False),

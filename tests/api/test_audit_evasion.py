@@ -11,9 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.http.app import create_app
-
-from governance.audit import original_text
-from governance.audit import Decision
+from governance.audit import Decision, original_text
 from tests.api.conftest import ApiHarness
 
 TWIN = "query T($u: ID!) { twin(uid: $u) { uid } }"
@@ -23,8 +21,9 @@ UPSERT = "mutation U($t: [TwinInput!]!) { upsertTwins(twins: $t) { created updat
 def _post(api: ApiHarness, body: dict[str, Any], role: str | None = "viewer") -> Any:
     """POST `body` as JSON text with \\u escapes (as a client sends a lone surrogate)."""
     headers = {"Authorization": f"Bearer {api.token(role)}"} if role else {}
-    return api.client.post("/graphql", content=json.dumps(body).encode("ascii"),
-                           headers={**headers, "Content-Type": "application/json"})
+    return api.client.post(
+        "/graphql", content=json.dumps(body).encode("ascii"), headers={**headers, "Content-Type": "application/json"}
+    )
 
 
 def _records_since(api: ApiHarness, seq: int) -> list[Any]:
@@ -73,13 +72,23 @@ def test_a_mutation_is_answered_only_after_its_audit_record_is_stored(api: ApiHa
     start = _head(api)
     for n in range(15_000):  # reads queued before the mutation: their records are still being written
         services.trail.record(None, f"graphql.query:backlog{n}", decision=Decision.ALLOW, policy_version="v")
-    answer = _post(api, {"query": UPSERT, "variables": {"t": [{"uid": "audit-durable-1", "className": "Machine",
-                                                                  "properties": {"name": "Durable"}}]}}, role="admin")
+    answer = _post(
+        api,
+        {
+            "query": UPSERT,
+            "variables": {"t": [{"uid": "audit-durable-1", "className": "Machine", "properties": {"name": "Durable"}}]},
+        },
+        role="admin",
+    )
     assert answer.status_code == 200, answer.text
     with api.runtime.audit.engine.connect() as conn:  # read the table itself: no flush of the writer
-        operations = [row[0] for row in conn.execute(
-            text("SELECT operation FROM audit_log WHERE seq > :s AND operation LIKE 'graphql.mutation%'"),
-            {"s": start})]
+        operations = [
+            row[0]
+            for row in conn.execute(
+                text("SELECT operation FROM audit_log WHERE seq > :s AND operation LIKE 'graphql.mutation%'"),
+                {"s": start},
+            )
+        ]
     assert any(op.startswith("graphql.mutation:U") for op in operations), operations
     services.trail.flush()
     api.store.delete_twins(["audit-durable-1"])  # the session's graph stays as other tests expect it
@@ -87,8 +96,10 @@ def test_a_mutation_is_answered_only_after_its_audit_record_is_stored(api: ApiHa
 
 def test_a_mutation_whose_record_cannot_be_stored_is_not_acknowledged(api: ApiHarness) -> None:
     """A second app over the same runtime: its own trail and lost-events metric, the shared one stays clean."""
-    body = {"query": UPSERT, "variables": {"t": [{"uid": "audit-durable-2", "className": "Machine",
-                                                  "properties": {"name": "Unrecorded"}}]}}
+    body = {
+        "query": UPSERT,
+        "variables": {"t": [{"uid": "audit-durable-2", "className": "Machine", "properties": {"name": "Unrecorded"}}]},
+    }
     headers = {"Authorization": f"Bearer {api.token('admin')}", "Content-Type": "application/json"}
     api.audit_records()  # the shared trail's queue is empty before the table goes away
     with TestClient(create_app(api.runtime)) as client:

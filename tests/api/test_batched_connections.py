@@ -25,11 +25,15 @@ QUERIES = [
            hasSkill(first: 5) { edges { level cursor node { name } } } } } }""",
     # nested filters, sorts, pages and cursors; several connections side by side; an inverse direction
     """{ employees(first: 30, where: {jobTitle: {eq: "Engineer"}}) { nodes { uid
-           manages(where: {salary: {gte: 52000}}, orderBy: [{field: salary, direction: DESC}], first: 2, after: "$AFTER") {
-             totalCount pageInfo { hasNextPage hasPreviousPage } nodes { uid salary reportsTo(first: 2) { nodes { uid } } } }
-           reportsTo(first: 2) { nodes { uid manages(first: 3, orderBy: [{field: name}]) { totalCount nodes { name } } } }
+           manages(where: {salary: {gte: 52000}}, orderBy: [{field: salary, direction: DESC}],
+                   first: 2, after: "$AFTER") {
+             totalCount pageInfo { hasNextPage hasPreviousPage }
+             nodes { uid salary reportsTo(first: 2) { nodes { uid } } } }
+           reportsTo(first: 2) {
+             nodes { uid manages(first: 3, orderBy: [{field: name}]) { totalCount nodes { name } } } }
            operates(first: 2) { nodes { name locatedAt(first: 2) { nodes { name } } } } } } }""".replace(
-        "$AFTER", encode_cursor(0)),
+        "$AFTER", encode_cursor(0)
+    ),
     # empty connections at every depth, and a connection under a connection that is itself empty
     """{ machines(first: 10) { nodes { uid operatedBy(first: 5, where: {name: {contains: "nobody"}}) { totalCount
            nodes { uid worksIn(first: 2) { nodes { uid } } } } requiredBy(first: 3) { nodes { name consumes(first: 3) {
@@ -48,8 +52,11 @@ def per_row(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Make the root list fields use one subquery per row and connection, as the other root fields do."""
 
     def subqueries(self: _Query, proj: Projection, keys: list[str]) -> tuple[list[str], list[str]]:
-        added = [key for conn in proj.connections
-                 for key in ([self.keys_of(conn)[1]] if conn.total else []) + [self.keys_of(conn)[0]]]
+        added = [
+            key
+            for conn in proj.connections
+            for key in ([self.keys_of(conn)[1]] if conn.total else []) + [self.keys_of(conn)[0]]
+        ]
         return self.calls(proj), [*keys, *added]
 
     monkeypatch.setattr(_Query, "batched", subqueries)
@@ -59,8 +66,9 @@ def per_row(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def batched_answers(api: ApiHarness) -> dict[tuple[int, str], dict]:  # type: ignore[type-arg]
     """Every query's response for every role, fetched the batched way."""
-    return {(i, role): api.gql(query, role=role, org_unit=org)[1]
-            for i, query in enumerate(QUERIES) for role, org in ROLES}
+    return {
+        (i, role): api.gql(query, role=role, org_unit=org)[1] for i, query in enumerate(QUERIES) for role, org in ROLES
+    }
 
 
 def test_batched_connections_answer_as_subqueries_per_row(api: ApiHarness, batched_answers, per_row) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,10 @@ from governance.identity import Subject
 from ontology.model import CLASSIFICATIONS
 from tests.api.conftest import ApiHarness
 
-QUERY = "query($a: Int, $f: Int) { changes(after: $a, first: $f) { cursor head changes { seq uid kind op className " \
-        "linkType target after } } }"
+QUERY = (
+    "query($a: Int, $f: Int) { changes(after: $a, first: $f) { cursor head changes { seq uid kind op className "
+    "linkType target after } } }"
+)
 
 
 def _all_changes(api: ApiHarness, role: str, org_unit: str | None = None) -> list[dict[str, Any]]:

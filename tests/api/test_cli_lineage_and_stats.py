@@ -28,18 +28,40 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("TWIN_DATA_DIR", str(data))
     get_settings.cache_clear()
     store = GraphStore.open(f"falkordb+embedded://{data / 'graph'}", load_core())
-    store.upsert_twins([Twin("e1", "Employee", {"name": "Łucja Nowak", "employeeId": "1"}),
-                        Twin("e2", "Employee", {"name": "Paweł Kos", "employeeId": "2"})])
+    store.upsert_twins(
+        [
+            Twin("e1", "Employee", {"name": "Łucja Nowak", "employeeId": "1"}),
+            Twin("e2", "Employee", {"name": "Paweł Kos", "employeeId": "2"}),
+        ]
+    )
     store.upsert_links([Link("reportsTo", "e2", "e1")])
     store.close()
     lineage = LineageStore(get_settings().resolved_database_url)
     run = lineage.start_run(RunKind.CONNECTOR, "hr")
-    lineage.record([
-        ProvenanceRecord.of("e1", "name", "Łucja Nowak", source_system="hr", source_object="employees",
-                            record_key="1", run_id=run.run_id, source_field="full_name"),
-        ProvenanceRecord.of("e1", "employeeId", "1", source_system="hr", source_object="employees",
-                            record_key="1", run_id=run.run_id, source_field="id"),
-    ])
+    lineage.record(
+        [
+            ProvenanceRecord.of(
+                "e1",
+                "name",
+                "Łucja Nowak",
+                source_system="hr",
+                source_object="employees",
+                record_key="1",
+                run_id=run.run_id,
+                source_field="full_name",
+            ),
+            ProvenanceRecord.of(
+                "e1",
+                "employeeId",
+                "1",
+                source_system="hr",
+                source_object="employees",
+                record_key="1",
+                run_id=run.run_id,
+                source_field="id",
+            ),
+        ]
+    )
     yield data
     get_settings.cache_clear()
     assert falkordb_processes_under(tmp_path) == [], "a command left the embedded server running"

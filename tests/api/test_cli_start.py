@@ -26,13 +26,20 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.std
 
 def imported_heavy(argv: list[str], data_dir: Path) -> tuple[list[str], str]:
     """Which heavy packages a fresh interpreter imported to run `twin ARGV`, and what it printed."""
-    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv], capture_output=True, text=True,
-                          cwd=ROOT, env={"TWIN_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"TWIN_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     return json.loads(done.stderr.strip().splitlines()[-1]), done.stdout
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["token", "--role", "viewer"], ["ontology", "show", "Employee"],
-                                  ["graph", "stats", "--json"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["token", "--role", "viewer"], ["ontology", "show", "Employee"], ["graph", "stats", "--json"]]
+)
 def test_light_commands_import_no_simulation_or_dataframe_stack(argv: list[str], tmp_path: Path) -> None:
     heavy, output = imported_heavy(argv, tmp_path / "twin")
     assert heavy == [], f"`twin {' '.join(argv)}` imported {heavy}"

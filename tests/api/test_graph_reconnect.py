@@ -100,8 +100,10 @@ def test_kill_9_of_the_embedded_server_under_load(harness: ApiHarness) -> None:
         killed = time.monotonic()
         os.kill(before.pid, signal.SIGKILL)
         served, ready = _recovers(harness, load, killed)
-    print(f"\n  after kill -9: requests served again after {served:.2f} s, /ready 200 after {ready:.2f} s "
-          f"({sum(1 for o in load.outcomes if o[2] != 'ok')} requests refused meanwhile)")
+    print(
+        f"\n  after kill -9: requests served again after {served:.2f} s, /ready 200 after {ready:.2f} s "
+        f"({sum(1 for o in load.outcomes if o[2] != 'ok')} requests refused meanwhile)"
+    )
     _check_gap(load, killed)
     assert served < RECOVERY_SECONDS and ready < RECOVERY_SECONDS
     after = embedded_status(graph_dir)
@@ -116,15 +118,24 @@ def test_twin_graph_stop_while_the_api_runs(harness: ApiHarness) -> None:
     with Load(harness) as load:
         time.sleep(0.5)
         launched = time.monotonic()
-        result = subprocess.run([str(Path(sys.executable).parent / "twin"), "graph", "stop", "--data-dir", str(data_dir)],
-                                capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "twin"), "graph", "stop", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).parents[2],
+        )
         assert result.returncode == 0 and "stopped" in result.stdout, result.stderr
         # the command takes seconds to start (imports); the gap begins when the server stops, seen by the load
-        stopped = min([t + load.started for t, _, code in load.outcomes if t + load.started > launched and code != "ok"],
-                      default=time.monotonic())
+        stopped = min(
+            [t + load.started for t, _, code in load.outcomes if t + load.started > launched and code != "ok"],
+            default=time.monotonic(),
+        )
         served, ready = _recovers(harness, load, stopped)
-    print(f"\n  after twin graph stop (the command ran {time.monotonic() - launched:.2f} s): requests served again "
-          f"{served:.2f} s after the first refusal, /ready 200 after {ready:.2f} s")
+    print(
+        f"\n  after twin graph stop (the command ran {time.monotonic() - launched:.2f} s): requests served again "
+        f"{served:.2f} s after the first refusal, /ready 200 after {ready:.2f} s"
+    )
     _check_gap(load, stopped)
     assert served < RECOVERY_SECONDS and ready < RECOVERY_SECONDS
     after = embedded_status(data_dir / "graph")

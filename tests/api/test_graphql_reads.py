@@ -37,7 +37,8 @@ def test_three_level_query_returns_the_graph_and_costs_one_round_trip(api: ApiHa
 def test_several_root_fields_cost_one_round_trip_each(api: ApiHarness) -> None:
     query = """{ a: employees(first: 20) { nodes { name worksIn { nodes { partOf { nodes { name } } } } } }
                  b: orgUnits { nodes { name hasMember(first: 5) { totalCount nodes { name } } } }
-                 c: twin(uid: "emp-01") { uid ... on Employee { reportsTo { nodes { reportsTo { nodes { uid } } } } } } }"""
+                 c: twin(uid: "emp-01") {
+                   uid ... on Employee { reportsTo { nodes { reportsTo { nodes { uid } } } } } } }"""
     before = api.store.backend.queries
     data = api.data(query)
     assert api.store.backend.queries - before == 3
@@ -49,8 +50,11 @@ def test_several_root_fields_cost_one_round_trip_each(api: ApiHarness) -> None:
 def test_cursor_pagination_walks_every_row_once(api: ApiHarness) -> None:
     seen, after = [], None
     while True:
-        data = api.data("query($after: String) { employees(first: 7, after: $after) { pageInfo { hasNextPage endCursor }"
-                        " nodes { uid } } }", {"after": after})["employees"]
+        data = api.data(
+            "query($after: String) { employees(first: 7, after: $after) { pageInfo { hasNextPage endCursor }"
+            " nodes { uid } } }",
+            {"after": after},
+        )["employees"]
         seen += [n["uid"] for n in data["nodes"]]
         if not data["pageInfo"]["hasNextPage"]:
             break
@@ -62,20 +66,24 @@ def test_filters_sorts_and_relationship_filters(api: ApiHarness) -> None:
     query = """{ employees(where: {salary: {gte: 60000}, worksInSome: {name: {eq: "Unit eng"}}},
                           orderBy: [{field: salary, direction: DESC}]) { totalCount nodes { uid salary } } }"""
     page = api.data(query)["employees"]
-    expected = sorted((f"emp-{i:02d}" for i in range(EMPLOYEES) if 50_000 + 1_000 * i >= 60_000 and i % 3 == 0),
-                      key=lambda u: -int(u[4:]))
+    expected = sorted(
+        (f"emp-{i:02d}" for i in range(EMPLOYEES) if 50_000 + 1_000 * i >= 60_000 and i % 3 == 0),
+        key=lambda u: -int(u[4:]),
+    )
     assert [n["uid"] for n in page["nodes"]] == expected and page["totalCount"] == len(expected)
-    nobody = api.data('{ employees(where: {reportsToExists: false}) { nodes { uid } } }')["employees"]["nodes"]
+    nobody = api.data("{ employees(where: {reportsToExists: false}) { nodes { uid } } }")["employees"]["nodes"]
     assert nobody == [{"uid": "emp-00"}]
-    either = api.data('{ employees(where: {OR: [{uid: {eq: "emp-01"}}, {name: {contains: "son 02"}}]}) '
-                      "{ nodes { uid } } }")["employees"]["nodes"]
+    either = api.data(
+        '{ employees(where: {OR: [{uid: {eq: "emp-01"}}, {name: {contains: "son 02"}}]}) { nodes { uid } } }'
+    )["employees"]["nodes"]
     assert [n["uid"] for n in either] == ["emp-01", "emp-02"]
 
 
 def test_interfaces_and_fragments_resolve_concrete_types(api: ApiHarness) -> None:
     data = api.data("""{ assets(orderBy: [{field: name}]) { nodes { __typename uid name
                           ... on Machine { mtbfHours locatedAt { nodes { ... on Site { country } } } } } }
-                        entities(where: {uid: {in: ["emp-01", "site-1"]}}) { nodes { __typename className labels } } }""")
+                        entities(where: {uid: {in: ["emp-01", "site-1"]}}) {
+                          nodes { __typename className labels } } }""")
     machines = data["assets"]["nodes"]
     assert {m["__typename"] for m in machines} == {"Machine"} and machines[0]["mtbfHours"] == 500.0
     assert machines[0]["locatedAt"]["nodes"] == [{"country": "DE"}]
@@ -91,27 +99,33 @@ def test_search_impact_path_aggregate(api: ApiHarness) -> None:
     assert [(h["twin"]["uid"], h["depth"]) for h in impact] == [("proc-1", 1), ("prod-1", 2)]
     path = api.data('{ path(source: "emp-05", target: "u-root") { length types nodes { uid } } }')["path"]
     assert path["types"] == ["worksIn", "partOf", "partOf"] and path["nodes"][-1]["uid"] == "u-root"
-    rows = api.data('{ aggregate(className: Employee, groupBy: ["jobTitle"], metrics: [{fn: COUNT}, '
-                    '{fn: MAX, field: "salary"}]) { group metrics { name value } } }')["aggregate"]
+    rows = api.data(
+        '{ aggregate(className: Employee, groupBy: ["jobTitle"], metrics: [{fn: COUNT}, '
+        '{fn: MAX, field: "salary"}]) { group metrics { name value } } }'
+    )["aggregate"]
     assert {r["group"]["jobTitle"]: r["metrics"][0]["value"] for r in rows} == {"Engineer": 12.0, "Sales": 12.0}
     assert max(r["metrics"][1]["value"] for r in rows) == 50_000 + 1_000 * (EMPLOYEES - 1)
 
 
-@pytest.mark.parametrize("role,email,salary", [
-    ("admin", "person3@example.test", 53000.0),
-    ("architect", "***", None),
-    ("executive", "***", 53000.0),
-    ("compliance", "sha256:", 53000.0),
-    ("data_steward", "p***", None),
-])
-def test_each_role_sees_fields_masked_as_its_policy_says(api: ApiHarness, role: str, email: str,
-                                                          salary: float | None) -> None:
+@pytest.mark.parametrize(
+    "role,email,salary",
+    [
+        ("admin", "person3@example.test", 53000.0),
+        ("architect", "***", None),
+        ("executive", "***", 53000.0),
+        ("compliance", "sha256:", 53000.0),
+        ("data_steward", "p***", None),
+    ],
+)
+def test_each_role_sees_fields_masked_as_its_policy_says(
+    api: ApiHarness, role: str, email: str, salary: float | None
+) -> None:
     status, body = api.gql('{ twin(uid: "emp-03") { ... on Employee { email salary } } }', role=role)
     assert status == 200 and "errors" not in body
     twin = body["data"]["twin"]
     assert twin["email"].startswith(email) and twin["salary"] == salary
     masked = {(m["field"], m["mode"]) for m in body["extensions"]["masked"]}
-    assert (("email" in {f for f, _ in masked}) == (role != "admin"))
+    assert ("email" in {f for f, _ in masked}) == (role != "admin")
 
 
 def test_viewer_sees_no_people_and_hr_only_its_subtree(api: ApiHarness) -> None:
@@ -121,8 +135,9 @@ def test_viewer_sees_no_people_and_hr_only_its_subtree(api: ApiHarness) -> None:
     assert all(u["hasMember"]["totalCount"] == 0 for u in viewer["orgUnits"]["nodes"])
     status, body = api.gql("{ machines { totalCount } }", role="hr", org_unit="u-eng")
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    hr = api.data("{ employees { totalCount nodes { uid email worksIn { nodes { uid } } } } }", role="hr",
-                  org_unit="u-eng")["employees"]
+    hr = api.data(
+        "{ employees { totalCount nodes { uid email worksIn { nodes { uid } } } } }", role="hr", org_unit="u-eng"
+    )["employees"]
     units = {n["worksIn"]["nodes"][0]["uid"] for n in hr["nodes"]}
     assert units == {"u-eng", "u-eng-tools"} and hr["totalCount"] == 16
     assert all("@" in n["email"] for n in hr["nodes"])

@@ -24,8 +24,9 @@ def _code(body: dict) -> str | None:
 
 
 @pytest.mark.parametrize("role,cls,field,hidden,value,literal", HIDDEN)
-def test_hidden_field_is_masked_when_returned(api: ApiHarness, role: str, cls: str, field: str, hidden: str,
-                                              value: object, literal: str) -> None:
+def test_hidden_field_is_masked_when_returned(
+    api: ApiHarness, role: str, cls: str, field: str, hidden: str, value: object, literal: str
+) -> None:
     status, body = api.gql(f"{{ {field}(first: 1000) {{ nodes {{ uid {hidden} }} }} }}", role=role)
     assert status == 200 and "errors" not in body, body
     values = [n[hidden] for n in body["data"][field]["nodes"]]
@@ -35,17 +36,20 @@ def test_hidden_field_is_masked_when_returned(api: ApiHarness, role: str, cls: s
 
 
 @pytest.mark.parametrize("role,cls,field,hidden,value,literal", HIDDEN)
-@pytest.mark.parametrize("template", [
-    "{{ {field}(where: {{{hidden}: {{eq: {literal}}}}}) {{ totalCount }} }}",
-    "{{ {field}(where: {{NOT: {{OR: [{{{hidden}: {{gt: {literal}}}}}]}}}}) {{ totalCount }} }}",
-    "{{ {field}(orderBy: [{{field: {hidden}}}]) {{ totalCount }} }}",
-    '{{ aggregate(className: {cls}, groupBy: ["{hidden}"]) {{ group }} }}',
-    '{{ aggregate(className: {cls}, metrics: [{{fn: MAX, field: "{hidden}"}}]) {{ group }} }}',
-    '{{ aggregate(className: {cls}, where: {{{hidden}: {{eq: {literal}}}}}) {{ group }} }}',
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ {field}(where: {{{hidden}: {{eq: {literal}}}}}) {{ totalCount }} }}",
+        "{{ {field}(where: {{NOT: {{OR: [{{{hidden}: {{gt: {literal}}}}}]}}}}) {{ totalCount }} }}",
+        "{{ {field}(orderBy: [{{field: {hidden}}}]) {{ totalCount }} }}",
+        '{{ aggregate(className: {cls}, groupBy: ["{hidden}"]) {{ group }} }}',
+        '{{ aggregate(className: {cls}, metrics: [{{fn: MAX, field: "{hidden}"}}]) {{ group }} }}',
+        "{{ aggregate(className: {cls}, where: {{{hidden}: {{eq: {literal}}}}}) {{ group }} }}",
+    ],
+)
 def test_hidden_field_cannot_be_filtered_sorted_grouped_or_aggregated(
-        api: ApiHarness, role: str, cls: str, field: str, hidden: str, value: object, literal: str,
-        template: str) -> None:
+    api: ApiHarness, role: str, cls: str, field: str, hidden: str, value: object, literal: str, template: str
+) -> None:
     query = template.format(field=field, hidden=hidden, literal=literal, cls=cls)
     status, body = api.gql(query, role=role)
     assert status in (200, 400), body
@@ -58,7 +62,7 @@ def test_hidden_fields_of_related_twins_cannot_be_filtered_through_relationships
     assert _code(api.gql(nested, role="architect")[1]) == "FIELD_NOT_READABLE"
     through = '{ orgUnits(where: {hasMemberSome: {email: {contains: "person1"}}}) { totalCount } }'
     assert _code(api.gql(through, role="architect")[1]) == "FIELD_NOT_READABLE"
-    sort = '{ skills { nodes { skillOf(orderBy: [{field: email}]) { totalCount } } } }'
+    sort = "{ skills { nodes { skillOf(orderBy: [{field: email}]) { totalCount } } } }"
     assert _code(api.gql(sort, role="admin")[1]) is None
     assert _code(api.gql(sort, role="architect")[1]) == "FIELD_NOT_READABLE"
 
@@ -69,10 +73,13 @@ def test_subclass_fields_are_hidden_through_the_superclass(api: ApiHarness) -> N
 
 
 def test_relationship_filters_and_counts_do_not_reveal_twins_outside_the_scope(api: ApiHarness) -> None:
-    viewer = api.data('{ orgUnits(where: {hasMemberExists: true}) { totalCount } '
-                      'machines(where: {operatedByExists: true}) { totalCount } }', role="viewer")
+    viewer = api.data(
+        "{ orgUnits(where: {hasMemberExists: true}) { totalCount } "
+        "machines(where: {operatedByExists: true}) { totalCount } }",
+        role="viewer",
+    )
     assert viewer["orgUnits"]["totalCount"] == 0 and viewer["machines"]["totalCount"] == 0
-    admin = api.data('{ orgUnits(where: {hasMemberExists: true}) { totalCount } }')
+    admin = api.data("{ orgUnits(where: {hasMemberExists: true}) { totalCount } }")
     assert admin["orgUnits"]["totalCount"] == 3
 
 

@@ -19,9 +19,21 @@ from tests.api.conftest import ApiHarness
 
 def _record_run(lineage: LineageStore, uid: str, email: str) -> str:
     run = lineage.start_run("connector", "hr-export-test")
-    lineage.record([ProvenanceRecord.of(uid, "email", email, source_system="hr", source_object="employees",
-                                        record_key=uid, run_id=run.run_id, source_field="work_email",
-                                        mapping_rule="hr.yaml#employees.email")])
+    lineage.record(
+        [
+            ProvenanceRecord.of(
+                uid,
+                "email",
+                email,
+                source_system="hr",
+                source_object="employees",
+                record_key=uid,
+                run_id=run.run_id,
+                source_field="work_email",
+                mapping_rule="hr.yaml#employees.email",
+            )
+        ]
+    )
     lineage.finish_run(run.run_id, counts={"read": 1, "written": 1})
     return run.run_id
 
@@ -36,16 +48,24 @@ def test_rest_export_is_governed_and_omits_values_below_admin(api: ApiHarness) -
     assert len(list(graph.subjects(PROV.wasGeneratedBy, None))) >= 1
     admin = api.client.get(url, headers={"Authorization": f"Bearer {api.token('admin')}"})
     assert admin.status_code == 200 and "person3@example.test" in admin.text
-    ol = api.client.get(f"/operations/lineage/export?format=openlineage&run={run_id}",
-                        headers={"Authorization": f"Bearer {api.token('compliance')}"})
+    ol = api.client.get(
+        f"/operations/lineage/export?format=openlineage&run={run_id}",
+        headers={"Authorization": f"Bearer {api.token('compliance')}"},
+    )
     assert [json.loads(line)["eventType"] for line in ol.text.splitlines()] == ["START", "COMPLETE"]
     assert api.client.get(url, headers={"Authorization": f"Bearer {api.token('viewer')}"}).status_code == 403
     assert api.client.get(url).status_code == 401
-    missing = api.client.get("/operations/lineage/export?format=prov-o&run=nope",
-                             headers={"Authorization": f"Bearer {api.token('admin')}"})
+    missing = api.client.get(
+        "/operations/lineage/export?format=prov-o&run=nope", headers={"Authorization": f"Bearer {api.token('admin')}"}
+    )
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
-    assert api.client.get(f"/operations/lineage/export?format=csv&run={run_id}",
-                          headers={"Authorization": f"Bearer {api.token('admin')}"}).status_code == 422
+    assert (
+        api.client.get(
+            f"/operations/lineage/export?format=csv&run={run_id}",
+            headers={"Authorization": f"Bearer {api.token('admin')}"},
+        ).status_code
+        == 422
+    )
     exports = [(r.subject, str(r.decision)) for r in api.runtime.audit.query(operation="lineage.export", limit=1000)]
     assert ("test-compliance", "allow") in exports and ("test-viewer", "deny") in exports
 

@@ -10,15 +10,18 @@ from tests.api.conftest import ApiHarness
 HUGE = "u" * 1_000_000
 
 
-@pytest.mark.parametrize("query,variables", [
-    ("query($u: ID!) { history(uid: $u) { op } }", {"u": HUGE}),
-    ("query($u: ID!) { lineage(uid: $u) { property } }", {"u": HUGE}),
-    ("query($u: ID!) { scenarioRun(id: $u) { id } }", {"u": HUGE}),
-    ("query($w: JSON) { aggregate(className: Machine, where: $w) { group } }", {"w": {HUGE: {"eq": 1}}}),
-    ("query($w: JSON) { aggregate(className: Machine, where: $w) { group } }", {"w": {"name": {HUGE: 1}}}),
-    ("query($g: [String!]) { aggregate(className: Machine, groupBy: $g) { group } }", {"g": [HUGE]}),
-    ("query($w: JSON) { aggregate(className: Machine, where: $w) { group } }", {"w": {"mtbfHours": {"eq": HUGE}}}),
-])
+@pytest.mark.parametrize(
+    "query,variables",
+    [
+        ("query($u: ID!) { history(uid: $u) { op } }", {"u": HUGE}),
+        ("query($u: ID!) { lineage(uid: $u) { property } }", {"u": HUGE}),
+        ("query($u: ID!) { scenarioRun(id: $u) { id } }", {"u": HUGE}),
+        ("query($w: JSON) { aggregate(className: Machine, where: $w) { group } }", {"w": {HUGE: {"eq": 1}}}),
+        ("query($w: JSON) { aggregate(className: Machine, where: $w) { group } }", {"w": {"name": {HUGE: 1}}}),
+        ("query($g: [String!]) { aggregate(className: Machine, groupBy: $g) { group } }", {"g": [HUGE]}),
+        ("query($w: JSON) { aggregate(className: Machine, where: $w) { group } }", {"w": {"mtbfHours": {"eq": HUGE}}}),
+    ],
+)
 def test_an_error_quotes_a_short_prefix_of_a_huge_input(api: ApiHarness, query: str, variables: dict) -> None:
     status, body = api.gql(query, variables)
     errors = body.get("errors")

@@ -17,17 +17,35 @@ def salary_lineage(api: ApiHarness) -> None:
     """Lineage of emp-05's salary and name, as a connector would record it."""
     lineage = api.runtime.lineage
     run = lineage.start_run("connector", "hr-review-test")
-    lineage.record([
-        ProvenanceRecord.of("emp-05", prop, value, source_system="hr", source_object="people", record_key="E005",
-                            run_id=run.run_id, source_field=prop)
-        for prop, value in (("salary", 55000.0), ("name", "Person 05"))
-    ])
+    lineage.record(
+        [
+            ProvenanceRecord.of(
+                "emp-05",
+                prop,
+                value,
+                source_system="hr",
+                source_object="people",
+                record_key="E005",
+                run_id=run.run_id,
+                source_field=prop,
+            )
+            for prop, value in (("salary", 55000.0), ("name", "Person 05"))
+        ]
+    )
 
 
-@pytest.mark.parametrize("role,digest_of", [("admin", {"salary", "name"}), ("architect", {"name"}),
-                                            ("data_steward", {"name"}), ("compliance", {"salary", "name"})])
+@pytest.mark.parametrize(
+    "role,digest_of",
+    [
+        ("admin", {"salary", "name"}),
+        ("architect", {"name"}),
+        ("data_steward", {"name"}),
+        ("compliance", {"salary", "name"}),
+    ],
+)
 def test_lineage_digests_only_of_values_the_caller_may_see_or_hash(
-        api: ApiHarness, salary_lineage: None, role: str, digest_of: set[str]) -> None:
+    api: ApiHarness, salary_lineage: None, role: str, digest_of: set[str]
+) -> None:
     records = api.data('{ lineage(uid: "emp-05") { property value valueDigest } }', role=role)["lineage"]
     by_property = {r["property"]: r for r in records}
     assert {p for p, r in by_property.items() if r["valueDigest"] is not None} == digest_of
@@ -69,8 +87,10 @@ def test_paths_work_for_roles_with_row_rules(api: ApiHarness) -> None:
 @pytest.mark.parametrize("offset", [2**31, 2**63 - 1, 10**30])
 def test_cursors_no_one_issued_are_refused_clearly(api: ApiHarness, offset: int) -> None:
     cursor = base64.urlsafe_b64encode(f"twin-cursor:{offset}".encode()).decode()
-    for query in ("query($c: String) { employees(first: 2, after: $c) { nodes { uid } } }",
-                  "query($c: String) { orgUnits { nodes { hasMember(first: 2, after: $c) { nodes { uid } } } } }"):
+    for query in (
+        "query($c: String) { employees(first: 2, after: $c) { nodes { uid } } }",
+        "query($c: String) { orgUnits { nodes { hasMember(first: 2, after: $c) { nodes { uid } } } } }",
+    ):
         status, body = api.gql(query, {"c": cursor})
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
         assert "not a cursor this API issued" in body["errors"][0]["message"]
@@ -87,7 +107,9 @@ def test_link_properties_in_history_are_masked_by_their_classification(api: ApiH
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(
         "version: test\nroles:\n  auditor:\n    description: history, Internal values redacted\n"
-        "    read: ['*']\n    fields: {Internal: redact}\n    operations: [history.read]\n", encoding="utf-8")
+        "    read: ['*']\n    fields: {Internal: redact}\n    operations: [history.read]\n",
+        encoding="utf-8",
+    )
     ontology = api.store.ontology
     rel = ontology.relationships("Supplier")["supplies"]
 

@@ -19,8 +19,9 @@ UPSERT_LINKS = "mutation($l: [LinkInput!]!) { upsertLinks(links: $l) { created }
 HR_UNIT = "u-eng-tools"  # emp-02, 05, 08, ... work here; emp-00 and emp-01 do not
 
 
-def _answer(api: ApiHarness, query: str, variables: dict[str, Any], uid: str, role: str,
-            org_unit: str | None = None) -> tuple[int, Any]:
+def _answer(
+    api: ApiHarness, query: str, variables: dict[str, Any], uid: str, role: str, org_unit: str | None = None
+) -> tuple[int, Any]:
     """A response with the probed uid taken out, to compare the answers for two uids."""
     status, body = api.gql(query, variables, role=role, org_unit=org_unit)
     errors = [(e["extensions"].get("code"), e["message"].replace(uid, "<uid>")) for e in body.get("errors") or []]
@@ -30,9 +31,21 @@ def _answer(api: ApiHarness, query: str, variables: dict[str, Any], uid: str, ro
 def _record_lineage(api: ApiHarness, uid: str, values: dict[str, Any]) -> None:
     lineage = api.runtime.lineage
     run = lineage.start_run("connector", f"hardening-{uid}")
-    lineage.record([ProvenanceRecord.of(uid, prop, value, source_system="hr", source_object="people",
-                                        record_key=uid, run_id=run.run_id, source_field=prop)
-                    for prop, value in values.items()])
+    lineage.record(
+        [
+            ProvenanceRecord.of(
+                uid,
+                prop,
+                value,
+                source_system="hr",
+                source_object="people",
+                record_key=uid,
+                run_id=run.run_id,
+                source_field=prop,
+            )
+            for prop, value in values.items()
+        ]
+    )
 
 
 # ------------------------------------------------------------------ 1. a class change must not unmask values
@@ -41,31 +54,40 @@ def _record_lineage(api: ApiHarness, uid: str, values: dict[str, Any]) -> None:
 def test_a_class_change_that_strands_properties_is_refused(api: ApiHarness) -> None:
     person = {"name": "Class Changer", "employeeId": "E900", "salary": 91234.0, "email": "cc@example.test"}
     api.data(UPSERT, {"t": [{"uid": "cc-emp-1", "className": "Employee", "properties": person}]})
-    status, body = api.gql(UPSERT, {"t": [{"uid": "cc-emp-1", "className": "Machine", "properties": {}}]},
-                           role="architect")
+    status, body = api.gql(
+        UPSERT, {"t": [{"uid": "cc-emp-1", "className": "Machine", "properties": {}}]}, role="architect"
+    )
     error = body["errors"][0]
     assert error["extensions"]["code"] == "BATCH_REJECTED", body
     stranded = {v["path"].rsplit(".", 1)[-1] for v in error["extensions"]["violations"] if v["rule"] == "stranded"}
     assert stranded == {"employeeId", "salary", "email"}
     removing = {"employeeId": None, "salary": None, "email": None}  # values the architect may not read
-    status, body = api.gql(UPSERT, {"t": [{"uid": "cc-emp-1", "className": "Machine", "properties": removing}]},
-                           role="architect")
+    status, body = api.gql(
+        UPSERT, {"t": [{"uid": "cc-emp-1", "className": "Machine", "properties": removing}]}, role="architect"
+    )
     assert body["errors"][0]["extensions"]["code"] == "FIELD_NOT_READABLE", body
     assert api.data('{ twin(uid: "cc-emp-1") { className } }')["twin"]["className"] == "Employee"
 
 
 def test_values_recorded_under_a_former_class_stay_masked_in_history_and_lineage(api: ApiHarness) -> None:
-    person = {"name": "Former Person", "employeeId": "E901", "salary": 87654.0, "email": "former@example.test",
-              "phone": "+49 30 9999 0001"}
+    person = {
+        "name": "Former Person",
+        "employeeId": "E901",
+        "salary": 87654.0,
+        "email": "former@example.test",
+        "phone": "+49 30 9999 0001",
+    }
     api.data(UPSERT, {"t": [{"uid": "cc-emp-2", "className": "Employee", "properties": person}]})
     _record_lineage(api, "cc-emp-2", {"salary": 87654.0, "email": "former@example.test"})
     removed = {"employeeId": None, "salary": None, "email": None, "phone": None}  # removed in the same write: allowed
     assert api.data(UPSERT, {"t": [{"uid": "cc-emp-2", "className": "Machine", "properties": removed}]})[
-        "upsertTwins"] == {"created": 0, "updated": 1}
+        "upsertTwins"
+    ] == {"created": 0, "updated": 1}
     history = api.data('{ history(uid: "cc-emp-2") { op className before after } }', role="architect")["history"]
     states = [state for entry in history for state in (entry["before"], entry["after"]) if state]
-    assert states and all(87654.0 not in state.values() and "former@example.test" not in state.values()
-                          for state in states), history
+    assert states and all(
+        87654.0 not in state.values() and "former@example.test" not in state.values() for state in states
+    ), history
     assert history[-1]["before"]["salary"] == "***" and history[-1]["className"] == "Machine"
     lineage = api.data('{ lineage(uid: "cc-emp-2") { property value valueDigest } }', role="architect")["lineage"]
     by_property = {r["property"]: r for r in lineage}
@@ -79,10 +101,16 @@ def test_values_recorded_under_a_former_class_stay_masked_in_history_and_lineage
 def test_a_caller_without_write_rights_is_refused_before_any_lookup(api: ApiHarness) -> None:
     for query, hidden, absent in (
         (DELETE, {"u": ["emp-03"]}, {"u": ["no-such-twin"]}),
-        (DELETE_LINKS, {"l": [{"type": "reportsTo", "source": "emp-03", "target": "emp-00"}]},
-         {"l": [{"type": "reportsTo", "source": "no-such-twin", "target": "emp-00"}]}),
-        (UPSERT_LINKS, {"l": [{"type": "locatedAt", "source": "emp-03", "target": "site-1"}]},
-         {"l": [{"type": "locatedAt", "source": "no-such-twin", "target": "site-1"}]}),
+        (
+            DELETE_LINKS,
+            {"l": [{"type": "reportsTo", "source": "emp-03", "target": "emp-00"}]},
+            {"l": [{"type": "reportsTo", "source": "no-such-twin", "target": "emp-00"}]},
+        ),
+        (
+            UPSERT_LINKS,
+            {"l": [{"type": "locatedAt", "source": "emp-03", "target": "site-1"}]},
+            {"l": [{"type": "locatedAt", "source": "no-such-twin", "target": "site-1"}]},
+        ),
     ):
         seen = _answer(api, query, hidden, "emp-03", "viewer")
         assert seen == _answer(api, query, absent, "no-such-twin", "viewer")
@@ -96,17 +124,28 @@ def test_hidden_and_absent_twins_get_the_same_answer(api: ApiHarness) -> None:
         return answer
 
     assert same(DELETE, {"u": ["emp-01"]}, {"u": ["absent-emp"]})[1] == {"deleteTwins": {"deleted": 0}}
-    same(DELETE_LINKS, {"l": [{"type": "reportsTo", "source": "emp-01", "target": "emp-00"}]},
-         {"l": [{"type": "reportsTo", "source": "absent-emp", "target": "emp-00"}]})
-    same(UPSERT_LINKS, {"l": [{"type": "hasSkill", "source": "emp-01", "target": "skill-0"}]},
-         {"l": [{"type": "hasSkill", "source": "absent-emp", "target": "skill-0"}]})
-    same(UPSERT_LINKS, {"l": [{"type": "reportsTo", "source": "emp-02", "target": "emp-01"}]},
-         {"l": [{"type": "reportsTo", "source": "emp-02", "target": "absent-emp"}]})
+    same(
+        DELETE_LINKS,
+        {"l": [{"type": "reportsTo", "source": "emp-01", "target": "emp-00"}]},
+        {"l": [{"type": "reportsTo", "source": "absent-emp", "target": "emp-00"}]},
+    )
+    same(
+        UPSERT_LINKS,
+        {"l": [{"type": "hasSkill", "source": "emp-01", "target": "skill-0"}]},
+        {"l": [{"type": "hasSkill", "source": "absent-emp", "target": "skill-0"}]},
+    )
+    same(
+        UPSERT_LINKS,
+        {"l": [{"type": "reportsTo", "source": "emp-02", "target": "emp-01"}]},
+        {"l": [{"type": "reportsTo", "source": "emp-02", "target": "absent-emp"}]},
+    )
     employee = {"className": "Employee", "properties": {"name": "Probe", "employeeId": "E999"}}
     refused = same(UPSERT, {"t": [{"uid": "emp-01", **employee}]}, {"t": [{"uid": "absent-emp", **employee}]})
     assert refused[1][0][0] == "FORBIDDEN"
-    admin = api.data('{ a: twin(uid: "emp-01") { ... on Employee { name } } b: twin(uid: "absent-emp") { uid } '
-                     'emp: twin(uid: "emp-01") { ... on Employee { reportsTo { nodes { uid } } } } }')
+    admin = api.data(
+        '{ a: twin(uid: "emp-01") { ... on Employee { name } } b: twin(uid: "absent-emp") { uid } '
+        'emp: twin(uid: "emp-01") { ... on Employee { reportsTo { nodes { uid } } } } }'
+    )
     assert admin["a"]["name"] == "Person 01" and admin["b"] is None
     assert admin["emp"]["reportsTo"]["nodes"] == [{"uid": "emp-00"}]
 
@@ -129,11 +168,25 @@ def test_lineage_of_links_hides_links_to_twins_outside_the_scope(api: ApiHarness
 
 
 def test_a_write_does_not_remove_links_to_twins_the_caller_may_not_see(api: ApiHarness) -> None:
-    api.data(UPSERT, {"t": [{"uid": "skill-reach", "className": "Skill", "properties": {"name": "Reach"}},
-                            {"uid": "skill-inside", "className": "Skill", "properties": {"name": "Inside"}}]})
-    api.data(UPSERT_LINKS, {"l": [{"type": "hasSkill", "source": "emp-01", "target": "skill-reach"},
-                                  {"type": "hasSkill", "source": "emp-02", "target": "skill-reach"},
-                                  {"type": "hasSkill", "source": "emp-05", "target": "skill-inside"}]})
+    api.data(
+        UPSERT,
+        {
+            "t": [
+                {"uid": "skill-reach", "className": "Skill", "properties": {"name": "Reach"}},
+                {"uid": "skill-inside", "className": "Skill", "properties": {"name": "Inside"}},
+            ]
+        },
+    )
+    api.data(
+        UPSERT_LINKS,
+        {
+            "l": [
+                {"type": "hasSkill", "source": "emp-01", "target": "skill-reach"},
+                {"type": "hasSkill", "source": "emp-02", "target": "skill-reach"},
+                {"type": "hasSkill", "source": "emp-05", "target": "skill-inside"},
+            ]
+        },
+    )
     status, body = api.gql(DELETE, {"u": ["skill-reach"]}, role="hr", org_unit=HR_UNIT)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
     assert "outside what you may see" in body["errors"][0]["message"]
@@ -147,9 +200,19 @@ def test_a_write_does_not_remove_links_to_twins_the_caller_may_not_see(api: ApiH
 
 
 def test_search_does_not_return_twins_matched_through_hidden_text_by_word_prefix(api: ApiHarness) -> None:
-    api.data(UPSERT, {"t": [{"uid": "search-hollow", "className": "Machine",
-                             "properties": {"name": "Hollow press", "description": "lofty secret"}}]})
-    query = 'query($t: String!) { search(text: $t) { twin { uid } } }'
+    api.data(
+        UPSERT,
+        {
+            "t": [
+                {
+                    "uid": "search-hollow",
+                    "className": "Machine",
+                    "properties": {"name": "Hollow press", "description": "lofty secret"},
+                }
+            ]
+        },
+    )
+    query = "query($t: String!) { search(text: $t) { twin { uid } } }"
     admin = [h["twin"]["uid"] for h in api.data(query, {"t": "lo"})["search"]]
     assert "search-hollow" in admin  # the index matches `lofty` in the description
     assert "search-hollow" not in [h["twin"]["uid"] for h in api.data(query, {"t": "lo"}, role="viewer")["search"]]
@@ -176,12 +239,16 @@ def test_nul_and_lone_surrogates_are_refused_naming_the_input(api: ApiHarness, o
         ("query($v: String!) { machines(where: {uid: {in: [$v]}}) { totalCount } }", "uid"),
     ):
         payload = json.dumps({"query": query, "variables": {"v": odd}})  # ASCII: \ud800 travels escaped
-        response = api.client.post("/graphql", content=payload, headers={
-            "Authorization": f"Bearer {api.token('admin')}", "Content-Type": "application/json"})
+        response = api.client.post(
+            "/graphql",
+            content=payload,
+            headers={"Authorization": f"Bearer {api.token('admin')}", "Content-Type": "application/json"},
+        )
         status, body = response.status_code, response.json()
         assert status in (200, 400), body
         error = body["errors"][0]
         assert error.get("extensions", {}).get("code") == "BAD_USER_INPUT", (query, body)
         # refused at the edge naming the variable (before it is recorded), or by the resolver naming the argument
         assert ("`v`" in error["message"] or name in error["message"]) and (
-            "NUL" in error["message"] or "surrogate" in error["message"])
+            "NUL" in error["message"] or "surrogate" in error["message"]
+        )

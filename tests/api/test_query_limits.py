@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,8 +62,10 @@ def test_deep_not_queries_do_not_hold_up_a_normal_query(limited: ApiHarness) -> 
     for thread in attacks:
         thread.join(timeout=120)
     elapsed, status, body = results["normal"]
-    print(f"\n  normal query answered in {elapsed:.3f} s; deep ones in "
-          f"{', '.join(f'{results[k][0]:.3f} s' for k in ('deep0', 'deep1'))}")
+    print(
+        f"\n  normal query answered in {elapsed:.3f} s; deep ones in "
+        f"{', '.join(f'{results[k][0]:.3f} s' for k in ('deep0', 'deep1'))}"
+    )
     assert status == 200 and body["data"]["machines"]["totalCount"] == 4, body
     assert elapsed < 1.0
     for key in ("deep0", "deep1"):
@@ -77,15 +78,16 @@ def test_filter_nesting_and_size_are_bounded_with_a_clear_error(limited: ApiHarn
     status, body = limited.gql("{ machines(where: %s) { totalCount } }" % nested_not(6))
     error = body["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "nest" in error["message"] and "5" in error["message"]
-    mixed = "{OR: [{AND: [{NOT: {OR: [{AND: [{NOT: {name: {eq: \"x\"}}}]}]}}]}]}"
+    mixed = '{OR: [{AND: [{NOT: {OR: [{AND: [{NOT: {name: {eq: "x"}}}]}]}}]}]}'
     status, body = limited.gql("{ machines(where: %s) { totalCount } }" % mixed)
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
     wide = "{OR: [" + ", ".join(f'{{name: {{eq: "m{i}"}}}}' for i in range(300)) + "]}"
     status, body = limited.gql("{ machines(where: %s) { totalCount } }" % wide)
     error = body["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "300 conditions" in error["message"], body
-    status, body = limited.gql("{ aggregate(className: Machine, where: %s) { group } }"
-                               % nested_not(6, '{name: {eq: "x"}}'))
+    status, body = limited.gql(
+        "{ aggregate(className: Machine, where: %s) { group } }" % nested_not(6, '{name: {eq: "x"}}')
+    )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
 
 
@@ -94,8 +96,10 @@ def test_filters_within_the_bounds_still_answer_correctly(limited: ApiHarness) -
     assert data["machines"]["totalCount"] == 1
     data = limited.data("{ machines(where: %s) { totalCount } }" % nested_not(5, '{name: {contains: "press 1"}}'))
     assert data["machines"]["totalCount"] == 3
-    data = limited.data('{ machines(where: {OR: [{name: {eq: "Press 0"}}, {AND: [{name: {startsWith: "Press"}}, '
-                        '{NOT: {mtbfHours: {lt: 502}}}]}]}) { nodes { uid } } }')
+    data = limited.data(
+        '{ machines(where: {OR: [{name: {eq: "Press 0"}}, {AND: [{name: {startsWith: "Press"}}, '
+        "{NOT: {mtbfHours: {lt: 502}}}]}]}) { nodes { uid } } }"
+    )
     assert sorted(n["uid"] for n in data["machines"]["nodes"]) == ["machine-0", "machine-2", "machine-3"]
 
 
@@ -145,8 +149,10 @@ def test_slow_reads_stop_at_the_limit_keep_their_place_and_leave_server_threads_
 
 def test_the_embedded_server_runs_the_configured_query_threads(limited: ApiHarness) -> None:
     connection = limited.store.backend._client.connection  # noqa: SLF001 - the server's own config is the evidence
-    assert connection.execute_command("GRAPH.CONFIG", "GET", "THREAD_COUNT") == ["THREAD_COUNT",
-                                                                                 limited.runtime.settings.graph_threads]
+    assert connection.execute_command("GRAPH.CONFIG", "GET", "THREAD_COUNT") == [
+        "THREAD_COUNT",
+        limited.runtime.settings.graph_threads,
+    ]
 
 
 def test_reads_past_the_bound_wait_in_line_and_leave_no_place_behind() -> None:
@@ -166,6 +172,7 @@ def test_reads_past_the_bound_wait_in_line_and_leave_no_place_behind() -> None:
             finished.append(i)  # when it started: reads start in pairs, in arrival order
             time.sleep(seconds)
             return i
+
         return read
 
     async def one(i: int, seconds: float, timeout_ms: int) -> None:
@@ -192,7 +199,7 @@ def test_reads_past_the_bound_wait_in_line_and_leave_no_place_behind() -> None:
         return in_line
 
     in_line = anyio.run(scenario)
-    assert [sorted(in_line[k:k + 2]) for k in (0, 2, 4)] == [[0, 1], [2, 3], [4, 5]]
+    assert [sorted(in_line[k : k + 2]) for k in (0, 2, 4)] == [[0, 1], [2, 3], [4, 5]]
     assert [outcomes[i] for i in range(4)] == ["TIMEOUT"] * 4
     deadline = time.monotonic() + 10
     while gate.running("caller") and time.monotonic() < deadline:

@@ -26,8 +26,9 @@ scenarios:
 
 
 def _gql(api: ApiHarness, query: str, variables: dict[str, object], token: str) -> tuple[int, dict[str, object]]:
-    answer = api.client.post("/graphql", json={"query": query, "variables": variables},
-                             headers={"Authorization": f"Bearer {token}"})
+    answer = api.client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers={"Authorization": f"Bearer {token}"}
+    )
     return answer.status_code, answer.json()
 
 
@@ -62,12 +63,16 @@ def test_tokens_living_longer_than_the_maximum_are_refused(api: ApiHarness) -> N
 def test_request_bodies_have_a_size_limit(api: ApiHarness) -> None:
     token = api.token("viewer")
     big = json.dumps({"query": "{ __typename }", "variables": {"pad": "x" * 2_000_000}})
-    answer = api.client.post("/graphql", content=big, headers={"Authorization": f"Bearer {token}",
-                                                               "Content-Type": "application/json"})
+    answer = api.client.post(
+        "/graphql", content=big, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    )
     assert answer.status_code == 413
     assert "1048576" in answer.text
-    streamed = api.client.post("/graphql", content=(chunk for chunk in [big.encode()[:600_000], big.encode()[600_000:]]),
-                               headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    streamed = api.client.post(
+        "/graphql",
+        content=(chunk for chunk in [big.encode()[:600_000], big.encode()[600_000:]]),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     assert streamed.status_code == 413
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from governance.audit import AuditLog
+from governance.tokens import issue_token
 from graph.embedded import stop_embedded
 from graph.store import GraphStore
-from governance.tokens import issue_token
 from ontology.core import load_core
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,8 +46,11 @@ def _free_port() -> int:
 
 
 def _post(port: int, token: str, body: dict) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -56,8 +59,13 @@ def _serve_and_kill(data_dir: Path, token: str, round_no: int, acknowledged: set
     """Start `twin serve`, let 4 clients send mutations, kill -9 the server; returns how many mutations were sent."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "TWIN_DATA_DIR": str(data_dir), "TWIN_GRAPH_FSYNC": "always"}
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -111,26 +119,35 @@ def test_kill_9_of_twin_serve_during_mutations_leaves_every_twin_with_its_histor
     try:
         for round_no in range(4):
             assert _serve_and_kill(data_dir, token, round_no, acknowledged, answered) > 10
-        store = GraphStore.open(f"falkordb+embedded://{data_dir / 'graph'}", load_core(),
-                                history_url=f"sqlite:///{data_dir / 'twin.db'}")  # the recovery runs here
+        store = GraphStore.open(
+            f"falkordb+embedded://{data_dir / 'graph'}", load_core(), history_url=f"sqlite:///{data_dir / 'twin.db'}"
+        )  # the recovery runs here
         try:
-            in_graph = {uid for (uid,) in store.backend.read(
-                "MATCH (n:Twin) WHERE n.uid STARTS WITH 'api-' RETURN n.uid")}
+            in_graph = {
+                uid for (uid,) in store.backend.read("MATCH (n:Twin) WHERE n.uid STARTS WITH 'api-' RETURN n.uid")
+            }
         finally:
             store.close()
     finally:
         stop_embedded(data_dir / "graph")
     assert acknowledged and acknowledged <= in_graph  # no acknowledged mutation lost
     with sqlite3.connect(data_dir / "twin.db") as db:
-        recorded = {uid for (uid,) in db.execute(
-            "SELECT uid FROM twin_history WHERE kind = 'twin' AND op = 'create' AND uid LIKE 'api-%'")}
+        recorded = {
+            uid
+            for (uid,) in db.execute(
+                "SELECT uid FROM twin_history WHERE kind = 'twin' AND op = 'create' AND uid LIKE 'api-%'"
+            )
+        }
         assert in_graph - recorded == set()  # every twin a mutation created has its history
         assert recorded <= in_graph  # and no history of a twin the graph does not hold
         assert {state for (state,) in db.execute("SELECT DISTINCT state FROM twin_history_write")} == {"confirmed"}
     # a mutation is answered only once its audit record is stored: every answered one has its record, and the chain
     # the killed servers left verifies
     log = AuditLog(f"sqlite:///{data_dir / 'twin.db'}")
-    audited = [r for r in log.query(subject="crash-test", limit=1_000_000)
-               if r.operation.startswith("graphql.mutation") and str(r.decision) == "allow"]
+    audited = [
+        r
+        for r in log.query(subject="crash-test", limit=1_000_000)
+        if r.operation.startswith("graphql.mutation") and str(r.decision) == "allow"
+    ]
     assert answered[0] > 0 and len(audited) >= answered[0]
     assert log.verify().ok

@@ -48,16 +48,18 @@ def test_changes_stream_as_committed_masked_and_filtered_by_the_subscribers_role
     client, runtime, issuer = served
     ina = {"name": "Ina", "employeeId": "E1", "salary": 60000.0, "email": "ina@x.test"}
     otto = {"name": "Otto", "employeeId": "E2", "salary": 70000.0}
-    runtime.store.upsert_twins([Twin("e-in", "Employee", ina), Twin("e-out", "Employee", otto),
-                                Twin("m1", "Machine", {"name": "Press"})])
+    runtime.store.upsert_twins(
+        [Twin("e-in", "Employee", ina), Twin("e-out", "Employee", otto), Twin("m1", "Machine", {"name": "Press"})]
+    )
     runtime.store.upsert_links([Link("worksIn", "e-in", "u-a"), Link("worksIn", "e-out", "u-b")])
     head = runtime.store.feed.head()
     ws, socket = _connect(client, issuer.issue_token("hr", sub="hanna", org_unit="u-a"))
     try:
         socket.send_json({"id": "1", "type": "subscribe", "payload": {"query": CHANGES, "variables": {"a": head}}})
         runtime.store.upsert_twins([Twin("e-in", "Employee", {**ina, "name": "Ina K"})])
-        runtime.store.upsert_twins([Twin("e-out", "Employee", {**otto, "name": "Otto B"}),
-                                    Twin("m1", "Machine", {"name": "Press 2"})])
+        runtime.store.upsert_twins(
+            [Twin("e-out", "Employee", {**otto, "name": "Otto B"}), Twin("m1", "Machine", {"name": "Press 2"})]
+        )
         runtime.store.upsert_twins([Twin("e-in", "Employee", {**ina, "name": "Ina L"})])
         received = [socket.receive_json() for _ in range(2)]
     finally:
@@ -66,11 +68,16 @@ def test_changes_stream_as_committed_masked_and_filtered_by_the_subscribers_role
     changes = [m["payload"]["data"]["changes"] for m in received]
     # hr sees people of its own unit only (its row rule), never the machine nor Otto, who works elsewhere
     assert [(c["uid"], c["kind"], c["op"], c["after"]["name"]) for c in changes] == [
-        ("e-in", "twin", "update", "Ina K"), ("e-in", "twin", "update", "Ina L")]
+        ("e-in", "twin", "update", "Ina K"),
+        ("e-in", "twin", "update", "Ina L"),
+    ]
     assert changes[0]["seq"] > head and changes[1]["seq"] == changes[0]["seq"] + 3
     client.app.state.services.trail.flush()  # type: ignore[attr-defined]
-    records = [r for r in client.app.state.services.trail.log.query(limit=100)  # type: ignore[attr-defined]
-               if r.operation == "graphql.subscription:changes"]
+    records = [
+        r
+        for r in client.app.state.services.trail.log.query(limit=100)  # type: ignore[attr-defined]
+        if r.operation == "graphql.subscription:changes"
+    ]
     assert [(r.subject, str(r.decision)) for r in records] == [("hanna", "allow")]
 
 
@@ -131,8 +138,9 @@ def test_a_subscription_without_variable_definitions_streams_too(served) -> None
     client, runtime, issuer = served
     ws, socket = _connect(client, issuer.issue_token("architect", sub="ari"))
     try:
-        socket.send_json({"id": "1", "type": "subscribe",
-                          "payload": {"query": "subscription { changes { seq uid op className } }"}})
+        socket.send_json(
+            {"id": "1", "type": "subscribe", "payload": {"query": "subscription { changes { seq uid op className } }"}}
+        )
         time.sleep(0.3)  # subscribed (from the head) before the write below
         runtime.store.upsert_twins([Twin("m9", "Machine", {"name": "Lathe"})])
         message = socket.receive_json()

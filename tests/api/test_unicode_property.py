@@ -25,12 +25,16 @@ awkward_text = st.one_of(
 TARGETS = {
     "variable": lambda s: {"query": "query T($u: ID!) { twin(uid: $u) { uid } }", "variables": {"u": s}},
     "operation_name": lambda s: {"query": "query Q { __typename }", "operationName": s},
-    "where": lambda s: {"query": "query W($v: String) { machines(where: {name: {contains: $v}}) { nodes { uid } } }",
-                        "variables": {"v": s}},
+    "where": lambda s: {
+        "query": "query W($v: String) { machines(where: {name: {contains: $v}}) { nodes { uid } } }",
+        "variables": {"v": s},
+    },
     "query_text": lambda s: {"query": "query Q { __typename } # " + s},
     "inline_uid": lambda s: {"query": "{ twin(uid: %s) { uid } }" % json.dumps(s)},
-    "upsert_uid": lambda s: {"query": "mutation U($t: [TwinInput!]!) { upsertTwins(twins: $t) { created } }",
-                             "variables": {"t": [{"uid": s, "className": "Skill", "properties": {"name": s}}]}},
+    "upsert_uid": lambda s: {
+        "query": "mutation U($t: [TwinInput!]!) { upsertTwins(twins: $t) { created } }",
+        "variables": {"t": [{"uid": s, "className": "Skill", "properties": {"name": s}}]},
+    },
 }
 
 
@@ -47,8 +51,9 @@ def _check(api: ApiHarness, status: int, body: Any, before: int, what: str) -> N
         assert _count(api) > before, f"{what} was served but not audited"
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(text=awkward_text, target=st.sampled_from(sorted(TARGETS)), as_admin=st.booleans())
 @example(text="\ud800", target="query_text", as_admin=False)  # a raw lone surrogate in the query text: was a 500
 @example(text="", target="operation_name", as_admin=False)  # an operationName naming no operation: was a 500
@@ -59,8 +64,9 @@ def test_arbitrary_unicode_is_refused_or_audited(api: ApiHarness, text: str, tar
     token = api.token("admin" if as_admin else "viewer")
     before = _count(api)
     payload = json.dumps(TARGETS[target](text)).encode("ascii")  # \u escapes: how a client sends any str
-    answer = api.client.post("/graphql", content=payload,
-                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    answer = api.client.post(
+        "/graphql", content=payload, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    )
     _check(api, answer.status_code, answer.json() if answer.content else None, before, target)
     if target == "upsert_uid" and answer.status_code == 200 and not answer.json().get("errors"):
         api.store.delete_twins([json.loads(json.dumps(text))])  # the uid as the server decoded it
@@ -83,9 +89,11 @@ def test_arbitrary_unicode_in_rest_paths_is_refused_or_audited(api: ApiHarness, 
 def test_arbitrary_unicode_in_rest_bodies_is_refused_or_audited(api: ApiHarness, text: str, field: str) -> None:
     before = _count(api)
     body = {"spec": "name: x\n", field: text}
-    answer = api.client.post("/operations/scenarios", content=json.dumps(body).encode("ascii"),
-                             headers={"Authorization": f"Bearer {api.token('executive')}",
-                                      "Content-Type": "application/json"})
+    answer = api.client.post(
+        "/operations/scenarios",
+        content=json.dumps(body).encode("ascii"),
+        headers={"Authorization": f"Bearer {api.token('executive')}", "Content-Type": "application/json"},
+    )
     assert answer.status_code < 500, answer.text
     assert answer.status_code >= 400 or _count(api) > before, "the study was started but not audited"
 

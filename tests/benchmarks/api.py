@@ -1,7 +1,8 @@
 """Benchmark: the governed GraphQL API over HTTP (uvicorn in a subprocess) on a sample-sized twin graph.
 
 Usage: python tests/benchmarks/api.py [--twins 3000] [--requests 1500] [--concurrency 16] [--rounds 3]
-       [--workers N] [--http auto|h11] [--loop auto|asyncio] [--driver streams|httpx]   (workers default to TWIN_API_WORKERS)
+       [--workers N] [--http auto|h11] [--loop auto|asyncio] [--driver streams|httpx]
+       (workers default to TWIN_API_WORKERS)
 Prints one JSON line per figure: p50/p99 latency and requests/s at concurrency 16 for a by-uid lookup, a 3-level
 20-row query, an impact query and an aggregate; the 3-level query's latency against the same data fetched with
 direct Cypher; and policy on (architect token) against an admin token.
@@ -41,10 +42,14 @@ from ontology.core import load_core  # noqa: E402
 from tests.benchmarks.synthetic_enterprise import batches, build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-THREE_LEVELS = ("query ThreeLevels { employees(first: 20) { nodes { uid name "
-                "worksIn { nodes { uid name partOf { nodes { uid name } } } } } } }")
-DIRECT = ("MATCH (n:Employee) WITH n ORDER BY n.uid LIMIT 20 RETURN n.uid, n.name, "
-          "[(n)-[:worksIn]->(u:Twin) | [u.uid, u.name, [(u)-[:partOf]->(p:Twin) | [p.uid, p.name]]]]")
+THREE_LEVELS = (
+    "query ThreeLevels { employees(first: 20) { nodes { uid name "
+    "worksIn { nodes { uid name partOf { nodes { uid name } } } } } } }"
+)
+DIRECT = (
+    "MATCH (n:Employee) WITH n ORDER BY n.uid LIMIT 20 RETURN n.uid, n.name, "
+    "[(n)-[:worksIn]->(u:Twin) | [u.uid, u.name, [(u)-[:partOf]->(p:Twin) | [p.uid, p.name]]]]"
+)
 
 
 def emit(**figures: object) -> None:
@@ -63,8 +68,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _drive(url: str, token: str, bodies: list[dict[str, object]], requests: int, concurrency: int,
-                 driver: str = "streams") -> dict[str, float]:
+async def _drive(
+    url: str, token: str, bodies: list[dict[str, object]], requests: int, concurrency: int, driver: str = "streams"
+) -> dict[str, float]:
     """Send `requests` POSTs (cycling through `bodies`) with `concurrency` in flight; latencies in ms.
 
     The default driver writes HTTP/1.1 on keep-alive asyncio streams, as load generators such as wrk do: on this
@@ -92,8 +98,13 @@ async def _drive(url: str, token: str, bodies: list[dict[str, object]], requests
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    return {"p50_ms": round(statistics.median(latencies), 2), "p99_ms": round(_percentile(latencies, 0.99), 2),
-            "requests_per_s": round(len(latencies) / wall, 1), "requests": len(latencies), "errors": errors}
+    return {
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(_percentile(latencies, 0.99), 2),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "requests": len(latencies),
+        "errors": errors,
+    }
 
 
 Post = Callable[[dict[str, object]], Awaitable[tuple[int, dict[str, Any]]]]
@@ -104,8 +115,10 @@ async def _stream_sender(url: str, token: str, _connections: int) -> AsyncIterat
     """POST /graphql over one keep-alive connection, written and read by hand (Content-Length responses)."""
     address = httpx.URL(url)
     reader, writer = await asyncio.open_connection(address.host, address.port)
-    head = f"POST /graphql HTTP/1.1\r\nHost: {address.host}\r\nAuthorization: Bearer {token}\r\n" \
-           "Content-Type: application/json\r\n"
+    head = (
+        f"POST /graphql HTTP/1.1\r\nHost: {address.host}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\n"
+    )
 
     async def post(body: dict[str, object]) -> tuple[int, dict[str, Any]]:
         payload = json.dumps(body).encode()
@@ -126,8 +139,10 @@ async def _stream_sender(url: str, token: str, _connections: int) -> AsyncIterat
 async def _httpx_sender(url: str, token: str, connections: int) -> AsyncIterator[Post]:
     """POST /graphql through an httpx.AsyncClient."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
+    ) as client:
+
         async def post(body: dict[str, object]) -> tuple[int, dict[str, Any]]:
             response = await client.post("/graphql", json=body)
             return response.status_code, response.json()
@@ -146,8 +161,12 @@ def main() -> None:
     parser.add_argument("--http", default="auto", help="uvicorn HTTP protocol: auto (httptools when installed), h11")
     parser.add_argument("--loop", default="auto", help="uvicorn event loop: auto (uvloop when installed), asyncio")
     parser.add_argument("--only-mutation", action="store_true", help="measure only the mutation figure")
-    parser.add_argument("--driver", default="streams", choices=["streams", "httpx"],
-                        help="load driver: hand-written HTTP/1.1 on asyncio streams (lean), or httpx")
+    parser.add_argument(
+        "--driver",
+        default="streams",
+        choices=["streams", "httpx"],
+        help="load driver: hand-written HTTP/1.1 on asyncio streams (lean), or httpx",
+    )
     args = parser.parse_args()
     workers = args.workers or Settings().api_workers
     data_dir = Path(tempfile.mkdtemp(prefix="twin-api-bench-"))
@@ -162,17 +181,46 @@ def main() -> None:
         for chunk in batches(enterprise.links, 5000):
             store.upsert_links(chunk)
         emit(figure="graph", twins=len(enterprise.twins), links=len(enterprise.links))
-        emit(figure="server", workers=workers, driver=args.driver, http=_resolved(args.http, "httptools", "h11"),
-             loop=_resolved(args.loop, "uvloop", "asyncio"), load_average=[round(x, 2) for x in os.getloadavg()])
+        emit(
+            figure="server",
+            workers=workers,
+            driver=args.driver,
+            http=_resolved(args.http, "httptools", "h11"),
+            loop=_resolved(args.loop, "uvloop", "asyncio"),
+            load_average=[round(x, 2) for x in os.getloadavg()],
+        )
         port = _free_port()
-        env = {**os.environ, "TWIN_DATA_DIR": str(data_dir), "TWIN_GRAPH_URL": f"falkordb+embedded://{graph_dir}",
-               "TWIN_DATABASE_URL": f"sqlite:///{data_dir / 'twin.db'}", "TWIN_GRAPH_FSYNC": "no",
-               "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "TWIN_DATA_DIR": str(data_dir),
+            "TWIN_GRAPH_URL": f"falkordb+embedded://{graph_dir}",
+            "TWIN_DATABASE_URL": f"sqlite:///{data_dir / 'twin.db'}",
+            "TWIN_GRAPH_FSYNC": "no",
+            "PYTHONPATH": str(ROOT),
+        }
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.http.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", str(workers),
-             "--http", args.http, "--loop", args.loop],
-            cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.http.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--workers",
+                str(workers),
+                "--http",
+                args.http,
+                "--loop",
+                args.loop,
+            ],
+            cwd=ROOT,
+            env=env,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
@@ -189,19 +237,37 @@ def main() -> None:
         # pauses would otherwise be counted as server latency.
         gc.freeze()
         issuer = LocalIssuer(data_dir)
-        admin, architect = issuer.issue_token("admin", sub="bench-admin"), issuer.issue_token("architect", sub="bench-arch")
+        admin, architect = (
+            issuer.issue_token("admin", sub="bench-admin"),
+            issuer.issue_token("architect", sub="bench-arch"),
+        )
         emps, machines = enterprise.uids["Employee"], enterprise.uids["Machine"]
         _mutation_figures(url, admin, machines, args)
         if args.only_mutation:
             return
         workloads = {
-            "by_uid": [{"query": "query ByUid($u: ID!) { twin(uid: $u) { uid className ... on Employee { name "
-                                 "employeeId } } }", "variables": {"u": u}} for u in emps[:200]],
+            "by_uid": [
+                {
+                    "query": "query ByUid($u: ID!) { twin(uid: $u) { uid className ... on Employee { name "
+                    "employeeId } } }",
+                    "variables": {"u": u},
+                }
+                for u in emps[:200]
+            ],
             "three_level_20_rows": [{"query": THREE_LEVELS}],
-            "impact": [{"query": "query Impact($u: ID!) { impact(uid: $u, maxDepth: 3) { depth twin { uid } } }",
-                        "variables": {"u": m}} for m in machines[:50]],
-            "aggregate": [{"query": "query Agg { aggregate(className: Employee, metrics: [{fn: COUNT}]) "
-                                    "{ group metrics { name value } } }"}],
+            "impact": [
+                {
+                    "query": "query Impact($u: ID!) { impact(uid: $u, maxDepth: 3) { depth twin { uid } } }",
+                    "variables": {"u": m},
+                }
+                for m in machines[:50]
+            ],
+            "aggregate": [
+                {
+                    "query": "query Agg { aggregate(className: Employee, metrics: [{fn: COUNT}]) "
+                    "{ group metrics { name value } } }"
+                }
+            ],
         }
         results: dict[str, dict[str, float]] = {}
         for name, bodies in workloads.items():
@@ -212,20 +278,41 @@ def main() -> None:
         paired: dict[str, list[dict[str, float]]] = {"admin": [], "architect": []}
         for _ in range(args.rounds):
             for token_name, token in (("admin", admin), ("architect", architect)):
-                paired[token_name].append(asyncio.run(_drive(url, token, workloads["three_level_20_rows"],
-                                                             args.requests, args.concurrency, args.driver)))
-        medians = {name: {k: statistics.median(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "requests_per_s")}
-                   for name, runs in paired.items()}
-        emit(figure="three_level_20_rows", token="architect", concurrency=args.concurrency, rounds=args.rounds,
-             **medians["architect"])
-        emit(figure="three_level_20_rows_paired_admin", token="admin", concurrency=args.concurrency,
-             rounds=args.rounds, **medians["admin"])
+                paired[token_name].append(
+                    asyncio.run(
+                        _drive(
+                            url, token, workloads["three_level_20_rows"], args.requests, args.concurrency, args.driver
+                        )
+                    )
+                )
+        medians = {
+            name: {k: statistics.median(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "requests_per_s")}
+            for name, runs in paired.items()
+        }
+        emit(
+            figure="three_level_20_rows",
+            token="architect",
+            concurrency=args.concurrency,
+            rounds=args.rounds,
+            **medians["architect"],
+        )
+        emit(
+            figure="three_level_20_rows_paired_admin",
+            token="admin",
+            concurrency=args.concurrency,
+            rounds=args.rounds,
+            **medians["admin"],
+        )
         single_admin, single_architect = _single_pair(url, admin, architect)
-        emit(figure="policy_overhead_ratio",
-             architect_over_admin_p50=round(medians["architect"]["p50_ms"] / medians["admin"]["p50_ms"], 3),
-             architect_over_admin_throughput=round(medians["admin"]["requests_per_s"]
-                                                   / medians["architect"]["requests_per_s"], 3),
-             single_request_architect_over_admin_p50=round(single_architect / single_admin, 3), goal=1.10)
+        emit(
+            figure="policy_overhead_ratio",
+            architect_over_admin_p50=round(medians["architect"]["p50_ms"] / medians["admin"]["p50_ms"], 3),
+            architect_over_admin_throughput=round(
+                medians["admin"]["requests_per_s"] / medians["architect"]["requests_per_s"], 3
+            ),
+            single_request_architect_over_admin_p50=round(single_architect / single_admin, 3),
+            goal=1.10,
+        )
         base = results["three_level_20_rows"]
         direct = []
         for _ in range(300):
@@ -233,14 +320,22 @@ def main() -> None:
             store.backend.read(DIRECT)
             direct.append((time.perf_counter() - started) * 1000)
         direct_p50 = statistics.median(direct)
-        emit(figure="direct_cypher_three_level", p50_ms=round(direct_p50, 3),
-             api_over_direct_p50=round(base["p50_ms"] / direct_p50, 1),
-             api_single_request_p50_ms=_single(url, admin))
-        emit(figure="goals", load_average=[round(x, 2) for x in os.getloadavg()],
-             three_level_p99_ms_first_run=base["p99_ms"], three_level_requests_per_s_first_run=base["requests_per_s"],
-             three_level_p99_ms_median_of_rounds=medians["admin"]["p99_ms"],
-             three_level_requests_per_s_median_of_rounds=medians["admin"]["requests_per_s"],
-             p99_goal_ms=50, throughput_goal=300)
+        emit(
+            figure="direct_cypher_three_level",
+            p50_ms=round(direct_p50, 3),
+            api_over_direct_p50=round(base["p50_ms"] / direct_p50, 1),
+            api_single_request_p50_ms=_single(url, admin),
+        )
+        emit(
+            figure="goals",
+            load_average=[round(x, 2) for x in os.getloadavg()],
+            three_level_p99_ms_first_run=base["p99_ms"],
+            three_level_requests_per_s_first_run=base["requests_per_s"],
+            three_level_p99_ms_median_of_rounds=medians["admin"]["p99_ms"],
+            three_level_requests_per_s_median_of_rounds=medians["admin"]["requests_per_s"],
+            p99_goal_ms=50,
+            throughput_goal=300,
+        )
     finally:
         if server is not None:
             server.terminate()
@@ -249,14 +344,19 @@ def main() -> None:
         stop_embedded(graph_dir)
 
 
-MUTATION = ("mutation Rename($t: [TwinInput!]!) { upsertTwins(twins: $t) { created updated unchanged } }")
+MUTATION = "mutation Rename($t: [TwinInput!]!) { upsertTwins(twins: $t) { created updated unchanged } }"
 
 
 def _mutation_figures(url: str, token: str, machines: list[str], args: argparse.Namespace) -> None:
     """p50 of a one-twin upsert (a real change each time), one at a time and at the benchmark's concurrency."""
-    bodies = [{"query": MUTATION, "variables": {"t": [{"uid": m, "className": "Machine",
-                                                       "properties": {"name": f"bench {m} {i}"}}]}}
-              for i in range(4) for m in machines[:100]]
+    bodies = [
+        {
+            "query": MUTATION,
+            "variables": {"t": [{"uid": m, "className": "Machine", "properties": {"name": f"bench {m} {i}"}}]},
+        }
+        for i in range(4)
+        for m in machines[:100]
+    ]
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
         times = []
         for body in bodies[:300]:
@@ -265,12 +365,21 @@ def _mutation_figures(url: str, token: str, machines: list[str], args: argparse.
             times.append((time.perf_counter() - started) * 1000)
             if "errors" in answer:
                 raise SystemExit(f"the mutation failed: {answer['errors'][0]['message'][:200]}")
-    emit(figure="mutation_upsert_one_twin_single", p50_ms=round(statistics.median(times), 2),
-         p99_ms=round(_percentile(times, 0.99), 2), requests=len(times),
-         load_average=[round(x, 2) for x in os.getloadavg()])
+    emit(
+        figure="mutation_upsert_one_twin_single",
+        p50_ms=round(statistics.median(times), 2),
+        p99_ms=round(_percentile(times, 0.99), 2),
+        requests=len(times),
+        load_average=[round(x, 2) for x in os.getloadavg()],
+    )
     result = asyncio.run(_drive(url, token, bodies, min(args.requests, 800), args.concurrency, args.driver))
-    emit(figure="mutation_upsert_one_twin", token="admin", concurrency=args.concurrency, **result,
-         load_average=[round(x, 2) for x in os.getloadavg()])
+    emit(
+        figure="mutation_upsert_one_twin",
+        token="admin",
+        concurrency=args.concurrency,
+        **result,
+        load_average=[round(x, 2) for x in os.getloadavg()],
+    )
 
 
 def _resolved(choice: str, fast: str, fallback: str) -> str:

@@ -66,13 +66,25 @@ def main() -> None:
             median_seconds(argv, 1, env)
         twin_s = median_seconds([twin, "--help"], args.runs, env)
         hello_s = median_seconds([sys.executable, str(hello), "--help"], args.runs, env)
-        emit(figure="help_ratio", twin_s=round(twin_s, 4), typer_hello_s=round(hello_s, 4),
-             value=round(twin_s / hello_s, 3), runs=args.runs, load_average=[round(x, 2) for x in os.getloadavg()])
-        for name, argv in (("token_s", [twin, "token", "--role", "viewer"]),
-                           ("ontology_show_s", [twin, "ontology", "show", "Employee"]),
-                           ("graph_stats_s", [twin, "graph", "stats"])):
-            emit(figure=name, value=round(median_seconds(argv, args.runs, env), 4), runs=args.runs,
-                 load_average=[round(x, 2) for x in os.getloadavg()])
+        emit(
+            figure="help_ratio",
+            twin_s=round(twin_s, 4),
+            typer_hello_s=round(hello_s, 4),
+            value=round(twin_s / hello_s, 3),
+            runs=args.runs,
+            load_average=[round(x, 2) for x in os.getloadavg()],
+        )
+        for name, argv in (
+            ("token_s", [twin, "token", "--role", "viewer"]),
+            ("ontology_show_s", [twin, "ontology", "show", "Employee"]),
+            ("graph_stats_s", [twin, "graph", "stats"]),
+        ):
+            emit(
+                figure=name,
+                value=round(median_seconds(argv, args.runs, env), 4),
+                runs=args.runs,
+                load_average=[round(x, 2) for x in os.getloadavg()],
+            )
 
 
 if __name__ == "__main__":

@@ -28,14 +28,30 @@ def main() -> None:
         env = {**os.environ, "TWIN_DATA_DIR": str(Path(tmp) / "twin")}
         for run in ("fresh", "rerun"):
             start = time.perf_counter()
-            done = subprocess.run([str(twin), "demo", "--no-serve", "--json", "--size", args.size], env=env,
-                                  capture_output=True, text=True, check=True, cwd=tmp)
+            done = subprocess.run(
+                [str(twin), "demo", "--no-serve", "--json", "--size", args.size],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=tmp,
+            )
             seconds = time.perf_counter() - start
             summary = json.loads(done.stdout.strip().splitlines()[-1])
-            print(json.dumps({"benchmark": "demo", "run": run, "size": args.size, "seconds": round(seconds, 2),
-                              "source_rows": summary["sample"]["rows"],
-                              "created": sum(s["created"] for s in summary["syncs"].values()), "goal_s": 60}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "demo",
+                        "run": run,
+                        "size": args.size,
+                        "seconds": round(seconds, 2),
+                        "source_rows": summary["sample"]["rows"],
+                        "created": sum(s["created"] for s in summary["syncs"].values()),
+                        "goal_s": 60,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

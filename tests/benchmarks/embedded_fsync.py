@@ -26,8 +26,12 @@ REPEATS = 3
 
 def emit(figure: str, value: float, unit: str, **context: object) -> None:
     """Print one figure as a JSON line."""
-    print(json.dumps({"benchmark": "embedded_fsync", "figure": figure, "value": round(value, 4), "unit": unit,
-                      **context}), flush=True)
+    print(
+        json.dumps(
+            {"benchmark": "embedded_fsync", "figure": figure, "value": round(value, 4), "unit": unit, **context}
+        ),
+        flush=True,
+    )
 
 
 def fresh(base: Path, name: str) -> Path:
@@ -49,7 +53,9 @@ def lifecycle(base: Path) -> None:
         began = time.perf_counter()
         second = open_embedded(data_dir)
         attaches.append(time.perf_counter() - began)
-        first.client.select_graph("bench").query(f"UNWIND range(1, {NODES}) AS i CREATE (:N {{i: i, name: 'n' + toString(i)}})")
+        first.client.select_graph("bench").query(
+            f"UNWIND range(1, {NODES}) AS i CREATE (:N {{i: i, name: 'n' + toString(i)}})"
+        )
         second.close()
         began = time.perf_counter()
         first.close()  # last client: stops the server
@@ -77,8 +83,15 @@ def writes(base: Path, fsync: FsyncPolicy, batch: int) -> None:
             seconds.append(time.perf_counter() - began)
         stop_embedded(data_dir)
     best = statistics.median(seconds)
-    emit("unwind_create_10k", best, "s", fsync=fsync, batch=batch, queries=NODES // batch,
-         nodes_per_second=round(NODES / best))
+    emit(
+        "unwind_create_10k",
+        best,
+        "s",
+        fsync=fsync,
+        batch=batch,
+        queries=NODES // batch,
+        nodes_per_second=round(NODES / best),
+    )
 
 
 def main() -> None:

@@ -38,16 +38,32 @@ NATS_URL = "nats://127.0.0.1:4222"
 def emit(figure: str, value: float, **extra: object) -> None:
     """One JSON line per figure, with the load average."""
     load = Path("/proc/loadavg").read_text().split()[:3]
-    print(json.dumps({"benchmark": "event_endpoints", "figure": figure, "value": round(value, 3),
-                      "loadavg": " ".join(load), **extra}), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "event_endpoints",
+                "figure": figure,
+                "value": round(value, 3),
+                "loadavg": " ".join(load),
+                **extra,
+            }
+        ),
+        flush=True,
+    )
 
 
 def make_events(count: int, first: int) -> list[TwinEvent]:
     """count twin.updated events with ids first..first+count-1 over 100 twins."""
     now = datetime.now(UTC)
     return [
-        TwinEvent(str(first + i), "/enterprise-twin/bench", "twin.updated", f"Employee:{i % 100}", now,
-                  {"patch": [{"op": "replace", "path": "/salary", "value": 50_000 + i}]})
+        TwinEvent(
+            str(first + i),
+            "/enterprise-twin/bench",
+            "twin.updated",
+            f"Employee:{i % 100}",
+            now,
+            {"patch": [{"op": "replace", "path": "/salary", "value": 50_000 + i}]},
+        )
         for i in range(count)
     ]
 
@@ -74,12 +90,13 @@ async def raw_publish(events: list[TwinEvent], prefix: str, window: int, batch: 
 
         async def one(msg_id: str, subject: str, body: bytes) -> None:
             async with semaphore:
-                await js.publish(subject, body, headers={"Nats-Msg-Id": msg_id,
-                                                         "content-type": "application/cloudevents+json"})
+                await js.publish(
+                    subject, body, headers={"Nats-Msg-Id": msg_id, "content-type": "application/cloudevents+json"}
+                )
 
         start = time.perf_counter()
         for i in range(0, len(bodies), batch):
-            await asyncio.gather(*(one(*b) for b in bodies[i:i + batch]))
+            await asyncio.gather(*(one(*b) for b in bodies[i : i + batch]))
         return time.perf_counter() - start
     finally:
         await nc.close()
@@ -91,7 +108,7 @@ def endpoint_publish(events: list[TwinEvent], stream: str, prefix: str, window: 
         endpoint.publish(events[:10])  # connection and first-publish warm-up, ids reused below are deduped
         start = time.perf_counter()
         for i in range(0, len(events), batch):
-            endpoint.publish(events[i:i + batch])
+            endpoint.publish(events[i : i + batch])
         return time.perf_counter() - start
 
 
@@ -111,7 +128,9 @@ def main() -> None:
             raw_events = make_events(args.events, base + 1)
             endpoint_events = make_events(args.events, base + args.events + 1)
             raw_rates.append(args.events / asyncio.run(raw_publish(raw_events, prefix, args.window, args.batch)))
-            endpoint_rates.append(args.events / endpoint_publish(endpoint_events, stream, prefix, args.window, args.batch))
+            endpoint_rates.append(
+                args.events / endpoint_publish(endpoint_events, stream, prefix, args.window, args.batch)
+            )
     finally:
         asyncio.run(manage_stream(stream, prefix, False))
     common = {"events": args.events, "batch": args.batch, "window": args.window, "rounds": args.rounds}

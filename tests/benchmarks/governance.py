@@ -29,8 +29,10 @@ from tests.benchmarks.synthetic_enterprise import batches, build  # noqa: E402
 
 def emit(**figures: object) -> None:
     """Print one JSON line, with the load average it was measured under."""
-    print(json.dumps({"benchmark": "governance", **figures, "load_average": [round(x, 2) for x in os.getloadavg()]}),
-          flush=True)
+    print(
+        json.dumps({"benchmark": "governance", **figures, "load_average": [round(x, 2) for x in os.getloadavg()]}),
+        flush=True,
+    )
 
 
 def median_ms(action: Callable[[], object], repeat: int) -> float:
@@ -71,15 +73,31 @@ def main() -> None:
             scope = policy.read_scope(who)
             queries: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
                 "employee_page": (
-                    lambda: store.find("Employee", [Condition("name", "starts_with", "Employee 1")],
-                                       [OrderBy("name")], limit=50, scope=UNRESTRICTED).items,
-                    lambda: [policy.mask(who, r) for r in store.find(
-                        "Employee", [Condition("name", "starts_with", "Employee 1")], [OrderBy("name")], limit=50,
-                        scope=scope).items],
+                    lambda: (
+                        store.find(
+                            "Employee",
+                            [Condition("name", "starts_with", "Employee 1")],
+                            [OrderBy("name")],
+                            limit=50,
+                            scope=UNRESTRICTED,
+                        ).items
+                    ),
+                    lambda who=who, scope=scope: [
+                        policy.mask(who, r)
+                        for r in store.find(
+                            "Employee",
+                            [Condition("name", "starts_with", "Employee 1")],
+                            [OrderBy("name")],
+                            limit=50,
+                            scope=scope,
+                        ).items
+                    ],
                 ),
                 "impact_3_hops": (
                     lambda: store.impact(machine, 3, scope=UNRESTRICTED),
-                    lambda: [policy.mask(who, h.twin) for h in store.impact(machine, 3, scope=scope)],
+                    lambda who=who, scope=scope: [
+                        policy.mask(who, h.twin) for h in store.impact(machine, 3, scope=scope)
+                    ],
                 ),
             }
             for name, (ungoverned, governed) in queries.items():
@@ -87,8 +105,15 @@ def main() -> None:
                     continue  # hr cannot see machines at all
                 base = median_ms(ungoverned, args.repeat)
                 gov = median_ms(governed, args.repeat)
-                emit(figure="policy_overhead", role=label, query=name, ungoverned_ms=round(base, 3),
-                     governed_ms=round(gov, 3), ratio=round(gov / base, 3), goal=1.10)
+                emit(
+                    figure="policy_overhead",
+                    role=label,
+                    query=name,
+                    ungoverned_ms=round(base, 3),
+                    governed_ms=round(gov, 3),
+                    ratio=round(gov / base, 3),
+                    goal=1.10,
+                )
     finally:
         store.close()
 
@@ -96,11 +121,18 @@ def main() -> None:
     count = 10_000
     start = time.perf_counter()
     for i in range(count):
-        log.append(AuditEvent(subject=f"user-{i % 20}", operation="query employees", decision="allow",
-                              roles=("architect",), variables={"first": 20, "after": i}, policy_version="1.0.0",
-                              rows_returned=20))
-    emit(figure="audit_appends_per_s", backend="sqlite", value=round(count / (time.perf_counter() - start)),
-         goal=5000)
+        log.append(
+            AuditEvent(
+                subject=f"user-{i % 20}",
+                operation="query employees",
+                decision="allow",
+                roles=("architect",),
+                variables={"first": 20, "after": i},
+                policy_version="1.0.0",
+                rows_returned=20,
+            )
+        )
+    emit(figure="audit_appends_per_s", backend="sqlite", value=round(count / (time.perf_counter() - start)), goal=5000)
 
 
 if __name__ == "__main__":

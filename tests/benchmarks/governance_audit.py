@@ -32,8 +32,13 @@ def emit(**figures: object) -> None:
 def event(i: int) -> AuditEvent:
     """A typical API-operation event."""
     return AuditEvent(
-        subject=f"user-{i % 50}", operation="query employees", decision="allow", roles=("hr", "viewer"),
-        variables={"orgUnit": "plant-b", "first": 50, "after": i}, policy_version="v1", rows_returned=50,
+        subject=f"user-{i % 50}",
+        operation="query employees",
+        decision="allow",
+        roles=("hr", "viewer"),
+        variables={"orgUnit": "plant-b", "first": 50, "after": i},
+        policy_version="v1",
+        rows_returned=50,
     )
 
 
@@ -53,8 +58,14 @@ def trail_rate(log: AuditLog, events: list[AuditEvent]) -> float:
     try:
         start = time.perf_counter()
         for item in events:
-            trail.record(Subject(item.subject, frozenset(item.roles)), item.operation, decision=Decision.ALLOW,
-                         policy_version=item.policy_version, variables=item.variables, rows=item.rows_returned)
+            trail.record(
+                Subject(item.subject, frozenset(item.roles)),
+                item.operation,
+                decision=Decision.ALLOW,
+                policy_version=item.policy_version,
+                variables=item.variables,
+                rows=item.rows_returned,
+            )
         trail.flush()
         return len(events) / (time.perf_counter() - start)
     finally:
@@ -82,47 +93,82 @@ def main() -> None:
         for item in events:
             log.append(item)
         elapsed = time.perf_counter() - start
-        emit(figure="audit_single_appends_per_s", backend=backend, value=round(args.appends / elapsed),
-             appends=args.appends, goal=5000)
+        emit(
+            figure="audit_single_appends_per_s",
+            backend=backend,
+            value=round(args.appends / elapsed),
+            appends=args.appends,
+            goal=5000,
+        )
 
         start = time.perf_counter()
         for offset in range(0, len(events), args.batch):
-            log.append_many(events[offset:offset + args.batch])
+            log.append_many(events[offset : offset + args.batch])
         elapsed = time.perf_counter() - start
-        emit(figure="audit_batched_appends_per_s", backend=backend, value=round(args.appends / elapsed),
-             appends=args.appends, batch=args.batch)
+        emit(
+            figure="audit_batched_appends_per_s",
+            backend=backend,
+            value=round(args.appends / elapsed),
+            appends=args.appends,
+            batch=args.batch,
+        )
 
-        emit(figure="audit_trail_appends_per_s_beside_busy_thread", backend=backend,
-             value=round(trail_rate(log, events[:5_000])), appends=min(5_000, len(events)))
+        emit(
+            figure="audit_trail_appends_per_s_beside_busy_thread",
+            backend=backend,
+            value=round(trail_rate(log, events[:5_000])),
+            appends=min(5_000, len(events)),
+        )
 
         start = time.perf_counter()
         result = log.verify()
         elapsed = time.perf_counter() - start
-        emit(figure="audit_verify_records_per_s", backend=backend, value=round(result.records_checked / elapsed),
-             records=result.records_checked, ok=result.ok)
+        emit(
+            figure="audit_verify_records_per_s",
+            backend=backend,
+            value=round(result.records_checked / elapsed),
+            records=result.records_checked,
+            ok=result.ok,
+        )
 
         store = LineageStore(url)
         run = store.start_run("connector", "benchmark")
         start = time.perf_counter()
         records = [
             ProvenanceRecord.of(
-                f"emp-{i % 10_000}", f"p{i % 12}", i * 7, source_system="erp", source_object="employees",
-                record_key=f"E{i % 10_000}", run_id=run.run_id, source_field=f"F{i % 12}", mapping_rule="employee",
+                f"emp-{i % 10_000}",
+                f"p{i % 12}",
+                i * 7,
+                source_system="erp",
+                source_object="employees",
+                record_key=f"E{i % 10_000}",
+                run_id=run.run_id,
+                source_field=f"F{i % 12}",
+                mapping_rule="employee",
             )
             for i in range(args.lineage)
         ]
         built = time.perf_counter()
         for offset in range(0, len(records), 50_000):
-            store.record(records[offset:offset + 50_000])
+            store.record(records[offset : offset + 50_000])
         stored = time.perf_counter()
-        emit(figure="lineage_records_per_s", backend=backend, value=round(args.lineage / (stored - built)),
-             records=args.lineage, including_digests_per_s=round(args.lineage / (stored - start)))
+        emit(
+            figure="lineage_records_per_s",
+            backend=backend,
+            value=round(args.lineage / (stored - built)),
+            records=args.lineage,
+            including_digests_per_s=round(args.lineage / (stored - start)),
+        )
 
         start = time.perf_counter()
         for i in range(1000):
             store.where_from(f"emp-{i}", "p3")
-        emit(figure="lineage_where_from_per_s", backend=backend, value=round(1000 / (time.perf_counter() - start)),
-             records=args.lineage)
+        emit(
+            figure="lineage_where_from_per_s",
+            backend=backend,
+            value=round(1000 / (time.perf_counter() - start)),
+            records=args.lineage,
+        )
 
 
 if __name__ == "__main__":

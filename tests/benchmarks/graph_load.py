@@ -3,8 +3,8 @@
 Usage: python tests/benchmarks/graph_load.py [--twins 100000] [--batch 20000] [--fsync always]
 Prints one JSON line per figure: initial load items/s (a new graph in one bulk write, and the same data as batched
 upserts), incremental upsert items/s, the raw-client baseline and our
-ratio to it, the ceilings of plain Cypher (UNWIND ... CREATE) and of GRAPH.BULK (both without validation, existence checks
-or history), and memory (server RSS, Python peak RSS).
+ratio to it, the ceilings of plain Cypher (UNWIND ... CREATE) and of GRAPH.BULK (both without validation,
+existence checks or history), and memory (server RSS, Python peak RSS).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from graph.backends import FalkorBackend  # noqa: E402
 from graph.bulk import EdgeGroup, NodeGroup, bulk_commands  # noqa: E402
 from graph.cypher import labels_clause  # noqa: E402
 from graph.embedded import embedded_status, stop_embedded  # noqa: E402
 from graph.model import Link, Twin  # noqa: E402
 from graph.store import GraphStore  # noqa: E402
-from graph.backends import FalkorBackend  # noqa: E402
 from ontology.core import load_core  # noqa: E402
 from tests.benchmarks.synthetic_enterprise import batches, build  # noqa: E402
 
@@ -48,17 +48,29 @@ def load(store: GraphStore, twins: list[Twin], links: list[Link], batch: int) ->
 
 def raw_merge(graph, ontology, twins: list[Twin], links: list[Link], batch: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """The baseline: plain UNWIND ... MERGE through the raw falkordb client; returns (node s, edge s)."""
-    return _raw_load(graph, ontology, twins, links, batch,
-                     "UNWIND $rows AS r MERGE (n{labels} {{uid: r.uid}}) SET n += r",
-                     "UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}}), (b:Twin {{uid: r[1]}}) MERGE (a)-[:{rel}]->(b)")
+    return _raw_load(
+        graph,
+        ontology,
+        twins,
+        links,
+        batch,
+        "UNWIND $rows AS r MERGE (n{labels} {{uid: r.uid}}) SET n += r",
+        "UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}}), (b:Twin {{uid: r[1]}}) MERGE (a)-[:{rel}]->(b)",
+    )
 
 
 def raw_create(graph, ontology, twins: list[Twin], links: list[Link], batch: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """The ceiling of plain Cypher: UNWIND ... CREATE of nodes, then of edges between nodes found by uid (no
     validation, no existence check, no history); returns (node s, edge s)."""
-    return _raw_load(graph, ontology, twins, links, batch,
-                     "UNWIND $rows AS r CREATE (n{labels}) SET n = r",
-                     "UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}}) MATCH (b:Twin {{uid: r[1]}}) CREATE (a)-[:{rel}]->(b)")
+    return _raw_load(
+        graph,
+        ontology,
+        twins,
+        links,
+        batch,
+        "UNWIND $rows AS r CREATE (n{labels}) SET n = r",
+        "UNWIND $rows AS r MATCH (a:Twin {{uid: r[0]}}) MATCH (b:Twin {{uid: r[1]}}) CREATE (a)-[:{rel}]->(b)",
+    )
 
 
 def raw_bulk(client, ontology, twins: list[Twin], links: list[Link]) -> float:  # type: ignore[no-untyped-def]
@@ -73,8 +85,13 @@ def raw_bulk(client, ontology, twins: list[Twin], links: list[Link]) -> float:  
         columns = tuple(dict.fromkeys(key for t in members for key in t.properties))
         for t in members:
             ids[t.uid] = len(ids)
-        nodes.append(NodeGroup(("Twin", *ontology.labels(cls)), ("uid", *columns),
-                               [[t.uid, *(t.properties.get(key) for key in columns)] for t in members]))
+        nodes.append(
+            NodeGroup(
+                ("Twin", *ontology.labels(cls)),
+                ("uid", *columns),
+                [[t.uid, *(t.properties.get(key) for key in columns)] for t in members],
+            )
+        )
     by_type: dict[str, list[list[int]]] = {}
     for link in links:
         by_type.setdefault(link.type, []).append([ids[link.source], ids[link.target]])
@@ -86,8 +103,15 @@ def raw_bulk(client, ontology, twins: list[Twin], links: list[Link]) -> float:  
     return time.perf_counter() - start
 
 
-def _raw_load(graph, ontology, twins: list[Twin], links: list[Link], batch: int,  # type: ignore[no-untyped-def]
-              node_query: str, edge_query: str) -> tuple[float, float]:
+def _raw_load(
+    graph,
+    ontology,
+    twins: list[Twin],
+    links: list[Link],
+    batch: int,  # type: ignore[no-untyped-def]
+    node_query: str,
+    edge_query: str,
+) -> tuple[float, float]:
     """Nodes by class, then edges by type, through the raw client with `node_query` / `edge_query` (templates
     with {labels} / {rel}); returns (node s, edge s)."""
     graph.query("CREATE INDEX FOR (n:Twin) ON (n.uid)")
@@ -126,54 +150,95 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="twin-bench-"))
     url = f"falkordb+embedded://{work / 'graph'}"
     start = time.perf_counter()  # a graph that does not exist yet: one validated bulk write, with history
-    loaded, _ = GraphStore.load(url, ontology, data.twins, data.links, graph_name="bulk",
-                                history_url=f"sqlite:///{work / 'bulk-history.db'}", fsync=args.fsync)
+    loaded, _ = GraphStore.load(
+        url,
+        ontology,
+        data.twins,
+        data.links,
+        graph_name="bulk",
+        history_url=f"sqlite:///{work / 'bulk-history.db'}",
+        fsync=args.fsync,
+    )
     bulk_seconds = time.perf_counter() - start
     loaded.close()
-    emit(figure="initial_load_bulk", twins=len(data.twins), links=len(data.links), seconds=round(bulk_seconds, 2),
-         items_per_s=round(items / bulk_seconds), fsync=args.fsync)
+    emit(
+        figure="initial_load_bulk",
+        twins=len(data.twins),
+        links=len(data.links),
+        seconds=round(bulk_seconds, 2),
+        items_per_s=round(items / bulk_seconds),
+        fsync=args.fsync,
+    )
     store = GraphStore.open(url, ontology, history_url=f"sqlite:///{work / 'history.db'}", fsync=args.fsync)
     try:
         seconds = load(store, data.twins, data.links, args.batch)
-        emit(figure="initial_load_upserts", twins=len(data.twins), links=len(data.links), seconds=round(seconds, 2),
-             items_per_s=round(items / seconds), batch=args.batch, fsync=args.fsync)
+        emit(
+            figure="initial_load_upserts",
+            twins=len(data.twins),
+            links=len(data.links),
+            seconds=round(seconds, 2),
+            items_per_s=round(items / seconds),
+            batch=args.batch,
+            fsync=args.fsync,
+        )
 
-        changed = [Twin(t.uid, t.cls, {**t.properties, "name": t.properties["name"] + " v2"})
-                   for t in data.twins[:: 10]]
+        changed = [Twin(t.uid, t.cls, {**t.properties, "name": t.properties["name"] + " v2"}) for t in data.twins[::10]]
         start = time.perf_counter()
         for chunk in batches(changed, args.batch):
             store.upsert_twins(chunk, actor="benchmark")
         for chunk in batches(data.links, args.batch):
             store.upsert_links(chunk, actor="benchmark")
         inc = time.perf_counter() - start
-        emit(figure="incremental_upsert", changed_twins=len(changed), unchanged_links=len(data.links),
-             seconds=round(inc, 2), items_per_s=round((len(changed) + len(data.links)) / inc))
+        emit(
+            figure="incremental_upsert",
+            changed_twins=len(changed),
+            unchanged_links=len(data.links),
+            seconds=round(inc, 2),
+            items_per_s=round((len(changed) + len(data.links)) / inc),
+        )
 
         backend = store.backend
         assert isinstance(backend, FalkorBackend)
         status = embedded_status(work / "graph")
         assert status is not None
         server = psutil.Process(status.pid)
-        emit(figure="memory", server_rss_mb=round(server.memory_info().rss / 2**20),
-             python_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+        emit(
+            figure="memory",
+            server_rss_mb=round(server.memory_info().rss / 2**20),
+            python_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        )
         if not args.skip_raw:
             raw = backend._client.select_graph("raw_baseline")  # same server, separate graph
             nodes_s, edges_s = raw_merge(raw, ontology, data.twins, data.links, args.batch)
             raw_items_s = items / (nodes_s + edges_s)
-            emit(figure="raw_merge_baseline", nodes_per_s=round(len(data.twins) / nodes_s),
-                 edges_per_s=round(len(data.links) / edges_s), items_per_s=round(raw_items_s))
-            emit(figure="ratio_to_raw_merge", bulk=round((items / bulk_seconds) / raw_items_s, 2),
-                 upserts=round((items / seconds) / raw_items_s, 2))
+            emit(
+                figure="raw_merge_baseline",
+                nodes_per_s=round(len(data.twins) / nodes_s),
+                edges_per_s=round(len(data.links) / edges_s),
+                items_per_s=round(raw_items_s),
+            )
+            emit(
+                figure="ratio_to_raw_merge",
+                bulk=round((items / bulk_seconds) / raw_items_s, 2),
+                upserts=round((items / seconds) / raw_items_s, 2),
+            )
             ceiling = backend._client.select_graph("raw_create_ceiling")
             nodes_s, edges_s = raw_create(ceiling, ontology, data.twins, data.links, args.batch)
             ceiling_items_s = items / (nodes_s + edges_s)
-            emit(figure="raw_create_ceiling", nodes_per_s=round(len(data.twins) / nodes_s),
-                 edges_per_s=round(len(data.links) / edges_s), items_per_s=round(ceiling_items_s),
-                 bulk_ratio=round((items / bulk_seconds) / ceiling_items_s, 2),
-                 upserts_ratio=round((items / seconds) / ceiling_items_s, 2))
+            emit(
+                figure="raw_create_ceiling",
+                nodes_per_s=round(len(data.twins) / nodes_s),
+                edges_per_s=round(len(data.links) / edges_s),
+                items_per_s=round(ceiling_items_s),
+                bulk_ratio=round((items / bulk_seconds) / ceiling_items_s, 2),
+                upserts_ratio=round((items / seconds) / ceiling_items_s, 2),
+            )
             bulk_ceiling_s = raw_bulk(backend._client, ontology, data.twins, data.links)
-            emit(figure="raw_bulk_ceiling", items_per_s=round(items / bulk_ceiling_s),
-                 bulk_ratio=round((items / bulk_seconds) / (items / bulk_ceiling_s), 2))
+            emit(
+                figure="raw_bulk_ceiling",
+                items_per_s=round(items / bulk_ceiling_s),
+                bulk_ratio=round((items / bulk_seconds) / (items / bulk_ceiling_s), 2),
+            )
     finally:
         store.close()
         stop_embedded(work / "graph")

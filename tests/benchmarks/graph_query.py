@@ -69,27 +69,42 @@ def main() -> None:
             store.upsert_twins(chunk)
         for chunk in batches(data.links, 20_000):
             store.upsert_links(chunk)
-        emit(figure="setup", twins=len(data.twins), links=len(data.links),
-             load_seconds=round(time.perf_counter() - start, 1))
-        starts = (rng.choices(data.uids["Supplier"], k=args.samples // 3)
-                  + rng.choices(data.uids["Machine"], k=args.samples // 3)
-                  + rng.choices(data.uids["Material"], k=args.samples - 2 * (args.samples // 3)))
+        emit(
+            figure="setup",
+            twins=len(data.twins),
+            links=len(data.links),
+            load_seconds=round(time.perf_counter() - start, 1),
+        )
+        starts = (
+            rng.choices(data.uids["Supplier"], k=args.samples // 3)
+            + rng.choices(data.uids["Machine"], k=args.samples // 3)
+            + rng.choices(data.uids["Material"], k=args.samples - 2 * (args.samples // 3))
+        )
         rng.shuffle(starts)
         sizes = []
         for hops in (1, 2, 3):
-            emit(figure="impact", hops=hops, twins=len(data.twins),
-                 **latencies(lambda uid, h=hops: sizes.append(len(store.impact(uid, h))), starts))
+            emit(
+                figure="impact",
+                hops=hops,
+                twins=len(data.twins),
+                **latencies(lambda uid, h=hops: sizes.append(len(store.impact(uid, h))), starts),
+            )
         emit(figure="impact_result_size", mean_hits=round(statistics.fmean(sizes), 1), max_hits=max(sizes))
         employees = rng.choices(data.uids["Employee"], k=args.samples)
         emit(figure="get_by_uid", **latencies(store.get, employees))
-        emit(figure="neighbours_2_hops", **latencies(lambda uid: store.neighbours(uid, depth=2, limit=200),
-                                                     employees))
+        emit(figure="neighbours_2_hops", **latencies(lambda uid: store.neighbours(uid, depth=2, limit=200), employees))
         prefixes = [f"Employee {rng.randint(1, 99)}" for _ in range(args.samples)]
-        emit(figure="filtered_sorted_page", **latencies(
-            lambda p: store.find("Employee", [Condition("name", "starts_with", p)], [OrderBy("name")], limit=20),
-            prefixes))
-        emit(figure="grouped_aggregate", **latencies(
-            lambda _: store.aggregate("Entity", [("count", None)], group_by=["_class"]), ["x"] * 20))
+        emit(
+            figure="filtered_sorted_page",
+            **latencies(
+                lambda p: store.find("Employee", [Condition("name", "starts_with", p)], [OrderBy("name")], limit=20),
+                prefixes,
+            ),
+        )
+        emit(
+            figure="grouped_aggregate",
+            **latencies(lambda _: store.aggregate("Entity", [("count", None)], group_by=["_class"]), ["x"] * 20),
+        )
         words = [f"Machine {rng.randint(0, len(data.uids['Machine']) - 1)}" for _ in range(args.samples)]
         emit(figure="full_text_search", **latencies(lambda w: store.search(w, limit=10), words))
         status = embedded_status(work / "graph")

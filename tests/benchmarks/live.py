@@ -1,7 +1,8 @@
 """Benchmark: the living twin end to end, against the real services running here. One JSON line per figure.
 
     .venv/bin/python -m tests.benchmarks.live [--samples 30] [--mqtt-idle-timeout S] [--changes 5000]
-        [--rounds 3] [--batch 500] [--window 256] [--subscribers 100] [--fanout-changes 5] [--only mqtt|sql-push|sql|...]
+        [--rounds 3] [--batch 500] [--window 256] [--subscribers 100] [--fanout-changes 5]
+        [--only mqtt|sql-push|sql|...]
 
 - mqtt_to_event_p99_ms: a machine reading published to Mosquitto (127.0.0.1:1883) -> synced by the runtime (an MQTT
   connector on a `continuous` schedule with the default batch settings: a batch is synced once the flow is quiet for
@@ -91,8 +92,10 @@ entities:
 def emit(figure: str, value: float, **extra: object) -> None:
     """One JSON line per figure, with the load average."""
     load = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    print(json.dumps({"benchmark": "live", "figure": figure, "value": round(value, 3), **extra,
-                      "load_average": load}), flush=True)
+    print(
+        json.dumps({"benchmark": "live", "figure": figure, "value": round(value, 3), **extra, "load_average": load}),
+        flush=True,
+    )
 
 
 def p99(samples: list[float]) -> float:
@@ -138,7 +141,8 @@ class Bench:
         """routes.yaml with one route `name` to this run's stream."""
         (self.data / "routes.yaml").write_text(
             f"routes:\n  {name}:\n    endpoint: {NATS_URL}/{self.stream}/{self.prefix}\n    role: architect\n"
-            f"    batch: {batch}\n")
+            f"    batch: {batch}\n"
+        )
 
     def close(self) -> None:
         """Close the runtime and stop its embedded graph."""
@@ -152,13 +156,17 @@ async def await_event(sub, subject: str, status: str, timeout: float = 10.0) -> 
     while True:
         msg = await sub.next_msg(timeout=max(0.01, deadline - time.monotonic()))
         event = json.loads(msg.data)
-        if event["subject"] == subject and {"op": "replace" if event["type"] == "twin.updated" else "add",
-                                            "path": "/status", "value": status} in event["data"]["patch"]:
+        if (
+            event["subject"] == subject
+            and {"op": "replace" if event["type"] == "twin.updated" else "add", "path": "/status", "value": status}
+            in event["data"]["patch"]
+        ):
             return time.perf_counter()
 
 
-async def connector_latencies(bench: Bench, connector: str, samples: int,
-                              change: Callable[[int], tuple[str, str]], idle_seconds: float = 0.0) -> list[float]:
+async def connector_latencies(
+    bench: Bench, connector: str, samples: int, change: Callable[[int], tuple[str, str]], idle_seconds: float = 0.0
+) -> list[float]:
     """Run `connector` and the route; `change(i)` makes one source change and returns the uid it must change and
     the status it must give the twin. With `idle_seconds`, the process's CPU share over that long with no change is
     appended after the latencies."""
@@ -166,8 +174,9 @@ async def connector_latencies(bench: Bench, connector: str, samples: int,
     routes = bench.runtime.route_runtime(holder=live.holder)
     nc = await nats.connect(NATS_URL)
     js = nc.jetstream()
-    sub = await js.subscribe(f"{bench.prefix}.>", stream=bench.stream, ordered_consumer=True,
-                             deliver_policy=nats.js.api.DeliverPolicy.NEW)
+    sub = await js.subscribe(
+        f"{bench.prefix}.>", stream=bench.stream, ordered_consumer=True, deliver_policy=nats.js.api.DeliverPolicy.NEW
+    )
     live.start()
     routes.start()
     wait_for(lambda: routes.status()[0].cursor >= bench.runtime.store.feed.head(), 60, "the route to catch up")
@@ -181,8 +190,9 @@ async def connector_latencies(bench: Bench, connector: str, samples: int,
             try:
                 received = await await_event(sub, uid, status)
             except NatsTimeout:
-                raise RuntimeError(f"no event for {uid} within 10 s; connector status "
-                                   f"{live.status()}, routes {routes.status()}") from None
+                raise RuntimeError(
+                    f"no event for {uid} within 10 s; connector status {live.status()}, routes {routes.status()}"
+                ) from None
             if i >= 3:
                 latencies.append((received - committed) * 1000)
         if idle_seconds:
@@ -205,15 +215,19 @@ def mqtt_figure(bench: Bench, samples: int, idle: float | None) -> None:
     (bench.data / "connectors.yaml").write_text(
         "connectors:\n  bench-mqtt:\n    mapping: bench_telemetry.yaml\n    schedule: continuous\n"
         f"    source: {{kind: mqtt, host: 127.0.0.1, port: 1883, client_id: 'bench-{uuid.uuid4().hex[:8]}'"
-        f"{'' if idle is None else f', idle_timeout: {idle}'}}}\n")
+        f"{'' if idle is None else f', idle_timeout: {idle}'}}}\n"
+    )
     bench.runtime.store.upsert_twins([Twin("bench:machine:M1", "Machine", {"name": "Press", "status": "down"})])
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="")
     client.connect("127.0.0.1", 1883, keepalive=30)
     client.loop_start()
 
     def reading(i: int) -> tuple[str, str]:
-        body = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{i % 1000:03d}Z",
-                "state": "running" if i % 2 == 0 else "down", "temperature_c": 40 + i % 7}
+        body = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{i % 1000:03d}Z",
+            "state": "running" if i % 2 == 0 else "down",
+            "temperature_c": 40 + i % 7,
+        }
         client.publish(f"{topic}/M1", json.dumps(body).encode(), qos=1).wait_for_publish(5)
         return "bench:machine:M1", "operational" if i % 2 == 0 else "down"
 
@@ -223,10 +237,21 @@ def mqtt_figure(bench: Bench, samples: int, idle: float | None) -> None:
         client.loop_stop()
         client.disconnect()
     latencies, idle_cpu = measured[:-1], measured[-1]
-    settings = {"mqtt_idle_timeout_s": 1.0 if idle is None else idle, "batch_quiet_s": QUIET_SECONDS,
-                "max_batch_delay_s": MAX_DELAY_SECONDS, "settings": "default" if idle is None else "idle_timeout set"}
-    emit("mqtt_to_event_p99_ms", p99(latencies), goal_ms=250, samples=len(latencies),
-         median_ms=round(statistics.median(latencies), 1), schedule="continuous", **settings)
+    settings = {
+        "mqtt_idle_timeout_s": 1.0 if idle is None else idle,
+        "batch_quiet_s": QUIET_SECONDS,
+        "max_batch_delay_s": MAX_DELAY_SECONDS,
+        "settings": "default" if idle is None else "idle_timeout set",
+    }
+    emit(
+        "mqtt_to_event_p99_ms",
+        p99(latencies),
+        goal_ms=250,
+        samples=len(latencies),
+        median_ms=round(statistics.median(latencies), 1),
+        schedule="continuous",
+        **settings,
+    )
     emit("mqtt_runtime_idle_cpu_percent", idle_cpu, seconds=10, **settings)
 
 
@@ -237,19 +262,24 @@ def sql_figure(bench: Bench, samples: int, push: bool) -> None:
     table = f"bench_machines_{uuid.uuid4().hex[:8]}"
     name = "bench-sql-push" if push else "bench-sql"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, code text, name text, status text, "
-                     "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        conn.execute(
+            f"CREATE TABLE {table} (id serial PRIMARY KEY, code text, name text, status text, "
+            "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
     if push:
         install_triggers(SqlPush(name, POSTGRES_URL, f"twin_{name}"), [(None, table)])
     (bench.data / "bench_sql.yaml").write_text(SQL_MAPPING.format(table=table))
     (bench.data / "connectors.yaml").write_text(
         f"connectors:\n  {name}:\n    mapping: bench_sql.yaml\n    schedule: {'30s' if push else '1s'}\n"
-        f"    source: {{kind: sql, url: '{POSTGRES_URL}', push: {'true' if push else 'false'}}}\n")
+        f"    source: {{kind: sql, url: '{POSTGRES_URL}', push: {'true' if push else 'false'}}}\n"
+    )
     source = psycopg.connect(POSTGRES_URL, autocommit=True)
 
     def row(i: int) -> tuple[str, str]:
         code = f"{'P' if push else 'S'}{i}"  # new twins in each figure
-        source.execute(f"INSERT INTO {table} (code, name, status) VALUES (%s, %s, %s)", (code, f"Saw {i}", "maintenance"))
+        source.execute(
+            f"INSERT INTO {table} (code, name, status) VALUES (%s, %s, %s)", (code, f"Saw {i}", "maintenance")
+        )
         return f"benchsql:machine:{code}", "maintenance"
 
     try:
@@ -259,11 +289,24 @@ def sql_figure(bench: Bench, samples: int, push: bool) -> None:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
     if push:
-        emit("sql_change_to_event_p99_ms", p99(latencies), goal_ms=500, samples=len(latencies),
-             median_ms=round(statistics.median(latencies), 1), push="LISTEN/NOTIFY", poll_interval_s=30)
+        emit(
+            "sql_change_to_event_p99_ms",
+            p99(latencies),
+            goal_ms=500,
+            samples=len(latencies),
+            median_ms=round(statistics.median(latencies), 1),
+            push="LISTEN/NOTIFY",
+            poll_interval_s=30,
+        )
     else:
-        emit("sql_poll_change_to_event_p99_ms", p99(latencies), goal_ms=1500, samples=len(latencies),
-             median_ms=round(statistics.median(latencies), 1), poll_interval_s=1)
+        emit(
+            "sql_poll_change_to_event_p99_ms",
+            p99(latencies),
+            goal_ms=1500,
+            samples=len(latencies),
+            median_ms=round(statistics.median(latencies), 1),
+            poll_interval_s=1,
+        )
 
 
 def throughput_figures(bench: Bench, changes: int, rounds: int, batch: int, window: int) -> None:
@@ -287,20 +330,34 @@ def throughput_figures(bench: Bench, changes: int, rounds: int, batch: int, wind
         raw_rates.append(raw)
         ratios.append(feed / raw)
     common = {"changes": changes, "batch": batch, "window": window, "rounds": rounds}
-    emit("feed_to_nats_events_per_s", statistics.median(feed_rates), **common,
-         per_round=[round(r) for r in feed_rates], load_average_1m_per_round=loads)
+    emit(
+        "feed_to_nats_events_per_s",
+        statistics.median(feed_rates),
+        **common,
+        per_round=[round(r) for r in feed_rates],
+        load_average_1m_per_round=loads,
+    )
     emit("raw_nats_publish_per_s", statistics.median(raw_rates), **common, per_round=[round(r) for r in raw_rates])
-    emit("feed_to_nats_ratio", statistics.median(ratios), goal=0.75, **common,
-         per_round=[round(r, 3) for r in ratios], note="median of the rounds' ratios (each round measures both)")
+    emit(
+        "feed_to_nats_ratio",
+        statistics.median(ratios),
+        goal=0.75,
+        **common,
+        per_round=[round(r, 3) for r in ratios],
+        note="median of the rounds' ratios (each round measures both)",
+    )
 
 
 def write_burst(bench: Bench, round_no: int, changes: int) -> tuple[int, int]:
     """Write `changes` new twins in bulk writes of 1,000; the feed's head before and after."""
     before = bench.runtime.store.feed.head()
     for start in range(0, changes, 1_000):
-        bench.runtime.store.upsert_twins([
-            Twin(f"bulk:{round_no}:{i}", "Machine", {"name": f"Machine {i}", "status": "operational"})
-            for i in range(start, min(changes, start + 1_000))])
+        bench.runtime.store.upsert_twins(
+            [
+                Twin(f"bulk:{round_no}:{i}", "Machine", {"name": f"Machine {i}", "status": "operational"})
+                for i in range(start, min(changes, start + 1_000))
+            ]
+        )
     return before, bench.runtime.store.feed.head()
 
 
@@ -344,8 +401,15 @@ def fanout_figure(bench: Bench, subscribers: int, changes: int) -> None:
 
     (bench.data / "routes.yaml").unlink(missing_ok=True)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(bench.runtime, live=False), host="127.0.0.1", port=port,
-                                           log_level="warning", ws="websockets-sansio"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(bench.runtime, live=False),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ws="websockets-sansio",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 60, "uvicorn to start")
@@ -356,8 +420,15 @@ def fanout_figure(bench: Bench, subscribers: int, changes: int) -> None:
     finally:
         server.should_exit = True
         thread.join(30)
-    emit("subscription_fanout_p99_ms", p99(latencies), goal_ms=250, subscribers=subscribers, changes=changes,
-         samples=len(latencies), median_ms=round(statistics.median(latencies), 1))
+    emit(
+        "subscription_fanout_p99_ms",
+        p99(latencies),
+        goal_ms=250,
+        subscribers=subscribers,
+        changes=changes,
+        samples=len(latencies),
+        median_ms=round(statistics.median(latencies), 1),
+    )
 
 
 async def _fanout(bench: Bench, port: int, tokens: list[str], changes: int) -> list[float]:
@@ -368,15 +439,17 @@ async def _fanout(bench: Bench, port: int, tokens: list[str], changes: int) -> l
     sockets = []
     try:
         for token in tokens:
-            ws = await websockets.connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-transport-ws"],
-                                          max_queue=None)
+            ws = await websockets.connect(
+                f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-transport-ws"], max_queue=None
+            )
             sockets.append(ws)
             await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
             ack = json.loads(await ws.recv())
             if ack != {"type": "connection_ack"}:
                 raise RuntimeError(f"subscriber refused: {ack}")
-            await ws.send(json.dumps({"id": "1", "type": "subscribe",
-                                      "payload": {"query": query, "variables": {"a": head}}}))
+            await ws.send(
+                json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"a": head}}})
+            )
         await asyncio.sleep(1.0)  # every subscription is registered before the first change
         latencies: list[float] = []
         for i in range(changes):
@@ -393,8 +466,9 @@ async def _fanout(bench: Bench, port: int, tokens: list[str], changes: int) -> l
             waiting = [asyncio.create_task(receive(ws)) for ws in sockets]
             await asyncio.sleep(0.05)
             start = time.perf_counter()
-            await asyncio.to_thread(bench.runtime.store.upsert_twins,
-                                    [Twin(uid, "Machine", {"name": f"Fan {i}", "status": "operational"})])
+            await asyncio.to_thread(
+                bench.runtime.store.upsert_twins, [Twin(uid, "Machine", {"name": f"Fan {i}", "status": "operational"})]
+            )
             received = await asyncio.wait_for(asyncio.gather(*waiting), 30)
             latencies += [(t - start) * 1000 for t in received]
             await asyncio.sleep(0.3)
@@ -408,8 +482,12 @@ async def _fanout(bench: Bench, port: int, tokens: list[str], changes: int) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=30, help="readings / rows timed per connector figure")
-    parser.add_argument("--mqtt-idle-timeout", type=float, default=None,
-                        help="the MQTT connector's idle_timeout (default: the connector's default, 1 s)")
+    parser.add_argument(
+        "--mqtt-idle-timeout",
+        type=float,
+        default=None,
+        help="the MQTT connector's idle_timeout (default: the connector's default, 1 s)",
+    )
     parser.add_argument("--changes", type=int, default=5_000, help="changes per throughput round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500, help="route batch and raw publisher batch")

@@ -31,31 +31,46 @@ def main() -> None:
     tracemalloc.stop()
     if problems:
         raise SystemExit(f"{CORPUS}: {len(problems)} check problem(s), first: {problems[0]}")
-    print(json.dumps({
-        "benchmark": "ontology_load",
-        "corpus": CORPUS,
-        "interfaces": len(ontology),
-        "seconds": round(seconds, 3),
-        "peak_memory_mb": round(peak / 2**20, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "ontology_load",
+                "corpus": CORPUS,
+                "interfaces": len(ontology),
+                "seconds": round(seconds, 3),
+                "peak_memory_mb": round(peak / 2**20, 1),
+            }
+        )
+    )
 
 
 def deep_chain(depth: int = 10_000) -> None:
     """Time reading a file whose interfaces extend each other `depth` deep (refused: DTDL allows 10)."""
-    chain = [{"@context": "dtmi:dtdl:context;3", "@id": f"dtmi:ex:L{i};1", "@type": "Interface",
-              **({"extends": f"dtmi:ex:L{i - 1};1"} if i else {})} for i in range(depth)]
+    chain = [
+        {
+            "@context": "dtmi:dtdl:context;3",
+            "@id": f"dtmi:ex:L{i};1",
+            "@type": "Interface",
+            **({"extends": f"dtmi:ex:L{i - 1};1"} if i else {}),
+        }
+        for i in range(depth)
+    ]
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "chain.json").write_text(json.dumps(chain))
         started = time.perf_counter()
         report = read_dtdl_report([Path(folder)])
         seconds = time.perf_counter() - started
-    print(json.dumps({
-        "benchmark": "dtdl_extends_chain",
-        "depth": depth,
-        "violations": [v.rule for v in report.violations],
-        "seconds": round(seconds, 3),
-        "loadavg": os.getloadavg()[0],
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "dtdl_extends_chain",
+                "depth": depth,
+                "violations": [v.rule for v in report.violations],
+                "seconds": round(seconds, 3),
+                "loadavg": os.getloadavg()[0],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

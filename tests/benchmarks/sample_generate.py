@@ -38,14 +38,26 @@ def main() -> None:
             start = time.perf_counter()
             manifest = generate_sample(out, size, seed=args.seed)
             seconds = time.perf_counter() - start
-            emit("generate", size=size, people=manifest.people, rows=manifest.total_rows,
-                 file_rows=sum(manifest.file_rows.values()), seconds=round(seconds, 3),
-                 rows_per_s=round(manifest.total_rows / seconds), goal_rows_per_s=200_000)
+            emit(
+                "generate",
+                size=size,
+                people=manifest.people,
+                rows=manifest.total_rows,
+                file_rows=sum(manifest.file_rows.values()),
+                seconds=round(seconds, 3),
+                rows_per_s=round(manifest.total_rows / seconds),
+                goal_rows_per_s=200_000,
+            )
             start = time.perf_counter()
             summary = mutate_sample(out, fraction=0.01, seed=args.seed)
             seconds = time.perf_counter() - start
-            emit("mutate_1pct", size=size, changed_rows=summary.changed_rows, seconds=round(seconds, 3),
-                 changed_rows_per_s=round(summary.changed_rows / seconds))
+            emit(
+                "mutate_1pct",
+                size=size,
+                changed_rows=summary.changed_rows,
+                seconds=round(seconds, 3),
+                changed_rows_per_s=round(summary.changed_rows / seconds),
+            )
             shutil.rmtree(out)
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -95,14 +95,27 @@ def main() -> None:
         data_dir = Path(tmp) / "graph"
         store = GraphStore.open(f"falkordb+embedded://{data_dir}", load_core())
         try:
-            layout = build_enterprise(people=300, work_centers=10, lines_per_center=2, machines=30, products=50,
-                                      materials=100, suppliers=20, customers=25, history_days=180,
-                                      dual_source_share=0.3)
+            layout = build_enterprise(
+                people=300,
+                work_centers=10,
+                lines_per_center=2,
+                machines=30,
+                products=50,
+                materials=100,
+                suppliers=20,
+                customers=25,
+                history_days=180,
+                dual_source_share=0.3,
+            )
             load_enterprise(store, layout)
             started = time.perf_counter()
             twin = load_slice(store)
-            emit(figure="slice_load_seconds", value=round(time.perf_counter() - started, 3),
-                 twins=len(twin.classes), agents=twin.agent_count)
+            emit(
+                figure="slice_load_seconds",
+                value=round(time.perf_counter() - started, 3),
+                twins=len(twin.classes),
+                agents=twin.agent_count,
+            )
             parsed = parse_spec(STUDY.format(replications=args.replications), "benchmark")
             plan = plan_study(parsed, twin, store)
         finally:
@@ -118,33 +131,78 @@ def main() -> None:
         model = EnterpriseModel(calibration, ScenarioPlan("baseline"), 365, 1, seed).run()
         agents = model.agent_total
     elapsed = time.perf_counter() - started
-    emit(figure="agent_steps_per_second", value=round(agents * 365 * len(seeds) / elapsed),
-         agents=agents, steps=365, seconds_per_replication=round(elapsed / len(seeds), 4))
+    emit(
+        figure="agent_steps_per_second",
+        value=round(agents * 365 * len(seeds) / elapsed),
+        agents=agents,
+        steps=365,
+        seconds_per_replication=round(elapsed / len(seeds), 4),
+    )
 
     runs = len(plan.scenarios) * plan.replications
     serial = run_study(twin, plan, SerialExecutor())
-    emit(figure="study_wall_seconds", executor="serial", workers=1, value=round(serial.wall_seconds, 2),
-         scenarios=len(plan.scenarios) - 1, replications=plan.replications, steps=plan.steps, runs=runs,
-         agent_steps=serial.agent_steps)
+    emit(
+        figure="study_wall_seconds",
+        executor="serial",
+        workers=1,
+        value=round(serial.wall_seconds, 2),
+        scenarios=len(plan.scenarios) - 1,
+        replications=plan.replications,
+        steps=plan.steps,
+        runs=runs,
+        agent_steps=serial.agent_steps,
+    )
     with LocalExecutor(args.workers) as pool:
         cold = run_study(twin, plan, pool)
-        emit(figure="study_wall_seconds", executor="local", workers=args.workers, pool="cold (includes starting "
-             "the workers)", value=round(cold.wall_seconds, 2), goal_seconds=60)
+        emit(
+            figure="study_wall_seconds",
+            executor="local",
+            workers=args.workers,
+            pool="cold (includes starting the workers)",
+            value=round(cold.wall_seconds, 2),
+            goal_seconds=60,
+        )
         warm = run_study(twin, plan, pool)
-        emit(figure="study_wall_seconds", executor="local", workers=args.workers, pool="warm",
-             value=round(warm.wall_seconds, 2), goal_seconds=60)
-    assert [r.values for r in serial.runs] == [r.values for r in cold.runs] == [r.values for r in warm.runs], \
+        emit(
+            figure="study_wall_seconds",
+            executor="local",
+            workers=args.workers,
+            pool="warm",
+            value=round(warm.wall_seconds, 2),
+            goal_seconds=60,
+        )
+    assert [r.values for r in serial.runs] == [r.values for r in cold.runs] == [r.values for r in warm.runs], (
         "executors disagree"
-    emit(figure="process_pool_speedup", pool="warm", value=round(serial.wall_seconds / warm.wall_seconds, 2),
-         workers=args.workers, goal=1.7, load_average_1min=round(os.getloadavg()[0], 2))
-    emit(figure="machine_parallel_speedup", value=round(machine_parallelism(args.workers), 2), workers=args.workers,
-         note="pure-Python reference: the most any pool can get on this machine right now")
-    emit(figure="process_pool_speedup", pool="cold", value=round(serial.wall_seconds / cold.wall_seconds, 2),
-         workers=args.workers)
+    )
+    emit(
+        figure="process_pool_speedup",
+        pool="warm",
+        value=round(serial.wall_seconds / warm.wall_seconds, 2),
+        workers=args.workers,
+        goal=1.7,
+        load_average_1min=round(os.getloadavg()[0], 2),
+    )
+    emit(
+        figure="machine_parallel_speedup",
+        value=round(machine_parallelism(args.workers), 2),
+        workers=args.workers,
+        note="pure-Python reference: the most any pool can get on this machine right now",
+    )
+    emit(
+        figure="process_pool_speedup",
+        pool="cold",
+        value=round(serial.wall_seconds / cold.wall_seconds, 2),
+        workers=args.workers,
+    )
     if args.dask:
         distributed = run_study(twin, plan, DaskExecutor(workers=args.workers))
-        emit(figure="study_wall_seconds", executor="dask", workers=args.workers,
-             value=round(distributed.wall_seconds, 2), includes="LocalCluster start and stop")
+        emit(
+            figure="study_wall_seconds",
+            executor="dask",
+            workers=args.workers,
+            value=round(distributed.wall_seconds, 2),
+            includes="LocalCluster start and stop",
+        )
 
 
 if __name__ == "__main__":

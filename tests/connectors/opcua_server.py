@@ -56,8 +56,7 @@ class PlantServer:
         for press in PRESSES:
             folder = await plant.add_object(ua.NodeId(press, ns), ua.QualifiedName(press, ns))
             await folder.add_variable(ua.NodeId(f"{press}.State", ns), ua.QualifiedName("State", ns), "running")
-            await folder.add_variable(ua.NodeId(f"{press}.Temperature", ns), ua.QualifiedName("Temperature", ns),
-                                      20.0)
+            await folder.add_variable(ua.NodeId(f"{press}.Temperature", ns), ua.QualifiedName("Temperature", ns), 20.0)
         await server.start()
         self.server = server
 
@@ -67,8 +66,7 @@ class PlantServer:
             self._run(self.server.stop())
             self.server = None
 
-    def write(self, node: str, value: Any, *, at: dt.datetime | None = None,
-              status: int = ua.StatusCodes.Good) -> None:
+    def write(self, node: str, value: Any, *, at: dt.datetime | None = None, status: int = ua.StatusCodes.Good) -> None:
         """Set a variable (`node` such as Press1.Temperature) with a source time and a status code."""
         assert self.server is not None
         server = self.server
@@ -76,9 +74,14 @@ class PlantServer:
         async def write() -> None:
             target = server.get_node(ua.NodeId(node, self.namespace))
             variant = ua.Variant(value, ua.VariantType.Double if isinstance(value, float) else ua.VariantType.String)
-            await target.write_value(ua.DataValue(variant, StatusCode=ua.StatusCode(status),
-                                                  SourceTimestamp=at or dt.datetime.now(dt.UTC),
-                                                  ServerTimestamp=dt.datetime.now(dt.UTC)))
+            await target.write_value(
+                ua.DataValue(
+                    variant,
+                    StatusCode=ua.StatusCode(status),
+                    SourceTimestamp=at or dt.datetime.now(dt.UTC),
+                    ServerTimestamp=dt.datetime.now(dt.UTC),
+                )
+            )
 
         self._run(write())
 

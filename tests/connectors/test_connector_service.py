@@ -28,13 +28,21 @@ def test_completed_failed_and_refused_runs_are_each_audited(core: Ontology, twin
     policy = load_policy(core)
     engine = twin.engine()
     report = run_connector(engine, plant_connector(core, url), subject=STEWARD, policy=policy, audit=audit, mode="full")
-    broken = Connector("plant", plant_connector(core, url).mapping,
-                       lambda e: SqlSource(url, table="no_such_table", key="id", name=e.name))
+    broken = Connector(
+        "plant",
+        plant_connector(core, url).mapping,
+        lambda e: SqlSource(url, table="no_such_table", key="id", name=e.name),
+    )
     with pytest.raises(SourceError):
         run_connector(engine, broken, subject=STEWARD, policy=policy, audit=audit)
     with pytest.raises(PolicyDenied, match="vic may not run connectors"):
-        run_connector(engine, plant_connector(core, url), subject=Subject(sub="vic", roles=frozenset({"viewer"})),
-                      policy=policy, audit=audit)
+        run_connector(
+            engine,
+            plant_connector(core, url),
+            subject=Subject(sub="vic", roles=frozenset({"viewer"})),
+            policy=policy,
+            audit=audit,
+        )
     done, failed, refused = audit.query(operation="connector.run", limit=10)
     assert (done.subject, list(done.roles), str(done.decision)) == ("stella", ["data_steward"], "allow")
     assert done.rows_returned == report.counts["read"] == 1

@@ -91,7 +91,9 @@ def test_structured_encoding_carries_every_required_attribute_and_round_trips() 
         "data": {"a": [1]},
     }
     assert from_cloudevent_json(to_cloudevent_json(event)) == event
-    offset = TwinEvent("1", SOURCE, "twin.created", "X:1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))))
+    offset = TwinEvent(
+        "1", SOURCE, "twin.created", "X:1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    )
     assert json.loads(to_cloudevent_json(offset))["time"] == "2026-01-02T03:04:05+02:00"
 
 
@@ -99,10 +101,22 @@ def test_fast_encoding_equals_the_cloudevents_sdk_writer() -> None:
     from connectors.events.cloudevent import to_cloudevent_json_via_sdk
 
     events = [
-        TwinEvent("1", SOURCE, "twin.created", "Employee:ü/7", datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
-                  {"name": "Zoë", "salary": 51234.5, "tags": ["a", None, True], "nested": {"k": [1, 2]}}),
-        TwinEvent("2", "https://twin.example/acme", "link.deleted", "Team:1",
-                  datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=-5))), {}),
+        TwinEvent(
+            "1",
+            SOURCE,
+            "twin.created",
+            "Employee:ü/7",
+            datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+            {"name": "Zoë", "salary": 51234.5, "tags": ["a", None, True], "nested": {"k": [1, 2]}},
+        ),
+        TwinEvent(
+            "2",
+            "https://twin.example/acme",
+            "link.deleted",
+            "Team:1",
+            datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=-5))),
+            {},
+        ),
     ]
     for event in events:
         assert json.loads(to_cloudevent_json(event)) == json.loads(to_cloudevent_json_via_sdk(event))
@@ -289,9 +303,18 @@ def kafka_protocol_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     address = f"tcp://{HOST}:{port}"
     log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
     process = subprocess.Popen(
-        [binary, "broker", "--listener-url", address, "--advertised-listener-url", address,
-         "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 20
@@ -587,7 +610,10 @@ def test_webhook_posts_signed_events_the_receiver_verifies(webhook_receiver: Web
     assert webhook_receiver.accepted == events
     assert webhook_receiver.rejected == []
     wrong_secret = EndpointOptions(webhook_secret="another-secret")
-    with open_endpoint(webhook_receiver.url, wrong_secret) as endpoint, pytest.raises(EndpointRefused, match="HTTP 401"):
+    with (
+        open_endpoint(webhook_receiver.url, wrong_secret) as endpoint,
+        pytest.raises(EndpointRefused, match="HTTP 401"),
+    ):
         endpoint.publish(make_events(1, first=4))
     assert webhook_receiver.rejected == ["signature does not match the body and timestamp"]
 
@@ -636,7 +662,8 @@ def start_nats_server(port: int, store: str) -> subprocess.Popen:
     """A private nats-server with JetStream on a file store, listening on port."""
     process = subprocess.Popen(
         ["nats-server", "-a", HOST, "-p", str(port), "-js", "-sd", store],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while service_missing(port) and time.monotonic() < deadline:

@@ -44,8 +44,9 @@ class Receiver:
                     self.send_response(500)
                     self.end_headers()
                     return
-                verify_webhook_signature(SECRET, body, self.headers.get("webhook-timestamp"),
-                                         self.headers.get("webhook-signature"))
+                verify_webhook_signature(
+                    SECRET, body, self.headers.get("webhook-timestamp"), self.headers.get("webhook-signature")
+                )
                 receiver.events.append(json.loads(body))
                 self.send_response(200)
                 self.end_headers()
@@ -81,25 +82,39 @@ def _write_routes(runtime: Runtime, text: str) -> None:
     (runtime.settings.data_dir / "routes.yaml").write_text(text)
 
 
-PEOPLE = [Twin("u1", "OrgUnit", {"name": "Plant A"}),
-          Twin("e1", "Employee", {"name": "Ann", "employeeId": "E1", "email": "ann@example.test", "salary": 50000.0,
-                                  "phone": "+49 1"}),
-          Twin("m1", "Machine", {"name": "Press"})]
+PEOPLE = [
+    Twin("u1", "OrgUnit", {"name": "Plant A"}),
+    Twin(
+        "e1",
+        "Employee",
+        {"name": "Ann", "employeeId": "E1", "email": "ann@example.test", "salary": 50000.0, "phone": "+49 1"},
+    ),
+    Twin("m1", "Machine", {"name": "Press"}),
+]
 
 
 def test_routes_file_errors_name_file_line_route_and_field(tmp_path: Path) -> None:
     core = load_core()
     path = tmp_path / "routes.yaml"
     cases = [
-        ("routes:\n  a:\n    endpoint: nats://h:4222/S/p\n    role: executive\n    filter: {classes: [Spaceship]}\n",
-         r"routes.yaml:2: route 'a': filter.classes: unknown class 'Spaceship'"),
+        (
+            "routes:\n  a:\n    endpoint: nats://h:4222/S/p\n    role: executive\n    filter: {classes: [Spaceship]}\n",
+            r"routes.yaml:2: route 'a': filter.classes: unknown class 'Spaceship'",
+        ),
         ("routes:\n  a:\n    endpoint: nats://h:4222/S/p\n    role: janitor\n", r":2: route 'a': role: unknown role"),
-        ("routes:\n\n  b:\n    endpoint: https://x/hook\n    role: viewer\n", r":3: route 'b': secret: a webhook route"),
-        ("routes:\n  c:\n    endpoint: https://x/hook\n    role: viewer\n    secret: ${NOPE}\n",
-         r"secret \$\{NOPE\} is not set"),
+        (
+            "routes:\n\n  b:\n    endpoint: https://x/hook\n    role: viewer\n",
+            r":3: route 'b': secret: a webhook route",
+        ),
+        (
+            "routes:\n  c:\n    endpoint: https://x/hook\n    role: viewer\n    secret: ${NOPE}\n",
+            r"secret \$\{NOPE\} is not set",
+        ),
         ("routes:\n  d:\n    endpoint: nats://h:4222/S/p\n    role: viewer\n    colour: red\n", r"route 'd': colour"),
-        ("routes:\n  e:\n    endpoint: nats://h:4222/S/p\n    role: viewer\n    filter: {link_types: [knows]}\n",
-         r"filter.link_types: unknown relationship 'knows'"),
+        (
+            "routes:\n  e:\n    endpoint: nats://h:4222/S/p\n    role: viewer\n    filter: {link_types: [knows]}\n",
+            r"filter.link_types: unknown relationship 'knows'",
+        ),
         ("routes: [\n", r"routes.yaml:2: not valid YAML"),
     ]
     for text, message in cases:
@@ -110,9 +125,13 @@ def test_routes_file_errors_name_file_line_route_and_field(tmp_path: Path) -> No
 
 
 def test_a_webhook_route_carries_only_what_its_role_may_read_and_resumes_from_its_cursor(
-        twin: Runtime, receiver: Receiver) -> None:
-    _write_routes(twin, f"routes:\n  people:\n    endpoint: {receiver.url}\n    role: executive\n"
-                        "    secret: ${ROUTE_SECRET}\n    filter: {classes: [Person, OrgUnit], link_types: [worksIn]}\n")
+    twin: Runtime, receiver: Receiver
+) -> None:
+    _write_routes(
+        twin,
+        f"routes:\n  people:\n    endpoint: {receiver.url}\n    role: executive\n"
+        "    secret: ${ROUTE_SECRET}\n    filter: {classes: [Person, OrgUnit], link_types: [worksIn]}\n",
+    )
     twin.store.upsert_twins(PEOPLE)
     twin.store.upsert_links([Link("worksIn", "e1", "u1")])
     routes = twin.route_runtime()
@@ -144,19 +163,24 @@ def test_a_webhook_route_carries_only_what_its_role_may_read_and_resumes_from_it
         again.stop()
     update = receiver.events[-1]
     assert update["type"] == "twin.updated" and update["data"]["patch"] == [
-        {"op": "replace", "path": "/name", "value": "Ann B"}]
+        {"op": "replace", "path": "/name", "value": "Ann B"}
+    ]
     assert int(update["id"]) == max(feed) + 1  # continued from the stored cursor: nothing re-sent, nothing skipped
     deliveries = twin.audit.query(operation="route.deliver", limit=10)
     assert [r.rows_returned for r in deliveries] == [3, 1] and deliveries[0].subject == "route:people"
 
 
 def test_a_failing_route_delays_no_other_and_catches_up_once_its_endpoint_answers(
-        twin: Runtime, receiver: Receiver, jetstream_stream: tuple[str, str]) -> None:  # noqa: F811
+    twin: Runtime, receiver: Receiver, jetstream_stream: tuple[str, str]
+) -> None:  # noqa: F811
     stream, prefix = jetstream_stream
     receiver.failing = True
-    _write_routes(twin, f"routes:\n  hook:\n    endpoint: {receiver.url}\n    role: architect\n"
-                        f"    secret: ${{ROUTE_SECRET}}\n  bus:\n    endpoint: nats://127.0.0.1:4222/{stream}/{prefix}\n"
-                        "    role: architect\n    payload: twin\n")
+    _write_routes(
+        twin,
+        f"routes:\n  hook:\n    endpoint: {receiver.url}\n    role: architect\n"
+        f"    secret: ${{ROUTE_SECRET}}\n  bus:\n    endpoint: nats://127.0.0.1:4222/{stream}/{prefix}\n"
+        "    role: architect\n    payload: twin\n",
+    )
     twin.store.upsert_twins(PEOPLE)
     routes = twin.route_runtime()
     routes.start()
@@ -176,9 +200,12 @@ def test_a_failing_route_delays_no_other_and_catches_up_once_its_endpoint_answer
     assert employee["data"]["state"]["salary"] == "***" and employee["data"]["state"]["name"] == "Ann"
 
 
-def test_cli_lists_checks_and_replays_routes(twin: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write_routes(twin, f"routes:\n  people:\n    endpoint: {receiver.url}\n    role: executive\n"
-                        "    secret: ${ROUTE_SECRET}\n")
+def test_cli_lists_checks_and_replays_routes(
+    twin: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_routes(
+        twin, f"routes:\n  people:\n    endpoint: {receiver.url}\n    role: executive\n    secret: ${{ROUTE_SECRET}}\n"
+    )
     twin.store.upsert_twins(PEOPLE)
     monkeypatch.setenv("TWIN_DATA_DIR", str(twin.settings.data_dir))
     get_settings.cache_clear()

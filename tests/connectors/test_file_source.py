@@ -18,12 +18,14 @@ from connectors.sync import Connector
 from ontology.model import Ontology
 from tests.connectors.twin_fixtures import TwinEnv, core, snapshot, twin  # noqa: F401
 
-FRAME = pd.DataFrame({
-    "sku": ["P-1", "P-2", "P-3"],
-    "name": ["Bracket", "Hinge", None],
-    "price": [12.5, float("nan"), 3.0],
-    "updated_at": pd.to_datetime(["2025-01-01 10:00", "2025-02-01 10:00", "2025-03-01 10:00"]),
-})
+FRAME = pd.DataFrame(
+    {
+        "sku": ["P-1", "P-2", "P-3"],
+        "name": ["Bracket", "Hinge", None],
+        "price": [12.5, float("nan"), 3.0],
+        "updated_at": pd.to_datetime(["2025-01-01 10:00", "2025-02-01 10:00", "2025-03-01 10:00"]),
+    }
+)
 
 
 def write(path: Path) -> Path:
@@ -106,12 +108,14 @@ def test_file_sync_quarantines_bad_rows_and_a_malformed_file_changes_nothing(
     core: Ontology, twin: TwinEnv, tmp_path: Path
 ) -> None:
     path = tmp_path / "products.csv"
-    path.write_text("sku,name,price,updated_at\n"
-                    "P-1,Bracket,12.5,2025-01-01\n"
-                    "P-2,Hinge,cheap,2025-01-01\n"  # wrong type
-                    ",Nameless,1,2025-01-01\n"  # missing key
-                    "P-1,Bracket again,13,2025-01-01\n"  # duplicate key
-                    "P-4,Bolt,0.2,2025-01-01\n")
+    path.write_text(
+        "sku,name,price,updated_at\n"
+        "P-1,Bracket,12.5,2025-01-01\n"
+        "P-2,Hinge,cheap,2025-01-01\n"  # wrong type
+        ",Nameless,1,2025-01-01\n"  # missing key
+        "P-1,Bracket again,13,2025-01-01\n"  # duplicate key
+        "P-4,Bolt,0.2,2025-01-01\n"
+    )
     mapping = parse_mapping(MAPPING, core, "catalogue.yaml")
     connector = Connector("catalogue", mapping, lambda e: FileSource(path, key="sku", watermark="updated_at"))
     report = twin.engine().run(connector, "full")

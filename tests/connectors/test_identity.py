@@ -59,31 +59,56 @@ def database(path: Path, table: str, rows: list[dict]) -> str:
     url = f"sqlite:///{path}"
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, name TEXT, email TEXT, "
-                          "phone TEXT, title TEXT, company TEXT)"))
+        conn.execute(
+            text(
+                f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, name TEXT, email TEXT, "
+                "phone TEXT, title TEXT, company TEXT)"
+            )
+        )
         conn.execute(text(f"DELETE FROM {table}"))
         for row in rows:
-            conn.execute(text(f"INSERT INTO {table} (id, name, email, phone, title, company) "
-                              "VALUES (:id, :name, :email, :phone, :title, :company)"),
-                         {"title": None, "phone": None, "company": None, "email": None, **row})
+            conn.execute(
+                text(
+                    f"INSERT INTO {table} (id, name, email, phone, title, company) "
+                    "VALUES (:id, :name, :email, :phone, :title, :company)"
+                ),
+                {"title": None, "phone": None, "company": None, "email": None, **row},
+            )
     engine.dispose()
     return url
 
 
 def connector(core: Ontology, name: str, mapping: str, url: str) -> Connector:
-    return Connector(name, parse_mapping(mapping, core, f"{name}.yaml"),
-                     lambda e: SqlSource(url, table=e.name, key="id", name=e.name))
+    return Connector(
+        name,
+        parse_mapping(mapping, core, f"{name}.yaml"),
+        lambda e: SqlSource(url, table=e.name, key="id", name=e.name),
+    )
 
 
 ADA_HR = {"id": 1, "name": "Ada Lovelace", "email": "ada.lovelace@acme.example", "phone": "+44 1", "company": "ACME"}
-ADA_CRM = {"id": 10, "name": "Ada Lovelace", "email": "  Ada.Lovelace+sales@ACME.example ", "phone": "+44 2",
-           "title": "Chief Engineer", "company": "Acme"}
+ADA_CRM = {
+    "id": 10,
+    "name": "Ada Lovelace",
+    "email": "  Ada.Lovelace+sales@ACME.example ",
+    "phone": "+44 2",
+    "title": "Chief Engineer",
+    "company": "Acme",
+}
 
 
 def test_hr_employee_and_crm_contact_become_one_person_twin(core: Ontology, twin: TwinEnv, tmp_path: Path) -> None:
     hr = connector(core, "hr", HR, database(tmp_path / "hr.db", "employees", [ADA_HR]))
-    crm = connector(core, "crm", CRM, database(tmp_path / "crm.db", "contacts", [
-        ADA_CRM, {"id": 11, "name": "Bob Buyer", "email": "bob@customer.example", "company": "Customer"}]))
+    crm = connector(
+        core,
+        "crm",
+        CRM,
+        database(
+            tmp_path / "crm.db",
+            "contacts",
+            [ADA_CRM, {"id": 11, "name": "Bob Buyer", "email": "bob@customer.example", "company": "Customer"}],
+        ),
+    )
     engine = twin.engine()
     engine.run(hr, "full")
     report = engine.run(crm, "full")
@@ -95,7 +120,12 @@ def test_hr_employee_and_crm_contact_become_one_person_twin(core: Ontology, twin
     assert ada.properties["jobTitle"] == "Chief Engineer" and ada.properties["phone"] == "+44 1"
     (link,) = IdentityResolver(twin.state_url).links("hr:employee:1")
     assert (link.canonical_uid, link.source_system, link.source_key, link.rule, link.score) == (
-        "hr:employee:1", "crm", "crm:contact:10", "email", 1.0)
+        "hr:employee:1",
+        "crm",
+        "crm:contact:10",
+        "email",
+        1.0,
+    )
     systems = {(p.source_system, p.property) for p in LineageStore(twin.state_url).where_from("hr:employee:1")}
     assert {("hr", "employeeId"), ("hr", "phone"), ("crm", "jobTitle")} <= systems
     assert ("crm", "phone") not in systems
@@ -120,21 +150,40 @@ def test_crm_first_then_hr_refines_the_contact_to_an_employee(core: Ontology, tw
     assert twin.store.require("crm:contact:10").cls == "Employee"
 
 
-def test_fuzzy_name_within_the_same_organisation_above_the_threshold(core: Ontology, twin: TwinEnv,
-                                                                     tmp_path: Path) -> None:
-    hr = connector(core, "hr", HR, database(tmp_path / "hr.db", "employees", [
-        {**ADA_HR, "email": None}, {"id": 2, "name": "Grace Hopper", "company": "ACME"}]))
-    crm = connector(core, "crm", CRM, database(tmp_path / "crm.db", "contacts", [
-        {"id": 10, "name": "Lovelace,  Ada", "company": "Acme"},  # same person, other spelling
-        {"id": 11, "name": "Grace Hooper", "company": "Other Corp"},  # similar name, other organisation
-        {"id": 12, "name": "Gracie Harper", "company": "ACME"},  # same organisation, too different
-    ]))
+def test_fuzzy_name_within_the_same_organisation_above_the_threshold(
+    core: Ontology, twin: TwinEnv, tmp_path: Path
+) -> None:
+    hr = connector(
+        core,
+        "hr",
+        HR,
+        database(
+            tmp_path / "hr.db",
+            "employees",
+            [{**ADA_HR, "email": None}, {"id": 2, "name": "Grace Hopper", "company": "ACME"}],
+        ),
+    )
+    crm = connector(
+        core,
+        "crm",
+        CRM,
+        database(
+            tmp_path / "crm.db",
+            "contacts",
+            [
+                {"id": 10, "name": "Lovelace,  Ada", "company": "Acme"},  # same person, other spelling
+                {"id": 11, "name": "Grace Hooper", "company": "Other Corp"},  # similar name, other organisation
+                {"id": 12, "name": "Gracie Harper", "company": "ACME"},  # same organisation, too different
+            ],
+        ),
+    )
     engine = twin.engine()
     engine.run(hr, "full")
     engine.run(crm, "full")
     links = IdentityResolver(twin.state_url).links()
-    assert [(l.source_key, l.canonical_uid, l.rule) for l in links] == [
-        ("crm:contact:10", "hr:employee:1", "fuzzy:name+organisation")]
+    assert [(link.source_key, link.canonical_uid, link.rule) for link in links] == [
+        ("crm:contact:10", "hr:employee:1", "fuzzy:name+organisation")
+    ]
     assert 0.9 <= links[0].score <= 1.0
     assert twin.store.stats().by_class == {"Employee": 2, "Contact": 2}
 
@@ -161,8 +210,9 @@ def test_unmerge_splits_the_record_back_and_it_stays_split(core: Ontology, twin:
 
 
 def test_records_of_one_system_never_merge_with_each_other(core: Ontology, twin: TwinEnv, tmp_path: Path) -> None:
-    hr = connector(core, "hr", HR, database(tmp_path / "hr.db", "employees", [
-        ADA_HR, {**ADA_HR, "id": 2, "phone": "+44 3"}]))
+    hr = connector(
+        core, "hr", HR, database(tmp_path / "hr.db", "employees", [ADA_HR, {**ADA_HR, "id": 2, "phone": "+44 3"}])
+    )
     twin.engine().run(hr, "full")
     assert twin.store.stats().by_class == {"Employee": 2}
     assert IdentityResolver(twin.state_url).links() == []

@@ -48,13 +48,27 @@ def test_packaged_mappings_load_against_the_core_ontology(core: Ontology, name: 
 def test_a_good_mapping_computes_every_property(core: Ontology) -> None:
     mapping = parse_mapping(GOOD, core, "hr.yaml")
     entity = mapping.entity("employees")
-    record = {"employee_id": "E1", "first": "Ada", "last": "Lovelace", "salary_cents": 6_500_000,
-              "mail": "  Ada.Lovelace@Example.COM ", "hours_per_day": 8, "hired": "2020-01-02 00:00:00",
-              "grade": "C", "manager_id": None}
+    record = {
+        "employee_id": "E1",
+        "first": "Ada",
+        "last": "Lovelace",
+        "salary_cents": 6_500_000,
+        "mail": "  Ada.Lovelace@Example.COM ",
+        "hours_per_day": 8,
+        "hired": "2020-01-02 00:00:00",
+        "grade": "C",
+        "manager_id": None,
+    }
     values = {rule.name: rule.compute(record) for rule in entity.properties}
-    assert values == {"employeeId": "E1", "name": "Ada Lovelace", "salary": 65_000.0,
-                      "email": "ada.lovelace@example.com", "capacityHoursPerWeek": 40.0, "hireDate": "2020-01-02",
-                      "jobTitle": "Staff"}
+    assert values == {
+        "employeeId": "E1",
+        "name": "Ada Lovelace",
+        "salary": 65_000.0,
+        "email": "ada.lovelace@example.com",
+        "capacityHoursPerWeek": 40.0,
+        "hireDate": "2020-01-02",
+        "jobTitle": "Staff",
+    }
     assert entity.uid is not None and entity.uid.render(record) == "hr:employee:E1"
     assert entity.links[0].target_of(record) is None  # no manager: no link
     salary = next(rule for rule in entity.properties if rule.name == "salary")
@@ -83,7 +97,9 @@ def test_unknown_class_is_refused_naming_the_line(core: Ontology) -> None:
 
 
 def test_mistyped_cast_lookup_and_constant_are_refused(core: Ontology) -> None:
-    text = GOOD.replace("cast: double}", "cast: date}") + """\
+    text = (
+        GOOD.replace("cast: double}", "cast: date}")
+        + """\
   - name: machines
     class: Machine
     uid: "erp:machine:{tag}"
@@ -92,10 +108,13 @@ def test_mistyped_cast_lookup_and_constant_are_refused(core: Ontology) -> None:
       status: {field: state, lookup: {map: {run: running, down: down}}}
       powerKw: {const: "lots"}
 """
+    )
     problems = _problems(core, text)
     assert (11, "cast:date", "employees.salary is double but the rule casts to date") in problems
-    assert any(line == 25 and term == "running" and "does not fit machines.status" in message
-               for line, term, message in problems)
+    assert any(
+        line == 25 and term == "running" and "does not fit machines.status" in message
+        for line, term, message in problems
+    )
     assert any(line == 26 and term == "'lots'" for line, term, _ in problems)
 
 
@@ -110,7 +129,9 @@ def test_unknown_relationship_domain_and_range_are_refused(core: Ontology) -> No
 
 def test_required_property_left_unmapped_is_refused(core: Ontology) -> None:
     problems = _problems(core, GOOD.replace("      employeeId: employee_id\n", ""))
-    assert problems == [(8, "employees.employeeId", "Employee requires 'employeeId' but the mapping sets no rule for it")]
+    assert problems == [
+        (8, "employees.employeeId", "Employee requires 'employeeId' but the mapping sets no rule for it")
+    ]
 
 
 def test_every_problem_is_reported_at_once(core: Ontology) -> None:
@@ -182,8 +203,12 @@ def test_templates_fill_fields_and_refuse_empty_ones() -> None:
 def test_connector_settings_fill_secrets_and_variables_in_one_pass() -> None:
     from connectors.registry import RegistryError, _fill
 
-    filled = _fill({"url": "postgresql://u:${PW}@db/{data_dir}", "other": ["{unknown}"]}, {"data_dir": "twin"},
-                   {"PW": "p{data_dir}w"}, "connectors.yaml: hr")
+    filled = _fill(
+        {"url": "postgresql://u:${PW}@db/{data_dir}", "other": ["{unknown}"]},
+        {"data_dir": "twin"},
+        {"PW": "p{data_dir}w"},
+        "connectors.yaml: hr",
+    )
     assert filled == {"url": "postgresql://u:p{data_dir}w@db/twin", "other": ["{unknown}"]}
     with pytest.raises(RegistryError, match=r"connectors.yaml: hr: secret \$\{MISSING\} is not set"):
         _fill("${MISSING}", {}, {}, "connectors.yaml: hr")
@@ -206,9 +231,9 @@ def test_a_source_option_typo_or_a_missing_connection_setting_is_refused_by_name
 
 
 def test_names_and_flags_of_the_wrong_shape_are_refused(core: Ontology) -> None:
-    text = GOOD.replace("    key: employee_id\n", "    key: 5\n    update_only: \"no\"\n") + (
+    text = GOOD.replace("    key: employee_id\n", '    key: 5\n    update_only: "no"\n') + (
         "    identity:\n      domain: person\n      email: email\n      exact: 7\n"
-        "      plus_domains: {a: 1}\n      authoritative: \"no\"\n"
+        '      plus_domains: {a: 1}\n      authoritative: "no"\n'
         "    telemetry: {time: ts, metrics: 3}\n"
     )
     problems = {term: message for _, term, message in _problems(core, text)}
@@ -218,8 +243,13 @@ def test_names_and_flags_of_the_wrong_shape_are_refused(core: Ontology) -> None:
     assert problems["employees.identity.plus_domains"] == "plus_domains must be a name or a list of names"
     assert problems["employees.identity.authoritative"] == "authoritative must be true or false, not 'no'"
     assert problems["employees.telemetry.metrics"] == "metrics must be a name or a list of names"
-    single = parse_mapping(GOOD.replace("    watermark", "    identity: {domain: person, email: email, "
-                                        "plus_domains: acme.test}\n    watermark"), core, "ok.yaml")
+    single = parse_mapping(
+        GOOD.replace(
+            "    watermark", "    identity: {domain: person, email: email, plus_domains: acme.test}\n    watermark"
+        ),
+        core,
+        "ok.yaml",
+    )
     assert single.entities[0].identity.plus_domains == frozenset({"acme.test"})  # type: ignore[union-attr]
 
 

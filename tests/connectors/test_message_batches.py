@@ -15,7 +15,7 @@ from connectors.registry import ConnectorRegistry, RegistryError
 from ontology.core import load_core
 
 
-def _feed(inbox: "queue.Queue[int]", count: int, every: float) -> threading.Thread:
+def _feed(inbox: queue.Queue[int], count: int, every: float) -> threading.Thread:
     def put() -> None:
         for i in range(count):
             inbox.put(i)
@@ -48,22 +48,28 @@ def test_size_bounds_a_batch_and_an_idle_stream_ends_the_read() -> None:
     assert list(BatchWindow(size=3, idle_timeout=0.2).batches(inbox)) == [[0, 1, 2], [3, 4, 5], [6]]
 
 
-@pytest.mark.parametrize(("options", "says"), [
-    ({"quiet": 0}, "batch_quiet must be a positive number of seconds"),
-    ({"max_delay": -1}, "max_batch_delay must be a positive"),
-    ({"size": 0}, "batch_size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"quiet": 0}, "batch_quiet must be a positive number of seconds"),
+        ({"max_delay": -1}, "max_batch_delay must be a positive"),
+        ({"size": 0}, "batch_size must be at least 1"),
+    ],
+)
 def test_wrong_window_options_are_refused_by_name(options: dict, says: str) -> None:
     with pytest.raises(BatchWindowError, match=says):
         BatchWindow(**options)
 
 
 def test_a_wrong_mqtt_batch_option_names_the_connector(tmp_path: Path) -> None:
-    (tmp_path / "t.yaml").write_text("system: t\nentities:\n  - name: readings\n    class: Machine\n"
-                                     "    uid: 'm:{topic_1}'\n    update_only: true\n    ledger: false\n"
-                                     "    properties: {status: state}\n")
+    (tmp_path / "t.yaml").write_text(
+        "system: t\nentities:\n  - name: readings\n    class: Machine\n"
+        "    uid: 'm:{topic_1}'\n    update_only: true\n    ledger: false\n"
+        "    properties: {status: state}\n"
+    )
     (tmp_path / "connectors.yaml").write_text(
-        "connectors:\n  t:\n    mapping: t.yaml\n    source: {kind: mqtt, host: 127.0.0.1, batch_quiet: 0}\n")
+        "connectors:\n  t:\n    mapping: t.yaml\n    source: {kind: mqtt, host: 127.0.0.1, batch_quiet: 0}\n"
+    )
     registry = ConnectorRegistry.load(load_core(), data_dir=tmp_path)
     connector = registry.connector("t")
     with pytest.raises(RegistryError, match="connector t, entity readings: batch_quiet must be a positive"):

@@ -60,20 +60,35 @@ def test_telemetry_messages_update_the_twin_and_the_time_series(
     core: Ontology, twin: TwinEnv, topic_root: tuple[str, str]
 ) -> None:
     root, client_id = topic_root
-    twin.store.upsert_twins([Twin("erp:machine:MC-1", "Machine", {"name": "Lathe", "status": "operational"}),
-                             Twin("erp:machine:MC-2", "Machine", {"name": "Mill", "status": "operational"})])
+    twin.store.upsert_twins(
+        [
+            Twin("erp:machine:MC-1", "Machine", {"name": "Lathe", "status": "operational"}),
+            Twin("erp:machine:MC-2", "Machine", {"name": "Mill", "status": "operational"}),
+        ]
+    )
     mapping = parse_mapping(MAPPING, core, "telemetry.yaml")
-    connector = Connector("telemetry", mapping, lambda e: MqttSource(
-        HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=0.7, duration=10))
+    connector = Connector(
+        "telemetry",
+        mapping,
+        lambda e: MqttSource(
+            HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=0.7, duration=10
+        ),
+    )
     engine = twin.engine()
     assert engine.run(connector).counts["read"] == 0  # opens the persistent session: later messages are queued
 
-    publish(HOST, PORT, f"{root}/telemetry/MC-1", [
-        {"ts": "2025-06-30T10:00:00Z", "state": "running", "temperature_c": 61.5, "power_kw": 27.0},
-        {"ts": "2025-06-30T10:05:00Z", "state": "down", "temperature_c": 40.25, "power_kw": 0.0},
-    ])
-    publish(HOST, PORT, f"{root}/telemetry/MC-2", [{"ts": "2025-06-30T10:00:00Z", "state": "idle",
-                                                    "temperature_c": 25.0}])
+    publish(
+        HOST,
+        PORT,
+        f"{root}/telemetry/MC-1",
+        [
+            {"ts": "2025-06-30T10:00:00Z", "state": "running", "temperature_c": 61.5, "power_kw": 27.0},
+            {"ts": "2025-06-30T10:05:00Z", "state": "down", "temperature_c": 40.25, "power_kw": 0.0},
+        ],
+    )
+    publish(
+        HOST, PORT, f"{root}/telemetry/MC-2", [{"ts": "2025-06-30T10:00:00Z", "state": "idle", "temperature_c": 25.0}]
+    )
     publish(HOST, PORT, f"{root}/telemetry/MC-9", [{"ts": "2025-06-30T10:00:00Z", "state": "running"}])
     publish(HOST, PORT, f"{root}/telemetry/MC-2", [b"temperature=25"])
 
@@ -83,8 +98,10 @@ def test_telemetry_messages_update_the_twin_and_the_time_series(
     assert twin.store.get("erp:machine:MC-9") is None  # telemetry never creates twins
     telemetry = TelemetryStore(twin.state_url)
     series = telemetry.series("erp:machine:MC-1", "temperature")
-    assert [(r.ts, r.value) for r in series] == [("2025-06-30T10:00:00+00:00", 61.5),
-                                                  ("2025-06-30T10:05:00+00:00", 40.25)]
+    assert [(r.ts, r.value) for r in series] == [
+        ("2025-06-30T10:00:00+00:00", 61.5),
+        ("2025-06-30T10:05:00+00:00", 40.25),
+    ]
     assert telemetry.count("erp:machine:MC-2") == 1
     rules = sorted(q.rule for q in QuarantineStore(twin.state_url).rows("telemetry"))
     assert rules == ["source", "unknown-twin"]
@@ -93,8 +110,14 @@ def test_telemetry_messages_update_the_twin_and_the_time_series(
 
     again = engine.run(connector)  # acknowledged messages are not delivered again
     assert again.counts["read"] == 0
-    publish(HOST, PORT, f"{root}/telemetry/MC-1", [  # a re-delivered reading does not duplicate the series
-        {"ts": "2025-06-30T10:05:00Z", "state": "down", "temperature_c": 40.25, "power_kw": 0.0}])
+    publish(
+        HOST,
+        PORT,
+        f"{root}/telemetry/MC-1",
+        [  # a re-delivered reading does not duplicate the series
+            {"ts": "2025-06-30T10:05:00Z", "state": "down", "temperature_c": 40.25, "power_kw": 0.0}
+        ],
+    )
     engine.run(connector)
     assert telemetry.count("erp:machine:MC-1") == 4
 
@@ -107,8 +130,14 @@ def test_unreachable_broker_is_a_source_error() -> None:
 
 def test_a_batch_is_handed_on_once_the_flow_goes_quiet_not_when_the_read_ends(topic_root: tuple[str, str]) -> None:
     root, client_id = topic_root
-    assert list(MqttSource(HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=0.3,
-                           duration=1).read(None)) == []  # opens the persistent session: later messages are queued
+    assert (
+        list(
+            MqttSource(HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=0.3, duration=1).read(
+                None
+            )
+        )
+        == []
+    )  # opens the persistent session: later messages are queued
     source = MqttSource(HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=3, duration=10)
     batches = source.read(None)
     publish(HOST, PORT, f"{root}/telemetry/MC-1", [{"ts": "2025-06-30T10:00:00Z", "state": "running"}])

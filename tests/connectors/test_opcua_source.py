@@ -55,8 +55,10 @@ entities:
         - {path: "Objects/2:Plant/2:Press2/2:Temperature", fields: {asset: M2}}
     telemetry: {time: ts, metrics: {value: temperature}}
 """
-MACHINES = [Twin("erp:machine:M1", "Machine", {"name": "Press 1", "status": "down"}),
-            Twin("erp:machine:M2", "Machine", {"name": "Press 2", "status": "down"})]
+MACHINES = [
+    Twin("erp:machine:M1", "Machine", {"name": "Press 1", "status": "down"}),
+    Twin("erp:machine:M2", "Machine", {"name": "Press 2", "status": "down"}),
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,8 @@ def plant_twin(tmp_path: Path, plant_server: PlantServer) -> Iterator[Runtime]:
     (data / "connectors.yaml").write_text(
         "connectors:\n  plantfloor:\n    mapping: plantfloor.yaml\n"
         f"    source: {{kind: opcua, url: '{plant_server.url}', idle_timeout: 0.5, duration: 5, "
-        "reconnect_max_delay: 1}\n")
+        "reconnect_max_delay: 1}\n"
+    )
     runtime = Runtime(settings=Settings(data_dir=data, runtime_lease_seconds=3))
     runtime.store.upsert_twins(MACHINES)
     try:
@@ -93,19 +96,23 @@ def _status(runtime: Runtime, uid: str) -> str:
 
 
 def test_values_reach_the_twin_and_the_series_and_a_bad_status_is_quarantined(
-        plant_twin: Runtime, plant_server: PlantServer) -> None:
+    plant_twin: Runtime, plant_server: PlantServer
+) -> None:
     runtime = plant_twin
     live = runtime.sync_runtime(["plantfloor"])
     assert live.schedules["plantfloor"].kind == "continuous"  # the default of an OPC-UA source
     live.start()
     try:
         # the current values arrive first: both presses are running
-        assert wait_for(lambda: _status(runtime, "erp:machine:M1") == _status(runtime, "erp:machine:M2")
-                        == "operational", 30), live.status()
+        assert wait_for(
+            lambda: _status(runtime, "erp:machine:M1") == _status(runtime, "erp:machine:M2") == "operational", 30
+        ), live.status()
         plant_server.write("Press1.State", "maintenance")
         plant_server.write("Press2.State", "down")  # by browse path
-        assert wait_for(lambda: (_status(runtime, "erp:machine:M1"), _status(runtime, "erp:machine:M2"))
-                        == ("maintenance", "down"), 30), live.status()
+        assert wait_for(
+            lambda: (_status(runtime, "erp:machine:M1"), _status(runtime, "erp:machine:M2")) == ("maintenance", "down"),
+            30,
+        ), live.status()
         start = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
         for minute, value in enumerate((60.0, 62.0, 71.0)):  # 62 is within the deadband of 5 around 60
             plant_server.write("Press1.Temperature", value, at=start + dt.timedelta(minutes=minute))
@@ -138,8 +145,9 @@ def test_a_restarted_server_is_reconnected_to(plant_twin: Runtime, plant_server:
         assert wait_for(lambda: _status(runtime, "erp:machine:M1") == "operational", 30), live.status()
         plant_server.stop()
         assert wait_for(lambda: live.status()[0].failures >= 1, 30), live.status()  # runs fail while it is down
-        assert f"the connection to the OPC-UA server at {plant_server.url} is lost" in (live.status()[0].last_error
-                                                                                      or "")
+        assert f"the connection to the OPC-UA server at {plant_server.url} is lost" in (
+            live.status()[0].last_error or ""
+        )
         plant_server.start()  # the same address space on the same port
         plant_server.write("Press1.State", "maintenance")
         assert wait_for(lambda: _status(runtime, "erp:machine:M1") == "maintenance", 60), live.status()
@@ -150,8 +158,14 @@ def test_a_restarted_server_is_reconnected_to(plant_twin: Runtime, plant_server:
 
 def test_a_connection_dropped_during_a_read_is_restored_by_the_source(plant_server: PlantServer) -> None:
     nodes = parse_nodes({"nodes": [{"node": "ns=2;s=Press2.State", "field": "state"}], "sampling_interval": 50}, "t")
-    session = OpcUaSession(plant_server.url, [EntityNodes("states", tuple(nodes))], name="t", idle_timeout=30,
-                           duration=60, reconnect_max_delay=1)
+    session = OpcUaSession(
+        plant_server.url,
+        [EntityNodes("states", tuple(nodes))],
+        name="t",
+        idle_timeout=30,
+        duration=60,
+        reconnect_max_delay=1,
+    )
     batches = session.source("states").read(None)
     try:
         plant_server.write("Press2.State", "running")
@@ -167,41 +181,62 @@ def test_a_connection_dropped_during_a_read_is_restored_by_the_source(plant_serv
         session.close()
 
 
-def test_an_unknown_node_or_path_is_a_clear_error(core: Ontology, twin: TwinEnv,  # noqa: F811
-                                                  plant_server: PlantServer) -> None:
-    for entry, says in (({"node": "ns=2;s=Press9.State"}, "node 'ns=2;s=Press9.State' (line 11): the server has no "
-                                                          "such node (BadNodeIdUnknown)"),
-                        ({"path": "Objects/2:Plant/2:Press9/2:State"}, "path 'Objects/2:Plant/2:Press9/2:State' "
-                                                                       "(line 11): the server has no node at this "
-                                                                       "browse path (BadNoMatch)")):
+def test_an_unknown_node_or_path_is_a_clear_error(
+    core: Ontology,
+    twin: TwinEnv,  # noqa: F811
+    plant_server: PlantServer,
+) -> None:
+    for entry, says in (
+        (
+            {"node": "ns=2;s=Press9.State"},
+            "node 'ns=2;s=Press9.State' (line 11): the server has no such node (BadNodeIdUnknown)",
+        ),
+        (
+            {"path": "Objects/2:Plant/2:Press9/2:State"},
+            "path 'Objects/2:Plant/2:Press9/2:State' "
+            "(line 11): the server has no node at this "
+            "browse path (BadNoMatch)",
+        ),
+    ):
         key, value = next(iter(entry.items()))
         text = MAPPING.split("  - name: press_temperatures")[0].replace(
-            '{node: "ns=2;s=Press1.State", field: state, fields: {asset: M1}}', f'{{{key}: "{value}", field: state}}')
+            '{node: "ns=2;s=Press1.State", field: state, fields: {asset: M1}}', f'{{{key}: "{value}", field: state}}'
+        )
         mapping = parse_mapping(text, core, "plantfloor.yaml")
-        session = OpcUaSession.from_options("plantfloor", {"url": plant_server.url, "idle_timeout": 0.5}, [
-            (e.name, e.source, f"{e.file}:{e.source_line}: entity {e.name}") for e in mapping.entities])
-        connector = Connector("plantfloor", mapping, lambda e: session.source(e.name), close=session.close)
+        session = OpcUaSession.from_options(
+            "plantfloor",
+            {"url": plant_server.url, "idle_timeout": 0.5},
+            [(e.name, e.source, f"{e.file}:{e.source_line}: entity {e.name}") for e in mapping.entities],
+        )
+        connector = Connector(
+            "plantfloor", mapping, lambda e, session=session: session.source(e.name), close=session.close
+        )
         with pytest.raises((SourceError, SyncError)) as refused:
             twin.engine().run(connector)
         connector.close()
         assert says in str(refused.value), str(refused.value)
 
 
-@pytest.mark.parametrize(("nodes", "says"), [
-    ("nodes: []", "source.nodes must list the nodes to monitor"),
-    ("nodes: [{node: 'ns=2;s=A', path: Objects/2:A}]", "nodes[0] (line 8): give exactly one of `node`"),
-    ("nodes: [{node: 'ns=x;q=A'}]", "nodes[0] (line 8): 'ns=x;q=A' is not a NodeId"),
-    ("nodes: [{node: 'ns=2;s=A', colour: red}]", "nodes[0] (line 8): unknown option(s) colour"),
-    ("nodes: [{node: 'ns=2;s=A', deadband_type: relative}]", "deadband_type must be absolute or percent"),
-    ("nodes: [{node: 'ns=2;s=A', sampling_interval: -5}]", "sampling_interval must be a positive number"),
-    ("nodes: [{node: 'ns=2;s=A'}]\n      deadbands: 1", "unknown source option(s) deadbands"),
-])
+@pytest.mark.parametrize(
+    ("nodes", "says"),
+    [
+        ("nodes: []", "source.nodes must list the nodes to monitor"),
+        ("nodes: [{node: 'ns=2;s=A', path: Objects/2:A}]", "nodes[0] (line 8): give exactly one of `node`"),
+        ("nodes: [{node: 'ns=x;q=A'}]", "nodes[0] (line 8): 'ns=x;q=A' is not a NodeId"),
+        ("nodes: [{node: 'ns=2;s=A', colour: red}]", "nodes[0] (line 8): unknown option(s) colour"),
+        ("nodes: [{node: 'ns=2;s=A', deadband_type: relative}]", "deadband_type must be absolute or percent"),
+        ("nodes: [{node: 'ns=2;s=A', sampling_interval: -5}]", "sampling_interval must be a positive number"),
+        ("nodes: [{node: 'ns=2;s=A'}]\n      deadbands: 1", "unknown source option(s) deadbands"),
+    ],
+)
 def test_malformed_node_options_name_file_line_and_option(tmp_path: Path, nodes: str, says: str) -> None:
     (tmp_path / "plantfloor.yaml").write_text(
         "system: plantfloor\nentities:\n  - name: states\n    class: Machine\n    uid: 'erp:machine:{asset}'\n"
-        f"    update_only: true\n    source:\n      {nodes}\n    properties: {{status: state}}\n")
+        f"    update_only: true\n    source:\n      {nodes}\n    properties: {{status: state}}\n"
+    )
     (tmp_path / "connectors.yaml").write_text(
-        "connectors:\n  plantfloor:\n    mapping: plantfloor.yaml\n    source: {kind: opcua, url: 'opc.tcp://h:4840'}\n")
+        "connectors:\n  plantfloor:\n    mapping: plantfloor.yaml\n    source: {kind: opcua, url: 'opc.tcp://h:4840'}\n"
+    )
     registry = ConnectorRegistry.load(load_core(), data_dir=tmp_path)
     connector = registry.connector("plantfloor")
     with pytest.raises(RegistryError) as refused:
@@ -215,17 +250,22 @@ def test_an_unknown_connector_option_names_file_and_connector(tmp_path: Path) ->
     (tmp_path / "plantfloor.yaml").write_text(MAPPING)
     (tmp_path / "connectors.yaml").write_text(
         "connectors:\n  plantfloor:\n    mapping: plantfloor.yaml\n"
-        "    source: {kind: opcua, url: 'opc.tcp://h:4840', idle_timout: 2}\n")
-    with pytest.raises(RegistryError, match=r"connectors.yaml: connector 'plantfloor': unknown source option\(s\) "
-                                            r"idle_timout; an opcua source takes .*idle_timeout"):
+        "    source: {kind: opcua, url: 'opc.tcp://h:4840', idle_timout: 2}\n"
+    )
+    with pytest.raises(
+        RegistryError,
+        match=r"connectors.yaml: connector 'plantfloor': unknown source option\(s\) "
+        r"idle_timout; an opcua source takes .*idle_timeout",
+    ):
         ConnectorRegistry.load(load_core(), data_dir=tmp_path)
 
 
 def test_an_unreachable_server_is_a_source_error_without_the_password() -> None:
     entities = [EntityNodes("e", tuple(parse_nodes({"nodes": [{"node": "ns=2;s=A"}]}, "t")))]
     session = OpcUaSession("opc.tcp://twin:s3cret-pw@127.0.0.1:9/x", entities, name="t", timeout=2)
-    with pytest.raises(SourceError, match="cannot reach the OPC-UA server at opc.tcp://twin:\\*\\*\\*@127.0.0.1:9") \
-            as refused:
+    with pytest.raises(
+        SourceError, match="cannot reach the OPC-UA server at opc.tcp://twin:\\*\\*\\*@127.0.0.1:9"
+    ) as refused:
         list(session.source("e").read(None))
     assert "s3cret-pw" not in str(refused.value)
     with pytest.raises(OpcUaError, match="url must be opc.tcp://"):

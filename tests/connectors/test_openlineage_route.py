@@ -41,10 +41,12 @@ def _validators() -> tuple[jsonschema.Draft202012Validator, dict[str, jsonschema
     for name, doc in documents.items():
         if name != "OpenLineage.json":
             facet = name.removesuffix(".json")
-            facets[facet] = jsonschema.Draft202012Validator({"$ref": f"{doc['$id']}#/$defs/{facet}"}, registry=registry,
-                                                            format_checker=jsonschema.FormatChecker())
-    event = jsonschema.Draft202012Validator({"$ref": f"{core['$id']}#/$defs/RunEvent"}, registry=registry,
-                                            format_checker=jsonschema.FormatChecker())
+            facets[facet] = jsonschema.Draft202012Validator(
+                {"$ref": f"{doc['$id']}#/$defs/{facet}"}, registry=registry, format_checker=jsonschema.FormatChecker()
+            )
+    event = jsonschema.Draft202012Validator(
+        {"$ref": f"{core['$id']}#/$defs/RunEvent"}, registry=registry, format_checker=jsonschema.FormatChecker()
+    )
     return event, facets
 
 
@@ -103,7 +105,8 @@ def plant_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runt
         "connectors:\n"
         f"  plant:\n    mapping: plant.yaml\n    source: {{kind: sql, url: '{url}'}}\n"
         f"  broken:\n    mapping: plant.yaml\n"
-        f"    source: {{kind: sql, url: 'sqlite:///{tmp_path / 'missing' / 'nothing.db'}'}}\n")
+        f"    source: {{kind: sql, url: 'sqlite:///{tmp_path / 'missing' / 'nothing.db'}'}}\n"
+    )
     runtime = Runtime(settings=Settings(data_dir=data, runtime_lease_seconds=3))
     try:
         yield runtime
@@ -122,11 +125,13 @@ def _sync(runtime: Runtime, connector: str) -> None:
 
 def _lineage_route(runtime: Runtime, url: str, role: str = "compliance") -> None:
     (runtime.settings.data_dir / "routes.yaml").write_text(
-        f"routes:\n  lineage:\n    openlineage: {url}\n    role: {role}\n    api_key: ${{LINEAGE_KEY}}\n")
+        f"routes:\n  lineage:\n    openlineage: {url}\n    role: {role}\n    api_key: ${{LINEAGE_KEY}}\n"
+    )
 
 
 def test_each_sync_run_reaches_the_openlineage_endpoint_as_valid_run_events(
-        plant_twin: Runtime, receiver: LineageReceiver) -> None:
+    plant_twin: Runtime, receiver: LineageReceiver
+) -> None:
     runtime = plant_twin
     _lineage_route(runtime, receiver.url)
     _sync(runtime, "plant")
@@ -164,13 +169,14 @@ def test_each_sync_run_reaches_the_openlineage_endpoint_as_valid_run_events(
     assert len(runs) == 2
     status = routes.status()[0]
     assert status.cursor == 3 and status.delivered == 6 and status.failures == 0
-    assert API_KEY not in json.dumps([e for e in receiver.events])
+    assert API_KEY not in json.dumps(list(receiver.events))
     audited = runtime.audit.query(operation="route.deliver", limit=10)
     assert sum(r.rows_returned for r in audited) == 6 and {r.subject for r in audited} == {"route:lineage"}
 
 
 def test_500s_and_an_unreachable_endpoint_lose_no_run_and_delay_no_other_route(
-        plant_twin: Runtime, receiver: LineageReceiver) -> None:
+    plant_twin: Runtime, receiver: LineageReceiver
+) -> None:
     runtime = plant_twin
     import socket
 
@@ -179,7 +185,8 @@ def test_500s_and_an_unreachable_endpoint_lose_no_run_and_delay_no_other_route(
         closed = s.getsockname()[1]
     (runtime.settings.data_dir / "routes.yaml").write_text(
         f"routes:\n  lineage:\n    openlineage: {receiver.url}\n    role: compliance\n"
-        f"  nowhere:\n    openlineage: http://127.0.0.1:{closed}/api/v1/lineage\n    role: compliance\n")
+        f"  nowhere:\n    openlineage: http://127.0.0.1:{closed}/api/v1/lineage\n    role: compliance\n"
+    )
     receiver.failing = True
     _sync(runtime, "plant")
     routes = runtime.route_runtime()
@@ -195,15 +202,18 @@ def test_500s_and_an_unreachable_endpoint_lose_no_run_and_delay_no_other_route(
         assert wait_for(lambda: len(receiver.events) == 4, 30), routes.status()
     finally:
         routes.stop()
-    assert receiver.of("connector.plant") == ["START", "COMPLETE"] and receiver.of("connector.broken") == ["START",
-                                                                                                          "FAIL"]
+    assert receiver.of("connector.plant") == ["START", "COMPLETE"] and receiver.of("connector.broken") == [
+        "START",
+        "FAIL",
+    ]
     status = {s.route: s for s in routes.status()}
     assert status["lineage"].failures == 0 and not status["lineage"].suspended
     assert status["nowhere"].delivered == 0 and status["nowhere"].failures >= 1
 
 
 def test_a_role_that_may_not_export_lineage_sends_nothing_and_says_why(
-        plant_twin: Runtime, receiver: LineageReceiver) -> None:
+    plant_twin: Runtime, receiver: LineageReceiver
+) -> None:
     runtime = plant_twin
     _lineage_route(runtime, receiver.url, role="viewer")
     _sync(runtime, "plant")
@@ -217,15 +227,31 @@ def test_a_role_that_may_not_export_lineage_sends_nothing_and_says_why(
     assert "role 'viewer' may not export lineage (lineage.export)" in (routes.status()[0].last_error or "")
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("    openlineage: ftp://x/api/v1/lineage\n    role: compliance\n", "openlineage: expected an http:// or https://"),
-    ("    openlineage: http://x/api\n    endpoint: nats://h:4222/S/p\n    role: compliance\n",
-     "give either `endpoint`"),
-    ("    openlineage: http://x/api\n    role: compliance\n    filter: {classes: [Employee]}\n",
-     "an OpenLineage route sends every sync run; it takes no filter"),
-    ("    endpoint: nats://h:4222/S/p\n    role: viewer\n    api_key: k\n", "only OpenLineage routes take an api_key"),
-    ("    openlineage: http://x/api\n    role: compliance\n    payload: twin\n", "payload: an OpenLineage route sends"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "    openlineage: ftp://x/api/v1/lineage\n    role: compliance\n",
+            "openlineage: expected an http:// or https://",
+        ),
+        (
+            "    openlineage: http://x/api\n    endpoint: nats://h:4222/S/p\n    role: compliance\n",
+            "give either `endpoint`",
+        ),
+        (
+            "    openlineage: http://x/api\n    role: compliance\n    filter: {classes: [Employee]}\n",
+            "an OpenLineage route sends every sync run; it takes no filter",
+        ),
+        (
+            "    endpoint: nats://h:4222/S/p\n    role: viewer\n    api_key: k\n",
+            "only OpenLineage routes take an api_key",
+        ),
+        (
+            "    openlineage: http://x/api\n    role: compliance\n    payload: twin\n",
+            "payload: an OpenLineage route sends",
+        ),
+    ],
+)
 def test_a_bad_openlineage_route_is_refused_naming_file_line_and_field(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "routes.yaml"
     path.write_text("routes:\n  lineage:\n" + body)
@@ -234,7 +260,8 @@ def test_a_bad_openlineage_route_is_refused_naming_file_line_and_field(tmp_path:
 
 
 def test_cli_lists_an_openlineage_routes_backlog_and_refuses_what_does_not_apply(
-        plant_twin: Runtime, receiver: LineageReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    plant_twin: Runtime, receiver: LineageReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from api.cli.app import app

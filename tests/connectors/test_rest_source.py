@@ -21,8 +21,12 @@ from ontology.model import Ontology
 from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
 
 SUPPLIERS = [
-    {"code": f"S{i:03d}", "name": f"Supplier {i}", "reliability": round(0.5 + i / 100, 2),
-     "updated": f"2025-01-{1 + i % 28:02d}T08:00:00Z"}
+    {
+        "code": f"S{i:03d}",
+        "name": f"Supplier {i}",
+        "reliability": round(0.5 + i / 100, 2),
+        "updated": f"2025-01-{1 + i % 28:02d}T08:00:00Z",
+    }
     for i in range(23)
 ]
 CALLS: list[dict[str, str]] = []
@@ -35,11 +39,11 @@ def api() -> FastAPI:
     def by_page(page: int = 1, page_size: int = 10, since: str | None = None) -> dict:
         CALLS.append({"page": str(page), "since": since or ""})
         items = [s for s in SUPPLIERS if since is None or s["updated"] >= since.replace("+00:00", "Z")]
-        return {"data": {"items": items[(page - 1) * page_size: page * page_size]}}
+        return {"data": {"items": items[(page - 1) * page_size : page * page_size]}}
 
     @app.get("/offset")
     def by_offset(offset: int = 0, limit: int = 10) -> list[dict]:
-        return SUPPLIERS[offset: offset + limit]
+        return SUPPLIERS[offset : offset + limit]
 
     @app.get("/cursor")
     def by_cursor(limit: int = 10, cursor: str | None = None) -> dict:
@@ -80,11 +84,14 @@ def keys(source: RestSource, since: Watermark | None = None) -> list[str]:
     return [r.key for page in source.read(since) for r in page]
 
 
-@pytest.mark.parametrize(("endpoint", "options"), [
-    ("/page", {"pagination": "page", "records_path": "data.items"}),
-    ("/offset", {"pagination": "offset"}),
-    ("/cursor", {"pagination": "cursor", "records_path": "results", "cursor_path": "next"}),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "options"),
+    [
+        ("/page", {"pagination": "page", "records_path": "data.items"}),
+        ("/offset", {"pagination": "offset"}),
+        ("/cursor", {"pagination": "cursor", "records_path": "results", "cursor_path": "next"}),
+    ],
+)
 def test_every_pagination_style_reads_every_record_once(base_url: str, endpoint: str, options: dict) -> None:
     source = RestSource(base_url, endpoint, key="code", watermark="updated", page_size=10, **options)
     try:
@@ -99,8 +106,9 @@ def test_every_pagination_style_reads_every_record_once(base_url: str, endpoint:
 
 
 def test_incremental_read_sends_and_applies_the_watermark(base_url: str) -> None:
-    source = RestSource(base_url, "/page", key="code", watermark="updated", records_path="data.items",
-                        since_param="since", page_size=10)
+    source = RestSource(
+        base_url, "/page", key="code", watermark="updated", records_path="data.items", since_param="since", page_size=10
+    )
     since = Watermark(dt.datetime(2025, 1, 20, 8, tzinfo=dt.UTC))
     CALLS.clear()
     changed = keys(source, since)
@@ -136,9 +144,20 @@ entities:
 
 def test_sync_through_the_api(core: Ontology, twin: TwinEnv, base_url: str) -> None:
     mapping = parse_mapping(MAPPING, core, "api.yaml")
-    connector = Connector("procurement", mapping, lambda e: RestSource(
-        base_url, "/cursor", key="code", watermark="updated", pagination="cursor", records_path="results",
-        cursor_path="next", page_size=7))
+    connector = Connector(
+        "procurement",
+        mapping,
+        lambda e: RestSource(
+            base_url,
+            "/cursor",
+            key="code",
+            watermark="updated",
+            pagination="cursor",
+            records_path="results",
+            cursor_path="next",
+            page_size=7,
+        ),
+    )
     report = twin.engine().run(connector, "full")
     assert report.counts["created"] == len(SUPPLIERS)
     assert twin.store.require("api:supplier:S005").properties == {"name": "Supplier 5", "reliability": 0.55}

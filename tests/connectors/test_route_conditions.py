@@ -45,18 +45,25 @@ def twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
 
 
 def _route(name: str, url: str, role: str, condition: str) -> str:
-    return (f"  {name}:\n    endpoint: {url}\n    role: {role}\n    secret: ${{ROUTE_SECRET}}\n"
-            f"    filter:\n      classes: [Employee]\n      condition: '{condition}'\n")
+    return (
+        f"  {name}:\n    endpoint: {url}\n    role: {role}\n    secret: ${{ROUTE_SECRET}}\n"
+        f"    filter:\n      classes: [Employee]\n      condition: '{condition}'\n"
+    )
 
 
 def test_a_condition_picks_the_changes_a_route_carries(twin: Runtime, receivers: tuple[Receiver, Receiver]) -> None:
     part_time, _ = receivers
     condition = 'op == "update" && "capacityHoursPerWeek" in changed && after.capacityHoursPerWeek < 20.0'
-    (twin.settings.data_dir / "routes.yaml").write_text("routes:\n" + _route("part-time", part_time.url, "executive",
-                                                                             condition))
+    (twin.settings.data_dir / "routes.yaml").write_text(
+        "routes:\n" + _route("part-time", part_time.url, "executive", condition)
+    )
     twin.store.upsert_twins([Twin("e1", "Employee", ANN), Twin("e2", "Employee", BEN)])
-    twin.store.upsert_twins([Twin("e1", "Employee", {**ANN, "capacityHoursPerWeek": 16.0}),  # passes
-                             Twin("e2", "Employee", {**BEN, "name": "Ben B"})])  # an update, hours unchanged
+    twin.store.upsert_twins(
+        [
+            Twin("e1", "Employee", {**ANN, "capacityHoursPerWeek": 16.0}),  # passes
+            Twin("e2", "Employee", {**BEN, "name": "Ben B"}),
+        ]
+    )  # an update, hours unchanged
     twin.store.upsert_twins([Twin("e2", "Employee", {**BEN, "name": "Ben B", "capacityHoursPerWeek": 30.0})])
     head = twin.store.feed.head()
     routes = twin.route_runtime()
@@ -66,19 +73,21 @@ def test_a_condition_picks_the_changes_a_route_carries(twin: Runtime, receivers:
     finally:
         routes.stop()
     assert [(e["type"], e["subject"]) for e in part_time.events] == [("twin.updated", "e1")]
-    assert part_time.events[0]["data"]["patch"] == [{"op": "replace", "path": "/capacityHoursPerWeek",
-                                                     "value": 16.0}]
+    assert part_time.events[0]["data"]["patch"] == [{"op": "replace", "path": "/capacityHoursPerWeek", "value": 16.0}]
     status = routes.status()[0]
     assert status.condition_errors == 0 and status.failures == 0 and status.delivered == 1
 
 
 def test_a_condition_sees_values_only_as_the_role_does_and_errors_count_as_not_matched(
-        twin: Runtime, receivers: tuple[Receiver, Receiver], caplog: pytest.LogCaptureFixture) -> None:
+    twin: Runtime, receivers: tuple[Receiver, Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
     clear, masked = receivers
     condition = "after.salary > 40000.0"
     (twin.settings.data_dir / "routes.yaml").write_text(
-        "routes:\n" + _route("clear", clear.url, "admin", condition) + _route("masked", masked.url, "architect",
-                                                                             condition))
+        "routes:\n"
+        + _route("clear", clear.url, "admin", condition)
+        + _route("masked", masked.url, "architect", condition)
+    )
     twin.store.upsert_twins([Twin("e1", "Employee", ANN), Twin("e2", "Employee", BEN)])
     twin.store.delete_twins(["e2"])  # a delete: `after` is empty, so `after.salary` cannot be evaluated
     head = twin.store.feed.head()
@@ -107,18 +116,24 @@ def test_a_condition_sees_values_only_as_the_role_does_and_errors_count_as_not_m
     assert "50000" not in " ".join(r.getMessage() for r in caplog.records)  # the warning names no value
 
 
-@pytest.mark.parametrize(("condition", "message"), [
-    ("after.salery > 1.0", "names the property 'salery', which no class the route carries nor any link has"),
-    ('"wage" in changed', "names the property 'wage'"),
-    ("department == 1", r"uses unknown variable\(s\) department; known: kind, op, class"),
-    ("after.salary >", "is not a valid CEL expression: .*Syntax error"),
-])
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        ("after.salery > 1.0", "names the property 'salery', which no class the route carries nor any link has"),
+        ('"wage" in changed', "names the property 'wage'"),
+        ("department == 1", r"uses unknown variable\(s\) department; known: kind, op, class"),
+        ("after.salary >", "is not a valid CEL expression: .*Syntax error"),
+    ],
+)
 def test_a_bad_condition_is_refused_at_load_naming_file_line_and_expression(
-        tmp_path: Path, condition: str, message: str) -> None:
+    tmp_path: Path, condition: str, message: str
+) -> None:
     path = tmp_path / "routes.yaml"
-    path.write_text("routes:\n  ok:\n    endpoint: nats://h:4222/S/p\n    role: viewer\n"
-                    "  people:\n    endpoint: nats://h:4222/S/p\n    role: executive\n    filter:\n"
-                    f"      classes: [Employee]\n      condition: '{condition}'\n")
+    path.write_text(
+        "routes:\n  ok:\n    endpoint: nats://h:4222/S/p\n    role: viewer\n"
+        "  people:\n    endpoint: nats://h:4222/S/p\n    role: executive\n    filter:\n"
+        f"      classes: [Employee]\n      condition: '{condition}'\n"
+    )
     quoted = condition.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*").replace(".", r"\.")
     expected = rf"routes\.yaml:10: route 'people': filter\.condition: '?{quoted}'? {message}"
     with pytest.raises(RouteError, match=expected):
@@ -127,8 +142,9 @@ def test_a_bad_condition_is_refused_at_load_naming_file_line_and_expression(
 
 def test_comprehension_variables_and_link_properties_are_allowed() -> None:
     core = load_core()
-    relationship_properties = {p.name for rels in core.relationship_types().values() for _, r in rels
-                               for p in r.properties}
+    relationship_properties = {
+        p.name for rels in core.relationship_types().values() for _, r in rels for p in r.properties
+    }
     assert relationship_properties  # the core ontology has link properties to test against
     link_property = sorted(relationship_properties)[0]
     for condition in ('changed.exists(p, p == "salary")', f'kind == "link" && has(after.{link_property})'):
@@ -141,8 +157,10 @@ def _load(core, condition: str):  # type: ignore[no-untyped-def]
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "routes.yaml"
-        path.write_text(f"routes:\n  a:\n    endpoint: nats://h:4222/S/p\n    role: admin\n"
-                        f"    filter:\n      condition: '{condition}'\n")
+        path.write_text(
+            f"routes:\n  a:\n    endpoint: nats://h:4222/S/p\n    role: admin\n"
+            f"    filter:\n      condition: '{condition}'\n"
+        )
         return load_routes(path, core, secrets={})
 
 

@@ -46,8 +46,9 @@ class Wiretap:
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._done: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._listen(subjects),),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_until_complete, args=(self._listen(subjects),), daemon=True
+        )
         self._thread.start()
         assert self._ready.wait(10), "the wiretap could not subscribe"
 
@@ -84,34 +85,44 @@ def twin(tmp_path: Path) -> Iterator[Runtime]:
 
 
 def _start(runtime: Runtime) -> subprocess.Popen:
-    env = {**os.environ, "TWIN_DATA_DIR": str(runtime.settings.data_dir),
-           "TWIN_RUNTIME_LEASE_SECONDS": str(LEASE_SECONDS)}
-    return subprocess.Popen([sys.executable, "-m", "api.cli", "run", "--quiet"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "TWIN_DATA_DIR": str(runtime.settings.data_dir),
+        "TWIN_RUNTIME_LEASE_SECONDS": str(LEASE_SECONDS),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "run", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _stored_ids(stream: str, prefix: str) -> list[int]:
     return [int(m.headers["Nats-Msg-Id"]) for m in read_jetstream(stream, f"{prefix}.>")]
 
 
-def _burst_killed_and_restarted(twin: Runtime, stream: str, prefix: str, changes: int, batch: int,
-                                kill_after: int) -> None:
+def _burst_killed_and_restarted(
+    twin: Runtime, stream: str, prefix: str, changes: int, batch: int, kill_after: int
+) -> None:
     """Write `changes` changes, kill -9 the runtime once `kill_after` events were published, restart it, check."""
     twin.settings.data_dir.mkdir(parents=True, exist_ok=True)
     (twin.settings.data_dir / "routes.yaml").write_text(
         f"routes:\n  bus:\n    endpoint: nats://{HOST}:4222/{stream}/{prefix}\n    role: architect\n"
-        f"    batch: {batch}\n")
+        f"    batch: {batch}\n"
+    )
     for start in range(0, changes, 1_000):  # the burst: bulk writes of up to 1,000 changes each
-        twin.store.upsert_twins([Twin(f"m{i}", "Machine", {"name": f"Machine {i}"})
-                                 for i in range(start, min(changes, start + 1_000))])
+        twin.store.upsert_twins(
+            [Twin(f"m{i}", "Machine", {"name": f"Machine {i}"}) for i in range(start, min(changes, start + 1_000))]
+        )
     assert twin.store.feed.head() == changes
     tap = Wiretap(f"{prefix}.>")
     first = _start(twin)
     try:
         assert wait_for(lambda: len(tap.received) >= kill_after or first.poll() is not None, 120), "nothing delivered"
         deadline = time.monotonic() + 5
-        while (len(tap.received) % batch == 0 and len(tap.received) < kill_after + batch
-               and time.monotonic() < deadline):
+        while len(tap.received) % batch == 0 and len(tap.received) < kill_after + batch and time.monotonic() < deadline:
             time.sleep(0.0005)  # aim the kill at a batch half published: its cursor has not moved yet
         assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
         first.send_signal(signal.SIGKILL)
@@ -123,8 +134,13 @@ def _burst_killed_and_restarted(twin: Runtime, stream: str, prefix: str, changes
         second = _start(twin)
         try:
             # the killed runtime's lease runs out first (one lease period), then the rest follows from the cursor
-            assert wait_for(lambda: RouteCursors(twin.settings.resolved_database_url).get("bus")[0] == changes
-                            or second.poll() is not None, 240), "the restarted runtime did not catch up"
+            assert wait_for(
+                lambda: (
+                    RouteCursors(twin.settings.resolved_database_url).get("bus")[0] == changes
+                    or second.poll() is not None
+                ),
+                240,
+            ), "the restarted runtime did not catch up"
             assert second.poll() is None, second.stderr.read().decode() if second.stderr else ""
         finally:
             second.send_signal(signal.SIGTERM)
@@ -142,8 +158,9 @@ def _burst_killed_and_restarted(twin: Runtime, stream: str, prefix: str, changes
     for msg_id, event in tap.received:
         published.setdefault(msg_id, []).append(event)
     assert set(published) == {str(seq) for seq in range(1, changes + 1)}
-    uid_of = {change.seq: change.uid for start in range(0, changes, 5_000)
-              for change in twin.store.feed.read(start, 5_000)}
+    uid_of = {
+        change.seq: change.uid for start in range(0, changes, 5_000) for change in twin.store.feed.read(start, 5_000)
+    }
     for msg_id, copies in published.items():  # a duplicate is the same event sent again, never another one
         assert all(copy == copies[0] for copy in copies), msg_id
         assert copies[0]["id"] == msg_id and copies[0]["subject"] == uid_of[int(msg_id)]
@@ -155,12 +172,14 @@ def _burst_killed_and_restarted(twin: Runtime, stream: str, prefix: str, changes
 
 @pytest.mark.slow
 def test_kill_9_in_the_middle_of_a_burst_of_10000_changes_loses_no_sequence_number(
-        twin: Runtime, jetstream_stream: tuple[str, str]) -> None:  # noqa: F811
+    twin: Runtime, jetstream_stream: tuple[str, str]
+) -> None:  # noqa: F811
     stream, prefix = jetstream_stream
     _burst_killed_and_restarted(twin, stream, prefix, changes=10_000, batch=200, kill_after=2_000)
 
 
 def test_kill_9_after_the_first_batches_of_a_burst_loses_no_sequence_number(
-        twin: Runtime, jetstream_stream: tuple[str, str]) -> None:  # noqa: F811
+    twin: Runtime, jetstream_stream: tuple[str, str]
+) -> None:  # noqa: F811
     stream, prefix = jetstream_stream
     _burst_killed_and_restarted(twin, stream, prefix, changes=500, batch=2, kill_after=40)

@@ -49,28 +49,45 @@ def test_each_change_is_a_real_write_with_a_fresh_updated_at(sample: Path) -> No
 
     so = changes["sales order"]
     header = one(erp, "SELECT so_id, status, total_amount, updated_at FROM sales_orders WHERE so_number = ?", so.key)
-    lines = one(erp, "SELECT COUNT(*), ROUND(SUM(quantity * unit_price), 2), MIN(updated_at) FROM sales_order_lines "
-                     "WHERE so_id = ?", header[0])
+    lines = one(
+        erp,
+        "SELECT COUNT(*), ROUND(SUM(quantity * unit_price), 2), MIN(updated_at) FROM sales_order_lines WHERE so_id = ?",
+        header[0],
+    )
     assert header[1] == "open" and header[3] == so.updated_at
     assert lines[0] >= 1 and lines[1] == pytest.approx(header[2]) and lines[2] == so.updated_at
     assert one(erp, "SELECT COUNT(*) FROM sales_orders")[0] == orders + 1
     po = changes["purchase order"]
-    assert one(erp, "SELECT COUNT(*) FROM purchase_order_lines l JOIN purchase_orders p USING (po_id) "
-                    "WHERE p.po_number = ? AND l.updated_at = ?", po.key, po.updated_at)[0] == 1
+    assert (
+        one(
+            erp,
+            "SELECT COUNT(*) FROM purchase_order_lines l JOIN purchase_orders p USING (po_id) "
+            "WHERE p.po_number = ? AND l.updated_at = ?",
+            po.key,
+            po.updated_at,
+        )[0]
+        == 1
+    )
 
     hire = changes["hire"]
     assert one(hr, "SELECT COUNT(*) FROM employees")[0] == employees + 1
-    assert one(hr, "SELECT status, hire_date IS NOT NULL, manager_id IS NOT NULL FROM employees "
-                   "WHERE employee_id = ?", hire.key) == ("active", 1, 1)
+    assert one(
+        hr,
+        "SELECT status, hire_date IS NOT NULL, manager_id IS NOT NULL FROM employees WHERE employee_id = ?",
+        hire.key,
+    ) == ("active", 1, 1)
     leaver = changes["leaver"]
-    assert one(hr, "SELECT status, termination_date IS NOT NULL, updated_at FROM employees WHERE employee_id = ?",
-               leaver.key) == ("terminated", 1, leaver.updated_at)
+    assert one(
+        hr, "SELECT status, termination_date IS NOT NULL, updated_at FROM employees WHERE employee_id = ?", leaver.key
+    ) == ("terminated", 1, leaver.updated_at)
     transfer = changes["transfer"]
     unit = transfer.detail.rsplit("-> ", 1)[1]
     assert one(hr, "SELECT org_unit_id FROM employees WHERE employee_id = ?", transfer.key) == (unit,)
     rename = changes["rename"]
-    assert one(hr, "SELECT first_name || ' ' || last_name FROM employees WHERE employee_id = ?",
-               rename.key)[0] == rename.detail.split(" is now ")[1]
+    assert (
+        one(hr, "SELECT first_name || ' ' || last_name FROM employees WHERE employee_id = ?", rename.key)[0]
+        == rename.detail.split(" is now ")[1]
+    )
     assert one(hr, "SELECT COUNT(*) FROM employees WHERE updated_at >= ?", hire.updated_at)[0] >= 4
 
 
@@ -99,8 +116,11 @@ def test_a_missing_sample_or_a_frantic_rate_is_refused(tmp_path: Path, sample: P
         SampleActivity(sample, every_seconds=0.01)
 
 
-def test_an_incremental_sync_carries_the_changes_into_the_twin(core: Ontology, twin: TwinEnv,  # noqa: F811
-                                                                tiny_sample: Path) -> None:
+def test_an_incremental_sync_carries_the_changes_into_the_twin(
+    core: Ontology,
+    twin: TwinEnv,  # noqa: F811
+    tiny_sample: Path,
+) -> None:
     shutil.copytree(tiny_sample, twin.path / "sample")
     registry = ConnectorRegistry.load(core, data_dir=twin.path)
     engine = twin.engine()

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 from collections import Counter, defaultdict
 from datetime import date, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -63,19 +64,33 @@ def assert_integrity(manifest: SampleManifest) -> None:
         assert owners <= emails, table
     assert {s for (s,) in query(manifest, "crm", "SELECT product_sku FROM cases WHERE product_sku IS NOT NULL")} <= skus
     assert {s for (s,) in query(manifest, "crm", "SELECT product_line FROM opportunities")} <= lines
-    techs = {e for (e,) in query(manifest, "erp",
-                                 "SELECT technician_email FROM maintenance_logs WHERE technician_email IS NOT NULL")}
+    techs = {
+        e
+        for (e,) in query(
+            manifest, "erp", "SELECT technician_email FROM maintenance_logs WHERE technician_email IS NOT NULL"
+        )
+    }
     assert techs <= emails
-    for number, vat in query(manifest, "crm", "SELECT account_number, vat_id FROM accounts "
-                                               "WHERE account_number IS NOT NULL"):
+    for number, vat in query(
+        manifest, "crm", "SELECT account_number, vat_id FROM accounts WHERE account_number IS NOT NULL"
+    ):
         assert customers[number] == vat  # same customer number and VAT in CRM and ERP
 
 
 def test_named_sizes_scale_row_counts(tiny: SampleManifest, small: SampleManifest) -> None:
     assert tiny.row_counts["hr.employees"] == SIZE_PEOPLE["tiny"] == 50
     assert small.row_counts["hr.employees"] == SIZE_PEOPLE["small"] == 300
-    for table in ("hr.employee_skills", "crm.accounts", "crm.contacts", "crm.opportunities", "crm.cases",
-                  "erp.sales_orders", "erp.sales_order_lines", "erp.purchase_orders", "erp.customers"):
+    for table in (
+        "hr.employee_skills",
+        "crm.accounts",
+        "crm.contacts",
+        "crm.opportunities",
+        "crm.cases",
+        "erp.sales_orders",
+        "erp.sales_order_lines",
+        "erp.purchase_orders",
+        "erp.customers",
+    ):
         assert small.row_counts[table] > 2.5 * tiny.row_counts[table], table
     for table in ("erp.work_centers", "erp.machines", "erp.maintenance_logs", "erp.products"):
         assert small.row_counts[table] > tiny.row_counts[table], table  # with floors for a minimal factory
@@ -106,8 +121,11 @@ def test_every_table_has_a_single_primary_key_and_a_watermark(small: SampleManif
             assert len(inspector.get_pk_constraint(table)["constrained_columns"]) == 1, (system, table)
             columns = {c["name"]: c for c in inspector.get_columns(table)}
             assert "updated_at" in columns and not columns["updated_at"]["nullable"], (system, table)
-            bad = query(small, system, f"SELECT COUNT(*) FROM {table} WHERE updated_at IS NULL "
-                                       f"OR updated_at > '{AS_OF.isoformat()} 00:00:00'")
+            bad = query(
+                small,
+                system,
+                f"SELECT COUNT(*) FROM {table} WHERE updated_at IS NULL OR updated_at > '{AS_OF.isoformat()} 00:00:00'",
+            )
             assert bad == [(0,)], (system, table)
 
 
@@ -143,8 +161,9 @@ def test_managers_form_one_tree_under_a_single_ceo(small: SampleManifest) -> Non
     status = {e: s for e, _, s in rows}
     roots = [e for e, m in manager.items() if m is None]
     assert len(roots) == 1
-    ceo_title = query(small, "hr", "SELECT p.title FROM employees e JOIN positions p USING (position_id) "
-                                   "WHERE e.manager_id IS NULL")
+    ceo_title = query(
+        small, "hr", "SELECT p.title FROM employees e JOIN positions p USING (position_id) WHERE e.manager_id IS NULL"
+    )
     assert ceo_title == [("Chief Executive Officer",)]
     assert all(e != m for e, m in manager.items())
     for employee in manager:  # every chain ends at the CEO without revisiting anyone
@@ -158,23 +177,33 @@ def test_managers_form_one_tree_under_a_single_ceo(small: SampleManifest) -> Non
 
 
 def test_org_units_are_a_tree_with_plants(small: SampleManifest) -> None:
-    units = {u: (kind, parent, site) for u, kind, parent, site in
-             query(small, "hr", "SELECT org_unit_id, kind, parent_id, site_code FROM org_units")}
+    units = {
+        u: (kind, parent, site)
+        for u, kind, parent, site in query(small, "hr", "SELECT org_unit_id, kind, parent_id, site_code FROM org_units")
+    }
     parent_kind = {"company": None, "division": "company", "department": "division", "team": "department"}
     for kind, parent, _ in units.values():
         assert (units[parent][0] if parent else None) == parent_kind[kind]
-    names = {n: s for n, s in query(small, "hr", "SELECT name, site_code FROM org_units WHERE kind = 'department'")}
+    names = dict(query(small, "hr", "SELECT name, site_code FROM org_units WHERE kind = 'department'"))
     assert names["Plant A"] == "PLANT-A" and names["Plant B"] == "PLANT-B"
     plants = dict(query(small, "erp", "SELECT site_code, name FROM sites WHERE kind = 'plant'"))
     assert plants["PLANT-A"] == "Plant A" and plants["PLANT-B"] == "Plant B"
     # every employee sits in an org unit; plants have maintenance teams (technicians for the machines)
-    assert query(small, "hr", "SELECT COUNT(*) FROM org_units o JOIN org_units d ON o.parent_id = d.org_unit_id "
-                              "WHERE o.name = 'Maintenance' AND d.name IN ('Plant A', 'Plant B')") == [(2,)]
+    assert query(
+        small,
+        "hr",
+        "SELECT COUNT(*) FROM org_units o JOIN org_units d ON o.parent_id = d.org_unit_id "
+        "WHERE o.name = 'Maintenance' AND d.name IN ('Plant A', 'Plant B')",
+    ) == [(2,)]
 
 
 def test_employee_fields_are_plausible(small: SampleManifest) -> None:
-    rows = query(small, "hr", "SELECT work_email, birth_date, hire_date, termination_date, salary, "
-                              "capacity_hours_per_week, status FROM employees")
+    rows = query(
+        small,
+        "hr",
+        "SELECT work_email, birth_date, hire_date, termination_date, salary, "
+        "capacity_hours_per_week, status FROM employees",
+    )
     for email, birth, hire, term, salary, capacity, status in rows:
         assert email == email.strip().lower() and email.endswith("@halvorsen-precision.example")
         assert date.fromisoformat(birth) < date.fromisoformat(hire) <= AS_OF
@@ -185,8 +214,9 @@ def test_employee_fields_are_plausible(small: SampleManifest) -> None:
         assert 20_000 < salary < 400_000 and 0 < capacity <= 40
     levels = {lvl for (lvl,) in query(small, "hr", "SELECT DISTINCT level FROM employee_skills")}
     assert levels <= {1, 2, 3, 4, 5} and len(levels) >= 4
-    assert query(small, "hr", "SELECT MIN(c), MAX(c) FROM (SELECT COUNT(*) c FROM employee_skills "
-                              "GROUP BY employee_id)") == [(2, 5)]
+    assert query(
+        small, "hr", "SELECT MIN(c), MAX(c) FROM (SELECT COUNT(*) c FROM employee_skills GROUP BY employee_id)"
+    ) == [(2, 5)]
 
 
 def test_identity_overlap_between_crm_contacts_and_hr_employees(small: SampleManifest) -> None:
@@ -195,52 +225,83 @@ def test_identity_overlap_between_crm_contacts_and_hr_employees(small: SampleMan
     matches = [e for e in contacts if e.strip().lower() in employees]
     assert len(matches) == small.identity_overlap >= 5
     assert any(e not in employees for e in matches)  # spelled differently (case, whitespace) in the CRM
-    names = query(small, "crm", "SELECT c.first_name, c.last_name, c.email FROM contacts c "
-                                "WHERE c.account_id = 'ACC000001'")
-    hr_names = {e: (f, l) for f, l, e in query(small, "hr", "SELECT first_name, last_name, work_email FROM employees")}
-    assert all(hr_names[e.strip().lower()] == (f, l) for f, l, e in names)
+    names = query(
+        small, "crm", "SELECT c.first_name, c.last_name, c.email FROM contacts c WHERE c.account_id = 'ACC000001'"
+    )
+    hr_rows = query(small, "hr", "SELECT first_name, last_name, work_email FROM employees")
+    hr_names = {e: (first, last) for first, last, e in hr_rows}
+    assert all(hr_names[e.strip().lower()] == (first, last) for first, last, e in names)
 
 
 def test_crm_records_are_plausible(small: SampleManifest) -> None:
     as_of = AS_OF.isoformat()
-    assert query(small, "crm", "SELECT COUNT(*) FROM opportunities WHERE created_date > close_date "
-                               "OR created_date >= ? OR ABS(expected_revenue - amount * probability) > 0.01 "
-                               "OR (stage LIKE 'closed%') <> (close_date < ?)", as_of, as_of) == [(0,)]
-    assert query(small, "crm", "SELECT COUNT(*) FROM cases WHERE opened_at >= ? OR (closed_at IS NULL) <> "
-                               "(status <> 'closed') OR closed_at < opened_at OR updated_at < opened_at",
-                 as_of) == [(0,)]
+    assert query(
+        small,
+        "crm",
+        "SELECT COUNT(*) FROM opportunities WHERE created_date > close_date "
+        "OR created_date >= ? OR ABS(expected_revenue - amount * probability) > 0.01 "
+        "OR (stage LIKE 'closed%') <> (close_date < ?)",
+        as_of,
+        as_of,
+    ) == [(0,)]
+    assert query(
+        small,
+        "crm",
+        "SELECT COUNT(*) FROM cases WHERE opened_at >= ? OR (closed_at IS NULL) <> "
+        "(status <> 'closed') OR closed_at < opened_at OR updated_at < opened_at",
+        as_of,
+    ) == [(0,)]
     # a case's contact works for the case's account
-    assert query(small, "crm", "SELECT COUNT(*) FROM cases c JOIN contacts k USING (contact_id) "
-                               "WHERE k.account_id <> c.account_id") == [(0,)]
+    assert query(
+        small,
+        "crm",
+        "SELECT COUNT(*) FROM cases c JOIN contacts k USING (contact_id) WHERE k.account_id <> c.account_id",
+    ) == [(0,)]
     kinds = dict(query(small, "crm", "SELECT account_type, COUNT(*) FROM accounts GROUP BY account_type"))
     assert kinds["internal"] == 1 and kinds["customer"] > kinds["prospect"] > 0
 
 
 def test_single_sourced_material_exists_and_affects_only_its_line(small: SampleManifest) -> None:
-    suppliers_per = dict(query(small, "erp", "SELECT m.material_code, COUNT(s.supplier_id) FROM materials m "
-                                             "JOIN supplier_materials s USING (material_id) GROUP BY m.material_code"))
+    suppliers_per = dict(
+        query(
+            small,
+            "erp",
+            "SELECT m.material_code, COUNT(s.supplier_id) FROM materials m "
+            "JOIN supplier_materials s USING (material_id) GROUP BY m.material_code",
+        )
+    )
     single = {code for code, n in suppliers_per.items() if n == 1}
     assert single == set(small.single_sourced_materials) and single
     assert set(suppliers_per.values()) == {1, 2}
     for code in single:
         (line,) = query(small, "erp", "SELECT product_line FROM materials WHERE material_code = ?", code)[0]
-        consumers = query(small, "erp", """
+        consumers = query(
+            small,
+            "erp",
+            """
             WITH RECURSIVE users(material_id) AS (
                 SELECT material_id FROM materials WHERE material_code = ?
                 UNION SELECT b.parent_material_id FROM bill_of_materials b JOIN users u
                     ON b.component_material_id = u.material_id WHERE b.parent_material_id IS NOT NULL)
             SELECT DISTINCT p.product_line FROM bill_of_materials b JOIN users u
                 ON b.component_material_id = u.material_id JOIN products p ON p.product_id = b.parent_product_id""",
-                          code)
+            code,
+        )
         assert consumers == [(line,)], code  # used, and only by products of its own line
     # subassemblies are made, not bought
-    assert query(small, "erp", "SELECT COUNT(*) FROM supplier_materials JOIN materials USING (material_id) "
-                               "WHERE category = 'subassembly'") == [(0,)]
+    assert query(
+        small,
+        "erp",
+        "SELECT COUNT(*) FROM supplier_materials JOIN materials USING (material_id) WHERE category = 'subassembly'",
+    ) == [(0,)]
 
 
 def test_bill_of_materials_is_acyclic_with_one_parent_per_line(small: SampleManifest) -> None:
-    rows = query(small, "erp", "SELECT parent_product_id, parent_material_id, component_material_id, quantity "
-                               "FROM bill_of_materials")
+    rows = query(
+        small,
+        "erp",
+        "SELECT parent_product_id, parent_material_id, component_material_id, quantity FROM bill_of_materials",
+    )
     children: dict[int, list[int]] = defaultdict(list)
     for product, material, component, quantity in rows:
         assert (product is None) != (material is None)
@@ -261,39 +322,66 @@ def test_bill_of_materials_is_acyclic_with_one_parent_per_line(small: SampleMani
     for node in list(children):
         visit(node)
     assert any(children.values())  # multi-level: subassemblies have their own bills
-    assert query(small, "erp", "SELECT COUNT(*) FROM products p WHERE NOT EXISTS (SELECT 1 FROM bill_of_materials "
-                               "b WHERE b.parent_product_id = p.product_id)") == [(0,)]
+    assert query(
+        small,
+        "erp",
+        "SELECT COUNT(*) FROM products p WHERE NOT EXISTS (SELECT 1 FROM bill_of_materials "
+        "b WHERE b.parent_product_id = p.product_id)",
+    ) == [(0,)]
 
 
 def test_orders_are_consistent_with_master_data(small: SampleManifest) -> None:
     # each purchase-order line buys a material its supplier actually supplies
-    assert query(small, "erp", """
+    assert query(
+        small,
+        "erp",
+        """
         SELECT COUNT(*) FROM purchase_order_lines l JOIN purchase_orders o USING (po_id)
         WHERE NOT EXISTS (SELECT 1 FROM supplier_materials s
-                          WHERE s.supplier_id = o.supplier_id AND s.material_id = l.material_id)""") == [(0,)]
+                          WHERE s.supplier_id = o.supplier_id AND s.material_id = l.material_id)""",
+    ) == [(0,)]
     # totals match their lines; routings run at the product's plant
-    for header, key, lines in (("sales_orders", "so_id", "sales_order_lines"),
-                               ("purchase_orders", "po_id", "purchase_order_lines")):
-        assert query(small, "erp", f"""
+    for header, key, lines in (
+        ("sales_orders", "so_id", "sales_order_lines"),
+        ("purchase_orders", "po_id", "purchase_order_lines"),
+    ):
+        assert query(
+            small,
+            "erp",
+            f"""
             SELECT COUNT(*) FROM {header} h WHERE ABS(h.total_amount -
-                (SELECT SUM(quantity * unit_price) FROM {lines} l WHERE l.{key} = h.{key})) > 0.05""") == [(0,)]
-    assert query(small, "erp", "SELECT COUNT(*) FROM routings r JOIN products p USING (product_id) "
-                               "JOIN work_centers w USING (work_center_id) WHERE w.site_id <> p.site_id") == [(0,)]
+                (SELECT SUM(quantity * unit_price) FROM {lines} l WHERE l.{key} = h.{key})) > 0.05""",
+        ) == [(0,)]
+    assert query(
+        small,
+        "erp",
+        "SELECT COUNT(*) FROM routings r JOIN products p USING (product_id) "
+        "JOIN work_centers w USING (work_center_id) WHERE w.site_id <> p.site_id",
+    ) == [(0,)]
     statuses = dict(query(small, "erp", "SELECT status, COUNT(*) FROM sales_orders GROUP BY status"))
     assert set(statuses) == {"open", "shipped", "invoiced", "cancelled"}
-    assert query(small, "erp", "SELECT COUNT(*) FROM sales_orders WHERE (shipped_date IS NULL) <> "
-                               "(status IN ('open', 'cancelled')) OR shipped_date < order_date") == [(0,)]
+    assert query(
+        small,
+        "erp",
+        "SELECT COUNT(*) FROM sales_orders WHERE (shipped_date IS NULL) <> "
+        "(status IN ('open', 'cancelled')) OR shipped_date < order_date",
+    ) == [(0,)]
     # some ERP customers have no CRM account; every CRM customer account is an ERP customer
-    crm_numbers = {n for (n,) in query(small, "crm", "SELECT account_number FROM accounts "
-                                                     "WHERE account_number IS NOT NULL")}
+    crm_numbers = {
+        n for (n,) in query(small, "crm", "SELECT account_number FROM accounts WHERE account_number IS NOT NULL")
+    }
     erp_numbers = {n for (n,) in query(small, "erp", "SELECT customer_number FROM customers")}
     assert crm_numbers < erp_numbers
 
 
 def test_demand_history_has_weekly_rhythm_and_line_seasonality(small: SampleManifest) -> None:
-    rows = query(small, "erp", """
+    rows = query(
+        small,
+        "erp",
+        """
         SELECT o.order_date, p.product_line, l.quantity FROM sales_orders o
-        JOIN sales_order_lines l USING (so_id) JOIN products p USING (product_id)""")
+        JOIN sales_order_lines l USING (so_id) JOIN products p USING (product_id)""",
+    )
     days = {date.fromisoformat(d) for d, _, _ in rows}
     assert min(days) >= date(AS_OF.year - 1, AS_OF.month, AS_OF.day) and max(days) < AS_OF
     weekday = Counter(date.fromisoformat(d).weekday() < 5 for d, _, _ in rows)
@@ -303,10 +391,17 @@ def test_demand_history_has_weekly_rhythm_and_line_seasonality(small: SampleMani
 
 
 def test_maintenance_history_matches_mtbf_and_mttr(small: SampleManifest) -> None:
-    machines = {m: (mtbf, mttr, status) for m, mtbf, mttr, status in
-                query(small, "erp", "SELECT machine_id, mtbf_hours, mttr_hours, status FROM machines")}
-    logs = query(small, "erp", "SELECT machine_id, started_at, ended_at, downtime_hours FROM maintenance_logs "
-                               "ORDER BY machine_id, started_at")
+    machines = {
+        m: (mtbf, mttr, status)
+        for m, mtbf, mttr, status in query(
+            small, "erp", "SELECT machine_id, mtbf_hours, mttr_hours, status FROM machines"
+        )
+    }
+    logs = query(
+        small,
+        "erp",
+        "SELECT machine_id, started_at, ended_at, downtime_hours FROM maintenance_logs ORDER BY machine_id, started_at",
+    )
     expected = sum(24 * 365 / (mtbf + mttr) for mtbf, mttr, _ in machines.values())
     assert 0.8 * expected < len(logs) < 1.2 * expected
     repair_ratio = sum(h for _, _, _, h in logs if h) / sum(machines[m][1] for m, _, _, h in logs if h)
@@ -315,7 +410,7 @@ def test_maintenance_history_matches_mtbf_and_mttr(small: SampleManifest) -> Non
     for machine, start, end, _ in logs:
         by_machine[machine].append((start, end))
     for machine, events in by_machine.items():
-        for (s1, e1), (s2, _) in zip(events, events[1:]):
+        for (_s1, e1), (s2, _) in pairwise(events):
             assert e1 is not None and e1 <= s2  # no overlapping repairs; only the last may be open
         open_now = events[-1][1] is None
         assert (machines[machine][2] == "down") == open_now
@@ -340,8 +435,9 @@ def test_file_exports_mirror_the_databases(small: SampleManifest) -> None:
         assert "openpyxl" in small.skipped_files["crm_accounts.xlsx"]
     else:
         accounts = pd.read_excel(small.files["crm_accounts.xlsx"], sheet_name="Accounts")
-        assert list(accounts["account_id"]) == [a for (a,) in query(small, "crm", "SELECT account_id FROM accounts "
-                                                                                  "ORDER BY account_id")]
+        assert list(accounts["account_id"]) == [
+            a for (a,) in query(small, "crm", "SELECT account_id FROM accounts ORDER BY account_id")
+        ]
     if "telemetry_sample.parquet" in small.skipped_files:
         assert "pyarrow" in small.skipped_files["telemetry_sample.parquet"]
     else:
@@ -357,8 +453,18 @@ def test_mutation_changes_about_the_fraction_and_bumps_watermarks(tmp_path: Path
     target = tmp_path / "mutated"
     shutil.copytree(small.out_dir, target)
     before = SampleManifest.read(target)
-    old = {s: dict(query(before, s, "SELECT 'max', MAX(m) FROM (" + " UNION ALL ".join(
-        f"SELECT MAX(updated_at) m FROM {t}" for t in SYSTEMS[s].tables) + ")"))["max"] for s in SYSTEMS}
+    old = {
+        s: dict(
+            query(
+                before,
+                s,
+                "SELECT 'max', MAX(m) FROM ("
+                + " UNION ALL ".join(f"SELECT MAX(updated_at) m FROM {t}" for t in SYSTEMS[s].tables)
+                + ")",
+            )
+        )["max"]
+        for s in SYSTEMS
+    }
     summary = mutate_sample(target, fraction=0.05, seed=11)
     for system in SYSTEMS:
         assert 0.03 < summary.changed_fraction(system) < 0.1, system
@@ -366,8 +472,10 @@ def test_mutation_changes_about_the_fraction_and_bumps_watermarks(tmp_path: Path
         parts = [t for name, t in summary.tables.items() if name.startswith(system)]
         assert sum(t.updated for t in parts) and sum(t.inserted for t in parts) and sum(t.deleted for t in parts)
         # exactly the changed rows carry the new watermark
-        stamped = sum(query(before, system, f"SELECT COUNT(*) FROM {t} WHERE updated_at = ?",
-                            summary.watermarks[system])[0][0] for t in SYSTEMS[system].tables)
+        stamped = sum(
+            query(before, system, f"SELECT COUNT(*) FROM {t} WHERE updated_at = ?", summary.watermarks[system])[0][0]
+            for t in SYSTEMS[system].tables
+        )
         assert stamped == sum(t.updated + t.inserted for t in parts)
     after = SampleManifest.read(target)
     for name, change in summary.tables.items():
@@ -376,9 +484,13 @@ def test_mutation_changes_about_the_fraction_and_bumps_watermarks(tmp_path: Path
         assert query(after, system, f"SELECT COUNT(*) FROM {table}") == [(after.row_counts[name],)]
     assert_integrity(after)
     assert_types(after)
-    assert after.identity_overlap == len([1 for (e,) in query(after, "crm", "SELECT email FROM contacts") if
-                                          e.strip().lower() in {w for (w,) in query(after, "hr", "SELECT work_email "
-                                                                                                 "FROM employees")}])
+    assert after.identity_overlap == len(
+        [
+            1
+            for (e,) in query(after, "crm", "SELECT email FROM contacts")
+            if e.strip().lower() in {w for (w,) in query(after, "hr", "SELECT work_email FROM employees")}
+        ]
+    )
     # a second round stamps a later watermark
     second = mutate_sample(target, fraction=0.01, seed=12)
     assert all(second.watermarks[s] > summary.watermarks[s] for s in SYSTEMS)

@@ -23,16 +23,25 @@ JAN_1, JAN_2, JAN_3 = 1735689600, 1735776000, 1735862400  # 2025-01-01/02/03 00:
 
 
 @pytest.mark.parametrize("column_type", [Integer, Double, Numeric(12, 1)])
-def test_incremental_read_on_an_epoch_seconds_watermark_returns_newer_rows(database_url: str,  # noqa: F811
-                                                                          column_type: Any) -> None:
-    items = Table("items", MetaData(), Column("id", Integer, primary_key=True, autoincrement=False),
-                  Column("name", String(10)), Column("changed_epoch", column_type))
+def test_incremental_read_on_an_epoch_seconds_watermark_returns_newer_rows(
+    database_url: str,  # noqa: F811
+    column_type: Any,
+) -> None:
+    items = Table(
+        "items",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("name", String(10)),
+        Column("changed_epoch", column_type),
+    )
     engine = create_engine(database_url)
     try:
         items.create(engine)
         with engine.begin() as conn:
-            conn.execute(insert(items), [{"id": 1, "name": "a", "changed_epoch": JAN_1},
-                                         {"id": 2, "name": "b", "changed_epoch": JAN_2}])
+            conn.execute(
+                insert(items),
+                [{"id": 1, "name": "a", "changed_epoch": JAN_1}, {"id": 2, "name": "b", "changed_epoch": JAN_2}],
+            )
         source = SqlSource(database_url, table="items", key="id", watermark="changed_epoch")
         full = [r for page in source.read(None) for r in page]
         mark = Watermark(max(r.watermark for r in full if r.watermark is not None))
@@ -82,25 +91,33 @@ def test_an_empty_csv_key_is_still_an_empty_key(tmp_path: Path) -> None:
 def test_csv_dtype_keeps_leading_zeros(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_text("id,zip,phone\n1,00123,+4912345\n2,0456,\n")
-    records = {r.key: r.fields for page in FileSource(path, key="id", dtype={"zip": "string"}).read(None)
-               for r in page}
+    records = {r.key: r.fields for page in FileSource(path, key="id", dtype={"zip": "string"}).read(None) for r in page}
     assert records["1"]["zip"] == "00123" and records["2"]["zip"] == "0456"
     assert records["1"]["phone"] == 4912345 and records["2"]["phone"] is None  # undeclared: inferred as before
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl"])
 def test_json_values_keep_the_types_written(tmp_path: Path, suffix: str) -> None:
-    rows = ['{"id": 1, "zip": "00123", "acct": "12345678901234567890123", "flag": "true", "qty": 3, "price": 2.5,'
-            ' "updated_at": "2024-01-01"}',
-            '{"id": 2, "zip": "0456", "acct": "1", "flag": false, "qty": null, "price": 1, "updated_at": "2024-01-02"}']
+    rows = [
+        '{"id": 1, "zip": "00123", "acct": "12345678901234567890123", "flag": "true", "qty": 3, "price": 2.5,'
+        ' "updated_at": "2024-01-01"}',
+        '{"id": 2, "zip": "0456", "acct": "1", "flag": false, "qty": null, "price": 1, "updated_at": "2024-01-02"}',
+    ]
     path = tmp_path / f"p{suffix}"
     path.write_text("[" + ",".join(rows) + "]" if suffix == ".json" else "\n".join(rows) + "\n")
     source = FileSource(path, key="id", watermark="updated_at")
     records = {r.key: r for page in source.read(None) for r in page}
     assert set(records) == {"1", "2"} == source.all_keys()  # numeric keys as text
     first, second = records["1"].fields, records["2"].fields
-    assert first == {"id": "1", "zip": "00123", "acct": "12345678901234567890123", "flag": "true", "qty": 3,
-                     "price": 2.5, "updated_at": "2024-01-01"}
+    assert first == {
+        "id": "1",
+        "zip": "00123",
+        "acct": "12345678901234567890123",
+        "flag": "true",
+        "qty": 3,
+        "price": 2.5,
+        "updated_at": "2024-01-01",
+    }
     assert second["zip"] == "0456" and second["flag"] is False and second["qty"] is None and second["price"] == 1
     assert records["2"].watermark == dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
     typed = FileSource(path, key="id", dtype={"price": "float64"})

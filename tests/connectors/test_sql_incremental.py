@@ -20,7 +20,8 @@ from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
 MACHINES_QUERY = (
     "SELECT m.*, s.code AS site_code, s.name AS site_name, r.name AS region_name, s.updated_at AS site_updated_at, "
     "r.updated_at AS region_updated_at FROM machines m JOIN sites s ON s.site_id = m.site_id "
-    "JOIN regions r ON r.region_id = s.region_id")
+    "JOIN regions r ON r.region_id = s.region_id"
+)
 MAPPING = f"""\
 system: plant
 entities:
@@ -61,18 +62,40 @@ Links = set[tuple[str, str, str]]
 def build(url: str) -> None:
     """Two regions, three sites, four machines."""
     with create_engine(url).begin() as conn:
-        conn.execute(text("CREATE TABLE regions (region_id integer PRIMARY KEY, name text NOT NULL, "
-                          "updated_at timestamp NOT NULL)"))
-        conn.execute(text("CREATE TABLE sites (site_id integer PRIMARY KEY, code text NOT NULL, name text NOT NULL, "
-                          "region_id integer NOT NULL REFERENCES regions, updated_at timestamp NOT NULL)"))
-        conn.execute(text("CREATE TABLE machines (machine_id integer PRIMARY KEY, asset_tag text NOT NULL, "
-                          "name text NOT NULL, site_id integer NOT NULL REFERENCES sites, "
-                          "updated_at timestamp NOT NULL)"))
+        conn.execute(
+            text(
+                "CREATE TABLE regions (region_id integer PRIMARY KEY, name text NOT NULL, "
+                "updated_at timestamp NOT NULL)"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TABLE sites (site_id integer PRIMARY KEY, code text NOT NULL, name text NOT NULL, "
+                "region_id integer NOT NULL REFERENCES regions, updated_at timestamp NOT NULL)"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TABLE machines (machine_id integer PRIMARY KEY, asset_tag text NOT NULL, "
+                "name text NOT NULL, site_id integer NOT NULL REFERENCES sites, "
+                "updated_at timestamp NOT NULL)"
+            )
+        )
         conn.execute(text("INSERT INTO regions VALUES (1, 'North', :t), (2, 'South', :t)"), {"t": BASE})
-        conn.execute(text("INSERT INTO sites VALUES (1, 'S1', 'Gdańsk Yard', 1, :t), (2, 'S2', 'Oslo Dock', 1, :t), "
-                          "(3, 'S3', 'Porto Works', 2, :t)"), {"t": BASE})
-        conn.execute(text("INSERT INTO machines VALUES (1, 'M1', 'Press', 1, :t), (2, 'M2', 'Lathe', 1, :t), "
-                          "(3, 'M3', 'Saw', 2, :t), (4, 'M4', 'Drill', 3, :t)"), {"t": BASE})
+        conn.execute(
+            text(
+                "INSERT INTO sites VALUES (1, 'S1', 'Gdańsk Yard', 1, :t), (2, 'S2', 'Oslo Dock', 1, :t), "
+                "(3, 'S3', 'Porto Works', 2, :t)"
+            ),
+            {"t": BASE},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO machines VALUES (1, 'M1', 'Press', 1, :t), (2, 'M2', 'Lathe', 1, :t), "
+                "(3, 'M3', 'Saw', 2, :t), (4, 'M4', 'Drill', 3, :t)"
+            ),
+            {"t": BASE},
+        )
 
 
 def change(url: str, statement: str, **params: Any) -> None:
@@ -85,12 +108,16 @@ def expected_state(url: str) -> tuple[Twins, Links]:
     engine = create_engine(url)
     with engine.connect() as conn:
         regions = dict(conn.execute(text("SELECT region_id, name FROM regions")).all())
-        sites = {sid: (code, name, region) for sid, code, name, region in
-                 conn.execute(text("SELECT site_id, code, name, region_id FROM sites"))}
+        sites = {
+            sid: (code, name, region)
+            for sid, code, name, region in conn.execute(text("SELECT site_id, code, name, region_id FROM sites"))
+        }
         machines = conn.execute(text("SELECT asset_tag, name, site_id FROM machines")).all()
     engine.dispose()
-    twins: Twins = {f"plant:site:{code}": ("Site", {"name": name, "description": regions[region]})
-                    for code, name, region in sites.values()}
+    twins: Twins = {
+        f"plant:site:{code}": ("Site", {"name": name, "description": regions[region]})
+        for code, name, region in sites.values()
+    }
     links: Links = set()
     for tag, name, site in machines:
         code, site_name, region = sites[site]
@@ -102,29 +129,44 @@ def expected_state(url: str) -> tuple[Twins, Links]:
 def differences(env: TwinEnv, url: str) -> list[str]:
     """Every way the twin differs from the database, record by record (empty when they are equal)."""
     want_twins, want_links = expected_state(url)
-    have_twins: Twins = {uid: (cls, {k: v for k, v in dict(props).items() if k not in ("uid", "_class")})
-                         for uid, cls, props in env.store.backend.read(
-                             "MATCH (n:Twin) WHERE n.uid STARTS WITH 'plant:' RETURN n.uid, n._class, properties(n)")}
-    have_links = {(t, a, b) for t, a, b in env.store.backend.read(
-        "MATCH (a:Twin)-[r]->(b:Twin) WHERE a.uid STARTS WITH 'plant:' RETURN type(r), a.uid, b.uid")}
+    have_twins: Twins = {
+        uid: (cls, {k: v for k, v in dict(props).items() if k not in ("uid", "_class")})
+        for uid, cls, props in env.store.backend.read(
+            "MATCH (n:Twin) WHERE n.uid STARTS WITH 'plant:' RETURN n.uid, n._class, properties(n)"
+        )
+    }
+    have_links = {
+        (t, a, b)
+        for t, a, b in env.store.backend.read(
+            "MATCH (a:Twin)-[r]->(b:Twin) WHERE a.uid STARTS WITH 'plant:' RETURN type(r), a.uid, b.uid"
+        )
+    }
     found = [f"missing twin {uid}" for uid in sorted(set(want_twins) - set(have_twins))]
     found += [f"extra twin {uid}" for uid in sorted(set(have_twins) - set(want_twins))]
-    found += [f"{uid}: twin {have_twins[uid]} but source {want}" for uid, want in sorted(want_twins.items())
-              if uid in have_twins and have_twins[uid] != want]
+    found += [
+        f"{uid}: twin {have_twins[uid]} but source {want}"
+        for uid, want in sorted(want_twins.items())
+        if uid in have_twins and have_twins[uid] != want
+    ]
     found += [f"missing link {link}" for link in sorted(want_links - have_links)]
     found += [f"extra link {link}" for link in sorted(have_links - want_links)]
     return found
 
 
-def test_incremental_runs_follow_joined_tables_on_postgresql(core: Ontology, twin: TwinEnv,
-                                                             postgres_url: str) -> None:
+def test_incremental_runs_follow_joined_tables_on_postgresql(core: Ontology, twin: TwinEnv, postgres_url: str) -> None:
     url = postgres_url
     build(url)
     mapping = parse_mapping(MAPPING, core, "plant.yaml")
 
     def open_source(entity: EntityMapping) -> SqlSource:
-        return SqlSource(url, query=entity.source["query"], key=list(entity.key), watermark=entity.watermark,
-                         related_watermarks=entity.source["related_watermarks"], name=f"plant:{entity.name}")
+        return SqlSource(
+            url,
+            query=entity.source["query"],
+            key=list(entity.key),
+            watermark=entity.watermark,
+            related_watermarks=entity.source["related_watermarks"],
+            name=f"plant:{entity.name}",
+        )
 
     connector = Connector("plant", mapping, open_source)
     engine = twin.engine()
@@ -143,8 +185,11 @@ def test_incremental_runs_follow_joined_tables_on_postgresql(core: Ontology, twi
         # re-parented: M2 moves to S3 (the machines' watermark moves past the other machines' own change times)
         change(url, "UPDATE machines SET site_id = 3, updated_at = :t WHERE machine_id = 2", t=next(clock))
         moved = incremental()
-        assert (moved.entity("machines").created, moved.entity("machines").updated,
-                moved.entity("machines").deleted) == (1, 1, 1)  # the new link, the description, the old link
+        assert (
+            moved.entity("machines").created,
+            moved.entity("machines").updated,
+            moved.entity("machines").deleted,
+        ) == (1, 1, 1)  # the new link, the description, the old link
 
         # a joined row renamed: M1 shows its site's name; its own row is unchanged
         change(url, "UPDATE sites SET name = 'Gdańsk Shipyard', updated_at = :t WHERE site_id = 1", t=next(clock))
@@ -205,16 +250,24 @@ entities:
 
 
 def test_an_incremental_run_finds_a_deletion_a_new_quarantined_row_hides_from_the_counts(
-        core: Ontology, twin: TwinEnv, tmp_path: Path) -> None:
+    core: Ontology, twin: TwinEnv, tmp_path: Path
+) -> None:
     """1,000 machines; one is deleted and a new one that cannot be mapped is inserted, so the table still has
     1,000 rows: the run must not take equal counts for "nothing deleted"."""
     url = f"sqlite:///{tmp_path / 'plant.sqlite'}"
     with create_engine(url).begin() as conn:
-        conn.execute(text("CREATE TABLE machines (machine_id integer PRIMARY KEY, asset_tag text, name text, "
-                          "updated_at timestamp NOT NULL)"))
-        conn.execute(text("INSERT INTO machines VALUES (:i, :tag, :name, :t)"),
-                     [{"i": i, "tag": f"M{i}", "name": f"Machine {i}", "t": BASE.isoformat(sep=" ")} for i in range(1, 1001)])
-    mapping = parse_mapping("""\
+        conn.execute(
+            text(
+                "CREATE TABLE machines (machine_id integer PRIMARY KEY, asset_tag text, name text, "
+                "updated_at timestamp NOT NULL)"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO machines VALUES (:i, :tag, :name, :t)"),
+            [{"i": i, "tag": f"M{i}", "name": f"Machine {i}", "t": BASE.isoformat(sep=" ")} for i in range(1, 1001)],
+        )
+    mapping = parse_mapping(
+        """\
 system: plant
 entities:
   - name: machines
@@ -224,16 +277,22 @@ entities:
     watermark: updated_at
     source: {table: machines}
     properties: {name: name}
-""", core, "plant.yaml")
-    connector = Connector("plant", mapping, lambda e: SqlSource(url, table="machines", key="machine_id",
-                                                                watermark="updated_at"))
+""",
+        core,
+        "plant.yaml",
+    )
+    connector = Connector(
+        "plant", mapping, lambda e: SqlSource(url, table="machines", key="machine_id", watermark="updated_at")
+    )
     engine = twin.engine()
     try:
         assert engine.run(connector, "incremental").counts["created"] == 1000
         with create_engine(url).begin() as conn:
             conn.execute(text("DELETE FROM machines WHERE machine_id = 500"))
-            conn.execute(text("INSERT INTO machines VALUES (1001, NULL, 'No tag', :t)"),
-                         {"t": (BASE + dt.timedelta(hours=1)).isoformat(sep=" ")})  # no asset tag: no uid, quarantined
+            conn.execute(
+                text("INSERT INTO machines VALUES (1001, NULL, 'No tag', :t)"),
+                {"t": (BASE + dt.timedelta(hours=1)).isoformat(sep=" ")},
+            )  # no asset tag: no uid, quarantined
         run = engine.run(connector, "incremental")
         assert (run.counts["quarantined"], run.counts["deleted"]) == (1, 1)
         assert twin.store.get("plant:machine:M500") is None and twin.store.get("plant:machine:M499") is not None

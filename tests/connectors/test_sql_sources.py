@@ -72,7 +72,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 metadata = MetaData()
 machines = Table(
-    "machines", metadata,
+    "machines",
+    metadata,
     Column("plant", String(8), primary_key=True),
     Column("number", Integer, primary_key=True),
     Column("name", String(40), nullable=False),
@@ -87,11 +88,20 @@ def fill(url: str, count: int = 25) -> None:
     engine = create_engine(url)
     metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(insert(machines), [
-            {"plant": "A" if i % 2 else "B", "number": i, "name": f"Machine {i}", "power": f"{i}.50",
-             "bought": dt.date(2020, 1, 1) + dt.timedelta(days=i), "updated_at": BASE + dt.timedelta(minutes=i // 5)}
-            for i in range(count)
-        ])
+        conn.execute(
+            insert(machines),
+            [
+                {
+                    "plant": "A" if i % 2 else "B",
+                    "number": i,
+                    "name": f"Machine {i}",
+                    "power": f"{i}.50",
+                    "bought": dt.date(2020, 1, 1) + dt.timedelta(days=i),
+                    "updated_at": BASE + dt.timedelta(minutes=i // 5),
+                }
+                for i in range(count)
+            ],
+        )
     engine.dispose()
 
 
@@ -122,15 +132,24 @@ def test_table_pages_by_composite_key_with_plain_values(database_url: str) -> No
 
 def test_incremental_read_is_inclusive_at_the_watermark(database_url: str) -> None:
     fill(database_url)
-    source = SqlSource(database_url, table="machines", key=["plant", "number"], watermark="updated_at", page_size=4,
-                       overlap=dt.timedelta(0))
+    source = SqlSource(
+        database_url,
+        table="machines",
+        key=["plant", "number"],
+        watermark="updated_at",
+        page_size=4,
+        overlap=dt.timedelta(0),
+    )
     since = Watermark(dt.datetime(2025, 1, 1, 12, 3, tzinfo=dt.UTC))
     _, records = read_all(source, since)
     assert sorted(int(k.split("|")[1]) for k in records) == list(range(15, 25))  # minutes 3 and 4, boundary included
     engine = create_engine(database_url)
     with engine.begin() as conn:
-        conn.execute(update(machines).where(machines.c.number == 2).values(
-            name="Renamed", updated_at=BASE + dt.timedelta(hours=1)))
+        conn.execute(
+            update(machines)
+            .where(machines.c.number == 2)
+            .values(name="Renamed", updated_at=BASE + dt.timedelta(hours=1))
+        )
     engine.dispose()
     _, changed = read_all(source, Watermark(dt.datetime(2025, 1, 1, 12, 30, tzinfo=dt.UTC)))
     assert list(changed) == ["B|2"] and changed["B|2"].fields["name"] == "Renamed"
@@ -139,8 +158,13 @@ def test_incremental_read_is_inclusive_at_the_watermark(database_url: str) -> No
 
 def test_query_source_and_errors_name_the_table(database_url: str) -> None:
     fill(database_url, 6)
-    source = SqlSource(database_url, query="SELECT plant, number, name, updated_at FROM machines WHERE plant = 'A'",
-                       key="number", watermark="updated_at", page_size=2)
+    source = SqlSource(
+        database_url,
+        query="SELECT plant, number, name, updated_at FROM machines WHERE plant = 'A'",
+        key="number",
+        watermark="updated_at",
+        page_size=2,
+    )
     sizes, records = read_all(source)
     assert sizes == [2, 1] and set(records) == {"1", "3", "5"}
     _, later = read_all(source, Watermark(dt.datetime(2025, 1, 1, 12, 1, tzinfo=dt.UTC)))
@@ -168,9 +192,11 @@ entities:
 
 def test_sync_from_each_backend(core: Ontology, twin: TwinEnv, database_url: str) -> None:
     fill(database_url, 12)
-    connector = Connector("plant", parse_mapping(MAPPING, core, "plant.yaml"),
-                          lambda e: SqlSource(database_url, table="machines", key=list(e.key),
-                                              watermark=e.watermark, page_size=5))
+    connector = Connector(
+        "plant",
+        parse_mapping(MAPPING, core, "plant.yaml"),
+        lambda e: SqlSource(database_url, table="machines", key=list(e.key), watermark=e.watermark, page_size=5),
+    )
     engine = twin.engine()
     report = engine.run(connector, "full")
     assert report.counts["created"] == 12
@@ -180,8 +206,9 @@ def test_sync_from_each_backend(core: Ontology, twin: TwinEnv, database_url: str
     assert (prov.record_key, prov.source_field, prov.value) == ("B|4", "power", 4.5)
     db = create_engine(database_url)
     with db.begin() as conn:
-        conn.execute(update(machines).where(machines.c.number == 4).values(
-            power="9.25", updated_at=BASE + dt.timedelta(days=1)))
+        conn.execute(
+            update(machines).where(machines.c.number == 4).values(power="9.25", updated_at=BASE + dt.timedelta(days=1))
+        )
         conn.execute(machines.delete().where(machines.c.number == 7))
     db.dispose()
     incremental = engine.run(connector, "incremental")

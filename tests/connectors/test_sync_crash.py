@@ -48,14 +48,23 @@ def data_dir(root: Path, sample: Path, pages: str = SMALL_PAGES) -> Path:
 def without_history(state: Path, twins: dict, links: set) -> tuple[list[str], list[tuple[str, str, str]]]:
     """The twins and links of the graph whose latest history row is missing or a deletion."""
     with sqlite3.connect(state) as con:
-        twin_ops = dict(con.execute(
-            "SELECT uid, op FROM twin_history WHERE id IN "
-            "(SELECT max(id) FROM twin_history WHERE kind = 'twin' GROUP BY uid)").fetchall())
-        link_ops = {(t, s, d): op for s, t, d, op in con.execute(
-            "SELECT uid, link_type, target, op FROM twin_history WHERE id IN "
-            "(SELECT max(id) FROM twin_history WHERE kind = 'link' GROUP BY uid, link_type, target)").fetchall()}
-    return ([uid for uid in twins if twin_ops.get(uid) in (None, "delete")],
-            [(t, s, d) for t, s, d, _ in links if link_ops.get((t, s, d)) in (None, "delete")])
+        twin_ops = dict(
+            con.execute(
+                "SELECT uid, op FROM twin_history WHERE id IN "
+                "(SELECT max(id) FROM twin_history WHERE kind = 'twin' GROUP BY uid)"
+            ).fetchall()
+        )
+        link_ops = {
+            (t, s, d): op
+            for s, t, d, op in con.execute(
+                "SELECT uid, link_type, target, op FROM twin_history WHERE id IN "
+                "(SELECT max(id) FROM twin_history WHERE kind = 'link' GROUP BY uid, link_type, target)"
+            ).fetchall()
+        }
+    return (
+        [uid for uid in twins if twin_ops.get(uid) in (None, "delete")],
+        [(t, s, d) for t, s, d, _ in links if link_ops.get((t, s, d)) in (None, "delete")],
+    )
 
 
 def ledger_rows(state: Path) -> int:
@@ -74,7 +83,8 @@ def lineage_facts(url: str) -> list[tuple]:
     with store.engine.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT twin_uid, property, value_digest, source_system, source_object, record_key, source_field, "
-            "mapping_rule, transform FROM lineage_record").fetchall()
+            "mapping_rule, transform FROM lineage_record"
+        ).fetchall()
     return sorted(tuple(r) for r in rows)
 
 
@@ -84,8 +94,13 @@ def test_killed_sync_resumes_to_the_same_graph_and_lineage(core: Ontology, tmp_p
     crashed = data_dir(tmp_path / "crashed", sample)
     state = crashed / "state.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "tests.connectors.crash_sync_run", str(crashed), "0.05"],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.connectors.crash_sync_run", str(crashed), "0.05"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     try:
         while ledger_rows(state) < 1_500:  # several pages acknowledged (ledger committed)
@@ -134,8 +149,13 @@ MEDIUM_PAGES = SMALL_PAGES.replace("page_size: 100", "page_size: 1000")
 def _killed(crashed: Path, env: dict[str, str], rng: random.Random, at_commit: int | None) -> str:
     """One run of the sync, killed with SIGKILL: by itself at a history commit, or by the test after a random time."""
     args = [sys.executable, "-m", "tests.connectors.crash_sync_run", str(crashed), "0"]
-    process = subprocess.Popen(args + ([str(at_commit)] if at_commit else []), cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        args + ([str(at_commit)] if at_commit else []),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         if at_commit:
             process.wait(timeout=300)
@@ -156,16 +176,19 @@ def _killed(crashed: Path, env: dict[str, str], rng: random.Random, at_commit: i
 def _change_values(sample: Path, step: int) -> None:
     """Change a third of the salaries and order totals in the sample sources (no record comes or goes: a record
     deleted at the source between a crash and the rerun would leave its unledgered twin behind, a separate matter)."""
-    for system, statement in (("hr", "UPDATE employees SET salary = salary + ? WHERE rowid % 3 = ?"),
-                              ("erp", "UPDATE sales_orders SET total_amount = total_amount + ? WHERE rowid % 3 = ?")):
+    for system, statement in (
+        ("hr", "UPDATE employees SET salary = salary + ? WHERE rowid % 3 = ?"),
+        ("erp", "UPDATE sales_orders SET total_amount = total_amount + ? WHERE rowid % 3 = ?"),
+    ):
         with sqlite3.connect(sample / f"{system}.sqlite") as con:
             con.execute(statement, (step, step % 3))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
-def test_twenty_kills_at_random_points_leave_every_twin_and_link_with_its_history(core: Ontology,
-                                                                                  tmp_path: Path) -> None:
+def test_twenty_kills_at_random_points_leave_every_twin_and_link_with_its_history(
+    core: Ontology, tmp_path: Path
+) -> None:
     sample = tmp_path / "generated"
     generate_sample(sample, "medium", seed=5)
     crashed = data_dir(tmp_path / "crashed", sample, MEDIUM_PAGES)

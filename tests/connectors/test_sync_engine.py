@@ -59,7 +59,7 @@ def test_full_sync_builds_the_sample_enterprise_with_lineage(core: Ontology, twi
     reg = registry(core, twin)
     reports = sync_all(engine, reg)
     manifest = SampleManifest.read(sample)
-    hr, crm = sample / "hr.sqlite", sample / "crm.sqlite"
+    hr, _crm = sample / "hr.sqlite", sample / "crm.sqlite"
     stats = twin.store.stats()
     assert stats.by_class["Employee"] == manifest.row_counts["hr.employees"]
     (with_manager,) = rows(hr, "SELECT COUNT(*) FROM employees WHERE manager_id IS NOT NULL")[0]
@@ -74,8 +74,10 @@ def test_full_sync_builds_the_sample_enterprise_with_lineage(core: Ontology, twi
     assert SyncState(twin.state_url).pending() == []
 
     emp_id, first, last, salary, email, manager = rows(
-        hr, "SELECT employee_id, first_name, last_name, salary, work_email, manager_id FROM employees "
-            "WHERE manager_id IS NOT NULL LIMIT 1")[0]
+        hr,
+        "SELECT employee_id, first_name, last_name, salary, work_email, manager_id FROM employees "
+        "WHERE manager_id IS NOT NULL LIMIT 1",
+    )[0]
     record = twin.store.require(f"hr:employee:{emp_id}")
     assert record.cls == "Employee"
     assert record.properties["name"] == f"{first} {last}"
@@ -87,7 +89,11 @@ def test_full_sync_builds_the_sample_enterprise_with_lineage(core: Ontology, twi
     lineage = LineageStore(twin.state_url)
     (prov,) = lineage.where_from(record.uid, "salary")
     assert (prov.source_system, prov.source_object, prov.record_key, prov.source_field) == (
-        "hr", "employees", emp_id, "salary")
+        "hr",
+        "employees",
+        emp_id,
+        "salary",
+    )
     assert (prov.mapping_rule, prov.transform, prov.value) == ("sample_hr.yaml#employees.salary", "cast:double", salary)
     assert prov.run_id == reports["sample-hr"].run_id and prov.matches(salary)
     props = {p.property for p in lineage.where_from(record.uid)}
@@ -96,7 +102,8 @@ def test_full_sync_builds_the_sample_enterprise_with_lineage(core: Ontology, twi
     assert run.status is RunStatus.COMPLETED and run.counts["created"] == reports["sample-hr"].counts["created"]
     (state_run,) = SyncState(twin.state_url).runs("sample-hr")
     assert state_run.counts["read"] == manifest.total_rows - sum(
-        n for t, n in manifest.row_counts.items() if not t.startswith("hr."))
+        n for t, n in manifest.row_counts.items() if not t.startswith("hr.")
+    )
     assert state_run.timings["graph"] > 0 and state_run.timings["lineage"] > 0
 
 
@@ -105,11 +112,15 @@ def test_second_run_is_idempotent_and_records_no_new_lineage(core: Ontology, twi
     reg = registry(core, twin)
     sync_all(engine, reg)
     before = snapshot(twin.store)
-    lineage_before = len(LineageStore(twin.state_url).records_of_run(
-        SyncState(twin.state_url).runs("sample-hr")[0].run_id))
+    lineage_before = len(
+        LineageStore(twin.state_url).records_of_run(SyncState(twin.state_url).runs("sample-hr")[0].run_id)
+    )
     state = SyncState(twin.state_url)
-    entries = [e for entity in reg.mapping("sample-hr").entities for e in state.ledger(
-        "sample-hr", entity.name, sorted(state.ledger_keys("sample-hr", entity.name))).values()]
+    entries = [
+        e
+        for entity in reg.mapping("sample-hr").entities
+        for e in state.ledger("sample-hr", entity.name, sorted(state.ledger_keys("sample-hr", entity.name))).values()
+    ]
     hr_twins = {e.uid for e in entries if not e.uid.startswith("link:")}
     hr_links = {tuple(link[:3]) for e in entries for link in e.payload.get("l", [])}
     for mode in ("full", "incremental"):
@@ -137,7 +148,7 @@ def test_incremental_then_full_matches_a_fresh_sync_of_the_changed_sources(
     read = sum(r.counts["read"] for r in incremental.values())  # type: ignore[attr-defined]
     assert 0 < read < SampleManifest.read(sample).total_rows / 2
     assert sum(r.counts["updated"] + r.counts["created"] for r in incremental.values()) > 0  # type: ignore[attr-defined]
-    full = sync_all(engine, reg, "full")
+    sync_all(engine, reg, "full")
     deleted = sum(t.deleted for t in summary.tables.values())
     # the incremental run already removed what the deleted rows fed
     assert sum(r.counts["deleted"] for r in incremental.values()) >= min(deleted, 1)  # type: ignore[attr-defined]
@@ -154,13 +165,15 @@ def test_incremental_then_full_matches_a_fresh_sync_of_the_changed_sources(
         # the incremental run alone already gave the same twin (joined rows' changes, deletions included), but for
         # the Customer twins ERP `customers` and CRM `customer_accounts` both write: there the last writer wins
         shared = "customer:"
-        assert {u: t for u, t in after_incremental[0].items() if not u.startswith(shared)} == \
-            {u: t for u, t in fresh[0].items() if not u.startswith(shared)}
+        assert {u: t for u, t in after_incremental[0].items() if not u.startswith(shared)} == {
+            u: t for u, t in fresh[0].items() if not u.startswith(shared)
+        }
         # links: all of them; their properties too, except `orders` quantities, where two lines of one order for
         # one product write the same link (the last writer wins, and an incremental run writes fewer)
         assert {link[:3] for link in after_incremental[1]} == {link[:3] for link in fresh[1]}
-        assert {link for link in after_incremental[1] if link[0] != "orders"} == \
-            {link for link in fresh[1] if link[0] != "orders"}
+        assert {link for link in after_incremental[1] if link[0] != "orders"} == {
+            link for link in fresh[1] if link[0] != "orders"
+        }
     finally:
         fresh_store.close()
 
@@ -178,8 +191,9 @@ def test_dry_run_reports_the_diff_and_writes_nothing(core: Ontology, twin: TwinE
     assert {e.entity: e.created for e in dry.entities} == {e.entity: e.created for e in real.entities}
     before = snapshot(twin.store)
     with sqlite3.connect(sample / "hr.sqlite") as con:
-        con.execute("UPDATE employees SET salary = salary + 1, updated_at = '2030-01-01 00:00:00' "
-                    "WHERE employee_id = 'E000002'")
+        con.execute(
+            "UPDATE employees SET salary = salary + 1, updated_at = '2030-01-01 00:00:00' WHERE employee_id = 'E000002'"
+        )
         con.execute("DELETE FROM employee_skills WHERE employee_skill_id = 1")
     dry = engine.run(reg.connector("sample-hr"), "full", dry_run=True)
     assert dry.entity("employees").updated == 1 and dry.entity("employee_skills").deleted == 1
@@ -216,40 +230,60 @@ def plant(tmp_path: Path, machines: list[tuple], sites: list[tuple] = ()) -> str
     url = f"sqlite:///{tmp_path / 'plant.sqlite'}"
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE machines (id INTEGER PRIMARY KEY, code TEXT, name TEXT, power TEXT, "
-                          "state TEXT, site TEXT, updated_at TEXT)"))
+        conn.execute(
+            text(
+                "CREATE TABLE machines (id INTEGER PRIMARY KEY, code TEXT, name TEXT, power TEXT, "
+                "state TEXT, site TEXT, updated_at TEXT)"
+            )
+        )
         conn.execute(text("CREATE TABLE sites (id INTEGER PRIMARY KEY, code TEXT, name TEXT, updated_at TEXT)"))
         for row in machines:
-            conn.execute(text("INSERT INTO machines (code, name, power, state, site, updated_at) "
-                              "VALUES (:c, :n, :p, :s, :site, '2025-01-01 00:00:00')"),
-                         dict(zip(("c", "n", "p", "s", "site"), row)))
+            conn.execute(
+                text(
+                    "INSERT INTO machines (code, name, power, state, site, updated_at) "
+                    "VALUES (:c, :n, :p, :s, :site, '2025-01-01 00:00:00')"
+                ),
+                dict(zip(("c", "n", "p", "s", "site"), row, strict=True)),
+            )
         for code, name in sites:
-            conn.execute(text("INSERT INTO sites (code, name, updated_at) VALUES (:c, :n, '2025-01-01 00:00:00')"),
-                         {"c": code, "n": name})
+            conn.execute(
+                text("INSERT INTO sites (code, name, updated_at) VALUES (:c, :n, '2025-01-01 00:00:00')"),
+                {"c": code, "n": name},
+            )
     engine.dispose()
     return url
 
 
 def plant_connector(core: Ontology, url: str, name: str = "plant") -> Connector:
     mapping = parse_mapping(MAPPING, core, "plant.yaml")
-    return Connector(name, mapping, lambda e: SqlSource(url, table=e.name, key="id", watermark=e.watermark,
-                                                      name=e.name, page_size=3))
+    return Connector(
+        name, mapping, lambda e: SqlSource(url, table=e.name, key="id", watermark=e.watermark, name=e.name, page_size=3)
+    )
 
 
 def test_bad_rows_are_quarantined_and_the_rest_proceeds(core: Ontology, twin: TwinEnv, tmp_path: Path) -> None:
-    url = plant(tmp_path, [
-        ("M1", "Press", "12.5", "operational", None),
-        ("M2", "Lathe", "lots", "operational", None),  # wrong type
-        (None, "Ghost", "1", "operational", None),  # missing key
-        ("M3", "Mill", "3", "broken", None),  # not in the status enum: the graph refuses it
-        ("M4", "Saw", "4", "down", None),
-        ("M1", "Press copy", "1", "down", None),  # duplicate key
-        ("M5", None, "5", "down", None),  # required name missing: the graph refuses it
-    ])
+    url = plant(
+        tmp_path,
+        [
+            ("M1", "Press", "12.5", "operational", None),
+            ("M2", "Lathe", "lots", "operational", None),  # wrong type
+            (None, "Ghost", "1", "operational", None),  # missing key
+            ("M3", "Mill", "3", "broken", None),  # not in the status enum: the graph refuses it
+            ("M4", "Saw", "4", "down", None),
+            ("M1", "Press copy", "1", "down", None),  # duplicate key
+            ("M5", None, "5", "down", None),  # required name missing: the graph refuses it
+        ],
+    )
     mapping = parse_mapping(MAPPING, core, "p.yaml")
-    connector = Connector("plant", mapping, lambda e: SqlSource(url, table=e.name, key="code", watermark=e.watermark,
-                                                                name=e.name, page_size=3)
-                          if e.name == "machines" else SqlSource(url, table=e.name, key="id", name=e.name))
+    connector = Connector(
+        "plant",
+        mapping,
+        lambda e: (
+            SqlSource(url, table=e.name, key="code", watermark=e.watermark, name=e.name, page_size=3)
+            if e.name == "machines"
+            else SqlSource(url, table=e.name, key="id", name=e.name)
+        ),
+    )
     report = twin.engine().run(connector, "full")
     assert report.entity("machines").created == 2
     assert sorted(twin.store.stats().by_class.items()) == [("Machine", 2)]
@@ -289,13 +323,17 @@ def test_links_to_missing_twins_wait_and_are_written_when_the_target_arrives(
         conn.execute(text("INSERT INTO sites (code, name, updated_at) VALUES ('S1', 'Plant 1', '2025-01-02')"))
     second = engine.run(connector, "incremental")
     assert second.counts["pending_links"] == 0 and SyncState(twin.state_url).pending() == []
-    assert [n.uid for n in twin.store.neighbours("plant:machine:M1", ["locatedAt"], "out").nodes
-            if n.uid != "plant:machine:M1"] == ["plant:site:S1"]
+    assert [
+        n.uid
+        for n in twin.store.neighbours("plant:machine:M1", ["locatedAt"], "out").nodes
+        if n.uid != "plant:machine:M1"
+    ] == ["plant:site:S1"]
     assert LineageStore(twin.state_url).where_from("plant:machine:M1", "link:locatedAt")[0].record_key == "1"
 
 
-def test_a_twin_fed_by_two_connectors_survives_the_deletion_in_one(core: Ontology, twin: TwinEnv,
-                                                                   tmp_path: Path) -> None:
+def test_a_twin_fed_by_two_connectors_survives_the_deletion_in_one(
+    core: Ontology, twin: TwinEnv, tmp_path: Path
+) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     url_a = plant(tmp_path / "a", [("M1", "Press", "1", "down", None)])
@@ -324,8 +362,11 @@ def test_refused_runs_leave_the_graph_unchanged(core: Ontology, twin: TwinEnv, t
     before = snapshot(twin.store)
     with pytest.raises(MappingError, match=r"plant\.yaml:10: powerKW: Machine has no property 'powerKW'"):
         parse_mapping(MAPPING.replace("powerKw:", "powerKW:"), core, "plant.yaml")
-    broken = Connector("plant", parse_mapping(MAPPING, core, "plant.yaml"),
-                       lambda e: SqlSource(url, table="no_such_table", key="id", name=e.name))
+    broken = Connector(
+        "plant",
+        parse_mapping(MAPPING, core, "plant.yaml"),
+        lambda e: SqlSource(url, table="no_such_table", key="id", name=e.name),
+    )
     with pytest.raises(SourceError, match="no_such_table"):
         engine.run(broken, "full")
     assert snapshot(twin.store) == before
@@ -343,8 +384,10 @@ def test_sync_state_on_postgresql_gives_the_same_twin_as_on_sqlite(
     first = sync_all(on_postgres, reg)
     hr_run = first["sample-hr"].run_id  # type: ignore[attr-defined]
     assert len(LineageStore(postgres_url).records_of_run(hr_run)) > 0
-    assert len(SyncState(postgres_url).ledger_keys("sample-hr", "employees")) == \
-        SampleManifest.read(sample).row_counts["hr.employees"]
+    assert (
+        len(SyncState(postgres_url).ledger_keys("sample-hr", "employees"))
+        == SampleManifest.read(sample).row_counts["hr.employees"]
+    )
     mutate_sample(sample, fraction=0.1, seed=3)
     sync_all(on_postgres, reg, "incremental")
     sync_all(on_postgres, reg, "full")
@@ -359,8 +402,10 @@ def test_sync_state_on_postgresql_gives_the_same_twin_as_on_sqlite(
     shutil.copytree(sample, fresh_dir / "sample")
     fresh_store = open_twin(fresh_dir, core)
     try:
-        sync_all(SyncEngine(fresh_store, f"sqlite:///{fresh_dir / 'state.db'}"),
-                 ConnectorRegistry.load(core, data_dir=fresh_dir))
+        sync_all(
+            SyncEngine(fresh_store, f"sqlite:///{fresh_dir / 'state.db'}"),
+            ConnectorRegistry.load(core, data_dir=fresh_dir),
+        )
         assert snapshot(twin.store) == snapshot(fresh_store)
     finally:
         fresh_store.close()
@@ -390,8 +435,12 @@ def test_a_link_another_record_still_produces_survives_the_deletion_of_its_first
     assert located() == [["plant:site:S1"]]
 
     with create_engine(url).begin() as conn:  # a second row for the same machine, then the first moves away
-        conn.execute(text("INSERT INTO machines (id, code, name, power, state, site, updated_at) "
-                          "VALUES (8, 'M1', 'Press', '1', 'down', 'S1', '2030-01-01 00:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO machines (id, code, name, power, state, site, updated_at) "
+                "VALUES (8, 'M1', 'Press', '1', 'down', 'S1', '2030-01-01 00:00:00')"
+            )
+        )
     engine.run(connector, "full")
     with create_engine(url).begin() as conn:
         conn.execute(text("UPDATE machines SET site = NULL, updated_at = '2030-01-02 00:00:00' WHERE id = 7"))

@@ -63,8 +63,9 @@ def test_a_header_only_50mb_file_deletes_nothing(core: Ontology, twin: TwinEnv, 
     assert report.counts["deleted"] == 10 and twin_count(twin) == 0
 
 
-def test_a_run_deleting_more_than_its_share_stops_before_deleting(core: Ontology, twin: TwinEnv,
-                                                                   tmp_path: Path) -> None:
+def test_a_run_deleting_more_than_its_share_stops_before_deleting(
+    core: Ontology, twin: TwinEnv, tmp_path: Path
+) -> None:
     path = products(tmp_path / "products.csv", range(100))
     connector = catalogue(core, path)
     twin.engine().run(connector, "full")
@@ -82,8 +83,9 @@ def test_a_run_deleting_more_than_its_share_stops_before_deleting(core: Ontology
     assert twin_count(twin) == 50
 
 
-def test_a_50mb_cell_is_quarantined_with_the_reason_and_the_rest_synced(core: Ontology, twin: TwinEnv,
-                                                                          tmp_path: Path) -> None:
+def test_a_50mb_cell_is_quarantined_with_the_reason_and_the_rest_synced(
+    core: Ontology, twin: TwinEnv, tmp_path: Path
+) -> None:
     path = tmp_path / "products.csv"
     with path.open("w") as out:
         out.write(HEADER + "P-1,Bracket\nP-2,")
@@ -111,7 +113,8 @@ def test_oversized_rows_and_files_are_refused_by_name(core: Ontology, twin: Twin
 
 
 def test_twin_connect_run_stops_a_mass_deletion_and_allow_deletions_lets_it_through(
-        core: Ontology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    core: Ontology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from api.cli.app import app
@@ -123,7 +126,8 @@ def test_twin_connect_run_stops_a_mass_deletion_and_allow_deletions_lets_it_thro
     (data / "catalogue.yaml").write_text(MAPPING + "    source: {path: products.csv}\n")
     path = products(data / "products.csv", range(40))
     (data / "connectors.yaml").write_text(
-        f"connectors:\n  catalogue:\n    mapping: catalogue.yaml\n    source: {{kind: file, directory: \"{data}\"}}\n")
+        f'connectors:\n  catalogue:\n    mapping: catalogue.yaml\n    source: {{kind: file, directory: "{data}"}}\n'
+    )
     monkeypatch.setenv("TWIN_DATA_DIR", str(data))
     monkeypatch.setenv("TWIN_GRAPH_FSYNC", "no")
     get_settings.cache_clear()

@@ -24,11 +24,19 @@ from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
 
 
 def test_connector_errors_share_one_base_and_keep_their_own() -> None:
-    for error, also in [(SyncError, RuntimeError), (MassDeletion, SyncError), (SourceError, Exception),
-                        (SourceObjectMissing, SourceError), (UnknownSourceField, SourceError),
-                        (MappingError, ValueError), (RegistryError, ValueError), (IdentityError, ValueError),
-                        (ScheduleError, ValueError), (TransformError, ValueError),
-                        (SampleEnterpriseError, ValueError)]:
+    for error, also in [
+        (SyncError, RuntimeError),
+        (MassDeletion, SyncError),
+        (SourceError, Exception),
+        (SourceObjectMissing, SourceError),
+        (UnknownSourceField, SourceError),
+        (MappingError, ValueError),
+        (RegistryError, ValueError),
+        (IdentityError, ValueError),
+        (ScheduleError, ValueError),
+        (TransformError, ValueError),
+        (SampleEnterpriseError, ValueError),
+    ]:
         assert issubclass(error, ConnectorError), error
         assert issubclass(error, also), (error, also)
     assert str(SourceError("no such table", model="orders", method="read")) == "orders.read: no such table"
@@ -78,8 +86,12 @@ def _statements_while(url: str, build: object) -> list[str]:
 def _wired_once(env: TwinEnv, url: str) -> None:
     first = SyncEngine(env.store, url)
     stores = first.stores
-    assert len({id(s.engine) for s in (stores.state, stores.quarantine, stores.identity, stores.telemetry,
-                                       stores.lineage)}) == 1, "the stores at one URL share one engine"
+    assert (
+        len(
+            {id(s.engine) for s in (stores.state, stores.quarantine, stores.identity, stores.telemetry, stores.lineage)}
+        )
+        == 1
+    ), "the stores at one URL share one engine"
     # a second engine at the same URL (the runtime builds one per run) inspects and creates nothing again
     assert _statements_while(url, lambda: SyncEngine(env.store, url)) == []
     assert SyncEngine(env.store, url, stores=stores).state is stores.state
@@ -109,7 +121,9 @@ entities:
 
 
 def test_listing_every_key_and_comparing_key_ranges_find_the_same_deletions(
-    core: Ontology, twin: TwinEnv, tmp_path: Path  # noqa: F811
+    core: Ontology,
+    twin: TwinEnv,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     """An incremental deletion check lists every key of a small source and compares key ranges of a large one;
     both find exactly the records deleted (and not those inserted since)."""
@@ -119,24 +133,26 @@ def test_listing_every_key_and_comparing_key_ranges_find_the_same_deletions(
     database = tmp_path / "stock.sqlite"
     with sqlite3.connect(database) as con:
         con.execute("CREATE TABLE parts (id INTEGER PRIMARY KEY, code TEXT, updated_at TEXT)")
-        con.executemany("INSERT INTO parts VALUES (?, ?, '2025-01-01 00:00:00')",
-                        [(i, f"P{i}") for i in range(1, 2001)])
+        con.executemany(
+            "INSERT INTO parts VALUES (?, ?, '2025-01-01 00:00:00')", [(i, f"P{i}") for i in range(1, 2001)]
+        )
     url = f"sqlite:///{database}"
     mapping = parse_mapping(PARTS, core, "stock.yaml")
     entity = mapping.entities[0]
-    connector = Connector("stock", mapping, lambda e: SqlSource(url, table="parts", key="id",
-                                                                 watermark="updated_at"))
+    connector = Connector("stock", mapping, lambda e: SqlSource(url, table="parts", key="id", watermark="updated_at"))
     engine = SyncEngine(twin.store, twin.state_url)
     engine.run(connector, "full")
     with sqlite3.connect(database) as con:  # 25 deleted across the key space, 5 inserted after the last key
         con.executemany("DELETE FROM parts WHERE id = ?", [(i,) for i in range(7, 2000, 80)])
-        con.executemany("INSERT INTO parts VALUES (?, ?, '2025-01-02 00:00:00')",
-                        [(i, f"P{i}") for i in range(2001, 2006)])
+        con.executemany(
+            "INSERT INTO parts VALUES (?, ?, '2025-01-02 00:00:00')", [(i, f"P{i}") for i in range(2001, 2006)]
+        )
     deleted = sorted(str(i) for i in range(7, 2000, 80))
 
     def missing(list_up_to: int) -> list[str]:
-        ctx = RunContext(connector, "incremental", True, "check", SyncReport("check", "stock", "incremental", True),
-                         None, False, {})
+        ctx = RunContext(
+            connector, "incremental", True, "check", SyncReport("check", "stock", "incremental", True), None, False, {}
+        )
         ctx.ledger_counts = engine.state.ledger_entity_counts("stock")
         engine.deletions.list_keys_up_to = list_up_to
         return engine.deletions.missing_keys(ctx, entity, connector.open_source(entity), set())

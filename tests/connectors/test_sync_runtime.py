@@ -36,8 +36,13 @@ def test_schedules_parse_every_form_and_refuse_bad_ones_by_connector() -> None:
     assert parse_schedule(None, "sql", "c") == Schedule("every", 30.0)
     assert parse_schedule(None, "mqtt", "c").kind == "continuous"
     assert parse_schedule(False, "sql", "c").next_run(t) is None  # YAML reads `off` as false
-    for bad, problem in (("0.2s", "shorter than 1 s"), ("soon", "not an interval"), ({"cron": "61 * * * *"}, "cron"),
-                         ({"every": 5, "cron": "* * * * *"}, "one key"), (True, "must be an interval")):
+    for bad, problem in (
+        ("0.2s", "shorter than 1 s"),
+        ("soon", "not an interval"),
+        ({"cron": "61 * * * *"}, "cron"),
+        ({"every": 5, "cron": "* * * * *"}, "one key"),
+        (True, "must be an interval"),
+    ):
         with pytest.raises(ScheduleError, match=problem) as refused:
             parse_schedule(bad, "sql", "connectors.yaml: connector 'plant'")
         assert "connector 'plant'" in str(refused.value)
@@ -49,15 +54,17 @@ def test_a_bad_schedule_in_connectors_yaml_names_file_and_connector(tmp_path: Pa
     (tmp_path / "plant.yaml").write_text(MAPPING)
     (tmp_path / "connectors.yaml").write_text(
         "connectors:\n  plant:\n    mapping: plant.yaml\n    schedule: every now and then\n"
-        "    source: {kind: sql, url: 'sqlite:///x.db'}\n")
+        "    source: {kind: sql, url: 'sqlite:///x.db'}\n"
+    )
     with pytest.raises(RegistryError, match=r"connectors.yaml: connector 'plant': schedule 'every now and then'"):
         ConnectorRegistry.load(load_core(), data_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------------------------------- leases
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_a_lease_has_one_holder_until_it_expires_or_is_released(backend: str, tmp_path: Path,
-                                                                 request: pytest.FixtureRequest) -> None:
+def test_a_lease_has_one_holder_until_it_expires_or_is_released(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     url = f"sqlite:///{tmp_path / 'leases.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     leases = LeaseStore(url)
     assert leases.acquire("hr", "a", 10, now=100.0)
@@ -66,7 +73,8 @@ def test_a_lease_has_one_holder_until_it_expires_or_is_released(backend: str, tm
     assert not leases.acquire("hr", "b", 10, now=115.0)
     assert leases.acquire("hr", "b", 10, now=118.5)  # expired: b takes it over
     assert not leases.release("hr", "a") and [(lease.holder, lease.acquired_at) for lease in leases.leases()] == [
-        ("b", 118.5)]
+        ("b", 118.5)
+    ]
     assert leases.release("hr", "b") and leases.acquire("hr", "a", 10, now=119.0)
 
 
@@ -82,7 +90,8 @@ def plant_twin(tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
         "connectors:\n"
         f"  plant:\n    mapping: plant.yaml\n    schedule: 1s\n    source: {{kind: sql, url: '{url}'}}\n"
         f"  broken:\n    mapping: plant.yaml\n    schedule: 1s\n"
-        f"    source: {{kind: sql, url: 'sqlite:///{tmp_path / 'missing' / 'nothing.db'}'}}\n")
+        f"    source: {{kind: sql, url: 'sqlite:///{tmp_path / 'missing' / 'nothing.db'}'}}\n"
+    )
     runtime = Runtime(settings=Settings(data_dir=data, runtime_lease_seconds=3))
     try:
         yield runtime, url
@@ -97,7 +106,8 @@ def _machine_name(runtime: Runtime) -> str | None:
 
 
 def test_a_source_change_reaches_the_twin_by_itself_and_a_failing_connector_backs_off_alone(
-        plant_twin: tuple[Runtime, str]) -> None:
+    plant_twin: tuple[Runtime, str],
+) -> None:
     runtime, url = plant_twin
     live = runtime.sync_runtime(["plant", "broken"])
     live.start()
@@ -124,16 +134,23 @@ def test_a_source_change_reaches_the_twin_by_itself_and_a_failing_connector_back
 
 
 def test_two_runtimes_share_connectors_and_a_killed_one_is_taken_over_within_a_lease(
-        plant_twin: tuple[Runtime, str]) -> None:
+    plant_twin: tuple[Runtime, str],
+) -> None:
     runtime, _ = plant_twin
     env = {**os.environ, "TWIN_DATA_DIR": str(runtime.settings.data_dir), "TWIN_RUNTIME_LEASE_SECONDS": "3"}
-    first = subprocess.Popen([sys.executable, "-m", "api.cli", "run", "--only", "plant", "--quiet"], cwd=ROOT,
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "run", "--only", "plant", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     leases = LeaseStore(runtime.settings.resolved_database_url)
     second: SyncRuntime | None = None
     try:
-        assert wait_for(lambda: [lease.connector for lease in leases.leases()] == ["plant"], 60), \
+        assert wait_for(lambda: [lease.connector for lease in leases.leases()] == ["plant"], 60), (
             first.stderr.read().decode() if first.poll() is not None else "no lease taken"
+        )
         holder = leases.leases()[0].holder
         second = runtime.sync_runtime(["plant"])
         second.start()

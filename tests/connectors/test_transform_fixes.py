@@ -11,8 +11,10 @@ from ontology.model import Ontology
 from tests.connectors.twin_fixtures import core  # noqa: F401
 
 
-@pytest.mark.parametrize(("index", "expected"), [(0, "ACME"), (2, "42"), (-1, "42"), (-2, "EU"), (-3, "ACME"),
-                                                 (-4, None), (3, None), (5, None)])
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [(0, "ACME"), (2, "42"), (-1, "42"), (-2, "EU"), (-3, "ACME"), (-4, None), (3, None), (5, None)],
+)
 def test_part_counts_negative_indexes_from_the_end_and_is_none_out_of_range(index: int, expected: str | None) -> None:
     assert Expression.compile(f"part(code, '-', {index})").evaluate({"code": "ACME-EU-42"}) == expected
 
@@ -45,8 +47,9 @@ def test_a_top_level_expression_reads_a_record_field_named_value(core: Ontology)
 
 
 def test_in_a_pipeline_step_value_is_still_the_pipeline_value(core: Ontology) -> None:
-    rule = next(r for r in parse_mapping(MAPPING, core, "plant.yaml").entity("machines").properties
-                if r.name == "description")
+    rule = next(
+        r for r in parse_mapping(MAPPING, core, "plant.yaml").entity("machines").properties if r.name == "description"
+    )
     assert rule.compute({"code": "M1", "name": "Press", "value": 7500}) == "Press #M1"
     assert Expression.compile("value * 2").evaluate({"value": 21}) == 42
     assert Expression.compile("value * 2").evaluate({"value": 21}, 5) == 10

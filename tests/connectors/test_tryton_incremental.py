@@ -68,19 +68,36 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonClient]:
 def build_enterprise(c: TrytonClient) -> dict[str, Any]:
     """A company with a chief and three employees reporting to her, created as a Tryton client would."""
     currencies = c.search("currency.currency", [("code", "=", "EUR")])
-    currency = currencies[0] if currencies else c.create("currency.currency", [{
-        "name": "Euro", "code": "EUR", "symbol": "€", "digits": 2, "rounding": Decimal("0.01")}])[0]
+    currency = (
+        currencies[0]
+        if currencies
+        else c.create(
+            "currency.currency",
+            [{"name": "Euro", "code": "EUR", "symbol": "€", "digits": 2, "rounding": Decimal("0.01")}],
+        )[0]
+    )
     (company_party,) = c.create("party.party", [{"name": "Łódź Rail Works"}])
     (company,) = c.create("company.company", [{"party": company_party, "currency": currency}])
-    c.write("res.user", [c.search("res.user", [("login", "=", "admin")])[0]],
-            {"companies": [("add", [company])], "company": company})
+    c.write(
+        "res.user",
+        [c.search("res.user", [("login", "=", "admin")])[0]],
+        {"companies": [("add", [company])], "company": company},
+    )
     c.refresh_context()
     people = c.create("party.party", [{"name": n} for n in ("Erin Chief", "Finn Fitter", "Gina Welder", "Hal Temp")])
     (chief,) = c.create("company.employee", [{"party": people[0], "company": company}])
-    fitter, welder, temp = c.create("company.employee", [
-        {"party": p, "company": company, "supervisor": chief} for p in people[1:]])
-    return {"company": company, "company_party": company_party, "chief": chief, "fitter": fitter,
-            "welder": welder, "temp": temp, "people": people}
+    fitter, welder, temp = c.create(
+        "company.employee", [{"party": p, "company": company, "supervisor": chief} for p in people[1:]]
+    )
+    return {
+        "company": company,
+        "company_party": company_party,
+        "chief": chief,
+        "fitter": fitter,
+        "welder": welder,
+        "temp": temp,
+        "people": people,
+    }
 
 
 def expected_state(c: TrytonClient) -> tuple[Twins, Links]:
@@ -90,11 +107,16 @@ def expected_state(c: TrytonClient) -> tuple[Twins, Links]:
     ctx = {"active_test": False}
     for company in c.search_read("company.company", [], ["party.name"], context=ctx):
         twins[f"tryton:company:{company['id']}"] = ("Organization", {"name": company["party."]["name"]})
-    for e in c.search_read("company.employee", [], ["party.name", "party.code", "supervisor", "company",
-                                                      "company.party.name"], context=ctx):
+    for e in c.search_read(
+        "company.employee", [], ["party.name", "party.code", "supervisor", "company", "company.party.name"], context=ctx
+    ):
         uid = f"tryton:employee:{e['id']}"
-        props = {"name": e["party."]["name"], "employeeId": str(e["id"]), "jobTitle": e["party."]["code"],
-                 "description": e["company."]["party."]["name"]}
+        props = {
+            "name": e["party."]["name"],
+            "employeeId": str(e["id"]),
+            "jobTitle": e["party."]["code"],
+            "description": e["company."]["party."]["name"],
+        }
         twins[uid] = ("Employee", {k: v for k, v in props.items() if v is not None})
         if e["supervisor"]:
             links.add(("reportsTo", uid, f"tryton:employee:{e['supervisor']}"))
@@ -106,10 +128,15 @@ def twin_state(env: TwinEnv) -> tuple[Twins, Links]:
     """The twins and links of Tryton's system in the graph."""
     twins: Twins = {}
     for uid, cls, props in env.store.backend.read(
-            "MATCH (n:Twin) WHERE n.uid STARTS WITH 'tryton:' RETURN n.uid, n._class, properties(n)"):
+        "MATCH (n:Twin) WHERE n.uid STARTS WITH 'tryton:' RETURN n.uid, n._class, properties(n)"
+    ):
         twins[uid] = (cls, {k: v for k, v in dict(props).items() if k not in ("uid", "_class")})
-    links = {(t, a, b) for t, a, b in env.store.backend.read(
-        "MATCH (a:Twin)-[r]->(b:Twin) WHERE a.uid STARTS WITH 'tryton:' RETURN type(r), a.uid, b.uid")}
+    links = {
+        (t, a, b)
+        for t, a, b in env.store.backend.read(
+            "MATCH (a:Twin)-[r]->(b:Twin) WHERE a.uid STARTS WITH 'tryton:' RETURN type(r), a.uid, b.uid"
+        )
+    }
     return twins, links
 
 
@@ -119,8 +146,11 @@ def differences(env: TwinEnv, c: TrytonClient) -> list[str]:
     have_twins, have_links = twin_state(env)
     found = [f"missing twin {uid}" for uid in sorted(set(want_twins) - set(have_twins))]
     found += [f"extra twin {uid}" for uid in sorted(set(have_twins) - set(want_twins))]
-    found += [f"{uid}: twin {have_twins[uid]} but Tryton {want}" for uid, want in sorted(want_twins.items())
-              if uid in have_twins and have_twins[uid] != want]
+    found += [
+        f"{uid}: twin {have_twins[uid]} but Tryton {want}"
+        for uid, want in sorted(want_twins.items())
+        if uid in have_twins and have_twins[uid] != want
+    ]
     found += [f"missing link {link}" for link in sorted(want_links - have_links)]
     found += [f"extra link {link}" for link in sorted(have_links - want_links)]
     return found
@@ -130,8 +160,14 @@ def connector(core: Ontology, client: TrytonClient) -> Connector:
     mapping = parse_mapping(MAPPING, core, "tryton-incremental.yaml")
 
     def open_source(entity: EntityMapping) -> TrytonSource:
-        return TrytonSource(client, entity.source["model"], entity.source["fields"], entity.watermark or "write_date",
-                            overlap=dt.timedelta(seconds=1), name=f"tryton:{entity.name}")
+        return TrytonSource(
+            client,
+            entity.source["model"],
+            entity.source["fields"],
+            entity.watermark or "write_date",
+            overlap=dt.timedelta(seconds=1),
+            name=f"tryton:{entity.name}",
+        )
 
     return Connector("tryton", mapping, open_source)
 

@@ -111,9 +111,16 @@ def _kafka_events(broker: str, topic: str) -> list[Any]:
 
 
 def test_a_tryton_change_reaches_the_twin_and_every_route_with_one_sequence_id(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tryton: tuple[TrytonServer, TrytonClient, dict[str, Any]],
-        jetstream_stream: tuple[str, str], kafka_protocol_broker: str, rabbit_queue: str,  # noqa: F811
-        redis_stream: str, webhook_receiver: WebhookReceiver, mqtt_events: tuple[str, list[Any]]) -> None:  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tryton: tuple[TrytonServer, TrytonClient, dict[str, Any]],
+    jetstream_stream: tuple[str, str],
+    kafka_protocol_broker: str,
+    rabbit_queue: str,  # noqa: F811
+    redis_stream: str,
+    webhook_receiver: WebhookReceiver,
+    mqtt_events: tuple[str, list[Any]],
+) -> None:  # noqa: F811
     import redis
 
     server, client, made = tryton
@@ -128,13 +135,24 @@ def test_a_tryton_change_reaches_the_twin_and_every_route_with_one_sequence_id(
     (data / "connectors.yaml").write_text(
         f"connectors:\n  erp:\n    mapping: tryton_people.yaml\n    schedule: 1s\n"
         f"    source: {{kind: tryton, url: '{server.url}', database: {server.database}, username: {server.username}, "
-        "password: '${TRYTON_PW}'}\n")
-    endpoints = {"nats": f"nats://{HOST}:4222/{stream}/{subjects}", "kafka": f"kafka://{kafka_protocol_broker}/{topic}",
-                 "mqtt": f"mqtt://{HOST}:1883/{prefix}", "amqp": f"amqp://guest:guest@{HOST}:5672/?routing_key={rabbit_queue}",
-                 "redis": f"redis://{HOST}:6379/0?stream={redis_stream}", "webhook": webhook_receiver.url}
-    (data / "routes.yaml").write_text("routes:\n" + "".join(
-        f"  {name}:\n    endpoint: '{url}'\n    role: architect\n    filter: {{classes: [Employee]}}\n"
-        + ("    secret: ${HOOK_SECRET}\n" if name == "webhook" else "") for name, url in endpoints.items()))
+        "password: '${TRYTON_PW}'}\n"
+    )
+    endpoints = {
+        "nats": f"nats://{HOST}:4222/{stream}/{subjects}",
+        "kafka": f"kafka://{kafka_protocol_broker}/{topic}",
+        "mqtt": f"mqtt://{HOST}:1883/{prefix}",
+        "amqp": f"amqp://guest:guest@{HOST}:5672/?routing_key={rabbit_queue}",
+        "redis": f"redis://{HOST}:6379/0?stream={redis_stream}",
+        "webhook": webhook_receiver.url,
+    }
+    (data / "routes.yaml").write_text(
+        "routes:\n"
+        + "".join(
+            f"  {name}:\n    endpoint: '{url}'\n    role: architect\n    filter: {{classes: [Employee]}}\n"
+            + ("    secret: ${HOOK_SECRET}\n" if name == "webhook" else "")
+            for name, url in endpoints.items()
+        )
+    )
     runtime = Runtime(settings=Settings(data_dir=data, runtime_lease_seconds=3))
     live = runtime.sync_runtime(["erp"])
     routes = runtime.route_runtime(holder=live.holder)
@@ -143,13 +161,16 @@ def test_a_tryton_change_reaches_the_twin_and_every_route_with_one_sequence_id(
         live.start()
         routes.start()
         assert wait_for(lambda: runtime.store.get(uid) is not None, 60), live.status()
-        assert wait_for(lambda: all(r.cursor >= runtime.store.feed.head() for r in routes.status()), 60), \
+        assert wait_for(lambda: all(r.cursor >= runtime.store.feed.head() for r in routes.status()), 60), (
             routes.status()
+        )
         client.write("party.party", [made["people"][2]], {"name": "Gina Welder-Smith"})  # a related record renamed
-        assert wait_for(lambda: runtime.store.require(uid).properties["name"] == "Gina Welder-Smith", 60), \
-            live.status()
-        changes = [c for c in runtime.store.feed.read(0, 10_000) if c.uid == uid and c.op == "update"
-                   and (c.after or {}).get("name") == "Gina Welder-Smith"]
+        assert wait_for(lambda: runtime.store.require(uid).properties["name"] == "Gina Welder-Smith", 60), live.status()
+        changes = [
+            c
+            for c in runtime.store.feed.read(0, 10_000)
+            if c.uid == uid and c.op == "update" and (c.after or {}).get("name") == "Gina Welder-Smith"
+        ]
         assert len(changes) == 1 and changes[0].source == "erp" and changes[0].actor == "twin runtime"
         seq = changes[0].seq
         assert wait_for(lambda: all(r.cursor >= seq for r in routes.status()), 60), routes.status()
@@ -160,15 +181,21 @@ def test_a_tryton_change_reaches_the_twin_and_every_route_with_one_sequence_id(
         stop_embedded(data / "graph")
 
     def renamed(events: list[Any]) -> list[Any]:
-        return [e for e in events if e.subject == uid and e.type == "twin.updated"
-                and {"op": "replace", "path": "/name", "value": "Gina Welder-Smith"} in e.data["patch"]]
+        return [
+            e
+            for e in events
+            if e.subject == uid
+            and e.type == "twin.updated"
+            and {"op": "replace", "path": "/name", "value": "Gina Welder-Smith"} in e.data["patch"]
+        ]
 
     delivered = {
         "nats": renamed([from_cloudevent_json(m.data) for m in read_jetstream(stream, f"{subjects}.>")]),
         "kafka": renamed(_kafka_events(kafka_protocol_broker, topic)),
         "amqp": renamed([from_cloudevent_json(m.body) for m in drain_queue(rabbit_queue)]),
-        "redis": renamed([from_cloudevent_json(f[b"event"])
-                          for _, f in redis.Redis(host=HOST, port=6379).xrange(redis_stream)]),
+        "redis": renamed(
+            [from_cloudevent_json(f[b"event"]) for _, f in redis.Redis(host=HOST, port=6379).xrange(redis_stream)]
+        ),
         "webhook": renamed(webhook_receiver.accepted),
     }
     deadline = time.monotonic() + 10  # MQTT messages are pushed to the subscriber: give them a moment
@@ -176,4 +203,5 @@ def test_a_tryton_change_reaches_the_twin_and_every_route_with_one_sequence_id(
         time.sleep(0.05)
     delivered["mqtt"] = renamed([from_cloudevent_json(m.payload) for m in mqtt_received])
     assert {name: [e.id for e in events] for name, events in delivered.items()} == {
-        name: [str(seq)] for name in endpoints}, json.dumps({n: len(e) for n, e in delivered.items()})
+        name: [str(seq)] for name in endpoints
+    }, json.dumps({n: len(e) for n, e in delivered.items()})

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from api.cli.app import app
 from api.settings import get_settings
-
 from connectors.mapping import parse_mapping
 from connectors.source import SourceError, SourceObjectMissing
 from connectors.sync import Connector, SyncError
@@ -27,15 +26,26 @@ from tests.connectors.tryton_server import TrytonServer
 from tests.connectors.twin_fixtures import TwinEnv, core, twin  # noqa: F401
 from tests.server_leaks import falkordb_processes_under
 
-OPTIONAL = {"product_suppliers", "purchase_suppliers", "purchases", "purchase_lines", "work_centers", "productions",
-            "production_work_centers"}
+OPTIONAL = {
+    "product_suppliers",
+    "purchase_suppliers",
+    "purchases",
+    "purchase_lines",
+    "work_centers",
+    "productions",
+    "production_work_centers",
+}
 
 
 @pytest.fixture(scope="module")
 def plain(plain_tryton_server: TrytonServer) -> Iterator[TrytonClient]:
     """A client of the plain Tryton, logged in as admin."""
-    with TrytonClient(plain_tryton_server.url, plain_tryton_server.database, plain_tryton_server.username,
-                      plain_tryton_server.password) as client:
+    with TrytonClient(
+        plain_tryton_server.url,
+        plain_tryton_server.database,
+        plain_tryton_server.username,
+        plain_tryton_server.password,
+    ) as client:
         client.login()
         yield client
 
@@ -45,42 +55,111 @@ def plain_enterprise(plain: TrytonClient) -> dict[str, Any]:
     """A small services company in the plain Tryton: employees, a customer, products with and without a code,
     an opportunity, a project with a task and timesheet lines on both."""
     c = plain
-    (currency,) = c.create("currency.currency", [{"name": "Złoty", "code": "PLN", "symbol": "zł", "digits": 2,
-                                                  "rounding": Decimal("0.01")}])
+    (currency,) = c.create(
+        "currency.currency",
+        [{"name": "Złoty", "code": "PLN", "symbol": "zł", "digits": 2, "rounding": Decimal("0.01")}],
+    )
     (company_party,) = c.create("party.party", [{"name": "Łódź Services"}])
     (company,) = c.create("company.company", [{"party": company_party, "currency": currency}])
-    c.write("res.user", [c.search("res.user", [("login", "=", "admin")])[0]],
-            {"companies": [("add", [company])], "company": company})
+    c.write(
+        "res.user",
+        [c.search("res.user", [("login", "=", "admin")])[0]],
+        {"companies": [("add", [company])], "company": company},
+    )
     c.refresh_context()
     people = c.create("party.party", [{"name": n} for n in ("Łucja Kierownik", "Paweł Monter")])
     (lead,) = c.create("company.employee", [{"party": people[0], "company": company}])
     (fitter,) = c.create("company.employee", [{"party": people[1], "company": company, "supervisor": lead}])
     (customer,) = c.create("party.party", [{"name": "Koleje Śląskie"}])
     (unit,) = c.search("product.uom", [("name", "=", "Unit")])
-    coded, plain_template = c.create("product.template", [
-        {"name": "Inspection", "type": "service", "default_uom": unit, "list_price": Decimal("90"),
-         "products": [("create", [{"suffix_code": "INS-1"}])]},
-        {"name": "Site visit", "type": "service", "default_uom": unit, "list_price": Decimal("40"),
-         "products": [("create", [{}])]},
-    ])
+    coded, plain_template = c.create(
+        "product.template",
+        [
+            {
+                "name": "Inspection",
+                "type": "service",
+                "default_uom": unit,
+                "list_price": Decimal("90"),
+                "products": [("create", [{"suffix_code": "INS-1"}])],
+            },
+            {
+                "name": "Site visit",
+                "type": "service",
+                "default_uom": unit,
+                "list_price": Decimal("40"),
+                "products": [("create", [{}])],
+            },
+        ],
+    )
     (uncoded,) = c.search("product.product", [("template", "=", plain_template)])
-    c.create("sale.opportunity", [{
-        "company": company, "party": customer, "description": "Depot inspections", "amount": Decimal("20000"),
-        "currency": currency, "employee": fitter, "start_date": dt.date(2025, 4, 1)}])
-    (project,) = c.create("project.work", [{"name": "Depot audit", "company": company, "type": "project",
-                                             "timesheet_available": True, "effort_duration": dt.timedelta(hours=80)}])
-    (task,) = c.create("project.work", [{"name": "Brake check", "company": company, "type": "task",
-                                          "parent": project, "timesheet_available": True, "progress": 0.5}])
+    c.create(
+        "sale.opportunity",
+        [
+            {
+                "company": company,
+                "party": customer,
+                "description": "Depot inspections",
+                "amount": Decimal("20000"),
+                "currency": currency,
+                "employee": fitter,
+                "start_date": dt.date(2025, 4, 1),
+            }
+        ],
+    )
+    (project,) = c.create(
+        "project.work",
+        [
+            {
+                "name": "Depot audit",
+                "company": company,
+                "type": "project",
+                "timesheet_available": True,
+                "effort_duration": dt.timedelta(hours=80),
+            }
+        ],
+    )
+    (task,) = c.create(
+        "project.work",
+        [
+            {
+                "name": "Brake check",
+                "company": company,
+                "type": "task",
+                "parent": project,
+                "timesheet_available": True,
+                "progress": 0.5,
+            }
+        ],
+    )
     for work, employee in ((project, lead), (task, fitter)):
         (timesheet_work,) = c.read("project.work", [work], ["timesheet_works"])[0]["timesheet_works"]
-        c.create("timesheet.line", [{"company": company, "employee": employee, "work": timesheet_work,
-                                     "date": dt.date(2025, 4, 2), "duration": dt.timedelta(hours=4)}])
-    return {"people": people, "lead": lead, "fitter": fitter, "customer": customer, "uncoded": uncoded,
-            "project": project, "task": task, "company_party": company_party}
+        c.create(
+            "timesheet.line",
+            [
+                {
+                    "company": company,
+                    "employee": employee,
+                    "work": timesheet_work,
+                    "date": dt.date(2025, 4, 2),
+                    "duration": dt.timedelta(hours=4),
+                }
+            ],
+        )
+    return {
+        "people": people,
+        "lead": lead,
+        "fitter": fitter,
+        "customer": customer,
+        "uncoded": uncoded,
+        "project": project,
+        "task": task,
+        "company_party": company_party,
+    }
 
 
 def test_bundled_mapping_syncs_a_tryton_without_purchase_and_production(
-        core: Ontology, twin: TwinEnv, plain: TrytonClient, plain_enterprise: dict[str, Any]) -> None:
+    core: Ontology, twin: TwinEnv, plain: TrytonClient, plain_enterprise: dict[str, Any]
+) -> None:
     ids = plain_enterprise
     connector = tryton_connector(core, plain)
     engine = twin.engine()
@@ -94,7 +173,10 @@ def test_bundled_mapping_syncs_a_tryton_without_purchase_and_production(
     # employees' parties are their Employee twins, not Organizations
     lead = twin.store.require(f"tryton:party:{ids['people'][0]}")
     assert (lead.cls, lead.properties["name"], lead.properties["employeeId"]) == (
-        "Employee", "Łucja Kierownik", str(ids["lead"]))
+        "Employee",
+        "Łucja Kierownik",
+        str(ids["lead"]),
+    )
     assert twin.store.require(f"tryton:party:{ids['customer']}").cls == "Customer"
     assert twin.store.require(f"tryton:party:{ids['company_party']}").cls == "Organization"
     # a product without a code gets the stable fallback sku instead of being quarantined
@@ -148,11 +230,15 @@ def mapped_connector(core: Ontology, client: TrytonClient, text: str, file: str)
 
 
 def test_a_missing_required_model_fails_the_run_after_the_other_entities(
-        core: Ontology, twin: TwinEnv, plain: TrytonClient, plain_enterprise: dict[str, Any]) -> None:
+    core: Ontology, twin: TwinEnv, plain: TrytonClient, plain_enterprise: dict[str, Any]
+) -> None:
     engine = twin.engine()
-    with pytest.raises(SyncError, match=r"purchases \(purchase\.purchase\.fields_get: unknown model "
-                                        r"'purchase\.purchase'.*mark an entity `optional: true`|"
-                                        r"mark an entity `optional: true`.*purchases"):
+    with pytest.raises(
+        SyncError,
+        match=r"purchases \(purchase\.purchase\.fields_get: unknown model "
+        r"'purchase\.purchase'.*mark an entity `optional: true`|"
+        r"mark an entity `optional: true`.*purchases",
+    ):
         engine.run(mapped_connector(core, plain, MISSING_REQUIRED, "required.yaml"), "full")
     # the entity after the missing one was still synced
     assert twin.store.require(f"tryton:party:{plain_enterprise['customer']}").properties["name"] == "Koleje Śląskie"
@@ -173,7 +259,8 @@ entities:
 
 
 def test_unknown_field_after_a_dot_names_entity_line_and_field(
-        core: Ontology, twin: TwinEnv, plain: TrytonClient, plain_enterprise: dict[str, Any]) -> None:
+    core: Ontology, twin: TwinEnv, plain: TrytonClient, plain_enterprise: dict[str, Any]
+) -> None:
     with pytest.raises(SyncError) as caught:
         twin.engine().run(mapped_connector(core, plain, DOTTED_TYPO, "staff.yaml"), "full")
     message = str(caught.value)
@@ -188,26 +275,32 @@ def read_all(source: TrytonSource) -> list[Any]:
 
 def test_wrong_database_is_reported_as_such_not_as_an_unknown_model(plain_tryton_server: TrytonServer) -> None:
     server = plain_tryton_server
-    with TrytonClient(server.url, "no_such_db", server.username, server.password) as client:
-        with pytest.raises(TrytonUnavailableError) as caught:
-            read_all(TrytonSource(client, "party.party", ["name"]))
+    with (
+        TrytonClient(server.url, "no_such_db", server.username, server.password) as client,
+        pytest.raises(TrytonUnavailableError) as caught,
+    ):
+        read_all(TrytonSource(client, "party.party", ["name"]))
     assert "database 'no_such_db' not found" in str(caught.value)
     assert "cannot describe" not in str(caught.value) and server.password not in str(caught.value)
 
 
 def test_server_down_is_reported_as_such_not_as_an_unknown_model() -> None:
-    with TrytonClient("http://127.0.0.1:9", "twin", "admin", "pw-4711", timeout=2.0) as client:
-        with pytest.raises(TrytonUnavailableError) as caught:
-            read_all(TrytonSource(client, "party.party", ["name"]))
+    with (
+        TrytonClient("http://127.0.0.1:9", "twin", "admin", "pw-4711", timeout=2.0) as client,
+        pytest.raises(TrytonUnavailableError) as caught,
+    ):
+        read_all(TrytonSource(client, "party.party", ["name"]))
     assert "cannot reach Tryton at http://127.0.0.1:9" in str(caught.value)
     assert "cannot describe" not in str(caught.value) and "pw-4711" not in str(caught.value)
 
 
 def test_wrong_password_is_reported_as_such_when_reading(plain_tryton_server: TrytonServer) -> None:
     server = plain_tryton_server
-    with TrytonClient(server.url, server.database, server.username, "wrong-pw-1") as client:
-        with pytest.raises(TrytonAuthenticationError, match="refused the login of user 'admin'"):
-            read_all(TrytonSource(client, "party.party", ["name"]))
+    with (
+        TrytonClient(server.url, server.database, server.username, "wrong-pw-1") as client,
+        pytest.raises(TrytonAuthenticationError, match="refused the login of user 'admin'"),
+    ):
+        read_all(TrytonSource(client, "party.party", ["name"]))
 
 
 def test_unknown_model_is_a_missing_source_object(plain: TrytonClient) -> None:
@@ -219,15 +312,17 @@ def test_unknown_model_is_a_missing_source_object(plain: TrytonClient) -> None:
 
 
 def test_connect_run_reports_the_skipped_entities(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain_tryton_server: TrytonServer,
-        plain_enterprise: dict[str, Any]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain_tryton_server: TrytonServer, plain_enterprise: dict[str, Any]
+) -> None:
     server = plain_tryton_server
     data = tmp_path / "twin"
     data.mkdir()
     (data / "connectors.yaml").write_text(
         "connectors:\n  tryton:\n    mapping: mappings/tryton.yaml\n"
-        f"    source: {{kind: tryton, url: \"{server.url}\", database: {server.database}, "
-        f"username: {server.username}, password: \"${{TRYTON_PASSWORD}}\"}}\n", encoding="utf-8")
+        f'    source: {{kind: tryton, url: "{server.url}", database: {server.database}, '
+        f'username: {server.username}, password: "${{TRYTON_PASSWORD}}"}}\n',
+        encoding="utf-8",
+    )
     monkeypatch.setenv("TWIN_DATA_DIR", str(data))
     monkeypatch.setenv("TRYTON_PASSWORD", server.password)
     get_settings.cache_clear()

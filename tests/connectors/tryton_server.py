@@ -141,8 +141,17 @@ def build_database(directory: Path, modules: tuple[str, ...] = TRYTON_MODULES) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRYTOND")}
     env["TRYTONPASSFILE"] = str(passfile)
     command = [
-        _script("trytond-admin"), "-c", str(config), "-d", DATABASE_NAME, "--all",
-        "--activate-dependencies", "-u", *modules, "--email", ADMIN_EMAIL,
+        _script("trytond-admin"),
+        "-c",
+        str(config),
+        "-d",
+        DATABASE_NAME,
+        "--all",
+        "--activate-dependencies",
+        "-u",
+        *modules,
+        "--email",
+        ADMIN_EMAIL,
     ]
     log = directory / "trytond-admin.log"
     with log.open("wb") as out:
@@ -155,9 +164,7 @@ def build_database(directory: Path, modules: tuple[str, ...] = TRYTON_MODULES) -
     return password
 
 
-def template_database(
-    modules: tuple[str, ...] = TRYTON_MODULES, cache_dir: Path | None = None
-) -> TemplateDatabase:
+def template_database(modules: tuple[str, ...] = TRYTON_MODULES, cache_dir: Path | None = None) -> TemplateDatabase:
     """The cached template for `modules` and the installed versions, building it first if it is missing."""
     cache = cache_dir or default_cache_dir()
     entry = cache / _template_key(modules)
@@ -207,9 +214,7 @@ def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path,
 
 
 @contextmanager
-def running_server(
-    workdir: Path, template: TemplateDatabase, startup_timeout: float = 60.0
-) -> Iterator[TrytonServer]:
+def running_server(workdir: Path, template: TemplateDatabase, startup_timeout: float = 60.0) -> Iterator[TrytonServer]:
     """Copy the template into `workdir`, serve it with trytond on 127.0.0.1, and stop the server on exit."""
     database_dir = workdir / "db"
     database_dir.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,6 @@ class TwinEnv:
         return SyncEngine(self.store, self.state_url, **options)
 
 
-
-
 @pytest.fixture(scope="session")
 def core() -> Ontology:
     """The core ontology."""
@@ -68,7 +66,6 @@ def snapshot(store: GraphStore) -> tuple[dict[str, tuple[str, dict[str, Any]]], 
         twins[uid] = (cls, props)
     links = {
         (t, s, d, repr(sorted(dict(p).items())))
-        for t, s, d, p in store.backend.read(
-            "MATCH (a:Twin)-[r]->(b:Twin) RETURN type(r), a.uid, b.uid, properties(r)")
+        for t, s, d, p in store.backend.read("MATCH (a:Twin)-[r]->(b:Twin) RETURN type(r), a.uid, b.uid, properties(r)")
     }
     return twins, links

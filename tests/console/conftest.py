@@ -29,8 +29,13 @@ from tests.simulation.enterprise_graph import build_enterprise, load_enterprise
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 VIEWPORT = {"width": 1280, "height": 800}
@@ -66,19 +71,39 @@ def _free_port() -> int:
 def _seed(runtime) -> str:  # type: ignore[no-untyped-def]
     """Load the enterprise, give one employee an e-mail as an HR sync would, and record that sync's lineage."""
     load_enterprise(runtime.store, build_enterprise())
-    run = runtime.lineage.start_run(RunKind.CONNECTOR, "hr-employees",
-                                    inputs=[DatasetRef("sqlite:///hr.sqlite", "employees")],
-                                    outputs=[DatasetRef("twin-graph", "Employee")])
-    runtime.store.upsert_twins([Twin(LINEAGE_TWIN, "Employee", {"name": "Employee 0", "email": LINEAGE_EMAIL,
-                                                                 "salary": 61000.0, "employeeId": "E00000"})],
-                               actor="connector:hr", source="hr", run_id=run.run_id)
-    common = {"source_system": "hr", "source_object": "employees", "record_key": LINEAGE_RECORD_KEY,
-              "run_id": run.run_id, "mapping_rule": "hr.employees -> Employee"}
-    runtime.lineage.record([
-        ProvenanceRecord.of(LINEAGE_TWIN, "email", LINEAGE_EMAIL, source_field="work_email", transform="lower",
-                            **common),
-        ProvenanceRecord.of(LINEAGE_TWIN, "name", "Employee 0", source_field="full_name", **common),
-    ])
+    run = runtime.lineage.start_run(
+        RunKind.CONNECTOR,
+        "hr-employees",
+        inputs=[DatasetRef("sqlite:///hr.sqlite", "employees")],
+        outputs=[DatasetRef("twin-graph", "Employee")],
+    )
+    runtime.store.upsert_twins(
+        [
+            Twin(
+                LINEAGE_TWIN,
+                "Employee",
+                {"name": "Employee 0", "email": LINEAGE_EMAIL, "salary": 61000.0, "employeeId": "E00000"},
+            )
+        ],
+        actor="connector:hr",
+        source="hr",
+        run_id=run.run_id,
+    )
+    common = {
+        "source_system": "hr",
+        "source_object": "employees",
+        "record_key": LINEAGE_RECORD_KEY,
+        "run_id": run.run_id,
+        "mapping_rule": "hr.employees -> Employee",
+    }
+    runtime.lineage.record(
+        [
+            ProvenanceRecord.of(
+                LINEAGE_TWIN, "email", LINEAGE_EMAIL, source_field="work_email", transform="lower", **common
+            ),
+            ProvenanceRecord.of(LINEAGE_TWIN, "name", "Employee 0", source_field="full_name", **common),
+        ]
+    )
     runtime.lineage.finish_run(run.run_id, RunStatus.COMPLETED, counts={"rows": 1, "twins": 1})
     return run.run_id
 
@@ -88,8 +113,8 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     """The real app (create_app + mount_console) served by uvicorn on a free port over a seeded data dir."""
     import uvicorn
 
-    from api.http.app import create_app
     from api.console import mount_console
+    from api.http.app import create_app
     from api.runtime import Runtime
 
     data_dir = tmp_path_factory.mktemp("console-twin")
@@ -102,8 +127,9 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         app = create_app(runtime)
         mount_console(app)
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="on", access_log=False))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+        )
         thread = threading.Thread(target=server.run, name="console-uvicorn", daemon=True)
         thread.start()
         deadline = time.monotonic() + 30

@@ -35,9 +35,9 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSer
     """`twin demo --size tiny` served: sample synced, connector runtime live with sample-hr every second."""
     import uvicorn
 
-    from api.http.app import create_app
-    from api.console import mount_console
     from api.cli.demo_run import run_demo
+    from api.console import mount_console
+    from api.http.app import create_app
     from api.runtime import Runtime
 
     data_dir = tmp_path_factory.mktemp("demo-twin")
@@ -51,8 +51,9 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSer
         app = create_app(runtime, live=True)
         mount_console(app)
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="on", access_log=False))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+        )
         thread = threading.Thread(target=server.run, name="demo-uvicorn", daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
@@ -77,10 +78,13 @@ def rename_in_hr(sample: Path, last_name: str) -> str:
     """A test-side write to the sample HR database: an employee changes their last name; returns the twin's uid."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     with sqlite3.connect(sample / "hr.sqlite") as con:
-        (employee,) = con.execute("SELECT employee_id FROM employees WHERE status = 'active' "
-                                  "ORDER BY employee_id DESC LIMIT 1").fetchone()
-        con.execute("UPDATE employees SET last_name = ?, updated_at = MAX(updated_at, ?) WHERE employee_id = ?",
-                    (last_name, stamp, employee))
+        (employee,) = con.execute(
+            "SELECT employee_id FROM employees WHERE status = 'active' ORDER BY employee_id DESC LIMIT 1"
+        ).fetchone()
+        con.execute(
+            "UPDATE employees SET last_name = ?, updated_at = MAX(updated_at, ?) WHERE employee_id = ?",
+            (last_name, stamp, employee),
+        )
     return f"hr:employee:{employee}"
 
 

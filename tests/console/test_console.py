@@ -78,8 +78,12 @@ def screenshot(page: Page, name: str) -> Path:
 
 def graphql(server: ConsoleServer, role: str, query: str, variables: dict | None = None) -> dict:
     """Ask the API directly (to compare with what the console shows)."""
-    response = httpx.post(f"{server.url}/graphql", json={"query": query, "variables": variables or {}},
-                          headers={"Authorization": f"Bearer {server.token(role)}"}, timeout=30)
+    response = httpx.post(
+        f"{server.url}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {server.token(role)}"},
+        timeout=30,
+    )
     response.raise_for_status()
     return response.json()["data"]
 
@@ -104,7 +108,8 @@ def test_console_is_served_from_the_package_with_a_same_origin_policy(console_se
 
 
 def test_architect_searches_expands_filters_and_runs_an_impact_analysis(
-        console_server: ConsoleServer, page: Page) -> None:
+    console_server: ConsoleServer, page: Page
+) -> None:
     sign_in(page, console_server, "architect")
     expect(page).to_have_url(re.compile(r"#/graph$"))
     page.fill("#graph-search input", "Work centre 0")
@@ -115,7 +120,7 @@ def test_architect_searches_expands_filters_and_runs_an_impact_analysis(
     status = page.locator("#graph-status")
     expect(status).not_to_have_attribute("data-twins", re.compile(r"^[01]$"))
     first_count = int(status.get_attribute("data-twins") or 0)
-    neighbours = graphql(console_server, "architect", "{ twin(uid: \"wc-0\") { uid } }")
+    neighbours = graphql(console_server, "architect", '{ twin(uid: "wc-0") { uid } }')
     assert neighbours["twin"]["uid"] == "wc-0"
 
     # expand the site the work centre is located at: its other work centres and org units join the graph
@@ -140,7 +145,7 @@ def test_architect_searches_expands_filters_and_runs_an_impact_analysis(
     expect(page.locator("#twin-details h2")).to_contain_text("Supplier 0")
     page.fill("#impact-depth", "3")
     page.click("#impact-run")
-    expected = graphql(console_server, "architect", "{ impact(uid: \"sup-0\", maxDepth: 3) { twin { uid } } }")
+    expected = graphql(console_server, "architect", '{ impact(uid: "sup-0", maxDepth: 3) { twin { uid } } }')
     count = len(expected["impact"])
     assert count > 0
     expect(page.locator("#impact-count")).to_have_text(f"{count} twin{'s' if count != 1 else ''} affected")
@@ -157,8 +162,9 @@ def test_executive_runs_a_small_study_and_sees_its_chart(console_server: Console
     page.select_option("#spec-bundled", "supplier-outage-30d")
     expect(page.locator("#spec-text")).to_have_value(re.compile(r"kind: supplier_outage"))
 
-    page.set_input_files("#spec-upload", files=[{"name": "small.yaml", "mimeType": "text/yaml",
-                                                  "buffer": SMALL_STUDY.encode()}])
+    page.set_input_files(
+        "#spec-upload", files=[{"name": "small.yaml", "mimeType": "text/yaml", "buffer": SMALL_STUDY.encode()}]
+    )
     expect(page.locator("#spec-text")).to_have_value(re.compile(r"name: console-small-study"))
     page.fill("#spec-replications", "3")
     page.click("#study-start")
@@ -181,7 +187,8 @@ def test_executive_runs_a_small_study_and_sees_its_chart(console_server: Console
 
 
 def test_compliance_follows_a_value_to_its_source_and_verifies_the_audit_chain(
-        console_server: ConsoleServer, page: Page) -> None:
+    console_server: ConsoleServer, page: Page
+) -> None:
     sign_in(page, console_server, "compliance")
     expect(page).to_have_url(re.compile(r"#/audit$"))
     expect(page.locator("#audit-table tbody tr").first).to_be_visible()
@@ -241,7 +248,8 @@ def test_viewer_sees_masked_fields_masked_and_no_people(console_server: ConsoleS
 
 
 def test_a_token_the_server_does_not_trust_returns_to_sign_in(
-        console_server: ConsoleServer, page: Page, tmp_path: Path) -> None:
+    console_server: ConsoleServer, page: Page, tmp_path: Path
+) -> None:
     foreign = LocalIssuer(tmp_path).issue_token("admin", sub="intruder")
     sign_in(page, console_server, "admin", token=foreign)
     expect(page.locator("#sign-in")).to_be_visible()

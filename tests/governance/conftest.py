@@ -57,8 +57,11 @@ def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 (http.server API)
             if self.path == "/.well-known/openid-configuration":
                 provider.discovery_hits += 1
-                body = {"issuer": provider.issuer, "jwks_uri": provider.jwks_url,
-                        "id_token_signing_alg_values_supported": ["RS256", "ES256"]}
+                body = {
+                    "issuer": provider.issuer,
+                    "jwks_uri": provider.jwks_url,
+                    "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+                }
             elif self.path == "/jwks.json":
                 provider.jwks_hits += 1
                 body = provider.jwks()

@@ -13,9 +13,15 @@ from tests.governance.test_identity import AUDIENCE, _claims, _sign
 
 
 def _authenticator(provider: OidcProvider, tmp_path: Path, **settings: object) -> Authenticator:
-    return Authenticator.from_settings(Settings(data_dir=tmp_path, oidc_issuer=provider.issuer,
-                                                oidc_audience=AUDIENCE, oidc_jwks_url=provider.jwks_url,
-                                                **settings))  # type: ignore[arg-type]
+    return Authenticator.from_settings(
+        Settings(
+            data_dir=tmp_path,
+            oidc_issuer=provider.issuer,
+            oidc_audience=AUDIENCE,
+            oidc_jwks_url=provider.jwks_url,
+            **settings,
+        )
+    )  # type: ignore[arg-type]
 
 
 def test_groups_do_not_grant_roles_by_default(oidc_provider: OidcProvider, tmp_path: Path) -> None:

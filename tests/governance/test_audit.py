@@ -35,9 +35,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _event(i: int, **overrides: object) -> AuditEvent:
     fields: dict[str, object] = {
-        "subject": f"user-{i % 3}", "operation": "query employees" if i % 2 else "mutation syncRun",
-        "decision": Decision.ALLOW if i % 4 else Decision.DENY, "roles": ("hr",), "variables": {"i": i},
-        "policy_version": "v1", "rows_returned": i,
+        "subject": f"user-{i % 3}",
+        "operation": "query employees" if i % 2 else "mutation syncRun",
+        "decision": Decision.ALLOW if i % 4 else Decision.DENY,
+        "roles": ("hr",),
+        "variables": {"i": i},
+        "policy_version": "v1",
+        "rows_returned": i,
     }
     fields.update(overrides)
     return AuditEvent(**fields)  # type: ignore[arg-type]
@@ -78,8 +82,16 @@ def _expect(log: AuditLog, kind: TamperKind, seq: int, **verify_args: object) ->
 
 def test_append_chains_records_and_digests_variables(sqlite_url: str) -> None:
     log = AuditLog(sqlite_url)
-    first = log.append(AuditEvent("alice", "query employees", "allow", roles=["hr", "viewer", "hr"],
-                                  variables={"salaryAbove": 90000, "name": "Zoë"}, rows_returned=4))
+    first = log.append(
+        AuditEvent(
+            "alice",
+            "query employees",
+            "allow",
+            roles=["hr", "viewer", "hr"],
+            variables={"salaryAbove": 90000, "name": "Zoë"},
+            rows_returned=4,
+        )
+    )
     second = log.append(AuditEvent("bob", "mutation erase", Decision.DENY, detail="not permitted"))
     assert (first.seq, second.seq) == (1, 2)
     assert first.prev_hash == GENESIS_HASH and second.prev_hash == first.hash
@@ -184,26 +196,38 @@ def test_inserted_forged_record_is_named(store_url: str) -> None:
     _shift(log, 5, 1)
     forged = {**_row(log, 4), "seq": 5, "subject": "mallory", "detail": "forged", "prev_hash": _row(log, 4)["hash"]}
     forged["hash"] = _record_hash(forged)
-    _sql(log, "INSERT INTO audit_log (seq, time, subject, roles, operation, variables_digest, decision, "
-              "policy_version, rows_returned, detail, prev_hash, hash) VALUES (:seq, :time, :subject, :roles, "
-              ":operation, :variables_digest, :decision, :policy_version, :rows_returned, :detail, :prev_hash, "
-              ":hash)", **forged)
+    _sql(
+        log,
+        "INSERT INTO audit_log (seq, time, subject, roles, operation, variables_digest, decision, "
+        "policy_version, rows_returned, detail, prev_hash, hash) VALUES (:seq, :time, :subject, :roles, "
+        ":operation, :variables_digest, :decision, :policy_version, :rows_returned, :detail, :prev_hash, "
+        ":hash)",
+        **forged,
+    )
     assert "inserted" in _expect(log, TamperKind.INSERTED, 5)
 
 
 def test_inserted_garbage_record_is_named(store_url: str) -> None:
     log = _filled(store_url)
     _shift(log, 3, 1)
-    _sql(log, "INSERT INTO audit_log (seq, time, subject, roles, operation, variables_digest, decision, "
-              "policy_version, rows_returned, detail, prev_hash, hash) VALUES (3, '2025-01-01T00:00:00.000000Z', "
-              "'mallory', '[]', 'query', :z, 'allow', 'v1', 0, '', :z, :z)", z="f" * 64)
+    _sql(
+        log,
+        "INSERT INTO audit_log (seq, time, subject, roles, operation, variables_digest, decision, "
+        "policy_version, rows_returned, detail, prev_hash, hash) VALUES (3, '2025-01-01T00:00:00.000000Z', "
+        "'mallory', '[]', 'query', :z, 'allow', 'v1', 0, '', :z, :z)",
+        z="f" * 64,
+    )
     _expect(log, TamperKind.INSERTED, 3)
 
 
 def test_reordered_records_are_named(store_url: str) -> None:
     log = _filled(store_url)
-    _sql(log, "UPDATE audit_log SET seq = -1 WHERE seq = 7", "UPDATE audit_log SET seq = 7 WHERE seq = 8",
-         "UPDATE audit_log SET seq = 8 WHERE seq = -1")
+    _sql(
+        log,
+        "UPDATE audit_log SET seq = -1 WHERE seq = 7",
+        "UPDATE audit_log SET seq = 7 WHERE seq = 8",
+        "UPDATE audit_log SET seq = 8 WHERE seq = -1",
+    )
     assert "reordered" in _expect(log, TamperKind.REORDERED, 7)
 
 
@@ -218,10 +242,14 @@ def test_appended_past_head_is_named(store_url: str) -> None:
     last = _row(log, 5)
     forged = {**last, "seq": 6, "detail": "sneaked in", "prev_hash": last["hash"]}
     forged["hash"] = _record_hash(forged)
-    _sql(log, "INSERT INTO audit_log (seq, time, subject, roles, operation, variables_digest, decision, "
-              "policy_version, rows_returned, detail, prev_hash, hash) VALUES (:seq, :time, :subject, :roles, "
-              ":operation, :variables_digest, :decision, :policy_version, :rows_returned, :detail, :prev_hash, "
-              ":hash)", **forged)
+    _sql(
+        log,
+        "INSERT INTO audit_log (seq, time, subject, roles, operation, variables_digest, decision, "
+        "policy_version, rows_returned, detail, prev_hash, hash) VALUES (:seq, :time, :subject, :roles, "
+        ":operation, :variables_digest, :decision, :policy_version, :rows_returned, :detail, :prev_hash, "
+        ":hash)",
+        **forged,
+    )
     _expect(log, TamperKind.INSERTED, 6)
 
 
@@ -253,8 +281,9 @@ def test_checkpoint_catches_rewritten_chain(store_url: str, tmp_path: Path) -> N
         if seq == 10:
             row["subject"] = "mallory"
         row["hash"] = _record_hash(row)
-        _sql(log, "UPDATE audit_log SET subject = :subject, prev_hash = :prev_hash, hash = :hash WHERE seq = :seq",
-             **row)
+        _sql(
+            log, "UPDATE audit_log SET subject = :subject, prev_hash = :prev_hash, hash = :hash WHERE seq = :seq", **row
+        )
         previous = row["hash"]
     _sql(log, "UPDATE audit_head SET hash = :h", h=previous)
     assert second.seq == 12
@@ -329,8 +358,10 @@ for i in range(60):
 def test_concurrent_processes_keep_the_chain(store_url: str) -> None:
     log = AuditLog(store_url)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, store_url, str(n)], cwd=REPO, env=env,
-                              stderr=subprocess.PIPE) for n in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, store_url, str(n)], cwd=REPO, env=env, stderr=subprocess.PIPE)
+        for n in range(3)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()

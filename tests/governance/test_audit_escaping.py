@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from api.http.audit_hook import AuditTrail
-from governance.audit import AuditEvent, AuditLog, Decision, TamperKind
-from governance.audit import original_text
+from governance.audit import AuditEvent, AuditLog, Decision, TamperKind, original_text
 from governance.errors import AuditError
 from governance.identity import Subject
 
@@ -19,9 +18,18 @@ AWKWARD = ["x\ud800y", "x\x00y", "back\\slash", "\\u0000", "\udfff\x00\\", "plai
 
 def test_awkward_text_is_stored_as_hashed_and_round_trips(store_url: str) -> None:
     log = AuditLog(store_url)
-    events = [AuditEvent(subject=f"s{word}", operation=f"graphql.query:{word}", decision=Decision.ALLOW,
-                         roles=(word,), variables={"v": word, word: 1}, policy_version=f"p{word}", detail=word)
-              for word in AWKWARD]
+    events = [
+        AuditEvent(
+            subject=f"s{word}",
+            operation=f"graphql.query:{word}",
+            decision=Decision.ALLOW,
+            roles=(word,),
+            variables={"v": word, word: 1},
+            policy_version=f"p{word}",
+            detail=word,
+        )
+        for word in AWKWARD
+    ]
     stored = log.append_many(events)
     assert log.verify().ok
     read_back = log.query(limit=100)
@@ -55,12 +63,17 @@ def test_a_record_with_bad_bytes_does_not_take_its_batch_down(sqlite_url: str) -
     try:
         blocker.driver_connection.isolation_level = None
         blocker.driver_connection.execute("BEGIN IMMEDIATE")  # the writer's first append waits: the rest queue up
-        trail.record(Subject("alice", frozenset({"viewer"})), "query first", decision=Decision.ALLOW,
-                     policy_version="v1")
-        trail.record(Subject("mallory", frozenset({"viewer"})), "query evil", decision=Decision.ALLOW,
-                     policy_version="v1", variables={"u": "\ud800"})
-        trail.record(Subject("bob", frozenset({"viewer"})), "query after", decision=Decision.ALLOW,
-                     policy_version="v1")
+        trail.record(
+            Subject("alice", frozenset({"viewer"})), "query first", decision=Decision.ALLOW, policy_version="v1"
+        )
+        trail.record(
+            Subject("mallory", frozenset({"viewer"})),
+            "query evil",
+            decision=Decision.ALLOW,
+            policy_version="v1",
+            variables={"u": "\ud800"},
+        )
+        trail.record(Subject("bob", frozenset({"viewer"})), "query after", decision=Decision.ALLOW, policy_version="v1")
         blocker.driver_connection.execute("ROLLBACK")
     finally:
         blocker.close()
@@ -101,9 +114,19 @@ def test_cli_verify_names_every_broken_place(tmp_path: Path) -> None:
     log.append_many([AuditEvent(subject=f"u{i}", operation="op", decision=Decision.ALLOW) for i in range(6)])
     with log.engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET detail = 'x' WHERE seq IN (1, 5)"))
-    env = {**os.environ, "TWIN_DATA_DIR": str(tmp_path), "TWIN_DATABASE_URL": url,
-           "TWIN_GRAPH_URL": "falkordb://127.0.0.1:1"}
-    done = subprocess.run([str(Path(sys.executable).parent / "twin"), "audit", "verify"], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "TWIN_DATA_DIR": str(tmp_path),
+        "TWIN_DATABASE_URL": url,
+        "TWIN_GRAPH_URL": "falkordb://127.0.0.1:1",
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "twin"), "audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 1
     assert "record 1" in done.stdout and "record 5" in done.stdout, done.stdout + done.stderr

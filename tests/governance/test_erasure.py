@@ -30,15 +30,46 @@ def twin_env(tmp_path: Path) -> Iterator[tuple[GraphStore, LineageStore, AuditLo
     lineage = LineageStore(db)
     audit = AuditLog(db)
     run = lineage.start_run("connector", "hr")
-    store.upsert_twins([Twin("e-ann", "Employee", {"name": "Ann Archer", "employeeId": "E1",
-                                                  "email": "ann@acme.test", "phone": "+44 1", "jobTitle": "Welder"})],
-                       run_id=run.run_id)
-    lineage.record([
-        ProvenanceRecord.of("e-ann", "email", "ann@acme.test", source_system="hr", source_object="employees",
-                            record_key="E1", run_id=run.run_id, source_field="work_email"),
-        ProvenanceRecord.of("e-ann", "jobTitle", "Welder", source_system="hr", source_object="employees",
-                            record_key="E1", run_id=run.run_id, source_field="title"),
-    ])
+    store.upsert_twins(
+        [
+            Twin(
+                "e-ann",
+                "Employee",
+                {
+                    "name": "Ann Archer",
+                    "employeeId": "E1",
+                    "email": "ann@acme.test",
+                    "phone": "+44 1",
+                    "jobTitle": "Welder",
+                },
+            )
+        ],
+        run_id=run.run_id,
+    )
+    lineage.record(
+        [
+            ProvenanceRecord.of(
+                "e-ann",
+                "email",
+                "ann@acme.test",
+                source_system="hr",
+                source_object="employees",
+                record_key="E1",
+                run_id=run.run_id,
+                source_field="work_email",
+            ),
+            ProvenanceRecord.of(
+                "e-ann",
+                "jobTitle",
+                "Welder",
+                source_system="hr",
+                source_object="employees",
+                record_key="E1",
+                run_id=run.run_id,
+                source_field="title",
+            ),
+        ]
+    )
     lineage.finish_run(run.run_id)
     yield store, lineage, audit, db
     store.close()
@@ -46,8 +77,9 @@ def twin_env(tmp_path: Path) -> Iterator[tuple[GraphStore, LineageStore, AuditLo
 
 def test_erasure_removes_personal_data_everywhere_and_keeps_the_chain(twin_env) -> None:  # type: ignore[no-untyped-def]
     store, lineage, audit, _ = twin_env
-    report = erase_personal_data("e-ann", store=store, lineage=lineage, audit=audit, policy=load_policy(),
-                                 subject=ADMIN)
+    report = erase_personal_data(
+        "e-ann", store=store, lineage=lineage, audit=audit, policy=load_policy(), subject=ADMIN
+    )
     assert report.fields == ("email", "phone")
     ann = store.get("e-ann")
     assert ann is not None
@@ -67,8 +99,9 @@ def test_erasure_removes_personal_data_everywhere_and_keeps_the_chain(twin_env) 
 def test_erasure_reaches_personal_values_the_twin_no_longer_holds(twin_env) -> None:  # type: ignore[no-untyped-def]
     store, lineage, audit, _ = twin_env
     store.upsert_twins([Twin("e-ann", "Employee", {"phone": None})])  # cleared before the erasure request
-    report = erase_personal_data("e-ann", store=store, lineage=lineage, audit=audit, policy=load_policy(),
-                                 subject=ADMIN)
+    report = erase_personal_data(
+        "e-ann", store=store, lineage=lineage, audit=audit, policy=load_policy(), subject=ADMIN
+    )
     assert report.fields == ("email",)
     history_text = json.dumps([(e.before, e.after) for e in store.history_of("e-ann")])
     assert "+44 1" not in history_text and "ann@acme.test" not in history_text
@@ -77,8 +110,14 @@ def test_erasure_reaches_personal_values_the_twin_no_longer_holds(twin_env) -> N
 def test_erasure_needs_the_permission_and_a_real_twin(twin_env) -> None:  # type: ignore[no-untyped-def]
     store, lineage, audit, _ = twin_env
     with pytest.raises(PolicyDenied):
-        erase_personal_data("e-ann", store=store, lineage=lineage, audit=audit, policy=load_policy(),
-                            subject=Subject("arch", frozenset({"architect"})))
+        erase_personal_data(
+            "e-ann",
+            store=store,
+            lineage=lineage,
+            audit=audit,
+            policy=load_policy(),
+            subject=Subject("arch", frozenset({"architect"})),
+        )
     assert store.get("e-ann").properties["email"] == "ann@acme.test"  # type: ignore[union-attr]
     with pytest.raises(TwinNotFound, match="nobody"):
         erase_personal_data("nobody", store=store, lineage=lineage, audit=audit, policy=load_policy(), subject=ADMIN)

@@ -32,8 +32,17 @@ def _b64(data: bytes) -> str:
 
 def _claims(provider: OidcProvider, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"iss": provider.issuer, "aud": AUDIENCE, "sub": "alice", "iat": now, "nbf": now - 5,
-              "exp": now + 600, "jti": "t-1", "roles": ["hr", "viewer"], "org_unit": "plant-b"}
+    claims = {
+        "iss": provider.issuer,
+        "aud": AUDIENCE,
+        "sub": "alice",
+        "iat": now,
+        "nbf": now - 5,
+        "exp": now + 600,
+        "jti": "t-1",
+        "roles": ["hr", "viewer"],
+        "org_unit": "plant-b",
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -62,8 +71,12 @@ def test_valid_rs256_token_maps_claims_to_subject(oidc_provider: OidcProvider) -
     token = _sign(oidc_provider.private_keys["rsa-1"], _claims(oidc_provider), "RS256")
     subject = _verifier(oidc_provider).verify(token)
     assert subject == Subject(
-        sub="alice", roles=frozenset({"hr", "viewer"}), org_unit="plant-b", attributes=subject.attributes,
-        token_id="t-1", issuer=oidc_provider.issuer,
+        sub="alice",
+        roles=frozenset({"hr", "viewer"}),
+        org_unit="plant-b",
+        attributes=subject.attributes,
+        token_id="t-1",
+        issuer=oidc_provider.issuer,
     )
     assert subject.has_role("hr") and not subject.has_role("admin")
     assert oidc_provider.discovery_hits == 1 and oidc_provider.jwks_hits == 1
@@ -86,13 +99,18 @@ def test_jwks_ttl_expiry_fetches_again(oidc_provider: OidcProvider) -> None:
 
 
 def test_keycloak_realm_roles_and_groups_mapping(oidc_provider: OidcProvider) -> None:
-    claims = _claims(oidc_provider, roles=None, realm_access={"roles": ["architect"]}, groups=["/compliance"],
-                     department="finance")
+    claims = _claims(
+        oidc_provider, roles=None, realm_access={"roles": ["architect"]}, groups=["/compliance"], department="finance"
+    )
     token = _sign(oidc_provider.private_keys["rsa-1"], claims, "RS256")
     subject = _verifier(oidc_provider).verify(token)
     assert subject.roles == frozenset({"architect", "compliance"})
-    only_realm = _verifier(oidc_provider, claim_mapping=ClaimMapping(
-        role_claims=("realm_access.roles",), org_unit_claim="department", attribute_claims=("department",)))
+    only_realm = _verifier(
+        oidc_provider,
+        claim_mapping=ClaimMapping(
+            role_claims=("realm_access.roles",), org_unit_claim="department", attribute_claims=("department",)
+        ),
+    )
     subject = only_realm.verify(token)
     assert subject.roles == frozenset({"architect"})
     assert subject.org_unit == "finance" and subject.attributes["department"] == "finance"
@@ -272,8 +290,15 @@ def test_local_issuer_refuses_unknown_role_and_open_key_file(tmp_path: Path) -> 
 
 def test_built_in_roles_are_documented() -> None:
     assert [r.name for r in BUILT_IN_ROLES] == [
-        "admin", "architect", "executive", "compliance", "hr", "data_steward", "viewer"]
-    assert ROLE_NAMES == {r.name for r in BUILT_IN_ROLES}
+        "admin",
+        "architect",
+        "executive",
+        "compliance",
+        "hr",
+        "data_steward",
+        "viewer",
+    ]
+    assert {r.name for r in BUILT_IN_ROLES} == ROLE_NAMES
     assert "subtree" in role_description("hr")
     with pytest.raises(GovernanceError, match="not a built-in role"):
         role_description("root")

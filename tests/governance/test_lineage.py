@@ -18,8 +18,18 @@ T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 
 
 def _prov(uid: str, prop: str, value: object, run_id: str, key: str, field: str, **extra: object) -> ProvenanceRecord:
-    return ProvenanceRecord.of(uid, prop, value, source_system="erp", source_object="employees", record_key=key,
-                               run_id=run_id, source_field=field, mapping_rule=f"Employee.{prop}", **extra)
+    return ProvenanceRecord.of(
+        uid,
+        prop,
+        value,
+        source_system="erp",
+        source_object="employees",
+        record_key=key,
+        run_id=run_id,
+        source_field=field,
+        mapping_rule=f"Employee.{prop}",
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -27,15 +37,29 @@ def synced(sqlite_url: str) -> tuple[LineageStore, str, str]:
     """Two connector runs: the second corrects Ann's salary; Bob only appears in the first."""
     store = LineageStore(sqlite_url)
     first = store.start_run("connector", "erp-employees", inputs=[DatasetRef("erp", "employees")], started_at=T0)
-    store.record([
-        _prov("emp-ann", "salary", 50000, first.run_id, "E1", "SAL", recorded_at=T0 + timedelta(seconds=1)),
-        _prov("emp-ann", "name", "Ann Lee", first.run_id, "E1", "NAME", recorded_at=T0 + timedelta(seconds=1)),
-        _prov("emp-bob", "salary", 42000, first.run_id, "E2", "SAL", recorded_at=T0 + timedelta(seconds=1)),
-    ])
+    store.record(
+        [
+            _prov("emp-ann", "salary", 50000, first.run_id, "E1", "SAL", recorded_at=T0 + timedelta(seconds=1)),
+            _prov("emp-ann", "name", "Ann Lee", first.run_id, "E1", "NAME", recorded_at=T0 + timedelta(seconds=1)),
+            _prov("emp-bob", "salary", 42000, first.run_id, "E2", "SAL", recorded_at=T0 + timedelta(seconds=1)),
+        ]
+    )
     store.finish_run(first.run_id, counts={"read": 2, "written": 3, "rejected": 0}, ended_at=T0 + timedelta(minutes=1))
     second = store.start_run("connector", "erp-employees", started_at=T0 + timedelta(hours=1))
-    store.record([_prov("emp-ann", "salary", 52000, second.run_id, "E1", "SAL", transform="round(SAL, -3)",
-                        recorded_at=T0 + timedelta(hours=1, seconds=1))])
+    store.record(
+        [
+            _prov(
+                "emp-ann",
+                "salary",
+                52000,
+                second.run_id,
+                "E1",
+                "SAL",
+                transform="round(SAL, -3)",
+                recorded_at=T0 + timedelta(hours=1, seconds=1),
+            )
+        ]
+    )
     store.finish_run(second.run_id, counts={"read": 1, "written": 1}, ended_at=T0 + timedelta(hours=1, minutes=1))
     return store, first.run_id, second.run_id
 
@@ -67,7 +91,11 @@ def test_where_from_latest_first(synced: tuple[LineageStore, str, str]) -> None:
     assert [(r.value, r.run_id) for r in salary] == [(52000, second), (50000, first)]
     latest = salary[0]
     assert (latest.source_system, latest.source_object, latest.record_key, latest.source_field) == (
-        "erp", "employees", "E1", "SAL")
+        "erp",
+        "employees",
+        "E1",
+        "SAL",
+    )
     assert (latest.mapping_rule, latest.transform) == ("Employee.salary", "round(SAL, -3)")
     assert latest.value_digest == sha256_digest(52000) and latest.matches(52000) and not latest.matches(50000)
     assert {r.property for r in store.where_from("emp-ann")} == {"salary", "name"}
@@ -114,8 +142,12 @@ def test_digest_only_records(sqlite_url: str) -> None:
 def test_null_values_are_kept_distinct_from_absent(sqlite_url: str) -> None:
     store = LineageStore(sqlite_url)
     run = store.start_run("connector", "hr")
-    store.record([_prov("emp-1", "middleName", None, run.run_id, "H1", "MID"),
-                  _prov("emp-1", "skills", ["python", "sql"], run.run_id, "H1", "SKILLS")])
+    store.record(
+        [
+            _prov("emp-1", "middleName", None, run.run_id, "H1", "MID"),
+            _prov("emp-1", "skills", ["python", "sql"], run.run_id, "H1", "SKILLS"),
+        ]
+    )
     by_property = {r.property: r for r in store.where_from("emp-1")}
     assert by_property["middleName"].has_value and by_property["middleName"].value is None
     assert by_property["skills"].value == ["python", "sql"]
@@ -142,8 +174,9 @@ def _graph(store: LineageStore, *run_ids: str) -> Graph:
 def test_prov_o_derivation_chain_reaches_source_record_and_run(synced: tuple[LineageStore, str, str]) -> None:
     store, first, second = synced
     graph = Graph().parse(data=_graph(store, first, second).serialize(format="turtle"), format="turtle")
-    rows = list(graph.query(
-        """
+    rows = list(
+        graph.query(
+            """
         SELECT ?value ?source ?key ?field ?run ?started ?agent ?plan WHERE {
             ?entity a prov:Entity ; prov:value ?value ; lineage:property "salary" ;
                     prov:specializationOf ?twin ; prov:wasDerivedFrom ?source ; prov:wasGeneratedBy ?run ;
@@ -157,9 +190,13 @@ def test_prov_o_derivation_chain_reaches_source_record_and_run(synced: tuple[Lin
             ?plan a prov:Plan .
         } ORDER BY ?started
         """,
-        initNs={"prov": PROV, "lineage": LINEAGE},
-    ))
-    assert [(r.value.toPython(), str(r.key), str(r.field)) for r in rows] == [(50000, "E1", "SAL"), (52000, "E1", "SAL")]
+            initNs={"prov": PROV, "lineage": LINEAGE},
+        )
+    )
+    assert [(r.value.toPython(), str(r.key), str(r.field)) for r in rows] == [
+        (50000, "E1", "SAL"),
+        (52000, "E1", "SAL"),
+    ]
     assert [r.run for r in rows] == [run_iri(first), run_iri(second)]
     assert {r.source for r in rows} == {source_record_iri("erp", "employees", "E1")}
     assert rows[0].started.toPython() == T0
@@ -201,8 +238,12 @@ def test_openlineage_events_follow_the_spec(synced: tuple[LineageStore, str, str
     assert datetime.fromisoformat(start["eventTime"]) == T0
     assert complete["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 3
     lineage = complete["outputs"][0]["facets"]["columnLineage"]["fields"]
-    assert lineage["salary"]["inputFields"][0] == {**lineage["salary"]["inputFields"][0],
-                                                   "namespace": "erp", "name": "employees", "field": "SAL"}
+    assert lineage["salary"]["inputFields"][0] == {
+        **lineage["salary"]["inputFields"][0],
+        "namespace": "erp",
+        "name": "employees",
+        "field": "SAL",
+    }
     assert set(lineage) == {"salary", "name"}
     assert complete["job"]["facets"]["jobType"]["jobType"] == "CONNECTOR_SYNC"
 

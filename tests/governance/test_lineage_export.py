@@ -32,19 +32,34 @@ def recorded(store_url: str) -> tuple[LineageStore, AuditLog, str, str]:
     lineage, audit = LineageStore(store_url), AuditLog(store_url)
     run_ids = []
     for hour, salary in ((0, 50000), (1, 52000)):
-        run = lineage.start_run("connector", "erp-employees", inputs=[DatasetRef("erp", "employees")],
-                                started_at=T0 + timedelta(hours=hour))
-        lineage.record([ProvenanceRecord.of(
-            "emp-ann", prop, value, source_system="erp", source_object="employees", record_key="E1", run_id=run.run_id,
-            source_field=field, mapping_rule=f"Employee.{prop}", recorded_at=T0 + timedelta(hours=hour, seconds=1))
-            for prop, value, field in (("salary", salary, "SAL"), ("email", "ann@example.test", "MAIL"))])
+        run = lineage.start_run(
+            "connector", "erp-employees", inputs=[DatasetRef("erp", "employees")], started_at=T0 + timedelta(hours=hour)
+        )
+        lineage.record(
+            [
+                ProvenanceRecord.of(
+                    "emp-ann",
+                    prop,
+                    value,
+                    source_system="erp",
+                    source_object="employees",
+                    record_key="E1",
+                    run_id=run.run_id,
+                    source_field=field,
+                    mapping_rule=f"Employee.{prop}",
+                    recorded_at=T0 + timedelta(hours=hour, seconds=1),
+                )
+                for prop, value, field in (("salary", salary, "SAL"), ("email", "ann@example.test", "MAIL"))
+            ]
+        )
         lineage.finish_run(run.run_id, counts={"read": 1, "written": 2}, ended_at=T0 + timedelta(hours=hour, minutes=1))
         run_ids.append(run.run_id)
     return lineage, audit, run_ids[0], run_ids[1]
 
 
-def _export(recorded: tuple[LineageStore, AuditLog, str, str], subject: Subject, fmt: str, *run_ids: str,
-            latest: int = 1):
+def _export(
+    recorded: tuple[LineageStore, AuditLog, str, str], subject: Subject, fmt: str, *run_ids: str, latest: int = 1
+):
     lineage, audit, _, _ = recorded
     return export_lineage(lineage, audit, load_policy(load_core()), subject, fmt, tuple(run_ids), latest=latest)
 
@@ -54,8 +69,9 @@ def test_prov_o_export_uses_only_prov_o_terms_and_carries_values_for_admin(recor
     result = _export(recorded, ADMIN, "prov-o", first, second)
     assert (result.run_ids, result.records, result.values_included) == ((first, second), 4, True)
     graph = Graph().parse(data=result.text, format="turtle")
-    prov_terms = {term for triple in graph for term in triple
-                  if isinstance(term, URIRef) and str(term).startswith(str(PROV))}
+    prov_terms = {
+        term for triple in graph for term in triple if isinstance(term, URIRef) and str(term).startswith(str(PROV))
+    }
     assert prov_terms and all(term in PROV for term in prov_terms), prov_terms - {t for t in prov_terms if t in PROV}
     assert {PROV.Activity, PROV.Entity, PROV.wasGeneratedBy, PROV.wasDerivedFrom, PROV.used} <= prov_terms
     values = {v.toPython() for v in graph.objects(None, PROV.value)}
@@ -83,8 +99,11 @@ def test_openlineage_export_rebuilds_as_spec_models(recorded) -> None:
     assert [e["eventType"] for e in events] == ["START", "COMPLETE", "START", "COMPLETE"]
     for event in events:  # the library's models validate eventTime, producer, schemaURL and the UUID run id
         rebuilt = RunEvent(
-            eventType=RunState(event["eventType"]), eventTime=event["eventTime"], producer=event["producer"],
-            run=Run(runId=event["run"]["runId"]), job=Job(namespace=event["job"]["namespace"], name=event["job"]["name"]),
+            eventType=RunState(event["eventType"]),
+            eventTime=event["eventTime"],
+            producer=event["producer"],
+            run=Run(runId=event["run"]["runId"]),
+            job=Job(namespace=event["job"]["namespace"], name=event["job"]["name"]),
             inputs=[InputDataset(namespace=d["namespace"], name=d["name"]) for d in event["inputs"]],
             outputs=[OutputDataset(namespace=d["namespace"], name=d["name"]) for d in event["outputs"]],
         )
@@ -99,7 +118,8 @@ def test_refusals_are_clear_and_denials_audited(recorded) -> None:
     with pytest.raises(PolicyDenied, match="vic may not export lineage"):
         _export(recorded, VIEWER, "prov-o")
     assert [(r.subject, str(r.decision)) for r in audit.query(limit=10) if r.operation == "lineage.export"] == [
-        ("vic", "deny")]
+        ("vic", "deny")
+    ]
     with pytest.raises(LineageError, match="unknown lineage export format 'csv'"):
         _export(recorded, ADMIN, "csv")
     with pytest.raises(RunNotFound, match="no-such-run"):

@@ -36,12 +36,38 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphStore]:
             Twin("ou-a", "OrgUnit", {"name": "Plant A"}),
             Twin("ou-a-weld", "OrgUnit", {"name": "Welding A"}),
             Twin("ou-b", "OrgUnit", {"name": "Plant B"}),
-            Twin("e-ann", "Employee", {"name": "Ann Archer", "employeeId": "E1", "email": "ann.archer@acme.test",
-                                       "salary": 71000.0, "jobTitle": "Welder"}),
-            Twin("e-bo", "Employee", {"name": "Bo Berg", "employeeId": "E2", "email": "bo.berg@acme.test",
-                                      "salary": 82000.0, "jobTitle": "Supervisor"}),
-            Twin("m-robot", "Machine", {"name": "Weld robot", "serialNumber": "SN-1", "acquisitionCost": 250000.0,
-                                        "description": "six-axis welding robot"}),
+            Twin(
+                "e-ann",
+                "Employee",
+                {
+                    "name": "Ann Archer",
+                    "employeeId": "E1",
+                    "email": "ann.archer@acme.test",
+                    "salary": 71000.0,
+                    "jobTitle": "Welder",
+                },
+            ),
+            Twin(
+                "e-bo",
+                "Employee",
+                {
+                    "name": "Bo Berg",
+                    "employeeId": "E2",
+                    "email": "bo.berg@acme.test",
+                    "salary": 82000.0,
+                    "jobTitle": "Supervisor",
+                },
+            ),
+            Twin(
+                "m-robot",
+                "Machine",
+                {
+                    "name": "Weld robot",
+                    "serialNumber": "SN-1",
+                    "acquisitionCost": 250000.0,
+                    "description": "six-axis welding robot",
+                },
+            ),
         ]
     )
     graph.upsert_links(
@@ -69,8 +95,12 @@ EXPECTED_ANN: dict[str, dict[str, object] | None] = {
     "admin": ANN,
     "architect": {"name": "Ann Archer", "email": "***", "salary": "***", "jobTitle": "Welder"},
     "executive": {"name": "Ann Archer", "email": "***", "salary": 71000.0, "jobTitle": "Welder"},
-    "compliance": {"name": "Ann Archer", "email": mask_value("ann.archer@acme.test", "hash"), "salary": 71000.0,
-                   "jobTitle": "Welder"},
+    "compliance": {
+        "name": "Ann Archer",
+        "email": mask_value("ann.archer@acme.test", "hash"),
+        "salary": 71000.0,
+        "jobTitle": "Welder",
+    },
     "hr": ANN,  # Ann works in a unit under Plant A, the hr partner's org unit
     "data_steward": {"name": "Ann Archer", "email": "a***st", "salary": "***", "jobTitle": "Welder"},
     "viewer": None,  # people are not visible to viewers at all
@@ -93,7 +123,9 @@ def test_role_class_field_matrix(store: GraphStore, policy, role: str, uid: str,
     record = store.get(uid, policy.read_scope(who))
     if expected[role] is None:
         assert record is None
-        assert not policy.decide(who, "read", record.cls if record else ("Employee" if uid == "e-ann" else "Machine")).allowed
+        assert not policy.decide(
+            who, "read", record.cls if record else ("Employee" if uid == "e-ann" else "Machine")
+        ).allowed
         return
     assert record is not None
     seen = policy.mask(who, record)
@@ -122,8 +154,11 @@ def test_traversals_skip_what_the_role_cannot_see(store: GraphStore, policy) -> 
     viewer = policy.read_scope(subject("viewer"))
     assert {n.uid for n in store.neighbours("m-robot", depth=2, scope=viewer).nodes} == {"m-robot"}
     architect = policy.read_scope(subject("architect"))
-    assert {n.uid for n in store.neighbours("m-robot", depth=2, scope=architect).nodes} == {"m-robot", "e-ann",
-                                                                                             "ou-a-weld"}
+    assert {n.uid for n in store.neighbours("m-robot", depth=2, scope=architect).nodes} == {
+        "m-robot",
+        "e-ann",
+        "ou-a-weld",
+    }
 
 
 @pytest.mark.parametrize(
@@ -200,8 +235,10 @@ def test_scans_evaluate_the_hr_rule_as_a_join_with_the_same_answers(store: Graph
         expected = store.aggregate(cls, [("count", None)], scope=predicate_only)
         assert store.aggregate(cls, [("count", None)], scope=joined) == expected
         assert store.aggregate(cls, [("count", None)], scope=twice) == expected
-    assert store.find("Employee", [Condition("jobTitle", "eq", "Welder")], scope=joined).total == \
-        store.find("Employee", [Condition("jobTitle", "eq", "Welder")], scope=predicate_only).total
+    assert (
+        store.find("Employee", [Condition("jobTitle", "eq", "Welder")], scope=joined).total
+        == store.find("Employee", [Condition("jobTitle", "eq", "Welder")], scope=predicate_only).total
+    )
 
 
 def test_a_scan_rule_must_name_its_anchor_and_relationship(tmp_path: Path) -> None:

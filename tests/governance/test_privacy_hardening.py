@@ -29,8 +29,11 @@ BIRTH = "1980-02-29"
 
 
 def _settings(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, graph_url=f"falkordb+embedded://{data_dir / 'graph'}",
-                    database_url=f"sqlite:///{data_dir / 'twin.db'}")
+    return Settings(
+        data_dir=data_dir,
+        graph_url=f"falkordb+embedded://{data_dir / 'graph'}",
+        database_url=f"sqlite:///{data_dir / 'twin.db'}",
+    )
 
 
 @pytest.fixture
@@ -58,10 +61,23 @@ def test_hash_masks_are_keyed_per_deployment(runtime: Runtime, tmp_path: Path) -
 def test_lineage_digests_are_keyed(runtime: Runtime) -> None:
     lineage = runtime.lineage
     run = lineage.start_run("connector", "hr")
-    lineage.record_values(FedValues(run.run_id, "hr", "employees",
-                                    [("e-1", "birthDate", BIRTH, "E1", "dob", "employee", None)], False))
-    lineage.record([ProvenanceRecord.of("e-2", "birthDate", BIRTH, source_system="hr", source_object="employees",
-                                        record_key="E2", run_id=run.run_id, keep_value=False)])
+    lineage.record_values(
+        FedValues(run.run_id, "hr", "employees", [("e-1", "birthDate", BIRTH, "E1", "dob", "employee", None)], False)
+    )
+    lineage.record(
+        [
+            ProvenanceRecord.of(
+                "e-2",
+                "birthDate",
+                BIRTH,
+                source_system="hr",
+                source_object="employees",
+                record_key="E2",
+                run_id=run.run_id,
+                keep_value=False,
+            )
+        ]
+    )
     for uid in ("e-1", "e-2"):  # fed values and single records alike
         record = lineage.where_from(uid)[0]
         assert record.value_digest != sha256_digest(BIRTH)
@@ -74,8 +90,11 @@ def test_data_directory_and_files_are_owner_only(runtime: Runtime) -> None:
     runtime.store  # noqa: B018 - starts the embedded graph server, which writes its files
     data_dir = runtime.settings.data_dir
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
-    loose = [str(path.relative_to(data_dir)) for path in data_dir.rglob("*")
-             if not path.is_socket() and stat.S_IMODE(path.stat().st_mode) & 0o077]
+    loose = [
+        str(path.relative_to(data_dir))
+        for path in data_dir.rglob("*")
+        if not path.is_socket() and stat.S_IMODE(path.stat().st_mode) & 0o077
+    ]
     assert not loose, loose
     assert (data_dir / "keys" / "digest.key").exists()
 
@@ -87,12 +106,31 @@ def test_erasure_blanks_ledger_identity_keys_and_compacts_the_graph_log(runtime:
     store.upsert_twins([Twin("e-ann", "Employee", {"name": "Ann Archer", "employeeId": "E1", "email": email})])
     state = SyncState(url)
     with state.engine.begin() as conn:
-        state.write_ledger(conn, [LedgerEntry("hr", "employees", "E1", "e-ann", "d1",
-                                               {"u": "e-ann", "c": "Employee", "p": {"email": email, "name": "Ann"}})], "run-1")
+        state.write_ledger(
+            conn,
+            [
+                LedgerEntry(
+                    "hr",
+                    "employees",
+                    "E1",
+                    "e-ann",
+                    "d1",
+                    {"u": "e-ann", "c": "Employee", "p": {"email": email, "name": "Ann"}},
+                )
+            ],
+            "run-1",
+        )
     identity = IdentityResolver(url)
     identity.resolve("person", [candidate("e-ann", "hr", email=email)])
-    erase_personal_data("e-ann", store=store, lineage=runtime.lineage, audit=runtime.audit, policy=runtime.policy,
-                        subject=DPO, holders=[state, identity])
+    erase_personal_data(
+        "e-ann",
+        store=store,
+        lineage=runtime.lineage,
+        audit=runtime.audit,
+        policy=runtime.policy,
+        subject=DPO,
+        holders=[state, identity],
+    )
     ledger = state.ledger("hr", "employees", ["E1"])["E1"]
     assert ledger.payload["p"].get("email") is None and ledger.payload["p"]["name"] == "Ann"
     with identity.engine.connect() as conn:

@@ -11,7 +11,9 @@ NS = "https://example.test/twin#"
 def contract_ontology() -> Ontology:
     """Entity > Person > Employee, Unit, Machine, Supplier, Material, Process; typed properties and relationships."""
     s = primitive
-    status = Schema(kind="enum", enum_value_kind="string", enum_values=(EnumValue("up", "up"), EnumValue("down", "down")))
+    status = Schema(
+        kind="enum", enum_value_kind="string", enum_values=(EnumValue("up", "up"), EnumValue("down", "down"))
+    )
     spec = Schema(kind="object", fields=(Field("rpm", s("integer")), Field("vendor", s("string"))))
     return Ontology(
         [
@@ -45,8 +47,12 @@ def contract_ontology() -> Ontology:
                     RelationshipDef("hasSkill", NS + "Skill", properties=(PropertyDef("level", s("integer")),)),
                 ),
             ),
-            ClassDef(NS + "Unit", "Unit", parents=(NS + "Entity",),
-                     relationships=(RelationshipDef("partOf", NS + "Unit", characteristics=frozenset({"transitive"})),)),
+            ClassDef(
+                NS + "Unit",
+                "Unit",
+                parents=(NS + "Entity",),
+                relationships=(RelationshipDef("partOf", NS + "Unit", characteristics=frozenset({"transitive"})),),
+            ),
             ClassDef(NS + "Skill", "Skill", parents=(NS + "Entity",)),
             ClassDef(
                 NS + "Machine",
@@ -66,7 +72,9 @@ def contract_ontology() -> Ontology:
                 parents=(NS + "Entity",),
                 relationships=(
                     RelationshipDef(
-                        "supplies", NS + "Material", characteristics=frozenset({"supports"}),
+                        "supplies",
+                        NS + "Material",
+                        characteristics=frozenset({"supports"}),
                         properties=(PropertyDef("leadTimeDays", s("integer")),),
                     ),
                 ),

@@ -22,13 +22,34 @@ def enterprise(size: int = 60) -> tuple[list[Twin], list[Link]]:
     twins = [Twin("u-root", "Unit", {"name": "Root"}), Twin("u-a", "Unit", {"name": "A"})]
     links = [Link("partOf", "u-a", "u-root")]
     for i in range(size):
-        twins.append(Twin(f"e{i}", "Employee", {"name": f"Person {i}", "employeeId": f"E{i}", "age": 20 + i % 40,
-                                                "salary": 1000.5 * i, "email": None if i % 3 else f"p{i}@x.test"}))
+        twins.append(
+            Twin(
+                f"e{i}",
+                "Employee",
+                {
+                    "name": f"Person {i}",
+                    "employeeId": f"E{i}",
+                    "age": 20 + i % 40,
+                    "salary": 1000.5 * i,
+                    "email": None if i % 3 else f"p{i}@x.test",
+                },
+            )
+        )
         links.append(Link("worksIn", f"e{i}", "u-a" if i % 2 else "u-root"))
         if i:
             links.append(Link("reportsTo", f"e{i}", f"e{(i - 1) // 3}"))
-        twins.append(Twin(f"m{i}", "Machine", {"name": f"Machine {i}", "status": "up" if i % 4 else "down",
-                                               "capacity": float(i), "description": "cell ünit \"7\""}))
+        twins.append(
+            Twin(
+                f"m{i}",
+                "Machine",
+                {
+                    "name": f"Machine {i}",
+                    "status": "up" if i % 4 else "down",
+                    "capacity": float(i),
+                    "description": 'cell ünit "7"',
+                },
+            )
+        )
         if i:
             links.append(Link("dependsOn", f"m{i}", f"m{i - 1}"))
         links.append(Link("operates", f"e{i}", f"m{i}"))
@@ -41,10 +62,12 @@ def enterprise(size: int = 60) -> tuple[list[Twin], list[Link]]:
 def test_a_bulk_load_answers_as_upserts_do(graph_data_dir: Path, tmp_path: Path) -> None:
     twins, links = enterprise()
     url = f"falkordb+embedded://{graph_data_dir}"
-    loaded, summary = GraphStore.load(url, contract_ontology(), twins, links, graph_name="bulk",
-                                      history_url=f"sqlite:///{tmp_path / 'bulk.db'}")
-    upserted = GraphStore.open(url, contract_ontology(), graph_name="upserted",
-                               history_url=f"sqlite:///{tmp_path / 'upserted.db'}")
+    loaded, summary = GraphStore.load(
+        url, contract_ontology(), twins, links, graph_name="bulk", history_url=f"sqlite:///{tmp_path / 'bulk.db'}"
+    )
+    upserted = GraphStore.open(
+        url, contract_ontology(), graph_name="upserted", history_url=f"sqlite:///{tmp_path / 'upserted.db'}"
+    )
     try:
         assert summary.created == len(twins) + len(links)
         upserted.upsert_twins(twins)
@@ -53,13 +76,16 @@ def test_a_bulk_load_answers_as_upserts_do(graph_data_dir: Path, tmp_path: Path)
         for uid in ("e7", "e0", "m3", "u-a", "s-1", "mat-1"):
             assert loaded.get(uid) == upserted.get(uid) is not None
         page = [(t.uid, t.properties) for t in loaded.find("Employee", order_by=[OrderBy("salary")], limit=500).items]
-        assert page == [(t.uid, t.properties) for t in upserted.find("Employee", order_by=[OrderBy("salary")],
-                                                                       limit=500).items]
-        assert [(h.twin.uid, h.depth) for h in loaded.impact("m0", 5)] == \
-            [(h.twin.uid, h.depth) for h in upserted.impact("m0", 5)]
+        assert page == [
+            (t.uid, t.properties) for t in upserted.find("Employee", order_by=[OrderBy("salary")], limit=500).items
+        ]
+        assert [(h.twin.uid, h.depth) for h in loaded.impact("m0", 5)] == [
+            (h.twin.uid, h.depth) for h in upserted.impact("m0", 5)
+        ]
         assert loaded.query("MATCH (:Twin {uid: 's-1'})-[e:supplies]->() RETURN e.leadTimeDays") == [[12]]
-        assert [(h.op, h.after) for h in loaded.history_of("m3") if h.kind == "twin"] == \
-            [("create", {"name": "Machine 3", "status": "up", "capacity": 3.0, "description": 'cell ünit "7"'})]
+        assert [(h.op, h.after) for h in loaded.history_of("m3") if h.kind == "twin"] == [
+            ("create", {"name": "Machine 3", "status": "up", "capacity": 3.0, "description": 'cell ünit "7"'})
+        ]
         with pytest.raises(QueryError):  # the uid constraint holds over what the bulk write created
             loaded.backend.write("CREATE (:Twin:Unit {uid: 'u-a', _class: 'Unit'})")
         loaded.upsert_links([Link("operates", "e1", "m2")])  # and the store goes on as any other
@@ -96,8 +122,9 @@ def test_an_existing_graph_is_upserted_not_bulk_loaded(graph_data_dir: Path) -> 
         store.close()
 
 
-def test_a_load_cut_into_many_commands_keeps_every_edge_on_its_nodes(graph_data_dir: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_load_cut_into_many_commands_keeps_every_edge_on_its_nodes(
+    graph_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(bulk, "TOKEN_BYTES", 200)  # a few rows per token
     monkeypatch.setattr(bulk, "COMMAND_BYTES", 1000)  # a few tokens per command
     twins, links = enterprise(40)
@@ -134,6 +161,7 @@ def test_the_bulk_format_refuses_what_it_cannot_carry() -> None:
         bulk.bulk_commands("g", [bulk.NodeGroup(("Twin", "a:b"), ("uid",), [["u"]])], [])
     with pytest.raises(QueryError, match="dict"):
         bulk.bulk_commands("g", [bulk.NodeGroup(("Twin",), ("n",), [[{"a": 1}]])], [])
-    (command,) = bulk.bulk_commands("g", [bulk.NodeGroup(("Twin", "Unit"), ("uid",), [["u"], ["v"]])],
-                                    [bulk.EdgeGroup("partOf", (), [[0, 1]])])
+    (command,) = bulk.bulk_commands(
+        "g", [bulk.NodeGroup(("Twin", "Unit"), ("uid",), [["u"], ["v"]])], [bulk.EdgeGroup("partOf", (), [[0, 1]])]
+    )
     assert command[:7] == ["GRAPH.BULK", "g", "BEGIN", 2, 1, 1, 1]

@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(graph_data_dir: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GraphStore]:
     """A store with its history (and so its feed) in SQLite, then in PostgreSQL."""
-    url = f"sqlite:///{tmp_path / 'history.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        f"sqlite:///{tmp_path / 'history.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    )
     opened = GraphStore.open(f"falkordb+embedded://{graph_data_dir}", contract_ontology(), history_url=url)
     yield opened
     opened.close()
@@ -42,8 +44,12 @@ def test_every_change_once_in_order_with_pages_and_cursors(store: GraphStore) ->
     assert feed.head() == len(everything) == 10
     assert [c.seq for c in everything] == list(range(1, 11))
     assert [(c.kind, c.op, c.uid) for c in everything[5:]] == [
-        ("link", "create", "m1"), ("link", "create", "m2"), ("twin", "update", "m0"), ("link", "delete", "m2"),
-        ("twin", "delete", "m2")]
+        ("link", "create", "m1"),
+        ("link", "create", "m2"),
+        ("twin", "update", "m0"),
+        ("link", "delete", "m2"),
+        ("twin", "delete", "m2"),
+    ]
     assert everything[7].before == {"name": "m0", "capacity": 1.0} and everything[7].after["capacity"] == 2.0
     paged, cursor = [], 0
     while page := feed.read(cursor, 3):  # pages that start inside one write (five twins) and cross writes
@@ -63,8 +69,9 @@ def test_every_change_once_in_order_with_pages_and_cursors(store: GraphStore) ->
 def test_concurrent_writers_get_one_gap_free_sequence(store: GraphStore) -> None:
     def write(prefix: str) -> None:
         for batch in range(10):
-            store.upsert_twins([Twin(f"{prefix}{batch}-{i}", "Machine", {"name": prefix, "capacity": 1.0})
-                                for i in range(20)])
+            store.upsert_twins(
+                [Twin(f"{prefix}{batch}-{i}", "Machine", {"name": prefix, "capacity": 1.0}) for i in range(20)]
+            )
 
     threads = [threading.Thread(target=write, args=(p,)) for p in ("a", "b", "c")]
     for thread in threads:
@@ -94,8 +101,13 @@ WRITER = textwrap.dedent(
 
 def test_a_write_whose_writer_was_killed_enters_the_feed_once_recovered(graph_data_dir: Path, tmp_path: Path) -> None:
     history_url = f"sqlite:///{tmp_path / 'history.db'}"
-    killed = subprocess.run([sys.executable, "-c", WRITER, str(graph_data_dir), history_url], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=120)
+    killed = subprocess.run(
+        [sys.executable, "-c", WRITER, str(graph_data_dir), history_url],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        timeout=120,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     store = GraphStore.open(f"falkordb+embedded://{graph_data_dir}", contract_ontology(), history_url=history_url)
     try:

@@ -25,9 +25,13 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("TWIN_DATA_DIR", str(data))
     get_settings.cache_clear()
     store = GraphStore.open(f"falkordb+embedded://{data / 'graph'}", load_core())
-    store.upsert_twins([Twin("s1", "Supplier", {"name": "Acme Castings"}),
-                        Twin("m1", "Material", {"name": "Housing"}),
-                        Twin("p1", "Product", {"name": "Pump", "sku": "HP-1"})])
+    store.upsert_twins(
+        [
+            Twin("s1", "Supplier", {"name": "Acme Castings"}),
+            Twin("m1", "Material", {"name": "Housing"}),
+            Twin("p1", "Product", {"name": "Pump", "sku": "HP-1"}),
+        ]
+    )
     store.upsert_links([Link("supplies", "s1", "m1"), Link("partOf", "m1", "p1")])
     store.close()
     yield data
@@ -41,8 +45,10 @@ def test_stats_query_and_impact(data_dir: Path) -> None:
     rows = runner.invoke(app, ["graph", "query", "MATCH (n:Item) RETURN n.uid ORDER BY n.uid"])
     assert rows.exit_code == 0 and rows.output.split() == ['["m1"]', '["p1"]']
     impact = json.loads(runner.invoke(app, ["graph", "impact", "s1", "--json"]).output)
-    assert [(h["uid"], h["depth"], h["via"]) for h in impact] == [("m1", 1, ["supplies"]),
-                                                                  ("p1", 2, ["supplies", "partOf"])]
+    assert [(h["uid"], h["depth"], h["via"]) for h in impact] == [
+        ("m1", 1, ["supplies"]),
+        ("p1", 2, ["supplies", "partOf"]),
+    ]
 
 
 def test_refusals_exit_1_with_a_message(data_dir: Path) -> None:
@@ -53,8 +59,9 @@ def test_refusals_exit_1_with_a_message(data_dir: Path) -> None:
     assert json.loads(runner.invoke(app, ["graph", "stats", "--json"]).output)["twins"] == 3
 
 
-def test_export_then_import_moves_the_graph_to_a_new_data_directory(data_dir: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_then_import_moves_the_graph_to_a_new_data_directory(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with GraphStore.open(f"falkordb+embedded://{data_dir / 'graph'}", load_core()) as store:
         store.upsert_links([Link("supplies", "s1", "m1", {"leadTimeDays": 9})])
         store.upsert_twins([Twin("m1", "Material", {"name": "Housing", "unitCost": 12.5})])
@@ -70,8 +77,9 @@ def test_export_then_import_moves_the_graph_to_a_new_data_directory(data_dir: Pa
     imported = runner.invoke(app, ["graph", "import", str(tmp_path / "twin.jsonl")])
     assert imported.exit_code == 0, imported.output
     assert "5 created" in imported.output
-    with GraphStore.open(f"falkordb+embedded://{moved / 'graph'}", load_core(),
-                         history_url=f"sqlite:///{moved / 'twin.db'}") as store:
+    with GraphStore.open(
+        f"falkordb+embedded://{moved / 'graph'}", load_core(), history_url=f"sqlite:///{moved / 'twin.db'}"
+    ) as store:
         assert store.get("m1").properties == {"name": "Housing", "unitCost": 12.5}  # type: ignore[union-attr]
         assert store.query("MATCH (:Twin {uid: 's1'})-[e:supplies]->() RETURN e.leadTimeDays") == [[9]]
         assert [h.op for h in store.history_of("p1")] == ["create", "create"]  # the twin and its partOf link

@@ -69,7 +69,10 @@ def spawn(script: str, *args: object) -> subprocess.Popen[str]:
     """Run `script` in a fresh interpreter with the repo importable; stdout is a text pipe."""
     return subprocess.Popen(
         [sys.executable, "-c", script, *map(str, args)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
 
@@ -78,7 +81,9 @@ def read_until_acknowledged(writer: subprocess.Popen[str], at_least: int) -> tup
     """Read the writer's server pid line and acknowledged indices until `at_least` have been acknowledged."""
     assert writer.stdout is not None
     first = writer.stdout.readline()
-    assert first.startswith("pid "), f"writer failed to start: {first!r} {writer.stderr.read() if writer.stderr else ''}"
+    assert first.startswith("pid "), (
+        f"writer failed to start: {first!r} {writer.stderr.read() if writer.stderr else ''}"
+    )
     acknowledged: list[int] = []
     while len(acknowledged) < at_least:
         line = writer.stdout.readline()
@@ -243,8 +248,14 @@ def test_registry_naming_an_unrelated_live_process_is_stale_and_that_process_is_
     try:
         graph_data_dir.mkdir(parents=True)
         (graph_data_dir / "server.json").write_text(
-            json.dumps({"pid": bystander.pid, "fsync": "always", "started_at": 0.0,
-                        "socket": str(graph_data_dir / "falkordb.sock")})
+            json.dumps(
+                {
+                    "pid": bystander.pid,
+                    "fsync": "always",
+                    "started_at": 0.0,
+                    "socket": str(graph_data_dir / "falkordb.sock"),
+                }
+            )
         )
         (graph_data_dir / "falkordb.sock").write_text("not a socket")
         with open_embedded(graph_data_dir) as handle:
@@ -314,7 +325,7 @@ def test_two_processes_writing_at_once_share_one_server_and_lose_nothing(graph_d
     count = 300
     workers = [spawn(WORKER, graph_data_dir, name, count) for name in ("a", "b")]
     outputs = [worker.communicate(timeout=120) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
     server_pids_seen = {out.splitlines()[0] for out, _ in outputs}
     assert len(server_pids_seen) == 1, f"two servers were started: {server_pids_seen}"

@@ -59,8 +59,14 @@ WRITER = textwrap.dedent(
 
 
 def _killed_at(step: str, data_dir: Path, history_url: str) -> None:
-    writer = subprocess.run([sys.executable, "-c", WRITER, str(data_dir), history_url, step], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    writer = subprocess.run(
+        [sys.executable, "-c", WRITER, str(data_dir), history_url, step],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert writer.returncode == -signal.SIGKILL, writer.stdout + writer.stderr
 
 
@@ -76,8 +82,9 @@ def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_open(tmp_path: Path,
-                                                                                    history_url: str) -> None:
+def test_a_write_killed_before_its_history_commit_gets_its_history_at_the_next_open(
+    tmp_path: Path, history_url: str
+) -> None:
     graph = tmp_path / "graph"
     try:
         _killed_at("twins", graph, history_url)
@@ -160,13 +167,23 @@ def test_a_bulk_load_killed_before_or_after_it_created_the_graph_leaves_exactly_
         graph = tmp_path / step / "graph"
         graph.mkdir(parents=True)
         try:
-            killed = subprocess.run([sys.executable, "-c", BULK_WRITER, str(graph), history_url, step], cwd=REPO,
-                                    env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                                    timeout=120)
+            killed = subprocess.run(
+                [sys.executable, "-c", BULK_WRITER, str(graph), history_url, step],
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-            rerun = subprocess.run([sys.executable, "-c", BULK_WRITER, str(graph), history_url, "-"], cwd=REPO,
-                                   env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                                   timeout=120)  # sealed: the load again; written: an upsert of the same, no change
+            rerun = subprocess.run(
+                [sys.executable, "-c", BULK_WRITER, str(graph), history_url, "-"],
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )  # sealed: the load again; written: an upsert of the same, no change
             assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         finally:
             stop_embedded(graph)

@@ -32,15 +32,21 @@ def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_recorded_states_read_back_exactly(history_url: str) -> None:
     store = HistoryStore(history_url)
     context = ChangeContext("alice", "erp", "run-1")
-    written = store.record([
-        Change("t1", "twin", "create", None, AWKWARD, "Plant"),
-        Change("t1", "link", "create", None, {}, None, "locatedAt", "site-1"),
-        Change("t1", "twin", "update", AWKWARD, {**AWKWARD, "name": "Bern"}, "Plant"),
-    ], context)
+    written = store.record(
+        [
+            Change("t1", "twin", "create", None, AWKWARD, "Plant"),
+            Change("t1", "link", "create", None, {}, None, "locatedAt", "site-1"),
+            Change("t1", "twin", "update", AWKWARD, {**AWKWARD, "name": "Bern"}, "Plant"),
+        ],
+        context,
+    )
     assert written == 3
     entries = store.history("t1")
     assert [(e.kind, e.op, e.link_type, e.target) for e in entries] == [
-        ("twin", "create", None, None), ("link", "create", "locatedAt", "site-1"), ("twin", "update", None, None)]
+        ("twin", "create", None, None),
+        ("link", "create", "locatedAt", "site-1"),
+        ("twin", "update", None, None),
+    ]
     assert entries[0].after == AWKWARD and entries[0].before is None
     assert entries[1].after == {} and entries[2].before == AWKWARD and entries[2].after["name"] == "Bern"
     assert {(e.actor, e.source, e.run_id) for e in entries} == {("alice", "erp", "run-1")}

@@ -13,8 +13,12 @@ from graph.model import Twin
 from graph.store import GraphStore
 from tests.graph.contract_ontology import contract_ontology
 
-ZONES = [dt.UTC, dt.timezone(dt.timedelta(hours=2)), dt.timezone(dt.timedelta(hours=-5)),
-         dt.timezone(dt.timedelta(hours=5, minutes=30))]
+ZONES = [
+    dt.UTC,
+    dt.timezone(dt.timedelta(hours=2)),
+    dt.timezone(dt.timedelta(hours=-5)),
+    dt.timezone(dt.timedelta(hours=5, minutes=30)),
+]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -45,10 +49,16 @@ def test_as_of_gives_the_same_state_in_every_zone(graph_data_dir: Path, history_
 def test_record_at_a_time_in_another_zone_stores_that_instant(history_url: str) -> None:
     store = HistoryStore(history_url)
     noon = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
-    store.record([Change("t", "twin", "create", None, {"v": 1}, "Plant")], ChangeContext(),
-                 at=noon.astimezone(dt.timezone(dt.timedelta(hours=-5))))  # 07:00 -05:00
-    store.record([Change("t", "twin", "update", {"v": 1}, {"v": 2}, "Plant")], ChangeContext(),
-                 at=(noon + dt.timedelta(hours=1)).astimezone(dt.timezone(dt.timedelta(hours=9))))  # 22:00 +09:00
+    store.record(
+        [Change("t", "twin", "create", None, {"v": 1}, "Plant")],
+        ChangeContext(),
+        at=noon.astimezone(dt.timezone(dt.timedelta(hours=-5))),
+    )  # 07:00 -05:00
+    store.record(
+        [Change("t", "twin", "update", {"v": 1}, {"v": 2}, "Plant")],
+        ChangeContext(),
+        at=(noon + dt.timedelta(hours=1)).astimezone(dt.timezone(dt.timedelta(hours=9))),
+    )  # 22:00 +09:00
     assert [e.at for e in store.history("t")] == [noon, noon + dt.timedelta(hours=1)]
     assert store.as_of("t", noon - dt.timedelta(seconds=1)) is None
     assert store.as_of("t", noon.astimezone(dt.timezone(dt.timedelta(hours=3))))["v"] == 1  # type: ignore[index]

@@ -14,10 +14,14 @@ from graph.row_appender import RowAppender
 
 metadata = MetaData()
 table = Table(
-    "appended", metadata,
+    "appended",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("k", String(64), nullable=False, unique=True),
-    Column("text", Text), Column("number", Float), Column("count", BigInteger), Column("run", String(16)),
+    Column("text", Text),
+    Column("number", Float),
+    Column("count", BigInteger),
+    Column("run", String(16)),
 )
 AWKWARD = 'Zürich "Nord" \\ \n\ttab \U0001f3ed \x07 \u2028'
 
@@ -31,8 +35,12 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def stored(url: str) -> list[tuple]:
     with relational_engine(url).connect() as conn:
-        return [tuple(r) for r in conn.execute(select(table.c.k, table.c.text, table.c.number, table.c.count,
-                                                             table.c.run).order_by(table.c.id))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(table.c.k, table.c.text, table.c.number, table.c.count, table.c.run).order_by(table.c.id)
+            )
+        ]
 
 
 def test_rows_are_stored_as_given_in_order_with_the_shared_values(url: str) -> None:
@@ -56,7 +64,11 @@ def test_conflicts_update_or_are_skipped(url: str) -> None:
         upsert.append(conn, [("b", "second"), ("c", "second")], ("r2",))
         skip.append(conn, [("a", "ignored"), ("d", "third")], ("r3",))
     assert [(k, text, run) for k, text, _, _, run in stored(url)] == [
-        ("a", "first", "r1"), ("b", "second", "r2"), ("c", "second", "r2"), ("d", "third", "r3")]
+        ("a", "first", "r1"),
+        ("b", "second", "r2"),
+        ("c", "second", "r2"),
+        ("d", "third", "r3"),
+    ]
 
 
 def test_integers_beyond_64_bits_are_refused_not_rounded(url: str) -> None:

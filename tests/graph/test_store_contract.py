@@ -68,11 +68,17 @@ def small_enterprise(store: GraphStore) -> None:
             Twin("u-plant", "Unit", {"name": "Plant"}),
             Twin("u-line", "Unit", {"name": "Line 1"}),
             Twin("e-ceo", "Employee", {"name": "Grace Hopper", "employeeId": "E1", "salary": 300.0, "age": 60}),
-            Twin("e-ann", "Employee", {"name": "Ann Smith", "employeeId": "E2", "salary": 100.0, "age": 30,
-                                       "email": "ann@example.test"}),
+            Twin(
+                "e-ann",
+                "Employee",
+                {"name": "Ann Smith", "employeeId": "E2", "salary": 100.0, "age": 30, "email": "ann@example.test"},
+            ),
             Twin("e-bob", "Employee", {"name": "Bob Jones", "employeeId": "E3", "salary": 120.0, "age": 45}),
-            Twin("m-lathe", "Machine", {"name": "Lathe", "status": "up", "capacity": 10.0,
-                                        "description": "turning centre"}),
+            Twin(
+                "m-lathe",
+                "Machine",
+                {"name": "Lathe", "status": "up", "capacity": 10.0, "description": "turning centre"},
+            ),
             Twin("m-mill", "Machine", {"name": "Mill", "status": "down", "capacity": 5.0}),
             Twin("s-acme", "Supplier", {"name": "Acme Steel"}),
             Twin("mat-steel", "Material", {"name": "Steel bar"}),
@@ -128,14 +134,24 @@ def test_upsert_is_idempotent_and_updates_only_changes(store: GraphStore) -> Non
 
 def test_a_batch_of_old_and_new_links_creates_and_records_only_the_new(store: GraphStore) -> None:
     small_enterprise(store)
-    batch = [Link("operates", "e-ann", "m-lathe"), Link("operates", "e-bob", "m-lathe"),
-             Link("operates", "e-bob", "m-mill"), Link("operates", "e-ann", "m-lathe")]
+    batch = [
+        Link("operates", "e-ann", "m-lathe"),
+        Link("operates", "e-bob", "m-lathe"),
+        Link("operates", "e-bob", "m-mill"),
+        Link("operates", "e-ann", "m-lathe"),
+    ]
     summary = store.upsert_links(batch)
     assert (summary.created, summary.unchanged) == (2, 1)
     assert sorted(store.query("MATCH (a)-[:operates]->(b) RETURN a.uid, b.uid")) == [
-        ["e-ann", "m-lathe"], ["e-bob", "m-lathe"], ["e-bob", "m-mill"]]
-    created = [(e.uid, e.target) for e in store.history_of("m-lathe") + store.history_of("m-mill")
-               if e.kind == "link" and e.link_type == "operates" and e.op == "create"]
+        ["e-ann", "m-lathe"],
+        ["e-bob", "m-lathe"],
+        ["e-bob", "m-mill"],
+    ]
+    created = [
+        (e.uid, e.target)
+        for e in store.history_of("m-lathe") + store.history_of("m-mill")
+        if e.kind == "link" and e.link_type == "operates" and e.op == "create"
+    ]
     assert sorted(created) == [("e-ann", "m-lathe"), ("e-bob", "m-lathe"), ("e-bob", "m-mill")]
     again = store.upsert_links(batch)  # every link of the batch exists now
     assert (again.created, again.unchanged) == (0, 3)
@@ -176,14 +192,23 @@ def test_an_overlong_uid_is_refused_and_a_link_named_twice_is_deleted_once(store
     twice = store.delete_links([("worksIn", "e-ann", "u-line"), ("worksIn", "e-ann", "u-line")])
     assert twice.deleted == 1
     assert [e.op for e in store.history_of("u-line") if e.link_type == "worksIn" and e.uid == "e-ann"] == [
-        "create", "delete"]
+        "create",
+        "delete",
+    ]
 
 
 def test_typed_values_round_trip(store: GraphStore) -> None:
     store.upsert_twins(
         [
-            Twin("m1", "Machine", {"spec": {"rpm": 3000, "vendor": "DMG"}, "status": "up",
-                                   "installed": dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.UTC)}),
+            Twin(
+                "m1",
+                "Machine",
+                {
+                    "spec": {"rpm": 3000, "vendor": "DMG"},
+                    "status": "up",
+                    "installed": dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.UTC),
+                },
+            ),
             Twin("p1", "Person", {"born": dt.date(1990, 2, 3)}),
         ]
     )
@@ -301,8 +326,12 @@ def test_concurrent_upserts_of_the_same_twins_neither_duplicate_nor_lose(backend
     errors: list[BaseException] = []
 
     def writer(tag: str) -> None:
-        own = GraphStore.open(backend_url, contract_ontology(), user=os.environ.get("NEO4J_USER"),
-                              password=os.environ.get("NEO4J_PASSWORD"))
+        own = GraphStore.open(
+            backend_url,
+            contract_ontology(),
+            user=os.environ.get("NEO4J_USER"),
+            password=os.environ.get("NEO4J_PASSWORD"),
+        )
         try:
             for start in range(0, len(uids), 50):
                 own.upsert_twins([Twin(u, "Machine", {"name": f"{tag}-{u}"}) for u in uids[start : start + 50]])
@@ -426,8 +455,12 @@ def test_full_text_search(store: GraphStore) -> None:
 def test_read_only_cypher_refuses_writes(store: GraphStore) -> None:
     small_enterprise(store)
     assert store.query("MATCH (n:Machine) RETURN n.uid ORDER BY n.uid") == [["m-lathe"], ["m-mill"]]
-    for cypher in ("MATCH (n) DETACH DELETE n", "CREATE (n:Twin {uid: 'x'})", "MATCH (n) SET n.name = 'x'",
-                   "merge (n:Twin {uid: 'y'})"):
+    for cypher in (
+        "MATCH (n) DETACH DELETE n",
+        "CREATE (n:Twin {uid: 'x'})",
+        "MATCH (n) SET n.name = 'x'",
+        "merge (n:Twin {uid: 'y'})",
+    ):
         with pytest.raises(ReadOnlyViolation):
             store.query(cypher)
     assert store.query("MATCH (n) WHERE n.name = 'CREATE me' RETURN count(n)") == [[0]]
@@ -474,8 +507,9 @@ def test_hidden_fields_cannot_be_filtered_sorted_aggregated_or_searched(store: G
 
 
 def test_history_and_as_of(store: GraphStore) -> None:
-    store.upsert_twins([Twin("h1", "Machine", {"name": "v1", "capacity": 1.0})], actor="alice", source="erp",
-                       run_id="run-1")
+    store.upsert_twins(
+        [Twin("h1", "Machine", {"name": "v1", "capacity": 1.0})], actor="alice", source="erp", run_id="run-1"
+    )
     t1 = dt.datetime.now(dt.UTC)
     time.sleep(0.02)
     store.upsert_twins([Twin("h1", "Machine", {"name": "v2"})], actor="bob")
@@ -526,8 +560,13 @@ def test_a_uid_created_between_our_read_and_our_create_is_retried_as_an_update(s
 
 def other_writer(store: GraphStore, tmp_path: Path) -> GraphStore:
     """A second store on the same graph, as another process would hold it."""
-    return GraphStore.open(store.url, store.ontology, history_url=f"sqlite:///{tmp_path / 'other.db'}",
-                           user=os.environ.get("NEO4J_USER"), password=os.environ.get("NEO4J_PASSWORD"))
+    return GraphStore.open(
+        store.url,
+        store.ontology,
+        history_url=f"sqlite:///{tmp_path / 'other.db'}",
+        user=os.environ.get("NEO4J_USER"),
+        password=os.environ.get("NEO4J_PASSWORD"),
+    )
 
 
 def test_a_class_changed_by_another_writer_is_checked_again_before_linking(store: GraphStore, tmp_path: Path) -> None:
@@ -586,15 +625,17 @@ def test_a_link_another_writer_created_meanwhile_gets_our_properties(store: Grap
     def read_then_lose_the_race(batch):  # type: ignore[no-untyped-def]
         found = original(batch)
         writer._existing_links = original  # type: ignore[method-assign]
-        store.backend.write("MATCH (a:Twin {uid: 's-acme'}), (b:Twin {uid: 'mat-iron'}) "
-                            "CREATE (a)-[:supplies {leadTimeDays: 5}]->(b)")
+        store.backend.write(
+            "MATCH (a:Twin {uid: 's-acme'}), (b:Twin {uid: 'mat-iron'}) CREATE (a)-[:supplies {leadTimeDays: 5}]->(b)"
+        )
         return found
 
     writer._existing_links = read_then_lose_the_race  # type: ignore[method-assign]
     summary = store.upsert_links([Link("supplies", "s-acme", "mat-iron", {"leadTimeDays": 12})])
     assert (summary.created, summary.updated) == (0, 1)
-    assert store.query("MATCH (:Twin {uid: 's-acme'})-[e:supplies]->(:Twin {uid: 'mat-iron'}) "
-                       "RETURN count(e), max(e.leadTimeDays)") == [[1, 12]]
+    assert store.query(
+        "MATCH (:Twin {uid: 's-acme'})-[e:supplies]->(:Twin {uid: 'mat-iron'}) RETURN count(e), max(e.leadTimeDays)"
+    ) == [[1, 12]]
     changes = [h for h in store.history_of("s-acme") if h.target == "mat-iron"]
     assert [(h.op, h.before, h.after) for h in changes] == [("update", {"leadTimeDays": 5}, {"leadTimeDays": 12})]
 

@@ -36,7 +36,10 @@ def _acknowledged_then_kill(graph_dir: Path, history: str, wanted: int, kill_ser
     root = Path(__file__).resolve().parents[2]
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(graph_dir), history],
-        stdout=subprocess.PIPE, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert writer.stdout is not None
     last = -1
@@ -63,9 +66,7 @@ def _check_everything_acknowledged_is_there(graph_dir: Path, history: str, last:
             found = store.get_many([f"m{batch}-{i}" for i in range(50)])
             assert len(found) == 50, f"batch {batch}: only {len(found)} of 50 acknowledged twins survived"
             assert all(t.properties["capacity"] == float(batch) for t in found.values())
-        rows = store.query(
-            "MATCH (a:Machine)-[:dependsOn]->(b:Machine) RETURN count(a)"
-        )
+        rows = store.query("MATCH (a:Machine)-[:dependsOn]->(b:Machine) RETURN count(a)")
         assert rows[0][0] >= 49 * (last + 1)
         assert store.query("MATCH (n:Twin) RETURN count(n) - count(DISTINCT n.uid)") == [[0]]
         assert len(store.history_of("m0-1")) >= 2  # twin create and link create were recorded
@@ -98,9 +99,7 @@ def test_a_rerun_after_a_crash_completes_without_duplicates(graph_data_dir: Path
             store.upsert_links([Link("dependsOn", uids[i], uids[i - 1]) for i in range(1, 50)])
         assert store.query("MATCH (n:Machine) RETURN count(n), count(DISTINCT n.uid)")[0][0] >= 50 * (last + 3)
         assert store.query("MATCH (n:Twin) RETURN count(n) - count(DISTINCT n.uid)") == [[0]]
-        assert store.query(
-            "MATCH (a)-[r:dependsOn]->(b) WITH a, b, count(r) AS c WHERE c > 1 RETURN count(*)"
-        ) == [[0]]
+        assert store.query("MATCH (a)-[r:dependsOn]->(b) WITH a, b, count(r) AS c WHERE c > 1 RETURN count(*)") == [[0]]
     finally:
         store.close()
 
@@ -116,8 +115,10 @@ def test_a_cleared_graph_reopens_after_every_restart(graph_data_dir: Path) -> No
         try:
             assert store.stats().twins in (0, 31)
             store.clear()
-            store.upsert_twins([Twin(f"m{i}", "Machine", {"name": f"m{i}-{cycle}"}) for i in range(30)]
-                               + [Twin("u", "Unit", {"name": "u"})])
+            store.upsert_twins(
+                [Twin(f"m{i}", "Machine", {"name": f"m{i}-{cycle}"}) for i in range(30)]
+                + [Twin("u", "Unit", {"name": "u"})]
+            )
             store.upsert_links([Link("dependsOn", f"m{i}", f"m{i - 1}") for i in range(1, 30)])
         finally:
             store.close()

@@ -40,6 +40,9 @@ def test_errors_name_the_backend_but_not_its_password() -> None:
 
 def test_a_store_that_fails_to_open_leaves_no_server_behind(tmp_path: Path) -> None:
     with pytest.raises(GraphError):
-        GraphStore.open(f"falkordb+embedded://{tmp_path / 'graph'}", contract_ontology(),
-                        history_url="postgresql://twin:s3cret@:bad:/x")
+        GraphStore.open(
+            f"falkordb+embedded://{tmp_path / 'graph'}",
+            contract_ontology(),
+            history_url="postgresql://twin:s3cret@:bad:/x",
+        )
     assert falkordb_processes_under(tmp_path) == []

@@ -29,8 +29,17 @@ DURATIONS = [
 DURATION = Schema("duration")
 
 
-@pytest.mark.parametrize("delta", [*DURATIONS, dt.timedelta(0), dt.timedelta(microseconds=-1),
-                                   -dt.timedelta(days=2, seconds=1.5), dt.timedelta.max, dt.timedelta.min])
+@pytest.mark.parametrize(
+    "delta",
+    [
+        *DURATIONS,
+        dt.timedelta(0),
+        dt.timedelta(microseconds=-1),
+        -dt.timedelta(days=2, seconds=1.5),
+        dt.timedelta.max,
+        dt.timedelta.min,
+    ],
+)
 def test_durations_are_encoded_exactly_and_pass_the_ontology_check(delta: dt.timedelta) -> None:
     text = encode(delta, DURATION)
     assert "e" not in text.lower() and check_value(text, DURATION) == []
@@ -48,8 +57,9 @@ def test_duration_text_is_canonical_iso_8601() -> None:
 @pytest.fixture
 def core_store(graph_data_dir: Path, tmp_path: Path) -> Iterator[GraphStore]:
     """An empty store of the core ontology on an embedded graph, with history in SQLite."""
-    store = GraphStore.open(f"falkordb+embedded://{graph_data_dir}", load_core(),
-                            history_url=f"sqlite:///{tmp_path / 'history.db'}")
+    store = GraphStore.open(
+        f"falkordb+embedded://{graph_data_dir}", load_core(), history_url=f"sqlite:///{tmp_path / 'history.db'}"
+    )
     yield store
     store.close()
 
@@ -57,7 +67,7 @@ def core_store(graph_data_dir: Path, tmp_path: Path) -> Iterator[GraphStore]:
 def test_durations_round_trip_through_the_graph_and_an_export(core_store: GraphStore, tmp_path: Path) -> None:
     twins = [Twin(f"a{i}", "Activity", {"name": f"step {i}", "plannedDuration": d}) for i, d in enumerate(DURATIONS)]
     core_store.upsert_twins(twins)
-    for twin, delta in zip(twins, DURATIONS):
+    for twin, delta in zip(twins, DURATIONS, strict=True):
         assert parse_duration(core_store.get(twin.uid).properties["plannedDuration"]) == delta
     assert core_store.upsert_twins(twins).unchanged == len(twins)  # the same value encodes to the same text
 
@@ -66,11 +76,15 @@ def test_durations_round_trip_through_the_graph_and_an_export(core_store: GraphS
         export_graph(core_store, out)
     copy_dir = tmp_path / "copy"
     try:
-        copy, summary = GraphStore.load(f"falkordb+embedded://{copy_dir}", load_core(), *read_graph_file(path),
-                                        history_url=f"sqlite:///{tmp_path / 'copy.db'}")
+        copy, summary = GraphStore.load(
+            f"falkordb+embedded://{copy_dir}",
+            load_core(),
+            *read_graph_file(path),
+            history_url=f"sqlite:///{tmp_path / 'copy.db'}",
+        )
         try:
             assert summary.created == len(twins)
-            for twin, delta in zip(twins, DURATIONS):
+            for twin, delta in zip(twins, DURATIONS, strict=True):
                 assert parse_duration(copy.get(twin.uid).properties["plannedDuration"]) == delta
         finally:
             copy.close()
@@ -79,13 +93,16 @@ def test_durations_round_trip_through_the_graph_and_an_export(core_store: GraphS
 
 
 def _counter_ontology() -> Ontology:
-    return Ontology([ClassDef("https://x.test#C", "C", properties=(PropertyDef("counter", primitive("unsignedLong")),))],
-                    iri="https://x.test")
+    return Ontology(
+        [ClassDef("https://x.test#C", "C", properties=(PropertyDef("counter", primitive("unsignedLong")),))],
+        iri="https://x.test",
+    )
 
 
 def test_integers_beyond_64_bits_are_refused_not_clamped(graph_data_dir: Path, tmp_path: Path) -> None:
-    store = GraphStore.open(f"falkordb+embedded://{graph_data_dir}", _counter_ontology(),
-                            history_url=f"sqlite:///{tmp_path / 'history.db'}")
+    store = GraphStore.open(
+        f"falkordb+embedded://{graph_data_dir}", _counter_ontology(), history_url=f"sqlite:///{tmp_path / 'history.db'}"
+    )
     try:
         with pytest.raises(QueryError, match="9223372036854775808 does not fit a 64-bit integer"):
             store.upsert_twins([Twin("c1", "C", {"counter": 2**63})])
@@ -99,10 +116,16 @@ def test_integers_beyond_64_bits_are_refused_not_clamped(graph_data_dir: Path, t
         store.close()
 
 
-@pytest.mark.parametrize("params", [
-    {"rows": [[2**63]]}, {"rows": [["x", -(2**63) - 1]]}, {"rows": [{"p": 2**63}]}, {"v": 2**70},
-    {"rows": [["has \"quote\"", 2**63]]},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"rows": [[2**63]]},
+        {"rows": [["x", -(2**63) - 1]]},
+        {"rows": [{"p": 2**63}]},
+        {"v": 2**70},
+        {"rows": [['has "quote"', 2**63]]},
+    ],
+)
 def test_parameter_encoder_refuses_integers_beyond_64_bits(params: dict[str, object]) -> None:
     with pytest.raises(QueryError, match="does not fit a 64-bit integer"):
         falkor_params(params)

@@ -27,8 +27,10 @@ def test_check_prints_the_counts_of_a_real_corpus_as_json() -> None:
 
 
 def test_check_exits_1_and_names_file_path_and_rule_for_broken_models(tmp_path: Path) -> None:
-    (tmp_path / "bad.json").write_text('{"@id": "dtmi:com:example:Pump;1", "@type": "Interface", '
-                                       '"@context": "dtmi:dtdl:context;3", "extends": "dtmi:com:example:Nope;1"}')
+    (tmp_path / "bad.json").write_text(
+        '{"@id": "dtmi:com:example:Pump;1", "@type": "Interface", '
+        '"@context": "dtmi:dtdl:context;3", "extends": "dtmi:com:example:Nope;1"}'
+    )
     (tmp_path / "broken.json").write_text("{ not json")
     result = runner.invoke(app, ["ontology", "check", str(tmp_path), "--json"])
     assert result.exit_code == 1
@@ -48,8 +50,9 @@ def test_show_lists_classes_and_one_class_with_inherited_members() -> None:
     assert unknown.exit_code == 1 and "Spaceship" in unknown.output
 
 
-@pytest.mark.parametrize(("fmt", "rdf_format"), [("ttl", "turtle"), ("jsonld", "json-ld"), ("rdfxml", "xml"),
-                                                 ("shacl", "turtle")])
+@pytest.mark.parametrize(
+    ("fmt", "rdf_format"), [("ttl", "turtle"), ("jsonld", "json-ld"), ("rdfxml", "xml"), ("shacl", "turtle")]
+)
 def test_export_writes_parseable_rdf(tmp_path: Path, fmt: str, rdf_format: str) -> None:
     out = tmp_path / f"core.{fmt}"
     result = runner.invoke(app, ["ontology", "export", "--format", fmt, "-o", str(out)])
@@ -79,9 +82,16 @@ def test_check_follows_the_dtdl_severities_dangling_targets_warn_dangling_depend
     assert any("dtmi:digitaltwins:rec_3_3:core:Space;1" in w["message"] for w in summary["warnings"])
     assert "warnings" in runner.invoke(app, ["ontology", "check", str(tmp_path)]).output
 
-    (tmp_path / "Pump.json").write_text(json.dumps({
-        "@id": "dtmi:com:example:Pump;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3",
-        "contents": [{"@type": "Component", "name": "motor", "schema": "dtmi:com:example:Motor;1"}]}))
+    (tmp_path / "Pump.json").write_text(
+        json.dumps(
+            {
+                "@id": "dtmi:com:example:Pump;1",
+                "@type": "Interface",
+                "@context": "dtmi:dtdl:context;3",
+                "contents": [{"@type": "Component", "name": "motor", "schema": "dtmi:com:example:Motor;1"}],
+            }
+        )
+    )
     dependent = runner.invoke(app, ["ontology", "check", str(tmp_path), "--json"])
     assert dependent.exit_code == 1
     assert [e["rule"] for e in json.loads(dependent.output)["errors"]] == ["dangling-reference"]

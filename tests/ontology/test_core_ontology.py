@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from rdflib import BNode, Literal, URIRef
+from rdflib import BNode, Literal, URIRef, namespace
 from rdflib.collection import Collection
-from rdflib import namespace
 from rdflib.namespace import OWL, RDF, RDFS
 
 from ontology.core import CORE_IRI, core_graph, load_core
@@ -16,7 +15,8 @@ EXPECTED_CLASSES = {
     "Entity", "Organization", "OrgUnit", "Person", "Employee", "Contact", "Role", "Position", "Skill", "Location",
     "Site", "Asset", "Machine", "Vehicle", "ITSystem", "Application", "Facility", "WorkCenter", "Process",
     "Activity", "Capability", "Item", "Product", "Material", "Customer", "Supplier", "Contract", "Order",
-    "PurchaseOrder", "SalesOrder", "Opportunity", "Project", "Task", "KPI", "Risk", "Control", "Regulation", "DataSource",
+    "PurchaseOrder", "SalesOrder", "Opportunity", "Project", "Task", "KPI", "Risk", "Control", "Regulation",
+    "DataSource",
     "MaintenanceEvent",
 }  # fmt: skip
 
@@ -250,7 +250,9 @@ def test_valid_employee_passes_validation(core):
 
 
 def test_validation_names_the_wrongly_typed_property(core):
-    problems = core.validate("Employee", {"name": "Ada", "employeeId": "E-1", "hireDate": "last spring", "salary": "lots"})
+    problems = core.validate(
+        "Employee", {"name": "Ada", "employeeId": "E-1", "hireDate": "last spring", "salary": "lots"}
+    )
     assert {(p.path, p.rule) for p in problems} == {("hireDate", "type"), ("salary", "type")}
 
 
@@ -290,16 +292,22 @@ def test_an_unknown_classification_is_a_structural_problem_and_masked_as_the_mos
     from ontology.model import ClassDef, Ontology, PropertyDef
     from ontology.schema import primitive
 
-    card = ClassDef("dtmi:acme:Card;1", "Card", parents=(core.get("Entity").id,), properties=(
-        PropertyDef("holderEmail", primitive("string"), classification="pii"),
-        PropertyDef("holderPhone", primitive("string"), classification="PII"),
-    ))
+    card = ClassDef(
+        "dtmi:acme:Card;1",
+        "Card",
+        parents=(core.get("Entity").id,),
+        properties=(
+            PropertyDef("holderEmail", primitive("string"), classification="pii"),
+            PropertyDef("holderPhone", primitive("string"), classification="PII"),
+        ),
+    )
     merged = core.merge(Ontology([card]))
     problems = [p for p in merged.check() if p.rule == "classification"]
     assert [(p.path, "'pii'" in p.message) for p in problems] == [("dtmi:acme:Card;1/holderEmail", True)]
     viewer = Subject("v", frozenset({"executive"}))
-    view = load_policy(merged).mask(viewer, TwinRecord("c1", "Card", ("Card", "Entity"),
-                                                       {"holderEmail": "a@b.test", "holderPhone": "+49 1"}))
+    view = load_policy(merged).mask(
+        viewer, TwinRecord("c1", "Card", ("Card", "Entity"), {"holderEmail": "a@b.test", "holderPhone": "+49 1"})
+    )
     assert view.properties["holderEmail"] == view.properties["holderPhone"] != "a@b.test"
 
 

@@ -63,7 +63,11 @@ def test_corpus_loads_cleanly_with_the_interfaces_the_files_hold(corpora: Path, 
     assert report.interfaces == count_interfaces(corpora / name) == interfaces
     assert len(report.ontology) == interfaces
     assert (report.properties, report.telemetry, report.relationships, report.components) == (
-        properties, telemetry, relationships, components)
+        properties,
+        telemetry,
+        relationships,
+        components,
+    )
     assert report.files == sum(1 for _ in (corpora / name).rglob("*.json"))
 
 
@@ -84,15 +88,19 @@ def test_realestatecore_inheritance_and_contents(corpora: Path) -> None:
     assert {p.name: p.schema.kind for p in heater.properties} == {"type": "enum", "nominalHeatingCapacity": "double"}
     assert [v.value for v in heater.properties[0].schema.enum_values] == ["vertical", "horizontal"]
     assert [(c.name, c.schema) for c in heater.components] == [
-        ("heatingMethod", f"{rec}asset:HVACHeatingMethod;1"), ("fan", f"{rec}asset:Fan;1")]
+        ("heatingMethod", f"{rec}asset:HVACHeatingMethod;1"),
+        ("fan", f"{rec}asset:Fan;1"),
+    ]
     assert onto.check() == []
 
 
 def test_isa95_multiple_inheritance(corpora: Path) -> None:
     onto = load(corpora, "isa95-manufacturing")
     equipment = onto.get("dtmi:digitaltwins:isa95:Equipment;1")
-    assert set(onto.ancestors(equipment.id)) >= {"dtmi:digitaltwins:isa95:BaseModel;1",
-                                                 "dtmi:digitaltwins:isa95:TestableObject;1"}
+    assert set(onto.ancestors(equipment.id)) >= {
+        "dtmi:digitaltwins:isa95:BaseModel;1",
+        "dtmi:digitaltwins:isa95:TestableObject;1",
+    }
     rels = {r.name: r for r in onto.relationships(equipment.id).values()}
     assert rels["implementedBy"].target == "dtmi:digitaltwins:isa95:PhysicalAsset;1"
     assert rels["implementedBy"].max == 1
@@ -103,8 +111,15 @@ def test_cim_deep_chain(corpora: Path) -> None:
     onto = load(corpora, "cim-energygrid")
     cim = "dtmi:digitaltwins:ngsi_ld:cim:energy:"
     assert onto.labels(f"{cim}AsynchronousMachine;1") == (
-        "AsynchronousMachine", "RotatingMachine", "RegulatingCondEq", "EnergyConnection", "ConductingEquipment",
-        "Equipment", "PowerSystemResource", "IdentifiedObject")
+        "AsynchronousMachine",
+        "RotatingMachine",
+        "RegulatingCondEq",
+        "EnergyConnection",
+        "ConductingEquipment",
+        "Equipment",
+        "PowerSystemResource",
+        "IdentifiedObject",
+    )
     # CIM relationship targets include interfaces the corpus does not define; DTDL allows that (non-dependent
     # references), so the reader accepts it, and the model check lists them.
     assert {v.rule for v in onto.check()} == {"dangling-target"}
@@ -116,8 +131,11 @@ def test_cim_deep_chain(corpora: Path) -> None:
 def test_corpus_round_trip(corpora: Path, name: str, version: int) -> None:
     original = load(corpora, name)
     documents = write_dtdl(original, version)
-    assert all(doc["@context"] in (f"dtmi:dtdl:context;{version}", [f"dtmi:dtdl:context;{version}",
-               "dtmi:dtdl:extension:quantitativeTypes;1"]) for doc in documents)
+    assert all(
+        doc["@context"]
+        in (f"dtmi:dtdl:context;{version}", [f"dtmi:dtdl:context;{version}", "dtmi:dtdl:extension:quantitativeTypes;1"])
+        for doc in documents
+    )
     again = parse_dtdl([(f"{name}.json", json.loads(json.dumps(documents)))])
     assert list(again.classes) == list(original.classes)
     assert dict(again.classes) == dict(original.classes)  # ClassDef equality ignores `source`

@@ -42,24 +42,51 @@ def violations(tmp_path: Path) -> list[tuple[str, str, str]]:
 
 
 def test_reads_interfaces_contents_and_inheritance_from_files_and_folders(tmp_path: Path) -> None:
-    write(tmp_path, "models/base.json", interface(
-        "dtmi:ex:core:Asset;1",
-        {"@type": "Property", "name": "serial", "schema": "string", "writable": True,
-         "displayName": {"en": "Serial", "de": "Seriennummer"}, "description": "Maker's serial"},
-        {"@type": ["Telemetry", "Temperature"], "name": "temp", "schema": "double", "unit": "degreeCelsius"},
-        displayName="Asset",
-    ), bom=True)
-    write(tmp_path, "models/more/pump.json", [
-        interface("dtmi:ex:core:Pump;2", {"@type": "Relationship", "name": "feeds", "target": "dtmi:ex:core:Pump;2",
-                                          "minMultiplicity": 0, "maxMultiplicity": 3, "writable": True,
-                                          "properties": [{"@type": "Property", "name": "since",
-                                                          "schema": "dateTime"}]},
-                  {"@type": "Component", "name": "motor", "schema": "dtmi:ex:core:Motor;1"},
-                  {"@type": "Command", "name": "start", "request": {"name": "speed", "schema": "integer"},
-                   "response": {"@type": "CommandResponse", "name": "ok", "schema": "boolean"}},
-                  extends="dtmi:ex:core:Asset;1"),
-        interface("dtmi:ex:core:Motor;1", {"@type": "Property", "name": "rpm", "schema": "long"}),
-    ])
+    write(
+        tmp_path,
+        "models/base.json",
+        interface(
+            "dtmi:ex:core:Asset;1",
+            {
+                "@type": "Property",
+                "name": "serial",
+                "schema": "string",
+                "writable": True,
+                "displayName": {"en": "Serial", "de": "Seriennummer"},
+                "description": "Maker's serial",
+            },
+            {"@type": ["Telemetry", "Temperature"], "name": "temp", "schema": "double", "unit": "degreeCelsius"},
+            displayName="Asset",
+        ),
+        bom=True,
+    )
+    write(
+        tmp_path,
+        "models/more/pump.json",
+        [
+            interface(
+                "dtmi:ex:core:Pump;2",
+                {
+                    "@type": "Relationship",
+                    "name": "feeds",
+                    "target": "dtmi:ex:core:Pump;2",
+                    "minMultiplicity": 0,
+                    "maxMultiplicity": 3,
+                    "writable": True,
+                    "properties": [{"@type": "Property", "name": "since", "schema": "dateTime"}],
+                },
+                {"@type": "Component", "name": "motor", "schema": "dtmi:ex:core:Motor;1"},
+                {
+                    "@type": "Command",
+                    "name": "start",
+                    "request": {"name": "speed", "schema": "integer"},
+                    "response": {"@type": "CommandResponse", "name": "ok", "schema": "boolean"},
+                },
+                extends="dtmi:ex:core:Asset;1",
+            ),
+            interface("dtmi:ex:core:Motor;1", {"@type": "Property", "name": "rpm", "schema": "long"}),
+        ],
+    )
     onto = read_dtdl([tmp_path / "models"])
     assert len(onto) == 3
     asset = onto.get("dtmi:ex:core:Asset;1")
@@ -68,8 +95,12 @@ def test_reads_interfaces_contents_and_inheritance_from_files_and_folders(tmp_pa
     assert (serial.name, serial.schema, serial.writable, serial.kind) == ("serial", Schema("string"), True, "property")
     assert serial.display_name == (("en", "Serial"), ("de", "Seriennummer"))
     assert serial.description == (("en", "Maker's serial"),)
-    assert (temp.kind, temp.unit, temp.semantic_types, temp.writable) == ("telemetry", "degreeCelsius",
-                                                                            ("Temperature",), False)
+    assert (temp.kind, temp.unit, temp.semantic_types, temp.writable) == (
+        "telemetry",
+        "degreeCelsius",
+        ("Temperature",),
+        False,
+    )
     pump = onto.get("Pump")
     assert pump.id == "dtmi:ex:core:Pump;2" and pump.parents == ("dtmi:ex:core:Asset;1",)
     assert onto.labels("Pump") == ("Pump", "Asset")
@@ -86,43 +117,85 @@ def test_complex_schemas_inline_and_referenced() -> None:
     doc = interface(
         "dtmi:ex:Site;1",
         {"@type": "Property", "name": "mode", "schema": "dtmi:ex:Mode;1"},
-        {"@type": "Property", "name": "address", "schema": {
-            "@type": "Object", "fields": [
-                {"name": "street", "schema": "string"},
-                {"name": "tags", "schema": {"@type": "Map", "mapKey": {"name": "tag", "schema": "string"},
-                                            "mapValue": {"name": "label", "schema": "string"}}}]}},
+        {
+            "@type": "Property",
+            "name": "address",
+            "schema": {
+                "@type": "Object",
+                "fields": [
+                    {"name": "street", "schema": "string"},
+                    {
+                        "name": "tags",
+                        "schema": {
+                            "@type": "Map",
+                            "mapKey": {"name": "tag", "schema": "string"},
+                            "mapValue": {"name": "label", "schema": "string"},
+                        },
+                    },
+                ],
+            },
+        },
         {"@type": "Telemetry", "name": "path", "schema": {"@type": "Array", "elementSchema": "point"}},
         {"@type": "Property", "name": "spots", "schema": {"@type": "Array", "elementSchema": "integer"}},
-        schemas=[{"@id": "dtmi:ex:Mode;1", "@type": "Enum", "valueSchema": "integer",
-                  "enumValues": [{"name": "off", "enumValue": 0}, {"name": "on", "enumValue": 1,
-                                                                   "displayName": "On"}]}],
+        schemas=[
+            {
+                "@id": "dtmi:ex:Mode;1",
+                "@type": "Enum",
+                "valueSchema": "integer",
+                "enumValues": [{"name": "off", "enumValue": 0}, {"name": "on", "enumValue": 1, "displayName": "On"}],
+            }
+        ],
     )
     site = parse_dtdl([("site.json", doc)]).get("Site")
-    mode = Schema("enum", id="dtmi:ex:Mode;1", enum_value_kind="integer",
-                  enum_values=(EnumValue("off", 0), EnumValue("on", 1, (("en", "On"),))))
+    mode = Schema(
+        "enum",
+        id="dtmi:ex:Mode;1",
+        enum_value_kind="integer",
+        enum_values=(EnumValue("off", 0), EnumValue("on", 1, (("en", "On"),))),
+    )
     assert site.schemas == (mode,)
     props = {p.name: p.schema for p in site.properties}
     assert props["mode"] == mode
-    assert props["address"] == Schema("object", fields=(
-        Field("street", Schema("string")),
-        Field("tags", Schema("map", element=Schema("string"), map_key="tag", map_value="label")),
-    ))
+    assert props["address"] == Schema(
+        "object",
+        fields=(
+            Field("street", Schema("string")),
+            Field("tags", Schema("map", element=Schema("string"), map_key="tag", map_value="label")),
+        ),
+    )
     assert props["path"] == Schema("array", element=Schema("point"))
     assert props["spots"].describe() == "array<integer>"
 
 
 def test_members_and_values_written_in_their_dtmi_forms() -> None:
-    doc = {"@context": [V3], "@id": "dtmi:ex:A;1", "@type": "dtmi:dtdl:class:Interface;3",
-           "dtmi:dtdl:property:contents;3": [
-               {"@type": "dtmi:dtdl:class:Property;3", "name": {"@value": "p"},
-                "schema": "dtmi:dtdl:instance:Schema:double;3", "writable": [True]}]}
+    doc = {
+        "@context": [V3],
+        "@id": "dtmi:ex:A;1",
+        "@type": "dtmi:dtdl:class:Interface;3",
+        "dtmi:dtdl:property:contents;3": [
+            {
+                "@type": "dtmi:dtdl:class:Property;3",
+                "name": {"@value": "p"},
+                "schema": "dtmi:dtdl:instance:Schema:double;3",
+                "writable": [True],
+            }
+        ],
+    }
     (prop,) = parse_dtdl([("a.json", doc)]).get("A").properties
     assert (prop.name, prop.schema.kind, prop.writable) == ("p", "double", True)
 
 
 def test_v2_command_type_is_accepted_and_v3_files_may_extend_v2_files() -> None:
-    old = interface("dtmi:ex:Old;1", {"@type": "Command", "name": "reboot", "commandType": "synchronous",
-                                      "request": {"name": "delay", "schema": "duration"}}, context=V2)
+    old = interface(
+        "dtmi:ex:Old;1",
+        {
+            "@type": "Command",
+            "name": "reboot",
+            "commandType": "synchronous",
+            "request": {"name": "delay", "schema": "duration"},
+        },
+        context=V2,
+    )
     new = interface("dtmi:ex:New;1", extends="dtmi:ex:Old;1")
     onto = parse_dtdl([("old.json", old), ("new.json", new)])
     assert onto.get("New").parents == ("dtmi:ex:Old;1",)
@@ -131,26 +204,38 @@ def test_v2_command_type_is_accepted_and_v3_files_may_extend_v2_files() -> None:
 
 def test_v4_primitives_need_the_v4_context() -> None:
     prop = {"@type": "Property", "name": "id", "schema": "uuid"}
-    assert parse_dtdl([("a.json", interface("dtmi:ex:A;1", prop, context="dtmi:dtdl:context;4"))]).get(
-        "A").properties[0].schema == Schema("uuid")
+    assert parse_dtdl([("a.json", interface("dtmi:ex:A;1", prop, context="dtmi:dtdl:context;4"))]).get("A").properties[
+        0
+    ].schema == Schema("uuid")
     report = parse_dtdl_report([("a.json", interface("dtmi:ex:A;1", prop))])
     assert [(v.path, v.rule) for v in report.violations] == [("$.contents[0].schema", "unknown-schema")]
     assert "v4" in report.violations[0].message
 
 
 def test_report_counts_without_raising(tmp_path: Path) -> None:
-    write(tmp_path, "a.json", interface(
-        "dtmi:ex:A;1",
-        {"@type": "Property", "name": "p", "schema": "string"},
-        {"@type": "Telemetry", "name": "t", "schema": "double"},
-        {"@type": "Relationship", "name": "r"},
-        {"@type": "Command", "name": "c"},
-        {"@type": "Component", "name": "k", "schema": "dtmi:ex:B;1"},
-    ))
+    write(
+        tmp_path,
+        "a.json",
+        interface(
+            "dtmi:ex:A;1",
+            {"@type": "Property", "name": "p", "schema": "string"},
+            {"@type": "Telemetry", "name": "t", "schema": "double"},
+            {"@type": "Relationship", "name": "r"},
+            {"@type": "Command", "name": "c"},
+            {"@type": "Component", "name": "k", "schema": "dtmi:ex:B;1"},
+        ),
+    )
     write(tmp_path, "b.json", interface("dtmi:ex:B;1", {"@type": "Property", "name": "q", "schema": "nope"}))
     report = read_dtdl_report([tmp_path])
-    assert (report.files, report.interfaces, report.properties, report.telemetry, report.relationships,
-            report.commands, report.components) == (2, 2, 1, 1, 1, 1, 1)
+    assert (
+        report.files,
+        report.interfaces,
+        report.properties,
+        report.telemetry,
+        report.relationships,
+        report.commands,
+        report.components,
+    ) == (2, 2, 1, 1, 1, 1, 1)
     assert [(Path(v.source).name, v.rule) for v in report.violations] == [("b.json", "unknown-schema")]
     summary = report.as_dict()
     assert summary["ok"] is False and summary["violations"][0]["path"] == "$.contents[0].schema"
@@ -163,9 +248,18 @@ def test_report_counts_without_raising(tmp_path: Path) -> None:
 def test_error_lists_every_violation_across_files(tmp_path: Path) -> None:
     write(tmp_path, "bad_dtmi.json", interface("dtmi:ex:bad-name;1"))
     write(tmp_path, "garbage.json", "{ this is not json")
-    write(tmp_path, "unknown_schema.json", [interface("dtmi:ex:Ok;1"), interface(
-        "dtmi:ex:U;1", {"@type": "Property", "name": "a", "schema": "string"},
-        {"@type": "Property", "name": "b", "schema": "strnig"})])
+    write(
+        tmp_path,
+        "unknown_schema.json",
+        [
+            interface("dtmi:ex:Ok;1"),
+            interface(
+                "dtmi:ex:U;1",
+                {"@type": "Property", "name": "a", "schema": "string"},
+                {"@type": "Property", "name": "b", "schema": "strnig"},
+            ),
+        ],
+    )
     assert violations(tmp_path) == [
         ("garbage.json", "$", "not-json"),
         ("bad_dtmi.json", "$['@id']", "dtmi"),
@@ -176,8 +270,15 @@ def test_error_lists_every_violation_across_files(tmp_path: Path) -> None:
 
 
 def test_dangling_extends_and_component(tmp_path: Path) -> None:
-    write(tmp_path, "a.json", interface("dtmi:ex:A;1", {"@type": "Component", "name": "c", "schema": "dtmi:ex:Gone;1"},
-                                        extends=["dtmi:ex:Missing;1"]))
+    write(
+        tmp_path,
+        "a.json",
+        interface(
+            "dtmi:ex:A;1",
+            {"@type": "Component", "name": "c", "schema": "dtmi:ex:Gone;1"},
+            extends=["dtmi:ex:Missing;1"],
+        ),
+    )
     assert violations(tmp_path) == [
         ("a.json", "$.extends[0]", "dangling-extends"),
         ("a.json", "$.contents[0].schema", "dangling-reference"),
@@ -207,8 +308,10 @@ def test_self_component_is_a_cycle_too(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("context", "limit"), [(V2, 10), (V3, 10)])
 def test_extends_depth_limit(tmp_path: Path, context: str, limit: int) -> None:
-    chain = [interface(f"dtmi:ex:L{i};1", context=context, **({"extends": f"dtmi:ex:L{i - 1};1"} if i else {}))
-             for i in range(limit + 1)]
+    chain = [
+        interface(f"dtmi:ex:L{i};1", context=context, **({"extends": f"dtmi:ex:L{i - 1};1"} if i else {}))
+        for i in range(limit + 1)
+    ]
     write(tmp_path, "ok.json", chain)
     assert len(read_dtdl([tmp_path])) == limit + 1  # a chain of exactly `limit` extends is fine
     chain.append(interface(f"dtmi:ex:L{limit + 1};1", context=context, extends=f"dtmi:ex:L{limit};1"))
@@ -248,12 +351,17 @@ def test_v2_max_multiplicity_is_at_most_500(tmp_path: Path) -> None:
 
 def test_duplicate_names_own_and_inherited(tmp_path: Path) -> None:
     write(tmp_path, "base.json", interface("dtmi:ex:Base;1", {"@type": "Property", "name": "x", "schema": "string"}))
-    write(tmp_path, "sub.json", interface(
-        "dtmi:ex:Sub;1",
-        {"@type": "Property", "name": "x", "schema": "string"},
-        {"@type": "Telemetry", "name": "y", "schema": "double"},
-        {"@type": "Relationship", "name": "y"},
-        extends="dtmi:ex:Base;1"))
+    write(
+        tmp_path,
+        "sub.json",
+        interface(
+            "dtmi:ex:Sub;1",
+            {"@type": "Property", "name": "x", "schema": "string"},
+            {"@type": "Telemetry", "name": "y", "schema": "double"},
+            {"@type": "Relationship", "name": "y"},
+            extends="dtmi:ex:Base;1",
+        ),
+    )
     assert sorted(violations(tmp_path)) == [
         ("sub.json", "$.contents[0]", "duplicate-name"),
         ("sub.json", "$.contents[2]", "duplicate-name"),
@@ -261,12 +369,16 @@ def test_duplicate_names_own_and_inherited(tmp_path: Path) -> None:
 
 
 def test_diamond_inheritance_is_not_a_duplicate(tmp_path: Path) -> None:
-    write(tmp_path, "d.json", [
-        interface("dtmi:ex:Top;1", {"@type": "Property", "name": "x", "schema": "string"}),
-        interface("dtmi:ex:L;1", extends="dtmi:ex:Top;1"),
-        interface("dtmi:ex:R;1", extends="dtmi:ex:Top;1"),
-        interface("dtmi:ex:Bottom;1", extends=["dtmi:ex:L;1", "dtmi:ex:R;1"]),
-    ])
+    write(
+        tmp_path,
+        "d.json",
+        [
+            interface("dtmi:ex:Top;1", {"@type": "Property", "name": "x", "schema": "string"}),
+            interface("dtmi:ex:L;1", extends="dtmi:ex:Top;1"),
+            interface("dtmi:ex:R;1", extends="dtmi:ex:Top;1"),
+            interface("dtmi:ex:Bottom;1", extends=["dtmi:ex:L;1", "dtmi:ex:R;1"]),
+        ],
+    )
     assert read_dtdl([tmp_path]).properties("Bottom")["x"].schema == Schema("string")
 
 
@@ -305,15 +417,21 @@ def test_context_rules(tmp_path: Path) -> None:
 
 
 def test_required_fields_unknown_types_names_and_members(tmp_path: Path) -> None:
-    write(tmp_path, "r.json", [
-        {"@context": V3, "@type": "Interface"},
-        interface("dtmi:ex:A;1",
-                  {"@type": "Property", "name": "noSchema"},
-                  {"@type": "Proprety", "name": "typo", "schema": "string"},
-                  {"@type": "Property", "name": "bad name", "schema": "string"},
-                  {"@type": "Property", "name": "p", "schema": "string", "shema": "double"},
-                  {"@type": "Relationship", "target": "dtmi:ex:A;1"}),
-    ])
+    write(
+        tmp_path,
+        "r.json",
+        [
+            {"@context": V3, "@type": "Interface"},
+            interface(
+                "dtmi:ex:A;1",
+                {"@type": "Property", "name": "noSchema"},
+                {"@type": "Proprety", "name": "typo", "schema": "string"},
+                {"@type": "Property", "name": "bad name", "schema": "string"},
+                {"@type": "Property", "name": "p", "schema": "string", "shema": "double"},
+                {"@type": "Relationship", "target": "dtmi:ex:A;1"},
+            ),
+        ],
+    )
     assert violations(tmp_path) == [
         ("r.json", "$[0]", "required-field"),
         ("r.json", "$[1].contents[0]", "required-field"),
@@ -325,9 +443,16 @@ def test_required_fields_unknown_types_names_and_members(tmp_path: Path) -> None
 
 
 def test_enum_rules(tmp_path: Path) -> None:
-    enum = {"@type": "Enum", "valueSchema": "integer", "enumValues": [
-        {"name": "a", "enumValue": 1}, {"name": "a", "enumValue": 2}, {"name": "b", "enumValue": 1},
-        {"name": "c", "enumValue": "three"}]}
+    enum = {
+        "@type": "Enum",
+        "valueSchema": "integer",
+        "enumValues": [
+            {"name": "a", "enumValue": 1},
+            {"name": "a", "enumValue": 2},
+            {"name": "b", "enumValue": 1},
+            {"name": "c", "enumValue": "three"},
+        ],
+    }
     write(tmp_path, "e.json", interface("dtmi:ex:A;1", {"@type": "Property", "name": "p", "schema": enum}))
     assert violations(tmp_path) == [
         ("e.json", "$.contents[0].schema.enumValues[1]", "duplicate-name"),
@@ -337,9 +462,22 @@ def test_enum_rules(tmp_path: Path) -> None:
 
 
 def test_duplicate_ids_and_schema_scope(tmp_path: Path) -> None:
-    write(tmp_path, "one.json", interface("dtmi:ex:A;1", {"@type": "Property", "name": "x", "schema": "string"},
-                                          schemas=[{"@id": "dtmi:ex:S;1", "@type": "Enum", "valueSchema": "string",
-                                                    "enumValues": [{"name": "a", "enumValue": "a"}]}]))
+    write(
+        tmp_path,
+        "one.json",
+        interface(
+            "dtmi:ex:A;1",
+            {"@type": "Property", "name": "x", "schema": "string"},
+            schemas=[
+                {
+                    "@id": "dtmi:ex:S;1",
+                    "@type": "Enum",
+                    "valueSchema": "string",
+                    "enumValues": [{"name": "a", "enumValue": "a"}],
+                }
+            ],
+        ),
+    )
     write(tmp_path, "two.json", interface("dtmi:ex:A;1", {"@type": "Property", "name": "y", "schema": "string"}))
     write(tmp_path, "three.json", interface("dtmi:ex:B;1", {"@type": "Property", "name": "s", "schema": "dtmi:ex:S;1"}))
     found = violations(tmp_path)
@@ -355,18 +493,28 @@ def test_identical_definitions_in_two_files_are_accepted(tmp_path: Path) -> None
 
 
 def test_localized_text_and_length_rules(tmp_path: Path) -> None:
-    write(tmp_path, "t.json", [
-        interface("dtmi:ex:A;1", displayName={"EN_us": "bad code"}),
-        interface("dtmi:ex:B;1", context=V2, displayName="x" * 65),
-        interface("dtmi:ex:C;1", displayName=[{"@value": "Hi", "@language": "en"}, {"@value": "Hallo",
-                                                                                    "@language": "de"}]),
-    ])
+    write(
+        tmp_path,
+        "t.json",
+        [
+            interface("dtmi:ex:A;1", displayName={"EN_us": "bad code"}),
+            interface("dtmi:ex:B;1", context=V2, displayName="x" * 65),
+            interface(
+                "dtmi:ex:C;1", displayName=[{"@value": "Hi", "@language": "en"}, {"@value": "Hallo", "@language": "de"}]
+            ),
+        ],
+    )
     assert violations(tmp_path) == [
         ("t.json", "$[0].displayName", "localized-text"),
         ("t.json", "$[1].displayName", "string-length"),
     ]
-    write(tmp_path, "t.json", interface("dtmi:ex:C;1", displayName=[{"@value": "Hi", "@language": "en"},
-                                                                    {"@value": "Hallo", "@language": "de"}]))
+    write(
+        tmp_path,
+        "t.json",
+        interface(
+            "dtmi:ex:C;1", displayName=[{"@value": "Hi", "@language": "en"}, {"@value": "Hallo", "@language": "de"}]
+        ),
+    )
     assert read_dtdl([tmp_path]).get("C").display_name == (("en", "Hi"), ("de", "Hallo"))
 
 
@@ -381,11 +529,15 @@ def test_missing_path_is_reported(tmp_path: Path) -> None:
 
 
 def test_broken_twin_metadata_in_a_comment_is_reported(tmp_path: Path) -> None:
-    write(tmp_path, "card.json", interface(
-        "dtmi:ex:Card;1",
-        {"@type": "Property", "name": "holder", "schema": "string", "comment": 'twin:{"classification": "PII"'},
-        {"@type": "Property", "name": "pin", "schema": "string", "comment": "twin:[1, 2]"},
-    ))
+    write(
+        tmp_path,
+        "card.json",
+        interface(
+            "dtmi:ex:Card;1",
+            {"@type": "Property", "name": "holder", "schema": "string", "comment": 'twin:{"classification": "PII"'},
+            {"@type": "Property", "name": "pin", "schema": "string", "comment": "twin:[1, 2]"},
+        ),
+    )
     with pytest.raises(DtdlError) as info:
         read_dtdl([tmp_path])
     found = [(v.rule, v.message) for v in info.value.violations]
@@ -401,8 +553,10 @@ def _timed_violations(tmp_path: Path) -> list[Any]:
 
     started = time.perf_counter()
     report = read_dtdl_report([tmp_path])
-    print(f"\n  read {report.files} file(s), {len(report.violations)} violation(s) in "
-          f"{time.perf_counter() - started:.3f} s")
+    print(
+        f"\n  read {report.files} file(s), {len(report.violations)} violation(s) in "
+        f"{time.perf_counter() - started:.3f} s"
+    )
     return report.violations
 
 
@@ -419,9 +573,11 @@ def test_a_10000_deep_extends_chain_is_one_clear_error_naming_file_and_chain(tmp
 
 def test_a_10000_deep_inline_extends_chain_is_refused_without_recursing(tmp_path: Path) -> None:
     depth = 10_000
-    head = "".join('{"@id": "dtmi:ex:L%d;1", "@type": "Interface", %s"extends": ' % (i, f'"@context": "{V3}", '
-                                                                                      if i == depth - 1 else "")
-                   for i in range(depth - 1, 0, -1))
+    head = "".join(
+        '{"@id": "dtmi:ex:L%d;1", "@type": "Interface", %s"extends": '
+        % (i, f'"@context": "{V3}", ' if i == depth - 1 else "")
+        for i in range(depth - 1, 0, -1)
+    )
     (tmp_path / "inline.json").write_text(head + '{"@id": "dtmi:ex:L0;1", "@type": "Interface"}' + "}" * (depth - 1))
     found = _timed_violations(tmp_path)
     assert [(Path(v.source).name, v.rule) for v in found] == [("inline.json", "not-json")]

@@ -18,44 +18,78 @@ CORE = "https://enterprise-twin.dev/ontology/core#"
 
 def owl_like() -> Ontology:
     """An ontology shaped like one read from OWL: IRIs for ids, XSD-ish primitives, cardinalities, characteristics."""
-    status = Schema("enum", id=f"{CORE}EmploymentStatus", enum_value_kind="string",
-                    enum_values=(EnumValue("active", "active"), EnumValue("on-leave", "on-leave")))
-    return Ontology([
-        ClassDef(id=f"{CORE}Agent", name="Agent", display_name=(("en", "Agent"), ("de", "Akteur"))),
-        ClassDef(
-            id=f"{CORE}Person", name="Person", parents=(f"{CORE}Agent",),
-            properties=(
-                PropertyDef("name", Schema("string"), required=True, iri=f"{CORE}name",
-                            display_name=(("en", "Name"),)),
-                PropertyDef("salary", Schema("decimal"), classification="Confidential", iri=f"{CORE}salary"),
-                PropertyDef("badge", Schema("uuid"), writable=True),
-                PropertyDef("birth-date", Schema("date"), classification="PII"),
-                PropertyDef("bodyTemp", Schema("double"), kind="telemetry", unit="degreeCelsius",
-                            semantic_types=("Temperature",)),
-                PropertyDef("status", status),
-                PropertyDef("skills", Schema("map", element=Schema("integer"))),
-                PropertyDef("levels", Schema("enum", enum_values=(EnumValue("low", 1), EnumValue("high", 2)))),
-                PropertyDef("history", Schema("array", element=Schema("object", fields=(
-                    Field("from", Schema("date")), Field("amount", Schema("unsignedLong")))))),
+    status = Schema(
+        "enum",
+        id=f"{CORE}EmploymentStatus",
+        enum_value_kind="string",
+        enum_values=(EnumValue("active", "active"), EnumValue("on-leave", "on-leave")),
+    )
+    return Ontology(
+        [
+            ClassDef(id=f"{CORE}Agent", name="Agent", display_name=(("en", "Agent"), ("de", "Akteur"))),
+            ClassDef(
+                id=f"{CORE}Person",
+                name="Person",
+                parents=(f"{CORE}Agent",),
+                properties=(
+                    PropertyDef(
+                        "name", Schema("string"), required=True, iri=f"{CORE}name", display_name=(("en", "Name"),)
+                    ),
+                    PropertyDef("salary", Schema("decimal"), classification="Confidential", iri=f"{CORE}salary"),
+                    PropertyDef("badge", Schema("uuid"), writable=True),
+                    PropertyDef("birth-date", Schema("date"), classification="PII"),
+                    PropertyDef(
+                        "bodyTemp",
+                        Schema("double"),
+                        kind="telemetry",
+                        unit="degreeCelsius",
+                        semantic_types=("Temperature",),
+                    ),
+                    PropertyDef("status", status),
+                    PropertyDef("skills", Schema("map", element=Schema("integer"))),
+                    PropertyDef("levels", Schema("enum", enum_values=(EnumValue("low", 1), EnumValue("high", 2)))),
+                    PropertyDef(
+                        "history",
+                        Schema(
+                            "array",
+                            element=Schema(
+                                "object",
+                                fields=(Field("from", Schema("date")), Field("amount", Schema("unsignedLong"))),
+                            ),
+                        ),
+                    ),
+                ),
+                relationships=(
+                    RelationshipDef(
+                        "reportsTo",
+                        target=f"{CORE}Person",
+                        max=1,
+                        min=1,
+                        inverse="manages",
+                        characteristics=frozenset({"transitive"}),
+                        iri=f"{CORE}reportsTo",
+                    ),
+                    RelationshipDef(
+                        "hasSkill",
+                        target=f"{CORE}Skill",
+                        min=0,
+                        properties=(PropertyDef("level", Schema("integer"), required=True),),
+                    ),
+                    RelationshipDef("relatedTo"),
+                    RelationshipDef("worksFor", target="https://other.example/org#Company"),
+                ),
+                commands=(
+                    CommandDef("promote", request=("grade", Schema("short")), response=("ok", Schema("boolean"))),
+                ),
+                components=(ComponentDef("address", f"{CORE}Address"),),
+                schemas=(status,),
             ),
-            relationships=(
-                RelationshipDef("reportsTo", target=f"{CORE}Person", max=1, min=1, inverse="manages",
-                                characteristics=frozenset({"transitive"}), iri=f"{CORE}reportsTo"),
-                RelationshipDef("hasSkill", target=f"{CORE}Skill", min=0, properties=(
-                    PropertyDef("level", Schema("integer"), required=True),)),
-                RelationshipDef("relatedTo"),
-                RelationshipDef("worksFor", target="https://other.example/org#Company"),
-            ),
-            commands=(CommandDef("promote", request=("grade", Schema("short")), response=("ok", Schema("boolean"))),),
-            components=(ComponentDef("address", f"{CORE}Address"),),
-            schemas=(status,),
-        ),
-        ClassDef(id=f"{CORE}Skill", name="Skill"),
-        ClassDef(id=f"{CORE}Address", name="Address",
-                 properties=(PropertyDef("city", Schema("string")),)),
-        ClassDef(id="dtmi:ex:AlreadyDtmi;1", name="AlreadyDtmi", parents=(f"{CORE}Agent",)),
-        ClassDef(id="urn:x:Odd", name="OddName"),
-    ])
+            ClassDef(id=f"{CORE}Skill", name="Skill"),
+            ClassDef(id=f"{CORE}Address", name="Address", properties=(PropertyDef("city", Schema("string")),)),
+            ClassDef(id="dtmi:ex:AlreadyDtmi;1", name="AlreadyDtmi", parents=(f"{CORE}Agent",)),
+            ClassDef(id="urn:x:Odd", name="OddName"),
+        ]
+    )
 
 
 def test_iris_become_deterministic_dtmis() -> None:
@@ -88,7 +122,9 @@ def test_primitives_missing_from_the_version_fall_back_and_v4_keeps_them() -> No
 
 
 def test_colliding_iris_get_distinct_dtmis() -> None:
-    onto = Ontology([ClassDef(id="http://a.org/x#Thing-One", name="A"), ClassDef(id="http://a.org/x#Thing_One", name="B")])
+    onto = Ontology(
+        [ClassDef(id="http://a.org/x#Thing-One", name="A"), ClassDef(id="http://a.org/x#Thing_One", name="B")]
+    )
     dtmis = ontology_dtmis(onto)
     assert len(set(dtmis.values())) == 2
     assert dict(parse_dtdl([("x", write_dtdl(onto))]).classes) == dict(onto.classes)
@@ -106,8 +142,12 @@ def test_dump_to_folder_and_file(tmp_path: Path) -> None:
 
 def test_unwritable_ontology_is_refused_with_violations() -> None:
     parents = tuple(f"dtmi:ex:P{i};1" for i in range(3))
-    onto = Ontology([*(ClassDef(id=p, name=p[8:10]) for p in parents),
-                     ClassDef(id="dtmi:ex:Child;1", name="Child", parents=parents)])
+    onto = Ontology(
+        [
+            *(ClassDef(id=p, name=p[8:10]) for p in parents),
+            ClassDef(id="dtmi:ex:Child;1", name="Child", parents=parents),
+        ]
+    )
     assert len(write_dtdl(onto, 3)) == 4
     with pytest.raises(DtdlError) as info:
         write_dtdl(onto, 2)

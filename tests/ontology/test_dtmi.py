@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ontology.dtmi import DtmiError, Dtmi, dtmi_name, dtmi_problem, iri_to_dtmi, is_dtmi, parse_dtmi, to_segment
+from ontology.dtmi import Dtmi, DtmiError, dtmi_name, dtmi_problem, iri_to_dtmi, is_dtmi, parse_dtmi, to_segment
 
 
 @pytest.mark.parametrize(

@@ -26,34 +26,40 @@ from ontology.schema import Schema, check_value
 DURATION = Schema("duration")
 
 
-@pytest.mark.parametrize(("text", "delta"), [
-    ("P1DT2H", dt.timedelta(days=1, hours=2)),
-    ("PT0.5S", dt.timedelta(milliseconds=500)),
-    ("-PT15M", dt.timedelta(minutes=-15)),
-    ("-P2DT1.5S", -dt.timedelta(days=2, seconds=1.5)),
-    ("P1W2DT0.25S", dt.timedelta(days=9, milliseconds=250)),
-    ("PT90M", dt.timedelta(minutes=90)),
-    ("PT0.000001S", dt.timedelta(microseconds=1)),
-    ("PT1.5000000S", dt.timedelta(seconds=1.5)),  # trailing zeros past the microsecond are still exact
-    ("PT0S", dt.timedelta(0)),
-])
+@pytest.mark.parametrize(
+    ("text", "delta"),
+    [
+        ("P1DT2H", dt.timedelta(days=1, hours=2)),
+        ("PT0.5S", dt.timedelta(milliseconds=500)),
+        ("-PT15M", dt.timedelta(minutes=-15)),
+        ("-P2DT1.5S", -dt.timedelta(days=2, seconds=1.5)),
+        ("P1W2DT0.25S", dt.timedelta(days=9, milliseconds=250)),
+        ("PT90M", dt.timedelta(minutes=90)),
+        ("PT0.000001S", dt.timedelta(microseconds=1)),
+        ("PT1.5000000S", dt.timedelta(seconds=1.5)),  # trailing zeros past the microsecond are still exact
+        ("PT0S", dt.timedelta(0)),
+    ],
+)
 def test_duration_text_converts_exactly(text: str, delta: dt.timedelta) -> None:
     assert parse_duration(text) == delta
     assert is_duration(text) and check_value(text, DURATION) == []
 
 
-@pytest.mark.parametrize(("delta", "text"), [
-    (dt.timedelta(days=1, hours=2), "P1DT2H"),
-    (dt.timedelta(milliseconds=500), "PT0.5S"),
-    (dt.timedelta(minutes=-15), "-PT15M"),
-    (dt.timedelta(0), "PT0S"),
-    (dt.timedelta(microseconds=5), "PT0.000005S"),
-    (dt.timedelta(days=3, hours=4), "P3DT4H"),
-    (dt.timedelta(hours=26, seconds=5), "P1DT2H5S"),
-    (-dt.timedelta(days=2, seconds=1.5), "-P2DT1.5S"),
-    (dt.timedelta.max, "P999999999DT23H59M59.999999S"),
-    (dt.timedelta.min, "-P999999999D"),
-])
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (dt.timedelta(days=1, hours=2), "P1DT2H"),
+        (dt.timedelta(milliseconds=500), "PT0.5S"),
+        (dt.timedelta(minutes=-15), "-PT15M"),
+        (dt.timedelta(0), "PT0S"),
+        (dt.timedelta(microseconds=5), "PT0.000005S"),
+        (dt.timedelta(days=3, hours=4), "P3DT4H"),
+        (dt.timedelta(hours=26, seconds=5), "P1DT2H5S"),
+        (-dt.timedelta(days=2, seconds=1.5), "-P2DT1.5S"),
+        (dt.timedelta.max, "P999999999DT23H59M59.999999S"),
+        (dt.timedelta.min, "-P999999999D"),
+    ],
+)
 def test_the_canonical_text_leaves_zero_parts_out(delta: dt.timedelta, text: str) -> None:
     assert format_duration(delta) == text
 
@@ -64,8 +70,9 @@ def test_every_timedelta_reads_back_from_its_text(delta: dt.timedelta) -> None:
     assert "e" not in text.lower() and parse_duration(text) == delta and canonical_duration(text) == text
 
 
-@pytest.mark.parametrize("garbage", ["5 days", "", "P", "PT", "P1DT", "P1DT2", "1DT2H", "P1.5D", "PT1H ", "P1D\n",
-                                     "P-1D", "PT1,5S", "p1d"])
+@pytest.mark.parametrize(
+    "garbage", ["5 days", "", "P", "PT", "P1DT", "P1DT2", "1DT2H", "P1.5D", "PT1H ", "P1D\n", "P-1D", "PT1,5S", "p1d"]
+)
 def test_garbage_is_refused_naming_the_value(garbage: str) -> None:
     with pytest.raises(DurationError, match="is not an ISO 8601 duration") as refused:
         parse_duration(garbage)
@@ -96,8 +103,14 @@ def test_huge_and_non_text_values_are_refused_naming_them() -> None:
 
 def test_the_graph_the_casts_and_the_tryton_source_write_the_same_text() -> None:
     delta = dt.timedelta(hours=1, minutes=30)
-    assert encode(delta, DURATION) == cast_value(delta, "duration") == cast_value(5400, "duration") \
-        == cast_value(" PT90M ", "duration") == tryton_value(delta) == "PT1H30M"
+    assert (
+        encode(delta, DURATION)
+        == cast_value(delta, "duration")
+        == cast_value(5400, "duration")
+        == cast_value(" PT90M ", "duration")
+        == tryton_value(delta)
+        == "PT1H30M"
+    )
     assert cast_value(0.25, "duration") == "PT0.25S"
     assert cast_value("P1Y", "duration") == "P1Y"
     with pytest.raises(TransformError, match="'soon' is not an ISO 8601 duration"):

@@ -36,15 +36,22 @@ def thermostat_ontology() -> Ontology:
         enum_value_kind="integer",
         enum_values=(EnumValue("off", 0, (("en", "Off"),)), EnumValue("heat", 1), EnumValue("cool", 2)),
     )
-    reading = Schema(kind="object", fields=(Field("value", Schema(kind="double")), Field("at", Schema(kind="dateTime"))))
+    reading = Schema(
+        kind="object", fields=(Field("value", Schema(kind="double")), Field("at", Schema(kind="dateTime")))
+    )
     device = ClassDef(id="dtmi:example:Device;1", name="Device", display_name=(("en", "Device"), ("de", "Gerät")))
     thermostat = ClassDef(
         id="dtmi:example:Thermostat;1",
         name="Thermostat",
         parents=("dtmi:example:Device;1",),
         properties=(
-            PropertyDef("temperature", Schema(kind="float"), kind="telemetry", unit="degreeCelsius",
-                        semantic_types=("Temperature",)),
+            PropertyDef(
+                "temperature",
+                Schema(kind="float"),
+                kind="telemetry",
+                unit="degreeCelsius",
+                semantic_types=("Temperature",),
+            ),
             PropertyDef("mode", mode, writable=True, description=(("en", "Operating mode"),)),
             PropertyDef("serial", Schema(kind="string"), required=True, classification="Confidential"),
             PropertyDef("id", Schema(kind="uuid")),
@@ -53,12 +60,20 @@ def thermostat_ontology() -> Ontology:
             PropertyDef("where", Schema(kind="point")),
         ),
         relationships=(
-            RelationshipDef("controls", target="dtmi:example:Device;1", max=5, min=1,
-                            properties=(PropertyDef("since", Schema(kind="date")),), writable=True,
-                            characteristics=frozenset({"supports"})),
+            RelationshipDef(
+                "controls",
+                target="dtmi:example:Device;1",
+                max=5,
+                min=1,
+                properties=(PropertyDef("since", Schema(kind="date")),),
+                writable=True,
+                characteristics=frozenset({"supports"}),
+            ),
             RelationshipDef("near", inverse="nearOf", characteristics=frozenset({"symmetric", "custom"})),
         ),
-        commands=(CommandDef("reboot", request=("delay", Schema(kind="duration")), response=("ok", Schema(kind="boolean"))),),
+        commands=(
+            CommandDef("reboot", request=("delay", Schema(kind="duration")), response=("ok", Schema(kind="boolean"))),
+        ),
         components=(ComponentDef("sensor", "dtmi:example:Device;1"),),
         schemas=(mode,),
         semantic_types=("Sensor", "Actuator"),
@@ -191,7 +206,11 @@ def test_xsd_and_enumeration_ranges_map_to_schemas():
     }  # fmt: skip
     props = onto.properties("T")
     assert [v.value for v in props["e"].schema.enum_values] == ["a", "b"]
-    assert props["ei"].schema.enum_value_kind == "integer" and [v.value for v in props["ei"].schema.enum_values] == [1, 2, 3]
+    assert props["ei"].schema.enum_value_kind == "integer" and [v.value for v in props["ei"].schema.enum_values] == [
+        1,
+        2,
+        3,
+    ]
     assert props["named"].schema.id == "http://example.org/plant#Size"
     assert onto.validate("T", {"e": "a", "ei": 2, "d": "2024-01-31"}) == []
     assert [v.path for v in onto.validate("T", {"e": "c"})] == ["e"]
@@ -210,11 +229,14 @@ def test_restriction_on_a_subclass_narrows_its_own_copy():
 
 def test_extension_importing_the_core_can_subclass_core_classes(tmp_path):
     path = tmp_path / "robots.ttl"
-    path.write_text(PREFIXES + """
+    path.write_text(
+        PREFIXES
+        + """
     <http://example.org/plant> owl:imports <https://enterprise-twin.dev/ontology/core> .
     ex:Robot a owl:Class ; rdfs:subClassOf twin:Machine ; rdfs:label "Robot"@en .
     ex:payloadKg a owl:DatatypeProperty ; rdfs:domain ex:Robot ; rdfs:range xsd:double .
-    """)
+    """
+    )
     onto = read_owl(path)
     assert onto.labels("Robot") == ("Robot", "Machine", "Asset", "Entity")
     merged = load_core().merge(onto)
@@ -248,7 +270,9 @@ def test_subclass_of_undefined_class_is_an_error(tmp_path):
     path.write_text(PREFIXES + "ex:Pump a owl:Class ; rdfs:subClassOf ex:Machine .\n")
     with pytest.raises(OntologyError) as err:
         read_owl(path)
-    assert [(v.path, v.rule) for v in err.value.violations] == [("http://example.org/plant#Pump", "dangling-subclassof")]
+    assert [(v.path, v.rule) for v in err.value.violations] == [
+        ("http://example.org/plant#Pump", "dangling-subclassof")
+    ]
     assert err.value.violations[0].source.endswith("dangling.ttl")
     assert "http://example.org/plant#Machine" in str(err.value) and "dangling.ttl" in str(err.value)
 
@@ -267,8 +291,12 @@ def test_unknown_xsd_range_is_an_error():
 
 def test_writer_rejects_two_definitions_behind_one_iri():
     shared = "http://example.org/plant#level"
-    a = ClassDef("http://example.org/plant#A", "A", properties=(PropertyDef("level", Schema(kind="integer"), iri=shared),))
-    b = ClassDef("http://example.org/plant#B", "B", properties=(PropertyDef("level", Schema(kind="string"), iri=shared),))
+    a = ClassDef(
+        "http://example.org/plant#A", "A", properties=(PropertyDef("level", Schema(kind="integer"), iri=shared),)
+    )
+    b = ClassDef(
+        "http://example.org/plant#B", "B", properties=(PropertyDef("level", Schema(kind="string"), iri=shared),)
+    )
     with pytest.raises(OntologyError, match="level is defined differently"):
         write_owl(Ontology([a, b]))
 

@@ -79,9 +79,17 @@ def test_inferred_subclass_relations_are_reported(tmp_path):
 def test_any_model_ontology_can_be_checked():
     onto = Ontology(
         [
-            ClassDef("dtmi:example:Device;1", "Device", properties=(PropertyDef("serial", Schema(kind="uuid"), required=True),)),
-            ClassDef("dtmi:example:Pump;1", "Pump", parents=("dtmi:example:Device;1",),
-                     relationships=(RelationshipDef("feeds", target="dtmi:example:Device;1", max=2),)),
+            ClassDef(
+                "dtmi:example:Device;1",
+                "Device",
+                properties=(PropertyDef("serial", Schema(kind="uuid"), required=True),),
+            ),
+            ClassDef(
+                "dtmi:example:Pump;1",
+                "Pump",
+                parents=("dtmi:example:Device;1",),
+                relationships=(RelationshipDef("feeds", target="dtmi:example:Device;1", max=2),),
+            ),
         ]
     )
     assert check_consistency(onto).ok

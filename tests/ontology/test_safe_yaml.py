@@ -26,7 +26,10 @@ def test_alias_bomb_is_refused_by_name() -> None:
 
 def test_a_moderate_use_of_aliases_still_loads() -> None:
     assert load_yaml("base: &b {x: 1}\nother: *b\nthird: *b\n", "ok.yaml") == {
-        "base": {"x": 1}, "other": {"x": 1}, "third": {"x": 1}}
+        "base": {"x": 1},
+        "other": {"x": 1},
+        "third": {"x": 1},
+    }
     assert MAX_NODES >= 10_000
 
 
@@ -57,8 +60,7 @@ def test_mappings_refuse_the_bomb() -> None:
 
 
 def test_policies_refuse_the_bomb(tmp_path: Path) -> None:
-    from governance.policy import PolicyError
-    from governance.policy import load_policy
+    from governance.policy import PolicyError, load_policy
     from ontology.core import load_core
 
     path = tmp_path / "policy.yaml"

@@ -45,10 +45,13 @@ def schemas_of(ontology: Ontology) -> Iterator[Schema]:
 
 def texts_of(schema: Schema) -> Any:
     """The display texts of a schema and its parts (Schema equality leaves its own out)."""
-    return (schema.display_name, schema.description,
-            [(v.display_name, v.description) for v in schema.enum_values],
-            [(f.display_name, texts_of(f.schema)) for f in schema.fields],
-            texts_of(schema.element) if schema.element else None)
+    return (
+        schema.display_name,
+        schema.description,
+        [(v.display_name, v.description) for v in schema.enum_values],
+        [(f.display_name, texts_of(f.schema)) for f in schema.fields],
+        texts_of(schema.element) if schema.element else None,
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,9 +88,17 @@ def _with_schema(schema: Schema) -> Ontology:
 
 
 def test_a_schema_dtdl_v2_cannot_hold_is_recorded_in_the_comment_and_read_back_exactly() -> None:
-    exact = Schema("object", fields=(Field("id", Schema("uuid")), Field("level", Schema("unsignedShort")),
-                                     Field("mode", Schema("enum", enum_value_kind="integer",
-                                                          enum_values=(EnumValue("low", 1), EnumValue("high", 2))))))
+    exact = Schema(
+        "object",
+        fields=(
+            Field("id", Schema("uuid")),
+            Field("level", Schema("unsignedShort")),
+            Field(
+                "mode",
+                Schema("enum", enum_value_kind="integer", enum_values=(EnumValue("low", 1), EnumValue("high", 2))),
+            ),
+        ),
+    )
     document = write_dtdl(_with_schema(exact), 2)[0]
     comment = document["contents"][0]["schema"]["comment"]
     assert json.loads(comment.removeprefix("twin:"))["schema"] == schema_to_json(exact, texts=False)
@@ -95,23 +106,37 @@ def test_a_schema_dtdl_v2_cannot_hold_is_recorded_in_the_comment_and_read_back_e
 
 
 def test_a_comment_in_the_older_spelling_still_reads() -> None:
-    older = {"kind": "map", "element": {"kind": "enum", "enum_value_kind": "string",
-                                        "enum_values": [{"name": "on", "value": "ON"}]},
-             "map_key": "switch", "map_value": "state"}
-    assert schema_from_json(older) == Schema("map", map_key="switch", map_value="state", element=Schema(
-        "enum", enum_value_kind="string", enum_values=(EnumValue("on", "ON"),)))
+    older = {
+        "kind": "map",
+        "element": {"kind": "enum", "enum_value_kind": "string", "enum_values": [{"name": "on", "value": "ON"}]},
+        "map_key": "switch",
+        "map_value": "state",
+    }
+    assert schema_from_json(older) == Schema(
+        "map",
+        map_key="switch",
+        map_value="state",
+        element=Schema("enum", enum_value_kind="string", enum_values=(EnumValue("on", "ON"),)),
+    )
 
 
-@pytest.mark.parametrize(("recorded", "problem"), [
-    ({"nokind": 1}, "'kind'"),
-    ({"kind": "hologram"}, "unknown schema kind 'hologram'"),
-    ({"kind": "array"}, "the array schema has no element"),
-    ("string", "JSON object"),
-])
+@pytest.mark.parametrize(
+    ("recorded", "problem"),
+    [
+        ({"nokind": 1}, "'kind'"),
+        ({"kind": "hologram"}, "unknown schema kind 'hologram'"),
+        ({"kind": "array"}, "the array schema has no element"),
+        ("string", "JSON object"),
+    ],
+)
 def test_a_broken_recorded_schema_is_a_violation_not_a_crash(recorded: Any, problem: str) -> None:
     comment = "twin:" + json.dumps({"schema": recorded})
-    document = {"@context": "dtmi:dtdl:context;3", "@id": "dtmi:example:Meter;1", "@type": "Interface",
-                "contents": [{"@type": "Property", "name": "reading", "schema": "string", "comment": comment}]}
+    document = {
+        "@context": "dtmi:dtdl:context;3",
+        "@id": "dtmi:example:Meter;1",
+        "@type": "Interface",
+        "contents": [{"@type": "Property", "name": "reading", "schema": "string", "comment": comment}],
+    }
     report = parse_dtdl_report([("meter.json", document)])
     assert [(v.rule, problem in v.message) for v in report.violations] == [("annotation", True)]
 
@@ -119,8 +144,10 @@ def test_a_broken_recorded_schema_is_a_violation_not_a_crash(recorded: Any, prob
 def test_a_broken_named_schema_in_owl_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     text = write_owl(_with_schema(Schema("string")))
     path = tmp_path / "meter.ttl"
-    path.write_text(text + '\n<dtmi:example:Meter;1> <https://enterprise-twin.dev/ontology/core#schemas> '
-                    '"[{\\"kind\\": \\"hologram\\"}]" .\n')
+    path.write_text(
+        text + "\n<dtmi:example:Meter;1> <https://enterprise-twin.dev/ontology/core#schemas> "
+        '"[{\\"kind\\": \\"hologram\\"}]" .\n'
+    )
     with pytest.raises(OntologyError, match="twin:schemas holds something that is not a schema"):
         read_owl(path)
 

@@ -85,10 +85,16 @@ def test_link_to_the_wrong_class_is_reported(core):
 
 
 def test_enum_and_domain_violations_are_reported(core):
-    twins = [*valid_team(), TwinRecord("m-odd", "Machine", {"name": "Lathe", "status": "broken"}, [("reportsTo", "e-boss")])]
+    twins = [
+        *valid_team(),
+        TwinRecord("m-odd", "Machine", {"name": "Lathe", "status": "broken"}, [("reportsTo", "e-boss")]),
+    ]
     report = validate_instances(core, instance_graph(twins, core))
     messages = issues_of(report, "m-odd")
-    assert ("status", "'broken' is not one of ['operational', 'degraded', 'down', 'maintenance', 'retired']") in messages
+    assert (
+        "status",
+        "'broken' is not one of ['operational', 'degraded', 'down', 'maintenance', 'retired']",
+    ) in messages
     assert ("reportsTo", "Machine may not have 'reportsTo': 'reportsTo' is only allowed on Employee") in messages
 
 
@@ -132,7 +138,9 @@ def test_unknown_terms_raise_naming_the_twin(core):
 
 
 def test_works_for_ontologies_without_iris():
-    device = ClassDef("dtmi:example:Device;1", "Device", properties=(PropertyDef("serial", Schema(kind="string"), required=True),))
+    device = ClassDef(
+        "dtmi:example:Device;1", "Device", properties=(PropertyDef("serial", Schema(kind="string"), required=True),)
+    )
     pump = ClassDef("dtmi:example:Pump;1", "Pump", parents=("dtmi:example:Device;1",),
                     relationships=(RelationshipDef("feeds", target="dtmi:example:Pump;1", max=1),))  # fmt: skip
     onto = Ontology([device, pump])
@@ -140,4 +148,7 @@ def test_works_for_ontologies_without_iris():
     assert validate_instances(onto, instance_graph(good, onto)).conforms
     bad = [TwinRecord("p3", "Pump", {}, [("feeds", "p1"), ("feeds", "p2")]), *good]
     report = validate_instances(onto, instance_graph(bad, onto))
-    assert issues_of(report, "p3") == {("serial", "'serial' is required"), ("feeds", "at most 1 'feeds' allowed, got 2")}
+    assert issues_of(report, "p3") == {
+        ("serial", "'serial' is required"),
+        ("feeds", "at most 1 'feeds' allowed, got 2"),
+    }

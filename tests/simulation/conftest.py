@@ -21,8 +21,9 @@ def enterprise_layout() -> EnterpriseLayout:
 
 
 @pytest.fixture(scope="session")
-def enterprise_store(tmp_path_factory: pytest.TempPathFactory, enterprise_layout: EnterpriseLayout
-                     ) -> Iterator[GraphStore]:
+def enterprise_store(
+    tmp_path_factory: pytest.TempPathFactory, enterprise_layout: EnterpriseLayout
+) -> Iterator[GraphStore]:
     """The enterprise in an embedded FalkorDB; the server is stopped when the session ends."""
     data_dir = tmp_path_factory.mktemp("sim-graph") / "graph"
     store = GraphStore.open(f"falkordb+embedded://{data_dir}", load_core())

@@ -88,8 +88,13 @@ def build_enterprise(
         site_name = "Plant A" if w % 2 == 0 else "Plant B"
         wc = f"wc-{w}"
         team = f"ou-team-{w}"
-        twins.append(Twin(wc, "WorkCenter", {"name": f"Work centre {w}", "shiftsPerDay": 1, "oee": 0.8,
-                                             "capacityPerDay": 150.0 * lines_per_center}))
+        twins.append(
+            Twin(
+                wc,
+                "WorkCenter",
+                {"name": f"Work centre {w}", "shiftsPerDay": 1, "oee": 0.8, "capacityPerDay": 150.0 * lines_per_center},
+            )
+        )
         twins.append(Twin(team, "OrgUnit", {"name": f"Team {w}"}))
         links += [Link("locatedAt", wc, sites[site_name]), Link("partOf", team, unit_of_site[site_name])]
         for j in range(lines_per_center):
@@ -114,10 +119,19 @@ def build_enterprise(
         for e in range(2):
             start = dt.datetime(2025, 1, 10) + dt.timedelta(days=rng.randint(0, 150), hours=e)
             event = f"maint-{m}-{e}"
-            twins.append(Twin(event, "MaintenanceEvent", {
-                "name": f"Repair {m}.{e}", "maintenanceType": "corrective" if e == 0 else "preventive",
-                "scheduledAt": start.isoformat(), "completedAt": (start + dt.timedelta(hours=6)).isoformat(),
-                "downtimeHours": 6.0}))
+            twins.append(
+                Twin(
+                    event,
+                    "MaintenanceEvent",
+                    {
+                        "name": f"Repair {m}.{e}",
+                        "maintenanceType": "corrective" if e == 0 else "preventive",
+                        "scheduledAt": start.isoformat(),
+                        "completedAt": (start + dt.timedelta(hours=6)).isoformat(),
+                        "downtimeHours": 6.0,
+                    },
+                )
+            )
             links.append(Link("maintains", event, uid))
 
     for k in range(materials):
@@ -133,8 +147,13 @@ def build_enterprise(
     for s, uid in enumerate(supplier_uids):
         kind = "Castings" if s % 4 == 0 else "Components"
         reliability = round(rng.uniform(0.9, 0.99), 3)
-        twins.append(Twin(uid, "Supplier", {"name": f"Supplier {s} {kind}", "reliability": reliability,
-                                            "leadTimeDays": rng.randint(5, 12)}))
+        twins.append(
+            Twin(
+                uid,
+                "Supplier",
+                {"name": f"Supplier {s} {kind}", "reliability": reliability, "leadTimeDays": rng.randint(5, 12)},
+            )
+        )
     suppliers_of: dict[str, list[str]] = {}
     for k in range(materials):
         material = f"mat-{k}"
@@ -153,8 +172,18 @@ def build_enterprise(
         line = lines[p % n_lines]
         uid = f"prod-{p}"
         family, prefix = PRODUCT_LINES[(p % n_lines) % len(PRODUCT_LINES)]
-        twins.append(Twin(uid, "Product", {"name": f"{family} P{p}", "sku": f"{prefix}-{p:04d}", "unitPrice": 100.0 + p,
-                                           "description": f"Product line {family}"}))
+        twins.append(
+            Twin(
+                uid,
+                "Product",
+                {
+                    "name": f"{family} P{p}",
+                    "sku": f"{prefix}-{p:04d}",
+                    "unitPrice": 100.0 + p,
+                    "description": f"Product line {family}",
+                },
+            )
+        )
         links.append(Link("produces", line.process, uid))
         line.products.append(uid)
         share = sum(1 for q in range(products) if q % n_lines == p % n_lines)
@@ -166,21 +195,33 @@ def build_enterprise(
             order_no += 1
             day = HISTORY_END - dt.timedelta(days=history_days - 1 - week * 7 - rng.randint(0, 6))
             quantity = round(rate * 7 * rng.uniform(0.8, 1.2), 1)
-            twins.append(Twin(order, "SalesOrder", {"name": f"Order {order_no}", "orderDate": day.isoformat(),
-                                                    "orderStatus": "delivered", "quantity": quantity}))
+            twins.append(
+                Twin(
+                    order,
+                    "SalesOrder",
+                    {
+                        "name": f"Order {order_no}",
+                        "orderDate": day.isoformat(),
+                        "orderStatus": "delivered",
+                        "quantity": quantity,
+                    },
+                )
+            )
             links += [Link("placedBy", order, buyer), Link("orders", order, uid, {"quantity": quantity})]
 
     workers = max(n_lines, int(people * 0.8))
     for e in range(people):
         uid = f"emp-{e}"
-        props = {"name": f"Employee {e}", "employeeId": f"E{e:05d}",
-                 "capacityHoursPerWeek": 40.0 if e % 5 else 32.0}
+        props = {"name": f"Employee {e}", "employeeId": f"E{e:05d}", "capacityHoursPerWeek": 40.0 if e % 5 else 32.0}
         twins.append(Twin(uid, "Employee", props))
         if e < workers:
             line = lines[e % n_lines]
             w = int(line.work_center.split("-")[1])
-            links += [Link("worksIn", uid, f"ou-team-{w}"), Link("hasSkill", uid, skills[w], {"level": 3}),
-                      Link("operates", uid, line.machines[e // n_lines % len(line.machines)])]
+            links += [
+                Link("worksIn", uid, f"ou-team-{w}"),
+                Link("hasSkill", uid, skills[w], {"level": 3}),
+                Link("operates", uid, line.machines[e // n_lines % len(line.machines)]),
+            ]
             line.people.append(uid)
         else:
             links.append(Link("worksIn", uid, unit_of_site["Plant A"]))
@@ -190,6 +231,6 @@ def build_enterprise(
 def load_enterprise(store: GraphStore, layout: EnterpriseLayout, batch: int = 5000) -> None:
     """Write the enterprise into the graph (twins first, then links)."""
     for start in range(0, len(layout.twins), batch):
-        store.upsert_twins(layout.twins[start:start + batch], actor="test", source="enterprise_graph")
+        store.upsert_twins(layout.twins[start : start + batch], actor="test", source="enterprise_graph")
     for start in range(0, len(layout.links), batch):
-        store.upsert_links(layout.links[start:start + batch], actor="test", source="enterprise_graph")
+        store.upsert_links(layout.links[start : start + batch], actor="test", source="enterprise_graph")

@@ -22,8 +22,9 @@ def twin(enterprise_store: GraphStore) -> EnterpriseSlice:
     return load_slice(enterprise_store)
 
 
-def _run(twin: EnterpriseSlice, plan: ScenarioPlan, seed: int, overrides: tuple[ParameterOverride, ...] = ()
-         ) -> EnterpriseModel:
+def _run(
+    twin: EnterpriseSlice, plan: ScenarioPlan, seed: int, overrides: tuple[ParameterOverride, ...] = ()
+) -> EnterpriseModel:
     return EnterpriseModel(calibrate(twin, overrides=overrides), plan, STEPS, 1, seed).run()
 
 
@@ -36,7 +37,8 @@ def test_slice_reads_the_network_of_lines(twin: EnterpriseSlice, enterprise_layo
         assert set(process.consumes) == set(line.materials)
         assert set(process.produces) == set(line.products)
     assert {(lane.supplier, lane.material) for lane in twin.lanes} == {
-        (s, m) for m, suppliers in enterprise_layout.suppliers_of.items() for s in suppliers}
+        (s, m) for m, suppliers in enterprise_layout.suppliers_of.items() for s in suppliers
+    }
     calibration = calibrate(twin)
     staffed = {p.uid: p.processes for p in calibration.persons}
     for line in enterprise_layout.lines:
@@ -88,6 +90,7 @@ def test_a_second_supplier_keeps_a_line_running_through_an_outage(twin: Enterpri
     dual = replace(twin, lanes=lanes)
     outage = ScenarioPlan("outage", outages=(OutagePlan(frozenset({"sup-0"}), 20, 60),))
     seed = replication_seeds(3, 1)[0]
+
     def line0(twin_slice: EnterpriseSlice, plan: ScenarioPlan) -> float:
         return float(_run(twin_slice, plan, seed).produced[:, 0].sum())
 
@@ -104,8 +107,9 @@ def test_more_capacity_never_lowers_throughput_in_expectation(twin: EnterpriseSl
     diffs, heavy_diffs = [], []
     for seed in replication_seeds(11, 5):
         diffs.append(_run(twin, more, seed).produced.sum() - _run(twin, ScenarioPlan("b"), seed).produced.sum())
-        heavy_diffs.append(_run(twin, more, seed, heavy).produced.sum()
-                           - _run(twin, ScenarioPlan("b"), seed, heavy).produced.sum())
+        heavy_diffs.append(
+            _run(twin, more, seed, heavy).produced.sum() - _run(twin, ScenarioPlan("b"), seed, heavy).produced.sum()
+        )
     assert np.mean(diffs) >= 0 and min(diffs) >= -1e-6
     assert np.mean(heavy_diffs) > 0.05 * STEPS * 120 and min(heavy_diffs) > 0
 
@@ -160,8 +164,10 @@ def test_attrition_in_one_plant_thins_that_plant_only_and_hires_add_people(
 def test_weekly_steps_tell_the_same_story_as_daily_ones(twin: EnterpriseSlice) -> None:
     """A 7-day step over the same horizon makes about the same total output as daily steps."""
     calibration = calibrate(twin)
-    daily = [EnterpriseModel(calibration, ScenarioPlan("b"), 364, 1, s).run().produced.sum()
-             for s in replication_seeds(2, 3)]
-    weekly = [EnterpriseModel(calibration, ScenarioPlan("b"), 52, 7, s).run().produced.sum()
-              for s in replication_seeds(2, 3)]
+    daily = [
+        EnterpriseModel(calibration, ScenarioPlan("b"), 364, 1, s).run().produced.sum() for s in replication_seeds(2, 3)
+    ]
+    weekly = [
+        EnterpriseModel(calibration, ScenarioPlan("b"), 52, 7, s).run().produced.sum() for s in replication_seeds(2, 3)
+    ]
     assert np.mean(weekly) == pytest.approx(np.mean(daily), rel=0.1)

@@ -31,9 +31,23 @@ def twin_env(enterprise_store: GraphStore, tmp_path: Path, monkeypatch: pytest.M
 
 def test_run_show_list_compare_and_rerun(twin_env: Path, enterprise_store: GraphStore) -> None:
     """A bundled study runs, is listed, shown, exported, charted, compared and re-run with identical numbers."""
-    result = runner.invoke(app, ["scenario", "run", "bundled:demand_surge_pumps", "--json", "--replications", "3",
-                                 "--executor", "serial", "--csv", str(twin_env / "s.csv"),
-                                 "--charts", str(twin_env / "charts")])
+    result = runner.invoke(
+        app,
+        [
+            "scenario",
+            "run",
+            "bundled:demand_surge_pumps",
+            "--json",
+            "--replications",
+            "3",
+            "--executor",
+            "serial",
+            "--csv",
+            str(twin_env / "s.csv"),
+            "--charts",
+            str(twin_env / "charts"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     study = json.loads(result.output.strip().splitlines()[-1])
     assert study["replications"] == 3 and study["name"] == "demand-surge-pumps"
@@ -56,14 +70,18 @@ def test_run_show_list_compare_and_rerun(twin_env: Path, enterprise_store: Graph
     assert [s["summaries"] for s in json.loads(compared.output)] == [study["summaries"], study["summaries"]]
     runs = AuditLog(f"sqlite:///{twin_env / 'twin.db'}").query(operation="scenario.run", limit=10)
     assert [(r.subject.startswith("cli:"), str(r.decision), json.loads(r.detail)["study_id"]) for r in runs] == [
-        (True, "allow", study["study_id"]), (True, "allow", again["study_id"])]
+        (True, "allow", study["study_id"]),
+        (True, "allow", again["study_id"]),
+    ]
 
 
 def test_bad_spec_and_unknown_study_fail_cleanly(twin_env: Path) -> None:
     """Errors are one clear message and exit code 1, not a traceback."""
     bad = twin_env / "bad.yaml"
-    bad.write_text("name: x\nhorizon_days: 30\nkpis: [troughput]\nscenarios:\n  - name: s\n"
-                   "    interventions:\n      - {kind: supplier_outage, target: {uids: [sup-0]}, start_day: 40}\n")
+    bad.write_text(
+        "name: x\nhorizon_days: 30\nkpis: [troughput]\nscenarios:\n  - name: s\n"
+        "    interventions:\n      - {kind: supplier_outage, target: {uids: [sup-0]}, start_day: 40}\n"
+    )
     result = runner.invoke(app, ["scenario", "run", str(bad)])
     assert result.exit_code == 1
     assert "line 3" in result.output and "troughput" in result.output

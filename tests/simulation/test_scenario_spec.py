@@ -94,8 +94,9 @@ def test_unknown_uid_is_refused_naming_its_line(enterprise_store: GraphStore) ->
 
 def test_bad_query_field_is_refused(enterprise_store: GraphStore) -> None:
     """A query on a field the class does not have is refused with the ontology's message and the line."""
-    parsed = parse_spec(GOOD.replace("{uids: [sup-0]}", "{class: Supplier, where: [{field: colour, value: red}]}"),
-                        "study.yaml")
+    parsed = parse_spec(
+        GOOD.replace("{uids: [sup-0]}", "{class: Supplier, where: [{field: colour, value: red}]}"), "study.yaml"
+    )
     with pytest.raises(SpecError) as caught:
         plan_study(parsed, load_slice(enterprise_store), enterprise_store)
     assert "line 11" in str(caught.value) and "colour" in str(caught.value)
@@ -115,9 +116,11 @@ def test_study_too_big_for_the_limits_is_refused() -> None:
 
 def test_queries_with_within_select_people_of_a_site(enterprise_store: GraphStore) -> None:
     """`within` a site found by a query keeps only the twins inside it (people of Plant B's team)."""
-    spec = GOOD.replace("kind: supplier_outage\n        target: {uids: [sup-0]}",
-                        "kind: workforce_change\n        target: {class: Employee, within: {class: Site, "
-                        "where: [{field: name, value: Plant B}]}}\n        attrition_add: 0.15")
+    spec = GOOD.replace(
+        "kind: supplier_outage\n        target: {uids: [sup-0]}",
+        "kind: workforce_change\n        target: {class: Employee, within: {class: Site, "
+        "where: [{field: name, value: Plant B}]}}\n        attrition_add: 0.15",
+    )
     parsed = parse_spec(spec, "study.yaml")
     twin = load_slice(enterprise_store)
     plan = plan_study(parsed, twin, enterprise_store)

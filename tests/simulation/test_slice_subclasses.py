@@ -14,24 +14,36 @@ from simulation.slice import load_slice
 
 def test_twins_of_extension_subclasses_take_part_in_the_slice(tmp_path: Path) -> None:
     core = load_core()
-    extension = Ontology([
-        ClassDef(f"dtmi:acme:{name};1", name, parents=(core.get(parent).id,))
-        for name, parent in (("CncCell", "WorkCenter"), ("Contractor", "Employee"), ("Casting", "Material"),
-                             ("CastingSupplier", "Supplier"), ("Pump", "Product"))
-    ])
+    extension = Ontology(
+        [
+            ClassDef(f"dtmi:acme:{name};1", name, parents=(core.get(parent).id,))
+            for name, parent in (
+                ("CncCell", "WorkCenter"),
+                ("Contractor", "Employee"),
+                ("Casting", "Material"),
+                ("CastingSupplier", "Supplier"),
+                ("Pump", "Product"),
+            )
+        ]
+    )
     store = GraphStore.open(f"falkordb+embedded://{tmp_path / 'graph'}", core.merge(extension))
     try:
-        store.upsert_twins([
-            Twin("cell", "CncCell", {"name": "CNC cell 1", "capacityPerDay": 40.0, "shiftsPerDay": 2}),
-            Twin("pump", "Pump", {"name": "Pump", "sku": "HP-1"}),
-            Twin("housing", "Casting", {"name": "Housing casting", "stockLevel": 12.0}),
-            Twin("foundry", "CastingSupplier", {"name": "Alpen Foundry", "reliability": 0.9}),
-            Twin("ada", "Contractor", {"name": "Ada", "employeeId": "C-1", "capacityHoursPerWeek": 30.0}),
-        ])
-        store.upsert_links([
-            Link("produces", "cell", "pump"), Link("consumes", "cell", "housing"),
-            Link("supplies", "foundry", "housing"),
-        ])
+        store.upsert_twins(
+            [
+                Twin("cell", "CncCell", {"name": "CNC cell 1", "capacityPerDay": 40.0, "shiftsPerDay": 2}),
+                Twin("pump", "Pump", {"name": "Pump", "sku": "HP-1"}),
+                Twin("housing", "Casting", {"name": "Housing casting", "stockLevel": 12.0}),
+                Twin("foundry", "CastingSupplier", {"name": "Alpen Foundry", "reliability": 0.9}),
+                Twin("ada", "Contractor", {"name": "Ada", "employeeId": "C-1", "capacityHoursPerWeek": 30.0}),
+            ]
+        )
+        store.upsert_links(
+            [
+                Link("produces", "cell", "pump"),
+                Link("consumes", "cell", "housing"),
+                Link("supplies", "foundry", "housing"),
+            ]
+        )
         twin = load_slice(store)
     finally:
         store.close()

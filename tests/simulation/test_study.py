@@ -49,8 +49,9 @@ scenarios:
 def _fingerprint(store: GraphStore) -> tuple[object, str]:
     """Graph statistics and a hash of every twin's and link's properties."""
     nodes = store.query("MATCH (n:Twin) RETURN n.uid, properties(n) ORDER BY n.uid")
-    links = store.query("MATCH (a:Twin)-[r]->(b:Twin) RETURN a.uid, type(r), b.uid, properties(r) "
-                        "ORDER BY a.uid, type(r), b.uid")
+    links = store.query(
+        "MATCH (a:Twin)-[r]->(b:Twin) RETURN a.uid, type(r), b.uid, properties(r) ORDER BY a.uid, type(r), b.uid"
+    )
     digest = hashlib.sha256(json.dumps([nodes, links], sort_keys=True, default=str).encode()).hexdigest()
     return store.stats(), digest
 
@@ -61,8 +62,9 @@ def test_study_is_stored_reproducible_recorded_and_leaves_the_graph_alone(
     """Run -> stored with spec, version, twin time, seeds; rerun -> the same numbers; lineage run; graph unchanged."""
     before = _fingerprint(enterprise_store)
     lineage = LineageStore(results_store.url)
-    done = conduct_study(parse_spec(SPEC, "study.yaml"), enterprise_store, results_store,
-                         executor=SerialExecutor(), lineage=lineage)
+    done = conduct_study(
+        parse_spec(SPEC, "study.yaml"), enterprise_store, results_store, executor=SerialExecutor(), lineage=lineage
+    )
     assert _fingerprint(enterprise_store) == before
 
     stored = results_store.get(done.study_id)
@@ -82,11 +84,15 @@ def test_study_is_stored_reproducible_recorded_and_leaves_the_graph_alone(
 
     again = rerun_study(done.study_id, results_store, SerialExecutor())
     repeated = results_store.get(again.study_id)
-    assert [(r.scenario, r.replication, r.values, r.series) for r in repeated.runs] == \
-        [(r.scenario, r.replication, r.values, r.series) for r in stored.runs]
+    assert [(r.scenario, r.replication, r.values, r.series) for r in repeated.runs] == [
+        (r.scenario, r.replication, r.values, r.series) for r in stored.runs
+    ]
     assert repeated.summaries == stored.summaries
-    assert results_store.summaries_of([done.study_id, again.study_id, "none"]) == \
-        {done.study_id: stored.summaries, again.study_id: stored.summaries, "none": []}
+    assert results_store.summaries_of([done.study_id, again.study_id, "none"]) == {
+        done.study_id: stored.summaries,
+        again.study_id: stored.summaries,
+        "none": [],
+    }
 
     written = study_charts(stored.runs, stored.summaries, tmp_path / "charts")
     names = {p.name for p in written}
