@@ -95,3 +95,33 @@ def test_stock_under_reorder_point_ends_in_one_purchase_order(erp_twin: Runtime)
     detail = json.loads(executed[-1].detail)
     assert detail["rule"] == "reorder-materials" and detail["rule_version"] and executed[-1].subject == proposal.proposer
     assert detail["approved_by"] == ["ann", "bob"]
+
+
+def test_expired_proposal_cannot_be_approved_and_override_asks_again(erp_twin: Runtime) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from governance.decisions.proposals import proposal_table
+
+    service = erp_twin.decisions
+    material = _material_with_supplier(erp_twin)
+    supplier = erp_twin.store.query(f"MATCH (s:Supplier)-[:supplies]->(m:Material {{uid: '{material}'}}) "
+                                    "RETURN s.uid LIMIT 1")[0][0]
+    params = {"material": material, "supplier": supplier, "quantity": 5.0}
+    admin = Subject(sub="ada", roles=frozenset({"admin"}))
+    proposal = service.propose(admin, "erp.purchase_order", params, material, "manual")
+    service.approve(STEWARD, proposal.id)
+    overridden = service.override(EXECUTIVE, proposal.id, {"quantity": 8.0}, "a full pallet")
+    assert overridden.parameters["quantity"] == 8.0 and overridden.approved_by == ()  # approvals withdrawn
+    with service.proposals.engine.begin() as conn:
+        conn.execute(update(proposal_table).where(proposal_table.c.id == proposal.id)
+                     .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    with pytest.raises(ApprovalRefused, match="expired"):
+        service.approve(STEWARD, proposal.id)
+    [expired] = service.expire()
+    assert expired.id == proposal.id and expired.state == "expired"
+    details = [json.loads(r.detail) for r in erp_twin.audit.query(limit=1000)
+               if r.operation in ("decision.overridden", "decision.expired") and r.decision == "allow"]
+    assert [d["state"] for d in details] == ["proposed", "expired"]
+    assert details[0]["before"]["quantity"] == 5.0 and details[0]["reason"] == "a full pallet"
