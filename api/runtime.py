@@ -186,7 +186,8 @@ class Runtime:
         registry = AutomationRegistry(path, self.ontology, self.policy, service.action_types)
         return DecisionRuntime(registry, self.store, Evaluator(self.store, self.policy, TelemetryStore(url)), service,
                                Executor(service.proposals, service.action_types, self.store, self.policy,
-                                        holder or runtime_holder()), DecisionCursor(url))
+                                        holder or runtime_holder(), on_outcome=service.executed),
+                               DecisionCursor(url))
 
     @staticmethod
     def operator() -> Subject:

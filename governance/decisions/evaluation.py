@@ -42,7 +42,6 @@ class TelemetryReader(Protocol):
     def series(self, asset_uid: str, metric: str, since: datetime | None = None,
                limit: int = 10_000) -> Sequence[TelemetryReading]:
         """Readings of one asset's metric since a time, in time order."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ transaction. A crash anywhere leaves the entry pending or claimed; once the leas
 the write-back finds the row it already wrote. So each approved proposal is written back exactly once whatever
 moment a process dies at. A failing write-back aborts the action before the twin is touched and is retried with
 back-off (1 s, 2 s, 4 s, ...); after `MAX_ATTEMPTS` the proposal is failed, visibly.
+
+The audit record of an execution's end is written from the ledger (`unrecorded`, then `recorded`), so a crash after
+the ledger's update never loses it (a crash between the record and `recorded` repeats it once).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Executor:
     def __init__(self, proposals: ProposalStore, action_types: ActionTypes, store: GraphStore, policy: Policy,
                  holder: str, lease_seconds: float = LEASE_SECONDS,
                  on_outcome: Callable[[ExecutionOutcome], None] | None = None) -> None:
+        """`on_outcome` hears of failed attempts that will be retried (the runtime records them)."""
         self.proposals = proposals
         self.engine = proposals.engine
         self.action_types = action_types
@@ -97,15 +101,20 @@ class Executor:
             error = f"{type(exc).__name__}: {str(exc)[:300]}"
             final = attempts >= MAX_ATTEMPTS or not _retryable(exc)
             self._settle(proposal_id, "failed" if final else "retry", None, error, attempts)
-            return self._tell(ExecutionOutcome(proposal_id, "failed" if final else "retry", None, error, actor,
-                                               attempts))
+            outcome = ExecutionOutcome(proposal_id, "failed" if final else "retry", None, error, actor, attempts)
+            if not final and self.on_outcome is not None:  # a failed attempt; ends are recorded from the ledger
+                self.on_outcome(outcome)
+            return outcome
         self._settle(proposal_id, "done", reference, None, attempts)
-        return self._tell(ExecutionOutcome(proposal_id, "done", reference, None, actor, attempts))
+        return ExecutionOutcome(proposal_id, "done", reference, None, actor, attempts)
 
-    def _tell(self, outcome: ExecutionOutcome) -> ExecutionOutcome:
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
-        return outcome
+    def run_and_record(self, record: Callable[[ExecutionOutcome], None], limit: int = 50) -> list[ExecutionOutcome]:
+        """Run the due executions, then put every ended one not yet in the audit log there (`record`)."""
+        outcomes = self.run_due(limit)
+        for outcome in self.unrecorded():
+            record(outcome)
+            self.recorded(outcome.proposal_id)
+        return outcomes
 
     def _claim(self, proposal_id: str) -> tuple[int, Subject] | None:
         e, now = execution_table, datetime.now(UTC)
@@ -138,6 +147,22 @@ class Executor:
                 conn.execute(update(p).where(p.c.id == proposal_id).values(
                     state="executed" if state == "done" else "failed", open_key=None, updated_at=now,
                     result=reference if state == "done" else error))
+
+    def unrecorded(self, limit: int = 100) -> list[ExecutionOutcome]:
+        """Executions that ended (done or failed) whose end is not in the audit log yet."""
+        e = execution_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(e).where(e.c.state.in_(["done", "failed"]), e.c.recorded.is_(False))
+                                .limit(limit)).all()
+        return [ExecutionOutcome(row.proposal_id, row.state, row.reference, row.error,
+                                 Subject(sub=row.actor, roles=frozenset(json.loads(row.actor_roles))),
+                                 int(row.attempts)) for row in rows]
+
+    def recorded(self, proposal_id: str) -> None:
+        """Mark an execution's end as recorded in the audit log."""
+        e = execution_table
+        with self.engine.begin() as conn:
+            conn.execute(update(e).where(e.c.proposal_id == proposal_id).values(recorded=True))
 
     def entry(self, proposal_id: str) -> dict[str, Any] | None:
         """The ledger entry of a proposal (state, attempts, reference, error)."""

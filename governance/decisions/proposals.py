@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -84,6 +85,7 @@ execution_table = Table(
     Column("actor_roles", Text, nullable=False),
     Column("reference", Text, nullable=True),
     Column("error", Text, nullable=True),
+    Column("recorded", Boolean, nullable=False, default=False),  # its end is in the audit log
     Index("ix_decision_execution_state", "state", "next_attempt_at"),
 )
 
@@ -202,7 +204,7 @@ class ProposalStore:
                 conn.execute(insert(execution_table).values(
                     proposal_id=proposal_id, state="pending", attempts=0, claimed_by=None, claimed_until=None,
                     next_attempt_at=now, actor=proposer.proposer, actor_roles=proposer.proposer_roles, reference=None,
-                    error=None))
+                    error=None, recorded=False))
             return self._get(conn, proposal_id), done  # type: ignore[return-value]
 
     def decide(self, proposal_id: str, state: str, *, parameters: dict[str, Any] | None = None) -> Proposal:

@@ -141,10 +141,8 @@ class DecisionRuntime:
                 self._next_run[rule.name] = now + (rule.every_seconds or 60.0)
                 self._handle(self.evaluator.scheduled(rule))
         self.service.expire()
-        outcomes = self.executor.run_due()
-        for outcome in outcomes:
-            self.service.executed(outcome)
-            self.status.executed += outcome.state == "done"
+        outcomes = self.executor.run_and_record(self.service.executed)
+        self.status.executed += sum(outcome.state == "done" for outcome in outcomes)
         return bool(page) or bool(outcomes)
 
     def _handle(self, report: EvaluationReport) -> None:

@@ -101,7 +101,7 @@ class DecisionService:
             self._record(subject, f"alert.{action}", Decision.DENY, {"alert": alert_id}, {"reason": str(exc)})
             raise
         self._record(subject, f"alert.{action}", Decision.ALLOW, {"alert": alert_id},
-                     {"reason": reason, "rule": alert.automation, "rule_version": alert.rule_version,
+                     {"alert": alert_id, "reason": reason, "rule": alert.automation, "rule_version": alert.rule_version,
                       "until": until.isoformat() if until else None})
         return alert
 
@@ -199,7 +199,7 @@ class DecisionService:
                 actor=subject.sub)
             if new:
                 self._record(subject, "alert.raised", Decision.ALLOW, {"alert": alert.id, "automation": rule.name},
-                             {"rule": rule.name, "rule_version": rule.version, "severity": alert.severity,
+                             {"alert": alert.id, "rule": rule.name, "rule_version": rule.version, "severity": alert.severity,
                               "key": alert.key, "twin": firing.uid})
         if rule.action is not None and firing.parameters is not None:
             kind = self.action_types.get(rule.action.type)
@@ -276,8 +276,9 @@ class DecisionService:
                     decision: Decision = Decision.ALLOW, extra: dict[str, Any] | None = None) -> None:
         self._record(subject, f"decision.{transition}", decision,
                      {"proposal": proposal.id, "automation": proposal.automation},
-                     {"reason": reason, "rule": proposal.automation, "rule_version": proposal.rule_version,
-                      "action_type": proposal.action_type, "state": proposal.state, **(extra or {})})
+                     {"proposal": proposal.id, "reason": reason, "rule": proposal.automation,
+                      "rule_version": proposal.rule_version, "action_type": proposal.action_type,
+                      "state": proposal.state, **(extra or {})})
 
     def _record(self, subject: Subject, operation: str, decision: Decision, variables: dict[str, Any],
                 detail: dict[str, Any] | None = None, rows: int | None = None) -> None:

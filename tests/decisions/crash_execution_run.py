@@ -3,7 +3,8 @@
 
 Runs every due execution until none is pending or claimed (a claim a killed process left lapses after LEASE
 seconds), pausing PAUSE seconds after each write-back so that a kill can land between the write-back and the
-twin change or the ledger's update. Prints `done` at the end.
+twin change or the ledger's update. Prints `ready` once the stores are open (the test aims its kill after it) and
+`done` at the end.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ def run(data_dir: Path, pause: float) -> None:
                                                                                                         pause)))
         executor = Executor(service.proposals, service.action_types, runtime.store, runtime.policy,
                             holder=f"crash-{os.getpid()}", lease_seconds=LEASE, on_outcome=service.executed)
+        runtime.store.feed.head()
+        print("ready", flush=True)
         while True:
-            executor.run_due()
+            executor.run_and_record(service.executed)
             with executor.engine.connect() as conn:
                 open_entries = conn.execute(select(execution_table.c.proposal_id).where(
                     execution_table.c.state.in_(["pending", "running"]))).all()
-            if not open_entries:
+            if not open_entries and not executor.unrecorded():
                 break
             time.sleep(0.05)
     finally:

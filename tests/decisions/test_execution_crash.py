@@ -1,5 +1,6 @@
 """Exactly-once execution: a process executing an approved purchase order is killed (SIGKILL) at a random moment
-between the approval and the end of the execution, then run again; each time the ERP holds exactly one order for
+between the approval and the end of the execution (after it opened its stores, within the time an uninterrupted
+execution takes), then run again; each time the ERP holds exactly one order for
 the proposal, the proposal is executed and its ledger entry done. A fast variant runs in the default set, the
 50-moment variant with `-m slow`."""
 
@@ -44,9 +45,18 @@ def _child(data_dir: Path) -> subprocess.Popen[str]:
                             env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def _ready(child: subprocess.Popen[str]) -> None:
+    """Wait until the child has opened its stores (so the kill lands in the execution, not in the imports)."""
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line.strip() == "ready", (line, child.stderr.read() if child.stderr else "")
+
+
 def _finish(data_dir: Path) -> float:
-    started = time.monotonic()
+    """Run a child to its end; the seconds from `ready` to its exit."""
     child = _child(data_dir)
+    _ready(child)
+    started = time.monotonic()
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0 and "done" in out, err[-2000:]
     return time.monotonic() - started
@@ -66,6 +76,7 @@ def crash_runs(runtime: Runtime, moments: int, seed: int) -> list[tuple[str, int
             duration = _finish(data_dir)  # the first runs uninterrupted: how long a whole execution takes
         else:
             child = _child(data_dir)
+            _ready(child)
             time.sleep(rng.uniform(0.0, duration))
             child.send_signal(signal.SIGKILL)
             child.communicate(timeout=60)
@@ -77,6 +88,9 @@ def crash_runs(runtime: Runtime, moments: int, seed: int) -> list[tuple[str, int
         proposal = runtime.decisions.proposals.require(proposal_id)
         assert proposal.state == "executed", (proposal.state, proposal.result)
         assert runtime.store.get(f"erp:po:TW-{proposal_id}") is not None
+        recorded = [r for r in runtime.audit.query(operation="decision.executed", limit=1000)
+                    if f'"proposal": "{proposal_id}"' in r.detail]
+        assert recorded, f"the execution of {proposal_id} is not in the audit log"
     return results
 
 
