@@ -25,6 +25,7 @@ from governance.errors import PolicyDenied
 from governance.identity import Subject
 from governance.lineage import LineageStore
 from governance.policy import Policy
+from graph.model import TwinRecord
 from graph.store import GraphStore
 
 MAX_EVIDENCE_NEIGHBOURS = 20
@@ -86,8 +87,18 @@ class DecisionService:
         uids = sorted({p.twin_uid for p in readable} | {t.uid for p in readable for t in p.evidence.twins})
         every_row = scope.predicate is None and scope.readable_classes is None
         seen = set(uids) if every_row else set(self.store.get_many(uids, scope))
-        return [replace(p, evidence=visible_evidence(p.evidence, self.policy, subject, seen)) for p in readable
+        return [replace(p, evidence=visible_evidence(p.evidence, self.policy, subject, seen),
+                        parameters=self._masked_parameters(p, subject)) for p in readable
                 if p.twin_uid in seen or self.policy.sees_created(subject, p.twin_class)]
+
+    def _masked_parameters(self, proposal: Proposal, subject: Subject) -> dict[str, Any]:
+        """Parameters as `subject` may see them: twin values a parameter carries (`properties`) masked like a read."""
+        values = proposal.parameters.get("properties")
+        if not isinstance(values, dict):
+            return proposal.parameters
+        masked = self.policy.mask(subject, TwinRecord(proposal.twin_uid, proposal.twin_class,
+                                                      self.policy.ontology.labels(proposal.twin_class), values))
+        return {**proposal.parameters, "properties": masked.properties}
 
     # ------------------------------------------------------------------ alerts
 

@@ -54,3 +54,36 @@ def test_telemetry_window_proposes_a_twin_edit(erp_twin: Runtime) -> None:
     assert runtime.store.get(hot).properties["status"] == "degraded"
     last = runtime.store.history_of(hot)[-1]
     assert last.actor == "automation:hot-machines" and last.source == f"decision:{proposal.id}"
+
+
+def test_automatic_where_the_policy_allows_it(erp_twin: Runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With `automatic: true` for twin.edit in the policy, an automation asking for it runs without anyone; the
+    proposal's parameters are masked for a role that may not read them."""
+    from importlib import resources
+
+    from api.settings import Settings
+
+    policy = resources.files("governance").joinpath("policies/default.yaml").read_text()
+    policy = policy.replace("  twin.edit:\n    approvers: [admin, data_steward]\n",
+                            "  twin.edit:\n    approvers: [admin, data_steward]\n    automatic: true\n")
+    (tmp_path / "policy.yaml").write_text(policy)
+    settings: Settings = erp_twin.settings
+    runtime = Runtime(settings=settings.model_copy(update={"policy_path": tmp_path / "policy.yaml"}))
+    try:
+        (settings.data_dir / "automations.yaml").write_text(HOT.replace(
+            "type: twin.edit\n", "type: twin.edit\n      approval: automatic\n"))
+        hot = runtime.store.query("MATCH (m:Machine) RETURN m.uid ORDER BY m.uid LIMIT 1")[0][0]
+        telemetry = TelemetryStore(settings.resolved_database_url)
+        with telemetry.engine.begin() as conn:
+            telemetry.append(conn, [Reading(hot, "temperature", datetime.now(UTC).isoformat(), 99.0)], "test-run")
+        decisions = runtime.decision_runtime(holder="test")
+        assert decisions is not None
+        decisions.registry.reload()
+        decisions.step()  # proposes, approves automatically, executes
+        [proposal] = runtime.decisions.proposals.list()
+        assert proposal.state == "executed" and proposal.approved_by == ("automation:hot-machines",)
+        assert runtime.store.get(hot).properties["status"] == "degraded"
+        viewer = Subject(sub="v", roles=frozenset({"viewer"}))
+        assert runtime.decisions.proposal(viewer, proposal.id).parameters["properties"] == {}  # Internal: "null"
+    finally:
+        runtime.close()
