@@ -83,3 +83,21 @@ def test_a_change_evaluates_only_the_rules_watching_it(tmp_path: Path) -> None:
     assert names("Supplier", "update", ["stockLevel"]) == []
     assert [r.name for r in rules.scheduled()] == ["machine-schedule"]
     assert rules.get("machine-schedule").every_seconds == 900
+
+
+def test_policy_approval_rules_are_checked() -> None:
+    from governance.policy import Policy, PolicyError
+    from ontology.safe_yaml import load_yaml
+
+    spec = load_yaml((Path(__file__).resolve().parents[2] / "governance/policies/default.yaml").read_text(), "p")
+    assert POLICY.approvals["erp.purchase_order"].approvals == 2
+    assert POLICY.approvals["twin.edit"].approvers == {"admin", "data_steward"}
+    spec["actions"]["twin.edit"]["approvers"] = ["admin", "auditor"]
+    with pytest.raises(PolicyError, match=r"action twin.edit: unknown approver roles \['auditor'\]"):
+        Policy(spec, ONTOLOGY, "p")
+    spec["actions"]["twin.edit"] = {"approvers": []}
+    with pytest.raises(PolicyError, match="needs approvers or automatic"):
+        Policy(spec, ONTOLOGY, "p")
+    spec["actions"]["twin.edit"] = {"approvers": ["admin"], "approvals": 3}
+    with pytest.raises(PolicyError, match="approvals"):
+        Policy(spec, ONTOLOGY, "p")
