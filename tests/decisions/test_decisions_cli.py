@@ -58,3 +58,12 @@ def test_list_show_approve_and_reject(cli_env: Runtime) -> None:
     assert rejected.exit_code == 0 and "rejected" in rejected.output
     records = [r for r in cli_env.audit.query(limit=1000) if r.operation == "decision.rejected"]
     assert [json.loads(r.detail)["reason"] for r in records if r.decision == "allow"] == ["ordered by phone"]
+
+
+def test_twin_run_refuses_a_wrong_automations_file(cli_env: Runtime) -> None:
+    path = cli_env.settings.data_dir / "automations.yaml"
+    path.write_text(path.read_text().replace("type: erp.purchase_order", "type: erp.purchase"))
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 1
+    expected = f"{path}:11: automation 'reorder-materials': action.type: unknown action type 'erp.purchase'"
+    assert "".join(expected.split()) in "".join(result.output.split())  # the console wraps long lines
