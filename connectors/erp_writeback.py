@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from governance.decisions.actions import ActionType, TwinChange, WritebackFailed
@@ -17,6 +17,17 @@ from graph.model import Link, Twin
 from graph.store import GraphStore
 
 ORDER_PREFIX = "TW-"
+_FIND_ORDER = "SELECT po_id FROM purchase_orders WHERE po_number = :n"
+_SUPPLIER = "SELECT supplier_id, lead_time_days FROM suppliers WHERE supplier_code = :c"
+_MATERIAL = "SELECT material_id, standard_cost FROM materials WHERE material_code = :c"
+_OFFER = "SELECT unit_price, lead_time_days FROM supplier_materials WHERE supplier_id = :s AND material_id = :m"
+_SITE = "SELECT site_id FROM sites WHERE site_code = :c"
+_FIRST_PLANT = "SELECT site_id FROM sites WHERE kind = 'plant' ORDER BY site_id LIMIT 1"
+_INSERT_ORDER = ("INSERT INTO purchase_orders (po_id, po_number, supplier_id, site_id, order_date, expected_date, "
+                 "received_date, status, total_amount, updated_at) VALUES (:id, :n, :s, :site, :d, :e, NULL, 'open', "
+                 ":total, :u)")
+_INSERT_LINE = ("INSERT INTO purchase_order_lines (po_line_id, po_id, line_no, material_id, quantity, unit_price, "
+                "updated_at) VALUES (:l, :id, 1, :m, :q, :p, :u)")
 
 
 class PurchaseOrderParameters(BaseModel):
@@ -47,52 +58,42 @@ class ErpPurchaseOrders:
     def write(self, proposal_id: str, params: PurchaseOrderParameters) -> str:
         """Create the order once (a second call finds it); its number. WritebackFailed when the ERP refuses."""
         number = order_number(proposal_id)
-        material_code = params.material.rsplit(":", 1)[1]
-        supplier_code = params.supplier.rsplit(":", 1)[1]
         try:
             with self.engine.begin() as conn:
-                if conn.execute(text("SELECT po_id FROM purchase_orders WHERE po_number = :n"),
-                                {"n": number}).first() is not None:
-                    return number
-                supplier = conn.execute(text("SELECT supplier_id, lead_time_days FROM suppliers WHERE supplier_code = :c"),
-                                        {"c": supplier_code}).first()
-                material = conn.execute(text("SELECT material_id, standard_cost FROM materials WHERE material_code = :c"),
-                                        {"c": material_code}).first()
-                if supplier is None or material is None:
-                    raise WritebackFailed(f"the ERP has no {'supplier ' + supplier_code if supplier is None else ''}"
-                                          f"{' and no ' if supplier is None and material is None else ''}"
-                                          f"{'material ' + material_code if material is None else ''}")
-                offer = conn.execute(text("SELECT unit_price, lead_time_days FROM supplier_materials WHERE supplier_id = :s "
-                                          "AND material_id = :m"), {"s": supplier.supplier_id,
-                                                                    "m": material.material_id}).first()
-                site = conn.execute(text("SELECT site_id FROM sites WHERE site_code = :c" if params.site_code else
-                                         "SELECT site_id FROM sites WHERE kind = 'plant' ORDER BY site_id LIMIT 1"),
-                                    {"c": params.site_code}).first()
-                if site is None:
-                    raise WritebackFailed(f"the ERP has no site {params.site_code or '(no plant)'}")
-                price = float(offer.unit_price if offer is not None else material.standard_cost)
-                lead = int(offer.lead_time_days if offer is not None else supplier.lead_time_days)
-                stamp = _stamp(conn)
-                po_id = conn.execute(text("SELECT COALESCE(MAX(po_id), 0) + 1 FROM purchase_orders")).scalar_one()
-                line_id = conn.execute(text("SELECT COALESCE(MAX(po_line_id), 0) + 1 FROM purchase_order_lines")).scalar_one()
-                today = date.today()
-                conn.execute(text(
-                    "INSERT INTO purchase_orders (po_id, po_number, supplier_id, site_id, order_date, expected_date, "
-                    "received_date, status, total_amount, updated_at) VALUES (:id, :n, :s, :site, :d, :e, NULL, 'open', "
-                    ":total, :u)"), {"id": po_id, "n": number, "s": supplier.supplier_id, "site": site.site_id,
-                                     "d": today.isoformat(), "e": (today + timedelta(days=lead)).isoformat(),
-                                     "total": round(price * params.quantity, 2), "u": stamp})
-                conn.execute(text(
-                    "INSERT INTO purchase_order_lines (po_line_id, po_id, line_no, material_id, quantity, unit_price, "
-                    "updated_at) VALUES (:l, :id, 1, :m, :q, :p, :u)"),
-                    {"l": line_id, "id": po_id, "m": material.material_id, "q": params.quantity, "p": price,
-                     "u": stamp})
+                if conn.execute(text(_FIND_ORDER), {"n": number}).first() is None:
+                    self._insert(conn, number, params)
         except IntegrityError:  # written by another worker an instant ago (the order number is unique)
             return number
         except DBAPIError as exc:
             raise WritebackFailed(f"the ERP refused the purchase order: {type(exc.orig).__name__}: "
                                   f"{str(exc.orig)[:200]}") from None
         return number
+
+    @staticmethod
+    def _insert(conn: Connection, number: str, params: PurchaseOrderParameters) -> None:
+        """The order's header and line, priced from the supplier's offer (else the material's standard cost)."""
+        supplier_code, material_code = params.supplier.rsplit(":", 1)[1], params.material.rsplit(":", 1)[1]
+        supplier = conn.execute(text(_SUPPLIER), {"c": supplier_code}).first()
+        material = conn.execute(text(_MATERIAL), {"c": material_code}).first()
+        if supplier is None or material is None:
+            missing = [what for what, row in ((f"supplier {supplier_code}", supplier),
+                                              (f"material {material_code}", material)) if row is None]
+            raise WritebackFailed(f"the ERP has no {' and no '.join(missing)}")
+        offer = conn.execute(text(_OFFER), {"s": supplier.supplier_id, "m": material.material_id}).first()
+        site = conn.execute(text(_SITE if params.site_code else _FIRST_PLANT), {"c": params.site_code}).first()
+        if site is None:
+            raise WritebackFailed(f"the ERP has no site {params.site_code or '(no plant)'}")
+        price = float(offer.unit_price if offer is not None else material.standard_cost)
+        lead = int(offer.lead_time_days if offer is not None else supplier.lead_time_days)
+        stamp = _stamp(conn)
+        po_id = conn.execute(text("SELECT COALESCE(MAX(po_id), 0) + 1 FROM purchase_orders")).scalar_one()
+        line_id = conn.execute(text("SELECT COALESCE(MAX(po_line_id), 0) + 1 FROM purchase_order_lines")).scalar_one()
+        today = date.today()
+        conn.execute(text(_INSERT_ORDER), {
+            "id": po_id, "n": number, "s": supplier.supplier_id, "site": site.site_id, "d": today.isoformat(),
+            "e": (today + timedelta(days=lead)).isoformat(), "total": round(price * params.quantity, 2), "u": stamp})
+        conn.execute(text(_INSERT_LINE), {"l": line_id, "id": po_id, "m": material.material_id,
+                                          "q": params.quantity, "p": price, "u": stamp})
 
     def orders(self, proposal_id: str) -> int:
         """How many orders the ERP holds for a proposal (exactly one once it ran)."""
@@ -105,7 +106,7 @@ def _no_pysqlite_begin(dbapi_connection, _record) -> None:  # type: ignore[no-un
     dbapi_connection.isolation_level = None  # SQLAlchemy's `begin` event issues BEGIN IMMEDIATE itself
 
 
-def _stamp(conn) -> str:  # type: ignore[no-untyped-def]
+def _stamp(conn: Connection) -> str:
     """Now (the sample's text format), never before the newest `updated_at` of the order tables (watermarks)."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     newest = max(str(conn.execute(text(f"SELECT MAX(updated_at) FROM {t}")).scalar() or "")[:19]

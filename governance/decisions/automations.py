@@ -342,7 +342,9 @@ class _Checker:
         if (trigger.change is None) == (trigger.schedule is None):
             raise where.error("a trigger is either `change:` or `schedule:`", "trigger")
         kind: Literal["change", "schedule"] = "change" if trigger.change is not None else "schedule"
-        cls_name = trigger.change.cls if trigger.change is not None else trigger.schedule.cls  # type: ignore[union-attr]
+        chosen = trigger.change if trigger.change is not None else trigger.schedule
+        assert chosen is not None
+        cls_name = chosen.cls
         try:
             cls = self.ontology.get(cls_name)
         except UnknownTerm:
@@ -360,11 +362,11 @@ class _Checker:
                     raise where.error(f"unknown property {prop!r} of {cls.name}", "trigger", "change", "properties", i)
             properties = frozenset(trigger.change.properties) if trigger.change.properties is not None else None
             kinds = frozenset(trigger.change.kinds)
-        else:
-            every = _duration(trigger.schedule.every)  # type: ignore[union-attr]
+        elif trigger.schedule is not None:
+            every = _duration(trigger.schedule.every)
             if every is None or every < 1:
                 raise where.error(f"`every` is a duration such as 30s, 15m, 1h or 1d (at least 1 s), got "
-                                  f"{str(trigger.schedule.every)[:40]!r}", "trigger", "schedule", "every")  # type: ignore[union-attr]
+                                  f"{str(trigger.schedule.every)[:40]!r}", "trigger", "schedule", "every")
         classes = frozenset({cls.name, *(self.ontology.classes[d].name for d in self.ontology.descendants(cls.id))})
         hops, via = 0, ()
         if spec.neighbours is not None:

@@ -182,8 +182,9 @@ class ProposalStore:
 
     def approve(self, proposal_id: str, approver: str, roles: Sequence[str], needed: int) -> tuple[Proposal, bool]:
         """Record `approver`'s approval; when it is the `needed`-th, the proposal is approved and its execution (as
-        its proposer, whose rights were checked when it was proposed) queued in the same transaction. (proposal, approved now?); ApprovalRefused for a second approval by the same
-        person or a proposal no longer proposed."""
+        its proposer, whose rights were checked when it was proposed) queued in the same transaction.
+        (proposal, approved now?); ApprovalRefused for a second approval by the same person or a proposal no longer
+        proposed."""
         t, now = proposal_table, datetime.now(UTC)
         with self.engine.begin() as conn:
             try:
@@ -196,7 +197,8 @@ class ProposalStore:
                                      .where(approval_table.c.proposal_id == proposal_id)).all())
             done = count >= needed
             if done:
-                moved = conn.execute(update(t).where(t.c.id == proposal_id, t.c.state == "proposed", t.c.expires_at > now)
+                moved = conn.execute(update(t).where(t.c.id == proposal_id, t.c.state == "proposed",
+                                                     t.c.expires_at > now)
                                      .values(state="approved", updated_at=now)).rowcount
                 if moved != 1:
                     raise ApprovalRefused(f"proposal {proposal_id} is no longer open for approval")

@@ -210,7 +210,8 @@ class DecisionService:
                 actor=subject.sub)
             if new:
                 self._record(subject, "alert.raised", Decision.ALLOW, {"alert": alert.id, "automation": rule.name},
-                             {"alert": alert.id, "rule": rule.name, "rule_version": rule.version, "severity": alert.severity,
+                             {"alert": alert.id, "rule": rule.name, "rule_version": rule.version,
+                              "severity": alert.severity,
                               "key": alert.key, "twin": firing.uid})
         if rule.action is not None and firing.parameters is not None:
             kind = self.action_types.get(rule.action.type)

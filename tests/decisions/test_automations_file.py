@@ -45,7 +45,8 @@ def test_errors_name_file_line_and_term(tmp_path: Path, wrong: str, right: str, 
 
 def test_automatic_approval_only_where_the_policy_allows_it(tmp_path: Path) -> None:
     with pytest.raises(AutomationError, match=r":12: .*action\.approval: the policy does not allow"):
-        _load(tmp_path, REORDER.replace("type: erp.purchase_order", "type: erp.purchase_order\n      approval: automatic"))
+        _load(tmp_path, REORDER.replace("type: erp.purchase_order",
+                                        "type: erp.purchase_order\n      approval: automatic"))
 
 
 def test_a_failed_reload_keeps_the_previous_set(tmp_path: Path) -> None:

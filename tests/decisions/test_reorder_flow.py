@@ -93,7 +93,8 @@ def test_stock_under_reorder_point_ends_in_one_purchase_order(erp_twin: Runtime)
     assert sum(1 for o, d in operations if o == "decision.approved" and str(d) == "deny") == 3
     executed = [r for r in runtime.audit.query(limit=1000) if r.operation == "decision.executed"]
     detail = json.loads(executed[-1].detail)
-    assert detail["rule"] == "reorder-materials" and detail["rule_version"] and executed[-1].subject == proposal.proposer
+    assert detail["rule"] == "reorder-materials" and detail["rule_version"]
+    assert executed[-1].subject == proposal.proposer
     assert detail["approved_by"] == ["ann", "bob"]
 
 
