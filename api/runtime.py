@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the results store imports Mesa; commands that never read st
     from connectors.sync import SyncEngine
     from connectors.sync_runtime import SyncRuntime
     from governance.decisions.actions import ActionTypes
+    from governance.decisions.automations import AutomationSet
     from governance.decisions.runtime import DecisionRuntime
     from governance.decisions.service import DecisionService
     from simulation.results import ResultsStore
@@ -167,6 +168,14 @@ class Runtime:
         url = self.settings.resolved_database_url
         return DecisionService(self.store, self.policy, self.audit, AlertStore(url), ProposalStore(url),
                                self.action_types(), self.lineage)
+
+    def automations(self) -> AutomationSet:
+        """The automations of DATA_DIR/automations.yaml, checked (empty without the file); AutomationError naming
+        file, line and term."""
+        from governance.decisions.automations import load_automations
+
+        return load_automations(self.settings.data_dir / "automations.yaml", self.ontology, self.policy,
+                                self.action_types())
 
     def decision_runtime(self, holder: str | None = None) -> DecisionRuntime | None:
         """The runtime that evaluates DATA_DIR/automations.yaml over the change feed and executes approved proposals

@@ -103,6 +103,7 @@ class DecisionRuntime:
         """Load the automations (an error is raised: a runtime never starts on a wrong file) and start the thread."""
         self.registry.reload()
         self._mtime = self._file_time()
+        self.status.cursor = self.cursor.get(self.store.feed.head())  # a new cursor starts here, not at the first turn
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
             self._thread.start()

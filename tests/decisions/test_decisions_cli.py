@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -67,3 +68,20 @@ def test_twin_run_refuses_a_wrong_automations_file(cli_env: Runtime) -> None:
     assert result.exit_code == 1
     expected = f"{path}:11: automation 'reorder-materials': action.type: unknown action type 'erp.purchase'"
     assert "".join(expected.split()) in "".join(result.output.split())  # the console wraps long lines
+
+
+def test_serve_refuses_to_start_on_a_broken_automations_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "twin"
+    data.mkdir()
+    (data / "automations.yaml").write_text("automations:\n  a:\n    role: admin\n    trigger: {change: {class: Gizmo}}\n"
+                                           "    condition: 'true'\n    alert: {severity: info}\n")
+    monkeypatch.setenv("TWIN_DATA_DIR", str(data))
+    get_settings.cache_clear()
+    try:
+        refused = runner.invoke(app, ["serve", "--port", "1"])
+    finally:
+        get_settings.cache_clear()
+    message = "".join(refused.output.split())  # the console wraps long lines
+    assert refused.exit_code == 1 and "automations.yaml:4:automation'a':trigger.change.class:unknownclass'Gizmo'" \
+        in message
+    assert "Traceback" not in refused.output

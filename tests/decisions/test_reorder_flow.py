@@ -126,3 +126,19 @@ def test_expired_proposal_cannot_be_approved_and_override_asks_again(erp_twin: R
                if r.operation in ("decision.overridden", "decision.expired") and r.decision == "allow"]
     assert [d["state"] for d in details] == ["proposed", "expired"]
     assert details[0]["before"]["quantity"] == 5.0 and details[0]["reason"] == "a full pallet"
+
+
+def test_the_served_app_runs_the_automations(erp_twin: Runtime) -> None:
+    """`twin serve` (create_app with the live runtime) evaluates automations.yaml over the feed while it serves."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.waiting import wait_for
+
+    app = create_app(erp_twin, live=True)
+    assert app.state.services.decisions is not None
+    with TestClient(app):
+        material = _material_with_supplier(erp_twin)
+        _lower_stock(erp_twin, material, 3.0)
+        assert wait_for(lambda: len(erp_twin.decisions.proposals.list()) == 1, timeout=30)
+    assert app.state.services.decisions.status.firings == 1
