@@ -187,6 +187,9 @@ class ProposalStore:
         proposed."""
         t, now = proposal_table, datetime.now(UTC)
         with self.engine.begin() as conn:
+            current = conn.execute(select(t.c.state, t.c.expires_at).where(t.c.id == proposal_id)).first()
+            if current is None or current.state != "proposed" or _aware(current.expires_at) <= now:
+                raise ApprovalRefused(f"proposal {proposal_id} is not open for approval")
             try:
                 with conn.begin_nested():
                     conn.execute(insert(approval_table).values(proposal_id=proposal_id, approver=approver,

@@ -22,7 +22,6 @@ from governance.decisions.automations import AutomationError, AutomationRegistry
 from governance.decisions.evaluation import EvaluationReport, Evaluator
 from governance.decisions.execution import Executor
 from governance.decisions.service import DecisionService
-from graph.feed import FeedError
 from graph.relational import create_tables, relational_engine
 from graph.store import GraphStore
 
@@ -98,6 +97,7 @@ class DecisionRuntime:
         self._thread: threading.Thread | None = None
         self._mtime: float | None = None
         self._next_run: dict[str, float] = {}
+        self._failures = 0  # turns in a row that raised (back-off)
 
     def start(self) -> None:
         """Load the automations (an error is raised: a runtime never starts on a wrong file) and start the thread."""
@@ -119,9 +119,13 @@ class DecisionRuntime:
         while not self._stop.is_set():
             try:
                 busy = self.step()
-            except (FeedError, OSError, AutomationError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a store that is down, a bad page: report it, try again later
                 self.status.errors = (self.status.errors + [f"{type(exc).__name__}: {str(exc)[:300]}"])[-20:]
-                busy = False
+                logger.warning("decisions runtime: %s", self.status.errors[-1])
+                self._stop.wait(min(30.0, 2.0 ** min(5, self._failures)))
+                self._failures += 1
+                continue
+            self._failures = 0
             if not busy:
                 self._stop.wait(IDLE_POLL_SECONDS)
 

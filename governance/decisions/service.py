@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from governance.audit import AuditEvent, AuditLog, Decision
-from governance.decisions.actions import ActionTypes
+from governance.decisions.actions import ActionError, ActionTypes
 from governance.decisions.alerts import Alert, AlertError, AlertStore, visible_alerts
 from governance.decisions.approval import ApprovalRefused, approval_rule, check_decider
 from governance.decisions.evaluation import Firing
@@ -133,7 +133,7 @@ class DecisionService:
             self.policy.require(subject, "write", twin.cls)
             checked = kind.check(parameters).model_dump()
             rule = approval_rule(self.policy, action_type)
-        except PolicyDenied as exc:
+        except (PolicyDenied, ActionError) as exc:
             self._record(subject, "decision.proposed", Decision.DENY, variables, {"reason": str(exc)})
             raise
         proposal, _ = self.proposals.create(
@@ -173,7 +173,7 @@ class DecisionService:
             if kind is None:
                 raise ApprovalRefused(f"action type {proposal.action_type!r} is not registered")
             checked = kind.check({**proposal.parameters, **parameters}).model_dump()
-        except PolicyDenied as exc:
+        except (PolicyDenied, ActionError) as exc:
             self._transition(subject, "overridden", proposal, str(exc), Decision.DENY)
             raise
         updated = self.proposals.decide(proposal.id, "overridden", parameters=checked)
@@ -220,7 +220,7 @@ class DecisionService:
                 return alert, None
             try:
                 checked = kind.check(firing.parameters).model_dump()
-            except PolicyDenied as exc:
+            except ActionError as exc:  # parameters the twin filled in that the action type refuses
                 self._record(subject, "decision.proposed", Decision.DENY, {"automation": rule.name,
                                                                            "twin": firing.uid},
                              {"reason": str(exc), "rule": rule.name, "rule_version": rule.version})

@@ -142,3 +142,20 @@ def test_the_served_app_runs_the_automations(erp_twin: Runtime) -> None:
         _lower_stock(erp_twin, material, 3.0)
         assert wait_for(lambda: len(erp_twin.decisions.proposals.list()) == 1, timeout=30)
     assert app.state.services.decisions.status.firings == 1
+
+
+def test_parameters_the_action_type_refuses_are_recorded_not_proposed(erp_twin: Runtime) -> None:
+    """A firing whose filled-in parameters the action type refuses (here a negative quantity) proposes nothing and
+    leaves a refused `decision.proposed` record; the runtime keeps going."""
+    path = erp_twin.settings.data_dir / "automations.yaml"
+    path.write_text(path.read_text().replace('quantity: "50.0"', 'quantity: "twin.stockLevel - 10.0"'))
+    decisions = erp_twin.decision_runtime(holder="test")
+    assert decisions is not None
+    decisions.start()
+    decisions.stop()
+    _lower_stock(erp_twin, _material_with_supplier(erp_twin), 2.0)
+    decisions.step()
+    assert decisions.status.firings == 1 and erp_twin.decisions.proposals.list() == []
+    [refused] = [r for r in erp_twin.audit.query(limit=1000) if r.operation == "decision.proposed"]
+    assert refused.decision == "deny" and "quantity" in refused.detail
+    assert len(erp_twin.decisions.alerts.list()) == 1  # the alert is raised all the same
