@@ -159,3 +159,20 @@ def test_parameters_the_action_type_refuses_are_recorded_not_proposed(erp_twin: 
     [refused] = [r for r in erp_twin.audit.query(limit=1000) if r.operation == "decision.proposed"]
     assert refused.decision == "deny" and "quantity" in refused.detail
     assert len(erp_twin.decisions.alerts.list()) == 1  # the alert is raised all the same
+
+
+def test_a_broken_file_while_running_keeps_the_loaded_automations(erp_twin: Runtime) -> None:
+    import os
+
+    decisions = erp_twin.decision_runtime(holder="test")
+    assert decisions is not None
+    decisions.start()
+    decisions.stop()
+    path = erp_twin.settings.data_dir / "automations.yaml"
+    path.write_text(path.read_text().replace("twin.stockLevel < 5.0", "twin.stockLevel < < 5.0"))
+    os.utime(path, (1, 1))  # a changed file time, whatever the clock's resolution
+    _lower_stock(erp_twin, _material_with_supplier(erp_twin), 2.0)
+    decisions.step()
+    assert decisions.status.last_reload_error and ":8: automation 'reorder-materials'" in \
+        decisions.status.last_reload_error
+    assert decisions.status.firings == 1  # the previously loaded set evaluated the change
