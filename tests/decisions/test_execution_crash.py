@@ -58,7 +58,7 @@ def _finish(data_dir: Path) -> float:
     _ready(child)
     started = time.monotonic()
     out, err = child.communicate(timeout=120)
-    assert child.returncode == 0 and "done" in out, err[-2000:]
+    assert child.returncode == 0 and "done" in out, (child.returncode, out[-500:], err[-2000:])
     return time.monotonic() - started
 
 
