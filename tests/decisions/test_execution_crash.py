@@ -40,16 +40,19 @@ def _approved(runtime: Runtime) -> str:
 
 
 def _child(data_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tests.decisions.crash_execution_run", str(data_dir), str(PAUSE)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    """An executing process; its errors go to DATA_DIR/child.err (a file: reading `ready` from the output pipe
+    buffers what follows, which `communicate` would then miss)."""
+    with open(data_dir / "child.err", "w") as errors:
+        return subprocess.Popen([sys.executable, "-m", "tests.decisions.crash_execution_run", str(data_dir),
+                                 str(PAUSE)], cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def _ready(child: subprocess.Popen[str]) -> None:
     """Wait until the child has opened its stores (so the kill lands in the execution, not in the imports)."""
     assert child.stdout is not None
     line = child.stdout.readline()
-    assert line.strip() == "ready", (line, child.stderr.read() if child.stderr else "")
+    assert line.strip() == "ready", line
 
 
 def _finish(data_dir: Path) -> float:
@@ -57,8 +60,11 @@ def _finish(data_dir: Path) -> float:
     child = _child(data_dir)
     _ready(child)
     started = time.monotonic()
-    out, err = child.communicate(timeout=120)
-    assert child.returncode == 0 and "done" in out, (child.returncode, out[-500:], err[-2000:])
+    assert child.stdout is not None
+    out = child.stdout.read()  # to the end, from the text buffer on
+    child.wait(timeout=120)
+    assert child.returncode == 0 and "done" in out, (child.returncode, out[-500:],
+                                                     (data_dir / "child.err").read_text()[-2000:])
     return time.monotonic() - started
 
 
@@ -79,7 +85,9 @@ def crash_runs(runtime: Runtime, moments: int, seed: int) -> list[tuple[str, int
             _ready(child)
             time.sleep(rng.uniform(0.0, duration))
             child.send_signal(signal.SIGKILL)
-            child.communicate(timeout=60)
+            child.wait(timeout=60)
+            assert child.stdout is not None
+            child.stdout.close()
             _finish(data_dir)
         with sqlite3.connect(erp) as con:
             orders = con.execute("SELECT COUNT(*) FROM purchase_orders WHERE po_number = ?",
