@@ -23,6 +23,10 @@ if TYPE_CHECKING:  # the results store imports Mesa; commands that never read st
     from connectors.routes import Route
     from connectors.sync import SyncEngine
     from connectors.sync_runtime import SyncRuntime
+    from governance.decisions.actions import ActionTypes
+    from governance.decisions.automations import AutomationSet
+    from governance.decisions.runtime import DecisionRuntime
+    from governance.decisions.service import DecisionService
     from simulation.results import ResultsStore
 
 
@@ -141,6 +145,58 @@ class Runtime:
         return RouteRuntime(self.routes(), self.store, self.policy, RouteCursors(url), LeaseStore(url),
                             source=self.settings.event_source, holder=holder or runtime_holder(), audit=self.audit,
                             lease_seconds=self.settings.runtime_lease_seconds)
+
+    def action_types(self) -> ActionTypes:
+        """The action types proposals may name: the built-in ones, and the sample ERP's purchase orders when this
+        data directory holds the sample (DATA_DIR/sample/erp.sqlite)."""
+        from governance.decisions.actions import default_action_types
+
+        erp = self.settings.data_dir / "sample" / "erp.sqlite"
+        if not erp.is_file():
+            return default_action_types()
+        from connectors.erp_writeback import purchase_order_action
+
+        return default_action_types([purchase_order_action(f"sqlite:///{erp.resolve()}")])
+
+    @cached_property
+    def decisions(self) -> DecisionService:
+        """Alerts and proposals, decided and audited (governance/decisions/service.py)."""
+        from governance.decisions.alerts import AlertStore
+        from governance.decisions.proposals import ProposalStore
+        from governance.decisions.service import DecisionService
+
+        url = self.settings.resolved_database_url
+        return DecisionService(self.store, self.policy, self.audit, AlertStore(url), ProposalStore(url),
+                               self.action_types(), self.lineage)
+
+    def automations(self) -> AutomationSet:
+        """The automations of DATA_DIR/automations.yaml, checked (empty without the file); AutomationError naming
+        file, line and term."""
+        from governance.decisions.automations import load_automations
+
+        return load_automations(self.settings.data_dir / "automations.yaml", self.ontology, self.policy,
+                                self.action_types())
+
+    def decision_runtime(self, holder: str | None = None) -> DecisionRuntime | None:
+        """The runtime that evaluates DATA_DIR/automations.yaml over the change feed and executes approved proposals
+        (not started), or None when there is no automations.yaml."""
+        path = self.settings.data_dir / "automations.yaml"
+        if not path.is_file():
+            return None
+        from connectors.sync_runtime import runtime_holder
+        from connectors.telemetry import TelemetryStore
+        from governance.decisions.automations import AutomationRegistry
+        from governance.decisions.evaluation import Evaluator
+        from governance.decisions.execution import Executor
+        from governance.decisions.runtime import DecisionCursor, DecisionRuntime
+
+        url = self.settings.resolved_database_url
+        service = self.decisions
+        registry = AutomationRegistry(path, self.ontology, self.policy, service.action_types)
+        return DecisionRuntime(registry, self.store, Evaluator(self.store, self.policy, TelemetryStore(url)), service,
+                               Executor(service.proposals, service.action_types, self.store, self.policy,
+                                        holder or runtime_holder(), on_outcome=service.executed),
+                               DecisionCursor(url))
 
     @staticmethod
     def operator() -> Subject:

@@ -74,10 +74,22 @@ class _RoleSpec(BaseModel):
     operations: list[str] = Field(default_factory=list)
 
 
+class _ApprovalSpec(BaseModel):
+    """How proposals of one action type are approved (governance/decisions): by people of `approvers` roles,
+    `approvals` distinct ones (2 = four eyes), or at once by the system where `automatic` is allowed."""
+
+    model_config = ConfigDict(extra="forbid")
+    approvers: list[str] = Field(default_factory=list)
+    approvals: Literal[1, 2] = 1
+    automatic: bool = False
+    expires_after_hours: float = Field(default=72.0, gt=0, le=24 * 366)
+
+
 class _PolicySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str
     roles: dict[str, _RoleSpec]
+    actions: dict[str, _ApprovalSpec] = Field(default_factory=dict)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -92,6 +104,18 @@ class Decision:
     allowed: bool
     rule: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """The approval policy of one action type: who may approve, how many distinct approvers, whether an automation
+    may have it run without anyone, and how long a proposal waits."""
+
+    action_type: str
+    approvers: frozenset[str]
+    approvals: int
+    automatic: bool
+    expires_after_hours: float
 
 
 @dataclass(frozen=True)
@@ -145,6 +169,15 @@ class Policy:
         self.source = source
         self.ontology = ontology
         self.roles: dict[str, _Role] = {name: self._compile(name, role, source) for name, role in parsed.roles.items()}
+        self.approvals: dict[str, ApprovalRule] = {}
+        for action_type, rule in parsed.actions.items():
+            unknown = sorted(set(rule.approvers) - set(self.roles))
+            if unknown:
+                raise PolicyError(f"policy {source}, action {action_type}: unknown approver roles {unknown}")
+            if not rule.approvers and not rule.automatic:
+                raise PolicyError(f"policy {source}, action {action_type}: needs approvers or automatic: true")
+            self.approvals[action_type] = ApprovalRule(action_type, frozenset(rule.approvers), rule.approvals,
+                                                       rule.automatic, rule.expires_after_hours)
         self._strictest = _strictest_classifications(ontology)
         self._scopes: dict[tuple[frozenset[str], str | None], ReadScope] = {}
         self._modes: dict[tuple[frozenset[str], str], dict[str, MaskMode]] = {}

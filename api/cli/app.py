@@ -33,6 +33,8 @@ COMMANDS: dict[str, LazyCommand] = {
                          "audit chain still verifies."),
     "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go "
                           "(DATA_DIR/routes.yaml)."),
+    "decisions": LazyCommand("api.cli.decisions:app", "Proposed actions and alerts of the automations: list, "
+                             "show, approve, reject."),
     "run": LazyCommand("api.cli.run:run", "Keep every scheduled connector in sync by itself (schedules in "
                        "connectors.yaml; one runtime per connector) and deliver the change feed to every event "
                        "route (routes.yaml)."),

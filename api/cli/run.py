@@ -24,15 +24,21 @@ def run(
 ) -> None:
     """Keep every scheduled connector in sync by itself (schedules in connectors.yaml; one runtime per connector)
     and deliver the change feed to every event route (routes.yaml)."""
+    # with DATA_DIR/automations.yaml, the automations are evaluated over the feed and approved proposals executed
+    from governance.decisions.automations import AutomationError
+
     runtime = Runtime()
     try:
         live = runtime.sync_runtime(only)
         routes = runtime.route_runtime(holder=live.holder)
-    except (RegistryError, RouteError) as exc:
+        decisions = runtime.decision_runtime(holder=live.holder)  # None without DATA_DIR/automations.yaml
+        if decisions is not None:
+            decisions.start()
+    except (RegistryError, RouteError, AutomationError) as exc:
         runtime.close()
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    if not live.schedules and not routes.routes:
+    if not live.schedules and not routes.routes and decisions is None:
         runtime.close()
         console.print("no connector has a schedule and no event route is configured; set `schedule:` in "
                       "connectors.yaml or add routes.yaml", highlight=False)
@@ -65,4 +71,6 @@ def run(
         console.print("stopping: finishing running syncs and deliveries, releasing leases", highlight=False)
         live.stop()
         routes.stop()
+        if decisions is not None:
+            decisions.stop()
         runtime.close()

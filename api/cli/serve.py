@@ -29,19 +29,21 @@ def serve(
 
 
 def check_live_configuration() -> None:
-    """Refuse to start, with the problem named, when connectors.yaml or routes.yaml is wrong (the runtime that serves
-    them would fail inside the server's start-up)."""
+    """Refuse to start, with the problem named, when connectors.yaml, routes.yaml or automations.yaml is wrong (the
+    runtime that serves them would fail inside the server's start-up)."""
     import os
 
     from api.runtime import Runtime
     from connectors.registry import ConnectorRegistry, RegistryError
     from connectors.routes import RouteError
+    from governance.decisions.automations import AutomationError
 
     runtime = Runtime()
     try:
         ConnectorRegistry.load(runtime.ontology, data_dir=runtime.settings.data_dir, secrets=dict(os.environ))
         runtime.routes()
-    except (RegistryError, RouteError) as exc:
+        runtime.automations()
+    except (RegistryError, RouteError, AutomationError) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:

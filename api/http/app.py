@@ -41,6 +41,7 @@ from governance.errors import AuditError
 if TYPE_CHECKING:
     from connectors.route_delivery import RouteRuntime
     from connectors.sync_runtime import SyncRuntime
+    from governance.decisions.runtime import DecisionRuntime
 
 API_VERSION = "1.0.0"
 
@@ -58,6 +59,7 @@ class ApiServices:
     jobs: JobRunner
     live: SyncRuntime | None = None  # the scheduled syncs, when this app runs them
     routes: RouteRuntime | None = None  # the event routes' deliveries, when this app runs them
+    decisions: DecisionRuntime | None = None  # the automations of automations.yaml, when this app runs them
     feed_watcher: Any = None  # wakes the GraphQL subscriptions when the change feed moves
 
     @property
@@ -91,6 +93,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
     if settings.runtime_enabled if live is None and owned else bool(live):
         services.live = runtime.sync_runtime()
         services.routes = runtime.route_runtime(holder=services.live.holder)
+        services.decisions = runtime.decision_runtime(holder=services.live.holder)
         services.metrics.watch_connectors(services.live)
         services.metrics.watch_routes(services.routes)
 
@@ -99,11 +102,11 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
         # The ontology, schema and policy live as long as the app: keeping their ~200k objects out of the garbage
         # collector's full passes removes ~100 ms pauses that stalled every request in flight.
         gc.freeze()
-        for background in (services.live, services.routes):
+        for background in (services.live, services.routes, services.decisions):
             if background is not None:
                 background.start()
         yield
-        for background in (services.live, services.routes):
+        for background in (services.live, services.routes, services.decisions):
             if background is not None:
                 background.stop()
         if services.feed_watcher is not None:

@@ -1,0 +1,138 @@
+"""Benchmark: decision orchestration. One JSON line per figure, with the load average.
+
+    .venv/bin/python -m tests.benchmarks.decisions [--twins 2000] [--automations 100] [--rounds 3] [--moments 10]
+
+- rule_evals_per_s: 100 automations (CEL conditions over the twin; a tenth also over neighbours one hop away), N
+  materials and suppliers in an embedded graph, every material's stock changed once; the evaluator then follows the
+  change feed page by page (feed read, policy gate per role, (class, property) index, neighbours in one round trip
+  per page, binding, conditions) — changes x matching rules evaluated per second, median of the rounds. Goal
+  >= 20,000.
+- duplicate_writebacks: the crash test (tests/decisions/test_execution_crash.py) at `--moments` random moments:
+  orders the ERP holds beyond one per approved proposal, summed. Goal 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
+
+from governance.decisions.actions import default_action_types  # noqa: E402
+from governance.decisions.automations import load_automations  # noqa: E402
+from governance.decisions.evaluation import Evaluator  # noqa: E402
+from governance.policy import load_policy  # noqa: E402
+from graph.embedded import stop_embedded  # noqa: E402
+from graph.model import Link, Twin  # noqa: E402
+from graph.store import GraphStore  # noqa: E402
+from ontology.core import load_core  # noqa: E402
+
+
+def emit(figure: str, value: float, **extra: object) -> None:
+    """One figure as a JSON line, with the load average."""
+    print(json.dumps({"benchmark": "decisions", "figure": figure, "value": value,
+                      "load_average": [round(x, 2) for x in os.getloadavg()], **extra}), flush=True)
+
+
+def automations_yaml(count: int) -> str:
+    """`count` automations over Material and Supplier, a tenth reading neighbours."""
+    lines = ["automations:"]
+    for i in range(count):
+        if i % 10 == 9:
+            lines += [f"  near-{i}:", "    role: admin", "    trigger: {change: {class: Material, properties: "
+                      "[stockLevel]}}", "    neighbours: {hops: 1, via: [supplies]}",
+                      f"    condition: \"twin.stockLevel < {i}.0 && neighbours.exists(n, n.cls == 'Supplier' && "
+                      "n.reliability < 0.5)\"", "    alert: {severity: info}"]
+        elif i % 4 == 3:
+            lines += [f"  supplier-{i}:", "    role: data_steward", "    trigger: {change: {class: Supplier, "
+                      "properties: [reliability]}}", f"    condition: \"twin.reliability < 0.{i % 9 + 1}\"",
+                      "    alert: {severity: info}"]
+        else:
+            lines += [f"  stock-{i}:", "    role: data_steward", "    trigger: {change: {class: Material, "
+                      "properties: [stockLevel]}}",
+                      f"    condition: \"twin.stockLevel < {i}.0 && twin.name != '' && twin.uid != ''\"",
+                      "    alert: {severity: info}"]
+    return "\n".join(lines) + "\n"
+
+
+def rule_evals(twins: int, count: int, rounds: int) -> None:
+    ontology = load_core()
+    policy = load_policy(ontology)
+    results = []
+    for _ in range(rounds):
+        root = Path(tempfile.mkdtemp(prefix="decisions-bench-"))
+        store = GraphStore.open(f"falkordb+embedded://{root / 'graph'}", ontology, fsync="no",
+                                history_url=f"sqlite:///{root / 'twin.db'}")
+        try:
+            suppliers = [Twin(f"sup:{i}", "Supplier", {"name": f"S{i}", "reliability": 0.9}) for i in range(50)]
+            materials = [Twin(f"mat:{i}", "Material", {"name": f"M{i}", "stockLevel": 500.0, "unitCost": 2.0})
+                         for i in range(twins)]
+            store.upsert_twins(suppliers + materials)
+            store.upsert_links([Link("supplies", f"sup:{i % 50}", f"mat:{i}", {}) for i in range(twins)])
+            start = store.feed.head()
+            store.upsert_twins([Twin(f"mat:{i}", "Material", {"stockLevel": float(i % 200)}) for i in range(twins)])
+            path = root / "automations.yaml"
+            path.write_text(automations_yaml(count))
+            rules = load_automations(path, ontology, policy, default_action_types())
+            evaluator = Evaluator(store, policy)
+            evaluated = fired = 0
+            began = time.perf_counter()
+            cursor = start
+            while page := store.feed.read(cursor, 1000):
+                report = evaluator.changes(rules, page)
+                evaluated += report.evaluated
+                fired += len(report.firings)
+                cursor = page[-1].seq
+            elapsed = time.perf_counter() - began
+            results.append((evaluated / elapsed, evaluated, fired, elapsed))
+        finally:
+            store.close()
+            stop_embedded(root / "graph")
+            shutil.rmtree(root, ignore_errors=True)
+    rate = statistics.median(r[0] for r in results)
+    best = min(results, key=lambda r: abs(r[0] - rate))
+    emit("rule_evals_per_s", round(rate), automations=count, changes=twins, evaluations=best[1], firings=best[2],
+         seconds=round(best[3], 3), rounds=rounds)
+
+
+def duplicate_writebacks(moments: int) -> None:
+    from api.runtime import Runtime
+    from connectors.sample_enterprise import generate_sample
+    from tests.decisions.conftest import settings_for, sync_erp
+    from tests.decisions.test_execution_crash import crash_runs
+
+    root = Path(tempfile.mkdtemp(prefix="decisions-crash-"))
+    data_dir = root / "data"
+    generate_sample(data_dir / "sample", "small")
+    runtime = Runtime(settings=settings_for(data_dir))
+    try:
+        sync_erp(runtime)
+        results = crash_runs(runtime, moments=moments, seed=int(time.time()))
+    finally:
+        runtime.close()
+        stop_embedded(data_dir / "graph")
+        shutil.rmtree(root, ignore_errors=True)
+    emit("duplicate_writebacks", sum(max(0, n - 1) for _, n in results), moments=moments,
+         lost=sum(1 for _, n in results if n == 0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--twins", type=int, default=2000)
+    parser.add_argument("--automations", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--moments", type=int, default=10)
+    args = parser.parse_args()
+    rule_evals(args.twins, args.automations, args.rounds)
+    duplicate_writebacks(args.moments)
+
+
+if __name__ == "__main__":
+    main()
