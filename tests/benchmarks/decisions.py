@@ -104,7 +104,7 @@ def rule_evals(twins: int, count: int, rounds: int) -> None:
 
 def duplicate_writebacks(moments: int) -> None:
     from api.runtime import Runtime
-    from connectors.sample_enterprise import generate_sample
+    from connectors.sample.enterprise import generate_sample
     from tests.decisions.conftest import settings_for, sync_erp
     from tests.decisions.test_execution_crash import crash_runs
 

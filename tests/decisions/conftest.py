@@ -12,7 +12,7 @@ import pytest
 from api.runtime import Runtime
 from api.settings import Settings
 from connectors.registry import ConnectorRegistry
-from connectors.sample_enterprise import generate_sample
+from connectors.sample.enterprise import generate_sample
 from connectors.service import run_connector
 from graph.embedded import stop_embedded
 
