@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.events.cloudevent import TwinEvent
 from governance.change_view import ChangeView
+from governance.expressions import Expression, ExpressionError, compile_expression
 from governance.roles import ROLE_NAMES
 from graph.feed import FeedChange
 from ontology.errors import UnknownTerm
@@ -100,9 +101,9 @@ class RouteCondition:
     warning is logged at most once a minute per route. It never suspends the route.
     """
 
-    def __init__(self, source: str, program: Any, route: str = "") -> None:
-        self.source = source
-        self.program = program
+    def __init__(self, expression: Expression, route: str = "") -> None:
+        self.expression = expression
+        self.source = expression.source
         self.route = route
         self.errors = 0
         self._warned_at = float("-inf")
@@ -112,15 +113,12 @@ class RouteCondition:
         cls, expression: str, ontology: Ontology, classes: frozenset[str] | None, route: str = ""
     ) -> RouteCondition:
         """Compile `expression`; ConditionError naming the expression and the problem."""
-        import cel
-
         try:
-            program = cel.compile(expression)
-        except (ValueError, RuntimeError) as exc:
-            problem = str(exc).replace(f"Failed to parse expression {expression!r}: ", "").splitlines()[0]
-            raise ConditionError(f"{expression!r} is not a valid CEL expression: {problem[:300]}") from None
+            compiled = compile_expression(expression)
+        except ExpressionError as exc:
+            raise ConditionError(f"{expression!r} is not a valid CEL expression: {exc}") from None
         bound = set(_BOUND.findall(expression))
-        unknown = sorted(set(program.variables()) - set(CONDITION_VARIABLES) - bound)
+        unknown = sorted(compiled.names - set(CONDITION_VARIABLES) - bound)
         if unknown:
             raise ConditionError(
                 f"{expression!r} uses unknown variable(s) {', '.join(unknown)}; known: {', '.join(CONDITION_VARIABLES)}"
@@ -132,7 +130,7 @@ class RouteCondition:
         if missing:
             scope = "no class the route carries nor any link" if classes is not None else "no class or link"
             raise ConditionError(f"{expression!r} names the property {missing[0]!r}, which {scope} has")
-        return cls(expression, program, route)
+        return cls(compiled, route)
 
     def holds(self, change: FeedChange) -> bool:
         """Whether the (masked) change satisfies the condition; False, counted and logged, when it cannot be told."""
@@ -153,9 +151,9 @@ class RouteCondition:
             "source": change.source,
         }
         try:
-            result = self.program.execute(context)
-        except Exception as exc:  # noqa: BLE001 - the CEL runtime raises KeyError, TypeError, ValueError ...
-            self._failed(change, f"{type(exc).__name__}: {str(exc)[:200]}")
+            result = self.expression.evaluate(context)
+        except ExpressionError as exc:
+            self._failed(change, str(exc))
             return False
         if not isinstance(result, bool):
             self._failed(change, f"the result is {type(result).__name__}, not a boolean")
@@ -192,15 +190,19 @@ def _condition_properties(ontology: Ontology, classes: frozenset[str] | None) ->
     return names
 
 
+ChangeKind = Literal["twin", "link"]
+ChangeOp = Literal["create", "update", "delete"]
+_ALL_KINDS: tuple[ChangeKind, ...] = ("twin", "link")
+_ALL_OPS: tuple[ChangeOp, ...] = ("create", "update", "delete")
+
+
 class _FilterSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     classes: list[str] | None = None
     link_types: list[str] | None = None
-    kinds: list[Literal["twin", "link"]] = Field(default_factory=lambda: ["twin", "link"], min_length=1)
-    ops: list[Literal["create", "update", "delete"]] = Field(
-        default_factory=lambda: ["create", "update", "delete"], min_length=1
-    )
+    kinds: list[ChangeKind] = Field(default_factory=lambda: list(_ALL_KINDS), min_length=1)
+    ops: list[ChangeOp] = Field(default_factory=lambda: list(_ALL_OPS), min_length=1)
     properties: list[str] | None = None
     condition: str | None = Field(default=None, min_length=1, max_length=4_000)
 

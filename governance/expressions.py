@@ -49,8 +49,9 @@ class Expression:
         """Whether the expression is true over `bindings` (a non-boolean result is an ExpressionError)."""
         value = self.evaluate(bindings)
         if not isinstance(value, bool):
-            raise ExpressionError(f"{_short(self.source)}: a condition must be true or false, got "
-                                  f"{type(value).__name__}")
+            raise ExpressionError(
+                f"{_short(self.source)}: a condition must be true or false, got {type(value).__name__}"
+            )
         return value
 
 
