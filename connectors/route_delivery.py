@@ -27,9 +27,7 @@ only after the endpoint accepted the events — at-least-once, with the same ret
 
 from __future__ import annotations
 
-import gc
 import logging
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from connectors.events.openlineage_endpoint import OpenLineageEndpoint
 from connectors.leased_workers import LeasedWorkers
 from connectors.leases import LeaseStore
 from connectors.routes import Route
+from connectors.sync.pacing import freeze_startup_objects
 from governance.audit import AuditEvent, AuditLog, Decision
 from governance.change_view import ChangeGate
 from governance.errors import LineageError
@@ -195,26 +194,6 @@ class PreparedPage:
     last: int
     size: int
     events: list[TwinEvent] = field(default_factory=list)
-
-
-_frozen = threading.Event()
-_freezing = threading.Lock()
-
-
-def freeze_startup_objects() -> None:
-    """Once per process: collect, then move every object alive now (modules, ontology, policy, clients) out of the
-    cycle collector's way (`gc.freeze`).
-
-    A route allocates a few containers per change; every ~70,000 allocations the collector's full pass scanned all
-    ~185,000 objects of a started twin, 0.1-0.5 s each time, which was a quarter of the route's CPU in the throughput
-    benchmark. Frozen objects are still freed by reference counting; only a reference cycle among them that becomes
-    garbage later is kept, and the objects of a started process live as long as it does.
-    """
-    with _freezing:
-        if not _frozen.is_set():
-            gc.collect()
-            gc.freeze()
-            _frozen.set()
 
 
 class RouteRuntime(LeasedWorkers[RouteStatus]):

@@ -1,9 +1,30 @@
-"""Garbage-collector pacing while sync runs allocate millions of short-lived objects."""
+"""Garbage-collector pacing: while sync runs allocate millions of short-lived objects, and for the life of a process
+that delivers routes (its start-up objects frozen once)."""
 
 from __future__ import annotations
 
 import gc
 import threading
+
+_frozen_for_process = threading.Event()
+_freezing = threading.Lock()
+
+
+def freeze_startup_objects() -> None:
+    """Once per process: collect, then move every object alive now (modules, ontology, policy, clients) out of the
+    cycle collector's way (`gc.freeze`), for good.
+
+    A route allocates a few containers per change; every ~70,000 allocations the collector's full pass scanned all
+    ~185,000 objects of a started twin, 0.1-0.5 s each time, which was a quarter of the route's CPU in the throughput
+    benchmark. Frozen objects are still freed by reference counting; only a reference cycle among them that becomes
+    garbage later is kept, and the objects of a started process live as long as it does. Sync runs in the same
+    process then leave the frozen heap frozen (`CollectorPacing` does not unfreeze it).
+    """
+    with _freezing:
+        if not _frozen_for_process.is_set():
+            gc.collect()
+            gc.freeze()
+            _frozen_for_process.set()
 
 
 class CollectorPacing:
@@ -34,4 +55,5 @@ class CollectorPacing:
             CollectorPacing._active -= 1
             if CollectorPacing._active == 0:
                 gc.set_threshold(*CollectorPacing._saved)
-                gc.unfreeze()
+                if not _frozen_for_process.is_set():  # a route runtime froze the heap for good: keep it so
+                    gc.unfreeze()
