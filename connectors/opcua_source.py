@@ -42,6 +42,7 @@ session was open (or during a reconnect) is seen once, as its current value.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -99,8 +100,10 @@ def parse_nodes(options: Mapping[str, Any], where: str) -> list[NodeMapping]:
     """An entity's `source:` options read into node mappings; OpcUaError naming `where` and the line when wrong."""
     nodes = options.get("nodes")
     if not isinstance(nodes, list) or not nodes:
-        raise OpcUaError(f"{where}: source.nodes must list the nodes to monitor, each {{node: NodeId}} or "
-                         f"{{path: Objects/2:Name/...}}")
+        raise OpcUaError(
+            f"{where}: source.nodes must list the nodes to monitor, each {{node: NodeId}} or "
+            f"{{path: Objects/2:Name/...}}"
+        )
     default_sampling = _number(options.get("sampling_interval", DEFAULT_SAMPLING_MS), "sampling_interval", where)
     default_deadband = options.get("deadband")
     default_type = options.get("deadband_type", "absolute")
@@ -113,16 +116,20 @@ def parse_nodes(options: Mapping[str, Any], where: str) -> list[NodeMapping]:
             raise OpcUaError(f"{here}: a node is a mapping such as {{node: 'ns=2;s=Press1.Temperature'}}")
         unknown = sorted(set(entry) - NODE_OPTIONS)
         if unknown:
-            raise OpcUaError(f"{here}: unknown option(s) {', '.join(map(str, unknown))}; a node takes "
-                             f"{', '.join(sorted(NODE_OPTIONS))}")
+            raise OpcUaError(
+                f"{here}: unknown option(s) {', '.join(map(str, unknown))}; a node takes "
+                f"{', '.join(sorted(NODE_OPTIONS))}"
+            )
         if ("node" in entry) == ("path" in entry):
             raise OpcUaError(f"{here}: give exactly one of `node` (a NodeId) or `path` (a browse path)")
         if "node" in entry:
             try:
                 ua.NodeId.from_string(str(entry["node"]))
             except (ValueError, ua.UaError) as exc:
-                raise OpcUaError(f"{here}: {str(entry['node'])[:80]!r} is not a NodeId such as "
-                                 f"'ns=2;s=Press1.Temperature' or 'i=2258' ({exc})") from None
+                raise OpcUaError(
+                    f"{here}: {str(entry['node'])[:80]!r} is not a NodeId such as "
+                    f"'ns=2;s=Press1.Temperature' or 'i=2258' ({exc})"
+                ) from None
         constants = entry.get("fields", {})
         if not isinstance(constants, dict):
             raise OpcUaError(f"{here}: fields must map record field names to values, e.g. {{asset: M1}}")
@@ -130,21 +137,25 @@ def parse_nodes(options: Mapping[str, Any], where: str) -> list[NodeMapping]:
         deadband_type = str(entry.get("deadband_type", default_type))
         if deadband_type not in DEADBAND_TYPES:
             raise OpcUaError(f"{here}: deadband_type must be absolute or percent, not {deadband_type!r}")
-        parsed.append(NodeMapping(
-            node=str(entry["node"]) if "node" in entry else None,
-            path=str(entry["path"]) if "path" in entry else None,
-            value_field=str(entry.get("field", "value")), fields=dict(constants),
-            sampling_interval=_number(entry.get("sampling_interval", default_sampling), "sampling_interval", here),
-            deadband=None if deadband is None else _number(deadband, "deadband", here, zero=True),
-            deadband_type=deadband_type, line=line))
+        parsed.append(
+            NodeMapping(
+                node=str(entry["node"]) if "node" in entry else None,
+                path=str(entry["path"]) if "path" in entry else None,
+                value_field=str(entry.get("field", "value")),
+                fields=dict(constants),
+                sampling_interval=_number(entry.get("sampling_interval", default_sampling), "sampling_interval", here),
+                deadband=None if deadband is None else _number(deadband, "deadband", here, zero=True),
+                deadband_type=deadband_type,
+                line=line,
+            )
+        )
     return parsed
 
 
 def _number(value: Any, option: str, where: str, *, zero: bool = False) -> float:
     """A non-negative (or positive) number option."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero):
-        raise OpcUaError(f"{where}: {option} must be a {'non-negative' if zero else 'positive'} number, "
-                         f"not {value!r}")
+        raise OpcUaError(f"{where}: {option} must be a {'non-negative' if zero else 'positive'} number, not {value!r}")
     return float(value)
 
 
@@ -162,10 +173,8 @@ class _LoopThread:
 
     def close(self) -> None:
         """Cancel what still runs on the loop (asyncua's reconnect and publish tasks), then stop it and its thread."""
-        try:
+        with contextlib.suppress(Exception):  # a task that does not end in time dies with the loop
             self.run(_cancel_tasks(), 5)
-        except Exception:  # noqa: BLE001 - a task that does not end in time dies with the loop
-            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         if not self.loop.is_running():
@@ -183,7 +192,7 @@ async def _cancel_tasks() -> None:
 class _Changes:
     """The subscription's handler: every data change goes into the read's inbox (called on the loop thread)."""
 
-    def __init__(self, inbox: "queue.Queue[tuple[int, ua.DataValue, dt.datetime]]") -> None:
+    def __init__(self, inbox: queue.Queue[tuple[int, ua.DataValue, dt.datetime]]) -> None:
         self.inbox = inbox
 
     def datachange_notification(self, node: Any, val: Any, data: DataChangeNotif) -> None:
@@ -251,25 +260,47 @@ class OpcUaSession:
         self._idle_close: threading.Timer | None = None
 
     @classmethod
-    def from_options(cls, connector: str, options: Mapping[str, Any],
-                     entities: list[tuple[str, Mapping[str, Any], str]]) -> "OpcUaSession":
+    def from_options(
+        cls, connector: str, options: Mapping[str, Any], entities: list[tuple[str, Mapping[str, Any], str]]
+    ) -> OpcUaSession:
         """A session from the connector's `source:` options and each entity's (name, `source:`, where it is
         written), as connectors/registry.py reads them."""
         where = f"connector {connector}"
-        number = {key: _number(options[key], key, where)
-                  for key in ("idle_timeout", "duration", "batch_quiet", "max_batch_delay", "reconnect_max_delay",
-                              "timeout", "publishing_interval") if key in options}
-        parsed = [EntityNodes(name, tuple(parse_nodes(source, here)),
-                              int(_number(source.get("batch_size", 500), "batch_size", here)),
-                              int(_number(source.get("queue_size", 10), "queue_size", here)))
-                  for name, source, here in entities]
-        return cls(str(options.get("url", "")), parsed, name=connector, username=options.get("username"),
-                   password=options.get("password"), **number)
+        number = {
+            key: _number(options[key], key, where)
+            for key in (
+                "idle_timeout",
+                "duration",
+                "batch_quiet",
+                "max_batch_delay",
+                "reconnect_max_delay",
+                "timeout",
+                "publishing_interval",
+            )
+            if key in options
+        }
+        parsed = [
+            EntityNodes(
+                name,
+                tuple(parse_nodes(source, here)),
+                int(_number(source.get("batch_size", 500), "batch_size", here)),
+                int(_number(source.get("queue_size", 10), "queue_size", here)),
+            )
+            for name, source, here in entities
+        ]
+        return cls(
+            str(options.get("url", "")),
+            parsed,
+            name=connector,
+            username=options.get("username"),
+            password=options.get("password"),
+            **number,
+        )
 
     def __repr__(self) -> str:
         return f"OpcUaSession(name={self.name!r}, server={redact_url(self.url)}, nodes={len(self._handles)})"
 
-    def source(self, entity: str) -> "OpcUaSource":
+    def source(self, entity: str) -> OpcUaSource:
         """The Source of one entity's nodes."""
         return OpcUaSource(self, entity)
 
@@ -309,8 +340,11 @@ class OpcUaSession:
             self._client = self._loop.run(self._open(), self.timeout * (3 + len(self._handles) // 500))
         except TimeoutError:
             self.close()
-            raise SourceError(f"the OPC-UA server at {redact_url(self.url)} did not answer within "
-                              f"{self.timeout:g} s", model=self.name, method="connect") from None
+            raise SourceError(
+                f"the OPC-UA server at {redact_url(self.url)} did not answer within {self.timeout:g} s",
+                model=self.name,
+                method="connect",
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -324,36 +358,36 @@ class OpcUaSession:
         if self._loop is None:
             return
         if self._client is not None:
-            try:
+            with contextlib.suppress(Exception):  # a server that is gone needs no goodbye
                 self._loop.run(self._client.disconnect(), self.timeout)
-            except Exception:  # noqa: BLE001 - a server that is gone needs no goodbye
-                pass
             self._client = None
         self._loop.close()
         self._loop = None
 
     async def _open(self) -> Client:
-        client = Client(self.url, timeout=self.timeout, auto_reconnect=True,
-                        reconnect_max_delay=self.reconnect_max_delay)
+        client = Client(
+            self.url, timeout=self.timeout, auto_reconnect=True, reconnect_max_delay=self.reconnect_max_delay
+        )
         if self._credentials[0]:
             client.set_user(self._credentials[0])
             client.set_password(self._credentials[1] or "")
         try:
             await client.connect()
-        except (OSError, asyncio.TimeoutError, ua.UaError) as exc:
-            raise SourceError(f"cannot reach the OPC-UA server at {redact_url(self.url)}: "
-                              f"{getattr(exc, 'strerror', None) or type(exc).__name__}",
-                              model=self.name, method="connect") from None
+        except (TimeoutError, OSError, ua.UaError) as exc:
+            raise SourceError(
+                f"cannot reach the OPC-UA server at {redact_url(self.url)}: "
+                f"{getattr(exc, 'strerror', None) or type(exc).__name__}",
+                model=self.name,
+                method="connect",
+            ) from None
         try:
             node_ids = await self._resolve(client)
             self._node_ids = [node_id.to_string() for node_id in node_ids]
             subscription = await client.create_subscription(self.publishing_interval, _Changes(self._changes))
             await self._monitor(subscription, node_ids)
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # the error that brought us here is the one to report
                 await client.disconnect()
-            except Exception:  # noqa: BLE001 - the error that brought us here is the one to report
-                pass
             raise
         return client
 
@@ -369,10 +403,13 @@ class OpcUaSession:
                 browse.RelativePath = _relative_path(mapping)
                 requests.append(browse)
             results = await client.uaclient.translate_browsepaths_to_nodeids(requests)
-            for (index, mapping), result in zip(paths, results):
+            for (index, mapping), result in zip(paths, results, strict=True):
                 if not result.StatusCode.is_good() or not result.Targets:
-                    raise SourceError(f"{mapping.name}: the server has no node at this browse path "
-                                      f"({result.StatusCode.name})", model=self._model(index), method="subscribe")
+                    raise SourceError(
+                        f"{mapping.name}: the server has no node at this browse path ({result.StatusCode.name})",
+                        model=self._model(index),
+                        method="subscribe",
+                    )
                 resolved[index] = result.Targets[0].TargetId
         direct = [(i, ua.NodeId.from_string(n.node)) for i, (_, n) in enumerate(self._handles) if n.node is not None]
         if direct:
@@ -383,17 +420,20 @@ class OpcUaSession:
                 item.AttributeId = ua.AttributeIds.NodeClass
                 read.NodesToRead.append(item)
             answers = await client.uaclient.read(read)
-            for (index, node_id), answer in zip(direct, answers):
+            for (index, node_id), answer in zip(direct, answers, strict=True):
                 if not answer.StatusCode.is_good():
-                    raise SourceError(f"{self._handles[index][1].name}: the server has no such node "
-                                      f"({answer.StatusCode.name})", model=self._model(index), method="subscribe")
+                    raise SourceError(
+                        f"{self._handles[index][1].name}: the server has no such node ({answer.StatusCode.name})",
+                        model=self._model(index),
+                        method="subscribe",
+                    )
                 resolved[index] = node_id
         return [resolved[i] for i in range(len(self._handles))]
 
     async def _monitor(self, subscription: Subscription, node_ids: list[ua.NodeId]) -> None:
         """One monitored item per node (client handle = its index + 1), with its sampling interval and deadband."""
         requests = []
-        for index, ((entity, mapping), node_id) in enumerate(zip(self._handles, node_ids)):
+        for index, ((entity, mapping), node_id) in enumerate(zip(self._handles, node_ids, strict=True)):
             item = ua.ReadValueId()
             item.NodeId = node_id
             item.AttributeId = ua.AttributeIds.Value
@@ -403,9 +443,11 @@ class OpcUaSession:
             parameters.QueueSize = self.entities[entity].queue_size
             parameters.DiscardOldest = True
             if mapping.deadband is not None:
-                parameters.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValue,
-                                                        DeadbandType=DEADBAND_TYPES[mapping.deadband_type],
-                                                        DeadbandValue=mapping.deadband)
+                parameters.Filter = ua.DataChangeFilter(
+                    Trigger=ua.DataChangeTrigger.StatusValue,
+                    DeadbandType=DEADBAND_TYPES[mapping.deadband_type],
+                    DeadbandValue=mapping.deadband,
+                )
             request = ua.MonitoredItemCreateRequest()
             request.ItemToMonitor = item
             request.MonitoringMode = ua.MonitoringMode.Reporting
@@ -414,8 +456,11 @@ class OpcUaSession:
         results = await subscription.create_monitored_items(requests)
         for index, result in enumerate(results):
             if isinstance(result, ua.StatusCode):
-                raise SourceError(f"{self._handles[index][1].name}: the server refused to monitor it ({result.name})",
-                                  model=self._model(index), method="subscribe")
+                raise SourceError(
+                    f"{self._handles[index][1].name}: the server refused to monitor it ({result.name})",
+                    model=self._model(index),
+                    method="subscribe",
+                )
 
     def check_connected(self) -> None:
         """SourceError while the connection is lost (asyncua is reconnecting), so runs report it as a failure."""
@@ -425,8 +470,11 @@ class OpcUaSession:
         state = client.uaclient.state
         if state is UaClientState.DISCONNECTED:  # given up: the next run connects afresh
             self.close()
-        raise SourceError(f"the connection to the OPC-UA server at {redact_url(self.url)} is lost "
-                          f"({state.value}); reconnecting", model=self.name, method="read")
+        raise SourceError(
+            f"the connection to the OPC-UA server at {redact_url(self.url)} is lost ({state.value}); reconnecting",
+            model=self.name,
+            method="read",
+        )
 
     def _model(self, index: int) -> str:
         """connector:entity of a client handle's node, as errors name it."""
@@ -487,10 +535,14 @@ class OpcUaSession:
         status = value.StatusCode or ua.StatusCode()
         node = self._node_ids[handle - 1]
         raw = value.Value.Value if value.Value is not None else None
-        fields: dict[str, Any] = {**mapping.fields, "node": node, "path": mapping.path, "ts": stamp.isoformat(),
-                                  "status": status.name,
-                                  mapping.value_field: [plain_value(v) for v in raw] if isinstance(raw, list)
-                                  else plain_value(raw)}
+        fields: dict[str, Any] = {
+            **mapping.fields,
+            "node": node,
+            "path": mapping.path,
+            "ts": stamp.isoformat(),
+            "status": status.name,
+            mapping.value_field: [plain_value(v) for v in raw] if isinstance(raw, list) else plain_value(raw),
+        }
         if status.is_bad():
             fields[INVALID_FIELD] = f"OPC-UA status {status.name} on {mapping.name}"
         key = f"{node}@{stamp.isoformat()}"
