@@ -3,7 +3,6 @@ the policy decision and the audit record cannot be forgotten."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 
 from connectors.sync import Connector, Mode, SyncEngine, SyncReport
@@ -55,39 +54,23 @@ def run_connector(
             connector, mode, dry_run=dry_run, entities=entities, progress=progress, allow_deletions=allow_deletions
         )
     except BaseException as exc:
-        _record(audit, subject, policy, variables, None, {"status": "failed", "error": _short(exc)})
+        audit.append(
+            AuditEvent.of_run(
+                subject, OPERATION, policy.version, variables, None, {"status": "failed", "error": _short(exc)}
+            )
+        )
         raise
-    _record(
-        audit,
-        subject,
-        policy,
-        variables,
-        report.counts.get("read"),
-        {"status": report.status, "run_id": report.run_id, "counts": report.counts},
-    )
-    return report
-
-
-def _record(
-    audit: AuditLog,
-    subject: Subject,
-    policy: Policy,
-    variables: dict[str, object],
-    rows: int | None,
-    outcome: dict[str, object],
-) -> None:
-    """The run's audit record: who ran what, and how it ended."""
     audit.append(
-        AuditEvent.for_subject(
+        AuditEvent.of_run(
             subject,
             OPERATION,
-            Decision.ALLOW,
-            variables=variables,
-            policy_version=policy.version,
-            rows_returned=rows,
-            detail=json.dumps(outcome, sort_keys=True, default=str),
+            policy.version,
+            variables,
+            report.counts.get("read"),
+            {"status": report.status, "run_id": report.run_id, "counts": report.counts},
         )
     )
+    return report
 
 
 def _short(exc: BaseException) -> str:

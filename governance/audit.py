@@ -147,6 +147,27 @@ class AuditEvent:
         """An event for an authenticated `Subject` (its id and roles recorded)."""
         return cls(subject=subject.sub, roles=subject.roles, operation=operation, decision=decision, **fields)
 
+    @classmethod
+    def of_run(
+        cls,
+        subject: Subject,
+        operation: str,
+        policy_version: str,
+        variables: Mapping[str, object],
+        rows: int | None,
+        outcome: Mapping[str, object],
+    ) -> AuditEvent:
+        """The record of an allowed run (a sync, a study): who ran what, and how it ended (`outcome` as JSON)."""
+        return cls.for_subject(
+            subject,
+            operation,
+            Decision.ALLOW,
+            variables=variables,
+            policy_version=policy_version,
+            rows_returned=rows,
+            detail=json.dumps(outcome, sort_keys=True, default=str),
+        )
+
 
 @dataclass(frozen=True)
 class AuditEntry:

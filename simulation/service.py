@@ -3,7 +3,6 @@ here, so the policy decision, the caller's read scope and the audit record canno
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 
 from governance.audit import AuditEvent, AuditLog, Decision
@@ -101,43 +100,25 @@ def _audited(
     try:
         done = work()
     except BaseException as exc:
-        _record(
-            audit,
-            subject,
-            policy,
-            variables,
-            None,
-            {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+        audit.append(
+            AuditEvent.of_run(
+                subject,
+                OPERATION,
+                policy.version,
+                variables,
+                None,
+                {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+            )
         )
         raise
-    _record(
-        audit,
-        subject,
-        policy,
-        variables,
-        len(done.result.runs),
-        {"status": "completed", "study_id": done.study_id, "runs": len(done.result.runs)},
-    )
-    return done
-
-
-def _record(
-    audit: AuditLog,
-    subject: Subject,
-    policy: Policy,
-    variables: Mapping[str, object],
-    rows: int | None,
-    outcome: dict[str, object],
-) -> None:
-    """The study's audit record: who ran what, and how it ended."""
     audit.append(
-        AuditEvent.for_subject(
+        AuditEvent.of_run(
             subject,
             OPERATION,
-            Decision.ALLOW,
-            variables=variables,
-            policy_version=policy.version,
-            rows_returned=rows,
-            detail=json.dumps(outcome, sort_keys=True),
+            policy.version,
+            variables,
+            len(done.result.runs),
+            {"status": "completed", "study_id": done.study_id, "runs": len(done.result.runs)},
         )
     )
+    return done
