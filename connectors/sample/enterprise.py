@@ -1018,7 +1018,7 @@ def _rng(seed: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(stream.encode())])
 
 
-def _people(size: SampleSize | int) -> tuple[str, int]:
+def _people(size: SampleSize | str | int) -> tuple[str, int]:
     """The size's name and its employee count."""
     if isinstance(size, bool) or not isinstance(size, (int, str)):
         raise SampleEnterpriseError(f"size {size!r}: expected one of {sorted(SIZE_PEOPLE)} or a people count")
@@ -2306,7 +2306,7 @@ def _telemetry(erp: dict[str, Columns], seed: int, as_of_day: int) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- generate
-def generate_sample(out_dir: Path, size: SampleSize | int = "small", seed: int = 7) -> SampleManifest:
+def generate_sample(out_dir: Path, size: SampleSize | str | int = "small", seed: int = 7) -> SampleManifest:
     """Write the sample enterprise (three SQLite systems, file exports, manifest.json) into `out_dir`."""
     size_name, people = _people(size)
     out_dir = Path(out_dir)
