@@ -7,6 +7,7 @@ PurchaseOrder with its supplier and material links, as the next ERP sync will br
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -23,11 +24,15 @@ _MATERIAL = "SELECT material_id, standard_cost FROM materials WHERE material_cod
 _OFFER = "SELECT unit_price, lead_time_days FROM supplier_materials WHERE supplier_id = :s AND material_id = :m"
 _SITE = "SELECT site_id FROM sites WHERE site_code = :c"
 _FIRST_PLANT = "SELECT site_id FROM sites WHERE kind = 'plant' ORDER BY site_id LIMIT 1"
-_INSERT_ORDER = ("INSERT INTO purchase_orders (po_id, po_number, supplier_id, site_id, order_date, expected_date, "
-                 "received_date, status, total_amount, updated_at) VALUES (:id, :n, :s, :site, :d, :e, NULL, 'open', "
-                 ":total, :u)")
-_INSERT_LINE = ("INSERT INTO purchase_order_lines (po_line_id, po_id, line_no, material_id, quantity, unit_price, "
-                "updated_at) VALUES (:l, :id, 1, :m, :q, :p, :u)")
+_INSERT_ORDER = (
+    "INSERT INTO purchase_orders (po_id, po_number, supplier_id, site_id, order_date, expected_date, "
+    "received_date, status, total_amount, updated_at) VALUES (:id, :n, :s, :site, :d, :e, NULL, 'open', "
+    ":total, :u)"
+)
+_INSERT_LINE = (
+    "INSERT INTO purchase_order_lines (po_line_id, po_id, line_no, material_id, quantity, unit_price, "
+    "updated_at) VALUES (:l, :id, 1, :m, :q, :p, :u)"
+)
 
 
 class PurchaseOrderParameters(BaseModel):
@@ -65,8 +70,9 @@ class ErpPurchaseOrders:
         except IntegrityError:  # written by another worker an instant ago (the order number is unique)
             return number
         except DBAPIError as exc:
-            raise WritebackFailed(f"the ERP refused the purchase order: {type(exc.orig).__name__}: "
-                                  f"{str(exc.orig)[:200]}") from None
+            raise WritebackFailed(
+                f"the ERP refused the purchase order: {type(exc.orig).__name__}: {str(exc.orig)[:200]}"
+            ) from None
         return number
 
     @staticmethod
@@ -76,8 +82,11 @@ class ErpPurchaseOrders:
         supplier = conn.execute(text(_SUPPLIER), {"c": supplier_code}).first()
         material = conn.execute(text(_MATERIAL), {"c": material_code}).first()
         if supplier is None or material is None:
-            missing = [what for what, row in ((f"supplier {supplier_code}", supplier),
-                                              (f"material {material_code}", material)) if row is None]
+            missing = [
+                what
+                for what, row in ((f"supplier {supplier_code}", supplier), (f"material {material_code}", material))
+                if row is None
+            ]
             raise WritebackFailed(f"the ERP has no {' and no '.join(missing)}")
         offer = conn.execute(text(_OFFER), {"s": supplier.supplier_id, "m": material.material_id}).first()
         site = conn.execute(text(_SITE if params.site_code else _FIRST_PLANT), {"c": params.site_code}).first()
@@ -89,28 +98,45 @@ class ErpPurchaseOrders:
         po_id = conn.execute(text("SELECT COALESCE(MAX(po_id), 0) + 1 FROM purchase_orders")).scalar_one()
         line_id = conn.execute(text("SELECT COALESCE(MAX(po_line_id), 0) + 1 FROM purchase_order_lines")).scalar_one()
         today = date.today()
-        conn.execute(text(_INSERT_ORDER), {
-            "id": po_id, "n": number, "s": supplier.supplier_id, "site": site.site_id, "d": today.isoformat(),
-            "e": (today + timedelta(days=lead)).isoformat(), "total": round(price * params.quantity, 2), "u": stamp})
-        conn.execute(text(_INSERT_LINE), {"l": line_id, "id": po_id, "m": material.material_id,
-                                          "q": params.quantity, "p": price, "u": stamp})
+        conn.execute(
+            text(_INSERT_ORDER),
+            {
+                "id": po_id,
+                "n": number,
+                "s": supplier.supplier_id,
+                "site": site.site_id,
+                "d": today.isoformat(),
+                "e": (today + timedelta(days=lead)).isoformat(),
+                "total": round(price * params.quantity, 2),
+                "u": stamp,
+            },
+        )
+        conn.execute(
+            text(_INSERT_LINE),
+            {"l": line_id, "id": po_id, "m": material.material_id, "q": params.quantity, "p": price, "u": stamp},
+        )
 
     def orders(self, proposal_id: str) -> int:
         """How many orders the ERP holds for a proposal (exactly one once it ran)."""
         with self.engine.connect() as conn:
-            return int(conn.execute(text("SELECT COUNT(*) FROM purchase_orders WHERE po_number = :n"),
-                                    {"n": order_number(proposal_id)}).scalar_one())
+            return int(
+                conn.execute(
+                    text("SELECT COUNT(*) FROM purchase_orders WHERE po_number = :n"), {"n": order_number(proposal_id)}
+                ).scalar_one()
+            )
 
 
-def _no_pysqlite_begin(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _no_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy's `begin` event issues BEGIN IMMEDIATE itself
 
 
 def _stamp(conn: Connection) -> str:
     """Now (the sample's text format), never before the newest `updated_at` of the order tables (watermarks)."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    newest = max(str(conn.execute(text(f"SELECT MAX(updated_at) FROM {t}")).scalar() or "")[:19]
-                 for t in ("purchase_orders", "purchase_order_lines"))
+    newest = max(
+        str(conn.execute(text(f"SELECT MAX(updated_at) FROM {t}")).scalar() or "")[:19]
+        for t in ("purchase_orders", "purchase_order_lines")
+    )
     return max(now, newest)
 
 
@@ -118,16 +144,29 @@ def purchase_order_action(url: str) -> ActionType:
     """The `erp.purchase_order` action type over the ERP database at `url`."""
     erp = ErpPurchaseOrders(url)
 
-    def twin_change(proposal_id: str, params: PurchaseOrderParameters, reference: str | None,
-                    store: GraphStore) -> TwinChange:
+    def twin_change(
+        proposal_id: str, params: PurchaseOrderParameters, reference: str | None, store: GraphStore
+    ) -> TwinChange:
         number = reference or order_number(proposal_id)
         uid = f"erp:po:{number}"
         return TwinChange(
-            twins=(Twin(uid, "PurchaseOrder", {"name": number, "orderNumber": number, "orderStatus": "open",
-                                               "currency": "EUR"}),),
-            links=(Link("placedWith", uid, params.supplier, {}),
-                   Link("orders", uid, params.material, {"quantity": params.quantity})))
+            twins=(
+                Twin(
+                    uid,
+                    "PurchaseOrder",
+                    {"name": number, "orderNumber": number, "orderStatus": "open", "currency": "EUR"},
+                ),
+            ),
+            links=(
+                Link("placedWith", uid, params.supplier, {}),
+                Link("orders", uid, params.material, {"quantity": params.quantity}),
+            ),
+        )
 
-    return ActionType("erp.purchase_order", PurchaseOrderParameters,
-                      "Create a purchase order in the sample ERP (idempotent by the proposal id).",
-                      writeback=lambda pid, params: erp.write(pid, params), twin_change=twin_change)
+    return ActionType(
+        "erp.purchase_order",
+        PurchaseOrderParameters,
+        "Create a purchase order in the sample ERP (idempotent by the proposal id).",
+        writeback=lambda pid, params: erp.write(pid, params),
+        twin_change=twin_change,
+    )

@@ -13,11 +13,22 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from connectors.leases import LeaseStore
 
-S = TypeVar("S")
+
+class LeasedStatus(Protocol):
+    """A worker's status: a dataclass (updated with `dataclasses.replace`) telling whether this process holds the
+    worker's lease."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def held(self) -> bool: ...
+
+
+S = TypeVar("S", bound=LeasedStatus)
 
 
 class LeasedWorkers(ABC, Generic[S]):
@@ -94,7 +105,7 @@ class LeasedWorkers(ABC, Generic[S]):
     def update(self, name: str, **changes: Any) -> S:
         """Replace fields of `name`'s status; returns the new status."""
         with self._lock:
-            self._status[name] = updated = replace(self._status[name], **changes)  # type: ignore[type-var]
+            self._status[name] = updated = replace(self._status[name], **changes)
             return updated
 
     def _keeper(self) -> None:

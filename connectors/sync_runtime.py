@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from connectors.leased_workers import LeasedWorkers
 from connectors.leases import LeaseStore
@@ -176,6 +177,10 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
             if listener is not None:
                 listener.stop()
 
+    def _push_state(self, name: str, state: str) -> None:
+        """Record where `name`'s change listener stands (the listener tells it)."""
+        self.update(name, push=state)
+
     def _listen(self, name: str) -> ChangeListener | None:
         """Start listening for `name`'s change notifications when its source pushes (connectors/sql_push.py)."""
         try:
@@ -196,7 +201,7 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         listener = ChangeListener(
             push,
             lambda table: wake.ask(None if table is None else push.entities_for(table, mapping)),
-            lambda state: self.update(name, push=state),
+            partial(self._push_state, name),
         )
         listener.start()
         return listener

@@ -563,7 +563,9 @@ class SyncState:
             for connector, entity, key, text in rows.all():
                 payload = json.loads(text)
                 props = payload.get("p") if isinstance(payload, dict) else None
-                hit = [name for name in fields if isinstance(props, dict) and props.get(name) is not None]
+                if not isinstance(props, dict):
+                    continue
+                hit = [name for name in fields if props.get(name) is not None]
                 if not hit:
                     continue
                 payload["p"] = {**props, **dict.fromkeys(hit)}

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from ontology.dtmi import INTERFACE_ID_MAX_LENGTH, dtmi_name, dtmi_problem
 from ontology.errors import OntologyConflict, OntologyError, Violation
@@ -1331,6 +1331,12 @@ class _Reader:
             self._add(f"{path}.comment", "annotation", "twin metadata must be a JSON object", source)
             return {}
         return meta
+
+    @overload
+    def _meta_schema(self, meta: dict[str, Any], schema: Schema, path: str, source: str) -> Schema: ...
+
+    @overload
+    def _meta_schema(self, meta: dict[str, Any], schema: None, path: str, source: str) -> Schema | None: ...
 
     def _meta_schema(self, meta: dict[str, Any], schema: Schema | None, path: str, source: str) -> Schema | None:
         """The exact schema the writer recorded in the metadata, else `schema` (an annotation violation when the

@@ -506,13 +506,13 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
     persons = {}
     for uid in by_cls.get("Employee", []):
         p = props_of(uid)
-        skills = {t: int(props.get("level") or 3) for t, props in out[uid]["hasSkill"]}
+        skill_levels = {t: int(props.get("level") or 3) for t, props in out[uid]["hasSkill"]}
         unit = next(iter(targets(uid, "worksIn")), None)
         persons[uid] = PersonTwin(
             uid,
             name_of(uid),
             _num(p, "capacityHoursPerWeek"),
-            skills,
+            skill_levels,
             tuple(sorted(t for t in targets(uid, "operates") if t in assets)),
             unit,
         )
@@ -558,12 +558,12 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
     maintenance = []
     for uid in by_cls.get("MaintenanceEvent", []):
         p = props_of(uid)
-        asset = next(iter(targets(uid, "maintains")), None)
-        if asset in assets:
+        maintained = next(iter(targets(uid, "maintains")), None)
+        if maintained is not None and maintained in assets:
             maintenance.append(
                 MaintenanceRecord(
                     uid,
-                    asset,
+                    maintained,
                     p.get("maintenanceType"),
                     _datetime(p.get("scheduledAt")),
                     _datetime(p.get("completedAt")),

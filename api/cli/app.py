@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer import _click as click  # typer 0.29 vendors Click; its groups take these types
+from typer.core import TyperCommand, TyperGroup
 
 
 @dataclass(frozen=True)
@@ -21,27 +21,44 @@ class LazyCommand:
 COMMANDS: dict[str, LazyCommand] = {
     "ontology": LazyCommand("api.cli.ontology:app", "Inspect, check and export the ontology."),
     "graph": LazyCommand("api.cli.graph:app", "Query and inspect the twin graph."),
-    "connect": LazyCommand("api.cli.connect:app",
-                           "Connect source systems: list connectors, run syncs, inspect quarantine and lineage."),
+    "connect": LazyCommand(
+        "api.cli.connect:app", "Connect source systems: list connectors, run syncs, inspect quarantine and lineage."
+    ),
     "lineage": LazyCommand("api.cli.lineage:app", "Property-level lineage of twins."),
-    "scenario": LazyCommand("api.cli.scenario:app",
-                            "What-if studies on the twin: run scenarios, compare them against baseline."),
+    "scenario": LazyCommand(
+        "api.cli.scenario:app", "What-if studies on the twin: run scenarios, compare them against baseline."
+    ),
     "audit": LazyCommand("api.cli.audit:app", "Verify and export the audit log."),
-    "token": LazyCommand("api.cli.token:token", "Print a bearer token the local API server trusts (development; use an OIDC provider in production)."),
-    "erase": LazyCommand("api.cli.erase:erase", "Blank the twin's PII fields in the graph, its history, lineage "
-                         "values, sync ledger and identity match keys, and compact the graph's append-only log; the "
-                         "audit chain still verifies."),
-    "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go "
-                          "(DATA_DIR/routes.yaml)."),
-    "decisions": LazyCommand("api.cli.decisions:app", "Proposed actions and alerts of the automations: list, "
-                             "show, approve, reject."),
-    "run": LazyCommand("api.cli.run:run", "Keep every scheduled connector in sync by itself (schedules in "
-                       "connectors.yaml; one runtime per connector) and deliver the change feed to every event "
-                       "route (routes.yaml)."),
-    "serve": LazyCommand("api.cli.serve:serve", "Serve the governed GraphQL API (POST /graphql, GraphiQL on GET) and the REST operations (/docs)."),
-    "demo": LazyCommand("api.cli.demo:demo", "Build the sample enterprise's sources, sync them with lineage and "
-                        "audit, print tokens and example queries, then serve the API with GraphiQL (re-running "
-                        "reuses the data directory and duplicates nothing)."),
+    "token": LazyCommand(
+        "api.cli.token:token",
+        "Print a bearer token the local API server trusts (development; use an OIDC provider in production).",
+    ),
+    "erase": LazyCommand(
+        "api.cli.erase:erase",
+        "Blank the twin's PII fields in the graph, its history, lineage "
+        "values, sync ledger and identity match keys, and compact the graph's append-only log; the "
+        "audit chain still verifies.",
+    ),
+    "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go (DATA_DIR/routes.yaml)."),
+    "decisions": LazyCommand(
+        "api.cli.decisions:app", "Proposed actions and alerts of the automations: list, show, approve, reject."
+    ),
+    "run": LazyCommand(
+        "api.cli.run:run",
+        "Keep every scheduled connector in sync by itself (schedules in "
+        "connectors.yaml; one runtime per connector) and deliver the change feed to every event "
+        "route (routes.yaml).",
+    ),
+    "serve": LazyCommand(
+        "api.cli.serve:serve",
+        "Serve the governed GraphQL API (POST /graphql, GraphiQL on GET) and the REST operations (/docs).",
+    ),
+    "demo": LazyCommand(
+        "api.cli.demo:demo",
+        "Build the sample enterprise's sources, sync them with lineage and "
+        "audit, print tokens and example queries, then serve the API with GraphiQL (re-running "
+        "reuses the data directory and duplicates nothing).",
+    ),
 }
 
 
@@ -69,7 +86,7 @@ class LazyGroup(TyperGroup):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """A placeholder carrying the help line: enough for `twin --help` and completion."""
         entry = COMMANDS.get(cmd_name)
-        return None if entry is None else click.Command(cmd_name, help=entry.help, short_help=entry.help)
+        return None if entry is None else TyperCommand(cmd_name, help=entry.help, short_help=entry.help)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]

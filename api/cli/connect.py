@@ -79,7 +79,7 @@ def list_connectors(as_json: Annotated[bool, typer.Option("--json", help="Print 
         from connectors.sync_state import SyncState
 
         state = SyncState(runtime.settings.resolved_database_url)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name in registry.names():
             config = registry.config(name)
             last = state.runs(name, limit=1)
@@ -105,12 +105,12 @@ def list_connectors(as_json: Annotated[bool, typer.Option("--json", help="Print 
         for column in ("name", "kind", "mapping", "last run"):
             table.add_column(column)
         for row in rows:
-            last = row["last_run"]
+            last_run = row["last_run"]
             table.add_row(
                 row["name"],
                 row["kind"],
                 os.path.basename(row["mapping"]),
-                f"{last['status']} {last['started_at'][:19]}" if last else "never",
+                f"{last_run['status']} {last_run['started_at'][:19]}" if last_run else "never",
             )
         console.print(table)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
+from typer import _click as click  # typer 0.29 vendors Click; its groups take these types
 from typer.core import TyperGroup
 
 from api.cli.connect import lineage as show_lineage

@@ -80,7 +80,9 @@ def _print_class(onto: Ontology, name: str) -> None:
     for column in ("name", "target", "multiplicity", "characteristics"):
         rels.add_column(column)
     for r in onto.relationships(c.id).values():
-        target = onto.classes[r.target].name if r.target in onto.classes else (r.target or "any")
+        target = (
+            onto.classes[r.target].name if r.target is not None and r.target in onto.classes else (r.target or "any")
+        )
         mult = f"{r.min if r.min is not None else 0}..{r.max if r.max is not None else '*'}"
         rels.add_row(r.name, target, mult, ", ".join(sorted(r.characteristics)))
     console.print(rels)

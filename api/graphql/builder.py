@@ -111,8 +111,12 @@ class _Builder:
         body["__module__"] = self.module.__name__
         cls = types.new_class(name, bases, {}, lambda ns: ns.update(body))
         self.ns[name] = cls
-        decorate = {"type": strawberry.type, "interface": strawberry.interface, "input": strawberry.input}[kind]
-        return decorate(cls, name=name, description=description or None)
+        decorators: dict[str, Callable[..., type]] = {
+            "type": strawberry.type,
+            "interface": strawberry.interface,
+            "input": strawberry.input,
+        }
+        return decorators[kind](cls, name=name, description=description or None)
 
     def enum(self, name: str, values: Iterable[str], description: str) -> type:
         members = {v: v for v in values}
@@ -150,7 +154,10 @@ class TwinSchema:
 
     def bind(self, type_name: str, field_name: str, resolver: Callable[..., Any]) -> None:
         """Resolve `type_name.field_name` with `resolver(root, info, **args)`."""
-        self.graphql.type_map[type_name].fields[field_name].resolve = resolver  # type: ignore[union-attr]
+        gtype = self.graphql.type_map[type_name]
+        if not isinstance(gtype, GraphQLObjectType | GraphQLInterfaceType):
+            raise TypeError(f"GraphQL type {type_name!r} has no fields to resolve")
+        gtype.fields[field_name].resolve = resolver
 
     def sdl(self) -> str:
         """The schema in SDL."""
@@ -213,14 +220,14 @@ def build_schema(
         b.make(p.where, fields, "input", description=f"Filter on {p.cls or 'twins'}.")
     # connections and edges
     for p in all_plans:
-        node = p.position_type
-        b.make(p.edge, [b.field("cursor", "str"), b.field("node", node)])
+        node_type = p.position_type
+        b.make(p.edge, [b.field("cursor", "str"), b.field("node", node_type)])
         b.make(
             p.connection,
             [
                 b.field("totalCount", "int"),
                 b.field("edges", f"List[{p.edge}]"),
-                b.field("nodes", f"List[{node}]"),
+                b.field("nodes", f"List[{node_type}]"),
                 b.field("pageInfo", "PageInfo"),
             ],
         )
@@ -230,8 +237,8 @@ def build_schema(
             if r.connection in made:
                 continue
             made.add(r.connection)
-            node = plan.plan_for(r.node_class).position_type
-            edge_fields = [b.field("cursor", "str"), b.field("node", node)]
+            node_type = plan.plan_for(r.node_class).position_type
+            edge_fields = [b.field("cursor", "str"), b.field("node", node_type)]
             for f in r.edge_props.values():
                 edge_fields.append(b.field(f.name, _value_annotation(f), description=_prop_description(f.prop)))
             b.make(r.edge, edge_fields, description=f"A {r.rel_type} relationship ({r.direction}).")
@@ -240,7 +247,7 @@ def build_schema(
                 [
                     b.field("totalCount", "int"),
                     b.field("edges", f"List[{r.edge}]"),
-                    b.field("nodes", f"List[{node}]"),
+                    b.field("nodes", f"List[{node_type}]"),
                     b.field("pageInfo", "PageInfo"),
                 ],
             )
@@ -474,7 +481,7 @@ def _prop_description(prop: PropertyDef) -> str:
 def _install_resolvers(schema: TwinSchema) -> None:
     """Every non-root field reads its value by response key; abstract types resolve from `__typename`."""
     gql = schema.graphql
-    roots = {gql.query_type.name, gql.mutation_type.name if gql.mutation_type else ""}
+    roots = {gql.query_type.name if gql.query_type else "", gql.mutation_type.name if gql.mutation_type else ""}
     for name, gtype in gql.type_map.items():
         if name.startswith("__"):
             continue

@@ -245,7 +245,9 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
             gname = graphql_name(rel_name)
             if gname in taken:
                 continue
-            target = ontology.classes[rel.target].name if rel.target in ontology.classes else None
+            target = (
+                ontology.classes[rel.target].name if rel.target is not None and rel.target in ontology.classes else None
+            )
             props = _edge_props([rel])
             conn, edge = connection_for(gname, target)
             plan.relations[gname] = RelationField(gname, rel_name, "out", target, props, conn, edge)
@@ -259,7 +261,8 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
             if not sources:
                 continue
             inverses = {rel.inverse for _, rel in sources}
-            wanted = graphql_name(inverses.pop()) if len(inverses) == 1 and None not in inverses else None
+            only_inverse = inverses.pop() if len(inverses) == 1 else None
+            wanted = graphql_name(only_inverse) if only_inverse is not None else None
             gname = wanted if wanted and wanted not in taken else graphql_name(f"{rel_name}Inverse")
             if gname in taken:
                 continue

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 from ontology.durations import read_duration
 from ontology.errors import quoted
@@ -35,7 +36,7 @@ Date = NewType("Date", str)
 DateTime = NewType("DateTime", str)
 Time = NewType("Time", str)
 Duration = NewType("Duration", str)
-SCALAR_MAP = {
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     Date: strawberry.scalar(
         name="Date",
         description="A calendar date, ISO 8601 (2025-06-30).",

@@ -49,6 +49,8 @@ def _study_values(record: Any, summaries: list[Any]) -> dict[str, Any]:
 
 def _run_values(job: Job | None, stored: Any | None) -> dict[str, Any]:
     if job is None:
+        if stored is None:
+            raise ValueError("a scenario run needs its job or its stored study; got neither")
         return {
             "id": stored.record.study_id,
             "name": stored.record.name,

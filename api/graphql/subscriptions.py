@@ -322,7 +322,7 @@ class _Connection:
         if len(roots) != 1 or not isinstance(roots[0], FieldNode):
             raise GraphQLError("a subscription selects exactly one root field")
         root = roots[0]
-        field_def = schema.subscription_type.fields[root.name.value]  # type: ignore[union-attr]
+        field_def = schema.subscription_type.fields[root.name.value]
         coerced = get_variable_values(schema, chosen.variable_definitions or (), variables)  # None without any
         if isinstance(coerced, list):
             raise coerced[0]

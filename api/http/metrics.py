@@ -100,7 +100,7 @@ class _ConnectorCollector:
 
     def collect(self) -> Iterator[Any]:
         """One sample per connector for each gauge."""
-        families = {
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "lag": GaugeMetricFamily(
                 "twin_connector_lag_seconds",
                 "Seconds since the start of the connector's last completed sync",

@@ -4,6 +4,7 @@ that size) and synced into the twin through the sample connectors of connectors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from connectors.registry import ConnectorRegistry
@@ -57,9 +58,7 @@ def sync_sample(
                     policy=policy,
                     audit=audit,
                     mode="incremental",
-                    progress=(lambda entity, done, total, n=name: progress(n, entity, done, total))
-                    if progress
-                    else None,
+                    progress=partial(progress, name) if progress else None,
                 )
             )
         finally:

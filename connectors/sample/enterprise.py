@@ -1018,7 +1018,7 @@ def _rng(seed: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(stream.encode())])
 
 
-def _people(size: SampleSize | int) -> tuple[str, int]:
+def _people(size: SampleSize | str | int) -> tuple[str, int]:
     """The size's name and its employee count."""
     if isinstance(size, bool) or not isinstance(size, (int, str)):
         raise SampleEnterpriseError(f"size {size!r}: expected one of {sorted(SIZE_PEOPLE)} or a people count")
@@ -1239,7 +1239,7 @@ def _build_hr(plan: _Plan, seed: int, as_of_day: int) -> tuple[dict[str, Columns
         div_unit = add(div_name, "division", company, "HQ", d, -1)
         head_count = share * plan.people
         if not departments:  # manufacturing: one department per plant
-            depts = []
+            depts: list[tuple[str, tuple[_TeamTemplate, ...], str, int, int]] = []
             for p in range(plan.plants):
                 name, code = _plant_name(p)
                 depts.append((name, PLANT_TEAMS, code, p, 3))
@@ -1378,8 +1378,8 @@ def _build_hr(plan: _Plan, seed: int, as_of_day: int) -> tuple[dict[str, Columns
         keys = np.log(weight) + kr.gumbel(size=(n, width))
     order = np.argsort(-keys, axis=1, kind="stable")
     available = (pool >= 0).sum(axis=1)
-    k = np.minimum(kr.integers(2, 6, n), available)
-    take = np.arange(width)[None, :] < k[:, None]
+    skill_count = np.minimum(kr.integers(2, 6, n), available)
+    take = np.arange(width)[None, :] < skill_count[:, None]
     emp_rows, rank = np.nonzero(take)
     skill_of = pool[emp_rows, order[emp_rows, rank]]
     years = np.clip(tenure[emp_rows], 0, 20)
@@ -1685,7 +1685,8 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     machines_per = 1 + np.minimum(rng.poisson(2.5, n_wc), 8)
     shifts = rng.choice([1, 2, 3], n_wc, p=[0.2, 0.5, 0.3])
     kind_seq: dict[tuple[int, str], int] = {}
-    wc_names, wc_codes = [], []
+    wc_names: list[str] = []
+    wc_codes: list[str] = []
     for p, kind in zip(wc_plant, wc_kind, strict=True):
         kind_seq[(p, kind)] = kind_seq.get((p, kind), 0) + 1
         plant_letter = _plant_name(p)[1].split("-")[1]
@@ -1836,7 +1837,8 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
     n_comp = max(3 * len(PRODUCT_LINES), plan.materials - n_raw - n_sub)
     comp_per_line = _allocate(n_comp, np.array([pl.product_share for pl in PRODUCT_LINES]), minimum=3)
     sub_per_line = _allocate(n_sub, np.array([pl.product_share for pl in PRODUCT_LINES]), minimum=1)
-    m_name, m_cat, m_line, m_uom, m_cost = [], [], [], [], []
+    m_name, m_cat, m_uom, m_cost = [], [], [], []
+    m_line: list[int | None] = []
     for i in range(n_raw):
         base, uom, c = RAW_MATERIALS[i % len(RAW_MATERIALS)]
         j = i // len(RAW_MATERIALS)
@@ -1881,13 +1883,13 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
         "updated_at": _stamps(_business_seconds(arng, as_of_day - arng.integers(1, 365, n_mat))),
     }
     raw_ids = np.arange(n_raw)
-    comp_ids = {li: [] for li in range(len(PRODUCT_LINES))}
-    sub_ids = {li: [] for li in range(len(PRODUCT_LINES))}
-    for m, (cat, li) in enumerate(zip(m_cat, m_line, strict=True)):
+    comp_ids: dict[int | None, list[int]] = {li: [] for li in range(len(PRODUCT_LINES))}
+    sub_ids: dict[int | None, list[int]] = {li: [] for li in range(len(PRODUCT_LINES))}
+    for m, (cat, m_li) in enumerate(zip(m_cat, m_line, strict=True)):
         if cat == "component":
-            comp_ids[li].append(m)
+            comp_ids[m_li].append(m)
         elif cat == "subassembly":
-            sub_ids[li].append(m)
+            sub_ids[m_li].append(m)
 
     # --- bill of materials: product -> subassemblies/components/raw; subassembly -> components/raw
     brng = _rng(seed, "erp.bill_of_materials")
@@ -1993,7 +1995,7 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
 
     # --- routings: the line's sequence of work-centre kinds, at the producing plant
     rrng = _rng(seed, "erp.routings")
-    wc_by = {}
+    wc_by: dict[tuple[int, str], list[int]] = {}
     for w, (p, kind) in enumerate(zip(wc_plant, wc_kind, strict=True)):
         wc_by.setdefault((p, kind), []).append(w)
     r_prod, r_step, r_wc = [], [], []
@@ -2304,7 +2306,7 @@ def _telemetry(erp: dict[str, Columns], seed: int, as_of_day: int) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- generate
-def generate_sample(out_dir: Path, size: SampleSize | int = "small", seed: int = 7) -> SampleManifest:
+def generate_sample(out_dir: Path, size: SampleSize | str | int = "small", seed: int = 7) -> SampleManifest:
     """Write the sample enterprise (three SQLite systems, file exports, manifest.json) into `out_dir`."""
     size_name, people = _people(size)
     out_dir = Path(out_dir)

@@ -5,7 +5,6 @@ a twin it may not read, and evidence values are masked as a read of those twins 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,8 +23,11 @@ from graph.relational import create_tables, relational_engine
 
 AlertState = Literal["open", "acknowledged", "resolved"]
 SEVERITIES = ("info", "warning", "critical")
-_NEXT: dict[str, tuple[str, ...]] = {"acknowledge": ("open",), "resolve": ("open", "acknowledged"),
-                                     "snooze": ("open", "acknowledged")}
+_NEXT: dict[str, tuple[str, ...]] = {
+    "acknowledge": ("open",),
+    "resolve": ("open", "acknowledged"),
+    "snooze": ("open", "acknowledged"),
+}
 
 metadata = MetaData()
 alert_table = Table(
@@ -81,11 +83,23 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
-        return {"id": self.id, "automation": self.automation, "ruleVersion": self.rule_version,
-                "severity": self.severity, "key": self.key, "state": self.state, "twin": self.twin_uid,
-                "className": self.twin_class, "message": self.message, "evidence": self.evidence.to_dict(),
-                "fired": self.fired, "snoozedUntil": _text(self.snoozed_until), "createdAt": _text(self.created_at),
-                "updatedAt": _text(self.updated_at), "updatedBy": self.updated_by}
+        return {
+            "id": self.id,
+            "automation": self.automation,
+            "ruleVersion": self.rule_version,
+            "severity": self.severity,
+            "key": self.key,
+            "state": self.state,
+            "twin": self.twin_uid,
+            "className": self.twin_class,
+            "message": self.message,
+            "evidence": self.evidence.to_dict(),
+            "fired": self.fired,
+            "snoozedUntil": _text(self.snoozed_until),
+            "createdAt": _text(self.created_at),
+            "updatedAt": _text(self.updated_at),
+            "updatedBy": self.updated_by,
+        }
 
 
 class AlertStore:
@@ -95,32 +109,66 @@ class AlertStore:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
 
-    def raise_alert(self, *, automation: str, rule_version: str, severity: str, key: str, twin_uid: str,
-                    twin_class: str, message: str, evidence: Evidence, actor: str) -> tuple[Alert, bool]:
+    def raise_alert(
+        self,
+        *,
+        automation: str,
+        rule_version: str,
+        severity: str,
+        key: str,
+        twin_uid: str,
+        twin_class: str,
+        message: str,
+        evidence: Evidence,
+        actor: str,
+    ) -> tuple[Alert, bool]:
         """Open an alert for `key`, or count one more firing of the alert already open for it; (alert, new?)."""
         t, now = alert_table, datetime.now(UTC)
         for _ in range(3):
             with self.engine.begin() as conn:
                 row = conn.execute(select(t).where(t.c.open_key == key)).first()
                 if row is not None:
-                    conn.execute(update(t).where(t.c.id == row.id).values(
-                        fired=t.c.fired + 1, evidence=evidence.to_json(), message=message, updated_at=now))
-                    return self._get(conn, row.id), False
+                    conn.execute(
+                        update(t)
+                        .where(t.c.id == row.id)
+                        .values(fired=t.c.fired + 1, evidence=evidence.to_json(), message=message, updated_at=now)
+                    )
+                    return self._stored(conn, row.id), False
                 alert_id = uuid.uuid4().hex[:16]
                 try:
                     with conn.begin_nested():
-                        conn.execute(insert(t).values(
-                            id=alert_id, automation=automation, rule_version=rule_version, severity=severity, key=key,
-                            open_key=key, state="open", twin_uid=twin_uid, twin_class=twin_class, message=message,
-                            evidence=evidence.to_json(), fired=1, snoozed_until=None, created_at=now, updated_at=now,
-                            updated_by=actor))
+                        conn.execute(
+                            insert(t).values(
+                                id=alert_id,
+                                automation=automation,
+                                rule_version=rule_version,
+                                severity=severity,
+                                key=key,
+                                open_key=key,
+                                state="open",
+                                twin_uid=twin_uid,
+                                twin_class=twin_class,
+                                message=message,
+                                evidence=evidence.to_json(),
+                                fired=1,
+                                snoozed_until=None,
+                                created_at=now,
+                                updated_at=now,
+                                updated_by=actor,
+                            )
+                        )
                 except IntegrityError:  # another evaluator opened it an instant ago: count this firing on it
                     continue
-                return self._get(conn, alert_id), True
+                return self._stored(conn, alert_id), True
         raise AlertError(f"alert key {key[:80]!r} is contended; try again")
 
-    def transition(self, alert_id: str, action: Literal["acknowledge", "resolve", "snooze"], actor: str,
-                   until: datetime | None = None) -> Alert:
+    def transition(
+        self,
+        alert_id: str,
+        action: Literal["acknowledge", "resolve", "snooze"],
+        actor: str,
+        until: datetime | None = None,
+    ) -> Alert:
         """Acknowledge, resolve or snooze (until `until`) an alert; AlertError when its state does not allow it."""
         t, now = alert_table, datetime.now(UTC)
         with self.engine.begin() as conn:
@@ -139,7 +187,7 @@ class AlertStore:
                     raise AlertError("a snooze needs a time in the future")
                 values["snoozed_until"] = _aware(until)
             conn.execute(update(t).where(t.c.id == alert_id).values(**values))
-            return self._get(conn, alert_id)
+            return self._stored(conn, alert_id)
 
     def get(self, alert_id: str) -> Alert | None:
         """The stored alert (unmasked: for the service, which masks before answering)."""
@@ -155,6 +203,14 @@ class AlertStore:
         with self.engine.connect() as conn:
             return [_alert(row) for row in conn.execute(query)]
 
+    @classmethod
+    def _stored(cls, conn: Any, alert_id: str) -> Alert:
+        """The alert this transaction just wrote; AlertError if it is gone (deleted concurrently)."""
+        alert = cls._get(conn, alert_id)
+        if alert is None:
+            raise AlertError(f"alert {alert_id!r} is not stored")
+        return alert
+
     @staticmethod
     def _get(conn: Any, alert_id: str) -> Alert | None:
         row = conn.execute(select(alert_table).where(alert_table.c.id == alert_id)).first()
@@ -164,8 +220,9 @@ class AlertStore:
 def visible_alerts(alerts: Sequence[Alert], policy: Policy, subject: Subject, reader: TwinReader) -> list[Alert]:
     """The alerts `subject` may see, evidence masked: none about a twin whose class it may not read or that its row
     rules hide; evidence twins it may not see are left out, values masked by the policy."""
-    readable = [a for a in alerts if a.twin_class in policy.ontology and
-                policy.decide(subject, "read", a.twin_class).allowed]
+    readable = [
+        a for a in alerts if a.twin_class in policy.ontology and policy.decide(subject, "read", a.twin_class).allowed
+    ]
     if not readable:
         return []
     scope = policy.read_scope(subject)
@@ -181,11 +238,23 @@ def visible_alerts(alerts: Sequence[Alert], policy: Policy, subject: Subject, re
 
 
 def _alert(row: Any) -> Alert:
-    return Alert(id=row.id, automation=row.automation, rule_version=row.rule_version, severity=row.severity,
-                 key=row.key, state=row.state, twin_uid=row.twin_uid, twin_class=row.twin_class, message=row.message,
-                 evidence=Evidence.from_json(row.evidence), fired=int(row.fired),
-                 snoozed_until=_aware(row.snoozed_until) if row.snoozed_until else None,
-                 created_at=_aware(row.created_at), updated_at=_aware(row.updated_at), updated_by=row.updated_by)
+    return Alert(
+        id=row.id,
+        automation=row.automation,
+        rule_version=row.rule_version,
+        severity=row.severity,
+        key=row.key,
+        state=row.state,
+        twin_uid=row.twin_uid,
+        twin_class=row.twin_class,
+        message=row.message,
+        evidence=Evidence.from_json(row.evidence),
+        fired=int(row.fired),
+        snoozed_until=_aware(row.snoozed_until) if row.snoozed_until else None,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+        updated_by=row.updated_by,
+    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -63,7 +63,7 @@ class _ChangeTrigger(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     cls: str = Field(alias="class")
     properties: list[str] | None = None
-    kinds: list[Kind] = Field(default_factory=lambda: ["create", "update"], min_length=1)
+    kinds: list[Kind] = Field(default_factory=lambda: list[Kind](["create", "update"]), min_length=1)
 
 
 class _ScheduleTrigger(BaseModel):
@@ -259,15 +259,18 @@ def load_automations(path: Path, ontology: Ontology, policy: Policy, action_type
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise AutomationError(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML: "
-                              f"{getattr(exc, 'problem', None) or exc}") from None
+        raise AutomationError(
+            f"{path}:{mark.line + 1 if mark else 1}: not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        ) from None
     rules = document.get("automations") if isinstance(document, dict) else None
     if not isinstance(rules, dict):
         raise AutomationError(f"{path}:1: needs an `automations:` mapping of automation name -> automation")
     nodes = _rule_nodes(root)
     checker = _Checker(ontology, policy, action_types)
-    loaded = [checker.automation(str(name), body, _Where(path, str(name), nodes.get(str(name))))
-              for name, body in rules.items()]
+    loaded = [
+        checker.automation(str(name), body, _Where(path, str(name), nodes.get(str(name))))
+        for name, body in rules.items()
+    ]
     _check_telemetry_aliases(loaded, path)
     return AutomationSet.of(loaded, str(path))
 
@@ -303,9 +306,11 @@ def _child(node: yaml.Node | None, key: str | int) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if k.value == key:
-                return v
+                child: yaml.Node = v
+                return child
     if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-        return node.value[key]
+        item: yaml.Node = node.value[key]
+        return item
     return None
 
 
@@ -365,10 +370,15 @@ class _Checker:
         elif trigger.schedule is not None:
             every = _duration(trigger.schedule.every)
             if every is None or every < 1:
-                raise where.error(f"`every` is a duration such as 30s, 15m, 1h or 1d (at least 1 s), got "
-                                  f"{str(trigger.schedule.every)[:40]!r}", "trigger", "schedule", "every")
+                raise where.error(
+                    f"`every` is a duration such as 30s, 15m, 1h or 1d (at least 1 s), got "
+                    f"{str(trigger.schedule.every)[:40]!r}",
+                    "trigger",
+                    "schedule",
+                    "every",
+                )
         classes = frozenset({cls.name, *(self.ontology.classes[d].name for d in self.ontology.descendants(cls.id))})
-        hops, via = 0, ()
+        hops, via = 0, tuple[str, ...]()
         if spec.neighbours is not None:
             relationships = self.ontology.relationship_types()
             for i, rel in enumerate(spec.neighbours.via):
@@ -379,17 +389,32 @@ class _Checker:
         for alias, window in spec.telemetry.items():
             seconds = _duration(window.window)
             if seconds is None or seconds < 1:
-                raise where.error(f"`window` is a duration such as 30s, 15m, 1h or 1d, got {window.window[:40]!r}",
-                                  "telemetry", alias, "window")
+                raise where.error(
+                    f"`window` is a duration such as 30s, 15m, 1h or 1d, got {window.window[:40]!r}",
+                    "telemetry",
+                    alias,
+                    "window",
+                )
             windows.append(TelemetryWindow(alias, window.metric, seconds))
         condition = self._expression(spec.condition, where, known, cls.name, subject, hops, "condition")
         reads = set(self._twin_reads(condition))
         alert = None
         if spec.alert is not None:
-            key = self._expression(spec.alert.key or f"{json.dumps(name + ':')} + twin.uid", where, known, cls.name,
-                                   subject, hops, "alert", "key")
-            message = (self._expression(spec.alert.message, where, known, cls.name, subject, hops, "alert", "message")
-                       if spec.alert.message else None)
+            key = self._expression(
+                spec.alert.key or f"{json.dumps(name + ':')} + twin.uid",
+                where,
+                known,
+                cls.name,
+                subject,
+                hops,
+                "alert",
+                "key",
+            )
+            message = (
+                self._expression(spec.alert.message, where, known, cls.name, subject, hops, "alert", "message")
+                if spec.alert.message
+                else None
+            )
             alert = AlertOutput(spec.alert.severity, key, message)
             reads |= set(self._twin_reads(key)) | (set(self._twin_reads(message)) if message else set())
         action = None
@@ -401,13 +426,28 @@ class _Checker:
             raise where.error("an automation needs an `alert:`, an `action:` or both")
         version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return Automation(
-            name=name, version=version, line=where.line, role=spec.role, cls=cls.name, classes=classes,
-            trigger=kind, properties=properties, kinds=kinds, every_seconds=every, condition=condition, hops=hops,
-            via=via, telemetry=tuple(windows), alert=alert, action=action, reads=frozenset(reads - TWIN_FIELDS),
+            name=name,
+            version=version,
+            line=where.line,
+            role=spec.role,
+            cls=cls.name,
+            classes=classes,
+            trigger=kind,
+            properties=properties,
+            kinds=kinds,
+            every_seconds=every,
+            condition=condition,
+            hops=hops,
+            via=via,
+            telemetry=tuple(windows),
+            alert=alert,
+            action=action,
+            reads=frozenset(reads - TWIN_FIELDS),
         )
 
-    def _expression(self, source: str, where: _Where, known: set[str], cls: str, subject: Subject, hops: int,
-                    *keys: str) -> Expression:
+    def _expression(
+        self, source: str, where: _Where, known: set[str], cls: str, subject: Subject, hops: int, *keys: str
+    ) -> Expression:
         """A compiled expression whose `twin.X` are properties of `cls` the role may read."""
         try:
             expression = compile_expression(source)
@@ -426,28 +466,35 @@ class _Checker:
     def _twin_reads(expression: Expression) -> list[str]:
         return [attribute for name, attribute in expression.paths if name == "twin"]
 
-    def _action(self, spec: _ActionSpec, where: _Where, known: set[str], cls: str, subject: Subject,
-                hops: int) -> ActionOutput:
+    def _action(
+        self, spec: _ActionSpec, where: _Where, known: set[str], cls: str, subject: Subject, hops: int
+    ) -> ActionOutput:
         action_type = self.action_types.get(spec.type)
         if action_type is None:
-            raise where.error(f"unknown action type {spec.type!r}; known: {', '.join(self.action_types.names())}",
-                              "action", "type")
+            raise where.error(
+                f"unknown action type {spec.type!r}; known: {', '.join(self.action_types.names())}", "action", "type"
+            )
         rule = self.policy.approvals.get(spec.type)
         if rule is None:
             raise where.error(f"the policy has no approval rule for action type {spec.type!r}", "action", "type")
         if spec.approval == "automatic" and not rule.automatic:
-            raise where.error(f"the policy does not allow {spec.type!r} to run without approval",
-                              "action", "approval")
+            raise where.error(f"the policy does not allow {spec.type!r} to run without approval", "action", "approval")
         fields = action_type.parameters.model_fields
         for name in spec.parameters:
             if name not in fields:
-                raise where.error(f"unknown parameter {name!r} of {spec.type}; known: {', '.join(fields)}",
-                                  "action", "parameters", name)
+                raise where.error(
+                    f"unknown parameter {name!r} of {spec.type}; known: {', '.join(fields)}",
+                    "action",
+                    "parameters",
+                    name,
+                )
         missing = [name for name, f in fields.items() if f.is_required() and name not in spec.parameters]
         if missing:
             raise where.error(f"{spec.type} needs parameter(s) {', '.join(missing)}", "action", "parameters")
-        parameters = {name: self._expression(text, where, known, cls, subject, hops, "action", "parameters", name)
-                      for name, text in spec.parameters.items()}
+        parameters = {
+            name: self._expression(text, where, known, cls, subject, hops, "action", "parameters", name)
+            for name, text in spec.parameters.items()
+        }
         return ActionOutput(spec.type, spec.approval == "automatic", parameters)
 
 
@@ -458,6 +505,8 @@ def _check_telemetry_aliases(rules: Sequence[Automation], path: Path) -> None:
         for window in rule.telemetry:
             first = seen.setdefault(window.alias, (window, rule))
             if (first[0].metric, first[0].seconds) != (window.metric, window.seconds):
-                raise AutomationError(f"{path}:{rule.line}: automation {rule.name!r}: telemetry.{window.alias}: "
-                                      f"already means {first[0].metric} over {first[0].seconds:g} s in automation "
-                                      f"{first[1].name!r}")
+                raise AutomationError(
+                    f"{path}:{rule.line}: automation {rule.name!r}: telemetry.{window.alias}: "
+                    f"already means {first[0].metric} over {first[0].seconds:g} s in automation "
+                    f"{first[1].name!r}"
+                )

@@ -30,17 +30,23 @@ BOUND = frozenset({"twin", "neighbours", "telemetry", "now"})
 
 
 class TelemetryReading(Protocol):
-    """A reading as the telemetry store returns it."""
+    """A reading as the telemetry store returns it (read-only: the store's readings are frozen)."""
 
-    ts: str
-    value: float | None
+    @property
+    def ts(self) -> str:
+        """When it was measured (UTC ISO 8601)."""
+
+    @property
+    def value(self) -> float | None:
+        """What was measured; None when the source had no value."""
 
 
 class TelemetryReader(Protocol):
     """The telemetry time series (connectors/telemetry.TelemetryStore)."""
 
-    def series(self, asset_uid: str, metric: str, since: datetime | None = None,
-               limit: int = 10_000) -> Sequence[TelemetryReading]:
+    def series(
+        self, asset_uid: str, metric: str, since: datetime | None = None, limit: int = 10_000
+    ) -> Sequence[TelemetryReading]:
         """Readings of one asset's metric since a time, in time order."""
 
 
@@ -81,8 +87,9 @@ class Evaluator:
     def gate(self, role: str) -> ChangeGate:
         """The change gate of an automation role (cached)."""
         if role not in self._gates:
-            self._gates[role] = ChangeGate(self.policy, Subject(sub=f"automations:{role}", roles=frozenset({role})),
-                                           self.store)
+            self._gates[role] = ChangeGate(
+                self.policy, Subject(sub=f"automations:{role}", roles=frozenset({role})), self.store
+            )
         return self._gates[role]
 
     def changes(self, rules: AutomationSet, page: Sequence[FeedChange]) -> EvaluationReport:
@@ -109,8 +116,11 @@ class Evaluator:
         for role, entries in by_role.items():
             views = {view.change.seq: view.change for view in self.gate(role).view([c for c, _ in entries])}
             subjects = [(views[c.seq], rs) for c, rs in entries if c.seq in views]
-            self._evaluate(role, [(c.uid, c.cls or "", (c.after if c.op != "delete" else c.before) or {}, c, rs)
-                                  for c, rs in subjects], report)
+            self._evaluate(
+                role,
+                [(c.uid, c.cls or "", (c.after if c.op != "delete" else c.before) or {}, c, rs) for c, rs in subjects],
+                report,
+            )
         return report
 
     def scheduled(self, rule: Automation) -> EvaluationReport:
@@ -129,8 +139,12 @@ class Evaluator:
         self._evaluate(rule.role, subjects, report)
         return report
 
-    def _evaluate(self, role: str, subjects: Sequence[tuple[str, str, dict[str, Any], FeedChange | None,
-                                                           list[Automation]]], report: EvaluationReport) -> None:
+    def _evaluate(
+        self,
+        role: str,
+        subjects: Sequence[tuple[str, str, dict[str, Any], FeedChange | None, list[Automation]]],
+        report: EvaluationReport,
+    ) -> None:
         near: dict[tuple[int, tuple[str, ...]], dict[str, list[Neighbour]]] = {}
         groups: dict[tuple[int, tuple[str, ...]], set[str]] = {}
         for uid, _, _, change, rules in subjects:
@@ -151,8 +165,12 @@ class Evaluator:
                 key = (rule.hops, rule.via)
                 if key not in cache:
                     found = tuple(near.get(key, {}).get(uid, ())) if rule.hops else ()
-                    values = {"twin": twin, "telemetry": windows, "now": now.isoformat(),
-                              "neighbours": [_neighbour(n, self.policy, rule.subject) for n in found]}
+                    values = {
+                        "twin": twin,
+                        "telemetry": windows,
+                        "now": now.isoformat(),
+                        "neighbours": [_neighbour(n, self.policy, rule.subject) for n in found],
+                    }
                     try:
                         cache[key] = (bind(values), found)
                     except ExpressionError as exc:
@@ -165,12 +183,21 @@ class Evaluator:
                         continue
                     firing = Firing(rule, uid, cls, props, found, windows, change)
                     if rule.alert is not None:
-                        firing = _with(firing, alert_key=str(rule.alert.key.evaluate(bindings)),
-                                       alert_message=str(rule.alert.message.evaluate(bindings))
-                                       if rule.alert.message else f"{rule.name}: {uid}")
+                        firing = _with(
+                            firing,
+                            alert_key=str(rule.alert.key.evaluate(bindings)),
+                            alert_message=str(rule.alert.message.evaluate(bindings))
+                            if rule.alert.message
+                            else f"{rule.name}: {uid}",
+                        )
                     if rule.action is not None:
-                        firing = _with(firing, parameters={name: expression.evaluate(bindings)
-                                                           for name, expression in rule.action.parameters.items()})
+                        firing = _with(
+                            firing,
+                            parameters={
+                                name: expression.evaluate(bindings)
+                                for name, expression in rule.action.parameters.items()
+                            },
+                        )
                 except ExpressionError as exc:
                     report.errors.append(f"{rule.name} on {uid}: {exc}")
                     continue
@@ -183,21 +210,33 @@ class Evaluator:
             for window in rule.telemetry:
                 if window.alias in windows:
                     continue
-                readings = [] if self.telemetry is None else self.telemetry.series(
-                    uid, window.metric, since=now - timedelta(seconds=window.seconds))
+                readings = (
+                    []
+                    if self.telemetry is None
+                    else self.telemetry.series(uid, window.metric, since=now - timedelta(seconds=window.seconds))
+                )
                 values = [r.value for r in readings if r.value is not None]
                 windows[window.alias] = {
-                    "metric": window.metric, "count": len(values), "last": values[-1] if values else None,
-                    "mean": sum(values) / len(values) if values else None, "min": min(values, default=None),
-                    "max": max(values, default=None)}
+                    "metric": window.metric,
+                    "count": len(values),
+                    "last": values[-1] if values else None,
+                    "mean": sum(values) / len(values) if values else None,
+                    "min": min(values, default=None),
+                    "max": max(values, default=None),
+                }
         return windows
 
 
 def _neighbour(neighbour: Neighbour, policy: Policy, subject: Subject) -> dict[str, Any]:
     """A neighbour as a rule sees it: its values masked for the rule's role, its uid, class, hops and path."""
     masked = policy.mask(subject, neighbour.twin)
-    return {**masked.properties, "uid": neighbour.twin.uid, "cls": neighbour.twin.cls, "hops": neighbour.hops,
-            "via": list(neighbour.via)}
+    return {
+        **masked.properties,
+        "uid": neighbour.twin.uid,
+        "cls": neighbour.twin.cls,
+        "hops": neighbour.hops,
+        "via": list(neighbour.via),
+    }
 
 
 def _with(firing: Firing, **changes: Any) -> Firing:

@@ -8,6 +8,7 @@ governance/decisions/execution.py), so an approved proposal is never forgotten b
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from collections.abc import Sequence
@@ -117,12 +118,24 @@ class Proposal:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
-        return {"id": self.id, "automation": self.automation, "ruleVersion": self.rule_version,
-                "actionType": self.action_type, "parameters": self.parameters, "twin": self.twin_uid,
-                "className": self.twin_class, "state": self.state, "proposer": self.proposer, "reason": self.reason,
-                "evidence": self.evidence.to_dict(), "result": self.result, "approvedBy": list(self.approved_by),
-                "createdAt": self.created_at.isoformat(), "expiresAt": self.expires_at.isoformat(),
-                "updatedAt": self.updated_at.isoformat()}
+        return {
+            "id": self.id,
+            "automation": self.automation,
+            "ruleVersion": self.rule_version,
+            "actionType": self.action_type,
+            "parameters": self.parameters,
+            "twin": self.twin_uid,
+            "className": self.twin_class,
+            "state": self.state,
+            "proposer": self.proposer,
+            "reason": self.reason,
+            "evidence": self.evidence.to_dict(),
+            "result": self.result,
+            "approvedBy": list(self.approved_by),
+            "createdAt": self.created_at.isoformat(),
+            "expiresAt": self.expires_at.isoformat(),
+            "updatedAt": self.updated_at.isoformat(),
+        }
 
 
 class ProposalStore:
@@ -132,9 +145,21 @@ class ProposalStore:
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
 
-    def create(self, *, automation: str, rule_version: str, action_type: str, parameters: dict[str, Any],
-               twin_uid: str, twin_class: str, proposer: Subject, reason: str, evidence: Evidence,
-               expires_after_hours: float, key: str | None) -> tuple[Proposal, bool]:
+    def create(
+        self,
+        *,
+        automation: str,
+        rule_version: str,
+        action_type: str,
+        parameters: dict[str, Any],
+        twin_uid: str,
+        twin_class: str,
+        proposer: Subject,
+        reason: str,
+        evidence: Evidence,
+        expires_after_hours: float,
+        key: str | None,
+    ) -> tuple[Proposal, bool]:
         """A new proposal, or the one already open for `key`; (proposal, new?)."""
         t, now = proposal_table, datetime.now(UTC)
         proposal_id = uuid.uuid4().hex[:12]
@@ -142,22 +167,36 @@ class ProposalStore:
             if key is not None:
                 row = conn.execute(select(t.c.id).where(t.c.open_key == key)).first()
                 if row is not None:
-                    return self._get(conn, row.id), False  # type: ignore[return-value]
+                    return self._stored(conn, row.id), False
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(t).values(
-                        id=proposal_id, automation=automation, rule_version=rule_version, action_type=action_type,
-                        parameters=json.dumps(parameters, sort_keys=True, default=str), twin_uid=twin_uid,
-                        twin_class=twin_class, open_key=key, state="proposed", proposer=proposer.sub,
-                        proposer_roles=json.dumps(sorted(proposer.roles)), reason=reason,
-                        evidence=evidence.to_json(), result=None, created_at=now,
-                        expires_at=now + timedelta(hours=expires_after_hours), updated_at=now))
+                    conn.execute(
+                        insert(t).values(
+                            id=proposal_id,
+                            automation=automation,
+                            rule_version=rule_version,
+                            action_type=action_type,
+                            parameters=json.dumps(parameters, sort_keys=True, default=str),
+                            twin_uid=twin_uid,
+                            twin_class=twin_class,
+                            open_key=key,
+                            state="proposed",
+                            proposer=proposer.sub,
+                            proposer_roles=json.dumps(sorted(proposer.roles)),
+                            reason=reason,
+                            evidence=evidence.to_json(),
+                            result=None,
+                            created_at=now,
+                            expires_at=now + timedelta(hours=expires_after_hours),
+                            updated_at=now,
+                        )
+                    )
             except IntegrityError:  # opened by another evaluator an instant ago
                 row = conn.execute(select(t.c.id).where(t.c.open_key == key)).first()
                 if row is None:
                     raise
-                return self._get(conn, row.id), False  # type: ignore[return-value]
-            return self._get(conn, proposal_id), True  # type: ignore[return-value]
+                return self._stored(conn, row.id), False
+            return self._stored(conn, proposal_id), True
 
     def get(self, proposal_id: str) -> Proposal | None:
         """The proposal with its approvers."""
@@ -192,25 +231,42 @@ class ProposalStore:
                 raise ApprovalRefused(f"proposal {proposal_id} is not open for approval")
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(approval_table).values(proposal_id=proposal_id, approver=approver,
-                                                               roles=json.dumps(sorted(roles)), at=now))
+                    conn.execute(
+                        insert(approval_table).values(
+                            proposal_id=proposal_id, approver=approver, roles=json.dumps(sorted(roles)), at=now
+                        )
+                    )
             except IntegrityError:
                 raise ApprovalRefused(f"{approver} approved proposal {proposal_id} already") from None
-            count = len(conn.execute(select(approval_table.c.approver)
-                                     .where(approval_table.c.proposal_id == proposal_id)).all())
+            count = len(
+                conn.execute(select(approval_table.c.approver).where(approval_table.c.proposal_id == proposal_id)).all()
+            )
             done = count >= needed
             if done:
-                moved = conn.execute(update(t).where(t.c.id == proposal_id, t.c.state == "proposed",
-                                                     t.c.expires_at > now)
-                                     .values(state="approved", updated_at=now)).rowcount
+                moved = conn.execute(
+                    update(t)
+                    .where(t.c.id == proposal_id, t.c.state == "proposed", t.c.expires_at > now)
+                    .values(state="approved", updated_at=now)
+                ).rowcount
                 if moved != 1:
                     raise ApprovalRefused(f"proposal {proposal_id} is no longer open for approval")
                 proposer = conn.execute(select(t.c.proposer, t.c.proposer_roles).where(t.c.id == proposal_id)).one()
-                conn.execute(insert(execution_table).values(
-                    proposal_id=proposal_id, state="pending", attempts=0, claimed_by=None, claimed_until=None,
-                    next_attempt_at=now, actor=proposer.proposer, actor_roles=proposer.proposer_roles, reference=None,
-                    error=None, recorded=False))
-            return self._get(conn, proposal_id), done  # type: ignore[return-value]
+                conn.execute(
+                    insert(execution_table).values(
+                        proposal_id=proposal_id,
+                        state="pending",
+                        attempts=0,
+                        claimed_by=None,
+                        claimed_until=None,
+                        next_attempt_at=now,
+                        actor=proposer.proposer,
+                        actor_roles=proposer.proposer_roles,
+                        reference=None,
+                        error=None,
+                        recorded=False,
+                    )
+                )
+            return self._stored(conn, proposal_id), done
 
     def decide(self, proposal_id: str, state: str, *, parameters: dict[str, Any] | None = None) -> Proposal:
         """Reject (state `rejected`) or override (new `parameters`, approvals cleared, still proposed) a proposed
@@ -222,25 +278,43 @@ class ProposalStore:
         else:
             values["parameters"] = json.dumps(parameters, sort_keys=True, default=str)
         with self.engine.begin() as conn:
-            if conn.execute(update(t).where(t.c.id == proposal_id, t.c.state == "proposed")
-                            .values(**values)).rowcount != 1:
+            if (
+                conn.execute(update(t).where(t.c.id == proposal_id, t.c.state == "proposed").values(**values)).rowcount
+                != 1
+            ):
                 raise ProposalError(f"proposal {proposal_id} is no longer proposed")
             if parameters is not None:
                 conn.execute(delete(approval_table).where(approval_table.c.proposal_id == proposal_id))
-            return self._get(conn, proposal_id)  # type: ignore[return-value]
+            return self._stored(conn, proposal_id)
 
-    def expire_due(self, now: datetime | None = None) -> list[Proposal]:
+    def expire_due(self, now: datetime | None = None) -> builtins.list[Proposal]:
         """Mark every proposed proposal past its expiry as expired; the ones this call expired."""
         t, now = proposal_table, now or datetime.now(UTC)
         with self.engine.begin() as conn:
-            due = [pid for (pid,) in conn.execute(select(t.c.id).where(t.c.state == "proposed",
-                                                                        t.c.expires_at <= now)).all()]
+            due = [
+                pid
+                for (pid,) in conn.execute(select(t.c.id).where(t.c.state == "proposed", t.c.expires_at <= now)).all()
+            ]
             expired = []
             for pid in due:
-                if conn.execute(update(t).where(t.c.id == pid, t.c.state == "proposed")
-                                .values(state="expired", open_key=None, updated_at=now)).rowcount == 1:
+                if (
+                    conn.execute(
+                        update(t)
+                        .where(t.c.id == pid, t.c.state == "proposed")
+                        .values(state="expired", open_key=None, updated_at=now)
+                    ).rowcount
+                    == 1
+                ):
                     expired.append(self._get(conn, pid))
         return [p for p in expired if p is not None]
+
+    @classmethod
+    def _stored(cls, conn: Any, proposal_id: str) -> Proposal:
+        """The proposal this transaction just wrote; ProposalError if it is gone (deleted concurrently)."""
+        proposal = cls._get(conn, proposal_id)
+        if proposal is None:
+            raise ProposalError(f"proposal {proposal_id!r} is not stored")
+        return proposal
 
     @staticmethod
     def _get(conn: Any, proposal_id: str) -> Proposal | None:
@@ -248,15 +322,32 @@ class ProposalStore:
         row = conn.execute(select(t).where(t.c.id == proposal_id)).first()
         if row is None:
             return None
-        approvers = tuple(a for (a,) in conn.execute(
-            select(approval_table.c.approver).where(approval_table.c.proposal_id == proposal_id)
-            .order_by(approval_table.c.at)).all())
-        return Proposal(id=row.id, automation=row.automation, rule_version=row.rule_version,
-                        action_type=row.action_type, parameters=json.loads(row.parameters), twin_uid=row.twin_uid,
-                        twin_class=row.twin_class, state=row.state, proposer=row.proposer, reason=row.reason,
-                        evidence=Evidence.from_json(row.evidence), result=row.result,
-                        created_at=_aware(row.created_at), expires_at=_aware(row.expires_at),
-                        updated_at=_aware(row.updated_at), approved_by=approvers)
+        approvers = tuple(
+            a
+            for (a,) in conn.execute(
+                select(approval_table.c.approver)
+                .where(approval_table.c.proposal_id == proposal_id)
+                .order_by(approval_table.c.at)
+            ).all()
+        )
+        return Proposal(
+            id=row.id,
+            automation=row.automation,
+            rule_version=row.rule_version,
+            action_type=row.action_type,
+            parameters=json.loads(row.parameters),
+            twin_uid=row.twin_uid,
+            twin_class=row.twin_class,
+            state=row.state,
+            proposer=row.proposer,
+            reason=row.reason,
+            evidence=Evidence.from_json(row.evidence),
+            result=row.result,
+            created_at=_aware(row.created_at),
+            expires_at=_aware(row.expires_at),
+            updated_at=_aware(row.updated_at),
+            approved_by=approvers,
+        )
 
 
 def _aware(moment: datetime) -> datetime:
