@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-
-import getpass
 
 from api.settings import Settings, get_settings
 from governance.audit import AuditLog
@@ -97,9 +96,15 @@ class Runtime:
         from connectors.sync import SyncEngine
 
         s = self.settings
-        return SyncEngine(self.store, s.resolved_database_url, lineage=self.lineage, actor=actor,
-                          limits=SizeLimits(s.sync_max_value_bytes, s.sync_max_row_bytes, s.sync_max_file_bytes),
-                          deletion_limit=s.sync_max_delete_share, deletion_floor=s.sync_delete_floor)
+        return SyncEngine(
+            self.store,
+            s.resolved_database_url,
+            lineage=self.lineage,
+            actor=actor,
+            limits=SizeLimits(s.sync_max_value_bytes, s.sync_max_row_bytes, s.sync_max_file_bytes),
+            deletion_limit=s.sync_max_delete_share,
+            deletion_floor=s.sync_delete_floor,
+        )
 
     def sync_runtime(self, only: list[str] | None = None) -> SyncRuntime:
         """The runtime that keeps the scheduled connectors in sync (not started; `only` limits it to some;
@@ -115,17 +120,21 @@ class Runtime:
         registry = ConnectorRegistry.load(self.ontology, data_dir=self.settings.data_dir, secrets=dict(os.environ))
         unknown = sorted(set(only or ()) - set(registry.names()))
         if unknown:
-            raise RegistryError(f"no connector named {', '.join(map(repr, unknown))}; known: "
-                                f"{', '.join(registry.names())}")
+            raise RegistryError(
+                f"no connector named {', '.join(map(repr, unknown))}; known: {', '.join(registry.names())}"
+            )
         schedules = {name: registry.config(name).schedule for name in registry.names() if not only or name in only}
         for name, seconds in self.schedule_every.items():
             if name in schedules:
                 schedules[name] = Schedule("every", seconds=seconds)
         url = self.settings.resolved_database_url
         return SyncRuntime(
-            schedules, registry.connector,
+            schedules,
+            registry.connector,
             lambda: self.sync_engine("twin runtime"),
-            LeaseStore(url), policy=self.policy, audit=self.audit,
+            LeaseStore(url),
+            policy=self.policy,
+            audit=self.audit,
             lease_seconds=self.settings.runtime_lease_seconds,
         )
 
@@ -142,9 +151,17 @@ class Runtime:
         from connectors.sync_runtime import runtime_holder
 
         url = self.settings.resolved_database_url
-        return RouteRuntime(self.routes(), self.store, self.policy, RouteCursors(url), LeaseStore(url),
-                            source=self.settings.event_source, holder=holder or runtime_holder(), audit=self.audit,
-                            lease_seconds=self.settings.runtime_lease_seconds)
+        return RouteRuntime(
+            self.routes(),
+            self.store,
+            self.policy,
+            RouteCursors(url),
+            LeaseStore(url),
+            source=self.settings.event_source,
+            holder=holder or runtime_holder(),
+            audit=self.audit,
+            lease_seconds=self.settings.runtime_lease_seconds,
+        )
 
     def action_types(self) -> ActionTypes:
         """The action types proposals may name: the built-in ones, and the sample ERP's purchase orders when this
@@ -166,16 +183,18 @@ class Runtime:
         from governance.decisions.service import DecisionService
 
         url = self.settings.resolved_database_url
-        return DecisionService(self.store, self.policy, self.audit, AlertStore(url), ProposalStore(url),
-                               self.action_types(), self.lineage)
+        return DecisionService(
+            self.store, self.policy, self.audit, AlertStore(url), ProposalStore(url), self.action_types(), self.lineage
+        )
 
     def automations(self) -> AutomationSet:
         """The automations of DATA_DIR/automations.yaml, checked (empty without the file); AutomationError naming
         file, line and term."""
         from governance.decisions.automations import load_automations
 
-        return load_automations(self.settings.data_dir / "automations.yaml", self.ontology, self.policy,
-                                self.action_types())
+        return load_automations(
+            self.settings.data_dir / "automations.yaml", self.ontology, self.policy, self.action_types()
+        )
 
     def decision_runtime(self, holder: str | None = None) -> DecisionRuntime | None:
         """The runtime that evaluates DATA_DIR/automations.yaml over the change feed and executes approved proposals
@@ -193,10 +212,21 @@ class Runtime:
         url = self.settings.resolved_database_url
         service = self.decisions
         registry = AutomationRegistry(path, self.ontology, self.policy, service.action_types)
-        return DecisionRuntime(registry, self.store, Evaluator(self.store, self.policy, TelemetryStore(url)), service,
-                               Executor(service.proposals, service.action_types, self.store, self.policy,
-                                        holder or runtime_holder(), on_outcome=service.executed),
-                               DecisionCursor(url))
+        return DecisionRuntime(
+            registry,
+            self.store,
+            Evaluator(self.store, self.policy, TelemetryStore(url)),
+            service,
+            Executor(
+                service.proposals,
+                service.action_types,
+                self.store,
+                self.policy,
+                holder or runtime_holder(),
+                on_outcome=service.executed,
+            ),
+            DecisionCursor(url),
+        )
 
     @staticmethod
     def operator() -> Subject:

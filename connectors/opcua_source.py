@@ -399,7 +399,7 @@ class OpcUaSession:
             requests = []
             for _, mapping in paths:
                 browse = ua.BrowsePath()
-                browse.StartingNode = ua.NodeId(ua.ObjectIds.RootFolder)
+                browse.StartingNode = ua.NodeId(ua.Int32(ua.ObjectIds.RootFolder))
                 browse.RelativePath = _relative_path(mapping)
                 requests.append(browse)
             results = await client.uaclient.translate_browsepaths_to_nodeids(requests)
@@ -421,9 +421,11 @@ class OpcUaSession:
                 read.NodesToRead.append(item)
             answers = await client.uaclient.read(read)
             for (index, node_id), answer in zip(direct, answers, strict=True):
-                if not answer.StatusCode.is_good():
+                status = answer.StatusCode
+                if status is None or not status.is_good():
                     raise SourceError(
-                        f"{self._handles[index][1].name}: the server has no such node ({answer.StatusCode.name})",
+                        f"{self._handles[index][1].name}: the server has no such node "
+                        f"({status.name if status is not None else 'no status'})",
                         model=self._model(index),
                         method="subscribe",
                     )
@@ -587,9 +589,10 @@ def _relative_path(mapping: NodeMapping) -> ua.RelativePath:
     path = ua.RelativePath()
     for name in (part for part in mapping.path.strip("/").split("/") if part):
         element = ua.RelativePathElement()
-        element.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
-        element.IsInverse = False
-        element.IncludeSubtypes = True
+        element.ReferenceTypeId = ua.NodeId(ua.Int32(ua.ObjectIds.HierarchicalReferences))
+        # asyncua declares these fields with its own Boolean marker class, but encodes Python bools
+        element.IsInverse = False  # type: ignore[assignment]
+        element.IncludeSubtypes = True  # type: ignore[assignment]
         element.TargetName = ua.QualifiedName.from_string(name)
         path.Elements.append(element)
     return path

@@ -22,8 +22,18 @@ from ontology.safe_yaml import load_yaml
 MaskMode = Literal["show", "partial", "hash", "redact", "null"]
 Action = Literal["read", "write", "delete", "operation"]
 OPERATIONS = frozenset(
-    {"audit.read", "audit.verify", "lineage.read", "lineage.export", "history.read", "scenario.run", "scenario.read",
-     "connector.run", "graph.cypher", "erase"}
+    {
+        "audit.read",
+        "audit.verify",
+        "lineage.read",
+        "lineage.export",
+        "history.read",
+        "scenario.run",
+        "scenario.read",
+        "connector.run",
+        "graph.cypher",
+        "erase",
+    }
 )
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.
 _MODE_ORDER: tuple[MaskMode, ...] = ("show", "partial", "hash", "redact", "null")
@@ -157,8 +167,9 @@ class _Role:
 class Policy:
     """Compiled rules for every role; the one place read, write and operation decisions are made."""
 
-    def __init__(self, spec: Mapping[str, Any], ontology: Ontology, source: str = "<policy>",
-                 digest_key: bytes | None = None) -> None:
+    def __init__(
+        self, spec: Mapping[str, Any], ontology: Ontology, source: str = "<policy>", digest_key: bytes | None = None
+    ) -> None:
         self.digest_key = digest_key  # keys the `hash` mask (see governance/digest_key.py)
         try:
             parsed = _PolicySpec.model_validate(spec)
@@ -176,8 +187,9 @@ class Policy:
                 raise PolicyError(f"policy {source}, action {action_type}: unknown approver roles {unknown}")
             if not rule.approvers and not rule.automatic:
                 raise PolicyError(f"policy {source}, action {action_type}: needs approvers or automatic: true")
-            self.approvals[action_type] = ApprovalRule(action_type, frozenset(rule.approvers), rule.approvals,
-                                                       rule.automatic, rule.expires_after_hours)
+            self.approvals[action_type] = ApprovalRule(
+                action_type, frozenset(rule.approvers), rule.approvals, rule.automatic, rule.expires_after_hours
+            )
         self._strictest = _strictest_classifications(ontology)
         self._scopes: dict[tuple[frozenset[str], str | None], ReadScope] = {}
         self._modes: dict[tuple[frozenset[str], str], dict[str, MaskMode]] = {}
@@ -201,7 +213,9 @@ class Policy:
         where = f"policy {source}, role {name}"
         for classification in spec.fields:
             if classification not in CLASSIFICATIONS:
-                raise PolicyError(f"{where}: unknown classification {classification!r} (use {', '.join(CLASSIFICATIONS)})")
+                raise PolicyError(
+                    f"{where}: unknown classification {classification!r} (use {', '.join(CLASSIFICATIONS)})"
+                )
         unknown_ops = [op for op in spec.operations if op != "*" and op not in OPERATIONS]
         if unknown_ops:
             raise PolicyError(f"{where}: unknown operations {unknown_ops} (known: {', '.join(sorted(OPERATIONS))})")
@@ -215,8 +229,10 @@ class Policy:
                 scan = ScopeJoin(classes, rule.scan.via, rule.scan.anchor)
             rows.append(_RowRule(classes, rule.predicate, tuple(rule.needs), scan))
         read = self._classes(spec.read, where)
-        above = None if read is None else frozenset(
-            {*read, *(self.ontology.classes[a].name for c in read for a in self.ontology.ancestors(c))}
+        above = (
+            None
+            if read is None
+            else frozenset({*read, *(self.ontology.classes[a].name for c in read for a in self.ontology.ancestors(c))})
         )
         return _Role(
             name=name,
@@ -320,7 +336,8 @@ class Policy:
         predicate = None if "true" in alternatives else " OR ".join(f"({a})" for a in alternatives)
         hidden = {
             cls.name: frozenset(
-                prop for prop in self.ontology.properties(cls.id)
+                prop
+                for prop in self.ontology.properties(cls.id)
                 if self._mode(roles, cls.name, self.classification(prop)) != "show"
             )
             for cls in self.ontology.classes.values()
@@ -363,8 +380,11 @@ class Policy:
         """Whether a row rule of `role` restricts twins of class `cls` (or of one of its subclasses)."""
         if not role.rows or cls not in self.ontology:
             return bool(role.rows)
-        return any(rule_cls in self.ontology and (self.ontology.is_a(cls, rule_cls) or self.ontology.is_a(rule_cls, cls))
-                   for rule in role.rows for rule_cls in rule.classes)
+        return any(
+            rule_cls in self.ontology and (self.ontology.is_a(cls, rule_cls) or self.ontology.is_a(rule_cls, cls))
+            for rule in role.rows
+            for rule_cls in rule.classes
+        )
 
     def classification(self, field_name: str) -> str:
         """The classification a value of property `field_name` is masked by, whichever class holds it.
@@ -393,7 +413,8 @@ class Policy:
             name = self.ontology.get(cls).name if cls in self.ontology else cls
             # every property name any class defines: a twin may hold one its class does not (a former class's)
             modes = {
-                prop: mode for prop, classification in self._strictest.items()
+                prop: mode
+                for prop, classification in self._strictest.items()
                 if (mode := self._mode(roles, name, classification)) != "show"
             }
             modes[""] = self._mode(roles, name, DEFAULT_CLASSIFICATION)  # for fields the ontology does not know
@@ -458,8 +479,9 @@ def mask_value(value: Any, mode: MaskMode, digest_key: bytes | None = None) -> A
     return REDACTED
 
 
-def load_policy(ontology: Ontology | None = None, path: Path | str | None = None,
-                digest_key: bytes | None = None) -> Policy:
+def load_policy(
+    ontology: Ontology | None = None, path: Path | str | None = None, digest_key: bytes | None = None
+) -> Policy:
     """The policy from a YAML file (default: the bundled governance/policies/default.yaml)."""
     if ontology is None:  # the core is parsed with rdflib (slow to import): only when no ontology is given
         from ontology.core import load_core

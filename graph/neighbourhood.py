@@ -25,8 +25,9 @@ class Neighbour:
     via: tuple[str, ...]
 
 
-def neighbourhoods(reader: TwinReader, uids: Sequence[str], hops: int = 1, types: Sequence[str] = (),
-                   scope: ReadScope = UNRESTRICTED) -> dict[str, list[Neighbour]]:
+def neighbourhoods(
+    reader: TwinReader, uids: Sequence[str], hops: int = 1, types: Sequence[str] = (), scope: ReadScope = UNRESTRICTED
+) -> dict[str, list[Neighbour]]:
     """uid -> its neighbours within `hops` (nearest first), for every uid of `uids` the scope lets through."""
     if not 1 <= hops <= MAX_HOPS:
         raise QueryError(f"hops must be between 1 and {MAX_HOPS}, got {hops}")
@@ -40,7 +41,9 @@ def neighbourhoods(reader: TwinReader, uids: Sequence[str], hops: int = 1, types
     rows = reader.backend.read(
         f"UNWIND $uids AS u MATCH (a:Twin {{uid: u}}) MATCH p = (a)-{rel}-(m:Twin) WHERE m.uid <> u {_visible(scope)}"
         "RETURN u, m.uid, labels(m), properties(m), length(p), [r IN relationships(p) | type(r)] LIMIT $limit",
-        {"uids": list(dict.fromkeys(uids)), "limit": MAX_PATHS, **scope.params}, timeout_ms=reader.timeout_ms)
+        {"uids": list(dict.fromkeys(uids)), "limit": MAX_PATHS, **scope.params},
+        timeout_ms=reader.timeout_ms,
+    )
     found: dict[str, dict[str, Neighbour]] = {}
     for uid, other, labels, props, length, via in rows:
         near = found.setdefault(uid, {})
@@ -56,7 +59,9 @@ def _visible(scope: ReadScope) -> str:
         return ""
     if scope.predicate is None:
         return f"AND all(x IN nodes(p) WHERE {scope.render('x')}) "
-    return ("WITH u, m, p, [y IN nodes(p) | y.uid] AS path_uids "
-            f"CALL {{ WITH path_uids UNWIND path_uids AS v MATCH (x:Twin {{uid: v}}) WHERE {scope.render('x')} "
-            "RETURN count(x) AS path_visible } WITH u, m, p, path_uids, path_visible "
-            "WHERE path_visible = size(path_uids) ")
+    return (
+        "WITH u, m, p, [y IN nodes(p) | y.uid] AS path_uids "
+        f"CALL {{ WITH path_uids UNWIND path_uids AS v MATCH (x:Twin {{uid: v}}) WHERE {scope.render('x')} "
+        "RETURN count(x) AS path_visible } WITH u, m, p, path_uids, path_visible "
+        "WHERE path_visible = size(path_uids) "
+    )

@@ -12,8 +12,9 @@ from rich.table import Table
 
 from api.runtime import Runtime
 
-app = typer.Typer(help="Proposed actions and alerts of the automations: list, show, approve, reject.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Proposed actions and alerts of the automations: list, show, approve, reject.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -25,8 +26,9 @@ def _fail(runtime: Runtime, exc: Exception) -> typer.Exit:
 
 @app.command("list")
 def list_decisions(
-    state: Annotated[list[str] | None, typer.Option("--state", help="Only proposals/alerts in this state "
-                                                    "(repeatable).")] = None,
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="Only proposals/alerts in this state (repeatable).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Proposals and alerts, newest first."""
@@ -39,22 +41,33 @@ def list_decisions(
     finally:
         runtime.close()
     if as_json:
-        typer.echo(json.dumps({"proposals": [p.to_dict() for p in proposals],
-                               "alerts": [a.to_dict() for a in alerts]}, default=str))
+        typer.echo(
+            json.dumps(
+                {"proposals": [p.to_dict() for p in proposals], "alerts": [a.to_dict() for a in alerts]}, default=str
+            )
+        )
         return
     table = Table(title=f"proposals ({len(proposals)})")
     for column in ("id", "state", "action", "twin", "automation", "approved by", "expires"):
         table.add_column(column)
     for p in proposals:
-        table.add_row(p.id, p.state, p.action_type, p.twin_uid, p.automation, ", ".join(p.approved_by),
-                      f"{p.expires_at:%Y-%m-%d %H:%M}")
+        table.add_row(
+            p.id,
+            p.state,
+            p.action_type,
+            p.twin_uid,
+            p.automation,
+            ", ".join(p.approved_by),
+            f"{p.expires_at:%Y-%m-%d %H:%M}",
+        )
     console.print(table)
     alerts_table = Table(title=f"alerts ({len(alerts)})")
     for column in ("id", "state", "severity", "twin", "automation", "message"):
         alerts_table.add_column(column)
     for a in alerts:
-        alerts_table.add_row(a.id, a.state + (" (snoozed)" if a.snoozed() else ""), a.severity, a.twin_uid,
-                             a.automation, a.message[:80])
+        alerts_table.add_row(
+            a.id, a.state + (" (snoozed)" if a.snoozed() else ""), a.severity, a.twin_uid, a.automation, a.message[:80]
+        )
     console.print(alerts_table)
 
 
@@ -94,8 +107,11 @@ def approve(
     except (PolicyDenied, ProposalError) as exc:
         raise _fail(runtime, exc) from None
     runtime.close()
-    console.print(f"proposal {updated.id}: {updated.state} (approved by {', '.join(updated.approved_by)})",
-                  highlight=False, markup=False)
+    console.print(
+        f"proposal {updated.id}: {updated.state} (approved by {', '.join(updated.approved_by)})",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()

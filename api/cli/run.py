@@ -40,29 +40,44 @@ def run(
         raise typer.Exit(1) from None
     if not live.schedules and not routes.routes and decisions is None:
         runtime.close()
-        console.print("no connector has a schedule and no event route is configured; set `schedule:` in "
-                      "connectors.yaml or add routes.yaml", highlight=False)
+        console.print(
+            "no connector has a schedule and no event route is configured; set `schedule:` in "
+            "connectors.yaml or add routes.yaml",
+            highlight=False,
+        )
         raise typer.Exit(1)
 
     def report(status: ConnectorStatus, sync: SyncReport | None) -> None:
         if quiet:
             return
         if sync is None:
-            console.print(f"{status.connector}: failed ({status.failures} in a row), next at "
-                          f"{status.next_run:%H:%M:%S}: {status.last_error}", highlight=False, markup=False)
+            console.print(
+                f"{status.connector}: failed ({status.failures} in a row), next at "
+                f"{status.next_run:%H:%M:%S}: {status.last_error}",
+                highlight=False,
+                markup=False,
+            )
             return
         counts = sync.counts
-        console.print(f"{status.connector}: {counts.get('read', 0)} read, {counts.get('created', 0)} created, "
-                      f"{counts.get('updated', 0)} updated, {counts.get('deleted', 0)} deleted, "
-                      f"{counts.get('quarantined', 0)} quarantined", highlight=False, markup=False)
+        console.print(
+            f"{status.connector}: {counts.get('read', 0)} read, {counts.get('created', 0)} created, "
+            f"{counts.get('updated', 0)} updated, {counts.get('deleted', 0)} deleted, "
+            f"{counts.get('quarantined', 0)} quarantined",
+            highlight=False,
+            markup=False,
+        )
 
     live.on_run = report
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    console.print(f"runtime {live.holder}: " + ", ".join(f"{n} ({s.describe()})" for n, s in live.schedules.items())
-                  + "".join(f", route {name} -> {status.endpoint}" for name, status in
-                            ((s.route, s) for s in routes.status())), highlight=False, markup=False)
+    console.print(
+        f"runtime {live.holder}: "
+        + ", ".join(f"{n} ({s.describe()})" for n, s in live.schedules.items())
+        + "".join(f", route {name} -> {status.endpoint}" for name, status in ((s.route, s) for s in routes.status())),
+        highlight=False,
+        markup=False,
+    )
     live.start()
     routes.start()
     try:

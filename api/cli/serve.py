@@ -23,8 +23,13 @@ def serve(
     if settings.runtime_enabled:
         check_live_configuration()
     uvicorn.run(
-        "api.http.app:create_app", factory=True, host=host or settings.api_host, port=port or settings.api_port,
-        workers=workers or settings.api_workers, log_level=log_level, access_log=False,
+        "api.http.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        log_level=log_level,
+        access_log=False,
     )
 
 

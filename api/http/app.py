@@ -75,14 +75,19 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
     owned = runtime is None
     runtime = runtime or Runtime()
     settings = runtime.settings
-    schema = build_schema(runtime.ontology, limit_extensions(settings.api_max_depth, settings.api_max_tokens,
-                                                             settings.api_max_aliases))
+    schema = build_schema(
+        runtime.ontology, limit_extensions(settings.api_max_depth, settings.api_max_tokens, settings.api_max_aliases)
+    )
     _bind(schema)
     runtime.store  # noqa: B018 - open the graph now, not on the first request
     try:
         services = ApiServices(
-            runtime=runtime, schema=schema, authenticator=Authenticator.from_settings(settings),
-            trail=AuditTrail(runtime.audit), metrics=ApiMetrics(), jobs=JobRunner(),
+            runtime=runtime,
+            schema=schema,
+            authenticator=Authenticator.from_settings(settings),
+            trail=AuditTrail(runtime.audit),
+            metrics=ApiMetrics(),
+            jobs=JobRunner(),
             reads=ReadGate(settings.api_reads_per_caller),
         )
     except BaseException:
@@ -117,7 +122,9 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
             runtime.close()
 
     app = FastAPI(
-        title="Enterprise Twin API", version=API_VERSION, lifespan=lifespan,
+        title="Enterprise Twin API",
+        version=API_VERSION,
+        lifespan=lifespan,
         description="Governed GraphQL over the twin graph (POST /graphql) and REST operations.",
     )
     app.state.services = services
@@ -170,8 +177,9 @@ def _operation_kind(query: str, operation_name: str | None) -> tuple[str, str]:
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None and len(operations) > 1:
         return "invalid", "-"  # GraphQL over HTTP: several operations need an operationName
-    chosen = next((o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)),
-                  None)
+    chosen = next(
+        (o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)), None
+    )
     if chosen is None:
         return "invalid", operation_name or "-"
     return chosen.operation.value, chosen.name.value if chosen.name else "-"
@@ -210,16 +218,21 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
         try:
             body = loads(await request.body())
         except ValueError:
-            return JSONResponse(_error_body("the request body must be JSON: {\"query\": ..., \"variables\": {...}}",
-                                            {"code": "BAD_REQUEST"}), 400)
+            return JSONResponse(
+                _error_body(
+                    'the request body must be JSON: {"query": ..., "variables": {...}}', {"code": "BAD_REQUEST"}
+                ),
+                400,
+            )
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return JSONResponse(_error_body("the request needs a `query` string", {"code": "BAD_REQUEST"}), 400)
         query: str = body["query"]
         variables = body.get("variables") or {}
         operation_name = body.get("operationName")
         if not isinstance(variables, dict) or not (operation_name is None or isinstance(operation_name, str)):
-            return JSONResponse(_error_body("`variables` must be an object and `operationName` a string",
-                                            {"code": "BAD_REQUEST"}), 400)
+            return JSONResponse(
+                _error_body("`variables` must be an object and `operationName` a string", {"code": "BAD_REQUEST"}), 400
+            )
         kind, name = _operation_kind(query, operation_name)
         label = f"graphql.{kind}:{name}"
         unrunnable = _unrunnable_operation(query, operation_name) if kind == "invalid" else None
@@ -228,42 +241,81 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
         try:
             subject = services.authenticator.authenticate(request.headers.get("authorization"))
         except ApiError as exc:
-            services.trail.record(None, label, decision=Decision.DENY, policy_version=policy.version,
-                                  variables=variables, detail={**detail, "error": exc.extensions.get("code")})
+            services.trail.record(
+                None,
+                label,
+                decision=Decision.DENY,
+                policy_version=policy.version,
+                variables=variables,
+                detail={**detail, "error": exc.extensions.get("code")},
+            )
             services.metrics.operations.labels("deny").inc()
-            return JSONResponse(_error_body(exc.message, exc.extensions), exc.status,
-                                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+            return JSONResponse(
+                _error_body(exc.message, exc.extensions),
+                exc.status,
+                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None,
+            )
         try:  # fail closed: a request whose audit record cannot be made is not run
-            entry = services.trail.prepare(subject, label, decision=Decision.ALLOW, policy_version=policy.version,
-                                           variables=variables, detail=detail)
+            entry = services.trail.prepare(
+                subject,
+                label,
+                decision=Decision.ALLOW,
+                policy_version=policy.version,
+                variables=variables,
+                detail=detail,
+            )
         except AuditError as exc:
-            return JSONResponse(_error_body(f"the request cannot be audited, so it is not run: {exc}",
-                                            {"code": "BAD_REQUEST"}), 400)
+            return JSONResponse(
+                _error_body(f"the request cannot be audited, so it is not run: {exc}", {"code": "BAD_REQUEST"}), 400
+            )
         unstorable = unstorable_input(query, variables)
         if unstorable is not None or unrunnable is not None:
             message = describe_unstorable(unstorable) if unstorable is not None else str(unrunnable)
-            services.trail.submit(services.trail.finish(entry, operation=label, decision=Decision.DENY, rows=None,
-                                                        detail={**detail, "error": "BAD_USER_INPUT"}))
+            services.trail.submit(
+                services.trail.finish(
+                    entry,
+                    operation=label,
+                    decision=Decision.DENY,
+                    rows=None,
+                    detail={**detail, "error": "BAD_USER_INPUT"},
+                )
+            )
             services.metrics.operations.labels("deny").inc()
             return JSONResponse(_error_body(message, {"code": "BAD_USER_INPUT"}), 400)
-        ctx = RequestContext(subject=subject, policy=policy, scope=policy.read_scope(subject),
-                             store=services.runtime.store, services=services, timeout_ms=timeout_ms,
-                             max_filter_depth=services.runtime.settings.api_max_filter_depth,
-                             max_filter_conditions=services.runtime.settings.api_max_filter_conditions)
+        ctx = RequestContext(
+            subject=subject,
+            policy=policy,
+            scope=policy.read_scope(subject),
+            store=services.runtime.store,
+            services=services,
+            timeout_ms=timeout_ms,
+            max_filter_depth=services.runtime.settings.api_max_filter_depth,
+            max_filter_conditions=services.runtime.settings.api_max_filter_conditions,
+        )
         result = await services.schema.strawberry.execute(
-            query, variable_values=variables, context_value=ctx, operation_name=operation_name)
+            query, variable_values=variables, context_value=ctx, operation_name=operation_name
+        )
         errors = [e.formatted for e in result.errors or []]
         extensions: dict[str, Any] = {"policyVersion": policy.version, "masked": ctx.masked_report()}
         decision = Decision.DENY if ctx.denied else Decision.ALLOW
         entry = services.trail.finish(
-            entry, operation=f"{label}:{root_fields(ctx.fields)}", decision=decision, rows=ctx.rows,
-            detail={**detail, "errors": len(errors), "round_trips": ctx.round_trips})
+            entry,
+            operation=f"{label}:{root_fields(ctx.fields)}",
+            decision=decision,
+            rows=ctx.rows,
+            detail={**detail, "errors": len(errors), "round_trips": ctx.round_trips},
+        )
         if kind == "mutation":  # a state change is acknowledged only once its record is stored
             try:
                 await services.trail.record_durably(entry)
             except AuditUnavailable:
-                return JSONResponse(_error_body("the audit log could not record this mutation, so it is not "
-                                                "acknowledged; retry later", {"code": "AUDIT_UNAVAILABLE"}), 503)
+                return JSONResponse(
+                    _error_body(
+                        "the audit log could not record this mutation, so it is not acknowledged; retry later",
+                        {"code": "AUDIT_UNAVAILABLE"},
+                    ),
+                    503,
+                )
         else:
             services.trail.submit(entry)
         services.metrics.operations.labels(decision.value).inc()

@@ -99,8 +99,9 @@ def _twin_edit(proposal_id: str, params: Any, reference: str | None, store: Grap
     return TwinChange(twins=(Twin(params.uid, current.cls, dict(params.properties)),))
 
 
-TWIN_EDIT = ActionType("twin.edit", TwinEditParameters, "Set properties of a twin (a governed mutation).",
-                       twin_change=_twin_edit)
+TWIN_EDIT = ActionType(
+    "twin.edit", TwinEditParameters, "Set properties of a twin (a governed mutation).", twin_change=_twin_edit
+)
 
 
 def default_action_types(extra: Iterable[ActionType] = ()) -> ActionTypes:
@@ -112,8 +113,9 @@ def default_action_types(extra: Iterable[ActionType] = ()) -> ActionTypes:
     return types
 
 
-def apply_twin_change(store: GraphStore, policy: Policy, subject: Subject, change: TwinChange,
-                      source: str) -> WriteSummary:
+def apply_twin_change(
+    store: GraphStore, policy: Policy, subject: Subject, change: TwinChange, source: str
+) -> WriteSummary:
     """Write `change` as `subject` with the checks of a GraphQL mutation: each class needs `write`, no field the
     subject may not read is written, each twin must be one the subject sees (or would see once created)."""
     scope = policy.read_scope(subject)
@@ -125,8 +127,9 @@ def apply_twin_change(store: GraphStore, policy: Policy, subject: Subject, chang
             policy.require(subject, "write", twin.cls)
             hidden = policy.unreadable(subject, twin.cls, twin.properties)
             if hidden:
-                raise PolicyDenied(f"denied: field(s) {sorted(hidden)} of {twin.cls} may not be written by "
-                                   f"{subject.sub}")
+                raise PolicyDenied(
+                    f"denied: field(s) {sorted(hidden)} of {twin.cls} may not be written by {subject.sub}"
+                )
             if twin.uid in found:
                 if twin.uid not in visible:
                     raise PolicyDenied(f"denied: twin {twin.uid[:80]!r} is outside what {subject.sub} may see")
@@ -139,8 +142,10 @@ def apply_twin_change(store: GraphStore, policy: Policy, subject: Subject, chang
         visible = store.get_many(sorted(ends), scope)
         for link in change.links:
             if link.source not in visible or link.target not in visible:
-                raise PolicyDenied(f"denied: link {link.type} {link.source[:60]!r} -> {link.target[:60]!r} joins a "
-                                   f"twin outside what {subject.sub} may see")
+                raise PolicyDenied(
+                    f"denied: link {link.type} {link.source[:60]!r} -> {link.target[:60]!r} joins a "
+                    f"twin outside what {subject.sub} may see"
+                )
             policy.require(subject, "write", visible[link.source].cls)
         summary = summary + store.upsert_links(list(change.links), actor=subject.sub, source=source)
     return summary

@@ -23,13 +23,23 @@ def approval_rule(policy: Policy, action_type: str) -> ApprovalRule:
     return rule
 
 
-def check_decider(policy: Policy, subject: Subject, action_type: str, proposer: str, state: str,
-                  expires_at: datetime, approved_by: Collection[str], *, approving: bool) -> ApprovalRule:
+def check_decider(
+    policy: Policy,
+    subject: Subject,
+    action_type: str,
+    proposer: str,
+    state: str,
+    expires_at: datetime,
+    approved_by: Collection[str],
+    *,
+    approving: bool,
+) -> ApprovalRule:
     """The rule under which `subject` may decide on the proposal now; ApprovalRefused naming the reason otherwise."""
     rule = approval_rule(policy, action_type)
     if not subject.roles & rule.approvers:
-        raise ApprovalRefused(f"{subject.sub} holds none of the approver roles of {action_type} "
-                              f"({', '.join(sorted(rule.approvers))})")
+        raise ApprovalRefused(
+            f"{subject.sub} holds none of the approver roles of {action_type} ({', '.join(sorted(rule.approvers))})"
+        )
     if state != "proposed":
         raise ApprovalRefused(f"the proposal is {state}; only a proposed one can be decided")
     if expires_at <= datetime.now(UTC):
@@ -37,6 +47,7 @@ def check_decider(policy: Policy, subject: Subject, action_type: str, proposer: 
     if subject.sub == proposer:
         raise ApprovalRefused(f"{subject.sub} proposed it and may not decide on their own proposal")
     if approving and subject.sub in approved_by:
-        raise ApprovalRefused(f"{subject.sub} approved it already; {action_type} needs {rule.approvals} distinct "
-                              "approvers")
+        raise ApprovalRefused(
+            f"{subject.sub} approved it already; {action_type} needs {rule.approvals} distinct approvers"
+        )
     return rule

@@ -27,8 +27,14 @@ class LineageRef:
 
     def to_dict(self) -> dict[str, str]:
         """JSON-ready fields."""
-        return {"property": self.property, "sourceSystem": self.source_system, "sourceObject": self.source_object,
-                "recordKey": self.record_key, "sourceField": self.source_field, "runId": self.run_id}
+        return {
+            "property": self.property,
+            "sourceSystem": self.source_system,
+            "sourceObject": self.source_object,
+            "recordKey": self.record_key,
+            "sourceField": self.source_field,
+            "runId": self.run_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,13 @@ class EvidenceTwin:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
-        data = {"uid": self.uid, "className": self.cls, "values": self.values, "hops": self.hops,
-                "lineage": [ref.to_dict() for ref in self.lineage]}
+        data = {
+            "uid": self.uid,
+            "className": self.cls,
+            "values": self.values,
+            "hops": self.hops,
+            "lineage": [ref.to_dict() for ref in self.lineage],
+        }
         if self.masked:
             data["masked"] = dict(sorted(self.masked.items()))
         return data
@@ -62,8 +73,11 @@ class Evidence:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
-        data: dict[str, Any] = {"twins": [t.to_dict() for t in self.twins], "change": self.change,
-                                "telemetry": self.telemetry}
+        data: dict[str, Any] = {
+            "twins": [t.to_dict() for t in self.twins],
+            "change": self.change,
+            "telemetry": self.telemetry,
+        }
         if self.hidden:
             data["hidden"] = self.hidden
         return data
@@ -77,11 +91,26 @@ class Evidence:
         """Read back the stored form."""
         data = json.loads(text or "{}")
         twins = tuple(
-            EvidenceTwin(t["uid"], t["className"], dict(t.get("values") or {}),
-                         tuple(LineageRef(r["property"], r["sourceSystem"], r["sourceObject"], r["recordKey"],
-                                          r["sourceField"], r["runId"]) for r in t.get("lineage") or ()),
-                         int(t.get("hops", 0)), dict(t.get("masked") or {}))
-            for t in data.get("twins") or ())
+            EvidenceTwin(
+                t["uid"],
+                t["className"],
+                dict(t.get("values") or {}),
+                tuple(
+                    LineageRef(
+                        r["property"],
+                        r["sourceSystem"],
+                        r["sourceObject"],
+                        r["recordKey"],
+                        r["sourceField"],
+                        r["runId"],
+                    )
+                    for r in t.get("lineage") or ()
+                ),
+                int(t.get("hops", 0)),
+                dict(t.get("masked") or {}),
+            )
+            for t in data.get("twins") or ()
+        )
         return cls(twins, data.get("change"), dict(data.get("telemetry") or {}), int(data.get("hidden", 0)))
 
 
@@ -90,17 +119,26 @@ def visible_evidence(evidence: Evidence, policy: Policy, subject: Subject, seen:
     values masked by the policy; telemetry only with the triggering twin."""
     shown = []
     for twin in evidence.twins:
-        if twin.cls not in policy.ontology or not policy.decide(subject, "read", twin.cls).allowed or \
-                twin.uid not in seen:
+        if (
+            twin.cls not in policy.ontology
+            or not policy.decide(subject, "read", twin.cls).allowed
+            or twin.uid not in seen
+        ):
             continue
-        masked = policy.mask(subject, TwinRecord(twin.uid, twin.cls, policy.ontology.labels(twin.cls),
-                                                 dict(twin.values)))
-        lineage = tuple(ref for ref in twin.lineage if ref.property in masked.properties and
-                        ref.property not in masked.masked)
+        masked = policy.mask(
+            subject, TwinRecord(twin.uid, twin.cls, policy.ontology.labels(twin.cls), dict(twin.values))
+        )
+        lineage = tuple(
+            ref for ref in twin.lineage if ref.property in masked.properties and ref.property not in masked.masked
+        )
         shown.append(replace(twin, values=masked.properties, lineage=lineage, masked=masked.masked))
     root_shown = any(t.hops == 0 for t in shown)
-    return Evidence(tuple(shown), evidence.change, evidence.telemetry if root_shown else {},
-                    evidence.hidden + len(evidence.twins) - len(shown))
+    return Evidence(
+        tuple(shown),
+        evidence.change,
+        evidence.telemetry if root_shown else {},
+        evidence.hidden + len(evidence.twins) - len(shown),
+    )
 
 
 def evidence_values(properties: Mapping[str, Any], names: Collection[str]) -> dict[str, Any]:

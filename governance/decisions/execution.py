@@ -49,9 +49,16 @@ class ExecutionOutcome:
 class Executor:
     """Runs due executions of approved proposals."""
 
-    def __init__(self, proposals: ProposalStore, action_types: ActionTypes, store: GraphStore, policy: Policy,
-                 holder: str, lease_seconds: float = LEASE_SECONDS,
-                 on_outcome: Callable[[ExecutionOutcome], None] | None = None) -> None:
+    def __init__(
+        self,
+        proposals: ProposalStore,
+        action_types: ActionTypes,
+        store: GraphStore,
+        policy: Policy,
+        holder: str,
+        lease_seconds: float = LEASE_SECONDS,
+        on_outcome: Callable[[ExecutionOutcome], None] | None = None,
+    ) -> None:
         """`on_outcome` hears of failed attempts that will be retried (the runtime records them)."""
         self.proposals = proposals
         self.engine = proposals.engine
@@ -66,11 +73,20 @@ class Executor:
         """Proposal ids whose execution may be claimed now (pending and due, or claimed by a lease that lapsed)."""
         e, now = execution_table, datetime.now(UTC)
         with self.engine.connect() as conn:
-            return [pid for (pid,) in conn.execute(
-                select(e.c.proposal_id).where(or_(
-                    (e.c.state == "pending") & (e.c.next_attempt_at <= now),
-                    (e.c.state == "running") & (e.c.claimed_until < now)))
-                .order_by(e.c.next_attempt_at).limit(limit)).all()]
+            return [
+                pid
+                for (pid,) in conn.execute(
+                    select(e.c.proposal_id)
+                    .where(
+                        or_(
+                            (e.c.state == "pending") & (e.c.next_attempt_at <= now),
+                            (e.c.state == "running") & (e.c.claimed_until < now),
+                        )
+                    )
+                    .order_by(e.c.next_attempt_at)
+                    .limit(limit)
+                ).all()
+            ]
 
     def run_due(self, limit: int = 50) -> list[ExecutionOutcome]:
         """Claim and run every due execution (at most `limit`); what happened to each."""
@@ -119,44 +135,83 @@ class Executor:
     def _claim(self, proposal_id: str) -> tuple[int, Subject] | None:
         e, now = execution_table, datetime.now(UTC)
         with self.engine.begin() as conn:
-            claimed = conn.execute(update(e).where(e.c.proposal_id == proposal_id, or_(
-                (e.c.state == "pending") & (e.c.next_attempt_at <= now),
-                (e.c.state == "running") & (e.c.claimed_until < now)))
-                .values(state="running", claimed_by=self.holder, attempts=e.c.attempts + 1,
-                        claimed_until=now + timedelta(seconds=self.lease_seconds))).rowcount
+            claimed = conn.execute(
+                update(e)
+                .where(
+                    e.c.proposal_id == proposal_id,
+                    or_(
+                        (e.c.state == "pending") & (e.c.next_attempt_at <= now),
+                        (e.c.state == "running") & (e.c.claimed_until < now),
+                    ),
+                )
+                .values(
+                    state="running",
+                    claimed_by=self.holder,
+                    attempts=e.c.attempts + 1,
+                    claimed_until=now + timedelta(seconds=self.lease_seconds),
+                )
+            ).rowcount
             if claimed != 1:
                 return None
-            row = conn.execute(select(e.c.attempts, e.c.actor, e.c.actor_roles)
-                               .where(e.c.proposal_id == proposal_id)).one()
+            row = conn.execute(
+                select(e.c.attempts, e.c.actor, e.c.actor_roles).where(e.c.proposal_id == proposal_id)
+            ).one()
         return int(row.attempts), Subject(sub=row.actor, roles=frozenset(json.loads(row.actor_roles)))
 
-    def _settle(self, proposal_id: str, outcome: str, reference: str | None, error: str | None,
-                attempts: int) -> None:
+    def _settle(self, proposal_id: str, outcome: str, reference: str | None, error: str | None, attempts: int) -> None:
         """Done or failed: the entry and the proposal in one transaction; retry: pending again after a back-off."""
         e, p, now = execution_table, proposal_table, datetime.now(UTC)
         with self.engine.begin() as conn:
             mine = (e.c.proposal_id == proposal_id) & (e.c.claimed_by == self.holder) & (e.c.state == "running")
             if outcome == "retry":
-                conn.execute(update(e).where(mine).values(
-                    state="pending", error=error, claimed_by=None, claimed_until=None,
-                    next_attempt_at=now + timedelta(seconds=2.0 ** (attempts - 1))))
+                conn.execute(
+                    update(e)
+                    .where(mine)
+                    .values(
+                        state="pending",
+                        error=error,
+                        claimed_by=None,
+                        claimed_until=None,
+                        next_attempt_at=now + timedelta(seconds=2.0 ** (attempts - 1)),
+                    )
+                )
                 return
             state = "done" if outcome == "done" else "failed"
-            if conn.execute(update(e).where(mine).values(state=state, reference=reference, error=error,
-                                                         claimed_until=None)).rowcount == 1:
-                conn.execute(update(p).where(p.c.id == proposal_id).values(
-                    state="executed" if state == "done" else "failed", open_key=None, updated_at=now,
-                    result=reference if state == "done" else error))
+            if (
+                conn.execute(
+                    update(e).where(mine).values(state=state, reference=reference, error=error, claimed_until=None)
+                ).rowcount
+                == 1
+            ):
+                conn.execute(
+                    update(p)
+                    .where(p.c.id == proposal_id)
+                    .values(
+                        state="executed" if state == "done" else "failed",
+                        open_key=None,
+                        updated_at=now,
+                        result=reference if state == "done" else error,
+                    )
+                )
 
     def unrecorded(self, limit: int = 100) -> list[ExecutionOutcome]:
         """Executions that ended (done or failed) whose end is not in the audit log yet."""
         e = execution_table
         with self.engine.connect() as conn:
-            rows = conn.execute(select(e).where(e.c.state.in_(["done", "failed"]), e.c.recorded.is_(False))
-                                .limit(limit)).all()
-        return [ExecutionOutcome(row.proposal_id, row.state, row.reference, row.error,
-                                 Subject(sub=row.actor, roles=frozenset(json.loads(row.actor_roles))),
-                                 int(row.attempts)) for row in rows]
+            rows = conn.execute(
+                select(e).where(e.c.state.in_(["done", "failed"]), e.c.recorded.is_(False)).limit(limit)
+            ).all()
+        return [
+            ExecutionOutcome(
+                row.proposal_id,
+                row.state,
+                row.reference,
+                row.error,
+                Subject(sub=row.actor, roles=frozenset(json.loads(row.actor_roles))),
+                int(row.attempts),
+            )
+            for row in rows
+        ]
 
     def recorded(self, proposal_id: str) -> None:
         """Mark an execution's end as recorded in the audit log."""

@@ -65,8 +65,12 @@ class DecisionCursor:
         """Move from `seen` to `to`; False when another runtime moved it meanwhile."""
         t = cursor_table
         with self.engine.begin() as conn:
-            return conn.execute(update(t).where(t.c.name == self.name, t.c.seq == seen)
-                                .values(seq=to, updated_at=datetime.now(UTC))).rowcount == 1
+            return (
+                conn.execute(
+                    update(t).where(t.c.name == self.name, t.c.seq == seen).values(seq=to, updated_at=datetime.now(UTC))
+                ).rowcount
+                == 1
+            )
 
 
 @dataclass
@@ -84,8 +88,15 @@ class DecisionStatus:
 class DecisionRuntime:
     """Evaluates automations over the feed and on schedules, expires and executes proposals, in one thread."""
 
-    def __init__(self, registry: AutomationRegistry, store: GraphStore, evaluator: Evaluator,
-                 service: DecisionService, executor: Executor, cursor: DecisionCursor) -> None:
+    def __init__(
+        self,
+        registry: AutomationRegistry,
+        store: GraphStore,
+        evaluator: Evaluator,
+        service: DecisionService,
+        executor: Executor,
+        cursor: DecisionCursor,
+    ) -> None:
         self.registry = registry
         self.store = store
         self.evaluator = evaluator

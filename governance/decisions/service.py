@@ -34,8 +34,16 @@ MAX_EVIDENCE_NEIGHBOURS = 20
 class DecisionService:
     """Alerts and proposals as a subject may see and decide on them; the automations' firings turned into both."""
 
-    def __init__(self, store: GraphStore, policy: Policy, audit: AuditLog, alerts: AlertStore,
-                 proposals: ProposalStore, action_types: ActionTypes, lineage: LineageStore | None = None) -> None:
+    def __init__(
+        self,
+        store: GraphStore,
+        policy: Policy,
+        audit: AuditLog,
+        alerts: AlertStore,
+        proposals: ProposalStore,
+        action_types: ActionTypes,
+        lineage: LineageStore | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.audit = audit
@@ -61,12 +69,12 @@ class DecisionService:
             raise AlertError(f"no alert {alert_id[:40]!r}")
         return shown[0]
 
-    def list_proposals(self, subject: Subject, states: Sequence[str] | None = None,
-                       limit: int = 200) -> list[Proposal]:
+    def list_proposals(self, subject: Subject, states: Sequence[str] | None = None, limit: int = 200) -> list[Proposal]:
         """The proposals `subject` may see (it reads the twin's class and sees the twin), evidence masked."""
         shown = self._visible(self.proposals.list(states, limit), subject)
-        self._record(subject, "decision.proposals.read", Decision.ALLOW, {"states": list(states or ())},
-                     rows=len(shown))
+        self._record(
+            subject, "decision.proposals.read", Decision.ALLOW, {"states": list(states or ())}, rows=len(shown)
+        )
         return shown
 
     def proposal(self, subject: Subject, proposal_id: str) -> Proposal:
@@ -79,31 +87,50 @@ class DecisionService:
         return shown[0]
 
     def _visible(self, proposals: Sequence[Proposal], subject: Subject) -> list[Proposal]:
-        readable = [p for p in proposals if p.twin_class in self.policy.ontology and
-                    self.policy.decide(subject, "read", p.twin_class).allowed]
+        readable = [
+            p
+            for p in proposals
+            if p.twin_class in self.policy.ontology and self.policy.decide(subject, "read", p.twin_class).allowed
+        ]
         if not readable:
             return []
         scope = self.policy.read_scope(subject)
         uids = sorted({p.twin_uid for p in readable} | {t.uid for p in readable for t in p.evidence.twins})
         every_row = scope.predicate is None and scope.readable_classes is None
         seen = set(uids) if every_row else set(self.store.get_many(uids, scope))
-        return [replace(p, evidence=visible_evidence(p.evidence, self.policy, subject, seen),
-                        parameters=self._masked_parameters(p, subject)) for p in readable
-                if p.twin_uid in seen or self.policy.sees_created(subject, p.twin_class)]
+        return [
+            replace(
+                p,
+                evidence=visible_evidence(p.evidence, self.policy, subject, seen),
+                parameters=self._masked_parameters(p, subject),
+            )
+            for p in readable
+            if p.twin_uid in seen or self.policy.sees_created(subject, p.twin_class)
+        ]
 
     def _masked_parameters(self, proposal: Proposal, subject: Subject) -> dict[str, Any]:
         """Parameters as `subject` may see them: twin values a parameter carries (`properties`) masked like a read."""
         values = proposal.parameters.get("properties")
         if not isinstance(values, dict):
             return proposal.parameters
-        masked = self.policy.mask(subject, TwinRecord(proposal.twin_uid, proposal.twin_class,
-                                                      self.policy.ontology.labels(proposal.twin_class), values))
+        masked = self.policy.mask(
+            subject,
+            TwinRecord(
+                proposal.twin_uid, proposal.twin_class, self.policy.ontology.labels(proposal.twin_class), values
+            ),
+        )
         return {**proposal.parameters, "properties": masked.properties}
 
     # ------------------------------------------------------------------ alerts
 
-    def update_alert(self, subject: Subject, alert_id: str, action: Literal["acknowledge", "resolve", "snooze"],
-                     until: datetime | None = None, reason: str = "") -> Alert:
+    def update_alert(
+        self,
+        subject: Subject,
+        alert_id: str,
+        action: Literal["acknowledge", "resolve", "snooze"],
+        until: datetime | None = None,
+        reason: str = "",
+    ) -> Alert:
         """Acknowledge, resolve or snooze an alert the subject may see."""
         self.alert(subject, alert_id)
         try:
@@ -111,22 +138,34 @@ class DecisionService:
         except AlertError as exc:
             self._record(subject, f"alert.{action}", Decision.DENY, {"alert": alert_id}, {"reason": str(exc)})
             raise
-        self._record(subject, f"alert.{action}", Decision.ALLOW, {"alert": alert_id},
-                     {"alert": alert_id, "reason": reason, "rule": alert.automation, "rule_version": alert.rule_version,
-                      "until": until.isoformat() if until else None})
+        self._record(
+            subject,
+            f"alert.{action}",
+            Decision.ALLOW,
+            {"alert": alert_id},
+            {
+                "alert": alert_id,
+                "reason": reason,
+                "rule": alert.automation,
+                "rule_version": alert.rule_version,
+                "until": until.isoformat() if until else None,
+            },
+        )
         return alert
 
     # ------------------------------------------------------------------ proposals
 
-    def propose(self, subject: Subject, action_type: str, parameters: dict[str, Any], twin_uid: str,
-                reason: str) -> Proposal:
+    def propose(
+        self, subject: Subject, action_type: str, parameters: dict[str, Any], twin_uid: str, reason: str
+    ) -> Proposal:
         """A person's own proposal of an action on a twin it sees (its class's `write`, parameters checked)."""
         kind = self.action_types.get(action_type)
         variables = {"action_type": action_type, "twin": twin_uid}
         try:
             if kind is None:
-                raise ApprovalRefused(f"unknown action type {action_type!r}; known: "
-                                      f"{', '.join(self.action_types.names())}")
+                raise ApprovalRefused(
+                    f"unknown action type {action_type!r}; known: {', '.join(self.action_types.names())}"
+                )
             twin = self.store.get(twin_uid, self.policy.read_scope(subject))
             if twin is None:
                 raise PolicyDenied(f"denied: twin {twin_uid[:80]!r} is not one {subject.sub} may see")
@@ -137,9 +176,18 @@ class DecisionService:
             self._record(subject, "decision.proposed", Decision.DENY, variables, {"reason": str(exc)})
             raise
         proposal, _ = self.proposals.create(
-            automation="manual", rule_version="-", action_type=action_type, parameters=checked, twin_uid=twin_uid,
-            twin_class=twin.cls, proposer=subject, reason=reason, evidence=Evidence(),
-            expires_after_hours=rule.expires_after_hours, key=None)
+            automation="manual",
+            rule_version="-",
+            action_type=action_type,
+            parameters=checked,
+            twin_uid=twin_uid,
+            twin_class=twin.cls,
+            proposer=subject,
+            reason=reason,
+            evidence=Evidence(),
+            expires_after_hours=rule.expires_after_hours,
+            key=None,
+        )
         self._transition(subject, "proposed", proposal, reason)
         return proposal
 
@@ -153,8 +201,13 @@ class DecisionService:
         except ApprovalRefused as exc:
             self._transition(subject, "approved", proposal, str(exc), Decision.DENY)
             raise
-        self._transition(subject, "approved" if done else "approval", updated, reason,
-                         extra={"approvals": len(updated.approved_by), "needed": rule.approvals})
+        self._transition(
+            subject,
+            "approved" if done else "approval",
+            updated,
+            reason,
+            extra={"approvals": len(updated.approved_by), "needed": rule.approvals},
+        )
         return updated
 
     def reject(self, subject: Subject, proposal_id: str, reason: str) -> Proposal:
@@ -177,19 +230,29 @@ class DecisionService:
             self._transition(subject, "overridden", proposal, str(exc), Decision.DENY)
             raise
         updated = self.proposals.decide(proposal.id, "overridden", parameters=checked)
-        self._transition(subject, "overridden", updated, reason,
-                         extra={"before": proposal.parameters, "after": checked})
+        self._transition(
+            subject, "overridden", updated, reason, extra={"before": proposal.parameters, "after": checked}
+        )
         return updated
 
-    def _decidable(self, subject: Subject, proposal_id: str, transition: str, *, approving: bool,
-                   reason: str | None = None) -> Proposal:
+    def _decidable(
+        self, subject: Subject, proposal_id: str, transition: str, *, approving: bool, reason: str | None = None
+    ) -> Proposal:
         """The proposal, if `subject` sees it and may decide on it now (a refusal is recorded)."""
         proposal = self.proposal(subject, proposal_id)
         try:
             if reason is not None and not reason.strip():
                 raise ApprovalRefused(f"a proposal is {transition} with a reason")
-            check_decider(self.policy, subject, proposal.action_type, proposal.proposer, proposal.state,
-                          proposal.expires_at, proposal.approved_by, approving=approving)
+            check_decider(
+                self.policy,
+                subject,
+                proposal.action_type,
+                proposal.proposer,
+                proposal.state,
+                proposal.expires_at,
+                proposal.approved_by,
+                approving=approving,
+            )
         except ApprovalRefused as exc:
             self._transition(subject, transition, proposal, str(exc), Decision.DENY)
             raise
@@ -205,14 +268,31 @@ class DecisionService:
         subject = rule.subject
         if rule.alert is not None and firing.alert_key is not None:
             alert, new = self.alerts.raise_alert(
-                automation=rule.name, rule_version=rule.version, severity=rule.alert.severity, key=firing.alert_key,
-                twin_uid=firing.uid, twin_class=firing.cls, message=firing.alert_message or "", evidence=evidence,
-                actor=subject.sub)
+                automation=rule.name,
+                rule_version=rule.version,
+                severity=rule.alert.severity,
+                key=firing.alert_key,
+                twin_uid=firing.uid,
+                twin_class=firing.cls,
+                message=firing.alert_message or "",
+                evidence=evidence,
+                actor=subject.sub,
+            )
             if new:
-                self._record(subject, "alert.raised", Decision.ALLOW, {"alert": alert.id, "automation": rule.name},
-                             {"alert": alert.id, "rule": rule.name, "rule_version": rule.version,
-                              "severity": alert.severity,
-                              "key": alert.key, "twin": firing.uid})
+                self._record(
+                    subject,
+                    "alert.raised",
+                    Decision.ALLOW,
+                    {"alert": alert.id, "automation": rule.name},
+                    {
+                        "alert": alert.id,
+                        "rule": rule.name,
+                        "rule_version": rule.version,
+                        "severity": alert.severity,
+                        "key": alert.key,
+                        "twin": firing.uid,
+                    },
+                )
         if rule.action is not None and firing.parameters is not None:
             kind = self.action_types.get(rule.action.type)
             approval = self.policy.approvals.get(rule.action.type)
@@ -221,21 +301,37 @@ class DecisionService:
             try:
                 checked = kind.check(firing.parameters).model_dump()
             except ActionError as exc:  # parameters the twin filled in that the action type refuses
-                self._record(subject, "decision.proposed", Decision.DENY, {"automation": rule.name,
-                                                                           "twin": firing.uid},
-                             {"reason": str(exc), "rule": rule.name, "rule_version": rule.version})
+                self._record(
+                    subject,
+                    "decision.proposed",
+                    Decision.DENY,
+                    {"automation": rule.name, "twin": firing.uid},
+                    {"reason": str(exc), "rule": rule.name, "rule_version": rule.version},
+                )
                 return alert, None
             proposal, new = self.proposals.create(
-                automation=rule.name, rule_version=rule.version, action_type=rule.action.type, parameters=checked,
-                twin_uid=firing.uid, twin_class=firing.cls, proposer=subject,
-                reason=firing.alert_message or f"{rule.name}: condition held for {firing.uid}", evidence=evidence,
-                expires_after_hours=approval.expires_after_hours, key=f"{rule.name}:{firing.uid}")
+                automation=rule.name,
+                rule_version=rule.version,
+                action_type=rule.action.type,
+                parameters=checked,
+                twin_uid=firing.uid,
+                twin_class=firing.cls,
+                proposer=subject,
+                reason=firing.alert_message or f"{rule.name}: condition held for {firing.uid}",
+                evidence=evidence,
+                expires_after_hours=approval.expires_after_hours,
+                key=f"{rule.name}:{firing.uid}",
+            )
             if new:
                 self._transition(subject, "proposed", proposal, proposal.reason)
                 if rule.action.automatic and approval.automatic:
                     proposal, _ = self.proposals.approve(proposal.id, subject.sub, sorted(subject.roles), 1)
-                    self._transition(subject, "approved", proposal, "automatic: the policy allows this action type "
-                                     "to run without approval")
+                    self._transition(
+                        subject,
+                        "approved",
+                        proposal,
+                        "automatic: the policy allows this action type to run without approval",
+                    )
         return alert, proposal
 
     def expire(self) -> list[Proposal]:
@@ -251,27 +347,52 @@ class DecisionService:
         proposal = self.proposals.require(outcome.proposal_id)
         actor = outcome.actor or Subject(sub="twin decisions", roles=frozenset())
         state = {"done": "executed", "failed": "failed", "retry": "attempt_failed"}[outcome.state]
-        self._transition(actor, state, proposal, outcome.error or "",
-                         extra={"reference": outcome.reference, "attempts": outcome.attempts,
-                                "approved_by": list(proposal.approved_by)})
+        self._transition(
+            actor,
+            state,
+            proposal,
+            outcome.error or "",
+            extra={
+                "reference": outcome.reference,
+                "attempts": outcome.attempts,
+                "approved_by": list(proposal.approved_by),
+            },
+        )
 
     # ------------------------------------------------------------------ evidence and audit
 
     def _evidence(self, firing: Firing) -> Evidence:
         rule = firing.automation
-        attributes = {a for expression in _expressions(rule) for name, a in expression.paths
-                      if name not in ("twin", "telemetry", "neighbours", "now")}
+        attributes = {
+            a
+            for expression in _expressions(rule)
+            for name, a in expression.paths
+            if name not in ("twin", "telemetry", "neighbours", "now")
+        }
         values = evidence_values(firing.properties, rule.reads)
         twins = [EvidenceTwin(firing.uid, firing.cls, values, self._lineage(firing.uid, values), 0)]
         for neighbour in firing.neighbours[:MAX_EVIDENCE_NEIGHBOURS]:
             props = neighbour.twin.properties
-            twins.append(EvidenceTwin(neighbour.twin.uid, neighbour.twin.cls,
-                                      {a: props[a] for a in sorted(attributes) if a in props}, (), neighbour.hops))
+            twins.append(
+                EvidenceTwin(
+                    neighbour.twin.uid,
+                    neighbour.twin.cls,
+                    {a: props[a] for a in sorted(attributes) if a in props},
+                    (),
+                    neighbour.hops,
+                )
+            )
         change = None
         if firing.change is not None:
             c = firing.change
-            change = {"seq": c.seq, "op": c.op, "actor": c.actor, "source": c.source, "runId": c.run_id,
-                      "at": c.at.isoformat()}
+            change = {
+                "seq": c.seq,
+                "op": c.op,
+                "actor": c.actor,
+                "source": c.source,
+                "runId": c.run_id,
+                "at": c.at.isoformat(),
+            }
         return Evidence(tuple(twins), change, firing.telemetry)
 
     def _lineage(self, uid: str, values: dict[str, Any]) -> tuple[LineageRef, ...]:
@@ -280,23 +401,61 @@ class DecisionService:
         latest: dict[str, LineageRef] = {}
         for record in self.lineage.where_from(uid):
             if record.property in values:
-                latest[record.property] = LineageRef(record.property, record.source_system, record.source_object,
-                                                     record.record_key, record.source_field or "", record.run_id)
+                latest[record.property] = LineageRef(
+                    record.property,
+                    record.source_system,
+                    record.source_object,
+                    record.record_key,
+                    record.source_field or "",
+                    record.run_id,
+                )
         return tuple(latest[p] for p in sorted(latest))
 
-    def _transition(self, subject: Subject, transition: str, proposal: Proposal, reason: str,
-                    decision: Decision = Decision.ALLOW, extra: dict[str, Any] | None = None) -> None:
-        self._record(subject, f"decision.{transition}", decision,
-                     {"proposal": proposal.id, "automation": proposal.automation},
-                     {"proposal": proposal.id, "reason": reason, "rule": proposal.automation,
-                      "rule_version": proposal.rule_version, "action_type": proposal.action_type,
-                      "state": proposal.state, **(extra or {})})
+    def _transition(
+        self,
+        subject: Subject,
+        transition: str,
+        proposal: Proposal,
+        reason: str,
+        decision: Decision = Decision.ALLOW,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._record(
+            subject,
+            f"decision.{transition}",
+            decision,
+            {"proposal": proposal.id, "automation": proposal.automation},
+            {
+                "proposal": proposal.id,
+                "reason": reason,
+                "rule": proposal.automation,
+                "rule_version": proposal.rule_version,
+                "action_type": proposal.action_type,
+                "state": proposal.state,
+                **(extra or {}),
+            },
+        )
 
-    def _record(self, subject: Subject, operation: str, decision: Decision, variables: dict[str, Any],
-                detail: dict[str, Any] | None = None, rows: int | None = None) -> None:
-        self.audit.append(AuditEvent.for_subject(
-            subject, operation, decision, variables=variables, policy_version=self.policy.version, rows_returned=rows,
-            detail=json.dumps(detail, sort_keys=True, default=str)[:4000] if detail else ""))
+    def _record(
+        self,
+        subject: Subject,
+        operation: str,
+        decision: Decision,
+        variables: dict[str, Any],
+        detail: dict[str, Any] | None = None,
+        rows: int | None = None,
+    ) -> None:
+        self.audit.append(
+            AuditEvent.for_subject(
+                subject,
+                operation,
+                decision,
+                variables=variables,
+                policy_version=self.policy.version,
+                rows_returned=rows,
+                detail=json.dumps(detail, sort_keys=True, default=str)[:4000] if detail else "",
+            )
+        )
 
 
 def _expressions(rule: Any) -> list[Any]:

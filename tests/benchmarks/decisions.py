@@ -37,8 +37,18 @@ from ontology.core import load_core  # noqa: E402
 
 def emit(figure: str, value: float, **extra: object) -> None:
     """One figure as a JSON line, with the load average."""
-    print(json.dumps({"benchmark": "decisions", "figure": figure, "value": value,
-                      "load_average": [round(x, 2) for x in os.getloadavg()], **extra}), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "decisions",
+                "figure": figure,
+                "value": value,
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+                **extra,
+            }
+        ),
+        flush=True,
+    )
 
 
 def automations_yaml(count: int) -> str:
@@ -46,19 +56,31 @@ def automations_yaml(count: int) -> str:
     lines = ["automations:"]
     for i in range(count):
         if i % 10 == 9:
-            lines += [f"  near-{i}:", "    role: admin", "    trigger: {change: {class: Material, properties: "
-                      "[stockLevel]}}", "    neighbours: {hops: 1, via: [supplies]}",
-                      f"    condition: \"twin.stockLevel < {i}.0 && neighbours.exists(n, n.cls == 'Supplier' && "
-                      "n.reliability < 0.5)\"", "    alert: {severity: info}"]
+            lines += [
+                f"  near-{i}:",
+                "    role: admin",
+                "    trigger: {change: {class: Material, properties: [stockLevel]}}",
+                "    neighbours: {hops: 1, via: [supplies]}",
+                f"    condition: \"twin.stockLevel < {i}.0 && neighbours.exists(n, n.cls == 'Supplier' && "
+                'n.reliability < 0.5)"',
+                "    alert: {severity: info}",
+            ]
         elif i % 4 == 3:
-            lines += [f"  supplier-{i}:", "    role: data_steward", "    trigger: {change: {class: Supplier, "
-                      "properties: [reliability]}}", f"    condition: \"twin.reliability < 0.{i % 9 + 1}\"",
-                      "    alert: {severity: info}"]
+            lines += [
+                f"  supplier-{i}:",
+                "    role: data_steward",
+                "    trigger: {change: {class: Supplier, properties: [reliability]}}",
+                f'    condition: "twin.reliability < 0.{i % 9 + 1}"',
+                "    alert: {severity: info}",
+            ]
         else:
-            lines += [f"  stock-{i}:", "    role: data_steward", "    trigger: {change: {class: Material, "
-                      "properties: [stockLevel]}}",
-                      f"    condition: \"twin.stockLevel < {i}.0 && twin.name != '' && twin.uid != ''\"",
-                      "    alert: {severity: info}"]
+            lines += [
+                f"  stock-{i}:",
+                "    role: data_steward",
+                "    trigger: {change: {class: Material, properties: [stockLevel]}}",
+                f"    condition: \"twin.stockLevel < {i}.0 && twin.name != '' && twin.uid != ''\"",
+                "    alert: {severity: info}",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -68,12 +90,15 @@ def rule_evals(twins: int, count: int, rounds: int) -> None:
     results = []
     for _ in range(rounds):
         root = Path(tempfile.mkdtemp(prefix="decisions-bench-"))
-        store = GraphStore.open(f"falkordb+embedded://{root / 'graph'}", ontology, fsync="no",
-                                history_url=f"sqlite:///{root / 'twin.db'}")
+        store = GraphStore.open(
+            f"falkordb+embedded://{root / 'graph'}", ontology, fsync="no", history_url=f"sqlite:///{root / 'twin.db'}"
+        )
         try:
             suppliers = [Twin(f"sup:{i}", "Supplier", {"name": f"S{i}", "reliability": 0.9}) for i in range(50)]
-            materials = [Twin(f"mat:{i}", "Material", {"name": f"M{i}", "stockLevel": 500.0, "unitCost": 2.0})
-                         for i in range(twins)]
+            materials = [
+                Twin(f"mat:{i}", "Material", {"name": f"M{i}", "stockLevel": 500.0, "unitCost": 2.0})
+                for i in range(twins)
+            ]
             store.upsert_twins(suppliers + materials)
             store.upsert_links([Link("supplies", f"sup:{i % 50}", f"mat:{i}", {}) for i in range(twins)])
             start = store.feed.head()
@@ -98,8 +123,16 @@ def rule_evals(twins: int, count: int, rounds: int) -> None:
             shutil.rmtree(root, ignore_errors=True)
     rate = statistics.median(r[0] for r in results)
     best = min(results, key=lambda r: abs(r[0] - rate))
-    emit("rule_evals_per_s", round(rate), automations=count, changes=twins, evaluations=best[1], firings=best[2],
-         seconds=round(best[3], 3), rounds=rounds)
+    emit(
+        "rule_evals_per_s",
+        round(rate),
+        automations=count,
+        changes=twins,
+        evaluations=best[1],
+        firings=best[2],
+        seconds=round(best[3], 3),
+        rounds=rounds,
+    )
 
 
 def duplicate_writebacks(moments: int) -> None:
@@ -119,8 +152,12 @@ def duplicate_writebacks(moments: int) -> None:
         runtime.close()
         stop_embedded(data_dir / "graph")
         shutil.rmtree(root, ignore_errors=True)
-    emit("duplicate_writebacks", sum(max(0, n - 1) for _, n in results), moments=moments,
-         lost=sum(1 for _, n in results if n == 0))
+    emit(
+        "duplicate_writebacks",
+        sum(max(0, n - 1) for _, n in results),
+        moments=moments,
+        lost=sum(1 for _, n in results if n == 0),
+    )
 
 
 def main() -> None:

@@ -45,15 +45,24 @@ def sample_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def settings_for(data_dir: Path) -> Settings:
     """Settings of a test data directory (embedded graph and SQLite inside it)."""
-    return Settings(data_dir=data_dir, graph_url=f"falkordb+embedded://{data_dir / 'graph'}",
-                    database_url=f"sqlite:///{data_dir / 'twin.db'}", graph_fsync="no")
+    return Settings(
+        data_dir=data_dir,
+        graph_url=f"falkordb+embedded://{data_dir / 'graph'}",
+        database_url=f"sqlite:///{data_dir / 'twin.db'}",
+        graph_fsync="no",
+    )
 
 
 def sync_erp(runtime: Runtime) -> None:
     """Sync the sample ERP into the twin (incremental), as the operator."""
     registry = ConnectorRegistry.load(runtime.ontology, data_dir=runtime.settings.data_dir)
-    run_connector(runtime.sync_engine("test"), registry.connector("sample-erp"), subject=runtime.operator(),
-                  policy=runtime.policy, audit=runtime.audit)
+    run_connector(
+        runtime.sync_engine("test"),
+        registry.connector("sample-erp"),
+        subject=runtime.operator(),
+        policy=runtime.policy,
+        audit=runtime.audit,
+    )
 
 
 @pytest.fixture

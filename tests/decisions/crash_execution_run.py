@@ -34,17 +34,26 @@ def run(data_dir: Path, pause: float) -> None:
             kind = service.action_types.get(name)
             if kind is not None and kind.writeback is not None:
                 write = kind.writeback
-                service.action_types.register(replace(kind, writeback=lambda pid, p, w=write: _paused(w(pid, p),
-                                                                                                        pause)))
-        executor = Executor(service.proposals, service.action_types, runtime.store, runtime.policy,
-                            holder=f"crash-{os.getpid()}", lease_seconds=LEASE, on_outcome=service.executed)
+                service.action_types.register(
+                    replace(kind, writeback=lambda pid, p, w=write: _paused(w(pid, p), pause))
+                )
+        executor = Executor(
+            service.proposals,
+            service.action_types,
+            runtime.store,
+            runtime.policy,
+            holder=f"crash-{os.getpid()}",
+            lease_seconds=LEASE,
+            on_outcome=service.executed,
+        )
         runtime.store.feed.head()
         print("ready", flush=True)
         while True:
             executor.run_and_record(service.executed)
             with executor.engine.connect() as conn:
-                open_entries = conn.execute(select(execution_table.c.proposal_id).where(
-                    execution_table.c.state.in_(["pending", "running"]))).all()
+                open_entries = conn.execute(
+                    select(execution_table.c.proposal_id).where(execution_table.c.state.in_(["pending", "running"]))
+                ).all()
             if not open_entries and not executor.unrecorded():
                 break
             time.sleep(0.05)

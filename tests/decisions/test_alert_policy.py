@@ -30,8 +30,13 @@ def test_alert_evidence_follows_row_rules_and_masks(erp_twin: Runtime) -> None:
     decisions.registry.reload()
     decisions.step()  # the cursor starts at the feed's head
     store = runtime.store
-    store.upsert_twins([Twin("ou:a", "OrgUnit", {"name": "A"}), Twin("ou:b", "OrgUnit", {"name": "B"}),
-                        Twin("hr:e1", "Employee", {"name": "Eve", "employeeId": "E1", "email": "eve@example.com"})])
+    store.upsert_twins(
+        [
+            Twin("ou:a", "OrgUnit", {"name": "A"}),
+            Twin("ou:b", "OrgUnit", {"name": "B"}),
+            Twin("hr:e1", "Employee", {"name": "Eve", "employeeId": "E1", "email": "eve@example.com"}),
+        ]
+    )
     store.upsert_links([Link("worksIn", "hr:e1", "ou:a", {})])
     decisions.step()
     assert decisions.status.firings == 1, decisions.status.errors
@@ -48,10 +53,15 @@ def test_alert_evidence_follows_row_rules_and_masks(erp_twin: Runtime) -> None:
 
 def test_a_field_the_role_may_not_read_is_refused_at_load(erp_twin: Runtime) -> None:
     (erp_twin.settings.data_dir / "automations.yaml").write_text(
-        WATCH.replace("role: admin", "role: data_steward").replace("twin.email.endsWith('@example.com')",
-                                                                  "twin.salary > 100000.0"))
+        WATCH.replace("role: admin", "role: data_steward").replace(
+            "twin.email.endsWith('@example.com')", "twin.salary > 100000.0"
+        )
+    )
     decisions = erp_twin.decision_runtime(holder="test")
     assert decisions is not None
-    with pytest.raises(AutomationError, match=r":6: automation 'people-with-email': condition: role 'data_steward' "
-                                              r"may not read Employee\.salary"):
+    with pytest.raises(
+        AutomationError,
+        match=r":6: automation 'people-with-email': condition: role 'data_steward' "
+        r"may not read Employee\.salary",
+    ):
         decisions.start()

@@ -25,15 +25,18 @@ def _load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
     return load_automations(path, ONTOLOGY, POLICY, TYPES)
 
 
-@pytest.mark.parametrize(("wrong", "right", "line", "term"), [
-    ('"twin.stockLevel < 5.0 && neighbours', '"twin.stockLevel < && neighbours', 8, "expression error: line 1"),
-    ("{class: Material, properties", "{class: Materiel, properties", 6, "unknown class 'Materiel'"),
-    ("properties: [stockLevel]", "properties: [stockLevle]", 6, "unknown property 'stockLevle'"),
-    ('"twin.stockLevel < 5.0', '"twin.stock < 5.0', 8, "unknown property 'stock'"),
-    ("type: erp.purchase_order", "type: erp.purchase_ordre", 11, "unknown action type 'erp.purchase_ordre'"),
-    ("via: [supplies]", "via: [suplies]", 7, "unknown relationship 'suplies'"),
-    ("role: data_steward", "role: hr", 6, "role 'hr' may not read Material"),
-])
+@pytest.mark.parametrize(
+    ("wrong", "right", "line", "term"),
+    [
+        ('"twin.stockLevel < 5.0 && neighbours', '"twin.stockLevel < && neighbours', 8, "expression error: line 1"),
+        ("{class: Material, properties", "{class: Materiel, properties", 6, "unknown class 'Materiel'"),
+        ("properties: [stockLevel]", "properties: [stockLevle]", 6, "unknown property 'stockLevle'"),
+        ('"twin.stockLevel < 5.0', '"twin.stock < 5.0', 8, "unknown property 'stock'"),
+        ("type: erp.purchase_order", "type: erp.purchase_ordre", 11, "unknown action type 'erp.purchase_ordre'"),
+        ("via: [supplies]", "via: [suplies]", 7, "unknown relationship 'suplies'"),
+        ("role: data_steward", "role: hr", 6, "role 'hr' may not read Material"),
+    ],
+)
 def test_errors_name_file_line_and_term(tmp_path: Path, wrong: str, right: str, line: int, term: str) -> None:
     assert wrong in REORDER
     with pytest.raises(AutomationError) as caught:
@@ -45,8 +48,9 @@ def test_errors_name_file_line_and_term(tmp_path: Path, wrong: str, right: str, 
 
 def test_automatic_approval_only_where_the_policy_allows_it(tmp_path: Path) -> None:
     with pytest.raises(AutomationError, match=r":12: .*action\.approval: the policy does not allow"):
-        _load(tmp_path, REORDER.replace("type: erp.purchase_order",
-                                        "type: erp.purchase_order\n      approval: automatic"))
+        _load(
+            tmp_path, REORDER.replace("type: erp.purchase_order", "type: erp.purchase_order\n      approval: automatic")
+        )
 
 
 def test_a_failed_reload_keeps_the_previous_set(tmp_path: Path) -> None:
@@ -65,7 +69,10 @@ def test_a_failed_reload_keeps_the_previous_set(tmp_path: Path) -> None:
 
 
 def test_a_change_evaluates_only_the_rules_watching_it(tmp_path: Path) -> None:
-    rules = _load(tmp_path, REORDER + """\
+    rules = _load(
+        tmp_path,
+        REORDER
+        + """\
   any-material-change:
     role: admin
     trigger: {change: {class: Item}}
@@ -76,7 +83,8 @@ def test_a_change_evaluates_only_the_rules_watching_it(tmp_path: Path) -> None:
     trigger: {schedule: {class: Machine, every: 15m}}
     condition: "twin.uid != ''"
     alert: {severity: info}
-""")
+""",
+    )
     names = lambda cls, op, changed: sorted(r.name for r in rules.watching(cls, op, changed))  # noqa: E731
     assert names("Material", "update", ["stockLevel"]) == ["any-material-change", "reorder-materials"]
     assert names("Material", "update", ["name"]) == ["any-material-change"]

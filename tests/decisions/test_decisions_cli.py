@@ -33,9 +33,15 @@ def cli_env(erp_twin: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runt
 
 def _proposal(runtime: Runtime) -> str:
     supplier, material = runtime.store.query(
-        "MATCH (s:Supplier)-[:supplies]->(m:Material) RETURN s.uid, m.uid ORDER BY m.uid LIMIT 1")[0]
-    return runtime.decisions.propose(STEWARD, "erp.purchase_order", {"material": material, "supplier": supplier,
-                                                                     "quantity": 5.0}, material, "needs more").id
+        "MATCH (s:Supplier)-[:supplies]->(m:Material) RETURN s.uid, m.uid ORDER BY m.uid LIMIT 1"
+    )[0]
+    return runtime.decisions.propose(
+        STEWARD,
+        "erp.purchase_order",
+        {"material": material, "supplier": supplier, "quantity": 5.0},
+        material,
+        "needs more",
+    ).id
 
 
 def test_list_show_approve_and_reject(cli_env: Runtime) -> None:
@@ -73,8 +79,10 @@ def test_twin_run_refuses_a_wrong_automations_file(cli_env: Runtime) -> None:
 def test_serve_refuses_to_start_on_a_broken_automations_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "twin"
     data.mkdir()
-    (data / "automations.yaml").write_text("automations:\n  a:\n    role: admin\n    trigger: {change: {class: Gizmo}}\n"
-                                           "    condition: 'true'\n    alert: {severity: info}\n")
+    (data / "automations.yaml").write_text(
+        "automations:\n  a:\n    role: admin\n    trigger: {change: {class: Gizmo}}\n"
+        "    condition: 'true'\n    alert: {severity: info}\n"
+    )
     monkeypatch.setenv("TWIN_DATA_DIR", str(data))
     get_settings.cache_clear()
     try:
@@ -82,6 +90,8 @@ def test_serve_refuses_to_start_on_a_broken_automations_file(tmp_path: Path, mon
     finally:
         get_settings.cache_clear()
     message = "".join(refused.output.split())  # the console wraps long lines
-    assert refused.exit_code == 1 and "automations.yaml:4:automation'a':trigger.change.class:unknownclass'Gizmo'" \
-        in message
+    assert (
+        refused.exit_code == 1
+        and "automations.yaml:4:automation'a':trigger.change.class:unknownclass'Gizmo'" in message
+    )
     assert "Traceback" not in refused.output

@@ -30,10 +30,16 @@ EXECUTIVE = Subject(sub="bob", roles=frozenset({"executive"}))
 def _approved(runtime: Runtime) -> str:
     """A new purchase-order proposal, approved by two people (its execution queued)."""
     supplier, material = runtime.store.query(
-        "MATCH (s:Supplier)-[:supplies]->(m:Material) RETURN s.uid, m.uid ORDER BY m.uid LIMIT 1")[0]
+        "MATCH (s:Supplier)-[:supplies]->(m:Material) RETURN s.uid, m.uid ORDER BY m.uid LIMIT 1"
+    )[0]
     service = runtime.decisions
-    proposal = service.propose(ADMIN, "erp.purchase_order", {"material": material, "supplier": supplier,
-                                                               "quantity": 10.0}, material, "crash test")
+    proposal = service.propose(
+        ADMIN,
+        "erp.purchase_order",
+        {"material": material, "supplier": supplier, "quantity": 10.0},
+        material,
+        "crash test",
+    )
     service.approve(STEWARD, proposal.id)
     assert service.approve(EXECUTIVE, proposal.id).state == "approved"
     return proposal.id
@@ -43,9 +49,14 @@ def _child(data_dir: Path) -> subprocess.Popen[str]:
     """An executing process; its errors go to DATA_DIR/child.err (a file: reading `ready` from the output pipe
     buffers what follows, which `communicate` would then miss)."""
     with open(data_dir / "child.err", "w") as errors:
-        return subprocess.Popen([sys.executable, "-m", "tests.decisions.crash_execution_run", str(data_dir),
-                                 str(PAUSE)], cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.decisions.crash_execution_run", str(data_dir), str(PAUSE)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
 
 
 def _ready(child: subprocess.Popen[str]) -> None:
@@ -63,8 +74,11 @@ def _finish(data_dir: Path) -> float:
     assert child.stdout is not None
     out = child.stdout.read()  # to the end, from the text buffer on
     child.wait(timeout=120)
-    assert child.returncode == 0 and "done" in out, (child.returncode, out[-500:],
-                                                     (data_dir / "child.err").read_text()[-2000:])
+    assert child.returncode == 0 and "done" in out, (
+        child.returncode,
+        out[-500:],
+        (data_dir / "child.err").read_text()[-2000:],
+    )
     return time.monotonic() - started
 
 
@@ -90,14 +104,18 @@ def crash_runs(runtime: Runtime, moments: int, seed: int) -> list[tuple[str, int
             child.stdout.close()
             _finish(data_dir)
         with sqlite3.connect(erp) as con:
-            orders = con.execute("SELECT COUNT(*) FROM purchase_orders WHERE po_number = ?",
-                                 (f"TW-{proposal_id}",)).fetchone()[0]
+            orders = con.execute(
+                "SELECT COUNT(*) FROM purchase_orders WHERE po_number = ?", (f"TW-{proposal_id}",)
+            ).fetchone()[0]
         results.append((proposal_id, orders))
         proposal = runtime.decisions.proposals.require(proposal_id)
         assert proposal.state == "executed", (proposal.state, proposal.result)
         assert runtime.store.get(f"erp:po:TW-{proposal_id}") is not None
-        recorded = [r for r in runtime.audit.query(operation="decision.executed", limit=1000)
-                    if f'"proposal": "{proposal_id}"' in r.detail]
+        recorded = [
+            r
+            for r in runtime.audit.query(operation="decision.executed", limit=1000)
+            if f'"proposal": "{proposal_id}"' in r.detail
+        ]
         assert recorded, f"the execution of {proposal_id} is not in the audit log"
     return results
 

@@ -86,8 +86,11 @@ def test_stock_under_reorder_point_ends_in_one_purchase_order(erp_twin: Runtime)
     lineage = runtime.lineage.where_from(f"erp:po:{done.result}", "orderNumber")
     assert lineage and lineage[-1].source_system == "erp" and lineage[-1].record_key
 
-    operations = [(r.operation, r.decision) for r in runtime.audit.query(limit=1000)
-                  if r.operation.startswith("decision.") and "read" not in r.operation]
+    operations = [
+        (r.operation, r.decision)
+        for r in runtime.audit.query(limit=1000)
+        if r.operation.startswith("decision.") and "read" not in r.operation
+    ]
     for expected in ("decision.proposed", "decision.approval", "decision.approved", "decision.executed"):
         assert (expected, "allow") in [(o, str(d)) for o, d in operations], expected
     assert sum(1 for o, d in operations if o == "decision.approved" and str(d) == "deny") == 3
@@ -107,8 +110,9 @@ def test_expired_proposal_cannot_be_approved_and_override_asks_again(erp_twin: R
 
     service = erp_twin.decisions
     material = _material_with_supplier(erp_twin)
-    supplier = erp_twin.store.query(f"MATCH (s:Supplier)-[:supplies]->(m:Material {{uid: '{material}'}}) "
-                                    "RETURN s.uid LIMIT 1")[0][0]
+    supplier = erp_twin.store.query(
+        f"MATCH (s:Supplier)-[:supplies]->(m:Material {{uid: '{material}'}}) RETURN s.uid LIMIT 1"
+    )[0][0]
     params = {"material": material, "supplier": supplier, "quantity": 5.0}
     admin = Subject(sub="ada", roles=frozenset({"admin"}))
     proposal = service.propose(admin, "erp.purchase_order", params, material, "manual")
@@ -116,14 +120,20 @@ def test_expired_proposal_cannot_be_approved_and_override_asks_again(erp_twin: R
     overridden = service.override(EXECUTIVE, proposal.id, {"quantity": 8.0}, "a full pallet")
     assert overridden.parameters["quantity"] == 8.0 and overridden.approved_by == ()  # approvals withdrawn
     with service.proposals.engine.begin() as conn:
-        conn.execute(update(proposal_table).where(proposal_table.c.id == proposal.id)
-                     .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        conn.execute(
+            update(proposal_table)
+            .where(proposal_table.c.id == proposal.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
     with pytest.raises(ApprovalRefused, match="expired"):
         service.approve(STEWARD, proposal.id)
     [expired] = service.expire()
     assert expired.id == proposal.id and expired.state == "expired"
-    details = [json.loads(r.detail) for r in erp_twin.audit.query(limit=1000)
-               if r.operation in ("decision.overridden", "decision.expired") and r.decision == "allow"]
+    details = [
+        json.loads(r.detail)
+        for r in erp_twin.audit.query(limit=1000)
+        if r.operation in ("decision.overridden", "decision.expired") and r.decision == "allow"
+    ]
     assert [d["state"] for d in details] == ["proposed", "expired"]
     assert details[0]["before"]["quantity"] == 5.0 and details[0]["reason"] == "a full pallet"
 
@@ -173,6 +183,8 @@ def test_a_broken_file_while_running_keeps_the_loaded_automations(erp_twin: Runt
     os.utime(path, (1, 1))  # a changed file time, whatever the clock's resolution
     _lower_stock(erp_twin, _material_with_supplier(erp_twin), 2.0)
     decisions.step()
-    assert decisions.status.last_reload_error and ":8: automation 'reorder-materials'" in \
+    assert (
         decisions.status.last_reload_error
+        and ":8: automation 'reorder-materials'" in decisions.status.last_reload_error
+    )
     assert decisions.status.firings == 1  # the previously loaded set evaluated the change

@@ -32,8 +32,11 @@ def test_telemetry_window_proposes_a_twin_edit(erp_twin: Runtime) -> None:
     hot, cool = [uid for (uid,) in runtime.store.query("MATCH (m:Machine) RETURN m.uid ORDER BY m.uid LIMIT 2")]
     telemetry = TelemetryStore(runtime.settings.resolved_database_url)
     now = datetime.now(UTC)
-    readings = [Reading(uid, "temperature", (now - timedelta(minutes=m)).isoformat(), value)
-                for uid, values in ((hot, (94.0, 96.0)), (cool, (50.0, 99.0))) for m, value in zip((5, 2), values)]
+    readings = [
+        Reading(uid, "temperature", (now - timedelta(minutes=m)).isoformat(), value)
+        for uid, values in ((hot, (94.0, 96.0)), (cool, (50.0, 99.0)))
+        for m, value in zip((5, 2), values)
+    ]
     readings.append(Reading(cool, "temperature", (now - timedelta(hours=3)).isoformat(), 500.0))  # outside the window
     with telemetry.engine.begin() as conn:
         telemetry.append(conn, readings, "test-run")
@@ -64,14 +67,17 @@ def test_automatic_where_the_policy_allows_it(erp_twin: Runtime, tmp_path) -> No
     from api.settings import Settings
 
     policy = resources.files("governance").joinpath("policies/default.yaml").read_text()
-    policy = policy.replace("  twin.edit:\n    approvers: [admin, data_steward]\n",
-                            "  twin.edit:\n    approvers: [admin, data_steward]\n    automatic: true\n")
+    policy = policy.replace(
+        "  twin.edit:\n    approvers: [admin, data_steward]\n",
+        "  twin.edit:\n    approvers: [admin, data_steward]\n    automatic: true\n",
+    )
     (tmp_path / "policy.yaml").write_text(policy)
     settings: Settings = erp_twin.settings
     runtime = Runtime(settings=settings.model_copy(update={"policy_path": tmp_path / "policy.yaml"}))
     try:
-        (settings.data_dir / "automations.yaml").write_text(HOT.replace(
-            "type: twin.edit\n", "type: twin.edit\n      approval: automatic\n"))
+        (settings.data_dir / "automations.yaml").write_text(
+            HOT.replace("type: twin.edit\n", "type: twin.edit\n      approval: automatic\n")
+        )
         hot = runtime.store.query("MATCH (m:Machine) RETURN m.uid ORDER BY m.uid LIMIT 1")[0][0]
         telemetry = TelemetryStore(settings.resolved_database_url)
         with telemetry.engine.begin() as conn:

@@ -15,9 +15,17 @@ from governance.decisions.evidence import Evidence, EvidenceTwin, LineageRef
 from governance.decisions.proposals import ProposalError, ProposalStore, execution_table
 from governance.identity import Subject
 
-EVIDENCE = Evidence((EvidenceTwin("erp:material:M1", "Material", {"stockLevel": 2.0},
-                                  (LineageRef("stockLevel", "erp", "materials", "1", "safety_stock", "run-1"),)),),
-                    {"seq": 7, "op": "update"})
+EVIDENCE = Evidence(
+    (
+        EvidenceTwin(
+            "erp:material:M1",
+            "Material",
+            {"stockLevel": 2.0},
+            (LineageRef("stockLevel", "erp", "materials", "1", "safety_stock", "run-1"),),
+        ),
+    ),
+    {"seq": 7, "op": "update"},
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,9 +36,17 @@ def url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-unt
 
 
 def _raise(store: AlertStore, key: str = "reorder:M1"):  # type: ignore[no-untyped-def]
-    return store.raise_alert(automation="reorder", rule_version="v1", severity="warning", key=key,
-                             twin_uid="erp:material:M1", twin_class="Material", message="low", evidence=EVIDENCE,
-                             actor="automation:reorder")
+    return store.raise_alert(
+        automation="reorder",
+        rule_version="v1",
+        severity="warning",
+        key=key,
+        twin_uid="erp:material:M1",
+        twin_class="Material",
+        message="low",
+        evidence=EVIDENCE,
+        actor="automation:reorder",
+    )
 
 
 def test_one_open_alert_per_key_and_its_states(url: str) -> None:
@@ -57,9 +73,19 @@ def test_one_open_alert_per_key_and_its_states(url: str) -> None:
 def test_proposals_dedupe_and_count_distinct_approvers(url: str) -> None:
     store = ProposalStore(url)
     proposer = Subject(sub="automation:reorder", roles=frozenset({"data_steward"}))
-    fields = dict(automation="reorder", rule_version="v1", action_type="erp.purchase_order",
-                  parameters={"quantity": 5.0}, twin_uid="erp:material:M1", twin_class="Material", proposer=proposer,
-                  reason="low", evidence=EVIDENCE, expires_after_hours=1.0, key="reorder:erp:material:M1")
+    fields = dict(
+        automation="reorder",
+        rule_version="v1",
+        action_type="erp.purchase_order",
+        parameters={"quantity": 5.0},
+        twin_uid="erp:material:M1",
+        twin_class="Material",
+        proposer=proposer,
+        reason="low",
+        evidence=EVIDENCE,
+        expires_after_hours=1.0,
+        key="reorder:erp:material:M1",
+    )
     first, new = store.create(**fields)
     second, new_again = store.create(**fields)
     assert new and not new_again and second.id == first.id
@@ -81,12 +107,31 @@ def test_proposals_dedupe_and_count_distinct_approvers(url: str) -> None:
 def test_expiry_frees_the_key(url: str) -> None:
     store = ProposalStore(url)
     proposer = Subject(sub="ann", roles=frozenset({"admin"}))
-    proposal, _ = store.create(automation="manual", rule_version="-", action_type="twin.edit",
-                               parameters={"uid": "x", "properties": {"name": "y"}}, twin_uid="x", twin_class="Asset",
-                               proposer=proposer, reason="r", evidence=Evidence(), expires_after_hours=0.0001,
-                               key="k")
+    proposal, _ = store.create(
+        automation="manual",
+        rule_version="-",
+        action_type="twin.edit",
+        parameters={"uid": "x", "properties": {"name": "y"}},
+        twin_uid="x",
+        twin_class="Asset",
+        proposer=proposer,
+        reason="r",
+        evidence=Evidence(),
+        expires_after_hours=0.0001,
+        key="k",
+    )
     assert store.expire_due(datetime.now(UTC) + timedelta(seconds=5))[0].id == proposal.id
     assert store.require(proposal.id).state == "expired"
-    assert store.create(automation="manual", rule_version="-", action_type="twin.edit", parameters={}, twin_uid="x",
-                        twin_class="Asset", proposer=proposer, reason="r", evidence=Evidence(),
-                        expires_after_hours=1, key="k")[1]
+    assert store.create(
+        automation="manual",
+        rule_version="-",
+        action_type="twin.edit",
+        parameters={},
+        twin_uid="x",
+        twin_class="Asset",
+        proposer=proposer,
+        reason="r",
+        evidence=Evidence(),
+        expires_after_hours=1,
+        key="k",
+    )[1]
