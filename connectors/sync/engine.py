@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from connectors.errors import MassDeletion, SyncError
 from connectors.limits import SizeLimits, excerpt
 from connectors.mapping import EntityMapping
 from connectors.quarantine import INVALID_FIELD, QuarantinedRow
-from connectors.source import Source, SourceObjectMissing, SourceRecord, UnknownSourceField, Watermark, lists_keys
+from connectors.source import AcknowledgingSource, Source, SourceObjectMissing, SourceRecord, UnknownSourceField, Watermark, lists_keys
 from connectors.sync.committer import BatchCommitter
 from connectors.sync.context import RunContext
 from connectors.sync.deletions import Deletions
@@ -202,6 +203,9 @@ class SyncEngine:
         counts_early = checks_deletions and ctx.mode == "incremental" and callable(counter)
         counted: Future[int] | None = None
         side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-source-count") if counts_early else None
+        # a source whose server keeps what was read (MQTT) is told each page is safe only after the page's commit is
+        # durable: the acknowledgement is committer work queued behind that commit (a dry run acknowledges nothing)
+        acknowledging = isinstance(source, AcknowledgingSource) and ctx.committer is not None
         clock = time.perf_counter()
         try:
             self._check_file_size(ctx, entity, source)
@@ -214,6 +218,9 @@ class SyncEngine:
                     if record.watermark is not None and (newest is None or record.watermark > newest):
                         newest = record.watermark
                 self._page(ctx, entity, mapper, page, seen, report)
+                if acknowledging:
+                    assert ctx.committer is not None and isinstance(source, AcknowledgingSource)
+                    ctx.committer.submit(partial(source.acknowledge, page))
                 if ctx.progress is not None:
                     ctx.progress(entity.name, report.read, total)
                 clock = time.perf_counter()
@@ -225,6 +232,9 @@ class SyncEngine:
                 timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self.deletions.delete(ctx, entity, gone, report)
+            if acknowledging:  # the acknowledgements go out before the source's session is closed
+                assert ctx.committer is not None
+                ctx.committer.drain()
         finally:
             if side is not None:
                 side.shutdown(wait=True)
