@@ -17,7 +17,9 @@ Per kind, the connector's `source:` holds the connection and each mapping entity
 kind     connector `source:`                              entity `source:`
 =======  ===============================================  =========================================================
 sql      url, push (LISTEN/NOTIFY, connectors/sql_push)   table | query, schema, columns, page_size,
-                                                          related_watermarks (joined tables' change times)
+                                                          related_watermarks (joined tables' change times),
+                                                          key_table (a query with one row per row of that table:
+                                                          deletion checks count and list keys there)
 file     directory                                        path, format, sheet, dtype
 rest     base_url, headers                                endpoint, records_path, pagination, page_size, ... params
 tryton   url, database, username, password                model, fields, domain, page_size
@@ -154,7 +156,7 @@ _CONNECTOR_KNOWN: dict[str, set[str]] = {  # every option a kind of source takes
               "publishing_interval", "reconnect_max_delay", "timeout"},
 }
 _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
-    "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks"},
+    "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks", "key_table"},
     "file": {"path", "format", "sheet", "dtype"},
     "rest": {"endpoint", "records_path", "pagination", "page_size", "page_param", "size_param", "offset_param",
              "limit_param", "cursor_param", "cursor_path", "since_param", "params", "timeout", "max_pages"},
@@ -219,6 +221,7 @@ class _SourceFactory:
                              query=opts.get("query"), key=entity.key or ("id",), watermark=entity.watermark,
                              schema=opts.get("schema"), columns=opts.get("columns"),
                              related_watermarks=opts.get("related_watermarks") or (),
+                             key_table=opts.get("key_table"),
                              page_size=int(opts.get("page_size", self.options.get("page_size", 5_000))),
                              name=f"{self.connector}:{entity.name}")
         if self.kind == "file":
