@@ -6,12 +6,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import PROV
 
 from governance.canonical import sha256_digest
 from governance.errors import LineageError
-from governance.lineage import DatasetRef, FedProperty, LineageStore, ProvenanceRecord, RunKind, RunStatus
+from governance.lineage import DatasetRef, FedProperty, FedValue, FedValues, LineageStore, ProvenanceRecord, RunKind, RunStatus
 from governance.provenance_export import LINEAGE, run_iri, source_record_iri, to_openlineage, to_prov_o
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
@@ -89,6 +90,23 @@ def test_unknown_run_is_refused_and_nothing_stored(sqlite_url: str) -> None:
     with pytest.raises(LineageError, match="ghost"):
         store.record(batch)
     assert store.where_from("c-1") == []
+
+
+def test_a_known_run_is_checked_once_and_an_unknown_one_every_time(sqlite_url: str) -> None:
+    """Batches of one run check its existence once (runs are never deleted); an unknown run is refused each time."""
+    store = LineageStore(sqlite_url)
+    good = store.start_run("connector", "crm")
+    fed = FedValues(good.run_id, "crm", "accounts", [FedValue("c-1", "name", "ACME", "C1", "NAME")])
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    store.record_values(fed)
+    store.record_values(FedValues(good.run_id, "crm", "accounts", [FedValue("c-2", "name", "Zeta", "C2", "NAME")]))
+    assert sum("lineage_run" in sql for sql in statements) == 1
+    for _ in range(2):
+        with pytest.raises(LineageError, match="ghost"):
+            store.record_values(FedValues("ghost", "crm", "accounts", [FedValue("c-3", "name", "X", "C3", "NAME")]))
+    assert sum("lineage_run" in sql for sql in statements) == 3
+    assert [r.record_key for r in store.where_from("c-2")] == ["C2"] and store.where_from("c-3") == []
 
 
 def test_erase_values_keeps_digests(synced: tuple[LineageStore, str, str]) -> None:
