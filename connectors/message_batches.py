@@ -42,7 +42,7 @@ class BatchWindow:
             if not value > 0:
                 raise BatchWindowError(f"{_OPTION_NAMES[name]} must be a positive number of seconds, not {value!r}")
 
-    def batches(self, inbox: "queue.Queue[T]") -> Iterator[list[T]]:
+    def batches(self, inbox: queue.Queue[T]) -> Iterator[list[T]]:
         """Batches of what arrives in `inbox` until the stream is idle for `idle_timeout` or `duration` passed."""
         deadline = time.monotonic() + self.duration
         while True:
@@ -65,5 +65,9 @@ class BatchWindow:
             yield batch
 
 
-_OPTION_NAMES = {"quiet": "batch_quiet", "max_delay": "max_batch_delay", "idle_timeout": "idle_timeout",
-                 "duration": "duration"}
+_OPTION_NAMES = {
+    "quiet": "batch_quiet",
+    "max_delay": "max_batch_delay",
+    "idle_timeout": "idle_timeout",
+    "duration": "duration",
+}

@@ -37,6 +37,9 @@ connection drops, asyncua reconnects with back-off (up to `reconnect_max_delay` 
 and restores the subscription; a server that is down when a run starts is a SourceError, and the runtime retries with
 its own back-off. OPC-UA keeps no history for a client that is away: a value that changed several times while no
 session was open (or during a reconnect) is seen once, as its current value.
+OPC-UA has no acknowledgement a client sends back (a subscription's notifications are not redelivered), so this
+source is no connectors.source.AcknowledgingSource: nothing waits for the sync's commit, and after a crash the next
+run's first read hands on every node's current value again.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ Per kind, the connector's `source:` holds the connection and each mapping entity
 kind     connector `source:`                              entity `source:`
 =======  ===============================================  =========================================================
 sql      url, push (LISTEN/NOTIFY, connectors/sql_push)   table | query, schema, columns, page_size,
-                                                          related_watermarks (joined tables' change times)
+                                                          related_watermarks (joined tables' change times),
+                                                          key_table (a query with one row per row of that table:
+                                                          deletion checks count and list keys there)
 file     directory                                        path, format, sheet, dtype
 rest     base_url, headers                                endpoint, records_path, pagination, page_size, ... params
 tryton   url, database, username, password                model, fields, domain, page_size
@@ -179,7 +181,7 @@ _CONNECTOR_KNOWN: dict[str, set[str]] = {  # every option a kind of source takes
     },
 }
 _ENTITY_OPTIONS: dict[str, set[str]] = {  # an entity's `source:` options, per kind of source
-    "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks"},
+    "sql": {"table", "query", "schema", "columns", "page_size", "related_watermarks", "key_table"},
     "file": {"path", "format", "sheet", "dtype"},
     "rest": {
         "endpoint",
@@ -272,6 +274,7 @@ class _SourceFactory:
                 schema=opts.get("schema"),
                 columns=opts.get("columns"),
                 related_watermarks=opts.get("related_watermarks") or (),
+                key_table=opts.get("key_table"),
                 page_size=int(opts.get("page_size", self.options.get("page_size", 5_000))),
                 name=f"{self.connector}:{entity.name}",
             )

@@ -91,6 +91,22 @@ class Source(Protocol):
         ...
 
 
+@runtime_checkable
+class AcknowledgingSource(Source, Protocol):
+    """A source whose server keeps what was read until told it is safe (MQTT QoS 1): the sync engine calls
+    `acknowledge(page)` for each page it read, in order, once the page's relational commit (ledger, telemetry,
+    quarantine) is durable, and `close()` when the entity's read is over; a page never acknowledged is delivered
+    again to the next session (at least once)."""
+
+    def acknowledge(self, page: list[SourceRecord]) -> None:
+        """Release `page` (a list this source's read handed out, the same object) and every page before it."""
+        ...
+
+    def close(self) -> None:
+        """End the session; pages not acknowledged stay with the server for the next session."""
+        ...
+
+
 def lists_keys(source: object) -> bool:
     """Whether listing a source's keys costs far less than reading its records (a class attribute `lists_keys`
     says so: SQL and Tryton fetch keys only, a file is parsed once), so every incremental run compares the key set

@@ -8,6 +8,11 @@ in the database are taken as UTC. A query that joins tables names each joined ta
 column in `related_watermarks`: a row counts as changed when any of them is at or after the bound (so renaming a site
 re-reads the work centres that show its code), and its change time is the newest of them.
 
+Deletion checks count and list keys only. A query whose rows are exactly its base table's rows (inner joins along
+required foreign keys that only add columns, no filter) may say so with `key_table: <that table>`: keys are then
+counted and listed on that table, without running the joins. The declaration is the mapping author's: a query that
+drops or repeats base rows must not make it (a dropped row would not be seen as deleted by incremental runs).
+
 Values handed on are plain JSON-able types: dates and times as ISO 8601 text, Decimal as fixed-point text,
 bytes as base64 text; everything else as the driver returns it.
 """
@@ -21,11 +26,25 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (BigInteger, Engine, MetaData, Table, and_, cast, column, create_engine, func, or_,
-                        select, text, tuple_)
-from sqlalchemy.types import Float, Integer, NullType, Numeric
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    MetaData,
+    Table,
+    and_,
+    cast,
+    column,
+    create_engine,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
+from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.types import Float, Integer, NullType, Numeric
 
 from connectors.source import SourceError, SourceRecord, Watermark, change_time
 from graph.urls import redact_url
@@ -98,9 +117,14 @@ class SqlSource:
         overlap: dt.timedelta = dt.timedelta(seconds=1),
         columns: Sequence[str] | None = None,
         related_watermarks: Sequence[str] = (),
+        key_table: str | None = None,
     ) -> None:
         if (table is None) == (query is None):
             raise SourceError("a SQL source needs exactly one of `table` or `query`")
+        if key_table is not None and query is None:
+            raise SourceError(
+                f"key_table {key_table!r} goes with a query (a table source lists its own keys)", model=name or table
+            )
         keys = (key,) if isinstance(key, str) else tuple(key)
         if not keys:
             raise SourceError(f"SQL source {table or 'query'}: needs at least one key column")
@@ -119,6 +143,8 @@ class SqlSource:
         self._schema = schema
         self._columns = tuple(columns) if columns else None
         self._selectable: Any = None
+        self._key_table = key_table
+        self._keyed: Any = None
 
     def __repr__(self) -> str:
         return f"SqlSource(name={self.name!r}, keys={list(self.keys)!r})"
@@ -128,9 +154,10 @@ class SqlSource:
         """The reflected table, or the query as a subquery with its discovered columns (resolved on first use)."""
         if self._selectable is not None:
             return self._selectable
+        selectable: FromClause
         try:
             if self._table_name is not None:
-                selectable = self._reflect_table()
+                selectable = self._reflect_table(self._table_name)
             else:
                 with self.engine.connect() as conn:
                     names = list(conn.execute(text(f"SELECT * FROM ({self._query}) q WHERE 1 = 0")).keys())
@@ -138,30 +165,53 @@ class SqlSource:
         except NoSuchTableError:
             raise SourceError(f"table {self._table_name!r} does not exist", model=self.name) from None
         except SQLAlchemyError as exc:
-            raise SourceError(f"cannot read {self._table_name or 'the query'}: {type(exc).__name__}",
-                              model=self.name) from None
+            raise SourceError(
+                f"cannot read {self._table_name or 'the query'}: {type(exc).__name__}", model=self.name
+            ) from None
         known = set(selectable.c.keys())
         wanted = (*self.keys, *self._change_columns, *(self._columns or ()))
         missing = [c for c in wanted if c not in known]
         if missing:
-            raise SourceError(f"unknown column(s) {', '.join(missing)} (has: {', '.join(sorted(known))})",
-                              model=self.name)
+            raise SourceError(
+                f"unknown column(s) {', '.join(missing)} (has: {', '.join(sorted(known))})", model=self.name
+            )
         self._selectable = selectable
         return selectable
 
-    def _reflect_table(self) -> Table:
-        """The table as reflected; on SQLite reused while the table's CREATE statement stays the same."""
-        assert self._table_name is not None
+    def _key_source(self) -> Any:
+        """Where keys are counted and listed: the declared `key_table` of a query, else the table or query itself."""
+        if self._key_table is None:
+            return self.selectable
+        if self._keyed is None:
+            try:
+                keyed = self._reflect_table(self._key_table)
+            except NoSuchTableError:
+                raise SourceError(f"key_table {self._key_table!r} does not exist", model=self.name) from None
+            except SQLAlchemyError as exc:
+                raise SourceError(
+                    f"cannot read key_table {self._key_table!r}: {type(exc).__name__}", model=self.name
+                ) from None
+            missing = [k for k in self.keys if k not in keyed.c]
+            if missing:
+                raise SourceError(
+                    f"key_table {self._key_table!r} has no key column(s) {', '.join(missing)}", model=self.name
+                )
+            self._keyed = keyed
+        return self._keyed
+
+    def _reflect_table(self, name: str) -> Table:
+        """A table as reflected; on SQLite reused while the table's CREATE statement stays the same."""
         if self.engine.dialect.name != "sqlite" or self._schema is not None:
-            return Table(self._table_name, MetaData(), schema=self._schema, autoload_with=self.engine)
+            return Table(name, MetaData(), schema=self._schema, autoload_with=self.engine)
         with self.engine.connect() as conn:
-            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                       (self._table_name,)).scalar()
-        key = (self.url, self._table_name)
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).scalar()
+        key = (self.url, name)
         known = _reflected.get(key)
         if ddl is not None and known is not None and known[0] == ddl:
             return known[1]
-        table = Table(self._table_name, MetaData(), schema=self._schema, autoload_with=self.engine)
+        table = Table(name, MetaData(), schema=self._schema, autoload_with=self.engine)
         if ddl is not None:
             if len(_reflected) >= _REFLECTED_MAX:
                 _reflected.clear()
@@ -202,14 +252,19 @@ class SqlSource:
                 with self.engine.connect() as conn:
                     rows = conn.execute(query).all()
             except SQLAlchemyError as exc:
-                raise SourceError(f"query failed: {type(exc).__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc)[:200]}",
-                                  model=self.name, method="read") from None
+                raise SourceError(
+                    f"query failed: {type(exc).__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc)[:200]}",
+                    model=self.name,
+                    method="read",
+                ) from None
             if not rows:
                 return
             batch = []
             for row in rows:
-                fields = {name: value if value is None or type(value) in _PLAIN else plain_value(value)
-                          for name, value in zip(names, row)}
+                fields = {
+                    name: value if value is None or type(value) in _PLAIN else plain_value(value)
+                    for name, value in zip(names, row, strict=True)
+                }
                 key = "|".join(str(row[i]) for i in key_index)
                 changed_at = _change_time(row[wm_index]) if wm_index is not None else None
                 if related_index:  # the newest change of the row or of a joined row
@@ -234,8 +289,8 @@ class SqlSource:
         return tests[0] if len(tests) == 1 else or_(*tests)
 
     def all_keys(self) -> set[str]:
-        """Every key in the table or query now."""
-        source, _ = self._base()
+        """Every key in the table or query (or its `key_table`) now."""
+        source = self._key_source()
         key_cols = [source.c[k] for k in self.keys]
         with self.engine.connect() as conn:
             rows = conn.execute(select(*key_cols)).all()  # in one fetch: iterating fetches row by row
@@ -248,7 +303,7 @@ class SqlSource:
         ranges, see `key_buckets`); None for other keys or an empty source."""
         if len(self.keys) != 1:
             return None
-        source, _ = self._base()
+        source = self._key_source()
         col = source.c[self.keys[0]]
         with self.engine.connect() as conn:
             low, high = conn.execute(select(func.min(col), func.max(col))).one()
@@ -258,14 +313,14 @@ class SqlSource:
 
     def key_buckets(self, low: int, width: int) -> dict[int, int]:
         """How many keys fall in each bucket ``(key - low) // width`` (an integer key column; see `key_range`)."""
-        source, _ = self._base()
+        source = self._key_source()
         bucket = _bucket(source.c[self.keys[0]], low, width)
         with self.engine.connect() as conn:
             return {int(b): int(n) for b, n in conn.execute(select(bucket, func.count()).group_by(bucket))}
 
     def keys_in_buckets(self, low: int, width: int, buckets: Sequence[int]) -> set[str]:
         """The keys in these buckets (as `key_buckets` numbers them)."""
-        source, _ = self._base()
+        source = self._key_source()
         col = source.c[self.keys[0]]
         found: set[str] = set()
         with self.engine.connect() as conn:  # as key ranges, which the key's index serves (no key is below `low`)
@@ -275,11 +330,12 @@ class SqlSource:
         return found
 
     def count(self, since: Watermark | None = None) -> int:
-        """How many records `read(since)` would return (for progress bars)."""
-        source, _ = self._base()
-        query = select(func.count()).select_from(source)
+        """How many records `read(since)` would return (for progress bars; all of them: on the `key_table`)."""
         if since is not None and self.watermark_column:
-            query = query.where(self._changed_since(source, since))
+            source, _ = self._base()
+            query = select(func.count()).select_from(source).where(self._changed_since(source, since))
+        else:
+            query = select(func.count()).select_from(self._key_source())
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
 
@@ -293,7 +349,7 @@ def _bucket(key: Any, low: int, width: int) -> Any:
 def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     """`values` in slices of at most `size` (bounded statement size)."""
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 def _change_time(value: Any) -> dt.datetime | None:

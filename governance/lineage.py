@@ -259,6 +259,8 @@ class LineageStore:
         create_tables(self.engine, metadata)
         self._records = RowAppender(self.engine, lineage_record_table, _COLUMNS)
         self._fed = RowAppender(self.engine, lineage_record_table, _FED_COLUMNS, _SHARED_COLUMNS)
+        # run ids found committed in lineage_run (runs are never deleted): a run's batches check it once, not per batch
+        self._known_runs: set[str] = set()
 
     def start_run(
         self,
@@ -408,10 +410,15 @@ class LineageStore:
         rows: list[tuple[Any, ...]],
     ) -> None:
         t = lineage_run_table
-        known = set(conn.scalars(select(t.c.run_id).where(t.c.run_id.in_(run_ids))))
-        missing = sorted(run_ids - known)
-        if missing:
-            raise LineageError(f"provenance refers to unknown run id(s) {missing[:5]}; start_run first")
+        unchecked = run_ids - self._known_runs
+        if unchecked:
+            known = set(conn.scalars(select(t.c.run_id).where(t.c.run_id.in_(unchecked))))
+            missing = sorted(unchecked - known)
+            if missing:
+                raise LineageError(f"provenance refers to unknown run id(s) {missing[:5]}; start_run first")
+            if len(self._known_runs) > 10_000:
+                self._known_runs.clear()
+            self._known_runs |= known
         for start in range(0, len(rows), _INSERT_CHUNK):
             append(conn, rows[start : start + _INSERT_CHUNK])
 

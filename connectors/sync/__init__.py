@@ -20,6 +20,9 @@ Guarantees (see also connectors/sync_state.py):
   (twins and links are upserts by uid; the ledger recognises records already written; lineage commits with the
   ledger, or — in another database — a batch whose lineage became durable before a crash is found in the batch
   journal and the lineage store, and its lineage is not written twice).
+* **Acknowledged only when durable.** A source whose server keeps what was read until told (MQTT QoS 1;
+  connectors.source.AcknowledgingSource) is told each page is safe by the committer, after that page's transaction
+  committed, and never in a dry run; a failed commit or a crash leaves the page with the server for the next run.
 * **Deletions** are detected on every run: ledger keys the source no longer has (a full run: the keys it did not
   read; an incremental run: the keys missing from the source's key list, for sources that list keys cheaply — SQL,
   Tryton, files; see connectors.source.lists_keys), and records a source marks deleted. Rule: the twin a deleted
@@ -42,5 +45,14 @@ from connectors.sync.mapper import MappedLink
 from connectors.sync.report import Connector, EntityReport, Mode, SyncReport
 from connectors.sync.stores import SyncStores
 
-__all__ = ["Connector", "EntityReport", "MappedLink", "MassDeletion", "Mode", "SyncEngine", "SyncError", "SyncReport",
-           "SyncStores"]
+__all__ = [
+    "Connector",
+    "EntityReport",
+    "MappedLink",
+    "MassDeletion",
+    "Mode",
+    "SyncEngine",
+    "SyncError",
+    "SyncReport",
+    "SyncStores",
+]

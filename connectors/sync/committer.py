@@ -116,12 +116,16 @@ def commit_batch(stores: SyncStores, ctx: RunContext, batch: Batch, keep_values:
             timings["lineage"] += time.perf_counter() - started
             clock += time.perf_counter() - started
         if entity.ledger:
-            state.write_ledger(conn, [
-                LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.stored, it.text)
-                if it.stored is not None and it.cls == it.stored_cls else
-                LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.payload())
-                for it in accepted
-            ], ctx.run_id)
+            state.write_ledger(
+                conn,
+                [
+                    LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.stored, it.text)
+                    if it.stored is not None and it.cls == it.stored_cls
+                    else LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.payload())
+                    for it in accepted
+                ],
+                ctx.run_id,
+            )
         if removed:
             state.drop_pending(conn, removed)
         state.add_pending(conn, batch.pending)
@@ -137,12 +141,15 @@ def commit_batch(stores: SyncStores, ctx: RunContext, batch: Batch, keep_values:
     timings["commit"] += time.perf_counter() - clock
 
 
-def provenance(ctx: RunContext, entity: EntityMapping, items: list[MappedItem], unwritten: set[LinkKey],
-               keep_values: bool) -> FedValues | None:
+def provenance(
+    ctx: RunContext, entity: EntityMapping, items: list[MappedItem], unwritten: set[LinkKey], keep_values: bool
+) -> FedValues | None:
     """One provenance record per property value (and link) this batch wrote that differs from last time."""
     # (source field, mapping rule, transform) of each property and link type, worked out once per batch
-    meta = {rule.name: (",".join(rule.source_fields) or None, entity.rule_name(rule.name), rule.transform_text)
-            for rule in entity.properties}
+    meta = {
+        rule.name: (",".join(rule.source_fields) or None, entity.rule_name(rule.name), rule.transform_text)
+        for rule in entity.properties
+    }
     link_meta: dict[str, tuple[str | None, str, str | None]] = {}
     values: list[FedValue] = []
     add = values.append
@@ -150,8 +157,9 @@ def provenance(ctx: RunContext, entity: EntityMapping, items: list[MappedItem], 
         uid = item.uid
         key = item.record.key
         old = item.old
-        old_props: Mapping[str, Any] = old.payload.get("p", {}) if old is not None and old.payload.get("u") == uid \
-            else {}
+        old_props: Mapping[str, Any] = (
+            old.payload.get("p", {}) if old is not None and old.payload.get("u") == uid else {}
+        )
         for prop, value in item.props.items():
             if value is None or (prop in old_props and old_props[prop] == value):
                 continue
@@ -167,8 +175,10 @@ def provenance(ctx: RunContext, entity: EntityMapping, items: list[MappedItem], 
             if about is None:
                 link_rule = item.link_rules.get(link.type)
                 about = link_meta[link.type] = (
-                    ",".join(link_rule.target_fields) if link_rule else None, entity.rule_name(f"links.{link.type}"),
-                    f"target:{link_rule.target_text}" if link_rule else None)
+                    ",".join(link_rule.target_fields) if link_rule else None,
+                    entity.rule_name(f"links.{link.type}"),
+                    f"target:{link_rule.target_text}" if link_rule else None,
+                )
             add(FedValue(link.source, f"link:{link.type}", {"target": link.target, **link.properties}, key, *about))
     if not values:
         return None

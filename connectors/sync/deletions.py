@@ -40,8 +40,7 @@ def _truncated(offset: int, width: int) -> int:
     return quotient if offset >= 0 else -quotient
 
 
-def links_fed_by_others(state: SyncState, links: Sequence[LinkKey],
-                        leaving: set[tuple[str, str, str]]) -> set[LinkKey]:
+def links_fed_by_others(state: SyncState, links: Sequence[LinkKey], leaving: set[tuple[str, str, str]]) -> set[LinkKey]:
     """Those of `links` (type, source, target) that a committed ledger entry other than the `leaving` ones
     (connector, entity, record key) still lists: another record, source or association row produces them."""
     wanted = set(links)
@@ -67,8 +66,15 @@ class Deletions:
         self.list_keys_up_to = LIST_KEYS_UP_TO
 
     # ------------------------------------------------------------------------------------------- detection
-    def gone_keys(self, ctx: RunContext, entity: EntityMapping, source: Source, seen: set[str],
-                  report: EntityReport, count: int | None = None) -> list[str]:
+    def gone_keys(
+        self,
+        ctx: RunContext,
+        entity: EntityMapping,
+        source: Source,
+        seen: set[str],
+        report: EntityReport,
+        count: int | None = None,
+    ) -> list[str]:
         """The ledger keys the source no longer has. A full run read every key (`seen`); an incremental run asks
         for the key list after its read (a record deleted meanwhile is gone too), unless the counts show that no
         ledger key can be missing (`count`: the source's count taken after the read, if the caller has it). Keys of
@@ -79,8 +85,9 @@ class Deletions:
             return []
         return self.missing_keys(ctx, entity, source, seen)
 
-    def none_deleted(self, ctx: RunContext, entity: EntityMapping, source: Source, report: EntityReport,
-                     count: int | None = None) -> bool:
+    def none_deleted(
+        self, ctx: RunContext, entity: EntityMapping, source: Source, report: EntityReport, count: int | None = None
+    ) -> bool:
         """Whether a count proves that the source still has every ledger key of the entity (so listing its keys can
         be skipped): it holds at least as many records as the ledger has keys plus the records that are not in the
         ledger because they are quarantined (open before the run, or this run). Every other record of the source
@@ -108,8 +115,9 @@ class Deletions:
         ranged = getattr(source, "key_range", None)
         large = ctx.ledger_size(entity.name) > self.list_keys_up_to
         span = ranged() if callable(ranged) and large else None
-        unsure = ctx.open_quarantine.get(entity.name, set()) | ctx.unledgered[entity.name] | \
-            ctx.created_keys[entity.name]
+        unsure = (
+            ctx.open_quarantine.get(entity.name, set()) | ctx.unledgered[entity.name] | ctx.created_keys[entity.name]
+        )
         if span is not None and all(_integer(key) for key in unsure):
             low, high = span
             width = max(1, (high - low) // KEY_RANGES + 1)
@@ -126,8 +134,9 @@ class Deletions:
                     dirty |= {_truncated(int(key) - low, width) for key in unsure}
                     if not dirty:
                         return []
-                    listed = ledger_side.submit(state.ledger_keys_in_buckets, name, entity.name, low, width,
-                                                sorted(dirty))
+                    listed = ledger_side.submit(
+                        state.ledger_keys_in_buckets, name, entity.name, low, width, sorted(dirty)
+                    )
                     present = source.keys_in_buckets(low, width, sorted(dirty))  # type: ignore[attr-defined]
                     ledger = listed.result()
                     ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
@@ -155,9 +164,14 @@ class Deletions:
         links = ledger_link_keys(entries.values())
         twin_uids = {e.uid for e in entries.values() if entity.link is None}
         contributors = state.entries_for_uids(twin_uids)
-        doomed = sorted(uid for uid in twin_uids if all(  # twins no other record contributes to
-            e.connector == name and e.entity == entity.name and e.record_key in gone
-            for e in contributors.get(uid, [])))
+        doomed = sorted(
+            uid
+            for uid in twin_uids
+            if all(  # twins no other record contributes to
+                e.connector == name and e.entity == entity.name and e.record_key in gone
+                for e in contributors.get(uid, [])
+            )
+        )
         doomed_set = set(doomed)
         fed = links_fed_by_others(state, links, {(name, entity.name, key) for key in gone})
         links = [link for link in links if link not in fed]  # another record still produces these: they stay
@@ -170,14 +184,16 @@ class Deletions:
             return
         for uid in doomed[:EXAMPLES]:
             report.example("delete", uid)
-        for t, s, d in surviving_links[:max(0, EXAMPLES - len(doomed))]:
+        for t, s, d in surviving_links[: max(0, EXAMPLES - len(doomed))]:
             report.example("delete", f"link {t} {s} -> {d}")
         if surviving_links:
-            report.deleted += stores.graph.delete_links(surviving_links, actor=self.actor, source=name,
-                                                        run_id=ctx.run_id).deleted
+            report.deleted += stores.graph.delete_links(
+                surviving_links, actor=self.actor, source=name, run_id=ctx.run_id
+            ).deleted
         if doomed:
-            report.deleted += stores.graph.delete_twins(doomed, actor=self.actor, source=name,
-                                                        run_id=ctx.run_id).deleted
+            report.deleted += stores.graph.delete_twins(
+                doomed, actor=self.actor, source=name, run_id=ctx.run_id
+            ).deleted
             stores.identity.forget(doomed)
         merged_away = [e.payload["n"] for e in entries.values() if e.payload.get("n") not in (None, e.uid)]
         if merged_away:
@@ -197,10 +213,14 @@ class Deletions:
         share = (done + count) / max(known, 1)
         emptied = report.read == 0 and ctx.mode == "full" and (ctx.allow_deletions is None or ctx.allow_deletions < 1)
         if (share > limit and done + count > self.deletion_floor) or emptied:
-            why = (f"read 0 rows from a source that had {known:,} records" if report.read == 0 and ctx.mode == "full"
-                   else f"would delete {done + count:,} of its {known:,} records ({share:.0%})")
+            why = (
+                f"read 0 rows from a source that had {known:,} records"
+                if report.read == 0 and ctx.mode == "full"
+                else f"would delete {done + count:,} of its {known:,} records ({share:.0%})"
+            )
             raise MassDeletion(
                 f"{ctx.connector.name}/{entity.name}: the run {why}, more than the {limit:.0%} a run may delete; "
                 f"nothing was deleted. If the deletions are intended, run again with --allow-deletions "
-                f"{math.ceil(share * 100)}% (REST: allow_deletions) or raise TWIN_SYNC_MAX_DELETE_SHARE")
+                f"{math.ceil(share * 100)}% (REST: allow_deletions) or raise TWIN_SYNC_MAX_DELETE_SHARE"
+            )
         ctx.deleting[entity.name] = (known, done + count)

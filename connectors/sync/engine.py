@@ -8,13 +8,22 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from connectors.errors import MassDeletion, SyncError
 from connectors.limits import SizeLimits, excerpt
 from connectors.mapping import EntityMapping
 from connectors.quarantine import INVALID_FIELD, QuarantinedRow
-from connectors.source import Source, SourceObjectMissing, SourceRecord, UnknownSourceField, Watermark, lists_keys
+from connectors.source import (
+    AcknowledgingSource,
+    Source,
+    SourceObjectMissing,
+    SourceRecord,
+    UnknownSourceField,
+    Watermark,
+    lists_keys,
+)
 from connectors.sync.committer import BatchCommitter
 from connectors.sync.context import RunContext
 from connectors.sync.deletions import Deletions
@@ -119,14 +128,25 @@ class SyncEngine:
             report.resumed_from = self.state.interrupted_runs(connector.name)
             self.state.mark_interrupted(report.resumed_from)
             self.lineage.start_run(
-                RunKind.CONNECTOR, connector.name, run_id=run_id,
+                RunKind.CONNECTOR,
+                connector.name,
+                run_id=run_id,
                 inputs=[DatasetRef(connector.mapping.system, e.name) for e in chosen],
                 outputs=[DatasetRef("twin", self.store.url)],
             )
             self.state.start_run(run_id, connector.name, mode, resumed=bool(report.resumed_from))
-        ctx = RunContext(connector, mode, dry_run, run_id, report, progress, self.identity.has_merges(),
-                         self.quarantine.open_keys(connector.name), None if dry_run else BatchCommitter(),
-                         allow_deletions=allow_deletions)
+        ctx = RunContext(
+            connector,
+            mode,
+            dry_run,
+            run_id,
+            report,
+            progress,
+            self.identity.has_merges(),
+            self.quarantine.open_keys(connector.name),
+            None if dry_run else BatchCommitter(),
+            allow_deletions=allow_deletions,
+        )
         # one query each per run: the watermarks to read from, and the ledger's size for the deletion checks
         if mode == "incremental":
             ctx.watermarks = self.state.watermarks(connector.name)
@@ -147,16 +167,19 @@ class SyncEngine:
                         except UnknownSourceField as exc:
                             raise SyncError(
                                 f"{connector.name}/{entity.name}: {entity.file}:{entity.line_of_field(exc.field)}: "
-                                f"source field {exc.field!r}: {exc}") from exc
+                                f"source field {exc.field!r}: {exc}"
+                            ) from exc
                     if ctx.committer is not None:
                         ctx.committer.drain()
                     if not dry_run:
                         self.writer.retry_pending(ctx)
                         self.state.clear_journal(connector.name)
                     if missing:
-                        raise SyncError(f"{connector.name}: the source lacks what these entities read (the others "
-                                        f"were synced; mark an entity `optional: true` to skip it): "
-                                        f"{'; '.join(missing)}")
+                        raise SyncError(
+                            f"{connector.name}: the source lacks what these entities read (the others "
+                            f"were synced; mark an entity `optional: true` to skip it): "
+                            f"{'; '.join(missing)}"
+                        )
             finally:
                 if ctx.committer is not None:  # what was submitted is committed (or failed) before the run ends
                     ctx.committer.close()
@@ -202,6 +225,9 @@ class SyncEngine:
         counts_early = checks_deletions and ctx.mode == "incremental" and callable(counter)
         counted: Future[int] | None = None
         side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-source-count") if counts_early else None
+        # a source whose server keeps what was read (MQTT) is told each page is safe only after the page's commit is
+        # durable: the acknowledgement is committer work queued behind that commit (a dry run acknowledges nothing)
+        acknowledging = isinstance(source, AcknowledgingSource) and ctx.committer is not None
         clock = time.perf_counter()
         try:
             self._check_file_size(ctx, entity, source)
@@ -214,6 +240,9 @@ class SyncEngine:
                     if record.watermark is not None and (newest is None or record.watermark > newest):
                         newest = record.watermark
                 self._page(ctx, entity, mapper, page, seen, report)
+                if acknowledging:
+                    assert ctx.committer is not None and isinstance(source, AcknowledgingSource)
+                    ctx.committer.submit(partial(source.acknowledge, page))
                 if ctx.progress is not None:
                     ctx.progress(entity.name, report.read, total)
                 clock = time.perf_counter()
@@ -225,14 +254,21 @@ class SyncEngine:
                 timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self.deletions.delete(ctx, entity, gone, report)
+            if acknowledging:  # the acknowledgements go out before the source's session is closed
+                assert ctx.committer is not None
+                ctx.committer.drain()
         finally:
             if side is not None:
                 side.shutdown(wait=True)
             closer = getattr(source, "close", None)
             if callable(closer):
                 closer()
-        if not ctx.dry_run and newest is not None and entity.watermark is not None and \
-                (since is None or newest != since.value):  # an unchanged watermark is not written again
+        if (
+            not ctx.dry_run
+            and newest is not None
+            and entity.watermark is not None
+            and (since is None or newest != since.value)
+        ):  # an unchanged watermark is not written again
             assert ctx.committer is not None
             mark = Watermark(newest)
             ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, mark))
@@ -241,8 +277,10 @@ class SyncEngine:
         """Refuse a source file larger than the limit before it is read."""
         path = getattr(source, "path", None)
         if isinstance(path, Path) and path.is_file() and (size := path.stat().st_size) > self.limits.file_bytes:
-            raise SyncError(f"{ctx.connector.name}/{entity.name}: the file {path.name} is {size:,} bytes, more than "
-                            f"the {self.limits.file_bytes:,} a source file may have (TWIN_SYNC_MAX_FILE_BYTES)")
+            raise SyncError(
+                f"{ctx.connector.name}/{entity.name}: the file {path.name} is {size:,} bytes, more than "
+                f"the {self.limits.file_bytes:,} a source file may have (TWIN_SYNC_MAX_FILE_BYTES)"
+            )
 
     def _commit_watermark(self, ctx: RunContext, entity: EntityMapping, mark: Watermark) -> None:
         """Advance an entity's watermark (submitted after its batches, so committed only after they are)."""
@@ -250,8 +288,15 @@ class SyncEngine:
             self.state.commit_watermark(conn, ctx.connector.name, entity.name, mark, ctx.run_id)
 
     # ----------------------------------------------------------------------------------------------- page
-    def _page(self, ctx: RunContext, entity: EntityMapping, mapper: RecordMapper, page: list[SourceRecord],
-              seen: set[str], report: EntityReport) -> None:
+    def _page(
+        self,
+        ctx: RunContext,
+        entity: EntityMapping,
+        mapper: RecordMapper,
+        page: list[SourceRecord],
+        seen: set[str],
+        report: EntityReport,
+    ) -> None:
         timings = ctx.report.timings
         clock = time.perf_counter()
         name = ctx.connector.name
@@ -260,8 +305,9 @@ class SyncEngine:
         items: list[MappedItem] = []
 
         def reject(record: SourceRecord, field_name: str | None, rule: str, message: str) -> None:
-            rejected.append(QuarantinedRow(name, entity.name, record.key, field_name, rule, message,
-                                           dict(record.fields)))
+            rejected.append(
+                QuarantinedRow(name, entity.name, record.key, field_name, rule, message, dict(record.fields))
+            )
             report.example("quarantine", f"{record.key}: {message}")
 
         for record in page:
@@ -277,15 +323,27 @@ class SyncEngine:
                 reject(record, empty[0], "missing-key", f"key field {empty[0]!r} is empty")
                 continue
             if record.key in seen:
-                reject(record, ",".join(entity.key) or None, "duplicate-key",
-                       f"key {excerpt(record.key)} occurs more than once in {entity.name}; the first occurrence was "
-                       "taken")
+                reject(
+                    record,
+                    ",".join(entity.key) or None,
+                    "duplicate-key",
+                    f"key {excerpt(record.key)} occurs more than once in {entity.name}; the first occurrence was taken",
+                )
                 continue
             seen.add(record.key)  # an oversized record still exists in the source: its twin is not deleted
             oversized = self.limits.oversized(fields)
             if oversized is not None:
-                rejected.append(QuarantinedRow(name, entity.name, record.key[:512], oversized[0], "size", oversized[1],
-                                               self.limits.trimmed(fields)))
+                rejected.append(
+                    QuarantinedRow(
+                        name,
+                        entity.name,
+                        record.key[:512],
+                        oversized[0],
+                        "size",
+                        oversized[1],
+                        self.limits.trimmed(fields),
+                    )
+                )
                 report.example("quarantine", f"{excerpt(record.key)}: {oversized[1]}")
                 continue
             try:
@@ -344,27 +402,57 @@ class SyncEngine:
                 payload = entry.payload
                 cls = payload.get("nc") or payload.get("c") or "Entity"
                 props = {k: v for k, v in payload.get("p", {}).items() if v is not None}
-                self.store.upsert_twins([Twin(natural_uid, cls, props)], actor=self.actor, source=label,
-                                        run_id=run.run_id)
+                self.store.upsert_twins(
+                    [Twin(natural_uid, cls, props)], actor=self.actor, source=label, run_id=run.run_id
+                )
                 stored = [MappedLink(t, s, d, p) for t, s, d, p in payload.get("l", [])]
-                moved = [lk.moved(natural_uid if lk.source == link.canonical_uid else lk.source, lk.target)
-                         for lk in stored]
+                moved = [
+                    lk.moved(natural_uid if lk.source == link.canonical_uid else lk.source, lk.target) for lk in stored
+                ]
                 if stored:
-                    self.store.delete_links([lk.key for lk in stored], actor=self.actor, source=label,
-                                            run_id=run.run_id)
+                    self.store.delete_links(
+                        [lk.key for lk in stored], actor=self.actor, source=label, run_id=run.run_id
+                    )
                 if moved:
-                    self.store.upsert_links([Link(lk.type, lk.source, lk.target, lk.properties) for lk in moved],
-                                            actor=self.actor, source=label, run_id=run.run_id)
-                self.lineage.record([ProvenanceRecord.of(
-                    natural_uid, prop, value, source_system=entry.connector, source_object=entry.entity,
-                    record_key=entry.record_key, run_id=run.run_id, mapping_rule="unmerge",
-                    transform="restored from the sync ledger", keep_value=self.keep_values)
-                    for prop, value in props.items()])
+                    self.store.upsert_links(
+                        [Link(lk.type, lk.source, lk.target, lk.properties) for lk in moved],
+                        actor=self.actor,
+                        source=label,
+                        run_id=run.run_id,
+                    )
+                self.lineage.record(
+                    [
+                        ProvenanceRecord.of(
+                            natural_uid,
+                            prop,
+                            value,
+                            source_system=entry.connector,
+                            source_object=entry.entity,
+                            record_key=entry.record_key,
+                            run_id=run.run_id,
+                            mapping_rule="unmerge",
+                            transform="restored from the sync ledger",
+                            keep_value=self.keep_values,
+                        )
+                        for prop, value in props.items()
+                    ]
+                )
                 new_payload = {**payload, "u": natural_uid, "c": cls, "l": sorted([lk.row() for lk in moved])}
                 with self.state.engine.begin() as conn:
-                    self.state.write_ledger(conn, [LedgerEntry(entry.connector, entry.entity, entry.record_key,
-                                                               natural_uid, record_digest(new_payload), new_payload)],
-                                            run.run_id)
+                    self.state.write_ledger(
+                        conn,
+                        [
+                            LedgerEntry(
+                                entry.connector,
+                                entry.entity,
+                                entry.record_key,
+                                natural_uid,
+                                record_digest(new_payload),
+                                new_payload,
+                            )
+                        ],
+                        run.run_id,
+                    )
             self.lineage.finish_run(run.run_id, RunStatus.COMPLETED, {"unmerged": len(mine)})
         except BaseException as exc:
             self.lineage.finish_run(run.run_id, RunStatus.FAILED, {}, error=f"{type(exc).__name__}: {exc}")

@@ -36,13 +36,20 @@ def resolve_identities(stores: SyncStores, ctx: RunContext, entity: EntityMappin
     for item in items:
         fields = item.record.fields
         org = rule.fuzzy.organisation.render_or_none(fields) if rule.fuzzy and rule.fuzzy.organisation else None
-        candidates.append(candidate(
-            item.natural_uid, system, exact={p: item.props.get(p) for p in rule.exact},
-            email=item.props.get(rule.email) if rule.email else None, plus_domains=rule.plus_domains,
-            name=item.props.get(rule.fuzzy.name) if rule.fuzzy else None, organisation=org,
-        ))
+        candidates.append(
+            candidate(
+                item.natural_uid,
+                system,
+                exact={p: item.props.get(p) for p in rule.exact},
+                email=item.props.get(rule.email) if rule.email else None,
+                plus_domains=rule.plus_domains,
+                name=item.props.get(rule.fuzzy.name) if rule.fuzzy else None,
+                organisation=org,
+            )
+        )
     resolutions: dict[str, Resolution] = identity.resolve(
-        rule.domain, candidates, threshold=rule.fuzzy.threshold if rule.fuzzy else None, dry_run=ctx.dry_run)
+        rule.domain, candidates, threshold=rule.fuzzy.threshold if rule.fuzzy else None, dry_run=ctx.dry_run
+    )
     for item in items:
         item.uid = resolutions[item.natural_uid].canonical_uid
     merged = [item for item in items if resolutions[item.natural_uid].merged]
@@ -54,15 +61,20 @@ def resolve_identities(stores: SyncStores, ctx: RunContext, entity: EntityMappin
     if not shared:
         return
     existing = stores.graph.states_of(sorted(shared_uids))
-    previous = {} if rule.authoritative else stores.state.ledger(
-        ctx.connector.name, entity.name, [item.record.key for item in shared])
+    previous = (
+        {}
+        if rule.authoritative
+        else stores.state.ledger(ctx.connector.name, entity.name, [item.record.key for item in shared])
+    )
     report = ctx.report.entity(entity.name)
     ontology = stores.graph.ontology
     for item in shared:
         canonical = item.uid
         if item.natural_uid != canonical:
-            item.links = [link.moved(canonical if link.source == item.natural_uid else link.source, link.target)
-                          for link in item.links]
+            item.links = [
+                link.moved(canonical if link.source == item.natural_uid else link.source, link.target)
+                for link in item.links
+            ]
             item.readings = [Reading(canonical, r.metric, r.ts, r.value, r.source) for r in item.readings]
             report.example("merge", f"{item.natural_uid} -> {canonical} ({resolutions[item.natural_uid].rule})")
         state = existing.get(canonical)
@@ -87,5 +99,7 @@ def canonical_links(stores: SyncStores, items: list[MappedItem]) -> None:
     if not canonical:
         return
     for item in items:
-        item.links = [link.moved(canonical.get(link.source, link.source), canonical.get(link.target, link.target))
-                      for link in item.links]
+        item.links = [
+            link.moved(canonical.get(link.source, link.source), canonical.get(link.target, link.target))
+            for link in item.links
+        ]

@@ -84,8 +84,14 @@ class MappedItem:
 
     def payload(self) -> dict[str, Any]:
         """What the ledger keeps of this record: uid fed, class written, properties, links, own uid and class."""
-        return {"u": self.uid, "c": self.cls, "p": self.props, "l": sorted([link.row() for link in self.links]),
-                "n": self.natural_uid, "nc": self.own_cls}
+        return {
+            "u": self.uid,
+            "c": self.cls,
+            "p": self.props,
+            "l": sorted([link.row() for link in self.links]),
+            "n": self.natural_uid,
+            "nc": self.own_cls,
+        }
 
 
 class RecordRejected(ConnectorError):
@@ -117,8 +123,9 @@ class RecordMapper:
         try:
             natural = entity.uid.render(fields)
         except TransformError as exc:
-            raise RecordRejected(",".join(entity.uid.fields), "uid",
-                                 f"uid rule {entity.uid.source!r}: {exc.message}") from None
+            raise RecordRejected(
+                ",".join(entity.uid.fields), "uid", f"uid rule {entity.uid.source!r}: {exc.message}"
+            ) from None
         props: dict[str, Any] = {}
         for rule in self.rules:
             try:
@@ -143,8 +150,9 @@ class RecordMapper:
             except TransformError as exc:
                 raise RecordRejected(entity.telemetry.time, "telemetry.time", exc.message) from None
             if ts is None:
-                raise RecordRejected(entity.telemetry.time, "telemetry.time",
-                                     f"time field {entity.telemetry.time!r} is empty")
+                raise RecordRejected(
+                    entity.telemetry.time, "telemetry.time", f"time field {entity.telemetry.time!r} is empty"
+                )
             for source_field, metric in entity.telemetry.metrics:
                 value = fields.get(source_field)
                 if value is None:
@@ -164,11 +172,13 @@ class RecordMapper:
             source = rule.source.render(fields)
             target = rule.target_of(fields)
             if target is None:
-                raise RecordRejected(",".join(rule.target_fields), "link.target",
-                                     f"link {rule.type}: the target is empty")
+                raise RecordRejected(
+                    ",".join(rule.target_fields), "link.target", f"link {rule.type}: the target is empty"
+                )
             props = {p.name: v for p in rule.properties if (v := p.compute(fields)) is not None}
         except TransformError as exc:
             raise RecordRejected(rule.type, exc.rule, f"link {rule.type}: {exc.message}") from None
         natural = f"link:{rule.type}:{source}->{target}"
-        return MappedItem(record, natural, natural, None, {}, [MappedLink(rule.type, source, target, props)],
-                          {rule.type: rule})
+        return MappedItem(
+            record, natural, natural, None, {}, [MappedLink(rule.type, source, target, props)], {rule.type: rule}
+        )

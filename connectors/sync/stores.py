@@ -28,8 +28,14 @@ class SyncStores:
     @classmethod
     def open(cls, graph: GraphStore, state_url: str, lineage: LineageStore | None = None) -> SyncStores:
         """The stores of the sync state at `state_url` (lineage there too, unless another lineage store is given)."""
-        return cls(graph, SyncState(state_url), QuarantineStore(state_url), IdentityResolver(state_url),
-                   TelemetryStore(state_url), lineage or LineageStore(state_url))
+        return cls(
+            graph,
+            SyncState(state_url),
+            QuarantineStore(state_url),
+            IdentityResolver(state_url),
+            TelemetryStore(state_url),
+            lineage or LineageStore(state_url),
+        )
 
     @property
     def lineage_with_state(self) -> bool:

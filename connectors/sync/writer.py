@@ -82,8 +82,14 @@ class GraphWriter:
         self.keep_values = keep_values
 
     # ---------------------------------------------------------------------------------------------- write
-    def write(self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem], rejected: list[QuarantinedRow],
-              report: EntityReport) -> None:
+    def write(
+        self,
+        ctx: RunContext,
+        entity: EntityMapping,
+        items: list[MappedItem],
+        rejected: list[QuarantinedRow],
+        report: EntityReport,
+    ) -> None:
         """Write a page's twins and links (a full run writes unchanged records again, repairing outside edits) and
         submit the page to the committer."""
         timings = ctx.report.timings
@@ -94,15 +100,21 @@ class GraphWriter:
         changed = [it for it in items if it.status != "unchanged"]
         if len(writing) < len(items):  # not written again: their twins and links stay as they are
             skipped = [it for it in items if it.status == "unchanged"]
-            report.unchanged += len({it.uid for it in skipped if entity.link is None}) + \
-                len({link.key for it in skipped for link in it.links})
+            report.unchanged += len({it.uid for it in skipped if entity.link is None}) + len(
+                {link.key for it in skipped for link in it.links}
+            )
 
         # the batch journal: a crashed attempt at this very batch may have made its lineage durable already
         batch_id = None
         lineage_done = False
         if changed and entity.ledger and not self.stores.lineage_with_state:
-            batch_id = record_digest({"c": name, "e": entity.name, "i": [
-                [it.record.key, it.old.digest if it.old else "", it.digest] for it in changed]})
+            batch_id = record_digest(
+                {
+                    "c": name,
+                    "e": entity.name,
+                    "i": [[it.record.key, it.old.digest if it.old else "", it.digest] for it in changed],
+                }
+            )
             previous = state.journal(batch_id)
             if previous is not None:
                 lineage_done = self._lineage_exists(previous[0], system, [it.record.key for it in changed])
@@ -122,8 +134,7 @@ class GraphWriter:
             fed = links_fed_by_others(state, removed, {(name, entity.name, it.record.key) for it in changed})
             removed = [link for link in removed if link not in fed]
         if removed:
-            report.deleted += self.graph.delete_links(removed, actor=self.actor, source=name,
-                                                      run_id=ctx.run_id).deleted
+            report.deleted += self.graph.delete_links(removed, actor=self.actor, source=name, run_id=ctx.run_id).deleted
         pending: list[PendingLink] = []
         if entity.link is None:
             twins_to_write = writing
@@ -132,9 +143,17 @@ class GraphWriter:
                 for item in writing:
                     if item.uid not in present:
                         item.accepted = False
-                        rejected.append(QuarantinedRow(name, entity.name, item.record.key, None, "unknown-twin",
-                                                       f"no twin {item.uid!r} to update (update_only)",
-                                                       dict(item.record.fields)))
+                        rejected.append(
+                            QuarantinedRow(
+                                name,
+                                entity.name,
+                                item.record.key,
+                                None,
+                                "unknown-twin",
+                                f"no twin {item.uid!r} to update (update_only)",
+                                dict(item.record.fields),
+                            )
+                        )
                     elif item.cls is not None:
                         item.cls = winning_class(self.ontology, item.cls, present[item.uid], False)
                 twins_to_write = [it for it in writing if it.accepted]
@@ -180,14 +199,18 @@ class GraphWriter:
         t = lineage_record_table
         with self.stores.lineage.engine.connect() as conn:
             for chunk in batched(keys, 1_000):
-                hit = conn.execute(select(t.c.id).where(
-                    t.c.run_id == run_id, t.c.source_system == system, t.c.record_key.in_(chunk)).limit(1)).first()
+                hit = conn.execute(
+                    select(t.c.id)
+                    .where(t.c.run_id == run_id, t.c.source_system == system, t.c.record_key.in_(chunk))
+                    .limit(1)
+                ).first()
                 if hit is not None:
                     return True
         return False
 
-    def _upsert_twins(self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem],
-                      rejected: list[QuarantinedRow]) -> WriteSummary:
+    def _upsert_twins(
+        self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem], rejected: list[QuarantinedRow]
+    ) -> WriteSummary:
         """Write the items' twins; items the graph refuses are quarantined and the rest retried. Returns what the
         graph did with the twins it took."""
         todo = [it for it in items if it.accepted]
@@ -201,16 +224,29 @@ class GraphWriter:
                     item = todo[index]
                     item.accepted = False
                     first = violations[0]
-                    rejected.append(QuarantinedRow(
-                        ctx.connector.name, entity.name, item.record.key, first.path.rsplit(".", 1)[-1]
-                        if "." in first.path else None, f"graph:{first.rule}",
-                        "; ".join(v.message for v in violations), dict(item.record.fields)))
+                    rejected.append(
+                        QuarantinedRow(
+                            ctx.connector.name,
+                            entity.name,
+                            item.record.key,
+                            first.path.rsplit(".", 1)[-1] if "." in first.path else None,
+                            f"graph:{first.rule}",
+                            "; ".join(v.message for v in violations),
+                            dict(item.record.fields),
+                        )
+                    )
                 todo = [it for it in todo if it.accepted]
         return WriteSummary()
 
-    def _upsert_links(self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem],
-                      rejected: list[QuarantinedRow], pending: list[PendingLink],
-                      unwritten: set[LinkKey]) -> WriteSummary:
+    def _upsert_links(
+        self,
+        ctx: RunContext,
+        entity: EntityMapping,
+        items: list[MappedItem],
+        rejected: list[QuarantinedRow],
+        pending: list[PendingLink],
+        unwritten: set[LinkKey],
+    ) -> WriteSummary:
         """Write the items' links; missing endpoints wait in `pending`, other refusals are quarantined. Returns what
         the graph did with the links it took."""
         system = ctx.connector.mapping.system
@@ -231,25 +267,59 @@ class GraphWriter:
                         unwritten.add(link.key)
                         rule = entity.rule_name(f"links.{link.type}")
                         if violation.rule == "missing-endpoint":
-                            pending.append(PendingLink(link.type, link.source, link.target, ctx.connector.name,
-                                                       system, entity.name, item.record.key, rule, link.properties,
-                                                       violation.message))
+                            pending.append(
+                                PendingLink(
+                                    link.type,
+                                    link.source,
+                                    link.target,
+                                    ctx.connector.name,
+                                    system,
+                                    entity.name,
+                                    item.record.key,
+                                    rule,
+                                    link.properties,
+                                    violation.message,
+                                )
+                            )
                         else:
-                            rejected.append(QuarantinedRow(ctx.connector.name, entity.name, item.record.key,
-                                                           link.type, f"graph:{violation.rule}", violation.message,
-                                                           dict(item.record.fields)))
+                            rejected.append(
+                                QuarantinedRow(
+                                    ctx.connector.name,
+                                    entity.name,
+                                    item.record.key,
+                                    link.type,
+                                    f"graph:{violation.rule}",
+                                    violation.message,
+                                    dict(item.record.fields),
+                                )
+                            )
                 if not drop:
                     for item, link in todo:
                         unwritten.add(link.key)
-                        rejected.append(QuarantinedRow(ctx.connector.name, entity.name, item.record.key, link.type,
-                                                       "graph:links", str(exc), dict(item.record.fields)))
+                        rejected.append(
+                            QuarantinedRow(
+                                ctx.connector.name,
+                                entity.name,
+                                item.record.key,
+                                link.type,
+                                "graph:links",
+                                str(exc),
+                                dict(item.record.fields),
+                            )
+                        )
                     return WriteSummary()
                 todo = [entry for i, entry in enumerate(todo) if i not in drop]
         return WriteSummary()
 
     # ------------------------------------------------------------------------------------------------ dry
-    def plan(self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem], rejected: list[QuarantinedRow],
-             report: EntityReport) -> None:
+    def plan(
+        self,
+        ctx: RunContext,
+        entity: EntityMapping,
+        items: list[MappedItem],
+        rejected: list[QuarantinedRow],
+        report: EntityReport,
+    ) -> None:
         """Count what writing these items would do to twins and links (twins the graph or an earlier page of this
         dry run has are updated, not created), with examples."""
         report.quarantined += len(rejected)
@@ -286,16 +356,22 @@ class GraphWriter:
         if not pending:
             return
         clock = time.perf_counter()
-        canonical = self.stores.identity.canonical_of({p.source for p in pending} | {p.target for p in pending}) \
-            if ctx.has_merges else {}
-        todo = [(p, Link(p.type, canonical.get(p.source, p.source), canonical.get(p.target, p.target),
-                         dict(p.properties))) for p in pending]
+        canonical = (
+            self.stores.identity.canonical_of({p.source for p in pending} | {p.target for p in pending})
+            if ctx.has_merges
+            else {}
+        )
+        todo = [
+            (p, Link(p.type, canonical.get(p.source, p.source), canonical.get(p.target, p.target), dict(p.properties)))
+            for p in pending
+        ]
         quarantined: list[QuarantinedRow] = []
         still: set[int] = set()
         while todo:
             try:
-                self.graph.upsert_links([link for _, link in todo], actor=self.actor, source=ctx.connector.name,
-                                        run_id=ctx.run_id)
+                self.graph.upsert_links(
+                    [link for _, link in todo], actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id
+                )
                 break
             except BatchRejected as exc:
                 drop: set[int] = set()
@@ -309,20 +385,37 @@ class GraphWriter:
                         if violation.rule == "missing-endpoint":
                             still.add(id(entry))
                         else:
-                            quarantined.append(QuarantinedRow(entry.connector, entry.entity, entry.record_key,
-                                                              entry.type, f"graph:{violation.rule}",
-                                                              violation.message, {"link": [entry.type, entry.source,
-                                                                                           entry.target]}))
+                            quarantined.append(
+                                QuarantinedRow(
+                                    entry.connector,
+                                    entry.entity,
+                                    entry.record_key,
+                                    entry.type,
+                                    f"graph:{violation.rule}",
+                                    violation.message,
+                                    {"link": [entry.type, entry.source, entry.target]},
+                                )
+                            )
                 if not drop:
                     raise
                 todo = [entry for i, entry in enumerate(todo) if i not in drop]
         written = [entry for entry, _ in todo]
         if written:
-            records = [ProvenanceRecord.of(
-                link.source, f"link:{link.type}", {"target": link.target, **link.properties},
-                source_system=entry.system, source_object=entry.entity, record_key=entry.record_key,
-                run_id=ctx.run_id, mapping_rule=entry.rule, transform="pending link resolved",
-                keep_value=self.keep_values) for entry, link in todo]
+            records = [
+                ProvenanceRecord.of(
+                    link.source,
+                    f"link:{link.type}",
+                    {"target": link.target, **link.properties},
+                    source_system=entry.system,
+                    source_object=entry.entity,
+                    record_key=entry.record_key,
+                    run_id=ctx.run_id,
+                    mapping_rule=entry.rule,
+                    transform="pending link resolved",
+                    keep_value=self.keep_values,
+                )
+                for entry, link in todo
+            ]
             self.stores.lineage.record(records)
         with state.engine.begin() as conn:
             done = [(p.type, p.source, p.target) for p in pending if id(p) not in still]

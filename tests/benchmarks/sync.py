@@ -69,10 +69,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="source rows (about; default 100000)")
     parser.add_argument("--fsync", default="always", choices=["always", "everysec", "no"])
     parser.add_argument("--profile", action="store_true", help="print the top functions of the full run")
-    parser.add_argument("--profile-incremental", action="store_true",
-                        help="print where the incremental run spends its time (pyinstrument, if installed)")
-    parser.add_argument("--history", action="store_true", help="keep graph history (in the state database), as "
-                        "`twin connect run` does")
+    parser.add_argument(
+        "--profile-incremental",
+        action="store_true",
+        help="print where the incremental run spends its time (pyinstrument, if installed)",
+    )
+    parser.add_argument(
+        "--history", action="store_true", help="keep graph history (in the state database), as `twin connect run` does"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="work in this directory and keep it")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="twin-sync-bench-"))
@@ -83,8 +87,12 @@ def main() -> None:
     emit("generate", rows=manifest.total_rows, people=people, seconds=round(time.perf_counter() - started, 2))
 
     ontology = load_core()
-    store = GraphStore.open(f"falkordb+embedded://{work / 'graph'}", ontology, fsync=args.fsync,
-                            history_url=f"sqlite:///{work / 'state.db'}" if args.history else None)
+    store = GraphStore.open(
+        f"falkordb+embedded://{work / 'graph'}",
+        ontology,
+        fsync=args.fsync,
+        history_url=f"sqlite:///{work / 'state.db'}" if args.history else None,
+    )
     try:
         engine = SyncEngine(store, f"sqlite:///{work / 'state.db'}")
         registry = ConnectorRegistry.load(ontology, data_dir=work)
@@ -94,8 +102,16 @@ def main() -> None:
         rows, seconds, phases = sync_all(engine, registry, "full")
         if profiler:
             profiler.disable()
-        emit("full_rows_per_s", rows=rows, seconds=round(seconds, 2), value=round(rows / seconds),
-             goal=50_000, fsync=args.fsync, history=args.history, phases=phases)
+        emit(
+            "full_rows_per_s",
+            rows=rows,
+            seconds=round(seconds, 2),
+            value=round(rows / seconds),
+            goal=50_000,
+            fsync=args.fsync,
+            history=args.history,
+            phases=phases,
+        )
         summary = mutate_sample(work / "sample", fraction=0.01, seed=3)
         changed = summary.changed_rows
         sampler = _sampler() if args.profile_incremental else None
@@ -104,8 +120,15 @@ def main() -> None:
         inc_rows, inc_seconds, inc_phases = sync_all(engine, registry, "incremental")
         if sampler is not None:
             sampler.stop()
-        emit("incremental_1pct_seconds", changed_rows=changed, rows_read=inc_rows, seconds=round(inc_seconds, 3),
-             ratio_to_full=round(inc_seconds / seconds, 4), goal_ratio=0.05, phases=inc_phases)
+        emit(
+            "incremental_1pct_seconds",
+            changed_rows=changed,
+            rows_read=inc_rows,
+            seconds=round(inc_seconds, 3),
+            ratio_to_full=round(inc_seconds / seconds, 4),
+            goal_ratio=0.05,
+            phases=inc_phases,
+        )
         stats = store.stats()
         emit("graph", twins=stats.twins, links=stats.links)
         if profiler:

@@ -145,5 +145,71 @@ def test_a_batch_is_handed_on_once_the_flow_goes_quiet_not_when_the_read_ends(to
     publish(HOST, PORT, f"{root}/telemetry/MC-1", [{"ts": "2025-06-30T10:01:00Z", "state": "down"}])
     second = next(batches)
     batches.close()
+    source.close()
     assert [r.fields["state"] for r in first] == ["running"]  # with the read's 3 s idle timeout as the only
     assert [r.fields["state"] for r in second] == ["down"]  # boundary, both would have come in one batch
+
+
+def test_readings_of_a_batch_whose_commit_failed_arrive_on_the_next_run(
+    core: Ontology, twin: TwinEnv, topic_root: tuple[str, str]
+) -> None:
+    """At least once: a page is acknowledged only after its relational commit is durable. The telemetry table
+    refuses one reading (a real SQLite trigger), so the commit of the batch holding it fails after the graph took
+    the page; the broker must deliver the whole batch again, and the next run stores every reading."""
+    root, client_id = topic_root
+    twin.store.upsert_twins([Twin("erp:machine:MC-1", "Machine", {"name": "Lathe", "status": "operational"})])
+    mapping = parse_mapping(MAPPING, core, "telemetry.yaml")
+    connector = Connector(
+        "telemetry",
+        mapping,
+        lambda e: MqttSource(
+            HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=0.7, duration=10
+        ),
+    )
+    engine = twin.engine()
+    assert engine.run(connector).counts["read"] == 0  # opens the persistent session: later messages are queued
+    telemetry = TelemetryStore(twin.state_url)
+    with telemetry.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_reading BEFORE INSERT ON telemetry WHEN NEW.value = 13.0 "
+            "BEGIN SELECT RAISE(ABORT, 'reading refused by the test trigger'); END"
+        )
+    readings = [
+        {"ts": f"2025-06-30T10:{minute:02d}:00Z", "state": "running", "temperature_c": 60.0 + minute}
+        for minute in range(10)
+    ] + [{"ts": "2025-06-30T11:00:00Z", "state": "down", "temperature_c": 13.0}]
+    publish(HOST, PORT, f"{root}/telemetry/MC-1", readings)
+
+    with pytest.raises(Exception, match="reading refused by the test trigger"):
+        engine.run(connector)
+    assert telemetry.count("erp:machine:MC-1") == 0  # the graph took the page; its commit failed
+
+    with telemetry.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_reading")
+    again = engine.run(connector)  # the broker delivers the unacknowledged batch to the session again
+    assert again.counts["read"] == len(readings)
+    assert [(r.ts, r.value) for r in telemetry.series("erp:machine:MC-1", "temperature")] == [
+        (f"2025-06-30T10:{m:02d}:00+00:00", 60.0 + m) for m in range(10)
+    ] + [("2025-06-30T11:00:00+00:00", 13.0)]
+    assert engine.run(connector).counts["read"] == 0  # now acknowledged: not delivered a third time
+
+
+def test_a_dry_run_acknowledges_nothing(core: Ontology, twin: TwinEnv, topic_root: tuple[str, str]) -> None:
+    """A dry run writes nothing, so the messages it read stay with the broker for the real run."""
+    root, client_id = topic_root
+    twin.store.upsert_twins([Twin("erp:machine:MC-1", "Machine", {"name": "Lathe", "status": "operational"})])
+    connector = Connector(
+        "telemetry",
+        parse_mapping(MAPPING, core, "telemetry.yaml"),
+        lambda e: MqttSource(
+            HOST, PORT, topic=f"{root}/telemetry/+", client_id=client_id, idle_timeout=0.7, duration=10
+        ),
+    )
+    engine = twin.engine()
+    engine.run(connector)
+    publish(
+        HOST, PORT, f"{root}/telemetry/MC-1", [{"ts": "2025-06-30T10:00:00Z", "state": "down", "temperature_c": 20.0}]
+    )
+    assert engine.run(connector, dry_run=True).counts["read"] == 1
+    assert engine.run(connector).counts["read"] == 1
+    assert TelemetryStore(twin.state_url).count("erp:machine:MC-1") == 1

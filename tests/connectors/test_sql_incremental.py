@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from connectors.mapping import EntityMapping, MappingError, parse_mapping
+from connectors.source import SourceError
 from connectors.sql_source import SqlSource, dispose_source_engine
 from connectors.sync import Connector, SyncReport
 from ontology.model import Ontology
@@ -153,7 +154,12 @@ def differences(env: TwinEnv, url: str) -> list[str]:
     return found
 
 
-def test_incremental_runs_follow_joined_tables_on_postgresql(core: Ontology, twin: TwinEnv, postgres_url: str) -> None:
+@pytest.mark.parametrize("key_table", [False, True], ids=["keys-from-query", "keys-from-key-table"])
+def test_incremental_runs_follow_joined_tables_on_postgresql(
+    core: Ontology, twin: TwinEnv, postgres_url: str, key_table: bool
+) -> None:
+    """With `key_table` declared (each query has one row per row of its base table), deletion checks count and list
+    keys on the base table: the twin must still equal the database after every incremental run."""
     url = postgres_url
     build(url)
     mapping = parse_mapping(MAPPING, core, "plant.yaml")
@@ -166,6 +172,7 @@ def test_incremental_runs_follow_joined_tables_on_postgresql(core: Ontology, twi
             watermark=entity.watermark,
             related_watermarks=entity.source["related_watermarks"],
             name=f"plant:{entity.name}",
+            key_table=entity.name if key_table else None,
         )
 
     connector = Connector("plant", mapping, open_source)
@@ -302,5 +309,22 @@ entities:
             conn.execute(text("DELETE FROM machines WHERE machine_id = 7"))
         again = engine.run(connector, "incremental")
         assert again.counts["deleted"] == 1 and twin.store.stats().by_class == {"Machine": 998}
+    finally:
+        dispose_source_engine(url)
+
+
+def test_a_wrong_key_table_is_refused_naming_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plant.sqlite'}"
+    with create_engine(url).begin() as conn:
+        conn.execute(text("CREATE TABLE machines (machine_id integer PRIMARY KEY, name text)"))
+        conn.execute(text("CREATE TABLE sites (site_id integer PRIMARY KEY, name text)"))
+    query = "SELECT m.* FROM machines m"
+    try:
+        with pytest.raises(SourceError, match="key_table 'nosuch' does not exist"):
+            SqlSource(url, query=query, key="machine_id", key_table="nosuch").all_keys()
+        with pytest.raises(SourceError, match="key_table 'sites' has no key column"):
+            SqlSource(url, query=query, key="machine_id", key_table="sites").count()
+        with pytest.raises(SourceError, match="key_table 'machines' goes with a query"):
+            SqlSource(url, table="machines", key="machine_id", key_table="machines")
     finally:
         dispose_source_engine(url)

@@ -35,7 +35,7 @@ def test_telemetry_window_proposes_a_twin_edit(erp_twin: Runtime) -> None:
     readings = [
         Reading(uid, "temperature", (now - timedelta(minutes=m)).isoformat(), value)
         for uid, values in ((hot, (94.0, 96.0)), (cool, (50.0, 99.0)))
-        for m, value in zip((5, 2), values)
+        for m, value in zip((5, 2), values, strict=True)
     ]
     readings.append(Reading(cool, "temperature", (now - timedelta(hours=3)).isoformat(), 500.0))  # outside the window
     with telemetry.engine.begin() as conn:

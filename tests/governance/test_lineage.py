@@ -8,10 +8,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import PROV
+from sqlalchemy import event
 
 from governance.canonical import sha256_digest
 from governance.errors import LineageError
-from governance.lineage import DatasetRef, FedProperty, LineageStore, ProvenanceRecord, RunKind, RunStatus
+from governance.lineage import (
+    DatasetRef,
+    FedProperty,
+    FedValue,
+    FedValues,
+    LineageStore,
+    ProvenanceRecord,
+    RunKind,
+    RunStatus,
+)
 from governance.provenance_export import LINEAGE, run_iri, source_record_iri, to_openlineage, to_prov_o
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
@@ -117,6 +127,23 @@ def test_unknown_run_is_refused_and_nothing_stored(sqlite_url: str) -> None:
     with pytest.raises(LineageError, match="ghost"):
         store.record(batch)
     assert store.where_from("c-1") == []
+
+
+def test_a_known_run_is_checked_once_and_an_unknown_one_every_time(sqlite_url: str) -> None:
+    """Batches of one run check its existence once (runs are never deleted); an unknown run is refused each time."""
+    store = LineageStore(sqlite_url)
+    good = store.start_run("connector", "crm")
+    fed = FedValues(good.run_id, "crm", "accounts", [FedValue("c-1", "name", "ACME", "C1", "NAME")])
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    store.record_values(fed)
+    store.record_values(FedValues(good.run_id, "crm", "accounts", [FedValue("c-2", "name", "Zeta", "C2", "NAME")]))
+    assert sum("lineage_run" in sql for sql in statements) == 1
+    for _ in range(2):
+        with pytest.raises(LineageError, match="ghost"):
+            store.record_values(FedValues("ghost", "crm", "accounts", [FedValue("c-3", "name", "X", "C3", "NAME")]))
+    assert sum("lineage_run" in sql for sql in statements) == 3
+    assert [r.record_key for r in store.where_from("c-2")] == ["C2"] and store.where_from("c-3") == []
 
 
 def test_erase_values_keeps_digests(synced: tuple[LineageStore, str, str]) -> None:
@@ -225,15 +252,21 @@ def test_openlineage_events_follow_the_spec(synced: tuple[LineageStore, str, str
     store, first, _ = synced
     run = store.get_run(first)
     start, complete = to_openlineage(run, store.records_of_run(first))
-    for event in (start, complete):
-        assert set(event) >= {"eventType", "eventTime", "run", "job", "inputs", "outputs", "producer", "schemaURL"}
-        assert event["schemaURL"].startswith("https://openlineage.io/spec/") and "RunEvent" in event["schemaURL"]
-        assert event["producer"].startswith("https://")
-        assert str(uuid.UUID(event["run"]["runId"])) == first
-        assert event["job"] == {**event["job"], "namespace": "enterprise-twin", "name": "connector.erp-employees"}
-        assert datetime.fromisoformat(event["eventTime"]).tzinfo is not None
-        assert [(d["namespace"], d["name"]) for d in event["inputs"]] == [("erp", "employees")]
-        assert [(d["namespace"], d["name"]) for d in event["outputs"]] == [("enterprise-twin", "twin-graph")]
+    for run_event in (start, complete):
+        assert set(run_event) >= {"eventType", "eventTime", "run", "job", "inputs", "outputs", "producer", "schemaURL"}
+        assert (
+            run_event["schemaURL"].startswith("https://openlineage.io/spec/") and "RunEvent" in run_event["schemaURL"]
+        )
+        assert run_event["producer"].startswith("https://")
+        assert str(uuid.UUID(run_event["run"]["runId"])) == first
+        assert run_event["job"] == {
+            **run_event["job"],
+            "namespace": "enterprise-twin",
+            "name": "connector.erp-employees",
+        }
+        assert datetime.fromisoformat(run_event["eventTime"]).tzinfo is not None
+        assert [(d["namespace"], d["name"]) for d in run_event["inputs"]] == [("erp", "employees")]
+        assert [(d["namespace"], d["name"]) for d in run_event["outputs"]] == [("enterprise-twin", "twin-graph")]
     assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
     assert datetime.fromisoformat(start["eventTime"]) == T0
     assert complete["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 3
