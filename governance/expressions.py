@@ -42,7 +42,7 @@ class Expression:
         context = bindings.context if isinstance(bindings, Bindings) else bindings
         try:
             return self.program.execute(context)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError, ArithmeticError) as exc:  # the CEL runtime raises these
             raise ExpressionError(f"{_short(self.source)}: {type(exc).__name__}: {_first_line(exc)}") from None
 
     def holds(self, bindings: Bindings | Mapping[str, Any]) -> bool:

@@ -31,3 +31,10 @@ def test_evaluation_errors_and_results() -> None:
         compile_expression("twin.level").holds(bindings)
     assert compile_expression("twin.level == null").holds(bind({"twin": {"level": float("nan")}}))
     assert compile_expression("{'status': 'degraded'}").evaluate({}) == {"status": "degraded"}
+
+
+def test_arithmetic_errors_are_expression_errors() -> None:
+    # the CEL runtime raises ZeroDivisionError for an integer division by zero: a route or automation must see it as an
+    # expression that cannot be decided, not as a crash of its delivery or evaluation thread
+    with pytest.raises(ExpressionError, match="ZeroDivisionError"):
+        compile_expression("twin.count / twin.zero > 1").evaluate({"twin": {"count": 4, "zero": 0}})
