@@ -29,6 +29,7 @@ class RequestContext:
     round_trips: int = 0
     denied: bool = False
     fields: list[str] = field(default_factory=list)
+    privacy: list[dict[str, Any]] = field(default_factory=list)  # differentially private answers: epsilon spent
 
     def note_masked(self, cls: str, masked: dict[str, str]) -> None:
         """Remember that fields of a `cls` twin were masked (reported in the response's extensions)."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the results store imports Mesa; commands that never read st
     from governance.decisions.automations import AutomationSet
     from governance.decisions.runtime import DecisionRuntime
     from governance.decisions.service import DecisionService
+    from governance.privacy_budget import PrivacyBudgetLedger
     from simulation.results import ResultsStore
 
 
@@ -84,6 +85,13 @@ class Runtime:
     def audit(self) -> AuditLog:
         """The tamper-evident audit log in the relational store."""
         return AuditLog(self.settings.resolved_database_url)
+
+    @cached_property
+    def privacy_budget(self) -> PrivacyBudgetLedger:
+        """The epsilon each role's differentially private answers spent, per period, in the relational store."""
+        from governance.privacy_budget import PrivacyBudgetLedger
+
+        return PrivacyBudgetLedger(self.settings.resolved_database_url)
 
     @cached_property
     def lineage(self) -> LineageStore:

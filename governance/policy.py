@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from governance.digest_key import keyed_text_digest
 from governance.errors import GovernanceError, PolicyDenied
@@ -38,6 +39,8 @@ OPERATIONS = frozenset(
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.
 _MODE_ORDER: tuple[MaskMode, ...] = ("show", "partial", "hash", "redact", "null")
 REDACTED = "***"
+SENSITIVE_CLASSIFICATIONS = frozenset({"PII", "Confidential"})
+"""Classifications that make a class's aggregates subject to the roles' privacy settings."""
 
 
 class PolicyError(GovernanceError):
@@ -74,6 +77,26 @@ class _RowRuleSpec(BaseModel):
         return value
 
 
+class _PrivacySpec(BaseModel):
+    """A role's differential-privacy budget: what its aggregates over sensitive classes may spend, per period."""
+
+    model_config = ConfigDict(extra="forbid")
+    epsilon_per_period: float = Field(gt=0, le=1000)
+    period: Literal["day", "week", "month"] = "day"
+    epsilon_per_query: float = Field(default=1.0, gt=0, le=1000)
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    classifications: list[Literal["PII", "Confidential"]] = Field(default=["PII", "Confidential"], min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _PrivacySpec:
+        if self.epsilon_per_query > self.epsilon_per_period:
+            raise ValueError("epsilon_per_query cannot exceed epsilon_per_period")
+        for name, (lo, hi) in self.bounds.items():
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"bounds of {name!r} must be finite with lower < upper")
+        return self
+
+
 class _RoleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
@@ -82,6 +105,8 @@ class _RoleSpec(BaseModel):
     fields: dict[str, MaskMode] = Field(default_factory=dict)
     rows: list[_RowRuleSpec] = Field(default_factory=list)
     operations: list[str] = Field(default_factory=list)
+    privacy: _PrivacySpec | None = None
+    sensitive_aggregates: Literal["exact", "none"] = "exact"  # for a role without `privacy`
 
 
 class _ApprovalSpec(BaseModel):
@@ -129,6 +154,28 @@ class ApprovalRule:
 
 
 @dataclass(frozen=True)
+class PrivacyBudgetRule:
+    """A role's differential-privacy settings (governance/differential_privacy.py, governance/privacy_budget.py)."""
+
+    role: str
+    epsilon_per_period: float
+    period: Literal["day", "week", "month"]
+    epsilon_per_query: float
+    bounds: Mapping[str, tuple[float, float]]
+    classifications: frozenset[str] = SENSITIVE_CLASSIFICATIONS  # what makes a class's aggregates noisy for the role
+
+
+@dataclass(frozen=True)
+class AggregateMode:
+    """How a subject's aggregate over a class is answered: `exact`, `private` (noised, spending `budget`) or `none`
+    (refused), and why."""
+
+    mode: Literal["exact", "private", "none"]
+    reason: str
+    budget: PrivacyBudgetRule | None = None
+
+
+@dataclass(frozen=True)
 class MaskedTwin:
     """A twin as a subject may see it: masked property values, and which fields were masked how."""
 
@@ -157,6 +204,8 @@ class _Role:
     operations: frozenset[str]  # "*" = all
     fields: Mapping[str, MaskMode]
     rows: tuple[_RowRule, ...]
+    privacy: PrivacyBudgetRule | None = None
+    sensitive_aggregates: Literal["exact", "none"] = "exact"
 
     def mode_for(self, classification: str | None) -> MaskMode:
         level = classification or DEFAULT_CLASSIFICATION
@@ -193,6 +242,7 @@ class Policy:
         self._strictest = _strictest_classifications(ontology)
         self._scopes: dict[tuple[frozenset[str], str | None], ReadScope] = {}
         self._modes: dict[tuple[frozenset[str], str], dict[str, MaskMode]] = {}
+        self._sensitive: dict[tuple[str, frozenset[str]], bool] = {}
 
     # ------------------------------------------------------------------ compile
 
@@ -243,6 +293,17 @@ class Policy:
             operations=frozenset(spec.operations),
             fields=dict(spec.fields),
             rows=tuple(rows),
+            privacy=None
+            if spec.privacy is None
+            else PrivacyBudgetRule(
+                name,
+                spec.privacy.epsilon_per_period,
+                spec.privacy.period,
+                spec.privacy.epsilon_per_query,
+                dict(spec.privacy.bounds),
+                frozenset(spec.privacy.classifications),
+            ),
+            sensitive_aggregates=spec.sensitive_aggregates,
         )
 
     def _roles_of(self, subject: Subject) -> list[_Role]:
@@ -426,6 +487,37 @@ class Policy:
         modes = self._field_modes(subject, cls)
         known = self._strictest
         return {name for name in names if (modes.get(name, "show") if name in known else modes[""]) != "show"}
+
+    def sensitive(self, cls: str, classifications: frozenset[str] = SENSITIVE_CLASSIFICATIONS) -> bool:
+        """Whether twins of `cls` (or of a subclass) hold properties of `classifications` (personal or confidential
+        by default): aggregates over them fall under the roles' privacy settings."""
+        key = (cls, classifications)
+        cached = self._sensitive.get(key)
+        if cached is None:
+            names = [cls, *(self.ontology.classes[d].name for d in self.ontology.descendants(cls))]
+            cached = any(
+                prop.classification in classifications
+                for name in names
+                for prop in self.ontology.properties(name).values()
+            )
+            self._sensitive[key] = cached
+        return cached
+
+    def aggregate_mode(self, subject: Subject, cls: str) -> AggregateMode:
+        """How `subject`'s aggregates over `cls` are answered: exact, with differential privacy from a role's budget,
+        or not at all. A role that reads the class and may answer exactly wins (the union of what roles allow); then a
+        role with a privacy budget (the first by name)."""
+        roles = [r for r in self._roles_of(subject) if r.read is None or cls in r.read]
+        for role in roles:
+            if role.privacy is not None:
+                if not self.sensitive(cls, role.privacy.classifications):
+                    return AggregateMode("exact", f"role {role.name}'s privacy budget does not cover {cls}")
+            elif role.sensitive_aggregates == "exact" or not self.sensitive(cls):
+                return AggregateMode("exact", f"role {role.name} sees exact aggregates of {cls}")
+        for role in roles:
+            if role.privacy is not None:
+                return AggregateMode("private", f"role {role.name} has a privacy budget", role.privacy)
+        return AggregateMode("none", f"no role of {subject.sub} may aggregate {cls} (personal or confidential)")
 
     def mask_value(self, value: Any, mode: MaskMode) -> Any:
         """One value masked as `mask_value` does, `hash` keyed with this deployment's digest key."""

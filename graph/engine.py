@@ -17,6 +17,7 @@ and returns typed rows. The only place read queries over twins are written.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -254,6 +255,7 @@ class ReadEngine:
         label = q.class_label(cls)
         v = "n"
         keys, values = [], []
+        clamps = {name: (lo, hi) for name, lo, hi in plan.clamps}
         for i, name in enumerate(plan.group_by):
             q.check_field(cls, name, "grouped by")
             keys.append(f"{v}.{ident(name)} AS g{i}")
@@ -266,7 +268,7 @@ class ReadEngine:
                 values.append(f"count({v}) AS m{i}")
                 continue
             q.check_field(cls, measured, "aggregated")
-            values.append(f"{metric}({v}.{ident(measured)}) AS m{i}")
+            values.append(f"{metric}({_clamped(f'{v}.{ident(measured)}', clamps.get(measured), metric)}) AS m{i}")
         if not values:
             raise QueryError("an aggregate needs at least one metric")
         prelude, joined = self.scope_joins(cls, scope)
@@ -683,6 +685,20 @@ class _Query:
     def run(self, cypher: str, timeout_ms: int | None) -> list[list[Any]]:
         """One round trip to the graph."""
         return self.engine.backend.read(cypher, self.params, timeout_ms=timeout_ms)
+
+
+def _clamped(value: str, bounds: tuple[float, float] | None, metric: str) -> str:
+    """`value` clamped to `bounds` for a SUM or AVG (what a differentially private answer needs: one twin moves it by
+    a bounded amount); unchanged otherwise."""
+    if bounds is None or metric not in ("sum", "avg"):
+        return value
+    lo, hi = (float(b) for b in bounds)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise QueryError(f"clamp bounds must be finite with lower < upper, not {bounds!r}")
+    return (
+        f"CASE WHEN {value} IS NULL THEN NULL WHEN {value} < {lo!r} THEN {lo!r} "
+        f"WHEN {value} > {hi!r} THEN {hi!r} ELSE {value} END"
+    )
 
 
 def _has_pattern(condition: str) -> bool:

@@ -191,6 +191,7 @@ class AggregateRead:
     group_by: tuple[str, ...] = ()
     where: Filter | None = None
     limit: int | None = None
+    clamps: tuple[tuple[str, float, float], ...] = ()  # (field, lower, upper): its values clamped before SUM and AVG
 
 
 ReadPlan: TypeAlias = ListRead | TwinRead | TwinsRead | SearchRead | ImpactRead | PathRead | AggregateRead

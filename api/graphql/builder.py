@@ -330,8 +330,12 @@ def build_schema(
                 ("metrics", "Optional[List[AggregateMetric]]"),
                 ("groupBy", "Optional[List[str]]"),
                 ("where", "Optional[JSON]"),
+                ("epsilon", "Optional[float]"),
             ],
-            description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON.",
+            description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON. Over a class "
+            "with personal or confidential properties, a role with a privacy budget gets noisy COUNT/SUM/AVG "
+            "(differential privacy; `epsilon` defaults to the role's per-query epsilon, and each metric says its "
+            "accuracy).",
         ),
         b.field(
             "history",

@@ -14,8 +14,10 @@ from api.errors import BadUserInput
 from api.graphql.governed import governed
 from api.graphql.naming import SchemaPlan
 from api.graphql.planning import DEFAULT_PAGE, NodeShape, Planner
+from api.graphql.private_aggregate import PrivateRequest, private_aggregate
 from api.graphql.selection import PAGE_MAX, list_limit, plain
 from api.graphql.shaping import Shaper
+from governance.errors import PolicyDenied
 from graph.plan import (
     AggregateRead,
     ImpactRead,
@@ -196,12 +198,28 @@ class RootQueries:
         metrics: Any = None,  # noqa: N803
         groupBy: Any = None,
         where: Any = None,
+        epsilon: float | None = None,
     ) -> Any:  # noqa: N803
-        """Grouped metrics over a class; hidden fields may be neither grouped, aggregated nor filtered on."""
+        """Grouped metrics over a class; hidden fields may be neither grouped, aggregated nor filtered on. Over a
+        sensitive class the policy decides: exact, differentially private (api/graphql/private_aggregate.py), none."""
         ctx: RequestContext = info.context
         planner = Planner(info, ctx, self.schema)
         cls = plain(className)
         planner.require_readable(cls)
+        mode = ctx.policy.aggregate_mode(ctx.subject, cls)
+        if mode.mode == "none":
+            raise PolicyDenied(mode.reason)
+        if mode.mode == "private":
+            assert mode.budget is not None
+            return await private_aggregate(
+                PrivateRequest(ctx, planner, info, self.schema.classes[cls], cls, mode.budget),
+                plain(metrics) or [{"fn": "count"}],
+                list(plain(groupBy or [])),
+                where,
+                epsilon,
+            )
+        if epsilon is not None:
+            raise BadUserInput(f"aggregates over {cls} are exact for this caller; epsilon applies only to noisy ones")
         class_plan = self.schema.classes[cls]
         names = list(plain(groupBy or []))
         group_by = tuple(planner.group_field(class_plan, name, "grouped by").prop.name for name in names)

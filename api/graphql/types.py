@@ -60,6 +60,17 @@ class AggregateMetric:
     field: str | None = None
 
 
+@strawberry.type(description="How a differentially private metric was released: the noise it carries.")
+class PrivacyNote:
+    """The epsilon a noisy metric spent, its accuracy at 95 % and the mechanism that added the noise."""
+
+    epsilon: float
+    accuracy95: float | None = strawberry.field(
+        description="|value - exact| is at most this with 95 % probability (null: too few twins to bound it)"
+    )
+    mechanism: str
+
+
 @strawberry.type(description="One computed metric.")
 class MetricValue:
     """The value of a metric in one group."""
@@ -68,6 +79,9 @@ class MetricValue:
     fn: AggregateFunction
     field: str | None
     value: float | None
+    privacy: PrivacyNote | None = strawberry.field(
+        default=None, description="Set when noise was added (differential privacy); null for an exact value"
+    )
 
 
 @strawberry.type(description="One group of an aggregate.")

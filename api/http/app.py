@@ -297,13 +297,20 @@ def _graphql_routes(app: FastAPI, services: ApiServices, graphiql: bool, timeout
         )
         errors = [e.formatted for e in result.errors or []]
         extensions: dict[str, Any] = {"policyVersion": policy.version, "masked": ctx.masked_report()}
+        if ctx.privacy:
+            extensions["privacy"] = ctx.privacy
         decision = Decision.DENY if ctx.denied else Decision.ALLOW
         entry = services.trail.finish(
             entry,
             operation=f"{label}:{root_fields(ctx.fields)}",
             decision=decision,
             rows=ctx.rows,
-            detail={**detail, "errors": len(errors), "round_trips": ctx.round_trips},
+            detail={
+                **detail,
+                "errors": len(errors),
+                "round_trips": ctx.round_trips,
+                **({"privacy": ctx.privacy} if ctx.privacy else {}),
+            },
         )
         if kind == "mutation":  # a state change is acknowledged only once its record is stored
             try:
