@@ -41,6 +41,14 @@ class Settings(BaseSettings):
         default_factory=lambda: ["roles", "realm_access.roles"],
         description="Claims (dotted paths) whose values are roles; `groups` only when listed here.",
     )
+    oidc_console_client_id: str | None = Field(
+        None,
+        description="Client id of the console at the OIDC issuer (a public client: authorization code with PKCE); "
+        "with `oidc_issuer` set, the console offers 'Sign in with your identity provider'. The console sends the "
+        "access token when the provider issues JWT access tokens, else the ID token (then set `oidc_audience` to "
+        "this client id).",
+    )
+    oidc_console_scope: str = Field("openid profile email", description="Scopes the console's sign-on asks for.")
     api_host: str = Field("127.0.0.1", description="Address `twin serve` binds to.")
     api_port: int = Field(8000, description="Port `twin serve` listens on.")
     api_graphiql: bool = Field(True, description="Serve the GraphiQL IDE at GET /graphql (development).")

@@ -129,7 +129,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
     )
     app.state.services = services
     _json_error_handlers(app)
-    from api.console import mount_console
+    from api.console import ConsoleSignOn, mount_console
     from api.http.operations import operations_router
 
     app.include_router(operations_router(services))
@@ -138,7 +138,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
 
     services.feed_watcher = FeedWatcher(services)
     subscription_route(app, services)
-    mount_console(app)
+    mount_console(app, sign_on=ConsoleSignOn.from_settings(settings))
 
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=services.metrics)

@@ -3,8 +3,9 @@
 import "./styles.css";
 import { h, notice, replace } from "./dom.js";
 import { resetSchemaCache, schemaOverview } from "./schema.js";
-import { currentSession, signOut } from "./session.js";
+import { currentSession, signIn, signOut } from "./session.js";
 import { signInView } from "./signIn.js";
+import { completeSignOn, signOnConfig } from "./signOn.js";
 import { activityView } from "./views/activity.js";
 import { auditView } from "./views/audit.js";
 import { graphView } from "./views/graph.js";
@@ -22,6 +23,8 @@ const HOME_BY_ROLE = { executive: "scenarios", compliance: "audit" };
 
 const app = document.getElementById("app");
 let teardown = () => {};
+let signOn = { issuer: null };
+let expiry = null;
 
 function route() {
   const [name, ...params] = location.hash.replace(/^#\/?/, "").split("?")[0].split("/");
@@ -67,15 +70,27 @@ async function checkToken() {
   render();
 }
 
+/** End the session when its token expires: back to the sign-in page, saying why. */
+function watchExpiry(session) {
+  clearTimeout(expiry);
+  if (!session.claims.exp) return;
+  expiry = setTimeout(() => {
+    signOut();
+    render("Your session expired; sign in again.");
+  }, Math.max(session.claims.exp * 1000 - Date.now(), 0));
+}
+
 function render(reason) {
   teardown();
   teardown = () => {};
   const session = currentSession();
   if (!session) {
+    clearTimeout(expiry);
     resetSchemaCache();
-    signInView(app, () => checkToken(), reason);
+    signInView(app, () => checkToken(), reason, signOn);
     return;
   }
+  watchExpiry(session);
   let { name, params } = route();
   if (!VIEWS[name]) {
     name = home(session);
@@ -86,9 +101,28 @@ function render(reason) {
   teardown = VIEWS[name].render(main, params) || (() => {});
 }
 
+/** Start: learn whether the server names an identity provider, finish a sign-on coming back from it, render. */
+async function boot() {
+  signOn = await signOnConfig();
+  if (signOn.issuer) {
+    try {
+      const token = await completeSignOn(signOn);
+      if (token) {
+        signIn(token, null);
+        await checkToken();
+        return;
+      }
+    } catch (error) {
+      render(error.message);
+      return;
+    }
+  }
+  render();
+}
+
 window.addEventListener("hashchange", () => render());
 window.addEventListener("twin:unauthenticated", (event) => {
   signOut();
   render(`The server refused the token (${event.detail}); sign in again.`);
 });
-render();
+boot();
