@@ -39,6 +39,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "values, sync ledger and identity match keys, and compact the graph's append-only log; the "
         "audit chain still verifies.",
     ),
+    "privacy": LazyCommand("api.cli.privacy:app", "Differential-privacy budgets of the roles: spent, left, renewal."),
     "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go (DATA_DIR/routes.yaml)."),
     "decisions": LazyCommand(
         "api.cli.decisions:app", "Proposed actions and alerts of the automations: list, show, approve, reject."

@@ -3,6 +3,7 @@ an overspend (also under concurrent spenders on PostgreSQL), and the policy deci
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -179,3 +180,30 @@ def test_policy_decides_exact_noisy_or_none(ontology) -> None:
 def test_bad_privacy_settings_are_clear_errors(ontology, privacy, problem) -> None:
     with pytest.raises(PolicyError, match=problem):
         Policy({"version": "1", "roles": {"r": {"read": ["*"], "privacy": privacy}}}, ontology)
+
+
+def test_twin_privacy_budget_shows_what_each_role_spent_and_audits_the_read(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli.app import app
+    from api.settings import get_settings
+    from governance.audit import AuditLog
+
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "twin"))
+    get_settings.cache_clear()
+    try:
+        url = get_settings().resolved_database_url
+        rule = load_policy(load_ontology()).roles["executive"].privacy
+        assert rule is not None
+        PrivacyBudgetLedger(url).spend(rule, 1.0, "erika", "aggregate Employee")
+        PrivacyBudgetLedger(url).spend(rule, 0.5, "erika", "aggregate Employee")
+        result = CliRunner().invoke(app, ["privacy", "budget", "--json"])
+        assert result.exit_code == 0, result.output
+        rows = {row["role"]: row for row in json.loads(result.output)}
+        assert rows["executive"]["epsilon_spent"] == 1.5
+        assert rows["executive"]["epsilon_left"] == rule.epsilon_per_period - 1.5
+        unknown = CliRunner().invoke(app, ["privacy", "budget", "--role", "nosuch"])
+        assert unknown.exit_code == 2 and "unknown role 'nosuch'" in unknown.output
+        assert [r.operation for r in AuditLog(url).query(limit=10)].count("privacy.budget.read") == 1
+    finally:
+        get_settings.cache_clear()
