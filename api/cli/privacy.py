@@ -41,7 +41,7 @@ def budget(
             rows_returned=len(states),
         )
     )
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "role": s.role,
             "period": s.period,
@@ -59,13 +59,6 @@ def budget(
         console.print("no role has a privacy budget in this policy" + (f" ({role})" if role else ""))
         return
     table = Table("role", "period", "since", "ε limit", "ε spent", "ε left")
-    for row in rows:
-        table.add_row(
-            row["role"],
-            row["period"],
-            row["period_start"],
-            f"{row['epsilon_limit']:g}",
-            f"{row['epsilon_spent']:g}",
-            f"{row['epsilon_left']:g}",
-        )
+    for s in states:
+        table.add_row(s.role, s.period, s.period_start.isoformat(), f"{s.limit:g}", f"{s.spent:g}", f"{s.remaining:g}")
     console.print(table)
