@@ -67,7 +67,9 @@ def count_accuracy(epsilon: float, alpha: float = ALPHA) -> float:
 def noisy_count(exact: int, epsilon: float) -> NoisyValue:
     """A count with discrete Laplace noise of scale 1/epsilon (sensitivity 1)."""
     scale = 1.0 / _positive(epsilon)
-    return NoisyValue(float(_integer_laplace(scale)(int(exact))), epsilon, count_accuracy(epsilon), "discrete_laplace")
+    # clamping at zero is post-processing: no privacy cost, and it only moves the answer towards the exact count
+    value = max(float(_integer_laplace(scale)(int(exact))), 0.0)
+    return NoisyValue(value, epsilon, count_accuracy(epsilon), "discrete_laplace")
 
 
 def sum_sensitivity(bounds: tuple[float, float]) -> float:

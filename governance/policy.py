@@ -507,7 +507,8 @@ class Policy:
         """How `subject`'s aggregates over `cls` are answered: exact, with differential privacy from a role's budget,
         or not at all. A role that reads the class and may answer exactly wins (the union of what roles allow); then a
         role with a privacy budget (the first by name)."""
-        roles = [r for r in self._roles_of(subject) if r.read is None or cls in r.read]
+        under = {cls, *(self.ontology.classes[d].name for d in self.ontology.descendants(cls))}
+        roles = [r for r in self._roles_of(subject) if r.read is None or under & r.read]
         for role in roles:
             if role.privacy is not None:
                 if not self.sensitive(cls, role.privacy.classifications):

@@ -41,6 +41,10 @@ def test_count_at_epsilon_one_stays_within_its_stated_accuracy_95_percent_of_the
     assert all(a.value == int(a.value) for a in answers)  # counts stay integers
 
 
+def test_counts_never_come_out_negative() -> None:
+    assert min(noisy_count(0, 0.5).value for _ in range(300)) == 0.0
+
+
 def test_smaller_epsilon_means_wider_accuracy() -> None:
     assert count_accuracy(0.1) > 5 * count_accuracy(1.0)
 
@@ -166,6 +170,10 @@ def test_policy_decides_exact_noisy_or_none(ontology) -> None:
     assert custom.aggregate_mode(steward, "Skill").mode == "exact"  # no personal or confidential properties
     assert custom.aggregate_mode(analyst, "Machine").mode == "private"  # acquisitionCost is Confidential
     assert custom.aggregate_mode(analyst, "Employee").budget.bounds == {"salary": (0.0, 1e5)}
+    employees_only = Policy(
+        {"version": "1", "roles": {"r": {"read": ["Employee"], "privacy": {"epsilon_per_period": 5}}}}, ontology
+    )
+    assert employees_only.aggregate_mode(Subject("r", frozenset({"r"})), "Person").mode == "private"  # via Employee
 
 
 @pytest.mark.parametrize(
