@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -107,6 +107,7 @@ class _RoleSpec(BaseModel):
     operations: list[str] = Field(default_factory=list)
     privacy: _PrivacySpec | None = None
     sensitive_aggregates: Literal["exact", "none"] = "exact"  # for a role without `privacy`
+    aggregate: list[str] = Field(default_factory=list)  # classes it may only aggregate, privately (needs `privacy`)
 
 
 class _ApprovalSpec(BaseModel):
@@ -173,6 +174,7 @@ class AggregateMode:
     mode: Literal["exact", "private", "none"]
     reason: str
     budget: PrivacyBudgetRule | None = None
+    scope: ReadScope | None = None  # for a class the subject may only aggregate: the scope its aggregate reads with
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ class _Role:
     rows: tuple[_RowRule, ...]
     privacy: PrivacyBudgetRule | None = None
     sensitive_aggregates: Literal["exact", "none"] = "exact"
+    aggregate_only: frozenset[str] = frozenset()  # classes (incl. subclasses) it may aggregate with privacy, not read
 
     def mode_for(self, classification: str | None) -> MaskMode:
         level = classification or DEFAULT_CLASSIFICATION
@@ -241,6 +244,7 @@ class Policy:
             )
         self._strictest = _strictest_classifications(ontology)
         self._scopes: dict[tuple[frozenset[str], str | None], ReadScope] = {}
+        self._aggregate_scopes: dict[tuple[frozenset[str], str | None], ReadScope] = {}
         self._modes: dict[tuple[frozenset[str], str], dict[str, MaskMode]] = {}
         self._sensitive: dict[tuple[str, frozenset[str]], bool] = {}
 
@@ -304,7 +308,18 @@ class Policy:
                 frozenset(spec.privacy.classifications),
             ),
             sensitive_aggregates=spec.sensitive_aggregates,
+            aggregate_only=self._aggregate_only(spec, read, where),
         )
+
+    def _aggregate_only(self, spec: _RoleSpec, read: frozenset[str] | None, where: str) -> frozenset[str]:
+        """The classes of `aggregate:` (with subclasses) beyond what the role reads; they need a privacy budget."""
+        if not spec.aggregate:
+            return frozenset()
+        if spec.privacy is None:
+            raise PolicyError(f"{where}: `aggregate` needs `privacy` (a budget for the noisy answers)")
+        if read is None:
+            raise PolicyError(f"{where}: `aggregate` makes no sense for a role that reads every class")
+        return (self._classes(spec.aggregate, where) or frozenset()) - read
 
     def _roles_of(self, subject: Subject) -> list[_Role]:
         return [self.roles[r] for r in sorted(subject.roles) if r in self.roles]
@@ -362,8 +377,23 @@ class Policy:
             self._scopes[key] = self._scope(subject)
         return self._scopes[key]
 
-    def _scope(self, subject: Subject) -> ReadScope:
-        roles = self._roles_of(subject)
+    def _aggregate_scope(self, subject: Subject) -> ReadScope:
+        """The scope of a private aggregate over a class the subject may only aggregate: its roles as if they read
+        their `aggregate:` classes too (field modes still apply: hidden fields are neither grouped nor filtered)."""
+        key = (frozenset(subject.roles), subject.org_unit)
+        if key not in self._aggregate_scopes:
+            roles = []
+            for role in self._roles_of(subject):
+                if role.aggregate_only and role.read is not None and role.read_or_above is not None:
+                    extra = role.aggregate_only
+                    above = {self.ontology.classes[a].name for c in extra for a in self.ontology.ancestors(c)}
+                    role = replace(role, read=role.read | extra, read_or_above=role.read_or_above | extra | above)
+                roles.append(role)
+            self._aggregate_scopes[key] = self._scope(subject, roles)
+        return self._aggregate_scopes[key]
+
+    def _scope(self, subject: Subject, given: list[_Role] | None = None) -> ReadScope:
+        roles = self._roles_of(subject) if given is None else given
         if not roles:
             return ReadScope(readable_classes=frozenset())
         params: dict[str, Any] = {}
@@ -509,6 +539,13 @@ class Policy:
         role with a privacy budget (the first by name)."""
         under = {cls, *(self.ontology.classes[d].name for d in self.ontology.descendants(cls))}
         roles = [r for r in self._roles_of(subject) if r.read is None or under & r.read]
+        if not roles:
+            for role in self._roles_of(subject):
+                if role.privacy is not None and under & role.aggregate_only:
+                    scope = self._aggregate_scope(subject)
+                    return AggregateMode(
+                        "private", f"role {role.name} may aggregate {cls} privately", role.privacy, scope
+                    )
         for role in roles:
             if role.privacy is not None:
                 if not self.sensitive(cls, role.privacy.classifications):

@@ -28,6 +28,11 @@ BUILT_IN_ROLES: tuple[RoleDefinition, ...] = (
         "as counts and aggregates, no individual personal fields.",
     ),
     RoleDefinition(
+        "analyst",
+        "People and cost analytics as differentially private aggregates (noisy counts, sums and means within a "
+        "privacy budget); no individual's row or personal value.",
+    ),
+    RoleDefinition(
         "compliance",
         "Audit log, lineage and provenance of every value, controls and regulations; "
         "personal fields masked unless the policy grants them for an investigation.",

@@ -21,7 +21,7 @@ from api.graphql.selection import PAGE_MAX
 from governance.differential_privacy import ExactGroup, MetricRequest, check_private, release
 from governance.policy import PrivacyBudgetRule
 from graph.errors import FieldNotReadable
-from graph.model import Metric
+from graph.model import Metric, ReadScope
 from graph.plan import AggregateRead
 from ontology.errors import quoted
 
@@ -36,6 +36,7 @@ class PrivateRequest:
     class_plan: ClassPlan
     cls: str
     budget: PrivacyBudgetRule
+    scope: ReadScope  # the caller's, or for a class it may only aggregate the policy's aggregate scope
 
 
 def _mentioned(where: Any) -> set[str]:
@@ -78,7 +79,7 @@ async def private_aggregate(
             raise BadUserInput(f"{str(fn).upper()} needs a numeric field; {name!r} is {prop.scalar}")
         requests.append(MetricRequest(str(fn), prop.prop.name, budget.bounds.get(prop.prop.name)))
     relaxed = {r.field for r in requests if r.field is not None and r.bounds is not None} - _mentioned(where)
-    hidden = _hidden_fields(ctx, req.cls)
+    hidden = _hidden_fields(ctx, req.scope, req.cls)
     for name in group_by:
         if name in hidden:
             raise FieldNotReadable(f"field {quoted(name)} of {req.cls} may not be grouped by by this caller")
@@ -100,7 +101,7 @@ async def private_aggregate(
             measured += [("sum", r.field), ("count", r.field)]
     clamps = tuple(sorted({(r.field, *r.bounds) for r in requests if r.field is not None and r.bounds is not None}))
     plan = AggregateRead(req.cls, tuple(measured), group_by, filter_, limit=PAGE_MAX * 10, clamps=clamps)
-    scope = _measuring_scope(ctx, relaxed)
+    scope = _measuring_scope(req.scope, relaxed)
     # read first (a refused or failed read spends nothing), then spend; exact rows never leave unless paid for
     rows = await run_read(ctx, lambda: ctx.store.read_aggregate(plan, scope, ctx.timeout_ms))
     query = f"aggregate {req.cls} {[f'{r.fn}({r.field or ""})' for r in requests]} by {list(names)}"
@@ -162,20 +163,20 @@ def _metric(planner: Planner, metric_type: Any, nodes: Any, values: dict[str, An
     return out
 
 
-def _hidden_fields(ctx: RequestContext, cls: str) -> frozenset[str]:
-    """Fields the caller's scope hides on twins of `cls` or a subclass it may read."""
-    if not ctx.scope.hidden:
+def _hidden_fields(ctx: RequestContext, scope: ReadScope, cls: str) -> frozenset[str]:
+    """Fields `scope` hides on twins of `cls` or a subclass it may read."""
+    if not scope.hidden:
         return frozenset()
-    readable = ctx.scope.readable_classes
+    readable = scope.readable_classes
     names = ctx.store.names_under(cls)
     return frozenset().union(
-        *(h for name, h in ctx.scope.hidden.items() if name in names and (readable is None or name in readable))
+        *(h for name, h in scope.hidden.items() if name in names and (readable is None or name in readable))
     )
 
 
-def _measuring_scope(ctx: RequestContext, names: set[str]) -> Any:
-    """The caller's scope with `names` readable for measuring only: the answer carries noise, never the values."""
+def _measuring_scope(scope: ReadScope, names: set[str]) -> ReadScope:
+    """`scope` with `names` readable for measuring only: the answer carries noise, never the values."""
     if not names:
-        return ctx.scope
-    hidden = {cls: frozenset(h - names) for cls, h in ctx.scope.hidden.items()}
-    return dataclasses.replace(ctx.scope, hidden=hidden)
+        return scope
+    hidden = {cls: frozenset(h - names) for cls, h in scope.hidden.items()}
+    return dataclasses.replace(scope, hidden=hidden)

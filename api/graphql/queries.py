@@ -205,14 +205,15 @@ class RootQueries:
         ctx: RequestContext = info.context
         planner = Planner(info, ctx, self.schema)
         cls = plain(className)
-        planner.require_readable(cls)
         mode = ctx.policy.aggregate_mode(ctx.subject, cls)
+        if mode.scope is None:  # else a class the caller may only aggregate (privately), not read
+            planner.require_readable(cls)
         if mode.mode == "none":
             raise PolicyDenied(mode.reason)
         if mode.mode == "private":
             assert mode.budget is not None
             return await private_aggregate(
-                PrivateRequest(ctx, planner, info, self.schema.classes[cls], cls, mode.budget),
+                PrivateRequest(ctx, planner, info, self.schema.classes[cls], cls, mode.budget, mode.scope or ctx.scope),
                 plain(metrics) or [{"fn": "count"}],
                 list(plain(groupBy or [])),
                 where,

@@ -149,3 +149,35 @@ def test_bad_private_requests_are_clear_errors_and_spend_nothing(private_api: Ap
     assert ledger.state(rule).spent == before
     status, body = private_api.gql("{ aggregate(className: Machine, epsilon: 0.5) { group } }", role="admin")
     assert "epsilon applies only to noisy ones" in body["errors"][0]["message"]
+
+
+def test_the_analyst_aggregates_people_privately_but_never_reads_a_person(private_api: ApiHarness) -> None:
+    query = (
+        '{ aggregate(className: Employee, metrics: [{fn: COUNT}, {fn: SUM, field: "salary"}])'
+        " { group metrics { name value privacy { epsilon mechanism } } } }"
+    )
+    status, body = private_api.gql(query, role="analyst")
+    assert status == 200 and "errors" not in body, body
+    (row,) = body["data"]["aggregate"]
+    count, total = row["metrics"]
+    assert count["privacy"] == {"epsilon": 0.5, "mechanism": "discrete_laplace"}  # 1.0 split over two metrics
+    assert total["privacy"] == {"epsilon": 0.5, "mechanism": "laplace"}
+    assert abs(count["value"] - EMPLOYEES) < 40  # scale 2: |noise| >= 40 has probability ~2e-9
+    assert body["extensions"]["privacy"][0]["role"] == "analyst"
+    # groups of 12 people are too small to release at this epsilon: their keys alone could single someone out
+    grouped = '{ aggregate(className: Employee, groupBy: ["jobTitle"]) { group metrics { value } } }'
+    status, body = private_api.gql(grouped, role="analyst")
+    assert body["data"]["aggregate"] == [] and body["extensions"]["privacy"][0]["suppressedGroups"] == 2
+    # no row, no count and no twin of a person reaches the analyst any other way
+    listed = private_api.gql("{ employees { totalCount } }", role="analyst")[1]
+    assert listed["errors"][0]["extensions"]["code"] in ("FORBIDDEN", "GRAPHQL_VALIDATION_FAILED"), listed
+    one = private_api.gql('{ twin(uid: "emp-01") { uid } }', role="analyst")[1]
+    assert (one.get("data") or {}).get("twin") is None
+    members = private_api.data("{ orgUnits { nodes { uid hasMember { totalCount } } } }", role="analyst")
+    assert all(n["hasMember"]["totalCount"] == 0 for n in members["orgUnits"]["nodes"])
+    email = '{ aggregate(className: Employee, groupBy: ["email"]) { group } }'
+    assert private_api.gql(email, role="analyst")[1]["errors"][0]["extensions"]["code"] == "FIELD_NOT_READABLE"
+    exact = private_api.data(
+        "{ aggregate(className: Skill) { metrics { value privacy { epsilon } } } }", role="analyst"
+    )
+    assert exact["aggregate"][0]["metrics"][0] == {"value": 3.0, "privacy": None}

@@ -150,13 +150,17 @@ def ontology():
 
 def test_policy_decides_exact_noisy_or_none(ontology) -> None:
     policy = load_policy(ontology)
-    executive, admin = Subject("e", frozenset({"executive"})), Subject("a", frozenset({"admin"}))
-    assert policy.aggregate_mode(executive, "Employee").mode == "private"
-    assert policy.aggregate_mode(executive, "Person").budget is not None
-    assert policy.aggregate_mode(executive, "Machine").mode == "exact"  # no PII: the executive's budget does not apply
+    analyst, admin = Subject("x", frozenset({"analyst"})), Subject("a", frozenset({"admin"}))
+    private = policy.aggregate_mode(analyst, "Employee")
+    assert private.mode == "private" and private.budget is not None and private.scope is not None
+    assert "Employee" in (private.scope.readable_classes or ()) and "salary" in private.scope.hidden["Employee"]
+    assert "Employee" not in (policy.read_scope(analyst).readable_classes or ())  # never readable row by row
+    assert policy.aggregate_mode(analyst, "Skill").mode == "exact"
     assert policy.aggregate_mode(admin, "Employee").mode == "exact"
-    both = Subject("b", frozenset({"executive", "admin"}))
+    both = Subject("b", frozenset({"analyst", "admin"}))
     assert policy.aggregate_mode(both, "Employee").mode == "exact"  # the union of what the roles allow
+    executive = Subject("e", frozenset({"executive"}))
+    assert policy.aggregate_mode(executive, "Employee").mode == "exact"  # reads the rows anyway: noise would be theatre
     spec = {
         "version": "1",
         "roles": {
@@ -174,6 +178,14 @@ def test_policy_decides_exact_noisy_or_none(ontology) -> None:
         {"version": "1", "roles": {"r": {"read": ["Employee"], "privacy": {"epsilon_per_period": 5}}}}, ontology
     )
     assert employees_only.aggregate_mode(Subject("r", frozenset({"r"})), "Person").mode == "private"  # via Employee
+
+
+def test_aggregate_only_classes_need_a_budget(ontology) -> None:
+    with pytest.raises(PolicyError, match="`aggregate` needs `privacy`"):
+        Policy({"version": "1", "roles": {"r": {"read": ["Skill"], "aggregate": ["Person"]}}}, ontology)
+    with pytest.raises(PolicyError, match="unknown class 'Nosuch'"):
+        spec = {"read": ["Skill"], "aggregate": ["Nosuch"], "privacy": {"epsilon_per_period": 1}}
+        Policy({"version": "1", "roles": {"r": spec}}, ontology)
 
 
 @pytest.mark.parametrize(
@@ -201,15 +213,15 @@ def test_twin_privacy_budget_shows_what_each_role_spent_and_audits_the_read(tmp_
     get_settings.cache_clear()
     try:
         url = get_settings().resolved_database_url
-        rule = load_policy(load_ontology()).roles["executive"].privacy
+        rule = load_policy(load_ontology()).roles["analyst"].privacy
         assert rule is not None
-        PrivacyBudgetLedger(url).spend(rule, 1.0, "erika", "aggregate Employee")
-        PrivacyBudgetLedger(url).spend(rule, 0.5, "erika", "aggregate Employee")
+        PrivacyBudgetLedger(url).spend(rule, 1.0, "anna", "aggregate Employee")
+        PrivacyBudgetLedger(url).spend(rule, 0.5, "anna", "aggregate Employee")
         result = CliRunner().invoke(app, ["privacy", "budget", "--json"])
         assert result.exit_code == 0, result.output
         rows = {row["role"]: row for row in json.loads(result.output)}
-        assert rows["executive"]["epsilon_spent"] == 1.5
-        assert rows["executive"]["epsilon_left"] == rule.epsilon_per_period - 1.5
+        assert rows["analyst"]["epsilon_spent"] == 1.5
+        assert rows["analyst"]["epsilon_left"] == rule.epsilon_per_period - 1.5
         unknown = CliRunner().invoke(app, ["privacy", "budget", "--role", "nosuch"])
         assert unknown.exit_code == 2 and "unknown role 'nosuch'" in unknown.output
         assert [r.operation for r in AuditLog(url).query(limit=10)].count("privacy.budget.read") == 1

@@ -293,6 +293,7 @@ def test_built_in_roles_are_documented() -> None:
         "admin",
         "architect",
         "executive",
+        "analyst",
         "compliance",
         "hr",
         "data_steward",

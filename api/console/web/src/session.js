@@ -3,7 +3,7 @@
 const KEY = "twin.console.session";
 
 /** The roles a token can be asked for with `twin token --role ROLE`. */
-export const ROLES = ["architect", "executive", "compliance", "viewer", "data_steward", "hr", "admin"];
+export const ROLES = ["architect", "executive", "analyst", "compliance", "viewer", "data_steward", "hr", "admin"];
 
 /** The claims of a JWT, read without verification (the server verifies; this is only for display). */
 export function decodeClaims(token) {
