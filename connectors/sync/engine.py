@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -26,11 +26,12 @@ from connectors.source import (
 )
 from connectors.sync.committer import BatchCommitter
 from connectors.sync.context import RunContext
-from connectors.sync.deletions import Deletions
+from connectors.sync.deletions import Deletions, KeyCensus, take_census
 from connectors.sync.identities import canonical_links, resolve_identities
 from connectors.sync.mapper import MappedItem, MappedLink, RecordMapper, RecordRejected, record_digest
 from connectors.sync.pacing import CollectorPacing
 from connectors.sync.report import Connector, EntityReport, Mode, SyncReport
+from connectors.sync.side_queries import ask_aside
 from connectors.sync.stores import SyncStores
 from connectors.sync.writer import GraphWriter
 from connectors.sync_state import LedgerEntry, payload_text
@@ -220,11 +221,10 @@ class SyncEngine:
         newest: datetime | None = since.value if since else None
         timings = ctx.report.timings
         checks_deletions = entity.ledger and (ctx.mode == "full" or lists_keys(source))
-        # an incremental deletion check counts the source once its read is over: the count is asked while the last
-        # page is written (the page after it is read first, so the read is known to be over)
+        # an incremental deletion check counts the source once its read is over: the count (and key span) is asked
+        # while the last page is written (the page after it is read first, so the read is known to be over)
         counts_early = checks_deletions and ctx.mode == "incremental" and callable(counter)
-        counted: Future[int] | None = None
-        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-source-count") if counts_early else None
+        counted: Future[KeyCensus | None] | None = None
         # a source whose server keeps what was read (MQTT) is told each page is safe only after the page's commit is
         # durable: the acknowledgement is committer work queued behind that commit (a dry run acknowledges nothing)
         acknowledging = isinstance(source, AcknowledgingSource) and ctx.committer is not None
@@ -233,8 +233,8 @@ class SyncEngine:
             self._check_file_size(ctx, entity, source)
             for page, last in _marking_last(source.read(since), counts_early):
                 timings["read"] += time.perf_counter() - clock
-                if last and side is not None and callable(counter):
-                    counted = side.submit(counter, None)
+                if last and counts_early:
+                    counted = ask_aside(partial(take_census, source))
                 report.read += len(page)
                 for record in page:
                     if record.watermark is not None and (newest is None or record.watermark > newest):
@@ -249,8 +249,8 @@ class SyncEngine:
             if checks_deletions:
                 # the deletion set: ledger keys the source no longer has (connectors/sync/deletions.py)
                 clock = time.perf_counter()
-                count = int(counted.result()) if counted is not None else None
-                gone = self.deletions.gone_keys(ctx, entity, source, seen, report, count)
+                census = counted.result() if counted is not None else None
+                gone = self.deletions.gone_keys(ctx, entity, source, seen, report, census)
                 timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self.deletions.delete(ctx, entity, gone, report)
@@ -258,8 +258,8 @@ class SyncEngine:
                 assert ctx.committer is not None
                 ctx.committer.drain()
         finally:
-            if side is not None:
-                side.shutdown(wait=True)
+            if counted is not None:  # the census is over before the source is closed
+                wait([counted])
             closer = getattr(source, "close", None)
             if callable(closer):
                 closer()
