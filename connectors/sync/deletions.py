@@ -61,12 +61,23 @@ def links_fed_by_others(state: SyncState, links: Sequence[LinkKey], leaving: set
 
 
 @dataclass(frozen=True)
+class KeyRanges:
+    """Key counts per range ``(key - low) // width`` of the source and of the ledger, taken for a deletion check."""
+
+    low: int
+    width: int
+    source: dict[int, int]
+    ledger: dict[int, int]
+
+
+@dataclass(frozen=True)
 class KeyCensus:
     """What a source holds now, asked in one scan: its record count and, for one integer key column, its smallest
-    and largest key (None otherwise)."""
+    and largest key (None otherwise); with the key ranges already counted when a survey expected a deletion."""
 
     count: int
     span: tuple[int, int] | None = None
+    ranges: KeyRanges | None = None
 
 
 def take_census(source: Source) -> KeyCensus | None:
@@ -114,6 +125,45 @@ class Deletions:
             return []
         return self.missing_keys(ctx, entity, source, seen, census)
 
+    def survey(self, ctx: RunContext, entity: EntityMapping, source: Source, expected: int) -> KeyCensus | None:
+        """The source's key census taken beside the entity's last page (the read is over), and, when its count is
+        below `expected` (about the ledger keys plus unledgered records the entity will have once that page is
+        written: a deletion is likely), its key ranges counted on both sides too, so the check after the page only
+        lists what differs. Counting the ledger's ranges before the page is committed is sound: keys new this run
+        are in `ctx.created_keys`, whose ranges are listed anyway, and a ledger key dropped meanwhile only makes
+        its range differ (listed, from the ledger as it is then)."""
+        census = take_census(source)
+        if census is None or census.span is None or census.count >= expected:
+            return census
+        plan = self._range_plan(ctx, entity, source, census.span)
+        if plan is None:
+            return census
+        try:
+            ranges = self._count_ranges(ctx, entity, source, *plan)
+        except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
+            return census
+        return KeyCensus(census.count, census.span, ranges)
+
+    def _range_plan(
+        self, ctx: RunContext, entity: EntityMapping, source: Source, span: tuple[int, int] | None
+    ) -> tuple[int, int] | None:
+        """(low, width) of the key ranges a deletion check compares, or None when it lists every key instead (a
+        small source, or one whose ranges would repeat a query's joins, or without one integer key)."""
+        size = ctx.ledger_size(entity.name)
+        on_table = getattr(source, "keys_on_table", False) is True
+        large = size > (self.list_table_keys_up_to if on_table else self.list_keys_up_to)
+        if span is None or not large or not callable(getattr(source, "key_buckets", None)):
+            return None
+        low, high = span
+        ranges = min(KEY_RANGES_MAX, max(KEY_RANGES, size // KEYS_PER_RANGE))
+        return low, max(1, (high - low) // ranges + 1)
+
+    def _count_ranges(self, ctx: RunContext, entity: EntityMapping, source: Source, low: int, width: int) -> KeyRanges:
+        """Key counts per range on both sides, asked at the same time (two databases)."""
+        counted = ask_aside(partial(self.stores.state.ledger_key_buckets, ctx.connector.name, entity.name, low, width))
+        here = source.key_buckets(low, width)  # type: ignore[attr-defined]
+        return KeyRanges(low, width, here, counted.result())
+
     def none_deleted(self, ctx: RunContext, entity: EntityMapping, report: EntityReport, count: int) -> bool:
         """Whether the source's `count` proves that it still has every ledger key of the entity (so listing its keys
         can be skipped): it holds at least as many records as the ledger has keys plus the records that are not in
@@ -144,39 +194,31 @@ class Deletions:
         (one scan instead of three)."""
         name = ctx.connector.name
         state = self.stores.state
-        size = ctx.ledger_size(entity.name)
-        on_table = getattr(source, "keys_on_table", False) is True
-        large = size > (self.list_table_keys_up_to if on_table else self.list_keys_up_to)
-        span: tuple[int, int] | None = None
-        if large and callable(getattr(source, "key_buckets", None)):
-            if census is not None:
-                span = census.span
-            elif callable(ranged := getattr(source, "key_range", None)):
+        ranges = census.ranges if census is not None else None
+        if ranges is None:
+            span = census.span if census is not None else None
+            if span is None and census is None and callable(ranged := getattr(source, "key_range", None)):
                 span = ranged()
+            plan = self._range_plan(ctx, entity, source, span)
+            if plan is not None:
+                try:
+                    ranges = self._count_ranges(ctx, entity, source, *plan)
+                except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
+                    ranges = None
         unsure = (
             ctx.open_quarantine.get(entity.name, set()) | ctx.unledgered[entity.name] | ctx.created_keys[entity.name]
         )
-        if span is not None and all(_integer(key) for key in unsure):
-            low, high = span
-            ranges = min(KEY_RANGES_MAX, max(KEY_RANGES, size // KEYS_PER_RANGE))
-            width = max(1, (high - low) // ranges + 1)
-            # the source's side and the ledger's side are asked at the same time (two databases)
-            try:
-                counted = ask_aside(partial(state.ledger_key_buckets, name, entity.name, low, width))
-                here = source.key_buckets(low, width)  # type: ignore[attr-defined]
-                kept = counted.result()
-            except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
-                pass
-            else:
-                dirty = {b for b in here.keys() | kept.keys() if here.get(b, 0) != kept.get(b, 0)}
-                dirty |= {_truncated(int(key) - low, width) for key in unsure}
-                if not dirty:
-                    return []
-                listed = ask_aside(partial(state.ledger_keys_in_buckets, name, entity.name, low, width, sorted(dirty)))
-                present = source.keys_in_buckets(low, width, sorted(dirty))  # type: ignore[attr-defined]
-                ledger = listed.result()
-                ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
-                return sorted(ledger - present)
+        if ranges is not None and all(_integer(key) for key in unsure):
+            low, width, here, kept = ranges.low, ranges.width, ranges.source, ranges.ledger
+            dirty = {b for b in here.keys() | kept.keys() if here.get(b, 0) != kept.get(b, 0)}
+            dirty |= {_truncated(int(key) - low, width) for key in unsure}
+            if not dirty:
+                return []
+            listed = ask_aside(partial(state.ledger_keys_in_buckets, name, entity.name, low, width, sorted(dirty)))
+            present = source.keys_in_buckets(low, width, sorted(dirty))  # type: ignore[attr-defined]
+            ledger = listed.result()
+            ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
+            return sorted(ledger - present)
         listed_all = ask_aside(partial(state.ledger_keys, name, entity.name))
         present = source.all_keys()
         return sorted((listed_all.result() | seen) - present)

@@ -26,7 +26,7 @@ from connectors.source import (
 )
 from connectors.sync.committer import BatchCommitter
 from connectors.sync.context import RunContext
-from connectors.sync.deletions import Deletions, KeyCensus, take_census
+from connectors.sync.deletions import Deletions, KeyCensus
 from connectors.sync.identities import canonical_links, resolve_identities
 from connectors.sync.mapper import MappedItem, MappedLink, RecordMapper, RecordRejected, record_digest
 from connectors.sync.pacing import CollectorPacing
@@ -225,6 +225,11 @@ class SyncEngine:
         # while the last page is written (the page after it is read first, so the read is known to be over)
         counts_early = checks_deletions and ctx.mode == "incremental" and callable(counter)
         counted: Future[KeyCensus | None] | None = None
+
+        def survey(expected: int) -> None:  # the last page's statuses are known: the census goes beside its write
+            nonlocal counted
+            counted = ask_aside(partial(self.deletions.survey, ctx, entity, source, expected))
+
         # a source whose server keeps what was read (MQTT) is told each page is safe only after the page's commit is
         # durable: the acknowledgement is committer work queued behind that commit (a dry run acknowledges nothing)
         acknowledging = isinstance(source, AcknowledgingSource) and ctx.committer is not None
@@ -233,13 +238,11 @@ class SyncEngine:
             self._check_file_size(ctx, entity, source)
             for page, last in _marking_last(source.read(since), counts_early):
                 timings["read"] += time.perf_counter() - clock
-                if last and counts_early:
-                    counted = ask_aside(partial(take_census, source))
                 report.read += len(page)
                 for record in page:
                     if record.watermark is not None and (newest is None or record.watermark > newest):
                         newest = record.watermark
-                self._page(ctx, entity, mapper, page, seen, report)
+                self._page(ctx, entity, mapper, page, seen, report, survey if last and counts_early else None)
                 if acknowledging:
                     assert ctx.committer is not None and isinstance(source, AcknowledgingSource)
                     ctx.committer.submit(partial(source.acknowledge, page))
@@ -296,7 +299,11 @@ class SyncEngine:
         page: list[SourceRecord],
         seen: set[str],
         report: EntityReport,
+        survey: Callable[[int], None] | None = None,
     ) -> None:
+        """Map, check against the ledger and write one page; `survey` (the entity's last page of an incremental
+        run) is handed what the deletion check will expect of the source's count once the page is written, before
+        the graph writes it, so the count is asked beside the write."""
         timings = ctx.report.timings
         clock = time.perf_counter()
         name = ctx.connector.name
@@ -378,6 +385,10 @@ class SyncEngine:
             for item in items:
                 item.status = "updated"
         timings["ledger"] += time.perf_counter() - clock
+        if survey is not None:  # the ledger keys and unledgered records once this page is written (if all is taken)
+            unledgered = len(ctx.open_quarantine.get(entity.name, ())) + report.quarantined + len(rejected)
+            created = sum(1 for item in items if item.status == "created") if entity.ledger else 0
+            survey(ctx.ledger_size(entity.name) + unledgered + created)
 
         if ctx.dry_run:
             self.writer.plan(ctx, entity, items, rejected, report)
