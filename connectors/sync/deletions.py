@@ -125,31 +125,32 @@ class Deletions:
             return []
         return self.missing_keys(ctx, entity, source, seen, census)
 
-    def survey(self, ctx: RunContext, entity: EntityMapping, source: Source, expected: int) -> KeyCensus | None:
+    def survey(
+        self, ctx: RunContext, entity: EntityMapping, source: Source, expected: int, size: int
+    ) -> KeyCensus | None:
         """The source's key census taken beside the entity's last page (the read is over), and, when its count is
         below `expected` (about the ledger keys plus unledgered records the entity will have once that page is
         written: a deletion is likely), its key ranges counted on both sides too, so the check after the page only
         lists what differs. Counting the ledger's ranges before the page is committed is sound: keys new this run
         are in `ctx.created_keys`, whose ranges are listed anyway, and a ledger key dropped meanwhile only makes
-        its range differ (listed, from the ledger as it is then)."""
+        its range differ (listed, from the ledger as it is then). `size`: the entity's ledger keys as the page
+        began (the ranges are sized by it; the caller reads the run's counters, not this side thread)."""
         census = take_census(source)
         if census is None or census.span is None or census.count >= expected:
             return census
-        plan = self._range_plan(ctx, entity, source, census.span)
+        plan = self._range_plan(size, source, census.span)
         if plan is None:
             return census
         try:
-            ranges = self._count_ranges(ctx, entity, source, *plan)
+            ranges = self._count_ranges(ctx, entity, source, *plan, aside=False)
         except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
             return census
         return KeyCensus(census.count, census.span, ranges)
 
-    def _range_plan(
-        self, ctx: RunContext, entity: EntityMapping, source: Source, span: tuple[int, int] | None
-    ) -> tuple[int, int] | None:
-        """(low, width) of the key ranges a deletion check compares, or None when it lists every key instead (a
-        small source, or one whose ranges would repeat a query's joins, or without one integer key)."""
-        size = ctx.ledger_size(entity.name)
+    def _range_plan(self, size: int, source: Source, span: tuple[int, int] | None) -> tuple[int, int] | None:
+        """(low, width) of the key ranges a deletion check of an entity with `size` ledger keys compares, or None
+        when it lists every key instead (a small source, or one whose ranges would repeat a query's joins, or
+        without one integer key)."""
         on_table = getattr(source, "keys_on_table", False) is True
         large = size > (self.list_table_keys_up_to if on_table else self.list_keys_up_to)
         if span is None or not large or not callable(getattr(source, "key_buckets", None)):
@@ -158,9 +159,15 @@ class Deletions:
         ranges = min(KEY_RANGES_MAX, max(KEY_RANGES, size // KEYS_PER_RANGE))
         return low, max(1, (high - low) // ranges + 1)
 
-    def _count_ranges(self, ctx: RunContext, entity: EntityMapping, source: Source, low: int, width: int) -> KeyRanges:
-        """Key counts per range on both sides, asked at the same time (two databases)."""
-        counted = ask_aside(partial(self.stores.state.ledger_key_buckets, ctx.connector.name, entity.name, low, width))
+    def _count_ranges(
+        self, ctx: RunContext, entity: EntityMapping, source: Source, low: int, width: int, aside: bool = True
+    ) -> KeyRanges:
+        """Key counts per range on both sides: asked at the same time (two databases), or one after the other when
+        this already runs as a side query (`aside` False: a side query never waits on another)."""
+        ledger_side = partial(self.stores.state.ledger_key_buckets, ctx.connector.name, entity.name, low, width)
+        if not aside:
+            return KeyRanges(low, width, source.key_buckets(low, width), ledger_side())  # type: ignore[attr-defined]
+        counted = ask_aside(ledger_side)
         here = source.key_buckets(low, width)  # type: ignore[attr-defined]
         return KeyRanges(low, width, here, counted.result())
 
@@ -199,7 +206,7 @@ class Deletions:
             span = census.span if census is not None else None
             if span is None and census is None and callable(ranged := getattr(source, "key_range", None)):
                 span = ranged()
-            plan = self._range_plan(ctx, entity, source, span)
+            plan = self._range_plan(ctx.ledger_size(entity.name), source, span)
             if plan is not None:
                 try:
                     ranges = self._count_ranges(ctx, entity, source, *plan)

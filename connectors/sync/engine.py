@@ -228,7 +228,8 @@ class SyncEngine:
 
         def survey(expected: int) -> None:  # the last page's statuses are known: the census goes beside its write
             nonlocal counted
-            counted = ask_aside(partial(self.deletions.survey, ctx, entity, source, expected))
+            size = ctx.ledger_size(entity.name)
+            counted = ask_aside(partial(self.deletions.survey, ctx, entity, source, expected, size))
 
         # a source whose server keeps what was read (MQTT) is told each page is safe only after the page's commit is
         # durable: the acknowledgement is committer work queued behind that commit (a dry run acknowledges nothing)
