@@ -234,6 +234,7 @@ class SyncEngine:
         # a source whose server keeps what was read (MQTT) is told each page is safe only after the page's commit is
         # durable: the acknowledgement is committer work queued behind that commit (a dry run acknowledges nothing)
         acknowledging = isinstance(source, AcknowledgingSource) and ctx.committer is not None
+        folded = False  # whether the watermark went with the last page's commit
         clock = time.perf_counter()
         try:
             self._check_file_size(ctx, entity, source)
@@ -243,7 +244,13 @@ class SyncEngine:
                 for record in page:
                     if record.watermark is not None and (newest is None or record.watermark > newest):
                         newest = record.watermark
-                self._page(ctx, entity, mapper, page, seen, report, survey if last and counts_early else None)
+                # the last page of a read known to be over carries the entity's new watermark into its commit (one
+                # transaction less), unless it holds deleted records (their removal follows its commit)
+                mark = None
+                if last and (since is None or newest != since.value) and not any(r.deleted for r in page):
+                    mark = self._new_watermark(ctx, entity, newest)
+                self._page(ctx, entity, mapper, page, seen, report, survey if last and counts_early else None, mark)
+                folded = folded or mark is not None
                 if acknowledging:
                     assert ctx.committer is not None and isinstance(source, AcknowledgingSource)
                     ctx.committer.submit(partial(source.acknowledge, page))
@@ -267,15 +274,17 @@ class SyncEngine:
             closer = getattr(source, "close", None)
             if callable(closer):
                 closer()
-        if (
-            not ctx.dry_run
-            and newest is not None
-            and entity.watermark is not None
-            and (since is None or newest != since.value)
-        ):  # an unchanged watermark is not written again
+        final = self._new_watermark(ctx, entity, newest) if since is None or newest != since.value else None
+        if final is not None and not folded:  # an unchanged watermark is not written again
             assert ctx.committer is not None
-            mark = Watermark(newest)
-            ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, mark))
+            ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, final))
+
+    @staticmethod
+    def _new_watermark(ctx: RunContext, entity: EntityMapping, newest: datetime | None) -> Watermark | None:
+        """The watermark a (non-dry) run commits for an entity with a watermark column after reading up to `newest`."""
+        if ctx.dry_run or newest is None or entity.watermark is None:
+            return None
+        return Watermark(newest)
 
     def _check_file_size(self, ctx: RunContext, entity: EntityMapping, source: Source) -> None:
         """Refuse a source file larger than the limit before it is read."""
@@ -301,10 +310,11 @@ class SyncEngine:
         seen: set[str],
         report: EntityReport,
         survey: Callable[[int], None] | None = None,
+        watermark: Watermark | None = None,
     ) -> None:
         """Map, check against the ledger and write one page; `survey` (the entity's last page of an incremental
         run) is handed what the deletion check will expect of the source's count once the page is written, before
-        the graph writes it, so the count is asked beside the write."""
+        the graph writes it, so the count is asked beside the write; `watermark` is committed with the page."""
         timings = ctx.report.timings
         clock = time.perf_counter()
         name = ctx.connector.name
@@ -394,7 +404,7 @@ class SyncEngine:
         if ctx.dry_run:
             self.writer.plan(ctx, entity, items, rejected, report)
         else:
-            self.writer.write(ctx, entity, items, rejected, report)
+            self.writer.write(ctx, entity, items, rejected, report, watermark)
         if deleted:
             self.deletions.delete(ctx, entity, deleted, report)
 
