@@ -379,14 +379,21 @@ class SyncEngine:
 
         clock = time.perf_counter()
         if entity.ledger:
-            ledger = self.state.ledger(name, entity.name, [it.record.key for it in items])
             for item in items:
                 item.stored = item.payload()
                 item.stored_cls = item.cls
                 item.text = payload_text(item.stored)
                 item.digest = record_digest({}, item.text)
+            same: set[str] = set()
+            if ctx.dry_run:  # the plan compares the links of unchanged records too: every entry with its payload
+                ledger = self.state.ledger(name, entity.name, [it.record.key for it in items])
+            else:  # an unchanged record's old payload is never looked at: not parsed
+                ledger, same = self.state.ledger_changes(name, entity.name, {it.record.key: it.digest for it in items})
+            for item in items:
                 item.old = ledger.get(item.record.key)
-                if item.old is None:
+                if item.record.key in same:
+                    item.status = "unchanged"
+                elif item.old is None:
                     item.status = "created"
                 elif item.old.digest == item.digest:
                     item.status = "unchanged"
