@@ -298,6 +298,12 @@ class SqlSource:
             return {str(row[0]) for row in rows}
         return {"|".join(str(v) for v in row) for row in rows}
 
+    @property
+    def keys_on_table(self) -> bool:
+        """Whether keys are counted and listed on a table (a table source, or a query's `key_table`): comparing key
+        ranges then scans an index, not the query's joins again."""
+        return self._table_name is not None or self._key_table is not None
+
     def key_range(self) -> tuple[int, int] | None:
         """The smallest and largest key when the source has one integer key column (for comparing key sets by
         ranges, see `key_buckets`); None for other keys or an empty source."""
@@ -310,6 +316,19 @@ class SqlSource:
         if type(low) is not int or type(high) is not int:
             return None
         return low, high
+
+    def key_census(self) -> tuple[int, tuple[int, int] | None]:
+        """How many records the source holds now, with its smallest and largest key (as `key_range`) in the same
+        scan: what an incremental deletion check asks first."""
+        source = self._key_source()
+        if len(self.keys) != 1:
+            with self.engine.connect() as conn:
+                return int(conn.scalar(select(func.count()).select_from(source)) or 0), None
+        col = source.c[self.keys[0]]
+        with self.engine.connect() as conn:
+            count, low, high = conn.execute(select(func.count(), func.min(col), func.max(col))).one()
+        span = (low, high) if type(low) is int and type(high) is int else None
+        return int(count or 0), span
 
     def key_buckets(self, low: int, width: int) -> dict[int, int]:
         """How many keys fall in each bucket ``(key - low) // width`` (an integer key column; see `key_range`)."""

@@ -288,6 +288,28 @@ class SyncState:
                     found[key] = LedgerEntry(connector, entity, key, uid, digest, payload_of(payload))
         return found
 
+    def ledger_changes(
+        self, connector: str, entity: str, digests: Mapping[str, str]
+    ) -> tuple[dict[str, LedgerEntry], set[str]]:
+        """The ledger entries of these record keys whose digest differs from the one given (payloads read), and the
+        keys whose digest is the same (their payloads not parsed: a page re-read at the watermark is mostly these)."""
+        t = sync_record_table
+        found: dict[str, LedgerEntry] = {}
+        same: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in batched(digests, _CHUNK):
+                rows = conn.execute(
+                    select(t.c.record_key, t.c.uid, t.c.digest, t.c.payload).where(
+                        t.c.connector == connector, t.c.entity == entity, t.c.record_key.in_(chunk)
+                    )
+                ).all()
+                for key, uid, digest, payload in rows:
+                    if digests[key] == digest:
+                        same.add(key)
+                    else:
+                        found[key] = LedgerEntry(connector, entity, key, uid, digest, payload_of(payload))
+        return found, same
+
     def ledger_keys(self, connector: str, entity: str) -> set[str]:
         """Every record key of the entity the ledger holds."""
         t = sync_record_table

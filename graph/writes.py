@@ -224,7 +224,7 @@ class TwinWriter:
         if not existing:
             return WriteSummary()
         changes: list[Change] = []
-        for chunk in _chunks(list(existing)):
+        for chunk in _chunks(list(existing) if self.history is not None else []):  # the links' history, if kept
             for source, rel_type, target, props in self.backend.read(
                 "UNWIND $uids AS u MATCH (n:Twin {uid: u})-[r]-(m:Twin) "
                 "RETURN DISTINCT startNode(r).uid, type(r), endNode(r).uid, properties(r)",

@@ -4,7 +4,9 @@ validated twins and links to the graph with property-level lineage, quarantining
 The package, by concept: engine.py (SyncEngine, the run loop), mapper.py (record -> twin and MappedLinks),
 identities.py (identity resolution in a page), writer.py (graph upserts, offending items split out, the dry-run plan,
 pending links), committer.py (the background batch committer), deletions.py (deletion detection, the mass-deletion
-guard), report.py (Connector, SyncReport), stores.py (the stores, wired once), context.py (one run's state).
+guard), report.py (Connector, SyncReport), stores.py (the stores, wired once), context.py (one run's state),
+side_queries.py (the process's few threads for side queries: a source's count beside a write, the ledger's side
+of a deletion check).
 
 Guarantees (see also connectors/sync_state.py):
 
@@ -25,7 +27,9 @@ Guarantees (see also connectors/sync_state.py):
   committed, and never in a dry run; a failed commit or a crash leaves the page with the server for the next run.
 * **Deletions** are detected on every run: ledger keys the source no longer has (a full run: the keys it did not
   read; an incremental run: the keys missing from the source's key list, for sources that list keys cheaply — SQL,
-  Tryton, files; see connectors.source.lists_keys), and records a source marks deleted. Rule: the twin a deleted
+  Tryton, files; see connectors.source.lists_keys; a count shows first whether any key can be missing, and a
+  large integer-keyed table is then compared by key ranges, listing only ranges whose counts differ or that hold a
+  key new this run), and records a source marks deleted. Rule: the twin a deleted
   record fed is deleted only when no other ledger entry (of any connector or entity) still feeds it; otherwise only
   the links that record produced are removed and the twin stays, with the values other sources gave it. Association
   records (``link:`` entities) delete their link.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.mapping import EntityMapping
 from connectors.quarantine import QuarantinedRow
+from connectors.source import Watermark
 from connectors.sync.mapper import LinkKey, MappedItem
 from connectors.sync_state import LedgerEntry, PendingLink
 from connectors.telemetry import Reading
@@ -35,10 +36,19 @@ class Batch:
     rejected: list[QuarantinedRow]
     readings: list[Reading]
     batch_id: str | None  # the batch journal entry to close (lineage in another database only)
+    watermark: Watermark | None = None  # the entity's new watermark, when this is its last page (committed with it)
 
     def empty(self) -> bool:
         """Whether committing the batch would store nothing (every record of the page was unchanged)."""
-        return not (self.accepted or self.removed or self.pending or self.rejected or self.readings or self.batch_id)
+        return not (
+            self.accepted
+            or self.removed
+            or self.pending
+            or self.rejected
+            or self.readings
+            or self.batch_id
+            or self.watermark
+        )
 
 
 class BatchCommitter:
@@ -138,6 +148,8 @@ def commit_batch(stores: SyncStores, ctx: RunContext, batch: Batch, keep_values:
                 stores.quarantine.resolve(conn, name, entity.name, taken, ctx.run_id)
         if batch.batch_id is not None:
             state.close_batch(conn, batch.batch_id)
+        if batch.watermark is not None:  # the entity's last page: its watermark commits with it, not after it
+            state.commit_watermark(conn, name, entity.name, batch.watermark, ctx.run_id)
     timings["commit"] += time.perf_counter() - clock
 
 

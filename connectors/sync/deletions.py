@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,14 +16,18 @@ from connectors.mapping import EntityMapping
 from connectors.source import Source
 from connectors.sync.mapper import LinkKey, ledger_link_keys
 from connectors.sync.report import EXAMPLES, EntityReport
+from connectors.sync.side_queries import ask_aside
 from connectors.sync_state import SyncState
 
 if TYPE_CHECKING:
     from connectors.sync.context import RunContext
     from connectors.sync.stores import SyncStores
 
-KEY_RANGES = 256  # key ranges an incremental deletion check compares by count before listing keys
-LIST_KEYS_UP_TO = 50_000  # ledger keys up to which an incremental deletion check lists every key instead
+KEY_RANGES = 256  # key ranges an incremental deletion check compares by count before listing keys, at least
+KEYS_PER_RANGE = 16  # ledger keys per key range aimed at: a deleted key makes only its own few neighbours listed
+KEY_RANGES_MAX = 65_536  # key ranges at most (each range is one counted row on either side)
+LIST_KEYS_UP_TO = 50_000  # ledger keys up to which a check lists every key when its ranges repeat a query's joins
+LIST_TABLE_KEYS_UP_TO = 2_000  # ledger keys up to which a check lists every key when keys are on a table (indexed)
 
 
 def _integer(key: str) -> bool:
@@ -55,6 +60,38 @@ def links_fed_by_others(state: SyncState, links: Sequence[LinkKey], leaving: set
     return fed
 
 
+@dataclass(frozen=True)
+class KeyRanges:
+    """Key counts per range ``(key - low) // width`` of the source and of the ledger, taken for a deletion check."""
+
+    low: int
+    width: int
+    source: dict[int, int]
+    ledger: dict[int, int]
+
+
+@dataclass(frozen=True)
+class KeyCensus:
+    """What a source holds now, asked in one scan: its record count and, for one integer key column, its smallest
+    and largest key (None otherwise); with the key ranges already counted when a survey expected a deletion."""
+
+    count: int
+    span: tuple[int, int] | None = None
+    ranges: KeyRanges | None = None
+
+
+def take_census(source: Source) -> KeyCensus | None:
+    """The source's key census (`key_census`, else `count`); None for a source that cannot count its records."""
+    census = getattr(source, "key_census", None)
+    if callable(census):
+        count, span = census()
+        return KeyCensus(int(count), span)
+    counter = getattr(source, "count", None)
+    if callable(counter):
+        return KeyCensus(int(counter(None)))
+    return None
+
+
 class Deletions:
     """Finds the records a source no longer has and removes what they fed, within the run's deletion share."""
 
@@ -64,6 +101,7 @@ class Deletions:
         self.deletion_limit = deletion_limit  # the share of an entity's records a run may delete unless allowed more
         self.deletion_floor = deletion_floor  # a run may always delete this many records of an entity (small sources)
         self.list_keys_up_to = LIST_KEYS_UP_TO
+        self.list_table_keys_up_to = LIST_TABLE_KEYS_UP_TO
 
     # ------------------------------------------------------------------------------------------- detection
     def gone_keys(
@@ -73,78 +111,124 @@ class Deletions:
         source: Source,
         seen: set[str],
         report: EntityReport,
-        count: int | None = None,
+        census: KeyCensus | None = None,
     ) -> list[str]:
         """The ledger keys the source no longer has. A full run read every key (`seen`); an incremental run asks
         for the key list after its read (a record deleted meanwhile is gone too), unless the counts show that no
-        ledger key can be missing (`count`: the source's count taken after the read, if the caller has it). Keys of
-        batches still being committed are in `seen`: the difference needs no drain."""
+        ledger key can be missing (`census`: the source's count, and key span, taken after the read, if the caller
+        has it). Keys of batches still being committed are in `seen`: the difference needs no drain."""
         if ctx.mode == "full":
             return sorted(self.stores.state.ledger_keys(ctx.connector.name, entity.name) - seen)
-        if self.none_deleted(ctx, entity, source, report, count):
+        if census is None:
+            census = take_census(source)
+        if census is not None and self.none_deleted(ctx, entity, report, census.count):
             return []
-        return self.missing_keys(ctx, entity, source, seen)
+        return self.missing_keys(ctx, entity, source, seen, census)
 
-    def none_deleted(
-        self, ctx: RunContext, entity: EntityMapping, source: Source, report: EntityReport, count: int | None = None
-    ) -> bool:
-        """Whether a count proves that the source still has every ledger key of the entity (so listing its keys can
-        be skipped): it holds at least as many records as the ledger has keys plus the records that are not in the
-        ledger because they are quarantined (open before the run, or this run). Every other record of the source
-        was read and is in the ledger, so fewer ledger keys than that would mean a deleted one. A record no run has
-        read (a NULL watermark, say; full runs read it) could hide a deletion from the count until the next full
-        run. The ledger's count is the run's start count plus the run's own changes (one query per run; a
-        connector's runs do not overlap). Sources without a count always list their keys."""
-        if count is None:
-            counter = getattr(source, "count", None)
-            if not callable(counter):
-                return False
-            count = int(counter(None))
+    def survey(
+        self, ctx: RunContext, entity: EntityMapping, source: Source, expected: int, size: int
+    ) -> KeyCensus | None:
+        """The source's key census taken beside the entity's last page (the read is over), and, when its count is
+        below `expected` (about the ledger keys plus unledgered records the entity will have once that page is
+        written: a deletion is likely), its key ranges counted on both sides too, so the check after the page only
+        lists what differs. Counting the ledger's ranges before the page is committed is sound: keys new this run
+        are in `ctx.created_keys`, whose ranges are listed anyway, and a ledger key dropped meanwhile only makes
+        its range differ (listed, from the ledger as it is then). `size`: the entity's ledger keys as the page
+        began (the ranges are sized by it; the caller reads the run's counters, not this side thread)."""
+        census = take_census(source)
+        if census is None or census.span is None or census.count >= expected:
+            return census
+        plan = self._range_plan(size, source, census.span)
+        if plan is None:
+            return census
+        try:
+            ranges = self._count_ranges(ctx, entity, source, *plan, aside=False)
+        except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
+            return census
+        return KeyCensus(census.count, census.span, ranges)
+
+    def _range_plan(self, size: int, source: Source, span: tuple[int, int] | None) -> tuple[int, int] | None:
+        """(low, width) of the key ranges a deletion check of an entity with `size` ledger keys compares, or None
+        when it lists every key instead (a small source, or one whose ranges would repeat a query's joins, or
+        without one integer key)."""
+        on_table = getattr(source, "keys_on_table", False) is True
+        large = size > (self.list_table_keys_up_to if on_table else self.list_keys_up_to)
+        if span is None or not large or not callable(getattr(source, "key_buckets", None)):
+            return None
+        low, high = span
+        ranges = min(KEY_RANGES_MAX, max(KEY_RANGES, size // KEYS_PER_RANGE))
+        return low, max(1, (high - low) // ranges + 1)
+
+    def _count_ranges(
+        self, ctx: RunContext, entity: EntityMapping, source: Source, low: int, width: int, aside: bool = True
+    ) -> KeyRanges:
+        """Key counts per range on both sides: asked at the same time (two databases), or one after the other when
+        this already runs as a side query (`aside` False: a side query never waits on another)."""
+        ledger_side = partial(self.stores.state.ledger_key_buckets, ctx.connector.name, entity.name, low, width)
+        if not aside:
+            return KeyRanges(low, width, source.key_buckets(low, width), ledger_side())  # type: ignore[attr-defined]
+        counted = ask_aside(ledger_side)
+        here = source.key_buckets(low, width)  # type: ignore[attr-defined]
+        return KeyRanges(low, width, here, counted.result())
+
+    def none_deleted(self, ctx: RunContext, entity: EntityMapping, report: EntityReport, count: int) -> bool:
+        """Whether the source's `count` proves that it still has every ledger key of the entity (so listing its keys
+        can be skipped): it holds at least as many records as the ledger has keys plus the records that are not in
+        the ledger because they are quarantined (open before the run, or this run). Every other record of the
+        source was read and is in the ledger, so fewer ledger keys than that would mean a deleted one; records new
+        this run count on both sides (a deletion beside an insertion leaves the source's count as it was, but the
+        ledger grew by the insertion). A record no run has read (a NULL watermark, say; full runs read it) could
+        hide a deletion from the count until the next full run. The ledger's count is the run's start count plus
+        the run's own changes (one query per run; a connector's runs do not overlap)."""
         unledgered = len(ctx.open_quarantine.get(entity.name, ())) + report.quarantined
         return count >= ctx.ledger_size(entity.name) + unledgered
 
-    def missing_keys(self, ctx: RunContext, entity: EntityMapping, source: Source, seen: set[str]) -> list[str]:
+    def missing_keys(
+        self,
+        ctx: RunContext,
+        entity: EntityMapping,
+        source: Source,
+        seen: set[str],
+        census: KeyCensus | None = None,
+    ) -> list[str]:
         """The ledger keys (and keys read this run) the source no longer has. A large source with one integer key
         is compared by key ranges first: only ranges whose key counts differ, or that hold a key the ledger may lack
         (quarantined, or new this run and perhaps not committed yet), are listed on both sides; every other range
-        has as many source keys as ledger keys and no source key outside the ledger, so it lost none. Other
-        sources, and those with at most `list_keys_up_to` ledger keys, list every key: one scan of the source
-        instead of the three of the range comparison (which, for a joined query, each repeat the join)."""
+        has as many source keys as ledger keys and no source key outside the ledger, so it lost none. Ranges hold
+        about `KEYS_PER_RANGE` ledger keys, so a few deletions list a few dozen keys, not the source. Other
+        sources, and small ones, list every key: those with at most `list_table_keys_up_to` ledger keys when keys
+        are on a table (an index scan), or `list_keys_up_to` when the comparison would repeat a query's joins
+        (one scan instead of three)."""
         name = ctx.connector.name
         state = self.stores.state
-        ranged = getattr(source, "key_range", None)
-        large = ctx.ledger_size(entity.name) > self.list_keys_up_to
-        span = ranged() if callable(ranged) and large else None
+        ranges = census.ranges if census is not None else None
+        if ranges is None:
+            span = census.span if census is not None else None
+            if span is None and census is None and callable(ranged := getattr(source, "key_range", None)):
+                span = ranged()
+            plan = self._range_plan(ctx.ledger_size(entity.name), source, span)
+            if plan is not None:
+                try:
+                    ranges = self._count_ranges(ctx, entity, source, *plan)
+                except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
+                    ranges = None
         unsure = (
             ctx.open_quarantine.get(entity.name, set()) | ctx.unledgered[entity.name] | ctx.created_keys[entity.name]
         )
-        if span is not None and all(_integer(key) for key in unsure):
-            low, high = span
-            width = max(1, (high - low) // KEY_RANGES + 1)
-            # the source's side and the ledger's side are asked at the same time (two databases)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-ledger-keys") as ledger_side:
-                try:
-                    counted = ledger_side.submit(state.ledger_key_buckets, name, entity.name, low, width)
-                    here = source.key_buckets(low, width)  # type: ignore[attr-defined]
-                    kept = counted.result()
-                except SQLAlchemyError:  # a ledger key that is not an integer (PostgreSQL refuses the cast)
-                    span = None
-                else:
-                    dirty = {b for b in here.keys() | kept.keys() if here.get(b, 0) != kept.get(b, 0)}
-                    dirty |= {_truncated(int(key) - low, width) for key in unsure}
-                    if not dirty:
-                        return []
-                    listed = ledger_side.submit(
-                        state.ledger_keys_in_buckets, name, entity.name, low, width, sorted(dirty)
-                    )
-                    present = source.keys_in_buckets(low, width, sorted(dirty))  # type: ignore[attr-defined]
-                    ledger = listed.result()
-                    ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
-                    return sorted(ledger - present)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-ledger-keys") as ledger_side:
-            listed = ledger_side.submit(state.ledger_keys, name, entity.name)
-            present = source.all_keys()
-            return sorted((listed.result() | seen) - present)
+        if ranges is not None and all(_integer(key) for key in unsure):
+            low, width, here, kept = ranges.low, ranges.width, ranges.source, ranges.ledger
+            dirty = {b for b in here.keys() | kept.keys() if here.get(b, 0) != kept.get(b, 0)}
+            dirty |= {_truncated(int(key) - low, width) for key in unsure}
+            if not dirty:
+                return []
+            listed = ask_aside(partial(state.ledger_keys_in_buckets, name, entity.name, low, width, sorted(dirty)))
+            present = source.keys_in_buckets(low, width, sorted(dirty))  # type: ignore[attr-defined]
+            ledger = listed.result()
+            ledger |= {key for key in seen if _integer(key) and _truncated(int(key) - low, width) in dirty}
+            return sorted(ledger - present)
+        listed_all = ask_aside(partial(state.ledger_keys, name, entity.name))
+        present = source.all_keys()
+        return sorted((listed_all.result() | seen) - present)
 
     # -------------------------------------------------------------------------------------------- removal
     def delete(self, ctx: RunContext, entity: EntityMapping, keys: Sequence[str], report: EntityReport) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -26,11 +26,12 @@ from connectors.source import (
 )
 from connectors.sync.committer import BatchCommitter
 from connectors.sync.context import RunContext
-from connectors.sync.deletions import Deletions
+from connectors.sync.deletions import Deletions, KeyCensus
 from connectors.sync.identities import canonical_links, resolve_identities
 from connectors.sync.mapper import MappedItem, MappedLink, RecordMapper, RecordRejected, record_digest
 from connectors.sync.pacing import CollectorPacing
 from connectors.sync.report import Connector, EntityReport, Mode, SyncReport
+from connectors.sync.side_queries import ask_aside
 from connectors.sync.stores import SyncStores
 from connectors.sync.writer import GraphWriter
 from connectors.sync_state import LedgerEntry, payload_text
@@ -220,26 +221,36 @@ class SyncEngine:
         newest: datetime | None = since.value if since else None
         timings = ctx.report.timings
         checks_deletions = entity.ledger and (ctx.mode == "full" or lists_keys(source))
-        # an incremental deletion check counts the source once its read is over: the count is asked while the last
-        # page is written (the page after it is read first, so the read is known to be over)
+        # an incremental deletion check counts the source once its read is over: the count (and key span) is asked
+        # while the last page is written (the page after it is read first, so the read is known to be over)
         counts_early = checks_deletions and ctx.mode == "incremental" and callable(counter)
-        counted: Future[int] | None = None
-        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-source-count") if counts_early else None
+        counted: Future[KeyCensus | None] | None = None
+
+        def survey(expected: int) -> None:  # the last page's statuses are known: the census goes beside its write
+            nonlocal counted
+            size = ctx.ledger_size(entity.name)
+            counted = ask_aside(partial(self.deletions.survey, ctx, entity, source, expected, size))
+
         # a source whose server keeps what was read (MQTT) is told each page is safe only after the page's commit is
         # durable: the acknowledgement is committer work queued behind that commit (a dry run acknowledges nothing)
         acknowledging = isinstance(source, AcknowledgingSource) and ctx.committer is not None
+        folded = False  # whether the watermark went with the last page's commit
         clock = time.perf_counter()
         try:
             self._check_file_size(ctx, entity, source)
             for page, last in _marking_last(source.read(since), counts_early):
                 timings["read"] += time.perf_counter() - clock
-                if last and side is not None and callable(counter):
-                    counted = side.submit(counter, None)
                 report.read += len(page)
                 for record in page:
                     if record.watermark is not None and (newest is None or record.watermark > newest):
                         newest = record.watermark
-                self._page(ctx, entity, mapper, page, seen, report)
+                # the last page of a read known to be over carries the entity's new watermark into its commit (one
+                # transaction less), unless it holds deleted records (their removal follows its commit)
+                mark = None
+                if last and (since is None or newest != since.value) and not any(r.deleted for r in page):
+                    mark = self._new_watermark(ctx, entity, newest)
+                self._page(ctx, entity, mapper, page, seen, report, survey if last and counts_early else None, mark)
+                folded = folded or mark is not None
                 if acknowledging:
                     assert ctx.committer is not None and isinstance(source, AcknowledgingSource)
                     ctx.committer.submit(partial(source.acknowledge, page))
@@ -249,8 +260,8 @@ class SyncEngine:
             if checks_deletions:
                 # the deletion set: ledger keys the source no longer has (connectors/sync/deletions.py)
                 clock = time.perf_counter()
-                count = int(counted.result()) if counted is not None else None
-                gone = self.deletions.gone_keys(ctx, entity, source, seen, report, count)
+                census = counted.result() if counted is not None else None
+                gone = self.deletions.gone_keys(ctx, entity, source, seen, report, census)
                 timings["deletions"] += time.perf_counter() - clock
                 if gone:
                     self.deletions.delete(ctx, entity, gone, report)
@@ -258,20 +269,22 @@ class SyncEngine:
                 assert ctx.committer is not None
                 ctx.committer.drain()
         finally:
-            if side is not None:
-                side.shutdown(wait=True)
+            if counted is not None:  # the census is over before the source is closed
+                wait([counted])
             closer = getattr(source, "close", None)
             if callable(closer):
                 closer()
-        if (
-            not ctx.dry_run
-            and newest is not None
-            and entity.watermark is not None
-            and (since is None or newest != since.value)
-        ):  # an unchanged watermark is not written again
+        final = self._new_watermark(ctx, entity, newest) if since is None or newest != since.value else None
+        if final is not None and not folded:  # an unchanged watermark is not written again
             assert ctx.committer is not None
-            mark = Watermark(newest)
-            ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, mark))
+            ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, final))
+
+    @staticmethod
+    def _new_watermark(ctx: RunContext, entity: EntityMapping, newest: datetime | None) -> Watermark | None:
+        """The watermark a (non-dry) run commits for an entity with a watermark column after reading up to `newest`."""
+        if ctx.dry_run or newest is None or entity.watermark is None:
+            return None
+        return Watermark(newest)
 
     def _check_file_size(self, ctx: RunContext, entity: EntityMapping, source: Source) -> None:
         """Refuse a source file larger than the limit before it is read."""
@@ -296,7 +309,12 @@ class SyncEngine:
         page: list[SourceRecord],
         seen: set[str],
         report: EntityReport,
+        survey: Callable[[int], None] | None = None,
+        watermark: Watermark | None = None,
     ) -> None:
+        """Map, check against the ledger and write one page; `survey` (the entity's last page of an incremental
+        run) is handed what the deletion check will expect of the source's count once the page is written, before
+        the graph writes it, so the count is asked beside the write; `watermark` is committed with the page."""
         timings = ctx.report.timings
         clock = time.perf_counter()
         name = ctx.connector.name
@@ -361,14 +379,21 @@ class SyncEngine:
 
         clock = time.perf_counter()
         if entity.ledger:
-            ledger = self.state.ledger(name, entity.name, [it.record.key for it in items])
             for item in items:
                 item.stored = item.payload()
                 item.stored_cls = item.cls
                 item.text = payload_text(item.stored)
                 item.digest = record_digest({}, item.text)
+            same: set[str] = set()
+            if ctx.dry_run:  # the plan compares the links of unchanged records too: every entry with its payload
+                ledger = self.state.ledger(name, entity.name, [it.record.key for it in items])
+            else:  # an unchanged record's old payload is never looked at: not parsed
+                ledger, same = self.state.ledger_changes(name, entity.name, {it.record.key: it.digest for it in items})
+            for item in items:
                 item.old = ledger.get(item.record.key)
-                if item.old is None:
+                if item.record.key in same:
+                    item.status = "unchanged"
+                elif item.old is None:
                     item.status = "created"
                 elif item.old.digest == item.digest:
                     item.status = "unchanged"
@@ -378,11 +403,15 @@ class SyncEngine:
             for item in items:
                 item.status = "updated"
         timings["ledger"] += time.perf_counter() - clock
+        if survey is not None:  # the ledger keys and unledgered records once this page is written (if all is taken)
+            unledgered = len(ctx.open_quarantine.get(entity.name, ())) + report.quarantined + len(rejected)
+            created = sum(1 for item in items if item.status == "created") if entity.ledger else 0
+            survey(ctx.ledger_size(entity.name) + unledgered + created)
 
         if ctx.dry_run:
             self.writer.plan(ctx, entity, items, rejected, report)
         else:
-            self.writer.write(ctx, entity, items, rejected, report)
+            self.writer.write(ctx, entity, items, rejected, report, watermark)
         if deleted:
             self.deletions.delete(ctx, entity, deleted, report)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from connectors.mapping import EntityMapping
 from connectors.quarantine import QuarantinedRow
+from connectors.source import Watermark
 from connectors.sync.committer import Batch, commit_batch
 from connectors.sync.deletions import links_fed_by_others
 from connectors.sync.identities import winning_class
@@ -89,9 +90,10 @@ class GraphWriter:
         items: list[MappedItem],
         rejected: list[QuarantinedRow],
         report: EntityReport,
+        watermark: Watermark | None = None,
     ) -> None:
         """Write a page's twins and links (a full run writes unchanged records again, repairing outside edits) and
-        submit the page to the committer."""
+        submit the page to the committer (with the entity's new `watermark`, on its last page)."""
         timings = ctx.report.timings
         name = ctx.connector.name
         system = ctx.connector.mapping.system
@@ -181,7 +183,9 @@ class GraphWriter:
         report.pending_links += len(pending)
         ctx.report.quarantined_rows += rejected[: max(0, 50 - len(ctx.report.quarantined_rows))]
         readings = [r for it in items if it.accepted for r in it.readings]
-        batch = Batch(entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id)
+        batch = Batch(
+            entity, accepted, unwritten, not lineage_done, removed, pending, rejected, readings, batch_id, watermark
+        )
         if entity.ledger:  # records new to the ledger (for the incremental deletion check)
             created = [it.record.key for it in accepted if it.status == "created"]
             ctx.new_keys[entity.name] += len(created)

@@ -155,6 +155,7 @@ def test_listing_every_key_and_comparing_key_ranges_find_the_same_deletions(
         )
         ctx.ledger_counts = engine.state.ledger_entity_counts("stock")
         engine.deletions.list_keys_up_to = list_up_to
+        engine.deletions.list_table_keys_up_to = list_up_to
         return engine.deletions.missing_keys(ctx, entity, connector.open_source(entity), set())
 
     assert missing(50_000) == deleted  # 2,000 ledger keys: every key listed
