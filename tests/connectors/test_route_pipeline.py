@@ -345,3 +345,20 @@ def test_a_failing_endpoint_loses_nothing_and_the_cursor_only_passes_accepted_ev
     assert not violations
     assert {int(i) for i in receiver.accepted} == set(range(1, changes + 1))
     assert cursors.get("hook")[0] == changes
+
+
+@pytest.mark.timeout(120)
+def test_changes_trickling_in_one_by_one_are_each_delivered_at_once(
+    twin: Runtime, jetstream_stream: tuple[str, str]
+) -> None:
+    stream, prefix = jetstream_stream
+    _burst(twin, 0, f"routes:\n  bus:\n    endpoint: nats://{HOST}:4222/{stream}/{prefix}\n    role: architect\n")
+    routes = twin.route_runtime()
+    routes.start()
+    try:
+        for i in range(1, 6):  # the route idles at the feed's head between changes
+            twin.store.upsert_twins([Twin(f"m{i}", "Machine", {"name": f"Machine {i}"})])
+            assert wait_for(lambda i=i: routes.status()[0].cursor == i, 20), routes.status()
+    finally:
+        routes.stop(timeout=30)
+    assert [m.headers["Nats-Msg-Id"] for m in read_jetstream(stream, f"{prefix}.>")] == ["1", "2", "3", "4", "5"]
