@@ -1,20 +1,25 @@
 """Delivering the change feed to event routes: a persisted cursor per route, at-least-once, one thread per route.
 
 Each route follows the feed from its cursor (`route_cursor` in the relational store): it reads a page, lets the
-route's role see it through the policy gate (governance/change_view.py), keeps what the route's filter passes,
-publishes the CloudEvents (id = sequence number, so receivers and JetStream deduplicate redeliveries), and only then
-moves its cursor past the page. A crash between publishing and moving the cursor redelivers the pages since the
-cursor with the same ids; nothing is skipped. A failing endpoint backs off (1 s, 2 s, ... up to a minute) and the
+route's role see it through the policy gate (governance/change_view.py), keeps what the route's filter passes and
+submits the CloudEvents to its endpoint (id = sequence number, so receivers and JetStream deduplicate redeliveries).
+Up to `ROUTE_WINDOW` pages are in flight: the next page is submitted while the previous ones' acknowledgements are
+on their way (the endpoint sends them in feed order, connectors/events/endpoint_base.py), and the cursor moves
+only past the leading pages whose every event was acknowledged, so it never passes an unacknowledged event. A crash
+between sending and moving the cursor redelivers the pages since the cursor with the same ids; nothing is skipped.
+When a page fails, the pages after it are dropped too and delivery resumes after the last acknowledged page: a
+receiver may then see events of later pages before the redelivery of the failed ones (order holds between
+failures; dedup by id). A failing endpoint backs off (1 s, 2 s, ... up to a minute) and the
 route is marked suspended after five failures in a row — its events stay in the feed and it resumes from its cursor
 as soon as the endpoint takes them. Routes never wait for each other. Among several runtimes on one store each route
 is delivered by exactly one, through the same leased workers as connectors (`route:NAME`;
 connectors/leased_workers.py).
 
-Throughput: while one page is being published, a second thread of the route already reads, gates and encodes the
+Throughput: while pages are being published, a second thread of the route already reads, gates and encodes the
 next one (`PreparedPage`), so the feed read, the policy and the CloudEvent encoding overlap the broker's
-acknowledgements. The cursor is written after the first page delivered `PERSIST_SECONDS` after the last write while
-the route is behind, and at once when it reaches the feed's head, fails or stops; a crash therefore redelivers about
-that much (same ids). Writing the
+acknowledgements. The cursor is written after the first page acknowledged `PERSIST_SECONDS` after the last write
+while the route is behind, and at once when it reaches the feed's head, fails or stops; a crash therefore
+redelivers about that much (same ids). Writing the
 cursor is a compare-and-set against the value this runtime last wrote, so a `twin routes replay` that rewound it
 meanwhile is noticed and delivery restarts from the rewound place.
 
@@ -27,9 +32,12 @@ only after the endpoint accepted the events — at-least-once, with the same ret
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,7 +45,7 @@ from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, an
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from connectors.events.cloudevent import InvalidEventError, TwinEvent
-from connectors.events.endpoint_base import EndpointOptions, EventEndpoint
+from connectors.events.endpoint_base import Delivery, EndpointOptions, EventEndpoint, delivered
 from connectors.events.endpoints import open_endpoint
 from connectors.events.errors import EndpointError
 from connectors.events.openlineage_endpoint import OpenLineageEndpoint
@@ -61,6 +69,7 @@ SUSPEND_AFTER = 5  # failures in a row after which a route is reported suspended
 MAX_BACKOFF_SECONDS = 60.0
 IDLE_POLL_SECONDS = 0.1  # how often an idle route looks at the feed's head
 FIRST_PAGE = 50  # changes read first after a start, an idle spell or a failure, before full batches
+ROUTE_WINDOW = 4  # pages submitted to the endpoint and not yet acknowledged at most
 PERSIST_SECONDS = 0.5  # how long a route behind the head delivers before it writes its cursor again
 LINEAGE_POLL_SECONDS = 1.0  # how often an OpenLineage route looks for new or ended runs
 LINEAGE_RECORDS = 20_000  # provenance records read per run for the column-lineage facet
@@ -255,89 +264,126 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
         return PreparedPage(page[0].seq, page[-1].seq, len(page), events)
 
     def _deliver_feed(self, name: str) -> None:
-        """Follow the feed from the route's cursor and publish what its role and filter let through."""
+        """Follow the feed from the route's cursor and publish what its role and filter let through, keeping up to
+        `ROUTE_WINDOW` pages submitted and unacknowledged; the cursor moves only past acknowledged pages."""
         route = self.routes[name]
         subject = Subject(sub=f"route:{name}", roles=frozenset({route.role}), org_unit=route.org_unit)
         gate = ChangeGate(self.policy, subject, self.store)
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"route-{name}-read")
         endpoint: EventEndpoint | None = None
         failures = 0
-        cursor: int | None = None  # the last sequence number delivered (None: read the stored cursor)
+        cursor: int | None = None  # the last sequence number acknowledged (None: read the stored cursor)
+        sent = 0  # the last sequence number submitted to the endpoint (>= cursor)
         stored = 0  # the cursor as this runtime last read or wrote it
         unsaved = 0  # events delivered since the cursor was written
         saved_at = time.monotonic()
-        ahead: tuple[int, Future[PreparedPage]] | None = None  # the page being prepared, after which cursor
+        ahead: tuple[int, Future[PreparedPage]] | None = None  # the page being prepared, after which sequence number
+        in_flight: deque[tuple[PreparedPage, Delivery]] = deque()  # submitted pages in feed order
+        at_head = False  # the last page read was short: the route is at the feed's head
+
+        def restart() -> None:
+            """Forget what is in flight: delivery resumes from the stored cursor (redelivering, same ids)."""
+            nonlocal cursor, ahead
+            cursor, ahead = None, None
+            in_flight.clear()
 
         def save() -> None:
             """Write the cursor (compare-and-set); a replay that rewound it meanwhile restarts delivery there."""
-            nonlocal cursor, stored, unsaved, saved_at, ahead
+            nonlocal stored, unsaved, saved_at
             if cursor is None or (cursor == stored and not unsaved):
                 return
             if self.cursors.advance(name, cursor, unsaved, expected=stored):
                 stored = cursor
             else:
-                cursor, ahead = None, None
+                restart()
             unsaved, saved_at = 0, time.monotonic()
+
+        def settle(keep: int | None) -> None:
+            """Move the cursor past the leading pages whose every event is acknowledged, waiting until at most `keep`
+            pages are in flight (None: no waiting); a failed page raises its EndpointError."""
+            nonlocal cursor, unsaved
+            while in_flight:
+                page, delivery = in_flight[0]
+                while not delivery.done():
+                    if keep is None or len(in_flight) <= keep or self.stopping.is_set():
+                        return
+                    futures_wait([delivery], timeout=IDLE_POLL_SECONDS)
+                delivery.result()
+                in_flight.popleft()
+                if page.events:
+                    self.audit.append(
+                        AuditEvent.for_subject(
+                            subject,
+                            "route.deliver",
+                            Decision.ALLOW,
+                            rows_returned=len(page.events),
+                            variables={"route": name, "from": page.first, "to": page.last},
+                            policy_version=self.policy.version,
+                            detail=redacted(route.endpoint),
+                        )
+                    )
+                cursor, unsaved = page.last, unsaved + len(page.events)
+                self._feed_status(name, route, page.last, failures=0, delivered=len(page.events))
 
         try:
             while not self.stopping.is_set():
                 if not self.held(name):
-                    cursor, ahead, unsaved = None, None, 0  # another runtime delivers; start afresh if it returns
+                    restart()  # another runtime delivers; start afresh if it returns
+                    unsaved = 0
                     self.stopping.wait(min(1.0, self.lease_seconds / 3))
                     continue
                 try:
                     if cursor is None:
                         cursor, total = self.cursors.get(name)
-                        stored = cursor
+                        stored = sent = cursor
                         self.update(name, cursor=cursor, delivered=total)
-                    if ahead is None or ahead[0] != cursor:  # a first page is small: publishing starts sooner
-                        first = min(route.batch, FIRST_PAGE)
-                        ahead = (cursor, reader.submit(self._prepare, route, gate, cursor, first))
+                    if ahead is None or ahead[0] != sent:  # a first page is small: publishing starts sooner
+                        ahead = (sent, reader.submit(self._prepare, route, gate, sent, min(route.batch, FIRST_PAGE)))
                     if endpoint is None:  # connects while the first page is read
                         endpoint = open_route_endpoint(route)
+                    settle(keep=ROUTE_WINDOW - 1)
+                    if len(in_flight) >= ROUTE_WINDOW or cursor is None:
+                        continue  # stopping, or a replay restarted delivery
                     page = ahead[1].result()
                     ahead = None
-                    if not page.size:
+                    if not page.size:  # at the feed's head: let what is in flight land, then idle
+                        at_head = True
+                        settle(keep=0)
+                        if in_flight or cursor is None:
+                            continue
                         save()
                         if cursor is not None and cursor == stored:
                             rewound = self.cursors.get(name)[0]
                             if rewound != stored:  # a replay moved the cursor while the route was idle
-                                cursor = stored = rewound
+                                cursor = stored = sent = rewound
                         self._feed_status(name, route, stored, failures=0)
+                        failures = 0
                         self.stopping.wait(IDLE_POLL_SECONDS)
                         continue
                     # read on while this page publishes
                     ahead = (page.last, reader.submit(self._prepare, route, gate, page.last, route.batch))
-                    if page.events:
-                        endpoint.publish(page.events)
-                        self.audit.append(
-                            AuditEvent.for_subject(
-                                subject,
-                                "route.deliver",
-                                Decision.ALLOW,
-                                rows_returned=len(page.events),
-                                variables={"route": name, "from": page.first, "to": page.last},
-                                policy_version=self.policy.version,
-                                detail=redacted(route.endpoint),
-                            )
-                        )
-                    cursor, unsaved = page.last, unsaved + len(page.events)
-                    if page.size < min(route.batch, FIRST_PAGE) or time.monotonic() - saved_at >= PERSIST_SECONDS:
+                    in_flight.append((page, endpoint.submit(page.events) if page.events else delivered()))
+                    sent = page.last
+                    at_head = page.size < min(route.batch, FIRST_PAGE)
+                    settle(keep=0 if at_head else None)
+                    if cursor is not None and (
+                        (at_head and not in_flight) or time.monotonic() - saved_at >= PERSIST_SECONDS
+                    ):
                         save()
                     failures = 0
-                    self._feed_status(
-                        name, route, cursor if cursor is not None else stored, failures=0, delivered=len(page.events)
-                    )
                 except (EndpointError, GraphError, InvalidEventError, OSError, SQLAlchemyError) as exc:
                     failures += 1
-                    try:  # keep what was delivered before the failure
+                    with contextlib.suppress(EndpointError, OSError, SQLAlchemyError):
+                        settle(keep=None)  # keep what was acknowledged before the failure; the rest is resent
+                    try:
                         save()
                     except (OSError, SQLAlchemyError):
                         log.warning(
                             "route %s: cursor not written after a failure; it redelivers from the last written one",
                             name,
                         )
-                    cursor, ahead, unsaved = None, None, 0  # resume from the stored cursor (redelivers, same ids)
+                    restart()  # resume from the stored cursor (redelivers, same ids)
+                    unsaved = 0
                     if endpoint is not None:  # a fresh connection on the next try
                         _close_quietly(endpoint)
                         endpoint = None
@@ -351,6 +397,8 @@ class RouteRuntime(LeasedWorkers[RouteStatus]):
         finally:
             if self.held(name):
                 try:
+                    with contextlib.suppress(EndpointError):
+                        settle(keep=None)  # what was acknowledged by now counts; the rest is resent
                     save()
                 except (OSError, SQLAlchemyError) as exc:  # the next runtime redelivers from the stored cursor
                     log.warning("route %s: cursor not written on stop (%s)", name, type(exc).__name__)

@@ -38,6 +38,7 @@ an RFC 6902 patch that turns the state before into the state after.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -311,8 +312,9 @@ def property_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
     return patch
 
 
+@functools.lru_cache(maxsize=4_096)
 def _pointer(key: str) -> str:
-    """The JSON Pointer (RFC 6901) of a top-level member."""
+    """The JSON Pointer (RFC 6901) of a top-level member (property names repeat: computed once each)."""
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 

@@ -512,6 +512,11 @@ class Policy:
             self._modes[key] = modes
         return modes
 
+    def shows_every_field(self, subject: Subject, cls: str) -> bool:
+        """Whether `mask` leaves every field of a `cls` twin as stored for `subject` (decided once per roles, class)."""
+        modes = self._field_modes(subject, cls)
+        return len(modes) == 1 and modes[""] == "show"
+
     def unreadable(self, subject: Subject, cls: str, names: Iterable[str]) -> set[str]:
         """The properties among `names` of a `cls` twin that `subject` may not read (nor write, nor remove)."""
         modes = self._field_modes(subject, cls)

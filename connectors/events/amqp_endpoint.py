@@ -13,6 +13,8 @@ Opening checks the exchange exists (passive declare) so a missing exchange is re
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aio_pika.exceptions import (
     AMQPConnectionError,
     ChannelClosed,
@@ -24,7 +26,7 @@ from faststream.rabbit import RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel
 
 from .cloudevent import STRUCTURED_CONTENT_TYPE, TwinEvent, to_cloudevent_json
-from .endpoint_base import AsyncClientEndpoint, EndpointOptions, gather_in_window
+from .endpoint_base import AsyncClientEndpoint, EndpointOptions, OrderedWindow
 from .endpoint_url import EndpointAddress
 from .errors import EndpointConfigError, EndpointRefused, EndpointUnreachable
 
@@ -49,6 +51,7 @@ class AmqpEndpoint(AsyncClientEndpoint):
                 address.redacted, "the default exchange needs ?routing_key=QUEUE (or give ?exchange=NAME)"
             )
         self._broker: RabbitBroker | None = None
+        self._window: OrderedWindow[None] | None = None
         super().__init__(address, options)
 
     async def _connect(self) -> None:
@@ -73,8 +76,10 @@ class AmqpEndpoint(AsyncClientEndpoint):
             except (ChannelNotFoundEntity, ChannelClosed):
                 raise EndpointRefused(self.url, f"exchange {self._exchange!r} does not exist") from None
 
-    async def _send(self, events: list[TwinEvent]) -> None:
-        await gather_in_window(self._publish_one, events, self._options.max_in_flight)
+    async def _issue(self, events: list[TwinEvent]) -> Awaitable[object]:
+        if self._window is None:
+            self._window = OrderedWindow(self._publish_one, self._options.max_in_flight)
+        return self._window.put(events)
 
     async def _publish_one(self, event: TwinEvent) -> None:
         assert self._broker is not None
@@ -99,5 +104,7 @@ class AmqpEndpoint(AsyncClientEndpoint):
             raise EndpointUnreachable(self.url, f"connection lost: {self._error_text(exc)}") from None
 
     async def _disconnect(self) -> None:
+        if self._window is not None:
+            await self._window.close()
         if self._broker is not None:
             await self._broker.stop()

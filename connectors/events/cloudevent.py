@@ -37,6 +37,16 @@ DATA_CONTENT_TYPE = "application/json"
 
 _TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _FORMAT = JSONFormat()
+_CHECKED_TYPES: set[str] = set()  # event types already matched against _TYPE_PATTERN (a handful per twin)
+
+
+def _check_type(event_type: str) -> bool:
+    """Whether `event_type` is dot-separated words (remembered when it is: a route checks the same few types)."""
+    if not isinstance(event_type, str) or not _TYPE_PATTERN.match(event_type):
+        return False
+    if len(_CHECKED_TYPES) < 1_024:
+        _CHECKED_TYPES.add(event_type)
+    return True
 
 
 class InvalidEventError(ValueError):
@@ -60,7 +70,7 @@ class TwinEvent:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise InvalidEventError(f"TwinEvent.{name} must be a non-empty string, got {value!r:.60}")
-        if not _TYPE_PATTERN.match(self.type):
+        if self.type not in _CHECKED_TYPES and not _check_type(self.type):
             raise InvalidEventError(
                 f"TwinEvent.type {self.type!r:.60} must be dot-separated words such as 'twin.updated'"
             )

@@ -14,8 +14,11 @@ scheme                        what publish() does                          clien
 ============================  ===========================================  ==============================
 
 Every endpoint is synchronous for its caller (the delivery loop runs in a worker thread); the asyncio
-clients run on an event loop the endpoint owns. publish() is all-or-raise and at-least-once: when it raises,
-some events of the batch may have been delivered, and the caller resends the batch with the same ids. Errors
+clients run on an event loop the endpoint owns. ``submit()`` sends a batch and returns its ``Delivery`` (a future
+completed when every event is acknowledged), so a caller keeps the next batches in flight while the acknowledgements
+of the previous ones arrive; ``publish()`` waits for it. Both are all-or-raise and at-least-once: when a batch
+fails, some of its events (and of the batches submitted after it) may have been delivered, and the caller resends
+from its first unacknowledged event with the same ids. Errors
 are ``EndpointError`` subclasses whose messages show the URL with credentials redacted. Each module's
 docstring says why its client was chosen.
 """

@@ -33,6 +33,10 @@ class EventLoopThread:
             future.cancel()
             raise TimeoutError(f"no result within {wait_s:g} s") from None
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule coro on the loop and return its future at once (coroutines run in the order submitted)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
     def stop(self) -> None:
         """Cancel what is left on the loop, stop it and join the thread."""
         if self._loop.is_closed():

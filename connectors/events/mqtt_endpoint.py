@@ -2,9 +2,10 @@
 
 Each event is published with QoS 1 to topic ``TOPIC-PREFIX/<type>`` (``twin/events/twin.updated``;
 subscribe to ``TOPIC-PREFIX/#`` for all) as the structured CloudEvent, over MQTT 5 with the Content Type
-property ``application/cloudevents+json`` (the CloudEvents MQTT binding's structured mode). publish()
-returns when the broker has sent PUBACK for every event (up to ``max_in_flight`` outstanding); a
-disconnect or a missing PUBACK within ``timeout_s`` fails the batch. Consumers dedup redeliveries by the
+property ``application/cloudevents+json`` (the CloudEvents MQTT binding's structured mode). A batch is handed to
+paho at once, in order, and its Delivery completes when the broker has sent PUBACK for every event (paho keeps up
+to ``max_in_flight`` outstanding across batches); a disconnect or a missing PUBACK within ``timeout_s`` fails the
+batch. Consumers dedup redeliveries by the
 CloudEvent id.
 
 Client: paho-mqtt (already the project's MQTT client; faststream's MQTT support would add another client
@@ -16,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -24,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .cloudevent import STRUCTURED_CONTENT_TYPE, TwinEvent, to_cloudevent_json
-from .endpoint_base import EndpointBase, EndpointOptions
+from .endpoint_base import Delivery, EndpointBase, EndpointOptions
 from .endpoint_url import EndpointAddress
 from .errors import (
     EndpointConfigError,
@@ -81,6 +83,13 @@ class MqttEndpoint(EndpointBase):
         self._connected.set()
 
     def _publish(self, events: list[TwinEvent]) -> None:
+        self._submit(events, self._epoch).result()
+
+    def _submit(self, events: list[TwinEvent], epoch: int) -> Delivery:
+        """Hand every event to paho now, in order (paho keeps at most max_in_flight unacknowledged), and wait for
+        the PUBACKs on the sender thread, so the next batch is queued while this one's are on their way."""
+        if epoch != self._epoch:
+            raise EndpointUnreachable(self.url, "not sent: a batch submitted before it failed")
         deadline = time.monotonic() + self._options.timeout_s
         pending = [
             (
@@ -94,13 +103,25 @@ class MqttEndpoint(EndpointBase):
             )
             for event in events
         ]
-        for event, info in pending:
-            try:
-                info.wait_for_publish(timeout=max(deadline - time.monotonic(), 0.001))
-            except (RuntimeError, ValueError) as exc:
-                raise EndpointUnreachable(self.url, f"event {event.id} not sent: {self._error_text(exc)}") from None
-            if not info.is_published():
-                raise EndpointTimeout(self.url, f"no PUBACK for event {event.id} within {self._options.timeout_s:g} s")
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-endpoint-mqtt")
+        return self._sender.submit(self._await_pubacks, pending, deadline)
+
+    def _await_pubacks(self, pending: list[tuple[TwinEvent, mqtt.MQTTMessageInfo]], deadline: float) -> None:
+        """Wait until every event of a batch has its PUBACK, or fail the batch."""
+        try:
+            for event, info in pending:
+                try:
+                    info.wait_for_publish(timeout=max(deadline - time.monotonic(), 0.001))
+                except (RuntimeError, ValueError) as exc:
+                    raise EndpointUnreachable(self.url, f"event {event.id} not sent: {self._error_text(exc)}") from None
+                if not info.is_published():
+                    raise EndpointTimeout(
+                        self.url, f"no PUBACK for event {event.id} within {self._options.timeout_s:g} s"
+                    )
+        except BaseException:
+            self._failed()
+            raise
 
     def _close(self) -> None:
         self._stop_client()

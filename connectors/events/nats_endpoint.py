@@ -3,8 +3,12 @@
 Each event is published to subject ``SUBJECT-PREFIX.<type>`` (``twin-events.twin.updated``) with headers
 ``Nats-Msg-Id`` = event id (the stream drops a second copy inside its duplicate window: broker-side dedup
 of at-least-once redeliveries) and ``content-type`` = ``application/cloudevents+json`` (JSON is UTF-8 by
-definition, so no charset parameter); the body is the structured CloudEvent. publish() returns when every
-event has its JetStream PubAck; up to ``max_in_flight`` are awaited at once, and each PubAck must name STREAM.
+definition, so no charset parameter); the body is the structured CloudEvent. A batch's Delivery completes when
+every event has its JetStream PubAck, and each PubAck must name STREAM. Events are sent with nats-py's
+``publish_async`` (one reply subscription for all PubAcks, a future per event, at most ``max_in_flight``
+unacknowledged across consecutive batches), in submission order, so the next batch is sent while the previous
+one's PubAcks are still arriving. Per event this costs about two thirds of ``js.publish`` (which sends a request and
+awaits its reply with a timer per message); a lost connection fails the batches in flight at once.
 
 No ``Nats-Expected-Stream`` header: opening checks that STREAM captures the subjects, JetStream refuses streams
 with overlapping subjects, and every PubAck's stream is checked, so the header would only repeat that check — at a
@@ -25,6 +29,9 @@ dedup each other; give each source (twin) its own stream or subject prefix.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import ConnectionClosedError, NoServersError, StaleConnectionError
@@ -34,8 +41,8 @@ from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
-from .cloudevent import TwinEvent, to_cloudevent_json
-from .endpoint_base import AsyncClientEndpoint, EndpointOptions, gather_in_window
+from .cloudevent import TwinEvent
+from .endpoint_base import AsyncClientEndpoint, EndpointOptions
 from .endpoint_url import EndpointAddress
 from .errors import (
     EndpointConfigError,
@@ -67,6 +74,7 @@ class NatsJetStreamEndpoint(AsyncClientEndpoint):
         self._last_error: Exception | None = None
         self._js: JetStreamContext | None = None
         self._headers = {"content-type": NATS_CONTENT_TYPE}
+        self._in_flight: dict[int, list[asyncio.Future[PubAck]]] = {}  # batch -> its PubAck futures
         super().__init__(address, options)
 
     async def _connect(self) -> None:
@@ -102,6 +110,7 @@ class NatsJetStreamEndpoint(AsyncClientEndpoint):
                 connect_timeout=self._options.connect_timeout_s,
                 allow_reconnect=False,
                 error_cb=remember_error,
+                closed_cb=self._connection_closed,
             )
         except NoServersError:
             raise EndpointUnreachable(self.url, "no NATS server answered") from None
@@ -109,32 +118,66 @@ class NatsJetStreamEndpoint(AsyncClientEndpoint):
             raise EndpointUnreachable(self.url, self._error_text(exc)) from None
         except NatsError as exc:  # e.g. authorization violation
             raise EndpointRefused(self.url, f"NATS refused the connection: {self._error_text(exc)}") from None
-        self._js = self._nc.jetstream(timeout=self._options.timeout_s)
+        self._js = self._nc.jetstream(
+            timeout=self._options.timeout_s, publish_async_max_pending=self._options.max_in_flight
+        )
 
-    async def _send(self, events: list[TwinEvent]) -> None:
+    async def _connection_closed(self) -> None:
+        """Fail the PubAcks still awaited: they will not come on a closed connection."""
+        cause = f": {self._error_text(self._last_error)}" if self._last_error else ""
+        for futures in self._in_flight.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(EndpointUnreachable(self.url, f"connection to NATS lost{cause}"))
+
+    async def _issue(self, events: list[TwinEvent]) -> Awaitable[object]:
         if self._nc is None or self._nc.is_closed:
             await self._open_connection()  # the previous connection was lost; reconnect for this batch
-        acks = await gather_in_window(self._publish_one, events, self._options.max_in_flight)
+        assert self._js is not None
+        js, prefix, headers = self._js, self._prefix, self._headers
+        futures: list[asyncio.Future[PubAck]] = []
+        try:
+            for event in events:
+                futures.append(
+                    await js.publish_async(
+                        nats_subject(prefix, event.type), event.body, headers={**headers, "Nats-Msg-Id": event.id}
+                    )
+                )
+        except BaseException as exc:
+            for future in futures:
+                future.cancel()
+            raise self._translate(exc, f"event {events[len(futures)].id}") from None
+        self._in_flight[id(futures)] = futures
+        return self._acknowledged(events, futures)
+
+    async def _acknowledged(self, events: list[TwinEvent], futures: list[asyncio.Future[PubAck]]) -> None:
+        """Wait for every PubAck of a batch; each must name the route's stream."""
+        try:
+            acks = await asyncio.gather(*futures)
+        except BaseException as exc:
+            failed = next((e for e, f in zip(events, futures, strict=True) if f.done() and not f.cancelled()), None)
+            raise self._translate(exc, f"event {failed.id if failed else events[0].id}") from None
+        finally:
+            self._in_flight.pop(id(futures), None)
+            for future in futures:
+                if not future.done():
+                    future.cancel()
         for event, ack in zip(events, acks, strict=True):
             if ack.stream != self._stream:
                 raise EndpointRefused(self.url, f"event {event.id} was stored in stream {ack.stream!r}")
 
-    async def _publish_one(self, event: TwinEvent) -> PubAck:
-        assert self._js is not None
-        subject = nats_subject(self._prefix, event.type)
-        try:
-            return await self._js.publish(
-                subject, to_cloudevent_json(event), headers={**self._headers, "Nats-Msg-Id": event.id}
-            )
-        except NoStreamResponseError:
-            raise EndpointRefused(self.url, f"no JetStream stream answered for subject {subject!r}") from None
-        except APIError as exc:
-            raise EndpointRefused(self.url, f"JetStream refused event {event.id}: {self._error_text(exc)}") from None
-        except NatsTimeoutError:
-            raise EndpointTimeout(self.url, f"no PubAck for event {event.id}") from None
-        except (ConnectionClosedError, StaleConnectionError, OSError):
+    def _translate(self, exc: BaseException, which: str) -> BaseException:
+        """A nats-py error as the endpoint error it means (others unchanged)."""
+        if isinstance(exc, NoStreamResponseError):
+            return EndpointRefused(self.url, f"no JetStream stream answered for {which}")
+        if isinstance(exc, APIError):
+            return EndpointRefused(self.url, f"JetStream refused {which}: {self._error_text(exc)}")
+        if isinstance(exc, NatsTimeoutError):
+            return EndpointTimeout(self.url, f"no PubAck for {which}")
+        if isinstance(exc, ConnectionClosedError | StaleConnectionError | OSError):
             cause = f": {self._error_text(self._last_error)}" if self._last_error else ""
-            raise EndpointUnreachable(self.url, f"connection to NATS lost{cause}") from None
+            return EndpointUnreachable(self.url, f"connection to NATS lost{cause}")
+        return exc
 
     async def _disconnect(self) -> None:
         if self._nc is not None and not self._nc.is_closed:

@@ -9,6 +9,17 @@ direct Cypher; and policy on (architect token) against an admin token.
 Goals (issue 7): 3-level p99 <= 50 ms and >= 300 requests/s; policy overhead <= 10 %.
 Also the p50 of a one-twin `upsertTwins` mutation, answered only once its audit record is stored (issue 23), sent one
 at a time and at concurrency 16; `--only-mutation` measures just that figure.
+
+The API against its real limits (issue 25; `--only-overhead` measures just these), on the same data in one run:
+- single_over_floor_plus_direct: the 3-level query's single-request p50 (one request at a time, httpx, admin token)
+  over the HTTP floor's p50 (tests/benchmarks/api_floor.py: a bare Starlette endpoint returning the same bytes, the
+  same uvicorn settings, the same client) plus the direct-Cypher p50 of the same data. Goal <= 1.1.
+- saturation_rps: the 3-level query with a compiled load generator (`wrk`, 16 connections, 2 threads) against one
+  worker and against TWIN_API_WORKERS=2 (one line each).
+- p99_at_half_saturation_ms: p99 at a constant arrival rate of half the one-worker saturation. No wrk2 here: `hey`
+  with `-q` (a per-worker rate limit; 16 workers, each at 1/16 of the rate, so a worker's interval stays far above
+  a request's latency). Goal <= 25 ms.
+Each figure is skipped with a message when `wrk` or `hey` is not installed (Debian packages `wrk`, `hey`).
 """
 
 from __future__ import annotations
@@ -161,6 +172,8 @@ def main() -> None:
     parser.add_argument("--http", default="auto", help="uvicorn HTTP protocol: auto (httptools when installed), h11")
     parser.add_argument("--loop", default="auto", help="uvicorn event loop: auto (uvloop when installed), asyncio")
     parser.add_argument("--only-mutation", action="store_true", help="measure only the mutation figure")
+    parser.add_argument("--only-overhead", action="store_true", help="measure only the issue-25 figures")
+    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each wrk/hey run")
     parser.add_argument(
         "--driver",
         default="streams",
@@ -189,7 +202,6 @@ def main() -> None:
             loop=_resolved(args.loop, "uvloop", "asyncio"),
             load_average=[round(x, 2) for x in os.getloadavg()],
         )
-        port = _free_port()
         env = {
             **os.environ,
             "TWIN_DATA_DIR": str(data_dir),
@@ -198,49 +210,18 @@ def main() -> None:
             "TWIN_GRAPH_FSYNC": "no",
             "PYTHONPATH": str(ROOT),
         }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.http.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--workers",
-                str(workers),
-                "--http",
-                args.http,
-                "--loop",
-                args.loop,
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise SystemExit("the API server did not become ready")
-        # The driver holds the ontology and the generated enterprise: keep them out of its full GC passes, whose
-        # pauses would otherwise be counted as server latency.
-        gc.freeze()
         issuer = LocalIssuer(data_dir)
         admin, architect = (
             issuer.issue_token("admin", sub="bench-admin"),
             issuer.issue_token("architect", sub="bench-arch"),
         )
+        if args.only_overhead:
+            _overhead_figures(env, data_dir, store, admin, architect, args)
+            return
+        server, url = _serve("api.http.app:create_app", env, workers, args)
+        # The driver holds the ontology and the generated enterprise: keep them out of its full GC passes, whose
+        # pauses would otherwise be counted as server latency.
+        gc.freeze()
         emps, machines = enterprise.uids["Employee"], enterprise.uids["Machine"]
         _mutation_figures(url, admin, machines, args)
         if args.only_mutation:
@@ -336,12 +317,235 @@ def main() -> None:
             p99_goal_ms=50,
             throughput_goal=300,
         )
+        server.terminate()
+        server.wait(timeout=30)
+        server = None
+        _overhead_figures(env, data_dir, store, admin, architect, args)
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
         store.close()
         stop_embedded(graph_dir)
+
+
+def _serve(
+    target: str, env: dict[str, str], workers: int, args: argparse.Namespace
+) -> tuple[subprocess.Popen[bytes], str]:
+    """uvicorn serving `target` (an app factory) with the benchmark's settings, once /ready answers: (process, URL)."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(workers),
+            "--http",
+            args.http,
+            "--loop",
+            args.loop,
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    server.terminate()
+    raise SystemExit(f"{target} did not become ready")
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop a server started by `_serve`."""
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def _single_p50(url: str, token: str, requests: int = 400) -> tuple[float, bytes]:
+    """p50 (ms) of the 3-level query sent one at a time, and the bytes of the last answer."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+        times, body = [], b""
+        for _ in range(20):  # warm-up: connection, caches
+            client.post("/graphql", json={"query": THREE_LEVELS})
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = client.post("/graphql", json={"query": THREE_LEVELS})
+            times.append((time.perf_counter() - started) * 1000)
+            body = response.content
+    if b'"errors"' in body:
+        raise SystemExit(f"the 3-level query failed: {body[:300]!r}")
+    return statistics.median(times), body
+
+
+def _overhead_figures(
+    env: dict[str, str], data_dir: Path, store: GraphStore, admin: str, architect: str, args: argparse.Namespace
+) -> None:
+    """single_over_floor_plus_direct, saturation_rps (one and two workers) and p99_at_half_saturation_ms."""
+    import shutil
+
+    load = [round(x, 2) for x in os.getloadavg()]
+    server, url = _serve("api.http.app:create_app", env, 1, args)
+    try:
+        single_admin, body = _single_p50(url, admin)
+        single_architect, _ = _single_p50(url, architect)
+        direct = []
+        for _ in range(400):
+            started = time.perf_counter()
+            store.backend.read(DIRECT)
+            direct.append((time.perf_counter() - started) * 1000)
+        direct_p50 = statistics.median(direct)
+        body_file = data_dir / "floor-body.json"
+        body_file.write_bytes(body)
+        floor_server, floor_url = _serve(
+            "tests.benchmarks.api_floor:create_app", {**env, "TWIN_BENCH_FLOOR_BODY": str(body_file)}, 1, args
+        )
+        try:
+            floor_p50, floor_body = _single_p50(floor_url, admin)
+        finally:
+            _stop(floor_server)
+        assert floor_body == body
+        emit(
+            figure="single_over_floor_plus_direct",
+            value=round(single_admin / (floor_p50 + direct_p50), 3),
+            single_p50_ms=round(single_admin, 3),
+            single_architect_p50_ms=round(single_architect, 3),
+            architect_over_floor_plus_direct=round(single_architect / (floor_p50 + direct_p50), 3),
+            floor_p50_ms=round(floor_p50, 3),
+            direct_cypher_p50_ms=round(direct_p50, 3),
+            response_bytes=len(body),
+            goal=1.1,
+            load_average=load,
+        )
+        wrk, hey = shutil.which("wrk"), shutil.which("hey")
+        if wrk is None:
+            emit(figure="saturation_rps", skipped="wrk is not installed (apt-get install wrk)")
+            emit(figure="p99_at_half_saturation_ms", skipped="needs wrk for the saturation rate")
+            return
+        one_worker = _wrk_rps(wrk, url, admin, args.seconds)
+    finally:
+        _stop(server)
+    emit(figure="saturation_rps", value=one_worker, workers=1, tool="wrk -t2 -c16", load_average=_load())
+    server, url = _serve("api.http.app:create_app", env, 2, args)
+    try:
+        two_workers = _wrk_rps(wrk, url, admin, args.seconds)
+    finally:
+        _stop(server)
+    emit(
+        figure="saturation_rps",
+        value=two_workers,
+        workers=2,
+        over_one_worker=round(two_workers / one_worker, 2),
+        tool="wrk -t2 -c16",
+        load_average=_load(),
+    )
+    if hey is None:
+        emit(figure="p99_at_half_saturation_ms", skipped="hey is not installed (apt-get install hey)")
+        return
+    server, url = _serve("api.http.app:create_app", env, 1, args)
+    try:
+        rate = one_worker / 2
+        p99, p50, sent = _hey_at_rate(hey, url, admin, rate, args.seconds)
+    finally:
+        _stop(server)
+    emit(
+        figure="p99_at_half_saturation_ms",
+        value=p99,
+        p50_ms=p50,
+        rate_per_s=round(rate, 1),
+        requests=sent,
+        workers=1,
+        tool="hey -c 16 -q RATE/16 (per-worker rate limit; no wrk2 here)",
+        goal=25,
+        load_average=_load(),
+    )
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _wrk_rps(wrk: str, url: str, token: str, seconds: float) -> float:
+    """Requests/s wrk reaches on the 3-level query (16 connections, 2 threads); every answer must be 2xx."""
+    import re
+
+    body = json.dumps({"query": THREE_LEVELS})
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            f"wrk.body = [==[{body}]==]\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        )
+    try:
+        subprocess.run([wrk, "-t2", "-c16", "-d2s", "-s", script.name, f"{url}/graphql"], capture_output=True)
+        out = subprocess.run(
+            [wrk, "-t2", "-c16", f"-d{seconds:g}s", "-s", script.name, f"{url}/graphql"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"wrk saw failed requests:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise SystemExit(f"no Requests/sec in wrk's output:\n{out}")
+    return round(float(match.group(1)), 1)
+
+
+def _hey_at_rate(hey: str, url: str, token: str, rate: float, seconds: float) -> tuple[float, float, int]:
+    """(p99 ms, p50 ms, requests) of the 3-level query sent at `rate` per second by hey (16 rate-limited workers)."""
+    import re
+
+    workers = 16
+    out = subprocess.run(
+        [
+            hey,
+            "-z",
+            f"{seconds:g}s",
+            "-c",
+            str(workers),
+            "-q",
+            f"{rate / workers:.3f}",
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-d",
+            json.dumps({"query": THREE_LEVELS}),
+            f"{url}/graphql",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)
+    if not codes or any(code != "200" for code, _ in codes):
+        raise SystemExit(f"hey saw failed requests:\n{out}")
+    p99 = re.search(r"99%+ in ([\d.]+) secs", out)
+    p50 = re.search(r"50%+ in ([\d.]+) secs", out)
+    if p99 is None or p50 is None:
+        raise SystemExit(f"no latency distribution in hey's output:\n{out}")
+    return round(float(p99.group(1)) * 1000, 2), round(float(p50.group(1)) * 1000, 2), sum(int(n) for _, n in codes)
 
 
 MUTATION = "mutation Rename($t: [TwinInput!]!) { upsertTwins(twins: $t) { created updated unchanged } }"
