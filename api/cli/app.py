@@ -39,6 +39,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "values, sync ledger and identity match keys, and compact the graph's append-only log; the "
         "audit chain still verifies.",
     ),
+    "keys": LazyCommand(
+        "api.cli.keys:app", "The master key and the per-subject data keys it wraps: status, rotate-master."
+    ),
     "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go (DATA_DIR/routes.yaml)."),
     "decisions": LazyCommand(
         "api.cli.decisions:app", "Proposed actions and alerts of the automations: list, show, approve, reject."
