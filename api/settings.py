@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     graph_url: str | None = Field(
         None,
         description="Twin graph backend: falkordb+embedded:///PATH (default: DATA_DIR/graph), "
-        "falkordb://host:port, neo4j://, neo4j+s://, bolt://.",
+        "falkordb://host:port, rediss://host:port[?ca=PATH] (FalkorDB over TLS), neo4j://, neo4j+s://, bolt://.",
     )
     graph_name: str = Field("twin", description="Graph (FalkorDB) or database (Neo4j) name.")
     graph_user: str | None = Field(None, description="User for Neo4j or a password-protected FalkorDB server.")
@@ -28,7 +28,9 @@ class Settings(BaseSettings):
         "always", description="Embedded FalkorDB append-only fsync policy (always = no acknowledged write lost)."
     )
     database_url: str | None = Field(
-        None, description="Relational store: sqlite:///PATH (default: DATA_DIR/twin.db) or postgresql://..."
+        None,
+        description="Relational store: sqlite:///PATH (default: DATA_DIR/twin.db) or postgresql://... (TLS: "
+        "?sslmode=verify-full&sslrootcert=PATH, passed to libpq as given)",
     )
     key_dir: Path | None = Field(
         None,
@@ -137,6 +139,8 @@ class Settings(BaseSettings):
         schemes = (
             "falkordb+embedded://",
             "falkordb://",
+            "falkordbs://",
+            "rediss://",
             "neo4j://",
             "neo4j+s://",
             "neo4j+ssc://",
