@@ -5,6 +5,7 @@ FalkorDB server reach their drivers."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -12,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from governance.master_key import FileMasterKey, new_master_key_text
 from governance.subject_keys import SubjectKeyRing
 from graph.backends import open_backend
+from graph.embedded import start_tcp_server
 from graph.errors import GraphUnavailable
 from graph.relational import relational_engine
 
@@ -146,8 +149,8 @@ def test_serve_stops_at_start_on_a_wrong_master_key(tmp_path: Path) -> None:
     assert wrong not in (out + err).decode() and wrong[:12] not in (out + err).decode()
     truncated = base64.b64encode(b"x" * 8).decode()
     server = _twin(["keys", "status"], tmp_path / "data", TWIN_MASTER_KEY=truncated)
-    _, err = server.communicate(timeout=120)
-    assert server.returncode == 1 and "holds 8 bytes; 32 are needed" in " ".join(err.decode().split() or [""])
+    out, err = server.communicate(timeout=120)
+    assert server.returncode == 1 and "holds 8 bytes; 32 are needed" in " ".join((out + err).decode().split())
 
 
 def test_postgresql_sslmode_reaches_the_driver(postgres_url: str) -> None:
@@ -165,8 +168,64 @@ def test_postgresql_sslmode_reaches_the_driver(postgres_url: str) -> None:
     requiring.dispose()
 
 
-def test_a_rediss_graph_url_insists_on_tls(tmp_path: Path) -> None:
-    cert, _ = _self_signed(tmp_path)
-    with pytest.raises(GraphUnavailable) as error:  # the local Redis speaks clear text only: no silent fallback
-        open_backend(f"rediss://127.0.0.1:6379?ca={cert}")
-    assert "not reachable" in str(error.value) or "does not answer" in str(error.value)
+class TlsProxy:
+    """A TLS terminator in front of a clear-text FalkorDB server (the bundled redis-server has no TLS built in)."""
+
+    def __init__(self, cert: Path, key: Path, upstream_port: int) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.handshakes = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                plain, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                client = self.context.wrap_socket(plain, server_side=True)
+            except (ssl.SSLError, OSError):
+                plain.close()
+                continue
+            self.handshakes += 1
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                with contextlib.suppress(OSError):
+                    end.close()
+
+    def close(self) -> None:
+        """Stop accepting."""
+        self.listener.close()
+
+
+def test_a_rediss_graph_url_speaks_tls_and_verifies_the_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    with start_tcp_server(tmp_path / "graph") as server:
+        proxy = TlsProxy(cert, key, server.port)
+        try:
+            backend = open_backend(f"rediss://localhost:{proxy.port}?ca={cert}", graph_name="tls")
+            try:
+                backend.write("CREATE (:Probe {uid: 'p1'})")
+                assert backend.read("MATCH (n:Probe) RETURN n.uid") == [["p1"]]
+            finally:
+                backend.close()
+            assert proxy.handshakes >= 1  # the client spoke TLS to the proxy
+            with pytest.raises(GraphUnavailable, match="not reachable"):  # a certificate it does not trust
+                open_backend(f"rediss://localhost:{proxy.port}", graph_name="tls")
+        finally:
+            proxy.close()
