@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -377,22 +378,28 @@ class HistoryStore:
         """Drop `fields` from every recorded state of twin `uid` (right to erasure); the change rows stay."""
         erased = set(fields)
         t = twin_history
-        changed = 0
+        cleaned: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
             rows = conn.execute(select(t.c.id, t.c.before, t.c.after).where(t.c.uid == uid, t.c.kind == "twin"))
             for row_id, before, after in rows.all():
                 states = [json.loads(state) if state else None for state in (before, after)]
                 if not any(state and erased & state.keys() for state in states):
                     continue
-                cleaned = [
+                kept = [
                     None
                     if state is None
                     else json.dumps({k: v for k, v in state.items() if k not in erased}, sort_keys=True)
                     for state in states
                 ]
-                conn.execute(update(t).where(t.c.id == row_id).values(before=cleaned[0], after=cleaned[1]))
-                changed += 1
-        return changed
+                cleaned.append({"row_id": row_id, "new_before": kept[0], "new_after": kept[1]})
+            if cleaned:  # one statement for every row (executemany): a subject may have thousands
+                conn.execute(
+                    update(t)
+                    .where(t.c.id == bindparam("row_id"))
+                    .values(before=bindparam("new_before"), after=bindparam("new_after")),
+                    cleaned,
+                )
+        return len(cleaned)
 
 
 def as_recorded(value: Any) -> Any:
