@@ -170,3 +170,55 @@ def test_losing_the_master_key_loses_sealed_copies_only(tmp_path: Path) -> None:
     fresh_dir.mkdir()
     fresh = PersonalSeal(_ring(fresh_dir), {"email"})
     assert HistoryStore(history.url, fresh).history("p-ann")[0].after == {"name": "Ann"}
+
+
+def test_identity_match_keys_are_blind_or_sealed_and_still_match(tmp_path: Path) -> None:
+    from connectors.identity import IdentityResolver, candidate
+
+    seal = PersonalSeal(_ring(tmp_path), {"email"}, b"i" * 32)
+    identity = IdentityResolver(f"sqlite:///{tmp_path / 'twin.db'}", seal)
+    identity.resolve("person", [candidate("hr:1", "hr", email=EMAIL, name="Ann  Archer", organisation="Acme")])
+    with identity.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT kind, value FROM identity_key").all()
+    assert {kind for kind, _ in stored} == {"email", "name"}
+    assert not [value for _, value in stored if "ann" in value.lower()]  # neither the e-mail nor the name in clear
+    by_email = identity.resolve("person", [candidate("crm:7", "crm", email=EMAIL.upper())])
+    assert by_email["crm:7"].canonical_uid == "hr:1" and by_email["crm:7"].rule == "email"
+    by_name = identity.resolve(
+        "person", [candidate("erp:3", "erp", name="Ann Archer", organisation="acme")], threshold=90
+    )
+    assert by_name["erp:3"].canonical_uid == "hr:1" and by_name["erp:3"].rule.startswith("fuzzy")
+    identity.resolve("person", [candidate("hr:1", "hr", email=EMAIL, name="Ann  Archer", organisation="Acme")])
+    with identity.engine.connect() as conn:  # the same name again: the deterministic token keeps one row
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM identity_key WHERE kind = 'name'").scalar() == 1
+
+
+def test_keys_commands_rotate_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli.app import app
+    from api.settings import get_settings
+    from governance.audit import AuditLog
+
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        status = CliRunner().invoke(app, ["keys", "status"])
+        assert status.exit_code == 0, status.output
+        assert "opens the key ring; 0 subject keys" in " ".join(status.output.split())
+        key_file = tmp_path / "data" / "keys" / "master.key"
+        first = key_file.read_text()
+        ring = SubjectKeyRing(f"sqlite:///{tmp_path / 'data' / 'keys' / 'subject_keys.db'}", FileMasterKey(key_file))
+        token = PersonalSeal(ring, {"email"}).seal_value("p-1", "email", EMAIL)
+        rotated = CliRunner().invoke(app, ["keys", "rotate-master"])
+        assert rotated.exit_code == 0, rotated.output
+        assert "re-wrapped 1 subject keys" in rotated.output and key_file.read_text() != first
+        assert first.strip() not in rotated.output
+        reopened = SubjectKeyRing(ring.url, FileMasterKey(key_file))
+        assert PersonalSeal(reopened, {"email"}).open_value("p-1", "email", token) == EMAIL
+        audit = AuditLog(f"sqlite:///{tmp_path / 'data' / 'twin.db'}")
+        assert len(audit.query(operation="keys.rotate-master")) == 1
+        missing_env = CliRunner().invoke(app, ["keys", "rotate-master", "--new-key-env", "NO_SUCH_VARIABLE_X"])
+        assert missing_env.exit_code == 2 and "NO_SUCH_VARIABLE_X" in missing_env.output
+    finally:
+        get_settings.cache_clear()
