@@ -12,7 +12,10 @@ from governance.audit import AuditLog
 from governance.digest_key import deployment_digest_key, owner_only_data_dir
 from governance.identity import Subject
 from governance.lineage import LineageStore
+from governance.master_key import MASTER_KEY_FILE, EnvMasterKey, FileMasterKey, MasterKeyProvider
+from governance.personal_seal import PersonalSeal, personal_properties
 from governance.policy import Policy, load_policy
+from governance.subject_keys import SubjectKeyRing
 from graph.store import GraphStore
 from ontology.loader import load_ontology
 from ontology.model import Ontology
@@ -47,6 +50,22 @@ class Runtime:
         return deployment_digest_key(self.settings.data_dir)
 
     @cached_property
+    def subject_keys(self) -> SubjectKeyRing:
+        """The per-subject data keys, wrapped by the master key (KeyMaterialError when it is wrong or missing)."""
+        s = self.settings
+        provider: MasterKeyProvider
+        if s.master_key is not None:
+            provider = EnvMasterKey("TWIN_MASTER_KEY", s.master_key.get_secret_value())
+        else:
+            provider = FileMasterKey(s.resolved_key_dir / MASTER_KEY_FILE)
+        return SubjectKeyRing(s.resolved_subject_keys_url, provider)
+
+    @cached_property
+    def personal_seal(self) -> PersonalSeal:
+        """Seals personal values kept outside the live graph under their subject's key."""
+        return PersonalSeal(self.subject_keys, personal_properties(self.ontology), self.digest_key)
+
+    @cached_property
     def ontology(self) -> Ontology:
         """The core ontology merged with the configured extra sources."""
         return load_ontology(self.settings.ontology_paths)
@@ -67,6 +86,7 @@ class Runtime:
             "password": s.graph_password.get_secret_value() if s.graph_password else None,
             "fsync": s.graph_fsync,
             "threads": s.graph_threads,
+            "seal": self.personal_seal,
         }
 
     @cached_property
@@ -96,7 +116,7 @@ class Runtime:
     @cached_property
     def lineage(self) -> LineageStore:
         """The lineage and provenance store in the relational store."""
-        return LineageStore(self.settings.resolved_database_url, self.digest_key)
+        return LineageStore(self.settings.resolved_database_url, self.digest_key, self.personal_seal)
 
     def sync_engine(self, actor: str) -> SyncEngine:
         """A sync engine over the twin with the settings' size limits and mass-delete guard, recording as `actor`."""

@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     graph_url: str | None = Field(
         None,
         description="Twin graph backend: falkordb+embedded:///PATH (default: DATA_DIR/graph), "
-        "falkordb://host:port, neo4j://, neo4j+s://, bolt://.",
+        "falkordb://host:port, rediss://host:port[?ca=PATH] (FalkorDB over TLS), neo4j://, neo4j+s://, bolt://.",
     )
     graph_name: str = Field("twin", description="Graph (FalkorDB) or database (Neo4j) name.")
     graph_user: str | None = Field(None, description="User for Neo4j or a password-protected FalkorDB server.")
@@ -28,7 +28,29 @@ class Settings(BaseSettings):
         "always", description="Embedded FalkorDB append-only fsync policy (always = no acknowledged write lost)."
     )
     database_url: str | None = Field(
-        None, description="Relational store: sqlite:///PATH (default: DATA_DIR/twin.db) or postgresql://..."
+        None,
+        description="Relational store: sqlite:///PATH (default: DATA_DIR/twin.db) or postgresql://... (TLS: "
+        "?sslmode=verify-full&sslrootcert=PATH, passed to libpq as given)",
+    )
+    key_dir: Path | None = Field(
+        None,
+        description="Where the master key file and the subject key ring live (default: DATA_DIR/keys). Keep it out "
+        "of data backups: a backup of the key ring brings erased subjects' keys back.",
+    )
+    master_key: SecretStr | None = Field(
+        None,
+        description="The master key (base64 of 32 bytes) wrapping every subject's data key; unset = the file "
+        "KEY_DIR/master.key, created (0600) on first use.",
+    )
+    subject_keys_url: str | None = Field(
+        None,
+        description="The subject key ring's relational store: sqlite:///PATH (default: KEY_DIR/subject_keys.db) or a "
+        "postgresql:// database of its own (not the one dumped with the data).",
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) `twin serve` presents; with tls_key.")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert; `twin serve` then speaks HTTPS only.")
+    hsts_max_age: int = Field(
+        31_536_000, ge=0, description="Strict-Transport-Security max-age (seconds) sent when TLS is on (0: none)."
     )
     ontology_paths: list[Path] = Field(
         default_factory=list, description="Extra OWL/DTDL files or folders merged into the core ontology."
@@ -125,6 +147,8 @@ class Settings(BaseSettings):
         schemes = (
             "falkordb+embedded://",
             "falkordb://",
+            "falkordbs://",
+            "rediss://",
             "neo4j://",
             "neo4j+s://",
             "neo4j+ssc://",
@@ -139,6 +163,16 @@ class Settings(BaseSettings):
     def resolved_graph_url(self) -> str:
         """The graph URL, defaulting to an embedded FalkorDB inside the data directory."""
         return self.graph_url or f"falkordb+embedded://{(self.data_dir / 'graph').resolve()}"
+
+    @property
+    def resolved_key_dir(self) -> Path:
+        """The key directory, defaulting to DATA_DIR/keys."""
+        return self.key_dir or self.data_dir / "keys"
+
+    @property
+    def resolved_subject_keys_url(self) -> str:
+        """The subject key ring's URL, defaulting to SQLite in the key directory."""
+        return self.subject_keys_url or f"sqlite:///{(self.resolved_key_dir / 'subject_keys.db').resolve()}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -44,10 +44,13 @@ from sqlalchemy import (
 from connectors.errors import ConnectorError
 from connectors.sync_state import insert_ignore_statement, now_text
 from connectors.transforms import normalise_email
+from governance.personal_seal import PersonalSeal
+from graph.personal_values import is_sealed
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
 
 metadata = MetaData()
+_NAME_PROPERTY = "identity:name"  # the property a sealed name key is bound to
 
 identity_key_table = Table(
     "identity_key",
@@ -167,7 +170,8 @@ def candidate(
 class IdentityResolver:
     """Matches records across systems and records every merge (identity_links); merges are reversible."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, seal: PersonalSeal | None = None) -> None:
+        self.seal = seal  # match keys stored blind-indexed (exact, e-mail) or sealed under the twin's key (names)
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
         self._keys = RowAppender(
@@ -224,8 +228,27 @@ class IdentityResolver:
             with self.engine.begin() as conn:
                 if new_links:
                     conn.execute(insert(identity_link_table), new_links)
-                self._keys.append(conn, new_keys, (domain,))
+                self._keys.append(conn, self._stored_keys(new_keys), (domain,))
         return results
+
+    def _stored_keys(
+        self, keys: list[tuple[str, str, str, str, str | None]]
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        """Match keys as stored: with a seal, exact and e-mail keys as their blind index and names sealed under
+        the twin's key (deterministically, so one name is one row); as they are without."""
+        seal = self.seal
+        if seal is None:
+            return keys
+        return [
+            (
+                kind,
+                seal.seal_fixed(uid, _NAME_PROPERTY, value) if kind == "name" else seal.blind(kind, value),
+                uid,
+                system,
+                org,
+            )
+            for kind, value, uid, system, org in keys
+        ]
 
     @staticmethod
     def _keys_of(cand: IdentityCandidate) -> list[tuple[str, str]]:
@@ -249,17 +272,19 @@ class IdentityResolver:
             if fuzzy and cand.organisation:
                 orgs.add(cand.organisation)
         t = identity_key_table
+        seal = self.seal
         found: dict[tuple[str, str], list[tuple[str, str, str | None]]] = {}
         with self.engine.connect() as conn:
             for kind, values in wanted.items():
-                for chunk in batched(sorted(values), 2_000):
+                stored = {seal.blind(kind, v): v for v in values} if seal is not None else {v: v for v in values}
+                for chunk in batched(sorted(stored), 2_000):
                     rows = conn.execute(
                         select(t.c.kind, t.c.value, t.c.uid, t.c.system, t.c.org).where(
                             t.c.domain == domain, t.c.kind == kind, t.c.value.in_(chunk)
                         )
                     )
                     for k, v, uid, system, org in rows:
-                        found.setdefault((k, v), []).append((uid, system, org))
+                        found.setdefault((k, stored[v]), []).append((uid, system, org))
             for chunk in batched(sorted(orgs), 2_000):
                 rows = conn.execute(
                     select(t.c.kind, t.c.value, t.c.uid, t.c.system, t.c.org).where(
@@ -267,7 +292,8 @@ class IdentityResolver:
                     )
                 )
                 for _kind, v, uid, system, org in rows:
-                    found.setdefault(("org", org or ""), []).append((uid, system, v))
+                    name = seal.open_value(uid, _NAME_PROPERTY, v) if seal is not None and is_sealed(v) else v
+                    found.setdefault(("org", org or ""), []).append((uid, system, name))
         return found
 
     @staticmethod
@@ -337,10 +363,9 @@ class IdentityResolver:
         many (right to erasure; a later sync of the source record adds them back only if the source still has them)."""
         t = identity_key_table
         texts = [str(value) for value in values if value is not None]
+        kinds = ["email", "name", *(f"exact:{name}" for name in fields)]
         with self.engine.begin() as conn:
-            result = conn.execute(
-                delete(t).where(t.c.uid == uid, or_(t.c.kind.in_(["email", "name"]), t.c.value.in_(texts)))
-            )
+            result = conn.execute(delete(t).where(t.c.uid == uid, or_(t.c.kind.in_(kinds), t.c.value.in_(texts))))
         return int(result.rowcount or 0)
 
     def shared(self, uids: Iterable[str]) -> set[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import batched
 from typing import Any
@@ -40,6 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.source import Watermark
+from governance.personal_seal import PersonalSeal
+from graph.personal_values import is_sealed
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
 
@@ -215,8 +217,9 @@ def insert_ignore_statement(engine: Engine, table: Table, keys: Sequence[str]) -
 class SyncState:
     """Watermarks, ledger, batch journal, pending links and run records of every connector in one store."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, seal: PersonalSeal | None = None) -> None:
         self.url = url
+        self.seal = seal  # seals the personal values of ledger payloads under their twin's key
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
         self._ledger = RowAppender(
@@ -286,7 +289,7 @@ class SyncState:
                 )
                 for key, uid, digest, payload in rows:
                     found[key] = LedgerEntry(connector, entity, key, uid, digest, payload_of(payload))
-        return found
+        return self._opened(found) if self.seal is not None else found
 
     def ledger_changes(
         self, connector: str, entity: str, digests: Mapping[str, str]
@@ -397,18 +400,63 @@ class SyncState:
                             payload_of(m["payload"]),
                         )
                     )
+        if self.seal is not None:
+            for uid, entries in found.items():
+                found[uid] = list(self._opened({str(n): e for n, e in enumerate(entries)}).values())
         return found
 
     def write_ledger(self, conn: Connection, entries: Sequence[LedgerEntry], run_id: str) -> None:
         """Upsert ledger entries inside the caller's transaction."""
         if not entries:
             return
-        rows = [
+        rows: list[tuple[str, ...]] = [
             (e.connector, e.entity, e.record_key, e.uid, e.digest, e.payload_text or payload_text(e.payload))
             for e in entries
         ]
+        if self.seal is not None:
+            rows = self._sealed(entries, rows, self.seal)
         for chunk in batched(rows, 5_000):
             self._ledger.append(conn, chunk, (run_id,))
+
+    @staticmethod
+    def _sealed(
+        entries: Sequence[LedgerEntry], rows: list[tuple[str, ...]], seal: PersonalSeal
+    ) -> list[tuple[str, ...]]:
+        """Ledger rows with the personal values of their payloads (`p`) sealed under the twin's key."""
+        personal = seal.personal
+        marked = []
+        for i, e in enumerate(entries):
+            props = e.payload.get("p")
+            if isinstance(props, Mapping) and any(props.get(name) is not None for name in personal & props.keys()):
+                marked.append(i)
+        if not marked:
+            return rows
+        keys = seal.ring.keys_for({entries[i].uid for i in marked}, create=True)
+        for i in marked:
+            e = entries[i]
+            props = e.payload["p"]
+            sealed = {
+                name: seal.seal_value(e.uid, name, value, keys) if name in personal and value is not None else value
+                for name, value in props.items()
+            }
+            rows[i] = (*rows[i][:5], payload_text({**e.payload, "p": sealed}))
+        return rows
+
+    def _opened(self, found: dict[str, LedgerEntry]) -> dict[str, LedgerEntry]:
+        """Ledger entries with their payloads' sealed values opened (a value whose key is gone reads as absent)."""
+        seal = self.seal
+        assert seal is not None
+        sealed = [
+            (key, e)
+            for key, e in found.items()
+            if isinstance(props := e.payload.get("p"), dict) and any(is_sealed(v) for v in props.values())
+        ]
+        if not sealed:
+            return found
+        states = seal.open_states([(e.uid, e.payload["p"]) for _, e in sealed])
+        for (key, e), props in zip(sealed, states, strict=True):
+            found[key] = replace(e, payload={**e.payload, "p": props})
+        return found
 
     def drop_ledger(self, conn: Connection, connector: str, entity: str, keys: Sequence[str]) -> None:
         """Remove ledger entries inside the caller's transaction."""

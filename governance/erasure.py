@@ -10,6 +10,7 @@ from governance.audit import AuditEvent, AuditLog
 from governance.identity import Subject
 from governance.lineage import LineageStore
 from governance.policy import Policy
+from governance.subject_keys import SubjectKeyRing
 from graph.errors import TwinNotFound
 from graph.model import Twin
 from graph.store import GraphStore
@@ -27,6 +28,7 @@ class ErasureReport:
     lineage_values: int
     other_copies: int = 0  # sync ledger payloads, identity match keys and other holders' copies blanked
     graph_log_compacted: bool = False
+    key_destroyed: bool = False  # the subject's data key: every sealed copy, backups included, is now unreadable
 
 
 class PersonalDataHolder(Protocol):
@@ -46,9 +48,15 @@ def erase_personal_data(
     policy: Policy,
     subject: Subject,
     holders: Sequence[PersonalDataHolder] = (),
+    keys: SubjectKeyRing | None = None,
 ) -> ErasureReport:
     """Blank every PII property of twin `uid` in the graph, its recorded history, stored lineage values and the copies
     `holders` keep; then rewrite the graph server's append-only log so the old values leave the disk.
+
+    With `keys`, the subject's data key is destroyed last (crypto-shredding): every copy sealed under it — history
+    states, change-feed payloads, lineage values, ledger payloads, name match keys, in this deployment's stores
+    and in any dump or copy of them made before — can no longer be opened. The blanking above still runs, so the
+    stores themselves hold nothing of the subject either way.
 
     Digests in lineage and the audit chain stay, so provenance and tamper evidence still verify; the erasure itself
     is recorded in the audit log.
@@ -69,6 +77,7 @@ def erase_personal_data(
     lineage_values = lineage.erase_values(uid)
     other_copies = sum(holder.erase_personal(uid, every_personal, values) for holder in holders)
     compacted = store.compact_log()
+    destroyed = keys.destroy(uid) if keys is not None else False
     audit.append(
         AuditEvent.for_subject(
             subject,
@@ -77,7 +86,7 @@ def erase_personal_data(
             variables={"uid": uid},
             policy_version=policy.version,
             rows_returned=len(personal),
-            detail=f"erased fields: {', '.join(personal) or 'none'}",
+            detail=f"erased fields: {', '.join(personal) or 'none'}" + ("; subject key destroyed" if destroyed else ""),
         )
     )
-    return ErasureReport(uid, personal, history_entries, lineage_values, other_copies, compacted)
+    return ErasureReport(uid, personal, history_entries, lineage_values, other_copies, compacted, destroyed)

@@ -33,6 +33,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from governance.canonical import canonical_json, parse_utc_text, sha256_digest, utc_text
 from governance.digest_key import keyed_text_digest
 from governance.errors import LineageError, RunNotFound
+from governance.personal_seal import PersonalSeal
+from graph.personal_values import is_sealed
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
 
@@ -252,9 +254,10 @@ _SHARED_COLUMNS = ("run_id", "source_system", "source_object", "recorded_at")
 class LineageStore:
     """Property-level provenance and runs in one relational store (sqlite:/// or postgresql:// URL)."""
 
-    def __init__(self, url: str, digest_key: bytes | None = None) -> None:
+    def __init__(self, url: str, digest_key: bytes | None = None, seal: PersonalSeal | None = None) -> None:
         self.url = url
         self.digest_key = digest_key  # keys the value digests (see governance/digest_key.py)
+        self.seal = seal  # seals kept personal values under their subject's key (governance/personal_seal.py)
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
         self._records = RowAppender(self.engine, lineage_record_table, _COLUMNS)
@@ -353,7 +356,7 @@ class LineageStore:
         if not records:
             return 0
         now = utc_text(datetime.now(UTC))
-        rows = [_record_row(self._keyed(r), now) for r in records]
+        rows = self._sealed([_record_row(self._keyed(r), now) for r in records])
         self._store(None, {r.run_id for r in records}, lambda conn, chunk: self._records.append(conn, chunk), rows)
         return len(records)
 
@@ -372,8 +375,31 @@ class LineageStore:
             text = canonical_json(value)  # encoded once: hashed, and stored when kept
             digest = keyed_text_digest(text, self.digest_key)
             rows.append((uid, prop, digest, text if keep else None, key, source_field, rule, transform))
+        rows = self._sealed(rows)
         self._store(conn, {fed.run_id}, lambda conn, chunk: self._fed.append(conn, chunk, shared), rows)
         return len(rows)
+
+    def _sealed(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Record rows (uid, property, digest, value text, ...) with the kept personal values sealed."""
+        seal = self.seal
+        if seal is None:
+            return rows
+        personal = [i for i, row in enumerate(rows) if row[3] is not None and seal.is_personal(row[1])]
+        if not personal:
+            return rows
+        keys = seal.ring.keys_for({rows[i][0] for i in personal}, create=True)
+        for i in personal:
+            uid, prop, digest, text, *rest = rows[i]
+            rows[i] = (uid, prop, digest, seal.seal_text(uid, prop, text, keys), *rest)
+        return rows
+
+    def _record(self, row: RowMapping) -> ProvenanceRecord:
+        """A stored record read back, its sealed value opened (a value whose key is gone reads as not kept)."""
+        stored = row["value"]
+        if is_sealed(stored):  # without a seal (no key ring) a sealed value cannot be read
+            text = self.seal.open_text(row["twin_uid"], row["property"], stored) if self.seal is not None else None
+            return _to_record(row, text)
+        return _to_record(row, stored)
 
     def _keyed(self, record: ProvenanceRecord) -> ProvenanceRecord:
         """`record` with its digest keyed by this store's digest key (as it is without one)."""
@@ -432,7 +458,7 @@ class LineageStore:
             query = query.where(t.c.property == property)
         query = query.order_by(t.c.recorded_at.desc(), t.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return [_to_record(row._mapping) for row in conn.execute(query)]
+            return [self._record(row._mapping) for row in conn.execute(query)]
 
     def fed_by(self, source_system: str, record_key: str, source_object: str | None = None) -> list[FedProperty]:
         """Which twin properties a source record fed (what to revisit when that record changes or was wrong)."""
@@ -451,7 +477,7 @@ class LineageStore:
         t = lineage_record_table
         query = select(t).where(t.c.run_id == run_id).order_by(t.c.id).limit(limit)
         with self.engine.connect() as conn:
-            return [_to_record(row._mapping) for row in conn.execute(query)]
+            return [self._record(row._mapping) for row in conn.execute(query)]
 
     def erase_values(self, twin_uid: str) -> int:
         """Blank every stored value of a twin (erasure), keeping digests and sources; returns records blanked."""
@@ -522,8 +548,8 @@ def _record_row(record: ProvenanceRecord, now: str) -> tuple[Any, ...]:
     )
 
 
-def _to_record(row: RowMapping) -> ProvenanceRecord:
-    stored = row["value"]
+def _to_record(row: RowMapping, stored: str | None) -> ProvenanceRecord:
+    """A record row with its value text `stored` (opened when it was sealed)."""
     return ProvenanceRecord(
         twin_uid=row["twin_uid"],
         property=row["property"],

@@ -34,6 +34,7 @@ OPERATIONS = frozenset(
         "connector.run",
         "graph.cypher",
         "erase",
+        "keys.rotate",
     }
 )
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from redis.exceptions import WatchError
 
@@ -490,6 +490,15 @@ def _neo4j_values(row: list[Any]) -> list[Any]:
     return [v.to_native() if hasattr(v, "to_native") else v for v in row]
 
 
+def _tls_options(scheme: str, query: str) -> dict[str, Any]:
+    """TLS keyword arguments of the FalkorDB client for a rediss:// (falkordbs://) URL: the server certificate is
+    verified (against `?ca=PATH` when given, else the system's CAs) and its host name checked."""
+    if scheme not in ("falkordbs", "rediss"):
+        return {}
+    ca = parse_qs(query).get("ca")
+    return {"ssl": True, "ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": ca[0] if ca else None}
+
+
 def open_backend(
     url: str,
     *,
@@ -517,7 +526,7 @@ def open_backend(
 
         client, on_close = connect()
         return FalkorBackend(client, graph_name, url, on_close=on_close, connect=connect)
-    if scheme in ("falkordb", "redis"):
+    if scheme in ("falkordb", "redis", "falkordbs", "rediss"):
         import falkordb
 
         from graph.server_process import no_retry
@@ -529,6 +538,7 @@ def open_backend(
                 username=parsed.username or user,
                 password=parsed.password or password,
                 retry=no_retry(),  # a resent write could apply twice; the backend reconnects, and retries reads
+                **_tls_options(scheme, parsed.query),
             )
         except Exception as exc:  # the client connects at once: refused, unknown host, bad credentials
             raise GraphUnavailable(

@@ -203,4 +203,17 @@ class ChangeFeed:
                 changes += [FeedChange.of_row(first + i, tuple(row)) for i, row in enumerate(rows)]
                 if len(changes) >= limit:
                     break
-        return changes
+        return self._opened(changes)
+
+    def _opened(self, changes: list[FeedChange]) -> list[FeedChange]:
+        """`changes` with their sealed personal values opened (graph/personal_values.py; erased ones left out)."""
+        seal = self.history.seal
+        if seal is None or not changes:
+            return changes
+        states = seal.open_states([pair for c in changes for pair in ((c.uid, c.before), (c.uid, c.after))])
+        return [
+            c
+            if c.before is states[2 * n] and c.after is states[2 * n + 1]
+            else c.seen_as(states[2 * n], states[2 * n + 1])
+            for n, c in enumerate(changes)
+        ]

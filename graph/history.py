@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -34,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from graph.personal_values import PersonalValues
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
 
@@ -144,10 +147,15 @@ class HistoryEntry:
 
 
 class HistoryStore:
-    """Append-only change log of twins and links with `history(uid)` and `as_of(uid, time)`."""
+    """Append-only change log of twins and links with `history(uid)` and `as_of(uid, time)`.
 
-    def __init__(self, url: str) -> None:
+    With `seal`, the personal values of twin states are stored sealed under their subject's key and opened when
+    read back (graph/personal_values.py); a value whose key was destroyed reads as absent.
+    """
+
+    def __init__(self, url: str, seal: PersonalValues | None = None) -> None:
         self.url = url
+        self.seal = seal
         self.engine = relational_engine(url)
         create_tables(self.engine, metadata)
         _add_write_column(self.engine)
@@ -265,14 +273,16 @@ class HistoryStore:
             bounds = conn.execute(select(w.c.after_id, w.c.last_id, w.c.state).where(w.c.id == write_id)).first()
             if bounds is None or bounds.state == CONFIRMED:
                 return 0, 0
-            rows = [
-                entry_of(row)
-                for row in conn.execute(
-                    select(twin_history)
-                    .where(*_rows_of(write_id, bounds.after_id, bounds.last_id))
-                    .order_by(twin_history.c.id)
-                )
-            ]
+            rows = self.opened(
+                [
+                    entry_of(row)
+                    for row in conn.execute(
+                        select(twin_history)
+                        .where(*_rows_of(write_id, bounds.after_id, bounds.last_id))
+                        .order_by(twin_history.c.id)
+                    )
+                ]
+            )
         keep = landed(rows)
         dropped = [row.id for row in rows if row.id not in keep]
         with self.engine.begin() as conn:
@@ -289,6 +299,8 @@ class HistoryStore:
     ) -> int:
         """Insert the rows of `changes` made at `when` (uncommitted, in `conn`'s transaction)."""
         dumps = _STATE_ENCODER.encode
+        if self.seal is not None:
+            changes = self._sealed(changes, self.seal)
         rows = [
             (
                 c.uid,
@@ -306,6 +318,33 @@ class HistoryStore:
         stamp = self._bind_time(when) if self._bind_time else when
         return self._appender.append(conn, rows, (context.actor, context.source, context.run_id, stamp, write_id))
 
+    @staticmethod
+    def _sealed(changes: Sequence[Change], seal: PersonalValues) -> Sequence[Change]:
+        """`changes` with the personal values of their twin states sealed (links carry none)."""
+        twins = [i for i, c in enumerate(changes) if c.kind == "twin" and (c.before or c.after)]
+        if not twins:
+            return changes
+        states = seal.seal_states(
+            [pair for i in twins for pair in ((changes[i].uid, changes[i].before), (changes[i].uid, changes[i].after))]
+        )
+        sealed = list(changes)
+        for n, i in enumerate(twins):
+            sealed[i] = changes[i]._replace(before=states[2 * n], after=states[2 * n + 1])
+        return sealed
+
+    def opened(self, entries: list[HistoryEntry]) -> list[HistoryEntry]:
+        """`entries` with their sealed values opened (those whose key is gone left out)."""
+        seal = self.seal
+        if seal is None or not entries:
+            return entries
+        states = seal.open_states([pair for e in entries for pair in ((e.uid, e.before), (e.uid, e.after))])
+        return [
+            e
+            if (e.before is states[2 * n] and e.after is states[2 * n + 1])
+            else _with_states(e, *states[2 * n : 2 * n + 2])
+            for n, e in enumerate(entries)
+        ]
+
     def history(self, uid: str, limit: int = 1000) -> list[HistoryEntry]:
         """Changes of the twin `uid` and of links touching it, oldest first."""
         query = (
@@ -315,7 +354,7 @@ class HistoryStore:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [entry_of(row) for row in conn.execute(query)]
+            return self.opened([entry_of(row) for row in conn.execute(query)])
 
     def as_of(self, uid: str, when: dt.datetime) -> dict[str, Any] | None:
         """The twin's properties (with `_class`) as they were at `when`; None if it did not exist then."""
@@ -331,28 +370,36 @@ class HistoryStore:
         if row is None or row.op == "delete":
             return None
         state = json.loads(row.after) if row.after else {}
+        if self.seal is not None:
+            state = self.seal.open_state(uid, state)
         return {**state, "_class": row.cls}
 
     def erase_values(self, uid: str, fields: Iterable[str]) -> int:
         """Drop `fields` from every recorded state of twin `uid` (right to erasure); the change rows stay."""
         erased = set(fields)
         t = twin_history
-        changed = 0
+        cleaned: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
             rows = conn.execute(select(t.c.id, t.c.before, t.c.after).where(t.c.uid == uid, t.c.kind == "twin"))
             for row_id, before, after in rows.all():
                 states = [json.loads(state) if state else None for state in (before, after)]
                 if not any(state and erased & state.keys() for state in states):
                     continue
-                cleaned = [
+                kept = [
                     None
                     if state is None
                     else json.dumps({k: v for k, v in state.items() if k not in erased}, sort_keys=True)
                     for state in states
                 ]
-                conn.execute(update(t).where(t.c.id == row_id).values(before=cleaned[0], after=cleaned[1]))
-                changed += 1
-        return changed
+                cleaned.append({"row_id": row_id, "new_before": kept[0], "new_after": kept[1]})
+            if cleaned:  # one statement for every row (executemany): a subject may have thousands
+                conn.execute(
+                    update(t)
+                    .where(t.c.id == bindparam("row_id"))
+                    .values(before=bindparam("new_before"), after=bindparam("new_after")),
+                    cleaned,
+                )
+        return len(cleaned)
 
 
 def as_recorded(value: Any) -> Any:
@@ -445,6 +492,11 @@ def entry_of(row: Any) -> HistoryEntry:
         before=json.loads(row.before) if row.before else None,
         after=json.loads(row.after) if row.after else None,
     )
+
+
+def _with_states(entry: HistoryEntry, before: dict[str, Any] | None, after: dict[str, Any] | None) -> HistoryEntry:
+    """`entry` with other before/after states (opened ones)."""
+    return dataclasses.replace(entry, before=before, after=after)
 
 
 class PendingChanges:

@@ -12,6 +12,7 @@ from graph.errors import HistoryUnavailable, TwinNotFound
 from graph.feed import ChangeFeed
 from graph.history import ChangeContext, HistoryEntry, HistoryStore
 from graph.model import Link, Twin, TwinRecord, WriteSummary
+from graph.personal_values import PersonalValues
 from graph.presence import existing_link_count, stored_classes, stored_states
 from graph.reads import TwinReader
 from graph.writes import TwinWriter
@@ -44,12 +45,13 @@ class GraphStore(TwinReader):
         password: str | None = None,
         fsync: str = "always",
         threads: int | None = None,
+        seal: PersonalValues | None = None,
     ) -> GraphStore:
         """Open the store a URL names, with history in the relational store at `history_url` (`threads`: query
-        threads of an embedded server this opening starts)."""
+        threads of an embedded server this opening starts; `seal`: seals the personal values history keeps)."""
         backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync, threads=threads)
         try:
-            history = HistoryStore(history_url) if history_url else None
+            history = HistoryStore(history_url, seal) if history_url else None
             return cls(backend, ontology, history)
         except BaseException:
             backend.close()  # an embedded server started for this store must not outlive the failure
@@ -69,6 +71,7 @@ class GraphStore(TwinReader):
         password: str | None = None,
         fsync: str = "always",
         threads: int | None = None,
+        seal: PersonalValues | None = None,
         actor: str = "system",
         source: str | None = None,
         run_id: str | None = None,
@@ -80,7 +83,7 @@ class GraphStore(TwinReader):
         """
         backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync, threads=threads)
         try:
-            store = cls(backend, ontology, HistoryStore(history_url) if history_url else None, schema=False)
+            store = cls(backend, ontology, HistoryStore(history_url, seal) if history_url else None, schema=False)
         except BaseException:
             backend.close()
             raise

@@ -36,10 +36,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "erase": LazyCommand(
         "api.cli.erase:erase",
         "Blank the twin's PII fields in the graph, its history, lineage "
-        "values, sync ledger and identity match keys, and compact the graph's append-only log; the "
-        "audit chain still verifies.",
+        "values, sync ledger and identity match keys, compact the graph's append-only log and destroy the "
+        "subject's data key (every sealed copy, backups included, becomes unreadable); the audit chain still verifies.",
     ),
     "privacy": LazyCommand("api.cli.privacy:app", "Differential-privacy budgets of the roles: spent, left, renewal."),
+    "keys": LazyCommand("api.cli.keys:app", "The master key and the per-subject data keys it wraps."),
     "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go (DATA_DIR/routes.yaml)."),
     "decisions": LazyCommand(
         "api.cli.decisions:app", "Proposed actions and alerts of the automations: list, show, approve, reject."

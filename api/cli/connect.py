@@ -21,7 +21,6 @@ from connectors.service import run_connector
 from connectors.source import SourceError
 from connectors.sync import SyncError, SyncReport
 from governance.errors import GovernanceError
-from governance.lineage import LineageStore
 from graph.errors import GraphError
 from ontology.errors import OntologyError
 
@@ -303,7 +302,7 @@ def lineage(
     """Where a twin's values came from: source system, object, record, field, run, mapping rule, transform."""
 
     def action(runtime: Runtime) -> None:
-        records = LineageStore(runtime.settings.resolved_database_url).where_from(uid, prop, limit=limit)
+        records = runtime.lineage.where_from(uid, prop, limit=limit)
         if as_json:
             for r in records:
                 typer.echo(

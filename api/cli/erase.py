@@ -19,7 +19,8 @@ console = Console()
 
 def erase(uid: Annotated[str, typer.Argument(help="The person's twin uid.")]) -> None:
     """Blank the twin's PII fields in the graph, its history, lineage values, sync ledger and identity match keys,
-    and compact the graph's append-only log; the audit chain still verifies."""
+    compact the graph's append-only log and destroy the subject's data key (every sealed copy, backups included,
+    becomes unreadable); the audit chain still verifies."""
     runtime = Runtime()
     url = runtime.settings.resolved_database_url
     try:
@@ -30,7 +31,8 @@ def erase(uid: Annotated[str, typer.Argument(help="The person's twin uid.")]) ->
             audit=runtime.audit,
             policy=runtime.policy,
             subject=runtime.operator(),
-            holders=[SyncState(url), IdentityResolver(url)],
+            holders=[SyncState(url, runtime.personal_seal), IdentityResolver(url, runtime.personal_seal)],
+            keys=runtime.subject_keys,
         )
     except (GovernanceError, GraphError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -42,4 +44,5 @@ def erase(uid: Annotated[str, typer.Argument(help="The person's twin uid.")]) ->
         f"{report.history_entries} history entries, {report.lineage_values} lineage values and "
         f"{report.other_copies} ledger/identity copies"
         + ("; the graph's append-only log was rewritten" if report.graph_log_compacted else "")
+        + ("; the subject's data key was destroyed" if report.key_destroyed else "")
     )

@@ -142,6 +142,10 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
 
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=services.metrics)
+    if settings.hsts_max_age:
+        from api.http.transport_security import StrictTransport
+
+        app.add_middleware(StrictTransport, max_age=settings.hsts_max_age)
 
     return app
 

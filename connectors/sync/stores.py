@@ -27,12 +27,14 @@ class SyncStores:
 
     @classmethod
     def open(cls, graph: GraphStore, state_url: str, lineage: LineageStore | None = None) -> SyncStores:
-        """The stores of the sync state at `state_url` (lineage there too, unless another lineage store is given)."""
+        """The stores of the sync state at `state_url` (lineage there too, unless another lineage store is given);
+        the ledger and identity keys seal personal values with the given lineage store's seal."""
+        seal = lineage.seal if lineage is not None else None
         return cls(
             graph,
-            SyncState(state_url),
+            SyncState(state_url, seal),
             QuarantineStore(state_url),
-            IdentityResolver(state_url),
+            IdentityResolver(state_url, seal),
             TelemetryStore(state_url),
             lineage or LineageStore(state_url),
         )
