@@ -428,8 +428,8 @@ def _sensitivity(
 
 def _sobol(parsed: ParsedExperiment, evaluator: Evaluator) -> dict[str, tuple[float, float]]:
     """First-order and total Sobol indices of the objective's mean (SALib: Saltelli sample, Sobol analysis)."""
-    from SALib.analyze import sobol as sobol_analyze
-    from SALib.sample import sobol as sobol_sample
+    from SALib.analyze import sobol as sobol_analyze  # type: ignore[import-untyped]
+    from SALib.sample import sobol as sobol_sample  # type: ignore[import-untyped]
 
     names = list(parsed.block.variables)
     bounds = [list(map(float, parsed.block.variables[n].extremes())) for n in names]

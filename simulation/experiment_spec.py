@@ -261,7 +261,9 @@ def parse_experiment(text: str, source: str = "<experiment>") -> ParsedExperimen
         last -= 1
     text_lines = text.split("\n")
     template = "\n".join("" if first <= i <= last else line for i, line in enumerate(text_lines))
-    problems = _placeholder_problems(template, block, lines)
+    found = [(k, v) for k, v in node.value if k.value == "scenarios"]
+    scenarios = (found[0][0].start_mark.line + 1, found[0][1].end_mark.line + 1) if found else (0, -1)
+    problems = _placeholder_problems(template, block, lines, scenarios)
     if problems:
         raise SpecError(problems, source)
     centre = {name: v.centre() for name, v in block.variables.items()}
@@ -276,21 +278,25 @@ def parse_experiment(text: str, source: str = "<experiment>") -> ParsedExperimen
     return ParsedExperiment(block, source, text, template, study, lines, scenario)
 
 
-def _placeholder_problems(template: str, block: ExperimentBlock, lines: dict[tuple[str | int, ...], int]) -> list[str]:
-    """Placeholders naming no declared variable, and declared variables nothing uses."""
+def _placeholder_problems(
+    template: str, block: ExperimentBlock, lines: dict[tuple[str | int, ...], int], scenarios: tuple[int, int]
+) -> list[str]:
+    """Placeholders naming no declared variable or outside the scenarios, and declared variables nothing uses."""
     problems = []
     used: set[str] = set()
     for number, line in enumerate(template.split("\n"), start=1):
         for match in PLACEHOLDER.finditer(line):
             name = match.group(1).strip()
-            if name not in block.variables:
+            if not scenarios[0] <= number <= scenarios[1]:
+                problems.append(f"line {number}: ${{{name}}} is outside `scenarios:`; variables go into interventions")
+            elif name not in block.variables:
                 known = ", ".join(block.variables)
                 problems.append(f"line {number}: unknown decision variable ${{{name}}}; declared: {known}")
             used.add(name)
     for name in block.variables:
         if name not in used:
-            line = _line_of(lines, ("experiment", "variables", name))
-            problems.append(f"line {line}: experiment.variables.{name}: no intervention uses ${{{name}}}")
+            at = _line_of(lines, ("experiment", "variables", name))
+            problems.append(f"line {at}: experiment.variables.{name}: no intervention uses ${{{name}}}")
     return problems
 
 

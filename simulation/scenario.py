@@ -756,7 +756,7 @@ def _expand(twin: EnterpriseSlice, uids: frozenset[str]) -> dict[str, set[str]]:
     for uid in uids:
         if uid in twin.projects:
             out["projects"].add(uid)
-        if twin.classes.get(uid) == "Skill":
+        if uid in twin.skills:
             out["skills"].add(uid)
             out["processes"].update(j for j, p in twin.processes.items() if uid in p.skills)
             out["projects"].update(q for q, p in twin.projects.items() if uid in p.skills)
@@ -879,7 +879,7 @@ def _plan_scenario(scenario: ScenarioDef, index: int, spec: StudySpec, resolver:
                 )
             )
         elif isinstance(item, SkillShortage):
-            skills = frozenset(u for u in uids if twin.classes.get(u) == "Skill")
+            skills = frozenset(u for u in uids if u in twin.skills)
             if not skills:
                 raise resolver.parsed.fail((*path, "target"), "selects no skill of the slice")
             shortages.append(SkillShortagePlan(skills, item.share, start, end))
@@ -982,7 +982,7 @@ def _plan_staffing(
         if not processes and not projects:
             raise resolver.parsed.fail((*path, "to"), "selects no production line or project of the slice")
     if item.skill is not None:
-        if twin.classes.get(item.skill) != "Skill" and not (
+        if item.skill not in twin.skills and not (
             resolver.store is not None and resolver.store.get(item.skill, resolver.scope) is not None
         ):
             raise resolver.parsed.fail((*path, "skill"), f"unknown skill uid {item.skill!r}")

@@ -272,6 +272,13 @@ class EnterpriseSlice:
     """Twin -> the twins it needs directly (dependsOn; an application its host; a process its required assets and
     the IT systems that support it; a capability the processes that realize it and what supports it)."""
 
+    @property
+    def skills(self) -> frozenset[str]:
+        """Uids of the skills people of the slice hold or its lines and projects need."""
+        held = {s for p in self.persons.values() for s in p.skills}
+        needed = {s for p in self.processes.values() for s in p.skills}
+        return frozenset(held | needed | {s for q in self.projects.values() for s in q.skills})
+
     def dependents(self, uids: frozenset[str] | set[str]) -> set[str]:
         """Every twin that needs one of `uids`, directly or through others (the uids themselves excluded)."""
         needed_by: dict[str, list[str]] = defaultdict(list)
