@@ -58,7 +58,7 @@ def hand_built() -> tuple[list[Twin], list[Link]]:
                 "endDate": (TODAY + dt.timedelta(days=28)).isoformat(),
             },
         ),
-        Twin("emp-1", "Employee", {"name": "Ada", "employeeId": "E1", "capacityHoursPerWeek": 40.0, "salary": 83_200.0}),
+        Twin("emp-1", "Employee", {"name": "Ada", "employeeId": "E1", "capacityHoursPerWeek": 40.0, "salary": 83200.0}),
         Twin("emp-2", "Employee", {"name": "Bob", "employeeId": "E2", "capacityHoursPerWeek": 40.0}),
         Twin("emp-3", "Employee", {"name": "Cy", "employeeId": "E3", "capacityHoursPerWeek": 40.0}),
     ]
