@@ -7,8 +7,8 @@ the decisions.
 
 Optimisation uses Optuna's TPE sampler (seeded, so a re-run asks for the same decisions): it handles integer, real and
 listed variables in one search, needs no gradient and tolerates the noise replications leave, takes constraint
-violations into account (`constraints_func`), and its ask/tell interface lets the experiment decide how decisions are
-evaluated (batched, with common random numbers) instead of calling an objective itself. scipy's optimisers assume a
+violations into account (`Trial.set_constraint`), and its ask/tell interface lets the experiment decide how decisions
+are evaluated (batched, with common random numbers) instead of calling an objective itself. scipy's optimisers assume a
 smooth deterministic function of real variables, which a replicated simulation with whole-number decisions is not.
 When the whole decision space is no larger than the budget, every decision is evaluated instead (`exhaustive`).
 The best decision is the feasible one (every constraint met by its replications) with the best objective statistic.
@@ -369,7 +369,6 @@ def _optimise(
     sampler = optuna.samplers.TPESampler(
         seed=block.seed,
         n_startup_trials=max(2, min(10, block.budget // 3)),
-        constraints_func=(lambda t: t.user_attrs["violations"]) if block.constraints else None,
     )
     study = optuna.create_study(direction=block.objective.sense, sampler=sampler)
     attempts = 0
@@ -379,7 +378,8 @@ def _optimise(
         attempts += size
         decisions = [_suggest(parsed, t) for t in trials]
         for trial, evaluation in zip(trials, evaluator.evaluate(decisions), strict=True):
-            trial.set_user_attr("violations", evaluator.violations(evaluation))
+            for k, violation in enumerate(evaluator.violations(evaluation)):
+                trial.set_constraint(f"constraint_{k}", violation)
             study.tell(trial, evaluation.objective)
         if progress:
             progress(len(evaluator.order), block.budget)

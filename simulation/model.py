@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -59,15 +60,7 @@ class EnterpriseModel(Model):
         by_uid = {p.uid: p for p in c.persons}
         for k, (plan, n) in enumerate(hires):
             template = by_uid[sorted(plan.persons)[n % len(plan.persons)]]
-            person_params.append(
-                PersonParams(
-                    f"hire:{plan.start}:{k}",
-                    template.hours_per_day,
-                    template.processes,
-                    template.absence_rate,
-                    template.annual_attrition,
-                )
-            )
+            person_params.append(replace(template, uid=f"hire:{plan.start}:{k}"))  # same post, rate, skills
         for staffing in scenario.staffing:
             if staffing.action != "hire":
                 continue
