@@ -114,13 +114,21 @@ class ExperimentResult:
 class Evaluator:
     """Evaluates decisions in batches on an executor, with the study's replication seeds (common random numbers)."""
 
-    def __init__(self, parsed: ParsedExperiment, twin: EnterpriseSlice, plan: StudyPlan, executor: Executor) -> None:
+    def __init__(
+        self,
+        parsed: ParsedExperiment,
+        twin: EnterpriseSlice,
+        plan: StudyPlan,
+        executor: Executor,
+        memo: Memo | None = None,
+        seeds: list[int] | None = None,
+    ) -> None:
         self.parsed = parsed
         self.twin = twin
         self.plan = plan
         self.executor = executor
-        self.seeds = replication_seeds(plan.seed, plan.replications)
-        self.memo: Memo = {}
+        self.seeds = seeds if seeds is not None else replication_seeds(plan.seed, plan.replications)
+        self.memo: Memo = memo if memo is not None else {}
         self.done: dict[tuple[tuple[str, float | int], ...], Evaluation] = {}
         self.order: list[Evaluation] = []
         self.runs = 0
@@ -234,12 +242,15 @@ def run_experiment(
     plan: StudyPlan,
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    memo: Memo | None = None,
+    seeds: list[int] | None = None,
 ) -> ExperimentResult:
-    """Run the experiment the spec asks for on the slice (`plan` is the study planned with every variable centred)."""
+    """Run the experiment the spec asks for on the slice (`plan` is the study planned with every variable centred;
+    `memo` holds the targets that planning resolved, so decisions need no graph)."""
     executor = executor or LocalExecutor()
     block = parsed.block
     started = time.perf_counter()
-    evaluator = Evaluator(parsed, twin, plan, executor)
+    evaluator = Evaluator(parsed, twin, plan, executor, memo, seeds)
     baseline = evaluator.baseline()
     batch = block.batch or getattr(executor, "workers", 1) or 1
     sensitivity: list[SensitivityRow] = []
@@ -272,6 +283,16 @@ def run_experiment(
     result.frontier = _frontier(parsed, result.evaluations)
     result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def memo_to_json(memo: Memo) -> list[list[Any]]:
+    """Resolved targets as JSON (stored with an experiment, so a re-run needs no graph)."""
+    return [[list(path), selector, sorted(uids)] for (path, selector), uids in sorted(memo.items(), key=str)]
+
+
+def memo_from_json(items: list[list[Any]]) -> Memo:
+    """Resolved targets stored by `memo_to_json`."""
+    return {(tuple(path), selector): frozenset(uids) for path, selector, uids in items}
 
 
 def _better(sense: str) -> Callable[[Evaluation], float]:
