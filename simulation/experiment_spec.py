@@ -230,8 +230,8 @@ def _literal(value: float | int) -> str:
 
 def parse_experiment(text: str, source: str = "<experiment>") -> ParsedExperiment:
     """A validated experiment spec; SpecError lists every problem with its line."""
-    try:
-        node = compose_yaml(text, source)
+    try:  # placeholders stand for numbers: read the structure with a number in their place (flow style too)
+        node = compose_yaml(PLACEHOLDER.sub("0", text), source)
         data = None if node is None else yaml.SafeLoader("").construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
