@@ -345,7 +345,7 @@ def load_slice(store: GraphStore, roots: Sequence[str] = (), scope: ReadScope = 
         unknown = [uid for uid in missing if uid not in known]
         if unknown:
             raise SliceError(f"slice root(s) {', '.join(map(repr, unknown))} are not twins of the graph")
-    keep = _reachable(raw, roots) if roots else set(raw.nodes)
+    keep = _with_needs(raw, _reachable(raw, roots)) if roots else set(raw.nodes)
     built = _build(raw, keep, tuple(roots), read_at)
     if not built.processes:
         raise SliceError(
@@ -420,6 +420,25 @@ def _reachable(raw: _Raw, roots: Sequence[str]) -> set[str]:
                 seen.add(other)
                 queue.append(other)
     return seen
+
+
+def _with_needs(raw: _Raw, keep: set[str]) -> set[str]:
+    """`keep` plus every twin a kept one needs through dependsOn, hosts or supports, however far (the IT systems
+    under an application a kept line depends on), without fanning out to what else needs them."""
+    needs: dict[str, set[str]] = defaultdict(set)
+    for rel, source, target, _ in raw.edges:
+        if rel == "dependsOn":
+            needs[source].add(target)
+        elif rel in ("hosts", "supports"):
+            needs[target].add(source)
+    out = set(keep)
+    stack = list(keep)
+    while stack:
+        for need in needs.get(stack.pop(), ()):
+            if need not in out:
+                out.add(need)
+                stack.append(need)
+    return out
 
 
 def _num(props: dict[str, Any], name: str) -> float | None:

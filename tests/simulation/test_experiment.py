@@ -144,3 +144,16 @@ def test_bad_experiment_specs_are_refused_at_their_line(change: tuple[str, str],
     with pytest.raises(SpecError, match=message):
         parsed = parse_experiment(text, "shift.yaml")
         plan_study(parsed.study, synthetic(), None)
+
+
+def test_sobol_indices_from_salib() -> None:
+    """With one variable, it explains (nearly) all the objective's variance: first-order and total indices near 1."""
+    text = SPEC.format(kind="sensitivity", budget=12, constraints="  method: sobol\n  samples: 4\n")
+    parsed = parse_experiment(
+        text.replace("horizon_days: 365", "horizon_days: 120").replace("replications: 10", "replications: 3")
+    )
+    twin = synthetic()
+    result = run_experiment(parsed, twin, plan_study(parsed.study, twin, None), SerialExecutor())
+    (row,) = result.sensitivity
+    assert result.sampler == "sobol" and row.first_order is not None and row.total_order is not None
+    assert row.total_order > 0.5 and row.first_order > 0.5

@@ -391,3 +391,10 @@ def test_enterprise_wide_interventions_on_the_sample_enterprise(sample_store: Gr
     assert diff("team 2 loses half its people", "labour_cost")[2] < 0
     assert diff("team 2 loses half its people", "line2")[2] < 0
     assert diff("line 1 new process at 70 % yield", "line1")[2] < 0
+
+
+def test_a_slice_around_a_line_holds_the_it_systems_it_needs_however_far(hand_store: GraphStore) -> None:
+    """Around line A: its application and the server under it (two dependsOn hops), not the CRM that shares it."""
+    around = load_slice(hand_store, roots=("proc-a",))
+    assert {"app-mes", "sys-db"} <= set(around.it_systems) and "app-crm" not in around.it_systems
+    assert around.dependents({"sys-db"}) >= {"app-mes", "proc-a"}
