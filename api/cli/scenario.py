@@ -33,6 +33,7 @@ app = typer.Typer(
 )
 console = Console()
 BUNDLED = Path(__file__).resolve().parents[2] / "simulation" / "scenarios"
+BUNDLED_EXPERIMENTS = Path(__file__).resolve().parents[2] / "simulation" / "experiments"
 
 
 def _fail(exc: Exception) -> None:
@@ -364,7 +365,9 @@ def _print_experiment(experiment_id: str, result: ExperimentResult) -> None:
 
 @app.command()
 def optimize(
-    file: Annotated[Path | None, typer.Argument(help="An experiment spec (YAML study with `experiment:`).")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="An experiment spec (a study with `experiment:`); `bundled:NAME` for one.")
+    ] = None,
     rerun_of: Annotated[str | None, typer.Option("--rerun", help="Run a stored experiment again instead.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored experiment as JSON.")] = False,
     executor: Annotated[str, typer.Option(help="local (process pool), dask, or serial.")] = "local",
@@ -394,6 +397,8 @@ def optimize(
                 )
             else:
                 assert file is not None
+                if str(file).startswith("bundled:"):
+                    file = BUNDLED_EXPERIMENTS / f"{str(file)[8:]}.yaml"
                 try:
                     text = file.read_text()
                 except OSError as exc:

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli.app import app
+from api.cli.scenario import BUNDLED_EXPERIMENTS
 from api.settings import get_settings
 from governance.audit import AuditLog
 from graph.model import ReadScope
@@ -19,6 +20,8 @@ from simulation.errors import SpecError
 from simulation.experiment_spec import parse_experiment
 from simulation.results import ResultsStore
 from simulation.runner import SerialExecutor
+from simulation.scenario import plan_study
+from simulation.slice import load_slice
 from simulation.study import conduct_experiment, experiment_result
 
 runner = CliRunner()
@@ -125,3 +128,13 @@ def test_an_intervention_naming_twins_the_caller_may_not_read_is_refused_at_its_
             parse_experiment(SPEC, "exp.yaml"), enterprise_store, results_store, executor=SerialExecutor(), scope=scope
         )
     assert results_store.experiments() == []
+
+
+@pytest.mark.parametrize("path", sorted(BUNDLED_EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_bundled_experiments_are_valid_and_resolve_on_the_test_enterprise(
+    path: Path, enterprise_store: GraphStore
+) -> None:
+    """Every bundled experiment parses, and its study resolves its targets on the test enterprise."""
+    parsed = parse_experiment(path.read_text(), str(path))
+    plan = plan_study(parsed.study, load_slice(enterprise_store), enterprise_store)
+    assert parsed.block.kind == "optimize" and plan.steps == 365 and len(parsed.block.variables) >= 1
