@@ -22,7 +22,7 @@ from simulation.calibration import AssetParams, DemandParams, PersonParams, Proc
 if TYPE_CHECKING:
     from simulation.model import EnterpriseModel
 
-PURPOSES = {"person": 1, "asset": 2, "supplier": 3, "demand": 4, "shock": 5, "hire": 6}
+PURPOSES = {"person": 1, "asset": 2, "supplier": 3, "demand": 4, "shock": 5, "hire": 6, "incident": 7, "shortage": 8}
 
 
 def stream(seed: int, uid: str, purpose: str) -> np.random.Generator:
@@ -50,6 +50,7 @@ class PersonAgent(Agent):
         model.absence_steps[:, index] = np.ceil(rng.exponential(max(spell, 1e-9), steps))
         self.annual_attrition = params.annual_attrition
         self.leaves = 0
+        self.gone = False  # left for good (a staffing change): never replaced
         model.employed[index] = employed
         model.hours[index] = params.hours_per_day * model.step_days
         self.set_attrition(params.annual_attrition)
@@ -69,8 +70,15 @@ class PersonAgent(Agent):
         if step + delay < model.steps_total:
             model.schedule_event(self.join, at=step + delay + 0.5)
 
+    def leave_for_good(self) -> None:
+        """Leave the enterprise without a replacement (a staffing change)."""
+        self.gone = True
+        self.model.employed[self.index] = False
+
     def join(self) -> None:
-        """Start work (a replacement or an extra hire) in this post."""
+        """Start work (a replacement or an extra hire) in this post (not after leaving for good)."""
+        if self.gone:
+            return
         self.model.employed[self.index] = True
         self.model.absent_until[self.index] = 0
 
@@ -92,14 +100,33 @@ class AssetAgent(Agent):
         model.failure_draws[:, index] = rng.random(steps)
         self.repair_hours = rng.exponential(params.mttr_hours, steps)
         self.failures = 0
+        self.mtbf_factors: list[float] = []
         hours = params.operating_hours_per_day * model.step_days
         model.operating_hours[index] = hours
-        model.failure_probability[index] = 1 - math.exp(-hours / params.mtbf_hours)
+        self._update()
+
+    def _update(self) -> None:
+        mtbf = self.params.mtbf_hours * math.prod(self.mtbf_factors)
+        self.model.failure_probability[self.index] = 1 - math.exp(-self.model.operating_hours[self.index] / mtbf)
+
+    def add_mtbf_factor(self, factor: float) -> None:
+        """Start failing `factor` times less often (ageing < 1, preventive maintenance > 1)."""
+        self.mtbf_factors.append(factor)
+        self._update()
+
+    def remove_mtbf_factor(self, factor: float) -> None:
+        """End a change of the failure rate."""
+        self.mtbf_factors.remove(factor)
+        self._update()
 
     def fail(self, step: int) -> None:
         """Break down; repair takes hours drawn from this asset's stream."""
         self.failures += 1
         self.model.down_hours[self.index] = self.repair_hours[step]
+
+    def break_down(self, hours: float) -> None:
+        """Stand still for `hours` (a breakdown or a planned maintenance), on top of a repair under way."""
+        self.model.down_hours[self.index] = max(self.model.down_hours[self.index], hours)
 
 
 class ProcessAgent(Agent):
@@ -130,6 +157,22 @@ class ProcessAgent(Agent):
 
     def _update(self) -> None:
         self.model.capacity[self.index] = self.params.capacity_per_day * self.model.step_days * self.capacity_factor
+
+    def change_cycle_time(self, factor: float) -> None:
+        """Each unit takes `factor` times as long: capacity divided, labour per unit multiplied by it."""
+        self.factors.append(1 / factor)
+        self._update()
+        self.model.labour_per_unit[self.index] *= factor
+
+    def restore_cycle_time(self, factor: float) -> None:
+        """End a cycle-time change."""
+        self.factors.remove(1 / factor)
+        self._update()
+        self.model.labour_per_unit[self.index] /= factor
+
+    def set_yield(self, rate: float) -> None:
+        """Share of the units made that are good from now on."""
+        self.model.yield_rate[self.index] = rate
 
     @property
     def output(self) -> float:

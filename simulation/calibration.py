@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
@@ -42,6 +43,11 @@ class Defaults:
     patience_days: int = 14  # an order not shipped within this many days is lost
     overtime_cap: float = 0.2  # overtime hours at most this share of regular hours
     labour_share: float = 0.85  # the roster's present hours cover this share of nominal capacity without overtime
+    hourly_rate: float = 40.0  # labour cost per paid hour of a person without a salary in the twin
+    overtime_premium: float = 1.5  # an overtime hour costs this many regular hours
+    it_recovery_hours: float = 4.0  # hours an IT system needs after an outage ends when it has no recoveryTimeHours
+    preventive_mtbf_factor: float = 1.5  # preventive maintenance lengthens the time between failures this much
+    project_effort_hours: float = 400.0  # planned effort of a project without `effort`
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -69,6 +75,9 @@ class PersonParams:
     processes: tuple[str, ...]
     absence_rate: float
     annual_attrition: float
+    skills: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()  # projects they are assigned to (hours split evenly over lines and projects)
+    hourly_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,30 @@ class ProcessParams:
     materials: tuple[str, ...]
     products: tuple[str, ...]
     labour_hours_per_unit: float
+    yield_rate: float = 1.0
+    operating_hours_per_day: float = 8.0
+    skills: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ITSystemParams:
+    """An IT system: hours it needs to recover, the lines and projects that need it, the IT systems linked to it."""
+
+    uid: str
+    recovery_hours: float
+    processes: tuple[str, ...]
+    projects: tuple[str, ...]
+    linked: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProjectParams:
+    """A project: working hours of effort left, the working day it is due (None: no end date), the skills it needs."""
+
+    uid: str
+    remaining_hours: float
+    due_day: float | None
+    skills: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -141,6 +174,8 @@ class Calibration:
     demand: tuple[DemandParams, ...]
     products: tuple[str, ...]
     sources: tuple[ParameterSource, ...] = field(default=(), compare=False)
+    it_systems: tuple[ITSystemParams, ...] = ()
+    projects: tuple[ProjectParams, ...] = ()
 
     def source_counts(self) -> dict[str, dict[str, int]]:
         """Per parameter, how many values came from the twin, its history, defaults or overrides."""
@@ -172,6 +207,8 @@ OVERRIDABLE = (
     "lead_time_days",
     "reliability",
     "demand_per_day",
+    "yield_rate",
+    "hourly_rate",
 )
 """Per-twin parameters a scenario may override."""
 
@@ -290,10 +327,26 @@ def calibrate(
         else:
             weekly = note(uid, "hours_per_day", d.hours_per_week, "default")
         lines = _lines_of(twin, uid)
+        projects = tuple(q for q, project in sorted(twin.projects.items()) if uid in project.assignees)
         hours = weekly / d.working_days_per_week
         for j in lines:
-            roster_hours[j] += hours / len(lines)
-        persons.append(PersonParams(uid, hours, lines, d.absence_rate, d.annual_attrition))
+            roster_hours[j] += hours / (len(lines) + len(projects))
+        if person.salary:
+            rate = note(uid, "hourly_rate", person.salary / (52 * weekly), "twin", "salary / (52 x weekly hours)")
+        else:
+            rate = note(uid, "hourly_rate", d.hourly_rate, "default")
+        persons.append(
+            PersonParams(
+                uid,
+                hours,
+                lines,
+                d.absence_rate,
+                d.annual_attrition,
+                tuple(sorted(person.skills)),
+                projects,
+                rate,
+            )
+        )
         note(uid, "absence_rate", d.absence_rate, "default")
         note(uid, "annual_attrition", d.annual_attrition, "default")
 
@@ -316,6 +369,9 @@ def calibrate(
                 tuple(m for m in process.consumes if m in twin.materials),
                 tuple(p for p in process.produces if p in products),
                 hpu,
+                _yield(uid, process.yield_rate, note),
+                d.hours_per_shift * max((wc_shifts.get(w, d.shifts_per_day) for w in process.work_centers), default=1),
+                process.skills,
             )
         )
 
@@ -364,6 +420,39 @@ def calibrate(
             )
         materials.append(MaterialParams(uid, stock, rate))
 
+    # ---- IT systems: recovery time, the lines and projects that need them, the systems linked to them
+    it_systems = []
+    for uid, system in sorted(twin.it_systems.items()):
+        if system.recovery_hours is not None:
+            recovery = note(uid, "recovery_hours", system.recovery_hours, "twin", "recoveryTimeHours")
+        else:
+            recovery = note(uid, "recovery_hours", d.it_recovery_hours, "default")
+        hit = twin.dependents({uid})
+        linked = {n for n in twin.depends_on.get(uid, ()) if n in twin.it_systems}
+        linked |= {dep for dep, needs in twin.depends_on.items() if uid in needs and dep in twin.it_systems}
+        it_systems.append(
+            ITSystemParams(
+                uid,
+                recovery,
+                tuple(sorted(hit & set(twin.processes))),
+                tuple(sorted(hit & set(twin.projects))),
+                tuple(sorted(linked - {uid})),
+            )
+        )
+
+    # ---- projects: effort left and the working day they are due, counted from the day the twin was read
+    project_params = []
+    for uid, project in sorted(twin.projects.items()):
+        if project.effort_hours is not None:
+            effort = note(uid, "effort_hours", project.effort_hours, "twin", "effort")
+        else:
+            effort = note(uid, "effort_hours", d.project_effort_hours, "default")
+        done = min(max(project.progress or 0.0, 0.0), 1.0)
+        due = None
+        if project.end is not None:
+            due = (project.end - twin.read_at.date()).days * d.working_days_per_week / 7
+        project_params.append(ProjectParams(uid, effort * (1 - done), due, project.skills))
+
     calibration = Calibration(
         defaults=d,
         persons=tuple(persons),
@@ -375,6 +464,8 @@ def calibrate(
         demand=tuple(DemandParams(c, dict(sorted(r.items()))) for c, r in sorted(demand_rates.items())),
         products=products,
         sources=tuple(sources),
+        it_systems=tuple(it_systems),
+        projects=tuple(project_params),
     )
     return apply_overrides(calibration, overrides) if overrides else calibration
 
@@ -383,9 +474,9 @@ def apply_overrides(calibration: Calibration, overrides: tuple[ParameterOverride
     """The calibration with scenario overrides applied (recorded as source "override")."""
     sources = list(calibration.sources)
     groups = {
-        "persons": ("hours_per_day", "absence_rate", "annual_attrition"),
+        "persons": ("hours_per_day", "absence_rate", "annual_attrition", "hourly_rate"),
         "assets": ("mtbf_hours", "mttr_hours"),
-        "processes": ("capacity_per_day", "labour_hours_per_unit"),
+        "processes": ("capacity_per_day", "labour_hours_per_unit", "yield_rate"),
         "materials": ("initial_stock", "usage_per_day"),
         "suppliers": ("reliability",),
     }
@@ -428,6 +519,13 @@ def apply_overrides(calibration: Calibration, overrides: tuple[ParameterOverride
                 for dp in demand
             ]
     return replace(calibration, lanes=tuple(lanes), demand=tuple(demand), sources=tuple(sources), **updated)  # type: ignore[arg-type]
+
+
+def _yield(uid: str, value: float | None, note: Callable[..., float]) -> float:
+    """A line's yield from the twin (yieldRate), else 1 (every unit good)."""
+    if value is not None and 0 < value <= 1:
+        return note(uid, "yield_rate", value, "twin", "yieldRate")
+    return note(uid, "yield_rate", 1.0, "default", "no yieldRate: every unit is good")
 
 
 def _lines_of(twin: EnterpriseSlice, person_uid: str) -> tuple[str, ...]:

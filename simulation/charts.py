@@ -1,4 +1,5 @@
-"""Charts people read: each KPI over time with 95 % confidence bands per scenario, and a scenario comparison."""
+"""Charts people read: each KPI over time with 95 % confidence bands per scenario, a scenario comparison, and for
+experiments a tornado chart (sensitivity) and the objective against evaluations (grid, optimisation)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from simulation.experiment import ExperimentResult, SensitivityRow  # noqa: E402
 from simulation.runner import RunResult  # noqa: E402
 from simulation.statistics import KpiSummary, interval_series  # noqa: E402
 
@@ -105,3 +107,55 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def tornado(rows: Sequence[SensitivityRow], out_dir: Path, title: str = "") -> list[Path]:
+    """A tornado chart of a sensitivity analysis: per variable the objective's change at its low and high value."""
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.8))
+    names = [r.variable for r in rows][::-1]
+    lows = [r.low_diff for r in rows][::-1]
+    highs = [r.high_diff for r in rows][::-1]
+    ax.barh(names, lows, color="#2e86c1", label="at its low value")
+    ax.barh(names, highs, color="#c0392b", alpha=0.8, label="at its high value")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("objective vs the centre (paired mean difference)")
+    ax.set_title(title or "Sensitivity (one at a time)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out_dir, "tornado")
+
+
+def optimisation_progress(result: ExperimentResult, out_dir: Path, title: str = "") -> list[Path]:
+    """The objective of each evaluation in the order it was made (with its 95 % CI) and the best so far."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    evaluations = sorted(result.evaluations, key=lambda e: e.index)
+    x = [e.index + 1 for e in evaluations]
+    y = [e.mean for e in evaluations]
+    err = [(e.ci_high - e.ci_low) / 2 for e in evaluations]
+    colours = ["#2e86c1" if e.feasible else "#aaaaaa" for e in evaluations]
+    ax.errorbar(x, y, yerr=err, fmt="none", ecolor="#999999", capsize=2)
+    ax.scatter(x, y, c=colours, zorder=3, label="evaluation (grey: infeasible)")
+    best, running = [], None
+    for e in evaluations:
+        better = running is None or (e.objective < running if result.sense == "minimize" else e.objective > running)
+        if e.feasible and better:
+            running = e.objective
+        best.append(running if running is not None else np.nan)
+    ax.step(x, best, where="post", color="#c0392b", label="best feasible so far")
+    ax.axhline(result.baseline.mean, color="black", linestyle="--", linewidth=0.8, label="baseline")
+    ax.set_xlabel("evaluation")
+    ax.set_ylabel(f"objective ({result.statistic}, {result.sense})")
+    ax.set_title(title or f"{result.name}: objective vs evaluations ({result.sampler})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out_dir, "objective_vs_evaluations")
+
+
+def experiment_charts(result: ExperimentResult, out_dir: Path) -> list[Path]:
+    """The tornado chart of a sensitivity analysis, the progress chart of a grid or optimisation; the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if result.sensitivity:
+        return tornado(result.sensitivity, out_dir, f"{result.name}: sensitivity ({result.sampler})")
+    return optimisation_progress(result, out_dir)

@@ -27,3 +27,7 @@ class StudyNotFound(SimulationError):
 
 class ExecutorUnavailable(SimulationError):
     """The requested executor cannot run here (e.g. dask is not installed)."""
+
+
+class ExperimentInfeasible(SpecError):
+    """No evaluated decision of an experiment meets its constraints; each problem names the constraint's line."""

@@ -7,7 +7,9 @@ import numpy as np
 from simulation.model import EnterpriseModel
 from simulation.scenario import KpiPlan
 
-FLOW_KPIS = frozenset({"throughput", "demand", "shipped", "lost_sales", "overtime_hours"})
+FLOW_KPIS = frozenset(
+    {"throughput", "demand", "shipped", "lost_sales", "overtime_hours", "downtime_hours", "labour_cost"}
+)
 """KPIs whose summary is the total over the horizon (the others are averages or ratios)."""
 
 
@@ -63,7 +65,29 @@ def measure(model: EnterpriseModel, kpi: KpiPlan) -> tuple[float, np.ndarray]:
         materials = _rows(model.material_index, kpi.materials)
         series = model.material_stock[:, materials].sum(1)
         return float(series.mean()), series
+    if name == "downtime_hours":
+        series = (model.stopped[:, lines] * model.line_hours[lines]).sum(1)
+        return float(series.sum()), series
+    if name == "labour_utilisation":
+        used, available = model.labour_used[:, lines].sum(1), model.labour_available[:, lines].sum(1)
+        total = float(available.sum())
+        return (float(used.sum()) / total if total else 0.0), _ratio(used, available)
+    if name == "labour_cost":
+        series = model.paid[:, _people_rows(model, kpi)].sum(1) + model.overtime_cost[:, lines].sum(1)
+        return float(series.sum()), series
+    if name == "projects_late":
+        series = _projects_late(model, _rows(model.project_index, kpi.projects))
+        return (float(series[-1]) if len(series) else 0.0), series
     raise ValueError(f"unknown KPI {name!r}")
+
+
+def _projects_late(model: EnterpriseModel, projects: np.ndarray | slice) -> np.ndarray:
+    """Per step, how many of the projects are past their due step without being finished by it."""
+    due, done = model.project_due[projects], model.project_done[projects]
+    steps = np.arange(1, model.steps_total + 1)[:, None]
+    overdue = steps >= due[None, :]
+    finished_in_time = (done[None, :] + 1 <= np.maximum(due, 0)[None, :]) & (done[None, :] + 1 <= steps)
+    return (overdue & ~finished_in_time).sum(1).astype(float)
 
 
 def _people_rows(model: EnterpriseModel, kpi: KpiPlan) -> np.ndarray | slice:

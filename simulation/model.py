@@ -9,23 +9,28 @@ need, limited by capacity x asset availability, by present labour hours (plus ca
 customers' patience are lost; 7. the buyer reorders every material up to lead-time demand plus safety stock, from the
 suppliers of the material that are not down.
 Interventions are Mesa events that call the agents (a supplier stops and resumes, a line changes capacity, people's
-attrition changes, extra hires join); demand shocks are applied to the customers' order streams before the run.
+attrition changes, extra hires join, a machine breaks down or is maintained, people leave, move or learn a skill, a
+line's cycle time, yield or routing changes); demand shocks are applied to the customers' order streams before the
+run, and IT outages (with the spread of a cyber incident drawn per IT system) and skill shortages become per-step masks
+before the run. Lines make `yield` good units of every unit made; people split their hours evenly between the lines
+and projects they work on; projects progress by the present hours of assignees holding a skill they need.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
 from mesa import Model
 
-from simulation.agents import AssetAgent, CustomerDemand, PersonAgent, ProcessAgent, SupplierAgent
+from simulation.agents import AssetAgent, CustomerDemand, PersonAgent, ProcessAgent, SupplierAgent, stream
 from simulation.calibration import Calibration, PersonParams, lead_steps
-from simulation.scenario import ScenarioPlan
+from simulation.scenario import ProcessChangePlan, ScenarioPlan
 
-MODEL_VERSION = "enterprise-ops/1.0.0"
+MODEL_VERSION = "enterprise-ops/1.1.0"
 """Changes whenever the model's behaviour changes (stored with every study)."""
 
 
@@ -55,16 +60,27 @@ class EnterpriseModel(Model):
         by_uid = {p.uid: p for p in c.persons}
         for k, (plan, n) in enumerate(hires):
             template = by_uid[sorted(plan.persons)[n % len(plan.persons)]]
-            person_params.append(
-                PersonParams(
-                    f"hire:{plan.start}:{k}",
-                    template.hours_per_day,
-                    template.processes,
-                    template.absence_rate,
-                    template.annual_attrition,
+            person_params.append(replace(template, uid=f"hire:{plan.start}:{k}"))  # same post, rate, skills
+        for staffing in scenario.staffing:
+            if staffing.action != "hire":
+                continue
+            for _ in range(staffing.count):
+                person_params.append(
+                    PersonParams(
+                        f"staff:{staffing.start}:{len(person_params)}",
+                        d.hours_per_week / d.working_days_per_week,
+                        tuple(sorted(staffing.processes)),
+                        d.absence_rate,
+                        d.annual_attrition,
+                        (staffing.skill,) if staffing.skill else (),
+                        tuple(sorted(staffing.projects)),
+                        d.hourly_rate,
+                    )
                 )
-            )
         n_p = len(person_params)
+        self.person_params = person_params
+        self.project_index = {q.uid: i for i, q in enumerate(c.projects)}
+        n_q = len(c.projects)
         self.person_index = {p.uid: i for i, p in enumerate(person_params)}
         self.employed = np.zeros(n_p, dtype=bool)
         self.absent_until = np.zeros(n_p, dtype=np.int64)
@@ -78,10 +94,14 @@ class EnterpriseModel(Model):
         spell = max(d.absence_spell_days / step_days, 1.0)
         self.absence_probability = absence / (spell * np.maximum(1 - absence, 1e-9))
         self.person_lines = np.zeros((n_p, n_j))
+        self.person_projects = np.zeros((n_p, n_q))
+        self.project_qualified = np.zeros((n_p, n_q), dtype=bool)
+        self.person_skills = [set(p.skills) for p in person_params]
         for i, person in enumerate(person_params):
-            for process_uid in person.processes:
-                if process_uid in self.process_index:
-                    self.person_lines[i, self.process_index[process_uid]] = 1 / len(person.processes)
+            self._allocate(i, person.processes, person.projects)
+            self._qualify(i)
+        self.person_rate = np.asarray([p.hourly_rate for p in person_params]) if n_p else np.zeros(0)
+        self.unavailable = np.zeros((steps, n_p), dtype=bool)
         self.people = [PersonAgent(self, i, p, p.uid, employed=i < len(c.persons)) for i, p in enumerate(person_params)]
 
         # ---- assets
@@ -109,6 +129,10 @@ class EnterpriseModel(Model):
                 self.makes[j, i] = 1 / len(lines)
         self.has_assets = self.line_assets.sum(1) > 0
         self.labour_per_unit = np.asarray([p.labour_hours_per_unit for p in c.processes]) if n_j else np.zeros(0)
+        self.yield_rate = np.asarray([p.yield_rate for p in c.processes]) if n_j else np.zeros(0)
+        hours = [p.operating_hours_per_day * step_days for p in c.processes]
+        self.line_hours = np.asarray(hours) if n_j else np.zeros(0)
+        self.it_capacity = np.ones((steps, n_j))  # 1 - degradation while an IT system the line needs is down
         self.lines = [ProcessAgent(self, j, p) for j, p in enumerate(c.processes)]
 
         # ---- supply lanes and suppliers
@@ -169,6 +193,20 @@ class EnterpriseModel(Model):
         self.availability = np.ones((steps, n_a))
         self.headcount = np.zeros((steps, n_p), dtype=bool)
         self.material_stock = np.zeros((steps, n_k))
+        self.stopped = np.zeros((steps, n_j))  # share of the line's operating time it stands still
+        self.labour_available = np.zeros((steps, n_j))
+        self.labour_used = np.zeros((steps, n_j))
+        self.paid = np.zeros((steps, n_p))  # labour cost of each person per step
+        self.overtime_cost = np.zeros((steps, n_j))
+
+        # ---- projects: effort left, due step, progress slowed by IT outages
+        self.project_remaining = np.asarray([q.remaining_hours for q in c.projects], dtype=float)
+        self.project_due = np.asarray(
+            [np.inf if q.due_day is None else np.ceil(q.due_day / step_days) for q in c.projects], dtype=float
+        )
+        self.project_done = np.where(self.project_remaining <= 0, -1, steps + 1).astype(np.int64)
+        self.project_it = np.ones((steps, n_q))
+        self.project_hours = np.zeros((steps, n_q))
 
         self._actions: list[object] = []
         self._schedule_interventions()
@@ -183,7 +221,65 @@ class EnterpriseModel(Model):
             self._actions.append(action)  # Mesa holds event functions weakly
             self.schedule_event(action, at=step + 0.5)
 
+    def _allocate(self, i: int, processes: tuple[str, ...], projects: tuple[str, ...]) -> None:
+        """Person i's hours split evenly over these lines and projects (those of the model)."""
+        lines = [self.process_index[u] for u in processes if u in self.process_index]
+        work = [self.project_index[u] for u in projects if u in self.project_index]
+        self.person_lines[i] = 0.0
+        self.person_projects[i] = 0.0
+        share = 1 / len(processes + projects) if processes or projects else 0.0
+        self.person_lines[i, lines] = share
+        self.person_projects[i, work] = share
+
+    def _qualify(self, i: int) -> None:
+        """Which projects person i's skills let them work on (a project that needs no skill takes anyone)."""
+        for q, project in enumerate(self.calibration.projects):
+            self.project_qualified[i, q] = not project.skills or bool(self.person_skills[i] & set(project.skills))
+
+    def _learn(self, i: int, skill: str, processes: frozenset[str]) -> None:
+        """Person i gains `skill` and works on the lines and projects that need it (and on `processes`)."""
+        self.person_skills[i].add(skill)
+        self._qualify(i)
+        current_lines = [u for u, j in self.process_index.items() if self.person_lines[i, j] > 0]
+        current_projects = [u for u, q in self.project_index.items() if self.person_projects[i, q] > 0]
+        lines = {*current_lines, *processes, *(p.uid for p in self.calibration.processes if skill in p.skills)}
+        projects = {*current_projects, *(q.uid for q in self.calibration.projects if skill in q.skills)}
+        self._allocate(i, tuple(sorted(lines)), tuple(sorted(projects)))
+
+    def _it_masks(self) -> None:
+        """Per step and line (and project): the capacity left while IT systems they need are down or recovering."""
+        systems = {s.uid: s for s in self.calibration.it_systems}
+        self.it_hit: set[str] = set()
+        for k, outage in enumerate(self.plan.it_outages):
+            hit = {u for u in outage.systems if u in systems}
+            if outage.spread > 0:  # a cyber incident: a linked system is hit when its own draw is below the spread
+                queue = sorted(hit)
+                while queue:
+                    for other in systems[queue.pop(0)].linked:
+                        drawn = other in systems and other not in hit
+                        if drawn and stream(self.seed, f"{other}#{k}", "incident").random() < outage.spread:
+                            hit.add(other)
+                            queue.append(other)
+            self.it_hit |= hit
+            for uid in sorted(hit):
+                system = systems[uid]
+                recovery = system.recovery_hours if outage.recovery_hours is None else outage.recovery_hours
+                lines = [(self.process_index[u], self.line_hours[self.process_index[u]]) for u in system.processes]
+                work = [(self.project_index[u], 8.0 * self.step_days) for u in system.projects]
+                for mask, targets in ((self.it_capacity, lines), (self.project_it, work)):
+                    for col, hours in targets:
+                        self._degrade(mask, col, outage.start, outage.end, outage.degradation, recovery / hours)
+
+    def _degrade(self, mask: np.ndarray, col: int, start: int, end: int, degradation: float, recovery: float) -> None:
+        """Capacity of column `col` at most 1 - degradation in [start, end) and for `recovery` steps after it."""
+        whole, part = int(recovery), recovery - int(recovery)
+        stop = min(end + whole, self.steps_total)
+        mask[start:stop, col] = np.minimum(mask[start:stop, col], 1 - degradation)
+        if part > 0 and stop < self.steps_total:
+            mask[stop, col] = min(mask[stop, col], 1 - degradation * part)
+
     def _schedule_interventions(self) -> None:
+        self._it_masks()
         suppliers = {s.uid: s for s in self.suppliers}
         for outage in self.plan.outages:
             for uid in sorted(outage.suppliers):
@@ -208,6 +304,77 @@ class EnterpriseModel(Model):
             for _ in range(plan.hires):
                 self._at(plan.start, self.people[hire_slot].join)
                 hire_slot += 1
+        self._schedule_changes(hire_slot)
+
+    def _schedule_changes(self, hire_slot: int) -> None:
+        """Machine failures and maintenance, staffing, skill shortages and process changes."""
+        assets = {a.uid: a for a in self.assets}
+        for failure in self.plan.machine_failures:
+            for uid in sorted(failure.assets):
+                asset = assets.get(uid)
+                if asset is None:
+                    continue
+                if failure.breakdown:
+                    hours = failure.repair_hours or asset.params.mttr_hours
+                    self._at(failure.start, partial(asset.break_down, hours))
+                factor = failure.mtbf_factor
+                if failure.preventive_every is not None:
+                    factor *= failure.preventive_mtbf_factor
+                    for step in range(failure.start + failure.preventive_every, failure.end, failure.preventive_every):
+                        self._at(step, partial(asset.break_down, failure.preventive_hours))
+                if factor != 1.0:
+                    self._at(failure.start, partial(asset.add_mtbf_factor, factor))
+                    self._at(failure.end, partial(asset.remove_mtbf_factor, factor))
+        for plan in self.plan.staffing:
+            people = [self.people[self.person_index[u]] for u in sorted(plan.persons) if u in self.person_index]
+            if plan.action == "leave":
+                for person in people:
+                    self._at(plan.start, person.leave_for_good)
+            elif plan.action == "reassign":
+                for person in people:
+                    move = partial(
+                        self._allocate, person.index, tuple(sorted(plan.processes)), tuple(sorted(plan.projects))
+                    )
+                    self._at(plan.start, move)
+            elif plan.action == "train" and plan.skill:
+                for person in people:
+                    learn = partial(self._learn, person.index, plan.skill, plan.processes)
+                    self._at(plan.start + plan.training_steps, learn)
+            elif plan.action == "hire":
+                for _ in range(plan.count):
+                    self._at(plan.start + plan.training_steps, self.people[hire_slot].join)
+                    hire_slot += 1
+        for k, shortage in enumerate(self.plan.skill_shortages):
+            for i, params in enumerate(self.person_params):
+                holder = bool(set(params.skills) & shortage.skills)
+                if holder and stream(self.seed, f"{params.uid}#{k}", "shortage").random() < shortage.share:
+                    self.unavailable[shortage.start : shortage.end, i] = True
+        lines = {line.uid: line for line in self.lines}
+        for change in self.plan.process_changes:
+            for uid in sorted(change.processes):
+                line = lines[uid]
+                if change.cycle_factor != 1.0:
+                    self._at(change.start, partial(line.change_cycle_time, change.cycle_factor))
+                    self._at(change.end, partial(line.restore_cycle_time, change.cycle_factor))
+                if change.yield_rate is not None:
+                    self._at(change.start, partial(line.set_yield, change.yield_rate))
+                    self._at(change.end, partial(line.set_yield, line.params.yield_rate))
+            if change.route_to:
+                moved = self._routing(change)
+                self._at(change.start, partial(np.add, self.makes, moved, out=self.makes))
+                self._at(change.end, partial(np.subtract, self.makes, moved, out=self.makes))
+
+    def _routing(self, change: ProcessChangePlan) -> np.ndarray:
+        """The change to the product split (lines x products) of routing a share of some lines' products elsewhere."""
+        moved = np.zeros_like(self.makes)
+        targets = [self.process_index[u] for u in sorted(change.route_to) if u in self.process_index]
+        for uid in sorted(change.processes):
+            j = self.process_index[uid]
+            for i in np.flatnonzero(self.makes[j] > 0):
+                amount = self.makes[j, i] * change.route_share
+                moved[j, i] -= amount
+                moved[targets, i] += amount / len(targets)
+        return moved
 
     # ------------------------------------------------------------------ one step
 
@@ -256,30 +423,46 @@ class EnterpriseModel(Model):
         present = employed & (self.absent_until <= t)
         for i in np.flatnonzero(present & (self.absence_draws[t] < self.absence_probability)):
             self.people[i].start_absence(t)
-        present = employed & (self.absent_until <= t)
+        present = employed & (self.absent_until <= t) & ~self.unavailable[t]
         self.headcount[t] = employed
-        return (self.hours * present) @ self.person_lines
+        self.paid[t] = self.hours * employed * self.person_rate
+        hours = self.hours * present
+        if len(self.project_remaining):
+            worked = (hours @ (self.person_projects * self.project_qualified)) * self.project_it[t]
+            self.project_hours[t] = worked
+            self.project_remaining -= worked
+            finished = (self.project_remaining <= 1e-9) & (self.project_done > t)
+            self.project_done[finished] = t
+        return hours @ self.person_lines
 
     def _produce(self, t: int, availability: np.ndarray, labour: np.ndarray) -> None:
         need_by_product = np.maximum(self.backlog.sum(1) + self.finished_target - self.finished, 0.0)
         weighted = self.makes * need_by_product
         need = weighted.sum(1)
-        capacity = self.capacity * availability
+        up = availability * self.it_capacity[t]
+        capacity = self.capacity * up
+        self.stopped[t] = 1.0 - up
         self.nominal[t] = self.capacity
         staffed = self.labour_per_unit > 0
         labour_limit = np.where(
             staffed, labour * (1 + self.overtime_cap) / np.where(staffed, self.labour_per_unit, 1.0), np.inf
         )
-        planned = np.minimum(np.minimum(need, capacity), labour_limit)
+        planned = np.minimum(np.minimum(need / np.maximum(self.yield_rate, 1e-9), capacity), labour_limit)
         request = planned @ self.consumes
         ratio = np.where(request > 0, np.minimum(1.0, self.stock / np.where(request > 0, request, 1.0)), 1.0)
         line_ratio = np.where(self.consumes > 0, ratio, 1.0).min(1, initial=1.0)
         made = planned * line_ratio
+        good = np.minimum(made * self.yield_rate, need)
         self.stock = np.maximum(self.stock - made @ self.consumes, 0.0)
         self.usage += 0.1 * (request - self.usage)
-        self.produced[t] = made
-        self.overtime[t] = np.maximum(made * self.labour_per_unit - labour, 0.0)
-        share = np.divide(made, need, out=np.zeros_like(made), where=need > 0)
+        self.produced[t] = good
+        used = made * self.labour_per_unit
+        self.labour_available[t] = labour
+        self.labour_used[t] = used
+        self.overtime[t] = np.maximum(used - labour, 0.0)
+        d = self.calibration.defaults
+        self.overtime_cost[t] = self.overtime[t] * d.hourly_rate * d.overtime_premium
+        share = np.divide(good, need, out=np.zeros_like(good), where=need > 0)
         self.finished += share @ weighted
 
     def _ship(self, t: int) -> None:

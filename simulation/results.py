@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, RowMapping, String, Table, Text, insert, select
 
@@ -65,6 +66,49 @@ summary_table = Table(
     Column("position", Integer, nullable=False),
     Column("summary", Text, nullable=False),
 )
+
+
+experiment_table = Table(
+    "sim_experiment",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("source", String(512), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("twin_state_time", String(40), nullable=False),
+    Column("slice", Text, nullable=False),
+    Column("slice_digest", String(64), nullable=False),
+    Column("seeds", Text, nullable=False),
+    Column("executor", String(16), nullable=False),
+    Column("wall_seconds", Float, nullable=False),
+    Column("evaluations", Integer, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("run_id", String(64), nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """A stored experiment: its spec, the slice it ran on, its seeds and its result (JSON of ExperimentResult)."""
+
+    experiment_id: str
+    name: str
+    kind: str
+    created_at: str
+    spec: str
+    source: str
+    model_version: str
+    twin_state_time: str
+    slice_digest: str
+    seeds: list[int]
+    executor: str
+    wall_seconds: float
+    evaluations: int
+    result: dict[str, Any]
+    run_id: str | None
 
 
 @dataclass(frozen=True)
@@ -239,6 +283,79 @@ class ResultsStore:
             found[study_id].append(KpiSummary(**json.loads(summary)))
         return found
 
+    def save_experiment(
+        self,
+        *,
+        name: str,
+        kind: str,
+        spec: str,
+        source: str,
+        model_version: str,
+        twin_state_time: dt.datetime,
+        slice_json: str,
+        slice_digest: str,
+        seeds: list[int],
+        executor: str,
+        wall_seconds: float,
+        evaluations: int,
+        result: dict[str, Any],
+        run_id: str | None = None,
+    ) -> str:
+        """Store a finished experiment in one transaction; returns its id."""
+        experiment_id = uuid.uuid4().hex[:12]
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(experiment_table).values(
+                    experiment_id=experiment_id,
+                    name=name,
+                    kind=kind,
+                    created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    spec=spec,
+                    source=source,
+                    model_version=model_version,
+                    twin_state_time=twin_state_time.isoformat(),
+                    slice=slice_json,
+                    slice_digest=slice_digest,
+                    seeds=json.dumps([str(s) for s in seeds]),
+                    executor=executor,
+                    wall_seconds=wall_seconds,
+                    evaluations=evaluations,
+                    result=json.dumps(result, sort_keys=True, allow_nan=True),
+                    run_id=run_id,
+                )
+            )
+        return experiment_id
+
+    def experiments(self, limit: int = 100) -> list[ExperimentRecord]:
+        """Stored experiments, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(experiment_table)
+                .order_by(experiment_table.c.created_at.desc(), experiment_table.c.experiment_id)
+                .limit(limit)
+            ).all()
+        return [_experiment(row._mapping) for row in rows]
+
+    def experiment(self, experiment_id: str) -> ExperimentRecord:
+        """A stored experiment; StudyNotFound when there is none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(experiment_table).where(experiment_table.c.experiment_id == experiment_id)
+            ).first()
+        if row is None:
+            raise StudyNotFound(f"no stored experiment with id {experiment_id!r} (see `twin scenario experiments`)")
+        return _experiment(row._mapping)
+
+    def experiment_slice(self, experiment_id: str) -> str:
+        """The slice a stored experiment ran on, as stored JSON."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(experiment_table.c.slice).where(experiment_table.c.experiment_id == experiment_id)
+            ).first()
+        if row is None:
+            raise StudyNotFound(f"no stored experiment with id {experiment_id!r}")
+        return str(row[0])
+
     def inputs(self, study_id: str) -> tuple[str, str]:
         """The slice a study ran on and its resolved plan, as stored JSON."""
         with self.engine.connect() as conn:
@@ -248,6 +365,26 @@ class ResultsStore:
         if row is None:
             raise StudyNotFound(f"no stored study with id {study_id!r}")
         return str(row[0]), str(row[1])
+
+
+def _experiment(row: RowMapping) -> ExperimentRecord:
+    return ExperimentRecord(
+        experiment_id=row["experiment_id"],
+        name=row["name"],
+        kind=row["kind"],
+        created_at=row["created_at"],
+        spec=row["spec"],
+        source=row["source"],
+        model_version=row["model_version"],
+        twin_state_time=row["twin_state_time"],
+        slice_digest=row["slice_digest"],
+        seeds=[int(s) for s in json.loads(row["seeds"])],
+        executor=row["executor"],
+        wall_seconds=row["wall_seconds"],
+        evaluations=row["evaluations"],
+        result=json.loads(row["result"]),
+        run_id=row["run_id"],
+    )
 
 
 def _record(row: RowMapping) -> StudyRecord:

@@ -1,7 +1,8 @@
 """Scenario specs: YAML studies (slice, horizon, KPIs, scenarios with interventions), validated with line numbers.
 
 A study file holds the baseline's settings and one or more scenarios; each scenario is a list of interventions
-(supplier outage, demand shock, workforce change, capacity change, parameter override) whose targets are twins named
+(supplier outage, demand shock, workforce change, capacity change, parameter override, IT outage, cyber incident,
+machine failure, staffing, skill shortage, process change) whose targets are twins named
 by uid or found by a query (class + filters, optionally `within` a site, unit or work centre). `parse_spec` refuses a
 bad file with every problem at its line; `plan_study` resolves the targets against the twin graph and the slice.
 """
@@ -40,6 +41,10 @@ KpiName = Literal[
     "headcount",
     "availability",
     "material_stock",
+    "downtime_hours",
+    "labour_utilisation",
+    "labour_cost",
+    "projects_late",
 ]
 KPI_NAMES: tuple[str, ...] = KpiName.__args__  # type: ignore[attr-defined]
 
@@ -156,6 +161,94 @@ class CapacityChange(_Window):
         return self
 
 
+class ITOutage(_Window):
+    """The target IT systems or applications are down (or degraded) in the window, then recover; everything that
+    needs them (dependsOn, hosts, supports, requires, realizes; transitively) stops or slows with them."""
+
+    kind: Literal["it_outage"]
+    target: TwinSelector
+    degradation: float = Field(1.0, gt=0, le=1)  # share of capacity lost: 1 = down
+    recovery_hours: float | None = Field(None, ge=0)  # default: each system's recoveryTimeHours, else the default
+
+
+class CyberIncident(ITOutage):
+    """An IT outage that spreads: each IT system linked to a hit one (either way) is hit too with `spread_probability`
+    (drawn per system and replication from its own stream, so scenarios stay paired)."""
+
+    kind: Literal["cyber_incident"]  # type: ignore[assignment]
+    spread_probability: float = Field(0.3, ge=0, le=1)
+
+
+class MachineFailure(_Window):
+    """The target machines break down at `start_day` (when `breakdown`), fail more or less often in the window
+    (`mtbf_factor`), and/or get preventive maintenance every `preventive_every_days` (planned downtime that lengthens
+    the time between failures by `preventive_mtbf_factor`)."""
+
+    kind: Literal["machine_failure"]
+    target: TwinSelector
+    breakdown: bool = False
+    repair_hours: float | None = Field(None, gt=0)  # default: the machine's MTTR (twin, maintenance history, default)
+    mtbf_factor: float = Field(1.0, gt=0)
+    preventive_every_days: int | None = Field(None, gt=0)
+    preventive_hours: float = Field(4.0, ge=0)
+    preventive_mtbf_factor: float | None = Field(None, gt=0)  # default: Defaults.preventive_mtbf_factor
+
+
+class Staffing(_Window):
+    """People change: the target people `leave`, are `reassign`ed to other lines or projects, are `train`ed in a
+    skill, or `count` people are `hire`d (with `skill`, to work on `to`)."""
+
+    kind: Literal["staffing"]
+    action: Literal["leave", "reassign", "train", "hire"]
+    target: TwinSelector | None = None
+    to: TwinSelector | None = None
+    skill: str | None = None
+    count: int | None = Field(None, ge=0)
+    training_days: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _needs(self) -> Staffing:
+        if self.action in ("leave", "reassign", "train") and self.target is None:
+            raise ValueError(f"`{self.action}` needs `target:` (the people it applies to)")
+        if self.action == "reassign" and self.to is None:
+            raise ValueError("`reassign` needs `to:` (the lines or projects the people move to)")
+        if self.action == "train" and not self.skill:
+            raise ValueError("`train` needs `skill:` (the uid of the skill they gain)")
+        if self.action == "hire" and (self.count is None or (self.to is None and not self.skill)):
+            raise ValueError("`hire` needs `count:` and `to:` (lines or projects) or `skill:`")
+        return self
+
+
+class SkillShortage(_Window):
+    """A `share` of the people holding the target skills is unavailable in the window (drawn per person)."""
+
+    kind: Literal["skill_shortage"]
+    target: TwinSelector
+    share: float = Field(gt=0, le=1)
+
+
+class ProcessChange(_Window):
+    """A new way of running the target processes: cycle time (absolute or as a factor), yield, and/or routing a
+    `route_share` of their products to the lines `route_to` names."""
+
+    kind: Literal["process_change"]
+    target: TwinSelector
+    cycle_time_hours: float | None = Field(None, gt=0)
+    cycle_time_factor: float | None = Field(None, gt=0)
+    yield_rate: float | None = Field(None, gt=0, le=1)
+    route_to: TwinSelector | None = None
+    route_share: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> ProcessChange:
+        if self.cycle_time_hours is not None and self.cycle_time_factor is not None:
+            raise ValueError("give `cycle_time_hours` or `cycle_time_factor`, not both")
+        changes = (self.cycle_time_hours, self.cycle_time_factor, self.yield_rate, self.route_to)
+        if all(change is None for change in changes):
+            raise ValueError("change something: `cycle_time_hours`, `cycle_time_factor`, `yield_rate`, `route_to`")
+        return self
+
+
 class ParameterOverrideSpec(BaseModel):
     """A fixed value for a model parameter, for the target twins or all of them."""
 
@@ -167,7 +260,17 @@ class ParameterOverrideSpec(BaseModel):
 
 
 Intervention = Annotated[
-    SupplierOutage | DemandShock | WorkforceChange | CapacityChange | ParameterOverrideSpec,
+    SupplierOutage
+    | DemandShock
+    | WorkforceChange
+    | CapacityChange
+    | ParameterOverrideSpec
+    | ITOutage
+    | CyberIncident
+    | MachineFailure
+    | Staffing
+    | SkillShortage
+    | ProcessChange,
     Field(discriminator="kind"),
 ]
 
@@ -405,6 +508,73 @@ class CapacityPlan:
 
 
 @dataclass(frozen=True)
+class ITOutagePlan:
+    """IT systems down (capacity times 1 - degradation for what needs them) in [start, end) plus their recovery;
+    with `spread` > 0 (a cyber incident) linked systems are drawn into it."""
+
+    systems: frozenset[str]
+    degradation: float
+    recovery_hours: float | None
+    spread: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class MachineFailurePlan:
+    """Machines: a breakdown at `start` (repair hours or their MTTR), MTBF times a factor, preventive maintenance."""
+
+    assets: frozenset[str]
+    breakdown: bool
+    repair_hours: float | None
+    mtbf_factor: float
+    preventive_every: int | None
+    preventive_hours: float
+    preventive_mtbf_factor: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class StaffingPlan:
+    """People leave, move to other lines/projects, learn a skill, or are hired (hires staff `processes`/`projects`)."""
+
+    action: str
+    persons: frozenset[str]
+    processes: frozenset[str]
+    projects: frozenset[str]
+    skill: str | None
+    count: int
+    training_steps: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SkillShortagePlan:
+    """A share of the holders of some skills unavailable in [start, end)."""
+
+    skills: frozenset[str]
+    share: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ProcessChangePlan:
+    """Lines run with cycle time times `cycle_factor`, yield `yield_rate`, a share of their products routed to
+    `route_to`, in [start, end)."""
+
+    processes: frozenset[str]
+    cycle_factor: float
+    yield_rate: float | None
+    route_to: frozenset[str]
+    route_share: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class ScenarioPlan:
     """A scenario resolved against the slice: interventions in steps and uids, parameter overrides."""
 
@@ -414,6 +584,11 @@ class ScenarioPlan:
     workforce: tuple[WorkforcePlan, ...] = ()
     capacity: tuple[CapacityPlan, ...] = ()
     overrides: tuple[ParameterOverride, ...] = ()
+    it_outages: tuple[ITOutagePlan, ...] = ()
+    machine_failures: tuple[MachineFailurePlan, ...] = ()
+    staffing: tuple[StaffingPlan, ...] = ()
+    skill_shortages: tuple[SkillShortagePlan, ...] = ()
+    process_changes: tuple[ProcessChangePlan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -427,6 +602,8 @@ class KpiPlan:
     assets: frozenset[str] | None = None
     persons: frozenset[str] | None = None
     materials: frozenset[str] | None = None
+    skills: frozenset[str] | None = None
+    projects: frozenset[str] | None = None
     threshold_below: float | None = None
     threshold_above: float | None = None
 
@@ -449,15 +626,29 @@ class TargetResolver:
     """Finds the twins a selector names, in the graph (uids must exist, queries run read-only) and in the slice."""
 
     def __init__(
-        self, store: GraphStore | None, twin: EnterpriseSlice, parsed: ParsedSpec, scope: ReadScope = UNRESTRICTED
+        self,
+        store: GraphStore | None,
+        twin: EnterpriseSlice,
+        parsed: ParsedSpec,
+        scope: ReadScope = UNRESTRICTED,
+        memo: dict[tuple[tuple[str | int, ...], str], frozenset[str]] | None = None,
     ) -> None:
         self.store = store
         self.twin = twin
         self.parsed = parsed
         self.scope = scope  # the caller's read scope: a spec can name and filter only what the caller may read
+        self.memo = memo  # selectors already resolved (an experiment plans the same spec for many decisions)
 
     def uids(self, selector: TwinSelector, path: tuple[str | int, ...]) -> frozenset[str]:
         """The uids the selector names; SpecError naming the line when one does not exist or the query is bad."""
+        if self.memo is None:
+            return self._uids(selector, path)
+        key = (path, selector.model_dump_json())
+        if key not in self.memo:
+            self.memo[key] = self._uids(selector, path)
+        return self.memo[key]
+
+    def _uids(self, selector: TwinSelector, path: tuple[str | int, ...]) -> frozenset[str]:
         found: set[str] = set()
         if selector.uids:
             missing = [u for u in selector.uids if u not in self.twin.classes]
@@ -526,11 +717,16 @@ def slice_roots(parsed: ParsedSpec, store: GraphStore, scope: ReadScope = UNREST
 
 
 def plan_study(
-    parsed: ParsedSpec, twin: EnterpriseSlice, store: GraphStore | None, scope: ReadScope = UNRESTRICTED
+    parsed: ParsedSpec,
+    twin: EnterpriseSlice,
+    store: GraphStore | None,
+    scope: ReadScope = UNRESTRICTED,
+    memo: dict[tuple[tuple[str | int, ...], str], frozenset[str]] | None = None,
 ) -> StudyPlan:
-    """The study with every target resolved (SpecError naming the line of an unknown uid or a bad query)."""
+    """The study with every target resolved (SpecError naming the line of an unknown uid or a bad query); `memo`
+    keeps resolved targets for the next plan of the same spec."""
     spec = parsed.spec
-    resolver = TargetResolver(store, twin, parsed, scope)
+    resolver = TargetResolver(store, twin, parsed, scope, memo)
     kpis = tuple(_plan_kpi(k, i, resolver) for i, k in enumerate(spec.kpis))
     keys = [k.key for k in kpis]
     duplicate = next((k for k in keys if keys.count(k) > 1), None)
@@ -554,8 +750,22 @@ def plan_study(
 
 def _expand(twin: EnterpriseSlice, uids: frozenset[str]) -> dict[str, set[str]]:
     """The lines, products, assets, people and materials a set of twins stands for."""
-    out: dict[str, set[str]] = {k: set() for k in ("processes", "products", "assets", "persons", "materials")}
+    out: dict[str, set[str]] = {
+        k: set() for k in ("processes", "products", "assets", "persons", "materials", "skills", "projects")
+    }
     for uid in uids:
+        if uid in twin.projects:
+            out["projects"].add(uid)
+        if uid in twin.skills:
+            out["skills"].add(uid)
+            out["processes"].update(j for j, p in twin.processes.items() if uid in p.skills)
+            out["projects"].update(q for q, p in twin.projects.items() if uid in p.skills)
+        if uid in twin.it_systems:
+            hit = twin.dependents({uid})
+            out["processes"].update(hit & set(twin.processes))
+            out["projects"].update(hit & set(twin.projects))
+        if uid in twin.capabilities:
+            out["processes"].update(_needs(twin, uid) & set(twin.processes))
         if uid in twin.processes:
             out["processes"].add(uid)
         if uid in twin.products:
@@ -584,6 +794,18 @@ def _expand(twin: EnterpriseSlice, uids: frozenset[str]) -> dict[str, set[str]]:
     return out
 
 
+def _needs(twin: EnterpriseSlice, uid: str) -> set[str]:
+    """Every twin `uid` needs, directly or through others."""
+    seen: set[str] = set()
+    stack = list(twin.depends_on.get(uid, ()))
+    while stack:
+        need = stack.pop()
+        if need not in seen:
+            seen.add(need)
+            stack.extend(twin.depends_on.get(need, ()))
+    return seen
+
+
 def _plan_kpi(kpi: KpiSpec, index: int, resolver: TargetResolver) -> KpiPlan:
     if kpi.of is None:
         return KpiPlan(kpi.key, kpi.name, threshold_below=kpi.threshold_below, threshold_above=kpi.threshold_above)
@@ -591,7 +813,9 @@ def _plan_kpi(kpi: KpiSpec, index: int, resolver: TargetResolver) -> KpiPlan:
     uids = resolver.uids(kpi.of, path)
     parts = _expand(resolver.twin, uids)
     if not any(parts.values()):
-        raise resolver.parsed.fail(path, "selects no line, product, asset, person or material of the slice")
+        raise resolver.parsed.fail(
+            path, "selects no line, product, asset, person, material, skill or project of the slice"
+        )
     return KpiPlan(
         kpi.key,
         kpi.name,
@@ -600,6 +824,8 @@ def _plan_kpi(kpi: KpiSpec, index: int, resolver: TargetResolver) -> KpiPlan:
         assets=frozenset(parts["assets"]),
         persons=frozenset(parts["persons"]),
         materials=frozenset(parts["materials"]),
+        skills=frozenset(parts["skills"]),
+        projects=frozenset(parts["projects"]),
         threshold_below=kpi.threshold_below,
         threshold_above=kpi.threshold_above,
     )
@@ -608,17 +834,83 @@ def _plan_kpi(kpi: KpiSpec, index: int, resolver: TargetResolver) -> KpiPlan:
 def _plan_scenario(scenario: ScenarioDef, index: int, spec: StudySpec, resolver: TargetResolver) -> ScenarioPlan:
     twin = resolver.twin
     outages, shocks, workforce, capacity, overrides = [], [], [], [], []
+    it_outages: list[ITOutagePlan] = []
+    failures: list[MachineFailurePlan] = []
+    staffing: list[StaffingPlan] = []
+    shortages: list[SkillShortagePlan] = []
+    changes: list[ProcessChangePlan] = []
+    defaults = spec.model_defaults()
     for i, item in enumerate(scenario.interventions):
         path: tuple[str | int, ...] = ("scenarios", index, "interventions", i)
         if isinstance(item, ParameterOverrideSpec):
             uids = resolver.uids(item.target, (*path, "target")) if item.target else None
             overrides.append(ParameterOverride(item.parameter, item.value, uids))
             continue
-        uids = resolver.uids(item.target, (*path, "target"))
         start, end = (math.floor(d / spec.step_days) for d in item.bounds(spec.horizon_days))
         end = max(end, start + 1)
+        if isinstance(item, Staffing):
+            staffing.append(_plan_staffing(item, path, resolver, spec, start, end))
+            continue
+        uids = resolver.uids(item.target, (*path, "target"))
         parts = _expand(twin, uids)
-        if isinstance(item, SupplierOutage):
+        if isinstance(item, ITOutage):  # a CyberIncident is one too
+            systems = frozenset(u for u in uids if u in twin.it_systems)
+            if not systems:
+                raise resolver.parsed.fail((*path, "target"), "selects no IT system or application of the slice")
+            spread = item.spread_probability if isinstance(item, CyberIncident) else 0.0
+            it_outages.append(ITOutagePlan(systems, item.degradation, item.recovery_hours, spread, start, end))
+        elif isinstance(item, MachineFailure):
+            assets = frozenset(parts["assets"])
+            if not assets:
+                raise resolver.parsed.fail((*path, "target"), "selects no machine of the slice")
+            every = None if item.preventive_every_days is None else max(1, item.preventive_every_days // spec.step_days)
+            factor = item.preventive_mtbf_factor or defaults.preventive_mtbf_factor
+            failures.append(
+                MachineFailurePlan(
+                    assets,
+                    item.breakdown,
+                    item.repair_hours,
+                    item.mtbf_factor,
+                    every,
+                    item.preventive_hours,
+                    factor,
+                    start,
+                    end,
+                )
+            )
+        elif isinstance(item, SkillShortage):
+            skills = frozenset(u for u in uids if u in twin.skills)
+            if not skills:
+                raise resolver.parsed.fail((*path, "target"), "selects no skill of the slice")
+            shortages.append(SkillShortagePlan(skills, item.share, start, end))
+        elif isinstance(item, ProcessChange):
+            processes = frozenset(parts["processes"])
+            if not processes:
+                raise resolver.parsed.fail((*path, "target"), "selects no production line of the slice")
+            factor = item.cycle_time_factor or 1.0
+            if item.cycle_time_hours is not None:
+                missing = sorted(j for j in processes if not twin.processes[j].cycle_time_hours)
+                if missing:
+                    raise resolver.parsed.fail(
+                        (*path, "cycle_time_hours"),
+                        f"line(s) {', '.join(missing)} have no cycleTimeHours to compare with; use cycle_time_factor",
+                    )
+                factors = {item.cycle_time_hours / (twin.processes[j].cycle_time_hours or 1.0) for j in processes}
+                if len(factors) > 1:
+                    raise resolver.parsed.fail(
+                        (*path, "cycle_time_hours"), "the lines have different cycle times; change one at a time"
+                    )
+                factor = factors.pop()
+            route_to: frozenset[str] = frozenset()
+            if item.route_to is not None:
+                route_to = frozenset(_expand(twin, resolver.uids(item.route_to, (*path, "route_to")))["processes"])
+                route_to -= processes
+                if not route_to:
+                    raise resolver.parsed.fail((*path, "route_to"), "selects no other production line of the slice")
+            changes.append(
+                ProcessChangePlan(processes, factor, item.yield_rate, route_to, item.route_share, start, end)
+            )
+        elif isinstance(item, SupplierOutage):
             suppliers = frozenset(u for u in uids if u in twin.suppliers)
             if not suppliers:
                 raise resolver.parsed.fail((*path, "target"), "selects no supplier of the slice")
@@ -656,5 +948,49 @@ def _plan_scenario(scenario: ScenarioDef, index: int, spec: StudySpec, resolver:
                 factor = (item.shifts or 0) / (max(current) if current else spec.model_defaults().shifts_per_day)
             capacity.append(CapacityPlan(processes, factor, start, end))
     return ScenarioPlan(
-        scenario.name, tuple(outages), tuple(shocks), tuple(workforce), tuple(capacity), tuple(overrides)
+        scenario.name,
+        tuple(outages),
+        tuple(shocks),
+        tuple(workforce),
+        tuple(capacity),
+        tuple(overrides),
+        tuple(it_outages),
+        tuple(failures),
+        tuple(staffing),
+        tuple(shortages),
+        tuple(changes),
     )
+
+
+def _plan_staffing(
+    item: Staffing, path: tuple[str | int, ...], resolver: TargetResolver, spec: StudySpec, start: int, end: int
+) -> StaffingPlan:
+    """People, destinations and skill of a staffing change, checked against the slice."""
+    twin = resolver.twin
+    persons: frozenset[str] = frozenset()
+    if item.target is not None:
+        persons = frozenset(_expand(twin, resolver.uids(item.target, (*path, "target")))["persons"])
+        if not persons:
+            raise resolver.parsed.fail((*path, "target"), "selects no person of the slice")
+        if item.count is not None:
+            persons = frozenset(sorted(persons)[: item.count])
+    processes: frozenset[str] = frozenset()
+    projects: frozenset[str] = frozenset()
+    if item.to is not None:
+        to = _expand(twin, resolver.uids(item.to, (*path, "to")))
+        processes, projects = frozenset(to["processes"]), frozenset(to["projects"])
+        if not processes and not projects:
+            raise resolver.parsed.fail((*path, "to"), "selects no production line or project of the slice")
+    if item.skill is not None:
+        if item.skill not in twin.skills and not (
+            resolver.store is not None and resolver.store.get(item.skill, resolver.scope) is not None
+        ):
+            raise resolver.parsed.fail((*path, "skill"), f"unknown skill uid {item.skill!r}")
+        if item.action == "hire" and item.to is None:
+            processes = frozenset(j for j, p in twin.processes.items() if item.skill in p.skills)
+            projects = frozenset(q for q, p in twin.projects.items() if item.skill in p.skills)
+            if not processes and not projects:
+                raise resolver.parsed.fail((*path, "skill"), "no line or project of the slice needs this skill")
+    training = math.ceil(item.training_days / spec.step_days)
+    count = item.count if item.action == "hire" and item.count is not None else len(persons)
+    return StaffingPlan(item.action, persons, processes, projects, item.skill, count, training, start, end)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +33,10 @@ NODE_CLASSES = (
     "Customer",
     "SalesOrder",
     "MaintenanceEvent",
+    "Capability",
+    "Project",
 )
-"""Classes (with their subclasses) whose twins a slice reads."""
+"""Classes (with their subclasses) whose twins a slice reads (IT systems and applications are Assets)."""
 
 EDGE_TYPES = (
     "supplies",
@@ -49,13 +52,21 @@ EDGE_TYPES = (
     "placedBy",
     "orders",
     "maintains",
+    "dependsOn",
+    "hosts",
+    "supports",
+    "realizes",
+    "assignedTo",
+    "needsSkill",
 )
 """Relationship types a slice reads."""
 
 CONTAINER_TYPES = frozenset({"worksIn", "partOf", "locatedAt"})
 """Edges that put a twin inside another one (a person in a unit, a unit in a plant, a machine in a work centre)."""
 
-HUB_CLASSES = frozenset({"Supplier", "Customer", "Skill", "OrgUnit", "Location", "Site", "SalesOrder"})
+HUB_CLASSES = frozenset(
+    {"Supplier", "Customer", "Skill", "OrgUnit", "Location", "Site", "SalesOrder", "ITSystem", "Capability", "Project"}
+)
 """Twins that connect unrelated lines; a slice walks through them only when they are roots."""
 
 SLICE_KINDS = (
@@ -71,6 +82,9 @@ SLICE_KINDS = (
     "OrgUnit",
     "Site",
     "Location",
+    "ITSystem",
+    "Capability",
+    "Project",
 )
 """Core classes a slice tells apart; a twin of a subclass (an ontology extension's) counts as the first it is a."""
 
@@ -85,6 +99,7 @@ class PersonTwin:
     skills: dict[str, int]
     operates: tuple[str, ...]
     unit: str | None
+    salary: float | None = None  # yearly; with the weekly hours it gives the hourly rate labour cost is counted at
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,32 @@ class AssetTwin:
     mttr_hours: float | None
     status: str | None
     work_center: str | None
+
+
+@dataclass(frozen=True)
+class ITSystemTwin:
+    """An IT system or application: what it is, how critical, how long it takes to recover after an outage."""
+
+    uid: str
+    name: str
+    cls: str
+    criticality: str | None
+    recovery_hours: float | None
+    status: str | None
+
+
+@dataclass(frozen=True)
+class ProjectTwin:
+    """A project (or task): dates, planned effort and progress, the skills it needs and the people assigned."""
+
+    uid: str
+    name: str
+    start: dt.date | None
+    end: dt.date | None
+    effort_hours: float | None
+    progress: float | None
+    skills: tuple[str, ...]
+    assignees: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -126,6 +167,7 @@ class ProcessTwin:
     machines: tuple[str, ...]
     skills: tuple[str, ...]
     work_centers: tuple[str, ...]
+    yield_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +265,34 @@ class EnterpriseSlice:
     maintenance: tuple[MaintenanceRecord, ...] = ()
     classes: dict[str, str] = field(default_factory=dict)
     containers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    it_systems: dict[str, ITSystemTwin] = field(default_factory=dict)
+    capabilities: dict[str, str] = field(default_factory=dict)  # uid -> name
+    projects: dict[str, ProjectTwin] = field(default_factory=dict)
+    depends_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Twin -> the twins it needs directly (dependsOn; an application its host; a process its required assets and
+    the IT systems that support it; a capability the processes that realize it and what supports it)."""
+
+    @property
+    def skills(self) -> frozenset[str]:
+        """Uids of the skills people of the slice hold or its lines and projects need."""
+        held = {s for p in self.persons.values() for s in p.skills}
+        needed = {s for p in self.processes.values() for s in p.skills}
+        return frozenset(held | needed | {s for q in self.projects.values() for s in q.skills})
+
+    def dependents(self, uids: frozenset[str] | set[str]) -> set[str]:
+        """Every twin that needs one of `uids`, directly or through others (the uids themselves excluded)."""
+        needed_by: dict[str, list[str]] = defaultdict(list)
+        for dependent, needs in self.depends_on.items():
+            for need in needs:
+                needed_by[need].append(dependent)
+        seen: set[str] = set()
+        queue = deque(uids)
+        while queue:
+            for dependent in needed_by.get(queue.popleft(), ()):
+                if dependent not in seen and dependent not in uids:
+                    seen.add(dependent)
+                    queue.append(dependent)
+        return seen
 
     @property
     def agent_count(self) -> int:
@@ -262,6 +332,7 @@ class _Raw:
     edges: list[tuple[str, str, str, dict[str, Any]]]
     asset_classes: frozenset[str]
     process_classes: frozenset[str]
+    it_classes: frozenset[str] = frozenset()
 
 
 def load_slice(store: GraphStore, roots: Sequence[str] = (), scope: ReadScope = UNRESTRICTED) -> EnterpriseSlice:
@@ -274,7 +345,7 @@ def load_slice(store: GraphStore, roots: Sequence[str] = (), scope: ReadScope = 
         unknown = [uid for uid in missing if uid not in known]
         if unknown:
             raise SliceError(f"slice root(s) {', '.join(map(repr, unknown))} are not twins of the graph")
-    keep = _reachable(raw, roots) if roots else set(raw.nodes)
+    keep = _with_needs(raw, _reachable(raw, roots)) if roots else set(raw.nodes)
     built = _build(raw, keep, tuple(roots), read_at)
     if not built.processes:
         raise SliceError(
@@ -309,6 +380,7 @@ def _read(store: GraphStore, scope: ReadScope) -> _Raw:
         edges=edges,
         asset_classes=_names(ontology, "Asset"),
         process_classes=_names(ontology, "Process"),
+        it_classes=_names(ontology, "ITSystem") if "ITSystem" in ontology else frozenset(),
     )
 
 
@@ -350,6 +422,25 @@ def _reachable(raw: _Raw, roots: Sequence[str]) -> set[str]:
     return seen
 
 
+def _with_needs(raw: _Raw, keep: set[str]) -> set[str]:
+    """`keep` plus every twin a kept one needs through dependsOn, hosts or supports, however far (the IT systems
+    under an application a kept line depends on), without fanning out to what else needs them."""
+    needs: dict[str, set[str]] = defaultdict(set)
+    for rel, source, target, _ in raw.edges:
+        if rel == "dependsOn":
+            needs[source].add(target)
+        elif rel in ("hosts", "supports"):
+            needs[target].add(source)
+    out = set(keep)
+    stack = list(keep)
+    while stack:
+        for need in needs.get(stack.pop(), ()):
+            if need not in out:
+                out.add(need)
+                stack.append(need)
+    return out
+
+
 def _num(props: dict[str, Any], name: str) -> float | None:
     value = props.get(name)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -384,6 +475,22 @@ def _datetime(value: Any) -> dt.datetime | None:
         except ValueError:
             return None
     return None
+
+
+def _effort_hours(value: Any) -> float | None:
+    """Working hours of an ISO 8601 effort (PT40H; a day counts 8 hours, a week 40) or of a plain number of hours."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    match = _DURATION.fullmatch(value.strip().upper())
+    if not match or not any(match.groups()):
+        return None
+    weeks, days, hours, minutes = (float(g) if g else 0.0 for g in match.groups())
+    return weeks * 40 + days * 8 + hours + minutes / 60
+
+
+_DURATION = re.compile(r"P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?)?")
 
 
 def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.datetime) -> EnterpriseSlice:
@@ -428,7 +535,7 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
     assets: dict[str, AssetTwin] = {}
     for uid in kept:
         cls = class_of(uid)
-        if cls_of(uid) == "WorkCenter" or cls not in raw.asset_classes:
+        if cls_of(uid) == "WorkCenter" or cls not in raw.asset_classes or cls in raw.it_classes:
             continue
         wc = next((t for t in targets(uid, "partOf") if cls_of(t) == "WorkCenter"), None)
         p = props_of(uid)
@@ -501,6 +608,7 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
             tuple(machines),
             tuple(skills),
             tuple(wcs),
+            _num(p, "yieldRate"),
         )
 
     persons = {}
@@ -515,6 +623,7 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
             skill_levels,
             tuple(sorted(t for t in targets(uid, "operates") if t in assets)),
             unit,
+            _num(p, "salary"),
         )
 
     materials = {
@@ -570,6 +679,41 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
                     _num(p, "downtimeHours"),
                 )
             )
+    it_systems = {
+        uid: ITSystemTwin(
+            uid,
+            name_of(uid),
+            class_of(uid),
+            props_of(uid).get("criticality"),
+            _num(props_of(uid), "recoveryTimeHours"),
+            props_of(uid).get("status"),
+        )
+        for uid in kept
+        if class_of(uid) in raw.it_classes
+    }
+    projects = {
+        uid: ProjectTwin(
+            uid,
+            name_of(uid),
+            _date(props_of(uid).get("startDate")),
+            _date(props_of(uid).get("endDate")),
+            _effort_hours(props_of(uid).get("effort")),
+            _num(props_of(uid), "progress"),
+            tuple(sorted(t for t in targets(uid, "needsSkill") if cls_of(t) == "Skill")),
+            tuple(sorted(s for s in into[uid]["assignedTo"] if s in persons)),
+        )
+        for uid in by_cls.get("Project", [])
+    }
+    depends_on: dict[str, set[str]] = defaultdict(set)
+    for rel, source, target, _ in raw.edges:
+        if source not in keep or target not in keep:
+            continue
+        if rel == "dependsOn":
+            depends_on[source].add(target)
+        elif rel in ("hosts", "supports", "realizes"):
+            depends_on[target].add(source)
+        elif rel == "requires" and (target in assets or target in it_systems):
+            depends_on[source].add(target)
     return EnterpriseSlice(
         read_at=read_at,
         roots=roots,
@@ -586,6 +730,10 @@ def _build(raw: _Raw, keep: set[str], roots: tuple[str, ...], read_at: dt.dateti
         maintenance=tuple(maintenance),
         classes={uid: cls_of(uid) for uid in kept},
         containers=_containers(raw, keep),
+        it_systems=it_systems,
+        capabilities={uid: name_of(uid) for uid in by_cls.get("Capability", [])},
+        projects=projects,
+        depends_on={uid: tuple(sorted(needs)) for uid, needs in sorted(depends_on.items())},
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import yaml
 from pydantic import TypeAdapter
@@ -18,6 +19,8 @@ from graph.store import GraphStore
 from graph.urls import url_without_credentials
 from ontology.safe_yaml import load_yaml
 from simulation.calibration import calibrate
+from simulation.experiment import ExperimentResult, Memo, memo_from_json, memo_to_json, run_experiment
+from simulation.experiment_spec import ParsedExperiment, parse_experiment
 from simulation.model import MODEL_VERSION
 from simulation.results import ResultsStore, StoredStudy
 from simulation.runner import Executor, StudyResult, run_study
@@ -32,7 +35,9 @@ from simulation.scenario import (
 )
 from simulation.slice import EnterpriseSlice, load_slice, slice_digest
 
+_R = TypeVar("_R")
 _PLAN = TypeAdapter(StudyPlan)
+_EXPERIMENT = TypeAdapter(ExperimentResult)
 
 
 @dataclass(frozen=True)
@@ -109,15 +114,125 @@ def rerun_study(
     return CompletedStudy(new_id, result, twin)
 
 
+@dataclass(frozen=True)
+class CompletedExperiment:
+    """An experiment that ran: its stored id, its result and the slice it ran on."""
+
+    experiment_id: str
+    result: ExperimentResult
+    twin: EnterpriseSlice
+
+
+def conduct_experiment(
+    parsed: ParsedExperiment,
+    store: GraphStore,
+    results: ResultsStore,
+    *,
+    executor: Executor | None = None,
+    lineage: LineageStore | None = None,
+    limits: StudyLimits | None = None,
+    scope: ReadScope = UNRESTRICTED,
+    progress: Callable[[int, int], None] | None = None,
+) -> CompletedExperiment:
+    """Run an experiment on the live twin (read-only, within the caller's scope), store it and record it in lineage;
+    nothing is stored unless every decision could be planned and evaluated and a feasible one was found."""
+    study = parsed.study
+    twin = load_slice(store, slice_roots(study, store, scope), scope)
+    limits = limits or StudyLimits()
+    check_limits(study, twin.agent_count, limits)
+    evaluations = parsed.block.budget if parsed.block.kind == "optimize" else len(parsed.grid())
+    work_size = (evaluations + 1) * study.spec.replications * study.spec.steps * twin.agent_count
+    if work_size > limits.max_agent_steps:
+        raise parsed.fail(
+            ("experiment", "budget"),
+            f"the experiment is too big: {evaluations + 1} evaluations x {study.spec.replications} replications x "
+            f"{study.spec.steps} steps x {twin.agent_count} agents = {work_size:,} agent-steps, over the limit of "
+            f"{limits.max_agent_steps:,}",
+        )
+    memo: Memo = {}
+    plan = plan_study(study, twin, store, scope, memo)
+
+    def work(run_id: str | None) -> tuple[str, ExperimentResult]:
+        result = run_experiment(parsed, twin, plan, executor, progress, memo)
+        return _save_experiment(results, parsed, twin, result, memo, run_id), result
+
+    experiment_id, result = _recorded(
+        lineage,
+        parsed.name,
+        work,
+        inputs=[DatasetRef(url_without_credentials(store.url), "twin-graph")],
+        outputs=[DatasetRef(url_without_credentials(results.url), "sim_experiment")],
+        counts=lambda done: {"evaluations": len(done.evaluations), "runs": done.runs, "twins_read": len(twin.classes)},
+    )
+    return CompletedExperiment(experiment_id, result, twin)
+
+
+def rerun_experiment(
+    experiment_id: str, results: ResultsStore, executor: Executor | None = None, lineage: LineageStore | None = None
+) -> CompletedExperiment:
+    """Run a stored experiment again on its stored slice, targets and seeds (the same evaluations and best decision)."""
+    stored = results.experiment(experiment_id)
+    parsed = parse_experiment(stored.spec, stored.source)
+    twin = EnterpriseSlice.from_json(results.experiment_slice(experiment_id))
+    memo = memo_from_json(stored.result["targets"])
+    plan = plan_study(parsed.study, twin, None, memo=memo)
+
+    def work(run_id: str | None) -> tuple[str, ExperimentResult]:
+        result = run_experiment(parsed, twin, plan, executor, None, memo, stored.seeds)
+        return _save_experiment(results, parsed, twin, result, memo, run_id), result
+
+    new_id, result = _recorded(
+        lineage,
+        parsed.name,
+        work,
+        inputs=[DatasetRef(url_without_credentials(results.url), f"sim_experiment/{experiment_id}")],
+        outputs=[],
+        counts=lambda done: {"evaluations": len(done.evaluations), "runs": done.runs},
+    )
+    return CompletedExperiment(new_id, result, twin)
+
+
+def experiment_result(stored: dict[str, object]) -> ExperimentResult:
+    """The ExperimentResult of a stored experiment's result JSON."""
+    return _EXPERIMENT.validate_python({k: v for k, v in stored.items() if k != "targets"})
+
+
+def _save_experiment(
+    results: ResultsStore,
+    parsed: ParsedExperiment,
+    twin: EnterpriseSlice,
+    result: ExperimentResult,
+    memo: Memo,
+    run_id: str | None,
+) -> str:
+    slice_json = twin.to_json()
+    return results.save_experiment(
+        name=parsed.name,
+        kind=parsed.block.kind,
+        spec=parsed.text,
+        source=parsed.source,
+        model_version=MODEL_VERSION,
+        twin_state_time=twin.read_at,
+        slice_json=slice_json,
+        slice_digest=slice_digest(slice_json),
+        seeds=result.seeds,
+        executor=result.executor,
+        wall_seconds=result.wall_seconds,
+        evaluations=len(result.evaluations),
+        result={**_EXPERIMENT.dump_python(result, mode="json"), "targets": memo_to_json(memo)},
+        run_id=run_id,
+    )
+
+
 def _recorded(
     lineage: LineageStore | None,
     name: str,
-    work: Callable[[str | None], tuple[str, StudyResult]],
+    work: Callable[[str | None], tuple[str, _R]],
     *,
     inputs: list[DatasetRef],
     outputs: list[DatasetRef],
-    counts: Callable[[StudyResult], dict[str, int]],
-) -> tuple[str, StudyResult]:
+    counts: Callable[[_R], dict[str, int]],
+) -> tuple[str, _R]:
     """Do `work` (given its lineage run id) as a scenario run in lineage, finished as completed or failed."""
     run = lineage.start_run(RunKind.SCENARIO, name, inputs=inputs, outputs=outputs) if lineage is not None else None
     try:

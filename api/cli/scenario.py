@@ -1,4 +1,5 @@
-"""`twin scenario ...`: run what-if studies from YAML, list, show and compare stored studies, export, chart."""
+"""`twin scenario ...`: run what-if studies from YAML, list, show and compare stored studies, export, chart; run
+experiments (grid, sensitivity, optimisation) over decisions with `twin scenario optimize`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from graph.errors import GraphError
 from ontology.errors import OntologyError
 from simulation.charts import study_charts
 from simulation.errors import SimulationError
+from simulation.experiment import ExperimentResult
 from simulation.results import StoredStudy
 from simulation.runner import executor_named
 from simulation.scenario import read_spec
@@ -31,6 +33,7 @@ app = typer.Typer(
 )
 console = Console()
 BUNDLED = Path(__file__).resolve().parents[2] / "simulation" / "scenarios"
+BUNDLED_EXPERIMENTS = Path(__file__).resolve().parents[2] / "simulation" / "experiments"
 
 
 def _fail(exc: Exception) -> None:
@@ -276,6 +279,153 @@ def rerun(
                 close()
         _outputs(results.get(done.study_id), as_json, None, None, 1)
     except (SimulationError, GovernanceError) as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+
+
+def _decision(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "(baseline)"
+
+
+def _experiment_json(experiment_id: str, result: ExperimentResult) -> dict[str, Any]:
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    best = result.best_evaluation
+    return clean(
+        {
+            "experiment_id": experiment_id,
+            **asdict(result),
+            "best_decision": best.decision if best else None,
+        }
+    )
+
+
+def _print_experiment(experiment_id: str, result: ExperimentResult) -> None:
+    console.print(
+        f"experiment [bold]{experiment_id}[/bold] {result.name}: {result.kind} ({result.sampler}), "
+        f"{len(result.evaluations)} decisions x {len(result.seeds)} replications = {result.runs} runs, "
+        f"{result.executor} executor, {result.wall_seconds:.1f} s",
+        highlight=False,
+    )
+    if result.sensitivity:
+        table = Table(title=f"sensitivity of the objective ({result.statistic}) around the centre (paired, 95 % CI)")
+        for name in ("variable", "low", "at low", "high", "at high", "swing", "S1", "ST"):
+            table.add_column(name, justify="left" if name == "variable" else "right")
+        for r in result.sensitivity:
+            table.add_row(
+                r.variable,
+                _number(r.low_value),
+                f"{_number(r.low_diff)} [{_number(r.low_ci[0])}, {_number(r.low_ci[1])}]",
+                _number(r.high_value),
+                f"{_number(r.high_diff)} [{_number(r.high_ci[0])}, {_number(r.high_ci[1])}]",
+                _number(r.swing),
+                _number(r.first_order, 2),
+                _number(r.total_order, 2),
+            )
+        console.print(table)
+        return
+    table = Table(title=f"decisions, best first ({result.sense} the {result.statistic} objective)")
+    for name in ("#", "decision", "objective", "mean (95 % CI)", "feasible", "frontier"):
+        table.add_column(name, justify="left" if name == "decision" else "right")
+    key = (lambda e: e.objective) if result.sense == "minimize" else (lambda e: -e.objective)
+    for e in sorted(result.evaluations, key=lambda e: (not e.feasible, key(e)))[:25]:
+        table.add_row(
+            str(e.index),
+            _decision(e.decision),
+            _number(e.objective),
+            f"{_number(e.mean)} [{_number(e.ci_low)}, {_number(e.ci_high)}]",
+            "yes" if e.feasible else "no",
+            "*" if e.index in result.frontier else "",
+        )
+    console.print(table)
+    best = result.best_evaluation
+    if best is not None and result.best_vs_baseline is not None:
+        c = result.best_vs_baseline
+        console.print(
+            f"best: [bold]{_decision(best.decision)}[/bold] objective {_number(best.objective)} "
+            f"(mean {_number(best.mean)}, 95 % CI [{_number(best.ci_low)}, {_number(best.ci_high)}]); vs baseline "
+            f"{_number(c.mean)} [{_number(c.low)}, {_number(c.high)}] paired over the same seeds",
+            highlight=False,
+        )
+    if result.runner_up_vs_best is not None:
+        runner = result.runner_up_vs_best
+        console.print(
+            f"runner-up #{runner.a} vs best: {_number(runner.mean)} [{_number(runner.low)}, {_number(runner.high)}]",
+            highlight=False,
+        )
+
+
+@app.command()
+def optimize(
+    file: Annotated[
+        Path | None, typer.Argument(help="An experiment spec (a study with `experiment:`); `bundled:NAME` for one.")
+    ] = None,
+    rerun_of: Annotated[str | None, typer.Option("--rerun", help="Run a stored experiment again instead.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored experiment as JSON.")] = False,
+    executor: Annotated[str, typer.Option(help="local (process pool), dask, or serial.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPU count).")] = None,
+    charts: Annotated[Path | None, typer.Option(help="Write PNG and SVG charts into this folder.")] = None,
+) -> None:
+    """Run an experiment: a grid, a sensitivity analysis or an optimisation over decisions; store and print it."""
+    from simulation.charts import experiment_charts
+    from simulation.experiment_spec import parse_experiment
+    from simulation.service import rerun_experiment_study, run_experiment_study
+
+    if (file is None) == (rerun_of is None):
+        _fail(SimulationError("give an experiment spec file or --rerun ID"))
+    runtime = Runtime()
+    try:
+        chosen = executor_named(executor, workers)
+        try:
+            if rerun_of is not None:
+                done = rerun_experiment_study(
+                    rerun_of,
+                    runtime.results,
+                    subject=runtime.operator(),
+                    policy=runtime.policy,
+                    audit=runtime.audit,
+                    lineage=runtime.lineage,
+                    executor=chosen,
+                )
+            else:
+                assert file is not None
+                if str(file).startswith("bundled:"):
+                    file = BUNDLED_EXPERIMENTS / f"{str(file)[8:]}.yaml"
+                try:
+                    text = file.read_text()
+                except OSError as exc:
+                    raise SimulationError(f"{file}: cannot read the file: {exc.strerror}") from None
+                done = run_experiment_study(
+                    parse_experiment(text, str(file)),
+                    runtime.store,
+                    runtime.results,
+                    subject=runtime.operator(),
+                    policy=runtime.policy,
+                    audit=runtime.audit,
+                    lineage=runtime.lineage,
+                    executor=chosen,
+                )
+        finally:
+            close = getattr(chosen, "close", None)
+            if close is not None:
+                close()
+        if as_json:
+            typer.echo(json.dumps(_experiment_json(done.experiment_id, done.result), default=str))
+        else:
+            _print_experiment(done.experiment_id, done.result)
+        if charts is not None:
+            written = experiment_charts(done.result, charts)
+            if not as_json:
+                console.print(f"{len(written)} chart files written to {charts}")
+    except (SimulationError, GraphError, OntologyError, GovernanceError) as exc:
         _fail(exc)
     finally:
         runtime.close()

@@ -380,6 +380,12 @@ def build_schema(
             args=[("id", "strawberry.ID")],
             description="A study started with runScenario (by its run id) or a stored study (by its id).",
         ),
+        b.field(
+            "experimentRun",
+            "Optional[ExperimentRun]",
+            args=[("id", "strawberry.ID")],
+            description="An experiment started with runExperiment (by its run id) or a stored one (by its id).",
+        ),
     ]
     query = b.make("Query", query_fields)
     mutation = b.make(
@@ -414,6 +420,13 @@ def build_schema(
                 "ScenarioRun",
                 args=[("spec", "str"), ("replications", "Optional[int]")],
                 description="Start a what-if study (YAML spec) in the background; poll scenarioRun(id) for results.",
+            ),
+            b.field(
+                "runExperiment",
+                "ExperimentRun",
+                args=[("spec", "str")],
+                description="Start an experiment (a study spec with an `experiment:` block: grid, sensitivity or "
+                "optimisation) in the background; poll experimentRun(id) for the best decision and its CI.",
             ),
         ],
     )

@@ -1,7 +1,9 @@
-"""What-if studies over GraphQL: start one in the background, list the stored ones, read a run's status and results."""
+"""What-if studies over GraphQL: start one in the background, list the stored ones, read a run's status and results;
+start an experiment (grid, sensitivity, optimisation) and read its best decision."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import anyio.to_thread
@@ -10,7 +12,7 @@ from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
 from api.graphql.governed import governed
 from api.graphql.selection import Selection, list_limit
-from api.http.jobs import Job
+from api.http.jobs import Job, describe_job_error
 from api.http.studies import start_study
 from ontology.errors import quoted
 
@@ -129,5 +131,115 @@ async def run_scenario(root: Any, info: Any, spec: str, replications: Any = None
     return Selection(info).shaped(info.return_type, info.field_nodes, _run_values(job, None))
 
 
-QUERY_RESOLVERS = {"scenarios": governed(scenarios), "scenarioRun": governed(scenario_run)}
-MUTATION_RESOLVERS = {"runScenario": governed(run_scenario)}
+def _experiment_values(job: Job | None, stored: Any | None) -> dict[str, Any]:
+    result = _finite(stored.result) if stored is not None else None
+    if result is not None:
+        result.pop("targets", None)
+    best = None
+    if result is not None and result.get("best") is not None:
+        best = next((e["decision"] for e in result["evaluations"] if e["index"] == result["best"]), None)
+    values = {
+        "experimentId": stored.experiment_id if stored is not None else None,
+        "bestDecision": best,
+        "result": result,
+    }
+    if job is None:
+        if stored is None:
+            raise ValueError("an experiment run needs its job or its stored experiment; got neither")
+        return {
+            "id": stored.experiment_id,
+            "name": stored.name,
+            "status": "completed",
+            "startedAt": stored.created_at,
+            "finishedAt": stored.created_at,
+            "error": None,
+            **values,
+        }
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": job.status,
+        "startedAt": job.started_at.isoformat(),
+        "finishedAt": job.finished_at.isoformat() if job.finished_at else None,
+        "error": job.error,
+        **values,
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON values with NaN and infinities as null (GraphQL's JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def run_experiment(root: Any, info: Any, spec: str) -> dict[str, Any]:
+    """Check an experiment spec now (errors name the line) and run it in the background as the caller."""
+    from simulation.errors import SimulationError
+    from simulation.experiment_spec import parse_experiment
+    from simulation.runner import executor_named
+    from simulation.service import run_experiment_study
+
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "scenario.run")
+    services, subject = ctx.services, ctx.subject
+    runtime = services.runtime
+
+    def start() -> Job:
+        parsed = parse_experiment(spec, "<api request>")
+
+        def work() -> dict[str, Any]:
+            done = run_experiment_study(
+                parsed,
+                runtime.store,
+                runtime.results,
+                subject=subject,
+                policy=services.policy,
+                audit=runtime.audit,
+                lineage=runtime.lineage,
+                executor=executor_named("serial"),
+            )
+            return {"experimentId": done.experiment_id, "evaluations": len(done.result.evaluations)}
+
+        return services.jobs.start("experiment", parsed.name, subject.sub, "scenario.read", work, describe_job_error)
+
+    try:
+        job = await anyio.to_thread.run_sync(start)  # the spec's YAML is parsed off the event loop
+    except SimulationError as exc:
+        raise BadUserInput(str(exc)) from None
+    ctx.rows += 1
+    return Selection(info).shaped(info.return_type, info.field_nodes, _experiment_values(job, None))
+
+
+async def experiment_run(root: Any, info: Any, id: str) -> dict[str, Any]:
+    """A background experiment by run id (status, then its result), or a stored experiment by its id."""
+    from simulation.errors import StudyNotFound
+
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "scenario.read")
+    job = ctx.services.jobs.get_for(id, ctx.subject)
+    if job is not None and job.kind != "experiment":
+        job = None
+    experiment_id = (job.result or {}).get("experimentId") if job is not None else id
+    stored = None
+    if experiment_id:
+        try:
+            stored = await anyio.to_thread.run_sync(lambda: ctx.services.runtime.results.experiment(experiment_id))
+        except StudyNotFound:
+            stored = None
+    if job is None and stored is None:
+        raise NotFound(f"no experiment run or stored experiment {quoted(id)}")
+    ctx.rows += 1
+    return Selection(info).shaped(info.return_type, info.field_nodes, _experiment_values(job, stored))
+
+
+QUERY_RESOLVERS = {
+    "scenarios": governed(scenarios),
+    "scenarioRun": governed(scenario_run),
+    "experimentRun": governed(experiment_run),
+}
+MUTATION_RESOLVERS = {"runScenario": governed(run_scenario), "runExperiment": governed(run_experiment)}

@@ -256,6 +256,24 @@ class ScenarioRun:
     study: ScenarioStudy | None
 
 
+@strawberry.type(
+    description="An experiment (grid, sensitivity, optimisation) started through the API: status and, when done, its "
+    "stored id and result (every evaluated decision, the best with its paired CI against baseline, the frontier)."
+)
+class ExperimentRun:
+    """Status of a background experiment; `result` is set once it has completed."""
+
+    id: strawberry.ID
+    name: str
+    status: str
+    startedAt: DateTime | None
+    finishedAt: DateTime | None
+    error: str | None
+    experimentId: str | None
+    bestDecision: JSON | None
+    result: JSON | None
+
+
 @strawberry.type(description="What a write did.")
 class WriteResult:
     """Counts of a write."""
@@ -352,6 +370,7 @@ STATIC = {
     "ScenarioSummary": ScenarioSummary,
     "ScenarioStudy": ScenarioStudy,
     "ScenarioRun": ScenarioRun,
+    "ExperimentRun": ExperimentRun,
     "LinkInput": LinkInput,
     "LinkKeyInput": LinkKeyInput,
     "StringFilter": StringFilter,
