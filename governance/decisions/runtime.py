@@ -168,6 +168,8 @@ class DecisionRuntime:
             self.status.errors = (self.status.errors + report.errors)[-20:]
         for firing in report.firings:
             self.service.fire(firing)
+        if report.cleared:
+            self.service.clear(report.cleared)
 
     def _file_time(self) -> float | None:
         try:
