@@ -164,16 +164,28 @@ class Runtime:
         )
 
     def action_types(self) -> ActionTypes:
-        """The action types proposals may name: the built-in ones, and the sample ERP's purchase orders when this
-        data directory holds the sample (DATA_DIR/sample/erp.sqlite)."""
+        """The action types proposals may name: the built-in ones, Tryton purchases (over a Tryton connector of
+        connectors.yaml, opened when one runs), and the sample ERP's purchase orders when this data directory holds
+        the sample (DATA_DIR/sample/erp.sqlite)."""
+        from connectors.tryton_writeback import registry_client, tryton_purchase_action
         from governance.decisions.actions import default_action_types
 
+        extra = [tryton_purchase_action(registry_client(self._source_options))]
         erp = self.settings.data_dir / "sample" / "erp.sqlite"
-        if not erp.is_file():
-            return default_action_types()
-        from connectors.erp_writeback import purchase_order_action
+        if erp.is_file():
+            from connectors.erp_writeback import purchase_order_action
 
-        return default_action_types([purchase_order_action(f"sqlite:///{erp.resolve()}")])
+            extra.append(purchase_order_action(f"sqlite:///{erp.resolve()}"))
+        return default_action_types(extra)
+
+    def _source_options(self, connector: str) -> dict[str, Any]:
+        """The filled source options of a connector of connectors.yaml (secrets from the environment)."""
+        import os
+
+        from connectors.registry import ConnectorRegistry
+
+        registry = ConnectorRegistry.load(self.ontology, data_dir=self.settings.data_dir, secrets=dict(os.environ))
+        return registry.source_options(connector)
 
     @cached_property
     def decisions(self) -> DecisionService:
