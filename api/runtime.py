@@ -17,6 +17,8 @@ from graph.store import GraphStore
 from ontology.loader import load_ontology
 from ontology.model import Ontology
 
+DECISIONS_LEASE = "decisions:automations"  # the lease of the runtime that evaluates the automations
+
 if TYPE_CHECKING:  # the results store imports Mesa; commands that never read studies start without it
     from connectors.route_delivery import RouteRuntime
     from connectors.routes import Route
@@ -214,6 +216,7 @@ class Runtime:
         path = self.settings.data_dir / "automations.yaml"
         if not path.is_file():
             return None
+        from connectors.leases import LeaseStore
         from connectors.sync_runtime import runtime_holder
         from connectors.telemetry import TelemetryStore
         from governance.decisions.automations import AutomationRegistry
@@ -224,6 +227,8 @@ class Runtime:
         url = self.settings.resolved_database_url
         service = self.decisions
         registry = AutomationRegistry(path, self.ontology, self.policy, service.action_types)
+        holder = holder or runtime_holder()
+        leases, seconds = LeaseStore(url), self.settings.runtime_lease_seconds
         return DecisionRuntime(
             registry,
             self.store,
@@ -234,10 +239,12 @@ class Runtime:
                 service.action_types,
                 self.store,
                 self.policy,
-                holder or runtime_holder(),
+                holder,
                 on_outcome=service.executed,
             ),
             DecisionCursor(url),
+            lease=lambda: leases.acquire(DECISIONS_LEASE, holder, seconds),
+            release=lambda: _release(leases, holder),
         )
 
     @staticmethod
@@ -250,3 +257,8 @@ class Runtime:
         if "store" in self.__dict__:
             self.store.close()
             del self.__dict__["store"]
+
+
+def _release(leases: Any, holder: str) -> None:
+    """Give the decisions lease up (a runtime that stops lets another take over at once)."""
+    leases.release(DECISIONS_LEASE, holder)
