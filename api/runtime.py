@@ -167,12 +167,19 @@ class Runtime:
 
     def action_types(self) -> ActionTypes:
         """The action types proposals may name: the built-in ones, Tryton purchases (over a Tryton connector of
-        connectors.yaml, opened when one runs), and the sample ERP's purchase orders when this data directory holds
-        the sample (DATA_DIR/sample/erp.sqlite)."""
+        connectors.yaml, opened when one runs), events and webhooks over the routes of routes.yaml, bundled what-if
+        studies, and the sample ERP's purchase orders when this data directory holds the sample
+        (DATA_DIR/sample/erp.sqlite)."""
+        from connectors.event_actions import event_actions
         from connectors.tryton_writeback import registry_client, tryton_purchase_action
         from governance.decisions.actions import default_action_types
+        from simulation.study_action import scenario_study_action
 
-        extra = [tryton_purchase_action(registry_client(self._source_options))]
+        extra = [
+            tryton_purchase_action(registry_client(self._source_options)),
+            *event_actions(self.routes),
+            scenario_study_action(self.store, lambda: self.results, self.policy, self.audit, self.lineage),
+        ]
         erp = self.settings.data_dir / "sample" / "erp.sqlite"
         if erp.is_file():
             from connectors.erp_writeback import purchase_order_action
