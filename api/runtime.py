@@ -20,6 +20,8 @@ from graph.store import GraphStore
 from ontology.loader import load_ontology
 from ontology.model import Ontology
 
+DECISIONS_LEASE = "decisions:automations"  # the lease of the runtime that evaluates the automations
+
 if TYPE_CHECKING:  # the results store imports Mesa; commands that never read studies start without it
     from connectors.route_delivery import RouteRuntime
     from connectors.routes import Route
@@ -192,16 +194,35 @@ class Runtime:
         )
 
     def action_types(self) -> ActionTypes:
-        """The action types proposals may name: the built-in ones, and the sample ERP's purchase orders when this
-        data directory holds the sample (DATA_DIR/sample/erp.sqlite)."""
+        """The action types proposals may name: the built-in ones, Tryton purchases (over a Tryton connector of
+        connectors.yaml, opened when one runs), events and webhooks over the routes of routes.yaml, bundled what-if
+        studies, and the sample ERP's purchase orders when this data directory holds the sample
+        (DATA_DIR/sample/erp.sqlite)."""
+        from connectors.event_actions import event_actions
+        from connectors.tryton_writeback import registry_client, tryton_purchase_action
         from governance.decisions.actions import default_action_types
+        from simulation.study_action import scenario_study_action
 
+        extra = [
+            tryton_purchase_action(registry_client(self._source_options)),
+            *event_actions(self.routes),
+            scenario_study_action(self.store, lambda: self.results, self.policy, self.audit, self.lineage),
+        ]
         erp = self.settings.data_dir / "sample" / "erp.sqlite"
-        if not erp.is_file():
-            return default_action_types()
-        from connectors.erp_writeback import purchase_order_action
+        if erp.is_file():
+            from connectors.erp_writeback import purchase_order_action
 
-        return default_action_types([purchase_order_action(f"sqlite:///{erp.resolve()}")])
+            extra.append(purchase_order_action(f"sqlite:///{erp.resolve()}"))
+        return default_action_types(extra)
+
+    def _source_options(self, connector: str) -> dict[str, Any]:
+        """The filled source options of a connector of connectors.yaml (secrets from the environment)."""
+        import os
+
+        from connectors.registry import ConnectorRegistry
+
+        registry = ConnectorRegistry.load(self.ontology, data_dir=self.settings.data_dir, secrets=dict(os.environ))
+        return registry.source_options(connector)
 
     @cached_property
     def decisions(self) -> DecisionService:
@@ -230,6 +251,7 @@ class Runtime:
         path = self.settings.data_dir / "automations.yaml"
         if not path.is_file():
             return None
+        from connectors.leases import LeaseStore
         from connectors.sync_runtime import runtime_holder
         from connectors.telemetry import TelemetryStore
         from governance.decisions.automations import AutomationRegistry
@@ -240,6 +262,8 @@ class Runtime:
         url = self.settings.resolved_database_url
         service = self.decisions
         registry = AutomationRegistry(path, self.ontology, self.policy, service.action_types)
+        holder = holder or runtime_holder()
+        leases, seconds = LeaseStore(url), self.settings.runtime_lease_seconds
         return DecisionRuntime(
             registry,
             self.store,
@@ -250,10 +274,12 @@ class Runtime:
                 service.action_types,
                 self.store,
                 self.policy,
-                holder or runtime_holder(),
+                holder,
                 on_outcome=service.executed,
             ),
             DecisionCursor(url),
+            lease=lambda: leases.acquire(DECISIONS_LEASE, holder, seconds),
+            release=lambda: _release(leases, holder),
         )
 
     @staticmethod
@@ -266,3 +292,8 @@ class Runtime:
         if "store" in self.__dict__:
             self.store.close()
             del self.__dict__["store"]
+
+
+def _release(leases: Any, holder: str) -> None:
+    """Give the decisions lease up (a runtime that stops lets another take over at once)."""
+    leases.release(DECISIONS_LEASE, holder)

@@ -151,6 +151,14 @@ class ConnectorRegistry:
         """The connector's mapping, loaded and checked against the ontology."""
         return load_mapping(self.config(name).mapping_path, self.ontology)
 
+    def source_options(self, name: str) -> dict[str, Any]:
+        """The connector's source options with variables and secrets filled in (for a write-back to the source)."""
+        config = self.config(name)
+        filled: dict[str, Any] = _fill(
+            dict(config.options), self.variables, self.secrets, f"{config.defined_in}: {name}"
+        )
+        return {"kind": config.kind, **filled}
+
     def connector(self, name: str) -> Connector:
         """A runnable connector (sources open lazily, per entity)."""
         config = self.config(name)

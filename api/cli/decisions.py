@@ -1,5 +1,6 @@
-"""`twin decisions list | show ID | approve ID | reject ID --reason`: proposed actions and alerts of the automations
-(DATA_DIR/automations.yaml), decided as the local operator through the decisions service (policy and audit inside)."""
+"""`twin decisions list | show ID | approve ID | reject ID --reason | ack | snooze | resolve ALERT`: proposed actions
+and alerts of the automations (DATA_DIR/automations.yaml), decided as the local operator through the decisions
+service (policy and audit inside)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api.runtime import Runtime
 
 app = typer.Typer(
-    help="Proposed actions and alerts of the automations: list, show, approve, reject.", no_args_is_help=True
+    help="Proposed actions and alerts of the automations: list, show, approve, reject, ack, snooze, resolve.",
+    no_args_is_help=True,
 )
 console = Console()
 
 
 def _fail(runtime: Runtime, exc: Exception) -> typer.Exit:
     runtime.close()
-    console.print(f"[red]error:[/red] {exc}", highlight=False, markup=False)
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
     return typer.Exit(1)
 
 
@@ -130,3 +133,54 @@ def reject(
         raise _fail(runtime, exc) from None
     runtime.close()
     console.print(f"proposal {updated.id}: {updated.state}", highlight=False, markup=False)
+
+
+def _alert_command(runtime: Runtime, alert: str, action: str, until: str | None, reason: str) -> None:
+    """Acknowledge, snooze or resolve an alert as the local operator; prints its new state."""
+    from datetime import UTC, datetime
+
+    from governance.decisions.alerts import AlertError
+    from governance.errors import PolicyDenied
+
+    moment = None
+    try:
+        if until is not None:
+            try:
+                moment = datetime.fromisoformat(until)
+            except ValueError:
+                raise AlertError(f"--until {until[:40]!r} is not an ISO 8601 date-time (2026-12-03T18:00)") from None
+            moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        updated = runtime.decisions.update_alert(runtime.operator(), alert, action, moment, reason)  # type: ignore[arg-type]
+    except (PolicyDenied, AlertError) as exc:
+        raise _fail(runtime, exc) from None
+    runtime.close()
+    snoozed = f" (snoozed until {updated.snoozed_until:%Y-%m-%d %H:%M})" if updated.snoozed() else ""
+    console.print(f"alert {updated.id}: {updated.state}{snoozed}", highlight=False, markup=False)
+
+
+@app.command()
+def ack(
+    alert: Annotated[str, typer.Argument(help="Alert id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit record).")] = "",
+) -> None:
+    """Acknowledge an open alert as the local operator."""
+    _alert_command(Runtime(), alert, "acknowledge", None, reason)
+
+
+@app.command()
+def snooze(
+    alert: Annotated[str, typer.Argument(help="Alert id.")],
+    until: Annotated[str, typer.Option("--until", help="Until when (ISO 8601 date-time, UTC if no offset).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit record).")] = "",
+) -> None:
+    """Snooze an alert until a time in the future."""
+    _alert_command(Runtime(), alert, "snooze", until, reason)
+
+
+@app.command()
+def resolve(
+    alert: Annotated[str, typer.Argument(help="Alert id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit record).")] = "",
+) -> None:
+    """Resolve an alert as the local operator."""
+    _alert_command(Runtime(), alert, "resolve", None, reason)

@@ -43,6 +43,7 @@ from strawberry.types.arguments import StrawberryArgument
 from strawberry.types.field import StrawberryField
 
 from api.errors import api_error
+from api.graphql import decisions as decision_fields
 from api.graphql.completion import (
     CompletedExecutionContext,
     by_response_key,
@@ -170,6 +171,7 @@ def build_schema(
     """Generate the GraphQL schema of `ontology`."""
     plan = plan_schema(ontology)
     b = _Builder()
+    b.ns.update(decision_fields.TYPES)
     b.enum("TwinClass", sorted(plan.classes), "Classes of the ontology.")
     b.enum("RelationshipType", sorted(ontology.relationship_types()), "Relationship types of the ontology.")
     all_plans = [plan.twin, *plan.classes.values()]
@@ -387,6 +389,7 @@ def build_schema(
             description="An experiment started with runExperiment (by its run id) or a stored one (by its id).",
         ),
     ]
+    query_fields += [b.field(n, t, args=a, description=d) for n, t, a, d in decision_fields.QUERY_FIELDS]
     query = b.make("Query", query_fields)
     mutation = b.make(
         "Mutation",
@@ -428,6 +431,7 @@ def build_schema(
                 description="Start an experiment (a study spec with an `experiment:` block: grid, sensitivity or "
                 "optimisation) in the background; poll experimentRun(id) for the best decision and its CI.",
             ),
+            *(b.field(n, t, args=a, description=d) for n, t, a, d in decision_fields.MUTATION_FIELDS),
         ],
     )
     subscription = b.make(
@@ -445,6 +449,7 @@ def build_schema(
                 "number `after` (default: from now), of twins of these classes (and links touching "
                 "them) or of one twin; filtered and masked like `changes` (needs history.read).",
             ),
+            *(b.field(n, t, args=a, description=d) for n, t, a, d in decision_fields.SUBSCRIPTION_FIELDS),
         ],
     )
     schema = _QuietSchema(

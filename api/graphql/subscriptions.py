@@ -248,7 +248,8 @@ class _Connection:
         variables = payload.get("variables") or {}
         try:
             request = self._checked(payload, variables if isinstance(variables, dict) else {})
-            policy.require(subject, "operation", "history.read")
+            if request.root.name.value != "decisions":  # decisions: each alert and proposal is checked as it comes
+                policy.require(subject, "operation", "history.read")
         except Exception as exc:  # noqa: BLE001 - every refusal, expected or not, ends this subscription only
             if isinstance(exc, PolicyDenied):
                 code = "FORBIDDEN"
@@ -269,6 +270,11 @@ class _Connection:
                 {"type": "error", "id": sub_id, "payload": [{"message": str(exc), "extensions": {"code": code}}]}
             )
             self.running.pop(sub_id, None)
+            return
+        if request.root.name.value == "decisions":
+            from api.graphql.decisions import stream_decisions
+
+            await stream_decisions(services, subject, sub_id, request, self._emit)
             return
         trail.record(
             subject,

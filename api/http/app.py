@@ -22,6 +22,8 @@ from api.context import RequestContext
 from api.errors import ApiError
 from api.graphql.builder import TwinSchema, build_schema
 from api.graphql.changes import RESOLVERS as CHANGE_RESOLVERS
+from api.graphql.decisions import MUTATION_RESOLVERS as DECISION_MUTATIONS
+from api.graphql.decisions import QUERY_RESOLVERS as DECISION_QUERIES
 from api.graphql.mutations import RESOLVERS as MUTATION_RESOLVERS
 from api.graphql.queries import RootQueries
 from api.graphql.records import RESOLVERS as RECORD_RESOLVERS
@@ -168,6 +170,10 @@ def _bind(schema: TwinSchema) -> None:
     for name, resolver in {**roots.resolvers, **RECORD_RESOLVERS, **CHANGE_RESOLVERS, **SCENARIO_QUERIES}.items():
         schema.bind("Query", name, resolver)
     for name, resolver in {**MUTATION_RESOLVERS, **SCENARIO_MUTATIONS}.items():
+        schema.bind("Mutation", name, resolver)
+    for name, resolver in DECISION_QUERIES.items():
+        schema.bind("Query", name, resolver)
+    for name, resolver in DECISION_MUTATIONS.items():
         schema.bind("Mutation", name, resolver)
 
 

@@ -39,6 +39,9 @@ class TwinChange:
 
 Writeback = Callable[[str, Any], str]
 """(proposal id, parameters) -> a reference to what the source now holds; idempotent by the proposal id."""
+Effect = Callable[[str, Any, Subject], str]
+"""(proposal id, parameters, the subject the action runs as) -> a reference to what it did (published an event,
+called a webhook, ran a study); idempotent by the proposal id where the target allows it."""
 TwinChangeOf = Callable[[str, Any, "str | None", GraphStore], TwinChange]
 """(proposal id, parameters, write-back reference, store) -> the twin change."""
 
@@ -52,6 +55,7 @@ class ActionType:
     description: str
     writeback: Writeback | None = None
     twin_change: TwinChangeOf | None = None
+    effect: Effect | None = None  # runs as the action's subject, after the write-back; its failure aborts the action
 
     def check(self, values: Mapping[str, Any]) -> BaseModel:
         """The parameters typed and checked; ActionError naming the parameter and the problem."""

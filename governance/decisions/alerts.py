@@ -5,13 +5,29 @@ a twin it may not read, and evidence values are masked as a read of those twins 
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from governance.decisions.evidence import Evidence, visible_evidence
@@ -202,6 +218,66 @@ class AlertStore:
             query = query.where(t.c.state.in_(list(states)))
         with self.engine.connect() as conn:
             return [_alert(row) for row in conn.execute(query)]
+
+    def page(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        severities: Sequence[str] | None = None,
+        automations: Sequence[str] | None = None,
+        twin_uid: str | None = None,
+        classes: Sequence[str] | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 200,
+    ) -> builtins.list[Alert]:
+        """Stored alerts matching the filters, newest first, after the position `before` (created_at, id) of the
+        last one a previous page held (unmasked)."""
+        t = alert_table
+        query = select(t).order_by(t.c.created_at.desc(), t.c.id).limit(limit)
+        for column, wanted in ((t.c.state, states), (t.c.severity, severities), (t.c.automation, automations)):
+            if wanted:
+                query = query.where(column.in_(list(wanted)))
+        if classes is not None:
+            query = query.where(t.c.twin_class.in_(list(classes)))
+        if twin_uid is not None:
+            query = query.where(t.c.twin_uid == twin_uid)
+        if before is not None:
+            query = query.where(or_(t.c.created_at < before[0], and_(t.c.created_at == before[0], t.c.id > before[1])))
+        with self.engine.connect() as conn:
+            return [_alert(row) for row in conn.execute(query)]
+
+    def changed_since(self, moment: datetime, limit: int = 500) -> builtins.list[Alert]:
+        """Alerts created or changed at or after `moment`, oldest change first (unmasked)."""
+        t = alert_table
+        query = select(t).where(t.c.updated_at >= moment).order_by(t.c.updated_at, t.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [_alert(row) for row in conn.execute(query)]
+
+    def resolve_cleared(self, pairs: Sequence[tuple[str, str]], actor: str) -> builtins.list[Alert]:
+        """Resolve the open (or acknowledged) alerts of each (automation, twin uid) whose condition no longer holds;
+        the alerts this call resolved."""
+        if not pairs:
+            return []
+        t, now = alert_table, datetime.now(UTC)
+        resolved: builtins.list[Alert] = []
+        with self.engine.begin() as conn:
+            for chunk in range(0, len(pairs), 400):
+                wanted = list(pairs[chunk : chunk + 400])
+                rows = conn.execute(
+                    select(t.c.id).where(
+                        t.c.state.in_(["open", "acknowledged"]),
+                        tuple_(t.c.automation, t.c.twin_uid).in_(wanted),
+                    )
+                ).all()
+                for (alert_id,) in rows:
+                    moved = conn.execute(
+                        update(t)
+                        .where(t.c.id == alert_id, t.c.state.in_(["open", "acknowledged"]))
+                        .values(state="resolved", open_key=None, updated_at=now, updated_by=actor)
+                    ).rowcount
+                    if moved == 1:
+                        resolved.append(self._stored(conn, alert_id))
+        return resolved
 
     @classmethod
     def _stored(cls, conn: Any, alert_id: str) -> Alert:

@@ -164,6 +164,7 @@ class Automation:
     alert: AlertOutput | None = None
     action: ActionOutput | None = None
     reads: frozenset[str] = frozenset()  # properties of the twin the condition and outputs read (the evidence)
+    description: str = ""
 
     @property
     def subject(self) -> Subject:
@@ -443,6 +444,7 @@ class _Checker:
             alert=alert,
             action=action,
             reads=frozenset(reads - TWIN_FIELDS),
+            description=spec.description,
         )
 
     def _expression(

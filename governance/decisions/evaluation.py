@@ -72,6 +72,7 @@ class EvaluationReport:
 
     evaluated: int = 0  # (change or twin) x matching rule condition evaluations
     firings: list[Firing] = field(default_factory=list)
+    cleared: list[tuple[Automation, str]] = field(default_factory=list)  # alerting rules that no longer hold, by twin
     errors: list[str] = field(default_factory=list)
 
 
@@ -180,6 +181,8 @@ class Evaluator:
                 report.evaluated += 1
                 try:
                     if not rule.condition.holds(bindings):
+                        if rule.alert is not None:
+                            report.cleared.append((rule, uid))
                         continue
                     firing = Firing(rule, uid, cls, props, found, windows, change)
                     if rule.alert is not None:

@@ -110,6 +110,8 @@ class Executor:
                 raise ActionError(f"action type {proposal.action_type!r} is not registered in this runtime")
             params = action_type.check(proposal.parameters)
             reference = action_type.writeback(proposal_id, params) if action_type.writeback else None
+            if action_type.effect is not None:
+                reference = action_type.effect(proposal_id, params, actor)
             if action_type.twin_change is not None:
                 change = action_type.twin_change(proposal_id, params, reference, self.store)
                 apply_twin_change(self.store, self.policy, actor, change, f"decision:{proposal_id}")

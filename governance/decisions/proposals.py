@@ -27,8 +27,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     delete,
     insert,
+    or_,
     select,
     update,
 )
@@ -219,6 +221,40 @@ class ProposalStore:
         with self.engine.connect() as conn:
             return [p for (pid,) in conn.execute(query).all() if (p := self._get(conn, pid)) is not None]
 
+    def page(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        action_types: Sequence[str] | None = None,
+        automations: Sequence[str] | None = None,
+        twin_uid: str | None = None,
+        classes: Sequence[str] | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 200,
+    ) -> builtins.list[Proposal]:
+        """Proposals matching the filters, newest first, after the position `before` (created_at, id) of the last
+        one a previous page held."""
+        t = proposal_table
+        query = select(t.c.id).order_by(t.c.created_at.desc(), t.c.id).limit(limit)
+        for column, wanted in ((t.c.state, states), (t.c.action_type, action_types), (t.c.automation, automations)):
+            if wanted:
+                query = query.where(column.in_(list(wanted)))
+        if classes is not None:
+            query = query.where(t.c.twin_class.in_(list(classes)))
+        if twin_uid is not None:
+            query = query.where(t.c.twin_uid == twin_uid)
+        if before is not None:
+            query = query.where(or_(t.c.created_at < before[0], and_(t.c.created_at == before[0], t.c.id > before[1])))
+        with self.engine.connect() as conn:
+            return [p for (pid,) in conn.execute(query).all() if (p := self._get(conn, pid)) is not None]
+
+    def changed_since(self, moment: datetime, limit: int = 500) -> builtins.list[Proposal]:
+        """Proposals created or changed at or after `moment`, oldest change first."""
+        t = proposal_table
+        query = select(t.c.id).where(t.c.updated_at >= moment).order_by(t.c.updated_at, t.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [p for (pid,) in conn.execute(query).all() if (p := self._get(conn, pid)) is not None]
+
     def approve(self, proposal_id: str, approver: str, roles: Sequence[str], needed: int) -> tuple[Proposal, bool]:
         """Record `approver`'s approval; when it is the `needed`-th, the proposal is approved and its execution (as
         its proposer, whose rights were checked when it was proposed) queued in the same transaction.
@@ -242,6 +278,8 @@ class ProposalStore:
                 conn.execute(select(approval_table.c.approver).where(approval_table.c.proposal_id == proposal_id)).all()
             )
             done = count >= needed
+            if not done:
+                conn.execute(update(t).where(t.c.id == proposal_id).values(updated_at=now))
             if done:
                 moved = conn.execute(
                     update(t)

@@ -5,6 +5,10 @@ The cursor moves only by compare-and-set after a page's firings are stored, so a
 deduplication keys (one open alert per key, one open proposal per automation and twin) keep that from doubling
 anything, and so do they when two runtimes follow one store. A new runtime starts at the feed's head.
 A reload of automations.yaml (when the file changes) that fails keeps the previous set running.
+
+With a `lease` (the runtime's holder takes a lease in the relational store, connectors/leases.py), only the runtime
+that holds it evaluates automations and expires proposals; the others wait, and take over within one lease period
+when the holder dies. Executions run in every runtime: each is claimed by one worker at a time (execution.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,6 +27,7 @@ from governance.decisions.automations import AutomationError, AutomationRegistry
 from governance.decisions.evaluation import EvaluationReport, Evaluator
 from governance.decisions.execution import Executor
 from governance.decisions.service import DecisionService
+from graph.feed import FeedChange
 from graph.relational import create_tables, relational_engine
 from graph.store import GraphStore
 
@@ -83,6 +89,7 @@ class DecisionStatus:
     executed: int = 0
     errors: list[str] = field(default_factory=list)
     last_reload_error: str | None = None
+    leading: bool = True  # holds the evaluation lease (always, without one)
 
 
 class DecisionRuntime:
@@ -96,13 +103,19 @@ class DecisionRuntime:
         service: DecisionService,
         executor: Executor,
         cursor: DecisionCursor,
+        lease: Callable[[], bool] | None = None,
+        release: Callable[[], None] | None = None,
     ) -> None:
+        """`lease()` takes or renews the evaluation lease (False while another runtime holds it); `release()` gives
+        it up when the runtime stops."""
         self.registry = registry
         self.store = store
         self.evaluator = evaluator
         self.service = service
         self.executor = executor
         self.cursor = cursor
+        self.lease = lease
+        self.release = release
         self.status = DecisionStatus()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -125,6 +138,8 @@ class DecisionRuntime:
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
+        if self.release is not None:
+            self.release()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -144,6 +159,14 @@ class DecisionRuntime:
         """One turn: reload if the file changed, one feed page, due schedules, expiry, due executions. Whether there
         was work (so the loop does not sleep)."""
         self._maybe_reload()
+        self.status.leading = self.lease is None or self.lease()
+        page = self._evaluate() if self.status.leading else []
+        outcomes = self.executor.run_and_record(self.service.executed)
+        self.status.executed += sum(outcome.state == "done" for outcome in outcomes)
+        return bool(page) or bool(outcomes)
+
+    def _evaluate(self) -> list[FeedChange]:
+        """One feed page and the due schedules evaluated, expired proposals marked; the page."""
         rules = self.registry.current
         seen = self.cursor.get(self.store.feed.head())
         page = self.store.feed.read(seen, PAGE)
@@ -157,9 +180,7 @@ class DecisionRuntime:
                 self._next_run[rule.name] = now + (rule.every_seconds or 60.0)
                 self._handle(self.evaluator.scheduled(rule))
         self.service.expire()
-        outcomes = self.executor.run_and_record(self.service.executed)
-        self.status.executed += sum(outcome.state == "done" for outcome in outcomes)
-        return bool(page) or bool(outcomes)
+        return page
 
     def _handle(self, report: EvaluationReport) -> None:
         self.status.evaluated += report.evaluated
@@ -168,6 +189,8 @@ class DecisionRuntime:
             self.status.errors = (self.status.errors + report.errors)[-20:]
         for firing in report.firings:
             self.service.fire(firing)
+        if report.cleared:
+            self.service.clear(report.cleared)
 
     def _file_time(self) -> float | None:
         try:

@@ -17,9 +17,11 @@ from governance.audit import AuditEvent, AuditLog, Decision
 from governance.decisions.actions import ActionError, ActionTypes
 from governance.decisions.alerts import Alert, AlertError, AlertStore, visible_alerts
 from governance.decisions.approval import ApprovalRefused, approval_rule, check_decider
+from governance.decisions.automations import Automation
 from governance.decisions.evaluation import Firing
 from governance.decisions.evidence import Evidence, EvidenceTwin, LineageRef, evidence_values, visible_evidence
 from governance.decisions.execution import ExecutionOutcome
+from governance.decisions.paging import Page, visible_page
 from governance.decisions.proposals import Proposal, ProposalError, ProposalStore
 from governance.errors import PolicyDenied
 from governance.identity import Subject
@@ -55,10 +57,51 @@ class DecisionService:
     # ------------------------------------------------------------------ reads
 
     def list_alerts(self, subject: Subject, states: Sequence[str] | None = None, limit: int = 200) -> list[Alert]:
-        """The alerts `subject` may see, evidence masked, newest first."""
-        shown = visible_alerts(self.alerts.list(states, limit), self.policy, subject, self.store)
-        self._record(subject, "decision.alerts.read", Decision.ALLOW, {"states": list(states or ())}, rows=len(shown))
-        return shown
+        """The alerts `subject` may see, evidence masked, newest first (the policy filters before the limit)."""
+        return self.page_alerts(subject, states=states, first=limit).items
+
+    def page_alerts(
+        self,
+        subject: Subject,
+        *,
+        states: Sequence[str] | None = None,
+        severities: Sequence[str] | None = None,
+        automations: Sequence[str] | None = None,
+        twin_uid: str | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Page[Alert]:
+        """A page of the alerts `subject` may see, filtered, evidence masked, newest first; the policy's filter runs
+        before the page is cut (a page is never short because of hidden alerts in it)."""
+        classes = self.readable_classes(subject)
+        found: Page[Alert] = (
+            Page([], None, False)
+            if classes is not None and not classes
+            else visible_page(
+                lambda before, limit: self.alerts.page(
+                    states=states,
+                    severities=severities,
+                    automations=automations,
+                    twin_uid=twin_uid,
+                    classes=classes,
+                    before=before,
+                    limit=limit,
+                ),
+                lambda batch: visible_alerts(batch, self.policy, subject, self.store),
+                lambda alert: (alert.created_at, alert.id),
+                first,
+                after,
+            )
+        )
+        filters = {"states": list(states or ()), "severities": list(severities or ()), "twin": twin_uid}
+        self._record(subject, "decision.alerts.read", Decision.ALLOW, filters, rows=len(found.items))
+        return found
+
+    def readable_classes(self, subject: Subject) -> list[str] | None:
+        """The classes whose twins `subject` may read (None: every class)."""
+        names = [c.name for c in self.policy.ontology.classes.values()]
+        allowed = [name for name in names if self.policy.decide(subject, "read", name).allowed]
+        return None if len(allowed) == len(names) else allowed
 
     def alert(self, subject: Subject, alert_id: str) -> Alert:
         """One alert as `subject` may see it; AlertError when there is none it may see (absent and hidden alike)."""
@@ -70,12 +113,69 @@ class DecisionService:
         return shown[0]
 
     def list_proposals(self, subject: Subject, states: Sequence[str] | None = None, limit: int = 200) -> list[Proposal]:
-        """The proposals `subject` may see (it reads the twin's class and sees the twin), evidence masked."""
-        shown = self._visible(self.proposals.list(states, limit), subject)
-        self._record(
-            subject, "decision.proposals.read", Decision.ALLOW, {"states": list(states or ())}, rows=len(shown)
+        """The proposals `subject` may see (it reads the twin's class and sees the twin), evidence masked; the
+        policy filters before the limit."""
+        return self.page_proposals(subject, states=states, first=limit).items
+
+    def page_proposals(
+        self,
+        subject: Subject,
+        *,
+        states: Sequence[str] | None = None,
+        action_types: Sequence[str] | None = None,
+        automations: Sequence[str] | None = None,
+        twin_uid: str | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Page[Proposal]:
+        """A page of the proposals `subject` may see, filtered, masked, newest first (policy before the page cut)."""
+        classes = self.readable_classes(subject)
+        found: Page[Proposal] = (
+            Page([], None, False)
+            if classes is not None and not classes
+            else visible_page(
+                lambda before, limit: self.proposals.page(
+                    states=states,
+                    action_types=action_types,
+                    automations=automations,
+                    twin_uid=twin_uid,
+                    classes=classes,
+                    before=before,
+                    limit=limit,
+                ),
+                lambda batch: self._visible(batch, subject),
+                lambda proposal: (proposal.created_at, proposal.id),
+                first,
+                after,
+            )
         )
-        return shown
+        filters = {"states": list(states or ()), "action_types": list(action_types or ()), "twin": twin_uid}
+        self._record(subject, "decision.proposals.read", Decision.ALLOW, filters, rows=len(found.items))
+        return found
+
+    def changed_since(self, subject: Subject, moment: datetime) -> tuple[list[Alert], list[Proposal]]:
+        """Alerts and proposals created or changed at or after `moment` that `subject` may see, masked (for a
+        subscription, which records its reads once when it starts)."""
+        alerts = visible_alerts(self.alerts.changed_since(moment), self.policy, subject, self.store)
+        proposals = self._visible(self.proposals.changed_since(moment), subject)
+        return alerts, proposals
+
+    def may_decide(self, subject: Subject, proposal: Proposal) -> bool:
+        """Whether `subject` may approve `proposal` now (the console shows its buttons by this)."""
+        try:
+            check_decider(
+                self.policy,
+                subject,
+                proposal.action_type,
+                proposal.proposer,
+                proposal.state,
+                proposal.expires_at,
+                proposal.approved_by,
+                approving=True,
+            )
+        except ApprovalRefused:
+            return False
+        return True
 
     def proposal(self, subject: Subject, proposal_id: str) -> Proposal:
         """One proposal as `subject` may see it; ProposalError when there is none it may see."""
@@ -333,6 +433,28 @@ class DecisionService:
                         "automatic: the policy allows this action type to run without approval",
                     )
         return alert, proposal
+
+    def clear(self, cleared: Sequence[tuple[Automation, str]]) -> list[Alert]:
+        """Resolve the open alerts of automations whose condition no longer holds for a twin (each recorded)."""
+        rules = {rule.name: rule for rule, _ in cleared if rule.alert is not None}
+        pairs = sorted({(rule.name, uid) for rule, uid in cleared if rule.name in rules})
+        resolved = self.alerts.resolve_cleared(pairs, "twin decisions") if pairs else []
+        for alert in resolved:
+            rule = rules[alert.automation]
+            self._record(
+                rule.subject,
+                "alert.resolve",
+                Decision.ALLOW,
+                {"alert": alert.id, "automation": rule.name},
+                {
+                    "alert": alert.id,
+                    "reason": "automatic: the condition no longer holds",
+                    "rule": rule.name,
+                    "rule_version": rule.version,
+                    "twin": alert.twin_uid,
+                },
+            )
+        return resolved
 
     def expire(self) -> list[Proposal]:
         """Expire every proposal past its time (each recorded)."""

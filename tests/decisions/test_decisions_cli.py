@@ -95,3 +95,43 @@ def test_serve_refuses_to_start_on_a_broken_automations_file(tmp_path: Path, mon
         and "automations.yaml:4:automation'a':trigger.change.class:unknownclass'Gizmo'" in message
     )
     assert "Traceback" not in refused.output
+
+
+def test_ack_snooze_and_resolve_an_alert(cli_env: Runtime) -> None:
+    from governance.decisions.evidence import Evidence
+
+    material = cli_env.store.query("MATCH (m:Material) RETURN m.uid ORDER BY m.uid LIMIT 1")[0][0]
+    alert, _ = cli_env.decisions.alerts.raise_alert(
+        automation="reorder-materials",
+        rule_version="v1",
+        severity="warning",
+        key=f"reorder:{material}",
+        twin_uid=material,
+        twin_class="Material",
+        message="low stock",
+        evidence=Evidence(),
+        actor="automation:reorder-materials",
+    )
+    acked = runner.invoke(app, ["decisions", "ack", alert.id, "--reason", "looking"])
+    assert acked.exit_code == 0 and f"alert {alert.id}: acknowledged" in _flat(acked.output)
+    again = runner.invoke(app, ["decisions", "ack", alert.id])
+    assert again.exit_code == 1 and "cannot be acknowledged" in _flat(again.output)
+    bad = runner.invoke(app, ["decisions", "snooze", alert.id, "--until", "tomorrow"])
+    assert bad.exit_code == 1 and "not an ISO 8601 date-time" in _flat(bad.output)
+    past = runner.invoke(app, ["decisions", "snooze", alert.id, "--until", "2020-01-01T00:00"])
+    assert past.exit_code == 1 and "future" in _flat(past.output)
+    snoozed = runner.invoke(app, ["decisions", "snooze", alert.id, "--until", "2999-01-01T00:00"])
+    assert snoozed.exit_code == 0 and "snoozed until 2999-01-01 00:00" in _flat(snoozed.output)
+    resolved = runner.invoke(app, ["decisions", "resolve", alert.id, "--reason", "restocked"])
+    assert resolved.exit_code == 0 and "resolved" in _flat(resolved.output)
+    listed = json.loads(runner.invoke(app, ["decisions", "list", "--json", "--state", "resolved"]).output)
+    assert [a["id"] for a in listed["alerts"]] == [alert.id]
+    operations = [
+        (r.operation, r.decision) for r in cli_env.audit.query(limit=1000) if r.operation.startswith("alert.")
+    ]
+    assert ("alert.acknowledge", "allow") in operations and ("alert.acknowledge", "deny") in operations
+    assert ("alert.snooze", "allow") in operations and ("alert.resolve", "allow") in operations
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # the console wraps long lines

@@ -9,6 +9,7 @@ import { completeSignOn, signOnConfig } from "./signOn.js";
 import { activityView } from "./views/activity.js";
 import { auditView } from "./views/audit.js";
 import { graphView } from "./views/graph.js";
+import { inboxView } from "./views/inbox.js";
 import { lineageView } from "./views/lineage.js";
 import { scenariosView } from "./views/scenarios.js";
 
@@ -18,6 +19,7 @@ const VIEWS = {
   lineage: { title: "Lineage", render: lineageView },
   audit: { title: "Audit", render: auditView },
   activity: { title: "Activity", render: activityView },
+  inbox: { title: "Inbox", render: inboxView },
 };
 const HOME_BY_ROLE = { executive: "scenarios", compliance: "audit" };
 
