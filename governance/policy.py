@@ -33,6 +33,9 @@ OPERATIONS = frozenset(
         "connector.run",
         "graph.cypher",
         "erase",
+        "forecast.run",
+        "forecast.read",
+        "model.approve",
     }
 )
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.

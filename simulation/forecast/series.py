@@ -44,7 +44,7 @@ from simulation.forecast.errors import SeriesDataError, SeriesSpecError, Unknown
 
 Freq = Literal["H", "D", "W", "M"]
 SEASON_LENGTH: dict[str, int] = {"H": 24, "D": 7, "W": 52, "M": 12}
-_PERIOD = {"H": "h", "D": "D", "W": "W-SUN", "M": "M"}
+PERIOD_CODES = {"H": "h", "D": "D", "W": "W-SUN", "M": "M"}
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _STRICT = ConfigDict(extra="forbid", populate_by_name=True)
@@ -499,7 +499,7 @@ def _regular(definition: SeriesDef, frame: pd.DataFrame, lineage: SeriesLineage)
     missing_value = int(frame["value"].isna().sum())
     frame = pd.DataFrame({"time": times.dt.tz_localize(None), "value": values, "group": frame["group"]})
     frame = frame.dropna(subset=["time"])
-    period = frame["time"].dt.to_period(_PERIOD[definition.freq])
+    period = frame["time"].dt.to_period(PERIOD_CODES[definition.freq])
     frame = frame.assign(period=period)
     out = []
     groups = frame.groupby(frame["group"].fillna(""), sort=True) if frame["group"].notna().any() else [("", frame)]
@@ -516,7 +516,7 @@ def _regular(definition: SeriesDef, frame: pd.DataFrame, lineage: SeriesLineage)
         bucket = part.groupby("period")["value"].agg(agg)
         if bucket.empty:
             continue
-        full = pd.period_range(bucket.index.min(), bucket.index.max(), freq=_PERIOD[definition.freq])
+        full = pd.period_range(bucket.index.min(), bucket.index.max(), freq=PERIOD_CODES[definition.freq])
         bucket = bucket.reindex(full)
         gaps = int(bucket.isna().sum())
         if gaps:
