@@ -202,16 +202,32 @@ def check_drift(series: SeriesSet, name: str, ctx: ForecastContext, *, subject: 
         champion = ctx.registry.champion(data.name)
         if champion is None:
             continue
-        periods = list(data.periods)
-        recent = [float(v) for p, v in zip(periods, data.values, strict=True) if p > champion.train_end]
-        if not recent:
+        first_recent = next((i for i, p in enumerate(data.periods) if p > champion.train_end), None)
+        if first_recent is None:
             continue
+        recent, reference = _drift_samples(data.values, first_recent, data.season_length)
         reports.append(
             ctx.registry.check_drift(
-                subject, data.name, recent, realised_mase=_realised_mase(ctx, data, champion.version_id)
+                subject,
+                data.name,
+                recent,
+                reference=reference,
+                realised_mase=_realised_mase(ctx, data, champion.version_id),
             )
         )
     return reports
+
+
+def _drift_samples(values: np.ndarray, first_recent: int, season: int) -> tuple[list[float], list[float] | None]:
+    """Recent inputs and their reference: for a series with a full season before its training data ends, the
+    year-over-year log ratios (so a season is not mistaken for a shift); otherwise the raw values against the
+    champion's training sample (None)."""
+    if season > 1 and first_recent - season >= max(8, season // 2):  # enough training ratios to compare with
+        logs = np.log1p(np.maximum(values, 0))
+        ratios = logs[season:] - logs[:-season]
+        cut = first_recent - season
+        return ratios[cut:].tolist(), ratios[:cut].tolist()
+    return [float(v) for v in values[first_recent:]], None
 
 
 def _realised_mase(ctx: ForecastContext, data: SeriesData, version_id: str) -> float | None:
