@@ -65,7 +65,8 @@ def test_forecasts_are_stored_with_model_version_digest_and_lineage(
     assert stored.model_version == champion.version_id and stored.input_digest == champion.input_digest
     assert len(stored.input_digest) == 64 and stored.lineage["kind"] == "records"
     assert len(stored.points["mean"]) == 13 and stored.points["periods"][0] > stored.history["periods"][-1]
-    assert all(lo <= m <= hi for lo, m, hi in zip(stored.points["lo"], stored.points["mean"], stored.points["hi"]))
+    bands = zip(stored.points["lo"], stored.points["mean"], stored.points["hi"], strict=True)
+    assert all(lo <= m <= hi for lo, m, hi in bands)
     assert set(stored.backtests) >= {"seasonal_naive", "auto_ets", "auto_theta", "auto_arima"}
     runs = context.audit.query(operation="forecast.run")
     assert runs and runs[-1].decision == Decision.ALLOW and runs[-1].rows_returned == 4
