@@ -173,6 +173,45 @@ def _register(ctx: ForecastContext, subject: Subject, data: SeriesData, forecast
     )
 
 
+def backtest_series(
+    series: SeriesSet,
+    name: str,
+    ctx: ForecastContext,
+    *,
+    subject: Subject,
+    horizon: int | None = None,
+    windows: int = 3,
+) -> dict[str, dict[str, Any]]:
+    """Backtest every candidate on each group of series `name` as `subject` (nothing stored; audited):
+    series -> {champion, backtests, warnings} (a group that fails carries its error)."""
+    definition = series.get(name)
+    variables = {"series": name, "horizon": horizon, "windows": windows, "backtest": True}
+    require(ctx, subject, READ, series.classes[definition.name], variables)
+    reader = SeriesReader(ctx.graph, ctx.database_url, ctx.data_dir, ctx.policy.read_scope(subject))
+    results: dict[str, dict[str, Any]] = {}
+    for data in reader.read(series, name):
+        try:
+            found = forecast_series(data.values, horizon or definition.horizon, data.season_length, windows=windows)
+            results[data.name] = {
+                "champion": found.kind,
+                "backtests": {k: b.as_dict() for k, b in found.backtests.items()},
+                "warnings": [*data.warnings, *found.warnings],
+            }
+        except Exception as exc:  # one bad series never stops the others
+            results[data.name] = {"champion": None, "backtests": {}, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    ctx.audit.append(
+        AuditEvent.for_subject(
+            subject,
+            READ,
+            Decision.ALLOW,
+            variables=variables,
+            policy_version=ctx.policy.version,
+            rows_returned=len(results),
+        )
+    )
+    return results
+
+
 def read_forecast(name: str, ctx: ForecastContext, *, subject: Subject) -> StoredForecast:
     """The newest stored forecast of series `name` as `subject` (refused when a class it is about is hidden)."""
     found = ctx.forecasts.latest(name)
