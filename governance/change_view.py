@@ -51,7 +51,9 @@ class ChangeGate:
         classes: dict[str, tuple[str, ...] | None] = {}  # class -> its labels, or None when the subject may not read it
         shown: list[ChangeView] = []
         for change in changes:
-            view = self._twin(change, now, classes) if change.kind == "twin" else self._link(change, now)
+            # an anomaly event (simulation/forecast/anomaly.py) is shown and masked like a change of its asset twin
+            twin_like = change.kind in ("twin", "anomaly")
+            view = self._twin(change, now, classes) if twin_like else self._link(change, now)
             if view is not None:
                 shown.append(view)
         return shown

@@ -35,6 +35,9 @@ OPERATIONS = frozenset(
         "graph.cypher",
         "erase",
         "keys.rotate",
+        "forecast.run",
+        "forecast.read",
+        "model.approve",
     }
 )
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.

@@ -28,6 +28,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "scenario": LazyCommand(
         "api.cli.scenario:app", "What-if studies on the twin: run scenarios, compare them against baseline."
     ),
+    "forecast": LazyCommand(
+        "api.cli.forecast:app",
+        "Forecasts of KPI and demand series: run, show, backtest; model versions: list, approve, promote, drift.",
+    ),
     "audit": LazyCommand("api.cli.audit:app", "Verify and export the audit log."),
     "token": LazyCommand(
         "api.cli.token:token",

@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from connectors.registry import ConnectorRegistry
-from connectors.sample.enterprise import SampleEnterpriseError, SampleManifest, generate_sample
+from connectors.sample.enterprise import SampleEnterpriseError, SampleManifest, generate_sample, generate_sample_demand
 from connectors.service import run_connector
 from connectors.sync import SyncEngine, SyncReport
 from governance.audit import AuditLog
@@ -31,8 +31,12 @@ def prepare_sample(sample_dir: Path, size: str | int) -> tuple[SampleManifest, b
         manifest = None
     wanted = size if isinstance(size, str) else "custom"
     if manifest is not None and manifest.size == wanted and (isinstance(size, str) or manifest.people == size):
+        if not (sample_dir / "demand.sqlite").is_file():
+            generate_sample_demand(sample_dir)
         return manifest, False
-    return generate_sample(sample_dir, size), True
+    manifest = generate_sample(sample_dir, size)
+    generate_sample_demand(sample_dir)  # three years of daily demand per product: what forecasts are backtested on
+    return manifest, True
 
 
 def sync_sample(

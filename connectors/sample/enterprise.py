@@ -30,6 +30,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from connectors.errors import ConnectorError
+from connectors.sample.demand import DemandHistory, DemandShape, generate_demand_history, line_factor
 from connectors.sample.tables import CRM, ERP, HR, SYSTEMS
 
 SampleSize = Literal["tiny", "small", "medium", "large"]
@@ -1010,6 +1011,49 @@ SUPPLIER_WORDS = {
     "raw": ("Steel", "Metals", "Alloys", "Polymers", "Chemicals", "Castings"),
     "component": ("Components", "Electronics", "Bearings", "Drives", "Seals", "Precision Parts"),
 }
+
+
+def line_shapes() -> list[DemandShape]:
+    """The demand model of each product line (in `PRODUCT_LINES` order): level = its mean order quantity."""
+    return [DemandShape(pl.mean_quantity, 0.08, pl.seasonal_amplitude, pl.peak_day_of_year) for pl in PRODUCT_LINES]
+
+
+def generate_sample_demand(
+    sample_dir: Path,
+    *,
+    seed: int = 7,
+    years: int = 3,
+    level_factor: float = 1.0,
+    shift_from: date | None = None,
+) -> DemandHistory:
+    """Write `years` of daily demand for every product of the sample's ERP (per sales channel) into
+    `sample_dir/demand.sqlite`, each product shaped by its line's demand model and its popularity."""
+    erp = sample_dir / "erp.sqlite"
+    if not erp.is_file():
+        raise SampleEnterpriseError(f"{erp} is missing: generate the sample first (`generate_sample`)")
+    con = sqlite3.connect(f"file:{erp}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT sku, product_line FROM products ORDER BY product_id").fetchall()
+    finally:
+        con.close()
+    lines = {pl.name: (pl, shape) for pl, shape in zip(PRODUCT_LINES, line_shapes(), strict=True)}
+    products: list[tuple[str, DemandShape]] = []
+    rank: dict[str, int] = {}
+    for sku, line in rows:
+        if line not in lines:
+            raise SampleEnterpriseError(f"product {sku!r} has an unknown product line {str(line)[:40]!r}")
+        pl, shape = lines[line]
+        rank[line] = rank.get(line, 0) + 1
+        popularity = 2.0 / rank[line] ** 0.5  # the line's best seller sells most
+        products.append(
+            (
+                sku,
+                DemandShape(pl.mean_quantity * popularity + 2.0, 0.08, shape.yearly_amplitude, shape.peak_day_of_year),
+            )
+        )
+    return generate_demand_history(
+        sample_dir, products, seed=seed, years=years, as_of=AS_OF, level_factor=level_factor, shift_from=shift_from
+    )
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -2070,8 +2114,14 @@ def _build_erp(plan: _Plan, seed: int, as_of_day: int, people: _People, companie
         candidates = line_products[li]
         popularity = 1.0 / (orng.permutation(len(candidates)) + 1.0) ** 0.8
         l_prod[mask] = orng.choice(candidates, int(mask.sum()), p=popularity / popularity.sum())
+    # quantities follow each line's demand model (trend and yearly season; connectors/sample/demand.py) with noise
     mean_q = np.array([pl.mean_quantity for pl in PRODUCT_LINES])[l_line]
-    qty = 1 + orng.poisson(orng.gamma(1.5, np.maximum(mean_q - 1, 0.05) / 1.5))
+    shape_factor = np.empty(len(l_order))
+    for li, shape in enumerate(line_shapes()):
+        mask = l_line == li
+        shape_factor[mask] = line_factor(shape, o_day_a[l_order[mask]], first_day)
+    drng = _rng(seed, "erp.demand")
+    qty = 1 + drng.poisson(drng.gamma(2.0, np.maximum(mean_q * shape_factor - 1, 0.05) / 2.0))
     l_price = np.round(price[l_prod] * (1 - discount[o_cust[l_order]]), 2)
     total = np.round(np.bincount(l_order, weights=qty * l_price, minlength=n_o), 2)
     ship_lead = 2 + orng.poisson(6, n_o) + np.where(o_line_a == 3, 14, 0)

@@ -1,0 +1,293 @@
+"""The forecast services: every edge (CLI, GraphQL) runs, reads and checks forecasts through here, so the policy
+decision (the operation, and reading every class a series is about), the caller's read scope, the model registry and
+the audit record cannot be forgotten.
+
+A run reads the series as the caller may see them, backtests every candidate model, and forecasts with the series'
+champion model version (the registry's; the first run's best model becomes it). When another model wins the backtest,
+it is registered as a challenger, which serves no forecast until someone else approves it and it is promoted. One
+series that fails never stops the others: its outcome says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from governance.audit import AuditEvent, AuditLog, Decision
+from governance.errors import PolicyDenied
+from governance.identity import Subject
+from governance.models import DriftReport, ModelRegistry
+from governance.policy import Policy
+from graph.store import GraphStore
+from simulation.forecast.errors import ForecastError
+from simulation.forecast.forecasting import MODEL_KINDS, Forecast, forecast_series, mase_scale
+from simulation.forecast.series import SeriesData, SeriesReader, SeriesSet
+from simulation.forecast.store import ForecastStore, StoredForecast
+
+RUN = "forecast.run"
+READ = "forecast.read"
+
+
+@dataclass(frozen=True)
+class ForecastOutcome:
+    """What a run did for one series."""
+
+    series: str
+    status: str  # stored | failed
+    forecast_id: str | None = None
+    kind: str | None = None
+    model_version: str | None = None
+    best_kind: str | None = None
+    challenger: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass
+class ForecastContext:
+    """What a forecast service call works with: the stores, the policy and audit, where sources live."""
+
+    forecasts: ForecastStore
+    registry: ModelRegistry
+    policy: Policy
+    audit: AuditLog
+    graph: GraphStore | None = None
+    database_url: str | None = None
+    data_dir: Path | None = None
+
+
+def _deny(ctx: ForecastContext, subject: Subject, operation: str, variables: Mapping[str, object], why: str) -> None:
+    ctx.audit.append(
+        AuditEvent.for_subject(
+            subject, operation, Decision.DENY, variables=variables, policy_version=ctx.policy.version, detail=why
+        )
+    )
+    raise PolicyDenied(f"{subject.sub} may not {operation} {str(variables.get('series', ''))[:120]}: {why}")
+
+
+def require(
+    ctx: ForecastContext, subject: Subject, operation: str, classes: tuple[str, ...], variables: Mapping[str, object]
+) -> None:
+    """Refuse (and audit) unless the subject may do `operation` and read every class the series is about."""
+    decision = ctx.policy.decide(subject, "operation", operation)
+    if not decision.allowed:
+        _deny(ctx, subject, operation, variables, decision.reason)
+    for cls in classes:
+        if cls and not ctx.policy.decide(subject, "read", cls).allowed:
+            _deny(ctx, subject, operation, variables, f"the series reads {cls} twins, which the role may not read")
+
+
+def run_forecasts(
+    series: SeriesSet,
+    name: str,
+    ctx: ForecastContext,
+    *,
+    subject: Subject,
+    horizon: int | None = None,
+    windows: int = 3,
+) -> list[ForecastOutcome]:
+    """Forecast the series `name` (each group of it) as `subject`; store each forecast with its model version."""
+    definition = series.get(name)
+    classes = series.classes[definition.name]
+    variables = {"series": name, "horizon": horizon, "windows": windows}
+    require(ctx, subject, RUN, classes, variables)
+    reader = SeriesReader(ctx.graph, ctx.database_url, ctx.data_dir, ctx.policy.read_scope(subject))
+    try:
+        found = reader.read(series, name)
+    except ForecastError as exc:
+        _audit_run(ctx, subject, variables, None, {"status": "failed", "error": str(exc)[:300]})
+        raise
+    outcomes = [_one(data, ctx, subject, horizon or definition.horizon, windows) for data in found]
+    stored = sum(o.status == "stored" for o in outcomes)
+    _audit_run(
+        ctx,
+        subject,
+        variables,
+        stored,
+        {"status": "completed", "series": len(outcomes), "stored": stored, "failed": len(outcomes) - stored},
+    )
+    return outcomes
+
+
+def _audit_run(
+    ctx: ForecastContext, subject: Subject, variables: Mapping[str, object], rows: int | None, outcome: dict[str, Any]
+) -> None:
+    ctx.audit.append(AuditEvent.of_run(subject, RUN, ctx.policy.version, variables, rows, outcome))
+
+
+def _one(data: SeriesData, ctx: ForecastContext, subject: Subject, horizon: int, windows: int) -> ForecastOutcome:
+    """Forecast one series; any failure becomes a failed outcome (never an exception mid-batch)."""
+    try:
+        best = forecast_series(data.values, horizon, data.season_length, windows=windows)
+        champion = ctx.registry.champion(data.name)
+        challenger = None
+        if champion is None:
+            champion = _register(ctx, subject, data, best)
+            used = best
+        elif champion.kind == best.kind:
+            used = best
+        else:
+            known = {v.kind for v in ctx.registry.challengers(data.name)}
+            if best.kind not in known and best.kind in MODEL_KINDS and _beats(best, champion.metrics):
+                challenger = _register(ctx, subject, data, best).version_id
+            used = forecast_series(data.values, horizon, data.season_length, windows=windows, kind=champion.kind)
+        forecast_id = ctx.forecasts.save(data, used, created_by=subject.sub, model_version=champion.version_id)
+        return ForecastOutcome(
+            data.name,
+            "stored",
+            forecast_id,
+            used.kind,
+            champion.version_id,
+            best.kind,
+            challenger,
+            used.champion.as_dict() if used.champion else {},
+            (*data.warnings, *used.warnings),
+        )
+    except Exception as exc:  # one bad series never stops the batch: its outcome carries the reason
+        return ForecastOutcome(data.name, "failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def _beats(best: Forecast, champion_metrics: Mapping[str, Any]) -> bool:
+    mase = champion_metrics.get("mase")
+    return best.champion is not None and (not isinstance(mase, int | float) or best.champion.mase < mase)
+
+
+def _register(ctx: ForecastContext, subject: Subject, data: SeriesData, forecast: Forecast) -> Any:
+    metrics = forecast.champion.as_dict() if forecast.champion else {}
+    return ctx.registry.register(
+        subject,
+        series=data.name,
+        kind=forecast.kind,
+        params=forecast.params or {"season_length": forecast.season_length},
+        train_start=data.periods[0],
+        train_end=data.periods[-1],
+        train_points=len(data.values),
+        input_digest=data.digest,
+        metrics=metrics,
+        reference=[float(v) for v in data.values],
+    )
+
+
+def backtest_series(
+    series: SeriesSet,
+    name: str,
+    ctx: ForecastContext,
+    *,
+    subject: Subject,
+    horizon: int | None = None,
+    windows: int = 3,
+) -> dict[str, dict[str, Any]]:
+    """Backtest every candidate on each group of series `name` as `subject` (nothing stored; audited):
+    series -> {champion, backtests, warnings} (a group that fails carries its error)."""
+    definition = series.get(name)
+    variables = {"series": name, "horizon": horizon, "windows": windows, "backtest": True}
+    require(ctx, subject, READ, series.classes[definition.name], variables)
+    reader = SeriesReader(ctx.graph, ctx.database_url, ctx.data_dir, ctx.policy.read_scope(subject))
+    results: dict[str, dict[str, Any]] = {}
+    for data in reader.read(series, name):
+        try:
+            found = forecast_series(data.values, horizon or definition.horizon, data.season_length, windows=windows)
+            results[data.name] = {
+                "champion": found.kind,
+                "backtests": {k: b.as_dict() for k, b in found.backtests.items()},
+                "warnings": [*data.warnings, *found.warnings],
+            }
+        except Exception as exc:  # one bad series never stops the others
+            results[data.name] = {"champion": None, "backtests": {}, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    ctx.audit.append(
+        AuditEvent.for_subject(
+            subject,
+            READ,
+            Decision.ALLOW,
+            variables=variables,
+            policy_version=ctx.policy.version,
+            rows_returned=len(results),
+        )
+    )
+    return results
+
+
+def read_forecast(name: str, ctx: ForecastContext, *, subject: Subject) -> StoredForecast:
+    """The newest stored forecast of series `name` as `subject` (refused when a class it is about is hidden)."""
+    found = ctx.forecasts.latest(name)
+    classes = tuple(found.lineage.get("classes") or ())
+    require(ctx, subject, READ, classes, {"series": name})
+    ctx.audit.append(
+        AuditEvent.for_subject(
+            subject,
+            READ,
+            Decision.ALLOW,
+            variables={"series": name},
+            policy_version=ctx.policy.version,
+            rows_returned=1,
+        )
+    )
+    return found
+
+
+def check_drift(series: SeriesSet, name: str, ctx: ForecastContext, *, subject: Subject) -> list[DriftReport]:
+    """Check every group of series `name` for drift against its champion: inputs since the champion was trained
+    (PSI, KS) and the accuracy of stored forecasts on the values realised since (MASE against the backtest's)."""
+    definition = series.get(name)
+    require(ctx, subject, RUN, series.classes[definition.name], {"series": name})
+    reader = SeriesReader(ctx.graph, ctx.database_url, ctx.data_dir, ctx.policy.read_scope(subject))
+    reports = []
+    for data in reader.read(series, name):
+        champion = ctx.registry.champion(data.name)
+        if champion is None:
+            continue
+        first_recent = next((i for i, p in enumerate(data.periods) if p > champion.train_end), None)
+        if first_recent is None:
+            continue
+        recent, reference = _drift_samples(data.values, first_recent, data.season_length)
+        reports.append(
+            ctx.registry.check_drift(
+                subject,
+                data.name,
+                recent,
+                reference=reference,
+                realised_mase=_realised_mase(ctx, data, champion.version_id),
+            )
+        )
+    return reports
+
+
+def _drift_samples(values: np.ndarray, first_recent: int, season: int) -> tuple[list[float], list[float] | None]:
+    """Recent inputs and their reference: for a series with a full season before its training data ends, the
+    year-over-year log ratios (so a season is not mistaken for a shift); otherwise the raw values against the
+    champion's training sample (None)."""
+    if season > 1 and first_recent - season >= max(8, season // 2):  # enough training ratios to compare with
+        logs = np.log1p(np.maximum(values, 0))
+        ratios = logs[season:] - logs[:-season]
+        cut = first_recent - season
+        return ratios[cut:].tolist(), ratios[:cut].tolist()
+    return [float(v) for v in values[first_recent:]], None
+
+
+def _realised_mase(ctx: ForecastContext, data: SeriesData, version_id: str) -> float | None:
+    """MASE of the newest stored forecast of this version on the values realised since it was made."""
+    actual = dict(zip(data.periods, data.values.tolist(), strict=True))
+    for stored in ctx.forecasts.of_series(data.name):
+        if stored.model_version != version_id:
+            continue
+        pairs = [
+            (actual[p], m) for p, m in zip(stored.points["periods"], stored.points["mean"], strict=True) if p in actual
+        ]
+        if not pairs:
+            continue
+        history = np.asarray(stored.history["values"], dtype=np.float64)
+        scale = mase_scale(history, stored.season_length)
+        if scale <= 0:
+            return None
+        return float(np.mean([abs(a - m) for a, m in pairs]) / scale)
+    return None
+
+
+def known_series(ctx: ForecastContext, prefix: str = "") -> list[str]:
+    """Series with stored forecasts."""
+    return ctx.forecasts.series_names(prefix)

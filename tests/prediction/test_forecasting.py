@@ -1,0 +1,112 @@
+"""Forecasts: the champion on AirPassengers (shipped with statsforecast), backtest metrics against hand-computed
+ones, calibrated intervals, and the documented fallbacks for unusable history."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from statsforecast.utils import AirPassengers
+
+from simulation.forecast.errors import SeriesDataError
+from simulation.forecast.forecasting import (
+    Backtest,
+    backtest,
+    choose_champion,
+    fit_forecast,
+    forecast_series,
+    mase_scale,
+    smape,
+)
+
+
+def test_air_passengers_champion_holdout_mape_is_at_most_5_percent() -> None:
+    y = np.asarray(AirPassengers, dtype=np.float64)
+    train, test = y[:-12], y[-12:]
+    forecast = forecast_series(train, 12, 12)
+    mape = float(np.mean(np.abs(test - forecast.mean) / test))
+    assert mape <= 0.05, (forecast.kind, mape)
+    naive_mape = float(np.mean(np.abs(test - fit_forecast("seasonal_naive", train, 12, 12)[0]) / test))
+    assert mape < naive_mape
+    assert set(forecast.backtests) == {"seasonal_naive", "auto_ets", "auto_theta", "auto_arima"}
+    assert forecast.kind == choose_champion(forecast.backtests)
+    assert forecast.champion is not None and forecast.champion.mase < forecast.backtests["seasonal_naive"].mase
+    assert np.all(forecast.lo <= forecast.mean) and np.all(forecast.mean <= forecast.hi)
+
+
+def test_backtest_metrics_match_a_hand_computation() -> None:
+    y = np.arange(1.0, 41.0) % 4 + np.arange(40) * 0.5  # trend plus a season of 4
+
+    def fixed(kind: str, train: np.ndarray, h: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mean = np.full(h, train[-1])
+        return mean, mean - 1.0, mean + 1.0
+
+    results, notes = backtest(y, 4, 4, ["naive"], windows=2, fit=fixed)
+    assert notes == []
+    result = results["naive"]
+    errors, scaled, smapes, inside = [], [], [], []
+    for origin in (32, 36):
+        train, test = y[:origin], y[origin : origin + 4]
+        e = np.abs(test - train[-1])
+        errors.append(e)
+        scaled.append(e.mean() / np.mean(np.abs(train[4:] - train[:-4])))
+        smapes.append(np.mean(2 * e / (np.abs(test) + abs(train[-1]))) * 100)
+        inside.append(e <= 1.0)
+    assert result.mase == pytest.approx(np.mean(scaled))
+    assert result.smape == pytest.approx(np.mean(smapes))
+    assert result.coverage_model == pytest.approx(np.concatenate(inside).mean())
+    assert mase_scale(y[:32], 4) == pytest.approx(np.mean(np.abs(y[4:32] - y[:28])))
+    assert smape(np.array([0.0, 2.0]), np.array([0.0, 1.0])) == pytest.approx(100 * (0 + 2 / 3) / 2)
+
+
+def test_too_narrow_bands_are_widened_by_conformal_scaling() -> None:
+    rng = np.random.default_rng(3)
+    y = 100 + rng.normal(0, 10, 120)
+
+    def overconfident(kind: str, train: np.ndarray, h: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mean = np.full(h, train.mean())
+        return mean, mean - 1.0, mean + 1.0  # far too narrow for noise of sd 10
+
+    result = backtest(y, 10, 1, ["flat"], windows=4, fit=overconfident)[0]["flat"]
+    assert result.coverage_model < 0.3
+    assert result.interval == "conformal" and result.scale > 5
+    assert 0.65 <= result.coverage_conformal <= 0.95
+
+
+def test_constant_series_gets_a_flat_naive_forecast_with_a_warning() -> None:
+    forecast = forecast_series(np.full(60, 7.0), 5, 12)
+    assert forecast.kind == "naive" and list(forecast.mean) == [7.0] * 5 and list(forecast.hi) == [7.0] * 5
+    assert "constant series" in forecast.warnings[0] and forecast.backtests == {}
+
+
+def test_short_history_drops_the_season_then_falls_back_to_naive() -> None:
+    rng = np.random.default_rng(1)
+    y = 50 + rng.normal(0, 3, 40)
+    forecast = forecast_series(y, 6, 52)
+    assert forecast.season_length == 1 and "too little history for a season of 52" in forecast.warnings[0]
+    assert forecast.champion is not None and not math.isnan(forecast.champion.mase)
+    tiny = forecast_series(y[:9], 6, 52)
+    assert tiny.kind == "naive" and any("too little history to backtest" in w for w in tiny.warnings)
+    assert len(tiny.mean) == 6
+
+
+def test_missing_values_and_bad_horizons_are_refused_clearly() -> None:
+    with pytest.raises(SeriesDataError, match="finite values"):
+        forecast_series(np.array([1.0, np.nan, 3.0]), 2, 1)
+    with pytest.raises(SeriesDataError, match="horizon must be at least 1"):
+        forecast_series(np.arange(30.0), 0, 1)
+    with pytest.raises(SeriesDataError, match="unknown model kind"):
+        fit_forecast("prophet", np.arange(30.0), 2, 1)
+
+
+def test_a_failing_model_is_left_out_with_a_warning() -> None:
+    def flaky(kind: str, train: np.ndarray, h: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if kind == "broken":
+            raise FloatingPointError("diverged")
+        mean = np.full(h, train[-1])
+        return mean, mean - 1, mean + 1
+
+    results, notes = backtest(np.arange(50.0), 5, 1, ["naive", "broken"], windows=2, fit=flaky)
+    assert set(results) == {"naive"} and "broken failed on this series" in notes[0]
+    assert isinstance(results["naive"], Backtest) and results["naive"].as_dict()["kind"] == "naive"
