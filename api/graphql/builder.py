@@ -406,6 +406,14 @@ def build_schema(
                 description="Delete relationships.",
             ),
             b.field(
+                "transitionTwin",
+                "TwinTransition",
+                args=[("uid", "strawberry.ID"), ("state", "str"), ("reason", "Optional[str]")],
+                description="Move a twin to a lifecycle state (planned, active, suspended, retired; needs "
+                "twin.lifecycle and write on its class); retired twins are left out of reads, impact and studies, "
+                "kept in history.",
+            ),
+            b.field(
                 "runScenario",
                 "ScenarioRun",
                 args=[("spec", "str"), ("replications", "Optional[int]")],

@@ -12,6 +12,7 @@ from api.context import RequestContext
 from api.errors import BadUserInput, FieldForbidden, Forbidden
 from api.graphql.governed import governed
 from api.graphql.selection import Selection, plain
+from governance.lifecycle import transition_twin as move_twin
 from graph.model import Link, Twin, WriteSummary
 from ontology.errors import UnknownTerm
 
@@ -179,9 +180,31 @@ async def delete_links(root: Any, info: Any, links: Any) -> dict[str, Any]:
     return _result(info, summary)
 
 
+async def transition_twin(root: Any, info: Any, uid: Any, state: Any, reason: Any = None) -> dict[str, Any]:
+    """Move a twin along its lifecycle, decided by the policy and audited (governance/lifecycle.py)."""
+    ctx: RequestContext = info.context
+    if not isinstance(state, str) or (reason is not None and not isinstance(reason, str)):
+        raise BadUserInput("`state` and `reason` must be text")
+    moved = await anyio.to_thread.run_sync(
+        lambda: move_twin(
+            str(uid),
+            state,
+            store=ctx.store,
+            policy=ctx.policy,
+            audit=ctx.services.runtime.audit,
+            subject=ctx.subject,
+            reason=reason,
+        )
+    )
+    ctx.round_trips += 2
+    values = {"uid": moved.uid, "className": moved.cls, "before": moved.before, "after": moved.after}
+    return Selection(info).flat(get_named_type(info.return_type), info.field_nodes, values)
+
+
 RESOLVERS = {
     "upsertTwins": governed(upsert_twins),
     "deleteTwins": governed(delete_twins),
     "upsertLinks": governed(upsert_links),
     "deleteLinks": governed(delete_links),
+    "transitionTwin": governed(transition_twin),
 }
