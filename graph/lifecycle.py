@@ -1,6 +1,7 @@
 """The lifecycle of a twin: planned → active → suspended → retired, and which transitions are allowed.
 
-Every twin has a state (`active` unless set), stored as the system property `_lifecycle` beside `_class`. Retired twins
+Every twin has a state (`active` unless set), stored as the system property `_lifecycle` beside `_class`; a twin
+whose state was never set may take any state first (a source creates it planned), later moves follow `TRANSITIONS`. Retired twins
 stay in the graph and in history, but the scope of a caller's read hides them unless the read opts in
 (`ReadScope.including_retired`): lists, search, aggregates, impact, paths and simulation slices leave them out.
 """
@@ -39,7 +40,12 @@ class Transition:
 
 
 class LifecycleError(GraphError):
-    """An unknown lifecycle state, or a transition the lifecycle does not allow."""
+    """An unknown lifecycle state, or a transition the lifecycle does not allow (`refused`: uid -> why, for each
+    twin of a batch that may not move)."""
+
+    def __init__(self, message: str, refused: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.refused = refused or {}
 
 
 def state_of(value: object) -> State:
@@ -54,12 +60,11 @@ def stored_state(value: object) -> State:
     return value if isinstance(value, str) and value in STATES else DEFAULT
 
 
-def check_transition(uid: str, current: State, target: State) -> None:
-    """LifecycleError when a twin in `current` may not go to `target` (naming where it may go)."""
+def transition_problem(uid: str, current: State, target: State) -> str | None:
+    """Why a twin in `current` may not go to `target` (naming where it may go), or None when it may."""
     if current == target:
-        raise LifecycleError(f"twin {quoted(uid)} is already {target}")
+        return f"twin {quoted(uid)} is already {target}"
     if target not in TRANSITIONS[current]:
         allowed = ", ".join(sorted(TRANSITIONS[current]))
-        raise LifecycleError(
-            f"twin {quoted(uid)} cannot go from {current} to {target}; from {current} it may go to {allowed}"
-        )
+        return f"twin {quoted(uid)} cannot go from {current} to {target}; from {current} it may go to {allowed}"
+    return None

@@ -17,7 +17,7 @@ from graph.cypher import ident, labels_clause
 from graph.errors import BatchRejected, QueryError, TwinNotFound
 from graph.history import Change, ChangeContext, HistoryEntry, HistoryStore, PendingChanges, as_recorded
 from graph.lifecycle import PROPERTY as LIFECYCLE
-from graph.lifecycle import State, Transition, check_transition, stored_state
+from graph.lifecycle import LifecycleError, State, Transition, stored_state, transition_problem
 from graph.model import Link, Twin, WriteSummary
 from graph.values import encode, stored_as_is
 from ontology.errors import UnknownTerm, Violation, quoted
@@ -250,14 +250,25 @@ class TwinWriter:
             raise TwinNotFound(f"no twin with uid {', '.join(map(quoted, missing[:5]))}")
         moves: list[Transition] = []
         changes: list[Change] = []
+        refused: dict[str, str] = {}
         for uid, target in states.items():
             cls, props = existing[uid]
             current = stored_state(props.get(LIFECYCLE))
             if current == target and not strict:
                 continue
-            check_transition(uid, current, target)
+            # a twin whose state was never set takes any first state (a record that creates it planned)
+            problem = transition_problem(uid, current, target) if LIFECYCLE in props else None
+            if problem is not None:
+                refused[uid] = problem
+                continue
             moves.append(Transition(uid, cls, current, target))
             changes.append(Change(uid, "twin", "update", props, {**props, LIFECYCLE: target}, cls=cls))
+        if refused:
+            first = next(iter(refused.values()))
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise LifecycleError(first + more, refused)
+        if not moves:
+            return []
         with self._recording(changes, context):
             for chunk in _chunks([[m.uid, m.after] for m in moves]):
                 self.backend.write(
