@@ -1,8 +1,8 @@
 """The lifecycle of a twin: planned → active → suspended → retired, and which transitions are allowed.
 
 Every twin has a state (`active` unless set), stored as the system property `_lifecycle` beside `_class`; a twin
-whose state was never set may take any state first (a source creates it planned), later moves follow `TRANSITIONS`. Retired twins
-stay in the graph and in history, but the scope of a caller's read hides them unless the read opts in
+whose state was never set may take any state first (a source creates it planned), later moves follow `TRANSITIONS`.
+Retired twins stay in the graph and in history, but the scope of a caller's read hides them unless the read opts in
 (`ReadScope.including_retired`): lists, search, aggregates, impact, paths and simulation slices leave them out.
 """
 
