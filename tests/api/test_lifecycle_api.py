@@ -20,6 +20,10 @@ def test_a_retired_twin_leaves_queries_and_bad_transitions_are_refused(api: ApiH
     assert moved == {"uid": "m-life-1", "className": "Machine", "before": "active", "after": "retired"}
     assert [n["uid"] for n in api.data(LIST)["machines"]["nodes"]] == ["m-life-0"]
     assert api.data('{ twin(uid: "m-life-1") { uid } }')["twin"] is None
+    # a read that opts in sees it again
+    assert api.data('{ twin(uid: "m-life-1", includeRetired: true) { uid } }')["twin"] == {"uid": "m-life-1"}
+    opted = api.data(LIST.replace("machines(", "machines(includeRetired: true, "))["machines"]["nodes"]
+    assert sorted(n["uid"] for n in opted) == ["m-life-0", "m-life-1"]
     status, body = api.gql(MOVE, {"u": "m-life-1", "s": "suspended"}, role="architect")
     error = body["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
