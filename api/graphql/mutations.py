@@ -31,7 +31,9 @@ def _batch(items: Any, what: str) -> list[dict[str, Any]]:
 async def _existing(ctx: RequestContext, uids: Iterable[str]) -> dict[str, tuple[str, bool]]:
     """uid -> (class, visible to the caller) for the twins that exist, in one round trip."""
     wanted = list(uids)
-    found = await anyio.to_thread.run_sync(lambda: ctx.store.visibility(wanted, ctx.scope, ctx.timeout_ms))
+    found = await anyio.to_thread.run_sync(
+        lambda: ctx.store.visibility(wanted, ctx.scope.including_retired(), ctx.timeout_ms)
+    )
     ctx.round_trips += 1
     return found
 
@@ -53,9 +55,11 @@ def _visible(found: Mapping[str, tuple[str, bool]], uid: str) -> bool:
 
 async def _reaching_outside(ctx: RequestContext, uids: list[str]) -> list[str]:
     """The twins among `uids` linked to a twin the caller may not see (a delete would remove those links)."""
-    if not uids or ctx.scope.render("m") == "true":
+    if not uids or ctx.scope.including_retired().render("m") == "true":
         return []
-    reaching = await anyio.to_thread.run_sync(lambda: ctx.store.linked_outside(uids, ctx.scope, ctx.timeout_ms))
+    reaching = await anyio.to_thread.run_sync(
+        lambda: ctx.store.linked_outside(uids, ctx.scope.including_retired(), ctx.timeout_ms)
+    )
     ctx.round_trips += 1
     return reaching
 
