@@ -204,3 +204,23 @@ def test_the_cli_refuses_an_outdated_store_and_twin_db_upgrade_fixes_it(
     finally:
         get_settings.cache_clear()
         dispose_engines()
+
+
+def test_the_api_refuses_to_start_on_an_outdated_store(tmp_path: Path) -> None:
+    from api.http.app import create_app
+    from api.runtime import Runtime
+    from api.settings import Settings
+    from graph.embedded import stop_embedded
+
+    data_dir = tmp_path / "twin"
+    data_dir.mkdir(mode=0o700)
+    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'twin.db'}")
+    _previous_release_store(settings.resolved_database_url, rows=1)
+    runtime = Runtime(settings=settings)
+    try:
+        with pytest.raises(StoreOutdated, match="run `twin db upgrade`"):
+            create_app(runtime)
+    finally:
+        runtime.close()
+        stop_embedded(data_dir / "graph")
+        dispose_engines()
