@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.settings import Settings, get_settings
@@ -33,6 +34,25 @@ if TYPE_CHECKING:  # the results store imports Mesa; commands that never read st
     from governance.decisions.service import DecisionService
     from governance.privacy_budget import PrivacyBudgetLedger
     from simulation.results import ResultsStore
+
+
+def outdated_store(settings: Settings | None = None) -> str | None:
+    """Why the relational store cannot be used by this code (older: the message names `twin db upgrade`), or None
+    when it is current, empty or not created yet (reads only; creates nothing)."""
+    from sqlalchemy.engine import make_url
+
+    from graph.relational import relational_engine
+    from graph.store_schema import StoreOutdated, refuse_outdated
+
+    url = (settings or get_settings()).resolved_database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and (not parsed.database or not Path(parsed.database).is_file()):
+        return None
+    try:
+        refuse_outdated(relational_engine(url))
+    except StoreOutdated as exc:
+        return str(exc)
+    return None
 
 
 @dataclass

@@ -41,6 +41,11 @@ A mapping file describes one source system. Format (every key except those marke
                                             # other entities still run, then the run fails naming it
         ledger: true                        # false: stream (no per-key state, no deletion detection)
         telemetry: {time: ts, metrics: {temperature_c: temperature}}   # append readings to the time series
+        lifecycle:                          # optional: the twin's lifecycle state from a source field
+          field: status                     #   (planned, active, suspended, retired; graph/lifecycle.py)
+          map: {"1": active, "9": retired}  #   source value -> state (values not listed: `default`)
+          default: active                   #   optional; without it an unlisted value quarantines the record
+        on_delete: delete                   # or `retire`: a record gone from the source retires its twin
       - name: employee_skills               # an association row becomes one link, not a twin
         link:
           type: hasSkill
@@ -90,6 +95,7 @@ from connectors.transforms import (
     UnitConversion,
     cast_value,
 )
+from graph.lifecycle import STATES
 from ontology.errors import UnknownTerm
 from ontology.model import Ontology, PropertyDef
 from ontology.safe_yaml import load_yaml
@@ -330,6 +336,20 @@ class TelemetryRule:
 
 
 @dataclass(frozen=True)
+class LifecycleRule:
+    """The lifecycle state of a record's twin: a source field's value mapped to a state, or the default."""
+
+    field: str
+    states: Mapping[str, str]
+    default: str | None = None
+
+    def state_of(self, fields: Mapping[str, Any]) -> str | None:
+        """The state the record's field names (its text), the default for any other value; None without one."""
+        value = fields.get(self.field)
+        return self.states.get("" if value is None else str(value), self.default)
+
+
+@dataclass(frozen=True)
 class EntityMapping:
     """One source object mapped to a class (twins) or, with `link`, to one relationship per record."""
 
@@ -350,6 +370,8 @@ class EntityMapping:
     ledger: bool = True
     optional: bool = False
     source_line: int = 0
+    lifecycle: LifecycleRule | None = None
+    on_delete: str = "delete"  # or "retire": a record gone from the source retires its twin instead
 
     @property
     def reads(self) -> dict[str, tuple[str, ...]]:
@@ -370,6 +392,8 @@ class EntityMapping:
             found["identity"] = self.identity.fuzzy.organisation.fields
         if self.telemetry is not None:
             found["telemetry"] = (self.telemetry.time, *(f for f, _ in self.telemetry.metrics))
+        if self.lifecycle is not None:
+            found["lifecycle"] = (self.lifecycle.field,)
         return {rule: fields for rule, fields in found.items() if fields}
 
     @property
@@ -640,6 +664,8 @@ class _Checker:
                 "update_only",
                 "ledger",
                 "optional",
+                "lifecycle",
+                "on_delete",
             },
             "entity",
         )
@@ -702,6 +728,15 @@ class _Checker:
         links = self.link_rules(doc.get("links") or [], cls.id, name, self.line_of(doc, "links", line))
         identity = self.identity(doc.get("identity"), defs, name, self.line_of(doc, "identity", line))
         telemetry = self.telemetry(doc.get("telemetry"), name, self.line_of(doc, "telemetry", line))
+        lifecycle = self.lifecycle(doc.get("lifecycle"), name, self.line_of(doc, "lifecycle", line))
+        on_delete = doc.get("on_delete", "delete")
+        if on_delete not in ("delete", "retire"):
+            self.problem(
+                self.line_of(doc, "on_delete", line),
+                f"{name}.on_delete",
+                f"on_delete must be delete or retire, not {on_delete!r}",
+            )
+            on_delete = "delete"
         return self.fetched(
             replace(
                 common,
@@ -711,6 +746,8 @@ class _Checker:
                 links=links,
                 identity=identity,
                 telemetry=telemetry,
+                lifecycle=lifecycle,
+                on_delete=on_delete,
             ),
             doc,
         )
@@ -1098,6 +1135,25 @@ class _Checker:
             plus_domains,
             self.flag(doc, "authoritative", False, f"{where}.identity", line),
         )
+
+    def lifecycle(self, doc: Any, where: str, line: int) -> LifecycleRule | None:
+        if doc is None:
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("field"), str) or not isinstance(doc.get("map"), dict):
+            self.problem(
+                line, f"{where}.lifecycle", "lifecycle needs {field: FIELD, map: {VALUE: STATE}, default: STATE}"
+            )
+            return None
+        self.unknown_keys(doc, {"field", "map", "default"}, f"{where}.lifecycle")
+        states = {str(value): state for value, state in doc["map"].items()}
+        default = doc.get("default")
+        for state in [*states.values(), *([default] if default is not None else [])]:
+            if state not in STATES:
+                self.problem(
+                    line, f"{where}.lifecycle", f"unknown lifecycle state {state!r}; the states are {', '.join(STATES)}"
+                )
+                return None
+        return LifecycleRule(doc["field"], states, default)
 
     def telemetry(self, doc: Any, where: str, line: int) -> TelemetryRule | None:
         if doc is None:

@@ -40,7 +40,7 @@ class ChangeGate:
         self.policy = policy
         self.subject = subject
         self.reader = reader
-        self.scope = policy.read_scope(subject)
+        self.scope = policy.read_scope(subject).including_retired()  # the feed is history: retired twins too
         self.ontology = reader.ontology
         self._every_row = self.scope.predicate is None and self.scope.readable_classes is None
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from governance.digest_key import keyed_text_digest
 from governance.errors import GovernanceError, PolicyDenied
 from governance.identity import Subject
+from graph.lifecycle import HIDDEN
 from graph.model import ReadScope, ScopeJoin, TwinRecord
 from ontology.errors import UnknownTerm
 from ontology.model import CLASSIFICATIONS, DEFAULT_CLASSIFICATION, Ontology
@@ -38,6 +39,7 @@ OPERATIONS = frozenset(
         "forecast.run",
         "forecast.read",
         "model.approve",
+        "twin.lifecycle",  # move twins between planned, active, suspended and retired (with write on their class)
     }
 )
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.
@@ -446,6 +448,7 @@ class Policy:
             readable_classes=None if readable is None else frozenset(readable),
             joins=tuple(joins) if use_joins else (),
             scan_predicate=(None if scan_alternatives[0] == "true" else scan_alternatives[0]) if use_joins else None,
+            hidden_states=HIDDEN,  # retired twins, unless a read opts in (ReadScope.including_retired)
         )
 
     @staticmethod

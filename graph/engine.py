@@ -656,7 +656,7 @@ class _Query:
         cls = out["_c"]
         schemas = self.engine.schemas(cls) if isinstance(cls, str) else {}
         if proj.everything:
-            props = {k: v for k, v in (out.get("_all") or {}).items() if k not in ("uid", "_class")}
+            props = {k: v for k, v in (out.get("_all") or {}).items() if k not in ("uid", "_class", "_lifecycle")}
         else:
             props = {prop: out.get(f".{prop}") for prop in proj.properties}
         decoded = {name: decode(value, schemas.get(name)) for name, value in props.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Direction = Literal["out", "in", "both"]
@@ -38,6 +38,7 @@ class TwinRecord:
     cls: str
     labels: tuple[str, ...]
     properties: dict[str, Any]
+    lifecycle: str = "active"  # planned | active | suspended | retired (graph/lifecycle.py)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class ReadScope:
     joins: tuple[ScopeJoin, ...] = ()
     scan_predicate: str | None = None  # the predicate without the rules `joins` evaluate and without the class check
     # that `readable_classes` makes (used with `joins` only)
+    hidden_states: frozenset[str] = frozenset()  # lifecycle states left out (a caller's scope: retired twins)
 
     def render(self, var: str, within: Collection[str] | None = None) -> str:
         """The predicate for node variable `var`, or 'true' when unrestricted; `within` names every class `var` can
@@ -194,8 +196,15 @@ class ReadScope:
         """The predicate a scan applies next to its `joins` (the whole predicate when there are none)."""
         return self._render(var, self.scan_predicate if self.joins else self.predicate, within)
 
+    def including_retired(self) -> ReadScope:
+        """The same scope with twins of every lifecycle state (a read that opts in to retired twins)."""
+        return replace(self, hidden_states=frozenset()) if self.hidden_states else self
+
     def _render(self, var: str, predicate: str | None, within: Collection[str] | None) -> str:
         clauses = []
+        if self.hidden_states:  # absent: active (graph/lifecycle.py); states are fixed words, never caller input
+            states = ", ".join(f"'{state}'" for state in sorted(self.hidden_states))
+            clauses.append(f"NOT coalesce({var}._lifecycle, 'active') IN [{states}]")
         if self.readable_classes is not None:
             if not self.readable_classes:
                 return "false"

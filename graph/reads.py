@@ -9,6 +9,8 @@ from graph.backends import CypherBackend
 from graph.cypher import ident, looks_like_write
 from graph.engine import ReadEngine
 from graph.errors import QueryError, ReadOnlyViolation
+from graph.lifecycle import PROPERTY as LIFECYCLE
+from graph.lifecycle import stored_state
 from graph.model import (
     UNRESTRICTED,
     AggregateRow,
@@ -79,13 +81,14 @@ class TwinReader:
         props = dict(props)
         props.pop("uid", None)
         cls = props.pop("_class", None) or next((label for label in labels if label != "Twin"), "Twin")
+        lifecycle = stored_state(props.pop(LIFECYCLE, None))
         try:
             defs = self.ontology.properties(cls)
             ordered = self.ontology.labels(cls)  # the class first, then its ancestors (backends return any order)
         except UnknownTerm:
             defs, ordered = {}, tuple(label for label in labels if label != "Twin")
         decoded = {k: decode(v, defs[k].schema if k in defs else None) for k, v in props.items()}
-        return TwinRecord(uid=uid, cls=cls, labels=ordered, properties=decoded)
+        return TwinRecord(uid=uid, cls=cls, labels=ordered, properties=decoded, lifecycle=lifecycle)
 
     def _class_label(self, cls: str) -> str:
         try:

@@ -6,11 +6,12 @@ import threading
 import weakref
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError
 
 from graph.errors import GraphError
+from graph.store_schema import ensure_current, head_revision
 from graph.urls import redact_url
 
 
@@ -22,6 +23,7 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 # the tables created (or found) through each engine, by metadata: a store opened again at the same URL (a sync engine
 # per run, six stores at one URL) does not inspect the database again
+_schema_checked: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose schema revision was checked
 _tables_made: weakref.WeakKeyDictionary[Engine, weakref.WeakKeyDictionary[MetaData, frozenset[str]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -56,21 +58,28 @@ def _new_engine(url: str) -> Engine:
     return engine
 
 
-def create_tables(engine: Engine, table_metadata: MetaData, attempts: int = 5) -> None:
-    """Create `table_metadata`'s tables if missing, tolerating another process creating them at the same moment; once
-    per engine and set of tables in this process (the stores at one URL share the engine and its tables)."""
+def create_tables(engine: Engine, table_metadata: MetaData) -> None:
+    """Make sure the store at `engine` has `table_metadata`'s tables at the code's schema revision: a database without
+    the twin's tables is created at head (graph/store_schema.py); an older one is refused with StoreOutdated naming
+    `twin db upgrade`. Checked once per engine and set of tables in this process (the stores at one URL share the
+    engine)."""
     tables = frozenset(table_metadata.tables)
     with _engines_lock:
         made = _tables_made.get(engine)
         if made is not None and made.get(table_metadata) == tables:
             return
-    for attempt in range(attempts):
-        try:
-            table_metadata.create_all(engine, checkfirst=True)
-            break
-        except (OperationalError, IntegrityError, ProgrammingError):
-            if attempt == attempts - 1:
-                raise
+        checked = engine in _schema_checked
+    if not checked:
+        ensure_current(engine)
+        with _engines_lock:
+            _schema_checked.add(engine)
+    missing = sorted(tables - set(inspect(engine).get_table_names()))
+    if missing:
+        raise RelationalStoreError(
+            f"table(s) {', '.join(missing)} are not in the relational store's schema at revision {head_revision()}: "
+            "the code defines them without an Alembic revision; write one with `twin db revision MESSAGE` "
+            "(CONTRIBUTING.md, 'A relational table')"
+        )
     with _engines_lock:
         _tables_made.setdefault(engine, weakref.WeakKeyDictionary())[table_metadata] = tables
 
@@ -93,3 +102,4 @@ def dispose_engines() -> None:
         engine.dispose()
     _engines.clear()
     _tables_made.clear()
+    _schema_checked.clear()

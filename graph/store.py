@@ -11,6 +11,7 @@ from graph.backends import CypherBackend, open_backend
 from graph.errors import HistoryUnavailable, TwinNotFound
 from graph.feed import ChangeFeed
 from graph.history import ChangeContext, HistoryEntry, HistoryStore
+from graph.lifecycle import State, Transition
 from graph.model import Link, Twin, TwinRecord, WriteSummary
 from graph.personal_values import PersonalValues
 from graph.presence import existing_link_count, stored_classes, stored_states
@@ -134,6 +135,19 @@ class GraphStore(TwinReader):
     ) -> WriteSummary:
         """Delete links given as (type, source uid, target uid)."""
         return self._writer.delete_links(links, ChangeContext(actor, source, run_id))
+
+    def transition(
+        self,
+        states: dict[str, State],
+        *,
+        actor: str = "system",
+        source: str | None = None,
+        run_id: str | None = None,
+        strict: bool = True,
+    ) -> list[Transition]:
+        """Move twins (uid -> state) along their lifecycle, all or none, recorded in history; LifecycleError for a
+        transition not allowed (or, when `strict`, a twin already in its state), TwinNotFound for a missing twin."""
+        return self._writer.transition(states, ChangeContext(actor, source, run_id), strict)
 
     # ------------------------------------------------------------------ history
 

@@ -14,11 +14,13 @@ from typing import Any
 from graph.backends import CypherBackend
 from graph.bulk import EdgeGroup, NodeGroup
 from graph.cypher import ident, labels_clause
-from graph.errors import BatchRejected, QueryError
+from graph.errors import BatchRejected, QueryError, TwinNotFound
 from graph.history import Change, ChangeContext, HistoryEntry, HistoryStore, PendingChanges, as_recorded
+from graph.lifecycle import PROPERTY as LIFECYCLE
+from graph.lifecycle import LifecycleError, State, Transition, stored_state, transition_problem
 from graph.model import Link, Twin, WriteSummary
 from graph.values import encode, stored_as_is
-from ontology.errors import UnknownTerm, Violation
+from ontology.errors import UnknownTerm, Violation, quoted
 from ontology.model import Ontology
 
 CHUNK = 20_000  # rows per Cypher statement
@@ -238,6 +240,41 @@ class TwinWriter:
             for chunk in _chunks(list(existing)):
                 self.backend.write("UNWIND $uids AS u MATCH (n:Twin {uid: u}) DETACH DELETE n", {"uids": chunk})
         return WriteSummary(deleted=len(existing))
+
+    def transition(self, states: dict[str, State], context: ChangeContext, strict: bool) -> list[Transition]:
+        """Move twins to lifecycle states, all or none, with history: TwinNotFound for a missing twin, LifecycleError
+        for a transition not allowed (a twin already in its state is skipped unless `strict`)."""
+        existing = self._fetch_twins(list(states))
+        missing = sorted(set(states) - set(existing))
+        if missing:
+            raise TwinNotFound(f"no twin with uid {', '.join(map(quoted, missing[:5]))}")
+        moves: list[Transition] = []
+        changes: list[Change] = []
+        refused: dict[str, str] = {}
+        for uid, target in states.items():
+            cls, props = existing[uid]
+            current = stored_state(props.get(LIFECYCLE))
+            if current == target and not strict:
+                continue
+            # a twin whose state was never set takes any first state (a record that creates it planned)
+            problem = transition_problem(uid, current, target) if LIFECYCLE in props else None
+            if problem is not None:
+                refused[uid] = problem
+                continue
+            moves.append(Transition(uid, cls, current, target))
+            changes.append(Change(uid, "twin", "update", props, {**props, LIFECYCLE: target}, cls=cls))
+        if refused:
+            first = next(iter(refused.values()))
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise LifecycleError(first + more, refused)
+        if not moves:
+            return []
+        with self._recording(changes, context):
+            for chunk in _chunks([[m.uid, m.after] for m in moves]):
+                self.backend.write(
+                    f"UNWIND $rows AS r MATCH (n:Twin {{uid: r[0]}}) SET n.{LIFECYCLE} = r[1]", {"rows": chunk}
+                )
+        return moves
 
     def _same(self, stored: Any, value: Any) -> bool:
         """Whether writing `value` over the `stored` one (as read back) changes nothing: a double read back from

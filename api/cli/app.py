@@ -59,6 +59,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "api.cli.serve:serve",
         "Serve the governed GraphQL API (POST /graphql, GraphiQL on GET) and the REST operations (/docs).",
     ),
+    "db": LazyCommand("api.cli.db:app", "The relational stores' schema: show its revision, upgrade it."),
     "demo": LazyCommand(
         "api.cli.demo:demo",
         "Build the sample enterprise's sources, sync them with lineage and "
@@ -113,9 +114,21 @@ app = typer.Typer(
 )
 
 
+STORELESS = frozenset({"db", "ontology", "token"})
+"""Commands that run without the relational store (every other one refuses to start on a store older than the code)."""
+
+
 @app.callback()
-def twin() -> None:
+def twin(ctx: typer.Context) -> None:
     """Enterprise Twin: a knowledge-graph digital twin of the enterprise."""
+    if ctx.invoked_subcommand is None or ctx.invoked_subcommand in STORELESS or ctx.resilient_parsing:
+        return
+    from api.runtime import outdated_store
+
+    problem = outdated_store()
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from rich.table import Table
 from api.runtime import Runtime
 from governance.audit import AuditEvent
 from graph.errors import GraphError
+from graph.lifecycle import HIDDEN
+from graph.model import ReadScope
 from graph.store import GraphStore
 from graph.transfer import TransferError, export_graph, read_graph_file
 from ontology.errors import OntologyError
@@ -94,12 +96,14 @@ def impact(
     uid: Annotated[str, typer.Argument(help="The twin that fails.")],
     depth: Annotated[int, typer.Option(help="How many hops to follow.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    include_retired: Annotated[bool, typer.Option(help="Follow retired twins too (left out by default).")] = False,
 ) -> None:
     """Show everything that transitively depends on a twin, with the chain that links it."""
 
     def action(runtime: Runtime) -> None:
         start = runtime.store.require(uid)
-        hits = runtime.store.impact(uid, max_depth=depth)
+        scope = ReadScope() if include_retired else ReadScope(hidden_states=HIDDEN)
+        hits = runtime.store.impact(uid, max_depth=depth, scope=scope)
         if as_json:
             typer.echo(
                 json.dumps(
@@ -118,6 +122,32 @@ def impact(
             chain = h.path[0] + "".join(f" -{t}- {u}" for t, u in zip(h.via, h.path[1:], strict=True))
             table.add_row(str(h.depth), h.twin.uid, h.twin.cls, str(h.twin.properties.get("name", "")), chain)
         console.print(table)
+
+    _run(action)
+
+
+@app.command()
+def transition(
+    uid: Annotated[str, typer.Argument(help="The twin to move.")],
+    state: Annotated[str, typer.Argument(help="planned, active, suspended or retired.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+) -> None:
+    """Move a twin along its lifecycle (planned, active, suspended, retired) as the operator; audited, kept in
+    history. Retired twins are left out of queries, impact and studies."""
+
+    def action(runtime: Runtime) -> None:
+        from governance.lifecycle import transition_twin
+
+        moved = transition_twin(
+            uid,
+            state,
+            store=runtime.store,
+            policy=runtime.policy,
+            audit=runtime.audit,
+            subject=runtime.operator(),
+            reason=reason,
+        )
+        console.print(f"{moved.cls} {escape(moved.uid)}: {moved.before} -> {moved.after}", highlight=False)
 
     _run(action)
 

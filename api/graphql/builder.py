@@ -287,7 +287,12 @@ def build_schema(
         object_types.append(b.make(p.type_name, twin_fields(p), "type", _mro_safe(object_bases), p.description))
     # root fields
     query_fields = [
-        b.field("twin", "Optional[Twin]", args=[("uid", "strawberry.ID")], description="One twin by uid."),
+        b.field(
+            "twin",
+            "Optional[Twin]",
+            args=[("uid", "strawberry.ID"), ("includeRetired", "Optional[bool]")],
+            description="One twin by uid (a retired twin only with includeRetired: true).",
+        ),
     ]
     for list_field, cls in plan.root_lists.items():
         p = plan.classes[cls]
@@ -295,8 +300,9 @@ def build_schema(
             b.field(
                 list_field,
                 p.connection,
-                args=_connection_args(p),
-                description=f"{cls} twins (subclasses included), filtered, sorted and paged.",
+                args=[*_connection_args(p), ("includeRetired", "Optional[bool]")],
+                description=f"{cls} twins (subclasses included), filtered, sorted and paged; retired twins (and "
+                "their connections) only with includeRetired: true.",
             )
         )
     query_fields += [
@@ -417,6 +423,14 @@ def build_schema(
                 "WriteResult",
                 args=[("links", "List[LinkKeyInput]")],
                 description="Delete relationships.",
+            ),
+            b.field(
+                "transitionTwin",
+                "TwinTransition",
+                args=[("uid", "strawberry.ID"), ("state", "str"), ("reason", "Optional[str]")],
+                description="Move a twin to a lifecycle state (planned, active, suspended, retired; needs "
+                "twin.lifecycle and write on its class); retired twins are left out of reads, impact and studies, "
+                "kept in history.",
             ),
             b.field(
                 "runScenario",

@@ -12,6 +12,7 @@ from api.context import RequestContext
 from api.errors import BadUserInput, FieldForbidden, Forbidden
 from api.graphql.governed import governed
 from api.graphql.selection import Selection, plain
+from governance.lifecycle import transition_twin as move_twin
 from graph.model import Link, Twin, WriteSummary
 from ontology.errors import UnknownTerm
 
@@ -30,7 +31,9 @@ def _batch(items: Any, what: str) -> list[dict[str, Any]]:
 async def _existing(ctx: RequestContext, uids: Iterable[str]) -> dict[str, tuple[str, bool]]:
     """uid -> (class, visible to the caller) for the twins that exist, in one round trip."""
     wanted = list(uids)
-    found = await anyio.to_thread.run_sync(lambda: ctx.store.visibility(wanted, ctx.scope, ctx.timeout_ms))
+    found = await anyio.to_thread.run_sync(
+        lambda: ctx.store.visibility(wanted, ctx.scope.including_retired(), ctx.timeout_ms)
+    )
     ctx.round_trips += 1
     return found
 
@@ -52,9 +55,11 @@ def _visible(found: Mapping[str, tuple[str, bool]], uid: str) -> bool:
 
 async def _reaching_outside(ctx: RequestContext, uids: list[str]) -> list[str]:
     """The twins among `uids` linked to a twin the caller may not see (a delete would remove those links)."""
-    if not uids or ctx.scope.render("m") == "true":
+    if not uids or ctx.scope.including_retired().render("m") == "true":
         return []
-    reaching = await anyio.to_thread.run_sync(lambda: ctx.store.linked_outside(uids, ctx.scope, ctx.timeout_ms))
+    reaching = await anyio.to_thread.run_sync(
+        lambda: ctx.store.linked_outside(uids, ctx.scope.including_retired(), ctx.timeout_ms)
+    )
     ctx.round_trips += 1
     return reaching
 
@@ -179,9 +184,31 @@ async def delete_links(root: Any, info: Any, links: Any) -> dict[str, Any]:
     return _result(info, summary)
 
 
+async def transition_twin(root: Any, info: Any, uid: Any, state: Any, reason: Any = None) -> dict[str, Any]:
+    """Move a twin along its lifecycle, decided by the policy and audited (governance/lifecycle.py)."""
+    ctx: RequestContext = info.context
+    if not isinstance(state, str) or (reason is not None and not isinstance(reason, str)):
+        raise BadUserInput("`state` and `reason` must be text")
+    moved = await anyio.to_thread.run_sync(
+        lambda: move_twin(
+            str(uid),
+            state,
+            store=ctx.store,
+            policy=ctx.policy,
+            audit=ctx.services.runtime.audit,
+            subject=ctx.subject,
+            reason=reason,
+        )
+    )
+    ctx.round_trips += 2
+    values = {"uid": moved.uid, "className": moved.cls, "before": moved.before, "after": moved.after}
+    return Selection(info).flat(get_named_type(info.return_type), info.field_nodes, values)
+
+
 RESOLVERS = {
     "upsertTwins": governed(upsert_twins),
     "deleteTwins": governed(delete_twins),
     "upsertLinks": governed(upsert_links),
     "deleteLinks": governed(delete_links),
+    "transitionTwin": governed(transition_twin),
 }

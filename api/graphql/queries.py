@@ -67,8 +67,9 @@ class RootQueries:
     def list_field(self, cls: str) -> Callable[..., Any]:
         """The resolver of the root connection over `cls`."""
 
-        async def resolve(root: Any, info: Any, **args: Any) -> Any:
+        async def resolve(root: Any, info: Any, includeRetired: Any = None, **args: Any) -> Any:  # noqa: N803
             ctx: RequestContext = info.context
+            scope = ctx.scope.including_retired() if includeRetired else ctx.scope
             planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
             planner.require_readable(cls)
             page = planner.page_args(cls, plain(args), DEFAULT_PAGE)
@@ -80,7 +81,7 @@ class RootQueries:
             plan = ListRead(
                 cls, node, page.window, page.where, page.order, total=any(kind == "totalCount" for _, kind, _ in shape)
             )
-            rows = await run_read(ctx, lambda: ctx.store.read_list(plan, ctx.scope, ctx.timeout_ms))
+            rows = await run_read(ctx, lambda: ctx.store.read_list(plan, scope, ctx.timeout_ms))
             result = shaper.connection(rows.items, rows.total, page, shape)
             shaper.finish()
             return result
@@ -88,14 +89,15 @@ class RootQueries:
         resolve.__name__ = f"resolve_{cls}"
         return governed(resolve)
 
-    async def twin(self, root: Any, info: Any, uid: str) -> Any:
-        """One twin by uid (null when absent or outside the caller's scope)."""
+    async def twin(self, root: Any, info: Any, uid: str, includeRetired: Any = None) -> Any:  # noqa: N803
+        """One twin by uid (null when absent, outside the caller's scope, or retired unless `includeRetired`)."""
         ctx: RequestContext = info.context
+        scope = ctx.scope.including_retired() if includeRetired else ctx.scope
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
         node = Projection()
         shape = planner.node(info.return_type, info.field_nodes, node, 1)
         plan = TwinRead(uid, node)
-        row = await run_read(ctx, lambda: ctx.store.read_twin(plan, ctx.scope, ctx.timeout_ms))
+        row = await run_read(ctx, lambda: ctx.store.read_twin(plan, scope, ctx.timeout_ms))
         result = shaper.node(row, shape)
         shaper.finish()
         return result

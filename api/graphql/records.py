@@ -22,7 +22,7 @@ LINK_PREFIX = "link:"  # lineage records of links are named `link:<type>` (conne
 
 async def _visible_class(ctx: RequestContext, uid: str) -> str:
     """The class of a twin the caller may see; NotFound otherwise (absent and hidden look the same)."""
-    record = await anyio.to_thread.run_sync(lambda: ctx.store.get(uid, ctx.scope))
+    record = await anyio.to_thread.run_sync(lambda: ctx.store.get(uid, ctx.scope.including_retired()))
     ctx.round_trips += 1
     if record is None:
         raise NotFound(f"no twin {quoted(uid)} that you may see")
@@ -48,7 +48,9 @@ async def history(root: Any, info: Any, uid: str, first: Any = None) -> list[dic
     others = {e.target if e.uid == uid else e.uid for e in entries if e.kind == "link"}
     found: dict[str, TwinRecord] = {}
     if others:  # a link is shown only when the twin at its other end is one the caller may see
-        found = await anyio.to_thread.run_sync(lambda: ctx.store.get_many(sorted(o for o in others if o), ctx.scope))
+        found = await anyio.to_thread.run_sync(
+            lambda: ctx.store.get_many(sorted(o for o in others if o), ctx.scope.including_retired())
+        )
         ctx.round_trips += 1
     visible = set(found)
     labels = ctx.store.ontology.labels(cls)
@@ -163,12 +165,12 @@ async def _within_scope(ctx: RequestContext, records: list[ProvenanceRecord]) ->
     """The records without links to twins the caller may not see: the row rules that hide such a link in a connection
     or in history hide its lineage too (a link record whose target is no longer known is left out)."""
     links = [r for r in records if r.property.startswith(LINK_PREFIX)]
-    if not links or ctx.scope.render("n") == "true":
+    if not links or ctx.scope.including_retired().render("n") == "true":
         return records
     targets = sorted({t for r in links if (t := _link_target(r)) is not None})
     seen: set[str] = set()
     if targets:
-        seen = set(await anyio.to_thread.run_sync(lambda: ctx.store.get_many(targets, ctx.scope)))
+        seen = set(await anyio.to_thread.run_sync(lambda: ctx.store.get_many(targets, ctx.scope.including_retired())))
         ctx.round_trips += 1
     return [r for r in records if not r.property.startswith(LINK_PREFIX) or _link_target(r) in seen]
 

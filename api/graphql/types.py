@@ -284,6 +284,16 @@ class WriteResult:
     deleted: int
 
 
+@strawberry.type(description="A twin moved along its lifecycle (planned, active, suspended, retired).")
+class TwinTransition:
+    """One lifecycle transition."""
+
+    uid: strawberry.ID
+    class_name: str
+    before: str
+    after: str
+
+
 @strawberry.input(description="A twin to create or update; properties are checked against the class.")
 class TwinInput:
     """One twin to upsert."""
@@ -366,6 +376,7 @@ STATIC = {
     "LineageRecord": LineageRecord,
     "AuditRecord": AuditRecord,
     "WriteResult": WriteResult,
+    "TwinTransition": TwinTransition,
     "TwinInput": TwinInput,
     "ScenarioSummary": ScenarioSummary,
     "ScenarioStudy": ScenarioStudy,

@@ -274,7 +274,14 @@ class Deletions:
             report.deleted += stores.graph.delete_links(
                 surviving_links, actor=self.actor, source=name, run_id=ctx.run_id
             ).deleted
-        if doomed:
+        if doomed and entity.on_delete == "retire":  # the mapping keeps them, retired (graph/lifecycle.py)
+            retired = stores.graph.transition(
+                dict.fromkeys(doomed, "retired"), actor=self.actor, source=name, run_id=ctx.run_id, strict=False
+            )
+            report.deleted += len(retired)
+            for move in retired[:EXAMPLES]:
+                report.example("retire", move.uid)
+        elif doomed:
             report.deleted += stores.graph.delete_twins(
                 doomed, actor=self.actor, source=name, run_id=ctx.run_id
             ).deleted

@@ -78,13 +78,17 @@ class MappedItem:
     text: str | None = None  # the canonical text of `stored`
     stored: dict[str, Any] | None = None  # the ledger payload as digested (while the class stays `stored_cls`)
     stored_cls: str | None = None
+    lifecycle: str | None = (
+        None  # the state the record gives its twin (a mapping's `lifecycle`, or `on_delete: retire`)
+    )
 
     def __post_init__(self) -> None:
         self.own_cls = self.cls
 
     def payload(self) -> dict[str, Any]:
-        """What the ledger keeps of this record: uid fed, class written, properties, links, own uid and class."""
-        return {
+        """What the ledger keeps of this record: uid fed, class written, properties, links, own uid and class (and
+        the lifecycle state, when the mapping gives one)."""
+        payload = {
             "u": self.uid,
             "c": self.cls,
             "p": self.props,
@@ -92,6 +96,9 @@ class MappedItem:
             "n": self.natural_uid,
             "nc": self.own_cls,
         }
+        if self.lifecycle is not None:
+            payload["s"] = self.lifecycle
+        return payload
 
 
 class RecordRejected(ConnectorError):
@@ -162,7 +169,22 @@ class RecordMapper:
                 except TransformError as exc:
                     raise RecordRejected(source_field, "telemetry.metric", exc.message) from None
                 readings.append(Reading(natural, metric, ts, number, self.system))
-        return MappedItem(record, natural, natural, entity.cls, props, links, self.link_rules, readings)
+        lifecycle = None
+        if entity.lifecycle is not None:
+            lifecycle = entity.lifecycle.state_of(fields)
+            if lifecycle is None:
+                given = entity.lifecycle
+                raise RecordRejected(
+                    given.field,
+                    "lifecycle",
+                    f"lifecycle: {given.field} = {str(fields.get(given.field))[:40]!r} maps to no state "
+                    f"(mapped: {', '.join(sorted(given.states))}) and the rule has no default",
+                )
+        elif entity.on_delete == "retire":
+            lifecycle = "active"  # a record that comes back brings its retired twin back
+        item = MappedItem(record, natural, natural, entity.cls, props, links, self.link_rules, readings)
+        item.lifecycle = lifecycle
+        return item
 
     def _association(self, record: SourceRecord) -> MappedItem:
         rule = self.entity.link

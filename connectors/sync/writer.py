@@ -21,6 +21,7 @@ from connectors.sync.report import EXAMPLES, EntityReport
 from connectors.sync_state import PendingLink
 from governance.lineage import ProvenanceRecord, lineage_record_table
 from graph.errors import BatchRejected
+from graph.lifecycle import LifecycleError, state_of
 from graph.model import Link, Twin, WriteSummary
 from ontology.errors import Violation
 
@@ -167,6 +168,7 @@ class GraphWriter:
                     if current is not None and item.cls is not None and current != item.cls:
                         item.cls = winning_class(self.ontology, item.cls, current, False)
             add_counts(report, self._upsert_twins(ctx, entity, twins_to_write, rejected))
+            self._move_lifecycles(ctx, entity, twins_to_write, rejected)
         link_items = [it for it in writing if it.accepted and it.links]
         unwritten: set[LinkKey] = set()
         links = self._upsert_links(ctx, entity, link_items, rejected, pending, unwritten)
@@ -241,6 +243,37 @@ class GraphWriter:
                     )
                 todo = [it for it in todo if it.accepted]
         return WriteSummary()
+
+    def _move_lifecycles(
+        self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem], rejected: list[QuarantinedRow]
+    ) -> None:
+        """Move the written twins to the lifecycle states their records give; a record whose twin may not go there
+        (retired to suspended, say) is quarantined with the reason, the others moved."""
+        todo = {it.uid: it for it in items if it.accepted and it.lifecycle is not None}
+        while todo:
+            states = {uid: state_of(item.lifecycle) for uid, item in todo.items()}
+            try:
+                self.graph.transition(
+                    states, actor=self.actor, source=ctx.connector.name, run_id=ctx.run_id, strict=False
+                )
+                return
+            except LifecycleError as exc:
+                for uid, reason in exc.refused.items():
+                    item = todo.pop(uid)
+                    item.accepted = False
+                    rejected.append(
+                        QuarantinedRow(
+                            ctx.connector.name,
+                            entity.name,
+                            item.record.key,
+                            entity.lifecycle.field if entity.lifecycle else None,
+                            "lifecycle",
+                            reason,
+                            dict(item.record.fields),
+                        )
+                    )
+                if not exc.refused:
+                    raise
 
     def _upsert_links(
         self,

@@ -51,6 +51,19 @@ def test_stats_query_and_impact(data_dir: Path) -> None:
     ]
 
 
+def test_transition_retires_a_twin_out_of_impact_and_refuses_a_bad_move(data_dir: Path) -> None:
+    retired = runner.invoke(app, ["graph", "transition", "m1", "retired", "--reason", "obsolete"])
+    assert retired.exit_code == 0 and "Material m1: active -> retired" in retired.output, retired.output
+    impact = json.loads(runner.invoke(app, ["graph", "impact", "s1", "--json"]).output)
+    assert impact == []  # the chain to p1 passed the retired m1
+    everything = json.loads(runner.invoke(app, ["graph", "impact", "s1", "--json", "--include-retired"]).output)
+    assert [h["uid"] for h in everything] == ["m1", "p1"]
+    bad = runner.invoke(app, ["graph", "transition", "m1", "suspended"])
+    assert bad.exit_code == 1 and "cannot go from retired to suspended" in bad.output
+    unknown = runner.invoke(app, ["graph", "transition", "m1", "archived"])
+    assert unknown.exit_code == 1 and "unknown lifecycle state 'archived'" in unknown.output
+
+
 def test_refusals_exit_1_with_a_message(data_dir: Path) -> None:
     write = runner.invoke(app, ["graph", "query", "MATCH (n) DETACH DELETE n"])
     assert write.exit_code == 1 and "read-only" in write.output

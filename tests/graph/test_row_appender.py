@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.exc import DataError
 
-from graph.relational import create_tables, relational_engine
+from graph.relational import relational_engine
 from graph.row_appender import RowAppender
 
 metadata = MetaData()
@@ -45,7 +45,7 @@ def stored(url: str) -> list[tuple]:
 
 def test_rows_are_stored_as_given_in_order_with_the_shared_values(url: str) -> None:
     engine = relational_engine(url)
-    create_tables(engine, metadata)
+    metadata.create_all(engine)  # a test table, outside the stores' revisions
     appender = RowAppender(engine, table, ("k", "text", "number", "count"), ("run",))
     rows = [(f"k{i:03d}", AWKWARD if i % 2 else None, i / 3, 2**63 - 1 - i) for i in range(250)]
     with engine.begin() as conn:
@@ -56,7 +56,7 @@ def test_rows_are_stored_as_given_in_order_with_the_shared_values(url: str) -> N
 
 def test_conflicts_update_or_are_skipped(url: str) -> None:
     engine = relational_engine(url)
-    create_tables(engine, metadata)
+    metadata.create_all(engine)  # a test table, outside the stores' revisions
     upsert = RowAppender(engine, table, ("k", "text"), ("run",), conflict_keys=("k",), update_columns=("text", "run"))
     skip = RowAppender(engine, table, ("k", "text"), ("run",), conflict_keys=("k",))
     with engine.begin() as conn:
@@ -73,7 +73,7 @@ def test_conflicts_update_or_are_skipped(url: str) -> None:
 
 def test_integers_beyond_64_bits_are_refused_not_rounded(url: str) -> None:
     engine = relational_engine(url)
-    create_tables(engine, metadata)
+    metadata.create_all(engine)  # a test table, outside the stores' revisions
     appender = RowAppender(engine, table, ("k", "count"))
     with pytest.raises((OverflowError, DataError)), engine.begin() as conn:  # SQLite / PostgreSQL
         appender.append(conn, [("ok", 1), ("big", 2**70)])
