@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
+from graph.as_of import TimeTravel
 from graph.backends import CypherBackend, open_backend
 from graph.errors import HistoryUnavailable, TwinNotFound
 from graph.feed import ChangeFeed
@@ -14,6 +15,7 @@ from graph.history import ChangeContext, HistoryEntry, HistoryStore
 from graph.model import Link, Twin, TwinRecord, WriteSummary
 from graph.presence import existing_link_count, stored_classes, stored_states
 from graph.reads import TwinReader
+from graph.replay import GraphDelta
 from graph.writes import TwinWriter
 from ontology.errors import quoted
 from ontology.model import Ontology
@@ -155,6 +157,19 @@ class GraphStore(TwinReader):
         return self._history().as_of(uid, when)
 
     @cached_property
+    def time_travel(self) -> TimeTravel:
+        """Readers of the whole graph as it was at past times (scratch graphs replayed from history, cached)."""
+        return TimeTravel(self.backend, self.ontology, self.history, timeout_ms=self.timeout_ms)
+
+    def at(self, when: dt.datetime | None) -> TwinReader:
+        """The reader of the graph as it was at `when` (this store itself when `when` is None)."""
+        return self if when is None else self.time_travel.reader(when)
+
+    def diff(self, start: dt.datetime, end: dt.datetime | None = None) -> list[GraphDelta]:
+        """What changed in the graph between `start` and `end` (default: now), one entry per twin or link."""
+        return self.time_travel.diff(start, end or dt.datetime.now(dt.UTC))
+
+    @cached_property
     def feed(self) -> ChangeFeed:
         """The change feed: every confirmed change in one gap-free sequence (needs history)."""
         return ChangeFeed(self._history())
@@ -171,11 +186,16 @@ class GraphStore(TwinReader):
         self.backend.ensure_schema()
 
     def compact_log(self) -> bool:
-        """Rewrite the graph server's append-only log from the current data, so overwritten values leave the disk."""
+        """Rewrite the graph server's append-only log from the current data, so overwritten values leave the disk
+        (scratch graphs of past times are deleted first: they may hold values erased since)."""
+        if "time_travel" in self.__dict__:
+            self.time_travel.forget()
         return self.backend.compact_log()
 
     def close(self) -> None:
-        """Release the backend connection."""
+        """Release the backend connection (deleting the scratch graphs of past times)."""
+        if "time_travel" in self.__dict__:
+            self.time_travel.forget()
         self._writer.close()
         self.backend.close()
 

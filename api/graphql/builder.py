@@ -131,6 +131,10 @@ def dataclass_missing() -> Any:
     return dataclasses.MISSING
 
 
+AS_OF = ("asOf", "Optional[DateTime]")  # root reads answered on the graph as it was (graph/as_of.py)
+AS_OF_NOTE = " With `asOf`: on the graph as it was then (transaction time), same policy and masks."
+
+
 def _connection_args(plan: ClassPlan) -> list[tuple[str, str]]:
     return [
         ("where", f"Optional[{plan.where}]"),
@@ -285,7 +289,12 @@ def build_schema(
         object_types.append(b.make(p.type_name, twin_fields(p), "type", _mro_safe(object_bases), p.description))
     # root fields
     query_fields = [
-        b.field("twin", "Optional[Twin]", args=[("uid", "strawberry.ID")], description="One twin by uid."),
+        b.field(
+            "twin",
+            "Optional[Twin]",
+            args=[("uid", "strawberry.ID"), AS_OF],
+            description="One twin by uid." + AS_OF_NOTE,
+        ),
     ]
     for list_field, cls in plan.root_lists.items():
         p = plan.classes[cls]
@@ -293,22 +302,22 @@ def build_schema(
             b.field(
                 list_field,
                 p.connection,
-                args=_connection_args(p),
-                description=f"{cls} twins (subclasses included), filtered, sorted and paged.",
+                args=[*_connection_args(p), AS_OF],
+                description=f"{cls} twins (subclasses included), filtered, sorted and paged." + AS_OF_NOTE,
             )
         )
     query_fields += [
         b.field(
             "search",
             "List[SearchHit]",
-            args=[("text", "str"), ("classes", "Optional[List[TwinClass]]"), ("first", "Optional[int]")],
-            description="Full-text search over names and descriptions.",
+            args=[("text", "str"), ("classes", "Optional[List[TwinClass]]"), ("first", "Optional[int]"), AS_OF],
+            description="Full-text search over names and descriptions." + AS_OF_NOTE,
         ),
         b.field(
             "impact",
             "List[ImpactHit]",
-            args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]")],
-            description="Everything that transitively depends on a twin.",
+            args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]"), AS_OF],
+            description="Everything that transitively depends on a twin." + AS_OF_NOTE,
         ),
         b.field(
             "path",
@@ -319,8 +328,9 @@ def build_schema(
                 ("types", "Optional[List[RelationshipType]]"),
                 ("maxDepth", "Optional[int]"),
                 ("directed", "Optional[bool]"),
+                AS_OF,
             ],
-            description="One shortest path between two twins.",
+            description="One shortest path between two twins." + AS_OF_NOTE,
         ),
         b.field(
             "aggregate",
@@ -330,8 +340,16 @@ def build_schema(
                 ("metrics", "Optional[List[AggregateMetric]]"),
                 ("groupBy", "Optional[List[str]]"),
                 ("where", "Optional[JSON]"),
+                AS_OF,
             ],
-            description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON.",
+            description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON." + AS_OF_NOTE,
+        ),
+        b.field(
+            "diff",
+            "List[GraphDelta]",
+            args=[("from", "DateTime"), ("to", "Optional[DateTime]"), ("first", "Optional[int]")],
+            description="What changed in the graph between two times (`to` defaults to now): one entry per twin or "
+            "link, twins first; filtered and masked like `changes` (needs history.read).",
         ),
         b.field(
             "history",

@@ -21,6 +21,7 @@ ROOT_FIELDS = (
     "aggregate",
     "history",
     "changes",
+    "diff",
     "lineage",
     "auditLog",
     "scenarios",
