@@ -192,6 +192,11 @@ class GraphStore(TwinReader):
             self.time_travel.forget()
         return self.backend.compact_log()
 
+    def release(self) -> None:
+        """Release what this store holds of its own but not the backend (a second store over the same backend, e.g.
+        with another ontology for a migration)."""
+        self._writer.close()
+
     def close(self) -> None:
         """Release the backend connection (deleting the scratch graphs of past times)."""
         if "time_travel" in self.__dict__:
