@@ -461,14 +461,19 @@ class Migrator:
     def _undo(self, store: GraphStore, written: Sequence[_Planned]) -> None:
         """Give the twins written so far their old states back (recorded as the migration's rollback)."""
         from graph.model import Twin
+        from graph.store import GraphStore
 
-        for start in range(0, len(written), CHUNK):
-            chunk = written[start : start + CHUNK]
-            store.upsert_twins(
-                [Twin(p.uid, p.old_cls, {**dict.fromkeys(p.after), **p.before}) for p in chunk],
-                actor=f"{self.actor}:rollback",
-                source="ontology-migration",
-            )
+        former = GraphStore(store.backend, self.old, store.history, schema=False)
+        try:
+            for start in range(0, len(written), CHUNK):
+                chunk = written[start : start + CHUNK]
+                former.upsert_twins(
+                    [Twin(p.uid, p.old_cls, {**dict.fromkeys(p.after), **p.before}) for p in chunk],
+                    actor=f"{self.actor}:rollback",
+                    source="ontology-migration",
+                )
+        finally:
+            former.release()
 
 
 def cast(value: Any, kind: str) -> Any:

@@ -25,7 +25,8 @@ from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Tab
 
 from graph.relational import create_tables, relational_engine
 from ontology.errors import OntologyError, Violation
-from ontology.model import Ontology, PropertyDef, RelationshipDef
+from ontology.model import ClassDef, Ontology, PropertyDef, RelationshipDef
+from ontology.schema import PRIMITIVES, primitive
 
 metadata = MetaData()
 
@@ -125,6 +126,39 @@ def terms_of(ontology: Ontology) -> Terms:
             },
         }
     return terms
+
+
+def ontology_of(terms: Terms) -> Ontology:
+    """An ontology with the classes, properties and relationships `terms` records (enough to name, check and read
+    the twins of a version no longer loaded from files: types other than primitives are read as text)."""
+    classes = []
+    for name, cls in terms.items():
+        classes.append(
+            ClassDef(
+                id=name,
+                name=name,
+                parents=tuple(cls["parents"]),
+                properties=tuple(_property_of(n, p) for n, p in cls["properties"].items()),
+                relationships=tuple(
+                    RelationshipDef(
+                        n,
+                        r["target"],
+                        r["min"],
+                        r["max"],
+                        tuple(_property_of(pn, pp) for pn, pp in r["properties"].items()),
+                    )
+                    for n, r in cls["relationships"].items()
+                ),
+            )
+        )
+    return Ontology(classes)
+
+
+def _property_of(name: str, terms: dict[str, Any]) -> PropertyDef:
+    kind = terms["type"] if terms["type"] in PRIMITIVES else "string"
+    return PropertyDef(
+        name, primitive(kind), kind=terms["kind"], required=terms["required"], classification=terms["classification"]
+    )
 
 
 def digest_of(terms: Terms) -> str:

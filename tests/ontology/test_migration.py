@@ -65,7 +65,8 @@ def new_ontology() -> Ontology:
         "Machine",
         lambda props: tuple(
             # xsd:decimal, as the OWL reader takes it (a double)
-            dataclasses.replace(p, schema=primitive("double")) if p.name == "capacity" else p for p in props
+            dataclasses.replace(p, schema=primitive("double")) if p.name == "capacity" else p
+            for p in props
         ),
     )
 
