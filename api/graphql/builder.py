@@ -30,7 +30,7 @@ import itertools
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,7 @@ class _Builder:
         description: str | None = None,
         args: Sequence[tuple[str, str]] = (),
         is_input: bool = False,
+        deprecated: str | None = None,
     ) -> StrawberryField:
         result = StrawberryField(
             python_name=name,
@@ -89,6 +90,7 @@ class _Builder:
             type_annotation=self.annotation(annotation),
             description=description or None,
             default=strawberry.UNSET if is_input else dataclass_missing(),
+            deprecation_reason=deprecated,
         )
         if args:
             result.arguments = [StrawberryArgument(a, a, self.annotation(t), default=strawberry.UNSET) for a, t in args]
@@ -169,10 +171,14 @@ class TwinSchema:
 
 
 def build_schema(
-    ontology: Ontology, extensions: Sequence[Callable[[], SchemaExtension]] = (), *, scenarios: bool = False
+    ontology: Ontology,
+    extensions: Sequence[Callable[[], SchemaExtension]] = (),
+    *,
+    scenarios: bool = False,
+    renames: Mapping[str, Mapping[str, str]] | None = None,
 ) -> TwinSchema:
-    """Generate the GraphQL schema of `ontology`."""
-    plan = plan_schema(ontology)
+    """Generate the GraphQL schema of `ontology` (`renames`: former property names kept one version, deprecated)."""
+    plan = plan_schema(ontology, renames)
     b = _Builder()
     b.enum("TwinClass", sorted(plan.classes), "Classes of the ontology.")
     b.enum("RelationshipType", sorted(ontology.relationship_types()), "Relationship types of the ontology.")
@@ -260,7 +266,9 @@ def build_schema(
     def twin_fields(p: ClassPlan) -> list[StrawberryField]:
         fields = [b.field("uid", "strawberry.ID"), b.field("className", "str"), b.field("labels", "List[str]")]
         for f in p.properties.values():
-            fields.append(b.field(f.name, _value_annotation(f), description=_prop_description(f.prop)))
+            fields.append(
+                b.field(f.name, _value_annotation(f), description=_prop_description(f.prop), deprecated=f.deprecated)
+            )
         for r in p.relations.values():
             node = plan.plan_for(r.node_class)
             direction = "outgoing" if r.direction == "out" else "incoming"
