@@ -153,6 +153,19 @@ class TwinReader:
         )
         return [self.record(*row) for row in rows]
 
+    def twins_holding(self, wanted: Sequence[tuple[str, str | None]]) -> list[TwinRecord]:
+        """Every twin that carries the class label of one of `wanted`'s (class, property) pairs and holds that
+        property (any twin of the class when the property is None), in one round trip, unpaged (a migration reads
+        the twins it changes and no others)."""
+        if not wanted:
+            return []
+        tests = [
+            f"(n:{ident(cls)})" if prop is None else f"(n:{ident(cls)} AND n.{ident(prop)} IS NOT NULL)"
+            for cls, prop in dict.fromkeys(wanted)
+        ]
+        rows = self._read(f"MATCH (n:Twin) WHERE {' OR '.join(tests)} RETURN {NODE.format(n='n')}", {})
+        return [self.record(*row) for row in rows]
+
     def links_of(
         self, types: Sequence[str], scope: ReadScope = UNRESTRICTED
     ) -> tuple[list[LinkRecord], dict[str, str]]:

@@ -300,8 +300,7 @@ class Migrator:
     def plan(self, store: GraphStore) -> tuple[MigrationReport, list[_Planned]]:
         """The dry run: what would change and what would fail, nothing written."""
         report = MigrationReport(self.migration.name)
-        classes = sorted({self.old.get(step.cls).name for step in self.migration.steps})
-        records = store.twins_of(classes)
+        records = store.twins_holding(self._wanted())
         planned: list[_Planned] = []
         for record in records:
             report.examined += 1
@@ -329,6 +328,21 @@ class Migrator:
         report.changed = len(planned)
         self._refuse_total_failure(report)
         return report, planned
+
+    def _wanted(self) -> list[tuple[str, str | None]]:
+        """(class, property) pairs of the twins the steps read: a twin of the class holding the property."""
+        wanted: list[tuple[str, str | None]] = []
+        for step in self.migration.steps:
+            cls, a = self.old.get(step.cls).name, step.args
+            if step.kind == "move_class":
+                wanted.append((cls, None))
+            elif step.kind in ("rename_property", "split_property"):
+                wanted.append((cls, str(a["from"])))
+            elif step.kind in ("cast", "drop_property"):
+                wanted.append((cls, str(a["property"])))
+            else:
+                wanted += [(cls, str(name)) for name in a["from"]]
+        return wanted
 
     def _migrate(self, record: TwinRecord, report: MigrationReport) -> _Planned | None:
         props = dict(record.properties)
