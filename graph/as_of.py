@@ -14,6 +14,7 @@ died leaves its graphs behind, and the next one to travel in time deletes them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import uuid
@@ -124,12 +125,17 @@ class TimeTravel:
             raise AsOfOutOfRange(f"diff: `from` ({start.isoformat()}) must be before `to` ({end.isoformat()})")
         return deltas(self._history(), start, end)
 
-    def forget(self) -> None:
-        """Delete every cached scratch graph (before the server's log is compacted after an erasure)."""
+    def forget(self, *, lenient: bool = False) -> None:
+        """Delete every cached scratch graph (before the server's log is compacted after an erasure, and at close);
+        `lenient`: one the server cannot delete now is left to the next process's sweep instead of raising."""
         with self._lock:
             while self._graphs:
                 _, past = self._graphs.popitem()
-                _drop(past.reader.backend)
+                if lenient:
+                    with contextlib.suppress(GraphError):
+                        _drop(past.reader.backend)
+                else:
+                    _drop(past.reader.backend)
 
     # ------------------------------------------------------------------ building
 

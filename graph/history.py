@@ -80,7 +80,8 @@ twin_history_write = Table(
     Index("ix_twin_history_write_state", "state"),
 )
 
-twin_history_sequence = Table(  # the last sequence number given to a confirmed history row (one row)
+twin_history_sequence = Table(  # the last sequence number given to a confirmed history row ("history"), and the
+    # number of erasures that rewrote recorded states ("erasures")
     "twin_history_sequence",
     metadata,
     Column("name", String(32), primary_key=True),

@@ -200,7 +200,7 @@ class GraphStore(TwinReader):
     def close(self) -> None:
         """Release the backend connection (deleting the scratch graphs of past times)."""
         if "time_travel" in self.__dict__:
-            self.time_travel.forget()
+            self.time_travel.forget(lenient=True)
         self._writer.close()
         self.backend.close()
 

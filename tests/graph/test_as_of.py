@@ -19,7 +19,7 @@ from sqlalchemy import select
 from governance.identity import Subject
 from governance.policy import Policy, load_policy
 from graph.as_of import AsOfOutOfRange
-from graph.backends import open_backend
+from graph.backends import FalkorBackend, open_backend
 from graph.history import CONFIRMED, HistoryEntry, entry_of, twin_history, twin_history_write
 from graph.model import Condition, Link, OrderBy, ReadScope, Twin
 from graph.reads import TwinReader
@@ -344,3 +344,14 @@ def test_times_outside_the_record_are_refused(history: History) -> None:
         store.at(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
     with pytest.raises(AsOfOutOfRange, match="must be before"):
         store.diff(history.marks[3], history.marks[1])
+
+
+def test_scratch_graphs_are_deleted_before_the_log_is_compacted(history: History) -> None:
+    store = history.store
+    backend = store.backend
+    assert isinstance(backend, FalkorBackend)
+    store.at(history.marks[2])
+    assert any("@asof/" in name for name in backend.graph_names())
+    store.compact_log()  # as an erasure does: the past graphs may hold values erased since
+    assert not any("@asof/" in name for name in backend.graph_names())
+    assert store.at(history.marks[2]).get("emp-00") is not None  # built again when read again
