@@ -26,6 +26,8 @@ from graph.backends import CypherBackend, FalkorBackend
 from graph.bulk import EdgeGroup, NodeGroup
 from graph.errors import GraphError, HistoryUnavailable
 from graph.history import HistoryPoint, HistoryStore, _owner, _owner_gone
+from graph.model import ReadScope
+from graph.plan import SearchRead, SearchRow
 from graph.reads import TwinReader
 from graph.replay import GraphDelta, ReplayedGraph, deltas, replay_until
 from ontology.errors import UnknownTerm
@@ -51,6 +53,26 @@ class PastGraph:
     reader: TwinReader
     twins: int
     links: int
+
+
+class PastReader(TwinReader):
+    """A reader of a scratch graph: its full-text index is built by the first search (most past graphs are read
+    by uid, filters and traversals only, and the index is the costliest part of a build)."""
+
+    def __init__(self, backend: FalkorBackend, ontology: Ontology, timeout_ms: int | None) -> None:
+        super().__init__(backend, ontology, timeout_ms)
+        self._scratch = backend
+        self._text_lock = threading.Lock()
+        self._text_ready = False
+
+    def read_search(self, plan: SearchRead, scope: ReadScope, timeout_ms: int | None = None) -> list[SearchRow]:
+        """Full-text hits, after building the full-text index once."""
+        if not self._text_ready:
+            with self._text_lock:
+                if not self._text_ready:
+                    self._scratch.ensure_indexes(full_text=True)
+                    self._text_ready = True
+        return super().read_search(plan, scope, timeout_ms)
 
 
 class TimeTravel:
@@ -160,13 +182,13 @@ class TimeTravel:
             nodes, edges = self._groups(replayed)
             if nodes and not scratch.bulk_create(nodes, edges):
                 raise GraphError(f"could not create the scratch graph {scratch.graph_name!r}: it already exists")
-            scratch.ensure_indexes()  # the uid and full-text indexes the live graph has (uids are unique by replay)
+            scratch.ensure_indexes(full_text=False)  # the uid index (uids are unique by replay); full text on demand
         except BaseException:
             _drop(scratch)
             raise
         self.builds += 1
         return PastGraph(
-            point, TwinReader(scratch, self.ontology, self.timeout_ms), len(replayed.twins), len(replayed.links)
+            point, PastReader(scratch, self.ontology, self.timeout_ms), len(replayed.twins), len(replayed.links)
         )
 
     def _groups(self, graph: ReplayedGraph) -> tuple[list[NodeGroup], list[EdgeGroup]]:

@@ -256,14 +256,16 @@ class FalkorBackend(CypherBackend):
                 raise QueryError(f"cannot create the uid uniqueness constraint: {exc}") from None
         self._await_schema()
 
-    def ensure_indexes(self) -> None:
-        """The uid and full-text indexes without the uniqueness constraint, for a graph that is only read (a scratch
-        graph: FalkorDB 4 cannot replay a log in which a graph with a constraint is deleted)."""
-        self._create_indexes()
+    def ensure_indexes(self, full_text: bool = True) -> None:
+        """The uid index (and the full-text index) without the uniqueness constraint, for a graph that is only read
+        (a scratch graph: FalkorDB 4 cannot replay a log in which a graph with a constraint is deleted)."""
+        self._create_indexes(full_text)
         self._await_schema()
 
-    def _create_indexes(self) -> None:
+    def _create_indexes(self, full_text: bool = True) -> None:
         for statement in self.dialect.schema_statements():
+            if not full_text and "fulltext" in statement:
+                continue
             try:
                 self.write(statement)
             except QueryError as exc:
