@@ -162,12 +162,14 @@ def _json_error_handlers(app: FastAPI) -> None:
 
 
 def _renames(runtime: Runtime) -> dict[str, dict[str, str]]:
-    """Former property names the active ontology version keeps for one version (its migration renamed them), when
-    the running ontology is that version."""
-    from ontology.versions import OntologyVersions, digest_of, terms_of
+    """Record the running ontology as a version (once per digest), and return the former property names the active
+    version keeps for one version (its migration renamed them) when the running ontology is that version."""
+    from ontology.versions import OntologyVersions
 
-    active = OntologyVersions(runtime.settings.resolved_database_url).active()
-    if active is None or active.digest != digest_of(terms_of(runtime.ontology)):
+    versions = OntologyVersions(runtime.settings.resolved_database_url)
+    running = versions.record(runtime.ontology, "api", [str(p) for p in runtime.settings.ontology_paths])
+    active = versions.active()
+    if active is None or active.digest != running.digest:
         return {}
     return active.renames
 
