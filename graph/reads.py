@@ -166,6 +166,14 @@ class TwinReader:
         rows = self._read(f"MATCH (n:Twin) WHERE {' OR '.join(tests)} RETURN {NODE.format(n='n')}", {})
         return [self.record(*row) for row in rows]
 
+    def links_from(self, uids: Sequence[str]) -> list[LinkRecord]:
+        """The outgoing links of these twins (unscoped: for checks of what the store holds), in one round trip."""
+        rows = self._read(
+            "UNWIND $uids AS u MATCH (a:Twin {uid: u})-[r]->(b:Twin) RETURN type(r), a.uid, b.uid, properties(r)",
+            {"uids": list(uids)},
+        )
+        return [LinkRecord(rel, source, target, dict(props or {})) for rel, source, target, props in rows]
+
     def links_of(
         self, types: Sequence[str], scope: ReadScope = UNRESTRICTED
     ) -> tuple[list[LinkRecord], dict[str, str]]:

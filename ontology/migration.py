@@ -582,7 +582,7 @@ def shacl_issues(store: GraphStore, uids: list[str]) -> list[str]:
     from ontology.shacl import instance_graph, validate_instances
 
     found = store.get_many(uids)
-    links, _ = store.links_of(sorted(store.ontology.relationship_types()))
+    links = store.links_from(uids)
     outgoing: dict[str, list[tuple[str, str]]] = {}
     for link in links:
         if link.source in found:
