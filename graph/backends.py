@@ -224,6 +224,23 @@ class FalkorBackend(CypherBackend):
                 raise error from None
         return True
 
+    def sibling(self, graph_name: str) -> FalkorBackend:
+        """A backend for another graph on the same server and connection (closing it leaves the connection open)."""
+        return FalkorBackend(self._client, graph_name, self.url, on_close=lambda: None)
+
+    def graph_names(self) -> list[str]:
+        """The names of every graph on the server."""
+        names = self._call(lambda: self._client.connection.execute_command("GRAPH.LIST"), "GRAPH.LIST")
+        return [name.decode() if isinstance(name, bytes) else str(name) for name in names]
+
+    def drop_graph(self) -> None:
+        """Delete this graph from the server (scratch graphs only: the live graph is cleared, never deleted)."""
+        try:
+            self._call(lambda: self._client.connection.execute_command("GRAPH.DELETE", self.graph_name), "GRAPH.DELETE")
+        except QueryError as exc:
+            if "empty key" not in str(exc).lower() and "does not exist" not in str(exc).lower():
+                raise
+
     def ensure_schema(self) -> None:
         """Create indexes and the unique constraint on :Twin(uid); existing ones are left alone."""
         try:  # graphs made by earlier builds carry a _class index that slows every guarded link write
@@ -231,18 +248,29 @@ class FalkorBackend(CypherBackend):
         except QueryError as exc:
             if "no such index" not in str(exc):
                 raise
-        for statement in self.dialect.schema_statements():
-            try:
-                self.write(statement)
-            except QueryError as exc:
-                if "already" not in str(exc).lower():
-                    raise
+        self._create_indexes()
         try:
             self._graph.create_node_unique_constraint("Twin", "uid")
         except Exception as exc:
             if "already" not in str(exc).lower() and "exists" not in str(exc).lower():
                 raise QueryError(f"cannot create the uid uniqueness constraint: {exc}") from None
         self._await_schema()
+
+    def ensure_indexes(self, full_text: bool = True) -> None:
+        """The uid index (and the full-text index) without the uniqueness constraint, for a graph that is only read
+        (a scratch graph: FalkorDB 4 cannot replay a log in which a graph with a constraint is deleted)."""
+        self._create_indexes(full_text)
+        self._await_schema()
+
+    def _create_indexes(self, full_text: bool = True) -> None:
+        for statement in self.dialect.schema_statements():
+            if not full_text and "fulltext" in statement:
+                continue
+            try:
+                self.write(statement)
+            except QueryError as exc:
+                if "already" not in str(exc).lower():
+                    raise
 
     def _await_schema(self, timeout: float = 600.0) -> None:
         """Wait until FalkorDB has built the indexes and the constraint (it does so in the background).

@@ -10,7 +10,7 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -83,7 +83,8 @@ twin_history_write = Table(
     Index("ix_twin_history_write_state", "state"),
 )
 
-twin_history_sequence = Table(  # the last sequence number given to a confirmed history row (one row)
+twin_history_sequence = Table(  # the last sequence number given to a confirmed history row ("history"), and the
+    # number of erasures that rewrote recorded states ("erasures")
     "twin_history_sequence",
     metadata,
     Column("name", String(32), primary_key=True),
@@ -93,6 +94,8 @@ twin_history_sequence = Table(  # the last sequence number given to a confirmed 
 _ROW_COLUMNS = ("uid", "kind", "op", "cls", "link_type", "target", "before", "after")  # one value per change
 _CALL_COLUMNS = ("actor", "source", "run_id", "at", "write_id")  # one value per call
 _SEQUENCE = "history"
+_ERASURES = "erasures"  # a second sequence row: how many erasures rewrote recorded states (as-of graphs built
+# before one must be built again)
 PENDING, UNSETTLED, CONFIRMED = "pending", "unsettled", "confirmed"
 STALE_ELSEWHERE = dt.timedelta(minutes=30)  # a pending write of another host's process is settled after this long
 
@@ -399,7 +402,112 @@ class HistoryStore:
                     .values(before=bindparam("new_before"), after=bindparam("new_after")),
                     cleaned,
                 )
+                s = twin_history_sequence  # an erasure rewrites recorded states: cached as-of graphs are stale
+                if not conn.execute(update(s).where(s.c.name == _ERASURES).values(last=s.c.last + 1)).rowcount:
+                    conn.execute(insert(s).values(name=_ERASURES, last=1))
         return len(cleaned)
+
+    # ------------------------------------------------------------------ the whole graph at a time
+
+    def point(self, when: dt.datetime) -> HistoryPoint:
+        """What identifies the recorded history up to `when`: confirmed writes up to then, the last row id, and the
+        number of erasures (which rewrite recorded states); equal points replay to equal graphs."""
+        when = _utc(when, "the as-of time")
+        w, s = twin_history_write, twin_history_sequence
+        with self.engine.connect() as conn:
+            writes, last_id = conn.execute(
+                select(func.count(), func.coalesce(func.max(w.c.last_id), 0)).where(
+                    w.c.state == CONFIRMED, w.c.started_at <= when
+                )
+            ).one()
+            erasures = conn.execute(select(s.c.last).where(s.c.name == _ERASURES)).scalar_one_or_none()
+        return HistoryPoint(int(writes), int(last_id), int(erasures or 0))
+
+    def first_time(self) -> dt.datetime | None:
+        """When the first confirmed write was made; None when nothing is recorded."""
+        w = twin_history_write
+        with self.engine.connect() as conn:
+            first = conn.execute(select(func.min(w.c.started_at)).where(w.c.state == CONFIRMED)).scalar_one_or_none()
+        return None if first is None else (first if first.tzinfo else first.replace(tzinfo=dt.UTC))
+
+    def states_until(
+        self, when: dt.datetime
+    ) -> list[tuple[str, str, str, str | None, str | None, str | None, str | None]]:
+        """Every confirmed change made at or before `when`, oldest first, as (kind, op, uid, class, link type, target,
+        state after as JSON text): what a replay needs, fetched in one go."""
+        t = twin_history
+        query = (
+            select(t.c.kind, t.c.op, t.c.uid, t.c.cls, t.c.link_type, t.c.target, t.c.after)
+            .where(t.c.at <= _utc(when, "the as-of time"), t.c.write_id.in_(self._confirmed()))
+            .order_by(t.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(query).all()]
+
+    def rows_between(self, start: dt.datetime, end: dt.datetime) -> Iterator[RawChange]:
+        """Confirmed changes made after `start` and at or before `end`, oldest first."""
+        t = twin_history
+        query = (
+            select(t.c.id, t.c.kind, t.c.op, t.c.uid, t.c.cls, t.c.link_type, t.c.target, t.c.before, t.c.after)
+            .where(
+                t.c.at > _utc(start, "the start time"),
+                t.c.at <= _utc(end, "the end time"),
+                t.c.write_id.in_(self._confirmed()),
+            )
+            .order_by(t.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        for row in rows:
+            yield RawChange(*row)
+
+    def _confirmed(self) -> Any:
+        """The ids of confirmed writes, as a subquery."""
+        w = twin_history_write
+        return select(w.c.id).where(w.c.state == CONFIRMED)
+
+    def classes_until(self, uids: Sequence[str], when: dt.datetime) -> dict[str, str]:
+        """The class each of these twins had in its last confirmed change at or before `when` (deleted ones too)."""
+        t, w = twin_history, twin_history_write
+        when = _utc(when, "the as-of time")
+        confirmed = select(w.c.id).where(w.c.state == CONFIRMED)
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(uids), 500):
+                rows = conn.execute(
+                    select(t.c.uid, t.c.cls)
+                    .where(
+                        t.c.uid.in_(uids[start : start + 500]),
+                        t.c.kind == "twin",
+                        t.c.at <= when,
+                        t.c.write_id.in_(confirmed),
+                    )
+                    .order_by(t.c.id)
+                )
+                found.update({uid: cls for uid, cls in rows if cls is not None})
+        return found
+
+
+class HistoryPoint(NamedTuple):
+    """The recorded history up to a time, as far as replaying it goes (equal points give equal graphs)."""
+
+    writes: int
+    last_id: int
+    erasures: int
+
+
+class RawChange(NamedTuple):
+    """One recorded change as stored (states as JSON text), for replays that decode only what they keep."""
+
+    id: int
+    kind: str
+    op: str
+    uid: str
+    cls: str | None
+    link_type: str | None
+    target: str | None
+    before: str | None
+    after: str | None
 
 
 def as_recorded(value: Any) -> Any:

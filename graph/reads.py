@@ -156,6 +156,27 @@ class TwinReader:
         )
         return [self.record(*row) for row in rows]
 
+    def twins_holding(self, wanted: Sequence[tuple[str, str | None]]) -> list[TwinRecord]:
+        """Every twin that carries the class label of one of `wanted`'s (class, property) pairs and holds that
+        property (any twin of the class when the property is None), in one round trip, unpaged (a migration reads
+        the twins it changes and no others)."""
+        if not wanted:
+            return []
+        tests = [
+            f"(n:{ident(cls)})" if prop is None else f"(n:{ident(cls)} AND n.{ident(prop)} IS NOT NULL)"
+            for cls, prop in dict.fromkeys(wanted)
+        ]
+        rows = self._read(f"MATCH (n:Twin) WHERE {' OR '.join(tests)} RETURN {NODE.format(n='n')}", {})
+        return [self.record(*row) for row in rows]
+
+    def links_from(self, uids: Sequence[str]) -> list[LinkRecord]:
+        """The outgoing links of these twins (unscoped: for checks of what the store holds), in one round trip."""
+        rows = self._read(
+            "UNWIND $uids AS u MATCH (a:Twin {uid: u})-[r]->(b:Twin) RETURN type(r), a.uid, b.uid, properties(r)",
+            {"uids": list(uids)},
+        )
+        return [LinkRecord(rel, source, target, dict(props or {})) for rel, source, target, props in rows]
+
     def links_of(
         self, types: Sequence[str], scope: ReadScope = UNRESTRICTED
     ) -> tuple[list[LinkRecord], dict[str, str]]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
+from graph.as_of import TimeTravel
 from graph.backends import CypherBackend, open_backend
 from graph.errors import HistoryUnavailable, TwinNotFound
 from graph.feed import ChangeFeed
@@ -16,6 +17,7 @@ from graph.model import Link, Twin, TwinRecord, WriteSummary
 from graph.personal_values import PersonalValues
 from graph.presence import existing_link_count, stored_classes, stored_states
 from graph.reads import TwinReader
+from graph.replay import GraphDelta
 from graph.writes import TwinWriter
 from ontology.errors import quoted
 from ontology.model import Ontology
@@ -172,6 +174,19 @@ class GraphStore(TwinReader):
         return self._history().as_of(uid, when)
 
     @cached_property
+    def time_travel(self) -> TimeTravel:
+        """Readers of the whole graph as it was at past times (scratch graphs replayed from history, cached)."""
+        return TimeTravel(self.backend, self.ontology, self.history, timeout_ms=self.timeout_ms)
+
+    def at(self, when: dt.datetime | None) -> TwinReader:
+        """The reader of the graph as it was at `when` (this store itself when `when` is None)."""
+        return self if when is None else self.time_travel.reader(when)
+
+    def diff(self, start: dt.datetime, end: dt.datetime | None = None) -> list[GraphDelta]:
+        """What changed in the graph between `start` and `end` (default: now), one entry per twin or link."""
+        return self.time_travel.diff(start, end or dt.datetime.now(dt.UTC))
+
+    @cached_property
     def feed(self) -> ChangeFeed:
         """The change feed: every confirmed change in one gap-free sequence (needs history)."""
         return ChangeFeed(self._history())
@@ -188,11 +203,21 @@ class GraphStore(TwinReader):
         self.backend.ensure_schema()
 
     def compact_log(self) -> bool:
-        """Rewrite the graph server's append-only log from the current data, so overwritten values leave the disk."""
+        """Rewrite the graph server's append-only log from the current data, so overwritten values leave the disk
+        (scratch graphs of past times are deleted first: they may hold values erased since)."""
+        if "time_travel" in self.__dict__:
+            self.time_travel.forget()
         return self.backend.compact_log()
 
+    def release(self) -> None:
+        """Release what this store holds of its own but not the backend (a second store over the same backend, e.g.
+        with another ontology for a migration)."""
+        self._writer.close()
+
     def close(self) -> None:
-        """Release the backend connection."""
+        """Release the backend connection (deleting the scratch graphs of past times)."""
+        if "time_travel" in self.__dict__:
+            self.time_travel.forget(lenient=True)
         self._writer.close()
         self.backend.close()
 

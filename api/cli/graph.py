@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from api.runtime import Runtime
 from governance.audit import AuditEvent
-from graph.errors import GraphError
+from graph.errors import GraphError, TwinNotFound
 from graph.lifecycle import HIDDEN
 from graph.model import ReadScope
 from graph.store import GraphStore
@@ -22,6 +23,25 @@ from ontology.errors import OntologyError
 
 app = typer.Typer(help="Query and inspect the twin graph.", no_args_is_help=True)
 console = Console()
+
+
+AsOf = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Read the graph as it was at this ISO 8601 time (replayed from history)."),
+]
+
+
+def _when(text: str | None, name: str = "--as-of") -> dt.datetime | None:
+    """An ISO 8601 option value as a datetime (naive means UTC); None when not given."""
+    return None if text is None else _time(text, name)
+
+
+def _time(text: str, name: str) -> dt.datetime:
+    """ISO 8601 text as a datetime (naive means UTC)."""
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text[:40]!r} is not an ISO 8601 date and time", param_hint=name) from None
 
 
 def _run(action: Any) -> None:
@@ -36,11 +56,12 @@ def _run(action: Any) -> None:
 
 
 @app.command()
-def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, as_of: AsOf = None) -> None:
     """Count twins and links, by class and by relationship type."""
+    when = _when(as_of)
 
     def action(runtime: Runtime) -> None:
-        result = runtime.store.stats()
+        result = runtime.store.at(when).stats()
         if as_json:
             typer.echo(
                 json.dumps(
@@ -70,6 +91,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 def query(
     cypher: Annotated[str, typer.Argument(help="A read-only Cypher query.")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=JSON parameter.")] = None,
+    as_of: AsOf = None,
 ) -> None:
     """Run read-only Cypher and print the rows as JSON lines (writes are refused)."""
     params: dict[str, Any] = {}
@@ -84,8 +106,10 @@ def query(
         except ValueError:
             params[name] = raw
 
+    when = _when(as_of)
+
     def action(runtime: Runtime) -> None:
-        for row in runtime.store.query(cypher, params):
+        for row in runtime.store.at(when).query(cypher, params):
             typer.echo(json.dumps(row, default=str))
 
     _run(action)
@@ -97,13 +121,18 @@ def impact(
     depth: Annotated[int, typer.Option(help="How many hops to follow.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     include_retired: Annotated[bool, typer.Option(help="Follow retired twins too (left out by default).")] = False,
+    as_of: AsOf = None,
 ) -> None:
     """Show everything that transitively depends on a twin, with the chain that links it."""
+    when = _when(as_of)
 
     def action(runtime: Runtime) -> None:
-        start = runtime.store.require(uid)
+        reader = runtime.store.at(when)
+        start = reader.get(uid)
+        if start is None:
+            raise TwinNotFound(f"no twin with uid {uid!r}" + (f" at {as_of}" if as_of else ""))
         scope = ReadScope() if include_retired else ReadScope(hidden_states=HIDDEN)
-        hits = runtime.store.impact(uid, max_depth=depth, scope=scope)
+        hits = reader.impact(uid, max_depth=depth, scope=scope)
         if as_json:
             typer.echo(
                 json.dumps(
@@ -148,6 +177,43 @@ def transition(
             reason=reason,
         )
         console.print(f"{moved.cls} {escape(moved.uid)}: {moved.before} -> {moved.after}", highlight=False)
+
+
+@app.command()
+def diff(
+    start: Annotated[str, typer.Argument(help="From this ISO 8601 time ...")],
+    end: Annotated[str | None, typer.Argument(help="... to this one (default: now).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List the twins and links that changed between two times, with the fields that changed."""
+    since, until = _time(start, "FROM"), _when(end, "TO")
+
+    def action(runtime: Runtime) -> None:
+        deltas = runtime.store.diff(since, until)
+        if as_json:
+            for d in deltas:
+                typer.echo(
+                    json.dumps(
+                        {
+                            "kind": d.kind,
+                            "op": d.op,
+                            "uid": d.uid,
+                            "class": d.cls,
+                            "type": d.link_type,
+                            "target": d.target,
+                            "fields": list(d.fields),
+                        }
+                    )
+                )
+            return
+        table = Table()
+        for column in ("change", "twin / link", "class", "fields"):
+            table.add_column(column)
+        for d in deltas:
+            name = d.uid if d.kind == "twin" else f"{d.uid} -{d.link_type}-> {d.target}"
+            table.add_row(d.op, escape(name), d.cls or "", ", ".join(d.fields))
+        console.print(f"{len(deltas)} changes")
+        console.print(table)
 
     _run(action)
 

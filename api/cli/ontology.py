@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from api.settings import get_settings
 from ontology.errors import OntologyError, UnknownTerm
 from ontology.loader import load_ontology, load_report
 from ontology.model import Ontology, text
+
+if TYPE_CHECKING:
+    from ontology.versions import OntologyVersions
 
 app = typer.Typer(help="Inspect, check and export the ontology.", no_args_is_help=True)
 console = Console()
@@ -151,3 +154,188 @@ def render(onto: Ontology, fmt: ExportFormat) -> str:
     from ontology.owl import write_owl
 
     return write_owl(onto, {"ttl": "turtle", "jsonld": "json-ld", "rdfxml": "xml"}[fmt.value])
+
+
+def _versions() -> OntologyVersions:
+    from ontology.versions import OntologyVersions
+
+    return OntologyVersions(get_settings().resolved_database_url)
+
+
+def _terms(ref: str, core: bool) -> tuple[str, dict[str, Any]]:
+    """A version id (digits) or OWL/DTDL files: its name and terms."""
+    from ontology.versions import terms_of
+
+    if ref.isdigit():
+        version = _versions().get(int(ref))
+        return f"version {version.id} ({version.digest[:12]})", version.terms
+    return ref, terms_of(load_ontology([Path(ref)], include_core=core))
+
+
+@app.command()
+def diff(
+    old: Annotated[str, typer.Argument(help="The old version: a recorded version id or OWL/DTDL files.")],
+    new: Annotated[str, typer.Argument(help="The new version: a recorded version id or OWL/DTDL files.")],
+    core: Annotated[bool, typer.Option(help="Merge the core ontology into files given.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Classify every change between two ontology versions as compatible or breaking; exit code 1 when breaking."""
+    from ontology.versions import compare
+
+    try:
+        old_name, old_terms = _terms(old, core)
+        new_name, new_terms = _terms(new, core)
+    except OntologyError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    found = compare(old_terms, new_terms)
+    if as_json:
+        for change in found.changes:
+            typer.echo(json.dumps({"path": change.path, "kind": change.kind, "breaking": change.breaking}))
+    else:
+        table = Table(title=f"{old_name} → {new_name}: {len(found.changes)} changes, {len(found.breaking)} breaking")
+        for column in ("change", "where", "", "what"):
+            table.add_column(column)
+        for change in found.changes:
+            table.add_row(change.kind, change.path, "breaking" if change.breaking else "compatible", change.message)
+        console.print(table)
+    if not found.compatible:
+        raise typer.Exit(1)
+
+
+@app.command()
+def versions(as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False) -> None:
+    """List the recorded ontology versions (digest, time, who, active, breaking, migration)."""
+    rows = _versions().all()
+    for v in rows:
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": v.id,
+                        "digest": v.digest,
+                        "at": v.at.isoformat(),
+                        "actor": v.actor,
+                        "active": v.active,
+                        "breaking": v.breaking,
+                        "migration": v.migration,
+                    }
+                )
+            )
+        else:
+            console.print(
+                f"{v.id:>3} {'*' if v.active else ' '} {v.digest[:12]} {v.at:%Y-%m-%d %H:%M} {v.actor}"
+                f"{' breaking' if v.breaking else ''}{f' migration {v.migration}' if v.migration else ''}",
+                markup=False,
+                highlight=False,
+            )
+
+
+@app.command()
+def activate() -> None:
+    """Record the configured ontology as a version and make it the active one (refused when it breaks the active
+    version: run `twin ontology migrate` instead)."""
+    from api.runtime import Runtime
+    from governance.audit import AuditEvent
+
+    runtime = Runtime()
+    try:
+        operator = runtime.operator()
+        version = _versions().activate(
+            runtime.ontology, operator.sub, [str(p) for p in runtime.settings.ontology_paths]
+        )
+        runtime.audit.append(
+            AuditEvent.for_subject(
+                operator, "ontology.activate", "allow", policy_version=runtime.policy.version, detail=version.digest
+            )
+        )
+        console.print(f"version {version.id} ({version.digest[:12]}) is active", markup=False, highlight=False)
+    except OntologyError as exc:
+        console.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        for violation in exc.violations:
+            console.print(f"  ✗ {violation.message}", style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+
+
+@app.command()
+def migrate(
+    migration_file: Annotated[Path, typer.Argument(help="The migration (YAML).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change and fail; write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Migrate the twins from the active ontology version to the configured one, then activate it; failures are
+    quarantined with reasons, migrated twins checked against the SHACL shapes."""
+    from api.runtime import Runtime
+    from governance.audit import AuditEvent
+    from ontology.migration import MigrationQuarantine, Migrator, mapping_references, read_migration, shacl_issues
+    from ontology.versions import ontology_of
+
+    runtime = Runtime()
+    try:
+        versions = _versions()
+        active = versions.active()
+        if active is None:
+            raise OntologyError(
+                "no ontology version is active yet: record the current one with `twin ontology activate`"
+            )
+        migration = read_migration(migration_file)
+        migrator = Migrator(migration, ontology_of(active.terms), runtime.ontology)
+        store = runtime.store
+        if dry_run:
+            report, _ = migrator.plan(store)
+        else:
+            report = migrator.apply(store, MigrationQuarantine(runtime.settings.resolved_database_url), shacl_issues)
+            operator = runtime.operator()
+            version = versions.activate(
+                runtime.ontology,
+                operator.sub,
+                [str(p) for p in runtime.settings.ontology_paths],
+                migration=migration.name,
+                renames=migration.renames(),
+            )
+            runtime.audit.append(
+                AuditEvent.for_subject(
+                    operator,
+                    "ontology.migrate",
+                    "allow",
+                    policy_version=runtime.policy.version,
+                    rows_returned=report.changed,
+                    detail=f"{migration.name}: {report.changed} migrated, {len(report.failures)} quarantined; "
+                    f"version {version.digest[:12]} active",
+                )
+            )
+        mappings = [
+            *Path(__file__).resolve().parents[2].joinpath("connectors", "mappings").glob("*.yaml"),
+            *runtime.settings.data_dir.glob("*.yaml"),
+            *runtime.settings.data_dir.glob("mappings/*.yaml"),
+        ]
+        references = mapping_references(mappings, migration, ontology_of(active.terms))
+        if as_json:
+            summary = report.summary()
+            summary["mapping_references"] = [{"file": f, "line": n, "what": w} for f, n, w in references]
+            typer.echo(json.dumps(summary, default=str))
+        else:
+            console.print(
+                f"{'dry run: ' if dry_run else ''}{report.examined} twins examined, {report.changed} "
+                f"{'would change' if dry_run else 'migrated'}, {report.unchanged} unchanged, "
+                f"{len(report.failures)} {'would fail' if dry_run else 'quarantined'}",
+                markup=False,
+                highlight=False,
+            )
+            for step, count in sorted(report.by_step.items()):
+                console.print(f"  {step}: {count}", markup=False, highlight=False)
+            for failure in report.failures:
+                console.print(f"  ✗ {failure.uid} {failure.property or ''}: {failure.reason}", markup=False)
+            for issue in report.shacl_issues:
+                console.print(f"  SHACL: {issue}", style="yellow", markup=False)
+            for file, line, what in references:
+                console.print(f"  mapping {file}:{line}: {what}", style="yellow", markup=False, highlight=False)
+    except OntologyError as exc:
+        console.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()

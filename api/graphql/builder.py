@@ -30,7 +30,7 @@ import itertools
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,7 @@ class _Builder:
         description: str | None = None,
         args: Sequence[tuple[str, str]] = (),
         is_input: bool = False,
+        deprecated: str | None = None,
     ) -> StrawberryField:
         result = StrawberryField(
             python_name=name,
@@ -90,6 +91,7 @@ class _Builder:
             type_annotation=self.annotation(annotation),
             description=description or None,
             default=strawberry.UNSET if is_input else dataclass_missing(),
+            deprecation_reason=deprecated,
         )
         if args:
             result.arguments = [StrawberryArgument(a, a, self.annotation(t), default=strawberry.UNSET) for a, t in args]
@@ -132,6 +134,10 @@ def dataclass_missing() -> Any:
     return dataclasses.MISSING
 
 
+AS_OF = ("asOf", "Optional[DateTime]")  # root reads answered on the graph as it was (graph/as_of.py)
+AS_OF_NOTE = " With `asOf`: on the graph as it was then (transaction time), same policy and masks."
+
+
 def _connection_args(plan: ClassPlan) -> list[tuple[str, str]]:
     return [
         ("where", f"Optional[{plan.where}]"),
@@ -166,10 +172,14 @@ class TwinSchema:
 
 
 def build_schema(
-    ontology: Ontology, extensions: Sequence[Callable[[], SchemaExtension]] = (), *, scenarios: bool = False
+    ontology: Ontology,
+    extensions: Sequence[Callable[[], SchemaExtension]] = (),
+    *,
+    scenarios: bool = False,
+    renames: Mapping[str, Mapping[str, str]] | None = None,
 ) -> TwinSchema:
-    """Generate the GraphQL schema of `ontology`."""
-    plan = plan_schema(ontology)
+    """Generate the GraphQL schema of `ontology` (`renames`: former property names kept one version, deprecated)."""
+    plan = plan_schema(ontology, renames)
     b = _Builder()
     b.ns.update(decision_fields.TYPES)
     b.enum("TwinClass", sorted(plan.classes), "Classes of the ontology.")
@@ -258,7 +268,9 @@ def build_schema(
     def twin_fields(p: ClassPlan) -> list[StrawberryField]:
         fields = [b.field("uid", "strawberry.ID"), b.field("className", "str"), b.field("labels", "List[str]")]
         for f in p.properties.values():
-            fields.append(b.field(f.name, _value_annotation(f), description=_prop_description(f.prop)))
+            fields.append(
+                b.field(f.name, _value_annotation(f), description=_prop_description(f.prop), deprecated=f.deprecated)
+            )
         for r in p.relations.values():
             node = plan.plan_for(r.node_class)
             direction = "outgoing" if r.direction == "out" else "incoming"
@@ -290,8 +302,8 @@ def build_schema(
         b.field(
             "twin",
             "Optional[Twin]",
-            args=[("uid", "strawberry.ID"), ("includeRetired", "Optional[bool]")],
-            description="One twin by uid (a retired twin only with includeRetired: true).",
+            args=[("uid", "strawberry.ID"), AS_OF, ("includeRetired", "Optional[bool]")],
+            description="One twin by uid (a retired twin only with includeRetired: true)." + AS_OF_NOTE,
         ),
     ]
     for list_field, cls in plan.root_lists.items():
@@ -300,23 +312,23 @@ def build_schema(
             b.field(
                 list_field,
                 p.connection,
-                args=[*_connection_args(p), ("includeRetired", "Optional[bool]")],
+                args=[*_connection_args(p), AS_OF, ("includeRetired", "Optional[bool]")],
                 description=f"{cls} twins (subclasses included), filtered, sorted and paged; retired twins (and "
-                "their connections) only with includeRetired: true.",
+                "their connections) only with includeRetired: true." + AS_OF_NOTE,
             )
         )
     query_fields += [
         b.field(
             "search",
             "List[SearchHit]",
-            args=[("text", "str"), ("classes", "Optional[List[TwinClass]]"), ("first", "Optional[int]")],
-            description="Full-text search over names and descriptions.",
+            args=[("text", "str"), ("classes", "Optional[List[TwinClass]]"), ("first", "Optional[int]"), AS_OF],
+            description="Full-text search over names and descriptions." + AS_OF_NOTE,
         ),
         b.field(
             "impact",
             "List[ImpactHit]",
-            args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]")],
-            description="Everything that transitively depends on a twin.",
+            args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]"), AS_OF],
+            description="Everything that transitively depends on a twin." + AS_OF_NOTE,
         ),
         b.field(
             "path",
@@ -327,8 +339,9 @@ def build_schema(
                 ("types", "Optional[List[RelationshipType]]"),
                 ("maxDepth", "Optional[int]"),
                 ("directed", "Optional[bool]"),
+                AS_OF,
             ],
-            description="One shortest path between two twins.",
+            description="One shortest path between two twins." + AS_OF_NOTE,
         ),
         b.field(
             "aggregate",
@@ -339,11 +352,19 @@ def build_schema(
                 ("groupBy", "Optional[List[str]]"),
                 ("where", "Optional[JSON]"),
                 ("epsilon", "Optional[float]"),
+                AS_OF,
             ],
             description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON. Over a class "
             "with personal or confidential properties, a role with a privacy budget gets noisy COUNT/SUM/AVG "
             "(differential privacy; `epsilon` defaults to the role's per-query epsilon, and each metric says its "
-            "accuracy).",
+            "accuracy)." + AS_OF_NOTE,
+        ),
+        b.field(
+            "diff",
+            "List[GraphDelta]",
+            args=[("from", "DateTime"), ("to", "Optional[DateTime]"), ("first", "Optional[int]")],
+            description="What changed in the graph between two times (`to` defaults to now): one entry per twin or "
+            "link, twins first; filtered and masked like `changes` (needs history.read).",
         ),
         b.field(
             "history",

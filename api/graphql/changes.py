@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import anyio.to_thread
@@ -13,6 +14,7 @@ from api.graphql.selection import Selection, list_limit
 from governance.canonical import utc_text
 from governance.change_view import ChangeGate, ChangeView
 from graph.feed import FeedChange, FeedError
+from graph.replay import GraphDelta
 
 
 async def changes(root: Any, info: Any, after: Any = None, first: Any = None) -> dict[str, Any]:
@@ -64,4 +66,68 @@ def change_values(change: FeedChange) -> dict[str, Any]:
     }
 
 
-RESOLVERS = {"changes": governed(changes)}
+async def diff(root: Any, info: Any, first: Any = None, to: Any = None, **args: Any) -> list[Any]:
+    """What changed between `from` and `to` (default now), as the caller's policy shows it: visibility decided on the
+    graph as it was at `to`, values masked like a read of the twin."""
+    from api.graphql.queries import as_of_time
+
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "history.read")
+    limit = list_limit(first, 100)
+    start = as_of_time(args["from"], "from")
+    end = None if to is None else as_of_time(to, "to")
+    store = ctx.store
+
+    def work() -> tuple[list[ChangeView], dict[tuple[Any, ...], tuple[str, ...]]]:
+        found = store.diff(start, end)
+        reader = store if end is None else store.at(end)
+        gate = ChangeGate(ctx.policy, ctx.subject, reader)
+        when = end or dt.datetime.now(dt.UTC)
+        fields = {(d.kind, d.uid, d.link_type, d.target): d.fields for d in found}
+        return gate.view([_as_change(delta, when) for delta in found])[:limit], fields
+
+    shown, fields = await anyio.to_thread.run_sync(work)
+    ctx.round_trips += 1
+    result = []
+    for view in shown:
+        if view.masked:
+            ctx.note_masked(view.change.cls or view.change.link_type or "", view.masked)
+        change = view.change
+        result.append(
+            {
+                "uid": change.uid,
+                "kind": change.kind,
+                "op": change.op,
+                "className": change.cls,
+                "linkType": change.link_type,
+                "target": change.target,
+                "fields": list(fields[(change.kind, change.uid, change.link_type, change.target)]),
+                "before": change.before,
+                "after": change.after,
+            }
+        )
+    ctx.rows += len(result)
+    selection = Selection(info)
+    return [selection.shaped(info.return_type, info.field_nodes, item) for item in result]
+
+
+def _as_change(delta: GraphDelta, when: dt.datetime) -> FeedChange:
+    """A delta in the shape the change gate filters and masks."""
+    return FeedChange(
+        0,
+        delta.uid,
+        delta.kind,
+        delta.op,
+        delta.cls,
+        delta.link_type,
+        delta.target,
+        "",
+        None,
+        None,
+        when,
+        delta.before,
+        delta.after,
+    )
+
+
+RESOLVERS = {"changes": governed(changes), "diff": governed(diff)}

@@ -21,6 +21,7 @@ ROOT_FIELDS = (
     "aggregate",
     "history",
     "changes",
+    "diff",
     "lineage",
     "auditLog",
     "scenarios",
@@ -36,6 +37,7 @@ class PropertyField:
     prop: PropertyDef
     scalar: str
     is_list: bool
+    deprecated: str | None = None  # the reason, for a field kept one version under a property's former name
 
     @property
     def filterable(self) -> bool:
@@ -157,8 +159,10 @@ class _Names:
         return name
 
 
-def plan_schema(ontology: Ontology) -> SchemaPlan:
-    """Map every class, property and relationship of `ontology` to GraphQL names."""
+def plan_schema(ontology: Ontology, renames: Mapping[str, Mapping[str, str]] | None = None) -> SchemaPlan:
+    """Map every class, property and relationship of `ontology` to GraphQL names; `renames` ({class: {former name:
+    property}}, from the migration that activated this version) keeps each former name one version as a deprecated
+    field reading the renamed property."""
     names = _Names(
         [
             *STATIC,
@@ -240,6 +244,15 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
                 continue
             scalar, is_list = scalar_of(prop.schema)
             plan.properties[gname] = PropertyField(gname, prop, scalar, is_list)
+        for owner, renamed in (renames or {}).items():
+            if owner not in ontology or not ontology.is_a(cls.id, owner):
+                continue
+            for former, current in renamed.items():
+                field_ = plan.properties.get(graphql_name(current))
+                if field_ is not None and graphql_name(former) not in plan.properties:
+                    plan.properties[graphql_name(former)] = PropertyField(
+                        graphql_name(former), field_.prop, field_.scalar, field_.is_list, f"Renamed to {current}."
+                    )
         taken = set(plan.properties) | set(SYSTEM_FIELDS)
         for rel_name, rel in ontology.relationships(cls.id).items():
             gname = graphql_name(rel_name)

@@ -37,6 +37,7 @@ class PrivateRequest:
     cls: str
     budget: PrivacyBudgetRule
     scope: ReadScope  # the caller's, or for a class it may only aggregate the policy's aggregate scope
+    store: Any  # the graph read: live, or as of a time (graph/as_of.py)
 
 
 def _mentioned(where: Any) -> set[str]:
@@ -103,7 +104,7 @@ async def private_aggregate(
     plan = AggregateRead(req.cls, tuple(measured), group_by, filter_, limit=PAGE_MAX * 10, clamps=clamps)
     scope = _measuring_scope(req.scope, relaxed)
     # read first (a refused or failed read spends nothing), then spend; exact rows never leave unless paid for
-    rows = await run_read(ctx, lambda: ctx.store.read_aggregate(plan, scope, ctx.timeout_ms))
+    rows = await run_read(ctx, lambda: req.store.read_aggregate(plan, scope, ctx.timeout_ms))
     query = f"aggregate {req.cls} {[f'{r.fn}({r.field or ""})' for r in requests]} by {list(names)}"
     state = ctx.services.runtime.privacy_budget.spend(budget, float(epsilon), ctx.subject.sub, query)
 

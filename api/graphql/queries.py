@@ -3,6 +3,7 @@ with the caller's scope (one round trip; impact one per level plus one), and sha
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ from graph.plan import (
     TwinRead,
     TwinsRead,
 )
+from graph.reads import TwinReader
 from ontology.errors import quoted
 
 T = TypeVar("T")
@@ -43,6 +45,26 @@ async def run_read(ctx: RequestContext, work: Callable[[], T], round_trips: int 
     if gate is None:
         return await anyio.to_thread.run_sync(work)
     return await gate.run(ctx.subject.sub, work, ctx.timeout_ms)
+
+
+async def reader_at(ctx: RequestContext, as_of: Any) -> TwinReader:
+    """The store to read from: the live graph, or with `asOf` the graph as it was then (needs history.read: past
+    states are history), built or found in the cache in a worker thread."""
+    if as_of is None:
+        return ctx.store
+    ctx.policy.require(ctx.subject, "operation", "history.read")
+    when = as_of_time(plain(as_of), "asOf")
+    return await anyio.to_thread.run_sync(lambda: ctx.store.at(when))
+
+
+def as_of_time(value: Any, name: str) -> dt.datetime:
+    """A DateTime argument as a datetime (naive means UTC)."""
+    if isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise BadUserInput(f"argument `{name}` is not an ISO 8601 date and time: {quoted(str(value))}") from None
 
 
 class RootQueries:
@@ -67,9 +89,16 @@ class RootQueries:
     def list_field(self, cls: str) -> Callable[..., Any]:
         """The resolver of the root connection over `cls`."""
 
-        async def resolve(root: Any, info: Any, includeRetired: Any = None, **args: Any) -> Any:  # noqa: N803
+        async def resolve(
+            root: Any,
+            info: Any,
+            asOf: Any = None,  # noqa: N803
+            includeRetired: Any = None,  # noqa: N803
+            **args: Any,
+        ) -> Any:
             ctx: RequestContext = info.context
             scope = ctx.scope.including_retired() if includeRetired else ctx.scope
+            store = await reader_at(ctx, asOf)
             planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
             planner.require_readable(cls)
             page = planner.page_args(cls, plain(args), DEFAULT_PAGE)
@@ -81,7 +110,7 @@ class RootQueries:
             plan = ListRead(
                 cls, node, page.window, page.where, page.order, total=any(kind == "totalCount" for _, kind, _ in shape)
             )
-            rows = await run_read(ctx, lambda: ctx.store.read_list(plan, scope, ctx.timeout_ms))
+            rows = await run_read(ctx, lambda: store.read_list(plan, scope, ctx.timeout_ms))
             result = shaper.connection(rows.items, rows.total, page, shape)
             shaper.finish()
             return result
@@ -89,22 +118,32 @@ class RootQueries:
         resolve.__name__ = f"resolve_{cls}"
         return governed(resolve)
 
-    async def twin(self, root: Any, info: Any, uid: str, includeRetired: Any = None) -> Any:  # noqa: N803
+    async def twin(self, root: Any, info: Any, uid: str, asOf: Any = None, includeRetired: Any = None) -> Any:  # noqa: N803
         """One twin by uid (null when absent, outside the caller's scope, or retired unless `includeRetired`)."""
         ctx: RequestContext = info.context
         scope = ctx.scope.including_retired() if includeRetired else ctx.scope
+        store = await reader_at(ctx, asOf)
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
         node = Projection()
         shape = planner.node(info.return_type, info.field_nodes, node, 1)
         plan = TwinRead(uid, node)
-        row = await run_read(ctx, lambda: ctx.store.read_twin(plan, scope, ctx.timeout_ms))
+        row = await run_read(ctx, lambda: store.read_twin(plan, scope, ctx.timeout_ms))
         result = shaper.node(row, shape)
         shaper.finish()
         return result
 
-    async def search(self, root: Any, info: Any, text: str, classes: Any = None, first: Any = None) -> Any:
+    async def search(
+        self,
+        root: Any,
+        info: Any,
+        text: str,
+        classes: Any = None,
+        first: Any = None,
+        asOf: Any = None,  # noqa: N803
+    ) -> Any:
         """Full-text hits; a twin matched only through a field the caller may not read is not returned."""
         ctx: RequestContext = info.context
+        store = await reader_at(ctx, asOf)
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
         limit = list_limit(first, SEARCH_DEFAULT)
         hit_type = get_named_type(info.return_type)
@@ -115,7 +154,7 @@ class RootQueries:
             if subs[0].name.value == "twin":
                 twin_shape = planner.node(hit_type.fields["twin"].type, subs, node, limit * 3)
         plan = SearchRead(text, node, limit, tuple(self.schema.ontology.get(n).name for n in plain(classes or [])))
-        rows = await run_read(ctx, lambda: ctx.store.read_search(plan, ctx.scope, ctx.timeout_ms))
+        rows = await run_read(ctx, lambda: store.read_search(plan, ctx.scope, ctx.timeout_ms))
         hits = []
         for row in rows:
             twin = shaper.node(row.node, twin_shape) if twin_shape else {"__typename": None}
@@ -127,11 +166,11 @@ class RootQueries:
         shaper.finish()
         return hits
 
-    async def impact(self, root: Any, info: Any, uid: str, maxDepth: Any = None) -> Any:  # noqa: N803
+    async def impact(self, root: Any, info: Any, uid: str, maxDepth: Any = None, asOf: Any = None) -> Any:  # noqa: N803
         """What depends on `uid`, level by level (scope applied at every step), then one projection read."""
         ctx: RequestContext = info.context
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
-        store = ctx.store
+        store = await reader_at(ctx, asOf)
         before = store.backend.queries
         hits = await run_read(
             ctx, lambda: store.read_impact(ImpactRead(uid, 3 if maxDepth is None else maxDepth), ctx.scope), 0
@@ -168,9 +207,11 @@ class RootQueries:
         types: Any = None,
         maxDepth: Any = None,  # noqa: N803
         directed: Any = None,
+        asOf: Any = None,  # noqa: N803
     ) -> Any:
         """One shortest path; null when none exists or it passes a twin the caller may not see."""
         ctx: RequestContext = info.context
+        store = await reader_at(ctx, asOf)
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
         depth = 6 if maxDepth is None else maxDepth
         result_type = get_named_type(info.return_type)
@@ -181,7 +222,7 @@ class RootQueries:
             if subs[0].name.value == "nodes":
                 node_shape = planner.node(result_type.fields["nodes"].type, subs, node, depth + 1)
         plan = PathRead(source, target, node, tuple(plain(types or [])), depth, directed is not False)
-        found = await run_read(ctx, lambda: ctx.store.read_path(plan, ctx.scope, ctx.timeout_ms))
+        found = await run_read(ctx, lambda: store.read_path(plan, ctx.scope, ctx.timeout_ms))
         if found is None:
             return None
         nodes = [shaper.node(row, node_shape) for row in found.nodes] if node_shape else []
@@ -201,10 +242,12 @@ class RootQueries:
         groupBy: Any = None,
         where: Any = None,
         epsilon: float | None = None,
+        asOf: Any = None,  # noqa: N803
     ) -> Any:  # noqa: N803
         """Grouped metrics over a class; hidden fields may be neither grouped, aggregated nor filtered on. Over a
         sensitive class the policy decides: exact, differentially private (api/graphql/private_aggregate.py), none."""
         ctx: RequestContext = info.context
+        store = await reader_at(ctx, asOf)
         planner = Planner(info, ctx, self.schema)
         cls = plain(className)
         mode = ctx.policy.aggregate_mode(ctx.subject, cls)
@@ -215,7 +258,9 @@ class RootQueries:
         if mode.mode == "private":
             assert mode.budget is not None
             return await private_aggregate(
-                PrivateRequest(ctx, planner, info, self.schema.classes[cls], cls, mode.budget, mode.scope or ctx.scope),
+                PrivateRequest(
+                    ctx, planner, info, self.schema.classes[cls], cls, mode.budget, mode.scope or ctx.scope, store
+                ),
                 plain(metrics) or [{"fn": "count"}],
                 list(plain(groupBy or [])),
                 where,
@@ -247,7 +292,7 @@ class RootQueries:
         plan = AggregateRead(
             cls, tuple(measured), group_by, planner.where(cls, where) if where else None, limit=PAGE_MAX * 10
         )
-        rows = await run_read(ctx, lambda: ctx.store.read_aggregate(plan, ctx.scope, ctx.timeout_ms))
+        rows = await run_read(ctx, lambda: store.read_aggregate(plan, ctx.scope, ctx.timeout_ms))
         row_type = get_named_type(info.return_type)
         metric_type = get_named_type(row_type.fields["metrics"].type)
         selected = planner.sel.fields(row_type, info.field_nodes)

@@ -138,6 +138,21 @@ class HistoryEntry:
     after: JSON | None
 
 
+@strawberry.type(description="How one twin or link differs between two times (values masked by policy).")
+class GraphDelta:
+    """A twin or link created, updated or deleted between the two times of `diff`."""
+
+    uid: strawberry.ID
+    kind: str
+    op: str
+    className: str | None
+    linkType: str | None
+    target: str | None
+    fields: list[str]
+    before: JSON | None
+    after: JSON | None
+
+
 @strawberry.type(
     description="One change of the change feed, with its gap-free sequence number (values masked by policy)."
 )
@@ -372,6 +387,7 @@ STATIC = {
     "PathResult": PathResult,
     "HistoryEntry": HistoryEntry,
     "Change": Change,
+    "GraphDelta": GraphDelta,
     "ChangePage": ChangePage,
     "LineageRecord": LineageRecord,
     "AuditRecord": AuditRecord,

@@ -78,7 +78,9 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
     runtime = runtime or Runtime()
     settings = runtime.settings
     schema = build_schema(
-        runtime.ontology, limit_extensions(settings.api_max_depth, settings.api_max_tokens, settings.api_max_aliases)
+        runtime.ontology,
+        limit_extensions(settings.api_max_depth, settings.api_max_tokens, settings.api_max_aliases),
+        renames=_renames(runtime),
     )
     _bind(schema)
     runtime.store  # noqa: B018 - open the graph now, not on the first request
@@ -163,6 +165,19 @@ def _json_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
         return JsonResponse({"detail": jsonable_encoder(exc.errors())}, 422)
+
+
+def _renames(runtime: Runtime) -> dict[str, dict[str, str]]:
+    """Record the running ontology as a version (once per digest), and return the former property names the active
+    version keeps for one version (its migration renamed them) when the running ontology is that version."""
+    from ontology.versions import OntologyVersions
+
+    versions = OntologyVersions(runtime.settings.resolved_database_url)
+    running = versions.record(runtime.ontology, "api", [str(p) for p in runtime.settings.ontology_paths])
+    active = versions.active()
+    if active is None or active.digest != running.digest:
+        return {}
+    return active.renames
 
 
 def _bind(schema: TwinSchema) -> None:

@@ -1,0 +1,221 @@
+"""Ontology versions and migrations on the sample enterprise: `email` renamed to `workEmail` and a string capacity
+cast to decimal; the dry run counts exactly, the run migrates, quarantines the failing casts, every migrated twin
+passes the new SHACL shapes, history names the migration, the past keeps the old shape; bad migrations are refused
+naming the line, and a failed one leaves the graph as it was."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from graph.embedded import stop_embedded
+from graph.model import Twin
+from graph.store import GraphStore
+from ontology.core import load_core
+from ontology.migration import (
+    MigrationError,
+    MigrationQuarantine,
+    Migrator,
+    mapping_references,
+    parse_migration,
+    shacl_issues,
+)
+from ontology.model import Ontology, PropertyDef
+from ontology.schema import primitive
+from ontology.versions import OntologyVersionRefused, OntologyVersions, compare, terms_of
+from tests.api.conftest import EMPLOYEES, sample_twins
+
+CAPACITIES = {"machine-0": "120", "machine-1": "95.5", "machine-2": "n/a", "machine-3": "1,200"}
+MIGRATION = """\
+name: work-email-and-capacity
+steps:
+  - rename_property: {class: Person, from: email, to: workEmail}
+  - cast: {class: Machine, property: capacity, to: decimal}
+"""
+
+
+def _with(ontology: Ontology, cls: str, change: object) -> Ontology:
+    """`ontology` with class `cls`'s own properties changed by `change(properties)`."""
+    classes = [
+        dataclasses.replace(c, properties=change(c.properties)) if c.name == cls else c  # type: ignore[operator]
+        for c in ontology.classes.values()
+    ]
+    return Ontology(classes, iri=ontology.iri, version=ontology.version, schemas=ontology.schemas.values())
+
+
+def old_ontology() -> Ontology:
+    """The core with a text `capacity` on machines (as a first model had it)."""
+    return _with(load_core(), "Machine", lambda props: (*props, PropertyDef("capacity", primitive("string"))))
+
+
+def new_ontology() -> Ontology:
+    """The next version: Person.email renamed workEmail, Machine.capacity a decimal."""
+    renamed = _with(
+        old_ontology(),
+        "Person",
+        lambda props: tuple(dataclasses.replace(p, name="workEmail") if p.name == "email" else p for p in props),
+    )
+    return _with(
+        renamed,
+        "Machine",
+        lambda props: tuple(
+            # xsd:decimal, as the OWL reader takes it (a double)
+            dataclasses.replace(p, schema=primitive("double")) if p.name == "capacity" else p
+            for p in props
+        ),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[GraphStore]:
+    """The sample enterprise on the old ontology, with history."""
+    opened = GraphStore.open(
+        f"falkordb+embedded://{tmp_path / 'graph'}", old_ontology(), history_url=f"sqlite:///{tmp_path / 'h.db'}"
+    )
+    try:
+        twins, links = sample_twins()
+        twins = [
+            Twin(t.uid, t.cls, {**t.properties, "capacity": CAPACITIES[t.uid]}) if t.uid in CAPACITIES else t
+            for t in twins
+        ]
+        opened.upsert_twins(twins)
+        opened.upsert_links(links)
+        yield opened
+    finally:
+        opened.close()
+        stop_embedded(tmp_path / "graph")
+
+
+def test_diff_classifies_every_change() -> None:
+    diff = compare(terms_of(old_ontology()), terms_of(new_ontology()))
+    kinds = {(c.path, c.kind, c.breaking) for c in diff.changes}
+    assert ("Person.email", "property-renamed", True) in kinds
+    assert ("Machine.capacity", "type-changed", True) in kinds
+    assert len(diff.changes) == 2 and not diff.compatible
+    added = _with(new_ontology(), "Site", lambda props: (*props, PropertyDef("gate", primitive("string"))))
+    assert [(c.path, c.kind, c.breaking) for c in compare(terms_of(new_ontology()), terms_of(added)).changes] == [
+        ("Site.gate", "property-added", False)
+    ]
+    required = _with(
+        new_ontology(), "Site", lambda props: (*props, PropertyDef("gate", primitive("string"), required=True))
+    )
+    assert not compare(terms_of(new_ontology()), terms_of(required)).compatible
+
+
+def test_dry_run_counts_then_the_run_migrates_and_quarantines(store: GraphStore, tmp_path: Path) -> None:
+    migrator = Migrator(parse_migration(MIGRATION), old_ontology(), new_ontology())
+    report, _ = migrator.plan(store)
+    assert report.by_step == {"rename_property (line 3)": EMPLOYEES, "cast (line 4)": 3}
+    assert report.changed == EMPLOYEES + 4  # the machine whose capacity fails loses that value (quarantined)
+    assert [(f.uid, f.property, f.value) for f in report.failures] == [("machine-2", "capacity", "n/a")]
+    assert store.get("emp-01").properties["email"] == "person1@example.test"  # type: ignore[union-attr]  # dry run
+    time.sleep(0.01)
+    before = dt.datetime.now(dt.UTC)
+    time.sleep(0.01)
+    quarantine = MigrationQuarantine(f"sqlite:///{tmp_path / 'h.db'}")
+    done = migrator.apply(store, quarantine, shacl_issues)
+    assert done.applied and done.changed == report.changed and done.shacl_issues == []
+    migrated = GraphStore(store.backend, new_ontology(), store.history, schema=False)
+    try:
+        emp = migrated.get("emp-01")
+        assert (
+            emp is not None and emp.properties["workEmail"] == "person1@example.test" and "email" not in emp.properties
+        )
+        assert [migrated.get(f"machine-{k}").properties.get("capacity") for k in range(4)] == [  # type: ignore[union-attr]
+            120.0,
+            95.5,
+            None,
+            1200.0,
+        ]
+        assert quarantine.of("work-email-and-capacity") == [
+            {
+                "uid": "machine-2",
+                "class": "Machine",
+                "property": "capacity",
+                "value": "n/a",
+                "reason": "cast (line 4): 'n/a' is not a number",
+            }
+        ]
+        assert store.history_of("emp-01")[-1].actor == "migration:work-email-and-capacity"
+        past = migrated.at(before).get("emp-01")  # the past keeps the old shape
+        assert (
+            past is not None
+            and past.properties["email"] == "person1@example.test"
+            and "workEmail" not in past.properties
+        )
+    finally:
+        migrated.release()
+
+
+def test_bad_migrations_are_refused_naming_the_line(store: GraphStore) -> None:
+    with pytest.raises(MigrationError, match=r"line 3: .*Person has no property 'mail' in the old ontology"):
+        Migrator(
+            parse_migration("name: x\nsteps:\n  - rename_property: {class: Person, from: mail, to: workEmail}\n"),
+            old_ontology(),
+            new_ontology(),
+        )
+    with pytest.raises(MigrationError, match=r"line 4: unknown step 'rename'"):
+        parse_migration("name: x\nsteps:\n  - drop_property: {class: Machine, property: capacity}\n  - rename: {}\n")
+    with pytest.raises(MigrationError, match=r"line 3: cast needs to"):
+        parse_migration("name: x\nsteps:\n  - cast: {class: Machine, property: capacity}\n")
+    store.upsert_twins(
+        [
+            Twin("machine-0", "Machine", {"capacity": "lots"}),
+            Twin("machine-1", "Machine", {"capacity": "?"}),
+            Twin("machine-3", "Machine", {"capacity": "x"}),
+        ]
+    )
+    states = {uid: store.get(uid).properties for uid in ("emp-01", "machine-0")}  # type: ignore[union-attr]
+    with pytest.raises(MigrationError, match=r"line 4: the cast of Machine.capacity to decimal fails for every twin"):
+        Migrator(parse_migration(MIGRATION), old_ontology(), new_ontology()).apply(store)
+    assert {uid: store.get(uid).properties for uid in states} == states  # type: ignore[union-attr]  # nothing applied
+
+
+def test_a_failed_write_is_undone(store: GraphStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ontology import migration
+
+    monkeypatch.setattr(migration, "CHUNK", 10)  # several writes, the second fails
+    calls = {"n": 0}
+    original = GraphStore.upsert_twins
+
+    def failing(self: GraphStore, twins: list[Twin], **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the graph went away")
+        return original(self, twins, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GraphStore, "upsert_twins", failing)
+    before = {t.uid: t.properties for t in store.twins_of(["Person", "Machine"])}
+    with pytest.raises(MigrationError, match="failed and was undone"):
+        Migrator(parse_migration(MIGRATION), old_ontology(), new_ontology()).apply(store)
+    monkeypatch.setattr(GraphStore, "upsert_twins", original)
+    assert {t.uid: t.properties for t in store.twins_of(["Person", "Machine"])} == before
+
+
+def test_a_breaking_version_needs_a_migration(tmp_path: Path) -> None:
+    versions = OntologyVersions(f"sqlite:///{tmp_path / 'v.db'}")
+    first = versions.activate(old_ontology(), "alice", ["core.ttl"])
+    assert first.active and versions.record(old_ontology(), "bob").id == first.id  # same digest, same version
+    with pytest.raises(OntologyVersionRefused, match="2 breaking change") as refused:
+        versions.activate(new_ontology(), "alice")
+    assert {v.path for v in refused.value.violations} == {"Person.email", "Machine.capacity"}
+    assert versions.active().id == first.id  # type: ignore[union-attr]
+    migration = parse_migration(MIGRATION)
+    second = versions.activate(new_ontology(), "alice", migration=migration.name, renames=migration.renames())
+    assert second.active and second.breaking and second.renames == {"Person": {"email": "workEmail"}}
+    assert [v.id for v in versions.all()] == [first.id, second.id]
+
+
+def test_connector_mappings_naming_a_renamed_term_are_reported() -> None:
+    mappings = sorted(Path("connectors/mappings").glob("sample_*.yaml"))
+    found = mapping_references(mappings, parse_migration(MIGRATION), old_ontology())
+    assert {(Path(f).name, what) for f, _, what in found} >= {
+        ("sample_hr.yaml", "Employee.email is renamed by the migration"),
+        ("sample_crm.yaml", "Contact.email is renamed by the migration"),
+    }
+    assert all(line > 1 for _, line, _ in found)
