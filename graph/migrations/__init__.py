@@ -18,6 +18,9 @@ STORE_MODULES = (
     "governance.decisions.alerts",
     "governance.decisions.proposals",
     "governance.decisions.runtime",
+    "governance.models",
+    "governance.privacy_budget",
+    "governance.subject_keys",
     "connectors.identity",
     "connectors.leases",
     "connectors.quarantine",
@@ -25,6 +28,9 @@ STORE_MODULES = (
     "connectors.sync_state",
     "connectors.telemetry",
     "simulation.results",
+    "simulation.forecast.store",
+    "ontology.versions",
+    "ontology.migration",
 )
 
 
