@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from governance.errors import KeyMaterialError
 from governance.key_files import write_private_file
 from governance.master_key import FileMasterKey, MasterKeyProvider, decode_master_key
-from graph.relational import create_tables, relational_engine
+from graph.relational import relational_engine
 
 CACHE_SECONDS = 60.0
 _NONCE = 12
@@ -87,7 +87,9 @@ class SubjectKeyRing:
         self.provider = provider
         self.engine = relational_engine(url)
         self._dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        create_tables(self.engine, metadata)
+        # The key ring is a store of its own (kept apart from the twin's database and its backups, so that a dump of
+        # that database never carries the keys): its two tables are made here, outside the twin store's revisions.
+        metadata.create_all(self.engine, checkfirst=True)
         self._master = self._checked_master()
         self._cache: dict[str, tuple[SubjectKey, float]] = {}
         self._lock = threading.Lock()

@@ -78,8 +78,14 @@ def replay(rows: Iterable[Sequence[Any]]) -> ReplayedGraph:
 
 
 def replay_until(history: HistoryStore, when: dt.datetime) -> ReplayedGraph:
-    """The graph as history recorded it at `when`."""
-    return replay(history.states_until(when))
+    """The graph as history recorded it at `when`, personal values opened (those of erased subjects stay out)."""
+    graph = replay(history.states_until(when))
+    if history.seal is not None and graph.twins:
+        uids = list(graph.twins)
+        opened = history.seal.open_states([(uid, graph.twins[uid][1]) for uid in uids])
+        for uid, state in zip(uids, opened, strict=True):
+            graph.twins[uid] = (graph.twins[uid][0], state or {})
+    return graph
 
 
 def deltas(history: HistoryStore, start: dt.datetime, end: dt.datetime) -> list[GraphDelta]:
@@ -97,6 +103,9 @@ def deltas(history: HistoryStore, start: dt.datetime, end: dt.datetime) -> list[
         closing = last[key]
         before = _state(opening.before) if opening.op != "create" else None
         after = _state(closing.after) if closing.op != "delete" else None
+        if history.seal is not None and key[0] == "twin":  # personal values are stored sealed
+            before = None if before is None else history.seal.open_state(key[1], before)
+            after = None if after is None else history.seal.open_state(key[1], after)
         if before is None and after is None:
             continue
         old_class = start_classes.get(key[1]) if key[0] == "twin" else None

@@ -185,6 +185,16 @@ def _print_tour(runtime: Runtime, result: DemoResult) -> None:
         f'-d "$(python3 -c \'import json, sys; print(json.dumps({{"spec": open(sys.argv[1]).read(), '
         f'"replications": 10}}))\' {spec})"   # then GET /operations/jobs/ID'
     )
+    private = (
+        '{ aggregate(className: Employee, metrics: [{fn: COUNT}, {fn: AVG, field: \\"salary\\"}]) '
+        "{ metrics { name value privacy { epsilon accuracy95 } } } }"
+    )
+    console.print("\n[bold]analyst[/bold] — headcount and mean salary, with differential privacy (no person's row):")
+    typer.echo(
+        f'curl -s {base}/graphql -H "Authorization: Bearer $TOKEN_ANALYST" '
+        f"-H 'Content-Type: application/json' -d '{{\"query\": \"{private}\"}}'"
+    )
+    typer.echo("twin privacy budget")
     console.print("\n[bold]compliance[/bold] — where did this employee's e-mail come from? (value shown hashed)")
     typer.echo(
         f'curl -s {base}/graphql -H "Authorization: Bearer $TOKEN_COMPLIANCE" '

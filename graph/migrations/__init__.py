@@ -20,7 +20,6 @@ STORE_MODULES = (
     "governance.decisions.runtime",
     "governance.models",
     "governance.privacy_budget",
-    "governance.subject_keys",
     "connectors.identity",
     "connectors.leases",
     "connectors.quarantine",

@@ -1,5 +1,5 @@
-"""Tables of the sixth session: experiments, forecasts and model versions, the privacy budget, subject keys, ontology
-versions and migrations.
+"""Tables of the sixth session: experiments, forecasts and model versions, the privacy budget, ontology versions
+and migrations.
 
 Revision ID: 0002
 Revises: 0001
@@ -144,25 +144,10 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("experiment_id"),
     )
-    op.create_table(
-        "subject_key",
-        sa.Column("uid", sa.String(length=512), nullable=False),
-        sa.Column("wrapped", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sa.String(length=40), nullable=False),
-        sa.PrimaryKeyConstraint("uid"),
-    )
-    op.create_table(
-        "subject_key_check",
-        sa.Column("name", sa.String(length=32), nullable=False),
-        sa.Column("sealed", sa.LargeBinary(), nullable=False),
-        sa.PrimaryKeyConstraint("name"),
-    )
 
 
 def downgrade() -> None:
     """Drop the tables of the sixth session."""
-    op.drop_table("subject_key_check")
-    op.drop_table("subject_key")
     op.drop_table("sim_experiment")
     with op.batch_alter_table("privacy_budget_spend", schema=None) as batch_op:
         batch_op.drop_index("ix_privacy_budget_role_period")
