@@ -9,9 +9,10 @@ caller must resend). ``publish(batch)`` is ``submit(batch).result()``.
 ``EndpointBase`` sends on one sender thread per endpoint, a batch at a time (Redis, webhooks): the caller's own
 work overlaps the sending. ``AsyncClientEndpoint`` runs an asyncio client on an ``EventLoopThread``: a batch's
 events are handed to the client in order (``_issue``) and their acknowledgements awaited afterwards, so the next
-batch is sent while the previous one's acknowledgements are on their way (NATS and RabbitMQ through one
-``OrderedWindow`` of ``max_in_flight`` unacknowledged events shared by all batches, Kafka through the producer's
-own batching). Every step is bounded by the endpoint's timeouts, so a broker that does not answer ends in
+batch is sent while the previous one's acknowledgements are on their way (NATS through nats-py's ``publish_async``
+window, RabbitMQ through one ``OrderedWindow``, each of ``max_in_flight`` unacknowledged events shared by all
+batches; Kafka through the producer's own batching); MQTT hands a batch to paho at once and waits for its PUBACKs
+on the sender thread. Every step is bounded by the endpoint's timeouts, so a broker that does not answer ends in
 ``EndpointTimeout`` instead of a hang; any exception a transport did not translate becomes an ``EndpointError``
 whose text is scrubbed of credentials.
 """
@@ -233,15 +234,10 @@ class AsyncClientEndpoint(EndpointBase):
             self._failed()
             raise EndpointError(self.url, f"{doing} failed: {self._error_text(exc)}") from None
 
+    @abstractmethod
     async def _issue(self, events: list[TwinEvent]) -> Awaitable[object]:
-        """Hand the batch to the client in order; return what completes when every event is acknowledged.
-
-        The default sends the whole batch with `_send` (its acknowledgements included) before the next batch starts.
-        """
-        await self._send(events)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        """Hand the batch to the client in order; return what completes when every event is acknowledged (called
+        while no other batch is being handed over, so batches leave in submission order)."""
 
     def _close(self) -> None:
         self._run_cleanup()
@@ -274,10 +270,6 @@ class AsyncClientEndpoint(EndpointBase):
     async def _connect(self) -> None:
         """Open the connection and check the destination exists; raise a typed EndpointError if not."""
 
-    async def _send(self, events: list[TwinEvent]) -> None:
-        """Send the batch and wait for every acknowledgement (endpoints that override `_issue` need not)."""
-        raise EndpointConfigError(self.url, f"{type(self).__name__} sends through _issue only")
-
     @abstractmethod
     async def _disconnect(self) -> None:
         """Close the connection."""
@@ -289,17 +281,11 @@ class OrderedWindow[R]:
     `window` workers take the next queued event in turn and await its acknowledgement (`send(event)`), so sends
     leave in order without a semaphore's waiter scans and a batch's tail shares the window with the next batch's
     head. When a send fails, its batch fails, and so does every batch still queued (their events are not sent).
-    Runs on one event loop; `check(event, ack)` may refuse an acknowledgement by raising.
+    Runs on one event loop.
     """
 
-    def __init__(
-        self,
-        send: Callable[[TwinEvent], Awaitable[R]],
-        window: int,
-        check: Callable[[TwinEvent, R], None] | None = None,
-    ) -> None:
+    def __init__(self, send: Callable[[TwinEvent], Awaitable[R]], window: int) -> None:
         self._send = send
-        self._check = check
         self._window = window
         self._queue: deque[tuple[TwinEvent, _BatchAcks]] = deque()
         self._workers: list[asyncio.Task[None]] = []
@@ -342,9 +328,7 @@ class OrderedWindow[R]:
             if batch.future.done():  # an earlier event of the batch failed
                 continue
             try:
-                ack = await self._send(event)
-                if self._check is not None:
-                    self._check(event, ack)
+                await self._send(event)
             except asyncio.CancelledError:
                 batch.fail(ConnectionError("the endpoint closed before the acknowledgement"))
                 raise
@@ -370,29 +354,3 @@ class _BatchAcks:
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error)
-
-
-async def gather_in_window[R](
-    make: Callable[[TwinEvent], Awaitable[R]], events: Sequence[TwinEvent], window: int
-) -> list[R]:
-    """Run make(event) for every event with at most `window` pending, started in list order; first failure raises.
-
-    `window` workers take the next event in turn, so sends leave in order without a semaphore's waiter scans.
-    """
-    results: list[R | None] = [None] * len(events)
-    next_index = 0
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < len(events):
-            index = next_index
-            next_index += 1
-            results[index] = await make(events[index])
-
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(window, len(events)))]
-    try:
-        await asyncio.gather(*workers)
-    finally:
-        for task in workers:
-            task.cancel()
-    return results  # type: ignore[return-value]
