@@ -72,7 +72,9 @@ def holdout_scores(workers: int) -> tuple[float, float, int, dict[str, int]]:
     h = 13
     trains = [s.values[:-h] for s in found]
     forecasts = forecast_batch(trains, h, 52, workers=workers)
-    ratios, inside, kinds = [], [], {}
+    ratios: list[float] = []
+    inside: list[np.ndarray] = []
+    kinds: dict[str, int] = {}
     for data, fc in zip(found, forecasts, strict=True):
         if not isinstance(fc, Forecast):
             continue
