@@ -376,6 +376,14 @@ def build_schema(
             args=[("id", "strawberry.ID")],
             description="A study started with runScenario (by its run id) or a stored study (by its id).",
         ),
+        b.field(
+            "forecast",
+            "SeriesForecast",
+            args=[("series", "str"), ("horizon", "Optional[int]"), ("historyPoints", "Optional[int]")],
+            description="The newest stored forecast of a series (`twin forecast run`): history, forecast and 80 % "
+            "band for `horizon` periods (all stored by default), with its model version and input digest (needs "
+            "forecast.read and read access to every class the series is about).",
+        ),
     ]
     query = b.make("Query", query_fields)
     mutation = b.make(
