@@ -299,6 +299,8 @@ def forecast_series(
     if champion is not None and champion.interval == "conformal":
         half = (hi - lo) / 2 * champion.scale
         lo, hi = mean - half, mean + half
+    if (y >= 0).all():  # a series that never went negative (demand, counts) is not forecast below zero
+        mean, lo, hi = np.maximum(mean, 0), np.maximum(lo, 0), np.maximum(hi, 0)
     params = {"season_length": m, "horizon": horizon, "windows": windows, "level": LEVEL}
     return Forecast(chosen, m, mean, lo, hi, backtests, tuple(notes), params)
 
