@@ -163,7 +163,14 @@ class FileSource:
                 frame = pd.read_parquet(self.path)
             elif self.format in ("json", "jsonl"):
                 # dtype=False: JSON values keep the types written ("00123" stays text); keys and `dtype` cast after
-                frame = pd.read_json(self.path, orient="records", lines=self.format == "jsonl", dtype=False)
+                frame = pd.read_json(  # dates stay text too (pandas 2 converts `*_at`/`date` columns by default)
+                    self.path,
+                    orient="records",
+                    lines=self.format == "jsonl",
+                    dtype=False,
+                    convert_dates=False,
+                    keep_default_dates=False,
+                )
                 cast = {c: t for c, t in {**key_types, **self.dtype}.items() if c in frame.columns}
                 frame = frame.astype(cast) if cast else frame
             else:

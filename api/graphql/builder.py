@@ -415,6 +415,14 @@ def build_schema(
             args=[("id", "strawberry.ID")],
             description="An experiment started with runExperiment (by its run id) or a stored one (by its id).",
         ),
+        b.field(
+            "forecast",
+            "SeriesForecast",
+            args=[("series", "str"), ("horizon", "Optional[int]"), ("historyPoints", "Optional[int]")],
+            description="The newest stored forecast of a series (`twin forecast run`): history, forecast and 80 % "
+            "band for `horizon` periods (all stored by default), with its model version and input digest (needs "
+            "forecast.read and read access to every class the series is about).",
+        ),
     ]
     query_fields += [b.field(n, t, args=a, description=d) for n, t, a, d in decision_fields.QUERY_FIELDS]
     query = b.make("Query", query_fields)

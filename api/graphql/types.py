@@ -289,6 +289,44 @@ class ExperimentRun:
     result: JSON | None
 
 
+@strawberry.type(description="One period of a series' history.")
+class SeriesPoint:
+    """A period start (ISO date or date-time) and the series' value in it."""
+
+    period: str
+    value: float
+
+
+@strawberry.type(description="One period of a forecast: the expected value and its 80 % prediction band.")
+class ForecastPoint:
+    """A forecast period with its mean and the band's bounds."""
+
+    period: str
+    mean: float
+    low: float
+    high: float
+
+
+@strawberry.type(description="The newest stored forecast of a series, with the model version and data that made it.")
+class SeriesForecast:
+    """History, forecast and band; the model version (registry) and the digest of the input data."""
+
+    series: str
+    modelKind: str
+    modelVersion: str | None
+    codeVersion: str
+    inputDigest: str
+    createdAt: DateTime
+    interval: str
+    level: int
+    horizon: int
+    history: list[SeriesPoint]
+    points: list[ForecastPoint]
+    warnings: list[str]
+    backtests: JSON
+    lineage: JSON
+
+
 @strawberry.type(description="What a write did.")
 class WriteResult:
     """Counts of a write."""
@@ -398,6 +436,9 @@ STATIC = {
     "ScenarioStudy": ScenarioStudy,
     "ScenarioRun": ScenarioRun,
     "ExperimentRun": ExperimentRun,
+    "SeriesPoint": SeriesPoint,
+    "ForecastPoint": ForecastPoint,
+    "SeriesForecast": SeriesForecast,
     "LinkInput": LinkInput,
     "LinkKeyInput": LinkKeyInput,
     "StringFilter": StringFilter,

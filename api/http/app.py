@@ -24,6 +24,7 @@ from api.graphql.builder import TwinSchema, build_schema
 from api.graphql.changes import RESOLVERS as CHANGE_RESOLVERS
 from api.graphql.decisions import MUTATION_RESOLVERS as DECISION_MUTATIONS
 from api.graphql.decisions import QUERY_RESOLVERS as DECISION_QUERIES
+from api.graphql.forecasts import QUERY_RESOLVERS as FORECAST_QUERIES
 from api.graphql.mutations import RESOLVERS as MUTATION_RESOLVERS
 from api.graphql.queries import RootQueries
 from api.graphql.records import RESOLVERS as RECORD_RESOLVERS
@@ -182,7 +183,8 @@ def _renames(runtime: Runtime) -> dict[str, dict[str, str]]:
 
 def _bind(schema: TwinSchema) -> None:
     roots = RootQueries(schema.plan)
-    for name, resolver in {**roots.resolvers, **RECORD_RESOLVERS, **CHANGE_RESOLVERS, **SCENARIO_QUERIES}.items():
+    queries = {**roots.resolvers, **RECORD_RESOLVERS, **CHANGE_RESOLVERS, **SCENARIO_QUERIES, **FORECAST_QUERIES}
+    for name, resolver in queries.items():
         schema.bind("Query", name, resolver)
     for name, resolver in {**MUTATION_RESOLVERS, **SCENARIO_MUTATIONS}.items():
         schema.bind("Mutation", name, resolver)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -528,7 +526,7 @@ def _regular(definition: SeriesDef, frame: pd.DataFrame, lineage: SeriesLineage)
         values_array = bucket.to_numpy(dtype=np.float64)
         if not np.isfinite(values_array).all():
             raise SeriesDataError(f"series {name!r} has no numeric values to forecast")
-        periods = tuple(p.start_time.date().isoformat() for p in bucket.index)
+        periods = tuple(period_start(p, definition.freq) for p in bucket.index)
         out.append(
             SeriesData(
                 name,
@@ -544,12 +542,7 @@ def _regular(definition: SeriesDef, frame: pd.DataFrame, lineage: SeriesLineage)
     return out
 
 
-def series_json(data: SeriesData) -> str:
-    """A series' periods and values as JSON (stored with a forecast as its history)."""
-    return json.dumps({"periods": list(data.periods), "values": [float(v) for v in data.values]})
-
-
-def valid_name(name: str) -> bool:
-    """Whether `name` could name a series (NAME or NAME/KEY)."""
-    base, _, key = name.partition("/")
-    return bool(re.match(_NAME, base)) and len(key) <= 256
+def period_start(period: pd.Period, freq: str) -> str:
+    """A period's start as stored: an ISO date, or an ISO date-time for hourly series."""
+    start = period.start_time
+    return start.isoformat() if freq == "H" else start.date().isoformat()

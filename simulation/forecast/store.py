@@ -17,7 +17,7 @@ from sqlalchemy import Column, Index, Integer, MetaData, RowMapping, String, Tab
 from graph.relational import create_tables, relational_engine
 from simulation.forecast.errors import UnknownSeries
 from simulation.forecast.forecasting import LEVEL, MODEL_VERSION, Forecast
-from simulation.forecast.series import PERIOD_CODES, SeriesData
+from simulation.forecast.series import PERIOD_CODES, SeriesData, period_start
 
 metadata = MetaData()
 
@@ -73,10 +73,7 @@ class StoredForecast:
 def future_periods(last: str, freq: str, horizon: int) -> list[str]:
     """The `horizon` period starts after the period starting at `last`."""
     start = pd.Period(pd.Timestamp(last), freq=PERIOD_CODES[freq])
-    return [
-        p.start_time.date().isoformat() if freq != "H" else p.start_time.isoformat()
-        for p in pd.period_range(start + 1, periods=horizon, freq=PERIOD_CODES[freq])
-    ]
+    return [period_start(p, freq) for p in pd.period_range(start + 1, periods=horizon, freq=PERIOD_CODES[freq])]
 
 
 def _floats(values: np.ndarray) -> list[float]:

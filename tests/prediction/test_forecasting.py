@@ -110,3 +110,10 @@ def test_a_failing_model_is_left_out_with_a_warning() -> None:
     results, notes = backtest(np.arange(50.0), 5, 1, ["naive", "broken"], windows=2, fit=flaky)
     assert set(results) == {"naive"} and "broken failed on this series" in notes[0]
     assert isinstance(results["naive"], Backtest) and results["naive"].as_dict()["kind"] == "naive"
+
+
+def test_non_negative_series_are_not_forecast_below_zero() -> None:
+    rng = np.random.default_rng(4)
+    y = np.maximum(0, rng.normal(1.0, 3.0, 80)).round()
+    forecast = forecast_series(y, 8, 1)
+    assert (forecast.lo >= 0).all() and (forecast.mean >= 0).all() and (forecast.hi >= forecast.lo).all()

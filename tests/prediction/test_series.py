@@ -17,6 +17,7 @@ from graph.store import GraphStore
 from ontology.model import Ontology
 from simulation.forecast.errors import SeriesDataError, SeriesSpecError, UnknownSeries
 from simulation.forecast.series import SeriesReader, parse_series, read_series
+from simulation.forecast.store import future_periods
 
 BUNDLED = Path(__file__).resolve().parents[2] / "simulation" / "forecast" / "series" / "sample.yaml"
 
@@ -185,6 +186,7 @@ def test_telemetry_series_with_gaps_and_bad_readings(ontology: Ontology, tmp_pat
     )
     (found,) = SeriesReader(database_url=url).read(series, "power")
     assert found.name == "power/erp:machine:M1" and len(found.values) == 12
+    assert found.periods[:2] == ("2025-06-01T00:00:00", "2025-06-01T01:00:00")
     assert found.values[4] == pytest.approx(14.0) and found.values[5] == pytest.approx(15.0)  # interpolated
     assert any("interpolated" in w for w in found.warnings)
     assert found.lineage.runs == ("run-tel-1",) and found.lineage.twin_sample == ("erp:machine:M1",)
@@ -213,3 +215,10 @@ def test_unreadable_records_and_non_numeric_values(ontology: Ontology, tmp_path:
     assert any("1 non-numeric value(s) were left out" in w for w in found.warnings)
     with pytest.raises(SeriesDataError, match="cannot read 'nosuch'"):
         SeriesReader().read(series, "missing")
+
+
+def test_future_periods_follow_the_frequency() -> None:
+    assert future_periods("2025-06-01T11:00:00", "H", 2) == ["2025-06-01T12:00:00", "2025-06-01T13:00:00"]
+    assert future_periods("2025-06-23", "W", 2) == ["2025-06-30", "2025-07-07"]
+    assert future_periods("2025-01-01", "M", 2) == ["2025-02-01", "2025-03-01"]
+    assert future_periods("2025-06-29", "D", 1) == ["2025-06-30"]

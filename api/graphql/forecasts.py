@@ -1,0 +1,72 @@
+"""Forecasts over GraphQL: `forecast(series:, horizon:)` reads the newest stored forecast of a series through the
+forecast service, which refuses a caller who may not read forecasts or any class the series is about."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+
+from api.context import RequestContext
+from api.errors import BadUserInput, NotFound
+from api.graphql.governed import governed
+from api.graphql.selection import Selection
+
+
+def _values(stored: Any, horizon: int | None, history_points: int | None) -> dict[str, Any]:
+    p = stored.points
+    count = len(p["mean"]) if horizon is None else horizon
+    if not 1 <= count <= len(p["mean"]):
+        raise BadUserInput(f"`horizon` must be between 1 and {len(p['mean'])} (the stored forecast's), got {count}")
+    periods, values = stored.history["periods"], stored.history["values"]
+    if history_points is not None:
+        if history_points < 0:
+            raise BadUserInput(f"`historyPoints` must be 0 or more, got {history_points}")
+        periods, values = periods[len(periods) - history_points :], values[len(values) - history_points :]
+    return {
+        "series": stored.series,
+        "modelKind": stored.model_kind,
+        "modelVersion": stored.model_version,
+        "codeVersion": stored.code_version,
+        "inputDigest": stored.input_digest,
+        "createdAt": stored.created_at,
+        "interval": stored.interval,
+        "level": stored.level,
+        "horizon": count,
+        "history": [{"period": d, "value": v} for d, v in zip(periods, values, strict=True)],
+        "points": [
+            {"period": d, "mean": m, "low": lo, "high": hi}
+            for d, m, lo, hi in list(zip(p["periods"], p["mean"], p["lo"], p["hi"], strict=True))[:count]
+        ],
+        "warnings": stored.warnings,
+        "backtests": stored.backtests,
+        "lineage": stored.lineage,
+    }
+
+
+async def forecast(root: Any, info: Any, series: str, horizon: Any = None, historyPoints: Any = None) -> dict[str, Any]:
+    """The newest stored forecast of `series`, cut to `horizon` periods, as the caller may see it."""
+    from governance.models import ModelRegistry
+    from simulation.forecast.errors import UnknownSeries
+    from simulation.forecast.service import ForecastContext, read_forecast
+    from simulation.forecast.store import ForecastStore
+
+    ctx: RequestContext = info.context
+    runtime = ctx.services.runtime
+    url = runtime.settings.resolved_database_url
+
+    def load() -> Any:
+        forecasts = ForecastContext(
+            ForecastStore(url), ModelRegistry(url, runtime.audit, ctx.policy), ctx.policy, runtime.audit
+        )
+        return read_forecast(series, forecasts, subject=ctx.subject)
+
+    try:
+        stored = await anyio.to_thread.run_sync(load)
+    except UnknownSeries as exc:
+        raise NotFound(str(exc)) from None
+    ctx.rows += 1
+    return Selection(info).shaped(info.return_type, info.field_nodes, _values(stored, horizon, historyPoints))
+
+
+QUERY_RESOLVERS = {"forecast": governed(forecast)}
