@@ -25,6 +25,18 @@ ROOT_FIELDS = (
     "auditLog",
     "scenarios",
     "scenarioRun",
+    "alerts",  # the decisions fields (api/graphql/decisions.py)
+    "proposals",
+    "automations",
+)
+DECISION_TYPES = (  # the decisions types (api/graphql/decisions.py TYPES): no ontology class may take these names
+    "DecisionAlert",
+    "ProposedAction",
+    "AutomationRule",
+    "DecisionAlertPage",
+    "ProposedActionPage",
+    "AutomationRulePage",
+    "DecisionEvent",
 )
 
 
@@ -162,6 +174,7 @@ def plan_schema(ontology: Ontology) -> SchemaPlan:
     names = _Names(
         [
             *STATIC,
+            *DECISION_TYPES,
             "Query",
             "Mutation",
             "TwinClass",
