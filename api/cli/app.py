@@ -41,7 +41,8 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go (DATA_DIR/routes.yaml)."),
     "decisions": LazyCommand(
-        "api.cli.decisions:app", "Proposed actions and alerts of the automations: list, show, approve, reject, ack, snooze, resolve."
+        "api.cli.decisions:app",
+        "Proposed actions and alerts of the automations: list, show, approve, reject, ack, snooze, resolve.",
     ),
     "run": LazyCommand(
         "api.cli.run:run",
