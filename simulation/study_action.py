@@ -33,11 +33,13 @@ MAX_RESULT_CHARS = 8_000
 
 
 class StudyParameters(BaseModel):
-    """Run the bundled study `spec` (a file of simulation/scenarios/) with `replications` replications."""
+    """Run the bundled study `spec` (a file of simulation/scenarios/) with `replications` replications; with a
+    `target`, every intervention of the spec acts on that twin (e.g. the supplier at risk) instead of its query."""
 
     model_config = ConfigDict(extra="forbid")
     spec: str = Field(pattern=r"^[a-z0-9_]{1,80}\.yaml$")
     replications: int = Field(default=20, ge=2, le=500)
+    target: str | None = Field(default=None, min_length=1, max_length=512)  # the twin the interventions act on
 
 
 def study_name(base: str, proposal_id: str) -> str:
@@ -71,6 +73,11 @@ def scenario_study_action(
         stored = next((s for s in results.studies(1000) if s.name == name), None)
         if stored is None:
             data["name"] = name
+            if params.target is not None:
+                for scenario in data.get("scenarios") or ():
+                    for intervention in scenario.get("interventions") or ():
+                        if "target" in intervention:
+                            intervention["target"] = {"uids": [params.target]}
             try:
                 parsed = with_replications(
                     parse_spec(yaml.safe_dump(data, sort_keys=False), str(path)), params.replications

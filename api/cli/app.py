@@ -47,7 +47,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "keys": LazyCommand("api.cli.keys:app", "The master key and the per-subject data keys it wraps."),
     "routes": LazyCommand("api.cli.routes:app", "Event routes: where the twin's changes go (DATA_DIR/routes.yaml)."),
     "decisions": LazyCommand(
-        "api.cli.decisions:app", "Proposed actions and alerts of the automations: list, show, approve, reject."
+        "api.cli.decisions:app",
+        "Proposed actions and alerts of the automations: list, show, approve, reject, ack, snooze, resolve.",
     ),
     "run": LazyCommand(
         "api.cli.run:run",

@@ -103,6 +103,11 @@ def demo(
             "the sources are synced by themselves while it serves (schedules in connectors.yaml; "
             "TWIN_RUNTIME_ENABLED=false turns that off); /ready shows each connector's lag"
         )
+    if settings.runtime_enabled and (settings.data_dir / "automations.yaml").is_file():
+        console.print(
+            f"automations run too ({settings.data_dir / 'automations.yaml'}: reorder, machine maintenance, supplier "
+            "at risk, KPI breach); their alerts and proposals wait in the console's Inbox"
+        )
     if activity is not None:
         console.print(
             f"the sample enterprise moves: a new order or HR change every {activity.every_seconds:g} s, "

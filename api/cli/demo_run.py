@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import connectors.sample
 from api.runtime import Runtime
 from connectors.registry import ConnectorRegistry
 from connectors.sample.activity import SampleActivity
@@ -37,6 +39,7 @@ class DemoResult:
     tokens: dict[str, str] = field(default_factory=dict)
     examples: DemoExamples | None = None
     seconds: float = 0.0
+    automations: bool = False  # the sample's automations were installed now (an existing file is kept)
 
 
 def run_demo(
@@ -59,6 +62,7 @@ def run_demo(
         audit=runtime.audit,
         progress=progress,
     )
+    result.automations = install_sample_automations(data_dir)
     result.examples = find_examples(runtime)
     for role in BUILT_IN_ROLES:
         org = result.examples.plant if role.name == "hr" else None
@@ -76,6 +80,19 @@ def run_demo(
         )
     )
     return result
+
+
+SAMPLE_AUTOMATIONS = Path(connectors.sample.__file__).resolve().parent / "automations.yaml"
+
+
+def install_sample_automations(data_dir: Path) -> bool:
+    """Put the sample enterprise's automations (reorder, machine maintenance, supplier at risk, KPI breach) in
+    DATA_DIR/automations.yaml unless the data directory has its own; whether they were installed now."""
+    target = data_dir / "automations.yaml"
+    if target.exists():
+        return False
+    target.write_text(SAMPLE_AUTOMATIONS.read_text(encoding="utf-8"), encoding="utf-8")
+    return True
 
 
 def living_sample(runtime: Runtime) -> SampleActivity:

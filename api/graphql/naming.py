@@ -26,6 +26,18 @@ ROOT_FIELDS = (
     "auditLog",
     "scenarios",
     "scenarioRun",
+    "alerts",  # the decisions fields (api/graphql/decisions.py)
+    "proposals",
+    "automations",
+)
+DECISION_TYPES = (  # the decisions types (api/graphql/decisions.py TYPES): no ontology class may take these names
+    "DecisionAlert",
+    "ProposedAction",
+    "AutomationRule",
+    "DecisionAlertPage",
+    "ProposedActionPage",
+    "AutomationRulePage",
+    "DecisionEvent",
 )
 
 
@@ -166,6 +178,7 @@ def plan_schema(ontology: Ontology, renames: Mapping[str, Mapping[str, str]] | N
     names = _Names(
         [
             *STATIC,
+            *DECISION_TYPES,
             "Query",
             "Mutation",
             "TwinClass",

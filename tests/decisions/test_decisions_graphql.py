@@ -328,3 +328,22 @@ def test_decisions_subscription_streams_new_alerts_and_proposals_to_roles_that_m
     }
     served.client.app.state.services.trail.flush()  # type: ignore[attr-defined]
     assert any(r.operation == "graphql.subscription:decisions" for r in runtime.audit.query(limit=100_000))
+
+
+def test_ontology_classes_named_like_the_decision_fields_do_not_collide() -> None:
+    from api.graphql.builder import build_schema
+    from api.graphql.decisions import TYPES
+    from api.graphql.naming import DECISION_TYPES
+    from ontology.core import load_core
+    from ontology.model import ClassDef, Ontology
+
+    assert set(DECISION_TYPES) == set(TYPES)
+    extra = Ontology(
+        [ClassDef(id=f"urn:test:{name}", name=name) for name in ("Alert", "Proposal", "Automation", "DecisionAlert")]
+    )
+    schema = build_schema(load_core().merge(extra))  # load_core is shared: never add to it in place
+    query = schema.graphql.query_type
+    assert query is not None
+    assert str(query.fields["alerts"].type) == "DecisionAlertPage!"
+    assert {"alertsList", "proposalsList", "automationsList"} <= set(query.fields)
+    assert schema.graphql.type_map["DecisionAlert"].description.startswith("An alert an automation raised")
