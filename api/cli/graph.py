@@ -178,6 +178,8 @@ def transition(
         )
         console.print(f"{moved.cls} {escape(moved.uid)}: {moved.before} -> {moved.after}", highlight=False)
 
+    _run(action)
+
 
 @app.command()
 def diff(

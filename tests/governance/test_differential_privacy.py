@@ -9,7 +9,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import sqlalchemy as sa
 
 from governance.differential_privacy import (
     ExactGroup,
@@ -112,18 +111,8 @@ def test_period_starts() -> None:
     assert period_start("month", now) == datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def _postgres_url() -> str:
-    url = "postgresql://postgres@127.0.0.1:5432/test"
-    try:
-        with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://")).connect():
-            return url
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc.orig}")
-
-
-def test_concurrent_spenders_never_overspend_on_postgresql() -> None:
-    url = _postgres_url()
-    ledger = PrivacyBudgetLedger(url)
+def test_concurrent_spenders_never_overspend_on_postgresql(postgres_url: str) -> None:
+    ledger = PrivacyBudgetLedger(postgres_url)
     rule = _rule(limit=10.0, role=f"role-{uuid.uuid4().hex[:8]}")
     spent, refused = [], []
 
