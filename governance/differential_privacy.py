@@ -26,6 +26,9 @@ ALPHA = 0.05
 GROUP_DELTA = 1e-6
 """The chance that a grouped answer reveals a group held by one twin only (the threshold is set from it)."""
 
+MIN_EPSILON = 1e-3
+"""The smallest epsilon an answer may spend: below it the noise drowns any count (and the samplers saturate)."""
+
 DpMetric = Literal["count", "sum", "avg"]
 
 
@@ -134,7 +137,8 @@ class PrivateGroup:
 
 @dataclass(frozen=True)
 class PrivateAnswer:
-    """A grouped aggregate released with noise: the groups that passed the threshold, and how many were left out."""
+    """A grouped aggregate released with noise: the groups that passed the threshold, and how many were left out (an
+    exact number: never released — it would count the twins of a filter without noise)."""
 
     groups: tuple[PrivateGroup, ...]
     epsilon: float

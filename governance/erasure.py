@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from governance.audit import AuditEvent, AuditLog
@@ -63,15 +64,21 @@ def erase_personal_data(
     """
     policy.require(subject, "operation", "erase")
     twin = store.get(uid)
-    if twin is None:
-        raise TwinNotFound(f"no twin with uid {uid!r} to erase")
+    if twin is not None:
+        cls = twin.cls
+    else:  # deleted from the live graph: its history, lineage and other copies may still hold personal values
+        recorded = store.history.classes_until([uid], datetime.now(UTC)) if store.history is not None else {}
+        if uid not in recorded:
+            raise TwinNotFound(f"no twin with uid {uid!r} to erase (neither in the graph nor in its history)")
+        cls = recorded[uid]
     every_personal = sorted(
-        name for name, prop in store.ontology.properties(twin.cls).items() if prop.classification == PERSONAL
+        name for name, prop in store.ontology.properties(cls).items() if prop.classification == PERSONAL
     )
-    personal = tuple(name for name in every_personal if name in twin.properties)  # what the twin holds now
-    values = [twin.properties[name] for name in personal]
+    held = twin.properties if twin is not None else {}
+    personal = tuple(name for name in every_personal if name in held)  # what the twin holds now
+    values = [held[name] for name in personal]
     if personal:
-        store.upsert_twins([Twin(uid, twin.cls, dict.fromkeys(personal))], actor=subject.sub, source="erasure")
+        store.upsert_twins([Twin(uid, cls, dict.fromkeys(personal))], actor=subject.sub, source="erasure")
     # history may hold personal values the twin no longer has (cleared earlier, or erased before)
     history_entries = store.history.erase_values(uid, every_personal) if store.history is not None else 0
     lineage_values = lineage.erase_values(uid)

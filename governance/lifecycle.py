@@ -12,7 +12,7 @@ from governance.errors import PolicyDenied
 from governance.identity import Subject
 from governance.policy import Policy
 from graph.errors import TwinNotFound
-from graph.lifecycle import Transition, state_of
+from graph.lifecycle import LifecycleError, Transition, state_of
 from graph.store import GraphStore
 from ontology.errors import quoted
 
@@ -32,15 +32,16 @@ def transition_twin(
     """Move twin `uid` to lifecycle `state` as `subject`: PolicyDenied (audited) without the operation or write on the
     twin's class, TwinNotFound when the subject cannot see it, LifecycleError for a state or transition not allowed
     (nothing changed)."""
-    target = state_of(state)
-    variables = {"uid": uid, "state": target, "reason": reason}
+    variables = {"uid": uid, "state": state, "reason": reason}
     try:
+        target = state_of(state)
         policy.require(subject, "operation", OPERATION)
         twin = store.get(uid, policy.read_scope(subject).including_retired())
         if twin is None:
             raise TwinNotFound(f"no twin with uid {quoted(uid)}")
         policy.require(subject, "write", twin.cls)
-    except PolicyDenied as denied:
+        (moved,) = store.transition({uid: target}, actor=subject.sub, source="lifecycle")
+    except (PolicyDenied, TwinNotFound, LifecycleError) as refused:  # every refused attempt is on record too
         audit.append(
             AuditEvent.for_subject(
                 subject,
@@ -48,11 +49,10 @@ def transition_twin(
                 Decision.DENY,
                 variables=variables,
                 policy_version=policy.version,
-                detail=str(denied),
+                detail=f"{type(refused).__name__}: {refused}",
             )
         )
         raise
-    (moved,) = store.transition({uid: target}, actor=subject.sub, source="lifecycle")
     audit.append(
         AuditEvent.for_subject(
             subject,

@@ -4,12 +4,28 @@ current period (day, week or month, UTC); an answer that would overspend is refu
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, func, insert, select, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.exc import OperationalError
 
 from governance.errors import PolicyDenied
 from governance.policy import PrivacyBudgetRule
@@ -29,6 +45,7 @@ spend_table = Table(
     Index("ix_privacy_budget_role_period", "role", "period_start"),
 )
 
+_ATTEMPTS = 20
 _lock = threading.Lock()  # SQLite: one spender at a time in this process (PostgreSQL: an advisory lock per role)
 
 
@@ -90,33 +107,45 @@ class PrivacyBudgetLedger:
             )
         now = now or datetime.now(UTC)
         start = period_start(rule.period, now)
-        with _lock, self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(rule.role.encode())})
-            spent = float(
-                conn.execute(
-                    select(func.coalesce(func.sum(spend_table.c.epsilon), 0.0)).where(
-                        spend_table.c.role == rule.role, spend_table.c.period_start == start
-                    )
-                ).scalar_one()
+        t = spend_table
+        spent_so_far = (
+            select(func.coalesce(func.sum(t.c.epsilon), 0.0))
+            .where(t.c.role == rule.role, t.c.period_start == start)
+            .scalar_subquery()
+        )
+        row = select(
+            literal(rule.role),
+            literal(start, DateTime(timezone=True)),
+            literal(epsilon),
+            literal(subject[:512]),
+            literal(query[:512]),
+            literal(now, DateTime(timezone=True)),
+        ).where(spent_so_far + epsilon <= rule.epsilon_per_period + 1e-9)
+        # One statement reads the period's total and records the spend only when the budget can pay: concurrent
+        # spenders in other processes cannot both pass the check (SQLite serialises the statement's write,
+        # PostgreSQL's advisory lock per role serialises the check too).
+        columns = ["role", "period_start", "epsilon", "subject", "query", "spent_at"]
+        statement = insert(t).from_select(columns, row).returning(t.c.id)  # (rowcount is -1 here on PostgreSQL)
+        for attempt in range(_ATTEMPTS):
+            try:
+                with _lock, self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        key = {"key": zlib.crc32(rule.role.encode())}
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)
+                    inserted = conn.execute(statement).first() is not None
+                    spent = float(conn.execute(select(spent_so_far)).scalar_one())
+                break
+            except OperationalError:  # SQLite: another process wrote since this statement's snapshot; try again
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        if not inserted:
+            raise PrivacyBudgetExhausted(
+                f"the privacy budget of role {rule.role} for this {rule.period} is spent "
+                f"({spent:g} of {rule.epsilon_per_period:g}; this answer needs {epsilon:g}); "
+                f"it renews at {_next_period(rule.period, start).isoformat()}"
             )
-            if spent + epsilon > rule.epsilon_per_period + 1e-9:
-                raise PrivacyBudgetExhausted(
-                    f"the privacy budget of role {rule.role} for this {rule.period} is spent "
-                    f"({spent:g} of {rule.epsilon_per_period:g}; this answer needs {epsilon:g}); "
-                    f"it renews at {_next_period(rule.period, start).isoformat()}"
-                )
-            conn.execute(
-                insert(spend_table).values(
-                    role=rule.role,
-                    period_start=start,
-                    epsilon=epsilon,
-                    subject=subject[:512],
-                    query=query[:512],
-                    spent_at=now,
-                )
-            )
-        return BudgetState(rule.role, rule.period, start, rule.epsilon_per_period, spent + epsilon)
+        return BudgetState(rule.role, rule.period, start, rule.epsilon_per_period, spent)
 
 
 def _next_period(period: Literal["day", "week", "month"], start: datetime) -> datetime:

@@ -66,6 +66,14 @@ def change_values(change: FeedChange) -> dict[str, Any]:
     }
 
 
+def _visible_fields(ctx: RequestContext, change: Any, names: tuple[str, ...]) -> list[str]:
+    """The changed fields of a twin the caller may read (that a hidden field changed is itself not shown)."""
+    if change.kind != "twin" or not change.cls:
+        return list(names)
+    hidden = ctx.policy.unreadable(ctx.subject, change.cls, [n for n in names if n != "_class"])
+    return [name for name in names if name not in hidden]
+
+
 async def diff(root: Any, info: Any, first: Any = None, to: Any = None, **args: Any) -> list[Any]:
     """What changed between `from` and `to` (default now), as the caller's policy shows it: visibility decided on the
     graph as it was at `to`, values masked like a read of the twin."""
@@ -101,7 +109,9 @@ async def diff(root: Any, info: Any, first: Any = None, to: Any = None, **args: 
                 "className": change.cls,
                 "linkType": change.link_type,
                 "target": change.target,
-                "fields": list(fields[(change.kind, change.uid, change.link_type, change.target)]),
+                "fields": _visible_fields(
+                    ctx, change, fields[(change.kind, change.uid, change.link_type, change.target)]
+                ),
                 "before": change.before,
                 "after": change.after,
             }

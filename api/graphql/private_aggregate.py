@@ -18,7 +18,7 @@ from api.errors import BadUserInput
 from api.graphql.naming import ClassPlan
 from api.graphql.planning import Planner
 from api.graphql.selection import PAGE_MAX
-from governance.differential_privacy import ExactGroup, MetricRequest, check_private, release
+from governance.differential_privacy import MIN_EPSILON, ExactGroup, MetricRequest, check_private, release
 from governance.policy import PrivacyBudgetRule
 from graph.errors import FieldNotReadable
 from graph.model import Metric, ReadScope
@@ -62,8 +62,10 @@ async def private_aggregate(
 
     ctx, planner, budget = req.ctx, req.planner, req.budget
     epsilon = budget.epsilon_per_query if epsilon is None else epsilon
-    if not isinstance(epsilon, (int, float)) or not 0 < epsilon <= budget.epsilon_per_query:
-        raise BadUserInput(f"`epsilon` must be in (0, {budget.epsilon_per_query:g}] for role {budget.role}")
+    if not isinstance(epsilon, (int, float)) or not MIN_EPSILON <= epsilon <= budget.epsilon_per_query:
+        raise BadUserInput(
+            f"`epsilon` must be between {MIN_EPSILON:g} and {budget.epsilon_per_query:g} for role {budget.role}"
+        )
     group_by = tuple(planner.group_field(req.class_plan, name, "grouped by").prop.name for name in names)
     requests: list[MetricRequest] = []
     for metric in wanted:
@@ -129,7 +131,6 @@ async def private_aggregate(
             "epsilon": float(epsilon),
             "remaining": round(state.remaining, 9),
             "period": budget.period,
-            "suppressedGroups": answer.suppressed,
         }
     )
 

@@ -139,7 +139,8 @@ def test_bad_private_requests_are_clear_errors_and_spend_nothing(private_api: Ap
     before = ledger.state(rule).spent
     cases = {
         '{ aggregate(className: Employee, metrics: [{fn: MAX, field: "hireDate"}]) { group } }': "MAX cannot be",
-        "{ aggregate(className: Employee, epsilon: 5.0) { group } }": "`epsilon` must be in",
+        "{ aggregate(className: Employee, epsilon: 5.0) { group } }": "`epsilon` must be between",
+        "{ aggregate(className: Employee, epsilon: 1e-320) { group } }": "`epsilon` must be between",
         '{ aggregate(className: Machine, metrics: [{fn: SUM, field: "mtbfHours"}]) { group } }': "needs clamp bounds",
     }
     for query, message in cases.items():
@@ -167,7 +168,8 @@ def test_the_analyst_aggregates_people_privately_but_never_reads_a_person(privat
     # groups of 12 people are too small to release at this epsilon: their keys alone could single someone out
     grouped = '{ aggregate(className: Employee, groupBy: ["jobTitle"]) { group metrics { value } } }'
     status, body = private_api.gql(grouped, role="analyst")
-    assert body["data"]["aggregate"] == [] and body["extensions"]["privacy"][0]["suppressedGroups"] == 2
+    assert body["data"]["aggregate"] == []
+    assert "suppressedGroups" not in body["extensions"]["privacy"][0]  # an exact count of the filter's groups
     # no row, no count and no twin of a person reaches the analyst any other way
     listed = private_api.gql("{ employees { totalCount } }", role="analyst")[1]
     assert listed["errors"][0]["extensions"]["code"] in ("FORBIDDEN", "GRAPHQL_VALIDATION_FAILED"), listed

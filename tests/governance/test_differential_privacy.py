@@ -216,3 +216,35 @@ def test_twin_privacy_budget_shows_what_each_role_spent_and_audits_the_read(tmp_
         assert [r.operation for r in AuditLog(url).query(limit=10)].count("privacy.budget.read") == 1
     finally:
         get_settings.cache_clear()
+
+
+def _spend_ten(url: str, barrier, out) -> None:  # type: ignore[no-untyped-def]
+    ledger = PrivacyBudgetLedger(url)
+    barrier.wait()
+    paid = 0
+    for _ in range(10):
+        try:
+            ledger.spend(_rule(limit=10.0, role="analyst"), 1.0, "s", "q")
+            paid += 1
+        except PrivacyBudgetExhausted:
+            continue
+    out.put(paid)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_spending_at_once_never_overspend(backend: str, tmp_path, request) -> None:
+    """Several API workers (processes) spending one role's budget at once: exactly the budget is paid, no more."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    PrivacyBudgetLedger(url)
+    spawn = multiprocessing.get_context("spawn")
+    barrier, out = spawn.Barrier(4), spawn.Queue()
+    workers = [spawn.Process(target=_spend_ten, args=(url, barrier, out)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    paid = [out.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    assert sum(paid) == 10
+    assert PrivacyBudgetLedger(url).state(_rule(limit=10.0, role="analyst")).spent == pytest.approx(10.0)

@@ -112,6 +112,11 @@ def test_transitions_follow_the_lifecycle_and_bad_ones_change_nothing(env) -> No
     with pytest.raises(LifecycleError, match="from retired it may go to active"):
         move("pump-1", "suspended")
     assert move("pump-1", "active").after == "active"  # brought back
+    refused = [r for r in audit.query(operation="twin.lifecycle") if r.decision == "deny"]
+    assert len(refused) == 5  # every refused move is on record: two bad moves, a bad state, an unknown twin, one more
+    assert any("TwinNotFound" in r.detail for r in refused) and any(
+        "unknown lifecycle state" in r.detail for r in refused
+    )
 
 
 def test_who_may_move_what_is_the_policys_decision_and_denials_are_audited(env) -> None:  # type: ignore[no-untyped-def]
