@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from governance.errors import KeyMaterialError
 from governance.key_files import write_private_file
@@ -89,7 +90,13 @@ class SubjectKeyRing:
         self._dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         # The key ring is a store of its own (kept apart from the twin's database and its backups, so that a dump of
         # that database never carries the keys): its two tables are made here, outside the twin store's revisions.
-        metadata.create_all(self.engine, checkfirst=True)
+        for attempt in range(5):  # another thread or process may be creating them at the same moment
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                break
+            except (OperationalError, IntegrityError, ProgrammingError):
+                if attempt == 4:
+                    raise
         self._master = self._checked_master()
         self._cache: dict[str, tuple[SubjectKey, float]] = {}
         self._lock = threading.Lock()

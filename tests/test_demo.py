@@ -39,7 +39,9 @@ def test_demo_builds_the_twin_and_a_rerun_duplicates_nothing(data_dir: Path) -> 
     assert all(
         s["status"] == "completed" and s["created"] > 0 and s["quarantined"] == 0 for s in first["syncs"].values()
     )
-    assert first["roles"] == sorted(["admin", "architect", "executive", "compliance", "hr", "data_steward", "viewer"])
+    assert first["roles"] == sorted(
+        ["admin", "architect", "executive", "analyst", "compliance", "hr", "data_steward", "viewer"]
+    )
     second = _demo()
     assert second["sample"]["generated"] is False
     assert all(s["created"] == 0 and s["updated"] == 0 for s in second["syncs"].values())
