@@ -21,8 +21,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ontology.safe_yaml import compose_yaml
+from ontology.yaml_lines import line_map, line_of
 from simulation.errors import SpecError
-from simulation.scenario import ParsedSpec, _line_map, _line_of, parse_spec
+from simulation.scenario import ParsedSpec, parse_spec
 
 _STRICT = ConfigDict(extra="forbid")
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
@@ -197,7 +198,7 @@ class ParsedExperiment:
 
     def problem(self, path: tuple[str | int, ...], message: str) -> str:
         """`message` prefixed with the line and dotted path."""
-        line = _line_of(self.lines, path)
+        line = line_of(self.lines, path)
         where = ".".join(str(p) for p in path)
         return f"line {line}: {where}: {message}" if line else f"{where}: {message}"
 
@@ -239,7 +240,7 @@ def parse_experiment(text: str, source: str = "<experiment>") -> ParsedExperimen
         raise SpecError([f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"], source) from None
     if not isinstance(data, dict) or node is None or not isinstance(node, yaml.MappingNode):
         raise SpecError(["line 1: an experiment spec is a study spec (a mapping) with an `experiment:` block"], source)
-    lines = _line_map(node)
+    lines = line_map(node)
     if "experiment" not in data:
         raise SpecError(["line 1: no `experiment:` block (kind, variables, objective); a plain study is run"], source)
     try:
@@ -248,7 +249,7 @@ def parse_experiment(text: str, source: str = "<experiment>") -> ParsedExperimen
         problems = []
         for error in exc.errors():
             loc = ("experiment", *error["loc"])
-            line = _line_of(lines, loc)
+            line = line_of(lines, loc)
             where = ".".join(str(p) for p in loc)
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "literal_error" and "expected" in error.get("ctx", {}):
@@ -295,7 +296,7 @@ def _placeholder_problems(
             used.add(name)
     for name in block.variables:
         if name not in used:
-            at = _line_of(lines, ("experiment", "variables", name))
+            at = line_of(lines, ("experiment", "variables", name))
             problems.append(f"line {at}: experiment.variables.{name}: no intervention uses ${{{name}}}")
     return problems
 

@@ -24,6 +24,7 @@ from graph.model import UNRESTRICTED, Condition, Operator, ReadScope
 from graph.store import GraphStore
 from ontology.errors import OntologyError
 from ontology.safe_yaml import compose_yaml
+from ontology.yaml_lines import line_map, line_of
 from simulation.calibration import OVERRIDABLE, Defaults, ParameterOverride
 from simulation.errors import SpecError
 from simulation.slice import EnterpriseSlice
@@ -339,7 +340,7 @@ class ParsedSpec:
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
         """The line of the deepest part of `path` the file has (tags pydantic adds are skipped)."""
-        return _line_of(self.lines, path)
+        return line_of(self.lines, path)
 
     def problem(self, path: Sequence[str | int], message: str) -> str:
         """`message` prefixed with the file, line and dotted path."""
@@ -350,27 +351,6 @@ class ParsedSpec:
     def fail(self, path: Sequence[str | int], message: str) -> SpecError:
         """A SpecError for one problem at `path`."""
         return SpecError([self.problem(path, message)], self.source)
-
-
-def _line_map(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = (*path, key.value)
-            lines.update(_line_map(value, sub))
-            lines[sub] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_line_map(item, (*path, i)))
-    return lines
-
-
-def _line_of(lines: dict[tuple[str | int, ...], int], path: Sequence[str | int]) -> int | None:
-    current: tuple[str | int, ...] = ()
-    for part in path:
-        if (*current, part) in lines:
-            current = (*current, part)
-    return lines.get(current)
 
 
 def parse_spec(text: str, source: str = "<spec>") -> ParsedSpec:
@@ -384,14 +364,14 @@ def parse_spec(text: str, source: str = "<spec>") -> ParsedSpec:
         raise SpecError([f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"], source) from None
     if not isinstance(data, dict) or node is None:
         raise SpecError(["line 1: a study spec is a mapping (name, horizon_days, kpis, scenarios, ...)"], source)
-    lines = _line_map(node)
+    lines = line_map(node)
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             loc = tuple(error["loc"])
-            line = _line_of(lines, loc)
+            line = line_of(lines, loc)
             where = ".".join(str(p) for p in loc) or "(top)"
             message = error["msg"]
             if error["type"] == "literal_error" and "expected" in error.get("ctx", {}):

@@ -38,6 +38,7 @@ from graph.store import GraphStore
 from ontology.model import Ontology
 from ontology.safe_yaml import compose_yaml
 from ontology.schema import FLOAT_KINDS, INTEGER_RANGES
+from ontology.yaml_lines import line_map, line_of
 from simulation.forecast.errors import SeriesDataError, SeriesSpecError, UnknownSeries
 
 Freq = Literal["H", "D", "W", "M"]
@@ -209,25 +210,6 @@ def data_digest(periods: Sequence[str], values: np.ndarray) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ parsing
-def _line_map(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = (*path, key.value)
-            lines.update(_line_map(value, sub))
-            lines[sub] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_line_map(item, (*path, i)))
-    return lines
-
-
-def _line_of(lines: dict[tuple[str | int, ...], int], path: Sequence[str | int]) -> int | None:
-    current: tuple[str | int, ...] = ()
-    for part in path:
-        if (*current, part) in lines:
-            current = (*current, part)
-    return lines.get(current)
 
 
 def parse_series(text: str, ontology: Ontology, source: str = "<series>") -> SeriesSet:
@@ -242,14 +224,14 @@ def parse_series(text: str, ontology: Ontology, source: str = "<series>") -> Ser
         raise SeriesSpecError([f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"], source) from None
     if not isinstance(data, dict) or node is None:
         raise SeriesSpecError(["line 1: a series file is a mapping with `series:`, a list of definitions"], source)
-    lines = _line_map(node)
+    lines = line_map(node)
     try:
         spec = SeriesFile.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            line = _line_of(lines, loc)
+            line = line_of(lines, loc)
             where = ".".join(str(p) for p in loc) or "(top)"
             problems.append(f"line {line}: {where}: {error['msg']}" if line else f"{where}: {error['msg']}")
         raise SeriesSpecError(problems, source) from None
@@ -261,13 +243,13 @@ def parse_series(text: str, ontology: Ontology, source: str = "<series>") -> Ser
         path: tuple[str | int, ...] = ("series", i)
 
         def problem(sub: tuple[str | int, ...], message: str, path: tuple[str | int, ...] = path) -> None:
-            line = _line_of(lines, (*path, *sub))
+            line = line_of(lines, (*path, *sub))
             found.append(f"line {line}: {'.'.join(str(p) for p in (*path, *sub))}: {message}")
 
         if definition.name in definitions:
             problem(("name",), f"series {definition.name!r} is defined twice")
         definitions[definition.name] = definition
-        series_lines[definition.name] = _line_of(lines, path) or 0
+        series_lines[definition.name] = line_of(lines, path) or 0
         classes[definition.name] = _check(definition, ontology, problem)
     if found:
         raise SeriesSpecError(found, source)
