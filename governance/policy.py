@@ -40,6 +40,7 @@ OPERATIONS = frozenset(
         "forecast.read",
         "model.approve",
         "twin.lifecycle",  # move twins between planned, active, suspended and retired (with write on their class)
+        "alert.manage",  # acknowledge, snooze and resolve the alerts the role may see
     }
 )
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.

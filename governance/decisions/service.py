@@ -33,6 +33,10 @@ from graph.store import GraphStore
 MAX_EVIDENCE_NEIGHBOURS = 20
 
 
+ALERT_OPERATION = "alert.manage"
+"""The policy operation that lets a role acknowledge, snooze and resolve the alerts it may see."""
+
+
 class DecisionService:
     """Alerts and proposals as a subject may see and decide on them; the automations' firings turned into both."""
 
@@ -231,7 +235,11 @@ class DecisionService:
         until: datetime | None = None,
         reason: str = "",
     ) -> Alert:
-        """Acknowledge, resolve or snooze an alert the subject may see."""
+        """Acknowledge, resolve or snooze an alert the subject may see and whose role may handle alerts."""
+        decision = self.policy.decide(subject, "operation", ALERT_OPERATION)
+        if not decision.allowed:
+            self._record(subject, f"alert.{action}", Decision.DENY, {"alert": alert_id}, {"reason": decision.reason})
+            raise PolicyDenied(f"denied: {subject.sub} may not handle alerts (needs the operation {ALERT_OPERATION})")
         self.alert(subject, alert_id)
         try:
             alert = self.alerts.transition(alert_id, action, subject.sub, until)

@@ -139,6 +139,8 @@ def test_alerts_and_proposals_are_governed_paged_and_decided_over_http(served: S
 
     # the alert: acknowledge, snooze, resolve; a transition its state does not allow is refused
     ack = 'mutation($id: ID!) { acknowledgeAlert(id: $id, reason: "on it") { state updatedBy } }'
+    refused = served.gql(ack, {"id": alert["id"]}, role="viewer", sub="vic")["errors"][0]
+    assert refused["extensions"]["code"] == "FORBIDDEN" and "alert.manage" in refused["message"]  # read-only role
     assert served.data(ack, {"id": alert["id"]}, role="data_steward", sub="ann")["acknowledgeAlert"] == {
         "state": "acknowledged",
         "updatedBy": "ann",
@@ -153,10 +155,14 @@ def test_alerts_and_proposals_are_governed_paged_and_decided_over_http(served: S
     assert snoozed["snoozed"] is True and snoozed["state"] == "acknowledged"
     past = served.gql(snooze, {"id": alert["id"], "u": "2020-01-01T00:00:00+00:00"}, role="data_steward", sub="ann")
     assert "future" in past["errors"][0]["message"]
-    # hr may not see the alert, so it may not touch it either (absent and hidden look the same)
+    # hr neither handles alerts nor sees this one: refused before the alert is looked up (any id answers alike)
     resolve = "mutation($id: ID!) { resolveAlert(id: $id) { state } }"
     hidden = served.gql(resolve, {"id": alert["id"]}, role="hr", sub="hal")
-    assert "no alert" in hidden["errors"][0]["message"]
+    assert "may not handle alerts" in hidden["errors"][0]["message"]
+    assert (
+        served.gql(resolve, {"id": "no-such-alert"}, role="hr", sub="hal")["errors"][0]["message"]
+        == (hidden["errors"][0]["message"])
+    )
     assert (
         served.data(resolve, {"id": alert["id"]}, role="data_steward", sub="ann")["resolveAlert"]["state"] == "resolved"
     )
