@@ -90,3 +90,25 @@ def test_no_import_cycle_inside_or_across_the_lower_layers(package: str) -> None
     graph = module_imports(PACKAGES)
     involved = [group for group in cycles(graph) if any(m.split(".")[0] == package for m in group)]
     assert involved == [], f"import cycles through {package}/: {involved}"
+
+
+# What each lower layer may import of the project (annotation-only imports aside): dependencies point one way,
+# api -> simulation, connectors -> governance -> graph -> ontology.
+ALLOWED = {
+    "ontology": {"ontology"},
+    "graph": {"graph", "ontology"},
+    "governance": {"governance", "graph", "ontology"},
+}
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_a_lower_layer_imports_nothing_above_it(package: str) -> None:
+    graph = module_imports(PACKAGES)
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.split(".")[0] == package
+        for target in targets
+        if target.split(".")[0] not in ALLOWED[package]
+    )
+    assert upward == [], f"{package}/ imports layers above it: {upward}"

@@ -17,7 +17,7 @@ from ontology.loader import load_ontology, load_report
 from ontology.model import Ontology, text
 
 if TYPE_CHECKING:
-    from ontology.versions import OntologyVersions
+    from graph.ontology_versions import OntologyVersions
 
 app = typer.Typer(help="Inspect, check and export the ontology.", no_args_is_help=True)
 console = Console()
@@ -157,14 +157,14 @@ def render(onto: Ontology, fmt: ExportFormat) -> str:
 
 
 def _versions() -> OntologyVersions:
-    from ontology.versions import OntologyVersions
+    from graph.ontology_versions import OntologyVersions
 
     return OntologyVersions(get_settings().resolved_database_url)
 
 
 def _terms(ref: str, core: bool) -> tuple[str, dict[str, Any]]:
     """A version id (digits) or OWL/DTDL files: its name and terms."""
-    from ontology.versions import terms_of
+    from graph.ontology_versions import terms_of
 
     if ref.isdigit():
         version = _versions().get(int(ref))
@@ -180,7 +180,7 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Classify every change between two ontology versions as compatible or breaking; exit code 1 when breaking."""
-    from ontology.versions import compare
+    from graph.ontology_versions import compare
 
     try:
         old_name, old_terms = _terms(old, core)
@@ -271,8 +271,8 @@ def migrate(
     quarantined with reasons, migrated twins checked against the SHACL shapes."""
     from api.runtime import Runtime
     from governance.audit import AuditEvent
-    from ontology.migration import MigrationQuarantine, Migrator, mapping_references, read_migration, shacl_issues
-    from ontology.versions import ontology_of
+    from graph.ontology_migration import MigrationQuarantine, Migrator, mapping_references, read_migration, shacl_issues
+    from graph.ontology_versions import ontology_of
 
     runtime = Runtime()
     try:

@@ -171,7 +171,7 @@ def _json_error_handlers(app: FastAPI) -> None:
 def _renames(runtime: Runtime) -> dict[str, dict[str, str]]:
     """Record the running ontology as a version (once per digest), and return the former property names the active
     version keeps for one version (its migration renamed them) when the running ontology is that version."""
-    from ontology.versions import OntologyVersions
+    from graph.ontology_versions import OntologyVersions
 
     versions = OntologyVersions(runtime.settings.resolved_database_url)
     running = versions.record(runtime.ontology, "api", [str(p) for p in runtime.settings.ontology_paths])

@@ -28,8 +28,8 @@ STORE_MODULES = (
     "connectors.telemetry",
     "simulation.results",
     "simulation.forecast.store",
-    "ontology.versions",
-    "ontology.migration",
+    "graph.ontology_versions",
+    "graph.ontology_migration",
 )
 
 

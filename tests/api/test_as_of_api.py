@@ -157,7 +157,7 @@ def test_hidden_fields_stay_hidden_in_the_past(past: Past) -> None:
 
 
 def test_the_running_ontology_is_recorded_as_a_version(past: Past) -> None:
-    from ontology.versions import OntologyVersions, digest_of, terms_of
+    from graph.ontology_versions import OntologyVersions, digest_of, terms_of
 
     versions = OntologyVersions(past.api.runtime.settings.resolved_database_url).all()
     assert [(v.actor, v.active, v.digest) for v in versions] == [

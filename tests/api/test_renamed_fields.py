@@ -12,10 +12,10 @@ from api.http.app import create_app
 from api.runtime import Runtime
 from governance.tokens import LocalIssuer
 from graph.embedded import stop_embedded
-from ontology.migration import Migrator, parse_migration
-from ontology.versions import OntologyVersions
+from graph.ontology_migration import Migrator, parse_migration
+from graph.ontology_versions import OntologyVersions
 from tests.api.conftest import ApiHarness, _settings, sample_twins
-from tests.ontology.test_migration import new_ontology, old_ontology
+from tests.graph.test_ontology_migration import new_ontology, old_ontology
 
 
 def test_the_schema_marks_the_former_name_deprecated() -> None:

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from graph.embedded import stop_embedded  # noqa: E402
 from graph.model import Twin  # noqa: E402
+from graph.ontology_migration import Migrator, parse_migration, shacl_issues  # noqa: E402
 from graph.replay import replay_until  # noqa: E402
 from graph.store import GraphStore  # noqa: E402
 from ontology.core import load_core  # noqa: E402
-from ontology.migration import Migrator, parse_migration, shacl_issues  # noqa: E402
 from ontology.model import Ontology  # noqa: E402
 from tests.benchmarks.graph_query import latencies  # noqa: E402
 from tests.benchmarks.synthetic_enterprise import batches, build  # noqa: E402

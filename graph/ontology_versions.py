@@ -10,7 +10,7 @@ versions are compared term by term (`compare`); every change is compatible or br
   an addition of the same type on one class are reported as a rename), a type changed, a property made required,
   a tighter multiplicity, a relationship pointed elsewhere.
 
-A breaking version is activated only with a migration (ontology/migration.py) that was applied to the twins.
+A breaking version is activated only with a migration (graph/ontology_migration.py) that was applied to the twins.
 """
 
 from __future__ import annotations

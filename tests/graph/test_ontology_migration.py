@@ -15,9 +15,7 @@ import pytest
 
 from graph.embedded import stop_embedded
 from graph.model import Twin
-from graph.store import GraphStore
-from ontology.core import load_core
-from ontology.migration import (
+from graph.ontology_migration import (
     MigrationError,
     MigrationQuarantine,
     Migrator,
@@ -25,9 +23,11 @@ from ontology.migration import (
     parse_migration,
     shacl_issues,
 )
+from graph.ontology_versions import OntologyVersionRefused, OntologyVersions, compare, terms_of
+from graph.store import GraphStore
+from ontology.core import load_core
 from ontology.model import Ontology, PropertyDef
 from ontology.schema import primitive
-from ontology.versions import OntologyVersionRefused, OntologyVersions, compare, terms_of
 from tests.api.conftest import EMPLOYEES, sample_twins
 
 CAPACITIES = {"machine-0": "120", "machine-1": "95.5", "machine-2": "n/a", "machine-3": "1,200"}
@@ -177,7 +177,7 @@ def test_bad_migrations_are_refused_naming_the_line(store: GraphStore) -> None:
 
 
 def test_a_failed_write_is_undone(store: GraphStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ontology import migration
+    from graph import ontology_migration as migration
 
     monkeypatch.setattr(migration, "CHUNK", 10)  # several writes, the second fails
     calls = {"n": 0}
