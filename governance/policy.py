@@ -20,6 +20,7 @@ from graph.model import ReadScope, ScopeJoin, TwinRecord
 from ontology.errors import UnknownTerm
 from ontology.model import CLASSIFICATIONS, DEFAULT_CLASSIFICATION, Ontology
 from ontology.safe_yaml import load_yaml
+from ontology.schema import FLOAT_KINDS, INTEGER_RANGES
 
 MaskMode = Literal["show", "partial", "hash", "redact", "null"]
 Action = Literal["read", "write", "delete", "operation"]
@@ -311,12 +312,24 @@ class Policy:
                 spec.privacy.epsilon_per_period,
                 spec.privacy.period,
                 spec.privacy.epsilon_per_query,
-                dict(spec.privacy.bounds),
+                self._bounds(spec.privacy.bounds, where),
                 frozenset(spec.privacy.classifications),
             ),
             sensitive_aggregates=spec.sensitive_aggregates,
             aggregate_only=self._aggregate_only(spec, read, where),
         )
+
+    def _bounds(self, bounds: Mapping[str, tuple[float, float]], where: str) -> dict[str, tuple[float, float]]:
+        """Clamp bounds of a privacy budget, each naming a numeric property some class of the ontology defines."""
+        numeric: set[str] = set()
+        for cls in self.ontology.classes.values():
+            for prop_name, prop in self.ontology.properties(cls.id).items():
+                if prop.schema.kind in INTEGER_RANGES or prop.schema.kind in FLOAT_KINDS:
+                    numeric.add(prop_name)
+        unknown = sorted(set(bounds) - numeric)
+        if unknown:
+            raise PolicyError(f"{where}: privacy bounds name no numeric property of the ontology: {unknown}")
+        return dict(bounds)
 
     def _aggregate_only(self, spec: _RoleSpec, read: frozenset[str] | None, where: str) -> frozenset[str]:
         """The classes of `aggregate:` (with subclasses) beyond what the role reads; they need a privacy budget."""

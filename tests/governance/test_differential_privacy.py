@@ -184,6 +184,8 @@ def test_aggregate_only_classes_need_a_budget(ontology) -> None:
         ({"epsilon_per_period": 0}, "greater than 0"),
         ({"epsilon_per_period": 5, "bounds": {"salary": [10, 1]}}, "lower < upper"),
         ({"epsilon_per_period": 5, "classifications": ["Public"]}, "classifications"),
+        ({"epsilon_per_period": 5, "bounds": {"salery": [0, 1]}}, r"bounds name no numeric property.*salery"),
+        ({"epsilon_per_period": 5, "bounds": {"email": [0, 1]}}, r"bounds name no numeric property.*email"),
     ],
 )
 def test_bad_privacy_settings_are_clear_errors(ontology, privacy, problem) -> None:
