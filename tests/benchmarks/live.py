@@ -21,8 +21,9 @@
   (tests/benchmarks/event_endpoints.py), in the same round. Each round measures both, in the other order every
   second round; the rates are the medians of the rounds and the ratio the median of the rounds' ratios (per-round
   values and the 1-minute load average at each round are in the JSON lines: on a shared machine the load moves).
-  The route keeps several pages in flight and publishes with nats-py's `publish_async`, so it is also measured
-  against the fastest plain publisher nats-py offers: raw_nats_publish_async_per_s (`publish_async`, the same
+  The route keeps several pages in flight and publishes on JetStream's wire protocol with one reply inbox and its
+  PubAcks counted per batch (connectors/events/nats_endpoint.py), so it is also measured against the fastest plain
+  publisher nats-py offers: raw_nats_publish_async_per_s (`publish_async`, the same
   window, no batch barrier) and feed_to_nats_async_ratio, in the same rounds.
 - subscription_fanout_p99_ms: 100 WebSocket subscribers (graphql-transport-ws, `websockets` client) on a real
   uvicorn server, one change committed -> p99 over subscribers and changes of the time from the start of the write
