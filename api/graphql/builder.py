@@ -410,6 +410,12 @@ def build_schema(
             description="A study started with runScenario (by its run id) or a stored study (by its id).",
         ),
         b.field(
+            "experiments",
+            "List[ExperimentSummary]",
+            args=[("first", "Optional[int]")],
+            description="Stored experiments, newest first (needs scenario.read).",
+        ),
+        b.field(
             "experimentRun",
             "Optional[ExperimentRun]",
             args=[("id", "strawberry.ID")],
