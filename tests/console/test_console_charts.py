@@ -68,7 +68,7 @@ experiment:
   variables:
     days: {low: 1, high: 20, integer: true}
   objective:
-    minimize: {lost_sales: 1}
+    maximize: {throughput: 1}
   budget: 5
 """
 
@@ -103,7 +103,8 @@ def ink(page: Page, canvas: str, points: list[tuple[float, float]]) -> list[int]
 
 def dataset(chart: dict[str, Any], label: str) -> list[dict[str, Any] | None]:
     """The drawn elements of the dataset whose label starts with `label`."""
-    found = [d for d in chart["datasets"] if d["label"].startswith(label)]
+    found = [d for d in chart["datasets"] if d["label"] == label]
+    found = found or [d for d in chart["datasets"] if d["label"].startswith(label)]
     assert len(found) == 1, [d["label"] for d in chart["datasets"]]
     return found[0]["elements"]
 
@@ -192,12 +193,13 @@ def test_an_optimisation_is_reached_from_the_stored_experiments(console_server: 
     assert all(close(p["value"], e["objective"]) for p, e in zip(points, evaluations, strict=True) if p)
     best_so_far, best = [], None
     for e in evaluations:
-        if e["feasible"] and (best is None or e["objective"] < best):
+        if e["feasible"] and (best is None or e["objective"] > best):
             best = e["objective"]
         best_so_far.append(best)
     line = [p["value"] if p else None for p in dataset(chart, "best so far")]
     assert all(close(a, b) for a, b in zip(line, best_so_far, strict=True) if b is not None)
-    assert close(line[-1], min(e["objective"] for e in evaluations if e["feasible"]))
+    assert close(line[-1], max(e["objective"] for e in evaluations if e["feasible"]))
+    assert len({round(e["objective"], 6) for e in evaluations}) > 1, "the outage length must move throughput"
     upper, lower = dataset(chart, "95 % CI upper"), dataset(chart, "95 % CI")
     assert all(
         close(u["value"], e["ci_high"]) and close(lo["value"], e["ci_low"])
@@ -298,7 +300,7 @@ def test_a_forecast_chart_draws_the_api_band_and_marks_the_anomaly(
     page.fill("#forecast-series", name)
     page.click("#forecast-form button[type=submit]")
     expect(page).to_have_url(re.compile(re.escape(f"#/forecasts/{quote(name, safe='')}") + "$"))
-    expect(page.locator("#forecast-title")).to_have_text(name)
+    expect(page.locator("#forecast-title")).to_have_text(name, timeout=30_000)
     chart = drawn(page, "#forecast-canvas")
     history, points = api["history"], api["points"]
     assert chart["labels"] == [p["period"] for p in history] + [p["period"] for p in points]
@@ -312,7 +314,10 @@ def test_a_forecast_chart_draws_the_api_band_and_marks_the_anomaly(
         assert top is not None and bottom is not None
         assert close(top["value"], point["high"]) and close(bottom["value"], point["low"]), (top, bottom, point)
         assert top["y"] <= bottom["y"]  # high above low on the screen
-    inside = [(top["x"], top["y"] + 0.25 * (bottom["y"] - top["y"])) for top, bottom, _ in band]
+    inside = []  # between two forecast periods, a quarter of the way down from the band's top
+    for (top, bottom, _), (top2, bottom2, _) in zip(band, band[1:], strict=False):
+        upper, lower = (top["y"] + top2["y"]) / 2, (bottom["y"] + bottom2["y"]) / 2
+        inside.append(((top["x"] + top2["x"]) / 2, upper + 0.25 * (lower - upper)))
     assert all(alpha > 0 for alpha in ink(page, "#forecast-canvas", inside)), "the band is not filled"
     observed = dataset(chart, "history")
     assert [round(p["value"], 6) for p in observed[: len(history)] if p] == [round(p["value"], 6) for p in history]
