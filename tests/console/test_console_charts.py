@@ -78,6 +78,8 @@ FORECAST = """query F($s: String!) { forecast(series: $s) {
   series modelKind modelVersion level interval history { period value } points { period mean low high }
   models { versionId kind status approved metrics } anomalies { period kind value } } }"""
 
+FORECAST_RECENT = """query F($s: String!) { forecast(series: $s, historyPoints: 52) {
+  history { period } anomalies { period } } }"""
 SPIKE_WEEK = "2024-03-04"  # a Monday: weekly periods run Monday to Sunday
 
 
@@ -342,6 +344,16 @@ def test_a_forecast_chart_draws_the_api_band_and_marks_the_anomaly(
     champion = next(m for m in api["models"] if m["status"] == "champion")
     assert champion["versionId"] == api["modelVersion"]
     screenshot(page, "forecast-executive")
+
+    # the last year only: 52 periods of history, and the spike (older than that) no longer marked
+    page.select_option("#forecast-history", "52")
+    expect(page.locator("#forecast-chart")).to_have_attribute("data-history", "52")
+    recent = graphql(console_server, "executive", FORECAST_RECENT, {"s": name})["forecast"]
+    chart = drawn(page, "#forecast-canvas")
+    assert chart["labels"] == [p["period"] for p in recent["history"]] + [p["period"] for p in points]
+    assert SPIKE_WEEK not in {a["period"] for a in recent["anomalies"]}
+    marked = [chart["labels"][i] for i, m in enumerate(dataset(chart, "anomaly")) if m is not None]
+    assert marked == [a["period"] for a in recent["anomalies"]]
     assert_governed_traffic(page, console_server, "executive")
 
     # a role that may not read forecasts gets the API's refusal in the view, and no chart

@@ -44,20 +44,27 @@ export function forecastsView(root, params) {
   let chart = null;
   let alive = true;
   const series = h("input", { id: "forecast-series", name: "series", placeholder: "sample.demand/HP-1000/direct", "aria-label": "Series", size: 40 });
+  const shown = h("select", { id: "forecast-history", "aria-label": "History shown" },
+    [["", "all history"], ["156", "last 156 periods"], ["104", "last 104 periods"], ["52", "last 52 periods"]].map(([v, t]) => h("option", { value: v }, t)));
   const detail = h("div", { id: "forecast-detail" }, h("p", { class: "muted" }, "Name a series with a stored forecast (`twin forecast run`)."));
   const form = h("form", { id: "forecast-form", class: "row", onsubmit: (e) => {
     e.preventDefault();
     const name = series.value.trim();
     if (name) location.hash = `#/forecasts/${encodeURIComponent(name)}`;
-  } }, h("label", { class: "inline" }, "Series ", series), h("button", { type: "submit" }, "Show"));
+  } }, h("label", { class: "inline" }, "Series ", series), shown, h("button", { type: "submit" }, "Show"));
+  shown.addEventListener("change", () => {
+    if (params[0]) open(decodeURIComponent(params[0]));
+  });
   replace(root, h("section", { class: "view single forecast-view" }, h("h2", {}, "Forecasts"), form, detail));
 
   async function open(name) {
     series.value = name;
     replace(detail, h("p", { class: "muted" }, "Loading forecast…"));
     try {
-      const forecast = await getForecast(name);
+      const forecast = await getForecast(name, shown.value ? Number(shown.value) : null);
       if (!alive) return;
+      if (chart) chart.destroy();
+      chart = null;
       const canvas = h("canvas", { id: "forecast-canvas", role: "img", "aria-label": `${forecast.series}: history and forecast` });
       const champion = forecast.models.find((m) => m.status === "champion");
       replace(detail,
