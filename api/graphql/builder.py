@@ -422,6 +422,13 @@ def build_schema(
             description="An experiment started with runExperiment (by its run id) or a stored one (by its id).",
         ),
         b.field(
+            "forecastSeries",
+            "List[str]",
+            args=[("prefix", "Optional[str]"), ("first", "Optional[int]")],
+            description="Names of the series with a stored forecast whose classes the caller may read, sorted "
+            "(needs forecast.read).",
+        ),
+        b.field(
             "forecast",
             "SeriesForecast",
             args=[("series", "str"), ("horizon", "Optional[int]"), ("historyPoints", "Optional[int]")],

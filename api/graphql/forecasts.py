@@ -12,7 +12,7 @@ import anyio.to_thread
 from api.context import RequestContext
 from api.errors import BadUserInput, NotFound
 from api.graphql.governed import governed
-from api.graphql.selection import Selection
+from api.graphql.selection import Selection, list_limit
 
 
 def _models(versions: list[Any]) -> list[dict[str, Any]]:
@@ -113,4 +113,28 @@ async def forecast(root: Any, info: Any, series: str, horizon: Any = None, histo
     return Selection(info).shaped(info.return_type, info.field_nodes, _values(stored, versions, horizon, historyPoints))
 
 
-QUERY_RESOLVERS = {"forecast": governed(forecast)}
+async def forecast_series(root: Any, info: Any, prefix: Any = None, first: Any = None) -> list[str]:
+    """Names of the series with a stored forecast that the caller may read (every class a series is about)."""
+    from simulation.forecast.store import ForecastStore
+
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "forecast.read")
+    limit = list_limit(first, 100)
+    store = ForecastStore(ctx.services.runtime.settings.resolved_database_url)
+
+    def load() -> list[str]:
+        names = []
+        for name in store.series_names(prefix or ""):
+            classes = store.latest(name).lineage.get("classes") or ()
+            if all(ctx.policy.decide(ctx.subject, "read", cls).allowed for cls in classes if cls):
+                names.append(name)
+                if len(names) == limit:
+                    break
+        return names
+
+    names = await anyio.to_thread.run_sync(load)
+    ctx.rows += len(names)
+    return names
+
+
+QUERY_RESOLVERS = {"forecast": governed(forecast), "forecastSeries": governed(forecast_series)}

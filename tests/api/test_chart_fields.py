@@ -1,6 +1,7 @@
 """The GraphQL fields the console's charts read: `experiments` (stored experiments, newest first) and a forecast's
 `models` (the registry's champion and challengers with their metrics) and `anomalies` (the robust rolling detector
-over the history) — each behind the same policy as the field it belongs to."""
+over the history), and `forecastSeries` (the series a caller may read) — each behind the same policy as the forecast
+or study it belongs to."""
 
 from __future__ import annotations
 
@@ -107,3 +108,12 @@ def test_a_forecast_carries_its_model_versions_and_the_anomalies_of_its_history(
     assert cut["history"][0]["period"] == periods[SPIKE + 1] and cut["anomalies"] == []
     status, body = api.gql(FORECAST, {"s": name}, role="hr")
     assert status == 200 and body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+    # the series list names it for a role that may read Product twins, and hides it from one that may not
+    listed = "query S($p: String, $n: Int) { forecastSeries(prefix: $p, first: $n) }"
+    assert api.data(listed, {"p": "api.chart/"}, role="executive")["forecastSeries"] == [name]
+    assert name in api.data(listed, {}, role="executive")["forecastSeries"]
+    assert len(api.data(listed, {"n": 1}, role="executive")["forecastSeries"]) == 1
+    assert name not in api.data(listed, {}, role="hr")["forecastSeries"]
+    status, body = api.gql(listed, {}, role="viewer")
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"

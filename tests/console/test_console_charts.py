@@ -299,6 +299,10 @@ def test_a_forecast_chart_draws_the_api_band_and_marks_the_anomaly(
 
     sign_in(page, console_server, "executive")
     page.click("nav a[href='#/forecasts']")
+    listed = graphql(console_server, "executive", "{ forecastSeries }")["forecastSeries"]
+    assert name in listed
+    expect(page.locator("#forecast-series-list")).to_have_attribute("data-count", str(len(listed)))
+    expect(page.locator(f"#forecast-series-list option[value='{name}']")).to_have_count(1)
     page.fill("#forecast-series", name)
     page.click("#forecast-form button[type=submit]")
     expect(page).to_have_url(re.compile(re.escape(f"#/forecasts/{quote(name, safe='')}") + "$"))

@@ -20,3 +20,11 @@ export async function getForecast(series, historyPoints = null) {
   }`, { series, historyPoints });
   return data.forecast;
 }
+
+/** Names of the series with a stored forecast that the caller may read ([] when this API cannot list them). */
+export async function listForecastSeries(first = 500) {
+  const info = await schemaOverview();
+  if (!info.queryFields.has("forecastSeries")) return [];
+  const { data } = await graphql(`query ConsoleForecastSeries($first: Int) { forecastSeries(first: $first) }`, { first });
+  return data.forecastSeries;
+}

@@ -3,7 +3,7 @@
 
 import { formatNumber, h, notice, replace } from "../dom.js";
 import { forecastChart } from "../forecastChart.js";
-import { getForecast } from "../forecasts.js";
+import { getForecast, listForecastSeries } from "../forecasts.js";
 
 const METRICS = [["mase", "MASE"], ["smape", "sMAPE"], ["coverage_80", "80 % coverage"]];
 
@@ -43,7 +43,8 @@ function anomalyList(forecast) {
 export function forecastsView(root, params) {
   let chart = null;
   let alive = true;
-  const series = h("input", { id: "forecast-series", name: "series", placeholder: "sample.demand/HP-1000/direct", "aria-label": "Series", size: 40 });
+  const known = h("datalist", { id: "forecast-series-list" });
+  const series = h("input", { id: "forecast-series", name: "series", list: "forecast-series-list", placeholder: "sample.demand/HP-1000/direct", "aria-label": "Series", size: 40 });
   const shown = h("select", { id: "forecast-history", "aria-label": "History shown" },
     [["", "all history"], ["156", "last 156 periods"], ["104", "last 104 periods"], ["52", "last 52 periods"]].map(([v, t]) => h("option", { value: v }, t)));
   const detail = h("div", { id: "forecast-detail" }, h("p", { class: "muted" }, "Name a series with a stored forecast (`twin forecast run`)."));
@@ -55,7 +56,11 @@ export function forecastsView(root, params) {
   shown.addEventListener("change", () => {
     if (params[0]) open(decodeURIComponent(params[0]));
   });
-  replace(root, h("section", { class: "view single forecast-view" }, h("h2", {}, "Forecasts"), form, detail));
+  replace(root, h("section", { class: "view single forecast-view" }, h("h2", {}, "Forecasts"), form, known, detail));
+  listForecastSeries().then((names) => {
+    replace(known, names.map((name) => h("option", { value: name })));
+    known.dataset.count = String(names.length);
+  }).catch(() => replace(known));
 
   async function open(name) {
     series.value = name;
