@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -168,7 +168,8 @@ class LocalExecutor:
 
 
 class DaskExecutor:
-    """Dask distributed: a scheduler at `address`, or a LocalCluster of `workers` processes started here."""
+    """Dask distributed: a scheduler at `address`, or a LocalCluster of `workers` processes started on first use; the
+    client (and the cluster) stay up across studies — an experiment's batches — until `close()`."""
 
     name = "dask"
 
@@ -181,28 +182,52 @@ class DaskExecutor:
             ) from None
         self.address = address
         self.workers = workers or os.cpu_count() or 1
+        self._cluster: Any = None
+        self._client: Any = None
+
+    def _ensure_client(self) -> Any:
+        # Dask is heavy to import: only a study on the Dask executor needs it
+        from dask.distributed import Client, LocalCluster
+
+        if self._client is None:
+            if self.address is None:
+                self._cluster = LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
+            self._client = Client(self.address or self._cluster)
+        return self._client
 
     def map(self, study: StudyInput, tasks: Sequence[tuple[int, int]]) -> Iterator[list[RunResult]]:
         """Results as the cluster finishes them."""
-        # Dask is heavy to import: only a study on the Dask executor needs it
-        from dask.distributed import Client, LocalCluster
         from dask.distributed import as_completed as dask_completed
 
-        cluster = None
-        if self.address is None:
-            cluster = LocalCluster(
-                n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-            )
-        client = Client(self.address or cluster)
+        client = self._ensure_client()
+        shared = client.scatter(StudyInput(study.twin, study.plan), broadcast=True)
+        futures = [client.submit(run_replication, shared, r, s, pure=False) for r, s in tasks]
         try:
-            shared = client.scatter(StudyInput(study.twin, study.plan), broadcast=True)
-            futures = [client.submit(run_replication, shared, r, s, pure=False) for r, s in tasks]
             for future in dask_completed(futures):
                 yield future.result()
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            client.cancel([*futures, shared])
+
+    def close(self) -> None:
+        """Close the client and stop the LocalCluster started here."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def executor_named(name: str, workers: int | None = None, address: str | None = None) -> Executor:

@@ -1,4 +1,5 @@
-"""The example study specs that ship with the simulation package, as the console's scenario dashboard offers them."""
+"""The example study and experiment specs that ship with the simulation package, as the console's scenario dashboard
+offers them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import yaml
 import simulation
 
 BUNDLED_DIR = Path(simulation.__file__).resolve().parent / "scenarios"
+EXPERIMENTS_DIR = Path(simulation.__file__).resolve().parent / "experiments"
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,11 @@ class BundledSpec:
     text: str
 
 
-def bundled_specs(folder: Path = BUNDLED_DIR) -> list[BundledSpec]:
-    """Every `*.yaml` spec in `folder`, sorted by file name (a file that is not a YAML mapping is left out)."""
+def bundled_specs(*folders: Path) -> list[BundledSpec]:
+    """Every `*.yaml` spec in `folders` (the bundled studies, then the bundled experiments), each folder sorted by file
+    name (a file that is not a YAML mapping is left out)."""
     found = []
-    for path in sorted(folder.glob("*.yaml")):
+    for path in [p for folder in folders or (BUNDLED_DIR, EXPERIMENTS_DIR) for p in sorted(folder.glob("*.yaml"))]:
         text = path.read_text(encoding="utf-8")
         try:
             data = yaml.safe_load(text)

@@ -410,10 +410,23 @@ def build_schema(
             description="A study started with runScenario (by its run id) or a stored study (by its id).",
         ),
         b.field(
+            "experiments",
+            "List[ExperimentSummary]",
+            args=[("first", "Optional[int]")],
+            description="Stored experiments, newest first (needs scenario.read).",
+        ),
+        b.field(
             "experimentRun",
             "Optional[ExperimentRun]",
             args=[("id", "strawberry.ID")],
             description="An experiment started with runExperiment (by its run id) or a stored one (by its id).",
+        ),
+        b.field(
+            "forecastSeries",
+            "List[str]",
+            args=[("prefix", "Optional[str]"), ("first", "Optional[int]")],
+            description="Names of the series with a stored forecast whose classes the caller may read, sorted "
+            "(needs forecast.read).",
         ),
         b.field(
             "forecast",

@@ -215,6 +215,30 @@ async def run_experiment(root: Any, info: Any, spec: str) -> dict[str, Any]:
     return Selection(info).shaped(info.return_type, info.field_nodes, _experiment_values(job, None))
 
 
+async def experiments(root: Any, info: Any, first: Any = None) -> list[dict[str, Any]]:
+    """Stored experiments, newest first: id, name, kind, when, how many decisions were evaluated."""
+    ctx: RequestContext = info.context
+    ctx.policy.require(ctx.subject, "operation", "scenario.read")
+    limit = list_limit(first, 20)
+    records = await anyio.to_thread.run_sync(lambda: ctx.services.runtime.results.experiments(limit))
+    sel = Selection(info)
+    ctx.rows += len(records)
+    return [
+        sel.shaped(
+            info.return_type,
+            info.field_nodes,
+            {
+                "id": r.experiment_id,
+                "name": r.name,
+                "kind": r.kind,
+                "createdAt": r.created_at,
+                "evaluations": r.evaluations,
+            },
+        )
+        for r in records
+    ]
+
+
 async def experiment_run(root: Any, info: Any, id: str) -> dict[str, Any]:
     """A background experiment by run id (status, then its result), or a stored experiment by its id."""
     from simulation.errors import StudyNotFound
@@ -240,6 +264,7 @@ async def experiment_run(root: Any, info: Any, id: str) -> dict[str, Any]:
 QUERY_RESOLVERS = {
     "scenarios": governed(scenarios),
     "scenarioRun": governed(scenario_run),
+    "experiments": governed(experiments),
     "experimentRun": governed(experiment_run),
 }
 MUTATION_RESOLVERS = {"runScenario": governed(run_scenario), "runExperiment": governed(run_experiment)}

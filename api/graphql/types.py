@@ -289,6 +289,17 @@ class ExperimentRun:
     result: JSON | None
 
 
+@strawberry.type(description="A stored experiment: its id, name and kind (read it with experimentRun(id)).")
+class ExperimentSummary:
+    """One stored experiment, newest first in `experiments`."""
+
+    id: strawberry.ID
+    name: str
+    kind: str
+    createdAt: DateTime
+    evaluations: int
+
+
 @strawberry.type(description="One period of a series' history.")
 class SeriesPoint:
     """A period start (ISO date or date-time) and the series' value in it."""
@@ -305,6 +316,32 @@ class ForecastPoint:
     mean: float
     low: float
     high: float
+
+
+@strawberry.type(description="A model version of a series in the model registry: champion, challenger or retired.")
+class ForecastModel:
+    """A registered model version with its backtest metrics (MASE, sMAPE, interval coverage) and approval."""
+
+    versionId: str
+    kind: str
+    status: str
+    trainedAt: str
+    trainStart: str
+    trainEnd: str
+    approved: bool
+    metrics: JSON
+
+
+@strawberry.type(description="An anomaly in a series' history, as the robust rolling detector scores it.")
+class SeriesAnomaly:
+    """The first anomalous period, the episode's most extreme value and score, and the range that was expected."""
+
+    period: str
+    kind: str
+    value: float
+    score: float
+    expectedLow: float
+    expectedHigh: float
 
 
 @strawberry.type(description="The newest stored forecast of a series, with the model version and data that made it.")
@@ -325,6 +362,8 @@ class SeriesForecast:
     warnings: list[str]
     backtests: JSON
     lineage: JSON
+    models: list[ForecastModel]
+    anomalies: list[SeriesAnomaly]
 
 
 @strawberry.type(description="What a write did.")
@@ -436,6 +475,9 @@ STATIC = {
     "ScenarioStudy": ScenarioStudy,
     "ScenarioRun": ScenarioRun,
     "ExperimentRun": ExperimentRun,
+    "ExperimentSummary": ExperimentSummary,
+    "ForecastModel": ForecastModel,
+    "SeriesAnomaly": SeriesAnomaly,
     "SeriesPoint": SeriesPoint,
     "ForecastPoint": ForecastPoint,
     "SeriesForecast": SeriesForecast,

@@ -23,16 +23,22 @@ def start_study(services: Any, subject: Subject, spec: str, replications: int | 
     runtime = services.runtime
 
     def work() -> dict[str, Any]:
-        completed = run_scenario_study(
-            parsed,
-            runtime.store,
-            runtime.results,
-            subject=subject,
-            policy=services.policy,
-            audit=runtime.audit,
-            executor=executor_named(executor),
-            lineage=runtime.lineage,
-        )
+        chosen = executor_named(executor)
+        try:
+            completed = run_scenario_study(
+                parsed,
+                runtime.store,
+                runtime.results,
+                subject=subject,
+                policy=services.policy,
+                audit=runtime.audit,
+                executor=chosen,
+                lineage=runtime.lineage,
+            )
+        finally:
+            close = getattr(chosen, "close", None)  # a process pool or a Dask cluster stops with its study
+            if close is not None:
+                close()
         return {
             "studyId": completed.study_id,
             "executor": completed.result.executor,

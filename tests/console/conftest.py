@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -47,13 +48,15 @@ LINEAGE_RECORD_KEY = "E00000"
 
 @dataclass
 class ConsoleServer:
-    """A running API with the console: its base URL, data directory and the lineage fixtures it holds."""
+    """A running API with the console: its base URL, data directory, the lineage fixtures it holds, and its runtime
+    (for tests that prepare what only the CLI makes, such as stored forecasts, through the same services)."""
 
     url: str
     data_dir: Path
     issuer: LocalIssuer
     sync_run_id: str
     tokens: dict[str, str] = field(default_factory=dict)
+    runtime: Any = None
 
     def token(self, role: str) -> str:
         """A development token for `role` (what `twin token --role ROLE` prints), one per role."""
@@ -137,7 +140,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the console test server did not start")
             time.sleep(0.05)
-        yield ConsoleServer(f"http://127.0.0.1:{port}", data_dir, LocalIssuer(data_dir), run_id)
+        yield ConsoleServer(f"http://127.0.0.1:{port}", data_dir, LocalIssuer(data_dir), run_id, runtime=runtime)
     finally:
         if server is not None and thread is not None:
             server.should_exit = True

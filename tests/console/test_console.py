@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from api.console import CONTENT_SECURITY_POLICY
-from api.console.bundled_specs import BUNDLED_DIR
+from api.console.bundled_specs import BUNDLED_DIR, EXPERIMENTS_DIR
 from governance.tokens import LocalIssuer
 from tests.console.conftest import ARTIFACTS, LINEAGE_RECORD_KEY, LINEAGE_TWIN, ConsoleServer
 
@@ -102,7 +102,9 @@ def test_console_is_served_from_the_package_with_a_same_origin_policy(console_se
             response = client.get(f"/console/{asset}")
             assert response.status_code == 200 and len(response.content) > 1000, asset
         specs = client.get("/console/bundled-scenarios.json").json()
-        assert sorted(s["file"] for s in specs) == sorted(p.name for p in BUNDLED_DIR.glob("*.yaml"))
+        bundled = [*BUNDLED_DIR.glob("*.yaml"), *EXPERIMENTS_DIR.glob("*.yaml")]
+        assert sorted(s["file"] for s in specs) == sorted(p.name for p in bundled)
+        assert "second_shift_size.yaml" in {s["file"] for s in specs}  # the bundled experiments come too
         assert all(s["text"].strip() and s["name"] for s in specs)
         assert client.get("/console/no-such-file.js").status_code == 404
 
@@ -157,7 +159,7 @@ def test_architect_searches_expands_filters_and_runs_an_impact_analysis(
 def test_executive_runs_a_small_study_and_sees_its_chart(console_server: ConsoleServer, page: Page) -> None:
     sign_in(page, console_server, "executive")
     expect(page).to_have_url(re.compile(r"#/scenarios$"))
-    bundled = sorted(p.name for p in BUNDLED_DIR.glob("*.yaml"))
+    bundled = sorted(p.name for p in [*BUNDLED_DIR.glob("*.yaml"), *EXPERIMENTS_DIR.glob("*.yaml")])
     expect(page.locator("#spec-bundled option")).to_have_count(len(bundled) + 1)
     page.select_option("#spec-bundled", "supplier-outage-30d")
     expect(page.locator("#spec-text")).to_have_value(re.compile(r"kind: supplier_outage"))

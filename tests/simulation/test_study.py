@@ -112,7 +112,8 @@ def test_process_pool_and_dask_give_the_serial_numbers(enterprise_store: GraphSt
     assert [r.values for r in pooled.runs] == [r.values for r in serial.runs]
     assert [r.series for r in warm.runs] == [r.series for r in serial.runs]
     pytest.importorskip("dask.distributed", reason="dask[distributed] is not installed")
-    distributed = run_study(twin, plan, DaskExecutor(workers=2))
+    with DaskExecutor(workers=2) as cluster:
+        distributed = run_study(twin, plan, cluster)
     assert [r.values for r in distributed.runs] == [r.values for r in serial.runs]
     assert distributed.summaries == serial.summaries
 

@@ -8,6 +8,7 @@ import { signInView } from "./signIn.js";
 import { completeSignOn, signOnConfig } from "./signOn.js";
 import { activityView } from "./views/activity.js";
 import { auditView } from "./views/audit.js";
+import { forecastsView } from "./views/forecasts.js";
 import { graphView } from "./views/graph.js";
 import { inboxView } from "./views/inbox.js";
 import { lineageView } from "./views/lineage.js";
@@ -16,6 +17,7 @@ import { scenariosView } from "./views/scenarios.js";
 const VIEWS = {
   graph: { title: "Graph explorer", render: graphView },
   scenarios: { title: "Scenarios", render: scenariosView },
+  forecasts: { title: "Forecasts", render: forecastsView },
   lineage: { title: "Lineage", render: lineageView },
   audit: { title: "Audit", render: auditView },
   activity: { title: "Activity", render: activityView },

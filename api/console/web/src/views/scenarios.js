@@ -1,6 +1,9 @@
-// Scenario dashboard: list studies, start one from a bundled or uploaded spec, watch it run, compare its KPIs.
+// Scenario dashboard: list studies and experiments, start one from a bundled or uploaded spec, watch it run, compare
+// its KPIs; an experiment shows its tornado (sensitivity), objective against evaluations and every evaluated decision.
 
 import { formatNumber, h, notice, replace } from "../dom.js";
+import { evaluationTable, objectiveChart, sensitivityTable, tornadoChart } from "../experimentCharts.js";
+import { experimentRun, isExperimentSpec, listExperiments, startExperiment } from "../experiments.js";
 import { kpiComparisonChart } from "../kpiChart.js";
 import { bundledSpecs, getStudy, job, listStudies, startStudy, summariesOfJob } from "../studies.js";
 
@@ -19,7 +22,25 @@ function summaryTable(summaries) {
       h("td", { class: "num" }, s.pBreach === null || s.pBreach === undefined ? "–" : formatNumber(s.pBreach))))));
 }
 
-/** Render the dashboard; params: [studyId] or ["job", jobId]. Returns a teardown function. */
+function decisionText(decision) {
+  return Object.entries(decision || {}).map(([k, v]) => `${k} = ${formatNumber(v)}`).join(", ");
+}
+
+function experimentSummary(run) {
+  const result = run.result;
+  const best = result.best === null || result.best === undefined ? null : result.evaluations.find((e) => e.index === result.best);
+  const vs = result.best_vs_baseline;
+  const facts = [
+    ["kind", `${result.kind} (${result.sampler}) · ${result.evaluations.length} decisions · ${result.seeds.length} replications each`],
+    ["objective", `${result.sense} the ${result.statistic}`],
+  ];
+  if (best) facts.push(["best decision", decisionText(best.decision)], ["its objective", `${formatNumber(best.objective)} [${formatNumber(best.ci_low)}, ${formatNumber(best.ci_high)}]`]);
+  if (vs) facts.push(["vs baseline (paired)", `${formatNumber(vs.mean)} [${formatNumber(vs.low)}, ${formatNumber(vs.high)}]`]);
+  return h("dl", { class: "facts", id: "experiment-facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { fact: k } }, v)]));
+}
+
+/** Render the dashboard; params: [studyId], ["job", jobId], ["experiment", id] or ["experiment-run", runId].
+ * Returns a teardown function. */
 export function scenariosView(root, params) {
   let charts = [];
   let timer = null;
@@ -31,6 +52,7 @@ export function scenariosView(root, params) {
   const specText = h("textarea", { id: "spec-text", rows: 9, spellcheck: false, "aria-label": "Study spec (YAML)" });
   const startMessage = h("div", { class: "messages" });
   const studyList = h("ul", { id: "study-list", class: "hit-list" });
+  const experimentList = h("ul", { id: "experiment-list", class: "hit-list" });
   const detail = h("div", { id: "study-detail", class: "study-detail" }, h("p", { class: "muted" }, "Pick a study, or start one."));
   let specs = [];
 
@@ -39,11 +61,13 @@ export function scenariosView(root, params) {
     h("label", { class: "block" }, "…or upload a YAML spec", upload),
     h("label", { class: "block" }, "Spec", specText),
     h("label", { class: "inline" }, "Replications ", replications),
-    h("button", { type: "submit", id: "study-start" }, "Run study"),
+    h("button", { type: "submit", id: "study-start" }, "Run"),
+    h("p", { class: "muted small" }, "A spec with an experiment: block runs as an experiment (grid, sensitivity or optimisation) with the spec's own replications."),
     startMessage);
 
   replace(root, h("section", { class: "view scenario-view" },
-    h("aside", { class: "panel" }, h("h2", {}, "Scenario studies"), form, h("h3", {}, "Stored studies"), studyList),
+    h("aside", { class: "panel" }, h("h2", {}, "Scenario studies"), form, h("h3", {}, "Stored studies"), studyList,
+      h("h3", {}, "Stored experiments"), experimentList),
     detail));
 
   bundled.addEventListener("change", () => {
@@ -76,6 +100,60 @@ export function scenariosView(root, params) {
     });
   }
 
+  function showExperiment(run) {
+    clearCharts();
+    const result = run.result;
+    const head = h("header", { class: "study-head" }, h("h2", {}, run.name),
+      h("p", { class: "muted" }, `experiment ${run.experimentId || run.id} · ${run.finishedAt || ""}`));
+    const parts = [head, experimentSummary(run)];
+    const grid = h("div", { class: "chart-grid two", id: "experiment-charts" });
+    parts.push(grid);
+    if (result.kind === "sensitivity") {
+      const canvas = h("canvas", { id: "tornado-canvas", role: "img", "aria-label": "Sensitivity of the objective to each variable" });
+      grid.append(h("figure", { class: "chart", id: "tornado-chart", dataset: { variables: String(result.sensitivity.length) } },
+        h("figcaption", {}, "Sensitivity (tornado): change of the objective, largest effect first"),
+        h("div", { class: "chart-box tall" }, canvas)));
+      charts.push(tornadoChart(canvas, result));
+      parts.push(h("h3", {}, "Sensitivity"), h("div", { class: "table-scroll" }, sensitivityTable(result)));
+    }
+    const canvas = h("canvas", { id: "objective-canvas", role: "img", "aria-label": "Objective against evaluations" });
+    grid.append(h("figure", { class: "chart", id: "objective-chart", dataset: { evaluations: String(result.evaluations.length) } },
+      h("figcaption", {}, "Objective against evaluations (95 % CI, best so far, baseline)"),
+      h("div", { class: "chart-box tall" }, canvas)));
+    charts.push(objectiveChart(canvas, result));
+    parts.push(h("h3", {}, "Evaluated decisions (★ best, ● evaluated frontier)"), h("div", { class: "table-scroll" }, evaluationTable(result)));
+    replace(detail, ...parts);
+  }
+
+  async function openExperiment(id) {
+    replace(detail, h("p", { class: "muted" }, "Loading experiment…"));
+    try {
+      const run = await experimentRun(id);
+      if (!alive) return;
+      if (run.status === "completed" && run.result) showExperiment(run);
+      else followExperiment(id);
+    } catch (error) {
+      replace(detail, notice("error", error.message));
+    }
+  }
+
+  async function followExperiment(runId) {
+    try {
+      const run = await experimentRun(runId);
+      if (!alive) return;
+      if (run.status === "completed" && run.result) {
+        await refreshList();
+        history.replaceState(null, "", `#/scenarios/experiment/${encodeURIComponent(run.experimentId)}`);
+        showExperiment(run);
+        return;
+      }
+      replace(detail, progressView(run));
+      if (run.status !== "failed") timer = setTimeout(() => followExperiment(runId), POLL_MS);
+    } catch (error) {
+      replace(detail, notice("error", error.message));
+    }
+  }
+
   function studyHeader(study) {
     return h("header", { class: "study-head" }, h("h2", {}, study.name),
       h("p", { class: "muted" }, `study ${study.id} · ${study.replications} replications · ${study.createdAt || ""}`));
@@ -91,7 +169,19 @@ export function scenariosView(root, params) {
     }
   }
 
+  async function refreshExperiments() {
+    try {
+      const found = await listExperiments();
+      replace(experimentList, found.length === 0 ? h("li", { class: "muted" }, "No experiments yet.") : found.map((x) =>
+        h("li", {}, h("a", { href: `#/scenarios/experiment/${encodeURIComponent(x.id)}`, class: "experiment-link", dataset: { id: x.id } }, x.name),
+          h("span", { class: "muted" }, ` ${x.kind} · ${x.evaluations} decisions · ${x.createdAt || ""}`))));
+    } catch (error) {
+      replace(experimentList, h("li", { class: "muted" }, error.message));
+    }
+  }
+
   async function refreshList() {
+    refreshExperiments();
     try {
       const studies = await listStudies();
       replace(studyList, studies.length === 0 ? h("li", { class: "muted" }, "No studies yet.") : studies.map((s) =>
@@ -143,6 +233,13 @@ export function scenariosView(root, params) {
       return;
     }
     try {
+      if (isExperimentSpec(spec)) {
+        const run = await startExperiment(spec);
+        history.replaceState(null, "", `#/scenarios/experiment-run/${encodeURIComponent(run.id)}`);
+        replace(detail, progressView(run));
+        followExperiment(run.id);
+        return;
+      }
       const started = await startStudy(spec, Number(replications.value) || null);
       history.replaceState(null, "", `#/scenarios/job/${encodeURIComponent(started.id)}`);
       replace(detail, progressView(started));
@@ -162,6 +259,8 @@ export function scenariosView(root, params) {
   })();
   refreshList();
   if (params[0] === "job" && params[1]) follow(decodeURIComponent(params[1]));
+  else if (params[0] === "experiment-run" && params[1]) followExperiment(decodeURIComponent(params[1]));
+  else if (params[0] === "experiment" && params[1]) openExperiment(decodeURIComponent(params[1]));
   else if (params[0]) openStudy(decodeURIComponent(params[0]));
 
   return () => {
