@@ -39,7 +39,6 @@ from ontology.model import Ontology
 from ontology.safe_yaml import compose_yaml
 
 if TYPE_CHECKING:
-    from graph.model import TwinRecord
     from graph.store import GraphStore
 
 metadata = MetaData()
@@ -281,6 +280,17 @@ class _Planned:
     cls: str
     before: dict[str, Any]
     after: dict[str, Any]  # the full new state (None-free)
+    stored: dict[str, Any] | None = None  # the stored state the plan read (values as the graph holds them)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A twin as the plan reads it: class, labels (the class and its ancestors), decoded properties."""
+
+    uid: str
+    cls: str
+    labels: tuple[str, ...]
+    properties: dict[str, Any]
 
 
 class Migrator:
@@ -298,11 +308,13 @@ class Migrator:
         return f"migration:{self.migration.name}"
 
     def plan(self, store: GraphStore) -> tuple[MigrationReport, list[_Planned]]:
-        """The dry run: what would change and what would fail, nothing written."""
+        """The dry run: what would change and what would fail, nothing written (one read of the twins the steps
+        touch; each new state validated against the new ontology)."""
         report = MigrationReport(self.migration.name)
-        records = store.twins_holding(self._wanted())
         planned: list[_Planned] = []
-        for record in records:
+        read = self._reader()
+        for uid, cls, stored in store.states_holding(self._wanted()):
+            record = read(uid, cls, stored)
             report.examined += 1
             outcome = self._migrate(record, report)
             if outcome is None:
@@ -324,10 +336,35 @@ class Migrator:
                     )
                 )
                 continue
+            outcome.stored = stored
             planned.append(outcome)
         report.changed = len(planned)
         self._refuse_total_failure(report)
         return report, planned
+
+    def _reader(self) -> Callable[[str, str, dict[str, Any]], _Found]:
+        """Turns a stored twin into what the steps read: labels from the old ontology, values decoded by its schemas
+        (only those not stored as they are), the lifecycle state left out (no step touches it)."""
+        from graph.lifecycle import PROPERTY as LIFECYCLE
+        from graph.values import decode, stored_as_is
+
+        classes: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+
+        def read(uid: str, cls: str, stored: dict[str, Any]) -> _Found:
+            known = classes.get(cls)
+            if known is None:
+                try:
+                    labels, defs = tuple(self.old.labels(cls)), self.old.properties(cls)
+                except UnknownTerm:
+                    labels, defs = (cls,), {}
+                known = classes[cls] = (labels, {k: d.schema for k, d in defs.items() if not stored_as_is(d.schema)})
+            labels, coded = known
+            props = {
+                k: decode(v, coded[k]) if k in coded else v for k, v in stored.items() if k != LIFECYCLE
+            }
+            return _Found(uid, cls, labels, props)
+
+        return read
 
     def _wanted(self) -> list[tuple[str, str | None]]:
         """(class, property) pairs of the twins the steps read: a twin of the class holding the property."""
@@ -344,7 +381,7 @@ class Migrator:
                 wanted += [(cls, str(name)) for name in a["from"]]
         return wanted
 
-    def _migrate(self, record: TwinRecord, report: MigrationReport) -> _Planned | None:
+    def _migrate(self, record: _Found, report: MigrationReport) -> _Planned | None:
         props = dict(record.properties)
         cls = record.cls
         labels = set(record.labels)
@@ -454,40 +491,47 @@ class Migrator:
         return report
 
     def _write(self, store: GraphStore, target: GraphStore, planned: list[_Planned]) -> None:
-        from graph.model import Twin
+        """Write the planned states page by page (one history write and one UNWIND statement per group of alike
+        twins each); a page that fails undoes the pages before it and what of itself landed."""
+        from graph.model import Rewrite
 
-        written: list[_Planned] = []
+        done = 0
         try:
             for start in range(0, len(planned), CHUNK):
-                chunk = planned[start : start + CHUNK]
-                target.upsert_twins(
-                    [Twin(p.uid, p.cls, {**dict.fromkeys(p.before), **p.after}) for p in chunk],
+                page = planned[start : start + CHUNK]
+                target.rewrite_twins(  # validated by the plan against the same (new) ontology
+                    [Rewrite(p.uid, p.old_cls, p.cls, p.before, p.after, p.stored) for p in page],
                     actor=self.actor,
                     source="ontology-migration",
+                    validate=False,
                 )
-                written += chunk
+                done = start + len(page)
         except Exception as exc:
-            self._undo(store, written)
+            touched = planned[: min(len(planned), done + CHUNK)]  # the failed page may have landed in part
+            restored = self._undo(store, touched)
             raise MigrationError(
-                f"migration {quoted(self.migration.name)} failed and was undone ({len(written)} twins restored): {exc}"
+                f"migration {quoted(self.migration.name)} failed and was undone ({restored} twins restored): {exc}"
             ) from exc
 
-    def _undo(self, store: GraphStore, written: Sequence[_Planned]) -> None:
-        """Give the twins written so far their old states back (recorded as the migration's rollback)."""
-        from graph.model import Twin
+    def _undo(self, store: GraphStore, touched: Sequence[_Planned]) -> int:
+        """Give the twins the migration wrote their old states back (recorded as the migration's rollback); a twin
+        whose stored state is still the old one is left alone. Returns how many were restored."""
+        from graph.model import Rewrite
         from graph.store import GraphStore
 
         former = GraphStore(store.backend, self.old, store.history, schema=False)
+        restored = 0
         try:
-            for start in range(0, len(written), CHUNK):
-                chunk = written[start : start + CHUNK]
-                former.upsert_twins(
-                    [Twin(p.uid, p.old_cls, {**dict.fromkeys(p.after), **p.before}) for p in chunk],
+            for start in range(0, len(touched), CHUNK):
+                restored += former.rewrite_twins(
+                    [Rewrite(p.uid, p.cls, p.old_cls, p.after, p.before) for p in touched[start : start + CHUNK]],
                     actor=f"{self.actor}:rollback",
                     source="ontology-migration",
+                    validate=False,
                 )
         finally:
             former.release()
+        return restored
 
 
 def cast(value: Any, kind: str) -> Any:

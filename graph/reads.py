@@ -169,6 +169,24 @@ class TwinReader:
         rows = self._read(f"MATCH (n:Twin) WHERE {' OR '.join(tests)} RETURN {NODE.format(n='n')}", {})
         return [self.record(*row) for row in rows]
 
+    def states_holding(self, wanted: Sequence[tuple[str, str | None]]) -> list[tuple[str, str, dict[str, Any]]]:
+        """What `twins_holding` finds, as stored: (uid, class, stored properties without uid and class), values not
+        decoded (a migration rewrites the stored states it read)."""
+        if not wanted:
+            return []
+        tests = [
+            f"(n:{ident(cls)})" if prop is None else f"(n:{ident(cls)} AND n.{ident(prop)} IS NOT NULL)"
+            for cls, prop in dict.fromkeys(wanted)
+        ]
+        rows = self._read(f"MATCH (n:Twin) WHERE {' OR '.join(tests)} RETURN n.uid, n._class, properties(n)", {})
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        for uid, cls, props in rows:
+            stored = dict(props)
+            stored.pop("uid", None)
+            stored.pop("_class", None)
+            found.append((uid, cls, stored))
+        return found
+
     def links_from(self, uids: Sequence[str]) -> list[LinkRecord]:
         """The outgoing links of these twins (unscoped: for checks of what the store holds), in one round trip."""
         rows = self._read(

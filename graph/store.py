@@ -13,7 +13,7 @@ from graph.errors import HistoryUnavailable, TwinNotFound
 from graph.feed import ChangeFeed
 from graph.history import ChangeContext, HistoryEntry, HistoryStore
 from graph.lifecycle import State, Transition
-from graph.model import Link, Twin, TwinRecord, WriteSummary
+from graph.model import Link, Rewrite, Twin, TwinRecord, WriteSummary
 from graph.personal_values import PersonalValues
 from graph.presence import existing_link_count, stored_classes, stored_states
 from graph.reads import TwinReader
@@ -114,6 +114,19 @@ class GraphStore(TwinReader):
     ) -> WriteSummary:
         """Create or update twins (idempotent); rejects the whole batch on any ontology violation."""
         return self._writer.upsert_twins(twins, ChangeContext(actor, source, run_id))
+
+    def rewrite_twins(
+        self,
+        rewrites: Sequence[Rewrite],
+        *,
+        actor: str = "system",
+        source: str | None = None,
+        validate: bool = True,
+    ) -> int:
+        """Replace the states of existing twins with UNWIND writes and history (an ontology migration); rejects the
+        whole batch on any violation of this store's ontology (unless `validate` is False). Returns the twins
+        written."""
+        return self._writer.rewrite_twins(rewrites, ChangeContext(actor, source), validate)
 
     def upsert_links(
         self, links: Sequence[Link], *, actor: str = "system", source: str | None = None, run_id: str | None = None

@@ -177,24 +177,37 @@ def test_bad_migrations_are_refused_naming_the_line(store: GraphStore) -> None:
 
 
 def test_a_failed_write_is_undone(store: GraphStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph fails after taking part of a page (the second UNWIND statement of the migration's writes): the
+    pages before it and the part that landed are restored, and history records both the landed part and the
+    rollback."""
     from graph import ontology_migration as migration
 
-    monkeypatch.setattr(migration, "CHUNK", 10)  # several writes, the second fails
+    monkeypatch.setattr(migration, "CHUNK", 10)  # several pages
+    backend = store.backend
+    original = backend.write
     calls = {"n": 0}
-    original = GraphStore.upsert_twins
 
-    def failing(self: GraphStore, twins: list[Twin], **kwargs: object) -> object:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("the graph went away")
-        return original(self, twins, **kwargs)  # type: ignore[arg-type]
+    def failing(cypher: str, params: dict[str, object] | None = None) -> object:
+        if "SET n._class = r[1]" in cypher:
+            calls["n"] += 1
+            if calls["n"] == 3:  # landed, then the graph goes away
+                original(cypher, params)
+                raise RuntimeError("the graph went away")
+        return original(cypher, params)
 
-    monkeypatch.setattr(GraphStore, "upsert_twins", failing)
-    before = {t.uid: t.properties for t in store.twins_of(["Person", "Machine"])}
-    with pytest.raises(MigrationError, match="failed and was undone"):
+    monkeypatch.setattr(backend, "write", failing)
+    before = {t.uid: (t.cls, t.properties, t.lifecycle) for t in store.twins_of(["Person", "Machine"])}
+    states = store.states_of(list(before))
+    with pytest.raises(MigrationError, match=r"failed and was undone \((\d+) twins restored\)") as failed:
         Migrator(parse_migration(MIGRATION), old_ontology(), new_ontology()).apply(store)
-    monkeypatch.setattr(GraphStore, "upsert_twins", original)
-    assert {t.uid: t.properties for t in store.twins_of(["Person", "Machine"])} == before
+    assert calls["n"] >= 3
+    monkeypatch.setattr(backend, "write", original)
+    assert {t.uid: (t.cls, t.properties, t.lifecycle) for t in store.twins_of(["Person", "Machine"])} == before
+    assert store.states_of(list(before)) == states  # stored values exactly as they were, labels and all
+    restored = int(str(failed.value).split("(")[1].split()[0])
+    assert restored >= 10  # the first page at least, and what landed of the failed one
+    actors = [e.actor for e in store.history_of("emp-01")]
+    assert actors[-2:] == ["migration:work-email-and-capacity", "migration:work-email-and-capacity:rollback"]
 
 
 def test_a_breaking_version_needs_a_migration(tmp_path: Path) -> None:
