@@ -359,9 +359,7 @@ class Migrator:
                     labels, defs = (cls,), {}
                 known = classes[cls] = (labels, {k: d.schema for k, d in defs.items() if not stored_as_is(d.schema)})
             labels, coded = known
-            props = {
-                k: decode(v, coded[k]) if k in coded else v for k, v in stored.items() if k != LIFECYCLE
-            }
+            props = {k: decode(v, coded[k]) if k in coded else v for k, v in stored.items() if k != LIFECYCLE}
             return _Found(uid, cls, labels, props)
 
         return read

@@ -191,9 +191,12 @@ class GraphStore(TwinReader):
         """Readers of the whole graph as it was at past times (scratch graphs replayed from history, cached)."""
         return TimeTravel(self.backend, self.ontology, self.history, timeout_ms=self.timeout_ms)
 
-    def at(self, when: dt.datetime | None) -> TwinReader:
-        """The reader of the graph as it was at `when` (this store itself when `when` is None)."""
-        return self if when is None else self.time_travel.reader(when)
+    def at(self, when: dt.datetime | None, valid_at: dt.datetime | None = None) -> TwinReader:
+        """The reader of the graph as it was at `when` (this store itself when both are None); with `valid_at`, as
+        valid then by the sources' effective dates, as known at `when` (default: now; graph/valid_time.py)."""
+        if valid_at is None:
+            return self if when is None else self.time_travel.reader(when)
+        return self.time_travel.reader(when or dt.datetime.now(dt.UTC), valid_at)
 
     def diff(self, start: dt.datetime, end: dt.datetime | None = None) -> list[GraphDelta]:
         """What changed in the graph between `start` and `end` (default: now), one entry per twin or link."""
