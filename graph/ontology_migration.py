@@ -34,7 +34,7 @@ import yaml
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
 
 from graph.relational import create_tables, relational_engine
-from ontology.errors import OntologyError, UnknownTerm, quoted
+from ontology.errors import OntologyError, UnknownTerm, Violation, quoted
 from ontology.model import Ontology
 from ontology.safe_yaml import compose_yaml
 
@@ -301,6 +301,8 @@ class Migrator:
         self.migration = migration
         self.old = old
         self.new = new
+        self._names = {step.cls: old.get(step.cls).name for step in migration.steps}  # a step's class, by name
+        self._kept: dict[tuple[str, str], frozenset[str]] = {}  # (old, new class) -> properties of the same type
 
     @property
     def actor(self) -> str:
@@ -322,7 +324,7 @@ class Migrator:
             if outcome.after == outcome.before and outcome.cls == outcome.old_cls:
                 report.unchanged += 1
                 continue
-            problems = self.new.validate(outcome.cls, outcome.after)
+            problems = self._problems(outcome)
             if problems:
                 report.failures.append(
                     Failure(
@@ -364,6 +366,29 @@ class Migrator:
 
         return read
 
+    def _problems(self, outcome: _Planned) -> list[Violation]:
+        """What the new ontology finds wrong with a twin's new state: every value the migration set or changed, or
+        whose property's type the new ontology changed, is checked, and every required property must be there; a
+        value carried over as it was under a property of the same type was checked when it was written."""
+        pair = (outcome.old_cls, outcome.cls)
+        kept = self._kept.get(pair)
+        if kept is None:
+            try:
+                old_defs = self.old.properties(outcome.old_cls)
+            except UnknownTerm:
+                old_defs = {}
+            new_defs = self.new.properties(outcome.cls)
+            kept = self._kept[pair] = frozenset(
+                k for k, d in new_defs.items() if k in old_defs and old_defs[k].schema == d.schema
+            )
+        before, after = outcome.before, outcome.after
+        changed = {k: v for k, v in after.items() if k not in kept or before.get(k) != v}
+        return [
+            p
+            for p in self.new.validate(outcome.cls, changed)
+            if p.rule != "required" or after.get(p.path) is None  # required: judged on the whole new state
+        ]
+
     def _wanted(self) -> list[tuple[str, str | None]]:
         """(class, property) pairs of the twins the steps read: a twin of the class holding the property."""
         wanted: list[tuple[str, str | None]] = []
@@ -386,7 +411,7 @@ class Migrator:
         for step in self.migration.steps:
             a = step.args
             if step.kind == "move_class":
-                if cls != self.old.get(step.cls).name:
+                if cls != self._names[step.cls]:
                     continue
                 target = self.new.get(str(a["to"])).name
                 defined = self.new.properties(target)
@@ -407,7 +432,7 @@ class Migrator:
                 cls = target
                 report.by_step[step.label] += 1
                 continue
-            if self.old.get(step.cls).name not in labels:
+            if self._names[step.cls] not in labels:
                 continue
             if step.kind == "rename_property":
                 if a["from"] in props:

@@ -232,3 +232,17 @@ def test_connector_mappings_naming_a_renamed_term_are_reported() -> None:
         ("sample_crm.yaml", "Contact.email is renamed by the migration"),
     }
     assert all(line > 1 for _, line, _ in found)
+
+
+def test_new_states_are_checked_against_the_new_ontology(store: GraphStore) -> None:
+    """A value carried over unchanged under a property whose type the new ontology changed, and a required property
+    a step drops, fail validation: those twins stay as they were and are reported."""
+    drop_mtbf = "name: x\nsteps:\n  - drop_property: {class: Machine, property: mtbfHours}\n"
+    report, planned = Migrator(parse_migration(drop_mtbf), old_ontology(), new_ontology()).plan(store)
+    capacity = {f.uid: f.reason for f in report.failures}
+    assert set(capacity) == set(CAPACITIES) and not {p.uid for p in planned} & set(CAPACITIES)
+    assert all(f.step == "validation" and f.keeps_twin for f in report.failures)
+    assert "capacity" in capacity["machine-0"]  # '120' is text, the new ontology wants a number
+    drop_name = "name: x\nsteps:\n  - drop_property: {class: Machine, property: name}\n"
+    report, planned = Migrator(parse_migration(drop_name), old_ontology(), old_ontology()).plan(store)
+    assert planned == [] and report.failures and all("requires 'name'" in f.reason for f in report.failures)
