@@ -58,7 +58,8 @@ migration_quarantine = Table(
 
 CASTS = ("decimal", "double", "integer", "string", "boolean", "date")
 STEP_KINDS = ("rename_property", "cast", "move_class", "split_property", "merge_properties", "drop_property")
-CHUNK = 20_000
+CHUNK = 20_000  # twins per page of writes (one history write each)
+SHACL_PAGE = 2_000  # twins per SHACL validation
 
 
 class MigrationError(OntologyError):
@@ -644,7 +645,15 @@ class MigrationQuarantine:
 
 
 def shacl_issues(store: GraphStore, uids: list[str]) -> list[str]:
-    """SHACL validation (ontology/shacl.py) of these twins with their outgoing links against the store's ontology."""
+    """SHACL validation (ontology/shacl.py) of these twins with their outgoing links against the store's ontology, in
+    pages of SHACL_PAGE twins (two reads and one validation each: memory stays bounded however many there are)."""
+    issues: list[str] = []
+    for start in range(0, len(uids), SHACL_PAGE):
+        issues += _shacl_page(store, uids[start : start + SHACL_PAGE])
+    return issues
+
+
+def _shacl_page(store: GraphStore, uids: list[str]) -> list[str]:
     from ontology.shacl import TwinRecord as ShaclTwin
     from ontology.shacl import instance_graph, validate_instances
 

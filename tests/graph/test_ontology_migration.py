@@ -246,3 +246,20 @@ def test_new_states_are_checked_against_the_new_ontology(store: GraphStore) -> N
     drop_name = "name: x\nsteps:\n  - drop_property: {class: Machine, property: name}\n"
     report, planned = Migrator(parse_migration(drop_name), old_ontology(), old_ontology()).plan(store)
     assert planned == [] and report.failures and all("requires 'name'" in f.reason for f in report.failures)
+
+
+def test_shacl_validation_runs_in_pages_and_finds_every_issue(
+    store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the migration, the text capacities break the new shapes (a decimal): every page reports its own."""
+    from graph import ontology_migration as migration
+
+    monkeypatch.setattr(migration, "SHACL_PAGE", 2)
+    unmigrated = GraphStore(store.backend, new_ontology(), store.history, schema=False)
+    try:
+        uids = [f"machine-{k}" for k in range(6)]
+        issues = shacl_issues(unmigrated, uids)
+    finally:
+        unmigrated.release()
+    assert sorted({issue.split(".")[0] for issue in issues}) == sorted(CAPACITIES)
+    assert all(".capacity:" in issue for issue in issues)
