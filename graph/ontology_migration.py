@@ -17,6 +17,11 @@ puts what fails into quarantine with the reason: a value that cannot be cast is 
 a twin that cannot move class (it holds values the new class does not define) stays as it is. A migration whose cast
 fails for every twin it touches is refused before anything is written; a graph write that fails part-way is undone
 (the twins written so far get their old states back), so a failed migration leaves the graph as it was.
+
+Batched: the plan reads the stored states of the twins the steps touch in one query; the run writes them in pages of
+CHUNK twins, each one history write and one UNWIND statement (values as lists) per group of twins with the same old
+class, new class and changed properties (GraphStore.rewrite_twins), without reading them again; failures go into
+quarantine in one insert; SHACL validates the migrated twins in pages of SHACL_PAGE.
 """
 
 from __future__ import annotations

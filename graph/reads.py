@@ -156,22 +156,11 @@ class TwinReader:
         )
         return [self.record(*row) for row in rows]
 
-    def twins_holding(self, wanted: Sequence[tuple[str, str | None]]) -> list[TwinRecord]:
-        """Every twin that carries the class label of one of `wanted`'s (class, property) pairs and holds that
-        property (any twin of the class when the property is None), in one round trip, unpaged (a migration reads
-        the twins it changes and no others)."""
-        if not wanted:
-            return []
-        tests = [
-            f"(n:{ident(cls)})" if prop is None else f"(n:{ident(cls)} AND n.{ident(prop)} IS NOT NULL)"
-            for cls, prop in dict.fromkeys(wanted)
-        ]
-        rows = self._read(f"MATCH (n:Twin) WHERE {' OR '.join(tests)} RETURN {NODE.format(n='n')}", {})
-        return [self.record(*row) for row in rows]
-
     def states_holding(self, wanted: Sequence[tuple[str, str | None]]) -> list[tuple[str, str, dict[str, Any]]]:
-        """What `twins_holding` finds, as stored: (uid, class, stored properties without uid and class), values not
-        decoded (a migration rewrites the stored states it read)."""
+        """Every twin that carries the class label of one of `wanted`'s (class, property) pairs and holds that
+        property (any twin of the class when the property is None), in one round trip, unpaged, as stored: (uid,
+        class, stored properties without uid and class; values not decoded). A migration reads the twins it changes
+        and no others, and rewrites the stored states it read."""
         if not wanted:
             return []
         tests = [
