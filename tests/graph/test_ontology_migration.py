@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from graph.embedded import stop_embedded
-from graph.model import Twin
+from graph.model import Link, Twin
 from graph.ontology_migration import (
     MigrationError,
     MigrationQuarantine,
@@ -263,3 +263,28 @@ def test_shacl_validation_runs_in_pages_and_finds_every_issue(
         unmigrated.release()
     assert sorted({issue.split(".")[0] for issue in issues}) == sorted(CAPACITIES)
     assert all(".capacity:" in issue for issue in issues)
+
+
+def test_a_moved_class_gets_its_new_labels_and_keeps_its_links(store: GraphStore) -> None:
+    """move_class rewrites the twin's labels in the same UNWIND statement (its old class label gone, the new one and
+    its ancestors there), its links stay, history records the new class as the migration."""
+    store.upsert_links([Link("supplies", "sup-1", "material-0")]) if store.get("material-0") else None
+    links_before = {(link.type, link.target) for link in store.links_from(["sup-1"])}
+    text = (
+        "name: suppliers-are-customers\nsteps:\n"
+        "  - drop_property: {class: Supplier, property: reliability}\n"
+        "  - move_class: {from: Supplier, to: Customer}\n"
+    )
+    report = Migrator(parse_migration(text), old_ontology(), old_ontology()).apply(store)
+    assert report.changed == 1 and report.failures == []
+    moved = store.get("sup-1")
+    assert moved is not None and moved.cls == "Customer" and moved.labels == ("Customer", "Organization", "Entity")
+    assert moved.properties == {"name": "Acme Steel"}
+    assert store.twins_of(["Supplier"]) == [] and [t.uid for t in store.twins_of(["Customer"])] == ["sup-1"]
+    assert {(link.type, link.target) for link in store.links_from(["sup-1"])} == links_before
+    last = store.history_of("sup-1")[-1]
+    assert (last.actor, last.cls, last.after) == (
+        "migration:suppliers-are-customers",
+        "Customer",
+        {"name": "Acme Steel"},
+    )
