@@ -320,7 +320,7 @@ class TwinWriter:
             if not delta and old_class == name:
                 continue
             keys = tuple(sorted(delta))
-            groups[(old_class, cls_id, keys)].append([uid, name, *(delta[k] for k in keys)])
+            groups[(old_class, cls_id, keys)].append([uid, name] + [delta[k] for k in keys])
             after = {k: v for k, v in {**old_props, **delta}.items() if v is not None}
             changes.append(Change(uid, "twin", "update", old_props, after, cls=name))
         with self._recording(changes, context):
