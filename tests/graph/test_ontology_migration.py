@@ -288,3 +288,39 @@ def test_a_moved_class_gets_its_new_labels_and_keeps_its_links(store: GraphStore
         "Customer",
         {"name": "Acme Steel"},
     )
+
+
+def test_rewrite_twins_validates_and_skips_twins_gone(store: GraphStore) -> None:
+    """GraphStore.rewrite_twins (the migration's writer) refuses a batch with an invalid state, naming it, and
+    writes nothing; a twin deleted meanwhile is skipped; an unchanged twin writes no history."""
+    from graph.errors import BatchRejected
+    from graph.model import Rewrite
+
+    before = store.get("machine-0")
+    assert before is not None
+    state = dict(before.properties)
+    with pytest.raises(BatchRejected) as refused:
+        store.rewrite_twins(
+            [
+                Rewrite("machine-0", "Machine", "Machine", state, {**state, "mtbfHours": "often"}),
+                Rewrite("machine-1", "Machine", "Machine", {}, {"status": "operational"}),  # no name
+            ]
+        )
+    assert {(v.path, v.rule) for v in refused.value.violations} == {
+        ("twins(machine-0).mtbfHours", "type"),
+        ("twins(machine-1).name", "required"),
+    }
+    assert store.get("machine-0") == before
+    store.delete_twins(["machine-3"])
+    entries = len(store.history_of("machine-1"))
+    written = store.rewrite_twins(
+        [
+            Rewrite("machine-0", "Machine", "Machine", state, {**state, "mtbfHours": 42.0}),
+            Rewrite("machine-3", "Machine", "Machine", {}, {"name": "Gone"}),
+            Rewrite("machine-1", "Machine", "Machine", {}, dict(store.get("machine-1").properties)),  # type: ignore[union-attr]
+        ],
+        actor="test",
+    )
+    assert written == 1 and store.get("machine-3") is None
+    assert store.get("machine-0").properties["mtbfHours"] == 42.0  # type: ignore[union-attr]
+    assert len(store.history_of("machine-1")) == entries and store.history_of("machine-0")[-1].actor == "test"
