@@ -27,6 +27,7 @@ CHUNK = 20_000  # rows per Cypher statement
 UID_MAX = 512  # characters of a uid (the history, ledger and lineage columns hold this many)
 RETRIES = 3  # a concurrent writer may create the same uid between our read and our CREATE
 COUNT_FIRST = 1_000  # property-less links of one type from which existence is counted before it is listed
+HISTORY_SLICE = 2_000  # changes handed to the history thread at a time while a rewrite works out the rest
 CLASS_CACHE = 2_000_000  # twin classes a writer remembers (about 200 MB at most); forgotten all at once when full
 
 
@@ -308,22 +309,31 @@ class TwinWriter:
         unread = [uid for uid in wanted if uid not in existing]
         if unread:
             existing.update(self._fetch_twins(unread))
-        changes: list[Change] = []
+        written: list[str] = []
         groups: dict[tuple[str, str, tuple[str, ...]], list[list[Any]]] = defaultdict(list)
-        for uid, (cls_id, props) in wanted.items():
-            if uid not in existing:
-                continue
-            old_class, old_props = existing[uid]
-            name = names[cls_id]
-            encoded = self._twin_values(cls_id, props)
-            delta = {k: v for k, v in encoded.items() if not self._same(old_props.get(k), v)}
-            if not delta and old_class == name:
-                continue
-            keys = tuple(sorted(delta))
-            groups[(old_class, cls_id, keys)].append([uid, name] + [delta[k] for k in keys])
-            after = {k: v for k, v in {**old_props, **delta}.items() if v is not None}
-            changes.append(Change(uid, "twin", "update", old_props, after, cls=name))
-        with self._recording(changes, context):
+        # the history rows are inserted by the recording's thread while the rest of the changes are worked out, and
+        # made durable (pending) before the graph is written
+        with self._recording([], context, seal=False) as outcome:
+            changes: list[Change] = []
+            for uid, (cls_id, props) in wanted.items():
+                if uid not in existing:
+                    continue
+                old_class, old_props = existing[uid]
+                name = names[cls_id]
+                encoded = self._twin_values(cls_id, props)
+                delta = {k: v for k, v in encoded.items() if not self._same(old_props.get(k), v)}
+                if not delta and old_class == name:
+                    continue
+                keys = tuple(sorted(delta))
+                groups[(old_class, cls_id, keys)].append([uid, name] + [delta[k] for k in keys])
+                after = {k: v for k, v in {**old_props, **delta}.items() if v is not None}
+                changes.append(Change(uid, "twin", "update", old_props, after, cls=name))
+                written.append(uid)
+                if len(changes) == HISTORY_SLICE:
+                    outcome.add(changes)
+                    changes = []
+            outcome.add(changes)
+            outcome.seal()
             for (old_class, cls_id, keys), rows in groups.items():
                 relabel = self._relabel(old_class, cls_id)
                 sets = "".join(f", n.{ident(key)} = r[{i}]" for i, key in enumerate(keys, start=2))
@@ -332,9 +342,9 @@ class TwinWriter:
                         f"UNWIND $rows AS r MATCH (n:Twin {{uid: r[0]}}) {relabel}SET n._class = r[1]{sets}",
                         {"rows": chunk},
                     )
-        for change in changes:
-            self._remember(change.uid, change.cls or "")
-        return len(changes)
+        for uid in written:
+            self._remember(uid, names[wanted[uid][0]])
+        return len(written)
 
     def _same(self, stored: Any, value: Any) -> bool:
         """Whether writing `value` over the `stored` one (as read back) changes nothing: a double read back from
