@@ -46,6 +46,9 @@ A mapping file describes one source system. Format (every key except those marke
           map: {"1": active, "9": retired}  #   source value -> state (values not listed: `default`)
           default: active                   #   optional; without it an unlisted value quarantines the record
         on_delete: delete                   # or `retire`: a record gone from the source retires its twin
+        valid_from: effective_date          # optional: the field saying when the record's values take effect
+                                            #   (ISO 8601 date or date and time; kept as valid time beside
+                                            #   transaction time, read with validAt: graph/valid_time.py)
       - name: employee_skills               # an association row becomes one link, not a twin
         link:
           type: hasSkill
@@ -372,6 +375,7 @@ class EntityMapping:
     source_line: int = 0
     lifecycle: LifecycleRule | None = None
     on_delete: str = "delete"  # or "retire": a record gone from the source retires its twin instead
+    valid_from: str | None = None  # the source field giving when the record's values take effect (valid time)
 
     @property
     def reads(self) -> dict[str, tuple[str, ...]]:
@@ -394,6 +398,8 @@ class EntityMapping:
             found["telemetry"] = (self.telemetry.time, *(f for f, _ in self.telemetry.metrics))
         if self.lifecycle is not None:
             found["lifecycle"] = (self.lifecycle.field,)
+        if self.valid_from is not None:
+            found["valid_from"] = (self.valid_from,)
         return {rule: fields for rule, fields in found.items() if fields}
 
     @property
@@ -666,6 +672,7 @@ class _Checker:
                 "optional",
                 "lifecycle",
                 "on_delete",
+                "valid_from",
             },
             "entity",
         )
@@ -694,7 +701,7 @@ class _Checker:
             source_line=self.line_of(doc, "source", line),
         )
         if "link" in doc:
-            for forbidden in ("class", "uid", "properties", "links", "identity", "telemetry"):
+            for forbidden in ("class", "uid", "properties", "links", "identity", "telemetry", "valid_from"):
                 if forbidden in doc:
                     self.problem(
                         self.line_of(doc, forbidden),
@@ -737,6 +744,14 @@ class _Checker:
                 f"on_delete must be delete or retire, not {on_delete!r}",
             )
             on_delete = "delete"
+        valid_from = doc.get("valid_from")
+        if valid_from is not None and (not isinstance(valid_from, str) or not valid_from):
+            self.problem(
+                self.line_of(doc, "valid_from", line),
+                f"{name}.valid_from",
+                f"valid_from must name the source field with the effective date, not {valid_from!r}",
+            )
+            valid_from = None
         return self.fetched(
             replace(
                 common,
@@ -748,6 +763,7 @@ class _Checker:
                 telemetry=telemetry,
                 lifecycle=lifecycle,
                 on_delete=on_delete,
+                valid_from=valid_from,
             ),
             doc,
         )

@@ -30,9 +30,11 @@ from graph.model import ReadScope
 from graph.plan import SearchRead, SearchRow
 from graph.reads import TwinReader
 from graph.replay import GraphDelta, ReplayedGraph, deltas, replay_until
+from graph.valid_time import ValidPoint, valid_overlay, valid_point
 from ontology.errors import UnknownTerm
 from ontology.model import Ontology
 
+_Key = tuple[HistoryPoint, ValidPoint | None]  # a cached graph: its history point, and its valid-time point
 CACHED_GRAPHS = 4  # scratch graphs kept per store (each about as large as the graph was at its time)
 _SCRATCH = "@asof/"
 
@@ -91,7 +93,7 @@ class TimeTravel:
         self.history = history
         self.capacity = max(1, capacity)
         self.timeout_ms = timeout_ms
-        self._graphs: OrderedDict[HistoryPoint, PastGraph] = OrderedDict()
+        self._graphs: OrderedDict[_Key, PastGraph] = OrderedDict()
         self._lock = threading.Lock()  # one build at a time; lookups take it briefly
         self._swept = False
         self.builds = 0  # graphs built (tests and benchmarks tell a cache hit from a build)
@@ -118,23 +120,25 @@ class TimeTravel:
             )
         return when
 
-    def reader(self, when: dt.datetime) -> TwinReader:
-        """A reader of the graph as it was at `when` (built on first use, then cached)."""
-        return self.graph(when).reader
+    def reader(self, when: dt.datetime, valid_at: dt.datetime | None = None) -> TwinReader:
+        """A reader of the graph as it was at `when` (built on first use, then cached); with `valid_at`, as valid
+        then by the sources' effective dates, as known at `when` (graph/valid_time.py)."""
+        return self.graph(when, valid_at).reader
 
-    def graph(self, when: dt.datetime) -> PastGraph:
-        """The scratch graph of the graph as it was at `when`."""
+    def graph(self, when: dt.datetime, valid_at: dt.datetime | None = None) -> PastGraph:
+        """The scratch graph of the graph as it was at `when` (and valid at `valid_at`, when given)."""
         when = self.check_time(when)
         history = self._history()
         point = history.point(when)
+        key: _Key = (point, None if valid_at is None else valid_point(history, when, valid_at))
         with self._lock:
-            cached = self._graphs.get(point)
+            cached = self._graphs.get(key)
             if cached is not None:
-                self._graphs.move_to_end(point)
+                self._graphs.move_to_end(key)
                 return cached
             self._drop_outdated(point)
-            past = self._build(point, when)
-            self._graphs[point] = past
+            past = self._build(point, when, valid_at)
+            self._graphs[key] = past
             while len(self._graphs) > self.capacity:
                 _, evicted = self._graphs.popitem(last=False)
                 _drop(evicted.reader.backend)
@@ -171,11 +175,13 @@ class TimeTravel:
             raise AsOfUnsupported("as-of reads need a FalkorDB graph (scratch graphs are built on the same server)")
         return self.backend
 
-    def _build(self, point: HistoryPoint, when: dt.datetime) -> PastGraph:
+    def _build(self, point: HistoryPoint, when: dt.datetime, valid_at: dt.datetime | None = None) -> PastGraph:
         live = self._falkor()
         if not self._swept:
             self._sweep(live)
         replayed = replay_until(self._history(), when)
+        if valid_at is not None:  # the one hook of valid time: the replayed graph as valid then
+            replayed = valid_overlay(self._history(), replayed, when, valid_at)
         # a name never used before: FalkorDB cannot replay a log in which a deleted graph is created again
         scratch = live.sibling(f"{live.graph_name}{_SCRATCH}{_owner()}/{uuid.uuid4().hex}")
         try:
@@ -229,7 +235,7 @@ class TimeTravel:
 
     def _drop_outdated(self, point: HistoryPoint) -> None:
         """Delete cached graphs built before an erasure that `point` has seen: they may hold erased values."""
-        for key in [key for key in self._graphs if key.erasures != point.erasures]:
+        for key in [key for key in self._graphs if key[0].erasures != point.erasures]:
             _drop(self._graphs.pop(key).reader.backend)
 
     def _sweep(self, live: FalkorBackend) -> None:

@@ -146,6 +146,19 @@ class WriteSummary:
 
 
 @dataclass(frozen=True)
+class Rewrite:
+    """A twin's state replaced as a whole (an ontology migration): its class and properties before and after
+    (decoded), and the stored state the change was worked out from (None: the writer reads it)."""
+
+    uid: str
+    old_cls: str
+    cls: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    stored: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class GraphStats:
     """Counts of the twin graph."""
 

@@ -17,6 +17,11 @@ puts what fails into quarantine with the reason: a value that cannot be cast is 
 a twin that cannot move class (it holds values the new class does not define) stays as it is. A migration whose cast
 fails for every twin it touches is refused before anything is written; a graph write that fails part-way is undone
 (the twins written so far get their old states back), so a failed migration leaves the graph as it was.
+
+Batched: the plan reads the stored states of the twins the steps touch in one query; the run writes them in pages of
+CHUNK twins, each one history write and one UNWIND statement (values as lists) per group of twins with the same old
+class, new class and changed properties (GraphStore.rewrite_twins), without reading them again; failures go into
+quarantine in one insert; SHACL validates the migrated twins in pages of SHACL_PAGE.
 """
 
 from __future__ import annotations
@@ -34,12 +39,11 @@ import yaml
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
 
 from graph.relational import create_tables, relational_engine
-from ontology.errors import OntologyError, UnknownTerm, quoted
+from ontology.errors import OntologyError, UnknownTerm, Violation, quoted
 from ontology.model import Ontology
 from ontology.safe_yaml import compose_yaml
 
 if TYPE_CHECKING:
-    from graph.model import TwinRecord
     from graph.store import GraphStore
 
 metadata = MetaData()
@@ -59,7 +63,8 @@ migration_quarantine = Table(
 
 CASTS = ("decimal", "double", "integer", "string", "boolean", "date")
 STEP_KINDS = ("rename_property", "cast", "move_class", "split_property", "merge_properties", "drop_property")
-CHUNK = 20_000
+CHUNK = 20_000  # twins per page of writes (one history write each)
+SHACL_PAGE = 2_000  # twins per SHACL validation
 
 
 class MigrationError(OntologyError):
@@ -281,6 +286,17 @@ class _Planned:
     cls: str
     before: dict[str, Any]
     after: dict[str, Any]  # the full new state (None-free)
+    stored: dict[str, Any] | None = None  # the stored state the plan read (values as the graph holds them)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A twin as the plan reads it: class, labels (the class and its ancestors), decoded properties."""
+
+    uid: str
+    cls: str
+    labels: tuple[str, ...]
+    properties: dict[str, Any]
 
 
 class Migrator:
@@ -291,6 +307,8 @@ class Migrator:
         self.migration = migration
         self.old = old
         self.new = new
+        self._names = {step.cls: old.get(step.cls).name for step in migration.steps}  # a step's class, by name
+        self._kept: dict[tuple[str, str], frozenset[str]] = {}  # (old, new class) -> properties of the same type
 
     @property
     def actor(self) -> str:
@@ -298,11 +316,13 @@ class Migrator:
         return f"migration:{self.migration.name}"
 
     def plan(self, store: GraphStore) -> tuple[MigrationReport, list[_Planned]]:
-        """The dry run: what would change and what would fail, nothing written."""
+        """The dry run: what would change and what would fail, nothing written (one read of the twins the steps
+        touch; each new state validated against the new ontology)."""
         report = MigrationReport(self.migration.name)
-        records = store.twins_holding(self._wanted())
         planned: list[_Planned] = []
-        for record in records:
+        read = self._reader()
+        for uid, cls, stored in store.states_holding(self._wanted()):
+            record = read(uid, cls, stored)
             report.examined += 1
             outcome = self._migrate(record, report)
             if outcome is None:
@@ -310,7 +330,7 @@ class Migrator:
             if outcome.after == outcome.before and outcome.cls == outcome.old_cls:
                 report.unchanged += 1
                 continue
-            problems = self.new.validate(outcome.cls, outcome.after)
+            problems = self._problems(outcome)
             if problems:
                 report.failures.append(
                     Failure(
@@ -324,10 +344,56 @@ class Migrator:
                     )
                 )
                 continue
+            outcome.stored = stored
             planned.append(outcome)
         report.changed = len(planned)
         self._refuse_total_failure(report)
         return report, planned
+
+    def _reader(self) -> Callable[[str, str, dict[str, Any]], _Found]:
+        """Turns a stored twin into what the steps read: labels from the old ontology, values decoded by its schemas
+        (only those not stored as they are), the lifecycle state left out (no step touches it)."""
+        from graph.lifecycle import PROPERTY as LIFECYCLE
+        from graph.values import decode, stored_as_is
+
+        classes: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+
+        def read(uid: str, cls: str, stored: dict[str, Any]) -> _Found:
+            known = classes.get(cls)
+            if known is None:
+                try:
+                    labels, defs = tuple(self.old.labels(cls)), self.old.properties(cls)
+                except UnknownTerm:
+                    labels, defs = (cls,), {}
+                known = classes[cls] = (labels, {k: d.schema for k, d in defs.items() if not stored_as_is(d.schema)})
+            labels, coded = known
+            props = {k: decode(v, coded[k]) if k in coded else v for k, v in stored.items() if k != LIFECYCLE}
+            return _Found(uid, cls, labels, props)
+
+        return read
+
+    def _problems(self, outcome: _Planned) -> list[Violation]:
+        """What the new ontology finds wrong with a twin's new state: every value the migration set or changed, or
+        whose property's type the new ontology changed, is checked, and every required property must be there; a
+        value carried over as it was under a property of the same type was checked when it was written."""
+        pair = (outcome.old_cls, outcome.cls)
+        kept = self._kept.get(pair)
+        if kept is None:
+            try:
+                old_defs = self.old.properties(outcome.old_cls)
+            except UnknownTerm:
+                old_defs = {}
+            new_defs = self.new.properties(outcome.cls)
+            kept = self._kept[pair] = frozenset(
+                k for k, d in new_defs.items() if k in old_defs and old_defs[k].schema == d.schema
+            )
+        before, after = outcome.before, outcome.after
+        changed = {k: v for k, v in after.items() if k not in kept or before.get(k) != v}
+        return [
+            p
+            for p in self.new.validate(outcome.cls, changed)
+            if p.rule != "required" or after.get(p.path) is None  # required: judged on the whole new state
+        ]
 
     def _wanted(self) -> list[tuple[str, str | None]]:
         """(class, property) pairs of the twins the steps read: a twin of the class holding the property."""
@@ -344,14 +410,14 @@ class Migrator:
                 wanted += [(cls, str(name)) for name in a["from"]]
         return wanted
 
-    def _migrate(self, record: TwinRecord, report: MigrationReport) -> _Planned | None:
+    def _migrate(self, record: _Found, report: MigrationReport) -> _Planned | None:
         props = dict(record.properties)
         cls = record.cls
         labels = set(record.labels)
         for step in self.migration.steps:
             a = step.args
             if step.kind == "move_class":
-                if cls != self.old.get(step.cls).name:
+                if cls != self._names[step.cls]:
                     continue
                 target = self.new.get(str(a["to"])).name
                 defined = self.new.properties(target)
@@ -372,7 +438,7 @@ class Migrator:
                 cls = target
                 report.by_step[step.label] += 1
                 continue
-            if self.old.get(step.cls).name not in labels:
+            if self._names[step.cls] not in labels:
                 continue
             if step.kind == "rename_property":
                 if a["from"] in props:
@@ -454,40 +520,47 @@ class Migrator:
         return report
 
     def _write(self, store: GraphStore, target: GraphStore, planned: list[_Planned]) -> None:
-        from graph.model import Twin
+        """Write the planned states page by page (one history write and one UNWIND statement per group of alike
+        twins each); a page that fails undoes the pages before it and what of itself landed."""
+        from graph.model import Rewrite
 
-        written: list[_Planned] = []
+        done = 0
         try:
             for start in range(0, len(planned), CHUNK):
-                chunk = planned[start : start + CHUNK]
-                target.upsert_twins(
-                    [Twin(p.uid, p.cls, {**dict.fromkeys(p.before), **p.after}) for p in chunk],
+                page = planned[start : start + CHUNK]
+                target.rewrite_twins(  # validated by the plan against the same (new) ontology
+                    [Rewrite(p.uid, p.old_cls, p.cls, p.before, p.after, p.stored) for p in page],
                     actor=self.actor,
                     source="ontology-migration",
+                    validate=False,
                 )
-                written += chunk
+                done = start + len(page)
         except Exception as exc:
-            self._undo(store, written)
+            touched = planned[: min(len(planned), done + CHUNK)]  # the failed page may have landed in part
+            restored = self._undo(store, touched)
             raise MigrationError(
-                f"migration {quoted(self.migration.name)} failed and was undone ({len(written)} twins restored): {exc}"
+                f"migration {quoted(self.migration.name)} failed and was undone ({restored} twins restored): {exc}"
             ) from exc
 
-    def _undo(self, store: GraphStore, written: Sequence[_Planned]) -> None:
-        """Give the twins written so far their old states back (recorded as the migration's rollback)."""
-        from graph.model import Twin
+    def _undo(self, store: GraphStore, touched: Sequence[_Planned]) -> int:
+        """Give the twins the migration wrote their old states back (recorded as the migration's rollback); a twin
+        whose stored state is still the old one is left alone. Returns how many were restored."""
+        from graph.model import Rewrite
         from graph.store import GraphStore
 
         former = GraphStore(store.backend, self.old, store.history, schema=False)
+        restored = 0
         try:
-            for start in range(0, len(written), CHUNK):
-                chunk = written[start : start + CHUNK]
-                former.upsert_twins(
-                    [Twin(p.uid, p.old_cls, {**dict.fromkeys(p.after), **p.before}) for p in chunk],
+            for start in range(0, len(touched), CHUNK):
+                restored += former.rewrite_twins(
+                    [Rewrite(p.uid, p.cls, p.old_cls, p.after, p.before) for p in touched[start : start + CHUNK]],
                     actor=f"{self.actor}:rollback",
                     source="ontology-migration",
+                    validate=False,
                 )
         finally:
             former.release()
+        return restored
 
 
 def cast(value: Any, kind: str) -> Any:
@@ -577,7 +650,15 @@ class MigrationQuarantine:
 
 
 def shacl_issues(store: GraphStore, uids: list[str]) -> list[str]:
-    """SHACL validation (ontology/shacl.py) of these twins with their outgoing links against the store's ontology."""
+    """SHACL validation (ontology/shacl.py) of these twins with their outgoing links against the store's ontology, in
+    pages of SHACL_PAGE twins (two reads and one validation each: memory stays bounded however many there are)."""
+    issues: list[str] = []
+    for start in range(0, len(uids), SHACL_PAGE):
+        issues += _shacl_page(store, uids[start : start + SHACL_PAGE])
+    return issues
+
+
+def _shacl_page(store: GraphStore, uids: list[str]) -> list[str]:
     from ontology.shacl import TwinRecord as ShaclTwin
     from ontology.shacl import instance_graph, validate_instances
 

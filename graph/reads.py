@@ -156,18 +156,25 @@ class TwinReader:
         )
         return [self.record(*row) for row in rows]
 
-    def twins_holding(self, wanted: Sequence[tuple[str, str | None]]) -> list[TwinRecord]:
+    def states_holding(self, wanted: Sequence[tuple[str, str | None]]) -> list[tuple[str, str, dict[str, Any]]]:
         """Every twin that carries the class label of one of `wanted`'s (class, property) pairs and holds that
-        property (any twin of the class when the property is None), in one round trip, unpaged (a migration reads
-        the twins it changes and no others)."""
+        property (any twin of the class when the property is None), in one round trip, unpaged, as stored: (uid,
+        class, stored properties without uid and class; values not decoded). A migration reads the twins it changes
+        and no others, and rewrites the stored states it read."""
         if not wanted:
             return []
         tests = [
             f"(n:{ident(cls)})" if prop is None else f"(n:{ident(cls)} AND n.{ident(prop)} IS NOT NULL)"
             for cls, prop in dict.fromkeys(wanted)
         ]
-        rows = self._read(f"MATCH (n:Twin) WHERE {' OR '.join(tests)} RETURN {NODE.format(n='n')}", {})
-        return [self.record(*row) for row in rows]
+        rows = self._read(f"MATCH (n:Twin) WHERE {' OR '.join(tests)} RETURN n.uid, n._class, properties(n)", {})
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        for uid, cls, props in rows:
+            stored = dict(props)
+            stored.pop("uid", None)
+            stored.pop("_class", None)
+            found.append((uid, cls, stored))
+        return found
 
     def links_from(self, uids: Sequence[str]) -> list[LinkRecord]:
         """The outgoing links of these twins (unscoped: for checks of what the store holds), in one round trip."""

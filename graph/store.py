@@ -13,7 +13,7 @@ from graph.errors import HistoryUnavailable, TwinNotFound
 from graph.feed import ChangeFeed
 from graph.history import ChangeContext, HistoryEntry, HistoryStore
 from graph.lifecycle import State, Transition
-from graph.model import Link, Twin, TwinRecord, WriteSummary
+from graph.model import Link, Rewrite, Twin, TwinRecord, WriteSummary
 from graph.personal_values import PersonalValues
 from graph.presence import existing_link_count, stored_classes, stored_states
 from graph.reads import TwinReader
@@ -115,6 +115,19 @@ class GraphStore(TwinReader):
         """Create or update twins (idempotent); rejects the whole batch on any ontology violation."""
         return self._writer.upsert_twins(twins, ChangeContext(actor, source, run_id))
 
+    def rewrite_twins(
+        self,
+        rewrites: Sequence[Rewrite],
+        *,
+        actor: str = "system",
+        source: str | None = None,
+        validate: bool = True,
+    ) -> int:
+        """Replace the states of existing twins with UNWIND writes and history (an ontology migration); rejects the
+        whole batch on any violation of this store's ontology (unless `validate` is False). Returns the twins
+        written."""
+        return self._writer.rewrite_twins(rewrites, ChangeContext(actor, source), validate)
+
     def upsert_links(
         self, links: Sequence[Link], *, actor: str = "system", source: str | None = None, run_id: str | None = None
     ) -> WriteSummary:
@@ -178,9 +191,12 @@ class GraphStore(TwinReader):
         """Readers of the whole graph as it was at past times (scratch graphs replayed from history, cached)."""
         return TimeTravel(self.backend, self.ontology, self.history, timeout_ms=self.timeout_ms)
 
-    def at(self, when: dt.datetime | None) -> TwinReader:
-        """The reader of the graph as it was at `when` (this store itself when `when` is None)."""
-        return self if when is None else self.time_travel.reader(when)
+    def at(self, when: dt.datetime | None, valid_at: dt.datetime | None = None) -> TwinReader:
+        """The reader of the graph as it was at `when` (this store itself when both are None); with `valid_at`, as
+        valid then by the sources' effective dates, as known at `when` (default: now; graph/valid_time.py)."""
+        if valid_at is None:
+            return self if when is None else self.time_travel.reader(when)
+        return self.time_travel.reader(when or dt.datetime.now(dt.UTC), valid_at)
 
     def diff(self, start: dt.datetime, end: dt.datetime | None = None) -> list[GraphDelta]:
         """What changed in the graph between `start` and `end` (default: now), one entry per twin or link."""

@@ -18,7 +18,7 @@ from graph.errors import BatchRejected, QueryError, TwinNotFound
 from graph.history import Change, ChangeContext, HistoryEntry, HistoryStore, PendingChanges, as_recorded
 from graph.lifecycle import PROPERTY as LIFECYCLE
 from graph.lifecycle import LifecycleError, State, Transition, stored_state, transition_problem
-from graph.model import Link, Twin, WriteSummary
+from graph.model import Link, Rewrite, Twin, WriteSummary
 from graph.values import encode, stored_as_is
 from ontology.errors import UnknownTerm, Violation, quoted
 from ontology.model import Ontology
@@ -27,6 +27,7 @@ CHUNK = 20_000  # rows per Cypher statement
 UID_MAX = 512  # characters of a uid (the history, ledger and lineage columns hold this many)
 RETRIES = 3  # a concurrent writer may create the same uid between our read and our CREATE
 COUNT_FIRST = 1_000  # property-less links of one type from which existence is counted before it is listed
+HISTORY_SLICE = 2_000  # changes handed to the history thread at a time while a rewrite works out the rest
 CLASS_CACHE = 2_000_000  # twin classes a writer remembers (about 200 MB at most); forgotten all at once when full
 
 
@@ -275,6 +276,75 @@ class TwinWriter:
                     f"UNWIND $rows AS r MATCH (n:Twin {{uid: r[0]}}) SET n.{LIFECYCLE} = r[1]", {"rows": chunk}
                 )
         return moves
+
+    def rewrite_twins(self, rewrites: Sequence[Rewrite], context: ChangeContext, validate: bool = True) -> int:
+        """Replace the states of existing twins (an ontology migration and its undo) as upserts would, in fewer
+        round trips: the new states are validated against this writer's ontology (BatchRejected lists every problem,
+        nothing written; `validate=False` for states restored as they were), the stored states read in one query,
+        the changes recorded in history as one write and written with one UNWIND statement per (old class, new
+        class, changed keys) group, values sent as lists. Twins gone from the graph are skipped. Returns the twins
+        written."""
+        violations: list[Violation] = []
+        wanted: dict[str, tuple[str, dict[str, Any]]] = {}
+        existing: dict[str, tuple[str, dict[str, Any]]] = {}
+        ids: dict[str, str] = {}  # class name -> id, looked up once per class
+        names: dict[str, str] = {}  # class id -> name
+        for rewrite in rewrites:
+            cls_id = ids.get(rewrite.cls)
+            if cls_id is None:
+                try:
+                    cls = self.ontology.get(rewrite.cls)
+                except UnknownTerm as exc:
+                    violations.append(Violation(f"twins({rewrite.uid})", "unknown-class", str(exc)))
+                    continue
+                cls_id = ids[rewrite.cls] = cls.id
+                names[cls_id] = cls.name
+            if validate:
+                violations += self.ontology.validate(cls_id, rewrite.after, path=f"twins({rewrite.uid})")
+            wanted[rewrite.uid] = (cls_id, {**dict.fromkeys(rewrite.before), **rewrite.after})
+            if rewrite.stored is not None:
+                existing[rewrite.uid] = (rewrite.old_cls, rewrite.stored)
+        if violations:
+            raise BatchRejected(violations)
+        unread = [uid for uid in wanted if uid not in existing]
+        if unread:
+            existing.update(self._fetch_twins(unread))
+        written: list[str] = []
+        groups: dict[tuple[str, str, tuple[str, ...]], list[list[Any]]] = defaultdict(list)
+        # the history rows are inserted by the recording's thread while the rest of the changes are worked out, and
+        # made durable (pending) before the graph is written
+        with self._recording([], context, seal=False) as outcome:
+            changes: list[Change] = []
+            for uid, (cls_id, props) in wanted.items():
+                if uid not in existing:
+                    continue
+                old_class, old_props = existing[uid]
+                name = names[cls_id]
+                encoded = self._twin_values(cls_id, props)
+                delta = {k: v for k, v in encoded.items() if not self._same(old_props.get(k), v)}
+                if not delta and old_class == name:
+                    continue
+                keys = tuple(sorted(delta))
+                groups[(old_class, cls_id, keys)].append([uid, name] + [delta[k] for k in keys])
+                after = {k: v for k, v in {**old_props, **delta}.items() if v is not None}
+                changes.append(Change(uid, "twin", "update", old_props, after, cls=name))
+                written.append(uid)
+                if len(changes) == HISTORY_SLICE:
+                    outcome.add(changes)
+                    changes = []
+            outcome.add(changes)
+            outcome.seal()
+            for (old_class, cls_id, keys), rows in groups.items():
+                relabel = self._relabel(old_class, cls_id)
+                sets = "".join(f", n.{ident(key)} = r[{i}]" for i, key in enumerate(keys, start=2))
+                for chunk in _chunks(rows):
+                    self.backend.write(
+                        f"UNWIND $rows AS r MATCH (n:Twin {{uid: r[0]}}) {relabel}SET n._class = r[1]{sets}",
+                        {"rows": chunk},
+                    )
+        for uid in written:
+            self._remember(uid, names[wanted[uid][0]])
+        return len(written)
 
     def _same(self, stored: Any, value: Any) -> bool:
         """Whether writing `value` over the `stored` one (as read back) changes nothing: a double read back from

@@ -31,6 +31,16 @@ AsOf = Annotated[
 ]
 
 
+ValidAt = Annotated[
+    str | None,
+    typer.Option(
+        "--valid-at",
+        help="With the values valid at this ISO 8601 time by the sources' effective dates (mappings' valid_from), "
+        "as known at --as-of (default now).",
+    ),
+]
+
+
 def _when(text: str | None, name: str = "--as-of") -> dt.datetime | None:
     """An ISO 8601 option value as a datetime (naive means UTC); None when not given."""
     return None if text is None else _time(text, name)
@@ -56,12 +66,16 @@ def _run(action: Any) -> None:
 
 
 @app.command()
-def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, as_of: AsOf = None) -> None:
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_of: AsOf = None,
+    valid_at: ValidAt = None,
+) -> None:
     """Count twins and links, by class and by relationship type."""
-    when = _when(as_of)
+    when, valid = _when(as_of), _when(valid_at, "--valid-at")
 
     def action(runtime: Runtime) -> None:
-        result = runtime.store.at(when).stats()
+        result = runtime.store.at(when, valid).stats()
         if as_json:
             typer.echo(
                 json.dumps(
@@ -92,6 +106,7 @@ def query(
     cypher: Annotated[str, typer.Argument(help="A read-only Cypher query.")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=JSON parameter.")] = None,
     as_of: AsOf = None,
+    valid_at: ValidAt = None,
 ) -> None:
     """Run read-only Cypher and print the rows as JSON lines (writes are refused)."""
     params: dict[str, Any] = {}
@@ -106,10 +121,10 @@ def query(
         except ValueError:
             params[name] = raw
 
-    when = _when(as_of)
+    when, valid = _when(as_of), _when(valid_at, "--valid-at")
 
     def action(runtime: Runtime) -> None:
-        for row in runtime.store.at(when).query(cypher, params):
+        for row in runtime.store.at(when, valid).query(cypher, params):
             typer.echo(json.dumps(row, default=str))
 
     _run(action)
@@ -122,12 +137,13 @@ def impact(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     include_retired: Annotated[bool, typer.Option(help="Follow retired twins too (left out by default).")] = False,
     as_of: AsOf = None,
+    valid_at: ValidAt = None,
 ) -> None:
     """Show everything that transitively depends on a twin, with the chain that links it."""
-    when = _when(as_of)
+    when, valid = _when(as_of), _when(valid_at, "--valid-at")
 
     def action(runtime: Runtime) -> None:
-        reader = runtime.store.at(when)
+        reader = runtime.store.at(when, valid)
         start = reader.get(uid)
         if start is None:
             raise TwinNotFound(f"no twin with uid {uid!r}" + (f" at {as_of}" if as_of else ""))

@@ -135,7 +135,11 @@ def dataclass_missing() -> Any:
 
 
 AS_OF = ("asOf", "Optional[DateTime]")  # root reads answered on the graph as it was (graph/as_of.py)
-AS_OF_NOTE = " With `asOf`: on the graph as it was then (transaction time), same policy and masks."
+VALID_AT = ("validAt", "Optional[DateTime]")  # ... and as valid then by the sources' effective dates (valid_time.py)
+AS_OF_NOTE = (
+    " With `asOf`: on the graph as it was then (transaction time), same policy and masks; with `validAt`: with the"
+    " values valid then by the sources' effective dates, as known at `asOf` (default now)."
+)
 
 
 def _connection_args(plan: ClassPlan) -> list[tuple[str, str]]:
@@ -302,7 +306,7 @@ def build_schema(
         b.field(
             "twin",
             "Optional[Twin]",
-            args=[("uid", "strawberry.ID"), AS_OF, ("includeRetired", "Optional[bool]")],
+            args=[("uid", "strawberry.ID"), AS_OF, VALID_AT, ("includeRetired", "Optional[bool]")],
             description="One twin by uid (a retired twin only with includeRetired: true)." + AS_OF_NOTE,
         ),
     ]
@@ -312,7 +316,7 @@ def build_schema(
             b.field(
                 list_field,
                 p.connection,
-                args=[*_connection_args(p), AS_OF, ("includeRetired", "Optional[bool]")],
+                args=[*_connection_args(p), AS_OF, VALID_AT, ("includeRetired", "Optional[bool]")],
                 description=f"{cls} twins (subclasses included), filtered, sorted and paged; retired twins (and "
                 "their connections) only with includeRetired: true." + AS_OF_NOTE,
             )
@@ -321,13 +325,19 @@ def build_schema(
         b.field(
             "search",
             "List[SearchHit]",
-            args=[("text", "str"), ("classes", "Optional[List[TwinClass]]"), ("first", "Optional[int]"), AS_OF],
+            args=[
+                ("text", "str"),
+                ("classes", "Optional[List[TwinClass]]"),
+                ("first", "Optional[int]"),
+                AS_OF,
+                VALID_AT,
+            ],
             description="Full-text search over names and descriptions." + AS_OF_NOTE,
         ),
         b.field(
             "impact",
             "List[ImpactHit]",
-            args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]"), AS_OF],
+            args=[("uid", "strawberry.ID"), ("maxDepth", "Optional[int]"), AS_OF, VALID_AT],
             description="Everything that transitively depends on a twin." + AS_OF_NOTE,
         ),
         b.field(
@@ -340,6 +350,7 @@ def build_schema(
                 ("maxDepth", "Optional[int]"),
                 ("directed", "Optional[bool]"),
                 AS_OF,
+                VALID_AT,
             ],
             description="One shortest path between two twins." + AS_OF_NOTE,
         ),
@@ -353,6 +364,7 @@ def build_schema(
                 ("where", "Optional[JSON]"),
                 ("epsilon", "Optional[float]"),
                 AS_OF,
+                VALID_AT,
             ],
             description="Grouped count/sum/avg/min/max; `where` takes the class's where-input as JSON. Over a class "
             "with personal or confidential properties, a role with a privacy budget gets noisy COUNT/SUM/AVG "

@@ -47,14 +47,16 @@ async def run_read(ctx: RequestContext, work: Callable[[], T], round_trips: int 
     return await gate.run(ctx.subject.sub, work, ctx.timeout_ms)
 
 
-async def reader_at(ctx: RequestContext, as_of: Any) -> TwinReader:
-    """The store to read from: the live graph, or with `asOf` the graph as it was then (needs history.read: past
-    states are history), built or found in the cache in a worker thread."""
-    if as_of is None:
+async def reader_at(ctx: RequestContext, as_of: Any, valid_at: Any = None) -> TwinReader:
+    """The store to read from: the live graph, or with `asOf` the graph as it was then, with `validAt` as valid then
+    by the sources' effective dates (both need history.read: past states are history), built or found in the cache
+    in a worker thread."""
+    if as_of is None and valid_at is None:
         return ctx.store
     ctx.policy.require(ctx.subject, "operation", "history.read")
-    when = as_of_time(plain(as_of), "asOf")
-    return await anyio.to_thread.run_sync(lambda: ctx.store.at(when))
+    when = None if as_of is None else as_of_time(plain(as_of), "asOf")
+    valid = None if valid_at is None else as_of_time(plain(valid_at), "validAt")
+    return await anyio.to_thread.run_sync(lambda: ctx.store.at(when, valid))
 
 
 def as_of_time(value: Any, name: str) -> dt.datetime:
@@ -93,12 +95,13 @@ class RootQueries:
             root: Any,
             info: Any,
             asOf: Any = None,  # noqa: N803
+            validAt: Any = None,  # noqa: N803
             includeRetired: Any = None,  # noqa: N803
             **args: Any,
         ) -> Any:
             ctx: RequestContext = info.context
             scope = ctx.scope.including_retired() if includeRetired else ctx.scope
-            store = await reader_at(ctx, asOf)
+            store = await reader_at(ctx, asOf, validAt)
             planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
             planner.require_readable(cls)
             page = planner.page_args(cls, plain(args), DEFAULT_PAGE)
@@ -118,11 +121,13 @@ class RootQueries:
         resolve.__name__ = f"resolve_{cls}"
         return governed(resolve)
 
-    async def twin(self, root: Any, info: Any, uid: str, asOf: Any = None, includeRetired: Any = None) -> Any:  # noqa: N803
+    async def twin(
+        self, root: Any, info: Any, uid: str, asOf: Any = None, validAt: Any = None, includeRetired: Any = None
+    ) -> Any:  # noqa: N803
         """One twin by uid (null when absent, outside the caller's scope, or retired unless `includeRetired`)."""
         ctx: RequestContext = info.context
         scope = ctx.scope.including_retired() if includeRetired else ctx.scope
-        store = await reader_at(ctx, asOf)
+        store = await reader_at(ctx, asOf, validAt)
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
         node = Projection()
         shape = planner.node(info.return_type, info.field_nodes, node, 1)
@@ -140,10 +145,11 @@ class RootQueries:
         classes: Any = None,
         first: Any = None,
         asOf: Any = None,  # noqa: N803
+        validAt: Any = None,  # noqa: N803
     ) -> Any:
         """Full-text hits; a twin matched only through a field the caller may not read is not returned."""
         ctx: RequestContext = info.context
-        store = await reader_at(ctx, asOf)
+        store = await reader_at(ctx, asOf, validAt)
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
         limit = list_limit(first, SEARCH_DEFAULT)
         hit_type = get_named_type(info.return_type)
@@ -166,11 +172,13 @@ class RootQueries:
         shaper.finish()
         return hits
 
-    async def impact(self, root: Any, info: Any, uid: str, maxDepth: Any = None, asOf: Any = None) -> Any:  # noqa: N803
+    async def impact(
+        self, root: Any, info: Any, uid: str, maxDepth: Any = None, asOf: Any = None, validAt: Any = None
+    ) -> Any:  # noqa: N803
         """What depends on `uid`, level by level (scope applied at every step), then one projection read."""
         ctx: RequestContext = info.context
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
-        store = await reader_at(ctx, asOf)
+        store = await reader_at(ctx, asOf, validAt)
         before = store.backend.queries
         hits = await run_read(
             ctx, lambda: store.read_impact(ImpactRead(uid, 3 if maxDepth is None else maxDepth), ctx.scope), 0
@@ -208,10 +216,11 @@ class RootQueries:
         maxDepth: Any = None,  # noqa: N803
         directed: Any = None,
         asOf: Any = None,  # noqa: N803
+        validAt: Any = None,  # noqa: N803
     ) -> Any:
         """One shortest path; null when none exists or it passes a twin the caller may not see."""
         ctx: RequestContext = info.context
-        store = await reader_at(ctx, asOf)
+        store = await reader_at(ctx, asOf, validAt)
         planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
         depth = 6 if maxDepth is None else maxDepth
         result_type = get_named_type(info.return_type)
@@ -243,11 +252,12 @@ class RootQueries:
         where: Any = None,
         epsilon: float | None = None,
         asOf: Any = None,  # noqa: N803
+        validAt: Any = None,  # noqa: N803
     ) -> Any:  # noqa: N803
         """Grouped metrics over a class; hidden fields may be neither grouped, aggregated nor filtered on. Over a
         sensitive class the policy decides: exact, differentially private (api/graphql/private_aggregate.py), none."""
         ctx: RequestContext = info.context
-        store = await reader_at(ctx, asOf)
+        store = await reader_at(ctx, asOf, validAt)
         planner = Planner(info, ctx, self.schema)
         cls = plain(className)
         mode = ctx.policy.aggregate_mode(ctx.subject, cls)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class MappedItem:
     lifecycle: str | None = (
         None  # the state the record gives its twin (a mapping's `lifecycle`, or `on_delete: retire`)
     )
+    valid_from: dt.datetime | None = None  # when the record's values take effect (a mapping's `valid_from`; None:
+    # when written)
 
     def __post_init__(self) -> None:
         self.own_cls = self.cls
@@ -98,6 +101,8 @@ class MappedItem:
         }
         if self.lifecycle is not None:
             payload["s"] = self.lifecycle
+        if self.valid_from is not None:  # a new effective date is a change even with the same values
+            payload["v"] = self.valid_from.isoformat()
         return payload
 
 
@@ -184,6 +189,8 @@ class RecordMapper:
             lifecycle = "active"  # a record that comes back brings its retired twin back
         item = MappedItem(record, natural, natural, entity.cls, props, links, self.link_rules, readings)
         item.lifecycle = lifecycle
+        if entity.valid_from is not None:
+            item.valid_from = effective_time(entity.valid_from, fields.get(entity.valid_from))
         return item
 
     def _association(self, record: SourceRecord) -> MappedItem:
@@ -204,3 +211,30 @@ class RecordMapper:
         return MappedItem(
             record, natural, natural, None, {}, [MappedLink(rule.type, source, target, props)], {rule.type: rule}
         )
+
+
+def effective_time(field_name: str, value: Any) -> dt.datetime | None:
+    """A record's effective date (a mapping's `valid_from` field) as a time in UTC: a date means its midnight UTC, a
+    naive date and time is UTC; None for an empty field (the values take effect when they are written);
+    RecordRejected naming the field when the value is not an ISO 8601 date or date and time."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, dt.datetime):
+        when = value
+    elif isinstance(value, dt.date):
+        when = dt.datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip()
+        try:
+            when = (
+                dt.datetime.fromisoformat(text)
+                if len(text) > 10
+                else dt.datetime.combine(dt.date.fromisoformat(text), dt.time())
+            )
+        except ValueError:
+            raise RecordRejected(
+                field_name,
+                "valid_from",
+                f"valid_from: {field_name} = {text[:40]!r} is not an ISO 8601 date or date and time",
+            ) from None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)

@@ -3,6 +3,7 @@ or waiting in the pending table for an endpoint) and the rest written; and the d
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ from governance.lineage import ProvenanceRecord, lineage_record_table
 from graph.errors import BatchRejected
 from graph.lifecycle import LifecycleError, state_of
 from graph.model import Link, Twin, WriteSummary
+from graph.valid_time import ValidTimes, ValidVersion
 from ontology.errors import Violation
 
 if TYPE_CHECKING:
@@ -167,8 +169,10 @@ class GraphWriter:
                     current = present.get(item.uid)
                     if current is not None and item.cls is not None and current != item.cls:
                         item.cls = winning_class(self.ontology, item.cls, current, False)
+            written_from = dt.datetime.now(dt.UTC)
             add_counts(report, self._upsert_twins(ctx, entity, twins_to_write, rejected))
             self._move_lifecycles(ctx, entity, twins_to_write, rejected)
+            self._record_valid_times(ctx, entity, twins_to_write, written_from)
         link_items = [it for it in writing if it.accepted and it.links]
         unwritten: set[LinkKey] = set()
         links = self._upsert_links(ctx, entity, link_items, rejected, pending, unwritten)
@@ -243,6 +247,18 @@ class GraphWriter:
                     )
                 todo = [it for it in todo if it.accepted]
         return WriteSummary()
+
+    def _record_valid_times(
+        self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem], written_from: dt.datetime
+    ) -> None:
+        """Record when the written twins' values take effect, where the mapping names an effective-date field
+        (graph/valid_time.py): a record without one takes effect now."""
+        if entity.valid_from is None or self.graph.history is None:
+            return
+        names = tuple(rule.name for rule in entity.properties)
+        now = dt.datetime.now(dt.UTC)
+        versions = [ValidVersion(it.uid, it.valid_from or now, names) for it in items if it.accepted]
+        ValidTimes.beside(self.graph.history).record(versions, written_from, source=ctx.connector.name)
 
     def _move_lifecycles(
         self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem], rejected: list[QuarantinedRow]

@@ -30,6 +30,7 @@ STORE_MODULES = (
     "simulation.forecast.store",
     "graph.ontology_versions",
     "graph.ontology_migration",
+    "graph.valid_time",
 )
 
 

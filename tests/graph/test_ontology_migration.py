@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from graph.embedded import stop_embedded
-from graph.model import Twin
+from graph.model import Link, Twin
 from graph.ontology_migration import (
     MigrationError,
     MigrationQuarantine,
@@ -177,24 +177,37 @@ def test_bad_migrations_are_refused_naming_the_line(store: GraphStore) -> None:
 
 
 def test_a_failed_write_is_undone(store: GraphStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph fails after taking part of a page (the second UNWIND statement of the migration's writes): the
+    pages before it and the part that landed are restored, and history records both the landed part and the
+    rollback."""
     from graph import ontology_migration as migration
 
-    monkeypatch.setattr(migration, "CHUNK", 10)  # several writes, the second fails
+    monkeypatch.setattr(migration, "CHUNK", 10)  # several pages
+    backend = store.backend
+    original = backend.write
     calls = {"n": 0}
-    original = GraphStore.upsert_twins
 
-    def failing(self: GraphStore, twins: list[Twin], **kwargs: object) -> object:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("the graph went away")
-        return original(self, twins, **kwargs)  # type: ignore[arg-type]
+    def failing(cypher: str, params: dict[str, object] | None = None) -> object:
+        if "SET n._class = r[1]" in cypher:
+            calls["n"] += 1
+            if calls["n"] == 3:  # landed, then the graph goes away
+                original(cypher, params)
+                raise RuntimeError("the graph went away")
+        return original(cypher, params)
 
-    monkeypatch.setattr(GraphStore, "upsert_twins", failing)
-    before = {t.uid: t.properties for t in store.twins_of(["Person", "Machine"])}
-    with pytest.raises(MigrationError, match="failed and was undone"):
+    monkeypatch.setattr(backend, "write", failing)
+    before = {t.uid: (t.cls, t.properties, t.lifecycle) for t in store.twins_of(["Person", "Machine"])}
+    states = store.states_of(list(before))
+    with pytest.raises(MigrationError, match=r"failed and was undone \((\d+) twins restored\)") as failed:
         Migrator(parse_migration(MIGRATION), old_ontology(), new_ontology()).apply(store)
-    monkeypatch.setattr(GraphStore, "upsert_twins", original)
-    assert {t.uid: t.properties for t in store.twins_of(["Person", "Machine"])} == before
+    assert calls["n"] >= 3
+    monkeypatch.setattr(backend, "write", original)
+    assert {t.uid: (t.cls, t.properties, t.lifecycle) for t in store.twins_of(["Person", "Machine"])} == before
+    assert store.states_of(list(before)) == states  # stored values exactly as they were, labels and all
+    restored = int(str(failed.value).split("(")[1].split()[0])
+    assert restored >= 10  # the first page at least, and what landed of the failed one
+    actors = [e.actor for e in store.history_of("emp-01")]
+    assert actors[-2:] == ["migration:work-email-and-capacity", "migration:work-email-and-capacity:rollback"]
 
 
 def test_a_breaking_version_needs_a_migration(tmp_path: Path) -> None:
@@ -219,3 +232,95 @@ def test_connector_mappings_naming_a_renamed_term_are_reported() -> None:
         ("sample_crm.yaml", "Contact.email is renamed by the migration"),
     }
     assert all(line > 1 for _, line, _ in found)
+
+
+def test_new_states_are_checked_against_the_new_ontology(store: GraphStore) -> None:
+    """A value carried over unchanged under a property whose type the new ontology changed, and a required property
+    a step drops, fail validation: those twins stay as they were and are reported."""
+    drop_mtbf = "name: x\nsteps:\n  - drop_property: {class: Machine, property: mtbfHours}\n"
+    report, planned = Migrator(parse_migration(drop_mtbf), old_ontology(), new_ontology()).plan(store)
+    capacity = {f.uid: f.reason for f in report.failures}
+    assert set(capacity) == set(CAPACITIES) and not {p.uid for p in planned} & set(CAPACITIES)
+    assert all(f.step == "validation" and f.keeps_twin for f in report.failures)
+    assert "capacity" in capacity["machine-0"]  # '120' is text, the new ontology wants a number
+    drop_name = "name: x\nsteps:\n  - drop_property: {class: Machine, property: name}\n"
+    report, planned = Migrator(parse_migration(drop_name), old_ontology(), old_ontology()).plan(store)
+    assert planned == [] and report.failures and all("requires 'name'" in f.reason for f in report.failures)
+
+
+def test_shacl_validation_runs_in_pages_and_finds_every_issue(
+    store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the migration, the text capacities break the new shapes (a decimal): every page reports its own."""
+    from graph import ontology_migration as migration
+
+    monkeypatch.setattr(migration, "SHACL_PAGE", 2)
+    unmigrated = GraphStore(store.backend, new_ontology(), store.history, schema=False)
+    try:
+        uids = [f"machine-{k}" for k in range(6)]
+        issues = shacl_issues(unmigrated, uids)
+    finally:
+        unmigrated.release()
+    assert sorted({issue.split(".")[0] for issue in issues}) == sorted(CAPACITIES)
+    assert all(".capacity:" in issue for issue in issues)
+
+
+def test_a_moved_class_gets_its_new_labels_and_keeps_its_links(store: GraphStore) -> None:
+    """move_class rewrites the twin's labels in the same UNWIND statement (its old class label gone, the new one and
+    its ancestors there), its links stay, history records the new class as the migration."""
+    store.upsert_links([Link("supplies", "sup-1", "material-0")]) if store.get("material-0") else None
+    links_before = {(link.type, link.target) for link in store.links_from(["sup-1"])}
+    text = (
+        "name: suppliers-are-customers\nsteps:\n"
+        "  - drop_property: {class: Supplier, property: reliability}\n"
+        "  - move_class: {from: Supplier, to: Customer}\n"
+    )
+    report = Migrator(parse_migration(text), old_ontology(), old_ontology()).apply(store)
+    assert report.changed == 1 and report.failures == []
+    moved = store.get("sup-1")
+    assert moved is not None and moved.cls == "Customer" and moved.labels == ("Customer", "Organization", "Entity")
+    assert moved.properties == {"name": "Acme Steel"}
+    assert store.twins_of(["Supplier"]) == [] and [t.uid for t in store.twins_of(["Customer"])] == ["sup-1"]
+    assert {(link.type, link.target) for link in store.links_from(["sup-1"])} == links_before
+    last = store.history_of("sup-1")[-1]
+    assert (last.actor, last.cls, last.after) == (
+        "migration:suppliers-are-customers",
+        "Customer",
+        {"name": "Acme Steel"},
+    )
+
+
+def test_rewrite_twins_validates_and_skips_twins_gone(store: GraphStore) -> None:
+    """GraphStore.rewrite_twins (the migration's writer) refuses a batch with an invalid state, naming it, and
+    writes nothing; a twin deleted meanwhile is skipped; an unchanged twin writes no history."""
+    from graph.errors import BatchRejected
+    from graph.model import Rewrite
+
+    before = store.get("machine-0")
+    assert before is not None
+    state = dict(before.properties)
+    with pytest.raises(BatchRejected) as refused:
+        store.rewrite_twins(
+            [
+                Rewrite("machine-0", "Machine", "Machine", state, {**state, "mtbfHours": "often"}),
+                Rewrite("machine-1", "Machine", "Machine", {}, {"status": "operational"}),  # no name
+            ]
+        )
+    assert {(v.path, v.rule) for v in refused.value.violations} == {
+        ("twins(machine-0).mtbfHours", "type"),
+        ("twins(machine-1).name", "required"),
+    }
+    assert store.get("machine-0") == before
+    store.delete_twins(["machine-3"])
+    entries = len(store.history_of("machine-1"))
+    written = store.rewrite_twins(
+        [
+            Rewrite("machine-0", "Machine", "Machine", state, {**state, "mtbfHours": 42.0}),
+            Rewrite("machine-3", "Machine", "Machine", {}, {"name": "Gone"}),
+            Rewrite("machine-1", "Machine", "Machine", {}, dict(store.get("machine-1").properties)),  # type: ignore[union-attr]
+        ],
+        actor="test",
+    )
+    assert written == 1 and store.get("machine-3") is None
+    assert store.get("machine-0").properties["mtbfHours"] == 42.0  # type: ignore[union-attr]
+    assert len(store.history_of("machine-1")) == entries and store.history_of("machine-0")[-1].actor == "test"
