@@ -44,6 +44,7 @@ from governance.personal_seal import PersonalSeal
 from graph.personal_values import is_sealed
 from graph.relational import create_tables, relational_engine
 from graph.row_appender import RowAppender
+from ontology.errors import quoted
 
 metadata = MetaData()
 
@@ -265,6 +266,14 @@ class FedValues:
                 last = (uid, key)
             current.append(PropertyLineage(prop, value, source_field, rule, transform))
         return LineageBatch(self.run_id, self.source_system, self.source_object, records, self.keep_values)
+
+
+class PropertyRename(NamedTuple):
+    """A property of one twin renamed (by an ontology migration): its lineage follows it."""
+
+    twin_uid: str
+    old: str
+    new: str
 
 
 class FedProperty(NamedTuple):
@@ -616,6 +625,57 @@ class LineageStore:
                     changes,
                 )
         return blanked
+
+    def rename_properties(self, renames: Sequence[PropertyRename]) -> int:
+        """Give the lineage of renamed properties their new names, twin by twin (an ontology migration's renames), so
+        each value's lineage still leads to its source record; sealed values are sealed again under the new name (a
+        value whose key was destroyed stays unreadable). Returns the property values renamed."""
+        wanted: dict[str, list[PropertyRename]] = {}
+        for rename in renames:
+            if rename.old != rename.new:
+                wanted.setdefault(rename.twin_uid, []).append(rename)
+        t = lineage_source_table
+        renamed = 0
+        uids = sorted(wanted)
+        with self.engine.begin() as conn:
+            for start in range(0, len(uids), 500):
+                chunk = uids[start : start + 500]
+                changes = []
+                for row_id, uid, text in conn.execute(
+                    select(t.c.id, t.c.twin_uid, t.c.properties).where(t.c.twin_uid.in_(chunk)).order_by(t.c.id)
+                ):
+                    entries = _entries(text)
+                    count = sum(self._rename(uid, entries, rename) for rename in wanted[uid])
+                    if count:
+                        renamed += count
+                        changes.append({"row_id": row_id, "renamed": _map_text(entries)})
+                if changes:
+                    conn.execute(
+                        update(t).where(t.c.id == bindparam("row_id")).values(properties=bindparam("renamed")), changes
+                    )
+        return renamed
+
+    def _rename(self, uid: str, entries: list[list[Any]], rename: PropertyRename) -> int:
+        """Rename one property in a twin's property map, in place; returns the entries renamed."""
+        count = 0
+        for entry in entries:
+            if entry[_PROPERTY] != rename.old:
+                continue
+            entry[_PROPERTY] = rename.new
+            stored = entry[_VALUE]
+            seal = self.seal
+            if is_sealed(stored):  # sealed with the property as associated data: seal it again under the new name
+                if seal is None:
+                    raise LineageError(
+                        f"the lineage of {quoted(uid)} holds sealed values; renaming {quoted(rename.old)} needs the "
+                        "key ring (a store opened with its seal)"
+                    )
+                text = seal.open_text(uid, rename.old, stored)  # None: its key is gone, it stays unreadable
+                entry[_VALUE] = seal.seal_text(uid, rename.new, text) if text is not None else None
+            elif stored is not None and seal is not None and seal.is_personal(rename.new):
+                entry[_VALUE] = seal.seal_text(uid, rename.new, stored)
+            count += 1
+        return count
 
     def _record(self, source: _Source, entry: list[Any]) -> ProvenanceRecord:
         """One property value of a stored source record, its sealed value opened (a value whose key is gone reads as

@@ -249,3 +249,59 @@ def test_flat_values_group_into_one_row_per_twin_and_source_record(sqlite_url: s
     assert (name.mapping_rule, name.transform, name.source_field) == ("crm.yaml#accounts.name", "strip", "NAME")
     assert store.has_records(run.run_id, "crm", ["A9", "A2"]) and not store.has_records(run.run_id, "crm", ["A9"])
     assert store.has_records(run.run_id, "erp", ["A1"]) is False
+
+
+def test_a_renamed_property_keeps_its_lineage(tmp_path: Path) -> None:
+    """An ontology migration renaming Person.email to workEmail: the lineage of each renamed value answers under the
+    new name and still leads to its source record (sealed values sealed again under it; a shredded subject's stays
+    unreadable); twins the rename did not touch keep theirs."""
+    from graph.embedded import stop_embedded
+    from graph.model import Twin
+    from graph.ontology_migration import Migrator, parse_migration
+    from graph.store import GraphStore
+    from tests.graph.test_ontology_migration import MIGRATION, new_ontology, old_ontology
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = GraphStore.open(f"falkordb+embedded://{tmp_path / 'graph'}", old_ontology(), history_url=url)
+    try:
+        people = {"emp-1": "ann@x.test", "emp-2": "bob@x.test"}
+        store.upsert_twins(
+            [Twin(uid, "Contact", {"name": uid, "email": email}) for uid, email in people.items()]
+            + [Twin("site-1", "Site", {"name": "Oslo"})]
+        )
+        seal = open_seal(tmp_path)
+        lineage = LineageStore(url, DIGEST_KEY, seal)
+        run = lineage.start_run("connector", "hr")
+        lineage.record_lineage(
+            LineageBatch(
+                run.run_id,
+                "hr",
+                "employees",
+                [
+                    RecordLineage(uid, f"E{uid[-1]}", [PropertyLineage("name", uid), PropertyLineage("email", email)])
+                    for uid, email in people.items()
+                ]
+                + [RecordLineage("site-1", "S1", [PropertyLineage("email", "desk@x.test", "MAIL")])],
+            )
+        )
+        seal.ring.destroy("emp-2")
+        report = Migrator(parse_migration(MIGRATION), old_ontology(), new_ontology()).apply(store)
+    finally:
+        store.close()
+        stop_embedded(tmp_path / "graph")
+    assert sorted(report.renamed) == [("emp-1", "email", "workEmail"), ("emp-2", "email", "workEmail")]
+    from governance.lineage import PropertyRename
+
+    assert lineage.rename_properties([PropertyRename(*r) for r in report.renamed]) == 2
+    assert lineage.where_from("emp-1", "email") == []
+    (ann,) = lineage.where_from("emp-1", "workEmail")
+    assert (ann.value, ann.source_system, ann.source_object, ann.record_key) == ("ann@x.test", "hr", "employees", "E1")
+    assert lineage.matches(ann, "ann@x.test") and ann.run_id == run.run_id
+    (bob,) = lineage.where_from("emp-2", "workEmail")
+    assert not bob.has_value and bob.record_key == "E2" and lineage.matches(bob, "bob@x.test")
+    assert [r.property for r in lineage.where_from("emp-1")] == ["workEmail", "name"]
+    assert lineage.where_from("site-1", "email")[0].value == "desk@x.test", "not a Person: not renamed"
+    with lineage.engine.connect() as conn:
+        stored = " ".join(conn.scalars(select(lineage_source_table.c.properties)))
+    assert "ann@x.test" not in stored, "the renamed personal value is still sealed"
+    assert lineage.rename_properties([PropertyRename("emp-1", "email", "workEmail")]) == 0
