@@ -128,6 +128,7 @@ class MigrationReport:
     by_step: Counter[str] = field(default_factory=Counter)
     applied: bool = False
     shacl_issues: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)  # (uid, old, new) of each property renamed
 
     def summary(self) -> dict[str, Any]:
         """JSON-able counts, as the CLI prints them."""
@@ -512,12 +513,27 @@ class Migrator:
             self._write(store, target, planned)
         finally:
             target.release()
+        report.renamed = self._renamed(planned)
         if quarantine is not None and report.failures:
             quarantine.put(self.migration.name, report.failures)
         report.applied = True
         if validate is not None and planned:
             report.shacl_issues = validate(store if store.ontology is self.new else target, [p.uid for p in planned])
         return report
+
+    def _renamed(self, planned: list[_Planned]) -> list[tuple[str, str, str]]:
+        """(uid, old, new) of every property a rename step renamed in the twins written (what lineage follows)."""
+        steps = [step for step in self.migration.steps if step.kind == "rename_property"]
+        renamed = []
+        for p in planned if steps else ():
+            held = set(p.before)
+            for step in steps:
+                old, new = str(step.args["from"]), str(step.args["to"])
+                if old in held and _is_a(self.old, p.old_cls, self.old.get(step.cls).name):
+                    held.discard(old)
+                    held.add(new)
+                    renamed.append((p.uid, old, new))
+        return renamed
 
     def _write(self, store: GraphStore, target: GraphStore, planned: list[_Planned]) -> None:
         """Write the planned states page by page (one history write and one UNWIND statement per group of alike

@@ -271,6 +271,7 @@ def migrate(
     quarantined with reasons, migrated twins checked against the SHACL shapes."""
     from api.runtime import Runtime
     from governance.audit import AuditEvent
+    from governance.lineage import PropertyRename
     from graph.ontology_migration import MigrationQuarantine, Migrator, mapping_references, read_migration, shacl_issues
     from graph.ontology_versions import ontology_of
 
@@ -285,10 +286,13 @@ def migrate(
         migration = read_migration(migration_file)
         migrator = Migrator(migration, ontology_of(active.terms), runtime.ontology)
         store = runtime.store
+        lineage_renamed = 0
         if dry_run:
             report, _ = migrator.plan(store)
         else:
             report = migrator.apply(store, MigrationQuarantine(runtime.settings.resolved_database_url), shacl_issues)
+            # each renamed value's lineage follows it, so it still leads to its source record
+            lineage_renamed = runtime.lineage.rename_properties([PropertyRename(*r) for r in report.renamed])
             operator = runtime.operator()
             version = versions.activate(
                 runtime.ontology,
@@ -317,6 +321,7 @@ def migrate(
         if as_json:
             summary = report.summary()
             summary["mapping_references"] = [{"file": f, "line": n, "what": w} for f, n, w in references]
+            summary["lineage_renamed"] = lineage_renamed
             typer.echo(json.dumps(summary, default=str))
         else:
             console.print(
@@ -328,6 +333,8 @@ def migrate(
             )
             for step, count in sorted(report.by_step.items()):
                 console.print(f"  {step}: {count}", markup=False, highlight=False)
+            if lineage_renamed:
+                console.print(f"  lineage of {lineage_renamed} values renamed with them", markup=False, highlight=False)
             for failure in report.failures:
                 console.print(f"  ✗ {failure.uid} {failure.property or ''}: {failure.reason}", markup=False)
             for issue in report.shacl_issues:

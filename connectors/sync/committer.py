@@ -16,7 +16,7 @@ from connectors.source import Watermark
 from connectors.sync.mapper import LinkKey, MappedItem
 from connectors.sync_state import LedgerEntry, PendingLink
 from connectors.telemetry import Reading
-from governance.lineage import FedValue, FedValues
+from governance.lineage import LineageBatch, PropertyLineage, RecordLineage
 
 if TYPE_CHECKING:
     from connectors.sync.context import RunContext
@@ -113,7 +113,7 @@ def commit_batch(stores: SyncStores, ctx: RunContext, batch: Batch, keep_values:
     clock = time.perf_counter()
     fed = provenance(ctx, entity, accepted, batch.unwritten, keep_values) if batch.with_lineage else None
     if fed is not None and not stores.lineage_with_state:
-        stores.lineage.record_values(fed)
+        stores.lineage.record_lineage(fed)
         fed = None
     timings["lineage"] += time.perf_counter() - clock
 
@@ -122,7 +122,7 @@ def commit_batch(stores: SyncStores, ctx: RunContext, batch: Batch, keep_values:
     with state.engine.begin() as conn:
         if fed is not None:  # the batch's lineage and its ledger entries commit together, or neither does
             started = time.perf_counter()
-            stores.lineage.record_values(fed, conn)
+            stores.lineage.record_lineage(fed, conn)
             timings["lineage"] += time.perf_counter() - started
             clock += time.perf_counter() - started
         if entity.ledger:
@@ -155,16 +155,16 @@ def commit_batch(stores: SyncStores, ctx: RunContext, batch: Batch, keep_values:
 
 def provenance(
     ctx: RunContext, entity: EntityMapping, items: list[MappedItem], unwritten: set[LinkKey], keep_values: bool
-) -> FedValues | None:
-    """One provenance record per property value (and link) this batch wrote that differs from last time."""
+) -> LineageBatch | None:
+    """The lineage of the property values (and links) this batch wrote that differ from last time: one
+    `RecordLineage` per twin a source record fed."""
     # (source field, mapping rule, transform) of each property and link type, worked out once per batch
     meta = {
         rule.name: (",".join(rule.source_fields) or None, entity.rule_name(rule.name), rule.transform_text)
         for rule in entity.properties
     }
     link_meta: dict[str, tuple[str | None, str, str | None]] = {}
-    values: list[FedValue] = []
-    add = values.append
+    records: list[RecordLineage] = []
     for item in items:
         uid = item.uid
         key = item.record.key
@@ -172,26 +172,32 @@ def provenance(
         old_props: Mapping[str, Any] = (
             old.payload.get("p", {}) if old is not None and old.payload.get("u") == uid else {}
         )
-        for prop, value in item.props.items():
-            if value is None or (prop in old_props and old_props[prop] == value):
-                continue
-            add(FedValue(uid, prop, value, key, *meta[prop]))
-        if not item.links:
-            continue
-        old_links = {(t, s, d): p for t, s, d, p in old.payload.get("l", [])} if old is not None else {}
-        for link in item.links:
-            link_key = link.key
-            if old_links.get(link_key) == link.properties or link_key in unwritten:
-                continue
-            about = link_meta.get(link.type)
-            if about is None:
-                link_rule = item.link_rules.get(link.type)
-                about = link_meta[link.type] = (
-                    ",".join(link_rule.target_fields) if link_rule else None,
-                    entity.rule_name(f"links.{link.type}"),
-                    f"target:{link_rule.target_text}" if link_rule else None,
-                )
-            add(FedValue(link.source, f"link:{link.type}", {"target": link.target, **link.properties}, key, *about))
-    if not values:
+        fed = [
+            PropertyLineage(prop, value, *meta[prop])
+            for prop, value in item.props.items()
+            if value is not None and not (prop in old_props and old_props[prop] == value)
+        ]
+        # a link goes with the record of the twin it leaves (another twin than the item's: a record of its own)
+        others: dict[str, list[PropertyLineage]] = {}
+        if item.links:
+            old_links = {(t, s, d): p for t, s, d, p in old.payload.get("l", [])} if old is not None else {}
+            for link in item.links:
+                link_key = link.key
+                if old_links.get(link_key) == link.properties or link_key in unwritten:
+                    continue
+                about = link_meta.get(link.type)
+                if about is None:
+                    link_rule = item.link_rules.get(link.type)
+                    about = link_meta[link.type] = (
+                        ",".join(link_rule.target_fields) if link_rule else None,
+                        entity.rule_name(f"links.{link.type}"),
+                        f"target:{link_rule.target_text}" if link_rule else None,
+                    )
+                value = PropertyLineage(f"link:{link.type}", {"target": link.target, **link.properties}, *about)
+                (fed if link.source == uid else others.setdefault(link.source, [])).append(value)
+        if fed:
+            records.append(RecordLineage(uid, key, fed))
+        records += [RecordLineage(source, key, values) for source, values in others.items()]
+    if not records:
         return None
-    return FedValues(ctx.run_id, ctx.connector.mapping.system, entity.name, values, keep_values)
+    return LineageBatch(ctx.run_id, ctx.connector.mapping.system, entity.name, records, keep_values)

@@ -8,7 +8,6 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from itertools import batched
 from typing import TYPE_CHECKING
 
 from connectors.mapping import EntityMapping
@@ -20,7 +19,7 @@ from connectors.sync.identities import winning_class
 from connectors.sync.mapper import LinkKey, MappedItem, MappedLink, record_digest
 from connectors.sync.report import EXAMPLES, EntityReport
 from connectors.sync_state import PendingLink
-from governance.lineage import ProvenanceRecord, lineage_record_table
+from governance.lineage import ProvenanceRecord
 from graph.errors import BatchRejected
 from graph.lifecycle import LifecycleError, state_of
 from graph.model import Link, Twin, WriteSummary
@@ -204,19 +203,7 @@ class GraphWriter:
 
     def _lineage_exists(self, run_id: str, system: str, keys: Sequence[str]) -> bool:
         """Whether a crashed attempt (run `run_id`) stored lineage for any of these record keys."""
-        from sqlalchemy import select
-
-        t = lineage_record_table
-        with self.stores.lineage.engine.connect() as conn:
-            for chunk in batched(keys, 1_000):
-                hit = conn.execute(
-                    select(t.c.id)
-                    .where(t.c.run_id == run_id, t.c.source_system == system, t.c.record_key.in_(chunk))
-                    .limit(1)
-                ).first()
-                if hit is not None:
-                    return True
-        return False
+        return self.stores.lineage.has_records(run_id, system, keys)
 
     def _upsert_twins(
         self, ctx: RunContext, entity: EntityMapping, items: list[MappedItem], rejected: list[QuarantinedRow]

@@ -80,12 +80,21 @@ def ledger_rows(state: Path) -> int:
 def lineage_facts(url: str) -> list[tuple]:
     """Every provenance fact without run ids or times, sorted (duplicates stay visible)."""
     store = LineageStore(url)
-    with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(
-            "SELECT twin_uid, property, value_digest, source_system, source_object, record_key, source_field, "
-            "mapping_rule, transform FROM lineage_record"
-        ).fetchall()
-    return sorted(tuple(r) for r in rows)
+    return sorted(
+        (
+            r.twin_uid,
+            r.property,
+            r.value_digest,
+            r.source_system,
+            r.source_object,
+            r.record_key,
+            r.source_field,
+            r.mapping_rule,
+            r.transform,
+        )
+        for run in store.runs(limit=10_000)
+        for r in store.records_of_run(run.run_id)
+    )
 
 
 def test_killed_sync_resumes_to_the_same_graph_and_lineage(core: Ontology, tmp_path: Path) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import importlib
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import (
@@ -39,9 +41,11 @@ from governance.audit import AuditLog
 from graph.migrations import STORE_MODULES, store_metadata
 from graph.relational import dispose_engines, relational_engine
 from graph.store_schema import (
+    BASELINE,
     BASELINE_TABLES,
     VERSION_TABLE,
     StoreOutdated,
+    alembic_config,
     head_revision,
     schema_state,
     upgrade,
@@ -102,7 +106,7 @@ def test_a_fresh_store_is_created_at_head_once_even_when_stores_open_it_at_once(
         list(pool.map(lambda opener: opener(url), openers))
     state = schema_state(relational_engine(url))
     assert state.current and state.revision == head_revision()
-    assert set(inspect(relational_engine(url)).get_table_names()) >= BASELINE_TABLES
+    assert set(inspect(relational_engine(url)).get_table_names()) >= set(store_metadata().tables)
 
 
 def _value(table: Table, column: str, i: int) -> Any:
@@ -127,17 +131,17 @@ def _value(table: Table, column: str, i: int) -> Any:
 
 
 def _previous_release_store(url: str, rows: int = 3) -> None:
-    """A store as the release before Alembic left it: every store's tables made by `create_all`, rows in each."""
+    """A store as the release before Alembic left it: that release's tables (what the baseline revision creates, without
+    the version table), rows in each."""
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     try:
-        for name in STORE_MODULES:  # that release had the baseline's tables only
-            metadata = importlib.import_module(name).metadata
-            metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t.name in BASELINE_TABLES])
-        everything = store_metadata()
         with engine.begin() as connection:
-            for table in everything.sorted_tables:
-                if table.name not in BASELINE_TABLES:
-                    continue
+            command.upgrade(alembic_config(engine, connection), BASELINE)
+            connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        tables = MetaData()
+        tables.reflect(engine, only=sorted(BASELINE_TABLES))
+        with engine.begin() as connection:
+            for table in tables.sorted_tables:
                 values = [{c.name: _value(table, c.name, i) for c in table.columns} for i in range(rows)]
                 connection.execute(table.insert(), values)
     finally:
@@ -146,12 +150,28 @@ def _previous_release_store(url: str, rows: int = 3) -> None:
 
 def _snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     reflected = MetaData()
-    reflected.reflect(engine, only=sorted(BASELINE_TABLES))
+    reflected.reflect(engine, only=lambda name, _: name in BASELINE_TABLES)
     with engine.connect() as connection:
         return {
             name: [tuple(row) for row in connection.execute(select(table).order_by(*table.primary_key.columns))]
             for name, table in reflected.tables.items()
         }
+
+
+def _lineage_values(engine: Engine) -> list[dict[str, Any]]:
+    """Every lineage value with its provenance, in the order stored: the rows of `lineage_record` (one per property
+    value) or the property maps of `lineage_source_record` expanded (one row per twin, source record and run)."""
+    with engine.connect() as connection:
+        if "lineage_record" in inspect(connection).get_table_names():
+            rows = connection.execute(text("SELECT * FROM lineage_record ORDER BY id")).mappings().all()
+            return [{k: v for k, v in row.items() if k != "id"} for row in rows]
+        expanded = []
+        for row in connection.execute(text("SELECT * FROM lineage_source_record ORDER BY id")).mappings():
+            shared = {k: v for k, v in row.items() if k not in ("id", "properties")}
+            for entry in json.loads(row["properties"]):
+                names = ("property", "source_field", "mapping_rule", "transform", "value_digest", "value")
+                expanded.append({**shared, **dict(zip(names, entry, strict=True))})
+        return expanded
 
 
 def test_a_store_of_the_release_before_alembic_upgrades_and_keeps_every_row(url: str) -> None:
@@ -161,8 +181,11 @@ def test_a_store_of_the_release_before_alembic_upgrades_and_keeps_every_row(url:
     assert set(before) == BASELINE_TABLES and all(len(rows) == 3 for rows in before.values())
     with pytest.raises(StoreOutdated, match="twin db upgrade"):
         AuditLog(url)  # the stores refuse it until it is upgraded
+    lineage = _lineage_values(engine)
     assert upgrade(engine) == (None, head_revision())
+    del before["lineage_record"]  # its rows now live in lineage_source_record, one per twin, source record and run
     assert _snapshot(engine) == before
+    assert _lineage_values(engine) == lineage
     assert schema_state(engine).current
     assert _differences(engine) == []
     AuditLog(url)  # opens now

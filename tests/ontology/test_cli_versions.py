@@ -74,7 +74,23 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     stop_embedded(data / "graph")
 
 
+def _source_lineage() -> str:
+    """Lineage of g0's contact e-mail from a source record; returns the run id."""
+    from api.runtime import Runtime
+    from governance.lineage import LineageBatch, PropertyLineage, RecordLineage
+
+    runtime = Runtime()
+    try:
+        run = runtime.lineage.start_run("connector", "assets")
+        fed = [RecordLineage("g0", "G0", [PropertyLineage("contactEmail", "g0@x.test", "MAIL")])]
+        runtime.lineage.record_lineage(LineageBatch(run.run_id, "erp", "gadgets", fed))
+        return run.run_id
+    finally:
+        runtime.close()
+
+
 def test_activate_migrate_and_diff(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = _source_lineage()
     first = runner.invoke(app, ["ontology", "activate"])
     assert first.exit_code == 0 and "version 1" in first.output, first.output
     monkeypatch.setenv("TWIN_ONTOLOGY_PATHS", json.dumps([str(data / "new.ttl")]))
@@ -90,6 +106,9 @@ def test_activate_migrate_and_diff(data: Path, monkeypatch: pytest.MonkeyPatch) 
     assert run.exit_code == 0, run.output
     done = json.loads(run.output)
     assert done["applied"] and done["changed"] == 3 and done["shacl_issues"] == []
+    assert done["lineage_renamed"] == 1  # the renamed value's lineage follows it to its new name
+    (lineage,) = map(json.loads, runner.invoke(app, ["lineage", "g0", "ownerEmail", "--json"]).output.splitlines())
+    assert (lineage["record_key"], lineage["source_field"], lineage["run_id"]) == ("G0", "MAIL", run_id)
     versions = [json.loads(line) for line in runner.invoke(app, ["ontology", "versions", "--json"]).output.splitlines()]
     assert [(v["id"], v["active"], v["breaking"], v["migration"]) for v in versions] == [
         (1, False, False, None),
