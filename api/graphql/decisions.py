@@ -1,6 +1,8 @@
 """Decisions over GraphQL: the `alerts`, `proposals` and `automations` queries (filtered, paged, the policy's filter
 before the page cut), the mutations that acknowledge, snooze and resolve alerts and approve, reject and override
-proposals, and the `decisions` subscription of new and changed alerts and proposals for roles that may see them.
+proposals, the mutations that create, update, enable, disable and delete automations (governance/decisions/
+management.py: the policy's `automation.manage`, checked whole, audited, in force at once), and the `decisions`
+subscription of new and changed alerts and proposals for roles that may see them, pushed as they are written.
 
 Everything goes through the decisions service (governance/decisions/service.py), which applies the policy — an
 alert about a twin the caller may not read is not shown, evidence values are masked by the caller's field modes —
@@ -28,7 +30,8 @@ from api.graphql.selection import Selection
 from api.graphql.types import PageInfo
 from governance.audit import Decision
 from governance.decisions.alerts import Alert
-from governance.decisions.automations import Automation
+from governance.decisions.automations import TRIGGER_KINDS, Automation
+from governance.decisions.management import AutomationChanged, AutomationManager
 from governance.decisions.paging import Page, decode_position, encode_position
 from governance.decisions.proposals import Proposal
 from governance.identity import Subject
@@ -90,9 +93,10 @@ class AutomationRule:
     name: str
     version: str
     description: str
+    enabled: bool
     role: str
     className: str
-    trigger: str
+    trigger: str = strawberry.field(description="change, schedule, anomaly or forecast.")
     properties: list[str] | None
     kinds: list[str]
     everySeconds: float | None
@@ -100,6 +104,20 @@ class AutomationRule:
     alertSeverity: str | None
     actionType: str | None
     approval: str | None
+    metrics: list[str] | None = strawberry.field(description="An anomaly trigger's metrics (null: every metric).")
+    series: list[str] | None = strawberry.field(description="A forecast trigger's series (null: every series).")
+    definition: JSON = strawberry.field(description="The automation as written in automations.yaml.")
+
+
+@strawberry.type(description="What a change of the automations did.")
+class AutomationChange:
+    """The automation as it now stands (null once deleted) and its versions before and after the change."""
+
+    name: str
+    change: str
+    versionBefore: str | None
+    versionAfter: str | None
+    automation: AutomationRule | None
 
 
 @strawberry.type(description="A page of alerts.")
@@ -143,6 +161,7 @@ TYPES: dict[str, Any] = {
     "DecisionAlertPage": DecisionAlertPage,
     "ProposedActionPage": ProposedActionPage,
     "AutomationRulePage": AutomationRulePage,
+    "AutomationChange": AutomationChange,
     "DecisionEvent": DecisionEvent,
 }
 _PAGE_ARGS = [("first", "Optional[int]"), ("after", "Optional[str]")]
@@ -203,6 +222,27 @@ MUTATION_FIELDS: list[tuple[str, str, list[tuple[str, str]], str]] = [
         "Change a proposal's parameters (checked against its action type), with a reason; approvals so far are "
         "withdrawn.",
     ),
+    (
+        "createAutomation",
+        "AutomationChange",
+        [("name", "str"), ("definition", "JSON")],
+        "Add an automation (the operation automation.manage; acting as one of the caller's roles): `definition` is "
+        "what automations.yaml holds under its name, checked like the file; in force at once.",
+    ),
+    (
+        "updateAutomation",
+        "AutomationChange",
+        [("name", "str"), ("changes", "JSON")],
+        "Change an automation: each top-level key of `changes` (trigger, condition, alert, action, ...) replaces "
+        "the automation's, a null removes it; checked like the file; in force at once.",
+    ),
+    (
+        "setAutomationEnabled",
+        "AutomationChange",
+        [("name", "str"), ("enabled", "bool")],
+        "Enable or disable an automation (a disabled one is kept and evaluated by nothing).",
+    ),
+    ("deleteAutomation", "AutomationChange", [("name", "str")], "Remove an automation (its alerts stay)."),
 ]
 SUBSCRIPTION_FIELDS: list[tuple[str, str, list[tuple[str, str]], str]] = [
     (
@@ -276,6 +316,10 @@ def automation_values(rule: Automation) -> dict[str, Any]:
         "alertSeverity": rule.alert.severity if rule.alert else None,
         "actionType": rule.action.type if rule.action else None,
         "approval": ("automatic" if rule.action.automatic else "manual") if rule.action else None,
+        "enabled": rule.enabled,
+        "metrics": sorted(rule.metrics) if rule.metrics is not None else None,
+        "series": sorted(rule.series) if rule.series is not None else None,
+        "definition": dict(rule.definition),
     }
 
 
@@ -378,8 +422,8 @@ async def automations(
     """The automations in force whose trigger class the caller may read, by name, paged by name."""
     ctx: RequestContext = info.context
     size = _first(first)
-    if trigger is not None and trigger not in ("change", "schedule"):
-        raise BadUserInput(f"`trigger` must be change or schedule, got {quoted(trigger)}")
+    if trigger is not None and trigger not in TRIGGER_KINDS:
+        raise BadUserInput(f"`trigger` must be one of {', '.join(TRIGGER_KINDS)}, got {quoted(trigger)}")
     running = ctx.services.decisions
     rules: tuple[Automation, ...] = (
         running.registry.current.automations
@@ -455,6 +499,73 @@ def _proposal_mutation(action: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     return resolver
 
 
+def automation_manager(services: Any) -> AutomationManager:
+    """The manager of DATA_DIR/automations.yaml, reloading the set this app's runtime evaluates (when it runs one)."""
+    runtime = services.runtime
+    running = services.decisions
+    return AutomationManager(
+        runtime.settings.data_dir / "automations.yaml",
+        runtime.ontology,
+        runtime.policy,
+        runtime.decisions.action_types,
+        runtime.audit,
+        running.registry if running is not None else None,
+    )
+
+
+def _start_runtime(services: Any) -> None:
+    """Start the decisions runtime when the first automation was just written and this app runs the runtimes but had
+    no automations.yaml to start one with (the app's lifespan stops it)."""
+    if services.decisions is not None or services.live is None:
+        return
+    created = services.runtime.decision_runtime(holder=services.live.holder)
+    if created is not None:
+        created.start()
+        services.decisions = created
+
+
+def _change_values(changed: AutomationChanged) -> dict[str, Any]:
+    return {
+        "name": changed.name,
+        "change": changed.change,
+        "versionBefore": changed.version_before,
+        "versionAfter": changed.version_after,
+        "automation": automation_values(changed.automation) if changed.automation is not None else None,
+    }
+
+
+def _automation_mutation(change: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def resolver(
+        root: Any, info: Any, name: str, definition: Any = None, changes: Any = None, enabled: Any = None
+    ) -> dict[str, Any]:
+        ctx: RequestContext = info.context
+        services = ctx.services
+        body = definition if change == "create" else changes
+        if change in ("create", "update") and not isinstance(body, dict):
+            raise BadUserInput(
+                f"`{'definition' if change == 'create' else 'changes'}` must be a JSON object, got {quoted(body)}"
+            )
+
+        def run() -> AutomationChanged:
+            manager = automation_manager(services)
+            if change == "create":
+                done = manager.create(ctx.subject, name, body)
+                _start_runtime(services)
+                return done
+            if change == "update":
+                return manager.update(ctx.subject, name, body)
+            if change == "enabled":
+                return manager.set_enabled(ctx.subject, name, bool(enabled))
+            return manager.delete(ctx.subject, name)
+
+        changed = await anyio.to_thread.run_sync(run)
+        ctx.rows += 1
+        return Selection(info).shaped(info.return_type, info.field_nodes, _change_values(changed))
+
+    resolver.__name__ = f"{change}_automation"
+    return resolver
+
+
 QUERY_RESOLVERS = {
     "alerts": governed(alerts),
     "proposals": governed(proposals),
@@ -467,6 +578,10 @@ MUTATION_RESOLVERS = {
     "approveProposal": governed(_proposal_mutation("approve")),
     "rejectProposal": governed(_proposal_mutation("reject")),
     "overrideProposal": governed(_proposal_mutation("override")),
+    "createAutomation": governed(_automation_mutation("create")),
+    "updateAutomation": governed(_automation_mutation("update")),
+    "setAutomationEnabled": governed(_automation_mutation("enabled")),
+    "deleteAutomation": governed(_automation_mutation("delete")),
 }
 
 

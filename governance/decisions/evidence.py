@@ -133,9 +133,12 @@ def visible_evidence(evidence: Evidence, policy: Policy, subject: Subject, seen:
         )
         shown.append(replace(twin, values=masked.properties, lineage=lineage, masked=masked.masked))
     root_shown = any(t.hops == 0 for t in shown)
+    change = evidence.change
+    if change is not None and "event" in change and not root_shown:  # an event's values go with its twin
+        change = {k: v for k, v in change.items() if k != "event"}
     return Evidence(
         tuple(shown),
-        evidence.change,
+        change,
         evidence.telemetry if root_shown else {},
         evidence.hidden + len(evidence.twins) - len(shown),
     )

@@ -497,7 +497,7 @@ class DecisionService:
             a
             for expression in _expressions(rule)
             for name, a in expression.paths
-            if name not in ("twin", "telemetry", "neighbours", "now")
+            if name not in ("twin", "telemetry", "neighbours", "now", "anomaly", "forecast")
         }
         values = evidence_values(firing.properties, rule.reads)
         twins = [EvidenceTwin(firing.uid, firing.cls, values, self._lineage(firing.uid, values), 0)]
@@ -523,6 +523,8 @@ class DecisionService:
                 "runId": c.run_id,
                 "at": c.at.isoformat(),
             }
+            if c.kind != "twin":  # an anomaly or forecast event: what it said (window, expected range, values)
+                change.update(kind=c.kind, event=c.after or {})
         return Evidence(tuple(twins), change, firing.telemetry)
 
     def _lineage(self, uid: str, values: dict[str, Any]) -> tuple[LineageRef, ...]:
