@@ -14,6 +14,7 @@ here; the app binds the resolvers (`QUERY_RESOLVERS`, `MUTATION_RESOLVERS`); the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +38,8 @@ from governance.decisions.proposals import Proposal
 from governance.identity import Subject
 from ontology.errors import quoted
 
-POLL_SECONDS = 0.25  # how often a `decisions` subscription looks for new and changed alerts and proposals
+FALLBACK_SECONDS = 2.0  # a `decisions` subscription wakes on each write's notice (governance/decisions/notices.py);
+# it also looks this often, for alerts and proposals another process wrote (`twin decisions approve`, `twin run`)
 DEFAULT_PAGE = 50
 
 
@@ -623,30 +625,49 @@ async def stream_decisions(
     service = services.runtime.decisions
     sent: dict[tuple[str, str], str] = {}  # (kind, id) -> the updatedAt last sent
     try:
-        while True:
-            found_alerts, found_proposals = await anyio.to_thread.run_sync(service.changed_since, subject, since)
-            events: list[tuple[datetime, str, Any]] = []
-            if "alert" in kinds:
-                events += [(a.updated_at, "alert", a) for a in found_alerts]
-            if "proposal" in kinds:
-                events += [(p.updated_at, "proposal", p) for p in found_proposals]
-            events.sort(key=lambda e: (e[0], e[2].id))
-            for moment, kind, item in events:
-                stamp = moment.isoformat()
-                if sent.get((kind, item.id)) == stamp:
-                    continue
-                sent[(kind, item.id)] = stamp
-                values: dict[str, Any] = {"kind": kind, "created": item.created_at == item.updated_at}
-                if kind == "alert":
-                    values.update(alert=alert_values(item), proposal=None)
-                else:
-                    may = await anyio.to_thread.run_sync(service.may_decide, subject, item)
-                    values.update(alert=None, proposal=proposal_values(item, may))
-                shaped = request.selection.shaped(request.field_type, [request.root], values)
-                await emit({"type": "next", "id": sub_id, "payload": {"data": {request.key: shaped}}})
-                since = max(since, moment)
-            if len(sent) > 10_000:  # what was sent before `since` cannot come back as new
-                sent = {k: v for k, v in sent.items() if v >= since.isoformat()}
-            await asyncio.sleep(POLL_SECONDS)
+        with service.notices.listening() as written:
+            while True:
+                written.clear()  # before the read: a write during it wakes the next turn
+                since, sent = await _send_changed(service, subject, sub_id, request, emit, kinds, since, sent)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(written.wait(), FALLBACK_SECONDS)
     except asyncio.CancelledError:
         return
+
+
+async def _send_changed(
+    service: Any,
+    subject: Subject,
+    sub_id: str,
+    request: Any,
+    emit: Callable[[dict[str, Any]], Awaitable[None]],
+    kinds: set[str],
+    since: datetime,
+    sent: dict[tuple[str, str], str],
+) -> tuple[datetime, dict[tuple[str, str], str]]:
+    """Send the alerts and proposals changed since `since` that `subject` may see and that were not sent as they
+    are; the new `since` and what was sent."""
+    found_alerts, found_proposals = await anyio.to_thread.run_sync(service.changed_since, subject, since)
+    events: list[tuple[datetime, str, Any]] = []
+    if "alert" in kinds:
+        events += [(a.updated_at, "alert", a) for a in found_alerts]
+    if "proposal" in kinds:
+        events += [(p.updated_at, "proposal", p) for p in found_proposals]
+    events.sort(key=lambda e: (e[0], e[2].id))
+    for moment, kind, item in events:
+        stamp = moment.isoformat()
+        if sent.get((kind, item.id)) == stamp:
+            continue
+        sent[(kind, item.id)] = stamp
+        values: dict[str, Any] = {"kind": kind, "created": item.created_at == item.updated_at}
+        if kind == "alert":
+            values.update(alert=alert_values(item), proposal=None)
+        else:
+            may = await anyio.to_thread.run_sync(service.may_decide, subject, item)
+            values.update(alert=None, proposal=proposal_values(item, may))
+        shaped = request.selection.shaped(request.field_type, [request.root], values)
+        await emit({"type": "next", "id": sub_id, "payload": {"data": {request.key: shaped}}})
+        since = max(since, moment)
+    if len(sent) > 10_000:  # what was sent before `since` cannot come back as new
+        sent = {k: v for k, v in sent.items() if v >= since.isoformat()}
+    return since, sent

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.graphql.decisions import POLL_SECONDS
 from api.http.app import create_app
 from api.runtime import Runtime
 from governance.decisions.evidence import Evidence, EvidenceTwin
 from governance.decisions.runtime import DecisionRuntime
 from governance.tokens import LocalIssuer
 from graph.model import Twin
+from tests.waiting import wait_for
 
 ALERTS = """query($states: [String!], $first: Int, $after: String, $twin: ID) {
   alerts(states: $states, first: $first, after: $after, twin: $twin) {
@@ -291,7 +291,14 @@ def _wait_for_subscriptions(served: Served, count: int) -> None:
     raise AssertionError("the subscriptions did not start")
 
 
-def test_decisions_subscription_streams_new_alerts_and_proposals_to_roles_that_may_see_them(served: Served) -> None:
+def test_decisions_subscription_streams_new_alerts_and_proposals_to_roles_that_may_see_them(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pushed: with the fall-back look for other processes' writes an hour away, the events arrive on the notice
+    the decisions service sends as it writes them, each subscriber reading them through the policy."""
+    import api.graphql.decisions
+
+    monkeypatch.setattr(api.graphql.decisions, "FALLBACK_SECONDS", 3600.0)
     runtime = served.runtime
     material, _ = _material_and_supplier(runtime)
     query = (
@@ -312,10 +319,11 @@ def test_decisions_subscription_streams_new_alerts_and_proposals_to_roles_that_m
     hr_ws, hr = connect("hr", "hal")
     try:
         _wait_for_subscriptions(served, 2)  # both stream from before the change below
+        assert wait_for(lambda: runtime.decisions.notices.listeners == 2, timeout=30)  # both wait for notices
         _stock(runtime, material, 2.0)
         served.decisions.step()
         events = [steward.receive_json() for _ in range(2)]
-        time.sleep(4 * POLL_SECONDS)  # hr's subscription has polled past the change too
+        time.sleep(1.0)  # hr's subscription woke on the same notice and read past the change too
         hr.send_json({"type": "ping"})
         assert hr.receive_json() == {"type": "pong"}  # hr got nothing before the pong: nothing visible to it
     finally:
