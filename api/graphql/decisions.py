@@ -98,7 +98,7 @@ class AutomationRule:
     enabled: bool
     role: str
     className: str
-    trigger: str = strawberry.field(description="change, schedule, anomaly or forecast.")
+    trigger: str = strawberry.field(description="change, schedule, anomaly, forecast or study.")
     properties: list[str] | None
     kinds: list[str]
     everySeconds: float | None
@@ -108,6 +108,7 @@ class AutomationRule:
     approval: str | None
     metrics: list[str] | None = strawberry.field(description="An anomaly trigger's metrics (null: every metric).")
     series: list[str] | None = strawberry.field(description="A forecast trigger's series (null: every series).")
+    studies: list[str] | None = strawberry.field(description="A study trigger's studies (null: every study).")
     definition: JSON = strawberry.field(description="The automation as written in automations.yaml.")
 
 
@@ -321,6 +322,7 @@ def automation_values(rule: Automation) -> dict[str, Any]:
         "enabled": rule.enabled,
         "metrics": sorted(rule.metrics) if rule.metrics is not None else None,
         "series": sorted(rule.series) if rule.series is not None else None,
+        "studies": sorted(rule.studies) if rule.studies is not None else None,
         "definition": dict(rule.definition),
     }
 

@@ -53,9 +53,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 TWIN_FIELDS = frozenset({"uid", "cls"})  # bound beside a twin's properties
 Kind = Literal["create", "update", "delete"]
-TriggerKind = Literal["change", "schedule", "anomaly", "forecast"]
-TRIGGER_KINDS: tuple[str, ...] = ("change", "schedule", "anomaly", "forecast")
-EVENT_TRIGGERS = {"anomaly": "anomaly", "forecast": "forecast"}  # trigger -> the feed kind of its events
+TriggerKind = Literal["change", "schedule", "anomaly", "forecast", "study"]
+TRIGGER_KINDS: tuple[str, ...] = ("change", "schedule", "anomaly", "forecast", "study")
+EVENT_TRIGGERS = {"anomaly": "anomaly", "forecast": "forecast", "study": "study"}  # trigger -> its feed kind
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -91,12 +91,19 @@ class _ForecastTrigger(BaseModel):
     series: list[str] | None = None
 
 
+class _StudyTrigger(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    cls: str = Field(alias="class")
+    studies: list[str] | None = None
+
+
 class _TriggerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     change: _ChangeTrigger | None = None
     schedule: _ScheduleTrigger | None = None
     anomaly: _AnomalyTrigger | None = None
     forecast: _ForecastTrigger | None = None
+    study: _StudyTrigger | None = None
 
 
 class _NeighboursSpec(BaseModel):
@@ -190,14 +197,18 @@ class Automation:
     enabled: bool = True
     metrics: frozenset[str] | None = None  # anomaly trigger: events of these metrics only (None = any)
     series: frozenset[str] | None = None  # forecast trigger: forecasts of these series only (None = any)
+    studies: frozenset[str] | None = None  # study trigger: these studies only, by name (None = any)
     definition: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as written
 
     def watches_event(self, kind: str, event: Mapping[str, Any]) -> bool:
-        """Whether an `anomaly` or `forecast` event of the feed (its `after` state) is one this rule watches."""
+        """Whether an `anomaly`, `forecast` or `study` event of the feed (its `after` state) is one this rule
+        watches."""
         if not self.enabled or EVENT_TRIGGERS.get(self.trigger) != kind:
             return False
         if kind == "anomaly":
             return event.get("kind") in self.kinds and (self.metrics is None or event.get("metric") in self.metrics)
+        if kind == "study":
+            return self.studies is None or bool({event.get("study"), event.get("name")} & self.studies)
         series = str(event.get("series") or "")
         return self.series is None or series in self.series or series.split("/", 1)[0] in self.series
 
@@ -442,7 +453,7 @@ class _Checker:
         known = set(self.ontology.properties(cls.id))
         properties = None
         every = None
-        metrics = series = None
+        metrics = series = studies = None
         kinds = frozenset({"create", "update"})
         if trigger.change is not None:
             for i, prop in enumerate(trigger.change.properties or ()):
@@ -456,6 +467,9 @@ class _Checker:
         elif trigger.forecast is not None:
             kinds = frozenset({"create"})
             series = frozenset(trigger.forecast.series) if trigger.forecast.series is not None else None
+        elif trigger.study is not None:
+            kinds = frozenset({"create"})
+            studies = frozenset(trigger.study.studies) if trigger.study.studies is not None else None
         elif trigger.schedule is not None:
             every = _duration(trigger.schedule.every)
             if every is None or every < 1:
@@ -537,6 +551,7 @@ class _Checker:
             enabled=spec.enabled,
             metrics=metrics,
             series=series,
+            studies=studies,
             definition=body if isinstance(body, dict) else {},
         )
 
@@ -555,7 +570,7 @@ class _Checker:
                 raise where.error(f"role {sorted(subject.roles)[0]!r} may not read {cls}.{prop}", *keys)
         if "neighbours" in expression.names and hops == 0:
             raise where.error("reads `neighbours` but declares no `neighbours: {hops: N}`", *keys)
-        for event in ("anomaly", "forecast"):
+        for event in ("anomaly", "forecast", "study"):
             if event in expression.names and self._event != event:
                 raise where.error(f"reads `{event}`, which only an `{event}:` trigger binds", *keys)
         return expression

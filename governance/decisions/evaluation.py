@@ -26,8 +26,8 @@ from graph.store import GraphStore
 
 logger = logging.getLogger(__name__)
 MAX_SCHEDULED_TWINS = 10_000  # twins one scheduled evaluation looks at
-BOUND = frozenset({"twin", "neighbours", "telemetry", "now", "anomaly", "forecast"})
-EVENT_KINDS = frozenset({"anomaly", "forecast"})  # feed kinds that are events about a twin, not changes of it
+BOUND = frozenset({"twin", "neighbours", "telemetry", "now", "anomaly", "forecast", "study"})
+EVENT_KINDS = frozenset({"anomaly", "forecast", "study"})  # feed kinds that are events about a twin, not changes of it
 
 
 class TelemetryReading(Protocol):

@@ -515,7 +515,7 @@ class DecisionService:
             a
             for expression in _expressions(rule)
             for name, a in expression.paths
-            if name not in ("twin", "telemetry", "neighbours", "now", "anomaly", "forecast")
+            if name not in ("twin", "telemetry", "neighbours", "now", "anomaly", "forecast", "study")
         }
         values = evidence_values(firing.properties, rule.reads)
         twins = [EvidenceTwin(firing.uid, firing.cls, values, self._lineage(firing.uid, values), 0)]

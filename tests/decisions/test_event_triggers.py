@@ -235,3 +235,57 @@ def test_a_forecast_crossing_a_threshold_raises_an_alert(erp_twin: Runtime) -> N
     assert alert.automation == "hot-forecast" and alert.twin_uid == hot
     assert (alert.evidence.change or {})["event"]["series"] == f"machine.temperature/{hot}"
     assert runtime.decisions.list_alerts(HR) == []
+
+
+STUDY_RULE = """\
+automations:
+  outage-study-result:
+    role: data_steward
+    trigger:
+      study: {class: Supplier, studies: [outage-of-one]}
+    condition: "study.kpis['outage'].fill_rate.mean < 1.01 && study.runs > 0"
+    alert:
+      severity: warning
+      message: "'outage study ' + study.study_id + ': fill rate ' + string(study.kpis['outage'].fill_rate.mean)"
+"""
+
+
+def test_a_finished_study_about_a_twin_raises_an_alert_with_its_result(erp_twin: Runtime) -> None:
+    from simulation.scenario import parse_spec
+    from simulation.service import run_scenario_study
+
+    runtime = erp_twin
+    (runtime.settings.data_dir / "automations.yaml").write_text(STUDY_RULE)
+    [[supplier]] = runtime.store.query(
+        "MATCH (s:Supplier)-[:supplies]->(:Material) RETURN s.uid ORDER BY s.uid LIMIT 1"
+    )
+    decisions = runtime.decision_runtime(holder="study-test")
+    assert decisions is not None
+    decisions.start()
+    decisions.stop()
+    spec = parse_spec(
+        "name: outage-of-one\nhorizon_days: 60\nreplications: 2\nseed: 7\nkpis: [fill_rate, lost_sales]\n"
+        "scenarios:\n  - name: outage\n    interventions:\n      - kind: supplier_outage\n"
+        f"        target: {{uids: [{supplier}]}}\n        start_day: 5\n        duration_days: 30\n",
+        "outage.yaml",
+    )
+    done = run_scenario_study(
+        spec, runtime.store, runtime.results, subject=ADMIN, policy=runtime.policy, audit=runtime.audit
+    )
+    [event] = [c for c in runtime.store.feed.read(decisions.status.cursor, 10_000) if c.kind == "study"]
+    assert event.uid == supplier and event.cls == "Supplier" and event.actor == "root"
+    assert (event.after or {})["study_id"] == done.study_id
+    assert set((event.after or {})["kpis"]["outage"]) == {"fill_rate", "lost_sales"}
+
+    decisions.step()
+    [alert] = runtime.decisions.list_alerts(STEWARD)
+    assert alert.automation == "outage-study-result" and alert.twin_uid == supplier
+    assert alert.message.startswith(f"outage study {done.study_id}: fill rate ")
+    # the executive may read studies (scenario.read): the study's result is in the evidence; the steward and the
+    # viewer read suppliers but not studies: the alert without the study's results
+    [seen] = runtime.decisions.list_alerts(Subject(sub="eve", roles=frozenset({"executive"})))
+    assert seen.id == alert.id and (seen.evidence.change or {})["event"]["name"] == "outage-of-one"
+    assert (seen.evidence.change or {})["event"]["kpis"]["outage"]["fill_rate"]["mean"] <= 1.0
+    for role in ("data_steward", "viewer"):
+        [hidden] = runtime.decisions.list_alerts(Subject(sub="x", roles=frozenset({role})))
+        assert hidden.id == alert.id and hidden.evidence.change and "event" not in hidden.evidence.change
