@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -517,15 +518,19 @@ def automation_manager(services: Any) -> AutomationManager:
     )
 
 
+_STARTING = threading.Lock()
+
+
 def _start_runtime(services: Any) -> None:
     """Start the decisions runtime when the first automation was just written and this app runs the runtimes but had
     no automations.yaml to start one with (the app's lifespan stops it)."""
-    if services.decisions is not None or services.live is None:
-        return
-    created = services.runtime.decision_runtime(holder=services.live.holder)
-    if created is not None:
-        created.start()
-        services.decisions = created
+    with _STARTING:
+        if services.decisions is not None or services.live is None:
+            return
+        created = services.runtime.decision_runtime(holder=services.live.holder)
+        if created is not None:
+            created.start()
+            services.decisions = created
 
 
 def _change_values(changed: AutomationChanged) -> dict[str, Any]:
