@@ -135,8 +135,9 @@ class Evaluator:
         return report
 
     def _events(self, events: Sequence[tuple[FeedChange, list[Automation]]], report: EvaluationReport) -> None:
-        """Evaluate the rules watching anomaly and forecast events over the event and its twin as it is now, as
-        each rule's role may see both (the change gate decides the event; the twin is read in the role's scope)."""
+        """Evaluate the rules watching anomaly, forecast and study events over the event and its twin as it is now,
+        as each rule's role may see both (the change gate decides and masks the event; the twin is read in the
+        role's scope and masked)."""
         by_role: dict[str, list[tuple[FeedChange, list[Automation]]]] = {}
         for change, matching in events:
             for rule in matching:
