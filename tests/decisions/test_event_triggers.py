@@ -289,3 +289,49 @@ def test_a_finished_study_about_a_twin_raises_an_alert_with_its_result(erp_twin:
     for role in ("data_steward", "viewer"):
         [hidden] = runtime.decisions.list_alerts(Subject(sub="x", roles=frozenset({role})))
         assert hidden.id == alert.id and hidden.evidence.change and "event" not in hidden.evidence.change
+
+
+EXPERIMENT_RULE = """\
+automations:
+  outage-grid-result:
+    role: executive
+    trigger:
+      study: {class: Supplier, studies: [outage-length]}
+    condition: "study.kind == 'experiment' && study.best != null && study.best.decision.days >= 5.0"
+    alert: {severity: info, message: "'best outage length ' + string(study.best.decision.days)"}
+"""
+
+
+def test_a_finished_experiment_about_a_twin_raises_an_alert_with_its_best_decision(erp_twin: Runtime) -> None:
+    from simulation.experiment_spec import parse_experiment
+    from simulation.service import run_experiment_study
+
+    runtime = erp_twin
+    (runtime.settings.data_dir / "automations.yaml").write_text(EXPERIMENT_RULE)
+    [[supplier]] = runtime.store.query(
+        "MATCH (s:Supplier)-[:supplies]->(:Material) RETURN s.uid ORDER BY s.uid LIMIT 1"
+    )
+    decisions = runtime.decision_runtime(holder="experiment-test")
+    assert decisions is not None
+    decisions.start()
+    decisions.stop()
+    parsed = parse_experiment(
+        "name: outage-length\nhorizon_days: 40\nreplications: 2\nseed: 3\nkpis: [fill_rate, lost_sales]\n"
+        "scenarios:\n  - name: outage\n    interventions:\n"
+        f"      - {{kind: supplier_outage, target: {{uids: [{supplier}]}}, start_day: 5, duration_days: ${{days}}}}\n"
+        "experiment:\n  kind: grid\n  variables:\n    days: {values: [5, 20]}\n"
+        "  objective:\n    minimize: {lost_sales: 1}\n",
+        "outage-length.yaml",
+    )
+    done = run_experiment_study(
+        parsed, runtime.store, runtime.results, subject=ADMIN, policy=runtime.policy, audit=runtime.audit
+    )
+    [event] = [c for c in runtime.store.feed.read(decisions.status.cursor, 10_000) if c.kind == "study"]
+    shown = event.after or {}
+    assert event.uid == supplier and shown["kind"] == "experiment" and shown["experiment_id"] == done.experiment_id
+    assert shown["best"]["decision"]["days"] in (5, 20) and shown["evaluations"] == 2
+
+    decisions.step()
+    [alert] = runtime.decisions.list_alerts(Subject(sub="eve", roles=frozenset({"executive"})))
+    assert alert.automation == "outage-grid-result" and alert.twin_uid == supplier
+    assert alert.message == f"best outage length {shown['best']['decision']['days']}"
