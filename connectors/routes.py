@@ -10,7 +10,7 @@ In the data directory's `routes.yaml`::
         filter:
           classes: [Employee, OrgUnit]                     # twins of these classes and their subclasses
           link_types: [worksIn]                            # links of these types
-          kinds: [twin, link]                              # default both
+          kinds: [twin, link]                              # default both; also anomaly, forecast, study (events)
           ops: [create, update, delete]                    # default all
           properties: [name, jobTitle]                     # updates only when one of these changed
           condition: 'op == "update" && after.jobTitle == "Director"'   # CEL, on the change as the role sees it
@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 #: The variables a route condition may use: the change as the route's role sees it.
 CONDITION_VARIABLES = {
-    "kind": "twin | link",
+    "kind": "twin | link | anomaly | forecast | study",
     "op": "create | update | delete",
     "class": "the twin's class (links: null)",
     "uid": "the twin, or the link's source",
@@ -191,9 +191,11 @@ def _condition_properties(ontology: Ontology, classes: frozenset[str] | None) ->
     return names
 
 
-ChangeKind = Literal["twin", "link"]
+ChangeKind = Literal["twin", "link", "anomaly", "forecast", "study"]
 ChangeOp = Literal["create", "update", "delete"]
-_ALL_KINDS: tuple[ChangeKind, ...] = ("twin", "link")
+_ALL_KINDS: tuple[ChangeKind, ...] = ("twin", "link")  # the default; `anomaly`, `forecast`, `study` events on request
+_EVENT_KINDS = frozenset({"anomaly", "forecast", "study"})  # events about a twin (simulation/), not changes of it
+_EVENT_VERB = {"anomaly": "detected", "forecast": "made", "study": "finished"}
 _ALL_OPS: tuple[ChangeOp, ...] = ("create", "update", "delete")
 
 
@@ -279,6 +281,18 @@ class Route:
             "runId": change.run_id,
             "source": change.source,
         }
+        if change.kind in _EVENT_KINDS:  # an anomaly or forecast event: its evidence, as the route's role sees it
+            data.update(className=change.cls, event=change.after or {})
+            if view.masked:
+                data["masked"] = dict(sorted(view.masked.items()))
+            return TwinEvent(
+                id=str(change.seq),
+                source=source,
+                type=f"{change.kind}.{_EVENT_VERB[change.kind]}",
+                subject=change.uid,
+                time=change.at,
+                data=data,
+            )
         if change.kind == "twin":
             data["className"] = change.cls
         else:

@@ -8,6 +8,11 @@ delays the others. `stop()` lets each running sync finish, then releases the lea
 A PostgreSQL source with `push:` (connectors/sql_push.py) also wakes its worker when a change is committed: the
 worker runs the entities reading the notified table at once, between the scheduled runs, which keep polling as the
 fall-back while the listener reconnects.
+
+The telemetry readings each run stores go through anomaly detection as they arrive (simulation/forecast/anomaly.py,
+one detector per stream, kept by the worker): spikes and level shifts become `anomaly` events on the change feed,
+where automations (`trigger: {anomaly: ...}`), event routes and subscriptions see them. A detection that fails is
+reported in the connector's status and never fails the run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from connectors.leased_workers import LeasedWorkers
 from connectors.leases import LeaseStore
@@ -52,6 +58,8 @@ class ConnectorStatus:
     quarantined: int = 0  # rows the last completed run quarantined
     push: str | None = None  # a pushing source's listener: 'listening on CHANNEL' or 'reconnecting: REASON'
     pushed_runs: int = 0  # runs a change notification started (also counted in `runs`)
+    anomalies: int = 0  # anomaly events found in the telemetry this connector's runs brought
+    anomaly_error: str | None = None  # why the last detection failed (None: it did not)
 
     def lag_seconds(self, since: datetime, now: datetime | None = None) -> float:
         """How far the twin may be behind this source: since the last good run started (or since `since`)."""
@@ -113,7 +121,9 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         lease_seconds: float = 30.0,
         max_backoff_seconds: float = 300.0,
         on_run: Callable[[ConnectorStatus, SyncReport | None], None] | None = None,
+        detect_anomalies: bool = True,
     ) -> None:
+        """`detect_anomalies`: run anomaly detection on the telemetry each run stores (see the module's text)."""
         self.schedules = {name: s for name, s in schedules.items() if s.kind != "off"}
         super().__init__(
             {name: ConnectorStatus(name, s.describe()) for name, s in self.schedules.items()},
@@ -132,6 +142,8 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         self.on_run = on_run
         self.started_at = datetime.now(UTC)
         self.wakes = {name: Wake() for name in self.schedules}
+        self.detect_anomalies = detect_anomalies
+        self._detectors: dict[str, Any] = {}  # connector -> its ArrivingTelemetry (one worker thread uses each)
 
     def start(self) -> None:
         """Start the lease keeper and one worker per scheduled connector (threads; returns at once)."""
@@ -176,6 +188,21 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
         finally:
             if listener is not None:
                 listener.stop()
+
+    def _detect(self, name: str, engine: SyncEngine, run_id: str) -> None:
+        """Anomaly detection over the readings run `run_id` of `name` stored; events go to the change feed."""
+        try:
+            from simulation.forecast.anomaly import ArrivingTelemetry  # river is loaded by the first telemetry run
+
+            detector = self._detectors.get(name)
+            if detector is None:
+                detector = self._detectors[name] = ArrivingTelemetry(actor=f"anomaly-detector:{name}")
+            found = detector.after_run(engine.telemetry, engine.store, engine.store.history, run_id)
+        except Exception as exc:  # noqa: BLE001 - detection never fails the run it follows; its status says why
+            self.update(name, anomaly_error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            return
+        if found.readings:
+            self.update(name, anomalies=self.current(name).anomalies + found.recorded, anomaly_error=None)
 
     def _push_state(self, name: str, state: str) -> None:
         """Record where `name`'s change listener stands (the listener tells it)."""
@@ -237,6 +264,8 @@ class SyncRuntime(LeasedWorkers[ConnectorStatus]):
                 connector.close()
         except Exception as exc:  # noqa: BLE001 - any failure of one connector is its own; the others go on
             error = f"{type(exc).__name__}: {str(exc)[:500]}"
+        if error is None and report is not None and self.detect_anomalies:
+            self._detect(name, engine, report.run_id)
         now = datetime.now(UTC)
         current = self.current(name)
         if error is None and report is not None:

@@ -23,6 +23,7 @@ telemetry_table = Table(
     Column("source", String(256), nullable=False),
     Column("run_id", String(64), nullable=False),
     Index("ix_telemetry_metric_ts", "metric", "ts"),
+    Index("ix_telemetry_run", "run_id"),  # the readings a sync run brought (anomaly detection as they arrive)
 )
 
 
@@ -66,6 +67,27 @@ class TelemetryStore:
                 Reading(r.asset_uid, r.metric, r.ts, r.value, r.source)
                 for r in conn.execute(query.order_by(t.c.ts).limit(limit))
             ]
+
+    def of_run(self, run_id: str, limit: int = 200_000) -> list[Reading]:
+        """The readings a sync run stored (a replayed reading keeps the run that first stored it), per stream in
+        time order."""
+        t = telemetry_table
+        query = select(t).where(t.c.run_id == run_id).order_by(t.c.asset_uid, t.c.metric, t.c.ts).limit(limit)
+        with self.engine.connect() as conn:
+            return [Reading(r.asset_uid, r.metric, r.ts, r.value, r.source) for r in conn.execute(query)]
+
+    def latest_before(self, asset_uid: str, metric: str, ts: str, limit: int) -> list[Reading]:
+        """The last `limit` readings of one stream before `ts`, in time order (to prime a detector)."""
+        t = telemetry_table
+        query = (
+            select(t)
+            .where(t.c.asset_uid == asset_uid, t.c.metric == metric, t.c.ts < ts)
+            .order_by(t.c.ts.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            found = [Reading(r.asset_uid, r.metric, r.ts, r.value, r.source) for r in conn.execute(query)]
+        return found[::-1]
 
     def count(self, asset_uid: str | None = None) -> int:
         """Number of stored readings (of one asset, or all)."""

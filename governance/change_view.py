@@ -51,8 +51,8 @@ class ChangeGate:
         classes: dict[str, tuple[str, ...] | None] = {}  # class -> its labels, or None when the subject may not read it
         shown: list[ChangeView] = []
         for change in changes:
-            # an anomaly event (simulation/forecast/anomaly.py) is shown and masked like a change of its asset twin
-            twin_like = change.kind in ("twin", "anomaly")
+            # an anomaly, forecast or study event (simulation/) is shown and masked like a change of its twin
+            twin_like = change.kind in ("twin", "anomaly", "forecast", "study")
             view = self._twin(change, now, classes) if twin_like else self._link(change, now)
             if view is not None:
                 shown.append(view)

@@ -42,6 +42,7 @@ OPERATIONS = frozenset(
         "model.approve",
         "twin.lifecycle",  # move twins between planned, active, suspended and retired (with write on their class)
         "alert.manage",  # acknowledge, snooze and resolve the alerts the role may see
+        "automation.manage",  # create, change, enable, disable and delete automations (acting as the role's own roles)
     }
 )
 # From most to least revealing: with several roles, the most revealing mode any of them allows wins.

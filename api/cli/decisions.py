@@ -184,3 +184,141 @@ def resolve(
 ) -> None:
     """Resolve an alert as the local operator."""
     _alert_command(Runtime(), alert, "resolve", None, reason)
+
+
+automations_app = typer.Typer(
+    help="Automations of DATA_DIR/automations.yaml: list, add, update, enable, disable, remove.",
+    no_args_is_help=True,
+)
+app.add_typer(automations_app, name="automations")
+
+
+def _definition(text: str, option: str) -> dict[str, object]:
+    """A definition given as YAML or JSON text, or as @FILE (a YAML or JSON file)."""
+    from pathlib import Path
+
+    import yaml
+
+    from governance.decisions.management import AutomationChangeError
+    from ontology.safe_yaml import load_yaml
+
+    source = option
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise AutomationChangeError(f"{option}: no file {text[1:][:200]!r}")
+        source, text = str(path), path.read_text(encoding="utf-8")
+    try:
+        value = load_yaml(text, source)
+    except yaml.YAMLError as exc:
+        raise AutomationChangeError(f"{source}: not valid YAML or JSON: {str(exc)[:300]}") from None
+    if not isinstance(value, dict):
+        raise AutomationChangeError(f"{source}: a definition is a mapping (trigger, condition, alert, action, ...)")
+    return value
+
+
+def _manage(change: str, name: str, body: dict[str, object] | None = None, enabled: bool = True) -> None:
+    """Make one change of the automations as the local operator; prints what it did."""
+    from governance.decisions.management import AutomationChangeError, AutomationManager
+    from governance.errors import PolicyDenied
+
+    runtime = Runtime()
+    try:
+        manager = AutomationManager(
+            runtime.settings.data_dir / "automations.yaml",
+            runtime.ontology,
+            runtime.policy,
+            runtime.decisions.action_types,
+            runtime.audit,
+        )
+        subject = runtime.operator()
+        if change == "create":
+            done = manager.create(subject, name, body or {})
+        elif change == "update":
+            done = manager.update(subject, name, body or {})
+        elif change == "enabled":
+            done = manager.set_enabled(subject, name, enabled)
+        else:
+            done = manager.delete(subject, name)
+    except (AutomationChangeError, PolicyDenied) as exc:
+        raise _fail(runtime, exc) from None
+    runtime.close()
+    versions = f"{done.version_before or '-'} -> {done.version_after or '-'}"
+    console.print(f"automation {done.name}: {done.change}d ({versions})", highlight=False, markup=False)
+
+
+@automations_app.command("list")
+def list_automations(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The automations of the file, checked (an error names file, line and term)."""
+    from governance.decisions.automations import AutomationError
+
+    runtime = Runtime()
+    try:
+        rules = runtime.automations().automations
+    except AutomationError as exc:
+        raise _fail(runtime, exc) from None
+    runtime.close()
+    if as_json:
+        typer.echo(json.dumps([{"name": r.name, "enabled": r.enabled, **r.definition} for r in rules], default=str))
+        return
+    table = Table(title=f"automations ({len(rules)})")
+    for column in ("name", "enabled", "trigger", "class", "role", "condition", "outputs", "version"):
+        table.add_column(column)
+    for r in rules:
+        outputs = ", ".join(
+            x for x in (f"alert:{r.alert.severity}" if r.alert else "", r.action.type if r.action else "") if x
+        )
+        table.add_row(
+            r.name, "yes" if r.enabled else "no", r.trigger, r.cls, r.role, r.condition.source[:60], outputs, r.version
+        )
+    console.print(table)
+
+
+@automations_app.command("add")
+def add_automation(
+    name: Annotated[str, typer.Argument(help="The new automation's name.")],
+    definition: Annotated[str, typer.Option("--definition", "-d", help="Its definition as YAML/JSON text, or @FILE.")],
+) -> None:
+    """Add an automation (checked like the file; a running twin picks it up at once)."""
+    from governance.decisions.management import AutomationChangeError
+
+    try:
+        body = _definition(definition, "--definition")
+    except AutomationChangeError as exc:
+        raise _fail(Runtime(), exc) from None
+    _manage("create", name, body)
+
+
+@automations_app.command("update")
+def update_automation(
+    name: Annotated[str, typer.Argument(help="The automation's name.")],
+    changes: Annotated[
+        str, typer.Option("--set", help="Top-level keys to replace, as YAML/JSON text or @FILE (null removes).")
+    ],
+) -> None:
+    """Change an automation's trigger, condition, alert, action or role (checked like the file)."""
+    from governance.decisions.management import AutomationChangeError
+
+    try:
+        body = _definition(changes, "--set")
+    except AutomationChangeError as exc:
+        raise _fail(Runtime(), exc) from None
+    _manage("update", name, body)
+
+
+@automations_app.command("enable")
+def enable_automation(name: Annotated[str, typer.Argument(help="The automation's name.")]) -> None:
+    """Enable an automation."""
+    _manage("enabled", name, enabled=True)
+
+
+@automations_app.command("disable")
+def disable_automation(name: Annotated[str, typer.Argument(help="The automation's name.")]) -> None:
+    """Disable an automation (it stays in the file; nothing evaluates it)."""
+    _manage("enabled", name, enabled=False)
+
+
+@automations_app.command("remove")
+def remove_automation(name: Annotated[str, typer.Argument(help="The automation's name.")]) -> None:
+    """Remove an automation (its alerts and proposals stay)."""
+    _manage("delete", name)

@@ -1,6 +1,8 @@
 """Decisions over GraphQL: the `alerts`, `proposals` and `automations` queries (filtered, paged, the policy's filter
 before the page cut), the mutations that acknowledge, snooze and resolve alerts and approve, reject and override
-proposals, and the `decisions` subscription of new and changed alerts and proposals for roles that may see them.
+proposals, the mutations that create, update, enable, disable and delete automations (governance/decisions/
+management.py: the policy's `automation.manage`, checked whole, audited, in force at once), and the `decisions`
+subscription of new and changed alerts and proposals for roles that may see them, pushed as they are written.
 
 Everything goes through the decisions service (governance/decisions/service.py), which applies the policy — an
 alert about a twin the caller may not read is not shown, evidence values are masked by the caller's field modes —
@@ -12,6 +14,8 @@ here; the app binds the resolvers (`QUERY_RESOLVERS`, `MUTATION_RESOLVERS`); the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,13 +32,15 @@ from api.graphql.selection import Selection
 from api.graphql.types import PageInfo
 from governance.audit import Decision
 from governance.decisions.alerts import Alert
-from governance.decisions.automations import Automation
+from governance.decisions.automations import TRIGGER_KINDS, Automation
+from governance.decisions.management import AutomationChanged, AutomationManager
 from governance.decisions.paging import Page, decode_position, encode_position
 from governance.decisions.proposals import Proposal
 from governance.identity import Subject
 from ontology.errors import quoted
 
-POLL_SECONDS = 0.25  # how often a `decisions` subscription looks for new and changed alerts and proposals
+FALLBACK_SECONDS = 2.0  # a `decisions` subscription wakes on each write's notice (governance/decisions/notices.py);
+# it also looks this often, for alerts and proposals another process wrote (`twin decisions approve`, `twin run`)
 DEFAULT_PAGE = 50
 
 
@@ -90,9 +96,10 @@ class AutomationRule:
     name: str
     version: str
     description: str
+    enabled: bool
     role: str
     className: str
-    trigger: str
+    trigger: str = strawberry.field(description="change, schedule, anomaly, forecast or study.")
     properties: list[str] | None
     kinds: list[str]
     everySeconds: float | None
@@ -100,6 +107,21 @@ class AutomationRule:
     alertSeverity: str | None
     actionType: str | None
     approval: str | None
+    metrics: list[str] | None = strawberry.field(description="An anomaly trigger's metrics (null: every metric).")
+    series: list[str] | None = strawberry.field(description="A forecast trigger's series (null: every series).")
+    studies: list[str] | None = strawberry.field(description="A study trigger's studies (null: every study).")
+    definition: JSON = strawberry.field(description="The automation as written in automations.yaml.")
+
+
+@strawberry.type(description="What a change of the automations did.")
+class AutomationChange:
+    """The automation as it now stands (null once deleted) and its versions before and after the change."""
+
+    name: str
+    change: str
+    versionBefore: str | None
+    versionAfter: str | None
+    automation: AutomationRule | None
 
 
 @strawberry.type(description="A page of alerts.")
@@ -143,6 +165,7 @@ TYPES: dict[str, Any] = {
     "DecisionAlertPage": DecisionAlertPage,
     "ProposedActionPage": ProposedActionPage,
     "AutomationRulePage": AutomationRulePage,
+    "AutomationChange": AutomationChange,
     "DecisionEvent": DecisionEvent,
 }
 _PAGE_ARGS = [("first", "Optional[int]"), ("after", "Optional[str]")]
@@ -203,6 +226,27 @@ MUTATION_FIELDS: list[tuple[str, str, list[tuple[str, str]], str]] = [
         "Change a proposal's parameters (checked against its action type), with a reason; approvals so far are "
         "withdrawn.",
     ),
+    (
+        "createAutomation",
+        "AutomationChange",
+        [("name", "str"), ("definition", "JSON")],
+        "Add an automation (the operation automation.manage; acting as one of the caller's roles): `definition` is "
+        "what automations.yaml holds under its name, checked like the file; in force at once.",
+    ),
+    (
+        "updateAutomation",
+        "AutomationChange",
+        [("name", "str"), ("changes", "JSON")],
+        "Change an automation: each top-level key of `changes` (trigger, condition, alert, action, ...) replaces "
+        "the automation's, a null removes it; checked like the file; in force at once.",
+    ),
+    (
+        "setAutomationEnabled",
+        "AutomationChange",
+        [("name", "str"), ("enabled", "bool")],
+        "Enable or disable an automation (a disabled one is kept and evaluated by nothing).",
+    ),
+    ("deleteAutomation", "AutomationChange", [("name", "str")], "Remove an automation (its alerts stay)."),
 ]
 SUBSCRIPTION_FIELDS: list[tuple[str, str, list[tuple[str, str]], str]] = [
     (
@@ -276,6 +320,11 @@ def automation_values(rule: Automation) -> dict[str, Any]:
         "alertSeverity": rule.alert.severity if rule.alert else None,
         "actionType": rule.action.type if rule.action else None,
         "approval": ("automatic" if rule.action.automatic else "manual") if rule.action else None,
+        "enabled": rule.enabled,
+        "metrics": sorted(rule.metrics) if rule.metrics is not None else None,
+        "series": sorted(rule.series) if rule.series is not None else None,
+        "studies": sorted(rule.studies) if rule.studies is not None else None,
+        "definition": dict(rule.definition),
     }
 
 
@@ -378,8 +427,8 @@ async def automations(
     """The automations in force whose trigger class the caller may read, by name, paged by name."""
     ctx: RequestContext = info.context
     size = _first(first)
-    if trigger is not None and trigger not in ("change", "schedule"):
-        raise BadUserInput(f"`trigger` must be change or schedule, got {quoted(trigger)}")
+    if trigger is not None and trigger not in TRIGGER_KINDS:
+        raise BadUserInput(f"`trigger` must be one of {', '.join(TRIGGER_KINDS)}, got {quoted(trigger)}")
     running = ctx.services.decisions
     rules: tuple[Automation, ...] = (
         running.registry.current.automations
@@ -455,6 +504,77 @@ def _proposal_mutation(action: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     return resolver
 
 
+def automation_manager(services: Any) -> AutomationManager:
+    """The manager of DATA_DIR/automations.yaml, reloading the set this app's runtime evaluates (when it runs one)."""
+    runtime = services.runtime
+    running = services.decisions
+    return AutomationManager(
+        runtime.settings.data_dir / "automations.yaml",
+        runtime.ontology,
+        runtime.policy,
+        runtime.decisions.action_types,
+        runtime.audit,
+        running.registry if running is not None else None,
+    )
+
+
+_STARTING = threading.Lock()
+
+
+def _start_runtime(services: Any) -> None:
+    """Start the decisions runtime when the first automation was just written and this app runs the runtimes but had
+    no automations.yaml to start one with (the app's lifespan stops it)."""
+    with _STARTING:
+        if services.decisions is not None or services.live is None:
+            return
+        created = services.runtime.decision_runtime(holder=services.live.holder)
+        if created is not None:
+            created.start()
+            services.decisions = created
+
+
+def _change_values(changed: AutomationChanged) -> dict[str, Any]:
+    return {
+        "name": changed.name,
+        "change": changed.change,
+        "versionBefore": changed.version_before,
+        "versionAfter": changed.version_after,
+        "automation": automation_values(changed.automation) if changed.automation is not None else None,
+    }
+
+
+def _automation_mutation(change: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def resolver(
+        root: Any, info: Any, name: str, definition: Any = None, changes: Any = None, enabled: Any = None
+    ) -> dict[str, Any]:
+        ctx: RequestContext = info.context
+        services = ctx.services
+        body = definition if change == "create" else changes
+        if change in ("create", "update") and not isinstance(body, dict):
+            raise BadUserInput(
+                f"`{'definition' if change == 'create' else 'changes'}` must be a JSON object, got {quoted(body)}"
+            )
+
+        def run() -> AutomationChanged:
+            manager = automation_manager(services)
+            if change == "create":
+                done = manager.create(ctx.subject, name, body)
+                _start_runtime(services)
+                return done
+            if change == "update":
+                return manager.update(ctx.subject, name, body)
+            if change == "enabled":
+                return manager.set_enabled(ctx.subject, name, bool(enabled))
+            return manager.delete(ctx.subject, name)
+
+        changed = await anyio.to_thread.run_sync(run)
+        ctx.rows += 1
+        return Selection(info).shaped(info.return_type, info.field_nodes, _change_values(changed))
+
+    resolver.__name__ = f"{change}_automation"
+    return resolver
+
+
 QUERY_RESOLVERS = {
     "alerts": governed(alerts),
     "proposals": governed(proposals),
@@ -467,6 +587,10 @@ MUTATION_RESOLVERS = {
     "approveProposal": governed(_proposal_mutation("approve")),
     "rejectProposal": governed(_proposal_mutation("reject")),
     "overrideProposal": governed(_proposal_mutation("override")),
+    "createAutomation": governed(_automation_mutation("create")),
+    "updateAutomation": governed(_automation_mutation("update")),
+    "setAutomationEnabled": governed(_automation_mutation("enabled")),
+    "deleteAutomation": governed(_automation_mutation("delete")),
 }
 
 
@@ -508,30 +632,49 @@ async def stream_decisions(
     service = services.runtime.decisions
     sent: dict[tuple[str, str], str] = {}  # (kind, id) -> the updatedAt last sent
     try:
-        while True:
-            found_alerts, found_proposals = await anyio.to_thread.run_sync(service.changed_since, subject, since)
-            events: list[tuple[datetime, str, Any]] = []
-            if "alert" in kinds:
-                events += [(a.updated_at, "alert", a) for a in found_alerts]
-            if "proposal" in kinds:
-                events += [(p.updated_at, "proposal", p) for p in found_proposals]
-            events.sort(key=lambda e: (e[0], e[2].id))
-            for moment, kind, item in events:
-                stamp = moment.isoformat()
-                if sent.get((kind, item.id)) == stamp:
-                    continue
-                sent[(kind, item.id)] = stamp
-                values: dict[str, Any] = {"kind": kind, "created": item.created_at == item.updated_at}
-                if kind == "alert":
-                    values.update(alert=alert_values(item), proposal=None)
-                else:
-                    may = await anyio.to_thread.run_sync(service.may_decide, subject, item)
-                    values.update(alert=None, proposal=proposal_values(item, may))
-                shaped = request.selection.shaped(request.field_type, [request.root], values)
-                await emit({"type": "next", "id": sub_id, "payload": {"data": {request.key: shaped}}})
-                since = max(since, moment)
-            if len(sent) > 10_000:  # what was sent before `since` cannot come back as new
-                sent = {k: v for k, v in sent.items() if v >= since.isoformat()}
-            await asyncio.sleep(POLL_SECONDS)
+        with service.notices.listening() as written:
+            while True:
+                written.clear()  # before the read: a write during it wakes the next turn
+                since, sent = await _send_changed(service, subject, sub_id, request, emit, kinds, since, sent)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(written.wait(), FALLBACK_SECONDS)
     except asyncio.CancelledError:
         return
+
+
+async def _send_changed(
+    service: Any,
+    subject: Subject,
+    sub_id: str,
+    request: Any,
+    emit: Callable[[dict[str, Any]], Awaitable[None]],
+    kinds: set[str],
+    since: datetime,
+    sent: dict[tuple[str, str], str],
+) -> tuple[datetime, dict[tuple[str, str], str]]:
+    """Send the alerts and proposals changed since `since` that `subject` may see and that were not sent as they
+    are; the new `since` and what was sent."""
+    found_alerts, found_proposals = await anyio.to_thread.run_sync(service.changed_since, subject, since)
+    events: list[tuple[datetime, str, Any]] = []
+    if "alert" in kinds:
+        events += [(a.updated_at, "alert", a) for a in found_alerts]
+    if "proposal" in kinds:
+        events += [(p.updated_at, "proposal", p) for p in found_proposals]
+    events.sort(key=lambda e: (e[0], e[2].id))
+    for moment, kind, item in events:
+        stamp = moment.isoformat()
+        if sent.get((kind, item.id)) == stamp:
+            continue
+        sent[(kind, item.id)] = stamp
+        values: dict[str, Any] = {"kind": kind, "created": item.created_at == item.updated_at}
+        if kind == "alert":
+            values.update(alert=alert_values(item), proposal=None)
+        else:
+            may = await anyio.to_thread.run_sync(service.may_decide, subject, item)
+            values.update(alert=None, proposal=proposal_values(item, may))
+        shaped = request.selection.shaped(request.field_type, [request.root], values)
+        await emit({"type": "next", "id": sub_id, "payload": {"data": {request.key: shaped}}})
+        since = max(since, moment)
+    if len(sent) > 10_000:  # what was sent before `since` cannot come back as new
+        sent = {k: v for k, v in sent.items() if v >= since.isoformat()}
+    return since, sent

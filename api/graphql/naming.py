@@ -37,6 +37,7 @@ DECISION_TYPES = (  # the decisions types (api/graphql/decisions.py TYPES): no o
     "DecisionAlertPage",
     "ProposedActionPage",
     "AutomationRulePage",
+    "AutomationChange",
     "DecisionEvent",
 )
 

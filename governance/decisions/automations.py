@@ -53,6 +53,10 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 TWIN_FIELDS = frozenset({"uid", "cls"})  # bound beside a twin's properties
 Kind = Literal["create", "update", "delete"]
+TriggerKind = Literal["change", "schedule", "anomaly", "forecast", "study"]
+TRIGGER_KINDS: tuple[str, ...] = ("change", "schedule", "anomaly", "forecast", "study")
+EVENT_TRIGGERS = {"anomaly": "anomaly", "forecast": "forecast", "study": "study"}  # trigger -> its feed kind
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class AutomationError(ValueError):
@@ -72,10 +76,34 @@ class _ScheduleTrigger(BaseModel):
     every: str
 
 
+class _AnomalyTrigger(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    cls: str = Field(alias="class")
+    metrics: list[str] | None = None
+    kinds: list[Literal["spike", "level_shift"]] = Field(
+        default_factory=lambda: list[Literal["spike", "level_shift"]](["spike", "level_shift"]), min_length=1
+    )
+
+
+class _ForecastTrigger(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    cls: str = Field(alias="class")
+    series: list[str] | None = None
+
+
+class _StudyTrigger(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    cls: str = Field(alias="class")
+    studies: list[str] | None = None
+
+
 class _TriggerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     change: _ChangeTrigger | None = None
     schedule: _ScheduleTrigger | None = None
+    anomaly: _AnomalyTrigger | None = None
+    forecast: _ForecastTrigger | None = None
+    study: _StudyTrigger | None = None
 
 
 class _NeighboursSpec(BaseModel):
@@ -107,6 +135,7 @@ class _ActionSpec(BaseModel):
 class _AutomationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
+    enabled: bool = True
     role: str
     trigger: _TriggerSpec
     neighbours: _NeighboursSpec | None = None
@@ -153,9 +182,9 @@ class Automation:
     role: str
     cls: str  # the trigger's class (subclasses included in `classes`)
     classes: frozenset[str]
-    trigger: Literal["change", "schedule"]
+    trigger: TriggerKind
     properties: frozenset[str] | None  # change trigger: updates of these properties only (None = any)
-    kinds: frozenset[str]
+    kinds: frozenset[str]  # change: create/update/delete; anomaly: spike/level_shift
     every_seconds: float | None
     condition: Expression
     hops: int = 0  # 0 = no neighbours bound
@@ -165,6 +194,23 @@ class Automation:
     action: ActionOutput | None = None
     reads: frozenset[str] = frozenset()  # properties of the twin the condition and outputs read (the evidence)
     description: str = ""
+    enabled: bool = True
+    metrics: frozenset[str] | None = None  # anomaly trigger: events of these metrics only (None = any)
+    series: frozenset[str] | None = None  # forecast trigger: forecasts of these series only (None = any)
+    studies: frozenset[str] | None = None  # study trigger: these studies only, by name (None = any)
+    definition: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as written
+
+    def watches_event(self, kind: str, event: Mapping[str, Any]) -> bool:
+        """Whether an `anomaly`, `forecast` or `study` event of the feed (its `after` state) is one this rule
+        watches."""
+        if not self.enabled or EVENT_TRIGGERS.get(self.trigger) != kind:
+            return False
+        if kind == "anomaly":
+            return event.get("kind") in self.kinds and (self.metrics is None or event.get("metric") in self.metrics)
+        if kind == "study":
+            return self.studies is None or bool({event.get("study"), event.get("name")} & self.studies)
+        series = str(event.get("series") or "")
+        return self.series is None or series in self.series or series.split("/", 1)[0] in self.series
 
     @property
     def subject(self) -> Subject:
@@ -186,7 +232,7 @@ class AutomationSet:
         watching every property of the class."""
         index: dict[tuple[str, str], list[Automation]] = {}
         for rule in automations:
-            if rule.trigger != "change":
+            if rule.trigger != "change" or not rule.enabled:
                 continue
             for name in rule.classes:
                 for prop in rule.properties if rule.properties is not None else ("*",):
@@ -208,8 +254,21 @@ class AutomationSet:
         return list(found.values())
 
     def scheduled(self) -> list[Automation]:
-        """The schedule rules."""
-        return [rule for rule in self.automations if rule.trigger == "schedule"]
+        """The enabled schedule rules."""
+        return [rule for rule in self.automations if rule.trigger == "schedule" and rule.enabled]
+
+    def on_events(self, kind: str, cls: str | None, event: Mapping[str, Any]) -> list[Automation]:
+        """The enabled rules an `anomaly` or `forecast` event of a twin of class `cls` must evaluate."""
+        if cls is None:
+            return []
+        return [rule for rule in self.automations if cls in rule.classes and rule.watches_event(kind, event)]
+
+    @property
+    def event_kinds(self) -> frozenset[str]:
+        """The feed kinds besides twin changes that some enabled rule watches."""
+        return frozenset(
+            EVENT_TRIGGERS[r.trigger] for r in self.automations if r.enabled and r.trigger in EVENT_TRIGGERS
+        )
 
     def get(self, name: str) -> Automation | None:
         """The automation called `name`."""
@@ -254,7 +313,16 @@ def load_automations(path: Path, ontology: Ontology, policy: Policy, action_type
         return AutomationSet(source=str(path))
     if path.stat().st_size > MAX_AUTOMATIONS_FILE_BYTES:
         raise AutomationError(f"{path}: larger than {MAX_AUTOMATIONS_FILE_BYTES:,} bytes")
-    text = path.read_text(encoding="utf-8")
+    return parse_automations(path.read_text(encoding="utf-8"), path, ontology, policy, action_types)
+
+
+def parse_automations(
+    text: str, path: Path, ontology: Ontology, policy: Policy, action_types: ActionTypes
+) -> AutomationSet:
+    """The automations of the YAML `text` (as if read from `path`), all checked; AutomationError naming file, line
+    and term otherwise."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_AUTOMATIONS_FILE_BYTES:
+        raise AutomationError(f"{path}: larger than {MAX_AUTOMATIONS_FILE_BYTES:,} bytes")
     try:
         root = compose_yaml(text, str(path))
         document = yaml.safe_load(text)
@@ -264,8 +332,11 @@ def load_automations(path: Path, ontology: Ontology, policy: Policy, action_type
             f"{path}:{mark.line + 1 if mark else 1}: not valid YAML: {getattr(exc, 'problem', None) or exc}"
         ) from None
     rules = document.get("automations") if isinstance(document, dict) else None
+    if rules is None and isinstance(document, dict) and "automations" in document:
+        rules = {}  # `automations:` with nothing under it: no automation
     if not isinstance(rules, dict):
         raise AutomationError(f"{path}:1: needs an `automations:` mapping of automation name -> automation")
+    _check_names(root, path)
     nodes = _rule_nodes(root)
     checker = _Checker(ontology, policy, action_types)
     loaded = [
@@ -274,6 +345,24 @@ def load_automations(path: Path, ontology: Ontology, policy: Policy, action_type
     ]
     _check_telemetry_aliases(loaded, path)
     return AutomationSet.of(loaded, str(path))
+
+
+def _check_names(root: yaml.Node | None, path: Path) -> None:
+    """Each automation's name is well formed and appears once (YAML would keep the last of two silently)."""
+    found = _child(root, "automations")
+    if not isinstance(found, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key, _ in found.value:
+        name, line = str(key.value), key.start_mark.line + 1
+        if not NAME.match(name):
+            raise AutomationError(
+                f"{path}:{line}: automation name {name[:60]!r} must be 1-128 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit"
+            )
+        if name in seen:
+            raise AutomationError(f"{path}:{line}: automation {name!r} is defined twice (first on line {seen[name]})")
+        seen[name] = line
 
 
 @dataclass(frozen=True)
@@ -333,6 +422,7 @@ class _Checker:
         self.ontology = ontology
         self.policy = policy
         self.action_types = action_types
+        self._event: str | None = None  # the event the automation being checked binds (anomaly, forecast)
 
     def automation(self, name: str, body: Any, where: _Where) -> Automation:
         try:
@@ -345,11 +435,13 @@ class _Checker:
         if spec.role not in self.policy.roles:
             raise where.error(f"unknown role {spec.role!r}; known: {', '.join(sorted(self.policy.roles))}", "role")
         trigger = spec.trigger
-        if (trigger.change is None) == (trigger.schedule is None):
-            raise where.error("a trigger is either `change:` or `schedule:`", "trigger")
-        kind: Literal["change", "schedule"] = "change" if trigger.change is not None else "schedule"
-        chosen = trigger.change if trigger.change is not None else trigger.schedule
-        assert chosen is not None
+        chosen_kinds = [k for k in TRIGGER_KINDS if getattr(trigger, k) is not None]
+        if len(chosen_kinds) != 1:
+            raise where.error(
+                "a trigger is exactly one of `change:`, `schedule:`, `anomaly:` or `forecast:`", "trigger"
+            )
+        kind: TriggerKind = chosen_kinds[0]  # type: ignore[assignment]
+        chosen = getattr(trigger, kind)
         cls_name = chosen.cls
         try:
             cls = self.ontology.get(cls_name)
@@ -361,6 +453,7 @@ class _Checker:
         known = set(self.ontology.properties(cls.id))
         properties = None
         every = None
+        metrics = series = studies = None
         kinds = frozenset({"create", "update"})
         if trigger.change is not None:
             for i, prop in enumerate(trigger.change.properties or ()):
@@ -368,6 +461,15 @@ class _Checker:
                     raise where.error(f"unknown property {prop!r} of {cls.name}", "trigger", "change", "properties", i)
             properties = frozenset(trigger.change.properties) if trigger.change.properties is not None else None
             kinds = frozenset(trigger.change.kinds)
+        elif trigger.anomaly is not None:
+            kinds = frozenset(trigger.anomaly.kinds)
+            metrics = frozenset(trigger.anomaly.metrics) if trigger.anomaly.metrics is not None else None
+        elif trigger.forecast is not None:
+            kinds = frozenset({"create"})
+            series = frozenset(trigger.forecast.series) if trigger.forecast.series is not None else None
+        elif trigger.study is not None:
+            kinds = frozenset({"create"})
+            studies = frozenset(trigger.study.studies) if trigger.study.studies is not None else None
         elif trigger.schedule is not None:
             every = _duration(trigger.schedule.every)
             if every is None or every < 1:
@@ -397,6 +499,7 @@ class _Checker:
                     "window",
                 )
             windows.append(TelemetryWindow(alias, window.metric, seconds))
+        self._event = EVENT_TRIGGERS.get(kind)
         condition = self._expression(spec.condition, where, known, cls.name, subject, hops, "condition")
         reads = set(self._twin_reads(condition))
         alert = None
@@ -445,6 +548,11 @@ class _Checker:
             action=action,
             reads=frozenset(reads - TWIN_FIELDS),
             description=spec.description,
+            enabled=spec.enabled,
+            metrics=metrics,
+            series=series,
+            studies=studies,
+            definition=body if isinstance(body, dict) else {},
         )
 
     def _expression(
@@ -462,6 +570,9 @@ class _Checker:
                 raise where.error(f"role {sorted(subject.roles)[0]!r} may not read {cls}.{prop}", *keys)
         if "neighbours" in expression.names and hops == 0:
             raise where.error("reads `neighbours` but declares no `neighbours: {hops: N}`", *keys)
+        for event in ("anomaly", "forecast", "study"):
+            if event in expression.names and self._event != event:
+                raise where.error(f"reads `{event}`, which only an `{event}:` trigger binds", *keys)
         return expression
 
     @staticmethod

@@ -26,7 +26,8 @@ from graph.store import GraphStore
 
 logger = logging.getLogger(__name__)
 MAX_SCHEDULED_TWINS = 10_000  # twins one scheduled evaluation looks at
-BOUND = frozenset({"twin", "neighbours", "telemetry", "now"})
+BOUND = frozenset({"twin", "neighbours", "telemetry", "now", "anomaly", "forecast", "study"})
+EVENT_KINDS = frozenset({"anomaly", "forecast", "study"})  # feed kinds that are events about a twin, not changes of it
 
 
 class TelemetryReading(Protocol):
@@ -97,7 +98,14 @@ class Evaluator:
         """Evaluate the rules watching each twin change of `page`."""
         report = EvaluationReport()
         wanted: list[tuple[FeedChange, list[Automation]]] = []
+        events: list[tuple[FeedChange, list[Automation]]] = []
+        watched = rules.event_kinds
         for change in page:
+            if change.kind in watched:
+                on_event = rules.on_events(change.kind, change.cls, change.after or {})
+                if on_event:
+                    events.append((change, on_event))
+                continue
             if change.kind != "twin":
                 continue
             before, after = change.before or {}, change.after or {}
@@ -105,6 +113,8 @@ class Evaluator:
             matching = rules.watching(change.cls, change.op, changed)
             if matching:
                 wanted.append((change, matching))
+        if events:
+            self._events(events, report)
         if not wanted:
             return report
         by_role: dict[str, list[tuple[FeedChange, list[Automation]]]] = {}
@@ -123,6 +133,30 @@ class Evaluator:
                 report,
             )
         return report
+
+    def _events(self, events: Sequence[tuple[FeedChange, list[Automation]]], report: EvaluationReport) -> None:
+        """Evaluate the rules watching anomaly, forecast and study events over the event and its twin as it is now,
+        as each rule's role may see both (the change gate decides and masks the event; the twin is read in the
+        role's scope and masked)."""
+        by_role: dict[str, list[tuple[FeedChange, list[Automation]]]] = {}
+        for change, matching in events:
+            for rule in matching:
+                entries = by_role.setdefault(rule.role, [])
+                if not entries or entries[-1][0] is not change:
+                    entries.append((change, []))
+                entries[-1][1].append(rule)
+        for role, entries in by_role.items():
+            subject = Subject(sub=f"automations:{role}", roles=frozenset({role}))
+            views = {view.change.seq: view.change for view in self.gate(role).view([c for c, _ in entries])}
+            shown = [(views[c.seq], rs) for c, rs in entries if c.seq in views]
+            twins = self.store.get_many(sorted({c.uid for c, _ in shown}), self.policy.read_scope(subject))
+            subjects = []
+            for change, rs in shown:
+                twin = twins.get(change.uid)
+                if twin is None:  # gone, or outside the role's rows
+                    continue
+                subjects.append((twin.uid, twin.cls, self.policy.mask(subject, twin).properties, change, rs))
+            self._evaluate(role, subjects, report)
 
     def scheduled(self, rule: Automation) -> EvaluationReport:
         """Evaluate a schedule rule over every twin of its class its role may see (at most MAX_SCHEDULED_TWINS)."""
@@ -172,6 +206,8 @@ class Evaluator:
                         "now": now.isoformat(),
                         "neighbours": [_neighbour(n, self.policy, rule.subject) for n in found],
                     }
+                    if change is not None and change.kind in EVENT_KINDS:
+                        values[change.kind] = change.after or {}
                     try:
                         cache[key] = (bind(values), found)
                     except ExpressionError as exc:
@@ -181,7 +217,8 @@ class Evaluator:
                 report.evaluated += 1
                 try:
                     if not rule.condition.holds(bindings):
-                        if rule.alert is not None:
+                        if rule.alert is not None and rule.trigger in ("change", "schedule"):  # an event that
+                            # does not hold says nothing about whether an earlier one still does
                             report.cleared.append((rule, uid))
                         continue
                     firing = Firing(rule, uid, cls, props, found, windows, change)

@@ -13,6 +13,9 @@ from governance.identity import Subject
 from governance.policy import Policy
 from graph.model import TwinRecord
 
+EVENT_OPERATIONS = {"study": "scenario.read", "forecast": "forecast.read"}
+"""The operation a reader needs to see the values of a study or forecast event in an alert's evidence."""
+
 
 @dataclass(frozen=True)
 class LineageRef:
@@ -133,9 +136,15 @@ def visible_evidence(evidence: Evidence, policy: Policy, subject: Subject, seen:
         )
         shown.append(replace(twin, values=masked.properties, lineage=lineage, masked=masked.masked))
     root_shown = any(t.hops == 0 for t in shown)
+    change = evidence.change
+    if change is not None and "event" in change:
+        operation = EVENT_OPERATIONS.get(str(change.get("kind")))
+        if not root_shown or (operation and not policy.decide(subject, "operation", operation).allowed):
+            change = {k: v for k, v in change.items() if k != "event"}  # an event's values go with its twin, and
+            # a study's or forecast's results with the right to read studies or forecasts
     return Evidence(
         tuple(shown),
-        evidence.change,
+        change,
         evidence.telemetry if root_shown else {},
         evidence.hidden + len(evidence.twins) - len(shown),
     )

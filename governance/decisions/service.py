@@ -21,6 +21,7 @@ from governance.decisions.automations import Automation
 from governance.decisions.evaluation import Firing
 from governance.decisions.evidence import Evidence, EvidenceTwin, LineageRef, evidence_values, visible_evidence
 from governance.decisions.execution import ExecutionOutcome
+from governance.decisions.notices import Notices
 from governance.decisions.paging import Page, visible_page
 from governance.decisions.proposals import Proposal, ProposalError, ProposalStore
 from governance.errors import PolicyDenied
@@ -57,6 +58,7 @@ class DecisionService:
         self.proposals = proposals
         self.action_types = action_types
         self.lineage = lineage
+        self.notices = Notices()  # every write below announces itself (the `decisions` subscriptions wake on it)
 
     # ------------------------------------------------------------------ reads
 
@@ -246,6 +248,7 @@ class DecisionService:
         except AlertError as exc:
             self._record(subject, f"alert.{action}", Decision.DENY, {"alert": alert_id}, {"reason": str(exc)})
             raise
+        self.notices.notify()
         self._record(
             subject,
             f"alert.{action}",
@@ -297,6 +300,7 @@ class DecisionService:
             key=None,
         )
         self._transition(subject, "proposed", proposal, reason)
+        self.notices.notify()
         return proposal
 
     def approve(self, subject: Subject, proposal_id: str, reason: str = "") -> Proposal:
@@ -316,6 +320,7 @@ class DecisionService:
             reason,
             extra={"approvals": len(updated.approved_by), "needed": rule.approvals},
         )
+        self.notices.notify()
         return updated
 
     def reject(self, subject: Subject, proposal_id: str, reason: str) -> Proposal:
@@ -323,6 +328,7 @@ class DecisionService:
         proposal = self._decidable(subject, proposal_id, "rejected", approving=False, reason=reason)
         updated = self.proposals.decide(proposal.id, "rejected")
         self._transition(subject, "rejected", updated, reason)
+        self.notices.notify()
         return updated
 
     def override(self, subject: Subject, proposal_id: str, parameters: dict[str, Any], reason: str) -> Proposal:
@@ -341,6 +347,7 @@ class DecisionService:
         self._transition(
             subject, "overridden", updated, reason, extra={"before": proposal.parameters, "after": checked}
         )
+        self.notices.notify()
         return updated
 
     def _decidable(
@@ -370,6 +377,12 @@ class DecisionService:
 
     def fire(self, firing: Firing) -> tuple[Alert | None, Proposal | None]:
         """Turn a firing into its alert and its proposal (recorded); an automatic action is approved at once."""
+        try:
+            return self._fire(firing)
+        finally:
+            self.notices.notify()
+
+    def _fire(self, firing: Firing) -> tuple[Alert | None, Proposal | None]:
         rule = firing.automation
         evidence = self._evidence(firing)
         alert = proposal = None
@@ -462,6 +475,8 @@ class DecisionService:
                     "twin": alert.twin_uid,
                 },
             )
+        if resolved:
+            self.notices.notify()
         return resolved
 
     def expire(self) -> list[Proposal]:
@@ -470,6 +485,8 @@ class DecisionService:
         system = Subject(sub="twin decisions", roles=frozenset())
         for proposal in expired:
             self._transition(system, "expired", proposal, f"not approved by {proposal.expires_at.isoformat()}")
+        if expired:
+            self.notices.notify()
         return expired
 
     def executed(self, outcome: ExecutionOutcome) -> None:
@@ -488,6 +505,7 @@ class DecisionService:
                 "approved_by": list(proposal.approved_by),
             },
         )
+        self.notices.notify()
 
     # ------------------------------------------------------------------ evidence and audit
 
@@ -497,7 +515,7 @@ class DecisionService:
             a
             for expression in _expressions(rule)
             for name, a in expression.paths
-            if name not in ("twin", "telemetry", "neighbours", "now")
+            if name not in ("twin", "telemetry", "neighbours", "now", "anomaly", "forecast", "study")
         }
         values = evidence_values(firing.properties, rule.reads)
         twins = [EvidenceTwin(firing.uid, firing.cls, values, self._lineage(firing.uid, values), 0)]
@@ -523,6 +541,8 @@ class DecisionService:
                 "runId": c.run_id,
                 "at": c.at.isoformat(),
             }
+            if c.kind != "twin":  # an anomaly or forecast event: what it said (window, expected range, values)
+                change.update(kind=c.kind, event=c.after or {})
         return Evidence(tuple(twins), change, firing.telemetry)
 
     def _lineage(self, uid: str, values: dict[str, Any]) -> tuple[LineageRef, ...]:

@@ -11,8 +11,12 @@ of a stream only teach it. Non-numeric or non-finite readings are rejected with 
 mid-batch).
 
 `record_anomalies` appends events to the change feed (graph/history.py's outbox: kind `anomaly`, op `create`, the
-asset twin as uid and its class), so feed readers, subscriptions and automations see them through the same policy
-gate as the asset's changes.
+asset twin as uid and its class), so feed readers, subscriptions, event routes (`kinds: [anomaly]`) and automations
+(`trigger: {anomaly: ...}`) see them through the same policy gate as the asset's changes.
+
+`ArrivingTelemetry` runs the detectors as readings arrive: the sync runtime (connectors/sync_runtime.py) hands it
+each run's stored readings; a stream seen for the first time in this process is primed with its readings stored
+before them, so a restart neither re-learns from nothing nor reports the same reading twice.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from river import stats
 
 from graph.history import Change, ChangeContext, HistoryStore
+from graph.reads import TwinReader
 from simulation.forecast.errors import TelemetryValueError
 
 ROBUST_SIGMA = 1.349  # IQR of a normal distribution in standard deviations
@@ -229,3 +234,72 @@ def record_anomalies(
         for e in events
     ]
     return history.record(changes, ChangeContext(actor=actor, source="anomaly:telemetry", run_id=run_id))
+
+
+class StoredReading(Protocol):
+    """A reading as the telemetry store returns it (connectors/telemetry.Reading)."""
+
+    @property
+    def asset_uid(self) -> str:
+        """The asset twin."""
+
+    @property
+    def metric(self) -> str:
+        """The metric."""
+
+    @property
+    def ts(self) -> str:
+        """When it was measured (ISO 8601)."""
+
+    @property
+    def value(self) -> float | None:
+        """What was measured."""
+
+
+class TelemetryRuns(Protocol):
+    """The telemetry time series, by sync run (connectors/telemetry.TelemetryStore)."""
+
+    def of_run(self, run_id: str, limit: int = 200_000) -> Sequence[StoredReading]:
+        """The readings a run stored, per stream in time order."""
+
+    def latest_before(self, asset_uid: str, metric: str, ts: str, limit: int) -> Sequence[StoredReading]:
+        """The last readings of a stream before a time, in time order."""
+
+
+@dataclass(frozen=True)
+class RunAnomalies:
+    """What detection did with one sync run's readings."""
+
+    readings: int
+    events: tuple[AnomalyEvent, ...]
+    recorded: int  # events written to the change feed
+    rejected: int
+
+
+class ArrivingTelemetry:
+    """Detects anomalies in the readings each sync run stores and records them on the change feed."""
+
+    def __init__(self, monitor: AnomalyMonitor | None = None, actor: str = "anomaly-detector") -> None:
+        self.monitor = monitor or AnomalyMonitor()
+        self.actor = actor
+
+    def after_run(
+        self, telemetry: TelemetryRuns, twins: TwinReader, history: HistoryStore | None, run_id: str
+    ) -> RunAnomalies:
+        """Score the readings run `run_id` stored (priming streams first seen) and record the events found as
+        `anomaly` changes of their asset twins (when there is a history to record them in)."""
+        readings = telemetry.of_run(run_id)
+        if not readings:
+            return RunAnomalies(0, (), 0, 0)
+        for key in sorted({(r.asset_uid, r.metric) for r in readings} - set(self.monitor.detectors)):
+            first = min(r.ts for r in readings if (r.asset_uid, r.metric) == key)
+            earlier = telemetry.latest_before(key[0], key[1], first, self.monitor.window + self.monitor.warmup)
+            self.monitor.observe(Observation(r.asset_uid, r.metric, r.ts, r.value) for r in earlier)
+        events, rejected = self.monitor.observe(Observation(r.asset_uid, r.metric, r.ts, r.value) for r in readings)
+        recorded = 0
+        if events and history is not None:
+            found = twins.get_many(sorted({e.asset_uid for e in events}))
+            classes = {uid: twin.cls for uid, twin in found.items()}
+            known = [e for e in events if e.asset_uid in classes]  # a reading of a twin since deleted: no event
+            recorded = record_anomalies(history, known, classes, actor=self.actor, run_id=run_id) if known else 0
+        return RunAnomalies(len(readings), tuple(events), recorded, len(rejected))

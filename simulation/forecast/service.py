@@ -6,6 +6,12 @@ A run reads the series as the caller may see them, backtests every candidate mod
 champion model version (the registry's; the first run's best model becomes it). When another model wins the backtest,
 it is registered as a challenger, which serves no forecast until someone else approves it and it is promoted. One
 series that fails never stops the others: its outcome says why.
+
+A stored forecast of a series about one twin (a group `NAME/KEY` whose key is a twin's uid, as telemetry series per
+asset are, or a series read from a single twin) is announced on the change feed as a `forecast` event of that twin
+(`announce_forecast`): its mean and band per period and their extremes, so automations can act on a forecast
+crossing a threshold (`trigger: {forecast: {class: Material}}`, `condition: "forecast.lowest < twin.reorderPoint"`)
+and event routes can carry it, each through the policy gate of the twin's changes.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from governance.errors import PolicyDenied
 from governance.identity import Subject
 from governance.models import DriftReport, ModelRegistry
 from governance.policy import Policy
+from graph.history import Change, ChangeContext
 from graph.store import GraphStore
 from simulation.forecast.errors import ForecastError
 from simulation.forecast.forecasting import MODEL_KINDS, Forecast, forecast_series, mase_scale
 from simulation.forecast.series import SeriesData, SeriesReader, SeriesSet
-from simulation.forecast.store import ForecastStore, StoredForecast
+from simulation.forecast.store import ForecastStore, StoredForecast, future_periods
 
 RUN = "forecast.run"
 READ = "forecast.read"
@@ -137,6 +144,11 @@ def _one(data: SeriesData, ctx: ForecastContext, subject: Subject, horizon: int,
                 challenger = _register(ctx, subject, data, best).version_id
             used = forecast_series(data.values, horizon, data.season_length, windows=windows, kind=champion.kind)
         forecast_id = ctx.forecasts.save(data, used, created_by=subject.sub, model_version=champion.version_id)
+        notes: tuple[str, ...] = ()
+        try:
+            announce_forecast(ctx, data, used, forecast_id, champion.version_id, subject)
+        except Exception as exc:  # the forecast is stored all the same; the outcome says it was not announced
+            notes = (f"not announced on the change feed: {type(exc).__name__}: {str(exc)[:200]}",)
         return ForecastOutcome(
             data.name,
             "stored",
@@ -146,10 +158,54 @@ def _one(data: SeriesData, ctx: ForecastContext, subject: Subject, horizon: int,
             best.kind,
             challenger,
             used.champion.as_dict() if used.champion else {},
-            (*data.warnings, *used.warnings),
+            (*data.warnings, *used.warnings, *notes),
         )
     except Exception as exc:  # one bad series never stops the batch: its outcome carries the reason
         return ForecastOutcome(data.name, "failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def forecast_twin(data: SeriesData) -> str | None:
+    """The twin a series is about: the key of a group `NAME/KEY`, or the one twin an ungrouped series was read from."""
+    if "/" in data.name:
+        return data.name.split("/", 1)[1]
+    if data.lineage.twins == 1 and data.lineage.twin_sample:
+        return data.lineage.twin_sample[0]
+    return None
+
+
+def announce_forecast(
+    ctx: ForecastContext, data: SeriesData, forecast: Forecast, forecast_id: str, version: str, subject: Subject
+) -> bool:
+    """Append a `forecast` event of the twin the series is about to the change feed; False when there is no such
+    twin (or no feed)."""
+    uid = forecast_twin(data)
+    if uid is None or ctx.graph is None or ctx.graph.history is None:
+        return False
+    twin = ctx.graph.get_many([uid]).get(uid)
+    if twin is None:
+        return False
+    mean, low, high = (np.asarray(a, dtype=np.float64) for a in (forecast.mean, forecast.lo, forecast.hi))
+    periods = future_periods(data.periods[-1], data.freq, len(mean)) if data.periods else []
+    event = {
+        "series": data.name,
+        "forecast_id": forecast_id,
+        "model_version": version,
+        "model": forecast.kind,
+        "horizon": int(len(mean)),
+        "periods": list(periods),
+        "mean": [round(float(v), 6) for v in mean],
+        "low": [round(float(v), 6) for v in low],
+        "high": [round(float(v), 6) for v in high],
+        "min": round(float(mean.min()), 6) if len(mean) else None,
+        "max": round(float(mean.max()), 6) if len(mean) else None,
+        "lowest": round(float(low.min()), 6) if len(low) else None,
+        "highest": round(float(high.max()), 6) if len(high) else None,
+        "last": round(float(data.values[-1]), 6) if len(data.values) else None,
+        "input_digest": data.digest,
+    }
+    change = Change(uid, "forecast", "create", None, event, cls=twin.cls)
+    ctx.graph.history.record([change], ChangeContext(actor=subject.sub, source=f"forecast:{data.name}"[:256]))
+    return True
 
 
 def _beats(best: Forecast, champion_metrics: Mapping[str, Any]) -> bool:

@@ -135,3 +135,28 @@ def test_ack_snooze_and_resolve_an_alert(cli_env: Runtime) -> None:
 
 def _flat(text: str) -> str:
     return " ".join(text.split())  # the console wraps long lines
+
+
+def test_automations_managed_from_the_command_line(cli_env: Runtime, tmp_path: Path) -> None:
+    path = cli_env.settings.data_dir / "automations.yaml"
+    spec = tmp_path / "hot.yaml"
+    spec.write_text(
+        "role: data_steward\n"
+        "trigger: {change: {class: Material, properties: [stockLevel]}}\n"
+        'condition: "twin.stockLevel > 1000.0"\n'
+        "alert: {severity: critical}\n"
+    )
+    added = runner.invoke(app, ["decisions", "automations", "add", "hot", "--definition", f"@{spec}"])
+    assert added.exit_code == 0 and "automation hot: created (- ->" in added.output, added.output
+    again = runner.invoke(app, ["decisions", "automations", "add", "hot", "--definition", f"@{spec}"])
+    assert again.exit_code == 1 and "'hot' exists already" in again.output
+    broken = runner.invoke(
+        app, ["decisions", "automations", "update", "hot", "--set", '{"action": {"type": "erp.teleport"}}']
+    )
+    assert broken.exit_code == 1 and "unknown action type 'erp.teleport'" in broken.output
+    assert runner.invoke(app, ["decisions", "automations", "disable", "hot"]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["decisions", "automations", "list", "--json"]).output)
+    assert [(r["name"], r["enabled"]) for r in listed] == [("reorder-materials", True), ("hot", False)]
+    removed = runner.invoke(app, ["decisions", "automations", "remove", "hot"])
+    assert removed.exit_code == 0 and "deleted" in removed.output
+    assert "hot" not in path.read_text()

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.graphql.decisions import POLL_SECONDS
 from api.http.app import create_app
 from api.runtime import Runtime
 from governance.decisions.evidence import Evidence, EvidenceTwin
 from governance.decisions.runtime import DecisionRuntime
 from governance.tokens import LocalIssuer
 from graph.model import Twin
+from tests.waiting import wait_for
 
 ALERTS = """query($states: [String!], $first: Int, $after: String, $twin: ID) {
   alerts(states: $states, first: $first, after: $after, twin: $twin) {
@@ -291,7 +291,14 @@ def _wait_for_subscriptions(served: Served, count: int) -> None:
     raise AssertionError("the subscriptions did not start")
 
 
-def test_decisions_subscription_streams_new_alerts_and_proposals_to_roles_that_may_see_them(served: Served) -> None:
+def test_decisions_subscription_streams_new_alerts_and_proposals_to_roles_that_may_see_them(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pushed: with the fall-back look for other processes' writes an hour away, the events arrive on the notice
+    the decisions service sends as it writes them, each subscriber reading them through the policy."""
+    import api.graphql.decisions
+
+    monkeypatch.setattr(api.graphql.decisions, "FALLBACK_SECONDS", 3600.0)
     runtime = served.runtime
     material, _ = _material_and_supplier(runtime)
     query = (
@@ -312,10 +319,11 @@ def test_decisions_subscription_streams_new_alerts_and_proposals_to_roles_that_m
     hr_ws, hr = connect("hr", "hal")
     try:
         _wait_for_subscriptions(served, 2)  # both stream from before the change below
+        assert wait_for(lambda: runtime.decisions.notices.listeners == 2, timeout=30)  # both wait for notices
         _stock(runtime, material, 2.0)
         served.decisions.step()
         events = [steward.receive_json() for _ in range(2)]
-        time.sleep(4 * POLL_SECONDS)  # hr's subscription has polled past the change too
+        time.sleep(1.0)  # hr's subscription woke on the same notice and read past the change too
         hr.send_json({"type": "ping"})
         assert hr.receive_json() == {"type": "pong"}  # hr got nothing before the pong: nothing visible to it
     finally:
@@ -353,3 +361,88 @@ def test_ontology_classes_named_like_the_decision_fields_do_not_collide() -> Non
     assert str(query.fields["alerts"].type) == "DecisionAlertPage!"
     assert {"alertsList", "proposalsList", "automationsList"} <= set(query.fields)
     assert schema.graphql.type_map["DecisionAlert"].description.startswith("An alert an automation raised")
+
+
+CREATE_AUTOMATION = """mutation($name: String!, $definition: JSON!) {
+  createAutomation(name: $name, definition: $definition) {
+    name change versionBefore versionAfter automation { name enabled trigger className condition definition }
+  }
+}"""
+SET_ENABLED = """mutation($name: String!, $enabled: Boolean!) {
+  setAutomationEnabled(name: $name, enabled: $enabled) { change versionAfter automation { enabled } }
+}"""
+UPDATE_AUTOMATION = """mutation($name: String!, $changes: JSON!) {
+  updateAutomation(name: $name, changes: $changes) { change automation { condition } }
+}"""
+DELETE_AUTOMATION = (
+    "mutation($name: String!) { deleteAutomation(name: $name) { change versionBefore automation { name } } }"
+)
+HOT = {
+    "role": "data_steward",
+    "trigger": {"change": {"class": "Material", "properties": ["stockLevel"]}},
+    "condition": "twin.stockLevel > 1000.0",
+    "alert": {"severity": "critical"},
+}
+
+
+def test_automations_managed_over_graphql_run_without_a_restart(erp_twin: Runtime) -> None:
+    """An app started without automations.yaml: the first automation created over GraphQL starts the decisions
+    runtime, which raises its alert on the next change; refusals come back as clear errors."""
+    from tests.waiting import wait_for
+
+    (erp_twin.settings.data_dir / "automations.yaml").unlink()
+    app = create_app(erp_twin, live=True)
+    assert app.state.services.decisions is None
+    with TestClient(app) as client:
+        served = Served(client, erp_twin, LocalIssuer(erp_twin.settings.data_dir), None)  # type: ignore[arg-type]
+        refused = served.gql(CREATE_AUTOMATION, {"name": "hot", "definition": HOT}, role="viewer", sub="vic")
+        assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN", refused
+        bad = served.gql(
+            CREATE_AUTOMATION,
+            {"name": "hot", "definition": {**HOT, "condition": "twin.stockLevel >"}},
+            role="data_steward",
+            sub="ann",
+        )
+        assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "automation 'hot': condition: expression error" in bad["errors"][0]["message"]
+        assert not (erp_twin.settings.data_dir / "automations.yaml").exists()
+
+        made = served.data(CREATE_AUTOMATION, {"name": "hot", "definition": HOT}, role="data_steward", sub="ann")
+        change = made["createAutomation"]
+        assert change["change"] == "create" and change["versionBefore"] is None
+        assert change["automation"]["enabled"] and change["automation"]["definition"]["condition"] == HOT["condition"]
+        assert app.state.services.decisions is not None  # started by the first automation
+
+        material, _ = _material_and_supplier(erp_twin)
+        _stock(erp_twin, material, 5000.0)
+        assert wait_for(lambda: len(erp_twin.decisions.alerts.list()) == 1, timeout=30)
+        [alert] = erp_twin.decisions.alerts.list()
+        assert alert.automation == "hot" and alert.twin_uid == material
+
+        off = served.data(SET_ENABLED, {"name": "hot", "enabled": False}, role="data_steward", sub="ann")
+        assert off["setAutomationEnabled"]["automation"] == {"enabled": False}
+        listed = served.data("{ automations { nodes { name enabled } } }", role="data_steward", sub="ann")
+        assert listed["automations"]["nodes"] == [{"name": "hot", "enabled": False}]
+        changed = served.data(
+            UPDATE_AUTOMATION,
+            {"name": "hot", "changes": {"condition": "twin.stockLevel > 10.0"}},
+            role="data_steward",
+            sub="ann",
+        )
+        assert changed["updateAutomation"]["automation"]["condition"] == "twin.stockLevel > 10.0"
+        gone = served.data(DELETE_AUTOMATION, {"name": "hot"}, role="data_steward", sub="ann")
+        assert gone["deleteAutomation"]["automation"] is None and gone["deleteAutomation"]["versionBefore"]
+        assert app.state.services.decisions.registry.current.automations == ()
+    records = [
+        (r.operation, str(r.decision))
+        for r in erp_twin.audit.query(limit=5000)
+        if r.operation.startswith("automation.")
+    ]
+    assert records == [
+        ("automation.create", "deny"),
+        ("automation.create", "deny"),
+        ("automation.create", "allow"),
+        ("automation.disable", "allow"),
+        ("automation.update", "allow"),
+        ("automation.delete", "allow"),
+    ]
