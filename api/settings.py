@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -137,6 +138,19 @@ class Settings(BaseSettings):
         2_000_000_000,
         gt=0,
         description="Largest source file a sync reads (bytes; a larger one fails the run before it is read).",
+    )
+    sync_workers: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        ge=0,
+        description="Worker processes that read, screen and map a large source's key ranges beside a sync run "
+        "(SQL sources with one integer key; 0: always in the run's own process). Default: the CPUs, at most 4.",
+    )
+    sync_parallel_min_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Records a sync read must expect (a full read: the source's count; an incremental one: the "
+        "changed records, asked once its first page comes back full) before it goes to the worker processes; "
+        "smaller reads stay in the run's process.",
     )
 
     @field_validator("graph_url")

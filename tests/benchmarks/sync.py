@@ -2,7 +2,10 @@
 lineage), full and incremental after 1 % of rows changed. Prints one JSON line per figure.
 
     .venv/bin/python -m tests.benchmarks.sync [--rows 100000] [--fsync always|everysec|no] [--profile]
-        [--profile-incremental]
+        [--profile-incremental] [--workers N] [--parallel-min-rows N]
+
+Worker processes (TWIN_SYNC_WORKERS, TWIN_SYNC_PARALLEL_MIN_ROWS) are used as `twin` uses them by default; the full
+run's line names how many; `--workers 0` measures the in-process run.
 
 Every line carries the load average (`os.getloadavg()`) when the figure was taken: the machine is shared.
 
@@ -25,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
 
+from api.settings import Settings  # noqa: E402
 from connectors.registry import ConnectorRegistry  # noqa: E402
 from connectors.sample.enterprise import generate_sample, mutate_sample  # noqa: E402
 from connectors.sync import SyncEngine  # noqa: E402
@@ -78,6 +82,16 @@ def main() -> None:
         "--history", action="store_true", help="keep graph history (in the state database), as `twin connect run` does"
     )
     parser.add_argument("--keep", type=Path, default=None, help="work in this directory and keep it")
+    defaults = Settings()
+    parser.add_argument(
+        "--workers", type=int, default=defaults.sync_workers, help="sync worker processes (0: in-process)"
+    )
+    parser.add_argument(
+        "--parallel-min-rows",
+        type=int,
+        default=defaults.sync_parallel_min_rows,
+        help="records a read must expect before it goes to the workers",
+    )
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="twin-sync-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -94,7 +108,9 @@ def main() -> None:
         history_url=f"sqlite:///{work / 'state.db'}" if args.history else None,
     )
     try:
-        engine = SyncEngine(store, f"sqlite:///{work / 'state.db'}")
+        engine = SyncEngine(
+            store, f"sqlite:///{work / 'state.db'}", workers=args.workers, parallel_min_rows=args.parallel_min_rows
+        )
         registry = ConnectorRegistry.load(ontology, data_dir=work)
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
@@ -110,6 +126,7 @@ def main() -> None:
             goal=50_000,
             fsync=args.fsync,
             history=args.history,
+            workers=args.workers,
             phases=phases,
         )
         summary = mutate_sample(work / "sample", fraction=0.01, seed=3)
