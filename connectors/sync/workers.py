@@ -104,7 +104,8 @@ def discard_pool(pool: ProcessPoolExecutor) -> None:
 
 class SlicedRead:
     """The screened records of an entity's key ranges, read by worker processes a few ranges ahead, handed on in
-    key order as pages of at most `page_size` records."""
+    key order in pages of `page_size` records (the last one shorter): the pages an in-process read of the same
+    records gives, so the run writes the same batches."""
 
     def __init__(self, pool: ProcessPoolExecutor, tasks: Sequence[SliceTask], page_size: int, ahead: int) -> None:
         self.pool = pool
@@ -115,16 +116,20 @@ class SlicedRead:
     def __iter__(self) -> Iterator[list[Screened]]:
         waiting: deque[tuple[SliceTask, Future[list[Screened]]]] = deque()
         todo = iter(self.tasks)
+        held: list[Screened] = []  # screened records not yet handed on
         try:
             while True:
                 while len(waiting) < self.ahead and (task := next(todo, None)) is not None:
                     waiting.append((task, self._submit(task)))
                 if not waiting:
-                    return
+                    break
                 task, future = waiting.popleft()
-                screened = self._result(task, future)
-                for start in range(0, len(screened), self.page_size):
-                    yield screened[start : start + self.page_size]
+                held += self._result(task, future)
+                while len(held) >= self.page_size:  # pages as an in-process read cuts them: same batches, same run
+                    page, held = held[: self.page_size], held[self.page_size :]
+                    yield page
+            if held:
+                yield held
         finally:
             for _, future in waiting:  # the run stopped early: ranges not started are not read
                 future.cancel()

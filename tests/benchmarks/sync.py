@@ -7,7 +7,11 @@ lineage), full and incremental after 1 % of rows changed. Prints one JSON line p
 Worker processes (TWIN_SYNC_WORKERS, TWIN_SYNC_PARALLEL_MIN_ROWS) are used as `twin` uses them by default; the full
 run's line names how many; `--workers 0` measures the in-process run.
 
-Every line carries the load average (`os.getloadavg()`) when the figure was taken: the machine is shared.
+Every line carries the load average (`os.getloadavg()`) when the figure was taken: the machine is shared. The run
+lines also give the CPU seconds of this process (`cpu_s.process`: the run's one writer, its threads included) and of
+its children (`cpu_s.children`: the embedded graph server and the sync workers), which a loaded machine does not
+stretch as it stretches wall-clock time; `rows_per_process_cpu_s` is what the writer's process would reach on a core
+of its own.
 
 Goals (issue 5): >= 50k rows/s end to end; an incremental run after 1 % changed in under 5 % of the full run's time.
 """
@@ -25,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
 
@@ -45,17 +51,39 @@ def emit(figure: str, **values: object) -> None:
     print(json.dumps({"benchmark": "sync", "figure": figure, **values, "load_avg": load}), flush=True)
 
 
-def sync_all(engine: SyncEngine, registry: ConnectorRegistry, mode: str) -> tuple[int, float, dict[str, float]]:
-    """Run every sample connector; (rows read, seconds, summed phase timings)."""
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by this process (all its threads) and by its child processes that are alive (the
+    embedded graph server, the sync workers): a load-independent view beside the wall-clock figures."""
+    me = psutil.Process()
+    own = me.cpu_times()
+    children = 0.0
+    for child in me.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        children += times.user + times.system
+    return own.user + own.system, children
+
+
+def sync_all(
+    engine: SyncEngine, registry: ConnectorRegistry, mode: str
+) -> tuple[int, float, dict[str, float], dict[str, float]]:
+    """Run every sample connector; (rows read, seconds, summed phase timings, CPU seconds of this process and of
+    its children)."""
     rows = 0
     phases: dict[str, float] = {}
+    own, children = cpu_seconds()
     started = time.perf_counter()
     for name in CONNECTORS:
         report = engine.run(registry.connector(name), mode)  # type: ignore[arg-type]
         rows += report.counts["read"]
         for phase, seconds in report.timings.items():
             phases[phase] = phases.get(phase, 0.0) + seconds
-    return rows, time.perf_counter() - started, {k: round(v, 3) for k, v in phases.items()}
+    elapsed = time.perf_counter() - started
+    own_after, children_after = cpu_seconds()
+    cpu = {"process": round(own_after - own, 2), "children": round(children_after - children, 2)}
+    return rows, elapsed, {k: round(v, 3) for k, v in phases.items()}, cpu
 
 
 def _sampler() -> Any:
@@ -115,7 +143,7 @@ def main() -> None:
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
-        rows, seconds, phases = sync_all(engine, registry, "full")
+        rows, seconds, phases, cpu = sync_all(engine, registry, "full")
         if profiler:
             profiler.disable()
         emit(
@@ -128,13 +156,15 @@ def main() -> None:
             history=args.history,
             workers=args.workers,
             phases=phases,
+            cpu_s=cpu,
+            rows_per_process_cpu_s=round(rows / max(cpu["process"], 1e-9)),
         )
         summary = mutate_sample(work / "sample", fraction=0.01, seed=3)
         changed = summary.changed_rows
         sampler = _sampler() if args.profile_incremental else None
         if sampler is not None:
             sampler.start()
-        inc_rows, inc_seconds, inc_phases = sync_all(engine, registry, "incremental")
+        inc_rows, inc_seconds, inc_phases, inc_cpu = sync_all(engine, registry, "incremental")
         if sampler is not None:
             sampler.stop()
         emit(
@@ -145,6 +175,8 @@ def main() -> None:
             ratio_to_full=round(inc_seconds / seconds, 4),
             goal_ratio=0.05,
             phases=inc_phases,
+            cpu_s=inc_cpu,
+            cpu_ratio_to_full=round(inc_cpu["process"] / max(cpu["process"], 1e-9), 4),
         )
         stats = store.stats()
         emit("graph", twins=stats.twins, links=stats.links)
