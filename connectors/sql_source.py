@@ -288,6 +288,8 @@ class SqlSource:
         key_index = [names.index(k) for k in self.keys]
         wm_index = names.index(self.watermark_column) if self.watermark_column else None
         related_index = [names.index(c) for c in self.related_watermarks]
+        # change times as parsed, by the value read: joined rows (an order's lines) repeat their parent's time
+        parsed: dict[Any, dt.datetime | None] = {}
         while True:
             query = select(*columns)
             where = list(conditions)
@@ -308,15 +310,25 @@ class SqlSource:
             if not rows:
                 return
             batch = []
+            if len(parsed) > 100_000:
+                parsed.clear()
             for row in rows:
                 fields = {
                     name: value if value is None or type(value) in _PLAIN else plain_value(value)
                     for name, value in zip(names, row, strict=True)
                 }
-                key = "|".join(str(row[i]) for i in key_index)
-                changed_at = _change_time(row[wm_index]) if wm_index is not None else None
+                key = str(row[key_index[0]]) if len(key_index) == 1 else "|".join(str(row[i]) for i in key_index)
+                changed_at = None
+                if wm_index is not None:
+                    stamp = row[wm_index]
+                    changed_at = parsed[stamp] if stamp in parsed else parsed.setdefault(stamp, _change_time(stamp))
                 if related_index:  # the newest change of the row or of a joined row
-                    times = [t for i in related_index if (t := _change_time(row[i])) is not None]
+                    times = []
+                    for i in related_index:
+                        stamp = row[i]
+                        moment = parsed[stamp] if stamp in parsed else parsed.setdefault(stamp, _change_time(stamp))
+                        if moment is not None:
+                            times.append(moment)
                     changed_at = max([changed_at, *times] if changed_at is not None else times, default=None)
                 batch.append(SourceRecord(key, fields, changed_at))
             yield batch
