@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -140,10 +139,11 @@ class Settings(BaseSettings):
         description="Largest source file a sync reads (bytes; a larger one fails the run before it is read).",
     )
     sync_workers: int = Field(
-        default_factory=lambda: min(4, os.cpu_count() or 1),
+        0,
         ge=0,
         description="Worker processes that read, screen and map a large source's key ranges beside a sync run "
-        "(SQL sources with one integer key; 0: always in the run's own process). Default: the CPUs, at most 4.",
+        "(SQL sources with one integer key; 0: always in the run's own process). Worth it where cores are spare: "
+        "on a busy 2-core machine the workers take CPU the run's writer needs (tests/benchmarks/sync.py).",
     )
     sync_parallel_min_rows: int = Field(
         10_000,

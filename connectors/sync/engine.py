@@ -460,8 +460,9 @@ class SyncEngine:
 
         clock = time.perf_counter()
         if entity.ledger:
-            # screening digested each record's payload as the record gives it: identities may have changed it
-            screened_digest = entity.identity is None and not ctx.has_merges
+            # screening digested each record's payload as the record gives it: identity resolution may have changed
+            # it (merged endpoints of its links clear the digest, connectors/sync/identities.py)
+            screened_digest = entity.identity is None
             for item in items:
                 if screened_digest and item.text is not None:
                     continue

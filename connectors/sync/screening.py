@@ -90,7 +90,7 @@ class RecordScreen:
                 f"{self.where}: record {excerpt(record.key)}: the mapping failed ({type(exc).__name__}: {exc}); "
                 "nothing of its page was written"
             ) from exc
-        if not self.entity.ledger:
+        if not self.entity.ledger or self.entity.identity is not None:  # (identities change what is digested)
             return Screened(record, item=item)
         stored = item.payload()  # the ledger payload as the record gives it (identities may change it later)
         item.stored = stored

@@ -22,9 +22,10 @@ from connectors.limits import SizeLimits
 from connectors.mapping import EntityMapping
 from connectors.registry import ConnectorRegistry
 from connectors.sample.enterprise import generate_sample, mutate_sample
-from connectors.source import SourceRecord, Watermark
+from connectors.source import SourceError, SourceRecord, Watermark
 from connectors.sql_source import SqlSource
 from connectors.sync import Connector, SyncEngine, SyncReport
+from connectors.sync.workers import key_slices
 from connectors.sync_state import sync_record_table
 from graph.embedded import stop_embedded
 from graph.store import GraphStore
@@ -179,12 +180,13 @@ class _DyingSource(SqlSource):
         return super().read_slice(since, low, high)
 
 
-def _dying_connector(registry: ConnectorRegistry, sample: Path) -> Connector:
+def _dying_connector(registry: ConnectorRegistry, sample: Path, kind: type[SqlSource] | None = None) -> Connector:
     mapping = registry.mapping("sample-erp")
+    made = kind or _DyingSource
 
     def open_source(entity: EntityMapping) -> SqlSource:
         opts = dict(entity.source)
-        return _DyingSource(
+        return made(
             f"sqlite:///{sample / 'sample' / 'erp.sqlite'}",
             table=opts.get("table", None if "query" in opts else entity.name),
             query=opts.get("query"),
@@ -228,3 +230,44 @@ def test_a_worker_that_dies_stops_the_run_with_nothing_of_its_range_written(
     reference.run(registry.connector("sample-erp"), "full", entities=["sales_order_lines"])
     assert snapshot(twins[0]) == snapshot(twins[1])
     assert _ledger(reference) == _ledger(engine)
+
+
+def test_key_ranges_cover_every_key_once() -> None:
+    for first, last, rows, per in ((1, 10, 10, 3), (5, 1_000, 400, 37), (7, 7, 1, 5), (1, 100, 10, 1_000)):
+        slices = key_slices(first, last, rows, per)
+        assert slices[0][0] is None and slices[-1][1] is None  # keys added below or above meanwhile are read too
+        assert len(slices) <= max(1, -(-rows // per))  # about `per` records a range
+        for key in range(first - 3, last + 4):  # every key, also one outside the span, in exactly one range
+            holders = [
+                (low, high) for low, high in slices if (low is None or low <= key) and (high is None or key < high)
+            ]
+            assert len(holders) == 1, (first, last, key, slices)
+    started = key_slices(50, 100, 20, 5, open_start=False)
+    assert started[0][0] == 50 and started[-1][1] is None
+
+
+class _UnsplittableInWorkers(SqlSource):
+    """A SQL source whose reads by key range fail: a run that used the workers would fail."""
+
+    def read_slice(self, since: Watermark | None, low: int | None, high: int | None) -> Iterator[list[SourceRecord]]:
+        raise SourceError("read by key ranges", model=self.name)
+
+
+def test_small_reads_stay_in_the_runs_process_and_large_ones_go_to_the_workers(
+    sample: Path,
+    twins: tuple[GraphStore, GraphStore],
+    core: Ontology,  # noqa: F811
+) -> None:
+    registry = ConnectorRegistry.load(core, data_dir=sample)
+    engine = _engine(twins[1], 2)
+    engine.run(registry.connector("sample-erp"), "full", entities=["products", "customers", "sales_orders"])
+    connector = _dying_connector(registry, sample, _UnsplittableInWorkers)
+    with pytest.raises(SourceError, match="read by key ranges"):  # the worker's error comes back as raised
+        engine.run(connector, "full", entities=["sales_order_lines"])
+    engine.run(registry.connector("sample-erp"), "full", entities=["sales_order_lines"])
+    with sqlite3.connect(sample / "sample" / "erp.sqlite") as con:  # fewer changes than a page: no worker
+        con.execute(
+            "UPDATE sales_order_lines SET quantity = 7, updated_at = '2031-01-01 00:00:00' WHERE so_line_id < 9"
+        )
+    report = engine.run(connector, "incremental", entities=["sales_order_lines"])
+    assert report.status == "completed" and report.entity("sales_order_lines").read >= 8
