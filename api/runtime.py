@@ -154,6 +154,8 @@ class Runtime:
             limits=SizeLimits(s.sync_max_value_bytes, s.sync_max_row_bytes, s.sync_max_file_bytes),
             deletion_limit=s.sync_max_delete_share,
             deletion_floor=s.sync_delete_floor,
+            workers=s.sync_workers,
+            parallel_min_rows=s.sync_parallel_min_rows,
         )
 
     def sync_runtime(self, only: list[str] | None = None) -> SyncRuntime:

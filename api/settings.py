@@ -138,6 +138,20 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest source file a sync reads (bytes; a larger one fails the run before it is read).",
     )
+    sync_workers: int = Field(
+        0,
+        ge=0,
+        description="Worker processes that read, screen and map a large source's key ranges beside a sync run "
+        "(SQL sources with one integer key; 0: always in the run's own process). Worth it where cores are spare: "
+        "on a busy 2-core machine the workers take CPU the run's writer needs (tests/benchmarks/sync.py).",
+    )
+    sync_parallel_min_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Records a sync read must expect (a full read: the source's count; an incremental one: the "
+        "changed records, asked once its first page comes back full) before it goes to the worker processes; "
+        "smaller reads stay in the run's process.",
+    )
 
     @field_validator("graph_url")
     @classmethod

@@ -30,7 +30,15 @@ class SizeLimits:
     def oversized(self, fields: Mapping[str, Any]) -> tuple[str | None, str] | None:
         """Why a row is too large — (the field, or None for the row as a whole; the message) — or None if it fits."""
         total = 0
+        short = self.value_bytes // 4  # text this short cannot be too large, whatever its characters
         for name, value in fields.items():
+            kind = type(value)
+            if kind is str and len(value) <= short:  # the common case, without a call
+                total += len(value)
+                continue
+            if value is None or kind is int or kind is float or kind is bool:
+                total += 8
+                continue
             size = self._size(value)
             if size > self.value_bytes:
                 shown = value if isinstance(value, str) else repr(value)

@@ -541,37 +541,61 @@ _COMPATIBLE = {
 }
 
 
+def _as_string(v: Any) -> Any:
+    return v if type(v) is str else cast_value(v, "string")
+
+
+def _as_double(v: Any) -> Any:
+    return v if type(v) is float else (float(v) if type(v) is int else cast_value(v, "double"))
+
+
+def _as_integer(v: Any) -> Any:
+    return v if type(v) is int else cast_value(v, "integer")
+
+
+def _as_boolean(v: Any) -> Any:
+    return v if type(v) is bool else cast_value(v, "boolean")
+
+
+def _as_date(v: Any) -> Any:
+    return v if type(v) is str and len(v) == 10 else cast_value(v, "date")
+
+
+def _as_date_time(v: Any) -> Any:
+    return cast_value(v, "dateTime") if not (type(v) is str and v.endswith("+00:00")) else v
+
+
+def _as_duration(v: Any) -> Any:
+    return cast_value(v, "duration")
+
+
+_INTEGER_KINDS = frozenset(
+    ("integer", "long", "int", "short", "byte", "unsignedInt", "unsignedLong", "unsignedShort", "unsignedByte")
+)
+
+
 def _conformer(schema: Schema | None) -> Callable[[Any], Any] | None:
-    """A final cast into the property's type, skipping values that already have it (fast path)."""
+    """A final cast into the property's type, skipping values that already have it (fast path); a module-level
+    function, so a mapping can be sent to a worker process (connectors/sync/workers.py)."""
     if schema is None:
         return None
     kind = schema.kind
     if kind == "string":
-        return lambda v: v if type(v) is str else cast_value(v, "string")
+        return _as_string
     if kind in ("double", "float", "decimal"):
-        return lambda v: v if type(v) is float else (float(v) if type(v) is int else cast_value(v, "double"))
-    if kind in (
-        "integer",
-        "long",
-        "int",
-        "short",
-        "byte",
-        "unsignedInt",
-        "unsignedLong",
-        "unsignedShort",
-        "unsignedByte",
-    ):
-        return lambda v: v if type(v) is int else cast_value(v, "integer")
+        return _as_double
+    if kind in _INTEGER_KINDS:
+        return _as_integer
     if kind == "boolean":
-        return lambda v: v if type(v) is bool else cast_value(v, "boolean")
+        return _as_boolean
     if kind == "date":
-        return lambda v: v if type(v) is str and len(v) == 10 else cast_value(v, "date")
+        return _as_date
     if kind == "dateTime":
-        return lambda v: cast_value(v, "dateTime") if not (type(v) is str and v.endswith("+00:00")) else v
+        return _as_date_time
     if kind == "duration":
-        return lambda v: cast_value(v, "duration")
+        return _as_duration
     if kind == "enum" and schema.enum_value_kind == "integer":
-        return lambda v: v if type(v) is int else cast_value(v, "integer")
+        return _as_integer
     return None
 
 

@@ -107,6 +107,38 @@ class AcknowledgingSource(Source, Protocol):
         ...
 
 
+@runtime_checkable
+class SplittableSource(Source, Protocol):
+    """A source that other processes can read by key ranges, so a large read is split among sync worker processes
+    (connectors/sync/workers.py): it pickles as what opens it again (never a live connection), counts its records
+    with their key span, and reads the records of one key range as `read` would."""
+
+    page_size: int
+
+    @property
+    def splittable(self) -> bool:
+        """Whether this instance can be read by key ranges from another process now (one integer key, a database
+        other processes reach)."""
+        ...
+
+    def key_census(self) -> tuple[int, tuple[int, int] | None]:
+        """How many records the source holds, with its smallest and largest key (None: not one integer key)."""
+        ...
+
+    def count(self, since: Watermark | None = None) -> int:
+        """How many records `read(since)` would return."""
+        ...
+
+    def read_slice(self, since: Watermark | None, low: int | None, high: int | None) -> Iterator[list[SourceRecord]]:
+        """The pages `read(since)` gives of the records with `low` <= key < `high` (None: open), in key order."""
+        ...
+
+
+def splits(source: object) -> bool:
+    """Whether a source can be read by key ranges in worker processes (see SplittableSource)."""
+    return isinstance(source, SplittableSource) and source.splittable is True
+
+
 def lists_keys(source: object) -> bool:
     """Whether listing a source's keys costs far less than reading its records (a class attribute `lists_keys`
     says so: SQL and Tryton fetch keys only, a file is parsed once), so every incremental run compares the key set

@@ -125,6 +125,19 @@ class SqlSource:
             raise SourceError(
                 f"key_table {key_table!r} goes with a query (a table source lists its own keys)", model=name or table
             )
+        self._arguments = {
+            "table": table,
+            "query": query,
+            "key": key,
+            "watermark": watermark,
+            "schema": schema,
+            "name": name,
+            "page_size": page_size,
+            "overlap": overlap,
+            "columns": columns,
+            "related_watermarks": related_watermarks,
+            "key_table": key_table,
+        }
         keys = (key,) if isinstance(key, str) else tuple(key)
         if not keys:
             raise SourceError(f"SQL source {table or 'query'}: needs at least one key column")
@@ -148,6 +161,24 @@ class SqlSource:
 
     def __repr__(self) -> str:
         return f"SqlSource(name={self.name!r}, keys={list(self.keys)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its arguments: a sync worker process opens the same source on its own engine (a database
+        engine and its connections never cross a process)."""
+        return (_reopened, (type(self), self.url, self._arguments))
+
+    @property
+    def splittable(self) -> bool:
+        """Whether other processes can read this source by key ranges (`read_slice`): one key column, on a database
+        another process reaches (not an in-memory SQLite)."""
+        if len(self.keys) != 1:
+            return False
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite":
+            database = url.database or ""
+            in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+            return not in_memory and "memory" not in str(url.query.get("mode", ""))
+        return True
 
     @property
     def selectable(self) -> Any:
@@ -228,9 +259,26 @@ class SqlSource:
 
     def read(self, since: Watermark | None) -> Iterator[list[SourceRecord]]:
         """Pages of records in key order: all, or those changed at or after `since` minus the overlap."""
+        return self._pages(since)
+
+    def read_slice(self, since: Watermark | None, low: int | None, high: int | None) -> Iterator[list[SourceRecord]]:
+        """The pages `read(since)` gives of the records whose key is at least `low` and below `high` (an open end:
+        None), in key order (one integer key column; see `splittable`)."""
+        if len(self.keys) != 1:
+            raise SourceError("a read by key ranges needs one key column", model=self.name)
+        source = self.selectable
+        bounds = []
+        if low is not None:
+            bounds.append(source.c[self.keys[0]] >= low)
+        if high is not None:
+            bounds.append(source.c[self.keys[0]] < high)
+        return self._pages(since, bounds)
+
+    def _pages(self, since: Watermark | None, bounds: Sequence[Any] = ()) -> Iterator[list[SourceRecord]]:
+        """Pages of records in key order, changed since `since` (None: all) and within the key `bounds`."""
         source, columns = self._base()
         key_cols = [source.c[k] for k in self.keys]
-        conditions = []
+        conditions = list(bounds)
         if since is not None:
             if self.watermark_column is None:
                 raise SourceError("incremental read asked of a source without a watermark column", model=self.name)
@@ -240,6 +288,8 @@ class SqlSource:
         key_index = [names.index(k) for k in self.keys]
         wm_index = names.index(self.watermark_column) if self.watermark_column else None
         related_index = [names.index(c) for c in self.related_watermarks]
+        # change times as parsed, by the value read: joined rows (an order's lines) repeat their parent's time
+        parsed: dict[Any, dt.datetime | None] = {}
         while True:
             query = select(*columns)
             where = list(conditions)
@@ -260,15 +310,25 @@ class SqlSource:
             if not rows:
                 return
             batch = []
+            if len(parsed) > 100_000:
+                parsed.clear()
             for row in rows:
                 fields = {
                     name: value if value is None or type(value) in _PLAIN else plain_value(value)
                     for name, value in zip(names, row, strict=True)
                 }
-                key = "|".join(str(row[i]) for i in key_index)
-                changed_at = _change_time(row[wm_index]) if wm_index is not None else None
+                key = str(row[key_index[0]]) if len(key_index) == 1 else "|".join(str(row[i]) for i in key_index)
+                changed_at = None
+                if wm_index is not None:
+                    stamp = row[wm_index]
+                    changed_at = parsed[stamp] if stamp in parsed else parsed.setdefault(stamp, _change_time(stamp))
                 if related_index:  # the newest change of the row or of a joined row
-                    times = [t for i in related_index if (t := _change_time(row[i])) is not None]
+                    times = []
+                    for i in related_index:
+                        stamp = row[i]
+                        moment = parsed[stamp] if stamp in parsed else parsed.setdefault(stamp, _change_time(stamp))
+                        if moment is not None:
+                            times.append(moment)
                     changed_at = max([changed_at, *times] if changed_at is not None else times, default=None)
                 batch.append(SourceRecord(key, fields, changed_at))
             yield batch
@@ -357,6 +417,11 @@ class SqlSource:
             query = select(func.count()).select_from(self._key_source())
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
+
+
+def _reopened(cls: type[SqlSource], url: str, arguments: dict[str, Any]) -> SqlSource:
+    """A SQL source opened again from its arguments (in a sync worker process)."""
+    return cls(url, **arguments)
 
 
 def _bucket(key: Any, low: int, width: int) -> Any:

@@ -1,7 +1,9 @@
 """The sync engine: reads a connector's sources, maps records through its mapping, resolves identities, and writes
 validated twins and links to the graph with property-level lineage, quarantining what it cannot take.
 
-The package, by concept: engine.py (SyncEngine, the run loop), mapper.py (record -> twin and MappedLinks),
+The package, by concept: engine.py (SyncEngine, the run loop), screening.py (a record's checks and mapping, the same
+in the run's process and in a worker), workers.py (worker processes that read, screen and map a large source's key
+ranges while the run stays the one writer), mapper.py (record -> twin and MappedLinks),
 identities.py (identity resolution in a page), writer.py (graph upserts, offending items split out, the dry-run plan,
 pending links), committer.py (the background batch committer), deletions.py (deletion detection, the mass-deletion
 guard), report.py (Connector, SyncReport), stores.py (the stores, wired once), context.py (one run's state),

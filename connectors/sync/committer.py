@@ -129,8 +129,16 @@ def commit_batch(stores: SyncStores, ctx: RunContext, batch: Batch, keep_values:
             state.write_ledger(
                 conn,
                 [
-                    LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.stored, it.text)
-                    if it.stored is not None and it.cls == it.stored_cls
+                    LedgerEntry(
+                        name,
+                        entity.name,
+                        it.record.key,
+                        it.uid,
+                        it.digest,
+                        it.stored if it.stored is not None else it.payload(),
+                        it.text,
+                    )
+                    if it.text is not None and it.cls == it.stored_cls
                     else LedgerEntry(name, entity.name, it.record.key, it.uid, it.digest, it.payload())
                     for it in accepted
                 ],

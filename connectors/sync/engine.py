@@ -14,25 +14,29 @@ from pathlib import Path
 from connectors.errors import MassDeletion, SyncError
 from connectors.limits import SizeLimits, excerpt
 from connectors.mapping import EntityMapping
-from connectors.quarantine import INVALID_FIELD, QuarantinedRow
+from connectors.quarantine import QuarantinedRow
 from connectors.source import (
     AcknowledgingSource,
     Source,
     SourceObjectMissing,
     SourceRecord,
+    SplittableSource,
     UnknownSourceField,
     Watermark,
     lists_keys,
+    splits,
 )
 from connectors.sync.committer import BatchCommitter
 from connectors.sync.context import RunContext
 from connectors.sync.deletions import Deletions, KeyCensus
 from connectors.sync.identities import canonical_links, resolve_identities
-from connectors.sync.mapper import MappedItem, MappedLink, RecordMapper, RecordRejected, record_digest
+from connectors.sync.mapper import MappedItem, MappedLink, record_digest
 from connectors.sync.pacing import CollectorPacing
 from connectors.sync.report import Connector, EntityReport, Mode, SyncReport
+from connectors.sync.screening import RecordScreen, Refusal, Screened
 from connectors.sync.side_queries import ask_aside
 from connectors.sync.stores import SyncStores
+from connectors.sync.workers import KeySlice, SlicedRead, key_slices, slice_tasks, worker_pool
 from connectors.sync.writer import GraphWriter
 from connectors.sync_state import LedgerEntry, payload_text
 from governance.lineage import DatasetRef, LineageStore, ProvenanceRecord, RunKind, RunStatus
@@ -40,9 +44,12 @@ from graph.model import Link, Twin
 from graph.store import GraphStore
 
 DEFAULT_LIMITS = SizeLimits()
+PARALLEL_MIN_ROWS = 10_000  # records an entity's read must expect before it is split among worker processes
+
+Page = tuple[list[SourceRecord], list[Screened]]  # a page as the source handed it out, and its records screened
 
 
-def _marking_last(pages: Iterable[list[SourceRecord]], look_ahead: bool) -> Iterator[tuple[list[SourceRecord], bool]]:
+def _marking_last(pages: Iterable[Page], look_ahead: bool) -> Iterator[tuple[Page, bool]]:
     """Each page with whether it is known to be the last; with `look_ahead` the page after it is read before it is
     handed on, so the last one is known (a source that ends on a short page reads nothing more for that)."""
     if not look_ahead:
@@ -50,9 +57,9 @@ def _marking_last(pages: Iterable[list[SourceRecord]], look_ahead: bool) -> Iter
             yield each, False
         return
     remaining = iter(pages)
-    page: list[SourceRecord] | None = next(remaining, None)
+    page: Page | None = next(remaining, None)
     while page is not None:
-        following: list[SourceRecord] | None = next(remaining, None)
+        following: Page | None = next(remaining, None)
         yield page, following is None
         page = following
 
@@ -72,6 +79,8 @@ class SyncEngine:
         limits: SizeLimits = DEFAULT_LIMITS,
         deletion_limit: float = 0.2,
         deletion_floor: int = 10,
+        workers: int = 0,
+        parallel_min_rows: int = PARALLEL_MIN_ROWS,
     ) -> None:
         # the stores are wired once (a caller running many syncs may hand in the ones it holds)
         self.stores = stores if stores is not None else SyncStores.open(store, state_url, lineage)
@@ -85,6 +94,10 @@ class SyncEngine:
         self.actor = actor
         self.keep_values = keep_values
         self.limits = limits
+        # a read expecting at least `parallel_min_rows` records of a source that splits by key ranges is screened and
+        # mapped by `workers` worker processes (0: always in this process; connectors/sync/workers.py)
+        self.workers = workers
+        self.parallel_min_rows = parallel_min_rows
         self.deletions = Deletions(self.stores, actor, deletion_limit, deletion_floor)
         self.writer = GraphWriter(self.stores, actor, keep_values)
 
@@ -216,7 +229,7 @@ class SyncEngine:
         counter = getattr(source, "count", None)
         if ctx.progress is not None and callable(counter):
             total = counter(since)
-        mapper = RecordMapper(entity, ctx.connector.mapping.system)
+        screen = RecordScreen(entity, ctx.connector.mapping.system, self.limits, f"{ctx.connector.name}/{entity.name}")
         seen: set[str] = set()
         newest: datetime | None = since.value if since else None
         timings = ctx.report.timings
@@ -235,11 +248,10 @@ class SyncEngine:
         # durable: the acknowledgement is committer work queued behind that commit (a dry run acknowledges nothing)
         acknowledging = isinstance(source, AcknowledgingSource) and ctx.committer is not None
         folded = False  # whether the watermark went with the last page's commit
-        clock = time.perf_counter()
         try:
             self._check_file_size(ctx, entity, source)
-            for page, last in _marking_last(source.read(since), counts_early):
-                timings["read"] += time.perf_counter() - clock
+            pages = self._screened_pages(ctx, entity, source, since, screen)
+            for (page, screened), last in _marking_last(pages, counts_early):
                 report.read += len(page)
                 for record in page:
                     if record.watermark is not None and (newest is None or record.watermark > newest):
@@ -249,14 +261,13 @@ class SyncEngine:
                 mark = None
                 if last and (since is None or newest != since.value) and not any(r.deleted for r in page):
                     mark = self._new_watermark(ctx, entity, newest)
-                self._page(ctx, entity, mapper, page, seen, report, survey if last and counts_early else None, mark)
+                self._page(ctx, entity, screened, seen, report, survey if last and counts_early else None, mark)
                 folded = folded or mark is not None
                 if acknowledging:
                     assert ctx.committer is not None and isinstance(source, AcknowledgingSource)
                     ctx.committer.submit(partial(source.acknowledge, page))
                 if ctx.progress is not None:
                     ctx.progress(entity.name, report.read, total)
-                clock = time.perf_counter()
             if checks_deletions:
                 # the deletion set: ledger keys the source no longer has (connectors/sync/deletions.py)
                 clock = time.perf_counter()
@@ -278,6 +289,94 @@ class SyncEngine:
         if final is not None and not folded:  # an unchanged watermark is not written again
             assert ctx.committer is not None
             ctx.committer.submit(lambda: self._commit_watermark(ctx, entity, final))
+
+    def _screened_pages(
+        self, ctx: RunContext, entity: EntityMapping, source: Source, since: Watermark | None, screen: RecordScreen
+    ) -> Iterator[Page]:
+        """The entity's pages in key order, screened: by worker processes when the read is large enough (a full read
+        of a large source from the start; an incremental one once its first page came back full and the count of
+        changed records is large too), else in this process."""
+        timings = ctx.report.timings
+        splittable = self.workers > 0 and splits(source)
+        if splittable and since is None:
+            assert isinstance(source, SplittableSource)
+            clock = time.perf_counter()
+            slices = self._slices(source, None, None, 0)
+            timings["read"] += time.perf_counter() - clock
+            if slices is not None:
+                yield from self._parallel_pages(ctx, entity, source, None, slices)
+                return
+        reader = iter(source.read(since))
+        first = True
+        while True:
+            clock = time.perf_counter()
+            page = next(reader, None)
+            timings["read"] += time.perf_counter() - clock
+            if page is None:
+                return
+            clock = time.perf_counter()
+            screened = [screen.screen(record) for record in page]
+            timings["map"] += time.perf_counter() - clock
+            yield page, screened
+            if first and splittable and since is not None and page and len(page) >= screen_page_size(source):
+                assert isinstance(source, SplittableSource)
+                clock = time.perf_counter()
+                slices = self._slices(source, since, _integer_key(page[-1].key), len(page))
+                timings["read"] += time.perf_counter() - clock
+                if slices is not None:
+                    close = getattr(reader, "close", None)
+                    if callable(close):
+                        close()
+                    yield from self._parallel_pages(ctx, entity, source, since, slices)
+                    return
+            first = False
+
+    def _slices(
+        self, source: SplittableSource, since: Watermark | None, after: int | None, done: int
+    ) -> list[KeySlice] | None:
+        """The key ranges worker processes read of a source (those above key `after`, when `done` records up to it
+        were read already), or None when the read does not expect `parallel_min_rows` records (or keys are not
+        integers)."""
+        if after is None and done:
+            return None
+        count, span = source.key_census()
+        if span is None:
+            return None
+        expected = count if since is None else source.count(since)
+        if expected < self.parallel_min_rows:
+            return None
+        first, last = span
+        if after is not None:
+            first = after + 1
+        return key_slices(first, max(first, last), expected - done, source.page_size, open_start=after is None)
+
+    def _parallel_pages(
+        self,
+        ctx: RunContext,
+        entity: EntityMapping,
+        source: SplittableSource,
+        since: Watermark | None,
+        slices: list[KeySlice],
+    ) -> Iterator[Page]:
+        """The pages worker processes screen of these key ranges, in key order."""
+        timings = ctx.report.timings
+        tasks = slice_tasks(
+            source,
+            entity,
+            ctx.connector.mapping.system,
+            self.limits,
+            f"{ctx.connector.name}/{entity.name}",
+            since,
+            slices,
+        )
+        pages = iter(SlicedRead(worker_pool(self.workers), tasks, source.page_size, self.workers + 1))
+        while True:
+            clock = time.perf_counter()
+            screened = next(pages, None)
+            timings["read"] += time.perf_counter() - clock
+            if screened is None:
+                return
+            yield [each.record for each in screened], screened
 
     @staticmethod
     def _new_watermark(ctx: RunContext, entity: EntityMapping, newest: datetime | None) -> Watermark | None:
@@ -305,16 +404,16 @@ class SyncEngine:
         self,
         ctx: RunContext,
         entity: EntityMapping,
-        mapper: RecordMapper,
-        page: list[SourceRecord],
+        screened: list[Screened],
         seen: set[str],
         report: EntityReport,
         survey: Callable[[int], None] | None = None,
         watermark: Watermark | None = None,
     ) -> None:
-        """Map, check against the ledger and write one page; `survey` (the entity's last page of an incremental
-        run) is handed what the deletion check will expect of the source's count once the page is written, before
-        the graph writes it, so the count is asked beside the write; `watermark` is committed with the page."""
+        """Check one screened page for repeated keys and against the ledger, and write it; `survey` (the entity's
+        last page of an incremental run) is handed what the deletion check will expect of the source's count once
+        the page is written, before the graph writes it, so the count is asked beside the write; `watermark` is
+        committed with the page."""
         timings = ctx.report.timings
         clock = time.perf_counter()
         name = ctx.connector.name
@@ -322,52 +421,34 @@ class SyncEngine:
         deleted: list[str] = []
         items: list[MappedItem] = []
 
-        def reject(record: SourceRecord, field_name: str | None, rule: str, message: str) -> None:
+        def reject(record: SourceRecord, refusal: Refusal) -> None:
+            fields = refusal.fields if refusal.fields is not None else dict(record.fields)
+            key = refusal.key if refusal.key is not None else record.key
             rejected.append(
-                QuarantinedRow(name, entity.name, record.key, field_name, rule, message, dict(record.fields))
+                QuarantinedRow(name, entity.name, key, refusal.field, refusal.rule, refusal.message, fields)
             )
-            report.example("quarantine", f"{record.key}: {message}")
+            report.example("quarantine", refusal.example or f"{record.key}: {refusal.message}")
 
-        for record in page:
+        for each in screened:
+            record = each.record
             if record.deleted:
                 deleted.append(record.key)
                 continue
-            fields = record.fields
-            if INVALID_FIELD in fields:
-                reject(record, None, "source", str(fields[INVALID_FIELD]))
-                continue
-            empty = [k for k in entity.key if fields.get(k) is None or fields.get(k) == ""]
-            if empty:
-                reject(record, empty[0], "missing-key", f"key field {empty[0]!r} is empty")
+            if each.early is not None:  # an unusable key or source value, before the key is checked for repeats
+                reject(record, each.early)
                 continue
             if record.key in seen:
-                reject(
-                    record,
-                    ",".join(entity.key) or None,
-                    "duplicate-key",
-                    f"key {excerpt(record.key)} occurs more than once in {entity.name}; the first occurrence was taken",
+                message = (
+                    f"key {excerpt(record.key)} occurs more than once in {entity.name}; the first occurrence was taken"
                 )
+                reject(record, Refusal(",".join(entity.key) or None, "duplicate-key", message))
                 continue
-            seen.add(record.key)  # an oversized record still exists in the source: its twin is not deleted
-            oversized = self.limits.oversized(fields)
-            if oversized is not None:
-                rejected.append(
-                    QuarantinedRow(
-                        name,
-                        entity.name,
-                        record.key[:512],
-                        oversized[0],
-                        "size",
-                        oversized[1],
-                        self.limits.trimmed(fields),
-                    )
-                )
-                report.example("quarantine", f"{excerpt(record.key)}: {oversized[1]}")
+            seen.add(record.key)  # an oversized or refused record still exists in the source: its twin is not deleted
+            if each.refusal is not None:
+                reject(record, each.refusal)
                 continue
-            try:
-                items.append(mapper.map(record))
-            except RecordRejected as exc:
-                reject(record, exc.field, exc.rule, exc.message)
+            assert each.item is not None
+            items.append(each.item)
         timings["map"] += time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -379,7 +460,12 @@ class SyncEngine:
 
         clock = time.perf_counter()
         if entity.ledger:
+            # screening digested each record's payload as the record gives it: identity resolution may have changed
+            # it (merged endpoints of its links clear the digest, connectors/sync/identities.py)
+            screened_digest = entity.identity is None
             for item in items:
+                if screened_digest and item.text is not None:
+                    continue
                 item.stored = item.payload()
                 item.stored_cls = item.cls
                 item.text = payload_text(item.stored)
@@ -487,3 +573,17 @@ class SyncEngine:
             self.lineage.finish_run(run.run_id, RunStatus.FAILED, {}, error=f"{type(exc).__name__}: {exc}")
             raise
         return natural_uid
+
+
+def screen_page_size(source: Source) -> int:
+    """The records a full page of the source holds (its `page_size`; 5,000 when it names none)."""
+    size = getattr(source, "page_size", None)
+    return size if isinstance(size, int) and size > 0 else 5_000
+
+
+def _integer_key(key: str) -> int | None:
+    """A record key as the integer its one key column holds (None for any other key)."""
+    try:
+        return int(key)
+    except ValueError:
+        return None

@@ -99,7 +99,10 @@ def canonical_links(stores: SyncStores, items: list[MappedItem]) -> None:
     if not canonical:
         return
     for item in items:
+        if not any(link.source in canonical or link.target in canonical for link in item.links):
+            continue  # no merged endpoint: the links (and the payload digested at screening) stay as they are
         item.links = [
             link.moved(canonical.get(link.source, link.source), canonical.get(link.target, link.target))
             for link in item.links
         ]
+        item.text = None  # the payload changed: digested again before the ledger compares it

@@ -40,6 +40,11 @@ class MappedLink:
         """The same link between other endpoints (a merged or restored identity)."""
         return MappedLink(self.type, source, target, self.properties)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled as its four fields (a worker process hands links back by the thousand): a frozen dataclass's own
+        # way (Python-level __setstate__ over its fields) costs several times more to load
+        return (MappedLink, (self.type, self.source, self.target, self.properties))
+
 
 def ledger_links(entry: LedgerEntry | None) -> list[MappedLink]:
     """The links a ledger entry says its record produced (none without an entry)."""

@@ -2,9 +2,16 @@
 lineage), full and incremental after 1 % of rows changed. Prints one JSON line per figure.
 
     .venv/bin/python -m tests.benchmarks.sync [--rows 100000] [--fsync always|everysec|no] [--profile]
-        [--profile-incremental]
+        [--profile-incremental] [--workers N] [--parallel-min-rows N]
 
-Every line carries the load average (`os.getloadavg()`) when the figure was taken: the machine is shared.
+Worker processes (TWIN_SYNC_WORKERS, TWIN_SYNC_PARALLEL_MIN_ROWS) are used as `twin` uses them by default; the full
+run's line names how many; `--workers 0` measures the in-process run.
+
+Every line carries the load average (`os.getloadavg()`) when the figure was taken: the machine is shared. The run
+lines also give the CPU seconds of this process (`cpu_s.process`: the run's one writer, its threads included) and of
+its children (`cpu_s.children`: the embedded graph server and the sync workers), which a loaded machine does not
+stretch as it stretches wall-clock time; `rows_per_process_cpu_s` is what the writer's process would reach on a core
+of its own.
 
 Goals (issue 5): >= 50k rows/s end to end; an incremental run after 1 % changed in under 5 % of the full run's time.
 """
@@ -23,8 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's packages, not this folder's scripts
 
+from api.settings import Settings  # noqa: E402
 from connectors.registry import ConnectorRegistry  # noqa: E402
 from connectors.sample.enterprise import generate_sample, mutate_sample  # noqa: E402
 from connectors.sync import SyncEngine  # noqa: E402
@@ -41,17 +51,39 @@ def emit(figure: str, **values: object) -> None:
     print(json.dumps({"benchmark": "sync", "figure": figure, **values, "load_avg": load}), flush=True)
 
 
-def sync_all(engine: SyncEngine, registry: ConnectorRegistry, mode: str) -> tuple[int, float, dict[str, float]]:
-    """Run every sample connector; (rows read, seconds, summed phase timings)."""
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by this process (all its threads) and by its child processes that are alive (the
+    embedded graph server, the sync workers): a load-independent view beside the wall-clock figures."""
+    me = psutil.Process()
+    own = me.cpu_times()
+    children = 0.0
+    for child in me.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        children += times.user + times.system
+    return own.user + own.system, children
+
+
+def sync_all(
+    engine: SyncEngine, registry: ConnectorRegistry, mode: str
+) -> tuple[int, float, dict[str, float], dict[str, float]]:
+    """Run every sample connector; (rows read, seconds, summed phase timings, CPU seconds of this process and of
+    its children)."""
     rows = 0
     phases: dict[str, float] = {}
+    own, children = cpu_seconds()
     started = time.perf_counter()
     for name in CONNECTORS:
         report = engine.run(registry.connector(name), mode)  # type: ignore[arg-type]
         rows += report.counts["read"]
         for phase, seconds in report.timings.items():
             phases[phase] = phases.get(phase, 0.0) + seconds
-    return rows, time.perf_counter() - started, {k: round(v, 3) for k, v in phases.items()}
+    elapsed = time.perf_counter() - started
+    own_after, children_after = cpu_seconds()
+    cpu = {"process": round(own_after - own, 2), "children": round(children_after - children, 2)}
+    return rows, elapsed, {k: round(v, 3) for k, v in phases.items()}, cpu
 
 
 def _sampler() -> Any:
@@ -78,6 +110,16 @@ def main() -> None:
         "--history", action="store_true", help="keep graph history (in the state database), as `twin connect run` does"
     )
     parser.add_argument("--keep", type=Path, default=None, help="work in this directory and keep it")
+    defaults = Settings()
+    parser.add_argument(
+        "--workers", type=int, default=defaults.sync_workers, help="sync worker processes (0: in-process)"
+    )
+    parser.add_argument(
+        "--parallel-min-rows",
+        type=int,
+        default=defaults.sync_parallel_min_rows,
+        help="records a read must expect before it goes to the workers",
+    )
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="twin-sync-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -94,12 +136,14 @@ def main() -> None:
         history_url=f"sqlite:///{work / 'state.db'}" if args.history else None,
     )
     try:
-        engine = SyncEngine(store, f"sqlite:///{work / 'state.db'}")
+        engine = SyncEngine(
+            store, f"sqlite:///{work / 'state.db'}", workers=args.workers, parallel_min_rows=args.parallel_min_rows
+        )
         registry = ConnectorRegistry.load(ontology, data_dir=work)
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
-        rows, seconds, phases = sync_all(engine, registry, "full")
+        rows, seconds, phases, cpu = sync_all(engine, registry, "full")
         if profiler:
             profiler.disable()
         emit(
@@ -110,14 +154,17 @@ def main() -> None:
             goal=50_000,
             fsync=args.fsync,
             history=args.history,
+            workers=args.workers,
             phases=phases,
+            cpu_s=cpu,
+            rows_per_process_cpu_s=round(rows / max(cpu["process"], 1e-9)),
         )
         summary = mutate_sample(work / "sample", fraction=0.01, seed=3)
         changed = summary.changed_rows
         sampler = _sampler() if args.profile_incremental else None
         if sampler is not None:
             sampler.start()
-        inc_rows, inc_seconds, inc_phases = sync_all(engine, registry, "incremental")
+        inc_rows, inc_seconds, inc_phases, inc_cpu = sync_all(engine, registry, "incremental")
         if sampler is not None:
             sampler.stop()
         emit(
@@ -128,6 +175,8 @@ def main() -> None:
             ratio_to_full=round(inc_seconds / seconds, 4),
             goal_ratio=0.05,
             phases=inc_phases,
+            cpu_s=inc_cpu,
+            cpu_ratio_to_full=round(inc_cpu["process"] / max(cpu["process"], 1e-9), 4),
         )
         stats = store.stats()
         emit("graph", twins=stats.twins, links=stats.links)
