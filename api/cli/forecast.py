@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,6 +49,7 @@ def _context(runtime: Runtime, graph: bool) -> Any:
         graph=runtime.store if graph else None,
         database_url=url,
         data_dir=runtime.settings.data_dir,
+        workers=os.cpu_count() or 1,
     )
 
 
