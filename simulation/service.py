@@ -3,7 +3,7 @@ here, so the policy decision, the caller's read scope and the audit record canno
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from governance.audit import AuditEvent, AuditLog, Decision
@@ -15,10 +15,11 @@ from graph.store import GraphStore
 from simulation.experiment_spec import ParsedExperiment
 from simulation.results import ResultsStore
 from simulation.runner import Executor
-from simulation.scenario import ParsedSpec, StudyLimits
+from simulation.scenario import DemandSpec, GroupForecast, ParsedSpec, StudyLimits
 from simulation.study import (
     CompletedExperiment,
     CompletedStudy,
+    DemandSource,
     conduct_experiment,
     conduct_study,
     rerun_experiment,
@@ -63,8 +64,24 @@ def run_scenario_study(
             limits=limits,
             scope=scope,
             progress=progress,
+            demand=_demand_source(results, subject=subject, policy=policy, audit=audit),
         ),
     )
+
+
+def _demand_source(results: ResultsStore, *, subject: Subject, policy: Policy, audit: AuditLog) -> DemandSource:
+    """Reads the forecasts a study's `demand:` names from the relational store the results live in, as `subject`."""
+
+    def read(spec: DemandSpec) -> Sequence[GroupForecast]:
+        from governance.models import ModelRegistry
+        from simulation.forecast.demand import demand_forecasts
+        from simulation.forecast.service import ForecastContext
+        from simulation.forecast.store import ForecastStore
+
+        ctx = ForecastContext(ForecastStore(results.url), ModelRegistry(results.url, audit, policy), policy, audit)
+        return demand_forecasts(spec, ctx, subject=subject)
+
+    return read
 
 
 def rerun_scenario_study(
