@@ -153,3 +153,28 @@ def test_a_bad_retrain_schedule_is_refused_with_its_line(ontology: Ontology, tmp
         _series(ontology, tmp_path, "{every: soon}")
     with pytest.raises(SeriesSpecError, match="retrain cannot be continuous"):
         _series(ontology, tmp_path, "continuous")
+
+
+def test_the_twin_runtime_retrains_the_series_of_data_dir_series_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.runtime import Runtime
+    from api.settings import get_settings
+
+    monkeypatch.setenv("TWIN_DATABASE_URL", f"sqlite:///{tmp_path / 'twin.db'}")
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        runtime = Runtime()
+        assert runtime.retrain_runtime() is None  # no series.yaml: nothing to retrain
+        (tmp_path / "series.yaml").write_text(
+            (Path(__file__).resolve().parents[2] / "simulation/forecast/series/sample.yaml")
+            .read_text()
+            .replace("    horizon: 13\n", "    horizon: 13\n    retrain: {cron: '0 3 * * 1'}\n")
+        )
+        retraining = runtime.retrain_runtime(holder="h1")
+        assert retraining is not None and retraining.holder == "h1"
+        assert {n: s.describe() for n, s in retraining.schedules.items()} == {"sample.demand": "cron 0 3 * * 1"}
+        runtime.close()
+    finally:
+        get_settings.cache_clear()
