@@ -167,9 +167,9 @@ class EnterpriseModel(Model):
             having = [
                 (cd, cd.params.rates[forecast.product]) for cd in self.customers if forecast.product in cd.params.rates
             ]
-            total = sum(rate for _, rate in having)
-            for customer, rate in having:
-                share = rate / total if total > 0 else 1 / len(having)
+            total = sum(historical for _, historical in having)
+            for customer, historical in having:
+                share = historical / total if total > 0 else 1 / len(having)
                 customer.follow(forecast.product, np.asarray(forecast.per_day, dtype=float), share)
         for shock in scenario.demand_shocks:
             for customer in self.customers:

@@ -361,10 +361,14 @@ class ForecastPool:
     batches (a long-running runtime starts it once); a context manager that shuts the pool down."""
 
     def __init__(self, workers: int | None = None) -> None:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         self.workers = max(1, workers or os.cpu_count() or 1)
-        self.executor = ProcessPoolExecutor(max_workers=self.workers, initializer=_import_models)
+        # forkserver: workers start from a clean process, never forked from a threaded one (the API, the runtime)
+        self.executor = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_import_models
+        )
 
     def warm(self) -> None:
         """Wait until every worker has started and imported the models."""
