@@ -9,7 +9,9 @@ unapproved version is refused; both refusals are audited. Drift: the recent inpu
 champion's training sample, or for a seasonal series the year-over-year log ratios of training against recent
 periods — by the population stability index and the two-sample Kolmogorov-Smirnov test (a shift when both cross
 their limits), and accuracy decay (the MASE on realised values against the backtest's); either raises a `retrain`
-alert (one open alert per series), audited, for people to act on.
+alert (one open alert per series), audited, for people to act on. A retrain alert is a proposal: someone holding
+`model.approve` who did not raise it approves it (`approve_retrain`), the retraining runtime
+(simulation/forecast/retraining.py) retrains the series and marks it `retrained` with the versions it registered.
 """
 
 from __future__ import annotations
