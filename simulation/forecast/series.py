@@ -139,7 +139,7 @@ class SeriesDef(BaseModel):
             return None
         schedule = parse_schedule(self.retrain, "series", f"series {self.name}: retrain")
         if schedule.kind == "continuous":
-            raise ScheduleError(f"series {self.name}: retrain cannot be continuous; give {{every: 7d}} or a cron")
+            raise ScheduleError(f"series {self.name}: retrain: cannot be continuous; give {{every: 7d}} or a cron")
         return None if schedule.kind == "off" else schedule
 
 
@@ -335,7 +335,7 @@ def _check(definition: SeriesDef, ontology: Ontology, problem: Any) -> tuple[str
     try:
         _ = definition.retrain_schedule  # checked here, so that a bad schedule is refused with its line
     except ScheduleError as exc:
-        problem(("retrain",), str(exc).split(": ", 2)[-1])
+        problem(("retrain",), str(exc).removeprefix(f"series {definition.name}: retrain: "))
     if src.records is not None and src.records.value is None and src.records.aggregate != "count":
         problem(("from", "records", "value"), "name the value column, or use `aggregate: count`")
     return tuple(dict.fromkeys(classes))

@@ -151,7 +151,7 @@ def test_an_approved_drift_alert_is_retrained_and_self_approval_is_refused(
 def test_a_bad_retrain_schedule_is_refused_with_its_line(ontology: Ontology, tmp_path: Path) -> None:
     with pytest.raises(SeriesSpecError, match=r"line 6: series.0.retrain: .*'soon' is not an interval"):
         _series(ontology, tmp_path, "{every: soon}")
-    with pytest.raises(SeriesSpecError, match="retrain cannot be continuous"):
+    with pytest.raises(SeriesSpecError, match=r"series.0.retrain: cannot be continuous; give \{every: 7d\} or a cron"):
         _series(ontology, tmp_path, "continuous")
 
 
