@@ -459,11 +459,12 @@ def check_limits(parsed: ParsedSpec, agents: int, limits: StudyLimits) -> None:
         raise parsed.fail(
             ("horizon_days",), f"a horizon of {spec.horizon_days} days exceeds the limit of {limits.max_horizon_days}"
         )
-    work = reps * (len(spec.scenarios) + 1) * spec.steps * agents
+    runs = len(spec.scenarios) + 1 + (2 if spec.demand is not None and spec.demand.variants else 0)
+    work = reps * runs * spec.steps * agents
     if work > limits.max_agent_steps:
         raise parsed.fail(
             ("replications",),
-            f"the study is too big: {reps} replications x {len(spec.scenarios) + 1} runs x {spec.steps} steps x "
+            f"the study is too big: {reps} replications x {runs} runs x {spec.steps} steps x "
             f"{agents} agents = {work:,} agent-steps, over the limit of {limits.max_agent_steps:,}",
         )
 
