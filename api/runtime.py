@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the results store imports Mesa; commands that never read st
     from governance.decisions.runtime import DecisionRuntime
     from governance.decisions.service import DecisionService
     from governance.privacy_budget import PrivacyBudgetLedger
+    from simulation.forecast.retraining import RetrainRuntime
     from simulation.results import ResultsStore
 
 
@@ -212,6 +213,40 @@ class Runtime:
             source=self.settings.event_source,
             holder=holder or runtime_holder(),
             audit=self.audit,
+            lease_seconds=self.settings.runtime_lease_seconds,
+        )
+
+    def retrain_runtime(self, holder: str | None = None) -> RetrainRuntime | None:
+        """The runtime that retrains the forecast models of DATA_DIR/series.yaml on their `retrain:` schedules and on
+        approved retrain alerts (not started), or None when there is no series.yaml."""
+        path = self.settings.data_dir / "series.yaml"
+        if not path.is_file():
+            return None
+        from connectors.leases import LeaseStore
+        from connectors.sync_runtime import runtime_holder
+        from governance.models import ModelRegistry
+        from simulation.forecast.retraining import RetrainRuntime
+        from simulation.forecast.series import read_series
+        from simulation.forecast.service import ForecastContext
+        from simulation.forecast.store import ForecastStore
+
+        series = read_series(path, self.ontology)
+        url = self.settings.resolved_database_url
+        needs_graph = any(d.source.kind == "twins" for d in series.definitions.values())
+        context = ForecastContext(
+            ForecastStore(url),
+            ModelRegistry(url, self.audit, self.policy),
+            self.policy,
+            self.audit,
+            graph=self.store if needs_graph else None,
+            database_url=url,
+            data_dir=self.settings.data_dir,
+        )
+        return RetrainRuntime(
+            series,
+            context,
+            LeaseStore(url),
+            holder=holder or runtime_holder(),
             lease_seconds=self.settings.runtime_lease_seconds,
         )
 

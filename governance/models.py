@@ -9,7 +9,9 @@ unapproved version is refused; both refusals are audited. Drift: the recent inpu
 champion's training sample, or for a seasonal series the year-over-year log ratios of training against recent
 periods — by the population stability index and the two-sample Kolmogorov-Smirnov test (a shift when both cross
 their limits), and accuracy decay (the MASE on realised values against the backtest's); either raises a `retrain`
-alert (one open alert per series), audited, for people to act on.
+alert (one open alert per series), audited, for people to act on. A retrain alert is a proposal: someone holding
+`model.approve` who did not raise it approves it (`approve_retrain`), the retraining runtime
+(simulation/forecast/retraining.py) retrains the series and marks it `retrained` with the versions it registered.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ model_alert_table = Table(
     Column("raised_by", String(256), nullable=False),
     Column("reasons", Text, nullable=False),
     Column("detail", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # open | resolved
+    Column("status", String(16), nullable=False),  # open | approved (retraining) | retrained | resolved
     Index("ix_model_alert_series_status", "series", "status"),
 )
 
@@ -205,16 +207,72 @@ class ModelRegistry:
         """The series' challengers, oldest first."""
         return [v for v in self.versions(series) if v.status == "challenger"]
 
-    def alerts(self, series: str | None = None, *, open_only: bool = True) -> list[ModelAlert]:
-        """Raised alerts (of one series), newest first."""
+    def alerts(
+        self, series: str | None = None, *, open_only: bool = True, status: str | None = None
+    ) -> list[ModelAlert]:
+        """Raised alerts (of one series; open ones, or those in `status`), newest first."""
         t = model_alert_table
         query = select(t).order_by(t.c.raised_at.desc())
         if series is not None:
             query = query.where(t.c.series == series)
-        if open_only:
+        if status is not None:
+            query = query.where(t.c.status == status)
+        elif open_only:
             query = query.where(t.c.status == "open")
         with self.engine.connect() as conn:
             return [_alert(r._mapping) for r in conn.execute(query).all()]
+
+    def alert(self, alert_id: str) -> ModelAlert:
+        """An alert by id; UnknownModelVersion (naming the alert) otherwise."""
+        t = model_alert_table
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.alert_id == alert_id)).first()
+        if row is None:
+            raise UnknownModelVersion(f"no model alert {alert_id[:40]!r} (see `twin forecast models SERIES`)")
+        return _alert(row._mapping)
+
+    def approve_retrain(self, subject: Subject, alert_id: str) -> ModelAlert:
+        """Approve the retraining an open `retrain` alert proposes: needs `model.approve`, and not by whoever raised
+        it (four eyes); the retraining runtime then retrains the series (`retrained`)."""
+        alert = self.alert(alert_id)
+        variables = {"series": alert.series, "alert": alert_id}
+        self._require(subject, APPROVE, variables)
+        refusal = None
+        if alert.kind != "retrain" or alert.status != "open":
+            refusal = f"alert {alert_id} is {alert.status}, not an open retrain proposal"
+        elif alert.raised_by == subject.sub:
+            refusal = f"{subject.sub} raised alert {alert_id} and may not approve it (four eyes)"
+        if refusal is not None:
+            self._audit(subject, "model.retrain.approve", variables, refusal, Decision.DENY)
+            raise ApprovalRefused(refusal)
+        detail = {**alert.detail, "approved_by": subject.sub, "approved_at": _now()}
+        self._set_alert(alert_id, "open", "approved", detail)
+        self._audit(subject, "model.retrain.approve", variables, "retraining approved")
+        return self.alert(alert_id)
+
+    def retrained(self, subject: Subject, alert_id: str, versions: Sequence[str]) -> ModelAlert:
+        """Record that an approved retrain alert was acted on: the versions its retraining registered; audited."""
+        alert = self.alert(alert_id)
+        detail = {**alert.detail, "retrained_by": subject.sub, "retrained_at": _now(), "versions": list(versions)}
+        self._set_alert(alert_id, "approved", "retrained", detail)
+        self._audit(
+            subject,
+            "model.retrain",
+            {"series": alert.series, "alert": alert_id},
+            f"retrained: {', '.join(versions) or 'no new version (nothing new to train on)'}",
+        )
+        return self.alert(alert_id)
+
+    def _set_alert(self, alert_id: str, was: str, status: str, detail: Mapping[str, Any]) -> None:
+        t = model_alert_table
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(t)
+                .where(t.c.alert_id == alert_id, t.c.status == was)
+                .values(status=status, detail=json.dumps(dict(detail), default=str))
+            ).rowcount
+        if changed != 1:
+            raise ApprovalRefused(f"alert {alert_id} is no longer {was}")
 
     # ------------------------------------------------------------------ actions
     def register(
@@ -351,7 +409,7 @@ class ModelRegistry:
         }
         alert_id = None
         if reasons:
-            existing = self.alerts(series)
+            existing = self.alerts(series) or self.alerts(series, status="approved")  # one pending per series
             if existing:
                 alert_id = existing[0].alert_id
             else:

@@ -22,7 +22,17 @@ from simulation.calibration import AssetParams, DemandParams, PersonParams, Proc
 if TYPE_CHECKING:
     from simulation.model import EnterpriseModel
 
-PURPOSES = {"person": 1, "asset": 2, "supplier": 3, "demand": 4, "shock": 5, "hire": 6, "incident": 7, "shortage": 8}
+PURPOSES = {
+    "person": 1,
+    "asset": 2,
+    "supplier": 3,
+    "demand": 4,
+    "shock": 5,
+    "hire": 6,
+    "incident": 7,
+    "shortage": 8,
+    "forecast": 9,
+}
 
 
 def stream(seed: int, uid: str, purpose: str) -> np.random.Generator:
@@ -217,6 +227,17 @@ class CustomerDemand(Agent):
         self.orders = rng.poisson(rates[:, None], (len(rates), model.steps_total)).astype(float)
         self._shock_rng = stream(model.seed, params.uid, "shock")
         self._shock_draws = self._shock_rng.random((len(rates), model.steps_total))
+        self.step_rates: dict[int, np.ndarray] = {}  # rows following a forecast: their expected orders per step
+
+    def follow(self, product: str, per_day: np.ndarray, share: float) -> None:
+        """Order `share` of a forecast's units per day of `product` (one value per step) instead of this customer's
+        historical rate (its own random stream, so the other products' orders stay as they were)."""
+        row = list(self.params.rates).index(product)
+        lam = np.zeros(self.orders.shape[1])
+        values = np.maximum(np.asarray(per_day, dtype=float), 0.0) * share * self.model.step_days
+        lam[: len(values)] = values[: len(lam)]
+        self.step_rates[row] = lam
+        self.orders[row] = stream(self.model.seed, f"{self.uid}|{product}", "forecast").poisson(lam).astype(float)
 
     def shock(self, products: frozenset[str], factor: float, start: int, end: int) -> None:
         """Order `factor` times as much of `products` in steps [start, end) (extra orders from a separate stream)."""
@@ -226,7 +247,15 @@ class CustomerDemand(Agent):
         window = slice(start, end)
         for row in rows:
             base = self.orders[row, window]
-            if factor >= 1:
+            if factor >= 1 and row in self.step_rates:  # a forecast's rate changes from step to step
+                lams = self.step_rates[row][window] * (factor - 1)
+                draws = self._shock_draws[row, window]
+                extra = np.zeros_like(draws)
+                for lam in np.unique(lams):
+                    at = lams == lam
+                    extra[at] = _poisson_from_uniform(float(lam), draws[at])
+                self.orders[row, window] = base + extra
+            elif factor >= 1:
                 extra = _poisson_from_uniform(self.rates[row] * (factor - 1), self._shock_draws[row, window])
                 self.orders[row, window] = base + extra
             else:

@@ -163,6 +163,14 @@ class EnterpriseModel(Model):
 
         # ---- demand
         self.customers = [CustomerDemand(self, dp) for dp in c.demand]
+        for forecast in scenario.demand_rates:  # a forecast replaces the product's historical rates, split as they were
+            having = [
+                (cd, cd.params.rates[forecast.product]) for cd in self.customers if forecast.product in cd.params.rates
+            ]
+            total = sum(historical for _, historical in having)
+            for customer, historical in having:
+                share = historical / total if total > 0 else 1 / len(having)
+                customer.follow(forecast.product, np.asarray(forecast.per_day, dtype=float), share)
         for shock in scenario.demand_shocks:
             for customer in self.customers:
                 if shock.customers is None or customer.uid in shock.customers:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -285,6 +287,30 @@ class ScenarioDef(BaseModel):
     interventions: list[Intervention] = Field(min_length=1)
 
 
+class DemandSpec(BaseModel):
+    """Where the study's demand comes from: the forecast of a series (its groups' champion model versions, or one
+    pinned `model_version`) instead of the customers' historical mean rates. A group's key names its product twin
+    through `product` (`{key}` the whole key, `{key1}`, `{key2}`... its parts split at `/`); groups naming the same
+    product add up. With `variants`, the 80 % band's bounds (10th and 90th percentiles) run as two more scenarios."""
+
+    model_config = _STRICT
+    forecast: str | None = Field(None, min_length=1, max_length=512)
+    model_version: str | None = Field(None, min_length=1, max_length=64)
+    product: str = Field("{key}", min_length=1, max_length=512)
+    variants: bool = False
+
+    @model_validator(mode="after")
+    def _series_or_version(self) -> DemandSpec:
+        if self.forecast is None and self.model_version is None:
+            raise ValueError("name the series (`forecast: NAME`) or a model version (`model_version: ID`)")
+        unknown = set(re.findall(r"\{([^{}]*)\}", self.product)) - {"key"} - {f"key{i}" for i in range(1, 10)}
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {', '.join(sorted(unknown))} in `product` (use {{key}}, {{key1}}...)"
+            )
+        return self
+
+
 class StudySpec(BaseModel):
     """A study: what to load, how long and how often to run, what to measure, which scenarios against baseline."""
 
@@ -298,6 +324,7 @@ class StudySpec(BaseModel):
     seed: int = Field(0, ge=0)
     kpis: list[KpiSpec] = Field(min_length=1)
     defaults: dict[str, float] = {}
+    demand: DemandSpec | None = None
     scenarios: list[ScenarioDef] = Field(min_length=1)
 
     @field_validator("defaults")
@@ -432,11 +459,12 @@ def check_limits(parsed: ParsedSpec, agents: int, limits: StudyLimits) -> None:
         raise parsed.fail(
             ("horizon_days",), f"a horizon of {spec.horizon_days} days exceeds the limit of {limits.max_horizon_days}"
         )
-    work = reps * (len(spec.scenarios) + 1) * spec.steps * agents
+    runs = len(spec.scenarios) + 1 + (2 if spec.demand is not None and spec.demand.variants else 0)
+    work = reps * runs * spec.steps * agents
     if work > limits.max_agent_steps:
         raise parsed.fail(
             ("replications",),
-            f"the study is too big: {reps} replications x {len(spec.scenarios) + 1} runs x {spec.steps} steps x "
+            f"the study is too big: {reps} replications x {runs} runs x {spec.steps} steps x "
             f"{agents} agents = {work:,} agent-steps, over the limit of {limits.max_agent_steps:,}",
         )
 
@@ -555,6 +583,55 @@ class ProcessChangePlan:
 
 
 @dataclass(frozen=True)
+class DemandRatePlan:
+    """A product's forecast demand in units per day, one value per model step (the mean over the step's days)."""
+
+    product: str
+    per_day: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ForecastUsed:
+    """Which stored forecast, made by which model version from which data, fed a study's demand."""
+
+    series: str
+    forecast_id: str
+    model_version: str
+    model_kind: str
+    input_digest: str
+    created_at: str
+    product: str | None  # the product twin its key names (None: not in the slice, left out)
+
+
+@dataclass(frozen=True)
+class GroupForecast:
+    """A stored forecast of one series group as a study reads it (simulation/forecast/demand.py finds it)."""
+
+    series: str
+    forecast_id: str
+    model_version: str
+    model_kind: str
+    input_digest: str
+    created_at: str
+    freq: str
+    periods: tuple[str, ...]
+    mean: tuple[float, ...]
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class DemandPlan:
+    """A study's demand from a forecast: the series, the forecasts used (lineage), day 0's date, notes."""
+
+    series: str
+    start: str  # the first forecast period: the study's day 0
+    forecasts: tuple[ForecastUsed, ...]
+    variants: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ScenarioPlan:
     """A scenario resolved against the slice: interventions in steps and uids, parameter overrides."""
 
@@ -569,6 +646,7 @@ class ScenarioPlan:
     staffing: tuple[StaffingPlan, ...] = ()
     skill_shortages: tuple[SkillShortagePlan, ...] = ()
     process_changes: tuple[ProcessChangePlan, ...] = ()
+    demand_rates: tuple[DemandRatePlan, ...] = ()  # forecast demand replacing the products' historical rates
 
 
 @dataclass(frozen=True)
@@ -600,6 +678,7 @@ class StudyPlan:
     defaults: Defaults
     kpis: tuple[KpiPlan, ...]
     scenarios: tuple[ScenarioPlan, ...]
+    demand: DemandPlan | None = None
 
 
 class TargetResolver:
@@ -702,9 +781,11 @@ def plan_study(
     store: GraphStore | None,
     scope: ReadScope = UNRESTRICTED,
     memo: dict[tuple[tuple[str | int, ...], str], frozenset[str]] | None = None,
+    demand: Sequence[GroupForecast] | None = None,
 ) -> StudyPlan:
     """The study with every target resolved (SpecError naming the line of an unknown uid or a bad query); `memo`
-    keeps resolved targets for the next plan of the same spec."""
+    keeps resolved targets for the next plan of the same spec; `demand` holds the stored forecasts a `demand:`
+    spec names (read through the forecast service)."""
     spec = parsed.spec
     resolver = TargetResolver(store, twin, parsed, scope, memo)
     kpis = tuple(_plan_kpi(k, i, resolver) for i, k in enumerate(spec.kpis))
@@ -716,6 +797,23 @@ def plan_study(
     names = [s.name for s in scenarios]
     if "baseline" in names or len(set(names)) != len(names):
         raise parsed.fail(("scenarios",), "scenario names must be unique and not 'baseline'")
+    planned = (ScenarioPlan("baseline"), *scenarios)
+    demand_plan = None
+    if spec.demand is not None:
+        if demand is None:
+            raise parsed.fail(
+                ("demand",), "a study with forecast demand needs the forecast store (run it as a service)"
+            )
+        demand_plan, rates = _plan_demand(parsed, spec.demand, demand, twin)
+        planned = tuple(replace(s, demand_rates=rates["mean"]) for s in planned)
+        if spec.demand.variants:
+            clash = {VARIANT_LOW, VARIANT_HIGH} & set(names)
+            if clash:
+                raise parsed.fail(("scenarios",), f"{', '.join(sorted(clash))} is the name of a demand variant")
+            planned += (
+                ScenarioPlan(VARIANT_LOW, demand_rates=rates["lo"]),
+                ScenarioPlan(VARIANT_HIGH, demand_rates=rates["hi"]),
+            )
     return StudyPlan(
         spec.name,
         spec.steps,
@@ -724,8 +822,133 @@ def plan_study(
         spec.seed,
         spec.model_defaults(),
         kpis,
-        (ScenarioPlan("baseline"), *scenarios),
+        planned,
+        demand_plan,
     )
+
+
+VARIANT_LOW = "forecast_p10"
+VARIANT_HIGH = "forecast_p90"
+
+
+def product_of(template: str, key: str) -> str:
+    """The product uid a group key names through `template` ({key}, {key1}, {key2}... : the parts split at '/')."""
+    parts = key.split("/")
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "key":
+            return key
+        index = int(name[3:]) - 1
+        return parts[index] if index < len(parts) else ""
+
+    return re.sub(r"\{(key[1-9]?)\}", fill, template)
+
+
+def _plan_demand(
+    parsed: ParsedSpec, spec: DemandSpec, groups: Sequence[GroupForecast], twin: EnterpriseSlice
+) -> tuple[DemandPlan, dict[str, tuple[DemandRatePlan, ...]]]:
+    """Daily forecast rates per product of the slice for each model step (point, low and high), day 0 being the
+    forecast's first period; SpecError naming the `demand` line when nothing maps or the forecast is too short."""
+    study = parsed.spec
+    path: tuple[str | int, ...] = ("demand",)
+    name = spec.forecast or (groups[0].series if groups else "")
+    if not groups:
+        raise parsed.fail((*path, "forecast"), f"no stored forecast of {name!r} by its champion model version")
+    starts = {g.periods[0] for g in groups if g.periods}
+    if len(starts) != 1:
+        raise parsed.fail(
+            (*path, "forecast"),
+            f"the forecasts of {name!r} start on different periods ({', '.join(sorted(starts))}): run them together",
+        )
+    day0 = dt.date.fromisoformat(next(iter(starts))[:10])
+    used: list[ForecastUsed] = []
+    daily: dict[str, dict[str, np.ndarray]] = {}
+    short: list[str] = []
+    for g in groups:
+        product = product_of(spec.product, _group_key(g.series))
+        in_slice = product in twin.products
+        used.append(
+            ForecastUsed(
+                g.series,
+                g.forecast_id,
+                g.model_version,
+                g.model_kind,
+                g.input_digest,
+                g.created_at,
+                product if in_slice else None,
+            )
+        )
+        if not in_slice:
+            continue
+        per_day, covered = _daily(g, day0, study.horizon_days)
+        if covered < study.horizon_days:
+            short.append(f"{g.series} covers {covered} days")
+            continue
+        bucket = daily.setdefault(product, {k: np.zeros(study.horizon_days) for k in ("mean", "lo", "hi")})
+        for k in bucket:
+            bucket[k] += per_day[k]
+    if short:
+        raise parsed.fail(
+            (*path, "forecast"),
+            f"the study runs {study.horizon_days} days from {day0.isoformat()}, longer than the forecast: "
+            f"{'; '.join(short[:5])} (forecast a longer horizon, `twin forecast run NAME --horizon H`, or shorten it)",
+        )
+    if not daily:
+        examples = ", ".join(repr(product_of(spec.product, _group_key(u.series))) for u in used[:2])
+        raise parsed.fail(
+            (*path, "product"),
+            f"no group of {name!r} names a product of the slice through {spec.product!r} (e.g. {examples})",
+        )
+    notes = []
+    left_out = sum(u.product is None for u in used)
+    if left_out:
+        notes.append(f"{left_out} forecast group(s) name no product of the slice and were left out")
+    if day0 < twin.read_at.date() - dt.timedelta(days=7):
+        notes.append(f"the forecast starts on {day0.isoformat()}, before the twin was read; re-run it for current data")
+    steps, step_days = study.steps, study.step_days
+    rates: dict[str, tuple[DemandRatePlan, ...]] = {}
+    for k in ("mean", "lo", "hi"):
+        rates[k] = tuple(
+            DemandRatePlan(
+                product,
+                tuple(
+                    round(float(values[k][t * step_days : (t + 1) * step_days].mean()), 6)
+                    for t in range(steps)
+                    if t * step_days < study.horizon_days
+                ),
+            )
+            for product, values in sorted(daily.items())
+        )
+    variants = (VARIANT_LOW, VARIANT_HIGH) if spec.variants else ()
+    plan = DemandPlan(name, day0.isoformat(), tuple(used), variants, tuple(notes))
+    return plan, rates
+
+
+def _group_key(series: str) -> str:
+    """A grouped series' key (`NAME/KEY` -> KEY; a series without groups is its own key)."""
+    return series.split("/", 1)[1] if "/" in series else series
+
+
+def _daily(group: GroupForecast, day0: dt.date, days: int) -> tuple[dict[str, np.ndarray], int]:
+    """A group's forecast in units per day for `days` days from `day0` (each period's value spread evenly over its
+    days), and how many of those days its periods cover."""
+    starts = [dt.date.fromisoformat(p[:10]) for p in group.periods]
+    if not starts:
+        return {k: np.zeros(days) for k in ("mean", "lo", "hi")}, 0
+    length = (starts[1] - starts[0]).days if len(starts) > 1 else {"D": 1, "W": 7, "M": 30}.get(group.freq, 1)
+    ends = [*starts[1:], starts[-1] + dt.timedelta(days=max(1, length))]
+    out = {k: np.zeros(days) for k in ("mean", "lo", "hi")}
+    covered = 0
+    for start, end, *values in zip(starts, ends, group.mean, group.lo, group.hi, strict=True):
+        span = max(1, (end - start).days)
+        first, last = (start - day0).days, min(days, (end - day0).days)
+        if last <= first:
+            continue
+        covered = max(covered, last)
+        for k, v in zip(("mean", "lo", "hi"), values, strict=True):
+            out[k][max(0, first) : last] = v / span
+    return out, covered
 
 
 def _expand(twin: EnterpriseSlice, uids: frozenset[str]) -> dict[str, set[str]]:

@@ -9,7 +9,7 @@ is announced the same way (`kind: experiment`: the best decision and the baselin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from governance.audit import AuditEvent, AuditLog, Decision
@@ -22,10 +22,11 @@ from graph.store import GraphStore
 from simulation.experiment_spec import ParsedExperiment
 from simulation.results import ResultsStore
 from simulation.runner import Executor
-from simulation.scenario import ParsedSpec, StudyLimits
+from simulation.scenario import DemandSpec, GroupForecast, ParsedSpec, StudyLimits
 from simulation.study import (
     CompletedExperiment,
     CompletedStudy,
+    DemandSource,
     conduct_experiment,
     conduct_study,
     rerun_experiment,
@@ -70,6 +71,7 @@ def run_scenario_study(
             limits=limits,
             scope=scope,
             progress=progress,
+            demand=_demand_source(results, subject=subject, policy=policy, audit=audit),
         ),
     )
     announce_study(store, parsed, done, subject)
@@ -155,6 +157,21 @@ def _announce(store: GraphStore, parsed: ParsedSpec, event: dict[str, Any], subj
         return 0
     changes = [Change(uid, "study", "create", None, event, cls=twin.cls) for uid, twin in sorted(twins.items())]
     return store.history.record(changes, ChangeContext(actor=subject.sub, source=source[:256]))
+
+
+def _demand_source(results: ResultsStore, *, subject: Subject, policy: Policy, audit: AuditLog) -> DemandSource:
+    """Reads the forecasts a study's `demand:` names from the relational store the results live in, as `subject`."""
+
+    def read(spec: DemandSpec) -> Sequence[GroupForecast]:
+        from governance.models import ModelRegistry
+        from simulation.forecast.demand import demand_forecasts
+        from simulation.forecast.service import ForecastContext
+        from simulation.forecast.store import ForecastStore
+
+        ctx = ForecastContext(ForecastStore(results.url), ModelRegistry(results.url, audit, policy), policy, audit)
+        return demand_forecasts(spec, ctx, subject=subject)
+
+    return read
 
 
 def rerun_scenario_study(

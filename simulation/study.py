@@ -6,7 +6,7 @@ stored study again from its stored spec, slice and seeds, which reproduces its n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -21,10 +21,13 @@ from ontology.safe_yaml import load_yaml
 from simulation.calibration import calibrate
 from simulation.experiment import ExperimentResult, Memo, memo_from_json, memo_to_json, run_experiment
 from simulation.experiment_spec import ParsedExperiment, parse_experiment
+from simulation.forecast.errors import ForecastError
 from simulation.model import MODEL_VERSION
 from simulation.results import ResultsStore, StoredStudy
 from simulation.runner import Executor, StudyResult, run_study
 from simulation.scenario import (
+    DemandSpec,
+    GroupForecast,
     ParsedSpec,
     StudyLimits,
     StudyPlan,
@@ -36,6 +39,8 @@ from simulation.scenario import (
 from simulation.slice import EnterpriseSlice, load_slice, slice_digest
 
 _R = TypeVar("_R")
+DemandSource = Callable[[DemandSpec], Sequence[GroupForecast]]
+"""Reads the stored forecasts a study's `demand:` names, as its caller may (simulation/forecast/demand.py)."""
 _PLAN = TypeAdapter(StudyPlan)
 _EXPERIMENT = TypeAdapter(ExperimentResult)
 
@@ -60,13 +65,17 @@ def conduct_study(
     limits: StudyLimits | None = None,
     scope: ReadScope = UNRESTRICTED,
     progress: bool = False,
+    demand: DemandSource | None = None,
 ) -> CompletedStudy:
-    """Run a study on the live twin (read-only), store it and record it as a scenario run in lineage."""
+    """Run a study on the live twin (read-only), store it and record it as a scenario run in lineage; a spec with
+    `demand:` reads its forecasts through `demand` (the forecasts and model versions used are in the stored plan
+    and among the lineage run's inputs)."""
     if replications is not None:
         parsed = with_replications(parsed, replications)
     twin = load_slice(store, slice_roots(parsed, store, scope), scope)
     check_limits(parsed, twin.agent_count, limits or StudyLimits())
-    plan = plan_study(parsed, twin, store, scope)
+    groups = _demand(parsed, demand)
+    plan = plan_study(parsed, twin, store, scope, demand=groups)
 
     def work(run_id: str | None) -> tuple[str, StudyResult]:
         result = run_study(twin, plan, executor, progress=progress)
@@ -76,7 +85,7 @@ def conduct_study(
         lineage,
         parsed.spec.name,
         work,
-        inputs=[DatasetRef(url_without_credentials(store.url), "twin-graph")],
+        inputs=[DatasetRef(url_without_credentials(store.url), "twin-graph"), *_forecast_inputs(plan, results)],
         outputs=[DatasetRef(url_without_credentials(results.url), "sim_study")],
         counts=lambda done: {
             "replications": len(done.seeds),
@@ -87,6 +96,39 @@ def conduct_study(
         },
     )
     return CompletedStudy(study_id, result, twin)
+
+
+def _demand(parsed: ParsedSpec, demand: DemandSource | None) -> list[GroupForecast] | None:
+    """The stored forecasts a spec's `demand:` names (None without one); SpecError at its line when they cannot be
+    read."""
+    spec = parsed.spec.demand
+    if spec is None:
+        return None
+    if demand is None:
+        raise parsed.fail(
+            ("demand",),
+            "the stored forecasts of `demand:` were not read (studies run by the study service read them; "
+            "experiments do not take forecast demand yet)",
+        )
+    try:
+        return list(demand(spec))
+    except ForecastError as exc:
+        raise parsed.fail(("demand", "forecast" if spec.forecast else "model_version"), str(exc)) from None
+
+
+def _forecast_inputs(plan: StudyPlan, results: ResultsStore) -> list[DatasetRef]:
+    """The stored forecasts and model versions a study's demand came from, as lineage inputs."""
+    if plan.demand is None:
+        return []
+    where = url_without_credentials(results.url)
+    refs = []
+    for used in plan.demand.forecasts:
+        if used.product is not None:
+            refs += [
+                DatasetRef(where, f"forecast_run/{used.forecast_id}"),
+                DatasetRef(where, f"model_version/{used.model_version}"),
+            ]
+    return refs
 
 
 def rerun_study(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,6 +49,7 @@ def _context(runtime: Runtime, graph: bool) -> Any:
         graph=runtime.store if graph else None,
         database_url=url,
         data_dir=runtime.settings.data_dir,
+        workers=os.cpu_count() or 1,
     )
 
 
@@ -233,6 +235,7 @@ def models(name: Annotated[str, typer.Argument(help="A series name (NAME/KEY for
         ctx = _context(runtime, False)
         versions = ctx.registry.versions(name)
         alerts = ctx.registry.alerts(name)
+        approved = ctx.registry.alerts(name, status="approved")
     finally:
         runtime.close()
     table = Table(title=f"model versions of {name}")
@@ -252,6 +255,10 @@ def models(name: Annotated[str, typer.Argument(help="A series name (NAME/KEY for
     console.print(table)
     for alert in alerts:
         console.print(f"open {alert.kind} alert {alert.alert_id}: {'; '.join(alert.reasons)}", highlight=False)
+    for alert in approved:
+        console.print(
+            f"approved {alert.kind} alert {alert.alert_id}: waiting for the runtime to retrain", highlight=False
+        )
 
 
 @app.command()
@@ -307,3 +314,55 @@ def drift(
             highlight=False,
             markup=False,
         )
+
+
+@app.command()
+def retrain(
+    name: Annotated[str, typer.Argument(help="A series name (NAME, or NAME/KEY for one group).")],
+    file: FileOption = BUNDLED,
+    windows: Annotated[int, typer.Option(help="Backtest windows (rolling origins).")] = 3,
+) -> None:
+    """Retrain a series' models now: each group's best model on the newest data becomes a new version (a
+    challenger: promotion still needs another person's approval)."""
+    from simulation.forecast.service import run_forecasts
+
+    runtime = Runtime()
+    try:
+        series, graph = _series(runtime, file, name)
+        outcomes = run_forecasts(
+            series, name, _context(runtime, graph), subject=runtime.operator(), windows=windows, retrain="by hand"
+        )
+    except (SimulationError, GraphError, OntologyError, GovernanceError) as exc:
+        _fail(exc)
+        return
+    finally:
+        runtime.close()
+    for o in outcomes:
+        if o.status != "stored":
+            line = f"{o.series}: failed: {o.error}"
+        elif o.challenger:
+            line = f"{o.series}: new version {o.challenger} ({o.best_kind}), a challenger to {o.model_version}"
+        else:
+            line = f"{o.series}: no new version (nothing new to train on); champion {o.model_version}"
+        console.print(line, highlight=False, markup=False)
+
+
+@app.command("approve-retrain")
+def approve_retrain(
+    alert: Annotated[str, typer.Argument(help="A retrain alert id (see `twin forecast models`).")],
+) -> None:
+    """Approve the retraining a drift alert proposes (refused for whoever raised it); the runtime retrains it."""
+    runtime = Runtime()
+    try:
+        approved = _context(runtime, False).registry.approve_retrain(runtime.operator(), alert)
+    except GovernanceError as exc:
+        _fail(exc)
+        return
+    finally:
+        runtime.close()
+    console.print(
+        f"retraining of {approved.series} approved ({approved.alert_id}); the runtime of `twin run`/`twin serve` "
+        "retrains it when DATA_DIR/series.yaml defines it, or run `twin forecast retrain` now",
+        highlight=False,
+        markup=False,
+    )

@@ -24,21 +24,24 @@ def run(
 ) -> None:
     """Keep every scheduled connector in sync by itself (schedules in connectors.yaml; one runtime per connector)
     and deliver the change feed to every event route (routes.yaml)."""
-    # with DATA_DIR/automations.yaml, the automations are evaluated over the feed and approved proposals executed
+    # with DATA_DIR/automations.yaml, the automations are evaluated over the feed and approved proposals executed;
+    # with DATA_DIR/series.yaml, forecast models are retrained on their `retrain:` schedules and approved alerts
     from governance.decisions.automations import AutomationError
+    from simulation.errors import SimulationError
 
     runtime = Runtime()
     try:
         live = runtime.sync_runtime(only)
         routes = runtime.route_runtime(holder=live.holder)
         decisions = runtime.decision_runtime(holder=live.holder)  # None without DATA_DIR/automations.yaml
+        retraining = runtime.retrain_runtime(holder=live.holder)  # None without DATA_DIR/series.yaml
         if decisions is not None:
             decisions.start()
-    except (RegistryError, RouteError, AutomationError) as exc:
+    except (RegistryError, RouteError, AutomationError, SimulationError) as exc:
         runtime.close()
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
-    if not live.schedules and not routes.routes and decisions is None:
+    if not live.schedules and not routes.routes and decisions is None and retraining is None:
         runtime.close()
         console.print(
             "no connector has a schedule and no event route is configured; set `schedule:` in "
@@ -80,6 +83,8 @@ def run(
     )
     live.start()
     routes.start()
+    if retraining is not None:
+        retraining.start()
     try:
         stopping.wait()
     finally:
@@ -88,4 +93,6 @@ def run(
         routes.stop()
         if decisions is not None:
             decisions.stop()
+        if retraining is not None:
+            retraining.stop()
         runtime.close()

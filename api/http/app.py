@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from connectors.route_delivery import RouteRuntime
     from connectors.sync_runtime import SyncRuntime
     from governance.decisions.runtime import DecisionRuntime
+    from simulation.forecast.retraining import RetrainRuntime
 
 API_VERSION = "1.0.0"
 
@@ -63,6 +64,7 @@ class ApiServices:
     live: SyncRuntime | None = None  # the scheduled syncs, when this app runs them
     routes: RouteRuntime | None = None  # the event routes' deliveries, when this app runs them
     decisions: DecisionRuntime | None = None  # the automations of automations.yaml, when this app runs them
+    retraining: RetrainRuntime | None = None  # forecast retraining of series.yaml, when this app runs it
     feed_watcher: Any = None  # wakes the GraphQL subscriptions when the change feed moves
 
     @property
@@ -104,6 +106,7 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
         services.live = runtime.sync_runtime()
         services.routes = runtime.route_runtime(holder=services.live.holder)
         services.decisions = runtime.decision_runtime(holder=services.live.holder)
+        services.retraining = runtime.retrain_runtime(holder=services.live.holder)
         services.metrics.watch_connectors(services.live)
         services.metrics.watch_routes(services.routes)
 
@@ -112,11 +115,11 @@ def create_app(runtime: Runtime | None = None, *, live: bool | None = None) -> F
         # The ontology, schema and policy live as long as the app: keeping their ~200k objects out of the garbage
         # collector's full passes removes ~100 ms pauses that stalled every request in flight.
         gc.freeze()
-        for background in (services.live, services.routes, services.decisions):
+        for background in (services.live, services.routes, services.decisions, services.retraining):
             if background is not None:
                 background.start()
         yield
-        for background in (services.live, services.routes, services.decisions):
+        for background in (services.live, services.routes, services.decisions, services.retraining):
             if background is not None:
                 background.stop()
         if services.feed_watcher is not None:

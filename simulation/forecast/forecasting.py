@@ -1,16 +1,23 @@
-"""Forecasts with statsforecast: AutoETS, AutoTheta, AutoARIMA and the seasonal-naive baseline (always computed),
-rolling-origin backtests (MASE, sMAPE, 80 % interval coverage), intervals calibrated by conformal scaling where the
-model's own are off, and the champion chosen by backtest.
+"""Forecasts with statsforecast: AutoETS, AutoTheta, AutoARIMA, MSTL and the seasonal-naive baseline (always
+computed), rolling-origin backtests (MASE, sMAPE, 80 % interval coverage), intervals calibrated by conformal scaling,
+and the champion chosen by backtest.
 
 Backtest: the last `windows` x `horizon` periods are forecast window by window, each from the history before it
 (refitting every model). MASE scales the mean absolute error by the in-sample seasonal-naive error of the training
-part (1-step naive when the training part is shorter than two seasons). Intervals: a model's own 80 % band is kept
-when its backtest coverage is within 5 points of 80 %; otherwise the band is widened or narrowed by the factor that
-makes 80 % of the backtest's normalised errors |error| / half-width fall inside (normalised conformal prediction),
-whose coverage is measured leaving each window out in turn.
+part (1-step naive when the training part is shorter than two seasons). Intervals (normalised split-conformal
+prediction): each backtest error is divided by the model's own 80 % half-width at that step, and the band of the
+forecast is the model's own band scaled by the finite-sample conformal quantile of those ratios — so a model whose own
+band is too narrow (MSTL's, AutoETS's on seasonal data) or too wide gets 80 % out of sample, keeping the shape its
+own band has over the horizon. The coverage this gives is measured leaving each window out of its own calibration;
+with a single window (no out-of-sample check) the model's own band is kept.
 
-AutoARIMA is left out of the candidates for seasons longer than 24 periods (weekly data with a yearly season; see
-`default_kinds`). `forecast_batch` forecasts many series on a process pool.
+Candidates (`default_kinds`): for seasons up to MAX_ARIMA_SEASON periods, AutoETS, AutoTheta and AutoARIMA; for
+longer seasons (weekly data with a yearly season), MSTL — STL with a smooth seasonal component (a seasonal window
+across years), its seasonally adjusted part forecast by simple exponential smoothing (ETS "ANN": a 13-week
+extrapolated trend is a risk the backtest rarely rewards, and the automatic ETS search costs several times as
+much with the same accuracy on the sample's demand) — because a seasonal ARIMA or ETS of
+52 periods is impractically slow and the non-seasonal ones cannot follow the year. `forecast_batch` forecasts many
+series on a process pool (`ForecastPool` keeps one open, with statsforecast imported in each worker).
 
 Documented fallbacks, each with a warning and never an exception mid-batch: a constant series gets the naive
 forecast with a zero-width band; a series shorter than two seasons plus the backtest is modelled without season; a
@@ -31,28 +38,31 @@ import numpy as np
 
 from simulation.forecast.errors import SeriesDataError
 
-MODEL_KINDS: tuple[str, ...] = ("seasonal_naive", "auto_ets", "auto_theta", "auto_arima")
+MODEL_KINDS: tuple[str, ...] = ("seasonal_naive", "auto_ets", "auto_theta", "auto_arima", "mstl")
 """The candidate models, baseline first; `naive` is the documented fallback."""
-MODEL_VERSION = "forecast-1"
+MODEL_VERSION = "forecast-2"
 """Version of this module's modelling (backtest scheme, calibration); stored with every model version."""
 LEVEL = 80
 MIN_BACKTEST_TRAIN = 8
-MAX_ARIMA_SEASON = 24  # seasonal ARIMA with a longer season (52 weeks) is slow and rarely better: fitted without
-TOLERANCE = 0.05  # a model's own coverage this close to 80 % is kept
+MIN_POOL_SERIES = 16  # fewer series are forecast in this process: starting workers would cost more than it saves
+MAX_ARIMA_SEASON = 24  # longer seasons (52 weeks): seasonal ARIMA and ETS are impractically slow; MSTL instead
+SHORT_SEASON_KINDS: tuple[str, ...] = ("seasonal_naive", "auto_ets", "auto_theta", "auto_arima")
+LONG_SEASON_KINDS: tuple[str, ...] = ("seasonal_naive", "mstl")
 
 
 def default_kinds(season_length: int) -> tuple[str, ...]:
-    """The candidates for a season length: all four, except AutoARIMA for seasons longer than MAX_ARIMA_SEASON
-    (weekly data with a yearly season), where a seasonal ARIMA is impractically slow and a non-seasonal one is
-    rarely competitive (about 0.1 s a fit, four times the rest together)."""
+    """The candidates for a season length: the baseline, AutoETS, AutoTheta and AutoARIMA up to MAX_ARIMA_SEASON
+    periods; the baseline and MSTL for longer seasons (weekly data with a yearly season), where a seasonal ARIMA or
+    ETS is impractically slow and the non-seasonal AutoETS, AutoTheta and AutoARIMA cannot follow the year (on the
+    sample's demand they were no better than seasonal naive, at several times MSTL's cost)."""
     if season_length > MAX_ARIMA_SEASON:
-        return tuple(k for k in MODEL_KINDS if k != "auto_arima")
-    return MODEL_KINDS
+        return LONG_SEASON_KINDS
+    return SHORT_SEASON_KINDS
 
 
 def make_model(kind: str, season_length: int) -> Any:
     """The statsforecast model of a kind for a season length (1 = no season)."""
-    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, Naive, SeasonalNaive
+    from statsforecast.models import MSTL, AutoARIMA, AutoETS, AutoTheta, Naive, SeasonalNaive
 
     m = max(1, season_length)
     if kind == "seasonal_naive":
@@ -67,6 +77,10 @@ def make_model(kind: str, season_length: int) -> Any:
         if m > MAX_ARIMA_SEASON:
             return AutoARIMA(season_length=1, approximation=True)
         return AutoARIMA(season_length=m, approximation=True)
+    if kind == "mstl":
+        if m < 2:
+            raise SeriesDataError("MSTL needs a season of at least 2 periods")
+        return MSTL(season_length=m, trend_forecaster=AutoETS(model="ANN"))
     raise SeriesDataError(f"unknown model kind {kind[:40]!r} (known: {', '.join(MODEL_KINDS)}, naive)")
 
 
@@ -213,12 +227,7 @@ def backtest(
         else:
             conformal_cov = math.nan
         factor = _conformal_quantile(np.concatenate(score_windows))
-        use_conformal = (
-            abs(own - LEVEL / 100) > TOLERANCE
-            and not math.isnan(conformal_cov)
-            and math.isfinite(factor)
-            and abs(conformal_cov - LEVEL / 100) < abs(own - LEVEL / 100)
-        )
+        use_conformal = windows > 1 and math.isfinite(factor) and factor > 0
         finite = [s for s in scaled if not math.isnan(s)]
         results[kind] = Backtest(
             kind,
@@ -285,6 +294,37 @@ def forecast_series(
     backtests, failed = backtest(y, horizon, m, candidates, windows)
     notes += failed
     chosen = kind if kind is not None and kind in backtests else choose_champion(backtests)
+    return _final(y, horizon, m, windows, chosen, backtests, notes)
+
+
+def forecast_as(found: Forecast, y: np.ndarray, horizon: int, kind: str, *, windows: int = 3) -> Forecast:
+    """The forecast of `y` by model `kind` (a series' champion) when `found` (the same series' forecast, whose
+    backtests it reuses) chose another kind; backtests `kind` only when `found` has not."""
+    if kind == found.kind:
+        return found
+    y = np.asarray(y, dtype=np.float64)
+    backtests = dict(found.backtests)
+    notes = list(found.warnings)
+    if kind not in backtests:
+        if found.season_length < 1 or not backtests:  # a fallback without backtests: nothing to compare
+            return found
+        more, failed = backtest(y, horizon, found.season_length, [kind], windows)
+        backtests.update(more)
+        notes += failed
+    chosen = kind if kind in backtests else found.kind
+    return _final(y, horizon, found.season_length, windows, chosen, backtests, notes)
+
+
+def _final(
+    y: np.ndarray,
+    horizon: int,
+    m: int,
+    windows: int,
+    chosen: str | None,
+    backtests: dict[str, Backtest],
+    notes: list[str],
+) -> Forecast:
+    """Fit the chosen kind on all of `y` and forecast with its calibrated band (naive when every model failed)."""
     if chosen is None:
         notes.append("every model failed: naive forecast, no metrics")
         mean, lo, hi = fit_forecast("naive", y, horizon, 1)
@@ -313,16 +353,66 @@ def _forecast_job(job: tuple[np.ndarray, int, int, int]) -> Forecast | str:
         return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
-def forecast_batch(
-    series: Sequence[np.ndarray], horizon: int, season_length: int, *, windows: int = 3, workers: int | None = None
-) -> list[Forecast | str]:
-    """Forecast many series (backtests included) on a process pool of `workers` (CPU count by default; 1 runs
-    here); a series that fails gives its error text instead of a forecast."""
-    jobs = [(np.asarray(y, dtype=np.float64), horizon, season_length, windows) for y in series]
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(jobs) < 2:
-        return [_forecast_job(job) for job in jobs]
-    from concurrent.futures import ProcessPoolExecutor
+def _import_models() -> None:
+    """A pool worker's start: import statsforecast's models once, before the first series arrives."""
+    import statsforecast.models  # noqa: F401
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_forecast_job, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+
+class ForecastPool:
+    """A process pool of `workers` forecasting processes, with statsforecast imported in each, kept open across
+    batches (a long-running runtime starts it once); a context manager that shuts the pool down."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        # forkserver: workers start from a clean process, never forked from a threaded one (the API, the runtime)
+        self.executor = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_import_models
+        )
+
+    def warm(self) -> None:
+        """Wait until every worker has started and imported the models."""
+        list(self.executor.map(_worker_ready, range(self.workers * 2)))
+
+    def map(self, jobs: Sequence[tuple[np.ndarray, int, int, int]]) -> list[Forecast | str]:
+        """Forecast the jobs in order, in chunks spread over the workers."""
+        chunk = max(1, len(jobs) // (self.workers * 8))
+        return list(self.executor.map(_forecast_job, jobs, chunksize=chunk))
+
+    def close(self) -> None:
+        """Shut the workers down."""
+        self.executor.shutdown()
+
+    def __enter__(self) -> ForecastPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _worker_ready(_: int) -> int:
+    return os.getpid()
+
+
+def forecast_batch(
+    series: Sequence[np.ndarray],
+    horizon: int,
+    season_length: int,
+    *,
+    windows: int = 3,
+    workers: int | None = None,
+    pool: ForecastPool | None = None,
+) -> list[Forecast | str]:
+    """Forecast many series (backtests included) on `pool`, or on a new process pool of `workers` (CPU count by
+    default; 1, or fewer than MIN_POOL_SERIES series, runs here); a series that fails gives its error text instead of
+    a forecast."""
+    jobs = [(np.asarray(y, dtype=np.float64), horizon, season_length, windows) for y in series]
+    if pool is not None:
+        return pool.map(jobs)
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(jobs) < MIN_POOL_SERIES:
+        return [_forecast_job(job) for job in jobs]
+    with ForecastPool(workers) as fresh:
+        return fresh.map(jobs)

@@ -11,6 +11,9 @@ season length (default 24, 7, 52, 12 by frequency), its default horizon, and whe
   bucketed by a time column, summed/counted/averaged, optionally grouped by a key column (one series per key);
 - `telemetry`: readings of one metric of an asset (or of every asset of a class) from the telemetry store.
 
+`retrain: {every: 7d}` (or `{cron: "0 3 * * 1"}`, UTC) has the runtime of `twin run`/`twin serve` retrain the
+series' models on that schedule (simulation/forecast/retraining.py).
+
 Every series says which twin classes it is about (`about`; for `twins` the class and the link's target class), so
 that a reader who may not read those classes is refused its forecasts. Periods without any row count as 0 for sums
 and counts; for means they are interpolated (with a warning).
@@ -33,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import column, create_engine, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
+from connectors.schedule import Schedule, ScheduleError, parse_schedule
 from graph.model import UNRESTRICTED, ReadScope
 from graph.store import GraphStore
 from ontology.model import Ontology
@@ -121,11 +125,22 @@ class SeriesDef(BaseModel):
     season_length: int | None = Field(None, ge=1, le=366)
     horizon: int = Field(12, ge=1, le=520)
     source: SeriesFrom = Field(alias="from")
+    retrain: Any = None  # {every: 7d} | {cron: "0 3 * * 1"} | off: when the runtime retrains it (retraining.py)
 
     @property
     def season(self) -> int:
         """The season length in periods (the frequency's default unless given)."""
         return self.season_length or SEASON_LENGTH[self.freq]
+
+    @property
+    def retrain_schedule(self) -> Schedule | None:
+        """When the runtime retrains this series' models (None: only on an approved retrain alert or by hand)."""
+        if self.retrain is None:
+            return None
+        schedule = parse_schedule(self.retrain, "series", f"series {self.name}: retrain")
+        if schedule.kind == "continuous":
+            raise ScheduleError(f"series {self.name}: retrain: cannot be continuous; give {{every: 7d}} or a cron")
+        return None if schedule.kind == "off" else schedule
 
 
 class SeriesFile(BaseModel):
@@ -317,6 +332,10 @@ def _check(definition: SeriesDef, ontology: Ontology, problem: Any) -> tuple[str
                 problem((*base, "value"), f"{twins.cls}.{twins.value} is a {value_prop.schema.kind}, not a number")
     elif definition.about is None:
         problem(("about",), f"a `{src.kind}` series names the class it is about (`about: Product`, `about: Machine`)")
+    try:
+        _ = definition.retrain_schedule  # checked here, so that a bad schedule is refused with its line
+    except ScheduleError as exc:
+        problem(("retrain",), str(exc).removeprefix(f"series {definition.name}: retrain: "))
     if src.records is not None and src.records.value is None and src.records.aggregate != "count":
         problem(("from", "records", "value"), "name the value column, or use `aggregate: count`")
     return tuple(dict.fromkeys(classes))

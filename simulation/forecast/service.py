@@ -17,7 +17,7 @@ and event routes can carry it, each through the policy gate of the twin's change
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,15 @@ from governance.policy import Policy
 from graph.history import Change, ChangeContext
 from graph.store import GraphStore
 from simulation.forecast.errors import ForecastError
-from simulation.forecast.forecasting import MODEL_KINDS, Forecast, forecast_series, mase_scale
+from simulation.forecast.forecasting import (
+    MODEL_KINDS,
+    Forecast,
+    ForecastPool,
+    forecast_as,
+    forecast_batch,
+    forecast_series,
+    mase_scale,
+)
 from simulation.forecast.series import SeriesData, SeriesReader, SeriesSet
 from simulation.forecast.store import ForecastStore, StoredForecast, future_periods
 
@@ -66,6 +74,8 @@ class ForecastContext:
     graph: GraphStore | None = None
     database_url: str | None = None
     data_dir: Path | None = None
+    workers: int = 1  # forecasting processes for a batch (1: in this process)
+    pool: ForecastPool | None = None  # a pool kept open across runs (the retraining runtime's)
 
 
 def _deny(ctx: ForecastContext, subject: Subject, operation: str, variables: Mapping[str, object], why: str) -> None:
@@ -97,11 +107,17 @@ def run_forecasts(
     subject: Subject,
     horizon: int | None = None,
     windows: int = 3,
+    retrain: str | None = None,
 ) -> list[ForecastOutcome]:
-    """Forecast the series `name` (each group of it) as `subject`; store each forecast with its model version."""
+    """Forecast the series `name` (each group of it) as `subject`; store each forecast with its model version.
+    With `retrain` (why: `schedule`, `approved alert ID`, ...), each group's best model is registered as a new
+    version even when its kind is the champion's (a challenger; the champion when there is none) — unless a version
+    of that kind was trained on exactly these data already."""
     definition = series.get(name)
     classes = series.classes[definition.name]
-    variables = {"series": name, "horizon": horizon, "windows": windows}
+    variables: dict[str, object] = {"series": name, "horizon": horizon, "windows": windows}
+    if retrain is not None:
+        variables["retrain"] = retrain
     require(ctx, subject, RUN, classes, variables)
     reader = SeriesReader(ctx.graph, ctx.database_url, ctx.data_dir, ctx.policy.read_scope(subject))
     try:
@@ -109,7 +125,29 @@ def run_forecasts(
     except ForecastError as exc:
         _audit_run(ctx, subject, variables, None, {"status": "failed", "error": str(exc)[:300]})
         raise
-    outcomes = [_one(data, ctx, subject, horizon or definition.horizon, windows) for data in found]
+    h = horizon or definition.horizon
+    season = found[0].season_length if found else definition.season
+    batch = forecast_batch([d.values for d in found], h, season, windows=windows, workers=ctx.workers, pool=ctx.pool)
+    decided = [_one(data, best, ctx, subject, h, windows, retrain) for data, best in zip(found, batch, strict=True)]
+    keep = [(d, outcome, used) for d, (outcome, used) in zip(found, decided, strict=True) if used is not None]
+    ids = ctx.forecasts.save_many([(d, used, o.model_version) for d, o, used in keep], created_by=subject.sub)
+    stored_ids = {o.series: i for (_, o, _), i in zip(keep, ids, strict=True)}
+    unannounced: dict[str, str] = {}
+    for (data, outcome, used), forecast_id in zip(keep, ids, strict=True):
+        try:
+            announce_forecast(ctx, data, used, forecast_id, outcome.model_version or "", subject)
+        except Exception as exc:  # the forecast is stored all the same; the outcome says it was not announced
+            unannounced[outcome.series] = f"not announced on the change feed: {type(exc).__name__}: {str(exc)[:200]}"
+    outcomes = [
+        replace(
+            o,
+            forecast_id=stored_ids[o.series],
+            warnings=(*o.warnings, unannounced[o.series]) if o.series in unannounced else o.warnings,
+        )
+        if o.series in stored_ids
+        else o
+        for o, _ in decided
+    ]
     stored = sum(o.status == "stored" for o in outcomes)
     _audit_run(
         ctx,
@@ -127,41 +165,53 @@ def _audit_run(
     ctx.audit.append(AuditEvent.of_run(subject, RUN, ctx.policy.version, variables, rows, outcome))
 
 
-def _one(data: SeriesData, ctx: ForecastContext, subject: Subject, horizon: int, windows: int) -> ForecastOutcome:
-    """Forecast one series; any failure becomes a failed outcome (never an exception mid-batch)."""
+def _one(
+    data: SeriesData,
+    best: Forecast | str,
+    ctx: ForecastContext,
+    subject: Subject,
+    horizon: int,
+    windows: int,
+    retrain: str | None,
+) -> tuple[ForecastOutcome, Forecast | None]:
+    """Decide one series' model version and forecast (stored by the caller with the others); any failure becomes a
+    failed outcome (never an exception mid-batch)."""
     try:
-        best = forecast_series(data.values, horizon, data.season_length, windows=windows)
+        if isinstance(best, str):
+            raise ForecastError(best)
         champion = ctx.registry.champion(data.name)
         challenger = None
         if champion is None:
             champion = _register(ctx, subject, data, best)
             used = best
-        elif champion.kind == best.kind:
-            used = best
         else:
-            known = {v.kind for v in ctx.registry.challengers(data.name)}
-            if best.kind not in known and best.kind in MODEL_KINDS and _beats(best, champion.metrics):
+            versions = ctx.registry.versions(data.name)
+            trained = {(v.kind, v.input_digest) for v in versions if v.status != "retired"}
+            known = {v.kind for v in versions if v.status == "challenger"}
+            if retrain is not None and best.kind in MODEL_KINDS and (best.kind, data.digest) not in trained:
+                challenger = _register(ctx, subject, data, best, retrain).version_id
+            elif (
+                best.kind != champion.kind
+                and best.kind not in known
+                and best.kind in MODEL_KINDS
+                and _beats(best, champion.metrics)
+            ):
                 challenger = _register(ctx, subject, data, best).version_id
-            used = forecast_series(data.values, horizon, data.season_length, windows=windows, kind=champion.kind)
-        forecast_id = ctx.forecasts.save(data, used, created_by=subject.sub, model_version=champion.version_id)
-        notes: tuple[str, ...] = ()
-        try:
-            announce_forecast(ctx, data, used, forecast_id, champion.version_id, subject)
-        except Exception as exc:  # the forecast is stored all the same; the outcome says it was not announced
-            notes = (f"not announced on the change feed: {type(exc).__name__}: {str(exc)[:200]}",)
-        return ForecastOutcome(
+            used = forecast_as(best, data.values, horizon, champion.kind, windows=windows)
+        outcome = ForecastOutcome(
             data.name,
             "stored",
-            forecast_id,
+            None,
             used.kind,
             champion.version_id,
             best.kind,
             challenger,
             used.champion.as_dict() if used.champion else {},
-            (*data.warnings, *used.warnings, *notes),
+            (*data.warnings, *used.warnings),
         )
+        return outcome, used
     except Exception as exc:  # one bad series never stops the batch: its outcome carries the reason
-        return ForecastOutcome(data.name, "failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        return ForecastOutcome(data.name, "failed", error=f"{type(exc).__name__}: {str(exc)[:300]}"), None
 
 
 def forecast_twin(data: SeriesData) -> str | None:
@@ -213,13 +263,18 @@ def _beats(best: Forecast, champion_metrics: Mapping[str, Any]) -> bool:
     return best.champion is not None and (not isinstance(mase, int | float) or best.champion.mase < mase)
 
 
-def _register(ctx: ForecastContext, subject: Subject, data: SeriesData, forecast: Forecast) -> Any:
+def _register(
+    ctx: ForecastContext, subject: Subject, data: SeriesData, forecast: Forecast, retrain: str | None = None
+) -> Any:
     metrics = forecast.champion.as_dict() if forecast.champion else {}
+    params = dict(forecast.params or {"season_length": forecast.season_length})
+    if retrain is not None:
+        params["retrained"] = retrain
     return ctx.registry.register(
         subject,
         series=data.name,
         kind=forecast.kind,
-        params=forecast.params or {"season_length": forecast.season_length},
+        params=params,
         train_start=data.periods[0],
         train_end=data.periods[-1],
         train_points=len(data.values),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,38 +90,15 @@ class ForecastStore:
 
     def save(self, data: SeriesData, forecast: Forecast, *, created_by: str, model_version: str | None) -> str:
         """Store a forecast of `data`; returns its id."""
-        forecast_id = uuid.uuid4().hex[:16]
-        champion = forecast.champion
-        points = {
-            "periods": future_periods(data.periods[-1], data.freq, len(forecast.mean)),
-            "mean": _floats(forecast.mean),
-            "lo": _floats(forecast.lo),
-            "hi": _floats(forecast.hi),
-        }
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(forecast_table).values(
-                    forecast_id=forecast_id,
-                    series=data.name,
-                    created_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                    created_by=created_by,
-                    model_kind=forecast.kind,
-                    model_version=model_version,
-                    code_version=MODEL_VERSION,
-                    input_digest=data.digest,
-                    freq=data.freq,
-                    season_length=forecast.season_length,
-                    horizon=len(forecast.mean),
-                    level=LEVEL,
-                    interval=champion.interval if champion is not None else "model",
-                    history=json.dumps({"periods": list(data.periods), "values": _floats(data.values)}),
-                    forecast=json.dumps(points),
-                    backtests=json.dumps({k: b.as_dict() for k, b in forecast.backtests.items()}),
-                    lineage=json.dumps(data.lineage.as_dict()),
-                    warnings=json.dumps([*data.warnings, *forecast.warnings]),
-                )
-            )
-        return forecast_id
+        return self.save_many([(data, forecast, model_version)], created_by=created_by)[0]
+
+    def save_many(self, forecasts: Sequence[tuple[SeriesData, Forecast, str | None]], *, created_by: str) -> list[str]:
+        """Store forecasts (each with its series data and model version) in one transaction; their ids in order."""
+        rows = [_row(data, forecast, created_by, version) for data, forecast, version in forecasts]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(forecast_table), rows)
+        return [row["forecast_id"] for row in rows]
 
     def latest(self, series: str) -> StoredForecast:
         """The newest forecast of a series; UnknownSeries when there is none."""
@@ -130,6 +108,19 @@ class ForecastStore:
         if row is None:
             raise UnknownSeries(f"no stored forecast of series {series[:120]!r} (run `twin forecast run` first)")
         return _stored(row._mapping)
+
+    def latest_of_groups(self, name: str, *, model_versions: Sequence[str] = ()) -> list[StoredForecast]:
+        """The newest forecast of series `name` and of each of its groups (`NAME/KEY`), by series name; with
+        `model_versions`, the newest made by one of those versions. One query."""
+        t = forecast_table
+        query = select(t).where((t.c.series == name) | t.c.series.startswith(f"{name}/", autoescape=True))
+        if model_versions:
+            query = query.where(t.c.model_version.in_(list(model_versions)))
+        newest: dict[str, RowMapping] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query.order_by(t.c.created_at.desc())):
+                newest.setdefault(row.series, row._mapping)
+        return [_stored(newest[k]) for k in sorted(newest)]
 
     def get(self, forecast_id: str) -> StoredForecast:
         """A stored forecast by id; UnknownSeries when there is none."""
@@ -154,6 +145,37 @@ class ForecastStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.c.series).where(t.c.series.startswith(prefix)).distinct()).all()
         return sorted(str(r[0]) for r in rows)
+
+
+def _row(data: SeriesData, forecast: Forecast, created_by: str, model_version: str | None) -> dict[str, Any]:
+    """The table row of one forecast."""
+    champion = forecast.champion
+    points = {
+        "periods": future_periods(data.periods[-1], data.freq, len(forecast.mean)),
+        "mean": _floats(forecast.mean),
+        "lo": _floats(forecast.lo),
+        "hi": _floats(forecast.hi),
+    }
+    return {
+        "forecast_id": uuid.uuid4().hex[:16],
+        "series": data.name,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        "created_by": created_by,
+        "model_kind": forecast.kind,
+        "model_version": model_version,
+        "code_version": MODEL_VERSION,
+        "input_digest": data.digest,
+        "freq": data.freq,
+        "season_length": forecast.season_length,
+        "horizon": len(forecast.mean),
+        "level": LEVEL,
+        "interval": champion.interval if champion is not None else "model",
+        "history": json.dumps({"periods": list(data.periods), "values": _floats(data.values)}),
+        "forecast": json.dumps(points),
+        "backtests": json.dumps({k: b.as_dict() for k, b in forecast.backtests.items()}),
+        "lineage": json.dumps(data.lineage.as_dict()),
+        "warnings": json.dumps([*data.warnings, *forecast.warnings]),
+    }
 
 
 def _stored(row: RowMapping) -> StoredForecast:

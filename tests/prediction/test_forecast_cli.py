@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def test_run_show_backtest_and_governed_promotion(twin_env: Path) -> None:
     tested = runner.invoke(app, ["forecast", "backtest", "sample.demand/HP-1000/direct", "--json", "--windows", "2"])
     assert tested.exit_code == 0, tested.output
     found = json.loads(tested.output.strip().splitlines()[-1])
-    assert set(found["backtests"]) == {"seasonal_naive", "auto_ets", "auto_theta"}  # weekly: no AutoARIMA
+    assert set(found["backtests"]) == {"seasonal_naive", "mstl"}  # weekly with a yearly season: MSTL
 
     models = runner.invoke(app, ["forecast", "models", "sample.demand/HP-1000/direct"])
     assert models.exit_code == 0 and "champion" in models.output
@@ -79,3 +80,19 @@ def test_chart_draws_history_forecast_and_band() -> None:
     lines = chart([1.0, 2.0, 3.0], [4.0, 5.0], [3.5, 4.0], [4.5, 6.0], height=6)
     assert len(lines) == 6 and lines[0].endswith(":") and "o" in lines[-1]
     assert sum(line.count("*") for line in lines) == 2
+
+
+def test_retrain_by_hand_and_approve_retrain(twin_env: Path) -> None:
+    assert runner.invoke(app, ["forecast", "run", "sample.demand/HP-1000/direct"]).exit_code == 0
+    same = runner.invoke(app, ["forecast", "retrain", "sample.demand/HP-1000/direct"])
+    assert same.exit_code == 0 and "no new version (nothing new to train on)" in " ".join(same.output.split())
+    generate_demand_history(
+        twin_env / "sample", [("HP-1000", DemandShape(25.0))], seed=4, years=3, as_of=date(2025, 8, 4)
+    )
+    newer = runner.invoke(app, ["forecast", "retrain", "sample.demand/HP-1000/direct"])
+    text = " ".join(newer.output.split())
+    assert newer.exit_code == 0 and "new version" in text and "a challenger to" in text, newer.output
+    models = runner.invoke(app, ["forecast", "models", "sample.demand/HP-1000/direct"])
+    assert models.output.count("challenger") == 1 and models.output.count("champion") == 1
+    unknown = runner.invoke(app, ["forecast", "approve-retrain", "nope"])
+    assert unknown.exit_code == 1 and "no model alert 'nope'" in " ".join(unknown.output.split())

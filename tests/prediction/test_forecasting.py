@@ -117,3 +117,56 @@ def test_non_negative_series_are_not_forecast_below_zero() -> None:
     y = np.maximum(0, rng.normal(1.0, 3.0, 80)).round()
     forecast = forecast_series(y, 8, 1)
     assert (forecast.lo >= 0).all() and (forecast.mean >= 0).all() and (forecast.hi >= forecast.lo).all()
+
+
+def _weekly_demand(seed: int, level: float = 30.0) -> np.ndarray:
+    """156 weeks of the sample's demand model: a yearly season, a trend and over-dispersed noise."""
+    from connectors.sample.demand import DemandShape, demand_rng
+
+    days = np.arange(19_000, 19_000 + 156 * 7)
+    shape = DemandShape(level, yearly_amplitude=0.3)
+    daily = shape.draw(shape.expected(days, int(days[0])), demand_rng(seed, "weekly"))
+    return daily.reshape(156, 7).sum(axis=1).astype(np.float64)
+
+
+def test_a_yearly_season_of_weekly_data_is_modelled_by_mstl_with_a_conformal_band() -> None:
+    y = _weekly_demand(1)
+    forecast = forecast_series(y, 13, 52)
+    assert set(forecast.backtests) == {"seasonal_naive", "mstl"}
+    mstl, naive = forecast.backtests["mstl"], forecast.backtests["seasonal_naive"]
+    assert mstl.mase < naive.mase and forecast.kind == "mstl"
+    # MSTL's own band is too narrow out of sample; the conformal factor widens it towards 80 %
+    assert mstl.interval == "conformal" and mstl.scale > 1
+    assert mstl.coverage_model < mstl.coverage_conformal
+    own = fit_forecast("mstl", y, 13, 52)
+    assert np.allclose(forecast.hi - forecast.lo, (own[2] - own[1]) * mstl.scale)
+
+
+def test_too_wide_bands_are_narrowed_by_conformal_scaling() -> None:
+    rng = np.random.default_rng(8)
+    y = 100 + rng.normal(0, 2, 120)
+
+    def timid(kind: str, train: np.ndarray, h: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mean = np.full(h, train.mean())
+        return mean, mean - 50.0, mean + 50.0  # far too wide for noise of sd 2
+
+    result = backtest(y, 10, 1, ["flat"], windows=4, fit=timid)[0]["flat"]
+    assert result.coverage_model == 1.0 and result.interval == "conformal" and result.scale < 0.1
+    assert 0.65 <= result.coverage_conformal <= 0.95
+
+
+def test_the_champions_forecast_reuses_the_backtests_and_batches_match_serial_runs() -> None:
+    from simulation.forecast.forecasting import ForecastPool, forecast_as, forecast_batch
+
+    series = [_weekly_demand(seed) for seed in range(3)]
+    found = forecast_series(series[0], 13, 52)
+    assert found.kind == "mstl"
+    as_naive = forecast_as(found, series[0], 13, "seasonal_naive")
+    assert as_naive.kind == "seasonal_naive" and as_naive.backtests == found.backtests
+    assert np.allclose(as_naive.mean, fit_forecast("seasonal_naive", series[0], 13, 52)[0])
+    assert forecast_as(found, series[0], 13, "mstl") is found
+    with ForecastPool(2) as pool:
+        pooled = forecast_batch(series, 13, 52, pool=pool)
+    serial = forecast_batch(series, 13, 52, workers=1)
+    for a, b in zip(pooled, serial, strict=True):
+        assert isinstance(a, type(b)) and a.kind == b.kind and np.allclose(a.mean, b.mean)  # type: ignore[union-attr]

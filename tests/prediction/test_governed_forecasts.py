@@ -67,7 +67,7 @@ def test_forecasts_are_stored_with_model_version_digest_and_lineage(
     assert len(stored.points["mean"]) == 13 and stored.points["periods"][0] > stored.history["periods"][-1]
     bands = zip(stored.points["lo"], stored.points["mean"], stored.points["hi"], strict=True)
     assert all(lo <= m <= hi for lo, m, hi in bands)
-    assert set(stored.backtests) == {"seasonal_naive", "auto_ets", "auto_theta"}  # no ARIMA for a 52-week season
+    assert set(stored.backtests) == {"seasonal_naive", "mstl"}  # a 52-week season: MSTL
     runs = context.audit.query(operation="forecast.run")
     assert runs and runs[-1].decision == Decision.ALLOW and runs[-1].rows_returned == 4
     assert [r.operation for r in context.audit.query(operation="model.register")] == ["model.register"] * 4
