@@ -43,6 +43,12 @@ class ChangeGate:
         self.scope = policy.read_scope(subject).including_retired()  # the feed is history: retired twins too
         self.ontology = reader.ontology
         self._every_row = self.scope.predicate is None and self.scope.readable_classes is None
+        # a study's KPIs and a forecast's values are results, not twin properties: shown only to roles that may read
+        # studies (scenario.read) or forecasts (forecast.read), as the API shows them
+        self._results = {
+            kind: policy.decide(subject, "operation", operation).allowed
+            for kind, operation in (("study", "scenario.read"), ("forecast", "forecast.read"))
+        }
 
     def view(self, changes: Sequence[FeedChange]) -> list[ChangeView]:
         """The changes of `changes` the subject may see, masked, in feed order (one graph read at most)."""
@@ -51,6 +57,8 @@ class ChangeGate:
         classes: dict[str, tuple[str, ...] | None] = {}  # class -> its labels, or None when the subject may not read it
         shown: list[ChangeView] = []
         for change in changes:
+            if not self._results.get(change.kind, True):
+                continue
             # an anomaly, forecast or study event (simulation/) is shown and masked like a change of its twin
             twin_like = change.kind in ("twin", "anomaly", "forecast", "study")
             view = self._twin(change, now, classes) if twin_like else self._link(change, now)

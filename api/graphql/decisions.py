@@ -110,7 +110,10 @@ class AutomationRule:
     metrics: list[str] | None = strawberry.field(description="An anomaly trigger's metrics (null: every metric).")
     series: list[str] | None = strawberry.field(description="A forecast trigger's series (null: every series).")
     studies: list[str] | None = strawberry.field(description="A study trigger's studies (null: every study).")
-    definition: JSON = strawberry.field(description="The automation as written in automations.yaml.")
+    definition: JSON | None = strawberry.field(
+        description="The automation as written in automations.yaml (its action's parameters and alert text "
+        "included): null unless the caller may manage automations (automation.manage)."
+    )
 
 
 @strawberry.type(description="What a change of the automations did.")
@@ -304,8 +307,8 @@ def proposal_values(proposal: Proposal, may_approve: bool) -> dict[str, Any]:
     }
 
 
-def automation_values(rule: Automation) -> dict[str, Any]:
-    """An automation keyed by GraphQL field name."""
+def automation_values(rule: Automation, *, manages: bool) -> dict[str, Any]:
+    """An automation keyed by GraphQL field name; its whole definition only for those who may manage automations."""
     return {
         "name": rule.name,
         "version": rule.version,
@@ -324,7 +327,7 @@ def automation_values(rule: Automation) -> dict[str, Any]:
         "metrics": sorted(rule.metrics) if rule.metrics is not None else None,
         "series": sorted(rule.series) if rule.series is not None else None,
         "studies": sorted(rule.studies) if rule.studies is not None else None,
-        "definition": dict(rule.definition),
+        "definition": dict(rule.definition) if manages else None,
     }
 
 
@@ -459,7 +462,11 @@ async def automations(
     )
     ctx.rows += len(kept)
     start = encode_position(epoch, kept[0].name) if kept else None
-    values = {"nodes": [automation_values(r) for r in kept], "pageInfo": _page_info(page, after, start)}
+    manages = ctx.policy.decide(ctx.subject, "operation", "automation.manage").allowed
+    values = {
+        "nodes": [automation_values(r, manages=manages) for r in kept],
+        "pageInfo": _page_info(page, after, start),
+    }
     return Selection(info).shaped(info.return_type, info.field_nodes, values)
 
 
@@ -539,7 +546,7 @@ def _change_values(changed: AutomationChanged) -> dict[str, Any]:
         "change": changed.change,
         "versionBefore": changed.version_before,
         "versionAfter": changed.version_after,
-        "automation": automation_values(changed.automation) if changed.automation is not None else None,
+        "automation": automation_values(changed.automation, manages=True) if changed.automation is not None else None,
     }
 
 

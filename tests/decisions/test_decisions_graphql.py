@@ -252,6 +252,12 @@ def test_automations_query_shows_what_the_role_may_read(served: Served) -> None:
     assert rule["properties"] == ["stockLevel"] and rule["actionType"] == "erp.purchase_order"
     assert rule["approval"] == "manual" and "stockLevel" in rule["condition"]
     assert served.data(query, role="hr", sub="hal")["automations"]["nodes"] == []
+    # the whole definition (action parameters, alert text) only for those who may manage automations
+    whole = "{ automations { nodes { name definition } } }"
+    [managed] = served.data(whole, role="data_steward", sub="ann")["automations"]["nodes"]
+    assert managed["definition"]["action"]["type"] == "erp.purchase_order"
+    [read_only] = served.data(whole, role="architect", sub="arc")["automations"]["nodes"]
+    assert read_only == {"name": "reorder-materials", "definition": None}
     assert (
         served.data('{ automations(className: "Machine") { nodes { name } } }', role="admin", sub="a")["automations"][
             "nodes"
