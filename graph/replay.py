@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from graph.history import HistoryStore, RawChange
 
 LinkKey = tuple[str, str, str]  # (type, source uid, target uid)
@@ -43,38 +45,51 @@ class GraphDelta:
 
 
 def replay(rows: Iterable[Sequence[Any]]) -> ReplayedGraph:
-    """The graph that `rows` (kind, op, uid, class, link type, target, state after as JSON text; oldest first) leave
-    behind."""
+    """The graph that `rows` (kind, op, uid, class, link type, target, state after as JSON text, and optionally a
+    compact row's links as JSON text; oldest first) leave behind."""
     twins: dict[str, tuple[str | None, str | None]] = {}  # uid -> (class, state text) of its last change
-    links: dict[LinkKey, str | None] = {}
-    for kind, op, uid, cls, link_type, target, after in rows:
+    links: dict[LinkKey, Any] = {}  # -> state text, or the decoded properties of a compact row's link
+    for kind, op, uid, cls, link_type, target, after, *rest in rows:
         if kind == "twin":
             if op == "delete":
                 twins.pop(uid, None)
             else:
                 twins[uid] = (cls, after)
+                if rest and rest[0] is not None:  # a compact row: the links its load made from this twin
+                    for rel_type, to, props in _decoded(rest[0]):
+                        links[(rel_type, uid, to)] = props
         elif target is not None and link_type is not None:
             if op == "delete":
                 links.pop((link_type, uid, target), None)
             else:
                 links[(link_type, uid, target)] = after
     graph = ReplayedGraph()
-    loads = json.loads
     for uid, (cls, state) in twins.items():
         if cls is not None:
-            graph.twins[uid] = (cls, loads(state) if state else {})
+            graph.twins[uid] = (cls, _decoded(state) if state and state != "{}" else {})
     known = graph.twins
     decoded: dict[str, dict[str, Any]] = {}  # link states repeat (most are empty): each text is decoded once
+    out = graph.links
     for key, state in links.items():
         if key[1] in known and key[2] in known:  # a link outlives neither of its twins
             if not state or state == "{}":
-                graph.links[key] = {}
-                continue
-            found = decoded.get(state)
-            if found is None:
-                found = decoded[state] = loads(state)
-            graph.links[key] = dict(found)
+                out[key] = {}
+            elif type(state) is dict:
+                out[key] = state
+            else:
+                found = decoded.get(state)
+                if found is None:
+                    found = decoded[state] = _decoded(state)
+                out[key] = dict(found)
     return graph
+
+
+def _decoded(text: str) -> Any:
+    """Recorded JSON text (orjson; the standard library for the NaN or Infinity the history's encoder may write)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def replay_until(history: HistoryStore, when: dt.datetime) -> ReplayedGraph:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import (
@@ -39,9 +40,11 @@ from governance.audit import AuditLog
 from graph.migrations import STORE_MODULES, store_metadata
 from graph.relational import dispose_engines, relational_engine
 from graph.store_schema import (
+    BASELINE,
     BASELINE_TABLES,
     VERSION_TABLE,
     StoreOutdated,
+    alembic_config,
     head_revision,
     schema_state,
     upgrade,
@@ -127,29 +130,29 @@ def _value(table: Table, column: str, i: int) -> Any:
 
 
 def _previous_release_store(url: str, rows: int = 3) -> None:
-    """A store as the release before Alembic left it: every store's tables made by `create_all`, rows in each."""
+    """A store as the release before Alembic left it: the baseline revision's tables (what that release's
+    `create_all` made, before columns added since), no version table, rows in each."""
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     try:
-        for name in STORE_MODULES:  # that release had the baseline's tables only
-            metadata = importlib.import_module(name).metadata
-            metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t.name in BASELINE_TABLES])
-        everything = store_metadata()
         with engine.begin() as connection:
-            for table in everything.sorted_tables:
-                if table.name not in BASELINE_TABLES:
-                    continue
+            command.upgrade(alembic_config(engine, connection), BASELINE)
+            connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        reflected = MetaData()
+        reflected.reflect(engine, only=sorted(BASELINE_TABLES))
+        with engine.begin() as connection:
+            for table in reflected.sorted_tables:
                 values = [{c.name: _value(table, c.name, i) for c in table.columns} for i in range(rows)]
                 connection.execute(table.insert(), values)
     finally:
         engine.dispose()
 
 
-def _snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+def _snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     reflected = MetaData()
     reflected.reflect(engine, only=sorted(BASELINE_TABLES))
     with engine.connect() as connection:
         return {
-            name: [tuple(row) for row in connection.execute(select(table).order_by(*table.primary_key.columns))]
+            name: [dict(row._mapping) for row in connection.execute(select(table).order_by(*table.primary_key.columns))]
             for name, table in reflected.tables.items()
         }
 
@@ -162,7 +165,12 @@ def test_a_store_of_the_release_before_alembic_upgrades_and_keeps_every_row(url:
     with pytest.raises(StoreOutdated, match="twin db upgrade"):
         AuditLog(url)  # the stores refuse it until it is upgraded
     assert upgrade(engine) == (None, head_revision())
-    assert _snapshot(engine) == before
+    after = _snapshot(engine)
+    assert {name: [{c: row[c] for c in before[name][0]} for row in rows] for name, rows in after.items()} == before
+    added = [
+        (name, c, v) for name, rows in after.items() for row in rows for c, v in row.items() if c not in before[name][0]
+    ]
+    assert all(value is None for _, _, value in added)  # columns added since the baseline are empty in old rows
     assert schema_state(engine).current
     assert _differences(engine) == []
     AuditLog(url)  # opens now
