@@ -241,8 +241,9 @@ class ChangeFeed:
             changes: list[FeedChange] = []
             for write in writes:
                 skip = max(0, after + 1 - write.seq_start)  # changes of this write the cursor has passed
-                wanted = min(write.count - skip, limit - len(changes))
-                twins = write.count - (write.links or 0)  # its rows; the links of compact rows follow them
+                count: int = write._mapping["count"]
+                wanted = min(count - skip, limit - len(changes))
+                twins = count - (write.links or 0)  # its rows; the links of compact rows follow them
                 of_write = (
                     twin_history.c.write_id == write.id,
                     twin_history.c.id > write.after_id,
