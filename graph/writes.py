@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from graph.backends import CypherBackend
-from graph.bulk import EdgeGroup, NodeGroup
+from graph.bulk import EdgeGroup, NodeGroup, edge_groups
 from graph.cypher import ident, labels_clause
 from graph.errors import BatchRejected, QueryError, TwinNotFound
 from graph.history import (
@@ -395,13 +395,7 @@ class TwinWriter:
                 history.add(changes)
                 changes = []
         history.add(changes)
-        edges = []
-        for rel_type, rows in by_type.items():
-            columns = tuple(dict.fromkeys(key for _, _, props in rows for key in props))
-            edges.append(
-                EdgeGroup(rel_type, columns, [[ids[s], ids[t], *(p.get(key) for key in columns)] for s, t, p in rows])
-            )
-        return edges
+        return edge_groups(by_type, ids)
 
     def _record_loaded(
         self,
@@ -587,9 +581,14 @@ class TwinWriter:
         linked: dict[tuple[str, str], set[str]],
     ) -> list[Violation]:
         targets: dict[tuple[str, str], set[str]] = defaultdict(set)
+        bounded: dict[tuple[str, str], bool] = {}  # (class, type) -> whether the relationship has a maximum
         for rel_type, source, target in batch:
-            rel = self.ontology.relationships(classes[source]).get(rel_type)
-            if rel is not None and rel.max is not None:
+            cls = classes[source]
+            limited = bounded.get((cls, rel_type))
+            if limited is None:
+                rel = self.ontology.relationships(cls).get(rel_type)
+                limited = bounded[(cls, rel_type)] = rel is not None and rel.max is not None
+            if limited:
                 targets[(rel_type, source)].add(target)
         violations = []
         for (rel_type, source), batch_targets in targets.items():
