@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graph.backends import CypherBackend, FalkorBackend
-from graph.bulk import EdgeGroup, NodeGroup, edge_groups
+from graph.bulk import EdgeGroup, NodeGroup, collection_paused, edge_groups
 from graph.errors import GraphError, HistoryUnavailable
 from graph.history import HistoryPoint, HistoryStore, _owner, _owner_gone
 from graph.model import ReadScope
@@ -176,13 +176,16 @@ class TimeTravel:
         live = self._falkor()
         if not self._swept:
             self._sweep(live)
-        replayed = replay_until(self._history(), when)
+        with collection_paused():
+            replayed = replay_until(self._history(), when)
         # a name never used before: FalkorDB cannot replay a log in which a deleted graph is created again
         scratch = live.sibling(f"{live.graph_name}{_SCRATCH}{_owner()}/{uuid.uuid4().hex}")
         try:
-            nodes, edges = self._groups(replayed)
-            if nodes and not scratch.bulk_create(nodes, edges):
-                raise GraphError(f"could not create the scratch graph {scratch.graph_name!r}: it already exists")
+            with collection_paused():
+                nodes, edges = self._groups(replayed)
+                if nodes and not scratch.bulk_create(nodes, edges):
+                    raise GraphError(f"could not create the scratch graph {scratch.graph_name!r}: it already exists")
+                del nodes, edges
             scratch.ensure_indexes(full_text=False)  # the uid index (uids are unique by replay); full text on demand
         except BaseException:
             _drop(scratch)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from graph.backends import CypherBackend
-from graph.bulk import EdgeGroup, NodeGroup, edge_groups
+from graph.bulk import EdgeGroup, NodeGroup, collection_paused, edge_groups
 from graph.cypher import ident, labels_clause
 from graph.errors import BatchRejected, QueryError, TwinNotFound
 from graph.history import (
@@ -301,6 +301,12 @@ class TwinWriter:
         as the same changes); otherwise one row per twin and per link."""
         if not self.backend.can_bulk_create():
             return None
+        with collection_paused():
+            return self._load_new(twins, links, context, compact)
+
+    def _load_new(
+        self, twins: Sequence[Twin], links: Sequence[Link], context: ChangeContext, compact: bool
+    ) -> WriteSummary | None:
         try:
             batch, _ = self._validated_twins(twins, new_graph=True)
             violations: list[Violation] = []
