@@ -20,11 +20,12 @@ import itertools
 import threading
 import uuid
 from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from graph.backends import CypherBackend, FalkorBackend
-from graph.bulk import EdgeGroup, NodeGroup, collection_paused, edge_groups
+from graph.bulk import EdgeGroup, NodeGroup, collection_paused
 from graph.errors import GraphError, HistoryUnavailable
 from graph.history import HistoryPoint, HistoryStore, _owner, _owner_gone
 from graph.model import ReadScope
@@ -192,7 +193,7 @@ class TimeTravel:
             raise
         self.builds += 1
         return PastGraph(
-            point, PastReader(scratch, self.ontology, self.timeout_ms), len(replayed.twins), len(replayed.links)
+            point, PastReader(scratch, self.ontology, self.timeout_ms), len(replayed.twins), replayed.link_count
         )
 
     def _groups(self, graph: ReplayedGraph) -> tuple[list[NodeGroup], list[EdgeGroup]]:
@@ -216,10 +217,16 @@ class TimeTravel:
                     [[uid, cls, *map(state.get, columns)] for uid, state in members],
                 )
             )
-        by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
-        for (rel_type, source, target), props in graph.links.items():
-            by_type[rel_type].append((source, target, props))
-        return nodes, edge_groups(by_type, ids)
+        edges = []
+        rows: list[Sequence[Any]]
+        for rel_type, pairs in graph.links_by_type.items():
+            columns = tuple(dict.fromkeys(itertools.chain.from_iterable(pairs.values())))
+            if columns:
+                rows = [[ids[s], ids[t], *map(props.get, columns)] for (s, t), props in pairs.items()]
+            else:  # most links have no properties: ends only
+                rows = [(ids[s], ids[t]) for s, t in pairs]
+            edges.append(EdgeGroup(rel_type, columns, rows))
+        return nodes, edges
 
     def _labels(self, cls: str) -> tuple[str, ...]:
         try:

@@ -23,10 +23,24 @@ LinkKey = tuple[str, str, str]  # (type, source uid, target uid)
 
 @dataclass
 class ReplayedGraph:
-    """Twins (uid -> class name, stored properties) and links ((type, source, target) -> properties) at a time."""
+    """Twins (uid -> class name, stored properties) and links (type -> (source, target) -> properties) at a time."""
 
     twins: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    links: dict[LinkKey, dict[str, Any]] = field(default_factory=dict)
+    links_by_type: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def links(self) -> dict[LinkKey, dict[str, Any]]:
+        """Every link as (type, source, target) -> properties."""
+        return {
+            (rel_type, source, target): props
+            for rel_type, pairs in self.links_by_type.items()
+            for (source, target), props in pairs.items()
+        }
+
+    @property
+    def link_count(self) -> int:
+        """How many links there are."""
+        return sum(map(len, self.links_by_type.values()))
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,8 @@ def replay(rows: Iterable[Sequence[Any]]) -> ReplayedGraph:
     """The graph that `rows` (kind, op, uid, class, link type, target, state after as JSON text, and optionally a
     compact row's links as JSON text; oldest first) leave behind."""
     twins: dict[str, tuple[str | None, str | None]] = {}  # uid -> (class, state text) of its last change
-    links: dict[LinkKey, Any] = {}  # -> state text, or the decoded properties of a compact row's link
+    # type -> (source, target) -> state text, or the decoded properties of a compact row's link
+    links: dict[str, dict[tuple[str, str], Any]] = {}
     for kind, op, uid, cls, link_type, target, after, *rest in rows:
         if kind == "twin":
             if op == "delete":
@@ -57,30 +72,37 @@ def replay(rows: Iterable[Sequence[Any]]) -> ReplayedGraph:
                 twins[uid] = (cls, after)
                 if rest and rest[0] is not None:  # a compact row: the links its load made from this twin
                     for rel_type, to, props in _decoded(rest[0]):
-                        links[(rel_type, uid, to)] = props
+                        of_type = links.get(rel_type)
+                        if of_type is None:
+                            of_type = links[rel_type] = {}
+                        of_type[(uid, to)] = props
         elif target is not None and link_type is not None:
             if op == "delete":
-                links.pop((link_type, uid, target), None)
+                links.get(link_type, {}).pop((uid, target), None)
             else:
-                links[(link_type, uid, target)] = after
+                links.setdefault(link_type, {})[(uid, target)] = after
     graph = ReplayedGraph()
     for uid, (cls, state) in twins.items():
         if cls is not None:
             graph.twins[uid] = (cls, _decoded(state) if state and state != "{}" else {})
     known = graph.twins
     decoded: dict[str, dict[str, Any]] = {}  # link states repeat (most are empty): each text is decoded once
-    out = graph.links
-    for key, state in links.items():
-        if key[1] in known and key[2] in known:  # a link outlives neither of its twins
+    for rel_type, pairs in links.items():
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for pair, state in pairs.items():
+            if pair[0] not in known or pair[1] not in known:  # a link outlives neither of its twins
+                continue
             if not state or state == "{}":
-                out[key] = {}
+                out[pair] = {}
             elif type(state) is dict:
-                out[key] = state
+                out[pair] = state
             else:
                 found = decoded.get(state)
                 if found is None:
                     found = decoded[state] = _decoded(state)
-                out[key] = dict(found)
+                out[pair] = dict(found)
+        if out:
+            graph.links_by_type[rel_type] = out
     return graph
 
 
