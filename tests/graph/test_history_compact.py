@@ -207,8 +207,16 @@ def test_the_change_feed_is_the_same_in_both_forms_in_pages_of_any_size(loaded: 
     assert compact.read(len(load) - 3, 5) == whole[len(load) - 3 : len(load) + 2]
 
 
-def test_recovery_of_a_compact_write_keeps_what_landed_and_numbers_the_rest_again(tmp_path: Path) -> None:
-    history = HistoryStore(f"sqlite:///{tmp_path / 'h.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh relational store on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'h.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_recovery_of_a_compact_write_keeps_what_landed_and_numbers_the_rest_again(history_url: str) -> None:
+    history = HistoryStore(history_url)
     pending = history.begin([], ChangeContext("loader"))
     pending.add_loaded(
         [
