@@ -372,7 +372,7 @@ class TwinWriter:
                 NodeGroup(
                     ("Twin", *self.ontology.labels(cls_id)),
                     ("uid", "_class", *columns),
-                    [[uid, name, *(row.get(key) for key in columns)] for uid, row in zip(uids, rows, strict=True)],
+                    [[uid, name, *map(row.get, columns)] for uid, row in zip(uids, rows, strict=True)],
                 )
             )
         return nodes, ids
