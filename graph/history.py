@@ -371,11 +371,10 @@ class HistoryStore:
     ) -> int:
         """Insert one compact row per loaded twin (uncommitted, in `conn`'s transaction); `link_start` is the number
         of links the write's earlier compact rows hold. Returns the number of changes the rows hold."""
-        dumps = _compact_text
         afters: Sequence[dict[str, Any] | None] = [twin.after for twin in loaded]
         if self.seal is not None:
             afters = self.seal.seal_states([(twin.uid, twin.after) for twin in loaded])
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         end = link_start
         for twin, after in zip(loaded, afters, strict=True):
             end += len(twin.links)
@@ -383,12 +382,18 @@ class HistoryStore:
                 (
                     twin.uid,
                     twin.cls,
-                    "{}" if not after else dumps(after),
-                    dumps([[rel_type, target, props or {}] for rel_type, target, props in twin.links]),
-                    dumps(list(twin.linked_from)) if twin.linked_from else None,
+                    after or {},
+                    [[rel_type, target, props or {}] for rel_type, target, props in twin.links],
+                    list(twin.linked_from) or None,
                     end,
                 )
             )
+        if not self._compact_appender.embeds_json:  # the states and links go in as JSON text
+            dumps = _compact_text
+            rows = [
+                (uid, cls, dumps(after), dumps(links), None if linked is None else dumps(linked), at_end)
+                for uid, cls, after, links, linked, at_end in rows
+            ]
         when = _utc(when, "the time of the changes")
         stamp = self._bind_time(when) if self._bind_time else when
         self._compact_appender.append(
