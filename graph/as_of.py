@@ -177,8 +177,7 @@ class TimeTravel:
         live = self._falkor()
         if not self._swept:
             self._sweep(live)
-        with collection_paused():
-            replayed = replay_until(self._history(), when)
+        replayed = replay_until(self._history(), when)
         # a name never used before: FalkorDB cannot replay a log in which a deleted graph is created again
         scratch = live.sibling(f"{live.graph_name}{_SCRATCH}{_owner()}/{uuid.uuid4().hex}")
         try:

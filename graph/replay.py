@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from graph.bulk import collection_paused
 from graph.history import HistoryStore, RawChange
 
 LinkKey = tuple[str, str, str]  # (type, source uid, target uid)
@@ -116,7 +117,8 @@ def _decoded(text: str) -> Any:
 
 def replay_until(history: HistoryStore, when: dt.datetime) -> ReplayedGraph:
     """The graph as history recorded it at `when`, personal values opened (those of erased subjects stay out)."""
-    graph = replay(history.states_until(when))
+    with collection_paused():  # hundreds of thousands of objects that all stay alive
+        graph = replay(history.states_until(when))
     if history.seal is not None and graph.twins:
         uids = list(graph.twins)
         opened = history.seal.open_states([(uid, graph.twins[uid][1]) for uid in uids])
