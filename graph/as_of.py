@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import threading
 import uuid
 from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from graph.backends import CypherBackend, FalkorBackend
-from graph.bulk import EdgeGroup, NodeGroup
+from graph.bulk import EdgeGroup, NodeGroup, collection_paused
 from graph.errors import GraphError, HistoryUnavailable
 from graph.history import HistoryPoint, HistoryStore, _owner, _owner_gone
 from graph.model import ReadScope
@@ -185,46 +187,50 @@ class TimeTravel:
         # a name never used before: FalkorDB cannot replay a log in which a deleted graph is created again
         scratch = live.sibling(f"{live.graph_name}{_SCRATCH}{_owner()}/{uuid.uuid4().hex}")
         try:
-            nodes, edges = self._groups(replayed)
-            if nodes and not scratch.bulk_create(nodes, edges):
-                raise GraphError(f"could not create the scratch graph {scratch.graph_name!r}: it already exists")
+            with collection_paused():
+                nodes, edges = self._groups(replayed)
+                if nodes and not scratch.bulk_create(nodes, edges):
+                    raise GraphError(f"could not create the scratch graph {scratch.graph_name!r}: it already exists")
+                del nodes, edges
             scratch.ensure_indexes(full_text=False)  # the uid index (uids are unique by replay); full text on demand
         except BaseException:
             _drop(scratch)
             raise
         self.builds += 1
         return PastGraph(
-            point, PastReader(scratch, self.ontology, self.timeout_ms), len(replayed.twins), len(replayed.links)
+            point, PastReader(scratch, self.ontology, self.timeout_ms), len(replayed.twins), replayed.link_count
         )
 
     def _groups(self, graph: ReplayedGraph) -> tuple[list[NodeGroup], list[EdgeGroup]]:
         """The replayed twins as node groups (one per class; ids in the order sent) and links as edge groups."""
-        by_class: dict[str, list[str]] = defaultdict(list)
-        for uid, (cls, _) in graph.twins.items():
-            by_class[cls].append(uid)
+        by_class: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        for uid, (cls, state) in graph.twins.items():
+            by_class[cls].append((uid, state))
         ids: dict[str, int] = {}
         nodes: list[NodeGroup] = []
-        for cls, uids in by_class.items():
-            states = [graph.twins[uid][1] for uid in uids]
-            columns = tuple(dict.fromkeys(key for state in states for key in state if key not in ("uid", "_class")))
-            for uid in uids:
-                ids[uid] = len(ids)
+        for cls, members in by_class.items():
+            names = dict.fromkeys(itertools.chain.from_iterable(state for _, state in members))
+            names.pop("uid", None)
+            names.pop("_class", None)
+            columns = tuple(names)
+            first = len(ids)
+            ids.update(zip((uid for uid, _ in members), range(first, first + len(members)), strict=True))
             nodes.append(
                 NodeGroup(
                     ("Twin", *self._labels(cls)),
                     ("uid", "_class", *columns),
-                    [[uid, cls, *(state.get(key) for key in columns)] for uid, state in zip(uids, states, strict=True)],
+                    [[uid, cls, *map(state.get, columns)] for uid, state in members],
                 )
             )
-        by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
-        for (rel_type, source, target), props in graph.links.items():
-            by_type[rel_type].append((source, target, props))
         edges = []
-        for rel_type, rows in by_type.items():
-            columns = tuple(dict.fromkeys(key for _, _, props in rows for key in props))
-            edges.append(
-                EdgeGroup(rel_type, columns, [[ids[s], ids[t], *(p.get(key) for key in columns)] for s, t, p in rows])
-            )
+        rows: list[Sequence[Any]]
+        for rel_type, pairs in graph.links_by_type.items():
+            columns = tuple(dict.fromkeys(itertools.chain.from_iterable(pairs.values())))
+            if columns:
+                rows = [[ids[s], ids[t], *map(props.get, columns)] for (s, t), props in pairs.items()]
+            else:  # most links have no properties: ends only
+                rows = [(ids[s], ids[t]) for s, t in pairs]
+            edges.append(EdgeGroup(rel_type, columns, rows))
         return nodes, edges
 
     def _labels(self, cls: str) -> tuple[str, ...]:

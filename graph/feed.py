@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import Connection, String, select, type_coerce
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from graph.errors import GraphError
@@ -144,6 +144,60 @@ def _state(text: str | None) -> dict[str, Any] | None:
         return json.loads(text)  # type: ignore[no-any-return]
 
 
+def _loaded_links(
+    conn: Connection, of_write: tuple[Any, ...], seq_links: int, start: int, wanted: int
+) -> list[FeedChange]:
+    """Up to `wanted` link creations held in a write's compact rows, from its `start`-th link on (`seq_links`: the
+    sequence number of its first link)."""
+    t = twin_history
+    found: list[FeedChange] = []
+    after_row = 0
+    while len(found) < wanted:
+        rows = conn.execute(
+            select(*_COLUMNS, t.c.id, t.c.links, t.c.link_end)
+            .where(*of_write, t.c.link_end > start, t.c.id > after_row)
+            .order_by(t.c.id)
+            .limit(wanted - len(found) + 100)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            after_row = row.id
+            held = _state_list(row.links)
+            first = row.link_end - len(held)  # the write's index of this row's first link
+            for n in range(max(0, start - first), len(held)):
+                rel_type, target, props = held[n]
+                found.append(
+                    FeedChange(
+                        seq_links + first + n,
+                        row.uid,
+                        "link",
+                        "create",
+                        None,
+                        rel_type,
+                        target,
+                        row.actor,
+                        row.source,
+                        row.run_id,
+                        _utc(row.at),
+                        None,
+                        props or {},
+                    )
+                )
+                if len(found) == wanted:
+                    return found
+            start = max(start, row.link_end)
+    return found
+
+
+def _state_list(text: str) -> list[Any]:
+    """A compact row's links as recorded."""
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # type: ignore[no-any-return]
+
+
 class ChangeFeed:
     """Reads the feed of one history store: the head, and pages of changes after a cursor (a sequence number)."""
 
@@ -179,28 +233,35 @@ class ChangeFeed:
             if after > head:
                 raise FeedError(f"cursor {after} is beyond the feed's end ({head})")
             writes = conn.execute(
-                select(w.c.id, w.c.seq_start, w.c.count, w.c.after_id, w.c.last_id)
+                select(w.c.id, w.c.seq_start, w.c.count, w.c.after_id, w.c.last_id, w.c.links)
                 .where(w.c.state == CONFIRMED, w.c.seq_start + w.c.count > after + 1, w.c.count > 0)
                 .order_by(w.c.seq_start)
                 .limit(limit)
             ).all()
             changes: list[FeedChange] = []
             for write in writes:
-                skip = max(0, after + 1 - write.seq_start)  # rows of this write the cursor has passed
-                wanted = min(write.count - skip, limit - len(changes))
-                rows = conn.execute(
-                    select(*_COLUMNS)
-                    .where(
-                        twin_history.c.write_id == write.id,
-                        twin_history.c.id > write.after_id,
-                        *((twin_history.c.id <= write.last_id,) if write.last_id is not None else ()),
-                    )
-                    .order_by(twin_history.c.id)
-                    .offset(skip)
-                    .limit(wanted)
-                ).all()
-                first = write.seq_start + skip
-                changes += [FeedChange.of_row(first + i, tuple(row)) for i, row in enumerate(rows)]
+                skip = max(0, after + 1 - write.seq_start)  # changes of this write the cursor has passed
+                count: int = write._mapping["count"]
+                wanted = min(count - skip, limit - len(changes))
+                twins = count - (write.links or 0)  # its rows; the links of compact rows follow them
+                of_write = (
+                    twin_history.c.write_id == write.id,
+                    twin_history.c.id > write.after_id,
+                    *((twin_history.c.id <= write.last_id,) if write.last_id is not None else ()),
+                )
+                if skip < twins:
+                    rows = conn.execute(
+                        select(*_COLUMNS)
+                        .where(*of_write)
+                        .order_by(twin_history.c.id)
+                        .offset(skip)
+                        .limit(min(wanted, twins - skip))
+                    ).all()
+                    first = write.seq_start + skip
+                    changes += [FeedChange.of_row(first + i, tuple(row)) for i, row in enumerate(rows)]
+                    wanted -= len(rows)
+                if wanted > 0 and write.links:
+                    changes += _loaded_links(conn, of_write, write.seq_start + twins, max(0, skip - twins), wanted)
                 if len(changes) >= limit:
                     break
         return self._opened(changes)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -60,6 +61,13 @@ twin_history = Table(
     Column("before", Text),
     Column("after", Text),
     Column("write_id", BigInteger),  # the twin_history_write this row belongs to (None: rows from before writes)
+    # A compact row (a twin a bulk load created) also holds the links the load created from it, as JSON
+    # [[type, target, properties], ...]; `linked_from` names the twins of the same write whose links end at this one
+    # (JSON list of uids: the index by target, found through the uid index); `link_end` counts the links of the
+    # write's compact rows up to and including this one (a link's place in the change feed). NULL: a row per change.
+    Column("links", Text),
+    Column("linked_from", Text),
+    Column("link_end", BigInteger),
     Index("ix_twin_history_uid_at", "uid", "at"),
     Index("ix_twin_history_target", "target"),
 )
@@ -80,6 +88,8 @@ twin_history_write = Table(
     Column("count", Integer, nullable=False, default=0),
     Column("seq_start", BigInteger, unique=True),
     Column("confirmed_at", DateTime(timezone=True)),
+    Column("links", BigInteger),  # changes of links carried inside compact rows (None: the write has none); the
+    # write's first `count - links` sequence numbers are its rows' twins, the rest those links
     Index("ix_twin_history_write_state", "state"),
 )
 
@@ -93,6 +103,8 @@ twin_history_sequence = Table(  # the last sequence number given to a confirmed 
 
 _ROW_COLUMNS = ("uid", "kind", "op", "cls", "link_type", "target", "before", "after")  # one value per change
 _CALL_COLUMNS = ("actor", "source", "run_id", "at", "write_id")  # one value per call
+_COMPACT_COLUMNS = ("uid", "cls", "after", "links", "linked_from", "link_end")  # one value per loaded twin
+_COMPACT_CALL_COLUMNS = ("kind", "op", *_CALL_COLUMNS)  # a compact row is a twin's creation, with its links
 _SEQUENCE = "history"
 _ERASURES = "erasures"  # a second sequence row: how many erasures rewrote recorded states (as-of graphs built
 # before one must be built again)
@@ -119,6 +131,17 @@ class Change(NamedTuple):
     cls: str | None = None
     link_type: str | None = None
     target: str | None = None
+
+
+class LoadedTwin(NamedTuple):
+    """A twin a bulk load created and the links it created from it: recorded as one compact history row that reads
+    back as the twin's `create` and one `create` per link (a named tuple: a load makes one per twin)."""
+
+    uid: str
+    cls: str
+    after: dict[str, Any]
+    links: Sequence[tuple[str, str, dict[str, Any]]]  # (type, target, properties) of each link from this twin
+    linked_from: Sequence[str] = ()  # the twins of the same load whose links end at this one
 
 
 @dataclass(frozen=True)
@@ -166,6 +189,7 @@ class HistoryStore:
         dialect = self.engine.dialect
         self._bind_time = twin_history.c.at.type.dialect_impl(dialect).bind_processor(dialect)
         self._appender = RowAppender(self.engine, twin_history, _ROW_COLUMNS, _CALL_COLUMNS)
+        self._compact_appender = RowAppender(self.engine, twin_history, _COMPACT_COLUMNS, _COMPACT_CALL_COLUMNS)
 
     def record(self, changes: Sequence[Change], context: ChangeContext, at: dt.datetime | None = None) -> int:
         """Append `changes` as one confirmed write in one transaction (for changes already made); returns how many
@@ -208,11 +232,14 @@ class HistoryStore:
         conn.execute(update(w).where(w.c.id == write_id).values(after_id=after_id))
         return write_id, after_id
 
-    def _close_write(self, conn: Connection, write_id: int, count: int) -> None:
-        """Note the last id and the number of a write's rows (in the transaction that appended them)."""
+    def _close_write(self, conn: Connection, write_id: int, count: int, links: int = 0) -> None:
+        """Note the last id and the number of a write's changes (in the transaction that appended them); `links`: of
+        which links carried inside compact rows."""
         last_id = conn.execute(select(func.coalesce(func.max(twin_history.c.id), 0))).scalar_one()
         conn.execute(
-            update(twin_history_write).where(twin_history_write.c.id == write_id).values(last_id=last_id, count=count)
+            update(twin_history_write)
+            .where(twin_history_write.c.id == write_id)
+            .values(last_id=last_id, count=count, links=links or None)
         )
 
     def _confirm(self, conn: Connection, write_id: int, count: int) -> None:
@@ -276,26 +303,38 @@ class HistoryStore:
             bounds = conn.execute(select(w.c.after_id, w.c.last_id, w.c.state).where(w.c.id == write_id)).first()
             if bounds is None or bounds.state == CONFIRMED:
                 return 0, 0
-            rows = self.opened(
-                [
-                    entry_of(row)
-                    for row in conn.execute(
-                        select(twin_history)
-                        .where(*_rows_of(write_id, bounds.after_id, bounds.last_id))
-                        .order_by(twin_history.c.id)
-                    )
-                ]
-            )
-        keep = landed(rows)
-        dropped = [row.id for row in rows if row.id not in keep]
+            stored = conn.execute(
+                select(twin_history)
+                .where(*_rows_of(write_id, bounds.after_id, bounds.last_id))
+                .order_by(twin_history.c.id)
+            ).all()
+        entries = self.opened([entry for row in stored for entry in entries_of(row)])
+        keep = landed(entries)
+        dropped = [row.id for row in stored if row.id not in keep]
+        kept = [row for row in stored if row.id in keep]
+        count = sum(changes_in(row) for row in kept)
         with self.engine.begin() as conn:
             for start in range(0, len(dropped), 1_000):
                 conn.execute(delete(twin_history).where(twin_history.c.id.in_(dropped[start : start + 1_000])))
-            if len(dropped) < len(rows):
-                self._confirm(conn, write_id, len(rows) - len(dropped))
+            if kept:
+                links = self._renumber_links(conn, kept) if dropped else sum(changes_in(row) - 1 for row in kept)
+                conn.execute(update(w).where(w.c.id == write_id).values(links=links or None))
+                self._confirm(conn, write_id, count)
             else:
                 conn.execute(delete(w).where(w.c.id == write_id))
-        return len(rows) - len(dropped), len(dropped)
+        return count, sum(changes_in(row) for row in stored) - count
+
+    @staticmethod
+    def _renumber_links(conn: Connection, kept: Sequence[Any]) -> int:
+        """Number the links of a write's kept compact rows again after some rows were dropped; returns how many."""
+        end = 0
+        for row in kept:
+            if row.links is None:
+                continue
+            end += changes_in(row) - 1
+            if row.link_end != end:
+                conn.execute(update(twin_history).where(twin_history.c.id == row.id).values(link_end=end))
+        return end
 
     def _append(
         self, conn: Connection, changes: Sequence[Change], context: ChangeContext, when: dt.datetime, write_id: int
@@ -320,6 +359,47 @@ class HistoryStore:
         when = _utc(when, "the time of the changes (record's `at`)")  # SQLite keeps only the wall-clock digits
         stamp = self._bind_time(when) if self._bind_time else when
         return self._appender.append(conn, rows, (context.actor, context.source, context.run_id, stamp, write_id))
+
+    def _append_loaded(
+        self,
+        conn: Connection,
+        loaded: Sequence[LoadedTwin],
+        link_start: int,
+        context: ChangeContext,
+        when: dt.datetime,
+        write_id: int,
+    ) -> int:
+        """Insert one compact row per loaded twin (uncommitted, in `conn`'s transaction); `link_start` is the number
+        of links the write's earlier compact rows hold. Returns the number of changes the rows hold."""
+        afters: Sequence[dict[str, Any] | None] = [twin.after for twin in loaded]
+        if self.seal is not None:
+            afters = self.seal.seal_states([(twin.uid, twin.after) for twin in loaded])
+        rows: list[tuple[Any, ...]] = []
+        end = link_start
+        for twin, after in zip(loaded, afters, strict=True):
+            end += len(twin.links)
+            rows.append(
+                (
+                    twin.uid,
+                    twin.cls,
+                    after or {},
+                    [[rel_type, target, props or {}] for rel_type, target, props in twin.links],
+                    list(twin.linked_from) or None,
+                    end,
+                )
+            )
+        if not self._compact_appender.embeds_json:  # the states and links go in as JSON text
+            dumps = _compact_text
+            rows = [
+                (uid, cls, dumps(after), dumps(links), None if linked is None else dumps(linked), at_end)
+                for uid, cls, after, links, linked, at_end in rows
+            ]
+        when = _utc(when, "the time of the changes")
+        stamp = self._bind_time(when) if self._bind_time else when
+        self._compact_appender.append(
+            conn, rows, ("twin", "create", context.actor, context.source, context.run_id, stamp, write_id)
+        )
+        return len(loaded) + end - link_start
 
     @staticmethod
     def _sealed(changes: Sequence[Change], seal: PersonalValues) -> Sequence[Change]:
@@ -349,15 +429,41 @@ class HistoryStore:
         ]
 
     def history(self, uid: str, limit: int = 1000) -> list[HistoryEntry]:
-        """Changes of the twin `uid` and of links touching it, oldest first."""
-        query = (
-            select(twin_history)
-            .where(or_(twin_history.c.uid == uid, twin_history.c.target == uid))
-            .order_by(twin_history.c.id)
-            .limit(limit)
-        )
+        """Changes of the twin `uid` and of links touching it, oldest first (a bulk load's twins before its links)."""
+        t = twin_history
+        query = select(t).where(or_(t.c.uid == uid, t.c.target == uid)).order_by(t.c.id).limit(limit)
         with self.engine.connect() as conn:
-            return self.opened([entry_of(row) for row in conn.execute(query)])
+            rows = conn.execute(query).all()
+            # the compact rows of this twin name the twins of the same load whose links end here
+            incoming = [(row.write_id, json.loads(row.linked_from)) for row in rows if row.linked_from]
+            seen = {row.id for row in rows}
+            sources = []
+            for write_id, uids in incoming:
+                for start in range(0, len(uids), 500):
+                    sources += [
+                        row
+                        for row in conn.execute(
+                            select(t).where(
+                                t.c.uid.in_(uids[start : start + 500]), t.c.write_id == write_id, t.c.links.is_not(None)
+                            )
+                        )
+                        if row.id not in seen
+                    ]
+        # a load's links follow all of its twins (as in the change feed): they are placed at its last row found here
+        ends: dict[int, int] = {}
+        for row in (*rows, *sources):
+            if row.links is not None:
+                ends[row.write_id] = max(ends.get(row.write_id, 0), row.id)
+        placed: list[tuple[tuple[int, int, int, int], HistoryEntry]] = []
+        for row in rows:
+            for n, entry in enumerate(entries_of(row)):
+                placed.append(((ends[row.write_id], 1, row.id, n) if n else (row.id, 0, 0, 0), entry))
+        for row in sources:
+            for n, entry in enumerate(entries_of(row)):
+                if n and entry.target == uid:
+                    placed.append(((ends[row.write_id], 1, row.id, n), entry))
+        placed.sort(key=lambda pair: pair[0])
+        return self.opened([entry for _, entry in placed[:limit]])
 
     def as_of(self, uid: str, when: dt.datetime) -> dict[str, Any] | None:
         """The twin's properties (with `_class`) as they were at `when`; None if it did not exist then."""
@@ -430,25 +536,28 @@ class HistoryStore:
             first = conn.execute(select(func.min(w.c.started_at)).where(w.c.state == CONFIRMED)).scalar_one_or_none()
         return None if first is None else (first if first.tzinfo else first.replace(tzinfo=dt.UTC))
 
-    def states_until(
-        self, when: dt.datetime
-    ) -> list[tuple[str, str, str, str | None, str | None, str | None, str | None]]:
+    def states_until(self, when: dt.datetime) -> list[tuple[Any, ...]]:
         """Every confirmed change made at or before `when`, oldest first, as (kind, op, uid, class, link type, target,
-        state after as JSON text): what a replay needs, fetched in one go."""
+        state after as JSON text, links as JSON text): what a replay needs, fetched in one go (a compact row's links
+        are the links its load created from the twin; None for a row of one change)."""
         t = twin_history
         query = (
-            select(t.c.kind, t.c.op, t.c.uid, t.c.cls, t.c.link_type, t.c.target, t.c.after)
+            select(t.c.kind, t.c.op, t.c.uid, t.c.cls, t.c.link_type, t.c.target, t.c.after, t.c.links)
             .where(t.c.at <= _utc(when, "the as-of time"), t.c.write_id.in_(self._confirmed()))
             .order_by(t.c.id)
         )
         with self.engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(query).all()]
+            result = conn.execute(query)
+            return list(result.cursor.fetchall())  # plain driver tuples: these columns need no conversion
 
     def rows_between(self, start: dt.datetime, end: dt.datetime) -> Iterator[RawChange]:
-        """Confirmed changes made after `start` and at or before `end`, oldest first."""
+        """Confirmed changes made after `start` and at or before `end`, oldest first (a compact row's twin, then
+        its links)."""
         t = twin_history
         query = (
-            select(t.c.id, t.c.kind, t.c.op, t.c.uid, t.c.cls, t.c.link_type, t.c.target, t.c.before, t.c.after)
+            select(
+                t.c.id, t.c.kind, t.c.op, t.c.uid, t.c.cls, t.c.link_type, t.c.target, t.c.before, t.c.after, t.c.links
+            )
             .where(
                 t.c.at > _utc(start, "the start time"),
                 t.c.at <= _utc(end, "the end time"),
@@ -459,7 +568,12 @@ class HistoryStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         for row in rows:
-            yield RawChange(*row)
+            if row.links is None:
+                yield RawChange(*row[:-1])
+                continue
+            yield RawChange(row.id, "twin", "create", row.uid, row.cls, None, None, None, row.after)
+            for rel_type, target, props in json.loads(row.links):
+                yield RawChange(row.id, "link", "create", row.uid, None, rel_type, target, None, json.dumps(props))
 
     def _confirmed(self) -> Any:
         """The ids of confirmed writes, as a subquery."""
@@ -508,6 +622,19 @@ class RawChange(NamedTuple):
     target: str | None
     before: str | None
     after: str | None
+
+
+_COMPACT_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _compact_text(value: Any) -> str:
+    """`value` as JSON text for a compact row: what `_STATE_ENCODER` writes, read back (sorted keys, str() of other
+    types), in a tenth of its time. A bulk load refuses NaN and infinities (graph/bulk.py), which orjson would write
+    as null; an integer beyond 64 bits goes through the standard library."""
+    try:
+        return orjson.dumps(value, default=str, option=_COMPACT_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return _STATE_ENCODER.encode(value)
 
 
 def as_recorded(value: Any) -> Any:
@@ -602,9 +729,38 @@ def entry_of(row: Any) -> HistoryEntry:
     )
 
 
+def entries_of(row: Any) -> list[HistoryEntry]:
+    """The changes a history row holds: itself, or for a compact row the twin's creation then one creation per
+    link its load made from the twin (all with the row's id)."""
+    entry = entry_of(row)
+    if row.links is None:
+        return [entry]
+    return [
+        entry,
+        *(
+            dataclasses.replace(
+                entry, kind="link", cls=None, link_type=rel_type, target=target, before=None, after=props or {}
+            )
+            for rel_type, target, props in json.loads(row.links)
+        ),
+    ]
+
+
+def changes_in(row: Any) -> int:
+    """How many changes a history row holds (a compact row: its twin and its links)."""
+    return 1 if row.links is None else 1 + len(json.loads(row.links))
+
+
 def _with_states(entry: HistoryEntry, before: dict[str, Any] | None, after: dict[str, Any] | None) -> HistoryEntry:
     """`entry` with other before/after states (opened ones)."""
     return dataclasses.replace(entry, before=before, after=after)
+
+
+class _Loaded(NamedTuple):
+    """Compact rows handed to the insert thread: the twins, and how many links the write's earlier ones hold."""
+
+    twins: Sequence[LoadedTwin]
+    link_start: int
 
 
 class PendingChanges:
@@ -624,7 +780,8 @@ class PendingChanges:
         self._store = store
         self._context = context
         self._when = dt.datetime.now(dt.UTC)  # the time of the call, for every change it hands over
-        self._work: queue.Queue[Sequence[Change] | bool] = queue.Queue()  # changes, then the decision
+        self.links = 0  # of `count`, links carried inside compact rows
+        self._work: queue.Queue[Sequence[Change] | _Loaded | bool] = queue.Queue()  # changes, then the decision
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -644,10 +801,24 @@ class PendingChanges:
         if not changes:
             return
         self.count += len(changes)
+        self._hand_over(changes)
+
+    def add_loaded(self, loaded: Sequence[LoadedTwin]) -> None:
+        """Hand over twins a bulk load creates, each with its links, as compact rows (one per twin)."""
+        if self._sealed or self._finished:
+            raise RuntimeError("history changes were added after their write was committed or sealed")
+        if not loaded:
+            return
+        links = sum(len(twin.links) for twin in loaded)
+        self._hand_over(_Loaded(loaded, self.links))
+        self.count += len(loaded) + links
+        self.links += links
+
+    def _hand_over(self, item: Sequence[Change] | _Loaded) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="history-insert", daemon=True)
             self._thread.start()
-        self._work.put(changes)
+        self._work.put(item)
 
     def _run(self) -> None:
         store = self._store
@@ -657,9 +828,12 @@ class PendingChanges:
                 try:
                     write_id, _ = store._open_write(conn, self._when)
                     while not isinstance(item := self._work.get(), bool):
-                        store._append(conn, item, self._context, self._when, write_id)  # encoded off the writer
+                        if isinstance(item, _Loaded):
+                            store._append_loaded(conn, item.twins, item.link_start, self._context, self._when, write_id)
+                        else:
+                            store._append(conn, item, self._context, self._when, write_id)  # encoded off the writer
                     if item:
-                        store._close_write(conn, write_id, self.count)
+                        store._close_write(conn, write_id, self.count, self.links)
                 except BaseException:
                     transaction.rollback()
                     raise

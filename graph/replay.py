@@ -14,6 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from graph.bulk import collection_paused
 from graph.history import HistoryStore, RawChange
 
 LinkKey = tuple[str, str, str]  # (type, source uid, target uid)
@@ -21,10 +24,24 @@ LinkKey = tuple[str, str, str]  # (type, source uid, target uid)
 
 @dataclass
 class ReplayedGraph:
-    """Twins (uid -> class name, stored properties) and links ((type, source, target) -> properties) at a time."""
+    """Twins (uid -> class name, stored properties) and links (type -> (source, target) -> properties) at a time."""
 
     twins: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    links: dict[LinkKey, dict[str, Any]] = field(default_factory=dict)
+    links_by_type: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def links(self) -> dict[LinkKey, dict[str, Any]]:
+        """Every link as (type, source, target) -> properties."""
+        return {
+            (rel_type, source, target): props
+            for rel_type, pairs in self.links_by_type.items()
+            for (source, target), props in pairs.items()
+        }
+
+    @property
+    def link_count(self) -> int:
+        """How many links there are."""
+        return sum(map(len, self.links_by_type.values()))
 
 
 @dataclass(frozen=True)
@@ -43,43 +60,65 @@ class GraphDelta:
 
 
 def replay(rows: Iterable[Sequence[Any]]) -> ReplayedGraph:
-    """The graph that `rows` (kind, op, uid, class, link type, target, state after as JSON text; oldest first) leave
-    behind."""
+    """The graph that `rows` (kind, op, uid, class, link type, target, state after as JSON text, and optionally a
+    compact row's links as JSON text; oldest first) leave behind."""
     twins: dict[str, tuple[str | None, str | None]] = {}  # uid -> (class, state text) of its last change
-    links: dict[LinkKey, str | None] = {}
-    for kind, op, uid, cls, link_type, target, after in rows:
+    # type -> (source, target) -> state text, or the decoded properties of a compact row's link
+    links: dict[str, dict[tuple[str, str], Any]] = {}
+    for kind, op, uid, cls, link_type, target, after, *rest in rows:
         if kind == "twin":
             if op == "delete":
                 twins.pop(uid, None)
             else:
                 twins[uid] = (cls, after)
+                if rest and rest[0] is not None:  # a compact row: the links its load made from this twin
+                    for rel_type, to, props in _decoded(rest[0]):
+                        of_type = links.get(rel_type)
+                        if of_type is None:
+                            of_type = links[rel_type] = {}
+                        of_type[(uid, to)] = props
         elif target is not None and link_type is not None:
             if op == "delete":
-                links.pop((link_type, uid, target), None)
+                links.get(link_type, {}).pop((uid, target), None)
             else:
-                links[(link_type, uid, target)] = after
+                links.setdefault(link_type, {})[(uid, target)] = after
     graph = ReplayedGraph()
-    loads = json.loads
     for uid, (cls, state) in twins.items():
         if cls is not None:
-            graph.twins[uid] = (cls, loads(state) if state else {})
+            graph.twins[uid] = (cls, _decoded(state) if state and state != "{}" else {})
     known = graph.twins
     decoded: dict[str, dict[str, Any]] = {}  # link states repeat (most are empty): each text is decoded once
-    for key, state in links.items():
-        if key[1] in known and key[2] in known:  # a link outlives neither of its twins
-            if not state or state == "{}":
-                graph.links[key] = {}
+    for rel_type, pairs in links.items():
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for pair, state in pairs.items():
+            if pair[0] not in known or pair[1] not in known:  # a link outlives neither of its twins
                 continue
-            found = decoded.get(state)
-            if found is None:
-                found = decoded[state] = loads(state)
-            graph.links[key] = dict(found)
+            if not state or state == "{}":
+                out[pair] = {}
+            elif type(state) is dict:
+                out[pair] = state
+            else:
+                found = decoded.get(state)
+                if found is None:
+                    found = decoded[state] = _decoded(state)
+                out[pair] = dict(found)
+        if out:
+            graph.links_by_type[rel_type] = out
     return graph
+
+
+def _decoded(text: str) -> Any:
+    """Recorded JSON text (orjson; the standard library for the NaN or Infinity the history's encoder may write)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def replay_until(history: HistoryStore, when: dt.datetime) -> ReplayedGraph:
     """The graph as history recorded it at `when`, personal values opened (those of erased subjects stay out)."""
-    graph = replay(history.states_until(when))
+    with collection_paused():  # hundreds of thousands of objects that all stay alive
+        graph = replay(history.states_until(when))
     if history.seal is not None and graph.twins:
         uids = list(graph.twins)
         opened = history.seal.open_states([(uid, graph.twins[uid][1]) for uid in uids])

@@ -72,11 +72,17 @@ class RowAppender:
                 else statement.on_conflict_do_nothing(index_elements=list(conflict_keys))
             )
 
+    @property
+    def embeds_json(self) -> bool:
+        """Whether a list or dict value goes in as its JSON text (SQLite's json_each path: encoded once with the
+        rows); otherwise values must be text, numbers or None."""
+        return self._sql is not None
+
     def append(
         self, conn: Connection, rows: Sequence[Sequence[str | int | float | None]], fixed: Sequence[Any] = ()
     ) -> int:
-        """Insert `rows` (text, finite numbers or None, in `row_columns` order) with the `fixed` values; returns the
-        number of rows given.
+        """Insert `rows` (text, finite numbers or None, in `row_columns` order; lists and dicts where `embeds_json`)
+        with the `fixed` values; returns the number of rows given.
 
         Rows are stored in the order given (ascending ids).
         """

@@ -78,11 +78,14 @@ class GraphStore(TwinReader):
         actor: str = "system",
         source: str | None = None,
         run_id: str | None = None,
+        compact_history: bool = True,
     ) -> tuple[GraphStore, WriteSummary]:
         """Open a graph and write `twins`, then `links`, with the checks and history of upserts.
 
-        A FalkorDB graph that does not exist yet is created in one bulk write (GRAPH.BULK), all or nothing; any
-        other graph gets upserts (the twins, then the links, each all or nothing). Returns the open store.
+        A FalkorDB graph that does not exist yet is created in one bulk write (GRAPH.BULK), all or nothing, its
+        history kept compact (one row per twin with the links from it; `compact_history=False`: one row per twin
+        and per link, as upserts keep it); any other graph gets upserts (the twins, then the links, each all or
+        nothing). Returns the open store.
         """
         backend = open_backend(url, graph_name=graph_name, user=user, password=password, fsync=fsync, threads=threads)
         try:
@@ -93,7 +96,7 @@ class GraphStore(TwinReader):
         try:
             context = ChangeContext(actor, source, run_id)
             store.recover_history()  # an earlier load killed part-way left its history pending
-            summary = store._writer.load_new(twins, links, context)
+            summary = store._writer.load_new(twins, links, context, compact_history)
             backend.ensure_schema()  # indexes and the uid constraint, over what the bulk write created
             if summary is None:
                 summary = store._writer.upsert_twins(twins, context) + store._writer.upsert_links(links, context)

@@ -12,10 +12,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from graph.backends import CypherBackend
-from graph.bulk import EdgeGroup, NodeGroup
+from graph.bulk import EdgeGroup, NodeGroup, collection_paused, edge_groups
 from graph.cypher import ident, labels_clause
 from graph.errors import BatchRejected, QueryError, TwinNotFound
-from graph.history import Change, ChangeContext, HistoryEntry, HistoryStore, PendingChanges, as_recorded
+from graph.history import (
+    Change,
+    ChangeContext,
+    HistoryEntry,
+    HistoryStore,
+    LoadedTwin,
+    PendingChanges,
+    as_recorded,
+)
 from graph.lifecycle import PROPERTY as LIFECYCLE
 from graph.lifecycle import LifecycleError, State, Transition, stored_state, transition_problem
 from graph.model import Link, Rewrite, Twin, WriteSummary
@@ -353,11 +361,22 @@ class TwinWriter:
 
     # ------------------------------------------------------------------ a new graph
 
-    def load_new(self, twins: Sequence[Twin], links: Sequence[Link], context: ChangeContext) -> WriteSummary | None:
+    def load_new(
+        self, twins: Sequence[Twin], links: Sequence[Link], context: ChangeContext, compact: bool = True
+    ) -> WriteSummary | None:
         """Create a graph that does not exist yet from `twins` and `links` in one bulk write, all or nothing, after
-        the checks upserts make; None, with nothing written, when the backend cannot or the graph exists."""
+        the checks upserts make; None, with nothing written, when the backend cannot or the graph exists.
+
+        `compact`: history keeps one row per twin holding its properties and the links created from it (read back
+        as the same changes); otherwise one row per twin and per link."""
         if not self.backend.can_bulk_create():
             return None
+        with collection_paused():
+            return self._load_new(twins, links, context, compact)
+
+    def _load_new(
+        self, twins: Sequence[Twin], links: Sequence[Link], context: ChangeContext, compact: bool
+    ) -> WriteSummary | None:
         try:
             batch, _ = self._validated_twins(twins, new_graph=True)
             violations: list[Violation] = []
@@ -373,13 +392,17 @@ class TwinWriter:
             raise BatchRejected(violations + link_problems + self._link_violations(links, classes))
         # history is inserted while the rest is checked, and made durable (pending) before the graph is written
         with self._recording([], context, seal=False) as outcome:
-            nodes, ids = self._node_groups(batch, outcome)
+            states: dict[str, dict[str, Any]] | None = {} if compact else None
+            nodes, ids = self._node_groups(batch, outcome, states)
             violations = link_problems + self._link_violations(links, classes)
             if not violations:
                 violations = self._multiplicity_violations(link_batch, classes, {})
             if violations:
                 raise BatchRejected(violations)  # the twins' history is rolled back
-            edges = self._edge_groups(link_batch, classes, ids, outcome)
+            outgoing: dict[str, list[tuple[str, str, dict[str, Any]]]] | None = None if states is None else {}
+            edges = self._edge_groups(link_batch, classes, ids, outcome, outgoing)
+            if states is not None and outgoing is not None:
+                self._record_loaded(states, classes, outgoing, outcome)
             outcome.seal()
             if not self.backend.bulk_create(nodes, edges):
                 outcome.keep = False
@@ -389,9 +412,13 @@ class TwinWriter:
         return WriteSummary(created=len(batch) + len(link_batch))
 
     def _node_groups(
-        self, batch: dict[str, tuple[str, dict[str, Any]]], history: _Outcome
+        self,
+        batch: dict[str, tuple[str, dict[str, Any]]],
+        history: _Outcome,
+        states: dict[str, dict[str, Any]] | None = None,
     ) -> tuple[list[NodeGroup], dict[str, int]]:
-        """Twins as bulk node groups (one per class), the id each will get; their history goes to `history`."""
+        """Twins as bulk node groups (one per class), the id each will get; their history goes to `history`, or,
+        when `states` is given, their stored properties go there (for compact history rows)."""
         by_class: dict[str, list[str]] = defaultdict(list)
         for uid, (cls_id, _) in batch.items():
             by_class[cls_id].append(uid)
@@ -405,14 +432,17 @@ class TwinWriter:
                 stored = {k: v for k, v in self._twin_values(cls_id, batch[uid][1]).items() if v is not None}
                 ids[uid] = len(ids)  # the order FalkorDB gives ids in a graph the load creates
                 rows.append(stored)
-                changes.append(Change(uid, "twin", "create", None, stored, name))
+                if states is None:
+                    changes.append(Change(uid, "twin", "create", None, stored, name))
+                else:
+                    states[uid] = stored
             history.add(changes)
             columns = tuple(dict.fromkeys(key for row in rows for key in row))
             nodes.append(
                 NodeGroup(
                     ("Twin", *self.ontology.labels(cls_id)),
                     ("uid", "_class", *columns),
-                    [[uid, name, *(row.get(key) for key in columns)] for uid, row in zip(uids, rows, strict=True)],
+                    [[uid, name, *map(row.get, columns)] for uid, row in zip(uids, rows, strict=True)],
                 )
             )
         return nodes, ids
@@ -423,26 +453,48 @@ class TwinWriter:
         classes: dict[str, str],
         ids: dict[str, int],
         history: _Outcome,
+        outgoing: dict[str, list[tuple[str, str, dict[str, Any]]]] | None = None,
     ) -> list[EdgeGroup]:
-        """Links as bulk edge groups (one per type) between node ids; their history goes to `history` in pieces."""
+        """Links as bulk edge groups (one per type) between node ids; their history goes to `history` in pieces, or,
+        when `outgoing` is given, each goes there under its source (for compact history rows)."""
         by_type: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
         changes: list[Change] = []
         for (rel_type, source, target), props in batch.items():
             if props:
                 props = {k: v for k, v in self._link_values(classes[source], rel_type, props).items() if v is not None}
             by_type[rel_type].append((source, target, props))
+            if outgoing is not None:
+                outgoing.setdefault(source, []).append((rel_type, target, props))
+                continue
             changes.append(Change(source, "link", "create", None, props, None, rel_type, target))
             if len(changes) == CHUNK:
                 history.add(changes)
                 changes = []
         history.add(changes)
-        edges = []
-        for rel_type, rows in by_type.items():
-            columns = tuple(dict.fromkeys(key for _, _, props in rows for key in props))
-            edges.append(
-                EdgeGroup(rel_type, columns, [[ids[s], ids[t], *(p.get(key) for key in columns)] for s, t, p in rows])
+        return edge_groups(by_type, ids)
+
+    def _record_loaded(
+        self,
+        states: dict[str, dict[str, Any]],
+        classes: dict[str, str],
+        outgoing: dict[str, list[tuple[str, str, dict[str, Any]]]],
+        history: _Outcome,
+    ) -> None:
+        """The history of a bulk load as compact rows: one per twin, with the links from it and the twins linking to
+        it (handed over in pieces, so the insert overlaps the rest)."""
+        incoming: dict[str, list[str]] = defaultdict(list)
+        for source, found in outgoing.items():
+            for _, target, _ in found:
+                incoming[target].append(source)
+        loaded: list[LoadedTwin] = []
+        for uid, stored in states.items():
+            loaded.append(
+                LoadedTwin(uid, classes[uid], stored, outgoing.get(uid, ()), list(dict.fromkeys(incoming.get(uid, ()))))
             )
-        return edges
+            if len(loaded) == CHUNK // 4:
+                history.add_loaded(loaded)
+                loaded = []
+        history.add_loaded(loaded)
 
     # ------------------------------------------------------------------ links
 
@@ -605,9 +657,14 @@ class TwinWriter:
         linked: dict[tuple[str, str], set[str]],
     ) -> list[Violation]:
         targets: dict[tuple[str, str], set[str]] = defaultdict(set)
+        bounded: dict[tuple[str, str], bool] = {}  # (class, type) -> whether the relationship has a maximum
         for rel_type, source, target in batch:
-            rel = self.ontology.relationships(classes[source]).get(rel_type)
-            if rel is not None and rel.max is not None:
+            cls = classes[source]
+            limited = bounded.get((cls, rel_type))
+            if limited is None:
+                rel = self.ontology.relationships(cls).get(rel_type)
+                limited = bounded[(cls, rel_type)] = rel is not None and rel.max is not None
+            if limited:
                 targets[(rel_type, source)].add(target)
         violations = []
         for (rel_type, source), batch_targets in targets.items():
@@ -832,6 +889,11 @@ class _Outcome:
         """Record more changes of the block's write (kept or dropped with the rest when the block ends)."""
         if self.pending is not None:
             self.pending.add(changes)
+
+    def add_loaded(self, loaded: list[LoadedTwin]) -> None:
+        """Record twins a bulk load creates, with their links, as compact rows."""
+        if self.pending is not None:
+            self.pending.add_loaded(loaded)
 
     def seal(self) -> None:
         """Make the changes durable as the write's intent; the block calls it before it writes the graph."""

@@ -14,7 +14,7 @@ from governance.errors import KeyMaterialError
 from governance.master_key import EnvMasterKey, FileMasterKey, new_master_key_text
 from governance.personal_seal import PersonalSeal
 from governance.subject_keys import SubjectKeyRing
-from graph.history import Change, ChangeContext, HistoryStore
+from graph.history import Change, ChangeContext, HistoryStore, LoadedTwin
 from graph.personal_values import is_sealed
 
 EMAIL = "ann.secret@acme.test"
@@ -222,3 +222,36 @@ def test_keys_commands_rotate_and_report(tmp_path: Path, monkeypatch: pytest.Mon
         assert missing_env.exit_code == 2 and "NO_SUCH_VARIABLE_X" in missing_env.output
     finally:
         get_settings.cache_clear()
+
+
+def test_compact_history_of_a_bulk_load_seals_personal_values_and_reads_them_back(tmp_path: Path) -> None:
+    seal = PersonalSeal(_ring(tmp_path), {"email", "phone"})
+    history = HistoryStore(f"sqlite:///{tmp_path / 'twin.db'}", seal)
+    pending = history.begin([], ChangeContext("loader"))
+    pending.add_loaded(
+        [
+            LoadedTwin("p-ann", "Employee", {"name": "Ann", "email": EMAIL}, [("worksIn", "ou-1", {"since": 2020})]),
+            LoadedTwin("ou-1", "OrgUnit", {"name": "Unit 1"}, [], ["p-ann"]),
+        ]
+    )
+    assert pending.commit() == 3
+    with history.engine.connect() as conn:
+        stored = " ".join(str(r) for r in conn.exec_driver_sql("SELECT after, links FROM twin_history").all())
+    assert EMAIL not in stored and "Ann" in stored and "since" in stored
+    entries = history.history("p-ann")
+    assert [(e.kind, e.after) for e in entries] == [
+        ("twin", {"name": "Ann", "email": EMAIL}),
+        ("link", {"since": 2020}),
+    ]
+    assert [(e.kind, e.uid) for e in history.history("ou-1")] == [("twin", "ou-1"), ("link", "p-ann")]
+    import datetime as dt
+
+    assert history.as_of("p-ann", dt.datetime.now(dt.UTC))["email"] == EMAIL  # type: ignore[index]
+    assert [c.after for c in history_feed(history)] == [
+        {"name": "Ann", "email": EMAIL},
+        {"name": "Unit 1"},
+        {"since": 2020},
+    ]
+    seal.ring.destroy("p-ann")
+    assert history.history("p-ann")[0].after == {"name": "Ann"}
+    assert history_feed(history)[0].after == {"name": "Ann"}

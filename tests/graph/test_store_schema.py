@@ -131,29 +131,29 @@ def _value(table: Table, column: str, i: int) -> Any:
 
 
 def _previous_release_store(url: str, rows: int = 3) -> None:
-    """A store as the release before Alembic left it: that release's tables (what the baseline revision creates, without
-    the version table), rows in each."""
+    """A store as the release before Alembic left it: the baseline revision's tables (what that release's
+    `create_all` made, before columns added since), no version table, rows in each."""
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.begin() as connection:
             command.upgrade(alembic_config(engine, connection), BASELINE)
             connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))
-        tables = MetaData()
-        tables.reflect(engine, only=sorted(BASELINE_TABLES))
+        reflected = MetaData()
+        reflected.reflect(engine, only=sorted(BASELINE_TABLES))
         with engine.begin() as connection:
-            for table in tables.sorted_tables:
+            for table in reflected.sorted_tables:
                 values = [{c.name: _value(table, c.name, i) for c in table.columns} for i in range(rows)]
                 connection.execute(table.insert(), values)
     finally:
         engine.dispose()
 
 
-def _snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+def _snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     reflected = MetaData()
     reflected.reflect(engine, only=lambda name, _: name in BASELINE_TABLES)
     with engine.connect() as connection:
         return {
-            name: [tuple(row) for row in connection.execute(select(table).order_by(*table.primary_key.columns))]
+            name: [dict(row._mapping) for row in connection.execute(select(table).order_by(*table.primary_key.columns))]
             for name, table in reflected.tables.items()
         }
 
@@ -184,7 +184,12 @@ def test_a_store_of_the_release_before_alembic_upgrades_and_keeps_every_row(url:
     lineage = _lineage_values(engine)
     assert upgrade(engine) == (None, head_revision())
     del before["lineage_record"]  # its rows now live in lineage_source_record, one per twin, source record and run
-    assert _snapshot(engine) == before
+    after = _snapshot(engine)
+    assert {name: [{c: row[c] for c in before[name][0]} for row in rows] for name, rows in after.items()} == before
+    added = [
+        (name, c, v) for name, rows in after.items() for row in rows for c, v in row.items() if c not in before[name][0]
+    ]
+    assert all(value is None for _, _, value in added)  # columns added since the baseline are empty in old rows
     assert _lineage_values(engine) == lineage
     assert schema_state(engine).current
     assert _differences(engine) == []
