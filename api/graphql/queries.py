@@ -14,7 +14,16 @@ from api.context import RequestContext
 from api.errors import BadUserInput
 from api.graphql.governed import governed
 from api.graphql.naming import SchemaPlan
-from api.graphql.planning import DEFAULT_PAGE, NodeShape, Planner
+from api.graphql.planning import (
+    DEFAULT_PAGE,
+    CompiledPlans,
+    ConnectionShape,
+    NodeShape,
+    PageArgs,
+    Planner,
+    canonical_value,
+    require_readable,
+)
 from api.graphql.private_aggregate import PrivateRequest, private_aggregate
 from api.graphql.selection import PAGE_MAX, list_limit, plain
 from api.graphql.shaping import Shaper
@@ -70,8 +79,9 @@ def as_of_time(value: Any, name: str) -> dt.datetime:
 class RootQueries:
     """Resolvers of the root fields read by plans."""
 
-    def __init__(self, schema: SchemaPlan) -> None:
+    def __init__(self, schema: SchemaPlan, plans: CompiledPlans | None = None) -> None:
         self.schema = schema
+        self.plans = plans or CompiledPlans()
 
     @property
     def resolvers(self) -> dict[str, Callable[..., Any]]:
@@ -99,17 +109,22 @@ class RootQueries:
             ctx: RequestContext = info.context
             scope = ctx.scope.including_retired() if includeRetired else ctx.scope
             store = await reader_at(ctx, asOf)
-            planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
-            planner.require_readable(cls)
-            page = planner.page_args(cls, plain(args), DEFAULT_PAGE)
-            planner.estimated = page.limit
-            node = Projection()
-            shape = planner.connection(
-                get_named_type(info.return_type), info.field_nodes, None, node, max(page.limit, 1)
-            )
-            plan = ListRead(
-                cls, node, page.window, page.where, page.order, total=any(kind == "totalCount" for _, kind, _ in shape)
-            )
+            require_readable(ctx, cls)
+            arguments = plain(args)
+
+            def compile_() -> tuple[ListRead, PageArgs, ConnectionShape]:
+                planner = Planner(info, ctx, self.schema)
+                page = planner.page_args(cls, arguments, DEFAULT_PAGE)
+                planner.estimated = page.limit
+                node = Projection()
+                shape = planner.connection(
+                    get_named_type(info.return_type), info.field_nodes, None, node, max(page.limit, 1)
+                )
+                total = any(kind == "totalCount" for _, kind, _ in shape)
+                return ListRead(cls, node, page.window, page.where, page.order, total=total), page, shape
+
+            plan, page, shape = self.plans.compiled(info, ctx, (cls, canonical_value(arguments)), compile_)
+            shaper = Shaper(ctx, self.schema)
             rows = await run_read(ctx, lambda: store.read_list(plan, scope, ctx.timeout_ms))
             result = shaper.connection(rows.items, rows.total, page, shape)
             shaper.finish()
@@ -123,9 +138,13 @@ class RootQueries:
         ctx: RequestContext = info.context
         scope = ctx.scope.including_retired() if includeRetired else ctx.scope
         store = await reader_at(ctx, asOf)
-        planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
-        node = Projection()
-        shape = planner.node(info.return_type, info.field_nodes, node, 1)
+
+        def compile_() -> tuple[Projection, NodeShape]:
+            node = Projection()
+            return node, Planner(info, ctx, self.schema).node(info.return_type, info.field_nodes, node, 1)
+
+        node, shape = self.plans.compiled(info, ctx, "twin", compile_)
+        shaper = Shaper(ctx, self.schema)
         plan = TwinRead(uid, node)
         row = await run_read(ctx, lambda: store.read_twin(plan, scope, ctx.timeout_ms))
         result = shaper.node(row, shape)
