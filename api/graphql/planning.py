@@ -72,8 +72,8 @@ class PageArgs:
         return Window(self.offset, self.limit)
 
 
-# NodeShape: object type name -> [(response key, item)]; items: ("uid",), ("className",), ("labels",),
-# ("prop", PropertyField), ("conn", Connection, PageArgs, ConnectionShape)
+# NodeShape: object type name -> [(response key, item)]; items: ("typename",), ("uid",), ("className",), ("labels",),
+# ("prop", PropertyField, its GraphQL leaf type), ("conn", Connection, PageArgs, ConnectionShape), ("absent",)
 NodeShape = dict[str, list[tuple[str, tuple[Any, ...]]]]
 ConnectionShape = list[tuple[str, str, Any]]
 
@@ -281,13 +281,14 @@ class Planner:
             for key, subs in self.sel.fields(object_type, nodes).items():
                 name = subs[0].name.value
                 if name == "__typename":
-                    continue
-                if name in ("uid", "className", "labels"):
+                    items.append((key, ("typename",)))
+                elif name in ("uid", "className", "labels"):
                     items.append((key, (name,)))
                 elif name in plan.properties:
                     prop = plan.properties[name]
                     proj.properties.add(prop.prop.name)
-                    items.append((key, ("prop", prop)))
+                    leaf = get_named_type(object_type.fields[name].type) if name in object_type.fields else None
+                    items.append((key, ("prop", prop, leaf)))
                 elif name in plan.relations:
                     relation = plan.relations[name]
                     conn, page = self.connection_of(proj, relation, self.sel.args(object_type, subs[0]), parent_rows)
@@ -305,6 +306,8 @@ class Planner:
                             ),
                         )
                     )
+                else:
+                    items.append((key, ("absent",)))  # no value this API holds: completed the general way
             shape[object_type.name] = items
         return shape
 
@@ -344,7 +347,9 @@ class Planner:
         shape: ConnectionShape = []
         for key, subs in self.sel.fields(connection_type, nodes).items():
             name = subs[0].name.value
-            if name == "totalCount":
+            if name == "__typename":
+                shape.append((key, "typename", connection_type.name))
+            elif name == "totalCount":
                 if conn is not None:
                     conn.total = True
                 shape.append((key, "totalCount", None))
@@ -361,7 +366,9 @@ class Planner:
                 edge_shape: list[tuple[str, str, Any]] = []
                 for edge_key, edge_subs in self.sel.fields(edge_type, subs).items():
                     edge_field = edge_subs[0].name.value
-                    if edge_field == "cursor":
+                    if edge_field == "__typename":
+                        edge_shape.append((edge_key, "typename", edge_type.name))
+                    elif edge_field == "cursor":
                         edge_shape.append((edge_key, "cursor", None))
                     elif edge_field == "node":
                         edge_shape.append(
@@ -371,7 +378,8 @@ class Planner:
                         prop = relation.edge_props[edge_field]
                         conn.edge_properties[prop.prop.name] = prop.prop.schema
                         mode = self.ctx.policy.relationship_field_mode(self.ctx.subject, prop.prop.classification)
-                        edge_shape.append((edge_key, "prop", (prop, mode, relation.rel_type)))
+                        leaf = get_named_type(edge_type.fields[edge_field].type)
+                        edge_shape.append((edge_key, "prop", (prop, mode, relation.rel_type, leaf)))
                 shape.append((key, "edges", edge_shape))
         return shape
 

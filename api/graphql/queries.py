@@ -12,6 +12,7 @@ from graphql import get_named_type
 
 from api.context import RequestContext
 from api.errors import BadUserInput
+from api.graphql.completion import Completed
 from api.graphql.governed import governed
 from api.graphql.naming import SchemaPlan
 from api.graphql.planning import (
@@ -26,7 +27,7 @@ from api.graphql.planning import (
 )
 from api.graphql.private_aggregate import PrivateRequest, private_aggregate
 from api.graphql.selection import PAGE_MAX, list_limit, plain
-from api.graphql.shaping import Shaper
+from api.graphql.shaping import NotFinal, Shaper
 from governance.errors import PolicyDenied
 from graph.plan import (
     AggregateRead,
@@ -74,6 +75,19 @@ def as_of_time(value: Any, name: str) -> dt.datetime:
         return dt.datetime.fromisoformat(str(value))
     except ValueError:
         raise BadUserInput(f"argument `{name}` is not an ISO 8601 date and time: {quoted(str(value))}") from None
+
+
+def shaped(ctx: RequestContext, schema: SchemaPlan, shape: Callable[[Shaper], Any]) -> Any:
+    """The response data `shape` makes of a root field's rows (`Completed`); shaped for graphql-core's completion
+    when a value needs it (NotFinal)."""
+    shaper = Shaper(ctx, schema, final=True)
+    try:
+        result: Any = Completed(shape(shaper))
+    except NotFinal:
+        shaper = Shaper(ctx, schema)
+        result = shape(shaper)
+    shaper.finish()
+    return result
 
 
 class RootQueries:
@@ -124,11 +138,8 @@ class RootQueries:
                 return ListRead(cls, node, page.window, page.where, page.order, total=total), page, shape
 
             plan, page, shape = self.plans.compiled(info, ctx, (cls, canonical_value(arguments)), compile_)
-            shaper = Shaper(ctx, self.schema)
             rows = await run_read(ctx, lambda: store.read_list(plan, scope, ctx.timeout_ms))
-            result = shaper.connection(rows.items, rows.total, page, shape)
-            shaper.finish()
-            return result
+            return shaped(ctx, self.schema, lambda shaper: shaper.connection(rows.items, rows.total, page, shape))
 
         resolve.__name__ = f"resolve_{cls}"
         return governed(resolve)
@@ -144,12 +155,9 @@ class RootQueries:
             return node, Planner(info, ctx, self.schema).node(info.return_type, info.field_nodes, node, 1)
 
         node, shape = self.plans.compiled(info, ctx, "twin", compile_)
-        shaper = Shaper(ctx, self.schema)
         plan = TwinRead(uid, node)
         row = await run_read(ctx, lambda: store.read_twin(plan, scope, ctx.timeout_ms))
-        result = shaper.node(row, shape)
-        shaper.finish()
-        return result
+        return shaped(ctx, self.schema, lambda shaper: shaper.node(row, shape))
 
     async def search(
         self,
