@@ -19,6 +19,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +60,7 @@ from ontology.model import Ontology
 from ontology.schema import Schema
 
 MAX_DEPTH = 10
+RENDERS_KEPT = 512  # page renderings remembered per engine (the API reuses a plan per document and role)
 _COMPARE = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _METRICS = ("count", "sum", "avg", "min", "max")
 _WORD = re.compile(r"\w+")
@@ -94,15 +97,43 @@ class ReadEngine:
         self.names_under = names_under
         self._impact = impact
         self._schemas: dict[str, dict[str, Schema | None]] = {}
+        self._renders: OrderedDict[tuple[int, int], tuple[ListRead, ReadScope, _Query, str, bool]] = OrderedDict()
+        self._renders_lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
 
     def page(self, plan: ListRead, scope: ReadScope, timeout_ms: int | None = None) -> ListRows:
         """A page of twins of `plan.cls`, with their connections, in one round trip."""
+        q, cypher, scanned = self._rendered_page(plan, scope)
+        rows = q.run(cypher, timeout_ms)
+        if scanned:
+            items, total = rows[0] if rows else ([], 0)
+            return ListRows([q.row(plan.node, item) for item in items], total if plan.total else None)
+        items, total = rows[0] if rows else ([], 0 if plan.total else None)
+        return ListRows([q.row(plan.node, item) for item in items], total)
+
+    def _rendered_page(self, plan: ListRead, scope: ReadScope) -> tuple[_Query, str, bool]:
+        """The query of a page read, its rendering state (parameters, how rows read back) and whether it is a scan;
+        remembered for the same plan and scope objects (the API reuses both for a document and a role), since a
+        rendering depends on nothing else."""
+        key = (id(plan), id(scope))
+        with self._renders_lock:
+            found = self._renders.get(key)
+            if found is not None and found[0] is plan and found[1] is scope:
+                self._renders.move_to_end(key)
+                return found[2], found[3], found[4]
         q = _Query(self, scope)
+        cypher, scanned = self._render_page(q, plan, scope)
+        with self._renders_lock:
+            self._renders[key] = (plan, scope, q, cypher, scanned)
+            while len(self._renders) > RENDERS_KEPT:
+                self._renders.popitem(last=False)
+        return q, cypher, scanned
+
+    def _render_page(self, q: _Query, plan: ListRead, scope: ReadScope) -> tuple[str, bool]:
         prelude, joined = self.scope_joins(plan.cls, scope)
         if joined and not plan.node.connections and not q.filters_relations(plan.where):
-            return self._scan(q, plan, prelude, joined, timeout_ms)
+            return self._scan(q, plan, prelude, joined), True
         v = q.var_of(plan.node)
         label = q.class_label(plan.cls)
         within = self.names_under(plan.cls)
@@ -125,11 +156,9 @@ class ReadEngine:
             lines.append(f"CALL {{ {' '.join(counted)} RETURN count({t}) AS total }} RETURN items, total")
         else:
             lines.append("RETURN items, null")
-        rows = q.run(" ".join(lines), timeout_ms)
-        items, total = rows[0] if rows else ([], 0 if plan.total else None)
-        return ListRows([q.row(plan.node, item) for item in items], total)
+        return " ".join(lines), False
 
-    def _scan(self, q: _Query, plan: ListRead, prelude: str, joined: str, timeout_ms: int | None) -> ListRows:
+    def _scan(self, q: _Query, plan: ListRead, prelude: str, joined: str) -> str:
         """A list read under join-form row rules (`ReadScope.joins`): the rules' anchor twins are collected once and
         joined, an order of magnitude cheaper than a variable-length pattern per scanned twin."""
         q.bind(plan.node, "n")
@@ -138,14 +167,11 @@ class ReadEngine:
         scan = q.scope.render_scan("n", self.names_under(plan.cls))
         condition = " AND ".join(c for c in (expr, scan) if c != "true") or "true"
         window = plan.window
-        rows = q.run(
+        return (
             f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}WITH n {q.order_clause('n', plan.cls, plan.order)} "
             f"WITH collect(n) AS matched RETURN [m IN matched[{window.offset}..{window.offset + window.limit + 1}] | "
-            f"{q.row_expr(plan.node, 'm')}], size(matched)",
-            timeout_ms,
+            f"{q.row_expr(plan.node, 'm')}], size(matched)"
         )
-        items, total = rows[0] if rows else ([], 0)
-        return ListRows([q.row(plan.node, item) for item in items], total if plan.total else None)
 
     def twin(self, plan: TwinRead, scope: ReadScope, timeout_ms: int | None = None) -> NodeRow | None:
         """One twin by uid; None when absent or outside the scope."""

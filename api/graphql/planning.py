@@ -434,7 +434,7 @@ class CompiledPlans:
             if found is not None and found.policy is policy and all(map(_same, found.nodes, nodes)):
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return found.value  # type: ignore[no-any-return]
+                return found.value
         value = compile_()
         with self._lock:
             self.misses += 1
@@ -502,8 +502,8 @@ def _variables_in(value: ValueNode, found: set[str]) -> None:
         for item in value.values:
             _variables_in(item, found)
     elif isinstance(value, ObjectValueNode):
-        for item in value.fields:
-            _variables_in(item.value, found)
+        for object_field in value.fields:
+            _variables_in(object_field.value, found)
 
 
 def _step(relation: RelationField) -> Step:

@@ -182,7 +182,7 @@ def _renames(runtime: Runtime) -> dict[str, dict[str, str]]:
 
 
 def _bind(schema: TwinSchema) -> None:
-    roots = RootQueries(schema.plan)
+    roots = RootQueries(schema.plan, schema.compiled)
     queries = {**roots.resolvers, **RECORD_RESOLVERS, **CHANGE_RESOLVERS, **SCENARIO_QUERIES, **FORECAST_QUERIES}
     for name, resolver in queries.items():
         schema.bind("Query", name, resolver)
