@@ -54,7 +54,7 @@ from graph.plan import (
     TwinRead,
     TwinsRead,
 )
-from graph.values import decode, encode
+from graph.values import decode, encode, stored_as_json
 from ontology.errors import UnknownTerm, quoted
 from ontology.model import Ontology
 from ontology.schema import Schema
@@ -97,6 +97,7 @@ class ReadEngine:
         self.names_under = names_under
         self._impact = impact
         self._schemas: dict[str, dict[str, Schema | None]] = {}
+        self._json_schemas: dict[str, dict[str, Schema]] = {}
         self._renders: OrderedDict[tuple[int, int], tuple[ListRead, ReadScope, _Query, str, bool]] = OrderedDict()
         self._renders_lock = threading.Lock()
 
@@ -360,6 +361,17 @@ class ReadEngine:
         except UnknownTerm:
             return (cls,)
 
+    def json_schemas(self, cls: str) -> dict[str, Schema]:
+        """The properties of twins of `cls` whose values are stored as JSON text (`decode` reads them back)."""
+        found = self._json_schemas.get(cls)
+        if found is None:
+            found = self._json_schemas[cls] = {
+                name: schema
+                for name, schema in self.schemas(cls).items()
+                if schema is not None and stored_as_json(schema)
+            }
+        return found
+
     def schemas(self, cls: str) -> dict[str, Schema | None]:
         """Property name -> how its values are stored, for twins of `cls` (empty for a class the ontology lacks)."""
         found = self._schemas.get(cls)
@@ -373,6 +385,20 @@ class ReadEngine:
 
 
 # ----------------------------------------------------------------------------------------------- one query
+
+
+@dataclass(frozen=True)
+class _RowReader:
+    """The positions of a projection's columns in each returned twin list (worked out once per rendered query)."""
+
+    width: int
+    uid: int
+    cls: int
+    properties: tuple[tuple[str, int], ...]
+    connections: tuple[tuple[Connection, int, int | None, tuple[tuple[str, Schema | None], ...]], ...]
+    text: int | None
+    labels: int | None
+    everything: int | None
 
 
 @dataclass
@@ -393,6 +419,7 @@ class _Query:
         self._vars: dict[int, str] = {}
         self._keys: dict[int, tuple[str, str]] = {}
         self._columns: dict[int, list[str]] = {}
+        self._readers: dict[int, _RowReader] = {}
         self._hidden: dict[str | None, frozenset[str]] = {}
 
     # ------------------------------------------------------------------ naming
@@ -678,20 +705,25 @@ class _Query:
 
     def row(self, proj: Projection, values: Sequence[Any]) -> NodeRow:
         """The typed row of one returned twin list, with its connections' pages."""
-        out = dict(zip(self._columns[id(proj)], values, strict=True))
-        cls = out["_c"]
-        schemas = self.engine.schemas(cls) if isinstance(cls, str) else {}
-        if proj.everything:
-            props = {k: v for k, v in (out.get("_all") or {}).items() if k not in ("uid", "_class", "_lifecycle")}
+        reader = self._readers.get(id(proj))
+        if reader is None:
+            reader = self._readers[id(proj)] = self._reader(proj)
+        if len(values) != reader.width:
+            raise QueryError(f"a returned row has {len(values)} columns where {reader.width} were asked for")
+        cls = values[reader.cls]
+        if reader.everything is not None:
+            everything = values[reader.everything] or {}
+            props = {k: v for k, v in everything.items() if k not in ("uid", "_class", "_lifecycle")}
         else:
-            props = {prop: out.get(f".{prop}") for prop in proj.properties}
-        decoded = {name: decode(value, schemas.get(name)) for name, value in props.items()}
+            props = {name: values[i] for name, i in reader.properties}
+        if isinstance(cls, str):
+            for name, schema in self.engine.json_schemas(cls).items():  # the only values stored in another form
+                if name in props:
+                    props[name] = decode(props[name], schema)
         connections: dict[Connection, ConnectionRows] = {}
-        for conn in proj.connections:
-            key, total_key = self.keys_of(conn)
-            items = out.get(key) or []
-            if conn.edge_properties:
-                edge_names = list(conn.edge_properties.items())
+        for conn, key, total, edge_names in reader.connections:
+            items = values[key] or []
+            if edge_names:
                 rows = [
                     EdgeRow(
                         self.row(conn.node, node),
@@ -701,10 +733,34 @@ class _Query:
                 ]
             else:
                 rows = [EdgeRow(self.row(conn.node, node), {}) for node in items]
-            connections[conn] = ConnectionRows(rows, out.get(total_key) if conn.total else None)
-        text = out.get("_text")
-        labels = tuple(label for label in out.get("_labels") or () if label != "Twin")
-        return NodeRow(out["_u"], cls, decoded, connections, labels, (text[0], text[1]) if text else None)
+            connections[conn] = ConnectionRows(rows, values[total] if total is not None else None)
+        text = values[reader.text] if reader.text is not None else None
+        labels = (
+            tuple(label for label in values[reader.labels] or () if label != "Twin")
+            if reader.labels is not None
+            else ()
+        )
+        return NodeRow(values[reader.uid], cls, props, connections, labels, (text[0], text[1]) if text else None)
+
+    def _reader(self, proj: Projection) -> _RowReader:
+        """Where each part of a twin's returned list is, for the columns `row_expr` asked for."""
+        columns = self._columns[id(proj)]
+        index = {column: i for i, column in enumerate(columns)}
+        connections = []
+        for conn in proj.connections:
+            key, total_key = self.keys_of(conn)
+            edge_names = tuple(conn.edge_properties.items()) if conn.edge_properties else ()
+            connections.append((conn, index[key], index[total_key] if conn.total else None, edge_names))
+        return _RowReader(
+            width=len(columns),
+            uid=index["_u"],
+            cls=index["_c"],
+            properties=() if proj.everything else tuple((prop, index[f".{prop}"]) for prop in proj.properties),
+            connections=tuple(connections),
+            text=index.get("_text"),
+            labels=index.get("_labels"),
+            everything=index.get("_all"),
+        )
 
     # ------------------------------------------------------------------ running
 

@@ -74,6 +74,7 @@ class Shaper:
         self.final = final
         self.seen: set[str] = set()
         self.masked: Counter[tuple[str, str, str]] = Counter()
+        self._may_mask: dict[tuple[str, int], bool] = {}  # (class, its shape's items) -> whether a mask may apply
 
     def node(self, row: NodeRow | None, shape: NodeShape) -> dict[str, Any] | None:
         """The response object of one returned twin, masked by the policy (None for a class the schema lacks)."""
@@ -89,7 +90,12 @@ class Shaper:
         labels = self.ontology.labels(cls)
         props = {item[1].prop.name: row.values.get(item[1].prop.name) for _, item in items if item[0] == "prop"}
         masked: Mapping[str, str] = {}
-        if props and MASK_PLANS.may_mask(self.ctx.policy, self.ctx.subject, cls, labels, props):
+        may_mask = self._may_mask.get((cls, id(items)))
+        if may_mask is None and props:
+            may_mask = self._may_mask[(cls, id(items))] = MASK_PLANS.may_mask(
+                self.ctx.policy, self.ctx.subject, cls, labels, props
+            )
+        if props and may_mask:
             view = self.ctx.policy.mask(self.ctx.subject, TwinRecord(uid, cls, labels, props))
             if view.masked:
                 masked = view.masked

@@ -332,7 +332,10 @@ def main() -> None:
 def _serve(
     target: str, env: dict[str, str], workers: int, args: argparse.Namespace
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """uvicorn serving `target` (an app factory) with the benchmark's settings, once /ready answers: (process, URL)."""
+    """uvicorn serving `target` (an app factory) with the benchmark's settings, once /ready answers and every worker
+    has started (a worker still building its schema would take the cores from the measurement): (process, URL)."""
+    import threading
+
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -346,7 +349,7 @@ def _serve(
             "--port",
             str(port),
             "--log-level",
-            "warning",
+            "info",
             "--no-access-log",
             "--workers",
             str(workers),
@@ -357,9 +360,26 @@ def _serve(
         ],
         cwd=ROOT,
         env=env,
+        stderr=subprocess.PIPE,
     )
+    started = threading.Semaphore(0)
+
+    def watch() -> None:  # uvicorn logs one line per worker whose app has started; other lines pass through
+        assert server.stderr is not None
+        for line in server.stderr:
+            if b"Application startup complete" in line:
+                started.release()
+            elif b"INFO" not in line:
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+
+    threading.Thread(target=watch, daemon=True).start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + 180
+    for _ in range(workers):
+        if not started.acquire(timeout=max(deadline - time.time(), 0)):
+            server.terminate()
+            raise SystemExit(f"{target} did not start its {workers} worker(s)")
     while time.time() < deadline:
         try:
             if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
