@@ -50,6 +50,8 @@ class MaskPlans:
 
 
 MASK_PLANS = MaskPlans()
+_Typed = tuple[str, list[tuple[str, tuple[Any, ...]]], tuple[str, ...], tuple[str, ...], bool]
+_UNKNOWN: Any = object()
 _TEXT = (GraphQLString, GraphQLID)
 
 
@@ -74,28 +76,26 @@ class Shaper:
         self.final = final
         self.seen: set[str] = set()
         self.masked: Counter[tuple[str, str, str]] = Counter()
-        self._may_mask: dict[tuple[str, int], bool] = {}  # (class, its shape's items) -> whether a mask may apply
+        # (class, position shape) -> what shaping a twin of that class there needs, worked out once per request
+        self._typed: dict[tuple[Any, int], _Typed | None] = {}
 
     def node(self, row: NodeRow | None, shape: NodeShape) -> dict[str, Any] | None:
         """The response object of one returned twin, masked by the policy (None for a class the schema lacks)."""
         if row is None:
             return None
         cls = row.cls
-        type_name = self.schema.object_type(cls) if isinstance(cls, str) else None
-        items = shape.get(type_name) if type_name else None
-        if items is None:
+        typed = self._typed.get((cls, id(shape)), _UNKNOWN)
+        if typed is _UNKNOWN:
+            typed = self._typed[(cls, id(shape))] = self._typed_shape(cls, shape)
+        if typed is None:
             return None
+        type_name, items, labels, names, may_mask = typed
         uid = row.uid
         self.seen.add(uid)
-        labels = self.ontology.labels(cls)
-        props = {item[1].prop.name: row.values.get(item[1].prop.name) for _, item in items if item[0] == "prop"}
+        values = row.values
+        props = {name: values.get(name) for name in names}
         masked: Mapping[str, str] = {}
-        may_mask = self._may_mask.get((cls, id(items)))
-        if may_mask is None and props:
-            may_mask = self._may_mask[(cls, id(items))] = MASK_PLANS.may_mask(
-                self.ctx.policy, self.ctx.subject, cls, labels, props
-            )
-        if props and may_mask:
+        if may_mask:
             view = self.ctx.policy.mask(self.ctx.subject, TwinRecord(uid, cls, labels, props))
             if view.masked:
                 masked = view.masked
@@ -134,6 +134,19 @@ class Shaper:
             elif final:
                 raise NotFinal(f"field {key!r}")
         return out
+
+    def _typed_shape(self, cls: Any, shape: NodeShape) -> _Typed | None:
+        """The type name, items, labels and property names of a `cls` twin at a position, and whether the policy may
+        mask any of those properties for this caller; None when the position has no type for the class."""
+        type_name = self.schema.object_type(cls) if isinstance(cls, str) else None
+        items = shape.get(type_name) if type_name else None
+        if type_name is None or items is None:
+            return None
+        labels = self.ontology.labels(cls)
+        names = tuple(dict.fromkeys(item[1].prop.name for _, item in items if item[0] == "prop"))
+        probe = dict.fromkeys(names)
+        may_mask = bool(names) and MASK_PLANS.may_mask(self.ctx.policy, self.ctx.subject, cls, labels, probe)
+        return type_name, items, labels, names, may_mask
 
     def connection(
         self, items: Sequence[EdgeRow | NodeRow], total: int | None, page: PageArgs, shape: ConnectionShape
