@@ -276,6 +276,12 @@ class OidcVerifier:
         self._check_claims(decoded.claims)
         return self.claim_mapping.subject(decoded.claims)
 
+    def still_trusts(self, kid: Any, alg: str) -> bool:
+        """Whether the key that signed a verified token (its header's `kid` and `alg`) is still one of the issuer's
+        keys (the key set is fetched again when its TTL has passed): a token signed by a key rotated away is no longer
+        valid, even where its verification is remembered."""
+        return alg in self.algorithms and self._find(self._source.keys(), kid, alg) is not None
+
     def _key_for(self, kid: Any, alg: str) -> Key:
         """The issuer key for `kid`, refreshing the JWKS once when the id is unknown (rotation)."""
         key = self._find(self._source.keys(), kid, alg)

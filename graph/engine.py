@@ -19,6 +19,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,12 +54,13 @@ from graph.plan import (
     TwinRead,
     TwinsRead,
 )
-from graph.values import decode, encode
+from graph.values import decode, encode, stored_as_json
 from ontology.errors import UnknownTerm, quoted
 from ontology.model import Ontology
 from ontology.schema import Schema
 
 MAX_DEPTH = 10
+RENDERS_KEPT = 512  # page renderings remembered per engine (the API reuses a plan per document and role)
 _COMPARE = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _METRICS = ("count", "sum", "avg", "min", "max")
 _WORD = re.compile(r"\w+")
@@ -94,15 +97,44 @@ class ReadEngine:
         self.names_under = names_under
         self._impact = impact
         self._schemas: dict[str, dict[str, Schema | None]] = {}
+        self._json_schemas: dict[str, dict[str, Schema]] = {}
+        self._renders: OrderedDict[tuple[int, int], tuple[ListRead, ReadScope, _Query, str, bool]] = OrderedDict()
+        self._renders_lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
 
     def page(self, plan: ListRead, scope: ReadScope, timeout_ms: int | None = None) -> ListRows:
         """A page of twins of `plan.cls`, with their connections, in one round trip."""
+        q, cypher, scanned = self._rendered_page(plan, scope)
+        rows = q.run(cypher, timeout_ms)
+        if scanned:
+            items, total = rows[0] if rows else ([], 0)
+            return ListRows([q.row(plan.node, item) for item in items], total if plan.total else None)
+        items, total = rows[0] if rows else ([], 0 if plan.total else None)
+        return ListRows([q.row(plan.node, item) for item in items], total)
+
+    def _rendered_page(self, plan: ListRead, scope: ReadScope) -> tuple[_Query, str, bool]:
+        """The query of a page read, its rendering state (parameters, how rows read back) and whether it is a scan;
+        remembered for the same plan and scope objects (the API reuses both for a document and a role), since a
+        rendering depends on nothing else."""
+        key = (id(plan), id(scope))
+        with self._renders_lock:
+            found = self._renders.get(key)
+            if found is not None and found[0] is plan and found[1] is scope:
+                self._renders.move_to_end(key)
+                return found[2], found[3], found[4]
         q = _Query(self, scope)
+        cypher, scanned = self._render_page(q, plan, scope)
+        with self._renders_lock:
+            self._renders[key] = (plan, scope, q, cypher, scanned)
+            while len(self._renders) > RENDERS_KEPT:
+                self._renders.popitem(last=False)
+        return q, cypher, scanned
+
+    def _render_page(self, q: _Query, plan: ListRead, scope: ReadScope) -> tuple[str, bool]:
         prelude, joined = self.scope_joins(plan.cls, scope)
         if joined and not plan.node.connections and not q.filters_relations(plan.where):
-            return self._scan(q, plan, prelude, joined, timeout_ms)
+            return self._scan(q, plan, prelude, joined), True
         v = q.var_of(plan.node)
         label = q.class_label(plan.cls)
         within = self.names_under(plan.cls)
@@ -125,11 +157,9 @@ class ReadEngine:
             lines.append(f"CALL {{ {' '.join(counted)} RETURN count({t}) AS total }} RETURN items, total")
         else:
             lines.append("RETURN items, null")
-        rows = q.run(" ".join(lines), timeout_ms)
-        items, total = rows[0] if rows else ([], 0 if plan.total else None)
-        return ListRows([q.row(plan.node, item) for item in items], total)
+        return " ".join(lines), False
 
-    def _scan(self, q: _Query, plan: ListRead, prelude: str, joined: str, timeout_ms: int | None) -> ListRows:
+    def _scan(self, q: _Query, plan: ListRead, prelude: str, joined: str) -> str:
         """A list read under join-form row rules (`ReadScope.joins`): the rules' anchor twins are collected once and
         joined, an order of magnitude cheaper than a variable-length pattern per scanned twin."""
         q.bind(plan.node, "n")
@@ -138,14 +168,11 @@ class ReadEngine:
         scan = q.scope.render_scan("n", self.names_under(plan.cls))
         condition = " AND ".join(c for c in (expr, scan) if c != "true") or "true"
         window = plan.window
-        rows = q.run(
+        return (
             f"{prelude}MATCH (n:{label}) WHERE {condition} {joined}WITH n {q.order_clause('n', plan.cls, plan.order)} "
             f"WITH collect(n) AS matched RETURN [m IN matched[{window.offset}..{window.offset + window.limit + 1}] | "
-            f"{q.row_expr(plan.node, 'm')}], size(matched)",
-            timeout_ms,
+            f"{q.row_expr(plan.node, 'm')}], size(matched)"
         )
-        items, total = rows[0] if rows else ([], 0)
-        return ListRows([q.row(plan.node, item) for item in items], total if plan.total else None)
 
     def twin(self, plan: TwinRead, scope: ReadScope, timeout_ms: int | None = None) -> NodeRow | None:
         """One twin by uid; None when absent or outside the scope."""
@@ -334,6 +361,17 @@ class ReadEngine:
         except UnknownTerm:
             return (cls,)
 
+    def json_schemas(self, cls: str) -> dict[str, Schema]:
+        """The properties of twins of `cls` whose values are stored as JSON text (`decode` reads them back)."""
+        found = self._json_schemas.get(cls)
+        if found is None:
+            found = self._json_schemas[cls] = {
+                name: schema
+                for name, schema in self.schemas(cls).items()
+                if schema is not None and stored_as_json(schema)
+            }
+        return found
+
     def schemas(self, cls: str) -> dict[str, Schema | None]:
         """Property name -> how its values are stored, for twins of `cls` (empty for a class the ontology lacks)."""
         found = self._schemas.get(cls)
@@ -347,6 +385,20 @@ class ReadEngine:
 
 
 # ----------------------------------------------------------------------------------------------- one query
+
+
+@dataclass(frozen=True)
+class _RowReader:
+    """The positions of a projection's columns in each returned twin list (worked out once per rendered query)."""
+
+    width: int
+    uid: int
+    cls: int
+    properties: tuple[tuple[str, int], ...]
+    connections: tuple[tuple[Connection, int, int | None, tuple[tuple[str, Schema | None], ...]], ...]
+    text: int | None
+    labels: int | None
+    everything: int | None
 
 
 @dataclass
@@ -367,6 +419,7 @@ class _Query:
         self._vars: dict[int, str] = {}
         self._keys: dict[int, tuple[str, str]] = {}
         self._columns: dict[int, list[str]] = {}
+        self._readers: dict[int, _RowReader] = {}
         self._hidden: dict[str | None, frozenset[str]] = {}
 
     # ------------------------------------------------------------------ naming
@@ -652,20 +705,25 @@ class _Query:
 
     def row(self, proj: Projection, values: Sequence[Any]) -> NodeRow:
         """The typed row of one returned twin list, with its connections' pages."""
-        out = dict(zip(self._columns[id(proj)], values, strict=True))
-        cls = out["_c"]
-        schemas = self.engine.schemas(cls) if isinstance(cls, str) else {}
-        if proj.everything:
-            props = {k: v for k, v in (out.get("_all") or {}).items() if k not in ("uid", "_class", "_lifecycle")}
+        reader = self._readers.get(id(proj))
+        if reader is None:
+            reader = self._readers[id(proj)] = self._reader(proj)
+        if len(values) != reader.width:
+            raise QueryError(f"a returned row has {len(values)} columns where {reader.width} were asked for")
+        cls = values[reader.cls]
+        if reader.everything is not None:
+            everything = values[reader.everything] or {}
+            props = {k: v for k, v in everything.items() if k not in ("uid", "_class", "_lifecycle")}
         else:
-            props = {prop: out.get(f".{prop}") for prop in proj.properties}
-        decoded = {name: decode(value, schemas.get(name)) for name, value in props.items()}
+            props = {name: values[i] for name, i in reader.properties}
+        if isinstance(cls, str):
+            for name, schema in self.engine.json_schemas(cls).items():  # the only values stored in another form
+                if name in props:
+                    props[name] = decode(props[name], schema)
         connections: dict[Connection, ConnectionRows] = {}
-        for conn in proj.connections:
-            key, total_key = self.keys_of(conn)
-            items = out.get(key) or []
-            if conn.edge_properties:
-                edge_names = list(conn.edge_properties.items())
+        for conn, key, total, edge_names in reader.connections:
+            items = values[key] or []
+            if edge_names:
                 rows = [
                     EdgeRow(
                         self.row(conn.node, node),
@@ -675,10 +733,34 @@ class _Query:
                 ]
             else:
                 rows = [EdgeRow(self.row(conn.node, node), {}) for node in items]
-            connections[conn] = ConnectionRows(rows, out.get(total_key) if conn.total else None)
-        text = out.get("_text")
-        labels = tuple(label for label in out.get("_labels") or () if label != "Twin")
-        return NodeRow(out["_u"], cls, decoded, connections, labels, (text[0], text[1]) if text else None)
+            connections[conn] = ConnectionRows(rows, values[total] if total is not None else None)
+        text = values[reader.text] if reader.text is not None else None
+        labels = (
+            tuple(label for label in values[reader.labels] or () if label != "Twin")
+            if reader.labels is not None
+            else ()
+        )
+        return NodeRow(values[reader.uid], cls, props, connections, labels, (text[0], text[1]) if text else None)
+
+    def _reader(self, proj: Projection) -> _RowReader:
+        """Where each part of a twin's returned list is, for the columns `row_expr` asked for."""
+        columns = self._columns[id(proj)]
+        index = {column: i for i, column in enumerate(columns)}
+        connections = []
+        for conn in proj.connections:
+            key, total_key = self.keys_of(conn)
+            edge_names = tuple(conn.edge_properties.items()) if conn.edge_properties else ()
+            connections.append((conn, index[key], index[total_key] if conn.total else None, edge_names))
+        return _RowReader(
+            width=len(columns),
+            uid=index["_u"],
+            cls=index["_c"],
+            properties=() if proj.everything else tuple((prop, index[f".{prop}"]) for prop in proj.properties),
+            connections=tuple(connections),
+            text=index.get("_text"),
+            labels=index.get("_labels"),
+            everything=index.get("_all"),
+        )
 
     # ------------------------------------------------------------------ running
 

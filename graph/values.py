@@ -26,6 +26,11 @@ _JSON_KINDS = frozenset(
 )
 
 
+def stored_as_json(schema: Schema) -> bool:
+    """Whether values of `schema` are stored as JSON text (objects, maps, nested or untyped arrays)."""
+    return _stored_as_json(schema)
+
+
 def _stored_as_json(schema: Schema) -> bool:
     if schema.kind in _JSON_KINDS:
         return True

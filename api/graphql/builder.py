@@ -31,7 +31,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
@@ -56,6 +56,7 @@ from api.graphql.naming import (
     describe,
     plan_schema,
 )
+from api.graphql.planning import CompiledPlans
 from api.graphql.scalars import SCALAR_ANNOTATIONS, SCALAR_MAP
 from api.graphql.types import FILTER_TYPES, STATIC, Twin
 from ontology.model import Ontology, PropertyDef
@@ -153,10 +154,11 @@ def _connection_args(plan: ClassPlan) -> list[tuple[str, str]]:
 
 @dataclass
 class TwinSchema:
-    """The generated Strawberry schema and its plan; `bind` attaches root resolvers."""
+    """The generated Strawberry schema, its plan and its compiled selections; `bind` attaches root resolvers."""
 
     strawberry: strawberry.Schema
     plan: SchemaPlan
+    compiled: CompiledPlans = field(default_factory=CompiledPlans)
 
     @property
     def graphql(self) -> GraphQLSchema:

@@ -55,6 +55,16 @@ class Compiled:
         self.value = value
 
 
+class Completed:
+    """A root field's result that is already the response data (api/graphql/shaping.py's final shaping): its leaves
+    are coerced by the schema's scalars and it holds exactly the selected keys, so it is returned as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class _GiveUp(Exception):
     """The fast walk met something only graphql-core's completion handles exactly."""
 
@@ -71,7 +81,10 @@ class CompletedExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def complete_value(
         self, return_type: Any, field_details_list: Any, info: Any, path: Any, result: Any, position_context: Any
     ) -> Any:
-        """Complete `result`; a `Compiled` one by the fast walk, falling back to graphql-core's completion."""
+        """Complete `result`: a `Completed` one is the data already, a `Compiled` one is completed by the fast walk,
+        falling back to graphql-core's completion."""
+        if type(result) is Completed:
+            return result.value
         if type(result) is Compiled:
             value = result.value
             if not (self.middleware_manager and self.middleware_manager.middlewares):

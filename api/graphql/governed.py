@@ -9,7 +9,7 @@ from typing import Any
 
 from api.context import RequestContext
 from api.errors import BadUserInput, Forbidden, api_error
-from api.graphql.completion import Compiled
+from api.graphql.completion import Compiled, Completed
 from api.graphql.selection import plain
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -40,7 +40,8 @@ def check_text(value: Any, name: str) -> None:
 def governed(resolver: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a root resolver: domain errors become client errors (policy refusals mark the request denied).
 
-    The result is marked `Compiled`: its nested values are keyed by response key, so it is completed directly.
+    The result is marked `Compiled` (its nested values are keyed by response key, so it is completed directly) unless
+    the resolver returned it `Completed` (the response data itself).
     """
 
     async def wrapper(root: Any, info: Any, **args: Any) -> Any:
@@ -49,7 +50,8 @@ def governed(resolver: Callable[..., Any]) -> Callable[..., Any]:
         try:
             for name, value in args.items():
                 check_text(plain(value), name)
-            return Compiled(await resolver(root, info, **args))
+            result = await resolver(root, info, **args)
+            return result if type(result) is Completed else Compiled(result)
         except Exception as exc:
             error = api_error(exc)
             if isinstance(error, Forbidden):

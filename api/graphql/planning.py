@@ -9,17 +9,29 @@ its hidden fields are applied by the engine (graph/engine.py); masks by the poli
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from graphql import FieldNode, get_named_type
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
+    SelectionSetNode,
+    ValueNode,
+    VariableNode,
+    get_named_type,
+)
 
 from api.context import RequestContext
 from api.errors import BadUserInput, Forbidden
 from api.graphql.naming import ClassPlan, PropertyField, RelationField, SchemaPlan
 from api.graphql.scalars import STRING_LIKE
-from api.graphql.selection import PAGE_MAX, Selection, decode_cursor
+from api.graphql.selection import PAGE_MAX, Selection, decode_cursor, plain
 from graph.plan import (
     AllOf,
     AnyOf,
@@ -42,6 +54,7 @@ MAX_ESTIMATED_TWINS = 1_000_000
 _OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "isNull", "contains", "startsWith")
 _ORDERED_SCALARS = frozenset({"String", "ID", "Int", "Float", "Date", "DateTime", "Time"})
 _PLAN_OPS = {"startsWith": "starts_with"}
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -59,10 +72,19 @@ class PageArgs:
         return Window(self.offset, self.limit)
 
 
-# NodeShape: object type name -> [(response key, item)]; items: ("uid",), ("className",), ("labels",),
-# ("prop", PropertyField), ("conn", Connection, PageArgs, ConnectionShape)
+# NodeShape: object type name -> [(response key, item)]; items: ("typename",), ("uid",), ("className",), ("labels",),
+# ("prop", PropertyField, its GraphQL leaf type), ("conn", Connection, PageArgs, ConnectionShape), ("absent",)
 NodeShape = dict[str, list[tuple[str, tuple[Any, ...]]]]
 ConnectionShape = list[tuple[str, str, Any]]
+
+
+def require_readable(ctx: RequestContext, cls: str) -> None:
+    """Forbidden when the caller may read neither `cls` nor any of its subclasses."""
+    readable = ctx.scope.readable_classes
+    if readable is None:
+        return
+    if not ctx.store.names_under(cls) & readable:
+        raise Forbidden(f"denied: {ctx.subject.sub} may not read {cls} twins")
 
 
 class Planner:
@@ -80,11 +102,7 @@ class Planner:
 
     def require_readable(self, cls: str) -> None:
         """Forbidden when the caller may read neither `cls` nor any of its subclasses."""
-        readable = self.ctx.scope.readable_classes
-        if readable is None:
-            return
-        if not self.ctx.store.names_under(cls) & readable:
-            raise Forbidden(f"denied: {self.ctx.subject.sub} may not read {cls} twins")
+        require_readable(self.ctx, cls)
 
     # ------------------------------------------------------------------ arguments
 
@@ -263,13 +281,14 @@ class Planner:
             for key, subs in self.sel.fields(object_type, nodes).items():
                 name = subs[0].name.value
                 if name == "__typename":
-                    continue
-                if name in ("uid", "className", "labels"):
+                    items.append((key, ("typename",)))
+                elif name in ("uid", "className", "labels"):
                     items.append((key, (name,)))
                 elif name in plan.properties:
                     prop = plan.properties[name]
                     proj.properties.add(prop.prop.name)
-                    items.append((key, ("prop", prop)))
+                    leaf = get_named_type(object_type.fields[name].type) if name in object_type.fields else None
+                    items.append((key, ("prop", prop, leaf)))
                 elif name in plan.relations:
                     relation = plan.relations[name]
                     conn, page = self.connection_of(proj, relation, self.sel.args(object_type, subs[0]), parent_rows)
@@ -287,6 +306,8 @@ class Planner:
                             ),
                         )
                     )
+                else:
+                    items.append((key, ("absent",)))  # no value this API holds: completed the general way
             shape[object_type.name] = items
         return shape
 
@@ -326,7 +347,9 @@ class Planner:
         shape: ConnectionShape = []
         for key, subs in self.sel.fields(connection_type, nodes).items():
             name = subs[0].name.value
-            if name == "totalCount":
+            if name == "__typename":
+                shape.append((key, "typename", connection_type.name))
+            elif name == "totalCount":
                 if conn is not None:
                     conn.total = True
                 shape.append((key, "totalCount", None))
@@ -343,7 +366,9 @@ class Planner:
                 edge_shape: list[tuple[str, str, Any]] = []
                 for edge_key, edge_subs in self.sel.fields(edge_type, subs).items():
                     edge_field = edge_subs[0].name.value
-                    if edge_field == "cursor":
+                    if edge_field == "__typename":
+                        edge_shape.append((edge_key, "typename", edge_type.name))
+                    elif edge_field == "cursor":
                         edge_shape.append((edge_key, "cursor", None))
                     elif edge_field == "node":
                         edge_shape.append(
@@ -353,9 +378,132 @@ class Planner:
                         prop = relation.edge_props[edge_field]
                         conn.edge_properties[prop.prop.name] = prop.prop.schema
                         mode = self.ctx.policy.relationship_field_mode(self.ctx.subject, prop.prop.classification)
-                        edge_shape.append((edge_key, "prop", (prop, mode, relation.rel_type)))
+                        leaf = get_named_type(edge_type.fields[edge_field].type)
+                        edge_shape.append((edge_key, "prop", (prop, mode, relation.rel_type, leaf)))
                 shape.append((key, "edges", edge_shape))
         return shape
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A cached compilation, with what its key names by identity kept alive (an id is never reused meanwhile)."""
+
+    nodes: tuple[FieldNode, ...]
+    policy: Any
+    value: Any
+
+
+class CompiledPlans:
+    """Compiled root-field selections (read plan and response shape) per document, role and policy, reused across
+    requests; bounded (least recently used entries go first).
+
+    A selection compiles to the same plan and shape whenever the same document field (the parsed document is cached,
+    so its nodes are the same objects), the same values of the variables used under it, the same extra arguments
+    (`extra`, e.g. a root list's page), the same roles and org unit and the same policy (object and version) meet:
+    the shape holds the policy's modes for relationship properties, so a role change or a reloaded policy compiles
+    anew. What varies per request is not cached: the caller's scope and masks are applied when the plan is run and its
+    rows shaped, and the request is audited, every time.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[Hashable, _Compiled] = OrderedDict()
+        self._variables: dict[tuple[int, ...], tuple[tuple[FieldNode, ...], frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def compiled(self, info: Any, ctx: RequestContext, extra: Hashable, compile_: Callable[[], C]) -> C:
+        """The compilation of `info`'s field for `ctx`'s caller, from the cache or made by `compile_` (whose errors
+        are raised and nothing is kept)."""
+        nodes = tuple(info.field_nodes)
+        subject, policy = ctx.subject, ctx.policy
+        key = (
+            tuple(map(id, nodes)),
+            self._variables_key(nodes, info),
+            extra,
+            frozenset(subject.roles),
+            subject.org_unit,
+            id(policy),
+            policy.version,
+            ctx.max_filter_depth,
+            ctx.max_filter_conditions,
+        )
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None and found.policy is policy and all(map(_same, found.nodes, nodes)):
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return found.value
+        value = compile_()
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = _Compiled(nodes, policy, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+    def _variables_key(self, nodes: tuple[FieldNode, ...], info: Any) -> tuple[tuple[str, str], ...]:
+        """The values of the variables the selection under `nodes` uses (not those of the field's own arguments,
+        which the caller passes in `extra` when the plan depends on them)."""
+        ids = tuple(map(id, nodes))
+        known = self._variables.get(ids)
+        if known is None or not all(map(_same, known[0], nodes)):
+            if len(self._variables) >= self.size:
+                self._variables.clear()
+            known = self._variables[ids] = (nodes, _variables_under(nodes, info.fragments))
+        if not known[1]:
+            return ()
+        variables = info.variable_values
+        values = variables.coerced if hasattr(variables, "coerced") else variables or {}
+        return tuple((name, canonical_value(values.get(name))) for name in sorted(known[1]))
+
+
+def canonical_value(value: Any) -> str:
+    """A value (plain arguments or variables) as text equal for equal values, for cache keys."""
+    return json.dumps(plain(value), sort_keys=True, default=repr)
+
+
+def _same(a: object, b: object) -> bool:
+    return a is b
+
+
+def _variables_under(nodes: Sequence[FieldNode], fragments: Mapping[str, Any]) -> frozenset[str]:
+    """Names of the variables used anywhere in the selection sets under `nodes` (arguments, directives, fragments)."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    pending: list[SelectionSetNode] = [n.selection_set for n in nodes if n.selection_set is not None]
+    while pending:
+        for selection in pending.pop().selections:
+            for directive in selection.directives or ():
+                for argument in directive.arguments or ():
+                    _variables_in(argument.value, found)
+            if isinstance(selection, FieldNode):
+                for argument in selection.arguments or ():
+                    _variables_in(argument.value, found)
+                if selection.selection_set is not None:
+                    pending.append(selection.selection_set)
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is not None and name not in seen:
+                    seen.add(name)
+                    pending.append(fragment.selection_set)
+    return frozenset(found)
+
+
+def _variables_in(value: ValueNode, found: set[str]) -> None:
+    if isinstance(value, VariableNode):
+        found.add(value.name.value)
+    elif isinstance(value, ListValueNode):
+        for item in value.values:
+            _variables_in(item, found)
+    elif isinstance(value, ObjectValueNode):
+        for object_field in value.fields:
+            _variables_in(object_field.value, found)
 
 
 def _step(relation: RelationField) -> Step:

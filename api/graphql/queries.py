@@ -12,12 +12,22 @@ from graphql import get_named_type
 
 from api.context import RequestContext
 from api.errors import BadUserInput
+from api.graphql.completion import Completed
 from api.graphql.governed import governed
 from api.graphql.naming import SchemaPlan
-from api.graphql.planning import DEFAULT_PAGE, NodeShape, Planner
+from api.graphql.planning import (
+    DEFAULT_PAGE,
+    CompiledPlans,
+    ConnectionShape,
+    NodeShape,
+    PageArgs,
+    Planner,
+    canonical_value,
+    require_readable,
+)
 from api.graphql.private_aggregate import PrivateRequest, private_aggregate
 from api.graphql.selection import PAGE_MAX, list_limit, plain
-from api.graphql.shaping import Shaper
+from api.graphql.shaping import NotFinal, Shaper
 from governance.errors import PolicyDenied
 from graph.plan import (
     AggregateRead,
@@ -69,11 +79,25 @@ def as_of_time(value: Any, name: str) -> dt.datetime:
         raise BadUserInput(f"argument `{name}` is not an ISO 8601 date and time: {quoted(str(value))}") from None
 
 
+def shaped(ctx: RequestContext, schema: SchemaPlan, shape: Callable[[Shaper], Any]) -> Any:
+    """The response data `shape` makes of a root field's rows (`Completed`); shaped for graphql-core's completion
+    when a value needs it (NotFinal)."""
+    shaper = Shaper(ctx, schema, final=True)
+    try:
+        result: Any = Completed(shape(shaper))
+    except NotFinal:
+        shaper = Shaper(ctx, schema)
+        result = shape(shaper)
+    shaper.finish()
+    return result
+
+
 class RootQueries:
     """Resolvers of the root fields read by plans."""
 
-    def __init__(self, schema: SchemaPlan) -> None:
+    def __init__(self, schema: SchemaPlan, plans: CompiledPlans | None = None) -> None:
         self.schema = schema
+        self.plans = plans or CompiledPlans()
 
     @property
     def resolvers(self) -> dict[str, Callable[..., Any]]:
@@ -102,21 +126,23 @@ class RootQueries:
             ctx: RequestContext = info.context
             scope = ctx.scope.including_retired() if includeRetired else ctx.scope
             store = await reader_at(ctx, asOf, validAt)
-            planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
-            planner.require_readable(cls)
-            page = planner.page_args(cls, plain(args), DEFAULT_PAGE)
-            planner.estimated = page.limit
-            node = Projection()
-            shape = planner.connection(
-                get_named_type(info.return_type), info.field_nodes, None, node, max(page.limit, 1)
-            )
-            plan = ListRead(
-                cls, node, page.window, page.where, page.order, total=any(kind == "totalCount" for _, kind, _ in shape)
-            )
+            require_readable(ctx, cls)
+            arguments = plain(args)
+
+            def compile_() -> tuple[ListRead, PageArgs, ConnectionShape]:
+                planner = Planner(info, ctx, self.schema)
+                page = planner.page_args(cls, arguments, DEFAULT_PAGE)
+                planner.estimated = page.limit
+                node = Projection()
+                shape = planner.connection(
+                    get_named_type(info.return_type), info.field_nodes, None, node, max(page.limit, 1)
+                )
+                total = any(kind == "totalCount" for _, kind, _ in shape)
+                return ListRead(cls, node, page.window, page.where, page.order, total=total), page, shape
+
+            plan, page, shape = self.plans.compiled(info, ctx, (cls, canonical_value(arguments)), compile_)
             rows = await run_read(ctx, lambda: store.read_list(plan, scope, ctx.timeout_ms))
-            result = shaper.connection(rows.items, rows.total, page, shape)
-            shaper.finish()
-            return result
+            return shaped(ctx, self.schema, lambda shaper: shaper.connection(rows.items, rows.total, page, shape))
 
         resolve.__name__ = f"resolve_{cls}"
         return governed(resolve)
@@ -128,14 +154,15 @@ class RootQueries:
         ctx: RequestContext = info.context
         scope = ctx.scope.including_retired() if includeRetired else ctx.scope
         store = await reader_at(ctx, asOf, validAt)
-        planner, shaper = Planner(info, ctx, self.schema), Shaper(ctx, self.schema)
-        node = Projection()
-        shape = planner.node(info.return_type, info.field_nodes, node, 1)
+
+        def compile_() -> tuple[Projection, NodeShape]:
+            node = Projection()
+            return node, Planner(info, ctx, self.schema).node(info.return_type, info.field_nodes, node, 1)
+
+        node, shape = self.plans.compiled(info, ctx, "twin", compile_)
         plan = TwinRead(uid, node)
         row = await run_read(ctx, lambda: store.read_twin(plan, scope, ctx.timeout_ms))
-        result = shaper.node(row, shape)
-        shaper.finish()
-        return result
+        return shaped(ctx, self.schema, lambda shaper: shaper.node(row, shape))
 
     async def search(
         self,

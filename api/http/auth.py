@@ -9,7 +9,8 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from api.errors import ServiceUnavailable, Unauthenticated
 from api.settings import Settings
@@ -20,18 +21,41 @@ from governance.tokens import LocalIssuer
 HOW_TO_GET_A_TOKEN = "send 'Authorization: Bearer <token>' (a development token: `twin token --role viewer`)"
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A verified token, remembered by its digest: who it stands for, until when, and the key that signed it."""
+
+    subject: Subject
+    expires: float
+    verifier: OidcVerifier
+    kid: object
+    alg: str
+
+
 class Authenticator:
-    """Verifies bearer tokens against the trusted issuers; verified tokens are remembered until they expire."""
+    """Verifies bearer tokens against the trusted issuers.
+
+    A verified token is remembered by its SHA-256 digest (never the token itself) in a bounded cache, so that a
+    client sending the same token again costs a lookup instead of a signature check: never past the token's `exp`,
+    and only while the key that signed it is still one of its issuer's keys (a key rotated away ends every token it
+    signed, remembered or not).
+    """
 
     def __init__(
-        self, verifiers: Sequence[OidcVerifier], cache_size: int = 4096, max_lifetime_s: int | None = None
+        self,
+        verifiers: Sequence[OidcVerifier],
+        cache_size: int = 4096,
+        max_lifetime_s: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not verifiers:
             raise ValueError("an authenticator needs at least one trusted issuer")
         self.max_lifetime_s = max_lifetime_s
         self.verifiers = {v.issuer: v for v in verifiers}
-        self._cache: OrderedDict[str, tuple[Subject, float]] = OrderedDict()
+        self.verified = 0  # tokens whose signature and claims were checked (not answered from the cache)
+        self._cache: OrderedDict[str, _Verified] = OrderedDict()
         self._cache_size = cache_size
+        self._clock = clock
         self._lock = threading.Lock()
 
     @classmethod
@@ -59,18 +83,31 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated(f"the Authorization header must use the Bearer scheme: {HOW_TO_GET_A_TOKEN}")
         key = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
-        now = time.time()
+        now = self._clock()
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and cached[1] > now:
-                self._cache.move_to_end(key)
-                return cached[0]
+            if cached is not None:
+                if cached.expires > now:
+                    self._cache.move_to_end(key)
+                else:
+                    del self._cache[key]
+                    cached = None
+        if cached is not None:
+            try:
+                trusted = cached.verifier.still_trusts(cached.kid, cached.alg)
+            except IdentityProviderUnavailable as exc:
+                raise ServiceUnavailable(str(exc)) from None
+            if trusted:
+                return cached.subject
+            with self._lock:
+                self._cache.pop(key, None)  # its key was rotated away: verify again (which refuses it)
         claims = _unverified_claims(token)
         issuer = claims.get("iss")
         verifier = self.verifiers.get(issuer) if isinstance(issuer, str) else None
         if verifier is None:
             raise Unauthenticated(f"token issuer {str(issuer)[:120]!r} is not trusted by this server")
         try:
+            self.verified += 1
             subject = verifier.verify(token)
         except AuthenticationError as exc:
             raise Unauthenticated(f"bearer token refused: {exc}") from None
@@ -78,9 +115,11 @@ class Authenticator:
             raise ServiceUnavailable(str(exc)) from None
         expires = claims.get("exp")
         self._check_lifetime(claims, now)
-        if isinstance(expires, (int, float)):
+        header = _unverified_part(token, 0)
+        alg = header.get("alg")
+        if isinstance(expires, (int, float)) and not isinstance(expires, bool) and isinstance(alg, str):
             with self._lock:
-                self._cache[key] = (subject, float(expires))
+                self._cache[key] = _Verified(subject, float(expires), verifier, header.get("kid"), alg)
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return subject
@@ -110,14 +149,20 @@ def token_expiry(authorization: str) -> float | None:
 
 def _unverified_claims(token: str) -> dict[str, object]:
     """The payload of a compact JWS, only to choose the verifier (which then checks everything)."""
+    return _unverified_part(token, 1)
+
+
+def _unverified_part(token: str, index: int) -> dict[str, object]:
+    """The header (0) or payload (1) of a compact JWS as a JSON object, unverified."""
     parts = token.split(".")
     if len(parts) != 3:
         raise Unauthenticated("bearer token is not a JWT (expected three dot-separated parts)")
+    name = "header" if index == 0 else "payload"
     try:
-        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        padded = parts[index] + "=" * (-len(parts[index]) % 4)
         claims = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, UnicodeError):
-        raise Unauthenticated("bearer token payload cannot be decoded") from None
+        raise Unauthenticated(f"bearer token {name} cannot be decoded") from None
     if not isinstance(claims, dict):
-        raise Unauthenticated("bearer token payload is not a JSON object")
+        raise Unauthenticated(f"bearer token {name} is not a JSON object")
     return claims

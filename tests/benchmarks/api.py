@@ -13,12 +13,14 @@ at a time and at concurrency 16; `--only-mutation` measures just that figure.
 The API against its real limits (issue 25; `--only-overhead` measures just these), on the same data in one run:
 - single_over_floor_plus_direct: the 3-level query's single-request p50 (one request at a time, httpx, admin token)
   over the HTTP floor's p50 (tests/benchmarks/api_floor.py: a bare Starlette endpoint returning the same bytes, the
-  same uvicorn settings, the same client) plus the direct-Cypher p50 of the same data. Goal <= 1.1.
+  same uvicorn settings, the same client) plus the direct-Cypher p50 of the same data; the three are measured in
+  alternating batches of 20 (both servers up), so that other load on the machine weighs on all alike. Goal <= 1.1.
 - saturation_rps: the 3-level query with a compiled load generator (`wrk`, 16 connections, 2 threads) against one
   worker and against TWIN_API_WORKERS=2 (one line each).
 - p99_at_half_saturation_ms: p99 at a constant arrival rate of half the one-worker saturation. No wrk2 here: `hey`
-  with `-q` (a per-worker rate limit; 16 workers, each at 1/16 of the rate, so a worker's interval stays far above
-  a request's latency). Goal <= 25 ms.
+  with `-q` (a per-worker rate limit): 8 hey processes of one worker each at 1/8 of the rate, started 1/rate apart,
+  so that their requests interleave evenly (one hey with 16 workers sends bursts of 16: its workers tick together).
+  Goal <= 25 ms.
 Each figure is skipped with a message when `wrk` or `hey` is not installed (Debian packages `wrk`, `hey`).
 """
 
@@ -332,7 +334,10 @@ def main() -> None:
 def _serve(
     target: str, env: dict[str, str], workers: int, args: argparse.Namespace
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """uvicorn serving `target` (an app factory) with the benchmark's settings, once /ready answers: (process, URL)."""
+    """uvicorn serving `target` (an app factory) with the benchmark's settings, once /ready answers and every worker
+    has started (a worker still building its schema would take the cores from the measurement): (process, URL)."""
+    import threading
+
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -346,7 +351,7 @@ def _serve(
             "--port",
             str(port),
             "--log-level",
-            "warning",
+            "info",
             "--no-access-log",
             "--workers",
             str(workers),
@@ -357,9 +362,26 @@ def _serve(
         ],
         cwd=ROOT,
         env=env,
+        stderr=subprocess.PIPE,
     )
+    started = threading.Semaphore(0)
+
+    def watch() -> None:  # uvicorn logs one line per worker whose app has started; other lines pass through
+        assert server.stderr is not None
+        for line in server.stderr:
+            if b"Application startup complete" in line:
+                started.release()
+            elif b"INFO" not in line:
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+
+    threading.Thread(target=watch, daemon=True).start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + 180
+    for _ in range(workers):
+        if not started.acquire(timeout=max(deadline - time.time(), 0)):
+            server.terminate()
+            raise SystemExit(f"{target} did not start its {workers} worker(s)")
     while time.time() < deadline:
         try:
             if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
@@ -393,6 +415,51 @@ def _single_p50(url: str, token: str, requests: int = 400) -> tuple[float, bytes
     return statistics.median(times), body
 
 
+def _interleaved_p50s(
+    url: str,
+    floor_url: str,
+    admin: str,
+    architect: str,
+    store: GraphStore,
+    body: bytes,
+    rounds: int = 20,
+    batch: int = 20,
+) -> tuple[float, float, float, float]:
+    """p50s (ms) of the 3-level query sent one at a time to the API (admin, architect), of the floor's same bytes, and
+    of the direct Cypher, measured in alternating batches so that other load on the machine weighs on all alike."""
+    clients = {
+        name: httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+        for name, base, token in (("admin", url, admin), ("architect", url, architect), ("floor", floor_url, admin))
+    }
+    times: dict[str, list[float]] = {name: [] for name in (*clients, "direct")}
+    payload = {"query": THREE_LEVELS}
+    try:
+        for client in clients.values():
+            for _ in range(20):  # warm-up: connection, caches
+                client.post("/graphql", json=payload)
+        if clients["floor"].post("/graphql", json=payload).content != body:
+            raise SystemExit("the floor does not answer the API's bytes")
+        for _ in range(rounds):
+            for name, client in clients.items():
+                for _ in range(batch):
+                    started = time.perf_counter()
+                    answer = client.post("/graphql", json=payload)
+                    times[name].append((time.perf_counter() - started) * 1000)
+                    if answer.status_code != 200 or b'"errors"' in answer.content:
+                        raise SystemExit(f"the 3-level query failed: {answer.content[:300]!r}")
+            for _ in range(batch):
+                started = time.perf_counter()
+                store.backend.read(DIRECT)
+                times["direct"].append((time.perf_counter() - started) * 1000)
+    finally:
+        for client in clients.values():
+            client.close()
+    admin_p50, architect_p50, floor_p50, direct_p50 = (
+        statistics.median(times[name]) for name in ("admin", "architect", "floor", "direct")
+    )
+    return admin_p50, architect_p50, floor_p50, direct_p50
+
+
 def _overhead_figures(
     env: dict[str, str], data_dir: Path, store: GraphStore, admin: str, architect: str, args: argparse.Namespace
 ) -> None:
@@ -402,24 +469,18 @@ def _overhead_figures(
     load = [round(x, 2) for x in os.getloadavg()]
     server, url = _serve("api.http.app:create_app", env, 1, args)
     try:
-        single_admin, body = _single_p50(url, admin)
-        single_architect, _ = _single_p50(url, architect)
-        direct = []
-        for _ in range(400):
-            started = time.perf_counter()
-            store.backend.read(DIRECT)
-            direct.append((time.perf_counter() - started) * 1000)
-        direct_p50 = statistics.median(direct)
+        _, body = _single_p50(url, admin, requests=20)
         body_file = data_dir / "floor-body.json"
         body_file.write_bytes(body)
         floor_server, floor_url = _serve(
             "tests.benchmarks.api_floor:create_app", {**env, "TWIN_BENCH_FLOOR_BODY": str(body_file)}, 1, args
         )
         try:
-            floor_p50, floor_body = _single_p50(floor_url, admin)
+            single_admin, single_architect, floor_p50, direct_p50 = _interleaved_p50s(
+                url, floor_url, admin, architect, store, body
+            )
         finally:
             _stop(floor_server)
-        assert floor_body == body
         emit(
             figure="single_over_floor_plus_direct",
             value=round(single_admin / (floor_p50 + direct_p50), 3),
@@ -470,7 +531,7 @@ def _overhead_figures(
         rate_per_s=round(rate, 1),
         requests=sent,
         workers=1,
-        tool="hey -c 16 -q RATE/16 (per-worker rate limit; no wrk2 here)",
+        tool=f"{HEY_SENDERS} hey processes, -c 1 -q RATE/{HEY_SENDERS} each, started 1/RATE apart (no wrk2 here)",
         goal=25,
         load_average=_load(),
     )
@@ -510,42 +571,56 @@ def _wrk_rps(wrk: str, url: str, token: str, seconds: float) -> float:
     return round(float(match.group(1)), 1)
 
 
-def _hey_at_rate(hey: str, url: str, token: str, rate: float, seconds: float) -> tuple[float, float, int]:
-    """(p99 ms, p50 ms, requests) of the 3-level query sent at `rate` per second by hey (16 rate-limited workers)."""
-    import re
+HEY_SENDERS = 8
 
-    workers = 16
-    out = subprocess.run(
-        [
-            hey,
-            "-z",
-            f"{seconds:g}s",
-            "-c",
-            str(workers),
-            "-q",
-            f"{rate / workers:.3f}",
-            "-m",
-            "POST",
-            "-T",
-            "application/json",
-            "-H",
-            f"Authorization: Bearer {token}",
-            "-d",
-            json.dumps({"query": THREE_LEVELS}),
-            f"{url}/graphql",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)
-    if not codes or any(code != "200" for code, _ in codes):
-        raise SystemExit(f"hey saw failed requests:\n{out}")
-    p99 = re.search(r"99%+ in ([\d.]+) secs", out)
-    p50 = re.search(r"50%+ in ([\d.]+) secs", out)
-    if p99 is None or p50 is None:
-        raise SystemExit(f"no latency distribution in hey's output:\n{out}")
-    return round(float(p99.group(1)) * 1000, 2), round(float(p50.group(1)) * 1000, 2), sum(int(n) for _, n in codes)
+
+def _hey_at_rate(hey: str, url: str, token: str, rate: float, seconds: float) -> tuple[float, float, int]:
+    """(p99 ms, p50 ms, requests) of the 3-level query arriving at a constant `rate` per second.
+
+    hey's `-q` limits each of its workers to a rate, but the workers of one hey tick together, so `-c 16 -q rate/16`
+    sends bursts of 16 at once. Here HEY_SENDERS hey processes, one worker each at rate/HEY_SENDERS, are started
+    1/rate apart: their requests interleave into one even stream at `rate` (each sender's interval stays far above a
+    request's latency, so none falls behind); every request's latency is read from hey's CSV output.
+    """
+    import csv
+    import io
+
+    command = [
+        hey,
+        "-z",
+        f"{seconds:g}s",
+        "-c",
+        "1",
+        "-q",
+        f"{rate / HEY_SENDERS:.4f}",
+        "-o",
+        "csv",
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "-d",
+        json.dumps({"query": THREE_LEVELS}),
+        f"{url}/graphql",
+    ]
+    senders = []
+    for _ in range(HEY_SENDERS):
+        senders.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        time.sleep(1 / rate)
+    latencies: list[float] = []
+    for sender in senders:
+        out, _ = sender.communicate(timeout=seconds + 60)
+        if sender.returncode != 0:
+            raise SystemExit(f"hey failed ({sender.returncode})")
+        for row in csv.DictReader(io.StringIO(out)):
+            if row["status-code"] != "200":
+                raise SystemExit(f"hey saw a failed request: status {row['status-code']}")
+            latencies.append(float(row["response-time"]) * 1000)
+    if not latencies:
+        raise SystemExit("hey sent no requests")
+    return round(_percentile(latencies, 0.99), 2), round(statistics.median(latencies), 2), len(latencies)
 
 
 MUTATION = "mutation Rename($t: [TwinInput!]!) { upsertTwins(twins: $t) { created updated unchanged } }"

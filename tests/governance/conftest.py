@@ -46,6 +46,11 @@ class OidcProvider:
         with self.lock:
             self.private_keys[key.kid] = key
 
+    def remove_key(self, kid: str) -> None:
+        """Stop publishing a signing key (rotated away, or withdrawn because it leaked)."""
+        with self.lock:
+            del self.private_keys[kid]
+
     def jwks(self) -> dict:
         """The published public keys."""
         with self.lock:
