@@ -276,11 +276,15 @@ class OidcVerifier:
         self._check_claims(decoded.claims)
         return self.claim_mapping.subject(decoded.claims)
 
-    def still_trusts(self, kid: Any, alg: str) -> bool:
-        """Whether the key that signed a verified token (its header's `kid` and `alg`) is still one of the issuer's
-        keys (the key set is fetched again when its TTL has passed): a token signed by a key rotated away is no longer
-        valid, even where its verification is remembered."""
-        return alg in self.algorithms and self._find(self._source.keys(), kid, alg) is not None
+    def signing_key_identity(self, kid: Any, alg: str) -> str | None:
+        """The thumbprint (RFC 7638) of the issuer key a token with this header's `kid` and `alg` verifies against now
+        (the key set is fetched again when its TTL has passed); None when the issuer publishes no such key. A remembered
+        verification holds only while this stays the thumbprint of the key that signed the token: a key rotated away,
+        replaced under the same `kid`, or (for a token without `kid`) replaced as the issuer's single key ends it."""
+        if alg not in self.algorithms:
+            return None
+        key = self._find(self._source.keys(), kid, alg)
+        return key.thumbprint() if key is not None else None
 
     def _key_for(self, kid: Any, alg: str) -> Key:
         """The issuer key for `kid`, refreshing the JWKS once when the id is unknown (rotation)."""

@@ -393,6 +393,11 @@ class _Compiled:
     value: Any
 
 
+#: Documents longer than this are compiled for each request instead of remembered: a remembered compilation keeps the
+#: document's syntax tree, and through it the whole request text, alive (a request may carry up to 1 MiB).
+CACHED_DOCUMENT_CHARS = 16_384
+
+
 class CompiledPlans:
     """Compiled root-field selections (read plan and response shape) per document, role and policy, reused across
     requests; bounded (least recently used entries go first).
@@ -417,6 +422,8 @@ class CompiledPlans:
         """The compilation of `info`'s field for `ctx`'s caller, from the cache or made by `compile_` (whose errors
         are raised and nothing is kept)."""
         nodes = tuple(info.field_nodes)
+        if _document_size(nodes) > CACHED_DOCUMENT_CHARS:  # an entry keeps its document alive: large ones are not kept
+            return compile_()
         subject, policy = ctx.subject, ctx.policy
         key = (
             tuple(map(id, nodes)),
@@ -458,6 +465,12 @@ class CompiledPlans:
         variables = info.variable_values
         values = variables.coerced if hasattr(variables, "coerced") else variables or {}
         return tuple((name, canonical_value(values.get(name))) for name in sorted(known[1]))
+
+
+def _document_size(nodes: tuple[FieldNode, ...]) -> int:
+    """The length of the request text the nodes were parsed from (0 when they carry no location)."""
+    loc = nodes[0].loc if nodes else None
+    return len(loc.source.body) if loc is not None else 0
 
 
 def canonical_value(value: Any) -> str:

@@ -4,6 +4,7 @@ issuer."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import threading
@@ -30,6 +31,7 @@ class _Verified:
     verifier: OidcVerifier
     kid: object
     alg: str
+    key: str  # the thumbprint of the key that verified it (OidcVerifier.signing_key_identity)
 
 
 class Authenticator:
@@ -94,13 +96,13 @@ class Authenticator:
                     cached = None
         if cached is not None:
             try:
-                trusted = cached.verifier.still_trusts(cached.kid, cached.alg)
+                trusted = cached.verifier.signing_key_identity(cached.kid, cached.alg) == cached.key
             except IdentityProviderUnavailable as exc:
                 raise ServiceUnavailable(str(exc)) from None
             if trusted:
                 return cached.subject
             with self._lock:
-                self._cache.pop(key, None)  # its key was rotated away: verify again (which refuses it)
+                self._cache.pop(key, None)  # its key was rotated away or replaced: verify again (which refuses it)
         claims = _unverified_claims(token)
         issuer = claims.get("iss")
         verifier = self.verifiers.get(issuer) if isinstance(issuer, str) else None
@@ -117,9 +119,13 @@ class Authenticator:
         self._check_lifetime(claims, now)
         header = _unverified_part(token, 0)
         alg = header.get("alg")
-        if isinstance(expires, (int, float)) and not isinstance(expires, bool) and isinstance(alg, str):
+        signer = None
+        if isinstance(alg, str):
+            with contextlib.suppress(IdentityProviderUnavailable):  # not remembered: verified again next time
+                signer = verifier.signing_key_identity(header.get("kid"), alg)
+        if isinstance(expires, (int, float)) and not isinstance(expires, bool) and isinstance(alg, str) and signer:
             with self._lock:
-                self._cache[key] = _Verified(subject, float(expires), verifier, header.get("kid"), alg)
+                self._cache[key] = _Verified(subject, float(expires), verifier, header.get("kid"), alg, signer)
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return subject

@@ -53,6 +53,18 @@ def test_a_repeated_document_reuses_its_compiled_plan(api: ApiHarness) -> None:
     assert compiled.hits == hits + 1  # type: ignore[attr-defined]
 
 
+def test_a_large_document_is_compiled_each_time_not_remembered(api: ApiHarness) -> None:
+    from api.graphql.planning import CACHED_DOCUMENT_CHARS
+
+    compiled = _compiled(api)
+    token = api.token("admin", sub="cache-large")
+    padded = SUPPLIES + " " * CACHED_DOCUMENT_CHARS  # whitespace costs no tokens: only its length is large
+    first = api.gql(padded, token=token)
+    entries, hits = len(compiled._entries), compiled.hits  # type: ignore[attr-defined]
+    assert api.gql(padded, token=token) == first and _lead_times(first[1]) == [14]
+    assert (len(compiled._entries), compiled.hits) == (entries, hits)  # type: ignore[attr-defined]
+
+
 def test_a_role_change_does_not_serve_another_roles_plan(api: ApiHarness) -> None:
     # The same person, the same document: as admin the relationship property is shown, as viewer (Internal: null)
     # it is left out. The relationship property's mode is part of the compiled shape, so a plan cached for the

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from api.errors import Unauthenticated
 from api.http.auth import Authenticator
@@ -72,3 +74,29 @@ def test_the_cache_holds_digests_and_stays_bounded(tmp_path: Path) -> None:
     assert not any(part in key for key in remembered for token in tokens for part in token.split("."))
     authenticator.authenticate(f"Bearer {tokens[0]}")  # forgotten (least recently used): verified again
     assert authenticator.verified == 6
+
+
+def _rs256_without_kid(provider: OidcProvider, sub: str) -> str:
+    """A token whose header names no key: it verifies against the issuer's single RSA key."""
+    return jwt.encode(
+        {"alg": "RS256"}, _claims(provider, sub=sub), provider.private_keys["rsa-1"], algorithms=["RS256"]
+    )
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_replaced(oidc_provider: OidcProvider) -> None:
+    verifier = OidcVerifier(
+        oidc_provider.issuer, AUDIENCE, jwks_url=oidc_provider.jwks_url, discovery=False, jwks_ttl=0.0
+    )
+    authenticator = Authenticator([verifier])
+    no_kid = _rs256_without_kid(oidc_provider, "no-kid")
+    named = _sign(oidc_provider.private_keys["rsa-1"], _claims(oidc_provider, sub="named"), "RS256")
+    for token in (no_kid, named, no_kid, named):
+        authenticator.authenticate(f"Bearer {token}")
+    assert authenticator.verified == 2
+    # the issuer replaces its RSA key with a new one under the same kid: both tokens were signed by a key it no longer
+    # publishes (the token without kid would otherwise match "the single RSA key" again)
+    oidc_provider.add_key(RSAKey.generate_key(2048, parameters={"kid": "rsa-1"}))
+    for token in (no_kid, named):
+        with pytest.raises(Unauthenticated, match="bearer token refused"):
+            authenticator.authenticate(f"Bearer {token}")
+    assert authenticator.verified == 4, "each was verified again, not answered from memory"
