@@ -147,15 +147,14 @@ class WriteSummary:
 
 @dataclass(frozen=True)
 class Rewrite:
-    """A twin's state replaced as a whole (an ontology migration): its class and properties before and after
-    (decoded), and the stored state the change was worked out from (None: the writer reads it)."""
+    """A twin rewritten (an ontology migration): its class and properties before and after (decoded); the writer
+    applies what differs between them to the state it reads when it writes."""
 
     uid: str
     old_cls: str
     cls: str
     before: dict[str, Any]
     after: dict[str, Any]
-    stored: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -545,7 +545,7 @@ class Migrator:
             for start in range(0, len(planned), CHUNK):
                 page = planned[start : start + CHUNK]
                 target.rewrite_twins(  # validated by the plan against the same (new) ontology
-                    [Rewrite(p.uid, p.old_cls, p.cls, p.before, p.after, p.stored) for p in page],
+                    [Rewrite(p.uid, p.old_cls, p.cls, p.before, p.after) for p in page],
                     actor=self.actor,
                     source="ontology-migration",
                     validate=False,

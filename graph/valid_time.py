@@ -223,8 +223,13 @@ class ValidTimes:
         if hidden:
             for uid in hidden:
                 del graph.twins[uid]
-            graph.links = {
-                key: props for key, props in graph.links.items() if key[1] not in hidden and key[2] not in hidden
+            graph.links_by_type = {
+                rel_type: {
+                    (source, target): props
+                    for (source, target), props in pairs.items()
+                    if source not in hidden and target not in hidden
+                }
+                for rel_type, pairs in graph.links_by_type.items()
             }
         return graph
 

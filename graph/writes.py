@@ -288,13 +288,13 @@ class TwinWriter:
     def rewrite_twins(self, rewrites: Sequence[Rewrite], context: ChangeContext, validate: bool = True) -> int:
         """Replace the states of existing twins (an ontology migration and its undo) as upserts would, in fewer
         round trips: the new states are validated against this writer's ontology (BatchRejected lists every problem,
-        nothing written; `validate=False` for states restored as they were), the stored states read in one query,
-        the changes recorded in history as one write and written with one UNWIND statement per (old class, new
+        nothing written; `validate=False` for states restored as they were), the stored states read in one query and
+        only the properties a rewrite changes (its `before` against its `after`) applied to them, the changes recorded
+        in history as one write and written with one UNWIND statement per (old class, new
         class, changed keys) group, values sent as lists. Twins gone from the graph are skipped. Returns the twins
         written."""
         violations: list[Violation] = []
         wanted: dict[str, tuple[str, dict[str, Any]]] = {}
-        existing: dict[str, tuple[str, dict[str, Any]]] = {}
         ids: dict[str, str] = {}  # class name -> id, looked up once per class
         names: dict[str, str] = {}  # class id -> name
         for rewrite in rewrites:
@@ -309,14 +309,16 @@ class TwinWriter:
                 names[cls_id] = cls.name
             if validate:
                 violations += self.ontology.validate(cls_id, rewrite.after, path=f"twins({rewrite.uid})")
-            wanted[rewrite.uid] = (cls_id, {**dict.fromkeys(rewrite.before), **rewrite.after})
-            if rewrite.stored is not None:
-                existing[rewrite.uid] = (rewrite.old_cls, rewrite.stored)
+            # only what the rewrite itself changes is applied to the state read now: a property another writer changed
+            # since the rewrite was planned keeps its value, in the graph and in the history row
+            before, after = rewrite.before, rewrite.after
+            wanted[rewrite.uid] = (
+                cls_id,
+                {k: after.get(k) for k in {*before, *after} if _differs(before.get(k), after.get(k))},
+            )
         if violations:
             raise BatchRejected(violations)
-        unread = [uid for uid in wanted if uid not in existing]
-        if unread:
-            existing.update(self._fetch_twins(unread))
+        existing = self._fetch_twins(list(wanted))
         written: list[str] = []
         groups: dict[tuple[str, str, tuple[str, ...]], list[list[Any]]] = defaultdict(list)
         # the history rows are inserted by the recording's thread while the rest of the changes are worked out, and
@@ -976,6 +978,11 @@ def _each_link(rel_type: str) -> str:
 def _where(i: int, link: Link) -> str:
     """How a violation names the link at index `i` of a batch."""
     return f"links[{i}]({link.source}-[{link.type}]->{link.target})"
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Whether two decoded values differ (1, 1.0 and True are equal in Python but not as stored values)."""
+    return type(a) is not type(b) or a != b
 
 
 def _chunks(rows: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:

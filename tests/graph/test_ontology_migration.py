@@ -324,3 +324,20 @@ def test_rewrite_twins_validates_and_skips_twins_gone(store: GraphStore) -> None
     assert written == 1 and store.get("machine-3") is None
     assert store.get("machine-0").properties["mtbfHours"] == 42.0  # type: ignore[union-attr]
     assert len(store.history_of("machine-1")) == entries and store.history_of("machine-0")[-1].actor == "test"
+
+
+def test_rewrite_twins_keeps_what_another_writer_changed_since_the_plan(store: GraphStore) -> None:
+    """A rewrite applies only what it changes to the state stored when it writes: a property another writer changed
+    after the migration's plan read the twin keeps its new value, in the graph and in the migration's history row."""
+    from graph.model import Rewrite, Twin
+
+    planned = dict(store.get("machine-0").properties)  # type: ignore[union-attr]
+    store.upsert_twins([Twin("machine-0", "Machine", {**planned, "name": "Renamed meanwhile"})], actor="sync")
+    store.rewrite_twins(
+        [Rewrite("machine-0", "Machine", "Machine", planned, {**planned, "mtbfHours": 42.0})], actor="migration:m"
+    )
+    now = store.get("machine-0").properties  # type: ignore[union-attr]
+    assert now["name"] == "Renamed meanwhile" and now["mtbfHours"] == 42.0
+    last = store.history_of("machine-0")[-1]
+    assert last.actor == "migration:m"
+    assert last.before["name"] == last.after["name"] == "Renamed meanwhile"  # type: ignore[index]
