@@ -240,7 +240,7 @@ def test_a_forecast_crossing_a_threshold_raises_an_alert(erp_twin: Runtime) -> N
 STUDY_RULE = """\
 automations:
   outage-study-result:
-    role: data_steward
+    role: architect  # acts as a role that may read studies (scenario.read): others never see study events
     trigger:
       study: {class: Supplier, studies: [outage-of-one]}
     condition: "study.kpis['outage'].fill_rate.mean < 1.01 && study.runs > 0"
