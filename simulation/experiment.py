@@ -94,6 +94,7 @@ class ExperimentResult:
     best_vs_baseline: Comparison | None = None
     runner_up_vs_best: Comparison | None = None
     frontier: list[int] = field(default_factory=list)
+    frontier_kpis: list[str] = field(default_factory=list)  # the KPIs the frontier is taken over: objective, constraint
     sensitivity: list[SensitivityRow] = field(default_factory=list)
     executor: str = ""
     wall_seconds: float = 0.0
@@ -281,6 +282,7 @@ def run_experiment(
     if block.kind != "sensitivity":
         _choose(parsed, result)
     result.frontier = _frontier(parsed, result.evaluations)
+    result.frontier_kpis = list(_frontier_dims(parsed))
     result.wall_seconds = time.perf_counter() - started
     return result
 
@@ -323,13 +325,19 @@ def _choose(parsed: ParsedExperiment, result: ExperimentResult) -> None:
         result.runner_up_vs_best = compare(feasible[1], best)
 
 
-def _frontier(parsed: ParsedExperiment, evaluations: list[Evaluation]) -> list[int]:
-    """Evaluations no other one beats on every objective KPI and bounded constraint KPI (the evaluated frontier)."""
+def _frontier_dims(parsed: ParsedExperiment) -> dict[str, float]:
+    """The frontier's KPIs (the objective's, then each bounded constraint's), each with -1.0 where higher is better."""
     sense = 1.0 if parsed.block.objective.sense == "minimize" else -1.0
     dims: dict[str, float] = {k: sense * (1.0 if w >= 0 else -1.0) for k, w in parsed.block.objective.weights.items()}
     for c in parsed.block.constraints:
         if c.max_probability is None and c.kpi not in dims:
             dims[c.kpi] = 1.0 if c.at_most is not None else -1.0
+    return dims
+
+
+def _frontier(parsed: ParsedExperiment, evaluations: list[Evaluation]) -> list[int]:
+    """Evaluations no other one beats on every objective KPI and bounded constraint KPI (the evaluated frontier)."""
+    dims = _frontier_dims(parsed)
     points = [(e.index, [dims[k] * e.kpis.get(k, 0.0) for k in dims]) for e in evaluations if e.feasible]
     front = []
     for index, p in points:

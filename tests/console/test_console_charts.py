@@ -3,11 +3,13 @@
 An executive runs a sensitivity experiment from the scenario dashboard: its tornado has one bar pair per input, ordered
 by the size of the effect, each bar ending at the paired difference the API reports; the objective chart and the
 table of evaluated decisions show every evaluation. An optimisation started through the API is reached from the
-stored-experiments list: the objective chart's points and best-so-far line follow the API's evaluations. A forecast
-made by the real forecasting models (statsforecast, through the forecast service) of a demand history with an
-injected spike: the band's drawn points are the API's interval bounds, the spike is marked as the API's anomaly, and
-champion and challenger carry the registry's metrics. Each chart's drawn geometry is read from what Chart.js laid out
-(`data-drawn`) and the canvas is checked to be painted there.
+stored-experiments list: the objective chart's points and best-so-far line follow the API's evaluations, and the
+frontier chart's highlighted points are the API's frontier decisions (objective against the constraint's KPI), the
+best one marked and the decision the constraint rules out apart. A forecast made by the real forecasting models
+(statsforecast, through the forecast service) of a demand history with an injected spike: the band's drawn points are
+the API's interval bounds, the spike is marked as the API's anomaly, and champion and challenger carry the registry's
+metrics. Each chart's drawn geometry is read from what Chart.js laid out (`data-drawn`) and the canvas is checked to be
+painted there.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ name: console-optimisation
 horizon_days: 30
 replications: 2
 seed: 5
-kpis: [throughput, lost_sales]
+kpis: [throughput, lost_sales, material_stock]
 scenarios:
   - name: outage
     interventions:
@@ -69,6 +71,8 @@ experiment:
     days: {low: 1, high: 20, integer: true}
   objective:
     maximize: {throughput: 1}
+  constraints:
+    - {kpi: material_stock, at_most: 2000}  # stock held: the shortest outages keep too much
   budget: 5
 """
 
@@ -219,6 +223,41 @@ def test_an_optimisation_is_reached_from_the_stored_experiments(console_server: 
     )
     frontier = page.locator("#evaluation-table tbody tr[data-frontier='true']")
     expect(frontier).to_have_count(len([i for i in result["frontier"] if i != result["baseline"]["index"]]))
+
+    # the frontier chart: objective (y) against the constraint's KPI (x), the two axes the API's frontier is taken over
+    assert result["frontier_kpis"] == ["throughput", "material_stock"]
+    expect(page.locator("#frontier-chart")).to_have_attribute("data-kpi", "material_stock")
+    feasible = [e for e in evaluations if e["feasible"]]
+    assert 0 < len(feasible) < len(evaluations), "the stock bound must rule out a decision"
+
+    def score(e: dict[str, Any]) -> tuple[float, float]:  # higher is better on both
+        return e["kpis"]["throughput"], -e["kpis"]["material_stock"]
+
+    undominated = {
+        e["index"]
+        for e in feasible
+        if not any(
+            score(o) != score(e) and all(a >= b for a, b in zip(score(o), score(e), strict=True)) for o in feasible
+        )
+    }
+    assert set(result["frontier"]) == undominated and undominated
+    scatter = drawn(page, "#frontier-canvas")
+    on_frontier = [p for p in dataset(scatter, "frontier") if p]
+    expected = sorted(
+        (e["kpis"]["material_stock"], e["objective"]) for e in evaluations if e["index"] in result["frontier"]
+    )
+    assert len(on_frontier) == len(expected) == len(result["frontier"])
+    assert [p["xValue"] for p in on_frontier] == sorted(p["xValue"] for p in on_frontier)  # joined in KPI order
+    for p, (kpi, objective) in zip(on_frontier, expected, strict=True):
+        assert close(p["xValue"], kpi) and close(p["value"], objective), (p, kpi, objective)
+    marked = [p for p in dataset(scatter, "best") if p]
+    best_evaluation = next(e for e in evaluations if e["index"] == result["best"])
+    assert len(marked) == 1
+    assert close(marked[0]["xValue"], best_evaluation["kpis"]["material_stock"])
+    assert close(marked[0]["value"], best_evaluation["objective"])
+    assert len([p for p in dataset(scatter, "feasible") if p]) == len(feasible)
+    assert len([p for p in dataset(scatter, "infeasible") if p]) == len(evaluations) - len(feasible)
+    assert all(alpha > 0 for alpha in ink(page, "#frontier-canvas", [(p["x"], p["y"]) for p in on_frontier]))
     screenshot(page, "experiment-optimisation-executive")
     assert_governed_traffic(page, console_server, "executive")
 

@@ -1,9 +1,10 @@
 // Experiment charts (Chart.js): the tornado of a sensitivity analysis, the objective against evaluations of a grid
-// or an optimisation, and the table of every evaluated decision.
+// or an optimisation, the evaluated frontier (objective against the constraint KPI), and the table of every evaluated
+// decision.
 
 import {
   BarController, BarElement, CategoryScale, Chart, Filler, Legend, LinearScale, LineController, LineElement,
-  PointElement, Tooltip,
+  PointElement, ScatterController, Tooltip,
 } from "chart.js";
 import { bestSoFar, tornadoRows } from "./experiments.js";
 import { chartTrace } from "./chartTrace.js";
@@ -11,8 +12,8 @@ import { formatNumber, h } from "./dom.js";
 import { seriesColour, translucent } from "./palette.js";
 
 Chart.register(
-  BarController, BarElement, CategoryScale, LinearScale, LineController, LineElement, PointElement, Filler, Legend,
-  Tooltip, chartTrace);
+  BarController, BarElement, CategoryScale, LinearScale, LineController, LineElement, PointElement, ScatterController,
+  Filler, Legend, Tooltip, chartTrace);
 
 const LOW = "#2563eb";
 const HIGH = "#d97706";
@@ -106,6 +107,62 @@ export function objectiveChart(canvas, result) {
       },
       scales: {
         x: { title: { display: true, text: "evaluation" } },
+        y: { title: { display: true, text: `objective (${result.statistic}, ${result.sense})` }, ticks: { callback: (v) => formatNumber(v) } },
+      },
+    },
+  });
+}
+
+/**
+ * The KPI the frontier chart puts across (x): the last KPI the experiment's frontier is taken over (a bounded
+ * constraint's KPI when there is one, else the objective's second KPI); null when the frontier has one KPI only.
+ */
+export function frontierAxis(result) {
+  const kpis = result.frontier_kpis || [];
+  return kpis.length >= 2 ? kpis[kpis.length - 1] : null;
+}
+
+/**
+ * The evaluated frontier: every evaluated decision's objective (y) against the frontier's constraint KPI (x);
+ * feasible decisions as dots, infeasible ones as crosses, the frontier's decisions joined by a line in order of
+ * the KPI, the best decision as a star.
+ */
+export function frontierChart(canvas, result, kpi) {
+  const point = (e) => ({ x: finite(e.kpis?.[kpi]), y: finite(e.objective), e });
+  const drawable = result.evaluations.map(point).filter((p) => p.x !== null && p.y !== null);
+  const onFrontier = new Set(result.frontier || []);
+  const frontier = drawable.filter((p) => onFrontier.has(p.e.index)).sort((a, b) => a.x - b.x);
+  const best = drawable.filter((p) => p.e.index === result.best);
+  const colour = seriesColour(0);
+  const label = (p) => {
+    const decision = Object.entries(p.e.decision).map(([k, v]) => `${k}=${formatNumber(v)}`).join(", ");
+    return `${decision}: objective ${formatNumber(p.y)}, ${kpi} ${formatNumber(p.x)}${p.e.feasible ? "" : " (infeasible)"}`;
+  };
+  return new Chart(canvas, {
+    type: "scatter",
+    data: {
+      datasets: [
+        { label: "best", data: best, pointStyle: "star", pointRadius: 10, borderWidth: 2, borderColor: seriesColour(2), backgroundColor: seriesColour(2) },
+        {
+          label: "frontier", data: frontier, showLine: true, borderColor: HIGH, backgroundColor: HIGH, borderWidth: 2, pointRadius: 6,
+        },
+        { label: "feasible", data: drawable.filter((p) => p.e.feasible), borderColor: colour, backgroundColor: translucent(colour, 0.5), pointRadius: 4 },
+        {
+          label: "infeasible", data: drawable.filter((p) => !p.e.feasible), pointStyle: "crossRot", pointRadius: 6, borderWidth: 2,
+          borderColor: "#dc2626", backgroundColor: "#dc2626",
+        },
+      ],
+    },
+    options: {
+      responsive: true,
+      maintainAspectRatio: false,
+      animation: false,
+      plugins: {
+        legend: { labels: { boxWidth: 12, usePointStyle: true } },
+        tooltip: { callbacks: { label: (ctx) => label(ctx.raw) } },
+      },
+      scales: {
+        x: { type: "linear", title: { display: true, text: kpi }, ticks: { callback: (v) => formatNumber(v) } },
         y: { title: { display: true, text: `objective (${result.statistic}, ${result.sense})` }, ticks: { callback: (v) => formatNumber(v) } },
       },
     },

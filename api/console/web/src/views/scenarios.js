@@ -2,7 +2,7 @@
 // its KPIs; an experiment shows its tornado (sensitivity), objective against evaluations and every evaluated decision.
 
 import { formatNumber, h, notice, replace } from "../dom.js";
-import { evaluationTable, objectiveChart, sensitivityTable, tornadoChart } from "../experimentCharts.js";
+import { evaluationTable, frontierAxis, frontierChart, objectiveChart, sensitivityTable, tornadoChart } from "../experimentCharts.js";
 import { experimentRun, isExperimentSpec, listExperiments, startExperiment } from "../experiments.js";
 import { kpiComparisonChart } from "../kpiChart.js";
 import { bundledSpecs, getStudy, job, listStudies, startStudy, summariesOfJob } from "../studies.js";
@@ -121,6 +121,14 @@ export function scenariosView(root, params) {
       h("figcaption", {}, "Objective against evaluations (95 % CI, best so far, baseline)"),
       h("div", { class: "chart-box tall" }, canvas)));
     charts.push(objectiveChart(canvas, result));
+    const kpi = result.kind === "sensitivity" ? null : frontierAxis(result);
+    if (kpi) {
+      const frontierCanvas = h("canvas", { id: "frontier-canvas", role: "img", "aria-label": `Objective against ${kpi}, evaluated frontier` });
+      grid.append(h("figure", { class: "chart", id: "frontier-chart", dataset: { kpi, frontier: (result.frontier || []).join(",") } },
+        h("figcaption", {}, `Evaluated frontier: objective against ${kpi} (★ best, × infeasible)`),
+        h("div", { class: "chart-box tall" }, frontierCanvas)));
+      charts.push(frontierChart(frontierCanvas, result, kpi));
+    }
     parts.push(h("h3", {}, "Evaluated decisions (★ best, ● evaluated frontier)"), h("div", { class: "table-scroll" }, evaluationTable(result)));
     replace(detail, ...parts);
   }
