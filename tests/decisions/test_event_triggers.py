@@ -102,13 +102,21 @@ class Subscriber:
     def __init__(self, prefix: str) -> None:
         self.received: list[Any] = []
         subscribed = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"twin-test-subscriber-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
         self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.on_message = lambda client, userdata, message: self.received.append(message)
         self.client.on_connect = lambda client, *args: client.subscribe(f"{prefix}/#", qos=1)
-        self.client.connect(HOST, PORT)
+        # the network thread runs before the CONNECT is queued, so the thread sends it (in the whole suite, a CONNECT
+        # sent from the calling thread once never reached the broker); a second attempt if no SUBACK comes
         self.client.loop_start()
-        assert subscribed.wait(10)
+        self.client.connect(HOST, PORT)
+        if not subscribed.wait(10):
+            self.client.reconnect()
+        assert subscribed.wait(20), "the MQTT broker acknowledged no subscription"
 
     def close(self) -> None:
         self.client.disconnect()
