@@ -10,7 +10,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -97,30 +96,38 @@ def _ts(i: int) -> str:
 
 
 class Subscriber:
-    """An MQTT subscriber to a topic prefix, collecting what arrives."""
+    """Mosquitto's own subscriber (`mosquitto_sub`, MQTT 5) in its own process, on a topic prefix: what arrives, as
+    (topic, payload) pairs. (A paho subscriber in this process once never got its CONNECT to the broker when the
+    whole suite ran; a separate real client keeps this test about the route.)"""
 
     def __init__(self, prefix: str) -> None:
-        self.received: list[Any] = []
+        import shutil
+        import subprocess
+
+        if shutil.which("mosquitto_sub") is None:
+            pytest.skip("mosquitto_sub (Debian package mosquitto-clients) is not installed")
+        self.received: list[tuple[str, bytes]] = []
         subscribed = threading.Event()
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"twin-test-subscriber-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
-        )
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.on_message = lambda client, userdata, message: self.received.append(message)
-        self.client.on_connect = lambda client, *args: client.subscribe(f"{prefix}/#", qos=1)
-        # the network thread runs before the CONNECT is queued, so the thread sends it (in the whole suite, a CONNECT
-        # sent from the calling thread once never reached the broker); a second attempt if no SUBACK comes
-        self.client.loop_start()
-        self.client.connect(HOST, PORT)
-        if not subscribed.wait(10):
-            self.client.reconnect()
-        assert subscribed.wait(20), "the MQTT broker acknowledged no subscription"
+        command = ["stdbuf", "-oL", "mosquitto_sub", "-h", HOST, "-p", str(PORT), "-V", "mqttv5", "-q", "1", "-d"]
+        command += ["-i", f"twin-test-subscriber-{uuid.uuid4().hex[:8]}", "-t", f"{prefix}/#", "-F", "%t %p"]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE)
+        stdout = self.process.stdout
+        assert stdout is not None
+
+        def read() -> None:
+            for line in stdout:
+                if line.startswith(b"Client ") and b"received SUBACK" in line:
+                    subscribed.set()
+                elif line.startswith(prefix.encode()):
+                    topic, _, payload = line.rstrip(b"\n").partition(b" ")
+                    self.received.append((topic.decode(), payload))
+
+        threading.Thread(target=read, daemon=True).start()
+        assert subscribed.wait(20), "mosquitto_sub got no SUBACK from the broker"
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.process.terminate()
+        self.process.wait(10)
 
 
 def test_a_spike_in_arriving_telemetry_raises_an_alert_and_leaves_over_an_mqtt_route(
@@ -194,9 +201,9 @@ def test_a_spike_in_arriving_telemetry_raises_an_alert_and_leaves_over_an_mqtt_r
     finally:
         routes.stop()
         subscriber.close()
-    [message] = subscriber.received
-    assert message.topic == f"{prefix}/anomaly.detected"
-    cloud = json.loads(message.payload)
+    [(topic, payload)] = subscriber.received
+    assert topic == f"{prefix}/anomaly.detected"
+    cloud = json.loads(payload)
     assert cloud["subject"] == uid and cloud["data"]["kind"] == "anomaly"
     assert cloud["data"]["event"]["kind"] == "spike" and cloud["data"]["className"] == "Machine"
 
